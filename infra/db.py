@@ -1,0 +1,27 @@
+"""Async SQLAlchemy engine per service (psycopg 3), created by bootstrap.
+
+Repositories use SQLAlchemy Core with one short transaction per step and
+conditional ``UPDATE … RETURNING`` instead of read-modify-write.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = ["create_engine", "sync_url"]
+
+
+def create_engine(url: str, *, pool_size: int = 10, application_name: str = "kassa") -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"application_name": application_name},
+    )
+
+
+def sync_url(url: str) -> str:
+    """The same database for synchronous tools (Alembic): psycopg 3 serves both."""
+    return url

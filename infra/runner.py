@@ -1,0 +1,84 @@
+"""Runs one service: bootstrap, serve, background workers, graceful stop.
+
+Every ``<service>/__main__.py`` is ``runner.main("warehouse", bootstrap)``;
+tests use :func:`running_service` to start the same thing in-process on a free
+port against the real local stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import uvloop
+
+from infra.auth import JwtVerifier
+from infra.config import ConfigError, Settings
+from infra.logs import setup_logging
+from infra.server import Registration, Server, run_until_signalled, start_server
+
+__all__ = ["App", "Bootstrap", "main", "running_service"]
+
+log = logging.getLogger("kassa.runner")
+
+
+@dataclass
+class App:
+    """What a service's bootstrap assembles: servicers to serve and workers to run beside them."""
+
+    registrations: list[Registration]
+    workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+Bootstrap = Callable[[Settings, AsyncExitStack], Awaitable[App]]
+
+
+def verifier_for(settings: Settings) -> JwtVerifier:
+    return JwtVerifier(
+        settings.jwt_secret,
+        jwks_url=settings.jwt_jwks_url,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    bootstrap: Bootstrap, settings: Settings, addr: str, *, run_workers: bool = True
+) -> AsyncIterator[Server]:
+    """Bootstrap, bind ``addr`` and serve until the block exits; then stop and clean up everything."""
+    async with AsyncExitStack() as stack:
+        app = await bootstrap(settings, stack)
+        server = await start_server(addr, app.registrations, verifier_for(settings))
+        tasks = [asyncio.create_task(w()) for w in app.workers] if run_workers else []
+        try:
+            yield server
+        finally:
+            await server.stop(grace=3)
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+
+
+async def _serve(service: str, bootstrap: Bootstrap, settings: Settings) -> None:
+    addr = settings.addr(service)
+    async with running_service(bootstrap, settings, addr) as server:
+        log.info("%s listening on %s", service, addr.rsplit(":", 1)[0] + f":{server.port}")
+        await run_until_signalled()
+        log.info("%s stopping", service)
+
+
+def main(service: str, bootstrap: Bootstrap) -> None:
+    setup_logging(service)
+    try:
+        settings = Settings.from_env()
+        settings.require("database_url", "redis_url", "nats_url")
+    except ConfigError as exc:
+        raise SystemExit(f"{service}: {exc}") from exc
+    uvloop.run(_serve(service, bootstrap, settings))
