@@ -16,7 +16,7 @@ import pytest
 
 from infra.auth import ROLE_ADMIN, ROLE_SERVICE, mint_token
 from infra.config import Settings
-from infra.localstack import LocalStack, StackEndpoints, free_port
+from infra.localstack import LocalStack, StackEndpoints, free_ports
 from infra.migrate import migrate
 
 
@@ -27,11 +27,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackEndpoints]:
         db, redis, nats = external
         yield StackEndpoints(database_url=str(db), redis_url=str(redis), nats_url=str(nats))
         return
+    pg_port, redis_port, nats_port = free_ports(3)
     local = LocalStack(
         tmp_path_factory.mktemp("stack"),
-        pg_port=free_port(),
-        redis_port=free_port(),
-        nats_port=free_port(),
+        pg_port=pg_port,
+        redis_port=redis_port,
+        nats_port=nats_port,
         log=lambda *_: None,
     )
     endpoints = local.start()
