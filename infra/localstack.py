@@ -413,6 +413,8 @@ class LocalStack:
                     stderr=subprocess.STDOUT,
                     cwd=self.data_dir,
                     close_fds=True,
+                    # Own session: Ctrl-C in `kassa up` reaches the manager, which stops servers in order.
+                    start_new_session=True,
                     **extra,
                 )
             except OSError as exc:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import httpx
+import nats
 from google.rpc import error_details_pb2
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from infra.grpc_errors import error_info
+from kassa.warehouse.v1 import inventory_service_pb2 as inv_pb
+from kassa.warehouse.v1 import inventory_service_pb2_grpc as inv_grpc
 
 
 @dataclass
@@ -79,3 +85,129 @@ US_ADDRESS = {
     "countryCode": "US",
     "phone": "+1 555 0100",
 }
+
+
+async def make_catalog(mesh: Any, *, n: int = 3, on_hand: int = 20, price: int = 1999) -> list[str]:
+    """Products with unique skus, priced in USD and EUR, stocked in the first seeded warehouse."""
+    admin = Rest(mesh.gateway_url, mesh.admin_token)
+    try:
+        warehouses = (await admin.call("GET", "/v1/admin/warehouses"))["warehouses"]
+        wh = next(w["warehouseId"] for w in warehouses if w["address"]["countryCode"] == "US")
+        skus = [sku() for _ in range(n)]
+        products = [
+            {
+                "sku": s,
+                "name": f"Test product {s}",
+                "category": "test",
+                "brand": "Kassa",
+                "weightGrams": "400",
+                "taxClass": "standard",
+                "prices": [
+                    {"currencyCode": "USD", "amountMinor": str(price + 100 * i)},
+                    {"currencyCode": "EUR", "amountMinor": str(price + 100 * i - 50)},
+                ],
+            }
+            for i, s in enumerate(skus)
+        ]
+        await admin.call("POST", "/v1/admin/products", {"products": products})
+        await admin.call(
+            "PUT", "/v1/admin/stock", {"items": [{"sku": s, "warehouseId": wh, "onHand": str(on_hand)} for s in skus]}
+        )
+        return skus
+    finally:
+        await admin.close()
+
+
+async def make_coupon(mesh: Any, *, usage_limit: int = 100) -> str:
+    code = f"E2E{uuid.uuid4().hex[:8].upper()}"
+    admin = Rest(mesh.gateway_url, mesh.admin_token)
+    try:
+        await admin.call(
+            "POST",
+            "/v1/admin/promotions",
+            {
+                "promotion": {
+                    "code": code,
+                    "name": "ten percent off",
+                    "type": "PROMOTION_TYPE_PERCENTAGE",
+                    "percentOff": 10,
+                    "usageLimit": str(usage_limit),
+                    "currencyCode": "USD",
+                    "combinable": True,
+                }
+            },
+        )
+    finally:
+        await admin.close()
+    return code
+
+
+async def stock_of(mesh: Any, skus: list[str]) -> dict[str, tuple[int, int]]:
+    """(on_hand, reserved) per sku, summed over warehouses, read straight from the warehouse service."""
+    async with grpc.aio.insecure_channel(mesh.addr("warehouse")) as ch:
+        resp = await inv_grpc.InventoryServiceStub(ch).CheckStock(
+            inv_pb.CheckStockRequest(items=[inv_pb.StockQuery(sku=s, quantity=1) for s in skus]),
+            metadata=(("authorization", f"Bearer {mesh.admin_token}"),),
+            timeout=10,
+        )
+    out = {s: (0, 0) for s in skus}
+    for level in resp.levels:
+        on_hand, reserved = out[level.sku]
+        out[level.sku] = (on_hand + level.on_hand, reserved + level.reserved)
+    return out
+
+
+async def fill_cart(client: Rest, skus: list[str], quantities: list[int]) -> str:
+    cart = (await client.call("POST", "/v1/carts", {"currencyCode": "USD"}))["cart"]
+    for s, q in zip(skus, quantities, strict=True):
+        cart = (await client.call("POST", f"/v1/carts/{cart['cartId']}/items", {"sku": s, "quantity": q}))["cart"]
+    assert [i["sku"] for i in cart["items"]] == sorted(skus) or {i["sku"] for i in cart["items"]} == set(skus)
+    return str(cart["cartId"])
+
+
+async def ready_session(client: Rest, cart_id: str, *, token: str = "tok_visa", codes: list[str] | None = None) -> dict:
+    started = await client.call("POST", "/v1/checkout/start", {"cartId": cart_id})
+    session_id = started["session"]["sessionId"]
+    state = {
+        "sessionId": session_id,
+        "email": "ada@example.com",
+        "shippingAddress": US_ADDRESS,
+        "shippingMethod": "standard",
+        "paymentMethod": token,
+        "promotionCodes": codes or [],
+    }
+    await client.call("PUT", "/v1/checkout/state", state)
+    preview = (await client.call("GET", f"/v1/checkout/sessions/{session_id}/preview"))["preview"]
+    return {"session_id": session_id, "preview": preview, "started": started}
+
+
+async def confirm(client: Rest, session_id: str, total: dict, key: str | None = None) -> dict:
+    return await client.call(
+        "POST",
+        "/v1/checkout/confirm",
+        {"sessionId": session_id, "expectedGrandTotal": total},
+        headers={"Idempotency-Key": key or uuid.uuid4().hex},
+    )
+
+
+async def wait_for_event(nats_url: str, subject: str, match: str, wait_seconds: float = 20.0) -> dict:
+    """The first event on ``subject`` whose aggregate is ``match``, read from JetStream (bounded wait)."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(subject, durable=None, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+        deadline = asyncio.get_running_loop().time() + wait_seconds
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                msgs = await sub.fetch(50, timeout=1)
+            except nats.errors.TimeoutError:
+                continue
+            for m in msgs:
+                await m.ack()
+                event = json.loads(m.data)
+                if event.get("aggregate_id") == match:
+                    assert m.headers and m.headers.get("Nats-Msg-Id") == event["event_id"]
+                    return event
+        raise AssertionError(f"no {subject} event for {match} within {wait_seconds}s")
+    finally:
+        await nc.close()

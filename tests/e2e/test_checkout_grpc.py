@@ -7,8 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
-from support import grpc_reason
-from test_checkout_rest import make_catalog, make_coupon, stock_of
+from e2e.support import grpc_reason, make_catalog, make_coupon, stock_of
 
 from infra.auth import mint_token
 from kassa.checkout.v1 import cart_service_pb2 as cart_pb

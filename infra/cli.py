@@ -1,0 +1,307 @@
+"""The ``kassa`` command: run the whole mesh locally, migrate, seed, mint tokens, place a demo order.
+
+``kassa up`` is the one command that runs Kassa on a fresh machine (DESIGN.md §5): with none of
+KASSA_DATABASE_URL / KASSA_REDIS_URL / KASSA_NATS_URL set it starts the embedded local stack, with all
+three set it uses that external infrastructure; it then migrates, starts the eight processes, seeds
+the demo catalog and waits for Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+import grpc
+
+from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
+from infra.config import ConfigError, Settings
+from infra.localstack import LocalStack, LocalStackError, StackEndpoints
+from infra.mesh import MESH_ORDER, Mesh, MeshError, mesh_env
+
+__all__ = ["main"]
+
+_INFRA_VARS = ("KASSA_DATABASE_URL", "KASSA_REDIS_URL", "KASSA_NATS_URL")
+
+
+class CliError(Exception):
+    """A usage or configuration mistake: reported in one line, exit code 2."""
+
+
+class CommandFailed(Exception):
+    """The command was right but a step of it failed: reported in one line, exit code 1."""
+
+
+def _migrate(database_url: str) -> None:
+    """Upgrade every service schema; a failure names the URL (without password) and the cause."""
+    from infra.migrate import migrate
+
+    try:
+        migrate(database_url)
+    except Exception as exc:
+        raise CommandFailed(f"migrating {redact(database_url)} failed: {type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def external_endpoints(environ: Mapping[str, str]) -> StackEndpoints | None:
+    """All three infrastructure URLs from the environment, None when none is set.
+
+    A partial set is refused: silently starting a local Postgres next to an external Redis would
+    run the mesh against two different worlds.
+    """
+    present = [name for name in _INFRA_VARS if environ.get(name)]
+    if not present:
+        return None
+    missing = [name for name in _INFRA_VARS if name not in present]
+    if missing:
+        raise CliError(
+            f"mixed configuration: {', '.join(present)} set but {', '.join(missing)} not; "
+            "set all three to use external infrastructure, or none to start the local stack"
+        )
+    return StackEndpoints(
+        database_url=environ["KASSA_DATABASE_URL"],
+        redis_url=environ["KASSA_REDIS_URL"],
+        nats_url=environ["KASSA_NATS_URL"],
+    )
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _port(addr: str) -> int:
+    return int(addr.rsplit(":", 1)[1])
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextmanager
+def _signals(handler: Callable[[int, FrameType | None], object] | int) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to ``handler`` for the block, then restore what was there."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _print_table(endpoints: StackEndpoints, env: Mapping[str, str], log_dir: Path) -> None:
+    rows = [
+        ("postgres", redact(endpoints.database_url), ""),
+        ("redis", redact(endpoints.redis_url), ""),
+        ("nats", redact(endpoints.nats_url), "JetStream"),
+    ]
+    for name in MESH_ORDER:
+        addr = env[f"KASSA_{name.upper()}_ADDR"]
+        if name == "gateway":
+            rows.append((name, f"http://{addr}", "REST"))
+        elif name == "sandbox":
+            rows.append((name, f"http://{addr}", "sandbox payment provider"))
+        else:
+            rows.append((name, addr, "gRPC"))
+    width = max(len(where) for _, where, _ in rows)
+    print()
+    print(f"  {'part':<10} {'listens on':<{width}}  kind")
+    for name, where, kind in rows:
+        print(f"  {name:<10} {where:<{width}}  {kind}")
+    gateway = env["KASSA_GATEWAY_ADDR"]
+    print()
+    print(f"  logs:   {log_dir}")
+    print(f"  try:    curl -s -X POST http://{gateway}/v1/auth/guest")
+    print("  token:  kassa token --admin alice   (admin routes: -H 'Authorization: Bearer <token>')")
+    print(f"  grpc:   grpcurl -plaintext {env['KASSA_CHECKOUT_ADDR']} list")
+    print(f"  demo:   kassa demo --gateway-url http://{gateway}")
+    print()
+    print("Kassa is up. Press Ctrl-C to stop.", flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# subcommands
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Start infrastructure (or use external), migrate, run the mesh, seed, wait for a stop signal."""
+    from infra.seed import seed
+
+    external = external_endpoints(os.environ)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    data_dir = Path(args.data_dir).expanduser().absolute()
+    log_dir = data_dir / "logs"
+
+    with _signals(_raise_interrupt), ExitStack() as cleanup:
+        try:
+            if external is None:
+                stack = LocalStack(data_dir / "stack")
+                cleanup.callback(stack.stop)
+                endpoints = stack.start()
+            else:
+                endpoints = external
+                print("using external infrastructure from KASSA_DATABASE_URL / KASSA_REDIS_URL / KASSA_NATS_URL")
+            print("migrating ...", flush=True)
+            _migrate(endpoints.database_url)
+            env = mesh_env(
+                endpoints,
+                {name: _port(addr) for name, addr in settings.addrs.items()},
+                jwt_secret=settings.jwt_secret,
+                webhook_secret=settings.webhook_secret,
+            )
+            mesh = Mesh(env, log_dir)
+            cleanup.callback(mesh.stop)
+            mesh.start()
+            if not args.no_seed:
+                asyncio.run(seed(env))
+            _print_table(endpoints, env, log_dir)
+            while not (dead := mesh.exited()):
+                time.sleep(1.0)
+            for name, code in dead.items():
+                print(f"kassa: {name} exited with code {code}; end of its log:\n{mesh.log_tail(name)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping ...", flush=True)
+            return 0
+        except (LocalStackError, MeshError, CommandFailed, grpc.aio.AioRpcError) as exc:
+            print(f"kassa: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            # A second Ctrl-C must not cut the clean shutdown (the ExitStack) short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade every service schema to head."""
+    url = args.database_url or os.environ.get("KASSA_DATABASE_URL")
+    if not url:
+        raise CliError("no database: set KASSA_DATABASE_URL or pass --database-url")
+    from infra.migrate import SERVICES
+
+    _migrate(url)
+    print(f"migrated {', '.join(SERVICES)} on {redact(url)}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Create or refresh the demo catalog on a running mesh."""
+    from infra.seed import seed
+
+    env = dict(os.environ)
+    for name in ("warehouse", "pricing", "promotion"):
+        value = getattr(args, f"{name}_addr")
+        if value:
+            env[f"KASSA_{name.upper()}_ADDR"] = value
+    try:
+        asyncio.run(seed(env))
+    except grpc.aio.AioRpcError as exc:
+        print(f"kassa: seed failed: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a JWT for local use, signed like the gateway expects."""
+    if args.ttl <= 0:
+        raise CliError("--ttl must be a positive number of seconds")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    token = mint_token(
+        settings.jwt_secret,
+        args.subject,
+        role=ROLE_ADMIN if args.admin else ROLE_CUSTOMER,
+        ttl_seconds=args.ttl,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    print(token)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Place the scripted order over REST; exit 1 with the gateway's error JSON if a step fails."""
+    from infra.demo import DemoError, run_demo
+
+    gateway_url = args.gateway_url or f"http://{Settings.from_env().addr('gateway')}"
+    try:
+        asyncio.run(run_demo(gateway_url))
+    except DemoError as exc:
+        status = f" (HTTP {exc.status})" if exc.status else ""
+        print(f"kassa demo: {exc.step} failed{status}", file=sys.stderr)
+        print(json.dumps(exc.body, indent=2), file=sys.stderr)
+        return 1
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kassa", description="Run and poke at the Kassa checkout mesh.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start infrastructure, migrate, run every service, seed; Ctrl-C stops")
+    up.add_argument("--data-dir", default=".kassa", help="local stack data and logs (default: .kassa)")
+    up.add_argument("--no-seed", action="store_true", help="do not seed the demo catalog")
+    up.set_defaults(func=cmd_up)
+
+    mig = sub.add_parser("migrate", help="upgrade every service schema to head")
+    mig.add_argument("--database-url", help="default: $KASSA_DATABASE_URL")
+    mig.set_defaults(func=cmd_migrate)
+
+    sd = sub.add_parser("seed", help="create or refresh the demo catalog on a running mesh")
+    for name in ("warehouse", "pricing", "promotion"):
+        sd.add_argument(f"--{name}-addr", help=f"default: $KASSA_{name.upper()}_ADDR or its default port")
+    sd.set_defaults(func=cmd_seed)
+
+    tok = sub.add_parser("token", help="print a JWT signed with $KASSA_JWT_SECRET (or the dev secret)")
+    tok.add_argument("subject", metavar="SUBJECT", help="the customer id (JWT sub)")
+    tok.add_argument("--admin", action="store_true", help="add role admin")
+    tok.add_argument("--ttl", type=int, default=24 * 3600, metavar="SECONDS", help="lifetime (default: 1 day)")
+    tok.set_defaults(func=cmd_token)
+
+    demo = sub.add_parser("demo", help="place a scripted order over REST against a running mesh")
+    demo.add_argument("--gateway-url", help="default: http://$KASSA_GATEWAY_ADDR (http://127.0.0.1:8080)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"kassa: {exc}", file=sys.stderr)
+        return 2
+    except CommandFailed as exc:
+        print(f"kassa: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The whole mesh, started once per test process, for end-to-end tests over gRPC and REST.
+
+The ``mesh`` fixture runs the eight real processes (six services, the sandbox payment provider and
+the gateway) exactly as ``kassa up`` does, but on free ports, against the test process's own stack
+(the ``migrated`` fixture), with logs under a temporary directory, and with the demo catalog seeded
+(``infra.seed``: warehouses wh-us-east / wh-eu-central / wh-ap-south, skus such as KB-001, MS-001,
+CB-001, coupons WELCOME10 and FREESHIP).
+
+Starting the mesh costs seconds and two copies would fight over CPU, so every e2e module must run on
+one xdist worker; put this at the top of each ``tests/e2e/test_*.py``::
+
+    pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+(``make test`` runs pytest with ``--dist loadgroup``, which honours the group.)
+
+Usage: ``async def test_x(mesh: MeshHandle)`` then ``grpc.aio.insecure_channel(mesh.addr("checkout"))``
+or ``httpx.AsyncClient(base_url=mesh.gateway_url)``; ``mesh.admin_token`` is an admin JWT, and
+``mesh.env`` is the ``KASSA_*`` environment every process got. Tests share the catalog: use
+``helpers.unique`` for anything they create, and never assume exact stock levels of seeded skus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from infra.auth import ROLE_ADMIN, mint_token
+from infra.config import Settings
+from infra.localstack import StackEndpoints, free_ports
+from infra.mesh import MESH_ORDER, Mesh, mesh_env
+from infra.seed import seed
+
+
+@dataclass(frozen=True)
+class MeshHandle:
+    """Where the running mesh listens and how to talk to it."""
+
+    env: dict[str, str]
+    gateway_url: str
+    admin_token: str
+    log_dir: Path
+
+    def addr(self, name: str) -> str:
+        """``127.0.0.1:<port>`` of a process (any name of ``infra.mesh.MESH_ORDER``)."""
+        return self.env[f"KASSA_{name.upper()}_ADDR"]
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def mesh(migrated: StackEndpoints, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeshHandle]:
+    env = mesh_env(migrated, dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True)))
+    log_dir = tmp_path_factory.mktemp("mesh-logs")
+    processes = Mesh(env, log_dir, log=lambda _: None)
+    # Mesh is synchronous (it polls and sleeps); keep the session event loop free while it starts.
+    await asyncio.to_thread(processes.start)
+    try:
+        await seed(env, log=lambda _: None)
+        handle = MeshHandle(
+            env=env,
+            gateway_url=f"http://{env['KASSA_GATEWAY_ADDR']}",
+            admin_token=mint_token(env["KASSA_JWT_SECRET"], "admin-e2e", role=ROLE_ADMIN),
+            log_dir=log_dir,
+        )
+        yield handle
+    finally:
+        await asyncio.to_thread(processes.stop)
