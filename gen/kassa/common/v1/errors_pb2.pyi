@@ -23,6 +23,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PERMISSION_DENIED: _ClassVar[ErrorReason]
     INVALID_ARGUMENT: _ClassVar[ErrorReason]
     UNAVAILABLE: _ClassVar[ErrorReason]
+    ORDER_STATUS_CONFLICT: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 OUT_OF_STOCK: ErrorReason
 PRICE_CHANGED: ErrorReason
@@ -40,3 +41,4 @@ NOT_FOUND: ErrorReason
 PERMISSION_DENIED: ErrorReason
 INVALID_ARGUMENT: ErrorReason
 UNAVAILABLE: ErrorReason
+ORDER_STATUS_CONFLICT: ErrorReason
