@@ -1,0 +1,31 @@
+"""CreateOrder: record checkout's order, once per checkout session."""
+
+from __future__ import annotations
+
+from infra.errors import AlreadyExists
+from order.biz.ports import OrderRepo
+from order.model.order import NewOrder, Order
+from order.model.validation import Limits, validate_new_order
+
+__all__ = ["CreateOrder"]
+
+
+class CreateOrder:
+    """Protects invariant 2 (at most one order per checkout session: the session id is unique and a
+    retry returns the first order unchanged) and invariant 6 (every field validated and the totals
+    recomputed before anything is written). The order row and its OrderCreated event commit
+    together (invariant 5)."""
+
+    def __init__(self, repo: OrderRepo, limits: Limits) -> None:
+        self._repo = repo
+        self._limits = limits
+
+    async def __call__(self, new: NewOrder) -> tuple[Order, bool]:
+        validate_new_order(new, self._limits)
+        order, created = await self._repo.create(new, cause="order placed at checkout")
+        if not created and order.customer_id != new.customer_id:
+            raise AlreadyExists(
+                "an order for this checkout session already exists for another customer",
+                metadata={"field": "checkout_session_id"},
+            )
+        return order, created

@@ -1,0 +1,86 @@
+"""What the use cases need from the outside world, as Protocols (implemented in data/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from order.model.order import NewOrder, Order, OrderStatus, PaymentOutcome, StatusChange
+
+__all__ = ["Caller", "InboxClaim", "OrderRepo", "PageCursor", "Transition", "TransitionResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: a customer (their own orders only) or a privileged admin/service."""
+
+    subject: str
+    privileged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InboxClaim:
+    """A consumed event, recorded in the same transaction as its effect so a redelivery has none."""
+
+    consumer: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Move ``order_id`` from one of ``sources`` to ``target`` (a conditional UPDATE), recording
+    the history entry and the ``event_type`` outbox event in the same transaction.
+
+    A non-empty ``payment_id`` is stored, and the update applies only if the order has no payment
+    id yet or has this one (a second, different payment never confirms the same order).
+    """
+
+    order_id: str
+    sources: frozenset[OrderStatus]
+    target: OrderStatus
+    cause: str
+    event_type: str
+    payment_id: str = ""
+    payment_outcome: PaymentOutcome | None = None
+    tracking_number: str = ""
+    inbox: InboxClaim | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionResult:
+    """``order`` is the order after the attempt (None if it does not exist).
+
+    ``applied``: this call moved it. ``duplicate``: the inbox had already seen the event, nothing done.
+    """
+
+    order: Order | None
+    applied: bool
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PageCursor:
+    """Keyset position in a customer's newest-first order list."""
+
+    created_at: datetime
+    order_id: str
+
+
+class OrderRepo(Protocol):
+    async def create(self, order: NewOrder, cause: str) -> tuple[Order, bool]:
+        """Insert the order, its lines, discounts, first history entry and OrderCreated event in one
+        transaction; if an order already exists for the checkout session return it and False."""
+        ...
+
+    async def get(self, order_id: str) -> Order | None: ...
+
+    async def find_id_by_session(self, checkout_session_id: str) -> str | None: ...
+
+    async def history(self, order_id: str) -> list[StatusChange]: ...
+
+    async def list_for_customer(self, customer_id: str, limit: int, after: PageCursor | None) -> list[Order]:
+        """Newest first (created_at, order_id descending), strictly after ``after``."""
+        ...
+
+    async def transition(self, transition: Transition) -> TransitionResult: ...

@@ -1,0 +1,58 @@
+"""RecordPayment: apply the payment outcome to an order waiting for it."""
+
+from __future__ import annotations
+
+from infra.errors import FailedPrecondition, NotFound
+from order.biz.ports import InboxClaim, OrderRepo, Transition
+from order.model.events import EVENT_FOR_STATUS
+from order.model.order import Order, OrderStatus, PaymentOutcome
+from order.model.status import ORDER_STATUS_CONFLICT, payment_target
+
+__all__ = ["RecordPayment"]
+
+
+class RecordPayment:
+    """Protects invariant 2 (no double charge): only a PENDING_PAYMENT order moves, by a conditional
+    UPDATE, so the outcome is applied once; a repeat of the same outcome is a no-op, and a different
+    outcome or a second payment id is refused. Invariant 5: the history entry, the OrderConfirmed /
+    OrderPaymentFailed event and (for events) the inbox claim commit with the status change."""
+
+    def __init__(self, repo: OrderRepo) -> None:
+        self._repo = repo
+
+    async def __call__(
+        self,
+        order_id: str,
+        outcome: PaymentOutcome,
+        *,
+        payment_id: str = "",
+        cause: str = "",
+        inbox: InboxClaim | None = None,
+    ) -> Order:
+        target = payment_target(outcome)
+        result = await self._repo.transition(
+            Transition(
+                order_id=order_id,
+                sources=frozenset({OrderStatus.PENDING_PAYMENT}),
+                target=target,
+                cause=cause or f"payment {outcome.value.lower().replace('_', ' ')}",
+                event_type=EVENT_FOR_STATUS[target],
+                payment_id=payment_id,
+                payment_outcome=outcome,
+                inbox=inbox,
+            )
+        )
+        order = result.order
+        if order is None:
+            raise NotFound(f"order {order_id} not found")
+        if result.applied or result.duplicate:
+            return order
+        same_payment = not payment_id or order.payment_id == payment_id
+        if order.payment_outcome == outcome and same_payment:
+            return order
+        raise FailedPrecondition(
+            f"order {order_id} is {order.status.value} (payment {order.payment_id or 'none'}); "
+            f"cannot record {outcome.value} for payment {payment_id or 'none'}",
+            reason=ORDER_STATUS_CONFLICT,
+            metadata={"status": order.status.value, "payment_id": order.payment_id},
+        )

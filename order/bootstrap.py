@@ -1,0 +1,59 @@
+"""The one place the order service's concrete parts are chosen and wired."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from infra.config import Settings
+from infra.db import create_engine
+from infra.events import connect, ensure_streams
+from infra.outbox import OutboxPublisher
+from infra.runner import App
+from infra.server import Registration
+from kassa.order.v1.order_service_pb2_grpc import add_OrderServiceServicer_to_server
+from order.biz.apply_payment_event import ApplyPaymentEvent
+from order.biz.cancel_order import CancelOrder
+from order.biz.create_order import CreateOrder
+from order.biz.get_order import GetOrder
+from order.biz.get_order_timeline import GetOrderTimeline
+from order.biz.list_orders import ListOrders
+from order.biz.record_payment import RecordPayment
+from order.biz.update_fulfillment import UpdateFulfillment
+from order.data.repo import SqlOrderRepo
+from order.data.tables import outbox
+from order.model.validation import Limits
+from order.service.servicer import OrderService, UseCases
+from order.worker.payment_events import PaymentEventConsumer
+
+__all__ = ["bootstrap"]
+
+
+async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
+    settings.require("database_url", "nats_url")
+    engine = create_engine(str(settings.database_url), pool_size=settings.db_pool_size, application_name="kassa-order")
+    stack.push_async_callback(engine.dispose)
+    nc, js = await connect(str(settings.nats_url), "kassa-order")
+    stack.push_async_callback(nc.close)
+    await ensure_streams(js, ["order", "payment"])
+
+    publisher = OutboxPublisher(engine, outbox, js)
+    repo = SqlOrderRepo(engine, on_commit=publisher.notify)
+    record_payment = RecordPayment(repo)
+    use_cases = UseCases(
+        create_order=CreateOrder(
+            repo, Limits(max_lines=settings.max_cart_items, max_quantity=settings.max_item_quantity)
+        ),
+        get_order=GetOrder(repo),
+        list_orders=ListOrders(repo),
+        cancel_order=CancelOrder(repo),
+        record_payment=record_payment,
+        update_fulfillment=UpdateFulfillment(repo),
+        get_order_timeline=GetOrderTimeline(repo),
+    )
+    consumer = PaymentEventConsumer(js, ApplyPaymentEvent(repo, record_payment))
+    return App(
+        registrations=[
+            Registration(add_OrderServiceServicer_to_server, OrderService(use_cases), "kassa.order.v1.OrderService")
+        ],
+        workers=[publisher.run, consumer.run],
+    )

@@ -1,0 +1,58 @@
+"""The order status machine (DESIGN.md §3), pure.
+
+PENDING_PAYMENT → CONFIRMED | AWAITING_SHIPMENT (cash on delivery) | PAYMENT_FAILED | CANCELLED;
+CONFIRMED / AWAITING_SHIPMENT → PACKED → SHIPPED → DELIVERED; CONFIRMED / AWAITING_SHIPMENT → CANCELLED.
+DELIVERED, CANCELLED and PAYMENT_FAILED are final. Repositories turn :func:`sources_of` into the
+``WHERE status IN (…)`` of a conditional UPDATE, so concurrent callers cannot both move an order.
+"""
+
+from __future__ import annotations
+
+from order.model.order import OrderStatus, PaymentOutcome
+
+__all__ = [
+    "CANCELLABLE",
+    "FULFILMENT_STATUSES",
+    "ORDER_STATUS_CONFLICT",
+    "TRANSITIONS",
+    "can_transition",
+    "payment_target",
+    "sources_of",
+]
+
+# A FailedPrecondition reason for a transition the status machine refuses.
+ORDER_STATUS_CONFLICT = "ORDER_STATUS_CONFLICT"
+
+S = OrderStatus
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING_PAYMENT: frozenset({S.CONFIRMED, S.AWAITING_SHIPMENT, S.PAYMENT_FAILED, S.CANCELLED}),
+    S.CONFIRMED: frozenset({S.PACKED, S.CANCELLED}),
+    S.AWAITING_SHIPMENT: frozenset({S.PACKED, S.CANCELLED}),
+    S.PACKED: frozenset({S.SHIPPED}),
+    S.SHIPPED: frozenset({S.DELIVERED}),
+    S.DELIVERED: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.PAYMENT_FAILED: frozenset(),
+}
+
+FULFILMENT_STATUSES = frozenset({S.PACKED, S.SHIPPED, S.DELIVERED})
+CANCELLABLE = frozenset(s for s, targets in TRANSITIONS.items() if S.CANCELLED in targets)
+
+_PAYMENT_TARGETS = {
+    PaymentOutcome.CAPTURED: S.CONFIRMED,
+    PaymentOutcome.CASH_ON_DELIVERY: S.AWAITING_SHIPMENT,
+    PaymentOutcome.FAILED: S.PAYMENT_FAILED,
+}
+
+
+def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def sources_of(target: OrderStatus) -> frozenset[OrderStatus]:
+    """Every status an order may be in for ``target`` to be its next one."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def payment_target(outcome: PaymentOutcome) -> OrderStatus:
+    return _PAYMENT_TARGETS[outcome]

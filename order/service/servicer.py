@@ -1,0 +1,118 @@
+"""kassa.order.v1.OrderService: validate, pb → model, call the use case, model → pb."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import grpc
+
+from infra.auth import require_identity, require_privileged
+from infra.errors import InvalidArgument
+from kassa.order.v1 import order_service_pb2 as pb
+from kassa.order.v1 import order_service_pb2_grpc
+from order.biz.cancel_order import CancelOrder
+from order.biz.create_order import CreateOrder
+from order.biz.get_order import GetOrder
+from order.biz.get_order_timeline import GetOrderTimeline
+from order.biz.list_orders import ListOrders
+from order.biz.ports import Caller
+from order.biz.record_payment import RecordPayment
+from order.biz.update_fulfillment import UpdateFulfillment
+from order.service.convert import (
+    new_order_from_pb,
+    order_to_pb,
+    outcome_from_pb,
+    status_change_to_pb,
+    status_from_pb,
+)
+
+__all__ = ["OrderService", "UseCases"]
+
+_MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class UseCases:
+    create_order: CreateOrder
+    get_order: GetOrder
+    list_orders: ListOrders
+    cancel_order: CancelOrder
+    record_payment: RecordPayment
+    update_fulfillment: UpdateFulfillment
+    get_order_timeline: GetOrderTimeline
+
+
+def _order_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise InvalidArgument("order_id", "must be an order id (a UUID)") from exc
+
+
+def _caller() -> Caller:
+    ident = require_identity()
+    return Caller(subject=ident.subject, privileged=ident.is_privileged)
+
+
+class OrderService(order_service_pb2_grpc.OrderServiceServicer):
+    def __init__(self, use_cases: UseCases) -> None:
+        self._uc = use_cases
+
+    async def CreateOrder(
+        self, request: pb.CreateOrderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateOrderResponse:
+        require_privileged()
+        order, created = await self._uc.create_order(new_order_from_pb(request))
+        return pb.CreateOrderResponse(order=order_to_pb(order), created=created)
+
+    async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.GetOrderResponse:
+        caller = _caller()
+        order = await self._uc.get_order(_order_id(request.order_id), caller)
+        return pb.GetOrderResponse(order=order_to_pb(order))
+
+    async def ListOrders(
+        self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListOrdersResponse:
+        orders, next_token = await self._uc.list_orders(_caller(), request.page_size, request.page_token)
+        return pb.ListOrdersResponse(orders=[order_to_pb(o) for o in orders], next_page_token=next_token)
+
+    async def CancelOrder(
+        self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelOrderResponse:
+        caller = _caller()
+        order_id = _order_id(request.order_id)
+        if len(request.reason) > _MAX_REASON:
+            raise InvalidArgument("reason", f"must be at most {_MAX_REASON} characters")
+        order = await self._uc.cancel_order(order_id, caller, request.reason)
+        return pb.CancelOrderResponse(order=order_to_pb(order))
+
+    async def RecordPayment(
+        self, request: pb.RecordPaymentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecordPaymentResponse:
+        require_privileged()
+        order_id = _order_id(request.order_id)
+        outcome = outcome_from_pb(request.outcome)
+        if outcome is None:
+            raise InvalidArgument("outcome", "must be CAPTURED, CASH_ON_DELIVERY or FAILED")
+        if len(request.payment_id) > 128:
+            raise InvalidArgument("payment_id", "must be at most 128 characters")
+        if len(request.cause) > _MAX_REASON:
+            raise InvalidArgument("cause", f"must be at most {_MAX_REASON} characters")
+        order = await self._uc.record_payment(order_id, outcome, payment_id=request.payment_id, cause=request.cause)
+        return pb.RecordPaymentResponse(order=order_to_pb(order))
+
+    async def UpdateFulfillment(
+        self, request: pb.UpdateFulfillmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpdateFulfillmentResponse:
+        require_privileged()
+        order_id = _order_id(request.order_id)
+        order = await self._uc.update_fulfillment(order_id, status_from_pb(request.status), request.tracking_number)
+        return pb.UpdateFulfillmentResponse(order=order_to_pb(order))
+
+    async def GetOrderTimeline(
+        self, request: pb.GetOrderTimelineRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetOrderTimelineResponse:
+        caller = _caller()
+        changes = await self._uc.get_order_timeline(_order_id(request.order_id), caller)
+        return pb.GetOrderTimelineResponse(events=[status_change_to_pb(c) for c in changes])

@@ -1,0 +1,421 @@
+"""OrderService over gRPC against real Postgres and NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import grpc
+import nats.errors
+import pytest
+import sqlalchemy as sa
+from helpers import bearer, unique
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.auth import mint_token
+from infra.config import Settings
+from infra.grpc_errors import error_info
+from kassa.common.v1.address_pb2 import Address
+from kassa.common.v1.money_pb2 import Money
+from kassa.order.v1 import order_pb2
+from kassa.order.v1 import order_service_pb2 as pb
+from kassa.order.v1.order_service_pb2_grpc import OrderServiceStub
+from order.data.tables import history, order_lines, orders, outbox
+
+pytestmark = pytest.mark.integration
+
+S = order_pb2
+WAIT_SECONDS = 20.0
+
+
+def usd(amount: int) -> Money:
+    return Money(currency_code="USD", amount_minor=amount)
+
+
+def create_request(session_id: str, customer_id: str, **overrides: Any) -> pb.CreateOrderRequest:
+    """Two lines (2 x 19.99 + 1 x 5.00), a 4.00 coupon, 5.00 shipping, 3.60 tax: 49.58."""
+    req = pb.CreateOrderRequest(
+        checkout_session_id=session_id,
+        customer_id=customer_id,
+        email="ada@example.com",
+        lines=[
+            order_pb2.OrderLine(
+                sku="apple", name="Apple", quantity=2, unit_price=usd(1999), line_total=usd(3998), warehouse_id="w1"
+            ),
+            order_pb2.OrderLine(
+                sku="pear", name="Pear", quantity=1, unit_price=usd(500), line_total=usd(500), warehouse_id="w1"
+            ),
+        ],
+        discounts=[order_pb2.OrderDiscount(code="SAVE4", amount=usd(400))],
+        totals=order_pb2.OrderTotals(
+            subtotal=usd(4498),
+            discount_total=usd(400),
+            shipping_total=usd(500),
+            tax_total=usd(360),
+            grand_total=usd(4958),
+        ),
+        shipping_address=Address(
+            name="Ada", line1="1 Main St", city="Springfield", postal_code="12345", country_code="US"
+        ),
+        shipping_method="standard",
+        payment_id=unique("pay"),
+        payment_method="tok_visa",
+    )
+    for name, value in overrides.items():
+        if isinstance(value, Money | order_pb2.OrderTotals | Address):
+            getattr(req, name).CopyFrom(value)
+        else:
+            setattr(req, name, value)
+    return req
+
+
+async def create(stub: OrderServiceStub, token: str, customer_id: str, **overrides: Any) -> order_pb2.Order:
+    resp = await stub.CreateOrder(create_request(unique("sess"), customer_id, **overrides), metadata=bearer(token))
+    assert resp.created
+    return resp.order
+
+
+def field_of(err: grpc.aio.AioRpcError) -> str:
+    info = error_info(err)
+    assert info is not None and info.domain == "kassa"
+    return info.metadata["field"]
+
+
+async def count(engine: AsyncEngine, stmt: sa.Select[Any]) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+async def outbox_events(engine: AsyncEngine, order_id: str, event_type: str) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(outbox.c.payload).where(outbox.c.aggregate_id == order_id, outbox.c.event_type == event_type)
+        )
+        return [r.payload for r in rows]
+
+
+async def test_create_is_idempotent_on_the_checkout_session(
+    stub: OrderServiceStub, service_token: str, customer_id: str, engine: AsyncEngine
+) -> None:
+    session_id = unique("sess")
+    first = await stub.CreateOrder(create_request(session_id, customer_id), metadata=bearer(service_token))
+    assert first.created
+    order = first.order
+    assert order.status == S.ORDER_STATUS_PENDING_PAYMENT
+    assert order.totals.grand_total == usd(4958)
+    assert [(ln.sku, ln.quantity, ln.line_total.amount_minor) for ln in order.lines] == [
+        ("apple", 2, 3998),
+        ("pear", 1, 500),
+    ]
+    assert order.created_at.seconds > 0
+
+    retry = create_request(session_id, customer_id, notes="a retry with different notes")
+    second = await stub.CreateOrder(retry, metadata=bearer(service_token))
+    assert not second.created
+    assert second.order == order
+
+    oid = uuid.UUID(order.order_id)
+    assert await count(engine, sa.select(sa.func.count()).where(orders.c.checkout_session_id == session_id)) == 1
+    assert await count(engine, sa.select(sa.func.count()).where(order_lines.c.order_id == oid)) == 2
+    assert await count(engine, sa.select(sa.func.count()).where(history.c.order_id == oid)) == 1
+    created_events = await outbox_events(engine, order.order_id, "OrderCreated")
+    assert len(created_events) == 1
+    assert created_events[0]["data"]["checkout_session_id"] == session_id
+
+
+async def test_create_needs_a_privileged_caller(stub: OrderServiceStub, customer_token: str, customer_id: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CreateOrder(create_request(unique("sess"), customer_id), metadata=bearer(customer_token))
+    assert exc_info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_grand_total_that_does_not_add_up_is_refused_and_nothing_written(
+    stub: OrderServiceStub, service_token: str, customer_id: str, engine: AsyncEngine
+) -> None:
+    session_id = unique("sess")
+    totals = order_pb2.OrderTotals(
+        subtotal=usd(4498), discount_total=usd(400), shipping_total=usd(500), tax_total=usd(360), grand_total=usd(4959)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CreateOrder(create_request(session_id, customer_id, totals=totals), metadata=bearer(service_token))
+    assert exc_info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_of(exc_info.value) == "totals.grand_total"
+    assert await count(engine, sa.select(sa.func.count()).where(orders.c.checkout_session_id == session_id)) == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"checkout_session_id": ""}, "checkout_session_id"),
+        ({"customer_id": ""}, "customer_id"),
+        ({"shipping_address": Address(name="Ada", line1="1 Main St", city="X", country_code="usa")},
+         "shipping_address.country_code"),
+        ({"shipping_method": "teleport"}, "shipping_method"),
+    ],
+)  # fmt: skip
+async def test_invalid_fields_are_named(
+    stub: OrderServiceStub, service_token: str, customer_id: str, overrides: dict[str, Any], field: str
+) -> None:
+    req = create_request(unique("sess"), customer_id)
+    for name, value in overrides.items():
+        if isinstance(value, Address):
+            getattr(req, name).CopyFrom(value)
+        else:
+            setattr(req, name, value)
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CreateOrder(req, metadata=bearer(service_token))
+    assert exc_info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_of(exc_info.value) == field
+
+
+async def test_line_fields_are_named(stub: OrderServiceStub, service_token: str, customer_id: str) -> None:
+    req = create_request(unique("sess"), customer_id)
+    req.lines[1].quantity = 0
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CreateOrder(req, metadata=bearer(service_token))
+    assert field_of(exc_info.value) == "lines[1].quantity"
+    req = create_request(unique("sess"), customer_id)
+    req.lines[0].unit_price.currency_code = "EUR"
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CreateOrder(req, metadata=bearer(service_token))
+    assert field_of(exc_info.value) == "lines[0].unit_price.currency_code"
+    assert error_info(exc_info.value).reason == "CURRENCY_MISMATCH"  # type: ignore[union-attr]
+    req = create_request(unique("sess"), customer_id)
+    del req.lines[:]
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CreateOrder(req, metadata=bearer(service_token))
+    assert field_of(exc_info.value) == "lines"
+
+
+async def _await_nats_event(js: JetStreamContext, subject: str, order_id: str) -> dict[str, Any]:
+    """The first message on ``subject`` for ``order_id``, within a bounded wait."""
+    sub = await js.pull_subscribe(subject, stream="KASSA_ORDER")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_SECONDS
+        while loop.time() < deadline:
+            try:
+                msgs = await sub.fetch(50, timeout=1)
+            except nats.errors.TimeoutError:
+                continue
+            for msg in msgs:
+                await msg.ack()
+                envelope = json.loads(msg.data)
+                if envelope["data"]["order_id"] == order_id:
+                    envelope["msg_id"] = (msg.headers or {}).get("Nats-Msg-Id")
+                    return envelope
+    finally:
+        await sub.unsubscribe()
+    raise AssertionError(f"no {subject} for order {order_id} within {WAIT_SECONDS}s")
+
+
+async def test_captured_payment_confirms_and_publishes_order_confirmed(
+    stub: OrderServiceStub,
+    service_token: str,
+    customer_id: str,
+    engine: AsyncEngine,
+    nats_js: tuple[NATS, JetStreamContext],
+) -> None:
+    order = await create(stub, service_token, customer_id)
+    req = pb.RecordPaymentRequest(
+        order_id=order.order_id, payment_id=order.payment_id, outcome=pb.PAYMENT_OUTCOME_CAPTURED, cause="captured"
+    )
+    confirmed = (await stub.RecordPayment(req, metadata=bearer(service_token))).order
+    assert confirmed.status == S.ORDER_STATUS_CONFIRMED
+
+    again = (await stub.RecordPayment(req, metadata=bearer(service_token))).order
+    assert again.status == S.ORDER_STATUS_CONFIRMED
+    assert again.updated_at == confirmed.updated_at
+
+    timeline = await stub.GetOrderTimeline(
+        pb.GetOrderTimelineRequest(order_id=order.order_id), metadata=bearer(service_token)
+    )
+    assert [e.status for e in timeline.events] == [S.ORDER_STATUS_PENDING_PAYMENT, S.ORDER_STATUS_CONFIRMED]
+    assert timeline.events[1].cause == "captured"
+    assert timeline.events[1].occurred_at.ToDatetime() >= timeline.events[0].occurred_at.ToDatetime()
+
+    _, js = nats_js
+    envelope = await _await_nats_event(js, "kassa.order.OrderConfirmed", order.order_id)
+    assert envelope["event_type"] == "OrderConfirmed"
+    data = envelope["data"]
+    assert data["status"] == "CONFIRMED"
+    assert data["checkout_session_id"] == order.checkout_session_id
+    assert data["customer_id"] == customer_id
+    assert data["grand_total"] == {"currency_code": "USD", "amount_minor": 4958}
+    assert [(ln["sku"], ln["quantity"]) for ln in data["lines"]] == [("apple", 2), ("pear", 1)]
+    assert envelope["msg_id"] == envelope["event_id"]
+    assert len(await outbox_events(engine, order.order_id, "OrderConfirmed")) == 1
+
+
+async def test_conflicting_payment_outcomes_are_refused(
+    stub: OrderServiceStub, service_token: str, customer_id: str
+) -> None:
+    order = await create(stub, service_token, customer_id)
+    md = bearer(service_token)
+    failed = await stub.RecordPayment(
+        pb.RecordPaymentRequest(order_id=order.order_id, outcome=pb.PAYMENT_OUTCOME_FAILED, cause="declined"),
+        metadata=md,
+    )
+    assert failed.order.status == S.ORDER_STATUS_PAYMENT_FAILED
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.RecordPayment(
+            pb.RecordPaymentRequest(order_id=order.order_id, outcome=pb.PAYMENT_OUTCOME_CAPTURED), metadata=md
+        )
+    assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    other = await create(stub, service_token, customer_id)
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.RecordPayment(
+            pb.RecordPaymentRequest(
+                order_id=other.order_id, payment_id=unique("another-pay"), outcome=pb.PAYMENT_OUTCOME_CAPTURED
+            ),
+            metadata=md,
+        )
+    assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    unchanged = await stub.GetOrder(pb.GetOrderRequest(order_id=other.order_id), metadata=md)
+    assert unchanged.order.status == S.ORDER_STATUS_PENDING_PAYMENT
+
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.RecordPayment(pb.RecordPaymentRequest(order_id=other.order_id), metadata=md)
+    assert field_of(exc_info.value) == "outcome"
+
+
+async def test_cash_on_delivery_then_fulfilment_in_order_only(
+    stub: OrderServiceStub, service_token: str, customer_id: str, engine: AsyncEngine
+) -> None:
+    order = await create(stub, service_token, customer_id, payment_method="cod", payment_id="")
+    md = bearer(service_token)
+    cod = await stub.RecordPayment(
+        pb.RecordPaymentRequest(order_id=order.order_id, outcome=pb.PAYMENT_OUTCOME_CASH_ON_DELIVERY), metadata=md
+    )
+    assert cod.order.status == S.ORDER_STATUS_AWAITING_SHIPMENT
+    confirmed_events = await outbox_events(engine, order.order_id, "OrderConfirmed")
+    assert [e["data"]["status"] for e in confirmed_events] == ["AWAITING_SHIPMENT"]
+
+    async def fulfil(status: int, tracking: str = "") -> order_pb2.Order:
+        req = pb.UpdateFulfillmentRequest(order_id=order.order_id, status=status, tracking_number=tracking)  # type: ignore[arg-type]
+        return (await stub.UpdateFulfillment(req, metadata=md)).order
+
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await fulfil(S.ORDER_STATUS_SHIPPED)
+    assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await fulfil(S.ORDER_STATUS_CANCELLED)
+    assert field_of(exc_info.value) == "status"
+
+    assert (await fulfil(S.ORDER_STATUS_PACKED)).status == S.ORDER_STATUS_PACKED
+    assert (await fulfil(S.ORDER_STATUS_PACKED)).status == S.ORDER_STATUS_PACKED
+    assert (await fulfil(S.ORDER_STATUS_SHIPPED, "TRACK-1")).status == S.ORDER_STATUS_SHIPPED
+    assert (await fulfil(S.ORDER_STATUS_DELIVERED)).status == S.ORDER_STATUS_DELIVERED
+    shipped = await outbox_events(engine, order.order_id, "OrderShipped")
+    assert [e["data"]["tracking_number"] for e in shipped] == ["TRACK-1"]
+
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CancelOrder(pb.CancelOrderRequest(order_id=order.order_id), metadata=md)
+    assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    timeline = await stub.GetOrderTimeline(pb.GetOrderTimelineRequest(order_id=order.order_id), metadata=md)
+    assert [e.status for e in timeline.events] == [
+        S.ORDER_STATUS_PENDING_PAYMENT,
+        S.ORDER_STATUS_AWAITING_SHIPMENT,
+        S.ORDER_STATUS_PACKED,
+        S.ORDER_STATUS_SHIPPED,
+        S.ORDER_STATUS_DELIVERED,
+    ]
+
+
+async def test_other_customers_get_not_found(
+    stub: OrderServiceStub, service_token: str, customer_id: str, customer_token: str, settings: Settings
+) -> None:
+    order = await create(stub, service_token, customer_id)
+    intruder = bearer(mint_token(settings.jwt_secret, unique("intruder")))
+    calls = [
+        stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id), metadata=intruder),
+        stub.GetOrderTimeline(pb.GetOrderTimelineRequest(order_id=order.order_id), metadata=intruder),
+        stub.CancelOrder(pb.CancelOrderRequest(order_id=order.order_id), metadata=intruder),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+            await call
+        assert exc_info.value.code() == grpc.StatusCode.NOT_FOUND
+    own = await stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id), metadata=bearer(customer_token))
+    assert own.order.status == S.ORDER_STATUS_PENDING_PAYMENT
+
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.GetOrder(pb.GetOrderRequest(order_id=str(uuid.uuid4())), metadata=bearer(customer_token))
+    assert exc_info.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.GetOrder(pb.GetOrderRequest(order_id="not-a-uuid"), metadata=bearer(customer_token))
+    assert field_of(exc_info.value) == "order_id"
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id))
+    assert exc_info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_owner_cancels_once_and_the_event_carries_compensation_ids(
+    stub: OrderServiceStub, service_token: str, customer_id: str, customer_token: str, engine: AsyncEngine
+) -> None:
+    order = await create(stub, service_token, customer_id)
+    req = pb.CancelOrderRequest(order_id=order.order_id, reason="changed my mind")
+    cancelled = (await stub.CancelOrder(req, metadata=bearer(customer_token))).order
+    assert cancelled.status == S.ORDER_STATUS_CANCELLED
+    again = (await stub.CancelOrder(req, metadata=bearer(customer_token))).order
+    assert again.status == S.ORDER_STATUS_CANCELLED
+
+    timeline = await stub.GetOrderTimeline(
+        pb.GetOrderTimelineRequest(order_id=order.order_id), metadata=bearer(customer_token)
+    )
+    assert [e.status for e in timeline.events] == [S.ORDER_STATUS_PENDING_PAYMENT, S.ORDER_STATUS_CANCELLED]
+    assert "changed my mind" in timeline.events[1].cause
+    events = await outbox_events(engine, order.order_id, "OrderCancelled")
+    assert len(events) == 1
+    assert events[0]["data"]["payment_id"] == order.payment_id
+    assert events[0]["data"]["checkout_session_id"] == order.checkout_session_id
+
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.RecordPayment(
+            pb.RecordPaymentRequest(order_id=order.order_id, outcome=pb.PAYMENT_OUTCOME_CAPTURED),
+            metadata=bearer(service_token),
+        )
+    assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_list_orders_pages_newest_first(
+    stub: OrderServiceStub, service_token: str, customer_id: str, customer_token: str, settings: Settings
+) -> None:
+    created = [(await create(stub, service_token, customer_id)).order_id for _ in range(5)]
+    md = bearer(customer_token)
+    seen: list[str] = []
+    token = ""
+    sizes = []
+    while True:
+        page = await stub.ListOrders(pb.ListOrdersRequest(page_size=2, page_token=token), metadata=md)
+        sizes.append(len(page.orders))
+        seen.extend(o.order_id for o in page.orders)
+        assert all(o.customer_id == customer_id for o in page.orders)
+        token = page.next_page_token
+        if not token:
+            break
+    assert sizes == [2, 2, 1]
+    assert seen == list(reversed(created))
+
+    default = await stub.ListOrders(pb.ListOrdersRequest(), metadata=md)
+    assert [o.order_id for o in default.orders] == list(reversed(created))
+    assert default.next_page_token == ""
+
+    stranger = bearer(mint_token(settings.jwt_secret, unique("stranger")))
+    assert len((await stub.ListOrders(pb.ListOrdersRequest(), metadata=stranger)).orders) == 0
+
+    for request, field in [
+        (pb.ListOrdersRequest(page_size=101), "page_size"),
+        (pb.ListOrdersRequest(page_size=-1), "page_size"),
+        (pb.ListOrdersRequest(page_token="not-a-token"), "page_token"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+            await stub.ListOrders(request, metadata=md)
+        assert exc_info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_of(exc_info.value) == field

@@ -1,0 +1,60 @@
+"""The order status machine: only the transitions of DESIGN.md §3."""
+
+from __future__ import annotations
+
+import pytest
+
+from order.model.order import OrderStatus as S
+from order.model.order import PaymentOutcome
+from order.model.status import CANCELLABLE, FULFILMENT_STATUSES, can_transition, payment_target, sources_of
+
+pytestmark = pytest.mark.unit
+
+ALLOWED = {
+    (S.PENDING_PAYMENT, S.CONFIRMED),
+    (S.PENDING_PAYMENT, S.AWAITING_SHIPMENT),
+    (S.PENDING_PAYMENT, S.PAYMENT_FAILED),
+    (S.PENDING_PAYMENT, S.CANCELLED),
+    (S.CONFIRMED, S.PACKED),
+    (S.CONFIRMED, S.CANCELLED),
+    (S.AWAITING_SHIPMENT, S.PACKED),
+    (S.AWAITING_SHIPMENT, S.CANCELLED),
+    (S.PACKED, S.SHIPPED),
+    (S.SHIPPED, S.DELIVERED),
+}
+
+
+@pytest.mark.parametrize("current", list(S))
+@pytest.mark.parametrize("target", list(S))
+def test_exactly_the_designed_transitions_are_allowed(current: S, target: S) -> None:
+    assert can_transition(current, target) == ((current, target) in ALLOWED)
+
+
+@pytest.mark.parametrize("final", [S.DELIVERED, S.CANCELLED, S.PAYMENT_FAILED])
+def test_final_statuses_go_nowhere(final: S) -> None:
+    assert not any(can_transition(final, t) for t in S)
+
+
+def test_sources_feed_the_conditional_update() -> None:
+    assert sources_of(S.PACKED) == {S.CONFIRMED, S.AWAITING_SHIPMENT}
+    assert sources_of(S.SHIPPED) == {S.PACKED}
+    assert sources_of(S.DELIVERED) == {S.SHIPPED}
+    assert sources_of(S.CANCELLED) == CANCELLABLE == {S.PENDING_PAYMENT, S.CONFIRMED, S.AWAITING_SHIPMENT}
+    assert sources_of(S.PENDING_PAYMENT) == frozenset()
+
+
+def test_fulfilment_statuses_cannot_be_cancelled() -> None:
+    assert not FULFILMENT_STATUSES & CANCELLABLE
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        (PaymentOutcome.CAPTURED, S.CONFIRMED),
+        (PaymentOutcome.CASH_ON_DELIVERY, S.AWAITING_SHIPMENT),
+        (PaymentOutcome.FAILED, S.PAYMENT_FAILED),
+    ],
+)
+def test_payment_outcomes_map_to_statuses_reachable_from_pending(outcome: PaymentOutcome, status: S) -> None:
+    assert payment_target(outcome) == status
+    assert can_transition(S.PENDING_PAYMENT, status)

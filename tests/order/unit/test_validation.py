@@ -1,0 +1,191 @@
+"""New-order validation and totals recomputation: every refusal names its field (DESIGN.md §4.6)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from infra.errors import InvalidArgument, Reason
+from infra.money import Money, percent_of
+from order.model.order import Address, NewOrder, OrderDiscount, OrderLine, Totals
+from order.model.validation import Limits, recompute_totals, validate_new_order
+
+pytestmark = pytest.mark.unit
+
+ADDRESS = Address("Ada Lovelace", "1 Analytical St", "", "London", "", "N1 9GU", "GB", "")
+
+
+def usd(amount: int, currency: str = "USD") -> Money:
+    return Money(currency, amount)
+
+
+def line(sku: str, unit: int, qty: int, currency: str = "USD") -> OrderLine:
+    return OrderLine(sku, sku.title(), qty, Money(currency, unit), Money(currency, unit * qty), "wh-1", "standard")
+
+
+def make_order(
+    lines: tuple[OrderLine, ...] = (line("apple", 1999, 1),),
+    discounts: tuple[OrderDiscount, ...] = (),
+    shipping: int = 500,
+    tax: int = 160,
+    currency: str = "USD",
+    **overrides: Any,
+) -> NewOrder:
+    """A consistent order whose totals are recomputed from its parts, then optionally overridden."""
+    subtotal = sum(ln.line_total.amount_minor for ln in lines)
+    discount = sum(d.amount.amount_minor for d in discounts)
+    totals = Totals(
+        Money(currency, subtotal),
+        Money(currency, discount),
+        Money(currency, shipping),
+        Money(currency, tax),
+        Money(currency, subtotal - discount + shipping + tax),
+    )
+    order = NewOrder(
+        checkout_session_id="sess-1",
+        customer_id="cust-1",
+        email="ada@example.com",
+        lines=lines,
+        discounts=discounts,
+        totals=totals,
+        shipping_address=ADDRESS,
+        billing_address=None,
+        shipping_method="standard",
+        payment_id="pay-1",
+        payment_method="tok_visa",
+        notes="",
+    )
+    return dataclasses.replace(order, **overrides)
+
+
+def with_totals(order: NewOrder, **changes: Money) -> NewOrder:
+    return dataclasses.replace(order, totals=dataclasses.replace(order.totals, **changes))
+
+
+def refused_field(order: NewOrder, limits: Limits | None = None) -> str:
+    with pytest.raises(InvalidArgument) as exc_info:
+        validate_new_order(order, limits or Limits())
+    assert exc_info.value.metadata["field"] == exc_info.value.field
+    return exc_info.value.field
+
+
+def test_a_consistent_order_is_accepted() -> None:
+    validate_new_order(make_order(), Limits())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"checkout_session_id": ""}, "checkout_session_id"),
+        ({"checkout_session_id": "x" * 129}, "checkout_session_id"),
+        ({"customer_id": "  "}, "customer_id"),
+        ({"email": "not-an-email"}, "email"),
+        ({"lines": ()}, "lines"),
+        ({"lines": (line("apple", 100, 1), line("", 100, 1))}, "lines[1].sku"),
+        ({"lines": (line("apple", 100, 1), line("pear", 100, 0))}, "lines[1].quantity"),
+        ({"lines": (line("apple", 100, 1000),)}, "lines[0].quantity"),
+        ({"lines": (line("apple", -5, 1),)}, "lines[0].unit_price.amount_minor"),
+        ({"shipping_address": None}, "shipping_address"),
+        ({"shipping_address": dataclasses.replace(ADDRESS, line1="")}, "shipping_address.line1"),
+        ({"shipping_address": dataclasses.replace(ADDRESS, country_code="gb")}, "shipping_address.country_code"),
+        ({"billing_address": dataclasses.replace(ADDRESS, city="")}, "billing_address.city"),
+        ({"shipping_method": "drone"}, "shipping_method"),
+        ({"payment_method": ""}, "payment_method"),
+        ({"notes": "n" * 1001}, "notes"),
+        ({"discounts": (OrderDiscount("", usd(100)),)}, "discounts[0].code"),
+    ],
+)
+def test_invalid_fields_are_named(overrides: dict[str, Any], field: str) -> None:
+    assert refused_field(make_order(**overrides)) == field
+
+
+def test_too_many_lines_is_refused_by_the_limit() -> None:
+    order = make_order(lines=tuple(line(f"sku{i}", 100, 1) for i in range(3)))
+    assert refused_field(order, Limits(max_lines=2)) == "lines"
+
+
+def test_negative_tax_is_refused() -> None:
+    order = make_order(tax=-1)
+    assert refused_field(order) == "totals.tax_total.amount_minor"
+
+
+def test_unsupported_currency_names_the_grand_total_currency() -> None:
+    assert refused_field(make_order(currency="XXX", lines=(line("a", 100, 1, "XXX"),))) == (
+        "totals.grand_total.currency_code"
+    )
+
+
+def test_a_line_in_another_currency_is_a_currency_mismatch() -> None:
+    order = make_order(lines=(line("apple", 100, 1), line("pear", 100, 1, "EUR")))
+    with pytest.raises(InvalidArgument) as exc_info:
+        validate_new_order(order, Limits())
+    assert exc_info.value.field == "lines[1].unit_price.currency_code"
+    assert exc_info.value.reason == Reason.CURRENCY_MISMATCH
+
+
+def test_a_total_in_another_currency_is_refused() -> None:
+    order = with_totals(make_order(), shipping_total=Money("EUR", 500))
+    assert refused_field(order) == "totals.shipping_total.currency_code"
+
+
+def test_line_total_must_be_exactly_unit_price_times_quantity() -> None:
+    # 10.00 split three ways and rounded is 3.33 each: 3 x 333 = 999, never 1000.
+    bad = dataclasses.replace(line("third", 333, 3), line_total=usd(1000))
+    assert refused_field(make_order(lines=(bad,))) == "lines[0].line_total"
+
+
+def test_recompute_sums_lines_and_discounts() -> None:
+    order = make_order(
+        lines=(line("apple", 1999, 2), line("pear", 250, 3)),
+        discounts=(OrderDiscount("TENOFF", usd(1000)), OrderDiscount("SHIP", usd(500))),
+        shipping=500,
+        tax=321,
+    )
+    totals = recompute_totals(order)
+    assert totals.subtotal == usd(4748)
+    assert totals.discount_total == usd(1500)
+    assert totals.grand_total == usd(4748 - 1500 + 500 + 321)
+    validate_new_order(order, Limits())
+
+
+def test_a_percentage_discount_rounded_half_up_upstream_adds_up() -> None:
+    # 15% of 19.99 is 2.9985: promotion rounds half up to 3.00; the order sums integers only.
+    discount = percent_of(1999, 1500)
+    assert discount == 300
+    order = make_order(discounts=(OrderDiscount("FIFTEEN", usd(discount)),), shipping=0, tax=0)
+    validate_new_order(order, Limits())
+    assert order.totals.grand_total == usd(1699)
+
+
+def test_a_grand_total_rounded_from_floats_is_off_by_one_and_refused() -> None:
+    # 15% of 19.99 truncated instead of rounded half up is 2.99, giving 17.00; the parts say 16.99.
+    order = make_order(discounts=(OrderDiscount("FIFTEEN", usd(300)),), shipping=0, tax=0)
+    assert refused_field(with_totals(order, grand_total=usd(1700))) == "totals.grand_total"
+
+
+def test_zero_decimal_currency_totals() -> None:
+    order = make_order(lines=(line("tea", 1500, 2, "JPY"),), shipping=0, tax=300, currency="JPY")
+    validate_new_order(order, Limits())
+    assert recompute_totals(order).grand_total == Money("JPY", 3300)
+
+
+def test_the_first_inconsistent_total_is_named() -> None:
+    order = make_order()
+    wrong_everything = with_totals(order, subtotal=usd(1), discount_total=usd(1), grand_total=usd(1))
+    assert refused_field(wrong_everything) == "totals.subtotal"
+    wrong_discount = with_totals(order, discount_total=usd(1), grand_total=usd(1))
+    assert refused_field(wrong_discount) == "totals.discount_total"
+    assert refused_field(with_totals(order, grand_total=usd(order.totals.grand_total.amount_minor + 1))) == (
+        "totals.grand_total"
+    )
+
+
+def test_discounts_may_cover_subtotal_and_shipping_but_not_more() -> None:
+    free = make_order(discounts=(OrderDiscount("ALL", usd(1999 + 500)),), tax=0)
+    validate_new_order(free, Limits())
+    assert free.totals.grand_total == usd(0)
+    too_much = make_order(discounts=(OrderDiscount("MORE", usd(1999 + 501)),), tax=0)
+    # Even with the grand total clamped at zero, the excess discount is what is refused.
+    assert refused_field(with_totals(too_much, grand_total=usd(0))) == "totals.discount_total"
