@@ -1,0 +1,319 @@
+"""The REST gateway: Starlette app translating HTTP/JSON to the backends' gRPC (DESIGN.md §2).
+
+The gateway owns nothing durable. Per request it: tags a request id, verifies the bearer token up
+front (services verify it again; the gateway only fails fast), applies the per-caller rate limit,
+matches the route derived from the protos, builds the request message strictly, forwards the
+caller's own ``Authorization`` header so services apply their ownership rules, and returns the
+reply as proto3 JSON or the error as a ``google.rpc.Status`` JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import cast
+from urllib.parse import quote
+
+import grpc
+from google.rpc import status_pb2
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway import status as gw_status
+from gateway.backends import Backends
+from gateway.config import GatewayConfig
+from gateway.ratelimit import RateLimiter
+from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
+from gateway.transcoding import RequestParts, build_request, render
+from infra import errors, webhook_signature
+from infra.auth import Identity, Unauthenticated, mint_token
+from infra.channels import ServiceCredentials, call_metadata
+from infra.config import Settings
+from infra.logs import request_id_var
+from infra.runner import verifier_for
+from kassa.payment.v1 import payment_service_pb2
+
+__all__ = ["Gateway", "create_app"]
+
+log = logging.getLogger("kassa.gateway")
+
+ADMIN_PREFIX = "/v1/admin/"
+REQUEST_ID_HEADER = "X-Request-Id"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_PROVIDER = re.compile(r"^[a-z0-9_-]{1,64}$")
+_HANDLE_WEBHOOK = rpc_method(
+    payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].methods_by_name["HandleWebhook"]
+)
+
+Handler = Callable[[Request, str], Awaitable[Response]]
+
+
+class HttpRefusal(Exception):
+    """A refusal whose HTTP status or headers the gRPC table alone doesn't give (405, 413, 429)."""
+
+    def __init__(self, status: status_pb2.Status, http_status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status.message)
+        self.status = status
+        self.http_status = http_status
+        self.headers = headers or {}
+
+
+def error_response(status: status_pb2.Status, http_status: int | None = None) -> JSONResponse:
+    code = gw_status.http_status(status.code) if http_status is None else http_status
+    return JSONResponse(gw_status.to_json(status), status_code=code)
+
+
+class Gateway:
+    """The handlers and what they share: route table, backend channels, verifier, rate limiter."""
+
+    def __init__(self, settings: Settings, config: GatewayConfig) -> None:
+        self.settings = settings
+        self.config = config
+        self.routes = build_route_table()
+        self.backends = Backends(settings, [*(r.rpc for r in self.routes.routes), _HANDLE_WEBHOOK])
+        self._verifier = verifier_for(settings)
+        self._creds = ServiceCredentials(settings.jwt_secret, "gateway")
+        self._limiter: RateLimiter | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        """Open the backend channels (and Redis for the rate limit) for the app's lifetime."""
+        async with AsyncExitStack() as stack:
+            self.backends.open()
+            stack.push_async_callback(self.backends.close)
+            limit = self.config.rate_limit_per_minute
+            if limit > 0 and self.settings.redis_url:
+                redis = Redis.from_url(self.settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+                stack.push_async_callback(redis.aclose)
+                self._limiter = RateLimiter(redis, limit)
+            elif limit > 0:
+                log.warning("KASSA_REDIS_URL is not set: rate limiting is off")
+            try:
+                yield
+            finally:
+                self._limiter = None
+
+    # -- endpoints ---------------------------------------------------------------------------------
+
+    async def transcode(self, request: Request) -> Response:
+        return await self._serve(request, self._transcode)
+
+    async def guest(self, request: Request) -> Response:
+        return await self._serve(request, self._guest)
+
+    async def webhook(self, request: Request) -> Response:
+        return await self._serve(request, self._webhook)
+
+    async def healthz(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, _request: Request) -> Response:
+        """Ready when every backend's gRPC health service answers SERVING."""
+        backends = await self.backends.health(self.config.readiness_timeout_seconds)
+        ready = all(backends.values())
+        body = {"status": "ok" if ready else "unavailable", "backends": backends}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def http_exception(self, request: Request, exc: Exception) -> Response:
+        """Starlette's own 404/405 (no route, unsupported method) in the same Status JSON shape."""
+        http = exc.status_code if isinstance(exc, HTTPException) else 500
+        code = {404: grpc.StatusCode.NOT_FOUND, 405: grpc.StatusCode.UNIMPLEMENTED}.get(http, grpc.StatusCode.UNKNOWN)
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        response = error_response(gw_status.make_status(code, str(detail), code.name), http)
+        if isinstance(exc, HTTPException) and exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    # -- request pipeline --------------------------------------------------------------------------
+
+    async def _serve(self, request: Request, handler: Handler) -> Response:
+        """Run ``handler`` and turn whatever it raises into the Status JSON with the right HTTP status."""
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id_var.set(rid)
+        headers: dict[str, str] = {}
+        try:
+            response = await handler(request, rid)
+        except HttpRefusal as exc:
+            response = error_response(exc.status, exc.http_status)
+            headers.update(exc.headers)
+        except errors.DomainError as exc:
+            response = error_response(gw_status.from_domain_error(exc))
+        except grpc.aio.AioRpcError as exc:
+            response = error_response(gw_status.from_rpc_error(exc))
+        except Exception:
+            log.exception("unhandled error serving %s %s", request.method, request.url.path)
+            response = error_response(gw_status.make_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL"))
+        response.headers.update(headers)
+        response.headers[REQUEST_ID_HEADER] = rid
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _transcode(self, request: Request, rid: str) -> Response:
+        identity: Identity | None = None
+        auth_error: Unauthenticated | None = None
+        try:
+            identity = await self._authenticate(request)
+        except Unauthenticated as exc:
+            auth_error = exc
+        # Counted before the 401 so a flood of bad tokens is limited too (by client IP).
+        await self._rate_limit(request, identity)
+        if auth_error is not None:
+            raise auth_error
+        if identity is None:
+            raise Unauthenticated("missing credentials: send 'Authorization: Bearer <token>'")
+        match = self._match(request)
+        route = match.route
+        if route.template.template.startswith(ADMIN_PREFIX) and not identity.is_admin:
+            raise errors.PermissionDenied("this route needs the admin role")
+        body = await self._read_body(request) if route.body else b""
+        message = build_request(
+            route,
+            RequestParts(
+                path_params=match.path_params,
+                query=request.query_params.multi_items(),
+                body=body,
+                idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+            ),
+        )
+        metadata = (("authorization", request.headers["authorization"]), ("x-request-id", rid))
+        reply = await self.backends.call(route.rpc, message, metadata)
+        return JSONResponse(render(reply))
+
+    async def _guest(self, request: Request, _rid: str) -> Response:
+        """A guest identity: a fresh subject, so a guest's cart is owned like any customer's."""
+        await self._rate_limit(request, None)
+        if self.settings.jwt_jwks_url:
+            raise HttpRefusal(
+                gw_status.make_status(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    "guest tokens come from the identity provider when KASSA_JWT_JWKS_URL is set",
+                    grpc.StatusCode.UNIMPLEMENTED.name,
+                ),
+                501,
+            )
+        subject = f"guest-{uuid.uuid4().hex}"
+        token = mint_token(
+            self.settings.jwt_secret,
+            subject,
+            guest=True,
+            ttl_seconds=self.config.guest_token_ttl_seconds,
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
+        )
+        return JSONResponse({"token": token, "customerId": subject})
+
+    async def _webhook(self, request: Request, _rid: str) -> Response:
+        """Check the provider's signature on the raw bytes, then hand them to payment unchanged.
+
+        Refusing unsigned bodies here keeps forged payment outcomes away from the payment service
+        (DESIGN.md §4 invariants 2 and 3), which checks the signature again.
+        """
+        provider = request.path_params["provider"]
+        if not _PROVIDER.match(provider):
+            raise errors.InvalidArgument("provider", "must be 1-64 lowercase letters, digits, '-' or '_'")
+        raw = await self._read_body(request)
+        signature = request.headers.get(webhook_signature.SIGNATURE_HEADER, "")
+        try:
+            webhook_signature.verify(self.settings.webhook_secret, raw, signature)
+        except webhook_signature.SignatureError as exc:
+            raise errors.InvalidArgument("signature", f"{webhook_signature.SIGNATURE_HEADER} header: {exc}") from exc
+        message = payment_service_pb2.HandleWebhookRequest(provider=provider, payload=raw, signature=signature)
+        reply = cast(
+            payment_service_pb2.HandleWebhookResponse,
+            await self.backends.call(_HANDLE_WEBHOOK, message, call_metadata(self._creds)),
+        )
+        return JSONResponse({"received": True, "duplicate": reply.duplicate})
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    async def _authenticate(self, request: Request) -> Identity | None:
+        header = request.headers.get("authorization")
+        if self.settings.jwt_jwks_url:
+            # PyJWKClient fetches keys with blocking I/O; keep it off the event loop.
+            return await asyncio.to_thread(self._verifier.from_authorization, header)
+        return self._verifier.from_authorization(header)
+
+    async def _rate_limit(self, request: Request, identity: Identity | None) -> None:
+        if self._limiter is None:
+            return
+        if identity is not None:
+            caller = f"sub:{identity.subject}"
+        else:
+            caller = f"ip:{request.client.host if request.client else 'unknown'}"
+        decision = await self._limiter.hit(caller)
+        if decision.allowed:
+            return
+        retry = str(decision.retry_after_seconds)
+        status = gw_status.make_status(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"rate limit of {decision.limit} requests per minute exceeded; retry in {retry} s",
+            "RATE_LIMITED",
+            {"limit": str(decision.limit), "retry_after_seconds": retry},
+        )
+        raise HttpRefusal(status, 429, {"Retry-After": retry})
+
+    def _match(self, request: Request) -> RouteMatch:
+        raw = request.scope.get("raw_path")
+        path = raw.decode("latin-1").split("?", 1)[0] if raw else quote(request.url.path)
+        try:
+            return self.routes.match(request.method, path)
+        except MethodNotAllowed as exc:
+            status = gw_status.make_status(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{request.method} is not allowed here; use {', '.join(exc.allowed)}",
+                grpc.StatusCode.UNIMPLEMENTED.name,
+            )
+            raise HttpRefusal(status, 405, {"Allow": ", ".join(exc.allowed)}) from exc
+        except RouteNotFound as exc:
+            raise errors.NotFound(f"no route for {request.method} {request.url.path}") from exc
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The raw body, refused with 413 beyond config.max_body_bytes without buffering more."""
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        too_large = declared.isdigit() and int(declared) > limit
+        chunks: list[bytes] = []
+        size = 0
+        if not too_large:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    too_large = True
+                    break
+                chunks.append(chunk)
+        if too_large:
+            status = gw_status.make_status(
+                grpc.StatusCode.INVALID_ARGUMENT, f"request body larger than {limit} bytes", "INVALID_ARGUMENT"
+            )
+            raise HttpRefusal(status, 413)
+        return b"".join(chunks)
+
+
+def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starlette:
+    """The ASGI app; channels and Redis open in its lifespan, so run it with lifespan enabled."""
+    gateway = Gateway(settings, config or GatewayConfig.from_env())
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    app = Starlette(
+        routes=[
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+            Route("/readyz", gateway.readyz, methods=["GET"]),
+            Route("/v1/auth/guest", gateway.guest, methods=["POST"]),
+            Route("/v1/payments/webhooks/{provider}", gateway.webhook, methods=["POST"]),
+            Route("/{path:path}", gateway.transcode, methods=methods),
+        ],
+        exception_handlers={HTTPException: gateway.http_exception},
+        lifespan=gateway.lifespan,
+    )
+    app.state.gateway = gateway
+    return app

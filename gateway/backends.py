@@ -1,0 +1,69 @@
+"""One grpc.aio channel per backend service, opened at start-up and closed at shutdown.
+
+The gateway calls methods generically (``channel.unary_unary`` with the descriptor's message
+classes), so a new annotated RPC needs no gateway code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+
+import grpc
+from google.protobuf import message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.routing import RpcMethod
+from infra.channels import open_channel
+from infra.config import Settings
+
+__all__ = ["Backends"]
+
+Metadata = Sequence[tuple[str, str]]
+
+
+class Backends:
+    """Channels keyed by backend name (a ``settings.addr`` key); both checkout services share one."""
+
+    def __init__(self, settings: Settings, methods: Iterable[RpcMethod]) -> None:
+        self._settings = settings
+        self._methods = {m.path: m for m in methods}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._callables: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+
+    def open(self) -> None:
+        for method in self._methods.values():
+            channel = self._channels.get(method.backend)
+            if channel is None:
+                channel = open_channel(self._settings.addr(method.backend))
+                self._channels[method.backend] = channel
+            self._callables[method.path] = channel.unary_unary(
+                method.path,
+                request_serializer=method.request_cls.SerializeToString,
+                response_deserializer=method.response_cls.FromString,
+            )
+
+    async def close(self) -> None:
+        channels, self._channels, self._callables = self._channels, {}, {}
+        await asyncio.gather(*(c.close() for c in channels.values()))
+
+    async def call(self, method: RpcMethod, request: message.Message, metadata: Metadata) -> message.Message:
+        """Call with the deadline the method gets (settings.rpc_timeout_seconds times its multiplier)."""
+        callable_ = self._callables[method.path]
+        timeout = self._settings.rpc_timeout_seconds * method.timeout_multiplier
+        return await callable_(request, timeout=timeout, metadata=tuple(metadata))
+
+    async def health(self, deadline_seconds: float) -> dict[str, bool]:
+        """Backend name -> whether its grpc health service reports SERVING."""
+        names = sorted(self._channels)
+        results = await asyncio.gather(*(self._serving(self._channels[n], deadline_seconds) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    @staticmethod
+    async def _serving(channel: grpc.aio.Channel, deadline_seconds: float) -> bool:
+        try:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=deadline_seconds)
+        except grpc.aio.AioRpcError:
+            return False
+        return reply.status == health_pb2.HealthCheckResponse.SERVING

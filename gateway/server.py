@@ -1,0 +1,50 @@
+"""``python -m gateway``: serve the app with uvicorn (uvloop + httptools), stop gracefully on SIGTERM."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from infra.config import ConfigError, Settings
+from infra.logs import setup_logging
+
+__all__ = ["main", "uvicorn_config"]
+
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """``127.0.0.1:8080`` / ``[::1]:8080`` -> (host, port)."""
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"KASSA_GATEWAY_ADDR must be host:port, got {addr!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def uvicorn_config(settings: Settings, config: GatewayConfig) -> uvicorn.Config:
+    host, port = split_addr(settings.addr("gateway"))
+    return uvicorn.Config(
+        create_app(settings, config),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,  # keep the JSON logging set up by infra.logs
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+def main() -> None:
+    setup_logging("gateway")
+    try:
+        settings = Settings.from_env()
+        config = GatewayConfig.from_env()
+        settings.require(*(("redis_url",) if config.rate_limit_per_minute > 0 else ()))
+        server_config = uvicorn_config(settings, config)
+    except ConfigError as exc:
+        raise SystemExit(f"gateway: {exc}") from exc
+    uvicorn.Server(server_config).run()

@@ -1,0 +1,1 @@
+"""Warehouse use cases; each names the DESIGN.md §4 invariant it protects."""

@@ -1,0 +1,81 @@
+"""Extend, release and confirm the reservations of one ref (a checkout session), each all or nothing.
+
+Every step locks the ref first, so steps of one session never interleave, and changes rows with
+conditional updates (``status = 'active'``), so a retry is a no-op that returns the current state.
+"""
+
+from __future__ import annotations
+
+from infra.errors import FailedPrecondition, NotFound, Reason
+from warehouse.biz.events import RESERVATIONS_CONFIRMED, reservation_payload
+from warehouse.biz.ports import InventoryStore, InventoryTx
+from warehouse.model.inventory import Reservation, ReservationStatus
+
+__all__ = ["confirm_reservations", "extend_reservations", "get_reservations", "release_reservations"]
+
+
+def _session_expired(reservation_ref: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"reservations of {reservation_ref} are no longer active",
+        reason=Reason.SESSION_EXPIRED,
+        metadata={"reservation_ref": reservation_ref},
+    )
+
+
+async def _current(tx: InventoryTx, reservation_ref: str) -> list[Reservation]:
+    rows = await tx.reservations_of(reservation_ref)
+    if not rows:
+        raise NotFound(f"no reservations for {reservation_ref}", metadata={"reservation_ref": reservation_ref})
+    return rows
+
+
+async def get_reservations(store: InventoryStore, reservation_ref: str) -> list[Reservation]:
+    """Read-only view of a ref's reservations; an unknown ref has none."""
+    return await store.reservations_of(reservation_ref)
+
+
+async def extend_reservations(store: InventoryStore, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
+    """Keep a session's stock held for ``ttl_seconds`` more, or refuse as a whole.
+
+    Protects DESIGN.md §4.4 (no reservation outlives its TTL): a reservation already expired, released
+    or past expires_at is never revived, since its units may already be held by someone else.
+    """
+    async with store.transaction() as tx:
+        await tx.lock_ref(reservation_ref)
+        extended = await tx.extend(reservation_ref, ttl_seconds)
+        rows = await _current(tx, reservation_ref)
+        if len(extended) != len(rows):
+            raise _session_expired(reservation_ref)
+        return rows
+
+
+async def release_reservations(store: InventoryStore, reservation_ref: str) -> list[Reservation]:
+    """Give a session's held units back to stock; idempotent.
+
+    Protects DESIGN.md §4.4 (stock conserved): only ACTIVE rows are released, and each one returns
+    exactly its quantity to ``reserved`` once; released, expired or confirmed rows are left as they are.
+    """
+    async with store.transaction() as tx:
+        await tx.lock_ref(reservation_ref)
+        released = await tx.transition(reservation_ref, ReservationStatus.RELEASED, only_unexpired=False)
+        await tx.give_back(released, sold=False)
+        return await _current(tx, reservation_ref)
+
+
+async def confirm_reservations(store: InventoryStore, reservation_ref: str) -> list[Reservation]:
+    """Turn a session's held units into sold units (on_hand and reserved both drop); idempotent.
+
+    Protects DESIGN.md §4.1 and §4.4: units are deducted exactly once (only ACTIVE rows move), and a
+    session whose reservations lapsed (released, expired or past expires_at) is refused with
+    SESSION_EXPIRED as a whole rather than selling stock that is no longer held for it.
+    """
+    async with store.transaction() as tx:
+        await tx.lock_ref(reservation_ref)
+        confirmed = await tx.transition(reservation_ref, ReservationStatus.CONFIRMED, only_unexpired=True)
+        rows = await _current(tx, reservation_ref)
+        if any(r.status is not ReservationStatus.CONFIRMED for r in rows):
+            raise _session_expired(reservation_ref)
+        if confirmed:
+            await tx.give_back(confirmed, sold=True)
+            await tx.add_event(RESERVATIONS_CONFIRMED, reservation_ref, reservation_payload(reservation_ref, confirmed))
+        return rows

@@ -1,0 +1,75 @@
+"""What the use cases need from storage, as protocols (implemented by warehouse.data).
+
+A use case opens one :class:`InventoryTx` per step: everything it does inside commits together, and a
+:class:`~infra.errors.DomainError` raised inside rolls all of it back (all or nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from warehouse.model.allocation import Allocation
+from warehouse.model.inventory import Reservation, ReservationStatus, StockLevel, StockSetting, Warehouse
+
+__all__ = ["InventoryStore", "InventoryTx"]
+
+
+class InventoryTx(Protocol):
+    async def lock_ref(self, reservation_ref: str) -> None:
+        """Serialise every mutating step of one reservation_ref (held until commit)."""
+
+    async def reservations_of(self, reservation_ref: str) -> list[Reservation]:
+        """The ref's reservations with their origin addresses, sorted by (sku, warehouse_id)."""
+
+    async def discard_finished(self, reservation_ref: str) -> None:
+        """Delete the ref's released/expired rows (they hold no stock) before it reserves anew."""
+
+    async def lock_stock(self, skus: Sequence[str]) -> tuple[list[StockLevel], dict[str, str]]:
+        """Lock every stock row of ``skus`` in (sku, warehouse_id) order; levels and warehouse countries."""
+
+    async def hold(self, allocations: Sequence[Allocation]) -> set[tuple[str, str]]:
+        """reserved += quantity where on_hand - reserved allows it; the (sku, warehouse_id) pairs held."""
+
+    async def insert_reservations(
+        self, reservation_ref: str, allocations: Sequence[Allocation], ttl_seconds: int
+    ) -> None: ...
+
+    async def transition(
+        self,
+        reservation_ref: str,
+        to: ReservationStatus,
+        *,
+        only_unexpired: bool,
+    ) -> list[Reservation]:
+        """ACTIVE → ``to`` for the ref's rows (only those not past expires_at when asked); the changed rows."""
+
+    async def extend(self, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
+        """Push expires_at of the ref's active, unexpired rows to at least now + ttl; the changed rows."""
+
+    async def expire_due(self, limit: int) -> list[Reservation]:
+        """ACTIVE → EXPIRED for up to ``limit`` rows past expires_at, skipping rows other replicas hold."""
+
+    async def give_back(self, held: Sequence[Reservation], *, sold: bool) -> None:
+        """reserved -= quantity (and on_hand -= quantity when ``sold``) for each reservation's stock row."""
+
+    async def set_stock(self, settings: Sequence[StockSetting]) -> tuple[list[StockLevel], list[int]]:
+        """Upsert on_hand; the levels written and the indexes of settings refused (on_hand < reserved)."""
+
+    async def missing_warehouses(self, warehouse_ids: Sequence[str]) -> set[str]: ...
+
+    async def upsert_warehouses(self, items: Sequence[Warehouse]) -> None: ...
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
+        """Record an event in the outbox, committed with the change it describes."""
+
+
+class InventoryStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[InventoryTx]: ...
+
+    async def stock_levels(self, skus: Sequence[str]) -> list[StockLevel]: ...
+
+    async def reservations_of(self, reservation_ref: str) -> list[Reservation]: ...
+
+    async def warehouses(self, warehouse_ids: Sequence[str] | None = None) -> list[Warehouse]: ...

@@ -1,0 +1,63 @@
+"""ReserveStock: hold stock for a checkout session, all or nothing.
+
+Protects DESIGN.md §4.1 (no oversell): stock rows are locked in (sku, warehouse_id) order, the plan is
+computed from the locked levels, and each hold is a conditional ``reserved + q <= on_hand`` update, so
+concurrent reservations can neither oversell nor deadlock. Also §4.4: a retry with the same ref reserves
+nothing twice (the ref is locked and its live reservations are returned unchanged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from infra.errors import FailedPrecondition, Reason
+from warehouse.biz.ports import InventoryStore
+from warehouse.model.allocation import Shortage, allocate
+from warehouse.model.inventory import Reservation, ReservationStatus, ReserveLine, collapse_lines
+
+__all__ = ["ReserveCommand", "out_of_stock", "reserve_stock"]
+
+_LIVE = (ReservationStatus.ACTIVE, ReservationStatus.CONFIRMED)
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveCommand:
+    reservation_ref: str
+    lines: Sequence[ReserveLine]
+    ttl_seconds: int
+    ship_to_country: str = ""
+
+
+def out_of_stock(shortages: Sequence[Shortage]) -> FailedPrecondition:
+    """OUT_OF_STOCK naming every short sku and what is left of it."""
+    metadata = {"skus": ",".join(s.sku for s in shortages)}
+    metadata.update({f"available.{s.sku}": str(s.available) for s in shortages})
+    detail = ", ".join(f"{s.sku} ({s.available} available)" for s in shortages)
+    return FailedPrecondition(f"out of stock: {detail}", reason=Reason.OUT_OF_STOCK, metadata=metadata)
+
+
+async def reserve_stock(store: InventoryStore, cmd: ReserveCommand) -> list[Reservation]:
+    """Reserve every line or nothing; a ref with live (active or confirmed) reservations gets them back."""
+    lines = collapse_lines(cmd.lines)
+    async with store.transaction() as tx:
+        await tx.lock_ref(cmd.reservation_ref)
+        existing = await tx.reservations_of(cmd.reservation_ref)
+        live = [r for r in existing if r.status in _LIVE]
+        if live:
+            return live
+        if existing:
+            await tx.discard_finished(cmd.reservation_ref)
+        levels, countries = await tx.lock_stock(sorted(line.sku for line in lines))
+        plan = allocate(lines, levels, countries, cmd.ship_to_country)
+        if not plan.servable:
+            raise out_of_stock(plan.shortages)
+        held = await tx.hold(plan.allocations)
+        short = [a for a in plan.allocations if (a.sku, a.warehouse_id) not in held]
+        if short:
+            by_sku = {level.sku: 0 for level in levels}
+            for level in levels:
+                by_sku[level.sku] += level.available
+            raise out_of_stock([Shortage(sku, by_sku.get(sku, 0)) for sku in sorted({a.sku for a in short})])
+        await tx.insert_reservations(cmd.reservation_ref, plan.allocations, cmd.ttl_seconds)
+        return await tx.reservations_of(cmd.reservation_ref)

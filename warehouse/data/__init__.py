@@ -1,0 +1,1 @@
+"""Postgres side of the warehouse: tables, the repository implementing biz ports, migrations."""

@@ -1,0 +1,335 @@
+"""SqlInventoryStore: the biz ports on Postgres (SQLAlchemy Core, psycopg 3).
+
+Lock order, the same in every transaction so none can deadlock another:
+1. the reservation_ref advisory lock (steps of one checkout session serialise);
+2. reservation rows (the sweeper claims them with SKIP LOCKED, so it never waits here);
+3. stock rows, always ``ORDER BY sku, warehouse_id FOR UPDATE`` before any stock update.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from infra.outbox import add_event
+from warehouse.data.tables import outbox, reservations, stock, warehouses
+from warehouse.model.allocation import Allocation
+from warehouse.model.inventory import (
+    Address,
+    Reservation,
+    ReservationStatus,
+    StockLevel,
+    StockSetting,
+    Warehouse,
+)
+
+__all__ = ["SqlInventoryStore", "SqlInventoryTx"]
+
+SERVICE = "warehouse"
+
+_RESERVATION_COLUMNS = (
+    reservations.c.reservation_id,
+    reservations.c.reservation_ref,
+    reservations.c.sku,
+    reservations.c.warehouse_id,
+    reservations.c.quantity,
+    reservations.c.status,
+    reservations.c.expires_at,
+)
+_ADDRESS_COLUMNS = (
+    warehouses.c.address_name,
+    warehouses.c.line1,
+    warehouses.c.line2,
+    warehouses.c.city,
+    warehouses.c.region,
+    warehouses.c.postal_code,
+    warehouses.c.country_code,
+    warehouses.c.phone,
+)
+
+
+def _address(row: Any) -> Address:
+    return Address(
+        name=row.address_name,
+        line1=row.line1,
+        line2=row.line2,
+        city=row.city,
+        region=row.region,
+        postal_code=row.postal_code,
+        country_code=row.country_code,
+        phone=row.phone,
+    )
+
+
+def _reservation(row: Any, origin: Address | None = None) -> Reservation:
+    return Reservation(
+        reservation_id=str(row.reservation_id),
+        reservation_ref=row.reservation_ref,
+        sku=row.sku,
+        warehouse_id=row.warehouse_id,
+        quantity=row.quantity,
+        status=ReservationStatus(row.status),
+        expires_at=row.expires_at,
+        origin=origin or Address(),
+    )
+
+
+def _level(row: Any) -> StockLevel:
+    return StockLevel(sku=row.sku, warehouse_id=row.warehouse_id, on_hand=row.on_hand, reserved=row.reserved)
+
+
+def _seconds(ttl_seconds: int) -> sa.ColumnElement[Any]:
+    return sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.cast(ttl_seconds, sa.Integer))
+
+
+async def _reservations_of(conn: AsyncConnection, reservation_ref: str) -> list[Reservation]:
+    stmt = (
+        sa.select(*_RESERVATION_COLUMNS, *_ADDRESS_COLUMNS)
+        .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
+        .where(reservations.c.reservation_ref == reservation_ref)
+        .order_by(reservations.c.sku, reservations.c.warehouse_id)
+    )
+    return [_reservation(row, _address(row)) for row in await conn.execute(stmt)]
+
+
+class SqlInventoryTx:
+    """One open transaction; see the module docstring for the lock order it follows."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def lock_ref(self, reservation_ref: str) -> None:
+        key = sa.func.hashtextextended(f"kassa-warehouse-ref:{reservation_ref}", 0)
+        await self._conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+    async def reservations_of(self, reservation_ref: str) -> list[Reservation]:
+        return await _reservations_of(self._conn, reservation_ref)
+
+    async def discard_finished(self, reservation_ref: str) -> None:
+        await self._conn.execute(
+            reservations.delete().where(
+                reservations.c.reservation_ref == reservation_ref,
+                reservations.c.status.in_([ReservationStatus.RELEASED.value, ReservationStatus.EXPIRED.value]),
+            )
+        )
+
+    async def lock_stock(self, skus: Sequence[str]) -> tuple[list[StockLevel], dict[str, str]]:
+        stmt = (
+            sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved, warehouses.c.country_code)
+            .join(warehouses, warehouses.c.warehouse_id == stock.c.warehouse_id)
+            .where(stock.c.sku.in_(list(skus)))
+            .order_by(stock.c.sku, stock.c.warehouse_id)
+            .with_for_update(of=stock)
+        )
+        rows = list(await self._conn.execute(stmt))
+        return [_level(r) for r in rows], {r.warehouse_id: r.country_code for r in rows}
+
+    async def _lock_stock_rows(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Lock exactly these stock rows in (sku, warehouse_id) order before changing them."""
+        await self._conn.execute(
+            sa.select(stock.c.sku)
+            .where(sa.tuple_(stock.c.sku, stock.c.warehouse_id).in_(sorted(set(keys))))
+            .order_by(stock.c.sku, stock.c.warehouse_id)
+            .with_for_update()
+        )
+
+    async def hold(self, allocations: Sequence[Allocation]) -> set[tuple[str, str]]:
+        wanted = sa.values(
+            sa.column("sku", sa.Text), sa.column("warehouse_id", sa.Text), sa.column("qty", sa.BigInteger), name="v"
+        ).data([(a.sku, a.warehouse_id, a.quantity) for a in allocations])
+        stmt = (
+            stock.update()
+            .where(
+                stock.c.sku == wanted.c.sku,
+                stock.c.warehouse_id == wanted.c.warehouse_id,
+                stock.c.on_hand - stock.c.reserved >= wanted.c.qty,
+            )
+            .values(reserved=stock.c.reserved + wanted.c.qty, updated_at=sa.func.now())
+            .returning(stock.c.sku, stock.c.warehouse_id)
+        )
+        return {(r.sku, r.warehouse_id) for r in await self._conn.execute(stmt)}
+
+    async def insert_reservations(
+        self, reservation_ref: str, allocations: Sequence[Allocation], ttl_seconds: int
+    ) -> None:
+        expires_at = sa.func.now() + _seconds(ttl_seconds)
+        await self._conn.execute(
+            reservations.insert().values(
+                [
+                    {
+                        "reservation_id": uuid.uuid4(),
+                        "reservation_ref": reservation_ref,
+                        "sku": a.sku,
+                        "warehouse_id": a.warehouse_id,
+                        "quantity": a.quantity,
+                        "status": ReservationStatus.ACTIVE.value,
+                        "expires_at": expires_at,
+                    }
+                    for a in allocations
+                ]
+            )
+        )
+
+    async def transition(
+        self, reservation_ref: str, to: ReservationStatus, *, only_unexpired: bool
+    ) -> list[Reservation]:
+        conditions = [
+            reservations.c.reservation_ref == reservation_ref,
+            reservations.c.status == ReservationStatus.ACTIVE.value,
+        ]
+        if only_unexpired:
+            conditions.append(reservations.c.expires_at > sa.func.now())
+        stmt = (
+            reservations.update()
+            .where(*conditions)
+            .values(status=to.value, updated_at=sa.func.now())
+            .returning(*_RESERVATION_COLUMNS)
+        )
+        return [_reservation(r) for r in await self._conn.execute(stmt)]
+
+    async def extend(self, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
+        stmt = (
+            reservations.update()
+            .where(
+                reservations.c.reservation_ref == reservation_ref,
+                reservations.c.status == ReservationStatus.ACTIVE.value,
+                reservations.c.expires_at > sa.func.now(),
+            )
+            .values(
+                expires_at=sa.func.greatest(reservations.c.expires_at, sa.func.now() + _seconds(ttl_seconds)),
+                updated_at=sa.func.now(),
+            )
+            .returning(*_RESERVATION_COLUMNS)
+        )
+        return [_reservation(r) for r in await self._conn.execute(stmt)]
+
+    async def expire_due(self, limit: int) -> list[Reservation]:
+        due = (
+            sa.select(reservations.c.reservation_id)
+            .where(
+                reservations.c.status == ReservationStatus.ACTIVE.value,
+                reservations.c.expires_at < sa.func.now(),
+            )
+            .order_by(reservations.c.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        stmt = (
+            reservations.update()
+            .where(reservations.c.reservation_id.in_(due))
+            .values(status=ReservationStatus.EXPIRED.value, updated_at=sa.func.now())
+            .returning(*_RESERVATION_COLUMNS)
+        )
+        rows = [_reservation(r) for r in await self._conn.execute(stmt)]
+        return sorted(rows, key=lambda r: (r.reservation_ref, r.sku, r.warehouse_id))
+
+    async def give_back(self, held: Sequence[Reservation], *, sold: bool) -> None:
+        if not held:
+            return
+        totals: dict[tuple[str, str], int] = {}
+        for r in held:
+            key = (r.sku, r.warehouse_id)
+            totals[key] = totals.get(key, 0) + r.quantity
+        await self._lock_stock_rows(list(totals))
+        back = sa.values(
+            sa.column("sku", sa.Text), sa.column("warehouse_id", sa.Text), sa.column("qty", sa.BigInteger), name="v"
+        ).data([(sku, wh, qty) for (sku, wh), qty in sorted(totals.items())])
+        values: dict[str, Any] = {"reserved": stock.c.reserved - back.c.qty, "updated_at": sa.func.now()}
+        if sold:
+            values["on_hand"] = stock.c.on_hand - back.c.qty
+        same_row = sa.and_(stock.c.sku == back.c.sku, stock.c.warehouse_id == back.c.warehouse_id)
+        await self._conn.execute(stock.update().where(same_row).values(**values))
+
+    async def set_stock(self, settings: Sequence[StockSetting]) -> tuple[list[StockLevel], list[int]]:
+        order = sorted(range(len(settings)), key=lambda i: (settings[i].sku, settings[i].warehouse_id))
+        await self._lock_stock_rows([(s.sku, s.warehouse_id) for s in settings])
+        levels: list[StockLevel] = []
+        refused: list[int] = []
+        for i in order:
+            s = settings[i]
+            stmt = insert(stock).values(sku=s.sku, warehouse_id=s.warehouse_id, on_hand=s.on_hand, reserved=0)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[stock.c.sku, stock.c.warehouse_id],
+                set_={"on_hand": stmt.excluded.on_hand, "updated_at": sa.func.now()},
+                where=stock.c.reserved <= stmt.excluded.on_hand,
+            ).returning(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved)
+            row = (await self._conn.execute(stmt)).first()
+            if row is None:
+                refused.append(i)
+            else:
+                levels.append(_level(row))
+        return levels, sorted(refused)
+
+    async def missing_warehouses(self, warehouse_ids: Sequence[str]) -> set[str]:
+        found = await self._conn.execute(
+            sa.select(warehouses.c.warehouse_id).where(warehouses.c.warehouse_id.in_(list(warehouse_ids)))
+        )
+        return set(warehouse_ids) - {r.warehouse_id for r in found}
+
+    async def upsert_warehouses(self, items: Sequence[Warehouse]) -> None:
+        rows = [
+            {
+                "warehouse_id": w.warehouse_id,
+                "name": w.name,
+                "address_name": w.address.name,
+                "line1": w.address.line1,
+                "line2": w.address.line2,
+                "city": w.address.city,
+                "region": w.address.region,
+                "postal_code": w.address.postal_code,
+                "country_code": w.address.country_code,
+                "phone": w.address.phone,
+            }
+            for w in sorted(items, key=lambda w: w.warehouse_id)
+        ]
+        stmt = insert(warehouses).values(rows)
+        updated = {k: stmt.excluded[k] for k in rows[0] if k != "warehouse_id"}
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[warehouses.c.warehouse_id], set_={**updated, "updated_at": sa.func.now()}
+            )
+        )
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
+        await add_event(
+            self._conn, outbox, service=SERVICE, event_type=event_type, aggregate_id=aggregate_id, data=dict(data)
+        )
+
+
+class SqlInventoryStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlInventoryTx]:
+        async with self._engine.begin() as conn:
+            yield SqlInventoryTx(conn)
+
+    async def stock_levels(self, skus: Sequence[str]) -> list[StockLevel]:
+        stmt = (
+            sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved)
+            .where(stock.c.sku.in_(list(skus)))
+            .order_by(stock.c.sku, stock.c.warehouse_id)
+        )
+        async with self._engine.connect() as conn:
+            return [_level(r) for r in await conn.execute(stmt)]
+
+    async def reservations_of(self, reservation_ref: str) -> list[Reservation]:
+        async with self._engine.connect() as conn:
+            return await _reservations_of(conn, reservation_ref)
+
+    async def warehouses(self, warehouse_ids: Sequence[str] | None = None) -> list[Warehouse]:
+        stmt = sa.select(warehouses.c.warehouse_id, warehouses.c.name, *_ADDRESS_COLUMNS).order_by(
+            warehouses.c.warehouse_id
+        )
+        if warehouse_ids is not None:
+            stmt = stmt.where(warehouses.c.warehouse_id.in_(list(warehouse_ids)))
+        async with self._engine.connect() as conn:
+            return [Warehouse(r.warehouse_id, r.name, _address(r)) for r in await conn.execute(stmt)]

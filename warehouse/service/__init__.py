@@ -1,0 +1,1 @@
+"""gRPC face of the warehouse: validate, convert protobuf ↔ model, call biz."""

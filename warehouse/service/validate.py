@@ -1,0 +1,128 @@
+"""Request validation: every refusal is INVALID_ARGUMENT naming the field (DESIGN.md §4.6), before any write."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from google.protobuf.duration_pb2 import Duration
+
+from infra.errors import InvalidArgument
+from kassa.warehouse.v1 import inventory_pb2, inventory_service_pb2
+from warehouse.model.inventory import ReserveLine, StockSetting, Warehouse
+from warehouse.service.convert import address_from_pb
+
+__all__ = [
+    "MAX_LINES",
+    "MAX_QUANTITY",
+    "reference",
+    "reserve_lines",
+    "ship_to_country",
+    "skus",
+    "stock_settings",
+    "ttl_seconds",
+    "warehouses",
+]
+
+MAX_LINES = 1000
+MAX_QUANTITY = 100_000
+MAX_ON_HAND = 1_000_000_000
+MAX_TTL_SECONDS = 24 * 3600
+MAX_ID_LENGTH = 200
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def _identifier(value: str, field: str) -> str:
+    if not value.strip():
+        raise InvalidArgument(field, "must not be empty")
+    if len(value) > MAX_ID_LENGTH or value != value.strip():
+        raise InvalidArgument(field, f"must be at most {MAX_ID_LENGTH} characters with no surrounding spaces")
+    return value
+
+
+def _count(items: int, field: str) -> None:
+    if items == 0:
+        raise InvalidArgument(field, "must not be empty")
+    if items > MAX_LINES:
+        raise InvalidArgument(field, f"must have at most {MAX_LINES} entries")
+
+
+def reference(value: str, field: str = "reservation_ref") -> str:
+    return _identifier(value, field)
+
+
+def ttl_seconds(ttl: Duration, present: bool, default: int, field: str = "ttl") -> int:
+    """Whole seconds (rounded up) of a positive TTL of at most a day; ``default`` when absent."""
+    if not present:
+        return default
+    seconds = ttl.seconds + ttl.nanos / 1e9
+    if seconds <= 0 or seconds > MAX_TTL_SECONDS:
+        raise InvalidArgument(field, f"must be positive and at most {MAX_TTL_SECONDS} seconds")
+    return math.ceil(seconds)
+
+
+def ship_to_country(value: str) -> str:
+    if value and not _COUNTRY.match(value.upper()):
+        raise InvalidArgument("ship_to_country_code", "must be an ISO 3166-1 alpha-2 code")
+    return value.upper()
+
+
+def reserve_lines(lines: list[inventory_service_pb2.ReserveLine]) -> list[ReserveLine]:
+    """Each line's sku and quantity; a sku repeated across lines may not exceed the limit in total."""
+    _count(len(lines), "lines")
+    totals: dict[str, int] = {}
+    out: list[ReserveLine] = []
+    for i, line in enumerate(lines):
+        sku = _identifier(line.sku, f"lines[{i}].sku")
+        if not 1 <= line.quantity <= MAX_QUANTITY:
+            raise InvalidArgument(f"lines[{i}].quantity", f"must be between 1 and {MAX_QUANTITY}")
+        totals[sku] = totals.get(sku, 0) + line.quantity
+        if totals[sku] > MAX_QUANTITY:
+            raise InvalidArgument(f"lines[{i}].quantity", f"total for sku {sku} exceeds {MAX_QUANTITY}")
+        out.append(ReserveLine(sku, line.quantity))
+    return out
+
+
+def skus(items: list[inventory_service_pb2.StockQuery]) -> list[str]:
+    _count(len(items), "items")
+    out: list[str] = []
+    for i, item in enumerate(items):
+        out.append(_identifier(item.sku, f"items[{i}].sku"))
+        if item.quantity < 0:
+            raise InvalidArgument(f"items[{i}].quantity", "must not be negative")
+    return out
+
+
+def stock_settings(items: list[inventory_service_pb2.StockSetting]) -> list[StockSetting]:
+    _count(len(items), "items")
+    seen: set[tuple[str, str]] = set()
+    out: list[StockSetting] = []
+    for i, item in enumerate(items):
+        sku = _identifier(item.sku, f"items[{i}].sku")
+        warehouse_id = _identifier(item.warehouse_id, f"items[{i}].warehouse_id")
+        if not 0 <= item.on_hand <= MAX_ON_HAND:
+            raise InvalidArgument(f"items[{i}].on_hand", f"must be between 0 and {MAX_ON_HAND}")
+        if (sku, warehouse_id) in seen:
+            raise InvalidArgument(f"items[{i}]", "repeats an earlier sku and warehouse_id")
+        seen.add((sku, warehouse_id))
+        out.append(StockSetting(sku, warehouse_id, item.on_hand))
+    return out
+
+
+def warehouses(items: list[inventory_pb2.Warehouse]) -> list[Warehouse]:
+    _count(len(items), "warehouses")
+    seen: set[str] = set()
+    out: list[Warehouse] = []
+    for i, item in enumerate(items):
+        warehouse_id = _identifier(item.warehouse_id, f"warehouses[{i}].warehouse_id")
+        if warehouse_id in seen:
+            raise InvalidArgument(f"warehouses[{i}].warehouse_id", "repeats an earlier warehouse")
+        seen.add(warehouse_id)
+        if not item.name.strip():
+            raise InvalidArgument(f"warehouses[{i}].name", "must not be empty")
+        if not _COUNTRY.match(item.address.country_code):
+            raise InvalidArgument(
+                f"warehouses[{i}].address.country_code", "must be an upper-case ISO 3166-1 alpha-2 code"
+            )
+        out.append(Warehouse(warehouse_id, item.name, address_from_pb(item.address)))
+    return out
