@@ -1,0 +1,171 @@
+"""kassa.pricing.v1.PricingService: validates, converts protobuf <-> model, calls biz."""
+
+from __future__ import annotations
+
+import grpc
+
+from infra.auth import require_identity, require_privileged
+from infra.errors import InvalidArgument
+from infra.money import Money
+from kassa.common.v1 import money_pb2
+from kassa.pricing.v1 import pricing_service_pb2 as pb
+from kassa.pricing.v1 import pricing_service_pb2_grpc
+from pricing.biz import catalog, shipping, tax
+from pricing.biz.ports import ProductRepo, RateRepo
+from pricing.model.catalog import TAX_CLASSES, Product
+from pricing.model.rates import SHIPPING_METHODS, Parcel, TaxableLine
+from pricing.service.validation import check_country, check_currency, check_sku, money_from_pb
+
+__all__ = ["MAX_BATCH", "PricingService"]
+
+# Bounds the work one request can ask for; a cart is at most a few hundred lines.
+MAX_BATCH = 1000
+
+
+def _money_pb(m: Money) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=m.currency_code, amount_minor=m.amount_minor)
+
+
+def _product_pb(p: Product) -> pb.Product:
+    return pb.Product(
+        sku=p.sku,
+        name=p.name,
+        category=p.category,
+        brand=p.brand,
+        weight_grams=p.weight_grams,
+        tax_class=p.tax_class,
+        prices=[_money_pb(m) for m in p.prices],
+    )
+
+
+def _check_batch(field: str, size: int) -> None:
+    if size > MAX_BATCH:
+        raise InvalidArgument(field, f"at most {MAX_BATCH} entries per request")
+
+
+def _product_from_pb(i: int, p: pb.Product) -> Product:
+    field = f"products[{i}]"
+    check_sku(f"{field}.sku", p.sku)
+    if not p.name.strip():
+        raise InvalidArgument(f"{field}.name", "must not be empty")
+    if p.weight_grams < 0:
+        raise InvalidArgument(f"{field}.weight_grams", "must not be negative")
+    if p.tax_class not in TAX_CLASSES:
+        raise InvalidArgument(f"{field}.tax_class", f"must be one of {', '.join(TAX_CLASSES)}")
+    if not p.prices:
+        raise InvalidArgument(f"{field}.prices", "needs at least one price")
+    seen: set[str] = set()
+    prices: list[Money] = []
+    for j, price in enumerate(p.prices):
+        currency = check_currency(f"{field}.prices[{j}].currency_code", price.currency_code)
+        if currency in seen:
+            raise InvalidArgument(f"{field}.prices[{j}].currency_code", f"duplicate price in {currency}")
+        seen.add(currency)
+        if price.amount_minor < 0:
+            raise InvalidArgument(f"{field}.prices[{j}].amount_minor", "must not be negative")
+        prices.append(Money(currency, price.amount_minor))
+    return Product(
+        sku=p.sku,
+        name=p.name.strip(),
+        category=p.category.strip(),
+        brand=p.brand.strip(),
+        weight_grams=p.weight_grams,
+        tax_class=p.tax_class,
+        prices=tuple(prices),
+    )
+
+
+class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
+    def __init__(self, products: ProductRepo, rates: RateRepo) -> None:
+        self._products = products
+        self._rates = rates
+
+    async def GetProducts(
+        self, request: pb.GetProductsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetProductsResponse:
+        require_identity()
+        if request.currency_code:
+            check_currency("currency_code", request.currency_code)
+        _check_batch("skus", len(request.skus))
+        for i, sku in enumerate(request.skus):
+            check_sku(f"skus[{i}]", sku)
+        lookup = await catalog.get_products(self._products, list(request.skus), request.currency_code)
+        return pb.GetProductsResponse(
+            products=[
+                pb.PricedProduct(
+                    product=_product_pb(pp.product),
+                    unit_price=_money_pb(pp.unit_price) if pp.unit_price is not None else None,
+                )
+                for pp in lookup.products
+            ],
+            missing_skus=lookup.missing_skus,
+        )
+
+    async def UpsertProducts(
+        self, request: pb.UpsertProductsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UpsertProductsResponse:
+        require_privileged()
+        if not request.products:
+            raise InvalidArgument("products", "must not be empty")
+        _check_batch("products", len(request.products))
+        products: list[Product] = []
+        seen: set[str] = set()
+        for i, p in enumerate(request.products):
+            product = _product_from_pb(i, p)
+            if product.sku in seen:
+                raise InvalidArgument(f"products[{i}].sku", f"duplicate sku {product.sku}")
+            seen.add(product.sku)
+            products.append(product)
+        stored = await catalog.upsert_products(self._products, products)
+        return pb.UpsertProductsResponse(products=[_product_pb(p) for p in stored])
+
+    async def QuoteShipping(
+        self, request: pb.QuoteShippingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QuoteShippingResponse:
+        require_identity()
+        if request.shipping_method not in SHIPPING_METHODS:
+            raise InvalidArgument("shipping_method", f"must be one of {', '.join(SHIPPING_METHODS)}")
+        currency = check_currency("currency_code", request.currency_code)
+        destination = check_country("destination.country_code", request.destination.country_code)
+        _check_batch("parcels", len(request.parcels))
+        parcels: list[Parcel] = []
+        for i, p in enumerate(request.parcels):
+            origin = check_country(f"parcels[{i}].origin.country_code", p.origin.country_code)
+            if p.weight_grams < 0:
+                raise InvalidArgument(f"parcels[{i}].weight_grams", "must not be negative")
+            parcels.append(Parcel(p.warehouse_id, origin, p.weight_grams))
+        total = await shipping.quote_shipping(
+            self._rates,
+            shipping_method=request.shipping_method,
+            currency_code=currency,
+            parcels=parcels,
+            destination_country=destination,
+        )
+        return pb.QuoteShippingResponse(shipping_total=_money_pb(total))
+
+    async def CalculateTax(
+        self, request: pb.CalculateTaxRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CalculateTaxResponse:
+        require_identity()
+        currency = check_currency("currency_code", request.currency_code)
+        destination = check_country("destination.country_code", request.destination.country_code)
+        _check_batch("lines", len(request.lines))
+        lines: list[TaxableLine] = []
+        for i, line in enumerate(request.lines):
+            check_sku(f"lines[{i}].sku", line.sku)
+            if line.tax_class not in TAX_CLASSES:
+                raise InvalidArgument(f"lines[{i}].tax_class", f"must be one of {', '.join(TAX_CLASSES)}")
+            amount = money_from_pb(f"lines[{i}].amount", line.amount, currency)
+            lines.append(TaxableLine(line.sku, line.tax_class, amount))
+        shipping_total = money_from_pb("shipping_total", request.shipping_total, currency)
+        result = await tax.calculate_tax(
+            self._rates,
+            lines=lines,
+            shipping=shipping_total,
+            destination_country=destination,
+            currency_code=currency,
+        )
+        return pb.CalculateTaxResponse(
+            tax_total=_money_pb(result.tax_total),
+            lines=[pb.TaxLineResult(sku=r.sku, tax=_money_pb(r.tax)) for r in result.lines],
+        )

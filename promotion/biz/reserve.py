@@ -1,0 +1,82 @@
+"""ReservePromotionUsage: validate and reserve one use of every code, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from infra.errors import AlreadyExists, FailedPrecondition, Reason
+from infra.money import Money
+from promotion.biz.discount import evaluate, normalize_codes
+from promotion.biz.ports import PromotionRepo
+from promotion.model.promotion import Cart
+from promotion.model.usage import Reservation, Usage, UsageStatus
+
+__all__ = ["reserve_promotion_usage"]
+
+
+def _reservation(usages: list[Usage], currency_code: str) -> Reservation:
+    total = sum(u.discount.amount_minor for u in usages)
+    return Reservation(usages, Money(currency_code, total), any(u.free_shipping for u in usages))
+
+
+async def reserve_promotion_usage(
+    repo: PromotionRepo,
+    clock: Callable[[], datetime],
+    *,
+    reservation_ref: str,
+    codes: Sequence[str],
+    cart: Cart,
+    customer_id: str,
+) -> Reservation:
+    """Usage limits are never exceeded, under any concurrency, and a retry counts nothing twice.
+
+    Everything happens in one transaction: the reference is locked (a concurrent retry waits and
+    then sees this reservation), the promotions are row-locked in code order (so concurrent
+    reservations of one customer serialize and their per-customer count is exact), each use is
+    taken with a conditional update bounded by the usage limit, and any refusal rolls the whole
+    transaction back so nothing stays reserved. A reference whose earlier uses were released
+    (a failed checkout attempt) reserves afresh.
+    """
+    wanted = normalize_codes(codes)
+    if not wanted:
+        return Reservation([], Money.zero(cart.currency_code), False)
+    async with repo.transaction() as tx:
+        await tx.lock_reference(reservation_ref)
+        active = [u for u in await tx.usages(reservation_ref) if u.status is not UsageStatus.RELEASED]
+        if active:
+            if sorted(u.code for u in active) != sorted(wanted):
+                raise AlreadyExists(
+                    f"reservation {reservation_ref} already holds other codes",
+                    reason=Reason.IDEMPOTENCY_KEY_REUSED,
+                    metadata={"reservation_ref": reservation_ref},
+                )
+            by_code = {u.code: u for u in active}
+            return _reservation([by_code[c] for c in wanted], cart.currency_code)
+        promotions = await tx.lock_promotions(wanted)
+        uses = await tx.customer_uses([p.promotion_id for p in promotions.values()], customer_id)
+        evaluation = evaluate(wanted, promotions, cart, clock(), uses)
+        if evaluation.rejected:
+            first = evaluation.rejected[0]
+            raise FailedPrecondition(first.message, reason=first.reason, metadata={"code": first.code})
+        usages: list[Usage] = []
+        for applied in sorted(evaluation.applied, key=lambda a: a.code):
+            if not await tx.take_use(applied.promotion_id):
+                raise FailedPrecondition(
+                    f"{applied.code} has reached its usage limit",
+                    reason=Reason.PROMOTION_EXHAUSTED,
+                    metadata={"code": applied.code},
+                )
+            usage = Usage(
+                promotion_id=applied.promotion_id,
+                code=applied.code,
+                reservation_ref=reservation_ref,
+                customer_id=customer_id,
+                status=UsageStatus.RESERVED,
+                discount=applied.discount,
+                free_shipping=applied.free_shipping,
+            )
+            await tx.record_usage(usage)
+            usages.append(usage)
+    by_code = {u.code: u for u in usages}
+    return _reservation([by_code[a.code] for a in evaluation.applied], cart.currency_code)

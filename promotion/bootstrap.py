@@ -1,0 +1,46 @@
+"""Composition root of the promotion service: the one place concrete parts are chosen."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+
+from infra.config import Settings
+from infra.db import create_engine
+from infra.events import connect, ensure_streams
+from infra.outbox import OutboxPublisher
+from infra.runner import App
+from infra.server import Registration
+from kassa.promotion.v1 import promotion_service_pb2_grpc
+from promotion.data.repos import SqlPromotionRepo
+from promotion.data.tables import outbox
+from promotion.service.promotion_service import PromotionService
+
+__all__ = ["bootstrap"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
+    settings.require("database_url", "nats_url")
+    engine = create_engine(
+        str(settings.database_url), pool_size=settings.db_pool_size, application_name="kassa-promotion"
+    )
+    stack.push_async_callback(engine.dispose)
+    nc, js = await connect(str(settings.nats_url), "kassa-promotion")
+    stack.push_async_callback(nc.close)
+    await ensure_streams(js, ["promotion"])
+    publisher = OutboxPublisher(engine, outbox, js)
+    repo = SqlPromotionRepo(engine, on_events=publisher.notify)
+    return App(
+        registrations=[
+            Registration(
+                promotion_service_pb2_grpc.add_PromotionServiceServicer_to_server,
+                PromotionService(repo, _utcnow),
+                "kassa.promotion.v1.PromotionService",
+            )
+        ],
+        workers=[publisher.run],
+    )

@@ -1,0 +1,122 @@
+"""Promotion: promotions with usage counters, usage reservations, outbox.
+
+Revision ID: promotion_0001
+Revises:
+Create Date: 2025-11-22
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from infra.migrate import SCHEMAS
+
+revision: str = "promotion_0001"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+SCHEMA = SCHEMAS["promotion"]
+
+
+def upgrade() -> None:
+    op.create_table(
+        "promotions",
+        sa.Column("promotion_id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("code", sa.Text, nullable=False, unique=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("percent_off", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("amount_off_minor", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("currency_code", sa.Text, nullable=False, server_default=""),
+        sa.Column("usage_limit", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("usage_limit_per_customer", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("min_subtotal_minor", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("starts_at", sa.DateTime(timezone=True)),
+        sa.Column("ends_at", sa.DateTime(timezone=True)),
+        sa.Column("combinable", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+        sa.Column("conditions", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("used_count", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("reserved_count", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.CheckConstraint("code = upper(code) and code <> ''", name="promotions_code_upper"),
+        sa.CheckConstraint(
+            "type in ('PERCENTAGE','FIXED_AMOUNT','FREE_SHIPPING','BUY_X_GET_Y')", name="promotions_type_valid"
+        ),
+        sa.CheckConstraint("percent_off between 0 and 100", name="promotions_percent_range"),
+        sa.CheckConstraint(
+            "amount_off_minor >= 0 and min_subtotal_minor >= 0 and usage_limit >= 0 and usage_limit_per_customer >= 0",
+            name="promotions_amounts_non_negative",
+        ),
+        sa.CheckConstraint("used_count >= 0 and reserved_count >= 0", name="promotions_counts_non_negative"),
+        sa.CheckConstraint(
+            "usage_limit = 0 or used_count + reserved_count <= usage_limit", name="promotions_usage_within_limit"
+        ),
+        sa.CheckConstraint(
+            "starts_at is null or ends_at is null or ends_at > starts_at", name="promotions_window_ordered"
+        ),
+        schema=SCHEMA,
+    )
+    op.create_table(
+        "promotion_usages",
+        sa.Column(
+            "promotion_id",
+            UUID(as_uuid=True),
+            sa.ForeignKey(f"{SCHEMA}.promotions.promotion_id"),
+            primary_key=True,
+        ),
+        sa.Column("reservation_ref", sa.Text, primary_key=True),
+        sa.Column("code", sa.Text, nullable=False),
+        sa.Column("customer_id", sa.Text, nullable=False),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("discount_minor", sa.BigInteger, nullable=False),
+        sa.Column("currency_code", sa.Text, nullable=False),
+        sa.Column("free_shipping", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("reserved_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("confirmed_at", sa.DateTime(timezone=True)),
+        sa.Column("released_at", sa.DateTime(timezone=True)),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.CheckConstraint("status in ('reserved','confirmed','released')", name="promotion_usages_status_valid"),
+        sa.CheckConstraint("discount_minor >= 0", name="promotion_usages_discount_non_negative"),
+        schema=SCHEMA,
+    )
+    op.create_index("promotion_usages_ref_idx", "promotion_usages", ["reservation_ref"], schema=SCHEMA)
+    op.create_index(
+        "promotion_usages_customer_idx",
+        "promotion_usages",
+        ["promotion_id", "customer_id"],
+        schema=SCHEMA,
+        postgresql_where=sa.text("status in ('reserved','confirmed')"),
+    )
+    op.create_table(
+        "outbox",
+        sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("subject", sa.Text, nullable=False),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("aggregate_id", sa.Text, nullable=False),
+        sa.Column("payload", JSONB, nullable=False),
+        sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("lease_until", sa.DateTime(timezone=True)),
+        sa.Column("last_error", sa.Text),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("sent_at", sa.DateTime(timezone=True)),
+        sa.CheckConstraint("status in ('pending','processing','sent')", name="outbox_status_valid"),
+        schema=SCHEMA,
+    )
+    op.create_index(
+        "outbox_pending_idx",
+        "outbox",
+        ["status", "created_at"],
+        schema=SCHEMA,
+        postgresql_where=sa.text("status <> 'sent'"),
+    )
+
+
+def downgrade() -> None:
+    for table in ("outbox", "promotion_usages", "promotions"):
+        op.drop_table(table, schema=SCHEMA)

@@ -1,0 +1,61 @@
+"""Uses of promotions held by a reservation reference (the checkout session id), and their events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from infra.money import Money
+
+__all__ = ["Reservation", "Usage", "UsageEvent", "UsageStatus"]
+
+
+class UsageStatus(StrEnum):
+    RESERVED = "reserved"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    promotion_id: str
+    code: str
+    reservation_ref: str
+    customer_id: str
+    status: UsageStatus
+    # What the promotion took off when it was reserved, so a retry answers the same.
+    discount: Money
+    free_shipping: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    usages: list[Usage]
+    discount_total: Money
+    free_shipping: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """PromotionUsageConfirmed or PromotionUsageReleased, one per reservation and transition."""
+
+    event_type: str
+    reservation_ref: str
+    customer_id: str
+    usages: tuple[Usage, ...]
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "reservation_ref": self.reservation_ref,
+            "customer_id": self.customer_id,
+            "promotions": [
+                {
+                    "promotion_id": u.promotion_id,
+                    "code": u.code,
+                    "discount": {"currency_code": u.discount.currency_code, "amount_minor": u.discount.amount_minor},
+                    "free_shipping": u.free_shipping,
+                }
+                for u in self.usages
+            ],
+        }

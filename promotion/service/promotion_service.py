@@ -1,0 +1,148 @@
+"""kassa.promotion.v1.PromotionService: validates, converts protobuf <-> model, calls biz."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from infra.auth import require_privileged
+from infra.errors import InvalidArgument
+from infra.money import Money
+from kassa.common.v1 import money_pb2
+from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2, promotion_service_pb2_grpc
+from promotion.biz.create import create_promotion
+from promotion.biz.ports import PromotionRepo
+from promotion.biz.reserve import reserve_promotion_usage
+from promotion.biz.settle import confirm_promotion_usage, release_promotion_usage
+from promotion.biz.validate import validate_promotions
+from promotion.model.promotion import Applied, Promotion
+from promotion.model.usage import Usage
+from promotion.service.validation import (
+    PB_TYPES,
+    cart_from_pb,
+    check_codes,
+    check_reference,
+    promotion_from_pb,
+)
+
+__all__ = ["PromotionService"]
+
+_TYPE_PB = {kind: number for number, kind in PB_TYPES.items()}
+
+
+def _money_pb(m: Money) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=m.currency_code, amount_minor=m.amount_minor)
+
+
+def _timestamp(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if dt is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+def _applied_pb(a: Applied | Usage) -> promotion_pb2.AppliedPromotion:
+    return promotion_pb2.AppliedPromotion(
+        code=a.code, promotion_id=a.promotion_id, discount=_money_pb(a.discount), free_shipping=a.free_shipping
+    )
+
+
+def _promotion_pb(p: Promotion) -> promotion_pb2.Promotion:
+    c = p.conditions
+    return promotion_pb2.Promotion(
+        promotion_id=p.promotion_id,
+        code=p.code,
+        name=p.name,
+        type=_TYPE_PB[p.type],
+        percent_off=p.percent_off,
+        amount_off=_money_pb(Money(p.currency_code, p.amount_off_minor)) if p.amount_off_minor else None,
+        usage_limit=p.usage_limit,
+        usage_limit_per_customer=p.usage_limit_per_customer,
+        min_subtotal=_money_pb(Money(p.currency_code, p.min_subtotal_minor)) if p.min_subtotal_minor else None,
+        currency_code=p.currency_code,
+        starts_at=_timestamp(p.starts_at),
+        ends_at=_timestamp(p.ends_at),
+        combinable=p.combinable,
+        conditions=promotion_pb2.PromotionConditions(
+            skus=sorted(c.skus),
+            categories=sorted(c.categories),
+            brands=sorted(c.brands),
+            buy_quantity=c.buy_quantity,
+            get_quantity=c.get_quantity,
+        ),
+        usage_count=p.usage_count,
+    )
+
+
+class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
+    """Every RPC is internal (checkout calls it with its service token) or admin."""
+
+    def __init__(self, repo: PromotionRepo, clock: Callable[[], datetime]) -> None:
+        self._repo = repo
+        self._clock = clock
+
+    async def ValidatePromotions(
+        self, request: promotion_service_pb2.ValidatePromotionsRequest, context: grpc.aio.ServicerContext
+    ) -> promotion_service_pb2.ValidatePromotionsResponse:
+        require_privileged()
+        cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
+        codes = check_codes(request.codes)
+        result = await validate_promotions(
+            self._repo, self._clock, codes=codes, cart=cart, customer_id=request.customer_id
+        )
+        return promotion_service_pb2.ValidatePromotionsResponse(
+            applied=[_applied_pb(a) for a in result.applied],
+            rejected=[
+                promotion_pb2.RejectedPromotion(code=r.code, reason=r.reason, message=r.message)
+                for r in result.rejected
+            ],
+            discount_total=_money_pb(result.discount_total),
+            free_shipping=result.free_shipping,
+        )
+
+    async def ReservePromotionUsage(
+        self, request: promotion_service_pb2.ReservePromotionUsageRequest, context: grpc.aio.ServicerContext
+    ) -> promotion_service_pb2.ReservePromotionUsageResponse:
+        require_privileged()
+        ref = check_reference("reservation_ref", request.reservation_ref)
+        if not request.customer_id.strip():
+            raise InvalidArgument("customer_id", "is required")
+        cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
+        codes = check_codes(request.codes)
+        reservation = await reserve_promotion_usage(
+            self._repo, self._clock, reservation_ref=ref, codes=codes, cart=cart, customer_id=request.customer_id
+        )
+        return promotion_service_pb2.ReservePromotionUsageResponse(
+            applied=[_applied_pb(u) for u in reservation.usages],
+            discount_total=_money_pb(reservation.discount_total),
+            free_shipping=reservation.free_shipping,
+        )
+
+    async def ConfirmPromotionUsage(
+        self, request: promotion_service_pb2.ConfirmPromotionUsageRequest, context: grpc.aio.ServicerContext
+    ) -> promotion_service_pb2.ConfirmPromotionUsageResponse:
+        require_privileged()
+        ref = check_reference("reservation_ref", request.reservation_ref)
+        confirmed = await confirm_promotion_usage(self._repo, ref)
+        return promotion_service_pb2.ConfirmPromotionUsageResponse(confirmed=confirmed)
+
+    async def ReleasePromotionUsage(
+        self, request: promotion_service_pb2.ReleasePromotionUsageRequest, context: grpc.aio.ServicerContext
+    ) -> promotion_service_pb2.ReleasePromotionUsageResponse:
+        require_privileged()
+        ref = check_reference("reservation_ref", request.reservation_ref)
+        released = await release_promotion_usage(self._repo, ref)
+        return promotion_service_pb2.ReleasePromotionUsageResponse(released=released)
+
+    async def CreatePromotion(
+        self, request: promotion_service_pb2.CreatePromotionRequest, context: grpc.aio.ServicerContext
+    ) -> promotion_service_pb2.CreatePromotionResponse:
+        require_privileged()
+        if not request.HasField("promotion"):
+            raise InvalidArgument("promotion", "is required")
+        stored = await create_promotion(self._repo, promotion_from_pb(request.promotion))
+        return promotion_service_pb2.CreatePromotionResponse(promotion=_promotion_pb(stored))

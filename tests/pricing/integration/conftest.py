@@ -1,0 +1,22 @@
+"""One pricing server for the integration tests of this directory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest_asyncio
+
+from infra.config import Settings
+from infra.runner import running_service
+from kassa.pricing.v1 import pricing_service_pb2_grpc
+from pricing.bootstrap import bootstrap
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def pricing_stub(settings: Settings) -> AsyncIterator[pricing_service_pb2_grpc.PricingServiceStub]:
+    async with (
+        running_service(bootstrap, settings, "127.0.0.1:0") as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield pricing_service_pb2_grpc.PricingServiceStub(channel)

@@ -1,0 +1,281 @@
+"""PricingService over gRPC against real Postgres: catalog, shipping, tax, and field-named refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any
+
+import grpc
+import pytest
+from helpers import bearer, unique
+
+from infra.grpc_errors import error_info
+from kassa.common.v1 import address_pb2, money_pb2
+from kassa.pricing.v1 import pricing_service_pb2 as pb
+from kassa.pricing.v1.pricing_service_pb2_grpc import PricingServiceStub
+
+pytestmark = pytest.mark.integration
+
+
+def usd(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(currency_code="USD", amount_minor=amount)
+
+
+def eur(amount: int) -> money_pb2.Money:
+    return money_pb2.Money(currency_code="EUR", amount_minor=amount)
+
+
+def product(sku: str, *prices: money_pb2.Money, **fields: Any) -> pb.Product:
+    values: dict[str, Any] = {
+        "sku": sku,
+        "name": f"Product {sku}",
+        "category": "gadgets",
+        "brand": "Acme",
+        "weight_grams": 1200,
+        "tax_class": "standard",
+    }
+    values.update(fields)
+    return pb.Product(prices=list(prices) or [usd(1999)], **values)
+
+
+def address(country: str) -> address_pb2.Address:
+    return address_pb2.Address(name="A", line1="1 Main St", city="Town", postal_code="1", country_code=country)
+
+
+async def expect_invalid(call: Awaitable[Any], field: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await call
+    err = exc_info.value
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    info = error_info(err)
+    assert info is not None
+    assert info.reason == "INVALID_ARGUMENT"
+    assert info.metadata["field"] == field
+
+
+# -- GetProducts / UpsertProducts -----------------------------------------------------------------
+
+
+async def test_upsert_then_get_prices_in_the_requested_currency(
+    pricing_stub: PricingServiceStub, admin_token: str, customer_token: str
+) -> None:
+    a, b, unknown = unique("SKU"), unique("SKU"), unique("SKU")
+    await pricing_stub.UpsertProducts(
+        pb.UpsertProductsRequest(products=[product(a, usd(1999), eur(1899)), product(b, eur(500))]),
+        metadata=bearer(admin_token),
+    )
+    resp = await pricing_stub.GetProducts(
+        pb.GetProductsRequest(skus=[a, b, unknown], currency_code="USD"), metadata=bearer(customer_token)
+    )
+    assert [p.product.sku for p in resp.products] == [a]
+    found = resp.products[0]
+    assert found.unit_price == usd(1999)
+    assert found.product.weight_grams == 1200
+    assert found.product.tax_class == "standard"
+    assert {(m.currency_code, m.amount_minor) for m in found.product.prices} == {("USD", 1999), ("EUR", 1899)}
+    # b has no USD price; unknown is not in the catalog.
+    assert list(resp.missing_skus) == [b, unknown]
+
+
+async def test_upsert_replaces_the_price_list(pricing_stub: PricingServiceStub, admin_token: str) -> None:
+    sku = unique("SKU")
+    await pricing_stub.UpsertProducts(
+        pb.UpsertProductsRequest(products=[product(sku, usd(1000), eur(900))]), metadata=bearer(admin_token)
+    )
+    await pricing_stub.UpsertProducts(
+        pb.UpsertProductsRequest(products=[product(sku, usd(1100), name="Renamed")]), metadata=bearer(admin_token)
+    )
+    in_eur = await pricing_stub.GetProducts(
+        pb.GetProductsRequest(skus=[sku], currency_code="EUR"), metadata=bearer(admin_token)
+    )
+    assert list(in_eur.missing_skus) == [sku]
+    in_usd = await pricing_stub.GetProducts(
+        pb.GetProductsRequest(skus=[sku], currency_code="USD"), metadata=bearer(admin_token)
+    )
+    assert in_usd.products[0].unit_price == usd(1100)
+    assert in_usd.products[0].product.name == "Renamed"
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"sku": "has space"}, "products[1].sku"),
+        ({"name": "  "}, "products[1].name"),
+        ({"weight_grams": -1}, "products[1].weight_grams"),
+        ({"tax_class": "luxury"}, "products[1].tax_class"),
+        ({"prices": []}, "products[1].prices"),
+        (
+            {"prices": [usd(100), money_pb2.Money(currency_code="usd", amount_minor=1)]},
+            "products[1].prices[1].currency_code",
+        ),
+        (
+            {"prices": [usd(100), money_pb2.Money(currency_code="XXX", amount_minor=1)]},
+            "products[1].prices[1].currency_code",
+        ),
+        ({"prices": [usd(100), usd(200)]}, "products[1].prices[1].currency_code"),
+        ({"prices": [usd(100), eur(-1)]}, "products[1].prices[1].amount_minor"),
+    ],
+)
+async def test_upsert_refuses_bad_fields_and_writes_nothing(
+    pricing_stub: PricingServiceStub, admin_token: str, bad: dict[str, Any], field: str
+) -> None:
+    good_sku = unique("SKU")
+    values = {"sku": unique("SKU"), "name": "Bad", "weight_grams": 1, "tax_class": "standard", "prices": [usd(1)]}
+    values.update(bad)
+    request = pb.UpsertProductsRequest(products=[product(good_sku), pb.Product(**values)])
+    await expect_invalid(pricing_stub.UpsertProducts(request, metadata=bearer(admin_token)), field)
+    resp = await pricing_stub.GetProducts(pb.GetProductsRequest(skus=[good_sku]), metadata=bearer(admin_token))
+    assert list(resp.missing_skus) == [good_sku]
+
+
+async def test_upsert_refuses_duplicate_skus(pricing_stub: PricingServiceStub, admin_token: str) -> None:
+    sku = unique("SKU")
+    request = pb.UpsertProductsRequest(products=[product(sku), product(sku)])
+    await expect_invalid(pricing_stub.UpsertProducts(request, metadata=bearer(admin_token)), "products[1].sku")
+
+
+async def test_upsert_needs_admin(pricing_stub: PricingServiceStub, customer_token: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await pricing_stub.UpsertProducts(
+            pb.UpsertProductsRequest(products=[product(unique("SKU"))]), metadata=bearer(customer_token)
+        )
+    assert exc_info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_get_products_refuses_bad_input(pricing_stub: PricingServiceStub, customer_token: str) -> None:
+    await expect_invalid(
+        pricing_stub.GetProducts(
+            pb.GetProductsRequest(skus=["A"], currency_code="DOLLAR"), metadata=bearer(customer_token)
+        ),
+        "currency_code",
+    )
+    await expect_invalid(
+        pricing_stub.GetProducts(
+            pb.GetProductsRequest(skus=["A", ""], currency_code="USD"), metadata=bearer(customer_token)
+        ),
+        "skus[1]",
+    )
+
+
+async def test_get_products_needs_credentials(pricing_stub: PricingServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await pricing_stub.GetProducts(pb.GetProductsRequest(skus=["A"]))
+    assert exc_info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+# -- QuoteShipping ---------------------------------------------------------------------------------
+
+
+async def test_quote_shipping_prices_each_parcel_from_its_own_origin(
+    pricing_stub: PricingServiceStub, customer_token: str
+) -> None:
+    request = pb.QuoteShippingRequest(
+        parcels=[
+            pb.Parcel(warehouse_id="wh-us", origin=address("US"), weight_grams=1000),
+            pb.Parcel(warehouse_id="wh-de", origin=address("DE"), weight_grams=2001),
+        ],
+        destination=address("US"),
+        shipping_method="standard",
+        currency_code="USD",
+    )
+    resp = await pricing_stub.QuoteShipping(request, metadata=bearer(customer_token))
+    # US -> US: 499 + 1 kg * 100. DE -> US: 499 + 3 kg * 100 + 1000 surcharge.
+    assert resp.shipping_total == usd(599 + 1799)
+
+
+async def test_quote_express_in_eur(pricing_stub: PricingServiceStub, service_token: str) -> None:
+    request = pb.QuoteShippingRequest(
+        parcels=[pb.Parcel(warehouse_id="wh-de", origin=address("DE"), weight_grams=500)],
+        destination=address("DE"),
+        shipping_method="express",
+        currency_code="EUR",
+    )
+    resp = await pricing_stub.QuoteShipping(request, metadata=bearer(service_token))
+    assert resp.shipping_total == eur(1499 + 250)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"shipping_method": "overnight"}, "shipping_method"),
+        ({"currency_code": ""}, "currency_code"),
+        ({"currency_code": "JPY"}, "currency_code"),
+        ({"destination": address_pb2.Address()}, "destination.country_code"),
+        ({"destination": address("usa")}, "destination.country_code"),
+        (
+            {"parcels": [pb.Parcel(origin=address("US"), weight_grams=1), pb.Parcel(weight_grams=1)]},
+            "parcels[1].origin.country_code",
+        ),
+        ({"parcels": [pb.Parcel(origin=address("US"), weight_grams=-5)]}, "parcels[0].weight_grams"),
+    ],
+)
+async def test_quote_shipping_refuses_bad_fields(
+    pricing_stub: PricingServiceStub, customer_token: str, changes: dict[str, Any], field: str
+) -> None:
+    values: dict[str, Any] = {
+        "parcels": [pb.Parcel(warehouse_id="wh", origin=address("US"), weight_grams=100)],
+        "destination": address("US"),
+        "shipping_method": "standard",
+        "currency_code": "USD",
+    }
+    values.update(changes)
+    request = pb.QuoteShippingRequest(**values)
+    await expect_invalid(pricing_stub.QuoteShipping(request, metadata=bearer(customer_token)), field)
+
+
+# -- CalculateTax ----------------------------------------------------------------------------------
+
+
+async def test_calculate_tax_per_line_and_shipping_at_the_standard_rate(
+    pricing_stub: PricingServiceStub, service_token: str
+) -> None:
+    request = pb.CalculateTaxRequest(
+        lines=[
+            pb.TaxLine(sku="A", tax_class="standard", amount=eur(4999)),
+            pb.TaxLine(sku="B", tax_class="reduced", amount=eur(3499)),
+            pb.TaxLine(sku="C", tax_class="zero", amount=eur(5000)),
+        ],
+        destination=address("DE"),
+        shipping_total=eur(499),
+        currency_code="EUR",
+    )
+    resp = await pricing_stub.CalculateTax(request, metadata=bearer(service_token))
+    # 4999 * 19% = 949.81 -> 950; 3499 * 7% = 244.93 -> 245; zero -> 0; shipping 499 * 19% = 94.81 -> 95.
+    assert [(line.sku, line.tax.amount_minor) for line in resp.lines] == [("A", 950), ("B", 245), ("C", 0)]
+    assert resp.tax_total == eur(950 + 245 + 95)
+
+
+async def test_calculate_tax_unlisted_country_is_untaxed(pricing_stub: PricingServiceStub, service_token: str) -> None:
+    request = pb.CalculateTaxRequest(
+        lines=[pb.TaxLine(sku="A", tax_class="standard", amount=usd(10_000))],
+        destination=address("BR"),
+        shipping_total=usd(499),
+        currency_code="USD",
+    )
+    resp = await pricing_stub.CalculateTax(request, metadata=bearer(service_token))
+    assert resp.tax_total == usd(0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"currency_code": "??"}, "currency_code"),
+        ({"destination": address_pb2.Address()}, "destination.country_code"),
+        ({"lines": [pb.TaxLine(sku="A", tax_class="luxury", amount=usd(1))]}, "lines[0].tax_class"),
+        ({"lines": [pb.TaxLine(sku="A", tax_class="standard", amount=eur(1))]}, "lines[0].amount.currency_code"),
+        ({"lines": [pb.TaxLine(sku="A", tax_class="standard", amount=usd(-1))]}, "lines[0].amount.amount_minor"),
+        ({"shipping_total": eur(499)}, "shipping_total.currency_code"),
+    ],
+)
+async def test_calculate_tax_refuses_bad_fields(
+    pricing_stub: PricingServiceStub, service_token: str, changes: dict[str, Any], field: str
+) -> None:
+    values: dict[str, Any] = {
+        "lines": [pb.TaxLine(sku="A", tax_class="standard", amount=usd(100))],
+        "destination": address("US"),
+        "shipping_total": usd(0),
+        "currency_code": "USD",
+    }
+    values.update(changes)
+    request = pb.CalculateTaxRequest(**values)
+    await expect_invalid(pricing_stub.CalculateTax(request, metadata=bearer(service_token)), field)

@@ -1,0 +1,53 @@
+"""GetProducts semantics over a fake repository: unknown and unpriced skus are reported missing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from infra.money import Money
+from pricing.biz.catalog import get_products
+from pricing.model.catalog import Product
+
+pytestmark = pytest.mark.unit
+
+
+class FakeProductRepo:
+    def __init__(self, products: list[Product]) -> None:
+        self.products = {p.sku: p for p in products}
+        self.calls: list[list[str]] = []
+
+    async def find(self, skus: Sequence[str]) -> list[Product]:
+        self.calls.append(list(skus))
+        return [self.products[s] for s in skus if s in self.products]
+
+    async def upsert(self, products: Sequence[Product]) -> list[Product]:
+        self.products.update({p.sku: p for p in products})
+        return list(products)
+
+
+def _product(sku: str, *prices: Money) -> Product:
+    return Product(sku, f"Product {sku}", "cat", "brand", 100, "standard", tuple(prices))
+
+
+async def test_prices_in_the_requested_currency_and_reports_the_rest_missing() -> None:
+    repo = FakeProductRepo([_product("A", Money("USD", 100), Money("EUR", 90)), _product("B", Money("EUR", 50))])
+    lookup = await get_products(repo, ["A", "B", "C"], "USD")
+    assert [(p.product.sku, p.unit_price) for p in lookup.products] == [("A", Money("USD", 100))]
+    assert lookup.missing_skus == ["B", "C"]
+
+
+async def test_one_lookup_for_the_whole_batch_and_duplicates_collapse() -> None:
+    repo = FakeProductRepo([_product("A", Money("USD", 100))])
+    lookup = await get_products(repo, ["A", "A", "B"], "USD")
+    assert repo.calls == [["A", "B"]]
+    assert len(lookup.products) == 1
+
+
+async def test_without_a_currency_every_known_product_is_returned_unpriced() -> None:
+    repo = FakeProductRepo([_product("A", Money("USD", 100)), _product("B")])
+    lookup = await get_products(repo, ["A", "B"], "")
+    assert [p.product.sku for p in lookup.products] == ["A", "B"]
+    assert all(p.unit_price is None for p in lookup.products)
+    assert lookup.missing_skus == []

@@ -1,0 +1,32 @@
+"""One promotion server (with its outbox publisher) and a database handle for the tests here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.config import Settings
+from infra.db import create_engine
+from infra.runner import running_service
+from kassa.promotion.v1 import promotion_service_pb2_grpc
+from promotion.bootstrap import bootstrap
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def promotion_stub(settings: Settings) -> AsyncIterator[promotion_service_pb2_grpc.PromotionServiceStub]:
+    async with (
+        running_service(bootstrap, settings, "127.0.0.1:0") as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield promotion_service_pb2_grpc.PromotionServiceStub(channel)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def promotion_db(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """Read-only peeks at counters and the outbox, which no RPC exposes."""
+    engine = create_engine(str(settings.database_url), pool_size=2, application_name="kassa-promotion-tests")
+    yield engine
+    await engine.dispose()
