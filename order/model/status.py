@@ -8,6 +8,7 @@ DELIVERED, CANCELLED and PAYMENT_FAILED are final. Repositories turn :func:`sour
 
 from __future__ import annotations
 
+from infra.errors import Reason
 from order.model.order import OrderStatus, PaymentOutcome
 
 __all__ = [
@@ -21,7 +22,7 @@ __all__ = [
 ]
 
 # A FailedPrecondition reason for a transition the status machine refuses.
-ORDER_STATUS_CONFLICT = "ORDER_STATUS_CONFLICT"
+ORDER_STATUS_CONFLICT = Reason.ORDER_STATUS_CONFLICT
 
 S = OrderStatus
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {

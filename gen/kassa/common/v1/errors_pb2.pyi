@@ -24,6 +24,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INVALID_ARGUMENT: _ClassVar[ErrorReason]
     UNAVAILABLE: _ClassVar[ErrorReason]
     ORDER_STATUS_CONFLICT: _ClassVar[ErrorReason]
+    PAYMENT_INVALID_STATE: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 OUT_OF_STOCK: ErrorReason
 PRICE_CHANGED: ErrorReason
@@ -42,3 +43,4 @@ PERMISSION_DENIED: ErrorReason
 INVALID_ARGUMENT: ErrorReason
 UNAVAILABLE: ErrorReason
 ORDER_STATUS_CONFLICT: ErrorReason
+PAYMENT_INVALID_STATE: ErrorReason

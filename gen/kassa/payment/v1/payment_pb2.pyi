@@ -22,6 +22,7 @@ class PaymentStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYMENT_STATUS_REFUNDED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_PARTIALLY_REFUNDED: _ClassVar[PaymentStatus]
     PAYMENT_STATUS_CASH_ON_DELIVERY: _ClassVar[PaymentStatus]
+    PAYMENT_STATUS_PENDING: _ClassVar[PaymentStatus]
 PAYMENT_STATUS_UNSPECIFIED: PaymentStatus
 PAYMENT_STATUS_REQUIRES_ACTION: PaymentStatus
 PAYMENT_STATUS_AUTHORIZED: PaymentStatus
@@ -32,6 +33,7 @@ PAYMENT_STATUS_FAILED: PaymentStatus
 PAYMENT_STATUS_REFUNDED: PaymentStatus
 PAYMENT_STATUS_PARTIALLY_REFUNDED: PaymentStatus
 PAYMENT_STATUS_CASH_ON_DELIVERY: PaymentStatus
+PAYMENT_STATUS_PENDING: PaymentStatus
 
 class Payment(_message.Message):
     __slots__ = ("payment_id", "order_ref", "order_id", "status", "amount", "captured_amount", "refunded_amount", "provider", "provider_payment_id", "payment_method", "next_action_url", "failure_code", "failure_message", "created_at", "updated_at")

@@ -1,0 +1,1 @@
+"""Clients of external systems (the payment providers) implementing the biz ports."""

@@ -1,0 +1,177 @@
+"""SandboxProvider: the PaymentProvider port over the sandbox processor's JSON HTTP API.
+
+Every mutating request carries an ``Idempotency-Key``, so retrying one (here, on a
+connection failure or 5xx, bounded with jittered backoff; or later, by the caller)
+never creates a second intent, capture or refund. A timeout is not retried here:
+the caller's deadline is nearly spent and the outcome is unknown, which the caller
+records (PENDING) and resolves with the same key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from infra.errors import InvalidArgument, PermissionDenied
+from infra.webhook_signature import SignatureError, verify
+from payment.model.provider import (
+    EventKind,
+    IntentRequest,
+    IntentStatus,
+    ProviderDeclined,
+    ProviderEvent,
+    ProviderIntent,
+    ProviderRefund,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+
+__all__ = ["SandboxProvider"]
+
+_STATUSES = {
+    "requires_action": IntentStatus.REQUIRES_ACTION,
+    "requires_capture": IntentStatus.REQUIRES_CAPTURE,
+    "succeeded": IntentStatus.SUCCEEDED,
+    "canceled": IntentStatus.CANCELED,
+    "requires_payment_method": IntentStatus.FAILED,
+}
+_EVENTS = {
+    "payment_intent.amount_capturable_updated": EventKind.AUTHORIZED,
+    "payment_intent.succeeded": EventKind.CAPTURED,
+    "payment_intent.payment_failed": EventKind.FAILED,
+    "payment_intent.canceled": EventKind.CANCELED,
+    "charge.refunded": EventKind.REFUNDED,
+}
+
+
+class _Retryable(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _intent(obj: dict[str, Any]) -> ProviderIntent:
+    error = obj.get("last_payment_error") or {}
+    next_action = obj.get("next_action") or {}
+    return ProviderIntent(
+        intent_id=str(obj["id"]),
+        status=_STATUSES.get(str(obj.get("status")), IntentStatus.FAILED),
+        amount_minor=int(obj.get("amount") or 0),
+        amount_capturable=int(obj.get("amount_capturable") or 0),
+        amount_received=int(obj.get("amount_received") or 0),
+        amount_refunded=int(obj.get("amount_refunded") or 0),
+        next_action_url=next_action.get("redirect_url") or None,
+        failure_code=error.get("decline_code") or error.get("code") or None,
+        failure_message=error.get("message") or None,
+        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+    )
+
+
+class SandboxProvider:
+    name = "sandbox"
+
+    def __init__(self, client: httpx.AsyncClient, webhook_secret: str, *, attempts: int = 3) -> None:
+        """``client`` has the sandbox base URL and the timeout; bootstrap owns (and closes) it."""
+        self._client = client
+        self._secret = webhook_secret
+        self._attempts = attempts
+
+    async def create_intent(self, request: IntentRequest, idempotency_key: str) -> ProviderIntent:
+        body = {
+            "amount": request.amount_minor,
+            "currency": request.currency_code.lower(),
+            "payment_method": request.payment_method,
+            "capture_method": "manual",
+            "return_url": request.return_url,
+            "metadata": request.metadata,
+        }
+        return _intent(await self._call("POST", "/v1/payment_intents", body, idempotency_key))
+
+    async def capture(self, intent_id: str, amount_minor: int, idempotency_key: str) -> ProviderIntent:
+        body = {"amount_to_capture": amount_minor}
+        return _intent(await self._call("POST", f"/v1/payment_intents/{intent_id}/capture", body, idempotency_key))
+
+    async def cancel(self, intent_id: str, idempotency_key: str) -> ProviderIntent:
+        return _intent(await self._call("POST", f"/v1/payment_intents/{intent_id}/cancel", {}, idempotency_key))
+
+    async def refund(self, intent_id: str, amount_minor: int, idempotency_key: str) -> ProviderRefund:
+        body = {"payment_intent": intent_id, "amount": amount_minor}
+        obj = await self._call("POST", "/v1/refunds", body, idempotency_key)
+        return ProviderRefund(refund_id=str(obj["id"]), amount_minor=int(obj["amount"]))
+
+    async def find_intent(self, idempotency_key: str) -> ProviderIntent | None:
+        obj = await self._call("GET", "/v1/payment_intents", None, None, params={"idempotency_key": idempotency_key})
+        data = obj.get("data") or []
+        return _intent(data[0]) if data else None
+
+    def parse_event(self, payload: bytes, signature: str) -> ProviderEvent:
+        try:
+            verify(self._secret, payload, signature)
+        except SignatureError as exc:
+            raise PermissionDenied(f"invalid webhook signature: {exc}") from exc
+        try:
+            event = json.loads(payload)
+            event_id, raw_type = str(event["id"]), str(event["type"])
+            obj = (event.get("data") or {}).get("object")
+            intent = _intent(obj) if isinstance(obj, dict) and obj.get("object") == "payment_intent" else None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidArgument("payload", "not a sandbox event") from exc
+        if not event_id:
+            raise InvalidArgument("payload", "the event has no id")
+        return ProviderEvent(event_id, _EVENTS.get(raw_type, EventKind.OTHER), raw_type, intent)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        idempotency_key: str | None,
+        *,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self._attempts),
+                wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.1),
+                retry=retry_if_exception_type((httpx.ConnectError, _Retryable)),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self._client.request(method, path, json=body, headers=headers, params=params)
+                    if response.status_code >= 500:
+                        raise _Retryable(response)
+        except _Retryable as exc:
+            raise ProviderUnavailable(*_error(exc.response)) from exc
+        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable("timeout", f"the provider did not answer in time ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable("network_error", str(exc) or type(exc).__name__) from exc
+        if response.status_code < 400:
+            result: dict[str, Any] = response.json()
+            return result
+        code, message = _error(response)
+        if response.status_code == 402:
+            intent = _error_intent(response)
+            raise ProviderDeclined(code, message, intent.intent_id if intent else None)
+        raise ProviderRejected(code, message, _error_intent(response))
+
+
+def _error(response: httpx.Response) -> tuple[str, str]:
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    code = str(error.get("decline_code") or error.get("code") or f"http_{response.status_code}")
+    return code, str(error.get("message") or response.reason_phrase)
+
+
+def _error_intent(response: httpx.Response) -> ProviderIntent | None:
+    try:
+        obj = (response.json().get("error") or {}).get("payment_intent")
+    except ValueError:
+        return None
+    return _intent(obj) if isinstance(obj, dict) else None

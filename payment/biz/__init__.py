@@ -1,0 +1,1 @@
+"""Payment use cases, one module each, over the ports in :mod:`payment.biz.ports`."""

@@ -1,0 +1,104 @@
+"""CapturePayment: take the authorized money for an order, at most once."""
+
+from __future__ import annotations
+
+import uuid
+
+from infra.errors import InvalidArgument, Unavailable
+from infra.money import Money
+from payment.biz.common import invalid_state, load, unavailable
+from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.model.payment import CAPTURE_HOLDING, Attempt, Payment, PaymentStatus, Transition
+from payment.model.provider import ProviderError, ProviderUnavailable
+
+__all__ = ["CAPTURE_LEASE_SECONDS", "capture_payment"]
+
+S = PaymentStatus
+# How long one capture may talk to the provider before another caller may take over.
+CAPTURE_LEASE_SECONDS = 30
+
+
+async def capture_payment(
+    repo: PaymentRepo, provider: PaymentProvider, payment_id: uuid.UUID, order_id: str, amount: Money | None
+) -> Payment:
+    """Capture once. Protects invariant 2 (at most one captured payment per order, no double charge).
+
+    The AUTHORIZED → CAPTURING claim is a conditional update, so of two concurrent
+    captures only one talks to the provider; the other is told to retry and then
+    sees CAPTURED. A partial unique index on order_id over capturing/captured rows
+    refuses a second payment for the same order. The provider call uses the key
+    ``capture-<payment_id>``, so even a capture retried after a crash charges once.
+    A capture of a captured payment returns it unchanged.
+    """
+    payment = await load(repo, payment_id)
+    if amount is not None:
+        if amount.currency_code != payment.amount.currency_code:
+            raise InvalidArgument(
+                "amount.currency_code", f"must be the authorized currency {payment.amount.currency_code}"
+            )
+        if amount.amount_minor > payment.amount.amount_minor:
+            raise InvalidArgument("amount.amount_minor", f"must not exceed the authorized {payment.amount}")
+    if payment.status in CAPTURE_HOLDING - {S.CAPTURING}:
+        if payment.order_id and payment.order_id != order_id:
+            raise invalid_state(payment, "capture", f"it was captured for order {payment.order_id}")
+        return payment
+    if payment.status == S.CASH_ON_DELIVERY:
+        raise invalid_state(payment, "capture", "cash on delivery is collected on delivery, nothing is held")
+    if payment.status not in (S.AUTHORIZED, S.CAPTURING):
+        raise invalid_state(payment, "capture")
+
+    claim = Transition(
+        S.CAPTURING, frozenset({S.AUTHORIZED}), {"order_id": order_id}, lease_seconds=CAPTURE_LEASE_SECONDS
+    )
+    claimed = await repo.apply(payment_id, claim)
+    if claimed is None:
+        current = await load(repo, payment_id)
+        if current.status in CAPTURE_HOLDING - {S.CAPTURING}:
+            return current
+        if current.status == S.CAPTURING:
+            raise Unavailable(
+                "a capture of this payment is in progress; retry", metadata={"payment_id": str(payment_id)}
+            )
+        raise invalid_state(current, "capture")
+
+    to_capture = claimed.amount.amount_minor if amount is None else amount.amount_minor
+    summary = {"intent_id": claimed.provider_payment_id, "amount_minor": to_capture, "order_id": order_id}
+    try:
+        intent = await provider.capture(claimed.provider_payment_id or "", to_capture, f"capture-{payment_id}")
+    except ProviderUnavailable as exc:
+        # Unknown outcome: keep the claim but let a retry take it at once (the provider key makes it safe).
+        await repo.apply(
+            payment_id,
+            Transition(
+                S.CAPTURING,
+                frozenset({S.CAPTURING}),
+                lease_seconds=0,
+                attempt=Attempt("capture", summary, {"code": exc.code}, "unavailable"),
+            ),
+        )
+        raise unavailable(payment_id, exc) from exc
+    except ProviderError as exc:
+        await repo.apply(
+            payment_id,
+            Transition(
+                S.AUTHORIZED,
+                frozenset({S.CAPTURING}),
+                {"order_id": None},
+                attempt=Attempt("capture", summary, {"code": exc.code, "message": exc.message}, "rejected"),
+            ),
+        )
+        raise invalid_state(claimed, "capture", f"the provider refused: {exc.message}") from exc
+
+    captured = Money(claimed.amount.currency_code, intent.amount_received)
+    done = await repo.apply(
+        payment_id,
+        Transition(
+            S.CAPTURED,
+            frozenset({S.CAPTURING}),
+            {"captured_minor": intent.amount_received},
+            "PaymentCaptured",
+            {"captured_amount": {"currency_code": captured.currency_code, "amount_minor": captured.amount_minor}},
+            Attempt("capture", summary, {"intent_id": intent.intent_id, "status": intent.status.value}, "captured"),
+        ),
+    )
+    return done or await load(repo, payment_id)

@@ -1,0 +1,69 @@
+"""Ports the payment use cases need; implemented in data/ (Postgres) and adapter/ (providers)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+from payment.model.payment import Attempt, NewPayment, Payment, Refund, Transition
+from payment.model.provider import IntentRequest, ProviderEvent, ProviderIntent, ProviderRefund
+
+__all__ = ["EventPlan", "PaymentProvider", "PaymentRepo"]
+
+# Given the payment an event refers to (locked), the transition it causes, or None for no effect.
+EventPlan = Callable[[Payment], Transition | None]
+
+
+class PaymentProvider(Protocol):
+    """A card processor. Every mutating call carries an idempotency key, so a retry never charges twice."""
+
+    name: str
+
+    async def create_intent(self, request: IntentRequest, idempotency_key: str) -> ProviderIntent: ...
+
+    async def capture(self, intent_id: str, amount_minor: int, idempotency_key: str) -> ProviderIntent: ...
+
+    async def cancel(self, intent_id: str, idempotency_key: str) -> ProviderIntent: ...
+
+    async def refund(self, intent_id: str, amount_minor: int, idempotency_key: str) -> ProviderRefund: ...
+
+    async def find_intent(self, idempotency_key: str) -> ProviderIntent | None:
+        """The intent created with ``idempotency_key``, if any: resolves an unknown outcome after a timeout."""
+        ...
+
+    def parse_event(self, payload: bytes, signature: str) -> ProviderEvent:
+        """Verify the webhook signature (PermissionDenied if bad) and parse the event."""
+        ...
+
+
+class PaymentRepo(Protocol):
+    async def create_or_get(self, new: NewPayment) -> tuple[Payment, bool]:
+        """Insert a PENDING payment unless its idempotency key exists; (row, created)."""
+        ...
+
+    async def get(self, payment_id: uuid.UUID) -> Payment | None: ...
+
+    async def apply(self, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
+        """Conditional update with its event and attempt in one transaction; None if the status did not match."""
+        ...
+
+    async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None: ...
+
+    async def apply_provider_event(
+        self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None, plan: EventPlan
+    ) -> tuple[bool, Payment | None]:
+        """Dedupe the event and apply its effect in one transaction; (duplicate, payment after the effect)."""
+        ...
+
+    async def reserve_refund(
+        self, payment_id: uuid.UUID, idempotency_key: str, amount_minor: int | None
+    ) -> tuple[Refund, Payment]:
+        """Insert the refund and add it to refunded_minor if the captured money covers it; idempotent by key."""
+        ...
+
+    async def finish_refund(
+        self, refund: Refund, *, provider_refund_id: str | None, succeeded: bool, attempt: Attempt
+    ) -> Payment:
+        """Mark the refund done (with its event) or failed (giving the amount back)."""
+        ...

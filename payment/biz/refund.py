@@ -1,0 +1,69 @@
+"""RefundPayment: give captured money back, never more than was captured."""
+
+from __future__ import annotations
+
+import uuid
+
+from infra.errors import FailedPrecondition, InvalidArgument
+from infra.money import Money
+from payment.biz.common import invalid_state, load, unavailable
+from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.model.payment import INVALID_STATE, Attempt, Payment, PaymentStatus, Refund
+from payment.model.provider import ProviderError, ProviderUnavailable
+
+__all__ = ["refund_payment"]
+
+S = PaymentStatus
+_REFUNDABLE = frozenset({S.CAPTURED, S.PARTIALLY_REFUNDED, S.REFUNDED})
+
+
+async def refund_payment(
+    repo: PaymentRepo, provider: PaymentProvider, payment_id: uuid.UUID, idempotency_key: str, amount: Money | None
+) -> tuple[Payment, Refund]:
+    """Refund once per key. Protects invariant 2 (money moves once) and the refunded ≤ captured constraint.
+
+    The refund row and the increase of refunded_minor are written together under a row
+    lock before the provider is called, so concurrent refunds can never exceed the
+    captured amount; the provider gets the key ``refund-<refund_id>``. A retry with the
+    same key returns the first refund; a timeout leaves it pending for a retry.
+    """
+    payment = await load(repo, payment_id)
+    if amount is not None and amount.currency_code != payment.amount.currency_code:
+        raise InvalidArgument("amount.currency_code", f"must be the payment's currency {payment.amount.currency_code}")
+    if payment.status not in _REFUNDABLE:
+        raise invalid_state(payment, "refund", "only captured payments can be refunded")
+    refund, payment = await repo.reserve_refund(
+        payment_id, idempotency_key, None if amount is None else amount.amount_minor
+    )
+    if refund.status == "SUCCEEDED":
+        return payment, refund
+    if refund.status == "FAILED":
+        raise FailedPrecondition(
+            "this refund was refused by the provider",
+            reason=INVALID_STATE,
+            metadata={"refund_id": str(refund.refund_id)},
+        )
+
+    summary = {"intent_id": payment.provider_payment_id, "amount_minor": refund.amount_minor}
+    try:
+        done = await provider.refund(
+            payment.provider_payment_id or "", refund.amount_minor, f"refund-{refund.refund_id}"
+        )
+    except ProviderUnavailable as exc:
+        await repo.record_attempt(payment_id, Attempt("refund", summary, {"code": exc.code}, "unavailable"))
+        raise unavailable(payment_id, exc) from exc
+    except ProviderError as exc:
+        await repo.finish_refund(
+            refund,
+            provider_refund_id=None,
+            succeeded=False,
+            attempt=Attempt("refund", summary, {"code": exc.code, "message": exc.message}, "rejected"),
+        )
+        raise FailedPrecondition(
+            f"the provider refused the refund: {exc.message}",
+            reason=INVALID_STATE,
+            metadata={"refund_id": str(refund.refund_id)},
+        ) from exc
+    attempt = Attempt("refund", summary, {"refund_id": done.refund_id, "amount_minor": done.amount_minor}, "refunded")
+    payment = await repo.finish_refund(refund, provider_refund_id=done.refund_id, succeeded=True, attempt=attempt)
+    return payment, refund

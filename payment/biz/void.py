@@ -1,0 +1,96 @@
+"""VoidAuthorization: release a hold, including one whose authorization outcome is unknown."""
+
+from __future__ import annotations
+
+import uuid
+
+from infra.errors import Unavailable
+from payment.biz.common import invalid_state, load, unavailable
+from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.model.payment import CAPTURE_HOLDING, Attempt, Payment, PaymentStatus, Transition
+from payment.model.provider import IntentStatus, ProviderRejected, ProviderUnavailable
+
+__all__ = ["VOID_LEASE_SECONDS", "void_authorization"]
+
+S = PaymentStatus
+VOID_LEASE_SECONDS = 30
+_NOTHING_HELD = frozenset({S.VOIDED, S.DECLINED, S.FAILED})
+# VOIDING is claimable again at once: cancelling at the provider is idempotent.
+_VOIDABLE = frozenset({S.PENDING, S.REQUIRES_ACTION, S.AUTHORIZED, S.VOIDING})
+
+
+async def void_authorization(
+    repo: PaymentRepo, provider: PaymentProvider, payment_id: uuid.UUID, reason: str
+) -> Payment:
+    """Cancel the hold. Protects invariant 3 (no authorization outlives a failed checkout).
+
+    Idempotent: a payment with nothing held is returned as is. A PENDING payment (the
+    authorization timed out, so the provider may or may not have created an intent) is
+    claimed first (VOIDING, which a late authorization answer then respects), and the
+    intent is looked up at the provider by the authorization's idempotency key and
+    cancelled if it exists. A captured payment is refused: it needs a refund.
+    """
+    payment = await load(repo, payment_id)
+    if payment.status in _NOTHING_HELD:
+        return payment
+    if payment.status in CAPTURE_HOLDING:
+        raise invalid_state(payment, "void", "it is captured; refund it instead")
+    if payment.status == S.CASH_ON_DELIVERY:
+        done = await repo.apply(
+            payment_id, Transition(S.VOIDED, frozenset({S.CASH_ON_DELIVERY}), {}, "PaymentVoided", {"reason": reason})
+        )
+        return done or await load(repo, payment_id)
+
+    claimed = await repo.apply(payment_id, Transition(S.VOIDING, _VOIDABLE, lease_seconds=VOID_LEASE_SECONDS))
+    if claimed is None:
+        current = await load(repo, payment_id)
+        if current.status in _NOTHING_HELD:
+            return current
+        raise invalid_state(current, "void")
+
+    summary: dict[str, object] = {"intent_id": claimed.provider_payment_id, "reason": reason}
+    intent_id = claimed.provider_payment_id
+    try:
+        if intent_id is None:
+            found = await provider.find_intent(claimed.idempotency_key)
+            intent_id = found.intent_id if found else None
+            summary["looked_up"] = intent_id or ""
+        if intent_id is not None:
+            await provider.cancel(intent_id, f"void-{payment_id}")
+    except ProviderUnavailable as exc:
+        await repo.record_attempt(payment_id, Attempt("void", summary, {"code": exc.code}, "unavailable"))
+        raise unavailable(payment_id, exc) from exc
+    except ProviderRejected as exc:
+        if exc.intent is not None and exc.intent.status == IntentStatus.SUCCEEDED:
+            # Captured at the provider behind our back: record the truth, a refund is the way back.
+            await repo.apply(
+                payment_id,
+                Transition(
+                    S.CAPTURED,
+                    frozenset({S.VOIDING}),
+                    {"captured_minor": exc.intent.amount_received},
+                    "PaymentCaptured",
+                    {},
+                    Attempt("void", summary, {"code": exc.code}, "already_captured"),
+                ),
+            )
+            raise invalid_state(claimed, "void", "the provider has captured it; refund it instead") from exc
+        # Declined or already cancelled there: nothing is held.
+
+    done = await repo.apply(
+        payment_id,
+        Transition(
+            S.VOIDED,
+            frozenset({S.VOIDING}),
+            {"provider_payment_id": intent_id, "next_action_url": None},
+            "PaymentVoided",
+            {"reason": reason},
+            Attempt("void", summary, {"intent_id": intent_id or ""}, "voided"),
+        ),
+    )
+    if done is None:
+        current = await load(repo, payment_id)
+        if current.status in _NOTHING_HELD:
+            return current
+        raise Unavailable("the payment changed while voiding; retry", metadata={"payment_id": str(payment_id)})
+    return done

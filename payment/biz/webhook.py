@@ -1,0 +1,94 @@
+"""HandleWebhook: apply a provider's event once, and only if it moves the payment forward."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from functools import partial
+
+from infra.errors import InvalidArgument
+from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.model.payment import Attempt, Payment, PaymentStatus, Transition
+from payment.model.provider import EventKind, ProviderEvent
+
+__all__ = ["handle_webhook", "plan_for"]
+
+S = PaymentStatus
+
+# Forward-only: each effect lists the statuses it may move a payment from, so an event that
+# arrives late (amount_capturable_updated after succeeded) finds no match and changes nothing.
+_SOURCES: dict[EventKind, frozenset[PaymentStatus]] = {
+    EventKind.AUTHORIZED: frozenset({S.PENDING, S.REQUIRES_ACTION}),
+    EventKind.FAILED: frozenset({S.PENDING, S.REQUIRES_ACTION}),
+    EventKind.CAPTURED: frozenset({S.PENDING, S.REQUIRES_ACTION, S.AUTHORIZED, S.CAPTURING}),
+    EventKind.CANCELED: frozenset({S.PENDING, S.REQUIRES_ACTION, S.AUTHORIZED, S.VOIDING}),
+    EventKind.REFUNDED: frozenset({S.CAPTURED, S.PARTIALLY_REFUNDED}),
+}
+
+
+async def handle_webhook(
+    repo: PaymentRepo, providers: Mapping[str, PaymentProvider], provider_name: str, payload: bytes, signature: str
+) -> tuple[str, bool]:
+    """Verify, deduplicate, apply. Protects invariant 5 (no event applied twice) and 2/3 (true money state).
+
+    The signature is checked before anything else. The (provider, event id) row is
+    inserted in the same transaction as the effect, so a redelivered event is a no-op
+    even when two deliveries race. Returns (event id, duplicate).
+    """
+    provider = providers.get(provider_name)
+    if provider is None:
+        raise InvalidArgument("provider", f"unknown payment provider {provider_name!r}")
+    event = provider.parse_event(payload, signature)
+    payment_id: uuid.UUID | None = None
+    if event.intent is not None:
+        try:
+            payment_id = uuid.UUID(event.intent.metadata.get("payment_id", ""))
+        except ValueError:
+            payment_id = None
+    duplicate, _ = await repo.apply_provider_event(provider.name, event, payment_id, partial(plan_for, event))
+    return event.event_id, duplicate
+
+
+def plan_for(event: ProviderEvent, payment: Payment) -> Transition | None:
+    """The transition ``event`` causes on ``payment`` (locked by the caller), or None."""
+    intent = event.intent
+    sources = _SOURCES.get(event.kind)
+    if intent is None or sources is None or payment.status not in sources:
+        return None
+    attempt = Attempt(
+        "webhook",
+        {"event_id": event.event_id, "type": event.raw_type},
+        {"intent_id": intent.intent_id, "status": intent.status.value},
+        event.kind.value,
+    )
+    base: dict[str, object] = {"provider_payment_id": intent.intent_id}
+    if event.kind == EventKind.AUTHORIZED:
+        return Transition(S.AUTHORIZED, sources, {**base, "next_action_url": None}, "PaymentAuthorized", {}, attempt)
+    if event.kind == EventKind.FAILED:
+        code = intent.failure_code or "payment_failed"
+        changes = {**base, "failure_code": code, "failure_message": intent.failure_message, "next_action_url": None}
+        return Transition(S.FAILED, sources, changes, "PaymentFailed", {"failure_code": code}, attempt)
+    if event.kind == EventKind.CAPTURED:
+        captured = min(intent.amount_received, payment.amount.amount_minor)
+        extra = {"captured_amount": {"currency_code": payment.amount.currency_code, "amount_minor": captured}}
+        return Transition(S.CAPTURED, sources, {**base, "captured_minor": captured}, "PaymentCaptured", extra, attempt)
+    if event.kind == EventKind.CANCELED:
+        return Transition(
+            S.VOIDED,
+            sources,
+            {**base, "next_action_url": None},
+            "PaymentVoided",
+            {"reason": "canceled at the provider"},
+            attempt,
+        )
+    refunded = min(intent.amount_refunded, payment.captured_minor)
+    if refunded <= payment.refunded_minor:
+        return None
+    to = S.REFUNDED if refunded == payment.captured_minor else S.PARTIALLY_REFUNDED
+    extra = {
+        "refund_amount": {
+            "currency_code": payment.amount.currency_code,
+            "amount_minor": refunded - payment.refunded_minor,
+        }
+    }
+    return Transition(to, sources, {"refunded_minor": refunded}, "PaymentRefunded", extra, attempt)

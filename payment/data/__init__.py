@@ -1,0 +1,1 @@
+"""Postgres side of the payment service: tables, the repository, Alembic migrations."""

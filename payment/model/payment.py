@@ -1,0 +1,187 @@
+"""The payment aggregate: statuses, the transitions allowed between them, and its events.
+
+Transitions only move forward (a webhook that arrives late can never undo a
+later state), and every state change is a conditional update from an explicit
+set of source statuses, so two concurrent callers cannot both win.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from infra.errors import Reason
+from infra.money import Money
+
+__all__ = [
+    "CAPTURE_HOLDING",
+    "CARD_NUMBER_MESSAGE",
+    "COD",
+    "COD_PROVIDER",
+    "FINISHED_AUTHORIZATION",
+    "INVALID_STATE",
+    "Attempt",
+    "NewPayment",
+    "Payment",
+    "PaymentStatus",
+    "Refund",
+    "Transition",
+    "event_data",
+    "payment_method_error",
+]
+
+COD = "cod"
+COD_PROVIDER = "cod"
+# Refusal reason for an operation the payment's current status does not allow.
+INVALID_STATE = Reason.PAYMENT_INVALID_STATE
+CARD_NUMBER_MESSAGE = "send a provider token, never a card number"
+
+_CARDISH = re.compile(r"^[\d\s-]{12,}$")
+
+
+class PaymentStatus(enum.StrEnum):
+    # Sent to the provider, answer unknown (timeout, 5xx): a retry with the same key is safe.
+    PENDING = "PENDING"
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+    AUTHORIZED = "AUTHORIZED"
+    # A capture (or void) claimed the payment and is talking to the provider.
+    CAPTURING = "CAPTURING"
+    VOIDING = "VOIDING"
+    CAPTURED = "CAPTURED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+    VOIDED = "VOIDED"
+    DECLINED = "DECLINED"
+    FAILED = "FAILED"
+    CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
+
+
+S = PaymentStatus
+
+# Money for an order has been (or is being) taken: at most one such payment per order (invariant 2).
+CAPTURE_HOLDING = frozenset({S.CAPTURING, S.CAPTURED, S.PARTIALLY_REFUNDED, S.REFUNDED})
+# What AuthorizePayment returns as is on a retry, without calling the provider again.
+FINISHED_AUTHORIZATION = frozenset(set(S) - {S.PENDING})
+
+
+def payment_method_error(value: str) -> str | None:
+    """Why ``value`` is not an acceptable payment method, or None. PCI: a card number is refused outright."""
+    digits = re.sub(r"[\s-]", "", value)
+    if _CARDISH.match(value) and 12 <= len(digits) <= 19:
+        return CARD_NUMBER_MESSAGE
+    if value != COD and not value.startswith("tok_"):
+        return "must be a provider token (tok_…) or 'cod'"
+    if len(value) > 255:
+        return "must be at most 255 characters"
+    return None
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    payment_id: uuid.UUID
+    idempotency_key: str
+    order_ref: str
+    customer_id: str
+    amount: Money
+    payment_method: str
+    provider: str
+    return_url: str
+
+    @property
+    def is_cod(self) -> bool:
+        return self.payment_method == COD
+
+
+@dataclass(frozen=True)
+class Payment:
+    payment_id: uuid.UUID
+    idempotency_key: str
+    order_ref: str
+    order_id: str | None
+    customer_id: str
+    status: PaymentStatus
+    amount: Money
+    captured_minor: int
+    refunded_minor: int
+    provider: str
+    provider_payment_id: str | None
+    payment_method: str
+    return_url: str
+    next_action_url: str | None
+    failure_code: str | None
+    failure_message: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def captured(self) -> Money:
+        return Money(self.amount.currency_code, self.captured_minor)
+
+    @property
+    def refunded(self) -> Money:
+        return Money(self.amount.currency_code, self.refunded_minor)
+
+    def same_request(self, new: NewPayment) -> bool:
+        """A retry must repeat the first request; anything else is a reused key."""
+        return (
+            self.order_ref == new.order_ref and self.amount == new.amount and self.payment_method == new.payment_method
+        )
+
+
+@dataclass(frozen=True)
+class Refund:
+    refund_id: uuid.UUID
+    payment_id: uuid.UUID
+    idempotency_key: str
+    amount_minor: int
+    status: str
+    provider_refund_id: str | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call to the provider, for the audit log (never the card data: there is none)."""
+
+    operation: str
+    request: dict[str, Any]
+    response: dict[str, Any]
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Move a payment to ``to`` only if its status is one of ``sources``; record ``event_type`` with it.
+
+    With ``lease_seconds`` the new status is a claim (CAPTURING, VOIDING) held until the lease ends;
+    a claim whose lease ran out (its holder crashed) may be taken again.
+    """
+
+    to: PaymentStatus
+    sources: frozenset[PaymentStatus]
+    changes: dict[str, Any] = field(default_factory=dict)
+    event_type: str | None = None
+    event_extra: dict[str, Any] = field(default_factory=dict)
+    attempt: Attempt | None = None
+    lease_seconds: int | None = None
+
+
+def event_data(p: Payment, **extra: Any) -> dict[str, Any]:
+    """The payload every payment event carries, so consumers (order, checkout) need no lookup."""
+    data: dict[str, Any] = {
+        "payment_id": str(p.payment_id),
+        "order_ref": p.order_ref,
+        "order_id": p.order_id or "",
+        "customer_id": p.customer_id,
+        "status": p.status.value,
+        "amount": {"currency_code": p.amount.currency_code, "amount_minor": p.amount.amount_minor},
+        "captured_minor": p.captured_minor,
+        "refunded_minor": p.refunded_minor,
+        "provider": p.provider,
+        "provider_payment_id": p.provider_payment_id or "",
+    }
+    data.update(extra)
+    return data

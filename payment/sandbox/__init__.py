@@ -1,0 +1,10 @@
+"""A sandbox card processor: an HTTP server that behaves like a provider's test mode.
+
+It simulates an external system, so it keeps its state in memory and shares no
+code with the payment service beyond the webhook signature scheme.
+"""
+
+from payment.sandbox.app import SandboxConfig, create_app
+from payment.sandbox.server import running_sandbox
+
+__all__ = ["SandboxConfig", "create_app", "running_sandbox"]

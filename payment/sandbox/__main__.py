@@ -1,0 +1,33 @@
+"""``python -m payment.sandbox``: serve the sandbox provider on KASSA_SANDBOX_ADDR (default 127.0.0.1:8090)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from infra.config import ConfigError, Settings
+from infra.logs import setup_logging
+from payment.sandbox.app import SandboxConfig, create_app
+
+
+def main() -> None:
+    setup_logging("sandbox")
+    try:
+        settings = Settings.from_env()
+        config = SandboxConfig.from_env()
+        port = int(settings.addr("sandbox").rsplit(":", 1)[1])
+    except (ConfigError, ValueError, IndexError) as exc:
+        raise SystemExit(f"sandbox: {exc}") from exc
+    uvicorn.run(
+        create_app(settings, config),
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()

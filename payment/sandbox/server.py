@@ -1,0 +1,69 @@
+"""Run the sandbox in-process on a free loopback port (tests, local tools)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+
+from infra.config import Settings
+from infra.localstack import free_port
+from payment.sandbox.app import SandboxApi, SandboxConfig, create_app
+
+__all__ = ["RunningSandbox", "running_sandbox", "serving"]
+
+
+@dataclass(frozen=True)
+class RunningSandbox:
+    url: str
+    app: Starlette
+
+    @property
+    def api(self) -> SandboxApi:
+        api: SandboxApi = self.app.state.api
+        return api
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Starlette, *, on_stop: Callable[[], None] | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on a free 127.0.0.1 port until the block exits; yields the base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            http="httptools",
+            ws="none",
+            lifespan="on",
+            log_config=None,
+            log_level="warning",
+            timeout_graceful_shutdown=1,
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server exited while starting")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if on_stop is not None:
+            on_stop()
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def running_sandbox(settings: Settings, config: SandboxConfig | None = None) -> AsyncIterator[RunningSandbox]:
+    """Serve the sandbox over real HTTP until the block exits."""
+    app = create_app(settings, config or SandboxConfig())
+    api: SandboxApi = app.state.api
+    async with serving(app, on_stop=api.stop_stalling) as url:
+        yield RunningSandbox(url, app)

@@ -1,0 +1,260 @@
+"""The sandbox processor's in-memory ledger: intents, refunds and stored idempotent responses.
+
+Every operation is synchronous and runs under the app's single lock, so a
+request is atomic with respect to every other (a double click with the same
+Idempotency-Key sees the first request's stored response, never a half-made
+intent). Operations return an :class:`Outcome`: the HTTP answer plus the
+webhook events it causes, which the app sends after releasing the lock.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TEST_TOKENS", "ApiError", "Intent", "Outcome", "SandboxState", "StoredResponse"]
+
+# Test tokens and what authorizing with them does (DESIGN.md §2).
+TEST_TOKENS = frozenset(
+    {
+        "tok_visa",
+        "tok_chargeDeclined",
+        "tok_insufficientFunds",
+        "tok_threeDSecure",
+        "tok_timeout",
+        "tok_processingError",
+    }
+)
+_DECLINES = {
+    "tok_chargeDeclined": ("card_declined", "Your card was declined."),
+    "tok_insufficientFunds": ("insufficient_funds", "Your card has insufficient funds."),
+}
+TIMEOUT_TOKEN = "tok_timeout"
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class ApiError(Exception):
+    """A refusal rendered as ``{"error": {...}}`` with an HTTP status, like a processor's API."""
+
+    def __init__(self, status: int, type_: str, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"error": {"type": type_, "code": code, "message": message, **extra}}
+
+
+@dataclass
+class Intent:
+    id: str
+    amount: int
+    currency: str
+    payment_method: str
+    idempotency_key: str
+    status: str
+    return_url: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    capture_method: str = "manual"
+    amount_capturable: int = 0
+    amount_received: int = 0
+    amount_refunded: int = 0
+    next_action: dict[str, str] | None = None
+    last_payment_error: dict[str, str] | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "payment_intent",
+            "amount": self.amount,
+            "amount_capturable": self.amount_capturable,
+            "amount_received": self.amount_received,
+            "amount_refunded": self.amount_refunded,
+            "currency": self.currency,
+            "status": self.status,
+            "payment_method": self.payment_method,
+            "capture_method": self.capture_method,
+            "return_url": self.return_url,
+            "metadata": dict(self.metadata),
+            "next_action": dict(self.next_action) if self.next_action else None,
+            "last_payment_error": dict(self.last_payment_error) if self.last_payment_error else None,
+            "created": self.created,
+        }
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """What a key answered first; ``fingerprint`` is the request it answered (method, path, body)."""
+
+    fingerprint: str
+    status: int
+    body: dict[str, Any]
+    slow: bool = False
+
+
+@dataclass
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # tok_timeout: the processor did the work but answers only after the client gave up.
+    slow: bool = False
+
+
+class SandboxState:
+    """The ledger. Not thread-safe by itself: the app serializes calls with one asyncio lock."""
+
+    def __init__(self) -> None:
+        self.intents: dict[str, Intent] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.responses: dict[str, StoredResponse] = {}
+        # (operation, intent id) for every request that did work (replays excluded): lets tests
+        # prove that a retry reached the processor at most once.
+        self.operations: list[tuple[str, str]] = []
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def intent(self, intent_id: str) -> Intent:
+        found = self.intents.get(intent_id)
+        if found is None:
+            raise ApiError(404, "invalid_request_error", "resource_missing", f"No such payment_intent: {intent_id}")
+        return found
+
+    def find_by_key(self, idempotency_key: str) -> list[Intent]:
+        return [i for i in self.intents.values() if i.idempotency_key == idempotency_key]
+
+    def count(self, operation: str, intent_id: str) -> int:
+        return sum(1 for op in self.operations if op == (operation, intent_id))
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def create_intent(self, params: dict[str, Any], idempotency_key: str, base_url: str) -> Outcome:
+        token = params["payment_method"]
+        if token not in TEST_TOKENS:
+            raise ApiError(400, "invalid_request_error", "invalid_payment_method", f"No such token: {token}")
+        if token == "tok_processingError":
+            raise ApiError(500, "api_error", "processing_error", "An error occurred while processing the card.")
+        intent = Intent(
+            id=_new_id("pi"),
+            amount=params["amount"],
+            currency=params["currency"],
+            payment_method=token,
+            idempotency_key=idempotency_key,
+            status="requires_capture",
+            return_url=params.get("return_url") or "",
+            metadata=dict(params.get("metadata") or {}),
+        )
+        self.intents[intent.id] = intent
+        self.operations.append(("create", intent.id))
+        if token in _DECLINES:
+            code, message = _DECLINES[token]
+            intent.status = "requires_payment_method"
+            intent.last_payment_error = {"code": code, "decline_code": code, "message": message}
+            body = ApiError(402, "card_error", code, message, decline_code=code, payment_intent=intent.to_json()).body
+            return Outcome(402, body, [("payment_intent.payment_failed", intent.to_json())])
+        if token == "tok_threeDSecure":
+            intent.status = "requires_action"
+            intent.next_action = {
+                "type": "redirect_to_url",
+                "redirect_url": f"{base_url}/v1/3ds/{intent.id}",
+                "return_url": intent.return_url,
+            }
+            return Outcome(200, intent.to_json())
+        intent.amount_capturable = intent.amount
+        return Outcome(
+            200,
+            intent.to_json(),
+            [("payment_intent.amount_capturable_updated", intent.to_json())],
+            slow=token == TIMEOUT_TOKEN,
+        )
+
+    def complete_action(self, intent_id: str, *, succeed: bool) -> Outcome:
+        """The customer finished (or failed) 3-D Secure on the redirect page."""
+        intent = self.intent(intent_id)
+        if intent.status != "requires_action":
+            return Outcome(200, intent.to_json())
+        self.operations.append(("authenticate", intent.id))
+        intent.next_action = None
+        if succeed:
+            intent.status = "requires_capture"
+            intent.amount_capturable = intent.amount
+            return Outcome(200, intent.to_json(), [("payment_intent.amount_capturable_updated", intent.to_json())])
+        intent.status = "requires_payment_method"
+        intent.last_payment_error = {
+            "code": "authentication_required",
+            "decline_code": "authentication_required",
+            "message": "The customer failed 3-D Secure authentication.",
+        }
+        return Outcome(200, intent.to_json(), [("payment_intent.payment_failed", intent.to_json())])
+
+    def capture(self, intent_id: str, amount_to_capture: int | None) -> Outcome:
+        intent = self.intent(intent_id)
+        if intent.status != "requires_capture":
+            raise _unexpected_state(intent, "capture")
+        amount = intent.amount_capturable if amount_to_capture is None else amount_to_capture
+        if amount > intent.amount_capturable:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "amount_too_large",
+                f"amount_to_capture {amount} exceeds the authorized {intent.amount_capturable}",
+                param="amount_to_capture",
+            )
+        self.operations.append(("capture", intent.id))
+        intent.status = "succeeded"
+        intent.amount_received = amount
+        intent.amount_capturable = 0
+        return Outcome(200, intent.to_json(), [("payment_intent.succeeded", intent.to_json())])
+
+    def cancel(self, intent_id: str) -> Outcome:
+        intent = self.intent(intent_id)
+        if intent.status == "canceled":
+            return Outcome(200, intent.to_json())
+        if intent.status not in ("requires_capture", "requires_action"):
+            raise _unexpected_state(intent, "cancel")
+        self.operations.append(("cancel", intent.id))
+        intent.status = "canceled"
+        intent.amount_capturable = 0
+        intent.next_action = None
+        return Outcome(200, intent.to_json(), [("payment_intent.canceled", intent.to_json())])
+
+    def refund(self, intent_id: str, amount: int | None) -> Outcome:
+        intent = self.intent(intent_id)
+        if intent.status != "succeeded":
+            raise _unexpected_state(intent, "refund")
+        remaining = intent.amount_received - intent.amount_refunded
+        amount = remaining if amount is None else amount
+        if amount <= 0 or amount > remaining:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "amount_too_large",
+                f"refund amount {amount} exceeds the refundable {remaining}",
+                param="amount",
+            )
+        self.operations.append(("refund", intent.id))
+        intent.amount_refunded += amount
+        refund = {
+            "id": _new_id("re"),
+            "object": "refund",
+            "amount": amount,
+            "currency": intent.currency,
+            "payment_intent": intent.id,
+            "status": "succeeded",
+            "created": int(time.time()),
+        }
+        self.refunds[refund["id"]] = refund
+        return Outcome(200, refund, [("charge.refunded", intent.to_json())])
+
+
+def _unexpected_state(intent: Intent, action: str) -> ApiError:
+    return ApiError(
+        400,
+        "invalid_request_error",
+        "payment_intent_unexpected_state",
+        f"You cannot {action} this PaymentIntent because it has a status of {intent.status}.",
+        payment_intent=intent.to_json(),
+    )

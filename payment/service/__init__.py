@@ -1,0 +1,1 @@
+"""gRPC servicer of kassa.payment.v1.PaymentService."""

@@ -1,0 +1,189 @@
+"""PaymentService servicer: privileged callers only; validate, pb -> model, call biz, model -> pb."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+
+from infra.auth import require_privileged
+from infra.errors import InvalidArgument
+from infra.money import Money, validate_currency
+from kassa.common.v1 import money_pb2
+from kassa.payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
+from payment.biz.authorize import AuthorizeCommand, authorize_payment
+from payment.biz.capture import capture_payment
+from payment.biz.get import get_payment
+from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.biz.refund import refund_payment
+from payment.biz.void import void_authorization
+from payment.biz.webhook import handle_webhook
+from payment.model.payment import Payment, PaymentStatus, payment_method_error
+
+__all__ = ["PaymentService"]
+
+_MAX_TEXT = 255
+_MAX_AMOUNT = 99_999_999_999
+_MAX_PAYLOAD = 256 * 1024
+
+PS = payment_pb2.PaymentStatus
+_STATUS_PB = {
+    # Unknown outcome (provider timed out): neither held nor failed as far as we know.
+    PaymentStatus.PENDING: PS.PAYMENT_STATUS_PENDING,
+    PaymentStatus.REQUIRES_ACTION: PS.PAYMENT_STATUS_REQUIRES_ACTION,
+    PaymentStatus.AUTHORIZED: PS.PAYMENT_STATUS_AUTHORIZED,
+    # A capture or void in flight: the money is still only held.
+    PaymentStatus.CAPTURING: PS.PAYMENT_STATUS_AUTHORIZED,
+    PaymentStatus.VOIDING: PS.PAYMENT_STATUS_AUTHORIZED,
+    PaymentStatus.CAPTURED: PS.PAYMENT_STATUS_CAPTURED,
+    PaymentStatus.PARTIALLY_REFUNDED: PS.PAYMENT_STATUS_PARTIALLY_REFUNDED,
+    PaymentStatus.REFUNDED: PS.PAYMENT_STATUS_REFUNDED,
+    PaymentStatus.VOIDED: PS.PAYMENT_STATUS_VOIDED,
+    PaymentStatus.DECLINED: PS.PAYMENT_STATUS_DECLINED,
+    PaymentStatus.FAILED: PS.PAYMENT_STATUS_FAILED,
+    PaymentStatus.CASH_ON_DELIVERY: PS.PAYMENT_STATUS_CASH_ON_DELIVERY,
+}
+
+
+def _text(value: str, field: str, *, required: bool = True) -> str:
+    value = value.strip()
+    if required and not value:
+        raise InvalidArgument(field, "is required")
+    if len(value) > _MAX_TEXT:
+        raise InvalidArgument(field, f"must be at most {_MAX_TEXT} characters")
+    return value
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise InvalidArgument(field, "must be a UUID") from exc
+
+
+def _money(pb: money_pb2.Money, field: str) -> Money:
+    problem = validate_currency(pb.currency_code)
+    if problem:
+        raise InvalidArgument(f"{field}.currency_code", problem)
+    if not 0 < pb.amount_minor <= _MAX_AMOUNT:
+        raise InvalidArgument(f"{field}.amount_minor", "must be a positive amount in the currency's minor unit")
+    return Money(pb.currency_code, pb.amount_minor)
+
+
+def _optional_money(request: Any, field: str) -> Money | None:
+    return _money(getattr(request, field), field) if request.HasField(field) else None
+
+
+def _money_pb(money: Money) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=money.currency_code, amount_minor=money.amount_minor)
+
+
+def _ts(value: Any) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def to_pb(p: Payment) -> payment_pb2.Payment:
+    return payment_pb2.Payment(
+        payment_id=str(p.payment_id),
+        order_ref=p.order_ref,
+        order_id=p.order_id or "",
+        status=_STATUS_PB[p.status],
+        amount=_money_pb(p.amount),
+        captured_amount=_money_pb(p.captured),
+        refunded_amount=_money_pb(p.refunded),
+        provider=p.provider,
+        provider_payment_id=p.provider_payment_id or "",
+        payment_method=p.payment_method,
+        next_action_url=p.next_action_url or "",
+        failure_code=p.failure_code or "",
+        failure_message=p.failure_message or "",
+        created_at=_ts(p.created_at),
+        updated_at=_ts(p.updated_at),
+    )
+
+
+class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
+    def __init__(self, repo: PaymentRepo, provider: PaymentProvider, providers: Mapping[str, PaymentProvider]) -> None:
+        self._repo = repo
+        self._provider = provider
+        self._providers = providers
+
+    async def AuthorizePayment(
+        self, request: payment_service_pb2.AuthorizePaymentRequest, context: Any
+    ) -> payment_service_pb2.AuthorizePaymentResponse:
+        require_privileged()
+        method = request.payment_method.strip()
+        problem = payment_method_error(method) if method else "is required"
+        if problem:
+            raise InvalidArgument("payment_method", problem)
+        if not request.HasField("amount"):
+            raise InvalidArgument("amount", "is required")
+        return_url = _text(request.return_url, "return_url", required=False)
+        if return_url and not return_url.startswith(("https://", "http://")):
+            raise InvalidArgument("return_url", "must be an http(s) URL")
+        cmd = AuthorizeCommand(
+            idempotency_key=_text(request.idempotency_key, "idempotency_key"),
+            order_ref=_text(request.order_ref, "order_ref"),
+            customer_id=_text(request.customer_id, "customer_id", required=False),
+            amount=_money(request.amount, "amount"),
+            payment_method=method,
+            return_url=return_url,
+        )
+        payment = await authorize_payment(self._repo, self._provider, cmd)
+        return payment_service_pb2.AuthorizePaymentResponse(payment=to_pb(payment))
+
+    async def CapturePayment(
+        self, request: payment_service_pb2.CapturePaymentRequest, context: Any
+    ) -> payment_service_pb2.CapturePaymentResponse:
+        require_privileged()
+        payment_id = _uuid(request.payment_id, "payment_id")
+        order_id = _text(request.order_id, "order_id")
+        amount = _optional_money(request, "amount")
+        payment = await capture_payment(self._repo, self._provider, payment_id, order_id, amount)
+        return payment_service_pb2.CapturePaymentResponse(payment=to_pb(payment))
+
+    async def VoidAuthorization(
+        self, request: payment_service_pb2.VoidAuthorizationRequest, context: Any
+    ) -> payment_service_pb2.VoidAuthorizationResponse:
+        require_privileged()
+        payment_id = _uuid(request.payment_id, "payment_id")
+        reason = _text(request.reason, "reason", required=False)
+        payment = await void_authorization(self._repo, self._provider, payment_id, reason)
+        return payment_service_pb2.VoidAuthorizationResponse(payment=to_pb(payment))
+
+    async def RefundPayment(
+        self, request: payment_service_pb2.RefundPaymentRequest, context: Any
+    ) -> payment_service_pb2.RefundPaymentResponse:
+        require_privileged()
+        payment_id = _uuid(request.payment_id, "payment_id")
+        key = _text(request.idempotency_key, "idempotency_key")
+        _text(request.reason, "reason", required=False)
+        amount = _optional_money(request, "amount")
+        payment, refund = await refund_payment(self._repo, self._provider, payment_id, key, amount)
+        return payment_service_pb2.RefundPaymentResponse(payment=to_pb(payment), refund_id=str(refund.refund_id))
+
+    async def GetPayment(
+        self, request: payment_service_pb2.GetPaymentRequest, context: Any
+    ) -> payment_service_pb2.GetPaymentResponse:
+        require_privileged()
+        payment = await get_payment(self._repo, _uuid(request.payment_id, "payment_id"))
+        return payment_service_pb2.GetPaymentResponse(payment=to_pb(payment))
+
+    async def HandleWebhook(
+        self, request: payment_service_pb2.HandleWebhookRequest, context: Any
+    ) -> payment_service_pb2.HandleWebhookResponse:
+        require_privileged()
+        provider = _text(request.provider, "provider")
+        if not request.payload:
+            raise InvalidArgument("payload", "is required")
+        if len(request.payload) > _MAX_PAYLOAD:
+            raise InvalidArgument("payload", f"must be at most {_MAX_PAYLOAD} bytes")
+        signature = _text(request.signature, "signature", required=False)
+        event_id, duplicate = await handle_webhook(self._repo, self._providers, provider, request.payload, signature)
+        return payment_service_pb2.HandleWebhookResponse(event_id=event_id, duplicate=duplicate)

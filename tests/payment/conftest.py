@@ -1,0 +1,61 @@
+"""Payment test fixtures: the sandbox over real HTTP, and the payment service started once per session."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.config import Settings
+from infra.db import create_engine
+from infra.localstack import StackEndpoints
+from infra.migrate import migrate
+from infra.runner import running_service
+from kassa.payment.v1 import payment_service_pb2_grpc
+from payment.bootstrap import bootstrap
+from payment.sandbox import SandboxConfig, running_sandbox
+from payment.sandbox.server import RunningSandbox
+
+# tok_timeout keeps the client waiting this long; the payment service gives up after
+# rpc_timeout_seconds - 1 = 1 s, so its timeout always fires first.
+SANDBOX_TIMEOUT_SECONDS = 4.0
+RPC_TIMEOUT_SECONDS = 2.0
+
+
+@pytest.fixture(scope="session")
+def migrated(stack: StackEndpoints) -> StackEndpoints:
+    """Only this service's schema: the payment tests must not depend on other services' migrations."""
+    migrate(stack.database_url, ["payment"])
+    return stack
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def sandbox(settings: Settings) -> AsyncIterator[RunningSandbox]:
+    async with running_sandbox(settings, SandboxConfig(timeout_seconds=SANDBOX_TIMEOUT_SECONDS)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def payment_settings(settings: Settings, sandbox: RunningSandbox) -> Settings:
+    return dataclasses.replace(settings, sandbox_url=sandbox.url, rpc_timeout_seconds=RPC_TIMEOUT_SECONDS)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def payment_stub(payment_settings: Settings) -> AsyncIterator[payment_service_pb2_grpc.PaymentServiceStub]:
+    async with (
+        running_service(bootstrap, payment_settings, "127.0.0.1:0") as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        yield payment_service_pb2_grpc.PaymentServiceStub(channel)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def payment_db(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    assert settings.database_url
+    engine = create_engine(settings.database_url, pool_size=2, application_name="kassa-payment-tests")
+    yield engine
+    await engine.dispose()
