@@ -1,0 +1,71 @@
+"""PricingService client: products in one batch, shipping quotes, tax."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from checkout.adapter.base import GrpcClient, address_to_pb, money_from_pb, money_to_pb
+from checkout.model.catalog import Address, Parcel, Product, ProductsResult, TaxLine
+from infra.channels import ServiceCredentials
+from infra.money import Money
+from kassa.pricing.v1 import pricing_service_pb2 as pb
+from kassa.pricing.v1 import pricing_service_pb2_grpc as pb_grpc
+
+__all__ = ["GrpcPricingAdapter"]
+
+
+class GrpcPricingAdapter(GrpcClient):
+    def __init__(self, channel: grpc.aio.Channel, creds: ServiceCredentials, timeout_seconds: float) -> None:
+        super().__init__(creds, timeout_seconds)
+        self._stub = pb_grpc.PricingServiceStub(channel)
+
+    async def get_products(self, skus: Sequence[str], currency_code: str) -> ProductsResult:
+        resp = await self._call(
+            self._stub.GetProducts, pb.GetProductsRequest(skus=list(skus), currency_code=currency_code)
+        )
+        products = {
+            p.product.sku: Product(
+                sku=p.product.sku,
+                name=p.product.name,
+                category=p.product.category,
+                brand=p.product.brand,
+                weight_grams=p.product.weight_grams,
+                tax_class=p.product.tax_class or "standard",
+                unit_price=money_from_pb(p.unit_price, currency_code),
+            )
+            for p in resp.products
+        }
+        return ProductsResult(products, list(resp.missing_skus))
+
+    async def quote_shipping(
+        self, parcels: Sequence[Parcel], destination: Address, shipping_method: str, currency_code: str
+    ) -> Money:
+        resp = await self._call(
+            self._stub.QuoteShipping,
+            pb.QuoteShippingRequest(
+                parcels=[
+                    pb.Parcel(warehouse_id=p.warehouse_id, origin=address_to_pb(p.origin), weight_grams=p.weight_grams)
+                    for p in parcels
+                ],
+                destination=address_to_pb(destination),
+                shipping_method=shipping_method,
+                currency_code=currency_code,
+            ),
+        )
+        return money_from_pb(resp.shipping_total, currency_code)
+
+    async def calculate_tax(
+        self, lines: Sequence[TaxLine], destination: Address, shipping_total: Money, currency_code: str
+    ) -> Money:
+        resp = await self._call(
+            self._stub.CalculateTax,
+            pb.CalculateTaxRequest(
+                lines=[pb.TaxLine(sku=ln.sku, tax_class=ln.tax_class, amount=money_to_pb(ln.amount)) for ln in lines],
+                destination=address_to_pb(destination),
+                shipping_total=money_to_pb(shipping_total),
+                currency_code=currency_code,
+            ),
+        )
+        return money_from_pb(resp.tax_total, currency_code)

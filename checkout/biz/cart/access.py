@@ -1,0 +1,21 @@
+"""Loading a cart for a caller: a customer reaches only their own carts."""
+
+from __future__ import annotations
+
+from checkout.biz.ports import UnitOfWork
+from checkout.biz.validation import validate_id
+from checkout.model.actor import Actor
+from checkout.model.cart import Cart
+from infra.errors import NotFound
+
+__all__ = ["load_owned_cart"]
+
+
+async def load_owned_cart(uow: UnitOfWork, actor: Actor, cart_id: str, field: str = "cart_id") -> Cart:
+    """Another customer's cart is reported as missing, so ids can't be probed."""
+    cart_id = validate_id(field, cart_id)
+    async with uow() as tx:
+        cart = await tx.carts.get(cart_id)
+    if cart is None or not actor.owns(cart.customer_id):
+        raise NotFound(f"cart {cart_id} not found", metadata={"cart_id": cart_id})
+    return cart

@@ -1,0 +1,111 @@
+"""Cart use cases: create, read, add, change and remove lines.
+
+Each protects DESIGN.md §4.6 (bad input refused, naming the field, before anything is written) and
+ownership (one customer never reads or changes another's cart). A cart frozen by a checkout session
+is refused with CHECKOUT_IN_PROGRESS, so a session's reserved lines always match its cart.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from checkout.biz.cart.access import load_owned_cart
+from checkout.biz.policy import CheckoutPolicy
+from checkout.biz.ports import CartRepo, PricingGateway, UnitOfWork
+from checkout.biz.validation import validate_quantity, validate_sku
+from checkout.model.actor import Actor
+from checkout.model.cart import Cart, CartItem, CartStatus
+from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
+from infra.money import validate_currency
+
+__all__ = ["CartUseCases"]
+
+
+def _frozen(cart_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"cart {cart_id} is being checked out or was converted; it can't change",
+        reason=Reason.CHECKOUT_IN_PROGRESS,
+        metadata={"cart_id": cart_id},
+    )
+
+
+class CartUseCases:
+    def __init__(self, uow: UnitOfWork, pricing: PricingGateway, policy: CheckoutPolicy) -> None:
+        self._uow = uow
+        self._pricing = pricing
+        self._policy = policy
+
+    async def create(self, actor: Actor, currency_code: str) -> Cart:
+        currency = (currency_code or self._policy.default_currency).strip().upper()
+        if (problem := validate_currency(currency)) is not None:
+            raise InvalidArgument("currency_code", problem)
+        cart = Cart(cart_id=str(uuid.uuid4()), customer_id=actor.subject, currency_code=currency)
+        async with self._uow() as tx:
+            return await tx.carts.create(cart)
+
+    async def get(self, actor: Actor, cart_id: str) -> Cart:
+        return await load_owned_cart(self._uow, actor, cart_id)
+
+    async def add_item(self, actor: Actor, cart_id: str, sku: str, quantity: int) -> Cart:
+        """Adds to the sku's line at the catalog's current price; unknown skus are refused up front."""
+        sku = validate_sku(sku)
+        validate_quantity(quantity, self._policy.max_item_quantity)
+        cart = await load_owned_cart(self._uow, actor, cart_id)
+        if cart.status is not CartStatus.ACTIVE:
+            raise _frozen(cart.cart_id)
+        found = await self._pricing.get_products([sku], cart.currency_code)
+        product = found.products.get(sku)
+        if product is None:
+            raise InvalidArgument("sku", f"unknown sku {sku!r}")
+        async with self._uow() as tx:
+            locked = await tx.carts.lock_active(cart.cart_id)
+            if locked is None:
+                raise _frozen(cart.cart_id)
+            existing = locked.item(sku)
+            total = quantity + (existing.quantity if existing else 0)
+            if total > self._policy.max_item_quantity:
+                raise InvalidArgument(
+                    "quantity", f"the line would hold {total}; at most {self._policy.max_item_quantity} per sku"
+                )
+            if existing is None and len(locked.items) >= self._policy.max_cart_items:
+                raise ResourceExhausted(
+                    f"a cart holds at most {self._policy.max_cart_items} lines",
+                    reason=Reason.CART_TOO_LARGE,
+                    metadata={"max_cart_items": str(self._policy.max_cart_items)},
+                )
+            item = CartItem(sku, product.name, total, product.unit_price.amount_minor)
+            await tx.carts.upsert_item(cart.cart_id, item)
+            return await self._reload(tx.carts, cart.cart_id)
+
+    async def update_item(self, actor: Actor, cart_id: str, sku: str, quantity: int) -> Cart:
+        """Sets the line's quantity (1..max); removing a line is RemoveCartItem."""
+        sku = validate_sku(sku)
+        validate_quantity(quantity, self._policy.max_item_quantity)
+        cart = await load_owned_cart(self._uow, actor, cart_id)
+        async with self._uow() as tx:
+            locked = await tx.carts.lock_active(cart.cart_id)
+            if locked is None:
+                raise _frozen(cart.cart_id)
+            existing = locked.item(sku)
+            if existing is None:
+                raise NotFound(f"sku {sku!r} is not in cart {cart.cart_id}", metadata={"sku": sku})
+            await tx.carts.upsert_item(cart.cart_id, CartItem(sku, existing.name, quantity, existing.unit_price_minor))
+            return await self._reload(tx.carts, cart.cart_id)
+
+    async def remove_item(self, actor: Actor, cart_id: str, sku: str) -> Cart:
+        """Idempotent: removing a line that is already gone returns the cart unchanged."""
+        sku = validate_sku(sku)
+        cart = await load_owned_cart(self._uow, actor, cart_id)
+        async with self._uow() as tx:
+            locked = await tx.carts.lock_active(cart.cart_id)
+            if locked is None:
+                raise _frozen(cart.cart_id)
+            await tx.carts.delete_item(cart.cart_id, sku)
+            return await self._reload(tx.carts, cart.cart_id)
+
+    @staticmethod
+    async def _reload(carts: CartRepo, cart_id: str) -> Cart:
+        cart = await carts.get(cart_id)
+        if cart is None:  # pragma: no cover - the row is locked by this transaction
+            raise NotFound(f"cart {cart_id} not found")
+        return cart

@@ -1,0 +1,21 @@
+"""Loading a checkout session for a caller: a customer reaches only their own sessions."""
+
+from __future__ import annotations
+
+from checkout.biz.ports import UnitOfWork
+from checkout.biz.validation import validate_id
+from checkout.model.actor import Actor
+from checkout.model.session import Session
+from infra.errors import NotFound
+
+__all__ = ["load_owned_session"]
+
+
+async def load_owned_session(uow: UnitOfWork, actor: Actor, session_id: str) -> Session:
+    """Another customer's session is reported as missing, so ids can't be probed."""
+    session_id = validate_id("session_id", session_id)
+    async with uow() as tx:
+        session = await tx.sessions.get(session_id)
+    if session is None or not actor.owns(session.customer_id):
+        raise NotFound(f"checkout session {session_id} not found", metadata={"session_id": session_id})
+    return session

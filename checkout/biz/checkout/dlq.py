@@ -1,0 +1,58 @@
+"""Draining failed_compensations: retry each with exponential backoff and jitter, then park it dead.
+
+Protects DESIGN.md §4.3 and §4.4: a void, release or confirmation that failed during a checkout is
+retried (≈1 min → 5 min → 30 min → 2 h) until it succeeds, and otherwise kept, dead, for an operator.
+Rows are claimed with FOR UPDATE SKIP LOCKED under a lease, so several replicas can drain together.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.ports import UnitOfWork
+from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS
+
+__all__ = ["FailedCompensationDrain", "backoff_seconds"]
+
+log = logging.getLogger("kassa.checkout.dlq")
+
+LEASE_SECONDS = 300
+
+
+def backoff_seconds(attempts: int) -> float | None:
+    """Delay before the next retry after ``attempts`` failed retries; None when it is time to give up."""
+    if attempts >= len(BACKOFF_SCHEDULE_SECONDS):
+        return None
+    return BACKOFF_SCHEDULE_SECONDS[attempts] * random.uniform(0.8, 1.2)
+
+
+class FailedCompensationDrain:
+    def __init__(self, uow: UnitOfWork, compensator: Compensator) -> None:
+        self._uow = uow
+        self._compensator = compensator
+
+    async def run_once(self, limit: int = 50) -> int:
+        """Retry every due row once; returns how many succeeded."""
+        async with self._uow() as tx:
+            due = await tx.compensations.claim_due(limit, LEASE_SECONDS)
+        succeeded = 0
+        for item in due:
+            try:
+                await self._compensator.run(item.operation, item.payload)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:1000]
+                delay = backoff_seconds(item.attempts + 1)
+                async with self._uow() as tx:
+                    if delay is None:
+                        log.error("%s for session %s is dead after %d retries: %s",
+                                  item.operation, item.session_id, item.attempts + 1, error)  # fmt: skip
+                        await tx.compensations.mark_dead(item.id, error)
+                    else:
+                        await tx.compensations.reschedule(item.id, delay, error)
+                continue
+            async with self._uow() as tx:
+                await tx.compensations.mark_done(item.id)
+            succeeded += 1
+        return succeeded

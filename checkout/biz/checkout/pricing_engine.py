@@ -1,0 +1,163 @@
+"""Order totals from fresh data: prices, shipping, promotions and tax.
+
+Prices (GetProducts, one batch) and shipping (QuoteShipping, one parcel per warehouse, from the
+warehouses that hold the reservations) are fetched in parallel; promotions are validated with lines
+built from the same GetProducts answer (no per-item calls); tax is computed on the discounted lines
+plus shipping. Everything runs under one deadline, so a slow dependency can't stall a checkout.
+Nothing is committed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from checkout.biz.ports import PricingGateway, PromotionGateway
+from checkout.model.catalog import Address, Parcel, Product, PromotionLine, PromotionResult, TaxLine
+from checkout.model.session import Discount, Preview, SessionLine
+from infra.errors import FailedPrecondition, Reason, Unavailable
+from infra.money import Money, allocate
+
+__all__ = ["PricingEngine", "PricingInput"]
+
+
+@dataclass(frozen=True)
+class PricingInput:
+    currency_code: str
+    customer_id: str
+    lines: Sequence[SessionLine]
+    shipping_address: Address | None = None
+    shipping_method: str = ""
+    promotion_codes: Sequence[str] = field(default_factory=tuple)
+
+
+class PricingEngine:
+    def __init__(self, pricing: PricingGateway, promotion: PromotionGateway, deadline_seconds: float) -> None:
+        self._pricing = pricing
+        self._promotion = promotion
+        self._deadline = deadline_seconds
+
+    async def compute(self, data: PricingInput) -> Preview:
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._compute(data)
+        except TimeoutError:
+            raise Unavailable(f"computing totals took longer than {self._deadline}s; retry") from None
+
+    async def _compute(self, data: PricingInput) -> Preview:
+        currency = data.currency_code
+        skus = list(dict.fromkeys(ln.sku for ln in data.lines))
+        ships = data.shipping_address is not None and bool(data.shipping_method)
+        try:
+            async with asyncio.TaskGroup() as group:
+                products_task = group.create_task(self._pricing.get_products(skus, currency))
+                shipping_task = group.create_task(self._quote_shipping(data)) if ships else None
+        except BaseExceptionGroup as failed:
+            # The caller wants the dependency's own error (OUT_OF_STOCK, UNAVAILABLE…), not a group.
+            raise failed.exceptions[0] from None
+        found = products_task.result()
+        if found.missing_skus:
+            raise FailedPrecondition(
+                f"no longer sold: {', '.join(found.missing_skus)}",
+                reason=Reason.OUT_OF_STOCK,
+                metadata={"skus": ",".join(found.missing_skus)},
+            )
+        lines = [_refresh(ln, found.products[ln.sku]) for ln in data.lines]
+        subtotal = sum(ln.line_total_minor for ln in lines)
+        shipping = shipping_task.result().amount_minor if shipping_task is not None else 0
+
+        promo = PromotionResult()
+        codes = list(data.promotion_codes)
+        if codes:
+            promo = await self._promotion.validate(
+                codes, promotion_lines(lines, currency), Money(currency, shipping), currency, data.customer_id
+            )
+        item_discount, shipping_discount = split_discount(promo, subtotal, shipping)
+
+        tax = 0
+        if ships and data.shipping_address is not None:
+            shares = allocate(item_discount, [ln.line_total_minor for ln in lines])
+            tax_lines = [
+                TaxLine(ln.sku, ln.tax_class, Money(currency, ln.line_total_minor - share))
+                for ln, share in zip(lines, shares, strict=True)
+            ]
+            tax = (
+                await self._pricing.calculate_tax(
+                    tax_lines, data.shipping_address, Money(currency, shipping - shipping_discount), currency
+                )
+            ).amount_minor
+        return Preview(
+            currency_code=currency,
+            lines=lines,
+            subtotal_minor=subtotal,
+            discount_minor=item_discount + shipping_discount,
+            shipping_minor=shipping,
+            tax_minor=tax,
+            discounts=discounts(promo, shipping_discount),
+            rejected=[(r.code, r.reason, r.message) for r in promo.rejected],
+        )
+
+    async def _quote_shipping(self, data: PricingInput) -> Money:
+        assert data.shipping_address is not None
+        return await self._pricing.quote_shipping(
+            parcels(data.lines), data.shipping_address, data.shipping_method, data.currency_code
+        )
+
+
+def _refresh(line: SessionLine, product: Product) -> SessionLine:
+    return replace(
+        line,
+        name=product.name,
+        unit_price_minor=product.unit_price.amount_minor,
+        weight_grams=product.weight_grams,
+        tax_class=product.tax_class,
+        category=product.category,
+        brand=product.brand,
+    )
+
+
+def parcels(lines: Sequence[SessionLine]) -> list[Parcel]:
+    """One parcel per warehouse, shipped from that warehouse's address."""
+    by_warehouse: dict[str, Parcel] = {}
+    for ln in lines:
+        weight = ln.weight_grams * ln.quantity
+        known = by_warehouse.get(ln.warehouse_id)
+        by_warehouse[ln.warehouse_id] = (
+            Parcel(ln.warehouse_id, ln.origin, weight)
+            if known is None
+            else replace(known, weight_grams=known.weight_grams + weight)
+        )
+    return list(by_warehouse.values())
+
+
+def promotion_lines(lines: Sequence[SessionLine], currency: str) -> list[PromotionLine]:
+    """One line per sku (a sku split across warehouses is still one line for the promotion)."""
+    merged: dict[str, PromotionLine] = {}
+    for ln in lines:
+        known = merged.get(ln.sku)
+        merged[ln.sku] = (
+            PromotionLine(ln.sku, ln.category, ln.brand, ln.quantity, Money(currency, ln.unit_price_minor))
+            if known is None
+            else replace(known, quantity=known.quantity + ln.quantity)
+        )
+    return list(merged.values())
+
+
+def discounts(promo: PromotionResult, shipping_discount: int) -> list[Discount]:
+    """Per-code amounts that add up to the discount total (free shipping counts once, as the shipping)."""
+    out: list[Discount] = []
+    shipping_left = shipping_discount
+    for applied in promo.applied:
+        if applied.free_shipping:
+            out.append(Discount(applied.code, shipping_left))
+            shipping_left = 0
+        else:
+            out.append(Discount(applied.code, applied.discount.amount_minor))
+    return out
+
+
+def split_discount(promo: PromotionResult, subtotal: int, shipping: int) -> tuple[int, int]:
+    """(discount on items, discount on shipping): items never go below zero, free shipping is the shipping total."""
+    item = sum(a.discount.amount_minor for a in promo.applied if not a.free_shipping)
+    return max(0, min(item, subtotal)), shipping if promo.free_shipping else 0

@@ -1,0 +1,143 @@
+"""UpdateCheckoutState, PreviewOrder and GetCheckoutSession: fill in a session and show its totals.
+
+Protects DESIGN.md §4.6 (every field is validated, naming it, before anything is stored; a card
+number is refused so it is never stored) and ownership. The preview commits nothing: no stock,
+coupon or money is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from checkout.biz.checkout.access import load_owned_session
+from checkout.biz.checkout.pricing_engine import PricingEngine, PricingInput
+from checkout.biz.ports import UnitOfWork
+from checkout.biz.validation import validate_address, validate_email, validate_payment_method
+from checkout.model.actor import Actor
+from checkout.model.catalog import Address
+from checkout.model.session import Preview, Session, SessionStatus
+from infra.errors import FailedPrecondition, InvalidArgument, Reason
+
+__all__ = ["SHIPPING_METHODS", "CheckoutState", "StateUpdate", "session_not_open"]
+
+SHIPPING_METHODS = ("standard", "express")
+MAX_PROMOTION_CODES = 5
+MAX_CODE_LENGTH = 64
+MAX_NOTES = 500
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    """Fields to replace; None keeps the stored value (an empty value clears it)."""
+
+    email: str | None = None
+    shipping_address: Address | None = None
+    clear_shipping_address: bool = False
+    billing_address: Address | None = None
+    clear_billing_address: bool = False
+    shipping_method: str | None = None
+    payment_method: str | None = None
+    promotion_codes: list[str] | None = None
+    notes: str | None = None
+
+
+def session_not_open(session: Session, now: datetime) -> FailedPrecondition:
+    """The refusal for a session that can no longer change, with the reason a client acts on."""
+    if session.status is SessionStatus.EXPIRED or (session.status is SessionStatus.OPEN and session.is_expired(now)):
+        return FailedPrecondition(
+            f"checkout session {session.session_id} expired; start checkout again",
+            reason=Reason.SESSION_EXPIRED,
+            metadata={"session_id": session.session_id},
+        )
+    metadata = {"session_id": session.session_id, "status": session.status.value}
+    if session.order_id:
+        metadata["order_id"] = session.order_id
+    return FailedPrecondition(
+        f"checkout session {session.session_id} is {session.status.value}", reason=Reason.SESSION_NOT_OPEN,
+        metadata=metadata,
+    )  # fmt: skip
+
+
+def validate_update(update: StateUpdate) -> dict[str, Any]:
+    """The validated column changes; raises InvalidArgument naming the first bad field."""
+    changes: dict[str, Any] = {}
+    if update.email is not None:
+        changes["email"] = validate_email(update.email) if update.email.strip() else ""
+    if update.shipping_address is not None:
+        changes["shipping_address"] = validate_address(update.shipping_address, "shipping_address").to_dict()
+    elif update.clear_shipping_address:
+        changes["shipping_address"] = None
+    if update.billing_address is not None:
+        changes["billing_address"] = validate_address(update.billing_address, "billing_address").to_dict()
+    elif update.clear_billing_address:
+        changes["billing_address"] = None
+    if update.shipping_method is not None:
+        method = update.shipping_method.strip().lower()
+        if method and method not in SHIPPING_METHODS:
+            raise InvalidArgument("shipping_method", f"must be one of {', '.join(SHIPPING_METHODS)}")
+        changes["shipping_method"] = method
+    if update.payment_method is not None:
+        changes["payment_method"] = (
+            validate_payment_method(update.payment_method) if update.payment_method.strip() else ""
+        )
+    if update.promotion_codes is not None:
+        codes = list(dict.fromkeys(c.strip().upper() for c in update.promotion_codes))
+        if len(codes) > MAX_PROMOTION_CODES:
+            raise InvalidArgument("promotion_codes", f"at most {MAX_PROMOTION_CODES} codes")
+        for i, code in enumerate(codes):
+            if not code or len(code) > MAX_CODE_LENGTH or not code.replace("-", "").replace("_", "").isalnum():
+                raise InvalidArgument(f"promotion_codes[{i}]", "must be 1-64 letters, digits, '-' or '_'")
+        changes["promotion_codes"] = codes
+    if update.notes is not None:
+        if len(update.notes) > MAX_NOTES:
+            raise InvalidArgument("notes", f"must be at most {MAX_NOTES} characters")
+        changes["notes"] = update.notes
+    return changes
+
+
+def pricing_input(session: Session) -> PricingInput:
+    return PricingInput(
+        currency_code=session.currency_code,
+        customer_id=session.customer_id,
+        lines=session.lines,
+        shipping_address=session.shipping_address,
+        shipping_method=session.shipping_method,
+        promotion_codes=session.promotion_codes,
+    )
+
+
+class CheckoutState:
+    def __init__(self, uow: UnitOfWork, engine: PricingEngine) -> None:
+        self._uow = uow
+        self._engine = engine
+
+    async def get(self, actor: Actor, session_id: str) -> Session:
+        return await load_owned_session(self._uow, actor, session_id)
+
+    async def update(self, actor: Actor, session_id: str, update: StateUpdate) -> Session:
+        """Validate everything, store it (OPEN sessions only), then attach a fresh preview."""
+        changes = validate_update(update)
+        session = await load_owned_session(self._uow, actor, session_id)
+        now = datetime.now(UTC)
+        if session.status is not SessionStatus.OPEN or session.is_expired(now):
+            raise session_not_open(session, now)
+        async with self._uow() as tx:
+            stored = await tx.sessions.update_state(session.session_id, changes)
+            current = await tx.sessions.get(session.session_id)
+        assert current is not None
+        if not stored:
+            raise session_not_open(current, datetime.now(UTC))
+        preview = await self._engine.compute(pricing_input(current))
+        async with self._uow() as tx:
+            await tx.sessions.save_preview(current.session_id, preview)
+        current.preview = preview
+        return current
+
+    async def preview(self, actor: Actor, session_id: str) -> Preview:
+        """Fresh totals for an OPEN session; the stored last totals for one that is past that stage."""
+        session = await load_owned_session(self._uow, actor, session_id)
+        if session.status is not SessionStatus.OPEN and session.preview is not None:
+            return session.preview
+        return await self._engine.compute(pricing_input(session))

@@ -1,0 +1,574 @@
+"""In-memory Fake… implementations of every port, for unit tests and for serving without the mesh.
+
+Each fake gateway records its calls (``calls``) and raises what is queued in ``fail[method]``
+(one exception per call, or a permanent one), so tests can script outages and refusals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from checkout.biz.ports import Gateways
+from checkout.model.cart import Cart, CartItem, CartStatus
+from checkout.model.catalog import (
+    Address,
+    AppliedPromotion,
+    AuthorizeRequest,
+    OrderDraft,
+    OrderRef,
+    OrderStatus,
+    Parcel,
+    Payment,
+    PaymentOutcome,
+    PaymentStatus,
+    Product,
+    ProductsResult,
+    PromotionLine,
+    PromotionResult,
+    RejectedPromotion,
+    Reservation,
+    Reservations,
+    ReserveLine,
+    TaxLine,
+)
+from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS, FailedCompensation, NewCompensation
+from checkout.model.session import ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
+from infra.errors import AlreadyExists, FailedPrecondition, Reason
+from infra.money import Money, percent_of
+
+__all__ = [
+    "FakeIdempotencyStore",
+    "FakeInventoryGateway",
+    "FakeOrderGateway",
+    "FakePaymentGateway",
+    "FakePricingGateway",
+    "FakePromotionGateway",
+    "FakeUnitOfWork",
+    "fake_gateways",
+]
+
+WAREHOUSE_ORIGIN = Address("Main warehouse", "1 Depot Rd", "", "Reno", "NV", "89501", "US", "")
+
+
+class _Scripted:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.fail: dict[str, list[BaseException] | BaseException] = {}
+
+    def _enter(self, method: str, *args: Any) -> None:
+        self.calls.append((method, args))
+        planned = self.fail.get(method)
+        if isinstance(planned, list):
+            if planned:
+                raise planned.pop(0)
+        elif planned is not None:
+            raise planned
+
+    def count(self, method: str) -> int:
+        return sum(1 for name, _ in self.calls if name == method)
+
+
+class FakePricingGateway(_Scripted):
+    """A catalog; shipping is a flat fee per parcel (express doubles it); tax is a rate on the taxable amount."""
+
+    def __init__(self, shipping_per_parcel: int = 500, tax_basis_points: int = 1000) -> None:
+        super().__init__()
+        self.products: dict[str, Product] = {}
+        self.shipping_per_parcel = shipping_per_parcel
+        self.tax_basis_points = tax_basis_points
+
+    def add(self, sku: str, price_minor: int, currency: str = "USD", **kw: Any) -> Product:
+        product = Product(
+            sku=sku,
+            name=kw.get("name", f"Product {sku}"),
+            category=kw.get("category", "general"),
+            brand=kw.get("brand", "kassa"),
+            weight_grams=kw.get("weight_grams", 250),
+            tax_class=kw.get("tax_class", "standard"),
+            unit_price=Money(currency, price_minor),
+        )
+        self.products[sku] = product
+        return product
+
+    async def get_products(self, skus: Sequence[str], currency_code: str) -> ProductsResult:
+        self._enter("get_products", tuple(skus), currency_code)
+        found = {s: self.products[s] for s in skus if s in self.products}
+        found = {s: replace(p, unit_price=Money(currency_code, p.unit_price.amount_minor)) for s, p in found.items()}
+        return ProductsResult(found, [s for s in skus if s not in self.products])
+
+    async def quote_shipping(
+        self, parcels: Sequence[Parcel], destination: Address, shipping_method: str, currency_code: str
+    ) -> Money:
+        self._enter("quote_shipping", tuple(parcels), destination, shipping_method, currency_code)
+        per = self.shipping_per_parcel * (2 if shipping_method == "express" else 1)
+        return Money(currency_code, per * len(parcels))
+
+    async def calculate_tax(
+        self, lines: Sequence[TaxLine], destination: Address, shipping_total: Money, currency_code: str
+    ) -> Money:
+        self._enter("calculate_tax", tuple(lines), destination, shipping_total, currency_code)
+        taxable = sum(ln.amount.amount_minor for ln in lines) + shipping_total.amount_minor
+        return Money(currency_code, percent_of(taxable, self.tax_basis_points))
+
+
+@dataclass
+class _Held:
+    lines: list[Reservation]
+    status: str = "ACTIVE"
+
+
+class FakeInventoryGateway(_Scripted):
+    """Stock per sku in one warehouse; reservations by ref, idempotent like the real service."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stock: dict[str, int] = {}
+        self.held: dict[str, _Held] = {}
+
+    def reserved(self, sku: str) -> int:
+        return sum(r.quantity for h in self.held.values() if h.status == "ACTIVE" for r in h.lines if r.sku == sku)
+
+    async def reserve_stock(
+        self, reservation_ref: str, lines: Sequence[ReserveLine], ship_to_country_code: str, ttl_seconds: int
+    ) -> Reservations:
+        self._enter("reserve_stock", reservation_ref, tuple(lines), ttl_seconds)
+        expires = datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+        if reservation_ref in self.held:
+            return Reservations(self.held[reservation_ref].lines, expires)
+        short = [ln for ln in lines if self.stock.get(ln.sku, 0) - self.reserved(ln.sku) < ln.quantity]
+        if short:
+            raise FailedPrecondition(
+                "not enough stock", reason=Reason.OUT_OF_STOCK, metadata={"skus": ",".join(s.sku for s in short)}
+            )
+        held = [Reservation(ln.sku, "wh-1", ln.quantity, WAREHOUSE_ORIGIN) for ln in lines]
+        self.held[reservation_ref] = _Held(held)
+        return Reservations(held, expires)
+
+    async def extend_reservations(self, reservation_ref: str, ttl_seconds: int) -> datetime:
+        self._enter("extend_reservations", reservation_ref, ttl_seconds)
+        held = self.held.get(reservation_ref)
+        if held is None or held.status != "ACTIVE":
+            raise FailedPrecondition("reservations expired", reason=Reason.SESSION_EXPIRED)
+        return datetime.now(UTC) + timedelta(seconds=ttl_seconds)
+
+    async def release_reservations(self, reservation_ref: str, reason: str) -> None:
+        self._enter("release_reservations", reservation_ref, reason)
+        held = self.held.get(reservation_ref)
+        if held is not None and held.status == "ACTIVE":
+            held.status = "RELEASED"
+
+    async def confirm_reservations(self, reservation_ref: str) -> None:
+        self._enter("confirm_reservations", reservation_ref)
+        held = self.held.get(reservation_ref)
+        if held is not None and held.status == "ACTIVE":
+            held.status = "CONFIRMED"
+            for r in held.lines:
+                self.stock[r.sku] -= r.quantity
+
+
+class FakePromotionGateway(_Scripted):
+    """Percentage coupons ("SAVE10" → 10 %) with a usage limit, reserved per ref."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.percent: dict[str, int] = {}
+        self.limit: dict[str, int] = {}
+        self.usage: dict[str, dict[str, str]] = {}  # code -> ref -> RESERVED | CONFIRMED
+
+    def add(self, code: str, percent_off: int, usage_limit: int = 0) -> None:
+        self.percent[code] = percent_off
+        self.limit[code] = usage_limit
+        self.usage.setdefault(code, {})
+
+    def reserved_for(self, ref: str) -> dict[str, str]:
+        return {code: refs[ref] for code, refs in self.usage.items() if ref in refs}
+
+    def _evaluate(self, codes: Sequence[str], lines: Sequence[PromotionLine], ref: str | None) -> PromotionResult:
+        subtotal = sum(ln.unit_price.amount_minor * ln.quantity for ln in lines)
+        currency = lines[0].unit_price.currency_code if lines else "USD"
+        applied, rejected = [], []
+        for code in codes:
+            if code not in self.percent:
+                rejected.append(RejectedPromotion(code, Reason.PROMOTION_INVALID, "unknown code"))
+                continue
+            used = {r for r, s in self.usage[code].items() if r != ref}
+            if self.limit[code] and len(used) >= self.limit[code]:
+                rejected.append(RejectedPromotion(code, Reason.PROMOTION_EXHAUSTED, "used up"))
+                continue
+            discount = Money(currency, subtotal * self.percent[code] // 100)
+            applied.append(AppliedPromotion(code, discount))
+        return PromotionResult(applied, rejected)
+
+    async def validate(
+        self, codes: Sequence[str], lines: Sequence[PromotionLine], shipping_total: Money, currency_code: str,
+        customer_id: str,
+    ) -> PromotionResult:  # fmt: skip
+        self._enter("validate", tuple(codes), tuple(lines))
+        return self._evaluate(codes, lines, None)
+
+    async def reserve_usage(
+        self, reservation_ref: str, codes: Sequence[str], lines: Sequence[PromotionLine], shipping_total: Money,
+        currency_code: str, *, customer_id: str,
+    ) -> PromotionResult:  # fmt: skip
+        self._enter("reserve_usage", reservation_ref, tuple(codes))
+        result = self._evaluate(codes, lines, reservation_ref)
+        if result.rejected:
+            raise FailedPrecondition("promotion exhausted", reason=result.rejected[0].reason)
+        for code in codes:
+            self.usage[code].setdefault(reservation_ref, "RESERVED")
+        return result
+
+    async def confirm_usage(self, reservation_ref: str) -> None:
+        self._enter("confirm_usage", reservation_ref)
+        for refs in self.usage.values():
+            if refs.get(reservation_ref) == "RESERVED":
+                refs[reservation_ref] = "CONFIRMED"
+
+    async def release_usage(self, reservation_ref: str) -> None:
+        self._enter("release_usage", reservation_ref)
+        for refs in self.usage.values():
+            if refs.get(reservation_ref) == "RESERVED":
+                del refs[reservation_ref]
+
+
+class FakePaymentGateway(_Scripted):
+    """The sandbox tokens: tok_visa succeeds, tok_chargeDeclined declines, tok_threeDSecure needs action."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.payments: dict[str, dict[str, Any]] = {}
+        self.by_key: dict[str, str] = {}
+
+    async def authorize(self, request: AuthorizeRequest) -> Payment:
+        self._enter("authorize", request)
+        if request.idempotency_key in self.by_key:
+            return self._payment(self.by_key[request.idempotency_key])
+        if request.payment_method in ("tok_chargeDeclined", "tok_insufficientFunds"):
+            raise FailedPrecondition("card declined", reason=Reason.PAYMENT_DECLINED,
+                                     metadata={"failure_code": "card_declined"})  # fmt: skip
+        status = {
+            "cod": PaymentStatus.CASH_ON_DELIVERY,
+            "tok_threeDSecure": PaymentStatus.REQUIRES_ACTION,
+        }.get(request.payment_method, PaymentStatus.AUTHORIZED)
+        pid = str(uuid.uuid4())
+        self.payments[pid] = {"status": status, "amount": request.amount, "order_id": "", "captures": 0}
+        self.by_key[request.idempotency_key] = pid
+        return self._payment(pid)
+
+    def _payment(self, pid: str) -> Payment:
+        p = self.payments[pid]
+        url = f"https://sandbox.test/3ds/{pid}" if p["status"] is PaymentStatus.REQUIRES_ACTION else ""
+        return Payment(pid, p["status"], url)
+
+    async def capture(self, payment_id: str, order_id: str) -> Payment:
+        self._enter("capture", payment_id, order_id)
+        p = self.payments[payment_id]
+        if p["status"] is PaymentStatus.AUTHORIZED:
+            p.update(status=PaymentStatus.CAPTURED, order_id=order_id, captures=p["captures"] + 1)
+        return self._payment(payment_id)
+
+    async def void(self, payment_id: str, reason: str) -> Payment:
+        self._enter("void", payment_id, reason)
+        p = self.payments[payment_id]
+        if p["status"] in (PaymentStatus.AUTHORIZED, PaymentStatus.REQUIRES_ACTION):
+            p["status"] = PaymentStatus.VOIDED
+        return self._payment(payment_id)
+
+    def statuses(self) -> list[PaymentStatus]:
+        return [p["status"] for p in self.payments.values()]
+
+
+class FakeOrderGateway(_Scripted):
+    """Orders idempotent on the checkout session id, like the real service."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.orders: dict[str, dict[str, Any]] = {}  # session id -> order
+
+    async def create_order(self, draft: OrderDraft) -> OrderRef:
+        self._enter("create_order", draft)
+        order = self.orders.setdefault(
+            draft.checkout_session_id,
+            {"order_id": str(uuid.uuid4()), "status": OrderStatus.PENDING_PAYMENT, "draft": draft},
+        )
+        return OrderRef(order["order_id"], order["status"])
+
+    async def record_payment(self, order_id: str, payment_id: str, outcome: PaymentOutcome, cause: str) -> OrderRef:
+        self._enter("record_payment", order_id, payment_id, outcome, cause)
+        order = next(o for o in self.orders.values() if o["order_id"] == order_id)
+        order["status"] = {
+            PaymentOutcome.CAPTURED: OrderStatus.CONFIRMED,
+            PaymentOutcome.CASH_ON_DELIVERY: OrderStatus.AWAITING_SHIPMENT,
+            PaymentOutcome.FAILED: OrderStatus.PAYMENT_FAILED,
+        }[outcome]
+        return OrderRef(order_id, order["status"])
+
+
+def fake_gateways() -> Gateways:
+    return Gateways(
+        pricing=FakePricingGateway(),
+        inventory=FakeInventoryGateway(),
+        promotion=FakePromotionGateway(),
+        payment=FakePaymentGateway(),
+        order=FakeOrderGateway(),
+    )
+
+
+class FakeIdempotencyStore:
+    def __init__(self) -> None:
+        self.locks: dict[str, str] = {}
+        self.results: dict[str, bytes] = {}
+
+    async def acquire(self, key: str) -> str | None:
+        if key in self.locks:
+            return None
+        self.locks[key] = token = uuid.uuid4().hex
+        return token
+
+    async def release(self, key: str, token: str) -> None:
+        if self.locks.get(key) == token:
+            del self.locks[key]
+
+    async def get_result(self, key: str) -> bytes | None:
+        return self.results.get(key)
+
+    async def put_result(self, key: str, value: bytes) -> None:
+        self.results[key] = value
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    carts: dict[str, Cart] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)
+    compensations: dict[str, FailedCompensation] = field(default_factory=dict)
+    events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+
+class _FakeCarts:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def create(self, cart: Cart) -> Cart:
+        now = datetime.now(UTC)
+        cart = replace(cart, created_at=now, updated_at=now)
+        self._s.carts[cart.cart_id] = cart
+        return copy.deepcopy(cart)
+
+    async def get(self, cart_id: str) -> Cart | None:
+        return copy.deepcopy(self._s.carts.get(cart_id))
+
+    async def lock_active(self, cart_id: str) -> Cart | None:
+        cart = self._s.carts.get(cart_id)
+        if cart is None or cart.status is not CartStatus.ACTIVE:
+            return None
+        cart.version += 1
+        return copy.deepcopy(cart)
+
+    async def upsert_item(self, cart_id: str, item: CartItem) -> None:
+        cart = self._s.carts[cart_id]
+        cart.items = [i for i in cart.items if i.sku != item.sku] + [item]
+
+    async def delete_item(self, cart_id: str, sku: str) -> bool:
+        cart = self._s.carts[cart_id]
+        before = len(cart.items)
+        cart.items = [i for i in cart.items if i.sku != sku]
+        return len(cart.items) < before
+
+    async def set_prices(self, cart_id: str, prices: dict[str, int], *, version: int) -> int | None:
+        cart = self._s.carts[cart_id]
+        if cart.version != version:
+            return None
+        cart.items = [replace(i, unit_price_minor=prices.get(i.sku, i.unit_price_minor)) for i in cart.items]
+        cart.version += 1
+        return cart.version
+
+    async def transition(
+        self, cart_id: str, from_statuses: Collection[CartStatus], to: CartStatus, *, version: int | None = None
+    ) -> bool:
+        cart = self._s.carts.get(cart_id)
+        if cart is None or cart.status not in from_statuses or (version is not None and cart.version != version):
+            return False
+        cart.status = to
+        cart.version += 1
+        return True
+
+
+class _FakeSessions:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    def _live(self, cart_id: str) -> Session | None:
+        return next(
+            (
+                s
+                for s in self._s.sessions.values()
+                if s.cart_id == cart_id and s.status in (SessionStatus.OPEN, SessionStatus.CONFIRMING)
+            ),
+            None,
+        )
+
+    async def create(self, session: Session) -> bool:
+        if self._live(session.cart_id) is not None:
+            return False
+        now = datetime.now(UTC)
+        self._s.sessions[session.session_id] = replace(copy.deepcopy(session), created_at=now, updated_at=now)
+        return True
+
+    async def get(self, session_id: str) -> Session | None:
+        return copy.deepcopy(self._s.sessions.get(session_id))
+
+    async def get_live_for_cart(self, cart_id: str) -> Session | None:
+        return copy.deepcopy(self._live(cart_id))
+
+    async def update_state(self, session_id: str, changes: dict[str, Any]) -> bool:
+        s = self._s.sessions.get(session_id)
+        if s is None or s.status is not SessionStatus.OPEN or s.is_expired(datetime.now(UTC)):
+            return False
+        for key, value in changes.items():
+            setattr(s, key, Address.from_dict(value) if key in ("shipping_address", "billing_address") else value)
+        return True
+
+    async def save_preview(self, session_id: str, preview: Preview) -> None:
+        self._s.sessions[session_id].preview = preview
+
+    async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
+        s = self._s.sessions.get(session_id)
+        if s is None or s.status is not SessionStatus.OPEN or s.is_expired(datetime.now(UTC)):
+            return None
+        if any(
+            o.customer_id == s.customer_id and o.idempotency_key == idempotency_key and o.session_id != session_id
+            for o in self._s.sessions.values()
+        ):
+            raise AlreadyExists("idempotency key used for another session", reason=Reason.IDEMPOTENCY_KEY_REUSED)
+        s.status, s.idempotency_key = SessionStatus.CONFIRMING, idempotency_key
+        s.confirm_started_at = datetime.now(UTC)
+        return copy.deepcopy(s)
+
+    async def save_progress(self, session_id: str, step: SagaStep, state: SagaState) -> None:
+        s = self._s.sessions[session_id]
+        if s.status is SessionStatus.CONFIRMING:
+            s.saga_step, s.saga_state = step, copy.deepcopy(state)
+            s.confirm_started_at = datetime.now(UTC)
+
+    async def reopen(self, session_id: str, last_error: str, preview: Preview | None) -> None:
+        s = self._s.sessions[session_id]
+        if s.status is SessionStatus.CONFIRMING:
+            s.status, s.last_error = SessionStatus.OPEN, last_error
+            if preview is not None:
+                s.preview = preview
+
+    async def finish(
+        self, session_id: str, status: SessionStatus, *, step: SagaStep, state: SagaState, order_id: str = "",
+        result: ConfirmResult | None = None, last_error: str = "",
+    ) -> bool:  # fmt: skip
+        s = self._s.sessions[session_id]
+        if s.status is not SessionStatus.CONFIRMING:
+            return False
+        s.status, s.saga_step, s.saga_state = status, step, copy.deepcopy(state)
+        s.order_id, s.result, s.last_error = order_id, result, last_error
+        return True
+
+    async def claim_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        stuck = [
+            s
+            for s in self._s.sessions.values()
+            if s.status is SessionStatus.CONFIRMING
+            and s.confirm_started_at is not None
+            and s.confirm_started_at < cutoff
+        ][:limit]
+        for s in stuck:
+            s.confirm_started_at = datetime.now(UTC)
+        return copy.deepcopy(stuck)
+
+    async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:
+        now = datetime.now(UTC)
+        due = [
+            s
+            for s in self._s.sessions.values()
+            if s.status is SessionStatus.OPEN and s.is_expired(now) and (cart_id is None or s.cart_id == cart_id)
+        ][:limit]
+        for s in due:
+            s.status = SessionStatus.EXPIRED
+        return copy.deepcopy(due)
+
+
+class _FakeCompensations:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def add(self, item: NewCompensation) -> str:
+        cid = str(uuid.uuid4())
+        self._s.compensations[cid] = FailedCompensation(
+            cid, item.session_id, item.operation, item.payload, 0, "pending", item.error,
+            datetime.now(UTC) + timedelta(seconds=BACKOFF_SCHEDULE_SECONDS[0]),
+        )  # fmt: skip
+        return cid
+
+    async def claim_due(self, limit: int, lease_seconds: int) -> list[FailedCompensation]:
+        now = datetime.now(UTC)
+        due = [
+            c
+            for c in self._s.compensations.values()
+            if c.status == "pending" and c.next_attempt_at is not None and c.next_attempt_at <= now
+        ][:limit]
+        for c in due:
+            self._s.compensations[c.id] = replace(c, next_attempt_at=now + timedelta(seconds=lease_seconds))
+        return due
+
+    async def mark_done(self, item_id: str) -> None:
+        self._s.compensations[item_id] = replace(self._s.compensations[item_id], status="done")
+
+    async def reschedule(self, item_id: str, delay_seconds: float, error: str) -> None:
+        c = self._s.compensations[item_id]
+        self._s.compensations[item_id] = replace(
+            c, attempts=c.attempts + 1, last_error=error,
+            next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay_seconds),
+        )  # fmt: skip
+
+    async def mark_dead(self, item_id: str, error: str) -> None:
+        c = self._s.compensations[item_id]
+        self._s.compensations[item_id] = replace(c, attempts=c.attempts + 1, status="dead", last_error=error)
+
+
+class _FakeTx:
+    def __init__(self, state: _State) -> None:
+        self.carts = _FakeCarts(state)
+        self.sessions = _FakeSessions(state)
+        self.compensations = _FakeCompensations(state)
+        self._state = state
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        self._state.events.append((event_type, aggregate_id, data))
+
+
+class FakeUnitOfWork:
+    """All repositories over one in-memory state; a block that raises leaves the state as it was."""
+
+    def __init__(self) -> None:
+        self.state = _State()
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[_FakeTx]:
+        snapshot = copy.deepcopy(self.state)
+        try:
+            yield _FakeTx(self.state)
+        except BaseException:
+            self.state.carts, self.state.sessions = snapshot.carts, snapshot.sessions
+            self.state.compensations, self.state.events = snapshot.compensations, snapshot.events
+            raise
+
+    def compensations(self, status: str = "pending") -> list[FailedCompensation]:
+        return [c for c in self.state.compensations.values() if c.status == status]
+
+    def event_types(self) -> list[str]:
+        return [e[0] for e in self.state.events]

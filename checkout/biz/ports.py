@@ -1,0 +1,233 @@
+"""What the checkout use cases need from the outside world, as typing.Protocol ports.
+
+data/ implements the repositories and the unit of work (SqlUnitOfWork), adapter/ the gateways to
+the other services (Grpc…Adapter); tests use the Fake… implementations in checkout/biz/fakes.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from checkout.model.cart import Cart, CartItem, CartStatus
+from checkout.model.catalog import (
+    Address,
+    AuthorizeRequest,
+    OrderDraft,
+    OrderRef,
+    Parcel,
+    Payment,
+    PaymentOutcome,
+    ProductsResult,
+    PromotionLine,
+    PromotionResult,
+    Reservations,
+    ReserveLine,
+    TaxLine,
+)
+from checkout.model.compensation import FailedCompensation, NewCompensation
+from checkout.model.session import ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
+from infra.money import Money
+
+__all__ = [
+    "CartRepo",
+    "CompensationRepo",
+    "Gateways",
+    "IdempotencyStore",
+    "InventoryGateway",
+    "OrderGateway",
+    "PaymentGateway",
+    "PricingGateway",
+    "PromotionGateway",
+    "SessionRepo",
+    "Tx",
+    "UnitOfWork",
+]
+
+
+class PricingGateway(Protocol):
+    async def get_products(self, skus: Sequence[str], currency_code: str) -> ProductsResult: ...
+
+    async def quote_shipping(
+        self, parcels: Sequence[Parcel], destination: Address, shipping_method: str, currency_code: str
+    ) -> Money: ...
+
+    async def calculate_tax(
+        self, lines: Sequence[TaxLine], destination: Address, shipping_total: Money, currency_code: str
+    ) -> Money: ...
+
+
+class InventoryGateway(Protocol):
+    async def reserve_stock(
+        self, reservation_ref: str, lines: Sequence[ReserveLine], ship_to_country_code: str, ttl_seconds: int
+    ) -> Reservations: ...
+
+    async def extend_reservations(self, reservation_ref: str, ttl_seconds: int) -> datetime: ...
+
+    async def release_reservations(self, reservation_ref: str, reason: str) -> None: ...
+
+    async def confirm_reservations(self, reservation_ref: str) -> None: ...
+
+
+class PromotionGateway(Protocol):
+    async def validate(
+        self,
+        codes: Sequence[str],
+        lines: Sequence[PromotionLine],
+        shipping_total: Money,
+        currency_code: str,
+        customer_id: str,
+    ) -> PromotionResult: ...
+
+    async def reserve_usage(
+        self,
+        reservation_ref: str,
+        codes: Sequence[str],
+        lines: Sequence[PromotionLine],
+        shipping_total: Money,
+        currency_code: str,
+        *,
+        customer_id: str,
+    ) -> PromotionResult: ...
+
+    async def confirm_usage(self, reservation_ref: str) -> None: ...
+
+    async def release_usage(self, reservation_ref: str) -> None: ...
+
+
+class PaymentGateway(Protocol):
+    async def authorize(self, request: AuthorizeRequest) -> Payment: ...
+
+    async def capture(self, payment_id: str, order_id: str) -> Payment: ...
+
+    async def void(self, payment_id: str, reason: str) -> Payment: ...
+
+
+class OrderGateway(Protocol):
+    async def create_order(self, draft: OrderDraft) -> OrderRef: ...
+
+    async def record_payment(self, order_id: str, payment_id: str, outcome: PaymentOutcome, cause: str) -> OrderRef: ...
+
+
+@dataclass(frozen=True)
+class Gateways:
+    pricing: PricingGateway
+    inventory: InventoryGateway
+    promotion: PromotionGateway
+    payment: PaymentGateway
+    order: OrderGateway
+
+
+class CartRepo(Protocol):
+    async def create(self, cart: Cart) -> Cart: ...
+
+    async def get(self, cart_id: str) -> Cart | None: ...
+
+    async def lock_active(self, cart_id: str) -> Cart | None:
+        """Lock an ACTIVE cart for change (bumping its version); None when it isn't ACTIVE."""
+        ...
+
+    async def upsert_item(self, cart_id: str, item: CartItem) -> None: ...
+
+    async def delete_item(self, cart_id: str, sku: str) -> bool: ...
+
+    async def set_prices(self, cart_id: str, prices: dict[str, int], *, version: int) -> int | None:
+        """Store revalidated unit prices if the cart is still at ``version``; returns the new version."""
+        ...
+
+    async def transition(
+        self, cart_id: str, from_statuses: Collection[CartStatus], to: CartStatus, *, version: int | None = None
+    ) -> bool: ...
+
+
+class SessionRepo(Protocol):
+    async def create(self, session: Session) -> bool:
+        """False when the cart already has a live (OPEN or CONFIRMING) session."""
+        ...
+
+    async def get(self, session_id: str) -> Session | None: ...
+
+    async def get_live_for_cart(self, cart_id: str) -> Session | None: ...
+
+    async def update_state(self, session_id: str, changes: dict[str, Any]) -> bool:
+        """Apply changes to an OPEN, unexpired session; False otherwise."""
+        ...
+
+    async def save_preview(self, session_id: str, preview: Preview) -> None: ...
+
+    async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
+        """OPEN and unexpired → CONFIRMING with the key (the durable guard); None when not."""
+        ...
+
+    async def save_progress(self, session_id: str, step: SagaStep, state: SagaState) -> None: ...
+
+    async def reopen(self, session_id: str, last_error: str, preview: Preview | None) -> None:
+        """CONFIRMING → OPEN when the saga stopped before changing anything."""
+        ...
+
+    async def finish(
+        self,
+        session_id: str,
+        status: SessionStatus,
+        *,
+        step: SagaStep,
+        state: SagaState,
+        order_id: str = "",
+        result: ConfirmResult | None = None,
+        last_error: str = "",
+    ) -> bool:
+        """CONFIRMING → COMPLETED or CANCELLED; False when it was no longer CONFIRMING."""
+        ...
+
+    async def claim_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
+        """CONFIRMING sessions started long ago, leased to this caller (confirm_started_at moved to now)."""
+        ...
+
+    async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:
+        """OPEN sessions past expires_at (of one cart, when given) → EXPIRED; returns them."""
+        ...
+
+
+class CompensationRepo(Protocol):
+    async def add(self, item: NewCompensation) -> str: ...
+
+    async def claim_due(self, limit: int, lease_seconds: int) -> list[FailedCompensation]: ...
+
+    async def mark_done(self, item_id: str) -> None: ...
+
+    async def reschedule(self, item_id: str, delay_seconds: float, error: str) -> None: ...
+
+    async def mark_dead(self, item_id: str, error: str) -> None: ...
+
+
+class Tx(Protocol):
+    """One open transaction: everything done through it commits or rolls back together."""
+
+    carts: CartRepo
+    sessions: SessionRepo
+    compensations: CompensationRepo
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        """Record an outbox event in this transaction."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    def __call__(self) -> AbstractAsyncContextManager[Tx]:
+        """Begin a transaction: committed when the block exits cleanly, rolled back on an exception."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """Redis lock + result cache (infra.idempotency.IdempotencyStore fits it)."""
+
+    async def acquire(self, key: str) -> str | None: ...
+
+    async def release(self, key: str, token: str) -> None: ...
+
+    async def get_result(self, key: str) -> bytes | None: ...
+
+    async def put_result(self, key: str, value: bytes) -> None: ...

@@ -1,0 +1,161 @@
+"""The composition root: the one place checkout's concrete parts are chosen and wired.
+
+Engines, Redis, NATS and channels are created here and closed by the AsyncExitStack. Tests call
+:func:`build` with fake gateways to serve checkout against the real stack without the other services.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from checkout.adapter.inventory_adapter import GrpcInventoryAdapter
+from checkout.adapter.order_adapter import GrpcOrderAdapter
+from checkout.adapter.payment_adapter import GrpcPaymentAdapter
+from checkout.adapter.pricing_adapter import GrpcPricingAdapter
+from checkout.adapter.promotion_adapter import GrpcPromotionAdapter
+from checkout.biz.cart.manage import CartUseCases
+from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.checkout.confirm import ConfirmCheckout
+from checkout.biz.checkout.dlq import FailedCompensationDrain
+from checkout.biz.checkout.expiry import SessionExpiry
+from checkout.biz.checkout.pricing_engine import PricingEngine
+from checkout.biz.checkout.recovery import SagaRecovery
+from checkout.biz.checkout.start import StartCheckout
+from checkout.biz.checkout.update_state import CheckoutState
+from checkout.biz.policy import CheckoutPolicy
+from checkout.biz.ports import Gateways
+from checkout.biz.retry import RetryPolicy
+from checkout.data.tables import outbox
+from checkout.data.uow import SqlUnitOfWork
+from checkout.service.cart_service import CartService
+from checkout.service.checkout_service import CheckoutService
+from checkout.worker.cron.failed_compensation import failed_compensation_worker
+from checkout.worker.cron.recovery import recovery_worker
+from checkout.worker.cron.session_expiry import session_expiry_worker
+from infra.channels import ServiceCredentials, open_channel
+from infra.config import Settings
+from infra.db import create_engine
+from infra.events import connect, ensure_streams
+from infra.idempotency import IdempotencyStore
+from infra.outbox import OutboxPublisher
+from infra.runner import App
+from infra.server import Registration
+from kassa.checkout.v1 import cart_service_pb2_grpc, checkout_service_pb2_grpc
+
+__all__ = ["Container", "bootstrap", "build", "policy_from"]
+
+
+@dataclass
+class Container:
+    """Everything bootstrap built; tests reach the single-pass workers and the engine through it."""
+
+    app: App
+    engine: AsyncEngine
+    uow: SqlUnitOfWork
+    gateways: Gateways
+    carts: CartUseCases
+    start: StartCheckout
+    state: CheckoutState
+    confirm: ConfirmCheckout
+    compensator: Compensator
+    drain: FailedCompensationDrain
+    recovery: SagaRecovery
+    expiry: SessionExpiry
+
+
+def policy_from(settings: Settings, retry: RetryPolicy | None = None) -> CheckoutPolicy:
+    return CheckoutPolicy(
+        default_currency=settings.default_currency,
+        max_cart_items=settings.max_cart_items,
+        max_item_quantity=settings.max_item_quantity,
+        min_order_minor=settings.min_order_minor,
+        reservation_ttl_seconds=settings.reservation_ttl_seconds,
+        confirm_ttl_seconds=max(settings.reservation_ttl_seconds, settings.checkout_lock_ttl_ms // 1000),
+        pricing_deadline_seconds=settings.rpc_timeout_seconds,
+        retry=retry or RetryPolicy(),
+    )
+
+
+def _grpc_gateways(settings: Settings, stack: AsyncExitStack) -> Gateways:
+    creds = ServiceCredentials(settings.jwt_secret, "checkout")
+    timeout = settings.rpc_timeout_seconds
+
+    def channel(service: str):  # type: ignore[no-untyped-def]
+        ch = open_channel(settings.addr(service))
+        stack.push_async_callback(ch.close)
+        return ch
+
+    return Gateways(
+        pricing=GrpcPricingAdapter(channel("pricing"), creds, timeout),
+        inventory=GrpcInventoryAdapter(channel("warehouse"), creds, timeout),
+        promotion=GrpcPromotionAdapter(channel("promotion"), creds, timeout),
+        payment=GrpcPaymentAdapter(channel("payment"), creds, timeout, f"{settings.public_url}/checkout/return"),
+        order=GrpcOrderAdapter(channel("order"), creds, timeout),
+    )
+
+
+async def build(
+    settings: Settings,
+    stack: AsyncExitStack,
+    gateways: Gateways | None = None,
+    *,
+    retry: RetryPolicy | None = None,
+) -> Container:
+    assert settings.database_url and settings.redis_url and settings.nats_url
+    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="kassa-checkout")
+    stack.push_async_callback(engine.dispose)
+    redis = Redis.from_url(settings.redis_url)
+    stack.push_async_callback(redis.aclose)
+    nc, js = await connect(settings.nats_url, "kassa-checkout")
+    stack.push_async_callback(nc.close)
+    await ensure_streams(js, ["checkout"])
+
+    publisher = OutboxPublisher(engine, outbox, js)  # CartConverted, CheckoutCompleted → kassa.checkout.*
+    uow = SqlUnitOfWork(engine, on_events=publisher.notify)
+    gateways = gateways or _grpc_gateways(settings, stack)
+    policy = policy_from(settings, retry)
+    store = IdempotencyStore(
+        redis,
+        prefix="kassa:checkout:confirm",
+        lock_ttl_ms=settings.checkout_lock_ttl_ms,
+        result_ttl_seconds=settings.result_ttl_seconds,
+    )
+    engine_ = PricingEngine(gateways.pricing, gateways.promotion, policy.pricing_deadline_seconds)
+    compensator = Compensator(uow, gateways, policy.retry)
+    expiry = SessionExpiry(uow, compensator)
+    carts = CartUseCases(uow, gateways.pricing, policy)
+    start = StartCheckout(uow, gateways, policy, compensator, expiry)
+    state = CheckoutState(uow, engine_)
+    confirm = ConfirmCheckout(uow, gateways, engine_, store, compensator, policy=policy)
+    drain = FailedCompensationDrain(uow, compensator)
+    recovery = SagaRecovery(uow, confirm, policy)
+
+    app = App(
+        registrations=[
+            Registration(
+                cart_service_pb2_grpc.add_CartServiceServicer_to_server,
+                CartService(carts),
+                "kassa.checkout.v1.CartService",
+            ),
+            Registration(
+                checkout_service_pb2_grpc.add_CheckoutServiceServicer_to_server,
+                CheckoutService(start, state, confirm),
+                "kassa.checkout.v1.CheckoutService",
+            ),
+        ],
+        workers=[
+            publisher.run,
+            failed_compensation_worker(drain),
+            recovery_worker(recovery),
+            session_expiry_worker(expiry),
+        ],
+    )
+    return Container(app, engine, uow, gateways, carts, start, state, confirm, compensator, drain, recovery, expiry)
+
+
+async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
+    return (await build(settings, stack)).app

@@ -1,0 +1,404 @@
+"""SQL implementations of the biz repositories, bound to one open transaction (a connection).
+
+Every state change is a conditional ``UPDATE … WHERE <expected state> … RETURNING`` or an
+``INSERT … ON CONFLICT``: concurrent requests and replicas serialize on the row, never on a read
+followed by a write.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg import errors as pg_errors
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from checkout.data.tables import cart_items, carts, checkout_sessions, failed_compensations
+from checkout.model.cart import Cart, CartItem, CartStatus
+from checkout.model.catalog import Address
+from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS, FailedCompensation, NewCompensation, Operation
+from checkout.model.session import (
+    ConfirmResult,
+    Preview,
+    SagaState,
+    SagaStep,
+    Session,
+    SessionLine,
+    SessionStatus,
+)
+from infra.errors import AlreadyExists, Reason
+
+__all__ = ["SqlCartRepo", "SqlCompensationRepo", "SqlSessionRepo"]
+
+_NOW = sa.func.now()
+_IDEMPOTENCY_INDEX = "checkout_sessions_idempotency_key_uq"
+
+
+def _in(seconds: float) -> sa.ColumnElement[Any]:
+    """now() + the given number of seconds (a number we computed, never user input)."""
+    return _NOW + sa.literal_column(f"interval '{float(seconds):.3f} seconds'")
+
+
+class SqlCartRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def create(self, cart: Cart) -> Cart:
+        await self._c.execute(
+            carts.insert().values(
+                cart_id=cart.cart_id,
+                customer_id=cart.customer_id,
+                currency_code=cart.currency_code,
+                status=cart.status.value,
+            )
+        )
+        created = await self.get(cart.cart_id)
+        assert created is not None
+        return created
+
+    async def get(self, cart_id: str) -> Cart | None:
+        row = (await self._c.execute(sa.select(carts).where(carts.c.cart_id == cart_id))).first()
+        return None if row is None else await self._with_items(row)
+
+    async def lock_active(self, cart_id: str) -> Cart | None:
+        row = (
+            await self._c.execute(
+                carts.update()
+                .where(carts.c.cart_id == cart_id, carts.c.status == CartStatus.ACTIVE.value)
+                .values(version=carts.c.version + 1, updated_at=_NOW)
+                .returning(*carts.c)
+            )
+        ).first()
+        return None if row is None else await self._with_items(row)
+
+    async def _with_items(self, row: sa.Row[Any]) -> Cart:
+        items = (
+            await self._c.execute(
+                sa.select(cart_items)
+                .where(cart_items.c.cart_id == row.cart_id)
+                .order_by(cart_items.c.added_at, cart_items.c.sku)
+            )
+        ).all()
+        return Cart(
+            cart_id=row.cart_id,
+            customer_id=row.customer_id,
+            currency_code=row.currency_code,
+            status=CartStatus(row.status),
+            version=row.version,
+            items=[CartItem(i.sku, i.name, i.quantity, i.unit_price_minor) for i in items],
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    async def upsert_item(self, cart_id: str, item: CartItem) -> None:
+        stmt = insert(cart_items).values(
+            cart_id=cart_id, sku=item.sku, name=item.name, quantity=item.quantity,
+            unit_price_minor=item.unit_price_minor,
+        )  # fmt: skip
+        await self._c.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[cart_items.c.cart_id, cart_items.c.sku],
+                set_={
+                    "name": stmt.excluded.name,
+                    "quantity": stmt.excluded.quantity,
+                    "unit_price_minor": stmt.excluded.unit_price_minor,
+                },
+            )
+        )
+
+    async def delete_item(self, cart_id: str, sku: str) -> bool:
+        result = await self._c.execute(
+            cart_items.delete().where(cart_items.c.cart_id == cart_id, cart_items.c.sku == sku)
+        )
+        return bool(result.rowcount)
+
+    async def set_prices(self, cart_id: str, prices: dict[str, int], *, version: int) -> int | None:
+        new_version = (
+            await self._c.execute(
+                carts.update()
+                .where(carts.c.cart_id == cart_id, carts.c.version == version)
+                .values(version=carts.c.version + 1, updated_at=_NOW)
+                .returning(carts.c.version)
+            )
+        ).scalar()
+        if new_version is None:
+            return None
+        await self._c.execute(
+            cart_items.update()
+            .where(cart_items.c.cart_id == cart_id, cart_items.c.sku == sa.bindparam("b_sku"))
+            .values(unit_price_minor=sa.bindparam("b_price")),
+            [{"b_sku": sku, "b_price": price} for sku, price in prices.items()],
+        )
+        return int(new_version)
+
+    async def transition(
+        self, cart_id: str, from_statuses: Collection[CartStatus], to: CartStatus, *, version: int | None = None
+    ) -> bool:
+        stmt = carts.update().where(carts.c.cart_id == cart_id, carts.c.status.in_([s.value for s in from_statuses]))
+        if version is not None:
+            stmt = stmt.where(carts.c.version == version)
+        result = await self._c.execute(
+            stmt.values(status=to.value, version=carts.c.version + 1, updated_at=_NOW).returning(carts.c.cart_id)
+        )
+        return result.first() is not None
+
+
+def _session(row: sa.Row[Any]) -> Session:
+    return Session(
+        session_id=row.session_id,
+        cart_id=row.cart_id,
+        customer_id=row.customer_id,
+        currency_code=row.currency_code,
+        lines=[SessionLine.from_dict(ln) for ln in row.lines],
+        expires_at=row.expires_at,
+        status=SessionStatus(row.status),
+        email=row.email,
+        shipping_address=Address.from_dict(row.shipping_address),
+        billing_address=Address.from_dict(row.billing_address),
+        shipping_method=row.shipping_method,
+        payment_method=row.payment_method,
+        promotion_codes=list(row.promotion_codes or []),
+        notes=row.notes,
+        preview=Preview.from_dict(row.preview) if row.preview else None,
+        idempotency_key=row.idempotency_key,
+        saga_step=SagaStep(row.saga_step) if row.saga_step else None,
+        saga_state=SagaState.from_dict(row.saga_state),
+        result=ConfirmResult.from_dict(row.result) if row.result else None,
+        confirm_started_at=row.confirm_started_at,
+        order_id=row.order_id,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+_S = checkout_sessions
+_LIVE = (SessionStatus.OPEN.value, SessionStatus.CONFIRMING.value)
+
+
+class SqlSessionRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def create(self, session: Session) -> bool:
+        stmt = (
+            insert(_S)
+            .values(
+                session_id=session.session_id,
+                cart_id=session.cart_id,
+                customer_id=session.customer_id,
+                status=session.status.value,
+                currency_code=session.currency_code,
+                lines=[ln.to_dict() for ln in session.lines],
+                expires_at=session.expires_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(_S.c.session_id)
+        )
+        return (await self._c.execute(stmt)).first() is not None
+
+    async def get(self, session_id: str) -> Session | None:
+        row = (await self._c.execute(sa.select(_S).where(_S.c.session_id == session_id))).first()
+        return None if row is None else _session(row)
+
+    async def get_live_for_cart(self, cart_id: str) -> Session | None:
+        row = (await self._c.execute(sa.select(_S).where(_S.c.cart_id == cart_id, _S.c.status.in_(_LIVE)))).first()
+        return None if row is None else _session(row)
+
+    async def update_state(self, session_id: str, changes: dict[str, Any]) -> bool:
+        result = await self._c.execute(
+            _S.update()
+            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value, _S.c.expires_at > _NOW)
+            .values(**changes, updated_at=_NOW)
+            .returning(_S.c.session_id)
+        )
+        return result.first() is not None
+
+    async def save_preview(self, session_id: str, preview: Preview) -> None:
+        await self._c.execute(
+            _S.update()
+            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value)
+            .values(preview=preview.to_dict(), updated_at=_NOW)
+        )
+
+    async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
+        stmt = (
+            _S.update()
+            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value, _S.c.expires_at > _NOW)
+            .values(
+                status=SessionStatus.CONFIRMING.value,
+                idempotency_key=idempotency_key,
+                confirm_started_at=_NOW,
+                saga_step=SagaStep.VALIDATED.value,
+                saga_state={},
+                last_error="",
+                updated_at=_NOW,
+            )
+            .returning(*_S.c)
+        )
+        try:
+            row = (await self._c.execute(stmt)).first()
+        except sa.exc.IntegrityError as exc:
+            orig = exc.orig
+            if isinstance(orig, pg_errors.UniqueViolation) and orig.diag.constraint_name == _IDEMPOTENCY_INDEX:
+                raise AlreadyExists(
+                    "this idempotency key was already used for another checkout session",
+                    reason=Reason.IDEMPOTENCY_KEY_REUSED,
+                ) from None
+            raise
+        return None if row is None else _session(row)
+
+    async def save_progress(self, session_id: str, step: SagaStep, state: SagaState) -> None:
+        await self._c.execute(
+            _S.update()
+            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value)
+            .values(saga_step=step.value, saga_state=state.to_dict(), confirm_started_at=_NOW, updated_at=_NOW)
+        )
+
+    async def reopen(self, session_id: str, last_error: str, preview: Preview | None) -> None:
+        values: dict[str, Any] = {
+            "status": SessionStatus.OPEN.value,
+            "saga_step": None,
+            "saga_state": {},
+            "confirm_started_at": None,
+            "last_error": last_error,
+            "updated_at": _NOW,
+        }
+        if preview is not None:
+            values["preview"] = preview.to_dict()
+        await self._c.execute(
+            _S.update()
+            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value)
+            .values(**values)
+        )
+
+    async def finish(
+        self,
+        session_id: str,
+        status: SessionStatus,
+        *,
+        step: SagaStep,
+        state: SagaState,
+        order_id: str = "",
+        result: ConfirmResult | None = None,
+        last_error: str = "",
+    ) -> bool:
+        row = (
+            await self._c.execute(
+                _S.update()
+                .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value)
+                .values(
+                    status=status.value,
+                    saga_step=step.value,
+                    saga_state=state.to_dict(),
+                    order_id=order_id,
+                    result=result.to_dict() if result else None,
+                    last_error=last_error,
+                    updated_at=_NOW,
+                )
+                .returning(_S.c.session_id)
+            )
+        ).first()
+        return row is not None
+
+    async def claim_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
+        due = (
+            sa.select(_S.c.session_id)
+            .where(
+                _S.c.status == SessionStatus.CONFIRMING.value,
+                _S.c.confirm_started_at < _in(-older_than_seconds),
+            )
+            .order_by(_S.c.confirm_started_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        rows = await self._c.execute(
+            _S.update().where(_S.c.session_id.in_(due)).values(confirm_started_at=_NOW).returning(*_S.c)
+        )
+        return [_session(r) for r in rows]
+
+    async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:
+        due = sa.select(_S.c.session_id).where(_S.c.status == SessionStatus.OPEN.value, _S.c.expires_at <= _NOW)
+        if cart_id is not None:
+            due = due.where(_S.c.cart_id == cart_id)
+        subquery = due.order_by(_S.c.expires_at).limit(limit).with_for_update(skip_locked=True).scalar_subquery()
+        rows = await self._c.execute(
+            _S.update()
+            .where(_S.c.session_id.in_(subquery), _S.c.status == SessionStatus.OPEN.value)
+            .values(status=SessionStatus.EXPIRED.value, updated_at=_NOW)
+            .returning(*_S.c)
+        )
+        return [_session(r) for r in rows]
+
+
+_F = failed_compensations
+
+
+def _compensation(row: sa.Row[Any]) -> FailedCompensation:
+    return FailedCompensation(
+        id=row.id,
+        session_id=row.session_id,
+        operation=Operation(row.operation),
+        payload=row.payload,
+        attempts=row.attempts,
+        status=row.status,
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
+    )
+
+
+class SqlCompensationRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def add(self, item: NewCompensation) -> str:
+        cid = str(uuid.uuid4())
+        await self._c.execute(
+            _F.insert().values(
+                id=cid,
+                session_id=item.session_id,
+                operation=item.operation.value,
+                payload=item.payload,
+                last_error=item.error,
+                next_attempt_at=_in(BACKOFF_SCHEDULE_SECONDS[0]),
+            )
+        )
+        return cid
+
+    async def claim_due(self, limit: int, lease_seconds: int) -> list[FailedCompensation]:
+        due = (
+            sa.select(_F.c.id)
+            .where(_F.c.status == "pending", _F.c.next_attempt_at <= _NOW)
+            .order_by(_F.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        rows = await self._c.execute(
+            _F.update()
+            .where(_F.c.id.in_(due))
+            .values(next_attempt_at=_in(lease_seconds), updated_at=_NOW)
+            .returning(*_F.c)
+        )
+        return [_compensation(r) for r in rows]
+
+    async def mark_done(self, item_id: str) -> None:
+        await self._c.execute(_F.update().where(_F.c.id == item_id).values(status="done", updated_at=_NOW))
+
+    async def reschedule(self, item_id: str, delay_seconds: float, error: str) -> None:
+        await self._c.execute(
+            _F.update()
+            .where(_F.c.id == item_id)
+            .values(attempts=_F.c.attempts + 1, next_attempt_at=_in(delay_seconds), last_error=error, updated_at=_NOW)
+        )
+
+    async def mark_dead(self, item_id: str, error: str) -> None:
+        await self._c.execute(
+            _F.update()
+            .where(_F.c.id == item_id)
+            .values(status="dead", attempts=_F.c.attempts + 1, last_error=error, updated_at=_NOW)
+        )

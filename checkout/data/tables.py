@@ -1,0 +1,127 @@
+"""Checkout's tables (schema "checkout"), SQLAlchemy Core. Migrations mirror this file by hand."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+
+from infra.migrate import SCHEMAS
+from infra.outbox import outbox_table
+
+__all__ = ["SCHEMA", "cart_items", "carts", "checkout_sessions", "failed_compensations", "metadata", "outbox"]
+
+SCHEMA = SCHEMAS["checkout"]
+metadata = sa.MetaData(schema=SCHEMA)
+
+_NOW = sa.func.now()
+
+carts = sa.Table(
+    "carts",
+    metadata,
+    sa.Column("cart_id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="ACTIVE"),
+    sa.Column("currency_code", sa.String(3), nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.CheckConstraint("status in ('ACTIVE','CHECKOUT','CONVERTED')", name="carts_status_valid"),
+    sa.CheckConstraint("currency_code ~ '^[A-Z]{3}$'", name="carts_currency_valid"),
+    sa.Index("carts_customer_idx", "customer_id"),
+)
+
+cart_items = sa.Table(
+    "cart_items",
+    metadata,
+    sa.Column("cart_id", UUID(as_uuid=False), sa.ForeignKey("carts.cart_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sku", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("unit_price_minor", sa.BigInteger, nullable=False),
+    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.CheckConstraint("quantity > 0", name="cart_items_quantity_positive"),
+    sa.CheckConstraint("unit_price_minor >= 0", name="cart_items_price_non_negative"),
+)
+
+checkout_sessions = sa.Table(
+    "checkout_sessions",
+    metadata,
+    sa.Column("session_id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("cart_id", UUID(as_uuid=False), sa.ForeignKey("carts.cart_id"), nullable=False),
+    sa.Column("customer_id", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="OPEN"),
+    sa.Column("currency_code", sa.String(3), nullable=False),
+    sa.Column("email", sa.Text, nullable=False, server_default=""),
+    sa.Column("shipping_address", JSONB),
+    sa.Column("billing_address", JSONB),
+    sa.Column("shipping_method", sa.Text, nullable=False, server_default=""),
+    sa.Column("payment_method", sa.Text, nullable=False, server_default=""),
+    sa.Column("promotion_codes", ARRAY(sa.Text), nullable=False, server_default="{}"),
+    sa.Column("notes", sa.Text, nullable=False, server_default=""),
+    sa.Column("lines", JSONB, nullable=False),
+    sa.Column("preview", JSONB),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("idempotency_key", sa.Text),
+    sa.Column("saga_step", sa.Text),
+    sa.Column("saga_state", JSONB, nullable=False, server_default="{}"),
+    sa.Column("result", JSONB),
+    sa.Column("confirm_started_at", sa.DateTime(timezone=True)),
+    sa.Column("order_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.CheckConstraint(
+        "status in ('OPEN','CONFIRMING','COMPLETED','EXPIRED','CANCELLED')", name="checkout_sessions_status_valid"
+    ),
+    sa.CheckConstraint(
+        "idempotency_key is null or length(idempotency_key) between 1 and 255",
+        name="checkout_sessions_idempotency_key_length",
+    ),
+    sa.CheckConstraint("cardinality(promotion_codes) <= 5", name="checkout_sessions_promotion_codes_max"),
+    sa.CheckConstraint("length(notes) <= 500", name="checkout_sessions_notes_max"),
+    # One cart has at most one live session.
+    sa.Index(
+        "checkout_sessions_one_live_per_cart",
+        "cart_id",
+        unique=True,
+        postgresql_where=sa.text("status in ('OPEN','CONFIRMING')"),
+    ),
+    # One idempotency key confirms one session of a customer.
+    sa.Index(
+        "checkout_sessions_idempotency_key_uq",
+        "customer_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=sa.text("idempotency_key is not null"),
+    ),
+    sa.Index("checkout_sessions_open_expiry_idx", "expires_at", postgresql_where=sa.text("status = 'OPEN'")),
+    sa.Index(
+        "checkout_sessions_confirming_idx", "confirm_started_at", postgresql_where=sa.text("status = 'CONFIRMING'")
+    ),
+)
+
+failed_compensations = sa.Table(
+    "failed_compensations",
+    metadata,
+    sa.Column("id", UUID(as_uuid=False), primary_key=True),
+    sa.Column("session_id", UUID(as_uuid=False), nullable=False),
+    sa.Column("operation", sa.Text, nullable=False),
+    sa.Column("payload", JSONB, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("status", sa.Text, nullable=False, server_default="pending"),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.CheckConstraint("status in ('pending','done','dead')", name="failed_compensations_status_valid"),
+    sa.CheckConstraint(
+        "operation in ('void_authorization','release_reservations','release_promotion','confirm_reservations',"
+        "'confirm_promotion','capture_payment','record_payment','cart_cleanup')",
+        name="failed_compensations_operation_valid",
+    ),
+    sa.CheckConstraint("attempts >= 0", name="failed_compensations_attempts_non_negative"),
+    sa.Index("failed_compensations_due_idx", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")),
+    sa.Index("failed_compensations_session_idx", "session_id"),
+)
+
+outbox = outbox_table(metadata)

@@ -1,0 +1,46 @@
+"""The SQL unit of work: one short transaction holding every repository and the outbox."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from checkout.data.repositories import SqlCartRepo, SqlCompensationRepo, SqlSessionRepo
+from checkout.data.tables import outbox
+from infra.outbox import add_event
+
+__all__ = ["SqlTx", "SqlUnitOfWork"]
+
+
+class SqlTx:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.carts = SqlCartRepo(conn)
+        self.sessions = SqlSessionRepo(conn)
+        self.compensations = SqlCompensationRepo(conn)
+        self.events = 0
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        await add_event(
+            self.conn, outbox, service="checkout", event_type=event_type, aggregate_id=aggregate_id, data=data
+        )
+        self.events += 1
+
+
+class SqlUnitOfWork:
+    """Commits when the block exits cleanly; ``on_events`` wakes the outbox publisher after a commit with events."""
+
+    def __init__(self, engine: AsyncEngine, on_events: Callable[[], None] | None = None) -> None:
+        self._engine = engine
+        self._on_events = on_events
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[SqlTx]:
+        async with self._engine.begin() as conn:
+            tx = SqlTx(conn)
+            yield tx
+        if tx.events and self._on_events is not None:
+            self._on_events()

@@ -1,0 +1,301 @@
+"""What checkout learns from and sends to the other services, in domain terms (no protobuf)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from infra.money import Money
+
+__all__ = [
+    "Address",
+    "AppliedPromotion",
+    "AuthorizeRequest",
+    "OrderDraft",
+    "OrderLine",
+    "OrderRef",
+    "OrderStatus",
+    "Parcel",
+    "Payment",
+    "PaymentOutcome",
+    "PaymentStatus",
+    "Product",
+    "ProductsResult",
+    "PromotionLine",
+    "PromotionResult",
+    "RejectedPromotion",
+    "Reservation",
+    "Reservations",
+    "ReserveLine",
+    "TaxLine",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    name: str = ""
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country_code: str = ""
+    phone: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, str] | None) -> Address | None:
+        return Address(**data) if data else None
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    sku: str
+    name: str
+    category: str
+    brand: str
+    weight_grams: int
+    tax_class: str
+    unit_price: Money
+
+
+@dataclass(frozen=True, slots=True)
+class ProductsResult:
+    products: dict[str, Product]
+    missing_skus: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveLine:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    sku: str
+    warehouse_id: str
+    quantity: int
+    origin: Address
+
+
+@dataclass(frozen=True, slots=True)
+class Reservations:
+    reservations: list[Reservation]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Parcel:
+    warehouse_id: str
+    origin: Address
+    weight_grams: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaxLine:
+    sku: str
+    tax_class: str
+    amount: Money
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionLine:
+    sku: str
+    category: str
+    brand: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedPromotion:
+    code: str
+    discount: Money
+    free_shipping: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedPromotion:
+    code: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionResult:
+    applied: list[AppliedPromotion] = field(default_factory=list)
+    rejected: list[RejectedPromotion] = field(default_factory=list)
+    free_shipping: bool = False
+
+
+class PaymentStatus(StrEnum):
+    """kassa.payment.v1.PaymentStatus without its prefix."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+    AUTHORIZED = "AUTHORIZED"
+    CAPTURED = "CAPTURED"
+    VOIDED = "VOIDED"
+    DECLINED = "DECLINED"
+    FAILED = "FAILED"
+    REFUNDED = "REFUNDED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
+
+
+class OrderStatus(StrEnum):
+    """kassa.order.v1.OrderStatus without its prefix."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    PENDING_PAYMENT = "PENDING_PAYMENT"
+    CONFIRMED = "CONFIRMED"
+    AWAITING_SHIPMENT = "AWAITING_SHIPMENT"
+    PACKED = "PACKED"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    CANCELLED = "CANCELLED"
+    PAYMENT_FAILED = "PAYMENT_FAILED"
+
+
+class PaymentOutcome(StrEnum):
+    """kassa.order.v1.PaymentOutcome without its prefix."""
+
+    CAPTURED = "CAPTURED"
+    CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeRequest:
+    idempotency_key: str
+    order_ref: str
+    amount: Money
+    payment_method: str
+    customer_id: str
+    customer_email: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "idempotency_key": self.idempotency_key,
+            "order_ref": self.order_ref,
+            "currency_code": self.amount.currency_code,
+            "amount_minor": self.amount.amount_minor,
+            "payment_method": self.payment_method,
+            "customer_id": self.customer_id,
+            "customer_email": self.customer_email,
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, object]) -> AuthorizeRequest:
+        return AuthorizeRequest(
+            idempotency_key=str(data["idempotency_key"]),
+            order_ref=str(data["order_ref"]),
+            amount=Money(str(data["currency_code"]), int(data["amount_minor"])),  # type: ignore[call-overload]
+            payment_method=str(data["payment_method"]),
+            customer_id=str(data["customer_id"]),
+            customer_email=str(data["customer_email"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    payment_id: str
+    status: PaymentStatus
+    next_action_url: str = ""
+    failure_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    sku: str
+    name: str
+    quantity: int
+    unit_price_minor: int
+    warehouse_id: str
+    tax_class: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDraft:
+    """Everything CreateOrder needs; stored in the saga state so a recovery can resend it unchanged."""
+
+    checkout_session_id: str
+    customer_id: str
+    email: str
+    currency_code: str
+    lines: list[OrderLine]
+    discounts: list[tuple[str, int]]
+    subtotal_minor: int
+    discount_minor: int
+    shipping_minor: int
+    tax_minor: int
+    grand_total_minor: int
+    shipping_address: Address
+    billing_address: Address | None
+    shipping_method: str
+    payment_id: str
+    payment_method: str
+    notes: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "checkout_session_id": self.checkout_session_id,
+            "customer_id": self.customer_id,
+            "email": self.email,
+            "currency_code": self.currency_code,
+            "lines": [
+                {
+                    "sku": ln.sku,
+                    "name": ln.name,
+                    "quantity": ln.quantity,
+                    "unit_price_minor": ln.unit_price_minor,
+                    "warehouse_id": ln.warehouse_id,
+                    "tax_class": ln.tax_class,
+                }
+                for ln in self.lines
+            ],
+            "discounts": [list(d) for d in self.discounts],
+            "subtotal_minor": self.subtotal_minor,
+            "discount_minor": self.discount_minor,
+            "shipping_minor": self.shipping_minor,
+            "tax_minor": self.tax_minor,
+            "grand_total_minor": self.grand_total_minor,
+            "shipping_address": self.shipping_address.to_dict(),
+            "billing_address": self.billing_address.to_dict() if self.billing_address else None,
+            "shipping_method": self.shipping_method,
+            "payment_id": self.payment_id,
+            "payment_method": self.payment_method,
+            "notes": self.notes,
+        }
+
+    @staticmethod
+    def from_dict(d: dict) -> OrderDraft:  # type: ignore[type-arg]
+        return OrderDraft(
+            checkout_session_id=d["checkout_session_id"],
+            customer_id=d["customer_id"],
+            email=d["email"],
+            currency_code=d["currency_code"],
+            lines=[OrderLine(**ln) for ln in d["lines"]],
+            discounts=[(str(c), int(a)) for c, a in d["discounts"]],
+            subtotal_minor=d["subtotal_minor"],
+            discount_minor=d["discount_minor"],
+            shipping_minor=d["shipping_minor"],
+            tax_minor=d["tax_minor"],
+            grand_total_minor=d["grand_total_minor"],
+            shipping_address=Address(**d["shipping_address"]),
+            billing_address=Address.from_dict(d["billing_address"]),
+            shipping_method=d["shipping_method"],
+            payment_id=d["payment_id"],
+            payment_method=d["payment_method"],
+            notes=d["notes"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRef:
+    order_id: str
+    status: OrderStatus

@@ -1,0 +1,1 @@
+"""gRPC servicers: protobuf ↔ domain, then the use case. Nothing else."""

@@ -1,0 +1,158 @@
+"""Protobuf ↔ domain conversions for the checkout servicers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf import timestamp_pb2
+
+from checkout.model.actor import Actor
+from checkout.model.cart import Cart, PriceChange
+from checkout.model.catalog import Address
+from checkout.model.session import ConfirmResult, Preview, Session, SessionLine
+from infra.auth import require_identity
+from infra.money import Money
+from kassa.checkout.v1 import cart_pb2, checkout_pb2, checkout_service_pb2
+from kassa.common.v1 import address_pb2, money_pb2
+from kassa.order.v1 import order_pb2
+from kassa.payment.v1 import payment_pb2
+
+__all__ = [
+    "actor",
+    "address_from_pb",
+    "cart_to_pb",
+    "confirm_result_to_pb",
+    "money_from_pb",
+    "preview_to_pb",
+    "price_change_to_pb",
+    "session_to_pb",
+]
+
+
+def actor() -> Actor:
+    """The verified caller (the interceptor put it in the request context)."""
+    ident = require_identity()
+    return Actor(subject=ident.subject, privileged=ident.is_privileged)
+
+
+def _money(currency: str, amount: int) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=currency, amount_minor=amount)
+
+
+def money_from_pb(pb: money_pb2.Money) -> Money:
+    return Money(pb.currency_code, pb.amount_minor)
+
+
+def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def address_from_pb(pb: address_pb2.Address) -> Address:
+    return Address(
+        name=pb.name.strip(), line1=pb.line1.strip(), line2=pb.line2.strip(), city=pb.city.strip(),
+        region=pb.region.strip(), postal_code=pb.postal_code.strip(), country_code=pb.country_code.strip(),
+        phone=pb.phone.strip(),
+    )  # fmt: skip
+
+
+def _address(address: Address | None) -> address_pb2.Address | None:
+    return None if address is None else address_pb2.Address(**address.to_dict())
+
+
+def cart_to_pb(cart: Cart) -> cart_pb2.Cart:
+    cur = cart.currency_code
+    return cart_pb2.Cart(
+        cart_id=cart.cart_id,
+        customer_id=cart.customer_id,
+        status=cart_pb2.CartStatus.Value(f"CART_STATUS_{cart.status.value}"),
+        currency_code=cur,
+        items=[
+            cart_pb2.CartItem(
+                sku=i.sku,
+                name=i.name,
+                quantity=i.quantity,
+                unit_price=_money(cur, i.unit_price_minor),
+                line_total=_money(cur, i.line_total_minor),
+            )
+            for i in cart.items
+        ],
+        subtotal=_money(cur, cart.subtotal.amount_minor),
+        created_at=_ts(cart.created_at),
+        updated_at=_ts(cart.updated_at),
+    )
+
+
+def price_change_to_pb(change: PriceChange) -> checkout_pb2.PriceChange:
+    return checkout_pb2.PriceChange(
+        sku=change.sku,
+        old_price=_money(change.old_price.currency_code, change.old_price.amount_minor),
+        new_price=_money(change.new_price.currency_code, change.new_price.amount_minor),
+    )
+
+
+def _line(line: SessionLine, cur: str) -> checkout_pb2.SessionLine:
+    return checkout_pb2.SessionLine(
+        sku=line.sku,
+        name=line.name,
+        quantity=line.quantity,
+        unit_price=_money(cur, line.unit_price_minor),
+        line_total=_money(cur, line.line_total_minor),
+        warehouse_id=line.warehouse_id,
+    )
+
+
+def preview_to_pb(preview: Preview) -> checkout_pb2.OrderPreview:
+    cur = preview.currency_code
+    return checkout_pb2.OrderPreview(
+        lines=[_line(ln, cur) for ln in preview.lines],
+        subtotal=_money(cur, preview.subtotal_minor),
+        discount_total=_money(cur, preview.discount_minor),
+        shipping_total=_money(cur, preview.shipping_minor),
+        tax_total=_money(cur, preview.tax_minor),
+        grand_total=_money(cur, preview.grand_total_minor),
+        discounts=[
+            checkout_pb2.AppliedDiscount(code=d.code, amount=_money(cur, d.amount_minor)) for d in preview.discounts
+        ],
+        rejected_codes=[
+            checkout_pb2.RejectedCode(code=code, reason=reason, message=message)
+            for code, reason, message in preview.rejected
+        ],
+    )
+
+
+def session_to_pb(session: Session) -> checkout_pb2.CheckoutSession:
+    cur = session.currency_code
+    return checkout_pb2.CheckoutSession(
+        session_id=session.session_id,
+        cart_id=session.cart_id,
+        customer_id=session.customer_id,
+        status=checkout_pb2.SessionStatus.Value(f"SESSION_STATUS_{session.status.value}"),
+        currency_code=cur,
+        email=session.email,
+        shipping_address=_address(session.shipping_address),
+        billing_address=_address(session.billing_address),
+        shipping_method=session.shipping_method,
+        payment_method=session.payment_method,
+        promotion_codes=session.promotion_codes,
+        notes=session.notes,
+        lines=[_line(ln, cur) for ln in session.lines],
+        preview=preview_to_pb(session.preview) if session.preview is not None else None,
+        expires_at=_ts(session.expires_at),
+        order_id=session.order_id,
+        created_at=_ts(session.created_at),
+        updated_at=_ts(session.updated_at),
+    )
+
+
+def confirm_result_to_pb(result: ConfirmResult) -> checkout_service_pb2.ConfirmCheckoutResponse:
+    return checkout_service_pb2.ConfirmCheckoutResponse(
+        order_id=result.order_id,
+        order_status=order_pb2.OrderStatus.Value(f"ORDER_STATUS_{result.order_status}"),
+        payment_status=payment_pb2.PaymentStatus.Value(f"PAYMENT_STATUS_{result.payment_status}"),
+        next_action_url=result.next_action_url,
+        grand_total=_money(result.currency_code, result.grand_total_minor),
+    )

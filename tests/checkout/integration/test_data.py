@@ -1,0 +1,187 @@
+"""The SQL repositories and the DLQ against real Postgres: guards, unique indexes, claims, backoff."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from helpers import unique
+
+from checkout.data.tables import checkout_sessions, failed_compensations
+from checkout.model.actor import Actor
+from checkout.model.cart import Cart, CartItem, CartStatus
+from checkout.model.catalog import Address
+from checkout.model.compensation import Operation
+from checkout.model.session import SagaState, SagaStep, Session, SessionLine, SessionStatus
+from infra.errors import AlreadyExists, Reason, Unavailable
+
+pytestmark = pytest.mark.integration
+
+ORIGIN = Address("WH", "1 Depot Rd", "", "Reno", "NV", "89501", "US", "")
+
+
+async def _cart(uow, customer: str) -> Cart:
+    async with uow() as tx:
+        cart = await tx.carts.create(Cart(str(uuid.uuid4()), customer, "USD"))
+        await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-1", "One", 2, 500))
+    return cart
+
+
+def _session(cart: Cart, minutes: int = 15) -> Session:
+    return Session(
+        session_id=str(uuid.uuid4()),
+        cart_id=cart.cart_id,
+        customer_id=cart.customer_id,
+        currency_code="USD",
+        lines=[SessionLine("SKU-1", "One", 2, 500, "wh-1", ORIGIN)],
+        expires_at=datetime.now(UTC) + timedelta(minutes=minutes),
+    )
+
+
+async def test_cart_items_check_and_conditional_transitions(served) -> None:
+    uow = served.container.uow
+    cart = await _cart(uow, unique("cust"))
+    with pytest.raises(sa.exc.IntegrityError):
+        async with uow() as tx:
+            await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-2", "Two", 0, 100))
+    async with uow() as tx:
+        assert await tx.carts.set_prices(cart.cart_id, {"SKU-1": 650}, version=cart.version + 99) is None
+        version = await tx.carts.set_prices(cart.cart_id, {"SKU-1": 650}, version=cart.version)
+        assert version == cart.version + 1
+        assert not await tx.carts.transition(cart.cart_id, {CartStatus.ACTIVE}, CartStatus.CHECKOUT, version=1)
+        assert await tx.carts.transition(cart.cart_id, {CartStatus.ACTIVE}, CartStatus.CHECKOUT, version=version)
+        assert await tx.carts.lock_active(cart.cart_id) is None
+        stored = await tx.carts.get(cart.cart_id)
+    assert stored.status is CartStatus.CHECKOUT
+    assert stored.items == [CartItem("SKU-1", "One", 2, 650)]
+
+
+async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -> None:
+    uow = served.container.uow
+    customer = unique("cust")
+    cart = await _cart(uow, customer)
+    first, second = _session(cart), _session(cart)
+    async with uow() as tx:
+        assert await tx.sessions.create(first)
+        assert not await tx.sessions.create(second)
+    async with uow() as tx:
+        started = await tx.sessions.begin_confirm(first.session_id, "key-A")
+    assert started is not None
+    assert started.status is SessionStatus.CONFIRMING
+    assert started.confirm_started_at is not None
+    async with uow() as tx:
+        assert await tx.sessions.begin_confirm(first.session_id, "key-A") is None
+
+    other_cart = await _cart(uow, customer)
+    other = _session(other_cart)
+    async with uow() as tx:
+        assert await tx.sessions.create(other)
+    with pytest.raises(AlreadyExists) as err:
+        async with uow() as tx:
+            await tx.sessions.begin_confirm(other.session_id, "key-A")
+    assert err.value.reason == Reason.IDEMPOTENCY_KEY_REUSED
+    async with uow() as tx:
+        assert (await tx.sessions.get(other.session_id)).status is SessionStatus.OPEN
+
+    state = SagaState(payment_id="pay-1", promo_codes=["SAVE10"])
+    async with uow() as tx:
+        await tx.sessions.save_progress(first.session_id, SagaStep.AUTHORIZE_PAYMENT, state)
+        assert await tx.sessions.finish(first.session_id, SessionStatus.CANCELLED, step=SagaStep.COMPENSATING,
+                                        state=state, last_error="declined")  # fmt: skip
+        assert not await tx.sessions.finish(first.session_id, SessionStatus.COMPLETED, step=SagaStep.DONE, state=state)
+        finished = await tx.sessions.get(first.session_id)
+    assert finished.status is SessionStatus.CANCELLED
+    assert finished.saga_state.payment_id == "pay-1"
+    assert finished.saga_step is SagaStep.COMPENSATING
+    async with uow() as tx:  # the cart may have a live session again
+        assert await tx.sessions.create(second)
+
+
+async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
+    uow = served.container.uow
+    cart = await _cart(uow, unique("cust"))
+    expired = _session(cart, minutes=-1)
+    async with uow() as tx:
+        await tx.sessions.create(expired)
+        await tx.carts.transition(cart.cart_id, {CartStatus.ACTIVE}, CartStatus.CHECKOUT)
+        assert await tx.sessions.begin_confirm(expired.session_id, unique("k")) is None
+    assert await served.container.expiry.expire_for_cart(cart.cart_id)
+    async with uow() as tx:
+        assert (await tx.sessions.get(expired.session_id)).status is SessionStatus.EXPIRED
+        assert (await tx.carts.get(cart.cart_id)).status is CartStatus.ACTIVE
+    assert served.inventory.calls[-1][0:2] == ("release_reservations", (expired.session_id, "checkout session expired"))
+
+    cart2 = await _cart(uow, unique("cust"))
+    stuck = _session(cart2)
+    async with uow() as tx:
+        await tx.sessions.create(stuck)
+        await tx.sessions.begin_confirm(stuck.session_id, unique("k"))
+        claimed = await tx.sessions.claim_stuck(120, 100)
+    assert stuck.session_id not in {s.session_id for s in claimed}
+    async with served.container.engine.begin() as conn:
+        await conn.execute(
+            checkout_sessions.update()
+            .where(checkout_sessions.c.session_id == stuck.session_id)
+            .values(confirm_started_at=sa.func.now() - sa.text("interval '10 minutes'"))
+        )
+    async with uow() as tx:
+        claimed = await tx.sessions.claim_stuck(120, 100)
+    assert stuck.session_id in {s.session_id for s in claimed}
+    async with uow() as tx:  # the claim is a lease: nobody else takes it now
+        assert stuck.session_id not in {s.session_id for s in await tx.sessions.claim_stuck(120, 100)}
+
+
+async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it(served, customer_id) -> None:
+    container = served.container
+    actor = Actor(customer_id)
+    sku = unique("SKU")
+    served.pricing.add(sku, 1000)
+    served.inventory.stock[sku] = 1
+    cart = await container.carts.create(actor, "USD")
+    await container.carts.add_item(actor, cart.cart_id, sku, 1)
+    session, _ = await container.start(actor, cart.cart_id)
+    from checkout.biz.checkout.update_state import StateUpdate
+
+    session = await container.state.update(
+        actor,
+        session.session_id,
+        StateUpdate(email="a@b.co", shipping_address=ORIGIN, shipping_method="standard", payment_method="tok_visa"),
+    )
+    served.order.fail["create_order"] = Unavailable("order service down")
+    served.payment.fail["void"] = Unavailable("payment service down")
+    try:
+        with pytest.raises(Unavailable):
+            await container.confirm(actor, session.session_id, unique("key"), session.preview.grand_total)
+    finally:
+        served.reset_failures()
+
+    async with container.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(failed_compensations).where(failed_compensations.c.session_id == session.session_id)
+            )
+        ).all()
+    assert [(r.operation, r.status, r.attempts) for r in rows] == [(Operation.VOID_AUTHORIZATION.value, "pending", 0)]
+    (row,) = rows
+    assert row.payload["payment_id"]
+    assert row.next_attempt_at > datetime.now(UTC) + timedelta(seconds=30)  # first retry ≈1 min later
+    assert served.inventory.held[session.session_id].status == "RELEASED"  # the other compensations ran
+
+    async with container.engine.begin() as conn:
+        await conn.execute(
+            failed_compensations.update()
+            .where(failed_compensations.c.id == row.id)
+            .values(next_attempt_at=sa.func.now())
+        )
+    assert await container.drain.run_once() >= 1
+    async with container.engine.connect() as conn:
+        status = (
+            await conn.execute(sa.select(failed_compensations.c.status).where(failed_compensations.c.id == row.id))
+        ).scalar()
+    assert status == "done"
+    assert served.payment.payments[row.payload["payment_id"]]["status"].value == "VOIDED"
+    async with container.uow() as tx:
+        assert (await tx.sessions.get(session.session_id)).status is SessionStatus.CANCELLED
+        assert (await tx.carts.get(cart.cart_id)).status is CartStatus.ACTIVE

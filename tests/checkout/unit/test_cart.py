@@ -1,0 +1,112 @@
+"""Cart use cases: validation names the field and writes nothing; carts belong to their owner."""
+
+from __future__ import annotations
+
+import pytest
+
+from checkout.model.actor import Actor
+from checkout.model.cart import CartStatus
+from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
+
+pytestmark = pytest.mark.unit
+
+
+async def test_add_item_snapshots_the_catalog_price_and_sums_quantities(world) -> None:
+    world.pricing.add("SKU-A", 1250)
+    cart = await world.carts.create(world.customer, "")
+    assert cart.currency_code == "USD"
+    await world.carts.add_item(world.customer, cart.cart_id, "SKU-A", 2)
+    cart = await world.carts.add_item(world.customer, cart.cart_id, "SKU-A", 3)
+    assert [(i.sku, i.quantity, i.unit_price_minor) for i in cart.items] == [("SKU-A", 5, 1250)]
+    assert cart.subtotal.amount_minor == 6250
+
+
+@pytest.mark.parametrize("quantity", [0, -1, 10**9])
+async def test_out_of_range_quantity_names_the_field_and_writes_nothing(world, quantity: int) -> None:
+    world.pricing.add("SKU-A", 100)
+    cart = await world.carts.create(world.customer, "USD")
+    with pytest.raises(InvalidArgument) as err:
+        await world.carts.add_item(world.customer, cart.cart_id, "SKU-A", quantity)
+    assert err.value.field == "quantity"
+    assert (await world.carts.get(world.customer, cart.cart_id)).items == []
+
+
+async def test_unknown_sku_is_refused_before_anything_is_written(world) -> None:
+    cart = await world.carts.create(world.customer, "USD")
+    with pytest.raises(InvalidArgument) as err:
+        await world.carts.add_item(world.customer, cart.cart_id, "NOPE", 1)
+    assert err.value.field == "sku"
+    assert "unknown sku" in err.value.message
+    assert (await world.carts.get(world.customer, cart.cart_id)).items == []
+
+
+async def test_summed_quantity_above_the_maximum_is_refused(world) -> None:
+    world.pricing.add("SKU-A", 100)
+    cart = await world.carts.create(world.customer, "USD")
+    await world.carts.add_item(world.customer, cart.cart_id, "SKU-A", 990)
+    with pytest.raises(InvalidArgument) as err:
+        await world.carts.add_item(world.customer, cart.cart_id, "SKU-A", 10)
+    assert err.value.field == "quantity"
+    assert (await world.carts.get(world.customer, cart.cart_id)).items[0].quantity == 990
+
+
+async def test_too_many_lines_is_cart_too_large(world_with) -> None:
+    world = world_with(max_cart_items=2)
+    for sku in ("A", "B", "C"):
+        world.pricing.add(sku, 100)
+    cart = await world.carts.create(world.customer, "USD")
+    await world.carts.add_item(world.customer, cart.cart_id, "A", 1)
+    await world.carts.add_item(world.customer, cart.cart_id, "B", 1)
+    with pytest.raises(ResourceExhausted) as err:
+        await world.carts.add_item(world.customer, cart.cart_id, "C", 1)
+    assert err.value.reason == Reason.CART_TOO_LARGE
+    # an existing line can still grow
+    cart = await world.carts.add_item(world.customer, cart.cart_id, "A", 1)
+    assert len(cart.items) == 2
+
+
+async def test_update_and_remove_lines(world) -> None:
+    world.pricing.add("SKU-A", 100)
+    world.pricing.add("SKU-B", 200)
+    cart = await world.carts.create(world.customer, "USD")
+    await world.carts.add_item(world.customer, cart.cart_id, "SKU-A", 1)
+    await world.carts.add_item(world.customer, cart.cart_id, "SKU-B", 1)
+    cart = await world.carts.update_item(world.customer, cart.cart_id, "SKU-A", 7)
+    assert cart.item("SKU-A").quantity == 7
+    with pytest.raises(InvalidArgument) as err:
+        await world.carts.update_item(world.customer, cart.cart_id, "SKU-A", 0)
+    assert err.value.field == "quantity"
+    with pytest.raises(NotFound):
+        await world.carts.update_item(world.customer, cart.cart_id, "SKU-Z", 1)
+    cart = await world.carts.remove_item(world.customer, cart.cart_id, "SKU-B")
+    assert [i.sku for i in cart.items] == ["SKU-A"]
+    again = await world.carts.remove_item(world.customer, cart.cart_id, "SKU-B")
+    assert [i.sku for i in again.items] == ["SKU-A"]
+
+
+async def test_another_customer_gets_not_found_and_privileged_callers_may_read(world) -> None:
+    world.pricing.add("SKU-A", 100)
+    cart = await world.carts.create(world.customer, "USD")
+    intruder = Actor("cust-mallory")
+    with pytest.raises(NotFound):
+        await world.carts.get(intruder, cart.cart_id)
+    with pytest.raises(NotFound):
+        await world.carts.add_item(intruder, cart.cart_id, "SKU-A", 1)
+    assert (await world.carts.get(Actor("admin", privileged=True), cart.cart_id)).cart_id == cart.cart_id
+
+
+async def test_bad_currency_and_bad_cart_id_name_their_fields(world) -> None:
+    with pytest.raises(InvalidArgument) as err:
+        await world.carts.create(world.customer, "usdollar")
+    assert err.value.field == "currency_code"
+    with pytest.raises(InvalidArgument) as err:
+        await world.carts.get(world.customer, "not-a-uuid")
+    assert err.value.field == "cart_id"
+
+
+async def test_a_cart_in_checkout_is_frozen(world) -> None:
+    session = await world.ready_session()
+    with pytest.raises(FailedPrecondition) as err:
+        await world.carts.add_item(world.customer, session.cart_id, "SKU-1", 1)
+    assert err.value.reason == Reason.CHECKOUT_IN_PROGRESS
+    assert (await world.carts.get(world.customer, session.cart_id)).status is CartStatus.CHECKOUT

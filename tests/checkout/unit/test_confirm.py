@@ -1,0 +1,307 @@
+"""The ConfirmCheckout saga with fake neighbours: happy paths, refusals, compensations, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from checkout.biz.checkout.confirm import authorize_key
+from checkout.model.actor import Actor
+from checkout.model.cart import CartStatus
+from checkout.model.catalog import OrderStatus, PaymentStatus
+from checkout.model.compensation import Operation
+from checkout.model.session import SessionStatus
+from infra.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Reason,
+    Unavailable,
+)
+from infra.money import Money
+
+pytestmark = pytest.mark.unit
+
+
+def _session(world, sid):
+    return world.uow.state.sessions[sid]
+
+
+def _cart_status(world, session):
+    return world.uow.state.carts[session.cart_id].status
+
+
+async def test_card_happy_path_captures_once_confirms_everything_and_converts_the_cart(world) -> None:
+    world.promotion.add("SAVE10", 10)
+    session = await world.ready_session(codes=("SAVE10",))
+    result = await world.confirm_session(session)
+
+    assert result.order_status == OrderStatus.CONFIRMED
+    assert result.payment_status == PaymentStatus.CAPTURED
+    assert result.grand_total_minor == session.preview.grand_total_minor
+    assert result.next_action_url == ""
+    (authorize,) = [args[0] for name, args in world.payment.calls if name == "authorize"]
+    assert authorize.idempotency_key == authorize_key(session.session_id)
+    assert authorize.amount == session.preview.grand_total
+    assert authorize.order_ref == session.session_id
+    assert world.payment.count("capture") == 1
+    assert world.inventory.held[session.session_id].status == "CONFIRMED"
+    assert world.inventory.stock["SKU-1"] == 0
+    assert world.promotion.reserved_for(session.session_id) == {"SAVE10": "CONFIRMED"}
+    (draft,) = [args[0] for name, args in world.order.calls if name == "create_order"]
+    assert draft.checkout_session_id == session.session_id
+    assert draft.discounts == [("SAVE10", 200)]
+    assert [(ln.sku, ln.quantity, ln.warehouse_id) for ln in draft.lines] == [("SKU-1", 2, "wh-1")]
+    stored = _session(world, session.session_id)
+    assert stored.status is SessionStatus.COMPLETED
+    assert stored.order_id == result.order_id
+    assert stored.result == result
+    assert _cart_status(world, session) is CartStatus.CONVERTED
+    assert world.uow.event_types() == ["CartConverted", "CheckoutCompleted"]
+    assert json.loads(world.store.results[f"{world.customer.subject}:key-1"])["order_id"] == result.order_id
+    assert world.store.locks == {}
+    assert world.uow.compensations() == []
+
+
+async def test_cash_on_delivery_confirms_the_order_without_a_capture(world) -> None:
+    session = await world.ready_session(payment_method="cod")
+    result = await world.confirm_session(session)
+    assert result.order_status == OrderStatus.AWAITING_SHIPMENT
+    assert result.payment_status == PaymentStatus.CASH_ON_DELIVERY
+    assert world.payment.count("capture") == 0
+    assert world.inventory.held[session.session_id].status == "CONFIRMED"
+    assert _cart_status(world, session) is CartStatus.CONVERTED
+
+
+async def test_three_d_secure_stops_at_pending_payment_with_the_action_url(world) -> None:
+    session = await world.ready_session(payment_method="tok_threeDSecure")
+    result = await world.confirm_session(session)
+    assert result.order_status == OrderStatus.PENDING_PAYMENT
+    assert result.payment_status == PaymentStatus.REQUIRES_ACTION
+    assert result.next_action_url.startswith("https://sandbox.test/3ds/")
+    assert world.payment.count("capture") == 0
+    assert _session(world, session.session_id).status is SessionStatus.COMPLETED
+
+
+async def test_a_decline_releases_stock_and_coupon_and_leaves_the_cart_usable(world) -> None:
+    world.promotion.add("SAVE10", 10)
+    session = await world.ready_session(payment_method="tok_chargeDeclined", codes=("SAVE10",))
+    with pytest.raises(FailedPrecondition) as err:
+        await world.confirm_session(session)
+    assert err.value.reason == Reason.PAYMENT_DECLINED
+    assert world.inventory.held[session.session_id].status == "RELEASED"
+    assert world.promotion.reserved_for(session.session_id) == {}
+    assert world.promotion.count("release_usage") == 1
+    assert world.payment.count("void") == 0  # nothing was held
+    assert world.order.orders == {}
+    stored = _session(world, session.session_id)
+    assert stored.status is SessionStatus.CANCELLED
+    assert "declined" in stored.last_error
+    assert _cart_status(world, session) is CartStatus.ACTIVE
+    assert world.store.locks == {}
+    # the customer can start again at once
+    again, _ = await world.start(world.customer, session.cart_id)
+    assert again.session_id != session.session_id
+
+
+async def test_price_changed_touches_nothing_and_reopens_the_session(world) -> None:
+    session = await world.ready_session()
+    world.pricing.add("SKU-1", 1100)
+    with pytest.raises(Aborted) as err:
+        await world.confirm_session(session)
+    assert err.value.reason == Reason.PRICE_CHANGED
+    assert err.value.metadata["expected"] == str(session.preview.grand_total_minor)
+    assert int(err.value.metadata["actual"]) > session.preview.grand_total_minor
+    for gateway, method in (
+        (world.promotion, "reserve_usage"),
+        (world.inventory, "extend_reservations"),
+        (world.payment, "authorize"),
+        (world.order, "create_order"),
+    ):
+        assert gateway.count(method) == 0, method
+    stored = _session(world, session.session_id)
+    assert stored.status is SessionStatus.OPEN
+    assert stored.preview.grand_total_minor == int(err.value.metadata["actual"])
+    assert world.inventory.held[session.session_id].status == "ACTIVE"
+    # confirming with the new total (and the same key) now works
+    result = await world.confirm(world.customer, session.session_id, "key-1", stored.preview.grand_total)
+    assert result.order_status == OrderStatus.CONFIRMED
+
+
+async def test_order_creation_failure_voids_and_releases_everything(world) -> None:
+    world.promotion.add("SAVE10", 10)
+    session = await world.ready_session(codes=("SAVE10",))
+    world.order.fail["create_order"] = InvalidArgument("totals", "do not add up")
+    with pytest.raises(InvalidArgument):
+        await world.confirm_session(session)
+    assert [p for p in world.payment.statuses()] == [PaymentStatus.VOIDED]
+    assert world.inventory.held[session.session_id].status == "RELEASED"
+    assert world.promotion.reserved_for(session.session_id) == {}
+    assert _session(world, session.session_id).status is SessionStatus.CANCELLED
+    assert _cart_status(world, session) is CartStatus.ACTIVE
+    assert world.uow.compensations() == []
+
+
+async def test_a_failing_compensation_is_queued_never_dropped(world) -> None:
+    session = await world.ready_session()
+    world.order.fail["create_order"] = Unavailable("order service down")
+    world.inventory.fail["release_reservations"] = Unavailable("warehouse down")
+    with pytest.raises(Unavailable):
+        await world.confirm_session(session)
+    (queued,) = world.uow.compensations()
+    assert queued.operation is Operation.RELEASE_RESERVATIONS
+    assert queued.payload["reservation_ref"] == session.session_id
+    assert queued.session_id == session.session_id
+    assert world.payment.statuses() == [PaymentStatus.VOIDED]
+    assert _session(world, session.session_id).status is SessionStatus.CANCELLED
+
+
+async def test_a_repeat_returns_the_same_order_and_authorizes_once(world) -> None:
+    session = await world.ready_session()
+    first = await world.confirm_session(session)
+    second = await world.confirm_session(session)
+    assert second == first
+    world.store.results.clear()  # Redis lost its cache: the durable copy answers
+    third = await world.confirm_session(session)
+    assert third == first
+    assert world.payment.count("authorize") == 1
+    assert world.order.count("create_order") == 1
+    assert world.payment.count("capture") == 1
+
+
+async def test_a_double_click_makes_one_order(world) -> None:
+    session = await world.ready_session()
+    outcomes = await asyncio.gather(
+        world.confirm_session(session), world.confirm_session(session), return_exceptions=True
+    )
+    results = [o for o in outcomes if not isinstance(o, BaseException)]
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert results
+    assert all(isinstance(e, Aborted) and e.reason == Reason.CHECKOUT_IN_PROGRESS for e in errors)
+    assert len({r.order_id for r in results}) == 1
+    assert world.payment.count("authorize") == 1
+    assert len(world.order.orders) == 1
+
+
+async def test_a_key_reused_for_another_session_is_refused(world) -> None:
+    first = await world.ready_session((("SKU-1", 1),))
+    await world.confirm_session(first, key="shared")
+    second = await world.ready_session((("SKU-2", 1),))
+    with pytest.raises(AlreadyExists) as err:
+        await world.confirm_session(second, key="shared")
+    assert err.value.reason == Reason.IDEMPOTENCY_KEY_REUSED
+    world.store.results.clear()  # the durable guard refuses it too
+    with pytest.raises(AlreadyExists) as err:
+        await world.confirm_session(second, key="shared")
+    assert err.value.reason == Reason.IDEMPOTENCY_KEY_REUSED
+    assert _session(world, second.session_id).status is SessionStatus.OPEN
+    assert world.payment.count("authorize") == 1
+
+
+async def test_a_completed_session_refuses_a_new_key_with_its_order_id(world) -> None:
+    session = await world.ready_session()
+    result = await world.confirm_session(session, key="k1")
+    with pytest.raises(FailedPrecondition) as err:
+        await world.confirm_session(session, key="k2")
+    assert err.value.reason == Reason.SESSION_NOT_OPEN
+    assert err.value.metadata["order_id"] == result.order_id
+
+
+async def test_input_is_validated_before_anything_happens(world) -> None:
+    session = await world.ready_session()
+    cases = [
+        (dict(key=""), "idempotency_key"),
+        (dict(key="k" * 256), "idempotency_key"),
+        (dict(expected=None), "expected_grand_total"),
+        (dict(expected=Money("EUR", 1)), "expected_grand_total.currency_code"),
+        (dict(session_id="nope"), "session_id"),
+    ]
+    for overrides, field in cases:
+        args = {"session_id": session.session_id, "key": "k", "expected": session.preview.grand_total, **overrides}
+        with pytest.raises(InvalidArgument) as err:
+            await world.confirm(world.customer, args["session_id"], args["key"], args["expected"])
+        assert err.value.field == field
+    with pytest.raises(InvalidArgument) as err:
+        await world.confirm(world.customer, session.session_id, "k", Money("EUR", 1))
+    assert err.value.reason == Reason.CURRENCY_MISMATCH
+    with pytest.raises(NotFound):
+        await world.confirm(Actor("cust-mallory"), session.session_id, "k", session.preview.grand_total)
+    assert world.payment.calls == []
+    assert _session(world, session.session_id).status is SessionStatus.OPEN
+
+
+async def test_missing_session_fields_are_named_and_the_session_reopens(world) -> None:
+    from checkout.biz.checkout.update_state import StateUpdate
+
+    session = await world.ready_session()
+    session = await world.state.update(
+        world.customer,
+        session.session_id,
+        StateUpdate(payment_method=""),
+    )
+    with pytest.raises(InvalidArgument) as err:
+        await world.confirm_session(session)
+    assert err.value.field == "payment_method"
+    assert _session(world, session.session_id).status is SessionStatus.OPEN
+    assert _session(world, session.session_id).idempotency_key is None  # refused before the guard wrote anything
+
+
+async def test_below_the_minimum_order_is_refused(world_with) -> None:
+    world = world_with(min_order_minor=10_000)
+    session = await world.ready_session()
+    with pytest.raises(FailedPrecondition) as err:
+        await world.confirm_session(session)
+    assert err.value.reason == Reason.BELOW_MINIMUM_ORDER
+    assert _session(world, session.session_id).status is SessionStatus.OPEN
+    assert world.payment.calls == []
+
+
+async def test_a_refused_capture_fails_the_order_and_lets_everything_go(world) -> None:
+    session = await world.ready_session()
+    world.payment.fail["capture"] = FailedPrecondition("authorization expired", reason=Reason.PAYMENT_DECLINED)
+    result = await world.confirm_session(session)
+    assert result.order_status == OrderStatus.PAYMENT_FAILED
+    assert result.payment_status == PaymentStatus.FAILED
+    (order,) = world.order.orders.values()
+    assert order["status"] is OrderStatus.PAYMENT_FAILED
+    assert world.payment.statuses() == [PaymentStatus.VOIDED]
+    assert world.inventory.held[session.session_id].status == "RELEASED"
+    assert _cart_status(world, session) is CartStatus.ACTIVE
+    assert _session(world, session.session_id).status is SessionStatus.COMPLETED
+
+
+async def test_post_order_steps_that_keep_failing_go_to_the_dlq_and_the_order_stands(world) -> None:
+    world.promotion.add("SAVE10", 10)
+    session = await world.ready_session(codes=("SAVE10",))
+    world.payment.fail["capture"] = Unavailable("payment down")
+    world.inventory.fail["confirm_reservations"] = Unavailable("warehouse down")
+    world.promotion.fail["confirm_usage"] = Unavailable("promotion down")
+    result = await world.confirm_session(session)
+    assert result.order_status == OrderStatus.PENDING_PAYMENT
+    assert result.payment_status == PaymentStatus.AUTHORIZED
+    assert {c.operation for c in world.uow.compensations()} == {
+        Operation.CAPTURE_PAYMENT,
+        Operation.CONFIRM_RESERVATIONS,
+        Operation.CONFIRM_PROMOTION,
+    }
+    assert _session(world, session.session_id).status is SessionStatus.COMPLETED
+    assert _cart_status(world, session) is CartStatus.CONVERTED
+    # the DLQ worker finishes the job once the neighbours are back
+    world.payment.fail.clear()
+    world.inventory.fail.clear()
+    world.promotion.fail.clear()
+    for c in world.uow.compensations():
+        world.uow.state.compensations[c.id] = replace(c, next_attempt_at=datetime.now(UTC))
+    assert await world.drain.run_once() == 3
+    assert world.uow.compensations() == []
+    assert world.payment.statuses() == [PaymentStatus.CAPTURED]
+    (order,) = world.order.orders.values()
+    assert order["status"] is OrderStatus.CONFIRMED
+    assert world.inventory.held[session.session_id].status == "CONFIRMED"
+    assert world.promotion.reserved_for(session.session_id) == {"SAVE10": "CONFIRMED"}
