@@ -134,7 +134,12 @@ async def run_demo(
         log(f"   cart subtotal {format_money(cart.get('subtotal'))}")
 
         started = await _step(
-            client, "start checkout", "POST", "/v1/checkout/start", log=log, json_body={"cartId": cart_id}
+            client,
+            "start checkout",
+            "POST",
+            "/v1/checkout/start",
+            log=log,
+            json_body={"cartId": cart_id, "shipToCountryCode": _SHIPPING_ADDRESS["countryCode"]},
         )
         session_id = _field(started, "start checkout", "session", "sessionId")
         log(f"   session {session_id}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 from checkout.biz.checkout.confirm import ConfirmCheckout
@@ -21,6 +23,8 @@ from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.checkout.v1 import checkout_service_pb2_grpc as pb_grpc
 
 __all__ = ["CheckoutService", "state_update"]
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 _MASKABLE = frozenset(
     {"email", "shipping_address", "billing_address", "shipping_method", "payment_method", "promotion_codes", "notes"}
@@ -69,7 +73,10 @@ class CheckoutService(pb_grpc.CheckoutServiceServicer):
     async def StartCheckout(
         self, request: pb.StartCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartCheckoutResponse:
-        session, changes = await self._start(actor(), request.cart_id)
+        country = request.ship_to_country_code
+        if country and not _COUNTRY.match(country):
+            raise InvalidArgument("ship_to_country_code", "must be an ISO 3166-1 alpha-2 code such as 'US'")
+        session, changes = await self._start(actor(), request.cart_id, country)
         return pb.StartCheckoutResponse(
             session=session_to_pb(session), price_changes=[price_change_to_pb(c) for c in changes]
         )

@@ -166,7 +166,7 @@ async def fill_cart(client: Rest, skus: list[str], quantities: list[int]) -> str
 
 
 async def ready_session(client: Rest, cart_id: str, *, token: str = "tok_visa", codes: list[str] | None = None) -> dict:
-    started = await client.call("POST", "/v1/checkout/start", {"cartId": cart_id})
+    started = await client.call("POST", "/v1/checkout/start", {"cartId": cart_id, "shipToCountryCode": "US"})
     session_id = started["session"]["sessionId"]
     state = {
         "sessionId": session_id,

@@ -72,7 +72,8 @@ def allocate(
     warehouses = sorted({wh for per_sku in available.values() for wh in per_sku})
     whole = [wh for wh in warehouses if all(available[ln.sku].get(wh, 0) >= ln.quantity for ln in lines)]
     if whole:
-        chosen = min(whole, key=lambda wh: (not is_local(wh), wh))
+        # Local first; then the warehouse with the most of these skus left, so stock drains evenly.
+        chosen = min(whole, key=lambda wh: (not is_local(wh), -sum(available[ln.sku][wh] for ln in lines), wh))
         allocations = [Allocation(ln.sku, chosen, ln.quantity) for ln in lines]
     else:
         allocations = _greedy(lines, available, is_local)

@@ -46,7 +46,9 @@ class StartCheckout:
         self._compensator = compensator
         self._expiry = expiry
 
-    async def __call__(self, actor: Actor, cart_id: str) -> tuple[Session, list[PriceChange]]:
+    async def __call__(
+        self, actor: Actor, cart_id: str, ship_to_country_code: str = ""
+    ) -> tuple[Session, list[PriceChange]]:
         cart = await load_owned_cart(self._uow, actor, cart_id)
         if cart.status is CartStatus.CHECKOUT:
             live = await self._live_session(cart.cart_id)
@@ -79,7 +81,7 @@ class StartCheckout:
         reserved = await self._g.inventory.reserve_stock(
             session_id,
             [ReserveLine(i.sku, i.quantity) for i in cart.items],
-            "",
+            ship_to_country_code,
             self._policy.reservation_ttl_seconds,
         )
         lines = [

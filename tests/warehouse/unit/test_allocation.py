@@ -26,7 +26,14 @@ def test_a_whole_order_warehouse_in_the_ship_to_country_is_preferred() -> None:
     assert plan.allocations == (Allocation("A", "z-fr", 1),)
 
 
-def test_without_ship_to_country_ties_break_by_warehouse_id() -> None:
+def test_without_ship_to_country_the_whole_order_warehouse_with_most_stock_wins() -> None:
+    lines = [ReserveLine("A", 1), ReserveLine("B", 1)]
+    levels = [level("A", "w1", 5), level("B", "w1", 5), level("A", "w2", 50), level("B", "w2", 2)]
+    plan = allocate(lines, levels, {"w1": "SG", "w2": "US"})
+    assert plan.allocations == (Allocation("A", "w2", 1), Allocation("B", "w2", 1))
+
+
+def test_without_ship_to_country_equal_stock_ties_break_by_warehouse_id() -> None:
     plan = allocate([ReserveLine("A", 1)], [level("A", "w2", 5), level("A", "w1", 5)], {"w1": "DE", "w2": "FR"})
     assert plan.allocations == (Allocation("A", "w1", 1),)
 

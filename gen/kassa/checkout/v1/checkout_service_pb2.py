@@ -31,7 +31,7 @@ from kassa.order.v1 import order_pb2 as kassa_dot_order_dot_v1_dot_order__pb2
 from kassa.payment.v1 import payment_pb2 as kassa_dot_payment_dot_v1_dot_payment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(kassa/checkout/v1/checkout_service.proto\x12\x11kassa.checkout.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a kassa/checkout/v1/checkout.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1bkassa/common/v1/money.proto\x1a\x1akassa/order/v1/order.proto\x1a\x1ekassa/payment/v1/payment.proto\"\'\n\x14StartCheckoutRequest\x12\x0f\n\x07\x63\x61rt_id\x18\x01 \x01(\t\"\x83\x01\n\x15StartCheckoutResponse\x12\x33\n\x07session\x18\x01 \x01(\x0b\x32\".kassa.checkout.v1.CheckoutSession\x12\x35\n\rprice_changes\x18\x02 \x03(\x0b\x32\x1e.kassa.checkout.v1.PriceChange\"\xb0\x02\n\x1aUpdateCheckoutStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x32\n\x10shipping_address\x18\x03 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x31\n\x0f\x62illing_address\x18\x04 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\x05 \x01(\t\x12\x16\n\x0epayment_method\x18\x06 \x01(\t\x12\x17\n\x0fpromotion_codes\x18\x07 \x03(\t\x12\r\n\x05notes\x18\x08 \x01(\t\x12/\n\x0bupdate_mask\x18\t \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"R\n\x1bUpdateCheckoutStateResponse\x12\x33\n\x07session\x18\x01 \x01(\x0b\x32\".kassa.checkout.v1.CheckoutSession\")\n\x13PreviewOrderRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"H\n\x14PreviewOrderResponse\x12\x30\n\x07preview\x18\x01 \x01(\x0b\x32\x1f.kassa.checkout.v1.OrderPreview\"{\n\x16\x43onfirmCheckoutRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x34\n\x14\x65xpected_grand_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\"\xdd\x01\n\x17\x43onfirmCheckoutResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x31\n\x0corder_status\x18\x02 \x01(\x0e\x32\x1b.kassa.order.v1.OrderStatus\x12\x37\n\x0epayment_status\x18\x03 \x01(\x0e\x32\x1f.kassa.payment.v1.PaymentStatus\x12\x17\n\x0fnext_action_url\x18\x04 \x01(\t\x12+\n\x0bgrand_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\"/\n\x19GetCheckoutSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"Q\n\x1aGetCheckoutSessionResponse\x12\x33\n\x07session\x18\x01 \x01(\x0b\x32\".kassa.checkout.v1.CheckoutSession2\xed\x05\n\x0f\x43heckoutService\x12\x81\x01\n\rStartCheckout\x12\'.kassa.checkout.v1.StartCheckoutRequest\x1a(.kassa.checkout.v1.StartCheckoutResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/checkout/start:\x01*\x12\x93\x01\n\x13UpdateCheckoutState\x12-.kassa.checkout.v1.UpdateCheckoutStateRequest\x1a..kassa.checkout.v1.UpdateCheckoutStateResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x1a\x12/v1/checkout/state:\x01*\x12\x93\x01\n\x0cPreviewOrder\x12&.kassa.checkout.v1.PreviewOrderRequest\x1a\'.kassa.checkout.v1.PreviewOrderResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/checkout/sessions/{session_id}/preview\x12\x89\x01\n\x0f\x43onfirmCheckout\x12).kassa.checkout.v1.ConfirmCheckoutRequest\x1a*.kassa.checkout.v1.ConfirmCheckoutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/checkout/confirm:\x01*\x12\x9d\x01\n\x12GetCheckoutSession\x12,.kassa.checkout.v1.GetCheckoutSessionRequest\x1a-.kassa.checkout.v1.GetCheckoutSessionResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/checkout/sessions/{session_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(kassa/checkout/v1/checkout_service.proto\x12\x11kassa.checkout.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a kassa/checkout/v1/checkout.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1bkassa/common/v1/money.proto\x1a\x1akassa/order/v1/order.proto\x1a\x1ekassa/payment/v1/payment.proto\"E\n\x14StartCheckoutRequest\x12\x0f\n\x07\x63\x61rt_id\x18\x01 \x01(\t\x12\x1c\n\x14ship_to_country_code\x18\x02 \x01(\t\"\x83\x01\n\x15StartCheckoutResponse\x12\x33\n\x07session\x18\x01 \x01(\x0b\x32\".kassa.checkout.v1.CheckoutSession\x12\x35\n\rprice_changes\x18\x02 \x03(\x0b\x32\x1e.kassa.checkout.v1.PriceChange\"\xb0\x02\n\x1aUpdateCheckoutStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x32\n\x10shipping_address\x18\x03 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x31\n\x0f\x62illing_address\x18\x04 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\x05 \x01(\t\x12\x16\n\x0epayment_method\x18\x06 \x01(\t\x12\x17\n\x0fpromotion_codes\x18\x07 \x03(\t\x12\r\n\x05notes\x18\x08 \x01(\t\x12/\n\x0bupdate_mask\x18\t \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"R\n\x1bUpdateCheckoutStateResponse\x12\x33\n\x07session\x18\x01 \x01(\x0b\x32\".kassa.checkout.v1.CheckoutSession\")\n\x13PreviewOrderRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"H\n\x14PreviewOrderResponse\x12\x30\n\x07preview\x18\x01 \x01(\x0b\x32\x1f.kassa.checkout.v1.OrderPreview\"{\n\x16\x43onfirmCheckoutRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x02 \x01(\t\x12\x34\n\x14\x65xpected_grand_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\"\xdd\x01\n\x17\x43onfirmCheckoutResponse\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x31\n\x0corder_status\x18\x02 \x01(\x0e\x32\x1b.kassa.order.v1.OrderStatus\x12\x37\n\x0epayment_status\x18\x03 \x01(\x0e\x32\x1f.kassa.payment.v1.PaymentStatus\x12\x17\n\x0fnext_action_url\x18\x04 \x01(\t\x12+\n\x0bgrand_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\"/\n\x19GetCheckoutSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"Q\n\x1aGetCheckoutSessionResponse\x12\x33\n\x07session\x18\x01 \x01(\x0b\x32\".kassa.checkout.v1.CheckoutSession2\xed\x05\n\x0f\x43heckoutService\x12\x81\x01\n\rStartCheckout\x12\'.kassa.checkout.v1.StartCheckoutRequest\x1a(.kassa.checkout.v1.StartCheckoutResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/checkout/start:\x01*\x12\x93\x01\n\x13UpdateCheckoutState\x12-.kassa.checkout.v1.UpdateCheckoutStateRequest\x1a..kassa.checkout.v1.UpdateCheckoutStateResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x1a\x12/v1/checkout/state:\x01*\x12\x93\x01\n\x0cPreviewOrder\x12&.kassa.checkout.v1.PreviewOrderRequest\x1a\'.kassa.checkout.v1.PreviewOrderResponse\"2\x82\xd3\xe4\x93\x02,\x12*/v1/checkout/sessions/{session_id}/preview\x12\x89\x01\n\x0f\x43onfirmCheckout\x12).kassa.checkout.v1.ConfirmCheckoutRequest\x1a*.kassa.checkout.v1.ConfirmCheckoutResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/checkout/confirm:\x01*\x12\x9d\x01\n\x12GetCheckoutSession\x12,.kassa.checkout.v1.GetCheckoutSessionRequest\x1a-.kassa.checkout.v1.GetCheckoutSessionResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/checkout/sessions/{session_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,25 +49,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKOUTSERVICE'].methods_by_name['GetCheckoutSession']._loaded_options = None
   _globals['_CHECKOUTSERVICE'].methods_by_name['GetCheckoutSession']._serialized_options = b'\202\323\344\223\002$\022\"/v1/checkout/sessions/{session_id}'
   _globals['_STARTCHECKOUTREQUEST']._serialized_start=281
-  _globals['_STARTCHECKOUTREQUEST']._serialized_end=320
-  _globals['_STARTCHECKOUTRESPONSE']._serialized_start=323
-  _globals['_STARTCHECKOUTRESPONSE']._serialized_end=454
-  _globals['_UPDATECHECKOUTSTATEREQUEST']._serialized_start=457
-  _globals['_UPDATECHECKOUTSTATEREQUEST']._serialized_end=761
-  _globals['_UPDATECHECKOUTSTATERESPONSE']._serialized_start=763
-  _globals['_UPDATECHECKOUTSTATERESPONSE']._serialized_end=845
-  _globals['_PREVIEWORDERREQUEST']._serialized_start=847
-  _globals['_PREVIEWORDERREQUEST']._serialized_end=888
-  _globals['_PREVIEWORDERRESPONSE']._serialized_start=890
-  _globals['_PREVIEWORDERRESPONSE']._serialized_end=962
-  _globals['_CONFIRMCHECKOUTREQUEST']._serialized_start=964
-  _globals['_CONFIRMCHECKOUTREQUEST']._serialized_end=1087
-  _globals['_CONFIRMCHECKOUTRESPONSE']._serialized_start=1090
-  _globals['_CONFIRMCHECKOUTRESPONSE']._serialized_end=1311
-  _globals['_GETCHECKOUTSESSIONREQUEST']._serialized_start=1313
-  _globals['_GETCHECKOUTSESSIONREQUEST']._serialized_end=1360
-  _globals['_GETCHECKOUTSESSIONRESPONSE']._serialized_start=1362
-  _globals['_GETCHECKOUTSESSIONRESPONSE']._serialized_end=1443
-  _globals['_CHECKOUTSERVICE']._serialized_start=1446
-  _globals['_CHECKOUTSERVICE']._serialized_end=2195
+  _globals['_STARTCHECKOUTREQUEST']._serialized_end=350
+  _globals['_STARTCHECKOUTRESPONSE']._serialized_start=353
+  _globals['_STARTCHECKOUTRESPONSE']._serialized_end=484
+  _globals['_UPDATECHECKOUTSTATEREQUEST']._serialized_start=487
+  _globals['_UPDATECHECKOUTSTATEREQUEST']._serialized_end=791
+  _globals['_UPDATECHECKOUTSTATERESPONSE']._serialized_start=793
+  _globals['_UPDATECHECKOUTSTATERESPONSE']._serialized_end=875
+  _globals['_PREVIEWORDERREQUEST']._serialized_start=877
+  _globals['_PREVIEWORDERREQUEST']._serialized_end=918
+  _globals['_PREVIEWORDERRESPONSE']._serialized_start=920
+  _globals['_PREVIEWORDERRESPONSE']._serialized_end=992
+  _globals['_CONFIRMCHECKOUTREQUEST']._serialized_start=994
+  _globals['_CONFIRMCHECKOUTREQUEST']._serialized_end=1117
+  _globals['_CONFIRMCHECKOUTRESPONSE']._serialized_start=1120
+  _globals['_CONFIRMCHECKOUTRESPONSE']._serialized_end=1341
+  _globals['_GETCHECKOUTSESSIONREQUEST']._serialized_start=1343
+  _globals['_GETCHECKOUTSESSIONREQUEST']._serialized_end=1390
+  _globals['_GETCHECKOUTSESSIONRESPONSE']._serialized_start=1392
+  _globals['_GETCHECKOUTSESSIONRESPONSE']._serialized_end=1473
+  _globals['_CHECKOUTSERVICE']._serialized_start=1476
+  _globals['_CHECKOUTSERVICE']._serialized_end=2225
 # @@protoc_insertion_point(module_scope)

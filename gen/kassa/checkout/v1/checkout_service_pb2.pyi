@@ -14,10 +14,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StartCheckoutRequest(_message.Message):
-    __slots__ = ("cart_id",)
+    __slots__ = ("cart_id", "ship_to_country_code")
     CART_ID_FIELD_NUMBER: _ClassVar[int]
+    SHIP_TO_COUNTRY_CODE_FIELD_NUMBER: _ClassVar[int]
     cart_id: str
-    def __init__(self, cart_id: _Optional[str] = ...) -> None: ...
+    ship_to_country_code: str
+    def __init__(self, cart_id: _Optional[str] = ..., ship_to_country_code: _Optional[str] = ...) -> None: ...
 
 class StartCheckoutResponse(_message.Message):
     __slots__ = ("session", "price_changes")
