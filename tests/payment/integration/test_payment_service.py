@@ -513,8 +513,11 @@ async def test_events_reach_jetstream(client: Client, payment_settings: Settings
         found = None
         while found is None:
             msg = await sub.next_msg(timeout=10)
-            envelope = json.loads(msg.data)
-            if envelope["aggregate_id"] == payment.payment_id:
+            try:
+                envelope = json.loads(msg.data)
+            except ValueError:
+                continue  # other suites publish malformed events on the shared stack on purpose
+            if envelope.get("aggregate_id") == payment.payment_id:
                 found = envelope
         assert found["data"]["captured_amount"]["amount_minor"] == 2500
         assert msg.headers is not None
