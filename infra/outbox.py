@@ -10,6 +10,12 @@ it, and deletes sent rows after a retention period. Safe with several replicas.
 
 Consumers pair this with :func:`inbox_table` / :func:`claim_inbox` so a
 redelivered event has no second effect.
+
+Migrations create the tables with :func:`create_outbox_table_v1` /
+:func:`create_inbox_table_v1`. A migration is a frozen snapshot, so the versioned
+column lists (``_outbox_v1``, ``_inbox_v1``) are never edited: a later change to
+a table gets a ``_v2`` list, ``create_*_v2`` functions for the new migration, and
+:func:`outbox_table` / :func:`inbox_table` move to the newest version.
 """
 
 from __future__ import annotations
@@ -20,23 +26,34 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.schema import SchemaItem
 
 from infra.events import subject as make_subject
 
-__all__ = ["OutboxPublisher", "add_event", "claim_inbox", "inbox_table", "outbox_table"]
+if TYPE_CHECKING:
+    from alembic.operations import Operations
+
+__all__ = [
+    "OutboxPublisher",
+    "add_event",
+    "claim_inbox",
+    "create_inbox_table_v1",
+    "create_outbox_table_v1",
+    "inbox_table",
+    "outbox_table",
+]
 
 log = logging.getLogger("kassa.outbox")
 
 
-def outbox_table(metadata: sa.MetaData) -> sa.Table:
-    return sa.Table(
-        "outbox",
-        metadata,
+def _outbox_v1() -> list[SchemaItem]:
+    """Version 1 of the outbox: columns, defaults, check and index (fresh objects on every call)."""
+    return [
         sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
         sa.Column("subject", sa.Text, nullable=False),
         sa.Column("event_type", sa.Text, nullable=False),
@@ -50,17 +67,36 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("sent_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint("status in ('pending','processing','sent')", name="outbox_status_valid"),
         sa.Index("outbox_pending_idx", "status", "created_at", postgresql_where=sa.text("status <> 'sent'")),
-    )
+    ]
 
 
-def inbox_table(metadata: sa.MetaData) -> sa.Table:
-    return sa.Table(
-        "inbox",
-        metadata,
+def _inbox_v1() -> list[SchemaItem]:
+    """Version 1 of the inbox (fresh objects on every call)."""
+    return [
         sa.Column("consumer", sa.Text, primary_key=True),
         sa.Column("event_id", sa.Text, primary_key=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    )
+    ]
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    """The outbox as the code uses it: the newest version the migrations create."""
+    return sa.Table("outbox", metadata, *_outbox_v1())
+
+
+def inbox_table(metadata: sa.MetaData) -> sa.Table:
+    """The inbox as the code uses it: the newest version the migrations create."""
+    return sa.Table("inbox", metadata, *_inbox_v1())
+
+
+def create_outbox_table_v1(op: Operations, schema: str) -> None:
+    """For a service's initial migration: CREATE TABLE outbox (version 1) and its index, in ``schema``."""
+    op.create_table("outbox", *_outbox_v1(), schema=schema)
+
+
+def create_inbox_table_v1(op: Operations, schema: str) -> None:
+    """For a consuming service's initial migration: CREATE TABLE inbox (version 1), in ``schema``."""
+    op.create_table("inbox", *_inbox_v1(), schema=schema)
 
 
 async def add_event(

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
-from google.protobuf import timestamp_pb2
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from infra.auth import ROLE_ADMIN, mint_token
 from infra.channels import open_channel
 from infra.config import Settings
+from infra.pb import timestamp_to_pb
 from kassa.common.v1 import address_pb2, money_pb2
 from kassa.pricing.v1 import pricing_service_pb2, pricing_service_pb2_grpc
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2, promotion_service_pb2_grpc
@@ -144,12 +144,6 @@ class SeedSummary:
     promotions_existing: list[str]
 
 
-def _timestamp(dt: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(dt)
-    return ts
-
-
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
         grpc.StatusCode.UNAVAILABLE,
@@ -236,8 +230,8 @@ async def seed(
         for coupon in COUPONS:
             promotion = promotion_pb2.Promotion()
             promotion.CopyFrom(coupon)
-            promotion.starts_at.CopyFrom(_timestamp(_STARTS))
-            promotion.ends_at.CopyFrom(_timestamp(_ENDS))
+            promotion.starts_at.CopyFrom(timestamp_to_pb(_STARTS))
+            promotion.ends_at.CopyFrom(timestamp_to_pb(_ENDS))
             request = promotion_service_pb2.CreatePromotionRequest(promotion=promotion)
             try:
                 await _call(

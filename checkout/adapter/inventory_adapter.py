@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 
-from checkout.adapter.base import GrpcClient, address_from_pb, duration
+from checkout.adapter.base import GrpcClient, duration
 from checkout.model.catalog import Reservation, Reservations, ReserveLine
 from infra.channels import ServiceCredentials
+from infra.pb import address_from_pb
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
 from kassa.warehouse.v1 import inventory_service_pb2_grpc as pb_grpc
 

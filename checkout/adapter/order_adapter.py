@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import grpc
 
-from checkout.adapter.base import GrpcClient, address_to_pb
+from checkout.adapter.base import GrpcClient
 from checkout.model.catalog import OrderDraft, OrderRef, OrderStatus, PaymentOutcome
 from infra.channels import ServiceCredentials
+from infra.money import Money
+from infra.pb import address_to_pb, money_to_pb
 from kassa.common.v1 import money_pb2
 from kassa.order.v1 import order_pb2
 from kassa.order.v1 import order_service_pb2 as pb
@@ -32,7 +34,7 @@ class GrpcOrderAdapter(GrpcClient):
         cur = draft.currency_code
 
         def money(amount: int) -> money_pb2.Money:
-            return money_pb2.Money(currency_code=cur, amount_minor=amount)
+            return money_to_pb(Money(cur, amount))
 
         request = pb.CreateOrderRequest(
             checkout_session_id=draft.checkout_session_id,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import grpc
 
-from checkout.adapter.base import GrpcClient, money_to_pb
+from checkout.adapter.base import GrpcClient
 from checkout.model.catalog import AuthorizeRequest, Payment, PaymentStatus
 from infra.channels import ServiceCredentials
+from infra.pb import money_to_pb
 from kassa.payment.v1 import payment_pb2
 from kassa.payment.v1 import payment_service_pb2 as pb
 from kassa.payment.v1 import payment_service_pb2_grpc as pb_grpc

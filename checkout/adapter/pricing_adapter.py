@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import grpc
 
-from checkout.adapter.base import GrpcClient, address_to_pb, money_from_pb, money_to_pb
+from checkout.adapter.base import GrpcClient
 from checkout.model.catalog import Address, Parcel, Product, ProductsResult, TaxLine
 from infra.channels import ServiceCredentials
 from infra.money import Money
+from infra.pb import address_to_pb, money_from_pb, money_to_pb
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc as pb_grpc
 

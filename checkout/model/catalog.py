@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from infra.address import Address
 from infra.money import Money
 
 __all__ = [
@@ -30,25 +31,6 @@ __all__ = [
     "ReserveLine",
     "TaxLine",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    name: str = ""
-    line1: str = ""
-    line2: str = ""
-    city: str = ""
-    region: str = ""
-    postal_code: str = ""
-    country_code: str = ""
-    phone: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
-
-    @staticmethod
-    def from_dict(data: dict[str, str] | None) -> Address | None:
-        return Address(**data) if data else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,14 @@ from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.service.convert import (
     actor,
-    address_from_pb,
     confirm_result_to_pb,
-    money_from_pb,
     preview_to_pb,
     price_change_to_pb,
     session_to_pb,
+    stripped_address_from_pb,
 )
 from infra.errors import InvalidArgument
+from infra.pb import money_from_pb
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.checkout.v1 import checkout_service_pb2_grpc as pb_grpc
 
@@ -47,11 +47,11 @@ def state_update(request: pb.UpdateCheckoutStateRequest) -> StateUpdate:
     has_billing = request.HasField("billing_address")
     return StateUpdate(
         email=request.email if chosen("email", bool(request.email)) else None,
-        shipping_address=address_from_pb(request.shipping_address)
+        shipping_address=stripped_address_from_pb(request.shipping_address)
         if chosen("shipping_address", has_shipping) and has_shipping
         else None,
         clear_shipping_address="shipping_address" in masked and not has_shipping,
-        billing_address=address_from_pb(request.billing_address)
+        billing_address=stripped_address_from_pb(request.billing_address)
         if chosen("billing_address", has_billing) and has_billing
         else None,
         clear_billing_address="billing_address" in masked and not has_billing,

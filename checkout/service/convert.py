@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf import timestamp_pb2
-
 from checkout.model.actor import Actor
 from checkout.model.cart import Cart, PriceChange
 from checkout.model.catalog import Address
 from checkout.model.session import ConfirmResult, Preview, Session, SessionLine
 from infra.auth import require_identity
 from infra.money import Money
+from infra.pb import address_from_pb, address_to_pb, money_to_pb, timestamp_to_pb
 from kassa.checkout.v1 import cart_pb2, checkout_pb2, checkout_service_pb2
 from kassa.common.v1 import address_pb2, money_pb2
 from kassa.order.v1 import order_pb2
@@ -19,13 +16,12 @@ from kassa.payment.v1 import payment_pb2
 
 __all__ = [
     "actor",
-    "address_from_pb",
     "cart_to_pb",
     "confirm_result_to_pb",
-    "money_from_pb",
     "preview_to_pb",
     "price_change_to_pb",
     "session_to_pb",
+    "stripped_address_from_pb",
 ]
 
 
@@ -36,31 +32,12 @@ def actor() -> Actor:
 
 
 def _money(currency: str, amount: int) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=currency, amount_minor=amount)
+    return money_to_pb(Money(currency, amount))
 
 
-def money_from_pb(pb: money_pb2.Money) -> Money:
-    return Money(pb.currency_code, pb.amount_minor)
-
-
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
-def address_from_pb(pb: address_pb2.Address) -> Address:
-    return Address(
-        name=pb.name.strip(), line1=pb.line1.strip(), line2=pb.line2.strip(), city=pb.city.strip(),
-        region=pb.region.strip(), postal_code=pb.postal_code.strip(), country_code=pb.country_code.strip(),
-        phone=pb.phone.strip(),
-    )  # fmt: skip
-
-
-def _address(address: Address | None) -> address_pb2.Address | None:
-    return None if address is None else address_pb2.Address(**address.to_dict())
+def stripped_address_from_pb(pb: address_pb2.Address) -> Address:
+    """A customer-entered address: the plain conversion, surrounding white space stripped from every field."""
+    return Address(**{name: value.strip() for name, value in address_from_pb(pb).to_dict().items()})
 
 
 def cart_to_pb(cart: Cart) -> cart_pb2.Cart:
@@ -81,16 +58,16 @@ def cart_to_pb(cart: Cart) -> cart_pb2.Cart:
             for i in cart.items
         ],
         subtotal=_money(cur, cart.subtotal.amount_minor),
-        created_at=_ts(cart.created_at),
-        updated_at=_ts(cart.updated_at),
+        created_at=timestamp_to_pb(cart.created_at),
+        updated_at=timestamp_to_pb(cart.updated_at),
     )
 
 
 def price_change_to_pb(change: PriceChange) -> checkout_pb2.PriceChange:
     return checkout_pb2.PriceChange(
         sku=change.sku,
-        old_price=_money(change.old_price.currency_code, change.old_price.amount_minor),
-        new_price=_money(change.new_price.currency_code, change.new_price.amount_minor),
+        old_price=money_to_pb(change.old_price),
+        new_price=money_to_pb(change.new_price),
     )
 
 
@@ -133,18 +110,18 @@ def session_to_pb(session: Session) -> checkout_pb2.CheckoutSession:
         status=checkout_pb2.SessionStatus.Value(f"SESSION_STATUS_{session.status.value}"),
         currency_code=cur,
         email=session.email,
-        shipping_address=_address(session.shipping_address),
-        billing_address=_address(session.billing_address),
+        shipping_address=address_to_pb(session.shipping_address),
+        billing_address=address_to_pb(session.billing_address),
         shipping_method=session.shipping_method,
         payment_method=session.payment_method,
         promotion_codes=session.promotion_codes,
         notes=session.notes,
         lines=[_line(ln, cur) for ln in session.lines],
         preview=preview_to_pb(session.preview) if session.preview is not None else None,
-        expires_at=_ts(session.expires_at),
+        expires_at=timestamp_to_pb(session.expires_at),
         order_id=session.order_id,
-        created_at=_ts(session.created_at),
-        updated_at=_ts(session.updated_at),
+        created_at=timestamp_to_pb(session.created_at),
+        updated_at=timestamp_to_pb(session.updated_at),
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from infra.address import Address
 from infra.money import Money
 
 __all__ = [
@@ -43,18 +44,6 @@ class PaymentOutcome(StrEnum):
     CAPTURED = "CAPTURED"
     CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
     FAILED = "FAILED"
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    name: str
-    line1: str
-    line2: str
-    city: str
-    region: str
-    postal_code: str
-    country_code: str
-    phone: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from infra.money import Money
-from kassa.common.v1 import address_pb2, money_pb2
+from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_to_pb, timestamp_to_pb
 from kassa.order.v1 import order_pb2, order_service_pb2
 from order.model.order import (
-    Address,
     NewOrder,
     Order,
     OrderDiscount,
@@ -31,46 +25,6 @@ __all__ = [
 
 _STATUS_PREFIX = "ORDER_STATUS_"
 _OUTCOME_PREFIX = "PAYMENT_OUTCOME_"
-
-
-def _money(m: money_pb2.Money) -> Money:
-    return Money(m.currency_code, m.amount_minor)
-
-
-def _money_pb(m: Money) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=m.currency_code, amount_minor=m.amount_minor)
-
-
-def _address(a: address_pb2.Address) -> Address:
-    return Address(
-        name=a.name,
-        line1=a.line1,
-        line2=a.line2,
-        city=a.city,
-        region=a.region,
-        postal_code=a.postal_code,
-        country_code=a.country_code,
-        phone=a.phone,
-    )
-
-
-def _address_pb(a: Address) -> address_pb2.Address:
-    return address_pb2.Address(
-        name=a.name,
-        line1=a.line1,
-        line2=a.line2,
-        city=a.city,
-        region=a.region,
-        postal_code=a.postal_code,
-        country_code=a.country_code,
-        phone=a.phone,
-    )
-
-
-def _timestamp(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
 
 
 def status_from_pb(value: int) -> OrderStatus | None:
@@ -100,23 +54,23 @@ def new_order_from_pb(req: order_service_pb2.CreateOrderRequest) -> NewOrder:
                 sku=line.sku,
                 name=line.name,
                 quantity=line.quantity,
-                unit_price=_money(line.unit_price),
-                line_total=_money(line.line_total),
+                unit_price=money_from_pb(line.unit_price),
+                line_total=money_from_pb(line.line_total),
                 warehouse_id=line.warehouse_id,
                 tax_class=line.tax_class,
             )
             for line in req.lines
         ),
-        discounts=tuple(OrderDiscount(code=d.code, amount=_money(d.amount)) for d in req.discounts),
+        discounts=tuple(OrderDiscount(code=d.code, amount=money_from_pb(d.amount)) for d in req.discounts),
         totals=Totals(
-            subtotal=_money(t.subtotal),
-            discount_total=_money(t.discount_total),
-            shipping_total=_money(t.shipping_total),
-            tax_total=_money(t.tax_total),
-            grand_total=_money(t.grand_total),
+            subtotal=money_from_pb(t.subtotal),
+            discount_total=money_from_pb(t.discount_total),
+            shipping_total=money_from_pb(t.shipping_total),
+            tax_total=money_from_pb(t.tax_total),
+            grand_total=money_from_pb(t.grand_total),
         ),
-        shipping_address=_address(req.shipping_address) if req.HasField("shipping_address") else None,
-        billing_address=_address(req.billing_address) if req.HasField("billing_address") else None,
+        shipping_address=address_from_pb(req.shipping_address) if req.HasField("shipping_address") else None,
+        billing_address=address_from_pb(req.billing_address) if req.HasField("billing_address") else None,
         shipping_method=req.shipping_method,
         payment_id=req.payment_id,
         payment_method=req.payment_method,
@@ -137,29 +91,29 @@ def order_to_pb(order: Order) -> order_pb2.Order:
                 sku=line.sku,
                 name=line.name,
                 quantity=line.quantity,
-                unit_price=_money_pb(line.unit_price),
-                line_total=_money_pb(line.line_total),
+                unit_price=money_to_pb(line.unit_price),
+                line_total=money_to_pb(line.line_total),
                 warehouse_id=line.warehouse_id,
                 tax_class=line.tax_class,
             )
             for line in order.lines
         ],
-        discounts=[order_pb2.OrderDiscount(code=d.code, amount=_money_pb(d.amount)) for d in order.discounts],
+        discounts=[order_pb2.OrderDiscount(code=d.code, amount=money_to_pb(d.amount)) for d in order.discounts],
         totals=order_pb2.OrderTotals(
-            subtotal=_money_pb(t.subtotal),
-            discount_total=_money_pb(t.discount_total),
-            shipping_total=_money_pb(t.shipping_total),
-            tax_total=_money_pb(t.tax_total),
-            grand_total=_money_pb(t.grand_total),
+            subtotal=money_to_pb(t.subtotal),
+            discount_total=money_to_pb(t.discount_total),
+            shipping_total=money_to_pb(t.shipping_total),
+            tax_total=money_to_pb(t.tax_total),
+            grand_total=money_to_pb(t.grand_total),
         ),
-        shipping_address=_address_pb(order.shipping_address) if order.shipping_address else None,
-        billing_address=_address_pb(order.billing_address) if order.billing_address else None,
+        shipping_address=address_to_pb(order.shipping_address),
+        billing_address=address_to_pb(order.billing_address),
         shipping_method=order.shipping_method,
         payment_id=order.payment_id,
         payment_method=order.payment_method,
         notes=order.notes,
-        created_at=_timestamp(order.created_at),
-        updated_at=_timestamp(order.updated_at),
+        created_at=timestamp_to_pb(order.created_at),
+        updated_at=timestamp_to_pb(order.updated_at),
     )
 
 
@@ -167,5 +121,5 @@ def status_change_to_pb(change: StatusChange) -> order_pb2.OrderEvent:
     return order_pb2.OrderEvent(
         status=order_pb2.OrderStatus.Value(_STATUS_PREFIX + change.status.value),
         cause=change.cause,
-        occurred_at=_timestamp(change.occurred_at),
+        occurred_at=timestamp_to_pb(change.occurred_at),
     )

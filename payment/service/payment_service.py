@@ -6,11 +6,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf import timestamp_pb2
-
 from infra.auth import require_privileged
 from infra.errors import InvalidArgument
 from infra.money import Money, validate_currency
+from infra.pb import money_from_pb, money_to_pb, timestamp_to_pb
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 from payment.biz.authorize import AuthorizeCommand, authorize_payment
@@ -71,21 +70,11 @@ def _money(pb: money_pb2.Money, field: str) -> Money:
         raise InvalidArgument(f"{field}.currency_code", problem)
     if not 0 < pb.amount_minor <= _MAX_AMOUNT:
         raise InvalidArgument(f"{field}.amount_minor", "must be a positive amount in the currency's minor unit")
-    return Money(pb.currency_code, pb.amount_minor)
+    return money_from_pb(pb)
 
 
 def _optional_money(request: Any, field: str) -> Money | None:
     return _money(getattr(request, field), field) if request.HasField(field) else None
-
-
-def _money_pb(money: Money) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=money.currency_code, amount_minor=money.amount_minor)
-
-
-def _ts(value: Any) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 def to_pb(p: Payment) -> payment_pb2.Payment:
@@ -94,17 +83,17 @@ def to_pb(p: Payment) -> payment_pb2.Payment:
         order_ref=p.order_ref,
         order_id=p.order_id or "",
         status=_STATUS_PB[p.status],
-        amount=_money_pb(p.amount),
-        captured_amount=_money_pb(p.captured),
-        refunded_amount=_money_pb(p.refunded),
+        amount=money_to_pb(p.amount),
+        captured_amount=money_to_pb(p.captured),
+        refunded_amount=money_to_pb(p.refunded),
         provider=p.provider,
         provider_payment_id=p.provider_payment_id or "",
         payment_method=p.payment_method,
         next_action_url=p.next_action_url or "",
         failure_code=p.failure_code or "",
         failure_message=p.failure_message or "",
-        created_at=_ts(p.created_at),
-        updated_at=_ts(p.updated_at),
+        created_at=timestamp_to_pb(p.created_at),
+        updated_at=timestamp_to_pb(p.updated_at),
     )
 
 

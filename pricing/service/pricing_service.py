@@ -7,7 +7,7 @@ import grpc
 from infra.auth import require_identity, require_privileged
 from infra.errors import InvalidArgument
 from infra.money import Money
-from kassa.common.v1 import money_pb2
+from infra.pb import money_to_pb
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc
 from pricing.biz import catalog, shipping, tax
@@ -22,10 +22,6 @@ __all__ = ["MAX_BATCH", "PricingService"]
 MAX_BATCH = 1000
 
 
-def _money_pb(m: Money) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=m.currency_code, amount_minor=m.amount_minor)
-
-
 def _product_pb(p: Product) -> pb.Product:
     return pb.Product(
         sku=p.sku,
@@ -34,7 +30,7 @@ def _product_pb(p: Product) -> pb.Product:
         brand=p.brand,
         weight_grams=p.weight_grams,
         tax_class=p.tax_class,
-        prices=[_money_pb(m) for m in p.prices],
+        prices=[money_to_pb(m) for m in p.prices],
     )
 
 
@@ -94,7 +90,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
             products=[
                 pb.PricedProduct(
                     product=_product_pb(pp.product),
-                    unit_price=_money_pb(pp.unit_price) if pp.unit_price is not None else None,
+                    unit_price=money_to_pb(pp.unit_price) if pp.unit_price is not None else None,
                 )
                 for pp in lookup.products
             ],
@@ -141,7 +137,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
             parcels=parcels,
             destination_country=destination,
         )
-        return pb.QuoteShippingResponse(shipping_total=_money_pb(total))
+        return pb.QuoteShippingResponse(shipping_total=money_to_pb(total))
 
     async def CalculateTax(
         self, request: pb.CalculateTaxRequest, context: grpc.aio.ServicerContext
@@ -166,6 +162,6 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
             currency_code=currency,
         )
         return pb.CalculateTaxResponse(
-            tax_total=_money_pb(result.tax_total),
-            lines=[pb.TaxLineResult(sku=r.sku, tax=_money_pb(r.tax)) for r in result.lines],
+            tax_total=money_to_pb(result.tax_total),
+            lines=[pb.TaxLineResult(sku=r.sku, tax=money_to_pb(r.tax)) for r in result.lines],
         )

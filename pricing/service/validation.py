@@ -6,6 +6,7 @@ import re
 
 from infra.errors import InvalidArgument
 from infra.money import Money, validate_currency
+from infra.pb import money_from_pb as plain_money_from_pb
 from kassa.common.v1 import money_pb2
 
 __all__ = ["SKU_PATTERN", "check_country", "check_currency", "check_sku", "money_from_pb"]
@@ -43,4 +44,4 @@ def money_from_pb(field: str, pb: money_pb2.Money, currency_code: str) -> Money:
         raise InvalidArgument(f"{field}.currency_code", "is required")
     if pb.amount_minor < 0:
         raise InvalidArgument(f"{field}.amount_minor", "must not be negative")
-    return Money(currency_code, pb.amount_minor)
+    return plain_money_from_pb(pb, default_currency=currency_code)

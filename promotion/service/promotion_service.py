@@ -6,12 +6,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from infra.auth import require_privileged
 from infra.errors import InvalidArgument
 from infra.money import Money
-from kassa.common.v1 import money_pb2
+from infra.pb import money_to_pb, timestamp_to_pb
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2, promotion_service_pb2_grpc
 from promotion.biz.create import create_promotion
 from promotion.biz.ports import PromotionRepo
@@ -33,21 +32,9 @@ __all__ = ["PromotionService"]
 _TYPE_PB = {kind: number for number, kind in PB_TYPES.items()}
 
 
-def _money_pb(m: Money) -> money_pb2.Money:
-    return money_pb2.Money(currency_code=m.currency_code, amount_minor=m.amount_minor)
-
-
-def _timestamp(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if dt is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(dt)
-    return ts
-
-
 def _applied_pb(a: Applied | Usage) -> promotion_pb2.AppliedPromotion:
     return promotion_pb2.AppliedPromotion(
-        code=a.code, promotion_id=a.promotion_id, discount=_money_pb(a.discount), free_shipping=a.free_shipping
+        code=a.code, promotion_id=a.promotion_id, discount=money_to_pb(a.discount), free_shipping=a.free_shipping
     )
 
 
@@ -59,13 +46,13 @@ def _promotion_pb(p: Promotion) -> promotion_pb2.Promotion:
         name=p.name,
         type=_TYPE_PB[p.type],
         percent_off=p.percent_off,
-        amount_off=_money_pb(Money(p.currency_code, p.amount_off_minor)) if p.amount_off_minor else None,
+        amount_off=money_to_pb(Money(p.currency_code, p.amount_off_minor)) if p.amount_off_minor else None,
         usage_limit=p.usage_limit,
         usage_limit_per_customer=p.usage_limit_per_customer,
-        min_subtotal=_money_pb(Money(p.currency_code, p.min_subtotal_minor)) if p.min_subtotal_minor else None,
+        min_subtotal=money_to_pb(Money(p.currency_code, p.min_subtotal_minor)) if p.min_subtotal_minor else None,
         currency_code=p.currency_code,
-        starts_at=_timestamp(p.starts_at),
-        ends_at=_timestamp(p.ends_at),
+        starts_at=timestamp_to_pb(p.starts_at),
+        ends_at=timestamp_to_pb(p.ends_at),
         combinable=p.combinable,
         conditions=promotion_pb2.PromotionConditions(
             skus=sorted(c.skus),
@@ -100,7 +87,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
                 promotion_pb2.RejectedPromotion(code=r.code, reason=r.reason, message=r.message)
                 for r in result.rejected
             ],
-            discount_total=_money_pb(result.discount_total),
+            discount_total=money_to_pb(result.discount_total),
             free_shipping=result.free_shipping,
         )
 
@@ -118,7 +105,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
         )
         return promotion_service_pb2.ReservePromotionUsageResponse(
             applied=[_applied_pb(u) for u in reservation.usages],
-            discount_total=_money_pb(reservation.discount_total),
+            discount_total=money_to_pb(reservation.discount_total),
             free_shipping=reservation.free_shipping,
         )
 

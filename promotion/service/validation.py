@@ -8,6 +8,7 @@ from datetime import UTC
 
 from infra.errors import InvalidArgument
 from infra.money import Money, validate_currency
+from infra.pb import money_from_pb
 from kassa.common.v1 import money_pb2
 from kassa.promotion.v1 import promotion_pb2
 from promotion.model.promotion import Cart, CartLine, Conditions, Promotion, PromotionType
@@ -71,7 +72,7 @@ def _money(field: str, pb: money_pb2.Money, currency_code: str) -> Money:
         raise InvalidArgument(f"{field}.currency_code", "is required")
     if pb.amount_minor < 0:
         raise InvalidArgument(f"{field}.amount_minor", "must not be negative")
-    return Money(currency_code, pb.amount_minor)
+    return money_from_pb(pb, default_currency=currency_code)
 
 
 def cart_from_pb(

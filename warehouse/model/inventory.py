@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from infra.address import Address
+
 __all__ = [
     "Address",
     "Reservation",
@@ -26,18 +28,6 @@ class ReservationStatus(StrEnum):
     CONFIRMED = "confirmed"
     RELEASED = "released"
     EXPIRED = "expired"
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    name: str = ""
-    line1: str = ""
-    line2: str = ""
-    city: str = ""
-    region: str = ""
-    postal_code: str = ""
-    country_code: str = ""
-    phone: str = ""
 
 
 @dataclass(frozen=True, slots=True)

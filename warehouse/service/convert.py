@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from kassa.common.v1 import address_pb2
+from infra.pb import address_to_pb, timestamp_to_pb
 from kassa.warehouse.v1 import inventory_pb2
-from warehouse.model.inventory import Address, Reservation, ReservationStatus, StockLevel, Warehouse
+from warehouse.model.inventory import Reservation, ReservationStatus, StockLevel, Warehouse
 
-__all__ = ["address_from_pb", "earliest_expiry", "level_to_pb", "reservation_to_pb", "warehouse_to_pb"]
+__all__ = ["earliest_expiry", "level_to_pb", "reservation_to_pb", "warehouse_to_pb"]
 
 _STATUS = {
     ReservationStatus.ACTIVE: inventory_pb2.RESERVATION_STATUS_ACTIVE,
@@ -19,38 +18,6 @@ _STATUS = {
     ReservationStatus.RELEASED: inventory_pb2.RESERVATION_STATUS_RELEASED,
     ReservationStatus.EXPIRED: inventory_pb2.RESERVATION_STATUS_EXPIRED,
 }
-
-
-def timestamp(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
-
-
-def address_to_pb(a: Address) -> address_pb2.Address:
-    return address_pb2.Address(
-        name=a.name,
-        line1=a.line1,
-        line2=a.line2,
-        city=a.city,
-        region=a.region,
-        postal_code=a.postal_code,
-        country_code=a.country_code,
-        phone=a.phone,
-    )
-
-
-def address_from_pb(a: address_pb2.Address) -> Address:
-    return Address(
-        name=a.name,
-        line1=a.line1,
-        line2=a.line2,
-        city=a.city,
-        region=a.region,
-        postal_code=a.postal_code,
-        country_code=a.country_code,
-        phone=a.phone,
-    )
 
 
 def reservation_to_pb(r: Reservation) -> inventory_pb2.Reservation:
@@ -61,7 +28,7 @@ def reservation_to_pb(r: Reservation) -> inventory_pb2.Reservation:
         warehouse_id=r.warehouse_id,
         quantity=r.quantity,
         status=_STATUS[r.status],
-        expires_at=timestamp(r.expires_at),
+        expires_at=timestamp_to_pb(r.expires_at),
         origin=address_to_pb(r.origin),
     )
 
@@ -83,4 +50,4 @@ def warehouse_to_pb(w: Warehouse) -> inventory_pb2.Warehouse:
 def earliest_expiry(reservations: Sequence[Reservation]) -> Timestamp | None:
     """When the first still-active reservation lapses (the whole set must be extended by then)."""
     active = [r.expires_at for r in reservations if r.status is ReservationStatus.ACTIVE]
-    return timestamp(min(active)) if active else None
+    return timestamp_to_pb(min(active)) if active else None

@@ -8,9 +8,9 @@ import re
 from google.protobuf.duration_pb2 import Duration
 
 from infra.errors import InvalidArgument
+from infra.pb import address_from_pb
 from kassa.warehouse.v1 import inventory_pb2, inventory_service_pb2
 from warehouse.model.inventory import ReserveLine, StockSetting, Warehouse
-from warehouse.service.convert import address_from_pb
 
 __all__ = [
     "MAX_LINES",

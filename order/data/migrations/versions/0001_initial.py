@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from infra.outbox import create_inbox_table_v1, create_outbox_table_v1
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -121,36 +123,8 @@ def upgrade() -> None:
         schema=SCHEMA,
     )
     op.create_index("order_status_history_order_idx", "order_status_history", ["order_id", "id"], schema=SCHEMA)
-    op.create_table(
-        "outbox",
-        sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
-        sa.Column("subject", sa.Text, nullable=False),
-        sa.Column("event_type", sa.Text, nullable=False),
-        sa.Column("aggregate_id", sa.Text, nullable=False),
-        sa.Column("payload", JSONB, nullable=False),
-        sa.Column("status", sa.Text, nullable=False, server_default="pending"),
-        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("lease_until", sa.DateTime(timezone=True)),
-        sa.Column("last_error", sa.Text),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("sent_at", sa.DateTime(timezone=True)),
-        sa.CheckConstraint("status in ('pending','processing','sent')", name="outbox_status_valid"),
-        schema=SCHEMA,
-    )
-    op.create_index(
-        "outbox_pending_idx",
-        "outbox",
-        ["status", "created_at"],
-        schema=SCHEMA,
-        postgresql_where=sa.text("status <> 'sent'"),
-    )
-    op.create_table(
-        "inbox",
-        sa.Column("consumer", sa.Text, primary_key=True),
-        sa.Column("event_id", sa.Text, primary_key=True),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        schema=SCHEMA,
-    )
+    create_outbox_table_v1(op, SCHEMA)
+    create_inbox_table_v1(op, SCHEMA)
 
 
 def downgrade() -> None:

@@ -1,0 +1,80 @@
+"""Plain protobuf <-> domain conversions of the shared ``kassa.common.v1`` types and timestamps.
+
+Shape only, no validation: a service that must refuse bad input (a missing currency, a negative
+amount) checks the message first and names the request field in its ``InvalidArgument``, then
+converts with these. Only ``service/`` and ``adapter/`` code imports this module (it pulls in the
+generated code).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import overload
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from infra.address import Address
+from infra.money import Money
+from kassa.common.v1 import address_pb2, money_pb2
+
+__all__ = ["address_from_pb", "address_to_pb", "money_from_pb", "money_to_pb", "timestamp_to_pb"]
+
+
+def money_to_pb(money: Money) -> money_pb2.Money:
+    return money_pb2.Money(currency_code=money.currency_code, amount_minor=money.amount_minor)
+
+
+def money_from_pb(pb: money_pb2.Money, default_currency: str = "") -> Money:
+    """``default_currency`` stands in for an empty ``currency_code`` (an unset message is zero in it)."""
+    return Money(pb.currency_code or default_currency, pb.amount_minor)
+
+
+@overload
+def address_to_pb(address: Address) -> address_pb2.Address: ...
+@overload
+def address_to_pb(address: None) -> None: ...
+@overload
+def address_to_pb(address: Address | None) -> address_pb2.Address | None: ...
+def address_to_pb(address: Address | None) -> address_pb2.Address | None:
+    """None stays None (an unset message field)."""
+    if address is None:
+        return None
+    return address_pb2.Address(
+        name=address.name,
+        line1=address.line1,
+        line2=address.line2,
+        city=address.city,
+        region=address.region,
+        postal_code=address.postal_code,
+        country_code=address.country_code,
+        phone=address.phone,
+    )
+
+
+def address_from_pb(pb: address_pb2.Address) -> Address:
+    """Field by field, as is; whether the message was set at all is the caller's question (``HasField``)."""
+    return Address(
+        name=pb.name,
+        line1=pb.line1,
+        line2=pb.line2,
+        city=pb.city,
+        region=pb.region,
+        postal_code=pb.postal_code,
+        country_code=pb.country_code,
+        phone=pb.phone,
+    )
+
+
+@overload
+def timestamp_to_pb(value: datetime) -> Timestamp: ...
+@overload
+def timestamp_to_pb(value: None) -> None: ...
+@overload
+def timestamp_to_pb(value: datetime | None) -> Timestamp | None: ...
+def timestamp_to_pb(value: datetime | None) -> Timestamp | None:
+    """None stays None (an unset message field); a naive datetime is taken as UTC (``FromDatetime``)."""
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
