@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -246,6 +247,16 @@ class ConfirmCheckout:
             )
             await self._reopen(session, error, None)
             raise error from None
+        except Unavailable:
+            if state.order_draft and not state.order_id:
+                # CreateOrder's outcome is unknown: the order may exist, and voiding its payment now could
+                # leave an order that can never be paid. Leave the session CONFIRMING at CREATE_ORDER; the
+                # recovery worker resends it (idempotent on the session) and settles, or compensates on a
+                # refusal. A retry with the same key meanwhile gets CHECKOUT_IN_PROGRESS, then the result.
+                log.warning("CreateOrder outcome unknown for session %s; left for recovery", sid)
+                raise
+            await self._compensate(session, state, sys.exc_info()[1])
+            raise
         except Exception as exc:
             await self._compensate(session, state, exc)
             raise

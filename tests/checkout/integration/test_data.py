@@ -15,7 +15,7 @@ from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import Address
 from checkout.model.compensation import Operation
 from checkout.model.session import SagaState, SagaStep, Session, SessionLine, SessionStatus
-from infra.errors import AlreadyExists, Reason, Unavailable
+from infra.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -149,10 +149,10 @@ async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it
         session.session_id,
         StateUpdate(email="a@b.co", shipping_address=ORIGIN, shipping_method="standard", payment_method="tok_visa"),
     )
-    served.order.fail["create_order"] = Unavailable("order service down")
+    served.order.fail["create_order"] = InvalidArgument("totals", "do not add up")
     served.payment.fail["void"] = Unavailable("payment service down")
     try:
-        with pytest.raises(Unavailable):
+        with pytest.raises(InvalidArgument):
             await container.confirm(actor, session.session_id, unique("key"), session.preview.grand_total)
     finally:
         served.reset_failures()

@@ -150,9 +150,9 @@ async def test_order_creation_failure_voids_and_releases_everything(world) -> No
 
 async def test_a_failing_compensation_is_queued_never_dropped(world) -> None:
     session = await world.ready_session()
-    world.order.fail["create_order"] = Unavailable("order service down")
+    world.order.fail["create_order"] = InvalidArgument("totals", "do not add up")
     world.inventory.fail["release_reservations"] = Unavailable("warehouse down")
-    with pytest.raises(Unavailable):
+    with pytest.raises(InvalidArgument):
         await world.confirm_session(session)
     (queued,) = world.uow.compensations()
     assert queued.operation is Operation.RELEASE_RESERVATIONS
@@ -160,6 +160,31 @@ async def test_a_failing_compensation_is_queued_never_dropped(world) -> None:
     assert queued.session_id == session.session_id
     assert world.payment.statuses() == [PaymentStatus.VOIDED]
     assert _session(world, session.session_id).status is SessionStatus.CANCELLED
+
+
+async def test_an_unanswered_create_order_is_finished_by_recovery_not_compensated(world) -> None:
+    session = await world.ready_session()
+    world.order.fail["create_order"] = Unavailable("order service timed out")
+    with pytest.raises(Unavailable):
+        await world.confirm_session(session)
+    stuck = _session(world, session.session_id)
+    # Nothing undone while the order may exist: payment still authorized, stock still held.
+    assert stuck.status is SessionStatus.CONFIRMING
+    assert world.payment.statuses() == [PaymentStatus.AUTHORIZED]
+    assert world.inventory.held[session.session_id].status == "ACTIVE"
+    assert world.uow.compensations() == []
+    with pytest.raises(Aborted) as err:
+        await world.confirm_session(session)
+    assert err.value.reason == "CHECKOUT_IN_PROGRESS"
+
+    del world.order.fail["create_order"]
+    await world.confirm.recover(stuck)
+    done = _session(world, session.session_id)
+    assert done.status is SessionStatus.COMPLETED
+    assert len(world.order.orders) == 1
+    assert world.payment.statuses() == [PaymentStatus.CAPTURED]
+    assert world.inventory.held[session.session_id].status == "CONFIRMED"
+    assert _cart_status(world, session) is CartStatus.CONVERTED
 
 
 async def test_a_repeat_returns_the_same_order_and_authorizes_once(world) -> None:
