@@ -1,0 +1,273 @@
+"""One full checkout, as a backend team calls it over gRPC or a web client over REST.
+
+guest token -> create cart -> add the items -> StartCheckout -> UpdateCheckoutState (address,
+"standard", "tok_visa") -> PreviewOrder -> ConfirmCheckout (fresh idempotency key, the previewed
+grand total as the expected total). Each step's latency is recorded; the first refusal ends the flow
+with a :class:`FlowError` whose ``key`` ("confirm: OUT_OF_STOCK", "start: HTTP 409 OUT_OF_STOCK")
+is what the report counts errors by.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import grpc
+import httpx
+
+from infra.auth import mint_token
+from infra.grpc_errors import error_info
+from kassa.checkout.v1 import cart_service_pb2 as cart_pb
+from kassa.checkout.v1 import cart_service_pb2_grpc as cart_grpc
+from kassa.checkout.v1 import checkout_service_pb2 as co_pb
+from kassa.checkout.v1 import checkout_service_pb2_grpc as co_grpc
+from kassa.common.v1 import address_pb2
+from kassa.order.v1 import order_pb2
+
+__all__ = ["STEPS", "CheckoutFlow", "FlowError", "FlowOutcome", "GrpcCheckout", "RestCheckout"]
+
+T = TypeVar("T")
+
+# In the order a flow runs them; "guest" only over REST (over gRPC the token is minted locally).
+STEPS: tuple[str, ...] = ("guest", "create_cart", "add_item", "start", "update", "preview", "confirm")
+
+SHIP_TO = {
+    "name": "Ada Lovelace",
+    "line1": "1 Main Street",
+    "city": "Newark",
+    "region": "NJ",
+    "postalCode": "07102",
+    "countryCode": "US",
+}
+EMAIL = "bench@example.com"
+SHIPPING_METHOD = "standard"
+PAYMENT_METHOD = "tok_visa"
+_CONFIRMED_GRPC = order_pb2.ORDER_STATUS_CONFIRMED
+_CONFIRMED_REST = "ORDER_STATUS_CONFIRMED"
+
+
+class FlowError(Exception):
+    """A step was refused or failed; ``reason`` is the ErrorInfo reason, an HTTP status or a transport error."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"{step}: {reason}")
+        self.step = step
+        self.reason = reason
+
+    @property
+    def key(self) -> str:
+        return f"{self.step}: {self.reason}"
+
+
+@dataclass
+class FlowOutcome:
+    """What a successful checkout produced, and how long each step took (seconds)."""
+
+    session_id: str = ""
+    order_id: str = ""
+    steps: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def confirm_s(self) -> float:
+        return self.steps["confirm"][-1]
+
+
+class CheckoutFlow(Protocol):
+    async def run(self, skus: Sequence[str], outcome: FlowOutcome) -> FlowOutcome: ...
+
+
+async def _timed(outcome: FlowOutcome, step: str, call: Callable[[], Awaitable[T]]) -> T:
+    started = time.perf_counter()
+    result = await call()
+    outcome.steps.setdefault(step, []).append(time.perf_counter() - started)
+    return result
+
+
+def grpc_reason(err: grpc.aio.AioRpcError) -> str:
+    info = error_info(err)
+    return info.reason if info is not None and info.reason else err.code().name
+
+
+class GrpcCheckout:
+    """Straight to the checkout service on one shared channel, as a customer with a minted JWT."""
+
+    def __init__(self, channel: grpc.aio.Channel, jwt_secret: str, *, subject_prefix: str, timeout: float) -> None:
+        self._carts = cart_grpc.CartServiceStub(channel)
+        self._checkout = co_grpc.CheckoutServiceStub(channel)
+        self._secret = jwt_secret
+        self._prefix = subject_prefix
+        self._timeout = timeout
+        self._address = address_pb2.Address(
+            name=SHIP_TO["name"],
+            line1=SHIP_TO["line1"],
+            city=SHIP_TO["city"],
+            region=SHIP_TO["region"],
+            postal_code=SHIP_TO["postalCode"],
+            country_code=SHIP_TO["countryCode"],
+        )
+
+    async def run(self, skus: Sequence[str], outcome: FlowOutcome) -> FlowOutcome:
+        token = mint_token(self._secret, f"{self._prefix}-{uuid.uuid4().hex[:12]}")
+        md = (("authorization", f"Bearer {token}"),)
+        t = self._timeout
+        step = "create_cart"
+        try:
+            cart = await _timed(
+                outcome,
+                step,
+                lambda: self._carts.CreateCart(cart_pb.CreateCartRequest(currency_code="USD"), metadata=md, timeout=t),
+            )
+            cart_id = cart.cart.cart_id
+            step = "add_item"
+            for sku in skus:
+                request = cart_pb.AddCartItemRequest(cart_id=cart_id, sku=sku, quantity=1)
+                await _timed(outcome, step, lambda r=request: self._carts.AddCartItem(r, metadata=md, timeout=t))
+            step = "start"
+            started = await _timed(
+                outcome,
+                step,
+                lambda: self._checkout.StartCheckout(
+                    co_pb.StartCheckoutRequest(cart_id=cart_id, ship_to_country_code="US"), metadata=md, timeout=t
+                ),
+            )
+            outcome.session_id = session_id = started.session.session_id
+            step = "update"
+            update = co_pb.UpdateCheckoutStateRequest(
+                session_id=session_id,
+                email=EMAIL,
+                shipping_address=self._address,
+                shipping_method=SHIPPING_METHOD,
+                payment_method=PAYMENT_METHOD,
+            )
+            await _timed(outcome, step, lambda: self._checkout.UpdateCheckoutState(update, metadata=md, timeout=t))
+            step = "preview"
+            previewed = await _timed(
+                outcome,
+                step,
+                lambda: self._checkout.PreviewOrder(
+                    co_pb.PreviewOrderRequest(session_id=session_id), metadata=md, timeout=t
+                ),
+            )
+            step = "confirm"
+            confirm = co_pb.ConfirmCheckoutRequest(
+                session_id=session_id,
+                idempotency_key=uuid.uuid4().hex,
+                expected_grand_total=previewed.preview.grand_total,
+            )
+            result = await _timed(
+                outcome, step, lambda: self._checkout.ConfirmCheckout(confirm, metadata=md, timeout=t)
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise FlowError(step, grpc_reason(exc)) from exc
+        if result.order_status != _CONFIRMED_GRPC:
+            raise FlowError("confirm", order_pb2.OrderStatus.Name(result.order_status))
+        outcome.order_id = result.order_id
+        return outcome
+
+
+def rest_reason(response: httpx.Response) -> str:
+    """``HTTP 409 OUT_OF_STOCK``: the status and the ErrorInfo reason of a google.rpc.Status body."""
+    reason = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for detail in body.get("details") or ():
+            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.ErrorInfo"):
+                reason = str(detail.get("reason") or "")
+                break
+    return f"HTTP {response.status_code} {reason}".rstrip()
+
+
+class RestCheckout:
+    """Through the gateway on one shared httpx client, as a guest.
+
+    httpx's own timeouts bound each phase (connect, pool wait, read) separately; ``timeout`` bounds
+    each request as a whole, like the deadline of a gRPC call.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, *, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+
+    async def _call(
+        self,
+        outcome: FlowOutcome,
+        step: str,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        h = dict(headers or {})
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        try:
+            async with asyncio.timeout(self._timeout):
+                response = await _timed(
+                    outcome, step, lambda: self._client.request(method, path, json=body, headers=h or None)
+                )
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise FlowError(step, "TIMEOUT") from exc
+        except httpx.HTTPError as exc:
+            raise FlowError(step, type(exc).__name__) from exc
+        if response.status_code >= 400:
+            raise FlowError(step, rest_reason(response))
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise FlowError(step, f"HTTP {response.status_code} not JSON") from exc
+        if not isinstance(data, dict):
+            raise FlowError(step, f"HTTP {response.status_code} not a JSON object")
+        return data
+
+    async def run(self, skus: Sequence[str], outcome: FlowOutcome) -> FlowOutcome:
+        guest = await self._call(outcome, "guest", "POST", "/v1/auth/guest", body={})
+        token = str(guest.get("token", ""))
+        cart = await self._call(outcome, "create_cart", "POST", "/v1/carts", token=token, body={"currencyCode": "USD"})
+        cart_id = cart["cart"]["cartId"]
+        for sku in skus:
+            await self._call(
+                outcome, "add_item", "POST", f"/v1/carts/{cart_id}/items", token=token, body={"sku": sku, "quantity": 1}
+            )
+        started = await self._call(
+            outcome,
+            "start",
+            "POST",
+            "/v1/checkout/start",
+            token=token,
+            body={"cartId": cart_id, "shipToCountryCode": "US"},
+        )
+        outcome.session_id = session_id = started["session"]["sessionId"]
+        state = {
+            "sessionId": session_id,
+            "email": EMAIL,
+            "shippingAddress": SHIP_TO,
+            "shippingMethod": SHIPPING_METHOD,
+            "paymentMethod": PAYMENT_METHOD,
+        }
+        await self._call(outcome, "update", "PUT", "/v1/checkout/state", token=token, body=state)
+        previewed = await self._call(
+            outcome, "preview", "GET", f"/v1/checkout/sessions/{session_id}/preview", token=token
+        )
+        confirmed = await self._call(
+            outcome,
+            "confirm",
+            "POST",
+            "/v1/checkout/confirm",
+            token=token,
+            body={"sessionId": session_id, "expectedGrandTotal": previewed["preview"]["grandTotal"]},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        status = str(confirmed.get("orderStatus", ""))
+        if status != _CONFIRMED_REST:
+            raise FlowError("confirm", status or "no orderStatus")
+        outcome.order_id = str(confirmed.get("orderId", ""))
+        return outcome
