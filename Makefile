@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check third_party lint fmt test test-unit run demo migrate seed bench clean clean-gen
+.PHONY: help install proto proto-check third_party lint fmt test test-unit run demo migrate seed bench bench-warehouse clean clean-gen
 
 help:
 	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway"
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - install, start a private stack on free ports and run every test"
 	@echo "make lint   - buf lint, ruff, import contracts, generated code up to date"
 	@echo "make proto  - regenerate gen/ from proto/"
+	@echo "make bench-warehouse - ReserveStock calls/s on spread-out and hot skus"
 	@echo "make bench  - full checkouts/s, latency and invariants on a private stack (BENCH_ARGS='--transport rest ...')"
 
 $(STAMP): pyproject.toml
@@ -74,6 +75,10 @@ seed: $(STAMP)
 # Load runs are bounded in count and time and target loopback only.
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# ReserveStock calls/s for 3-line carts, spread-out vs hot skus, on a private stack.
+bench-warehouse: $(STAMP)
+	$(PY) -m bench.warehouse $(BENCH_ARGS)
 
 clean-gen:
 	rm -rf gen

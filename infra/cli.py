@@ -1,4 +1,5 @@
-"""The ``kassa`` command: run the whole mesh locally, migrate, seed, mint tokens, place a demo order.
+"""The ``kassa`` command: run the whole mesh locally, migrate, seed, mint tokens, place a demo order, and
+check stock against the reservations (``kassa stock check [--repair]``).
 
 ``kassa up`` is the one command that runs Kassa on a fresh machine (DESIGN.md §5): with none of
 KASSA_DATABASE_URL / KASSA_REDIS_URL / KASSA_NATS_URL set it starts the embedded local stack, with all
@@ -13,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -257,6 +259,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# The reconciliation belongs to the warehouse (infra imports no service), so it runs as its own process.
+STOCK_CHECK_MODULE = "warehouse.reconcile"
+# What `kassa stock check` exits with when it could not run the check at all (2 means an oversell).
+STOCK_CHECK_FAILED = 3
+
+
+def cmd_stock_check(args: argparse.Namespace) -> int:
+    """Recompute stock.reserved from the active reservations; report (and with --repair fix) drift.
+
+    Runs ``python -m warehouse.reconcile`` and passes its exit code through: 0 no drift (or repaired),
+    1 drift not repaired, 2 oversold or unrepairable, 3 the check could not run. The database URL goes
+    to the child in its environment, never on its command line (where ``ps`` would show a password).
+    """
+    url = args.database_url or os.environ.get("KASSA_DATABASE_URL")
+    if not url:
+        print("kassa: no database: set KASSA_DATABASE_URL or pass --database-url", file=sys.stderr)
+        return STOCK_CHECK_FAILED
+    argv = [sys.executable, "-m", STOCK_CHECK_MODULE]
+    if args.repair:
+        argv.append("--repair")
+    for sku in args.skus or ():
+        argv += ["--sku", sku]
+    try:
+        code = subprocess.run(argv, env={**os.environ, "KASSA_DATABASE_URL": url}, check=False).returncode
+    except OSError as exc:
+        print(f"kassa: could not run {STOCK_CHECK_MODULE}: {exc}", file=sys.stderr)
+        return STOCK_CHECK_FAILED
+    # A child killed by a signal (negative code) did not finish its check.
+    return code if code >= 0 else STOCK_CHECK_FAILED
+
+
 # --------------------------------------------------------------------------------------------------
 # entry point
 
@@ -288,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="place a scripted order over REST against a running mesh")
     demo.add_argument("--gateway-url", help="default: http://$KASSA_GATEWAY_ADDR (http://127.0.0.1:8080)")
     demo.set_defaults(func=cmd_demo)
+
+    stock = sub.add_parser("stock", help="stock maintenance")
+    stock_sub = stock.add_subparsers(dest="stock_command", required=True, metavar="STOCK_COMMAND")
+    check = stock_sub.add_parser(
+        "check",
+        help="recompute reserved from the active reservations and report drift "
+        "(exit 0 clean or repaired, 1 drift, 2 oversold, 3 could not check)",
+    )
+    check.add_argument("--repair", action="store_true", help="set reserved to the recomputed units where safe")
+    check.add_argument("--sku", action="append", dest="skus", metavar="SKU", help="only this sku (repeatable)")
+    check.add_argument("--database-url", help="default: $KASSA_DATABASE_URL")
+    check.set_defaults(func=cmd_stock_check)
     return parser
 
 

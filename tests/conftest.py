@@ -8,45 +8,26 @@ KASSA_TEST_NATS_URL to run against external servers instead.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from helpers import external_stack, private_stack
 
 from infra.auth import ROLE_ADMIN, ROLE_SERVICE, mint_token
 from infra.config import Settings
-from infra.localstack import LocalStack, StackEndpoints, free_ports
+from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackEndpoints]:
-    external = [os.environ.get(f"KASSA_TEST_{n}_URL") for n in ("DATABASE", "REDIS", "NATS")]
-    if all(external):
-        db, redis, nats = external
-        yield StackEndpoints(database_url=str(db), redis_url=str(redis), nats_url=str(nats))
+    external = external_stack()
+    if external is not None:
+        yield external
         return
-    pg_port, redis_port, nats_port = free_ports(3)
-    # Not under pytest's own temp folder: pytest resets that folder to 0700 whenever another pytest
-    # process starts, which would lock out the unprivileged user Postgres runs as under root.
-    data_dir = Path(tempfile.mkdtemp(prefix="kassa-test-stack-"))
-    local = LocalStack(
-        data_dir,
-        pg_port=pg_port,
-        redis_port=redis_port,
-        nats_port=nats_port,
-        log=lambda *_: None,
-    )
-    endpoints = local.start()
-    try:
+    with private_stack() as endpoints:
         yield endpoints
-    finally:
-        local.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
 """The whole mesh, started once per test process, for end-to-end tests over gRPC and REST.
 
 The ``mesh`` fixture runs the eight real processes (six services, the sandbox payment provider and
-the gateway) exactly as ``kassa up`` does, but on free ports, against the test process's own stack
-(the ``migrated`` fixture), with logs under a temporary directory, and with the demo catalog seeded
+the gateway) exactly as ``kassa up`` does, but on free ports, against a Postgres/Redis/NATS stack of
+its own (so the mesh's background workers, such as the reservation sweeper and the payment-event
+consumer, never touch the data of the per-service tests sharing this process), with logs under a
+temporary directory, and with the demo catalog seeded
 (``infra.seed``: warehouses wh-us-east / wh-eu-central / wh-ap-south, skus such as KB-001, MS-001,
 CB-001, coupons WELCOME10 and FREESHIP).
 
@@ -22,17 +24,19 @@ or ``httpx.AsyncClient(base_url=mesh.gateway_url)``; ``mesh.admin_token`` is an 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from helpers import external_stack, private_stack
 
 from infra.auth import ROLE_ADMIN, mint_token
 from infra.config import Settings
 from infra.localstack import StackEndpoints, free_ports
 from infra.mesh import MESH_ORDER, Mesh, mesh_env
+from infra.migrate import migrate
 from infra.seed import seed
 
 
@@ -54,9 +58,21 @@ class MeshHandle:
         return Settings.from_env(self.env)
 
 
+@pytest.fixture(scope="session")
+def mesh_stack() -> Iterator[StackEndpoints]:
+    external = external_stack()
+    if external is not None:
+        migrate(external.database_url)
+        yield external
+        return
+    with private_stack() as endpoints:
+        migrate(endpoints.database_url)
+        yield endpoints
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def mesh(migrated: StackEndpoints, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeshHandle]:
-    env = mesh_env(migrated, dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True)))
+async def mesh(mesh_stack: StackEndpoints, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeshHandle]:
+    env = mesh_env(mesh_stack, dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True)))
     log_dir = tmp_path_factory.mktemp("mesh-logs")
     processes = Mesh(env, log_dir, log=lambda _: None)
     # Mesh is synchronous (it polls and sleeps); keep the session event loop free while it starts.

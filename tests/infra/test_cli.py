@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent import futures
@@ -128,6 +130,68 @@ def test_a_subcommand_is_required(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert exc.value.code == 2
     assert "COMMAND" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# kassa stock check: runs the warehouse's reconciliation as a child process (infra imports no service)
+
+
+class _FakeRun:
+    """Stands in for subprocess.run: records the child's argv and environment, exits with ``code``."""
+
+    def __init__(self, code: int = 0, error: OSError | None = None) -> None:
+        self.code = code
+        self.error = error
+        self.calls: list[tuple[list[str], dict[str, str]]] = []
+
+    def __call__(self, argv: list[str], *, env: dict[str, str], check: bool) -> subprocess.CompletedProcess[bytes]:
+        assert check is False
+        self.calls.append((argv, env))
+        if self.error is not None:
+            raise self.error
+        return subprocess.CompletedProcess(argv, self.code)
+
+
+def test_stock_check_needs_a_database_url(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakeRun()
+    monkeypatch.setattr(cli.subprocess, "run", fake)
+    assert main(["stock", "check"]) == cli.STOCK_CHECK_FAILED
+    assert "KASSA_DATABASE_URL" in capsys.readouterr().err
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("code", [0, 1, 2])
+def test_stock_check_runs_warehouse_reconcile_and_passes_its_exit_code_through(
+    code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _FakeRun(code)
+    monkeypatch.setattr(cli.subprocess, "run", fake)
+    url = "postgresql+psycopg://kassa:s3cret@db:5432/kassa"
+
+    assert main(["stock", "check", "--repair", "--sku", "A", "--sku", "B", "--database-url", url]) == code
+
+    [(argv, env)] = fake.calls
+    assert argv == [sys.executable, "-m", "warehouse.reconcile", "--repair", "--sku", "A", "--sku", "B"]
+    assert env["KASSA_DATABASE_URL"] == url  # in the environment, never on the command line
+    assert not any("s3cret" in arg for arg in argv)
+
+
+def test_stock_check_uses_kassa_database_url_and_checks_only_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakeRun()
+    monkeypatch.setattr(cli.subprocess, "run", fake)
+    monkeypatch.setenv("KASSA_DATABASE_URL", "postgresql+psycopg://u@h/k")
+
+    assert main(["stock", "check"]) == 0
+    [(argv, env)] = fake.calls
+    assert argv == [sys.executable, "-m", "warehouse.reconcile"]
+    assert env["KASSA_DATABASE_URL"] == "postgresql+psycopg://u@h/k"
+
+
+@pytest.mark.parametrize("fake", [_FakeRun(-signal.SIGKILL), _FakeRun(error=OSError("no such interpreter"))])
+def test_stock_check_that_could_not_finish_exits_3(fake: _FakeRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli.subprocess, "run", fake)
+    assert main(["stock", "check", "--database-url", "postgresql+psycopg://u@h/k"]) == cli.STOCK_CHECK_FAILED
+    assert len(fake.calls) == 1
 
 
 # --------------------------------------------------------------------------------------------------

@@ -66,12 +66,16 @@ class Inventory(InventoryServiceStub):
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def inventory(settings: Settings) -> AsyncIterator[Inventory]:
-    """The warehouse served once per session; workers off so tests drive the sweeper themselves."""
-    async with (
-        running_service(bootstrap, settings, "127.0.0.1:0", run_workers=False) as server,
-        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
-    ):
+async def warehouse_addr(settings: Settings) -> AsyncIterator[str]:
+    """The warehouse served once per session in this process (client processes dial this address);
+    workers off so tests drive the sweeper themselves."""
+    async with running_service(bootstrap, settings, "127.0.0.1:0", run_workers=False) as server:
+        yield f"127.0.0.1:{server.port}"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def inventory(warehouse_addr: str) -> AsyncIterator[Inventory]:
+    async with grpc.aio.insecure_channel(warehouse_addr) as channel:
         yield Inventory(channel)
 
 

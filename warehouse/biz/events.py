@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from warehouse.model.inventory import Reservation
+from warehouse.model.reconciliation import StockAudit
 
 RESERVATIONS_CONFIRMED = "ReservationsConfirmed"
 RESERVATION_EXPIRED = "ReservationExpired"
+STOCK_RECONCILED = "StockReconciled"
 
 
 def reservation_payload(reservation_ref: str, reservations: Sequence[Reservation]) -> dict[str, Any]:
@@ -24,4 +26,20 @@ def reservation_payload(reservation_ref: str, reservations: Sequence[Reservation
             }
             for r in reservations
         ],
+    }
+
+
+def reconciled_payload(repaired: Sequence[StockAudit]) -> dict[str, Any]:
+    """{repairs: [{sku, warehouse_id, on_hand, reserved_before, reserved_after}]}."""
+    return {
+        "repairs": [
+            {
+                "sku": a.sku,
+                "warehouse_id": a.warehouse_id,
+                "on_hand": a.on_hand,
+                "reserved_before": a.reserved,
+                "reserved_after": a.active_reserved,
+            }
+            for a in repaired
+        ]
     }

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import Reservation, ReservationStatus, StockLevel, StockSetting, Warehouse
+from warehouse.model.reconciliation import StockAudit
 
 __all__ = ["InventoryStore", "InventoryTx"]
 
@@ -61,6 +62,12 @@ class InventoryTx(Protocol):
 
     async def upsert_warehouses(self, items: Sequence[Warehouse]) -> None: ...
 
+    async def lock_and_audit(self, keys: Sequence[tuple[str, str]]) -> list[StockAudit]:
+        """Lock these stock rows in (sku, warehouse_id) order, then recompute their active units."""
+
+    async def set_reserved(self, audits: Sequence[StockAudit]) -> list[StockAudit]:
+        """reserved = active_reserved for each (locked) row where that fits on_hand; the rows written."""
+
     async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
         """Record an event in the outbox, committed with the change it describes."""
 
@@ -73,3 +80,7 @@ class InventoryStore(Protocol):
     async def reservations_of(self, reservation_ref: str) -> list[Reservation]: ...
 
     async def warehouses(self, warehouse_ids: Sequence[str] | None = None) -> list[Warehouse]: ...
+
+    async def audit_stock(self, skus: Sequence[str] | None = None) -> tuple[int, list[StockAudit]]:
+        """One consistent snapshot (a single statement, no locks): rows checked, and the audits of the
+        rows with problems (of ``skus`` only, when given)."""

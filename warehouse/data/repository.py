@@ -28,6 +28,7 @@ from warehouse.model.inventory import (
     StockSetting,
     Warehouse,
 )
+from warehouse.model.reconciliation import StockAudit
 
 __all__ = ["SqlInventoryStore", "SqlInventoryTx"]
 
@@ -82,6 +83,63 @@ def _reservation(row: Any, origin: Address | None = None) -> Reservation:
 
 def _level(row: Any) -> StockLevel:
     return StockLevel(sku=row.sku, warehouse_id=row.warehouse_id, on_hand=row.on_hand, reserved=row.reserved)
+
+
+def _audit_query(
+    *, skus: Sequence[str] | None = None, keys: Sequence[tuple[str, str]] | None = None, only_problems: bool
+) -> sa.Select[Any]:
+    """Each stock row beside SUM(quantity) of its active reservations, in (sku, warehouse_id) order.
+
+    Restricted to ``skus`` or to the (sku, warehouse_id) ``keys`` when given; ``only_problems`` keeps
+    the rows a :class:`StockAudit` would flag (the same conditions, evaluated by Postgres).
+    """
+
+    def restrict(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        if skus is not None:
+            return [table.c.sku.in_(list(skus))]
+        if keys is not None:
+            return [sa.tuple_(table.c.sku, table.c.warehouse_id).in_(sorted(set(keys)))]
+        return []
+
+    active = (
+        sa.select(
+            reservations.c.sku,
+            reservations.c.warehouse_id,
+            sa.func.sum(reservations.c.quantity).label("units"),
+        )
+        .where(reservations.c.status == ReservationStatus.ACTIVE.value, *restrict(reservations))
+        .group_by(reservations.c.sku, reservations.c.warehouse_id)
+        .subquery("active")
+    )
+    units = sa.func.coalesce(active.c.units, 0)
+    same_row = sa.and_(active.c.sku == stock.c.sku, active.c.warehouse_id == stock.c.warehouse_id)
+    stmt = (
+        sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved, units.label("active_reserved"))
+        .select_from(stock.outerjoin(active, same_row))
+        .where(*restrict(stock))
+        .order_by(stock.c.sku, stock.c.warehouse_id)
+    )
+    if only_problems:
+        stmt = stmt.where(
+            sa.or_(
+                stock.c.reserved != units,
+                stock.c.on_hand < 0,
+                stock.c.reserved < 0,
+                stock.c.reserved > stock.c.on_hand,
+                units > stock.c.on_hand,
+            )
+        )
+    return stmt
+
+
+def _audit(row: Any) -> StockAudit:
+    return StockAudit(
+        sku=row.sku,
+        warehouse_id=row.warehouse_id,
+        on_hand=row.on_hand,
+        reserved=row.reserved,
+        active_reserved=int(row.active_reserved),
+    )
 
 
 def _seconds(ttl_seconds: int) -> sa.ColumnElement[Any]:
@@ -297,6 +355,33 @@ class SqlInventoryTx:
             )
         )
 
+    async def lock_and_audit(self, keys: Sequence[tuple[str, str]]) -> list[StockAudit]:
+        if not keys:
+            return []
+        await self._lock_stock_rows(keys)
+        # A new statement after the locks: it sees every step that touched these rows committed.
+        rows = await self._conn.execute(_audit_query(keys=keys, only_problems=False))
+        return [_audit(r) for r in rows]
+
+    async def set_reserved(self, audits: Sequence[StockAudit]) -> list[StockAudit]:
+        if not audits:
+            return []
+        target = sa.values(
+            sa.column("sku", sa.Text), sa.column("warehouse_id", sa.Text), sa.column("units", sa.BigInteger), name="v"
+        ).data([(a.sku, a.warehouse_id, a.active_reserved) for a in audits])
+        stmt = (
+            stock.update()
+            .where(
+                stock.c.sku == target.c.sku,
+                stock.c.warehouse_id == target.c.warehouse_id,
+                target.c.units <= stock.c.on_hand,
+            )
+            .values(reserved=target.c.units, updated_at=sa.func.now())
+            .returning(stock.c.sku, stock.c.warehouse_id)
+        )
+        written = {(r.sku, r.warehouse_id) for r in await self._conn.execute(stmt)}
+        return [a for a in audits if (a.sku, a.warehouse_id) in written]
+
     async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
         await add_event(
             self._conn, outbox, service=SERVICE, event_type=event_type, aggregate_id=aggregate_id, data=dict(data)
@@ -324,6 +409,23 @@ class SqlInventoryStore:
     async def reservations_of(self, reservation_ref: str) -> list[Reservation]:
         async with self._engine.connect() as conn:
             return await _reservations_of(conn, reservation_ref)
+
+    async def audit_stock(self, skus: Sequence[str] | None = None) -> tuple[int, list[StockAudit]]:
+        problems = _audit_query(skus=skus, only_problems=True).subquery("problems")
+        counted = sa.select(sa.func.count().label("checked")).select_from(stock)
+        if skus is not None:
+            counted = counted.where(stock.c.sku.in_(list(skus)))
+        total = counted.subquery("total")
+        # One statement, so one snapshot: the count and the findings can't disagree.
+        stmt = (
+            sa.select(total.c.checked, *problems.c)
+            .select_from(total.outerjoin(problems, sa.true()))
+            .order_by(problems.c.sku, problems.c.warehouse_id)
+        )
+        async with self._engine.connect() as conn:
+            rows = list(await conn.execute(stmt))
+        checked = rows[0].checked if rows else 0
+        return checked, [_audit(r) for r in rows if r.sku is not None]
 
     async def warehouses(self, warehouse_ids: Sequence[str] | None = None) -> list[Warehouse]:
         stmt = sa.select(warehouses.c.warehouse_id, warehouses.c.name, *_ADDRESS_COLUMNS).order_by(
