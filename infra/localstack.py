@@ -32,7 +32,6 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,6 +39,8 @@ from typing import Any, Self
 
 import psycopg
 from psycopg import sql
+
+from infra.procs import port_is_free, read_log_tail, stop_children
 
 __all__ = ["LocalStack", "LocalStackError", "StackEndpoints", "free_port", "free_ports"]
 
@@ -133,21 +134,6 @@ def nats_server_binary() -> Path:
 # Small helpers
 
 
-def _port_is_free(port: int) -> bool:
-    """True if nothing listens on 127.0.0.1:port.
-
-    SO_REUSEADDR mirrors what the servers themselves do, so a port merely in TIME_WAIT after a
-    previous run does not count as taken, while a live listener does.
-    """
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -206,14 +192,7 @@ class _Server:
 
     def log_tail(self) -> str:
         """The end of what this run wrote to the log, for error messages."""
-        try:
-            with self.log_path.open("rb") as fh:
-                fh.seek(self.log_offset)
-                lines = fh.read().decode(errors="replace").splitlines()
-        except OSError as exc:
-            return f"(could not read {self.log_path}: {exc})"
-        tail = "\n".join(lines[-_LOG_TAIL_LINES:])
-        return tail or "(log is empty)"
+        return read_log_tail(self.log_path, self.log_offset, _LOG_TAIL_LINES)
 
 
 @dataclass(frozen=True)
@@ -354,17 +333,11 @@ class LocalStack:
         atexit.unregister(self.stop)
         servers, self._servers = self._servers, []
         self._endpoints = None
-        for server in reversed(servers):
-            if server.popen.poll() is None:
-                server.popen.send_signal(server.stop_signal)
-        deadline = time.monotonic() + self._stop_timeout
-        for server in reversed(servers):
-            try:
-                server.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._log(f"{server.name} (pid {server.pid}) ignored its stop signal; sending SIGKILL")
-                server.popen.kill()
-                server.popen.wait()
+        stop_children(
+            [(server.name, server.popen, server.stop_signal) for server in reversed(servers)],
+            self._stop_timeout,
+            self._log,
+        )
 
     def __enter__(self) -> Self:
         self.start()
@@ -387,7 +360,7 @@ class LocalStack:
         while ours dies on "address already in use".
         """
         for name, port in (("postgres", self.pg_port), ("redis", self.redis_port), ("nats", self.nats_port)):
-            if not _port_is_free(port):
+            if not port_is_free(HOST, port):
                 raise LocalStackError(f"{name}: port {HOST}:{port} is already in use (another stack still running?)")
 
     def _spawn(
@@ -532,9 +505,7 @@ class LocalStack:
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise LocalStackError(f"postgres: initdb failed: {exc}") from exc
         if result.returncode != 0:
-            with log_path.open("rb") as fh:
-                fh.seek(offset)
-                tail = "\n".join(fh.read().decode(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
+            tail = read_log_tail(log_path, offset, _LOG_TAIL_LINES)
             raise LocalStackError(f"postgres: initdb exited with code {result.returncode}; end of {log_path}:\n{tail}")
         staging.rename(pg_dir)
 

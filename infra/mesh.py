@@ -12,12 +12,10 @@ from __future__ import annotations
 import atexit
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from infra.config import DEFAULT_ADDRS, DEV_JWT_SECRET, DEV_WEBHOOK_SECRET
 from infra.localstack import StackEndpoints
+from infra.procs import port_is_free, read_log_tail, stop_children
 
 __all__ = ["MESH_ORDER", "Mesh", "MeshError", "ProcessSpec", "default_specs", "mesh_env"]
 
@@ -129,17 +128,6 @@ def default_specs(env: Mapping[str, str]) -> list[ProcessSpec]:
     return specs
 
 
-def _port_is_free(host: str, port: int) -> bool:
-    """True if nothing listens on host:port (a port merely in TIME_WAIT counts as free)."""
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 @dataclass
 class _Process:
     spec: ProcessSpec
@@ -153,13 +141,7 @@ class _Process:
 
     def log_tail(self) -> str:
         """The end of what this run wrote to its log, for error messages."""
-        try:
-            with self.log_path.open("rb") as fh:
-                fh.seek(self.log_offset)
-                lines = fh.read().decode(errors="replace").splitlines()
-        except OSError as exc:
-            return f"(could not read {self.log_path}: {exc})"
-        return "\n".join(lines[-_LOG_TAIL_LINES:]) or "(log is empty)"
+        return read_log_tail(self.log_path, self.log_offset, _LOG_TAIL_LINES)
 
 
 class Mesh:
@@ -246,19 +228,11 @@ class Mesh:
         """
         atexit.unregister(self.stop)
         processes, self._processes = self._processes, []
-        for proc in reversed(processes):
-            if proc.popen.poll() is None:
-                proc.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self._stop_timeout
-        codes: dict[str, int] = {}
-        for proc in reversed(processes):
-            try:
-                codes[proc.spec.name] = proc.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._log(f"{proc.spec.name} (pid {proc.pid}) ignored SIGTERM; sending SIGKILL")
-                proc.popen.kill()
-                codes[proc.spec.name] = proc.popen.wait()
-        return codes
+        return stop_children(
+            [(proc.spec.name, proc.popen, signal.SIGTERM) for proc in reversed(processes)],
+            self._stop_timeout,
+            self._log,
+        )
 
     def __enter__(self) -> Self:
         self.start()
@@ -278,7 +252,7 @@ class Mesh:
         """Refuse a taken port, or the health check could pass against a leftover process."""
         for spec in self.specs:
             host = spec.addr.rsplit(":", 1)[0]
-            if not _port_is_free(host, spec.port):
+            if not port_is_free(host, spec.port):
                 raise MeshError(f"{spec.name}: {spec.addr} is already in use (another mesh still running?)")
 
     def _spawn(self, spec: ProcessSpec) -> _Process:
