@@ -1,9 +1,9 @@
 """Plain protobuf <-> domain conversions of the shared ``kassa.common.v1`` types and timestamps.
 
-Shape only, no validation: a service that must refuse bad input (a missing currency, a negative
-amount) checks the message first and names the request field in its ``InvalidArgument``, then
-converts with these. Only ``service/`` and ``adapter/`` code imports this module (it pulls in the
-generated code).
+The plain converters check nothing. ``checked_currency`` and ``money_in_currency`` are the
+validating variants for request input: they refuse a bad currency or amount with an
+``InvalidArgument`` naming the request field. Only ``service/`` and ``adapter/`` code imports
+this module (it pulls in the generated code).
 """
 
 from __future__ import annotations
@@ -14,10 +14,19 @@ from typing import overload
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from infra.address import Address
-from infra.money import Money
+from infra.errors import InvalidArgument
+from infra.money import Money, validate_currency
 from kassa.common.v1 import address_pb2, money_pb2
 
-__all__ = ["address_from_pb", "address_to_pb", "money_from_pb", "money_to_pb", "timestamp_to_pb"]
+__all__ = [
+    "address_from_pb",
+    "address_to_pb",
+    "checked_currency",
+    "money_from_pb",
+    "money_in_currency",
+    "money_to_pb",
+    "timestamp_to_pb",
+]
 
 
 def money_to_pb(money: Money) -> money_pb2.Money:
@@ -78,3 +87,22 @@ def timestamp_to_pb(value: datetime | None) -> Timestamp | None:
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+def checked_currency(field: str, code: str) -> str:
+    """``code`` if it is a supported ISO 4217 code, else InvalidArgument naming ``field``."""
+    problem = validate_currency(code)
+    if problem:
+        raise InvalidArgument(field, problem)
+    return code
+
+
+def money_in_currency(field: str, pb: money_pb2.Money, currency_code: str) -> Money:
+    """A non-negative amount in the request's currency; an unset message is zero."""
+    if pb.currency_code and pb.currency_code != currency_code:
+        raise InvalidArgument(f"{field}.currency_code", f"must be {currency_code}, the request's currency")
+    if not pb.currency_code and pb.amount_minor:
+        raise InvalidArgument(f"{field}.currency_code", "is required")
+    if pb.amount_minor < 0:
+        raise InvalidArgument(f"{field}.amount_minor", "must not be negative")
+    return money_from_pb(pb, default_currency=currency_code)

@@ -7,14 +7,14 @@ import grpc
 from infra.auth import require_identity, require_privileged
 from infra.errors import InvalidArgument
 from infra.money import Money
-from infra.pb import money_to_pb
+from infra.pb import checked_currency, money_in_currency, money_to_pb
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc
 from pricing.biz import catalog, shipping, tax
 from pricing.biz.ports import ProductRepo, RateRepo
 from pricing.model.catalog import TAX_CLASSES, Product
 from pricing.model.rates import SHIPPING_METHODS, Parcel, TaxableLine
-from pricing.service.validation import check_country, check_currency, check_sku, money_from_pb
+from pricing.service.validation import check_country, check_sku
 
 __all__ = ["MAX_BATCH", "PricingService"]
 
@@ -53,7 +53,7 @@ def _product_from_pb(i: int, p: pb.Product) -> Product:
     seen: set[str] = set()
     prices: list[Money] = []
     for j, price in enumerate(p.prices):
-        currency = check_currency(f"{field}.prices[{j}].currency_code", price.currency_code)
+        currency = checked_currency(f"{field}.prices[{j}].currency_code", price.currency_code)
         if currency in seen:
             raise InvalidArgument(f"{field}.prices[{j}].currency_code", f"duplicate price in {currency}")
         seen.add(currency)
@@ -81,7 +81,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
     ) -> pb.GetProductsResponse:
         require_identity()
         if request.currency_code:
-            check_currency("currency_code", request.currency_code)
+            checked_currency("currency_code", request.currency_code)
         _check_batch("skus", len(request.skus))
         for i, sku in enumerate(request.skus):
             check_sku(f"skus[{i}]", sku)
@@ -121,7 +121,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
         require_identity()
         if request.shipping_method not in SHIPPING_METHODS:
             raise InvalidArgument("shipping_method", f"must be one of {', '.join(SHIPPING_METHODS)}")
-        currency = check_currency("currency_code", request.currency_code)
+        currency = checked_currency("currency_code", request.currency_code)
         destination = check_country("destination.country_code", request.destination.country_code)
         _check_batch("parcels", len(request.parcels))
         parcels: list[Parcel] = []
@@ -143,7 +143,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
         self, request: pb.CalculateTaxRequest, context: grpc.aio.ServicerContext
     ) -> pb.CalculateTaxResponse:
         require_identity()
-        currency = check_currency("currency_code", request.currency_code)
+        currency = checked_currency("currency_code", request.currency_code)
         destination = check_country("destination.country_code", request.destination.country_code)
         _check_batch("lines", len(request.lines))
         lines: list[TaxableLine] = []
@@ -151,9 +151,9 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
             check_sku(f"lines[{i}].sku", line.sku)
             if line.tax_class not in TAX_CLASSES:
                 raise InvalidArgument(f"lines[{i}].tax_class", f"must be one of {', '.join(TAX_CLASSES)}")
-            amount = money_from_pb(f"lines[{i}].amount", line.amount, currency)
+            amount = money_in_currency(f"lines[{i}].amount", line.amount, currency)
             lines.append(TaxableLine(line.sku, line.tax_class, amount))
-        shipping_total = money_from_pb("shipping_total", request.shipping_total, currency)
+        shipping_total = money_in_currency("shipping_total", request.shipping_total, currency)
         result = await tax.calculate_tax(
             self._rates,
             lines=lines,

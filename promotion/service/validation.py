@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC
 
 from infra.errors import InvalidArgument
-from infra.money import Money, validate_currency
-from infra.pb import money_from_pb
+from infra.pb import checked_currency, money_in_currency
 from kassa.common.v1 import money_pb2
 from kassa.promotion.v1 import promotion_pb2
 from promotion.model.promotion import Cart, CartLine, Conditions, Promotion, PromotionType
@@ -38,13 +37,6 @@ PB_TYPES: dict[int, PromotionType] = {
 }
 
 
-def check_currency(field: str, code: str) -> str:
-    problem = validate_currency(code)
-    if problem:
-        raise InvalidArgument(field, problem)
-    return code
-
-
 def check_reference(field: str, ref: str) -> str:
     if not ref.strip():
         raise InvalidArgument(field, "is required")
@@ -64,21 +56,10 @@ def check_codes(codes: Sequence[str]) -> list[str]:
     return list(codes)
 
 
-def _money(field: str, pb: money_pb2.Money, currency_code: str) -> Money:
-    """A non-negative amount in the request's currency; an unset message is zero."""
-    if pb.currency_code and pb.currency_code != currency_code:
-        raise InvalidArgument(f"{field}.currency_code", f"must be {currency_code}, the request's currency")
-    if not pb.currency_code and pb.amount_minor:
-        raise InvalidArgument(f"{field}.currency_code", "is required")
-    if pb.amount_minor < 0:
-        raise InvalidArgument(f"{field}.amount_minor", "must not be negative")
-    return money_from_pb(pb, default_currency=currency_code)
-
-
 def cart_from_pb(
     currency_code: str, lines: Sequence[promotion_pb2.PromotionLine], shipping_total: money_pb2.Money
 ) -> Cart:
-    currency = check_currency("currency_code", currency_code)
+    currency = checked_currency("currency_code", currency_code)
     if len(lines) > MAX_LINES:
         raise InvalidArgument("lines", f"at most {MAX_LINES} lines")
     cart_lines: list[CartLine] = []
@@ -87,9 +68,9 @@ def cart_from_pb(
             raise InvalidArgument(f"lines[{i}].sku", "must be 1-64 characters of A-Z a-z 0-9 . _ -")
         if not 1 <= line.quantity <= MAX_QUANTITY:
             raise InvalidArgument(f"lines[{i}].quantity", f"must be between 1 and {MAX_QUANTITY}")
-        price = _money(f"lines[{i}].unit_price", line.unit_price, currency)
+        price = money_in_currency(f"lines[{i}].unit_price", line.unit_price, currency)
         cart_lines.append(CartLine(line.sku, line.category, line.brand, line.quantity, price))
-    shipping = _money("shipping_total", shipping_total, currency)
+    shipping = money_in_currency("shipping_total", shipping_total, currency)
     return Cart(currency, tuple(cart_lines), shipping)
 
 
@@ -114,7 +95,7 @@ def promotion_from_pb(p: promotion_pb2.Promotion) -> Promotion:
     kind = PB_TYPES.get(p.type)
     if kind is None:
         raise InvalidArgument(f"{f}.type", "must be PERCENTAGE, FIXED_AMOUNT, FREE_SHIPPING or BUY_X_GET_Y")
-    currency = check_currency(f"{f}.currency_code", p.currency_code) if p.currency_code else ""
+    currency = checked_currency(f"{f}.currency_code", p.currency_code) if p.currency_code else ""
 
     if kind is PromotionType.PERCENTAGE:
         if not 1 <= p.percent_off <= 100:
@@ -126,7 +107,7 @@ def promotion_from_pb(p: promotion_pb2.Promotion) -> Promotion:
     if kind is PromotionType.FIXED_AMOUNT:
         if not p.HasField("amount_off"):
             raise InvalidArgument(f"{f}.amount_off", "is required for FIXED_AMOUNT promotions")
-        off_currency = check_currency(f"{f}.amount_off.currency_code", p.amount_off.currency_code)
+        off_currency = checked_currency(f"{f}.amount_off.currency_code", p.amount_off.currency_code)
         if currency and off_currency != currency:
             raise InvalidArgument(f"{f}.amount_off.currency_code", f"must match promotion.currency_code {currency}")
         if p.amount_off.amount_minor <= 0:
@@ -139,7 +120,7 @@ def promotion_from_pb(p: promotion_pb2.Promotion) -> Promotion:
     if p.min_subtotal.amount_minor < 0:
         raise InvalidArgument(f"{f}.min_subtotal.amount_minor", "must not be negative")
     if p.min_subtotal.amount_minor > 0:
-        min_currency = check_currency(f"{f}.min_subtotal.currency_code", p.min_subtotal.currency_code)
+        min_currency = checked_currency(f"{f}.min_subtotal.currency_code", p.min_subtotal.currency_code)
         if currency and min_currency != currency:
             raise InvalidArgument(f"{f}.min_subtotal.currency_code", f"must match the promotion's currency {currency}")
         currency, min_subtotal = min_currency, p.min_subtotal.amount_minor
