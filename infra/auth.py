@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -31,6 +32,8 @@ __all__ = [
 ROLE_CUSTOMER = "customer"
 ROLE_ADMIN = "admin"
 ROLE_SERVICE = "service"
+
+_VERIFIED_CACHE_SIZE = 4096
 
 
 class Unauthenticated(DomainError):
@@ -125,8 +128,25 @@ class JwtVerifier:
         self._issuer = issuer
         self._audience = audience
         self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
+        # token -> (identity, exp): every call of a checkout carries the same few tokens, and a
+        # signature check costs more than the rest of a small RPC's plumbing. Only tokens that
+        # verified are kept, each until its own expiry, so the answer is the same as verifying again.
+        self._verified: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
 
     def verify(self, token: str) -> Identity:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() < cached[1]:
+                self._verified.move_to_end(token)
+                return cached[0]
+            del self._verified[token]
+        identity, exp = self._verify(token)
+        self._verified[token] = (identity, exp)
+        if len(self._verified) > _VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return identity
+
+    def _verify(self, token: str) -> tuple[Identity, float]:
         options = {"require": ["sub", "exp"], "verify_aud": self._audience is not None}
         try:
             if self._jwks is not None:
@@ -148,7 +168,8 @@ class JwtVerifier:
         if not subject:
             raise Unauthenticated("invalid token: empty subject")
         role = str(claims.get("role") or ROLE_CUSTOMER)
-        return Identity(subject=subject, role=role, guest=bool(claims.get("guest")), token=token)
+        identity = Identity(subject=subject, role=role, guest=bool(claims.get("guest")), token=token)
+        return identity, float(claims["exp"])
 
     def from_authorization(self, header: str | None) -> Identity | None:
         if not header:

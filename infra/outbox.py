@@ -148,6 +148,7 @@ class OutboxPublisher:
         batch_size: int = 100,
         lease_seconds: int = 60,
         poll_interval: float = 0.2,
+        max_idle_interval: float = 1.0,
         retention_hours: int = 72,
     ) -> None:
         self._engine = engine
@@ -156,6 +157,7 @@ class OutboxPublisher:
         self._batch = batch_size
         self._lease = lease_seconds
         self._poll = poll_interval
+        self._max_idle = max(max_idle_interval, poll_interval)
         self._retention = retention_hours
         self._wake = asyncio.Event()
 
@@ -196,6 +198,8 @@ class OutboxPublisher:
     async def publish_once(self) -> int:
         """Claim and publish one batch; returns how many rows were sent."""
         rows = await self.claim()
+        if not rows:
+            return 0
         sent: list[uuid.UUID] = []
         failed: dict[uuid.UUID, str] = {}
         for row in rows:
@@ -238,8 +242,14 @@ class OutboxPublisher:
         return result.rowcount or 0
 
     async def run(self) -> None:
-        """Publish until cancelled. Errors are logged and retried; nothing is dropped."""
+        """Publish until cancelled. Errors are logged and retried; nothing is dropped.
+
+        While events keep coming it polls every ``poll_interval``; each empty cycle doubles the wait,
+        up to ``max_idle_interval``, so an idle service costs the database little. ``notify()`` and
+        any cycle that finds work bring it straight back to the short poll.
+        """
         cycles = 0
+        delay = self._poll
         while True:
             try:
                 n = await self.publish_once()
@@ -251,7 +261,10 @@ class OutboxPublisher:
             except Exception:
                 log.exception("outbox publisher cycle failed")
                 n = 0
+            delay = self._poll if n else min(delay * 2, self._max_idle)
             if n < self._batch:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                if self._wake.is_set():
+                    delay = self._poll

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -146,6 +147,88 @@ def _seconds(ttl_seconds: int) -> sa.ColumnElement[Any]:
     return sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.cast(ttl_seconds, sa.Integer))
 
 
+# Statements built once with array bind parameters (``unnest``), so every call hits SQLAlchemy's
+# compiled-statement cache whatever the number of rows; a ``VALUES`` construct carrying the rows
+# as data would be compiled again on every call.
+_TEXTS = postgresql.ARRAY(sa.Text)
+_BIGINTS = postgresql.ARRAY(sa.BigInteger)
+
+
+def _rows_param() -> sa.TableValuedAlias:
+    """``unnest(:skus, :warehouse_ids, :quantities) AS v(sku, warehouse_id, qty)``."""
+    return (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("skus"), _TEXTS),
+            sa.cast(sa.bindparam("warehouse_ids"), _TEXTS),
+            sa.cast(sa.bindparam("quantities"), _BIGINTS),
+        )
+        .table_valued(sa.column("sku", sa.Text), sa.column("warehouse_id", sa.Text), sa.column("qty", sa.BigInteger))
+        .render_derived(name="v")
+    )
+
+
+def _hold_stmt() -> sa.Update:
+    wanted = _rows_param()
+    return (
+        stock.update()
+        .where(
+            stock.c.sku == wanted.c.sku,
+            stock.c.warehouse_id == wanted.c.warehouse_id,
+            stock.c.on_hand - stock.c.reserved >= wanted.c.qty,
+        )
+        .values(reserved=stock.c.reserved + wanted.c.qty, updated_at=sa.func.now())
+        .returning(stock.c.sku, stock.c.warehouse_id)
+    )
+
+
+def _give_back_stmt(*, sold: bool) -> sa.Update:
+    back = _rows_param()
+    values: dict[str, Any] = {"reserved": stock.c.reserved - back.c.qty, "updated_at": sa.func.now()}
+    if sold:
+        values["on_hand"] = stock.c.on_hand - back.c.qty
+    same_row = sa.and_(stock.c.sku == back.c.sku, stock.c.warehouse_id == back.c.warehouse_id)
+    return stock.update().where(same_row).values(**values)
+
+
+def _insert_reservations_stmt() -> sa.Insert:
+    rows = (
+        sa.func.unnest(
+            sa.cast(sa.bindparam("reservation_ids"), postgresql.ARRAY(postgresql.UUID(as_uuid=True))),
+            sa.cast(sa.bindparam("skus"), _TEXTS),
+            sa.cast(sa.bindparam("warehouse_ids"), _TEXTS),
+            sa.cast(sa.bindparam("quantities"), _BIGINTS),
+        )
+        .table_valued(
+            sa.column("reservation_id", postgresql.UUID(as_uuid=True)),
+            sa.column("sku", sa.Text),
+            sa.column("warehouse_id", sa.Text),
+            sa.column("qty", sa.BigInteger),
+        )
+        .render_derived(name="v")
+    )
+    expires_at = sa.func.now() + sa.func.make_interval(
+        0, 0, 0, 0, 0, 0, sa.cast(sa.bindparam("ttl_seconds"), sa.Integer)
+    )
+    return reservations.insert().from_select(
+        ["reservation_id", "reservation_ref", "sku", "warehouse_id", "quantity", "status", "expires_at"],
+        sa.select(
+            rows.c.reservation_id,
+            sa.cast(sa.bindparam("reservation_ref"), sa.Text),
+            rows.c.sku,
+            rows.c.warehouse_id,
+            rows.c.qty,
+            sa.literal(ReservationStatus.ACTIVE.value, sa.Text),
+            expires_at,
+        ),
+    )
+
+
+_HOLD = _hold_stmt()
+_GIVE_BACK = _give_back_stmt(sold=False)
+_GIVE_BACK_SOLD = _give_back_stmt(sold=True)
+_INSERT_RESERVATIONS = _insert_reservations_stmt()
+
+
 async def _reservations_of(conn: AsyncConnection, reservation_ref: str) -> list[Reservation]:
     stmt = (
         sa.select(*_RESERVATION_COLUMNS, *_ADDRESS_COLUMNS)
@@ -198,40 +281,26 @@ class SqlInventoryTx:
         )
 
     async def hold(self, allocations: Sequence[Allocation]) -> set[tuple[str, str]]:
-        wanted = sa.values(
-            sa.column("sku", sa.Text), sa.column("warehouse_id", sa.Text), sa.column("qty", sa.BigInteger), name="v"
-        ).data([(a.sku, a.warehouse_id, a.quantity) for a in allocations])
-        stmt = (
-            stock.update()
-            .where(
-                stock.c.sku == wanted.c.sku,
-                stock.c.warehouse_id == wanted.c.warehouse_id,
-                stock.c.on_hand - stock.c.reserved >= wanted.c.qty,
-            )
-            .values(reserved=stock.c.reserved + wanted.c.qty, updated_at=sa.func.now())
-            .returning(stock.c.sku, stock.c.warehouse_id)
-        )
-        return {(r.sku, r.warehouse_id) for r in await self._conn.execute(stmt)}
+        params = {
+            "skus": [a.sku for a in allocations],
+            "warehouse_ids": [a.warehouse_id for a in allocations],
+            "quantities": [a.quantity for a in allocations],
+        }
+        return {(r.sku, r.warehouse_id) for r in await self._conn.execute(_HOLD, params)}
 
     async def insert_reservations(
         self, reservation_ref: str, allocations: Sequence[Allocation], ttl_seconds: int
     ) -> None:
-        expires_at = sa.func.now() + _seconds(ttl_seconds)
         await self._conn.execute(
-            reservations.insert().values(
-                [
-                    {
-                        "reservation_id": uuid.uuid4(),
-                        "reservation_ref": reservation_ref,
-                        "sku": a.sku,
-                        "warehouse_id": a.warehouse_id,
-                        "quantity": a.quantity,
-                        "status": ReservationStatus.ACTIVE.value,
-                        "expires_at": expires_at,
-                    }
-                    for a in allocations
-                ]
-            )
+            _INSERT_RESERVATIONS,
+            {
+                "reservation_ids": [uuid.uuid4() for _ in allocations],
+                "reservation_ref": reservation_ref,
+                "skus": [a.sku for a in allocations],
+                "warehouse_ids": [a.warehouse_id for a in allocations],
+                "quantities": [a.quantity for a in allocations],
+                "ttl_seconds": ttl_seconds,
+            },
         )
 
     async def transition(
@@ -296,14 +365,13 @@ class SqlInventoryTx:
             key = (r.sku, r.warehouse_id)
             totals[key] = totals.get(key, 0) + r.quantity
         await self._lock_stock_rows(list(totals))
-        back = sa.values(
-            sa.column("sku", sa.Text), sa.column("warehouse_id", sa.Text), sa.column("qty", sa.BigInteger), name="v"
-        ).data([(sku, wh, qty) for (sku, wh), qty in sorted(totals.items())])
-        values: dict[str, Any] = {"reserved": stock.c.reserved - back.c.qty, "updated_at": sa.func.now()}
-        if sold:
-            values["on_hand"] = stock.c.on_hand - back.c.qty
-        same_row = sa.and_(stock.c.sku == back.c.sku, stock.c.warehouse_id == back.c.warehouse_id)
-        await self._conn.execute(stock.update().where(same_row).values(**values))
+        rows = sorted(totals.items())
+        params = {
+            "skus": [sku for (sku, _), _ in rows],
+            "warehouse_ids": [wh for (_, wh), _ in rows],
+            "quantities": [qty for _, qty in rows],
+        }
+        await self._conn.execute(_GIVE_BACK_SOLD if sold else _GIVE_BACK, params)
 
     async def set_stock(self, settings: Sequence[StockSetting]) -> tuple[list[StockLevel], list[int]]:
         order = sorted(range(len(settings)), key=lambda i: (settings[i].sku, settings[i].warehouse_id))
