@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -330,3 +330,20 @@ async def test_post_order_steps_that_keep_failing_go_to_the_dlq_and_the_order_st
     assert order["status"] is OrderStatus.CONFIRMED
     assert world.inventory.held[session.session_id].status == "CONFIRMED"
     assert world.promotion.reserved_for(session.session_id) == {"SAVE10": "CONFIRMED"}
+
+
+async def test_an_expired_session_cannot_be_confirmed_and_start_reserves_again(world) -> None:
+    session = await world.ready_session()
+    _session(world, session.session_id).expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    with pytest.raises(FailedPrecondition) as err:
+        await world.confirm_session(session)
+    assert err.value.reason == "SESSION_EXPIRED"
+    assert world.payment.count("authorize") == 0
+    assert world.order.orders == {}
+
+    again, _ = await world.start(world.customer, session.cart_id)
+    assert again.session_id != session.session_id
+    assert again.status is SessionStatus.OPEN
+    assert _session(world, session.session_id).status is SessionStatus.EXPIRED
+    assert world.inventory.held[again.session_id].status == "ACTIVE"
+    assert world.inventory.held[session.session_id].status != "ACTIVE"
