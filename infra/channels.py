@@ -8,6 +8,8 @@ token when there is no end-user call to forward (workers, compensations).
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
 from infra.auth import ROLE_SERVICE, current_identity, mint_token
@@ -38,8 +40,6 @@ class ServiceCredentials:
         self._renew_at = 0.0
 
     def token(self) -> str:
-        import time
-
         now = time.time()
         if now >= self._renew_at:
             self._token = mint_token(self._secret, self._subject, role=ROLE_SERVICE, ttl_seconds=self._ttl)

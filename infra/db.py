@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["create_engine", "sync_url"]
+__all__ = ["create_engine"]
 
 
 def create_engine(url: str, *, pool_size: int = 10, application_name: str = "kassa") -> AsyncEngine:
@@ -20,8 +20,3 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "kas
         pool_recycle=1800,
         connect_args={"application_name": application_name},
     )
-
-
-def sync_url(url: str) -> str:
-    """The same database for synchronous tools (Alembic): psycopg 3 serves both."""
-    return url

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from infra import errors
@@ -84,7 +84,3 @@ def to_domain_error(err: grpc.aio.AioRpcError) -> errors.DomainError:
         exc.metadata.update(info.metadata)
         return exc
     return cls(err.details() or info.reason, reason=info.reason, metadata=dict(info.metadata))
-
-
-# Keep the google.rpc.code enum referenced for readers mapping HTTP statuses.
-GRPC_CODE_NAMES = {v: k for k, v in code_pb2.Code.items()}

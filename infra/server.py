@@ -106,11 +106,8 @@ async def start_server(
     addr: str,
     registrations: Iterable[Registration],
     verifier: JwtVerifier,
-    *,
-    max_workers_hint: int = 0,
 ) -> Server:
     """Bind ``addr`` (``127.0.0.1:0`` picks a free port) and start serving."""
-    del max_workers_hint
     server = grpc.aio.server(
         interceptors=[KassaInterceptor(verifier)],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * 1024 * 1024)],
