@@ -2,6 +2,10 @@
 
 Repositories use SQLAlchemy Core with one short transaction per step and
 conditional ``UPDATE … RETURNING`` instead of read-modify-write.
+
+No ``pool_pre_ping``: it costs a round trip on every transaction (~60 per checkout). A connection
+that Postgres dropped fails its one call instead; SQLAlchemy then invalidates the whole pool, and the
+server interceptor answers that call UNAVAILABLE, which every client in the mesh retries.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "kas
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"application_name": application_name},
     )

@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy import exc as sa_exc
 
 from infra import errors
 from infra.auth import JwtVerifier, identity_var
@@ -34,6 +35,7 @@ __all__ = ["Registration", "Server", "run_until_signalled", "start_server"]
 log = logging.getLogger("kassa.server")
 
 _UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_DB_UNAVAILABLE = errors.Unavailable("the database is unreachable or dropped the connection; retry")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,11 @@ class KassaInterceptor(grpc.aio.ServerInterceptor):
                 await abort_with(context, exc)
             except asyncio.CancelledError:
                 raise
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                # The database went away or dropped this connection (restart, failover, network): transient.
+                # SQLAlchemy has already invalidated the pool, so a retry gets a fresh connection.
+                log.warning("database unavailable in %s: %s", method, type(exc.orig).__name__)
+                await abort_with(context, _DB_UNAVAILABLE)
             except Exception:
                 # grpc's own abort() raises an internal exception we must let through.
                 if context.code() is not None:
