@@ -366,6 +366,10 @@ class _FakeCarts:
     async def get(self, cart_id: str) -> Cart | None:
         return copy.deepcopy(self._s.carts.get(cart_id))
 
+    async def get_head(self, cart_id: str) -> Cart | None:
+        cart = self._s.carts.get(cart_id)
+        return None if cart is None else replace(cart, items=[])
+
     async def lock_active(self, cart_id: str) -> Cart | None:
         cart = self._s.carts.get(cart_id)
         if cart is None or cart.status is not CartStatus.ACTIVE:
@@ -375,7 +379,10 @@ class _FakeCarts:
 
     async def upsert_item(self, cart_id: str, item: CartItem) -> None:
         cart = self._s.carts[cart_id]
-        cart.items = [i for i in cart.items if i.sku != item.sku] + [item]
+        if cart.item(item.sku) is None:
+            cart.items = [*cart.items, item]
+        else:
+            cart.items = [item if i.sku == item.sku else i for i in cart.items]
 
     async def delete_item(self, cart_id: str, sku: str) -> bool:
         cart = self._s.carts[cart_id]
@@ -416,12 +423,12 @@ class _FakeSessions:
             None,
         )
 
-    async def create(self, session: Session) -> bool:
+    async def create(self, session: Session) -> Session | None:
         if self._live(session.cart_id) is not None:
-            return False
+            return None
         now = datetime.now(UTC)
         self._s.sessions[session.session_id] = replace(copy.deepcopy(session), created_at=now, updated_at=now)
-        return True
+        return copy.deepcopy(self._s.sessions[session.session_id])
 
     async def get(self, session_id: str) -> Session | None:
         return copy.deepcopy(self._s.sessions.get(session_id))
@@ -429,13 +436,13 @@ class _FakeSessions:
     async def get_live_for_cart(self, cart_id: str) -> Session | None:
         return copy.deepcopy(self._live(cart_id))
 
-    async def update_state(self, session_id: str, changes: dict[str, Any]) -> bool:
+    async def update_state(self, session_id: str, changes: dict[str, Any]) -> Session | None:
         s = self._s.sessions.get(session_id)
         if s is None or s.status is not SessionStatus.OPEN or s.is_expired(datetime.now(UTC)):
-            return False
+            return None
         for key, value in changes.items():
             setattr(s, key, Address.from_dict(value) if key in ("shipping_address", "billing_address") else value)
-        return True
+        return copy.deepcopy(s)
 
     async def save_preview(self, session_id: str, preview: Preview) -> None:
         self._s.sessions[session_id].preview = preview

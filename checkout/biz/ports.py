@@ -126,11 +126,17 @@ class CartRepo(Protocol):
 
     async def get(self, cart_id: str) -> Cart | None: ...
 
+    async def get_head(self, cart_id: str) -> Cart | None:
+        """The cart without reading its lines (``items`` is left empty): owner, status, currency, version."""
+        ...
+
     async def lock_active(self, cart_id: str) -> Cart | None:
         """Lock an ACTIVE cart for change (bumping its version); None when it isn't ACTIVE."""
         ...
 
-    async def upsert_item(self, cart_id: str, item: CartItem) -> None: ...
+    async def upsert_item(self, cart_id: str, item: CartItem) -> None:
+        """Replace the sku's line in place, or add it after every existing line."""
+        ...
 
     async def delete_item(self, cart_id: str, sku: str) -> bool: ...
 
@@ -144,16 +150,16 @@ class CartRepo(Protocol):
 
 
 class SessionRepo(Protocol):
-    async def create(self, session: Session) -> bool:
-        """False when the cart already has a live (OPEN or CONFIRMING) session."""
+    async def create(self, session: Session) -> Session | None:
+        """The stored session; None when the cart already has a live (OPEN or CONFIRMING) session."""
         ...
 
     async def get(self, session_id: str) -> Session | None: ...
 
     async def get_live_for_cart(self, cart_id: str) -> Session | None: ...
 
-    async def update_state(self, session_id: str, changes: dict[str, Any]) -> bool:
-        """Apply changes to an OPEN, unexpired session; False otherwise."""
+    async def update_state(self, session_id: str, changes: dict[str, Any]) -> Session | None:
+        """Apply changes to an OPEN, unexpired session and return it; None otherwise."""
         ...
 
     async def save_preview(self, session_id: str, preview: Preview) -> None: ...

@@ -36,6 +36,51 @@ __all__ = ["SqlCartRepo", "SqlCompensationRepo", "SqlSessionRepo"]
 _NOW = sa.func.now()
 _IDEMPOTENCY_INDEX = "checkout_sessions_idempotency_key_uq"
 
+# The hot statements, built once (building a statement per call costs more CPU than running it).
+_GET_CART = sa.select(carts).where(carts.c.cart_id == sa.bindparam("cart_id"))
+_GET_ITEMS = (
+    sa.select(cart_items)
+    .where(cart_items.c.cart_id == sa.bindparam("cart_id"))
+    .order_by(cart_items.c.added_at, cart_items.c.sku)
+)
+_LOCK_ACTIVE = (
+    carts.update()
+    .where(carts.c.cart_id == sa.bindparam("b_cart_id"), carts.c.status == CartStatus.ACTIVE.value)
+    .values(version=carts.c.version + 1, updated_at=_NOW)
+    .returning(*carts.c)
+)
+_new_item = insert(cart_items).values(
+    cart_id=sa.bindparam("b_cart_id"),
+    sku=sa.bindparam("b_sku"),
+    name=sa.bindparam("b_name"),
+    quantity=sa.bindparam("b_quantity"),
+    unit_price_minor=sa.bindparam("b_unit_price_minor"),
+    # The time of the insert, not of the transaction's start: under the cart's row lock, a new line
+    # sorts after every line already there, so a caller can append it without reading the cart again.
+    added_at=sa.func.clock_timestamp(),
+)
+_UPSERT_ITEM = _new_item.on_conflict_do_update(
+    index_elements=[cart_items.c.cart_id, cart_items.c.sku],
+    set_={
+        "name": _new_item.excluded.name,
+        "quantity": _new_item.excluded.quantity,
+        "unit_price_minor": _new_item.excluded.unit_price_minor,
+    },
+)
+
+
+def _cart(row: sa.Row[Any], items: list[CartItem]) -> Cart:
+    return Cart(
+        cart_id=row.cart_id,
+        customer_id=row.customer_id,
+        currency_code=row.currency_code,
+        status=CartStatus(row.status),
+        version=row.version,
+        items=items,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
 
 def _in(seconds: float) -> sa.ColumnElement[Any]:
     """now() + the given number of seconds (a number we computed, never user input)."""
@@ -47,67 +92,42 @@ class SqlCartRepo:
         self._c = conn
 
     async def create(self, cart: Cart) -> Cart:
-        await self._c.execute(
-            carts.insert().values(
-                cart_id=cart.cart_id,
-                customer_id=cart.customer_id,
-                currency_code=cart.currency_code,
-                status=cart.status.value,
-            )
-        )
-        created = await self.get(cart.cart_id)
-        assert created is not None
-        return created
-
-    async def get(self, cart_id: str) -> Cart | None:
-        row = (await self._c.execute(sa.select(carts).where(carts.c.cart_id == cart_id))).first()
-        return None if row is None else await self._with_items(row)
-
-    async def lock_active(self, cart_id: str) -> Cart | None:
         row = (
             await self._c.execute(
-                carts.update()
-                .where(carts.c.cart_id == cart_id, carts.c.status == CartStatus.ACTIVE.value)
-                .values(version=carts.c.version + 1, updated_at=_NOW)
+                carts.insert()
+                .values(
+                    cart_id=cart.cart_id,
+                    customer_id=cart.customer_id,
+                    currency_code=cart.currency_code,
+                    status=cart.status.value,
+                )
                 .returning(*carts.c)
             )
-        ).first()
+        ).one()
+        return _cart(row, [])
+
+    async def get(self, cart_id: str) -> Cart | None:
+        row = (await self._c.execute(_GET_CART, {"cart_id": cart_id})).first()
+        return None if row is None else await self._with_items(row)
+
+    async def get_head(self, cart_id: str) -> Cart | None:
+        row = (await self._c.execute(_GET_CART, {"cart_id": cart_id})).first()
+        return None if row is None else _cart(row, [])
+
+    async def lock_active(self, cart_id: str) -> Cart | None:
+        row = (await self._c.execute(_LOCK_ACTIVE, {"b_cart_id": cart_id})).first()
         return None if row is None else await self._with_items(row)
 
     async def _with_items(self, row: sa.Row[Any]) -> Cart:
-        items = (
-            await self._c.execute(
-                sa.select(cart_items)
-                .where(cart_items.c.cart_id == row.cart_id)
-                .order_by(cart_items.c.added_at, cart_items.c.sku)
-            )
-        ).all()
-        return Cart(
-            cart_id=row.cart_id,
-            customer_id=row.customer_id,
-            currency_code=row.currency_code,
-            status=CartStatus(row.status),
-            version=row.version,
-            items=[CartItem(i.sku, i.name, i.quantity, i.unit_price_minor) for i in items],
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+        items = (await self._c.execute(_GET_ITEMS, {"cart_id": row.cart_id})).all()
+        return _cart(row, [CartItem(i.sku, i.name, i.quantity, i.unit_price_minor) for i in items])
 
     async def upsert_item(self, cart_id: str, item: CartItem) -> None:
-        stmt = insert(cart_items).values(
-            cart_id=cart_id, sku=item.sku, name=item.name, quantity=item.quantity,
-            unit_price_minor=item.unit_price_minor,
-        )  # fmt: skip
         await self._c.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[cart_items.c.cart_id, cart_items.c.sku],
-                set_={
-                    "name": stmt.excluded.name,
-                    "quantity": stmt.excluded.quantity,
-                    "unit_price_minor": stmt.excluded.unit_price_minor,
-                },
-            )
-        )
+            _UPSERT_ITEM,
+            {"b_cart_id": cart_id, "b_sku": item.sku, "b_name": item.name, "b_quantity": item.quantity,
+             "b_unit_price_minor": item.unit_price_minor},
+        )  # fmt: skip
 
     async def delete_item(self, cart_id: str, sku: str) -> bool:
         result = await self._c.execute(
@@ -177,13 +197,20 @@ def _session(row: sa.Row[Any]) -> Session:
 
 _S = checkout_sessions
 _LIVE = (SessionStatus.OPEN.value, SessionStatus.CONFIRMING.value)
+_GET_SESSION = sa.select(_S).where(_S.c.session_id == sa.bindparam("session_id"))
+_SAVE_PROGRESS = (
+    _S.update()
+    .where(_S.c.session_id == sa.bindparam("b_session_id"), _S.c.status == SessionStatus.CONFIRMING.value)
+    .values(saga_step=sa.bindparam("b_saga_step"), saga_state=sa.bindparam("b_saga_state"), confirm_started_at=_NOW,
+            updated_at=_NOW)
+)  # fmt: skip
 
 
 class SqlSessionRepo:
     def __init__(self, conn: AsyncConnection) -> None:
         self._c = conn
 
-    async def create(self, session: Session) -> bool:
+    async def create(self, session: Session) -> Session | None:
         stmt = (
             insert(_S)
             .values(
@@ -196,26 +223,29 @@ class SqlSessionRepo:
                 expires_at=session.expires_at,
             )
             .on_conflict_do_nothing()
-            .returning(_S.c.session_id)
+            .returning(*_S.c)
         )
-        return (await self._c.execute(stmt)).first() is not None
+        row = (await self._c.execute(stmt)).first()
+        return None if row is None else _session(row)
 
     async def get(self, session_id: str) -> Session | None:
-        row = (await self._c.execute(sa.select(_S).where(_S.c.session_id == session_id))).first()
+        row = (await self._c.execute(_GET_SESSION, {"session_id": session_id})).first()
         return None if row is None else _session(row)
 
     async def get_live_for_cart(self, cart_id: str) -> Session | None:
         row = (await self._c.execute(sa.select(_S).where(_S.c.cart_id == cart_id, _S.c.status.in_(_LIVE)))).first()
         return None if row is None else _session(row)
 
-    async def update_state(self, session_id: str, changes: dict[str, Any]) -> bool:
-        result = await self._c.execute(
-            _S.update()
-            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value, _S.c.expires_at > _NOW)
-            .values(**changes, updated_at=_NOW)
-            .returning(_S.c.session_id)
-        )
-        return result.first() is not None
+    async def update_state(self, session_id: str, changes: dict[str, Any]) -> Session | None:
+        row = (
+            await self._c.execute(
+                _S.update()
+                .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value, _S.c.expires_at > _NOW)
+                .values(**changes, updated_at=_NOW)
+                .returning(*_S.c)
+            )
+        ).first()
+        return None if row is None else _session(row)
 
     async def save_preview(self, session_id: str, preview: Preview) -> None:
         await self._c.execute(
@@ -253,9 +283,7 @@ class SqlSessionRepo:
 
     async def save_progress(self, session_id: str, step: SagaStep, state: SagaState) -> None:
         await self._c.execute(
-            _S.update()
-            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value)
-            .values(saga_step=step.value, saga_state=state.to_dict(), confirm_started_at=_NOW, updated_at=_NOW)
+            _SAVE_PROGRESS, {"b_session_id": session_id, "b_saga_step": step.value, "b_saga_state": state.to_dict()}
         )
 
     async def reopen(self, session_id: str, last_error: str, preview: Preview | None) -> None:

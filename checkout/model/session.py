@@ -35,6 +35,9 @@ class SagaStep(StrEnum):
 
     A recovery reads it: from CREATE_ORDER on, the order may exist, so the saga is resumed
     forward (CreateOrder is idempotent on the session); before it, the saga is compensated.
+    Only the steps whose recovery differs from the one before are written (each write is a
+    transaction): EXTEND_RESERVATIONS and SETTLE_PAYMENT are no longer persisted by the saga and
+    stay for sessions stored by earlier versions.
     """
 
     VALIDATED = "validated"

@@ -11,7 +11,7 @@ import uuid
 
 from checkout.biz.cart.access import load_owned_cart
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import CartRepo, PricingGateway, UnitOfWork
+from checkout.biz.ports import PricingGateway, UnitOfWork
 from checkout.biz.validation import validate_quantity, validate_sku
 from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartItem, CartStatus
@@ -50,7 +50,7 @@ class CartUseCases:
         """Adds to the sku's line at the catalog's current price; unknown skus are refused up front."""
         sku = validate_sku(sku)
         validate_quantity(quantity, self._policy.max_item_quantity)
-        cart = await load_owned_cart(self._uow, actor, cart_id)
+        cart = await load_owned_cart(self._uow, actor, cart_id, items=False)
         if cart.status is not CartStatus.ACTIVE:
             raise _frozen(cart.cart_id)
         found = await self._pricing.get_products([sku], cart.currency_code)
@@ -75,13 +75,13 @@ class CartUseCases:
                 )
             item = CartItem(sku, product.name, total, product.unit_price.amount_minor)
             await tx.carts.upsert_item(cart.cart_id, item)
-            return await self._reload(tx.carts, cart.cart_id)
+        return _with_line(locked, item)
 
     async def update_item(self, actor: Actor, cart_id: str, sku: str, quantity: int) -> Cart:
         """Sets the line's quantity (1..max); removing a line is RemoveCartItem."""
         sku = validate_sku(sku)
         validate_quantity(quantity, self._policy.max_item_quantity)
-        cart = await load_owned_cart(self._uow, actor, cart_id)
+        cart = await load_owned_cart(self._uow, actor, cart_id, items=False)
         async with self._uow() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
@@ -89,23 +89,30 @@ class CartUseCases:
             existing = locked.item(sku)
             if existing is None:
                 raise NotFound(f"sku {sku!r} is not in cart {cart.cart_id}", metadata={"sku": sku})
-            await tx.carts.upsert_item(cart.cart_id, CartItem(sku, existing.name, quantity, existing.unit_price_minor))
-            return await self._reload(tx.carts, cart.cart_id)
+            item = CartItem(sku, existing.name, quantity, existing.unit_price_minor)
+            await tx.carts.upsert_item(cart.cart_id, item)
+        return _with_line(locked, item)
 
     async def remove_item(self, actor: Actor, cart_id: str, sku: str) -> Cart:
         """Idempotent: removing a line that is already gone returns the cart unchanged."""
         sku = validate_sku(sku)
-        cart = await load_owned_cart(self._uow, actor, cart_id)
+        cart = await load_owned_cart(self._uow, actor, cart_id, items=False)
         async with self._uow() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
                 raise _frozen(cart.cart_id)
             await tx.carts.delete_item(cart.cart_id, sku)
-            return await self._reload(tx.carts, cart.cart_id)
+        locked.items = [i for i in locked.items if i.sku != sku]
+        return locked
 
-    @staticmethod
-    async def _reload(carts: CartRepo, cart_id: str) -> Cart:
-        cart = await carts.get(cart_id)
-        if cart is None:  # pragma: no cover - the row is locked by this transaction
-            raise NotFound(f"cart {cart_id} not found")
-        return cart
+
+def _with_line(locked: Cart, item: CartItem) -> Cart:
+    """The cart as just written, without reading it back: the line replaced in place or appended last.
+
+    The same order a later read gives (lines sort by the time they were added, under the cart's lock).
+    """
+    if locked.item(item.sku) is None:
+        locked.items.append(item)
+    else:
+        locked.items = [item if i.sku == item.sku else i for i in locked.items]
+    return locked

@@ -205,7 +205,7 @@ class ConfirmCheckout:
                 if item + shipping != preview.discount_minor:
                     raise _PromotionChanged(preview.grand_total_minor - (item + shipping - preview.discount_minor))
 
-            await self._progress(sid, SagaStep.EXTEND_RESERVATIONS, state)
+            # No progress write of its own: a recovery from the step before releases the reservations anyway.
             await self._call(lambda: self._g.inventory.extend_reservations(sid, self._policy.confirm_ttl_seconds))
             state.reservations_extended = True
 
@@ -266,12 +266,13 @@ class ConfirmCheckout:
         """Step 2: the session has everything an order needs, and its cart is still held by it."""
         require_order_fields(session)
         async with self._uow() as tx:
-            cart = await tx.carts.get(session.cart_id)
+            cart = await tx.carts.get_head(session.cart_id)
         if cart is None or cart.status is not CartStatus.CHECKOUT:
             raise FailedPrecondition(
                 f"cart {session.cart_id} is no longer held by this session", reason=Reason.SESSION_NOT_OPEN
             )
-        if len(cart.items) > self._policy.max_cart_items:
+        # A cart held by a session can't change, so its lines are the session's skus.
+        if len({ln.sku for ln in session.lines}) > self._policy.max_cart_items:
             raise ResourceExhausted(
                 f"a cart holds at most {self._policy.max_cart_items} lines", reason=Reason.CART_TOO_LARGE
             )
@@ -320,7 +321,8 @@ class ConfirmCheckout:
     async def _settle(self, session: Session, state: SagaState) -> ConfirmResult:
         """Step 8: settle the payment, confirm stock and coupons, finish. The order stands whatever fails."""
         sid, oid, pid = session.session_id, state.order_id, state.payment_id
-        await self._progress(sid, SagaStep.SETTLE_PAYMENT, state)
+        # Not persisted as a step of its own: a recovery from CREATE_ORDER resends CreateOrder (idempotent
+        # on the session), gets the same order and settles from here, exactly as it would from this step.
         failed: list[NewCompensation] = []
         order_status = OrderStatus(state.order_status or OrderStatus.PENDING_PAYMENT)
         payment_status = PaymentStatus(state.payment_status or PaymentStatus.AUTHORIZED)

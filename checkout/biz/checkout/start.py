@@ -117,9 +117,9 @@ class StartCheckout:
                         f"cart {cart.cart_id} changed while checkout started; start again",
                         reason=Reason.CHECKOUT_IN_PROGRESS,
                     )
-                if not await tx.sessions.create(session):
+                created = await tx.sessions.create(session)
+                if created is None:
                     raise _LiveSessionExists
-                created = await tx.sessions.get(session_id)
         except BaseException as exc:
             await self._compensator.attempt_or_record(
                 session_id,
@@ -132,7 +132,6 @@ class StartCheckout:
                     return live, []
                 raise Aborted("another checkout of this cart is starting", reason=Reason.CHECKOUT_IN_PROGRESS) from None
             raise
-        assert created is not None
         return created, changes
 
     async def _live_session(self, cart_id: str) -> Session | None:

@@ -124,11 +124,11 @@ class CheckoutState:
         if session.status is not SessionStatus.OPEN or session.is_expired(now):
             raise session_not_open(session, now)
         async with self._uow() as tx:
-            stored = await tx.sessions.update_state(session.session_id, changes)
-            current = await tx.sessions.get(session.session_id)
-        assert current is not None
-        if not stored:
-            raise session_not_open(current, datetime.now(UTC))
+            current = await tx.sessions.update_state(session.session_id, changes)
+            refused = await tx.sessions.get(session.session_id) if current is None else None
+        if current is None:
+            assert refused is not None
+            raise session_not_open(refused, datetime.now(UTC))
         preview = await self._engine.compute(pricing_input(current))
         async with self._uow() as tx:
             await tx.sessions.save_preview(current.session_id, preview)

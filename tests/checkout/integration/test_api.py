@@ -225,3 +225,31 @@ async def test_key_reuse_decline_and_price_change(served, customer_token) -> Non
     cart = await carts.GetCart(cart_service_pb2.GetCartRequest(cart_id=declined.cart_id), metadata=md)
     assert cart.cart.status == cart_pb2.CART_STATUS_ACTIVE
     assert served.inventory.held[declined.session_id].status == "RELEASED"
+
+
+async def test_cart_changes_answer_what_a_fresh_read_returns(served, customer_token) -> None:
+    """Add/update/remove build their answer without reading the cart back; it must match a read."""
+    carts, _ = _stubs(served)
+    md = bearer(customer_token)
+    a, b, c = (unique(f"SKU-{x}") for x in "ZAM")  # names out of alphabetical order: order is by time added
+    cart = await _cart(served, md, {a: 1, b: 2})
+    served.pricing.add(c, 500)
+    served.inventory.stock[c] = 5
+
+    async def read() -> cart_pb2.Cart:
+        return (await carts.GetCart(cart_service_pb2.GetCartRequest(cart_id=cart.cart_id), metadata=md)).cart
+
+    add, update, remove = (
+        cart_service_pb2.AddCartItemRequest, cart_service_pb2.UpdateCartItemRequest,
+        cart_service_pb2.RemoveCartItemRequest,
+    )  # fmt: skip
+    steps = [
+        (carts.AddCartItem, add(cart_id=cart.cart_id, sku=c, quantity=3), [(a, 1), (b, 2), (c, 3)]),
+        (carts.AddCartItem, add(cart_id=cart.cart_id, sku=a, quantity=2), [(a, 3), (b, 2), (c, 3)]),
+        (carts.UpdateCartItem, update(cart_id=cart.cart_id, sku=b, quantity=7), [(a, 3), (b, 7), (c, 3)]),
+        (carts.RemoveCartItem, remove(cart_id=cart.cart_id, sku=a), [(b, 7), (c, 3)]),
+    ]
+    for call, request, lines in steps:
+        answered = (await call(request, metadata=md)).cart
+        assert [(i.sku, i.quantity) for i in answered.items] == lines
+        assert answered == await read()
