@@ -50,21 +50,30 @@ class Registration:
 class KassaInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: JwtVerifier) -> None:
         self._verifier = verifier
+        # method -> wrapped handler: a method's handler never changes, so it is wrapped once, not per call.
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
         if handler is None or method.startswith(_UNAUTHENTICATED_PREFIXES) or handler.unary_unary is None:
             return handler
-        metadata = dict(handler_call_details.invocation_metadata or ())
+        wrapped = self._wrapped[method] = self._wrap(method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
         verifier = self._verifier
 
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = dict(context.invocation_metadata() or ())
             request_id_var.set(str(metadata.get("x-request-id") or uuid.uuid4().hex))
             try:
                 identity_var.set(verifier.from_authorization(metadata.get("authorization")))
