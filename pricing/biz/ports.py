@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from pricing.model.catalog import Product
@@ -24,6 +24,6 @@ class ProductRepo(Protocol):
 class RateRepo(Protocol):
     async def shipping_rate(self, shipping_method: str, currency_code: str) -> ShippingRate | None: ...
 
-    async def tax_rates(self, country_code: str) -> dict[str, int]:
+    async def tax_rates(self, country_code: str) -> Mapping[str, int]:
         """Basis points per tax class in ``country_code``; classes not listed are untaxed."""
         ...

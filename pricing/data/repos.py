@@ -2,41 +2,84 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.money import Money
+from pricing.data.snapshot import TtlSnapshot
 from pricing.data.tables import prices, products, shipping_rates, tax_rates
 from pricing.model.catalog import Product
 from pricing.model.rates import ShippingRate
 
-__all__ = ["SqlProductRepo", "SqlRateRepo"]
+__all__ = ["RATE_TTL_SECONDS", "SqlProductRepo", "SqlRateRepo"]
+
+# How long a copy of the tax and shipping rate tables is reused before it is read again.
+RATE_TTL_SECONDS = 5.0
+
+# Built once: constructing a statement per call costs more CPU than running it. `= ANY(array)` keeps one
+# SQL text for every cart size (an IN list renders a new one per length), so psycopg prepares it once.
+_FIND_PRODUCTS = (
+    sa.select(
+        products.c.sku,
+        products.c.name,
+        products.c.category,
+        products.c.brand,
+        products.c.weight_grams,
+        products.c.tax_class,
+        prices.c.currency_code,
+        prices.c.amount_minor,
+    )
+    .select_from(products.outerjoin(prices, prices.c.sku == products.c.sku))
+    .where(products.c.sku == sa.any_(sa.bindparam("skus", type_=ARRAY(sa.Text))))
+    .order_by(products.c.sku, prices.c.currency_code)
+)
+_ALL_SHIPPING_RATES = sa.select(
+    shipping_rates.c.shipping_method,
+    shipping_rates.c.currency_code,
+    shipping_rates.c.base_minor,
+    shipping_rates.c.per_kg_minor,
+    shipping_rates.c.international_surcharge_minor,
+)
+_ALL_TAX_RATES = sa.select(tax_rates.c.country_code, tax_rates.c.tax_class, tax_rates.c.rate_basis_points)
+
+
+def _single_statement_reads(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, in autocommit: a read that is one statement needs no BEGIN and no ROLLBACK
+    round trip, and still sees one consistent snapshot (Postgres runs every statement atomically)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 class SqlProductRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reads = _single_statement_reads(engine)
 
     async def find(self, skus: Sequence[str]) -> list[Product]:
+        """Products and prices are never cached: a price change shows on the very next call."""
         if not skus:
             return []
-        stmt = (
-            sa.select(products, prices.c.currency_code, prices.c.amount_minor)
-            .select_from(products.outerjoin(prices, prices.c.sku == products.c.sku))
-            .where(products.c.sku.in_(list(skus)))
-            .order_by(products.c.sku, prices.c.currency_code)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        grouped: dict[str, tuple[sa.Row, list[Money]]] = {}
-        for row in rows:
-            _, price_list = grouped.setdefault(row.sku, (row, []))
-            if row.currency_code is not None:
-                price_list.append(Money(row.currency_code, row.amount_minor))
-        return [_product(row, price_list) for row, price_list in grouped.values()]
+        async with self._reads.connect() as conn:
+            rows = (await conn.execute(_FIND_PRODUCTS, {"skus": list(skus)})).all()
+        found: list[Product] = []
+        current: tuple[str, str, str, str, int, str] | None = None
+        price_list: list[Money] = []
+        # Rows come ordered by sku, so each product's prices are consecutive.
+        for sku, name, category, brand, weight_grams, tax_class, currency_code, amount_minor in rows:
+            if current is None or current[0] != sku:
+                if current is not None:
+                    found.append(Product(*current, prices=tuple(price_list)))
+                current = (sku, name, category, brand, weight_grams, tax_class)
+                price_list = []
+            if currency_code is not None:
+                price_list.append(Money(currency_code, amount_minor))
+        if current is not None:
+            found.append(Product(*current, prices=tuple(price_list)))
+        return found
 
     async def upsert(self, items: Sequence[Product]) -> list[Product]:
         # Rows locked in sku order, so concurrent upserts of overlapping products cannot deadlock.
@@ -80,42 +123,49 @@ class SqlProductRepo:
 
 
 class SqlRateRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    """Tax and shipping rates, read whole and reused for ``ttl_seconds`` (default 5 s).
+
+    The rate tables are reference data that no RPC writes (migrations and operators do), so nothing in
+    this process has to invalidate the copy. Staleness this allows: after an operator changes a rate,
+    each pricing process may quote the old rate for up to ``ttl_seconds``; a quote shown in a preview
+    and the one recomputed at confirm can then differ, which checkout already handles (PRICE_CHANGED
+    against the expected total). ``ttl_seconds <= 0`` reads the tables on every call.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, *, ttl_seconds: float = RATE_TTL_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._reads = _single_statement_reads(engine)
+        self._shipping = TtlSnapshot(self._load_shipping_rates, ttl_seconds, clock)
+        self._tax = TtlSnapshot(self._load_tax_rates, ttl_seconds, clock)
 
     async def shipping_rate(self, shipping_method: str, currency_code: str) -> ShippingRate | None:
-        stmt = sa.select(shipping_rates).where(
-            shipping_rates.c.shipping_method == shipping_method,
-            shipping_rates.c.currency_code == currency_code,
-        )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(stmt)).first()
-        if row is None:
-            return None
-        return ShippingRate(
-            shipping_method=row.shipping_method,
-            currency_code=row.currency_code,
-            base_minor=row.base_minor,
-            per_kg_minor=row.per_kg_minor,
-            international_surcharge_minor=row.international_surcharge_minor,
-        )
+        return (await self._shipping.get()).get((shipping_method, currency_code))
 
-    async def tax_rates(self, country_code: str) -> dict[str, int]:
-        stmt = sa.select(tax_rates.c.tax_class, tax_rates.c.rate_basis_points).where(
-            tax_rates.c.country_code == country_code
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return {row.tax_class: row.rate_basis_points for row in rows}
+    async def tax_rates(self, country_code: str) -> Mapping[str, int]:
+        return (await self._tax.get()).get(country_code, _NO_RATES)
+
+    async def _load_shipping_rates(self) -> dict[tuple[str, str], ShippingRate]:
+        async with self._reads.connect() as conn:
+            rows = (await conn.execute(_ALL_SHIPPING_RATES)).all()
+        return {
+            (method, currency): ShippingRate(
+                shipping_method=method,
+                currency_code=currency,
+                base_minor=base,
+                per_kg_minor=per_kg,
+                international_surcharge_minor=surcharge,
+            )
+            for method, currency, base, per_kg, surcharge in rows
+        }
+
+    async def _load_tax_rates(self) -> dict[str, Mapping[str, int]]:
+        async with self._reads.connect() as conn:
+            rows = (await conn.execute(_ALL_TAX_RATES)).all()
+        by_country: dict[str, dict[str, int]] = {}
+        for country_code, tax_class, rate_basis_points in rows:
+            by_country.setdefault(country_code, {})[tax_class] = rate_basis_points
+        return {country: MappingProxyType(rates) for country, rates in by_country.items()}
 
 
-def _product(row: sa.Row, price_list: list[Money]) -> Product:
-    return Product(
-        sku=row.sku,
-        name=row.name,
-        category=row.category,
-        brand=row.brand,
-        weight_grams=row.weight_grams,
-        tax_class=row.tax_class,
-        prices=tuple(price_list),
-    )
+_NO_RATES: Mapping[str, int] = MappingProxyType({})

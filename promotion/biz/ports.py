@@ -33,12 +33,10 @@ class PromotionUnitOfWork(Protocol):
         """Reserved plus confirmed uses per promotion by this customer."""
         ...
 
-    async def take_use(self, promotion_id: str) -> bool:
-        """Reserve one use if the usage limit allows it (a conditional update); False when exhausted."""
-        ...
-
-    async def record_usage(self, usage: Usage) -> None:
-        """Insert the reserved usage, or revive a released one for the same promotion and reference."""
+    async def take_uses(self, usages: Sequence[Usage]) -> set[str]:
+        """For each usage, reserve one use of its promotion if the usage limit allows it (a conditional
+        update) and record the usage (insert it, or revive a released one for the same promotion and
+        reference). Returns the promotion ids whose use was taken; the others are exhausted."""
         ...
 
     async def move_usages(self, reservation_ref: str, src: UsageStatus, dst: UsageStatus) -> list[Usage]:
@@ -57,9 +55,12 @@ class PromotionUnitOfWork(Protocol):
 class PromotionRepo(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[PromotionUnitOfWork]: ...
 
-    async def find_by_codes(self, codes: Sequence[str]) -> dict[str, Promotion]: ...
-
-    async def customer_uses(self, promotion_ids: Sequence[str], customer_id: str) -> dict[str, int]: ...
+    async def find_with_customer_uses(
+        self, codes: Sequence[str], customer_id: str
+    ) -> tuple[dict[str, Promotion], dict[str, int]]:
+        """The promotions with these codes, and the reserved plus confirmed uses of each by
+        ``customer_id`` (by promotion id), read together in one snapshot."""
+        ...
 
     async def create(self, promotion: Promotion) -> Promotion | None:
         """Store a new promotion; None when its code is taken."""

@@ -59,15 +59,8 @@ async def reserve_promotion_usage(
         if evaluation.rejected:
             first = evaluation.rejected[0]
             raise FailedPrecondition(first.message, reason=first.reason, metadata={"code": first.code})
-        usages: list[Usage] = []
-        for applied in sorted(evaluation.applied, key=lambda a: a.code):
-            if not await tx.take_use(applied.promotion_id):
-                raise FailedPrecondition(
-                    f"{applied.code} has reached its usage limit",
-                    reason=Reason.PROMOTION_EXHAUSTED,
-                    metadata={"code": applied.code},
-                )
-            usage = Usage(
+        usages = [
+            Usage(
                 promotion_id=applied.promotion_id,
                 code=applied.code,
                 reservation_ref=reservation_ref,
@@ -76,7 +69,15 @@ async def reserve_promotion_usage(
                 discount=applied.discount,
                 free_shipping=applied.free_shipping,
             )
-            await tx.record_usage(usage)
-            usages.append(usage)
+            for applied in sorted(evaluation.applied, key=lambda a: a.code)
+        ]
+        taken = await tx.take_uses(usages)
+        exhausted = next((u for u in usages if u.promotion_id not in taken), None)
+        if exhausted is not None:
+            raise FailedPrecondition(
+                f"{exhausted.code} has reached its usage limit",
+                reason=Reason.PROMOTION_EXHAUSTED,
+                metadata={"code": exhausted.code},
+            )
     by_code = {u.code: u for u in usages}
     return _reservation([by_code[a.code] for a in evaluation.applied], cart.currency_code)

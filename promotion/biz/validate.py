@@ -7,7 +7,7 @@ from datetime import datetime
 
 from promotion.biz.discount import evaluate, normalize_codes
 from promotion.biz.ports import PromotionRepo
-from promotion.model.promotion import Cart, Evaluation
+from promotion.model.promotion import Cart, Evaluation, Promotion
 
 __all__ = ["validate_promotions"]
 
@@ -19,8 +19,8 @@ async def validate_promotions(
     (ReservePromotionUsage), so no usage limit is ever exceeded. Without a customer id the
     per-customer limit is not checked."""
     wanted = normalize_codes(codes)
-    promotions = await repo.find_by_codes(wanted) if wanted else {}
+    promotions: dict[str, Promotion] = {}
     uses: dict[str, int] = {}
-    if customer_id and promotions:
-        uses = await repo.customer_uses([p.promotion_id for p in promotions.values()], customer_id)
-    return evaluate(wanted, promotions, cart, clock(), uses)
+    if wanted:
+        promotions, uses = await repo.find_with_customer_uses(wanted, customer_id)
+    return evaluate(wanted, promotions, cart, clock(), uses if customer_id else {})

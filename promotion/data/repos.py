@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra.money import Money
 from infra.outbox import add_event
-from promotion.data.tables import outbox, promotion_usages, promotions
+from promotion.data.tables import SCHEMA, outbox, promotion_usages, promotions
 from promotion.model.promotion import Conditions, Promotion, PromotionType
 from promotion.model.usage import Usage, UsageEvent, UsageStatus
 
@@ -73,20 +73,88 @@ def _usage(row: sa.Row[Any]) -> Usage:
     )
 
 
+# Statements are built once (building one per call costs more CPU than running it), and lists are
+# bound as one array (`= ANY(:x)`), so the SQL text is the same for any number of codes.
+_u = promotion_usages
+# Literal, not bound: the planner can then match the partial index promotion_usages_customer_idx.
+_IS_ACTIVE = _u.c.status.in_([sa.literal_column(f"'{status}'") for status in _ACTIVE])
+
+_LOCK_REFERENCE = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_USAGES = sa.select(_u).where(_u.c.reservation_ref == sa.bindparam("ref")).order_by(_u.c.code)
+_LOCK_PROMOTIONS = (
+    sa.select(promotions)
+    .where(promotions.c.code == sa.any_(sa.bindparam("codes", type_=ARRAY(sa.Text))))
+    .order_by(promotions.c.code)
+    .with_for_update()
+)
+_CUSTOMER_USES = (
+    sa.select(_u.c.promotion_id, sa.func.count())
+    .where(
+        _u.c.customer_id == sa.bindparam("customer_id"),
+        _u.c.promotion_id == sa.any_(sa.bindparam("promotion_ids", type_=ARRAY(UUID(as_uuid=True)))),
+        _IS_ACTIVE,
+    )
+    .group_by(_u.c.promotion_id)
+)
+# A preview: promotions and the customer's uses of each in one statement, so one snapshot.
+_FIND_WITH_CUSTOMER_USES = sa.select(
+    promotions,
+    sa.select(sa.func.count())
+    .where(_u.c.promotion_id == promotions.c.promotion_id, _u.c.customer_id == sa.bindparam("customer_id"), _IS_ACTIVE)
+    .scalar_subquery()
+    .label("customer_uses"),
+).where(promotions.c.code == sa.any_(sa.bindparam("codes", type_=ARRAY(sa.Text))))
+# Every use of a reservation in one round trip. The promotions are already row-locked by this transaction
+# (lock_promotions), so the update takes no new locks. The insert runs even though the final SELECT does not
+# read it (Postgres always completes data-modifying WITH parts); it records only the uses actually taken.
+_TAKE_USES = sa.text(
+    f"""
+    WITH wanted AS (
+        SELECT * FROM unnest(
+            CAST(:promotion_ids AS uuid[]), CAST(:codes AS text[]), CAST(:discounts AS bigint[]),
+            CAST(:currencies AS text[]), CAST(:free_shipping AS boolean[])
+        ) AS w(promotion_id, code, discount_minor, currency_code, free_shipping)
+    ),
+    taken AS (
+        UPDATE {SCHEMA}.promotions AS p
+        SET reserved_count = p.reserved_count + 1, updated_at = now()
+        FROM wanted
+        WHERE p.promotion_id = wanted.promotion_id
+          AND (p.usage_limit = 0 OR p.used_count + p.reserved_count < p.usage_limit)
+        RETURNING p.promotion_id
+    ),
+    recorded AS (
+        INSERT INTO {SCHEMA}.promotion_usages AS u
+            (promotion_id, reservation_ref, code, customer_id, status, discount_minor, currency_code, free_shipping)
+        SELECT wanted.promotion_id, :ref, wanted.code, :customer_id, :status,
+               wanted.discount_minor, wanted.currency_code, wanted.free_shipping
+        FROM wanted JOIN taken USING (promotion_id)
+        ON CONFLICT (promotion_id, reservation_ref) DO UPDATE SET
+            customer_id = excluded.customer_id,
+            status = excluded.status,
+            discount_minor = excluded.discount_minor,
+            currency_code = excluded.currency_code,
+            free_shipping = excluded.free_shipping,
+            reserved_at = now(),
+            confirmed_at = NULL,
+            released_at = NULL,
+            updated_at = now()
+        WHERE u.status = '{UsageStatus.RELEASED.value}'
+    )
+    SELECT promotion_id FROM taken
+    """
+)
+
+
+def _uuids(ids: Sequence[str]) -> list[uuid.UUID]:
+    return [uuid.UUID(i) for i in ids]
+
+
 async def _customer_uses(conn: AsyncConnection, promotion_ids: Sequence[str], customer_id: str) -> dict[str, int]:
     if not promotion_ids:
         return {}
-    u = promotion_usages
-    stmt = (
-        sa.select(u.c.promotion_id, sa.func.count())
-        .where(
-            u.c.customer_id == customer_id,
-            u.c.promotion_id.in_([uuid.UUID(p) for p in promotion_ids]),
-            u.c.status.in_(_ACTIVE),
-        )
-        .group_by(u.c.promotion_id)
-    )
-    return {str(pid): n for pid, n in (await conn.execute(stmt)).all()}
+    rows = await conn.execute(_CUSTOMER_USES, {"customer_id": customer_id, "promotion_ids": _uuids(promotion_ids)})
+    return {str(pid): n for pid, n in rows.all()}
 
 
 class SqlPromotionUnitOfWork:
@@ -97,73 +165,37 @@ class SqlPromotionUnitOfWork:
         self.events_added = False
 
     async def lock_reference(self, reservation_ref: str) -> None:
-        await self._conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"kassa-promotion-reservation:{reservation_ref}"},
-        )
+        await self._conn.execute(_LOCK_REFERENCE, {"key": f"kassa-promotion-reservation:{reservation_ref}"})
 
     async def usages(self, reservation_ref: str) -> list[Usage]:
-        stmt = (
-            sa.select(promotion_usages)
-            .where(promotion_usages.c.reservation_ref == reservation_ref)
-            .order_by(promotion_usages.c.code)
-        )
-        return [_usage(r) for r in (await self._conn.execute(stmt)).all()]
+        return [_usage(r) for r in (await self._conn.execute(_USAGES, {"ref": reservation_ref})).all()]
 
     async def lock_promotions(self, codes: Sequence[str]) -> dict[str, Promotion]:
-        stmt = (
-            sa.select(promotions)
-            .where(promotions.c.code.in_(list(codes)))
-            .order_by(promotions.c.code)
-            .with_for_update()
-        )
-        return {row.code: _promotion(row) for row in (await self._conn.execute(stmt)).all()}
+        rows = (await self._conn.execute(_LOCK_PROMOTIONS, {"codes": list(codes)})).all()
+        return {row.code: _promotion(row) for row in rows}
 
     async def customer_uses(self, promotion_ids: Sequence[str], customer_id: str) -> dict[str, int]:
         return await _customer_uses(self._conn, promotion_ids, customer_id)
 
-    async def take_use(self, promotion_id: str) -> bool:
-        p = promotions
-        stmt = (
-            p.update()
-            .where(
-                p.c.promotion_id == uuid.UUID(promotion_id),
-                sa.or_(p.c.usage_limit == 0, p.c.used_count + p.c.reserved_count < p.c.usage_limit),
-            )
-            .values(reserved_count=p.c.reserved_count + 1, updated_at=sa.func.now())
-            .returning(p.c.promotion_id)
-        )
-        return (await self._conn.execute(stmt)).first() is not None
-
-    async def record_usage(self, usage: Usage) -> None:
-        u = promotion_usages
-        values = {
-            "promotion_id": uuid.UUID(usage.promotion_id),
-            "reservation_ref": usage.reservation_ref,
-            "code": usage.code,
-            "customer_id": usage.customer_id,
-            "status": usage.status.value,
-            "discount_minor": usage.discount.amount_minor,
-            "currency_code": usage.discount.currency_code,
-            "free_shipping": usage.free_shipping,
-        }
-        stmt = insert(u).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[u.c.promotion_id, u.c.reservation_ref],
-            set_={
-                "customer_id": stmt.excluded.customer_id,
-                "status": stmt.excluded.status,
-                "discount_minor": stmt.excluded.discount_minor,
-                "currency_code": stmt.excluded.currency_code,
-                "free_shipping": stmt.excluded.free_shipping,
-                "reserved_at": sa.func.now(),
-                "confirmed_at": None,
-                "released_at": None,
-                "updated_at": sa.func.now(),
+    async def take_uses(self, usages: Sequence[Usage]) -> set[str]:
+        if not usages:
+            return set()
+        # One reservation (the biz layer's contract): one reference, customer and status for all.
+        first = usages[0]
+        rows = await self._conn.execute(
+            _TAKE_USES,
+            {
+                "promotion_ids": _uuids([u.promotion_id for u in usages]),
+                "codes": [u.code for u in usages],
+                "discounts": [u.discount.amount_minor for u in usages],
+                "currencies": [u.discount.currency_code for u in usages],
+                "free_shipping": [u.free_shipping for u in usages],
+                "ref": first.reservation_ref,
+                "customer_id": first.customer_id,
+                "status": first.status.value,
             },
-            where=u.c.status == UsageStatus.RELEASED.value,
         )
-        await self._conn.execute(stmt)
+        return {str(pid) for (pid,) in rows.all()}
 
     async def move_usages(self, reservation_ref: str, src: UsageStatus, dst: UsageStatus) -> list[Usage]:
         u = promotion_usages
@@ -208,6 +240,7 @@ class SqlPromotionRepo:
     def __init__(self, engine: AsyncEngine, *, on_events: Callable[[], None] | None = None) -> None:
         """``on_events`` runs after a commit that wrote outbox events (wakes the publisher early)."""
         self._engine = engine
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._on_events = on_events
 
     @contextlib.asynccontextmanager
@@ -218,14 +251,17 @@ class SqlPromotionRepo:
         if uow.events_added and self._on_events is not None:
             self._on_events()
 
-    async def find_by_codes(self, codes: Sequence[str]) -> dict[str, Promotion]:
-        stmt = sa.select(promotions).where(promotions.c.code.in_(list(codes)))
-        async with self._engine.connect() as conn:
-            return {row.code: _promotion(row) for row in (await conn.execute(stmt)).all()}
-
-    async def customer_uses(self, promotion_ids: Sequence[str], customer_id: str) -> dict[str, int]:
-        async with self._engine.connect() as conn:
-            return await _customer_uses(conn, promotion_ids, customer_id)
+    async def find_with_customer_uses(
+        self, codes: Sequence[str], customer_id: str
+    ) -> tuple[dict[str, Promotion], dict[str, int]]:
+        # One statement, so no transaction is needed around it (autocommit: no BEGIN/ROLLBACK round trips).
+        async with self._reads.connect() as conn:
+            rows = (
+                await conn.execute(_FIND_WITH_CUSTOMER_USES, {"codes": list(codes), "customer_id": customer_id})
+            ).all()
+        promotions = {row.code: _promotion(row) for row in rows}
+        uses = {str(row.promotion_id): row.customer_uses for row in rows if row.customer_uses}
+        return promotions, uses
 
     async def create(self, promotion: Promotion) -> Promotion | None:
         stmt = (

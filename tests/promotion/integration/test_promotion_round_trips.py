@@ -1,0 +1,156 @@
+"""How many statements and transactions promotion's hot calls cost, and that the batched reserve is exact."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from helpers import unique
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.config import Settings
+from infra.db import create_engine
+from infra.errors import FailedPrecondition
+from infra.money import Money
+from promotion.biz.reserve import reserve_promotion_usage
+from promotion.biz.settle import release_promotion_usage
+from promotion.biz.validate import validate_promotions
+from promotion.data.repos import SqlPromotionRepo
+from promotion.data.tables import promotion_usages, promotions
+from promotion.model.promotion import Cart, CartLine, Promotion, PromotionType
+
+pytestmark = pytest.mark.integration
+
+CART = Cart("USD", (CartLine("KB-001", "keyboards", "Acme", 2, Money("USD", 5000)),), Money("USD", 499))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Counted:
+    """Statements sent, the isolation level each ran under, and transactions committed."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.statements = 0
+        self.isolation: Counter[str] = Counter()
+        self.commits = 0
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
+        sa.event.listen(engine.sync_engine, "commit", self._on_commit)
+
+    def _on_execute(self, conn: sa.Connection, *_: Any) -> None:
+        self.statements += 1
+        self.isolation[str(conn.get_execution_options().get("isolation_level", "transaction"))] += 1
+
+    def _on_commit(self, *_: Any) -> None:
+        self.commits += 1
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(str(settings.database_url), pool_size=2)
+    yield engine
+    await engine.dispose()
+
+
+async def _create(repo: SqlPromotionRepo, **fields: Any) -> Promotion:
+    values: dict[str, Any] = {"percent_off": 10, "combinable": True}
+    values.update(fields)
+    stored = await repo.create(
+        Promotion(str(uuid.uuid4()), unique("RT").upper(), "round trips", PromotionType.PERCENTAGE, **values)
+    )
+    assert stored is not None
+    return stored
+
+
+async def _counts(engine: AsyncEngine, code: str) -> tuple[int, int]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(promotions.c.used_count, promotions.c.reserved_count).where(promotions.c.code == code)
+            )
+        ).one()
+    return row.used_count, row.reserved_count
+
+
+async def test_validate_is_one_autocommit_statement(engine: AsyncEngine) -> None:
+    repo = SqlPromotionRepo(engine)
+    limited = await _create(repo, usage_limit_per_customer=1)
+    other = await _create(repo)
+    await reserve_promotion_usage(
+        repo, _now, reservation_ref=unique("ref"), codes=[limited.code], cart=CART, customer_id="cust-rt"
+    )
+    counted = Counted(engine)
+
+    result = await validate_promotions(repo, _now, codes=[limited.code, other.code], cart=CART, customer_id="cust-rt")
+
+    assert [a.code for a in result.applied] == [other.code]
+    assert [(r.code, r.reason) for r in result.rejected] == [(limited.code, "PROMOTION_EXHAUSTED")]
+    assert counted.statements == 1
+    assert counted.isolation == Counter({"AUTOCOMMIT": 1})
+    # Without a customer the per-customer limit is not checked.
+    anonymous = await validate_promotions(repo, _now, codes=[limited.code], cart=CART, customer_id="")
+    assert [a.code for a in anonymous.applied] == [limited.code]
+
+
+async def test_reserve_takes_every_code_in_one_statement(engine: AsyncEngine) -> None:
+    repo = SqlPromotionRepo(engine)
+    codes = sorted([(await _create(repo)).code for _ in range(3)])
+    counted = Counted(engine)
+
+    reservation = await reserve_promotion_usage(
+        repo, _now, reservation_ref=unique("ref"), codes=codes, cart=CART, customer_id="cust-rt"
+    )
+
+    assert [u.code for u in reservation.usages] == codes
+    # Lock the reference, read its usages, lock the promotions, count the customer's uses, take all uses.
+    assert (counted.statements, counted.commits) == (5, 1)
+    for code in codes:
+        assert await _counts(engine, code) == (0, 1)
+
+
+async def test_batched_reserve_refuses_the_exhausted_code_and_keeps_nothing(engine: AsyncEngine) -> None:
+    repo = SqlPromotionRepo(engine)
+    free, full = await _create(repo), await _create(repo, usage_limit=1)
+    await reserve_promotion_usage(
+        repo, _now, reservation_ref=unique("ref"), codes=[full.code], cart=CART, customer_id="cust-a"
+    )
+    ref = unique("ref")
+
+    with pytest.raises(FailedPrecondition) as exc_info:
+        await reserve_promotion_usage(
+            repo, _now, reservation_ref=ref, codes=[free.code, full.code], cart=CART, customer_id="cust-b"
+        )
+
+    assert exc_info.value.metadata == {"code": full.code}
+    assert await _counts(engine, free.code) == (0, 0)
+    assert await _counts(engine, full.code) == (0, 1)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(sa.select(promotion_usages).where(promotion_usages.c.reservation_ref == ref))).all()
+    assert rows == []
+
+
+async def test_a_released_reference_reserves_again_through_the_batched_insert(engine: AsyncEngine) -> None:
+    repo = SqlPromotionRepo(engine)
+    promo = await _create(repo, usage_limit=1)
+    ref = unique("ref")
+    await reserve_promotion_usage(repo, _now, reservation_ref=ref, codes=[promo.code], cart=CART, customer_id="c")
+    assert await release_promotion_usage(repo, ref) == 1
+
+    again = await reserve_promotion_usage(
+        repo, _now, reservation_ref=ref, codes=[promo.code], cart=CART, customer_id="c"
+    )
+
+    assert [(u.code, u.status.value) for u in again.usages] == [(promo.code, "reserved")]
+    async with engine.connect() as conn:
+        status = (
+            await conn.execute(sa.select(promotion_usages.c.status).where(promotion_usages.c.reservation_ref == ref))
+        ).scalar_one()
+    assert status == "reserved"
+    assert await _counts(engine, promo.code) == (0, 1)
