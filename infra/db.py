@@ -23,3 +23,12 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "kas
         pool_recycle=1800,
         connect_args={"application_name": application_name},
     )
+
+
+def single_statement_reads(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool in autocommit, for reads that are one statement each.
+
+    No BEGIN and no ROLLBACK round trip, and the same answer: under READ COMMITTED every statement
+    sees its own snapshot anyway, inside a transaction or not. Never use it to write.
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

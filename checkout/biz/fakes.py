@@ -574,6 +574,9 @@ class FakeUnitOfWork:
             self.state.compensations, self.state.events = snapshot.compensations, snapshot.events
             raise
 
+    def read(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:
+        return self()
+
     def compensations(self, status: str = "pending") -> list[FailedCompensation]:
         return [c for c in self.state.compensations.values() if c.status == status]
 

@@ -226,6 +226,10 @@ class UnitOfWork(Protocol):
         """Begin a transaction: committed when the block exits cleanly, rolled back on an exception."""
         ...
 
+    def read(self) -> AbstractAsyncContextManager[Tx]:
+        """Repositories for reads that are one statement each: no transaction, never a write."""
+        ...
+
 
 class IdempotencyStore(Protocol):
     """Redis lock + result cache (infra.idempotency.IdempotencyStore fits it)."""

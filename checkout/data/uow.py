@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from checkout.data.repositories import SqlCartRepo, SqlCompensationRepo, SqlSessionRepo
 from checkout.data.tables import outbox
+from infra.db import single_statement_reads
 from infra.outbox import add_event
 
 __all__ = ["SqlTx", "SqlUnitOfWork"]
@@ -35,6 +36,7 @@ class SqlUnitOfWork:
 
     def __init__(self, engine: AsyncEngine, on_events: Callable[[], None] | None = None) -> None:
         self._engine = engine
+        self._reads = single_statement_reads(engine)
         self._on_events = on_events
 
     @contextlib.asynccontextmanager
@@ -44,3 +46,9 @@ class SqlUnitOfWork:
             yield tx
         if tx.events and self._on_events is not None:
             self._on_events()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
+        async with self._reads.connect() as conn:
+            yield SqlTx(conn)

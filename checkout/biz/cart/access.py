@@ -20,7 +20,7 @@ async def load_owned_cart(
     the cart and read its lines in their own transaction anyway.
     """
     cart_id = validate_id(field, cart_id)
-    async with uow() as tx:
+    async with uow.read() as tx:
         cart = await (tx.carts.get(cart_id) if items else tx.carts.get_head(cart_id))
     if cart is None or not actor.owns(cart.customer_id):
         raise NotFound(f"cart {cart_id} not found", metadata={"cart_id": cart_id})

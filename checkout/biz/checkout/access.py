@@ -14,7 +14,7 @@ __all__ = ["load_owned_session"]
 async def load_owned_session(uow: UnitOfWork, actor: Actor, session_id: str) -> Session:
     """Another customer's session is reported as missing, so ids can't be probed."""
     session_id = validate_id("session_id", session_id)
-    async with uow() as tx:
+    async with uow.read() as tx:
         session = await tx.sessions.get(session_id)
     if session is None or not actor.owns(session.customer_id):
         raise NotFound(f"checkout session {session_id} not found", metadata={"session_id": session_id})

@@ -158,7 +158,7 @@ class ConfirmCheckout:
 
     async def _not_started(self, session_id: str, idempotency_key: str) -> ConfirmResult:
         """The durable guard refused: replay a finished confirmation or say why not."""
-        async with self._uow() as tx:
+        async with self._uow.read() as tx:
             session = await tx.sessions.get(session_id)
         assert session is not None
         if session.status is SessionStatus.COMPLETED and session.idempotency_key == idempotency_key and session.result:
@@ -265,7 +265,7 @@ class ConfirmCheckout:
     async def _check(self, session: Session) -> None:
         """Step 2: the session has everything an order needs, and its cart is still held by it."""
         require_order_fields(session)
-        async with self._uow() as tx:
+        async with self._uow.read() as tx:
             cart = await tx.carts.get_head(session.cart_id)
         if cart is None or cart.status is not CartStatus.CHECKOUT:
             raise FailedPrecondition(

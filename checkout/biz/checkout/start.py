@@ -136,7 +136,7 @@ class StartCheckout:
 
     async def _live_session(self, cart_id: str) -> Session | None:
         """The cart's OPEN session (idempotent repeat); an expired one is expired now, a confirming one refused."""
-        async with self._uow() as tx:
+        async with self._uow.read() as tx:
             live = await tx.sessions.get_live_for_cart(cart_id)
         if live is None:
             return None

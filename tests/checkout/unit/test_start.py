@@ -104,6 +104,7 @@ async def test_a_session_that_cannot_be_stored_releases_its_reservation(world) -
             tx.sessions = BrokenSessions(tx.sessions)
             yield tx
 
+    uow.read = world.uow.read
     world.start._uow = uow
     with pytest.raises(RuntimeError):
         await world.start(world.customer, cart.cart_id)
