@@ -1,13 +1,13 @@
-"""PricingService client: products in one batch, shipping quotes, tax."""
+"""PricingService client: products in one batch, shipping quotes, tax, or all three in one QuoteOrder."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import grpc
 
 from checkout.adapter.base import GrpcClient
-from checkout.model.catalog import Address, Parcel, Product, ProductsResult, TaxLine
+from checkout.model.catalog import Address, OrderQuote, Parcel, Product, ProductsResult, ReserveLine, TaxLine
 from infra.channels import ServiceCredentials
 from infra.money import Money
 from infra.pb import address_to_pb, money_from_pb, money_to_pb
@@ -15,6 +15,29 @@ from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc as pb_grpc
 
 __all__ = ["GrpcPricingAdapter"]
+
+
+def _products(priced: Iterable[pb.PricedProduct], missing: Iterable[str], currency_code: str) -> ProductsResult:
+    products = {
+        p.product.sku: Product(
+            sku=p.product.sku,
+            name=p.product.name,
+            category=p.product.category,
+            brand=p.product.brand,
+            weight_grams=p.product.weight_grams,
+            tax_class=p.product.tax_class or "standard",
+            unit_price=money_from_pb(p.unit_price, currency_code),
+        )
+        for p in priced
+    }
+    return ProductsResult(products, list(missing))
+
+
+def _parcels_pb(parcels: Sequence[Parcel]) -> list[pb.Parcel]:
+    return [
+        pb.Parcel(warehouse_id=p.warehouse_id, origin=address_to_pb(p.origin), weight_grams=p.weight_grams)
+        for p in parcels
+    ]
 
 
 class GrpcPricingAdapter(GrpcClient):
@@ -26,19 +49,32 @@ class GrpcPricingAdapter(GrpcClient):
         resp = await self._call(
             self._stub.GetProducts, pb.GetProductsRequest(skus=list(skus), currency_code=currency_code)
         )
-        products = {
-            p.product.sku: Product(
-                sku=p.product.sku,
-                name=p.product.name,
-                category=p.product.category,
-                brand=p.product.brand,
-                weight_grams=p.product.weight_grams,
-                tax_class=p.product.tax_class or "standard",
-                unit_price=money_from_pb(p.unit_price, currency_code),
-            )
-            for p in resp.products
-        }
-        return ProductsResult(products, list(resp.missing_skus))
+        return _products(resp.products, resp.missing_skus, currency_code)
+
+    async def quote_order(
+        self,
+        lines: Sequence[ReserveLine],
+        parcels: Sequence[Parcel],
+        destination: Address,
+        shipping_method: str,
+        currency_code: str,
+    ) -> OrderQuote:
+        resp = await self._call(
+            self._stub.QuoteOrder,
+            pb.QuoteOrderRequest(
+                lines=[pb.QuoteOrderLine(sku=ln.sku, quantity=ln.quantity) for ln in lines],
+                parcels=_parcels_pb(parcels),
+                destination=address_to_pb(destination),
+                shipping_method=shipping_method,
+                currency_code=currency_code,
+            ),
+        )
+        products = _products(resp.products, resp.missing_skus, currency_code)
+        if products.missing_skus:
+            return OrderQuote(products, None, None)
+        return OrderQuote(
+            products, money_from_pb(resp.shipping_total, currency_code), money_from_pb(resp.tax_total, currency_code)
+        )
 
     async def quote_shipping(
         self, parcels: Sequence[Parcel], destination: Address, shipping_method: str, currency_code: str
@@ -46,10 +82,7 @@ class GrpcPricingAdapter(GrpcClient):
         resp = await self._call(
             self._stub.QuoteShipping,
             pb.QuoteShippingRequest(
-                parcels=[
-                    pb.Parcel(warehouse_id=p.warehouse_id, origin=address_to_pb(p.origin), weight_grams=p.weight_grams)
-                    for p in parcels
-                ],
+                parcels=_parcels_pb(parcels),
                 destination=address_to_pb(destination),
                 shipping_method=shipping_method,
                 currency_code=currency_code,

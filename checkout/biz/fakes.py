@@ -21,6 +21,7 @@ from checkout.model.catalog import (
     AppliedPromotion,
     AuthorizeRequest,
     OrderDraft,
+    OrderQuote,
     OrderRef,
     OrderStatus,
     Parcel,
@@ -115,6 +116,27 @@ class FakePricingGateway(_Scripted):
         self._enter("calculate_tax", tuple(lines), destination, shipping_total, currency_code)
         taxable = sum(ln.amount.amount_minor for ln in lines) + shipping_total.amount_minor
         return Money(currency_code, percent_of(taxable, self.tax_basis_points))
+
+    async def quote_order(
+        self,
+        lines: Sequence[ReserveLine],
+        parcels: Sequence[Parcel],
+        destination: Address,
+        shipping_method: str,
+        currency_code: str,
+    ) -> OrderQuote:
+        """What the three calls above answer for undiscounted lines, as the real service does."""
+        self._enter("quote_order", tuple(lines), tuple(parcels), destination, shipping_method, currency_code)
+        skus = list(dict.fromkeys(ln.sku for ln in lines))
+        found = {s: replace(self.products[s], unit_price=Money(currency_code, self.products[s].unit_price.amount_minor))
+                 for s in skus if s in self.products}  # fmt: skip
+        products = ProductsResult(found, [s for s in skus if s not in self.products])
+        if products.missing_skus:
+            return OrderQuote(products, None, None)
+        per = self.shipping_per_parcel * (2 if shipping_method == "express" else 1)
+        shipping = Money(currency_code, per * len(parcels))
+        taxable = sum(found[ln.sku].unit_price.amount_minor * ln.quantity for ln in lines) + shipping.amount_minor
+        return OrderQuote(products, shipping, Money(currency_code, percent_of(taxable, self.tax_basis_points)))
 
 
 @dataclass

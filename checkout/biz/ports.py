@@ -17,6 +17,7 @@ from checkout.model.catalog import (
     Address,
     AuthorizeRequest,
     OrderDraft,
+    OrderQuote,
     OrderRef,
     Parcel,
     Payment,
@@ -58,6 +59,17 @@ class PricingGateway(Protocol):
     async def calculate_tax(
         self, lines: Sequence[TaxLine], destination: Address, shipping_total: Money, currency_code: str
     ) -> Money: ...
+
+    async def quote_order(
+        self,
+        lines: Sequence[ReserveLine],
+        parcels: Sequence[Parcel],
+        destination: Address,
+        shipping_method: str,
+        currency_code: str,
+    ) -> OrderQuote:
+        """get_products, quote_shipping and calculate_tax of the undiscounted lines in one call."""
+        ...
 
 
 class InventoryGateway(Protocol):

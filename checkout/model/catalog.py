@@ -51,6 +51,15 @@ class ProductsResult:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderQuote:
+    """Products, shipping and tax of undiscounted lines in one answer; no totals when a sku is missing."""
+
+    products: ProductsResult
+    shipping: Money | None
+    tax: Money | None
+
+
+@dataclass(frozen=True, slots=True)
 class ReserveLine:
     sku: str
     quantity: int

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 from infra.auth import require_identity, require_privileged
@@ -10,16 +12,18 @@ from infra.money import Money
 from infra.pb import checked_currency, money_in_currency, money_to_pb
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc
-from pricing.biz import catalog, shipping, tax
+from pricing.biz import catalog, quote, shipping, tax
 from pricing.biz.ports import ProductRepo, RateRepo
-from pricing.model.catalog import TAX_CLASSES, Product
+from pricing.model.catalog import TAX_CLASSES, CatalogLookup, Product
 from pricing.model.rates import SHIPPING_METHODS, Parcel, TaxableLine
 from pricing.service.validation import check_country, check_sku
 
-__all__ = ["MAX_BATCH", "PricingService"]
+__all__ = ["MAX_BATCH", "MAX_QUANTITY", "PricingService"]
 
 # Bounds the work one request can ask for; a cart is at most a few hundred lines.
 MAX_BATCH = 1000
+# Units of one line QuoteOrder prices (int64 on the wire; bounded so totals stay far from overflow).
+MAX_QUANTITY = 1_000_000
 
 
 def _product_pb(p: Product) -> pb.Product:
@@ -37,6 +41,32 @@ def _product_pb(p: Product) -> pb.Product:
 def _check_batch(field: str, size: int) -> None:
     if size > MAX_BATCH:
         raise InvalidArgument(field, f"at most {MAX_BATCH} entries per request")
+
+
+def _priced_pb(lookup: CatalogLookup) -> list[pb.PricedProduct]:
+    return [
+        pb.PricedProduct(
+            product=_product_pb(pp.product),
+            unit_price=money_to_pb(pp.unit_price) if pp.unit_price is not None else None,
+        )
+        for pp in lookup.products
+    ]
+
+
+def _check_shipping_method(method: str) -> None:
+    if method not in SHIPPING_METHODS:
+        raise InvalidArgument("shipping_method", f"must be one of {', '.join(SHIPPING_METHODS)}")
+
+
+def _parcels(items: Sequence[pb.Parcel]) -> list[Parcel]:
+    _check_batch("parcels", len(items))
+    parcels: list[Parcel] = []
+    for i, p in enumerate(items):
+        origin = check_country(f"parcels[{i}].origin.country_code", p.origin.country_code)
+        if p.weight_grams < 0:
+            raise InvalidArgument(f"parcels[{i}].weight_grams", "must not be negative")
+        parcels.append(Parcel(p.warehouse_id, origin, p.weight_grams))
+    return parcels
 
 
 def _product_from_pb(i: int, p: pb.Product) -> Product:
@@ -86,16 +116,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
         for i, sku in enumerate(request.skus):
             check_sku(f"skus[{i}]", sku)
         lookup = await catalog.get_products(self._products, list(request.skus), request.currency_code)
-        return pb.GetProductsResponse(
-            products=[
-                pb.PricedProduct(
-                    product=_product_pb(pp.product),
-                    unit_price=money_to_pb(pp.unit_price) if pp.unit_price is not None else None,
-                )
-                for pp in lookup.products
-            ],
-            missing_skus=lookup.missing_skus,
-        )
+        return pb.GetProductsResponse(products=_priced_pb(lookup), missing_skus=lookup.missing_skus)
 
     async def UpsertProducts(
         self, request: pb.UpsertProductsRequest, context: grpc.aio.ServicerContext
@@ -119,17 +140,10 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
         self, request: pb.QuoteShippingRequest, context: grpc.aio.ServicerContext
     ) -> pb.QuoteShippingResponse:
         require_identity()
-        if request.shipping_method not in SHIPPING_METHODS:
-            raise InvalidArgument("shipping_method", f"must be one of {', '.join(SHIPPING_METHODS)}")
+        _check_shipping_method(request.shipping_method)
         currency = checked_currency("currency_code", request.currency_code)
         destination = check_country("destination.country_code", request.destination.country_code)
-        _check_batch("parcels", len(request.parcels))
-        parcels: list[Parcel] = []
-        for i, p in enumerate(request.parcels):
-            origin = check_country(f"parcels[{i}].origin.country_code", p.origin.country_code)
-            if p.weight_grams < 0:
-                raise InvalidArgument(f"parcels[{i}].weight_grams", "must not be negative")
-            parcels.append(Parcel(p.warehouse_id, origin, p.weight_grams))
+        parcels = _parcels(request.parcels)
         total = await shipping.quote_shipping(
             self._rates,
             shipping_method=request.shipping_method,
@@ -164,4 +178,37 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
         return pb.CalculateTaxResponse(
             tax_total=money_to_pb(result.tax_total),
             lines=[pb.TaxLineResult(sku=r.sku, tax=money_to_pb(r.tax)) for r in result.lines],
+        )
+
+    async def QuoteOrder(
+        self, request: pb.QuoteOrderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QuoteOrderResponse:
+        require_identity()
+        if not request.lines:
+            raise InvalidArgument("lines", "must not be empty")
+        _check_batch("lines", len(request.lines))
+        lines: list[quote.QuoteLine] = []
+        for i, line in enumerate(request.lines):
+            check_sku(f"lines[{i}].sku", line.sku)
+            if not 1 <= line.quantity <= MAX_QUANTITY:
+                raise InvalidArgument(f"lines[{i}].quantity", f"must be 1 to {MAX_QUANTITY}")
+            lines.append(quote.QuoteLine(line.sku, line.quantity))
+        _check_shipping_method(request.shipping_method)
+        currency = checked_currency("currency_code", request.currency_code)
+        destination = check_country("destination.country_code", request.destination.country_code)
+        parcels = _parcels(request.parcels)
+        result = await quote.quote_order(
+            self._products,
+            self._rates,
+            lines=lines,
+            parcels=parcels,
+            shipping_method=request.shipping_method,
+            currency_code=currency,
+            destination_country=destination,
+        )
+        return pb.QuoteOrderResponse(
+            products=_priced_pb(result.lookup),
+            missing_skus=result.lookup.missing_skus,
+            shipping_total=money_to_pb(result.shipping_total) if result.shipping_total is not None else None,
+            tax_total=money_to_pb(result.tax_total) if result.tax_total is not None else None,
         )

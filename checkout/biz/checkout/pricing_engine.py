@@ -1,6 +1,7 @@
 """Order totals from fresh data: prices, shipping, promotions and tax.
 
-Prices (GetProducts, one batch) and shipping (QuoteShipping, one parcel per warehouse, from the
+With no promotion code to apply, one QuoteOrder call answers prices, shipping and tax together.
+Otherwise prices (GetProducts, one batch) and shipping (QuoteShipping, one parcel per warehouse, from the
 warehouses that hold the reservations) are fetched in parallel; promotions are validated with lines
 built from the same GetProducts answer (no per-item calls); tax is computed on the discounted lines
 plus shipping. Everything runs under one deadline, so a slow dependency can't stall a checkout.
@@ -14,7 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from checkout.biz.ports import PricingGateway, PromotionGateway
-from checkout.model.catalog import Address, Parcel, Product, PromotionLine, PromotionResult, TaxLine
+from checkout.model.catalog import (
+    Address,
+    Parcel,
+    Product,
+    ProductsResult,
+    PromotionLine,
+    PromotionResult,
+    ReserveLine,
+    TaxLine,
+)
 from checkout.model.session import Discount, Preview, SessionLine
 from infra.errors import FailedPrecondition, Reason, Unavailable
 from infra.money import Money, allocate
@@ -49,6 +59,8 @@ class PricingEngine:
         currency = data.currency_code
         skus = list(dict.fromkeys(ln.sku for ln in data.lines))
         ships = data.shipping_address is not None and bool(data.shipping_method)
+        if ships and not data.promotion_codes:
+            return await self._undiscounted(data)
         try:
             async with asyncio.TaskGroup() as group:
                 products_task = group.create_task(self._pricing.get_products(skus, currency))
@@ -57,12 +69,7 @@ class PricingEngine:
             # The caller wants the dependency's own error (OUT_OF_STOCK, UNAVAILABLE…), not a group.
             raise failed.exceptions[0] from None
         found = products_task.result()
-        if found.missing_skus:
-            raise FailedPrecondition(
-                f"no longer sold: {', '.join(found.missing_skus)}",
-                reason=Reason.OUT_OF_STOCK,
-                metadata={"skus": ",".join(found.missing_skus)},
-            )
+        _refuse_missing(found)
         lines = [_refresh(ln, found.products[ln.sku]) for ln in data.lines]
         subtotal = sum(ln.line_total_minor for ln in lines)
         shipping = shipping_task.result().amount_minor if shipping_task is not None else 0
@@ -98,10 +105,43 @@ class PricingEngine:
             rejected=[(r.code, r.reason, r.message) for r in promo.rejected],
         )
 
+    async def _undiscounted(self, data: PricingInput) -> Preview:
+        """The same totals as below with no discount (tax on the full line totals), from one call."""
+        assert data.shipping_address is not None
+        quote = await self._pricing.quote_order(
+            [ReserveLine(ln.sku, ln.quantity) for ln in data.lines],
+            parcels(data.lines),
+            data.shipping_address,
+            data.shipping_method,
+            data.currency_code,
+        )
+        _refuse_missing(quote.products)
+        assert quote.shipping is not None and quote.tax is not None
+        lines = [_refresh(ln, quote.products.products[ln.sku]) for ln in data.lines]
+        return Preview(
+            currency_code=data.currency_code,
+            lines=lines,
+            subtotal_minor=sum(ln.line_total_minor for ln in lines),
+            discount_minor=0,
+            shipping_minor=quote.shipping.amount_minor,
+            tax_minor=quote.tax.amount_minor,
+            discounts=[],
+            rejected=[],
+        )
+
     async def _quote_shipping(self, data: PricingInput) -> Money:
         assert data.shipping_address is not None
         return await self._pricing.quote_shipping(
             parcels(data.lines), data.shipping_address, data.shipping_method, data.currency_code
+        )
+
+
+def _refuse_missing(found: ProductsResult) -> None:
+    if found.missing_skus:
+        raise FailedPrecondition(
+            f"no longer sold: {', '.join(found.missing_skus)}",
+            reason=Reason.OUT_OF_STOCK,
+            metadata={"skus": ",".join(found.missing_skus)},
         )
 
 

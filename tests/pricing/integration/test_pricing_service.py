@@ -279,3 +279,113 @@ async def test_calculate_tax_refuses_bad_fields(
     values.update(changes)
     request = pb.CalculateTaxRequest(**values)
     await expect_invalid(pricing_stub.CalculateTax(request, metadata=bearer(service_token)), field)
+
+
+# -- QuoteOrder -------------------------------------------------------------------------------------
+
+
+async def test_quote_order_answers_what_the_three_calls_answer(
+    pricing_stub: PricingServiceStub, admin_token: str, service_token: str
+) -> None:
+    """Same products, shipping and tax as GetProducts + QuoteShipping + CalculateTax on undiscounted lines,
+    with a sku split over two warehouses taxed (and rounded) line by line."""
+    a, b = unique("QO-A"), unique("QO-B")
+    await pricing_stub.UpsertProducts(
+        pb.UpsertProductsRequest(
+            products=[
+                product(a, eur(4999), usd(5333), weight_grams=700),
+                product(b, eur(3499), usd(1999), weight_grams=2500, tax_class="reduced"),
+            ]
+        ),
+        metadata=bearer(admin_token),
+    )
+    md = bearer(service_token)
+    lines = [pb.QuoteOrderLine(sku=a, quantity=1), pb.QuoteOrderLine(sku=b, quantity=3),
+             pb.QuoteOrderLine(sku=a, quantity=2)]  # fmt: skip
+    parcels = [
+        pb.Parcel(warehouse_id="wh-de", origin=address("DE"), weight_grams=700 + 7500),
+        pb.Parcel(warehouse_id="wh-us", origin=address("US"), weight_grams=1400),
+    ]
+    for currency, destination in (("EUR", "DE"), ("USD", "US"), ("EUR", "BR")):
+        quoted = await pricing_stub.QuoteOrder(
+            pb.QuoteOrderRequest(lines=lines, parcels=parcels, destination=address(destination),
+                                 shipping_method="express", currency_code=currency),
+            metadata=md,
+        )  # fmt: skip
+        products = await pricing_stub.GetProducts(
+            pb.GetProductsRequest(skus=[a, b], currency_code=currency), metadata=md
+        )
+        shipping = await pricing_stub.QuoteShipping(
+            pb.QuoteShippingRequest(parcels=parcels, destination=address(destination), shipping_method="express",
+                                    currency_code=currency),
+            metadata=md,
+        )  # fmt: skip
+        price = {p.product.sku: p for p in products.products}
+        taxed = await pricing_stub.CalculateTax(
+            pb.CalculateTaxRequest(
+                lines=[
+                    pb.TaxLine(
+                        sku=ln.sku,
+                        tax_class=price[ln.sku].product.tax_class,
+                        amount=money_pb2.Money(
+                            currency_code=currency, amount_minor=price[ln.sku].unit_price.amount_minor * ln.quantity
+                        ),
+                    )
+                    for ln in lines
+                ],
+                destination=address(destination),
+                shipping_total=shipping.shipping_total,
+                currency_code=currency,
+            ),
+            metadata=md,
+        )
+        assert list(quoted.products) == list(products.products)
+        assert list(quoted.missing_skus) == []
+        assert quoted.shipping_total == shipping.shipping_total
+        assert quoted.tax_total == taxed.tax_total
+        assert quoted.tax_total.amount_minor > 0 or destination == "BR"
+
+
+async def test_quote_order_reports_missing_skus_without_totals(
+    pricing_stub: PricingServiceStub, service_token: str
+) -> None:
+    gone = unique("QO-GONE")
+    quoted = await pricing_stub.QuoteOrder(
+        pb.QuoteOrderRequest(
+            lines=[pb.QuoteOrderLine(sku=gone, quantity=1)],
+            parcels=[pb.Parcel(warehouse_id="wh", origin=address("US"), weight_grams=100)],
+            destination=address("US"),
+            shipping_method="standard",
+            currency_code="USD",
+        ),
+        metadata=bearer(service_token),
+    )
+    assert list(quoted.missing_skus) == [gone]
+    assert not quoted.HasField("shipping_total") and not quoted.HasField("tax_total")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"lines": []}, "lines"),
+        ({"lines": [pb.QuoteOrderLine(sku="", quantity=1)]}, "lines[0].sku"),
+        ({"lines": [pb.QuoteOrderLine(sku="A", quantity=1), pb.QuoteOrderLine(sku="B", quantity=0)]},
+         "lines[1].quantity"),
+        ({"shipping_method": "overnight"}, "shipping_method"),
+        ({"currency_code": "??"}, "currency_code"),
+        ({"destination": address_pb2.Address()}, "destination.country_code"),
+        ({"parcels": [pb.Parcel(origin=address("US"), weight_grams=-5)]}, "parcels[0].weight_grams"),
+    ],
+)  # fmt: skip
+async def test_quote_order_refuses_bad_fields(
+    pricing_stub: PricingServiceStub, service_token: str, changes: dict[str, Any], field: str
+) -> None:
+    values: dict[str, Any] = {
+        "lines": [pb.QuoteOrderLine(sku="A", quantity=1)],
+        "parcels": [pb.Parcel(warehouse_id="wh", origin=address("US"), weight_grams=100)],
+        "destination": address("US"),
+        "shipping_method": "standard",
+        "currency_code": "USD",
+    }
+    values.update(changes)
+    await expect_invalid(pricing_stub.QuoteOrder(pb.QuoteOrderRequest(**values), metadata=bearer(service_token)), field)

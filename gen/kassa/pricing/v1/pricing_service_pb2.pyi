@@ -128,3 +128,37 @@ class CalculateTaxResponse(_message.Message):
     tax_total: _money_pb2.Money
     lines: _containers.RepeatedCompositeFieldContainer[TaxLineResult]
     def __init__(self, tax_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[TaxLineResult, _Mapping]]] = ...) -> None: ...
+
+class QuoteOrderLine(_message.Message):
+    __slots__ = ("sku", "quantity")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    quantity: int
+    def __init__(self, sku: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+
+class QuoteOrderRequest(_message.Message):
+    __slots__ = ("lines", "parcels", "destination", "shipping_method", "currency_code")
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    PARCELS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_METHOD_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedCompositeFieldContainer[QuoteOrderLine]
+    parcels: _containers.RepeatedCompositeFieldContainer[Parcel]
+    destination: _address_pb2.Address
+    shipping_method: str
+    currency_code: str
+    def __init__(self, lines: _Optional[_Iterable[_Union[QuoteOrderLine, _Mapping]]] = ..., parcels: _Optional[_Iterable[_Union[Parcel, _Mapping]]] = ..., destination: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., currency_code: _Optional[str] = ...) -> None: ...
+
+class QuoteOrderResponse(_message.Message):
+    __slots__ = ("products", "missing_skus", "shipping_total", "tax_total")
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    MISSING_SKUS_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TAX_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    products: _containers.RepeatedCompositeFieldContainer[PricedProduct]
+    missing_skus: _containers.RepeatedScalarFieldContainer[str]
+    shipping_total: _money_pb2.Money
+    tax_total: _money_pb2.Money
+    def __init__(self, products: _Optional[_Iterable[_Union[PricedProduct, _Mapping]]] = ..., missing_skus: _Optional[_Iterable[str]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., tax_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...

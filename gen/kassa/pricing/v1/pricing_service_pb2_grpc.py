@@ -55,6 +55,11 @@ class PricingServiceStub:
                 request_serializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.CalculateTaxRequest.SerializeToString,
                 response_deserializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.CalculateTaxResponse.FromString,
                 _registered_method=True)
+        self.QuoteOrder = channel.unary_unary(
+                '/kassa.pricing.v1.PricingService/QuoteOrder',
+                request_serializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderRequest.SerializeToString,
+                response_deserializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderResponse.FromString,
+                _registered_method=True)
 
 
 class PricingServiceServicer:
@@ -88,6 +93,15 @@ class PricingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QuoteOrder(self, request, context):
+        """Products, shipping and tax of an order with no discount, in one call: the answers of GetProducts,
+        then QuoteShipping and CalculateTax on the undiscounted lines. A caller with promotion codes needs
+        the discount before the tax, so it makes those three calls instead (with ValidatePromotions between).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PricingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +124,11 @@ def add_PricingServiceServicer_to_server(servicer, server):
                     servicer.CalculateTax,
                     request_deserializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.CalculateTaxRequest.FromString,
                     response_serializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.CalculateTaxResponse.SerializeToString,
+            ),
+            'QuoteOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.QuoteOrder,
+                    request_deserializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderRequest.FromString,
+                    response_serializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +240,33 @@ class PricingService:
             '/kassa.pricing.v1.PricingService/CalculateTax',
             kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.CalculateTaxRequest.SerializeToString,
             kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.CalculateTaxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QuoteOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.pricing.v1.PricingService/QuoteOrder',
+            kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderRequest.SerializeToString,
+            kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,
