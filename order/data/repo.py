@@ -1,18 +1,27 @@
-"""SqlOrderRepo: the OrderRepo port on Postgres (SQLAlchemy Core, one short transaction per call)."""
+"""SqlOrderRepo: the OrderRepo port on Postgres (SQLAlchemy Core, one short transaction per call).
+
+Each RPC costs as few round trips as the invariants allow (issue 4): the rows an RPC writes go in
+one statement (data-modifying CTEs, lines and discounts as ``unnest`` arrays), an order is read with
+its lines and discounts in one statement (JSON sub-selects), and the statements are built once at
+import time so a call only binds parameters. A read that is a single statement runs without an
+explicit transaction (autocommit): one statement is atomic on its own, and it saves BEGIN/ROLLBACK.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra.money import Money
-from infra.outbox import add_event, claim_inbox
+from infra.outbox import add_event
 from order.biz.ports import PageCursor, Transition, TransitionResult
 from order.data.tables import history, inbox, order_discounts, order_lines, orders, outbox
 from order.model.events import ORDER_CREATED, event_data
@@ -32,6 +41,11 @@ __all__ = ["SqlOrderRepo"]
 
 SERVICE = "order"
 
+_TEXTS = postgresql.ARRAY(sa.Text)
+_INTS = postgresql.ARRAY(sa.Integer)
+_BIGINTS = postgresql.ARRAY(sa.BigInteger)
+_ADDRESS_FIELDS = tuple(f.name for f in dataclasses.fields(Address))
+
 
 def _uuid(value: str) -> uuid.UUID | None:
     try:
@@ -47,7 +61,176 @@ def _address_json(address: Address | None) -> dict[str, str] | None:
 def _address(raw: dict[str, str] | None) -> Address | None:
     if raw is None:
         return None
-    return Address(**{f.name: str(raw.get(f.name, "")) for f in dataclasses.fields(Address)})
+    return Address(*(str(raw.get(name, "")) for name in _ADDRESS_FIELDS))
+
+
+def _param(name: str, type_: Any) -> sa.Cast[Any]:
+    return sa.cast(sa.bindparam(name), type_)
+
+
+# -- reading an order with its lines and discounts in one statement ------------------------------
+
+
+def _children(order_id: sa.ColumnElement[Any]) -> tuple[sa.Label[Any], sa.Label[Any]]:
+    """The lines and the discounts of the order ``order_id`` as JSON arrays of positional arrays."""
+    ol, od = order_lines.c, order_discounts.c
+    line = sa.func.json_build_array(
+        ol.sku, ol.name, ol.quantity, ol.unit_price_minor, ol.line_total_minor, ol.warehouse_id, ol.tax_class
+    )
+    lines = (
+        sa.select(sa.func.coalesce(sa.func.json_agg(aggregate_order_by(line, ol.line_no)), sa.text("'[]'::json")))
+        .where(ol.order_id == order_id)
+        .scalar_subquery()
+    )
+    discount = sa.func.json_build_array(od.code, od.amount_minor)
+    discounts = (
+        sa.select(sa.func.coalesce(sa.func.json_agg(aggregate_order_by(discount, od.position)), sa.text("'[]'::json")))
+        .where(od.order_id == order_id)
+        .scalar_subquery()
+    )
+    return lines.label("lines_json"), discounts.label("discounts_json")
+
+
+_ORDER_COLUMNS = (*orders.c, *_children(orders.c.order_id))
+_LOAD_BY_ID = sa.select(*_ORDER_COLUMNS).where(orders.c.order_id == sa.bindparam("order_id"))
+_LOAD_BY_SESSION = sa.select(*_ORDER_COLUMNS).where(orders.c.checkout_session_id == sa.bindparam("checkout_session_id"))
+_ID_BY_SESSION = sa.select(orders.c.order_id).where(orders.c.checkout_session_id == sa.bindparam("checkout_session_id"))
+_HISTORY = (
+    sa.select(history.c.status, history.c.cause, history.c.occurred_at)
+    .where(history.c.order_id == sa.bindparam("order_id"))
+    .order_by(history.c.id)
+)
+
+
+# -- CreateOrder: the order, its lines, discounts and first history entry in one statement --------
+
+_INSERTED = (
+    "order_id",
+    "checkout_session_id",
+    "customer_id",
+    "email",
+    "status",
+    "currency_code",
+    "subtotal_minor",
+    "discount_total_minor",
+    "shipping_total_minor",
+    "tax_total_minor",
+    "grand_total_minor",
+    "shipping_address",
+    "billing_address",
+    "shipping_method",
+    "payment_id",
+    "payment_method",
+    "notes",
+)
+
+
+def _create_stmt() -> sa.Select[Any]:
+    """Insert the order unless its session has one (then no row comes back and nothing is written)."""
+    new = (
+        insert(orders)
+        .values({name: sa.bindparam(name, type_=orders.c[name].type) for name in _INSERTED})
+        .on_conflict_do_nothing(index_elements=[orders.c.checkout_session_id])
+        .returning(*orders.c)
+        .cte("new_order")
+    )
+    lines = (
+        sa.func.unnest(
+            _param("line_nos", _INTS),
+            _param("skus", _TEXTS),
+            _param("names", _TEXTS),
+            _param("quantities", _INTS),
+            _param("unit_prices", _BIGINTS),
+            _param("line_totals", _BIGINTS),
+            _param("warehouse_ids", _TEXTS),
+            _param("tax_classes", _TEXTS),
+        )
+        .table_valued(
+            sa.column("line_no", sa.Integer),
+            sa.column("sku", sa.Text),
+            sa.column("name", sa.Text),
+            sa.column("quantity", sa.Integer),
+            sa.column("unit_price_minor", sa.BigInteger),
+            sa.column("line_total_minor", sa.BigInteger),
+            sa.column("warehouse_id", sa.Text),
+            sa.column("tax_class", sa.Text),
+        )
+        .render_derived(name="l")
+    )
+    line_columns = [c.name for c in lines.c]
+    insert_lines = order_lines.insert().from_select(
+        ["order_id", *line_columns],
+        sa.select(new.c.order_id, *lines.c).select_from(new.join(lines, sa.true())),
+    )
+    discounts = (
+        sa.func.unnest(_param("positions", _INTS), _param("codes", _TEXTS), _param("discount_amounts", _BIGINTS))
+        .table_valued(
+            sa.column("position", sa.Integer), sa.column("code", sa.Text), sa.column("amount_minor", sa.BigInteger)
+        )
+        .render_derived(name="d")
+    )
+    insert_discounts = order_discounts.insert().from_select(
+        ["order_id", "position", "code", "amount_minor"],
+        sa.select(new.c.order_id, *discounts.c).select_from(new.join(discounts, sa.true())),
+    )
+    first_entry = history.insert().from_select(
+        ["order_id", "status", "cause"],
+        sa.select(new.c.order_id, new.c.status, sa.bindparam("first_cause", type_=sa.Text)),
+    )
+    return sa.select(new).add_cte(
+        insert_lines.cte("new_lines"), insert_discounts.cte("new_discounts"), first_entry.cte("first_entry")
+    )
+
+
+_CREATE = _create_stmt()
+
+
+# -- a status transition, its history entry (and inbox claim) in one statement -------------------
+
+
+@functools.cache
+def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: bool) -> sa.Select[Any]:
+    """``UPDATE orders … WHERE status = ANY(:sources)`` plus its history entry; the updated order with
+    its lines and discounts comes back (no row: the status did not match). With ``claim``, the update
+    applies only if the inbox claim is new, and the first column says whether it was."""
+    where: list[sa.ColumnElement[bool]] = [
+        orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type),
+        orders.c.status == sa.any_(_param("t_sources", _TEXTS)),
+    ]
+    values: dict[str, Any] = {"status": sa.bindparam("t_target", type_=sa.Text), "updated_at": sa.func.now()}
+    if payment:
+        payment_id = sa.bindparam("t_payment_id", type_=sa.Text)
+        where.append(sa.or_(orders.c.payment_id == "", orders.c.payment_id == payment_id))
+        values["payment_id"] = payment_id
+    if outcome:
+        values["payment_outcome"] = sa.bindparam("t_payment_outcome", type_=sa.Text)
+    if tracking:
+        values["tracking_number"] = sa.bindparam("t_tracking_number", type_=sa.Text)
+    claimed = None
+    if claim:
+        new_claim = (
+            insert(inbox)
+            .values(
+                consumer=sa.bindparam("t_consumer", type_=sa.Text), event_id=sa.bindparam("t_event_id", type_=sa.Text)
+            )
+            .on_conflict_do_nothing()
+            .returning(inbox.c.event_id)
+            .cte("claim")
+        )
+        claimed = sa.exists(sa.select(new_claim.c.event_id))
+        where.append(claimed)
+    updated = orders.update().where(*where).values(values).returning(*orders.c).cte("updated")
+    entry = history.insert().from_select(
+        ["order_id", "status", "cause"],
+        sa.select(updated.c.order_id, updated.c.status, sa.bindparam("t_cause", type_=sa.Text)),
+    )
+    columns = (*updated.c, *_children(updated.c.order_id))
+    if claimed is None:
+        return sa.select(*columns).add_cte(entry.cte("entry"))
+    flag = sa.select(claimed.label("claimed")).subquery("flag")
+    return (
+        sa.select(flag.c.claimed, *columns).select_from(flag.outerjoin(updated, sa.true())).add_cte(entry.cte("entry"))
+    )
 
 
 class SqlOrderRepo:
@@ -55,11 +238,14 @@ class SqlOrderRepo:
 
     def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] = lambda: None) -> None:
         self._engine = engine
+        # Single-statement reads: no BEGIN/ROLLBACK round trips.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._on_commit = on_commit
 
     async def create(self, order: NewOrder, cause: str) -> tuple[Order, bool]:
         t = order.totals
-        values: dict[str, Any] = {
+        lines, discounts = order.lines, order.discounts
+        params: dict[str, Any] = {
             "order_id": uuid.uuid4(),
             "checkout_session_id": order.checkout_session_id,
             "customer_id": order.customer_id,
@@ -77,48 +263,30 @@ class SqlOrderRepo:
             "payment_id": order.payment_id,
             "payment_method": order.payment_method,
             "notes": order.notes,
+            "line_nos": list(range(len(lines))),
+            "skus": [line.sku for line in lines],
+            "names": [line.name for line in lines],
+            "quantities": [line.quantity for line in lines],
+            "unit_prices": [line.unit_price.amount_minor for line in lines],
+            "line_totals": [line.line_total.amount_minor for line in lines],
+            "warehouse_ids": [line.warehouse_id for line in lines],
+            "tax_classes": [line.tax_class for line in lines],
+            "positions": list(range(len(discounts))),
+            "codes": [d.code for d in discounts],
+            "discount_amounts": [d.amount.amount_minor for d in discounts],
+            "first_cause": cause,
         }
-        stmt = (
-            insert(orders)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[orders.c.checkout_session_id])
-            .returning(*orders.c)
-        )
         async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt)).first()
+            row = (await conn.execute(_CREATE, params)).first()
             if row is None:
-                existing = await self._load_where(conn, orders.c.checkout_session_id == order.checkout_session_id)
-                if existing is None:  # the unique index guarantees the conflicting row is visible now
+                # The session has an order; the unique index guarantees it is visible to a new statement.
+                existing = (
+                    await conn.execute(_LOAD_BY_SESSION, {"checkout_session_id": order.checkout_session_id})
+                ).first()
+                if existing is None:
                     raise RuntimeError(f"order for session {order.checkout_session_id} vanished")
-                return existing, False
-            oid = row.order_id
-            await conn.execute(
-                order_lines.insert(),
-                [
-                    {
-                        "order_id": oid,
-                        "line_no": i,
-                        "sku": line.sku,
-                        "name": line.name,
-                        "quantity": line.quantity,
-                        "unit_price_minor": line.unit_price.amount_minor,
-                        "line_total_minor": line.line_total.amount_minor,
-                        "warehouse_id": line.warehouse_id,
-                        "tax_class": line.tax_class,
-                    }
-                    for i, line in enumerate(order.lines)
-                ],
-            )
-            if order.discounts:
-                await conn.execute(
-                    order_discounts.insert(),
-                    [
-                        {"order_id": oid, "position": i, "code": d.code, "amount_minor": d.amount.amount_minor}
-                        for i, d in enumerate(order.discounts)
-                    ],
-                )
-            await conn.execute(history.insert().values(order_id=oid, status=row.status, cause=cause))
-            created = self._build(row, order.lines, order.discounts)
+                return _order(existing), False
+            created = _build(row, lines, discounts)
             await add_event(
                 conn,
                 outbox,
@@ -134,68 +302,65 @@ class SqlOrderRepo:
         oid = _uuid(order_id)
         if oid is None:
             return None
-        async with self._engine.connect() as conn:
-            return await self._load_where(conn, orders.c.order_id == oid)
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(_LOAD_BY_ID, {"order_id": oid})).first()
+        return None if row is None else _order(row)
 
     async def find_id_by_session(self, checkout_session_id: str) -> str | None:
-        async with self._engine.connect() as conn:
-            oid = (
-                await conn.execute(
-                    sa.select(orders.c.order_id).where(orders.c.checkout_session_id == checkout_session_id)
-                )
-            ).scalar()
+        async with self._reader.connect() as conn:
+            oid = (await conn.execute(_ID_BY_SESSION, {"checkout_session_id": checkout_session_id})).scalar()
         return str(oid) if oid is not None else None
 
     async def history(self, order_id: str) -> list[StatusChange]:
         oid = _uuid(order_id)
         if oid is None:
             return []
-        stmt = (
-            sa.select(history.c.status, history.c.cause, history.c.occurred_at)
-            .where(history.c.order_id == oid)
-            .order_by(history.c.id)
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(_HISTORY, {"order_id": oid})).all()
         return [StatusChange(OrderStatus(r.status), r.cause, r.occurred_at) for r in rows]
 
     async def list_for_customer(self, customer_id: str, limit: int, after: PageCursor | None) -> list[Order]:
-        stmt = sa.select(orders).where(orders.c.customer_id == customer_id)
+        stmt = sa.select(*_ORDER_COLUMNS).where(orders.c.customer_id == customer_id)
         if after is not None:
             stmt = stmt.where(
                 sa.tuple_(orders.c.created_at, orders.c.order_id)
                 < sa.tuple_(after.created_at, uuid.UUID(after.order_id))
             )
         stmt = stmt.order_by(orders.c.created_at.desc(), orders.c.order_id.desc()).limit(limit)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-            return await self._with_children(conn, rows)
+        return [_order(r) for r in rows]
 
     async def transition(self, transition: Transition) -> TransitionResult:
         oid = _uuid(transition.order_id)
         if oid is None:
             return TransitionResult(order=None, applied=False)
-        where = [orders.c.order_id == oid, orders.c.status.in_([s.value for s in transition.sources])]
-        values: dict[str, Any] = {"status": transition.target.value, "updated_at": sa.func.now()}
-        if transition.payment_id:
-            where.append(orders.c.payment_id.in_(["", transition.payment_id]))
-            values["payment_id"] = transition.payment_id
-        if transition.payment_outcome is not None:
-            values["payment_outcome"] = transition.payment_outcome.value
-        if transition.tracking_number:
-            values["tracking_number"] = transition.tracking_number
-        stmt = orders.update().where(*where).values(**values).returning(*orders.c)
+        claim = transition.inbox
+        stmt = _transition_stmt(
+            payment=bool(transition.payment_id),
+            outcome=transition.payment_outcome is not None,
+            tracking=bool(transition.tracking_number),
+            claim=claim is not None,
+        )
+        params: dict[str, Any] = {
+            "t_order_id": oid,
+            "t_sources": [s.value for s in transition.sources],
+            "t_target": transition.target.value,
+            "t_payment_id": transition.payment_id,
+            "t_payment_outcome": transition.payment_outcome.value if transition.payment_outcome else None,
+            "t_tracking_number": transition.tracking_number,
+            "t_cause": transition.cause,
+        }
+        if claim is not None:
+            params["t_consumer"], params["t_event_id"] = claim.consumer, claim.event_id
         async with self._engine.begin() as conn:
-            claim = transition.inbox
-            if claim is not None and not await claim_inbox(conn, inbox, claim.consumer, claim.event_id):
-                current = await self._load_where(conn, orders.c.order_id == oid)
-                return TransitionResult(order=current, applied=False, duplicate=True)
-            row = (await conn.execute(stmt)).first()
-            if row is None:
-                current = await self._load_where(conn, orders.c.order_id == oid)
-                return TransitionResult(order=current, applied=False)
-            await conn.execute(history.insert().values(order_id=oid, status=row.status, cause=transition.cause))
-            (updated,) = await self._with_children(conn, [row])
+            row = (await conn.execute(stmt, params)).first()
+            if claim is not None and (row is None or not row.claimed):
+                return TransitionResult(order=await _load(conn, oid), applied=False, duplicate=True)
+            if row is None or row.order_id is None:
+                # Not moved: read the order again in a new statement, which sees what the update saw.
+                return TransitionResult(order=await _load(conn, oid), applied=False)
+            updated = _order(row)
             await add_event(
                 conn,
                 outbox,
@@ -207,78 +372,56 @@ class SqlOrderRepo:
         self._on_commit()
         return TransitionResult(order=updated, applied=True)
 
-    async def _load_where(self, conn: AsyncConnection, condition: sa.ColumnElement[bool]) -> Order | None:
-        row = (await conn.execute(sa.select(orders).where(condition))).first()
-        if row is None:
-            return None
-        (order,) = await self._with_children(conn, [row])
-        return order
 
-    async def _with_children(self, conn: AsyncConnection, rows: Sequence[sa.Row[Any]]) -> list[Order]:
-        """Attach lines and discounts to order rows with one query each, whatever the number of rows."""
-        if not rows:
-            return []
-        ids = [r.order_id for r in rows]
-        line_rows = (
-            await conn.execute(
-                sa.select(order_lines).where(order_lines.c.order_id.in_(ids)).order_by(order_lines.c.line_no)
-            )
-        ).all()
-        discount_rows = (
-            await conn.execute(
-                sa.select(order_discounts)
-                .where(order_discounts.c.order_id.in_(ids))
-                .order_by(order_discounts.c.position)
-            )
-        ).all()
-        currency = {r.order_id: r.currency_code for r in rows}
-        lines: dict[uuid.UUID, list[OrderLine]] = {i: [] for i in ids}
-        for lr in line_rows:
-            cur = currency[lr.order_id]
-            lines[lr.order_id].append(
-                OrderLine(
-                    sku=lr.sku,
-                    name=lr.name,
-                    quantity=lr.quantity,
-                    unit_price=Money(cur, lr.unit_price_minor),
-                    line_total=Money(cur, lr.line_total_minor),
-                    warehouse_id=lr.warehouse_id,
-                    tax_class=lr.tax_class,
-                )
-            )
-        discounts: dict[uuid.UUID, list[OrderDiscount]] = {i: [] for i in ids}
-        for dr in discount_rows:
-            discounts[dr.order_id].append(
-                OrderDiscount(code=dr.code, amount=Money(currency[dr.order_id], dr.amount_minor))
-            )
-        return [self._build(r, lines[r.order_id], discounts[r.order_id]) for r in rows]
+async def _load(conn: AsyncConnection, order_id: uuid.UUID) -> Order | None:
+    row = (await conn.execute(_LOAD_BY_ID, {"order_id": order_id})).first()
+    return None if row is None else _order(row)
 
-    @staticmethod
-    def _build(row: sa.Row[Any], lines: Sequence[OrderLine], discounts: Sequence[OrderDiscount]) -> Order:
-        cur = row.currency_code
-        return Order(
-            order_id=str(row.order_id),
-            checkout_session_id=row.checkout_session_id,
-            customer_id=row.customer_id,
-            email=row.email,
-            status=OrderStatus(row.status),
-            lines=tuple(lines),
-            discounts=tuple(discounts),
-            totals=Totals(
-                subtotal=Money(cur, row.subtotal_minor),
-                discount_total=Money(cur, row.discount_total_minor),
-                shipping_total=Money(cur, row.shipping_total_minor),
-                tax_total=Money(cur, row.tax_total_minor),
-                grand_total=Money(cur, row.grand_total_minor),
-            ),
-            shipping_address=_address(row.shipping_address),
-            billing_address=_address(row.billing_address),
-            shipping_method=row.shipping_method,
-            payment_id=row.payment_id,
-            payment_method=row.payment_method,
-            payment_outcome=PaymentOutcome(row.payment_outcome) if row.payment_outcome else None,
-            notes=row.notes,
-            tracking_number=row.tracking_number,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+
+def _order(row: sa.Row[Any]) -> Order:
+    """An order row carrying ``lines_json`` and ``discounts_json`` (see :func:`_children`)."""
+    cur = row.currency_code
+    lines = [
+        OrderLine(
+            sku=sku,
+            name=name,
+            quantity=quantity,
+            unit_price=Money(cur, unit_price),
+            line_total=Money(cur, line_total),
+            warehouse_id=warehouse_id,
+            tax_class=tax_class,
         )
+        for sku, name, quantity, unit_price, line_total, warehouse_id, tax_class in row.lines_json
+    ]
+    discounts = [OrderDiscount(code=code, amount=Money(cur, amount)) for code, amount in row.discounts_json]
+    return _build(row, lines, discounts)
+
+
+def _build(row: sa.Row[Any], lines: Any, discounts: Any) -> Order:
+    cur = row.currency_code
+    return Order(
+        order_id=str(row.order_id),
+        checkout_session_id=row.checkout_session_id,
+        customer_id=row.customer_id,
+        email=row.email,
+        status=OrderStatus(row.status),
+        lines=tuple(lines),
+        discounts=tuple(discounts),
+        totals=Totals(
+            subtotal=Money(cur, row.subtotal_minor),
+            discount_total=Money(cur, row.discount_total_minor),
+            shipping_total=Money(cur, row.shipping_total_minor),
+            tax_total=Money(cur, row.tax_total_minor),
+            grand_total=Money(cur, row.grand_total_minor),
+        ),
+        shipping_address=_address(row.shipping_address),
+        billing_address=_address(row.billing_address),
+        shipping_method=row.shipping_method,
+        payment_id=row.payment_id,
+        payment_method=row.payment_method,
+        payment_outcome=PaymentOutcome(row.payment_outcome) if row.payment_outcome else None,
+        notes=row.notes,
+        tracking_number=row.tracking_number,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )

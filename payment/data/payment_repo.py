@@ -3,17 +3,25 @@
 Every status change is ``UPDATE … WHERE status IN (…) RETURNING`` with its outbox
 event and attempt log row in the same transaction; nothing reads a row, decides
 in Python and writes it back without holding a lock.
+
+Round trips are counted (issue 4): the status change and its attempt row are one statement
+(a data-modifying CTE), statements are built once and only bound per call, and a step that is a
+single statement (a read, the PENDING insert, a claim without an event) runs without an explicit
+transaction (autocommit): one statement is atomic on its own, and it saves BEGIN and COMMIT.
+Bind parameters of UPDATE statements never share a column's name: SQLAlchemy would add such a
+key to the SET clause.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -77,48 +85,162 @@ def _refund(row: sa.Row[Any]) -> Refund:
     )
 
 
+_TEXTS = ARRAY(sa.Text)
+
+_INSERT_PAYMENT = (
+    insert(payments)
+    .values(
+        {
+            name: sa.bindparam(name, type_=payments.c[name].type)
+            for name in (
+                "payment_id",
+                "idempotency_key",
+                "order_ref",
+                "customer_id",
+                "status",
+                "amount_minor",
+                "currency_code",
+                "provider",
+                "payment_method",
+                "return_url",
+            )
+        }
+    )
+    .on_conflict_do_nothing(index_elements=[payments.c.idempotency_key])
+    .returning(*payments.c)
+)
+_BY_KEY = sa.select(payments).where(payments.c.idempotency_key == sa.bindparam("idempotency_key"))
+_BY_ID = sa.select(payments).where(payments.c.payment_id == sa.bindparam("payment_id"))
+_LOCK_BY_ID = _BY_ID.with_for_update()
+
+# Claim a provider event once, recording the payment it is about: the one holding its intent,
+# else the one its metadata names (a webhook can overtake the commit that stores the intent id).
+_CLAIM_EVENT = (
+    insert(provider_events)
+    .values(
+        provider=sa.bindparam("e_provider", type_=sa.Text),
+        event_id=sa.bindparam("e_event_id", type_=sa.Text),
+        event_type=sa.bindparam("e_event_type", type_=sa.Text),
+        payment_id=sa.func.coalesce(
+            sa.select(payments.c.payment_id)
+            .where(
+                payments.c.provider == sa.bindparam("e_provider", type_=sa.Text),
+                payments.c.provider_payment_id == sa.bindparam("e_intent_id", type_=sa.Text),
+            )
+            .scalar_subquery(),
+            sa.select(payments.c.payment_id)
+            .where(
+                payments.c.payment_id == sa.bindparam("e_payment_id", type_=payments.c.payment_id.type),
+                payments.c.provider == sa.bindparam("e_provider", type_=sa.Text),
+            )
+            .scalar_subquery(),
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(provider_events.c.payment_id)
+)
+
+
+def _attempt_columns(payment_id: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    return sa.select(
+        payment_id,
+        sa.bindparam("a_operation", type_=sa.Text),
+        sa.bindparam("a_request", type_=JSONB),
+        sa.bindparam("a_response", type_=JSONB),
+        sa.bindparam("a_outcome", type_=sa.Text),
+    )
+
+
+_ATTEMPT_COLUMNS = ["payment_id", "operation", "request", "response", "outcome"]
+_INSERT_ATTEMPT = attempts.insert().from_select(
+    _ATTEMPT_COLUMNS, _attempt_columns(sa.bindparam("a_payment_id", type_=attempts.c.payment_id.type))
+)
+
+
+def _attempt_params(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "a_operation": attempt.operation,
+        "a_request": attempt.request,
+        "a_response": attempt.response,
+        "a_outcome": attempt.outcome,
+    }
+
+
+@functools.cache
+def _transition_stmt(changed: tuple[str, ...], *, lease: bool, attempt: bool) -> sa.Executable:
+    """The conditional update of :class:`Transition` for these changed columns, returning the row;
+    with ``attempt`` the attempt row is inserted by the same statement (only if the update applied)."""
+    condition: sa.ColumnElement[bool] = payments.c.status == sa.any_(sa.cast(sa.bindparam("p_sources"), _TEXTS))
+    values: dict[str, Any] = {
+        name: sa.bindparam(f"p_{name}", type_=payments.c[name].type) for name in changed if name != "status"
+    }
+    values["status"] = sa.bindparam("p_to", type_=sa.Text)
+    values["updated_at"] = sa.func.now()
+    if lease:
+        # A claim whose holder crashed (lease over) may be taken again.
+        condition = sa.or_(
+            condition,
+            sa.and_(payments.c.status == sa.bindparam("p_to", type_=sa.Text), payments.c.lease_until < sa.func.now()),
+        )
+        values["lease_until"] = sa.func.now() + sa.bindparam("p_lease", type_=sa.Interval)
+    else:
+        values["lease_until"] = None
+    update = (
+        payments.update()
+        .where(payments.c.payment_id == sa.bindparam("p_payment_id", type_=payments.c.payment_id.type), condition)
+        .values(values)
+        .returning(*payments.c)
+    )
+    if not attempt:
+        return update
+    updated = update.cte("updated")
+    log = attempts.insert().from_select(_ATTEMPT_COLUMNS, _attempt_columns(updated.c.payment_id))
+    return sa.select(updated).add_cte(log.cte("attempt"))
+
+
 class SqlPaymentRepo:
     def __init__(self, engine: AsyncEngine, *, on_event: Callable[[], None] | None = None) -> None:
         self._engine = engine
+        # For steps that are one statement: no BEGIN/COMMIT round trips.
+        self._single = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Wakes the outbox publisher after a commit that wrote an event.
         self._on_event = on_event or (lambda: None)
 
     async def create_or_get(self, new: NewPayment) -> tuple[Payment, bool]:
-        stmt = (
-            insert(payments)
-            .values(
-                payment_id=new.payment_id,
-                idempotency_key=new.idempotency_key,
-                order_ref=new.order_ref,
-                customer_id=new.customer_id,
-                status=S.PENDING.value,
-                amount_minor=new.amount.amount_minor,
-                currency_code=new.amount.currency_code,
-                provider=new.provider,
-                payment_method=new.payment_method,
-                return_url=new.return_url,
-            )
-            .on_conflict_do_nothing(index_elements=[payments.c.idempotency_key])
-            .returning(*payments.c)
-        )
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt)).first()
+        params = {
+            "payment_id": new.payment_id,
+            "idempotency_key": new.idempotency_key,
+            "order_ref": new.order_ref,
+            "customer_id": new.customer_id,
+            "status": S.PENDING.value,
+            "amount_minor": new.amount.amount_minor,
+            "currency_code": new.amount.currency_code,
+            "provider": new.provider,
+            "payment_method": new.payment_method,
+            "return_url": new.return_url,
+        }
+        async with self._single.connect() as conn:
+            row = (await conn.execute(_INSERT_PAYMENT, params)).first()
             if row is not None:
                 return _payment(row), True
-            existing = (
-                await conn.execute(sa.select(payments).where(payments.c.idempotency_key == new.idempotency_key))
-            ).one()
+            # A new statement sees the row whose key conflicted (it is committed once we could not insert).
+            existing = (await conn.execute(_BY_KEY, {"idempotency_key": new.idempotency_key})).one()
             return _payment(existing), False
 
     async def get(self, payment_id: uuid.UUID) -> Payment | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(sa.select(payments).where(payments.c.payment_id == payment_id))).first()
+        async with self._single.connect() as conn:
+            row = (await conn.execute(_BY_ID, {"payment_id": payment_id})).first()
         return None if row is None else _payment(row)
 
     async def apply(self, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
         try:
-            async with self._engine.begin() as conn:
-                done = await self._apply_in(conn, payment_id, transition)
+            if transition.event_type:
+                async with self._engine.begin() as conn:
+                    done = await self._apply_in(conn, payment_id, transition)
+            else:
+                # No event: the update (and its attempt row) is a single statement.
+                async with self._single.connect() as conn:
+                    done = await self._apply_in(conn, payment_id, transition)
         except IntegrityError as exc:
             if _ONE_CAPTURE_INDEX in str(exc.orig):
                 raise FailedPrecondition(
@@ -132,48 +254,30 @@ class SqlPaymentRepo:
         return done
 
     async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None:
-        async with self._engine.begin() as conn:
+        async with self._single.connect() as conn:
             await _insert_attempt(conn, payment_id, attempt)
 
     async def apply_provider_event(
         self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None, plan: EventPlan
     ) -> tuple[bool, Payment | None]:
-        claim = (
-            insert(provider_events)
-            .values(provider=provider, event_id=event.event_id, event_type=event.raw_type)
-            .on_conflict_do_nothing()
-            .returning(provider_events.c.event_id)
-        )
+        params = {
+            "e_provider": provider,
+            "e_event_id": event.event_id,
+            "e_event_type": event.raw_type,
+            "e_intent_id": event.intent.intent_id if event.intent is not None else None,
+            "e_payment_id": payment_id,
+        }
         async with self._engine.begin() as conn:
-            if (await conn.execute(claim)).first() is None:
+            claimed = (await conn.execute(_CLAIM_EVENT, params)).first()
+            if claimed is None:
                 return True, None
             row = None
-            if event.intent is not None:
-                row = (
-                    await conn.execute(
-                        sa.select(payments)
-                        .where(
-                            payments.c.provider == provider, payments.c.provider_payment_id == event.intent.intent_id
-                        )
-                        .with_for_update()
-                    )
-                ).first()
-            if row is None and payment_id is not None:
-                row = (
-                    await conn.execute(
-                        sa.select(payments)
-                        .where(payments.c.payment_id == payment_id, payments.c.provider == provider)
-                        .with_for_update()
-                    )
-                ).first()
+            if claimed.payment_id is not None:
+                # Locked, and the latest version even if it changed since the claim's snapshot.
+                row = (await conn.execute(_LOCK_BY_ID, {"payment_id": claimed.payment_id})).first()
             if row is None:
                 return False, None
             payment = _payment(row)
-            await conn.execute(
-                provider_events.update()
-                .where(provider_events.c.provider == provider, provider_events.c.event_id == event.event_id)
-                .values(payment_id=payment.payment_id)
-            )
             transition = plan(payment)
             if transition is None:
                 return False, payment
@@ -292,28 +396,18 @@ class SqlPaymentRepo:
         return payment
 
     async def _apply_in(self, conn: AsyncConnection, payment_id: uuid.UUID, t: Transition) -> Payment | None:
-        condition = payments.c.status.in_([s.value for s in t.sources])
-        values: dict[str, Any] = {**t.changes, "status": t.to.value, "updated_at": sa.func.now()}
-        if t.lease_seconds is None:
-            values["lease_until"] = None
-        else:
-            # A claim whose holder crashed (lease over) may be taken again.
-            condition = sa.or_(
-                condition, sa.and_(payments.c.status == t.to.value, payments.c.lease_until < sa.func.now())
-            )
-            values["lease_until"] = sa.func.now() + timedelta(seconds=t.lease_seconds)
-        stmt = (
-            payments.update()
-            .where(payments.c.payment_id == payment_id, condition)
-            .values(values)
-            .returning(*payments.c)
-        )
-        row = (await conn.execute(stmt)).first()
+        changed = tuple(sorted(t.changes))
+        stmt = _transition_stmt(changed, lease=t.lease_seconds is not None, attempt=t.attempt is not None)
+        params: dict[str, Any] = {f"p_{name}": t.changes[name] for name in changed}
+        params.update(p_payment_id=payment_id, p_sources=[s.value for s in t.sources], p_to=t.to.value)
+        if t.lease_seconds is not None:
+            params["p_lease"] = timedelta(seconds=t.lease_seconds)
+        if t.attempt is not None:
+            params.update(_attempt_params(t.attempt))
+        row = (await conn.execute(stmt, params)).first()
         if row is None:
             return None
         payment = _payment(row)
-        if t.attempt is not None:
-            await _insert_attempt(conn, payment_id, t.attempt)
         if t.event_type:
             await add_event(
                 conn,
@@ -327,15 +421,7 @@ class SqlPaymentRepo:
 
 
 async def _insert_attempt(conn: AsyncConnection, payment_id: uuid.UUID, attempt: Attempt) -> None:
-    await conn.execute(
-        attempts.insert().values(
-            payment_id=payment_id,
-            operation=attempt.operation,
-            request=attempt.request,
-            response=attempt.response,
-            outcome=attempt.outcome,
-        )
-    )
+    await conn.execute(_INSERT_ATTEMPT, {"a_payment_id": payment_id, **_attempt_params(attempt)})
 
 
 async def _refund_by_key(conn: AsyncConnection, idempotency_key: str) -> Refund | None:

@@ -1,0 +1,173 @@
+"""Round trips per use case (issue 4): the checkout path costs one transaction of two statements each.
+
+Counted with SQLAlchemy's engine events on an engine of the test's own, against the real schema;
+the contents written are checked too, since the statements that write them are the point.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from helpers import unique
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.config import Settings
+from infra.db import create_engine
+from infra.money import Money
+from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent
+from order.biz.create_order import CreateOrder
+from order.biz.record_payment import RecordPayment
+from order.data.repo import SqlOrderRepo
+from order.data.tables import history, inbox, order_discounts, order_lines, outbox
+from order.model.order import Address, NewOrder, OrderDiscount, OrderLine, OrderStatus, PaymentOutcome, Totals
+from order.model.validation import Limits
+
+pytestmark = pytest.mark.integration
+
+
+class RoundTrips:
+    """Statements sent and transactions opened (BEGIN … COMMIT/ROLLBACK on the server) on one engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.statements = 0
+        self.transactions = 0
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
+        sa.event.listen(engine.sync_engine, "begin", self._begin)
+
+    def _statement(self, *_: Any) -> None:
+        self.statements += 1
+
+    def _begin(self, conn: sa.Connection) -> None:
+        # An autocommit connection sends no BEGIN: its statement is its own transaction.
+        if not conn.connection.dbapi_connection.autocommit:  # type: ignore[union-attr]
+            self.transactions += 1
+
+    def take(self) -> tuple[int, int]:
+        counts = (self.statements, self.transactions)
+        self.statements = self.transactions = 0
+        return counts
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def counted(settings: Settings) -> AsyncIterator[tuple[SqlOrderRepo, RoundTrips, AsyncEngine]]:
+    engine = create_engine(str(settings.database_url), pool_size=2, application_name="kassa-order-round-trips")
+    trips = RoundTrips(engine)
+    yield SqlOrderRepo(engine), trips, engine
+    await engine.dispose()
+
+
+def usd(amount: int) -> Money:
+    return Money("USD", amount)
+
+
+def new_order(session_id: str, customer_id: str, payment_id: str) -> NewOrder:
+    """Three lines (2 x 10.00, 1 x 5.00, 3 x 1.50), two coupons (1.00 + 0.50), 4.00 shipping, 2.00 tax: 34.00."""
+    lines = (
+        OrderLine("apple", "Apple", 2, usd(1000), usd(2000), "w1", "food"),
+        OrderLine("pear", "Pear", 1, usd(500), usd(500), "w2", ""),
+        OrderLine("plum", "Plüm", 3, usd(150), usd(450), "w1", "food"),
+    )
+    return NewOrder(
+        checkout_session_id=session_id,
+        customer_id=customer_id,
+        email="ada@example.com",
+        lines=lines,
+        discounts=(OrderDiscount("SAVE1", usd(100)), OrderDiscount("HALF", usd(50))),
+        totals=Totals(usd(2950), usd(150), usd(400), usd(200), usd(3400)),
+        shipping_address=Address(name="Ada", line1="1 Main St", city="Springfield", postal_code="1", country_code="US"),
+        billing_address=None,
+        shipping_method="standard",
+        payment_id=payment_id,
+        payment_method="tok_visa",
+        notes="",
+    )
+
+
+async def rows(engine: AsyncEngine, stmt: sa.Select[Any]) -> list[sa.Row[Any]]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(stmt)).all())
+
+
+async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
+    counted: tuple[SqlOrderRepo, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    repo, trips, engine = counted
+    create, record = CreateOrder(repo, Limits()), RecordPayment(repo)
+    apply = ApplyPaymentEvent(repo, record)
+    session_id, payment_id = unique("sess"), unique("pay")
+    new = new_order(session_id, customer_id, payment_id)
+    trips.take()
+
+    order, created = await create(new)
+    assert trips.take() == (2, 1)  # order + lines + discounts + history, then the outbox event
+    assert created
+    assert order.lines == new.lines and order.discounts == new.discounts
+    oid = uuid.UUID(order.order_id)
+    stored_lines = await rows(
+        engine, sa.select(order_lines).where(order_lines.c.order_id == oid).order_by(order_lines.c.line_no)
+    )
+    assert [(r.line_no, r.sku, r.name, r.quantity, r.unit_price_minor, r.warehouse_id) for r in stored_lines] == [
+        (0, "apple", "Apple", 2, 1000, "w1"),
+        (1, "pear", "Pear", 1, 500, "w2"),
+        (2, "plum", "Plüm", 3, 150, "w1"),
+    ]
+    stored_discounts = await rows(
+        engine, sa.select(order_discounts).where(order_discounts.c.order_id == oid).order_by(order_discounts.c.position)
+    )
+    assert [(r.position, r.code, r.amount_minor) for r in stored_discounts] == [(0, "SAVE1", 100), (1, "HALF", 50)]
+
+    trips.take()
+    again, created_again = await create(new)
+    assert trips.take() == (2, 1)
+    assert not created_again
+    assert again == order
+
+    confirmed = await record(order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id, cause="payment captured")
+    assert trips.take() == (2, 1)  # status + history, then the outbox event
+    assert confirmed.status == OrderStatus.CONFIRMED
+    assert confirmed.lines == new.lines and confirmed.discounts == new.discounts
+
+    # The payment service's event for the same capture arrives after checkout recorded it.
+    event = PaymentEvent(str(uuid.uuid4()), "PaymentCaptured", {"payment_id": payment_id, "order_id": order.order_id})
+    assert await apply(event) == EventDisposition.APPLIED
+    assert trips.take() == (2, 1)  # inbox claim + (no-op) update, then the order as it is
+    assert await apply(event) == EventDisposition.APPLIED
+    assert trips.take() == (2, 1)
+
+    entries = await rows(engine, sa.select(history.c.status).where(history.c.order_id == oid).order_by(history.c.id))
+    assert [r.status for r in entries] == ["PENDING_PAYMENT", "CONFIRMED"]
+    events = await rows(engine, sa.select(outbox.c.event_type).where(outbox.c.aggregate_id == order.order_id))
+    assert sorted(r.event_type for r in events) == ["OrderConfirmed", "OrderCreated"]
+    claims = await rows(engine, sa.select(inbox.c.event_id).where(inbox.c.event_id == event.event_id))
+    assert len(claims) == 1
+
+
+async def test_a_payment_event_first_confirms_in_one_statement_with_its_claim(
+    counted: tuple[SqlOrderRepo, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    repo, trips, engine = counted
+    record = RecordPayment(repo)
+    apply = ApplyPaymentEvent(repo, record)
+    payment_id = unique("pay")
+    order, _ = await CreateOrder(repo, Limits())(new_order(unique("sess"), customer_id, payment_id))
+    trips.take()
+
+    event = PaymentEvent(str(uuid.uuid4()), "PaymentCaptured", {"payment_id": payment_id, "order_id": order.order_id})
+    assert await apply(event) == EventDisposition.APPLIED
+    assert trips.take() == (2, 1)  # claim + status + history, then the outbox event
+    got = await repo.get(order.order_id)
+    assert trips.take() == (1, 0)  # one statement, no explicit transaction
+    assert got is not None and got.status == OrderStatus.CONFIRMED and got.payment_outcome == PaymentOutcome.CAPTURED
+    assert got.lines == order.lines and got.discounts == order.discounts
+
+    # Checkout's own RecordPayment comes second: same outcome, a no-op.
+    again = await record(order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id)
+    assert again.status == OrderStatus.CONFIRMED
+    oid = uuid.UUID(order.order_id)
+    entries = await rows(engine, sa.select(history.c.status).where(history.c.order_id == oid))
+    assert sorted(r.status for r in entries) == ["CONFIRMED", "PENDING_PAYMENT"]
