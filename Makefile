@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check third_party lint fmt test test-unit run demo migrate seed bench bench-warehouse clean clean-gen
+.PHONY: help install proto proto-check third_party lint fmt test test-unit run demo migrate seed bench bench-warehouse bench-floor clean clean-gen
 
 help:
 	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint   - buf lint, ruff, import contracts, generated code up to date"
 	@echo "make proto  - regenerate gen/ from proto/"
 	@echo "make bench-warehouse - ReserveStock calls/s on spread-out and hot skus"
+	@echo "make bench-floor - CPU floor of one RPC and one write transaction; the checkouts/s ceiling it implies"
 	@echo "make bench  - full checkouts/s, latency and invariants on a private stack (BENCH_ARGS='--transport rest ...')"
 
 $(STAMP): pyproject.toml
@@ -79,6 +80,10 @@ bench: $(STAMP)
 # ReserveStock calls/s for 3-line carts, spread-out vs hot skus, on a private stack.
 bench-warehouse: $(STAMP)
 	$(PY) -m bench.warehouse $(BENCH_ARGS)
+
+# CPU floor of one RPC and one write transaction, and the checkout ceiling they imply (private Postgres).
+bench-floor: $(STAMP)
+	$(PY) -m bench.floor $(BENCH_ARGS)
 
 clean-gen:
 	rm -rf gen
