@@ -8,7 +8,12 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.localstack import LocalStack, StackEndpoints, free_ports
 
@@ -44,3 +49,54 @@ def external_stack() -> StackEndpoints | None:
         return None
     db, redis, nats = urls
     return StackEndpoints(database_url=str(db), redis_url=str(redis), nats_url=str(nats))
+
+
+@dataclass(frozen=True)
+class Trips:
+    """What a stretch of work cost on one engine, in round trips to Postgres.
+
+    ``autocommit`` counts the statements (of ``statements``) sent on an autocommit connection: no
+    BEGIN before them and no COMMIT/ROLLBACK after. ``transactions`` counts the BEGINs sent and
+    ``commits`` the COMMITs; each transaction costs those two round trips besides its statements.
+    """
+
+    statements: int = 0
+    autocommit: int = 0
+    transactions: int = 0
+    commits: int = 0
+
+
+class RoundTrips:
+    """Counts what an engine sends, with SQLAlchemy's engine events, until :meth:`take` zeroes it.
+
+    ``sent`` holds each statement since the last ``take`` with its parameters, for tests that check
+    what was written as well as how often.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self._autocommit = self._transactions = self._commits = 0
+        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._on_statement)
+        sa.event.listen(engine.sync_engine, "begin", self._on_begin)
+        sa.event.listen(engine.sync_engine, "commit", self._on_commit)
+
+    def take(self) -> Trips:
+        trips = Trips(len(self.sent), self._autocommit, self._transactions, self._commits)
+        self.sent = []
+        self._autocommit = self._transactions = self._commits = 0
+        return trips
+
+    def _on_statement(self, conn: sa.Connection, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        self.sent.append((statement, parameters))
+        self._autocommit += _autocommit(conn)
+
+    def _on_begin(self, conn: sa.Connection) -> None:
+        # SQLAlchemy "begins" an autocommit connection too, but the driver sends no BEGIN for it.
+        self._transactions += not _autocommit(conn)
+
+    def _on_commit(self, conn: sa.Connection) -> None:
+        self._commits += not _autocommit(conn)
+
+
+def _autocommit(conn: sa.Connection) -> bool:
+    return bool(conn.connection.dbapi_connection.autocommit)  # type: ignore[union-attr]

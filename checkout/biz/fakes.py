@@ -466,8 +466,12 @@ class _FakeSessions:
             setattr(s, key, Address.from_dict(value) if key in ("shipping_address", "billing_address") else value)
         return copy.deepcopy(s)
 
-    async def save_preview(self, session_id: str, preview: Preview) -> None:
-        self._s.sessions[session_id].preview = preview
+    async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:
+        s = self._s.sessions[session_id]
+        if s.status is not SessionStatus.OPEN:
+            return None
+        s.preview, s.updated_at = preview, datetime.now(UTC)
+        return s.updated_at
 
     async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
         s = self._s.sessions.get(session_id)

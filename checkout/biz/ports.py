@@ -174,7 +174,9 @@ class SessionRepo(Protocol):
         """Apply changes to an OPEN, unexpired session and return it; None otherwise."""
         ...
 
-    async def save_preview(self, session_id: str, preview: Preview) -> None: ...
+    async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:
+        """Store the last totals of an OPEN session; its new updated_at (None when it is no longer OPEN)."""
+        ...
 
     async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
         """OPEN and unexpired → CONFIRMING with the key (the durable guard); None when not."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -247,12 +248,15 @@ class SqlSessionRepo:
         ).first()
         return None if row is None else _session(row)
 
-    async def save_preview(self, session_id: str, preview: Preview) -> None:
-        await self._c.execute(
-            _S.update()
-            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value)
-            .values(preview=preview.to_dict(), updated_at=_NOW)
-        )
+    async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:
+        return (
+            await self._c.execute(
+                _S.update()
+                .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value)
+                .values(preview=preview.to_dict(), updated_at=_NOW)
+                .returning(_S.c.updated_at)
+            )
+        ).scalar()
 
     async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
         stmt = (

@@ -131,8 +131,10 @@ class CheckoutState:
             raise session_not_open(refused, datetime.now(UTC))
         preview = await self._engine.compute(pricing_input(current))
         async with self._uow() as tx:
-            await tx.sessions.save_preview(current.session_id, preview)
+            saved_at = await tx.sessions.save_preview(current.session_id, preview)
         current.preview = preview
+        if saved_at is not None:
+            current.updated_at = saved_at
         return current
 
     async def preview(self, actor: Actor, session_id: str) -> Preview:

@@ -1,4 +1,5 @@
-"""The pricing engine: prices and shipping in parallel under one deadline, promotions from the same batch, tax last."""
+"""The pricing engine: one QuoteOrder without codes; with codes, prices and shipping in parallel under one deadline,
+promotions from the same batch, tax last."""
 
 from __future__ import annotations
 
@@ -75,8 +76,31 @@ async def test_prices_and_shipping_are_fetched_in_parallel() -> None:
         return await quote_shipping(*args)
 
     pricing.get_products, pricing.quote_shipping = products_after_shipping, shipping
-    preview = await PricingEngine(pricing, promotion, 2.0).compute(PricingInput("USD", "c", _lines(), DEST, "express"))
+    # A promotion code takes the separate-calls path (the discount comes before the tax).
+    preview = await PricingEngine(pricing, promotion, 2.0).compute(
+        PricingInput("USD", "c", _lines(), DEST, "express", ["TEN"])
+    )
     assert preview.shipping_minor == 1600
+
+
+async def test_without_a_code_one_quote_order_call_gives_the_same_totals() -> None:
+    pricing, promotion = _setup()
+    engine = PricingEngine(pricing, promotion, 2.0)
+    quoted = await engine.compute(PricingInput("USD", "c", _lines(), DEST, "express"))
+    assert [name for name, _ in pricing.calls] == ["quote_order"]
+    ((lines, parcels, *_rest),) = [args for _, args in pricing.calls]
+    assert [(ln.sku, ln.quantity) for ln in lines] == [("A", 2), ("B", 1), ("A", 1)]  # one per session line
+    assert {(p.warehouse_id, p.weight_grams) for p in parcels} == {("wh-1", 600), ("wh-2", 1300)}
+
+    # An unknown code applies nothing, so the separate calls must land on the very same totals.
+    separate = await engine.compute(PricingInput("USD", "c", _lines(), DEST, "express", ["NOPE"]))
+    assert pricing.count("get_products") == pricing.count("quote_shipping") == pricing.count("calculate_tax") == 1
+    assert [code for code, *_ in separate.rejected] == ["NOPE"]
+    assert quoted.lines == separate.lines
+    assert (quoted.subtotal_minor, quoted.shipping_minor, quoted.tax_minor, quoted.grand_total_minor) == (
+        separate.subtotal_minor, separate.shipping_minor, separate.tax_minor, separate.grand_total_minor,
+    )  # fmt: skip
+    assert quoted.grand_total_minor == 5500 + 1600 + (5500 + 1600) // 10
 
 
 async def test_missing_address_or_method_means_no_shipping_and_no_tax() -> None:
@@ -87,19 +111,25 @@ async def test_missing_address_or_method_means_no_shipping_and_no_tax() -> None:
     assert pricing.count("quote_shipping") == pricing.count("calculate_tax") == 0
 
 
-async def test_a_slow_dependency_hits_the_single_deadline() -> None:
+@pytest.mark.parametrize(("codes", "slow"), [([], "quote_order"), (["TEN"], "quote_shipping")])
+async def test_a_slow_dependency_hits_the_single_deadline(codes: list[str], slow: str) -> None:
     pricing, promotion = _setup()
 
     async def hang(*args):
         await asyncio.Event().wait()
 
-    pricing.quote_shipping = hang
+    setattr(pricing, slow, hang)
     with pytest.raises(Unavailable):
-        await PricingEngine(pricing, promotion, 0.05).compute(PricingInput("USD", "c", _lines(), DEST, "standard"))
+        await PricingEngine(pricing, promotion, 0.05).compute(
+            PricingInput("USD", "c", _lines(), DEST, "standard", codes)
+        )
 
 
-async def test_a_dependency_error_is_raised_as_itself_not_as_a_group() -> None:
+@pytest.mark.parametrize(("codes", "failing"), [([], "quote_order"), (["TEN"], "get_products")])
+async def test_a_dependency_error_is_raised_as_itself_not_as_a_group(codes: list[str], failing: str) -> None:
     pricing, promotion = _setup()
-    pricing.fail["get_products"] = Unavailable("pricing down")
+    pricing.fail[failing] = Unavailable("pricing down")
     with pytest.raises(Unavailable, match="pricing down"):
-        await PricingEngine(pricing, promotion, 1.0).compute(PricingInput("USD", "c", _lines(), DEST, "standard"))
+        await PricingEngine(pricing, promotion, 1.0).compute(
+            PricingInput("USD", "c", _lines(), DEST, "standard", codes)
+        )

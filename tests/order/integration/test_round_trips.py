@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from helpers import unique
+from helpers import RoundTrips, Trips, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
@@ -28,29 +28,6 @@ from order.model.order import Address, NewOrder, OrderDiscount, OrderLine, Order
 from order.model.validation import Limits
 
 pytestmark = pytest.mark.integration
-
-
-class RoundTrips:
-    """Statements sent and transactions opened (BEGIN … COMMIT/ROLLBACK on the server) on one engine."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.statements = 0
-        self.transactions = 0
-        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
-        sa.event.listen(engine.sync_engine, "begin", self._begin)
-
-    def _statement(self, *_: Any) -> None:
-        self.statements += 1
-
-    def _begin(self, conn: sa.Connection) -> None:
-        # An autocommit connection sends no BEGIN: its statement is its own transaction.
-        if not conn.connection.dbapi_connection.autocommit:  # type: ignore[union-attr]
-            self.transactions += 1
-
-    def take(self) -> tuple[int, int]:
-        counts = (self.statements, self.transactions)
-        self.statements = self.transactions = 0
-        return counts
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -104,7 +81,8 @@ async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
     trips.take()
 
     order, created = await create(new)
-    assert trips.take() == (2, 1)  # order + lines + discounts + history, then the outbox event
+    # Order + lines + discounts + history, then the outbox event.
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
     assert created
     assert order.lines == new.lines and order.discounts == new.discounts
     oid = uuid.UUID(order.order_id)
@@ -123,21 +101,23 @@ async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
 
     trips.take()
     again, created_again = await create(new)
-    assert trips.take() == (2, 1)
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
     assert not created_again
     assert again == order
 
     confirmed = await record(order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id, cause="payment captured")
-    assert trips.take() == (2, 1)  # status + history, then the outbox event
+    # Status + history, then the outbox event.
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
     assert confirmed.status == OrderStatus.CONFIRMED
     assert confirmed.lines == new.lines and confirmed.discounts == new.discounts
 
     # The payment service's event for the same capture arrives after checkout recorded it.
     event = PaymentEvent(str(uuid.uuid4()), "PaymentCaptured", {"payment_id": payment_id, "order_id": order.order_id})
     assert await apply(event) == EventDisposition.APPLIED
-    assert trips.take() == (2, 1)  # inbox claim + (no-op) update, then the order as it is
+    # Inbox claim + (no-op) update, then the order as it is.
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
     assert await apply(event) == EventDisposition.APPLIED
-    assert trips.take() == (2, 1)
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
 
     entries = await rows(engine, sa.select(history.c.status).where(history.c.order_id == oid).order_by(history.c.id))
     assert [r.status for r in entries] == ["PENDING_PAYMENT", "CONFIRMED"]
@@ -159,9 +139,10 @@ async def test_a_payment_event_first_confirms_in_one_statement_with_its_claim(
 
     event = PaymentEvent(str(uuid.uuid4()), "PaymentCaptured", {"payment_id": payment_id, "order_id": order.order_id})
     assert await apply(event) == EventDisposition.APPLIED
-    assert trips.take() == (2, 1)  # claim + status + history, then the outbox event
+    # Claim + status + history, then the outbox event.
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
     got = await repo.get(order.order_id)
-    assert trips.take() == (1, 0)  # one statement, no explicit transaction
+    assert trips.take() == Trips(statements=1, autocommit=1)  # one statement, no transaction
     assert got is not None and got.status == OrderStatus.CONFIRMED and got.payment_outcome == PaymentOutcome.CAPTURED
     assert got.lines == order.lines and got.discounts == order.discounts
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from helpers import unique
+from helpers import RoundTrips, Trips, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
@@ -30,29 +30,6 @@ from payment.model.payment import NewPayment, PaymentStatus
 from payment.sandbox.server import RunningSandbox
 
 pytestmark = pytest.mark.integration
-
-
-class RoundTrips:
-    """Statements sent and transactions opened (BEGIN … COMMIT/ROLLBACK on the server) on one engine."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.statements = 0
-        self.transactions = 0
-        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._statement)
-        sa.event.listen(engine.sync_engine, "begin", self._begin)
-
-    def _statement(self, *_: Any) -> None:
-        self.statements += 1
-
-    def _begin(self, conn: sa.Connection) -> None:
-        # An autocommit connection sends no BEGIN: its statement is its own transaction.
-        if not conn.connection.dbapi_connection.autocommit:  # type: ignore[union-attr]
-            self.transactions += 1
-
-    def take(self) -> tuple[int, int]:
-        counts = (self.statements, self.transactions)
-        self.statements = self.transactions = 0
-        return counts
 
 
 class Counted:
@@ -92,18 +69,18 @@ async def test_authorize_capture_and_their_webhooks(
     payment = await authorize_payment(repo, provider, cmd)
     assert payment.status == PaymentStatus.AUTHORIZED
     # The PENDING row alone (autocommit), then status + attempt row and the outbox event in one transaction.
-    assert trips.take() == (3, 1)
+    assert trips.take() == Trips(statements=3, autocommit=1, transactions=1, commits=1)
     assert (await authorize_payment(repo, provider, cmd)).payment_id == payment.payment_id
-    assert trips.take() == (2, 0)
+    assert trips.take() == Trips(statements=2, autocommit=2)
 
     order_id = unique("order")
     captured = await capture_payment(repo, provider, payment.payment_id, order_id, None)
     assert captured.status == PaymentStatus.CAPTURED and captured.order_id == order_id
     # The claim alone (autocommit, no read first), then status + attempt row and the outbox event.
-    assert trips.take() == (3, 1)
+    assert trips.take() == Trips(statements=3, autocommit=1, transactions=1, commits=1)
     again = await capture_payment(repo, provider, payment.payment_id, order_id, None)
     assert again.status == PaymentStatus.CAPTURED
-    assert trips.take() == (2, 0)
+    assert trips.take() == Trips(statements=2, autocommit=2)
 
     # The sandbox's webhooks for both arrive after the fact: recorded, nothing moves.
     intent_id = payment.provider_payment_id
@@ -114,9 +91,10 @@ async def test_authorize_capture_and_their_webhooks(
     for event in sent:
         body, signature = webhook(payment_settings, event["id"], event["type"], event["data"]["object"])
         assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event["id"], False)
-        assert trips.take() == (2, 1)  # the claim (naming the payment), then the payment, locked
+        # The claim (naming the payment), then the payment, locked.
+        assert trips.take() == Trips(statements=2, transactions=1, commits=1)
         assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event["id"], True)
-        assert trips.take() == (1, 1)
+        assert trips.take() == Trips(statements=1, transactions=1, commits=1)
 
     claimed = await rows(
         counted.engine,
@@ -155,7 +133,7 @@ async def test_a_webhook_that_overtakes_the_authorization_finds_the_payment_by_i
     providers = {counted.provider.name: counted.provider}
     assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event_id, False)
     # Claim, lock, then status + attempt row and the outbox event.
-    assert trips.take() == (4, 1)
+    assert trips.take() == Trips(statements=4, transactions=1, commits=1)
     authorized = await repo.get(payment.payment_id)
     assert authorized is not None
     assert authorized.status == PaymentStatus.AUTHORIZED and authorized.provider_payment_id == intent["id"]

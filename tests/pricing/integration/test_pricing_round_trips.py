@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import pytest_asyncio
-import sqlalchemy as sa
-from helpers import unique
+from helpers import RoundTrips, Trips, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
@@ -20,23 +17,6 @@ from pricing.data.tables import tax_rates
 from pricing.model.catalog import Product
 
 pytestmark = pytest.mark.integration
-
-
-class Counted:
-    """Statements sent and the isolation level each ran under."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.statements: list[str] = []
-        self.isolation: Counter[str] = Counter()
-        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
-
-    def _on_execute(self, conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        self.statements.append(statement)
-        self.isolation[str(conn.get_execution_options().get("isolation_level", "transaction"))] += 1
-
-    def reset(self) -> None:
-        self.statements.clear()
-        self.isolation.clear()
 
 
 class Clock:
@@ -62,15 +42,14 @@ async def test_find_is_one_autocommit_statement_and_never_cached(engine: AsyncEn
     repo = SqlProductRepo(engine)
     skus = [unique("SKU") for _ in range(3)]
     await repo.upsert([_product(s, 1000) for s in skus])
-    counted = Counted(engine)
+    trips = RoundTrips(engine)
 
     found = await repo.find([*skus, unique("SKU")])
 
     assert [p.sku for p in found] == sorted(skus)
     assert found[0].prices == (Money("EUR", 900), Money("USD", 1000))
     # One statement, and no BEGIN/ROLLBACK around it: a single statement is its own snapshot.
-    assert len(counted.statements) == 1
-    assert counted.isolation == Counter({"AUTOCOMMIT": 1})
+    assert trips.take() == Trips(statements=1, autocommit=1)
 
     await repo.upsert([_product(skus[0], 1234)])
     again = await repo.find([skus[0]])
@@ -86,17 +65,17 @@ async def test_rates_are_read_once_per_ttl_and_then_refreshed(engine: AsyncEngin
     try:
         clock = Clock()
         repo = SqlRateRepo(engine, ttl_seconds=5.0, clock=clock)
-        counted = Counted(engine)
+        trips = RoundTrips(engine)
 
         assert dict(await repo.tax_rates(country)) == {"standard": 1000}
         assert await repo.shipping_rate("standard", "USD") is not None
-        assert len(counted.statements) == 2  # each table once, whole
+        assert trips.take().statements == 2  # each table once, whole
         for _ in range(10):
             await repo.tax_rates(country)
             await repo.shipping_rate("express", "EUR")
         assert await repo.shipping_rate("standard", "JPY") is None
         assert dict(await repo.tax_rates("no-such-country")) == {}
-        assert len(counted.statements) == 2
+        assert trips.take().statements == 0
 
         async with engine.begin() as conn:
             await conn.execute(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from helpers import unique
+from helpers import RoundTrips, Trips, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
@@ -32,24 +31,6 @@ CART = Cart("USD", (CartLine("KB-001", "keyboards", "Acme", 2, Money("USD", 5000
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-class Counted:
-    """Statements sent, the isolation level each ran under, and transactions committed."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.statements = 0
-        self.isolation: Counter[str] = Counter()
-        self.commits = 0
-        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
-        sa.event.listen(engine.sync_engine, "commit", self._on_commit)
-
-    def _on_execute(self, conn: sa.Connection, *_: Any) -> None:
-        self.statements += 1
-        self.isolation[str(conn.get_execution_options().get("isolation_level", "transaction"))] += 1
-
-    def _on_commit(self, *_: Any) -> None:
-        self.commits += 1
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -86,14 +67,13 @@ async def test_validate_is_one_autocommit_statement(engine: AsyncEngine) -> None
     await reserve_promotion_usage(
         repo, _now, reservation_ref=unique("ref"), codes=[limited.code], cart=CART, customer_id="cust-rt"
     )
-    counted = Counted(engine)
+    trips = RoundTrips(engine)
 
     result = await validate_promotions(repo, _now, codes=[limited.code, other.code], cart=CART, customer_id="cust-rt")
 
     assert [a.code for a in result.applied] == [other.code]
     assert [(r.code, r.reason) for r in result.rejected] == [(limited.code, "PROMOTION_EXHAUSTED")]
-    assert counted.statements == 1
-    assert counted.isolation == Counter({"AUTOCOMMIT": 1})
+    assert trips.take() == Trips(statements=1, autocommit=1)
     # Without a customer the per-customer limit is not checked.
     anonymous = await validate_promotions(repo, _now, codes=[limited.code], cart=CART, customer_id="")
     assert [a.code for a in anonymous.applied] == [limited.code]
@@ -102,7 +82,7 @@ async def test_validate_is_one_autocommit_statement(engine: AsyncEngine) -> None
 async def test_reserve_takes_every_code_in_one_statement(engine: AsyncEngine) -> None:
     repo = SqlPromotionRepo(engine)
     codes = sorted([(await _create(repo)).code for _ in range(3)])
-    counted = Counted(engine)
+    trips = RoundTrips(engine)
 
     reservation = await reserve_promotion_usage(
         repo, _now, reservation_ref=unique("ref"), codes=codes, cart=CART, customer_id="cust-rt"
@@ -110,7 +90,7 @@ async def test_reserve_takes_every_code_in_one_statement(engine: AsyncEngine) ->
 
     assert [u.code for u in reservation.usages] == codes
     # Lock the reference, read its usages, lock the promotions, count the customer's uses, take all uses.
-    assert (counted.statements, counted.commits) == (5, 1)
+    assert trips.take() == Trips(statements=5, transactions=1, commits=1)
     for code in codes:
         assert await _counts(engine, code) == (0, 1)
 

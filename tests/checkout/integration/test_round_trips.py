@@ -1,0 +1,208 @@
+"""Round trips per call (issue 4): the checkout use cases on the real SQL unit of work, fake neighbours.
+
+Counted with SQLAlchemy's engine events on an engine of the test's own; what the calls answer and
+write is checked against a fresh read, since answering from what was written is how the reads went.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import pytest
+import pytest_asyncio
+from helpers import RoundTrips, Trips, unique
+
+from checkout.biz.cart.manage import CartUseCases
+from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.checkout.confirm import ConfirmCheckout
+from checkout.biz.checkout.expiry import SessionExpiry
+from checkout.biz.checkout.pricing_engine import PricingEngine
+from checkout.biz.checkout.start import StartCheckout
+from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
+from checkout.biz.fakes import FakeIdempotencyStore, fake_gateways
+from checkout.biz.policy import CheckoutPolicy
+from checkout.biz.ports import Gateways
+from checkout.data.uow import SqlUnitOfWork
+from checkout.model.actor import Actor
+from checkout.model.catalog import Address
+from checkout.model.session import SagaStep, Session, SessionStatus
+from infra.config import Settings
+from infra.db import create_engine
+from infra.errors import NotFound
+
+pytestmark = pytest.mark.integration
+
+ADDRESS = Address("Ada Lovelace", "12 Analytical St", "", "London", "", "N1 9GU", "GB", "")
+FILLED_IN = StateUpdate(
+    email="ada@example.com", shipping_address=ADDRESS, shipping_method="standard", payment_method="tok_visa"
+)
+ONE_TRANSACTION = Trips(statements=1, transactions=1, commits=1)
+OWNERSHIP_READ = Trips(statements=1, autocommit=1)
+_SESSION_UPDATE = re.compile(r"^UPDATE \S*checkout_sessions SET ")
+_SAGA_STEP = re.compile(r"\bsaga_step=%\((\w+)\)s")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def counted(settings: Settings) -> AsyncIterator[tuple[SqlUnitOfWork, RoundTrips]]:
+    assert settings.database_url
+    engine = create_engine(settings.database_url, pool_size=2, application_name="kassa-checkout-round-trips")
+    yield SqlUnitOfWork(engine), RoundTrips(engine)
+    await engine.dispose()
+
+
+@dataclass
+class Checkout:
+    """The use cases as bootstrap wires them, on the counted engine, for one customer."""
+
+    gateways: Gateways
+    carts: CartUseCases
+    start: StartCheckout
+    state: CheckoutState
+    confirm: ConfirmCheckout
+    trips: RoundTrips
+    customer: Actor
+
+    async def cart_with(self, *skus: str) -> str:
+        for sku in skus:
+            if sku not in self.gateways.pricing.products:  # type: ignore[attr-defined]
+                self.gateways.pricing.add(sku, 1000)  # type: ignore[attr-defined]
+            self.gateways.inventory.stock[sku] = 10  # type: ignore[attr-defined]
+        cart = await self.carts.create(self.customer, "USD")
+        for sku in skus:
+            await self.carts.add_item(self.customer, cart.cart_id, sku, 1)
+        return cart.cart_id
+
+    async def filled_in_session(self, codes: tuple[str, ...] = ()) -> Session:
+        session, _ = await self.start(self.customer, await self.cart_with("SKU-1", "SKU-2"))
+        return await self.state.update(
+            self.customer, session.session_id, replace(FILLED_IN, promotion_codes=list(codes))
+        )
+
+
+@pytest.fixture
+def checkout(counted: tuple[SqlUnitOfWork, RoundTrips], customer_id: str) -> Checkout:
+    uow, trips = counted
+    gateways = fake_gateways()
+    policy = CheckoutPolicy()
+    engine = PricingEngine(gateways.pricing, gateways.promotion, policy.pricing_deadline_seconds)
+    compensator = Compensator(uow, gateways, policy.retry)
+    return Checkout(
+        gateways=gateways,
+        carts=CartUseCases(uow, gateways.pricing, policy),
+        start=StartCheckout(uow, gateways, policy, compensator, SessionExpiry(uow, compensator)),
+        state=CheckoutState(uow, engine),
+        confirm=ConfirmCheckout(uow, gateways, engine, FakeIdempotencyStore(), compensator, policy=policy),
+        trips=trips,
+        customer=Actor(customer_id),
+    )
+
+
+def verbs(trips: RoundTrips) -> list[str]:
+    return [statement.split(None, 1)[0] for statement, _ in trips.sent]
+
+
+def saga_steps(trips: RoundTrips) -> list[str]:
+    """The saga_step each UPDATE of a checkout session sent set, in order ("-" where it set none)."""
+    steps = []
+    for statement, parameters in trips.sent:
+        if _SESSION_UPDATE.match(statement):
+            bound = _SAGA_STEP.search(statement)
+            steps.append(str(parameters[bound.group(1)]) if bound else "-")
+    return steps
+
+
+async def test_create_cart_is_one_insert_returning(checkout: Checkout) -> None:
+    trips = checkout.trips
+    trips.take()
+
+    cart = await checkout.carts.create(checkout.customer, "usd")
+
+    assert trips.take() == ONE_TRANSACTION
+    assert cart == await checkout.carts.get(checkout.customer, cart.cart_id)
+    assert cart.currency_code == "USD" and cart.customer_id == checkout.customer.subject and cart.items == []
+
+
+async def test_add_cart_item_reads_the_head_then_writes_in_one_transaction(checkout: Checkout) -> None:
+    trips, customer = checkout.trips, checkout.customer
+    cart_id = await checkout.cart_with()
+    for sku, price in (("SKU-A", 1000), ("SKU-B", 250)):
+        checkout.gateways.pricing.add(sku, price)  # type: ignore[attr-defined]
+
+    # A new line, a second one after it, then more of the first: each answered from what was written.
+    for sku, quantity, lines in (
+        ("SKU-A", 2, [("SKU-A", 2, 1000)]),
+        ("SKU-B", 1, [("SKU-A", 2, 1000), ("SKU-B", 1, 250)]),
+        ("SKU-A", 3, [("SKU-A", 5, 1000), ("SKU-B", 1, 250)]),
+    ):
+        trips.take()
+        answer = await checkout.carts.add_item(customer, cart_id, sku, quantity)
+        # The cart head (autocommit); then lock the cart (UPDATE … RETURNING), read its lines, upsert the line.
+        assert verbs(trips) == ["SELECT", "UPDATE", "SELECT", "INSERT"]
+        assert trips.take() == Trips(statements=4, autocommit=1, transactions=1, commits=1)
+        assert [(i.sku, i.quantity, i.unit_price_minor) for i in answer.items] == lines
+        assert answer == await checkout.carts.get(customer, cart_id)
+
+
+async def test_ownership_checks_are_one_autocommit_read(checkout: Checkout) -> None:
+    trips, stranger = checkout.trips, Actor(unique("cust"))
+    session = await checkout.filled_in_session()
+    trips.take()
+
+    mine = await checkout.state.get(checkout.customer, session.session_id)
+    assert trips.take() == OWNERSHIP_READ
+    assert mine.session_id == session.session_id and mine.preview == session.preview
+    with pytest.raises(NotFound):
+        await checkout.state.get(stranger, session.session_id)
+    assert trips.take() == OWNERSHIP_READ
+    with pytest.raises(NotFound):
+        await checkout.carts.add_item(stranger, session.cart_id, "SKU-1", 1)
+    assert trips.take() == OWNERSHIP_READ  # refused on the cart head, before anything is written
+
+
+async def test_update_checkout_state_stores_with_returning_then_saves_the_preview(checkout: Checkout) -> None:
+    trips, customer = checkout.trips, checkout.customer
+    started, _ = await checkout.start(customer, await checkout.cart_with("SKU-1"))
+    trips.take()
+
+    answer = await checkout.state.update(customer, started.session_id, FILLED_IN)
+
+    # The session (autocommit); UPDATE … RETURNING; after pricing, the preview in a transaction of its own.
+    assert verbs(trips) == ["SELECT", "UPDATE", "UPDATE"]
+    assert trips.take() == Trips(statements=3, autocommit=1, transactions=2, commits=2)
+    stored = await checkout.state.get(customer, started.session_id)
+    assert answer.preview is not None and answer.preview.grand_total_minor > 0
+    assert answer.email == "ada@example.com" and answer.shipping_address == ADDRESS
+    assert answer == stored
+
+
+@pytest.mark.parametrize(
+    ("codes", "steps"),
+    [
+        ((), ["validated", "authorize_payment", "create_order", "done"]),
+        (("SAVE10",), ["validated", "reserve_promotion", "authorize_payment", "create_order", "done"]),
+    ],
+)
+async def test_confirm_writes_progress_only_before_authorize_and_create_order(
+    checkout: Checkout, codes: tuple[str, ...], steps: list[str]
+) -> None:
+    trips = checkout.trips
+    checkout.gateways.promotion.add("SAVE10", 10)  # type: ignore[attr-defined]
+    session = await checkout.filled_in_session(codes)
+    assert session.preview is not None and session.preview.applied_codes == list(codes)
+    trips.take()
+
+    result = await checkout.confirm(checkout.customer, session.session_id, unique("key"), session.preview.grand_total)
+
+    assert saga_steps(trips) == steps
+    progress = len(steps) - 2  # the writes between the guard (validated) and the finish (done)
+    # The session and the cart head (autocommit); the guard, each progress write, then the finish:
+    # session, cart and two outbox events in one transaction.
+    assert trips.take() == Trips(
+        statements=2 + 1 + progress + 4, autocommit=2, transactions=2 + progress, commits=2 + progress
+    )
+    assert result.order_status == "CONFIRMED" and result.payment_status == "CAPTURED"
+    stored = await checkout.state.get(checkout.customer, session.session_id)
+    assert stored.status is SessionStatus.COMPLETED and stored.saga_step is SagaStep.DONE
+    assert stored.result == result and stored.order_id == result.order_id
