@@ -15,12 +15,12 @@ import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gen.kassa.pricing.v1 import pricing_service_pb2, pricing_service_pb2_grpc
 from infra.auth import JwtVerifier
 from infra.config import Settings
 from infra.db import create_engine
 from infra.grpc_errors import error_info
 from infra.server import Registration, Server, start_server
+from kassa.pricing.v1 import pricing_service_pb2, pricing_service_pb2_grpc
 
 APP = "kassa-test-dropped-conn"
 
