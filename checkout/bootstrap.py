@@ -36,6 +36,7 @@ from checkout.service.checkout_service import CheckoutService
 from checkout.worker.cron.failed_compensation import failed_compensation_worker
 from checkout.worker.cron.recovery import recovery_worker
 from checkout.worker.cron.session_expiry import session_expiry_worker
+from infra.admission import Admission, AdmissionPolicy
 from infra.channels import ServiceCredentials, open_channel
 from infra.config import Settings
 from infra.db import create_engine
@@ -47,6 +48,8 @@ from infra.server import Registration
 from kassa.checkout.v1 import cart_service_pb2_grpc, checkout_service_pb2_grpc
 
 __all__ = ["Container", "bootstrap", "build", "policy_from"]
+
+_CREATE_CART = "/kassa.checkout.v1.CartService/CreateCart"
 
 
 @dataclass
@@ -153,6 +156,8 @@ async def build(
             recovery_worker(recovery),
             session_expiry_worker(expiry),
         ],
+        # The mesh's edge: a new cart starts a checkout, so it is what an overloaded mesh turns away.
+        admission=Admission(AdmissionPolicy(settings.max_in_flight, frozenset({_CREATE_CART}))),
     )
     return Container(app, engine, uow, gateways, carts, start, state, confirm, compensator, drain, recovery, expiry)
 

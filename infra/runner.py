@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import uvloop
 
+from infra.admission import Admission
 from infra.auth import JwtVerifier
 from infra.config import ConfigError, Settings
 from infra.logs import setup_logging
@@ -32,6 +33,8 @@ class App:
 
     registrations: list[Registration]
     workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Edge services refuse new work beyond a number of calls in flight (see infra.admission).
+    admission: Admission | None = None
 
 
 Bootstrap = Callable[[Settings, AsyncExitStack], Awaitable[App]]
@@ -53,7 +56,7 @@ async def running_service(
     """Bootstrap, bind ``addr`` and serve until the block exits; then stop and clean up everything."""
     async with AsyncExitStack() as stack:
         app = await bootstrap(settings, stack)
-        server = await start_server(addr, app.registrations, verifier_for(settings))
+        server = await start_server(addr, app.registrations, verifier_for(settings), app.admission)
         tasks = [asyncio.create_task(w()) for w in app.workers] if run_workers else []
         try:
             yield server

@@ -1,6 +1,7 @@
 """grpc.aio server bootstrap shared by every service.
 
-One interceptor does the per-call plumbing: it verifies the caller's token into
+One interceptor does the per-call plumbing: it admits the call (when the service has an
+:class:`~infra.admission.Admission`), verifies the caller's token into
 :data:`infra.auth.identity_var`, carries a request id in
 :data:`infra.logs.request_id_var`, and turns a :class:`~infra.errors.DomainError`
 raised anywhere below the servicer into a gRPC status with ErrorInfo. Servicers
@@ -26,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import exc as sa_exc
 
 from infra import errors
+from infra.admission import Admission
 from infra.auth import JwtVerifier, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
@@ -48,8 +50,9 @@ class Registration:
 
 
 class KassaInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, verifier: JwtVerifier) -> None:
+    def __init__(self, verifier: JwtVerifier, admission: Admission | None = None) -> None:
         self._verifier = verifier
+        self._admission = admission
         # method -> wrapped handler: a method's handler never changes, so it is wrapped once, not per call.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -71,8 +74,25 @@ class KassaInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
         verifier = self._verifier
+        admission = self._admission
 
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if admission is None:
+                return await serve(request, context)
+            if not admission.admit(method):
+                await abort_with(
+                    context,
+                    errors.Unavailable(
+                        "this service is at capacity; retry with backoff",
+                        metadata={"in_flight": str(admission.in_flight)},
+                    ),
+                )
+            try:
+                return await serve(request, context)
+            finally:
+                admission.done()
+
+        async def serve(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = dict(context.invocation_metadata() or ())
             request_id_var.set(str(metadata.get("x-request-id") or uuid.uuid4().hex))
             try:
@@ -122,10 +142,11 @@ async def start_server(
     addr: str,
     registrations: Iterable[Registration],
     verifier: JwtVerifier,
+    admission: Admission | None = None,
 ) -> Server:
     """Bind ``addr`` (``127.0.0.1:0`` picks a free port) and start serving."""
     server = grpc.aio.server(
-        interceptors=[KassaInterceptor(verifier)],
+        interceptors=[KassaInterceptor(verifier, admission)],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * 1024 * 1024)],
     )
     regs = list(registrations)

@@ -253,3 +253,22 @@ async def test_cart_changes_answer_what_a_fresh_read_returns(served, customer_to
         answered = (await call(request, metadata=md)).cart
         assert [(i.sku, i.quantity) for i in answered.items] == lines
         assert answered == await read()
+
+
+async def test_at_capacity_a_new_cart_is_refused_at_once_and_work_under_way_goes_on(served, customer_token) -> None:
+    """The mesh's edge turns new checkouts away when full (UNAVAILABLE: back off, retry), not the ones under way."""
+    carts, _ = _stubs(served)
+    md = bearer(customer_token)
+    cart = await _cart(served, md, {unique("SKU"): 1})
+    gate = served.container.app.admission
+    assert gate is not None and gate.policy.limit > 0
+    gate.in_flight += gate.policy.limit  # as if that many calls were running
+    try:
+        err = await _fail(carts.CreateCart(cart_service_pb2.CreateCartRequest(currency_code="USD"), metadata=md))
+        assert err.code() is grpc.StatusCode.UNAVAILABLE
+        assert error_info(err).reason == "UNAVAILABLE"
+        got = await carts.GetCart(cart_service_pb2.GetCartRequest(cart_id=cart.cart_id), metadata=md)
+        assert got.cart.cart_id == cart.cart_id
+    finally:
+        gate.in_flight -= gate.policy.limit
+    assert (await carts.CreateCart(cart_service_pb2.CreateCartRequest(currency_code="USD"), metadata=md)).cart.cart_id
