@@ -57,6 +57,7 @@ import grpc
 import sqlalchemy as sa
 import uvloop
 
+from bench.args import positive
 from bench.cpu import ProcStat, machine_cpu, read_proc_stat
 from bench.report import default_out_path, write_report
 from infra.auth import JwtVerifier, mint_token, require_identity
@@ -473,28 +474,18 @@ def _pct(share: float | None) -> str:
 # command line
 
 
-def _bounded(kind: type[int] | type[float], upper: float) -> Callable[[str], int | float]:
-    def parse(text: str) -> int | float:
-        value = kind(text)
-        if not 0 < value <= upper:
-            raise argparse.ArgumentTypeError(f"must be > 0 and <= {upper:g}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.floor",
         description="CPU floor of one Kassa RPC and one write transaction, and the checkout ceiling it implies.",
     )
-    p.add_argument("--rounds", type=_bounded(int, 100), default=5, help="rounds per part; the median is reported (5)")
-    p.add_argument("--ops", type=_bounded(int, 1_000_000), default=3000, help="operations per round (3000)")
-    p.add_argument("--concurrency", type=_bounded(int, 256), default=8, help="operations in flight (8)")
+    p.add_argument("--rounds", type=positive(int, 100), default=5, help="rounds per part; the median is reported (5)")
+    p.add_argument("--ops", type=positive(int, 1_000_000), default=3000, help="operations per round (3000)")
+    p.add_argument("--concurrency", type=positive(int, 256), default=8, help="operations in flight (8)")
     p.add_argument("--database-url", help="a running Postgres on loopback (default: start a private one)")
     p.add_argument("--postgres-pid", type=int, help="with --database-url: its postmaster, to count Postgres CPU")
     p.add_argument("--out", type=Path, help="JSON report (default: bench-results/floor-<UTC timestamp>.json)")
-    p.add_argument("--time-limit", type=_bounded(float, 3600), default=300.0, help="bound of the whole run, s (300)")
+    p.add_argument("--time-limit", type=positive(float, 3600), default=300.0, help="bound of the whole run, s (300)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     return p

@@ -42,6 +42,7 @@ from typing import Any
 import grpc
 import uvloop
 
+from bench.args import positive
 from bench.stats import summarize
 from infra.auth import ROLE_ADMIN, ROLE_SERVICE, mint_token
 from infra.grpc_errors import error_info
@@ -320,26 +321,16 @@ def print_report(results: Sequence[ScenarioResult], hot_vs_spread: dict[str, flo
 # command line
 
 
-def _positive(kind: type[int] | type[float], upper: float) -> Any:
-    def parse(text: str) -> int | float:
-        value = kind(text)
-        if not 0 < value <= upper:
-            raise argparse.ArgumentTypeError(f"must be > 0 and <= {upper}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.warehouse", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--processes", type=_positive(int, 32), default=4, help="client processes (default 4)")
-    parser.add_argument("--duration", type=_positive(float, 600), default=20.0, help="seconds per scenario (20)")
-    parser.add_argument("--warmup", type=_positive(float, 60), default=2.0, help="unrecorded seconds first (2)")
-    parser.add_argument("--concurrency", type=_positive(int, 256), default=8, help="calls in flight per process (8)")
-    parser.add_argument("--skus", type=_positive(int, 100_000), default=10_000, help="spread skus (10000)")
-    parser.add_argument("--hot-skus", type=_positive(int, 1000), default=10, help="hot skus (10)")
+    parser.add_argument("--processes", type=positive(int, 32), default=4, help="client processes (default 4)")
+    parser.add_argument("--duration", type=positive(float, 600), default=20.0, help="seconds per scenario (20)")
+    parser.add_argument("--warmup", type=positive(float, 60), default=2.0, help="unrecorded seconds first (2)")
+    parser.add_argument("--concurrency", type=positive(int, 256), default=8, help="calls in flight per process (8)")
+    parser.add_argument("--skus", type=positive(int, 100_000), default=10_000, help="spread skus (10000)")
+    parser.add_argument("--hot-skus", type=positive(int, 1000), default=10, help="hot skus (10)")
     parser.add_argument(
-        "--max-calls", type=_positive(int, 10_000_000), default=1_000_000, help="cap per process and scenario"
+        "--max-calls", type=positive(int, 10_000_000), default=1_000_000, help="cap per process and scenario"
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the carts (1)")
     parser.add_argument("--out-dir", default="bench-results", help="where the JSON goes (bench-results)")
