@@ -76,22 +76,6 @@ class KassaInterceptor(grpc.aio.ServerInterceptor):
         verifier = self._verifier
         admission = self._admission
 
-        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if admission is None:
-                return await serve(request, context)
-            if not admission.admit(method):
-                await abort_with(
-                    context,
-                    errors.Unavailable(
-                        "this service is at capacity; retry with backoff",
-                        metadata={"in_flight": str(admission.in_flight)},
-                    ),
-                )
-            try:
-                return await serve(request, context)
-            finally:
-                admission.done()
-
         async def serve(request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = dict(context.invocation_metadata() or ())
             request_id_var.set(str(metadata.get("x-request-id") or uuid.uuid4().hex))
@@ -115,8 +99,24 @@ class KassaInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             return None
 
+        async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            assert admission is not None
+            if not admission.admit(method):
+                await abort_with(
+                    context,
+                    errors.Unavailable(
+                        "this service is at capacity; retry with backoff",
+                        metadata={"in_flight": str(admission.in_flight)},
+                    ),
+                )
+                return None  # abort raised; not admitted, so nothing to count back
+            try:
+                return await serve(request, context)
+            finally:
+                admission.done()
+
         return grpc.unary_unary_rpc_method_handler(
-            behavior,
+            serve if admission is None else admitted,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
