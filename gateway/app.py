@@ -35,6 +35,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
 from infra import errors, webhook_signature
+from infra.admission import Admission, AdmissionPolicy
 from infra.auth import Identity, Unauthenticated, mint_token
 from infra.channels import ServiceCredentials, call_metadata
 from infra.config import Settings
@@ -51,6 +52,11 @@ REQUEST_ID_HEADER = "X-Request-Id"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PROVIDER = re.compile(r"^[a-z0-9_-]{1,64}$")
+_GUEST = "guest"
+_NEW_WORK = frozenset({_GUEST, "POST /v1/carts"})
+_AT_CAPACITY = gw_status.make_status(
+    grpc.StatusCode.UNAVAILABLE, "the gateway is at capacity; retry with backoff", "UNAVAILABLE"
+)
 _HANDLE_WEBHOOK = rpc_method(
     payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].methods_by_name["HandleWebhook"]
 )
@@ -84,6 +90,8 @@ class Gateway:
         self._verifier = verifier_for(settings)
         self._creds = ServiceCredentials(settings.jwt_secret, "gateway")
         self._limiter: RateLimiter | None = None
+        # New REST checkouts begin with a guest token or a new cart: what an overloaded gateway turns away.
+        self._admission = Admission(AdmissionPolicy(settings.max_in_flight, _NEW_WORK))
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -106,10 +114,10 @@ class Gateway:
     # -- endpoints ---------------------------------------------------------------------------------
 
     async def transcode(self, request: Request) -> Response:
-        return await self._serve(request, self._transcode)
+        return await self._serve(request, self._transcode, work=f"{request.method} {request.url.path}")
 
     async def guest(self, request: Request) -> Response:
-        return await self._serve(request, self._guest)
+        return await self._serve(request, self._guest, work=_GUEST)
 
     async def webhook(self, request: Request) -> Response:
         return await self._serve(request, self._webhook)
@@ -136,13 +144,21 @@ class Gateway:
 
     # -- request pipeline --------------------------------------------------------------------------
 
-    async def _serve(self, request: Request, handler: Handler) -> Response:
-        """Run ``handler`` and turn whatever it raises into the Status JSON with the right HTTP status."""
+    async def _serve(self, request: Request, handler: Handler, *, work: str | None = None) -> Response:
+        """Run ``handler`` and turn whatever it raises into the Status JSON with the right HTTP status.
+
+        With ``work``, the request first passes admission control (infra.admission): at capacity it is
+        refused at once with 503 and Retry-After, before anything is done for it. Webhooks pass none:
+        a provider's notification is never turned away for load.
+        """
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_var.set(rid)
         headers: dict[str, str] = {}
+        admitted = work is None or self._admission.admit(work)
         try:
+            if not admitted:
+                raise HttpRefusal(_AT_CAPACITY, 503, {"Retry-After": "1"})
             response = await handler(request, rid)
         except HttpRefusal as exc:
             response = error_response(exc.status, exc.http_status)
@@ -154,6 +170,9 @@ class Gateway:
         except Exception:
             log.exception("unhandled error serving %s %s", request.method, request.url.path)
             response = error_response(gw_status.make_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL"))
+        finally:
+            if work is not None and admitted:
+                self._admission.done()
         response.headers.update(headers)
         response.headers[REQUEST_ID_HEADER] = rid
         response.headers["Cache-Control"] = "no-store"

@@ -64,7 +64,8 @@ class Settings:
     default_currency: str = "USD"
     rpc_timeout_seconds: float = 5.0
     db_pool_size: int = 10
-    # Checkout refuses new carts beyond this many calls in flight, every call at three times it (0: no limit).
+    # Checkout and the gateway refuse new checkouts beyond this many calls in flight, other calls at three
+    # times it (0: no limit).
     # Sized for a 2-core machine (about what it serves in half a second); raise it with the machine.
     max_in_flight: int = 16
     environment: str = "development"

@@ -153,6 +153,7 @@ class Env:
     client: httpx.AsyncClient
     recorder: Recorder
     payments: FakePayments
+    app: Starlette
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -197,7 +198,7 @@ async def env(settings: Settings, backend: tuple[Server, Recorder, FakePayments]
     gw_settings = gateway_settings(settings, server.port)
     app = create_app(gw_settings, GatewayConfig(rate_limit_per_minute=0, max_body_bytes=64 * 1024))
     async with serving(app) as client:
-        yield Env(gw_settings, client, recorder, payments)
+        yield Env(gw_settings, client, recorder, payments, app)
 
 
 @contextlib.asynccontextmanager
@@ -534,3 +535,30 @@ async def test_served_by_uvicorn_over_real_http(
     assert cart.status_code == 200
     assert cart.json()["cart"]["cartId"] == "c9"
     assert "server" not in cart.headers
+
+
+async def test_at_capacity_new_checkouts_get_503_at_once_and_work_under_way_goes_on(
+    env: Env, customer_token: str
+) -> None:
+    cart = await env.client.post("/v1/carts", json={}, headers=auth(customer_token))
+    cart_id = cart.json()["cart"]["cartId"]
+    gate = env.app.state.gateway._admission
+    assert gate.policy.limit > 0
+    env.recorder.requests.pop("CreateCart", None)
+    gate.in_flight += gate.policy.limit  # as if that many requests were being served
+    try:
+        for refused in (
+            await env.client.post("/v1/auth/guest"),
+            await env.client.post("/v1/carts", json={}, headers=auth(customer_token)),
+        ):
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "1"
+            body = refused.json()
+            assert body["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+            assert body["details"][0]["reason"] == "UNAVAILABLE"
+        assert "CreateCart" not in env.recorder.requests  # the refused cart never reached the backend
+        got = await env.client.get(f"/v1/carts/{cart_id}", headers=auth(customer_token))
+        assert got.status_code == 200
+    finally:
+        gate.in_flight -= gate.policy.limit
+    assert (await env.client.post("/v1/auth/guest")).status_code == 200
