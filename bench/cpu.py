@@ -16,10 +16,12 @@ from pathlib import Path
 __all__ = [
     "CpuMeter",
     "ProcStat",
+    "all_stats",
     "machine_cpu",
     "parse_proc_stat",
     "read_proc_stat",
     "tree_cpu_seconds",
+    "tree_pids",
 ]
 
 _PROC = Path("/proc")
@@ -68,7 +70,8 @@ def read_proc_stat(pid: int, proc: Path = _PROC) -> ProcStat | None:
         return None
 
 
-def _all_stats(proc: Path = _PROC) -> dict[int, ProcStat]:
+def all_stats(proc: Path = _PROC) -> dict[int, ProcStat]:
+    """Every live process's stat, by pid."""
     stats: dict[int, ProcStat] = {}
     for entry in proc.iterdir():
         if entry.name.isdigit() and (stat := read_proc_stat(int(entry.name), proc)) is not None:
@@ -76,24 +79,28 @@ def _all_stats(proc: Path = _PROC) -> dict[int, ProcStat]:
     return stats
 
 
-def tree_cpu_seconds(root: int, stats: Mapping[int, ProcStat], ticks_per_s: int = _TICKS) -> float | None:
-    """CPU seconds of ``root``, its reaped children and its live descendants; None if it is gone."""
+def tree_pids(root: int, stats: Mapping[int, ProcStat]) -> list[int] | None:
+    """``root`` and its live descendants; None if it is gone."""
     if root not in stats:
         return None
     children: dict[int, list[int]] = {}
     for stat in stats.values():
         children.setdefault(stat.ppid, []).append(stat.pid)
-    ticks = stats[root].all_ticks
-    todo = list(children.get(root, ()))
-    seen = {root}
+    tree, todo, seen = [], [root], set()
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
-        ticks += stats[pid].all_ticks
+        tree.append(pid)
         todo.extend(children.get(pid, ()))
-    return ticks / ticks_per_s
+    return tree
+
+
+def tree_cpu_seconds(root: int, stats: Mapping[int, ProcStat], ticks_per_s: int = _TICKS) -> float | None:
+    """CPU seconds of ``root``, its reaped children and its live descendants; None if it is gone."""
+    tree = tree_pids(root, stats)
+    return None if tree is None else sum(stats[pid].all_ticks for pid in tree) / ticks_per_s
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ class CpuMeter:
         self._machine_after: MachineCpu | None = None
 
     def _snapshot(self) -> dict[str, float | None]:
-        stats = _all_stats(self._proc)
+        stats = all_stats(self._proc)
         return {name: tree_cpu_seconds(pid, stats) for name, pid in self.pids.items()}
 
     def start(self) -> None:

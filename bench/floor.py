@@ -58,7 +58,7 @@ import sqlalchemy as sa
 import uvloop
 
 from bench.args import positive
-from bench.cpu import ProcStat, machine_cpu, read_proc_stat
+from bench.cpu import all_stats, machine_cpu, tree_pids
 from bench.report import default_out_path, write_report
 from infra.auth import JwtVerifier, mint_token, require_identity
 from infra.db import create_engine
@@ -137,22 +137,12 @@ def _process_clock_s(pid: int) -> float | None:
 
 def tree_cpu_seconds_exact(root: int, proc: Path = _PROC) -> float | None:
     """CPU seconds of ``root`` and its live descendants (exact) plus what they reaped (ticks); None if gone."""
-    stats: dict[int, ProcStat] = {}
-    for entry in proc.iterdir():
-        if entry.name.isdigit() and (stat := read_proc_stat(int(entry.name), proc)) is not None:
-            stats[stat.pid] = stat
-    if root not in stats:
+    stats = all_stats(proc)
+    tree = tree_pids(root, stats)
+    if tree is None:
         return None
-    children: dict[int, list[int]] = {}
-    for stat in stats.values():
-        children.setdefault(stat.ppid, []).append(stat.pid)
-    total, todo, seen = 0.0, [root], set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        todo.extend(children.get(pid, ()))
+    total = 0.0
+    for pid in tree:
         stat = stats[pid]
         # A process that exited since the scan has no clock: its ticks stand in (its parent reaps it later).
         own = _process_clock_s(pid) if proc == _PROC else None
