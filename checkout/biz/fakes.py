@@ -99,23 +99,19 @@ class FakePricingGateway(_Scripted):
 
     async def get_products(self, skus: Sequence[str], currency_code: str) -> ProductsResult:
         self._enter("get_products", tuple(skus), currency_code)
-        found = {s: self.products[s] for s in skus if s in self.products}
-        found = {s: replace(p, unit_price=Money(currency_code, p.unit_price.amount_minor)) for s, p in found.items()}
-        return ProductsResult(found, [s for s in skus if s not in self.products])
+        return self._lookup(skus, currency_code)
 
     async def quote_shipping(
         self, parcels: Sequence[Parcel], destination: Address, shipping_method: str, currency_code: str
     ) -> Money:
         self._enter("quote_shipping", tuple(parcels), destination, shipping_method, currency_code)
-        per = self.shipping_per_parcel * (2 if shipping_method == "express" else 1)
-        return Money(currency_code, per * len(parcels))
+        return self._shipping(parcels, shipping_method, currency_code)
 
     async def calculate_tax(
         self, lines: Sequence[TaxLine], destination: Address, shipping_total: Money, currency_code: str
     ) -> Money:
         self._enter("calculate_tax", tuple(lines), destination, shipping_total, currency_code)
-        taxable = sum(ln.amount.amount_minor for ln in lines) + shipping_total.amount_minor
-        return Money(currency_code, percent_of(taxable, self.tax_basis_points))
+        return self._tax(sum(ln.amount.amount_minor for ln in lines) + shipping_total.amount_minor, currency_code)
 
     async def quote_order(
         self,
@@ -127,16 +123,24 @@ class FakePricingGateway(_Scripted):
     ) -> OrderQuote:
         """What the three calls above answer for undiscounted lines, as the real service does."""
         self._enter("quote_order", tuple(lines), tuple(parcels), destination, shipping_method, currency_code)
-        skus = list(dict.fromkeys(ln.sku for ln in lines))
-        found = {s: replace(self.products[s], unit_price=Money(currency_code, self.products[s].unit_price.amount_minor))
-                 for s in skus if s in self.products}  # fmt: skip
-        products = ProductsResult(found, [s for s in skus if s not in self.products])
+        products = self._lookup(list(dict.fromkeys(ln.sku for ln in lines)), currency_code)
         if products.missing_skus:
             return OrderQuote(products, None, None)
+        shipping = self._shipping(parcels, shipping_method, currency_code)
+        items = sum(products.products[ln.sku].unit_price.amount_minor * ln.quantity for ln in lines)
+        return OrderQuote(products, shipping, self._tax(items + shipping.amount_minor, currency_code))
+
+    def _lookup(self, skus: Sequence[str], currency_code: str) -> ProductsResult:
+        found = {s: self.products[s] for s in skus if s in self.products}
+        found = {s: replace(p, unit_price=Money(currency_code, p.unit_price.amount_minor)) for s, p in found.items()}
+        return ProductsResult(found, [s for s in skus if s not in self.products])
+
+    def _shipping(self, parcels: Sequence[Parcel], shipping_method: str, currency_code: str) -> Money:
         per = self.shipping_per_parcel * (2 if shipping_method == "express" else 1)
-        shipping = Money(currency_code, per * len(parcels))
-        taxable = sum(found[ln.sku].unit_price.amount_minor * ln.quantity for ln in lines) + shipping.amount_minor
-        return OrderQuote(products, shipping, Money(currency_code, percent_of(taxable, self.tax_basis_points)))
+        return Money(currency_code, per * len(parcels))
+
+    def _tax(self, taxable_minor: int, currency_code: str) -> Money:
+        return Money(currency_code, percent_of(taxable_minor, self.tax_basis_points))
 
 
 @dataclass
@@ -400,17 +404,10 @@ class _FakeCarts:
         return copy.deepcopy(cart)
 
     async def upsert_item(self, cart_id: str, item: CartItem) -> None:
-        cart = self._s.carts[cart_id]
-        if cart.item(item.sku) is None:
-            cart.items = [*cart.items, item]
-        else:
-            cart.items = [item if i.sku == item.sku else i for i in cart.items]
+        self._s.carts[cart_id].put(item)
 
     async def delete_item(self, cart_id: str, sku: str) -> bool:
-        cart = self._s.carts[cart_id]
-        before = len(cart.items)
-        cart.items = [i for i in cart.items if i.sku != sku]
-        return len(cart.items) < before
+        return self._s.carts[cart_id].drop(sku)
 
     async def set_prices(self, cart_id: str, prices: dict[str, int], *, version: int) -> int | None:
         cart = self._s.carts[cart_id]

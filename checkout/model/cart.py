@@ -47,6 +47,20 @@ class Cart:
     def item(self, sku: str) -> CartItem | None:
         return next((i for i in self.items if i.sku == sku), None)
 
+    def put(self, item: CartItem) -> None:
+        """The sku's line replaced in place, or a new line last: the order lines keep when stored
+        (they sort by the time they were added)."""
+        if self.item(item.sku) is None:
+            self.items = [*self.items, item]
+        else:
+            self.items = [item if i.sku == item.sku else i for i in self.items]
+
+    def drop(self, sku: str) -> bool:
+        """Remove the sku's line; False when there was none."""
+        before = len(self.items)
+        self.items = [i for i in self.items if i.sku != sku]
+        return len(self.items) < before
+
 
 @dataclass(frozen=True, slots=True)
 class PriceChange:

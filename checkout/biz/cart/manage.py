@@ -75,7 +75,8 @@ class CartUseCases:
                 )
             item = CartItem(sku, product.name, total, product.unit_price.amount_minor)
             await tx.carts.upsert_item(cart.cart_id, item)
-        return _with_line(locked, item)
+        locked.put(item)  # the cart as just written, without reading it back
+        return locked
 
     async def update_item(self, actor: Actor, cart_id: str, sku: str, quantity: int) -> Cart:
         """Sets the line's quantity (1..max); removing a line is RemoveCartItem."""
@@ -91,7 +92,8 @@ class CartUseCases:
                 raise NotFound(f"sku {sku!r} is not in cart {cart.cart_id}", metadata={"sku": sku})
             item = CartItem(sku, existing.name, quantity, existing.unit_price_minor)
             await tx.carts.upsert_item(cart.cart_id, item)
-        return _with_line(locked, item)
+        locked.put(item)
+        return locked
 
     async def remove_item(self, actor: Actor, cart_id: str, sku: str) -> Cart:
         """Idempotent: removing a line that is already gone returns the cart unchanged."""
@@ -102,17 +104,5 @@ class CartUseCases:
             if locked is None:
                 raise _frozen(cart.cart_id)
             await tx.carts.delete_item(cart.cart_id, sku)
-        locked.items = [i for i in locked.items if i.sku != sku]
+        locked.drop(sku)
         return locked
-
-
-def _with_line(locked: Cart, item: CartItem) -> Cart:
-    """The cart as just written, without reading it back: the line replaced in place or appended last.
-
-    The same order a later read gives (lines sort by the time they were added, under the cart's lock).
-    """
-    if locked.item(item.sku) is None:
-        locked.items.append(item)
-    else:
-        locked.items = [item if i.sku == item.sku else i for i in locked.items]
-    return locked

@@ -56,11 +56,11 @@ class PricingEngine:
             raise Unavailable(f"computing totals took longer than {self._deadline}s; retry") from None
 
     async def _compute(self, data: PricingInput) -> Preview:
-        currency = data.currency_code
-        skus = list(dict.fromkeys(ln.sku for ln in data.lines))
         ships = data.shipping_address is not None and bool(data.shipping_method)
         if ships and not data.promotion_codes:
             return await self._undiscounted(data)
+        currency = data.currency_code
+        skus = list(dict.fromkeys(ln.sku for ln in data.lines))
         try:
             async with asyncio.TaskGroup() as group:
                 products_task = group.create_task(self._pricing.get_products(skus, currency))
