@@ -25,10 +25,12 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "kas
     )
 
 
-def single_statement_reads(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool in autocommit, for reads that are one statement each.
+def single_statements(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool in autocommit, for work that is one statement each.
 
-    No BEGIN and no ROLLBACK round trip, and the same answer: under READ COMMITTED every statement
-    sees its own snapshot anyway, inside a transaction or not. Never use it to write.
+    No BEGIN and no COMMIT/ROLLBACK round trip, and the same answer: under READ COMMITTED every
+    statement sees its own snapshot anyway, and a single statement is atomic on its own. A write may
+    use it only when it needs nothing else in its transaction (no outbox event, no second statement
+    that must commit with it); several statements on such a connection each commit by themselves.
     """
     return engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from checkout.data.repositories import SqlCartRepo, SqlCompensationRepo, SqlSessionRepo
 from checkout.data.tables import outbox
-from infra.db import single_statement_reads
+from infra.db import single_statements
 from infra.outbox import add_event
 
 __all__ = ["SqlTx", "SqlUnitOfWork"]
@@ -36,7 +36,7 @@ class SqlUnitOfWork:
 
     def __init__(self, engine: AsyncEngine, on_events: Callable[[], None] | None = None) -> None:
         self._engine = engine
-        self._reads = single_statement_reads(engine)
+        self._reads = single_statements(engine)
         self._on_events = on_events
 
     @contextlib.asynccontextmanager

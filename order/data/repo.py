@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from infra.db import single_statement_reads
+from infra.db import single_statements
 from infra.money import Money
 from infra.outbox import add_event
 from order.biz.ports import PageCursor, Transition, TransitionResult
@@ -240,7 +240,7 @@ class SqlOrderRepo:
     def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] = lambda: None) -> None:
         self._engine = engine
         # Single-statement reads: no BEGIN/ROLLBACK round trips.
-        self._reader = single_statement_reads(engine)
+        self._reader = single_statements(engine)
         self._on_commit = on_commit
 
     async def create(self, order: NewOrder, cause: str) -> tuple[Order, bool]:

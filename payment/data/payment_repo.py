@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from infra.db import single_statement_reads
+from infra.db import single_statements
 from infra.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Reason
 from infra.money import Money
 from infra.outbox import add_event
@@ -203,7 +203,7 @@ class SqlPaymentRepo:
     def __init__(self, engine: AsyncEngine, *, on_event: Callable[[], None] | None = None) -> None:
         self._engine = engine
         # For steps that are one statement: no BEGIN/COMMIT round trips.
-        self._single = single_statement_reads(engine)
+        self._single = single_statements(engine)
         # Wakes the outbox publisher after a commit that wrote an event.
         self._on_event = on_event or (lambda: None)
 

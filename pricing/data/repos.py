@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.db import single_statement_reads
+from infra.db import single_statements
 from infra.money import Money
 from pricing.data.snapshot import TtlSnapshot
 from pricing.data.tables import prices, products, shipping_rates, tax_rates
@@ -52,7 +52,7 @@ _ALL_TAX_RATES = sa.select(tax_rates.c.country_code, tax_rates.c.tax_class, tax_
 class SqlProductRepo:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._reads = single_statement_reads(engine)
+        self._reads = single_statements(engine)
 
     async def find(self, skus: Sequence[str]) -> list[Product]:
         """Products and prices are never cached: a price change shows on the very next call."""
@@ -130,7 +130,7 @@ class SqlRateRepo:
     def __init__(
         self, engine: AsyncEngine, *, ttl_seconds: float = RATE_TTL_SECONDS, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._reads = single_statement_reads(engine)
+        self._reads = single_statements(engine)
         self._shipping = TtlSnapshot(self._load_shipping_rates, ttl_seconds, clock)
         self._tax = TtlSnapshot(self._load_tax_rates, ttl_seconds, clock)
 

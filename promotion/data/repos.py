@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from infra.db import single_statement_reads
+from infra.db import single_statements
 from infra.money import Money
 from infra.outbox import add_event
 from promotion.data.tables import SCHEMA, outbox, promotion_usages, promotions
@@ -241,7 +241,7 @@ class SqlPromotionRepo:
     def __init__(self, engine: AsyncEngine, *, on_events: Callable[[], None] | None = None) -> None:
         """``on_events`` runs after a commit that wrote outbox events (wakes the publisher early)."""
         self._engine = engine
-        self._reads = single_statement_reads(engine)
+        self._reads = single_statements(engine)
         self._on_events = on_events
 
     @contextlib.asynccontextmanager
