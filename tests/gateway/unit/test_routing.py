@@ -45,6 +45,7 @@ DESIGN_ROUTES = [
     ("POST", "/v1/admin/products", "/kassa.pricing.v1.PricingService/UpsertProducts", {}),
     ("PUT", "/v1/admin/stock", "/kassa.warehouse.v1.InventoryService/SetStock", {}),
     ("POST", "/v1/admin/promotions", "/kassa.promotion.v1.PromotionService/CreatePromotion", {}),
+    ("POST", "/v1/admin/orders/o1:refund", "/kassa.payment.v1.PaymentService/RefundPayment", {"order_id": "o1"}),
 ]
 
 

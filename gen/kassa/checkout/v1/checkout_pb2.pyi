@@ -20,12 +20,14 @@ class SessionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SESSION_STATUS_COMPLETED: _ClassVar[SessionStatus]
     SESSION_STATUS_EXPIRED: _ClassVar[SessionStatus]
     SESSION_STATUS_CANCELLED: _ClassVar[SessionStatus]
+    SESSION_STATUS_AWAITING_PAYMENT: _ClassVar[SessionStatus]
 SESSION_STATUS_UNSPECIFIED: SessionStatus
 SESSION_STATUS_OPEN: SessionStatus
 SESSION_STATUS_CONFIRMING: SessionStatus
 SESSION_STATUS_COMPLETED: SessionStatus
 SESSION_STATUS_EXPIRED: SessionStatus
 SESSION_STATUS_CANCELLED: SessionStatus
+SESSION_STATUS_AWAITING_PAYMENT: SessionStatus
 
 class SessionLine(_message.Message):
     __slots__ = ("sku", "name", "quantity", "unit_price", "line_total", "warehouse_id")

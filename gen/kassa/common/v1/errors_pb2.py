@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckassa/common/v1/errors.proto\x12\x0fkassa.common.v1*\xbe\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUT_OF_STOCK\x10\x01\x12\x11\n\rPRICE_CHANGED\x10\x02\x12\x14\n\x10PAYMENT_DECLINED\x10\x03\x12\x15\n\x11PROMOTION_INVALID\x10\x04\x12\x17\n\x13PROMOTION_EXHAUSTED\x10\x05\x12\x13\n\x0fSESSION_EXPIRED\x10\x06\x12\x14\n\x10SESSION_NOT_OPEN\x10\x07\x12\x18\n\x14\x43HECKOUT_IN_PROGRESS\x10\x08\x12\x1a\n\x16IDEMPOTENCY_KEY_REUSED\x10\t\x12\x12\n\x0e\x43\x41RT_TOO_LARGE\x10\n\x12\x17\n\x13\x42\x45LOW_MINIMUM_ORDER\x10\x0b\x12\x15\n\x11\x43URRENCY_MISMATCH\x10\x0c\x12\r\n\tNOT_FOUND\x10\r\x12\x15\n\x11PERMISSION_DENIED\x10\x0e\x12\x14\n\x10INVALID_ARGUMENT\x10\x0f\x12\x0f\n\x0bUNAVAILABLE\x10\x10\x12\x19\n\x15ORDER_STATUS_CONFLICT\x10\x11\x12\x19\n\x15PAYMENT_INVALID_STATE\x10\x12\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ckassa/common/v1/errors.proto\x12\x0fkassa.common.v1*\x99\x04\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x10\n\x0cOUT_OF_STOCK\x10\x01\x12\x11\n\rPRICE_CHANGED\x10\x02\x12\x14\n\x10PAYMENT_DECLINED\x10\x03\x12\x15\n\x11PROMOTION_INVALID\x10\x04\x12\x17\n\x13PROMOTION_EXHAUSTED\x10\x05\x12\x13\n\x0fSESSION_EXPIRED\x10\x06\x12\x14\n\x10SESSION_NOT_OPEN\x10\x07\x12\x18\n\x14\x43HECKOUT_IN_PROGRESS\x10\x08\x12\x1a\n\x16IDEMPOTENCY_KEY_REUSED\x10\t\x12\x12\n\x0e\x43\x41RT_TOO_LARGE\x10\n\x12\x17\n\x13\x42\x45LOW_MINIMUM_ORDER\x10\x0b\x12\x15\n\x11\x43URRENCY_MISMATCH\x10\x0c\x12\r\n\tNOT_FOUND\x10\r\x12\x15\n\x11PERMISSION_DENIED\x10\x0e\x12\x14\n\x10INVALID_ARGUMENT\x10\x0f\x12\x0f\n\x0bUNAVAILABLE\x10\x10\x12\x19\n\x15ORDER_STATUS_CONFLICT\x10\x11\x12\x19\n\x15PAYMENT_INVALID_STATE\x10\x12\x12 \n\x1cPAYMENT_PROVIDER_UNAVAILABLE\x10\x13\x12\x1b\n\x17PAYMENT_AMOUNT_MISMATCH\x10\x14\x12\x1a\n\x16REFUND_EXCEEDS_CAPTURE\x10\x15\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kassa.common.v1.errors_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORREASON']._serialized_start=50
-  _globals['_ERRORREASON']._serialized_end=496
+  _globals['_ERRORREASON']._serialized_end=587
 # @@protoc_insertion_point(module_scope)

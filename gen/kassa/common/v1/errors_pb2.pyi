@@ -25,6 +25,9 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UNAVAILABLE: _ClassVar[ErrorReason]
     ORDER_STATUS_CONFLICT: _ClassVar[ErrorReason]
     PAYMENT_INVALID_STATE: _ClassVar[ErrorReason]
+    PAYMENT_PROVIDER_UNAVAILABLE: _ClassVar[ErrorReason]
+    PAYMENT_AMOUNT_MISMATCH: _ClassVar[ErrorReason]
+    REFUND_EXCEEDS_CAPTURE: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 OUT_OF_STOCK: ErrorReason
 PRICE_CHANGED: ErrorReason
@@ -44,3 +47,6 @@ INVALID_ARGUMENT: ErrorReason
 UNAVAILABLE: ErrorReason
 ORDER_STATUS_CONFLICT: ErrorReason
 PAYMENT_INVALID_STATE: ErrorReason
+PAYMENT_PROVIDER_UNAVAILABLE: ErrorReason
+PAYMENT_AMOUNT_MISMATCH: ErrorReason
+REFUND_EXCEEDS_CAPTURE: ErrorReason

@@ -1,5 +1,6 @@
 from google.api import annotations_pb2 as _annotations_pb2
 from kassa.common.v1 import address_pb2 as _address_pb2
+from kassa.common.v1 import money_pb2 as _money_pb2
 from kassa.order.v1 import order_pb2 as _order_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -22,7 +23,7 @@ PAYMENT_OUTCOME_CASH_ON_DELIVERY: PaymentOutcome
 PAYMENT_OUTCOME_FAILED: PaymentOutcome
 
 class CreateOrderRequest(_message.Message):
-    __slots__ = ("checkout_session_id", "customer_id", "email", "lines", "discounts", "totals", "shipping_address", "billing_address", "shipping_method", "payment_id", "payment_method", "notes")
+    __slots__ = ("checkout_session_id", "customer_id", "email", "lines", "discounts", "totals", "shipping_address", "billing_address", "shipping_method", "payment_id", "payment_method", "notes", "authorized_amount")
     CHECKOUT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +36,7 @@ class CreateOrderRequest(_message.Message):
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_METHOD_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    AUTHORIZED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     checkout_session_id: str
     customer_id: str
     email: str
@@ -47,7 +49,8 @@ class CreateOrderRequest(_message.Message):
     payment_id: str
     payment_method: str
     notes: str
-    def __init__(self, checkout_session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[_order_pb2.OrderLine, _Mapping]]] = ..., discounts: _Optional[_Iterable[_Union[_order_pb2.OrderDiscount, _Mapping]]] = ..., totals: _Optional[_Union[_order_pb2.OrderTotals, _Mapping]] = ..., shipping_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., billing_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., payment_id: _Optional[str] = ..., payment_method: _Optional[str] = ..., notes: _Optional[str] = ...) -> None: ...
+    authorized_amount: _money_pb2.Money
+    def __init__(self, checkout_session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[_order_pb2.OrderLine, _Mapping]]] = ..., discounts: _Optional[_Iterable[_Union[_order_pb2.OrderDiscount, _Mapping]]] = ..., totals: _Optional[_Union[_order_pb2.OrderTotals, _Mapping]] = ..., shipping_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., billing_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., payment_id: _Optional[str] = ..., payment_method: _Optional[str] = ..., notes: _Optional[str] = ..., authorized_amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class CreateOrderResponse(_message.Message):
     __slots__ = ("order", "created")

@@ -22,41 +22,44 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from kassa.common.v1 import money_pb2 as kassa_dot_common_dot_v1_dot_money__pb2
 from kassa.payment.v1 import payment_pb2 as kassa_dot_payment_dot_v1_dot_payment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&kassa/payment/v1/payment_service.proto\x12\x10kassa.payment.v1\x1a\x1bkassa/common/v1/money.proto\x1a\x1ekassa/payment/v1/payment.proto\"\xc6\x01\n\x17\x41uthorizePaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\torder_ref\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x16\n\x0epayment_method\x18\x04 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x06 \x01(\t\x12\x12\n\nreturn_url\x18\x07 \x01(\t\"F\n\x18\x41uthorizePaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\"e\n\x15\x43\x61pturePaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\"D\n\x16\x43\x61pturePaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\">\n\x18VoidAuthorizationRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"G\n\x19VoidAuthorizationResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\"{\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"V\n\x15RefundPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\x12\x11\n\trefund_id\x18\x02 \x01(\t\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"@\n\x12GetPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\"L\n\x14HandleWebhookRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\t\"<\n\x15HandleWebhookResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x32\xeb\x04\n\x0ePaymentService\x12i\n\x10\x41uthorizePayment\x12).kassa.payment.v1.AuthorizePaymentRequest\x1a*.kassa.payment.v1.AuthorizePaymentResponse\x12\x63\n\x0e\x43\x61pturePayment\x12\'.kassa.payment.v1.CapturePaymentRequest\x1a(.kassa.payment.v1.CapturePaymentResponse\x12l\n\x11VoidAuthorization\x12*.kassa.payment.v1.VoidAuthorizationRequest\x1a+.kassa.payment.v1.VoidAuthorizationResponse\x12`\n\rRefundPayment\x12&.kassa.payment.v1.RefundPaymentRequest\x1a\'.kassa.payment.v1.RefundPaymentResponse\x12W\n\nGetPayment\x12#.kassa.payment.v1.GetPaymentRequest\x1a$.kassa.payment.v1.GetPaymentResponse\x12`\n\rHandleWebhook\x12&.kassa.payment.v1.HandleWebhookRequest\x1a\'.kassa.payment.v1.HandleWebhookResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&kassa/payment/v1/payment_service.proto\x12\x10kassa.payment.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bkassa/common/v1/money.proto\x1a\x1ekassa/payment/v1/payment.proto\"\xc6\x01\n\x17\x41uthorizePaymentRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x11\n\torder_ref\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x16\n\x0epayment_method\x18\x04 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x06 \x01(\t\x12\x12\n\nreturn_url\x18\x07 \x01(\t\"F\n\x18\x41uthorizePaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\"e\n\x15\x43\x61pturePaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\"D\n\x16\x43\x61pturePaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\"W\n\x18VoidAuthorizationRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"G\n\x19VoidAuthorizationResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\"\x8d\x01\n\x14RefundPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x10\n\x08order_id\x18\x05 \x01(\t\"V\n\x15RefundPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\x12\x11\n\trefund_id\x18\x02 \x01(\t\"8\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x0f\n\x07refresh\x18\x02 \x01(\x08\"@\n\x12GetPaymentResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.kassa.payment.v1.Payment\"L\n\x14HandleWebhookRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\t\"<\n\x15HandleWebhookResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x32\x9b\x05\n\x0ePaymentService\x12i\n\x10\x41uthorizePayment\x12).kassa.payment.v1.AuthorizePaymentRequest\x1a*.kassa.payment.v1.AuthorizePaymentResponse\x12\x63\n\x0e\x43\x61pturePayment\x12\'.kassa.payment.v1.CapturePaymentRequest\x1a(.kassa.payment.v1.CapturePaymentResponse\x12l\n\x11VoidAuthorization\x12*.kassa.payment.v1.VoidAuthorizationRequest\x1a+.kassa.payment.v1.VoidAuthorizationResponse\x12\x8f\x01\n\rRefundPayment\x12&.kassa.payment.v1.RefundPaymentRequest\x1a\'.kassa.payment.v1.RefundPaymentResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/admin/orders/{order_id}:refund:\x01*\x12W\n\nGetPayment\x12#.kassa.payment.v1.GetPaymentRequest\x1a$.kassa.payment.v1.GetPaymentResponse\x12`\n\rHandleWebhook\x12&.kassa.payment.v1.HandleWebhookRequest\x1a\'.kassa.payment.v1.HandleWebhookResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kassa.payment.v1.payment_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUTHORIZEPAYMENTREQUEST']._serialized_start=122
-  _globals['_AUTHORIZEPAYMENTREQUEST']._serialized_end=320
-  _globals['_AUTHORIZEPAYMENTRESPONSE']._serialized_start=322
-  _globals['_AUTHORIZEPAYMENTRESPONSE']._serialized_end=392
-  _globals['_CAPTUREPAYMENTREQUEST']._serialized_start=394
-  _globals['_CAPTUREPAYMENTREQUEST']._serialized_end=495
-  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_start=497
-  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_end=565
-  _globals['_VOIDAUTHORIZATIONREQUEST']._serialized_start=567
-  _globals['_VOIDAUTHORIZATIONREQUEST']._serialized_end=629
-  _globals['_VOIDAUTHORIZATIONRESPONSE']._serialized_start=631
-  _globals['_VOIDAUTHORIZATIONRESPONSE']._serialized_end=702
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=704
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=827
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=829
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=915
-  _globals['_GETPAYMENTREQUEST']._serialized_start=917
-  _globals['_GETPAYMENTREQUEST']._serialized_end=956
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=958
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=1022
-  _globals['_HANDLEWEBHOOKREQUEST']._serialized_start=1024
-  _globals['_HANDLEWEBHOOKREQUEST']._serialized_end=1100
-  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_start=1102
-  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_end=1162
-  _globals['_PAYMENTSERVICE']._serialized_start=1165
-  _globals['_PAYMENTSERVICE']._serialized_end=1784
+  _globals['_PAYMENTSERVICE'].methods_by_name['RefundPayment']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['RefundPayment']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/admin/orders/{order_id}:refund:\001*'
+  _globals['_AUTHORIZEPAYMENTREQUEST']._serialized_start=152
+  _globals['_AUTHORIZEPAYMENTREQUEST']._serialized_end=350
+  _globals['_AUTHORIZEPAYMENTRESPONSE']._serialized_start=352
+  _globals['_AUTHORIZEPAYMENTRESPONSE']._serialized_end=422
+  _globals['_CAPTUREPAYMENTREQUEST']._serialized_start=424
+  _globals['_CAPTUREPAYMENTREQUEST']._serialized_end=525
+  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_start=527
+  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_end=595
+  _globals['_VOIDAUTHORIZATIONREQUEST']._serialized_start=597
+  _globals['_VOIDAUTHORIZATIONREQUEST']._serialized_end=684
+  _globals['_VOIDAUTHORIZATIONRESPONSE']._serialized_start=686
+  _globals['_VOIDAUTHORIZATIONRESPONSE']._serialized_end=757
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=760
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=901
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=903
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=989
+  _globals['_GETPAYMENTREQUEST']._serialized_start=991
+  _globals['_GETPAYMENTREQUEST']._serialized_end=1047
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=1049
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=1113
+  _globals['_HANDLEWEBHOOKREQUEST']._serialized_start=1115
+  _globals['_HANDLEWEBHOOKREQUEST']._serialized_end=1191
+  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_start=1193
+  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_end=1253
+  _globals['_PAYMENTSERVICE']._serialized_start=1256
+  _globals['_PAYMENTSERVICE']._serialized_end=1923
 # @@protoc_insertion_point(module_scope)

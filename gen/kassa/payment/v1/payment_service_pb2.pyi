@@ -1,3 +1,4 @@
+from google.api import annotations_pb2 as _annotations_pb2
 from kassa.common.v1 import money_pb2 as _money_pb2
 from kassa.payment.v1 import payment_pb2 as _payment_pb2
 from google.protobuf import descriptor as _descriptor
@@ -48,12 +49,14 @@ class CapturePaymentResponse(_message.Message):
     def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ...) -> None: ...
 
 class VoidAuthorizationRequest(_message.Message):
-    __slots__ = ("payment_id", "reason")
+    __slots__ = ("payment_id", "reason", "idempotency_key")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     reason: str
-    def __init__(self, payment_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, payment_id: _Optional[str] = ..., reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class VoidAuthorizationResponse(_message.Message):
     __slots__ = ("payment",)
@@ -62,16 +65,18 @@ class VoidAuthorizationResponse(_message.Message):
     def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ...) -> None: ...
 
 class RefundPaymentRequest(_message.Message):
-    __slots__ = ("payment_id", "amount", "reason", "idempotency_key")
+    __slots__ = ("payment_id", "amount", "reason", "idempotency_key", "order_id")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
     amount: _money_pb2.Money
     reason: str
     idempotency_key: str
-    def __init__(self, payment_id: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    order_id: str
+    def __init__(self, payment_id: _Optional[str] = ..., amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., order_id: _Optional[str] = ...) -> None: ...
 
 class RefundPaymentResponse(_message.Message):
     __slots__ = ("payment", "refund_id")
@@ -82,10 +87,12 @@ class RefundPaymentResponse(_message.Message):
     def __init__(self, payment: _Optional[_Union[_payment_pb2.Payment, _Mapping]] = ..., refund_id: _Optional[str] = ...) -> None: ...
 
 class GetPaymentRequest(_message.Message):
-    __slots__ = ("payment_id",)
+    __slots__ = ("payment_id", "refresh")
     PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_FIELD_NUMBER: _ClassVar[int]
     payment_id: str
-    def __init__(self, payment_id: _Optional[str] = ...) -> None: ...
+    refresh: bool
+    def __init__(self, payment_id: _Optional[str] = ..., refresh: _Optional[bool] = ...) -> None: ...
 
 class GetPaymentResponse(_message.Message):
     __slots__ = ("payment",)

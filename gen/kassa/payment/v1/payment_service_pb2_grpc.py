@@ -94,7 +94,9 @@ class PaymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RefundPayment(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Gives captured money back, in full or in part; refunds never sum past the
+        capture (REFUND_EXCEEDS_CAPTURE). Idempotent on idempotency_key.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
