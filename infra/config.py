@@ -54,6 +54,14 @@ class Settings:
     jwt_audience: str | None = None
     sandbox_url: str = "http://127.0.0.1:8090"
     webhook_secret: str = DEV_WEBHOOK_SECRET
+    # KASSA_PAYMENT_PROVIDERS: "name=url,name=url", the primary first; new authorizations fall back to the
+    # next provider whose circuit breaker is closed. Empty: one provider, "sandbox" at sandbox_url.
+    payment_providers: str = ""
+    # How long an order waits in PENDING_PAYMENT for the customer's action (3-D Secure) before it fails;
+    # its reservations and promotion usage are held that long.
+    payment_window_seconds: int = 1800
+    # A session awaiting payment is polled at the provider when no webhook came for this long.
+    payment_poll_after_seconds: int = 60
     public_url: str = "http://127.0.0.1:8080"
     reservation_ttl_seconds: int = 900
     checkout_lock_ttl_ms: int = 900_000
@@ -86,6 +94,9 @@ class Settings:
             jwt_audience=env.get("KASSA_JWT_AUDIENCE") or None,
             sandbox_url=sandbox_url,
             webhook_secret=env.get("KASSA_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
+            payment_providers=env.get("KASSA_PAYMENT_PROVIDERS") or "",
+            payment_window_seconds=_int(env, "KASSA_PAYMENT_WINDOW_SECONDS", 1800),
+            payment_poll_after_seconds=_int(env, "KASSA_PAYMENT_POLL_AFTER_SECONDS", 60),
             public_url=env.get("KASSA_PUBLIC_URL") or f"http://{addrs['gateway']}",
             reservation_ttl_seconds=_int(env, "KASSA_RESERVATION_TTL_SECONDS", 900),
             checkout_lock_ttl_ms=_int(env, "KASSA_CHECKOUT_LOCK_TTL_MS", 900_000),

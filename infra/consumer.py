@@ -1,0 +1,154 @@
+"""A durable JetStream pull consumer of outbox events, shared by every service that reacts to events.
+
+DESIGN.md §3 and §4.5: explicit ack, sent only after the handler's effect committed; a handler
+commits its effect together with an inbox claim (``infra.outbox.claim_inbox``), so a redelivered or
+republished event has no second effect. A handler that raises is retried later (``nak`` with a
+delay); a message that is not an event envelope is terminated. Safe with several replicas: they
+share the durable consumer, and JetStream hands each message to one of them at a time.
+
+A handler answers with what it did (a short word for the log). It raises :class:`Retry` to ask
+for redelivery without an error being logged: for an event that arrived before the state it
+applies to exists (a payment webhook before ConfirmCheckout has placed the order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from infra.events import stream_for, subject
+
+__all__ = ["Event", "EventConsumer", "Handler", "Retry"]
+
+log = logging.getLogger("kassa.consumer")
+
+_RETRY_DELAY_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """The part of an outbox envelope a handler needs."""
+
+    event_id: str
+    event_type: str
+    aggregate_id: str
+    data: dict[str, Any]
+
+    @staticmethod
+    def from_envelope(envelope: Any, event_types: Iterable[str]) -> Event | None:
+        """None for anything that is not a well-formed envelope of one of ``event_types``."""
+        if not isinstance(envelope, dict):
+            return None
+        event_id, event_type, data = envelope.get("event_id"), envelope.get("event_type"), envelope.get("data")
+        if not isinstance(event_id, str) or not event_id or event_type not in set(event_types):
+            return None
+        if not isinstance(data, dict):
+            return None
+        return Event(event_id, event_type, str(envelope.get("aggregate_id") or ""), data)
+
+
+class Retry(Exception):  # noqa: N818 - a signal, not an error
+    """Redeliver this event later; nothing went wrong (the state it needs is not there yet)."""
+
+    def __init__(self, why: str, delay_seconds: float = _RETRY_DELAY_SECONDS) -> None:
+        super().__init__(why)
+        self.delay_seconds = delay_seconds
+
+
+Handler = Callable[[Event], Awaitable[str]]
+
+
+class EventConsumer:
+    """Consume ``event_types`` published by ``service`` under the durable name ``name``."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        name: str,
+        service: str,
+        event_types: Iterable[str],
+        handler: Handler,
+        batch: int = 32,
+        ack_wait_seconds: int = 30,
+        retry_delay_seconds: float = _RETRY_DELAY_SECONDS,
+    ) -> None:
+        self._js = js
+        self.name = name
+        self._service = service
+        self._event_types = tuple(event_types)
+        self._handler = handler
+        self._batch = batch
+        self._ack_wait = ack_wait_seconds
+        self._retry_delay = retry_delay_seconds
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        stream = stream_for(self._service)
+        await self._js.add_consumer(
+            stream,
+            ConsumerConfig(
+                name=self.name,
+                durable_name=self.name,
+                filter_subjects=[subject(self._service, event_type) for event_type in self._event_types],
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self._ack_wait,
+                max_ack_pending=1000,
+            ),
+        )
+        return await self._js.pull_subscribe_bind(durable=self.name, stream=stream)
+
+    async def handle(self, msg: Msg) -> None:
+        """Apply one message; ack when done or unusable, nak (redeliver later) when it failed or must wait."""
+        try:
+            envelope = json.loads(msg.data)
+        except ValueError:
+            envelope = None
+        event = Event.from_envelope(envelope, self._event_types)
+        if event is None:
+            log.error("%s: dropping a malformed event on %s", self.name, msg.subject)
+            await msg.term()
+            return
+        try:
+            outcome = await self._handler(event)
+        except asyncio.CancelledError:
+            raise
+        except Retry as wait:
+            log.info("%s: event %s (%s) waits: %s", self.name, event.event_id, event.event_type, wait)
+            await msg.nak(delay=wait.delay_seconds)
+            return
+        except Exception:
+            log.exception("%s: event %s (%s) failed, will be redelivered", self.name, event.event_id, event.event_type)
+            await msg.nak(delay=self._retry_delay)
+            return
+        log.info("%s: event %s (%s): %s", self.name, event.event_id, event.event_type, outcome)
+        await msg.ack()
+
+    async def run(self) -> None:
+        """Consume until cancelled; subscription failures are retried."""
+        sub: JetStreamContext.PullSubscription | None = None
+        while True:
+            try:
+                if sub is None:
+                    sub = await self._subscribe()
+                msgs = await sub.fetch(self._batch, timeout=5)
+            except nats.errors.TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: fetch failed, retrying", self.name)
+                sub = None
+                await asyncio.sleep(self._retry_delay)
+                continue
+            for msg in msgs:
+                await self.handle(msg)
