@@ -56,7 +56,7 @@ class Event:
         return Event(event_id, event_type, str(envelope.get("aggregate_id") or ""), data)
 
 
-class Retry(Exception):  # noqa: N818 - a signal, not an error
+class Retry(Exception):
     """Redeliver this event later; nothing went wrong (the state it needs is not there yet)."""
 
     def __init__(self, why: str, delay_seconds: float = _RETRY_DELAY_SECONDS) -> None:
