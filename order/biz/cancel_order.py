@@ -1,4 +1,4 @@
-"""CancelOrder: stop an order that has not been packed yet."""
+"""CancelOrder: stop an order before it leaves the warehouse."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ from order.biz.get_order import load_visible
 from order.biz.ports import Caller, OrderRepo, Transition
 from order.model.events import EVENT_FOR_STATUS
 from order.model.order import Order, OrderStatus
-from order.model.status import CANCELLABLE, ORDER_STATUS_CONFLICT
+from order.model.status import ORDER_STATUS_CONFLICT, cancellable_by
 
 __all__ = ["CancelOrder"]
 
 
 class CancelOrder:
     """Protects invariant 3 (money leak) and 4 (stock leak): the OrderCancelled event, committed with
-    the status change, carries the payment id and checkout session id so payment voids or refunds
-    and warehouse releases stock. Idempotent: cancelling a cancelled order returns it unchanged.
-    Ownership: only the owner or a privileged caller; anyone else gets NotFound."""
+    the status change, carries the payment id, payment method, checkout session id, lines and grand
+    total, so payment voids or refunds, warehouse restocks and promotion gives the use back, each from
+    its own durable consumer. Idempotent: cancelling a cancelled order returns it unchanged.
+    Who may cancel is the status machine's :func:`cancellable_by` (a customer before PACKED, a
+    privileged caller before SHIPPED), used as the conditional UPDATE's ``WHERE``; only the owner or
+    a privileged caller sees the order at all, anyone else gets NotFound."""
 
     def __init__(self, repo: OrderRepo) -> None:
         self._repo = repo
@@ -29,7 +32,7 @@ class CancelOrder:
         result = await self._repo.transition(
             Transition(
                 order_id=order_id,
-                sources=CANCELLABLE,
+                sources=cancellable_by(privileged=caller.privileged),
                 target=OrderStatus.CANCELLED,
                 cause=f"cancelled by {who}: {reason}" if reason else f"cancelled by {who}",
                 event_type=EVENT_FOR_STATUS[OrderStatus.CANCELLED],
@@ -38,8 +41,9 @@ class CancelOrder:
         current = result.order or order
         if result.applied or current.status == OrderStatus.CANCELLED:
             return current
+        by = "" if caller.privileged else " by its customer"
         raise FailedPrecondition(
-            f"order {order_id} is {current.status.value} and can no longer be cancelled",
+            f"order {order_id} is {current.status.value} and can no longer be cancelled{by}",
             reason=ORDER_STATUS_CONFLICT,
             metadata={"status": current.status.value},
         )

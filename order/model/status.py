@@ -1,9 +1,13 @@
 """The order status machine (DESIGN.md §3), pure.
 
 PENDING_PAYMENT → CONFIRMED | AWAITING_SHIPMENT (cash on delivery) | PAYMENT_FAILED | CANCELLED;
-CONFIRMED / AWAITING_SHIPMENT → PACKED → SHIPPED → DELIVERED; CONFIRMED / AWAITING_SHIPMENT → CANCELLED.
-DELIVERED, CANCELLED and PAYMENT_FAILED are final. Repositories turn :func:`sources_of` into the
-``WHERE status IN (…)`` of a conditional UPDATE, so concurrent callers cannot both move an order.
+CONFIRMED / AWAITING_SHIPMENT → PACKED → SHIPPED → DELIVERED; CONFIRMED / AWAITING_SHIPMENT / PACKED → CANCELLED.
+DELIVERED, CANCELLED and PAYMENT_FAILED are final. Repositories turn :func:`sources_of` (and
+:func:`cancellable_by`) into the ``WHERE status IN (…)`` of a conditional UPDATE, so concurrent callers
+cannot both move an order.
+
+Who may cancel (DESIGN.md §3): a customer their own order before it is PACKED; an admin or one of
+Kassa's services any order before it is SHIPPED.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from order.model.order import OrderStatus, PaymentOutcome
 
 __all__ = [
     "CANCELLABLE",
+    "CUSTOMER_CANCELLABLE",
     "FULFILMENT_STATUSES",
     "ORDER_STATUS_CONFLICT",
     "TRANSITIONS",
     "can_transition",
+    "cancellable_by",
     "payment_target",
     "sources_of",
 ]
@@ -29,7 +35,7 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING_PAYMENT: frozenset({S.CONFIRMED, S.AWAITING_SHIPMENT, S.PAYMENT_FAILED, S.CANCELLED}),
     S.CONFIRMED: frozenset({S.PACKED, S.CANCELLED}),
     S.AWAITING_SHIPMENT: frozenset({S.PACKED, S.CANCELLED}),
-    S.PACKED: frozenset({S.SHIPPED}),
+    S.PACKED: frozenset({S.SHIPPED, S.CANCELLED}),
     S.SHIPPED: frozenset({S.DELIVERED}),
     S.DELIVERED: frozenset(),
     S.CANCELLED: frozenset(),
@@ -37,7 +43,9 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 FULFILMENT_STATUSES = frozenset({S.PACKED, S.SHIPPED, S.DELIVERED})
+# Every status a privileged caller may cancel from; a customer only those before PACKED.
 CANCELLABLE = frozenset(s for s, targets in TRANSITIONS.items() if S.CANCELLED in targets)
+CUSTOMER_CANCELLABLE = CANCELLABLE - {S.PACKED}
 
 _PAYMENT_TARGETS = {
     PaymentOutcome.CAPTURED: S.CONFIRMED,
@@ -53,6 +61,11 @@ def can_transition(current: OrderStatus, target: OrderStatus) -> bool:
 def sources_of(target: OrderStatus) -> frozenset[OrderStatus]:
     """Every status an order may be in for ``target`` to be its next one."""
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def cancellable_by(*, privileged: bool) -> frozenset[OrderStatus]:
+    """The statuses ``CANCELLED`` may follow for this caller: the conditional UPDATE's ``WHERE``."""
+    return CANCELLABLE if privileged else CUSTOMER_CANCELLABLE
 
 
 def payment_target(outcome: PaymentOutcome) -> OrderStatus:

@@ -376,12 +376,20 @@ async def test_owner_cancels_once_and_the_event_carries_compensation_ids(
     assert events[0]["data"]["payment_id"] == order.payment_id
     assert events[0]["data"]["checkout_session_id"] == order.checkout_session_id
 
+    # A payment recorded after the cancellation is refused: the order stays cancelled.
     with pytest.raises(grpc.aio.AioRpcError) as exc_info:
         await stub.RecordPayment(
-            pb.RecordPaymentRequest(order_id=order.order_id, outcome=pb.PAYMENT_OUTCOME_CAPTURED),
+            pb.RecordPaymentRequest(
+                order_id=order.order_id, payment_id=order.payment_id, outcome=pb.PAYMENT_OUTCOME_CAPTURED
+            ),
             metadata=bearer(service_token),
         )
     assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = error_info(exc_info.value)
+    assert info is not None and info.reason == "ORDER_STATUS_CONFLICT"
+    assert info.metadata["status"] == "CANCELLED"
+    still = await stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id), metadata=bearer(customer_token))
+    assert still.order.status == S.ORDER_STATUS_CANCELLED
 
 
 async def test_list_orders_pages_newest_first(
@@ -419,3 +427,103 @@ async def test_list_orders_pages_newest_first(
             await stub.ListOrders(request, metadata=md)
         assert exc_info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field_of(exc_info.value) == field
+
+
+async def _fulfil(stub: OrderServiceStub, token: str, order_id: str, *statuses: int) -> order_pb2.Order:
+    order = None
+    for status in statuses:
+        req = pb.UpdateFulfillmentRequest(order_id=order_id, status=status)  # type: ignore[arg-type]
+        order = (await stub.UpdateFulfillment(req, metadata=bearer(token))).order
+    assert order is not None
+    return order
+
+
+async def _confirmed(stub: OrderServiceStub, token: str, customer_id: str) -> order_pb2.Order:
+    order = await create(stub, token, customer_id)
+    req = pb.RecordPaymentRequest(
+        order_id=order.order_id, payment_id=order.payment_id, outcome=pb.PAYMENT_OUTCOME_CAPTURED
+    )
+    return (await stub.RecordPayment(req, metadata=bearer(token))).order
+
+
+async def test_a_customer_cannot_cancel_a_packed_order_but_an_admin_can(
+    stub: OrderServiceStub,
+    admin_token: str,
+    customer_id: str,
+    customer_token: str,
+    engine: AsyncEngine,
+) -> None:
+    order = await _confirmed(stub, admin_token, customer_id)
+    packed = await _fulfil(stub, admin_token, order.order_id, S.ORDER_STATUS_PACKED)
+    assert packed.status == S.ORDER_STATUS_PACKED
+
+    req = pb.CancelOrderRequest(order_id=order.order_id, reason="too slow")
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CancelOrder(req, metadata=bearer(customer_token))
+    assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = error_info(exc_info.value)
+    assert info is not None and info.reason == "ORDER_STATUS_CONFLICT"
+    assert info.metadata["status"] == "PACKED"
+    assert await outbox_events(engine, order.order_id, "OrderCancelled") == []
+
+    cancelled = (await stub.CancelOrder(req, metadata=bearer(admin_token))).order
+    assert cancelled.status == S.ORDER_STATUS_CANCELLED
+    # Idempotent for both: the cancelled order comes back unchanged, no second event.
+    for token in (admin_token, customer_token):
+        again = (await stub.CancelOrder(req, metadata=bearer(token))).order
+        assert again.status == S.ORDER_STATUS_CANCELLED and again.updated_at == cancelled.updated_at
+    events = await outbox_events(engine, order.order_id, "OrderCancelled")
+    assert len(events) == 1
+    assert events[0]["data"]["cause"] == "cancelled by operator: too slow"
+
+
+@pytest.mark.parametrize("status", [S.ORDER_STATUS_CONFIRMED, S.ORDER_STATUS_AWAITING_SHIPMENT])
+async def test_a_customer_cancels_a_paid_order_and_the_event_carries_what_compensation_needs(
+    stub: OrderServiceStub,
+    *,
+    service_token: str,
+    customer_id: str,
+    customer_token: str,
+    engine: AsyncEngine,
+    status: int,
+) -> None:
+    md = bearer(service_token)
+    if status == S.ORDER_STATUS_CONFIRMED:
+        order = await _confirmed(stub, service_token, customer_id)
+    else:
+        order = await create(stub, service_token, customer_id, payment_method="cod")
+        req = pb.RecordPaymentRequest(order_id=order.order_id, outcome=pb.PAYMENT_OUTCOME_CASH_ON_DELIVERY)
+        order = (await stub.RecordPayment(req, metadata=md)).order
+    assert order.status == status
+
+    cancelled = (
+        await stub.CancelOrder(pb.CancelOrderRequest(order_id=order.order_id), metadata=bearer(customer_token))
+    ).order
+    assert cancelled.status == S.ORDER_STATUS_CANCELLED
+
+    [event] = await outbox_events(engine, order.order_id, "OrderCancelled")
+    data = event["data"]
+    assert data["order_id"] == order.order_id
+    assert data["checkout_session_id"] == order.checkout_session_id
+    assert data["payment_id"] == order.payment_id != ""
+    assert data["payment_method"] == order.payment_method
+    assert data["status"] == "CANCELLED"
+    assert data["grand_total"] == {"currency_code": "USD", "amount_minor": 4958}
+    assert [(ln["sku"], ln["quantity"], ln["warehouse_id"]) for ln in data["lines"]] == [
+        ("apple", 2, "w1"),
+        ("pear", 1, "w1"),
+    ]
+
+
+async def test_nobody_cancels_a_shipped_order(
+    stub: OrderServiceStub, service_token: str, admin_token: str, customer_id: str, customer_token: str
+) -> None:
+    order = await _confirmed(stub, service_token, customer_id)
+    await _fulfil(stub, admin_token, order.order_id, S.ORDER_STATUS_PACKED, S.ORDER_STATUS_SHIPPED)
+    for token in (customer_token, admin_token):
+        with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+            await stub.CancelOrder(pb.CancelOrderRequest(order_id=order.order_id), metadata=bearer(token))
+        assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        info = error_info(exc_info.value)
+        assert info is not None and info.reason == "ORDER_STATUS_CONFLICT"
+        assert info.metadata["status"] == "SHIPPED"

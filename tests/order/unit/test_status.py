@@ -6,7 +6,14 @@ import pytest
 
 from order.model.order import OrderStatus as S
 from order.model.order import PaymentOutcome
-from order.model.status import CANCELLABLE, FULFILMENT_STATUSES, can_transition, payment_target, sources_of
+from order.model.status import (
+    CANCELLABLE,
+    CUSTOMER_CANCELLABLE,
+    can_transition,
+    cancellable_by,
+    payment_target,
+    sources_of,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -20,6 +27,7 @@ ALLOWED = {
     (S.AWAITING_SHIPMENT, S.PACKED),
     (S.AWAITING_SHIPMENT, S.CANCELLED),
     (S.PACKED, S.SHIPPED),
+    (S.PACKED, S.CANCELLED),
     (S.SHIPPED, S.DELIVERED),
 }
 
@@ -39,12 +47,16 @@ def test_sources_feed_the_conditional_update() -> None:
     assert sources_of(S.PACKED) == {S.CONFIRMED, S.AWAITING_SHIPMENT}
     assert sources_of(S.SHIPPED) == {S.PACKED}
     assert sources_of(S.DELIVERED) == {S.SHIPPED}
-    assert sources_of(S.CANCELLED) == CANCELLABLE == {S.PENDING_PAYMENT, S.CONFIRMED, S.AWAITING_SHIPMENT}
+    assert sources_of(S.CANCELLED) == CANCELLABLE == {S.PENDING_PAYMENT, S.CONFIRMED, S.AWAITING_SHIPMENT, S.PACKED}
     assert sources_of(S.PENDING_PAYMENT) == frozenset()
 
 
-def test_fulfilment_statuses_cannot_be_cancelled() -> None:
-    assert not FULFILMENT_STATUSES & CANCELLABLE
+def test_a_customer_cancels_before_packed_a_privileged_caller_before_shipped() -> None:
+    assert cancellable_by(privileged=False) == CUSTOMER_CANCELLABLE
+    assert {S.PENDING_PAYMENT, S.CONFIRMED, S.AWAITING_SHIPMENT} == CUSTOMER_CANCELLABLE
+    assert cancellable_by(privileged=True) == CANCELLABLE == CUSTOMER_CANCELLABLE | {S.PACKED}
+    for privileged in (False, True):
+        assert not cancellable_by(privileged=privileged) & {S.SHIPPED, S.DELIVERED, S.CANCELLED, S.PAYMENT_FAILED}
 
 
 @pytest.mark.parametrize(
