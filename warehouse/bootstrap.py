@@ -14,6 +14,7 @@ from kassa.warehouse.v1.inventory_service_pb2_grpc import add_InventoryServiceSe
 from warehouse.data.repository import SqlInventoryStore
 from warehouse.data.tables import outbox
 from warehouse.service.inventory import InventoryService
+from warehouse.worker.order_events import order_events_consumer
 from warehouse.worker.sweeper import Sweeper
 
 __all__ = ["bootstrap"]
@@ -26,15 +27,16 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     stack.push_async_callback(engine.dispose)
     nc, js = await connect(settings.nats_url, "kassa-warehouse")
     stack.push_async_callback(nc.close)
-    await ensure_streams(js, ["warehouse"])
+    await ensure_streams(js, ["warehouse", "order"])
 
     store = SqlInventoryStore(engine)
     servicer = InventoryService(store, settings.reservation_ttl_seconds)
     publisher = OutboxPublisher(engine, outbox, js)
     sweeper = Sweeper(store)
+    consumer = order_events_consumer(js, store)
     return App(
         registrations=[
             Registration(add_InventoryServiceServicer_to_server, servicer, "kassa.warehouse.v1.InventoryService")
         ],
-        workers=[publisher.run, sweeper.run],
+        workers=[publisher.run, sweeper.run, consumer.run],
     )

@@ -10,6 +10,7 @@ from warehouse.model.reconciliation import StockAudit
 
 RESERVATIONS_CONFIRMED = "ReservationsConfirmed"
 RESERVATION_EXPIRED = "ReservationExpired"
+STOCK_RESTOCKED = "StockRestocked"
 STOCK_RECONCILED = "StockReconciled"
 
 

@@ -14,12 +14,24 @@ from warehouse.model.inventory import Reservation, ReservationStatus
 __all__ = ["confirm_reservations", "extend_reservations", "get_reservations", "release_reservations"]
 
 
-def _session_expired(reservation_ref: str) -> FailedPrecondition:
+def _session_expired(reservation_ref: str, lapsed: list[Reservation]) -> FailedPrecondition:
+    """SESSION_EXPIRED naming what lapsed: each sku@warehouse with its state (``past_ttl`` while the
+    sweeper has yet to expire it), so a caller can tell an expiry from a release or a restock."""
+    states = {f"{r.sku}@{r.warehouse_id}": _state(r) for r in lapsed}
+    detail = ", ".join(f"{key} {state}" for key, state in sorted(states.items()))
     return FailedPrecondition(
-        f"reservations of {reservation_ref} are no longer active",
+        f"reservations of {reservation_ref} are no longer active: {detail}",
         reason=Reason.SESSION_EXPIRED,
-        metadata={"reservation_ref": reservation_ref},
+        metadata={
+            "reservation_ref": reservation_ref,
+            "lapsed": ",".join(sorted(states)),
+            "states": ",".join(sorted(set(states.values()))),
+        },
     )
+
+
+def _state(r: Reservation) -> str:
+    return "past_ttl" if r.status is ReservationStatus.ACTIVE else r.status.value
 
 
 async def _current(tx: InventoryTx, reservation_ref: str) -> list[Reservation]:
@@ -42,10 +54,11 @@ async def extend_reservations(store: InventoryStore, reservation_ref: str, ttl_s
     """
     async with store.transaction() as tx:
         await tx.lock_ref(reservation_ref)
-        extended = await tx.extend(reservation_ref, ttl_seconds)
+        extended = {r.reservation_id for r in await tx.extend(reservation_ref, ttl_seconds)}
         rows = await _current(tx, reservation_ref)
-        if len(extended) != len(rows):
-            raise _session_expired(reservation_ref)
+        lapsed = [r for r in rows if r.reservation_id not in extended]
+        if lapsed:
+            raise _session_expired(reservation_ref, lapsed)
         return rows
 
 
@@ -66,15 +79,18 @@ async def confirm_reservations(store: InventoryStore, reservation_ref: str) -> l
     """Turn a session's held units into sold units (on_hand and reserved both drop); idempotent.
 
     Protects DESIGN.md §4.1 and §4.4: units are deducted exactly once (only ACTIVE rows move), and a
-    session whose reservations lapsed (released, expired or past expires_at) is refused with
-    SESSION_EXPIRED as a whole rather than selling stock that is no longer held for it.
+    session whose reservations lapsed (released, expired, restocked or past expires_at) is refused with
+    SESSION_EXPIRED as a whole rather than selling stock that is no longer held for it. Checkout relies
+    on this refusal to never capture money for units the customer no longer holds.
     """
     async with store.transaction() as tx:
         await tx.lock_ref(reservation_ref)
         confirmed = await tx.transition(reservation_ref, ReservationStatus.CONFIRMED, only_unexpired=True)
         rows = await _current(tx, reservation_ref)
-        if any(r.status is not ReservationStatus.CONFIRMED for r in rows):
-            raise _session_expired(reservation_ref)
+        lapsed = [r for r in rows if r.status is not ReservationStatus.CONFIRMED]
+        if lapsed:
+            # Rolls back the rows this call moved too: never a partial set confirmed.
+            raise _session_expired(reservation_ref, lapsed)
         if confirmed:
             await tx.give_back(confirmed, sold=True)
             await tx.add_event(RESERVATIONS_CONFIRMED, reservation_ref, reservation_payload(reservation_ref, confirmed))

@@ -30,6 +30,9 @@ class InventoryTx(Protocol):
     async def lock_stock(self, skus: Sequence[str]) -> tuple[list[StockLevel], dict[str, str]]:
         """Lock every stock row of ``skus`` in (sku, warehouse_id) order; levels and warehouse countries."""
 
+    async def lock_stock_rows(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Lock exactly these (sku, warehouse_id) stock rows, in that order, until commit."""
+
     async def hold(self, allocations: Sequence[Allocation]) -> set[tuple[str, str]]:
         """reserved += quantity where on_hand - reserved allows it; the (sku, warehouse_id) pairs held."""
 
@@ -43,8 +46,9 @@ class InventoryTx(Protocol):
         to: ReservationStatus,
         *,
         only_unexpired: bool,
+        src: ReservationStatus = ReservationStatus.ACTIVE,
     ) -> list[Reservation]:
-        """ACTIVE → ``to`` for the ref's rows (only those not past expires_at when asked); the changed rows."""
+        """``src`` → ``to`` for the ref's rows (only those not past expires_at when asked); the changed rows."""
 
     async def extend(self, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
         """Push expires_at of the ref's active, unexpired rows to at least now + ttl; the changed rows."""
@@ -54,6 +58,12 @@ class InventoryTx(Protocol):
 
     async def give_back(self, held: Sequence[Reservation], *, sold: bool) -> None:
         """reserved -= quantity (and on_hand -= quantity when ``sold``) for each reservation's stock row."""
+
+    async def restock(self, sold: Sequence[Reservation]) -> None:
+        """on_hand += quantity for each (confirmed, now restocked) reservation's stock row."""
+
+    async def claim_event(self, consumer: str, event_id: str) -> bool:
+        """Record that ``consumer`` handled ``event_id``, committed with its effect; False if it already had."""
 
     async def set_stock(self, settings: Sequence[StockSetting]) -> tuple[list[StockLevel], list[int]]:
         """Upsert on_hand; the levels written and the indexes of settings refused (on_hand < reserved)."""

@@ -3,7 +3,8 @@
 Protects DESIGN.md §4.1 (no oversell): stock rows are locked in (sku, warehouse_id) order, the plan is
 computed from the locked levels, and each hold is a conditional ``reserved + q <= on_hand`` update, so
 concurrent reservations can neither oversell nor deadlock. Also §4.4: a retry with the same ref reserves
-nothing twice (the ref is locked and its live reservations are returned unchanged).
+nothing twice (the ref is locked and its live reservations are returned unchanged), and a ref whose
+sold units were restocked is finished (refused), never reserved anew.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ async def reserve_stock(store: InventoryStore, cmd: ReserveCommand) -> list[Rese
         live = [r for r in existing if r.status in _LIVE]
         if live:
             return live
+        if any(r.status is ReservationStatus.RESTOCKED for r in existing):
+            # The session's order was sold and then cancelled: it is finished, and its rows stay as the
+            # record that keeps a later event from restocking again.
+            raise FailedPrecondition(
+                f"the order of {cmd.reservation_ref} was cancelled and its stock restocked",
+                reason=Reason.SESSION_NOT_OPEN,
+                metadata={"reservation_ref": cmd.reservation_ref},
+            )
         if existing:
             await tx.discard_finished(cmd.reservation_ref)
         levels, countries = await tx.lock_stock(sorted(line.sku for line in lines))

@@ -18,8 +18,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from infra.outbox import add_event
-from warehouse.data.tables import outbox, reservations, stock, warehouses
+from infra.outbox import add_event, claim_inbox
+from warehouse.data.tables import inbox, outbox, reservations, stock, warehouses
 from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import (
     Address,
@@ -190,6 +190,12 @@ def _give_back_stmt(*, sold: bool) -> sa.Update:
     return stock.update().where(same_row).values(**values)
 
 
+def _restock_stmt() -> sa.Update:
+    back = _rows_param()
+    same_row = sa.and_(stock.c.sku == back.c.sku, stock.c.warehouse_id == back.c.warehouse_id)
+    return stock.update().where(same_row).values(on_hand=stock.c.on_hand + back.c.qty, updated_at=sa.func.now())
+
+
 def _insert_reservations_stmt() -> sa.Insert:
     rows = (
         sa.func.unnest(
@@ -226,6 +232,7 @@ def _insert_reservations_stmt() -> sa.Insert:
 _HOLD = _hold_stmt()
 _GIVE_BACK = _give_back_stmt(sold=False)
 _GIVE_BACK_SOLD = _give_back_stmt(sold=True)
+_RESTOCK = _restock_stmt()
 _INSERT_RESERVATIONS = _insert_reservations_stmt()
 
 
@@ -271,8 +278,10 @@ class SqlInventoryTx:
         rows = list(await self._conn.execute(stmt))
         return [_level(r) for r in rows], {r.warehouse_id: r.country_code for r in rows}
 
-    async def _lock_stock_rows(self, keys: Sequence[tuple[str, str]]) -> None:
+    async def lock_stock_rows(self, keys: Sequence[tuple[str, str]]) -> None:
         """Lock exactly these stock rows in (sku, warehouse_id) order before changing them."""
+        if not keys:
+            return
         await self._conn.execute(
             sa.select(stock.c.sku)
             .where(sa.tuple_(stock.c.sku, stock.c.warehouse_id).in_(sorted(set(keys))))
@@ -304,11 +313,16 @@ class SqlInventoryTx:
         )
 
     async def transition(
-        self, reservation_ref: str, to: ReservationStatus, *, only_unexpired: bool
+        self,
+        reservation_ref: str,
+        to: ReservationStatus,
+        *,
+        only_unexpired: bool,
+        src: ReservationStatus = ReservationStatus.ACTIVE,
     ) -> list[Reservation]:
         conditions = [
             reservations.c.reservation_ref == reservation_ref,
-            reservations.c.status == ReservationStatus.ACTIVE.value,
+            reservations.c.status == src.value,
         ]
         if only_unexpired:
             conditions.append(reservations.c.expires_at > sa.func.now())
@@ -357,25 +371,35 @@ class SqlInventoryTx:
         rows = [_reservation(r) for r in await self._conn.execute(stmt)]
         return sorted(rows, key=lambda r: (r.reservation_ref, r.sku, r.warehouse_id))
 
-    async def give_back(self, held: Sequence[Reservation], *, sold: bool) -> None:
+    async def _per_stock_row(self, stmt: sa.Update, held: Sequence[Reservation]) -> None:
+        """Run ``stmt`` once over the summed quantity per (sku, warehouse_id), after locking those rows."""
         if not held:
             return
         totals: dict[tuple[str, str], int] = {}
         for r in held:
             key = (r.sku, r.warehouse_id)
             totals[key] = totals.get(key, 0) + r.quantity
-        await self._lock_stock_rows(list(totals))
+        await self.lock_stock_rows(list(totals))
         rows = sorted(totals.items())
         params = {
             "skus": [sku for (sku, _), _ in rows],
             "warehouse_ids": [wh for (_, wh), _ in rows],
             "quantities": [qty for _, qty in rows],
         }
-        await self._conn.execute(_GIVE_BACK_SOLD if sold else _GIVE_BACK, params)
+        await self._conn.execute(stmt, params)
+
+    async def give_back(self, held: Sequence[Reservation], *, sold: bool) -> None:
+        await self._per_stock_row(_GIVE_BACK_SOLD if sold else _GIVE_BACK, held)
+
+    async def restock(self, sold: Sequence[Reservation]) -> None:
+        await self._per_stock_row(_RESTOCK, sold)
+
+    async def claim_event(self, consumer: str, event_id: str) -> bool:
+        return await claim_inbox(self._conn, inbox, consumer, event_id)
 
     async def set_stock(self, settings: Sequence[StockSetting]) -> tuple[list[StockLevel], list[int]]:
         order = sorted(range(len(settings)), key=lambda i: (settings[i].sku, settings[i].warehouse_id))
-        await self._lock_stock_rows([(s.sku, s.warehouse_id) for s in settings])
+        await self.lock_stock_rows([(s.sku, s.warehouse_id) for s in settings])
         levels: list[StockLevel] = []
         refused: list[int] = []
         for i in order:
@@ -426,7 +450,7 @@ class SqlInventoryTx:
     async def lock_and_audit(self, keys: Sequence[tuple[str, str]]) -> list[StockAudit]:
         if not keys:
             return []
-        await self._lock_stock_rows(keys)
+        await self.lock_stock_rows(keys)
         # A new statement after the locks: it sees every step that touched these rows committed.
         rows = await self._conn.execute(_audit_query(keys=keys, only_problems=False))
         return [_audit(r) for r in rows]

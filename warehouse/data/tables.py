@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 
 from infra.migrate import SCHEMAS
-from infra.outbox import outbox_table
+from infra.outbox import inbox_table, outbox_table
 
-__all__ = ["SCHEMA", "metadata", "outbox", "reservations", "stock", "warehouses"]
+__all__ = ["SCHEMA", "inbox", "metadata", "outbox", "reservations", "stock", "warehouses"]
 
 SCHEMA = SCHEMAS["warehouse"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -70,8 +70,11 @@ reservations = sa.Table(
     sa.ForeignKeyConstraint(["sku", "warehouse_id"], [stock.c.sku, stock.c.warehouse_id], name="reservations_stock_fk"),
     sa.UniqueConstraint("reservation_ref", "sku", "warehouse_id", name="reservations_ref_sku_warehouse_key"),
     sa.CheckConstraint("quantity > 0", name="reservations_quantity_positive"),
-    sa.CheckConstraint("status IN ('active', 'confirmed', 'released', 'expired')", name="reservations_status_valid"),
+    sa.CheckConstraint(
+        "status IN ('active', 'confirmed', 'released', 'expired', 'restocked')", name="reservations_status_valid"
+    ),
     sa.Index("reservations_status_expires_idx", "status", "expires_at"),
 )
 
 outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)

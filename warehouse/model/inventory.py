@@ -22,12 +22,18 @@ __all__ = [
 
 
 class ReservationStatus(StrEnum):
-    """Lifecycle of a reservation; only ACTIVE holds stock (counted in ``stock.reserved``)."""
+    """Lifecycle of a reservation; only ACTIVE holds stock (counted in ``stock.reserved``).
+
+    ACTIVE → CONFIRMED (sold: on_hand dropped), RELEASED or EXPIRED (held units given back);
+    CONFIRMED → RESTOCKED (the order was cancelled or its payment failed: the sold units went back
+    on hand). Only CONFIRMED rows count as sold; every state but ACTIVE and CONFIRMED is final.
+    """
 
     ACTIVE = "active"
     CONFIRMED = "confirmed"
     RELEASED = "released"
     EXPIRED = "expired"
+    RESTOCKED = "restocked"
 
 
 @dataclass(frozen=True, slots=True)

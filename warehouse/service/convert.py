@@ -17,6 +17,8 @@ _STATUS = {
     ReservationStatus.CONFIRMED: inventory_pb2.RESERVATION_STATUS_CONFIRMED,
     ReservationStatus.RELEASED: inventory_pb2.RESERVATION_STATUS_RELEASED,
     ReservationStatus.EXPIRED: inventory_pb2.RESERVATION_STATUS_EXPIRED,
+    # The proto has no RESTOCKED yet; like a released one, a restocked reservation holds and sells nothing.
+    ReservationStatus.RESTOCKED: inventory_pb2.RESERVATION_STATUS_RELEASED,
 }
 
 

@@ -39,6 +39,7 @@ from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
 from tests.warehouse.procs import RandomWalker, random_walker, run_clients
 from warehouse.biz.expire_reservations import expire_due_reservations
+from warehouse.biz.return_order_stock import return_order_stock
 from warehouse.data.repository import SqlInventoryStore
 from warehouse.data.tables import reservations, stock
 
@@ -47,12 +48,14 @@ pytestmark = pytest.mark.integration
 T = TypeVar("T")
 SKUS = 3
 ACTIVE, LAPSED, CONFIRMED, RELEASED, EXPIRED = "active", "lapsed", "confirmed", "released", "expired"
+RESTOCKED = "restocked"
 PB_STATUS = {
     ACTIVE: inventory_pb2.RESERVATION_STATUS_ACTIVE,
     LAPSED: inventory_pb2.RESERVATION_STATUS_ACTIVE,  # past expires_at but not swept yet
     CONFIRMED: inventory_pb2.RESERVATION_STATUS_CONFIRMED,
     RELEASED: inventory_pb2.RESERVATION_STATUS_RELEASED,
     EXPIRED: inventory_pb2.RESERVATION_STATUS_EXPIRED,
+    RESTOCKED: inventory_pb2.RESERVATION_STATUS_RELEASED,  # the proto has no RESTOCKED
 }
 
 
@@ -113,7 +116,8 @@ async def sweep_all(engine: AsyncEngine) -> None:
 
 
 class WarehouseMachine(RuleBasedStateMachine):
-    """Reserve, reserve again, extend, release, confirm, lapse (expires_at in the past) and sweep."""
+    """Reserve, reserve again, extend, release, confirm, lapse (expires_at in the past), sweep, and the
+    order ending (OrderCancelled / OrderPaymentFailed, delivered once or twice)."""
 
     harness: Harness
     refs = Bundle("refs")
@@ -210,6 +214,13 @@ class WarehouseMachine(RuleBasedStateMachine):
         if self.state[ref] in (RELEASED, EXPIRED):
             self.attempt_reserve(ref, lines)
             return
+        if self.state[ref] == RESTOCKED:
+            request = pb.ReserveStockRequest(
+                reservation_ref=ref, lines=[pb.ReserveLine(sku=self.skus[i], quantity=q) for i, q in lines]
+            )
+            got = self.call(lambda: self.harness.inventory.ReserveStock(request, metadata=self.md))
+            assert got == "FAILED_PRECONDITION:SESSION_NOT_OPEN"
+            return
         request = pb.ReserveStockRequest(
             reservation_ref=ref, lines=[pb.ReserveLine(sku=self.skus[i], quantity=q) for i, q in lines]
         )
@@ -265,6 +276,21 @@ class WarehouseMachine(RuleBasedStateMachine):
         self.harness.run(past_expiry())
         if self.state[ref] == ACTIVE:
             self.state[ref] = LAPSED
+
+    @rule(ref=refs, deliveries=st.integers(1, 2))
+    def order_ended(self, ref: str, deliveries: int) -> None:
+        """The order of ``ref`` was cancelled or its payment failed: held units back, sold units restocked."""
+        store = SqlInventoryStore(self.harness.engine)
+        event_id = unique("evt")
+        for _ in range(deliveries):
+            self.harness.run(return_order_stock(store, event_id=event_id, reservation_ref=ref))
+        if self.state[ref] in (ACTIVE, LAPSED):
+            self.give_back(ref, sold=False)
+            self.state[ref] = RELEASED
+        elif self.state[ref] == CONFIRMED:
+            for sku, qty in self.held[ref].items():
+                self.on_hand[sku] += qty
+            self.state[ref] = RESTOCKED
 
     @rule()
     def sweep(self) -> None:
