@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 
 import httpx
 
-from infra.config import Settings
+from infra.config import ConfigError, Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
 from infra.outbox import OutboxPublisher
 from infra.runner import App
 from infra.server import Registration
 from kassa.payment.v1 import payment_service_pb2_grpc
+from payment.adapter.breaker import BreakerPolicy, GuardedProvider
 from payment.adapter.sandbox_provider import SandboxProvider
+from payment.biz.providers import Providers
 from payment.data.payment_repo import SqlPaymentRepo
 from payment.data.tables import outbox
 from payment.service.payment_service import PaymentService
+from payment.worker.order_events import order_events_consumer
 
-__all__ = ["bootstrap", "provider_timeout"]
+__all__ = ["bootstrap", "breaker_policy", "provider_timeout", "provider_urls"]
 
 
 def provider_timeout(settings: Settings) -> float:
@@ -26,22 +31,56 @@ def provider_timeout(settings: Settings) -> float:
     return max(settings.rpc_timeout_seconds - 1.0, 0.5)
 
 
-async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
+def provider_urls(settings: Settings) -> list[tuple[str, str]]:
+    """``KASSA_PAYMENT_PROVIDERS`` ("name=url,name=url", primary first); empty: "sandbox" at sandbox_url."""
+    raw = settings.payment_providers.strip()
+    if not raw:
+        return [("sandbox", settings.sandbox_url)]
+    pairs = []
+    for item in raw.split(","):
+        name, sep, url = item.strip().partition("=")
+        if not sep or not name.strip() or not url.strip().startswith(("http://", "https://")):
+            raise ConfigError(f"KASSA_PAYMENT_PROVIDERS: expected name=http(s)://host:port, got {item!r}")
+        pairs.append((name.strip(), url.strip()))
+    if len({name for name, _ in pairs}) != len(pairs):
+        raise ConfigError("KASSA_PAYMENT_PROVIDERS: provider names must be distinct")
+    return pairs
+
+
+def breaker_policy(environ: Mapping[str, str] | None = None) -> BreakerPolicy:
+    """KASSA_PAYMENT_BREAKER_THRESHOLD (failures in a row, default 5) and _RESET_SECONDS (default 30)."""
+    env = os.environ if environ is None else environ
+    try:
+        threshold = int(env.get("KASSA_PAYMENT_BREAKER_THRESHOLD") or 5)
+        reset = float(env.get("KASSA_PAYMENT_BREAKER_RESET_SECONDS") or 30)
+    except ValueError as exc:
+        raise ConfigError(f"payment breaker settings: {exc}") from exc
+    if threshold < 1 or reset <= 0:
+        raise ConfigError("payment breaker: threshold must be >= 1 and reset seconds > 0")
+    return BreakerPolicy(threshold=threshold, reset_seconds=reset)
+
+
+async def bootstrap(settings: Settings, stack: AsyncExitStack, *, breaker: BreakerPolicy | None = None) -> App:
     assert settings.database_url and settings.nats_url, "runner.main checks these"
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="kassa-payment")
     stack.push_async_callback(engine.dispose)
 
     nc, js = await connect(settings.nats_url, "kassa-payment")
     stack.push_async_callback(nc.close)
-    await ensure_streams(js, ["payment"])
+    await ensure_streams(js, ["payment", "order"])
     publisher = OutboxPublisher(engine, outbox, js)
 
-    client = httpx.AsyncClient(base_url=settings.sandbox_url, timeout=provider_timeout(settings))
-    stack.push_async_callback(client.aclose)
-    sandbox = SandboxProvider(client, settings.webhook_secret)
+    policy = breaker or breaker_policy()
+    guarded = []
+    for name, url in provider_urls(settings):
+        client = httpx.AsyncClient(base_url=url, timeout=provider_timeout(settings))
+        stack.push_async_callback(client.aclose)
+        guarded.append(GuardedProvider(SandboxProvider(client, settings.webhook_secret, name=name), policy))
+    providers = Providers(guarded)
 
     repo = SqlPaymentRepo(engine, on_event=publisher.notify)
-    servicer = PaymentService(repo, sandbox, {sandbox.name: sandbox})
+    servicer = PaymentService(repo, providers)
+    consumer = order_events_consumer(js, repo, providers)
     return App(
         registrations=[
             Registration(
@@ -50,5 +89,5 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
                 "kassa.payment.v1.PaymentService",
             )
         ],
-        workers=[publisher.run],
+        workers=[publisher.run, consumer.run],
     )

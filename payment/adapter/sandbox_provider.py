@@ -10,6 +10,7 @@ records (PENDING) and resolves with the same key.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -71,10 +72,11 @@ def _intent(obj: dict[str, Any]) -> ProviderIntent:
 
 
 class SandboxProvider:
-    name = "sandbox"
-
-    def __init__(self, client: httpx.AsyncClient, webhook_secret: str, *, attempts: int = 3) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, webhook_secret: str, *, name: str = "sandbox", attempts: int = 3
+    ) -> None:
         """``client`` has the sandbox base URL and the timeout; bootstrap owns (and closes) it."""
+        self.name = name
         self._client = client
         self._secret = webhook_secret
         self._attempts = attempts
@@ -90,8 +92,15 @@ class SandboxProvider:
         }
         return _intent(await self._call("POST", "/v1/payment_intents", body, idempotency_key))
 
-    async def capture(self, intent_id: str, amount_minor: int, idempotency_key: str) -> ProviderIntent:
-        body = {"amount_to_capture": amount_minor}
+    def available(self) -> bool:
+        return True
+
+    async def capture(
+        self, intent_id: str, amount_minor: int, idempotency_key: str, metadata: Mapping[str, str] | None = None
+    ) -> ProviderIntent:
+        body: dict[str, Any] = {"amount_to_capture": amount_minor}
+        if metadata:
+            body["metadata"] = dict(metadata)
         return _intent(await self._call("POST", f"/v1/payment_intents/{intent_id}/capture", body, idempotency_key))
 
     async def cancel(self, intent_id: str, idempotency_key: str) -> ProviderIntent:
@@ -102,7 +111,15 @@ class SandboxProvider:
         obj = await self._call("POST", "/v1/refunds", body, idempotency_key)
         return ProviderRefund(refund_id=str(obj["id"]), amount_minor=int(obj["amount"]))
 
+    async def get_intent(self, intent_id: str) -> ProviderIntent:
+        return _intent(await self._call("GET", f"/v1/payment_intents/{intent_id}", None, None))
+
     async def find_intent(self, idempotency_key: str) -> ProviderIntent | None:
+        """The sandbox filters its intent list by the key the intent was created with (``?idempotency_key=``).
+
+        Processors without such a filter are searched by metadata instead (every intent carries
+        ``payment_id`` and ``kassa_session_id``); either way the answer is the intent or none.
+        """
         obj = await self._call("GET", "/v1/payment_intents", None, None, params={"idempotency_key": idempotency_key})
         data = obj.get("data") or []
         return _intent(data[0]) if data else None

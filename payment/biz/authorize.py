@@ -10,6 +10,7 @@ from infra.errors import AlreadyExists, Reason
 from infra.money import Money
 from payment.biz.common import declined, unavailable
 from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.biz.providers import Providers, provider_unavailable
 from payment.model.payment import (
     COD_PROVIDER,
     FINISHED_AUTHORIZATION,
@@ -47,7 +48,7 @@ class AuthorizeCommand:
     return_url: str
 
 
-async def authorize_payment(repo: PaymentRepo, provider: PaymentProvider, cmd: AuthorizeCommand) -> Payment:
+async def authorize_payment(repo: PaymentRepo, providers: Providers, cmd: AuthorizeCommand) -> Payment:
     """Authorize once per key. Protects invariant 2 (no double charge) and 3 (no money leak).
 
     The payment row is written (PENDING) before the provider is called, keyed by the
@@ -56,8 +57,17 @@ async def authorize_payment(repo: PaymentRepo, provider: PaymentProvider, cmd: A
     the row PENDING (outcome unknown); a retry resolves it, and VoidAuthorization can
     find and cancel the intent by the same key. A finished payment is returned as is,
     and a decline is raised again, with no new provider call.
+
+    A new authorization goes to the first provider whose circuit breaker is closed (a
+    fallback while the primary fails fast); a retry stays with the provider the row
+    records. With every breaker open nothing is written: UNAVAILABLE at once.
     """
     is_cod = cmd.payment_method == "cod"
+    chosen = None if is_cod else providers.for_authorization()
+    if chosen is None and not is_cod:
+        existing = await repo.get_by_key(cmd.idempotency_key)
+        if existing is None or existing.status not in FINISHED_AUTHORIZATION:
+            raise provider_unavailable(providers.primary.name, "circuit open")
     new = NewPayment(
         payment_id=uuid.uuid4(),
         idempotency_key=cmd.idempotency_key,
@@ -65,7 +75,7 @@ async def authorize_payment(repo: PaymentRepo, provider: PaymentProvider, cmd: A
         customer_id=cmd.customer_id,
         amount=cmd.amount,
         payment_method=cmd.payment_method,
-        provider=COD_PROVIDER if is_cod else provider.name,
+        provider=COD_PROVIDER if chosen is None else chosen.name,
         return_url=cmd.return_url,
     )
     payment, created = await repo.create_or_get(new)
@@ -81,12 +91,19 @@ async def authorize_payment(repo: PaymentRepo, provider: PaymentProvider, cmd: A
         done = await repo.apply(payment.payment_id, Transition(S.CASH_ON_DELIVERY, _FROM_PENDING))
         return _answer(done or await _reload(repo, payment))
 
+    provider = providers.holding(payment.provider)
     request = IntentRequest(
         amount_minor=payment.amount.amount_minor,
         currency_code=payment.amount.currency_code,
         payment_method=payment.payment_method,
         return_url=payment.return_url,
-        metadata={"payment_id": str(payment.payment_id), "order_ref": payment.order_ref},
+        # kassa_session_id lets the provider's ledger be reconciled against checkout sessions
+        # (capture adds kassa_order_id); payment_id routes webhooks.
+        metadata={
+            "payment_id": str(payment.payment_id),
+            "order_ref": payment.order_ref,
+            "kassa_session_id": payment.order_ref,
+        },
     )
     summary = {
         "amount_minor": request.amount_minor,

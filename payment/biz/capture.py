@@ -7,7 +7,8 @@ import uuid
 from infra.errors import InvalidArgument, Unavailable
 from infra.money import Money
 from payment.biz.common import invalid_state, load, unavailable
-from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.biz.ports import PaymentRepo
+from payment.biz.providers import Providers
 from payment.model.payment import CAPTURE_HOLDING, Attempt, Payment, PaymentStatus, Transition
 from payment.model.provider import ProviderError, ProviderUnavailable
 
@@ -19,7 +20,7 @@ CAPTURE_LEASE_SECONDS = 30
 
 
 async def capture_payment(
-    repo: PaymentRepo, provider: PaymentProvider, payment_id: uuid.UUID, order_id: str, amount: Money | None
+    repo: PaymentRepo, providers: Providers, payment_id: uuid.UUID, order_id: str, amount: Money | None
 ) -> Payment:
     """Capture once. Protects invariant 2 (at most one captured payment per order, no double charge).
 
@@ -28,7 +29,10 @@ async def capture_payment(
     sees CAPTURED. A partial unique index on order_id over capturing/captured rows
     refuses a second payment for the same order. The provider call uses the key
     ``capture-<payment_id>``, so even a capture retried after a crash charges once.
-    A capture of a captured payment returns it unchanged.
+    A capture of a captured payment returns it unchanged. A capture never exceeds the
+    authorization (refused here before the claim, and by the provider), and it writes
+    Kassa's order id into the intent's metadata (``kassa_order_id``, beside the
+    ``kassa_session_id`` authorize put there) so the provider's ledger reconciles with orders.
     """
     claim = Transition(
         S.CAPTURING, frozenset({S.AUTHORIZED}), {"order_id": order_id}, lease_seconds=CAPTURE_LEASE_SECONDS
@@ -66,8 +70,12 @@ async def capture_payment(
 
     to_capture = claimed.amount.amount_minor if amount is None else amount.amount_minor
     summary = {"intent_id": claimed.provider_payment_id, "amount_minor": to_capture, "order_id": order_id}
+    metadata = {"kassa_order_id": order_id, "kassa_session_id": claimed.order_ref}
     try:
-        intent = await provider.capture(claimed.provider_payment_id or "", to_capture, f"capture-{payment_id}")
+        provider = providers.holding(claimed.provider)
+        intent = await provider.capture(
+            claimed.provider_payment_id or "", to_capture, f"capture-{payment_id}", metadata
+        )
     except ProviderUnavailable as exc:
         # Unknown outcome: keep the claim but let a retry take it at once (the provider key makes it safe).
         await repo.apply(

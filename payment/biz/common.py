@@ -39,5 +39,6 @@ def invalid_state(payment: Payment, action: str, hint: str = "") -> FailedPrecon
 def unavailable(payment_id: uuid.UUID, exc: ProviderError) -> Unavailable:
     return Unavailable(
         f"payment provider unavailable ({exc.code}); retrying is safe",
+        reason=Reason.PAYMENT_PROVIDER_UNAVAILABLE,
         metadata={"payment_id": str(payment_id), "provider_code": exc.code},
     )

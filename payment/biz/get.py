@@ -1,16 +1,72 @@
-"""GetPayment."""
+"""GetPayment, and its refresh: the status poll that stands in for a late webhook."""
 
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
-from payment.biz.common import load
+from payment.biz.common import load, unavailable
 from payment.biz.ports import PaymentRepo
-from payment.model.payment import Payment
+from payment.biz.providers import Providers
+from payment.biz.webhook import plan_for
+from payment.model.payment import COD_PROVIDER, Payment
+from payment.model.provider import EventKind, IntentStatus, ProviderEvent, ProviderIntent, ProviderUnavailable
 
-__all__ = ["get_payment"]
+__all__ = ["get_payment", "poll_events", "refresh_payment"]
+
+# What a webhook for an intent in this status would have said.
+_KIND_OF_STATUS = {
+    IntentStatus.REQUIRES_CAPTURE: EventKind.AUTHORIZED,
+    IntentStatus.SUCCEEDED: EventKind.CAPTURED,
+    IntentStatus.CANCELED: EventKind.CANCELED,
+    IntentStatus.FAILED: EventKind.FAILED,
+}
 
 
 async def get_payment(repo: PaymentRepo, payment_id: uuid.UUID) -> Payment:
     """Read one payment (privileged callers only, enforced by the servicer): no invariant at stake."""
     return await load(repo, payment_id)
+
+
+def poll_events(intent: ProviderIntent) -> list[ProviderEvent]:
+    """The webhook events the intent's current state implies, with ids that name that state.
+
+    The ids are deterministic (``poll:<intent>:<kind>[:<refunded>]``), so polling the same state
+    twice is deduplicated like a redelivered webhook; a real webhook for the same change has
+    another id, and the forward-only transitions of :func:`plan_for` make it a no-op.
+    """
+    kind = _KIND_OF_STATUS.get(intent.status)
+    if kind is None:
+        return []
+    events = [ProviderEvent(f"poll:{intent.intent_id}:{kind.value}", kind, f"poll.{intent.status.value}", intent)]
+    if kind == EventKind.CAPTURED and intent.amount_refunded > 0:
+        refund_id = f"poll:{intent.intent_id}:refunded:{intent.amount_refunded}"
+        events.append(ProviderEvent(refund_id, EventKind.REFUNDED, "poll.refunded", intent))
+    return events
+
+
+async def refresh_payment(repo: PaymentRepo, providers: Providers, payment_id: uuid.UUID) -> Payment:
+    """Ask the provider for the intent and apply what its webhook would. Protects invariant 3 and 5.
+
+    A 3-D Secure webhook can be late or lost; checkout polls with this. The intent's state
+    becomes a synthesized provider event and goes through the same deduplication and the
+    same forward-only transition as a webhook (events through the outbox as usual). A PENDING
+    payment with no intent id yet (its authorize timed out) is looked up by its key.
+    """
+    payment = await load(repo, payment_id)
+    if payment.provider == COD_PROVIDER:
+        return payment
+    provider = providers.holding(payment.provider)
+    try:
+        if payment.provider_payment_id:
+            intent: ProviderIntent | None = await provider.get_intent(payment.provider_payment_id)
+        else:
+            intent = await provider.find_intent(payment.idempotency_key)
+    except ProviderUnavailable as exc:
+        raise unavailable(payment_id, exc) from exc
+    if intent is None:
+        return payment
+    for event in poll_events(intent):
+        _, applied = await repo.apply_provider_event(provider.name, event, payment_id, partial(plan_for, event))
+        payment = applied or payment
+    return payment

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from payment.model.payment import Attempt, NewPayment, Payment, Refund, Transition
 from payment.model.provider import IntentRequest, ProviderEvent, ProviderIntent, ProviderRefund
 
-__all__ = ["EventPlan", "PaymentProvider", "PaymentRepo"]
+__all__ = ["EventPlan", "InboxRepo", "PaymentProvider", "PaymentRepo"]
 
 # Given the payment an event refers to (locked), the transition it causes, or None for no effect.
 EventPlan = Callable[[Payment], Transition | None]
@@ -20,9 +20,19 @@ class PaymentProvider(Protocol):
 
     name: str
 
+    def available(self) -> bool:
+        """False while the provider's circuit breaker is open (a call would fail fast)."""
+        ...
+
     async def create_intent(self, request: IntentRequest, idempotency_key: str) -> ProviderIntent: ...
 
-    async def capture(self, intent_id: str, amount_minor: int, idempotency_key: str) -> ProviderIntent: ...
+    async def capture(
+        self, intent_id: str, amount_minor: int, idempotency_key: str, metadata: Mapping[str, str] | None = None
+    ) -> ProviderIntent:
+        """Capture at most the authorized amount; ``metadata`` is merged into the intent's."""
+        ...
+
+    async def get_intent(self, intent_id: str) -> ProviderIntent: ...
 
     async def cancel(self, intent_id: str, idempotency_key: str) -> ProviderIntent: ...
 
@@ -43,6 +53,18 @@ class PaymentRepo(Protocol):
         ...
 
     async def get(self, payment_id: uuid.UUID) -> Payment | None: ...
+
+    async def get_by_key(self, idempotency_key: str) -> Payment | None:
+        """The payment AuthorizePayment created with this idempotency key."""
+        ...
+
+    async def captured_for_order(self, order_id: str) -> Payment | None:
+        """The order's capturing/captured/refunded payment (at most one: invariant 2)."""
+        ...
+
+    async def by_order_ref(self, order_ref: str) -> list[Payment]:
+        """Every payment of a checkout session (a retry after a decline makes another), oldest first."""
+        ...
 
     async def apply(self, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
         """Conditional update with its event and attempt in one transaction; None if the status did not match."""
@@ -66,4 +88,14 @@ class PaymentRepo(Protocol):
         self, refund: Refund, *, provider_refund_id: str | None, succeeded: bool, attempt: Attempt
     ) -> Payment:
         """Mark the refund done (with its event) or failed (giving the amount back)."""
+        ...
+
+
+class InboxRepo(Protocol):
+    """Consumed events already applied, so a redelivery has no second effect (invariant 5)."""
+
+    async def inbox_seen(self, consumer: str, event_id: str) -> bool: ...
+
+    async def claim_inbox(self, consumer: str, event_id: str) -> bool:
+        """Record the event as applied; False if it already was."""
         ...

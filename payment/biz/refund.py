@@ -4,30 +4,42 @@ from __future__ import annotations
 
 import uuid
 
-from infra.errors import FailedPrecondition, InvalidArgument
+from infra.errors import FailedPrecondition, InvalidArgument, NotFound
 from infra.money import Money
 from payment.biz.common import invalid_state, load, unavailable
-from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.biz.ports import PaymentRepo
+from payment.biz.providers import Providers
 from payment.model.payment import INVALID_STATE, Attempt, Payment, PaymentStatus, Refund
 from payment.model.provider import ProviderError, ProviderUnavailable
 
-__all__ = ["refund_payment"]
+__all__ = ["find_for_refund", "refund_payment"]
 
 S = PaymentStatus
 _REFUNDABLE = frozenset({S.CAPTURED, S.PARTIALLY_REFUNDED, S.REFUNDED})
 
 
+async def find_for_refund(repo: PaymentRepo, payment_id: uuid.UUID | None, order_id: str) -> Payment:
+    """The payment named by id, else the order's captured payment (at most one, invariant 2)."""
+    if payment_id is not None:
+        return await load(repo, payment_id)
+    payment = await repo.captured_for_order(order_id)
+    if payment is None:
+        raise NotFound(f"order {order_id} has no captured payment", metadata={"order_id": order_id})
+    return payment
+
+
 async def refund_payment(
-    repo: PaymentRepo, provider: PaymentProvider, payment_id: uuid.UUID, idempotency_key: str, amount: Money | None
+    repo: PaymentRepo, providers: Providers, payment: Payment, idempotency_key: str, amount: Money | None
 ) -> tuple[Payment, Refund]:
     """Refund once per key. Protects invariant 2 (money moves once) and the refunded ≤ captured constraint.
 
     The refund row and the increase of refunded_minor are written together under a row
-    lock before the provider is called, so concurrent refunds can never exceed the
-    captured amount; the provider gets the key ``refund-<refund_id>``. A retry with the
-    same key returns the first refund; a timeout leaves it pending for a retry.
+    lock before the provider is called, so concurrent refunds can never sum past the
+    captured amount (FAILED_PRECONDITION REFUND_EXCEEDS_CAPTURE, nothing written); the
+    provider holding the intent gets the key ``refund-<refund_id>``. A retry with the same
+    key returns the first refund; a timeout leaves it pending for a retry.
     """
-    payment = await load(repo, payment_id)
+    payment_id = payment.payment_id
     if amount is not None and amount.currency_code != payment.amount.currency_code:
         raise InvalidArgument("amount.currency_code", f"must be the payment's currency {payment.amount.currency_code}")
     if payment.status not in _REFUNDABLE:
@@ -46,6 +58,7 @@ async def refund_payment(
 
     summary = {"intent_id": payment.provider_payment_id, "amount_minor": refund.amount_minor}
     try:
+        provider = providers.holding(payment.provider)
         done = await provider.refund(
             payment.provider_payment_id or "", refund.amount_minor, f"refund-{refund.refund_id}"
         )

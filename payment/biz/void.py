@@ -6,11 +6,12 @@ import uuid
 
 from infra.errors import Unavailable
 from payment.biz.common import invalid_state, load, unavailable
-from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.biz.ports import PaymentRepo
+from payment.biz.providers import Providers
 from payment.model.payment import CAPTURE_HOLDING, Attempt, Payment, PaymentStatus, Transition
 from payment.model.provider import IntentStatus, ProviderRejected, ProviderUnavailable
 
-__all__ = ["VOID_LEASE_SECONDS", "void_authorization"]
+__all__ = ["VOID_LEASE_SECONDS", "void_authorization", "void_by_key"]
 
 S = PaymentStatus
 VOID_LEASE_SECONDS = 30
@@ -19,16 +20,28 @@ _NOTHING_HELD = frozenset({S.VOIDED, S.DECLINED, S.FAILED})
 _VOIDABLE = frozenset({S.PENDING, S.REQUIRES_ACTION, S.AUTHORIZED, S.VOIDING})
 
 
-async def void_authorization(
-    repo: PaymentRepo, provider: PaymentProvider, payment_id: uuid.UUID, reason: str
-) -> Payment:
+async def void_by_key(repo: PaymentRepo, providers: Providers, idempotency_key: str, reason: str) -> Payment | None:
+    """Void what AuthorizePayment created with ``idempotency_key`` (its answer was lost). Protects invariant 3.
+
+    No payment for the key means the authorization never reached us, so nothing is held:
+    None, not an error. Otherwise the same as :func:`void_authorization`.
+    """
+    payment = await repo.get_by_key(idempotency_key)
+    if payment is None:
+        return None
+    return await void_authorization(repo, providers, payment.payment_id, reason)
+
+
+async def void_authorization(repo: PaymentRepo, providers: Providers, payment_id: uuid.UUID, reason: str) -> Payment:
     """Cancel the hold. Protects invariant 3 (no authorization outlives a failed checkout).
 
     Idempotent: a payment with nothing held is returned as is. A PENDING payment (the
     authorization timed out, so the provider may or may not have created an intent) is
     claimed first (VOIDING, which a late authorization answer then respects), and the
     intent is looked up at the provider by the authorization's idempotency key and
-    cancelled if it exists. A captured payment is refused: it needs a refund.
+    cancelled if it exists; when the provider has none, the payment ends FAILED (nothing
+    was ever held). The provider is the one the payment row records. A captured payment
+    is refused: it needs a refund.
     """
     payment = await load(repo, payment_id)
     if payment.status in _NOTHING_HELD:
@@ -50,6 +63,7 @@ async def void_authorization(
 
     summary: dict[str, object] = {"intent_id": claimed.provider_payment_id, "reason": reason}
     intent_id = claimed.provider_payment_id
+    provider = providers.holding(claimed.provider)
     try:
         if intent_id is None:
             found = await provider.find_intent(claimed.idempotency_key)
@@ -76,6 +90,22 @@ async def void_authorization(
             )
             raise invalid_state(claimed, "void", "the provider has captured it; refund it instead") from exc
         # Declined or already cancelled there: nothing is held.
+
+    if intent_id is None:
+        # The provider never created an intent for the key: the authorization failed, nothing is held.
+        code = "authorization_not_found"
+        done = await repo.apply(
+            payment_id,
+            Transition(
+                S.FAILED,
+                frozenset({S.VOIDING}),
+                {"failure_code": code, "failure_message": "the provider has no intent for this payment"},
+                "PaymentFailed",
+                {"failure_code": code},
+                Attempt("void", summary, {"intent_id": ""}, "no_intent"),
+            ),
+        )
+        return done or await load(repo, payment_id)
 
     done = await repo.apply(
         payment_id,

@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from infra.db import single_statements
 from infra.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Reason
 from infra.money import Money
-from infra.outbox import add_event
+from infra.outbox import add_event, claim_inbox
 from payment.biz.ports import EventPlan
-from payment.data.tables import attempts, outbox, payments, provider_events, refunds
+from payment.data.tables import CAPTURE_HOLDING_SQL, attempts, inbox, outbox, payments, provider_events, refunds
 from payment.model.payment import (
     INVALID_STATE,
     Attempt,
@@ -113,6 +113,16 @@ _INSERT_PAYMENT = (
 _BY_KEY = sa.select(payments).where(payments.c.idempotency_key == sa.bindparam("idempotency_key"))
 _BY_ID = sa.select(payments).where(payments.c.payment_id == sa.bindparam("payment_id"))
 _LOCK_BY_ID = _BY_ID.with_for_update()
+# Served by the partial unique index payments_one_capture_per_order.
+_CAPTURED_FOR_ORDER = sa.select(payments).where(
+    payments.c.order_id == sa.bindparam("order_id"), sa.text(CAPTURE_HOLDING_SQL)
+)
+_BY_ORDER_REF = (
+    sa.select(payments).where(payments.c.order_ref == sa.bindparam("order_ref")).order_by(payments.c.created_at)
+)
+_INBOX_SEEN = sa.select(inbox.c.event_id).where(
+    inbox.c.consumer == sa.bindparam("consumer"), inbox.c.event_id == sa.bindparam("event_id")
+)
 
 # Claim a provider event once, recording the payment it is about: the one holding its intent,
 # else the one its metadata names (a webhook can overtake the commit that stores the intent id).
@@ -233,6 +243,29 @@ class SqlPaymentRepo:
             row = (await conn.execute(_BY_ID, {"payment_id": payment_id})).first()
         return None if row is None else _payment(row)
 
+    async def get_by_key(self, idempotency_key: str) -> Payment | None:
+        async with self._single.connect() as conn:
+            row = (await conn.execute(_BY_KEY, {"idempotency_key": idempotency_key})).first()
+        return None if row is None else _payment(row)
+
+    async def captured_for_order(self, order_id: str) -> Payment | None:
+        async with self._single.connect() as conn:
+            row = (await conn.execute(_CAPTURED_FOR_ORDER, {"order_id": order_id})).first()
+        return None if row is None else _payment(row)
+
+    async def by_order_ref(self, order_ref: str) -> list[Payment]:
+        async with self._single.connect() as conn:
+            rows = (await conn.execute(_BY_ORDER_REF, {"order_ref": order_ref})).all()
+        return [_payment(r) for r in rows]
+
+    async def inbox_seen(self, consumer: str, event_id: str) -> bool:
+        async with self._single.connect() as conn:
+            return (await conn.execute(_INBOX_SEEN, {"consumer": consumer, "event_id": event_id})).first() is not None
+
+    async def claim_inbox(self, consumer: str, event_id: str) -> bool:
+        async with self._single.connect() as conn:
+            return await claim_inbox(conn, inbox, consumer, event_id)
+
     async def apply(self, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
         try:
             if transition.event_type:
@@ -306,10 +339,18 @@ class SqlPaymentRepo:
                 )
             remaining = payment.captured_minor - payment.refunded_minor
             amount = remaining if amount_minor is None else amount_minor
+            if amount_minor is not None and amount_minor <= 0:
+                raise InvalidArgument("amount.amount_minor", "must be a positive amount in the currency's minor unit")
             if amount <= 0 or amount > remaining:
-                raise InvalidArgument(
-                    "amount.amount_minor",
-                    f"must be between 1 and the refundable {Money(payment.amount.currency_code, remaining)}",
+                raise FailedPrecondition(
+                    f"refunds would exceed the capture: {Money(payment.amount.currency_code, remaining)} "
+                    "is left to refund",
+                    reason=Reason.REFUND_EXCEEDS_CAPTURE,
+                    metadata={
+                        "payment_id": str(payment_id),
+                        "refundable_minor": str(remaining),
+                        "captured_minor": str(payment.captured_minor),
+                    },
                 )
             refund_row = (
                 await conn.execute(

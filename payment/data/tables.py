@@ -1,4 +1,4 @@
-"""The payment schema (SQLAlchemy Core). Mirrored by migrations/versions/0001_initial.py."""
+"""The payment schema (SQLAlchemy Core). Mirrored by migrations/versions/ (0001 initial, 0002 inbox)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from infra.migrate import SCHEMAS
-from infra.outbox import outbox_table
+from infra.outbox import inbox_table, outbox_table
 
-__all__ = ["SCHEMA", "STATUSES", "attempts", "metadata", "outbox", "payments", "provider_events", "refunds"]
+__all__ = ["SCHEMA", "STATUSES", "attempts", "inbox", "metadata", "outbox", "payments", "provider_events", "refunds"]
 
 SCHEMA = SCHEMAS["payment"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -111,3 +111,5 @@ provider_events = sa.Table(
 )
 
 outbox = outbox_table(metadata)
+# Order events payment consumed (cancellations, failed payments): a redelivery has no second effect.
+inbox = inbox_table(metadata)

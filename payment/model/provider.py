@@ -6,6 +6,7 @@ Exception hierarchy of provider calls (raised by adapters, handled by biz)::
     ├── ProviderDeclined      the card was refused (the outcome is known: nothing is held)
     ├── ProviderRejected      the request was refused (bad state, bad token; nothing happened)
     └── ProviderUnavailable   timeout, connection failure or 5xx: the outcome is UNKNOWN
+        └── ProviderCircuitOpen   the circuit breaker refused the call: nothing was sent
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "EventKind",
     "IntentRequest",
     "IntentStatus",
+    "ProviderCircuitOpen",
     "ProviderDeclined",
     "ProviderError",
     "ProviderEvent",
@@ -103,3 +105,7 @@ class ProviderRejected(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     pass
+
+
+class ProviderCircuitOpen(ProviderUnavailable):
+    """The provider's circuit breaker is open: the call was not made (fail fast until a probe succeeds)."""

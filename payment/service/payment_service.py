@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from infra.auth import require_privileged
@@ -14,10 +13,11 @@ from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 from payment.biz.authorize import AuthorizeCommand, authorize_payment
 from payment.biz.capture import capture_payment
-from payment.biz.get import get_payment
-from payment.biz.ports import PaymentProvider, PaymentRepo
-from payment.biz.refund import refund_payment
-from payment.biz.void import void_authorization
+from payment.biz.get import get_payment, refresh_payment
+from payment.biz.ports import PaymentRepo
+from payment.biz.providers import Providers
+from payment.biz.refund import find_for_refund, refund_payment
+from payment.biz.void import void_authorization, void_by_key
 from payment.biz.webhook import handle_webhook
 from payment.model.payment import Payment, PaymentStatus, payment_method_error
 
@@ -98,9 +98,8 @@ def to_pb(p: Payment) -> payment_pb2.Payment:
 
 
 class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, repo: PaymentRepo, provider: PaymentProvider, providers: Mapping[str, PaymentProvider]) -> None:
+    def __init__(self, repo: PaymentRepo, providers: Providers) -> None:
         self._repo = repo
-        self._provider = provider
         self._providers = providers
 
     async def AuthorizePayment(
@@ -124,7 +123,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             payment_method=method,
             return_url=return_url,
         )
-        payment = await authorize_payment(self._repo, self._provider, cmd)
+        payment = await authorize_payment(self._repo, self._providers, cmd)
         return payment_service_pb2.AuthorizePaymentResponse(payment=to_pb(payment))
 
     async def CapturePayment(
@@ -134,34 +133,50 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         payment_id = _uuid(request.payment_id, "payment_id")
         order_id = _text(request.order_id, "order_id")
         amount = _optional_money(request, "amount")
-        payment = await capture_payment(self._repo, self._provider, payment_id, order_id, amount)
+        payment = await capture_payment(self._repo, self._providers, payment_id, order_id, amount)
         return payment_service_pb2.CapturePaymentResponse(payment=to_pb(payment))
 
     async def VoidAuthorization(
         self, request: payment_service_pb2.VoidAuthorizationRequest, context: Any
     ) -> payment_service_pb2.VoidAuthorizationResponse:
         require_privileged()
-        payment_id = _uuid(request.payment_id, "payment_id")
         reason = _text(request.reason, "reason", required=False)
-        payment = await void_authorization(self._repo, self._provider, payment_id, reason)
+        if request.payment_id or not request.idempotency_key:
+            payment_id = _uuid(request.payment_id, "payment_id")
+            payment: Payment | None = await void_authorization(self._repo, self._providers, payment_id, reason)
+        else:
+            key = _text(request.idempotency_key, "idempotency_key")
+            payment = await void_by_key(self._repo, self._providers, key, reason)
+        if payment is None:
+            # No payment for that key: nothing is held, which is what the caller wants.
+            return payment_service_pb2.VoidAuthorizationResponse()
         return payment_service_pb2.VoidAuthorizationResponse(payment=to_pb(payment))
 
     async def RefundPayment(
         self, request: payment_service_pb2.RefundPaymentRequest, context: Any
     ) -> payment_service_pb2.RefundPaymentResponse:
         require_privileged()
-        payment_id = _uuid(request.payment_id, "payment_id")
+        if request.payment_id or not request.order_id:
+            payment_id: uuid.UUID | None = _uuid(request.payment_id, "payment_id")
+            order_id = ""
+        else:
+            payment_id, order_id = None, _text(request.order_id, "order_id")
         key = _text(request.idempotency_key, "idempotency_key")
         _text(request.reason, "reason", required=False)
         amount = _optional_money(request, "amount")
-        payment, refund = await refund_payment(self._repo, self._provider, payment_id, key, amount)
+        payment = await find_for_refund(self._repo, payment_id, order_id)
+        payment, refund = await refund_payment(self._repo, self._providers, payment, key, amount)
         return payment_service_pb2.RefundPaymentResponse(payment=to_pb(payment), refund_id=str(refund.refund_id))
 
     async def GetPayment(
         self, request: payment_service_pb2.GetPaymentRequest, context: Any
     ) -> payment_service_pb2.GetPaymentResponse:
         require_privileged()
-        payment = await get_payment(self._repo, _uuid(request.payment_id, "payment_id"))
+        payment_id = _uuid(request.payment_id, "payment_id")
+        if request.refresh:
+            payment = await refresh_payment(self._repo, self._providers, payment_id)
+        else:
+            payment = await get_payment(self._repo, payment_id)
         return payment_service_pb2.GetPaymentResponse(payment=to_pb(payment))
 
     async def HandleWebhook(

@@ -194,7 +194,7 @@ async def test_timeout_is_unavailable_and_void_leaves_nothing_authorized(
 ) -> None:
     request = _authorize("tok_timeout")
     info = await _expect_error(client.authorize(request), grpc.StatusCode.UNAVAILABLE)
-    assert info.reason == "UNAVAILABLE"
+    assert info.reason == "PAYMENT_PROVIDER_UNAVAILABLE"
     payment_id = info.metadata["payment_id"]
     pending = await client.get(payment_id)
     assert pending.status == PS.PAYMENT_STATUS_PENDING  # outcome unknown
@@ -216,8 +216,10 @@ async def test_processing_error_is_unavailable_and_leaves_nothing(client: Client
     request = _authorize("tok_processingError")
     info = await _expect_error(client.authorize(request), grpc.StatusCode.UNAVAILABLE)
     assert sandbox.api.state.find_by_key(request.idempotency_key) == []
-    voided = await client.void(info.metadata["payment_id"])
-    assert voided.status == PS.PAYMENT_STATUS_VOIDED
+    # The provider has no intent for the key: nothing was ever held, the payment failed.
+    failed = await client.void(info.metadata["payment_id"])
+    assert failed.status == PS.PAYMENT_STATUS_FAILED
+    assert failed.failure_code == "authorization_not_found"
 
 
 async def test_unknown_token_is_declined(client: Client) -> None:
@@ -415,8 +417,9 @@ async def test_refunds_are_idempotent_and_bounded_by_the_capture(
     assert sandbox.api.state.count("refund", payment.provider_payment_id) == 1
     info = await _expect_error(client.refund(payment.payment_id, key, 200), grpc.StatusCode.ALREADY_EXISTS)
     assert info.reason == "IDEMPOTENCY_KEY_REUSED"
-    info = await _expect_error(client.refund(payment.payment_id, unique("r"), 701), grpc.StatusCode.INVALID_ARGUMENT)
-    assert info.metadata["field"] == "amount.amount_minor"
+    info = await _expect_error(client.refund(payment.payment_id, unique("r"), 701), grpc.StatusCode.FAILED_PRECONDITION)
+    assert info.reason == "REFUND_EXCEEDS_CAPTURE"
+    assert info.metadata["refundable_minor"] == "700"
     rest = await client.refund(payment.payment_id, unique("r"))
     assert rest.payment.status == PS.PAYMENT_STATUS_REFUNDED
     assert rest.payment.refunded_amount.amount_minor == 1000

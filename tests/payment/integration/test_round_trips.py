@@ -23,6 +23,7 @@ from infra.webhook_signature import sign
 from payment.adapter.sandbox_provider import SandboxProvider
 from payment.biz.authorize import AuthorizeCommand, authorize_payment
 from payment.biz.capture import capture_payment
+from payment.biz.providers import Providers
 from payment.biz.webhook import handle_webhook
 from payment.data.payment_repo import SqlPaymentRepo
 from payment.data.tables import attempts, outbox, provider_events
@@ -37,6 +38,7 @@ class Counted:
         self.engine = engine
         self.repo = SqlPaymentRepo(engine)
         self.provider = provider
+        self.providers = Providers([provider])
         self.trips = RoundTrips(engine)
 
 
@@ -62,7 +64,7 @@ def webhook(settings: Settings, event_id: str, event_type: str, intent: dict[str
 async def test_authorize_capture_and_their_webhooks(
     counted: Counted, sandbox: RunningSandbox, payment_settings: Settings
 ) -> None:
-    repo, provider, trips = counted.repo, counted.provider, counted.trips
+    repo, provider, trips = counted.repo, counted.providers, counted.trips
     cmd = AuthorizeCommand(unique("pay"), unique("sess"), "cust-1", Money("USD", 4200), "tok_visa", "")
     trips.take()
 
@@ -87,7 +89,7 @@ async def test_authorize_capture_and_their_webhooks(
     assert intent_id is not None
     sent = [e for e in sandbox.api.events if e["data"]["object"]["id"] == intent_id]
     assert [e["type"] for e in sent] == ["payment_intent.amount_capturable_updated", "payment_intent.succeeded"]
-    providers = {provider.name: provider}
+    providers = counted.providers
     for event in sent:
         body, signature = webhook(payment_settings, event["id"], event["type"], event["data"]["object"])
         assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event["id"], False)

@@ -1,0 +1,81 @@
+"""Order events payment reacts to: a cancelled order gets its money back, a failed one its hold released."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from payment.biz.ports import InboxRepo, PaymentRepo
+from payment.biz.providers import Providers
+from payment.biz.refund import refund_payment
+from payment.biz.void import void_authorization
+from payment.model.payment import Payment, PaymentStatus
+
+__all__ = ["CONSUMER", "ORDER_CANCELLED", "ORDER_EVENT_TYPES", "ORDER_PAYMENT_FAILED", "RetryLater", "on_order_event"]
+
+CONSUMER = "payment-order-events"
+ORDER_CANCELLED = "OrderCancelled"
+ORDER_PAYMENT_FAILED = "OrderPaymentFailed"
+ORDER_EVENT_TYPES = (ORDER_CANCELLED, ORDER_PAYMENT_FAILED)
+
+S = PaymentStatus
+_OPEN_HOLD = frozenset({S.PENDING, S.REQUIRES_ACTION, S.AUTHORIZED, S.VOIDING, S.CASH_ON_DELIVERY})
+_CAPTURED = frozenset({S.CAPTURED, S.PARTIALLY_REFUNDED})
+
+
+class RetryLater(Exception):
+    """The payment is mid-operation (a capture talking to the provider): apply the event once it settles."""
+
+
+class _Repo(PaymentRepo, InboxRepo, Protocol):
+    pass
+
+
+async def on_order_event(
+    repo: _Repo, providers: Providers, event_id: str, event_type: str, data: Mapping[str, Any]
+) -> str:
+    """Release what an ended order still holds. Protects invariant 3 (no money leak) and 5 (applied once).
+
+    OrderCancelled voids an open authorization (or a cash-on-delivery promise) and refunds
+    whatever is captured and not yet refunded, with the key ``cancel-<order_id>``;
+    OrderPaymentFailed only voids open holds and never refunds. Every effect is idempotent
+    by its own key (a void of a voided payment is a no-op, the refund key replays), and the
+    event is recorded in the inbox once its effect is done: a redelivery afterwards does
+    nothing, and a crash before the record repeats an idempotent effect.
+    """
+    if await repo.inbox_seen(CONSUMER, event_id):
+        return "duplicate"
+    order_id = str(data.get("order_id") or "")
+    payments = await _payments_of(repo, data)
+    outcomes = [await _settle(repo, providers, p, event_type, order_id) for p in payments]
+    await repo.claim_inbox(CONSUMER, event_id)
+    return ", ".join(outcomes) or "no payment"
+
+
+async def _payments_of(repo: PaymentRepo, data: Mapping[str, Any]) -> list[Payment]:
+    """The order's payment by id, else every payment of its checkout session."""
+    try:
+        payment_id = uuid.UUID(str(data.get("payment_id") or ""))
+    except ValueError:
+        payment_id = None
+    if payment_id is not None:
+        payment = await repo.get(payment_id)
+        if payment is not None:
+            return [payment]
+    session_id = str(data.get("checkout_session_id") or "")
+    return await repo.by_order_ref(session_id) if session_id else []
+
+
+async def _settle(repo: _Repo, providers: Providers, payment: Payment, event_type: str, order_id: str) -> str:
+    reason = "order cancelled" if event_type == ORDER_CANCELLED else "order payment failed"
+    if payment.status == S.CAPTURING:
+        raise RetryLater(f"payment {payment.payment_id} is being captured")
+    if payment.status in _OPEN_HOLD:
+        done = await void_authorization(repo, providers, payment.payment_id, reason)
+        return f"{payment.payment_id} {done.status.value}"
+    if payment.status in _CAPTURED and event_type == ORDER_CANCELLED:
+        key = f"cancel-{order_id or payment.order_id or payment.payment_id}"
+        done, _ = await refund_payment(repo, providers, payment, key, None)
+        return f"{payment.payment_id} {done.status.value}"
+    return f"{payment.payment_id} unchanged ({payment.status.value})"

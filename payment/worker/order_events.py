@@ -1,0 +1,25 @@
+"""The durable consumer of the order service's OrderCancelled and OrderPaymentFailed events."""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+
+from infra.consumer import Event, EventConsumer, Retry
+from payment.biz.order_events import CONSUMER, ORDER_EVENT_TYPES, RetryLater, on_order_event
+from payment.biz.providers import Providers
+from payment.data.payment_repo import SqlPaymentRepo
+
+__all__ = ["order_events_consumer"]
+
+# A capture in flight settles within its lease (30 s); look again well before that.
+_CAPTURING_RETRY_SECONDS = 5.0
+
+
+def order_events_consumer(js: JetStreamContext, repo: SqlPaymentRepo, providers: Providers) -> EventConsumer:
+    async def handle(event: Event) -> str:
+        try:
+            return await on_order_event(repo, providers, event.event_id, event.event_type, event.data)
+        except RetryLater as exc:
+            raise Retry(str(exc), delay_seconds=_CAPTURING_RETRY_SECONDS) from exc
+
+    return EventConsumer(js, name=CONSUMER, service="order", event_types=ORDER_EVENT_TYPES, handler=handle)
