@@ -12,9 +12,10 @@ __all__ = ["CreateOrder"]
 
 class CreateOrder:
     """Protects invariant 2 (at most one order per checkout session: the session id is unique and a
-    retry returns the first order unchanged) and invariant 6 (every field validated and the totals
-    recomputed before anything is written). The order row and its OrderCreated event commit
-    together (invariant 5)."""
+    retry returns the first order unchanged), invariant 3 (an order is placed only if the payment
+    holds exactly its recomputed grand total: PAYMENT_AMOUNT_MISMATCH otherwise, so checkout voids
+    the authorization) and invariant 6 (every field validated and the totals recomputed before
+    anything is written). The order row and its OrderCreated event commit together (invariant 5)."""
 
     def __init__(self, repo: OrderRepo, limits: Limits) -> None:
         self._repo = repo

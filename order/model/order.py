@@ -88,6 +88,8 @@ class NewOrder:
     payment_id: str
     payment_method: str
     notes: str
+    # What the payment service holds for this order (zero when nothing needs paying); None: not sent.
+    authorized_amount: Money | None
 
     @property
     def currency_code(self) -> str:

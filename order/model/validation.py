@@ -2,7 +2,8 @@
 
 Pure. :func:`validate_new_order` checks the fields one by one, then :func:`verify_totals`
 recomputes the totals from the lines and discounts and refuses the first inconsistent total, so
-an order is never stored with amounts that do not add up.
+an order is never stored with amounts that do not add up, and :func:`verify_authorized_amount`
+refuses an order whose payment holds another amount than that grand total (DESIGN.md §3 step 7).
 """
 
 from __future__ import annotations
@@ -10,11 +11,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from infra.errors import InvalidArgument, Reason
+from infra.errors import FailedPrecondition, InvalidArgument, Reason
 from infra.money import Money, validate_currency
 from order.model.order import Address, NewOrder, Totals
 
-__all__ = ["SHIPPING_METHODS", "Limits", "recompute_totals", "validate_new_order", "verify_totals"]
+__all__ = [
+    "SHIPPING_METHODS",
+    "Limits",
+    "recompute_totals",
+    "validate_new_order",
+    "verify_authorized_amount",
+    "verify_totals",
+]
 
 SHIPPING_METHODS = frozenset({"standard", "express"})
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -89,6 +97,11 @@ def validate_new_order(order: NewOrder, limits: Limits) -> None:
         _check_money(f"discounts[{i}].amount", discount.amount, currency)
     for name in ("subtotal", "discount_total", "shipping_total", "tax_total", "grand_total"):
         _check_money(f"totals.{name}", getattr(order.totals, name), currency)
+    if order.authorized_amount is None:
+        raise InvalidArgument(
+            "authorized_amount", "is required: what the payment holds for this order (zero when nothing is due)"
+        )
+    _check_money("authorized_amount", order.authorized_amount, currency)
     if order.shipping_address is None:
         raise InvalidArgument("shipping_address", "is required")
     _check_address("shipping_address", order.shipping_address)
@@ -98,10 +111,13 @@ def validate_new_order(order: NewOrder, limits: Limits) -> None:
         raise InvalidArgument("shipping_method", f"must be one of {', '.join(sorted(SHIPPING_METHODS))}")
     if len(order.payment_id) > _MAX_ID:
         raise InvalidArgument("payment_id", f"must be at most {_MAX_ID} characters")
-    _require_text("payment_method", order.payment_method)
+    if order.totals.grand_total.amount_minor or order.payment_method:
+        # A zero-total order (a 100% coupon and free shipping) needs no payment method.
+        _require_text("payment_method", order.payment_method)
     if len(order.notes) > _MAX_NOTES:
         raise InvalidArgument("notes", f"must be at most {_MAX_NOTES} characters")
     verify_totals(order)
+    verify_authorized_amount(order)
 
 
 def recompute_totals(order: NewOrder) -> Totals:
@@ -139,4 +155,24 @@ def verify_totals(order: NewOrder) -> None:
         raise InvalidArgument(
             "totals.grand_total",
             f"must be subtotal - discount_total + shipping_total + tax_total = {expected.grand_total}",
+        )
+
+
+def verify_authorized_amount(order: NewOrder) -> None:
+    """Refuse an order whose payment holds anything but its recomputed grand total.
+
+    A FailedPrecondition (PAYMENT_AMOUNT_MISMATCH), not an InvalidArgument: the request is well formed,
+    but the money held does not match the order, and the caller must void the authorization.
+    """
+    expected = recompute_totals(order).grand_total
+    authorized = order.authorized_amount
+    if authorized != expected:
+        raise FailedPrecondition(
+            f"the payment holds {authorized}, but the order's grand total is {expected}",
+            reason=Reason.PAYMENT_AMOUNT_MISMATCH,
+            metadata={
+                "authorized_minor": str(authorized.amount_minor if authorized else ""),
+                "grand_total_minor": str(expected.amount_minor),
+                "currency_code": expected.currency_code,
+            },
         )

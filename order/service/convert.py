@@ -75,6 +75,7 @@ def new_order_from_pb(req: order_service_pb2.CreateOrderRequest) -> NewOrder:
         payment_id=req.payment_id,
         payment_method=req.payment_method,
         notes=req.notes,
+        authorized_amount=money_from_pb(req.authorized_amount) if req.HasField("authorized_amount") else None,
     )
 
 

@@ -64,6 +64,7 @@ def create_request(session_id: str, customer_id: str, **overrides: Any) -> pb.Cr
         shipping_method="standard",
         payment_id=unique("pay"),
         payment_method="tok_visa",
+        authorized_amount=usd(4958),
     )
     for name, value in overrides.items():
         if isinstance(value, Money | order_pb2.OrderTotals | Address):
@@ -527,3 +528,67 @@ async def test_nobody_cancels_a_shipped_order(
         info = error_info(exc_info.value)
         assert info is not None and info.reason == "ORDER_STATUS_CONFLICT"
         assert info.metadata["status"] == "SHIPPED"
+
+
+async def test_authorized_amount_is_required_and_in_the_order_currency(
+    stub: OrderServiceStub, service_token: str, customer_id: str, engine: AsyncEngine
+) -> None:
+    session_id = unique("sess")
+    missing = create_request(session_id, customer_id)
+    missing.ClearField("authorized_amount")
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CreateOrder(missing, metadata=bearer(service_token))
+    assert exc_info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_of(exc_info.value) == "authorized_amount"
+
+    euros = create_request(session_id, customer_id, authorized_amount=Money(currency_code="EUR", amount_minor=4958))
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CreateOrder(euros, metadata=bearer(service_token))
+    assert exc_info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_of(exc_info.value) == "authorized_amount.currency_code"
+    assert await count(engine, sa.select(sa.func.count()).where(orders.c.checkout_session_id == session_id)) == 0
+
+
+async def test_an_authorization_that_differs_from_the_recomputed_total_is_refused_and_nothing_written(
+    stub: OrderServiceStub, service_token: str, customer_id: str, engine: AsyncEngine
+) -> None:
+    session_id = unique("sess")
+    req = create_request(session_id, customer_id, authorized_amount=usd(4957))
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await stub.CreateOrder(req, metadata=bearer(service_token))
+    assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = error_info(exc_info.value)
+    assert info is not None and info.reason == "PAYMENT_AMOUNT_MISMATCH"
+    assert (info.metadata["authorized_minor"], info.metadata["grand_total_minor"]) == ("4957", "4958")
+    assert await count(engine, sa.select(sa.func.count()).where(orders.c.checkout_session_id == session_id)) == 0
+    events_for_session = sa.select(sa.func.count()).where(
+        outbox.c.payload["data"]["checkout_session_id"].astext == session_id
+    )
+    assert await count(engine, events_for_session) == 0
+
+    # The same session with the right amount is then placed normally.
+    ok = await stub.CreateOrder(create_request(session_id, customer_id), metadata=bearer(service_token))
+    assert ok.created and ok.order.totals.grand_total == usd(4958)
+
+
+async def test_a_zero_total_order_needs_no_payment_and_confirms(
+    stub: OrderServiceStub, service_token: str, customer_id: str, engine: AsyncEngine
+) -> None:
+    """A 100% coupon and free shipping: nothing authorized, no payment id, confirmed by RecordPayment."""
+    free = order_pb2.OrderTotals(
+        subtotal=usd(4498), discount_total=usd(4498), shipping_total=usd(0), tax_total=usd(0), grand_total=usd(0)
+    )
+    req = create_request(
+        unique("sess"), customer_id, totals=free, payment_id="", payment_method="", authorized_amount=usd(0)
+    )
+    req.discounts[0].amount.amount_minor = 4498
+    order = (await stub.CreateOrder(req, metadata=bearer(service_token))).order
+    assert order.status == S.ORDER_STATUS_PENDING_PAYMENT
+    assert order.totals.grand_total == usd(0) and order.payment_id == ""
+
+    record = pb.RecordPaymentRequest(order_id=order.order_id, outcome=pb.PAYMENT_OUTCOME_CAPTURED, cause="nothing due")
+    confirmed = (await stub.RecordPayment(record, metadata=bearer(service_token))).order
+    assert confirmed.status == S.ORDER_STATUS_CONFIRMED
+    [event] = await outbox_events(engine, order.order_id, "OrderConfirmed")
+    assert event["data"]["grand_total"] == {"currency_code": "USD", "amount_minor": 0}
+    assert event["data"]["payment_id"] == ""

@@ -77,6 +77,7 @@ def order_request(session_id: str, customer_id: str, payment_id: str) -> pb.Crea
         shipping_method="express",
         payment_id=payment_id,
         payment_method="tok_threeDSecure",
+        authorized_amount=usd(750),
     )
 
 

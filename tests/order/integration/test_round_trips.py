@@ -62,6 +62,7 @@ def new_order(session_id: str, customer_id: str, payment_id: str) -> NewOrder:
         payment_id=payment_id,
         payment_method="tok_visa",
         notes="",
+        authorized_amount=usd(3400),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.errors import InvalidArgument, Reason
+from infra.errors import FailedPrecondition, InvalidArgument, Reason
 from infra.money import Money, percent_of
 from order.model.order import Address, NewOrder, OrderDiscount, OrderLine, Totals
 from order.model.validation import Limits, recompute_totals, validate_new_order
@@ -56,6 +56,7 @@ def make_order(
         payment_id="pay-1",
         payment_method="tok_visa",
         notes="",
+        authorized_amount=totals.grand_total,
     )
     return dataclasses.replace(order, **overrides)
 
@@ -188,4 +189,42 @@ def test_discounts_may_cover_subtotal_and_shipping_but_not_more() -> None:
     assert free.totals.grand_total == usd(0)
     too_much = make_order(discounts=(OrderDiscount("MORE", usd(1999 + 501)),), tax=0)
     # Even with the grand total clamped at zero, the excess discount is what is refused.
-    assert refused_field(with_totals(too_much, grand_total=usd(0))) == "totals.discount_total"
+    clamped = dataclasses.replace(with_totals(too_much, grand_total=usd(0)), authorized_amount=usd(0))
+    assert refused_field(clamped) == "totals.discount_total"
+
+
+def test_authorized_amount_is_required_in_the_order_currency() -> None:
+    assert refused_field(make_order(authorized_amount=None)) == "authorized_amount"
+    with pytest.raises(InvalidArgument) as exc_info:
+        validate_new_order(make_order(authorized_amount=Money("EUR", 2659)), Limits())
+    assert exc_info.value.field == "authorized_amount.currency_code"
+    assert exc_info.value.reason == Reason.CURRENCY_MISMATCH
+    assert refused_field(make_order(authorized_amount=usd(-1))) == "authorized_amount.amount_minor"
+
+
+@pytest.mark.parametrize("authorized", [2658, 2660, 0])
+def test_an_authorization_of_another_amount_than_the_grand_total_is_refused(authorized: int) -> None:
+    order = make_order(authorized_amount=usd(authorized))
+    assert order.totals.grand_total == usd(2659)
+    with pytest.raises(FailedPrecondition) as exc_info:
+        validate_new_order(order, Limits())
+    assert exc_info.value.reason == Reason.PAYMENT_AMOUNT_MISMATCH
+    assert exc_info.value.metadata == {
+        "authorized_minor": str(authorized),
+        "grand_total_minor": "2659",
+        "currency_code": "USD",
+    }
+
+
+def test_a_zero_total_order_needs_no_payment() -> None:
+    free = make_order(
+        discounts=(OrderDiscount("ALL", usd(1999)),),
+        shipping=0,
+        tax=0,
+        payment_id="",
+        payment_method="",
+        authorized_amount=usd(0),
+    )
+    validate_new_order(free, Limits())
+    assert free.totals.grand_total == usd(0)
+    assert refused_field(make_order(payment_method="")) == "payment_method"
