@@ -5,6 +5,15 @@ key with the same request replays the first answer (``Idempotent-Replayed:
 true``), the same key with a different request is a 409 ``idempotency_key_reused``.
 As at a real processor, a request refused by validation stores nothing and a
 5xx is not stored either, so it can be retried.
+
+The ledger persists in SQLite at ``KASSA_SANDBOX_DB`` (default ``.kassa/sandbox/ledger.sqlite3``,
+under the local stack's data folder; ``:memory:`` for none). Intents are listed newest first,
+Stripe-style: ``GET /v1/payment_intents?limit=&starting_after=`` answers ``{data, has_more}``;
+``idempotency_key=`` filters by the key an intent was created with (how the payment service finds
+the intent of an authorization whose answer it never got). Every intent carries Kassa's metadata
+(``kassa_session_id``, and ``kassa_order_id`` once captured) for reconciliation against orders.
+Webhooks are retried with exponential backoff until the receiver answers 2xx (bounded), and the
+ones not yet delivered are sent again after a restart.
 """
 
 from __future__ import annotations
@@ -28,10 +37,15 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from infra.config import Settings
+from payment.sandbox.ledger import MEMORY, Ledger
 from payment.sandbox.state import ApiError, Outcome, SandboxState, StoredResponse
 from payment.sandbox.webhooks import WebhookSender
 
-__all__ = ["MAX_TIMEOUT_SECONDS", "SandboxApi", "SandboxConfig", "create_app"]
+__all__ = ["DEFAULT_DB", "MAX_TIMEOUT_SECONDS", "SandboxApi", "SandboxConfig", "create_app"]
+
+DEFAULT_DB = ".kassa/sandbox/ledger.sqlite3"
+_DEFAULT_PAGE = 10
+_MAX_PAGE = 100
 
 MAX_TIMEOUT_SECONDS = 120.0
 _MAX_AMOUNT = 99_999_999_999
@@ -45,7 +59,12 @@ class SandboxConfig:
     webhook_url: str | None = None
     # How long tok_timeout keeps the client waiting; bounded so a stuck test cannot hang forever.
     timeout_seconds: float = 30.0
-    webhook_attempts: int = 4
+    # Delivery attempts per webhook, waiting backoff, 2 x backoff, 4 x ... (at most backoff_max) between them.
+    webhook_attempts: int = 8
+    webhook_backoff_seconds: float = 1.0
+    webhook_backoff_max_seconds: float = 60.0
+    # The SQLite ledger; ":memory:" keeps nothing across restarts.
+    db_path: str = MEMORY
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> SandboxConfig:
@@ -58,6 +77,7 @@ class SandboxConfig:
         return cls(
             webhook_url=env.get("KASSA_SANDBOX_WEBHOOK_URL") or None,
             timeout_seconds=min(max(timeout, 0.0), MAX_TIMEOUT_SECONDS),
+            db_path=env.get("KASSA_SANDBOX_DB") or DEFAULT_DB,
         )
 
 
@@ -122,7 +142,7 @@ class SandboxApi:
     """Endpoints over one :class:`SandboxState`, serialized by one lock."""
 
     def __init__(self, settings: Settings, config: SandboxConfig) -> None:
-        self.state = SandboxState()
+        self.state = SandboxState(Ledger(config.db_path))
         self.config = config
         self.events: list[dict[str, Any]] = []
         self.sender: WebhookSender | None = None
@@ -132,18 +152,33 @@ class SandboxApi:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        if not self.config.webhook_url:
-            yield
-            return
-        async with httpx.AsyncClient(timeout=5.0) as client:
-            self.sender = WebhookSender(
-                self.config.webhook_url, self._settings.webhook_secret, client, attempts=self.config.webhook_attempts
-            )
-            try:
+        try:
+            if not self.config.webhook_url:
                 yield
-            finally:
-                await self.sender.aclose()
-                self.sender = None
+                return
+            async with httpx.AsyncClient(timeout=5.0) as client:
+                self.sender = WebhookSender(
+                    self.config.webhook_url,
+                    self._settings.webhook_secret,
+                    client,
+                    attempts=self.config.webhook_attempts,
+                    backoff_seconds=self.config.webhook_backoff_seconds,
+                    backoff_max_seconds=self.config.webhook_backoff_max_seconds,
+                    on_done=self._delivered,
+                )
+                # Whatever a previous run did not get acknowledged goes out again.
+                for event in self.state.ledger.pending_webhooks():
+                    self.sender.send(event)
+                try:
+                    yield
+                finally:
+                    await self.sender.aclose()
+                    self.sender = None
+        finally:
+            self.state.ledger.close()
+
+    def _delivered(self, event_id: str, delivered: bool) -> None:
+        self.state.ledger.mark_webhook(event_id, "delivered" if delivered else "failed")
 
     def stop_stalling(self) -> None:
         """Answer held-back (tok_timeout) requests now, so a server can stop without waiting for them."""
@@ -165,14 +200,19 @@ class SandboxApi:
     # -- plumbing --------------------------------------------------------------------------------
 
     def _emit(self, outcome: Outcome) -> None:
-        for event_type, obj in outcome.events:
-            event = {
+        """Persist the request's changes with its webhooks (pending delivery), then send them."""
+        events = [
+            {
                 "id": f"evt_{secrets.token_hex(12)}",
                 "object": "event",
                 "type": event_type,
                 "created": int(time.time()),
                 "data": {"object": obj},
             }
+            for event_type, obj in outcome.events
+        ]
+        self.state.commit(events if self.sender is not None else None)
+        for event in events:
             self.events.append(event)
             if self.sender is not None:
                 self.sender.send(event)
@@ -221,7 +261,7 @@ class SandboxApi:
                     outcome = Outcome(exc.status, exc.body)
                 if outcome.status < 500:
                     stored = StoredResponse(fingerprint, outcome.status, outcome.body, outcome.slow)
-                    self.state.responses[key] = stored
+                    self.state.store_response(key, stored)
                 self._emit(outcome)
                 if stored is None:
                     return JSONResponse(outcome.body, status_code=outcome.status)
@@ -244,12 +284,20 @@ class SandboxApi:
         return await self._idempotent(request, body, lambda: self.state.create_intent(params, key, base_url))
 
     async def list_intents(self, request: Request) -> Response:
-        key = request.query_params.get("idempotency_key", "")
-        if not key:
-            return _error(_invalid("idempotency_key", "pass ?idempotency_key=<key>", "parameter_missing"))
+        """Newest first, ``limit`` (1-100, default 10) after ``starting_after``; optionally by ``idempotency_key``."""
+        query = request.query_params
+        raw_limit = query.get("limit") or str(_DEFAULT_PAGE)
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_PAGE:
+            return _error(_invalid("limit", f"limit must be an integer between 1 and {_MAX_PAGE}"))
         async with self._lock:
-            data = [i.to_json() for i in self.state.find_by_key(key)]
-        return JSONResponse({"object": "list", "data": data, "has_more": False})
+            try:
+                page, has_more = self.state.page(
+                    int(raw_limit), query.get("starting_after") or None, query.get("idempotency_key") or None
+                )
+            except ApiError as exc:
+                return _error(exc)
+            data = [i.to_json() for i in page]
+        return JSONResponse({"object": "list", "url": "/v1/payment_intents", "data": data, "has_more": has_more})
 
     async def get_intent(self, request: Request) -> Response:
         async with self._lock:
@@ -262,10 +310,13 @@ class SandboxApi:
         try:
             body = await _json_body(request)
             amount = _amount(body, "amount_to_capture", required=False)
+            metadata = body.get("metadata") or {}
+            if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+                raise _invalid("metadata", "metadata must be an object of strings")
         except ApiError as exc:
             return _error(exc)
         intent_id = request.path_params["intent_id"]
-        return await self._idempotent(request, body, lambda: self.state.capture(intent_id, amount))
+        return await self._idempotent(request, body, lambda: self.state.capture(intent_id, amount, metadata))
 
     async def cancel(self, request: Request) -> Response:
         try:

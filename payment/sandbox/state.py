@@ -1,4 +1,7 @@
-"""The sandbox processor's in-memory ledger: intents, refunds and stored idempotent responses.
+"""The sandbox processor's ledger: intents, refunds and stored idempotent responses.
+
+Held in memory and written through to a :class:`~payment.sandbox.ledger.Ledger` (SQLite) after
+each request (:meth:`SandboxState.commit`), and loaded from it at start, so a restart keeps it.
 
 Every operation is synchronous and runs under the app's single lock, so a
 request is atomic with respect to every other (a double click with the same
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from payment.sandbox.ledger import MEMORY, Ledger
 
 __all__ = ["TEST_TOKENS", "ApiError", "Intent", "Outcome", "SandboxState", "StoredResponse"]
 
@@ -64,6 +69,15 @@ class Intent:
     next_action: dict[str, str] | None = None
     last_payment_error: dict[str, str] | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+    # Creation order, for listing newest first with a stable cursor.
+    seq: int = 0
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Intent:
+        return cls(**record)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,13 +121,55 @@ class Outcome:
 class SandboxState:
     """The ledger. Not thread-safe by itself: the app serializes calls with one asyncio lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = ledger or Ledger(MEMORY)
         self.intents: dict[str, Intent] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.responses: dict[str, StoredResponse] = {}
         # (operation, intent id) for every request that did work (replays excluded): lets tests
         # prove that a retry reached the processor at most once.
         self.operations: list[tuple[str, str]] = []
+        for _seq, record in self.ledger.intents():
+            intent = Intent.from_record(record)
+            self.intents[intent.id] = intent
+        for refund in self.ledger.refunds():
+            self.refunds[refund["id"]] = refund
+        for key, stored in self.ledger.responses():
+            self.responses[key] = StoredResponse(**stored)
+        self._seq = max((i.seq for i in self.intents.values()), default=0)
+        self._dirty_intents: set[str] = set()
+        self._dirty_refunds: set[str] = set()
+        self._dirty_responses: set[str] = set()
+
+    def store_response(self, key: str, stored: StoredResponse) -> None:
+        self.responses[key] = stored
+        self._dirty_responses.add(key)
+
+    def commit(self, webhooks: list[dict[str, Any]] | None = None) -> None:
+        """Write what the last request changed (and the webhooks it queued) to the ledger."""
+        intents = [(self.intents[i].seq, self.intents[i].to_record()) for i in sorted(self._dirty_intents)]
+        refunds = [self.refunds[r] for r in sorted(self._dirty_refunds)]
+        responses = [(k, asdict(self.responses[k])) for k in sorted(self._dirty_responses)]
+        if intents or refunds or responses or webhooks:
+            self.ledger.save(intents, refunds, responses, webhooks or [])
+        self._dirty_intents.clear()
+        self._dirty_refunds.clear()
+        self._dirty_responses.clear()
+
+    def _touch(self, intent: Intent) -> None:
+        self._dirty_intents.add(intent.id)
+
+    def page(
+        self, limit: int, starting_after: str | None = None, idempotency_key: str | None = None
+    ) -> tuple[list[Intent], bool]:
+        """Intents newest first, ``limit`` of them after the intent ``starting_after``; (page, has_more)."""
+        ordered = sorted(self.intents.values(), key=lambda i: i.seq, reverse=True)
+        if idempotency_key is not None:
+            ordered = [i for i in ordered if i.idempotency_key == idempotency_key]
+        if starting_after is not None:
+            cursor = self.intent(starting_after).seq
+            ordered = [i for i in ordered if i.seq < cursor]
+        return ordered[:limit], len(ordered) > limit
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -147,7 +203,10 @@ class SandboxState:
             return_url=params.get("return_url") or "",
             metadata=dict(params.get("metadata") or {}),
         )
+        self._seq += 1
+        intent.seq = self._seq
         self.intents[intent.id] = intent
+        self._touch(intent)
         self.operations.append(("create", intent.id))
         if token in _DECLINES:
             code, message = _DECLINES[token]
@@ -177,6 +236,7 @@ class SandboxState:
         if intent.status != "requires_action":
             return Outcome(200, intent.to_json())
         self.operations.append(("authenticate", intent.id))
+        self._touch(intent)
         intent.next_action = None
         if succeed:
             intent.status = "requires_capture"
@@ -190,7 +250,7 @@ class SandboxState:
         }
         return Outcome(200, intent.to_json(), [("payment_intent.payment_failed", intent.to_json())])
 
-    def capture(self, intent_id: str, amount_to_capture: int | None) -> Outcome:
+    def capture(self, intent_id: str, amount_to_capture: int | None, metadata: dict[str, str] | None = None) -> Outcome:
         intent = self.intent(intent_id)
         if intent.status != "requires_capture":
             raise _unexpected_state(intent, "capture")
@@ -204,6 +264,9 @@ class SandboxState:
                 param="amount_to_capture",
             )
         self.operations.append(("capture", intent.id))
+        self._touch(intent)
+        # As at a real processor, metadata sent with the capture is merged into the intent's.
+        intent.metadata.update(metadata or {})
         intent.status = "succeeded"
         intent.amount_received = amount
         intent.amount_capturable = 0
@@ -216,6 +279,7 @@ class SandboxState:
         if intent.status not in ("requires_capture", "requires_action"):
             raise _unexpected_state(intent, "cancel")
         self.operations.append(("cancel", intent.id))
+        self._touch(intent)
         intent.status = "canceled"
         intent.amount_capturable = 0
         intent.next_action = None
@@ -236,6 +300,7 @@ class SandboxState:
                 param="amount",
             )
         self.operations.append(("refund", intent.id))
+        self._touch(intent)
         intent.amount_refunded += amount
         refund = {
             "id": _new_id("re"),
@@ -247,6 +312,7 @@ class SandboxState:
             "created": int(time.time()),
         }
         self.refunds[refund["id"]] = refund
+        self._dirty_refunds.add(refund["id"])
         return Outcome(200, refund, [("charge.refunded", intent.to_json())])
 
 

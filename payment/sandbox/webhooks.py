@@ -1,8 +1,11 @@
-"""Signed webhook delivery from the sandbox to the gateway, in the background with bounded retries.
+"""Signed webhook delivery from the sandbox to the gateway, in the background, retried until acknowledged.
 
-Delivery never blocks an API response: each event is posted by its own task.
-The event id stays the same across retries, so the receiver deduplicates a
-redelivery; a fresh signature timestamp is made per attempt, as a processor does.
+Delivery never blocks an API response: each event is posted by its own task. Like a real
+processor, any answer but 2xx (or no answer) is retried, waiting ``backoff``, 2 x, 4 x ... (capped
+at ``backoff_max``) in between, for at most ``attempts`` posts; the outcome is reported through
+``on_done`` so the ledger knows what is still to deliver after a restart. The event id stays the
+same across retries, so the receiver deduplicates a redelivery; a fresh signature timestamp is made
+per attempt, as a processor does.
 """
 
 from __future__ import annotations
@@ -10,28 +13,40 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from infra.webhook_signature import SIGNATURE_HEADER, sign
 
-__all__ = ["WebhookSender"]
+__all__ = ["WebhookSender", "backoff_delays"]
 
 log = logging.getLogger("kassa.sandbox.webhooks")
 
 
-class _RetryableStatus(Exception):
-    """The receiver answered 5xx or 429: worth another attempt."""
+def backoff_delays(attempts: int, backoff: float, backoff_max: float) -> list[float]:
+    """The waits between ``attempts`` posts: backoff, 2 x backoff, 4 x ..., each at most backoff_max."""
+    return [min(backoff * 2**n, backoff_max) for n in range(max(attempts - 1, 0))]
 
 
 class WebhookSender:
-    def __init__(self, url: str, secret: str, client: httpx.AsyncClient, *, attempts: int = 4) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        client: httpx.AsyncClient,
+        *,
+        attempts: int = 8,
+        backoff_seconds: float = 1.0,
+        backoff_max_seconds: float = 60.0,
+        on_done: Callable[[str, bool], None] | None = None,
+    ) -> None:
         self._url = url
         self._secret = secret
         self._client = client
-        self._attempts = attempts
+        self._delays = backoff_delays(attempts, backoff_seconds, backoff_max_seconds)
+        self._on_done = on_done or (lambda _id, _ok: None)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def send(self, event: dict[str, Any]) -> None:
@@ -45,29 +60,32 @@ class WebhookSender:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def aclose(self) -> None:
+        """Stop delivering; what was not acknowledged stays pending in the ledger for the next start."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _deliver(self, event: dict[str, Any]) -> None:
         body = json.dumps(event, separators=(",", ":")).encode()
-        try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._attempts),
-                wait=wait_exponential_jitter(multiplier=0.2, max=3, jitter=0.5),
-                retry=retry_if_exception_type((httpx.TransportError, _RetryableStatus)),
-                reraise=True,
-            ):
-                with attempt:
-                    await self._post(body)
-        except (httpx.HTTPError, _RetryableStatus) as exc:
-            log.warning("webhook %s (%s) not delivered: %r", event["id"], event["type"], exc)
+        for delay in [*self._delays, None]:
+            problem = await self._post(body)
+            if problem is None:
+                self._on_done(event["id"], True)
+                return
+            if delay is None:
+                break
+            log.info("webhook %s (%s): %s; retrying in %.1f s", event["id"], event["type"], problem, delay)
+            await asyncio.sleep(delay)
+        log.warning("webhook %s (%s) not delivered: %s; giving up", event["id"], event["type"], problem)
+        self._on_done(event["id"], False)
 
-    async def _post(self, body: bytes) -> None:
+    async def _post(self, body: bytes) -> str | None:
+        """None when the receiver acknowledged (2xx), else why not."""
         headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(self._secret, body)}
-        response = await self._client.post(self._url, content=body, headers=headers)
-        if response.status_code >= 500 or response.status_code == 429:
-            raise _RetryableStatus(f"HTTP {response.status_code}")
-        if response.status_code >= 400:
-            # A 4xx (bad signature, unknown route) will not get better by retrying.
-            log.warning("webhook rejected with HTTP %d: %s", response.status_code, response.text[:200])
+        try:
+            response = await self._client.post(self._url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code} {response.text[:200]}"

@@ -43,7 +43,7 @@ class Receiver:
 async def hooked(settings: Settings) -> AsyncIterator[tuple[RunningSandbox, Receiver, httpx.AsyncClient]]:
     receiver = Receiver(fail_first=1)
     async with serving(receiver.app) as receiver_url:
-        config = SandboxConfig(webhook_url=f"{receiver_url}/hook", timeout_seconds=1.0)
+        config = SandboxConfig(webhook_url=f"{receiver_url}/hook", timeout_seconds=1.0, webhook_backoff_seconds=0.05)
         async with running_sandbox(settings, config) as sb, httpx.AsyncClient(base_url=sb.url) as client:
             yield sb, receiver, client
 
