@@ -15,6 +15,7 @@ from kassa.promotion.v1 import promotion_service_pb2_grpc
 from promotion.data.repos import SqlPromotionRepo
 from promotion.data.tables import outbox
 from promotion.service.promotion_service import PromotionService
+from promotion.worker.order_events import order_events_consumer
 
 __all__ = ["bootstrap"]
 
@@ -31,9 +32,10 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     stack.push_async_callback(engine.dispose)
     nc, js = await connect(str(settings.nats_url), "kassa-promotion")
     stack.push_async_callback(nc.close)
-    await ensure_streams(js, ["promotion"])
+    await ensure_streams(js, ["promotion", "order"])
     publisher = OutboxPublisher(engine, outbox, js)
     repo = SqlPromotionRepo(engine, on_events=publisher.notify)
+    consumer = order_events_consumer(js, repo)
     return App(
         registrations=[
             Registration(
@@ -42,5 +44,5 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
                 "kassa.promotion.v1.PromotionService",
             )
         ],
-        workers=[publisher.run],
+        workers=[publisher.run, consumer.run],
     )

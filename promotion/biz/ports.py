@@ -51,6 +51,10 @@ class PromotionUnitOfWork(Protocol):
         """Record the event in the outbox, committed with the change it describes."""
         ...
 
+    async def claim_event(self, consumer: str, event_id: str) -> bool:
+        """Record that ``consumer`` handled ``event_id``, committed with its effect; False if it already had."""
+        ...
+
 
 class PromotionRepo(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[PromotionUnitOfWork]: ...

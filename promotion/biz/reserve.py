@@ -36,14 +36,22 @@ async def reserve_promotion_usage(
     reservations of one customer serialize and their per-customer count is exact), each use is
     taken with a conditional update bounded by the usage limit, and any refusal rolls the whole
     transaction back so nothing stays reserved. A reference whose earlier uses were released
-    (a failed checkout attempt) reserves afresh.
+    (a failed checkout attempt) reserves afresh; one whose order ended (uses returned) is refused.
     """
     wanted = normalize_codes(codes)
     if not wanted:
         return Reservation([], Money.zero(cart.currency_code), False)
     async with repo.transaction() as tx:
         await tx.lock_reference(reservation_ref)
-        active = [u for u in await tx.usages(reservation_ref) if u.status is not UsageStatus.RELEASED]
+        existing = await tx.usages(reservation_ref)
+        if any(u.status is UsageStatus.RETURNED for u in existing):
+            # The reference's order was placed and then ended: the session is finished.
+            raise FailedPrecondition(
+                f"the order of {reservation_ref} ended and its promotion uses were given back",
+                reason=Reason.SESSION_NOT_OPEN,
+                metadata={"reservation_ref": reservation_ref},
+            )
+        active = [u for u in existing if u.status is not UsageStatus.RELEASED]
         if active:
             if sorted(u.code for u in active) != sorted(wanted):
                 raise AlreadyExists(

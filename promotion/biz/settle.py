@@ -8,21 +8,24 @@ from promotion.model.usage import UsageEvent, UsageStatus
 
 __all__ = ["confirm_promotion_usage", "release_promotion_usage"]
 
+_GIVEN_BACK = (UsageStatus.RELEASED, UsageStatus.RETURNED)
+
 
 async def confirm_promotion_usage(repo: PromotionRepo, reservation_ref: str) -> int:
     """Reserved uses become used ones; returns how many uses the reference has confirmed.
 
     A repeat changes nothing and answers the same (DESIGN.md §4.5: the PromotionUsageConfirmed
     event is written once, in the transaction that moved the counters). Confirming a reservation
-    that was already released is refused: its uses went back to the pool and may be gone.
+    that was already released or given back (its order ended) is refused: its uses went back to the
+    pool and may be gone.
     """
     async with repo.transaction() as tx:
         await tx.lock_reference(reservation_ref)
         usages = await tx.usages(reservation_ref)
         moved = await tx.move_usages(reservation_ref, UsageStatus.RESERVED, UsageStatus.CONFIRMED)
-        if not moved and usages and all(u.status is UsageStatus.RELEASED for u in usages):
+        if not moved and usages and all(u.status in _GIVEN_BACK for u in usages):
             raise FailedPrecondition(
-                f"the promotion uses of {reservation_ref} were released",
+                f"the promotion uses of {reservation_ref} were released or given back",
                 reason=Reason.PROMOTION_INVALID,
                 metadata={"reservation_ref": reservation_ref},
             )
@@ -39,8 +42,9 @@ async def confirm_promotion_usage(repo: PromotionRepo, reservation_ref: str) -> 
 async def release_promotion_usage(repo: PromotionRepo, reservation_ref: str) -> int:
     """Reserved uses go back to the pool; returns how many uses the reference has released.
 
-    Confirmed uses are kept (the order exists); a repeat, or an unknown reference, changes nothing
-    (DESIGN.md §4.5: PromotionUsageReleased is written once, with the counter change).
+    Confirmed and returned uses are kept (the order exists, or its end already gave them back); a
+    repeat, or an unknown reference, changes nothing (DESIGN.md §4.5: PromotionUsageReleased is
+    written once, with the counter change).
     """
     async with repo.transaction() as tx:
         await tx.lock_reference(reservation_ref)

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra.db import single_statements
 from infra.money import Money
-from infra.outbox import add_event
-from promotion.data.tables import SCHEMA, outbox, promotion_usages, promotions
+from infra.outbox import add_event, claim_inbox
+from promotion.data.tables import SCHEMA, inbox, outbox, promotion_usages, promotions
 from promotion.model.promotion import Conditions, Promotion, PromotionType
 from promotion.model.usage import Usage, UsageEvent, UsageStatus
 
@@ -235,6 +235,9 @@ class SqlPromotionUnitOfWork:
             data=event.data(),
         )
         self.events_added = True
+
+    async def claim_event(self, consumer: str, event_id: str) -> bool:
+        return await claim_inbox(self._conn, inbox, consumer, event_id)
 
 
 class SqlPromotionRepo:

@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from infra.migrate import SCHEMAS
-from infra.outbox import outbox_table
+from infra.outbox import inbox_table, outbox_table
 
-__all__ = ["SCHEMA", "metadata", "outbox", "promotion_usages", "promotions"]
+__all__ = ["SCHEMA", "inbox", "metadata", "outbox", "promotion_usages", "promotions"]
 
 SCHEMA = SCHEMAS["promotion"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -71,7 +71,9 @@ promotion_usages = sa.Table(
     sa.Column("confirmed_at", sa.DateTime(timezone=True)),
     sa.Column("released_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.CheckConstraint("status in ('reserved','confirmed','released')", name="promotion_usages_status_valid"),
+    sa.CheckConstraint(
+        "status in ('reserved','confirmed','released','returned')", name="promotion_usages_status_valid"
+    ),
     sa.CheckConstraint("discount_minor >= 0", name="promotion_usages_discount_non_negative"),
     sa.Index("promotion_usages_ref_idx", "reservation_ref"),
     sa.Index(
@@ -83,3 +85,4 @@ promotion_usages = sa.Table(
 )
 
 outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)

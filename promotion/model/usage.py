@@ -12,9 +12,14 @@ __all__ = ["Reservation", "Usage", "UsageEvent", "UsageStatus"]
 
 
 class UsageStatus(StrEnum):
+    """RESERVED → CONFIRMED (used) or RELEASED (back to the pool); CONFIRMED → RETURNED (the order was
+    cancelled or its payment failed: the use went back to the pool). Only RESERVED and CONFIRMED count
+    against the limits; a reservation never expires by itself (checkout or an order event ends it)."""
+
     RESERVED = "reserved"
     CONFIRMED = "confirmed"
     RELEASED = "released"
+    RETURNED = "returned"
 
 
 @dataclass(frozen=True, slots=True)

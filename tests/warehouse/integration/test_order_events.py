@@ -14,6 +14,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from helpers import bearer, unique
+from nats.js.errors import NotFoundError
 
 from infra.consumer import Event
 from infra.events import connect, ensure_streams, subject
@@ -60,6 +61,15 @@ async def restocked_events(engine, ref: str) -> list[dict]:
             )
         )
         return [{"subject": r.subject, **r.payload} for r in rows]
+
+
+async def drained(js, durable: str) -> bool:
+    """Every message delivered to the durable and acked (False before the service first subscribed)."""
+    try:
+        info = await js.consumer_info("KASSA_ORDER", durable)
+    except NotFoundError:
+        return False
+    return info.num_pending == 0 and info.num_ack_pending == 0
 
 
 async def call(make) -> str:
@@ -214,15 +224,15 @@ async def test_service_consumes_order_events_from_jetstream(inventory, seed, ser
                     headers={"Nats-Msg-Id": msg_id},
                 )
             for _ in range(200):  # bounded poll: both deliveries handled and acked
-                info = await js.consumer_info("KASSA_ORDER", "warehouse-order-events")
-                if await statuses(engine, ref) == {"restocked"} and info.num_pending == 0 and info.num_ack_pending == 0:
+                done = await drained(js, "warehouse-order-events")
+                if done and await statuses(engine, ref) == {"restocked"}:
                     break
                 await asyncio.sleep(0.05)
     finally:
         await nc.close()
 
     assert await statuses(engine, ref) == {"restocked"}
-    assert info.num_pending == 0 and info.num_ack_pending == 0
+    assert done
     assert await inventory.levels(service_token, sku) == {(sku, wh): (4, 0)}
     assert len(await restocked_events(engine, ref)) == 1
 
