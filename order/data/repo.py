@@ -34,6 +34,7 @@ from order.model.order import (
     OrderLine,
     OrderStatus,
     PaymentOutcome,
+    PaymentStatus,
     StatusChange,
     Totals,
 )
@@ -122,6 +123,7 @@ _INSERTED = (
     "shipping_method",
     "payment_id",
     "payment_method",
+    "payment_status",
     "notes",
 )
 
@@ -263,6 +265,7 @@ class SqlOrderRepo:
             "shipping_method": order.shipping_method,
             "payment_id": order.payment_id,
             "payment_method": order.payment_method,
+            "payment_status": order.initial_payment_status.value,
             "notes": order.notes,
             "line_nos": list(range(len(lines))),
             "skus": [line.sku for line in lines],
@@ -421,6 +424,7 @@ def _build(row: sa.Row[Any], lines: Any, discounts: Any) -> Order:
         payment_id=row.payment_id,
         payment_method=row.payment_method,
         payment_outcome=PaymentOutcome(row.payment_outcome) if row.payment_outcome else None,
+        payment_status=PaymentStatus(row.payment_status),
         notes=row.notes,
         tracking_number=row.tracking_number,
         created_at=row.created_at,

@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from infra.migrate import SCHEMAS
 from infra.outbox import inbox_table, outbox_table
-from order.model.order import OrderStatus, PaymentOutcome
+from order.model.order import OrderStatus, PaymentOutcome, PaymentStatus
 
 __all__ = ["SCHEMA", "history", "inbox", "metadata", "order_discounts", "order_lines", "orders", "outbox"]
 
@@ -16,6 +16,7 @@ metadata = sa.MetaData(schema=SCHEMA)
 
 STATUS_VALUES = ", ".join(f"'{s.value}'" for s in OrderStatus)
 OUTCOME_VALUES = ", ".join(f"'{o.value}'" for o in PaymentOutcome)
+PAYMENT_STATUS_VALUES = ", ".join(f"'{p.value}'" for p in PaymentStatus)
 
 orders = sa.Table(
     "orders",
@@ -37,6 +38,7 @@ orders = sa.Table(
     sa.Column("payment_id", sa.Text, nullable=False, server_default=""),
     sa.Column("payment_method", sa.Text, nullable=False),
     sa.Column("payment_outcome", sa.Text),
+    sa.Column("payment_status", sa.Text, nullable=False, server_default="UNSPECIFIED"),
     sa.Column("notes", sa.Text, nullable=False, server_default=""),
     sa.Column("tracking_number", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
@@ -45,6 +47,7 @@ orders = sa.Table(
     sa.UniqueConstraint("checkout_session_id", name="orders_checkout_session_id_key"),
     sa.CheckConstraint(f"status IN ({STATUS_VALUES})", name="orders_status_valid"),
     sa.CheckConstraint(f"payment_outcome IN ({OUTCOME_VALUES})", name="orders_payment_outcome_valid"),
+    sa.CheckConstraint(f"payment_status IN ({PAYMENT_STATUS_VALUES})", name="orders_payment_status_valid"),
     sa.CheckConstraint("grand_total_minor >= 0", name="orders_grand_total_non_negative"),
     sa.CheckConstraint(
         "subtotal_minor >= 0 AND discount_total_minor >= 0 AND shipping_total_minor >= 0 AND tax_total_minor >= 0",

@@ -42,6 +42,7 @@ def event_data(order: Order, cause: str) -> dict[str, Any]:
         "payment_id": order.payment_id,
         "payment_method": order.payment_method,
         "payment_outcome": order.payment_outcome.value if order.payment_outcome else None,
+        "payment_status": order.payment_status.value,
         "tracking_number": order.tracking_number,
         "grand_total": _money(order.totals.grand_total),
         "lines": [

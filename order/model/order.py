@@ -13,6 +13,7 @@ from infra.address import Address
 from infra.money import Money
 
 __all__ = [
+    "CASH_ON_DELIVERY_METHOD",
     "Address",
     "NewOrder",
     "Order",
@@ -20,6 +21,7 @@ __all__ = [
     "OrderLine",
     "OrderStatus",
     "PaymentOutcome",
+    "PaymentStatus",
     "StatusChange",
     "Totals",
 ]
@@ -44,6 +46,31 @@ class PaymentOutcome(StrEnum):
     CAPTURED = "CAPTURED"
     CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
     FAILED = "FAILED"
+
+
+class PaymentStatus(StrEnum):
+    """The order's payment as the order service last learned it from payment events (DESIGN.md §3).
+
+    Stored as the name of the ``kassa.payment.v1.PaymentStatus`` value without its PAYMENT_STATUS_
+    prefix. UNSPECIFIED until an event says (or nothing is to be paid); :mod:`order.model.payment_status`
+    decides which reports move it.
+    """
+
+    UNSPECIFIED = "UNSPECIFIED"
+    PENDING = "PENDING"
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+    AUTHORIZED = "AUTHORIZED"
+    CAPTURED = "CAPTURED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+    VOIDED = "VOIDED"
+    DECLINED = "DECLINED"
+    FAILED = "FAILED"
+    CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
+
+
+# The payment method that selects cash on delivery (DESIGN.md §2).
+CASH_ON_DELIVERY_METHOD = "cod"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +123,14 @@ class NewOrder:
         """The order's currency is the grand total's; every other amount must be in it."""
         return self.totals.grand_total.currency_code
 
+    @property
+    def initial_payment_status(self) -> PaymentStatus:
+        """Cash on delivery is known at once; whether a card payment is authorized or still waits for
+        the customer (3-D Secure) only a payment event tells, so it starts UNSPECIFIED."""
+        if self.payment_method == CASH_ON_DELIVERY_METHOD:
+            return PaymentStatus.CASH_ON_DELIVERY
+        return PaymentStatus.UNSPECIFIED
+
 
 @dataclass(frozen=True, slots=True)
 class Order:
@@ -113,6 +148,7 @@ class Order:
     payment_id: str
     payment_method: str
     payment_outcome: PaymentOutcome | None
+    payment_status: PaymentStatus
     notes: str
     tracking_number: str
     created_at: datetime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_to_pb, timestamp_to_pb
 from kassa.order.v1 import order_pb2, order_service_pb2
+from kassa.payment.v1 import payment_pb2
 from order.model.order import (
     NewOrder,
     Order,
@@ -25,6 +26,7 @@ __all__ = [
 
 _STATUS_PREFIX = "ORDER_STATUS_"
 _OUTCOME_PREFIX = "PAYMENT_OUTCOME_"
+_PAYMENT_STATUS_PREFIX = "PAYMENT_STATUS_"
 
 
 def status_from_pb(value: int) -> OrderStatus | None:
@@ -112,6 +114,8 @@ def order_to_pb(order: Order) -> order_pb2.Order:
         shipping_method=order.shipping_method,
         payment_id=order.payment_id,
         payment_method=order.payment_method,
+        payment_status=payment_pb2.PaymentStatus.Value(_PAYMENT_STATUS_PREFIX + order.payment_status.value),
+        tracking_number=order.tracking_number,
         notes=order.notes,
         created_at=timestamp_to_pb(order.created_at),
         updated_at=timestamp_to_pb(order.updated_at),

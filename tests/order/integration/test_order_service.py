@@ -24,6 +24,7 @@ from kassa.common.v1.money_pb2 import Money
 from kassa.order.v1 import order_pb2
 from kassa.order.v1 import order_service_pb2 as pb
 from kassa.order.v1.order_service_pb2_grpc import OrderServiceStub
+from kassa.payment.v1.payment_pb2 import PaymentStatus
 from order.data.tables import history, order_lines, orders, outbox
 
 pytestmark = pytest.mark.integration
@@ -107,6 +108,8 @@ async def test_create_is_idempotent_on_the_checkout_session(
     assert first.created
     order = first.order
     assert order.status == S.ORDER_STATUS_PENDING_PAYMENT
+    # Authorized or waiting for 3-D Secure: only a payment event will tell.
+    assert order.payment_status == PaymentStatus.PAYMENT_STATUS_UNSPECIFIED
     assert order.totals.grand_total == usd(4958)
     assert [(ln.sku, ln.quantity, ln.line_total.amount_minor) for ln in order.lines] == [
         ("apple", 2, 3998),
@@ -289,6 +292,7 @@ async def test_cash_on_delivery_then_fulfilment_in_order_only(
     stub: OrderServiceStub, service_token: str, customer_id: str, engine: AsyncEngine
 ) -> None:
     order = await create(stub, service_token, customer_id, payment_method="cod", payment_id="")
+    assert order.payment_status == PaymentStatus.PAYMENT_STATUS_CASH_ON_DELIVERY
     md = bearer(service_token)
     cod = await stub.RecordPayment(
         pb.RecordPaymentRequest(order_id=order.order_id, outcome=pb.PAYMENT_OUTCOME_CASH_ON_DELIVERY), metadata=md
@@ -310,8 +314,14 @@ async def test_cash_on_delivery_then_fulfilment_in_order_only(
 
     assert (await fulfil(S.ORDER_STATUS_PACKED)).status == S.ORDER_STATUS_PACKED
     assert (await fulfil(S.ORDER_STATUS_PACKED)).status == S.ORDER_STATUS_PACKED
-    assert (await fulfil(S.ORDER_STATUS_SHIPPED, "TRACK-1")).status == S.ORDER_STATUS_SHIPPED
-    assert (await fulfil(S.ORDER_STATUS_DELIVERED)).status == S.ORDER_STATUS_DELIVERED
+    assert (await fulfil(S.ORDER_STATUS_PACKED)).tracking_number == ""
+    shipped_order = await fulfil(S.ORDER_STATUS_SHIPPED, "TRACK-1")
+    assert (shipped_order.status, shipped_order.tracking_number) == (S.ORDER_STATUS_SHIPPED, "TRACK-1")
+    delivered = await fulfil(S.ORDER_STATUS_DELIVERED)
+    assert (delivered.status, delivered.tracking_number) == (S.ORDER_STATUS_DELIVERED, "TRACK-1")
+    got = (await stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id), metadata=md)).order
+    assert got.tracking_number == "TRACK-1"
+    assert got.payment_status == PaymentStatus.PAYMENT_STATUS_CASH_ON_DELIVERY
     shipped = await outbox_events(engine, order.order_id, "OrderShipped")
     assert [e["data"]["tracking_number"] for e in shipped] == ["TRACK-1"]
 
@@ -414,6 +424,7 @@ async def test_list_orders_pages_newest_first(
 
     default = await stub.ListOrders(pb.ListOrdersRequest(), metadata=md)
     assert [o.order_id for o in default.orders] == list(reversed(created))
+    assert {o.payment_status for o in default.orders} == {PaymentStatus.PAYMENT_STATUS_UNSPECIFIED}
     assert default.next_page_token == ""
 
     stranger = bearer(mint_token(settings.jwt_secret, unique("stranger")))
