@@ -29,9 +29,11 @@ class RunningSandbox:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Starlette, *, on_stop: Callable[[], None] | None = None) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port until the block exits; yields the base URL."""
-    port = free_port()
+async def serving(
+    app: Starlette, *, on_stop: Callable[[], None] | None = None, port: int | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (``port``, or a free one) until the block exits; yields the base URL."""
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -61,9 +63,11 @@ async def serving(app: Starlette, *, on_stop: Callable[[], None] | None = None) 
 
 
 @contextlib.asynccontextmanager
-async def running_sandbox(settings: Settings, config: SandboxConfig | None = None) -> AsyncIterator[RunningSandbox]:
-    """Serve the sandbox over real HTTP until the block exits."""
+async def running_sandbox(
+    settings: Settings, config: SandboxConfig | None = None, *, port: int | None = None
+) -> AsyncIterator[RunningSandbox]:
+    """Serve the sandbox over real HTTP until the block exits (again on ``port`` to restart one)."""
     app = create_app(settings, config or SandboxConfig())
     api: SandboxApi = app.state.api
-    async with serving(app, on_stop=api.stop_stalling) as url:
+    async with serving(app, on_stop=api.stop_stalling, port=port) as url:
         yield RunningSandbox(url, app)
