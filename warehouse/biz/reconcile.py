@@ -2,7 +2,10 @@
 
 Protects DESIGN.md §4.1 (no oversell) and §4.4 (no stock leak): ``reserved`` must equal the units of
 the ACTIVE reservations of its row. Too high and units are held by nobody (a leak no sweeper frees); too
-low and the next ReserveStock can promise units that are already held (an oversell).
+low and the next ReserveStock can promise units that are already held (an oversell). Nothing else holds
+stock: CONFIRMED units left on_hand when sold, and RESTOCKED ones (a cancelled order's) came back to
+on_hand and count as neither held nor sold, so conservation reads initial on_hand = on_hand now + units
+of CONFIRMED reservations.
 
 The check is one SQL statement, so it reads one consistent snapshot without locking anything: every
 step that changes ``reserved`` changes the reservations in the same transaction. The repair re-audits

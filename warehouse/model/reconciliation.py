@@ -1,7 +1,8 @@
 """Stock reconciliation: what ``stock.reserved`` should be, recomputed from the reservations (pure).
 
 ``reserved`` is a running total kept by every reservation step; the reservations themselves are the
-record it must agree with (the units of ACTIVE rows). A finding is a stock row where the two disagree
+record it must agree with (the units of ACTIVE rows; confirmed, released, expired and restocked rows
+hold nothing). A finding is a stock row where the two disagree
 or where the row itself breaks DESIGN.md §4.1 (negative, or more reserved than on hand).
 """
 
