@@ -19,11 +19,13 @@ from checkout.adapter.pricing_adapter import GrpcPricingAdapter
 from checkout.adapter.promotion_adapter import GrpcPromotionAdapter
 from checkout.biz.cart.manage import CartUseCases
 from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.checkout.complete_payment import PaymentCompletion
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.dlq import FailedCompensationDrain
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.checkout.pricing_engine import PricingEngine
 from checkout.biz.checkout.recovery import SagaRecovery
+from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState
 from checkout.biz.policy import CheckoutPolicy
@@ -34,8 +36,10 @@ from checkout.data.uow import SqlUnitOfWork
 from checkout.service.cart_service import CartService
 from checkout.service.checkout_service import CheckoutService
 from checkout.worker.cron.failed_compensation import failed_compensation_worker
+from checkout.worker.cron.payment_poll import payment_poll_worker
 from checkout.worker.cron.recovery import recovery_worker
 from checkout.worker.cron.session_expiry import session_expiry_worker
+from checkout.worker.payment_events import payment_event_consumer
 from infra.admission import Admission, AdmissionPolicy
 from infra.channels import ServiceCredentials, open_channel
 from infra.config import Settings
@@ -68,6 +72,8 @@ class Container:
     drain: FailedCompensationDrain
     recovery: SagaRecovery
     expiry: SessionExpiry
+    settlement: Settlement
+    completion: PaymentCompletion
 
 
 def policy_from(settings: Settings, retry: RetryPolicy | None = None) -> CheckoutPolicy:
@@ -79,6 +85,9 @@ def policy_from(settings: Settings, retry: RetryPolicy | None = None) -> Checkou
         reservation_ttl_seconds=settings.reservation_ttl_seconds,
         confirm_ttl_seconds=max(settings.reservation_ttl_seconds, settings.checkout_lock_ttl_ms // 1000),
         pricing_deadline_seconds=settings.rpc_timeout_seconds,
+        payment_window_seconds=settings.payment_window_seconds,
+        payment_poll_after_seconds=settings.payment_poll_after_seconds,
+        replay_ttl_seconds=settings.result_ttl_seconds,
         retry=retry or RetryPolicy(),
     )
 
@@ -115,7 +124,7 @@ async def build(
     stack.push_async_callback(redis.aclose)
     nc, js = await connect(settings.nats_url, "kassa-checkout")
     stack.push_async_callback(nc.close)
-    await ensure_streams(js, ["checkout"])
+    await ensure_streams(js, ["checkout", "payment"])
 
     publisher = OutboxPublisher(engine, outbox, js)  # CartConverted, CheckoutCompleted → kassa.checkout.*
     uow = SqlUnitOfWork(engine, on_events=publisher.notify)
@@ -133,9 +142,11 @@ async def build(
     carts = CartUseCases(uow, gateways.pricing, policy)
     start = StartCheckout(uow, gateways, policy, compensator, expiry)
     state = CheckoutState(uow, engine_)
-    confirm = ConfirmCheckout(uow, gateways, engine_, store, compensator, policy=policy)
+    settlement = Settlement(uow, gateways, compensator, policy)
+    confirm = ConfirmCheckout(uow, gateways, engine_, store, compensator, settlement=settlement, policy=policy)
     drain = FailedCompensationDrain(uow, compensator)
-    recovery = SagaRecovery(uow, confirm, policy)
+    recovery = SagaRecovery(uow, gateways, settlement, store, policy)
+    completion = PaymentCompletion(uow, gateways, settlement, compensator, policy)
 
     app = App(
         registrations=[
@@ -155,11 +166,16 @@ async def build(
             failed_compensation_worker(drain),
             recovery_worker(recovery),
             session_expiry_worker(expiry),
+            payment_poll_worker(completion),
+            payment_event_consumer(js, completion).run,
         ],
         # The mesh's edge: a new cart starts a checkout, so it is what an overloaded mesh turns away.
         admission=Admission(AdmissionPolicy(settings.max_in_flight, frozenset({_CREATE_CART}))),
     )
-    return Container(app, engine, uow, gateways, carts, start, state, confirm, compensator, drain, recovery, expiry)
+    return Container(
+        app, engine, uow, gateways, carts, start, state, confirm, compensator, drain, recovery, expiry, settlement,
+        completion,
+    )  # fmt: skip
 
 
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:

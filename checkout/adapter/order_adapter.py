@@ -65,10 +65,15 @@ class GrpcOrderAdapter(GrpcClient):
             payment_id=draft.payment_id,
             payment_method=draft.payment_method,
             notes=draft.notes,
+            authorized_amount=money(draft.authorized_minor),
         )
         if draft.billing_address is not None:
             request.billing_address.CopyFrom(address_to_pb(draft.billing_address))
         resp = await self._call(self._stub.CreateOrder, request)
+        return _ref(resp.order)
+
+    async def get_order(self, order_id: str) -> OrderRef:
+        resp = await self._call(self._stub.GetOrder, pb.GetOrderRequest(order_id=order_id))
         return _ref(resp.order)
 
     async def record_payment(self, order_id: str, payment_id: str, outcome: PaymentOutcome, cause: str) -> OrderRef:

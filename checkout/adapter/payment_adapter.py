@@ -1,4 +1,4 @@
-"""PaymentService client: authorize (idempotency key), capture, void."""
+"""PaymentService client: authorize (idempotency key), capture, void (by id or authorize key), refund, get."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def payment_status(value: int) -> PaymentStatus:
 
 
 def _payment(p: payment_pb2.Payment) -> Payment:
-    return Payment(p.payment_id, payment_status(p.status), p.next_action_url, p.failure_code)
+    return Payment(p.payment_id, payment_status(p.status), p.next_action_url, p.failure_code, p.amount.amount_minor)
 
 
 class GrpcPaymentAdapter(GrpcClient):
@@ -58,4 +58,21 @@ class GrpcPaymentAdapter(GrpcClient):
         resp = await self._call(
             self._stub.VoidAuthorization, pb.VoidAuthorizationRequest(payment_id=payment_id, reason=reason)
         )
+        return _payment(resp.payment)
+
+    async def void_by_key(self, authorize_key: str, reason: str) -> Payment | None:
+        resp = await self._call(
+            self._stub.VoidAuthorization, pb.VoidAuthorizationRequest(idempotency_key=authorize_key, reason=reason)
+        )
+        return _payment(resp.payment) if resp.payment.payment_id else None
+
+    async def refund(self, payment_id: str, idempotency_key: str, reason: str) -> Payment:
+        resp = await self._call(
+            self._stub.RefundPayment,
+            pb.RefundPaymentRequest(payment_id=payment_id, idempotency_key=idempotency_key, reason=reason),
+        )
+        return _payment(resp.payment)
+
+    async def get(self, payment_id: str, *, refresh: bool = False) -> Payment:
+        resp = await self._call(self._stub.GetPayment, pb.GetPaymentRequest(payment_id=payment_id, refresh=refresh))
         return _payment(resp.payment)

@@ -39,7 +39,7 @@ from checkout.model.catalog import (
     TaxLine,
 )
 from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS, FailedCompensation, NewCompensation
-from checkout.model.session import ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
+from checkout.model.session import ConfirmRecord, ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
 from infra.errors import AlreadyExists, FailedPrecondition, Reason
 from infra.money import Money, percent_of
 
@@ -290,7 +290,7 @@ class FakePaymentGateway(_Scripted):
     def _payment(self, pid: str) -> Payment:
         p = self.payments[pid]
         url = f"https://sandbox.test/3ds/{pid}" if p["status"] is PaymentStatus.REQUIRES_ACTION else ""
-        return Payment(pid, p["status"], url)
+        return Payment(pid, p["status"], url, amount_minor=p["amount"].amount_minor)
 
     async def capture(self, payment_id: str, order_id: str) -> Payment:
         self._enter("capture", payment_id, order_id)
@@ -306,6 +306,26 @@ class FakePaymentGateway(_Scripted):
             p["status"] = PaymentStatus.VOIDED
         return self._payment(payment_id)
 
+    async def void_by_key(self, authorize_key: str, reason: str) -> Payment | None:
+        self._enter("void_by_key", authorize_key, reason)
+        pid = self.by_key.get(authorize_key)
+        return None if pid is None else await self.void(pid, reason)
+
+    async def refund(self, payment_id: str, idempotency_key: str, reason: str) -> Payment:
+        self._enter("refund", payment_id, idempotency_key, reason)
+        p = self.payments[payment_id]
+        if p["status"] is PaymentStatus.CAPTURED:
+            p["status"] = PaymentStatus.REFUNDED
+        return self._payment(payment_id)
+
+    async def get(self, payment_id: str, *, refresh: bool = False) -> Payment:
+        self._enter("get", payment_id, refresh)
+        return self._payment(payment_id)
+
+    def complete_action(self, payment_id: str, *, succeeded: bool = True) -> None:
+        """The customer finished (or failed) 3-D Secure at the provider."""
+        self.payments[payment_id]["status"] = PaymentStatus.AUTHORIZED if succeeded else PaymentStatus.FAILED
+
     def statuses(self) -> list[PaymentStatus]:
         return [p["status"] for p in self.payments.values()]
 
@@ -319,15 +339,35 @@ class FakeOrderGateway(_Scripted):
 
     async def create_order(self, draft: OrderDraft) -> OrderRef:
         self._enter("create_order", draft)
+        if draft.authorized_minor != draft.grand_total_minor and draft.payment_method != "cod":
+            raise FailedPrecondition("the authorized amount is not the total", reason=Reason.PAYMENT_AMOUNT_MISMATCH)
         order = self.orders.setdefault(
             draft.checkout_session_id,
             {"order_id": str(uuid.uuid4()), "status": OrderStatus.PENDING_PAYMENT, "draft": draft},
         )
         return OrderRef(order["order_id"], order["status"])
 
+    async def get_order(self, order_id: str) -> OrderRef:
+        self._enter("get_order", order_id)
+        order = next(o for o in self.orders.values() if o["order_id"] == order_id)
+        return OrderRef(order_id, order["status"])
+
     async def record_payment(self, order_id: str, payment_id: str, outcome: PaymentOutcome, cause: str) -> OrderRef:
         self._enter("record_payment", order_id, payment_id, outcome, cause)
         order = next(o for o in self.orders.values() if o["order_id"] == order_id)
+        target = {
+            PaymentOutcome.CAPTURED: OrderStatus.CONFIRMED,
+            PaymentOutcome.CASH_ON_DELIVERY: OrderStatus.AWAITING_SHIPMENT,
+            PaymentOutcome.FAILED: OrderStatus.PAYMENT_FAILED,
+        }[outcome]
+        if order["status"] is target:
+            return OrderRef(order_id, target)  # a repeat of the same outcome changes nothing
+        if order["status"] is not OrderStatus.PENDING_PAYMENT:
+            raise FailedPrecondition(
+                f"order {order_id} is {order['status'].value}",
+                reason=Reason.ORDER_STATUS_CONFLICT,
+                metadata={"status": order["status"].value},
+            )
         order["status"] = {
             PaymentOutcome.CAPTURED: OrderStatus.CONFIRMED,
             PaymentOutcome.CASH_ON_DELIVERY: OrderStatus.AWAITING_SHIPMENT,
@@ -377,6 +417,7 @@ class _State:
     sessions: dict[str, Session] = field(default_factory=dict)
     compensations: dict[str, FailedCompensation] = field(default_factory=dict)
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    confirm_records: dict[tuple[str, str], ConfirmRecord] = field(default_factory=dict)
 
 
 class _FakeCarts:
@@ -520,6 +561,43 @@ class _FakeSessions:
             s.confirm_started_at = datetime.now(UTC)
         return copy.deepcopy(stuck)
 
+    async def await_payment(
+        self, session_id: str, *, state: SagaState, order_id: str, result: ConfirmResult, window_seconds: int
+    ) -> bool:
+        s = self._s.sessions[session_id]
+        if s.status is not SessionStatus.CONFIRMING:
+            return False
+        s.status, s.saga_step, s.saga_state = (
+            SessionStatus.AWAITING_PAYMENT,
+            SagaStep.AWAIT_PAYMENT,
+            copy.deepcopy(state),
+        )
+        s.order_id, s.result = order_id, result
+        s.expires_at = datetime.now(UTC) + timedelta(seconds=window_seconds)
+        s.updated_at = datetime.now(UTC)
+        return True
+
+    async def claim_awaiting(self, session_id: str, step: SagaStep, state: SagaState) -> Session | None:
+        s = self._s.sessions.get(session_id)
+        if s is None or s.status is not SessionStatus.AWAITING_PAYMENT:
+            return None
+        s.status, s.saga_step, s.saga_state = SessionStatus.CONFIRMING, step, copy.deepcopy(state)
+        s.confirm_started_at = datetime.now(UTC)
+        return copy.deepcopy(s)
+
+    async def awaiting_due(self, poll_after_seconds: int, limit: int) -> list[Session]:
+        now = datetime.now(UTC)
+        cutoff = now - timedelta(seconds=poll_after_seconds)
+        due = [
+            s
+            for s in self._s.sessions.values()
+            if s.status is SessionStatus.AWAITING_PAYMENT
+            and ((s.updated_at is not None and s.updated_at < cutoff) or s.expires_at <= now)
+        ][:limit]
+        for s in due:
+            s.updated_at = now
+        return copy.deepcopy(due)
+
     async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:
         now = datetime.now(UTC)
         due = [
@@ -570,11 +648,23 @@ class _FakeCompensations:
         self._s.compensations[item_id] = replace(c, attempts=c.attempts + 1, status="dead", last_error=error)
 
 
+class _FakeConfirmRecords:
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def get(self, customer_id: str, idempotency_key: str, max_age_seconds: int) -> ConfirmRecord | None:
+        return self._s.confirm_records.get((customer_id, idempotency_key))
+
+    async def put(self, customer_id: str, idempotency_key: str, record: ConfirmRecord) -> None:
+        self._s.confirm_records[(customer_id, idempotency_key)] = record
+
+
 class _FakeTx:
     def __init__(self, state: _State) -> None:
         self.carts = _FakeCarts(state)
         self.sessions = _FakeSessions(state)
         self.compensations = _FakeCompensations(state)
+        self.confirm_records = _FakeConfirmRecords(state)
         self._state = state
 
     async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
@@ -595,6 +685,7 @@ class FakeUnitOfWork:
         except BaseException:
             self.state.carts, self.state.sessions = snapshot.carts, snapshot.sessions
             self.state.compensations, self.state.events = snapshot.compensations, snapshot.events
+            self.state.confirm_records = snapshot.confirm_records
             raise
 
     def read(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:

@@ -22,4 +22,10 @@ class CheckoutPolicy:
     pricing_deadline_seconds: float = 5.0
     # A CONFIRMING session older than this is presumed abandoned by a crashed replica.
     recovery_after_seconds: int = 120
+    # An order waits this long in PENDING_PAYMENT for the customer's action (3-D Secure), holding its
+    # stock and promotion usage; a session awaiting payment is polled when no webhook came for a while.
+    payment_window_seconds: int = 1800
+    payment_poll_after_seconds: int = 60
+    # A finished ConfirmCheckout is replayed for a repeat of its Idempotency-Key this long.
+    replay_ttl_seconds: int = 86_400
     retry: RetryPolicy = field(default_factory=RetryPolicy)

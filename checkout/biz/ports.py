@@ -30,12 +30,13 @@ from checkout.model.catalog import (
     TaxLine,
 )
 from checkout.model.compensation import FailedCompensation, NewCompensation
-from checkout.model.session import ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
+from checkout.model.session import ConfirmRecord, ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
 from infra.money import Money
 
 __all__ = [
     "CartRepo",
     "CompensationRepo",
+    "ConfirmRecordRepo",
     "Gateways",
     "IdempotencyStore",
     "InventoryGateway",
@@ -117,9 +118,24 @@ class PaymentGateway(Protocol):
 
     async def void(self, payment_id: str, reason: str) -> Payment: ...
 
+    async def void_by_key(self, authorize_key: str, reason: str) -> Payment | None:
+        """Void whatever the authorization with this key holds (looked up at the provider when its answer
+        was lost); None when it holds nothing."""
+        ...
+
+    async def refund(self, payment_id: str, idempotency_key: str, reason: str) -> Payment:
+        """Refund everything captured and not yet refunded."""
+        ...
+
+    async def get(self, payment_id: str, *, refresh: bool = False) -> Payment:
+        """The payment; with ``refresh``, as the provider says it is now (a status poll)."""
+        ...
+
 
 class OrderGateway(Protocol):
     async def create_order(self, draft: OrderDraft) -> OrderRef: ...
+
+    async def get_order(self, order_id: str) -> OrderRef: ...
 
     async def record_payment(self, order_id: str, payment_id: str, outcome: PaymentOutcome, cause: str) -> OrderRef: ...
 
@@ -202,6 +218,22 @@ class SessionRepo(Protocol):
         """CONFIRMING → COMPLETED or CANCELLED; False when it was no longer CONFIRMING."""
         ...
 
+    async def await_payment(
+        self, session_id: str, *, state: SagaState, order_id: str, result: ConfirmResult, window_seconds: int
+    ) -> bool:
+        """CONFIRMING → AWAITING_PAYMENT until now + window_seconds; False when it was no longer CONFIRMING."""
+        ...
+
+    async def claim_awaiting(self, session_id: str, step: SagaStep, state: SagaState) -> Session | None:
+        """AWAITING_PAYMENT → CONFIRMING at ``step`` (the fence between a webhook, a poll and a retry);
+        None when another caller claimed it first or it no longer awaits payment."""
+        ...
+
+    async def awaiting_due(self, poll_after_seconds: int, limit: int) -> list[Session]:
+        """AWAITING_PAYMENT sessions not heard of for ``poll_after_seconds`` or past their payment window,
+        leased to this caller (updated_at moved to now)."""
+        ...
+
     async def claim_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
         """CONFIRMING sessions started long ago, leased to this caller (confirm_started_at moved to now)."""
         ...
@@ -223,12 +255,19 @@ class CompensationRepo(Protocol):
     async def mark_dead(self, item_id: str, error: str) -> None: ...
 
 
+class ConfirmRecordRepo(Protocol):
+    async def get(self, customer_id: str, idempotency_key: str, max_age_seconds: int) -> ConfirmRecord | None: ...
+
+    async def put(self, customer_id: str, idempotency_key: str, record: ConfirmRecord) -> None: ...
+
+
 class Tx(Protocol):
     """One open transaction: everything done through it commits or rolls back together."""
 
     carts: CartRepo
     sessions: SessionRepo
     compensations: CompensationRepo
+    confirm_records: ConfirmRecordRepo
 
     async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
         """Record an outbox event in this transaction."""

@@ -17,11 +17,12 @@ from psycopg import errors as pg_errors
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from checkout.data.tables import cart_items, carts, checkout_sessions, failed_compensations
+from checkout.data.tables import cart_items, carts, checkout_sessions, confirm_requests, failed_compensations
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import Address
 from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS, FailedCompensation, NewCompensation, Operation
 from checkout.model.session import (
+    ConfirmRecord,
     ConfirmResult,
     Preview,
     SagaState,
@@ -32,7 +33,7 @@ from checkout.model.session import (
 )
 from infra.errors import AlreadyExists, Reason
 
-__all__ = ["SqlCartRepo", "SqlCompensationRepo", "SqlSessionRepo"]
+__all__ = ["SqlCartRepo", "SqlCompensationRepo", "SqlConfirmRecordRepo", "SqlSessionRepo"]
 
 _NOW = sa.func.now()
 _IDEMPOTENCY_INDEX = "checkout_sessions_idempotency_key_uq"
@@ -336,6 +337,64 @@ class SqlSessionRepo:
         ).first()
         return row is not None
 
+    async def await_payment(
+        self, session_id: str, *, state: SagaState, order_id: str, result: ConfirmResult, window_seconds: int
+    ) -> bool:
+        row = (
+            await self._c.execute(
+                _S.update()
+                .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value)
+                .values(
+                    status=SessionStatus.AWAITING_PAYMENT.value,
+                    saga_step=SagaStep.AWAIT_PAYMENT.value,
+                    saga_state=state.to_dict(),
+                    order_id=order_id,
+                    result=result.to_dict(),
+                    expires_at=_in(window_seconds),
+                    updated_at=_NOW,
+                )
+                .returning(_S.c.session_id)
+            )
+        ).first()
+        return row is not None
+
+    async def claim_awaiting(self, session_id: str, step: SagaStep, state: SagaState) -> Session | None:
+        row = (
+            await self._c.execute(
+                _S.update()
+                .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.AWAITING_PAYMENT.value)
+                .values(
+                    status=SessionStatus.CONFIRMING.value,
+                    saga_step=step.value,
+                    saga_state=state.to_dict(),
+                    confirm_started_at=_NOW,
+                    updated_at=_NOW,
+                )
+                .returning(*_S.c)
+            )
+        ).first()
+        return None if row is None else _session(row)
+
+    async def awaiting_due(self, poll_after_seconds: int, limit: int) -> list[Session]:
+        due = (
+            sa.select(_S.c.session_id)
+            .where(
+                _S.c.status == SessionStatus.AWAITING_PAYMENT.value,
+                sa.or_(_S.c.updated_at < _in(-poll_after_seconds), _S.c.expires_at <= _NOW),
+            )
+            .order_by(_S.c.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        rows = await self._c.execute(
+            _S.update()
+            .where(_S.c.session_id.in_(due), _S.c.status == SessionStatus.AWAITING_PAYMENT.value)
+            .values(updated_at=_NOW)
+            .returning(*_S.c)
+        )
+        return [_session(r) for r in rows]
+
     async def claim_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
         due = (
             sa.select(_S.c.session_id)
@@ -433,4 +492,40 @@ class SqlCompensationRepo:
             _F.update()
             .where(_F.c.id == item_id)
             .values(status="dead", attempts=_F.c.attempts + 1, last_error=error, updated_at=_NOW)
+        )
+
+
+_R = confirm_requests
+
+
+class SqlConfirmRecordRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def get(self, customer_id: str, idempotency_key: str, max_age_seconds: int) -> ConfirmRecord | None:
+        row = (
+            await self._c.execute(
+                sa.select(_R.c.response).where(
+                    _R.c.customer_id == customer_id,
+                    _R.c.idempotency_key == idempotency_key,
+                    _R.c.created_at > _in(-max_age_seconds),
+                )
+            )
+        ).first()
+        return None if row is None else ConfirmRecord.from_dict(row.response)
+
+    async def put(self, customer_id: str, idempotency_key: str, record: ConfirmRecord) -> None:
+        await self._c.execute(
+            insert(_R)
+            .values(
+                customer_id=customer_id,
+                idempotency_key=idempotency_key,
+                session_id=record.session_id,
+                fingerprint=record.fingerprint,
+                response=record.to_dict(),
+            )
+            .on_conflict_do_update(
+                index_elements=[_R.c.customer_id, _R.c.idempotency_key],
+                set_={"response": record.to_dict(), "fingerprint": record.fingerprint, "created_at": _NOW},
+            )
         )

@@ -8,7 +8,16 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from infra.migrate import SCHEMAS
 from infra.outbox import outbox_table
 
-__all__ = ["SCHEMA", "cart_items", "carts", "checkout_sessions", "failed_compensations", "metadata", "outbox"]
+__all__ = [
+    "SCHEMA",
+    "cart_items",
+    "carts",
+    "checkout_sessions",
+    "confirm_requests",
+    "failed_compensations",
+    "metadata",
+    "outbox",
+]
 
 SCHEMA = SCHEMAS["checkout"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -71,7 +80,8 @@ checkout_sessions = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
     sa.CheckConstraint(
-        "status in ('OPEN','CONFIRMING','COMPLETED','EXPIRED','CANCELLED')", name="checkout_sessions_status_valid"
+        "status in ('OPEN','CONFIRMING','COMPLETED','EXPIRED','CANCELLED','AWAITING_PAYMENT')",
+        name="checkout_sessions_status_valid",
     ),
     sa.CheckConstraint(
         "idempotency_key is null or length(idempotency_key) between 1 and 255",
@@ -98,6 +108,23 @@ checkout_sessions = sa.Table(
     sa.Index(
         "checkout_sessions_confirming_idx", "confirm_started_at", postgresql_where=sa.text("status = 'CONFIRMING'")
     ),
+    sa.Index(
+        "checkout_sessions_awaiting_payment_idx", "updated_at", postgresql_where=sa.text("status = 'AWAITING_PAYMENT'")
+    ),
+)
+
+# What each (customer, Idempotency-Key) of ConfirmCheckout answered, so a repeat replays it for 24 h,
+# failures included, and a repeat with other parameters (another fingerprint) is refused.
+confirm_requests = sa.Table(
+    "confirm_requests",
+    metadata,
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("idempotency_key", sa.Text, primary_key=True),
+    sa.Column("session_id", UUID(as_uuid=False), nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("response", JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Index("confirm_requests_created_idx", "created_at"),
 )
 
 failed_compensations = sa.Table(
@@ -116,7 +143,7 @@ failed_compensations = sa.Table(
     sa.CheckConstraint("status in ('pending','done','dead')", name="failed_compensations_status_valid"),
     sa.CheckConstraint(
         "operation in ('void_authorization','release_reservations','release_promotion','confirm_reservations',"
-        "'confirm_promotion','capture_payment','record_payment','cart_cleanup')",
+        "'confirm_promotion','capture_payment','record_payment','cart_cleanup','refund_payment')",
         name="failed_compensations_operation_valid",
     ),
     sa.CheckConstraint("attempts >= 0", name="failed_compensations_attempts_non_negative"),

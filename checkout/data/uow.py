@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from checkout.data.repositories import SqlCartRepo, SqlCompensationRepo, SqlSessionRepo
+from checkout.data.repositories import SqlCartRepo, SqlCompensationRepo, SqlConfirmRecordRepo, SqlSessionRepo
 from checkout.data.tables import outbox
 from infra.db import single_statements
 from infra.outbox import add_event
@@ -22,6 +22,7 @@ class SqlTx:
         self.carts = SqlCartRepo(conn)
         self.sessions = SqlSessionRepo(conn)
         self.compensations = SqlCompensationRepo(conn)
+        self.confirm_records = SqlConfirmRecordRepo(conn)
         self.events = 0
 
     async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:

@@ -136,6 +136,7 @@ class PaymentStatus(StrEnum):
     REFUNDED = "REFUNDED"
     PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
     CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
+    PENDING = "PENDING"
 
 
 class OrderStatus(StrEnum):
@@ -198,6 +199,8 @@ class Payment:
     status: PaymentStatus
     next_action_url: str = ""
     failure_code: str = ""
+    # What the payment service holds (authorized) for it, in the payment's currency.
+    amount_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,9 +234,13 @@ class OrderDraft:
     payment_id: str
     payment_method: str
     notes: str
+    # What the payment service authorized; the order service refuses the order unless it equals the
+    # grand total it recomputes (zero when nothing needs paying).
+    authorized_minor: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "authorized_minor": self.authorized_minor,
             "checkout_session_id": self.checkout_session_id,
             "customer_id": self.customer_id,
             "email": self.email,
@@ -283,6 +290,7 @@ class OrderDraft:
             payment_id=d["payment_id"],
             payment_method=d["payment_method"],
             notes=d["notes"],
+            authorized_minor=int(d.get("authorized_minor", d["grand_total_minor"])),
         )
 
 

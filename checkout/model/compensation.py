@@ -19,6 +19,7 @@ class Operation(StrEnum):
     CAPTURE_PAYMENT = "capture_payment"
     RECORD_PAYMENT = "record_payment"
     CART_CLEANUP = "cart_cleanup"
+    REFUND_PAYMENT = "refund_payment"
 
 
 # Delay before the 1st, 2nd, 3rd and 4th retry (≈1 min → 5 min → 30 min → 2 h); then dead.

@@ -7,10 +7,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from checkout.model.catalog import Address
+from checkout.model.catalog import Address, AuthorizeRequest, OrderDraft, OrderStatus, PaymentStatus
 from infra.money import Money
 
 __all__ = [
+    "ConfirmError",
+    "ConfirmRecord",
     "ConfirmResult",
     "Discount",
     "Preview",
@@ -28,6 +30,8 @@ class SessionStatus(StrEnum):
     COMPLETED = "COMPLETED"
     EXPIRED = "EXPIRED"
     CANCELLED = "CANCELLED"
+    # The order is placed and waits for the customer's payment action until expires_at (the payment window).
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
 
 
 class SagaStep(StrEnum):
@@ -36,8 +40,10 @@ class SagaStep(StrEnum):
     A recovery reads it: from CREATE_ORDER on, the order may exist, so the saga is resumed
     forward (CreateOrder is idempotent on the session); before it, the saga is compensated.
     Only the steps whose recovery differs from the one before are written (each write is a
-    transaction): EXTEND_RESERVATIONS and SETTLE_PAYMENT are no longer persisted by the saga and
-    stay for sessions stored by earlier versions.
+    transaction). SETTLE_PAYMENT is written when an asynchronous payment's completion claims the
+    session (the payment is known to be authorized) or when settling stopped on an outage;
+    COMPENSATING when a failure is being undone. EXTEND_RESERVATIONS stays for sessions stored by
+    earlier versions.
     """
 
     VALIDATED = "validated"
@@ -47,6 +53,7 @@ class SagaStep(StrEnum):
     CREATE_ORDER = "create_order"
     SETTLE_PAYMENT = "settle_payment"
     FINALIZE = "finalize"
+    AWAIT_PAYMENT = "await_payment"
     COMPENSATING = "compensating"
     DONE = "done"
 
@@ -161,26 +168,106 @@ class ConfirmResult:
 
 @dataclass(slots=True)
 class SagaState:
-    """What the saga has done so far, persisted on the session after every step."""
+    """What the saga has done so far, persisted on the session at every step that recovery reads."""
 
     promo_codes: list[str] = field(default_factory=list)
     promo_reserved: bool = False
     reservations_extended: bool = False
-    authorize: dict[str, Any] | None = None
+    # The AuthorizePayment request, kept before the call so an unanswered one can be voided by its key.
+    authorize: AuthorizeRequest | None = None
     payment_id: str = ""
-    payment_status: str = ""
+    payment_status: PaymentStatus | None = None
     next_action_url: str = ""
-    order_draft: dict[str, Any] | None = None
+    # What the payment service says it authorized; the order service checks it against its own total.
+    authorized_minor: int = 0
+    # The CreateOrder request, kept before the call so a recovery resends exactly it.
+    order_draft: OrderDraft | None = None
     order_id: str = ""
-    order_status: str = ""
-    preview: dict[str, Any] | None = None
+    order_status: OrderStatus | None = None
+    preview: Preview | None = None
+
+    @property
+    def free(self) -> bool:
+        """Nothing to pay (a 100% coupon with free shipping): no authorization at all."""
+        return self.authorize is None and self.order_draft is not None and self.order_draft.grand_total_minor == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "promo_codes": list(self.promo_codes),
+            "promo_reserved": self.promo_reserved,
+            "reservations_extended": self.reservations_extended,
+            "authorize": self.authorize.to_dict() if self.authorize else None,
+            "payment_id": self.payment_id,
+            "payment_status": self.payment_status.value if self.payment_status else "",
+            "next_action_url": self.next_action_url,
+            "authorized_minor": self.authorized_minor,
+            "order_draft": self.order_draft.to_dict() if self.order_draft else None,
+            "order_id": self.order_id,
+            "order_status": self.order_status.value if self.order_status else "",
+            "preview": self.preview.to_dict() if self.preview else None,
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any] | None) -> SagaState:
+        d = d or {}
+        return SagaState(
+            promo_codes=list(d.get("promo_codes") or []),
+            promo_reserved=bool(d.get("promo_reserved")),
+            reservations_extended=bool(d.get("reservations_extended")),
+            authorize=AuthorizeRequest.from_dict(d["authorize"]) if d.get("authorize") else None,
+            payment_id=str(d.get("payment_id") or ""),
+            payment_status=PaymentStatus(d["payment_status"]) if d.get("payment_status") else None,
+            next_action_url=str(d.get("next_action_url") or ""),
+            authorized_minor=int(d.get("authorized_minor") or 0),
+            order_draft=OrderDraft.from_dict(d["order_draft"]) if d.get("order_draft") else None,
+            order_id=str(d.get("order_id") or ""),
+            order_status=OrderStatus(d["order_status"]) if d.get("order_status") else None,
+            preview=Preview.from_dict(d["preview"]) if d.get("preview") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmError:
+    """A final refusal of ConfirmCheckout, kept so a repeat of the request replays it (24 h)."""
+
+    kind: str  # the infra.errors class name: FailedPrecondition, Aborted, …
+    reason: str
+    message: str
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @staticmethod
-    def from_dict(d: dict[str, Any] | None) -> SagaState:
-        return SagaState(**(d or {}))
+    def from_dict(d: dict[str, Any]) -> ConfirmError:
+        return ConfirmError(str(d["kind"]), str(d["reason"]), str(d["message"]), dict(d.get("metadata") or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmRecord:
+    """What one idempotency key of a customer did: its request's fingerprint and its answer."""
+
+    session_id: str
+    fingerprint: str
+    result: ConfirmResult | None = None
+    error: ConfirmError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "fingerprint": self.fingerprint,
+            "result": self.result.to_dict() if self.result else None,
+            "error": self.error.to_dict() if self.error else None,
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> ConfirmRecord:
+        return ConfirmRecord(
+            session_id=str(d["session_id"]),
+            fingerprint=str(d.get("fingerprint") or ""),
+            result=ConfirmResult.from_dict(d["result"]) if d.get("result") else None,
+            error=ConfirmError.from_dict(d["error"]) if d.get("error") else None,
+        )
 
 
 @dataclass(slots=True)

@@ -13,11 +13,13 @@ import pytest_asyncio
 
 from checkout.biz.cart.manage import CartUseCases
 from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.checkout.complete_payment import PaymentCompletion
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.dlq import FailedCompensationDrain
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.checkout.pricing_engine import PricingEngine
 from checkout.biz.checkout.recovery import SagaRecovery
+from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.biz.fakes import (
@@ -70,6 +72,7 @@ class World:
     confirm: ConfirmCheckout
     drain: FailedCompensationDrain
     recovery: SagaRecovery
+    completion: PaymentCompletion
     expiry: SessionExpiry
     engine: PricingEngine
     compensator: Compensator
@@ -122,7 +125,8 @@ def make_world(**policy: Any) -> World:
     engine = PricingEngine(gateways.pricing, gateways.promotion, pol.pricing_deadline_seconds)
     compensator = Compensator(uow, gateways, pol.retry)
     expiry = SessionExpiry(uow, compensator)
-    confirm = ConfirmCheckout(uow, gateways, engine, store, compensator, policy=pol)
+    settlement = Settlement(uow, gateways, compensator, pol)
+    confirm = ConfirmCheckout(uow, gateways, engine, store, compensator, settlement=settlement, policy=pol)
     return World(
         uow=uow,
         pricing=gateways.pricing,  # type: ignore[arg-type]
@@ -137,7 +141,8 @@ def make_world(**policy: Any) -> World:
         state=CheckoutState(uow, engine),
         confirm=confirm,
         drain=FailedCompensationDrain(uow, compensator),
-        recovery=SagaRecovery(uow, confirm, pol),
+        recovery=SagaRecovery(uow, gateways, settlement, store, pol),
+        completion=PaymentCompletion(uow, gateways, settlement, compensator, pol),
         expiry=expiry,
         engine=engine,
         compensator=compensator,

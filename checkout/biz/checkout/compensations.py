@@ -15,15 +15,13 @@ from typing import Any
 from checkout.biz.ports import Gateways, UnitOfWork
 from checkout.biz.retry import RetryPolicy, retrying
 from checkout.model.cart import CartStatus
-from checkout.model.catalog import AuthorizeRequest, PaymentOutcome, PaymentStatus
+from checkout.model.catalog import PaymentOutcome
 from checkout.model.compensation import NewCompensation, Operation
 from infra.errors import DomainError, Unavailable
 
 __all__ = ["Compensator"]
 
 log = logging.getLogger("kassa.checkout.compensation")
-
-_VOIDABLE = (PaymentStatus.AUTHORIZED, PaymentStatus.REQUIRES_ACTION)
 
 
 class Compensator:
@@ -40,6 +38,7 @@ class Compensator:
             Operation.CAPTURE_PAYMENT: self._capture_payment,
             Operation.RECORD_PAYMENT: self._record_payment,
             Operation.CART_CLEANUP: self._cart_cleanup,
+            Operation.REFUND_PAYMENT: self._refund_payment,
         }
 
     async def run(self, operation: Operation, payload: dict[str, Any]) -> None:
@@ -66,20 +65,15 @@ class Compensator:
 
     async def _void_authorization(self, payload: dict[str, Any]) -> None:
         payment_id = str(payload.get("payment_id") or "")
-        if not payment_id and payload.get("authorize"):
-            # The authorize call's outcome is unknown (timeout, crash): repeat it with the same
-            # idempotency key to learn whether money is held, then let it go.
-            try:
-                payment = await self._g.payment.authorize(AuthorizeRequest.from_dict(payload["authorize"]))
-            except Unavailable:
-                raise
-            except DomainError:
-                return  # declined: nothing is held
-            if payment.status not in _VOIDABLE:
-                return
-            payment_id = payment.payment_id
+        reason = str(payload.get("reason") or "checkout failed")
         if payment_id:
-            await self._g.payment.void(payment_id, str(payload.get("reason") or "checkout failed"))
+            await self._g.payment.void(payment_id, reason)
+            return
+        # The authorize call's outcome is unknown (timeout, crash): the payment service finds what its
+        # key created, at the provider if need be, and voids it. Nothing held is a success.
+        key = str(payload.get("authorize_key") or (payload.get("authorize") or {}).get("idempotency_key") or "")
+        if key:
+            await self._g.payment.void_by_key(key, reason)
 
     async def _release_reservations(self, payload: dict[str, Any]) -> None:
         await self._g.inventory.release_reservations(
@@ -107,6 +101,11 @@ class Compensator:
             await self._g.payment.void(payment_id, "capture refused")
             return
         await self._g.order.record_payment(order_id, payment_id, PaymentOutcome.CAPTURED, "payment captured")
+
+    async def _refund_payment(self, payload: dict[str, Any]) -> None:
+        await self._g.payment.refund(
+            payload["payment_id"], str(payload["idempotency_key"]), str(payload.get("reason") or "")
+        )
 
     async def _record_payment(self, payload: dict[str, Any]) -> None:
         await self._g.order.record_payment(

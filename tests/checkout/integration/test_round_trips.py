@@ -19,6 +19,7 @@ from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.checkout.pricing_engine import PricingEngine
+from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.biz.fakes import FakeIdempotencyStore, fake_gateways
@@ -93,7 +94,15 @@ def checkout(counted: tuple[SqlUnitOfWork, RoundTrips], customer_id: str) -> Che
         carts=CartUseCases(uow, gateways.pricing, policy),
         start=StartCheckout(uow, gateways, policy, compensator, SessionExpiry(uow, compensator)),
         state=CheckoutState(uow, engine),
-        confirm=ConfirmCheckout(uow, gateways, engine, FakeIdempotencyStore(), compensator, policy=policy),
+        confirm=ConfirmCheckout(
+            uow,
+            gateways,
+            engine,
+            FakeIdempotencyStore(),
+            compensator,
+            settlement=Settlement(uow, gateways, compensator, policy),
+            policy=policy,
+        ),
         trips=trips,
         customer=Actor(customer_id),
     )
@@ -198,9 +207,9 @@ async def test_confirm_writes_progress_only_before_authorize_and_create_order(
     assert saga_steps(trips) == steps
     progress = len(steps) - 2  # the writes between the guard (validated) and the finish (done)
     # The session and the cart head (autocommit); the guard, each progress write, then the finish:
-    # session, cart and two outbox events in one transaction.
+    # session, cart and two outbox events in one transaction; then the request's replay record.
     assert trips.take() == Trips(
-        statements=2 + 1 + progress + 4, autocommit=2, transactions=2 + progress, commits=2 + progress
+        statements=2 + 1 + progress + 4 + 1, autocommit=2, transactions=3 + progress, commits=3 + progress
     )
     assert result.order_status == "CONFIRMED" and result.payment_status == "CAPTURED"
     stored = await checkout.state.get(checkout.customer, session.session_id)

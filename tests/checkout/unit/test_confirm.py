@@ -14,7 +14,7 @@ from checkout.model.actor import Actor
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import OrderStatus, PaymentStatus
 from checkout.model.compensation import Operation
-from checkout.model.session import SessionStatus
+from checkout.model.session import SagaStep, SessionStatus
 from infra.errors import (
     Aborted,
     AlreadyExists,
@@ -64,7 +64,7 @@ async def test_card_happy_path_captures_once_confirms_everything_and_converts_th
     assert stored.result == result
     assert _cart_status(world, session) is CartStatus.CONVERTED
     assert world.uow.event_types() == ["CartConverted", "CheckoutCompleted"]
-    assert json.loads(world.store.results[f"{world.customer.subject}:key-1"])["order_id"] == result.order_id
+    assert json.loads(world.store.results[f"{world.customer.subject}:key-1"])["result"]["order_id"] == result.order_id
     assert world.store.locks == {}
     assert world.uow.compensations() == []
 
@@ -86,7 +86,14 @@ async def test_three_d_secure_stops_at_pending_payment_with_the_action_url(world
     assert result.payment_status == PaymentStatus.REQUIRES_ACTION
     assert result.next_action_url.startswith("https://sandbox.test/3ds/")
     assert world.payment.count("capture") == 0
-    assert _session(world, session.session_id).status is SessionStatus.COMPLETED
+    stored = _session(world, session.session_id)
+    assert stored.status is SessionStatus.AWAITING_PAYMENT
+    assert stored.result == result
+    # stock held over the payment window, coupon reserved but not used up, cart still held
+    assert ("extend_reservations", (session.session_id, world.policy.payment_window_seconds)) in world.inventory.calls
+    assert world.inventory.held[session.session_id].status == "ACTIVE"
+    assert world.promotion.count("confirm_usage") == 0
+    assert _cart_status(world, session) is CartStatus.CHECKOUT
 
 
 async def test_a_decline_releases_stock_and_coupon_and_leaves_the_cart_usable(world) -> None:
@@ -178,7 +185,7 @@ async def test_an_unanswered_create_order_is_finished_by_recovery_not_compensate
     assert err.value.reason == "CHECKOUT_IN_PROGRESS"
 
     del world.order.fail["create_order"]
-    await world.confirm.recover(stuck)
+    await world.recovery.recover(stuck)
     done = _session(world, session.session_id)
     assert done.status is SessionStatus.COMPLETED
     assert len(world.order.orders) == 1
@@ -292,43 +299,84 @@ async def test_a_refused_capture_fails_the_order_and_lets_everything_go(world) -
     world.payment.fail["capture"] = FailedPrecondition("authorization expired", reason=Reason.PAYMENT_DECLINED)
     result = await world.confirm_session(session)
     assert result.order_status == OrderStatus.PAYMENT_FAILED
-    assert result.payment_status == PaymentStatus.FAILED
+    assert result.payment_status == PaymentStatus.VOIDED
+    (order,) = world.order.orders.values()
+    assert order["status"] is OrderStatus.PAYMENT_FAILED  # its OrderPaymentFailed event restocks the units
+    assert world.payment.statuses() == [PaymentStatus.VOIDED]
+    assert _cart_status(world, session) is CartStatus.ACTIVE
+    assert _session(world, session.session_id).status is SessionStatus.CANCELLED
+
+
+async def test_stock_is_secured_before_money_is_taken(world) -> None:
+    session = await world.ready_session()
+    stock_at_capture: list[str] = []
+    capture = world.payment.capture
+
+    async def watched_capture(payment_id: str, order_id: str):  # type: ignore[no-untyped-def]
+        stock_at_capture.append(world.inventory.held[session.session_id].status)
+        return await capture(payment_id, order_id)
+
+    world.payment.capture = watched_capture
+    await world.confirm_session(session)
+    assert stock_at_capture == ["CONFIRMED"]
+
+
+async def test_units_no_longer_held_are_never_captured(world) -> None:
+    world.promotion.add("SAVE10", 10)
+    session = await world.ready_session(codes=("SAVE10",))
+    # the reservations lapsed (an outage longer than their TTL): the warehouse refuses to confirm them
+    world.inventory.fail["confirm_reservations"] = FailedPrecondition("reservations expired")
+    result = await world.confirm_session(session)
+    assert world.payment.count("capture") == 0
+    assert world.payment.statuses() == [PaymentStatus.VOIDED]
+    assert result.order_status == OrderStatus.PAYMENT_FAILED
     (order,) = world.order.orders.values()
     assert order["status"] is OrderStatus.PAYMENT_FAILED
-    assert world.payment.statuses() == [PaymentStatus.VOIDED]
-    assert world.inventory.held[session.session_id].status == "RELEASED"
+    assert world.promotion.reserved_for(session.session_id) == {}
+    assert _session(world, session.session_id).status is SessionStatus.CANCELLED
     assert _cart_status(world, session) is CartStatus.ACTIVE
+
+
+async def test_a_warehouse_outage_at_settlement_takes_no_money_and_recovery_finishes_later(world) -> None:
+    session = await world.ready_session()
+    world.inventory.fail["confirm_reservations"] = Unavailable("warehouse down")
+    with pytest.raises(Unavailable):
+        await world.confirm_session(session)
+    assert world.payment.count("capture") == 0
+    stored = _session(world, session.session_id)
+    assert stored.status is SessionStatus.CONFIRMING and stored.saga_step is SagaStep.SETTLE_PAYMENT
+    world.inventory.fail.clear()
+    stored.confirm_started_at = datetime.now(UTC) - timedelta(minutes=5)
+    assert await world.recovery.run_once() == 1
+    assert world.payment.statuses() == [PaymentStatus.CAPTURED]
     assert _session(world, session.session_id).status is SessionStatus.COMPLETED
+    # the client's repeat of its request now gets the result, not CHECKOUT_IN_PROGRESS
+    again = await world.confirm_session(session)
+    assert again.order_status == OrderStatus.CONFIRMED
 
 
 async def test_post_order_steps_that_keep_failing_go_to_the_dlq_and_the_order_stands(world) -> None:
     world.promotion.add("SAVE10", 10)
     session = await world.ready_session(codes=("SAVE10",))
     world.payment.fail["capture"] = Unavailable("payment down")
-    world.inventory.fail["confirm_reservations"] = Unavailable("warehouse down")
     world.promotion.fail["confirm_usage"] = Unavailable("promotion down")
     result = await world.confirm_session(session)
     assert result.order_status == OrderStatus.PENDING_PAYMENT
     assert result.payment_status == PaymentStatus.AUTHORIZED
-    assert {c.operation for c in world.uow.compensations()} == {
-        Operation.CAPTURE_PAYMENT,
-        Operation.CONFIRM_RESERVATIONS,
-        Operation.CONFIRM_PROMOTION,
-    }
+    assert {c.operation for c in world.uow.compensations()} == {Operation.CAPTURE_PAYMENT, Operation.CONFIRM_PROMOTION}
+    assert world.inventory.held[session.session_id].status == "CONFIRMED"
     assert _session(world, session.session_id).status is SessionStatus.COMPLETED
     assert _cart_status(world, session) is CartStatus.CONVERTED
     # the DLQ worker finishes the job once the neighbours are back
     world.payment.fail.clear()
-    world.inventory.fail.clear()
     world.promotion.fail.clear()
     for c in world.uow.compensations():
         world.uow.state.compensations[c.id] = replace(c, next_attempt_at=datetime.now(UTC))
-    assert await world.drain.run_once() == 3
+    assert await world.drain.run_once() == 2
     assert world.uow.compensations() == []
     assert world.payment.statuses() == [PaymentStatus.CAPTURED]
     (order,) = world.order.orders.values()
     assert order["status"] is OrderStatus.CONFIRMED
-    assert world.inventory.held[session.session_id].status == "CONFIRMED"
     assert world.promotion.reserved_for(session.session_id) == {"SAVE10": "CONFIRMED"}
 
 

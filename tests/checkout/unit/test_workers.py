@@ -77,6 +77,7 @@ async def test_every_operation_has_a_handler(world) -> None:
         Operation.RELEASE_RESERVATIONS: {"reservation_ref": sid},
         Operation.VOID_AUTHORIZATION: {"payment_id": payment.payment_id},
         Operation.CART_CLEANUP: {"cart_id": session.cart_id, "status": "CONVERTED", "order_id": order.order_id},
+        Operation.REFUND_PAYMENT: {"payment_id": payment.payment_id, "idempotency_key": "late-1", "reason": "t"},
     }  # fmt: skip
     assert set(payloads) == set(Operation)
     async with world.uow() as tx:
@@ -84,7 +85,7 @@ async def test_every_operation_has_a_handler(world) -> None:
             await tx.compensations.add(NewCompensation(sid, op, payload, "queued by test"))
     _make_due(world)
     assert await world.drain.run_once() == len(Operation)
-    assert world.payment.statuses() == [PaymentStatus.CAPTURED]
+    assert world.payment.statuses() == [PaymentStatus.REFUNDED]  # captured, then refunded last
     assert world.order.orders[sid]["status"] is OrderStatus.CONFIRMED
     assert world.inventory.held[sid].status == "CONFIRMED"
     assert world.uow.state.carts[session.cart_id].status is CartStatus.CONVERTED
@@ -97,8 +98,12 @@ async def test_void_with_an_unknown_authorize_outcome_finds_and_voids_the_hold(w
         "checkout:x:authorize", session.session_id, session.preview.grand_total, "tok_visa", "c", "e@x.io"
     )
     await world.payment.authorize(request)  # the provider held money, but the answer was lost
-    await world.compensator.run(Operation.VOID_AUTHORIZATION, {"authorize": request.to_dict(), "reason": "lost"})
+    await world.compensator.run(
+        Operation.VOID_AUTHORIZATION, {"authorize_key": request.idempotency_key, "reason": "lost"}
+    )
     assert world.payment.statuses() == [PaymentStatus.VOIDED]
+    # found by its key, not by authorizing again (which could hold money a second time)
+    assert world.payment.count("authorize") == 1 and world.payment.count("void_by_key") == 1
 
 
 def _stick(world, session, step: SagaStep, minutes: int = 5) -> None:
@@ -117,11 +122,11 @@ async def test_recovery_resumes_forward_once_the_order_may_exist(world) -> None:
             session.preview.grand_total, "tok_visa", world.customer.subject, "ada@example.com",
         )
     )  # fmt: skip
-    draft = _order_draft(session, session.preview, authorize.payment_id)
+    draft = _order_draft(session, session.preview, authorize.payment_id, authorize.amount_minor)
     _stick(world, session, SagaStep.CREATE_ORDER)
     state = world.uow.state.sessions[session.session_id].saga_state
-    state.payment_id, state.payment_status = authorize.payment_id, PaymentStatus.AUTHORIZED.value
-    state.order_draft = draft.to_dict()
+    state.payment_id, state.payment_status = authorize.payment_id, PaymentStatus.AUTHORIZED
+    state.order_draft = draft
 
     assert await world.recovery.run_once() == 1
     recovered = world.uow.state.sessions[session.session_id]
@@ -140,7 +145,7 @@ async def test_recovery_compensates_before_the_order_step(world) -> None:
     )  # fmt: skip
     await world.payment.authorize(request)  # authorized, then the replica died before recording it
     _stick(world, session, SagaStep.AUTHORIZE_PAYMENT)
-    world.uow.state.sessions[session.session_id].saga_state.authorize = request.to_dict()
+    world.uow.state.sessions[session.session_id].saga_state.authorize = request
 
     assert await world.recovery.run_once() == 1
     assert world.uow.state.sessions[session.session_id].status is SessionStatus.CANCELLED

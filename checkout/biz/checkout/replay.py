@@ -1,0 +1,114 @@
+"""Idempotent replay of ConfirmCheckout, as the best payment APIs do it.
+
+Protects DESIGN.md §4.2: a repeat of a finished request with the same Idempotency-Key returns the
+same answer for 24 h — a decline replays PAYMENT_DECLINED — and never runs the saga again. The
+request is fingerprinted (session, expected total, payment method); the same key with another
+fingerprint is IDEMPOTENCY_KEY_REUSED. Redis answers fast; Postgres (``confirm_requests``) is the
+record that survives Redis losing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from checkout.biz.ports import IdempotencyStore, UnitOfWork
+from checkout.model.session import ConfirmError, ConfirmRecord, ConfirmResult
+from infra.errors import (
+    Aborted,
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Reason,
+    ResourceExhausted,
+    Unavailable,
+)
+from infra.money import Money
+
+__all__ = ["Replays", "fingerprint", "is_final"]
+
+_KINDS: dict[str, type[DomainError]] = {
+    cls.__name__: cls
+    for cls in (Aborted, AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted)
+}
+
+
+def fingerprint(session_id: str, expected: Money, payment_method: str) -> str:
+    raw = f"{session_id}|{expected.currency_code}|{expected.amount_minor}|{payment_method}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def is_final(error: DomainError) -> bool:
+    """An answer a repeat must get again; not a transient one a retry may turn out differently."""
+    if isinstance(error, Unavailable):
+        return False
+    return not (isinstance(error, Aborted) and error.reason == Reason.CHECKOUT_IN_PROGRESS)
+
+
+def _error_record(error: DomainError) -> ConfirmError:
+    return ConfirmError(type(error).__name__, error.reason, error.message, dict(error.metadata))
+
+
+def _rebuild(error: ConfirmError) -> DomainError:
+    if error.kind == InvalidArgument.__name__:
+        field = error.metadata.get("field", "")
+        return InvalidArgument(field, error.message.removeprefix(f"{field}: "), reason=error.reason)
+    return _KINDS.get(error.kind, FailedPrecondition)(error.message, reason=error.reason, metadata=error.metadata)
+
+
+class Replays:
+    def __init__(self, uow: UnitOfWork, store: IdempotencyStore, max_age_seconds: int) -> None:
+        self._uow = uow
+        self._store = store
+        self._max_age = max_age_seconds
+
+    async def cached(self, lock_key: str, session_id: str, print_: str) -> ConfirmResult | None:
+        """The stored answer from Redis (raised when it was a refusal); None when there is none."""
+        raw = await self._store.get_result(lock_key)
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        record = ConfirmRecord.from_dict(data) if "fingerprint" in data else _legacy(data)
+        return answer(record, session_id, print_)
+
+    async def durable(self, customer_id: str, key: str, session_id: str, print_: str) -> ConfirmResult | None:
+        """The stored answer from Postgres, for when Redis lost it."""
+        async with self._uow.read() as tx:
+            record = await tx.confirm_records.get(customer_id, key, self._max_age)
+        return None if record is None else answer(record, session_id, print_)
+
+    async def keep(
+        self, lock_key: str, customer_id: str, key: str, record: ConfirmRecord, *, cache_only: bool = False
+    ) -> None:
+        if not cache_only:
+            async with self._uow() as tx:
+                await tx.confirm_records.put(customer_id, key, record)
+        await self._store.put_result(lock_key, json.dumps(record.to_dict()).encode())
+
+    @staticmethod
+    def record(session_id: str, print_: str, outcome: ConfirmResult | DomainError) -> ConfirmRecord:
+        if isinstance(outcome, ConfirmResult):
+            return ConfirmRecord(session_id, print_, result=outcome)
+        return ConfirmRecord(session_id, print_, error=_error_record(outcome))
+
+
+def answer(record: ConfirmRecord, session_id: str, print_: str) -> ConfirmResult:
+    if record.session_id != session_id or (record.fingerprint and record.fingerprint != print_):
+        raise AlreadyExists(
+            "this idempotency key was already used for another request (another session, total or payment "
+            "method); use a new key for a new request",
+            reason=Reason.IDEMPOTENCY_KEY_REUSED,
+        )
+    if record.error is not None:
+        raise _rebuild(record.error)
+    assert record.result is not None
+    return record.result
+
+
+def _legacy(data: dict[str, object]) -> ConfirmRecord:
+    """A cached result written before requests were fingerprinted."""
+    result = ConfirmResult.from_dict(data)  # type: ignore[arg-type]
+    return ConfirmRecord(result.session_id, "", result=result)

@@ -1,0 +1,257 @@
+"""Step 8 of ConfirmCheckout, and the one failure path of a saga that got past step 3.
+
+Shared by the saga itself (:mod:`confirm`), its recovery (:mod:`recovery`) and the completion of
+asynchronous payments (:mod:`complete_payment`), so the three end a checkout in exactly the same way.
+
+Protects DESIGN.md §4.1/§4.4 (stock is secured — reservations confirmed — before any money is
+taken, and a capture never happens for units the customer no longer holds), §4.2 (one capture: the
+payment service claims it by a conditional update, and a recovery resumes rather than repeats),
+§4.3 (a failure voids the authorization, found by its key when its answer was lost, and every
+compensation that fails goes to the DLQ, never dropped) and §4.5 (CartConverted and
+CheckoutCompleted are written in the transaction that finishes the session).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.policy import CheckoutPolicy
+from checkout.biz.ports import Gateways, UnitOfWork
+from checkout.biz.retry import retrying
+from checkout.model.cart import CartStatus
+from checkout.model.catalog import OrderStatus, PaymentOutcome, PaymentStatus
+from checkout.model.compensation import NewCompensation, Operation
+from checkout.model.session import ConfirmResult, SagaState, SagaStep, Session, SessionStatus
+from infra.errors import DomainError, Unavailable
+
+__all__ = ["Settlement"]
+
+log = logging.getLogger("kassa.checkout.settle")
+
+T = TypeVar("T")
+
+_RECORDED_STATUS = {
+    PaymentOutcome.CAPTURED: OrderStatus.CONFIRMED,
+    PaymentOutcome.CASH_ON_DELIVERY: OrderStatus.AWAITING_SHIPMENT,
+    PaymentOutcome.FAILED: OrderStatus.PAYMENT_FAILED,
+}
+# Statuses whose authorization holds nothing to void.
+_NOTHING_HELD = frozenset({PaymentStatus.DECLINED, PaymentStatus.FAILED, PaymentStatus.VOIDED})
+
+
+@dataclass
+class _Outcome:
+    """What settling did, turned into the session's end and the caller's answer."""
+
+    order_status: OrderStatus
+    payment_status: PaymentStatus
+    failed: list[NewCompensation] = field(default_factory=list)
+
+
+class Settlement:
+    def __init__(self, uow: UnitOfWork, gateways: Gateways, compensator: Compensator, policy: CheckoutPolicy) -> None:
+        self._uow = uow
+        self._g = gateways
+        self._compensator = compensator
+        self._policy = policy
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await retrying(self._policy.retry, call)
+
+    # --- step 8 ---------------------------------------------------------------------------
+
+    async def settle(self, session: Session, state: SagaState) -> ConfirmResult:
+        """Finish a saga whose order exists: wait for an asynchronous payment, or take the money.
+
+        Raises Unavailable (the session stays CONFIRMING at SETTLE_PAYMENT for the recovery worker)
+        only when the stock could not be secured for an outage: without it, no money is taken.
+        """
+        if state.payment_status is PaymentStatus.REQUIRES_ACTION:
+            return await self._await_payment(session, state)
+        sid = session.session_id
+        try:
+            await self._call(lambda: self._g.inventory.confirm_reservations(sid))
+        except Unavailable:
+            async with self._uow() as tx:
+                await tx.sessions.save_progress(sid, SagaStep.SETTLE_PAYMENT, state)
+            raise
+        except DomainError as refusal:
+            log.warning("session %s: stock no longer held (%s); the payment is voided", sid, refusal.message)
+            return await self.fail(session, state, f"the reserved stock was released before payment: {refusal.message}")
+
+        outcome = await self._take_payment(session, state)
+        if outcome.order_status is OrderStatus.PAYMENT_FAILED:
+            return await self.fail(session, state, "the capture was refused", outcome.failed)
+        if state.promo_codes:
+            await self._attempt(outcome.failed, sid, Operation.CONFIRM_PROMOTION, {"reservation_ref": sid})
+        return await self._finish(session, state, outcome, CartStatus.CONVERTED)
+
+    async def _take_payment(self, session: Session, state: SagaState) -> _Outcome:
+        """Capture (or mark cash on delivery, or nothing to pay) and tell the order."""
+        sid, oid, pid = session.session_id, state.order_id, state.payment_id
+        failed: list[NewCompensation] = []
+        pending = _Outcome(OrderStatus(state.order_status or OrderStatus.PENDING_PAYMENT), PaymentStatus.AUTHORIZED)
+        if state.payment_status is PaymentStatus.CASH_ON_DELIVERY or session.payment_method == "cod":
+            status = await self._record(
+                failed, sid, oid, pid, outcome=PaymentOutcome.CASH_ON_DELIVERY, cause="cash on delivery"
+            )
+            return _Outcome(status or pending.order_status, PaymentStatus.CASH_ON_DELIVERY, failed)
+        if state.free:
+            status = await self._record(failed, sid, oid, "", outcome=PaymentOutcome.CAPTURED, cause="nothing to pay")
+            return _Outcome(status or pending.order_status, PaymentStatus.CAPTURED, failed)
+        try:
+            captured = await self._call(lambda: self._g.payment.capture(pid, oid))
+        except Unavailable as exc:
+            # The stock is confirmed; the capture is retried from the DLQ, which then tells the order.
+            failed.append(
+                NewCompensation(sid, Operation.CAPTURE_PAYMENT, {"payment_id": pid, "order_id": oid}, str(exc))
+            )
+            return _Outcome(pending.order_status, PaymentStatus.AUTHORIZED, failed)
+        except DomainError as refusal:
+            log.warning("session %s: capture refused: %s", sid, refusal.message)
+            return _Outcome(OrderStatus.PAYMENT_FAILED, PaymentStatus.FAILED, failed)
+        status = await self._record(failed, sid, oid, pid, outcome=PaymentOutcome.CAPTURED, cause="payment captured")
+        return _Outcome(status or pending.order_status, captured.status, failed)
+
+    async def _record(
+        self, failed: list[NewCompensation], sid: str, oid: str, pid: str, *, outcome: PaymentOutcome, cause: str
+    ) -> OrderStatus | None:
+        """Tell the order its payment outcome; the status it is in now (None when that is not known)."""
+        try:
+            ref = await self._call(lambda: self._g.order.record_payment(oid, pid, outcome, cause))
+        except Unavailable as exc:
+            payload = {"order_id": oid, "payment_id": pid, "outcome": outcome.value, "cause": cause}
+            failed.append(NewCompensation(sid, Operation.RECORD_PAYMENT, payload, str(exc)[:1000]))
+            return None
+        except DomainError as refusal:
+            # The order moved on without us (cancelled meanwhile): payment refunds or voids on its
+            # OrderCancelled event, so nothing is kept for an order that won't ship.
+            log.warning("session %s: order %s refused %s: %s", sid, oid, outcome.value, refusal.message)
+            return OrderStatus(refusal.metadata.get("status") or OrderStatus.CANCELLED)
+        return ref.status if ref.status is not OrderStatus.UNSPECIFIED else _RECORDED_STATUS[outcome]
+
+    async def _attempt(self, failed: list[NewCompensation], sid: str, op: Operation, payload: dict[str, Any]) -> None:
+        if (item := await self._compensator.attempt(sid, op, payload)) is not None:
+            failed.append(item)
+
+    async def _await_payment(self, session: Session, state: SagaState) -> ConfirmResult:
+        """The customer must act (3-D Secure): hold stock and promotion usage over the payment window."""
+        sid = session.session_id
+        window = self._policy.payment_window_seconds
+        try:
+            await self._call(lambda: self._g.inventory.extend_reservations(sid, window))
+        except Exception as exc:
+            # Not fatal: completion confirms the stock before capturing, and fails cleanly if it lapsed.
+            log.warning("session %s: reservations not extended over the payment window: %s", sid, exc)
+        state.order_status = OrderStatus.PENDING_PAYMENT
+        result = _result(session, state, OrderStatus.PENDING_PAYMENT, PaymentStatus.REQUIRES_ACTION)
+        async with self._uow() as tx:
+            moved = await tx.sessions.await_payment(
+                sid, state=state, order_id=state.order_id, result=result, window_seconds=window
+            )
+            current = None if moved else await tx.sessions.get(sid)
+        if current is not None and current.result is not None:
+            return current.result
+        return result
+
+    # --- the failure path ----------------------------------------------------------------
+
+    async def fail(
+        self, session: Session, state: SagaState, cause: str, failed: list[NewCompensation] | None = None
+    ) -> ConfirmResult:
+        """Undo whatever the saga did, in reverse: no hold, no reservation, no coupon use is left behind.
+
+        Voids the authorization (by its id, or by its key when the authorize call went unanswered),
+        releases the reservations and the promotion usage, and fails the order when one exists (its
+        OrderPaymentFailed event lets warehouse restock units already confirmed). The session ends
+        CANCELLED and its cart is ACTIVE again, so the customer can start checkout once more.
+        """
+        sid = session.session_id
+        failed = list(failed or [])
+        async with self._uow() as tx:
+            await tx.sessions.save_progress(sid, SagaStep.COMPENSATING, state)
+        reason = cause[:200]
+        if state.payment_status not in _NOTHING_HELD and (state.payment_id or state.authorize is not None):
+            void: dict[str, Any] = {"reason": reason}
+            if state.authorize is not None:
+                void["authorize_key"] = state.authorize.idempotency_key
+            if state.payment_id and state.payment_status is not PaymentStatus.PENDING:
+                void["payment_id"] = state.payment_id  # known: void exactly it, no lookup by key
+            await self._attempt(failed, sid, Operation.VOID_AUTHORIZATION, void)
+        await self._attempt(failed, sid, Operation.RELEASE_RESERVATIONS, {"reservation_ref": sid, "reason": reason})
+        if state.promo_codes:
+            await self._attempt(failed, sid, Operation.RELEASE_PROMOTION, {"reservation_ref": sid})
+        order_status = OrderStatus.UNSPECIFIED
+        if state.order_id:
+            recorded = await self._record(
+                failed, sid, state.order_id, state.payment_id, outcome=PaymentOutcome.FAILED, cause=cause
+            )
+            order_status = recorded or OrderStatus.PAYMENT_FAILED
+        paid = PaymentStatus.VOIDED if state.payment_id or state.authorize else PaymentStatus.UNSPECIFIED
+        if state.payment_status in _NOTHING_HELD:
+            paid = state.payment_status
+        outcome = _Outcome(order_status, paid, failed)
+        return await self._finish(session, state, outcome, CartStatus.ACTIVE, last_error=cause)
+
+    async def _finish(
+        self, session: Session, state: SagaState, outcome: _Outcome, cart_status: CartStatus, *, last_error: str = ""
+    ) -> ConfirmResult:
+        sid, oid = session.session_id, state.order_id
+        state.order_status, state.payment_status = outcome.order_status, outcome.payment_status
+        result = _result(session, state, outcome.order_status, outcome.payment_status)
+        converted = cart_status is CartStatus.CONVERTED
+        status = SessionStatus.COMPLETED if converted else SessionStatus.CANCELLED
+        step = SagaStep.DONE if converted else SagaStep.COMPENSATING
+        current: Session | None = None
+        async with self._uow() as tx:
+            for item in outcome.failed:
+                await tx.compensations.add(item)
+            finished = await tx.sessions.finish(
+                sid, status, step=step, state=state, order_id=oid, result=result if oid else None,
+                last_error=last_error[:1000],
+            )  # fmt: skip
+            if finished:
+                moved = await tx.carts.transition(session.cart_id, {CartStatus.CHECKOUT}, cart_status)
+                if moved and converted:
+                    await tx.add_event(
+                        "CartConverted",
+                        session.cart_id,
+                        {"cart_id": session.cart_id, "customer_id": session.customer_id, "order_id": oid,
+                         "session_id": sid},
+                    )  # fmt: skip
+                if converted:
+                    await tx.add_event("CheckoutCompleted", sid, _completed_event(session, result))
+            else:
+                current = await tx.sessions.get(sid)
+        if current is not None and current.result is not None:
+            return current.result  # another replica finished it first; its answer stands
+        return result
+
+
+def _result(session: Session, state: SagaState, order_status: OrderStatus, payment: PaymentStatus) -> ConfirmResult:
+    draft = state.order_draft
+    return ConfirmResult(
+        session_id=session.session_id,
+        order_id=state.order_id,
+        order_status=order_status.value,
+        payment_status=payment.value,
+        next_action_url=state.next_action_url if payment is PaymentStatus.REQUIRES_ACTION else "",
+        currency_code=session.currency_code,
+        grand_total_minor=draft.grand_total_minor if draft else 0,
+    )
+
+
+def _completed_event(session: Session, result: ConfirmResult) -> dict[str, Any]:
+    return {
+        "session_id": session.session_id,
+        "cart_id": session.cart_id,
+        "customer_id": session.customer_id,
+        "order_id": result.order_id,
+        "order_status": result.order_status,
+        "payment_status": result.payment_status,
+        "grand_total": {"currency_code": result.currency_code, "amount_minor": result.grand_total_minor},
+    }
