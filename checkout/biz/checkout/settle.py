@@ -86,7 +86,8 @@ class Settlement:
         outcome = await self._take_payment(session, state)
         if outcome.order_status is OrderStatus.PAYMENT_FAILED:
             return await self.fail(session, state, "the capture was refused", outcome.failed)
-        if state.promo_codes:
+        # An order cancelled meanwhile gets its coupon use back from promotion's OrderCancelled consumer.
+        if state.promo_codes and outcome.order_status is not OrderStatus.CANCELLED:
             await self._attempt(outcome.failed, sid, Operation.CONFIRM_PROMOTION, {"reservation_ref": sid})
         return await self._finish(session, state, outcome, CartStatus.CONVERTED)
 
