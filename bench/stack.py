@@ -85,7 +85,9 @@ def own_stack(
             endpoints = stack.start()
             log("migrating ...")
             migrate(endpoints.database_url)
-            env = mesh_env(endpoints, dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True)))
+            env = mesh_env(
+                endpoints, dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True)), data_dir=data_dir
+            )
             env.update(extra_env or {})
             mesh = Mesh(env, data_dir / "logs", log=log)
             cleanup.callback(mesh.stop)

@@ -171,6 +171,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 {name: _port(addr) for name, addr in settings.addrs.items()},
                 jwt_secret=settings.jwt_secret,
                 webhook_secret=settings.webhook_secret,
+                data_dir=data_dir,
             )
             mesh = Mesh(env, log_dir)
             cleanup.callback(mesh.stop)

@@ -84,6 +84,7 @@ def mesh_env(
     jwt_secret: str = DEV_JWT_SECRET,
     webhook_secret: str = DEV_WEBHOOK_SECRET,
     host: str = "127.0.0.1",
+    data_dir: Path | None = None,
 ) -> dict[str, str]:
     """The ``KASSA_*`` environment every process of the mesh reads ``infra.config.Settings`` from.
 
@@ -108,6 +109,9 @@ def mesh_env(
         "KASSA_PUBLIC_URL": f"http://{addrs['gateway']}",
     }
     env.update({f"KASSA_{name.upper()}_ADDR": addr for name, addr in addrs.items()})
+    if data_dir is not None:
+        # The sandbox provider's ledger lives beside the stack it belongs to, so a fresh stack gets a fresh one.
+        env["KASSA_SANDBOX_DB"] = str(data_dir / "sandbox" / "ledger.sqlite3")
     return env
 
 

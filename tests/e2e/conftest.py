@@ -72,7 +72,11 @@ def mesh_stack() -> Iterator[StackEndpoints]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def mesh(mesh_stack: StackEndpoints, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeshHandle]:
-    env = mesh_env(mesh_stack, dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True)))
+    env = mesh_env(
+        mesh_stack,
+        dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True)),
+        data_dir=tmp_path_factory.mktemp("mesh-data"),
+    )
     log_dir = tmp_path_factory.mktemp("mesh-logs")
     processes = Mesh(env, log_dir, log=lambda _: None)
     # Mesh is synchronous (it polls and sleeps); keep the session event loop free while it starts.
