@@ -23,7 +23,7 @@ from order.data.repo import SqlOrderRepo
 from order.data.tables import outbox
 from order.model.validation import Limits
 from order.service.servicer import OrderService, UseCases
-from order.worker.payment_events import PaymentEventConsumer
+from order.worker.payment_events import payment_event_consumer
 
 __all__ = ["bootstrap"]
 
@@ -38,7 +38,6 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
 
     publisher = OutboxPublisher(engine, outbox, js)
     repo = SqlOrderRepo(engine, on_commit=publisher.notify)
-    record_payment = RecordPayment(repo)
     use_cases = UseCases(
         create_order=CreateOrder(
             repo, Limits(max_lines=settings.max_cart_items, max_quantity=settings.max_item_quantity)
@@ -46,11 +45,11 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
         get_order=GetOrder(repo),
         list_orders=ListOrders(repo),
         cancel_order=CancelOrder(repo),
-        record_payment=record_payment,
+        record_payment=RecordPayment(repo),
         update_fulfillment=UpdateFulfillment(repo),
         get_order_timeline=GetOrderTimeline(repo),
     )
-    consumer = PaymentEventConsumer(js, ApplyPaymentEvent(repo, record_payment))
+    consumer = payment_event_consumer(js, ApplyPaymentEvent(repo))
     return App(
         registrations=[
             Registration(add_OrderServiceServicer_to_server, OrderService(use_cases), "kassa.order.v1.OrderService")

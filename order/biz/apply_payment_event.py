@@ -1,4 +1,10 @@
-"""Apply a payment service event (PaymentCaptured / PaymentFailed) to its order."""
+"""ApplyPaymentEvent: what the payment service tells about an order's payment, applied once.
+
+Consumes PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentVoided and PaymentRefunded
+(``kassa.payment.<Type>``, payload ``payment/model/payment.py:event_data``). Each records the
+order's payment status, if it moves it forward, with a timeline entry; PaymentCaptured and
+PaymentFailed also settle an order still waiting in PENDING_PAYMENT, as RecordPayment does.
+"""
 
 from __future__ import annotations
 
@@ -7,81 +13,196 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from infra.errors import FailedPrecondition, NotFound
-from order.biz.ports import InboxClaim, OrderRepo
-from order.biz.record_payment import RecordPayment
-from order.model.order import PaymentOutcome
+from infra.money import Money
+from order.biz.ports import InboxClaim, OrderRepo, Transition
+from order.model.events import EVENT_FOR_STATUS
+from order.model.order import OrderStatus, PaymentOutcome, PaymentStatus
+from order.model.status import payment_target
 
-__all__ = ["CONSUMER", "EVENT_OUTCOMES", "ApplyPaymentEvent", "EventDisposition", "PaymentEvent"]
+__all__ = ["CONSUMER", "EVENT_TYPES", "ApplyPaymentEvent", "EventDisposition", "PaymentEvent", "PaymentEventType"]
 
 log = logging.getLogger("kassa.order.payments")
 
 CONSUMER = "order-payments"
-EVENT_OUTCOMES = {"PaymentCaptured": PaymentOutcome.CAPTURED, "PaymentFailed": PaymentOutcome.FAILED}
+
+
+class PaymentEventType(StrEnum):
+    AUTHORIZED = "PaymentAuthorized"
+    CAPTURED = "PaymentCaptured"
+    FAILED = "PaymentFailed"
+    VOIDED = "PaymentVoided"
+    REFUNDED = "PaymentRefunded"
+
+
+EVENT_TYPES = tuple(t.value for t in PaymentEventType)
+
+T, P = PaymentEventType, PaymentStatus
+# The payment statuses each event may report; the first is assumed when it reports none of them.
+_REPORTS: dict[PaymentEventType, tuple[PaymentStatus, ...]] = {
+    T.AUTHORIZED: (P.AUTHORIZED,),
+    T.CAPTURED: (P.CAPTURED,),
+    T.FAILED: (P.FAILED, P.DECLINED),
+    T.VOIDED: (P.VOIDED,),
+    T.REFUNDED: (P.REFUNDED, P.PARTIALLY_REFUNDED),
+}
+# Events that settle an order waiting for its payment (RecordPayment's outcomes).
+_OUTCOMES = {T.CAPTURED: PaymentOutcome.CAPTURED, T.FAILED: PaymentOutcome.FAILED}
+_MAX_DETAIL = 200
+
+
+def _money(raw: Any) -> Money | None:
+    if not isinstance(raw, dict):
+        return None
+    currency, amount = raw.get("currency_code"), raw.get("amount_minor")
+    if not isinstance(currency, str) or not currency or not isinstance(amount, int) or isinstance(amount, bool):
+        return None
+    return Money(currency, amount)
+
+
+def _int(raw: Any) -> int | None:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentEvent:
-    """The part of a payment event envelope this consumer needs."""
+    """One payment event, as this consumer reads it.
+
+    ``status`` is the payment's status after the change; ``amount`` what the event moved (authorized,
+    captured or refunded; None when it does not say); ``detail`` a failure code or void reason.
+    """
 
     event_id: str
-    event_type: str
-    data: dict[str, Any]
+    event_type: PaymentEventType
+    payment_id: str
+    order_id: str
+    order_ref: str
+    status: PaymentStatus
+    amount: Money | None = None
+    detail: str = ""
 
     @staticmethod
-    def from_envelope(envelope: Any) -> PaymentEvent | None:
-        """None for a message that is not a well-formed payment event envelope."""
-        if not isinstance(envelope, dict):
+    def from_data(event_id: str, event_type: str, data: dict[str, Any]) -> PaymentEvent | None:
+        """None for an event this consumer cannot use (unknown type, no payment id)."""
+        try:
+            kind = PaymentEventType(event_type)
+        except ValueError:
             return None
-        event_id, event_type, data = envelope.get("event_id"), envelope.get("event_type"), envelope.get("data")
-        if not isinstance(event_id, str) or not event_id or event_type not in EVENT_OUTCOMES:
+        payment_id = data.get("payment_id")
+        if not isinstance(payment_id, str) or not payment_id:
             return None
-        if not isinstance(data, dict):
-            return None
-        return PaymentEvent(event_id=event_id, event_type=event_type, data=data)
+        reports = _REPORTS[kind]
+        try:
+            status = PaymentStatus(str(data.get("status") or ""))
+        except ValueError:
+            status = reports[0]
+        if status not in reports:
+            status = reports[0]
+        authorized = _money(data.get("amount"))
+        amount: Money | None = None
+        if kind == T.AUTHORIZED:
+            amount = authorized
+        elif kind == T.CAPTURED:
+            captured = _int(data.get("captured_minor"))
+            amount = _money(data.get("captured_amount")) or (
+                Money(authorized.currency_code, captured) if authorized and captured is not None else None
+            )
+        elif kind == T.REFUNDED:
+            amount = _money(data.get("refund_amount"))
+        detail = data.get("failure_code") or data.get("reason") or ""
+        return PaymentEvent(
+            event_id=event_id,
+            event_type=kind,
+            payment_id=payment_id,
+            order_id=str(data.get("order_id") or ""),
+            order_ref=str(data.get("order_ref") or ""),
+            status=status,
+            amount=amount,
+            detail=str(detail)[:_MAX_DETAIL],
+        )
+
+    @property
+    def cause(self) -> str:
+        """The timeline entry: "payment captured 30.00 USD", "payment refunded 5.00 USD (partial)"."""
+        verb = {
+            T.AUTHORIZED: "authorized",
+            T.CAPTURED: "captured",
+            T.FAILED: "declined" if self.status == P.DECLINED else "failed",
+            T.VOIDED: "voided",
+            T.REFUNDED: "refunded",
+        }[self.event_type]
+        text = f"payment {verb}"
+        if self.amount is not None:
+            text += f" {self.amount}"
+        if self.status == P.PARTIALLY_REFUNDED:
+            text += " (partial)"
+        if self.detail:
+            text += f": {self.detail}"
+        return text
 
 
 class EventDisposition(StrEnum):
     """What the consumer did with an event; every disposition is acked."""
 
-    APPLIED = "applied"
+    APPLIED = "applied"  # the order's status moved (and its payment status was recorded)
+    RECORDED = "recorded"  # the payment status and a timeline entry, the order's status unchanged
+    STALE = "stale"  # a late event: the order's payment is already further along
+    DUPLICATE = "duplicate"
     NO_ORDER = "no_order"
-    CONFLICT = "conflict"
+    CONFLICT = "conflict"  # an event for another payment than the order's
 
 
 class ApplyPaymentEvent:
-    """Async payment methods (3-D Secure) complete after ConfirmCheckout returned. Invariant 5: the
-    event's effect and its inbox claim commit together, so a redelivered (or republished) event is
-    applied once; invariant 2 as in :class:`RecordPayment`."""
+    """Protects invariant 5 (no event applied twice): the payment status, the timeline entry, any
+    status change with its outbox event, and the inbox claim commit in one statement's transaction,
+    so a redelivered (or republished) event has no second effect. Invariant 2 as RecordPayment: only
+    a PENDING_PAYMENT order is confirmed or failed, and only by its own payment. Invariant 3: a capture
+    reported for an order cancelled meanwhile never un-cancels it; the order shows CAPTURED, and payment
+    refunds it on OrderCancelled. A late event never moves the payment status backwards.
 
-    def __init__(self, repo: OrderRepo, record_payment: RecordPayment) -> None:
+    An event for an order that does not exist yet is acked (NO_ORDER): checkout records the outcome
+    itself when it places the order.
+    """
+
+    def __init__(self, repo: OrderRepo) -> None:
         self._repo = repo
-        self._record = record_payment
 
     async def __call__(self, event: PaymentEvent) -> EventDisposition:
-        data = event.data
-        order_id = str(data.get("order_id") or "")
+        order_id = event.order_id
+        if not order_id and event.order_ref:
+            order_id = await self._repo.find_id_by_session(event.order_ref) or ""
         if not order_id:
-            session_id = str(data.get("order_ref") or data.get("checkout_session_id") or "")
-            order_id = (await self._repo.find_id_by_session(session_id) if session_id else None) or ""
-        if not order_id:
-            # Checkout records the outcome itself when it creates the order later.
             return EventDisposition.NO_ORDER
-        outcome = EVENT_OUTCOMES[event.event_type]
-        payment_id = str(data.get("payment_id") or "")
-        detail = str(data.get("failure_code") or data.get("reason") or "")
-        cause = f"{event.event_type} {payment_id}".strip() + (f": {detail}" if detail else "")
-        try:
-            await self._record(
-                order_id,
-                outcome,
-                payment_id=payment_id,
-                cause=cause,
+        outcome = _OUTCOMES.get(event.event_type)
+        target = payment_target(outcome) if outcome is not None else None
+        result = await self._repo.transition(
+            Transition(
+                order_id=order_id,
+                cause=event.cause,
+                sources=frozenset({OrderStatus.PENDING_PAYMENT}) if target else frozenset(),
+                target=target,
+                event_type=EVENT_FOR_STATUS[target] if target else "",
+                payment_id=event.payment_id,
+                payment_outcome=outcome,
+                payment_status=event.status,
                 inbox=InboxClaim(consumer=CONSUMER, event_id=event.event_id),
             )
-        except NotFound:
+        )
+        order = result.order
+        if order is None:
             return EventDisposition.NO_ORDER
-        except FailedPrecondition as exc:
-            log.error("payment event %s conflicts with order %s: %s", event.event_id, order_id, exc.message)
+        if result.duplicate:
+            return EventDisposition.DUPLICATE
+        if result.applied:
+            return EventDisposition.APPLIED
+        if result.recorded:
+            return EventDisposition.RECORDED
+        if order.payment_id and order.payment_id != event.payment_id:
+            log.error(
+                "payment event %s is for payment %s, but order %s has payment %s",
+                event.event_id,
+                event.payment_id,
+                order.order_id,
+                order.payment_id,
+            )
             return EventDisposition.CONFLICT
-        return EventDisposition.APPLIED
+        return EventDisposition.STALE

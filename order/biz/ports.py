@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from order.model.order import NewOrder, Order, OrderStatus, PaymentOutcome, StatusChange
+from order.model.order import NewOrder, Order, OrderStatus, PaymentOutcome, PaymentStatus, StatusChange
 
 __all__ = ["Caller", "InboxClaim", "OrderRepo", "PageCursor", "Transition", "TransitionResult"]
 
@@ -30,19 +30,26 @@ class InboxClaim:
 @dataclass(frozen=True, slots=True)
 class Transition:
     """Move ``order_id`` from one of ``sources`` to ``target`` (a conditional UPDATE), recording
-    the history entry and the ``event_type`` outbox event in the same transaction.
+    the history entry ``cause`` and the ``event_type`` outbox event in the same transaction.
 
     A non-empty ``payment_id`` is stored, and the update applies only if the order has no payment
     id yet or has this one (a second, different payment never confirms the same order).
+
+    With ``payment_status`` (a payment event) the order's payment status is recorded too, if it moves
+    it forward (``order.model.payment_status``); the update then applies when either the status moves
+    or the payment status is recorded, the history entry keeps the status the order ends in, and the
+    outbox event is written only if the status moved. Without a ``target`` only the payment status is
+    considered.
     """
 
     order_id: str
-    sources: frozenset[OrderStatus]
-    target: OrderStatus
     cause: str
-    event_type: str
+    sources: frozenset[OrderStatus] = frozenset()
+    target: OrderStatus | None = None
+    event_type: str = ""
     payment_id: str = ""
     payment_outcome: PaymentOutcome | None = None
+    payment_status: PaymentStatus | None = None
     tracking_number: str = ""
     inbox: InboxClaim | None = None
 
@@ -51,12 +58,14 @@ class Transition:
 class TransitionResult:
     """``order`` is the order after the attempt (None if it does not exist).
 
-    ``applied``: this call moved it. ``duplicate``: the inbox had already seen the event, nothing done.
+    ``applied``: this call moved its status. ``recorded``: this call recorded its ``payment_status``.
+    ``duplicate``: the inbox had already seen the event, nothing done.
     """
 
     order: Order | None
     applied: bool
     duplicate: bool = False
+    recorded: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra.errors import FailedPrecondition, NotFound
-from order.biz.ports import InboxClaim, OrderRepo, Transition
+from order.biz.ports import OrderRepo, Transition
 from order.model.events import EVENT_FOR_STATUS
 from order.model.order import Order, OrderStatus, PaymentOutcome
 from order.model.status import ORDER_STATUS_CONFLICT, payment_target
@@ -14,8 +14,9 @@ __all__ = ["RecordPayment"]
 class RecordPayment:
     """Protects invariant 2 (no double charge): only a PENDING_PAYMENT order moves, by a conditional
     UPDATE, so the outcome is applied once; a repeat of the same outcome is a no-op, and a different
-    outcome or a second payment id is refused. Invariant 5: the history entry, the OrderConfirmed /
-    OrderPaymentFailed event and (for events) the inbox claim commit with the status change."""
+    outcome or a second payment id is refused (a cancelled order stays cancelled: ORDER_STATUS_CONFLICT).
+    Invariant 5: the history entry and the OrderConfirmed / OrderPaymentFailed event commit with the
+    status change. Payment events settle an order by the same rule in :class:`ApplyPaymentEvent`."""
 
     def __init__(self, repo: OrderRepo) -> None:
         self._repo = repo
@@ -27,7 +28,6 @@ class RecordPayment:
         *,
         payment_id: str = "",
         cause: str = "",
-        inbox: InboxClaim | None = None,
     ) -> Order:
         target = payment_target(outcome)
         result = await self._repo.transition(
@@ -39,13 +39,12 @@ class RecordPayment:
                 event_type=EVENT_FOR_STATUS[target],
                 payment_id=payment_id,
                 payment_outcome=outcome,
-                inbox=inbox,
             )
         )
         order = result.order
         if order is None:
             raise NotFound(f"order {order_id} not found")
-        if result.applied or result.duplicate:
+        if result.applied:
             return order
         same_payment = not payment_id or order.payment_id == payment_id
         if order.payment_outcome == outcome and same_payment:

@@ -38,6 +38,7 @@ from order.model.order import (
     StatusChange,
     Totals,
 )
+from order.model.payment_status import payment_sources_of
 
 __all__ = ["SqlOrderRepo"]
 
@@ -191,6 +192,32 @@ _CREATE = _create_stmt()
 # -- a status transition, its history entry (and inbox claim) in one statement -------------------
 
 
+def _claim_cte() -> sa.CTE:
+    return (
+        insert(inbox)
+        .values(consumer=sa.bindparam("t_consumer", type_=sa.Text), event_id=sa.bindparam("t_event_id", type_=sa.Text))
+        .on_conflict_do_nothing()
+        .returning(inbox.c.event_id)
+        .cte("claim")
+    )
+
+
+def _with_entry(updated: sa.CTE, claimed: sa.Exists | None, *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """Select the updated order with its lines and discounts (and ``claimed`` first), after writing
+    its history entry."""
+    entry = history.insert().from_select(
+        ["order_id", "status", "cause"],
+        sa.select(updated.c.order_id, updated.c.status, sa.bindparam("t_cause", type_=sa.Text)),
+    )
+    columns = (*updated.c, *_children(updated.c.order_id))
+    if claimed is None:
+        return sa.select(*columns).add_cte(entry.cte("entry"))
+    flag = sa.select(claimed.label("claimed")).subquery("flag")
+    return (
+        sa.select(flag.c.claimed, *columns).select_from(flag.outerjoin(updated, sa.true())).add_cte(entry.cte("entry"))
+    )
+
+
 @functools.cache
 def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: bool) -> sa.Select[Any]:
     """``UPDATE orders … WHERE status = ANY(:sources)`` plus its history entry; the updated order with
@@ -211,29 +238,55 @@ def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: boo
         values["tracking_number"] = sa.bindparam("t_tracking_number", type_=sa.Text)
     claimed = None
     if claim:
-        new_claim = (
-            insert(inbox)
-            .values(
-                consumer=sa.bindparam("t_consumer", type_=sa.Text), event_id=sa.bindparam("t_event_id", type_=sa.Text)
-            )
-            .on_conflict_do_nothing()
-            .returning(inbox.c.event_id)
-            .cte("claim")
-        )
-        claimed = sa.exists(sa.select(new_claim.c.event_id))
+        claimed = sa.exists(sa.select(_claim_cte().c.event_id))
         where.append(claimed)
     updated = orders.update().where(*where).values(values).returning(*orders.c).cte("updated")
-    entry = history.insert().from_select(
-        ["order_id", "status", "cause"],
-        sa.select(updated.c.order_id, updated.c.status, sa.bindparam("t_cause", type_=sa.Text)),
+    return _with_entry(updated, claimed)
+
+
+@functools.cache
+def _payment_news_stmt(*, move: bool, payment: bool, claim: bool) -> sa.Select[Any]:
+    """A payment event: record ``:ps`` if the order's payment status is one of ``:ps_sources``, and
+    (``move``) take the order from ``:sources`` to ``:target``; either one applies the update and its
+    history entry. The row is locked first (``cur``) so the update knows the status it started from:
+    ``moved`` and ``recorded`` come back with the order (no order columns: nothing applied)."""
+    claimed = sa.exists(sa.select(_claim_cte().c.event_id)) if claim else None
+    cur_where: list[sa.ColumnElement[bool]] = [
+        orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type)
+    ]
+    if claimed is not None:
+        cur_where.append(claimed)
+    cur = (
+        sa.select(orders.c.order_id, orders.c.status, orders.c.payment_id, orders.c.payment_status)
+        .where(*cur_where)
+        .with_for_update()
+        .cte("cur")
     )
-    columns = (*updated.c, *_children(updated.c.order_id))
-    if claimed is None:
-        return sa.select(*columns).add_cte(entry.cte("entry"))
-    flag = sa.select(claimed.label("claimed")).subquery("flag")
-    return (
-        sa.select(flag.c.claimed, *columns).select_from(flag.outerjoin(updated, sa.true())).add_cte(entry.cte("entry"))
+    same_payment: sa.ColumnElement[bool] = sa.true()
+    values: dict[str, Any] = {"updated_at": sa.func.now()}
+    if payment:
+        payment_id = sa.bindparam("t_payment_id", type_=sa.Text)
+        same_payment = sa.or_(cur.c.payment_id == "", cur.c.payment_id == payment_id)
+        values["payment_id"] = payment_id
+    records = sa.and_(cur.c.payment_status == sa.any_(_param("t_ps_sources", _TEXTS)), same_payment)
+    moves: sa.ColumnElement[bool] = sa.false()
+    if move:
+        moves = sa.and_(cur.c.status == sa.any_(_param("t_sources", _TEXTS)), same_payment)
+        values["status"] = sa.case((moves, sa.bindparam("t_target", type_=sa.Text)), else_=orders.c.status)
+        values["payment_outcome"] = sa.case(
+            (moves, sa.bindparam("t_payment_outcome", type_=sa.Text)), else_=orders.c.payment_outcome
+        )
+    values["payment_status"] = sa.case(
+        (records, sa.bindparam("t_payment_status", type_=sa.Text)), else_=orders.c.payment_status
     )
+    updated = (
+        orders.update()
+        .where(orders.c.order_id == cur.c.order_id, sa.or_(moves, records))
+        .values(values)
+        .returning(*orders.c, moves.label("moved"), records.label("recorded"))
+        .cte("updated")
+    )
+    return _with_entry(updated, claimed)
 
 
 class SqlOrderRepo:
@@ -340,21 +393,33 @@ class SqlOrderRepo:
         if oid is None:
             return TransitionResult(order=None, applied=False)
         claim = transition.inbox
-        stmt = _transition_stmt(
-            payment=bool(transition.payment_id),
-            outcome=transition.payment_outcome is not None,
-            tracking=bool(transition.tracking_number),
-            claim=claim is not None,
-        )
+        target = transition.target
+        news = transition.payment_status is not None
+        if news:
+            stmt = _payment_news_stmt(
+                move=target is not None, payment=bool(transition.payment_id), claim=claim is not None
+            )
+        elif target is not None:
+            stmt = _transition_stmt(
+                payment=bool(transition.payment_id),
+                outcome=transition.payment_outcome is not None,
+                tracking=bool(transition.tracking_number),
+                claim=claim is not None,
+            )
+        else:
+            raise ValueError("a transition needs a target status or a payment status")
         params: dict[str, Any] = {
             "t_order_id": oid,
             "t_sources": [s.value for s in transition.sources],
-            "t_target": transition.target.value,
+            "t_target": target.value if target else None,
             "t_payment_id": transition.payment_id,
             "t_payment_outcome": transition.payment_outcome.value if transition.payment_outcome else None,
             "t_tracking_number": transition.tracking_number,
             "t_cause": transition.cause,
         }
+        if transition.payment_status is not None:
+            params["t_payment_status"] = transition.payment_status.value
+            params["t_ps_sources"] = [s.value for s in payment_sources_of(transition.payment_status)]
         if claim is not None:
             params["t_consumer"], params["t_event_id"] = claim.consumer, claim.event_id
         async with self._engine.begin() as conn:
@@ -365,16 +430,19 @@ class SqlOrderRepo:
                 # Not moved: read the order again in a new statement, which sees what the update saw.
                 return TransitionResult(order=await _load(conn, oid), applied=False)
             updated = _order(row)
-            await add_event(
-                conn,
-                outbox,
-                service=SERVICE,
-                event_type=transition.event_type,
-                aggregate_id=updated.order_id,
-                data=event_data(updated, transition.cause),
-            )
-        self._on_commit()
-        return TransitionResult(order=updated, applied=True)
+            moved = row.moved if news else True
+            if moved:
+                await add_event(
+                    conn,
+                    outbox,
+                    service=SERVICE,
+                    event_type=transition.event_type,
+                    aggregate_id=updated.order_id,
+                    data=event_data(updated, transition.cause),
+                )
+        if moved:
+            self._on_commit()
+        return TransitionResult(order=updated, applied=moved, recorded=bool(news and row.recorded))
 
 
 async def _load(conn: AsyncConnection, order_id: uuid.UUID) -> Order | None:

@@ -19,12 +19,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from infra.config import Settings
 from infra.db import create_engine
 from infra.money import Money
-from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent
+from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent, PaymentEventType
 from order.biz.create_order import CreateOrder
 from order.biz.record_payment import RecordPayment
 from order.data.repo import SqlOrderRepo
 from order.data.tables import history, inbox, order_discounts, order_lines, outbox
-from order.model.order import Address, NewOrder, OrderDiscount, OrderLine, OrderStatus, PaymentOutcome, Totals
+from order.model.order import (
+    Address,
+    NewOrder,
+    OrderDiscount,
+    OrderLine,
+    OrderStatus,
+    PaymentOutcome,
+    PaymentStatus,
+    Totals,
+)
 from order.model.validation import Limits
 
 pytestmark = pytest.mark.integration
@@ -40,6 +49,18 @@ async def counted(settings: Settings) -> AsyncIterator[tuple[SqlOrderRepo, Round
 
 def usd(amount: int) -> Money:
     return Money("USD", amount)
+
+
+def captured(payment_id: str, order_id: str) -> PaymentEvent:
+    return PaymentEvent(
+        str(uuid.uuid4()),
+        PaymentEventType.CAPTURED,
+        payment_id,
+        order_id,
+        "",
+        PaymentStatus.CAPTURED,
+        usd(3400),
+    )
 
 
 def new_order(session_id: str, customer_id: str, payment_id: str) -> NewOrder:
@@ -76,7 +97,7 @@ async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
 ) -> None:
     repo, trips, engine = counted
     create, record = CreateOrder(repo, Limits()), RecordPayment(repo)
-    apply = ApplyPaymentEvent(repo, record)
+    apply = ApplyPaymentEvent(repo)
     session_id, payment_id = unique("sess"), unique("pay")
     new = new_order(session_id, customer_id, payment_id)
     trips.take()
@@ -113,19 +134,28 @@ async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
     assert confirmed.lines == new.lines and confirmed.discounts == new.discounts
 
     # The payment service's event for the same capture arrives after checkout recorded it.
-    event = PaymentEvent(str(uuid.uuid4()), "PaymentCaptured", {"payment_id": payment_id, "order_id": order.order_id})
-    assert await apply(event) == EventDisposition.APPLIED
-    # Inbox claim + (no-op) update, then the order as it is.
-    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
-    assert await apply(event) == EventDisposition.APPLIED
+    event = captured(payment_id, order.order_id)
+    assert await apply(event) == EventDisposition.RECORDED
+    # Inbox claim + payment status + timeline entry in one statement; no status change, no outbox event.
+    assert trips.take() == Trips(statements=1, transactions=1, commits=1)
+    assert await apply(event) == EventDisposition.DUPLICATE
+    # The claim finds the event seen, then the order as it is.
     assert trips.take() == Trips(statements=2, transactions=1, commits=1)
 
-    entries = await rows(engine, sa.select(history.c.status).where(history.c.order_id == oid).order_by(history.c.id))
-    assert [r.status for r in entries] == ["PENDING_PAYMENT", "CONFIRMED"]
+    entries = await rows(
+        engine, sa.select(history.c.status, history.c.cause).where(history.c.order_id == oid).order_by(history.c.id)
+    )
+    assert [(r.status, r.cause) for r in entries] == [
+        ("PENDING_PAYMENT", "order placed at checkout"),
+        ("CONFIRMED", "payment captured"),
+        ("CONFIRMED", "payment captured 34.00 USD"),
+    ]
     events = await rows(engine, sa.select(outbox.c.event_type).where(outbox.c.aggregate_id == order.order_id))
     assert sorted(r.event_type for r in events) == ["OrderConfirmed", "OrderCreated"]
     claims = await rows(engine, sa.select(inbox.c.event_id).where(inbox.c.event_id == event.event_id))
     assert len(claims) == 1
+    got = await repo.get(order.order_id)
+    assert got is not None and got.payment_status == PaymentStatus.CAPTURED
 
 
 async def test_a_payment_event_first_confirms_in_one_statement_with_its_claim(
@@ -133,18 +163,19 @@ async def test_a_payment_event_first_confirms_in_one_statement_with_its_claim(
 ) -> None:
     repo, trips, engine = counted
     record = RecordPayment(repo)
-    apply = ApplyPaymentEvent(repo, record)
+    apply = ApplyPaymentEvent(repo)
     payment_id = unique("pay")
     order, _ = await CreateOrder(repo, Limits())(new_order(unique("sess"), customer_id, payment_id))
     trips.take()
 
-    event = PaymentEvent(str(uuid.uuid4()), "PaymentCaptured", {"payment_id": payment_id, "order_id": order.order_id})
+    event = captured(payment_id, order.order_id)
     assert await apply(event) == EventDisposition.APPLIED
-    # Claim + status + history, then the outbox event.
+    # Claim + status + payment status + history, then the outbox event.
     assert trips.take() == Trips(statements=2, transactions=1, commits=1)
     got = await repo.get(order.order_id)
     assert trips.take() == Trips(statements=1, autocommit=1)  # one statement, no transaction
     assert got is not None and got.status == OrderStatus.CONFIRMED and got.payment_outcome == PaymentOutcome.CAPTURED
+    assert got.payment_status == PaymentStatus.CAPTURED
     assert got.lines == order.lines and got.discounts == order.discounts
 
     # Checkout's own RecordPayment comes second: same outcome, a no-op.
