@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -214,3 +215,131 @@ async def wait_for_event(nats_url: str, subject: str, match: str, wait_seconds: 
         raise AssertionError(f"no {subject} event for {match} within {wait_seconds}s")
     finally:
         await nc.close()
+
+
+# -- payments: the sandbox provider's ledger, webhooks, polling ---------------------------------------
+
+
+async def eventually(probe: Any, *, within: float = 30.0, interval: float = 0.25, what: str = "a condition") -> Any:
+    """Call the async ``probe`` until it returns something truthy; that value, or AssertionError at the deadline.
+
+    A bounded wait for work the mesh does in the background (webhooks, outbox consumers, workers);
+    the assertion is on the state reached, never on how long it took.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last: Any = None
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not happen within {within:.0f}s; last seen: {last!r}")
+        await asyncio.sleep(interval)
+
+
+class Sandbox:
+    """The sandbox payment provider's own HTTP API: its ledger and its 3-D Secure pages."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=30, trust_env=False)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def intent(self, intent_id: str) -> dict[str, Any]:
+        resp = await self.http.get(f"/v1/payment_intents/{intent_id}")
+        resp.raise_for_status()
+        return dict(resp.json())
+
+    async def all_intents(self) -> list[dict[str, Any]]:
+        """Every intent in the ledger, newest first, following the pagination cursor."""
+        out: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if cursor:
+                params["starting_after"] = cursor
+            resp = await self.http.get("/v1/payment_intents", params=params)
+            resp.raise_for_status()
+            page = resp.json()
+            out.extend(page["data"])
+            if not page["has_more"] or not page["data"]:
+                return out
+            cursor = page["data"][-1]["id"]
+
+    async def intents_of_session(self, session_id: str) -> list[dict[str, Any]]:
+        return [i for i in await self.all_intents() if i.get("metadata", {}).get("kassa_session_id") == session_id]
+
+    async def complete_3ds(self, intent_id: str) -> dict[str, Any]:
+        resp = await self.http.post(f"/v1/3ds/{intent_id}/complete")
+        resp.raise_for_status()
+        return dict(resp.json())
+
+    async def fail_3ds(self, intent_id: str) -> dict[str, Any]:
+        resp = await self.http.post(f"/v1/3ds/{intent_id}/fail")
+        resp.raise_for_status()
+        return dict(resp.json())
+
+
+def intent_id_of(next_action_url: str) -> str:
+    """The sandbox intent id in a 3-D Secure ``nextActionUrl`` (``…/v1/3ds/<intent id>``)."""
+    assert "/v1/3ds/" in next_action_url, next_action_url
+    return next_action_url.rsplit("/v1/3ds/", 1)[1].split("/", 1)[0].split("?", 1)[0]
+
+
+async def post_webhook(
+    mesh: Any, event: dict[str, Any], *, secret: str | None = None, signature: str | None = None
+) -> httpx.Response:
+    """POST a provider event to the gateway's webhook route, signed as the sandbox signs (or as given)."""
+    from infra.webhook_signature import SIGNATURE_HEADER, sign
+
+    body = json.dumps(event, separators=(",", ":")).encode()
+    header = signature if signature is not None else sign(secret or mesh.env["KASSA_WEBHOOK_SECRET"], body)
+    async with httpx.AsyncClient(base_url=mesh.gateway_url, timeout=30, trust_env=False) as http:
+        return await http.post(
+            "/v1/payments/webhooks/sandbox",
+            content=body,
+            headers={SIGNATURE_HEADER: header, "Content-Type": "application/json"},
+        )
+
+
+def provider_event(event_type: str, intent: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    """A provider event shaped as the sandbox sends it."""
+    return {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": {"object": intent},
+    }
+
+
+async def payment_of(mesh: Any, payment_id: str) -> Any:
+    """The payment as the payment service holds it (GetPayment over gRPC, as an admin)."""
+    from kassa.payment.v1 import payment_service_pb2 as pay_pb
+    from kassa.payment.v1 import payment_service_pb2_grpc as pay_grpc
+
+    async with grpc.aio.insecure_channel(mesh.addr("payment")) as ch:
+        resp = await pay_grpc.PaymentServiceStub(ch).GetPayment(
+            pay_pb.GetPaymentRequest(payment_id=payment_id),
+            metadata=(("authorization", f"Bearer {mesh.admin_token}"),),
+            timeout=10,
+        )
+    return resp.payment
+
+
+async def make_promotion(mesh: Any, **fields: Any) -> str:
+    """A promotion created through the admin route; ``fields`` are REST (camelCase) Promotion fields."""
+    code = f"E2E{uuid.uuid4().hex[:8].upper()}"
+    admin = Rest(mesh.gateway_url, mesh.admin_token)
+    try:
+        await admin.call(
+            "POST",
+            "/v1/admin/promotions",
+            {"promotion": {"code": code, "name": f"promotion {code}", "currencyCode": "USD", **fields}},
+        )
+    finally:
+        await admin.close()
+    return code
