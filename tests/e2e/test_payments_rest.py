@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from e2e.support import (
     Rest,
+    RestError,
     Sandbox,
     confirm,
     eventually,
@@ -316,3 +317,154 @@ async def wait_for_outbox_quiet(client: Rest, order_id: str) -> None:
         return stable >= 4
 
     await eventually(probe, within=SETTLE_SECONDS, interval=0.3, what="the order timeline settling")
+
+
+async def admin_fulfil(mesh: Any, order_id: str, status: str) -> None:
+    """An admin moves an order through fulfilment (UpdateFulfillment has no REST route: gRPC, admin token)."""
+    import grpc
+
+    from kassa.order.v1 import order_pb2
+    from kassa.order.v1 import order_service_pb2 as order_pb
+    from kassa.order.v1 import order_service_pb2_grpc as order_grpc
+
+    async with grpc.aio.insecure_channel(mesh.addr("order")) as ch:
+        await order_grpc.OrderServiceStub(ch).UpdateFulfillment(
+            order_pb.UpdateFulfillmentRequest(order_id=order_id, status=order_pb2.OrderStatus.Value(status)),
+            metadata=(("authorization", f"Bearer {mesh.admin_token}"),),
+            timeout=10,
+        )
+
+
+async def cancel(client: Rest, order_id: str, reason: str = "changed my mind") -> dict[str, Any]:
+    return dict((await client.call("POST", f"/v1/orders/{order_id}:cancel", {"reason": reason}))["order"])
+
+
+async def test_cancel_a_confirmed_order_refunds_restocks_and_gives_the_coupon_back(mesh: Any, sandbox: Sandbox) -> None:
+    skus = await make_catalog(mesh, n=2, on_hand=4)
+    probe = (await make_catalog(mesh, n=1))[0]
+    coupon = await make_coupon(mesh, usage_limit=1)
+    before = await stock_of(mesh, skus)
+    client = Rest(mesh.gateway_url)
+    try:
+        await client.guest()
+        s = await ready_session(client, await fill_cart(client, skus, [1, 3]), codes=[coupon])
+        result = await confirm(client, s["session_id"], s["preview"]["grandTotal"])
+        assert result["orderStatus"] == CONFIRMED
+        order_id = result["orderId"]
+        order = await order_of(client, order_id)
+        intent_id = (await payment_of(mesh, order["paymentId"])).provider_payment_id
+        grand = int(order["totals"]["grandTotal"]["amountMinor"])
+        assert (await sandbox.intent(intent_id))["amount_received"] == grand
+        assert not await coupon_applies(client, probe, coupon)
+
+        cancelled = await cancel(client, order_id)
+        assert cancelled["status"] == CANCELLED
+        order = await order_reaches(client, order_id, CANCELLED, "PAYMENT_STATUS_REFUNDED")
+        intent = await eventually(
+            lambda: _refunded(sandbox, intent_id, grand), within=SETTLE_SECONDS, what="the refund at the sandbox"
+        )
+        assert intent["amount_received"] == grand
+        await stock_back(mesh, skus, before)
+        await eventually(lambda: coupon_applies(client, probe, coupon), within=SETTLE_SECONDS, what="coupon back")
+        # Idempotent: cancelling again changes nothing and moves no more money.
+        again = await cancel(client, order_id)
+        assert again["status"] == CANCELLED
+        assert (await sandbox.intent(intent_id))["amount_refunded"] == grand
+        events = (await client.call("GET", f"/v1/orders/{order_id}/timeline"))["events"]
+        causes = [e["cause"] for e in events if e["status"] == CANCELLED]
+        # Each step recorded once: the cancellation (not repeated by the second call) and the refund.
+        assert sum("cancel" in cause for cause in causes) == 1, events
+        assert sum("refund" in cause for cause in causes) == 1, events
+        assert events[-1]["status"] == CANCELLED, events
+    finally:
+        await client.close()
+
+
+async def _refunded(sandbox: Sandbox, intent_id: str, amount: int) -> dict | None:
+    intent = await sandbox.intent(intent_id)
+    return intent if intent["amount_refunded"] == amount else None
+
+
+async def test_cancel_a_cash_on_delivery_order_voids_and_restocks(mesh: Any, sandbox: Sandbox) -> None:
+    skus = await make_catalog(mesh, n=1, on_hand=3)
+    before = await stock_of(mesh, skus)
+    client = Rest(mesh.gateway_url)
+    try:
+        await client.guest()
+        s = await ready_session(client, await fill_cart(client, skus, [3]), token="cod")
+        result = await confirm(client, s["session_id"], s["preview"]["grandTotal"])
+        assert result["orderStatus"] == "ORDER_STATUS_AWAITING_SHIPMENT", result
+        assert result["paymentStatus"] == "PAYMENT_STATUS_CASH_ON_DELIVERY", result
+        sold = await stock_of(mesh, skus)
+        assert sold[skus[0]] == (before[skus[0]][0] - 3, before[skus[0]][1])
+        # Nothing was ever held at the provider for it.
+        assert await sandbox.intents_of_session(s["session_id"]) == []
+
+        assert (await cancel(client, result["orderId"]))["status"] == CANCELLED
+        await order_reaches(client, result["orderId"], CANCELLED, "PAYMENT_STATUS_VOIDED")
+        await stock_back(mesh, skus, before)
+        assert await sandbox.intents_of_session(s["session_id"]) == []
+    finally:
+        await client.close()
+
+
+async def test_cancel_while_3ds_is_pending_cancels_the_intent_and_a_late_completion_captures_nothing(
+    mesh: Any, sandbox: Sandbox
+) -> None:
+    skus = await make_catalog(mesh, n=1, on_hand=2)
+    probe = (await make_catalog(mesh, n=1))[0]
+    coupon = await make_coupon(mesh, usage_limit=1)
+    before = await stock_of(mesh, skus)
+    client = Rest(mesh.gateway_url)
+    try:
+        await client.guest()
+        c = await three_ds_checkout(client, skus, [2], coupon)
+        order_id, intent_id = c["result"]["orderId"], c["intent_id"]
+
+        assert (await cancel(client, order_id))["status"] == CANCELLED
+        await intent_reaches(sandbox, intent_id, "canceled")
+        await order_reaches(client, order_id, CANCELLED, "PAYMENT_STATUS_VOIDED")
+        await stock_back(mesh, skus, before)
+        await eventually(lambda: coupon_applies(client, probe, coupon), within=SETTLE_SECONDS, what="coupon back")
+
+        # The customer finishes 3-D Secure in a tab left open: nothing is authorized or captured.
+        late = await sandbox.complete_3ds(intent_id)
+        assert late["status"] == "canceled", late
+        await wait_for_outbox_quiet(client, order_id)
+        intent = await sandbox.intent(intent_id)
+        assert (intent["status"], intent["amount_capturable"], intent["amount_received"]) == ("canceled", 0, 0)
+        order = await order_of(client, order_id)
+        assert (order["status"], order.get("paymentStatus")) == (CANCELLED, "PAYMENT_STATUS_VOIDED"), order
+        assert await stock_of(mesh, skus) == before
+    finally:
+        await client.close()
+
+
+async def test_a_packed_order_is_cancelled_by_an_admin_only(mesh: Any, sandbox: Sandbox) -> None:
+    skus = await make_catalog(mesh, n=1, on_hand=2)
+    before = await stock_of(mesh, skus)
+    client, admin = Rest(mesh.gateway_url), Rest(mesh.gateway_url, mesh.admin_token)
+    try:
+        await client.guest()
+        s = await ready_session(client, await fill_cart(client, skus, [1]))
+        result = await confirm(client, s["session_id"], s["preview"]["grandTotal"])
+        order_id = result["orderId"]
+        await admin_fulfil(mesh, order_id, "ORDER_STATUS_PACKED")
+        assert (await order_of(client, order_id))["status"] == "ORDER_STATUS_PACKED"
+
+        with pytest.raises(RestError) as exc:
+            await cancel(client, order_id)
+        assert exc.value.status in (400, 409), exc.value.body
+        assert exc.value.body["code"] == 9, exc.value.body  # FAILED_PRECONDITION
+        order = await order_of(client, order_id)
+        assert (order["status"], order.get("paymentStatus")) == ("ORDER_STATUS_PACKED", "PAYMENT_STATUS_CAPTURED")
+
+        assert (await cancel(admin, order_id, "warehouse damaged it"))["status"] == CANCELLED
+        order = await order_reaches(client, order_id, CANCELLED, "PAYMENT_STATUS_REFUNDED")
+        intent_id = (await payment_of(mesh, order["paymentId"])).provider_payment_id
+        grand = int(order["totals"]["grandTotal"]["amountMinor"])
+        await eventually(lambda: _refunded(sandbox, intent_id, grand), within=SETTLE_SECONDS, what="the refund")
+        await stock_back(mesh, skus, before)
+    finally:
+        await client.close()
+        await admin.close()
