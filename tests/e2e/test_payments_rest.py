@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from e2e.support import (
     intent_id_of,
     make_catalog,
     make_coupon,
+    make_promotion,
     payment_of,
     post_webhook,
     provider_event,
@@ -468,3 +470,138 @@ async def test_a_packed_order_is_cancelled_by_an_admin_only(mesh: Any, sandbox: 
     finally:
         await client.close()
         await admin.close()
+
+
+async def refund(admin: Rest, order_id: str, amount: int, key: str, reason: str = "partial refund") -> dict:
+    return dict(
+        await admin.call(
+            "POST",
+            f"/v1/admin/orders/{order_id}:refund",
+            {"amount": {"currencyCode": "USD", "amountMinor": str(amount)}, "reason": reason},
+            headers={"Idempotency-Key": key},
+        )
+    )
+
+
+async def test_partial_refunds_up_to_the_capture_and_never_past_it(mesh: Any, sandbox: Sandbox) -> None:
+    skus = await make_catalog(mesh, n=1, on_hand=5)
+    client, admin = Rest(mesh.gateway_url), Rest(mesh.gateway_url, mesh.admin_token)
+    try:
+        await client.guest()
+        s = await ready_session(client, await fill_cart(client, skus, [2]))
+        result = await confirm(client, s["session_id"], s["preview"]["grandTotal"])
+        order_id = result["orderId"]
+        order = await order_of(client, order_id)
+        grand = int(order["totals"]["grandTotal"]["amountMinor"])
+        intent_id = (await payment_of(mesh, order["paymentId"])).provider_payment_id
+        first_part = grand // 3
+        key1, key2 = uuid.uuid4().hex, uuid.uuid4().hex
+
+        first = await refund(admin, order_id, first_part, key1)
+        assert int(first["payment"]["refundedAmount"]["amountMinor"]) == first_part, first
+        assert first["refundId"]
+        await order_reaches(client, order_id, CONFIRMED, "PAYMENT_STATUS_PARTIALLY_REFUNDED")
+        assert (await sandbox.intent(intent_id))["amount_refunded"] == first_part
+
+        # The same key again: the first refund, and no more money moves.
+        replayed = await refund(admin, order_id, first_part, key1)
+        assert replayed["refundId"] == first["refundId"]
+        assert (await sandbox.intent(intent_id))["amount_refunded"] == first_part
+
+        # One cent past what is left: refused, nothing moves.
+        with pytest.raises(RestError) as exc:
+            await refund(admin, order_id, grand - first_part + 1, uuid.uuid4().hex)
+        assert exc.value.reason == "REFUND_EXCEEDS_CAPTURE", exc.value.body
+        assert 400 <= exc.value.status < 500
+        assert (await sandbox.intent(intent_id))["amount_refunded"] == first_part
+
+        second = await refund(admin, order_id, grand - first_part, key2)
+        assert second["refundId"] != first["refundId"]
+        assert int(second["payment"]["refundedAmount"]["amountMinor"]) == grand
+        await order_reaches(client, order_id, CONFIRMED, "PAYMENT_STATUS_REFUNDED")
+        intent = await sandbox.intent(intent_id)
+        assert (intent["amount_received"], intent["amount_refunded"]) == (grand, grand)
+
+        # Fully refunded: even one cent more is refused; a replay of the first key still moves nothing.
+        with pytest.raises(RestError) as exc:
+            await refund(admin, order_id, 1, uuid.uuid4().hex)
+        assert exc.value.reason == "REFUND_EXCEEDS_CAPTURE", exc.value.body
+        assert (await refund(admin, order_id, first_part, key1))["refundId"] == first["refundId"]
+        assert (await sandbox.intent(intent_id))["amount_refunded"] == grand
+        # A customer may not refund.
+        with pytest.raises(RestError) as exc:
+            await refund(client, order_id, 1, uuid.uuid4().hex)
+        assert exc.value.status in (401, 403)
+    finally:
+        await client.close()
+        await admin.close()
+
+
+async def test_a_decline_replays_and_the_cart_then_pays(mesh: Any, sandbox: Sandbox) -> None:
+    skus = await make_catalog(mesh, n=2, on_hand=2)
+    before = await stock_of(mesh, skus)
+    client = Rest(mesh.gateway_url)
+    try:
+        await client.guest()
+        cart_id = await fill_cart(client, skus, [2, 1])
+        s = await ready_session(client, cart_id, token="tok_chargeDeclined")
+        key, total = uuid.uuid4().hex, s["preview"]["grandTotal"]
+        with pytest.raises(RestError) as first:
+            await confirm(client, s["session_id"], total, key)
+        assert first.value.reason == "PAYMENT_DECLINED", first.value.body
+        await stock_back(mesh, skus, before)
+
+        with pytest.raises(RestError) as again:
+            await confirm(client, s["session_id"], total, key)
+        assert (again.value.status, again.value.body) == (first.value.status, first.value.body)
+
+        other_total = {**total, "amountMinor": str(int(total["amountMinor"]) + 1)}
+        with pytest.raises(RestError) as reused:
+            await confirm(client, s["session_id"], other_total, key)
+        assert reused.value.reason == "IDEMPOTENCY_KEY_REUSED", reused.value.body
+        # One declined intent at the provider, nothing held.
+        declined = await sandbox.intents_of_session(s["session_id"])
+        assert [(i["status"], i["amount_capturable"], i["amount_received"]) for i in declined] == [
+            ("requires_payment_method", 0, 0)
+        ]
+
+        s2 = await ready_session(client, cart_id, token="tok_visa")
+        assert s2["session_id"] != s["session_id"]
+        result = await confirm(client, s2["session_id"], s2["preview"]["grandTotal"], uuid.uuid4().hex)
+        assert (result["orderStatus"], result["paymentStatus"]) == (CONFIRMED, "PAYMENT_STATUS_CAPTURED"), result
+        # The decline's key still answers the decline, not the new order.
+        with pytest.raises(RestError) as still:
+            await confirm(client, s["session_id"], total, key)
+        assert (still.value.status, still.value.body) == (first.value.status, first.value.body)
+        after = await stock_of(mesh, skus)
+        assert [before[x][0] - after[x][0] for x in skus] == [2, 1]
+        assert [after[x][1] for x in skus] == [0, 0]
+        assert [o["orderId"] for o in (await client.call("GET", "/v1/orders"))["orders"]] == [result["orderId"]]
+    finally:
+        await client.close()
+
+
+async def test_a_zero_total_confirms_without_authorizing_anything(mesh: Any, sandbox: Sandbox) -> None:
+    skus = await make_catalog(mesh, n=2, on_hand=3)
+    before = await stock_of(mesh, skus)
+    everything = await make_promotion(
+        mesh, type="PROMOTION_TYPE_PERCENTAGE", percentOff=100, usageLimit="1", combinable=True
+    )
+    free_shipping = await make_promotion(mesh, type="PROMOTION_TYPE_FREE_SHIPPING", usageLimit="1", combinable=True)
+    client = Rest(mesh.gateway_url)
+    try:
+        await client.guest()
+        s = await ready_session(client, await fill_cart(client, skus, [1, 2]), codes=[everything, free_shipping])
+        preview = s["preview"]
+        assert sorted(d["code"] for d in preview.get("discounts", [])) == sorted([everything, free_shipping]), preview
+        assert int(preview["grandTotal"].get("amountMinor", 0)) == 0, preview
+        result = await confirm(client, s["session_id"], preview["grandTotal"])
+        assert result["orderStatus"] == CONFIRMED, result
+        order = await order_of(client, result["orderId"])
+        assert int(order["totals"]["grandTotal"].get("amountMinor", 0)) == 0
+        assert await sandbox.intents_of_session(s["session_id"]) == []
+        after = await stock_of(mesh, skus)
+        assert [before[x][0] - after[x][0] for x in skus] == [1, 2]
+        assert [after[x][1] for x in skus] == [0, 0]
+    finally:
+        await client.close()
