@@ -24,7 +24,8 @@ or ``httpx.AsyncClient(base_url=mesh.gateway_url)``; ``mesh.admin_token`` is an 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from helpers import external_stack, private_stack
 from infra.auth import ROLE_ADMIN, mint_token
 from infra.config import Settings
 from infra.localstack import StackEndpoints, free_ports
-from infra.mesh import MESH_ORDER, Mesh, mesh_env
+from infra.mesh import MESH_ORDER, Mesh, default_specs, mesh_env
 from infra.migrate import migrate
 from infra.seed import seed
 
@@ -92,3 +93,56 @@ async def mesh(mesh_stack: StackEndpoints, tmp_path_factory: pytest.TempPathFact
         yield handle
     finally:
         await asyncio.to_thread(processes.stop)
+
+
+# A second, short-lived mesh for the tests that need other settings than the shared one (a payment window of
+# seconds, a dead primary payment provider). It gets a private stack of its own: two meshes on one
+# Postgres/NATS would share durable consumers and workers and act on each other's sessions and events.
+StartMesh = Callable[..., contextlib.AbstractAsyncContextManager[MeshHandle]]
+BACKUP_SANDBOX_URL = "KASSA_E2E_BACKUP_SANDBOX_URL"  # in MeshHandle.env of a variant with a backup sandbox
+
+
+@pytest.fixture(scope="session")
+def start_mesh(tmp_path_factory: pytest.TempPathFactory) -> StartMesh:
+    """``async with start_mesh(extra_env, backup="backup") as m:`` — a whole mesh with extra ``KASSA_*`` settings.
+
+    With ``backup``, a second sandbox provider runs beside the mesh, signing webhooks to
+    ``/v1/payments/webhooks/<backup>``; ``extra_env`` values may name ``{backup_url}`` (it) and ``{dead_url}``
+    (a free port nothing listens on). Costs a private stack and a mesh start (seconds): use sparingly.
+    """
+
+    @contextlib.asynccontextmanager
+    async def start(extra_env: dict[str, str] | None = None, *, backup: str | None = None) -> AsyncIterator[MeshHandle]:
+        with contextlib.ExitStack() as stop:
+            endpoints = await asyncio.to_thread(stop.enter_context, private_stack())
+            await asyncio.to_thread(migrate, endpoints.database_url)
+            ports = free_ports(len(MESH_ORDER) + 2)
+            data_dir = tmp_path_factory.mktemp("variant-mesh-data")
+            env = mesh_env(endpoints, dict(zip(MESH_ORDER, ports, strict=False)), data_dir=data_dir)
+            backup_url = f"http://127.0.0.1:{ports[-2]}"
+            values = {"backup_url": backup_url, "dead_url": f"http://127.0.0.1:{ports[-1]}"}
+            env.update({k: v.format(**values) for k, v in (extra_env or {}).items()})
+            log_dir = tmp_path_factory.mktemp("variant-mesh-logs")
+            if backup:
+                second = {
+                    **env,
+                    "KASSA_SANDBOX_ADDR": f"127.0.0.1:{ports[-2]}",
+                    "KASSA_SANDBOX_WEBHOOK_URL": f"http://{env['KASSA_GATEWAY_ADDR']}/v1/payments/webhooks/{backup}",
+                    "KASSA_SANDBOX_DB": str(data_dir / backup / "ledger.sqlite3"),
+                }
+                specs = [spec for spec in default_specs(second) if spec.name == "sandbox"]
+                backup_proc = Mesh(second, log_dir / backup, specs=specs, log=lambda _: None)
+                await asyncio.to_thread(backup_proc.start)
+                stop.callback(backup_proc.stop)
+            processes = Mesh(env, log_dir, log=lambda _: None)
+            await asyncio.to_thread(processes.start)
+            stop.callback(processes.stop)
+            await seed(env, log=lambda _: None)
+            yield MeshHandle(
+                env={**env, BACKUP_SANDBOX_URL: backup_url} if backup else env,
+                gateway_url=f"http://{env['KASSA_GATEWAY_ADDR']}",
+                admin_token=mint_token(env["KASSA_JWT_SECRET"], "admin-e2e", role=ROLE_ADMIN),
+                log_dir=log_dir,
+            )
+
+    return start
