@@ -343,3 +343,13 @@ async def make_promotion(mesh: Any, **fields: Any) -> str:
     finally:
         await admin.close()
     return code
+
+
+async def cart_reaches(client: Rest, cart_id: str, status: str, within: float = 30.0) -> dict[str, Any]:
+    """The cart once it is in ``status`` (a failed checkout frees its cart just after it fails the order)."""
+
+    async def probe() -> dict[str, Any] | None:
+        cart = (await client.call("GET", f"/v1/carts/{cart_id}"))["cart"]
+        return dict(cart) if cart["status"] == status else None
+
+    return dict(await eventually(probe, within=within, what=f"cart {cart_id} reaching {status}"))

@@ -16,6 +16,7 @@ from e2e.support import (
     Rest,
     RestError,
     Sandbox,
+    cart_reaches,
     confirm,
     eventually,
     fill_cart,
@@ -68,8 +69,7 @@ async def test_three_d_secure_abandoned_until_the_window_ends_fails_and_releases
                 return await stock_of(mesh, skus) == before
 
             await eventually(released, within=SETTLE_SECONDS, what="the stock back on sale")
-            cart = (await client.call("GET", f"/v1/carts/{cart_id}"))["cart"]
-            assert cart["status"] == "CART_STATUS_ACTIVE"
+            await cart_reaches(client, cart_id, "CART_STATUS_ACTIVE")
 
             # Authenticating afterwards authorizes and captures nothing.
             late = await sandbox.complete_3ds(intent_id)

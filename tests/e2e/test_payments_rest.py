@@ -19,6 +19,7 @@ from e2e.support import (
     Rest,
     RestError,
     Sandbox,
+    cart_reaches,
     confirm,
     eventually,
     fill_cart,
@@ -158,8 +159,7 @@ async def test_three_d_secure_completed_confirms_and_captures_once(mesh: Any, sa
         assert all(0 <= r <= h for h, r in after.values())
         # The coupon's only use is counted.
         assert not await coupon_applies(client, probe, coupon)
-        cart = (await client.call("GET", f"/v1/carts/{c['cart_id']}"))["cart"]
-        assert cart["status"] == "CART_STATUS_CONVERTED"
+        await cart_reaches(client, c["cart_id"], "CART_STATUS_CONVERTED")
         assert [o["orderId"] for o in (await client.call("GET", "/v1/orders"))["orders"]] == [order_id]
     finally:
         await client.close()
@@ -189,8 +189,7 @@ async def test_three_d_secure_failed_releases_stock_and_coupon(mesh: Any, sandbo
         await stock_back(mesh, skus, before)
         assert await coupon_applies(client, probe, coupon)
         # The same cart checks out again, and the same units (all of them) can be sold.
-        cart = (await client.call("GET", f"/v1/carts/{c['cart_id']}"))["cart"]
-        assert cart["status"] == "CART_STATUS_ACTIVE"
+        await cart_reaches(client, c["cart_id"], "CART_STATUS_ACTIVE")
         s2 = await ready_session(client, c["cart_id"])
         result = await confirm(client, s2["session_id"], s2["preview"]["grandTotal"])
         assert result["orderStatus"] == CONFIRMED, result
