@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from e2e.support import BACKUP_SANDBOX_URL
 from helpers import external_stack, private_stack
 
 from infra.auth import ROLE_ADMIN, mint_token
@@ -99,7 +100,6 @@ async def mesh(mesh_stack: StackEndpoints, tmp_path_factory: pytest.TempPathFact
 # seconds, a dead primary payment provider). It gets a private stack of its own: two meshes on one
 # Postgres/NATS would share durable consumers and workers and act on each other's sessions and events.
 StartMesh = Callable[..., contextlib.AbstractAsyncContextManager[MeshHandle]]
-BACKUP_SANDBOX_URL = "KASSA_E2E_BACKUP_SANDBOX_URL"  # in MeshHandle.env of a variant with a backup sandbox
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,9 @@ from infra.grpc_errors import error_info
 from kassa.warehouse.v1 import inventory_service_pb2 as inv_pb
 from kassa.warehouse.v1 import inventory_service_pb2_grpc as inv_grpc
 
+# Where a variant mesh started by the ``start_mesh`` fixture with ``backup=`` has its second sandbox (MeshHandle.env).
+BACKUP_SANDBOX_URL = "KASSA_E2E_BACKUP_SANDBOX_URL"
+
 
 @dataclass
 class RestError(Exception):

@@ -11,8 +11,8 @@ import uuid
 from typing import Any
 
 import pytest
-from e2e.conftest import BACKUP_SANDBOX_URL
 from e2e.support import (
+    BACKUP_SANDBOX_URL,
     Rest,
     RestError,
     Sandbox,
