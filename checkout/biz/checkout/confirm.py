@@ -145,8 +145,13 @@ class ConfirmCheckout:
             await self._lock.release(request.lock_key, token)
 
     async def _keep(self, request: _Request, session_id: str, outcome: ConfirmResult | DomainError) -> None:
+        """Keep the answer for repeats. Best effort: the answer stands even if it can't be kept, and a
+        repeat then finds a finished session's result on the session itself."""
         record = Replays.record(session_id, request.fingerprint, outcome)
-        await self._replays.keep(request.lock_key, request.customer_id, request.key, record)
+        try:
+            await self._replays.keep(request.lock_key, request.customer_id, request.key, record)
+        except Exception:
+            log.warning("session %s: the answer to key %s was not kept for replay", session_id, request.key)
 
     async def _not_started(self, request: _Request, session_id: str) -> ConfirmResult:
         """The durable guard refused: replay a finished request, or say why not."""
