@@ -339,7 +339,7 @@ class FakeOrderGateway(_Scripted):
 
     async def create_order(self, draft: OrderDraft) -> OrderRef:
         self._enter("create_order", draft)
-        if draft.authorized_minor != draft.grand_total_minor and draft.payment_method != "cod":
+        if draft.authorized_minor != draft.grand_total_minor:
             raise FailedPrecondition("the authorized amount is not the total", reason=Reason.PAYMENT_AMOUNT_MISMATCH)
         order = self.orders.setdefault(
             draft.checkout_session_id,
