@@ -7,14 +7,18 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import sqlalchemy as sa
+from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra.consumer import Event
+from infra.grpc_errors import error_info
 from infra.localstack import LocalStack, StackEndpoints, free_ports
 
 
@@ -100,3 +104,29 @@ class RoundTrips:
 
 def _autocommit(conn: sa.Connection) -> bool:
     return bool(conn.connection.dbapi_connection.autocommit)  # type: ignore[union-attr]
+
+
+def order_event(ref: str, event_type: str = "OrderCancelled", event_id: str | None = None) -> Event:
+    """An order service event for checkout session ``ref``, as a consumer of KASSA_ORDER receives it."""
+    order_id = unique("order")
+    data = {"order_id": order_id, "checkout_session_id": ref, "status": "CANCELLED", "lines": []}
+    return Event(event_id or str(uuid.uuid4()), event_type, order_id, data)
+
+
+async def drained(js: Any, durable: str, stream: str = "KASSA_ORDER") -> bool:
+    """Every message delivered to the durable and acked (False before the service first subscribed)."""
+    try:
+        info = await js.consumer_info(stream, durable)
+    except NotFoundError:
+        return False
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+
+async def grpc_outcome(call: Awaitable[Any]) -> str:
+    """``OK``, or ``CODE:REASON`` of the gRPC error the call ended with."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        info = error_info(err)
+        return f"{err.code().name}:{info.reason if info is not None else '-'}"
+    return "OK"

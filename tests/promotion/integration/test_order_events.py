@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
-import grpc
 import pytest
 import sqlalchemy as sa
-from helpers import bearer, unique
-from nats.js.errors import NotFoundError
+from helpers import bearer, drained, grpc_outcome, order_event, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
-from infra.consumer import Event
 from infra.events import connect, subject
-from infra.grpc_errors import error_info
 from kassa.promotion.v1 import promotion_service_pb2 as pb
 from kassa.promotion.v1.promotion_service_pb2_grpc import PromotionServiceStub
 from promotion.data.repos import SqlPromotionRepo
@@ -30,30 +25,6 @@ from promotion.worker.order_events import OrderEventHandler
 from tests.promotion.integration.test_promotion_service import counts, create, reserve_request
 
 pytestmark = pytest.mark.integration
-
-
-def order_event(ref: str, event_type: str = "OrderCancelled") -> Event:
-    order_id = unique("order")
-    return Event(str(uuid.uuid4()), event_type, order_id, {"order_id": order_id, "checkout_session_id": ref})
-
-
-async def drained(js, durable: str) -> bool:
-    """Every message delivered to the durable and acked (False before the service first subscribed)."""
-    try:
-        info = await js.consumer_info("KASSA_ORDER", durable)
-    except NotFoundError:
-        return False
-    return info.num_pending == 0 and info.num_ack_pending == 0
-
-
-async def call(make) -> str:
-    """``OK`` or ``CODE:REASON``."""
-    try:
-        await make
-    except grpc.aio.AioRpcError as err:
-        info = error_info(err)
-        return f"{err.code().name}:{info.reason if info is not None else '-'}"
-    return "OK"
 
 
 async def usage_statuses(db: AsyncEngine, ref: str) -> set[str]:
@@ -86,17 +57,17 @@ async def test_a_cancelled_order_returns_its_confirmed_use_once(
     redelivered = await handler(cancelled)
     payment_failed_too = await handler(order_event(ref, "OrderPaymentFailed"))
     after = await counts(promotion_db, promo.code)
-    confirm_after = await call(
+    confirm_after = await grpc_outcome(
         promotion_stub.ConfirmPromotionUsage(pb.ConfirmPromotionUsageRequest(reservation_ref=ref), metadata=md)
     )
-    release_after = await call(
+    release_after = await grpc_outcome(
         promotion_stub.ReleasePromotionUsage(pb.ReleasePromotionUsageRequest(reservation_ref=ref), metadata=md)
     )
-    reserve_same_ref = await call(
+    reserve_same_ref = await grpc_outcome(
         promotion_stub.ReservePromotionUsage(reserve_request(ref, [promo.code], customer), metadata=md)
     )
     # Both the global and the customer's limit (1 each) have room again: the same customer may use it anew.
-    again = await call(
+    again = await grpc_outcome(
         promotion_stub.ReservePromotionUsage(reserve_request(unique("ref"), [promo.code], customer), metadata=md)
     )
 
@@ -122,7 +93,7 @@ async def test_a_failed_payment_releases_the_reserved_use(
     await promotion_stub.ReservePromotionUsage(reserve_request(ref, [promo.code]), metadata=md)
 
     outcome = await OrderEventHandler(SqlPromotionRepo(promotion_db))(order_event(ref, "OrderPaymentFailed"))
-    confirm_after = await call(
+    confirm_after = await grpc_outcome(
         promotion_stub.ConfirmPromotionUsage(pb.ConfirmPromotionUsageRequest(reservation_ref=ref), metadata=md)
     )
 
@@ -147,7 +118,7 @@ async def test_confirm_racing_the_cancellation_never_both_apply(
         confirm = promotion_stub.ConfirmPromotionUsage(
             pb.ConfirmPromotionUsageRequest(reservation_ref=ref), metadata=md
         )
-        confirmed, given = await asyncio.gather(call(confirm), handler(order_event(ref)))
+        confirmed, given = await asyncio.gather(grpc_outcome(confirm), handler(order_event(ref)))
         return confirmed, given
 
     outcomes = await asyncio.gather(*(race(ref) for ref in refs))

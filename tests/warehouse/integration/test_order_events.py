@@ -10,15 +10,12 @@ import asyncio
 import json
 import uuid
 
-import grpc
 import pytest
 import sqlalchemy as sa
-from helpers import bearer, unique
-from nats.js.errors import NotFoundError
+from helpers import bearer, drained, grpc_outcome, order_event, unique
 
 from infra.consumer import Event
 from infra.events import connect, ensure_streams, subject
-from infra.grpc_errors import error_info
 from infra.runner import running_service
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
@@ -30,12 +27,6 @@ from warehouse.model.reconciliation import ReconcileStatus
 from warehouse.worker.order_events import OrderEventHandler
 
 pytestmark = pytest.mark.integration
-
-
-def order_event(ref: str, event_type: str = "OrderCancelled", event_id: str | None = None) -> Event:
-    order_id = unique("order")
-    data = {"order_id": order_id, "checkout_session_id": ref, "status": "CANCELLED", "lines": []}
-    return Event(event_id or str(uuid.uuid4()), event_type, order_id, data)
 
 
 async def statuses(engine, ref: str) -> set[str]:
@@ -63,25 +54,6 @@ async def restocked_events(engine, ref: str) -> list[dict]:
         return [{"subject": r.subject, **r.payload} for r in rows]
 
 
-async def drained(js, durable: str) -> bool:
-    """Every message delivered to the durable and acked (False before the service first subscribed)."""
-    try:
-        info = await js.consumer_info("KASSA_ORDER", durable)
-    except NotFoundError:
-        return False
-    return info.num_pending == 0 and info.num_ack_pending == 0
-
-
-async def call(make) -> str:
-    """``OK`` or ``CODE:REASON``."""
-    try:
-        await make
-    except grpc.aio.AioRpcError as err:
-        info = error_info(err)
-        return f"{err.code().name}:{info.reason if info is not None else '-'}"
-    return "OK"
-
-
 async def test_cancelled_order_restocks_sold_units_once(inventory, seed, service_token, engine) -> None:
     w1, w2 = await seed.warehouse(), await seed.warehouse()
     sku = unique("sku")
@@ -97,13 +69,13 @@ async def test_cancelled_order_restocks_sold_units_once(inventory, seed, service
     first = await handler(cancelled)
     redelivered = await handler(cancelled)
     payment_failed_too = await handler(order_event(ref, "OrderPaymentFailed"))
-    release_after = await call(
+    release_after = await grpc_outcome(
         inventory.ReleaseReservations(pb.ReleaseReservationsRequest(reservation_ref=ref), metadata=md)
     )
-    confirm_after = await call(
+    confirm_after = await grpc_outcome(
         inventory.ConfirmReservations(pb.ConfirmReservationsRequest(reservation_ref=ref), metadata=md)
     )
-    reserve_after = await call(inventory.reserve(service_token, ref, [(sku, 1)]))
+    reserve_after = await grpc_outcome(inventory.reserve(service_token, ref, [(sku, 1)]))
 
     assert sum(on_hand for on_hand, _ in sold.values()) == 2
     assert first == "released 0 unit(s), restocked 5 unit(s)"
@@ -132,7 +104,7 @@ async def test_payment_failed_releases_held_units(inventory, seed, service_token
     handler = OrderEventHandler(SqlInventoryStore(engine))
 
     outcome = await handler(order_event(ref, "OrderPaymentFailed"))
-    confirm_after = await call(
+    confirm_after = await grpc_outcome(
         inventory.ConfirmReservations(
             pb.ConfirmReservationsRequest(reservation_ref=ref), metadata=bearer(service_token)
         )
@@ -173,7 +145,9 @@ async def test_confirm_racing_the_cancellation_never_both_apply(inventory, seed,
 
     async def race(ref: str) -> tuple[str, str]:
         confirmed, returned = await asyncio.gather(
-            call(inventory.ConfirmReservations(pb.ConfirmReservationsRequest(reservation_ref=ref), metadata=md)),
+            grpc_outcome(
+                inventory.ConfirmReservations(pb.ConfirmReservationsRequest(reservation_ref=ref), metadata=md)
+            ),
             handler(order_event(ref)),
         )
         return confirmed, returned
