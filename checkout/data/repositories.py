@@ -8,7 +8,7 @@ followed by a write.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -87,6 +87,24 @@ def _cart(row: sa.Row[Any], items: list[CartItem]) -> Cart:
 def _in(seconds: float) -> sa.ColumnElement[Any]:
     """now() + the given number of seconds (a number we computed, never user input)."""
     return _NOW + sa.literal_column(f"interval '{float(seconds):.3f} seconds'")
+
+
+def _lease(
+    table: sa.Table,
+    key: sa.Column[Any],
+    due: Sequence[sa.ColumnElement[bool]],
+    *,
+    oldest_first: sa.ColumnElement[Any],
+    limit: int,
+    values: dict[str, Any],
+    recheck: Sequence[sa.ColumnElement[bool]] = (),
+) -> sa.Update:
+    """Update the ``limit`` oldest due rows that no other caller holds (FOR UPDATE SKIP LOCKED), returning
+    them: how every sweep here hands rows to one replica at a time."""
+    picked = (
+        sa.select(key).where(*due).order_by(oldest_first).limit(limit).with_for_update(skip_locked=True)
+    ).scalar_subquery()
+    return table.update().where(key.in_(picked), *recheck).values(**values).returning(*table.c)
 
 
 class SqlCartRepo:
@@ -376,53 +394,35 @@ class SqlSessionRepo:
         return None if row is None else _session(row)
 
     async def awaiting_due(self, poll_after_seconds: int, limit: int) -> list[Session]:
-        due = (
-            sa.select(_S.c.session_id)
-            .where(
-                _S.c.status == SessionStatus.AWAITING_PAYMENT.value,
-                sa.or_(_S.c.updated_at < _in(-poll_after_seconds), _S.c.expires_at <= _NOW),
-            )
-            .order_by(_S.c.updated_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
+        awaiting = _S.c.status == SessionStatus.AWAITING_PAYMENT.value
+        unheard_of_or_over = sa.or_(_S.c.updated_at < _in(-poll_after_seconds), _S.c.expires_at <= _NOW)
         rows = await self._c.execute(
-            _S.update()
-            .where(_S.c.session_id.in_(due), _S.c.status == SessionStatus.AWAITING_PAYMENT.value)
-            .values(updated_at=_NOW)
-            .returning(*_S.c)
-        )
+            _lease(
+                _S, _S.c.session_id, [awaiting, unheard_of_or_over],
+                oldest_first=_S.c.updated_at, limit=limit, values={"updated_at": _NOW}, recheck=[awaiting],
+            )
+        )  # fmt: skip
         return [_session(r) for r in rows]
 
     async def claim_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
-        due = (
-            sa.select(_S.c.session_id)
-            .where(
-                _S.c.status == SessionStatus.CONFIRMING.value,
-                _S.c.confirm_started_at < _in(-older_than_seconds),
-            )
-            .order_by(_S.c.confirm_started_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
+        due = [_S.c.status == SessionStatus.CONFIRMING.value, _S.c.confirm_started_at < _in(-older_than_seconds)]
         rows = await self._c.execute(
-            _S.update().where(_S.c.session_id.in_(due)).values(confirm_started_at=_NOW).returning(*_S.c)
-        )
+            _lease(
+                _S, _S.c.session_id, due,
+                oldest_first=_S.c.confirm_started_at, limit=limit, values={"confirm_started_at": _NOW},
+            )
+        )  # fmt: skip
         return [_session(r) for r in rows]
 
     async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:
-        due = sa.select(_S.c.session_id).where(_S.c.status == SessionStatus.OPEN.value, _S.c.expires_at <= _NOW)
-        if cart_id is not None:
-            due = due.where(_S.c.cart_id == cart_id)
-        subquery = due.order_by(_S.c.expires_at).limit(limit).with_for_update(skip_locked=True).scalar_subquery()
+        is_open = _S.c.status == SessionStatus.OPEN.value
+        due = [is_open, _S.c.expires_at <= _NOW] + ([_S.c.cart_id == cart_id] if cart_id is not None else [])
         rows = await self._c.execute(
-            _S.update()
-            .where(_S.c.session_id.in_(subquery), _S.c.status == SessionStatus.OPEN.value)
-            .values(status=SessionStatus.EXPIRED.value, updated_at=_NOW)
-            .returning(*_S.c)
-        )
+            _lease(
+                _S, _S.c.session_id, due, oldest_first=_S.c.expires_at, limit=limit,
+                values={"status": SessionStatus.EXPIRED.value, "updated_at": _NOW}, recheck=[is_open],
+            )
+        )  # fmt: skip
         return [_session(r) for r in rows]
 
 
@@ -461,20 +461,13 @@ class SqlCompensationRepo:
         return cid
 
     async def claim_due(self, limit: int, lease_seconds: int) -> list[FailedCompensation]:
-        due = (
-            sa.select(_F.c.id)
-            .where(_F.c.status == "pending", _F.c.next_attempt_at <= _NOW)
-            .order_by(_F.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
         rows = await self._c.execute(
-            _F.update()
-            .where(_F.c.id.in_(due))
-            .values(next_attempt_at=_in(lease_seconds), updated_at=_NOW)
-            .returning(*_F.c)
-        )
+            _lease(
+                _F, _F.c.id, [_F.c.status == "pending", _F.c.next_attempt_at <= _NOW],
+                oldest_first=_F.c.next_attempt_at, limit=limit,
+                values={"next_attempt_at": _in(lease_seconds), "updated_at": _NOW},
+            )
+        )  # fmt: skip
         return [_compensation(r) for r in rows]
 
     async def mark_done(self, item_id: str) -> None:
