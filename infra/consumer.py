@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,12 +44,12 @@ class Event:
     data: dict[str, Any]
 
     @staticmethod
-    def from_envelope(envelope: Any, event_types: Iterable[str]) -> Event | None:
+    def from_envelope(envelope: Any, event_types: Collection[str]) -> Event | None:
         """None for anything that is not a well-formed envelope of one of ``event_types``."""
         if not isinstance(envelope, dict):
             return None
         event_id, event_type, data = envelope.get("event_id"), envelope.get("event_type"), envelope.get("data")
-        if not isinstance(event_id, str) or not event_id or event_type not in set(event_types):
+        if not isinstance(event_id, str) or not event_id or event_type not in event_types:
             return None
         if not isinstance(data, dict):
             return None
