@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import uvloop
 
+from infra import faults
 from infra.admission import Admission
 from infra.auth import JwtVerifier
 from infra.config import ConfigError, Settings
@@ -82,6 +83,7 @@ def main(service: str, bootstrap: Bootstrap) -> None:
     try:
         settings = Settings.from_env()
         settings.require("database_url", "redis_url", "nats_url")
-    except ConfigError as exc:
+        faults.load()
+    except (ConfigError, faults.FaultConfigError) as exc:
         raise SystemExit(f"{service}: {exc}") from exc
     uvloop.run(_serve(service, bootstrap, settings))
