@@ -5,6 +5,18 @@ end-to-end tests need the very same processes the operator runs, on free ports. 
 direct child kept as a ``Popen`` in its own session (so a Ctrl-C in the terminal reaches only the
 manager, which then stops the services in reverse dependency order); ``stop()`` signals exactly those
 pids and never looks processes up by name, so a mesh never touches processes it did not start.
+
+Supervision (``restart_policy=RestartPolicy()``, what ``kassa up`` uses) makes the mesh behave like
+systemd's ``Restart=always`` or a Kubernetes pod: once started, each process has a watcher thread of
+its own that notices its exit, logs it (exit code 86 is :data:`infra.faults.CRASH_EXIT_CODE`, a
+deliberate crash injected by ``KASSA_FAULTS``, and is named so), waits an exponentially growing
+backoff, starts it again on the same address and health-checks it. One watcher per process means a
+slow restart of one never delays another. A process that is restarted more than ``max_restarts``
+times within ``window`` seconds is in a crash loop: it is reported with the end of its log and left
+down, while the rest of the mesh keeps running. The backoff starts over once a process has stayed up
+for ``reset_after`` seconds. ``stop()`` stops the watchers before the processes, so nothing is
+restarted while the mesh is being stopped. Without a policy a mesh does not restart anything (the
+end-to-end tests want a dead process to stay dead and be noticed).
 """
 
 from __future__ import annotations
@@ -14,7 +26,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +41,11 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from infra.config import DEFAULT_ADDRS, DEV_JWT_SECRET, DEV_WEBHOOK_SECRET
+from infra.faults import CRASH_EXIT_CODE
 from infra.localstack import StackEndpoints
 from infra.procs import port_is_free, read_log_tail, stop_children
 
-__all__ = ["MESH_ORDER", "Mesh", "MeshError", "ProcessSpec", "default_specs", "mesh_env"]
+__all__ = ["MESH_ORDER", "Mesh", "MeshError", "ProcessSpec", "RestartPolicy", "default_specs", "mesh_env"]
 
 # Dependency order: each process only calls processes started before it (payment calls the sandbox,
 # checkout calls everything below it, the gateway calls checkout, order, payment and the admin APIs).
@@ -52,6 +68,10 @@ _HEALTH: dict[str, HealthKind] = {"sandbox": "http", "gateway": "http-200"}
 _HTTP_PATHS: dict[str, str] = {"gateway": "/healthz"}
 _LOG_TAIL_LINES = 40
 _PROBE_TIMEOUT = 1.0
+# How often a watcher looks at its process; an exit is noticed within this.
+_WATCH_INTERVAL = 0.1
+# How long stop() waits for the watchers (each is at most one health probe away from noticing).
+_WATCHER_JOIN_TIMEOUT = 5.0
 
 
 class MeshError(RuntimeError):
@@ -75,6 +95,46 @@ class ProcessSpec:
     @property
     def port(self) -> int:
         return int(self.addr.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How a supervised mesh restarts a process that exited.
+
+    The n-th restart since the backoff was last reset waits ``backoff * 2**(n-1)`` seconds, at most
+    ``max_backoff``. A process that stayed up for ``reset_after`` seconds starts over at ``backoff``.
+    When a process exits after ``max_restarts`` restarts within the last ``window`` seconds, it is
+    given up on: reported with the end of its log and not restarted again.
+    """
+
+    backoff: float = 0.5
+    max_backoff: float = 10.0
+    max_restarts: int = 5
+    window: float = 60.0
+    reset_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.backoff < 0 or self.max_backoff < self.backoff:
+            raise ValueError(f"need 0 <= backoff <= max_backoff, got {self.backoff} and {self.max_backoff}")
+        if self.max_restarts < 0 or self.window <= 0 or self.reset_after < 0:
+            raise ValueError("max_restarts and reset_after must be >= 0 and window > 0")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before restart number ``attempt`` (1-based) since the last reset."""
+        return min(self.backoff * 2 ** max(attempt - 1, 0), self.max_backoff)
+
+
+def _describe_exit(code: int) -> str:
+    """``exited with code -9 (SIGKILL)``; a fault-injection crash (exit code 86) is named as such."""
+    text = f"exited with code {code}"
+    if code == CRASH_EXIT_CODE:
+        return f"{text} (a deliberate crash injected by KASSA_FAULTS)"
+    if code < 0:
+        try:
+            return f"{text} ({signal.Signals(-code).name})"
+        except ValueError:
+            return text
+    return text
 
 
 def mesh_env(
@@ -153,7 +213,9 @@ class Mesh:
 
     ``env`` (the ``KASSA_*`` variables, usually from :func:`mesh_env`) is laid over the parent's
     environment; ``log_dir`` receives one ``<name>.log`` per process, appended to across runs.
-    ``specs`` defaults to the eight Kassa processes; tests pass stand-ins.
+    ``specs`` defaults to the eight Kassa processes; tests pass stand-ins. With ``restart_policy``
+    the mesh supervises what it started (see the module docstring); ``start_timeout`` then also
+    bounds how long a restarted process has to become healthy before it is killed and retried.
     """
 
     def __init__(
@@ -166,6 +228,7 @@ class Mesh:
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         cwd: Path | None = None,
+        restart_policy: RestartPolicy | None = None,
     ) -> None:
         self.env = dict(env)
         self.log_dir = Path(log_dir)
@@ -177,14 +240,39 @@ class Mesh:
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._cwd = cwd
-        self._processes: list[_Process] = []
+        self.restart_policy = restart_policy
+        # Guards _processes, _restarts and _given_up, which the watcher threads change. A restart
+        # spawns under it after checking _stopping, so stop() never misses a process.
+        self._lock = threading.Lock()
+        self._processes: dict[str, _Process] = {}
+        self._restarts: dict[str, int] = {}
+        self._given_up: dict[str, int] = {}
+        self._stopping = threading.Event()
+        self._watchers: list[threading.Thread] = []
 
     # -- public API --------------------------------------------------------------------------------
 
     @property
     def pids(self) -> dict[str, int]:
-        """Pids of the processes this mesh started and has not stopped yet, in start order."""
-        return {proc.spec.name: proc.pid for proc in self._processes}
+        """Pids of the processes this mesh started and has not stopped yet, in start order.
+
+        Under supervision a pid changes when its process is restarted; between an exit and the
+        restart it is still the dead process's pid (and stays so for a process given up on).
+        """
+        with self._lock:
+            return {name: proc.pid for name, proc in self._processes.items()}
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """How many times each process has been restarted since ``start()``."""
+        with self._lock:
+            return dict(self._restarts)
+
+    @property
+    def given_up(self) -> dict[str, int]:
+        """Processes left down after a crash loop, with their last exit code."""
+        with self._lock:
+            return dict(self._given_up)
 
     def addr(self, name: str) -> str:
         for spec in self.specs:
@@ -201,27 +289,63 @@ class Mesh:
         if self._processes:
             raise MeshError("the mesh is already started")
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._stopping = threading.Event()
+        self._restarts = {}
+        self._given_up = {}
         # Safety net for callers that forget stop(): a normal interpreter exit still stops children.
         atexit.register(self.stop)
         try:
             self._check_ports_free()
             for spec in self.specs:
-                proc = self._spawn(spec)
+                with self._lock:
+                    proc = self._spawn(spec)
+                    self._restarts[spec.name] = 0
                 self._wait_healthy(proc)
                 self._log(f"{spec.name:<10} healthy on {spec.addr} (pid {proc.pid})")
+                if self.restart_policy is not None:
+                    self._watch(spec)
         except BaseException:
             self.stop()
             raise
 
+    def wait_healthy(self, name: str, timeout: float = 30.0) -> int:
+        """Wait until process ``name`` is running and passes its health check; return its pid.
+
+        Meant for a caller that killed a supervised process and wants it back: compare the pid
+        returned with the one killed. Raises ``KeyError`` for a name the mesh is not running, and
+        ``MeshError`` when the process was given up on or is not healthy within ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                proc = self._processes.get(name)
+                code = self._given_up.get(name)
+            if proc is None:
+                raise KeyError(f"{name!r} is not running in this mesh")
+            if code is not None:
+                raise MeshError(
+                    f"{name} was given up on after a crash loop (last {_describe_exit(code)}); "
+                    f"end of {proc.log_path}:\n{proc.log_tail()}"
+                )
+            if proc.popen.poll() is None and self._probe(proc.spec) and proc.popen.poll() is None:
+                return proc.pid
+            if time.monotonic() > deadline:
+                raise MeshError(f"{name} (pid {proc.pid}) was not healthy on {proc.spec.addr} within {timeout:g}s")
+            time.sleep(0.1)
+
     def exited(self) -> dict[str, int]:
         """Processes that have exited on their own since start, with their exit codes."""
-        return {proc.spec.name: code for proc in self._processes if (code := proc.popen.poll()) is not None}
+        with self._lock:
+            processes = list(self._processes.values())
+        return {proc.spec.name: code for proc in processes if (code := proc.popen.poll()) is not None}
 
     def log_tail(self, name: str) -> str:
-        for proc in self._processes:
-            if proc.spec.name == name:
-                return proc.log_tail()
-        raise KeyError(name)
+        """The end of what the current run of process ``name`` wrote to its log."""
+        with self._lock:
+            proc = self._processes.get(name)
+        if proc is None:
+            raise KeyError(name)
+        return proc.log_tail()
 
     def stop(self) -> dict[str, int]:
         """Stop every process this mesh started, in reverse start order; safe to call repeatedly.
@@ -229,9 +353,19 @@ class Mesh:
         Each process gets SIGTERM by its own pid (the services drain in-flight calls on it), all
         are then awaited against one shared deadline, and anything still alive after
         ``stop_timeout`` is SIGKILLed. Returns each process's exit code (empty when nothing ran).
+        Under supervision the watchers are stopped first, and a restart that was pending (waiting
+        out its backoff, or waiting for the restarted process to become healthy) is abandoned.
         """
         atexit.unregister(self.stop)
-        processes, self._processes = self._processes, []
+        with self._lock:
+            self._stopping.set()
+            processes = list(self._processes.values())
+            self._processes = {}
+        watchers, self._watchers = self._watchers, []
+        current = threading.current_thread()
+        for watcher in watchers:
+            if watcher is not current:
+                watcher.join(_WATCHER_JOIN_TIMEOUT)
         return stop_children(
             [(proc.spec.name, proc.popen, signal.SIGTERM) for proc in reversed(processes)],
             self._stop_timeout,
@@ -280,28 +414,123 @@ class Mesh:
             except OSError as exc:
                 raise MeshError(f"{spec.name}: could not execute {spec.argv[0]}: {exc}") from exc
         proc = _Process(spec, popen, log_path, offset)
-        self._processes.append(proc)
+        self._processes[spec.name] = proc
         return proc
 
     def _wait_healthy(self, proc: _Process) -> None:
         """Probe until healthy; fail fast if the process exits, or after ``start_timeout``."""
+        outcome = self._await_health(proc, self._stopping)
+        if outcome == "exited":
+            raise MeshError(
+                f"{proc.spec.name} exited with code {proc.popen.poll()} while starting; end of {proc.log_path}:\n"
+                f"{proc.log_tail()}"
+            )
+        if outcome == "timeout":
+            raise MeshError(
+                f"{proc.spec.name} (pid {proc.pid}) was not healthy on {proc.spec.addr} within "
+                f"{self._start_timeout:.0f}s; end of {proc.log_path}:\n{proc.log_tail()}"
+            )
+        if outcome == "stopped":
+            raise MeshError(f"{proc.spec.name}: the mesh was stopped while it was starting")
+
+    def _await_health(self, proc: _Process, stopping: threading.Event) -> str:
+        """Probe until ``"healthy"``, or ``"exited"``, ``"timeout"`` (``start_timeout``) or ``"stopped"``."""
         deadline = time.monotonic() + self._start_timeout
-        probe = self._grpc_healthy if proc.spec.health == "grpc" else self._http_healthy
         while True:
-            code = proc.popen.poll()
-            if code is not None:
-                raise MeshError(
-                    f"{proc.spec.name} exited with code {code} while starting; end of {proc.log_path}:\n"
-                    f"{proc.log_tail()}"
-                )
-            if probe(proc.spec):
-                return
+            if stopping.is_set():
+                return "stopped"
+            if proc.popen.poll() is not None:
+                return "exited"
+            if self._probe(proc.spec):
+                return "healthy"
             if time.monotonic() > deadline:
-                raise MeshError(
-                    f"{proc.spec.name} (pid {proc.pid}) was not healthy on {proc.spec.addr} within "
-                    f"{self._start_timeout:.0f}s; end of {proc.log_path}:\n{proc.log_tail()}"
+                return "timeout"
+            stopping.wait(0.1)
+
+    # -- supervision -------------------------------------------------------------------------------
+
+    def _watch(self, spec: ProcessSpec) -> None:
+        thread = threading.Thread(
+            target=self._supervise_safely,
+            args=(spec, self._stopping),
+            name=f"kassa-mesh-watch-{spec.name}",
+            daemon=True,
+        )
+        self._watchers.append(thread)
+        thread.start()
+
+    def _supervise_safely(self, spec: ProcessSpec, stopping: threading.Event) -> None:
+        try:
+            self._supervise(spec, stopping)
+        except Exception:
+            # A bug here must not pass silently: the process would quietly stop being supervised.
+            self._log(f"{spec.name}: its supervisor failed and no longer restarts it:\n{traceback.format_exc()}")
+
+    def _supervise(self, spec: ProcessSpec, stopping: threading.Event) -> None:
+        """Restart ``spec``'s process whenever it exits, until the mesh stops or it crash-loops."""
+        policy = self.restart_policy
+        assert policy is not None
+        name = spec.name
+        attempt = 0  # restarts since the backoff was last reset
+        recent: deque[float] = deque()  # when the restarts within the window happened
+        healthy_since: float | None = time.monotonic()
+        while True:
+            with self._lock:
+                proc = self._processes.get(name)
+            if proc is None:
+                return
+            while (code := proc.popen.poll()) is None:
+                if stopping.wait(_WATCH_INTERVAL):
+                    return
+            if stopping.is_set():
+                return
+            now = time.monotonic()
+            if healthy_since is not None and now - healthy_since >= policy.reset_after:
+                attempt = 0
+            while recent and now - recent[0] > policy.window:
+                recent.popleft()
+            if len(recent) >= policy.max_restarts:
+                with self._lock:
+                    self._given_up[name] = code
+                self._log(
+                    f"{name} (pid {proc.pid}) {_describe_exit(code)}: crash loop, restarted {len(recent)} times "
+                    f"within {policy.window:g}s; GIVING UP on it (no more restarts; the rest of the mesh keeps "
+                    f"running); end of {proc.log_path}:\n{proc.log_tail()}"
                 )
-            time.sleep(0.1)
+                return
+            attempt += 1
+            delay = policy.delay(attempt)
+            number = self._restarts.get(name, 0) + 1
+            self._log(f"{name} (pid {proc.pid}) {_describe_exit(code)}; restart {number} in {delay:g}s")
+            if stopping.wait(delay):
+                return
+            with self._lock:
+                if stopping.is_set():
+                    return
+                try:
+                    new = self._spawn(spec)
+                except MeshError as exc:
+                    self._log(f"{name}: restart {number} failed: {exc}")
+                    new = None
+                self._restarts[name] = number
+            recent.append(time.monotonic())
+            healthy_since = None
+            if new is None:
+                continue  # the dead process is still the current one: its exit counts again
+            outcome = self._await_health(new, stopping)
+            if outcome == "healthy":
+                healthy_since = time.monotonic()
+                self._log(f"{name:<10} healthy again on {spec.addr} (pid {new.pid}, restart {number})")
+            elif outcome == "timeout":
+                self._log(
+                    f"{name} (pid {new.pid}) was not healthy within {self._start_timeout:g}s of restart {number}; "
+                    "killing it"
+                )
+                new.popen.kill()
+            # "exited" and "timeout" loop back to the exit handling; "stopped" returns there.
+
+    def _probe(self, spec: ProcessSpec) -> bool:
+        return self._grpc_healthy(spec) if spec.health == "grpc" else self._http_healthy(spec)
 
     @staticmethod
     def _grpc_healthy(spec: ProcessSpec) -> bool:
