@@ -4,7 +4,7 @@ check stock against the reservations (``kassa stock check [--repair]``).
 ``kassa up`` is the one command that runs Kassa on a fresh machine (DESIGN.md §5): with none of
 KASSA_DATABASE_URL / KASSA_REDIS_URL / KASSA_NATS_URL set it starts the embedded local stack, with all
 three set it uses that external infrastructure; it then migrates, starts the eight processes, seeds
-the demo catalog and waits for Ctrl-C.
+the demo catalog and waits for Ctrl-C, restarting any process that dies (``infra.mesh.RestartPolicy``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,13 @@ import grpc
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
 from infra.config import ConfigError, Settings
 from infra.localstack import LocalStack, LocalStackError, StackEndpoints
-from infra.mesh import MESH_ORDER, Mesh, MeshError, mesh_env
+from infra.mesh import MESH_ORDER, Mesh, MeshError, RestartPolicy, mesh_env
 
 __all__ = ["main"]
 
 _INFRA_VARS = ("KASSA_DATABASE_URL", "KASSA_REDIS_URL", "KASSA_NATS_URL")
+# How often `kassa up` looks for a process the mesh gave up on.
+_UP_POLL_SECONDS = 1.0
 
 
 class CliError(Exception):
@@ -144,7 +146,14 @@ def _print_table(endpoints: StackEndpoints, env: Mapping[str, str], log_dir: Pat
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Start infrastructure (or use external), migrate, run the mesh, seed, wait for a stop signal."""
+    """Start infrastructure (or use external), migrate, run the mesh, seed, wait for a stop signal.
+
+    The mesh is supervised: a process that exits is restarted with backoff and each exit and restart
+    is logged. A process in a crash loop is given up on: the mesh prints the end of its log, this
+    command adds a line on stderr, and everything else keeps running (reads of placed orders, say,
+    still work while checkout is down). ``kassa up`` itself only ends on Ctrl-C or SIGTERM, or when
+    start-up fails; it then exits 0, or 1 when a process was given up on (or start-up failed).
+    """
     from infra.seed import seed
 
     external = external_endpoints(os.environ)
@@ -154,6 +163,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     data_dir = Path(args.data_dir).expanduser().absolute()
     log_dir = data_dir / "logs"
+    given_up: dict[str, int] = {}
 
     with _signals(_raise_interrupt), ExitStack() as cleanup:
         try:
@@ -173,19 +183,28 @@ def cmd_up(args: argparse.Namespace) -> int:
                 webhook_secret=settings.webhook_secret,
                 data_dir=data_dir,
             )
-            mesh = Mesh(env, log_dir)
+            mesh = Mesh(env, log_dir, log=_print_flushed, restart_policy=RestartPolicy())
             cleanup.callback(mesh.stop)
             mesh.start()
             if not args.no_seed:
                 asyncio.run(seed(env))
             _print_table(endpoints, env, log_dir)
-            while not (dead := mesh.exited()):
-                time.sleep(1.0)
-            for name, code in dead.items():
-                print(f"kassa: {name} exited with code {code}; end of its log:\n{mesh.log_tail(name)}", file=sys.stderr)
-            return 1
+            while True:
+                time.sleep(_UP_POLL_SECONDS)
+                for name, code in mesh.given_up.items():
+                    if name not in given_up:
+                        given_up[name] = code
+                        print(
+                            f"kassa: gave up on {name} after a crash loop (last exit code {code}; its log: "
+                            f"{log_dir / name}.log); the rest of the mesh keeps running. Ctrl-C stops.",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         except KeyboardInterrupt:
             print("\nstopping ...", flush=True)
+            if given_up:
+                print(f"kassa: gave up on {', '.join(given_up)} while running", file=sys.stderr)
+                return 1
             return 0
         except (LocalStackError, MeshError, CommandFailed, grpc.aio.AioRpcError) as exc:
             print(f"kassa: {exc}", file=sys.stderr)
@@ -194,6 +213,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             # A second Ctrl-C must not cut the clean shutdown (the ExitStack) short.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _print_flushed(line: str) -> None:
+    """The mesh logs from its watcher threads; flush so restarts show up as they happen."""
+    print(line, flush=True)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -299,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kassa", description="Run and poke at the Kassa checkout mesh.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="start infrastructure, migrate, run every service, seed; Ctrl-C stops")
+    up = sub.add_parser("up", help="start infrastructure, migrate, run and supervise every service, seed; Ctrl-C stops")
     up.add_argument("--data-dir", default=".kassa", help="local stack data and logs (default: .kassa)")
     up.add_argument("--no-seed", action="store_true", help="do not seed the demo catalog")
     up.set_defaults(func=cmd_up)

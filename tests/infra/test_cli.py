@@ -422,9 +422,11 @@ class _Recorder:
 
 
 def _fake_up_parts(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, *, crash: bool) -> None:
+    """``crash``: the mesh gives up on ``order`` while running; either way a SIGTERM ends `kassa up`."""
     import signal
 
     from infra.localstack import StackEndpoints
+    from infra.mesh import RestartPolicy
 
     class FakeStack:
         def __init__(self, data_dir: Path) -> None:
@@ -438,20 +440,20 @@ def _fake_up_parts(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, *, cras
             recorder.events.append("stack stop")
 
     class FakeMesh:
-        def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        def __init__(self, env: dict[str, str], log_dir: Path, *, restart_policy: RestartPolicy, **_: Any) -> None:
             recorder.events.append(f"mesh env db={env['KASSA_DATABASE_URL']}")
+            assert restart_policy == RestartPolicy()  # supervised, with the default backoff and bound
+            self.polls = 0
 
         def start(self) -> None:
             recorder.events.append("mesh start")
 
-        def exited(self) -> dict[str, int]:
-            if crash:
-                return {"order": 3}
-            os.kill(os.getpid(), signal.SIGTERM)  # what a service manager sends
-            return {}
-
-        def log_tail(self, name: str) -> str:
-            return f"{name}: last words"
+        @property
+        def given_up(self) -> dict[str, int]:
+            self.polls += 1
+            if self.polls == 3:  # `kassa up` kept running after the give-up; now its service manager stops it
+                os.kill(os.getpid(), signal.SIGTERM)
+            return {"order": 3} if crash and self.polls >= 2 else {}
 
         def stop(self) -> dict[str, int]:
             recorder.events.append("mesh stop")
@@ -460,6 +462,7 @@ def _fake_up_parts(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, *, cras
     monkeypatch.setattr(cli, "LocalStack", FakeStack)
     monkeypatch.setattr(cli, "Mesh", FakeMesh)
     monkeypatch.setattr(cli, "_migrate", lambda url: recorder.events.append(f"migrate {url}"))
+    monkeypatch.setattr(cli, "_UP_POLL_SECONDS", 0.01)
 
 
 def test_up_starts_everything_in_order_and_stops_cleanly_on_sigterm(
@@ -484,7 +487,7 @@ def test_up_starts_everything_in_order_and_stops_cleanly_on_sigterm(
     assert signal.getsignal(signal.SIGTERM) == before
 
 
-def test_up_exits_non_zero_with_the_log_tail_when_a_service_dies(
+def test_up_keeps_running_when_a_service_is_given_up_on_and_then_exits_non_zero(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     recorder = _Recorder()
@@ -501,5 +504,7 @@ def test_up_exits_non_zero_with_the_log_tail_when_a_service_dies(
         "mesh stop",
     ]
     err = capsys.readouterr().err
-    assert "order exited with code 3" in err
-    assert "order: last words" in err
+    assert err.count("kassa: gave up on order after a crash loop (last exit code 3") == 1  # reported once
+    assert f"its log: {tmp_path.absolute() / 'logs' / 'order.log'}" in err
+    assert "the rest of the mesh keeps running" in err
+    assert "kassa: gave up on order while running" in err
