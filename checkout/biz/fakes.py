@@ -548,7 +548,7 @@ class _FakeSessions:
         s.order_id, s.result, s.last_error = order_id, result, last_error
         return True
 
-    async def claim_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
+    async def claim_stuck(self, older_than_seconds: int, limit: int, *, session_id: str | None = None) -> list[Session]:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
         stuck = [
             s
@@ -556,6 +556,7 @@ class _FakeSessions:
             if s.status is SessionStatus.CONFIRMING
             and s.confirm_started_at is not None
             and s.confirm_started_at < cutoff
+            and session_id in (None, s.session_id)
         ][:limit]
         for s in stuck:
             s.confirm_started_at = datetime.now(UTC)

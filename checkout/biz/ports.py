@@ -234,8 +234,9 @@ class SessionRepo(Protocol):
         leased to this caller (updated_at moved to now)."""
         ...
 
-    async def claim_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
-        """CONFIRMING sessions started long ago, leased to this caller (confirm_started_at moved to now)."""
+    async def claim_stuck(self, older_than_seconds: int, limit: int, *, session_id: str | None = None) -> list[Session]:
+        """CONFIRMING sessions started long ago (this one, when given), leased to this caller (confirm_started_at
+        moved to now)."""
         ...
 
     async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:

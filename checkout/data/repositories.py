@@ -404,8 +404,10 @@ class SqlSessionRepo:
         )  # fmt: skip
         return [_session(r) for r in rows]
 
-    async def claim_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
+    async def claim_stuck(self, older_than_seconds: int, limit: int, *, session_id: str | None = None) -> list[Session]:
         due = [_S.c.status == SessionStatus.CONFIRMING.value, _S.c.confirm_started_at < _in(-older_than_seconds)]
+        if session_id is not None:
+            due.append(_S.c.session_id == session_id)
         rows = await self._c.execute(
             _lease(
                 _S, _S.c.session_id, due,

@@ -23,6 +23,7 @@ from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.pricing_engine import PricingEngine, promotion_lines, split_discount
 from checkout.biz.checkout.replay import Replays, fingerprint, is_final
 from checkout.biz.checkout.settle import Settlement
+from checkout.biz.checkout.steps import step
 from checkout.biz.checkout.update_state import pricing_input, session_not_open
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways, IdempotencyStore, UnitOfWork
@@ -51,6 +52,8 @@ log = logging.getLogger("kassa.checkout.confirm")
 T = TypeVar("T")
 
 _AUTHORIZED = frozenset({PaymentStatus.AUTHORIZED, PaymentStatus.REQUIRES_ACTION, PaymentStatus.CASH_ON_DELIVERY})
+# A session in these has its order placed and its answer (``result``) stored on it.
+_FINISHED = frozenset({SessionStatus.COMPLETED, SessionStatus.AWAITING_PAYMENT})
 
 
 def authorize_key(session_id: str) -> str:
@@ -139,6 +142,11 @@ class ConfirmCheckout:
                 if request.executed and is_final(exc):
                     await self._keep(request, session_id, exc)
                 raise
+            except Exception:
+                # A failure after the session's last write (the order is placed) is not the answer: the session is.
+                if (finished := await self._finished(request, session_id)) is None:
+                    raise
+                return finished
             await self._keep(request, session_id, result)
             return result
         finally:
@@ -153,6 +161,17 @@ class ConfirmCheckout:
         except Exception:
             log.warning("session %s: the answer to key %s was not kept for replay", session_id, request.key)
 
+    async def _finished(self, request: _Request, session_id: str) -> ConfirmResult | None:
+        """The session's own answer when this request finished it (None when it didn't, or can't be read)."""
+        try:
+            async with self._uow.read() as tx:
+                session = await tx.sessions.get(session_id)
+        except Exception:
+            return None
+        if session is None or session.idempotency_key != request.key or session.result is None:
+            return None
+        return session.result if session.status in _FINISHED else None
+
     async def _not_started(self, request: _Request, session_id: str) -> ConfirmResult:
         """The durable guard refused: replay a finished request, or say why not."""
         replay = await self._replays.durable(request.customer_id, request.key, session_id, request.fingerprint)
@@ -161,8 +180,7 @@ class ConfirmCheckout:
         async with self._uow.read() as tx:
             session = await tx.sessions.get(session_id)
         assert session is not None
-        finished = (SessionStatus.COMPLETED, SessionStatus.AWAITING_PAYMENT)
-        if session.status in finished and session.idempotency_key == request.key and session.result:
+        if session.status in _FINISHED and session.idempotency_key == request.key and session.result:
             return session.result
         if session.status is SessionStatus.CONFIRMING:
             raise Aborted("this checkout is already being confirmed", reason=Reason.CHECKOUT_IN_PROGRESS)
@@ -174,8 +192,10 @@ class ConfirmCheckout:
         # Steps 2-3 change nothing outside this service: on any failure the session is simply OPEN again.
         preview: Preview | None = None
         try:
-            await self._validate(session)
-            preview = await self._recalculate(session)
+            async with step("validate"):
+                await self._validate(session)
+            async with step("recalculate"):
+                preview = await self._recalculate(session)
             _check_total(preview, expected)
         except Exception as exc:
             await self._reopen(session, exc, preview)
@@ -184,10 +204,14 @@ class ConfirmCheckout:
         state = SagaState(promo_codes=preview.applied_codes, preview=preview)
         request.executed = True
         try:
-            await self._reserve_promotion(session, state, preview)
-            await self._extend_reservations(session, state)
-            await self._authorize(session, state, preview)
-            await self._create_order(session, state, preview)
+            async with step("reserve_promotion"):
+                await self._reserve_promotion(session, state, preview)
+            async with step("extend_reservations"):
+                await self._extend_reservations(session, state)
+            async with step("authorize"):
+                await self._authorize(session, state, preview)
+            async with step("create_order"):
+                await self._create_order(session, state, preview)
         except _PromotionChanged as changed:
             sid = session.session_id
             await self._compensator.attempt_or_record(sid, Operation.RELEASE_PROMOTION, {"reservation_ref": sid})

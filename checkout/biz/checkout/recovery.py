@@ -52,6 +52,16 @@ class SagaRecovery:
                 log.exception("recovering checkout session %s failed; will retry", session.session_id)
         return done
 
+    async def recover_one(self, session_id: str) -> bool:
+        """Claim this session if it is stuck (no progress for ``recovery_after_seconds``) and finish or undo
+        it now; False when it isn't stuck."""
+        async with self._uow() as tx:
+            claimed = await tx.sessions.claim_stuck(self._policy.recovery_after_seconds, 1, session_id=session_id)
+        if not claimed:
+            return False
+        await self.recover(claimed[0])
+        return True
+
     async def recover(self, session: Session) -> None:
         """Finish or undo one saga: forward once the order may exist, else fail it."""
         state, step = session.saga_state, session.saga_step

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.checkout.steps import step
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways, UnitOfWork
 from checkout.biz.retry import retrying
@@ -74,7 +75,8 @@ class Settlement:
             return await self._await_payment(session, state)
         sid = session.session_id
         try:
-            await self._call(lambda: self._g.inventory.confirm_reservations(sid))
+            async with step("confirm_stock"):
+                await self._call(lambda: self._g.inventory.confirm_reservations(sid))
         except Unavailable:
             async with self._uow() as tx:
                 await tx.sessions.save_progress(sid, SagaStep.SETTLE_PAYMENT, state)
@@ -83,7 +85,8 @@ class Settlement:
             log.warning("session %s: stock no longer held (%s); the payment is voided", sid, refusal.message)
             return await self.fail(session, state, f"the reserved stock was released before payment: {refusal.message}")
 
-        outcome = await self._take_payment(session, state)
+        async with step("capture"):
+            outcome = await self._take_payment(session, state)
         if outcome.order_status is OrderStatus.PAYMENT_FAILED:
             return await self.fail(session, state, "the capture was refused", outcome.failed)
         # An order cancelled meanwhile gets its coupon use back from promotion's OrderCancelled consumer.
@@ -150,7 +153,7 @@ class Settlement:
             log.warning("session %s: reservations not extended over the payment window: %s", sid, exc)
         state.order_status = OrderStatus.PENDING_PAYMENT
         result = _result(session, state, OrderStatus.PENDING_PAYMENT, PaymentStatus.REQUIRES_ACTION)
-        async with self._uow() as tx:
+        async with step("finalize"), self._uow() as tx:
             moved = await tx.sessions.await_payment(
                 sid, state=state, order_id=state.order_id, result=result, window_seconds=window
             )
@@ -206,13 +209,13 @@ class Settlement:
         result = _result(session, state, outcome.order_status, outcome.payment_status)
         converted = cart_status is CartStatus.CONVERTED
         status = SessionStatus.COMPLETED if converted else SessionStatus.CANCELLED
-        step = SagaStep.DONE if converted else SagaStep.COMPENSATING
+        last_step = SagaStep.DONE if converted else SagaStep.COMPENSATING
         current: Session | None = None
-        async with self._uow() as tx:
+        async with step("finalize"), self._uow() as tx:
             for item in outcome.failed:
                 await tx.compensations.add(item)
             finished = await tx.sessions.finish(
-                sid, status, step=step, state=state, order_id=oid, result=result if oid else None,
+                sid, status, step=last_step, state=state, order_id=oid, result=result if oid else None,
                 last_error=last_error[:1000],
             )  # fmt: skip
             if finished:

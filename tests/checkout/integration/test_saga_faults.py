@@ -1,0 +1,224 @@
+"""ConfirmCheckout stopped at every named step (infra.faults), on real Postgres/Redis with fake neighbours.
+
+An ``error`` at a point is any failure there: the saga must end in a state that keeps DESIGN.md §4 —
+no order without a payment, no authorization left open for an order that wasn't placed, a session the
+customer or the recovery worker can go on from. A ``crash`` at a point (here: the process "exits" by
+an exception nothing in the saga catches, leaving what it persisted) must leave a session the recovery
+worker finishes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from helpers import unique
+
+from checkout.biz.checkout.confirm import authorize_key
+from checkout.biz.checkout.steps import STEPS
+from checkout.biz.checkout.update_state import StateUpdate
+from checkout.data.tables import checkout_sessions
+from checkout.model.actor import Actor
+from checkout.model.cart import CartStatus
+from checkout.model.catalog import Address, OrderStatus, PaymentStatus
+from checkout.model.session import ConfirmResult, Session, SessionStatus
+from infra import faults
+from infra.errors import FailedPrecondition, Reason
+
+pytestmark = pytest.mark.integration
+
+ADDRESS = Address("Ada Lovelace", "12 Analytical St", "", "London", "", "N1 9GU", "GB", "")
+POINTS = [f"checkout.confirm.{when}_{name}" for name in STEPS for when in ("before", "after")]
+# Where an error leaves the session: steps 2-3 reopen it; before the order exists everything is undone;
+# once it exists the session waits for recovery to finish it (or is finished already).
+_REOPENED = {"validate", "recalculate"}
+_UNDONE = {"reserve_promotion", "extend_reservations", "authorize", "create_order"}
+
+
+class SimulatedCrash(BaseException):
+    """What ``os._exit`` becomes in these tests: no ``except Exception`` in the saga stops it."""
+
+
+class _CrashingOs:
+    """infra.faults' view of ``os``: everything real but ``_exit``."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    @staticmethod
+    def _exit(code: int) -> None:
+        raise SimulatedCrash(code)
+
+
+@pytest.fixture(autouse=True)
+def no_faults_after() -> Iterator[None]:
+    yield
+    faults.configure(None)
+
+
+@pytest.fixture
+def crashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(faults, "os", _CrashingOs())
+
+
+def _step(point: str) -> str:
+    return point.rsplit(".", maxsplit=1)[-1].split("_", 1)[1]
+
+
+async def _ready(served, actor: Actor) -> Session:
+    """A cart of one line with a 10 % coupon, started and filled in: every step has work to do."""
+    c = served.container
+    sku, code = unique("SKU"), unique("SAVE").upper()
+    served.pricing.add(sku, 1000)
+    served.inventory.stock[sku] = 2
+    served.promotion.add(code, 10)
+    cart = await c.carts.create(actor, "USD")
+    await c.carts.add_item(actor, cart.cart_id, sku, 2)
+    session, _ = await c.start(actor, cart.cart_id)
+    update = StateUpdate(
+        email="ada@example.com", shipping_address=ADDRESS, shipping_method="standard", payment_method="tok_visa",
+        promotion_codes=[code],
+    )  # fmt: skip
+    return await c.state.update(actor, session.session_id, update)
+
+
+async def _confirm(served, actor: Actor, session: Session, key: str) -> ConfirmResult:
+    assert session.preview is not None
+    return await served.container.confirm(actor, session.session_id, key, session.preview.grand_total)
+
+
+async def _stored(served, session_id: str) -> Session:
+    async with served.container.uow.read() as tx:
+        stored = await tx.sessions.get(session_id)
+    assert stored is not None
+    return stored
+
+
+async def _age(served, session_id: str) -> None:
+    """As if the replica driving this session had stopped writing progress an hour ago."""
+    async with served.container.engine.begin() as conn:
+        await conn.execute(
+            checkout_sessions.update()
+            .where(checkout_sessions.c.session_id == session_id)
+            .values(confirm_started_at=sa.func.now() - sa.text("interval '1 hour'"))
+        )
+
+
+def _payment(served, session_id: str) -> dict | None:
+    pid = served.payment.by_key.get(authorize_key(session_id))
+    return None if pid is None else served.payment.payments[pid]
+
+
+def assert_money_invariants(served, session_id: str) -> None:
+    """DESIGN.md §4.2/§4.3 as far as this session goes, at any moment."""
+    order = served.order.orders.get(session_id)
+    payment = _payment(served, session_id)
+    assert payment is None or payment["captures"] <= 1
+    if order is not None and order["status"] is not OrderStatus.PAYMENT_FAILED:
+        # no order without a payment behind it
+        assert payment is not None and payment["status"] in (PaymentStatus.AUTHORIZED, PaymentStatus.CAPTURED)
+    if payment is not None and payment["status"] is PaymentStatus.CAPTURED:
+        # no captured payment without a confirmed order
+        assert order is not None and order["status"] is OrderStatus.CONFIRMED
+
+
+async def assert_settled(served, session: Session) -> Session:
+    """The end a saga must reach, whoever drove it: completed with everything taken, or cancelled with
+    everything given back (or, refused in steps 2-3, open again with nothing taken)."""
+    sid = session.session_id
+    assert_money_invariants(served, sid)
+    stored = await _stored(served, sid)
+    order, payment, held = served.order.orders.get(sid), _payment(served, sid), served.inventory.held[sid]
+    async with served.container.uow.read() as tx:
+        cart = await tx.carts.get_head(session.cart_id)
+    assert cart is not None
+    usage = served.promotion.reserved_for(sid)
+    if stored.status is SessionStatus.COMPLETED:
+        assert order is not None and order["status"] is OrderStatus.CONFIRMED
+        assert payment is not None and payment["status"] is PaymentStatus.CAPTURED and payment["captures"] == 1
+        assert held.status == "CONFIRMED"
+        assert set(usage.values()) == {"CONFIRMED"}
+        assert cart.status is CartStatus.CONVERTED
+        assert stored.result is not None and stored.result.order_id == order["order_id"]
+    elif stored.status is SessionStatus.CANCELLED:
+        assert order is None or order["status"] is OrderStatus.PAYMENT_FAILED
+        assert payment is None or payment["status"] is PaymentStatus.VOIDED
+        assert held.status == "RELEASED"
+        assert usage == {}
+        assert cart.status is CartStatus.ACTIVE
+    else:
+        assert stored.status is SessionStatus.OPEN, stored.status
+        assert order is None and payment is None
+        assert held.status == "ACTIVE" and usage == {}
+        assert cart.status is CartStatus.CHECKOUT
+    return stored
+
+
+@pytest.mark.parametrize("point", POINTS)
+async def test_an_error_at_any_step_keeps_the_invariants_and_the_session_goes_on(served, customer_id, point) -> None:
+    actor = Actor(customer_id)
+    session = await _ready(served, actor)
+    faults.configure(f"{point}=error#1")
+    key = unique("key")
+    step = _step(point)
+
+    if point == "checkout.confirm.after_finalize":
+        # The order is placed and the session says so: that is the answer, not the failure after it.
+        result = await _confirm(served, actor, session, key)
+        assert result.order_status == OrderStatus.CONFIRMED
+    else:
+        with pytest.raises(faults.InjectedFault):
+            await _confirm(served, actor, session, key)
+    assert_money_invariants(served, session.session_id)
+    stored = await _stored(served, session.session_id)
+
+    if step in _REOPENED:
+        assert stored.status is SessionStatus.OPEN
+        await assert_settled(served, session)
+        # nothing was taken: the same request goes through now
+        assert (await _confirm(served, actor, session, key)).order_status == OrderStatus.CONFIRMED
+    elif step in _UNDONE:
+        assert stored.status is SessionStatus.CANCELLED
+    elif point != "checkout.confirm.after_finalize":
+        # The order exists: nothing is undone, the recovery worker finishes it.
+        assert stored.status is SessionStatus.CONFIRMING
+        assert session.session_id in served.order.orders
+        await _age(served, session.session_id)
+        assert await served.container.recovery.recover_one(session.session_id)
+    settled = await assert_settled(served, session)
+    if step not in _REOPENED and step not in _UNDONE:
+        assert settled.status is SessionStatus.COMPLETED
+
+
+@pytest.mark.parametrize("point", POINTS)
+async def test_recovery_finishes_a_saga_whose_process_died_at_any_step(served, customer_id, crashing, point) -> None:
+    actor = Actor(customer_id)
+    session = await _ready(served, actor)
+    faults.configure(f"{point}=crash#1")
+    key = unique("key")
+
+    with pytest.raises(SimulatedCrash):
+        await _confirm(served, actor, session, key)
+    assert_money_invariants(served, session.session_id)
+    stored = await _stored(served, session.session_id)
+    if point == "checkout.confirm.after_finalize":
+        assert stored.status is SessionStatus.COMPLETED  # nothing left to recover
+    else:
+        assert stored.status is SessionStatus.CONFIRMING
+        assert not await served.container.recovery.recover_one(session.session_id)  # not stuck yet: live
+        await _age(served, session.session_id)
+        assert await served.container.recovery.recover_one(session.session_id)
+    settled = await assert_settled(served, session)
+    # Forward once the order may exist, undone before that.
+    order_may_exist = _step(point) in {"confirm_stock", "capture", "finalize"} or point.endswith("after_create_order")
+    assert settled.status is (SessionStatus.COMPLETED if order_may_exist else SessionStatus.CANCELLED)
+
+    # The customer's retry of the same request learns how it ended.
+    if settled.status is SessionStatus.COMPLETED:
+        assert await _confirm(served, actor, session, key) == settled.result
+    else:
+        with pytest.raises(FailedPrecondition) as refused:
+            await _confirm(served, actor, session, key)
+        assert refused.value.reason == Reason.SESSION_NOT_OPEN
