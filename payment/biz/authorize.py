@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from infra.errors import AlreadyExists, Reason
 from infra.money import Money
-from payment.biz.common import declined, unavailable
+from payment.biz.common import after_provider, before_provider, declined, unavailable
 from payment.biz.ports import PaymentProvider, PaymentRepo
 from payment.biz.providers import Providers, provider_unavailable
 from payment.model.payment import (
@@ -110,6 +110,7 @@ async def authorize_payment(repo: PaymentRepo, providers: Providers, cmd: Author
         "currency_code": request.currency_code,
         "payment_method": request.payment_method,
     }
+    await before_provider("authorize", payment.payment_id)
     try:
         intent = await provider.create_intent(request, payment.idempotency_key)
     except ProviderUnavailable as exc:
@@ -118,6 +119,7 @@ async def authorize_payment(repo: PaymentRepo, providers: Providers, cmd: Author
         )
         raise unavailable(payment.payment_id, exc) from exc
     except (ProviderDeclined, ProviderRejected) as exc:
+        await after_provider("authorize", payment.payment_id)
         intent_id = exc.intent_id if isinstance(exc, ProviderDeclined) else None
         transition = Transition(
             S.DECLINED,
@@ -130,6 +132,7 @@ async def authorize_payment(repo: PaymentRepo, providers: Providers, cmd: Author
         done = await repo.apply(payment.payment_id, transition)
         return _answer(done or await _reload(repo, payment))
 
+    await after_provider("authorize", payment.payment_id)
     transition = _transition_for(intent, summary)
     done = await repo.apply(payment.payment_id, transition)
     if done is None:

@@ -6,7 +6,7 @@ import uuid
 
 from infra.errors import InvalidArgument, Unavailable
 from infra.money import Money
-from payment.biz.common import invalid_state, load, unavailable
+from payment.biz.common import after_provider, before_provider, invalid_state, load, unavailable
 from payment.biz.ports import PaymentRepo
 from payment.biz.providers import Providers
 from payment.model.payment import CAPTURE_HOLDING, Attempt, Payment, PaymentStatus, Transition
@@ -71,6 +71,7 @@ async def capture_payment(
     to_capture = claimed.amount.amount_minor if amount is None else amount.amount_minor
     summary = {"intent_id": claimed.provider_payment_id, "amount_minor": to_capture, "order_id": order_id}
     metadata = {"kassa_order_id": order_id, "kassa_session_id": claimed.order_ref}
+    await before_provider("capture", payment_id)
     try:
         provider = providers.holding(claimed.provider)
         intent = await provider.capture(
@@ -89,6 +90,7 @@ async def capture_payment(
         )
         raise unavailable(payment_id, exc) from exc
     except ProviderError as exc:
+        await after_provider("capture", payment_id)
         await repo.apply(
             payment_id,
             Transition(
@@ -100,6 +102,7 @@ async def capture_payment(
         )
         raise invalid_state(claimed, "capture", f"the provider refused: {exc.message}") from exc
 
+    await after_provider("capture", payment_id)
     captured = Money(claimed.amount.currency_code, intent.amount_received)
     done = await repo.apply(
         payment_id,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 
+from infra import faults
 from infra.errors import FailedPrecondition, NotFound, Reason, Unavailable
 from payment.biz.ports import PaymentRepo
 from payment.model.payment import INVALID_STATE, Payment
 from payment.model.provider import ProviderError
 
-__all__ = ["declined", "invalid_state", "load", "unavailable"]
+__all__ = ["after_provider", "before_provider", "declined", "invalid_state", "load", "unavailable"]
 
 
 async def load(repo: PaymentRepo, payment_id: uuid.UUID) -> Payment:
@@ -42,3 +43,30 @@ def unavailable(payment_id: uuid.UUID, exc: ProviderError) -> Unavailable:
         reason=Reason.PAYMENT_PROVIDER_UNAVAILABLE,
         metadata={"payment_id": str(payment_id), "provider_code": exc.code},
     )
+
+
+async def before_provider(operation: str, payment_id: uuid.UUID) -> None:
+    """The fault point ``payment.<operation>.before_provider``: the claim is written, nothing was sent."""
+    await _fault_point(f"payment.{operation}.before_provider", payment_id)
+
+
+async def after_provider(operation: str, payment_id: uuid.UUID) -> None:
+    """The fault point ``payment.<operation>.after_provider``: the provider answered, nothing of it is committed."""
+    await _fault_point(f"payment.{operation}.after_provider", payment_id)
+
+
+async def _fault_point(point: str, payment_id: uuid.UUID) -> None:
+    """Pass a named fault point of :mod:`infra.faults` (one comparison unless KASSA_FAULTS is set).
+
+    An injected error stands for the process failing right there (a crash modelled in process, a
+    database gone between the provider call and the commit): nothing after it runs, and the caller
+    sees what it would see then, an unknown outcome (UNAVAILABLE, with the payment's id), never
+    INTERNAL. A retry with the same key converges, as after a real failure.
+    """
+    try:
+        await faults.ahit(point)
+    except faults.InjectedFault as exc:
+        raise Unavailable(
+            f"the payment service failed before it could record the outcome ({exc}); retrying is safe",
+            metadata={"payment_id": str(payment_id), "fault_point": point},
+        ) from exc

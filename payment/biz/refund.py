@@ -6,7 +6,7 @@ import uuid
 
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound
 from infra.money import Money
-from payment.biz.common import invalid_state, load, unavailable
+from payment.biz.common import after_provider, before_provider, invalid_state, load, unavailable
 from payment.biz.ports import PaymentRepo
 from payment.biz.providers import Providers
 from payment.model.payment import INVALID_STATE, Attempt, Payment, PaymentStatus, Refund
@@ -57,6 +57,7 @@ async def refund_payment(
         )
 
     summary = {"intent_id": payment.provider_payment_id, "amount_minor": refund.amount_minor}
+    await before_provider("refund", payment_id)
     try:
         provider = providers.holding(payment.provider)
         done = await provider.refund(
@@ -66,6 +67,7 @@ async def refund_payment(
         await repo.record_attempt(payment_id, Attempt("refund", summary, {"code": exc.code}, "unavailable"))
         raise unavailable(payment_id, exc) from exc
     except ProviderError as exc:
+        await after_provider("refund", payment_id)
         await repo.finish_refund(
             refund,
             provider_refund_id=None,
@@ -77,6 +79,7 @@ async def refund_payment(
             reason=INVALID_STATE,
             metadata={"refund_id": str(refund.refund_id)},
         ) from exc
+    await after_provider("refund", payment_id)
     attempt = Attempt("refund", summary, {"refund_id": done.refund_id, "amount_minor": done.amount_minor}, "refunded")
     payment = await repo.finish_refund(refund, provider_refund_id=done.refund_id, succeeded=True, attempt=attempt)
     return payment, refund

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 from infra.errors import Unavailable
-from payment.biz.common import invalid_state, load, unavailable
+from payment.biz.common import after_provider, before_provider, invalid_state, load, unavailable
 from payment.biz.ports import PaymentRepo
 from payment.biz.providers import Providers
 from payment.model.payment import CAPTURE_HOLDING, Attempt, Payment, PaymentStatus, Transition
-from payment.model.provider import IntentStatus, ProviderRejected, ProviderUnavailable
+from payment.model.provider import IntentStatus, ProviderError, ProviderRejected, ProviderUnavailable
 
 __all__ = ["VOID_LEASE_SECONDS", "void_authorization", "void_by_key"]
 
@@ -64,6 +64,8 @@ async def void_authorization(repo: PaymentRepo, providers: Providers, payment_id
     summary: dict[str, object] = {"intent_id": claimed.provider_payment_id, "reason": reason}
     intent_id = claimed.provider_payment_id
     provider = providers.holding(claimed.provider)
+    await before_provider("void", payment_id)
+    refused: ProviderError | None = None
     try:
         if intent_id is None:
             found = await provider.find_intent(claimed.idempotency_key)
@@ -74,22 +76,25 @@ async def void_authorization(repo: PaymentRepo, providers: Providers, payment_id
     except ProviderUnavailable as exc:
         await repo.record_attempt(payment_id, Attempt("void", summary, {"code": exc.code}, "unavailable"))
         raise unavailable(payment_id, exc) from exc
-    except ProviderRejected as exc:
-        if exc.intent is not None and exc.intent.status == IntentStatus.SUCCEEDED:
-            # Captured at the provider behind our back: record the truth, a refund is the way back.
-            await repo.apply(
-                payment_id,
-                Transition(
-                    S.CAPTURED,
-                    frozenset({S.VOIDING}),
-                    {"captured_minor": exc.intent.amount_received},
-                    "PaymentCaptured",
-                    {},
-                    Attempt("void", summary, {"code": exc.code}, "already_captured"),
-                ),
-            )
-            raise invalid_state(claimed, "void", "the provider has captured it; refund it instead") from exc
-        # Declined or already cancelled there: nothing is held.
+    except ProviderError as exc:
+        refused = exc
+    await after_provider("void", payment_id)
+    refused_intent = refused.intent if isinstance(refused, ProviderRejected) else None
+    if refused is not None and refused_intent is not None and refused_intent.status == IntentStatus.SUCCEEDED:
+        # Captured at the provider behind our back: record the truth, a refund is the way back.
+        await repo.apply(
+            payment_id,
+            Transition(
+                S.CAPTURED,
+                frozenset({S.VOIDING}),
+                {"captured_minor": refused_intent.amount_received},
+                "PaymentCaptured",
+                {},
+                Attempt("void", summary, {"code": refused.code}, "already_captured"),
+            ),
+        )
+        raise invalid_state(claimed, "void", "the provider has captured it; refund it instead") from refused
+    # Otherwise a refusal means declined, failed or already cancelled there: nothing is held.
 
     if intent_id is None:
         # The provider never created an intent for the key: the authorization failed, nothing is held.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra import faults
 from infra.config import Settings
 from infra.db import create_engine
 from infra.localstack import StackEndpoints
@@ -24,6 +25,13 @@ from payment.sandbox.server import RunningSandbox
 # rpc_timeout_seconds - 1 = 1 s, so its timeout always fires first.
 SANDBOX_TIMEOUT_SECONDS = 4.0
 RPC_TIMEOUT_SECONDS = 2.0
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_after() -> Iterator[None]:
+    """A test that injects faults (the sandbox runs in this process too) leaves none behind."""
+    yield
+    faults.configure(None)
 
 
 @pytest.fixture(scope="session")
