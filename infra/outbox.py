@@ -5,8 +5,10 @@ A service adds ``outbox_table(metadata)`` to its schema and calls
 :class:`OutboxPublisher` worker claims pending rows with ``FOR UPDATE SKIP
 LOCKED`` under a lease (rows stuck in ``processing`` past the lease are
 reclaimed, so a crashed replica loses nothing), publishes them to JetStream with
-``Nats-Msg-Id`` = event id, marks a row sent only after JetStream acknowledged
-it, and deletes sent rows after a retention period. Safe with several replicas.
+``Nats-Msg-Id`` = event id within one deadline well inside the lease, each
+aggregate's events in the order they were written, marks a row sent only after
+JetStream acknowledged it, and deletes sent rows after a retention period. Safe
+with several replicas; its guarantees are spelled out on the class.
 
 Consumers pair this with :func:`inbox_table` / :func:`claim_inbox` so a
 redelivered event has no second effect.
@@ -25,6 +27,7 @@ import contextlib
 import json
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,8 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import SchemaItem
 
+from infra import faults
+from infra.events import DUPLICATE_WINDOW_SECONDS
 from infra.events import subject as make_subject
 
 if TYPE_CHECKING:
@@ -49,6 +54,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("kassa.outbox")
+
+# The most one publishing pass may take, whatever the lease (a quarter of it when that is shorter).
+_PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
 def _outbox_v1() -> list[SchemaItem]:
@@ -125,6 +133,9 @@ async def add_event(
             event_type=event_type,
             aggregate_id=aggregate_id,
             payload=envelope,
+            # The time of this statement, not of the transaction: two events of one aggregate written in
+            # one transaction keep the order they were written in, which is the order they are published.
+            created_at=sa.func.clock_timestamp(),
         )
     )
     return eid
@@ -138,7 +149,35 @@ async def claim_inbox(conn: AsyncConnection, table: sa.Table, consumer: str, eve
     return (await conn.execute(stmt)).first() is not None
 
 
+@dataclass
+class _Batch:
+    """What one publishing pass did with the rows it claimed."""
+
+    sent: list[uuid.UUID] = field(default_factory=list)
+    failed: dict[uuid.UUID, str] = field(default_factory=dict)
+
+
 class OutboxPublisher:
+    """Publishes a service's outbox to JetStream; one per service process, any number of replicas.
+
+    What it guarantees (DESIGN.md §4.5), and how:
+
+    * **At least once.** A row is marked sent only after its PubAck; a crash before that leaves it
+      ``processing`` until its lease ends, and another pass publishes it again.
+    * **Once on the stream.** Every publish carries ``Nats-Msg-Id`` = event id, and a row is never
+      published twice further apart than the stream's duplicate window: a pass publishes its whole
+      batch within ``publish_timeout_seconds`` (well inside the lease), so a lease never runs out
+      under a pass that is still publishing, and the settings are refused unless lease + publish
+      deadline + idle poll fit inside ``duplicate_window_seconds``.
+    * **In order per aggregate.** A claim takes a row only when every earlier unsent row of its
+      ``aggregate_id`` is in the same claim, so two replicas never hold parts of one aggregate; a
+      pass publishes an aggregate's rows one after another (aggregates side by side) and stops that
+      aggregate at its first failure, giving the rest back untouched.
+    * **A lost lease changes nothing.** The claim's ``lease_until`` is the pass's token; it settles
+      only rows still carrying it, so a pass that outlived its lease cannot undo what the replica
+      that reclaimed its rows did.
+    """
+
     def __init__(
         self,
         engine: AsyncEngine,
@@ -147,88 +186,160 @@ class OutboxPublisher:
         *,
         batch_size: int = 100,
         lease_seconds: int = 60,
+        publish_timeout_seconds: float | None = None,
         poll_interval: float = 0.2,
         max_idle_interval: float = 1.0,
         retention_hours: int = 72,
+        duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS,
     ) -> None:
         self._engine = engine
         self._t = table
         self._js = js
         self._batch = batch_size
         self._lease = lease_seconds
+        self._publish_timeout = (
+            min(_PUBLISH_TIMEOUT_SECONDS, lease_seconds / 4)
+            if publish_timeout_seconds is None
+            else publish_timeout_seconds
+        )
         self._poll = poll_interval
         self._max_idle = max(max_idle_interval, poll_interval)
         self._retention = retention_hours
         self._wake = asyncio.Event()
+        self._fault_point = f"{table.schema or 'public'}.outbox.after_publish"
+        if not 0 < self._publish_timeout <= lease_seconds / 2:
+            raise ValueError("outbox: publish_timeout_seconds must be positive and at most half the lease")
+        if lease_seconds + self._publish_timeout + self._max_idle >= duplicate_window_seconds:
+            raise ValueError(
+                "outbox: lease + publish timeout + idle poll must be shorter than the stream's duplicate window, "
+                "or a row republished after its lease ran out would reach consumers twice"
+            )
 
     def notify(self) -> None:
         """Hint that rows were just committed, so the worker needn't wait for its next poll."""
         self._wake.set()
 
     async def claim(self) -> list[sa.Row[Any]]:
+        """Lease up to ``batch_size`` due rows, oldest first, that no other pass holds an earlier row of.
+
+        A row is due when pending or when its lease ran out. Of the oldest due rows (locked with
+        SKIP LOCKED), a row is taken only if every earlier unsent row of its aggregate is taken too:
+        an earlier row leased by another replica, locked by a concurrent claim, or beyond the batch
+        holds the later ones back until it is sent. Rows come back in publishing order, each with
+        the lease (``lease_until``) that settles it.
+        """
         t = self._t
-        due = (
-            sa.select(t.c.event_id)
-            .where(
-                sa.or_(
-                    t.c.status == "pending",
-                    sa.and_(t.c.status == "processing", t.c.lease_until < sa.func.now()),
-                )
-            )
-            .order_by(t.c.created_at)
+        due = sa.or_(t.c.status == "pending", sa.and_(t.c.status == "processing", t.c.lease_until < sa.func.now()))
+        candidates = (
+            sa.select(t.c.event_id, t.c.aggregate_id, t.c.created_at)
+            .where(due)
+            .order_by(t.c.created_at, t.c.event_id)
             .limit(self._batch)
             .with_for_update(skip_locked=True)
-            .scalar_subquery()
+            .cte("candidates")
+        )
+        earlier = t.alias("earlier")
+        held_back = sa.exists().where(
+            earlier.c.aggregate_id == candidates.c.aggregate_id,
+            earlier.c.status != "sent",
+            sa.tuple_(earlier.c.created_at, earlier.c.event_id)
+            < sa.tuple_(candidates.c.created_at, candidates.c.event_id),
+            earlier.c.event_id.not_in(sa.select(candidates.c.event_id).scalar_subquery()),
         )
         stmt = (
             t.update()
-            .where(t.c.event_id.in_(due))
+            .where(t.c.event_id.in_(sa.select(candidates.c.event_id).where(~held_back)))
             .values(
                 status="processing",
                 attempts=t.c.attempts + 1,
                 lease_until=sa.func.now() + sa.text(f"interval '{int(self._lease)} seconds'"),
             )
-            .returning(t.c.event_id, t.c.subject, t.c.payload, t.c.created_at)
+            .returning(t.c.event_id, t.c.subject, t.c.aggregate_id, t.c.payload, t.c.created_at, t.c.lease_until)
         )
         async with self._engine.begin() as conn:
             rows = list((await conn.execute(stmt)).all())
-        rows.sort(key=lambda r: r.created_at)
+        rows.sort(key=lambda r: (r.created_at, r.event_id))
         return rows
 
     async def publish_once(self) -> int:
-        """Claim and publish one batch; returns how many rows were sent."""
+        """Claim and publish one batch within the publish deadline; returns how many rows were published."""
         rows = await self.claim()
         if not rows:
             return 0
-        sent: list[uuid.UUID] = []
-        failed: dict[uuid.UUID, str] = {}
+        chains: dict[str, list[sa.Row[Any]]] = {}
         for row in rows:
+            chains.setdefault(row.aggregate_id, []).append(row)
+        batch = _Batch()
+        deadline = asyncio.get_running_loop().time() + self._publish_timeout
+        await asyncio.gather(*(self._publish_chain(chain, deadline, batch) for chain in chains.values()))
+        if batch.sent:
+            await faults.ahit(self._fault_point)
+        await self._settle(rows, rows[0].lease_until, batch)
+        return len(batch.sent)
+
+    async def _publish_chain(self, chain: list[sa.Row[Any]], deadline: float, batch: _Batch) -> None:
+        """Publish one aggregate's rows in order, each after the previous one's PubAck; stop at a failure."""
+        loop = asyncio.get_running_loop()
+        for row in chain:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
             try:
-                await self._js.publish(
-                    row.subject,
-                    json.dumps(row.payload).encode(),
-                    headers={"Nats-Msg-Id": str(row.event_id)},
-                    timeout=5,
-                )
-                sent.append(row.event_id)
+                async with asyncio.timeout(remaining):
+                    await self._js.publish(
+                        row.subject,
+                        json.dumps(row.payload).encode(),
+                        headers={"Nats-Msg-Id": str(row.event_id)},
+                        timeout=remaining,
+                    )
             except Exception as exc:
-                failed[row.event_id] = repr(exc)[:500]
+                batch.failed[row.event_id] = repr(exc)[:500]
+                return
+            batch.sent.append(row.event_id)
+
+    async def _settle(self, rows: list[sa.Row[Any]], lease: datetime, batch: _Batch) -> None:
+        """Mark published rows sent and give the rest back, touching only rows this pass still holds."""
+        t = self._t
+        mine = sa.and_(t.c.status == "processing", t.c.lease_until == lease)
+        done = set(batch.sent) | batch.failed.keys()
+        untried = [row.event_id for row in rows if row.event_id not in done]
+        by_error: dict[str, list[uuid.UUID]] = {}
+        for eid, err in batch.failed.items():
+            by_error.setdefault(err, []).append(eid)
+        marked = len(batch.sent)
         async with self._engine.begin() as conn:
-            if sent:
-                await conn.execute(
-                    self._t.update()
-                    .where(self._t.c.event_id.in_(sent))
+            if batch.sent:
+                result = await conn.execute(
+                    t.update()
+                    .where(t.c.event_id.in_(batch.sent), mine)
                     .values(status="sent", sent_at=sa.func.now(), lease_until=None)
                 )
-            for eid, err in failed.items():
+                marked = result.rowcount
+            for err, eids in by_error.items():
                 await conn.execute(
-                    self._t.update()
-                    .where(self._t.c.event_id == eid)
+                    t.update()
+                    .where(t.c.event_id.in_(eids), mine)
                     .values(status="pending", lease_until=None, last_error=err)
                 )
-        if failed:
-            log.warning("outbox: %d events failed to publish, will retry", len(failed))
-        return len(sent)
+            if untried:
+                # Not attempted (behind their aggregate's failure, or past the deadline): undo the claim's count.
+                await conn.execute(
+                    t.update()
+                    .where(t.c.event_id.in_(untried), mine)
+                    .values(status="pending", lease_until=None, attempts=t.c.attempts - 1)
+                )
+        if marked < len(batch.sent):
+            log.warning(
+                "outbox: %d of %d published events had been reclaimed after this pass's lease ran out",
+                len(batch.sent) - marked,
+                len(batch.sent),
+            )
+        if batch.failed:
+            log.warning(
+                "outbox: %d events failed to publish (%d held back behind them), will retry",
+                len(batch.failed),
+                len(untried),
+            )
 
     async def cleanup(self) -> int:
         t = self._t

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from nats.js.api import StorageType
 from nats.js.errors import APIError, NotFoundError
 
 from infra import events
 from infra.events import DUPLICATE_WINDOW_SECONDS, REPLICAS_ENV, connect, ensure_streams, stream_config, stream_replicas
 from infra.localstack import StackEndpoints
+from infra.outbox import OutboxPublisher, outbox_table
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +37,14 @@ def test_the_stream_config_carries_replicas_window_and_file_storage(monkeypatch:
     assert config.storage == StorageType.FILE
     assert config.as_dict()["num_replicas"] == 3
     assert stream_config("order", replicas=1).num_replicas == 1
+
+
+def test_the_duplicate_window_outlasts_the_default_lease_deadline_and_poll() -> None:
+    # The publisher's own guard: a row republished after its lease ran out is still deduplicated.
+    table = outbox_table(sa.MetaData(schema="order"))
+    OutboxPublisher(None, table, None)  # type: ignore[arg-type]  # the defaults fit
+    with pytest.raises(ValueError, match="duplicate window"):
+        OutboxPublisher(None, table, None, lease_seconds=DUPLICATE_WINDOW_SECONDS - 5)  # type: ignore[arg-type]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
