@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from infra import faults
 from infra.config import ConfigError, Settings
 from infra.logs import setup_logging
 from payment.sandbox.app import SandboxConfig, create_app
@@ -15,7 +16,9 @@ def main() -> None:
         settings = Settings.from_env()
         config = SandboxConfig.from_env()
         port = int(settings.addr("sandbox").rsplit(":", 1)[1])
-    except (ConfigError, ValueError, IndexError) as exc:
+        # A bad KASSA_FAULTS rule refuses to start, so a typo never turns a chaos run into a calm one.
+        faults.load()
+    except (ConfigError, faults.FaultConfigError, ValueError, IndexError) as exc:
         raise SystemExit(f"sandbox: {exc}") from exc
     uvicorn.run(
         create_app(settings, config),

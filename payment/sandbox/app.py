@@ -14,6 +14,12 @@ the intent of an authorization whose answer it never got). Every intent carries 
 (``kassa_session_id``, and ``kassa_order_id`` once captured) for reconciliation against orders.
 Webhooks are retried with exponential backoff until the receiver answers 2xx (bounded), and the
 ones not yet delivered are sent again after a restart.
+
+Chaos (``KASSA_FAULTS``, see :mod:`infra.faults`): the points ``sandbox.authorize`` (create intent),
+``sandbox.capture``, ``sandbox.void`` (cancel) and ``sandbox.refund`` take ``error`` (an outage: HTTP
+503 with a JSON error, nothing done and nothing stored, so a retry with the key does the work) and
+``delay:<seconds>`` (the request reaches the processor that much later: a client that gave up meanwhile
+does not know whether it will be done); ``sandbox.webhook`` is handled by the webhook sender.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from infra import faults
 from infra.config import Settings
 from payment.sandbox.ledger import MEMORY, Ledger
 from payment.sandbox.state import ApiError, Outcome, SandboxState, StoredResponse
@@ -65,20 +72,29 @@ class SandboxConfig:
     webhook_backoff_max_seconds: float = 60.0
     # The SQLite ledger; ":memory:" keeps nothing across restarts.
     db_path: str = MEMORY
+    # A webhook held back by the fault ``sandbox.webhook=reorder`` goes out after the next webhook of its
+    # intent, or after this long when none follows.
+    webhook_reorder_seconds: float = 2.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> SandboxConfig:
         env = dict(os.environ if environ is None else environ)
-        raw = env.get("KASSA_SANDBOX_TIMEOUT_SECONDS") or "30"
-        try:
-            timeout = float(raw)
-        except ValueError as exc:
-            raise ValueError(f"KASSA_SANDBOX_TIMEOUT_SECONDS must be a number, got {raw!r}") from exc
+        timeout = _seconds(env, "KASSA_SANDBOX_TIMEOUT_SECONDS", 30.0)
+        reorder = _seconds(env, "KASSA_SANDBOX_WEBHOOK_REORDER_SECONDS", 2.0)
         return cls(
             webhook_url=env.get("KASSA_SANDBOX_WEBHOOK_URL") or None,
             timeout_seconds=min(max(timeout, 0.0), MAX_TIMEOUT_SECONDS),
             db_path=env.get("KASSA_SANDBOX_DB") or DEFAULT_DB,
+            webhook_reorder_seconds=min(max(reorder, 0.0), MAX_TIMEOUT_SECONDS),
         )
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name) or str(default)
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
 def _error(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -87,6 +103,19 @@ def _error(exc: ApiError, headers: dict[str, str] | None = None) -> JSONResponse
 
 def _invalid(param: str, message: str, code: str = "parameter_invalid") -> ApiError:
     return ApiError(400, "invalid_request_error", code, message, param=param)
+
+
+async def _outage(request: Request, operation: str) -> Response | None:
+    """The fault point ``sandbox.<operation>``: a 503 for ``error`` (nothing done), after sleeping for ``delay``."""
+    # The request has arrived (a client that gives up during a delay does not take it back).
+    await request.body()
+    try:
+        await faults.ahit(f"sandbox.{operation}")
+    except faults.InjectedFault:
+        return _error(
+            ApiError(503, "api_error", "service_unavailable", "The processor is temporarily unavailable; retry later.")
+        )
+    return None
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -164,6 +193,7 @@ class SandboxApi:
                     attempts=self.config.webhook_attempts,
                     backoff_seconds=self.config.webhook_backoff_seconds,
                     backoff_max_seconds=self.config.webhook_backoff_max_seconds,
+                    reorder_seconds=self.config.webhook_reorder_seconds,
                     on_done=self._delivered,
                 )
                 # Whatever a previous run did not get acknowledged goes out again.
@@ -274,6 +304,8 @@ class SandboxApi:
     # -- endpoints -------------------------------------------------------------------------------
 
     async def create_intent(self, request: Request) -> Response:
+        if (down := await _outage(request, "authorize")) is not None:
+            return down
         try:
             body = await _json_body(request)
             params = _create_params(body)
@@ -307,6 +339,8 @@ class SandboxApi:
                 return _error(exc)
 
     async def capture(self, request: Request) -> Response:
+        if (down := await _outage(request, "capture")) is not None:
+            return down
         try:
             body = await _json_body(request)
             amount = _amount(body, "amount_to_capture", required=False)
@@ -319,6 +353,8 @@ class SandboxApi:
         return await self._idempotent(request, body, lambda: self.state.capture(intent_id, amount, metadata))
 
     async def cancel(self, request: Request) -> Response:
+        if (down := await _outage(request, "void")) is not None:
+            return down
         try:
             body = await _json_body(request)
         except ApiError as exc:
@@ -327,6 +363,8 @@ class SandboxApi:
         return await self._idempotent(request, body, lambda: self.state.cancel(intent_id), required=False)
 
     async def refund(self, request: Request) -> Response:
+        if (down := await _outage(request, "refund")) is not None:
+            return down
         try:
             body = await _json_body(request)
             amount = _amount(body, "amount", required=False)
