@@ -504,18 +504,19 @@ class Mesh:
             self._log(f"{name} (pid {proc.pid}) {_describe_exit(code)}; restart {number} in {delay:g}s")
             if stopping.wait(delay):
                 return
+            failure: MeshError | None = None
             with self._lock:
                 if stopping.is_set():
                     return
                 try:
                     new = self._spawn(spec)
                 except MeshError as exc:
-                    self._log(f"{name}: restart {number} failed: {exc}")
-                    new = None
+                    failure, new = exc, None
                 self._restarts[name] = number
             recent.append(time.monotonic())
             healthy_since = None
             if new is None:
+                self._log(f"{name}: restart {number} failed: {failure}")
                 continue  # the dead process is still the current one: its exit counts again
             outcome = self._await_health(new, stopping)
             if outcome == "healthy":

@@ -298,3 +298,26 @@ def test_a_restart_policy_checks_its_numbers() -> None:
         RestartPolicy(backoff=2, max_backoff=1)
     with pytest.raises(ValueError, match="window"):
         RestartPolicy(window=0)
+
+
+def test_a_restart_that_cannot_even_execute_is_retried_then_given_up(tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    python = tmp_path / "python"
+    python.symlink_to(sys.executable)
+    argv = (str(python), "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(tmp_path), str(port))
+    spec = ProcessSpec("svc", argv, f"127.0.0.1:{port}", "http")
+    log = _Log()
+    mesh = _mesh(tmp_path, [spec], log, RestartPolicy(backoff=0.05, max_restarts=2))
+    mesh.start()
+    try:
+        pid = mesh.pids["svc"]
+        python.unlink()  # the interpreter is gone, as after an upgrade that went wrong
+        os.kill(pid, signal.SIGKILL)
+        report = log.wait_for(lambda line: "GIVING UP" in line)
+        failures = [line for line in log.lines if line.startswith("svc: restart ") and "could not execute" in line]
+        assert len(failures) == 2
+        assert report.startswith(f"svc (pid {pid}) exited with code -9 (SIGKILL): crash loop, restarted 2 times")
+        assert mesh.restarts == {"svc": 2}
+        assert mesh.pids == {"svc": pid}
+    finally:
+        mesh.stop()
