@@ -42,7 +42,7 @@ from checkout.worker.cron.session_expiry import session_expiry_worker
 from checkout.worker.payment_events import payment_event_consumer
 from infra.admission import Admission, AdmissionPolicy
 from infra.channels import ServiceCredentials, open_channel
-from infra.config import Settings
+from infra.config import ConfigError, Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
 from infra.idempotency import IdempotencyStore
@@ -54,6 +54,9 @@ from kassa.checkout.v1 import cart_service_pb2_grpc, checkout_service_pb2_grpc
 __all__ = ["Container", "bootstrap", "build", "policy_from"]
 
 _CREATE_CART = "/kassa.checkout.v1.CartService/CreateCart"
+# The saga lease's default length in RPC deadlines: 120 s at 5 s, eight times the gateway's ConfirmCheckout
+# deadline (3 times the RPC deadline), several times the longest step (3 attempts at the deadline, plus backoff).
+RECOVERY_AFTER_RPC_TIMEOUTS = 24
 
 
 @dataclass
@@ -77,7 +80,8 @@ class Container:
 
 
 def policy_from(settings: Settings, retry: RetryPolicy | None = None) -> CheckoutPolicy:
-    return CheckoutPolicy(
+    """The use cases' knobs; refuses a saga lease that one step of a saga could outlast."""
+    policy = CheckoutPolicy(
         default_currency=settings.default_currency,
         max_cart_items=settings.max_cart_items,
         max_item_quantity=settings.max_item_quantity,
@@ -85,11 +89,21 @@ def policy_from(settings: Settings, retry: RetryPolicy | None = None) -> Checkou
         reservation_ttl_seconds=settings.reservation_ttl_seconds,
         confirm_ttl_seconds=max(settings.reservation_ttl_seconds, settings.checkout_lock_ttl_ms // 1000),
         pricing_deadline_seconds=settings.rpc_timeout_seconds,
+        rpc_timeout_seconds=settings.rpc_timeout_seconds,
+        recovery_after_seconds=settings.checkout_recovery_after_seconds
+        or RECOVERY_AFTER_RPC_TIMEOUTS * settings.rpc_timeout_seconds,
         payment_window_seconds=settings.payment_window_seconds,
         payment_poll_after_seconds=settings.payment_poll_after_seconds,
         replay_ttl_seconds=settings.result_ttl_seconds,
         retry=retry or RetryPolicy(),
     )
+    if policy.recovery_after_seconds < 2 * policy.step_budget_seconds:
+        raise ConfigError(
+            f"KASSA_CHECKOUT_RECOVERY_AFTER_SECONDS={policy.recovery_after_seconds:g} is too short: one step of a "
+            f"checkout may take {policy.step_budget_seconds:g} s (every retry at KASSA_RPC_TIMEOUT_SECONDS), and "
+            "recovery must never take over a saga that is still alive; use at least twice that"
+        )
+    return policy
 
 
 def _grpc_gateways(settings: Settings, stack: AsyncExitStack) -> Gateways:

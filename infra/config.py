@@ -65,6 +65,10 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     reservation_ttl_seconds: int = 900
     checkout_lock_ttl_ms: int = 900_000
+    # The lease on a ConfirmCheckout saga: a CONFIRMING session without progress for this long is taken over
+    # by the recovery worker. 0: derived from the RPC deadline (24 times KASSA_RPC_TIMEOUT_SECONDS, 120 s by
+    # default), far longer than the gateway's ConfirmCheckout deadline and any one step of a saga.
+    checkout_recovery_after_seconds: int = 0
     result_ttl_seconds: int = 86_400
     max_cart_items: int = 100
     max_item_quantity: int = 999
@@ -100,6 +104,7 @@ class Settings:
             public_url=env.get("KASSA_PUBLIC_URL") or f"http://{addrs['gateway']}",
             reservation_ttl_seconds=_int(env, "KASSA_RESERVATION_TTL_SECONDS", 900),
             checkout_lock_ttl_ms=_int(env, "KASSA_CHECKOUT_LOCK_TTL_MS", 900_000),
+            checkout_recovery_after_seconds=_int(env, "KASSA_CHECKOUT_RECOVERY_AFTER_SECONDS", 0),
             result_ttl_seconds=_int(env, "KASSA_RESULT_TTL_SECONDS", 86_400),
             max_cart_items=_int(env, "KASSA_MAX_CART_ITEMS", 100),
             max_item_quantity=_int(env, "KASSA_MAX_ITEM_QUANTITY", 999),

@@ -522,27 +522,41 @@ class _FakeSessions:
             raise AlreadyExists("idempotency key used for another session", reason=Reason.IDEMPOTENCY_KEY_REUSED)
         s.status, s.idempotency_key = SessionStatus.CONFIRMING, idempotency_key
         s.confirm_started_at = datetime.now(UTC)
+        s.saga_step, s.saga_state, s.saga_attempt = SagaStep.VALIDATED, SagaState(), s.saga_attempt + 1
         return copy.deepcopy(s)
 
-    async def save_progress(self, session_id: str, step: SagaStep, state: SagaState) -> None:
-        s = self._s.sessions[session_id]
-        if s.status is SessionStatus.CONFIRMING:
-            s.saga_step, s.saga_state = step, copy.deepcopy(state)
-            s.confirm_started_at = datetime.now(UTC)
+    def _fenced(self, session_id: str, attempt: int) -> Session | None:
+        s = self._s.sessions.get(session_id)
+        if s is None or s.status is not SessionStatus.CONFIRMING or s.saga_attempt != attempt:
+            return None
+        return s
 
-    async def reopen(self, session_id: str, last_error: str, preview: Preview | None) -> None:
-        s = self._s.sessions[session_id]
-        if s.status is SessionStatus.CONFIRMING:
-            s.status, s.last_error = SessionStatus.OPEN, last_error
-            if preview is not None:
-                s.preview = preview
+    async def save_progress(self, session_id: str, step: SagaStep, state: SagaState, *, attempt: int) -> bool:
+        if (s := self._fenced(session_id, attempt)) is None:
+            return False
+        s.saga_step, s.saga_state = step, copy.deepcopy(state)
+        s.confirm_started_at = datetime.now(UTC)
+        return True
+
+    async def renew(self, session_id: str, *, attempt: int) -> bool:
+        if (s := self._fenced(session_id, attempt)) is None:
+            return False
+        s.confirm_started_at = datetime.now(UTC)
+        return True
+
+    async def reopen(self, session_id: str, last_error: str, preview: Preview | None, *, attempt: int) -> bool:
+        if (s := self._fenced(session_id, attempt)) is None:
+            return False
+        s.status, s.last_error = SessionStatus.OPEN, last_error
+        if preview is not None:
+            s.preview = preview
+        return True
 
     async def finish(
         self, session_id: str, status: SessionStatus, *, step: SagaStep, state: SagaState, order_id: str = "",
-        result: ConfirmResult | None = None, last_error: str = "",
+        result: ConfirmResult | None = None, last_error: str = "", attempt: int,
     ) -> bool:  # fmt: skip
-        s = self._s.sessions[session_id]
-        if s.status is not SessionStatus.CONFIRMING:
+        if (s := self._fenced(session_id, attempt)) is None:
             return False
         s.status, s.saga_step, s.saga_state = status, step, copy.deepcopy(state)
         s.order_id, s.result, s.last_error = order_id, result, last_error
@@ -560,13 +574,14 @@ class _FakeSessions:
         ][:limit]
         for s in stuck:
             s.confirm_started_at = datetime.now(UTC)
+            s.saga_attempt += 1
         return copy.deepcopy(stuck)
 
     async def await_payment(
-        self, session_id: str, *, state: SagaState, order_id: str, result: ConfirmResult, window_seconds: int
-    ) -> bool:
-        s = self._s.sessions[session_id]
-        if s.status is not SessionStatus.CONFIRMING:
+        self, session_id: str, *, state: SagaState, order_id: str, result: ConfirmResult, window_seconds: int,
+        attempt: int,
+    ) -> bool:  # fmt: skip
+        if (s := self._fenced(session_id, attempt)) is None:
             return False
         s.status, s.saga_step, s.saga_state = (
             SessionStatus.AWAITING_PAYMENT,
@@ -584,6 +599,7 @@ class _FakeSessions:
             return None
         s.status, s.saga_step, s.saga_state = SessionStatus.CONFIRMING, step, copy.deepcopy(state)
         s.confirm_started_at = datetime.now(UTC)
+        s.saga_attempt += 1
         return copy.deepcopy(s)
 
     async def awaiting_due(self, poll_after_seconds: int, limit: int) -> list[Session]:

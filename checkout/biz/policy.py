@@ -20,8 +20,12 @@ class CheckoutPolicy:
     confirm_ttl_seconds: int = 900
     # One deadline over the whole totals fan-out (prices, shipping, promotions, tax).
     pricing_deadline_seconds: float = 5.0
-    # A CONFIRMING session older than this is presumed abandoned by a crashed replica.
-    recovery_after_seconds: int = 120
+    # The deadline of one call to another service.
+    rpc_timeout_seconds: float = 5.0
+    # The lease on a saga (see biz/checkout/lease.py): a CONFIRMING session without progress for this long is
+    # presumed abandoned by a crashed replica and claimed by the recovery worker. Bootstrap derives it from
+    # the RPC deadline and refuses one that a single step (a call and its retries) could outlast.
+    recovery_after_seconds: float = 120
     # An order waits this long in PENDING_PAYMENT for the customer's action (3-D Secure), holding its
     # stock and promotion usage; a session awaiting payment is polled when no webhook came for a while.
     payment_window_seconds: int = 1800
@@ -29,3 +33,8 @@ class CheckoutPolicy:
     # A finished ConfirmCheckout is replayed for a repeat of its Idempotency-Key this long.
     replay_ttl_seconds: int = 86_400
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def step_budget_seconds(self) -> float:
+        """The longest one step of a saga may take: every attempt of its call at the RPC deadline, plus backoff."""
+        return self.retry.attempts * (self.rpc_timeout_seconds + self.retry.max_seconds)

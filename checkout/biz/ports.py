@@ -195,12 +195,21 @@ class SessionRepo(Protocol):
         ...
 
     async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
-        """OPEN and unexpired → CONFIRMING with the key (the durable guard); None when not."""
+        """OPEN and unexpired → CONFIRMING with the key (the durable guard), a new saga attempt; None when not."""
         ...
 
-    async def save_progress(self, session_id: str, step: SagaStep, state: SagaState) -> None: ...
+    # The writes of a saga below are fenced: each applies only while the session is CONFIRMING under
+    # ``attempt`` (its saga_attempt), and says whether it did (False: another owner claimed the saga).
 
-    async def reopen(self, session_id: str, last_error: str, preview: Preview | None) -> None:
+    async def save_progress(self, session_id: str, step: SagaStep, state: SagaState, *, attempt: int) -> bool:
+        """Store the saga's step and state, renewing its lease (confirm_started_at moved to now)."""
+        ...
+
+    async def renew(self, session_id: str, *, attempt: int) -> bool:
+        """Renew the saga's lease (confirm_started_at moved to now)."""
+        ...
+
+    async def reopen(self, session_id: str, last_error: str, preview: Preview | None, *, attempt: int) -> bool:
         """CONFIRMING → OPEN when the saga stopped before changing anything."""
         ...
 
@@ -214,19 +223,27 @@ class SessionRepo(Protocol):
         order_id: str = "",
         result: ConfirmResult | None = None,
         last_error: str = "",
+        attempt: int,
     ) -> bool:
-        """CONFIRMING → COMPLETED or CANCELLED; False when it was no longer CONFIRMING."""
+        """CONFIRMING → COMPLETED or CANCELLED."""
         ...
 
     async def await_payment(
-        self, session_id: str, *, state: SagaState, order_id: str, result: ConfirmResult, window_seconds: int
+        self,
+        session_id: str,
+        *,
+        state: SagaState,
+        order_id: str,
+        result: ConfirmResult,
+        window_seconds: int,
+        attempt: int,
     ) -> bool:
-        """CONFIRMING → AWAITING_PAYMENT until now + window_seconds; False when it was no longer CONFIRMING."""
+        """CONFIRMING → AWAITING_PAYMENT until now + window_seconds."""
         ...
 
     async def claim_awaiting(self, session_id: str, step: SagaStep, state: SagaState) -> Session | None:
-        """AWAITING_PAYMENT → CONFIRMING at ``step`` (the fence between a webhook, a poll and a retry);
-        None when another caller claimed it first or it no longer awaits payment."""
+        """AWAITING_PAYMENT → CONFIRMING at ``step`` under a new saga attempt (the fence between a webhook, a
+        poll and a retry); None when another caller claimed it first or it no longer awaits payment."""
         ...
 
     async def awaiting_due(self, poll_after_seconds: int, limit: int) -> list[Session]:
@@ -235,8 +252,8 @@ class SessionRepo(Protocol):
         ...
 
     async def claim_stuck(self, older_than_seconds: int, limit: int, *, session_id: str | None = None) -> list[Session]:
-        """CONFIRMING sessions started long ago (this one, when given), leased to this caller (confirm_started_at
-        moved to now)."""
+        """CONFIRMING sessions without progress for ``older_than_seconds`` (this one, when given), claimed by this
+        caller: a new saga attempt each, their lease counted from now."""
         ...
 
     async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:

@@ -208,6 +208,7 @@ def _session(row: sa.Row[Any]) -> Session:
         saga_state=SagaState.from_dict(row.saga_state),
         result=ConfirmResult.from_dict(row.result) if row.result else None,
         confirm_started_at=row.confirm_started_at,
+        saga_attempt=row.saga_attempt,
         order_id=row.order_id,
         last_error=row.last_error,
         created_at=row.created_at,
@@ -218,9 +219,20 @@ def _session(row: sa.Row[Any]) -> Session:
 _S = checkout_sessions
 _LIVE = (SessionStatus.OPEN.value, SessionStatus.CONFIRMING.value)
 _GET_SESSION = sa.select(_S).where(_S.c.session_id == sa.bindparam("session_id"))
+_NEXT_ATTEMPT = _S.c.saga_attempt + 1
+
+
+def _fenced(session_id: str, attempt: int) -> sa.Update:
+    """An update of a CONFIRMING session's saga, applied only while ``attempt`` still owns it."""
+    return _S.update().where(
+        _S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value, _S.c.saga_attempt == attempt
+    )
+
+
 _SAVE_PROGRESS = (
     _S.update()
-    .where(_S.c.session_id == sa.bindparam("b_session_id"), _S.c.status == SessionStatus.CONFIRMING.value)
+    .where(_S.c.session_id == sa.bindparam("b_session_id"), _S.c.status == SessionStatus.CONFIRMING.value,
+           _S.c.saga_attempt == sa.bindparam("b_attempt"))
     .values(saga_step=sa.bindparam("b_saga_step"), saga_state=sa.bindparam("b_saga_state"), confirm_started_at=_NOW,
             updated_at=_NOW)
 )  # fmt: skip
@@ -285,6 +297,7 @@ class SqlSessionRepo:
                 status=SessionStatus.CONFIRMING.value,
                 idempotency_key=idempotency_key,
                 confirm_started_at=_NOW,
+                saga_attempt=_NEXT_ATTEMPT,
                 saga_step=SagaStep.VALIDATED.value,
                 saga_state={},
                 last_error="",
@@ -304,12 +317,19 @@ class SqlSessionRepo:
             raise
         return None if row is None else _session(row)
 
-    async def save_progress(self, session_id: str, step: SagaStep, state: SagaState) -> None:
-        await self._c.execute(
-            _SAVE_PROGRESS, {"b_session_id": session_id, "b_saga_step": step.value, "b_saga_state": state.to_dict()}
-        )
+    async def save_progress(self, session_id: str, step: SagaStep, state: SagaState, *, attempt: int) -> bool:
+        result = await self._c.execute(
+            _SAVE_PROGRESS,
+            {"b_session_id": session_id, "b_attempt": attempt, "b_saga_step": step.value,
+             "b_saga_state": state.to_dict()},
+        )  # fmt: skip
+        return result.rowcount == 1
 
-    async def reopen(self, session_id: str, last_error: str, preview: Preview | None) -> None:
+    async def renew(self, session_id: str, *, attempt: int) -> bool:
+        result = await self._c.execute(_fenced(session_id, attempt).values(confirm_started_at=_NOW))
+        return result.rowcount == 1
+
+    async def reopen(self, session_id: str, last_error: str, preview: Preview | None, *, attempt: int) -> bool:
         values: dict[str, Any] = {
             "status": SessionStatus.OPEN.value,
             "saga_step": None,
@@ -320,11 +340,8 @@ class SqlSessionRepo:
         }
         if preview is not None:
             values["preview"] = preview.to_dict()
-        await self._c.execute(
-            _S.update()
-            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value)
-            .values(**values)
-        )
+        result = await self._c.execute(_fenced(session_id, attempt).values(**values))
+        return result.rowcount == 1
 
     async def finish(
         self,
@@ -336,11 +353,11 @@ class SqlSessionRepo:
         order_id: str = "",
         result: ConfirmResult | None = None,
         last_error: str = "",
+        attempt: int,
     ) -> bool:
         row = (
             await self._c.execute(
-                _S.update()
-                .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value)
+                _fenced(session_id, attempt)
                 .values(
                     status=status.value,
                     saga_step=step.value,
@@ -356,12 +373,18 @@ class SqlSessionRepo:
         return row is not None
 
     async def await_payment(
-        self, session_id: str, *, state: SagaState, order_id: str, result: ConfirmResult, window_seconds: int
+        self,
+        session_id: str,
+        *,
+        state: SagaState,
+        order_id: str,
+        result: ConfirmResult,
+        window_seconds: int,
+        attempt: int,
     ) -> bool:
         row = (
             await self._c.execute(
-                _S.update()
-                .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value)
+                _fenced(session_id, attempt)
                 .values(
                     status=SessionStatus.AWAITING_PAYMENT.value,
                     saga_step=SagaStep.AWAIT_PAYMENT.value,
@@ -386,6 +409,7 @@ class SqlSessionRepo:
                     saga_step=step.value,
                     saga_state=state.to_dict(),
                     confirm_started_at=_NOW,
+                    saga_attempt=_NEXT_ATTEMPT,
                     updated_at=_NOW,
                 )
                 .returning(*_S.c)
@@ -411,7 +435,8 @@ class SqlSessionRepo:
         rows = await self._c.execute(
             _lease(
                 _S, _S.c.session_id, due,
-                oldest_first=_S.c.confirm_started_at, limit=limit, values={"confirm_started_at": _NOW},
+                oldest_first=_S.c.confirm_started_at, limit=limit,
+                values={"confirm_started_at": _NOW, "saga_attempt": _NEXT_ATTEMPT}, recheck=due,
             )
         )  # fmt: skip
         return [_session(r) for r in rows]

@@ -75,6 +75,7 @@ checkout_sessions = sa.Table(
     sa.Column("saga_state", JSONB, nullable=False, server_default="{}"),
     sa.Column("result", JSONB),
     sa.Column("confirm_started_at", sa.DateTime(timezone=True)),
+    sa.Column("saga_attempt", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("order_id", sa.Text, nullable=False, server_default=""),
     sa.Column("last_error", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),

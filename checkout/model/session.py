@@ -292,6 +292,8 @@ class Session:
     saga_state: SagaState = field(default_factory=SagaState)
     result: ConfirmResult | None = None
     confirm_started_at: datetime | None = None
+    # The fence of the saga's lease: bumped by every claim of the saga, and every saga write is conditional on it.
+    saga_attempt: int = 0
     order_id: str = ""
     last_error: str = ""
     created_at: datetime | None = None

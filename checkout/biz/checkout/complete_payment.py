@@ -19,12 +19,13 @@ import logging
 from datetime import UTC, datetime
 
 from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.checkout.lease import Lease, LeaseLost, Leases
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways, UnitOfWork
 from checkout.model.catalog import OrderStatus, PaymentStatus
 from checkout.model.compensation import Operation
-from checkout.model.session import SagaStep, Session, SessionStatus
+from checkout.model.session import SagaState, SagaStep, Session, SessionStatus
 
 __all__ = ["NotYet", "PaymentCompletion"]
 
@@ -53,6 +54,7 @@ class PaymentCompletion:
         self._settlement = settlement
         self._compensator = compensator
         self._policy = policy
+        self._leases = Leases(uow, policy)
 
     async def on_payment(self, session_id: str, payment_id: str, status: PaymentStatus) -> str:
         """Apply what the payment service says of a session's payment; a word for the log."""
@@ -110,23 +112,36 @@ class PaymentCompletion:
         order = await self._g.order.get_order(state.order_id)
         cancelled = order.status is OrderStatus.CANCELLED
         step = SagaStep.COMPENSATING if cancelled else SagaStep.SETTLE_PAYMENT
-        async with self._uow() as tx:
-            claimed = await tx.sessions.claim_awaiting(session.session_id, step, state)
-        if claimed is None:
+        if (claimed := await self._claim(session, step, state)) is None:
             return "settled elsewhere"
-        if cancelled:
-            await self._settlement.fail(claimed, state, "the order was cancelled before its payment completed")
-            return "order cancelled: payment voided"
-        result = await self._settlement.settle(claimed, state)
+        session, lease = claimed
+        try:
+            if cancelled:
+                await self._settlement.fail(
+                    session, state, lease, "the order was cancelled before its payment completed"
+                )
+                return "order cancelled: payment voided"
+            result = await self._settlement.settle(session, state, lease)
+        except LeaseLost:
+            return "settled elsewhere"
         return f"order {result.order_status}"
 
     async def _fail(self, session: Session, cause: str) -> str:
-        async with self._uow() as tx:
-            claimed = await tx.sessions.claim_awaiting(session.session_id, SagaStep.COMPENSATING, session.saga_state)
-        if claimed is None:
+        if (claimed := await self._claim(session, SagaStep.COMPENSATING, session.saga_state)) is None:
             return "settled elsewhere"
-        await self._settlement.fail(claimed, claimed.saga_state, cause)
+        session, lease = claimed
+        try:
+            await self._settlement.fail(session, session.saga_state, lease, cause)
+        except LeaseLost:
+            return "settled elsewhere"
         return "payment failed: order failed, stock and coupons released"
+
+    async def _claim(self, session: Session, step: SagaStep, state: SagaState) -> tuple[Session, Lease] | None:
+        """AWAITING_PAYMENT → CONFIRMING under a new saga attempt, held by this caller; None when another got it."""
+        since = self._leases.now()
+        async with self._uow() as tx:
+            claimed = await tx.sessions.claim_awaiting(session.session_id, step, state)
+        return None if claimed is None else (claimed, self._leases.hold(claimed, since))
 
     async def _give_back(self, session: Session, payment_id: str, status: PaymentStatus) -> str:
         """A success for a checkout that already failed: let the money go at once."""

@@ -7,7 +7,9 @@ leak: the order service checks the authorized amount against its own total, and 
 voids the authorization through :meth:`Settlement.fail`) and §4.6 (bad input refused before anything
 is written). Progress is persisted on the session before every remote step whose recovery differs,
 so a crash is resumed forward by the recovery worker once the order may exist, and compensated before
-that. Each step of DESIGN.md §3 is one method below; step 8 lives in :mod:`settle`.
+that. The durable guard starts a saga attempt and every write after it is fenced by it (:mod:`lease`):
+a saga that stalled past its lease and was taken over stops at its next step, touching nothing. Each
+step of DESIGN.md §3 is one method below, run between its fault points; step 8 lives in :mod:`settle`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from typing import Any, TypeVar
 
 from checkout.biz.checkout.access import load_owned_session
 from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.checkout.lease import Lease, LeaseLost, Leases
 from checkout.biz.checkout.pricing_engine import PricingEngine, promotion_lines, split_discount
 from checkout.biz.checkout.replay import Replays, fingerprint, is_final
 from checkout.biz.checkout.settle import Settlement
-from checkout.biz.checkout.steps import step
 from checkout.biz.checkout.update_state import pricing_input, session_not_open
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways, IdempotencyStore, UnitOfWork
@@ -93,6 +95,7 @@ class ConfirmCheckout:
         self._compensator = compensator
         self._settlement = settlement
         self._policy = policy
+        self._leases = Leases(uow, policy)
 
     async def __call__(
         self, actor: Actor, session_id: str, idempotency_key: str, expected: Money | None
@@ -130,12 +133,17 @@ class ConfirmCheckout:
             replay = await self._replays.cached(request.lock_key, session_id, request.fingerprint)
             if replay is not None:
                 return replay
+            since = self._leases.now()
             async with self._uow() as tx:
                 started = await tx.sessions.begin_confirm(session_id, request.key)
             if started is None:
                 return await self._not_started(request, session_id)
             try:
-                result = await self._saga(started, expected, request)
+                result = await self._saga(started, expected, request, self._leases.hold(started, since))
+            except LeaseLost:
+                # Stalled past its lease, this saga was taken over (by recovery); the session says how it ends.
+                log.warning("session %s: its saga was taken over by another owner; this one stopped", session_id)
+                return await self._not_started(request, session_id)
             except DomainError as exc:
                 # Like a payment API, only a request that started moving things is answered again; one refused
                 # by steps 2-3 (a changed price, a missing field) reopened its session and may be sent again.
@@ -188,32 +196,37 @@ class ConfirmCheckout:
 
     # --- the saga: one method per DESIGN.md §3 step ---------------------------------------
 
-    async def _saga(self, session: Session, expected: Money, request: _Request) -> ConfirmResult:
+    async def _saga(self, session: Session, expected: Money, request: _Request, lease: Lease) -> ConfirmResult:
         # Steps 2-3 change nothing outside this service: on any failure the session is simply OPEN again.
         preview: Preview | None = None
         try:
-            async with step("validate"):
+            async with lease.step("validate"):
                 await self._validate(session)
-            async with step("recalculate"):
+            async with lease.step("recalculate"):
                 preview = await self._recalculate(session)
             _check_total(preview, expected)
+        except LeaseLost:
+            raise
         except Exception as exc:
-            await self._reopen(session, exc, preview)
+            await self._reopen(lease, exc, preview)
             raise
 
         state = SagaState(promo_codes=preview.applied_codes, preview=preview)
         request.executed = True
         try:
-            async with step("reserve_promotion"):
-                await self._reserve_promotion(session, state, preview)
-            async with step("extend_reservations"):
+            async with lease.step("reserve_promotion"):
+                await self._reserve_promotion(session, state, preview, lease)
+            async with lease.step("extend_reservations"):
                 await self._extend_reservations(session, state)
-            async with step("authorize"):
-                await self._authorize(session, state, preview)
-            async with step("create_order"):
-                await self._create_order(session, state, preview)
+            async with lease.step("authorize"):
+                await self._authorize(session, state, preview, lease)
+            async with lease.step("create_order"):
+                await self._create_order(session, state, preview, lease)
+        except LeaseLost:
+            raise  # the new owner undoes or finishes what this attempt did
         except _PromotionChanged as changed:
             sid = session.session_id
+            await lease.keep()
             await self._compensator.attempt_or_record(sid, Operation.RELEASE_PROMOTION, {"reservation_ref": sid})
             error = Aborted(
                 "a promotion changed while confirming; review the new total",
@@ -221,7 +234,7 @@ class ConfirmCheckout:
                 metadata={"expected": str(expected.amount_minor), "actual": str(changed.actual),
                           "currency_code": session.currency_code},
             )  # fmt: skip
-            await self._reopen(session, error, None)
+            await self._reopen(lease, error, None)
             raise error from None
         except Exception as exc:
             if isinstance(exc, Unavailable) and state.order_draft is not None and not state.order_id:
@@ -231,9 +244,9 @@ class ConfirmCheckout:
                 # refusal. A retry with the same key meanwhile gets CHECKOUT_IN_PROGRESS, then the result.
                 log.warning("CreateOrder outcome unknown for session %s; left for recovery", session.session_id)
                 raise
-            await self._settlement.fail(session, state, f"checkout failed: {_described(exc)}")
+            await self._settlement.fail(session, state, lease, f"checkout failed: {_described(exc)}")
             raise
-        return await self._settlement.settle(session, state)
+        return await self._settlement.settle(session, state, lease)
 
     async def _validate(self, session: Session) -> None:
         """Step 2: the session has everything an order needs, and its cart is still held by it."""
@@ -261,12 +274,12 @@ class ConfirmCheckout:
         """Step 3: fresh prices, shipping, tax and promotions, fanned out under one deadline."""
         return await self._engine.compute(pricing_input(session))
 
-    async def _reserve_promotion(self, session: Session, state: SagaState, preview: Preview) -> None:
+    async def _reserve_promotion(self, session: Session, state: SagaState, preview: Preview, lease: Lease) -> None:
         """Step 4: validate-and-reserve the coupons' usage in one call; the discount must not have moved."""
         if not state.promo_codes:
             return
         sid, cur = session.session_id, session.currency_code
-        await self._progress(sid, SagaStep.RESERVE_PROMOTION, state)
+        await lease.progress(SagaStep.RESERVE_PROMOTION, state)
         reserved = await self._call(
             lambda: self._g.promotion.reserve_usage(
                 sid, state.promo_codes, promotion_lines(preview.lines, cur), Money(cur, preview.shipping_minor), cur,
@@ -287,7 +300,7 @@ class ConfirmCheckout:
         await self._call(lambda: self._g.inventory.extend_reservations(sid, self._policy.confirm_ttl_seconds))
         state.reservations_extended = True
 
-    async def _authorize(self, session: Session, state: SagaState, preview: Preview) -> None:
+    async def _authorize(self, session: Session, state: SagaState, preview: Preview, lease: Lease) -> None:
         """Step 6: hold the money, under a key derived from the session. A zero total needs no payment."""
         if preview.grand_total_minor == 0:
             return
@@ -301,7 +314,7 @@ class ConfirmCheckout:
             customer_email=session.email,
         )
         state.authorize = request
-        await self._progress(sid, SagaStep.AUTHORIZE_PAYMENT, state)
+        await lease.progress(SagaStep.AUTHORIZE_PAYMENT, state)
         try:
             payment = await self._call(lambda: self._g.payment.authorize(request))
         except Unavailable as exc:
@@ -321,11 +334,11 @@ class ConfirmCheckout:
         if payment.status not in _AUTHORIZED:
             raise Unavailable(f"the payment could not be authorized ({payment.status.value}); retry")
 
-    async def _create_order(self, session: Session, state: SagaState, preview: Preview) -> None:
+    async def _create_order(self, session: Session, state: SagaState, preview: Preview, lease: Lease) -> None:
         """Step 7: the order, idempotent on the session; it checks the authorized amount against its total."""
         draft = _order_draft(session, preview, state.payment_id, state.authorized_minor)
         state.order_draft = draft
-        await self._progress(session.session_id, SagaStep.CREATE_ORDER, state)
+        await lease.progress(SagaStep.CREATE_ORDER, state)
         order = await self._call(lambda: self._g.order.create_order(draft))
         state.order_id, state.order_status = order.order_id, order.status
 
@@ -334,13 +347,13 @@ class ConfirmCheckout:
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retrying(self._policy.retry, call)
 
-    async def _progress(self, session_id: str, step: SagaStep, state: SagaState) -> None:
+    async def _reopen(self, lease: Lease, exc: BaseException, preview: Preview | None) -> None:
         async with self._uow() as tx:
-            await tx.sessions.save_progress(session_id, step, state)
-
-    async def _reopen(self, session: Session, exc: BaseException, preview: Preview | None) -> None:
-        async with self._uow() as tx:
-            await tx.sessions.reopen(session.session_id, f"{type(exc).__name__}: {exc}"[:1000], preview)
+            reopened = await tx.sessions.reopen(
+                lease.session_id, f"{type(exc).__name__}: {exc}"[:1000], preview, attempt=lease.attempt
+            )
+        if not reopened:
+            raise lease.lost()
 
 
 class _Request:

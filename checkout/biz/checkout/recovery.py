@@ -1,16 +1,19 @@
-"""Recovery of sagas whose replica died mid-ConfirmCheckout.
+"""Recovery of sagas whose replica died (or stalled) mid-ConfirmCheckout.
 
-Protects DESIGN.md §4.2 and §4.3: a session stuck in CONFIRMING (no progress for
-``recovery_after_seconds``) is resumed forward when its order may exist (CreateOrder is idempotent
-on the session, so resending it finds the order) and failed — everything undone, through the same
-:meth:`Settlement.fail` the saga uses — when it can't, so no authorization or reservation is left
-behind. Claiming moves the session's heartbeat, so replicas don't collide.
+Protects DESIGN.md §4.2 and §4.3: a session stuck in CONFIRMING — no progress for the saga's lease,
+``recovery_after_seconds``, which is comfortably longer than any one step of a live saga — is claimed
+(a new saga attempt: the live saga, should it wake up, is fenced out, see :mod:`lease`) and resumed
+forward when its order may exist (CreateOrder is idempotent on the session, so resending it finds the
+order) or failed — everything undone, through the same :meth:`Settlement.fail` the saga uses — when
+it can't, so no authorization or reservation is left behind. Sessions are claimed one at a time, right
+before each is worked on, so no claim waits behind another session's work.
 """
 
 from __future__ import annotations
 
 import logging
 
+from checkout.biz.checkout.lease import Lease, LeaseLost, Leases
 from checkout.biz.checkout.replay import Replays, fingerprint
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.policy import CheckoutPolicy
@@ -38,47 +41,61 @@ class SagaRecovery:
         self._settlement = settlement
         self._replays = Replays(uow, store, policy.replay_ttl_seconds)
         self._policy = policy
+        self._leases = Leases(uow, policy)
 
     async def run_once(self, limit: int = 20) -> int:
-        """One pass (the worker's unit); returns how many sessions were resolved."""
-        async with self._uow() as tx:
-            stuck = await tx.sessions.claim_stuck(self._policy.recovery_after_seconds, limit)
+        """One pass (the worker's unit): up to ``limit`` stuck sessions, each claimed as its turn comes;
+        returns how many were resolved."""
         done = 0
-        for session in stuck:
-            try:
-                await self.recover(session)
+        for _ in range(limit):
+            claimed = await self._claim(None)
+            if claimed is None:
+                break
+            if await self._recover(*claimed):
                 done += 1
-            except Exception:
-                log.exception("recovering checkout session %s failed; will retry", session.session_id)
         return done
 
     async def recover_one(self, session_id: str) -> bool:
-        """Claim this session if it is stuck (no progress for ``recovery_after_seconds``) and finish or undo
-        it now; False when it isn't stuck."""
+        """Claim this session if it is stuck and finish or undo it now (an operator's "drive it"); False when
+        it isn't stuck, or its recovery stopped short (and will be tried again)."""
+        claimed = await self._claim(session_id)
+        return claimed is not None and await self._recover(*claimed)
+
+    async def _claim(self, session_id: str | None) -> tuple[Session, Lease] | None:
+        since = self._leases.now()
         async with self._uow() as tx:
-            claimed = await tx.sessions.claim_stuck(self._policy.recovery_after_seconds, 1, session_id=session_id)
-        if not claimed:
+            stuck = await tx.sessions.claim_stuck(self._policy.recovery_after_seconds, 1, session_id=session_id)
+        return (stuck[0], self._leases.hold(stuck[0], since)) if stuck else None
+
+    async def _recover(self, session: Session, lease: Lease) -> bool:
+        try:
+            await self.recover(session, lease)
+        except LeaseLost:
+            log.warning("recovering session %s: another owner claimed it; stopped", session.session_id)
             return False
-        await self.recover(claimed[0])
+        except Exception:
+            log.exception("recovering checkout session %s failed; will retry", session.session_id)
+            return False
         return True
 
-    async def recover(self, session: Session) -> None:
-        """Finish or undo one saga: forward once the order may exist, else fail it."""
+    async def recover(self, session: Session, lease: Lease) -> None:
+        """Finish or undo one claimed saga: forward once the order may exist, else fail it."""
         state, step = session.saga_state, session.saga_step
         if step is None or not step.order_may_exist or state.order_draft is None:
-            await self._settlement.fail(session, state, "checkout abandoned")
+            await self._settlement.fail(session, state, lease, "checkout abandoned")
             return
         if not state.order_id:
             draft = state.order_draft
             try:
-                order = await retrying(self._policy.retry, lambda: self._g.order.create_order(draft))
+                async with lease.step("create_order"):
+                    order = await retrying(self._policy.retry, lambda: self._g.order.create_order(draft))
             except Unavailable:
                 raise
             except DomainError as refusal:
-                await self._settlement.fail(session, state, f"checkout failed: {refusal.message}")
+                await self._settlement.fail(session, state, lease, f"checkout failed: {refusal.message}")
                 return
             state.order_id, state.order_status = order.order_id, order.status
-        result = await self._settlement.settle(session, state)
+        result = await self._settlement.settle(session, state, lease)
         if session.idempotency_key and state.preview is not None:
             # The client's repeat of its request gets this answer, not CHECKOUT_IN_PROGRESS.
             print_ = fingerprint(session.session_id, state.preview.grand_total, session.payment_method)

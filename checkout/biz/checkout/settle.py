@@ -8,7 +8,9 @@ taken, and a capture never happens for units the customer no longer holds), §4.
 payment service claims it by a conditional update, and a recovery resumes rather than repeats),
 §4.3 (a failure voids the authorization, found by its key when its answer was lost, and every
 compensation that fails goes to the DLQ, never dropped) and §4.5 (CartConverted and
-CheckoutCompleted are written in the transaction that finishes the session).
+CheckoutCompleted are written in the transaction that finishes the session). Whoever calls holds the
+saga's :class:`Lease`: each step runs under it, each write is fenced by it, and a caller that lost it
+stops (LeaseLost) rather than settle or undo what its successor now owns.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from checkout.biz.checkout.compensations import Compensator
-from checkout.biz.checkout.steps import step
+from checkout.biz.checkout.lease import Lease
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways, UnitOfWork
 from checkout.biz.retry import retrying
@@ -65,36 +67,38 @@ class Settlement:
 
     # --- step 8 ---------------------------------------------------------------------------
 
-    async def settle(self, session: Session, state: SagaState) -> ConfirmResult:
+    async def settle(self, session: Session, state: SagaState, lease: Lease) -> ConfirmResult:
         """Finish a saga whose order exists: wait for an asynchronous payment, or take the money.
 
         Raises Unavailable (the session stays CONFIRMING at SETTLE_PAYMENT for the recovery worker)
         only when the stock could not be secured for an outage: without it, no money is taken.
+        Raises LeaseLost, having done nothing more, when another owner claimed the saga.
         """
         if state.payment_status is PaymentStatus.REQUIRES_ACTION:
-            return await self._await_payment(session, state)
+            return await self._await_payment(session, state, lease)
         sid = session.session_id
         try:
-            async with step("confirm_stock"):
+            async with lease.step("confirm_stock"):
                 await self._call(lambda: self._g.inventory.confirm_reservations(sid))
         except Unavailable:
-            async with self._uow() as tx:
-                await tx.sessions.save_progress(sid, SagaStep.SETTLE_PAYMENT, state)
+            await lease.progress(SagaStep.SETTLE_PAYMENT, state)
             raise
         except DomainError as refusal:
             log.warning("session %s: stock no longer held (%s); the payment is voided", sid, refusal.message)
-            return await self.fail(session, state, f"the reserved stock was released before payment: {refusal.message}")
+            cause = f"the reserved stock was released before payment: {refusal.message}"
+            return await self.fail(session, state, lease, cause)
 
-        async with step("capture"):
-            outcome = await self._take_payment(session, state)
+        async with lease.step("capture"):
+            outcome = await self._take_payment(session, state, lease)
         if outcome.order_status is OrderStatus.PAYMENT_FAILED:
-            return await self.fail(session, state, "the capture was refused", outcome.failed)
+            return await self.fail(session, state, lease, "the capture was refused", outcome.failed)
         # An order cancelled meanwhile gets its coupon use back from promotion's OrderCancelled consumer.
         if state.promo_codes and outcome.order_status is not OrderStatus.CANCELLED:
+            await lease.keep()
             await self._attempt(outcome.failed, sid, Operation.CONFIRM_PROMOTION, {"reservation_ref": sid})
-        return await self._finish(session, state, outcome, CartStatus.CONVERTED)
+        return await self._finish(session, state, lease, outcome, CartStatus.CONVERTED)
 
-    async def _take_payment(self, session: Session, state: SagaState) -> _Outcome:
+    async def _take_payment(self, session: Session, state: SagaState, lease: Lease) -> _Outcome:
         """Capture (or mark cash on delivery, or nothing to pay) and tell the order."""
         sid, oid, pid = session.session_id, state.order_id, state.payment_id
         failed: list[NewCompensation] = []
@@ -118,6 +122,7 @@ class Settlement:
         except DomainError as refusal:
             log.warning("session %s: capture refused: %s", sid, refusal.message)
             return _Outcome(OrderStatus.PAYMENT_FAILED, PaymentStatus.FAILED, failed)
+        await lease.keep()
         status = await self._record(failed, sid, oid, pid, outcome=PaymentOutcome.CAPTURED, cause="payment captured")
         return _Outcome(status or pending.order_status, captured.status, failed)
 
@@ -142,10 +147,11 @@ class Settlement:
         if (item := await self._compensator.attempt(sid, op, payload)) is not None:
             failed.append(item)
 
-    async def _await_payment(self, session: Session, state: SagaState) -> ConfirmResult:
+    async def _await_payment(self, session: Session, state: SagaState, lease: Lease) -> ConfirmResult:
         """The customer must act (3-D Secure): hold stock and promotion usage over the payment window."""
         sid = session.session_id
         window = self._policy.payment_window_seconds
+        await lease.keep()
         try:
             await self._call(lambda: self._g.inventory.extend_reservations(sid, window))
         except Exception as exc:
@@ -153,19 +159,18 @@ class Settlement:
             log.warning("session %s: reservations not extended over the payment window: %s", sid, exc)
         state.order_status = OrderStatus.PENDING_PAYMENT
         result = _result(session, state, OrderStatus.PENDING_PAYMENT, PaymentStatus.REQUIRES_ACTION)
-        async with step("finalize"), self._uow() as tx:
+        async with lease.step("finalize"), self._uow() as tx:
             moved = await tx.sessions.await_payment(
-                sid, state=state, order_id=state.order_id, result=result, window_seconds=window
+                sid, state=state, order_id=state.order_id, result=result, window_seconds=window, attempt=lease.attempt
             )
-            current = None if moved else await tx.sessions.get(sid)
-        if current is not None and current.result is not None:
-            return current.result
+        if not moved:
+            raise lease.lost()
         return result
 
     # --- the failure path ----------------------------------------------------------------
 
     async def fail(
-        self, session: Session, state: SagaState, cause: str, failed: list[NewCompensation] | None = None
+        self, session: Session, state: SagaState, lease: Lease, cause: str, failed: list[NewCompensation] | None = None
     ) -> ConfirmResult:
         """Undo whatever the saga did, in reverse: no hold, no reservation, no coupon use is left behind.
 
@@ -173,11 +178,11 @@ class Settlement:
         releases the reservations and the promotion usage, and fails the order when one exists (its
         OrderPaymentFailed event lets warehouse restock units already confirmed). The session ends
         CANCELLED and its cart is ACTIVE again, so the customer can start checkout once more.
+        Raises LeaseLost, having undone nothing, when another owner claimed the saga: it undoes.
         """
         sid = session.session_id
         failed = list(failed or [])
-        async with self._uow() as tx:
-            await tx.sessions.save_progress(sid, SagaStep.COMPENSATING, state)
+        await lease.progress(SagaStep.COMPENSATING, state)
         reason = cause[:200]
         if state.payment_status not in _NOTHING_HELD and (state.payment_id or state.authorize is not None):
             void: dict[str, Any] = {"reason": reason}
@@ -185,12 +190,16 @@ class Settlement:
                 void["authorize_key"] = state.authorize.idempotency_key
             if state.payment_id and state.payment_status is not PaymentStatus.PENDING:
                 void["payment_id"] = state.payment_id  # known: void exactly it, no lookup by key
+            await lease.keep()
             await self._attempt(failed, sid, Operation.VOID_AUTHORIZATION, void)
+        await lease.keep()
         await self._attempt(failed, sid, Operation.RELEASE_RESERVATIONS, {"reservation_ref": sid, "reason": reason})
         if state.promo_codes:
+            await lease.keep()
             await self._attempt(failed, sid, Operation.RELEASE_PROMOTION, {"reservation_ref": sid})
         order_status = OrderStatus.UNSPECIFIED
         if state.order_id:
+            await lease.keep()
             recorded = await self._record(
                 failed, sid, state.order_id, state.payment_id, outcome=PaymentOutcome.FAILED, cause=cause
             )
@@ -199,10 +208,17 @@ class Settlement:
         if state.payment_status in _NOTHING_HELD:
             paid = state.payment_status
         outcome = _Outcome(order_status, paid, failed)
-        return await self._finish(session, state, outcome, CartStatus.ACTIVE, last_error=cause)
+        return await self._finish(session, state, lease, outcome, CartStatus.ACTIVE, last_error=cause)
 
     async def _finish(
-        self, session: Session, state: SagaState, outcome: _Outcome, cart_status: CartStatus, *, last_error: str = ""
+        self,
+        session: Session,
+        state: SagaState,
+        lease: Lease,
+        outcome: _Outcome,
+        cart_status: CartStatus,
+        *,
+        last_error: str = "",
     ) -> ConfirmResult:
         sid, oid = session.session_id, state.order_id
         state.order_status, state.payment_status = outcome.order_status, outcome.payment_status
@@ -210,29 +226,25 @@ class Settlement:
         converted = cart_status is CartStatus.CONVERTED
         status = SessionStatus.COMPLETED if converted else SessionStatus.CANCELLED
         last_step = SagaStep.DONE if converted else SagaStep.COMPENSATING
-        current: Session | None = None
-        async with step("finalize"), self._uow() as tx:
-            for item in outcome.failed:
-                await tx.compensations.add(item)
+        async with lease.step("finalize"), self._uow() as tx:
             finished = await tx.sessions.finish(
                 sid, status, step=last_step, state=state, order_id=oid, result=result if oid else None,
-                last_error=last_error[:1000],
+                last_error=last_error[:1000], attempt=lease.attempt,
             )  # fmt: skip
-            if finished:
-                moved = await tx.carts.transition(session.cart_id, {CartStatus.CHECKOUT}, cart_status)
-                if moved and converted:
-                    await tx.add_event(
-                        "CartConverted",
-                        session.cart_id,
-                        {"cart_id": session.cart_id, "customer_id": session.customer_id, "order_id": oid,
-                         "session_id": sid},
-                    )  # fmt: skip
-                if converted:
-                    await tx.add_event("CheckoutCompleted", sid, _completed_event(session, result))
-            else:
-                current = await tx.sessions.get(sid)
-        if current is not None and current.result is not None:
-            return current.result  # another replica finished it first; its answer stands
+            if not finished:
+                raise lease.lost()  # rolls back with it: what this attempt failed to do, its successor does
+            for item in outcome.failed:
+                await tx.compensations.add(item)
+            moved = await tx.carts.transition(session.cart_id, {CartStatus.CHECKOUT}, cart_status)
+            if moved and converted:
+                await tx.add_event(
+                    "CartConverted",
+                    session.cart_id,
+                    {"cart_id": session.cart_id, "customer_id": session.customer_id, "order_id": oid,
+                     "session_id": sid},
+                )  # fmt: skip
+            if converted:
+                await tx.add_event("CheckoutCompleted", sid, _completed_event(session, result))
         return result
 
 

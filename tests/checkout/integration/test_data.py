@@ -14,7 +14,7 @@ from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import Address
 from checkout.model.compensation import Operation
-from checkout.model.session import SagaState, SagaStep, Session, SessionLine, SessionStatus
+from checkout.model.session import ConfirmResult, SagaState, SagaStep, Session, SessionLine, SessionStatus
 from infra.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
 
 pytestmark = pytest.mark.integration
@@ -86,11 +86,14 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
         assert (await tx.sessions.get(other.session_id)).status is SessionStatus.OPEN
 
     state = SagaState(payment_id="pay-1", promo_codes=["SAVE10"])
+    attempt = started.saga_attempt
     async with uow() as tx:
-        await tx.sessions.save_progress(first.session_id, SagaStep.AUTHORIZE_PAYMENT, state)
+        assert await tx.sessions.save_progress(first.session_id, SagaStep.AUTHORIZE_PAYMENT, state, attempt=attempt)
         assert await tx.sessions.finish(first.session_id, SessionStatus.CANCELLED, step=SagaStep.COMPENSATING,
-                                        state=state, last_error="declined")  # fmt: skip
-        assert not await tx.sessions.finish(first.session_id, SessionStatus.COMPLETED, step=SagaStep.DONE, state=state)
+                                        state=state, last_error="declined", attempt=attempt)  # fmt: skip
+        assert not await tx.sessions.finish(
+            first.session_id, SessionStatus.COMPLETED, step=SagaStep.DONE, state=state, attempt=attempt
+        )
         finished = await tx.sessions.get(first.session_id)
     assert finished.status is SessionStatus.CANCELLED
     assert finished.saga_state.payment_id == "pay-1"
@@ -131,6 +134,48 @@ async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
     assert stuck.session_id in {s.session_id for s in claimed}
     async with uow() as tx:  # the claim is a lease: nobody else takes it now
         assert stuck.session_id not in {s.session_id for s in await tx.sessions.claim_stuck(120, 100)}
+
+
+async def test_every_claim_of_a_saga_fences_out_the_writes_of_the_one_before(served) -> None:
+    uow = served.container.uow
+    cart = await _cart(uow, unique("cust"))
+    session = _session(cart)
+    async with uow() as tx:
+        await tx.sessions.create(session)
+        live = await tx.sessions.begin_confirm(session.session_id, unique("k"))
+    assert live is not None and live.saga_attempt == 1
+    sid, state = session.session_id, SagaState(payment_id="pay-1")
+    async with uow() as tx:
+        assert await tx.sessions.save_progress(sid, SagaStep.AUTHORIZE_PAYMENT, state, attempt=1)
+        assert await tx.sessions.renew(sid, attempt=1)
+        assert not await tx.sessions.save_progress(sid, SagaStep.AUTHORIZE_PAYMENT, state, attempt=2)
+    async with served.container.engine.begin() as conn:
+        await conn.execute(
+            checkout_sessions.update()
+            .where(checkout_sessions.c.session_id == sid)
+            .values(confirm_started_at=sa.func.now() - sa.text("interval '10 minutes'"))
+        )
+    async with uow() as tx:
+        (taken,) = await tx.sessions.claim_stuck(120, 1, session_id=sid)
+    assert taken.saga_attempt == 2 and taken.saga_state.payment_id == "pay-1"
+
+    # The live saga wakes up: not one of its writes lands any more.
+    async with uow() as tx:
+        assert not await tx.sessions.save_progress(sid, SagaStep.CREATE_ORDER, state, attempt=1)
+        assert not await tx.sessions.renew(sid, attempt=1)
+        assert not await tx.sessions.reopen(sid, "stalled", None, attempt=1)
+        assert not await tx.sessions.finish(sid, SessionStatus.COMPLETED, step=SagaStep.DONE, state=state, attempt=1)
+        result = ConfirmResult(sid, "o-1", "PENDING_PAYMENT", "REQUIRES_ACTION", "https://3ds", "USD", 1000)
+        assert not await tx.sessions.await_payment(
+            sid, state=state, order_id="o-1", result=result, window_seconds=60, attempt=1
+        )
+        stored = await tx.sessions.get(sid)
+    assert stored is not None and stored.status is SessionStatus.CONFIRMING
+    assert stored.saga_step is SagaStep.AUTHORIZE_PAYMENT and stored.saga_attempt == 2
+    async with uow() as tx:  # its successor's do
+        assert await tx.sessions.finish(
+            sid, SessionStatus.CANCELLED, step=SagaStep.COMPENSATING, state=state, attempt=2
+        )
 
 
 async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it(served, customer_id) -> None:

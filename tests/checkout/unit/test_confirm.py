@@ -185,7 +185,9 @@ async def test_an_unanswered_create_order_is_finished_by_recovery_not_compensate
     assert err.value.reason == "CHECKOUT_IN_PROGRESS"
 
     del world.order.fail["create_order"]
-    await world.recovery.recover(stuck)
+    stuck.confirm_started_at = datetime.now(UTC) - timedelta(minutes=5)
+    world.uow.state.sessions[session.session_id].confirm_started_at = stuck.confirm_started_at
+    assert await world.recovery.recover_one(session.session_id)
     done = _session(world, session.session_id)
     assert done.status is SessionStatus.COMPLETED
     assert len(world.order.orders) == 1
