@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from infra.errors import FailedPrecondition, Reason
 from payment.biz.ports import InboxRepo, PaymentRepo
 from payment.biz.providers import Providers
 from payment.biz.refund import refund_payment
 from payment.biz.void import void_authorization
-from payment.model.payment import Payment, PaymentStatus
+from payment.model.payment import Consumed, Payment, PaymentStatus
 
 __all__ = ["CONSUMER", "ORDER_CANCELLED", "ORDER_EVENT_TYPES", "ORDER_PAYMENT_FAILED", "RetryLater", "on_order_event"]
 
@@ -18,6 +20,8 @@ CONSUMER = "payment-order-events"
 ORDER_CANCELLED = "OrderCancelled"
 ORDER_PAYMENT_FAILED = "OrderPaymentFailed"
 ORDER_EVENT_TYPES = (ORDER_CANCELLED, ORDER_PAYMENT_FAILED)
+
+log = logging.getLogger("kassa.payment.order_events")
 
 S = PaymentStatus
 _OPEN_HOLD = frozenset({S.PENDING, S.REQUIRES_ACTION, S.AUTHORIZED, S.VOIDING, S.CASH_ON_DELIVERY})
@@ -41,14 +45,21 @@ async def on_order_event(
     whatever is captured and not yet refunded, with the key ``cancel-<order_id>``;
     OrderPaymentFailed only voids open holds and never refunds. Every effect is idempotent
     by its own key (a void of a voided payment is a no-op, the refund key replays), and the
-    event is recorded in the inbox once its effect is done: a redelivery afterwards does
-    nothing, and a crash before the record repeats an idempotent effect.
+    event is recorded in the inbox by the same commit as the last payment's end state (VOIDED,
+    the refund's outcome), or on its own when nothing needed doing: a redelivery afterwards does
+    nothing, and a crash before that commit repeats only idempotent effects.
     """
     if await repo.inbox_seen(CONSUMER, event_id):
         return "duplicate"
     order_id = str(data.get("order_id") or "")
     payments = await _payments_of(repo, data)
-    outcomes = [await _settle(repo, providers, p, event_type, order_id) for p in payments]
+    consumed = Consumed(CONSUMER, event_id)
+    outcomes = [
+        # Only the last effect records the event: a crash after an earlier one must leave it to redo.
+        await _settle(repo, providers, p, event_type, order_id, consumed=consumed if p is payments[-1] else None)
+        for p in payments
+    ]
+    # Nothing committed the claim when no effect was needed (a no-op if one did).
     await repo.claim_inbox(CONSUMER, event_id)
     return ", ".join(outcomes) or "no payment"
 
@@ -67,15 +78,26 @@ async def _payments_of(repo: PaymentRepo, data: Mapping[str, Any]) -> list[Payme
     return await repo.by_order_ref(session_id) if session_id else []
 
 
-async def _settle(repo: _Repo, providers: Providers, payment: Payment, event_type: str, order_id: str) -> str:
+async def _settle(
+    repo: _Repo, providers: Providers, payment: Payment, event_type: str, order_id: str, *, consumed: Consumed | None
+) -> str:
     reason = "order cancelled" if event_type == ORDER_CANCELLED else "order payment failed"
     if payment.status == S.CAPTURING:
         raise RetryLater(f"payment {payment.payment_id} is being captured")
     if payment.status in _OPEN_HOLD:
-        done = await void_authorization(repo, providers, payment.payment_id, reason)
+        done = await void_authorization(repo, providers, payment.payment_id, reason, consumed=consumed)
         return f"{payment.payment_id} {done.status.value}"
     if payment.status in _CAPTURED and event_type == ORDER_CANCELLED:
         key = f"cancel-{order_id or payment.order_id or payment.payment_id}"
-        done, _ = await refund_payment(repo, providers, payment, key, None)
+        try:
+            done, _ = await refund_payment(repo, providers, payment, key, None, consumed=consumed)
+        except FailedPrecondition as refused:
+            if refused.reason == Reason.REFUND_EXCEEDS_CAPTURE:
+                # Other refunds (one still pending, say) already give back everything captured.
+                return f"{payment.payment_id} nothing left to refund"
+            # The provider refused it (recorded on the refund and in the attempt log): an operator's
+            # case, not one a redelivery can change.
+            log.error("refund of cancelled order %s refused: %s", order_id, refused.message)
+            return f"{payment.payment_id} refund refused"
         return f"{payment.payment_id} {done.status.value}"
     return f"{payment.payment_id} unchanged ({payment.status.value})"

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from payment.model.payment import Attempt, NewPayment, Payment, Refund, Transition
+from payment.model.payment import Attempt, Consumed, NewPayment, Payment, Refund, Transition
 from payment.model.provider import IntentRequest, ProviderEvent, ProviderIntent, ProviderRefund
 
 __all__ = ["EventPlan", "InboxRepo", "PaymentProvider", "PaymentRepo"]
@@ -67,7 +67,7 @@ class PaymentRepo(Protocol):
         ...
 
     async def apply(self, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
-        """Conditional update with its event and attempt in one transaction; None if the status did not match."""
+        """Conditional update with its event, attempt and inbox claim in one transaction; None if it did not apply."""
         ...
 
     async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None: ...
@@ -85,9 +85,15 @@ class PaymentRepo(Protocol):
         ...
 
     async def finish_refund(
-        self, refund: Refund, *, provider_refund_id: str | None, succeeded: bool, attempt: Attempt
+        self,
+        refund: Refund,
+        *,
+        provider_refund_id: str | None,
+        succeeded: bool,
+        attempt: Attempt,
+        consumed: Consumed | None = None,
     ) -> Payment:
-        """Mark the refund done (with its event) or failed (giving the amount back)."""
+        """Mark the refund done (with its event) or failed (giving the amount back), and ``consumed`` with it."""
         ...
 
 

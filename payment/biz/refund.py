@@ -9,7 +9,7 @@ from infra.money import Money
 from payment.biz.common import after_provider, before_provider, invalid_state, load, unavailable
 from payment.biz.ports import PaymentRepo
 from payment.biz.providers import Providers
-from payment.model.payment import INVALID_STATE, Attempt, Payment, PaymentStatus, Refund
+from payment.model.payment import INVALID_STATE, Attempt, Consumed, Payment, PaymentStatus, Refund
 from payment.model.provider import ProviderError, ProviderUnavailable
 
 __all__ = ["find_for_refund", "refund_payment"]
@@ -29,7 +29,13 @@ async def find_for_refund(repo: PaymentRepo, payment_id: uuid.UUID | None, order
 
 
 async def refund_payment(
-    repo: PaymentRepo, providers: Providers, payment: Payment, idempotency_key: str, amount: Money | None
+    repo: PaymentRepo,
+    providers: Providers,
+    payment: Payment,
+    idempotency_key: str,
+    amount: Money | None,
+    *,
+    consumed: Consumed | None = None,
 ) -> tuple[Payment, Refund]:
     """Refund once per key. Protects invariant 2 (money moves once) and the refunded ≤ captured constraint.
 
@@ -37,7 +43,8 @@ async def refund_payment(
     lock before the provider is called, so concurrent refunds can never sum past the
     captured amount (FAILED_PRECONDITION REFUND_EXCEEDS_CAPTURE, nothing written); the
     provider holding the intent gets the key ``refund-<refund_id>``. A retry with the same
-    key returns the first refund; a timeout leaves it pending for a retry.
+    key returns the first refund; a timeout leaves it pending for a retry. ``consumed`` (the event
+    that asked for the refund) is recorded in the same commit as the refund's outcome.
     """
     payment_id = payment.payment_id
     if amount is not None and amount.currency_code != payment.amount.currency_code:
@@ -73,6 +80,7 @@ async def refund_payment(
             provider_refund_id=None,
             succeeded=False,
             attempt=Attempt("refund", summary, {"code": exc.code, "message": exc.message}, "rejected"),
+            consumed=consumed,
         )
         raise FailedPrecondition(
             f"the provider refused the refund: {exc.message}",
@@ -81,5 +89,7 @@ async def refund_payment(
         ) from exc
     await after_provider("refund", payment_id)
     attempt = Attempt("refund", summary, {"refund_id": done.refund_id, "amount_minor": done.amount_minor}, "refunded")
-    payment = await repo.finish_refund(refund, provider_refund_id=done.refund_id, succeeded=True, attempt=attempt)
+    payment = await repo.finish_refund(
+        refund, provider_refund_id=done.refund_id, succeeded=True, attempt=attempt, consumed=consumed
+    )
     return payment, refund

@@ -8,7 +8,7 @@ from infra.errors import Unavailable
 from payment.biz.common import after_provider, before_provider, invalid_state, load, unavailable
 from payment.biz.ports import PaymentRepo
 from payment.biz.providers import Providers
-from payment.model.payment import CAPTURE_HOLDING, Attempt, Payment, PaymentStatus, Transition
+from payment.model.payment import CAPTURE_HOLDING, Attempt, Consumed, Payment, PaymentStatus, Transition
 from payment.model.provider import IntentStatus, ProviderError, ProviderRejected, ProviderUnavailable
 
 __all__ = ["VOID_LEASE_SECONDS", "void_authorization", "void_by_key"]
@@ -32,7 +32,9 @@ async def void_by_key(repo: PaymentRepo, providers: Providers, idempotency_key: 
     return await void_authorization(repo, providers, payment.payment_id, reason)
 
 
-async def void_authorization(repo: PaymentRepo, providers: Providers, payment_id: uuid.UUID, reason: str) -> Payment:
+async def void_authorization(
+    repo: PaymentRepo, providers: Providers, payment_id: uuid.UUID, reason: str, *, consumed: Consumed | None = None
+) -> Payment:
     """Cancel the hold. Protects invariant 3 (no authorization outlives a failed checkout).
 
     Idempotent: a payment with nothing held is returned as is. A PENDING payment (the
@@ -41,7 +43,8 @@ async def void_authorization(repo: PaymentRepo, providers: Providers, payment_id
     intent is looked up at the provider by the authorization's idempotency key and
     cancelled if it exists; when the provider has none, the payment ends FAILED (nothing
     was ever held). The provider is the one the payment row records. A captured payment
-    is refused: it needs a refund.
+    is refused: it needs a refund. ``consumed`` (the event that asked for the void) is recorded
+    in the same commit as the end state.
     """
     payment = await load(repo, payment_id)
     if payment.status in _NOTHING_HELD:
@@ -50,7 +53,10 @@ async def void_authorization(repo: PaymentRepo, providers: Providers, payment_id
         raise invalid_state(payment, "void", "it is captured; refund it instead")
     if payment.status == S.CASH_ON_DELIVERY:
         done = await repo.apply(
-            payment_id, Transition(S.VOIDED, frozenset({S.CASH_ON_DELIVERY}), {}, "PaymentVoided", {"reason": reason})
+            payment_id,
+            Transition(
+                S.VOIDED, frozenset({S.CASH_ON_DELIVERY}), {}, "PaymentVoided", {"reason": reason}, consumed=consumed
+            ),
         )
         return done or await load(repo, payment_id)
 
@@ -108,6 +114,7 @@ async def void_authorization(repo: PaymentRepo, providers: Providers, payment_id
                 "PaymentFailed",
                 {"failure_code": code},
                 Attempt("void", summary, {"intent_id": ""}, "no_intent"),
+                consumed=consumed,
             ),
         )
         return done or await load(repo, payment_id)
@@ -121,6 +128,7 @@ async def void_authorization(repo: PaymentRepo, providers: Providers, payment_id
             "PaymentVoided",
             {"reason": reason},
             Attempt("void", summary, {"intent_id": intent_id or ""}, "voided"),
+            consumed=consumed,
         ),
     )
     if done is None:

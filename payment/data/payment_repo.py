@@ -34,6 +34,7 @@ from payment.data.tables import CAPTURE_HOLDING_SQL, attempts, inbox, outbox, pa
 from payment.model.payment import (
     INVALID_STATE,
     Attempt,
+    Consumed,
     NewPayment,
     Payment,
     PaymentStatus,
@@ -268,7 +269,7 @@ class SqlPaymentRepo:
 
     async def apply(self, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
         try:
-            if transition.event_type:
+            if transition.event_type or transition.consumed:
                 async with self._engine.begin() as conn:
                     done = await self._apply_in(conn, payment_id, transition)
             else:
@@ -384,7 +385,13 @@ class SqlPaymentRepo:
         return _refund(refund_row), _payment(updated)
 
     async def finish_refund(
-        self, refund: Refund, *, provider_refund_id: str | None, succeeded: bool, attempt: Attempt
+        self,
+        refund: Refund,
+        *,
+        provider_refund_id: str | None,
+        succeeded: bool,
+        attempt: Attempt,
+        consumed: Consumed | None = None,
     ) -> Payment:
         async with self._engine.begin() as conn:
             finished = (
@@ -417,6 +424,8 @@ class SqlPaymentRepo:
             row = (await conn.execute(payments.update().where(where).values(values).returning(*payments.c))).one()
             payment = _payment(row)
             await _insert_attempt(conn, refund.payment_id, attempt)
+            if consumed is not None:
+                await claim_inbox(conn, inbox, consumed.consumer, consumed.event_id)
             if succeeded:
                 await add_event(
                     conn,
@@ -450,6 +459,9 @@ class SqlPaymentRepo:
         if row is None:
             return None
         payment = _payment(row)
+        if t.consumed is not None:
+            # A redelivery that raced us may have claimed it first: the state change is the same either way.
+            await claim_inbox(conn, inbox, t.consumed.consumer, t.consumed.event_id)
         if t.event_type:
             await add_event(
                 conn,

@@ -25,6 +25,7 @@ __all__ = [
     "FINISHED_AUTHORIZATION",
     "INVALID_STATE",
     "Attempt",
+    "Consumed",
     "NewPayment",
     "Payment",
     "PaymentStatus",
@@ -153,11 +154,20 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Consumed:
+    """An event a consumer applies: recorded in its inbox by the same commit as the state change it causes."""
+
+    consumer: str
+    event_id: str
+
+
+@dataclass(frozen=True)
 class Transition:
     """Move a payment to ``to`` only if its status is one of ``sources``; record ``event_type`` with it.
 
     With ``lease_seconds`` the new status is a claim (CAPTURING, VOIDING) held until the lease ends;
-    a claim whose lease ran out (its holder crashed) may be taken again.
+    a claim whose lease ran out (its holder crashed) may be taken again. With ``consumed`` the
+    event that caused it is recorded as applied in the same transaction, if the transition applies.
     """
 
     to: PaymentStatus
@@ -167,6 +177,7 @@ class Transition:
     event_extra: dict[str, Any] = field(default_factory=dict)
     attempt: Attempt | None = None
     lease_seconds: int | None = None
+    consumed: Consumed | None = None
 
 
 def event_data(p: Payment, **extra: Any) -> dict[str, Any]:
