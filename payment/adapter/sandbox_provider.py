@@ -71,6 +71,16 @@ def _intent(obj: dict[str, Any]) -> ProviderIntent:
     )
 
 
+def _answered_intent(obj: dict[str, Any]) -> ProviderIntent:
+    """The intent in an API answer; an answer that is not one leaves the outcome unknown."""
+    try:
+        return _intent(obj)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProviderUnavailable(
+            "invalid_response", f"the provider's answer is not a payment intent ({exc!r})"
+        ) from exc
+
+
 class SandboxProvider:
     def __init__(
         self, client: httpx.AsyncClient, webhook_secret: str, *, name: str = "sandbox", attempts: int = 3
@@ -90,7 +100,7 @@ class SandboxProvider:
             "return_url": request.return_url,
             "metadata": request.metadata,
         }
-        return _intent(await self._call("POST", "/v1/payment_intents", body, idempotency_key))
+        return _answered_intent(await self._call("POST", "/v1/payment_intents", body, idempotency_key))
 
     def available(self) -> bool:
         return True
@@ -101,18 +111,25 @@ class SandboxProvider:
         body: dict[str, Any] = {"amount_to_capture": amount_minor}
         if metadata:
             body["metadata"] = dict(metadata)
-        return _intent(await self._call("POST", f"/v1/payment_intents/{intent_id}/capture", body, idempotency_key))
+        return _answered_intent(
+            await self._call("POST", f"/v1/payment_intents/{intent_id}/capture", body, idempotency_key)
+        )
 
     async def cancel(self, intent_id: str, idempotency_key: str) -> ProviderIntent:
-        return _intent(await self._call("POST", f"/v1/payment_intents/{intent_id}/cancel", {}, idempotency_key))
+        return _answered_intent(
+            await self._call("POST", f"/v1/payment_intents/{intent_id}/cancel", {}, idempotency_key)
+        )
 
     async def refund(self, intent_id: str, amount_minor: int, idempotency_key: str) -> ProviderRefund:
         body = {"payment_intent": intent_id, "amount": amount_minor}
         obj = await self._call("POST", "/v1/refunds", body, idempotency_key)
-        return ProviderRefund(refund_id=str(obj["id"]), amount_minor=int(obj["amount"]))
+        try:
+            return ProviderRefund(refund_id=str(obj["id"]), amount_minor=int(obj["amount"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProviderUnavailable("invalid_response", f"the provider's answer is not a refund ({exc!r})") from exc
 
     async def get_intent(self, intent_id: str) -> ProviderIntent:
-        return _intent(await self._call("GET", f"/v1/payment_intents/{intent_id}", None, None))
+        return _answered_intent(await self._call("GET", f"/v1/payment_intents/{intent_id}", None, None))
 
     async def find_intent(self, idempotency_key: str) -> ProviderIntent | None:
         """The sandbox filters its intent list by the key the intent was created with (``?idempotency_key=``).
@@ -122,7 +139,7 @@ class SandboxProvider:
         """
         obj = await self._call("GET", "/v1/payment_intents", None, None, params={"idempotency_key": idempotency_key})
         data = obj.get("data") or []
-        return _intent(data[0]) if data else None
+        return _answered_intent(data[0]) if data else None
 
     def parse_event(self, payload: bytes, signature: str) -> ProviderEvent:
         try:
@@ -165,10 +182,16 @@ class SandboxProvider:
             raise ProviderUnavailable(*_error(exc.response)) from exc
         except httpx.TimeoutException as exc:
             raise ProviderUnavailable("timeout", f"the provider did not answer in time ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            # Transport failures, and anything else httpx raises (a broken encoding, say): the outcome is unknown.
             raise ProviderUnavailable("network_error", str(exc) or type(exc).__name__) from exc
         if response.status_code < 400:
-            result: dict[str, Any] = response.json()
+            try:
+                result = response.json()
+            except ValueError as exc:
+                raise ProviderUnavailable("invalid_response", "the provider's answer is not JSON") from exc
+            if not isinstance(result, dict):
+                raise ProviderUnavailable("invalid_response", "the provider's answer is not a JSON object")
             return result
         code, message = _error(response)
         if response.status_code == 402:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import uuid
 from functools import partial
 
-from payment.biz.common import load, unavailable
+from payment.biz.common import invalid_state, load, unavailable
 from payment.biz.ports import PaymentRepo
 from payment.biz.providers import Providers
 from payment.biz.webhook import plan_for
 from payment.model.payment import COD_PROVIDER, Payment
-from payment.model.provider import EventKind, IntentStatus, ProviderEvent, ProviderIntent, ProviderUnavailable
+from payment.model.provider import (
+    EventKind,
+    IntentStatus,
+    ProviderError,
+    ProviderEvent,
+    ProviderIntent,
+    ProviderUnavailable,
+)
 
 __all__ = ["get_payment", "poll_events", "refresh_payment"]
 
@@ -64,6 +71,8 @@ async def refresh_payment(repo: PaymentRepo, providers: Providers, payment_id: u
             intent = await provider.find_intent(payment.idempotency_key)
     except ProviderUnavailable as exc:
         raise unavailable(payment_id, exc) from exc
+    except ProviderError as exc:
+        raise invalid_state(payment, "refresh", f"the provider refused the lookup ({exc.code})") from exc
     if intent is None:
         return payment
     for event in poll_events(intent):
