@@ -31,6 +31,7 @@ from checkout.biz.checkout.update_state import CheckoutState
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways
 from checkout.biz.retry import RetryPolicy
+from checkout.data.redis_store import RedisIdempotencyStore
 from checkout.data.tables import outbox
 from checkout.data.uow import SqlUnitOfWork
 from checkout.service.cart_service import CartService
@@ -45,7 +46,6 @@ from infra.channels import ServiceCredentials, open_channel
 from infra.config import ConfigError, Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
-from infra.idempotency import IdempotencyStore
 from infra.outbox import OutboxPublisher
 from infra.runner import App
 from infra.server import Registration
@@ -57,6 +57,8 @@ _CREATE_CART = "/kassa.checkout.v1.CartService/CreateCart"
 # The saga lease's default length in RPC deadlines: 120 s at 5 s, eight times the gateway's ConfirmCheckout
 # deadline (3 times the RPC deadline), several times the longest step (3 attempts at the deadline, plus backoff).
 RECOVERY_AFTER_RPC_TIMEOUTS = 24
+# The Redis lock's lease in RPC deadlines (renewed while its holder runs): twice the gateway's ConfirmCheckout deadline.
+LOCK_LEASE_RPC_TIMEOUTS = 6
 
 
 @dataclass
@@ -134,7 +136,9 @@ async def build(
     assert settings.database_url and settings.redis_url and settings.nats_url
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="kassa-checkout")
     stack.push_async_callback(engine.dispose)
-    redis = Redis.from_url(settings.redis_url)
+    # Short timeouts: Redis is a filter in front of the durable guard, and a slow one is skipped, not awaited.
+    timeout = settings.checkout_redis_timeout_seconds
+    redis = Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     stack.push_async_callback(redis.aclose)
     nc, js = await connect(settings.nats_url, "kassa-checkout")
     stack.push_async_callback(nc.close)
@@ -144,11 +148,14 @@ async def build(
     uow = SqlUnitOfWork(engine, on_events=publisher.notify)
     gateways = gateways or _grpc_gateways(settings, stack)
     policy = policy_from(settings, retry)
-    store = IdempotencyStore(
+    store = RedisIdempotencyStore(
         redis,
         prefix="kassa:checkout:confirm",
-        lock_ttl_ms=settings.checkout_lock_ttl_ms,
+        lock_lease_ms=settings.checkout_lock_lease_ms
+        or int(LOCK_LEASE_RPC_TIMEOUTS * settings.rpc_timeout_seconds * 1000),
+        lock_max_ms=settings.checkout_lock_ttl_ms,
         result_ttl_seconds=settings.result_ttl_seconds,
+        timeout_seconds=timeout,
     )
     engine_ = PricingEngine(gateways.pricing, gateways.promotion, policy.pricing_deadline_seconds)
     compensator = Compensator(uow, gateways, policy.retry)

@@ -69,6 +69,12 @@ class Settings:
     # by the recovery worker. 0: derived from the RPC deadline (24 times KASSA_RPC_TIMEOUT_SECONDS, 120 s by
     # default), far longer than the gateway's ConfirmCheckout deadline and any one step of a saga.
     checkout_recovery_after_seconds: int = 0
+    # ConfirmCheckout's Redis lock is taken for this long and renewed while its holder runs (up to
+    # checkout_lock_ttl_ms), so a dead holder's lock lapses soon. 0: twice the gateway's ConfirmCheckout
+    # deadline (6 times KASSA_RPC_TIMEOUT_SECONDS, 30 s by default).
+    checkout_lock_lease_ms: int = 0
+    # Checkout's Redis connect and read timeout: Redis is a filter there, and a slow one is skipped, not awaited.
+    checkout_redis_timeout_seconds: float = 0.5
     result_ttl_seconds: int = 86_400
     max_cart_items: int = 100
     max_item_quantity: int = 999
@@ -105,6 +111,8 @@ class Settings:
             reservation_ttl_seconds=_int(env, "KASSA_RESERVATION_TTL_SECONDS", 900),
             checkout_lock_ttl_ms=_int(env, "KASSA_CHECKOUT_LOCK_TTL_MS", 900_000),
             checkout_recovery_after_seconds=_int(env, "KASSA_CHECKOUT_RECOVERY_AFTER_SECONDS", 0),
+            checkout_lock_lease_ms=_int(env, "KASSA_CHECKOUT_LOCK_LEASE_MS", 0),
+            checkout_redis_timeout_seconds=float(env.get("KASSA_CHECKOUT_REDIS_TIMEOUT_SECONDS") or 0.5),
             result_ttl_seconds=_int(env, "KASSA_RESULT_TTL_SECONDS", 86_400),
             max_cart_items=_int(env, "KASSA_MAX_CART_ITEMS", 100),
             max_item_quantity=_int(env, "KASSA_MAX_ITEM_QUANTITY", 999),

@@ -303,9 +303,13 @@ class UnitOfWork(Protocol):
 
 
 class IdempotencyStore(Protocol):
-    """Redis lock + result cache (infra.idempotency.IdempotencyStore fits it)."""
+    """The Redis lock and result cache in front of ConfirmCheckout (checkout.data.redis_store): a filter, never
+    the truth. No method raises or waits past a short timeout; unavailable, it answers "not taken" / "nothing
+    cached", and the durable guard in Postgres decides."""
 
-    async def acquire(self, key: str) -> str | None: ...
+    async def acquire(self, key: str) -> str | None:
+        """A token when this caller took the lock (held while it runs); None when another holds it, or none can say."""
+        ...
 
     async def release(self, key: str, token: str) -> None: ...
 

@@ -126,13 +126,11 @@ class ConfirmCheckout:
         return await asyncio.shield(task)
 
     async def _locked(self, request: _Request, session_id: str, expected: Money) -> ConfirmResult:
+        # The Redis lock only spares the database a double click's work. Not taken — another request holds it,
+        # a process that died does, or Redis can't say — the durable guard decides: it starts no second saga,
+        # and answers a finished one from Postgres, whatever Redis holds.
         token = await self._lock.acquire(request.lock_key)
-        if token is None:
-            raise Aborted("this checkout is already being confirmed", reason=Reason.CHECKOUT_IN_PROGRESS)
         try:
-            replay = await self._replays.cached(request.lock_key, session_id, request.fingerprint)
-            if replay is not None:
-                return replay
             since = self._leases.now()
             async with self._uow() as tx:
                 started = await tx.sessions.begin_confirm(session_id, request.key)
@@ -158,7 +156,8 @@ class ConfirmCheckout:
             await self._keep(request, session_id, result)
             return result
         finally:
-            await self._lock.release(request.lock_key, token)
+            if token is not None:
+                await self._lock.release(request.lock_key, token)
 
     async def _keep(self, request: _Request, session_id: str, outcome: ConfirmResult | DomainError) -> None:
         """Keep the answer for repeats. Best effort: the answer stands even if it can't be kept, and a

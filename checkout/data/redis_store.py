@@ -1,0 +1,137 @@
+"""ConfirmCheckout's Redis — the lock on a request's key and the cache of its answer — as a filter.
+
+Redis answers fast; Postgres decides (the session's status under the durable guard, the answers in
+``confirm_requests``). So no call here raises or waits long: each is bounded (the client's socket
+timeouts, and an overall timeout here), and a Redis that is down, paused or wiped answers "no lock
+taken" / "nothing cached", upon which ConfirmCheckout goes to the durable guard. After a failure
+Redis is left alone for a short cool-off, so a paused server costs a request one timeout, not one per
+call. Every call that could not use Redis is counted in :data:`DEGRADED` (by operation), and the
+first of each spell is logged.
+
+The lock is taken for a short lease and renewed while its holder lives (up to ``lock_max_ms``, the
+longest checkout): a process that dies leaves a lock that lapses within one lease, not one that
+blocks the key for the longest checkout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from infra.idempotency import IdempotencyStore
+
+__all__ = ["DEGRADED", "RedisIdempotencyStore"]
+
+log = logging.getLogger("kassa.checkout.redis")
+
+T = TypeVar("T")
+
+# Calls that went without Redis, by operation (acquire, release, renew, get_result, put_result), since start.
+DEGRADED: Counter[str] = Counter()
+
+# Extend the lock only if we still own it.
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class RedisIdempotencyStore:
+    """The IdempotencyStore port on Redis: bounded, never raising, with a lock that lives as long as its holder."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        lock_lease_ms: int,
+        lock_max_ms: int,
+        result_ttl_seconds: int,
+        timeout_seconds: float,
+        cool_off_seconds: float = 2.0,
+    ) -> None:
+        self._store = IdempotencyStore(
+            redis, prefix=prefix, lock_ttl_ms=lock_lease_ms, result_ttl_seconds=result_ttl_seconds
+        )
+        self._renew = redis.register_script(_RENEW)
+        self._lock_prefix = f"{prefix}:lock:"
+        self._lease_ms = lock_lease_ms
+        self._max_seconds = max(lock_max_ms, lock_lease_ms) / 1000
+        # The client's socket timeouts bound connect and each read; this bounds a call as a whole.
+        self._timeout = 3 * timeout_seconds
+        self._cool_off = cool_off_seconds
+        self._down_until = 0.0
+        self._held: dict[str, asyncio.TimerHandle] = {}
+        self._renewing: set[asyncio.Task[None]] = set()
+
+    async def acquire(self, key: str) -> str | None:
+        """A token when this caller took the lock; None when another holds it — or Redis can't say."""
+        token = await self._call("acquire", lambda: self._store.acquire(key), None)
+        if token is not None:
+            self._keep(key, token, time.monotonic() + self._max_seconds)
+        return token
+
+    async def release(self, key: str, token: str) -> None:
+        if (handle := self._held.pop(token, None)) is not None:
+            handle.cancel()
+        await self._call("release", lambda: self._store.release(key, token), None)
+
+    async def get_result(self, key: str) -> bytes | None:
+        return await self._call("get_result", lambda: self._store.get_result(key), None)
+
+    async def put_result(self, key: str, value: bytes) -> None:
+        await self._call("put_result", lambda: self._store.put_result(key, value), None)
+
+    # --- the lock's lease -------------------------------------------------------------------
+
+    def _keep(self, key: str, token: str, until: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._held[token] = loop.call_later(self._lease_ms / 3000, self._renew_soon, key, token, until)
+
+    def _renew_soon(self, key: str, token: str, until: float) -> None:
+        if token not in self._held:
+            return
+        if time.monotonic() >= until:
+            del self._held[token]  # held for the longest checkout: let it lapse
+            return
+        task = asyncio.ensure_future(self._renew_once(key, token))
+        self._renewing.add(task)
+        task.add_done_callback(self._renewing.discard)
+        self._keep(key, token, until)
+
+    async def _renew_once(self, key: str, token: str) -> None:
+        await self._call(
+            "renew", lambda: self._renew(keys=[f"{self._lock_prefix}{key}"], args=[token, self._lease_ms]), None
+        )
+
+    # --- degradation ------------------------------------------------------------------------
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        if time.monotonic() < self._down_until:
+            DEGRADED[operation] += 1
+            return fallback
+        try:
+            async with asyncio.timeout(self._timeout):
+                answer = await call()
+        except (RedisError, OSError, TimeoutError) as exc:
+            DEGRADED[operation] += 1
+            if not self._down_until:
+                log.warning(
+                    "Redis failed (%s: %s); ConfirmCheckout goes on without it, on the durable guard in Postgres",
+                    type(exc).__name__, exc,
+                )  # fmt: skip
+            self._down_until = time.monotonic() + self._cool_off
+            return fallback
+        if self._down_until:
+            log.warning("Redis answers again; ConfirmCheckout uses it again")
+            self._down_until = 0.0
+        return answer
