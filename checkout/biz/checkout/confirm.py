@@ -145,7 +145,9 @@ class ConfirmCheckout:
             except DomainError as exc:
                 # Like a payment API, only a request that started moving things is answered again; one refused
                 # by steps 2-3 (a changed price, a missing field) reopened its session and may be sent again.
-                if request.executed and is_final(exc):
+                # A transient failure the saga undid (an unanswered authorization voided, the session cancelled)
+                # is final too: the request ended there, and a repeat must say so again.
+                if request.executed and (is_final(exc) or request.compensated):
                     await self._keep(request, session_id, exc)
                 raise
             except Exception:
@@ -244,6 +246,7 @@ class ConfirmCheckout:
                 log.warning("CreateOrder outcome unknown for session %s; left for recovery", session.session_id)
                 raise
             await self._settlement.fail(session, state, lease, f"checkout failed: {_described(exc)}")
+            request.compensated = True
             raise
         return await self._settlement.settle(session, state, lease)
 
@@ -358,7 +361,7 @@ class ConfirmCheckout:
 class _Request:
     """One ConfirmCheckout request: whose key it is, and its fingerprint."""
 
-    __slots__ = ("customer_id", "executed", "fingerprint", "key", "lock_key")
+    __slots__ = ("compensated", "customer_id", "executed", "fingerprint", "key", "lock_key")
 
     def __init__(self, customer_id: str, key: str, print_: str) -> None:
         self.customer_id = customer_id
@@ -367,6 +370,8 @@ class _Request:
         self.lock_key = f"{customer_id}:{key}"
         # Set once the saga passed step 3: from then on, its outcome is the key's answer.
         self.executed = False
+        # Set once the failure path undid everything: the session is over, whatever the error says.
+        self.compensated = False
 
 
 def _check_total(preview: Preview, expected: Money) -> None:

@@ -32,7 +32,7 @@ __all__ = ["Replays", "fingerprint", "is_final"]
 
 _KINDS: dict[str, type[DomainError]] = {
     cls.__name__: cls
-    for cls in (Aborted, AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted)
+    for cls in (Aborted, AlreadyExists, FailedPrecondition, NotFound, PermissionDenied, ResourceExhausted, Unavailable)
 }
 
 
@@ -42,7 +42,8 @@ def fingerprint(session_id: str, expected: Money, payment_method: str) -> str:
 
 
 def is_final(error: DomainError) -> bool:
-    """An answer a repeat must get again; not a transient one a retry may turn out differently."""
+    """An answer a repeat must get again; not a transient one a retry may turn out differently (unless the
+    saga undid everything after it: see ConfirmCheckout)."""
     if isinstance(error, Unavailable):
         return False
     return not (isinstance(error, Aborted) and error.reason == Reason.CHECKOUT_IN_PROGRESS)

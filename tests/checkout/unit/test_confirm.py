@@ -397,3 +397,24 @@ async def test_an_expired_session_cannot_be_confirmed_and_start_reserves_again(w
     assert _session(world, session.session_id).status is SessionStatus.EXPIRED
     assert world.inventory.held[again.session_id].status == "ACTIVE"
     assert world.inventory.held[session.session_id].status != "ACTIVE"
+
+
+async def test_a_repeat_after_an_outage_was_compensated_gets_the_same_answer(world) -> None:
+    """An unanswered authorization was voided and the session cancelled: that is how this request ended, so a
+    repeat with its key gets that answer again (same status, reason and message), not SESSION_NOT_OPEN."""
+    session = await world.ready_session()
+    world.payment.fail["authorize"] = Unavailable(
+        "the payment provider is unavailable", reason=Reason.PAYMENT_PROVIDER_UNAVAILABLE
+    )
+    with pytest.raises(Unavailable) as first:
+        await world.confirm_session(session)
+    assert _session(world, session.session_id).status is SessionStatus.CANCELLED
+    assert _cart_status(world, session) is CartStatus.ACTIVE
+    world.payment.fail.clear()
+    for forget_cache in (False, True):
+        if forget_cache:
+            world.store.results.clear()  # the durable copy answers
+        with pytest.raises(Unavailable) as again:
+            await world.confirm_session(session)
+        assert (again.value.reason, again.value.message) == (Reason.PAYMENT_PROVIDER_UNAVAILABLE, first.value.message)
+    assert world.payment.count("authorize") == 2  # the first request's two attempts; no repeat authorized again
