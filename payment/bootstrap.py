@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import httpx
 
@@ -18,12 +19,14 @@ from kassa.payment.v1 import payment_service_pb2_grpc
 from payment.adapter.breaker import BreakerPolicy, GuardedProvider
 from payment.adapter.sandbox_provider import SandboxProvider
 from payment.biz.providers import Providers
+from payment.biz.sweep import SweepPolicy
 from payment.data.payment_repo import SqlPaymentRepo
 from payment.data.tables import outbox
 from payment.service.payment_service import PaymentService
 from payment.worker.order_events import order_events_consumer
+from payment.worker.sweeper import sweeper_worker
 
-__all__ = ["bootstrap", "breaker_policy", "provider_timeout", "provider_urls"]
+__all__ = ["Sweeper", "bootstrap", "breaker_policy", "provider_timeout", "provider_urls", "sweeper_settings"]
 
 
 def provider_timeout(settings: Settings) -> float:
@@ -60,7 +63,40 @@ def breaker_policy(environ: Mapping[str, str] | None = None) -> BreakerPolicy:
     return BreakerPolicy(threshold=threshold, reset_seconds=reset)
 
 
-async def bootstrap(settings: Settings, stack: AsyncExitStack, *, breaker: BreakerPolicy | None = None) -> App:
+@dataclass(frozen=True)
+class Sweeper:
+    policy: SweepPolicy
+    interval_seconds: float = 30.0
+
+
+def sweeper_settings(settings: Settings, environ: Mapping[str, str] | None = None) -> Sweeper:
+    """KASSA_PAYMENT_SWEEP_INTERVAL_SECONDS (default 30), KASSA_PAYMENT_STUCK_SECONDS (120: VOIDING,
+    CAPTURING and pending refunds older than this are finished) and KASSA_PAYMENT_ABANDONED_SECONDS (900:
+    PENDING authorizations older than this are voided; at least the RPC timeout, so none in flight is)."""
+    env = os.environ if environ is None else environ
+    try:
+        interval = float(env.get("KASSA_PAYMENT_SWEEP_INTERVAL_SECONDS") or 30)
+        stuck = float(env.get("KASSA_PAYMENT_STUCK_SECONDS") or 120)
+        abandoned = float(env.get("KASSA_PAYMENT_ABANDONED_SECONDS") or 900)
+    except ValueError as exc:
+        raise ConfigError(f"payment sweeper settings: {exc}") from exc
+    if interval <= 0 or stuck < 0:
+        raise ConfigError("payment sweeper: the interval must be > 0 and the stuck threshold >= 0 seconds")
+    if abandoned < settings.rpc_timeout_seconds:
+        raise ConfigError(
+            f"KASSA_PAYMENT_ABANDONED_SECONDS ({abandoned:g}) must be at least the RPC timeout "
+            f"({settings.rpc_timeout_seconds:g} s): an authorization still in flight must not be voided"
+        )
+    return Sweeper(SweepPolicy(stuck_seconds=stuck, abandoned_seconds=abandoned), interval)
+
+
+async def bootstrap(
+    settings: Settings,
+    stack: AsyncExitStack,
+    *,
+    breaker: BreakerPolicy | None = None,
+    sweeper: Sweeper | None = None,
+) -> App:
     assert settings.database_url and settings.nats_url, "runner.main checks these"
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="kassa-payment")
     stack.push_async_callback(engine.dispose)
@@ -71,6 +107,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, *, breaker: Break
     publisher = OutboxPublisher(engine, outbox, js)
 
     policy = breaker or breaker_policy()
+    sweep = sweeper or sweeper_settings(settings)
     guarded = []
     for name, url in provider_urls(settings):
         client = httpx.AsyncClient(base_url=url, timeout=provider_timeout(settings))
@@ -89,5 +126,5 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack, *, breaker: Break
                 "kassa.payment.v1.PaymentService",
             )
         ],
-        workers=[publisher.run, consumer.run],
+        workers=[publisher.run, consumer.run, sweeper_worker(repo, providers, sweep.policy, sweep.interval_seconds)],
     )

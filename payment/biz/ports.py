@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
-from payment.model.payment import Attempt, Consumed, NewPayment, Payment, Refund, Transition
+from payment.model.payment import Attempt, Consumed, NewPayment, Payment, PaymentStatus, Refund, Transition
 from payment.model.provider import IntentRequest, ProviderEvent, ProviderIntent, ProviderRefund
 
 __all__ = ["EventPlan", "InboxRepo", "PaymentProvider", "PaymentRepo"]
@@ -64,6 +64,15 @@ class PaymentRepo(Protocol):
 
     async def by_order_ref(self, order_ref: str) -> list[Payment]:
         """Every payment of a checkout session (a retry after a decline makes another), oldest first."""
+        ...
+
+    async def unsettled(self, statuses: Iterable[PaymentStatus], idle_seconds: float, limit: int) -> list[Payment]:
+        """Payments in ``statuses`` (PENDING, CAPTURING, VOIDING) unchanged for ``idle_seconds`` and not
+        claimed (no lease, or one that ran out), oldest first: what a failure in mid-operation left."""
+        ...
+
+    async def pending_refunds(self, idle_seconds: float, limit: int) -> list[tuple[Refund, Payment]]:
+        """Refunds still PENDING ``idle_seconds`` after they were reserved, oldest first, with their payment."""
         ...
 
     async def apply(self, payment_id: uuid.UUID, transition: Transition) -> Payment | None:

@@ -8,7 +8,15 @@ from infra.errors import Unavailable
 from payment.biz.common import after_provider, before_provider, invalid_state, load, unavailable
 from payment.biz.ports import PaymentRepo
 from payment.biz.providers import Providers
-from payment.model.payment import CAPTURE_HOLDING, Attempt, Consumed, Payment, PaymentStatus, Transition
+from payment.model.payment import (
+    CAPTURE_HOLDING,
+    COD_PROVIDER,
+    Attempt,
+    Consumed,
+    Payment,
+    PaymentStatus,
+    Transition,
+)
 from payment.model.provider import IntentStatus, ProviderError, ProviderRejected, ProviderUnavailable
 
 __all__ = ["VOID_LEASE_SECONDS", "void_authorization", "void_by_key"]
@@ -18,6 +26,7 @@ VOID_LEASE_SECONDS = 30
 _NOTHING_HELD = frozenset({S.VOIDED, S.DECLINED, S.FAILED})
 # VOIDING is claimable again at once: cancelling at the provider is idempotent.
 _VOIDABLE = frozenset({S.PENDING, S.REQUIRES_ACTION, S.AUTHORIZED, S.VOIDING})
+_COD_VOIDABLE = frozenset({S.PENDING, S.CASH_ON_DELIVERY, S.VOIDING})
 
 
 async def void_by_key(repo: PaymentRepo, providers: Providers, idempotency_key: str, reason: str) -> Payment | None:
@@ -51,12 +60,11 @@ async def void_authorization(
         return payment
     if payment.status in CAPTURE_HOLDING:
         raise invalid_state(payment, "void", "it is captured; refund it instead")
-    if payment.status == S.CASH_ON_DELIVERY:
+    if payment.provider == COD_PROVIDER:
+        # Nothing is held anywhere, even for a cash-on-delivery payment its authorization left PENDING.
         done = await repo.apply(
             payment_id,
-            Transition(
-                S.VOIDED, frozenset({S.CASH_ON_DELIVERY}), {}, "PaymentVoided", {"reason": reason}, consumed=consumed
-            ),
+            Transition(S.VOIDED, _COD_VOIDABLE, {}, "PaymentVoided", {"reason": reason}, consumed=consumed),
         )
         return done or await load(repo, payment_id)
 

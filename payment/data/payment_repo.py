@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -30,7 +30,15 @@ from infra.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Rea
 from infra.money import Money
 from infra.outbox import add_event, claim_inbox
 from payment.biz.ports import EventPlan
-from payment.data.tables import CAPTURE_HOLDING_SQL, attempts, inbox, outbox, payments, provider_events, refunds
+from payment.data.tables import (
+    CAPTURE_HOLDING_SQL,
+    attempts,
+    inbox,
+    outbox,
+    payments,
+    provider_events,
+    refunds,
+)
 from payment.model.payment import (
     INVALID_STATE,
     Attempt,
@@ -121,6 +129,20 @@ _CAPTURED_FOR_ORDER = sa.select(payments).where(
 _BY_ORDER_REF = (
     sa.select(payments).where(payments.c.order_ref == sa.bindparam("order_ref")).order_by(payments.c.created_at)
 )
+# What the sweeper may look for (served by the partial index payments_unsettled).
+_UNSETTLED = frozenset({S.PENDING, S.CAPTURING, S.VOIDING})
+_PENDING_REFUNDS = (
+    sa.select(refunds)
+    .where(
+        refunds.c.status == "PENDING",
+        refunds.c.created_at < sa.func.now() - sa.bindparam("idle", type_=sa.Interval),
+    )
+    .order_by(refunds.c.created_at)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_BY_IDS = sa.select(payments).where(
+    payments.c.payment_id == sa.any_(sa.bindparam("ids", type_=ARRAY(payments.c.payment_id.type)))
+)
 _INBOX_SEEN = sa.select(inbox.c.event_id).where(
     inbox.c.consumer == sa.bindparam("consumer"), inbox.c.event_id == sa.bindparam("event_id")
 )
@@ -176,6 +198,23 @@ def _attempt_params(attempt: Attempt) -> dict[str, Any]:
         "a_response": attempt.response,
         "a_outcome": attempt.outcome,
     }
+
+
+@functools.cache
+def _unsettled_stmt(statuses: tuple[str, ...]) -> sa.Select[Any]:
+    """Payments in ``statuses`` untouched for a while and not claimed (statuses written out, so that the
+    planner can prove the partial index payments_unsettled covers the query)."""
+    listed = ", ".join(f"'{status}'" for status in statuses)
+    return (
+        sa.select(payments)
+        .where(
+            sa.text(f"status IN ({listed})"),
+            payments.c.updated_at < sa.func.now() - sa.bindparam("idle", type_=sa.Interval),
+            sa.or_(payments.c.lease_until.is_(None), payments.c.lease_until < sa.func.now()),
+        )
+        .order_by(payments.c.updated_at)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
 
 
 @functools.cache
@@ -258,6 +297,27 @@ class SqlPaymentRepo:
         async with self._single.connect() as conn:
             rows = (await conn.execute(_BY_ORDER_REF, {"order_ref": order_ref})).all()
         return [_payment(r) for r in rows]
+
+    async def unsettled(self, statuses: Iterable[PaymentStatus], idle_seconds: float, limit: int) -> list[Payment]:
+        wanted = frozenset(statuses)
+        if not wanted or not wanted <= _UNSETTLED:
+            raise ValueError(f"unsettled() looks for {sorted(_UNSETTLED)} only, not {sorted(wanted)}")
+        stmt = _unsettled_stmt(tuple(sorted(s.value for s in wanted)))
+        async with self._single.connect() as conn:
+            rows = (await conn.execute(stmt, {"idle": timedelta(seconds=idle_seconds), "limit": limit})).all()
+        return [_payment(r) for r in rows]
+
+    async def pending_refunds(self, idle_seconds: float, limit: int) -> list[tuple[Refund, Payment]]:
+        async with self._single.connect() as conn:
+            found = [
+                _refund(r)
+                for r in await conn.execute(_PENDING_REFUNDS, {"idle": timedelta(seconds=idle_seconds), "limit": limit})
+            ]
+            if not found:
+                return []
+            rows = await conn.execute(_BY_IDS, {"ids": list({r.payment_id for r in found})})
+            by_id = {p.payment_id: p for p in map(_payment, rows)}
+        return [(r, by_id[r.payment_id]) for r in found]
 
     async def inbox_seen(self, consumer: str, event_id: str) -> bool:
         async with self._single.connect() as conn:

@@ -1,4 +1,7 @@
-"""The payment schema (SQLAlchemy Core). Mirrored by migrations/versions/ (0001 initial, 0002 inbox)."""
+"""The payment schema (SQLAlchemy Core).
+
+Mirrored by migrations/versions/ (0001 initial, 0002 inbox, 0003 sweeper indexes).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,19 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from infra.migrate import SCHEMAS
 from infra.outbox import inbox_table, outbox_table
 
-__all__ = ["SCHEMA", "STATUSES", "attempts", "inbox", "metadata", "outbox", "payments", "provider_events", "refunds"]
+__all__ = [
+    "CAPTURE_HOLDING_SQL",
+    "SCHEMA",
+    "STATUSES",
+    "UNSETTLED_SQL",
+    "attempts",
+    "inbox",
+    "metadata",
+    "outbox",
+    "payments",
+    "provider_events",
+    "refunds",
+]
 
 SCHEMA = SCHEMAS["payment"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -30,6 +45,8 @@ STATUSES = (
 _STATUS_LIST = ", ".join(f"'{s}'" for s in STATUSES)
 # Money of an order is (being) taken: at most one such payment per order (DESIGN.md §4 invariant 2).
 CAPTURE_HOLDING_SQL = "status IN ('CAPTURING', 'CAPTURED', 'PARTIALLY_REFUNDED', 'REFUNDED')"
+# Statuses a payment passes through on its way to a settled one: what the sweeper looks for when one stays.
+UNSETTLED_SQL = "status IN ('PENDING', 'CAPTURING', 'VOIDING')"
 
 payments = sa.Table(
     "payments",
@@ -70,6 +87,7 @@ payments = sa.Table(
         postgresql_where=sa.text("provider_payment_id IS NOT NULL"),
     ),
     sa.Index("payments_order_ref", "order_ref"),
+    sa.Index("payments_unsettled", "updated_at", postgresql_where=sa.text(UNSETTLED_SQL)),
 )
 
 attempts = sa.Table(
@@ -98,6 +116,7 @@ refunds = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.CheckConstraint("amount_minor > 0", name="refunds_amount_positive"),
     sa.CheckConstraint("status IN ('PENDING', 'SUCCEEDED', 'FAILED')", name="refunds_status_valid"),
+    sa.Index("refunds_pending", "created_at", postgresql_where=sa.text("status = 'PENDING'")),
 )
 
 provider_events = sa.Table(

@@ -1,1 +1,1 @@
-"""Payment's background loops: the consumer of order events (the outbox publisher is infra's)."""
+"""Payment's background loops: the consumer of order events and the sweeper (the outbox publisher is infra's)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -17,7 +18,8 @@ from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 from infra.runner import running_service
 from kassa.payment.v1 import payment_service_pb2_grpc
-from payment.bootstrap import bootstrap
+from payment.biz.sweep import SweepPolicy
+from payment.bootstrap import Sweeper, bootstrap
 from payment.sandbox import SandboxConfig, running_sandbox
 from payment.sandbox.server import RunningSandbox
 
@@ -54,8 +56,10 @@ def payment_settings(settings: Settings, sandbox: RunningSandbox) -> Settings:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def payment_stub(payment_settings: Settings) -> AsyncIterator[payment_service_pb2_grpc.PaymentServiceStub]:
+    # Its sweeper stays out of the way of the tests that run sweeps themselves (test_sweeper.py).
+    quiet = functools.partial(bootstrap, sweeper=Sweeper(SweepPolicy(), interval_seconds=3600))
     async with (
-        running_service(bootstrap, payment_settings, "127.0.0.1:0") as server,
+        running_service(quiet, payment_settings, "127.0.0.1:0") as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
         yield payment_service_pb2_grpc.PaymentServiceStub(channel)

@@ -1,0 +1,36 @@
+"""The sweeper worker: runs :func:`payment.biz.sweep.sweep_once` every interval (at once again while it finds more)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from payment.biz.ports import PaymentRepo
+from payment.biz.providers import Providers
+from payment.biz.sweep import SweepPolicy, sweep_once
+
+__all__ = ["sweeper_worker"]
+
+log = logging.getLogger("kassa.payment.sweeper")
+
+
+def sweeper_worker(
+    repo: PaymentRepo, providers: Providers, policy: SweepPolicy, interval_seconds: float
+) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        while True:
+            more = False
+            try:
+                report = await sweep_once(repo, providers, policy)
+                more = report.more
+                if report:
+                    log.info("payment sweep: %s", dict(report.outcomes))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("payment sweep failed; retrying")
+            if not more:
+                await asyncio.sleep(interval_seconds)
+
+    return run
