@@ -59,6 +59,9 @@ _CREATE_CART = "/kassa.checkout.v1.CartService/CreateCart"
 RECOVERY_AFTER_RPC_TIMEOUTS = 24
 # The Redis lock's lease in RPC deadlines (renewed while its holder runs): twice the gateway's ConfirmCheckout deadline.
 LOCK_LEASE_RPC_TIMEOUTS = 6
+# How long a stopping replica waits for its running sagas, in RPC deadlines (10 s by default: well inside
+# Kubernetes' 30 s grace period, and what is left over is recovery's).
+DRAIN_RPC_TIMEOUTS = 2
 
 
 @dataclass
@@ -165,6 +168,8 @@ async def build(
     state = CheckoutState(uow, engine_)
     settlement = Settlement(uow, gateways, compensator, policy)
     confirm = ConfirmCheckout(uow, gateways, engine_, store, compensator, settlement=settlement, policy=policy)
+    # Closed first (the stack unwinds in reverse): sagas still running finish while the pools and channels are open.
+    stack.push_async_callback(confirm.drain, DRAIN_RPC_TIMEOUTS * settings.rpc_timeout_seconds)
     drain = FailedCompensationDrain(uow, compensator)
     recovery = SagaRecovery(uow, gateways, settlement, store, policy)
     completion = PaymentCompletion(uow, gateways, settlement, compensator, policy)

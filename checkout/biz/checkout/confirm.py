@@ -96,6 +96,7 @@ class ConfirmCheckout:
         self._settlement = settlement
         self._policy = policy
         self._leases = Leases(uow, policy)
+        self._running: set[asyncio.Future[ConfirmResult]] = set()
 
     async def __call__(
         self, actor: Actor, session_id: str, idempotency_key: str, expected: Money | None
@@ -122,8 +123,18 @@ class ConfirmCheckout:
             return replay
         # A client that disconnects must not stop a saga halfway through moving money.
         task = asyncio.ensure_future(self._locked(request, session_id, expected))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
         task.add_done_callback(_consume)
         return await asyncio.shield(task)
+
+    async def drain(self, timeout_seconds: float) -> None:
+        """Wait (at most ``timeout_seconds``) for the sagas still running: a replica that stops finishes what it
+        started, rather than leave sessions half-way for recovery to find a lease later. Bootstrap calls it on
+        the way out, after the server stopped taking calls and before the pools close."""
+        if self._running:
+            log.info("waiting for %d checkout saga(s) to finish before stopping", len(self._running))
+            await asyncio.wait(set(self._running), timeout=timeout_seconds)
 
     async def _locked(self, request: _Request, session_id: str, expected: Money) -> ConfirmResult:
         # The Redis lock only spares the database a double click's work. Not taken — another request holds it,

@@ -9,8 +9,11 @@ worker finishes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -19,13 +22,19 @@ from helpers import unique
 from checkout.biz.checkout.confirm import authorize_key
 from checkout.biz.checkout.steps import STEPS
 from checkout.biz.checkout.update_state import StateUpdate
+from checkout.biz.fakes import fake_gateways
+from checkout.biz.retry import RetryPolicy
+from checkout.bootstrap import Container, build
 from checkout.data.tables import checkout_sessions
 from checkout.model.actor import Actor
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import Address, OrderStatus, PaymentStatus
 from checkout.model.session import ConfirmResult, Session, SessionStatus
 from infra import faults
+from infra.config import Settings
+from infra.db import create_engine
 from infra.errors import FailedPrecondition, Reason
+from infra.runner import running_service
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +231,43 @@ async def test_recovery_finishes_a_saga_whose_process_died_at_any_step(served, c
         with pytest.raises(FailedPrecondition) as refused:
             await _confirm(served, actor, session, key)
         assert refused.value.reason == Reason.SESSION_NOT_OPEN
+
+
+async def test_a_replica_that_stops_finishes_the_sagas_it_started_before_closing_its_connections(
+    settings, customer_id
+) -> None:
+    """A graceful stop (a deploy) must not leave sagas half-way for recovery to find minutes later: the
+    detached sagas outlive their callers, so the stop waits for them before closing the pools."""
+    gateways = fake_gateways()
+    holder: dict[str, Container] = {}
+
+    async def boot(s: Settings, stack: AsyncExitStack):  # type: ignore[no-untyped-def]
+        holder["c"] = await build(s, stack, gateways, retry=RetryPolicy(attempts=2, initial_seconds=0.001))
+        return holder["c"].app
+
+    served = SimpleNamespace(
+        container=None, pricing=gateways.pricing, inventory=gateways.inventory, promotion=gateways.promotion,
+        payment=gateways.payment, order=gateways.order,
+    )  # fmt: skip
+    async with running_service(boot, settings, "127.0.0.1:0", run_workers=False):
+        served.container = holder["c"]
+        actor = Actor(customer_id)
+        session = await _ready(served, actor)
+        faults.configure("checkout.confirm.before_capture=delay:1#1")
+        saga = asyncio.ensure_future(_confirm(served, actor, session, unique("key")))
+        await asyncio.sleep(0.3)
+        assert not saga.done()
+    # The replica has stopped: the saga it had started is over, not waiting for recovery.
+    assert saga.done()
+    assert saga.result().order_status == OrderStatus.CONFIRMED
+    engine = create_engine(settings.database_url, pool_size=1, application_name="kassa-checkout-test")
+    try:
+        async with engine.connect() as conn:
+            status = (
+                await conn.execute(
+                    sa.select(checkout_sessions.c.status).where(checkout_sessions.c.session_id == session.session_id)
+                )
+            ).scalar()
+    finally:
+        await engine.dispose()
+    assert status == SessionStatus.COMPLETED.value
