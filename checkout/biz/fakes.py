@@ -646,23 +646,35 @@ class _FakeCompensations:
             for c in self._s.compensations.values()
             if c.status == "pending" and c.next_attempt_at is not None and c.next_attempt_at <= now
         ][:limit]
-        for c in due:
-            self._s.compensations[c.id] = replace(c, next_attempt_at=now + timedelta(seconds=lease_seconds))
-        return due
+        leased = [replace(c, next_attempt_at=now + timedelta(seconds=lease_seconds)) for c in due]
+        for c in leased:
+            self._s.compensations[c.id] = c
+        return leased
 
-    async def mark_done(self, item_id: str) -> None:
-        self._s.compensations[item_id] = replace(self._s.compensations[item_id], status="done")
+    def _held(self, item: FailedCompensation) -> FailedCompensation | None:
+        c = self._s.compensations.get(item.id)
+        return c if c is not None and c.status == "pending" and c.next_attempt_at == item.next_attempt_at else None
 
-    async def reschedule(self, item_id: str, delay_seconds: float, error: str) -> None:
-        c = self._s.compensations[item_id]
-        self._s.compensations[item_id] = replace(
+    async def mark_done(self, item: FailedCompensation) -> bool:
+        if (c := self._held(item)) is None:
+            return False
+        self._s.compensations[c.id] = replace(c, status="done")
+        return True
+
+    async def reschedule(self, item: FailedCompensation, delay_seconds: float, error: str) -> bool:
+        if (c := self._held(item)) is None:
+            return False
+        self._s.compensations[c.id] = replace(
             c, attempts=c.attempts + 1, last_error=error,
             next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay_seconds),
         )  # fmt: skip
+        return True
 
-    async def mark_dead(self, item_id: str, error: str) -> None:
-        c = self._s.compensations[item_id]
-        self._s.compensations[item_id] = replace(c, attempts=c.attempts + 1, status="dead", last_error=error)
+    async def mark_dead(self, item: FailedCompensation, error: str) -> bool:
+        if (c := self._held(item)) is None:
+            return False
+        self._s.compensations[c.id] = replace(c, attempts=c.attempts + 1, status="dead", last_error=error)
+        return True
 
 
 class _FakeConfirmRecords:

@@ -497,22 +497,29 @@ class SqlCompensationRepo:
         )  # fmt: skip
         return [_compensation(r) for r in rows]
 
-    async def mark_done(self, item_id: str) -> None:
-        await self._c.execute(_F.update().where(_F.c.id == item_id).values(status="done", updated_at=_NOW))
-
-    async def reschedule(self, item_id: str, delay_seconds: float, error: str) -> None:
-        await self._c.execute(
-            _F.update()
-            .where(_F.c.id == item_id)
-            .values(attempts=_F.c.attempts + 1, next_attempt_at=_in(delay_seconds), last_error=error, updated_at=_NOW)
+    def _held(self, item: FailedCompensation) -> sa.Update:
+        """An update of a pending row, applied only while this caller's lease on it (its next_attempt_at) stands."""
+        return _F.update().where(
+            _F.c.id == item.id, _F.c.status == "pending", _F.c.next_attempt_at == item.next_attempt_at
         )
 
-    async def mark_dead(self, item_id: str, error: str) -> None:
-        await self._c.execute(
-            _F.update()
-            .where(_F.c.id == item_id)
-            .values(status="dead", attempts=_F.c.attempts + 1, last_error=error, updated_at=_NOW)
+    async def mark_done(self, item: FailedCompensation) -> bool:
+        result = await self._c.execute(self._held(item).values(status="done", updated_at=_NOW))
+        return result.rowcount == 1
+
+    async def reschedule(self, item: FailedCompensation, delay_seconds: float, error: str) -> bool:
+        result = await self._c.execute(
+            self._held(item).values(
+                attempts=_F.c.attempts + 1, next_attempt_at=_in(delay_seconds), last_error=error, updated_at=_NOW
+            )
         )
+        return result.rowcount == 1
+
+    async def mark_dead(self, item: FailedCompensation, error: str) -> bool:
+        result = await self._c.execute(
+            self._held(item).values(status="dead", attempts=_F.c.attempts + 1, last_error=error, updated_at=_NOW)
+        )
+        return result.rowcount == 1
 
 
 _R = confirm_requests

@@ -2,13 +2,15 @@
 
 Protects DESIGN.md §4.3 and §4.4: a void, release or confirmation that failed during a checkout is
 retried (≈1 min → 5 min → 30 min → 2 h) until it succeeds, and otherwise kept, dead, for an operator.
-Rows are claimed with FOR UPDATE SKIP LOCKED under a lease, so several replicas can drain together.
+Rows are claimed with FOR UPDATE SKIP LOCKED under a lease, so several replicas can drain together, and
+each row's outcome is written only under the lease that claimed it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.ports import UnitOfWork
@@ -34,11 +36,19 @@ class FailedCompensationDrain:
         self._compensator = compensator
 
     async def run_once(self, limit: int = 50) -> int:
-        """Retry every due row once; returns how many succeeded."""
+        """Retry due rows once each; returns how many succeeded.
+
+        The rows are leased for LEASE_SECONDS. No row is started past half of it (the rest lapse and come
+        back, to this replica or another), and a row's outcome is written only while the lease still holds
+        it: a drain that stalled can't mark dead, or retry later, what another has since done.
+        """
+        claimed_at = time.monotonic()
         async with self._uow() as tx:
             due = await tx.compensations.claim_due(limit, LEASE_SECONDS)
         succeeded = 0
         for item in due:
+            if time.monotonic() - claimed_at > LEASE_SECONDS / 2:
+                break
             try:
                 await self._compensator.run(item.operation, item.payload)
             except Exception as exc:
@@ -46,13 +56,13 @@ class FailedCompensationDrain:
                 delay = backoff_seconds(item.attempts + 1)
                 async with self._uow() as tx:
                     if delay is None:
-                        log.error("%s for session %s is dead after %d retries: %s",
-                                  item.operation, item.session_id, item.attempts + 1, error)  # fmt: skip
-                        await tx.compensations.mark_dead(item.id, error)
+                        if await tx.compensations.mark_dead(item, error):
+                            log.error("%s for session %s is dead after %d retries: %s",
+                                      item.operation, item.session_id, item.attempts + 1, error)  # fmt: skip
                     else:
-                        await tx.compensations.reschedule(item.id, delay, error)
+                        await tx.compensations.reschedule(item, delay, error)
                 continue
             async with self._uow() as tx:
-                await tx.compensations.mark_done(item.id)
+                await tx.compensations.mark_done(item)
             succeeded += 1
         return succeeded

@@ -13,7 +13,7 @@ from checkout.data.tables import checkout_sessions, failed_compensations
 from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import Address
-from checkout.model.compensation import Operation
+from checkout.model.compensation import FailedCompensation, NewCompensation, Operation
 from checkout.model.session import ConfirmResult, SagaState, SagaStep, Session, SessionLine, SessionStatus
 from infra.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
 
@@ -230,3 +230,39 @@ async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it
     async with container.uow() as tx:
         assert (await tx.sessions.get(session.session_id)).status is SessionStatus.CANCELLED
         assert (await tx.carts.get(cart.cart_id)).status is CartStatus.ACTIVE
+
+
+async def test_a_dlq_worker_whose_lease_lapsed_cannot_overwrite_what_its_successor_did(served) -> None:
+    """Two drains of one row (the first stalled past its lease): the one that holds the row decides."""
+    uow, sid = served.container.uow, str(uuid.uuid4())
+    async with uow() as tx:
+        cid = await tx.compensations.add(
+            NewCompensation(sid, Operation.RELEASE_RESERVATIONS, {"reservation_ref": sid}, "down")
+        )
+
+    async def due_now() -> None:
+        async with served.container.engine.begin() as conn:
+            await conn.execute(
+                failed_compensations.update()
+                .where(failed_compensations.c.id == cid)
+                .values(next_attempt_at=sa.func.now())
+            )
+
+    async def claim() -> FailedCompensation:
+        async with uow() as tx:
+            (item,) = [c for c in await tx.compensations.claim_due(100, 300) if c.id == cid]
+        return item
+
+    await due_now()
+    stalled = await claim()
+    await due_now()  # its lease ran out
+    successor = await claim()
+    async with uow() as tx:
+        assert await tx.compensations.mark_done(successor)
+    async with uow() as tx:  # the stalled worker wakes up, its retry having failed
+        assert not await tx.compensations.mark_dead(stalled, "timed out")
+        assert not await tx.compensations.reschedule(stalled, 60, "timed out")
+        assert not await tx.compensations.mark_done(stalled)
+    async with served.container.engine.connect() as conn:
+        row = (await conn.execute(sa.select(failed_compensations).where(failed_compensations.c.id == cid))).one()
+    assert (row.status, row.attempts) == ("done", 0)

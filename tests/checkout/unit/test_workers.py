@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from checkout.biz.checkout import dlq
 from checkout.biz.checkout.confirm import _order_draft
 from checkout.biz.checkout.dlq import backoff_seconds
 from checkout.model.cart import CartStatus
@@ -171,3 +173,25 @@ async def test_expiry_releases_stock_and_frees_the_cart(world) -> None:
     assert world.inventory.held[session.session_id].status == "RELEASED"
     assert world.uow.state.carts[session.cart_id].status is CartStatus.ACTIVE
     assert world.uow.state.sessions[other.session_id].status is SessionStatus.OPEN
+
+
+async def test_the_drain_starts_no_row_past_half_its_lease(world, monkeypatch) -> None:
+    """A batch must not outlive its claim: the rows it can't start in time lapse and come back."""
+    monkeypatch.setattr(dlq, "LEASE_SECONDS", 0.1)
+    release = world.inventory.release_reservations
+
+    async def slow_release(reservation_ref: str, reason: str) -> None:
+        await asyncio.sleep(0.06)
+        await release(reservation_ref, reason)
+
+    world.inventory.release_reservations = slow_release
+    async with world.uow() as tx:
+        for ref in ("s-1", "s-2", "s-3"):
+            await tx.compensations.add(
+                NewCompensation(ref, Operation.RELEASE_RESERVATIONS, {"reservation_ref": ref}, "down")
+            )
+    _make_due(world)
+    assert await world.drain.run_once() == 1
+    assert len(world.uow.compensations()) == 2  # still pending, leased until their lease lapses
+    await asyncio.sleep(0.1)
+    assert await world.drain.run_once() == 1
