@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from checkout.biz.checkout.access import load_owned_session
 from checkout.biz.checkout.compensations import Compensator
@@ -137,10 +137,13 @@ class ConfirmCheckout:
             await asyncio.wait(set(self._running), timeout=timeout_seconds)
 
     async def _locked(self, request: _Request, session_id: str, expected: Money) -> ConfirmResult:
-        # The Redis lock only spares the database a double click's work. Not taken — another request holds it,
-        # a process that died does, or Redis can't say — the durable guard decides: it starts no second saga,
-        # and answers a finished one from Postgres, whatever Redis holds.
+        # The Redis lock spares the database a double click's write. Not taken — another request holds it, a
+        # process that died does, or Redis can't say — Postgres answers: a finished request from its record, one
+        # under way with CHECKOUT_IN_PROGRESS, and an OPEN session goes on to the durable guard, which starts
+        # no second saga whatever Redis holds.
         token = await self._lock.acquire(request.lock_key)
+        if token is None and (answer := await self._not_started(request, session_id, may_start=True)) is not None:
+            return answer
         try:
             since = self._leases.now()
             async with self._uow() as tx:
@@ -192,8 +195,17 @@ class ConfirmCheckout:
             return None
         return session.result if session.status in _FINISHED else None
 
-    async def _not_started(self, request: _Request, session_id: str) -> ConfirmResult:
-        """The durable guard refused: replay a finished request, or say why not."""
+    @overload
+    async def _not_started(self, request: _Request, session_id: str) -> ConfirmResult: ...
+
+    @overload
+    async def _not_started(self, request: _Request, session_id: str, *, may_start: bool) -> ConfirmResult | None: ...
+
+    async def _not_started(
+        self, request: _Request, session_id: str, *, may_start: bool = False
+    ) -> ConfirmResult | None:
+        """The durable guard refused (or this request has no lock): replay a finished request, or say why not;
+        with ``may_start``, None when the session is OPEN and the guard may yet start it."""
         replay = await self._replays.durable(request.customer_id, request.key, session_id, request.fingerprint)
         if replay is not None:
             return replay
@@ -204,6 +216,8 @@ class ConfirmCheckout:
             return session.result
         if session.status is SessionStatus.CONFIRMING:
             raise Aborted("this checkout is already being confirmed", reason=Reason.CHECKOUT_IN_PROGRESS)
+        if may_start and session.status is SessionStatus.OPEN:
+            return None
         raise session_not_open(session, datetime.now(UTC))
 
     # --- the saga: one method per DESIGN.md §3 step ---------------------------------------
