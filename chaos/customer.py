@@ -81,6 +81,7 @@ class Visit:
     cancelled: bool = False
     hot_units: Counter[str] = field(default_factory=Counter)
     anomalies: list[str] = field(default_factory=list)
+    trail: list[str] = field(default_factory=list)  # every failed call, "rpc: reason", in order
     seconds: float = 0.0
 
 
@@ -104,6 +105,7 @@ class Customer:
             try:
                 return await self._api.call(rpc, body)
             except CallError as exc:
+                self.visit.trail.append(str(exc))
                 if not exc.transient or attempt == tries - 1:
                     raise
             self.visit.retries += 1
@@ -117,6 +119,7 @@ class Customer:
             try:
                 return await self._api.call("ConfirmCheckout", body, key=key)
             except CallError as exc:
+                self.visit.trail.append(str(exc))
                 if not exc.transient or attempt == _CONFIRM_TRIES - 1 or time.monotonic() > deadline:
                     raise
             self.visit.retries += 1
@@ -229,7 +232,7 @@ class Customer:
                 break
             await asyncio.sleep(2.0)
         if status == "COMPLETED" and self.visit.order_id:
-            return f"confirmed later ({why}; the session completed)"
+            return f"confirmed later: Confirm gave {why}, the session completed"
         return f"unknown: {why}; session {status}"
 
     async def _after_confirm(self, result: dict[str, Any]) -> str:

@@ -37,10 +37,8 @@ def replay_command(argv: Sequence[str], seed: int) -> str:
 
 
 def _group(outcome: str) -> str:
-    head = outcome.split(";", 1)[0]
-    if head.startswith(("refused:", "failed:", "unknown:")):
-        return head
-    return head
+    """``unknown: X after retries; session CONFIRMING`` counts as ``unknown: X after retries``."""
+    return outcome.split(";", 1)[0]
 
 
 def _faults(outcome: Outcome) -> list[str]:
@@ -147,6 +145,22 @@ def as_json(outcome: Outcome, argv: Sequence[str]) -> dict[str, Any]:
             "owed": outcome.recovery.counts if outcome.recovery else {},
         },
         "invariants": [f.as_dict() for f in outcome.findings],
+        "visits": [
+            {
+                "index": v.index,
+                "persona": v.persona,
+                "transport": v.transport,
+                "outcome": v.outcome,
+                "retries": v.retries,
+                "session_id": v.session_id,
+                "order_id": v.order_id,
+                "told": v.told,
+                "seconds": round(v.seconds, 2),
+                "trail": v.trail,
+                "anomalies": v.anomalies,
+            }
+            for v in outcome.visits
+        ],
         "passed": outcome.passed,
     }
 
