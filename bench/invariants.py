@@ -8,6 +8,9 @@ the orders the clients were told were confirmed.
 
 A saga the client gave up on may still be running when the load stops, so :func:`check_settled`
 repeats the checks for a while until they pass, and reports how long that took.
+
+These are the run's own checks (its hot skus, the orders its clients saw); ``infra.check`` (``kassa
+check``, used by ``make chaos``) proves every §4 invariant over a whole stack and its provider's ledger.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import grpc
 
 from infra.auth import ROLE_ADMIN, mint_token
+from infra.check import sqlalchemy_to_libpq
 from kassa.order.v1 import order_pb2
 from kassa.order.v1 import order_service_pb2 as order_pb
 from kassa.order.v1 import order_service_pb2_grpc as order_grpc
@@ -58,12 +62,6 @@ class RunFacts:
     hot_stock: int
     orders: Sequence[tuple[str, str]]  # (session_id, order_id) the clients saw confirmed
     hot_units_seen: Mapping[str, int]  # hot units in checkouts the clients saw confirmed
-
-
-def sqlalchemy_to_libpq(url: str) -> str:
-    """``postgresql+psycopg://u@h/db`` -> ``postgresql://u@h/db`` for psycopg.connect."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme.split('+', 1)[0]}{sep}{rest}" if sep else url
 
 
 # --------------------------------------------------------------------------------------------------
