@@ -71,23 +71,27 @@ class Sweeper:
 
 def sweeper_settings(settings: Settings, environ: Mapping[str, str] | None = None) -> Sweeper:
     """KASSA_PAYMENT_SWEEP_INTERVAL_SECONDS (default 30), KASSA_PAYMENT_STUCK_SECONDS (120: VOIDING,
-    CAPTURING and pending refunds older than this are finished) and KASSA_PAYMENT_ABANDONED_SECONDS (900:
-    PENDING authorizations older than this are voided; at least the RPC timeout, so none in flight is)."""
+    CAPTURING and pending refunds older than this are finished), KASSA_PAYMENT_ABANDONED_SECONDS (900:
+    PENDING authorizations older than this are voided, and provider intents this old with no live payment
+    cancelled; at least the RPC timeout, so none in flight is) and KASSA_PAYMENT_RECONCILE_LOOKBACK_SECONDS
+    (86400: how far back the provider's intents are reconciled after a start)."""
     env = os.environ if environ is None else environ
     try:
         interval = float(env.get("KASSA_PAYMENT_SWEEP_INTERVAL_SECONDS") or 30)
         stuck = float(env.get("KASSA_PAYMENT_STUCK_SECONDS") or 120)
         abandoned = float(env.get("KASSA_PAYMENT_ABANDONED_SECONDS") or 900)
+        lookback = float(env.get("KASSA_PAYMENT_RECONCILE_LOOKBACK_SECONDS") or 86_400)
     except ValueError as exc:
         raise ConfigError(f"payment sweeper settings: {exc}") from exc
-    if interval <= 0 or stuck < 0:
-        raise ConfigError("payment sweeper: the interval must be > 0 and the stuck threshold >= 0 seconds")
+    if interval <= 0 or stuck < 0 or lookback < 0:
+        raise ConfigError("payment sweeper: the interval must be > 0, the stuck threshold and lookback >= 0 seconds")
     if abandoned < settings.rpc_timeout_seconds:
         raise ConfigError(
             f"KASSA_PAYMENT_ABANDONED_SECONDS ({abandoned:g}) must be at least the RPC timeout "
             f"({settings.rpc_timeout_seconds:g} s): an authorization still in flight must not be voided"
         )
-    return Sweeper(SweepPolicy(stuck_seconds=stuck, abandoned_seconds=abandoned), interval)
+    policy = SweepPolicy(stuck_seconds=stuck, abandoned_seconds=abandoned, reconcile_lookback_seconds=lookback)
+    return Sweeper(policy, interval)
 
 
 async def bootstrap(

@@ -99,5 +99,12 @@ class GuardedProvider:
     async def find_intent(self, idempotency_key: str) -> ProviderIntent | None:
         return await self._guarded(lambda: self._inner.find_intent(idempotency_key))
 
+    async def list_intents(
+        self, created_after: int, created_until: int, starting_after: str | None, limit: int
+    ) -> tuple[list[ProviderIntent], bool]:
+        return await self._guarded(
+            lambda: self._inner.list_intents(created_after, created_until, starting_after, limit)
+        )
+
     def parse_event(self, payload: bytes, signature: str) -> ProviderEvent:
         return self._inner.parse_event(payload, signature)

@@ -68,6 +68,7 @@ def _intent(obj: dict[str, Any]) -> ProviderIntent:
         failure_code=error.get("decline_code") or error.get("code") or None,
         failure_message=error.get("message") or None,
         metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+        created=int(obj.get("created") or 0),
     )
 
 
@@ -140,6 +141,16 @@ class SandboxProvider:
         obj = await self._call("GET", "/v1/payment_intents", None, None, params={"idempotency_key": idempotency_key})
         data = obj.get("data") or []
         return _answered_intent(data[0]) if data else None
+
+    async def list_intents(
+        self, created_after: int, created_until: int, starting_after: str | None, limit: int
+    ) -> tuple[list[ProviderIntent], bool]:
+        """A page of intents created within (created_after, created_until], newest first, after ``starting_after``."""
+        params = {"limit": str(limit), "created[gt]": str(created_after), "created[lte]": str(created_until)}
+        if starting_after:
+            params["starting_after"] = starting_after
+        obj = await self._call("GET", "/v1/payment_intents", None, None, params=params)
+        return [_answered_intent(item) for item in obj.get("data") or []], bool(obj.get("has_more"))
 
     def parse_event(self, payload: bytes, signature: str) -> ProviderEvent:
         try:

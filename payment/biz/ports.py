@@ -42,6 +42,13 @@ class PaymentProvider(Protocol):
         """The intent created with ``idempotency_key``, if any: resolves an unknown outcome after a timeout."""
         ...
 
+    async def list_intents(
+        self, created_after: int, created_until: int, starting_after: str | None, limit: int
+    ) -> tuple[list[ProviderIntent], bool]:
+        """A page of the intents created within (created_after, created_until] (Unix seconds), newest first,
+        after the intent ``starting_after``; (page, more to come). For reconciling intents against payments."""
+        ...
+
     def parse_event(self, payload: bytes, signature: str) -> ProviderEvent:
         """Verify the webhook signature (PermissionDenied if bad) and parse the event."""
         ...

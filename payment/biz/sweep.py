@@ -13,6 +13,9 @@ stayed so, unclaimed, for a while:
 * PENDING past ``abandoned_seconds`` (longer than any checkout may take): nobody is waiting for this
   authorization any more, so it is voided; the intent its key created, if any, is found and cancelled.
 
+Beside it the worker runs :class:`payment.biz.reconcile.Reconciler`, which cancels provider intents
+that no live payment stands behind, once they are ``abandoned_seconds`` old.
+
 Every step is a conditional update or a call under the operation's own idempotency key, so several
 sweepers (replicas) and a late caller can race without moving money twice.
 """
@@ -49,6 +52,8 @@ class SweepPolicy:
     abandoned_seconds: float = 900.0
     # At most this many of each kind per pass.
     batch: int = 100
+    # After a start, the provider's intents of this long back are reconciled against payments (see reconcile.py).
+    reconcile_lookback_seconds: float = 86_400.0
 
 
 @dataclass

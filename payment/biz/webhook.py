@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from functools import partial
 
 from infra.errors import InvalidArgument
 from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.biz.reconcile import cancel_if_orphaned
 from payment.model.payment import Attempt, Payment, PaymentStatus, Transition
-from payment.model.provider import EventKind, ProviderEvent
+from payment.model.provider import EventKind, ProviderError, ProviderEvent
 
 __all__ = ["handle_webhook", "plan_for"]
+
+log = logging.getLogger("kassa.payment.webhook")
 
 S = PaymentStatus
 
@@ -34,6 +38,10 @@ async def handle_webhook(
     The signature is checked before anything else. The (provider, event id) row is
     inserted in the same transaction as the effect, so a redelivered event is a no-op
     even when two deliveries race. Returns (event id, duplicate).
+
+    An authorization that arrives for a payment that holds nothing any more (voided, failed:
+    a success after the end, DESIGN.md §3) is cancelled at once; when the provider cannot be
+    reached for that, the sweeper's reconciliation cancels it later.
     """
     provider = providers.get(provider_name)
     if provider is None:
@@ -45,7 +53,12 @@ async def handle_webhook(
             payment_id = uuid.UUID(event.intent.metadata.get("payment_id", ""))
         except ValueError:
             payment_id = None
-    duplicate, _ = await repo.apply_provider_event(provider.name, event, payment_id, partial(plan_for, event))
+    duplicate, payment = await repo.apply_provider_event(provider.name, event, payment_id, partial(plan_for, event))
+    if not duplicate and event.kind == EventKind.AUTHORIZED and event.intent is not None and payment is not None:
+        try:
+            await cancel_if_orphaned(repo, provider, event.intent, payment)
+        except ProviderError as exc:
+            log.warning("could not cancel intent %s after a late authorization: %s", event.intent.intent_id, exc)
     return event.event_id, duplicate
 
 

@@ -68,6 +68,8 @@ class ProviderIntent:
     failure_code: str | None = None
     failure_message: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # When the provider created it (Unix seconds; 0 if it did not say).
+    created: int = 0
 
 
 @dataclass(frozen=True)

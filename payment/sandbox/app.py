@@ -10,8 +10,10 @@ The ledger persists in SQLite at ``KASSA_SANDBOX_DB`` (default ``.kassa/sandbox/
 under the local stack's data folder; ``:memory:`` for none). Intents are listed newest first,
 Stripe-style: ``GET /v1/payment_intents?limit=&starting_after=`` answers ``{data, has_more}``;
 ``idempotency_key=`` filters by the key an intent was created with (how the payment service finds
-the intent of an authorization whose answer it never got). Every intent carries Kassa's metadata
-(``kassa_session_id``, and ``kassa_order_id`` once captured) for reconciliation against orders.
+the intent of an authorization whose answer it never got), ``created[gt]=`` / ``created[lte]=`` by
+creation time (how its sweeper reconciles a time range of intents against its payments). Every
+intent carries Kassa's metadata (``payment_id``, ``kassa_session_id``, and ``kassa_order_id`` once
+captured) for reconciliation against payments and orders.
 Webhooks are retried with exponential backoff until the receiver answers 2xx (bounded), and the
 ones not yet delivered are sent again after a restart.
 
@@ -316,15 +318,26 @@ class SandboxApi:
         return await self._idempotent(request, body, lambda: self.state.create_intent(params, key, base_url))
 
     async def list_intents(self, request: Request) -> Response:
-        """Newest first, ``limit`` (1-100, default 10) after ``starting_after``; optionally by ``idempotency_key``."""
+        """Newest first, ``limit`` (1-100, default 10) after ``starting_after``; optionally by ``idempotency_key``
+        and by creation time, ``created[gt]`` and ``created[lte]`` (epoch seconds)."""
         query = request.query_params
         raw_limit = query.get("limit") or str(_DEFAULT_PAGE)
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= _MAX_PAGE:
             return _error(_invalid("limit", f"limit must be an integer between 1 and {_MAX_PAGE}"))
+        created: dict[str, int | None] = {}
+        for name in ("gt", "lte"):
+            raw = query.get(f"created[{name}]")
+            if raw is not None and not raw.lstrip("-").isdigit():
+                return _error(_invalid(f"created[{name}]", f"created[{name}] must be a Unix timestamp in seconds"))
+            created[name] = None if raw is None else int(raw)
         async with self._lock:
             try:
                 page, has_more = self.state.page(
-                    int(raw_limit), query.get("starting_after") or None, query.get("idempotency_key") or None
+                    int(raw_limit),
+                    query.get("starting_after") or None,
+                    query.get("idempotency_key") or None,
+                    created_gt=created["gt"],
+                    created_lte=created["lte"],
                 )
             except ApiError as exc:
                 return _error(exc)

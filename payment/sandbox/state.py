@@ -12,6 +12,7 @@ webhook events it causes, which the app sends after releasing the lock.
 
 from __future__ import annotations
 
+import bisect
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -129,9 +130,12 @@ class SandboxState:
         # (operation, intent id) for every request that did work (replays excluded): lets tests
         # prove that a retry reached the processor at most once.
         self.operations: list[tuple[str, str]] = []
+        # Every intent in creation order (for listing without a sort), and whether ``created`` grows with it
+        # (it does unless the clock went back), which lets a created range be found by bisection.
+        self._by_seq: list[Intent] = []
+        self._created_sorted = True
         for _seq, record in self.ledger.intents():
-            intent = Intent.from_record(record)
-            self.intents[intent.id] = intent
+            self._add(Intent.from_record(record))
         for refund in self.ledger.refunds():
             self.refunds[refund["id"]] = refund
         for key, stored in self.ledger.responses():
@@ -159,17 +163,48 @@ class SandboxState:
     def _touch(self, intent: Intent) -> None:
         self._dirty_intents.add(intent.id)
 
+    def _add(self, intent: Intent) -> None:
+        if self._by_seq and intent.created < self._by_seq[-1].created:
+            self._created_sorted = False
+        self.intents[intent.id] = intent
+        self._by_seq.append(intent)
+
     def page(
-        self, limit: int, starting_after: str | None = None, idempotency_key: str | None = None
+        self,
+        limit: int,
+        starting_after: str | None = None,
+        idempotency_key: str | None = None,
+        *,
+        created_gt: int | None = None,
+        created_lte: int | None = None,
     ) -> tuple[list[Intent], bool]:
-        """Intents newest first, ``limit`` of them after the intent ``starting_after``; (page, has_more)."""
-        ordered = sorted(self.intents.values(), key=lambda i: i.seq, reverse=True)
-        if idempotency_key is not None:
-            ordered = [i for i in ordered if i.idempotency_key == idempotency_key]
+        """Intents newest first, ``limit`` of them after the intent ``starting_after``; (page, has_more).
+
+        Optionally only those created with ``idempotency_key``, or within (created_gt, created_lte] (epoch
+        seconds, Stripe's ``created[gt]`` and ``created[lte]``): a reconciliation pages through a time range.
+        """
+        ordered = self._by_seq
+        lo, hi = 0, len(ordered)
         if starting_after is not None:
-            cursor = self.intent(starting_after).seq
-            ordered = [i for i in ordered if i.seq < cursor]
-        return ordered[:limit], len(ordered) > limit
+            hi = bisect.bisect_left(ordered, self.intent(starting_after).seq, key=lambda i: i.seq)
+        if self._created_sorted:
+            if created_lte is not None:
+                hi = min(hi, bisect.bisect_right(ordered, created_lte, key=lambda i: i.created))
+            if created_gt is not None:
+                lo = bisect.bisect_right(ordered, created_gt, key=lambda i: i.created)
+        picked: list[Intent] = []
+        for index in range(hi - 1, lo - 1, -1):
+            intent = ordered[index]
+            if idempotency_key is not None and intent.idempotency_key != idempotency_key:
+                continue
+            if created_lte is not None and intent.created > created_lte:
+                continue
+            if created_gt is not None and intent.created <= created_gt:
+                continue
+            picked.append(intent)
+            if len(picked) > limit:
+                break
+        return picked[:limit], len(picked) > limit
 
     # -- lookups -------------------------------------------------------------------------------
 
@@ -205,7 +240,7 @@ class SandboxState:
         )
         self._seq += 1
         intent.seq = self._seq
-        self.intents[intent.id] = intent
+        self._add(intent)
         self._touch(intent)
         self.operations.append(("create", intent.id))
         if token in _DECLINES:

@@ -237,3 +237,27 @@ async def test_a_held_back_failure_of_three_d_secure_still_fails_the_payment_onc
     assert failed.status == PS.PAYMENT_STATUS_FAILED
     assert failed.failure_code == "authentication_required"
     assert await _event_types(payment_db, payment.payment_id) == ["PaymentRequiresAction", "PaymentFailed"]
+
+
+async def test_an_authorization_that_arrives_after_its_void_is_cancelled_as_its_webhook_comes(
+    mesh: Mesh, payment_db: AsyncEngine
+) -> None:
+    request = _authorize_request()
+    # The authorization reaches the provider only after payment gave up on it and checkout voided its key
+    # (the provider had nothing then, so the payment ended FAILED).
+    faults.configure("sandbox.authorize=delay:1.6#1")
+    await _unavailable(mesh.authorize(request))
+    void = pb.VoidAuthorizationRequest(idempotency_key=request.idempotency_key, reason="checkout failed")
+    failed = (await mesh.call(mesh.stub.VoidAuthorization, void)).payment
+    assert failed.status == PS.PAYMENT_STATUS_FAILED
+
+    deadline = time.monotonic() + 10
+    while not mesh.sandbox.api.state.find_by_key(request.idempotency_key):
+        assert time.monotonic() < deadline, "the late authorization never arrived"
+        await asyncio.sleep(0.05)
+    [intent] = mesh.sandbox.api.state.find_by_key(request.idempotency_key)
+    await mesh.drain()
+    # Its webhook told payment of a hold nobody wants: cancelled at once, the payment stays FAILED.
+    assert mesh.sandbox.api.state.intents[intent.id].status == "canceled"
+    assert (await mesh.get(failed.payment_id)).status == PS.PAYMENT_STATUS_FAILED
+    assert await _event_types(payment_db, failed.payment_id) == ["PaymentFailed"]
