@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 
+from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
 from infra.config import ConfigError, Settings
 from infra.localstack import LocalStack, LocalStackError, StackEndpoints
@@ -358,10 +359,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--sku", action="append", dest="skus", metavar="SKU", help="only this sku (repeatable)")
     check.add_argument("--database-url", help="default: $KASSA_DATABASE_URL")
     check.set_defaults(func=cmd_stock_check)
+    inv = sub.add_parser(
+        "check",
+        add_help=False,
+        help="prove DESIGN.md §4's invariants on a stack's databases, ledger and streams (kassa check --help)",
+    )
+    # Listed here for `kassa --help`; main() hands everything after `check` to infra.check's own parser.
+    inv.set_defaults(func=lambda _args: invariant_check.main([]))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"]:
+        return invariant_check.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -508,3 +508,14 @@ def test_up_keeps_running_when_a_service_is_given_up_on_and_then_exits_non_zero(
     assert f"its log: {tmp_path.absolute() / 'logs' / 'order.log'}" in err
     assert "the rest of the mesh keeps running" in err
     assert "kassa: gave up on order while running" in err
+
+
+def test_kassa_check_hands_its_options_to_the_invariant_checker(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as shown:
+        main(["check", "--help"])
+    assert shown.value.code == 0
+    assert "--sandbox-url" in capsys.readouterr().out
+    # Nothing listens on port 1: the checker says it could not read the stack (2), not "invariants broken" (1).
+    code = main(["check", "--database-url", "postgresql://kassa@127.0.0.1:1/kassa", "--sandbox-url", "none"])
+    assert code == 2
+    assert "cannot connect" in capsys.readouterr().err
