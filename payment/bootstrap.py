@@ -74,13 +74,13 @@ def sweeper_settings(settings: Settings, environ: Mapping[str, str] | None = Non
     CAPTURING and pending refunds older than this are finished), KASSA_PAYMENT_ABANDONED_SECONDS (900:
     PENDING authorizations older than this are voided, and provider intents this old with no live payment
     cancelled; at least the RPC timeout, so none in flight is) and KASSA_PAYMENT_RECONCILE_LOOKBACK_SECONDS
-    (86400: how far back the provider's intents are reconciled after a start)."""
+    (3600: how far back the provider's intents are reconciled after a start)."""
     env = os.environ if environ is None else environ
     try:
         interval = float(env.get("KASSA_PAYMENT_SWEEP_INTERVAL_SECONDS") or 30)
         stuck = float(env.get("KASSA_PAYMENT_STUCK_SECONDS") or 120)
         abandoned = float(env.get("KASSA_PAYMENT_ABANDONED_SECONDS") or 900)
-        lookback = float(env.get("KASSA_PAYMENT_RECONCILE_LOOKBACK_SECONDS") or 86_400)
+        lookback = float(env.get("KASSA_PAYMENT_RECONCILE_LOOKBACK_SECONDS") or 3600)
     except ValueError as exc:
         raise ConfigError(f"payment sweeper settings: {exc}") from exc
     if interval <= 0 or stuck < 0 or lookback < 0:

@@ -52,8 +52,9 @@ class SweepPolicy:
     abandoned_seconds: float = 900.0
     # At most this many of each kind per pass.
     batch: int = 100
-    # After a start, the provider's intents of this long back are reconciled against payments (see reconcile.py).
-    reconcile_lookback_seconds: float = 86_400.0
+    # After a start, the provider's intents of this long back are reconciled against payments (see reconcile.py;
+    # how far it got is kept in memory, so a longer downtime leaves older intents unexamined).
+    reconcile_lookback_seconds: float = 3600.0
 
 
 @dataclass

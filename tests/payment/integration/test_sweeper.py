@@ -309,13 +309,16 @@ def test_sweeper_settings(settings: Settings) -> None:
             "KASSA_PAYMENT_SWEEP_INTERVAL_SECONDS": "5",
             "KASSA_PAYMENT_STUCK_SECONDS": "40",
             "KASSA_PAYMENT_ABANDONED_SECONDS": "60",
+            "KASSA_PAYMENT_RECONCILE_LOOKBACK_SECONDS": "7200",
         },
     )
-    assert tuned == Sweeper(SweepPolicy(stuck_seconds=40, abandoned_seconds=60), interval_seconds=5)
+    policy = SweepPolicy(stuck_seconds=40, abandoned_seconds=60, reconcile_lookback_seconds=7200)
+    assert tuned == Sweeper(policy, interval_seconds=5)
     for bad in (
         {"KASSA_PAYMENT_SWEEP_INTERVAL_SECONDS": "0"},
         {"KASSA_PAYMENT_STUCK_SECONDS": "soon"},
         {"KASSA_PAYMENT_ABANDONED_SECONDS": "1"},
+        {"KASSA_PAYMENT_RECONCILE_LOOKBACK_SECONDS": "-1"},
     ):
         with pytest.raises(ConfigError):
             sweeper_settings(dataclasses.replace(settings, rpc_timeout_seconds=5.0), bad)
