@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from infra.faults import CONFIRM_STEPS, POINTS
+from infra.faults import Plan as FaultPlan
 
 __all__ = ["ACTION_KINDS", "Action", "Plan", "make_plan"]
 
@@ -75,21 +76,49 @@ def _p(expected: float, hits: int) -> str:
     return f"{min(1.0, expected / max(hits, 1)):.4g}"
 
 
-def _fault_rules(rng: random.Random, checkouts: int) -> list[str]:
+def _first_fire(rule: str, point: str, seed: int, horizon: int) -> int | None:
+    """On which pass of ``point`` a fresh process fires ``rule`` (infra.faults' own draws), within ``horizon``."""
+    plan = FaultPlan.parse(rule, seed)
+    for passes in range(1, horizon + 1):
+        if plan.draw(point) is not None:
+            return passes
+    return None
+
+
+def _crash(point: str, seed: int, checkouts: int) -> str:
+    """A crash rule at ``point`` that first fires late in a process's life.
+
+    ``#1`` bounds a rule per process, and every restarted process draws the same sequence again (the
+    generator is seeded by the seed and the point), so a crash on an early pass would come back in every
+    new process, a crash loop the run never meant. The draws are known in advance, so the probability is
+    lowered until the first crash falls after a quarter of the run's passes: a handful of crashes per rule.
+    """
+    probability = 8 / max(checkouts, 1)
+    rule = f"{point}=crash@{probability:.4g}#1"
+    for _ in range(12):
+        rule = f"{point}=crash@{probability:.4g}#1"
+        first = _first_fire(rule, point, seed, checkouts)
+        if first is None or first >= checkouts // 4:
+            return rule
+        probability /= 2
+    return rule
+
+
+def _fault_rules(rng: random.Random, seed: int, checkouts: int) -> list[str]:
     rules: list[str] = []
     steps = rng.sample(CONFIRM_STEPS, 4)
     for step in steps[:2]:
         when = rng.choice(("before", "after"))
-        rules.append(f"checkout.confirm.{when}_{step}=crash@{_p(2, checkouts)}#1")
+        rules.append(_crash(f"checkout.confirm.{when}_{step}", seed, checkouts))
     for step in steps[2:]:
         when = rng.choice(("before", "after"))
         rules.append(f"checkout.confirm.{when}_{step}=error@{_p(4, checkouts)}")
     for service in rng.sample(_OUTBOX, 2):
-        rules.append(f"{service}.outbox.after_publish=crash@{_p(1, checkouts)}#1")
+        rules.append(_crash(f"{service}.outbox.after_publish", seed, checkouts))
     for consumer in rng.sample(_CONSUMERS, 2):
-        rules.append(f"consumer.{consumer}.after_effect=crash@{_p(1, checkouts)}#1")
+        rules.append(_crash(f"consumer.{consumer}.after_effect", seed, checkouts))
     for op in rng.sample(("authorize", "capture"), 1):
-        rules.append(f"payment.{op}.after_provider=crash@{_p(1, checkouts)}#1")
+        rules.append(_crash(f"payment.{op}.after_provider", seed, checkouts))
     for op in rng.sample(_PAYMENT_OPS, 2):
         rules.append(f"payment.{op}.{rng.choice(('before', 'after'))}_provider=error@{_p(3, checkouts)}")
     # The provider misbehaving: errors and latency on its API, its webhooks duplicated, reordered and late.
@@ -123,7 +152,7 @@ def _actions(rng: random.Random, checkouts: int) -> list[Action]:
 def make_plan(seed: int, checkouts: int, *, faults: bool = True, actions: bool = True) -> Plan:
     """The schedule of a run of ``checkouts`` under ``seed``; the same arguments give the same plan."""
     rng = random.Random(seed)
-    rules = _fault_rules(rng, checkouts) if faults else []
+    rules = _fault_rules(rng, seed, checkouts) if faults else []
     steps = _actions(random.Random(f"{seed}:actions"), checkouts) if actions else []
     return Plan(seed=seed, faults=",".join(rules), actions=tuple(steps))
 

@@ -66,3 +66,14 @@ def test_fired_faults_are_counted_from_the_logs(tmp_path: Path) -> None:
 def test_the_replay_command_pins_the_seed_and_keeps_the_other_options() -> None:
     assert replay_command(["--checkouts", "200", "--seed", "7"], 7) == "python -m chaos --seed 7 --checkouts 200"
     assert replay_command(["--checkouts", "200"], 11) == "python -m chaos --seed 11 --checkouts 200"
+
+
+def test_a_crash_rule_first_fires_late_in_a_process_life_so_restarts_do_not_loop() -> None:
+    checkouts = 400
+    plan = make_plan(1234, checkouts)
+    crashes = [rule for rule in FaultPlan.parse(plan.faults, plan.seed).rules if rule.kind == "crash"]
+    assert crashes
+    for rule in crashes:
+        fresh = FaultPlan.parse(f"{rule.pattern}=crash@{rule.probability}#1", plan.seed)
+        first = next((i for i in range(1, checkouts + 1) if fresh.draw(rule.pattern)), None)
+        assert first is None or first >= checkouts // 4, (rule.pattern, first)
