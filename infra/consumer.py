@@ -9,11 +9,20 @@ share the durable consumer, and JetStream hands each message to one of them at a
 A handler answers with what it did (a short word for the log). It raises :class:`Retry` to ask
 for redelivery without an error being logged: for an event that arrived before the state it
 applies to exists (a payment webhook before ConfirmCheckout has placed the order).
+
+JetStream redelivers a message whose ack has not arrived within ``ack_wait``, to this replica or
+another. So that a message is never handled by two replicas at once, a handler is cut off after
+``handler_timeout_seconds`` (less than ``ack_wait``; the event is nak'ed and retried) and the
+messages of a batch still waiting their turn are marked in progress before their ``ack_wait`` can
+run out. An ack that is lost (a crash after the effect, a NATS restart) only means a redelivery,
+which the inbox makes harmless; no failure around one message stops the loop or the rest of its
+batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
@@ -25,6 +34,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from infra import faults
 from infra.events import stream_for, subject
 
 __all__ = ["Event", "EventConsumer", "Handler", "Retry"]
@@ -32,6 +42,7 @@ __all__ = ["Event", "EventConsumer", "Handler", "Retry"]
 log = logging.getLogger("kassa.consumer")
 
 _RETRY_DELAY_SECONDS = 2.0
+_FETCH_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,7 @@ class EventConsumer:
         handler: Handler,
         batch: int = 32,
         ack_wait_seconds: int = 30,
+        handler_timeout_seconds: float | None = None,
         retry_delay_seconds: float = _RETRY_DELAY_SECONDS,
     ) -> None:
         self._js = js
@@ -89,7 +101,14 @@ class EventConsumer:
         self._handler = handler
         self._batch = batch
         self._ack_wait = ack_wait_seconds
+        self._handler_timeout = ack_wait_seconds / 2 if handler_timeout_seconds is None else handler_timeout_seconds
+        if not 0 < self._handler_timeout < ack_wait_seconds:
+            raise ValueError(f"{name}: handler_timeout_seconds must be positive and shorter than ack_wait_seconds")
+        # Waiting messages are marked in progress this often, so none reaches its ack_wait before its turn
+        # ends: at most this long since the last mark, plus one handler's time, stays under ack_wait.
+        self._refresh_every = (ack_wait_seconds - self._handler_timeout) / 2
         self._retry_delay = retry_delay_seconds
+        self._fault_point = f"consumer.{name}.after_effect"
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         stream = stream_for(self._service)
@@ -108,30 +127,70 @@ class EventConsumer:
         return await self._js.pull_subscribe_bind(durable=self.name, stream=stream)
 
     async def handle(self, msg: Msg) -> None:
-        """Apply one message; ack when done or unusable, nak (redeliver later) when it failed or must wait."""
+        """Apply one message; ack when done or unusable, nak (redeliver later) when it failed or must wait.
+
+        Nothing raises out of here but cancellation: a message whose ack or nak could not be sent is
+        simply redelivered after ``ack_wait``.
+        """
         try:
             envelope = json.loads(msg.data)
         except ValueError:
             envelope = None
         event = Event.from_envelope(envelope, self._event_types)
-        if event is None:
-            log.error("%s: dropping a malformed event on %s", self.name, msg.subject)
-            await msg.term()
-            return
         try:
-            outcome = await self._handler(event)
+            if event is None:
+                log.error("%s: dropping a malformed event on %s", self.name, msg.subject)
+                await msg.term()
+                return
+            await self._apply(msg, event)
         except asyncio.CancelledError:
             raise
+        except Exception:
+            log.exception(
+                "%s: could not answer JetStream for a message on %s; it will be redelivered", self.name, msg.subject
+            )
+
+    async def _apply(self, msg: Msg, event: Event) -> None:
+        timer = asyncio.timeout(self._handler_timeout)
+        try:
+            async with timer:
+                outcome = await self._handler(event)
         except Retry as wait:
             log.info("%s: event %s (%s) waits: %s", self.name, event.event_id, event.event_type, wait)
             await msg.nak(delay=wait.delay_seconds)
             return
         except Exception:
-            log.exception("%s: event %s (%s) failed, will be redelivered", self.name, event.event_id, event.event_type)
+            if timer.expired():
+                # Cut off before ack_wait runs out, so no other replica gets it while this one still works on it.
+                log.error(
+                    "%s: event %s (%s) took over %.1fs, will be redelivered",
+                    self.name,
+                    event.event_id,
+                    event.event_type,
+                    self._handler_timeout,
+                )
+            else:
+                log.exception(
+                    "%s: event %s (%s) failed, will be redelivered", self.name, event.event_id, event.event_type
+                )
             await msg.nak(delay=self._retry_delay)
             return
         log.info("%s: event %s (%s): %s", self.name, event.event_id, event.event_type, outcome)
+        # A crash here (the effect committed, the ack not sent) is redelivered; the inbox drops the repeat.
+        await faults.ahit(self._fault_point)
         await msg.ack()
+
+    async def _handle_batch(self, msgs: list[Msg]) -> None:
+        """Handle a fetched batch in order, keeping the messages still waiting from reaching ack_wait."""
+        loop = asyncio.get_running_loop()
+        marked = loop.time()
+        for i, msg in enumerate(msgs):
+            if loop.time() - marked > self._refresh_every:
+                for waiting in msgs[i:]:
+                    with contextlib.suppress(Exception):
+                        await waiting.in_progress()
+                marked = loop.time()
+            await self.handle(msg)
 
     async def run(self) -> None:
         """Consume until cancelled; subscription failures are retried."""
@@ -140,15 +199,17 @@ class EventConsumer:
             try:
                 if sub is None:
                     sub = await self._subscribe()
-                msgs = await sub.fetch(self._batch, timeout=5)
+                msgs = await sub.fetch(self._batch, timeout=_FETCH_SECONDS)
             except nats.errors.TimeoutError:
                 continue
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("%s: fetch failed, retrying", self.name)
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
                 sub = None
                 await asyncio.sleep(self._retry_delay)
                 continue
-            for msg in msgs:
-                await self.handle(msg)
+            await self._handle_batch(msgs)
