@@ -233,6 +233,8 @@ class Customer:
             await asyncio.sleep(2.0)
         if status == "COMPLETED" and self.visit.order_id:
             return f"confirmed later: Confirm gave {why}, the session completed"
+        if status == "CANCELLED":
+            return f"not placed: Confirm gave {why}, the session was cancelled (all undone)"
         return f"unknown: {why}; session {status}"
 
     async def _after_confirm(self, result: dict[str, Any]) -> str:
