@@ -7,8 +7,8 @@ from datetime import datetime
 
 import grpc
 
-from infra.auth import require_privileged
-from infra.errors import InvalidArgument
+from infra.auth import require_identity, require_privileged
+from infra.errors import InvalidArgument, PermissionDenied
 from infra.money import Money
 from infra.pb import money_to_pb, timestamp_to_pb
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2, promotion_service_pb2_grpc
@@ -65,8 +65,20 @@ def _promotion_pb(p: Promotion) -> promotion_pb2.Promotion:
     )
 
 
+def _require_admin() -> None:
+    """Promotions are created by operators (the admin route); no service creates one."""
+    if not require_identity().is_admin:
+        raise PermissionDenied("this operation needs the admin role")
+
+
+def _require_service() -> None:
+    """Uses are reserved, confirmed and released only as steps of checkout's saga, never by hand."""
+    if not require_identity().is_service:
+        raise PermissionDenied("this operation is internal to Kassa's services")
+
+
 class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
-    """Every RPC is internal (checkout calls it with its service token) or admin."""
+    """CreatePromotion takes an admin token; usage changes a service token (checkout's); a preview either."""
 
     def __init__(self, repo: PromotionRepo, clock: Callable[[], datetime]) -> None:
         self._repo = repo
@@ -94,7 +106,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     async def ReservePromotionUsage(
         self, request: promotion_service_pb2.ReservePromotionUsageRequest, context: grpc.aio.ServicerContext
     ) -> promotion_service_pb2.ReservePromotionUsageResponse:
-        require_privileged()
+        _require_service()
         ref = check_reference("reservation_ref", request.reservation_ref)
         if not request.customer_id.strip():
             raise InvalidArgument("customer_id", "is required")
@@ -112,7 +124,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     async def ConfirmPromotionUsage(
         self, request: promotion_service_pb2.ConfirmPromotionUsageRequest, context: grpc.aio.ServicerContext
     ) -> promotion_service_pb2.ConfirmPromotionUsageResponse:
-        require_privileged()
+        _require_service()
         ref = check_reference("reservation_ref", request.reservation_ref)
         confirmed = await confirm_promotion_usage(self._repo, ref)
         return promotion_service_pb2.ConfirmPromotionUsageResponse(confirmed=confirmed)
@@ -120,7 +132,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     async def ReleasePromotionUsage(
         self, request: promotion_service_pb2.ReleasePromotionUsageRequest, context: grpc.aio.ServicerContext
     ) -> promotion_service_pb2.ReleasePromotionUsageResponse:
-        require_privileged()
+        _require_service()
         ref = check_reference("reservation_ref", request.reservation_ref)
         released = await release_promotion_usage(self._repo, ref)
         return promotion_service_pb2.ReleasePromotionUsageResponse(released=released)
@@ -128,7 +140,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     async def CreatePromotion(
         self, request: promotion_service_pb2.CreatePromotionRequest, context: grpc.aio.ServicerContext
     ) -> promotion_service_pb2.CreatePromotionResponse:
-        require_privileged()
+        _require_admin()
         if not request.HasField("promotion"):
             raise InvalidArgument("promotion", "is required")
         stored = await create_promotion(self._repo, promotion_from_pb(request.promotion))

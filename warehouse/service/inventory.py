@@ -6,7 +6,7 @@ import logging
 
 import grpc
 
-from infra.auth import require_privileged
+from infra.auth import require_identity, require_privileged
 from infra.errors import PermissionDenied
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
 from kassa.warehouse.v1 import inventory_service_pb2_grpc as pb_grpc
@@ -22,12 +22,20 @@ log = logging.getLogger("kassa.warehouse")
 
 
 def _require_admin() -> None:
-    if not require_privileged().is_admin:
+    """Stock and warehouses are set by operators (the admin routes); no service changes them."""
+    if not require_identity().is_admin:
         raise PermissionDenied("this operation needs the admin role")
 
 
+def _require_service() -> None:
+    """Reservations move only as steps of checkout's saga, with a service's own token, never by hand."""
+    if not require_identity().is_service:
+        raise PermissionDenied("this operation is internal to Kassa's services")
+
+
 class InventoryService(pb_grpc.InventoryServiceServicer):
-    """Every RPC but the admin ones is internal: callers are Kassa services (or admins)."""
+    """Admin RPCs (SetStock, UpsertWarehouses) take an admin token, reservation changes a service token;
+    the reads (CheckStock, BatchGetReservations, ListWarehouses) either."""
 
     def __init__(self, store: InventoryStore, default_ttl_seconds: int) -> None:
         self._store = store
@@ -44,7 +52,7 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     async def ReserveStock(
         self, request: pb.ReserveStockRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReserveStockResponse:
-        require_privileged()
+        _require_service()
         cmd = ReserveCommand(
             reservation_ref=validate.reference(request.reservation_ref),
             lines=validate.reserve_lines(list(request.lines)),
@@ -67,7 +75,7 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     async def ExtendReservations(
         self, request: pb.ExtendReservationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtendReservationsResponse:
-        require_privileged()
+        _require_service()
         ref = validate.reference(request.reservation_ref)
         ttl = validate.ttl_seconds(request.ttl, request.HasField("ttl"), self._default_ttl)
         reservations = await manage_reservations.extend_reservations(self._store, ref, ttl)
@@ -78,7 +86,7 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     async def ReleaseReservations(
         self, request: pb.ReleaseReservationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseReservationsResponse:
-        require_privileged()
+        _require_service()
         ref = validate.reference(request.reservation_ref)
         reservations = await manage_reservations.release_reservations(self._store, ref)
         log.info("released reservations of %s (%s)", ref, request.reason or "no reason given")
@@ -87,7 +95,7 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     async def ConfirmReservations(
         self, request: pb.ConfirmReservationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmReservationsResponse:
-        require_privileged()
+        _require_service()
         ref = validate.reference(request.reservation_ref)
         reservations = await manage_reservations.confirm_reservations(self._store, ref)
         return pb.ConfirmReservationsResponse(reservations=[reservation_to_pb(r) for r in reservations])
