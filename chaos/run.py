@@ -38,6 +38,8 @@ __all__ = ["CHAOS_ENV", "Options", "Outcome", "run_chaos"]
 # The chaos mesh's settings: short windows and thresholds, so what a crash leaves behind is finished
 # (or undone) within the run's recovery window rather than in 15 or 30 minutes.
 CHAOS_ENV = {
+    # A private stack on loopback with the development secrets, as make run and the tests choose explicitly.
+    "KASSA_ENV": "development",
     "KASSA_RESERVATION_TTL_SECONDS": "90",
     "KASSA_CHECKOUT_LOCK_TTL_MS": "90000",
     "KASSA_PAYMENT_WINDOW_SECONDS": "20",
