@@ -1,7 +1,8 @@
 """The REST gateway: Starlette app translating HTTP/JSON to the backends' gRPC (DESIGN.md §2).
 
 The gateway owns nothing durable. Per request it: tags a request id, verifies the bearer token up
-front (services verify it again; the gateway only fails fast), applies the per-caller rate limit,
+front (services verify it again; the gateway only fails fast), applies the rate limits (per client IP,
+per token subject, and guest tokens per client IP; gateway.config lists them),
 matches the route derived from the protos, builds the request message strictly, forwards the
 caller's own ``Authorization`` header so services apply their ownership rules, and returns the
 reply as proto3 JSON or the error as a ``google.rpc.Status`` JSON.
@@ -30,8 +31,9 @@ from starlette.routing import Route
 
 from gateway import status as gw_status
 from gateway.backends import Backends
+from gateway.client_ip import client_ip, client_key
 from gateway.config import GatewayConfig
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
 from infra import errors, webhook_signature
@@ -64,6 +66,10 @@ _HANDLE_WEBHOOK = rpc_method(
 Handler = Callable[[Request, str], Awaitable[Response]]
 
 
+def _limit(name: str, requests: int, window_seconds: int) -> Limit | None:
+    return Limit(name, requests, window_seconds) if requests > 0 else None
+
+
 class HttpRefusal(Exception):
     """A refusal whose HTTP status or headers the gRPC table alone doesn't give (405, 413, 429)."""
 
@@ -90,6 +96,9 @@ class Gateway:
         self._verifier = verifier_for(settings)
         self._creds = ServiceCredentials(settings.jwt_secret, "gateway")
         self._limiter: RateLimiter | None = None
+        self._subject_limit = _limit("subject", config.rate_limit_per_minute, 60)
+        self._ip_limit = _limit("ip", config.ip_rate_limit_per_minute, 60)
+        self._guest_limit = _limit("guest_tokens", config.guest_tokens_per_ip_per_hour, 3600)
         # New REST checkouts begin with a guest token or a new cart: what an overloaded gateway turns away.
         self._admission = Admission(AdmissionPolicy(settings.max_in_flight, _NEW_WORK))
 
@@ -99,12 +108,11 @@ class Gateway:
         async with AsyncExitStack() as stack:
             self.backends.open()
             stack.push_async_callback(self.backends.close)
-            limit = self.config.rate_limit_per_minute
-            if limit > 0 and self.settings.redis_url:
+            if self.config.rate_limited and self.settings.redis_url:
                 redis = Redis.from_url(self.settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
                 stack.push_async_callback(redis.aclose)
-                self._limiter = RateLimiter(redis, limit)
-            elif limit > 0:
+                self._limiter = RateLimiter(redis)
+            elif self.config.rate_limited:
                 log.warning("KASSA_REDIS_URL is not set: rate limiting is off")
             try:
                 yield
@@ -186,7 +194,7 @@ class Gateway:
         except Unauthenticated as exc:
             auth_error = exc
         # Counted before the 401 so a flood of bad tokens is limited too (by client IP).
-        await self._rate_limit(request, identity)
+        await self._rate_limit(request, subject=identity.subject if identity is not None else None)
         if auth_error is not None:
             raise auth_error
         if identity is None:
@@ -211,7 +219,8 @@ class Gateway:
 
     async def _guest(self, request: Request, _rid: str) -> Response:
         """A guest identity: a fresh subject, so a guest's cart is owned like any customer's."""
-        await self._rate_limit(request, None)
+        # Per client IP: a fresh subject per guest would otherwise be a fresh per-subject allowance.
+        await self._rate_limit(request, guest_token=True)
         if self.settings.jwt_jwks_url:
             raise HttpRefusal(
                 gw_status.make_status(
@@ -263,22 +272,42 @@ class Gateway:
             return await asyncio.to_thread(self._verifier.from_authorization, header)
         return self._verifier.from_authorization(header)
 
-    async def _rate_limit(self, request: Request, identity: Identity | None) -> None:
+    def client_key(self, request: Request) -> str:
+        """The client's IPv4 address or IPv6 /64, believing X-Forwarded-For only from trusted proxies."""
+        peer = request.client.host if request.client else None
+        forwarded = request.headers.getlist("x-forwarded-for")
+        return client_key(client_ip(peer, forwarded, self.config.trusted_proxies))
+
+    async def _rate_limit(self, request: Request, *, subject: str | None = None, guest_token: bool = False) -> None:
+        """Count the request per client IP, and per token ``subject`` (a caller without one by its IP) or,
+        for ``guest_token``, as a guest token minted by its IP."""
         if self._limiter is None:
             return
-        if identity is not None:
-            caller = f"sub:{identity.subject}"
-        else:
-            caller = f"ip:{request.client.host if request.client else 'unknown'}"
-        decision = await self._limiter.hit(caller)
-        if decision.allowed:
+        ip = self.client_key(request)
+        buckets: list[tuple[Limit, str]] = []
+        if self._ip_limit is not None:
+            buckets.append((self._ip_limit, ip))
+        if guest_token:
+            if self._guest_limit is not None:
+                buckets.append((self._guest_limit, ip))
+        elif self._subject_limit is not None:
+            buckets.append((self._subject_limit, f"sub:{subject}" if subject is not None else f"ip:{ip}"))
+        decision = await self._limiter.hit(*buckets)
+        if decision.allowed or decision.limit is None:
             return
+        refused = decision.limit
         retry = str(decision.retry_after_seconds)
         status = gw_status.make_status(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"rate limit of {decision.limit} requests per minute exceeded; retry in {retry} s",
+            f"rate limit {refused.name!r} exceeded: {refused.requests} requests per {refused.window_seconds} s;"
+            f" retry in {retry} s",
             "RATE_LIMITED",
-            {"limit": str(decision.limit), "retry_after_seconds": retry},
+            {
+                "limit": refused.name,
+                "limit_requests": str(refused.requests),
+                "window_seconds": str(refused.window_seconds),
+                "retry_after_seconds": retry,
+            },
         )
         raise HttpRefusal(status, 429, {"Retry-After": retry})
 
@@ -321,7 +350,7 @@ class Gateway:
 
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starlette:
     """The ASGI app; channels and Redis open in its lifespan, so run it with lifespan enabled."""
-    gateway = Gateway(settings, config or GatewayConfig.from_env())
+    gateway = Gateway(settings, config or GatewayConfig.from_env(development=settings.environment == "development"))
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     app = Starlette(
         routes=[

@@ -1,37 +1,95 @@
-"""Gateway-only settings that infra.config.Settings has no field for, read once at start-up."""
+"""Gateway-only settings that infra.config.Settings has no field for, read once at start-up.
+
+Abuse limits (each 0 = off), counted in Redis across the gateway's replicas (gateway.ratelimit):
+
+- KASSA_RATE_LIMIT_PER_MINUTE (600): requests per token subject per minute.
+- KASSA_GATEWAY_RATE_LIMIT_PER_IP_PER_MINUTE (1200; 0 in development): requests per client IP per
+  minute, with a token or without.
+- KASSA_GATEWAY_GUEST_TOKENS_PER_IP_PER_HOUR (60; 0 in development): POST /v1/auth/guest per client IP
+  per hour.
+- KASSA_GATEWAY_TRUSTED_PROXIES (none): comma-separated IPs or CIDRs of the proxies in front of the
+  gateway, whose X-Forwarded-For is believed (gateway.client_ip).
+
+The per-IP limits are off by default in development mode (KASSA_ENV=development: the local stack, the
+tests, bench and chaos), where every customer comes from 127.0.0.1; set them to test them there. A
+dataclass built in code (``GatewayConfig()``) has them off too: only ``from_env`` applies the
+production defaults.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gateway.client_ip import TrustedProxies, parse_networks
 from infra.config import ConfigError
 
-__all__ = ["GatewayConfig"]
+__all__ = [
+    "DEFAULT_GUEST_TOKENS_PER_IP_PER_HOUR",
+    "DEFAULT_IP_RATE_LIMIT_PER_MINUTE",
+    "DEFAULT_RATE_LIMIT_PER_MINUTE",
+    "GatewayConfig",
+]
 
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
+# Several customers may share an address (an office, a carrier's NAT), so twice one subject's allowance.
+DEFAULT_IP_RATE_LIMIT_PER_MINUTE = 1200
+# A household or an office mints a few guest tokens an hour; a script minting subjects to dodge the
+# per-subject limit mints hundreds.
+DEFAULT_GUEST_TOKENS_PER_IP_PER_HOUR = 60
+
+
+def _limit(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        limit = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if limit < 0:
+        raise ConfigError(f"{name} must be >= 0 (0 disables the limit)")
+    return limit
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """``rate_limit_per_minute`` = 0 disables rate limiting; bodies above ``max_body_bytes`` get 413."""
+    """``*_per_*`` = 0 disables that limit; bodies above ``max_body_bytes`` get 413."""
 
     rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE
+    ip_rate_limit_per_minute: int = 0
+    guest_tokens_per_ip_per_hour: int = 0
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     max_body_bytes: int = 1024 * 1024
     guest_token_ttl_seconds: int = 24 * 3600
     readiness_timeout_seconds: float = 1.0
 
+    @property
+    def rate_limited(self) -> bool:
+        return any((self.rate_limit_per_minute, self.ip_rate_limit_per_minute, self.guest_tokens_per_ip_per_hour))
+
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, development: bool | None = None) -> GatewayConfig:
+        """``development``: the mode ``Settings.environment`` decided; None reads KASSA_ENV (unset: production)."""
         env = os.environ if environ is None else environ
-        raw = env.get("KASSA_RATE_LIMIT_PER_MINUTE", "")
-        if raw == "":
-            return cls()
+        if development is None:
+            development = env.get("KASSA_ENV") == "development"
         try:
-            limit = int(raw)
+            proxies = TrustedProxies(parse_networks(env.get("KASSA_GATEWAY_TRUSTED_PROXIES", "")))
         except ValueError as exc:
-            raise ConfigError(f"KASSA_RATE_LIMIT_PER_MINUTE must be an integer, got {raw!r}") from exc
-        if limit < 0:
-            raise ConfigError("KASSA_RATE_LIMIT_PER_MINUTE must be >= 0 (0 disables rate limiting)")
-        return cls(rate_limit_per_minute=limit)
+            raise ConfigError(f"KASSA_GATEWAY_TRUSTED_PROXIES: {exc}") from exc
+        return cls(
+            rate_limit_per_minute=_limit(env, "KASSA_RATE_LIMIT_PER_MINUTE", DEFAULT_RATE_LIMIT_PER_MINUTE),
+            ip_rate_limit_per_minute=_limit(
+                env,
+                "KASSA_GATEWAY_RATE_LIMIT_PER_IP_PER_MINUTE",
+                0 if development else DEFAULT_IP_RATE_LIMIT_PER_MINUTE,
+            ),
+            guest_tokens_per_ip_per_hour=_limit(
+                env,
+                "KASSA_GATEWAY_GUEST_TOKENS_PER_IP_PER_HOUR",
+                0 if development else DEFAULT_GUEST_TOKENS_PER_IP_PER_HOUR,
+            ),
+            trusted_proxies=proxies,
+        )

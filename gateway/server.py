@@ -34,6 +34,9 @@ def uvicorn_config(settings: Settings, config: GatewayConfig) -> uvicorn.Config:
         access_log=False,
         log_config=None,  # keep the JSON logging set up by infra.logs
         server_header=False,
+        # The client's address is gateway.client_ip's to work out, from KASSA_GATEWAY_TRUSTED_PROXIES: uvicorn's
+        # own X-Forwarded-For handling believes any peer on 127.0.0.1 by default (FORWARDED_ALLOW_IPS).
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
@@ -42,8 +45,8 @@ def main() -> None:
     setup_logging("gateway")
     try:
         settings = Settings.from_env()
-        config = GatewayConfig.from_env()
-        settings.require(*(("redis_url",) if config.rate_limit_per_minute > 0 else ()))
+        config = GatewayConfig.from_env(development=settings.environment == "development")
+        settings.require(*(("redis_url",) if config.rate_limited else ()))
         server_config = uvicorn_config(settings, config)
     except ConfigError as exc:
         raise SystemExit(f"gateway: {exc}") from exc
