@@ -1,0 +1,97 @@
+"""Checks of request text and amounts that every service applies the same way. Pure, no I/O; biz may import it.
+
+Why: a value that breaks storage must be refused where the request is validated, with INVALID_ARGUMENT
+naming the field, before anything is written (DESIGN.md §4.6). Postgres refuses a NUL in ``text`` and
+a ``\\u0000`` in ``jsonb`` (a 500 if it gets that far), a ``bigint`` holds at most 2**63 - 1, and a
+sum of many large amounts passes that long before any one of them does.
+
+* Text: no control characters (Unicode category Cc: NUL, the other C0 codes, DEL, C1), no line or
+  paragraph separators, except tab, line feed and carriage return in free text that may span lines
+  (``multiline=True``: notes, reasons); a length cap on every field.
+* Amounts: minor units between 0 (or 1) and :data:`MAX_AMOUNT_MINOR`, the most one payment can carry;
+  any total Kassa computes from capped amounts and capped counts stays far inside int64.
+* Counts: a repeated field holds at most a stated number of entries.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sized
+
+from infra.errors import InvalidArgument
+
+__all__ = [
+    "MAX_AMOUNT_MINOR",
+    "MAX_ID_LENGTH",
+    "MAX_TEXT_LENGTH",
+    "SKU_PATTERN",
+    "check_amount",
+    "check_count",
+    "check_sku",
+    "check_text",
+    "text_problem",
+]
+
+# The largest amount in minor units one payment may carry (999,999,999.99 in a two-decimal currency).
+MAX_AMOUNT_MINOR = 99_999_999_999
+MAX_TEXT_LENGTH = 200
+MAX_ID_LENGTH = 255
+SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+_MULTILINE_ALLOWED = frozenset("\t\n\r")
+# Cheap pre-check: most text is printable ASCII and needs no per-character look-up.
+_PLAIN = re.compile(r"[\x20-\x7e]*")
+
+
+def text_problem(value: str, *, multiline: bool = False) -> str | None:
+    """Why ``value`` can't be stored as request text, or None."""
+    if _PLAIN.fullmatch(value):
+        return None
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category == "Cc" and not (multiline and ch in _MULTILINE_ALLOWED):
+            return f"must not contain control characters (found U+{ord(ch):04X})"
+        if category in ("Zl", "Zp") and not multiline:
+            return f"must be a single line (found U+{ord(ch):04X})"
+        if category == "Cs":
+            return "must be valid Unicode text"
+    return None
+
+
+def check_text(
+    field: str, value: str, *, max_length: int = MAX_TEXT_LENGTH, required: bool = False, multiline: bool = False
+) -> str:
+    """``value`` unchanged if it is storable text of at most ``max_length`` characters, else InvalidArgument."""
+    if required and not value.strip():
+        raise InvalidArgument(field, "is required")
+    if len(value) > max_length:
+        raise InvalidArgument(field, f"must be at most {max_length} characters")
+    problem = text_problem(value, multiline=multiline)
+    if problem is not None:
+        raise InvalidArgument(field, problem)
+    return value
+
+
+def check_sku(field: str, sku: str) -> str:
+    """A catalog sku: 1-64 of A-Z a-z 0-9 . _ - (the pricing service's rule, which every other service shares)."""
+    if not SKU_PATTERN.fullmatch(sku):
+        raise InvalidArgument(field, "must be 1-64 characters of A-Z a-z 0-9 . _ -")
+    return sku
+
+
+def check_amount(field: str, amount: int, *, positive: bool = False, maximum: int = MAX_AMOUNT_MINOR) -> int:
+    """An amount in minor units: not negative (positive if asked), at most ``maximum``."""
+    if amount < 0 or (positive and amount == 0):
+        raise InvalidArgument(field, "must be positive" if positive else "must not be negative")
+    if amount > maximum:
+        raise InvalidArgument(field, f"must be at most {maximum:,} minor units")
+    return amount
+
+
+def check_count(field: str, items: Sized, maximum: int, *, required: bool = False) -> None:
+    """A repeated field with at most ``maximum`` entries (at least one if ``required``)."""
+    if required and len(items) == 0:
+        raise InvalidArgument(field, "must not be empty")
+    if len(items) > maximum:
+        raise InvalidArgument(field, f"must have at most {maximum} entries")
