@@ -7,11 +7,14 @@ import uuid
 
 from checkout.model.catalog import Address
 from infra.errors import InvalidArgument
+from infra.validation import MAX_AMOUNT_MINOR, check_sku, check_text
 
 __all__ = [
     "validate_address",
     "validate_email",
+    "validate_expected_total",
     "validate_id",
+    "validate_notes",
     "validate_payment_method",
     "validate_quantity",
     "validate_sku",
@@ -22,7 +25,7 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _TOKEN = re.compile(r"^tok_[A-Za-z0-9]+$")
 # 12-19 digits, possibly grouped by spaces or dashes: what a primary account number looks like.
 _CARD_NUMBER = re.compile(r"^(?:\d[ -]?){11,18}\d$")
-_SKU_MAX = 64
+_ADDRESS_MAX = 200
 
 
 def validate_id(field: str, value: str) -> str:
@@ -33,12 +36,12 @@ def validate_id(field: str, value: str) -> str:
 
 
 def validate_sku(sku: str, field: str = "sku") -> str:
+    """The catalog's sku rule (infra.validation.check_sku), so a sku pricing would refuse is refused here by
+    the request's own field name rather than by pricing's."""
     sku = (sku or "").strip()
     if not sku:
         raise InvalidArgument(field, "is required")
-    if len(sku) > _SKU_MAX:
-        raise InvalidArgument(field, f"must be at most {_SKU_MAX} characters")
-    return sku
+    return check_sku(field, sku)
 
 
 def validate_quantity(quantity: int, maximum: int, field: str = "quantity") -> int:
@@ -49,9 +52,9 @@ def validate_quantity(quantity: int, maximum: int, field: str = "quantity") -> i
 
 def validate_email(email: str, field: str = "email") -> str:
     email = email.strip()
-    if len(email) > 254 or not _EMAIL.match(email):
+    if len(email) > 254 or not _EMAIL.fullmatch(email):
         raise InvalidArgument(field, "must be an email address like name@example.com")
-    return email
+    return check_text(field, email, max_length=254)
 
 
 def validate_address(address: Address, field: str) -> Address:
@@ -59,18 +62,29 @@ def validate_address(address: Address, field: str) -> Address:
         if not getattr(address, name).strip():
             raise InvalidArgument(f"{field}.{name}", "is required")
     for name in ("name", "line1", "line2", "city", "region", "postal_code", "phone"):
-        if len(getattr(address, name)) > 200:
-            raise InvalidArgument(f"{field}.{name}", "must be at most 200 characters")
-    if not _COUNTRY.match(address.country_code):
+        check_text(f"{field}.{name}", getattr(address, name), max_length=_ADDRESS_MAX)
+    if not _COUNTRY.fullmatch(address.country_code):
         raise InvalidArgument(f"{field}.country_code", "must be an ISO 3166-1 alpha-2 code in upper case, like US")
     return address
+
+
+def validate_notes(notes: str, maximum: int, field: str = "notes") -> str:
+    """Free text for the order: it may span lines, but holds no other control character."""
+    return check_text(field, notes, max_length=maximum, multiline=True)
+
+
+def validate_expected_total(currency_code: str, amount_minor: int, field: str = "expected_grand_total") -> None:
+    """The total a client saw: a currency code (compared with the session's later) and a payable amount."""
+    check_text(f"{field}.currency_code", currency_code, max_length=3)
+    if not 0 <= amount_minor <= MAX_AMOUNT_MINOR:
+        raise InvalidArgument(f"{field}.amount_minor", f"must be between 0 and {MAX_AMOUNT_MINOR:,}")
 
 
 def validate_payment_method(method: str, field: str = "payment_method") -> str:
     """A provider token or "cod"; a card number is refused so it is never stored (PCI scope)."""
     method = method.strip()
-    if method == "cod" or _TOKEN.match(method):
+    if method == "cod" or _TOKEN.fullmatch(method):
         return method
-    if _CARD_NUMBER.match(method):
+    if _CARD_NUMBER.fullmatch(method):
         raise InvalidArgument(field, "send a provider token, never a card number")
     raise InvalidArgument(field, 'must be "cod" or a provider token like tok_visa')

@@ -9,6 +9,7 @@ import grpc
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
+from checkout.biz.validation import validate_expected_total
 from checkout.service.convert import (
     actor,
     confirm_result_to_pb,
@@ -19,6 +20,7 @@ from checkout.service.convert import (
 )
 from infra.errors import InvalidArgument
 from infra.pb import money_from_pb
+from infra.validation import check_text
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.checkout.v1 import checkout_service_pb2_grpc as pb_grpc
 
@@ -96,7 +98,12 @@ class CheckoutService(pb_grpc.CheckoutServiceServicer):
     async def ConfirmCheckout(
         self, request: pb.ConfirmCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmCheckoutResponse:
-        expected = money_from_pb(request.expected_grand_total) if request.HasField("expected_grand_total") else None
+        check_text("idempotency_key", request.idempotency_key, max_length=255)
+        expected = None
+        if request.HasField("expected_grand_total"):
+            total = request.expected_grand_total
+            validate_expected_total(total.currency_code, total.amount_minor)
+            expected = money_from_pb(total)
         result = await self._confirm(actor(), request.session_id, request.idempotency_key, expected)
         return confirm_result_to_pb(result)
 

@@ -14,7 +14,7 @@ from typing import Any
 from checkout.biz.checkout.access import load_owned_session
 from checkout.biz.checkout.pricing_engine import PricingEngine, PricingInput
 from checkout.biz.ports import UnitOfWork
-from checkout.biz.validation import validate_address, validate_email, validate_payment_method
+from checkout.biz.validation import validate_address, validate_email, validate_notes, validate_payment_method
 from checkout.model.actor import Actor
 from checkout.model.catalog import Address
 from checkout.model.session import Preview, Session, SessionStatus
@@ -87,13 +87,12 @@ def validate_update(update: StateUpdate) -> dict[str, Any]:
         if len(codes) > MAX_PROMOTION_CODES:
             raise InvalidArgument("promotion_codes", f"at most {MAX_PROMOTION_CODES} codes")
         for i, code in enumerate(codes):
-            if not code or len(code) > MAX_CODE_LENGTH or not code.replace("-", "").replace("_", "").isalnum():
+            bare = code.replace("-", "").replace("_", "")
+            if not code or len(code) > MAX_CODE_LENGTH or not (bare.isascii() and bare.isalnum()):
                 raise InvalidArgument(f"promotion_codes[{i}]", "must be 1-64 letters, digits, '-' or '_'")
         changes["promotion_codes"] = codes
     if update.notes is not None:
-        if len(update.notes) > MAX_NOTES:
-            raise InvalidArgument("notes", f"must be at most {MAX_NOTES} characters")
-        changes["notes"] = update.notes
+        changes["notes"] = validate_notes(update.notes, MAX_NOTES)
     return changes
 
 

@@ -272,3 +272,32 @@ async def test_at_capacity_a_new_cart_is_refused_at_once_and_work_under_way_goes
     finally:
         gate.in_flight -= gate.policy.limit
     assert (await carts.CreateCart(cart_service_pb2.CreateCartRequest(currency_code="USD"), metadata=md)).cart.cart_id
+
+
+@pytest.mark.parametrize(
+    ("key", "total", "field"),
+    [
+        ("key\x00one", None, "idempotency_key"),
+        ("key\x1bone", None, "idempotency_key"),
+        ("k" * 256, None, "idempotency_key"),
+        ("key-ok", money_pb2.Money(currency_code="USD", amount_minor=-1), "expected_grand_total.amount_minor"),
+        ("key-ok", money_pb2.Money(currency_code="USD", amount_minor=2**63 - 1), "expected_grand_total.amount_minor"),
+        ("key-ok", money_pb2.Money(currency_code="US\x00", amount_minor=100), "expected_grand_total.currency_code"),
+    ],
+)
+async def test_confirm_refuses_a_hostile_key_or_total_by_name_before_anything(
+    served, customer_token, key, total, field
+) -> None:
+    _, checkout = _stubs(served)
+    md = bearer(customer_token)
+    session = await _ready_session(served, md)
+    request = _confirm(session, key)
+    if total is not None:
+        request.expected_grand_total.CopyFrom(total)
+    payments = len(served.payment.payments)
+    err = await _fail(checkout.ConfirmCheckout(request, metadata=md))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert error_info(err).metadata["field"] == field
+    got = await checkout.GetCheckoutSession(co.GetCheckoutSessionRequest(session_id=session.session_id), metadata=md)
+    assert got.session.status == checkout_pb2.SESSION_STATUS_OPEN
+    assert len(served.payment.payments) == payments

@@ -40,6 +40,22 @@ async def test_unknown_sku_is_refused_before_anything_is_written(world) -> None:
     assert (await world.carts.get(world.customer, cart.cart_id)).items == []
 
 
+@pytest.mark.parametrize("sku", ["SKU\x00A", "SKU A", "SKU\nA", "SKÜ", "x" * 65])
+async def test_a_malformed_sku_is_refused_by_its_own_rule_before_pricing_is_asked(world, sku: str) -> None:
+    """Not pricing's refusal (which names pricing's field, skus[0]) nor "unknown sku": the catalog's sku rule."""
+    cart = await world.carts.create(world.customer, "USD")
+    for call in (
+        world.carts.add_item(world.customer, cart.cart_id, sku, 1),
+        world.carts.update_item(world.customer, cart.cart_id, sku, 1),
+        world.carts.remove_item(world.customer, cart.cart_id, sku),
+    ):
+        with pytest.raises(InvalidArgument) as err:
+            await call
+        assert err.value.field == "sku"
+        assert "A-Z a-z 0-9" in err.value.message
+    assert (await world.carts.get(world.customer, cart.cart_id)).items == []
+
+
 async def test_summed_quantity_above_the_maximum_is_refused(world) -> None:
     world.pricing.add("SKU-A", 100)
     cart = await world.carts.create(world.customer, "USD")

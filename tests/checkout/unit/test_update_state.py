@@ -37,6 +37,26 @@ GOOD = Address("Ada", "1 Main St", "", "Springfield", "", "12345", "US", "")
         (StateUpdate(promotion_codes=["A", "B", "C", "D", "E", "F"]), "promotion_codes"),
         (StateUpdate(promotion_codes=["OK", "bad code!"]), "promotion_codes[1]"),
         (StateUpdate(notes="x" * 501), "notes"),
+        # What Postgres can't store (NUL) or a field must not hold (control characters, a line break).
+        (StateUpdate(email="ada\x00@example.com"), "email"),
+        (
+            StateUpdate(shipping_address=Address("Ada\x00", "1 Main", "", "X", "", "1", "US", "")),
+            "shipping_address.name",
+        ),
+        (
+            StateUpdate(shipping_address=Address("Ada", "1 Main", "", "X", "", "1", "US\n", "")),
+            "shipping_address.country_code",
+        ),
+        (
+            StateUpdate(billing_address=Address("Ada", "1 Main", "\x1b[2J", "X", "", "1", "US", "")),
+            "billing_address.line2",
+        ),
+        (
+            StateUpdate(billing_address=Address("Ada", "1 Main", "", "X", "", "1", "US", "+1\u2028555")),
+            "billing_address.phone",
+        ),
+        (StateUpdate(notes="ring\x00twice"), "notes"),
+        (StateUpdate(promotion_codes=["OK", "²³"]), "promotion_codes[1]"),
     ],
 )
 async def test_bad_fields_are_named_and_nothing_is_stored(world, update: StateUpdate, field: str) -> None:
@@ -46,6 +66,14 @@ async def test_bad_fields_are_named_and_nothing_is_stored(world, update: StateUp
     assert err.value.field == field
     stored = await world.state.get(world.customer, session.session_id)
     assert (stored.payment_method, stored.email, stored.shipping_method) == ("tok_visa", "ada@example.com", "standard")
+
+
+async def test_notes_may_span_lines(world) -> None:
+    session = await world.ready_session()
+    updated = await world.state.update(
+        world.customer, session.session_id, StateUpdate(notes="ring twice\r\n\tthen knock")
+    )
+    assert updated.notes == "ring twice\r\n\tthen knock"
 
 
 async def test_card_numbers_are_refused_with_the_token_hint(world) -> None:
