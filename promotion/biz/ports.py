@@ -29,8 +29,11 @@ class PromotionUnitOfWork(Protocol):
         """The promotions with these codes, row-locked in code order (so lockers never deadlock)."""
         ...
 
-    async def customer_uses(self, promotion_ids: Sequence[str], customer_id: str) -> dict[str, int]:
-        """Reserved plus confirmed uses per promotion by this customer."""
+    async def customer_uses(
+        self, promotion_ids: Sequence[str], customer_id: str, email_key: str | None
+    ) -> dict[str, int]:
+        """Reserved plus confirmed uses per promotion by this customer: those of ``customer_id`` and those
+        recorded with ``email_key`` (when not None), each use counted once."""
         ...
 
     async def take_uses(self, usages: Sequence[Usage]) -> set[str]:
@@ -60,10 +63,10 @@ class PromotionRepo(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[PromotionUnitOfWork]: ...
 
     async def find_with_customer_uses(
-        self, codes: Sequence[str], customer_id: str
+        self, codes: Sequence[str], customer_id: str, email_key: str | None
     ) -> tuple[dict[str, Promotion], dict[str, int]]:
-        """The promotions with these codes, and the reserved plus confirmed uses of each by
-        ``customer_id`` (by promotion id), read together in one snapshot."""
+        """The promotions with these codes, and the reserved plus confirmed uses of each by the customer
+        (by promotion id; counted as :meth:`PromotionUnitOfWork.customer_uses` does), in one snapshot."""
         ...
 
     async def create(self, promotion: Promotion) -> Promotion | None:

@@ -9,6 +9,7 @@ from infra.errors import AlreadyExists, FailedPrecondition, Reason
 from infra.money import Money
 from promotion.biz.discount import evaluate, normalize_codes
 from promotion.biz.ports import PromotionRepo
+from promotion.model.customer import email_key
 from promotion.model.promotion import Cart
 from promotion.model.usage import Reservation, Usage, UsageStatus
 
@@ -28,8 +29,13 @@ async def reserve_promotion_usage(
     codes: Sequence[str],
     cart: Cart,
     customer_id: str,
+    customer_email: str = "",
 ) -> Reservation:
     """Usage limits are never exceeded, under any concurrency, and a retry counts nothing twice.
+
+    A per-customer limit counts the uses of ``customer_id`` and of the mailbox ``customer_email``
+    reaches together (promotion.model.customer): a guest's subject is new with every guest token,
+    its mailbox is not.
 
     Everything happens in one transaction: the reference is locked (a concurrent retry waits and
     then sees this reservation), the promotions are row-locked in code order (so concurrent
@@ -62,7 +68,8 @@ async def reserve_promotion_usage(
             by_code = {u.code: u for u in active}
             return _reservation([by_code[c] for c in wanted], cart.currency_code)
         promotions = await tx.lock_promotions(wanted)
-        uses = await tx.customer_uses([p.promotion_id for p in promotions.values()], customer_id)
+        mailbox = email_key(customer_email)
+        uses = await tx.customer_uses([p.promotion_id for p in promotions.values()], customer_id, mailbox)
         evaluation = evaluate(wanted, promotions, cart, clock(), uses)
         if evaluation.rejected:
             first = evaluation.rejected[0]
@@ -76,6 +83,7 @@ async def reserve_promotion_usage(
                 status=UsageStatus.RESERVED,
                 discount=applied.discount,
                 free_shipping=applied.free_shipping,
+                customer_email_key=mailbox,
             )
             for applied in sorted(evaluation.applied, key=lambda a: a.code)
         ]

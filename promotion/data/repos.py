@@ -71,6 +71,7 @@ def _usage(row: sa.Row[Any]) -> Usage:
         status=UsageStatus(row.status),
         discount=Money(row.currency_code, row.discount_minor),
         free_shipping=row.free_shipping,
+        customer_email_key=row.customer_email_key,
     )
 
 
@@ -88,12 +89,17 @@ _LOCK_PROMOTIONS = (
     .order_by(promotions.c.code)
     .with_for_update()
 )
+# The customer's uses: its id's or its mailbox's (a NULL email_key matches nothing), each row once.
+_IS_CUSTOMERS = sa.or_(
+    _u.c.customer_id == sa.bindparam("customer_id"),
+    _u.c.customer_email_key == sa.bindparam("email_key", type_=sa.Text),
+)
 _CUSTOMER_USES = (
     sa.select(_u.c.promotion_id, sa.func.count())
     .where(
-        _u.c.customer_id == sa.bindparam("customer_id"),
         _u.c.promotion_id == sa.any_(sa.bindparam("promotion_ids", type_=ARRAY(UUID(as_uuid=True)))),
         _IS_ACTIVE,
+        _IS_CUSTOMERS,
     )
     .group_by(_u.c.promotion_id)
 )
@@ -101,7 +107,7 @@ _CUSTOMER_USES = (
 _FIND_WITH_CUSTOMER_USES = sa.select(
     promotions,
     sa.select(sa.func.count())
-    .where(_u.c.promotion_id == promotions.c.promotion_id, _u.c.customer_id == sa.bindparam("customer_id"), _IS_ACTIVE)
+    .where(_u.c.promotion_id == promotions.c.promotion_id, _IS_ACTIVE, _IS_CUSTOMERS)
     .scalar_subquery()
     .label("customer_uses"),
 ).where(promotions.c.code == sa.any_(sa.bindparam("codes", type_=ARRAY(sa.Text))))
@@ -126,12 +132,14 @@ _TAKE_USES = sa.text(
     ),
     recorded AS (
         INSERT INTO {SCHEMA}.promotion_usages AS u
-            (promotion_id, reservation_ref, code, customer_id, status, discount_minor, currency_code, free_shipping)
-        SELECT wanted.promotion_id, :ref, wanted.code, :customer_id, :status,
+            (promotion_id, reservation_ref, code, customer_id, customer_email_key, status,
+             discount_minor, currency_code, free_shipping)
+        SELECT wanted.promotion_id, :ref, wanted.code, :customer_id, CAST(:email_key AS text), :status,
                wanted.discount_minor, wanted.currency_code, wanted.free_shipping
         FROM wanted JOIN taken USING (promotion_id)
         ON CONFLICT (promotion_id, reservation_ref) DO UPDATE SET
             customer_id = excluded.customer_id,
+            customer_email_key = excluded.customer_email_key,
             status = excluded.status,
             discount_minor = excluded.discount_minor,
             currency_code = excluded.currency_code,
@@ -151,10 +159,13 @@ def _uuids(ids: Sequence[str]) -> list[uuid.UUID]:
     return [uuid.UUID(i) for i in ids]
 
 
-async def _customer_uses(conn: AsyncConnection, promotion_ids: Sequence[str], customer_id: str) -> dict[str, int]:
+async def _customer_uses(
+    conn: AsyncConnection, promotion_ids: Sequence[str], customer_id: str, email_key: str | None
+) -> dict[str, int]:
     if not promotion_ids:
         return {}
-    rows = await conn.execute(_CUSTOMER_USES, {"customer_id": customer_id, "promotion_ids": _uuids(promotion_ids)})
+    params = {"customer_id": customer_id, "email_key": email_key, "promotion_ids": _uuids(promotion_ids)}
+    rows = await conn.execute(_CUSTOMER_USES, params)
     return {str(pid): n for pid, n in rows.all()}
 
 
@@ -175,8 +186,10 @@ class SqlPromotionUnitOfWork:
         rows = (await self._conn.execute(_LOCK_PROMOTIONS, {"codes": list(codes)})).all()
         return {row.code: _promotion(row) for row in rows}
 
-    async def customer_uses(self, promotion_ids: Sequence[str], customer_id: str) -> dict[str, int]:
-        return await _customer_uses(self._conn, promotion_ids, customer_id)
+    async def customer_uses(
+        self, promotion_ids: Sequence[str], customer_id: str, email_key: str | None
+    ) -> dict[str, int]:
+        return await _customer_uses(self._conn, promotion_ids, customer_id, email_key)
 
     async def take_uses(self, usages: Sequence[Usage]) -> set[str]:
         if not usages:
@@ -193,6 +206,7 @@ class SqlPromotionUnitOfWork:
                 "free_shipping": [u.free_shipping for u in usages],
                 "ref": first.reservation_ref,
                 "customer_id": first.customer_id,
+                "email_key": first.customer_email_key,
                 "status": first.status.value,
             },
         )
@@ -256,13 +270,12 @@ class SqlPromotionRepo:
             self._on_events()
 
     async def find_with_customer_uses(
-        self, codes: Sequence[str], customer_id: str
+        self, codes: Sequence[str], customer_id: str, email_key: str | None
     ) -> tuple[dict[str, Promotion], dict[str, int]]:
         # One statement, so no transaction is needed around it (autocommit: no BEGIN/ROLLBACK round trips).
+        params = {"codes": list(codes), "customer_id": customer_id, "email_key": email_key}
         async with self._reads.connect() as conn:
-            rows = (
-                await conn.execute(_FIND_WITH_CUSTOMER_USES, {"codes": list(codes), "customer_id": customer_id})
-            ).all()
+            rows = (await conn.execute(_FIND_WITH_CUSTOMER_USES, params)).all()
         promotions = {row.code: _promotion(row) for row in rows}
         uses = {str(row.promotion_id): row.customer_uses for row in rows if row.customer_uses}
         return promotions, uses

@@ -63,6 +63,8 @@ promotion_usages = sa.Table(
     sa.Column("reservation_ref", sa.Text, primary_key=True),
     sa.Column("code", sa.Text, nullable=False),
     sa.Column("customer_id", sa.Text, nullable=False),
+    # promotion.model.customer.email_key of the order's email; NULL without one (NULL never equals a key).
+    sa.Column("customer_email_key", sa.Text),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("discount_minor", sa.BigInteger, nullable=False),
     sa.Column("currency_code", sa.Text, nullable=False),
@@ -80,6 +82,12 @@ promotion_usages = sa.Table(
         "promotion_usages_customer_idx",
         "promotion_id",
         "customer_id",
+        postgresql_where=sa.text("status in ('reserved','confirmed')"),
+    ),
+    sa.Index(
+        "promotion_usages_mailbox_idx",
+        "promotion_id",
+        "customer_email_key",
         postgresql_where=sa.text("status in ('reserved','confirmed')"),
     ),
 )

@@ -32,6 +32,8 @@ class Usage:
     # What the promotion took off when it was reserved, so a retry answers the same.
     discount: Money
     free_shipping: bool
+    # The mailbox the use counts against besides the customer id (promotion.model.customer); None without one.
+    customer_email_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
