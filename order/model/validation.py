@@ -1,9 +1,11 @@
 """Validation of a new order: every refusal names the request field (DESIGN.md §4.6).
 
-Pure. :func:`validate_new_order` checks the fields one by one, then :func:`verify_totals`
-recomputes the totals from the lines and discounts and refuses the first inconsistent total, so
-an order is never stored with amounts that do not add up, and :func:`verify_authorized_amount`
-refuses an order whose payment holds another amount than that grand total (DESIGN.md §3 step 7).
+Pure. :func:`validate_new_order` checks the fields one by one (text by the shared rule of
+:mod:`infra.validation`: no control characters, a length cap; amounts at most MAX_AMOUNT_MINOR), then
+:func:`verify_totals` recomputes the totals from the lines and discounts and refuses the first
+inconsistent total, so an order is never stored with amounts that do not add up, and
+:func:`verify_authorized_amount` refuses an order whose payment holds another amount than that grand
+total (DESIGN.md §3 step 7).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from infra.errors import FailedPrecondition, InvalidArgument, Reason
 from infra.money import Money, validate_currency
+from infra.validation import MAX_AMOUNT_MINOR, check_text
 from order.model.order import Address, NewOrder, Totals
 
 __all__ = [
@@ -39,10 +42,11 @@ class Limits:
 
 
 def _require_text(field: str, value: str, *, max_len: int = _MAX_ID) -> None:
-    if not value.strip():
-        raise InvalidArgument(field, "is required")
-    if len(value) > max_len:
-        raise InvalidArgument(field, f"must be at most {max_len} characters")
+    check_text(field, value, max_length=max_len, required=True)
+
+
+def _optional_text(field: str, value: str, *, max_len: int = _MAX_ID) -> None:
+    check_text(field, value, max_length=max_len)
 
 
 def _check_money(field: str, money: Money, currency: str) -> None:
@@ -54,15 +58,16 @@ def _check_money(field: str, money: Money, currency: str) -> None:
         )
     if money.amount_minor < 0:
         raise InvalidArgument(f"{field}.amount_minor", "must not be negative")
+    if money.amount_minor > MAX_AMOUNT_MINOR:
+        raise InvalidArgument(f"{field}.amount_minor", f"must be at most {MAX_AMOUNT_MINOR:,}")
 
 
 def _check_address(field: str, address: Address) -> None:
     for name in ("name", "line1", "city"):
         _require_text(f"{field}.{name}", getattr(address, name), max_len=_MAX_TEXT)
     for name in ("line2", "region", "postal_code", "phone"):
-        if len(getattr(address, name)) > _MAX_TEXT:
-            raise InvalidArgument(f"{field}.{name}", f"must be at most {_MAX_TEXT} characters")
-    if not _COUNTRY.match(address.country_code):
+        _optional_text(f"{field}.{name}", getattr(address, name), max_len=_MAX_TEXT)
+    if not _COUNTRY.fullmatch(address.country_code):
         raise InvalidArgument(f"{field}.country_code", "must be an ISO 3166-1 alpha-2 code such as US")
 
 
@@ -70,8 +75,9 @@ def validate_new_order(order: NewOrder, limits: Limits) -> None:
     """Refuse the first invalid field, then the first inconsistent total."""
     _require_text("checkout_session_id", order.checkout_session_id)
     _require_text("customer_id", order.customer_id)
-    if order.email and (len(order.email) > _MAX_TEXT or not _EMAIL.match(order.email)):
+    if order.email and (len(order.email) > _MAX_TEXT or not _EMAIL.fullmatch(order.email)):
         raise InvalidArgument("email", "must be an e-mail address")
+    _optional_text("email", order.email, max_len=_MAX_TEXT)
     currency = order.currency_code
     problem = validate_currency(currency)
     if problem:
@@ -82,8 +88,9 @@ def validate_new_order(order: NewOrder, limits: Limits) -> None:
         raise InvalidArgument("lines", f"at most {limits.max_lines} lines")
     for i, line in enumerate(order.lines):
         _require_text(f"lines[{i}].sku", line.sku)
-        if len(line.name) > _MAX_TEXT:
-            raise InvalidArgument(f"lines[{i}].name", f"must be at most {_MAX_TEXT} characters")
+        _optional_text(f"lines[{i}].name", line.name, max_len=_MAX_TEXT)
+        _optional_text(f"lines[{i}].warehouse_id", line.warehouse_id)
+        _optional_text(f"lines[{i}].tax_class", line.tax_class)
         if not 1 <= line.quantity <= limits.max_quantity:
             raise InvalidArgument(f"lines[{i}].quantity", f"must be between 1 and {limits.max_quantity}")
         _check_money(f"lines[{i}].unit_price", line.unit_price, currency)
@@ -109,13 +116,11 @@ def validate_new_order(order: NewOrder, limits: Limits) -> None:
         _check_address("billing_address", order.billing_address)
     if order.shipping_method not in SHIPPING_METHODS:
         raise InvalidArgument("shipping_method", f"must be one of {', '.join(sorted(SHIPPING_METHODS))}")
-    if len(order.payment_id) > _MAX_ID:
-        raise InvalidArgument("payment_id", f"must be at most {_MAX_ID} characters")
+    _optional_text("payment_id", order.payment_id)
     if order.totals.grand_total.amount_minor or order.payment_method:
         # A zero-total order (a 100% coupon and free shipping) needs no payment method.
         _require_text("payment_method", order.payment_method)
-    if len(order.notes) > _MAX_NOTES:
-        raise InvalidArgument("notes", f"must be at most {_MAX_NOTES} characters")
+    check_text("notes", order.notes, max_length=_MAX_NOTES, multiline=True)
     verify_totals(order)
     verify_authorized_amount(order)
 

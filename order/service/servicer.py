@@ -9,6 +9,7 @@ import grpc
 
 from infra.auth import require_identity, require_privileged
 from infra.errors import InvalidArgument
+from infra.validation import check_text
 from kassa.order.v1 import order_service_pb2 as pb
 from kassa.order.v1 import order_service_pb2_grpc
 from order.biz.cancel_order import CancelOrder
@@ -82,8 +83,7 @@ class OrderService(order_service_pb2_grpc.OrderServiceServicer):
     ) -> pb.CancelOrderResponse:
         caller = _caller()
         order_id = _order_id(request.order_id)
-        if len(request.reason) > _MAX_REASON:
-            raise InvalidArgument("reason", f"must be at most {_MAX_REASON} characters")
+        check_text("reason", request.reason, max_length=_MAX_REASON, multiline=True)
         order = await self._uc.cancel_order(order_id, caller, request.reason)
         return pb.CancelOrderResponse(order=order_to_pb(order))
 
@@ -95,10 +95,8 @@ class OrderService(order_service_pb2_grpc.OrderServiceServicer):
         outcome = outcome_from_pb(request.outcome)
         if outcome is None:
             raise InvalidArgument("outcome", "must be CAPTURED, CASH_ON_DELIVERY or FAILED")
-        if len(request.payment_id) > 128:
-            raise InvalidArgument("payment_id", "must be at most 128 characters")
-        if len(request.cause) > _MAX_REASON:
-            raise InvalidArgument("cause", f"must be at most {_MAX_REASON} characters")
+        check_text("payment_id", request.payment_id, max_length=128)
+        check_text("cause", request.cause, max_length=_MAX_REASON, multiline=True)
         order = await self._uc.record_payment(order_id, outcome, payment_id=request.payment_id, cause=request.cause)
         return pb.RecordPaymentResponse(order=order_to_pb(order))
 
@@ -107,6 +105,7 @@ class OrderService(order_service_pb2_grpc.OrderServiceServicer):
     ) -> pb.UpdateFulfillmentResponse:
         require_privileged()
         order_id = _order_id(request.order_id)
+        check_text("tracking_number", request.tracking_number, max_length=128)
         order = await self._uc.update_fulfillment(order_id, status_from_pb(request.status), request.tracking_number)
         return pb.UpdateFulfillmentResponse(order=order_to_pb(order))
 

@@ -603,3 +603,29 @@ async def test_a_zero_total_order_needs_no_payment_and_confirms(
     [event] = await outbox_events(engine, order.order_id, "OrderConfirmed")
     assert event["data"]["grand_total"] == {"currency_code": "USD", "amount_minor": 0}
     assert event["data"]["payment_id"] == ""
+
+
+async def test_control_characters_in_free_text_are_refused_by_name_and_nothing_changes(
+    stub: OrderServiceStub, service_token: str, customer_id: str, customer_token: str, admin_token: str
+) -> None:
+    """A NUL reached Postgres (INTERNAL) from a cancel reason, a payment cause or a tracking number."""
+    order = await create(stub, service_token, customer_id, payment_method="cod", payment_id="")
+    oid, cod = order.order_id, pb.PAYMENT_OUTCOME_CASH_ON_DELIVERY
+    refusals = [
+        (stub.CancelOrder(pb.CancelOrderRequest(order_id=oid, reason="why\x00"), metadata=bearer(customer_token)),
+         "reason"),
+        (stub.RecordPayment(pb.RecordPaymentRequest(order_id=oid, outcome=cod, cause="cod\x00"),
+                            metadata=bearer(service_token)), "cause"),
+        (stub.RecordPayment(pb.RecordPaymentRequest(order_id=oid, outcome=cod, payment_id="pay\x1b"),
+                            metadata=bearer(service_token)), "payment_id"),
+        (stub.UpdateFulfillment(pb.UpdateFulfillmentRequest(order_id=oid, status=S.ORDER_STATUS_PACKED,
+                                                            tracking_number="1Z\x00"), metadata=bearer(admin_token)),
+         "tracking_number"),
+    ]  # fmt: skip
+    for call, field in refusals:
+        with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+            await call
+        assert exc_info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, exc_info.value.details()
+        assert field_of(exc_info.value) == field
+    got = (await stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id), metadata=bearer(customer_token))).order
+    assert (got.status, got.tracking_number) == (order.status, "")

@@ -96,10 +96,32 @@ def test_a_consistent_order_is_accepted() -> None:
         ({"payment_method": ""}, "payment_method"),
         ({"notes": "n" * 1001}, "notes"),
         ({"discounts": (OrderDiscount("", usd(100)),)}, "discounts[0].code"),
+        # What Postgres can't store (NUL in text or jsonb) or a field must not hold (control characters).
+        ({"checkout_session_id": "sess\x00"}, "checkout_session_id"),
+        ({"customer_id": "cust\x001"}, "customer_id"),
+        ({"email": "ada\x00@example.com"}, "email"),
+        ({"lines": (line("app\x00le", 100, 1),)}, "lines[0].sku"),
+        ({"lines": (dataclasses.replace(line("apple", 100, 1), name="Apple\x00"),)}, "lines[0].name"),
+        ({"lines": (dataclasses.replace(line("apple", 100, 1), warehouse_id="wh\x1b"),)}, "lines[0].warehouse_id"),
+        ({"discounts": (OrderDiscount("SAVE\x00", usd(100)),)}, "discounts[0].code"),
+        ({"shipping_address": dataclasses.replace(ADDRESS, name="Ada\x00")}, "shipping_address.name"),
+        ({"shipping_address": dataclasses.replace(ADDRESS, country_code="GB\n")}, "shipping_address.country_code"),
+        ({"billing_address": dataclasses.replace(ADDRESS, phone="\x07")}, "billing_address.phone"),
+        ({"payment_id": "pay\x00"}, "payment_id"),
+        ({"payment_method": "tok_visa\x00"}, "payment_method"),
+        ({"notes": "leave\x00it"}, "notes"),
+        # Amounts past what one payment carries, and past what a bigint column holds.
+        ({"lines": (line("apple", 10**11, 1),)}, "lines[0].unit_price.amount_minor"),
+        ({"lines": (line("apple", 2**62, 999),)}, "lines[0].unit_price.amount_minor"),
+        ({"lines": (line("apple", 10**9, 999),)}, "lines[0].line_total.amount_minor"),
     ],
 )
 def test_invalid_fields_are_named(overrides: dict[str, Any], field: str) -> None:
     assert refused_field(make_order(**overrides)) == field
+
+
+def test_notes_may_span_lines() -> None:
+    validate_new_order(make_order(notes="leave it\r\nat the door\t(back)"), Limits())
 
 
 def test_too_many_lines_is_refused_by_the_limit() -> None:
