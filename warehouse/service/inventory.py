@@ -88,8 +88,9 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     ) -> pb.ReleaseReservationsResponse:
         _require_service()
         ref = validate.reference(request.reservation_ref)
+        reason = validate.reason(request.reason)
         reservations = await manage_reservations.release_reservations(self._store, ref)
-        log.info("released reservations of %s (%s)", ref, request.reason or "no reason given")
+        log.info("released reservations of %s (%s)", ref, reason or "no reason given")
         return pb.ReleaseReservationsResponse(reservations=[reservation_to_pb(r) for r in reservations])
 
     async def ConfirmReservations(

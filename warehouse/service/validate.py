@@ -9,12 +9,14 @@ from google.protobuf.duration_pb2 import Duration
 
 from infra.errors import InvalidArgument
 from infra.pb import address_from_pb
+from infra.validation import check_text
 from kassa.warehouse.v1 import inventory_pb2, inventory_service_pb2
 from warehouse.model.inventory import ReserveLine, StockSetting, Warehouse
 
 __all__ = [
     "MAX_LINES",
     "MAX_QUANTITY",
+    "reason",
     "reference",
     "reserve_lines",
     "ship_to_country",
@@ -29,6 +31,8 @@ MAX_QUANTITY = 100_000
 MAX_ON_HAND = 1_000_000_000
 MAX_TTL_SECONDS = 24 * 3600
 MAX_ID_LENGTH = 200
+MAX_TEXT_LENGTH = 200
+MAX_REASON_LENGTH = 500
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
@@ -37,7 +41,7 @@ def _identifier(value: str, field: str) -> str:
         raise InvalidArgument(field, "must not be empty")
     if len(value) > MAX_ID_LENGTH or value != value.strip():
         raise InvalidArgument(field, f"must be at most {MAX_ID_LENGTH} characters with no surrounding spaces")
-    return value
+    return check_text(field, value, max_length=MAX_ID_LENGTH)
 
 
 def _count(items: int, field: str) -> None:
@@ -51,6 +55,11 @@ def reference(value: str, field: str = "reservation_ref") -> str:
     return _identifier(value, field)
 
 
+def reason(value: str, field: str = "reason") -> str:
+    """Free text that is only logged: it may span lines, but holds no other control character."""
+    return check_text(field, value, max_length=MAX_REASON_LENGTH, multiline=True)
+
+
 def ttl_seconds(ttl: Duration, present: bool, default: int, field: str = "ttl") -> int:
     """Whole seconds (rounded up) of a positive TTL of at most a day; ``default`` when absent."""
     if not present:
@@ -62,7 +71,7 @@ def ttl_seconds(ttl: Duration, present: bool, default: int, field: str = "ttl") 
 
 
 def ship_to_country(value: str) -> str:
-    if value and not _COUNTRY.match(value.upper()):
+    if value and not _COUNTRY.fullmatch(value.upper()):
         raise InvalidArgument("ship_to_country_code", "must be an ISO 3166-1 alpha-2 code")
     return value.upper()
 
@@ -118,9 +127,10 @@ def warehouses(items: list[inventory_pb2.Warehouse]) -> list[Warehouse]:
         if warehouse_id in seen:
             raise InvalidArgument(f"warehouses[{i}].warehouse_id", "repeats an earlier warehouse")
         seen.add(warehouse_id)
-        if not item.name.strip():
-            raise InvalidArgument(f"warehouses[{i}].name", "must not be empty")
-        if not _COUNTRY.match(item.address.country_code):
+        check_text(f"warehouses[{i}].name", item.name, max_length=MAX_TEXT_LENGTH, required=True)
+        for name, value in address_from_pb(item.address).to_dict().items():
+            check_text(f"warehouses[{i}].address.{name}", value, max_length=MAX_TEXT_LENGTH)
+        if not _COUNTRY.fullmatch(item.address.country_code):
             raise InvalidArgument(
                 f"warehouses[{i}].address.country_code", "must be an upper-case ISO 3166-1 alpha-2 code"
             )

@@ -153,3 +153,69 @@ async def test_confirmed_event_reaches_jetstream(inventory, seed, service_token,
 
     assert msg.headers is not None and msg.headers["Nats-Msg-Id"] == str(event_id)
     assert b'"reservation_ref": "' + ref.encode() + b'"' in msg.data
+
+
+async def test_control_characters_are_refused_by_name_before_postgres_sees_them(
+    inventory, seed, admin_token, service_token
+) -> None:
+    """A NUL in a sku, warehouse id, reference, name or address reached Postgres and came back INTERNAL."""
+    wh = await seed.warehouse()
+    sku = unique("sku")
+    await seed.stock([(sku, wh, 10)])
+    ref = unique("ref")
+    await inventory.reserve(service_token, ref, [(sku, 1)])
+    address = address_pb2.Address(name="North", line1="2 Quay", city="Oslo", postal_code="0150", country_code="NO")
+    admin, service = bearer(admin_token), bearer(service_token)
+    calls = {
+        "items[0].sku": inventory.SetStock(
+            pb.SetStockRequest(items=[pb.StockSetting(sku="a\x00b", warehouse_id=wh, on_hand=1)]), metadata=admin
+        ),
+        "items[0].warehouse_id": inventory.SetStock(
+            pb.SetStockRequest(items=[pb.StockSetting(sku=sku, warehouse_id=f"{wh}\x00", on_hand=1)]), metadata=admin
+        ),
+        "warehouses[0].name": inventory.UpsertWarehouses(
+            pb.UpsertWarehousesRequest(
+                warehouses=[inventory_pb2.Warehouse(warehouse_id=unique("wh"), name="N\x00", address=address)]
+            ),
+            metadata=admin,
+        ),
+        "warehouses[0].address.line1": inventory.UpsertWarehouses(
+            pb.UpsertWarehousesRequest(
+                warehouses=[
+                    inventory_pb2.Warehouse(
+                        warehouse_id=unique("wh"),
+                        name="North",
+                        address=address_pb2.Address(line1="2\x00Quay", city="Oslo", country_code="NO"),
+                    )
+                ]
+            ),
+            metadata=admin,
+        ),
+        "warehouses[0].address.country_code": inventory.UpsertWarehouses(
+            pb.UpsertWarehousesRequest(
+                warehouses=[
+                    inventory_pb2.Warehouse(
+                        warehouse_id=unique("wh"), name="North", address=address_pb2.Address(country_code="NO\n")
+                    )
+                ]
+            ),
+            metadata=admin,
+        ),
+        "items[0].sku ": inventory.CheckStock(
+            pb.CheckStockRequest(items=[pb.StockQuery(sku="\x00", quantity=1)]), metadata=service
+        ),
+        "reservation_ref": inventory.BatchGetReservations(
+            pb.BatchGetReservationsRequest(reservation_ref="r\x00"), metadata=service
+        ),
+        "reservation_ref ": inventory.ConfirmReservations(
+            pb.ConfirmReservationsRequest(reservation_ref="r\x00"), metadata=service
+        ),
+        "reason": inventory.ReleaseReservations(
+            pb.ReleaseReservationsRequest(reservation_ref=ref, reason="gone\x00"), metadata=service
+        ),
+    }
+    for field, call in calls.items():
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert field_of(err.value) == field.strip()
+    assert await inventory.levels(service_token, sku) == {(sku, wh): (10, 1)}

@@ -169,6 +169,9 @@ async def test_allocation_splits_across_the_fewest_warehouses(inventory, seed, s
         ({"lines": [("S", 1), ("", 1)]}, "lines[1].sku"),
         ({"lines": [("S", 1)], "country": "USA"}, "ship_to_country_code"),
         ({"lines": [("S", 1)], "ttl": -5}, "ttl"),
+        ({"reservation_ref": "ref\x00", "lines": [("S", 1)]}, "reservation_ref"),
+        ({"lines": [("S", 1), ("sku\x00", 1)]}, "lines[1].sku"),
+        ({"lines": [("S", 1)], "country": "us\n"}, "ship_to_country_code"),
     ],
 )
 async def test_invalid_reserve_names_the_field_and_writes_nothing(
