@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from infra.address import Address
 from infra.errors import InvalidArgument
 from infra.money import Money, validate_currency
+from infra.validation import check_amount
 from kassa.common.v1 import address_pb2, money_pb2
 
 __all__ = [
@@ -98,11 +99,10 @@ def checked_currency(field: str, code: str) -> str:
 
 
 def money_in_currency(field: str, pb: money_pb2.Money, currency_code: str) -> Money:
-    """A non-negative amount in the request's currency; an unset message is zero."""
+    """An amount from 0 to MAX_AMOUNT_MINOR in the request's currency; an unset message is zero."""
     if pb.currency_code and pb.currency_code != currency_code:
         raise InvalidArgument(f"{field}.currency_code", f"must be {currency_code}, the request's currency")
     if not pb.currency_code and pb.amount_minor:
         raise InvalidArgument(f"{field}.currency_code", "is required")
-    if pb.amount_minor < 0:
-        raise InvalidArgument(f"{field}.amount_minor", "must not be negative")
+    check_amount(f"{field}.amount_minor", pb.amount_minor)
     return money_from_pb(pb, default_currency=currency_code)

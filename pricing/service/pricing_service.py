@@ -10,13 +10,14 @@ from infra.auth import require_identity
 from infra.errors import InvalidArgument, PermissionDenied
 from infra.money import Money
 from infra.pb import checked_currency, money_in_currency, money_to_pb
+from infra.validation import MAX_AMOUNT_MINOR, check_amount
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc
 from pricing.biz import catalog, quote, shipping, tax
 from pricing.biz.ports import ProductRepo, RateRepo
 from pricing.model.catalog import TAX_CLASSES, CatalogLookup, Product
 from pricing.model.rates import SHIPPING_METHODS, Parcel, TaxableLine
-from pricing.service.validation import check_country, check_sku
+from pricing.service.validation import MAX_NAME_LENGTH, check_country, check_label, check_sku, check_weight
 
 __all__ = ["MAX_BATCH", "MAX_QUANTITY", "PricingService"]
 
@@ -63,8 +64,7 @@ def _parcels(items: Sequence[pb.Parcel]) -> list[Parcel]:
     parcels: list[Parcel] = []
     for i, p in enumerate(items):
         origin = check_country(f"parcels[{i}].origin.country_code", p.origin.country_code)
-        if p.weight_grams < 0:
-            raise InvalidArgument(f"parcels[{i}].weight_grams", "must not be negative")
+        check_weight(f"parcels[{i}].weight_grams", p.weight_grams)
         parcels.append(Parcel(p.warehouse_id, origin, p.weight_grams))
     return parcels
 
@@ -72,10 +72,10 @@ def _parcels(items: Sequence[pb.Parcel]) -> list[Parcel]:
 def _product_from_pb(i: int, p: pb.Product) -> Product:
     field = f"products[{i}]"
     check_sku(f"{field}.sku", p.sku)
-    if not p.name.strip():
-        raise InvalidArgument(f"{field}.name", "must not be empty")
-    if p.weight_grams < 0:
-        raise InvalidArgument(f"{field}.weight_grams", "must not be negative")
+    name = check_label(f"{field}.name", p.name, max_length=MAX_NAME_LENGTH, required=True)
+    category = check_label(f"{field}.category", p.category)
+    brand = check_label(f"{field}.brand", p.brand)
+    check_weight(f"{field}.weight_grams", p.weight_grams)
     if p.tax_class not in TAX_CLASSES:
         raise InvalidArgument(f"{field}.tax_class", f"must be one of {', '.join(TAX_CLASSES)}")
     if not p.prices:
@@ -87,14 +87,13 @@ def _product_from_pb(i: int, p: pb.Product) -> Product:
         if currency in seen:
             raise InvalidArgument(f"{field}.prices[{j}].currency_code", f"duplicate price in {currency}")
         seen.add(currency)
-        if price.amount_minor < 0:
-            raise InvalidArgument(f"{field}.prices[{j}].amount_minor", "must not be negative")
+        check_amount(f"{field}.prices[{j}].amount_minor", price.amount_minor)
         prices.append(Money(currency, price.amount_minor))
     return Product(
         sku=p.sku,
-        name=p.name.strip(),
-        category=p.category.strip(),
-        brand=p.brand.strip(),
+        name=name,
+        category=category,
+        brand=brand,
         weight_grams=p.weight_grams,
         tax_class=p.tax_class,
         prices=tuple(prices),
@@ -212,6 +211,10 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
             currency_code=currency,
             destination_country=destination,
         )
+        for total in (result.shipping_total, result.tax_total):
+            if total is not None and total.amount_minor > MAX_AMOUNT_MINOR:
+                # Capped prices times capped quantities over many lines: more than any one payment carries.
+                raise InvalidArgument("lines", f"the order's totals pass {MAX_AMOUNT_MINOR:,} minor units")
         return pb.QuoteOrderResponse(
             products=_priced_pb(result.lookup),
             missing_skus=result.lookup.missing_skus,

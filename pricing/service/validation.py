@@ -5,22 +5,39 @@ from __future__ import annotations
 import re
 
 from infra.errors import InvalidArgument
+from infra.validation import SKU_PATTERN, check_text
+from infra.validation import check_sku as _check_sku
 
-__all__ = ["SKU_PATTERN", "check_country", "check_sku"]
+__all__ = ["MAX_LABEL_LENGTH", "MAX_NAME_LENGTH", "MAX_WEIGHT_GRAMS", "SKU_PATTERN", "check_country", "check_label",
+           "check_sku", "check_weight"]  # fmt: skip
 
-SKU_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+MAX_NAME_LENGTH = 200
+MAX_LABEL_LENGTH = 128
+# A million kilograms: far past any parcel, and weight x rate stays far inside int64.
+MAX_WEIGHT_GRAMS = 1_000_000_000
 
 
 def check_country(field: str, code: str) -> str:
     if not code:
         raise InvalidArgument(field, "is required")
-    if not _COUNTRY.match(code):
+    if not _COUNTRY.fullmatch(code):
         raise InvalidArgument(field, "must be an upper-case ISO 3166-1 alpha-2 code")
     return code
 
 
 def check_sku(field: str, sku: str) -> str:
-    if not SKU_PATTERN.match(sku):
-        raise InvalidArgument(field, "must be 1-64 characters of A-Z a-z 0-9 . _ -")
-    return sku
+    return _check_sku(field, sku)
+
+
+def check_label(field: str, value: str, *, max_length: int = MAX_LABEL_LENGTH, required: bool = False) -> str:
+    """A product's name, category or brand: storable text (infra.validation.check_text), stripped."""
+    return check_text(field, value, max_length=max_length, required=required).strip()
+
+
+def check_weight(field: str, grams: int) -> int:
+    if grams < 0:
+        raise InvalidArgument(field, "must not be negative")
+    if grams > MAX_WEIGHT_GRAMS:
+        raise InvalidArgument(field, f"must be at most {MAX_WEIGHT_GRAMS:,} grams")
+    return grams

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from infra.address import Address
+from infra.errors import InvalidArgument
 from infra.money import Money
-from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_to_pb, timestamp_to_pb
+from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_in_currency, money_to_pb, timestamp_to_pb
+from infra.validation import MAX_AMOUNT_MINOR
 from kassa.common.v1 import address_pb2, money_pb2
 
 pytestmark = pytest.mark.unit
@@ -53,3 +55,12 @@ def test_address_defaults_to_empty_strings_and_round_trips_through_a_dict() -> N
     assert Address.from_dict(ADA.to_dict()) == ADA
     assert Address.from_dict(None) is None
     assert Address.from_dict({}) is None
+
+
+def test_money_in_currency_refuses_amounts_no_payment_carries() -> None:
+    ok = money_in_currency("amount", money_pb2.Money(currency_code="USD", amount_minor=MAX_AMOUNT_MINOR), "USD")
+    assert ok.amount_minor == MAX_AMOUNT_MINOR
+    for amount in (-1, MAX_AMOUNT_MINOR + 1, 2**63 - 1):
+        with pytest.raises(InvalidArgument) as err:
+            money_in_currency("lines[0].amount", money_pb2.Money(currency_code="USD", amount_minor=amount), "USD")
+        assert err.value.field == "lines[0].amount.amount_minor"

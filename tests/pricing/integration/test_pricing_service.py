@@ -114,6 +114,14 @@ async def test_upsert_replaces_the_price_list(pricing_stub: PricingServiceStub, 
         ),
         ({"prices": [usd(100), usd(200)]}, "products[1].prices[1].currency_code"),
         ({"prices": [usd(100), eur(-1)]}, "products[1].prices[1].amount_minor"),
+        # What Postgres can't store (NUL) or a field must not hold; amounts and weights past their caps.
+        ({"sku": "SKU-1\n"}, "products[1].sku"),
+        ({"name": "Bad\x00"}, "products[1].name"),
+        ({"name": "x" * 201}, "products[1].name"),
+        ({"category": "gadg\x00ets"}, "products[1].category"),
+        ({"brand": "\x1b[31mAcme"}, "products[1].brand"),
+        ({"weight_grams": 2**62}, "products[1].weight_grams"),
+        ({"prices": [usd(100), eur(2**63 - 1)]}, "products[1].prices[1].amount_minor"),
     ],
 )
 async def test_upsert_refuses_bad_fields_and_writes_nothing(
@@ -265,6 +273,8 @@ async def test_calculate_tax_unlisted_country_is_untaxed(pricing_stub: PricingSe
         ({"lines": [pb.TaxLine(sku="A", tax_class="standard", amount=eur(1))]}, "lines[0].amount.currency_code"),
         ({"lines": [pb.TaxLine(sku="A", tax_class="standard", amount=usd(-1))]}, "lines[0].amount.amount_minor"),
         ({"shipping_total": eur(499)}, "shipping_total.currency_code"),
+        ({"lines": [pb.TaxLine(sku="A", tax_class="standard", amount=usd(2**63 - 1))]}, "lines[0].amount.amount_minor"),
+        ({"shipping_total": usd(2**62)}, "shipping_total.amount_minor"),
     ],
 )
 async def test_calculate_tax_refuses_bad_fields(
@@ -375,6 +385,8 @@ async def test_quote_order_reports_missing_skus_without_totals(
         ({"currency_code": "??"}, "currency_code"),
         ({"destination": address_pb2.Address()}, "destination.country_code"),
         ({"parcels": [pb.Parcel(origin=address("US"), weight_grams=-5)]}, "parcels[0].weight_grams"),
+        ({"parcels": [pb.Parcel(origin=address("US"), weight_grams=2**62)]}, "parcels[0].weight_grams"),
+        ({"destination": address("US\n")}, "destination.country_code"),
     ],
 )  # fmt: skip
 async def test_quote_order_refuses_bad_fields(
@@ -389,3 +401,21 @@ async def test_quote_order_refuses_bad_fields(
     }
     values.update(changes)
     await expect_invalid(pricing_stub.QuoteOrder(pb.QuoteOrderRequest(**values), metadata=bearer(service_token)), field)
+
+
+async def test_quote_order_refuses_totals_no_payment_could_carry(
+    pricing_stub: PricingServiceStub, admin_token: str, service_token: str
+) -> None:
+    """A thousand lines of a million units at the highest price: the tax passed int64 and came back INTERNAL."""
+    sku = unique("SKU")
+    await pricing_stub.UpsertProducts(
+        pb.UpsertProductsRequest(products=[product(sku, usd(99_999_999_999))]), metadata=bearer(admin_token)
+    )
+    request = pb.QuoteOrderRequest(
+        lines=[pb.QuoteOrderLine(sku=sku, quantity=1_000_000)] * 1000,
+        parcels=[pb.Parcel(warehouse_id="wh", origin=address("US"), weight_grams=100)],
+        destination=address("US"),
+        shipping_method="standard",
+        currency_code="USD",
+    )
+    await expect_invalid(pricing_stub.QuoteOrder(request, metadata=bearer(service_token)), "lines")
