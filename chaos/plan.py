@@ -86,21 +86,27 @@ def _first_fire(rule: str, point: str, seed: int, horizon: int) -> int | None:
 
 
 def _crash(point: str, seed: int, checkouts: int) -> str:
-    """A crash rule at ``point`` that first fires late in a process's life.
+    """A crash rule at ``point`` whose first crash falls late in a process's life, but within the run.
 
     ``#1`` bounds a rule per process, and every restarted process draws the same sequence again (the
     generator is seeded by the seed and the point), so a crash on an early pass would come back in every
-    new process, a crash loop the run never meant. The draws are known in advance, so the probability is
-    lowered until the first crash falls after a quarter of the run's passes: a handful of crashes per rule.
+    new process, a crash loop the run never meant. The draws are known in advance, and the pass of the
+    first crash only moves later as the probability drops, so the probability is searched (bisection on
+    its logarithm) for a first crash between an eighth and half of the run's passes.
     """
-    probability = 8 / max(checkouts, 1)
-    rule = f"{point}=crash@{probability:.4g}#1"
-    for _ in range(12):
-        rule = f"{point}=crash@{probability:.4g}#1"
+    low, high = checkouts // 8, max(checkouts // 2, 1)
+    lo, hi = -9.0, 0.0  # log10 of the probability
+    rule = f"{point}=crash@1e-09#1"
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        rule = f"{point}=crash@{10**mid:.4g}#1"
         first = _first_fire(rule, point, seed, checkouts)
-        if first is None or first >= checkouts // 4:
+        if first is not None and low <= first <= high:
             return rule
-        probability /= 2
+        if first is None or first > high:
+            lo = mid  # too rare: more likely
+        else:
+            hi = mid  # too early: less likely
     return rule
 
 
