@@ -1,14 +1,14 @@
 """Plain protobuf <-> domain conversions of the shared ``kassa.common.v1`` types and timestamps.
 
-The plain converters check nothing. ``checked_currency`` and ``money_in_currency`` are the
-validating variants for request input: they refuse a bad currency or amount with an
-``InvalidArgument`` naming the request field. Only ``service/`` and ``adapter/`` code imports
-this module (it pulls in the generated code).
+The plain converters check nothing. ``checked_currency``, ``money_in_currency`` and
+``checked_datetime`` are the validating variants for request input: they refuse a bad currency,
+amount or timestamp with an ``InvalidArgument`` naming the request field. Only ``service/`` and
+``adapter/`` code imports this module (it pulls in the generated code).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,6 +23,7 @@ __all__ = [
     "address_from_pb",
     "address_to_pb",
     "checked_currency",
+    "checked_datetime",
     "money_from_pb",
     "money_in_currency",
     "money_to_pb",
@@ -106,3 +107,16 @@ def money_in_currency(field: str, pb: money_pb2.Money, currency_code: str) -> Mo
         raise InvalidArgument(f"{field}.currency_code", "is required")
     check_amount(f"{field}.amount_minor", pb.amount_minor)
     return money_from_pb(pb, default_currency=currency_code)
+
+
+# Timestamp's own range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, the range datetime holds.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+
+
+def checked_datetime(field: str, ts: Timestamp) -> datetime:
+    """The aware UTC datetime of a request Timestamp; one outside the Timestamp range (which ``ToDatetime``
+    raises ValueError for) is InvalidArgument naming ``field``."""
+    if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos <= 999_999_999:
+        raise InvalidArgument(field, "must be a timestamp between 0001-01-01 and 9999-12-31")
+    return ts.ToDatetime(tzinfo=UTC)

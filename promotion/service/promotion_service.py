@@ -23,6 +23,7 @@ from promotion.service.validation import (
     PB_TYPES,
     cart_from_pb,
     check_codes,
+    check_customer,
     check_reference,
     promotion_from_pb,
 )
@@ -90,9 +91,8 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
         require_privileged()
         cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
         codes = check_codes(request.codes)
-        result = await validate_promotions(
-            self._repo, self._clock, codes=codes, cart=cart, customer_id=request.customer_id
-        )
+        customer_id = check_customer("customer_id", request.customer_id, required=False)
+        result = await validate_promotions(self._repo, self._clock, codes=codes, cart=cart, customer_id=customer_id)
         return promotion_service_pb2.ValidatePromotionsResponse(
             applied=[_applied_pb(a) for a in result.applied],
             rejected=[
@@ -108,8 +108,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     ) -> promotion_service_pb2.ReservePromotionUsageResponse:
         _require_service()
         ref = check_reference("reservation_ref", request.reservation_ref)
-        if not request.customer_id.strip():
-            raise InvalidArgument("customer_id", "is required")
+        check_customer("customer_id", request.customer_id, required=True)
         cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
         codes = check_codes(request.codes)
         reservation = await reserve_promotion_usage(

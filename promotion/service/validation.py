@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC
 
 from infra.errors import InvalidArgument
-from infra.pb import checked_currency, money_in_currency
+from infra.pb import checked_currency, checked_datetime, money_in_currency
+from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_text
 from kassa.common.v1 import money_pb2
 from kassa.promotion.v1 import promotion_pb2
 from promotion.model.promotion import Cart, CartLine, Conditions, Promotion, PromotionType
@@ -17,6 +17,7 @@ __all__ = [
     "MAX_LINES",
     "cart_from_pb",
     "check_codes",
+    "check_customer",
     "check_reference",
     "promotion_from_pb",
 ]
@@ -24,10 +25,12 @@ __all__ = [
 MAX_CODES = 10
 MAX_LINES = 1000
 MAX_QUANTITY = 1_000_000
-_CODE = re.compile(r"^[A-Z0-9_-]{3,32}$")
-_SKU = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CODE = re.compile(r"[A-Z0-9_-]{3,32}")
+_SKU = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _REF_MAX = 128
 _LABEL_MAX = 128
+_NAME_MAX = 200
+_CUSTOMER_MAX = 255
 
 PB_TYPES: dict[int, PromotionType] = {
     promotion_pb2.PROMOTION_TYPE_PERCENTAGE: PromotionType.PERCENTAGE,
@@ -38,11 +41,11 @@ PB_TYPES: dict[int, PromotionType] = {
 
 
 def check_reference(field: str, ref: str) -> str:
-    if not ref.strip():
-        raise InvalidArgument(field, "is required")
-    if len(ref) > _REF_MAX:
-        raise InvalidArgument(field, f"at most {_REF_MAX} characters")
-    return ref
+    return check_text(field, ref, max_length=_REF_MAX, required=True)
+
+
+def check_customer(field: str, customer_id: str, *, required: bool) -> str:
+    return check_text(field, customer_id, max_length=_CUSTOMER_MAX, required=required)
 
 
 def check_codes(codes: Sequence[str]) -> list[str]:
@@ -53,6 +56,7 @@ def check_codes(codes: Sequence[str]) -> list[str]:
             raise InvalidArgument(f"codes[{i}]", "must not be empty")
         if len(code.strip()) > 64:
             raise InvalidArgument(f"codes[{i}]", "at most 64 characters")
+        check_text(f"codes[{i}]", code, max_length=len(code))
     return list(codes)
 
 
@@ -63,12 +67,19 @@ def cart_from_pb(
     if len(lines) > MAX_LINES:
         raise InvalidArgument("lines", f"at most {MAX_LINES} lines")
     cart_lines: list[CartLine] = []
+    subtotal = 0
     for i, line in enumerate(lines):
-        if not _SKU.match(line.sku):
+        if not _SKU.fullmatch(line.sku):
             raise InvalidArgument(f"lines[{i}].sku", "must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        check_text(f"lines[{i}].category", line.category, max_length=_LABEL_MAX)
+        check_text(f"lines[{i}].brand", line.brand, max_length=_LABEL_MAX)
         if not 1 <= line.quantity <= MAX_QUANTITY:
             raise InvalidArgument(f"lines[{i}].quantity", f"must be between 1 and {MAX_QUANTITY}")
         price = money_in_currency(f"lines[{i}].unit_price", line.unit_price, currency)
+        # Discounts are shares of these: bounded here, no total computed from them passes int64.
+        subtotal += price.amount_minor * line.quantity
+        if subtotal > MAX_AMOUNT_MINOR:
+            raise InvalidArgument(f"lines[{i}]", f"the cart's subtotal passes {MAX_AMOUNT_MINOR:,} minor units")
         cart_lines.append(CartLine(line.sku, line.category, line.brand, line.quantity, price))
     shipping = money_in_currency("shipping_total", shipping_total, currency)
     return Cart(currency, tuple(cart_lines), shipping)
@@ -78,7 +89,8 @@ def _labels(field: str, values: Sequence[str], pattern: re.Pattern[str] | None =
     for i, value in enumerate(values):
         if not value.strip() or len(value) > _LABEL_MAX:
             raise InvalidArgument(f"{field}[{i}]", f"must be 1-{_LABEL_MAX} characters")
-        if pattern is not None and not pattern.match(value):
+        check_text(f"{field}[{i}]", value, max_length=_LABEL_MAX)
+        if pattern is not None and not pattern.fullmatch(value):
             raise InvalidArgument(f"{field}[{i}]", "is not a valid sku")
     return frozenset(v.strip() for v in values)
 
@@ -87,11 +99,9 @@ def promotion_from_pb(p: promotion_pb2.Promotion) -> Promotion:
     """A new promotion from CreatePromotion; ids and counters are the server's."""
     f = "promotion"
     code = p.code.strip().upper()
-    if not _CODE.match(code):
+    if not _CODE.fullmatch(code):
         raise InvalidArgument(f"{f}.code", "must be 3-32 characters of A-Z 0-9 _ -")
-    name = p.name.strip()
-    if not name:
-        raise InvalidArgument(f"{f}.name", "must not be empty")
+    name = check_text(f"{f}.name", p.name, max_length=_NAME_MAX, required=True).strip()
     kind = PB_TYPES.get(p.type)
     if kind is None:
         raise InvalidArgument(f"{f}.type", "must be PERCENTAGE, FIXED_AMOUNT, FREE_SHIPPING or BUY_X_GET_Y")
@@ -110,15 +120,13 @@ def promotion_from_pb(p: promotion_pb2.Promotion) -> Promotion:
         off_currency = checked_currency(f"{f}.amount_off.currency_code", p.amount_off.currency_code)
         if currency and off_currency != currency:
             raise InvalidArgument(f"{f}.amount_off.currency_code", f"must match promotion.currency_code {currency}")
-        if p.amount_off.amount_minor <= 0:
-            raise InvalidArgument(f"{f}.amount_off.amount_minor", "must be positive")
+        check_amount(f"{f}.amount_off.amount_minor", p.amount_off.amount_minor, positive=True)
         currency, amount_off = off_currency, p.amount_off.amount_minor
     elif p.amount_off.amount_minor or p.amount_off.currency_code:
         raise InvalidArgument(f"{f}.amount_off", "is only for FIXED_AMOUNT promotions")
 
     min_subtotal = 0
-    if p.min_subtotal.amount_minor < 0:
-        raise InvalidArgument(f"{f}.min_subtotal.amount_minor", "must not be negative")
+    check_amount(f"{f}.min_subtotal.amount_minor", p.min_subtotal.amount_minor)
     if p.min_subtotal.amount_minor > 0:
         min_currency = checked_currency(f"{f}.min_subtotal.currency_code", p.min_subtotal.currency_code)
         if currency and min_currency != currency:
@@ -130,8 +138,8 @@ def promotion_from_pb(p: promotion_pb2.Promotion) -> Promotion:
     if p.usage_limit_per_customer < 0:
         raise InvalidArgument(f"{f}.usage_limit_per_customer", "must not be negative (0 means unlimited)")
 
-    starts_at = p.starts_at.ToDatetime(tzinfo=UTC) if p.HasField("starts_at") else None
-    ends_at = p.ends_at.ToDatetime(tzinfo=UTC) if p.HasField("ends_at") else None
+    starts_at = checked_datetime(f"{f}.starts_at", p.starts_at) if p.HasField("starts_at") else None
+    ends_at = checked_datetime(f"{f}.ends_at", p.ends_at) if p.HasField("ends_at") else None
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         raise InvalidArgument(f"{f}.ends_at", "must be after promotion.starts_at")
 

@@ -5,11 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from infra.address import Address
 from infra.errors import InvalidArgument
 from infra.money import Money
-from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_in_currency, money_to_pb, timestamp_to_pb
+from infra.pb import (
+    address_from_pb,
+    address_to_pb,
+    checked_datetime,
+    money_from_pb,
+    money_in_currency,
+    money_to_pb,
+    timestamp_to_pb,
+)
 from infra.validation import MAX_AMOUNT_MINOR
 from kassa.common.v1 import address_pb2, money_pb2
 
@@ -64,3 +73,12 @@ def test_money_in_currency_refuses_amounts_no_payment_carries() -> None:
         with pytest.raises(InvalidArgument) as err:
             money_in_currency("lines[0].amount", money_pb2.Money(currency_code="USD", amount_minor=amount), "USD")
         assert err.value.field == "lines[0].amount.amount_minor"
+
+
+def test_checked_datetime_refuses_what_timestamp_cannot_hold() -> None:
+    assert checked_datetime("starts_at", Timestamp(seconds=0)) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert checked_datetime("starts_at", Timestamp(seconds=253_402_300_799, nanos=999_999_999)).year == 9999
+    for bad in (Timestamp(seconds=2**62), Timestamp(seconds=-62_135_596_801), Timestamp(seconds=1, nanos=-1)):
+        with pytest.raises(InvalidArgument) as err:
+            checked_datetime("promotion.starts_at", bad)
+        assert err.value.field == "promotion.starts_at"

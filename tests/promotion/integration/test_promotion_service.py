@@ -130,6 +130,21 @@ NOW = datetime.now(UTC)
         ({"min_subtotal": money_pb2.Money(amount_minor=100)}, "promotion.min_subtotal.currency_code"),
         ({"starts_at": ts(NOW), "ends_at": ts(NOW - timedelta(days=1))}, "promotion.ends_at"),
         ({"conditions": ppb.PromotionConditions(skus=["ok", "not ok"])}, "promotion.conditions.skus[1]"),
+        # Control characters (a NUL came back INTERNAL), amounts past MAX_AMOUNT_MINOR, timestamps past
+        # 9999-12-31 (ToDatetime raised ValueError: INTERNAL).
+        ({"name": "Ten off\x00"}, "promotion.name"),
+        ({"name": "x" * 201}, "promotion.name"),
+        ({"conditions": ppb.PromotionConditions(categories=["toys\x00"])}, "promotion.conditions.categories[0]"),
+        ({"conditions": ppb.PromotionConditions(brands=["\x1bAcme"])}, "promotion.conditions.brands[0]"),
+        ({"conditions": ppb.PromotionConditions(skus=["SKU-1\n"])}, "promotion.conditions.skus[0]"),
+        (
+            {"type": ppb.PROMOTION_TYPE_FIXED_AMOUNT, "percent_off": 0, "amount_off": usd(2**63 - 1)},
+            "promotion.amount_off.amount_minor",
+        ),
+        ({"min_subtotal": usd(2**62)}, "promotion.min_subtotal.amount_minor"),
+        ({"starts_at": timestamp_pb2.Timestamp(seconds=2**62)}, "promotion.starts_at"),
+        ({"ends_at": timestamp_pb2.Timestamp(seconds=-(2**40))}, "promotion.ends_at"),
+        ({"ends_at": timestamp_pb2.Timestamp(seconds=1, nanos=-1)}, "promotion.ends_at"),
     ],
 )
 async def test_create_promotion_names_the_bad_field(
@@ -217,6 +232,15 @@ async def test_validate_reports_exhausted(
             "lines[0].unit_price.currency_code",
         ),
         ({"shipping_total": money_pb2.Money(currency_code="EUR", amount_minor=1)}, "shipping_total.currency_code"),
+        ({"codes": ["OK\x00"]}, "codes[0]"),
+        ({"customer_id": "cust\x00"}, "customer_id"),
+        ({"lines": [ppb.PromotionLine(sku="A\n", quantity=1, unit_price=usd(1))]}, "lines[0].sku"),
+        ({"lines": [ppb.PromotionLine(sku="A", category="t\x00", quantity=1, unit_price=usd(1))]}, "lines[0].category"),
+        (
+            {"lines": [ppb.PromotionLine(sku="A", quantity=1, unit_price=usd(2**63 - 1))]},
+            "lines[0].unit_price.amount_minor",
+        ),
+        ({"lines": [ppb.PromotionLine(sku="A", quantity=1_000_000, unit_price=usd(99_999_999_999))]}, "lines[0]"),
     ],
 )
 async def test_validate_names_the_bad_field(
@@ -360,7 +384,12 @@ async def test_an_invalid_code_fails_the_whole_reservation(
 
 @pytest.mark.parametrize(
     ("changes", "field"),
-    [({"reservation_ref": ""}, "reservation_ref"), ({"customer_id": ""}, "customer_id")],
+    [
+        ({"reservation_ref": ""}, "reservation_ref"),
+        ({"customer_id": ""}, "customer_id"),
+        ({"reservation_ref": "ref\x00"}, "reservation_ref"),
+        ({"customer_id": "cust\x00"}, "customer_id"),
+    ],
 )
 async def test_reserve_names_the_bad_field(
     promotion_stub: PromotionServiceStub, service_token: str, changes: dict[str, Any], field: str
