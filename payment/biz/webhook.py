@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from functools import partial
 
 from infra.errors import InvalidArgument
+from infra.validation import text_problem
 from payment.biz.ports import PaymentProvider, PaymentRepo
 from payment.biz.reconcile import cancel_if_orphaned
 from payment.model.payment import Attempt, Payment, PaymentStatus, Transition
@@ -47,6 +48,7 @@ async def handle_webhook(
     if provider is None:
         raise InvalidArgument("provider", f"unknown payment provider {provider_name!r}")
     event = provider.parse_event(payload, signature)
+    _check_storable(event)
     payment_id: uuid.UUID | None = None
     if event.intent is not None:
         try:
@@ -60,6 +62,36 @@ async def handle_webhook(
         except ProviderError as exc:
             log.warning("could not cancel intent %s after a late authorization: %s", event.intent.intent_id, exc)
     return event.event_id, duplicate
+
+
+_MAX_ID = 255
+
+
+def _check_storable(event: ProviderEvent) -> None:
+    """Refuse (INVALID_ARGUMENT naming payload) an event whose values Postgres can't hold or the payment
+    must not take: ids with control characters or longer than any provider's (a NUL in text or jsonb, a
+    unique-index entry too long to index: INTERNAL), texts with a NUL, negative amounts (the checks on
+    payments would refuse the update: INTERNAL). The signature proved who sent it, not that it is sane."""
+    ids = {"id": event.event_id, "type": event.raw_type}
+    texts: dict[str, str] = {}
+    amounts: dict[str, int] = {}
+    if event.intent is not None:
+        intent = event.intent
+        ids["payment intent id"] = intent.intent_id
+        texts = {"failure code": intent.failure_code or "", "failure message": intent.failure_message or "",
+                 "next action url": intent.next_action_url or "",
+                 **{f"metadata {k!r}": f"{k}{v}" for k, v in intent.metadata.items()}}  # fmt: skip
+        amounts = {"amount received": intent.amount_received, "amount refunded": intent.amount_refunded}
+    for name, value in ids.items():
+        problem = "is longer than 255 characters" if len(value) > _MAX_ID else text_problem(value)
+        if problem:
+            raise InvalidArgument("payload", f"the event's {name} {problem}")
+    for name, value in texts.items():
+        if "\x00" in value:
+            raise InvalidArgument("payload", f"the event's {name} must not contain NUL")
+    for name, amount in amounts.items():
+        if amount < 0:
+            raise InvalidArgument("payload", f"the event's {name} must not be negative")
 
 
 def plan_for(event: ProviderEvent, payment: Payment) -> Transition | None:

@@ -9,6 +9,7 @@ from infra.auth import require_privileged
 from infra.errors import InvalidArgument
 from infra.money import Money, validate_currency
 from infra.pb import money_from_pb, money_to_pb, timestamp_to_pb
+from infra.validation import MAX_AMOUNT_MINOR, check_text
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 from payment.biz.authorize import AuthorizeCommand, authorize_payment
@@ -24,7 +25,7 @@ from payment.model.payment import Payment, PaymentStatus, payment_method_error
 __all__ = ["PaymentService"]
 
 _MAX_TEXT = 255
-_MAX_AMOUNT = 99_999_999_999
+_MAX_AMOUNT = MAX_AMOUNT_MINOR
 _MAX_PAYLOAD = 256 * 1024
 
 PS = payment_pb2.PaymentStatus
@@ -50,9 +51,7 @@ def _text(value: str, field: str, *, required: bool = True) -> str:
     value = value.strip()
     if required and not value:
         raise InvalidArgument(field, "is required")
-    if len(value) > _MAX_TEXT:
-        raise InvalidArgument(field, f"must be at most {_MAX_TEXT} characters")
-    return value
+    return check_text(field, value, max_length=_MAX_TEXT)
 
 
 def _uuid(value: str, field: str) -> uuid.UUID:
@@ -112,6 +111,8 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             raise InvalidArgument("payment_method", problem)
         if not request.HasField("amount"):
             raise InvalidArgument("amount", "is required")
+        check_text("payment_method", method, max_length=_MAX_TEXT)
+        _text(request.customer_email, "customer_email", required=False)  # not stored, but never garbage
         return_url = _text(request.return_url, "return_url", required=False)
         if return_url and not return_url.startswith(("https://", "http://")):
             raise InvalidArgument("return_url", "must be an http(s) URL")

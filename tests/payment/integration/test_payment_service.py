@@ -281,7 +281,12 @@ async def test_card_number_is_refused_before_anything_is_written(
     [({"idempotency_key": " "}, "idempotency_key"), ({"order_ref": ""}, "order_ref"),
      ({"amount": money_pb2.Money(currency_code="USD", amount_minor=0)}, "amount.amount_minor"),
      ({"amount": money_pb2.Money(currency_code="usd", amount_minor=100)}, "amount.currency_code"),
-     ({"payment_method": "paypal"}, "payment_method"), ({"return_url": "javascript:alert(1)"}, "return_url")],
+     ({"payment_method": "paypal"}, "payment_method"), ({"return_url": "javascript:alert(1)"}, "return_url"),
+     # Control characters (a NUL reached Postgres: INTERNAL) in anything stored or passed on.
+     ({"idempotency_key": "key\x00"}, "idempotency_key"), ({"order_ref": "ord\x00"}, "order_ref"),
+     ({"customer_id": "cust\x00"}, "customer_id"), ({"payment_method": "tok_visa\x00"}, "payment_method"),
+     ({"customer_email": "ada\x00@example.com"}, "customer_email"),
+     ({"return_url": "https://shop.example.com/\x00"}, "return_url")],
 )  # fmt: skip
 async def test_invalid_authorize_names_the_field(client: Client, change: dict[str, Any], field: str) -> None:
     request = _authorize()
@@ -527,3 +532,33 @@ async def test_events_reach_jetstream(client: Client, payment_settings: Settings
         assert msg.headers["Nats-Msg-Id"] == found["event_id"]
     finally:
         await nc.close()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"id": "evt_\x00", "type": "payment_intent.canceled"},
+        {"id": "evt_" + "x" * 3000, "type": "payment_intent.canceled"},
+        {"id": "evt_1", "type": "payment_intent.\x00"},
+        {"id": "evt_2", "type": "payment_intent.canceled",
+         "data": {"object": {"id": "pi_\x00", "object": "payment_intent"}}},
+        {"id": "evt_3", "type": "payment_intent.payment_failed",
+         "data": {"object": {"id": "pi_1", "object": "payment_intent", "last_payment_error": {"message": "no\x00"}}}},
+        {"id": "evt_4", "type": "payment_intent.succeeded",
+         "data": {"object": {"id": "pi_1", "object": "payment_intent", "status": "succeeded", "amount_received": -5}}},
+    ],
+)  # fmt: skip
+async def test_a_signed_event_postgres_cannot_hold_is_refused_naming_payload(
+    client: Client, settings: Settings, event: dict[str, Any]
+) -> None:
+    """The signature proves who sent it, not that its ids and texts are storable (a NUL event id was a 500)."""
+    payment = await client.authorize(_authorize())
+    obj = event.get("data", {}).get("object")
+    if obj is not None:
+        obj["metadata"] = {"payment_id": payment.payment_id}
+    body = json.dumps({**event, "id": event["id"].replace("evt_", f"evt_{secrets.token_hex(4)}", 1)}).encode()
+    info = await _expect_error(
+        client.webhook(body, sign(settings.webhook_secret, body)), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert info.metadata["field"] == "payload"
+    assert (await client.get(payment.payment_id)).status == payment.status
