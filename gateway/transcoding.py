@@ -20,7 +20,7 @@ from google.protobuf.message_factory import GetMessageClass
 from gateway.routing import Route
 from infra import errors
 
-__all__ = ["IDEMPOTENCY_FIELD", "RequestParts", "build_request", "render"]
+__all__ = ["BODY_FIELD", "IDEMPOTENCY_FIELD", "RequestParts", "build_request", "render"]
 
 IDEMPOTENCY_FIELD = "idempotency_key"
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -61,7 +61,7 @@ def build_request(route: Route, parts: RequestParts) -> message.Message:
         _parse_into(data, msg)
     if query:
         if route.body == "*":
-            raise errors.InvalidArgument(query[0][0], "query parameters are not accepted on this route")
+            raise errors.InvalidArgument(_shown(query[0][0]), "query parameters are not accepted on this route")
         _merge(_nest(desc, query, source="query parameter"), msg)
     if parts.path_params:
         _merge(_nest(desc, parts.path_params.items(), source="path variable"), msg)
@@ -78,15 +78,19 @@ def render(msg: message.Message) -> dict[str, Any]:
     return json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
 
 
+# What an INVALID_ARGUMENT names when the fault is the body as a whole (not JSON, not an object).
+BODY_FIELD = "body"
+
+
 def _load_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise errors.DomainError(f"malformed JSON body: {exc}") from exc
+        raise errors.InvalidArgument(BODY_FIELD, f"malformed JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise errors.DomainError("the JSON body must be an object")
+        raise errors.InvalidArgument(BODY_FIELD, "must be a JSON object")
     return data
 
 
@@ -106,7 +110,7 @@ def _nest(desc: descriptor.Descriptor, items: Iterable[tuple[str, str]], *, sour
         for i, segment in enumerate(segments):
             fd = _field(current_desc, segment)
             if fd is None:
-                raise errors.InvalidArgument(".".join([*path, segment]), f"unknown {source}")
+                raise errors.InvalidArgument(".".join([*path, _shown(segment)]), f"unknown {source}")
             path.append(fd.name)
             last = i == len(segments) - 1
             if last:
@@ -167,7 +171,7 @@ def _locate(data: dict[str, Any], desc: descriptor.Descriptor, path: str) -> tup
     for key, value in data.items():
         fd = _field(desc, key)
         if fd is None:
-            return _join(path, key), "unknown field"
+            return _join(path, _shown(key)), "unknown field"
         field_path = _join(path, fd.name)
         error = _parse_error({key: value}, cls)
         if error is None:
@@ -224,3 +228,8 @@ def _is_well_known(desc: descriptor.Descriptor) -> bool:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def _shown(name: str) -> str:
+    """A name the client sent, as the ``field`` of a refusal: an empty one must still name something."""
+    return name if name.strip() else json.dumps(name)

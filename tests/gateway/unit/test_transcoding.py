@@ -94,11 +94,31 @@ def test_a_wrong_type_is_refused_naming_the_field() -> None:
     assert field_of(exc) == "quantity"
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe\x00"])
-def test_malformed_json_is_invalid_argument(body: bytes) -> None:
-    with pytest.raises(errors.DomainError) as exc:
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[1, 2]", b'"text"', b"\xff\xfe\x00", b"[" * 100_000, b'{"a":' * 100_000, b"null"]
+)
+def test_malformed_json_is_invalid_argument_naming_the_body(body: bytes) -> None:
+    with pytest.raises(errors.InvalidArgument) as exc:
         build("POST", "/v1/carts", body)
     assert exc.value.reason == "INVALID_ARGUMENT"
+    assert field_of(exc) == "body"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "query", "field"),
+    [
+        ("POST", "/v1/carts", b'{"": 1}', [], '""'),
+        ("PUT", "/v1/checkout/state", b'{"shippingAddress": {" ": 1}}', [], 'shipping_address." "'),
+        ("GET", "/v1/orders", b"", [("", "x")], '""'),
+        ("POST", "/v1/carts", b"{}", [("", "x")], '""'),
+    ],
+)
+def test_an_empty_name_is_still_named(
+    method: str, path: str, body: bytes, query: list[tuple[str, str]], field: str
+) -> None:
+    with pytest.raises(errors.InvalidArgument) as exc:
+        build(method, path, body, query=query)
+    assert field_of(exc) == field
 
 
 @pytest.mark.parametrize(
