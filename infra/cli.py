@@ -27,7 +27,7 @@ import grpc
 
 from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
-from infra.config import ConfigError, Settings
+from infra.config import DEVELOPMENT, ConfigError, Settings
 from infra.localstack import LocalStack, LocalStackError, StackEndpoints
 from infra.mesh import MESH_ORDER, Mesh, MeshError, RestartPolicy, mesh_env
 
@@ -159,7 +159,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     external = external_endpoints(os.environ)
     try:
-        settings = Settings.from_env()
+        settings = _local_settings()
+        settings.require_safe_secrets()
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
     data_dir = Path(args.data_dir).expanduser().absolute()
@@ -182,6 +183,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 {name: _port(addr) for name, addr in settings.addrs.items()},
                 jwt_secret=settings.jwt_secret,
                 webhook_secret=settings.webhook_secret,
+                service_secret=settings.service_secret,
+                environment=settings.environment,
                 data_dir=data_dir,
             )
             mesh = Mesh(env, log_dir, log=_print_flushed, restart_policy=RestartPolicy())
@@ -237,7 +240,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     """Create or refresh the demo catalog on a running mesh."""
     from infra.seed import seed
 
-    env = dict(os.environ)
+    env = _local_env()
     for name in ("warehouse", "pricing", "promotion"):
         value = getattr(args, f"{name}_addr")
         if value:
@@ -255,9 +258,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.ttl <= 0:
         raise CliError("--ttl must be a positive number of seconds")
     try:
-        settings = Settings.from_env()
+        settings = _local_settings()
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
+    if not settings.jwt_secret:
+        raise CliError("KASSA_JWT_SECRET is not set (KASSA_ENV=development signs with the development secret)")
     token = mint_token(
         settings.jwt_secret,
         args.subject,
@@ -268,6 +273,19 @@ def cmd_token(args: argparse.Namespace) -> int:
     )
     print(token)
     return 0
+
+
+def _local_env() -> dict[str, str]:
+    """The environment for commands that run or serve the local mesh: development mode unless KASSA_ENV is set.
+
+    These commands only sign (tokens, the seed's admin calls) or start a development mesh; what they sign with
+    a development secret no production service accepts, since production refuses to start with one.
+    """
+    return {"KASSA_ENV": DEVELOPMENT, **os.environ}
+
+
+def _local_settings() -> Settings:
+    return Settings.from_env(_local_env())
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

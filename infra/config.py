@@ -2,14 +2,33 @@
 
 Nothing here is read at import time: ``Settings.from_env()`` is called by each
 entry point, and a service refuses to start when something it needs is missing.
+
+Production is the default mode (``KASSA_ENV`` unset). Development mode is chosen
+explicitly (``KASSA_ENV=development``): the local stack (``infra.mesh.mesh_env``)
+and the tests do, and only there do unset secrets fall back to the public
+development values below. In production :meth:`Settings.require` refuses to start
+with a secret that is missing, shorter than :data:`MIN_SECRET_BYTES`, one of the
+values written in this repository, or shared between customer and service tokens.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_ADDRS", "ConfigError", "Settings"]
+__all__ = [
+    "DEFAULT_ADDRS",
+    "DEVELOPMENT",
+    "DEV_JWT_SECRET",
+    "DEV_SERVICE_SECRET",
+    "DEV_WEBHOOK_SECRET",
+    "MIN_SECRET_BYTES",
+    "PRODUCTION",
+    "ConfigError",
+    "Settings",
+    "secret_problem",
+]
 
 # Default loopback addresses (DESIGN.md §2); each overridable by KASSA_<NAME>_ADDR.
 DEFAULT_ADDRS: dict[str, str] = {
@@ -23,9 +42,41 @@ DEFAULT_ADDRS: dict[str, str] = {
     "sandbox": "127.0.0.1:8090",
 }
 
-# Local-only default; `Settings.require_production_safe` refuses it outside development.
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+
+# Development-only values: public (they are in this file), so production refuses them.
 DEV_JWT_SECRET = "kassa-local-development-secret-change-me"
+DEV_SERVICE_SECRET = "kassa-local-development-service-secret-change-me"
 DEV_WEBHOOK_SECRET = "whsec_kassa_sandbox_local"
+
+# HS256 wants a key at least as long as its hash (RFC 7518 §3.2); a webhook HMAC the same.
+MIN_SECRET_BYTES = 32
+# Values that appear in this repository (defaults, docs, tests) beside the DEV_ ones above; a production
+# secret must be none of them. tests/security/test_secrets.py scans the repository so a new one can't slip by.
+_COMMITTED_SECRETS = frozenset(
+    {
+        DEV_JWT_SECRET,
+        DEV_SERVICE_SECRET,
+        DEV_WEBHOOK_SECRET,
+    }
+)
+# Words no random secret contains (5+ letters: a random base64 secret holds one by chance about once in a
+# million): a value with one of them was written by a person, for an example or a test.
+_HUMAN_WORDS = ("secret", "change", "example", "password", "kassa", "sandbox", "development", "default")
+# A random secret of 32+ bytes uses many different characters; "aaaa…" or "12121212…" does not.
+_MIN_DISTINCT_CHARS = 8
+# The secrets, as (Settings field, environment variable).
+_SECRETS = (
+    ("jwt_secret", "KASSA_JWT_SECRET"),
+    ("jwt_secret_previous", "KASSA_JWT_SECRET_PREVIOUS"),
+    ("service_secret", "KASSA_SERVICE_SECRET"),
+    ("service_secret_previous", "KASSA_SERVICE_SECRET_PREVIOUS"),
+    ("webhook_secret", "KASSA_WEBHOOK_SECRET"),
+    ("webhook_secret_previous", "KASSA_WEBHOOK_SECRET_PREVIOUS"),
+)
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+_NEW_SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
 class ConfigError(RuntimeError):
@@ -42,18 +93,44 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def secret_problem(value: str) -> str | None:
+    """Why ``value`` can't be a production secret, or None when it can."""
+    lowered = value.lower()
+    if value in _COMMITTED_SECRETS:
+        return "is a development value committed in the Kassa repository"
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    word = next((w for w in _HUMAN_WORDS if w in lowered), None)
+    if word is not None:
+        return f"contains the word {word!r}: an example or test value, not a random secret"
+    if len(set(value)) < _MIN_DISTINCT_CHARS:
+        return f"uses fewer than {_MIN_DISTINCT_CHARS} different characters"
+    return None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
     redis_url: str | None
     nats_url: str | None
     addrs: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ADDRS))
-    jwt_secret: str = DEV_JWT_SECRET
+    # Secrets: empty when unset in production (where require() refuses to start without them); in development
+    # the DEV_ values. Each *_previous is the value being rotated out: still accepted, never used to sign.
+    # Customer tokens: HS256 with jwt_secret, or the identity provider's keys from jwt_jwks_url when set.
+    jwt_secret: str = ""
+    jwt_secret_previous: str = ""
     jwt_jwks_url: str | None = None
+    jwt_jwks_ttl_seconds: int = 300
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # The customer-token claim that makes an admin: "admin" as its value or in its list (a.b for nested claims).
+    jwt_admin_claim: str = "role"
+    # Service tokens (what Kassa's processes send each other): HS256 with a key of their own, never a customer's.
+    service_secret: str = ""
+    service_secret_previous: str = ""
     sandbox_url: str = "http://127.0.0.1:8090"
-    webhook_secret: str = DEV_WEBHOOK_SECRET
+    webhook_secret: str = ""
+    webhook_secret_previous: str = ""
     # KASSA_PAYMENT_PROVIDERS: "name=url,name=url", the primary first; new authorizations fall back to the
     # next provider whose circuit breaker is closed. Empty: one provider, "sandbox" at sandbox_url.
     payment_providers: str = ""
@@ -86,11 +163,18 @@ class Settings:
     # times it (0: no limit).
     # Sized for a 2-core machine (about what it serves in half a second); raise it with the machine.
     max_in_flight: int = 16
-    environment: str = "development"
+    environment: str = PRODUCTION
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
+        environment = env.get("KASSA_ENV") or PRODUCTION
+        if environment not in (DEVELOPMENT, PRODUCTION):
+            raise ConfigError(f"KASSA_ENV must be {DEVELOPMENT!r} or {PRODUCTION!r} (the default), got {environment!r}")
+        dev = environment == DEVELOPMENT
+        jwks_ttl = _int(env, "KASSA_JWT_JWKS_TTL_SECONDS", 300)
+        if jwks_ttl <= 0:
+            raise ConfigError(f"KASSA_JWT_JWKS_TTL_SECONDS must be > 0, got {jwks_ttl}")
         addrs = {name: env.get(f"KASSA_{name.upper()}_ADDR", default) for name, default in DEFAULT_ADDRS.items()}
         sandbox_url = env.get("KASSA_SANDBOX_URL") or f"http://{addrs['sandbox']}"
         return cls(
@@ -98,12 +182,18 @@ class Settings:
             redis_url=env.get("KASSA_REDIS_URL") or None,
             nats_url=env.get("KASSA_NATS_URL") or None,
             addrs=addrs,
-            jwt_secret=env.get("KASSA_JWT_SECRET") or DEV_JWT_SECRET,
+            jwt_secret=env.get("KASSA_JWT_SECRET") or (DEV_JWT_SECRET if dev else ""),
+            jwt_secret_previous=env.get("KASSA_JWT_SECRET_PREVIOUS") or "",
             jwt_jwks_url=env.get("KASSA_JWT_JWKS_URL") or None,
+            jwt_jwks_ttl_seconds=jwks_ttl,
             jwt_issuer=env.get("KASSA_JWT_ISSUER") or None,
             jwt_audience=env.get("KASSA_JWT_AUDIENCE") or None,
+            jwt_admin_claim=env.get("KASSA_JWT_ADMIN_CLAIM") or "role",
+            service_secret=env.get("KASSA_SERVICE_SECRET") or (DEV_SERVICE_SECRET if dev else ""),
+            service_secret_previous=env.get("KASSA_SERVICE_SECRET_PREVIOUS") or "",
             sandbox_url=sandbox_url,
-            webhook_secret=env.get("KASSA_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
+            webhook_secret=env.get("KASSA_WEBHOOK_SECRET") or (DEV_WEBHOOK_SECRET if dev else ""),
+            webhook_secret_previous=env.get("KASSA_WEBHOOK_SECRET_PREVIOUS") or "",
             payment_providers=env.get("KASSA_PAYMENT_PROVIDERS") or "",
             payment_window_seconds=_int(env, "KASSA_PAYMENT_WINDOW_SECONDS", 1800),
             payment_poll_after_seconds=_int(env, "KASSA_PAYMENT_POLL_AFTER_SECONDS", 60),
@@ -121,17 +211,82 @@ class Settings:
             rpc_timeout_seconds=float(env.get("KASSA_RPC_TIMEOUT_SECONDS") or 5.0),
             db_pool_size=_int(env, "KASSA_DB_POOL_SIZE", 10),
             max_in_flight=_int(env, "KASSA_MAX_IN_FLIGHT", 16),
-            environment=env.get("KASSA_ENV") or "development",
+            environment=environment,
         )
 
+    @property
+    def is_development(self) -> bool:
+        return self.environment == DEVELOPMENT
+
+    @property
+    def jwt_secrets(self) -> tuple[str, ...]:
+        """Keys customer tokens verify with, the signing one first."""
+        return tuple(s for s in (self.jwt_secret, self.jwt_secret_previous) if s)
+
+    @property
+    def service_secrets(self) -> tuple[str, ...]:
+        """Keys service tokens verify with, the signing one first."""
+        return tuple(s for s in (self.service_secret, self.service_secret_previous) if s)
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """Keys webhook signatures verify with, the signing one first."""
+        return tuple(s for s in (self.webhook_secret, self.webhook_secret_previous) if s)
+
     def require(self, *names: str) -> None:
-        """Refuse to start when a setting the caller needs is missing."""
+        """Refuse to start when a setting the caller needs is missing, or (in production) a secret is unsafe."""
         missing = [n for n in names if not getattr(self, n)]
         if missing:
             env_names = ", ".join(f"KASSA_{n.upper()}" for n in missing)
             raise ConfigError(f"missing configuration: {env_names} (or run the local stack: `kassa up`)")
-        if self.environment != "development" and self.jwt_secret == DEV_JWT_SECRET and not self.jwt_jwks_url:
-            raise ConfigError("KASSA_JWT_SECRET (or KASSA_JWT_JWKS_URL) must be set outside development")
+        self.require_safe_secrets()
+
+    def require_safe_secrets(self) -> None:
+        """In production, refuse missing, short, committed or shared secrets, naming each variable at fault.
+
+        Every process checks all of them: they share one set of secrets, and a mistake found by any
+        process is found before the mesh serves anyone. Development mode checks nothing.
+        """
+        if self.is_development:
+            return
+        problems: list[str] = []
+        required = {"KASSA_SERVICE_SECRET", "KASSA_WEBHOOK_SECRET"}
+        if not self.jwt_jwks_url:
+            required.add("KASSA_JWT_SECRET")
+        for field_name, variable in _SECRETS:
+            value = getattr(self, field_name)
+            if not value:
+                if variable in required:
+                    also = " (or KASSA_JWT_JWKS_URL)" if variable == "KASSA_JWT_SECRET" else ""
+                    problems.append(f"{variable}{also} is not set")
+                continue
+            problem = secret_problem(value)
+            if problem is not None:
+                problems.append(f"{variable} {problem}")
+        # One key per purpose: whoever holds the customer-token key (an identity provider) or the webhook key
+        # (the payment provider) must not be able to sign anything else.
+        purposes = {
+            "KASSA_JWT_SECRET": set(self.jwt_secrets),
+            "KASSA_SERVICE_SECRET": set(self.service_secrets),
+            "KASSA_WEBHOOK_SECRET": set(self.webhook_secrets),
+        }
+        names = list(purposes)
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                if purposes[first] & purposes[second]:
+                    problems.append(f"{first} and {second} (or their _PREVIOUS values) must differ")
+        if self.jwt_jwks_url:
+            url = urlsplit(self.jwt_jwks_url)
+            if url.scheme != "https" and not (url.scheme == "http" and url.hostname in _LOOPBACK_HOSTS):
+                problems.append("KASSA_JWT_JWKS_URL must be an https:// URL (keys fetched in the clear can be forged)")
+        if problems:
+            raise ConfigError(
+                "refusing to start in production mode (KASSA_ENV is unset or 'production'): "
+                + "; ".join(problems)
+                + f". Set each secret to its own random value of at least {MIN_SECRET_BYTES} bytes ("
+                + _NEW_SECRET_HINT
+                + "), or set KASSA_ENV=development for a local run."
+            )
 
     def addr(self, service: str) -> str:
         return self.addrs[service]

@@ -40,7 +40,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from infra.config import DEFAULT_ADDRS, DEV_JWT_SECRET, DEV_WEBHOOK_SECRET
+from infra.config import DEFAULT_ADDRS, DEV_JWT_SECRET, DEV_SERVICE_SECRET, DEV_WEBHOOK_SECRET, DEVELOPMENT
 from infra.faults import CRASH_EXIT_CODE
 from infra.localstack import StackEndpoints
 from infra.procs import port_is_free, read_log_tail, stop_children
@@ -143,6 +143,8 @@ def mesh_env(
     *,
     jwt_secret: str = DEV_JWT_SECRET,
     webhook_secret: str = DEV_WEBHOOK_SECRET,
+    service_secret: str = DEV_SERVICE_SECRET,
+    environment: str = DEVELOPMENT,
     host: str = "127.0.0.1",
     data_dir: Path | None = None,
 ) -> dict[str, str]:
@@ -150,6 +152,8 @@ def mesh_env(
 
     ``ports`` maps process names to ports; a name it leaves out keeps its default port from
     ``DEFAULT_ADDRS``. All processes share one environment so they agree on where everything is.
+    The local mesh runs in development mode (``KASSA_ENV=development``) with the development secrets
+    unless told otherwise: production is what a process assumes when nobody says.
     """
     unknown = set(ports or ()) - set(DEFAULT_ADDRS)
     if unknown:
@@ -162,7 +166,9 @@ def mesh_env(
         "KASSA_DATABASE_URL": endpoints.database_url,
         "KASSA_REDIS_URL": endpoints.redis_url,
         "KASSA_NATS_URL": endpoints.nats_url,
+        "KASSA_ENV": environment,
         "KASSA_JWT_SECRET": jwt_secret,
+        "KASSA_SERVICE_SECRET": service_secret,
         "KASSA_WEBHOOK_SECRET": webhook_secret,
         "KASSA_SANDBOX_URL": f"http://{addrs['sandbox']}",
         "KASSA_SANDBOX_WEBHOOK_URL": f"http://{addrs['gateway']}/v1/payments/webhooks/sandbox",

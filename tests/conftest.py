@@ -38,9 +38,13 @@ def migrated(stack: StackEndpoints) -> StackEndpoints:
 
 @pytest.fixture(scope="session")
 def settings(migrated: StackEndpoints) -> Settings:
-    """Settings pointing at the test stack; service addresses are filled in by the tests that start them."""
+    """Settings pointing at the test stack; service addresses are filled in by the tests that start them.
+
+    Development mode, chosen explicitly (production is the default): the development secrets sign and verify.
+    """
     return Settings.from_env(
         {
+            "KASSA_ENV": "development",
             "KASSA_DATABASE_URL": migrated.database_url,
             "KASSA_REDIS_URL": migrated.redis_url,
             "KASSA_NATS_URL": migrated.nats_url,

@@ -140,6 +140,7 @@ def settings(stack: StackEndpoints) -> Settings:
     """The gateway owns no schema: it needs the stack's Redis, not the other services' migrations."""
     return Settings.from_env(
         {
+            "KASSA_ENV": "development",
             "KASSA_DATABASE_URL": stack.database_url,
             "KASSA_REDIS_URL": stack.redis_url,
             "KASSA_NATS_URL": stack.nats_url,
