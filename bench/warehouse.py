@@ -44,7 +44,7 @@ import uvloop
 
 from bench.args import positive
 from bench.stats import summarize
-from infra.auth import ROLE_ADMIN, ROLE_SERVICE, mint_token
+from infra.auth import ROLE_ADMIN, mint_service_token, mint_token
 from infra.grpc_errors import error_info
 from infra.localstack import LocalStack, free_ports
 from infra.mesh import Mesh, ProcessSpec, mesh_env
@@ -359,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         began = time.monotonic()
         rows = asyncio.run(seed(addr, mint_token(secret, "bench-admin", role=ROLE_ADMIN), args.skus, args.hot_skus))
         print(f"seeded {rows} stock rows ({args.skus} skus + {args.hot_skus} hot) in {time.monotonic() - began:.1f}s")
-        token = mint_token(secret, "svc:bench", role=ROLE_SERVICE)
+        token = mint_service_token(env["KASSA_SERVICE_SECRET"], "bench")
         results: list[ScenarioResult] = []
         for n, scenario in enumerate(SCENARIOS):
             print(f"{scenario}: {args.processes} processes x {args.concurrency} in flight for {args.duration:g}s ...")

@@ -112,7 +112,7 @@ def policy_from(settings: Settings, retry: RetryPolicy | None = None) -> Checkou
 
 
 def _grpc_gateways(settings: Settings, stack: AsyncExitStack) -> Gateways:
-    creds = ServiceCredentials(settings.jwt_secret, "checkout")
+    creds = ServiceCredentials(settings.service_secret, "checkout")
     timeout = settings.rpc_timeout_seconds
 
     def channel(service: str):  # type: ignore[no-untyped-def]

@@ -10,7 +10,6 @@ reply as proto3 JSON or the error as a ``google.rpc.Status`` JSON.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -94,7 +93,7 @@ class Gateway:
         self.routes = build_route_table()
         self.backends = Backends(settings, [*(r.rpc for r in self.routes.routes), _HANDLE_WEBHOOK])
         self._verifier = verifier_for(settings)
-        self._creds = ServiceCredentials(settings.jwt_secret, "gateway")
+        self._creds = ServiceCredentials(settings.service_secret, "gateway")
         self._limiter: RateLimiter | None = None
         self._subject_limit = _limit("subject", config.rate_limit_per_minute, 60)
         self._ip_limit = _limit("ip", config.ip_rate_limit_per_minute, 60)
@@ -199,6 +198,9 @@ class Gateway:
             raise auth_error
         if identity is None:
             raise Unauthenticated("missing credentials: send 'Authorization: Bearer <token>'")
+        if identity.is_service:
+            # Service tokens are for calls between Kassa's own processes, never through the public edge.
+            raise errors.PermissionDenied("service tokens are not accepted at the gateway")
         match = self._match(request)
         route = match.route
         if route.template.template.startswith(ADMIN_PREFIX) and not identity.is_admin:
@@ -266,11 +268,8 @@ class Gateway:
     # -- helpers -----------------------------------------------------------------------------------
 
     async def _authenticate(self, request: Request) -> Identity | None:
-        header = request.headers.get("authorization")
-        if self.settings.jwt_jwks_url:
-            # PyJWKClient fetches keys with blocking I/O; keep it off the event loop.
-            return await asyncio.to_thread(self._verifier.from_authorization, header)
-        return self._verifier.from_authorization(header)
+        """The caller's customer token (or a service's); JWKS fetches run in a thread, off the event loop."""
+        return await self._verifier.authenticate(request.headers.get("authorization"))
 
     def client_key(self, request: Request) -> str:
         """The client's IPv4 address or IPv6 /64, believing X-Forwarded-For only from trusted proxies."""

@@ -3,7 +3,8 @@
 One channel per dependency, created at start-up and closed by bootstrap. Every
 call gets a deadline; the caller's credentials and request id travel along so
 ownership checks and logs work across hops. Services use their own service
-token when there is no end-user call to forward (workers, compensations).
+token (signed with KASSA_SERVICE_SECRET, see infra.auth) when there is no
+end-user call to forward (workers, compensations).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 
 import grpc
 
-from infra.auth import ROLE_SERVICE, current_identity, mint_token
+from infra.auth import current_identity, mint_service_token
 from infra.logs import request_id_var
 
 __all__ = ["ServiceCredentials", "call_metadata", "open_channel"]
@@ -30,11 +31,14 @@ def open_channel(addr: str) -> grpc.aio.Channel:
 
 
 class ServiceCredentials:
-    """A service's own token (role "service"), minted from the shared secret and renewed before expiry."""
+    """A service's own token (role "service"), minted with the service key and renewed before expiry.
+
+    ``secret`` is the current KASSA_SERVICE_SECRET (``Settings.service_secret``), never a customer-token key.
+    """
 
     def __init__(self, secret: str, service: str, ttl_seconds: int = 3600) -> None:
         self._secret = secret
-        self._subject = f"svc:{service}"
+        self._service = service
         self._ttl = ttl_seconds
         self._token = ""
         self._renew_at = 0.0
@@ -42,7 +46,7 @@ class ServiceCredentials:
     def token(self) -> str:
         now = time.time()
         if now >= self._renew_at:
-            self._token = mint_token(self._secret, self._subject, role=ROLE_SERVICE, ttl_seconds=self._ttl)
+            self._token = mint_service_token(self._secret, self._service, ttl_seconds=self._ttl)
             self._renew_at = now + self._ttl / 2
         return self._token
 

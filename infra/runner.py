@@ -18,7 +18,7 @@ import uvloop
 
 from infra import faults
 from infra.admission import Admission
-from infra.auth import JwtVerifier
+from infra.auth import JwksKeys, JwtVerifier
 from infra.config import ConfigError, Settings
 from infra.logs import setup_logging
 from infra.server import Registration, Server, run_until_signalled, start_server
@@ -42,11 +42,15 @@ Bootstrap = Callable[[Settings, AsyncExitStack], Awaitable[App]]
 
 
 def verifier_for(settings: Settings) -> JwtVerifier:
+    """Customer tokens by KASSA_JWT_SECRET(_PREVIOUS) or the JWKS; service tokens by KASSA_SERVICE_SECRET(_PREVIOUS)."""
+    jwks = JwksKeys(settings.jwt_jwks_url, ttl_seconds=settings.jwt_jwks_ttl_seconds) if settings.jwt_jwks_url else None
     return JwtVerifier(
-        settings.jwt_secret,
-        jwks_url=settings.jwt_jwks_url,
+        settings.jwt_secrets,
+        service_secrets=settings.service_secrets,
+        jwks=jwks,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        admin_claim=settings.jwt_admin_claim,
     )
 
 

@@ -2,7 +2,8 @@
 
 One interceptor does the per-call plumbing: it admits the call (when the service has an
 :class:`~infra.admission.Admission`), verifies the caller's token into
-:data:`infra.auth.identity_var`, carries a request id in
+:data:`infra.auth.identity_var` (a call without one is UNAUTHENTICATED before any servicer runs:
+every Kassa RPC has a caller, so a new one can't be left open by mistake), carries a request id in
 :data:`infra.logs.request_id_var`, and turns a :class:`~infra.errors.DomainError`
 raised anywhere below the servicer into a gRPC status with ErrorInfo. Servicers
 therefore only translate protobuf ↔ domain.
@@ -28,7 +29,7 @@ from sqlalchemy import exc as sa_exc
 
 from infra import errors
 from infra.admission import Admission
-from infra.auth import JwtVerifier, identity_var
+from infra.auth import JwtVerifier, Unauthenticated, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
 
@@ -38,6 +39,7 @@ log = logging.getLogger("kassa.server")
 
 _UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _DB_UNAVAILABLE = errors.Unavailable("the database is unreachable or dropped the connection; retry")
+_NO_CREDENTIALS = "missing credentials: send 'authorization: Bearer <token>'"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,10 @@ class KassaInterceptor(grpc.aio.ServerInterceptor):
             metadata = dict(context.invocation_metadata() or ())
             request_id_var.set(str(metadata.get("x-request-id") or uuid.uuid4().hex))
             try:
-                identity_var.set(verifier.from_authorization(metadata.get("authorization")))
+                identity = await verifier.authenticate(metadata.get("authorization"))
+                if identity is None:
+                    raise Unauthenticated(_NO_CREDENTIALS)
+                identity_var.set(identity)
                 return await inner(request, context)
             except errors.DomainError as exc:
                 await abort_with(context, exc)

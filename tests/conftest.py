@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from helpers import external_stack, private_stack
 
-from infra.auth import ROLE_ADMIN, ROLE_SERVICE, mint_token
+from infra.auth import ROLE_ADMIN, mint_service_token, mint_token
 from infra.config import Settings
 from infra.localstack import StackEndpoints
 from infra.migrate import migrate
@@ -60,7 +60,7 @@ def admin_token(settings: Settings) -> str:
 
 @pytest.fixture(scope="session")
 def service_token(settings: Settings) -> str:
-    return mint_token(settings.jwt_secret, "svc:tests", role=ROLE_SERVICE)
+    return mint_service_token(settings.service_secret, "tests")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import grpc
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from helpers import bearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.auth import JwtVerifier
@@ -68,18 +69,21 @@ async def _terminate_backends(settings: Settings) -> int:
         await other.dispose()
 
 
-async def test_a_dropped_connection_is_unavailable_once_then_served_again(served, settings: Settings) -> None:
+async def test_a_dropped_connection_is_unavailable_once_then_served_again(
+    served, settings: Settings, customer_token: str
+) -> None:
+    md = bearer(customer_token)
     stub, _ = served
-    first = await stub.GetProducts(pricing_service_pb2.GetProductsRequest(skus=["x"], currency_code="USD"))
+    first = await stub.GetProducts(pricing_service_pb2.GetProductsRequest(skus=["x"], currency_code="USD"), metadata=md)
     before = first.products[0].product.name
 
     assert await _terminate_backends(settings) >= 1
 
     with pytest.raises(grpc.aio.AioRpcError) as failed:
-        await stub.GetProducts(pricing_service_pb2.GetProductsRequest(skus=["x"], currency_code="USD"))
+        await stub.GetProducts(pricing_service_pb2.GetProductsRequest(skus=["x"], currency_code="USD"), metadata=md)
     assert failed.value.code() is grpc.StatusCode.UNAVAILABLE
     info = error_info(failed.value)
     assert info is not None and info.reason == "UNAVAILABLE"
 
-    again = await stub.GetProducts(pricing_service_pb2.GetProductsRequest(skus=["x"], currency_code="USD"))
+    again = await stub.GetProducts(pricing_service_pb2.GetProductsRequest(skus=["x"], currency_code="USD"), metadata=md)
     assert again.products[0].product.name != before  # a new backend, not the one that was terminated
