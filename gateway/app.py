@@ -255,7 +255,8 @@ class Gateway:
         raw = await self._read_body(request)
         signature = request.headers.get(webhook_signature.SIGNATURE_HEADER, "")
         try:
-            webhook_signature.verify(self.settings.webhook_secret, raw, signature)
+            # The current secret and, during a rotation, the previous one.
+            webhook_signature.verify(self.settings.webhook_secrets, raw, signature)
         except webhook_signature.SignatureError as exc:
             raise errors.InvalidArgument("signature", f"{webhook_signature.SIGNATURE_HEADER} header: {exc}") from exc
         message = payment_service_pb2.HandleWebhookRequest(provider=provider, payload=raw, signature=signature)

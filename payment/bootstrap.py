@@ -116,7 +116,7 @@ async def bootstrap(
     for name, url in provider_urls(settings):
         client = httpx.AsyncClient(base_url=url, timeout=provider_timeout(settings))
         stack.push_async_callback(client.aclose)
-        guarded.append(GuardedProvider(SandboxProvider(client, settings.webhook_secret, name=name), policy))
+        guarded.append(GuardedProvider(SandboxProvider(client, settings.webhook_secrets, name=name), policy))
     providers = Providers(guarded)
 
     repo = SqlPaymentRepo(engine, on_event=publisher.notify)

@@ -10,7 +10,7 @@ records (PENDING) and resolves with the same key.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -84,9 +84,18 @@ def _answered_intent(obj: dict[str, Any]) -> ProviderIntent:
 
 class SandboxProvider:
     def __init__(
-        self, client: httpx.AsyncClient, webhook_secret: str, *, name: str = "sandbox", attempts: int = 3
+        self,
+        client: httpx.AsyncClient,
+        webhook_secret: str | Sequence[str],
+        *,
+        name: str = "sandbox",
+        attempts: int = 3,
     ) -> None:
-        """``client`` has the sandbox base URL and the timeout; bootstrap owns (and closes) it."""
+        """``client`` has the sandbox base URL and the timeout; bootstrap owns (and closes) it.
+
+        ``webhook_secret``: the secret webhooks are signed with, or several (current first, then the one being
+        rotated out); a webhook signed by any of them is accepted.
+        """
         self.name = name
         self._client = client
         self._secret = webhook_secret
