@@ -44,12 +44,14 @@ class GrpcPromotionAdapter(GrpcClient):
         shipping_total: Money,
         currency_code: str,
         customer_id: str,
+        *,
+        customer_email: str = "",
     ) -> PromotionResult:
         resp = await self._call(
             self._stub.ValidatePromotions,
             pb.ValidatePromotionsRequest(
                 codes=list(codes), lines=_lines(lines), shipping_total=money_to_pb(shipping_total),
-                currency_code=currency_code, customer_id=customer_id,
+                currency_code=currency_code, customer_id=customer_id, customer_email=customer_email,
             ),
         )  # fmt: skip
         return PromotionResult(
@@ -67,12 +69,14 @@ class GrpcPromotionAdapter(GrpcClient):
         currency_code: str,
         *,
         customer_id: str,
+        customer_email: str = "",
     ) -> PromotionResult:
         resp = await self._call(
             self._stub.ReservePromotionUsage,
             pb.ReservePromotionUsageRequest(
                 reservation_ref=reservation_ref, codes=list(codes), lines=_lines(lines),
                 shipping_total=money_to_pb(shipping_total), currency_code=currency_code, customer_id=customer_id,
+                customer_email=customer_email,
             ),
         )  # fmt: skip
         return PromotionResult(applied=_applied(resp.applied, currency_code), free_shipping=resp.free_shipping)

@@ -233,14 +233,14 @@ class FakePromotionGateway(_Scripted):
 
     async def validate(
         self, codes: Sequence[str], lines: Sequence[PromotionLine], shipping_total: Money, currency_code: str,
-        customer_id: str,
+        customer_id: str, *, customer_email: str = "",
     ) -> PromotionResult:  # fmt: skip
         self._enter("validate", tuple(codes), tuple(lines))
         return self._evaluate(codes, lines, None)
 
     async def reserve_usage(
         self, reservation_ref: str, codes: Sequence[str], lines: Sequence[PromotionLine], shipping_total: Money,
-        currency_code: str, *, customer_id: str,
+        currency_code: str, *, customer_id: str, customer_email: str = "",
     ) -> PromotionResult:  # fmt: skip
         self._enter("reserve_usage", reservation_ref, tuple(codes))
         result = self._evaluate(codes, lines, reservation_ref)

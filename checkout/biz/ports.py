@@ -93,6 +93,8 @@ class PromotionGateway(Protocol):
         shipping_total: Money,
         currency_code: str,
         customer_id: str,
+        *,
+        customer_email: str = "",
     ) -> PromotionResult: ...
 
     async def reserve_usage(
@@ -104,6 +106,7 @@ class PromotionGateway(Protocol):
         currency_code: str,
         *,
         customer_id: str,
+        customer_email: str = "",
     ) -> PromotionResult: ...
 
     async def confirm_usage(self, reservation_ref: str) -> None: ...

@@ -24,6 +24,7 @@ from promotion.service.validation import (
     cart_from_pb,
     check_codes,
     check_customer,
+    check_email,
     check_reference,
     promotion_from_pb,
 )
@@ -92,7 +93,10 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
         cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
         codes = check_codes(request.codes)
         customer_id = check_customer("customer_id", request.customer_id, required=False)
-        result = await validate_promotions(self._repo, self._clock, codes=codes, cart=cart, customer_id=customer_id)
+        email = check_email(request.customer_email)
+        result = await validate_promotions(
+            self._repo, self._clock, codes=codes, cart=cart, customer_id=customer_id, customer_email=email
+        )
         return promotion_service_pb2.ValidatePromotionsResponse(
             applied=[_applied_pb(a) for a in result.applied],
             rejected=[
@@ -111,9 +115,11 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
         check_customer("customer_id", request.customer_id, required=True)
         cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
         codes = check_codes(request.codes)
+        email = check_email(request.customer_email)
         reservation = await reserve_promotion_usage(
-            self._repo, self._clock, reservation_ref=ref, codes=codes, cart=cart, customer_id=request.customer_id
-        )
+            self._repo, self._clock, reservation_ref=ref, codes=codes, cart=cart, customer_id=request.customer_id,
+            customer_email=email,
+        )  # fmt: skip
         return promotion_service_pb2.ReservePromotionUsageResponse(
             applied=[_applied_pb(u) for u in reservation.usages],
             discount_total=money_to_pb(reservation.discount_total),

@@ -31,6 +31,7 @@ _REF_MAX = 128
 _LABEL_MAX = 128
 _NAME_MAX = 200
 _CUSTOMER_MAX = 255
+_EMAIL_MAX = 254  # RFC 5321's longest path
 
 PB_TYPES: dict[int, PromotionType] = {
     promotion_pb2.PROMOTION_TYPE_PERCENTAGE: PromotionType.PERCENTAGE,
@@ -46,6 +47,11 @@ def check_reference(field: str, ref: str) -> str:
 
 def check_customer(field: str, customer_id: str, *, required: bool) -> str:
     return check_text(field, customer_id, max_length=_CUSTOMER_MAX, required=required)
+
+
+def check_email(email: str) -> str:
+    """The order's email, optional (a per-customer limit then counts the customer id alone)."""
+    return check_text("customer_email", email, max_length=_EMAIL_MAX)
 
 
 def check_codes(codes: Sequence[str]) -> list[str]:

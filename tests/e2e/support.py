@@ -169,12 +169,19 @@ async def fill_cart(client: Rest, skus: list[str], quantities: list[int]) -> str
     return str(cart["cartId"])
 
 
-async def ready_session(client: Rest, cart_id: str, *, token: str = "tok_visa", codes: list[str] | None = None) -> dict:
+async def ready_session(
+    client: Rest,
+    cart_id: str,
+    *,
+    token: str = "tok_visa",
+    codes: list[str] | None = None,
+    email: str = "ada@example.com",
+) -> dict:
     started = await client.call("POST", "/v1/checkout/start", {"cartId": cart_id, "shipToCountryCode": "US"})
     session_id = started["session"]["sessionId"]
     state = {
         "sessionId": session_id,
-        "email": "ada@example.com",
+        "email": email,
         "shippingAddress": US_ADDRESS,
         "shippingMethod": "standard",
         "paymentMethod": token,

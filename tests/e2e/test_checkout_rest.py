@@ -14,6 +14,7 @@ from e2e.support import (
     fill_cart,
     make_catalog,
     make_coupon,
+    make_promotion,
     ready_session,
     stock_of,
     wait_for_event,
@@ -226,3 +227,32 @@ async def test_another_customer_cannot_touch_my_cart_session_or_order(mesh: Any)
     finally:
         await alice.close()
         await mallory.close()
+
+
+async def test_a_once_per_customer_coupon_is_once_per_email_even_for_a_fresh_guest(mesh: Any) -> None:
+    """A guest token is a new customer id each time; the order's email is what makes it the same customer."""
+    skus = await make_catalog(mesh, n=1)
+    code = await make_promotion(
+        mesh, type="PROMOTION_TYPE_PERCENTAGE", percentOff=10, combinable=True, usageLimitPerCustomer="1"
+    )
+    mailbox = f"once-{uuid.uuid4().hex[:8]}@example.com"
+    first, second = Rest(mesh.gateway_url), Rest(mesh.gateway_url)
+    try:
+        await first.guest()
+        s = await ready_session(first, await fill_cart(first, skus, [1]), codes=[code], email=mailbox)
+        assert [d["code"] for d in s["preview"].get("discounts", [])] == [code]
+        assert (await confirm(first, s["session_id"], s["preview"]["grandTotal"]))["orderStatus"] == (
+            "ORDER_STATUS_CONFIRMED"
+        )
+
+        await second.guest()
+        cart_id = await fill_cart(second, skus, [1])
+        again = await ready_session(second, cart_id, codes=[code], email=mailbox.upper())
+        assert again["preview"].get("discounts", []) == []
+        assert [r["code"] for r in again["preview"]["rejectedCodes"]] == [code]
+        # Another mailbox is another customer.
+        other = await ready_session(second, cart_id, codes=[code], email=f"other-{mailbox}")
+        assert [d["code"] for d in other["preview"].get("discounts", [])] == [code]
+    finally:
+        await first.close()
+        await second.close()

@@ -310,7 +310,7 @@ class ConfirmCheckout:
         reserved = await self._call(
             lambda: self._g.promotion.reserve_usage(
                 sid, state.promo_codes, promotion_lines(preview.lines, cur), Money(cur, preview.shipping_minor), cur,
-                customer_id=session.customer_id,
+                customer_id=session.customer_id, customer_email=session.email,
             )
         )  # fmt: skip
         state.promo_reserved = True

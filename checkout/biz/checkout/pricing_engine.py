@@ -40,6 +40,8 @@ class PricingInput:
     shipping_address: Address | None = None
     shipping_method: str = ""
     promotion_codes: Sequence[str] = field(default_factory=tuple)
+    # The order's email: a once-per-customer coupon counts its uses too (guests get a new customer id each time).
+    customer_email: str = ""
 
 
 class PricingEngine:
@@ -78,8 +80,9 @@ class PricingEngine:
         codes = list(data.promotion_codes)
         if codes:
             promo = await self._promotion.validate(
-                codes, promotion_lines(lines, currency), Money(currency, shipping), currency, data.customer_id
-            )
+                codes, promotion_lines(lines, currency), Money(currency, shipping), currency, data.customer_id,
+                customer_email=data.customer_email,
+            )  # fmt: skip
         item_discount, shipping_discount = split_discount(promo, subtotal, shipping)
 
         tax = 0

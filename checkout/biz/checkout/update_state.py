@@ -100,6 +100,7 @@ def pricing_input(session: Session) -> PricingInput:
     return PricingInput(
         currency_code=session.currency_code,
         customer_id=session.customer_id,
+        customer_email=session.email,
         lines=session.lines,
         shipping_address=session.shipping_address,
         shipping_method=session.shipping_method,

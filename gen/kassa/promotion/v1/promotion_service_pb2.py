@@ -27,7 +27,7 @@ from kassa.common.v1 import money_pb2 as kassa_dot_common_dot_v1_dot_money__pb2
 from kassa.promotion.v1 import promotion_pb2 as kassa_dot_promotion_dot_v1_dot_promotion__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*kassa/promotion/v1/promotion_service.proto\x12\x12kassa.promotion.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bkassa/common/v1/money.proto\x1a\"kassa/promotion/v1/promotion.proto\"\xb8\x01\n\x19ValidatePromotionsRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\x12\x30\n\x05lines\x18\x02 \x03(\x0b\x32!.kassa.promotion.v1.PromotionLine\x12.\n\x0eshipping_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\"\xd3\x01\n\x1aValidatePromotionsResponse\x12\x35\n\x07\x61pplied\x18\x01 \x03(\x0b\x32$.kassa.promotion.v1.AppliedPromotion\x12\x37\n\x08rejected\x18\x02 \x03(\x0b\x32%.kassa.promotion.v1.RejectedPromotion\x12.\n\x0e\x64iscount_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rfree_shipping\x18\x04 \x01(\x08\"\xd4\x01\n\x1cReservePromotionUsageRequest\x12\x17\n\x0freservation_ref\x18\x01 \x01(\t\x12\r\n\x05\x63odes\x18\x02 \x03(\t\x12\x30\n\x05lines\x18\x03 \x03(\x0b\x32!.kassa.promotion.v1.PromotionLine\x12.\n\x0eshipping_total\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x06 \x01(\t\"\x9d\x01\n\x1dReservePromotionUsageResponse\x12\x35\n\x07\x61pplied\x18\x01 \x03(\x0b\x32$.kassa.promotion.v1.AppliedPromotion\x12.\n\x0e\x64iscount_total\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rfree_shipping\x18\x03 \x01(\x08\"7\n\x1c\x43onfirmPromotionUsageRequest\x12\x17\n\x0freservation_ref\x18\x01 \x01(\t\"2\n\x1d\x43onfirmPromotionUsageResponse\x12\x11\n\tconfirmed\x18\x01 \x01(\x05\"7\n\x1cReleasePromotionUsageRequest\x12\x17\n\x0freservation_ref\x18\x01 \x01(\t\"1\n\x1dReleasePromotionUsageResponse\x12\x10\n\x08released\x18\x01 \x01(\x05\"J\n\x16\x43reatePromotionRequest\x12\x30\n\tpromotion\x18\x01 \x01(\x0b\x32\x1d.kassa.promotion.v1.Promotion\"K\n\x17\x43reatePromotionResponse\x12\x30\n\tpromotion\x18\x01 \x01(\x0b\x32\x1d.kassa.promotion.v1.Promotion2\x8f\x05\n\x10PromotionService\x12s\n\x12ValidatePromotions\x12-.kassa.promotion.v1.ValidatePromotionsRequest\x1a..kassa.promotion.v1.ValidatePromotionsResponse\x12|\n\x15ReservePromotionUsage\x12\x30.kassa.promotion.v1.ReservePromotionUsageRequest\x1a\x31.kassa.promotion.v1.ReservePromotionUsageResponse\x12|\n\x15\x43onfirmPromotionUsage\x12\x30.kassa.promotion.v1.ConfirmPromotionUsageRequest\x1a\x31.kassa.promotion.v1.ConfirmPromotionUsageResponse\x12|\n\x15ReleasePromotionUsage\x12\x30.kassa.promotion.v1.ReleasePromotionUsageRequest\x1a\x31.kassa.promotion.v1.ReleasePromotionUsageResponse\x12\x8b\x01\n\x0f\x43reatePromotion\x12*.kassa.promotion.v1.CreatePromotionRequest\x1a+.kassa.promotion.v1.CreatePromotionResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/admin/promotions:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*kassa/promotion/v1/promotion_service.proto\x12\x12kassa.promotion.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bkassa/common/v1/money.proto\x1a\"kassa/promotion/v1/promotion.proto\"\xd0\x01\n\x19ValidatePromotionsRequest\x12\r\n\x05\x63odes\x18\x01 \x03(\t\x12\x30\n\x05lines\x18\x02 \x03(\x0b\x32!.kassa.promotion.v1.PromotionLine\x12.\n\x0eshipping_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x05 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x06 \x01(\t\"\xd3\x01\n\x1aValidatePromotionsResponse\x12\x35\n\x07\x61pplied\x18\x01 \x03(\x0b\x32$.kassa.promotion.v1.AppliedPromotion\x12\x37\n\x08rejected\x18\x02 \x03(\x0b\x32%.kassa.promotion.v1.RejectedPromotion\x12.\n\x0e\x64iscount_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rfree_shipping\x18\x04 \x01(\x08\"\xec\x01\n\x1cReservePromotionUsageRequest\x12\x17\n\x0freservation_ref\x18\x01 \x01(\t\x12\r\n\x05\x63odes\x18\x02 \x03(\t\x12\x30\n\x05lines\x18\x03 \x03(\x0b\x32!.kassa.promotion.v1.PromotionLine\x12.\n\x0eshipping_total\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x06 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x07 \x01(\t\"\x9d\x01\n\x1dReservePromotionUsageResponse\x12\x35\n\x07\x61pplied\x18\x01 \x03(\x0b\x32$.kassa.promotion.v1.AppliedPromotion\x12.\n\x0e\x64iscount_total\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rfree_shipping\x18\x03 \x01(\x08\"7\n\x1c\x43onfirmPromotionUsageRequest\x12\x17\n\x0freservation_ref\x18\x01 \x01(\t\"2\n\x1d\x43onfirmPromotionUsageResponse\x12\x11\n\tconfirmed\x18\x01 \x01(\x05\"7\n\x1cReleasePromotionUsageRequest\x12\x17\n\x0freservation_ref\x18\x01 \x01(\t\"1\n\x1dReleasePromotionUsageResponse\x12\x10\n\x08released\x18\x01 \x01(\x05\"J\n\x16\x43reatePromotionRequest\x12\x30\n\tpromotion\x18\x01 \x01(\x0b\x32\x1d.kassa.promotion.v1.Promotion\"K\n\x17\x43reatePromotionResponse\x12\x30\n\tpromotion\x18\x01 \x01(\x0b\x32\x1d.kassa.promotion.v1.Promotion2\x8f\x05\n\x10PromotionService\x12s\n\x12ValidatePromotions\x12-.kassa.promotion.v1.ValidatePromotionsRequest\x1a..kassa.promotion.v1.ValidatePromotionsResponse\x12|\n\x15ReservePromotionUsage\x12\x30.kassa.promotion.v1.ReservePromotionUsageRequest\x1a\x31.kassa.promotion.v1.ReservePromotionUsageResponse\x12|\n\x15\x43onfirmPromotionUsage\x12\x30.kassa.promotion.v1.ConfirmPromotionUsageRequest\x1a\x31.kassa.promotion.v1.ConfirmPromotionUsageResponse\x12|\n\x15ReleasePromotionUsage\x12\x30.kassa.promotion.v1.ReleasePromotionUsageRequest\x1a\x31.kassa.promotion.v1.ReleasePromotionUsageResponse\x12\x8b\x01\n\x0f\x43reatePromotion\x12*.kassa.promotion.v1.CreatePromotionRequest\x1a+.kassa.promotion.v1.CreatePromotionResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/admin/promotions:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,25 +37,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROMOTIONSERVICE'].methods_by_name['CreatePromotion']._loaded_options = None
   _globals['_PROMOTIONSERVICE'].methods_by_name['CreatePromotion']._serialized_options = b'\202\323\344\223\002\031\"\024/v1/admin/promotions:\001*'
   _globals['_VALIDATEPROMOTIONSREQUEST']._serialized_start=162
-  _globals['_VALIDATEPROMOTIONSREQUEST']._serialized_end=346
-  _globals['_VALIDATEPROMOTIONSRESPONSE']._serialized_start=349
-  _globals['_VALIDATEPROMOTIONSRESPONSE']._serialized_end=560
-  _globals['_RESERVEPROMOTIONUSAGEREQUEST']._serialized_start=563
-  _globals['_RESERVEPROMOTIONUSAGEREQUEST']._serialized_end=775
-  _globals['_RESERVEPROMOTIONUSAGERESPONSE']._serialized_start=778
-  _globals['_RESERVEPROMOTIONUSAGERESPONSE']._serialized_end=935
-  _globals['_CONFIRMPROMOTIONUSAGEREQUEST']._serialized_start=937
-  _globals['_CONFIRMPROMOTIONUSAGEREQUEST']._serialized_end=992
-  _globals['_CONFIRMPROMOTIONUSAGERESPONSE']._serialized_start=994
-  _globals['_CONFIRMPROMOTIONUSAGERESPONSE']._serialized_end=1044
-  _globals['_RELEASEPROMOTIONUSAGEREQUEST']._serialized_start=1046
-  _globals['_RELEASEPROMOTIONUSAGEREQUEST']._serialized_end=1101
-  _globals['_RELEASEPROMOTIONUSAGERESPONSE']._serialized_start=1103
-  _globals['_RELEASEPROMOTIONUSAGERESPONSE']._serialized_end=1152
-  _globals['_CREATEPROMOTIONREQUEST']._serialized_start=1154
-  _globals['_CREATEPROMOTIONREQUEST']._serialized_end=1228
-  _globals['_CREATEPROMOTIONRESPONSE']._serialized_start=1230
-  _globals['_CREATEPROMOTIONRESPONSE']._serialized_end=1305
-  _globals['_PROMOTIONSERVICE']._serialized_start=1308
-  _globals['_PROMOTIONSERVICE']._serialized_end=1963
+  _globals['_VALIDATEPROMOTIONSREQUEST']._serialized_end=370
+  _globals['_VALIDATEPROMOTIONSRESPONSE']._serialized_start=373
+  _globals['_VALIDATEPROMOTIONSRESPONSE']._serialized_end=584
+  _globals['_RESERVEPROMOTIONUSAGEREQUEST']._serialized_start=587
+  _globals['_RESERVEPROMOTIONUSAGEREQUEST']._serialized_end=823
+  _globals['_RESERVEPROMOTIONUSAGERESPONSE']._serialized_start=826
+  _globals['_RESERVEPROMOTIONUSAGERESPONSE']._serialized_end=983
+  _globals['_CONFIRMPROMOTIONUSAGEREQUEST']._serialized_start=985
+  _globals['_CONFIRMPROMOTIONUSAGEREQUEST']._serialized_end=1040
+  _globals['_CONFIRMPROMOTIONUSAGERESPONSE']._serialized_start=1042
+  _globals['_CONFIRMPROMOTIONUSAGERESPONSE']._serialized_end=1092
+  _globals['_RELEASEPROMOTIONUSAGEREQUEST']._serialized_start=1094
+  _globals['_RELEASEPROMOTIONUSAGEREQUEST']._serialized_end=1149
+  _globals['_RELEASEPROMOTIONUSAGERESPONSE']._serialized_start=1151
+  _globals['_RELEASEPROMOTIONUSAGERESPONSE']._serialized_end=1200
+  _globals['_CREATEPROMOTIONREQUEST']._serialized_start=1202
+  _globals['_CREATEPROMOTIONREQUEST']._serialized_end=1276
+  _globals['_CREATEPROMOTIONRESPONSE']._serialized_start=1278
+  _globals['_CREATEPROMOTIONRESPONSE']._serialized_end=1353
+  _globals['_PROMOTIONSERVICE']._serialized_start=1356
+  _globals['_PROMOTIONSERVICE']._serialized_end=2011
 # @@protoc_insertion_point(module_scope)

@@ -10,18 +10,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ValidatePromotionsRequest(_message.Message):
-    __slots__ = ("codes", "lines", "shipping_total", "currency_code", "customer_id")
+    __slots__ = ("codes", "lines", "shipping_total", "currency_code", "customer_id", "customer_email")
     CODES_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     SHIPPING_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_EMAIL_FIELD_NUMBER: _ClassVar[int]
     codes: _containers.RepeatedScalarFieldContainer[str]
     lines: _containers.RepeatedCompositeFieldContainer[_promotion_pb2.PromotionLine]
     shipping_total: _money_pb2.Money
     currency_code: str
     customer_id: str
-    def __init__(self, codes: _Optional[_Iterable[str]] = ..., lines: _Optional[_Iterable[_Union[_promotion_pb2.PromotionLine, _Mapping]]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., currency_code: _Optional[str] = ..., customer_id: _Optional[str] = ...) -> None: ...
+    customer_email: str
+    def __init__(self, codes: _Optional[_Iterable[str]] = ..., lines: _Optional[_Iterable[_Union[_promotion_pb2.PromotionLine, _Mapping]]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., currency_code: _Optional[str] = ..., customer_id: _Optional[str] = ..., customer_email: _Optional[str] = ...) -> None: ...
 
 class ValidatePromotionsResponse(_message.Message):
     __slots__ = ("applied", "rejected", "discount_total", "free_shipping")
@@ -36,20 +38,22 @@ class ValidatePromotionsResponse(_message.Message):
     def __init__(self, applied: _Optional[_Iterable[_Union[_promotion_pb2.AppliedPromotion, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[_promotion_pb2.RejectedPromotion, _Mapping]]] = ..., discount_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., free_shipping: _Optional[bool] = ...) -> None: ...
 
 class ReservePromotionUsageRequest(_message.Message):
-    __slots__ = ("reservation_ref", "codes", "lines", "shipping_total", "currency_code", "customer_id")
+    __slots__ = ("reservation_ref", "codes", "lines", "shipping_total", "currency_code", "customer_id", "customer_email")
     RESERVATION_REF_FIELD_NUMBER: _ClassVar[int]
     CODES_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     SHIPPING_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_EMAIL_FIELD_NUMBER: _ClassVar[int]
     reservation_ref: str
     codes: _containers.RepeatedScalarFieldContainer[str]
     lines: _containers.RepeatedCompositeFieldContainer[_promotion_pb2.PromotionLine]
     shipping_total: _money_pb2.Money
     currency_code: str
     customer_id: str
-    def __init__(self, reservation_ref: _Optional[str] = ..., codes: _Optional[_Iterable[str]] = ..., lines: _Optional[_Iterable[_Union[_promotion_pb2.PromotionLine, _Mapping]]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., currency_code: _Optional[str] = ..., customer_id: _Optional[str] = ...) -> None: ...
+    customer_email: str
+    def __init__(self, reservation_ref: _Optional[str] = ..., codes: _Optional[_Iterable[str]] = ..., lines: _Optional[_Iterable[_Union[_promotion_pb2.PromotionLine, _Mapping]]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., currency_code: _Optional[str] = ..., customer_id: _Optional[str] = ..., customer_email: _Optional[str] = ...) -> None: ...
 
 class ReservePromotionUsageResponse(_message.Message):
     __slots__ = ("applied", "discount_total", "free_shipping")
