@@ -72,6 +72,7 @@ JWKS_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512
 _JWKS_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 
 _VERIFIED_CACHE_SIZE = 4096
+_MAX_MISSES = 4096
 # Far above any real token; a bigger one is refused before it is parsed.
 _MAX_TOKEN_CHARS = 8192
 
@@ -273,8 +274,11 @@ class JwksKeys:
             raise Unavailable("the identity provider's keys (KASSA_JWT_JWKS_URL) could not be fetched; retry")
         if self._misses.get(kid, 0.0) <= now:
             self._misses[kid] = now + self._miss_ttl
-            if len(self._misses) > _VERIFIED_CACHE_SIZE:
-                self._misses = {k: t for k, t in self._misses.items() if t > now}
+            if len(self._misses) > _MAX_MISSES:
+                live = {k: t for k, t in self._misses.items() if t > now}
+                # Still full: a flood of made-up kids. Forget them (memory stays bounded); the refetch
+                # interval alone keeps their fetches to one per interval.
+                self._misses = live if len(live) <= _MAX_MISSES // 2 else {}
         raise Unauthenticated("invalid token: its key id is not among the identity provider's keys")
 
     @staticmethod

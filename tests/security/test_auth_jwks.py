@@ -305,6 +305,19 @@ async def test_a_flood_of_unknown_kids_fetches_at_most_once(idp: IdentityProvide
     assert time.monotonic() - started < 5
 
 
+async def test_the_memory_of_unknown_kids_stays_bounded(idp: IdentityProvider) -> None:
+    clock = Clock()
+    key = rsa_key()
+    idp.publish(key)
+    verifier, keys = verifier_for(idp, clock)
+    await verifier.averify(key.token())
+    for n in range(10_000):
+        with pytest.raises(Unauthenticated, match="key id"):
+            keys.key(f"made-up-{n}", fetch=False)
+    assert len(keys._misses) <= 4096
+    assert idp.hits == 1
+
+
 async def test_an_unknown_kid_refetches_once_then_is_refused_from_memory(idp: IdentityProvider) -> None:
     clock = Clock()
     key = rsa_key()
