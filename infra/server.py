@@ -5,7 +5,8 @@ One interceptor does the per-call plumbing: it admits the call (when the service
 :data:`infra.auth.identity_var` (a call without one is UNAUTHENTICATED before any servicer runs:
 every Kassa RPC has a caller, so a new one can't be left open by mistake), carries a request id in
 :data:`infra.logs.request_id_var`, and turns a :class:`~infra.errors.DomainError`
-raised anywhere below the servicer into a gRPC status with ErrorInfo. Servicers
+raised anywhere below the servicer into a gRPC status with ErrorInfo. It also decodes the request
+itself, so bytes that are no valid message are INVALID_ARGUMENT (field "request"). Servicers
 therefore only translate protobuf ↔ domain.
 
 Every server gets the standard health service (per-service status) and server
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import exc as sa_exc
@@ -33,7 +35,7 @@ from infra.auth import JwtVerifier, Unauthenticated, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
 
-__all__ = ["Registration", "Server", "run_until_signalled", "start_server"]
+__all__ = ["REQUEST_FIELD", "Registration", "Server", "run_until_signalled", "start_server"]
 
 log = logging.getLogger("kassa.server")
 
@@ -75,10 +77,11 @@ class KassaInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
+        decode = handler.request_deserializer
         verifier = self._verifier
         admission = self._admission
 
-        async def serve(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def serve(raw: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = dict(context.invocation_metadata() or ())
             request_id_var.set(str(metadata.get("x-request-id") or uuid.uuid4().hex))
             try:
@@ -86,7 +89,7 @@ class KassaInterceptor(grpc.aio.ServerInterceptor):
                 if identity is None:
                     raise Unauthenticated(_NO_CREDENTIALS)
                 identity_var.set(identity)
-                return await inner(request, context)
+                return await inner(_decoded(decode, raw), context)
             except errors.DomainError as exc:
                 await abort_with(context, exc)
             except asyncio.CancelledError:
@@ -120,11 +123,28 @@ class KassaInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 admission.done()
 
+        # The request arrives as bytes and is decoded in serve(): bytes that are no message of the request's
+        # type (corrupt wire format, a string that is not UTF-8, groups nested past the parser's limit) are
+        # INVALID_ARGUMENT, not the UNKNOWN grpc answers (with the exception's text) when its deserializer raises.
         return grpc.unary_unary_rpc_method_handler(
             serve if admission is None else admitted,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=None,
             response_serializer=handler.response_serializer,
         )
+
+
+# What an INVALID_ARGUMENT names when the request's bytes are not a message at all.
+REQUEST_FIELD = "request"
+
+
+def _decoded(decode: Callable[[bytes], Any] | None, raw: Any) -> Any:
+    if decode is None:
+        return raw
+    try:
+        return decode(raw)
+    except (DecodeError, ValueError, RecursionError) as exc:
+        problem = str(exc).rsplit(": ", 1)[-1] or "it can't be parsed"
+        raise errors.InvalidArgument(REQUEST_FIELD, f"is not a valid request message ({problem})") from exc
 
 
 class Server:
