@@ -92,11 +92,12 @@ def _crash(point: str, seed: int, checkouts: int) -> str:
     generator is seeded by the seed and the point), so a crash on an early pass would come back in every
     new process, a crash loop the run never meant. The draws are known in advance, and the pass of the
     first crash only moves later as the probability drops, so the probability is searched (bisection on
-    its logarithm) for a first crash between an eighth and half of the run's passes.
+    its logarithm) for a first crash between an eighth and half of the run's passes; when the draws jump
+    past that window, the rarer side is taken (a crash late in the run, or none), never an early one.
     """
     low, high = checkouts // 8, max(checkouts // 2, 1)
     lo, hi = -9.0, 0.0  # log10 of the probability
-    rule = f"{point}=crash@1e-09#1"
+    rare = f"{point}=crash@1e-09#1"
     for _ in range(40):
         mid = (lo + hi) / 2
         rule = f"{point}=crash@{10**mid:.4g}#1"
@@ -104,10 +105,11 @@ def _crash(point: str, seed: int, checkouts: int) -> str:
         if first is not None and low <= first <= high:
             return rule
         if first is None or first > high:
-            lo = mid  # too rare: more likely
+            lo, rare = mid, rule  # too rare: more likely
         else:
             hi = mid  # too early: less likely
-    return rule
+    # No probability puts the first crash in the window (the draws jump past it): late or none, never early.
+    return rare
 
 
 def _fault_rules(rng: random.Random, seed: int, checkouts: int) -> list[str]:
