@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check third_party lint fmt test test-unit run demo migrate seed bench bench-warehouse bench-floor chaos clean clean-gen
+.PHONY: help install proto proto-check third_party lint fmt test test-unit fuzz run demo migrate seed bench bench-warehouse bench-floor chaos clean clean-gen
 
 help:
 	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway"
@@ -61,6 +61,13 @@ test: $(STAMP)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+# Property-based fuzzing of every RPC over gRPC and every route over REST against a private mesh (tests/fuzz):
+# FUZZ_EXAMPLES inputs per RPC and transport (make test runs 4), in one process so the table of inputs tried
+# per RPC is printed at the end; it is also written to .hypothesis/fuzz-report.json.
+FUZZ_EXAMPLES ?= 500
+fuzz: $(STAMP)
+	KASSA_FUZZ=long KASSA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/fuzz -p no:xdist $(PYTEST_ARGS)
 
 run: $(STAMP)
 	$(VENV)/bin/kassa up
