@@ -26,6 +26,7 @@ _TOKEN = re.compile(r"^tok_[A-Za-z0-9]+$")
 # 12-19 digits, possibly grouped by spaces or dashes: what a primary account number looks like.
 _CARD_NUMBER = re.compile(r"^(?:\d[ -]?){11,18}\d$")
 _ADDRESS_MAX = 200
+_TOKEN_MAX = 255
 
 
 def validate_id(field: str, value: str) -> str:
@@ -83,6 +84,8 @@ def validate_expected_total(currency_code: str, amount_minor: int, field: str = 
 def validate_payment_method(method: str, field: str = "payment_method") -> str:
     """A provider token or "cod"; a card number is refused so it is never stored (PCI scope)."""
     method = method.strip()
+    if len(method) > _TOKEN_MAX:
+        raise InvalidArgument(field, f"must be at most {_TOKEN_MAX} characters")
     if method == "cod" or _TOKEN.fullmatch(method):
         return method
     if _CARD_NUMBER.fullmatch(method):

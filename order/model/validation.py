@@ -39,6 +39,8 @@ _MAX_NOTES = 1000
 class Limits:
     max_lines: int = 100
     max_quantity: int = 999
+    # Checkout applies at most 5 codes; a few more leave room without leaving the count open.
+    max_discounts: int = 20
 
 
 def _require_text(field: str, value: str, *, max_len: int = _MAX_ID) -> None:
@@ -99,6 +101,8 @@ def validate_new_order(order: NewOrder, limits: Limits) -> None:
             raise InvalidArgument(
                 f"lines[{i}].line_total", f"must be unit_price * quantity = {line.unit_price.times(line.quantity)}"
             )
+    if len(order.discounts) > limits.max_discounts:
+        raise InvalidArgument("discounts", f"at most {limits.max_discounts} discounts")
     for i, discount in enumerate(order.discounts):
         _require_text(f"discounts[{i}].code", discount.code)
         _check_money(f"discounts[{i}].amount", discount.amount, currency)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from infra.errors import InvalidArgument
 from infra.pb import checked_currency, checked_datetime, money_in_currency
-from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_text
+from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_count, check_text
 from kassa.common.v1 import money_pb2
 from kassa.promotion.v1 import promotion_pb2
 from promotion.model.promotion import Cart, CartLine, Conditions, Promotion, PromotionType
@@ -92,6 +92,7 @@ def cart_from_pb(
 
 
 def _labels(field: str, values: Sequence[str], pattern: re.Pattern[str] | None = None) -> frozenset[str]:
+    check_count(field, values, MAX_LINES)
     for i, value in enumerate(values):
         if not value.strip() or len(value) > _LABEL_MAX:
             raise InvalidArgument(f"{field}[{i}]", f"must be 1-{_LABEL_MAX} characters")

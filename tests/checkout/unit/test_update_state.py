@@ -57,6 +57,7 @@ GOOD = Address("Ada", "1 Main St", "", "Springfield", "", "12345", "US", "")
         ),
         (StateUpdate(notes="ring\x00twice"), "notes"),
         (StateUpdate(promotion_codes=["OK", "²³"]), "promotion_codes[1]"),
+        (StateUpdate(payment_method="tok_" + "a" * 300), "payment_method"),
     ],
 )
 async def test_bad_fields_are_named_and_nothing_is_stored(world, update: StateUpdate, field: str) -> None:

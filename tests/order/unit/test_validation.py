@@ -124,6 +124,12 @@ def test_notes_may_span_lines() -> None:
     validate_new_order(make_order(notes="leave it\r\nat the door\t(back)"), Limits())
 
 
+def test_too_many_discounts_is_refused_by_the_limit() -> None:
+    order = make_order(discounts=tuple(OrderDiscount(f"C{i}", usd(1)) for i in range(3)))
+    assert refused_field(order, Limits(max_discounts=2)) == "discounts"
+    assert refused_field(make_order(discounts=(OrderDiscount("C", usd(0)),) * 21)) == "discounts"
+
+
 def test_too_many_lines_is_refused_by_the_limit() -> None:
     order = make_order(lines=tuple(line(f"sku{i}", 100, 1) for i in range(3)))
     assert refused_field(order, Limits(max_lines=2)) == "lines"

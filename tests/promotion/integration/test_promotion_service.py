@@ -145,6 +145,7 @@ NOW = datetime.now(UTC)
         ({"starts_at": timestamp_pb2.Timestamp(seconds=2**62)}, "promotion.starts_at"),
         ({"ends_at": timestamp_pb2.Timestamp(seconds=-(2**40))}, "promotion.ends_at"),
         ({"ends_at": timestamp_pb2.Timestamp(seconds=1, nanos=-1)}, "promotion.ends_at"),
+        ({"conditions": ppb.PromotionConditions(categories=["toys"] * 1001)}, "promotion.conditions.categories"),
     ],
 )
 async def test_create_promotion_names_the_bad_field(
