@@ -67,7 +67,7 @@ test-unit: $(STAMP)
 # per RPC is printed at the end; it is also written to .hypothesis/fuzz-report.json.
 FUZZ_EXAMPLES ?= 500
 fuzz: $(STAMP)
-	KASSA_FUZZ=long KASSA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/fuzz -p no:xdist $(PYTEST_ARGS)
+	KASSA_FUZZ=long KASSA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/fuzz -n 0 $(PYTEST_ARGS)
 
 run: $(STAMP)
 	$(VENV)/bin/kassa up
