@@ -13,7 +13,10 @@ Off unless configured: ``KASSA_FAULTS`` lists rules, comma-separated, each
   :class:`InjectedFault`, ``delay:<seconds>`` waits and then carries on. Any other kind (the sandbox
   provider's ``duplicate`` and ``reorder`` for webhooks, say) is returned to the caller to act on.
 * ``probability`` (default 1) is drawn from a generator seeded by ``KASSA_FAULTS_SEED`` (default 0)
-  and the point's name, so the same calls at one point draw the same faults in every run.
+  and the point's name, so the same calls at one point draw the same faults in every run. A process a
+  supervisor restarted draws anew: ``infra.mesh`` sets ``KASSA_FAULTS_GENERATION`` to its restart number,
+  which is mixed into the seed (a crash drawn early would otherwise recur in every restart: a crash loop
+  the schedule never meant).
 * ``limit`` caps how many times the rule fires in this process (``crash#1``: the first time only).
 
 When nothing is configured, :func:`hit` and :func:`ahit` return after one comparison.
@@ -118,13 +121,14 @@ class Fault:
 class Plan:
     rules: list[Fault]
     seed: int = 0
+    generation: int = 0
     _rngs: dict[str, random.Random] = field(default_factory=dict)
     _by_point: dict[str, list[Fault]] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, spec: str, seed: int = 0) -> Plan:
+    def parse(cls, spec: str, seed: int = 0, generation: int = 0) -> Plan:
         rules = [_parse_rule(part.strip()) for part in spec.split(",") if part.strip()]
-        return cls(rules, seed)
+        return cls(rules, seed, generation)
 
     def draw(self, point: str) -> Fault | None:
         """The rule that fires at ``point`` now, if any (the first matching rule whose draw succeeds)."""
@@ -137,7 +141,8 @@ class Plan:
             if rule.probability < 1.0:
                 rng = self._rngs.get(point)
                 if rng is None:
-                    rng = self._rngs[point] = random.Random(f"{self.seed}:{point}")
+                    key = f"{self.seed}:{point}" if not self.generation else f"{self.seed}:{self.generation}:{point}"
+                    rng = self._rngs[point] = random.Random(key)
                 if rng.random() >= rule.probability:
                     continue
             rule.fired += 1
@@ -183,23 +188,29 @@ _installed = _Installed()
 
 
 def load(environ: Mapping[str, str] | None = None) -> Plan | None:
-    """Read ``KASSA_FAULTS`` / ``KASSA_FAULTS_SEED`` (entry points call this at start-up to refuse a bad rule)."""
+    """Read ``KASSA_FAULTS``, ``KASSA_FAULTS_SEED`` and ``KASSA_FAULTS_GENERATION`` (entry points call this at
+    start-up to refuse a bad rule)."""
     env = os.environ if environ is None else environ
     spec = env.get("KASSA_FAULTS", "").strip()
-    seed_text = env.get("KASSA_FAULTS_SEED", "").strip() or "0"
+    seed = _integer(env, "KASSA_FAULTS_SEED")
+    generation = _integer(env, "KASSA_FAULTS_GENERATION")
+    return configure(spec or None, seed, generation)
+
+
+def _integer(env: Mapping[str, str], name: str) -> int:
+    text = env.get(name, "").strip() or "0"
     try:
-        seed = int(seed_text)
+        return int(text)
     except ValueError as exc:
-        raise FaultConfigError(f"KASSA_FAULTS_SEED must be an integer, got {seed_text!r}") from exc
-    return configure(spec or None, seed)
+        raise FaultConfigError(f"{name} must be an integer, got {text!r}") from exc
 
 
-def configure(spec: str | None, seed: int = 0) -> Plan | None:
+def configure(spec: str | None, seed: int = 0, generation: int = 0) -> Plan | None:
     """Install a plan in this process (``None`` turns faults off); tests use it to hit one point."""
-    plan = Plan.parse(spec, seed) if spec else None
+    plan = Plan.parse(spec, seed, generation) if spec else None
     _installed.plan, _installed.loaded = plan, True
     if plan is not None:
-        log.warning("fault injection is ON: %s (seed %d)", spec, seed)
+        log.warning("fault injection is ON: %s (seed %d, generation %d)", spec, seed, generation)
     return plan
 
 

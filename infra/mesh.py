@@ -399,9 +399,10 @@ class Mesh:
             if not port_is_free(host, spec.port):
                 raise MeshError(f"{spec.name}: {spec.addr} is already in use (another mesh still running?)")
 
-    def _spawn(self, spec: ProcessSpec) -> _Process:
+    def _spawn(self, spec: ProcessSpec, restart: int = 0) -> _Process:
         log_path = self.log_dir / f"{spec.name}.log"
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        # A restarted process draws its KASSA_FAULTS anew (infra.faults mixes the generation into its seed).
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "KASSA_FAULTS_GENERATION": str(restart)}
         with log_path.open("ab") as log_file:
             log_file.write(f"=== kassa mesh: starting {spec.name} at {time.ctime()} ===\n".encode())
             log_file.flush()
@@ -515,7 +516,7 @@ class Mesh:
                 if stopping.is_set():
                     return
                 try:
-                    new = self._spawn(spec)
+                    new = self._spawn(spec, number)
                 except MeshError as exc:
                     failure, new = exc, None
                 self._restarts[name] = number

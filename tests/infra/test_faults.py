@@ -62,6 +62,18 @@ def test_the_same_seed_draws_the_same_faults() -> None:
     assert 30 < sum(first) < 90  # about 30% of 200
 
 
+def test_a_restarted_process_draws_anew_and_each_generation_replays() -> None:
+    def draws(generation: str) -> list[bool]:
+        env = {"KASSA_FAULTS": f"{POINT}=drop@0.3", "KASSA_FAULTS_SEED": "7", "KASSA_FAULTS_GENERATION": generation}
+        faults.load(env)
+        return [faults.hit(POINT) is not None for _ in range(200)]
+
+    fresh = draws("0")
+    assert fresh == draws("")  # no generation: a process nobody restarted
+    assert draws("1") != fresh
+    assert draws("1") == draws("1")
+
+
 async def test_delay_waits_and_carries_on() -> None:
     faults.configure(f"{POINT}=delay:0.01")
     assert await faults.ahit(POINT) is None
@@ -83,9 +95,10 @@ def test_a_bad_rule_refuses_to_load(spec: str) -> None:
         faults.load({"KASSA_FAULTS": spec})
 
 
-def test_a_bad_seed_refuses_to_load() -> None:
-    with pytest.raises(faults.FaultConfigError, match="KASSA_FAULTS_SEED"):
-        faults.load({"KASSA_FAULTS": f"{POINT}=error", "KASSA_FAULTS_SEED": "x"})
+@pytest.mark.parametrize("name", ["KASSA_FAULTS_SEED", "KASSA_FAULTS_GENERATION"])
+def test_a_bad_seed_refuses_to_load(name: str) -> None:
+    with pytest.raises(faults.FaultConfigError, match=name):
+        faults.load({"KASSA_FAULTS": f"{POINT}=error", name: "x"})
 
 
 def test_crash_ends_the_process_with_its_own_exit_code() -> None:

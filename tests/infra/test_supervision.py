@@ -31,6 +31,8 @@ import http.server, os, sys, time
 port, runs, mode, delay = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
 with open(runs, "a") as fh:
     fh.write(f"{os.getpid()}\\n")
+with open(runs + ".generations", "a") as fh:
+    fh.write(os.environ.get("KASSA_FAULTS_GENERATION", "-") + "\\n")
 with open(runs) as fh:
     run = len(fh.read().split())
 if run > 1 and mode == "crash-after-first":
@@ -144,6 +146,8 @@ def test_a_killed_process_comes_back_with_a_new_pid_and_healthy(tmp_path: Path) 
         assert gateway != first["gateway"]
         assert log.exits("gateway") == [(-15, "SIGTERM", 1, 0.05)]
         assert mesh.given_up == {}
+        # Each run is told its restart number, so it draws its KASSA_FAULTS anew.
+        assert (tmp_path / "gateway.runs.generations").read_text().split() == ["0", "1"]
     finally:
         mesh.stop()
     assert not any(_alive(pid) for pid in (*first.values(), second, gateway))
