@@ -3,6 +3,9 @@
 The one domain twin of ``kassa.common.v1.Address`` that every service shares (protobuf
 conversions live in :mod:`infra.pb`). Fields are plain strings, empty when unknown; validating
 them is each use case's business.
+
+An address is personal data: its ``repr`` (what a log line, an assertion or a traceback shows) names
+the country only.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ class Address:
     # ISO 3166-1 alpha-2, upper case, for example "US".
     country_code: str = ""
     phone: str = ""
+
+    def __repr__(self) -> str:
+        return f"Address(country_code={self.country_code!r}, <other fields hidden>)"
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)

@@ -9,6 +9,9 @@ and the tests do, and only there do unset secrets fall back to the public
 development values below. In production :meth:`Settings.require` refuses to start
 with a secret that is missing, shorter than :data:`MIN_SECRET_BYTES`, one of the
 values written in this repository, or shared between customer and service tokens.
+The services that keep personal data (order, checkout) also call :meth:`Settings.pii_cipher`,
+which refuses missing, development or made-up ``KASSA_PII_KEYS`` in production; the other
+processes never get those keys.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from infra.pii import KEY_BYTES, PiiCipher, key_problem, parse_keys
+
 __all__ = [
     "DEFAULT_ADDRS",
     "DEVELOPMENT",
     "DEV_JWT_SECRET",
+    "DEV_PII_KEYS",
     "DEV_SERVICE_SECRET",
     "DEV_WEBHOOK_SECRET",
     "MIN_SECRET_BYTES",
@@ -49,6 +55,9 @@ PRODUCTION = "production"
 DEV_JWT_SECRET = "kassa-local-development-secret-change-me"
 DEV_SERVICE_SECRET = "kassa-local-development-service-secret-change-me"
 DEV_WEBHOOK_SECRET = "whsec_kassa_sandbox_local"
+# The key personal data is encrypted with in development (infra.pii): the 32 bytes of
+# "kassa-local-development-pii-key!", so anyone can read a development database.
+DEV_PII_KEYS = "dev:a2Fzc2EtbG9jYWwtZGV2ZWxvcG1lbnQtcGlpLWtleSE="
 
 # HS256 wants a key at least as long as its hash (RFC 7518 §3.2); a webhook HMAC the same.
 MIN_SECRET_BYTES = 32
@@ -77,6 +86,7 @@ _SECRETS = (
 )
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _NEW_SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+_NEW_PII_KEY_HINT = "kassa pii new-key KEY_ID"
 
 
 class ConfigError(RuntimeError):
@@ -163,6 +173,9 @@ class Settings:
     # times it (0: no limit).
     # Sized for a 2-core machine (about what it serves in half a second); raise it with the machine.
     max_in_flight: int = 16
+    # KASSA_PII_KEYS: "kid:base64key[,kid:base64key…]", the key new personal data is encrypted with first;
+    # every one listed decrypts (infra.pii). Development falls back to DEV_PII_KEYS; production has no default.
+    pii_keys: str = field(default="", repr=False)
     environment: str = PRODUCTION
 
     @classmethod
@@ -176,6 +189,12 @@ class Settings:
         if jwks_ttl <= 0:
             raise ConfigError(f"KASSA_JWT_JWKS_TTL_SECONDS must be > 0, got {jwks_ttl}")
         addrs = {name: env.get(f"KASSA_{name.upper()}_ADDR", default) for name, default in DEFAULT_ADDRS.items()}
+        pii_keys = env.get("KASSA_PII_KEYS") or (DEV_PII_KEYS if dev else "")
+        if pii_keys:
+            try:
+                parse_keys(pii_keys)
+            except ValueError as exc:
+                raise ConfigError(f"KASSA_PII_KEYS: {exc}") from None
         sandbox_url = env.get("KASSA_SANDBOX_URL") or f"http://{addrs['sandbox']}"
         return cls(
             database_url=env.get("KASSA_DATABASE_URL") or None,
@@ -211,6 +230,7 @@ class Settings:
             rpc_timeout_seconds=float(env.get("KASSA_RPC_TIMEOUT_SECONDS") or 5.0),
             db_pool_size=_int(env, "KASSA_DB_POOL_SIZE", 10),
             max_in_flight=_int(env, "KASSA_MAX_IN_FLIGHT", 16),
+            pii_keys=pii_keys,
             environment=environment,
         )
 
@@ -287,6 +307,38 @@ class Settings:
                 + _NEW_SECRET_HINT
                 + "), or set KASSA_ENV=development for a local run."
             )
+
+    def pii_cipher(self) -> PiiCipher:
+        """The cipher of personal data, for the processes that keep some (order, checkout, migrations).
+
+        Refuses to start without KASSA_PII_KEYS, and in production with the development key or a key that
+        was not drawn at random. Only those processes ask: the others never need to hold the keys.
+        """
+        if not self.pii_keys:
+            raise ConfigError(
+                "refusing to start in production mode (KASSA_ENV is unset or 'production'): KASSA_PII_KEYS is not "
+                f"set. Give it kid:base64key entries, the current key first ({_NEW_PII_KEY_HINT} makes one), "
+                "or set KASSA_ENV=development for a local run."
+            )
+        keys = parse_keys(self.pii_keys)
+        if not self.is_development:
+            development = {k.key for k in parse_keys(DEV_PII_KEYS)}
+            problems: list[str] = []
+            for k in keys:
+                problem = (
+                    "is the development key committed in the Kassa repository"
+                    if k.key in development
+                    else key_problem(k.key)
+                )
+                if problem is not None:
+                    problems.append(f"key {k.key_id!r} {problem}")
+            if problems:
+                raise ConfigError(
+                    "refusing to start in production mode (KASSA_ENV is unset or 'production'): KASSA_PII_KEYS "
+                    + "; ".join(problems)
+                    + f". Each key must be {KEY_BYTES} random bytes ({_NEW_PII_KEY_HINT} makes one)."
+                )
+        return PiiCipher(keys)
 
     def addr(self, service: str) -> str:
         return self.addrs[service]

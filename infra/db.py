@@ -6,6 +6,9 @@ conditional ``UPDATE … RETURNING`` instead of read-modify-write.
 No ``pool_pre_ping``: it costs a round trip on every transaction (~60 per checkout). A connection
 that Postgres dropped fails its one call instead; SQLAlchemy then invalidates the whole pool, and the
 server interceptor answers that call UNAVAILABLE, which every client in the mesh retries.
+
+``hide_parameters``: a statement that fails is logged with its SQL but without its bound values, which
+are what customers sent (emails, addresses) and would otherwise land in tracebacks and logs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "kas
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        hide_parameters=True,
         connect_args={"application_name": application_name},
     )
 
