@@ -3,6 +3,11 @@
 Each service keeps ``<service>/data/migrations/`` with an ``env.py`` that calls
 :func:`run_env` and its own ``versions/``; the version table lives in the
 service's schema. ``kassa migrate`` upgrades them all to head.
+
+A data migration that encrypts personal data asks :func:`pii_cipher` for its keys: the cipher
+``migrate`` was given, else ``KASSA_PII_KEYS`` from the environment (development mode falls back to the
+development key; production refuses to go on without a real one). It asks only when a row needs it,
+so a fresh database migrates without keys.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
 
-__all__ = ["SCHEMAS", "SERVICES", "alembic_config", "migrate", "run_env"]
+from infra.config import Settings
+from infra.pii import PiiCipher
+
+__all__ = ["SCHEMAS", "SERVICES", "alembic_config", "migrate", "pii_cipher", "run_env"]
 
 # Upgrade order does not matter (no cross-schema references); this is the boot order.
 SERVICES = ["warehouse", "pricing", "promotion", "payment", "order", "checkout"]
@@ -25,17 +33,31 @@ SCHEMAS = {
 }
 
 
-def alembic_config(service: str, database_url: str) -> Config:
+def alembic_config(service: str, database_url: str, *, pii: PiiCipher | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", f"{service}.data:migrations")
     cfg.attributes["database_url"] = database_url
     cfg.attributes["schema"] = SCHEMAS[service]
+    if pii is not None:
+        cfg.attributes["pii"] = pii
     return cfg
 
 
-def migrate(database_url: str, services: list[str] | None = None, revision: str = "head") -> None:
+def migrate(
+    database_url: str, services: list[str] | None = None, revision: str = "head", *, pii: PiiCipher | None = None
+) -> None:
     for service in services or SERVICES:
-        command.upgrade(alembic_config(service, database_url), revision)
+        command.upgrade(alembic_config(service, database_url, pii=pii), revision)
+
+
+def pii_cipher() -> PiiCipher:
+    """The keys a running data migration encrypts and decrypts personal data with (see the module docstring)."""
+    cfg = context.config
+    cipher = cfg.attributes.get("pii")
+    if cipher is None:
+        cipher = cfg.attributes["pii"] = Settings.from_env().pii_cipher()
+    assert isinstance(cipher, PiiCipher)
+    return cipher
 
 
 def run_env(target_metadata: sa.MetaData | None = None) -> None:

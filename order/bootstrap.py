@@ -30,6 +30,7 @@ __all__ = ["bootstrap"]
 
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     settings.require("database_url", "nats_url")
+    cipher = settings.pii_cipher()  # refuses to start without the keys to the order's personal data
     engine = create_engine(str(settings.database_url), pool_size=settings.db_pool_size, application_name="kassa-order")
     stack.push_async_callback(engine.dispose)
     nc, js = await connect(str(settings.nats_url), "kassa-order")
@@ -37,7 +38,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     await ensure_streams(js, ["order", "payment"])
 
     publisher = OutboxPublisher(engine, outbox, js)
-    repo = SqlOrderRepo(engine, on_commit=publisher.notify)
+    repo = SqlOrderRepo(engine, cipher, on_commit=publisher.notify)
     use_cases = UseCases(
         create_order=CreateOrder(
             repo, Limits(max_lines=settings.max_cart_items, max_quantity=settings.max_item_quantity)

@@ -5,6 +5,9 @@ one statement (data-modifying CTEs, lines and discounts as ``unnest`` arrays), a
 its lines and discounts in one statement (JSON sub-selects), and the statements are built once at
 import time so a call only binds parameters. A read that is a single statement runs without an
 explicit transaction (autocommit): one statement is atomic on its own, and it saves BEGIN/ROLLBACK.
+
+Personal data (the email, the addresses, the notes) is encrypted here, on its way in, and decrypted on its
+way out (infra.pii): the rest of the service only sees plain values, and the table only tokens.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from infra.db import single_statements
 from infra.money import Money
 from infra.outbox import add_event
+from infra.pii import PiiCipher
 from order.biz.ports import PageCursor, Transition, TransitionResult
 from order.data.tables import history, inbox, order_discounts, order_lines, orders, outbox
 from order.model.events import ORDER_CREATED, event_data
@@ -61,10 +65,29 @@ def _address_json(address: Address | None) -> dict[str, str] | None:
     return dataclasses.asdict(address) if address is not None else None
 
 
-def _address(raw: dict[str, str] | None) -> Address | None:
+def _address(raw: dict[str, Any] | None) -> Address | None:
     if raw is None:
         return None
     return Address(*(str(raw.get(name, "")) for name in _ADDRESS_FIELDS))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Personal:
+    """An order's personal data in plain text (from a row's tokens, or the values just written)."""
+
+    email: str
+    shipping_address: Address | None
+    billing_address: Address | None
+    notes: str
+
+    @staticmethod
+    def of(row: sa.Row[Any], cipher: PiiCipher) -> _Personal:
+        return _Personal(
+            email=cipher.decrypt(row.email),
+            shipping_address=_address(cipher.decrypt_json(row.shipping_address)),
+            billing_address=_address(cipher.decrypt_json(row.billing_address)),
+            notes=cipher.decrypt(row.notes),
+        )
 
 
 def _param(name: str, type_: Any) -> sa.Cast[Any]:
@@ -290,10 +313,12 @@ def _payment_news_stmt(*, move: bool, payment: bool, claim: bool) -> sa.Select[A
 
 
 class SqlOrderRepo:
-    """``on_commit`` is called after a transaction that wrote outbox rows (wakes the publisher)."""
+    """``cipher`` encrypts the personal columns; ``on_commit`` is called after a transaction that wrote outbox
+    rows (wakes the publisher)."""
 
-    def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, engine: AsyncEngine, cipher: PiiCipher, *, on_commit: Callable[[], None] = lambda: None) -> None:
         self._engine = engine
+        self._cipher = cipher
         # Single-statement reads: no BEGIN/ROLLBACK round trips.
         self._reader = single_statements(engine)
         self._on_commit = on_commit
@@ -305,7 +330,7 @@ class SqlOrderRepo:
             "order_id": uuid.uuid4(),
             "checkout_session_id": order.checkout_session_id,
             "customer_id": order.customer_id,
-            "email": order.email,
+            "email": self._cipher.encrypt(order.email),
             "status": OrderStatus.PENDING_PAYMENT.value,
             "currency_code": order.currency_code,
             "subtotal_minor": t.subtotal.amount_minor,
@@ -313,13 +338,13 @@ class SqlOrderRepo:
             "shipping_total_minor": t.shipping_total.amount_minor,
             "tax_total_minor": t.tax_total.amount_minor,
             "grand_total_minor": t.grand_total.amount_minor,
-            "shipping_address": _address_json(order.shipping_address),
-            "billing_address": _address_json(order.billing_address),
+            "shipping_address": self._cipher.encrypt_json(_address_json(order.shipping_address)),
+            "billing_address": self._cipher.encrypt_json(_address_json(order.billing_address)),
             "shipping_method": order.shipping_method,
             "payment_id": order.payment_id,
             "payment_method": order.payment_method,
             "payment_status": order.initial_payment_status.value,
-            "notes": order.notes,
+            "notes": self._cipher.encrypt(order.notes),
             "line_nos": list(range(len(lines))),
             "skus": [line.sku for line in lines],
             "names": [line.name for line in lines],
@@ -342,8 +367,9 @@ class SqlOrderRepo:
                 ).first()
                 if existing is None:
                     raise RuntimeError(f"order for session {order.checkout_session_id} vanished")
-                return _order(existing), False
-            created = _build(row, lines, discounts)
+                return _order(existing, self._cipher), False
+            personal = _Personal(order.email, order.shipping_address, order.billing_address, order.notes)
+            created = _build(row, lines, discounts, personal)
             await add_event(
                 conn,
                 outbox,
@@ -361,7 +387,7 @@ class SqlOrderRepo:
             return None
         async with self._reader.connect() as conn:
             row = (await conn.execute(_LOAD_BY_ID, {"order_id": oid})).first()
-        return None if row is None else _order(row)
+        return None if row is None else _order(row, self._cipher)
 
     async def find_id_by_session(self, checkout_session_id: str) -> str | None:
         async with self._reader.connect() as conn:
@@ -386,7 +412,7 @@ class SqlOrderRepo:
         stmt = stmt.order_by(orders.c.created_at.desc(), orders.c.order_id.desc()).limit(limit)
         async with self._reader.connect() as conn:
             rows = (await conn.execute(stmt)).all()
-        return [_order(r) for r in rows]
+        return [_order(r, self._cipher) for r in rows]
 
     async def transition(self, transition: Transition) -> TransitionResult:
         oid = _uuid(transition.order_id)
@@ -425,11 +451,11 @@ class SqlOrderRepo:
         async with self._engine.begin() as conn:
             row = (await conn.execute(stmt, params)).first()
             if claim is not None and (row is None or not row.claimed):
-                return TransitionResult(order=await _load(conn, oid), applied=False, duplicate=True)
+                return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False, duplicate=True)
             if row is None or row.order_id is None:
                 # Not moved: read the order again in a new statement, which sees what the update saw.
-                return TransitionResult(order=await _load(conn, oid), applied=False)
-            updated = _order(row)
+                return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False)
+            updated = _order(row, self._cipher)
             moved = row.moved if news else True
             if moved:
                 await add_event(
@@ -445,12 +471,12 @@ class SqlOrderRepo:
         return TransitionResult(order=updated, applied=moved, recorded=bool(news and row.recorded))
 
 
-async def _load(conn: AsyncConnection, order_id: uuid.UUID) -> Order | None:
+async def _load(conn: AsyncConnection, order_id: uuid.UUID, cipher: PiiCipher) -> Order | None:
     row = (await conn.execute(_LOAD_BY_ID, {"order_id": order_id})).first()
-    return None if row is None else _order(row)
+    return None if row is None else _order(row, cipher)
 
 
-def _order(row: sa.Row[Any]) -> Order:
+def _order(row: sa.Row[Any], cipher: PiiCipher) -> Order:
     """An order row carrying ``lines_json`` and ``discounts_json`` (see :func:`_children`)."""
     cur = row.currency_code
     lines = [
@@ -466,16 +492,16 @@ def _order(row: sa.Row[Any]) -> Order:
         for sku, name, quantity, unit_price, line_total, warehouse_id, tax_class in row.lines_json
     ]
     discounts = [OrderDiscount(code=code, amount=Money(cur, amount)) for code, amount in row.discounts_json]
-    return _build(row, lines, discounts)
+    return _build(row, lines, discounts, _Personal.of(row, cipher))
 
 
-def _build(row: sa.Row[Any], lines: Any, discounts: Any) -> Order:
+def _build(row: sa.Row[Any], lines: Any, discounts: Any, personal: _Personal) -> Order:
     cur = row.currency_code
     return Order(
         order_id=str(row.order_id),
         checkout_session_id=row.checkout_session_id,
         customer_id=row.customer_id,
-        email=row.email,
+        email=personal.email,
         status=OrderStatus(row.status),
         lines=tuple(lines),
         discounts=tuple(discounts),
@@ -486,14 +512,14 @@ def _build(row: sa.Row[Any], lines: Any, discounts: Any) -> Order:
             tax_total=Money(cur, row.tax_total_minor),
             grand_total=Money(cur, row.grand_total_minor),
         ),
-        shipping_address=_address(row.shipping_address),
-        billing_address=_address(row.billing_address),
+        shipping_address=personal.shipping_address,
+        billing_address=personal.billing_address,
         shipping_method=row.shipping_method,
         payment_id=row.payment_id,
         payment_method=row.payment_method,
         payment_outcome=PaymentOutcome(row.payment_outcome) if row.payment_outcome else None,
         payment_status=PaymentStatus(row.payment_status),
-        notes=row.notes,
+        notes=personal.notes,
         tracking_number=row.tracking_number,
         created_at=row.created_at,
         updated_at=row.updated_at,

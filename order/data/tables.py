@@ -1,9 +1,13 @@
-"""The orders schema (SQLAlchemy Core). Migrations in data/migrations/versions mirror this."""
+"""The orders schema (SQLAlchemy Core). Migrations in data/migrations/versions mirror this.
+
+Personal data — the email, both addresses (each one JSON document, phone included) and the notes — is
+stored as infra.pii tokens (``pii1:<kid>:…``), never as plain text; an empty email or notes stays "".
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import UUID
 
 from infra.migrate import SCHEMAS
 from infra.outbox import inbox_table, outbox_table
@@ -24,7 +28,7 @@ orders = sa.Table(
     sa.Column("order_id", UUID(as_uuid=True), primary_key=True),
     sa.Column("checkout_session_id", sa.Text, nullable=False),
     sa.Column("customer_id", sa.Text, nullable=False),
-    sa.Column("email", sa.Text, nullable=False, server_default=""),
+    sa.Column("email", sa.Text, nullable=False, server_default=""),  # a token
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("currency_code", sa.String(3), nullable=False),
     sa.Column("subtotal_minor", sa.BigInteger, nullable=False),
@@ -32,14 +36,14 @@ orders = sa.Table(
     sa.Column("shipping_total_minor", sa.BigInteger, nullable=False),
     sa.Column("tax_total_minor", sa.BigInteger, nullable=False),
     sa.Column("grand_total_minor", sa.BigInteger, nullable=False),
-    sa.Column("shipping_address", JSONB, nullable=False),
-    sa.Column("billing_address", JSONB),
+    sa.Column("shipping_address", sa.Text, nullable=False),  # a token of the address's JSON
+    sa.Column("billing_address", sa.Text),  # a token of the address's JSON
     sa.Column("shipping_method", sa.Text, nullable=False),
     sa.Column("payment_id", sa.Text, nullable=False, server_default=""),
     sa.Column("payment_method", sa.Text, nullable=False),
     sa.Column("payment_outcome", sa.Text),
     sa.Column("payment_status", sa.Text, nullable=False, server_default="UNSPECIFIED"),
-    sa.Column("notes", sa.Text, nullable=False, server_default=""),
+    sa.Column("notes", sa.Text, nullable=False, server_default=""),  # a token
     sa.Column("tracking_number", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

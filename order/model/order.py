@@ -1,11 +1,13 @@
 """The order aggregate: a price snapshot of what the customer bought, and where it stands.
 
-Pure value objects (no I/O). Amounts are :class:`infra.money.Money` in minor units.
+Pure value objects (no I/O). Amounts are :class:`infra.money.Money` in minor units. The email and the
+notes are personal data: left out of the ``repr`` (addresses hide theirs), so no log line or traceback
+shows them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -105,7 +107,7 @@ class NewOrder:
 
     checkout_session_id: str
     customer_id: str
-    email: str
+    email: str = field(repr=False)
     lines: tuple[OrderLine, ...]
     discounts: tuple[OrderDiscount, ...]
     totals: Totals
@@ -114,7 +116,7 @@ class NewOrder:
     shipping_method: str
     payment_id: str
     payment_method: str
-    notes: str
+    notes: str = field(repr=False)
     # What the payment service holds for this order (zero when nothing needs paying); None: not sent.
     authorized_amount: Money | None
 
@@ -137,7 +139,7 @@ class Order:
     order_id: str
     checkout_session_id: str
     customer_id: str
-    email: str
+    email: str = field(repr=False)
     status: OrderStatus
     lines: tuple[OrderLine, ...]
     discounts: tuple[OrderDiscount, ...]
@@ -149,7 +151,7 @@ class Order:
     payment_method: str
     payment_outcome: PaymentOutcome | None
     payment_status: PaymentStatus
-    notes: str
+    notes: str = field(repr=False)
     tracking_number: str
     created_at: datetime
     updated_at: datetime

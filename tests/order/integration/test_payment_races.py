@@ -40,7 +40,7 @@ USD = "USD"
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def repo(settings: Settings) -> AsyncIterator[tuple[SqlOrderRepo, AsyncEngine]]:
     engine = create_engine(str(settings.database_url), pool_size=8, application_name="kassa-order-races")
-    yield SqlOrderRepo(engine), engine
+    yield SqlOrderRepo(engine, settings.pii_cipher()), engine
     await engine.dispose()
 
 

@@ -43,7 +43,7 @@ pytestmark = pytest.mark.integration
 async def counted(settings: Settings) -> AsyncIterator[tuple[SqlOrderRepo, RoundTrips, AsyncEngine]]:
     engine = create_engine(str(settings.database_url), pool_size=2, application_name="kassa-order-round-trips")
     trips = RoundTrips(engine)
-    yield SqlOrderRepo(engine), trips, engine
+    yield SqlOrderRepo(engine, settings.pii_cipher()), trips, engine
     await engine.dispose()
 
 
