@@ -54,6 +54,13 @@ def _text(value: str, field: str, *, required: bool = True) -> str:
     return check_text(field, value, max_length=_MAX_TEXT)
 
 
+def _header_safe(value: str, field: str) -> str:
+    """A value the provider receives as an HTTP header (the authorization's Idempotency-Key): printable ASCII."""
+    if not (value.isascii() and value.isprintable()):
+        raise InvalidArgument(field, "must be printable ASCII (it is sent to the payment provider as a header)")
+    return value
+
+
 def _uuid(value: str, field: str) -> uuid.UUID:
     if not value:
         raise InvalidArgument(field, "is required")
@@ -117,7 +124,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         if return_url and not return_url.startswith(("https://", "http://")):
             raise InvalidArgument("return_url", "must be an http(s) URL")
         cmd = AuthorizeCommand(
-            idempotency_key=_text(request.idempotency_key, "idempotency_key"),
+            idempotency_key=_header_safe(_text(request.idempotency_key, "idempotency_key"), "idempotency_key"),
             order_ref=_text(request.order_ref, "order_ref"),
             customer_id=_text(request.customer_id, "customer_id", required=False),
             amount=_money(request.amount, "amount"),

@@ -284,6 +284,8 @@ async def test_card_number_is_refused_before_anything_is_written(
      ({"payment_method": "paypal"}, "payment_method"), ({"return_url": "javascript:alert(1)"}, "return_url"),
      # Control characters (a NUL reached Postgres: INTERNAL) in anything stored or passed on.
      ({"idempotency_key": "key\x00"}, "idempotency_key"), ({"order_ref": "ord\x00"}, "order_ref"),
+     # The key goes to the provider as an HTTP header: a non-ASCII one made httpx raise (INTERNAL).
+     ({"idempotency_key": "clé-\U0001f600"}, "idempotency_key"),
      ({"customer_id": "cust\x00"}, "customer_id"), ({"payment_method": "tok_visa\x00"}, "payment_method"),
      ({"customer_email": "ada\x00@example.com"}, "customer_email"),
      ({"return_url": "https://shop.example.com/\x00"}, "return_url")],
