@@ -171,7 +171,7 @@ async def build(
     # Closed first (the stack unwinds in reverse): sagas still running finish while the pools and channels are open.
     stack.push_async_callback(confirm.drain, DRAIN_RPC_TIMEOUTS * settings.rpc_timeout_seconds)
     drain = FailedCompensationDrain(uow, compensator)
-    recovery = SagaRecovery(uow, gateways, settlement, store, policy)
+    recovery = SagaRecovery(uow, gateways, settlement, policy)
     completion = PaymentCompletion(uow, gateways, settlement, compensator, policy)
 
     app = App(

@@ -511,16 +511,19 @@ class _FakeSessions:
         s.preview, s.updated_at = preview, datetime.now(UTC)
         return s.updated_at
 
-    async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
+    async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
         s = self._s.sessions.get(session_id)
         if s is None or s.status is not SessionStatus.OPEN or s.is_expired(datetime.now(UTC)):
+            return None
+        answered = self._s.confirm_records.get((s.customer_id, idempotency_key))
+        if answered is not None and answered.session_id == session_id:
             return None
         if any(
             o.customer_id == s.customer_id and o.idempotency_key == idempotency_key and o.session_id != session_id
             for o in self._s.sessions.values()
         ):
             raise AlreadyExists("idempotency key used for another session", reason=Reason.IDEMPOTENCY_KEY_REUSED)
-        s.status, s.idempotency_key = SessionStatus.CONFIRMING, idempotency_key
+        s.status, s.idempotency_key, s.confirm_fingerprint = SessionStatus.CONFIRMING, idempotency_key, fingerprint
         s.confirm_started_at = datetime.now(UTC)
         s.saga_step, s.saga_state, s.saga_attempt = SagaStep.VALIDATED, SagaState(), s.saga_attempt + 1
         return copy.deepcopy(s)
@@ -547,7 +550,7 @@ class _FakeSessions:
     async def reopen(self, session_id: str, last_error: str, preview: Preview | None, *, attempt: int) -> bool:
         if (s := self._fenced(session_id, attempt)) is None:
             return False
-        s.status, s.last_error = SessionStatus.OPEN, last_error
+        s.status, s.last_error, s.confirm_fingerprint = SessionStatus.OPEN, last_error, None
         if preview is not None:
             s.preview = preview
         return True
@@ -559,7 +562,7 @@ class _FakeSessions:
         if (s := self._fenced(session_id, attempt)) is None:
             return False
         s.status, s.saga_step, s.saga_state = status, step, copy.deepcopy(state)
-        s.order_id, s.result, s.last_error = order_id, result, last_error
+        s.order_id, s.result, s.last_error, s.confirm_fingerprint = order_id, result, last_error, None
         return True
 
     async def claim_stuck(self, older_than_seconds: int, limit: int, *, session_id: str | None = None) -> list[Session]:
@@ -588,7 +591,7 @@ class _FakeSessions:
             SagaStep.AWAIT_PAYMENT,
             copy.deepcopy(state),
         )
-        s.order_id, s.result = order_id, result
+        s.order_id, s.result, s.confirm_fingerprint = order_id, result, None
         s.expires_at = datetime.now(UTC) + timedelta(seconds=window_seconds)
         s.updated_at = datetime.now(UTC)
         return True

@@ -197,12 +197,15 @@ class SessionRepo(Protocol):
         """Store the last totals of an OPEN session; its new updated_at (None when it is no longer OPEN)."""
         ...
 
-    async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
-        """OPEN and unexpired → CONFIRMING with the key (the durable guard), a new saga attempt; None when not."""
+    async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
+        """OPEN and unexpired → CONFIRMING with the request's key and fingerprint (the durable guard), a new saga
+        attempt; None when not, or when this key's answer for this session is already kept. Raises AlreadyExists
+        (IDEMPOTENCY_KEY_REUSED) when the customer's key belongs to another session."""
         ...
 
     # The writes of a saga below are fenced: each applies only while the session is CONFIRMING under
     # ``attempt`` (its saga_attempt), and says whether it did (False: another owner claimed the saga).
+    # The last of them (reopen, finish, await_payment) clears confirm_fingerprint: the request is answered.
 
     async def save_progress(self, session_id: str, step: SagaStep, state: SagaState, *, attempt: int) -> bool:
         """Store the saga's step and state, renewing its lease (confirm_started_at moved to now)."""
@@ -284,7 +287,9 @@ class CompensationRepo(Protocol):
 class ConfirmRecordRepo(Protocol):
     async def get(self, customer_id: str, idempotency_key: str, max_age_seconds: int) -> ConfirmRecord | None: ...
 
-    async def put(self, customer_id: str, idempotency_key: str, record: ConfirmRecord) -> None: ...
+    async def put(self, customer_id: str, idempotency_key: str, record: ConfirmRecord) -> None:
+        """Keep a request's answer (replacing one kept past the replay window)."""
+        ...
 
 
 class Tx(Protocol):

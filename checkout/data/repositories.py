@@ -204,6 +204,7 @@ def _session(row: sa.Row[Any]) -> Session:
         notes=row.notes,
         preview=Preview.from_dict(row.preview) if row.preview else None,
         idempotency_key=row.idempotency_key,
+        confirm_fingerprint=row.confirm_fingerprint,
         saga_step=SagaStep(row.saga_step) if row.saga_step else None,
         saga_state=SagaState.from_dict(row.saga_state),
         result=ConfirmResult.from_dict(row.result) if row.result else None,
@@ -217,6 +218,7 @@ def _session(row: sa.Row[Any]) -> Session:
 
 
 _S = checkout_sessions
+_R = confirm_requests
 _LIVE = (SessionStatus.OPEN.value, SessionStatus.CONFIRMING.value)
 _GET_SESSION = sa.select(_S).where(_S.c.session_id == sa.bindparam("session_id"))
 _NEXT_ATTEMPT = _S.c.saga_attempt + 1
@@ -289,13 +291,25 @@ class SqlSessionRepo:
             )
         ).scalar()
 
-    async def begin_confirm(self, session_id: str, idempotency_key: str) -> Session | None:
+    async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
+        # A key already answered for this session (a failure kept, then the session reopened) starts nothing.
+        answered = sa.exists().where(
+            _R.c.customer_id == _S.c.customer_id,
+            _R.c.idempotency_key == idempotency_key,
+            _R.c.session_id == _S.c.session_id,
+        )
         stmt = (
             _S.update()
-            .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value, _S.c.expires_at > _NOW)
+            .where(
+                _S.c.session_id == session_id,
+                _S.c.status == SessionStatus.OPEN.value,
+                _S.c.expires_at > _NOW,
+                ~answered,
+            )
             .values(
                 status=SessionStatus.CONFIRMING.value,
                 idempotency_key=idempotency_key,
+                confirm_fingerprint=fingerprint,
                 confirm_started_at=_NOW,
                 saga_attempt=_NEXT_ATTEMPT,
                 saga_step=SagaStep.VALIDATED.value,
@@ -335,6 +349,7 @@ class SqlSessionRepo:
             "saga_step": None,
             "saga_state": {},
             "confirm_started_at": None,
+            "confirm_fingerprint": None,
             "last_error": last_error,
             "updated_at": _NOW,
         }
@@ -364,6 +379,7 @@ class SqlSessionRepo:
                     saga_state=state.to_dict(),
                     order_id=order_id,
                     result=result.to_dict() if result else None,
+                    confirm_fingerprint=None,
                     last_error=last_error,
                     updated_at=_NOW,
                 )
@@ -391,6 +407,7 @@ class SqlSessionRepo:
                     saga_state=state.to_dict(),
                     order_id=order_id,
                     result=result.to_dict(),
+                    confirm_fingerprint=None,
                     expires_at=_in(window_seconds),
                     updated_at=_NOW,
                 )
@@ -520,9 +537,6 @@ class SqlCompensationRepo:
             self._held(item).values(status="dead", attempts=_F.c.attempts + 1, last_error=error, updated_at=_NOW)
         )
         return result.rowcount == 1
-
-
-_R = confirm_requests
 
 
 class SqlConfirmRecordRepo:

@@ -71,6 +71,8 @@ checkout_sessions = sa.Table(
     sa.Column("preview", JSONB),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("idempotency_key", sa.Text),
+    # The fingerprint of the ConfirmCheckout request driving the saga, until its answer is kept (confirm_requests).
+    sa.Column("confirm_fingerprint", sa.Text),
     sa.Column("saga_step", sa.Text),
     sa.Column("saga_state", JSONB, nullable=False, server_default="{}"),
     sa.Column("result", JSONB),

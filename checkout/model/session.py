@@ -185,6 +185,9 @@ class SagaState:
     order_id: str = ""
     order_status: OrderStatus | None = None
     preview: Preview | None = None
+    # The answer the request that drove this saga gets when the saga failed and undid everything, set before
+    # the undo starts: whoever finishes the undo (this saga or the recovery worker) keeps it for the request.
+    failure: ConfirmError | None = None
 
     @property
     def free(self) -> bool:
@@ -205,6 +208,7 @@ class SagaState:
             "order_id": self.order_id,
             "order_status": self.order_status.value if self.order_status else "",
             "preview": self.preview.to_dict() if self.preview else None,
+            "failure": self.failure.to_dict() if self.failure else None,
         }
 
     @staticmethod
@@ -223,6 +227,7 @@ class SagaState:
             order_id=str(d.get("order_id") or ""),
             order_status=OrderStatus(d["order_status"]) if d.get("order_status") else None,
             preview=Preview.from_dict(d["preview"]) if d.get("preview") else None,
+            failure=ConfirmError.from_dict(d["failure"]) if d.get("failure") else None,
         )
 
 
@@ -288,6 +293,10 @@ class Session:
     notes: str = ""
     preview: Preview | None = None
     idempotency_key: str | None = None
+    # The fingerprint of the ConfirmCheckout request (its key is ``idempotency_key``) whose answer the saga still
+    # owes: set by the durable guard, cleared by the saga's last write, which keeps the answer in the same
+    # transaction. None once answered, so a later end of the saga (an asynchronous payment's) keeps nothing.
+    confirm_fingerprint: str | None = None
     saga_step: SagaStep | None = None
     saga_state: SagaState = field(default_factory=SagaState)
     result: ConfirmResult | None = None

@@ -141,7 +141,7 @@ def make_world(**policy: Any) -> World:
         state=CheckoutState(uow, engine),
         confirm=confirm,
         drain=FailedCompensationDrain(uow, compensator),
-        recovery=SagaRecovery(uow, gateways, settlement, store, pol),
+        recovery=SagaRecovery(uow, gateways, settlement, pol),
         completion=PaymentCompletion(uow, gateways, settlement, compensator, pol),
         expiry=expiry,
         engine=engine,

@@ -2,14 +2,15 @@
 
 Protects DESIGN.md §4.2 (double charge: a Redis lock plus a durable CONFIRMING guard in Postgres,
 a payment idempotency key derived from the session, CreateOrder idempotent on the session, a
-finished request replayed for a repeated key — failures included — see :mod:`replay`), §4.3 (money
-leak: the order service checks the authorized amount against its own total, and any later failure
-voids the authorization through :meth:`Settlement.fail`) and §4.6 (bad input refused before anything
-is written). Progress is persisted on the session before every remote step whose recovery differs,
-so a crash is resumed forward by the recovery worker once the order may exist, and compensated before
-that. The durable guard starts a saga attempt and every write after it is fenced by it (:mod:`lease`):
-a saga that stalled past its lease and was taken over stops at its next step, touching nothing. Each
-step of DESIGN.md §3 is one method below, run between its fault points; step 8 lives in :mod:`settle`.
+finished request replayed for a repeated key — failures included, kept by the saga's last write —
+see :mod:`replay`), §4.3 (money leak: the order service checks the authorized amount against its own
+total, and any later failure voids the authorization through :meth:`Settlement.fail`) and §4.6 (bad
+input refused before anything is written). Progress is persisted on the session before every remote
+step whose recovery differs, so a crash is resumed forward by the recovery worker once the order may
+exist, and compensated before that. The durable guard starts a saga attempt and every write after it
+is fenced by it (:mod:`lease`): a saga that stalled past its lease and was taken over stops at its
+next step, touching nothing. Each step of DESIGN.md §3 is one method below, run between its fault
+points; step 8 lives in :mod:`settle`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from checkout.biz.checkout.access import load_owned_session
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.lease import Lease, LeaseLost, Leases
 from checkout.biz.checkout.pricing_engine import PricingEngine, promotion_lines, split_discount
-from checkout.biz.checkout.replay import Replays, fingerprint, is_final
+from checkout.biz.checkout.replay import Replays, answer, error_record, fingerprint, keep_answer, undone
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.update_state import pricing_input, session_not_open
 from checkout.biz.policy import CheckoutPolicy
@@ -147,7 +148,7 @@ class ConfirmCheckout:
         try:
             since = self._leases.now()
             async with self._uow() as tx:
-                started = await tx.sessions.begin_confirm(session_id, request.key)
+                started = await tx.sessions.begin_confirm(session_id, request.key, request.fingerprint)
             if started is None:
                 return await self._not_started(request, session_id)
             try:
@@ -157,43 +158,39 @@ class ConfirmCheckout:
                 log.warning("session %s: its saga was taken over by another owner; this one stopped", session_id)
                 return await self._not_started(request, session_id)
             except DomainError as exc:
-                # Like a payment API, only a request that started moving things is answered again; one refused
-                # by steps 2-3 (a changed price, a missing field) reopened its session and may be sent again.
-                # A transient failure the saga undid (an unanswered authorization voided, the session cancelled)
-                # is final too: the request ended there, and a repeat must say so again.
-                if request.executed and (is_final(exc) or request.compensated):
-                    await self._keep(request, session_id, exc)
+                # Like a payment API, only a request that started moving things is answered again: its saga
+                # kept the answer with its last write. One refused by steps 2-3 (a changed price, a missing
+                # field) reopened its session keeping nothing, and may be sent again.
+                if request.kept:
+                    await self._cache(request, session_id, exc)
                 raise
             except Exception:
-                # A failure after the session's last write (the order is placed) is not the answer: the session is.
-                if (finished := await self._finished(request, session_id)) is None:
+                # A failure after the session's last write is not the answer: the one that write kept is.
+                if (kept := await self._kept(request, session_id)) is None:
                     raise
-                return finished
-            await self._keep(request, session_id, result)
+                return kept
+            await self._cache(request, session_id, result)
             return result
         finally:
             if token is not None:
                 await self._lock.release(request.lock_key, token)
 
-    async def _keep(self, request: _Request, session_id: str, outcome: ConfirmResult | DomainError) -> None:
-        """Keep the answer for repeats. Best effort: the answer stands even if it can't be kept, and a
-        repeat then finds a finished session's result on the session itself."""
+    async def _cache(self, request: _Request, session_id: str, outcome: ConfirmResult | DomainError) -> None:
+        """Put the answer Postgres keeps in Redis too. Best effort: a repeat that misses it asks Postgres."""
         record = Replays.record(session_id, request.fingerprint, outcome)
         try:
-            await self._replays.keep(request.lock_key, request.customer_id, request.key, record)
+            await self._replays.cache(request.lock_key, record)
         except Exception:
-            log.warning("session %s: the answer to key %s was not kept for replay", session_id, request.key)
+            log.warning("session %s: the answer to key %s was not cached for replay", session_id, request.key)
 
-    async def _finished(self, request: _Request, session_id: str) -> ConfirmResult | None:
-        """The session's own answer when this request finished it (None when it didn't, or can't be read)."""
+    async def _kept(self, request: _Request, session_id: str) -> ConfirmResult | None:
+        """The answer kept for this request (raised when it is a refusal); None when there is none, or it
+        can't be read."""
         try:
-            async with self._uow.read() as tx:
-                session = await tx.sessions.get(session_id)
+            record = await self._replays.kept(request.customer_id, request.key)
         except Exception:
             return None
-        if session is None or session.idempotency_key != request.key or session.result is None:
-            return None
-        return session.result if session.status in _FINISHED else None
+        return None if record is None else answer(record, session_id, request.fingerprint)
 
     @overload
     async def _not_started(self, request: _Request, session_id: str) -> ConfirmResult: ...
@@ -234,11 +231,10 @@ class ConfirmCheckout:
         except LeaseLost:
             raise
         except Exception as exc:
-            await self._reopen(lease, exc, preview)
+            await self._reopen(session, lease, exc, preview)
             raise
 
         state = SagaState(promo_codes=preview.applied_codes, preview=preview)
-        request.executed = True
         try:
             async with lease.step("reserve_promotion"):
                 await self._reserve_promotion(session, state, preview, lease)
@@ -260,7 +256,8 @@ class ConfirmCheckout:
                 metadata={"expected": str(expected.amount_minor), "actual": str(changed.actual),
                           "currency_code": session.currency_code},
             )  # fmt: skip
-            await self._reopen(lease, error, None)
+            await self._reopen(session, lease, error, None, answer=error)
+            request.kept = True
             raise error from None
         except Exception as exc:
             if isinstance(exc, Unavailable) and state.order_draft is not None and not state.order_id:
@@ -270,9 +267,12 @@ class ConfirmCheckout:
                 # refusal. A retry with the same key meanwhile gets CHECKOUT_IN_PROGRESS, then the result.
                 log.warning("CreateOrder outcome unknown for session %s; left for recovery", session.session_id)
                 raise
-            await self._settlement.fail(session, state, lease, f"checkout failed: {_described(exc)}")
-            request.compensated = True
-            raise
+            error = undone(exc)
+            await self._settlement.fail(session, state, lease, f"checkout failed: {_described(exc)}", answer=error)
+            request.kept = True
+            if error is exc:
+                raise
+            raise error from exc
         return await self._settlement.settle(session, state, lease)
 
     async def _validate(self, session: Session) -> None:
@@ -374,29 +374,38 @@ class ConfirmCheckout:
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retrying(self._policy.retry, call)
 
-    async def _reopen(self, lease: Lease, exc: BaseException, preview: Preview | None) -> None:
+    async def _reopen(
+        self,
+        session: Session,
+        lease: Lease,
+        exc: BaseException,
+        preview: Preview | None,
+        *,
+        answer: DomainError | None = None,
+    ) -> None:
+        """Back to OPEN; with ``answer``, the request's answer is kept in the same transaction."""
         async with self._uow() as tx:
             reopened = await tx.sessions.reopen(
                 lease.session_id, f"{type(exc).__name__}: {exc}"[:1000], preview, attempt=lease.attempt
             )
-        if not reopened:
-            raise lease.lost()
+            if not reopened:
+                raise lease.lost()
+            if answer is not None:
+                await keep_answer(tx, session, error_record(answer))
 
 
 class _Request:
     """One ConfirmCheckout request: whose key it is, and its fingerprint."""
 
-    __slots__ = ("compensated", "customer_id", "executed", "fingerprint", "key", "lock_key")
+    __slots__ = ("customer_id", "fingerprint", "kept", "key", "lock_key")
 
     def __init__(self, customer_id: str, key: str, print_: str) -> None:
         self.customer_id = customer_id
         self.key = key
         self.fingerprint = print_
         self.lock_key = f"{customer_id}:{key}"
-        # Set once the saga passed step 3: from then on, its outcome is the key's answer.
-        self.executed = False
-        # Set once the failure path undid everything: the session is over, whatever the error says.
-        self.compensated = False
+        # Set once the saga's last write kept its failure as the key's answer (a success is always kept).
+        self.kept = False
 
 
 def _check_total(preview: Preview, expected: Money) -> None:

@@ -7,6 +7,11 @@ forward when its order may exist (CreateOrder is idempotent on the session, so r
 order) or failed — everything undone, through the same :meth:`Settlement.fail` the saga uses — when
 it can't, so no authorization or reservation is left behind. Sessions are claimed one at a time, right
 before each is worked on, so no claim waits behind another session's work.
+
+The request that drove the saga is owed its answer (DESIGN.md §3's replay rule): the session's last
+write keeps it for the request's key (:func:`~checkout.biz.checkout.replay.keep_answer`) — the order's
+result when finished forward, the failure the undo started from, or "undone, start again" when the
+process died mid-saga — so the client's repeat gets it, never SESSION_NOT_OPEN.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from __future__ import annotations
 import logging
 
 from checkout.biz.checkout.lease import Lease, LeaseLost, Leases
-from checkout.biz.checkout.replay import Replays, fingerprint
+from checkout.biz.checkout.replay import undone
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import Gateways, IdempotencyStore, UnitOfWork
+from checkout.biz.ports import Gateways, UnitOfWork
 from checkout.biz.retry import retrying
 from checkout.model.session import Session
 from infra.errors import DomainError, Unavailable
@@ -28,18 +33,10 @@ log = logging.getLogger("kassa.checkout.recovery")
 
 
 class SagaRecovery:
-    def __init__(
-        self,
-        uow: UnitOfWork,
-        gateways: Gateways,
-        settlement: Settlement,
-        store: IdempotencyStore,
-        policy: CheckoutPolicy,
-    ) -> None:
+    def __init__(self, uow: UnitOfWork, gateways: Gateways, settlement: Settlement, policy: CheckoutPolicy) -> None:
         self._uow = uow
         self._g = gateways
         self._settlement = settlement
-        self._replays = Replays(uow, store, policy.replay_ttl_seconds)
         self._policy = policy
         self._leases = Leases(uow, policy)
 
@@ -82,7 +79,9 @@ class SagaRecovery:
         """Finish or undo one claimed saga: forward once the order may exist, else fail it."""
         state, step = session.saga_state, session.saga_step
         if step is None or not step.order_may_exist or state.order_draft is None:
-            await self._settlement.fail(session, state, lease, "checkout abandoned")
+            # An undo under way keeps the failure it started from (a decline stays PAYMENT_DECLINED).
+            abandoned = None if state.failure else undone(None)
+            await self._settlement.fail(session, state, lease, "checkout abandoned", answer=abandoned)
             return
         if not state.order_id:
             draft = state.order_draft
@@ -92,13 +91,8 @@ class SagaRecovery:
             except Unavailable:
                 raise
             except DomainError as refusal:
-                await self._settlement.fail(session, state, lease, f"checkout failed: {refusal.message}")
+                cause = f"checkout failed: {refusal.message}"
+                await self._settlement.fail(session, state, lease, cause, answer=undone(refusal))
                 return
             state.order_id, state.order_status = order.order_id, order.status
-        result = await self._settlement.settle(session, state, lease)
-        if session.idempotency_key and state.preview is not None:
-            # The client's repeat of its request gets this answer, not CHECKOUT_IN_PROGRESS.
-            print_ = fingerprint(session.session_id, state.preview.grand_total, session.payment_method)
-            record = Replays.record(session.session_id, print_, result)
-            key = session.idempotency_key
-            await self._replays.keep(f"{session.customer_id}:{key}", session.customer_id, key, record)
+        await self._settlement.settle(session, state, lease)

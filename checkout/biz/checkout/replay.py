@@ -4,7 +4,9 @@ Protects DESIGN.md §4.2: a repeat of a finished request with the same Idempoten
 same answer for 24 h — a decline replays PAYMENT_DECLINED — and never runs the saga again. The
 request is fingerprinted (session, expected total, payment method); the same key with another
 fingerprint is IDEMPOTENCY_KEY_REUSED. Redis answers fast; Postgres (``confirm_requests``) is the
-record that survives Redis losing it.
+record that survives Redis losing it: it is written in the transaction of the saga's last write
+(:func:`keep_answer`) — whoever makes it, the request's own saga or the recovery worker — so a
+session that ended always has its request's answer kept, and a crash can't split the two.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from checkout.biz.ports import IdempotencyStore, UnitOfWork
-from checkout.model.session import ConfirmError, ConfirmRecord, ConfirmResult
+from checkout.biz.ports import IdempotencyStore, Tx, UnitOfWork
+from checkout.model.session import ConfirmError, ConfirmRecord, ConfirmResult, Session
 from infra.errors import (
     Aborted,
     AlreadyExists,
@@ -28,7 +30,7 @@ from infra.errors import (
 )
 from infra.money import Money
 
-__all__ = ["Replays", "fingerprint", "is_final"]
+__all__ = ["Replays", "answer", "error_record", "fingerprint", "is_final", "keep_answer", "undone"]
 
 _KINDS: dict[str, type[DomainError]] = {
     cls.__name__: cls
@@ -49,8 +51,35 @@ def is_final(error: DomainError) -> bool:
     return not (isinstance(error, Aborted) and error.reason == Reason.CHECKOUT_IN_PROGRESS)
 
 
-def _error_record(error: DomainError) -> ConfirmError:
+def undone(failure: BaseException | None) -> DomainError:
+    """The answer of a request whose saga failed (``failure``; None: its process died) and undid everything.
+
+    A refusal stands as it is. Anything else was no answer a customer can act on; the checkout is over
+    and nothing was charged, which is what the request is told.
+    """
+    if isinstance(failure, DomainError):
+        return failure
+    return Aborted(
+        "this checkout could not be completed and has been undone; nothing was charged. Start checkout again",
+        reason=Reason.UNAVAILABLE,
+    )
+
+
+def error_record(error: DomainError) -> ConfirmError:
     return ConfirmError(type(error).__name__, error.reason, error.message, dict(error.metadata))
+
+
+async def keep_answer(tx: Tx, session: Session, outcome: ConfirmResult | ConfirmError) -> None:
+    """Keep, in ``tx`` — the one of the saga's last write, which clears the request it answers from the
+    session — the answer owed to the request that drove the saga; nothing when none is owed (the request
+    was answered already, as an asynchronous payment's end finds it)."""
+    if not session.idempotency_key or not session.confirm_fingerprint:
+        return
+    if isinstance(outcome, ConfirmResult):
+        record = ConfirmRecord(session.session_id, session.confirm_fingerprint, result=outcome)
+    else:
+        record = ConfirmRecord(session.session_id, session.confirm_fingerprint, error=outcome)
+    await tx.confirm_records.put(session.customer_id, session.idempotency_key, record)
 
 
 def _rebuild(error: ConfirmError) -> DomainError:
@@ -77,23 +106,22 @@ class Replays:
 
     async def durable(self, customer_id: str, key: str, session_id: str, print_: str) -> ConfirmResult | None:
         """The stored answer from Postgres, for when Redis lost it."""
-        async with self._uow.read() as tx:
-            record = await tx.confirm_records.get(customer_id, key, self._max_age)
+        record = await self.kept(customer_id, key)
         return None if record is None else answer(record, session_id, print_)
 
-    async def keep(
-        self, lock_key: str, customer_id: str, key: str, record: ConfirmRecord, *, cache_only: bool = False
-    ) -> None:
-        if not cache_only:
-            async with self._uow() as tx:
-                await tx.confirm_records.put(customer_id, key, record)
+    async def kept(self, customer_id: str, key: str) -> ConfirmRecord | None:
+        async with self._uow.read() as tx:
+            return await tx.confirm_records.get(customer_id, key, self._max_age)
+
+    async def cache(self, lock_key: str, record: ConfirmRecord) -> None:
+        """Put an answer Postgres keeps in Redis too, for the fast path of repeats."""
         await self._store.put_result(lock_key, json.dumps(record.to_dict()).encode())
 
     @staticmethod
     def record(session_id: str, print_: str, outcome: ConfirmResult | DomainError) -> ConfirmRecord:
         if isinstance(outcome, ConfirmResult):
             return ConfirmRecord(session_id, print_, result=outcome)
-        return ConfirmRecord(session_id, print_, error=_error_record(outcome))
+        return ConfirmRecord(session_id, print_, error=error_record(outcome))
 
 
 def answer(record: ConfirmRecord, session_id: str, print_: str) -> ConfirmResult:

@@ -7,10 +7,13 @@ Protects DESIGN.md §4.1/§4.4 (stock is secured — reservations confirmed — 
 taken, and a capture never happens for units the customer no longer holds), §4.2 (one capture: the
 payment service claims it by a conditional update, and a recovery resumes rather than repeats),
 §4.3 (a failure voids the authorization, found by its key when its answer was lost, and every
-compensation that fails goes to the DLQ, never dropped) and §4.5 (CartConverted and
-CheckoutCompleted are written in the transaction that finishes the session). Whoever calls holds the
-saga's :class:`Lease`: each step runs under it, each write is fenced by it, and a caller that lost it
-stops (LeaseLost) rather than settle or undo what its successor now owns.
+compensation that fails goes to the DLQ, never dropped), §4.5 (CartConverted and CheckoutCompleted
+are written in the transaction that finishes the session) and §3's replay rule: that transaction
+also keeps the answer owed to the request that drove the saga
+(:func:`~checkout.biz.checkout.replay.keep_answer`), so no crash leaves a finished session whose
+request's repeat can't learn how it ended. Whoever calls holds the saga's :class:`Lease`: each step
+runs under it, each write is fenced by it, and a caller that lost it stops (LeaseLost) rather than
+settle or undo what its successor now owns.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, TypeVar
 
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.lease import Lease
+from checkout.biz.checkout.replay import error_record, keep_answer
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways, UnitOfWork
 from checkout.biz.retry import retrying
@@ -163,14 +167,22 @@ class Settlement:
             moved = await tx.sessions.await_payment(
                 sid, state=state, order_id=state.order_id, result=result, window_seconds=window, attempt=lease.attempt
             )
-        if not moved:
-            raise lease.lost()
+            if not moved:
+                raise lease.lost()
+            await keep_answer(tx, session, result)
         return result
 
     # --- the failure path ----------------------------------------------------------------
 
     async def fail(
-        self, session: Session, state: SagaState, lease: Lease, cause: str, failed: list[NewCompensation] | None = None
+        self,
+        session: Session,
+        state: SagaState,
+        lease: Lease,
+        cause: str,
+        failed: list[NewCompensation] | None = None,
+        *,
+        answer: DomainError | None = None,
     ) -> ConfirmResult:
         """Undo whatever the saga did, in reverse: no hold, no reservation, no coupon use is left behind.
 
@@ -178,10 +190,15 @@ class Settlement:
         releases the reservations and the promotion usage, and fails the order when one exists (its
         OrderPaymentFailed event lets warehouse restock units already confirmed). The session ends
         CANCELLED and its cart is ACTIVE again, so the customer can start checkout once more.
+        ``answer`` is what the request that drove the saga is told: persisted with the undo's first write
+        (so a recovery that finishes the undo keeps it too) and kept by its last. Without one, an answer
+        persisted before stands, else the result returned here is the answer.
         Raises LeaseLost, having undone nothing, when another owner claimed the saga: it undoes.
         """
         sid = session.session_id
         failed = list(failed or [])
+        if answer is not None:
+            state.failure = error_record(answer)
         await lease.progress(SagaStep.COMPENSATING, state)
         reason = cause[:200]
         if state.payment_status not in _NOTHING_HELD and (state.payment_id or state.authorize is not None):
@@ -233,6 +250,7 @@ class Settlement:
             )  # fmt: skip
             if not finished:
                 raise lease.lost()  # rolls back with it: what this attempt failed to do, its successor does
+            await keep_answer(tx, session, state.failure if state.failure and not converted else result)
             for item in outcome.failed:
                 await tx.compensations.add(item)
             moved = await tx.carts.transition(session.cart_id, {CartStatus.CHECKOUT}, cart_status)

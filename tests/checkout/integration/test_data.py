@@ -14,7 +14,16 @@ from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import Address
 from checkout.model.compensation import FailedCompensation, NewCompensation, Operation
-from checkout.model.session import ConfirmResult, SagaState, SagaStep, Session, SessionLine, SessionStatus
+from checkout.model.session import (
+    ConfirmError,
+    ConfirmRecord,
+    ConfirmResult,
+    SagaState,
+    SagaStep,
+    Session,
+    SessionLine,
+    SessionStatus,
+)
 from infra.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
 
 pytestmark = pytest.mark.integration
@@ -67,12 +76,12 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
         assert await tx.sessions.create(first)
         assert not await tx.sessions.create(second)
     async with uow() as tx:
-        started = await tx.sessions.begin_confirm(first.session_id, "key-A")
+        started = await tx.sessions.begin_confirm(first.session_id, "key-A", "fp-A")
     assert started is not None
     assert started.status is SessionStatus.CONFIRMING
     assert started.confirm_started_at is not None
     async with uow() as tx:
-        assert await tx.sessions.begin_confirm(first.session_id, "key-A") is None
+        assert await tx.sessions.begin_confirm(first.session_id, "key-A", "fp-A") is None
 
     other_cart = await _cart(uow, customer)
     other = _session(other_cart)
@@ -80,7 +89,7 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
         assert await tx.sessions.create(other)
     with pytest.raises(AlreadyExists) as err:
         async with uow() as tx:
-            await tx.sessions.begin_confirm(other.session_id, "key-A")
+            await tx.sessions.begin_confirm(other.session_id, "key-A", "fp-B")
     assert err.value.reason == Reason.IDEMPOTENCY_KEY_REUSED
     async with uow() as tx:
         assert (await tx.sessions.get(other.session_id)).status is SessionStatus.OPEN
@@ -102,6 +111,34 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
         assert await tx.sessions.create(second)
 
 
+async def test_the_guard_records_the_request_and_starts_nothing_under_a_key_already_answered(served) -> None:
+    uow = served.container.uow
+    customer = unique("cust")
+    session = _session(await _cart(uow, customer))
+    async with uow() as tx:
+        await tx.sessions.create(session)
+        started = await tx.sessions.begin_confirm(session.session_id, "key-A", "fp-A")
+    assert started is not None and (started.idempotency_key, started.confirm_fingerprint) == ("key-A", "fp-A")
+    # The saga's last write (here: reopened after a failure that is the key's answer) clears the request,
+    # and the answer is kept in its transaction.
+    async with uow() as tx:
+        assert await tx.sessions.reopen(session.session_id, "promotion changed", None, attempt=started.saga_attempt)
+        error = ConfirmError("Aborted", Reason.PRICE_CHANGED, "a promotion changed")
+        await tx.confirm_records.put(customer, "key-A", ConfirmRecord(session.session_id, "fp-A", error=error))
+    async with uow() as tx:
+        reopened = await tx.sessions.get(session.session_id)
+        assert reopened is not None and reopened.status is SessionStatus.OPEN
+        assert reopened.confirm_fingerprint is None
+        assert await tx.sessions.begin_confirm(session.session_id, "key-A", "fp-A") is None
+        again = await tx.sessions.begin_confirm(session.session_id, "key-B", "fp-B")  # a new request may
+    assert again is not None and (again.idempotency_key, again.confirm_fingerprint) == ("key-B", "fp-B")
+    async with uow() as tx:
+        assert await tx.sessions.finish(session.session_id, SessionStatus.CANCELLED, step=SagaStep.COMPENSATING,
+                                        state=SagaState(), attempt=again.saga_attempt)  # fmt: skip
+        finished = await tx.sessions.get(session.session_id)
+    assert finished is not None and finished.confirm_fingerprint is None
+
+
 async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
     uow = served.container.uow
     cart = await _cart(uow, unique("cust"))
@@ -109,7 +146,7 @@ async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
     async with uow() as tx:
         await tx.sessions.create(expired)
         await tx.carts.transition(cart.cart_id, {CartStatus.ACTIVE}, CartStatus.CHECKOUT)
-        assert await tx.sessions.begin_confirm(expired.session_id, unique("k")) is None
+        assert await tx.sessions.begin_confirm(expired.session_id, unique("k"), "fp") is None
     assert await served.container.expiry.expire_for_cart(cart.cart_id)
     async with uow() as tx:
         assert (await tx.sessions.get(expired.session_id)).status is SessionStatus.EXPIRED
@@ -120,7 +157,7 @@ async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
     stuck = _session(cart2)
     async with uow() as tx:
         await tx.sessions.create(stuck)
-        await tx.sessions.begin_confirm(stuck.session_id, unique("k"))
+        await tx.sessions.begin_confirm(stuck.session_id, unique("k"), "fp")
         claimed = await tx.sessions.claim_stuck(120, 100)
     assert stuck.session_id not in {s.session_id for s in claimed}
     async with served.container.engine.begin() as conn:
@@ -142,7 +179,7 @@ async def test_every_claim_of_a_saga_fences_out_the_writes_of_the_one_before(ser
     session = _session(cart)
     async with uow() as tx:
         await tx.sessions.create(session)
-        live = await tx.sessions.begin_confirm(session.session_id, unique("k"))
+        live = await tx.sessions.begin_confirm(session.session_id, unique("k"), "fp")
     assert live is not None and live.saga_attempt == 1
     sid, state = session.session_id, SagaState(payment_id="pay-1")
     async with uow() as tx:

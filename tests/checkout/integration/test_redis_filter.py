@@ -257,9 +257,10 @@ async def test_a_retry_after_a_crash_is_answered_by_what_recovery_did_not_by_the
             answer = await _confirm(checkout, md, session_id, key, total)
             assert answer.order_id and answer.order_status == order_pb2.ORDER_STATUS_CONFIRMED
         else:
+            # Undone: the request is over, and says so (it was SESSION_NOT_OPEN: recovery kept no answer).
             err = await _error(_confirm(checkout, md, session_id, key, total))
-            assert err.code() is grpc.StatusCode.FAILED_PRECONDITION, err.details()
-            assert error_info(err).reason == "SESSION_NOT_OPEN"
+            assert err.code() is grpc.StatusCode.ABORTED, err.details()
+            assert error_info(err).reason == "UNAVAILABLE" and "nothing was charged" in err.details()
         assert await redis.get(lock) == b"dead-process"  # the lock was still there; it decided nothing
     finally:
         await redis.delete(lock)

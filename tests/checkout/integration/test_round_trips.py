@@ -31,7 +31,7 @@ from checkout.model.catalog import Address
 from checkout.model.session import SagaStep, Session, SessionStatus
 from infra.config import Settings
 from infra.db import create_engine
-from infra.errors import NotFound
+from infra.errors import FailedPrecondition, NotFound, Reason
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,7 @@ ONE_TRANSACTION = Trips(statements=1, transactions=1, commits=1)
 OWNERSHIP_READ = Trips(statements=1, autocommit=1)
 _SESSION_UPDATE = re.compile(r"^UPDATE \S*checkout_sessions SET ")
 _SAGA_STEP = re.compile(r"\bsaga_step=%\((\w+)\)s")
+_FIRST_TABLE = re.compile(r"^(UPDATE|INSERT INTO) \S+")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -207,11 +208,42 @@ async def test_confirm_writes_progress_only_before_authorize_and_create_order(
     assert saga_steps(trips) == steps
     progress = len(steps) - 2  # the writes between the guard (validated) and the finish (done)
     # The session and the cart head (autocommit); the guard, each progress write, then the finish:
-    # session, cart and two outbox events in one transaction; then the request's replay record.
+    # session, the request's replay record, cart and two outbox events in one transaction.
     assert trips.take() == Trips(
-        statements=2 + 1 + progress + 4 + 1, autocommit=2, transactions=3 + progress, commits=3 + progress
+        statements=2 + 1 + progress + 5, autocommit=2, transactions=2 + progress, commits=2 + progress
     )
     assert result.order_status == "CONFIRMED" and result.payment_status == "CAPTURED"
     stored = await checkout.state.get(checkout.customer, session.session_id)
     assert stored.status is SessionStatus.COMPLETED and stored.saga_step is SagaStep.DONE
     assert stored.result == result and stored.order_id == result.order_id
+
+
+async def test_a_declined_confirm_keeps_its_answer_in_the_transaction_that_cancels_the_session(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips]
+) -> None:
+    trips, uow = checkout.trips, counted[0]
+    session = await checkout.state.update(
+        checkout.customer,
+        (await checkout.filled_in_session()).session_id,
+        StateUpdate(payment_method="tok_chargeDeclined"),
+    )
+    assert session.preview is not None
+    key = unique("key")
+    trips.take()
+
+    with pytest.raises(FailedPrecondition) as declined:
+        await checkout.confirm(checkout.customer, session.session_id, key, session.preview.grand_total)
+
+    assert declined.value.reason == Reason.PAYMENT_DECLINED
+    assert saga_steps(trips) == ["validated", "authorize_payment", "compensating", "compensating"]
+    finish = [_FIRST_TABLE.search(statement).group(0) for statement, _ in trips.sent[-3:]]  # type: ignore[union-attr]
+    assert finish == ["UPDATE checkout.checkout_sessions", "INSERT INTO checkout.confirm_requests",
+                      "UPDATE checkout.carts"]  # fmt: skip
+    # The session and the cart head (autocommit); the guard, the progress before authorize, the undo's
+    # start; then the session cancelled, the answer kept and the cart given back, in one transaction.
+    assert trips.take() == Trips(statements=2 + 1 + 1 + 1 + 3, autocommit=2, transactions=4, commits=4)
+    async with uow.read() as tx:
+        kept = await tx.confirm_records.get(checkout.customer.subject, key, 86_400)
+    assert kept is not None and kept.error is not None and kept.error.reason == Reason.PAYMENT_DECLINED
+    stored = await checkout.state.get(checkout.customer, session.session_id)
+    assert stored.status is SessionStatus.CANCELLED and stored.confirm_fingerprint is None

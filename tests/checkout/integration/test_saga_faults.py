@@ -4,7 +4,8 @@ An ``error`` at a point is any failure there: the saga must end in a state that 
 no order without a payment, no authorization left open for an order that wasn't placed, a session the
 customer or the recovery worker can go on from. A ``crash`` at a point (here: the process "exits" by
 an exception nothing in the saga catches, leaving what it persisted) must leave a session the recovery
-worker finishes.
+worker finishes, and whoever finishes it keeps the request's answer: a repeat of the request learns how
+it ended (DESIGN.md §3's replay rule), never SESSION_NOT_OPEN.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from checkout.data.tables import checkout_sessions
 from checkout.model.actor import Actor
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import Address, OrderStatus, PaymentStatus
-from checkout.model.session import ConfirmResult, Session, SessionStatus
+from checkout.model.session import ConfirmRecord, ConfirmResult, Session, SessionStatus
 from infra import faults
 from infra.config import Settings
 from infra.db import create_engine
-from infra.errors import FailedPrecondition, Reason
+from infra.errors import Aborted, FailedPrecondition, Reason
 from infra.runner import running_service
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,7 @@ def _step(point: str) -> str:
     return point.rsplit(".", maxsplit=1)[-1].split("_", 1)[1]
 
 
-async def _ready(served, actor: Actor) -> Session:
+async def _ready(served, actor: Actor, payment_method: str = "tok_visa") -> Session:
     """A cart of one line with a 10 % coupon, started and filled in: every step has work to do."""
     c = served.container
     sku, code = unique("SKU"), unique("SAVE").upper()
@@ -87,7 +88,7 @@ async def _ready(served, actor: Actor) -> Session:
     await c.carts.add_item(actor, cart.cart_id, sku, 2)
     session, _ = await c.start(actor, cart.cart_id)
     update = StateUpdate(
-        email="ada@example.com", shipping_address=ADDRESS, shipping_method="standard", payment_method="tok_visa",
+        email="ada@example.com", shipping_address=ADDRESS, shipping_method="standard", payment_method=payment_method,
         promotion_codes=[code],
     )  # fmt: skip
     return await c.state.update(actor, session.session_id, update)
@@ -103,6 +104,18 @@ async def _stored(served, session_id: str) -> Session:
         stored = await tx.sessions.get(session_id)
     assert stored is not None
     return stored
+
+
+async def _kept(served, actor: Actor, key: str) -> ConfirmRecord | None:
+    """The answer Postgres keeps for the customer's key (what a repeat gets when Redis has none)."""
+    async with served.container.uow.read() as tx:
+        return await tx.confirm_records.get(actor.subject, key, 86_400)
+
+
+def _calls(served) -> tuple[int, ...]:
+    """How many calls checkout made to each neighbour so far."""
+    return tuple(len(fake.calls) for fake in (served.pricing, served.inventory, served.promotion, served.payment,
+                                               served.order))  # fmt: skip
 
 
 async def _age(served, session_id: str) -> None:
@@ -173,10 +186,17 @@ async def test_an_error_at_any_step_keeps_the_invariants_and_the_session_goes_on
     key = unique("key")
     step = _step(point)
 
+    undone: Aborted | None = None
     if point == "checkout.confirm.after_finalize":
         # The order is placed and the session says so: that is the answer, not the failure after it.
         result = await _confirm(served, actor, session, key)
         assert result.order_status == OrderStatus.CONFIRMED
+    elif step in _UNDONE:
+        # Everything was undone before answering: the request is over, and says so (not an INTERNAL).
+        with pytest.raises(Aborted) as aborted:
+            await _confirm(served, actor, session, key)
+        undone = aborted.value
+        assert undone.reason == Reason.UNAVAILABLE and "nothing was charged" in undone.message
     else:
         with pytest.raises(faults.InjectedFault):
             await _confirm(served, actor, session, key)
@@ -190,6 +210,10 @@ async def test_an_error_at_any_step_keeps_the_invariants_and_the_session_goes_on
         assert (await _confirm(served, actor, session, key)).order_status == OrderStatus.CONFIRMED
     elif step in _UNDONE:
         assert stored.status is SessionStatus.CANCELLED
+        assert undone is not None
+        with pytest.raises(Aborted) as again:  # and a repeat says so again
+            await _confirm(served, actor, session, key)
+        assert (again.value.reason, again.value.message) == (undone.reason, undone.message)
     elif point != "checkout.confirm.after_finalize":
         # The order exists: nothing is undone, the recovery worker finishes it.
         assert stored.status is SessionStatus.CONFIRMING
@@ -224,13 +248,63 @@ async def test_recovery_finishes_a_saga_whose_process_died_at_any_step(served, c
     order_may_exist = _step(point) in {"confirm_stock", "capture", "finalize"} or point.endswith("after_create_order")
     assert settled.status is (SessionStatus.COMPLETED if order_may_exist else SessionStatus.CANCELLED)
 
-    # The customer's retry of the same request learns how it ended.
+    # Whoever finished the session kept the request's answer with it, in Postgres: the dead process cached
+    # nothing in Redis. The customer's retry of the same request learns how it ended.
+    kept = await _kept(served, actor, key)
+    assert kept is not None and kept.session_id == session.session_id
+    calls = _calls(served)
     if settled.status is SessionStatus.COMPLETED:
+        assert kept.result == settled.result
         assert await _confirm(served, actor, session, key) == settled.result
     else:
-        with pytest.raises(FailedPrecondition) as refused:
+        assert kept.error is not None and kept.result is None
+        with pytest.raises(Aborted) as undone:
             await _confirm(served, actor, session, key)
-        assert refused.value.reason == Reason.SESSION_NOT_OPEN
+        assert undone.value.reason == Reason.UNAVAILABLE, undone.value.reason
+        assert "undone" in undone.value.message and "nothing was charged" in undone.value.message
+    assert _calls(served) == calls  # replayed: nothing ran again
+
+
+@pytest.mark.parametrize(
+    ("point", "kind"),
+    [
+        ("checkout.confirm.before_finalize", "crash"),  # mid-undo: recovery finishes the undo
+        ("checkout.confirm.after_finalize", "crash"),  # the session's last write done, the answer not sent
+        ("checkout.confirm.after_finalize", "error"),
+    ],
+)
+async def test_a_declined_card_stays_declined_for_a_repeat_after_a_crash_at_its_end(
+    served, customer_id, crashing, point, kind
+) -> None:
+    """Chaos seed 4242: a declined card, checkout killed while ending the saga, and the customer's retries of
+    the same request got SESSION_NOT_OPEN instead of PAYMENT_DECLINED. The decline is kept in the
+    transaction that cancels the session (and, mid-undo, persisted before it for recovery to keep)."""
+    actor = Actor(customer_id)
+    session = await _ready(served, actor, payment_method="tok_chargeDeclined")
+    faults.configure(f"{point}={kind}#1")
+    key = unique("key")
+
+    if kind == "crash":
+        with pytest.raises(SimulatedCrash):
+            await _confirm(served, actor, session, key)
+    else:
+        with pytest.raises(FailedPrecondition) as first:
+            await _confirm(served, actor, session, key)
+        assert first.value.reason == Reason.PAYMENT_DECLINED
+    stored = await _stored(served, session.session_id)
+    if point.endswith("before_finalize"):
+        assert stored.status is SessionStatus.CONFIRMING
+        await _age(served, session.session_id)
+        assert await served.container.recovery.recover_one(session.session_id)
+    assert (await assert_settled(served, session)).status is SessionStatus.CANCELLED
+
+    calls = _calls(served)
+    for _ in range(2):
+        with pytest.raises(FailedPrecondition) as declined:
+            await _confirm(served, actor, session, key)
+        assert declined.value.reason == Reason.PAYMENT_DECLINED, declined.value.reason
+        assert declined.value.metadata.get("failure_code") == "card_declined"
+    assert _calls(served) == calls  # replayed, never tried again
 
 
 async def test_a_replica_that_stops_finishes_the_sagas_it_started_before_closing_its_connections(

@@ -59,7 +59,7 @@ def short(served) -> Iterator[Short]:
     engine = PricingEngine(g.pricing, g.promotion, 2.0)
     yield Short(
         confirm=ConfirmCheckout(c.uow, g, engine, store, compensator, settlement=settlement, policy=policy),
-        recovery=SagaRecovery(c.uow, g, settlement, store, policy),
+        recovery=SagaRecovery(c.uow, g, settlement, policy),
     )
     faults.configure(None)
 

@@ -96,6 +96,23 @@ async def test_three_d_secure_stops_at_pending_payment_with_the_action_url(world
     assert _cart_status(world, session) is CartStatus.CHECKOUT
 
 
+async def test_a_three_d_secure_request_keeps_its_first_answer_after_the_payment_completes(world) -> None:
+    """The key's answer is the one ConfirmCheckout gave (pending, with the action URL), as payment APIs replay
+    theirs; the completion that ends the session later keeps nothing over it."""
+    session = await world.ready_session(payment_method="tok_threeDSecure")
+    first = await world.confirm_session(session)
+    stored = _session(world, session.session_id)
+    assert stored.confirm_fingerprint is None  # answered: the await-payment write kept the answer
+    world.payment.payments[stored.saga_state.payment_id]["status"] = PaymentStatus.AUTHORIZED
+    await world.completion.on_payment(session.session_id, stored.saga_state.payment_id, PaymentStatus.AUTHORIZED)
+    assert _session(world, session.session_id).status is SessionStatus.COMPLETED
+
+    kept = world.uow.state.confirm_records[(world.customer.subject, "key-1")]
+    assert kept.result == first
+    world.store.results.clear()
+    assert await world.confirm_session(session) == first
+
+
 async def test_a_decline_releases_stock_and_coupon_and_leaves_the_cart_usable(world) -> None:
     world.promotion.add("SAVE10", 10)
     session = await world.ready_session(payment_method="tok_chargeDeclined", codes=("SAVE10",))
@@ -139,6 +156,37 @@ async def test_price_changed_touches_nothing_and_reopens_the_session(world) -> N
     # confirming with the new total (and the same key) now works
     result = await world.confirm(world.customer, session.session_id, "key-1", stored.preview.grand_total)
     assert result.order_status == OrderStatus.CONFIRMED
+
+
+async def test_a_promotion_changed_while_confirming_stays_the_answer_to_its_key(world) -> None:
+    """The coupon's discount moved between step 3 and its reservation: the session reopens and the key's answer,
+    PRICE_CHANGED, is kept with it. A repeat gets it again even when Redis lost it — the reopened session
+    doesn't let the durable guard start a second saga under a key that has its answer (it did)."""
+    world.promotion.add("SAVE10", 10)
+    session = await world.ready_session(codes=("SAVE10",))
+    reserve = world.promotion.reserve_usage
+
+    async def moved(*args, **kwargs):  # type: ignore[no-untyped-def]
+        world.promotion.percent["SAVE10"] = 20
+        return await reserve(*args, **kwargs)
+
+    world.promotion.reserve_usage = moved
+    with pytest.raises(Aborted) as first:
+        await world.confirm_session(session)
+    assert first.value.reason == Reason.PRICE_CHANGED
+    stored = _session(world, session.session_id)
+    assert stored.status is SessionStatus.OPEN and stored.confirm_fingerprint is None
+    assert world.promotion.reserved_for(session.session_id) == {}
+    world.promotion.reserve_usage = reserve
+    world.promotion.percent["SAVE10"] = 10
+
+    world.store.results.clear()
+    with pytest.raises(Aborted) as again:
+        await world.confirm_session(session)
+    assert (again.value.reason, again.value.metadata) == (Reason.PRICE_CHANGED, first.value.metadata)
+    assert world.payment.count("authorize") == 0
+    # A new key is a new request, and goes through.
+    assert (await world.confirm_session(session, key="key-2")).order_status == OrderStatus.CONFIRMED
 
 
 async def test_order_creation_failure_voids_and_releases_everything(world) -> None:
