@@ -40,10 +40,26 @@ _json_leaf = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(-(2**100), 2**100), st.floats(), hostile_text(),
     st.sampled_from(["", "0", "-1", "1.5", "1e400", "9223372036854775808", "true", "NaN"]),
 )  # fmt: skip
-json_values = st.recursive(
-    _json_leaf,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text(), inner, max_size=4),
-    max_leaves=12,
+
+
+def _nested(depth: int, as_object: bool) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value} if as_object else [value]
+    return value
+
+
+def _json(depth: int) -> st.SearchStrategy[Any]:
+    if depth == 0:
+        return _json_leaf
+    inner = _json(depth - 1)
+    return st.one_of(_json_leaf, st.lists(inner, max_size=3), st.dictionaries(hostile_text(), inner, max_size=3))
+
+
+json_values = st.one_of(
+    _json(3),
+    # A field's value nested hundreds deep (the body as a whole is nested deeper in _BROKEN_BODIES).
+    st.builds(_nested, st.sampled_from((50, 400)), st.booleans()),
 )
 
 
