@@ -1,5 +1,6 @@
 """The ``kassa`` command: run the whole mesh locally, migrate, seed, mint tokens, place a demo order, and
-check stock against the reservations (``kassa stock check [--repair]``).
+check stock against the reservations (``kassa stock check [--repair]``), and manage the keys of personal
+data (``kassa pii new-key KEY_ID``, ``kassa pii rotate``).
 
 ``kassa up`` is the one command that runs Kassa on a fresh machine (DESIGN.md §5): with none of
 KASSA_DATABASE_URL / KASSA_REDIS_URL / KASSA_NATS_URL set it starts the embedded local stack, with all
@@ -30,6 +31,7 @@ from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
 from infra.config import DEVELOPMENT, ConfigError, Settings
 from infra.localstack import LocalStack, LocalStackError, StackEndpoints
 from infra.mesh import MESH_ORDER, Mesh, MeshError, RestartPolicy, mesh_env
+from infra.pii import PiiCipher, new_key_spec
 
 __all__ = ["main"]
 
@@ -46,12 +48,15 @@ class CommandFailed(Exception):
     """The command was right but a step of it failed: reported in one line, exit code 1."""
 
 
-def _migrate(database_url: str) -> None:
-    """Upgrade every service schema; a failure names the URL (without password) and the cause."""
+def _migrate(database_url: str, *, pii: PiiCipher | None = None) -> None:
+    """Upgrade every service schema; a failure names the URL (without password) and the cause.
+
+    ``pii``: the keys a data migration encrypts existing personal data with (default: KASSA_PII_KEYS).
+    """
     from infra.migrate import migrate
 
     try:
-        migrate(database_url)
+        migrate(database_url, pii=pii)
     except Exception as exc:
         raise CommandFailed(f"migrating {redact(database_url)} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -161,6 +166,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         settings = _local_settings()
         settings.require_safe_secrets()
+        pii = settings.pii_cipher()
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
     data_dir = Path(args.data_dir).expanduser().absolute()
@@ -177,7 +183,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 endpoints = external
                 print("using external infrastructure from KASSA_DATABASE_URL / KASSA_REDIS_URL / KASSA_NATS_URL")
             print("migrating ...", flush=True)
-            _migrate(endpoints.database_url)
+            _migrate(endpoints.database_url, pii=pii)
             env = mesh_env(
                 endpoints,
                 {name: _port(addr) for name, addr in settings.addrs.items()},
@@ -303,6 +309,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pii_new_key(args: argparse.Namespace) -> int:
+    """Print a fresh ``kid:base64key`` entry for KASSA_PII_KEYS (32 random bytes)."""
+    try:
+        print(new_key_spec(args.key_id))
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def cmd_pii_rotate(args: argparse.Namespace) -> int:
+    """Re-encrypt under the first key of KASSA_PII_KEYS every personal-data token an older key sealed."""
+    from infra.migrate import SCHEMAS
+    from infra.pii import PiiError
+    from infra.pii_rotation import rotate
+
+    url = args.database_url or os.environ.get("KASSA_DATABASE_URL")
+    if not url:
+        raise CliError("no database: set KASSA_DATABASE_URL or pass --database-url")
+    try:
+        cipher = Settings.from_env().pii_cipher()
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        done = rotate(url, cipher, SCHEMAS.values())
+    except PiiError as exc:
+        raise CommandFailed(f"rotation stopped: {exc}") from exc
+    print(f"re-encrypted {sum(done.values())} values under {cipher.current_key_id!r} on {redact(url)}")
+    return 0
+
+
 # The reconciliation belongs to the warehouse (infra imports no service), so it runs as its own process.
 STOCK_CHECK_MODULE = "warehouse.reconcile"
 # What `kassa stock check` exits with when it could not run the check at all (2 means an oversell).
@@ -377,6 +413,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--sku", action="append", dest="skus", metavar="SKU", help="only this sku (repeatable)")
     check.add_argument("--database-url", help="default: $KASSA_DATABASE_URL")
     check.set_defaults(func=cmd_stock_check)
+    pii = sub.add_parser("pii", help="keys of the personal data order and checkout keep encrypted")
+    pii_sub = pii.add_subparsers(dest="pii_command", required=True, metavar="PII_COMMAND")
+    new_key = pii_sub.add_parser("new-key", help="print a fresh KEY_ID:base64key entry for KASSA_PII_KEYS")
+    new_key.add_argument("key_id", metavar="KEY_ID", help="1-32 of A-Z a-z 0-9 _ - (say, the month: 2025-07)")
+    new_key.set_defaults(func=cmd_pii_new_key)
+    rot = pii_sub.add_parser(
+        "rotate", help="re-encrypt under the first key of $KASSA_PII_KEYS what the other keys encrypted"
+    )
+    rot.add_argument("--database-url", help="default: $KASSA_DATABASE_URL")
+    rot.set_defaults(func=cmd_pii_rotate)
     inv = sub.add_parser(
         "check",
         add_help=False,

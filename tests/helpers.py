@@ -55,6 +55,23 @@ def external_stack() -> StackEndpoints | None:
     return StackEndpoints(database_url=str(db), redis_url=str(redis), nats_url=str(nats))
 
 
+@contextlib.contextmanager
+def scratch_database(database_url: str) -> Iterator[str]:
+    """A database of its own on the server of ``database_url``, dropped afterwards: for migrations that go up
+    and down, or work over every row, without touching the database other tests share."""
+    url = sa.engine.make_url(database_url)
+    name = f"kassa_scratch_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @dataclass(frozen=True)
 class Trips:
     """What a stretch of work cost on one engine, in round trips to Postgres.

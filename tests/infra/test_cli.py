@@ -461,7 +461,10 @@ def _fake_up_parts(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, *, cras
 
     monkeypatch.setattr(cli, "LocalStack", FakeStack)
     monkeypatch.setattr(cli, "Mesh", FakeMesh)
-    monkeypatch.setattr(cli, "_migrate", lambda url: recorder.events.append(f"migrate {url}"))
+    # `kassa up` migrates with the mesh's keys to personal data (development: the development key).
+    monkeypatch.setattr(
+        cli, "_migrate", lambda url, *, pii: recorder.events.append(f"migrate {url} keys {pii.current_key_id}")
+    )
     monkeypatch.setattr(cli, "_UP_POLL_SECONDS", 0.01)
 
 
@@ -475,7 +478,7 @@ def test_up_starts_everything_in_order_and_stops_cleanly_on_sigterm(
     assert recorder.events == [
         "stack dir stack",
         "stack start",
-        "migrate postgresql+psycopg://p@127.0.0.1:1/k",
+        "migrate postgresql+psycopg://p@127.0.0.1:1/k keys dev",
         "mesh env db=postgresql+psycopg://p@127.0.0.1:1/k",
         "mesh start",
         "mesh stop",
@@ -498,7 +501,7 @@ def test_up_keeps_running_when_a_service_is_given_up_on_and_then_exits_non_zero(
     assert main(["up", "--data-dir", str(tmp_path), "--no-seed"]) == 1
     # External infrastructure: no local stack started or stopped.
     assert recorder.events == [
-        "migrate postgresql+psycopg://u:pw@db/k",
+        "migrate postgresql+psycopg://u:pw@db/k keys dev",
         "mesh env db=postgresql+psycopg://u:pw@db/k",
         "mesh start",
         "mesh stop",

@@ -3,16 +3,14 @@ of it in plain text, and orders written before the encryption are encrypted by m
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from helpers import bearer, unique
+from helpers import bearer, scratch_database, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
@@ -102,22 +100,6 @@ async def test_an_invalid_email_is_refused_without_echoing_it(
 # -- migration 0003 encrypts the orders already there ---------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _scratch_database(settings: Settings) -> Iterator[str]:
-    """A database of its own on the test server: migrations go up and down there without touching the shared one."""
-    url = sa.engine.make_url(str(settings.database_url))
-    name = f"kassa_pii_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url.set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 _OLD_ORDER = """
 INSERT INTO orders.orders (order_id, checkout_session_id, customer_id, email, status, currency_code, subtotal_minor,
     discount_total_minor, shipping_total_minor, tax_total_minor, grand_total_minor, shipping_address,
@@ -136,7 +118,7 @@ def test_migration_0003_encrypts_existing_orders_and_its_downgrade_decrypts_them
     }  # fmt: skip
     empty = {**old, "order_id": uuid.uuid4(), "session": "s-empty", "email": "", "notes": ""}
     cipher = PiiCipher([PiiKey("m1", b"\x07" * 16 + bytes(range(16)))])
-    with _scratch_database(settings) as url:
+    with scratch_database(str(settings.database_url)) as url:
         command.upgrade(alembic_config("order", url), "0002")
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
         try:
