@@ -53,6 +53,13 @@ _CONFIRM_BUDGET_S = 120.0
 _ORDER_WAIT_S = 60.0
 
 
+def _undone(exc: CallError) -> bool:
+    """Confirm answered ABORTED for a checkout it undid (nothing charged): a real client starts checkout again
+    rather than repeat the key. ABORTED keeps its cause's reason: PAYMENT_PROVIDER_UNAVAILABLE (which
+    chaos.client counts as "not now" whatever the code) or UNAVAILABLE (not transient only when ABORTED)."""
+    return exc.reason == "PAYMENT_PROVIDER_UNAVAILABLE" or (exc.reason == "UNAVAILABLE" and not exc.transient)
+
+
 def pick_persona(rng: random.Random) -> str:
     names, weights = zip(*PERSONAS, strict=True)
     return rng.choices(names, weights)[0]
@@ -120,7 +127,7 @@ class Customer:
                 return await self._api.call("ConfirmCheckout", body, key=key)
             except CallError as exc:
                 self.visit.trail.append(str(exc))
-                if not exc.transient or attempt == _CONFIRM_TRIES - 1 or time.monotonic() > deadline:
+                if not exc.transient or _undone(exc) or attempt == _CONFIRM_TRIES - 1 or time.monotonic() > deadline:
                     raise
             self.visit.retries += 1
             await self._pause(attempt + 1)
@@ -196,6 +203,8 @@ class Customer:
         except CallError as exc:
             if exc.reason == "PAYMENT_DECLINED":
                 return "declined"
+            if _undone(exc):
+                return f"not placed: Confirm gave {exc.reason}, the session was cancelled (all undone)"
             if not exc.transient:
                 raise
             return await self._look_up(session_id, f"{exc.reason} after retries")

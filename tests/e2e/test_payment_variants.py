@@ -113,8 +113,10 @@ async def test_a_dead_primary_provider_falls_back_to_the_backup(start_mesh: Any)
                 except RestError as exc:
                     refusals.append(exc)
             assert confirmed, [(e.status, e.body) for e in refusals]
-            # Until the breaker opens, confirm fails fast as unavailable; nothing is left held for those.
+            # Until the breaker opens, confirm fails fast: the provider is unavailable, the checkout undone (409,
+            # start again); nothing is left held for those.
             assert all(e.reason == "PAYMENT_PROVIDER_UNAVAILABLE" for e in refusals), [e.body for e in refusals]
+            assert all(e.status == 409 for e in refusals), [(e.status, e.body) for e in refusals]
             assert len(refusals) <= 2
             result = confirmed[0]
             assert result["orderStatus"] == "ORDER_STATUS_CONFIRMED", result

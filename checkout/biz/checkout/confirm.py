@@ -267,6 +267,8 @@ class ConfirmCheckout:
                 # refusal. A retry with the same key meanwhile gets CHECKOUT_IN_PROGRESS, then the result.
                 log.warning("CreateOrder outcome unknown for session %s; left for recovery", session.session_id)
                 raise
+            # Answered once everything is undone and the session cancelled: a refusal as it is, a transient
+            # failure as ABORTED (start checkout again), since this request can no longer succeed.
             error = undone(exc)
             await self._settlement.fail(session, state, lease, f"checkout failed: {_described(exc)}", answer=error)
             request.kept = True
@@ -359,7 +361,7 @@ class ConfirmCheckout:
                 metadata={"failure_code": payment.failure_code},
             )
         if payment.status not in _AUTHORIZED:
-            raise Unavailable(f"the payment could not be authorized ({payment.status.value}); retry")
+            raise Unavailable(f"the payment could not be authorized ({payment.status.value.lower()})")
 
     async def _create_order(self, session: Session, state: SagaState, preview: Preview, lease: Lease) -> None:
         """Step 7: the order, idempotent on the session; it checks the authorized amount against its total."""

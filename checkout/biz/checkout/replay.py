@@ -44,8 +44,8 @@ def fingerprint(session_id: str, expected: Money, payment_method: str) -> str:
 
 
 def is_final(error: DomainError) -> bool:
-    """An answer a repeat must get again; not a transient one a retry may turn out differently (unless the
-    saga undid everything after it: see ConfirmCheckout)."""
+    """A refusal that stands as the answer; not a transient failure a retry may turn out differently (once
+    the saga undid everything after one, the answer is :func:`undone`'s)."""
     if isinstance(error, Unavailable):
         return False
     return not (isinstance(error, Aborted) and error.reason == Reason.CHECKOUT_IN_PROGRESS)
@@ -54,11 +54,19 @@ def is_final(error: DomainError) -> bool:
 def undone(failure: BaseException | None) -> DomainError:
     """The answer of a request whose saga failed (``failure``; None: its process died) and undid everything.
 
-    A refusal stands as it is. Anything else was no answer a customer can act on; the checkout is over
-    and nothing was charged, which is what the request is told.
+    A refusal stands as it is. Anything else — a transient failure (an authorization that went unanswered,
+    voided by its key), a bug — is ABORTED, gRPC's "retry at a higher level": the session is cancelled, so
+    the same request can never succeed, and a client that retries UNAVAILABLE with the same key would only
+    hear it again until it gave up. Nothing was charged, and a new checkout may go through. A transient
+    failure's reason (PAYMENT_PROVIDER_UNAVAILABLE) says why.
     """
-    if isinstance(failure, DomainError):
+    if isinstance(failure, DomainError) and is_final(failure):
         return failure
+    if isinstance(failure, Unavailable):
+        return Aborted(
+            f"{failure.message}; this checkout has been undone and nothing was charged. Start checkout again",
+            reason=failure.reason,
+        )
     return Aborted(
         "this checkout could not be completed and has been undone; nothing was charged. Start checkout again",
         reason=Reason.UNAVAILABLE,

@@ -11,6 +11,7 @@ from helpers import bearer, unique
 
 from checkout.data.tables import outbox
 from infra.auth import mint_token
+from infra.errors import Reason, Unavailable
 from infra.grpc_errors import error_info
 from kassa.checkout.v1 import cart_pb2, cart_service_pb2, cart_service_pb2_grpc, checkout_pb2
 from kassa.checkout.v1 import checkout_service_pb2 as co
@@ -225,6 +226,44 @@ async def test_key_reuse_decline_and_price_change(served, customer_token) -> Non
     cart = await carts.GetCart(cart_service_pb2.GetCartRequest(cart_id=declined.cart_id), metadata=md)
     assert cart.cart.status == cart_pb2.CART_STATUS_ACTIVE
     assert served.inventory.held[declined.session_id].status == "RELEASED"
+
+
+async def test_an_outage_checkout_undid_is_aborted_start_again_for_every_repeat(served, customer_token) -> None:
+    """The provider didn't answer the authorization; checkout voided it by its key and cancelled the session
+    before answering. UNAVAILABLE would send a well-behaved client round the same key until it gave up; ABORTED
+    says: this request is over, nothing was charged, start checkout again (REST: 409)."""
+    _, checkout = _stubs(served)
+    md = bearer(customer_token)
+    session = await _ready_session(served, md)
+    key = unique("key")
+    served.payment.fail["authorize"] = Unavailable(
+        "the payment provider is unavailable", reason=Reason.PAYMENT_PROVIDER_UNAVAILABLE
+    )
+    try:
+        first = await _fail(checkout.ConfirmCheckout(_confirm(session, key), metadata=md))
+    finally:
+        served.reset_failures()
+    assert first.code() == grpc.StatusCode.ABORTED, first.details()
+    assert error_info(first).reason == "PAYMENT_PROVIDER_UNAVAILABLE"
+    assert "nothing was charged" in first.details() and "Start checkout again" in first.details()
+    again = await _fail(checkout.ConfirmCheckout(_confirm(session, key), metadata=md))
+    assert (again.code(), again.details(), error_info(again).reason) == (
+        first.code(),
+        first.details(),
+        "PAYMENT_PROVIDER_UNAVAILABLE",
+    )
+    got = await checkout.GetCheckoutSession(co.GetCheckoutSessionRequest(session_id=session.session_id), metadata=md)
+    assert got.session.status == checkout_pb2.SESSION_STATUS_CANCELLED
+
+    # Starting again on the same cart is what goes through.
+    started = await checkout.StartCheckout(co.StartCheckoutRequest(cart_id=session.cart_id), metadata=md)
+    update = co.UpdateCheckoutStateRequest(
+        session_id=started.session.session_id, email="ada@example.com", shipping_address=ADDRESS,
+        shipping_method="standard", payment_method="tok_visa",
+    )  # fmt: skip
+    restarted = (await checkout.UpdateCheckoutState(update, metadata=md)).session
+    placed = await checkout.ConfirmCheckout(_confirm(restarted, unique("key")), metadata=md)
+    assert placed.order_status == order_pb2.ORDER_STATUS_CONFIRMED
 
 
 async def test_cart_changes_answer_what_a_fresh_read_returns(served, customer_token) -> None:

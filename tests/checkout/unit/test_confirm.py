@@ -448,21 +448,26 @@ async def test_an_expired_session_cannot_be_confirmed_and_start_reserves_again(w
 
 
 async def test_a_repeat_after_an_outage_was_compensated_gets_the_same_answer(world) -> None:
-    """An unanswered authorization was voided and the session cancelled: that is how this request ended, so a
-    repeat with its key gets that answer again (same status, reason and message), not SESSION_NOT_OPEN."""
+    """An unanswered authorization was voided and the session cancelled before answering: that request can never
+    succeed, so it is told ABORTED (start checkout again: nothing was charged), not UNAVAILABLE, which a client
+    would retry with the same key until it gave up. A repeat with its key gets that answer again (same status,
+    reason and message), not SESSION_NOT_OPEN."""
     session = await world.ready_session()
     world.payment.fail["authorize"] = Unavailable(
         "the payment provider is unavailable", reason=Reason.PAYMENT_PROVIDER_UNAVAILABLE
     )
-    with pytest.raises(Unavailable) as first:
+    with pytest.raises(Aborted) as first:
         await world.confirm_session(session)
+    assert first.value.reason == Reason.PAYMENT_PROVIDER_UNAVAILABLE
+    assert "nothing was charged" in first.value.message and "start checkout again" in first.value.message.lower()
     assert _session(world, session.session_id).status is SessionStatus.CANCELLED
     assert _cart_status(world, session) is CartStatus.ACTIVE
+    assert world.payment.count("void_by_key") == 1  # undone before answering
     world.payment.fail.clear()
     for forget_cache in (False, True):
         if forget_cache:
             world.store.results.clear()  # the durable copy answers
-        with pytest.raises(Unavailable) as again:
+        with pytest.raises(Aborted) as again:
             await world.confirm_session(session)
         assert (again.value.reason, again.value.message) == (Reason.PAYMENT_PROVIDER_UNAVAILABLE, first.value.message)
     assert world.payment.count("authorize") == 2  # the first request's two attempts; no repeat authorized again
