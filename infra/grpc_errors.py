@@ -4,6 +4,10 @@ Servers: :func:`abort_with` turns a :class:`~infra.errors.DomainError` into the
 status. Clients: :func:`to_domain_error` rebuilds the DomainError from an
 ``AioRpcError`` so a refusal keeps its reason across hops (warehouse's
 OUT_OF_STOCK reaches the REST client as OUT_OF_STOCK).
+
+A message is passed through :func:`infra.pii.redact` on its way out: Kassa's messages name fields, not
+values, but one that quotes what a caller sent (a parser's complaint) shows no email, phone number or
+token in full.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from grpc_status import rpc_status
 
 from infra import errors
 from infra.auth import Unauthenticated
+from infra.pii import redact
 
 __all__ = ["DOMAIN", "abort_with", "error_info", "status_for", "to_domain_error"]
 
@@ -46,7 +51,7 @@ def status_for(exc: errors.DomainError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=exc.metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
-    proto = status_pb2.Status(code=code.value[0], message=exc.message, details=[detail])
+    proto = status_pb2.Status(code=code.value[0], message=redact(exc.message), details=[detail])
     return rpc_status.to_status(proto)
 
 

@@ -226,6 +226,7 @@ _EMAIL = re.compile(r"(?<![\w.+-])([\w.+-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)
 # longer word, number, path, address or time. Dots are not separators (so "10.0.0.12" and amounts stay).
 _PHONE = re.compile(r"(?<![\w+/:.\-])\+?\(?\d[\d ()\-]{5,22}\d(?![\w/:.\-])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DIGIT_GROUP = re.compile(r"\d+")
 _JWT = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*")
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[^\s\"',;]+")
 # Provider payment tokens and webhook secrets (tok_…, pm_…, whsec_…): credentials, never worth a log line.
@@ -247,9 +248,14 @@ def mask_phone(phone: str) -> str:
 
 
 def _phone(match: re.Match[str]) -> str:
+    """Masked when it reads as a phone number: 7-15 digits written with a leading + or grouped by at least two
+    separators. A bare run of digits is left alone: in a log or an error it is far more often a count, a limit
+    or a timestamp than a phone number."""
     text = match.group(0)
     digits = sum(c.isdigit() for c in text)
-    if not 7 <= digits <= 15 or _DATE.match(text.lstrip("+(")):
+    groups = len(_DIGIT_GROUP.findall(text))
+    grouped = text.startswith("+") or groups >= 3
+    if not 7 <= digits <= 15 or not grouped or _DATE.match(text.lstrip("+(")):
         return text
     return mask_phone(text)
 

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from infra.address import Address
 from infra.config import DEV_PII_KEYS, ConfigError, Settings
+from infra.errors import InvalidArgument
+from infra.grpc_errors import status_for
 from infra.logs import JsonFormatter
 from infra.pii import (
     PiiCipher,
@@ -150,6 +152,7 @@ def test_redact_masks_emails_and_phones_and_drops_credentials(text: str, shown: 
     [
         "order 123e4567-e89b-12d3-a456-426614174000 at 2025-06-01 12:00:00+00:00",
         "listening on 127.0.0.1:50051, 10.0.0.12 and [::1]:8080",
+        "at most 1000000000 g, unix time 1718000000, 555-0100 is not grouped enough",
         "must be at most 99,999,999,999 minor units; 3 of 12 lines; retry in 0.500 s",
         "sku KB-001 x 2, session 6f1c0b1e, attempt 12345",
     ],
@@ -180,6 +183,11 @@ def test_json_logs_mask_messages_tracebacks_and_fields(capsys: pytest.CaptureFix
     assert entry["msg"] == "refused a***@example.com for ***99"
     assert entry["email"] == "g***@example.org" and entry["count"] == 3
     assert "p***@example.com" in entry["exc"]
+
+
+def test_an_error_message_quoting_input_masks_it() -> None:
+    status = status_for(InvalidArgument("lines[0].quantity", "Couldn't parse integer: ada@example.com +1 555 010 0199"))
+    assert status.details == "lines[0].quantity: Couldn't parse integer: a***@example.com ***99"
 
 
 def test_an_address_never_shows_in_a_repr() -> None:
