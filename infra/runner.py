@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
+import grpc
 import uvloop
 
 from infra import faults
@@ -36,6 +37,8 @@ class App:
     workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Edge services refuse new work beyond a number of calls in flight (see infra.admission).
     admission: Admission | None = None
+    # Run inside the server's own interceptor, for the caller it authenticated (infra.audit's).
+    interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
 
 
 Bootstrap = Callable[[Settings, AsyncExitStack], Awaitable[App]]
@@ -61,7 +64,9 @@ async def running_service(
     """Bootstrap, bind ``addr`` and serve until the block exits; then stop and clean up everything."""
     async with AsyncExitStack() as stack:
         app = await bootstrap(settings, stack)
-        server = await start_server(addr, app.registrations, verifier_for(settings), app.admission)
+        server = await start_server(
+            addr, app.registrations, verifier_for(settings), app.admission, interceptors=app.interceptors
+        )
         tasks = [asyncio.create_task(w()) for w in app.workers] if run_workers else []
         try:
             yield server

@@ -168,10 +168,16 @@ async def start_server(
     registrations: Iterable[Registration],
     verifier: JwtVerifier,
     admission: Admission | None = None,
+    *,
+    interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
 ) -> Server:
-    """Bind ``addr`` (``127.0.0.1:0`` picks a free port) and start serving."""
+    """Bind ``addr`` (``127.0.0.1:0`` picks a free port) and start serving.
+
+    ``interceptors`` run inside :class:`KassaInterceptor`: the caller is authenticated, the request decoded,
+    and what they raise becomes the status like anything a servicer raises.
+    """
     server = grpc.aio.server(
-        interceptors=[KassaInterceptor(verifier, admission)],
+        interceptors=[KassaInterceptor(verifier, admission), *interceptors],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * 1024 * 1024)],
     )
     regs = list(registrations)

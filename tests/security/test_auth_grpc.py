@@ -33,6 +33,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 import kassa
 from gateway.routing import routes_for_method
+from infra.audit import AUDITED_SERVICES
 from infra.auth import ROLE_ADMIN, mint_token
 from kassa.common.v1 import address_pb2, money_pb2
 
@@ -80,7 +81,10 @@ PRIVILEGED_METHODS = [m for m in METHODS if not _customer_facing(m) and m.full_n
 
 def test_the_descriptors_hold_every_service_and_the_lists_are_current() -> None:
     services = {m.containing_service.full_name for m in METHODS}
-    assert {s.split(".")[1] for s in services} == {"checkout", "order", "payment", "warehouse", "pricing", "promotion"}
+    # kassa.audit.v1.AuditService is served by each audited service (checked on every one of them).
+    assert {s.split(".")[1] for s in services} == {
+        "checkout", "order", "payment", "warehouse", "pricing", "promotion", "audit"
+    }  # fmt: skip
     assert len(METHODS) >= 40
     assert {m.full_name for m in METHODS} >= PUBLIC_READS
     assert {m.name for m in CUSTOMER_METHODS} >= {"GetCart", "ConfirmCheckout", "GetOrder", "CancelOrder"}
@@ -108,7 +112,7 @@ async def _call(
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def channels(mesh: Any) -> AsyncIterator[dict[str, grpc.aio.Channel]]:
-    names = {m.containing_service.full_name.split(".")[1] for m in METHODS}
+    names = {backend for m in METHODS for backend in _backends(m)}
     opened = {name: grpc.aio.insecure_channel(mesh.addr(name)) for name in names}
     try:
         yield opened
@@ -119,6 +123,16 @@ async def channels(mesh: Any) -> AsyncIterator[dict[str, grpc.aio.Channel]]:
 
 def _channel(channels: dict[str, grpc.aio.Channel], method: descriptor.MethodDescriptor) -> grpc.aio.Channel:
     return channels[method.containing_service.full_name.split(".")[1]]
+
+
+def _backends(method: descriptor.MethodDescriptor) -> tuple[str, ...]:
+    """The processes serving ``method``: its service's, or for the audit log each audited service."""
+    name = method.containing_service.full_name.split(".")[1]
+    return AUDITED_SERVICES if name == "audit" else (name,)
+
+
+def _channels_of(channels: dict[str, grpc.aio.Channel], method: descriptor.MethodDescriptor) -> list[grpc.aio.Channel]:
+    return [channels[backend] for backend in _backends(method)]
 
 
 # -- no caller, or a forged one ----------------------------------------------------------------------------------
@@ -145,9 +159,10 @@ async def test_every_method_refuses_a_missing_or_forged_token(
     mesh: Any, channels: dict[str, grpc.aio.Channel], method: descriptor.MethodDescriptor
 ) -> None:
     request = GetMessageClass(method.input_type)()
-    for name, token in _forged_tokens(mesh.env["KASSA_JWT_SECRET"]).items():
-        code, details, _ = await _call(_channel(channels, method), method, request, token)
-        assert code == grpc.StatusCode.UNAUTHENTICATED, f"{method.full_name} with a {name} token: {code} {details}"
+    for channel in _channels_of(channels, method):
+        for name, token in _forged_tokens(mesh.env["KASSA_JWT_SECRET"]).items():
+            code, details, _ = await _call(channel, method, request, token)
+            assert code == grpc.StatusCode.UNAUTHENTICATED, f"{method.full_name} with a {name} token: {code} {details}"
 
 
 # -- a victim's data -------------------------------------------------------------------------------------------
@@ -257,9 +272,10 @@ async def test_customers_and_guests_may_not_call_internal_or_admin_methods(
     method: descriptor.MethodDescriptor,
     who: str,
 ) -> None:
-    for request in (GetMessageClass(method.input_type)(), _filled(method, victim)[0]):
-        code, details, _ = await _call(_channel(channels, method), method, request, intruders[who])
-        assert code == grpc.StatusCode.PERMISSION_DENIED, f"{method.full_name} as a {who}: {code} {details}"
+    for channel in _channels_of(channels, method):
+        for request in (GetMessageClass(method.input_type)(), _filled(method, victim)[0]):
+            code, details, _ = await _call(channel, method, request, intruders[who])
+            assert code == grpc.StatusCode.PERMISSION_DENIED, f"{method.full_name} as a {who}: {code} {details}"
 
 
 @pytest.mark.parametrize("who", ["customer", "guest"])
