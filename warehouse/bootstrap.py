@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+from infra.audit import AuditTrail
 from infra.config import Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
@@ -12,7 +13,7 @@ from infra.runner import App
 from infra.server import Registration
 from kassa.warehouse.v1.inventory_service_pb2_grpc import add_InventoryServiceServicer_to_server
 from warehouse.data.repository import SqlInventoryStore
-from warehouse.data.tables import outbox
+from warehouse.data.tables import audit_log, outbox
 from warehouse.service.inventory import InventoryService
 from warehouse.worker.order_events import order_events_consumer
 from warehouse.worker.sweeper import Sweeper
@@ -34,9 +35,14 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     publisher = OutboxPublisher(engine, outbox, js)
     sweeper = Sweeper(store)
     consumer = order_events_consumer(js, store)
+    audit = AuditTrail(
+        engine, audit_log, service="warehouse", reads=("CheckStock", "BatchGetReservations", "ListWarehouses")
+    )
     return App(
         registrations=[
-            Registration(add_InventoryServiceServicer_to_server, servicer, "kassa.warehouse.v1.InventoryService")
+            Registration(add_InventoryServiceServicer_to_server, servicer, "kassa.warehouse.v1.InventoryService"),
+            audit.registration,
         ],
         workers=[publisher.run, sweeper.run, consumer.run],
+        interceptors=[audit.interceptor],
     )

@@ -18,8 +18,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from infra import audit
 from infra.outbox import add_event, claim_inbox
-from warehouse.data.tables import inbox, outbox, reservations, stock, warehouses
+from warehouse.data.tables import audit_log, inbox, outbox, reservations, stock, warehouses
 from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import (
     Address,
@@ -415,6 +416,8 @@ class SqlInventoryTx:
                 refused.append(i)
             else:
                 levels.append(_level(row))
+        # An admin's SetStock is audited with the change (rolled back with it when an item is refused).
+        await audit.record(self._conn, audit_log, *(f"warehouses/{s.warehouse_id}/stock/{s.sku}" for s in settings))
         return levels, sorted(refused)
 
     async def missing_warehouses(self, warehouse_ids: Sequence[str]) -> set[str]:
@@ -446,6 +449,7 @@ class SqlInventoryTx:
                 index_elements=[warehouses.c.warehouse_id], set_={**updated, "updated_at": sa.func.now()}
             )
         )
+        await audit.record(self._conn, audit_log, *(f"warehouses/{w.warehouse_id}" for w in items))
 
     async def lock_and_audit(self, keys: Sequence[tuple[str, str]]) -> list[StockAudit]:
         if not keys:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 
+from infra.audit import audit_log_table
 from infra.migrate import SCHEMAS
 from infra.outbox import inbox_table, outbox_table
 
-__all__ = ["SCHEMA", "inbox", "metadata", "outbox", "reservations", "stock", "warehouses"]
+__all__ = ["SCHEMA", "audit_log", "inbox", "metadata", "outbox", "reservations", "stock", "warehouses"]
 
 SCHEMA = SCHEMAS["warehouse"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -78,3 +79,6 @@ reservations = sa.Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+
+# Admin actions (SetStock, UpsertWarehouses): append-only, see infra.audit.
+audit_log = audit_log_table(metadata)
