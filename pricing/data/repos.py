@@ -10,10 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra import audit
 from infra.db import single_statements
 from infra.money import Money
 from pricing.data.snapshot import TtlSnapshot
-from pricing.data.tables import prices, products, shipping_rates, tax_rates
+from pricing.data.tables import audit_log, prices, products, shipping_rates, tax_rates
 from pricing.model.catalog import Product
 from pricing.model.rates import ShippingRate
 
@@ -114,6 +115,7 @@ class SqlProductRepo:
             await conn.execute(prices.delete().where(prices.c.sku.in_(skus)))
             if price_rows:
                 await conn.execute(prices.insert(), price_rows)
+            await audit.record(conn, audit_log, *(f"products/{sku}" for sku in skus))
         return list(items)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from infra.audit import audit_log_table
 from infra.migrate import SCHEMAS
 
-__all__ = ["SCHEMA", "metadata", "prices", "products", "shipping_rates", "tax_rates"]
+__all__ = ["SCHEMA", "audit_log", "metadata", "prices", "products", "shipping_rates", "tax_rates"]
 
 SCHEMA = SCHEMAS["pricing"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -59,3 +60,6 @@ shipping_rates = sa.Table(
         name="shipping_rates_non_negative",
     ),
 )
+
+# Admin actions (UpsertProducts): append-only, see infra.audit.
+audit_log = audit_log_table(metadata)

@@ -14,9 +14,14 @@ from pricing.bootstrap import bootstrap
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def pricing_stub(settings: Settings) -> AsyncIterator[pricing_service_pb2_grpc.PricingServiceStub]:
+async def pricing_channel(settings: Settings) -> AsyncIterator[grpc.aio.Channel]:
     async with (
         running_service(bootstrap, settings, "127.0.0.1:0") as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
-        yield pricing_service_pb2_grpc.PricingServiceStub(channel)
+        yield channel
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def pricing_stub(pricing_channel: grpc.aio.Channel) -> pricing_service_pb2_grpc.PricingServiceStub:
+    return pricing_service_pb2_grpc.PricingServiceStub(pricing_channel)
