@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
+from infra.audit import AuditTrail
 from infra.config import Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
@@ -13,7 +14,7 @@ from infra.runner import App
 from infra.server import Registration
 from kassa.promotion.v1 import promotion_service_pb2_grpc
 from promotion.data.repos import SqlPromotionRepo
-from promotion.data.tables import outbox
+from promotion.data.tables import audit_log, outbox
 from promotion.service.promotion_service import PromotionService
 from promotion.worker.order_events import order_events_consumer
 
@@ -36,13 +37,16 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     publisher = OutboxPublisher(engine, outbox, js)
     repo = SqlPromotionRepo(engine, on_events=publisher.notify)
     consumer = order_events_consumer(js, repo)
+    audit = AuditTrail(engine, audit_log, service="promotion", reads=("ValidatePromotions",))
     return App(
         registrations=[
             Registration(
                 promotion_service_pb2_grpc.add_PromotionServiceServicer_to_server,
                 PromotionService(repo, _utcnow),
                 "kassa.promotion.v1.PromotionService",
-            )
+            ),
+            audit.registration,
         ],
         workers=[publisher.run, consumer.run],
+        interceptors=[audit.interceptor],
     )

@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from infra import audit
 from infra.db import single_statements
 from infra.money import Money
 from infra.outbox import add_event, claim_inbox
-from promotion.data.tables import SCHEMA, inbox, outbox, promotion_usages, promotions
+from promotion.data.tables import SCHEMA, audit_log, inbox, outbox, promotion_usages, promotions
 from promotion.model.promotion import Conditions, Promotion, PromotionType
 from promotion.model.usage import Usage, UsageEvent, UsageStatus
 
@@ -305,4 +306,6 @@ class SqlPromotionRepo:
         )
         async with self._engine.begin() as conn:
             row = (await conn.execute(stmt)).first()
+            if row is not None:
+                await audit.record(conn, audit_log, f"promotions/{promotion.code}")
         return _promotion(row) if row is not None else None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from infra.audit import audit_log_table
 from infra.migrate import SCHEMAS
 from infra.outbox import inbox_table, outbox_table
 
-__all__ = ["SCHEMA", "inbox", "metadata", "outbox", "promotion_usages", "promotions"]
+__all__ = ["SCHEMA", "audit_log", "inbox", "metadata", "outbox", "promotion_usages", "promotions"]
 
 SCHEMA = SCHEMAS["promotion"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -94,3 +95,6 @@ promotion_usages = sa.Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+
+# Admin actions (CreatePromotion): append-only, see infra.audit.
+audit_log = audit_log_table(metadata)

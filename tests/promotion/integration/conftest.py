@@ -16,12 +16,17 @@ from promotion.bootstrap import bootstrap
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def promotion_stub(settings: Settings) -> AsyncIterator[promotion_service_pb2_grpc.PromotionServiceStub]:
+async def promotion_channel(settings: Settings) -> AsyncIterator[grpc.aio.Channel]:
     async with (
         running_service(bootstrap, settings, "127.0.0.1:0") as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
-        yield promotion_service_pb2_grpc.PromotionServiceStub(channel)
+        yield channel
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def promotion_stub(promotion_channel: grpc.aio.Channel) -> promotion_service_pb2_grpc.PromotionServiceStub:
+    return promotion_service_pb2_grpc.PromotionServiceStub(promotion_channel)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

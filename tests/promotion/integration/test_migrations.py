@@ -30,4 +30,4 @@ def test_migrated_schema_matches_the_tables(settings: Settings) -> None:
     finally:
         engine.dispose()
     assert diff == []
-    assert version == "promotion_0003"
+    assert version == "promotion_0004"
