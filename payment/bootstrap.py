@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from infra.audit import AuditTrail
 from infra.config import ConfigError, Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
@@ -21,7 +22,7 @@ from payment.adapter.sandbox_provider import SandboxProvider
 from payment.biz.providers import Providers
 from payment.biz.sweep import SweepPolicy
 from payment.data.payment_repo import SqlPaymentRepo
-from payment.data.tables import outbox
+from payment.data.tables import audit_log, outbox
 from payment.service.payment_service import PaymentService
 from payment.worker.order_events import order_events_consumer
 from payment.worker.sweeper import sweeper_worker
@@ -122,13 +123,16 @@ async def bootstrap(
     repo = SqlPaymentRepo(engine, on_event=publisher.notify)
     servicer = PaymentService(repo, providers)
     consumer = order_events_consumer(js, repo, providers)
+    audit = AuditTrail(engine, audit_log, service="payment", reads=("GetPayment",))
     return App(
         registrations=[
             Registration(
                 payment_service_pb2_grpc.add_PaymentServiceServicer_to_server,
                 servicer,
                 "kassa.payment.v1.PaymentService",
-            )
+            ),
+            audit.registration,
         ],
         workers=[publisher.run, consumer.run, sweeper_worker(repo, providers, sweep.policy, sweep.interval_seconds)],
+        interceptors=[audit.interceptor],
     )

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from infra import audit
 from infra.db import single_statements
 from infra.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Reason
 from infra.money import Money
@@ -33,6 +34,7 @@ from payment.biz.ports import EventPlan
 from payment.data.tables import (
     CAPTURE_HOLDING_SQL,
     attempts,
+    audit_log,
     inbox,
     outbox,
     payments,
@@ -442,6 +444,8 @@ class SqlPaymentRepo:
                     .returning(*payments.c)
                 )
             ).one()
+            # An admin's refund is audited when the money is set aside for it, the decision that commits here.
+            await audit.record(conn, audit_log, f"payments/{payment_id}", f"refunds/{refund_row.refund_id}")
         return _refund(refund_row), _payment(updated)
 
     async def finish_refund(

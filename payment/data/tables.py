@@ -1,6 +1,6 @@
 """The payment schema (SQLAlchemy Core).
 
-Mirrored by migrations/versions/ (0001 initial, 0002 inbox, 0003 sweeper indexes).
+Mirrored by migrations/versions/ (0001 initial, 0002 inbox, 0003 sweeper indexes, 0004 audit log).
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from infra.audit import audit_log_table
 from infra.migrate import SCHEMAS
 from infra.outbox import inbox_table, outbox_table
 
@@ -17,6 +18,7 @@ __all__ = [
     "STATUSES",
     "UNSETTLED_SQL",
     "attempts",
+    "audit_log",
     "inbox",
     "metadata",
     "outbox",
@@ -132,3 +134,6 @@ provider_events = sa.Table(
 outbox = outbox_table(metadata)
 # Order events payment consumed (cancellations, failed payments): a redelivery has no second effect.
 inbox = inbox_table(metadata)
+
+# Admin actions (RefundPayment by an admin, and any other RPC an admin calls): append-only, see infra.audit.
+audit_log = audit_log_table(metadata)

@@ -55,14 +55,19 @@ def payment_settings(settings: Settings, sandbox: RunningSandbox) -> Settings:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def payment_stub(payment_settings: Settings) -> AsyncIterator[payment_service_pb2_grpc.PaymentServiceStub]:
+async def payment_channel(payment_settings: Settings) -> AsyncIterator[grpc.aio.Channel]:
     # Its sweeper stays out of the way of the tests that run sweeps themselves (test_sweeper.py).
     quiet = functools.partial(bootstrap, sweeper=Sweeper(SweepPolicy(), interval_seconds=3600))
     async with (
         running_service(quiet, payment_settings, "127.0.0.1:0") as server,
         grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
     ):
-        yield payment_service_pb2_grpc.PaymentServiceStub(channel)
+        yield channel
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def payment_stub(payment_channel: grpc.aio.Channel) -> payment_service_pb2_grpc.PaymentServiceStub:
+    return payment_service_pb2_grpc.PaymentServiceStub(payment_channel)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
