@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+from infra.audit import AuditTrail
 from infra.config import Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
@@ -20,7 +21,7 @@ from order.biz.list_orders import ListOrders
 from order.biz.record_payment import RecordPayment
 from order.biz.update_fulfillment import UpdateFulfillment
 from order.data.repo import SqlOrderRepo
-from order.data.tables import outbox
+from order.data.tables import audit_log, outbox
 from order.model.validation import Limits
 from order.service.servicer import OrderService, UseCases
 from order.worker.payment_events import payment_event_consumer
@@ -51,9 +52,12 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
         get_order_timeline=GetOrderTimeline(repo),
     )
     consumer = payment_event_consumer(js, ApplyPaymentEvent(repo))
+    audit = AuditTrail(engine, audit_log, service="order", reads=("GetOrder", "ListOrders", "GetOrderTimeline"))
     return App(
         registrations=[
-            Registration(add_OrderServiceServicer_to_server, OrderService(use_cases), "kassa.order.v1.OrderService")
+            Registration(add_OrderServiceServicer_to_server, OrderService(use_cases), "kassa.order.v1.OrderService"),
+            audit.registration,
         ],
         workers=[publisher.run, consumer.run],
+        interceptors=[audit.interceptor],
     )

@@ -23,12 +23,13 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from infra import audit
 from infra.db import single_statements
 from infra.money import Money
 from infra.outbox import add_event
 from infra.pii import PiiCipher
 from order.biz.ports import PageCursor, Transition, TransitionResult
-from order.data.tables import history, inbox, order_discounts, order_lines, orders, outbox
+from order.data.tables import audit_log, history, inbox, order_discounts, order_lines, orders, outbox
 from order.model.events import ORDER_CREATED, event_data
 from order.model.order import (
     Address,
@@ -378,6 +379,7 @@ class SqlOrderRepo:
                 aggregate_id=created.order_id,
                 data=event_data(created, cause),
             )
+            await audit.record(conn, audit_log, f"orders/{created.order_id}")
         self._on_commit()
         return created, True
 
@@ -466,6 +468,8 @@ class SqlOrderRepo:
                     aggregate_id=updated.order_id,
                     data=event_data(updated, transition.cause),
                 )
+            if moved or (news and row.recorded):
+                await audit.record(conn, audit_log, f"orders/{updated.order_id}")
         if moved:
             self._on_commit()
         return TransitionResult(order=updated, applied=moved, recorded=bool(news and row.recorded))

@@ -9,11 +9,22 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 
+from infra.audit import audit_log_table
 from infra.migrate import SCHEMAS
 from infra.outbox import inbox_table, outbox_table
 from order.model.order import OrderStatus, PaymentOutcome, PaymentStatus
 
-__all__ = ["SCHEMA", "history", "inbox", "metadata", "order_discounts", "order_lines", "orders", "outbox"]
+__all__ = [
+    "SCHEMA",
+    "audit_log",
+    "history",
+    "inbox",
+    "metadata",
+    "order_discounts",
+    "order_lines",
+    "orders",
+    "outbox",
+]
 
 SCHEMA = SCHEMAS["order"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -111,3 +122,6 @@ history = sa.Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+# Admin actions (UpdateFulfillment, CancelOrder by an admin, and any other RPC an admin calls): append-only,
+# see infra.audit.
+audit_log = audit_log_table(metadata)

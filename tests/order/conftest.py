@@ -36,9 +36,14 @@ async def order_server(settings: Settings) -> AsyncIterator[Server]:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def stub(order_server: Server) -> AsyncIterator[OrderServiceStub]:
+async def order_channel(order_server: Server) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{order_server.port}") as channel:
-        yield OrderServiceStub(channel)
+        yield channel
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stub(order_channel: grpc.aio.Channel) -> OrderServiceStub:
+    return OrderServiceStub(order_channel)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
