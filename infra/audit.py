@@ -63,6 +63,7 @@ from infra.auth import current_identity, require_admin
 from infra.db import single_statements
 from infra.logs import request_id_var
 from infra.pb import checked_datetime, timestamp_to_pb
+from infra.pii import redact
 from infra.server import Registration
 from infra.validation import check_text
 from kassa.audit.v1 import audit_service_pb2 as pb
@@ -215,9 +216,16 @@ def _clean(text: str, limit: int = _MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _free_text(text: str, limit: int = _MAX_TEXT) -> str:
+    """What a caller wrote (a request's texts, an error message quoting them): stored like :func:`_clean`, with
+    emails and phone numbers masked and tokens removed (``infra.pii.redact``) wherever they appear."""
+    return _clean(redact(text), limit)
+
+
 def summarize(request: Message) -> dict[str, Any]:
     """The request as a JSON object of its set fields (proto field names; 64-bit integers as strings, as
-    proto3 JSON has them), with personal data and secrets replaced by ``"<redacted>"``, texts cut at 200
+    proto3 JSON has them), with personal data and secrets replaced by ``"<redacted>"`` (and any email, phone
+    number or token inside other texts masked by ``infra.pii.redact``), texts cut at 200
     characters, lists at 50 entries (then ``"+N more"``) and nesting at 8 levels. Never raises on what a
     client can send (out-of-range timestamps, undefined enum numbers, NULs)."""
     return _message(request, 0)
@@ -258,7 +266,7 @@ def _value(fd: descriptor.FieldDescriptor, value: Any, depth: int) -> Any:
             return {"seconds": str(value.seconds), "nanos": value.nanos}
         return _message(value, depth)
     if t == descriptor.FieldDescriptor.TYPE_STRING:
-        return _clean(value)
+        return _free_text(value)
     if t == descriptor.FieldDescriptor.TYPE_BYTES:
         return f"<{len(value)} bytes>"
     if t == descriptor.FieldDescriptor.TYPE_ENUM:
@@ -321,7 +329,7 @@ class AdminAction:
             "request": self.request,
             "outcome": outcome,
             "reason": _clean(reason, 100),
-            "message": _clean(message, 500),
+            "message": _free_text(message, 500),
             "request_id": self.request_id,
             "idempotency_key": self.idempotency_key,
         }

@@ -49,6 +49,21 @@ def test_personal_data_and_secrets_are_redacted_but_an_address_keeps_its_country
     assert "ada@example.com" not in text and "Main" not in text and "tok_visa" not in text
 
 
+def test_personal_data_inside_free_text_is_masked_too() -> None:
+    request = order_pb.CancelOrderRequest(
+        order_id="o-1", reason="customer ada@example.com called from +44 20 7946 0958"
+    )
+    error = InvalidArgument("email", "bob@example.org is not deliverable")
+    action = audit.AdminAction(actor="ops", actor_role="admin", action="x", request=audit.summarize(request))
+
+    row = action.row(audit.Outcome.REFUSED, error)
+
+    text = json.dumps(row)
+    assert "ada@example.com" not in text and "7946 0958" not in text and "bob@example.org" not in text
+    assert row["request"]["order_id"] == "o-1" and row["request"]["reason"].startswith("customer a***@example.com")
+    assert row["reason"] == "INVALID_ARGUMENT"
+
+
 def test_a_webhook_payload_and_signature_are_never_kept() -> None:
     summary = audit.summarize(
         pay_pb.HandleWebhookRequest(provider="sandbox", payload=b'{"email": "x@y.z"}', signature="t=1,v1=abc")
