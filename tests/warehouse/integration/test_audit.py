@@ -130,3 +130,18 @@ async def test_the_database_refuses_to_change_an_entry(inventory, seed, engine) 
     await seed.warehouse()  # at least one entry
 
     await assert_append_only(engine, "warehouse")
+
+
+async def test_a_hostile_request_is_still_recorded(inventory, channel, settings) -> None:
+    actor, token = new_admin(settings)
+    items = [pb.StockSetting(sku="bad\x00sku" + "x" * 3000, warehouse_id="w\x00" * 100, on_hand=-(2**62))] * 1000
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await inventory.SetStock(pb.SetStockRequest(items=items), metadata=bearer(token))
+
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    [entry] = await entries_of(channel, token, actor)
+    assert (entry.outcome, entry.reason) == (REFUSED, "INVALID_ARGUMENT")
+    recorded = entry.request["items"]
+    assert len(recorded) == 51 and recorded[-1] == "+950 more"
+    assert "\x00" not in recorded[0]["sku"] and len(recorded[0]["sku"]) == 200
