@@ -137,6 +137,7 @@ async def build(
     retry: RetryPolicy | None = None,
 ) -> Container:
     assert settings.database_url and settings.redis_url and settings.nats_url
+    cipher = settings.pii_cipher()  # refuses to start without the keys to the sessions' personal data
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="kassa-checkout")
     stack.push_async_callback(engine.dispose)
     # Short timeouts: Redis is a filter in front of the durable guard, and a slow one is skipped, not awaited.
@@ -148,7 +149,7 @@ async def build(
     await ensure_streams(js, ["checkout", "payment"])
 
     publisher = OutboxPublisher(engine, outbox, js)  # CartConverted, CheckoutCompleted → kassa.checkout.*
-    uow = SqlUnitOfWork(engine, on_events=publisher.notify)
+    uow = SqlUnitOfWork(engine, cipher, on_events=publisher.notify)
     gateways = gateways or _grpc_gateways(settings, stack)
     policy = policy_from(settings, retry)
     store = RedisIdempotencyStore(

@@ -3,6 +3,10 @@
 Every state change is a conditional ``UPDATE … WHERE <expected state> … RETURNING`` or an
 ``INSERT … ON CONFLICT``: concurrent requests and replicas serialize on the row, never on a read
 followed by a write.
+
+Personal data is encrypted here on its way in and decrypted on its way out (infra.pii), so biz sees plain
+values and the tables only tokens: a session's email, notes and addresses, and the copies of them its saga
+state keeps (the CreateOrder draft, the AuthorizePayment request's email).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from checkout.model.session import (
     SessionStatus,
 )
 from infra.errors import AlreadyExists, Reason
+from infra.pii import PiiCipher
 
 __all__ = ["SqlCartRepo", "SqlCompensationRepo", "SqlConfirmRecordRepo", "SqlSessionRepo"]
 
@@ -186,7 +191,52 @@ class SqlCartRepo:
         return result.first() is not None
 
 
-def _session(row: sa.Row[Any]) -> Session:
+_SEALED_TEXT = ("email", "notes")
+_SEALED_ADDRESSES = ("shipping_address", "billing_address")
+
+
+def _sealed_changes(changes: dict[str, Any], cipher: PiiCipher) -> dict[str, Any]:
+    """A session update with its personal fields encrypted (addresses arrive as dicts, or None to clear)."""
+    sealed = dict(changes)
+    for name in _SEALED_TEXT:
+        if name in sealed:
+            sealed[name] = cipher.encrypt(sealed[name])
+    for name in _SEALED_ADDRESSES:
+        if name in sealed:
+            sealed[name] = cipher.encrypt_json(sealed[name])
+    return sealed
+
+
+def _saga_json(state: SagaState, cipher: PiiCipher) -> dict[str, Any]:
+    """The saga state as stored: the order draft's and the authorization's personal fields encrypted."""
+    doc = state.to_dict()
+    if doc.get("order_draft"):
+        draft = doc["order_draft"] = dict(doc["order_draft"])
+        for name in _SEALED_TEXT:
+            draft[name] = cipher.encrypt(draft[name])
+        for name in _SEALED_ADDRESSES:
+            draft[name] = cipher.encrypt_json(draft[name])
+    if doc.get("authorize"):
+        authorize = doc["authorize"] = dict(doc["authorize"])
+        authorize["customer_email"] = cipher.encrypt(authorize["customer_email"])
+    return doc
+
+
+def _saga_state(doc: dict[str, Any] | None, cipher: PiiCipher) -> SagaState:
+    if doc and doc.get("order_draft"):
+        doc = {**doc, "order_draft": dict(doc["order_draft"])}
+        draft = doc["order_draft"]
+        for name in _SEALED_TEXT:
+            draft[name] = cipher.decrypt(draft[name])
+        for name in _SEALED_ADDRESSES:
+            draft[name] = cipher.decrypt_json(draft[name])
+    if doc and doc.get("authorize"):
+        doc = {**doc, "authorize": dict(doc["authorize"])}
+        doc["authorize"]["customer_email"] = cipher.decrypt(doc["authorize"]["customer_email"])
+    return SagaState.from_dict(doc)
+
+
+def _session(row: sa.Row[Any], cipher: PiiCipher) -> Session:
     return Session(
         session_id=row.session_id,
         cart_id=row.cart_id,
@@ -195,18 +245,18 @@ def _session(row: sa.Row[Any]) -> Session:
         lines=[SessionLine.from_dict(ln) for ln in row.lines],
         expires_at=row.expires_at,
         status=SessionStatus(row.status),
-        email=row.email,
-        shipping_address=Address.from_dict(row.shipping_address),
-        billing_address=Address.from_dict(row.billing_address),
+        email=cipher.decrypt(row.email),
+        shipping_address=Address.from_dict(cipher.decrypt_json(row.shipping_address)),
+        billing_address=Address.from_dict(cipher.decrypt_json(row.billing_address)),
         shipping_method=row.shipping_method,
         payment_method=row.payment_method,
         promotion_codes=list(row.promotion_codes or []),
-        notes=row.notes,
+        notes=cipher.decrypt(row.notes),
         preview=Preview.from_dict(row.preview) if row.preview else None,
         idempotency_key=row.idempotency_key,
         confirm_fingerprint=row.confirm_fingerprint,
         saga_step=SagaStep(row.saga_step) if row.saga_step else None,
-        saga_state=SagaState.from_dict(row.saga_state),
+        saga_state=_saga_state(row.saga_state, cipher),
         result=ConfirmResult.from_dict(row.result) if row.result else None,
         confirm_started_at=row.confirm_started_at,
         saga_attempt=row.saga_attempt,
@@ -241,8 +291,9 @@ _SAVE_PROGRESS = (
 
 
 class SqlSessionRepo:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         self._c = conn
+        self._cipher = cipher
 
     async def create(self, session: Session) -> Session | None:
         stmt = (
@@ -260,26 +311,26 @@ class SqlSessionRepo:
             .returning(*_S.c)
         )
         row = (await self._c.execute(stmt)).first()
-        return None if row is None else _session(row)
+        return None if row is None else _session(row, self._cipher)
 
     async def get(self, session_id: str) -> Session | None:
         row = (await self._c.execute(_GET_SESSION, {"session_id": session_id})).first()
-        return None if row is None else _session(row)
+        return None if row is None else _session(row, self._cipher)
 
     async def get_live_for_cart(self, cart_id: str) -> Session | None:
         row = (await self._c.execute(sa.select(_S).where(_S.c.cart_id == cart_id, _S.c.status.in_(_LIVE)))).first()
-        return None if row is None else _session(row)
+        return None if row is None else _session(row, self._cipher)
 
     async def update_state(self, session_id: str, changes: dict[str, Any]) -> Session | None:
         row = (
             await self._c.execute(
                 _S.update()
                 .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value, _S.c.expires_at > _NOW)
-                .values(**changes, updated_at=_NOW)
+                .values(**_sealed_changes(changes, self._cipher), updated_at=_NOW)
                 .returning(*_S.c)
             )
         ).first()
-        return None if row is None else _session(row)
+        return None if row is None else _session(row, self._cipher)
 
     async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:
         return (
@@ -329,13 +380,13 @@ class SqlSessionRepo:
                     reason=Reason.IDEMPOTENCY_KEY_REUSED,
                 ) from None
             raise
-        return None if row is None else _session(row)
+        return None if row is None else _session(row, self._cipher)
 
     async def save_progress(self, session_id: str, step: SagaStep, state: SagaState, *, attempt: int) -> bool:
         result = await self._c.execute(
             _SAVE_PROGRESS,
             {"b_session_id": session_id, "b_attempt": attempt, "b_saga_step": step.value,
-             "b_saga_state": state.to_dict()},
+             "b_saga_state": _saga_json(state, self._cipher)},
         )  # fmt: skip
         return result.rowcount == 1
 
@@ -376,7 +427,7 @@ class SqlSessionRepo:
                 .values(
                     status=status.value,
                     saga_step=step.value,
-                    saga_state=state.to_dict(),
+                    saga_state=_saga_json(state, self._cipher),
                     order_id=order_id,
                     result=result.to_dict() if result else None,
                     confirm_fingerprint=None,
@@ -404,7 +455,7 @@ class SqlSessionRepo:
                 .values(
                     status=SessionStatus.AWAITING_PAYMENT.value,
                     saga_step=SagaStep.AWAIT_PAYMENT.value,
-                    saga_state=state.to_dict(),
+                    saga_state=_saga_json(state, self._cipher),
                     order_id=order_id,
                     result=result.to_dict(),
                     confirm_fingerprint=None,
@@ -424,7 +475,7 @@ class SqlSessionRepo:
                 .values(
                     status=SessionStatus.CONFIRMING.value,
                     saga_step=step.value,
-                    saga_state=state.to_dict(),
+                    saga_state=_saga_json(state, self._cipher),
                     confirm_started_at=_NOW,
                     saga_attempt=_NEXT_ATTEMPT,
                     updated_at=_NOW,
@@ -432,7 +483,7 @@ class SqlSessionRepo:
                 .returning(*_S.c)
             )
         ).first()
-        return None if row is None else _session(row)
+        return None if row is None else _session(row, self._cipher)
 
     async def awaiting_due(self, poll_after_seconds: int, limit: int) -> list[Session]:
         awaiting = _S.c.status == SessionStatus.AWAITING_PAYMENT.value
@@ -443,7 +494,7 @@ class SqlSessionRepo:
                 oldest_first=_S.c.updated_at, limit=limit, values={"updated_at": _NOW}, recheck=[awaiting],
             )
         )  # fmt: skip
-        return [_session(r) for r in rows]
+        return [_session(r, self._cipher) for r in rows]
 
     async def claim_stuck(self, older_than_seconds: int, limit: int, *, session_id: str | None = None) -> list[Session]:
         due = [_S.c.status == SessionStatus.CONFIRMING.value, _S.c.confirm_started_at < _in(-older_than_seconds)]
@@ -456,7 +507,7 @@ class SqlSessionRepo:
                 values={"confirm_started_at": _NOW, "saga_attempt": _NEXT_ATTEMPT}, recheck=due,
             )
         )  # fmt: skip
-        return [_session(r) for r in rows]
+        return [_session(r, self._cipher) for r in rows]
 
     async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:
         is_open = _S.c.status == SessionStatus.OPEN.value
@@ -467,7 +518,7 @@ class SqlSessionRepo:
                 values={"status": SessionStatus.EXPIRED.value, "updated_at": _NOW}, recheck=[is_open],
             )
         )  # fmt: skip
-        return [_session(r) for r in rows]
+        return [_session(r, self._cipher) for r in rows]
 
 
 _F = failed_compensations

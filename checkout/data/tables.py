@@ -1,4 +1,9 @@
-"""Checkout's tables (schema "checkout"), SQLAlchemy Core. Migrations mirror this file by hand."""
+"""Checkout's tables (schema "checkout"), SQLAlchemy Core. Migrations mirror this file by hand.
+
+Personal data is stored as infra.pii tokens, never as plain text (see checkout.data.repositories): a
+session's email, notes and addresses (each one token of the address's JSON, phone included), and in its
+saga_state the CreateOrder draft's and the AuthorizePayment request's copies of them.
+"""
 
 from __future__ import annotations
 
@@ -60,12 +65,14 @@ checkout_sessions = sa.Table(
     sa.Column("customer_id", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False, server_default="OPEN"),
     sa.Column("currency_code", sa.String(3), nullable=False),
-    sa.Column("email", sa.Text, nullable=False, server_default=""),
-    sa.Column("shipping_address", JSONB),
-    sa.Column("billing_address", JSONB),
+    sa.Column("email", sa.Text, nullable=False, server_default=""),  # a token
+    sa.Column("shipping_address", sa.Text),  # a token of the address's JSON
+    sa.Column("billing_address", sa.Text),  # a token of the address's JSON
     sa.Column("shipping_method", sa.Text, nullable=False, server_default=""),
     sa.Column("payment_method", sa.Text, nullable=False, server_default=""),
     sa.Column("promotion_codes", ARRAY(sa.Text), nullable=False, server_default="{}"),
+    # A token; its 500-character cap is checked before it is written (checkout.biz.validation), since a token
+    # is longer than what it holds.
     sa.Column("notes", sa.Text, nullable=False, server_default=""),
     sa.Column("lines", JSONB, nullable=False),
     sa.Column("preview", JSONB),
@@ -91,7 +98,6 @@ checkout_sessions = sa.Table(
         name="checkout_sessions_idempotency_key_length",
     ),
     sa.CheckConstraint("cardinality(promotion_codes) <= 5", name="checkout_sessions_promotion_codes_max"),
-    sa.CheckConstraint("length(notes) <= 500", name="checkout_sessions_notes_max"),
     # One cart has at most one live session.
     sa.Index(
         "checkout_sessions_one_live_per_cart",

@@ -12,15 +12,16 @@ from checkout.data.repositories import SqlCartRepo, SqlCompensationRepo, SqlConf
 from checkout.data.tables import outbox
 from infra.db import single_statements
 from infra.outbox import add_event
+from infra.pii import PiiCipher
 
 __all__ = ["SqlTx", "SqlUnitOfWork"]
 
 
 class SqlTx:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         self.conn = conn
         self.carts = SqlCartRepo(conn)
-        self.sessions = SqlSessionRepo(conn)
+        self.sessions = SqlSessionRepo(conn, cipher)
         self.compensations = SqlCompensationRepo(conn)
         self.confirm_records = SqlConfirmRecordRepo(conn)
         self.events = 0
@@ -33,17 +34,19 @@ class SqlTx:
 
 
 class SqlUnitOfWork:
-    """Commits when the block exits cleanly; ``on_events`` wakes the outbox publisher after a commit with events."""
+    """Commits when the block exits cleanly; ``on_events`` wakes the outbox publisher after a commit with events.
+    ``cipher`` encrypts and decrypts the personal data the sessions keep."""
 
-    def __init__(self, engine: AsyncEngine, on_events: Callable[[], None] | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, cipher: PiiCipher, on_events: Callable[[], None] | None = None) -> None:
         self._engine = engine
+        self._cipher = cipher
         self._reads = single_statements(engine)
         self._on_events = on_events
 
     @contextlib.asynccontextmanager
     async def __call__(self) -> AsyncIterator[SqlTx]:
         async with self._engine.begin() as conn:
-            tx = SqlTx(conn)
+            tx = SqlTx(conn, self._cipher)
             yield tx
         if tx.events and self._on_events is not None:
             self._on_events()
@@ -52,4 +55,4 @@ class SqlUnitOfWork:
     async def read(self) -> AsyncIterator[SqlTx]:
         """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
         async with self._reads.connect() as conn:
-            yield SqlTx(conn)
+            yield SqlTx(conn, self._cipher)

@@ -50,7 +50,7 @@ _FIRST_TABLE = re.compile(r"^(UPDATE|INSERT INTO) \S+")
 async def counted(settings: Settings) -> AsyncIterator[tuple[SqlUnitOfWork, RoundTrips]]:
     assert settings.database_url
     engine = create_engine(settings.database_url, pool_size=2, application_name="kassa-checkout-round-trips")
-    yield SqlUnitOfWork(engine), RoundTrips(engine)
+    yield SqlUnitOfWork(engine, settings.pii_cipher()), RoundTrips(engine)
     await engine.dispose()
 
 
