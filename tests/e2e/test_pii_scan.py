@@ -1,0 +1,245 @@
+"""No personal data in plain text anywhere the mesh keeps or writes things (issue 10 §5).
+
+A customer with distinctive personal data (an email, a name, streets, phone numbers, notes, each carrying a
+fresh random marker) checks out over REST through the whole mesh: a declined card, a 3-D Secure payment
+left waiting (its saga state kept), a paid order that is then cancelled (events to payment, warehouse and
+promotion), reads of the order, and requests refused for bad input that carries the marker. Then everything
+the mesh holds is read back — a ``pg_dump`` of the database (every schema: sessions, orders, outboxes,
+inboxes, DLQ, idempotency records), every message of every JetStream stream, every Redis key, the sandbox
+provider's ledger and every process's log — and none may contain any of the values in plain text. The
+controls check that the scan saw the flow: the order's id is in the dump, the streams and the logs, and
+its personal data is in the dump as ``pii1:`` tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import redis.asyncio as redis_async
+import sqlalchemy as sa
+from e2e.support import Rest, RestError, eventually, fill_cart, make_catalog
+from nats.js.errors import NotFoundError
+
+from infra.localstack import postgres_bin_dir
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+
+class Personal:
+    """One customer's personal data, every value unique to this run."""
+
+    def __init__(self) -> None:
+        self.marker = uuid.uuid4().hex
+        digits = "".join(random.choices("0123456789", k=8))
+        more = "".join(random.choices("0123456789", k=8))
+        self.email = f"pii-scan-{self.marker}@example.com"
+        self.phone = f"+44 20 {digits[:4]} {digits[4:]}"
+        self.billing_phone = f"+1 (555) {more[:3]}-{more[3:7]}"
+        self.shipping = {
+            "name": f"Ada {self.marker[:12]} Lovelace",
+            "line1": f"{self.marker} Secret Street",
+            "line2": f"Flat {self.marker[:6]}",
+            "city": "London",
+            "postalCode": "10001",
+            "countryCode": "US",
+            "phone": self.phone,
+        }
+        self.billing = {
+            "name": "A. Lovelace",
+            "line1": f"{self.marker} Billing Road",
+            "city": "Newark",
+            "postalCode": "07102",
+            "countryCode": "US",
+            "phone": self.billing_phone,
+        }
+        self.notes = f"gate code {self.marker[:10]}, call {self.phone}"
+        self._digits, self._more = digits, more
+
+    def needles(self) -> list[str]:
+        """What must appear nowhere: the marker (in every value), the email, the phone numbers in any spacing."""
+        return [
+            self.marker,
+            self.marker[:12],
+            self.email,
+            self._digits,
+            f"{self._digits[:4]} {self._digits[4:]}",
+            self._more[:7],
+            f"{self._more[:3]}-{self._more[3:7]}",
+        ]
+
+
+async def _checkout(client: Rest, skus: list[str], who: Personal, token: str, *, bad_input: bool = False) -> dict:
+    cart_id = await fill_cart(client, skus, [1])
+    started = await client.call("POST", "/v1/checkout/start", {"cartId": cart_id, "shipToCountryCode": "US"})
+    session_id = started["session"]["sessionId"]
+    if bad_input:
+        # Refusals of input carrying the personal data must not echo it (nor log or store it).
+        for state, field in (
+            ({"email": f"pii-scan-{who.marker}@@example.com"}, "email"),
+            ({"shippingAddress": {**who.shipping, "phone": f"{who.phone}\u0000"}}, "shipping_address.phone"),
+            ({"notes": f"{who.notes}\u0000"}, "notes"),
+        ):
+            with pytest.raises(RestError) as refused:
+                await client.call("PUT", "/v1/checkout/state", {"sessionId": session_id, **state})
+            assert refused.value.status == 400 and refused.value.metadata.get("field") == field, refused.value.body
+            assert who.marker not in str(refused.value.body) and who._digits[4:] not in str(refused.value.body)
+    state = {
+        "sessionId": session_id,
+        "email": who.email,
+        "shippingAddress": who.shipping,
+        "billingAddress": who.billing,
+        "shippingMethod": "standard",
+        "paymentMethod": token,
+        "notes": who.notes,
+    }
+    session = (await client.call("PUT", "/v1/checkout/state", state))["session"]
+    assert session["email"] == who.email and session["shippingAddress"]["line1"] == who.shipping["line1"]
+    preview = (await client.call("GET", f"/v1/checkout/sessions/{session_id}/preview"))["preview"]
+    try:
+        return dict(
+            await client.call(
+                "POST",
+                "/v1/checkout/confirm",
+                {"sessionId": session_id, "expectedGrandTotal": preview["grandTotal"]},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+        )
+    except RestError as exc:
+        return {"error": exc.reason, "sessionId": session_id}
+
+
+# -- reading back everything the mesh holds --------------------------------------------------------------------
+
+
+def _pg_dump(database_url: str) -> str:
+    url = sa.engine.make_url(database_url)
+    env = {**os.environ, "PGPASSWORD": url.password or ""}
+    argv = [
+        str(postgres_bin_dir() / "pg_dump"), "--no-owner", "--host", url.host or "127.0.0.1",
+        "--port", str(url.port or 5432), "--username", url.username or "postgres", url.database or "postgres",
+    ]  # fmt: skip
+    done = subprocess.run(argv, env=env, capture_output=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    return done.stdout.decode(errors="replace")
+
+
+async def _jetstream_messages(nats_url: str) -> str:
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        parts: list[str] = []
+        for stream in await js.streams_info():
+            for seq in range(max(stream.state.first_seq, 1), stream.state.last_seq + 1):
+                try:
+                    msg = await js.get_msg(stream.config.name or "", seq)
+                except NotFoundError:
+                    continue  # deleted, or aged out
+                parts.append((msg.data or b"").decode(errors="replace"))
+                parts.append(repr(msg.headers))
+        return "\n".join(parts)
+    finally:
+        await nc.close()
+
+
+async def _redis_values(redis_url: str) -> str:
+    client = redis_async.Redis.from_url(redis_url)
+    parts: list[str] = []
+    try:
+        async for key in client.scan_iter(count=1000):
+            kind = (await client.type(key)).decode()
+            if kind == "string":
+                value: Any = await client.get(key)
+            elif kind == "hash":
+                value = await client.hgetall(key)
+            elif kind == "list":
+                value = await client.lrange(key, 0, -1)
+            elif kind == "set":
+                value = await client.smembers(key)
+            elif kind == "zset":
+                value = await client.zrange(key, 0, -1)
+            elif kind == "stream":
+                value = await client.xrange(key)
+            else:
+                value = kind
+            parts.append(f"{key!r}={value!r}")
+    finally:
+        await client.aclose()
+    return "\n".join(parts)
+
+
+def _place(where: str, text: str, index: int) -> str:
+    """Where in a store ``index`` is: for the dump, the table whose COPY block holds it."""
+    if where == "pg_dump":
+        start = text.rfind("\nCOPY ", 0, index)
+        return f"pg_dump {text[start + 6 : text.find(' ', start + 6)]}" if start >= 0 else "pg_dump (schema)"
+    return where
+
+
+def _files(root: Path) -> str:
+    return "\n".join(p.read_bytes().decode(errors="replace") for p in sorted(root.rglob("*")) if p.is_file())
+
+
+async def test_no_personal_data_in_plain_text_in_the_database_streams_cache_or_logs(mesh: Any) -> None:
+    assert shutil.which(str(postgres_bin_dir() / "pg_dump")), "pg_dump of the embedded Postgres is needed"
+    skus = await make_catalog(mesh, n=1, on_hand=50)
+    who = Personal()
+    client = Rest(mesh.gateway_url)
+    try:
+        await client.guest()
+        declined = await _checkout(client, skus, who, "tok_chargeDeclined", bad_input=True)
+        assert declined.get("error") == "PAYMENT_DECLINED", declined
+        waiting = await _checkout(client, skus, who, "tok_threeDSecure")
+        assert waiting["orderStatus"] == "ORDER_STATUS_PENDING_PAYMENT", waiting
+        paid = await _checkout(client, skus, who, "tok_visa")
+        assert paid["orderStatus"] == "ORDER_STATUS_CONFIRMED", paid
+        order_id = paid["orderId"]
+
+        order = (await client.call("GET", f"/v1/orders/{order_id}"))["order"]
+        assert order["email"] == who.email and order["notes"] == who.notes
+        assert (
+            order["shippingAddress"]["phone"] == who.phone and order["billingAddress"]["line1"] == who.billing["line1"]
+        )
+        await client.call("GET", "/v1/orders")
+        await client.call("GET", f"/v1/orders/{order_id}/timeline")
+        await client.call("POST", f"/v1/orders/{order_id}:cancel", {"reason": "changed my mind"})
+
+        async def refunded() -> bool:
+            status = (await client.call("GET", f"/v1/orders/{order_id}"))["order"].get("paymentStatus")
+            return status == "PAYMENT_STATUS_REFUNDED"
+
+        # The cancellation went through the order's outbox, JetStream and payment's consumer and back.
+        await eventually(refunded, what="the cancelled order's refund")
+    finally:
+        await client.close()
+
+    dump = await asyncio.to_thread(_pg_dump, mesh.env["KASSA_DATABASE_URL"])
+    stores = {
+        "pg_dump": dump,
+        "jetstream": await _jetstream_messages(mesh.env["KASSA_NATS_URL"]),
+        "redis": await _redis_values(mesh.env["KASSA_REDIS_URL"]),
+        "sandbox ledger": _files(Path(mesh.env["KASSA_SANDBOX_DB"]).parent) if "KASSA_SANDBOX_DB" in mesh.env else "",
+    }
+    logs = {str(p.relative_to(mesh.log_dir)): p.read_bytes().decode(errors="replace") for p in mesh.log_dir.rglob("*")
+            if p.is_file()}  # fmt: skip
+    assert logs, f"no process logs under {mesh.log_dir}"
+    stores.update({f"log {name}": text for name, text in logs.items()})
+
+    found: dict[str, list[str]] = {}
+    for where, text in stores.items():
+        for needle in who.needles():
+            if needle in text:
+                found.setdefault(_place(where, text, text.find(needle)), []).append(needle)
+    assert not found, f"personal data in plain text: {found}"
+
+    # Controls: the scan saw this flow, and its personal data is stored, encrypted.
+    assert order_id in dump and order_id in stores["jetstream"]
+    assert dump.count("pii1:") >= 4
