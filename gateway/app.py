@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import status as gw_status
+from gateway.audit import AUDIT_BACKEND, list_audit_entries
 from gateway.backends import Backends
 from gateway.client_ip import client_ip, client_key
 from gateway.config import GatewayConfig
@@ -216,7 +217,10 @@ class Gateway:
             ),
         )
         metadata = (("authorization", request.headers["authorization"]), ("x-request-id", rid))
-        reply = await self.backends.call(route.rpc, message, metadata)
+        if route.rpc.backend == AUDIT_BACKEND:
+            reply = await list_audit_entries(self.backends, route.rpc, message, metadata)
+        else:
+            reply = await self.backends.call(route.rpc, message, metadata)
         return JSONResponse(render(reply))
 
     async def _guest(self, request: Request, _rid: str) -> Response:

@@ -29,27 +29,32 @@ class Backends:
         self._settings = settings
         self._methods = {m.path: m for m in methods}
         self._channels: dict[str, grpc.aio.Channel] = {}
-        self._callables: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+        # (backend, method path): a shared service (the audit log) has one per backend serving it.
+        self._callables: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable] = {}
 
     def open(self) -> None:
         for method in self._methods.values():
-            channel = self._channels.get(method.backend)
-            if channel is None:
-                channel = open_channel(self._settings.addr(method.backend))
-                self._channels[method.backend] = channel
-            self._callables[method.path] = channel.unary_unary(
-                method.path,
-                request_serializer=method.request_cls.SerializeToString,
-                response_deserializer=method.response_cls.FromString,
-            )
+            for backend in method.backends:
+                channel = self._channels.get(backend)
+                if channel is None:
+                    channel = open_channel(self._settings.addr(backend))
+                    self._channels[backend] = channel
+                self._callables[backend, method.path] = channel.unary_unary(
+                    method.path,
+                    request_serializer=method.request_cls.SerializeToString,
+                    response_deserializer=method.response_cls.FromString,
+                )
 
     async def close(self) -> None:
         channels, self._channels, self._callables = self._channels, {}, {}
         await asyncio.gather(*(c.close() for c in channels.values()))
 
-    async def call(self, method: RpcMethod, request: message.Message, metadata: Metadata) -> message.Message:
-        """Call with the deadline the method gets (settings.rpc_timeout_seconds times its multiplier)."""
-        callable_ = self._callables[method.path]
+    async def call(
+        self, method: RpcMethod, request: message.Message, metadata: Metadata, *, backend: str | None = None
+    ) -> message.Message:
+        """Call with the deadline the method gets (settings.rpc_timeout_seconds times its multiplier), on its
+        backend or, for a shared service, on ``backend``."""
+        callable_ = self._callables[backend or method.backend, method.path]
         timeout = self._settings.rpc_timeout_seconds * method.timeout_multiplier
         return await callable_(request, timeout=timeout, metadata=tuple(metadata))
 

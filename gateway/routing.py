@@ -26,6 +26,8 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor, message
 from google.protobuf.message_factory import GetMessageClass
 
+from infra.audit import AUDITED_SERVICES
+from kassa.audit.v1 import audit_service_pb2
 from kassa.checkout.v1 import cart_service_pb2, checkout_service_pb2
 from kassa.order.v1 import order_service_pb2
 from kassa.payment.v1 import payment_service_pb2
@@ -34,6 +36,7 @@ from kassa.promotion.v1 import promotion_service_pb2
 from kassa.warehouse.v1 import inventory_service_pb2
 
 __all__ = [
+    "ROUTE_MODULES",
     "SERVICE_MODULES",
     "MethodNotAllowed",
     "PathTemplate",
@@ -46,7 +49,7 @@ __all__ = [
     "rpc_method",
 ]
 
-# The generated modules of the seven services; their annotations are the route table.
+# The generated modules of the seven services, each served by one backend (its package's <svc>).
 SERVICE_MODULES: tuple[ModuleType, ...] = (
     cart_service_pb2,
     checkout_service_pb2,
@@ -56,6 +59,13 @@ SERVICE_MODULES: tuple[ModuleType, ...] = (
     pricing_service_pb2,
     promotion_service_pb2,
 )
+
+# What the route table is read from: the seven services, and the audit log every audited service serves
+# (kassa.audit.v1.AuditService, answered by fanning out to them: see gateway.audit).
+ROUTE_MODULES: tuple[ModuleType, ...] = (*SERVICE_MODULES, audit_service_pb2)
+
+# Packages whose services no one backend serves: the backends that serve them instead.
+SHARED_SERVICES: dict[str, tuple[str, ...]] = {"audit": AUDITED_SERVICES}
 
 # RPCs that legitimately run longer than one ordinary call: ConfirmCheckout runs the whole saga
 # (DESIGN.md §3), so its deadline is a multiple of settings.rpc_timeout_seconds.
@@ -195,6 +205,11 @@ class RpcMethod:
     def timeout_multiplier(self) -> float:
         return TIMEOUT_MULTIPLIERS.get(self.path, 1.0)
 
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Every backend serving it: its own, or for a shared service (the audit log) each that serves it."""
+        return SHARED_SERVICES.get(self.backend, (self.backend,))
+
 
 def rpc_method(method: descriptor.MethodDescriptor) -> RpcMethod:
     """Describe ``method``; its backend is the <svc> of its package ``kassa.<svc>.v1`` (a settings.addr key)."""
@@ -285,7 +300,7 @@ def routes_for_method(method: descriptor.MethodDescriptor) -> list[Route]:
     return routes
 
 
-def build_route_table(modules: Iterable[ModuleType] = SERVICE_MODULES) -> RouteTable:
+def build_route_table(modules: Iterable[ModuleType] = ROUTE_MODULES) -> RouteTable:
     """Walk every service of ``modules`` and compile the routes its methods declare."""
     routes: list[Route] = []
     for module in modules:

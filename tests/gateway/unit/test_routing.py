@@ -46,6 +46,7 @@ DESIGN_ROUTES = [
     ("PUT", "/v1/admin/stock", "/kassa.warehouse.v1.InventoryService/SetStock", {}),
     ("POST", "/v1/admin/promotions", "/kassa.promotion.v1.PromotionService/CreatePromotion", {}),
     ("POST", "/v1/admin/orders/o1:refund", "/kassa.payment.v1.PaymentService/RefundPayment", {"order_id": "o1"}),
+    ("GET", "/v1/admin/audit", "/kassa.audit.v1.AuditService/ListAuditEntries", {}),
 ]
 
 
@@ -82,6 +83,13 @@ def test_update_cart_item_binds_both_variables_and_takes_the_body() -> None:
 def test_each_service_goes_to_its_backend(rpc: str, backend: str) -> None:
     (route,) = TABLE.for_rpc(rpc)
     assert route.rpc.backend == backend
+
+
+def test_the_audit_log_is_asked_of_every_audited_service() -> None:
+    (route,) = TABLE.for_rpc("/kassa.audit.v1.AuditService/ListAuditEntries")
+    assert route.rpc.backends == ("order", "payment", "warehouse", "pricing", "promotion")
+    (get_cart,) = TABLE.for_rpc("/kassa.checkout.v1.CartService/GetCart")
+    assert get_cart.rpc.backends == ("checkout",)
 
 
 def test_confirm_checkout_gets_a_longer_deadline_than_other_rpcs() -> None:
