@@ -6,7 +6,10 @@ import base64
 import json
 import logging
 import os
+import secrets
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -17,6 +20,7 @@ from infra.config import DEV_PII_KEYS, ConfigError, Settings
 from infra.errors import InvalidArgument
 from infra.grpc_errors import status_for
 from infra.logs import JsonFormatter
+from infra.mesh import default_specs
 from infra.pii import (
     PiiCipher,
     PiiError,
@@ -29,6 +33,9 @@ from infra.pii import (
 )
 
 pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRETS = ("KASSA_JWT_SECRET", "KASSA_SERVICE_SECRET", "KASSA_WEBHOOK_SECRET")
 
 
 def _key(kid: str) -> PiiKey:
@@ -194,3 +201,33 @@ def test_an_address_never_shows_in_a_repr() -> None:
     address = Address(name="Ada Lovelace", line1="12 Secret Street", city="London", country_code="GB", phone="+44 1")
     assert repr(address) == str(address) == "Address(country_code='GB', <other fields hidden>)"
     assert "Secret" not in f"{[address]!r} {address}"
+
+
+# -- the processes that keep personal data refuse to start without their keys --------------------------------
+
+
+@pytest.mark.parametrize("service", ["order", "checkout"])
+@pytest.mark.parametrize(
+    ("pii_keys", "refusal"),
+    [("", "KASSA_PII_KEYS is not set"), (DEV_PII_KEYS, "the development key committed in the Kassa repository")],
+)
+def test_order_and_checkout_refuse_to_start_in_production_without_real_keys(
+    service: str, pii_keys: str, refusal: str
+) -> None:
+    spec = next(s for s in default_specs({}) if s.name == service)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KASSA_")}
+    env.update(
+        {
+            "KASSA_DATABASE_URL": "postgresql+psycopg://k@127.0.0.1:1/k",
+            "KASSA_REDIS_URL": "redis://127.0.0.1:1/0",
+            "KASSA_NATS_URL": "nats://127.0.0.1:1",
+            **{name: secrets.token_urlsafe(48) for name in SECRETS},
+            # Port 1 is never bound by a test: a process that got as far as serving would fail differently.
+            f"KASSA_{service.upper()}_ADDR": "127.0.0.1:1",
+        }
+    )
+    if pii_keys:
+        env["KASSA_PII_KEYS"] = pii_keys
+    done = subprocess.run(spec.argv, env=env, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    assert done.returncode != 0
+    assert refusal in done.stderr, done.stderr[-2000:]
