@@ -92,11 +92,14 @@ US_ADDRESS = {
 
 
 async def make_catalog(mesh: Any, *, n: int = 3, on_hand: int = 20, price: int = 1999) -> list[str]:
-    """Products with unique skus, priced in USD and EUR, stocked in the first seeded warehouse."""
+    """Products with unique skus, priced in USD and EUR, stocked in the seeded US warehouse.
+
+    By its id: other tests may add warehouses (in the US too) to the shared mesh.
+    """
     admin = Rest(mesh.gateway_url, mesh.admin_token)
     try:
         warehouses = (await admin.call("GET", "/v1/admin/warehouses"))["warehouses"]
-        wh = next(w["warehouseId"] for w in warehouses if w["address"]["countryCode"] == "US")
+        wh = next(w["warehouseId"] for w in warehouses if w["warehouseId"] == "wh-us-east")
         skus = [sku() for _ in range(n)]
         products = [
             {

@@ -80,7 +80,7 @@ async def test_every_admin_action_is_listed_with_who_what_and_when(mesh: Any) ->
             await InventoryServiceStub(ch).UpsertWarehouses(
                 inv_pb.UpsertWarehousesRequest(warehouses=[inventory_pb2.Warehouse(
                     warehouse_id=f"wh-audit-{uuid.uuid4().hex[:6]}", name="Audit depot",
-                    address=address_pb2.Address(line1="9 Quay", city="Newark", country_code="US"))]),
+                    address=address_pb2.Address(line1="9 Quay", city="Reykjavik", country_code="IS"))]),
                 metadata=md,
                 timeout=10,
             )  # fmt: skip
