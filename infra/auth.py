@@ -53,6 +53,7 @@ __all__ = [
     "require_admin",
     "require_identity",
     "require_privileged",
+    "require_service",
 ]
 
 log = logging.getLogger("kassa.auth")
@@ -115,6 +116,14 @@ def require_identity() -> Identity:
     ident = identity_var.get()
     if ident is None:
         raise Unauthenticated("missing credentials: send 'authorization: Bearer <token>'")
+    return ident
+
+
+def require_service() -> Identity:
+    """Steps of checkout's saga (reservations, coupon uses): a service's own token, never a person's by hand."""
+    ident = require_identity()
+    if not ident.is_service:
+        raise PermissionDenied("this operation is internal to Kassa's services")
     return ident
 
 

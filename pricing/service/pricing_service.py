@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import grpc
 
-from infra.auth import require_identity
-from infra.errors import InvalidArgument, PermissionDenied
+from infra.auth import require_admin, require_identity
+from infra.errors import InvalidArgument
 from infra.money import Money
 from infra.pb import checked_currency, money_in_currency, money_to_pb
 from infra.validation import MAX_AMOUNT_MINOR, check_amount
@@ -100,12 +100,6 @@ def _product_from_pb(i: int, p: pb.Product) -> Product:
     )
 
 
-def _require_admin() -> None:
-    """The catalog and its prices are set by operators (the admin route); no service changes them."""
-    if not require_identity().is_admin:
-        raise PermissionDenied("this operation needs the admin role")
-
-
 class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
     def __init__(self, products: ProductRepo, rates: RateRepo) -> None:
         self._products = products
@@ -126,7 +120,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
     async def UpsertProducts(
         self, request: pb.UpsertProductsRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertProductsResponse:
-        _require_admin()
+        require_admin()
         if not request.products:
             raise InvalidArgument("products", "must not be empty")
         _check_batch("products", len(request.products))

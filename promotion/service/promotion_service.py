@@ -7,8 +7,8 @@ from datetime import datetime
 
 import grpc
 
-from infra.auth import require_identity, require_privileged
-from infra.errors import InvalidArgument, PermissionDenied
+from infra.auth import require_admin, require_privileged, require_service
+from infra.errors import InvalidArgument
 from infra.money import Money
 from infra.pb import money_to_pb, timestamp_to_pb
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2, promotion_service_pb2_grpc
@@ -67,18 +67,6 @@ def _promotion_pb(p: Promotion) -> promotion_pb2.Promotion:
     )
 
 
-def _require_admin() -> None:
-    """Promotions are created by operators (the admin route); no service creates one."""
-    if not require_identity().is_admin:
-        raise PermissionDenied("this operation needs the admin role")
-
-
-def _require_service() -> None:
-    """Uses are reserved, confirmed and released only as steps of checkout's saga, never by hand."""
-    if not require_identity().is_service:
-        raise PermissionDenied("this operation is internal to Kassa's services")
-
-
 class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     """CreatePromotion takes an admin token; usage changes a service token (checkout's); a preview either."""
 
@@ -110,7 +98,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     async def ReservePromotionUsage(
         self, request: promotion_service_pb2.ReservePromotionUsageRequest, context: grpc.aio.ServicerContext
     ) -> promotion_service_pb2.ReservePromotionUsageResponse:
-        _require_service()
+        require_service()
         ref = check_reference("reservation_ref", request.reservation_ref)
         check_customer("customer_id", request.customer_id, required=True)
         cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
@@ -129,7 +117,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     async def ConfirmPromotionUsage(
         self, request: promotion_service_pb2.ConfirmPromotionUsageRequest, context: grpc.aio.ServicerContext
     ) -> promotion_service_pb2.ConfirmPromotionUsageResponse:
-        _require_service()
+        require_service()
         ref = check_reference("reservation_ref", request.reservation_ref)
         confirmed = await confirm_promotion_usage(self._repo, ref)
         return promotion_service_pb2.ConfirmPromotionUsageResponse(confirmed=confirmed)
@@ -137,7 +125,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     async def ReleasePromotionUsage(
         self, request: promotion_service_pb2.ReleasePromotionUsageRequest, context: grpc.aio.ServicerContext
     ) -> promotion_service_pb2.ReleasePromotionUsageResponse:
-        _require_service()
+        require_service()
         ref = check_reference("reservation_ref", request.reservation_ref)
         released = await release_promotion_usage(self._repo, ref)
         return promotion_service_pb2.ReleasePromotionUsageResponse(released=released)
@@ -145,7 +133,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     async def CreatePromotion(
         self, request: promotion_service_pb2.CreatePromotionRequest, context: grpc.aio.ServicerContext
     ) -> promotion_service_pb2.CreatePromotionResponse:
-        _require_admin()
+        require_admin()
         if not request.HasField("promotion"):
             raise InvalidArgument("promotion", "is required")
         stored = await create_promotion(self._repo, promotion_from_pb(request.promotion))

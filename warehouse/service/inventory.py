@@ -6,8 +6,7 @@ import logging
 
 import grpc
 
-from infra.auth import require_identity, require_privileged
-from infra.errors import PermissionDenied
+from infra.auth import require_admin, require_privileged, require_service
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
 from kassa.warehouse.v1 import inventory_service_pb2_grpc as pb_grpc
 from warehouse.biz import manage_reservations, stock_admin
@@ -19,18 +18,6 @@ from warehouse.service.convert import earliest_expiry, level_to_pb, reservation_
 __all__ = ["InventoryService"]
 
 log = logging.getLogger("kassa.warehouse")
-
-
-def _require_admin() -> None:
-    """Stock and warehouses are set by operators (the admin routes); no service changes them."""
-    if not require_identity().is_admin:
-        raise PermissionDenied("this operation needs the admin role")
-
-
-def _require_service() -> None:
-    """Reservations move only as steps of checkout's saga, with a service's own token, never by hand."""
-    if not require_identity().is_service:
-        raise PermissionDenied("this operation is internal to Kassa's services")
 
 
 class InventoryService(pb_grpc.InventoryServiceServicer):
@@ -52,7 +39,7 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     async def ReserveStock(
         self, request: pb.ReserveStockRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReserveStockResponse:
-        _require_service()
+        require_service()
         cmd = ReserveCommand(
             reservation_ref=validate.reference(request.reservation_ref),
             lines=validate.reserve_lines(list(request.lines)),
@@ -75,7 +62,7 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     async def ExtendReservations(
         self, request: pb.ExtendReservationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExtendReservationsResponse:
-        _require_service()
+        require_service()
         ref = validate.reference(request.reservation_ref)
         ttl = validate.ttl_seconds(request.ttl, request.HasField("ttl"), self._default_ttl)
         reservations = await manage_reservations.extend_reservations(self._store, ref, ttl)
@@ -86,7 +73,7 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     async def ReleaseReservations(
         self, request: pb.ReleaseReservationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReleaseReservationsResponse:
-        _require_service()
+        require_service()
         ref = validate.reference(request.reservation_ref)
         reason = validate.reason(request.reason)
         reservations = await manage_reservations.release_reservations(self._store, ref)
@@ -96,13 +83,13 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     async def ConfirmReservations(
         self, request: pb.ConfirmReservationsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmReservationsResponse:
-        _require_service()
+        require_service()
         ref = validate.reference(request.reservation_ref)
         reservations = await manage_reservations.confirm_reservations(self._store, ref)
         return pb.ConfirmReservationsResponse(reservations=[reservation_to_pb(r) for r in reservations])
 
     async def SetStock(self, request: pb.SetStockRequest, context: grpc.aio.ServicerContext) -> pb.SetStockResponse:
-        _require_admin()
+        require_admin()
         settings = validate.stock_settings(list(request.items))
         levels = await stock_admin.set_stock(self._store, settings)
         return pb.SetStockResponse(levels=[level_to_pb(level) for level in levels])
@@ -117,7 +104,7 @@ class InventoryService(pb_grpc.InventoryServiceServicer):
     async def UpsertWarehouses(
         self, request: pb.UpsertWarehousesRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpsertWarehousesResponse:
-        _require_admin()
+        require_admin()
         items = validate.warehouses(list(request.warehouses))
         saved = await stock_admin.upsert_warehouses(self._store, items)
         return pb.UpsertWarehousesResponse(warehouses=[warehouse_to_pb(w) for w in saved])
