@@ -230,34 +230,31 @@ def _fire(point: str, rule: Fault) -> Fault | None:
     if rule.kind == "error":
         log.warning("fault: error at %s", point)
         raise InjectedFault(point)
-    if rule.kind == "delay":
-        return rule
-    log.warning("fault: %s at %s", rule.kind, point)
+    log.warning("fault: %s at %s", f"delay {rule.seconds:.3f}s" if rule.kind == "delay" else rule.kind, point)
     return rule
+
+
+def _fired(point: str) -> Fault | None:
+    """The rule that fires at ``point`` now, after crashing or raising for it; ``None`` when nothing fires."""
+    if _installed.loaded and _installed.plan is None:
+        return None
+    rule = _draw(point)
+    return None if rule is None else _fire(point, rule)
 
 
 def hit(point: str) -> Fault | None:
     """Pass a fault point in synchronous code: crash, raise, sleep, or return a caller-handled rule."""
-    if _installed.loaded and _installed.plan is None:
-        return None
-    if (rule := _draw(point)) is None:
-        return None
-    fired = _fire(point, rule)
-    if fired is not None and fired.kind == "delay":
-        time.sleep(fired.seconds)
-        return None
-    return fired
+    rule = _fired(point)
+    if rule is None or rule.kind != "delay":
+        return rule
+    time.sleep(rule.seconds)
+    return None
 
 
 async def ahit(point: str) -> Fault | None:
     """:func:`hit` for coroutines: a delay sleeps without blocking the event loop."""
-    if _installed.loaded and _installed.plan is None:
-        return None
-    if (rule := _draw(point)) is None:
-        return None
-    fired = _fire(point, rule)
-    if fired is not None and fired.kind == "delay":
-        log.warning("fault: delay %.3fs at %s", fired.seconds, point)
-        await asyncio.sleep(fired.seconds)
-        return None
-    return fired
+    rule = _fired(point)
+    if rule is None or rule.kind != "delay":
+        return rule
+    await asyncio.sleep(rule.seconds)
+    return None
