@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Awaitable, Iterator
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.consumer import Event
 from infra.grpc_errors import error_info
-from infra.localstack import LocalStack, StackEndpoints, free_ports
+from infra.localstack import LocalStack, StackEndpoints, free_ports, nats_server_binary
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -147,3 +148,33 @@ async def grpc_outcome(call: Awaitable[Any]) -> str:
         info = error_info(err)
         return f"{err.code().name}:{info.reason if info is not None else '-'}"
     return "OK"
+
+
+@contextlib.contextmanager
+def private_nats() -> Iterator[Any]:
+    """A NATS server of this test's own (fsync on every write, like the local stack), restartable on its port."""
+    (port,) = free_ports(1)
+    store = Path(tempfile.mkdtemp(prefix="kassa-test-nats-"))
+    conf = store / "nats-server.conf"
+    conf.write_text(f'listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n')
+
+    class Server:
+        url = f"nats://127.0.0.1:{port}"
+        proc: subprocess.Popen[bytes] | None = None
+
+        def start(self) -> None:
+            self.proc = subprocess.Popen([str(nats_server_binary()), "-c", str(conf)], stderr=subprocess.DEVNULL)
+
+        def kill(self) -> None:
+            if self.proc is not None:
+                self.proc.kill()
+                self.proc.wait()
+                self.proc = None
+
+    server = Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(store, ignore_errors=True)

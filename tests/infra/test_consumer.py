@@ -11,21 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import subprocess
-import tempfile
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import nats.errors
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from helpers import drained
+from helpers import drained, private_nats
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,7 +30,7 @@ from infra import events, faults
 from infra.consumer import Event, EventConsumer
 from infra.db import create_engine
 from infra.events import connect, ensure_streams, subject
-from infra.localstack import StackEndpoints, free_ports, nats_server_binary
+from infra.localstack import StackEndpoints
 from infra.outbox import claim_inbox, inbox_table
 
 pytestmark = pytest.mark.integration
@@ -213,36 +209,6 @@ async def test_an_ack_that_cannot_be_sent_does_not_stop_the_consumer(js, service
     assert failed
     assert await effects.counts() == dict.fromkeys(ids, 1)
     assert sum(effects.calls.values()) == 4  # the unacknowledged one came back once, and changed nothing
-
-
-@contextlib.contextmanager
-def private_nats() -> Iterator[Any]:
-    """A NATS server of this test's own (fsync on every write, like the local stack), restartable on its port."""
-    (port,) = free_ports(1)
-    store = Path(tempfile.mkdtemp(prefix="kassa-consumer-nats-"))
-    conf = store / "nats-server.conf"
-    conf.write_text(f'listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n')
-
-    class Server:
-        url = f"nats://127.0.0.1:{port}"
-        proc: subprocess.Popen[bytes] | None = None
-
-        def start(self) -> None:
-            self.proc = subprocess.Popen([str(nats_server_binary()), "-c", str(conf)], stderr=subprocess.DEVNULL)
-
-        def kill(self) -> None:
-            if self.proc is not None:
-                self.proc.kill()
-                self.proc.wait()
-                self.proc = None
-
-    server = Server()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-        shutil.rmtree(store, ignore_errors=True)
 
 
 async def test_a_nats_crash_mid_batch_loses_nothing_and_applies_nothing_twice(service, effects) -> None:

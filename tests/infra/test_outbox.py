@@ -10,26 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import subprocess
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import nats.errors
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
+from helpers import private_nats
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra import events, faults
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
-from infra.localstack import StackEndpoints, free_ports, nats_server_binary
+from infra.localstack import StackEndpoints
 from infra.outbox import OutboxPublisher, add_event, outbox_table
 
 pytestmark = pytest.mark.integration
@@ -342,36 +339,6 @@ async def test_two_publishers_one_stalled_deliver_every_event_once_in_order(outb
 
     await asyncio.sleep(0.3)  # let anything still in flight land before counting
     await assert_each_once_in_order(outbox, js)
-
-
-@contextlib.contextmanager
-def private_nats() -> Iterator[Any]:
-    """A NATS server of this test's own (fsync on every write, like the local stack), restartable on its port."""
-    (port,) = free_ports(1)
-    store = Path(tempfile.mkdtemp(prefix="kassa-outbox-nats-"))
-    conf = store / "nats-server.conf"
-    conf.write_text(f'listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: "{store}"\n  sync_interval: always\n}}\n')
-
-    class Server:
-        url = f"nats://127.0.0.1:{port}"
-        proc: subprocess.Popen[bytes] | None = None
-
-        def start(self) -> None:
-            self.proc = subprocess.Popen([str(nats_server_binary()), "-c", str(conf)], stderr=subprocess.DEVNULL)
-
-        def kill(self) -> None:
-            if self.proc is not None:
-                self.proc.kill()
-                self.proc.wait()
-                self.proc = None
-
-    server = Server()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-        shutil.rmtree(store, ignore_errors=True)
 
 
 async def test_nothing_is_lost_or_doubled_across_a_nats_crash(outbox) -> None:
