@@ -54,6 +54,11 @@ def _text(value: str, field: str, *, required: bool = True) -> str:
     return check_text(field, value, max_length=_MAX_TEXT)
 
 
+def _reason(value: str) -> str:
+    """A void's or refund's reason: free text, kept and logged, so line breaks are fine but not other controls."""
+    return check_text("reason", value.strip(), max_length=_MAX_TEXT, multiline=True)
+
+
 def _header_safe(value: str, field: str) -> str:
     """A value the provider receives as an HTTP header (the authorization's Idempotency-Key): printable ASCII."""
     if not (value.isascii() and value.isprintable()):
@@ -148,7 +153,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         self, request: payment_service_pb2.VoidAuthorizationRequest, context: Any
     ) -> payment_service_pb2.VoidAuthorizationResponse:
         require_privileged()
-        reason = _text(request.reason, "reason", required=False)
+        reason = _reason(request.reason)
         if request.payment_id or not request.idempotency_key:
             payment_id = _uuid(request.payment_id, "payment_id")
             payment: Payment | None = await void_authorization(self._repo, self._providers, payment_id, reason)
@@ -170,7 +175,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         else:
             payment_id, order_id = None, _text(request.order_id, "order_id")
         key = _text(request.idempotency_key, "idempotency_key")
-        _text(request.reason, "reason", required=False)
+        _reason(request.reason)
         amount = _optional_money(request, "amount")
         payment = await find_for_refund(self._repo, payment_id, order_id)
         payment, refund = await refund_payment(self._repo, self._providers, payment, key, amount)

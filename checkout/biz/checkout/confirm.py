@@ -270,7 +270,7 @@ class ConfirmCheckout:
             # Answered once everything is undone and the session cancelled: a refusal as it is, a transient
             # failure as ABORTED (start checkout again), since this request can no longer succeed.
             error = undone(exc)
-            await self._settlement.fail(session, state, lease, f"checkout failed: {_described(exc)}", answer=error)
+            await self._settlement.fail(session, state, lease, f"checkout failed: {described(exc)}", answer=error)
             request.kept = True
             if error is exc:
                 raise
@@ -424,8 +424,19 @@ def _check_total(preview: Preview, expected: Money) -> None:
         )
 
 
-def _described(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, DomainError) else str(exc)
+# What a compensation's reason may quote of the error: other services refuse control characters and long texts.
+_REASON_QUOTE_CHARS = 160
+
+
+def described(exc: BaseException) -> str:
+    """The error as one short line, fit to travel as the reason of a compensation (VoidAuthorization, release).
+
+    A driver's message spans lines and quotes its SQL; sent as it is, the void it explained was refused as invalid
+    and parked dead (chaos seed 20260), leaving the authorization to the payment sweeper.
+    """
+    text = exc.message if isinstance(exc, DomainError) else str(exc) or type(exc).__name__
+    line = " ".join(text.split())
+    return line if len(line) <= _REASON_QUOTE_CHARS else line[: _REASON_QUOTE_CHARS - 1] + "…"
 
 
 def require_order_fields(session: Session) -> None:

@@ -396,6 +396,18 @@ async def test_void_then_void_again_and_capture_refused(client: Client, sandbox:
     await _expect_error(client.capture(payment.payment_id, unique("order")), grpc.StatusCode.FAILED_PRECONDITION)
 
 
+async def test_a_void_reason_may_span_lines_but_holds_no_other_control_character(client: Client) -> None:
+    """A compensation quotes the error that caused it; a line break in it must not leave the authorization open."""
+    payment = await client.authorize(_authorize())
+    request = pb.VoidAuthorizationRequest(payment_id=payment.payment_id, reason="failed: terminating\n[SQL: …]")
+    with_nul = pb.VoidAuthorizationRequest(payment_id=payment.payment_id, reason="checkout failed\x00")
+    info = await _expect_error(client.stub.VoidAuthorization(with_nul, metadata=client.md, timeout=TIMEOUT),
+                               grpc.StatusCode.INVALID_ARGUMENT)  # fmt: skip
+    assert info.metadata["field"] == "reason"
+    voided = (await client.stub.VoidAuthorization(request, metadata=client.md, timeout=TIMEOUT)).payment
+    assert voided.status == PS.PAYMENT_STATUS_VOIDED
+
+
 async def test_void_after_capture_is_refused(client: Client, sandbox: RunningSandbox) -> None:
     payment = await client.authorize(_authorize())
     await client.capture(payment.payment_id, unique("order"))
