@@ -76,7 +76,7 @@ def _answered_intent(obj: dict[str, Any]) -> ProviderIntent:
     """The intent in an API answer; an answer that is not one leaves the outcome unknown."""
     try:
         return _intent(obj)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise ProviderUnavailable(
             "invalid_response", f"the provider's answer is not a payment intent ({exc!r})"
         ) from exc
@@ -171,7 +171,8 @@ class SandboxProvider:
             event_id, raw_type = str(event["id"]), str(event["type"])
             obj = (event.get("data") or {}).get("object")
             intent = _intent(obj) if isinstance(obj, dict) and obj.get("object") == "payment_intent" else None
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+            # OverflowError: int(float("inf")) of an amount JSON wrote as Infinity.
             raise InvalidArgument("payload", "not a sandbox event") from exc
         if not event_id:
             raise InvalidArgument("payload", "the event has no id")

@@ -558,6 +558,9 @@ async def test_events_reach_jetstream(client: Client, payment_settings: Settings
          "data": {"object": {"id": "pi_\x00", "object": "payment_intent"}}},
         {"id": "evt_3", "type": "payment_intent.payment_failed",
          "data": {"object": {"id": "pi_1", "object": "payment_intent", "last_payment_error": {"message": "no\x00"}}}},
+        # JSON's Infinity: int(float("inf")) raised OverflowError, which nothing caught (INTERNAL).
+        {"id": "evt_5", "type": "payment_intent.amount_capturable_updated",
+         "data": {"object": {"id": "pi_1", "object": "payment_intent", "amount": float("inf")}}},
         {"id": "evt_4", "type": "payment_intent.succeeded",
          "data": {"object": {"id": "pi_1", "object": "payment_intent", "status": "succeeded", "amount_received": -5}}},
     ],
