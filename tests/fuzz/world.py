@@ -267,6 +267,11 @@ def hints(anchors: Anchors, fresh: Fresh | None) -> dict[str, st.SearchStrategy[
         "codes": codes,
         "promotion_codes": codes,
         "Promotion.code": st.builds(lambda: _unique("FZ").replace("-", "")),
+        # The admin RPCs change what they are given: aim them at the one sku no fresh cart or session uses, or at
+        # new ones, and at new warehouses (a price list without USD or no stock would break every later test).
+        "Product.sku": st.one_of(st.just(anchors.skus[2]), st.builds(lambda: _unique("FZN"))),
+        "StockSetting.sku": st.one_of(st.just(anchors.skus[2]), st.builds(lambda: _unique("FZN"))),
+        "Warehouse.warehouse_id": st.builds(lambda: _unique("fz-wh").lower()),
         "reservation_ref": st.one_of(st.just(anchors.reservation_ref), st.builds(lambda: _unique("fuzz-ref"))),
         "tax_class": st.sampled_from(["standard", "reduced", "zero"]),
         "idempotency_key": st.builds(lambda: uuid.uuid4().hex),
