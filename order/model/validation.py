@@ -33,6 +33,12 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 _MAX_ID = 128
 _MAX_TEXT = 200
 _MAX_NOTES = 1000
+# What the services upstream accept, so an order they let through is never refused here at step 7 (after the
+# payment is authorized): an email (RFC 5321, checkout's cap), a warehouse id (warehouse's cap), a payment
+# method (checkout's and payment's cap).
+_MAX_EMAIL = 254
+_MAX_WAREHOUSE_ID = 200
+_MAX_PAYMENT_METHOD = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +83,9 @@ def validate_new_order(order: NewOrder, limits: Limits) -> None:
     """Refuse the first invalid field, then the first inconsistent total."""
     _require_text("checkout_session_id", order.checkout_session_id)
     _require_text("customer_id", order.customer_id)
-    if order.email and (len(order.email) > _MAX_TEXT or not _EMAIL.fullmatch(order.email)):
+    if order.email and (len(order.email) > _MAX_EMAIL or not _EMAIL.fullmatch(order.email)):
         raise InvalidArgument("email", "must be an e-mail address")
-    _optional_text("email", order.email, max_len=_MAX_TEXT)
+    _optional_text("email", order.email, max_len=_MAX_EMAIL)
     currency = order.currency_code
     problem = validate_currency(currency)
     if problem:
@@ -91,7 +97,7 @@ def validate_new_order(order: NewOrder, limits: Limits) -> None:
     for i, line in enumerate(order.lines):
         _require_text(f"lines[{i}].sku", line.sku)
         _optional_text(f"lines[{i}].name", line.name, max_len=_MAX_TEXT)
-        _optional_text(f"lines[{i}].warehouse_id", line.warehouse_id)
+        _optional_text(f"lines[{i}].warehouse_id", line.warehouse_id, max_len=_MAX_WAREHOUSE_ID)
         _optional_text(f"lines[{i}].tax_class", line.tax_class)
         if not 1 <= line.quantity <= limits.max_quantity:
             raise InvalidArgument(f"lines[{i}].quantity", f"must be between 1 and {limits.max_quantity}")
@@ -123,7 +129,7 @@ def validate_new_order(order: NewOrder, limits: Limits) -> None:
     _optional_text("payment_id", order.payment_id)
     if order.totals.grand_total.amount_minor or order.payment_method:
         # A zero-total order (a 100% coupon and free shipping) needs no payment method.
-        _require_text("payment_method", order.payment_method)
+        _require_text("payment_method", order.payment_method, max_len=_MAX_PAYMENT_METHOD)
     check_text("notes", order.notes, max_length=_MAX_NOTES, multiline=True)
     verify_totals(order)
     verify_authorized_amount(order)

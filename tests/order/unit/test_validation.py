@@ -120,6 +120,13 @@ def test_invalid_fields_are_named(overrides: dict[str, Any], field: str) -> None
     assert refused_field(make_order(**overrides)) == field
 
 
+def test_what_checkout_and_warehouse_accept_is_accepted() -> None:
+    """An order refused at step 7 is refused after its payment was authorized: take what upstream takes."""
+    email = "a" * 64 + "@" + "b" * 180 + ".example"  # 253 characters
+    wide = dataclasses.replace(line("apple", 100, 1), warehouse_id="w" * 200)
+    validate_new_order(make_order(email=email, lines=(wide,), payment_method="tok_" + "a" * 251), Limits())
+
+
 def test_notes_may_span_lines() -> None:
     validate_new_order(make_order(notes="leave it\r\nat the door\t(back)"), Limits())
 
