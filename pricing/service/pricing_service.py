@@ -17,7 +17,14 @@ from pricing.biz import catalog, quote, shipping, tax
 from pricing.biz.ports import ProductRepo, RateRepo
 from pricing.model.catalog import TAX_CLASSES, CatalogLookup, Product
 from pricing.model.rates import SHIPPING_METHODS, Parcel, TaxableLine
-from pricing.service.validation import MAX_NAME_LENGTH, check_country, check_label, check_sku, check_weight
+from pricing.service.validation import (
+    MAX_NAME_LENGTH,
+    MAX_PARCEL_WEIGHT_GRAMS,
+    check_country,
+    check_label,
+    check_sku,
+    check_weight,
+)
 
 __all__ = ["MAX_BATCH", "MAX_QUANTITY", "PricingService"]
 
@@ -64,7 +71,7 @@ def _parcels(items: Sequence[pb.Parcel]) -> list[Parcel]:
     parcels: list[Parcel] = []
     for i, p in enumerate(items):
         origin = check_country(f"parcels[{i}].origin.country_code", p.origin.country_code)
-        check_weight(f"parcels[{i}].weight_grams", p.weight_grams)
+        check_weight(f"parcels[{i}].weight_grams", p.weight_grams, MAX_PARCEL_WEIGHT_GRAMS)
         parcels.append(Parcel(p.warehouse_id, origin, p.weight_grams))
     return parcels
 

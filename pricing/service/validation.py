@@ -8,14 +8,17 @@ from infra.errors import InvalidArgument
 from infra.validation import SKU_PATTERN, check_text
 from infra.validation import check_sku as _check_sku
 
-__all__ = ["MAX_LABEL_LENGTH", "MAX_NAME_LENGTH", "MAX_WEIGHT_GRAMS", "SKU_PATTERN", "check_country", "check_label",
-           "check_sku", "check_weight"]  # fmt: skip
+__all__ = ["MAX_LABEL_LENGTH", "MAX_NAME_LENGTH", "MAX_PARCEL_WEIGHT_GRAMS", "MAX_WEIGHT_GRAMS", "SKU_PATTERN",
+           "check_country", "check_label", "check_sku", "check_weight"]  # fmt: skip
 
 _COUNTRY = re.compile(r"[A-Z]{2}")
 MAX_NAME_LENGTH = 200
 MAX_LABEL_LENGTH = 128
-# A million kilograms: far past any parcel, and weight x rate stays far inside int64.
-MAX_WEIGHT_GRAMS = 1_000_000_000
+# Ten tonnes: past any product a parcel service carries.
+MAX_WEIGHT_GRAMS = 10_000_000
+# A parcel holds up to 999 units of each of a cart's (at most 100) lines, so 10^12 g; at any per-kg rate a
+# total over 1000 parcels stays far inside int64.
+MAX_PARCEL_WEIGHT_GRAMS = 1_000_000_000_000
 
 
 def check_country(field: str, code: str) -> str:
@@ -35,9 +38,9 @@ def check_label(field: str, value: str, *, max_length: int = MAX_LABEL_LENGTH, r
     return check_text(field, value, max_length=max_length, required=required).strip()
 
 
-def check_weight(field: str, grams: int) -> int:
+def check_weight(field: str, grams: int, maximum: int = MAX_WEIGHT_GRAMS) -> int:
     if grams < 0:
         raise InvalidArgument(field, "must not be negative")
-    if grams > MAX_WEIGHT_GRAMS:
-        raise InvalidArgument(field, f"must be at most {MAX_WEIGHT_GRAMS:,} grams")
+    if grams > maximum:
+        raise InvalidArgument(field, f"must be at most {maximum:,} grams")
     return grams

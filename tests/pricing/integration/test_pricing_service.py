@@ -121,6 +121,7 @@ async def test_upsert_replaces_the_price_list(pricing_stub: PricingServiceStub, 
         ({"category": "gadg\x00ets"}, "products[1].category"),
         ({"brand": "\x1b[31mAcme"}, "products[1].brand"),
         ({"weight_grams": 2**62}, "products[1].weight_grams"),
+        ({"weight_grams": 10_000_001}, "products[1].weight_grams"),
         ({"prices": [usd(100), eur(2**63 - 1)]}, "products[1].prices[1].amount_minor"),
     ],
 )
@@ -386,6 +387,7 @@ async def test_quote_order_reports_missing_skus_without_totals(
         ({"destination": address_pb2.Address()}, "destination.country_code"),
         ({"parcels": [pb.Parcel(origin=address("US"), weight_grams=-5)]}, "parcels[0].weight_grams"),
         ({"parcels": [pb.Parcel(origin=address("US"), weight_grams=2**62)]}, "parcels[0].weight_grams"),
+        ({"parcels": [pb.Parcel(origin=address("US"), weight_grams=10**12 + 1)]}, "parcels[0].weight_grams"),
         ({"destination": address("US\n")}, "destination.country_code"),
     ],
 )  # fmt: skip
@@ -419,3 +421,17 @@ async def test_quote_order_refuses_totals_no_payment_could_carry(
         currency_code="USD",
     )
     await expect_invalid(pricing_stub.QuoteOrder(request, metadata=bearer(service_token)), "lines")
+
+
+async def test_a_parcel_of_999_units_of_a_heavy_product_is_quoted(
+    pricing_stub: PricingServiceStub, service_token: str
+) -> None:
+    """Checkout sums a line's weight into its warehouse's parcel: 999 units of the heaviest product must pass."""
+    request = pb.QuoteShippingRequest(
+        parcels=[pb.Parcel(warehouse_id="wh", origin=address("US"), weight_grams=999 * 10_000_000)],
+        destination=address("US"),
+        shipping_method="standard",
+        currency_code="USD",
+    )
+    quoted = await pricing_stub.QuoteShipping(request, metadata=bearer(service_token))
+    assert quoted.shipping_total.amount_minor > 0
