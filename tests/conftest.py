@@ -8,6 +8,13 @@ KASSA_TEST_NATS_URL to run against external servers instead.
 
 from __future__ import annotations
 
+import os
+
+# Before anything imports grpc: the tests spawn servers (Postgres as another user, the mesh) from processes where
+# gRPC threads run, and gRPC's fork handlers in the child before exec crashed a Postgres start (SIGSEGV, "epoll_wait
+# error: Bad file descriptor" in its log). Every child here execs at once, so it needs none of them.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 import uuid
 from collections.abc import Iterator
 
