@@ -64,7 +64,7 @@ from infra.db import single_statements
 from infra.logs import request_id_var
 from infra.pb import checked_datetime, timestamp_to_pb
 from infra.pii import redact
-from infra.server import Registration
+from infra.server import Registration, WrappingInterceptor
 from infra.validation import check_text
 from kassa.audit.v1 import audit_service_pb2 as pb
 from kassa.audit.v1 import audit_service_pb2_grpc as pb_grpc
@@ -363,7 +363,7 @@ def _action_name(method: str) -> str:
     return method.lstrip("/").replace("/", ".")
 
 
-class AuditInterceptor(grpc.aio.ServerInterceptor):
+class AuditInterceptor(WrappingInterceptor):
     """Opens an :class:`AdminAction` for every admin call of an audited RPC and settles its entry at the end.
 
     It runs inside :class:`infra.server.KassaInterceptor` (after the caller is authenticated, with the
@@ -371,27 +371,18 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
     """
 
     def __init__(self, trail: AuditTrail) -> None:
+        super().__init__()
         self._trail = trail
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or not self._trail.audits(method):
-            return handler
-        wrapped = self._wrapped[method] = grpc.unary_unary_rpc_method_handler(
+    def wraps(self, method: str) -> bool:
+        return self._trail.audits(method)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(
             self._serve(_action_name(method), handler.unary_unary),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
-        return wrapped
 
     def _serve(self, action_name: str, inner: Callable[[Any, Any], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         trail = self._trail

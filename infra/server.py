@@ -53,11 +53,10 @@ class Registration:
     service_name: str
 
 
-class KassaInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, verifier: JwtVerifier, admission: Admission | None = None) -> None:
-        self._verifier = verifier
-        self._admission = admission
-        # method -> wrapped handler: a method's handler never changes, so it is wrapped once, not per call.
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps the unary handler of each method it ``wraps`` once: a method's handler never changes, so not per call."""
+
+    def __init__(self) -> None:
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -70,10 +69,26 @@ class KassaInterceptor(grpc.aio.ServerInterceptor):
         if wrapped is not None:
             return wrapped
         handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(_UNAUTHENTICATED_PREFIXES) or handler.unary_unary is None:
+        if handler is None or handler.unary_unary is None or not self.wraps(method):
             return handler
         wrapped = self._wrapped[method] = self._wrap(method, handler)
         return wrapped
+
+    def wraps(self, method: str) -> bool:
+        return True
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        raise NotImplementedError
+
+
+class KassaInterceptor(WrappingInterceptor):
+    def __init__(self, verifier: JwtVerifier, admission: Admission | None = None) -> None:
+        super().__init__()
+        self._verifier = verifier
+        self._admission = admission
+
+    def wraps(self, method: str) -> bool:
+        return not method.startswith(_UNAUTHENTICATED_PREFIXES)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
