@@ -41,8 +41,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
 
+from infra.config import redact
 from infra.migrate import SCHEMAS
 
 __all__ = [
@@ -130,14 +130,6 @@ def sqlalchemy_to_libpq(url: str) -> str:
     """``postgresql+psycopg://u@h/db`` -> ``postgresql://u@h/db`` for psycopg.connect."""
     scheme, sep, rest = url.partition("://")
     return f"{scheme.split('+', 1)[0]}{sep}{rest}" if sep else url
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # --------------------------------------------------------------------------------------------------

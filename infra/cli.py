@@ -22,13 +22,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
-from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 
 from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
-from infra.config import DEVELOPMENT, ConfigError, Settings
+from infra.config import DEVELOPMENT, ConfigError, Settings, redact
 from infra.localstack import LocalStack, LocalStackError, StackEndpoints
 from infra.mesh import MESH_ORDER, Mesh, MeshError, RestartPolicy, mesh_env
 from infra.pii import PiiCipher, new_key_spec
@@ -85,17 +84,6 @@ def external_endpoints(environ: Mapping[str, str]) -> StackEndpoints | None:
         redis_url=environ["KASSA_REDIS_URL"],
         nats_url=environ["KASSA_NATS_URL"],
     )
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for printing."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _port(addr: str) -> int:

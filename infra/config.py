@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from infra.pii import KEY_BYTES, PiiCipher, key_problem, parse_keys
 
@@ -33,6 +33,7 @@ __all__ = [
     "PRODUCTION",
     "ConfigError",
     "Settings",
+    "redact",
     "secret_problem",
 ]
 
@@ -342,3 +343,14 @@ class Settings:
 
     def addr(self, service: str) -> str:
         return self.addrs[service]
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
