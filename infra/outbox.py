@@ -355,13 +355,18 @@ class OutboxPublisher:
     async def run(self) -> None:
         """Publish until cancelled. Errors are logged and retried; nothing is dropped.
 
-        While events keep coming it polls every ``poll_interval``; each empty cycle doubles the wait,
-        up to ``max_idle_interval``, so an idle service costs the database little. ``notify()`` and
-        any cycle that finds work bring it straight back to the short poll.
+        A pass starts at most every ``poll_interval``: ``notify()`` after a commit starts one at once
+        when the last was longer ago, and otherwise the events committed meanwhile wait for the next,
+        which publishes them together. So a lone event goes out at once, and under load a pass (a claim
+        and a settle transaction) carries every event of its interval instead of one each. Each empty
+        pass doubles the wait for the next poll, up to ``max_idle_interval``, so an idle service costs
+        the database little.
         """
+        loop = asyncio.get_running_loop()
         cycles = 0
         delay = self._poll
         while True:
+            started = loop.time()
             try:
                 n = await self.publish_once()
                 cycles += 1
@@ -379,3 +384,7 @@ class OutboxPublisher:
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
                 if self._wake.is_set():
                     delay = self._poll
+                # Events that came in during a pass, or right after one, join the next pass instead of each
+                # starting their own. (A full batch means a backlog: the next pass starts at once.)
+                if (rest := started + self._poll - loop.time()) > 0:
+                    await asyncio.sleep(rest)

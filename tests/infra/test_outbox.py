@@ -365,3 +365,41 @@ async def test_nothing_is_lost_or_doubled_across_a_nats_crash(outbox) -> None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
             await nc.close()
+
+
+class CountingPublisher(OutboxPublisher):
+    """Counts the passes that published something, and how many events each carried."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.passes: list[int] = []
+
+    async def publish_once(self) -> int:
+        n = await super().publish_once()
+        if n:
+            self.passes.append(n)
+        return n
+
+
+async def test_events_committed_while_a_pass_is_recent_share_the_next_pass(outbox, js) -> None:
+    """Under load a pass carries every event of its interval, not one each: a lone event goes out at once, the
+    ones that follow it within ``poll_interval`` wait and go out together."""
+    worker = CountingPublisher(
+        outbox.engine, outbox.table, js, **{**FAST, "poll_interval": 2.0, "max_idle_interval": 3}
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(2.3)  # its first (empty) pass is over an interval ago; the next waits for a notify
+        await outbox.add("order-0")
+        worker.notify()
+        await all_sent(outbox, seconds=5)
+        for n in range(1, 6):  # five events, each committed and notified within the interval that follows
+            await outbox.add(f"order-{n}")
+            worker.notify()
+        await all_sent(outbox, seconds=10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert worker.passes == [1, 5]
+    await assert_each_once_in_order(outbox, js)
