@@ -53,3 +53,6 @@ def setup_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request at INFO: a line per provider call (and per webhook the sandbox sends) is a
+    # cost on every payment and says nothing a failure doesn't log anyway.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -29,6 +29,7 @@ def main() -> None:
         http="httptools",
         ws="none",
         log_config=None,
+        access_log=False,  # a line per request is a cost on every payment; errors are still logged
         timeout_graceful_shutdown=5,
     )
 
