@@ -166,7 +166,7 @@ async def build(
     expiry = SessionExpiry(uow, compensator)
     carts = CartUseCases(uow, gateways.pricing, policy)
     start = StartCheckout(uow, gateways, policy, compensator, expiry)
-    state = CheckoutState(uow, engine_)
+    state = CheckoutState(uow, engine_, reuse_seconds=settings.checkout_preview_reuse_seconds)
     settlement = Settlement(uow, gateways, compensator, policy)
     confirm = ConfirmCheckout(uow, gateways, engine_, store, compensator, settlement=settlement, policy=policy)
     # Closed first (the stack unwinds in reverse): sagas still running finish while the pools and channels are open.

@@ -496,12 +496,22 @@ class _FakeSessions:
     async def get_live_for_cart(self, cart_id: str) -> Session | None:
         return copy.deepcopy(self._live(cart_id))
 
-    async def update_state(self, session_id: str, changes: dict[str, Any]) -> Session | None:
+    async def update_state(
+        self,
+        session_id: str,
+        changes: dict[str, Any],
+        preview: Preview | None,
+        *,
+        unchanged_since: datetime | None = None,
+    ) -> Session | None:
         s = self._s.sessions.get(session_id)
         if s is None or s.status is not SessionStatus.OPEN or s.is_expired(datetime.now(UTC)):
             return None
+        if unchanged_since is not None and s.updated_at != unchanged_since:
+            return None
         for key, value in changes.items():
             setattr(s, key, Address.from_dict(value) if key in ("shipping_address", "billing_address") else value)
+        s.preview, s.updated_at = preview, datetime.now(UTC)
         return copy.deepcopy(s)
 
     async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:
@@ -551,8 +561,7 @@ class _FakeSessions:
         if (s := self._fenced(session_id, attempt)) is None:
             return False
         s.status, s.last_error, s.confirm_fingerprint = SessionStatus.OPEN, last_error, None
-        if preview is not None:
-            s.preview = preview
+        s.preview, s.updated_at = preview, datetime.now(UTC)
         return True
 
     async def finish(

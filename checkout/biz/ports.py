@@ -189,8 +189,17 @@ class SessionRepo(Protocol):
 
     async def get_live_for_cart(self, cart_id: str) -> Session | None: ...
 
-    async def update_state(self, session_id: str, changes: dict[str, Any]) -> Session | None:
-        """Apply changes to an OPEN, unexpired session and return it; None otherwise."""
+    async def update_state(
+        self,
+        session_id: str,
+        changes: dict[str, Any],
+        preview: Preview | None,
+        *,
+        unchanged_since: datetime | None = None,
+    ) -> Session | None:
+        """Apply changes to an OPEN, unexpired session together with the totals computed for the result (None
+        clears the stored ones) and return it; None otherwise. With ``unchanged_since``, only while the
+        session's ``updated_at`` is still that (nobody changed it since it was read)."""
         ...
 
     async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:

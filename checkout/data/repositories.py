@@ -321,15 +321,22 @@ class SqlSessionRepo:
         row = (await self._c.execute(sa.select(_S).where(_S.c.cart_id == cart_id, _S.c.status.in_(_LIVE)))).first()
         return None if row is None else _session(row, self._cipher)
 
-    async def update_state(self, session_id: str, changes: dict[str, Any]) -> Session | None:
-        row = (
-            await self._c.execute(
-                _S.update()
-                .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value, _S.c.expires_at > _NOW)
-                .values(**_sealed_changes(changes, self._cipher), updated_at=_NOW)
-                .returning(*_S.c)
-            )
-        ).first()
+    async def update_state(
+        self,
+        session_id: str,
+        changes: dict[str, Any],
+        preview: Preview | None,
+        *,
+        unchanged_since: datetime | None = None,
+    ) -> Session | None:
+        stmt = _S.update().where(
+            _S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value, _S.c.expires_at > _NOW
+        )
+        if unchanged_since is not None:
+            stmt = stmt.where(_S.c.updated_at == unchanged_since)
+        values = _sealed_changes(changes, self._cipher)
+        values["preview"] = preview.to_dict() if preview is not None else None
+        row = (await self._c.execute(stmt.values(**values, updated_at=_NOW).returning(*_S.c))).first()
         return None if row is None else _session(row, self._cipher)
 
     async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:
@@ -403,9 +410,9 @@ class SqlSessionRepo:
             "confirm_fingerprint": None,
             "last_error": last_error,
             "updated_at": _NOW,
+            # Totals shown from now on are the ones just computed, or none (PreviewOrder computes them afresh).
+            "preview": preview.to_dict() if preview is not None else None,
         }
-        if preview is not None:
-            values["preview"] = preview.to_dict()
         result = await self._c.execute(_fenced(session_id, attempt).values(**values))
         return result.rowcount == 1
 

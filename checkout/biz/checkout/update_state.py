@@ -7,7 +7,7 @@ coupon or money is touched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,6 +96,15 @@ def validate_update(update: StateUpdate) -> dict[str, Any]:
     return changes
 
 
+def _changed(session: Session, changes: dict[str, Any]) -> Session:
+    """The session as ``changes`` (validated column values, addresses as dicts) will leave it."""
+    fields = {
+        name: Address.from_dict(value) if name in ("shipping_address", "billing_address") else value
+        for name, value in changes.items()
+    }
+    return replace(session, **fields)
+
+
 def pricing_input(session: Session) -> PricingInput:
     return PricingInput(
         currency_code=session.currency_code,
@@ -109,23 +118,41 @@ def pricing_input(session: Session) -> PricingInput:
 
 
 class CheckoutState:
-    def __init__(self, uow: UnitOfWork, engine: PricingEngine) -> None:
+    """``reuse_seconds``: how long PreviewOrder shows the totals UpdateCheckoutState stored with a change."""
+
+    def __init__(self, uow: UnitOfWork, engine: PricingEngine, *, reuse_seconds: float = 0.0) -> None:
         self._uow = uow
         self._engine = engine
+        self._reuse_seconds = reuse_seconds
 
     async def get(self, actor: Actor, session_id: str) -> Session:
         return await load_owned_session(self._uow, actor, session_id)
 
     async def update(self, actor: Actor, session_id: str, update: StateUpdate) -> Session:
-        """Validate everything, store it (OPEN sessions only), then attach a fresh preview."""
+        """Validate everything, price the session as it will be, and store both in one write (OPEN sessions only).
+
+        The write is conditional on the session being as it was read; one that changed meanwhile (another
+        update) is updated first and priced after, as it then is.
+        """
         changes = validate_update(update)
         session = await load_owned_session(self._uow, actor, session_id)
         now = datetime.now(UTC)
         if session.status is not SessionStatus.OPEN or session.is_expired(now):
             raise session_not_open(session, now)
+        preview = await self._engine.compute(pricing_input(_changed(session, changes)))
         async with self._uow() as tx:
-            current = await tx.sessions.update_state(session.session_id, changes)
-            refused = await tx.sessions.get(session.session_id) if current is None else None
+            current = await tx.sessions.update_state(
+                session.session_id, changes, preview, unchanged_since=session.updated_at
+            )
+        if current is not None:
+            return current
+        return await self._update_changed(session.session_id, changes)
+
+    async def _update_changed(self, session_id: str, changes: dict[str, Any]) -> Session:
+        """The session changed after it was read: store the changes (clearing its totals), then price it."""
+        async with self._uow() as tx:
+            current = await tx.sessions.update_state(session_id, changes, None)
+            refused = await tx.sessions.get(session_id) if current is None else None
         if current is None:
             assert refused is not None
             raise session_not_open(refused, datetime.now(UTC))
@@ -138,8 +165,14 @@ class CheckoutState:
         return current
 
     async def preview(self, actor: Actor, session_id: str) -> Preview:
-        """Fresh totals for an OPEN session; the stored last totals for one that is past that stage."""
+        """The totals of a session: for an OPEN one, those stored with its last change when that was less than
+        ``reuse_seconds`` ago (ConfirmCheckout prices it afresh anyway), else fresh ones; for one past that
+        stage, its last totals."""
         session = await load_owned_session(self._uow, actor, session_id)
-        if session.status is not SessionStatus.OPEN and session.preview is not None:
+        if session.preview is not None and (session.status is not SessionStatus.OPEN or self._fresh(session)):
             return session.preview
         return await self._engine.compute(pricing_input(session))
+
+    def _fresh(self, session: Session) -> bool:
+        changed = session.updated_at
+        return changed is not None and (datetime.now(UTC) - changed).total_seconds() < self._reuse_seconds

@@ -93,7 +93,7 @@ async def test_session_and_saga_state_keep_personal_data_as_tokens_and_hand_it_b
     changes = {"email": who.email, "notes": who.notes, "shipping_address": who.shipping.to_dict(),
                "billing_address": who.billing.to_dict(), "shipping_method": "standard"}  # fmt: skip
     async with uow() as tx:
-        updated = await tx.sessions.update_state(session.session_id, changes)
+        updated = await tx.sessions.update_state(session.session_id, changes, None)
         started = await tx.sessions.begin_confirm(session.session_id, unique("key"), "fp")
     assert updated is not None and started is not None
     assert (updated.email, updated.notes) == (who.email, who.notes)
@@ -122,7 +122,7 @@ async def test_session_and_saga_state_keep_personal_data_as_tokens_and_hand_it_b
     assert settings.pii_cipher().decrypt_json(draft["shipping_address"])["phone"] == "+1 775 010 4477"  # type: ignore[index]
 
     async with uow() as tx:  # clearing an address stores nothing
-        cleared = await tx.sessions.update_state(session.session_id, {"billing_address": None, "notes": ""})
+        cleared = await tx.sessions.update_state(session.session_id, {"billing_address": None, "notes": ""}, None)
     assert cleared is None  # CONFIRMING: no longer open to changes, and nothing was written
 
 

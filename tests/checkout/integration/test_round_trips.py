@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from helpers import RoundTrips, Trips, unique
 
 from checkout.biz.cart.manage import CartUseCases
+from checkout.biz.checkout import update_state
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.expiry import SessionExpiry
@@ -31,7 +33,7 @@ from checkout.model.catalog import Address
 from checkout.model.session import SagaStep, Session, SessionStatus
 from infra.config import Settings
 from infra.db import create_engine
-from infra.errors import FailedPrecondition, NotFound, Reason
+from infra.errors import Aborted, FailedPrecondition, NotFound, Reason
 
 pytestmark = pytest.mark.integration
 
@@ -171,20 +173,43 @@ async def test_ownership_checks_are_one_autocommit_read(checkout: Checkout) -> N
     assert trips.take() == OWNERSHIP_READ  # refused on the cart head, before anything is written
 
 
-async def test_update_checkout_state_stores_with_returning_then_saves_the_preview(checkout: Checkout) -> None:
+async def test_update_checkout_state_stores_the_changes_and_their_preview_in_one_update(checkout: Checkout) -> None:
     trips, customer = checkout.trips, checkout.customer
     started, _ = await checkout.start(customer, await checkout.cart_with("SKU-1"))
     trips.take()
 
     answer = await checkout.state.update(customer, started.session_id, FILLED_IN)
 
-    # The session (autocommit); UPDATE … RETURNING; after pricing, the preview in a transaction of its own.
-    assert verbs(trips) == ["SELECT", "UPDATE", "UPDATE"]
-    assert trips.take() == Trips(statements=3, autocommit=1, transactions=2, commits=2)
+    # The session (autocommit); priced as it will be; the changes and the preview in one UPDATE … RETURNING.
+    assert verbs(trips) == ["SELECT", "UPDATE"]
+    assert trips.take() == Trips(statements=2, autocommit=1, transactions=1, commits=1)
     stored = await checkout.state.get(customer, started.session_id)
     assert answer.preview is not None and answer.preview.grand_total_minor > 0
+    assert answer.preview.shipping_minor > 0  # priced with the address and method of this very update
     assert answer.email == "ada@example.com" and answer.shipping_address == ADDRESS
     assert answer == stored
+
+
+async def test_an_update_racing_another_one_prices_the_session_as_both_left_it(
+    checkout: Checkout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customer = checkout.customer
+    started, _ = await checkout.start(customer, await checkout.cart_with("SKU-1"))
+    read = await checkout.state.get(customer, started.session_id)
+    # Another request changes the session between this update's read and its write.
+    await checkout.state.update(customer, started.session_id, StateUpdate(shipping_method="express"))
+
+    async def as_read_before(*_args: object) -> Session:
+        return read
+
+    monkeypatch.setattr(update_state, "load_owned_session", as_read_before)
+    answer = await checkout.state.update(customer, started.session_id, StateUpdate(shipping_address=ADDRESS))
+    monkeypatch.undo()
+
+    assert answer.shipping_method == "express" and answer.shipping_address == ADDRESS
+    express = await checkout.state.update(customer, started.session_id, StateUpdate(shipping_method="express"))
+    assert answer.preview is not None and express.preview is not None
+    assert answer.preview.shipping_minor == express.preview.shipping_minor  # priced as express, not as it was read
 
 
 @pytest.mark.parametrize(
@@ -247,3 +272,37 @@ async def test_a_declined_confirm_keeps_its_answer_in_the_transaction_that_cance
     assert kept is not None and kept.error is not None and kept.error.reason == Reason.PAYMENT_DECLINED
     stored = await checkout.state.get(checkout.customer, session.session_id)
     assert stored.status is SessionStatus.CANCELLED and stored.confirm_fingerprint is None
+
+
+async def test_preview_shows_the_totals_stored_with_a_recent_change_and_prices_afresh_after(
+    checkout: Checkout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customer = checkout.customer
+    started, _ = await checkout.start(customer, await checkout.cart_with("SKU-1"))
+    state = CheckoutState(checkout.state._uow, checkout.state._engine, reuse_seconds=30)
+    updated = await state.update(customer, started.session_id, FILLED_IN)
+    assert updated.preview is not None
+    priced = 0
+    for name in ("quote_order", "get_products"):
+        real = getattr(checkout.gateways.pricing, name)
+
+        async def counted(*args: object, _real: Any = real, **kwargs: object) -> object:
+            nonlocal priced
+            priced += 1
+            return await _real(*args, **kwargs)
+
+        monkeypatch.setattr(checkout.gateways.pricing, name, counted)
+    checkout.gateways.pricing.add("SKU-1", 9999)  # type: ignore[attr-defined]  # a new price meanwhile
+    trips = checkout.trips
+    trips.take()
+
+    shown = await state.preview(customer, started.session_id)
+
+    assert shown == updated.preview and priced == 0  # the stored totals, with no call to pricing
+    assert trips.take() == OWNERSHIP_READ
+    fresh = await checkout.state.preview(customer, started.session_id)  # reuse_seconds=0: always afresh
+    assert priced == 1 and fresh.subtotal_minor == 9999 != shown.subtotal_minor
+    with pytest.raises(Aborted) as refused:  # ConfirmCheckout prices afresh, whatever the preview showed
+        await checkout.confirm(customer, started.session_id, "key-1", shown.grand_total)
+    assert refused.value.reason == Reason.PRICE_CHANGED
+    assert await state.preview(customer, started.session_id) == fresh  # the reopened session keeps those
