@@ -323,8 +323,16 @@ class ConfirmCheckout:
     async def _extend_reservations(self, session: Session, state: SagaState) -> None:
         """Step 5: hold the stock for the rest of the saga (all or nothing).
 
+        The session expires with its reservations (StartCheckout took the warehouse's ``expires_at``); while
+        they still have half of ``confirm_ttl_seconds`` left (a checkout confirmed within minutes of starting)
+        they outlast any saga, and the call is skipped. A saga that outlived them anyway (a recovery long after)
+        is what settlement already handles: units no longer held are never captured.
+
         No progress write of its own: a recovery from the step before releases the reservations anyway.
         """
+        left = (session.expires_at - datetime.now(UTC)).total_seconds()
+        if left >= self._policy.confirm_ttl_seconds / 2:
+            return
         sid = session.session_id
         await self._call(lambda: self._g.inventory.extend_reservations(sid, self._policy.confirm_ttl_seconds))
         state.reservations_extended = True

@@ -471,3 +471,19 @@ async def test_a_repeat_after_an_outage_was_compensated_gets_the_same_answer(wor
             await world.confirm_session(session)
         assert (again.value.reason, again.value.message) == (Reason.PAYMENT_PROVIDER_UNAVAILABLE, first.value.message)
     assert world.payment.count("authorize") == 2  # the first request's two attempts; no repeat authorized again
+
+
+async def test_reservations_taken_moments_ago_are_not_extended_but_ones_near_their_end_are(world) -> None:
+    """Step 5 costs a warehouse call only when the stock might not be held for the rest of the saga."""
+    fresh = await world.ready_session()
+    assert (await world.confirm_session(fresh)).order_status == OrderStatus.CONFIRMED
+    assert world.inventory.count("extend_reservations") == 0
+
+    late = await world.ready_session()
+    # Started long ago: less than half of confirm_ttl_seconds is left on its reservations.
+    left = world.policy.confirm_ttl_seconds / 2 - 1
+    _session(world, late.session_id).expires_at = datetime.now(UTC) + timedelta(seconds=left)
+    assert (await world.confirm_session(late, key="key-2")).order_status == OrderStatus.CONFIRMED
+    assert (
+        world.inventory.calls.count(("extend_reservations", (late.session_id, world.policy.confirm_ttl_seconds))) == 1
+    )
