@@ -88,6 +88,14 @@ class PaymentRepo(Protocol):
 
     async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None: ...
 
+    async def with_event_seen(self, provider: str, event_id: str, payment_id: uuid.UUID) -> tuple[Payment | None, bool]:
+        """One read: the payment (None when there is none) and whether the provider event was claimed already."""
+        ...
+
+    async def record_provider_event(self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None) -> bool:
+        """Claim a provider event that has nothing to apply, on its own; False when it was claimed already."""
+        ...
+
     async def apply_provider_event(
         self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None, plan: EventPlan
     ) -> tuple[bool, Payment | None]:

@@ -10,7 +10,7 @@ from functools import partial
 from infra.errors import InvalidArgument
 from infra.validation import text_problem
 from payment.biz.ports import PaymentProvider, PaymentRepo
-from payment.biz.reconcile import cancel_if_orphaned
+from payment.biz.reconcile import cancel_if_orphaned, orphaned
 from payment.model.payment import Attempt, Payment, PaymentStatus, Transition
 from payment.model.provider import EventKind, ProviderError, ProviderEvent
 
@@ -55,6 +55,12 @@ async def handle_webhook(
             payment_id = uuid.UUID(event.intent.metadata.get("payment_id", ""))
         except ValueError:
             payment_id = None
+    if payment_id is not None:
+        payment, seen = await repo.with_event_seen(provider.name, event.event_id, payment_id)
+        if seen:
+            return event.event_id, True
+        if _already_applied(event, provider.name, payment):
+            return event.event_id, not await repo.record_provider_event(provider.name, event, payment_id)
     duplicate, payment = await repo.apply_provider_event(provider.name, event, payment_id, partial(plan_for, event))
     if not duplicate and event.kind == EventKind.AUTHORIZED and event.intent is not None and payment is not None:
         try:
@@ -62,6 +68,17 @@ async def handle_webhook(
         except ProviderError as exc:
             log.warning("could not cancel intent %s after a late authorization: %s", event.intent.intent_id, exc)
     return event.event_id, duplicate
+
+
+def _already_applied(event: ProviderEvent, provider: str, payment: Payment | None) -> bool:
+    """The event says what the payment already shows (a webhook for the authorization or capture Kassa made
+    itself): nothing to apply or cancel, so it is only recorded, with no transaction and no lock.
+
+    A payment's status only moves forward, so an event that moves nothing now never will: the read needn't
+    be locked. An authorization still goes the whole way when its intent may be orphaned."""
+    if payment is None or event.intent is None or plan_for(event, payment) is not None:
+        return False
+    return event.kind != EventKind.AUTHORIZED or orphaned(event.intent, provider, payment) is None
 
 
 _MAX_ID = 255

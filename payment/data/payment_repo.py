@@ -175,6 +175,26 @@ _CLAIM_EVENT = (
     .on_conflict_do_nothing()
     .returning(provider_events.c.payment_id)
 )
+# A payment with whether a provider event was already claimed: a webhook's one read before it applies anything.
+_WITH_EVENT_SEEN = sa.select(
+    payments,
+    sa.exists()
+    .where(
+        provider_events.c.provider == sa.bindparam("e_provider", type_=sa.Text),
+        provider_events.c.event_id == sa.bindparam("e_event_id", type_=sa.Text),
+    )
+    .label("event_seen"),
+).where(payments.c.payment_id == sa.bindparam("payment_id"))
+
+
+def _event_params(provider: str, event: ProviderEvent, payment_id: uuid.UUID | None) -> dict[str, Any]:
+    return {
+        "e_provider": provider,
+        "e_event_id": event.event_id,
+        "e_event_type": event.raw_type,
+        "e_intent_id": event.intent.intent_id if event.intent is not None else None,
+        "e_payment_id": payment_id,
+    }
 
 
 def _attempt_columns(payment_id: sa.ColumnElement[Any]) -> sa.Select[Any]:
@@ -354,16 +374,20 @@ class SqlPaymentRepo:
         async with self._single.connect() as conn:
             await _insert_attempt(conn, payment_id, attempt)
 
+    async def with_event_seen(self, provider: str, event_id: str, payment_id: uuid.UUID) -> tuple[Payment | None, bool]:
+        params = {"e_provider": provider, "e_event_id": event_id, "payment_id": payment_id}
+        async with self._single.connect() as conn:
+            row = (await conn.execute(_WITH_EVENT_SEEN, params)).first()
+        return (None, False) if row is None else (_payment(row), bool(row.event_seen))
+
+    async def record_provider_event(self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None) -> bool:
+        async with self._single.connect() as conn:
+            return (await conn.execute(_CLAIM_EVENT, _event_params(provider, event, payment_id))).first() is not None
+
     async def apply_provider_event(
         self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None, plan: EventPlan
     ) -> tuple[bool, Payment | None]:
-        params = {
-            "e_provider": provider,
-            "e_event_id": event.event_id,
-            "e_event_type": event.raw_type,
-            "e_intent_id": event.intent.intent_id if event.intent is not None else None,
-            "e_payment_id": payment_id,
-        }
+        params = _event_params(provider, event, payment_id)
         async with self._engine.begin() as conn:
             claimed = (await conn.execute(_CLAIM_EVENT, params)).first()
             if claimed is None:

@@ -84,7 +84,8 @@ async def test_authorize_capture_and_their_webhooks(
     assert again.status == PaymentStatus.CAPTURED
     assert trips.take() == Trips(statements=2, autocommit=2)
 
-    # The sandbox's webhooks for both arrive after the fact: recorded, nothing moves.
+    # The sandbox's webhooks for both arrive after the fact: nothing moves, so no transaction and no lock —
+    # one read (the payment, and whether the event was seen), then the event recorded; a repeat is one read.
     intent_id = payment.provider_payment_id
     assert intent_id is not None
     sent = [e for e in sandbox.api.events if e["data"]["object"]["id"] == intent_id]
@@ -93,10 +94,9 @@ async def test_authorize_capture_and_their_webhooks(
     for event in sent:
         body, signature = webhook(payment_settings, event["id"], event["type"], event["data"]["object"])
         assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event["id"], False)
-        # The claim (naming the payment), then the payment, locked.
-        assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+        assert trips.take() == Trips(statements=2, autocommit=2)
         assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event["id"], True)
-        assert trips.take() == Trips(statements=1, transactions=1, commits=1)
+        assert trips.take() == Trips(statements=1, autocommit=1)
 
     claimed = await rows(
         counted.engine,
@@ -134,8 +134,9 @@ async def test_a_webhook_that_overtakes_the_authorization_finds_the_payment_by_i
 
     providers = {counted.provider.name: counted.provider}
     assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event_id, False)
-    # Claim, lock, then status + attempt row and the outbox event.
-    assert trips.take() == Trips(statements=4, transactions=1, commits=1)
+    # The payment and whether the event was seen (autocommit); then claim, lock, status + attempt row and
+    # the outbox event.
+    assert trips.take() == Trips(statements=5, autocommit=1, transactions=1, commits=1)
     authorized = await repo.get(payment.payment_id)
     assert authorized is not None
     assert authorized.status == PaymentStatus.AUTHORIZED and authorized.provider_payment_id == intent["id"]
