@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import uuid
@@ -37,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import SchemaItem
 
 from infra import faults
+from infra.db import single_statements
 from infra.events import DUPLICATE_WINDOW_SECONDS
 from infra.events import subject as make_subject
 
@@ -215,6 +217,11 @@ class OutboxPublisher:
                 "or a row republished after its lease ran out would reach consumers twice"
             )
 
+    @functools.cached_property
+    def _single(self) -> AsyncEngine:
+        """The same pool in autocommit, for the passes' one-statement writes."""
+        return single_statements(self._engine)
+
     def notify(self) -> None:
         """Hint that rows were just committed, so the worker needn't wait for its next poll."""
         self._wake.set()
@@ -256,7 +263,7 @@ class OutboxPublisher:
             )
             .returning(t.c.event_id, t.c.subject, t.c.aggregate_id, t.c.payload, t.c.created_at, t.c.lease_until)
         )
-        async with self._engine.begin() as conn:
+        async with self._single.connect() as conn:  # one statement: atomic, with no BEGIN/COMMIT round trips
             rows = list((await conn.execute(stmt)).all())
         rows.sort(key=lambda r: (r.created_at, r.event_id))
         return rows
@@ -307,7 +314,10 @@ class OutboxPublisher:
         for eid, err in batch.failed.items():
             by_error.setdefault(err, []).append(eid)
         marked = len(batch.sent)
-        async with self._engine.begin() as conn:
+        # Usually every row went out: one UPDATE, in autocommit. Each statement here stands on its own anyway
+        # (a crash between them leaves rows processing until their lease ends, then they go out again).
+        engine = self._single if not (by_error or untried) else self._engine
+        async with engine.begin() as conn:
             if batch.sent:
                 result = await conn.execute(
                     t.update()

@@ -19,7 +19,7 @@ import nats.errors
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from helpers import private_nats
+from helpers import RoundTrips, Trips, private_nats
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -402,4 +402,16 @@ async def test_events_committed_while_a_pass_is_recent_share_the_next_pass(outbo
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert worker.passes == [1, 5]
+    await assert_each_once_in_order(outbox, js)
+
+
+async def test_a_pass_that_sends_everything_is_two_statements_without_a_transaction(outbox, js) -> None:
+    """The claim and the settle are one statement each: atomic on their own, so no BEGIN/COMMIT round trips."""
+    await outbox.add("order-1", 2)
+    await outbox.add("order-2")
+    trips = RoundTrips(outbox.engine)
+
+    assert await publisher(outbox, js).publish_once() == 3
+
+    assert trips.take() == Trips(statements=2, autocommit=2)
     await assert_each_once_in_order(outbox, js)
