@@ -732,6 +732,9 @@ class FakeUnitOfWork:
     def read(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:
         return self()
 
+    def single(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:
+        return self()
+
     def compensations(self, status: str = "pending") -> list[FailedCompensation]:
         return [c for c in self.state.compensations.values() if c.status == status]
 

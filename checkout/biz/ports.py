@@ -323,6 +323,11 @@ class UnitOfWork(Protocol):
         """Repositories for reads that are one statement each: no transaction, never a write."""
         ...
 
+    def single(self) -> AbstractAsyncContextManager[Tx]:
+        """Repositories for one write that is one statement: atomic and committed on its own, with no
+        BEGIN/COMMIT round trips. Never for two writes that must commit together, nor with an event."""
+        ...
+
 
 class IdempotencyStore(Protocol):
     """The Redis lock and result cache in front of ConfirmCheckout (checkout.data.redis_store): a filter, never

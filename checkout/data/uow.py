@@ -56,3 +56,11 @@ class SqlUnitOfWork:
         """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
         async with self._reads.connect() as conn:
             yield SqlTx(conn, self._cipher)
+
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[SqlTx]:
+        """One write of one statement, committed by itself (autocommit): no BEGIN/COMMIT round trips."""
+        async with self._reads.connect() as conn:
+            tx = SqlTx(conn, self._cipher)
+            yield tx
+        assert not tx.events, "an event must commit with its change: use the unit of work's transaction"

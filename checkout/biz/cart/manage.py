@@ -40,7 +40,7 @@ class CartUseCases:
         if (problem := validate_currency(currency)) is not None:
             raise InvalidArgument("currency_code", problem)
         cart = Cart(cart_id=str(uuid.uuid4()), customer_id=actor.subject, currency_code=currency)
-        async with self._uow() as tx:
+        async with self._uow.single() as tx:
             return await tx.carts.create(cart)
 
     async def get(self, actor: Actor, cart_id: str) -> Cart:

@@ -147,7 +147,7 @@ class ConfirmCheckout:
             return answer
         try:
             since = self._leases.now()
-            async with self._uow() as tx:
+            async with self._uow.single() as tx:
                 started = await tx.sessions.begin_confirm(session_id, request.key, request.fingerprint)
             if started is None:
                 return await self._not_started(request, session_id)

@@ -58,7 +58,7 @@ class Lease:
     async def progress(self, saga_step: SagaStep, state: SagaState) -> None:
         """Persist the saga's progress (renewing the lease); raises LeaseLost when another owner has it."""
         since = time.monotonic()
-        async with self._uow() as tx:
+        async with self._uow.single() as tx:
             kept = await tx.sessions.save_progress(self.session_id, saga_step, state, attempt=self.attempt)
         if not kept:
             raise self.lost()
@@ -69,7 +69,7 @@ class Lease:
         if time.monotonic() - self._since + self._budget < self._seconds:
             return
         since = time.monotonic()
-        async with self._uow() as tx:
+        async with self._uow.single() as tx:
             renewed = await tx.sessions.renew(self.session_id, attempt=self.attempt)
         if not renewed:
             raise self.lost()

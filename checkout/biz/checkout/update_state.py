@@ -140,7 +140,7 @@ class CheckoutState:
         if session.status is not SessionStatus.OPEN or session.is_expired(now):
             raise session_not_open(session, now)
         preview = await self._engine.compute(pricing_input(_changed(session, changes)))
-        async with self._uow() as tx:
+        async with self._uow.single() as tx:
             current = await tx.sessions.update_state(
                 session.session_id, changes, preview, unchanged_since=session.updated_at
             )

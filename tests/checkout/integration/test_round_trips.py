@@ -41,7 +41,8 @@ ADDRESS = Address("Ada Lovelace", "12 Analytical St", "", "London", "", "N1 9GU"
 FILLED_IN = StateUpdate(
     email="ada@example.com", shipping_address=ADDRESS, shipping_method="standard", payment_method="tok_visa"
 )
-ONE_TRANSACTION = Trips(statements=1, transactions=1, commits=1)
+# One write of one statement, committed by itself: no BEGIN/COMMIT round trips.
+ONE_STATEMENT = Trips(statements=1, autocommit=1)
 OWNERSHIP_READ = Trips(statements=1, autocommit=1)
 _SESSION_UPDATE = re.compile(r"^UPDATE \S*checkout_sessions SET ")
 _SAGA_STEP = re.compile(r"\bsaga_step=%\((\w+)\)s")
@@ -131,7 +132,7 @@ async def test_create_cart_is_one_insert_returning(checkout: Checkout) -> None:
 
     cart = await checkout.carts.create(checkout.customer, "usd")
 
-    assert trips.take() == ONE_TRANSACTION
+    assert trips.take() == ONE_STATEMENT
     assert cart == await checkout.carts.get(checkout.customer, cart.cart_id)
     assert cart.currency_code == "USD" and cart.customer_id == checkout.customer.subject and cart.items == []
 
@@ -180,9 +181,9 @@ async def test_update_checkout_state_stores_the_changes_and_their_preview_in_one
 
     answer = await checkout.state.update(customer, started.session_id, FILLED_IN)
 
-    # The session (autocommit); priced as it will be; the changes and the preview in one UPDATE … RETURNING.
+    # The session; priced as it will be; the changes and the preview in one UPDATE … RETURNING (both autocommit).
     assert verbs(trips) == ["SELECT", "UPDATE"]
-    assert trips.take() == Trips(statements=2, autocommit=1, transactions=1, commits=1)
+    assert trips.take() == Trips(statements=2, autocommit=2)
     stored = await checkout.state.get(customer, started.session_id)
     assert answer.preview is not None and answer.preview.grand_total_minor > 0
     assert answer.preview.shipping_minor > 0  # priced with the address and method of this very update
@@ -232,11 +233,9 @@ async def test_confirm_writes_progress_only_before_authorize_and_create_order(
 
     assert saga_steps(trips) == steps
     progress = len(steps) - 2  # the writes between the guard (validated) and the finish (done)
-    # The session and the cart head (autocommit); the guard, each progress write, then the finish:
-    # session, the request's replay record, cart and two outbox events in one transaction.
-    assert trips.take() == Trips(
-        statements=2 + 1 + progress + 5, autocommit=2, transactions=2 + progress, commits=2 + progress
-    )
+    # The session and the cart head; the guard and each progress write, one statement each (autocommit); then
+    # the finish: session, the request's replay record, cart and two outbox events in one transaction.
+    assert trips.take() == Trips(statements=2 + 1 + progress + 5, autocommit=3 + progress, transactions=1, commits=1)
     assert result.order_status == "CONFIRMED" and result.payment_status == "CAPTURED"
     stored = await checkout.state.get(checkout.customer, session.session_id)
     assert stored.status is SessionStatus.COMPLETED and stored.saga_step is SagaStep.DONE
@@ -264,9 +263,9 @@ async def test_a_declined_confirm_keeps_its_answer_in_the_transaction_that_cance
     finish = [_FIRST_TABLE.search(statement).group(0) for statement, _ in trips.sent[-3:]]  # type: ignore[union-attr]
     assert finish == ["UPDATE checkout.checkout_sessions", "INSERT INTO checkout.confirm_requests",
                       "UPDATE checkout.carts"]  # fmt: skip
-    # The session and the cart head (autocommit); the guard, the progress before authorize, the undo's
-    # start; then the session cancelled, the answer kept and the cart given back, in one transaction.
-    assert trips.take() == Trips(statements=2 + 1 + 1 + 1 + 3, autocommit=2, transactions=4, commits=4)
+    # The session and the cart head, the guard, the progress before authorize, the undo's start (autocommit);
+    # then the session cancelled, the answer kept and the cart given back, in one transaction.
+    assert trips.take() == Trips(statements=2 + 1 + 1 + 1 + 3, autocommit=5, transactions=1, commits=1)
     async with uow.read() as tx:
         kept = await tx.confirm_records.get(checkout.customer.subject, key, 86_400)
     assert kept is not None and kept.error is not None and kept.error.reason == Reason.PAYMENT_DECLINED
