@@ -17,6 +17,7 @@ from checkout.adapter.order_adapter import GrpcOrderAdapter
 from checkout.adapter.payment_adapter import GrpcPaymentAdapter
 from checkout.adapter.pricing_adapter import GrpcPricingAdapter
 from checkout.adapter.promotion_adapter import GrpcPromotionAdapter
+from checkout.adapter.recent_products import RecentProducts
 from checkout.biz.cart.manage import CartUseCases
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.complete_payment import PaymentCompletion
@@ -164,7 +165,8 @@ async def build(
     engine_ = PricingEngine(gateways.pricing, gateways.promotion, policy.pricing_deadline_seconds)
     compensator = Compensator(uow, gateways, policy.retry)
     expiry = SessionExpiry(uow, compensator)
-    carts = CartUseCases(uow, gateways.pricing, policy)
+    ttl = settings.checkout_cart_price_ttl_seconds
+    carts = CartUseCases(uow, RecentProducts(gateways.pricing, ttl) if ttl else gateways.pricing, policy)
     start = StartCheckout(uow, gateways, policy, compensator, expiry)
     state = CheckoutState(uow, engine_, reuse_seconds=settings.checkout_preview_reuse_seconds)
     settlement = Settlement(uow, gateways, compensator, policy)

@@ -166,6 +166,9 @@ class Settings:
     # PreviewOrder shows the totals UpdateCheckoutState stored with a change made less than this long ago
     # (ConfirmCheckout prices afresh anyway); 0 prices every preview afresh.
     checkout_preview_reuse_seconds: int = 5
+    # AddCartItem prices a line from pricing's answer for the sku of the last this many seconds (StartCheckout
+    # and ConfirmCheckout price afresh); 0 asks pricing on every AddCartItem.
+    checkout_cart_price_ttl_seconds: int = 5
     result_ttl_seconds: int = 86_400
     max_cart_items: int = 100
     max_item_quantity: int = 999
@@ -193,8 +196,10 @@ class Settings:
         if jwks_ttl <= 0:
             raise ConfigError(f"KASSA_JWT_JWKS_TTL_SECONDS must be > 0, got {jwks_ttl}")
         preview_reuse = _int(env, "KASSA_CHECKOUT_PREVIEW_REUSE_SECONDS", 5)
-        if not 0 <= preview_reuse <= 60:
-            raise ConfigError(f"KASSA_CHECKOUT_PREVIEW_REUSE_SECONDS must be within 0..60, got {preview_reuse}")
+        cart_price_ttl = _int(env, "KASSA_CHECKOUT_CART_PRICE_TTL_SECONDS", 5)
+        for name, value in (("PREVIEW_REUSE", preview_reuse), ("CART_PRICE_TTL", cart_price_ttl)):
+            if not 0 <= value <= 60:
+                raise ConfigError(f"KASSA_CHECKOUT_{name}_SECONDS must be within 0..60, got {value}")
         addrs = {name: env.get(f"KASSA_{name.upper()}_ADDR", default) for name, default in DEFAULT_ADDRS.items()}
         pii_keys = env.get("KASSA_PII_KEYS") or (DEV_PII_KEYS if dev else "")
         if pii_keys:
@@ -230,6 +235,7 @@ class Settings:
             checkout_lock_lease_ms=_int(env, "KASSA_CHECKOUT_LOCK_LEASE_MS", 0),
             checkout_redis_timeout_seconds=float(env.get("KASSA_CHECKOUT_REDIS_TIMEOUT_SECONDS") or 0.5),
             checkout_preview_reuse_seconds=preview_reuse,
+            checkout_cart_price_ttl_seconds=cart_price_ttl,
             result_ttl_seconds=_int(env, "KASSA_RESULT_TTL_SECONDS", 86_400),
             max_cart_items=_int(env, "KASSA_MAX_CART_ITEMS", 100),
             max_item_quantity=_int(env, "KASSA_MAX_ITEM_QUANTITY", 999),

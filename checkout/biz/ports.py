@@ -43,11 +43,18 @@ __all__ = [
     "OrderGateway",
     "PaymentGateway",
     "PricingGateway",
+    "ProductLookup",
     "PromotionGateway",
     "SessionRepo",
     "Tx",
     "UnitOfWork",
 ]
+
+
+class ProductLookup(Protocol):
+    """What a cart needs of the catalog: a product's name and current price (AddCartItem)."""
+
+    async def get_products(self, skus: Sequence[str], currency_code: str) -> ProductsResult: ...
 
 
 class PricingGateway(Protocol):

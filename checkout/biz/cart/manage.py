@@ -11,7 +11,7 @@ import uuid
 
 from checkout.biz.cart.access import load_owned_cart
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import PricingGateway, UnitOfWork
+from checkout.biz.ports import ProductLookup, UnitOfWork
 from checkout.biz.validation import validate_quantity, validate_sku
 from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartItem, CartStatus
@@ -30,7 +30,7 @@ def _frozen(cart_id: str) -> FailedPrecondition:
 
 
 class CartUseCases:
-    def __init__(self, uow: UnitOfWork, pricing: PricingGateway, policy: CheckoutPolicy) -> None:
+    def __init__(self, uow: UnitOfWork, pricing: ProductLookup, policy: CheckoutPolicy) -> None:
         self._uow = uow
         self._pricing = pricing
         self._policy = policy
