@@ -38,7 +38,9 @@ class InventoryTx(Protocol):
 
     async def insert_reservations(
         self, reservation_ref: str, allocations: Sequence[Allocation], ttl_seconds: int
-    ) -> None: ...
+    ) -> list[Reservation]:
+        """The new reservations as :meth:`reservations_of` answers them (origin address, by sku and warehouse)."""
+        ...
 
     async def transition(
         self,

@@ -68,5 +68,4 @@ async def reserve_stock(store: InventoryStore, cmd: ReserveCommand) -> list[Rese
             for level in levels:
                 by_sku[level.sku] += level.available
             raise out_of_stock([Shortage(sku, by_sku.get(sku, 0)) for sku in sorted({a.sku for a in short})])
-        await tx.insert_reservations(cmd.reservation_ref, plan.allocations, cmd.ttl_seconds)
-        return await tx.reservations_of(cmd.reservation_ref)
+        return await tx.insert_reservations(cmd.reservation_ref, plan.allocations, cmd.ttl_seconds)

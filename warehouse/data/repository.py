@@ -197,7 +197,9 @@ def _restock_stmt() -> sa.Update:
     return stock.update().where(same_row).values(on_hand=stock.c.on_hand + back.c.qty, updated_at=sa.func.now())
 
 
-def _insert_reservations_stmt() -> sa.Insert:
+def _insert_reservations_stmt() -> sa.Select[Any]:
+    """Insert the reservations and answer them as reservations_of would (with the origin warehouse's address,
+    ordered by sku and warehouse): no read after the write."""
     rows = (
         sa.func.unnest(
             sa.cast(sa.bindparam("reservation_ids"), postgresql.ARRAY(postgresql.UUID(as_uuid=True))),
@@ -216,7 +218,7 @@ def _insert_reservations_stmt() -> sa.Insert:
     expires_at = sa.func.now() + sa.func.make_interval(
         0, 0, 0, 0, 0, 0, sa.cast(sa.bindparam("ttl_seconds"), sa.Integer)
     )
-    return reservations.insert().from_select(
+    insert = reservations.insert().from_select(
         ["reservation_id", "reservation_ref", "sku", "warehouse_id", "quantity", "status", "expires_at"],
         sa.select(
             rows.c.reservation_id,
@@ -227,6 +229,12 @@ def _insert_reservations_stmt() -> sa.Insert:
             sa.literal(ReservationStatus.ACTIVE.value, sa.Text),
             expires_at,
         ),
+    )
+    inserted = insert.returning(*_RESERVATION_COLUMNS).cte("inserted")
+    return (
+        sa.select(inserted, *_ADDRESS_COLUMNS)
+        .join(warehouses, warehouses.c.warehouse_id == inserted.c.warehouse_id)
+        .order_by(inserted.c.sku, inserted.c.warehouse_id)
     )
 
 
@@ -300,8 +308,8 @@ class SqlInventoryTx:
 
     async def insert_reservations(
         self, reservation_ref: str, allocations: Sequence[Allocation], ttl_seconds: int
-    ) -> None:
-        await self._conn.execute(
+    ) -> list[Reservation]:
+        rows = await self._conn.execute(
             _INSERT_RESERVATIONS,
             {
                 "reservation_ids": [uuid.uuid4() for _ in allocations],
@@ -312,6 +320,7 @@ class SqlInventoryTx:
                 "ttl_seconds": ttl_seconds,
             },
         )
+        return [_reservation(row, _address(row)) for row in rows]
 
     async def transition(
         self,

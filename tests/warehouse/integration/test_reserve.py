@@ -4,11 +4,14 @@ import asyncio
 
 import grpc
 import pytest
-from helpers import bearer, unique
+from helpers import RoundTrips, Trips, bearer, unique
 
 from infra.grpc_errors import error_info
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
+from warehouse.biz.reserve_stock import ReserveCommand, reserve_stock
+from warehouse.data.repository import SqlInventoryStore
+from warehouse.model.inventory import ReservationStatus, ReserveLine
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +221,19 @@ async def test_customers_may_not_reserve_or_administer(inventory, seed, customer
     assert set_err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert anonymous_err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert await inventory.levels(service_token, sku) == {(sku, wh): (10, 0)}
+
+
+async def test_a_reservation_is_answered_from_its_insert_with_no_read_after_it(seed, engine) -> None:
+    """ReserveStock: the ref's lock, its reservations so far, the stock rows locked, the hold, then the insert that
+    returns the reservations with their origin (a CTE): five statements in one transaction, none after the write."""
+    wh = await seed.warehouse("US", name="West")
+    a, b = unique("a"), unique("b")
+    await seed.stock([(a, wh, 10), (b, wh, 10)])
+    trips = RoundTrips(engine)
+    store = SqlInventoryStore(engine)
+
+    held = await reserve_stock(store, ReserveCommand(unique("ref"), [ReserveLine(b, 1), ReserveLine(a, 2)], 600))
+
+    assert trips.take() == Trips(statements=5, transactions=1, commits=1)
+    assert [(r.sku, r.warehouse_id, r.quantity) for r in held] == [(a, wh, 2), (b, wh, 1)]
+    assert {r.origin.name for r in held} == {"West"} and {r.status for r in held} == {ReservationStatus.ACTIVE}
