@@ -57,7 +57,7 @@ _PROVIDER = re.compile(r"^[a-z0-9_-]{1,64}$")
 _GUEST = "guest"
 _NEW_WORK = frozenset({_GUEST, "POST /v1/carts"})
 _AT_CAPACITY = gw_status.make_status(
-    grpc.StatusCode.UNAVAILABLE, "the gateway is at capacity; retry with backoff", "UNAVAILABLE"
+    grpc.StatusCode.UNAVAILABLE, "the gateway is at capacity; retry with backoff", errors.Reason.UNAVAILABLE
 )
 _HANDLE_WEBHOOK = rpc_method(
     payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].methods_by_name["HandleWebhook"]
@@ -145,7 +145,7 @@ class Gateway:
         http = exc.status_code if isinstance(exc, HTTPException) else 500
         code = {404: grpc.StatusCode.NOT_FOUND, 405: grpc.StatusCode.UNIMPLEMENTED}.get(http, grpc.StatusCode.UNKNOWN)
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-        response = error_response(gw_status.make_status(code, str(detail), code.name), http)
+        response = error_response(gw_status.make_status(code, str(detail), gw_status.reason_for_code(code)), http)
         if isinstance(exc, HTTPException) and exc.headers:
             response.headers.update(exc.headers)
         return response
@@ -177,7 +177,8 @@ class Gateway:
             response = error_response(gw_status.from_rpc_error(exc))
         except Exception:
             log.exception("unhandled error serving %s %s", request.method, request.url.path)
-            response = error_response(gw_status.make_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL"))
+            internal = gw_status.make_status(grpc.StatusCode.INTERNAL, "internal error", errors.Reason.INTERNAL)
+            response = error_response(internal)
         finally:
             if work is not None and admitted:
                 self._admission.done()
@@ -232,7 +233,7 @@ class Gateway:
                 gw_status.make_status(
                     grpc.StatusCode.UNIMPLEMENTED,
                     "guest tokens come from the identity provider when KASSA_JWT_JWKS_URL is set",
-                    grpc.StatusCode.UNIMPLEMENTED.name,
+                    errors.Reason.UNIMPLEMENTED,
                 ),
                 501,
             )
@@ -305,7 +306,7 @@ class Gateway:
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"rate limit {refused.name!r} exceeded: {refused.requests} requests per {refused.window_seconds} s;"
             f" retry in {retry} s",
-            "RATE_LIMITED",
+            errors.Reason.RATE_LIMITED,
             {
                 "limit": refused.name,
                 "limit_requests": str(refused.requests),
@@ -324,7 +325,7 @@ class Gateway:
             status = gw_status.make_status(
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"{request.method} is not allowed here; use {', '.join(exc.allowed)}",
-                grpc.StatusCode.UNIMPLEMENTED.name,
+                errors.Reason.UNIMPLEMENTED,
             )
             raise HttpRefusal(status, 405, {"Allow": ", ".join(exc.allowed)}) from exc
         except RouteNotFound as exc:
@@ -346,7 +347,7 @@ class Gateway:
                 chunks.append(chunk)
         if too_large:
             status = gw_status.make_status(
-                grpc.StatusCode.INVALID_ARGUMENT, f"request body larger than {limit} bytes", "INVALID_ARGUMENT"
+                grpc.StatusCode.INVALID_ARGUMENT, f"request body larger than {limit} bytes", errors.Reason.INVALID_ARGUMENT
             )
             raise HttpRefusal(status, 413)
         return b"".join(chunks)
