@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import status as gw_status
@@ -33,6 +33,7 @@ from gateway.audit import AUDIT_BACKEND, list_audit_entries
 from gateway.backends import Backends
 from gateway.client_ip import client_ip, client_key
 from gateway.config import GatewayConfig
+from gateway.openapi import docs_page, load_document
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
@@ -101,6 +102,9 @@ class Gateway:
         self._guest_limit = _limit("guest_tokens", config.guest_tokens_per_ip_per_hour, 3600)
         # New REST checkouts begin with a guest token or a new cart: what an overloaded gateway turns away.
         self._admission = Admission(AdmissionPolicy(settings.max_in_flight, _NEW_WORK))
+        # The committed contract (make openapi; CI fails when it differs from the protos'), rendered once.
+        self._openapi = load_document()
+        self._docs = docs_page(self._openapi)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -129,6 +133,12 @@ class Gateway:
 
     async def webhook(self, request: Request) -> Response:
         return await self._serve(request, self._webhook)
+
+    async def openapi(self, _request: Request) -> Response:
+        return JSONResponse(self._openapi)
+
+    async def docs(self, _request: Request) -> Response:
+        return HTMLResponse(self._docs)
 
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -347,7 +357,9 @@ class Gateway:
                 chunks.append(chunk)
         if too_large:
             status = gw_status.make_status(
-                grpc.StatusCode.INVALID_ARGUMENT, f"request body larger than {limit} bytes", errors.Reason.INVALID_ARGUMENT
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request body larger than {limit} bytes",
+                errors.Reason.INVALID_ARGUMENT,
             )
             raise HttpRefusal(status, 413)
         return b"".join(chunks)
@@ -361,6 +373,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starl
         routes=[
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
+            Route("/openapi.json", gateway.openapi, methods=["GET"]),
+            Route("/docs", gateway.docs, methods=["GET"]),
             Route("/v1/auth/guest", gateway.guest, methods=["POST"]),
             Route("/v1/payments/webhooks/{provider}", gateway.webhook, methods=["POST"]),
             Route("/{path:path}", gateway.transcode, methods=methods),

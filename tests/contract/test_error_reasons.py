@@ -71,9 +71,12 @@ def _emitted(tree: ast.AST) -> Iterator[tuple[int, str]]:
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if name == "make_status" and len(node.args) >= 3 and isinstance(node.args[2], ast.Constant):
                 yield node.lineno, str(node.args[2].value)
-        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-            if any(isinstance(t, ast.Name) and t.id == "default_reason" for t in node.targets):
-                yield node.lineno, str(node.value.value)
+        elif (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and any(isinstance(t, ast.Name) and t.id == "default_reason" for t in node.targets)
+        ):
+            yield node.lineno, str(node.value.value)
 
 
 def test_every_reason_in_the_source_is_in_the_enum() -> None:
