@@ -320,11 +320,13 @@ def _operation(schemas: _Schemas, route: Route, operation_ids: set[str]) -> dict
     ]
     if route.body == "*":
         body_schema = schemas.message(request, omit=bound) if bound else schemas.ref(request)
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body_schema}}}
+        # An empty body is the empty message (proto3: every field optional), as gateway.transcoding reads it.
+        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body_schema}}}
     else:
         if route.body:
             body_fd = request.fields_by_name[route.body]
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schemas.field(body_fd)}}}
+            content = {"application/json": {"schema": schemas.field(body_fd)}}
+            op["requestBody"] = {"required": False, "content": content}
             bound.add(route.body)
         params += _query_parameters(schemas, request, bound)
     key = request.fields_by_name.get(IDEMPOTENCY_FIELD)
