@@ -33,7 +33,7 @@ from gateway.transcoding import IDEMPOTENCY_FIELD, IDEMPOTENCY_REQUIRED
 from infra.webhook_signature import SIGNATURE_HEADER
 from kassa.common.v1 import errors_pb2
 
-__all__ = ["DOCUMENT_PATH", "build_document", "docs_page", "load_document", "proto_comments"]
+__all__ = ["DOCUMENT_PATH", "build_document", "docs_page", "generate", "load_document", "proto_comments", "render"]
 
 DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 VERSION = "1.0.0"
@@ -115,9 +115,11 @@ def proto_comments(proto_dir: Path, include_dirs: Iterable[Path] = ()) -> dict[s
         names = _location_names(file)
         for location in file.source_code_info.location:
             name = names.get(tuple(location.path))
-            text = location.leading_comments.strip()
+            # buf:lint:ignore lines are instructions to buf, not documentation.
+            lines = [line.strip() for line in location.leading_comments.strip().splitlines()]
+            text = "\n".join(line for line in lines if not line.startswith("buf:lint:")).strip()
             if name and text:
-                comments[name] = "\n".join(line.strip() for line in text.splitlines())
+                comments[name] = text
     return comments
 
 
@@ -138,13 +140,18 @@ def _location_names(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int,
             names[(*path, 2, i)] = f"{full}.{f.name}"
         for i, nested in enumerate(msg.nested_type):
             message(nested, (*path, 3, i), full)
-        for i, enum in enumerate(msg.enum_type):
-            names[(*path, 4, i)] = f"{full}.{enum.name}"
+        for i, enum_type in enumerate(msg.enum_type):
+            enum(enum_type, (*path, 4, i), full)
+
+    def enum(desc: descriptor_pb2.EnumDescriptorProto, path: tuple[int, ...], prefix: str) -> None:
+        names[path] = f"{prefix}.{desc.name}"
+        for i, value in enumerate(desc.value):
+            names[(*path, 2, i)] = f"{prefix}.{desc.name}.{value.name}"
 
     for i, msg in enumerate(file.message_type):
         message(msg, (4, i), file.package)
-    for i, enum in enumerate(file.enum_type):
-        names[(5, i)] = f"{file.package}.{enum.name}"
+    for i, enum_type in enumerate(file.enum_type):
+        enum(enum_type, (5, i), file.package)
     for i, service in enumerate(file.service):
         names[(6, i)] = f"{file.package}.{service.name}"
         for j, method in enumerate(service.method):
@@ -206,9 +213,15 @@ class _Schemas:
 
     def _enum(self, desc: descriptor.EnumDescriptor) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "string", "enum": [v.name for v in desc.values]}
-        comment = self.comments.get(desc.full_name)
-        if comment:
-            schema["description"] = comment
+        # Value comments are keyed by the enum's name (descriptors put values in the enclosing scope).
+        values = [
+            f"- {v.name}: {' '.join(text.split())}"
+            for v in desc.values
+            if (text := self.comments.get(f"{desc.full_name}.{v.name}"))
+        ]
+        text = "\n".join(filter(None, [self.comments.get(desc.full_name, ""), *values]))
+        if text:
+            schema["description"] = text
         return schema
 
 

@@ -100,6 +100,8 @@ def test_proto3_json_mapping_in_the_schemas(document: dict[str, Any]) -> None:
     assert cart["createdAt"] == {**cart["createdAt"], "type": "string", "format": "date-time"}
     assert schemas["kassa.checkout.v1.CartStatus"]["enum"][0] == "CART_STATUS_UNSPECIFIED"
     assert "An amount of money" in schemas["kassa.common.v1.Money"]["description"]  # proto comments
+    assert "- RATE_LIMITED: The gateway's rate limit" in schemas["kassa.common.v1.ErrorReason"]["description"]
+    assert "buf:lint" not in json.dumps(document)
 
 
 def test_a_rendered_reply_satisfies_its_schema(document: dict[str, Any]) -> None:
