@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check third_party lint fmt test test-unit fuzz run demo migrate seed bench bench-warehouse bench-floor chaos clean clean-gen
+.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint fmt test test-unit fuzz run demo migrate seed bench bench-warehouse bench-floor chaos clean clean-gen
 
 help:
 	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway"
@@ -16,6 +16,9 @@ help:
 	@echo "make test   - install, start a private stack on free ports and run every test"
 	@echo "make lint   - buf lint, ruff, import contracts, generated code up to date"
 	@echo "make proto  - regenerate gen/ from proto/"
+	@echo "make openapi - regenerate gateway/openapi.json (the REST contract) from the protos' annotations"
+	@echo "make sdk    - build the kassa-client wheel (sdk/python) into dist/"
+	@echo "make proto-baseline - at a release: record the protos as the baseline buf breaking compares with"
 	@echo "make bench-warehouse - ReserveStock calls/s on spread-out and hot skus"
 	@echo "make bench-floor - CPU floor of one RPC and one write transaction; the checkouts/s ceiling it implies"
 	@echo "make bench  - full checkouts/s, latency and invariants on a private stack (BENCH_ARGS='--transport rest ...')"
@@ -46,8 +49,33 @@ proto-check: proto
 	@git diff --exit-code --stat -- gen || { echo "gen/ is stale: run 'make proto' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain --untracked-files=all -- gen)" || { git status --short -- gen; echo "gen/ is stale: run 'make proto' and commit"; exit 1; }
 
+# The REST contract, generated from the google.api.http annotations and the proto comments (gateway.openapi).
+openapi: third_party
+	$(PY) -m gateway.openapi --out gateway/openapi.json
+
+openapi-check: openapi
+	@git diff --exit-code --stat -- gateway/openapi.json || { echo "gateway/openapi.json is stale: run 'make openapi' and commit"; exit 1; }
+
+# buf breaking compares the protos with proto/baseline.binpb, the image of the last release's protos. At a
+# release (and only then), run this and commit the new image; a deliberate break between releases needs a
+# v2 package instead.
+proto-baseline: third_party
+	$(VENV)/bin/buf build proto --exclude-source-info -o proto/baseline.binpb
+
+# The client SDK: gen/kassa staged beside sdk/python, built as its own wheel (kassa_client + kassa) into dist/.
+SDK_STAGE := build/sdk-python
+sdk: $(STAMP)
+	rm -rf $(SDK_STAGE) && mkdir -p $(SDK_STAGE) dist
+	cp -r sdk/python/pyproject.toml sdk/python/README.md sdk/python/kassa_client $(SDK_STAGE)/
+	cp -r gen/kassa $(SDK_STAGE)/kassa
+	find $(SDK_STAGE) -name __pycache__ -prune -exec rm -rf {} +
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist $(SDK_STAGE)
+
 lint: third_party
 	$(VENV)/bin/buf lint
+	$(VENV)/bin/buf format --diff --exit-code proto
+	$(VENV)/bin/buf breaking proto --against proto/baseline.binpb
+	$(VENV)/bin/openapi-spec-validator gateway/openapi.json
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
@@ -102,4 +130,4 @@ clean-gen:
 	rm -rf gen
 
 clean:
-	rm -rf third_party .pytest_cache .ruff_cache .mypy_cache
+	rm -rf third_party build/sdk-python .pytest_cache .ruff_cache .mypy_cache

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from gateway import status as gw_status
@@ -33,6 +33,7 @@ from gateway.audit import AUDIT_BACKEND, list_audit_entries
 from gateway.backends import Backends
 from gateway.client_ip import client_ip, client_key
 from gateway.config import GatewayConfig
+from gateway.openapi import docs_page, load_document
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
@@ -57,7 +58,7 @@ _PROVIDER = re.compile(r"^[a-z0-9_-]{1,64}$")
 _GUEST = "guest"
 _NEW_WORK = frozenset({_GUEST, "POST /v1/carts"})
 _AT_CAPACITY = gw_status.make_status(
-    grpc.StatusCode.UNAVAILABLE, "the gateway is at capacity; retry with backoff", "UNAVAILABLE"
+    grpc.StatusCode.UNAVAILABLE, "the gateway is at capacity; retry with backoff", errors.Reason.UNAVAILABLE
 )
 _HANDLE_WEBHOOK = rpc_method(
     payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].methods_by_name["HandleWebhook"]
@@ -101,6 +102,9 @@ class Gateway:
         self._guest_limit = _limit("guest_tokens", config.guest_tokens_per_ip_per_hour, 3600)
         # New REST checkouts begin with a guest token or a new cart: what an overloaded gateway turns away.
         self._admission = Admission(AdmissionPolicy(settings.max_in_flight, _NEW_WORK))
+        # The committed contract (make openapi; CI fails when it differs from the protos'), rendered once.
+        self._openapi = load_document()
+        self._docs = docs_page(self._openapi)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
@@ -130,6 +134,12 @@ class Gateway:
     async def webhook(self, request: Request) -> Response:
         return await self._serve(request, self._webhook)
 
+    async def openapi(self, _request: Request) -> Response:
+        return JSONResponse(self._openapi)
+
+    async def docs(self, _request: Request) -> Response:
+        return HTMLResponse(self._docs)
+
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -145,7 +155,7 @@ class Gateway:
         http = exc.status_code if isinstance(exc, HTTPException) else 500
         code = {404: grpc.StatusCode.NOT_FOUND, 405: grpc.StatusCode.UNIMPLEMENTED}.get(http, grpc.StatusCode.UNKNOWN)
         detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
-        response = error_response(gw_status.make_status(code, str(detail), code.name), http)
+        response = error_response(gw_status.make_status(code, str(detail), gw_status.reason_for_code(code)), http)
         if isinstance(exc, HTTPException) and exc.headers:
             response.headers.update(exc.headers)
         return response
@@ -177,7 +187,8 @@ class Gateway:
             response = error_response(gw_status.from_rpc_error(exc))
         except Exception:
             log.exception("unhandled error serving %s %s", request.method, request.url.path)
-            response = error_response(gw_status.make_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL"))
+            internal = gw_status.make_status(grpc.StatusCode.INTERNAL, "internal error", errors.Reason.INTERNAL)
+            response = error_response(internal)
         finally:
             if work is not None and admitted:
                 self._admission.done()
@@ -232,7 +243,7 @@ class Gateway:
                 gw_status.make_status(
                     grpc.StatusCode.UNIMPLEMENTED,
                     "guest tokens come from the identity provider when KASSA_JWT_JWKS_URL is set",
-                    grpc.StatusCode.UNIMPLEMENTED.name,
+                    errors.Reason.UNIMPLEMENTED,
                 ),
                 501,
             )
@@ -305,7 +316,7 @@ class Gateway:
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"rate limit {refused.name!r} exceeded: {refused.requests} requests per {refused.window_seconds} s;"
             f" retry in {retry} s",
-            "RATE_LIMITED",
+            errors.Reason.RATE_LIMITED,
             {
                 "limit": refused.name,
                 "limit_requests": str(refused.requests),
@@ -324,7 +335,7 @@ class Gateway:
             status = gw_status.make_status(
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"{request.method} is not allowed here; use {', '.join(exc.allowed)}",
-                grpc.StatusCode.UNIMPLEMENTED.name,
+                errors.Reason.UNIMPLEMENTED,
             )
             raise HttpRefusal(status, 405, {"Allow": ", ".join(exc.allowed)}) from exc
         except RouteNotFound as exc:
@@ -346,7 +357,9 @@ class Gateway:
                 chunks.append(chunk)
         if too_large:
             status = gw_status.make_status(
-                grpc.StatusCode.INVALID_ARGUMENT, f"request body larger than {limit} bytes", "INVALID_ARGUMENT"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request body larger than {limit} bytes",
+                errors.Reason.INVALID_ARGUMENT,
             )
             raise HttpRefusal(status, 413)
         return b"".join(chunks)
@@ -360,6 +373,8 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starl
         routes=[
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
+            Route("/openapi.json", gateway.openapi, methods=["GET"]),
+            Route("/docs", gateway.docs, methods=["GET"]),
             Route("/v1/auth/guest", gateway.guest, methods=["POST"]),
             Route("/v1/payments/webhooks/{provider}", gateway.webhook, methods=["POST"]),
             Route("/{path:path}", gateway.transcode, methods=methods),

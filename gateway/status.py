@@ -17,7 +17,15 @@ from google.rpc import error_details_pb2, status_pb2
 from infra import errors
 from infra.grpc_errors import DOMAIN, status_for
 
-__all__ = ["HTTP_STATUS", "from_domain_error", "from_rpc_error", "http_status", "make_status", "to_json"]
+__all__ = [
+    "HTTP_STATUS",
+    "from_domain_error",
+    "from_rpc_error",
+    "http_status",
+    "make_status",
+    "reason_for_code",
+    "to_json",
+]
 
 log = logging.getLogger("kassa.gateway")
 
@@ -50,6 +58,26 @@ _TRANSPORT_MESSAGES: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.INTERNAL: "internal error",
     grpc.StatusCode.UNKNOWN: "internal error",
 }
+
+
+# The reason of a status that came without an ErrorInfo (a transport failure, a library's own refusal): the
+# code's name where kassa.common.v1.ErrorReason has it, INTERNAL for the rest, so a client's reason is always
+# one of the enum's.
+_BARE_REASONS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.CANCELLED: errors.Reason.CANCELLED,
+    grpc.StatusCode.INVALID_ARGUMENT: errors.Reason.INVALID_ARGUMENT,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.Reason.DEADLINE_EXCEEDED,
+    grpc.StatusCode.NOT_FOUND: errors.Reason.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED: errors.Reason.PERMISSION_DENIED,
+    grpc.StatusCode.UNIMPLEMENTED: errors.Reason.UNIMPLEMENTED,
+    grpc.StatusCode.UNAVAILABLE: errors.Reason.UNAVAILABLE,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Reason.UNAUTHENTICATED,
+}
+
+
+def reason_for_code(code: grpc.StatusCode) -> str:
+    """The ErrorReason a status with only a ``code`` gets."""
+    return _BARE_REASONS.get(code, errors.Reason.INTERNAL)
 
 
 def http_status(code: int) -> int:
@@ -93,7 +121,7 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> status_pb2.Status:
         message = err.details() or code.name
     else:
         log.warning("backend call failed: %s %s", code.name, err.details())
-    return make_status(code, message, code.name)
+    return make_status(code, message, reason_for_code(code))
 
 
 def to_json(status: status_pb2.Status) -> dict[str, Any]:

@@ -81,7 +81,7 @@ _MAX_TOKEN_CHARS = 8192
 class Unauthenticated(DomainError):
     """No or bad credentials (gRPC UNAUTHENTICATED)."""
 
-    default_reason = Reason.PERMISSION_DENIED
+    default_reason = Reason.UNAUTHENTICATED
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,10 @@ __all__ = [
 
 
 class Reason:
-    """The reasons of DESIGN.md §2 (kassa.common.v1.ErrorReason value names)."""
+    """The reasons of DESIGN.md §2: exactly the kassa.common.v1.ErrorReason value names (a test holds them equal).
+
+    A reason is part of the public contract (clients branch on it): add it to the proto enum first.
+    """
 
     OUT_OF_STOCK = "OUT_OF_STOCK"
     PRICE_CHANGED = "PRICE_CHANGED"
@@ -59,6 +62,12 @@ class Reason:
     PAYMENT_PROVIDER_UNAVAILABLE = "PAYMENT_PROVIDER_UNAVAILABLE"
     PAYMENT_AMOUNT_MISMATCH = "PAYMENT_AMOUNT_MISMATCH"
     REFUND_EXCEEDS_CAPTURE = "REFUND_EXCEEDS_CAPTURE"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    RATE_LIMITED = "RATE_LIMITED"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    INTERNAL = "INTERNAL"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    CANCELLED = "CANCELLED"
 
 
 class DomainError(Exception):

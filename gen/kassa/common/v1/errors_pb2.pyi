@@ -28,6 +28,12 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYMENT_PROVIDER_UNAVAILABLE: _ClassVar[ErrorReason]
     PAYMENT_AMOUNT_MISMATCH: _ClassVar[ErrorReason]
     REFUND_EXCEEDS_CAPTURE: _ClassVar[ErrorReason]
+    UNAUTHENTICATED: _ClassVar[ErrorReason]
+    RATE_LIMITED: _ClassVar[ErrorReason]
+    UNIMPLEMENTED: _ClassVar[ErrorReason]
+    INTERNAL: _ClassVar[ErrorReason]
+    DEADLINE_EXCEEDED: _ClassVar[ErrorReason]
+    CANCELLED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 OUT_OF_STOCK: ErrorReason
 PRICE_CHANGED: ErrorReason
@@ -50,3 +56,9 @@ PAYMENT_INVALID_STATE: ErrorReason
 PAYMENT_PROVIDER_UNAVAILABLE: ErrorReason
 PAYMENT_AMOUNT_MISMATCH: ErrorReason
 REFUND_EXCEEDS_CAPTURE: ErrorReason
+UNAUTHENTICATED: ErrorReason
+RATE_LIMITED: ErrorReason
+UNIMPLEMENTED: ErrorReason
+INTERNAL: ErrorReason
+DEADLINE_EXCEEDED: ErrorReason
+CANCELLED: ErrorReason
