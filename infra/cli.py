@@ -25,6 +25,7 @@ from types import FrameType
 
 import grpc
 
+from infra import certs
 from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
 from infra.config import DEVELOPMENT, ConfigError, Settings, redact
@@ -55,7 +56,8 @@ def _migrate(database_url: str, *, pii: PiiCipher | None = None) -> None:
     from infra.migrate import migrate
 
     try:
-        migrate(database_url, pii=pii)
+        # A service with a database of its own (KASSA_<SERVICE>_DATABASE_URL) migrates there.
+        migrate(database_url, pii=pii, urls=Settings.from_env(_local_env()).service_database_urls)
     except Exception as exc:
         raise CommandFailed(f"migrating {redact(database_url)} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -411,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rot.add_argument("--database-url", help="default: $KASSA_DATABASE_URL")
     rot.set_defaults(func=cmd_pii_rotate)
+    certs.add_parser(sub)
     inv = sub.add_parser(
         "check",
         add_help=False,

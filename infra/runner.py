@@ -65,7 +65,13 @@ async def running_service(
     async with AsyncExitStack() as stack:
         app = await bootstrap(settings, stack)
         server = await start_server(
-            addr, app.registrations, verifier_for(settings), app.admission, interceptors=app.interceptors
+            addr,
+            app.registrations,
+            verifier_for(settings),
+            app.admission,
+            interceptors=app.interceptors,
+            credentials=settings.grpc_tls.server_credentials() if settings.grpc_tls else None,
+            health_addr=settings.grpc_health_addr,
         )
         tasks = [asyncio.create_task(w()) for w in app.workers] if run_workers else []
         try:
@@ -90,7 +96,8 @@ async def _serve(service: str, bootstrap: Bootstrap, settings: Settings) -> None
 def main(service: str, bootstrap: Bootstrap) -> None:
     setup_logging(service)
     try:
-        settings = Settings.from_env()
+        # The service's own database when KASSA_<SERVICE>_DATABASE_URL names one.
+        settings = Settings.from_env().for_service(service)
         settings.require("database_url", "redis_url", "nats_url")
         faults.load()
     except (ConfigError, faults.FaultConfigError) as exc:
