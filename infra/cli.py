@@ -166,7 +166,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     with _signals(_raise_interrupt), ExitStack() as cleanup:
         try:
             if external is None:
-                stack = LocalStack(data_dir / "stack")
+                stack = LocalStack(data_dir / "stack", nats_cluster=args.nats_cluster)
                 cleanup.callback(stack.stop)
                 endpoints = stack.start()
             else:
@@ -371,6 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start infrastructure, migrate, run and supervise every service, seed; Ctrl-C stops")
     up.add_argument("--data-dir", default=".kassa", help="local stack data and logs (default: .kassa)")
     up.add_argument("--no-seed", action="store_true", help="do not seed the demo catalog")
+    up.add_argument(
+        "--nats-cluster",
+        type=int,
+        choices=(1, 3, 5),
+        default=1,
+        metavar="N",
+        help="run the local NATS as a JetStream cluster of N servers (3: streams on 3 replicas, as in production)",
+    )
     up.set_defaults(func=cmd_up)
 
     mig = sub.add_parser("migrate", help="upgrade every service schema to head")
