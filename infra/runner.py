@@ -24,9 +24,13 @@ from infra.config import ConfigError, Settings
 from infra.logs import setup_logging
 from infra.server import Registration, Server, run_until_signalled, start_server
 
-__all__ = ["App", "Bootstrap", "main", "running_service"]
+__all__ = ["STOP_GRACE_SECONDS", "App", "Bootstrap", "main", "running_service"]
 
 log = logging.getLogger("kassa.runner")
+
+# How long a stopping server lets calls in flight finish (after reporting NOT_SERVING); deploy/k8s's
+# terminationGracePeriodSeconds leaves room for it and for what a service's bootstrap waits for on close.
+STOP_GRACE_SECONDS = 3.0
 
 
 @dataclass
@@ -77,7 +81,7 @@ async def running_service(
         try:
             yield server
         finally:
-            await server.stop(grace=3)
+            await server.stop(grace=STOP_GRACE_SECONDS)
             for t in tasks:
                 t.cancel()
             for t in tasks:
