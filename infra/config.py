@@ -120,15 +120,14 @@ def _bool(env: dict[str, str], name: str) -> bool:
     raise ConfigError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
 
 
-def _files(env: dict[str, str], prefix: str, parts: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The ``<prefix>_<PART>_FILE`` paths: all of them, or None when none is set; some but not all refuse."""
-    names = [f"{prefix}_{part}_FILE" for part in parts]
+def _files(env: dict[str, str], names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The paths in the variables ``names``: all of them, or None when none is set; some but not all refuse."""
     values = [env.get(n) or "" for n in names]
     if not any(values):
         return None
     missing = [n for n, v in zip(names, values, strict=True) if not v]
     if missing:
-        raise ConfigError(f"{', '.join(missing)} must be set too: {prefix}_* needs all of {', '.join(names)}")
+        raise ConfigError(f"{', '.join(missing)} must be set too: TLS needs all of {', '.join(names)}")
     return tuple(values)
 
 
@@ -234,8 +233,8 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"KASSA_PII_KEYS: {exc}") from None
         sandbox_url = env.get("KASSA_SANDBOX_URL") or f"http://{addrs['sandbox']}"
-        gateway_files = _files(env, "KASSA_GATEWAY_TLS", ("CERT", "KEY"))
-        grpc_files = _files(env, "KASSA_GRPC_TLS", ("CA", "CERT", "KEY"))
+        gateway_files = _files(env, ("KASSA_GATEWAY_TLS_CERT_FILE", "KASSA_GATEWAY_TLS_KEY_FILE"))
+        grpc_files = _files(env, ("KASSA_GRPC_TLS_CA_FILE", "KASSA_GRPC_TLS_CERT_FILE", "KASSA_GRPC_TLS_KEY_FILE"))
         return cls(
             database_url=env.get("KASSA_DATABASE_URL") or None,
             redis_url=env.get("KASSA_REDIS_URL") or None,

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.unit
 # The Kubernetes release the manifests are validated against: the oldest one supported in production here.
 KUBERNETES_VERSION = "1.33.0"
 K8S = ROOT / "deploy" / "k8s"
-KUSTOMIZATIONS = (K8S / "base", K8S / "overlays" / "example")
+KUSTOMIZATIONS = (K8S / "base", K8S / "overlays" / "example", K8S / "overlays" / "example-mtls")
+TLS_FILES = {"KASSA_GRPC_TLS_CA_FILE", "KASSA_GRPC_TLS_CERT_FILE", "KASSA_GRPC_TLS_KEY_FILE"}
 SERVICES = ("checkout", "order", "payment", "warehouse", "pricing", "promotion")
 PII_HOLDERS = {"checkout", "order", "kassa-migrate"}
 SECRET_NAMES = {"kassa-secrets", "kassa-pii-keys"}
@@ -70,12 +71,18 @@ def _workloads(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, A
 
 
 def test_every_kustomization_names_files_that_exist() -> None:
-    for kustomization in KUSTOMIZATIONS:
-        spec = yaml.safe_load((kustomization / "kustomization.yaml").read_text())
-        named = [*spec.get("resources", []), *(p["path"] for p in spec.get("patches", []) if "path" in p)]
+    found = sorted(K8S.rglob("kustomization.yaml"))
+    assert {k.parent for k in found} >= set(KUSTOMIZATIONS)
+    for path in found:
+        spec = yaml.safe_load(path.read_text())
+        named = [
+            *spec.get("resources", []),
+            *spec.get("components", []),
+            *(p["path"] for p in spec.get("patches", []) if "path" in p),
+        ]
         assert named
         for entry in named:
-            assert (kustomization / entry).exists(), f"{kustomization}/kustomization.yaml names {entry}: missing"
+            assert (path.parent / entry).exists(), f"{path} names {entry}: missing"
 
 
 def test_every_rendered_object_is_valid_for_the_pinned_kubernetes(rendered: list[dict[str, Any]]) -> None:
@@ -111,9 +118,18 @@ def test_each_service_probes_grpc_health_on_the_port_it_binds(rendered: list[dic
         bind = env[f"KASSA_{name.upper()}_ADDR"]
         port = int(bind.rsplit(":", 1)[1])
         assert bind == f"0.0.0.0:{port}"
-        assert [p["containerPort"] for p in container["ports"]] == [port]
+        probed = port
+        if TLS_FILES & set(env):
+            # mTLS: the service port wants a client certificate, which the kubelet's probe can't show; it asks the
+            # plaintext health-only port, whose files come from the pod's own Secret.
+            assert set(env) >= TLS_FILES
+            probed = int(env["KASSA_GRPC_HEALTH_ADDR"].rsplit(":", 1)[1])
+            assert probed != port
+            volumes = deployments[name]["spec"]["template"]["spec"]["volumes"]
+            assert {"name": "tls", "secret": {"secretName": f"kassa-tls-{name}", "defaultMode": 0o440}} in volumes
+        assert sorted(p["containerPort"] for p in container["ports"]) == sorted({port, probed})
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"] == {"port": port}, f"{name} {probe}"
+            assert container[probe]["grpc"] == {"port": probed}, f"{name} {probe}"
         assert services[name]["spec"]["ports"][0]["port"] == port
         assert services[name]["spec"]["ports"][0]["appProtocol"] == "grpc"
 

@@ -4,14 +4,12 @@ transaction mode (KASSA_PGBOUNCER: no session state survives a transaction), aga
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from helpers import scratch_database
 
 from infra.config import DATABASE_SERVICES, ConfigError, Settings
 from infra.db import create_engine
@@ -47,14 +45,8 @@ def test_kassa_pgbouncer_is_a_flag() -> None:
 @pytest.fixture
 def own_database(stack: StackEndpoints) -> Iterator[str]:
     """A second database on the test Postgres, standing in for a service's own server."""
-    name = f"own_{uuid.uuid4().hex[:10]}"
-    url = make_url(stack.database_url)
-    admin = dict(host=url.host, port=url.port, user=url.username, dbname=url.database, autocommit=True)
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(**admin) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_database(stack.database_url) as url:
+        yield url
 
 
 def test_migrations_run_on_the_database_a_service_owns(own_database: str) -> None:
