@@ -11,7 +11,9 @@ with a secret that is missing, shorter than :data:`MIN_SECRET_BYTES`, one of the
 values written in this repository, or shared between customer and service tokens.
 The services that keep personal data (order, checkout) also call :meth:`Settings.pii_cipher`,
 which refuses missing, development or made-up ``KASSA_PII_KEYS`` in production; the other
-processes never get those keys.
+processes never get those keys. Certificates (``KASSA_GATEWAY_TLS_*``, ``KASSA_GRPC_TLS_*``, infra.tls) are
+read at start-up too: a missing, unreadable, expired or mismatched file refuses to start in any mode, and
+in production so does a development certificate made by ``kassa certs``.
 """
 
 from __future__ import annotations
