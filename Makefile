@@ -8,13 +8,14 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint fmt test test-unit fuzz run demo migrate seed bench bench-warehouse bench-floor chaos clean clean-gen
+.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit fuzz run demo migrate seed bench bench-warehouse bench-floor chaos clean clean-gen
 
 help:
 	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway"
 	@echo "make demo   - place a scripted order against the running stack"
 	@echo "make test   - install, start a private stack on free ports and run every test"
 	@echo "make lint   - buf lint, ruff, import contracts, generated code up to date"
+	@echo "make k8s-check - render deploy/k8s and validate every object; check Dockerfile and compose.yaml offline"
 	@echo "make proto  - regenerate gen/ from proto/"
 	@echo "make openapi - regenerate gateway/openapi.json (the REST contract) from the protos' annotations"
 	@echo "make sdk    - build the kassa-client wheel (sdk/python) into dist/"
@@ -79,6 +80,11 @@ lint: third_party
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+
+# deploy/k8s (base and example overlay) rendered by kubectl's kustomize and validated against the pinned
+# Kubernetes schemas; Dockerfile and compose.yaml checked against the code. Offline: no cluster, no Docker.
+k8s-check: $(STAMP)
+	$(PY) -m pytest tests/deployment -q
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .

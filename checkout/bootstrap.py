@@ -117,7 +117,7 @@ def _grpc_gateways(settings: Settings, stack: AsyncExitStack) -> Gateways:
     timeout = settings.rpc_timeout_seconds
 
     def channel(service: str):  # type: ignore[no-untyped-def]
-        ch = open_channel(settings.addr(service))
+        ch = open_channel(settings.addr(service), settings.grpc_tls)
         stack.push_async_callback(ch.close)
         return ch
 
@@ -139,7 +139,12 @@ async def build(
 ) -> Container:
     assert settings.database_url and settings.redis_url and settings.nats_url
     cipher = settings.pii_cipher()  # refuses to start without the keys to the sessions' personal data
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="kassa-checkout")
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        application_name="kassa-checkout",
+        pgbouncer=settings.pgbouncer,
+    )
     stack.push_async_callback(engine.dispose)
     # Short timeouts: Redis is a filter in front of the durable guard, and a slow one is skipped, not awaited.
     timeout = settings.checkout_redis_timeout_seconds

@@ -24,6 +24,8 @@ from google.rpc import status_pb2
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -365,11 +367,28 @@ class Gateway:
         return b"".join(chunks)
 
 
+def _cors(config: GatewayConfig) -> list[Middleware]:
+    """Preflights and CORS headers for the configured origins (KASSA_CORS_ORIGINS); none, no middleware."""
+    if not config.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", IDEMPOTENCY_HEADER, REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+            max_age=600,
+        )
+    ]
+
+
 def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starlette:
     """The ASGI app; channels and Redis open in its lifespan, so run it with lifespan enabled."""
     gateway = Gateway(settings, config or GatewayConfig.from_env(development=settings.environment == "development"))
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     app = Starlette(
+        middleware=_cors(gateway.config),
         routes=[
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),

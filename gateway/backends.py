@@ -37,7 +37,7 @@ class Backends:
             for backend in method.backends:
                 channel = self._channels.get(backend)
                 if channel is None:
-                    channel = open_channel(self._settings.addr(backend))
+                    channel = open_channel(self._settings.addr(backend), self._settings.grpc_tls)
                     self._channels[backend] = channel
                 self._callables[backend, method.path] = channel.unary_unary(
                     method.path,

@@ -10,6 +10,10 @@ Abuse limits (each 0 = off), counted in Redis across the gateway's replicas (gat
 - KASSA_GATEWAY_TRUSTED_PROXIES (none): comma-separated IPs or CIDRs of the proxies in front of the
   gateway, whose X-Forwarded-For is believed (gateway.client_ip).
 
+Browsers: KASSA_CORS_ORIGINS (none: CORS off, so no page of another origin may call the gateway from a
+browser): comma-separated origins (``https://shop.example.com``) whose pages may call it, or ``*`` for any.
+Tokens travel in the Authorization header, never in cookies, so no credentials mode is offered.
+
 The per-IP limits are off by default in development mode (KASSA_ENV=development: the local stack, the
 tests, bench and chaos), where every customer comes from 127.0.0.1; set them to test them there. A
 dataclass built in code (``GatewayConfig()``) has them off too: only ``from_env`` applies the
@@ -21,6 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from gateway.client_ip import TrustedProxies, parse_networks
 from infra.config import ConfigError
@@ -38,6 +43,15 @@ DEFAULT_IP_RATE_LIMIT_PER_MINUTE = 1200
 # A household or an office mints a few guest tokens an hour; a script minting subjects to dodge the
 # per-subject limit mints hundreds.
 DEFAULT_GUEST_TOKENS_PER_IP_PER_HOUR = 60
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.netloc or parts.path):
+            raise ConfigError(f"KASSA_CORS_ORIGINS: {origin!r} is no origin (scheme://host[:port], or *)")
+    return origins
 
 
 def _limit(env: Mapping[str, str], name: str, default: int) -> int:
@@ -64,6 +78,8 @@ class GatewayConfig:
     max_body_bytes: int = 1024 * 1024
     guest_token_ttl_seconds: int = 24 * 3600
     readiness_timeout_seconds: float = 1.0
+    # Origins whose pages may call the gateway (CORS); empty: CORS off.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def rate_limited(self) -> bool:
@@ -92,4 +108,5 @@ class GatewayConfig:
                 0 if development else DEFAULT_GUEST_TOKENS_PER_IP_PER_HOUR,
             ),
             trusted_proxies=proxies,
+            cors_origins=_origins(env.get("KASSA_CORS_ORIGINS", "")),
         )

@@ -23,7 +23,9 @@ def split_addr(addr: str) -> tuple[str, int]:
 
 
 def uvicorn_config(settings: Settings, config: GatewayConfig) -> uvicorn.Config:
+    """HTTPS when KASSA_GATEWAY_TLS_CERT_FILE/KEY_FILE are set (infra.tls), plain HTTP otherwise."""
     host, port = split_addr(settings.addr("gateway"))
+    tls = settings.gateway_tls
     return uvicorn.Config(
         create_app(settings, config),
         host=host,
@@ -38,6 +40,8 @@ def uvicorn_config(settings: Settings, config: GatewayConfig) -> uvicorn.Config:
         # own X-Forwarded-For handling believes any peer on 127.0.0.1 by default (FORWARDED_ALLOW_IPS).
         proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        ssl_certfile=tls.cert_file if tls else None,
+        ssl_keyfile=tls.key_file if tls else None,
     )
 
 

@@ -15,19 +15,21 @@ import grpc
 
 from infra.auth import current_identity, mint_service_token
 from infra.logs import request_id_var
+from infra.tls import MutualTls
 
 __all__ = ["ServiceCredentials", "call_metadata", "open_channel"]
 
 
-def open_channel(addr: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(
-        addr,
-        options=[
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.enable_retries", 1),
-            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-        ],
-    )
+def open_channel(addr: str, tls: MutualTls | None = None) -> grpc.aio.Channel:
+    """A channel to ``addr``; with ``tls`` (``Settings.grpc_tls``) it presents this process's certificate."""
+    options = [
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ]
+    if tls is None:
+        return grpc.aio.insecure_channel(addr, options=options)
+    return grpc.aio.secure_channel(addr, tls.channel_credentials(), options=options)
 
 
 class ServiceCredentials:

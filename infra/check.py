@@ -304,7 +304,9 @@ async def _stream_ids(nats_url: str) -> dict[str, set[str]]:
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
     from nats.js.errors import NotFoundError
 
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=2, allow_reconnect=False)
+    from infra.events import servers
+
+    nc = await nats.connect(servers(nats_url), connect_timeout=5, max_reconnect_attempts=2, allow_reconnect=False)
     try:
         js = nc.jetstream()
         found: dict[str, set[str]] = {}

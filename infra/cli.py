@@ -25,6 +25,7 @@ from types import FrameType
 
 import grpc
 
+from infra import certs
 from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
 from infra.config import DEVELOPMENT, ConfigError, Settings, redact
@@ -55,7 +56,8 @@ def _migrate(database_url: str, *, pii: PiiCipher | None = None) -> None:
     from infra.migrate import migrate
 
     try:
-        migrate(database_url, pii=pii)
+        # A service with a database of its own (KASSA_<SERVICE>_DATABASE_URL) migrates there.
+        migrate(database_url, pii=pii, urls=Settings.from_env(_local_env()).service_database_urls)
     except Exception as exc:
         raise CommandFailed(f"migrating {redact(database_url)} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -164,7 +166,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     with _signals(_raise_interrupt), ExitStack() as cleanup:
         try:
             if external is None:
-                stack = LocalStack(data_dir / "stack")
+                stack = LocalStack(data_dir / "stack", nats_cluster=args.nats_cluster)
                 cleanup.callback(stack.stop)
                 endpoints = stack.start()
             else:
@@ -369,6 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start infrastructure, migrate, run and supervise every service, seed; Ctrl-C stops")
     up.add_argument("--data-dir", default=".kassa", help="local stack data and logs (default: .kassa)")
     up.add_argument("--no-seed", action="store_true", help="do not seed the demo catalog")
+    up.add_argument(
+        "--nats-cluster",
+        type=int,
+        choices=(1, 3, 5),
+        default=1,
+        metavar="N",
+        help="run the local NATS as a JetStream cluster of N servers (3: streams on 3 replicas, as in production)",
+    )
     up.set_defaults(func=cmd_up)
 
     mig = sub.add_parser("migrate", help="upgrade every service schema to head")
@@ -411,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rot.add_argument("--database-url", help="default: $KASSA_DATABASE_URL")
     rot.set_defaults(func=cmd_pii_rotate)
+    certs.add_parser(sub)
     inv = sub.add_parser(
         "check",
         add_help=False,

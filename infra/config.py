@@ -11,18 +11,22 @@ with a secret that is missing, shorter than :data:`MIN_SECRET_BYTES`, one of the
 values written in this repository, or shared between customer and service tokens.
 The services that keep personal data (order, checkout) also call :meth:`Settings.pii_cipher`,
 which refuses missing, development or made-up ``KASSA_PII_KEYS`` in production; the other
-processes never get those keys.
+processes never get those keys. Certificates (``KASSA_GATEWAY_TLS_*``, ``KASSA_GRPC_TLS_*``, infra.tls) are
+read at start-up too: a missing, unreadable, expired or mismatched file refuses to start in any mode, and
+in production so does a development certificate made by ``kassa certs``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
 
+from infra import tls
 from infra.pii import KEY_BYTES, PiiCipher, key_problem, parse_keys
 
 __all__ = [
+    "DATABASE_SERVICES",
     "DEFAULT_ADDRS",
     "DEVELOPMENT",
     "DEV_JWT_SECRET",
@@ -51,6 +55,11 @@ DEFAULT_ADDRS: dict[str, str] = {
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
+
+# The services that own a database schema; each may have a Postgres of its own (KASSA_<SERVICE>_DATABASE_URL).
+DATABASE_SERVICES = ("checkout", "order", "payment", "warehouse", "pricing", "promotion")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 # Development-only values: public (they are in this file), so production refuses them.
 DEV_JWT_SECRET = "kassa-local-development-secret-change-me"
@@ -102,6 +111,26 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _bool(env: dict[str, str], name: str) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false), got {raw!r}")
+
+
+def _files(env: dict[str, str], names: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The paths in the variables ``names``: all of them, or None when none is set; some but not all refuse."""
+    values = [env.get(n) or "" for n in names]
+    if not any(values):
+        return None
+    missing = [n for n, v in zip(names, values, strict=True) if not v]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} must be set too: TLS needs all of {', '.join(names)}")
+    return tuple(values)
 
 
 def secret_problem(value: str) -> str | None:
@@ -184,6 +213,15 @@ class Settings:
     # every one listed decrypts (infra.pii). Development falls back to DEV_PII_KEYS; production has no default.
     pii_keys: str = field(default="", repr=False)
     environment: str = PRODUCTION
+    # KASSA_<SERVICE>_DATABASE_URL: a service's own Postgres, over KASSA_DATABASE_URL (see for_service()).
+    service_database_urls: dict[str, str] = field(default_factory=dict, repr=False)
+    # KASSA_PGBOUNCER=1: the database URLs lead to a PgBouncer in transaction mode (infra.db: no prepared statements).
+    pgbouncer: bool = False
+    # HTTPS on the gateway (KASSA_GATEWAY_TLS_*), mutual TLS between processes (KASSA_GRPC_TLS_*); infra.tls.
+    gateway_tls: tls.ServerTls | None = None
+    grpc_tls: tls.MutualTls | None = None
+    # KASSA_GRPC_HEALTH_ADDR: a plaintext port serving only grpc.health.v1, for probes that can't do mTLS (kubelet).
+    grpc_health_addr: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -208,6 +246,8 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"KASSA_PII_KEYS: {exc}") from None
         sandbox_url = env.get("KASSA_SANDBOX_URL") or f"http://{addrs['sandbox']}"
+        gateway_files = _files(env, ("KASSA_GATEWAY_TLS_CERT_FILE", "KASSA_GATEWAY_TLS_KEY_FILE"))
+        grpc_files = _files(env, ("KASSA_GRPC_TLS_CA_FILE", "KASSA_GRPC_TLS_CERT_FILE", "KASSA_GRPC_TLS_KEY_FILE"))
         return cls(
             database_url=env.get("KASSA_DATABASE_URL") or None,
             redis_url=env.get("KASSA_REDIS_URL") or None,
@@ -246,7 +286,19 @@ class Settings:
             max_in_flight=_int(env, "KASSA_MAX_IN_FLIGHT", 16),
             pii_keys=pii_keys,
             environment=environment,
+            service_database_urls={
+                name: url for name in DATABASE_SERVICES if (url := env.get(f"KASSA_{name.upper()}_DATABASE_URL"))
+            },
+            pgbouncer=_bool(env, "KASSA_PGBOUNCER"),
+            gateway_tls=tls.ServerTls(*gateway_files) if gateway_files else None,
+            grpc_tls=tls.MutualTls(*grpc_files) if grpc_files else None,
+            grpc_health_addr=env.get("KASSA_GRPC_HEALTH_ADDR") or None,
         )
+
+    def for_service(self, service: str) -> Settings:
+        """These settings as ``service`` sees them: ``database_url`` is its own KASSA_<SERVICE>_DATABASE_URL if set."""
+        own = self.service_database_urls.get(service)
+        return self if own is None else replace(self, database_url=own)
 
     @property
     def is_development(self) -> bool:
@@ -274,6 +326,21 @@ class Settings:
             env_names = ", ".join(f"KASSA_{n.upper()}" for n in missing)
             raise ConfigError(f"missing configuration: {env_names} (or run the local stack: `kassa up`)")
         self.require_safe_secrets()
+        self.require_usable_tls()
+
+    def require_usable_tls(self) -> None:
+        """Refuse certificate files that are unreadable, mismatched or expired, in any mode; in production also
+        the development certificates of ``kassa certs`` (infra.tls.problems)."""
+        production = not self.is_development
+        problems: list[str] = []
+        if self.gateway_tls is not None:
+            gw = self.gateway_tls
+            problems += tls.problems("KASSA_GATEWAY_TLS", gw.cert_file, gw.key_file, production=production)
+        if self.grpc_tls is not None:
+            mt = self.grpc_tls
+            problems += tls.problems("KASSA_GRPC_TLS", mt.cert_file, mt.key_file, mt.ca_file, production=production)
+        if problems:
+            raise ConfigError("refusing to start: " + "; ".join(problems))
 
     def require_safe_secrets(self) -> None:
         """In production, refuse missing, short, committed or shared secrets, naming each variable at fault.

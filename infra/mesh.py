@@ -175,6 +175,9 @@ def mesh_env(
         "KASSA_PUBLIC_URL": f"http://{addrs['gateway']}",
     }
     env.update({f"KASSA_{name.upper()}_ADDR": addr for name, addr in addrs.items()})
+    if endpoints.nats_replicas > 1:
+        # A local NATS cluster (kassa up --nats-cluster 3): every stream on three servers, as in production.
+        env["KASSA_NATS_REPLICAS"] = str(endpoints.nats_replicas)
     if data_dir is not None:
         # The sandbox provider's ledger lives beside the stack it belongs to, so a fresh stack gets a fresh one.
         env["KASSA_SANDBOX_DB"] = str(data_dir / "sandbox" / "ledger.sqlite3")

@@ -2,7 +2,8 @@
 
 Each service keeps ``<service>/data/migrations/`` with an ``env.py`` that calls
 :func:`run_env` and its own ``versions/``; the version table lives in the
-service's schema. ``kassa migrate`` upgrades them all to head.
+service's schema. ``kassa migrate`` upgrades them all to head, each on its own database when
+``KASSA_<SERVICE>_DATABASE_URL`` gives it one (``urls``), else on ``KASSA_DATABASE_URL``.
 
 A data migration that encrypts personal data asks :func:`pii_cipher` for its keys: the cipher
 ``migrate`` was given, else ``KASSA_PII_KEYS`` from the environment (development mode falls back to the
@@ -11,6 +12,8 @@ so a fresh database migrates without keys.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from alembic import command, context
@@ -44,10 +47,21 @@ def alembic_config(service: str, database_url: str, *, pii: PiiCipher | None = N
 
 
 def migrate(
-    database_url: str, services: list[str] | None = None, revision: str = "head", *, pii: PiiCipher | None = None
+    database_url: str | None,
+    services: list[str] | None = None,
+    revision: str = "head",
+    *,
+    pii: PiiCipher | None = None,
+    urls: Mapping[str, str] | None = None,
 ) -> None:
+    """Upgrade each service's schema on ``urls[service]`` (its own database), or else on ``database_url``."""
     for service in services or SERVICES:
-        command.upgrade(alembic_config(service, database_url, pii=pii), revision)
+        url = (urls or {}).get(service) or database_url
+        if not url:
+            raise ValueError(
+                f"no database for {service}: set KASSA_DATABASE_URL or KASSA_{service.upper()}_DATABASE_URL"
+            )
+        command.upgrade(alembic_config(service, url, pii=pii), revision)
 
 
 def pii_cipher() -> PiiCipher:

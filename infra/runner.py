@@ -24,9 +24,13 @@ from infra.config import ConfigError, Settings
 from infra.logs import setup_logging
 from infra.server import Registration, Server, run_until_signalled, start_server
 
-__all__ = ["App", "Bootstrap", "main", "running_service"]
+__all__ = ["STOP_GRACE_SECONDS", "App", "Bootstrap", "main", "running_service"]
 
 log = logging.getLogger("kassa.runner")
+
+# How long a stopping server lets calls in flight finish (after reporting NOT_SERVING); deploy/k8s's
+# terminationGracePeriodSeconds leaves room for it and for what a service's bootstrap waits for on close.
+STOP_GRACE_SECONDS = 3.0
 
 
 @dataclass
@@ -65,13 +69,19 @@ async def running_service(
     async with AsyncExitStack() as stack:
         app = await bootstrap(settings, stack)
         server = await start_server(
-            addr, app.registrations, verifier_for(settings), app.admission, interceptors=app.interceptors
+            addr,
+            app.registrations,
+            verifier_for(settings),
+            app.admission,
+            interceptors=app.interceptors,
+            credentials=settings.grpc_tls.server_credentials() if settings.grpc_tls else None,
+            health_addr=settings.grpc_health_addr,
         )
         tasks = [asyncio.create_task(w()) for w in app.workers] if run_workers else []
         try:
             yield server
         finally:
-            await server.stop(grace=3)
+            await server.stop(grace=STOP_GRACE_SECONDS)
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -90,7 +100,8 @@ async def _serve(service: str, bootstrap: Bootstrap, settings: Settings) -> None
 def main(service: str, bootstrap: Bootstrap) -> None:
     setup_logging(service)
     try:
-        settings = Settings.from_env()
+        # The service's own database when KASSA_<SERVICE>_DATABASE_URL names one.
+        settings = Settings.from_env().for_service(service)
         settings.require("database_url", "redis_url", "nats_url")
         faults.load()
     except (ConfigError, faults.FaultConfigError) as exc:

@@ -177,9 +177,9 @@ async def seed(
     timeout = max(settings.rpc_timeout_seconds, 10.0)
 
     async with (
-        open_channel(settings.addr("warehouse")) as warehouse_channel,
-        open_channel(settings.addr("pricing")) as pricing_channel,
-        open_channel(settings.addr("promotion")) as promotion_channel,
+        open_channel(settings.addr("warehouse"), settings.grpc_tls) as warehouse_channel,
+        open_channel(settings.addr("pricing"), settings.grpc_tls) as pricing_channel,
+        open_channel(settings.addr("promotion"), settings.grpc_tls) as promotion_channel,
     ):
         inventory = inventory_service_pb2_grpc.InventoryServiceStub(warehouse_channel)
         pricing = pricing_service_pb2_grpc.PricingServiceStub(pricing_channel)

@@ -10,7 +10,10 @@ itself, so bytes that are no valid message are INVALID_ARGUMENT (field "request"
 therefore only translate protobuf ↔ domain.
 
 Every server gets the standard health service (per-service status) and server
-reflection, so ``grpcurl -plaintext 127.0.0.1:50051 list`` works.
+reflection, so ``grpcurl -plaintext 127.0.0.1:50051 list`` works. With mutual TLS configured
+(``KASSA_GRPC_TLS_*``, infra.tls) the port asks every client for a certificate the CA signed; a
+probe that can't present one (the kubelet's native gRPC probe) then asks a plaintext port that
+serves only the health service (``KASSA_GRPC_HEALTH_ADDR``).
 """
 
 from __future__ import annotations
@@ -166,16 +169,21 @@ class Server:
     """A started grpc.aio server with its health servicer; ``port`` is the bound port."""
 
     def __init__(self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, port: int,
-                 names: list[str]) -> None:  # fmt: skip
+                 names: list[str], *, health_server: grpc.aio.Server | None = None,
+                 health_port: int | None = None) -> None:  # fmt: skip
         self.server = server
         self.health = health_servicer
         self.port = port
         self.names = names
+        self.health_server = health_server
+        self.health_port = health_port
 
     async def stop(self, grace: float = 5.0) -> None:
         """Report NOT_SERVING first so balancers drain us, then stop accepting and finish calls in flight."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
 
 
 async def start_server(
@@ -185,11 +193,15 @@ async def start_server(
     admission: Admission | None = None,
     *,
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
+    health_addr: str | None = None,
 ) -> Server:
     """Bind ``addr`` (``127.0.0.1:0`` picks a free port) and start serving.
 
     ``interceptors`` run inside :class:`KassaInterceptor`: the caller is authenticated, the request decoded,
-    and what they raise becomes the status like anything a servicer raises.
+    and what they raise becomes the status like anything a servicer raises. ``credentials``: serve TLS
+    (infra.tls.MutualTls.server_credentials) instead of plaintext. ``health_addr``: also serve the health
+    service, and nothing else, in plaintext there.
     """
     server = grpc.aio.server(
         interceptors=[KassaInterceptor(verifier, admission), *interceptors],
@@ -202,13 +214,22 @@ async def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [reg.service_name for reg in regs]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(addr)
+    port = server.add_insecure_port(addr) if credentials is None else server.add_secure_port(addr, credentials)
     if port == 0:
         raise RuntimeError(f"could not bind {addr}")
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
+    if health_addr:
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_port = health_server.add_insecure_port(health_addr)
+        if health_port == 0:
+            raise RuntimeError(f"could not bind the health address {health_addr}")
+        await health_server.start()
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Server(server, health_servicer, port, names)
+    return Server(server, health_servicer, port, names, health_server=health_server, health_port=health_port)
 
 
 async def run_until_signalled() -> None:

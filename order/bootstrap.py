@@ -32,7 +32,12 @@ __all__ = ["bootstrap"]
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     settings.require("database_url", "nats_url")
     cipher = settings.pii_cipher()  # refuses to start without the keys to the order's personal data
-    engine = create_engine(str(settings.database_url), pool_size=settings.db_pool_size, application_name="kassa-order")
+    engine = create_engine(
+        str(settings.database_url),
+        pool_size=settings.db_pool_size,
+        application_name="kassa-order",
+        pgbouncer=settings.pgbouncer,
+    )
     stack.push_async_callback(engine.dispose)
     nc, js = await connect(str(settings.nats_url), "kassa-order")
     stack.push_async_callback(nc.close)

@@ -103,7 +103,12 @@ async def bootstrap(
     sweeper: Sweeper | None = None,
 ) -> App:
     assert settings.database_url and settings.nats_url, "runner.main checks these"
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="kassa-payment")
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        application_name="kassa-payment",
+        pgbouncer=settings.pgbouncer,
+    )
     stack.push_async_callback(engine.dispose)
 
     nc, js = await connect(settings.nats_url, "kassa-payment")

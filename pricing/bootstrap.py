@@ -20,7 +20,10 @@ __all__ = ["bootstrap"]
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     settings.require("database_url")
     engine = create_engine(
-        str(settings.database_url), pool_size=settings.db_pool_size, application_name="kassa-pricing"
+        str(settings.database_url),
+        pool_size=settings.db_pool_size,
+        application_name="kassa-pricing",
+        pgbouncer=settings.pgbouncer,
     )
     stack.push_async_callback(engine.dispose)
     servicer = PricingService(SqlProductRepo(engine), SqlRateRepo(engine))

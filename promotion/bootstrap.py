@@ -28,7 +28,10 @@ def _utcnow() -> datetime:
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     settings.require("database_url", "nats_url")
     engine = create_engine(
-        str(settings.database_url), pool_size=settings.db_pool_size, application_name="kassa-promotion"
+        str(settings.database_url),
+        pool_size=settings.db_pool_size,
+        application_name="kassa-promotion",
+        pgbouncer=settings.pgbouncer,
     )
     stack.push_async_callback(engine.dispose)
     nc, js = await connect(str(settings.nats_url), "kassa-promotion")

@@ -24,7 +24,12 @@ __all__ = ["bootstrap"]
 async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     settings.require("database_url", "nats_url")
     assert settings.database_url is not None and settings.nats_url is not None
-    engine = create_engine(settings.database_url, pool_size=settings.db_pool_size, application_name="kassa-warehouse")
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        application_name="kassa-warehouse",
+        pgbouncer=settings.pgbouncer,
+    )
     stack.push_async_callback(engine.dispose)
     nc, js = await connect(settings.nats_url, "kassa-warehouse")
     stack.push_async_callback(nc.close)

@@ -429,12 +429,21 @@ def _fake_up_parts(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, *, cras
     from infra.mesh import RestartPolicy
 
     class FakeStack:
-        def __init__(self, data_dir: Path) -> None:
+        def __init__(self, data_dir: Path, *, nats_cluster: int = 1) -> None:
             recorder.events.append(f"stack dir {data_dir.name}")
+            self.nats_cluster = nats_cluster
+            if nats_cluster != 1:
+                recorder.events.append(f"stack nats cluster {nats_cluster}")
 
         def start(self) -> StackEndpoints:
             recorder.events.append("stack start")
-            return StackEndpoints("postgresql+psycopg://p@127.0.0.1:1/k", "redis://127.0.0.1:2/0", "nats://127.0.0.1:3")
+            nats = ",".join(f"nats://127.0.0.1:{3 + i}" for i in range(self.nats_cluster))
+            return StackEndpoints(
+                "postgresql+psycopg://p@127.0.0.1:1/k",
+                "redis://127.0.0.1:2/0",
+                nats,
+                nats_replicas=min(self.nats_cluster, 3),
+            )
 
         def stop(self) -> None:
             recorder.events.append("stack stop")
@@ -442,6 +451,8 @@ def _fake_up_parts(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, *, cras
     class FakeMesh:
         def __init__(self, env: dict[str, str], log_dir: Path, *, restart_policy: RestartPolicy, **_: Any) -> None:
             recorder.events.append(f"mesh env db={env['KASSA_DATABASE_URL']}")
+            if "KASSA_NATS_REPLICAS" in env:
+                recorder.events.append(f"mesh env nats={env['KASSA_NATS_URL']} replicas={env['KASSA_NATS_REPLICAS']}")
             assert restart_policy == RestartPolicy()  # supervised, with the default backoff and bound
             self.polls = 0
 
@@ -488,6 +499,17 @@ def test_up_starts_everything_in_order_and_stops_cleanly_on_sigterm(
     for part in ("postgres", "redis", "nats", "checkout", "sandbox", "gateway", "curl", "kassa token --admin"):
         assert part in out
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_up_with_a_nats_cluster_gives_every_process_all_servers_and_three_replicas(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recorder = _Recorder()
+    _fake_up_parts(monkeypatch, recorder, crash=False)
+    assert main(["up", "--data-dir", str(tmp_path), "--no-seed", "--nats-cluster", "3"]) == 0
+    assert recorder.events[:2] == ["stack dir stack", "stack nats cluster 3"]
+    nats = "nats://127.0.0.1:3,nats://127.0.0.1:4,nats://127.0.0.1:5"
+    assert f"mesh env nats={nats} replicas=3" in recorder.events
 
 
 def test_up_keeps_running_when_a_service_is_given_up_on_and_then_exits_non_zero(
