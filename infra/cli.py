@@ -358,6 +358,60 @@ def cmd_stock_check(args: argparse.Namespace) -> int:
     return code if code >= 0 else STOCK_CHECK_FAILED
 
 
+def cmd_mail(args: argparse.Namespace) -> int:
+    """What the local SMTP sink received (``kassa mail``, ``kassa mail KEY``), or the notification service's
+    dead letters (``kassa mail --dead``, an admin call)."""
+    if args.dead:
+        return _dead_letters(args)
+    from infra.smtp_sink import read_mailbox
+
+    mail_dir = Path(args.dir or os.environ.get("KASSA_MAIL_DIR") or ".kassa/stack/mail").expanduser()
+    messages = read_mailbox(mail_dir)
+    if args.key:
+        found = [m for m in messages if m.key == args.key or m.key.startswith(args.key)]
+        if len(found) != 1:
+            raise CliError(f"{len(found)} messages in {mail_dir} match {args.key!r}")
+        m = found[0]
+        for header in ("Date", "From", "To", "Subject", "Message-ID"):
+            print(f"{header}: {m.message.get(header, '')}")
+        print()
+        print(m.body("html" if args.html else "plain"))
+        return 0
+    if not messages:
+        print(f"no mail in {mail_dir}")
+        return 0
+    for m in messages[-args.limit :]:
+        when = m.date.strftime("%Y-%m-%d %H:%M:%S") if m.date else "?"
+        print(f"{m.key}  {when}  {m.to:<32}  {m.subject}")
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from kassa.notification.v1 import notification_service_pb2 as pb
+    from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
+
+    settings = _local_settings()
+    token = mint_token(settings.jwt_secret, "kassa-cli", role=ROLE_ADMIN, ttl_seconds=300)
+
+    async def call() -> pb.ListDeadLettersResponse:
+        async with grpc.aio.insecure_channel(settings.addr("notification")) as channel:
+            return await pb_grpc.NotificationServiceStub(channel).ListDeadLetters(
+                pb.ListDeadLettersRequest(page_size=args.limit),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=settings.rpc_timeout_seconds,
+            )
+
+    try:
+        reply = asyncio.run(call())
+    except grpc.aio.AioRpcError as exc:
+        raise CommandFailed(f"ListDeadLetters: {exc.code().name}: {exc.details()}") from exc
+    if not reply.messages:
+        print("no dead letters")
+    for m in reply.messages:
+        print(f"{m.message_id}  {m.kind:<15} order {m.order_id}  to {m.recipient}  after {m.attempts}: {m.last_error}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------
 # entry point
 
@@ -389,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="place a scripted order over REST against a running mesh")
     demo.add_argument("--gateway-url", help="default: http://$KASSA_GATEWAY_ADDR (http://127.0.0.1:8080)")
     demo.set_defaults(func=cmd_demo)
+
+    mail = sub.add_parser("mail", help="list (or show one of) the messages the local SMTP sink received")
+    mail.add_argument("key", nargs="?", metavar="KEY", help="show this message (a prefix of its key is enough)")
+    mail.add_argument("--dir", help="the sink's folder (default: $KASSA_MAIL_DIR or .kassa/stack/mail)")
+    mail.add_argument("--html", action="store_true", help="show the HTML part instead of the text")
+    mail.add_argument("--dead", action="store_true", help="list the notification service's dead letters (admin)")
+    mail.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    mail.set_defaults(func=cmd_mail)
 
     stock = sub.add_parser("stock", help="stock maintenance")
     stock_sub = stock.add_subparsers(dest="stock_command", required=True, metavar="STOCK_COMMAND")

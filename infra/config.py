@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from infra.pii import KEY_BYTES, PiiCipher, key_problem, parse_keys
 
 __all__ = [
+    "CAPTURE_ON",
     "DEFAULT_ADDRS",
     "DEVELOPMENT",
     "DEV_JWT_SECRET",
@@ -47,7 +48,11 @@ DEFAULT_ADDRS: dict[str, str] = {
     "pricing": "127.0.0.1:50055",
     "promotion": "127.0.0.1:50056",
     "sandbox": "127.0.0.1:8090",
+    "notification": "127.0.0.1:50057",
 }
+
+# KASSA_CAPTURE_ON: when card payments are captured.
+CAPTURE_ON = ("confirm", "shipment")
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
@@ -178,6 +183,14 @@ class Settings:
     # every one listed decrypts (infra.pii). Development falls back to DEV_PII_KEYS; production has no default.
     pii_keys: str = field(default="", repr=False)
     environment: str = PRODUCTION
+    # KASSA_SMTP_URL: where the notification service sends email (smtp://, smtp+starttls:// or smtps://, with
+    # user:password@ when the server wants a login); the local stack runs a sink and sets it.
+    smtp_url: str | None = field(default=None, repr=False)
+    # KASSA_MAIL_FROM: the From of customer email.
+    mail_from: str = "Kassa <orders@kassa.localhost>"
+    # KASSA_CAPTURE_ON: when a card payment is captured: "confirm" (at checkout) or "shipment" (authorized at
+    # checkout, captured when the order ships, voided if it is cancelled before).
+    capture_on: str = "confirm"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -197,6 +210,9 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"KASSA_PII_KEYS: {exc}") from None
         sandbox_url = env.get("KASSA_SANDBOX_URL") or f"http://{addrs['sandbox']}"
+        capture_on = env.get("KASSA_CAPTURE_ON") or "confirm"
+        if capture_on not in CAPTURE_ON:
+            raise ConfigError(f"KASSA_CAPTURE_ON must be one of {', '.join(CAPTURE_ON)}, got {capture_on!r}")
         return cls(
             database_url=env.get("KASSA_DATABASE_URL") or None,
             redis_url=env.get("KASSA_REDIS_URL") or None,
@@ -233,6 +249,9 @@ class Settings:
             max_in_flight=_int(env, "KASSA_MAX_IN_FLIGHT", 16),
             pii_keys=pii_keys,
             environment=environment,
+            smtp_url=env.get("KASSA_SMTP_URL") or None,
+            mail_from=env.get("KASSA_MAIL_FROM") or "Kassa <orders@kassa.localhost>",
+            capture_on=capture_on,
         )
 
     @property

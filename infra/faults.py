@@ -71,6 +71,7 @@ _CONSUMERS = (
     "payment-order-events",
     "warehouse-order-events",
     "promotion-order-events",
+    "notification-orders",
 )
 _PAYMENT_OPS = ("authorize", "capture", "void", "refund")
 

