@@ -21,6 +21,7 @@ from nats.js.api import ConsumerInfo
 from infra.config import Settings
 from infra.db import create_engine
 from infra.events import connect
+from infra.grpc_errors import error_info
 from infra.smtp_sink import MailboxMessage, read_mailbox
 from kassa.common.v1.address_pb2 import Address
 from kassa.common.v1.delivery_pb2 import DeliveryWindow
@@ -189,7 +190,6 @@ async def test_an_undeliverable_address_is_a_dead_letter_listed_masked(
     orders: OrderServiceStub,
     service_token: str,
     admin_token: str,
-    customer_token: str,
     notifications: NotificationServiceStub,
     sink: Any,
 ) -> None:
@@ -212,13 +212,21 @@ async def test_an_undeliverable_address_is_a_dead_letter_listed_masked(
     assert letter.recipient == "b***@example.com" and "550" in letter.last_error
     assert email not in str(letter)
     assert [m for m in read_mailbox(sink.mail_dir) if order.order_id in m.body()] == []
-    with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await notifications.ListDeadLetters(npb.ListDeadLettersRequest(), metadata=bearer(customer_token))
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    with pytest.raises(grpc.aio.AioRpcError) as bad:
-        await notifications.ListMessages(npb.ListMessagesRequest(page_size=-1), metadata=bearer(admin_token))
-    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     listed = await notifications.ListMessages(
         npb.ListMessagesRequest(order_id=order.order_id), metadata=bearer(admin_token)
     )
     assert [m.status for m in listed.messages] == [npb.MESSAGE_STATUS_DEAD]
+
+
+async def test_the_listings_are_for_admins_and_check_their_input(
+    notifications: NotificationServiceStub, admin_token: str, customer_token: str, service_token: str
+) -> None:
+    for token in (customer_token, service_token):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await notifications.ListDeadLetters(npb.ListDeadLettersRequest(), metadata=bearer(token))
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await notifications.ListMessages(npb.ListMessagesRequest(page_size=-1), metadata=bearer(admin_token))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = error_info(bad.value)
+    assert info is not None and info.metadata["field"] == "page_size"

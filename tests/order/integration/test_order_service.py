@@ -340,7 +340,11 @@ async def test_cash_on_delivery_then_fulfilment_in_order_only(
     shipped = await outbox_events(engine, order.order_id, "OrderShipped")
     assert [(e["data"]["tracking_number"], e["data"]["carrier"]) for e in shipped] == [("TRACK-1", "ups")]
     timeline = (await stub.GetOrderTimeline(pb.GetOrderTimelineRequest(order_id=order.order_id), metadata=md)).events
-    assert [e.status for e in timeline][-3:] == [S.ORDER_STATUS_PACKED, S.ORDER_STATUS_SHIPPED, S.ORDER_STATUS_DELIVERED]
+    assert [e.status for e in timeline][-3:] == [
+        S.ORDER_STATUS_PACKED,
+        S.ORDER_STATUS_SHIPPED,
+        S.ORDER_STATUS_DELIVERED,
+    ]
     assert "ups" in timeline[-2].cause and "TRACK-1" in timeline[-2].cause
 
     with pytest.raises(grpc.aio.AioRpcError) as exc_info:
