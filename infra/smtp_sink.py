@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--host", default=HOST)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # aiosmtpd logs every SMTP command at INFO, recipients included: personal data stays out of the logs.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     mail_dir = Path(args.dir)
     mail_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(mail_dir, args.port, args.host))
