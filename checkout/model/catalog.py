@@ -159,6 +159,8 @@ class PaymentOutcome(StrEnum):
     CAPTURED = "CAPTURED"
     CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
     FAILED = "FAILED"
+    # Authorized at checkout, captured when the order ships (capture on shipment).
+    AUTHORIZED = "AUTHORIZED"
 
 
 @dataclass(frozen=True, slots=True)
