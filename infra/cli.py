@@ -288,13 +288,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     gateway_url = args.gateway_url or f"http://{Settings.from_env().addr('gateway')}"
     try:
-        asyncio.run(run_demo(gateway_url))
+        order = asyncio.run(run_demo(gateway_url))
     except DemoError as exc:
         status = f" (HTTP {exc.status})" if exc.status else ""
         print(f"kassa demo: {exc.step} failed{status}", file=sys.stderr)
         print(json.dumps(exc.body, indent=2), file=sys.stderr)
         return 1
+    _show_confirmation(str(order.get("orderId", "")), _mail_dir(args.mail_dir), args.mail_wait)
     return 0
+
+
+def _mail_dir(given: str | None) -> Path:
+    return Path(given or os.environ.get("KASSA_MAIL_DIR") or ".kassa/stack/mail").expanduser()
+
+
+def _show_confirmation(order_id: str, mail_dir: Path, wait_seconds: float) -> None:
+    """Print the confirmation email the notification service sent for the demo order (from the local sink)."""
+    from infra.smtp_sink import read_mailbox
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        found = [m for m in read_mailbox(mail_dir) if order_id and order_id in m.body()]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    if not found:
+        print(f"\nno email about {order_id} in {mail_dir} yet (kassa mail lists what arrived)")
+        return
+    mail = found[0]
+    print(f"\nemail to {mail.to}: {mail.subject}   (kassa mail {mail.key})\n")
+    print(mail.body())
 
 
 def cmd_pii_new_key(args: argparse.Namespace) -> int:
@@ -365,7 +388,7 @@ def cmd_mail(args: argparse.Namespace) -> int:
         return _dead_letters(args)
     from infra.smtp_sink import read_mailbox
 
-    mail_dir = Path(args.dir or os.environ.get("KASSA_MAIL_DIR") or ".kassa/stack/mail").expanduser()
+    mail_dir = _mail_dir(args.dir)
     messages = read_mailbox(mail_dir)
     if args.key:
         found = [m for m in messages if m.key == args.key or m.key.startswith(args.key)]
@@ -442,6 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="place a scripted order over REST against a running mesh")
     demo.add_argument("--gateway-url", help="default: http://$KASSA_GATEWAY_ADDR (http://127.0.0.1:8080)")
+    demo.add_argument("--mail-dir", help="the SMTP sink's folder (default: $KASSA_MAIL_DIR or .kassa/stack/mail)")
+    demo.add_argument(
+        "--mail-wait", type=float, default=20.0, help="seconds to wait for the confirmation email (default 20)"
+    )
     demo.set_defaults(func=cmd_demo)
 
     mail = sub.add_parser("mail", help="list (or show one of) the messages the local SMTP sink received")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from infra.errors import InvalidArgument
-from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_to_pb, timestamp_to_pb
+from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_to_pb, timestamp_to_pb, window_to_pb
 from kassa.common.v1 import delivery_pb2
 from kassa.order.v1 import order_pb2, order_service_pb2
 from kassa.payment.v1 import payment_pb2
@@ -100,17 +102,8 @@ def _window_from_pb(req: order_service_pb2.CreateOrderRequest) -> DeliveryWindow
 
 
 def _window_to_pb(order: Order) -> delivery_pb2.DeliveryWindow | None:
-    w = order.delivery_window
-    if w is None:
-        return None
     # Counted from the day the order was placed (UTC).
-    earliest, latest = w.dates_from(order.created_at.date())
-    return delivery_pb2.DeliveryWindow(
-        min_business_days=w.min_business_days,
-        max_business_days=w.max_business_days,
-        earliest_date=earliest.isoformat(),
-        latest_date=latest.isoformat(),
-    )
+    return window_to_pb(order.delivery_window, order.created_at.astimezone(UTC).date())
 
 
 def order_to_pb(order: Order) -> order_pb2.Order:

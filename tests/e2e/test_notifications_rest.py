@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from e2e.support import (
 
 from infra.money import Money
 from infra.smtp_sink import MailboxMessage, read_mailbox
+from notification.model.formatting import format_window
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -109,6 +111,14 @@ async def test_a_confirmed_checkout_sends_exactly_one_confirmation_with_its_tota
         await notifications_drained(mesh)
         [only] = mailbox(mesh, order_id)
         assert only.key == mail.key and only.to == email
+        # The preview, the order and the email carry the delivery window of the shipping method (US -> US standard).
+        preview_window = c["preview"]["deliveryWindow"]
+        assert (preview_window["minBusinessDays"], preview_window["maxBusinessDays"]) == (3, 5)
+        order = (await client.call("GET", f"/v1/orders/{order_id}"))["order"]
+        window = order["deliveryWindow"]
+        assert (window["minBusinessDays"], window["maxBusinessDays"]) == (3, 5)
+        earliest, latest = date.fromisoformat(window["earliestDate"]), date.fromisoformat(window["latestDate"])
+        assert f"Estimated delivery: {format_window(earliest, latest)}" in mail.body()
         grand = c["result"]["grandTotal"]
         total = Money(grand["currencyCode"], int(grand["amountMinor"]))
         assert f"Total      ${int(total.amount_minor) // 100:,}.{int(total.amount_minor) % 100:02d}" in mail.body()

@@ -545,3 +545,17 @@ def test_mail_lists_the_sinks_messages_and_shows_one(tmp_path: Path, capsys: pyt
     assert main(["mail", "--dir", str(tmp_path), "1765"]) == 2  # two match: say so rather than guess
     assert main(["mail", "--dir", str(tmp_path / "none")]) == 0
     assert "no mail in" in capsys.readouterr().out
+
+
+def test_demo_shows_the_confirmation_email_of_its_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from email.message import EmailMessage
+
+    mail = EmailMessage()
+    mail["To"], mail["Subject"] = "ada@example.com", "Your Kassa order 0F1E2D3C is confirmed"
+    mail.set_content("Order: 0f1e2d3c-1111\n  Total      $42.00\n")
+    (tmp_path / "1-a.eml").write_bytes(bytes(mail))
+    cli._show_confirmation("0f1e2d3c-1111", tmp_path, wait_seconds=0)
+    out = capsys.readouterr().out
+    assert "email to ada@example.com: Your Kassa order 0F1E2D3C is confirmed" in out and "$42.00" in out
+    cli._show_confirmation("another-order", tmp_path, wait_seconds=0)
+    assert "no email about another-order" in capsys.readouterr().out
