@@ -7,9 +7,10 @@ Run it beside a mesh (``make run``)::
 
 Why it needs no database of its own: it reads the order first and takes only the steps still to take, and
 every step is idempotent at the order service anyway (a repeat of the step just taken is a no-op, and the
-tracking number is derived from the order id, so a redelivered event asks for exactly the same thing). JetStream redelivers until the ack, so a crash between two steps
-resumes where it stopped. A real warehouse would pack and hand the parcel to its carrier between the two calls; the
-carrier then reports DELIVERED the same way (an admin can also use ``POST /v1/admin/orders/{id}/fulfillment``).
+tracking number is derived from the order id, so a redelivered event asks for exactly the same thing).
+JetStream redelivers until the ack, so a crash between two steps resumes where it stopped. A real warehouse
+would pack and hand the parcel to its carrier between the two calls; the carrier then reports DELIVERED the
+same way (an admin can also use ``POST /v1/admin/orders/{id}/fulfillment``).
 """
 
 from __future__ import annotations
