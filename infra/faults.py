@@ -72,6 +72,7 @@ _CONSUMERS = (
     "warehouse-order-events",
     "promotion-order-events",
     "notification-orders",
+    "notification-payments",
     "payment-fulfilment",
 )
 _PAYMENT_OPS = ("authorize", "capture", "void", "refund")

@@ -21,7 +21,7 @@ from notification.adapter.smtp_sender import SmtpEmailSender, SmtpSettings
 from notification.biz.notify import Notify
 from notification.data.repo import SqlMessageRepo
 from notification.service.notification_service import NotificationService
-from notification.worker.order_events import order_events_consumer
+from notification.worker.order_events import order_events_consumer, payment_events_consumer
 
 __all__ = ["bootstrap"]
 
@@ -39,7 +39,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     stack.push_async_callback(engine.dispose)
     nc, js = await connect(str(settings.nats_url), "kassa-notification")
     stack.push_async_callback(nc.close)
-    await ensure_streams(js, ["order"])
+    await ensure_streams(js, ["order", "payment"])
     order_channel = open_channel(settings.addr("order"))
     stack.push_async_callback(order_channel.close)
 
@@ -51,7 +51,8 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
         JinjaRenderer(),
         SmtpEmailSender(smtp, settings.mail_from),
     )
-    consumer = order_events_consumer(js, notify)
+    orders = order_events_consumer(js, notify)
+    payments = payment_events_consumer(js, notify)
     return App(
         registrations=[
             Registration(
@@ -60,5 +61,5 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
                 "kassa.notification.v1.NotificationService",
             )
         ],
-        workers=[consumer.run],
+        workers=[orders.run, payments.run],
     )

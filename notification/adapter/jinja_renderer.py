@@ -21,6 +21,7 @@ SUBJECTS: dict[Kind, str] = {
     Kind.CANCELLED: "Your Kassa order {ref} was cancelled",
     Kind.SHIPPED: "Your Kassa order {ref} has shipped",
     Kind.DELIVERED: "Your Kassa order {ref} was delivered",
+    Kind.REFUNDED: "A refund for your Kassa order {ref}",
 }
 # Messages that still look ahead to the delivery.
 _SHOW_WINDOW = frozenset({Kind.CONFIRMATION, Kind.SHIPPED})

@@ -28,9 +28,11 @@ from infra.errors import DomainError, Unavailable
 from notification.biz.ports import DeliveryFailed, MessageRepo, NewMessage, OrderDirectory, Renderer, Sender
 from notification.model.message import MessageStatus, Notice, OutgoingMessage, message_id_for
 
-__all__ = ["CONSUMER", "Notify", "NotifyPolicy", "SendLater"]
+__all__ = ["CONSUMER", "PAYMENTS_CONSUMER", "Notify", "NotifyPolicy", "SendLater"]
 
+# The durable consumers (and inbox names) of order events and of payment events.
 CONSUMER = "notification-orders"
+PAYMENTS_CONSUMER = "notification-payments"
 
 log = logging.getLogger("kassa.notification")
 
@@ -72,8 +74,8 @@ class Notify:
         self._sender = sender
         self._policy = policy or NotifyPolicy()
 
-    async def __call__(self, notice: Notice) -> str:
-        if await self._repo.seen(CONSUMER, notice.event_id):
+    async def __call__(self, notice: Notice, consumer: str = CONSUMER) -> str:
+        if await self._repo.seen(consumer, notice.event_id):
             return "duplicate"
         try:
             order = await self._orders.get(notice.order_id)
@@ -84,7 +86,7 @@ class Notify:
             log.error("order %s can't be read (%s); no %s message", notice.order_id, refused.reason, notice.kind)
             order = None
         if order is None or not order.email:
-            await self._repo.skip(CONSUMER, notice.event_id)
+            await self._repo.skip(consumer, notice.event_id)
             return "no order or no email: nothing to send"
         rendered = self._renderer.render(notice.kind, order, notice)
         message_id = message_id_for(notice, self._policy.message_domain)
@@ -93,21 +95,21 @@ class Notify:
         )
         if claim.status is not MessageStatus.SENDING:
             # Settled by an earlier delivery whose inbox row is missing (written before the inbox existed).
-            await self._repo.skip(CONSUMER, notice.event_id)
+            await self._repo.skip(consumer, notice.event_id)
             return f"already {claim.status.value.lower()}"
         message = OutgoingMessage(message_id, order.email, rendered.subject, rendered.text, rendered.html)
         try:
             await self._sender.send(message)
         except DeliveryFailed as failed:
-            return await self._failed(notice, message_id, failed)
-        await self._repo.mark_sent(message_id, CONSUMER, notice.event_id)
+            return await self._failed(notice, message_id, failed, consumer)
+        await self._repo.mark_sent(message_id, consumer, notice.event_id)
         return f"{notice.kind.value} sent" + ("" if claim.fresh else " again (an earlier attempt did not finish)")
 
-    async def _failed(self, notice: Notice, message_id: str, failed: DeliveryFailed) -> str:
+    async def _failed(self, notice: Notice, message_id: str, failed: DeliveryFailed, consumer: str) -> str:
         error = str(failed)[:500]
         attempts = await self._repo.record_failure(message_id, error)
         if failed.permanent or attempts >= self._policy.max_attempts:
-            await self._repo.bury(message_id, error, CONSUMER, notice.event_id)
+            await self._repo.bury(message_id, error, consumer, notice.event_id)
             log.error(
                 "%s message for order %s is undeliverable after %d attempts", notice.kind, notice.order_id, attempts
             )

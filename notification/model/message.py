@@ -15,6 +15,7 @@ from infra.money import Money
 
 __all__ = [
     "EVENT_KINDS",
+    "PAYMENT_EVENT_KINDS",
     "Channel",
     "DeliveryWindow",
     "Kind",
@@ -35,6 +36,7 @@ class Kind(StrEnum):
     CANCELLED = "cancelled"
     SHIPPED = "shipped"
     DELIVERED = "delivered"
+    REFUNDED = "refunded"
 
 
 # The order events a customer hears about, and the message each one sends.
@@ -45,6 +47,8 @@ EVENT_KINDS: dict[str, Kind] = {
     "OrderShipped": Kind.SHIPPED,
     "OrderDelivered": Kind.DELIVERED,
 }
+# The payment events a customer hears about (a refund, full or partial, with its amount).
+PAYMENT_EVENT_KINDS: dict[str, Kind] = {"PaymentRefunded": Kind.REFUNDED}
 
 
 class Channel(StrEnum):
@@ -69,6 +73,8 @@ class Notice:
     kind: Kind
     order_id: str
     cause: str = ""
+    # What a refund gave back.
+    amount: Money | None = None
 
 
 @dataclass(frozen=True, slots=True)

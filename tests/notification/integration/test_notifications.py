@@ -230,3 +230,46 @@ async def test_the_listings_are_for_admins_and_check_their_input(
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     info = error_info(bad.value)
     assert info is not None and info.metadata["field"] == "page_size"
+
+
+async def test_a_refund_sends_the_refund_email_with_its_amount_once(
+    orders: OrderServiceStub, service_token: str, sink: Any, settings: Settings
+) -> None:
+    order = await place(orders, service_token, f"refund-{uuid.uuid4().hex[:8]}@example.com")
+    await mail_for(sink.mail_dir, order.order_id)
+    envelope = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "PaymentRefunded",
+        "aggregate_id": order.payment_id,
+        "data": {
+            "payment_id": order.payment_id,
+            "order_id": order.order_id,
+            "status": "PARTIALLY_REFUNDED",
+            "refund_amount": {"currency_code": "EUR", "amount_minor": 123450},
+        },
+    }
+    nc, js = await connect(str(settings.nats_url), "notification-tests")
+    try:
+        for _ in range(2):  # the second is a redelivery: same event id, a new Nats-Msg-Id
+            await js.publish(
+                "kassa.payment.PaymentRefunded",
+                json.dumps(envelope).encode(),
+                headers={"Nats-Msg-Id": str(uuid.uuid4())},
+            )
+    finally:
+        await nc.close()
+    sent = await mail_for(sink.mail_dir, order.order_id, count=2)
+    assert [m.subject for m in sent][-1] == f"A refund for your Kassa order {order.order_id[:8].upper()}"
+    assert "We refunded €1,234.50 for your order" in sent[-1].body()
+    nc, js = await connect(str(settings.nats_url), "notification-tests")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while True:
+            info = await js.consumer_info("KASSA_PAYMENT", "notification-payments")
+            if (info.num_pending == 0 and info.num_ack_pending == 0) or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await nc.close()
+    assert len([m for m in read_mailbox(sink.mail_dir) if order.order_id in m.body()]) == 2
