@@ -111,6 +111,8 @@ def _print_table(endpoints: StackEndpoints, env: Mapping[str, str], log_dir: Pat
         ("redis", redact(endpoints.redis_url), ""),
         ("nats", redact(endpoints.nats_url), "JetStream"),
     ]
+    if endpoints.smtp_url:
+        rows.append(("smtp", endpoints.smtp_url, "SMTP sink: customer email (kassa mail)"))
     for name in MESH_ORDER:
         addr = env[f"KASSA_{name.upper()}_ADDR"]
         if name == "gateway":
