@@ -657,3 +657,18 @@ async def test_control_characters_in_free_text_are_refused_by_name_and_nothing_c
         assert field_of(exc_info.value) == field
     got = (await stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id), metadata=bearer(customer_token))).order
     assert (got.status, got.tracking_number) == (order.status, "")
+
+
+async def test_an_authorized_payment_confirms_the_order_holding_it_for_capture_on_shipment(
+    stub: OrderServiceStub, service_token: str, customer_id: str, engine: AsyncEngine
+) -> None:
+    order = await create(stub, service_token, customer_id)
+    req = pb.RecordPaymentRequest(
+        order_id=order.order_id, payment_id=order.payment_id, outcome=pb.PAYMENT_OUTCOME_AUTHORIZED
+    )
+    confirmed = (await stub.RecordPayment(req, metadata=bearer(service_token))).order
+    assert confirmed.status == S.ORDER_STATUS_CONFIRMED
+    assert confirmed.payment_status == PaymentStatus.PAYMENT_STATUS_AUTHORIZED
+    again = (await stub.RecordPayment(req, metadata=bearer(service_token))).order
+    assert (again.status, again.payment_status) == (confirmed.status, confirmed.payment_status)
+    assert len(await outbox_events(engine, order.order_id, "OrderConfirmed")) == 1
