@@ -123,9 +123,9 @@ def _print_table(endpoints: StackEndpoints, env: Mapping[str, str], log_dir: Pat
             rows.append((name, addr, "gRPC"))
     width = max(len(where) for _, where, _ in rows)
     print()
-    print(f"  {'part':<10} {'listens on':<{width}}  kind")
+    print(f"  {'part':<12} {'listens on':<{width}}  kind")
     for name, where, kind in rows:
-        print(f"  {name:<10} {where:<{width}}  {kind}")
+        print(f"  {name:<12} {where:<{width}}  {kind}")
     gateway = env["KASSA_GATEWAY_ADDR"]
     print()
     print(f"  logs:   {log_dir}")
