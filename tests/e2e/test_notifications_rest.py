@@ -7,6 +7,7 @@ after the notification consumer has nothing left pending.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import date
@@ -28,6 +29,7 @@ from e2e.support import (
     ready_session,
 )
 
+from infra import check as invariant_check
 from infra.money import Money
 from infra.smtp_sink import MailboxMessage, read_mailbox
 from notification.model.formatting import format_window
@@ -97,6 +99,16 @@ async def captures_of(mesh: Any, payment_id: str) -> int:
         row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def invariants_hold(mesh: Any) -> None:
+    """``kassa check`` (DESIGN.md §4) passes on the mesh's stack, once the background work has settled."""
+    argv = ["--database-url", mesh.env["KASSA_DATABASE_URL"], "--sandbox-url", mesh.env["KASSA_SANDBOX_URL"]]
+
+    async def probe() -> bool:
+        return await asyncio.to_thread(invariant_check.main, argv) == 0
+
+    await eventually(probe, within=SETTLE_SECONDS, interval=1.0, what="kassa check passing")
 
 
 async def test_a_confirmed_checkout_sends_exactly_one_confirmation_with_its_total(mesh: Any) -> None:
@@ -249,6 +261,8 @@ async def test_capture_on_shipment_captures_exactly_once_and_a_cancel_before_voi
                 assert c["result"]["orderStatus"] == "ORDER_STATUS_CONFIRMED"
             order_id = shipped_c["result"]["orderId"]
             order = await order_reaches(client, order_id, "ORDER_STATUS_CONFIRMED", "PAYMENT_STATUS_AUTHORIZED")
+            # An authorization held for an order that has not shipped is no money leak: kassa check agrees.
+            await invariants_hold(mesh)
             grand = int(order["totals"]["grandTotal"]["amountMinor"])
             intent_id = (await payment_of(mesh, order["paymentId"])).provider_payment_id
             intent = await sandbox.intent(intent_id)
@@ -275,6 +289,7 @@ async def test_capture_on_shipment_captures_exactly_once_and_a_cancel_before_voi
             assert (voided["status"], voided["amount_received"]) == ("canceled", 0)
             await mail_arrives(mesh, other, "was cancelled")
             assert await captures_of(mesh, other_order["paymentId"]) == 0
+            await invariants_hold(mesh)
         finally:
             await client.close()
             await admin.close()
