@@ -101,6 +101,7 @@ def policy_from(settings: Settings, retry: RetryPolicy | None = None) -> Checkou
         payment_window_seconds=settings.payment_window_seconds,
         payment_poll_after_seconds=settings.payment_poll_after_seconds,
         replay_ttl_seconds=settings.result_ttl_seconds,
+        capture_on_shipment=settings.capture_on == "shipment",
         retry=retry or RetryPolicy(),
     )
     if policy.recovery_after_seconds < 2 * policy.step_budget_seconds:

@@ -113,6 +113,8 @@ def _print_table(endpoints: StackEndpoints, env: Mapping[str, str], log_dir: Pat
         ("redis", redact(endpoints.redis_url), ""),
         ("nats", redact(endpoints.nats_url), "JetStream"),
     ]
+    if endpoints.smtp_url:
+        rows.append(("smtp", endpoints.smtp_url, "SMTP sink: customer email (kassa mail)"))
     for name in MESH_ORDER:
         addr = env[f"KASSA_{name.upper()}_ADDR"]
         if name == "gateway":
@@ -123,9 +125,9 @@ def _print_table(endpoints: StackEndpoints, env: Mapping[str, str], log_dir: Pat
             rows.append((name, addr, "gRPC"))
     width = max(len(where) for _, where, _ in rows)
     print()
-    print(f"  {'part':<10} {'listens on':<{width}}  kind")
+    print(f"  {'part':<12} {'listens on':<{width}}  kind")
     for name, where, kind in rows:
-        print(f"  {name:<10} {where:<{width}}  {kind}")
+        print(f"  {name:<12} {where:<{width}}  {kind}")
     gateway = env["KASSA_GATEWAY_ADDR"]
     print()
     print(f"  logs:   {log_dir}")
@@ -290,13 +292,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     gateway_url = args.gateway_url or f"http://{Settings.from_env().addr('gateway')}"
     try:
-        asyncio.run(run_demo(gateway_url))
+        order = asyncio.run(run_demo(gateway_url))
     except DemoError as exc:
         status = f" (HTTP {exc.status})" if exc.status else ""
         print(f"kassa demo: {exc.step} failed{status}", file=sys.stderr)
         print(json.dumps(exc.body, indent=2), file=sys.stderr)
         return 1
+    _show_confirmation(str(order.get("orderId", "")), _mail_dir(args.mail_dir), args.mail_wait)
     return 0
+
+
+def _mail_dir(given: str | None) -> Path:
+    return Path(given or os.environ.get("KASSA_MAIL_DIR") or ".kassa/stack/mail").expanduser()
+
+
+def _show_confirmation(order_id: str, mail_dir: Path, wait_seconds: float) -> None:
+    """Print the confirmation email the notification service sent for the demo order (from the local sink)."""
+    from infra.smtp_sink import read_mailbox
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        found = [m for m in read_mailbox(mail_dir) if order_id and order_id in m.body()]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    if not found:
+        print(f"\nno email about {order_id} in {mail_dir} yet (kassa mail lists what arrived)")
+        return
+    mail = found[0]
+    print(f"\nemail to {mail.to}: {mail.subject}   (kassa mail {mail.key})\n")
+    print(mail.body())
 
 
 def cmd_pii_new_key(args: argparse.Namespace) -> int:
@@ -360,6 +385,60 @@ def cmd_stock_check(args: argparse.Namespace) -> int:
     return code if code >= 0 else STOCK_CHECK_FAILED
 
 
+def cmd_mail(args: argparse.Namespace) -> int:
+    """What the local SMTP sink received (``kassa mail``, ``kassa mail KEY``), or the notification service's
+    dead letters (``kassa mail --dead``, an admin call)."""
+    if args.dead:
+        return _dead_letters(args)
+    from infra.smtp_sink import read_mailbox
+
+    mail_dir = _mail_dir(args.dir)
+    messages = read_mailbox(mail_dir)
+    if args.key:
+        found = [m for m in messages if m.key == args.key or m.key.startswith(args.key)]
+        if len(found) != 1:
+            raise CliError(f"{len(found)} messages in {mail_dir} match {args.key!r}")
+        m = found[0]
+        for header in ("Date", "From", "To", "Subject", "Message-ID"):
+            print(f"{header}: {m.message.get(header, '')}")
+        print()
+        print(m.body("html" if args.html else "plain"))
+        return 0
+    if not messages:
+        print(f"no mail in {mail_dir}")
+        return 0
+    for m in messages[-args.limit :]:
+        when = m.date.strftime("%Y-%m-%d %H:%M:%S") if m.date else "?"
+        print(f"{m.key}  {when}  {m.to:<32}  {m.subject}")
+    return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from kassa.notification.v1 import notification_service_pb2 as pb
+    from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
+
+    settings = _local_settings()
+    token = mint_token(settings.jwt_secret, "kassa-cli", role=ROLE_ADMIN, ttl_seconds=300)
+
+    async def call() -> pb.ListDeadLettersResponse:
+        async with grpc.aio.insecure_channel(settings.addr("notification")) as channel:
+            return await pb_grpc.NotificationServiceStub(channel).ListDeadLetters(
+                pb.ListDeadLettersRequest(page_size=args.limit),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=settings.rpc_timeout_seconds,
+            )
+
+    try:
+        reply = asyncio.run(call())
+    except grpc.aio.AioRpcError as exc:
+        raise CommandFailed(f"ListDeadLetters: {exc.code().name}: {exc.details()}") from exc
+    if not reply.messages:
+        print("no dead letters")
+    for m in reply.messages:
+        print(f"{m.message_id}  {m.kind:<15} order {m.order_id}  to {m.recipient}  after {m.attempts}: {m.last_error}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------
 # entry point
 
@@ -398,7 +477,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="place a scripted order over REST against a running mesh")
     demo.add_argument("--gateway-url", help="default: http://$KASSA_GATEWAY_ADDR (http://127.0.0.1:8080)")
+    demo.add_argument("--mail-dir", help="the SMTP sink's folder (default: $KASSA_MAIL_DIR or .kassa/stack/mail)")
+    demo.add_argument(
+        "--mail-wait", type=float, default=20.0, help="seconds to wait for the confirmation email (default 20)"
+    )
     demo.set_defaults(func=cmd_demo)
+
+    mail = sub.add_parser("mail", help="list (or show one of) the messages the local SMTP sink received")
+    mail.add_argument("key", nargs="?", metavar="KEY", help="show this message (a prefix of its key is enough)")
+    mail.add_argument("--dir", help="the sink's folder (default: $KASSA_MAIL_DIR or .kassa/stack/mail)")
+    mail.add_argument("--html", action="store_true", help="show the HTML part instead of the text")
+    mail.add_argument("--dead", action="store_true", help="list the notification service's dead letters (admin)")
+    mail.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    mail.set_defaults(func=cmd_mail)
 
     stock = sub.add_parser("stock", help="stock maintenance")
     stock_sub = stock.add_subparsers(dest="stock_command", required=True, metavar="STOCK_COMMAND")

@@ -26,6 +26,7 @@ from infra import tls
 from infra.pii import KEY_BYTES, PiiCipher, key_problem, parse_keys
 
 __all__ = [
+    "CAPTURE_ON",
     "DATABASE_SERVICES",
     "DEFAULT_ADDRS",
     "DEVELOPMENT",
@@ -51,13 +52,17 @@ DEFAULT_ADDRS: dict[str, str] = {
     "pricing": "127.0.0.1:50055",
     "promotion": "127.0.0.1:50056",
     "sandbox": "127.0.0.1:8090",
+    "notification": "127.0.0.1:50057",
 }
+
+# KASSA_CAPTURE_ON: when card payments are captured.
+CAPTURE_ON = ("confirm", "shipment")
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 
 # The services that own a database schema; each may have a Postgres of its own (KASSA_<SERVICE>_DATABASE_URL).
-DATABASE_SERVICES = ("checkout", "order", "payment", "warehouse", "pricing", "promotion")
+DATABASE_SERVICES = ("checkout", "order", "payment", "warehouse", "pricing", "promotion", "notification")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
@@ -222,6 +227,14 @@ class Settings:
     grpc_tls: tls.MutualTls | None = None
     # KASSA_GRPC_HEALTH_ADDR: a plaintext port serving only grpc.health.v1, for probes that can't do mTLS (kubelet).
     grpc_health_addr: str | None = None
+    # KASSA_SMTP_URL: where the notification service sends email (smtp://, smtp+starttls:// or smtps://, with
+    # user:password@ when the server wants a login); the local stack runs a sink and sets it.
+    smtp_url: str | None = field(default=None, repr=False)
+    # KASSA_MAIL_FROM: the From of customer email.
+    mail_from: str = "Kassa <orders@kassa.localhost>"
+    # KASSA_CAPTURE_ON: when a card payment is captured: "confirm" (at checkout) or "shipment" (authorized at
+    # checkout, captured when the order ships, voided if it is cancelled before).
+    capture_on: str = "confirm"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -248,6 +261,9 @@ class Settings:
         sandbox_url = env.get("KASSA_SANDBOX_URL") or f"http://{addrs['sandbox']}"
         gateway_files = _files(env, ("KASSA_GATEWAY_TLS_CERT_FILE", "KASSA_GATEWAY_TLS_KEY_FILE"))
         grpc_files = _files(env, ("KASSA_GRPC_TLS_CA_FILE", "KASSA_GRPC_TLS_CERT_FILE", "KASSA_GRPC_TLS_KEY_FILE"))
+        capture_on = env.get("KASSA_CAPTURE_ON") or "confirm"
+        if capture_on not in CAPTURE_ON:
+            raise ConfigError(f"KASSA_CAPTURE_ON must be one of {', '.join(CAPTURE_ON)}, got {capture_on!r}")
         return cls(
             database_url=env.get("KASSA_DATABASE_URL") or None,
             redis_url=env.get("KASSA_REDIS_URL") or None,
@@ -293,6 +309,9 @@ class Settings:
             gateway_tls=tls.ServerTls(*gateway_files) if gateway_files else None,
             grpc_tls=tls.MutualTls(*grpc_files) if grpc_files else None,
             grpc_health_addr=env.get("KASSA_GRPC_HEALTH_ADDR") or None,
+            smtp_url=env.get("KASSA_SMTP_URL") or None,
+            mail_from=env.get("KASSA_MAIL_FROM") or "Kassa <orders@kassa.localhost>",
+            capture_on=capture_on,
         )
 
     def for_service(self, service: str) -> Settings:

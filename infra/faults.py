@@ -71,6 +71,9 @@ _CONSUMERS = (
     "payment-order-events",
     "warehouse-order-events",
     "promotion-order-events",
+    "notification-orders",
+    "notification-payments",
+    "payment-fulfilment",
 )
 _PAYMENT_OPS = ("authorize", "capture", "void", "refund")
 

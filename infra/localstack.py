@@ -62,6 +62,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -100,6 +101,9 @@ class StackEndpoints:
     nats_url: str
     # How many servers keep each stream (KASSA_NATS_REPLICAS): 3 against a local three-node cluster.
     nats_replicas: int = 1
+    # The SMTP sink (infra.smtp_sink) and the folder it keeps messages in; empty for external infrastructure.
+    smtp_url: str = ""
+    mail_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -318,8 +322,8 @@ class LocalStack:
     """Start and stop PostgreSQL, Redis and NATS+JetStream under one data directory.
 
     Layout of ``data_dir``: ``pg/`` (the cluster, persisted across restarts), ``redis/`` (working dir;
-    persistence is off), ``nats/`` (JetStream store and server config), ``logs/`` (one file per
-    server, appended to across runs).
+    persistence is off), ``nats/`` (JetStream store and server config), ``mail/`` (what the SMTP sink
+    received, one ``.eml`` per message), ``logs/`` (one file per server, appended to across runs).
     """
 
     def __init__(
@@ -329,6 +333,7 @@ class LocalStack:
         pg_port: int = 55432,
         redis_port: int = 56379,
         nats_port: int = 54222,
+        smtp_port: int | None = None,
         log: Callable[[str], object] = print,
         start_timeout: float = 30.0,
         stop_timeout: float = 15.0,
@@ -353,6 +358,11 @@ class LocalStack:
             for kind in ("client_port", "route_port", "monitor_port"):
                 if getattr(node, kind) is not None:
                     ports[f"nats[{i}].{kind}"] = getattr(node, kind)
+        if smtp_port is None:
+            # Nothing but the services (told by KASSA_SMTP_URL) talks to the sink: any free port will do.
+            taken = set(ports.values())
+            smtp_port = next(p for p in free_ports(len(taken) + 1) if p not in taken)
+        ports["smtp_port"] = smtp_port
         if len(set(ports.values())) != len(ports):
             raise ValueError(f"ports must be distinct: {ports}")
         # Server name -> node: "nats" alone, "nats-0", "nats-1", … in a cluster.
@@ -364,6 +374,7 @@ class LocalStack:
         self.pg_port = pg_port
         self.redis_port = redis_port
         self.nats_port = nats_port
+        self.smtp_port = smtp_port
         self._log = log
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
@@ -391,6 +402,10 @@ class LocalStack:
         return self.data_dir / "nats"
 
     @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
 
@@ -409,7 +424,7 @@ class LocalStack:
         return {server.name: server.pid for server in self._servers}
 
     def start(self) -> StackEndpoints:
-        """Start all three servers and return once each one accepts connections.
+        """Start the servers (and the SMTP sink) and return once each one accepts connections.
 
         The Postgres cluster is created on first use and reused afterwards. Redis and NATS are
         launched first so they boot while initdb/postgres work. If anything fails, whatever was
@@ -417,7 +432,7 @@ class LocalStack:
         """
         if self._servers:
             raise LocalStackError("the local stack is already started")
-        for directory in (self.data_dir, self.redis_dir, self.nats_dir, self.logs_dir):
+        for directory in (self.data_dir, self.redis_dir, self.nats_dir, self.logs_dir, self.mail_dir):
             directory.mkdir(parents=True, exist_ok=True)
         # Safety net for callers that forget stop(): a normal interpreter exit still stops servers.
         atexit.register(self.stop)
@@ -425,6 +440,7 @@ class LocalStack:
             self._check_ports_free()
             redis = self._launch_redis()
             nats = [self._launch_nats(name) for name in self._nats]
+            smtp = self._launch_smtp()
             identity = self._pg_identity()
             if identity is not None:
                 self._grant_traversal(identity)
@@ -439,6 +455,10 @@ class LocalStack:
                 port = self._nats[server.name].client_port
                 where = self._nats_store(server.name)
                 self._log(f"{server.name:<9} listening on {HOST}:{port} (pid {server.pid}, store {where})")
+            self._wait_ready(smtp, self._smtp_ready)
+            self._log(
+                f"smtp      listening on {HOST}:{self.smtp_port} (pid {smtp.pid}, sink keeping mail in {self.mail_dir})"
+            )
             self._wait_ready(postgres, self._postgres_ready)
             self._ensure_database(postgres)
             self._log(f"postgres  listening on {HOST}:{self.pg_port} (pid {postgres.pid}, cluster in {self.pg_dir})")
@@ -450,6 +470,8 @@ class LocalStack:
             redis_url=f"redis://{HOST}:{self.redis_port}/0",
             nats_url=",".join(f"nats://{HOST}:{node.client_port}" for node in self._nats.values()),
             nats_replicas=min(len(self._nats), _CLUSTER_REPLICAS),
+            smtp_url=f"smtp://{HOST}:{self.smtp_port}",
+            mail_dir=str(self.mail_dir),
         )
         return self._endpoints
 
@@ -564,7 +586,7 @@ class LocalStack:
         Otherwise the readiness probe could succeed against a leftover server from another run
         while ours dies on "address already in use".
         """
-        taken = [("postgres", self.pg_port), ("redis", self.redis_port)]
+        taken = [("postgres", self.pg_port), ("redis", self.redis_port), ("smtp", self.smtp_port)]
         for name, node in self._nats.items():
             taken += [(name, port) for port in (node.client_port, node.route_port, node.monitor_port) if port]
         for name, port in taken:
@@ -652,6 +674,11 @@ class LocalStack:
         conf = self.nats_dir / ("nats-server.conf" if name == "nats" else f"{name}.conf")
         conf.write_text("\n".join(lines) + "\n")
         return self._spawn(name, [str(nats_server_binary()), "-c", str(conf)])
+
+    def _launch_smtp(self) -> _Server:
+        """The SMTP sink (``infra.smtp_sink``): keeps every message it gets as a file under ``mail/``."""
+        argv = [sys.executable, "-m", "infra.smtp_sink", "--port", str(self.smtp_port), "--dir", str(self.mail_dir)]
+        return self._spawn("smtp", argv)
 
     def _pg_identity(self) -> _PgIdentity | None:
         """Who Postgres runs as: ourselves, or ``pg_os_user`` when we are root."""
@@ -904,6 +931,14 @@ class LocalStack:
             with socket.create_connection((HOST, self.redis_port), timeout=1.0) as sock:
                 sock.sendall(b"PING\r\n")
                 return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def _smtp_ready(self) -> bool:
+        """An SMTP server greets with 220."""
+        try:
+            with socket.create_connection((HOST, self.smtp_port), timeout=1.0) as sock:
+                return _read_line(sock).startswith(b"220")
         except OSError:
             return False
 

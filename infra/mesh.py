@@ -56,6 +56,7 @@ MESH_ORDER: tuple[str, ...] = (
     "sandbox",
     "payment",
     "order",
+    "notification",
     "checkout",
     "gateway",
 )
@@ -174,6 +175,9 @@ def mesh_env(
         "KASSA_SANDBOX_WEBHOOK_URL": f"http://{addrs['gateway']}/v1/payments/webhooks/sandbox",
         "KASSA_PUBLIC_URL": f"http://{addrs['gateway']}",
     }
+    if endpoints.smtp_url:
+        env["KASSA_SMTP_URL"] = endpoints.smtp_url
+        env["KASSA_MAIL_DIR"] = endpoints.mail_dir  # where `kassa mail` (and the tests) read what was sent
     env.update({f"KASSA_{name.upper()}_ADDR": addr for name, addr in addrs.items()})
     if endpoints.nats_replicas > 1:
         # A local NATS cluster (kassa up --nats-cluster 3): every stream on three servers, as in production.

@@ -25,7 +25,7 @@ from infra.pii import PiiCipher
 __all__ = ["SCHEMAS", "SERVICES", "alembic_config", "migrate", "pii_cipher", "run_env"]
 
 # Upgrade order does not matter (no cross-schema references); this is the boot order.
-SERVICES = ["warehouse", "pricing", "promotion", "payment", "order", "checkout"]
+SERVICES = ["warehouse", "pricing", "promotion", "payment", "order", "checkout", "notification"]
 SCHEMAS = {
     "warehouse": "warehouse",
     "pricing": "pricing",
@@ -33,6 +33,7 @@ SCHEMAS = {
     "payment": "payment",
     "order": "orders",  # "order" is an SQL keyword
     "checkout": "checkout",
+    "notification": "notification",
 }
 
 

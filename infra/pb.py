@@ -8,16 +8,17 @@ amount or timestamp with an ``InvalidArgument`` naming the request field. Only `
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from infra.address import Address
+from infra.delivery import DeliveryWindow
 from infra.errors import InvalidArgument
 from infra.money import Money, validate_currency
 from infra.validation import check_amount
-from kassa.common.v1 import address_pb2, money_pb2
+from kassa.common.v1 import address_pb2, delivery_pb2, money_pb2
 
 __all__ = [
     "address_from_pb",
@@ -28,6 +29,8 @@ __all__ = [
     "money_in_currency",
     "money_to_pb",
     "timestamp_to_pb",
+    "window_from_pb",
+    "window_to_pb",
 ]
 
 
@@ -120,3 +123,24 @@ def checked_datetime(field: str, ts: Timestamp) -> datetime:
     if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos <= 999_999_999:
         raise InvalidArgument(field, "must be a timestamp between 0001-01-01 and 9999-12-31")
     return ts.ToDatetime(tzinfo=UTC)
+
+
+def window_to_pb(window: DeliveryWindow | None, start: date | None = None) -> delivery_pb2.DeliveryWindow | None:
+    """Business days, and with ``start`` the dates they fall on counted from it; None stays None."""
+    if window is None:
+        return None
+    pb = delivery_pb2.DeliveryWindow(
+        min_business_days=window.min_business_days, max_business_days=window.max_business_days
+    )
+    if start is not None:
+        earliest, latest = window.dates_from(start)
+        pb.earliest_date, pb.latest_date = earliest.isoformat(), latest.isoformat()
+    return pb
+
+
+def window_from_pb(pb: delivery_pb2.DeliveryWindow) -> DeliveryWindow | None:
+    """The business days of a window another service sent; None for one that makes no sense."""
+    try:
+        return DeliveryWindow(pb.min_business_days, pb.max_business_days)
+    except ValueError:
+        return None

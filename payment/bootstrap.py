@@ -24,7 +24,7 @@ from payment.biz.sweep import SweepPolicy
 from payment.data.payment_repo import SqlPaymentRepo
 from payment.data.tables import audit_log, outbox
 from payment.service.payment_service import PaymentService
-from payment.worker.order_events import order_events_consumer
+from payment.worker.order_events import fulfilment_events_consumer, order_events_consumer
 from payment.worker.sweeper import sweeper_worker
 
 __all__ = ["Sweeper", "bootstrap", "breaker_policy", "provider_timeout", "provider_urls", "sweeper_settings"]
@@ -128,6 +128,7 @@ async def bootstrap(
     repo = SqlPaymentRepo(engine, on_event=publisher.notify)
     servicer = PaymentService(repo, providers)
     consumer = order_events_consumer(js, repo, providers)
+    fulfilment = fulfilment_events_consumer(js, repo, providers)
     audit = AuditTrail(engine, audit_log, service="payment", reads=("GetPayment",))
     return App(
         registrations=[
@@ -138,6 +139,11 @@ async def bootstrap(
             ),
             audit.registration,
         ],
-        workers=[publisher.run, consumer.run, sweeper_worker(repo, providers, sweep.policy, sweep.interval_seconds)],
+        workers=[
+            publisher.run,
+            consumer.run,
+            fulfilment.run,
+            sweeper_worker(repo, providers, sweep.policy, sweep.interval_seconds),
+        ],
         interceptors=[audit.interceptor],
     )

@@ -8,7 +8,7 @@ from checkout.adapter.base import GrpcClient
 from checkout.model.catalog import OrderDraft, OrderRef, OrderStatus, PaymentOutcome
 from infra.channels import ServiceCredentials
 from infra.money import Money
-from infra.pb import address_to_pb, money_to_pb
+from infra.pb import address_to_pb, money_to_pb, window_to_pb
 from kassa.common.v1 import money_pb2
 from kassa.order.v1 import order_pb2
 from kassa.order.v1 import order_service_pb2 as pb
@@ -66,6 +66,7 @@ class GrpcOrderAdapter(GrpcClient):
             payment_method=draft.payment_method,
             notes=draft.notes,
             authorized_amount=money(draft.authorized_minor),
+            delivery_window=window_to_pb(draft.delivery),
         )
         if draft.billing_address is not None:
             request.billing_address.CopyFrom(address_to_pb(draft.billing_address))

@@ -7,10 +7,19 @@ from collections.abc import Iterable, Sequence
 import grpc
 
 from checkout.adapter.base import GrpcClient
-from checkout.model.catalog import Address, OrderQuote, Parcel, Product, ProductsResult, ReserveLine, TaxLine
+from checkout.model.catalog import (
+    Address,
+    OrderQuote,
+    Parcel,
+    Product,
+    ProductsResult,
+    ReserveLine,
+    ShippingQuote,
+    TaxLine,
+)
 from infra.channels import ServiceCredentials
 from infra.money import Money
-from infra.pb import address_to_pb, money_from_pb, money_to_pb
+from infra.pb import address_to_pb, money_from_pb, money_to_pb, window_from_pb
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc as pb_grpc
 
@@ -73,12 +82,15 @@ class GrpcPricingAdapter(GrpcClient):
         if products.missing_skus:
             return OrderQuote(products, None, None)
         return OrderQuote(
-            products, money_from_pb(resp.shipping_total, currency_code), money_from_pb(resp.tax_total, currency_code)
+            products,
+            money_from_pb(resp.shipping_total, currency_code),
+            money_from_pb(resp.tax_total, currency_code),
+            window_from_pb(resp.delivery_window) if resp.HasField("delivery_window") else None,
         )
 
     async def quote_shipping(
         self, parcels: Sequence[Parcel], destination: Address, shipping_method: str, currency_code: str
-    ) -> Money:
+    ) -> ShippingQuote:
         resp = await self._call(
             self._stub.QuoteShipping,
             pb.QuoteShippingRequest(
@@ -88,7 +100,10 @@ class GrpcPricingAdapter(GrpcClient):
                 currency_code=currency_code,
             ),
         )
-        return money_from_pb(resp.shipping_total, currency_code)
+        return ShippingQuote(
+            money_from_pb(resp.shipping_total, currency_code),
+            window_from_pb(resp.delivery_window) if resp.HasField("delivery_window") else None,
+        )
 
     async def calculate_tax(
         self, lines: Sequence[TaxLine], destination: Address, shipping_total: Money, currency_code: str

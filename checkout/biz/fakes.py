@@ -20,6 +20,7 @@ from checkout.model.catalog import (
     Address,
     AppliedPromotion,
     AuthorizeRequest,
+    DeliveryWindow,
     OrderDraft,
     OrderQuote,
     OrderRef,
@@ -36,6 +37,7 @@ from checkout.model.catalog import (
     Reservation,
     Reservations,
     ReserveLine,
+    ShippingQuote,
     TaxLine,
 )
 from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS, FailedCompensation, NewCompensation
@@ -53,6 +55,9 @@ __all__ = [
     "FakeUnitOfWork",
     "fake_gateways",
 ]
+
+# What the fake pricing quotes for every shipment: business days, as the real service answers.
+_FAKE_WINDOW = DeliveryWindow(3, 5)
 
 WAREHOUSE_ORIGIN = Address("Main warehouse", "1 Depot Rd", "", "Reno", "NV", "89501", "US", "")
 
@@ -103,9 +108,9 @@ class FakePricingGateway(_Scripted):
 
     async def quote_shipping(
         self, parcels: Sequence[Parcel], destination: Address, shipping_method: str, currency_code: str
-    ) -> Money:
+    ) -> ShippingQuote:
         self._enter("quote_shipping", tuple(parcels), destination, shipping_method, currency_code)
-        return self._shipping(parcels, shipping_method, currency_code)
+        return ShippingQuote(self._shipping(parcels, shipping_method, currency_code), _FAKE_WINDOW)
 
     async def calculate_tax(
         self, lines: Sequence[TaxLine], destination: Address, shipping_total: Money, currency_code: str
@@ -128,7 +133,7 @@ class FakePricingGateway(_Scripted):
             return OrderQuote(products, None, None)
         shipping = self._shipping(parcels, shipping_method, currency_code)
         items = sum(products.products[ln.sku].unit_price.amount_minor * ln.quantity for ln in lines)
-        return OrderQuote(products, shipping, self._tax(items + shipping.amount_minor, currency_code))
+        return OrderQuote(products, shipping, self._tax(items + shipping.amount_minor, currency_code), _FAKE_WINDOW)
 
     def _lookup(self, skus: Sequence[str], currency_code: str) -> ProductsResult:
         found = {s: self.products[s] for s in skus if s in self.products}

@@ -32,6 +32,9 @@ class CheckoutPolicy:
     payment_poll_after_seconds: int = 60
     # A finished ConfirmCheckout is replayed for a repeat of its Idempotency-Key this long.
     replay_ttl_seconds: int = 86_400
+    # KASSA_CAPTURE_ON=shipment: a card payment is only authorized at checkout and captured when the order
+    # ships (by payment, on OrderShipped); a cancellation before that voids it.
+    capture_on_shipment: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property

@@ -27,6 +27,7 @@ from checkout.model.catalog import (
     PromotionResult,
     Reservations,
     ReserveLine,
+    ShippingQuote,
     TaxLine,
 )
 from checkout.model.compensation import FailedCompensation, NewCompensation
@@ -62,7 +63,7 @@ class PricingGateway(Protocol):
 
     async def quote_shipping(
         self, parcels: Sequence[Parcel], destination: Address, shipping_method: str, currency_code: str
-    ) -> Money: ...
+    ) -> ShippingQuote: ...
 
     async def calculate_tax(
         self, lines: Sequence[TaxLine], destination: Address, shipping_total: Money, currency_code: str

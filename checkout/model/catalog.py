@@ -7,12 +7,14 @@ from datetime import datetime
 from enum import StrEnum
 
 from infra.address import Address
+from infra.delivery import DeliveryWindow
 from infra.money import Money
 
 __all__ = [
     "Address",
     "AppliedPromotion",
     "AuthorizeRequest",
+    "DeliveryWindow",
     "OrderDraft",
     "OrderLine",
     "OrderRef",
@@ -29,7 +31,9 @@ __all__ = [
     "Reservation",
     "Reservations",
     "ReserveLine",
+    "ShippingQuote",
     "TaxLine",
+    "window_from_list",
 ]
 
 
@@ -57,6 +61,14 @@ class OrderQuote:
     products: ProductsResult
     shipping: Money | None
     tax: Money | None
+    # Business days the shipping method takes (None: pricing did not say).
+    delivery: DeliveryWindow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShippingQuote:
+    total: Money
+    delivery: DeliveryWindow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +171,8 @@ class PaymentOutcome(StrEnum):
     CAPTURED = "CAPTURED"
     CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
     FAILED = "FAILED"
+    # Authorized at checkout, captured when the order ships (capture on shipment).
+    AUTHORIZED = "AUTHORIZED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +251,12 @@ class OrderDraft:
     # What the payment service authorized; the order service refuses the order unless it equals the
     # grand total it recomputes (zero when nothing needs paying).
     authorized_minor: int = 0
+    # Business days quoted for the shipping method; the order works out the dates from when it is placed.
+    delivery: DeliveryWindow | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "delivery": _window_list(self.delivery),
             "authorized_minor": self.authorized_minor,
             "checkout_session_id": self.checkout_session_id,
             "customer_id": self.customer_id,
@@ -291,7 +308,19 @@ class OrderDraft:
             payment_method=d["payment_method"],
             notes=d["notes"],
             authorized_minor=int(d.get("authorized_minor", d["grand_total_minor"])),
+            delivery=window_from_list(d.get("delivery")),
         )
+
+
+def _window_list(window: DeliveryWindow | None) -> list[int] | None:
+    return None if window is None else [window.min_business_days, window.max_business_days]
+
+
+def window_from_list(raw: object) -> DeliveryWindow | None:
+    """A window as kept in JSON ([min, max]); None for none (or state written before windows existed)."""
+    if not isinstance(raw, list) or len(raw) != 2:
+        return None
+    return DeliveryWindow(int(raw[0]), int(raw[1]))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from checkout.model.catalog import Address, AuthorizeRequest, OrderDraft, OrderStatus, PaymentStatus
+from checkout.model.catalog import (
+    Address,
+    AuthorizeRequest,
+    DeliveryWindow,
+    OrderDraft,
+    OrderStatus,
+    PaymentStatus,
+    window_from_list,
+)
 from infra.money import Money
 
 __all__ = [
@@ -107,6 +115,8 @@ class Preview:
     tax_minor: int
     discounts: list[Discount] = field(default_factory=list)
     rejected: list[tuple[str, str, str]] = field(default_factory=list)
+    # When it would arrive with the session's shipping method (None until there is one to quote).
+    delivery: DeliveryWindow | None = None
 
     @property
     def grand_total_minor(self) -> int:
@@ -130,6 +140,9 @@ class Preview:
             "tax_minor": self.tax_minor,
             "discounts": [[d.code, d.amount_minor] for d in self.discounts],
             "rejected": [list(r) for r in self.rejected],
+            "delivery": None
+            if self.delivery is None
+            else [self.delivery.min_business_days, self.delivery.max_business_days],
         }
 
     @staticmethod
@@ -143,6 +156,7 @@ class Preview:
             tax_minor=d["tax_minor"],
             discounts=[Discount(c, a) for c, a in d["discounts"]],
             rejected=[(r[0], r[1], r[2]) for r in d["rejected"]],
+            delivery=window_from_list(d.get("delivery")),
         )
 
 

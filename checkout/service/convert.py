@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from checkout.model.actor import Actor
 from checkout.model.cart import Cart, PriceChange
 from checkout.model.catalog import Address
 from checkout.model.session import ConfirmResult, Preview, Session, SessionLine
 from infra.auth import require_identity
 from infra.money import Money
-from infra.pb import address_from_pb, address_to_pb, money_to_pb, timestamp_to_pb
+from infra.pb import address_from_pb, address_to_pb, money_to_pb, timestamp_to_pb, window_to_pb
 from kassa.checkout.v1 import cart_pb2, checkout_pb2, checkout_service_pb2
 from kassa.common.v1 import address_pb2, money_pb2
 from kassa.order.v1 import order_pb2
@@ -98,6 +100,8 @@ def preview_to_pb(preview: Preview) -> checkout_pb2.OrderPreview:
             checkout_pb2.RejectedCode(code=code, reason=reason, message=message)
             for code, reason, message in preview.rejected
         ],
+        # Counted from today: what the customer would see if they ordered now.
+        delivery_window=window_to_pb(preview.delivery, datetime.now(UTC).date()),
     )
 
 

@@ -51,6 +51,7 @@ class Transition:
     payment_outcome: PaymentOutcome | None = None
     payment_status: PaymentStatus | None = None
     tracking_number: str = ""
+    carrier: str = ""
     inbox: InboxClaim | None = None
 
 

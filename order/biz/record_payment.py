@@ -5,7 +5,7 @@ from __future__ import annotations
 from infra.errors import FailedPrecondition, NotFound
 from order.biz.ports import OrderRepo, Transition
 from order.model.events import EVENT_FOR_STATUS
-from order.model.order import Order, OrderStatus, PaymentOutcome
+from order.model.order import Order, OrderStatus, PaymentOutcome, PaymentStatus
 from order.model.status import ORDER_STATUS_CONFLICT, payment_target
 
 __all__ = ["RecordPayment"]
@@ -39,6 +39,9 @@ class RecordPayment:
                 event_type=EVENT_FOR_STATUS[target],
                 payment_id=payment_id,
                 payment_outcome=outcome,
+                # Capture on shipment: the PaymentAuthorized event came before the order existed (authorize is
+                # checkout's step 6, the order step 7), so the order learns its payment is held from checkout.
+                payment_status=PaymentStatus.AUTHORIZED if outcome is PaymentOutcome.AUTHORIZED else None,
             )
         )
         order = result.order

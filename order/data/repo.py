@@ -33,6 +33,7 @@ from order.data.tables import audit_log, history, inbox, order_discounts, order_
 from order.model.events import ORDER_CREATED, event_data
 from order.model.order import (
     Address,
+    DeliveryWindow,
     NewOrder,
     Order,
     OrderDiscount,
@@ -150,6 +151,8 @@ _INSERTED = (
     "payment_method",
     "payment_status",
     "notes",
+    "delivery_min_days",
+    "delivery_max_days",
 )
 
 
@@ -260,6 +263,7 @@ def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: boo
         values["payment_outcome"] = sa.bindparam("t_payment_outcome", type_=sa.Text)
     if tracking:
         values["tracking_number"] = sa.bindparam("t_tracking_number", type_=sa.Text)
+        values["carrier"] = sa.bindparam("t_carrier", type_=sa.Text)
     claimed = None
     if claim:
         claimed = sa.exists(sa.select(_claim_cte().c.event_id))
@@ -346,6 +350,8 @@ class SqlOrderRepo:
             "payment_method": order.payment_method,
             "payment_status": order.initial_payment_status.value,
             "notes": self._cipher.encrypt(order.notes),
+            "delivery_min_days": order.delivery_window.min_business_days if order.delivery_window else None,
+            "delivery_max_days": order.delivery_window.max_business_days if order.delivery_window else None,
             "line_nos": list(range(len(lines))),
             "skus": [line.sku for line in lines],
             "names": [line.name for line in lines],
@@ -443,6 +449,7 @@ class SqlOrderRepo:
             "t_payment_id": transition.payment_id,
             "t_payment_outcome": transition.payment_outcome.value if transition.payment_outcome else None,
             "t_tracking_number": transition.tracking_number,
+            "t_carrier": transition.carrier,
             "t_cause": transition.cause,
         }
         if transition.payment_status is not None:
@@ -527,4 +534,8 @@ def _build(row: sa.Row[Any], lines: Any, discounts: Any, personal: _Personal) ->
         tracking_number=row.tracking_number,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        carrier=row.carrier,
+        delivery_window=(
+            DeliveryWindow(row.delivery_min_days, row.delivery_max_days) if row.delivery_min_days is not None else None
+        ),
     )

@@ -56,6 +56,9 @@ orders = sa.Table(
     sa.Column("payment_status", sa.Text, nullable=False, server_default="UNSPECIFIED"),
     sa.Column("notes", sa.Text, nullable=False, server_default=""),  # a token
     sa.Column("tracking_number", sa.Text, nullable=False, server_default=""),
+    sa.Column("carrier", sa.Text, nullable=False, server_default=""),
+    sa.Column("delivery_min_days", sa.Integer),
+    sa.Column("delivery_max_days", sa.Integer),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     # Invariant 2: at most one order per checkout session.

@@ -44,6 +44,7 @@ def event_data(order: Order, cause: str) -> dict[str, Any]:
         "payment_outcome": order.payment_outcome.value if order.payment_outcome else None,
         "payment_status": order.payment_status.value,
         "tracking_number": order.tracking_number,
+        "carrier": order.carrier,
         "grand_total": _money(order.totals.grand_total),
         "lines": [
             {

@@ -12,11 +12,13 @@ from datetime import datetime
 from enum import StrEnum
 
 from infra.address import Address
+from infra.delivery import DeliveryWindow
 from infra.money import Money
 
 __all__ = [
     "CASH_ON_DELIVERY_METHOD",
     "Address",
+    "DeliveryWindow",
     "NewOrder",
     "Order",
     "OrderDiscount",
@@ -48,6 +50,8 @@ class PaymentOutcome(StrEnum):
     CAPTURED = "CAPTURED"
     CASH_ON_DELIVERY = "CASH_ON_DELIVERY"
     FAILED = "FAILED"
+    # Authorized only: captured when the order ships (capture on shipment).
+    AUTHORIZED = "AUTHORIZED"
 
 
 class PaymentStatus(StrEnum):
@@ -119,6 +123,8 @@ class NewOrder:
     notes: str = field(repr=False)
     # What the payment service holds for this order (zero when nothing needs paying); None: not sent.
     authorized_amount: Money | None
+    # Business days its shipping method takes (as checkout was quoted); None: not known.
+    delivery_window: DeliveryWindow | None = None
 
     @property
     def currency_code(self) -> str:
@@ -155,6 +161,8 @@ class Order:
     tracking_number: str
     created_at: datetime
     updated_at: datetime
+    carrier: str = ""
+    delivery_window: DeliveryWindow | None = None
 
     def visible_to(self, subject: str, *, privileged: bool) -> bool:
         """Customers see only their own orders; admins and Kassa's services see all."""

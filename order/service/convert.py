@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_to_pb, timestamp_to_pb
+from datetime import UTC
+
+from infra.errors import InvalidArgument
+from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_to_pb, timestamp_to_pb, window_to_pb
+from kassa.common.v1 import delivery_pb2
 from kassa.order.v1 import order_pb2, order_service_pb2
 from kassa.payment.v1 import payment_pb2
 from order.model.order import (
+    DeliveryWindow,
     NewOrder,
     Order,
     OrderDiscount,
@@ -27,6 +32,8 @@ __all__ = [
 _STATUS_PREFIX = "ORDER_STATUS_"
 _OUTCOME_PREFIX = "PAYMENT_OUTCOME_"
 _PAYMENT_STATUS_PREFIX = "PAYMENT_STATUS_"
+# A delivery window is a few weeks at most; a bound keeps the date arithmetic and the column sane.
+_MAX_DELIVERY_DAYS = 60
 
 
 def status_from_pb(value: int) -> OrderStatus | None:
@@ -78,7 +85,25 @@ def new_order_from_pb(req: order_service_pb2.CreateOrderRequest) -> NewOrder:
         payment_method=req.payment_method,
         notes=req.notes,
         authorized_amount=money_from_pb(req.authorized_amount) if req.HasField("authorized_amount") else None,
+        delivery_window=_window_from_pb(req),
     )
+
+
+def _window_from_pb(req: order_service_pb2.CreateOrderRequest) -> DeliveryWindow | None:
+    if not req.HasField("delivery_window"):
+        return None
+    w = req.delivery_window
+    if not 0 <= w.min_business_days <= w.max_business_days <= _MAX_DELIVERY_DAYS:
+        raise InvalidArgument(
+            "delivery_window.max_business_days",
+            f"need 0 <= min_business_days <= max_business_days <= {_MAX_DELIVERY_DAYS}",
+        )
+    return DeliveryWindow(w.min_business_days, w.max_business_days)
+
+
+def _window_to_pb(order: Order) -> delivery_pb2.DeliveryWindow | None:
+    # Counted from the day the order was placed (UTC).
+    return window_to_pb(order.delivery_window, order.created_at.astimezone(UTC).date())
 
 
 def order_to_pb(order: Order) -> order_pb2.Order:
@@ -116,6 +141,8 @@ def order_to_pb(order: Order) -> order_pb2.Order:
         payment_method=order.payment_method,
         payment_status=payment_pb2.PaymentStatus.Value(_PAYMENT_STATUS_PREFIX + order.payment_status.value),
         tracking_number=order.tracking_number,
+        carrier=order.carrier,
+        delivery_window=_window_to_pb(order),
         notes=order.notes,
         created_at=timestamp_to_pb(order.created_at),
         updated_at=timestamp_to_pb(order.updated_at),

@@ -94,7 +94,7 @@ class OrderService(order_service_pb2_grpc.OrderServiceServicer):
         order_id = _order_id(request.order_id)
         outcome = outcome_from_pb(request.outcome)
         if outcome is None:
-            raise InvalidArgument("outcome", "must be CAPTURED, CASH_ON_DELIVERY or FAILED")
+            raise InvalidArgument("outcome", "must be CAPTURED, AUTHORIZED, CASH_ON_DELIVERY or FAILED")
         check_text("payment_id", request.payment_id, max_length=128)
         check_text("cause", request.cause, max_length=_MAX_REASON, multiline=True)
         order = await self._uc.record_payment(order_id, outcome, payment_id=request.payment_id, cause=request.cause)
@@ -106,7 +106,10 @@ class OrderService(order_service_pb2_grpc.OrderServiceServicer):
         require_privileged()
         order_id = _order_id(request.order_id)
         check_text("tracking_number", request.tracking_number, max_length=128)
-        order = await self._uc.update_fulfillment(order_id, status_from_pb(request.status), request.tracking_number)
+        check_text("carrier", request.carrier, max_length=64)
+        order = await self._uc.update_fulfillment(
+            order_id, status_from_pb(request.status), request.tracking_number, request.carrier
+        )
         return pb.UpdateFulfillmentResponse(order=order_to_pb(order))
 
     async def GetOrderTimeline(

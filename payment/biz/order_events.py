@@ -14,7 +14,15 @@ from payment.biz.refund import refund_payment
 from payment.biz.void import void_authorization
 from payment.model.payment import Consumed, Payment, PaymentStatus
 
-__all__ = ["CONSUMER", "ORDER_CANCELLED", "ORDER_EVENT_TYPES", "ORDER_PAYMENT_FAILED", "RetryLater", "on_order_event"]
+__all__ = [
+    "CONSUMER",
+    "ORDER_CANCELLED",
+    "ORDER_EVENT_TYPES",
+    "ORDER_PAYMENT_FAILED",
+    "RetryLater",
+    "on_order_event",
+    "payments_of",
+]
 
 CONSUMER = "payment-order-events"
 ORDER_CANCELLED = "OrderCancelled"
@@ -52,7 +60,7 @@ async def on_order_event(
     if await repo.inbox_seen(CONSUMER, event_id):
         return "duplicate"
     order_id = str(data.get("order_id") or "")
-    payments = await _payments_of(repo, data)
+    payments = await payments_of(repo, data)
     consumed = Consumed(CONSUMER, event_id)
     outcomes = [
         # Only the last effect records the event: a crash after an earlier one must leave it to redo.
@@ -64,7 +72,7 @@ async def on_order_event(
     return ", ".join(outcomes) or "no payment"
 
 
-async def _payments_of(repo: PaymentRepo, data: Mapping[str, Any]) -> list[Payment]:
+async def payments_of(repo: PaymentRepo, data: Mapping[str, Any]) -> list[Payment]:
     """The order's payment by id, else every payment of its checkout session."""
     try:
         payment_id = uuid.UUID(str(data.get("payment_id") or ""))

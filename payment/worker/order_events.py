@@ -1,15 +1,17 @@
-"""The durable consumer of the order service's OrderCancelled and OrderPaymentFailed events."""
+"""The durable consumers of the order service's events: OrderCancelled and OrderPaymentFailed
+(``payment-order-events``), OrderShipped and OrderDelivered (``payment-fulfilment``)."""
 
 from __future__ import annotations
 
 from nats.js import JetStreamContext
 
 from infra.consumer import Event, EventConsumer, Retry
+from payment.biz.fulfilment_events import FULFILMENT_CONSUMER, FULFILMENT_EVENT_TYPES, on_fulfilment_event
 from payment.biz.order_events import CONSUMER, ORDER_EVENT_TYPES, RetryLater, on_order_event
 from payment.biz.providers import Providers
 from payment.data.payment_repo import SqlPaymentRepo
 
-__all__ = ["order_events_consumer"]
+__all__ = ["fulfilment_events_consumer", "order_events_consumer"]
 
 # A capture in flight settles within its lease (30 s); look again well before that.
 _CAPTURING_RETRY_SECONDS = 5.0
@@ -23,3 +25,15 @@ def order_events_consumer(js: JetStreamContext, repo: SqlPaymentRepo, providers:
             raise Retry(str(exc), delay_seconds=_CAPTURING_RETRY_SECONDS) from exc
 
     return EventConsumer(js, name=CONSUMER, service="order", event_types=ORDER_EVENT_TYPES, handler=handle)
+
+
+def fulfilment_events_consumer(js: JetStreamContext, repo: SqlPaymentRepo, providers: Providers) -> EventConsumer:
+    async def handle(event: Event) -> str:
+        try:
+            return await on_fulfilment_event(repo, providers, event.event_id, event.event_type, event.data)
+        except RetryLater as exc:
+            raise Retry(str(exc), delay_seconds=_CAPTURING_RETRY_SECONDS) from exc
+
+    return EventConsumer(
+        js, name=FULFILMENT_CONSUMER, service="order", event_types=FULFILMENT_EVENT_TYPES, handler=handle
+    )

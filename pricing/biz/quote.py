@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from infra.delivery import DeliveryWindow
 from infra.money import Money
 from pricing.biz import catalog, shipping, tax
 from pricing.biz.ports import ProductRepo, RateRepo
 from pricing.model.catalog import CatalogLookup
+from pricing.model.delivery import order_window
 from pricing.model.rates import Parcel, TaxableLine
 
 __all__ = ["OrderQuote", "QuoteLine", "quote_order"]
@@ -31,6 +33,7 @@ class OrderQuote:
     # None when a sku is missing: there is no order to quote.
     shipping_total: Money | None
     tax_total: Money | None
+    delivery_window: DeliveryWindow | None = None
 
 
 async def quote_order(
@@ -66,4 +69,6 @@ async def quote_order(
         destination_country=destination_country,
         currency_code=currency_code,
     )
-    return OrderQuote(lookup, shipping_total, result.tax_total)
+    return OrderQuote(
+        lookup, shipping_total, result.tax_total, order_window(shipping_method, parcels, destination_country)
+    )

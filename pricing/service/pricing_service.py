@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import grpc
 
 from infra.auth import require_admin, require_identity
+from infra.delivery import DeliveryWindow
 from infra.errors import InvalidArgument
 from infra.money import Money
 from infra.pb import checked_currency, money_in_currency, money_to_pb
 from infra.validation import MAX_AMOUNT_MINOR, check_amount
+from kassa.common.v1 import delivery_pb2
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc
 from pricing.biz import catalog, quote, shipping, tax
 from pricing.biz.ports import ProductRepo, RateRepo
 from pricing.model.catalog import TAX_CLASSES, CatalogLookup, Product
+from pricing.model.delivery import order_window
 from pricing.model.rates import SHIPPING_METHODS, Parcel, TaxableLine
 from pricing.service.validation import (
     MAX_NAME_LENGTH,
@@ -64,6 +68,19 @@ def _priced_pb(lookup: CatalogLookup) -> list[pb.PricedProduct]:
 def _check_shipping_method(method: str) -> None:
     if method not in SHIPPING_METHODS:
         raise InvalidArgument("shipping_method", f"must be one of {', '.join(SHIPPING_METHODS)}")
+
+
+def _window_pb(window: DeliveryWindow | None) -> delivery_pb2.DeliveryWindow | None:
+    """Business days, and the dates they fall on counted from today (UTC): a quote is for an order placed now."""
+    if window is None:
+        return None
+    earliest, latest = window.dates_from(datetime.now(UTC).date())
+    return delivery_pb2.DeliveryWindow(
+        min_business_days=window.min_business_days,
+        max_business_days=window.max_business_days,
+        earliest_date=earliest.isoformat(),
+        latest_date=latest.isoformat(),
+    )
 
 
 def _parcels(items: Sequence[pb.Parcel]) -> list[Parcel]:
@@ -157,7 +174,8 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
             parcels=parcels,
             destination_country=destination,
         )
-        return pb.QuoteShippingResponse(shipping_total=money_to_pb(total))
+        window = order_window(request.shipping_method, parcels, destination)
+        return pb.QuoteShippingResponse(shipping_total=money_to_pb(total), delivery_window=_window_pb(window))
 
     async def CalculateTax(
         self, request: pb.CalculateTaxRequest, context: grpc.aio.ServicerContext
@@ -221,4 +239,5 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
             missing_skus=result.lookup.missing_skus,
             shipping_total=money_to_pb(result.shipping_total) if result.shipping_total is not None else None,
             tax_total=money_to_pb(result.tax_total) if result.tax_total is not None else None,
+            delivery_window=_window_pb(result.delivery_window),
         )

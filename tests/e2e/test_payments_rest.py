@@ -321,7 +321,7 @@ async def wait_for_outbox_quiet(client: Rest, order_id: str) -> None:
 
 
 async def admin_fulfil(mesh: Any, order_id: str, status: str) -> None:
-    """An admin moves an order through fulfilment (UpdateFulfillment has no REST route: gRPC, admin token)."""
+    """An admin moves an order through fulfilment over gRPC with an admin token."""
     import grpc
 
     from kassa.order.v1 import order_pb2
@@ -330,7 +330,12 @@ async def admin_fulfil(mesh: Any, order_id: str, status: str) -> None:
 
     async with grpc.aio.insecure_channel(mesh.addr("order")) as ch:
         await order_grpc.OrderServiceStub(ch).UpdateFulfillment(
-            order_pb.UpdateFulfillmentRequest(order_id=order_id, status=order_pb2.OrderStatus.Value(status)),
+            order_pb.UpdateFulfillmentRequest(
+                order_id=order_id,
+                status=order_pb2.OrderStatus.Value(status),
+                tracking_number="1Z999" if status == "ORDER_STATUS_SHIPPED" else "",
+                carrier="ups" if status == "ORDER_STATUS_SHIPPED" else "",
+            ),
             metadata=(("authorization", f"Bearer {mesh.admin_token}"),),
             timeout=10,
         )

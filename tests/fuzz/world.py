@@ -303,6 +303,7 @@ def hints(anchors: Anchors, fresh: Fresh | None) -> dict[str, st.SearchStrategy[
         "reason": st.just("changed my mind"),
         "cause": st.just("fuzz"),
         "tracking_number": st.just("1Z999AA10123456784"),
+        "carrier": st.just("ups"),
         "signature": st.just(""),
         "starts_at": st.just(timestamp_pb2.Timestamp(seconds=now - 3600)),
         "ends_at": st.just(timestamp_pb2.Timestamp(seconds=now + 86400)),

@@ -544,3 +544,40 @@ def test_kassa_check_hands_its_options_to_the_invariant_checker(capsys: pytest.C
     code = main(["check", "--database-url", "postgresql://kassa@127.0.0.1:1/kassa", "--sandbox-url", "none"])
     assert code == 2
     assert "cannot connect" in capsys.readouterr().err
+
+
+def test_mail_lists_the_sinks_messages_and_shows_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from email.message import EmailMessage
+
+    for n, subject in enumerate(("Your Kassa order AB is confirmed", "Your Kassa order AB has shipped")):
+        mail = EmailMessage()
+        mail["To"], mail["Subject"], mail["Date"] = "ada@example.com", subject, "Sun, 06 Dec 2026 20:00:00 +0000"
+        mail.set_content(f"text {n}")
+        mail.add_alternative(f"<p>html {n}</p>", subtype="html")
+        (tmp_path / f"17650{n}-abc{n}.eml").write_bytes(bytes(mail))
+    assert main(["mail", "--dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["176500-abc0", "176501-abc1"]
+    assert "2026-12-06 20:00:00" in lines[0] and lines[1].endswith("Your Kassa order AB has shipped")
+    assert main(["mail", "--dir", str(tmp_path), "176501"]) == 0
+    shown = capsys.readouterr().out
+    assert "Subject: Your Kassa order AB has shipped" in shown and "text 1" in shown
+    assert main(["mail", "--dir", str(tmp_path), "--html", "176501"]) == 0
+    assert "<p>html 1</p>" in capsys.readouterr().out
+    assert main(["mail", "--dir", str(tmp_path), "1765"]) == 2  # two match: say so rather than guess
+    assert main(["mail", "--dir", str(tmp_path / "none")]) == 0
+    assert "no mail in" in capsys.readouterr().out
+
+
+def test_demo_shows_the_confirmation_email_of_its_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from email.message import EmailMessage
+
+    mail = EmailMessage()
+    mail["To"], mail["Subject"] = "ada@example.com", "Your Kassa order 0F1E2D3C is confirmed"
+    mail.set_content("Order: 0f1e2d3c-1111\n  Total      $42.00\n")
+    (tmp_path / "1-a.eml").write_bytes(bytes(mail))
+    cli._show_confirmation("0f1e2d3c-1111", tmp_path, wait_seconds=0)
+    out = capsys.readouterr().out
+    assert "email to ada@example.com: Your Kassa order 0F1E2D3C is confirmed" in out and "$42.00" in out
+    cli._show_confirmation("another-order", tmp_path, wait_seconds=0)
+    assert "no email about another-order" in capsys.readouterr().out

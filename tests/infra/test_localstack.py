@@ -13,14 +13,17 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
+import aiosmtplib
 import nats
 import psycopg
 import pytest
 import redis
 
 from infra.localstack import LocalStack, LocalStackError, free_ports, postgres_bin_dir
+from infra.smtp_sink import read_mailbox
 
 pytestmark = pytest.mark.integration
 
@@ -65,10 +68,10 @@ async def test_stack_serves_postgres_redis_and_jetstream_then_stops(stack_root: 
     try:
         endpoints = stack.start()
         pids = stack.pids
-        assert set(pids) == {"postgres", "redis", "nats"}
+        assert set(pids) == {"postgres", "redis", "nats", "smtp"}
         assert all(_alive(pid) for pid in pids.values())
-        assert sum(" listening on 127.0.0.1:" in line for line in lines) == 3
-        for name in ("pg", "redis", "nats", "logs"):
+        assert sum(" listening on 127.0.0.1:" in line for line in lines) == 4
+        for name in ("pg", "redis", "nats", "logs", "mail"):
             assert (stack_root / "stack" / name).is_dir()
 
         with psycopg.connect(_libpq_url(endpoints.database_url)) as conn:
@@ -94,8 +97,22 @@ async def test_stack_serves_postgres_redis_and_jetstream_then_stops(stack_root: 
             assert not ack.duplicate
         finally:
             await nc.close()
+
+        # The SMTP sink keeps what it is sent, and names no recipient in its log.
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = "k@example.com", "ada@example.com", "probe"
+        mail.set_content("hello")
+        host, port = endpoints.smtp_url.removeprefix("smtp://").rsplit(":", 1)
+        await aiosmtplib.send(mail, hostname=host, port=int(port), timeout=10)
+        [kept] = read_mailbox(Path(endpoints.mail_dir))
+        assert (kept.to, kept.subject, kept.body().strip()) == ("ada@example.com", "probe", "hello")
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            mail.replace_header("To", "bounce@example.com")
+            await aiosmtplib.send(mail, hostname=host, port=int(port), timeout=10)
+        assert len(read_mailbox(Path(endpoints.mail_dir))) == 1
     finally:
         stack.stop()
+    assert "ada@example.com" not in (stack_root / "stack" / "logs" / "smtp.log").read_text()
 
     assert stack.pids == {}
     assert not any(_alive(pid) for pid in pids.values())
@@ -189,7 +206,7 @@ async def test_restart_brings_one_server_back_on_its_port_and_stop_follows_the_n
         assert list(after) == list(before)  # start order kept, so stop() still stops Postgres first
         assert after["redis"] == redis_pid
         assert after["nats"] == nats_pid
-        assert not any(_alive(pid) for pid in before.values())
+        assert not any(_alive(pid) for name, pid in before.items() if name != "smtp")
         assert sum("restarted:" in line for line in lines) == 4
         assert any("pid " + str(before["redis"]) + " exited with code -9" in line for line in lines)
         with pytest.raises(KeyError, match="'mysql' is not running"):

@@ -7,6 +7,7 @@ with the log tail, and that stop() signals exactly the pids the mesh started.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -175,7 +176,7 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
 
 
 def test_mesh_env_wires_every_process_to_the_same_addresses() -> None:
-    ports = dict(zip(MESH_ORDER, free_ports(8), strict=True))
+    ports = dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True))
     endpoints = StackEndpoints("postgresql+psycopg://p@127.0.0.1:5/k", "redis://127.0.0.1:6/0", "nats://127.0.0.1:7")
     env = mesh_env(endpoints, ports, jwt_secret="jwt-s", webhook_secret="wh-s")
     assert env["KASSA_DATABASE_URL"] == endpoints.database_url
@@ -187,6 +188,9 @@ def test_mesh_env_wires_every_process_to_the_same_addresses() -> None:
     assert env["KASSA_SANDBOX_WEBHOOK_URL"] == f"http://127.0.0.1:{ports['gateway']}/v1/payments/webhooks/sandbox"
     assert env["KASSA_JWT_SECRET"] == "jwt-s"
     assert env["KASSA_WEBHOOK_SECRET"] == "wh-s"
+    assert "KASSA_SMTP_URL" not in env  # external infrastructure: the operator sets it
+    with_sink = mesh_env(dataclasses.replace(endpoints, smtp_url="smtp://127.0.0.1:8", mail_dir="/m"), ports)
+    assert (with_sink["KASSA_SMTP_URL"], with_sink["KASSA_MAIL_DIR"]) == ("smtp://127.0.0.1:8", "/m")
 
     defaults = mesh_env(endpoints)
     assert {n: defaults[f"KASSA_{n.upper()}_ADDR"] for n in DEFAULT_ADDRS} == DEFAULT_ADDRS
@@ -195,7 +199,7 @@ def test_mesh_env_wires_every_process_to_the_same_addresses() -> None:
 
 
 def test_default_specs_run_each_service_as_a_module_in_dependency_order() -> None:
-    ports = dict(zip(MESH_ORDER, free_ports(8), strict=True))
+    ports = dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True))
     specs = default_specs(_env(ports))
     assert [s.name for s in specs] == list(MESH_ORDER)
     modules = {s.name: s.argv[2] for s in specs}

@@ -83,8 +83,10 @@ def test_the_descriptors_hold_every_service_and_the_lists_are_current() -> None:
     services = {m.containing_service.full_name for m in METHODS}
     # kassa.audit.v1.AuditService is served by each audited service (checked on every one of them).
     assert {s.split(".")[1] for s in services} == {
-        "checkout", "order", "payment", "warehouse", "pricing", "promotion", "audit"
+        "checkout", "order", "payment", "warehouse", "pricing", "promotion", "notification", "audit"
     }  # fmt: skip
+    # The notification service's listings are for operators only: no route, admin tokens only.
+    assert {m.name for m in PRIVILEGED_METHODS} >= {"ListMessages", "ListDeadLetters"}
     assert len(METHODS) >= 40
     assert {m.full_name for m in METHODS} >= PUBLIC_READS
     assert {m.name for m in CUSTOMER_METHODS} >= {"GetCart", "ConfirmCheckout", "GetOrder", "CancelOrder"}

@@ -483,4 +483,5 @@ def _order_draft(session: Session, preview: Preview, payment_id: str, authorized
         payment_method=session.payment_method,
         notes=session.notes,
         authorized_minor=authorized_minor,
+        delivery=preview.delivery,
     )

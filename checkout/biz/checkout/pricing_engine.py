@@ -23,6 +23,7 @@ from checkout.model.catalog import (
     PromotionLine,
     PromotionResult,
     ReserveLine,
+    ShippingQuote,
     TaxLine,
 )
 from checkout.model.session import Discount, Preview, SessionLine
@@ -74,7 +75,8 @@ class PricingEngine:
         _refuse_missing(found)
         lines = [_refresh(ln, found.products[ln.sku]) for ln in data.lines]
         subtotal = sum(ln.line_total_minor for ln in lines)
-        shipping = shipping_task.result().amount_minor if shipping_task is not None else 0
+        quoted = shipping_task.result() if shipping_task is not None else None
+        shipping = quoted.total.amount_minor if quoted is not None else 0
 
         promo = PromotionResult()
         codes = list(data.promotion_codes)
@@ -106,6 +108,7 @@ class PricingEngine:
             tax_minor=tax,
             discounts=discounts(promo, shipping_discount),
             rejected=[(r.code, r.reason, r.message) for r in promo.rejected],
+            delivery=quoted.delivery if quoted is not None else None,
         )
 
     async def _undiscounted(self, data: PricingInput) -> Preview:
@@ -130,9 +133,10 @@ class PricingEngine:
             tax_minor=quote.tax.amount_minor,
             discounts=[],
             rejected=[],
+            delivery=quote.delivery,
         )
 
-    async def _quote_shipping(self, data: PricingInput) -> Money:
+    async def _quote_shipping(self, data: PricingInput) -> ShippingQuote:
         assert data.shipping_address is not None
         return await self._pricing.quote_shipping(
             parcels(data.lines), data.shipping_address, data.shipping_method, data.currency_code

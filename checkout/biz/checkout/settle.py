@@ -43,6 +43,7 @@ T = TypeVar("T")
 
 _RECORDED_STATUS = {
     PaymentOutcome.CAPTURED: OrderStatus.CONFIRMED,
+    PaymentOutcome.AUTHORIZED: OrderStatus.CONFIRMED,
     PaymentOutcome.CASH_ON_DELIVERY: OrderStatus.AWAITING_SHIPMENT,
     PaymentOutcome.FAILED: OrderStatus.PAYMENT_FAILED,
 }
@@ -115,6 +116,18 @@ class Settlement:
         if state.free:
             status = await self._record(failed, sid, oid, "", outcome=PaymentOutcome.CAPTURED, cause="nothing to pay")
             return _Outcome(status or pending.order_status, PaymentStatus.CAPTURED, failed)
+        if self._policy.capture_on_shipment:
+            # The hold stays open until OrderShipped (payment captures it) or OrderCancelled (payment voids it):
+            # no money is taken for an order that never ships, and the order is never without its hold.
+            status = await self._record(
+                failed,
+                sid,
+                oid,
+                pid,
+                outcome=PaymentOutcome.AUTHORIZED,
+                cause="payment authorized; captured on shipment",
+            )
+            return _Outcome(status or pending.order_status, PaymentStatus.AUTHORIZED, failed)
         try:
             captured = await self._call(lambda: self._g.payment.capture(pid, oid))
         except Unavailable as exc:

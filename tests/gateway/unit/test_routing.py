@@ -46,6 +46,12 @@ DESIGN_ROUTES = [
     ("PUT", "/v1/admin/stock", "/kassa.warehouse.v1.InventoryService/SetStock", {}),
     ("POST", "/v1/admin/promotions", "/kassa.promotion.v1.PromotionService/CreatePromotion", {}),
     ("POST", "/v1/admin/orders/o1:refund", "/kassa.payment.v1.PaymentService/RefundPayment", {"order_id": "o1"}),
+    (
+        "POST",
+        "/v1/admin/orders/o1/fulfillment",
+        "/kassa.order.v1.OrderService/UpdateFulfillment",
+        {"order_id": "o1"},
+    ),
     ("GET", "/v1/admin/audit", "/kassa.audit.v1.AuditService/ListAuditEntries", {}),
 ]
 

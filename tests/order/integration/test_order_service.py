@@ -301,13 +301,27 @@ async def test_cash_on_delivery_then_fulfilment_in_order_only(
     confirmed_events = await outbox_events(engine, order.order_id, "OrderConfirmed")
     assert [e["data"]["status"] for e in confirmed_events] == ["AWAITING_SHIPMENT"]
 
-    async def fulfil(status: int, tracking: str = "") -> order_pb2.Order:
-        req = pb.UpdateFulfillmentRequest(order_id=order.order_id, status=status, tracking_number=tracking)  # type: ignore[arg-type]
+    async def fulfil(status: int, tracking: str = "", carrier: str = "") -> order_pb2.Order:
+        req = pb.UpdateFulfillmentRequest(
+            order_id=order.order_id,
+            status=status,  # type: ignore[arg-type]
+            tracking_number=tracking,
+            carrier=carrier or ("ups" if tracking else ""),
+        )
         return (await stub.UpdateFulfillment(req, metadata=md)).order
 
     with pytest.raises(grpc.aio.AioRpcError) as exc_info:
-        await fulfil(S.ORDER_STATUS_SHIPPED)
+        await fulfil(S.ORDER_STATUS_SHIPPED, "TRACK-1")
     assert exc_info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await fulfil(S.ORDER_STATUS_SHIPPED)
+    assert field_of(exc_info.value) == "tracking_number"
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await fulfil(S.ORDER_STATUS_SHIPPED, "TRACK-1", carrier=" ")
+    assert field_of(exc_info.value) == "carrier"
+    with pytest.raises(grpc.aio.AioRpcError) as exc_info:
+        await fulfil(S.ORDER_STATUS_PACKED, "TRACK-1")
+    assert field_of(exc_info.value) == "tracking_number"
     with pytest.raises(grpc.aio.AioRpcError) as exc_info:
         await fulfil(S.ORDER_STATUS_CANCELLED)
     assert field_of(exc_info.value) == "status"
@@ -317,13 +331,21 @@ async def test_cash_on_delivery_then_fulfilment_in_order_only(
     assert (await fulfil(S.ORDER_STATUS_PACKED)).tracking_number == ""
     shipped_order = await fulfil(S.ORDER_STATUS_SHIPPED, "TRACK-1")
     assert (shipped_order.status, shipped_order.tracking_number) == (S.ORDER_STATUS_SHIPPED, "TRACK-1")
+    assert shipped_order.carrier == "ups"
     delivered = await fulfil(S.ORDER_STATUS_DELIVERED)
     assert (delivered.status, delivered.tracking_number) == (S.ORDER_STATUS_DELIVERED, "TRACK-1")
     got = (await stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id), metadata=md)).order
     assert got.tracking_number == "TRACK-1"
     assert got.payment_status == PaymentStatus.PAYMENT_STATUS_CASH_ON_DELIVERY
     shipped = await outbox_events(engine, order.order_id, "OrderShipped")
-    assert [e["data"]["tracking_number"] for e in shipped] == ["TRACK-1"]
+    assert [(e["data"]["tracking_number"], e["data"]["carrier"]) for e in shipped] == [("TRACK-1", "ups")]
+    timeline = (await stub.GetOrderTimeline(pb.GetOrderTimelineRequest(order_id=order.order_id), metadata=md)).events
+    assert [e.status for e in timeline][-3:] == [
+        S.ORDER_STATUS_PACKED,
+        S.ORDER_STATUS_SHIPPED,
+        S.ORDER_STATUS_DELIVERED,
+    ]
+    assert "ups" in timeline[-2].cause and "TRACK-1" in timeline[-2].cause
 
     with pytest.raises(grpc.aio.AioRpcError) as exc_info:
         await stub.CancelOrder(pb.CancelOrderRequest(order_id=order.order_id), metadata=md)
@@ -444,7 +466,13 @@ async def test_list_orders_pages_newest_first(
 async def _fulfil(stub: OrderServiceStub, token: str, order_id: str, *statuses: int) -> order_pb2.Order:
     order = None
     for status in statuses:
-        req = pb.UpdateFulfillmentRequest(order_id=order_id, status=status)  # type: ignore[arg-type]
+        shipped = status == S.ORDER_STATUS_SHIPPED
+        req = pb.UpdateFulfillmentRequest(
+            order_id=order_id,
+            status=status,  # type: ignore[arg-type]
+            tracking_number="1Z999" if shipped else "",
+            carrier="ups" if shipped else "",
+        )
         order = (await stub.UpdateFulfillment(req, metadata=bearer(token))).order
     assert order is not None
     return order
@@ -629,3 +657,18 @@ async def test_control_characters_in_free_text_are_refused_by_name_and_nothing_c
         assert field_of(exc_info.value) == field
     got = (await stub.GetOrder(pb.GetOrderRequest(order_id=order.order_id), metadata=bearer(customer_token))).order
     assert (got.status, got.tracking_number) == (order.status, "")
+
+
+async def test_an_authorized_payment_confirms_the_order_holding_it_for_capture_on_shipment(
+    stub: OrderServiceStub, service_token: str, customer_id: str, engine: AsyncEngine
+) -> None:
+    order = await create(stub, service_token, customer_id)
+    req = pb.RecordPaymentRequest(
+        order_id=order.order_id, payment_id=order.payment_id, outcome=pb.PAYMENT_OUTCOME_AUTHORIZED
+    )
+    confirmed = (await stub.RecordPayment(req, metadata=bearer(service_token))).order
+    assert confirmed.status == S.ORDER_STATUS_CONFIRMED
+    assert confirmed.payment_status == PaymentStatus.PAYMENT_STATUS_AUTHORIZED
+    again = (await stub.RecordPayment(req, metadata=bearer(service_token))).order
+    assert (again.status, again.payment_status) == (confirmed.status, confirmed.payment_status)
+    assert len(await outbox_events(engine, order.order_id, "OrderConfirmed")) == 1

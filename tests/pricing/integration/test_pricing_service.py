@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import UTC, date, datetime
 from typing import Any
 
 import grpc
@@ -190,6 +191,13 @@ async def test_quote_shipping_prices_each_parcel_from_its_own_origin(
     resp = await pricing_stub.QuoteShipping(request, metadata=bearer(customer_token))
     # US -> US: 499 + 1 kg * 100. DE -> US: 499 + 3 kg * 100 + 1000 surcharge.
     assert resp.shipping_total == usd(599 + 1799)
+    # The order arrives with its slowest parcel: DE -> US is international standard, 7 to 14 business days.
+    window = resp.delivery_window
+    assert (window.min_business_days, window.max_business_days) == (7, 14)
+    earliest, latest = date.fromisoformat(window.earliest_date), date.fromisoformat(window.latest_date)
+    today = datetime.now(UTC).date()
+    assert today < earliest < latest and earliest.weekday() < 5 and latest.weekday() < 5
+    assert (latest - today).days >= 14 + 2 * 2  # 14 business days span at least two weekends
 
 
 async def test_quote_express_in_eur(pricing_stub: PricingServiceStub, service_token: str) -> None:
@@ -201,6 +209,7 @@ async def test_quote_express_in_eur(pricing_stub: PricingServiceStub, service_to
     )
     resp = await pricing_stub.QuoteShipping(request, metadata=bearer(service_token))
     assert resp.shipping_total == eur(1499 + 250)
+    assert (resp.delivery_window.min_business_days, resp.delivery_window.max_business_days) == (1, 2)
 
 
 @pytest.mark.parametrize(

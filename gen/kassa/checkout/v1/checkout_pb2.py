@@ -24,28 +24,29 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from kassa.common.v1 import address_pb2 as kassa_dot_common_dot_v1_dot_address__pb2
+from kassa.common.v1 import delivery_pb2 as kassa_dot_common_dot_v1_dot_delivery__pb2
 from kassa.common.v1 import money_pb2 as kassa_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n kassa/checkout/v1/checkout.proto\x12\x11kassa.checkout.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1bkassa/common/v1/money.proto\"\xa8\x01\n\x0bSessionLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12*\n\nunit_price\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12*\n\nline_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x14\n\x0cwarehouse_id\x18\x06 \x01(\t\"p\n\x0bPriceChange\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12)\n\told_price\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12)\n\tnew_price\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\"G\n\x0f\x41ppliedDiscount\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\"=\n\x0cRejectedCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x8f\x03\n\x0cOrderPreview\x12-\n\x05lines\x18\x01 \x03(\x0b\x32\x1e.kassa.checkout.v1.SessionLine\x12(\n\x08subtotal\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x0e\x64iscount_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x0eshipping_total\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12)\n\ttax_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12+\n\x0bgrand_total\x18\x06 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x35\n\tdiscounts\x18\x07 \x03(\x0b\x32\".kassa.checkout.v1.AppliedDiscount\x12\x37\n\x0erejected_codes\x18\x08 \x03(\x0b\x32\x1f.kassa.checkout.v1.RejectedCode\"\xe6\x04\n\x0f\x43heckoutSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rt_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x30\n\x06status\x18\x04 \x01(\x0e\x32 .kassa.checkout.v1.SessionStatus\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\x12\r\n\x05\x65mail\x18\x06 \x01(\t\x12\x32\n\x10shipping_address\x18\x07 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x31\n\x0f\x62illing_address\x18\x08 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\t \x01(\t\x12\x16\n\x0epayment_method\x18\n \x01(\t\x12\x17\n\x0fpromotion_codes\x18\x0b \x03(\t\x12\r\n\x05notes\x18\x0c \x01(\t\x12-\n\x05lines\x18\r \x03(\x0b\x32\x1e.kassa.checkout.v1.SessionLine\x12\x30\n\x07preview\x18\x0e \x01(\x0b\x32\x1f.kassa.checkout.v1.OrderPreview\x12.\n\nexpires_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_id\x18\x10 \x01(\t\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xe4\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SESSION_STATUS_OPEN\x10\x01\x12\x1d\n\x19SESSION_STATUS_CONFIRMING\x10\x02\x12\x1c\n\x18SESSION_STATUS_COMPLETED\x10\x03\x12\x1a\n\x16SESSION_STATUS_EXPIRED\x10\x04\x12\x1c\n\x18SESSION_STATUS_CANCELLED\x10\x05\x12#\n\x1fSESSION_STATUS_AWAITING_PAYMENT\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n kassa/checkout/v1/checkout.proto\x12\x11kassa.checkout.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1ekassa/common/v1/delivery.proto\x1a\x1bkassa/common/v1/money.proto\"\xa8\x01\n\x0bSessionLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12*\n\nunit_price\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12*\n\nline_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x14\n\x0cwarehouse_id\x18\x06 \x01(\t\"p\n\x0bPriceChange\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12)\n\told_price\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12)\n\tnew_price\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\"G\n\x0f\x41ppliedDiscount\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\"=\n\x0cRejectedCode\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xc9\x03\n\x0cOrderPreview\x12-\n\x05lines\x18\x01 \x03(\x0b\x32\x1e.kassa.checkout.v1.SessionLine\x12(\n\x08subtotal\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x0e\x64iscount_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x0eshipping_total\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12)\n\ttax_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12+\n\x0bgrand_total\x18\x06 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x35\n\tdiscounts\x18\x07 \x03(\x0b\x32\".kassa.checkout.v1.AppliedDiscount\x12\x37\n\x0erejected_codes\x18\x08 \x03(\x0b\x32\x1f.kassa.checkout.v1.RejectedCode\x12\x38\n\x0f\x64\x65livery_window\x18\t \x01(\x0b\x32\x1f.kassa.common.v1.DeliveryWindow\"\xe6\x04\n\x0f\x43heckoutSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61rt_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\x30\n\x06status\x18\x04 \x01(\x0e\x32 .kassa.checkout.v1.SessionStatus\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\x12\r\n\x05\x65mail\x18\x06 \x01(\t\x12\x32\n\x10shipping_address\x18\x07 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x31\n\x0f\x62illing_address\x18\x08 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\t \x01(\t\x12\x16\n\x0epayment_method\x18\n \x01(\t\x12\x17\n\x0fpromotion_codes\x18\x0b \x03(\t\x12\r\n\x05notes\x18\x0c \x01(\t\x12-\n\x05lines\x18\r \x03(\x0b\x32\x1e.kassa.checkout.v1.SessionLine\x12\x30\n\x07preview\x18\x0e \x01(\x0b\x32\x1f.kassa.checkout.v1.OrderPreview\x12.\n\nexpires_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08order_id\x18\x10 \x01(\t\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xe4\x01\n\rSessionStatus\x12\x1e\n\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13SESSION_STATUS_OPEN\x10\x01\x12\x1d\n\x19SESSION_STATUS_CONFIRMING\x10\x02\x12\x1c\n\x18SESSION_STATUS_COMPLETED\x10\x03\x12\x1a\n\x16SESSION_STATUS_EXPIRED\x10\x04\x12\x1c\n\x18SESSION_STATUS_CANCELLED\x10\x05\x12#\n\x1fSESSION_STATUS_AWAITING_PAYMENT\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kassa.checkout.v1.checkout_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONSTATUS']._serialized_start=1589
-  _globals['_SESSIONSTATUS']._serialized_end=1817
-  _globals['_SESSIONLINE']._serialized_start=149
-  _globals['_SESSIONLINE']._serialized_end=317
-  _globals['_PRICECHANGE']._serialized_start=319
-  _globals['_PRICECHANGE']._serialized_end=431
-  _globals['_APPLIEDDISCOUNT']._serialized_start=433
-  _globals['_APPLIEDDISCOUNT']._serialized_end=504
-  _globals['_REJECTEDCODE']._serialized_start=506
-  _globals['_REJECTEDCODE']._serialized_end=567
-  _globals['_ORDERPREVIEW']._serialized_start=570
-  _globals['_ORDERPREVIEW']._serialized_end=969
-  _globals['_CHECKOUTSESSION']._serialized_start=972
-  _globals['_CHECKOUTSESSION']._serialized_end=1586
+  _globals['_SESSIONSTATUS']._serialized_start=1679
+  _globals['_SESSIONSTATUS']._serialized_end=1907
+  _globals['_SESSIONLINE']._serialized_start=181
+  _globals['_SESSIONLINE']._serialized_end=349
+  _globals['_PRICECHANGE']._serialized_start=351
+  _globals['_PRICECHANGE']._serialized_end=463
+  _globals['_APPLIEDDISCOUNT']._serialized_start=465
+  _globals['_APPLIEDDISCOUNT']._serialized_end=536
+  _globals['_REJECTEDCODE']._serialized_start=538
+  _globals['_REJECTEDCODE']._serialized_end=599
+  _globals['_ORDERPREVIEW']._serialized_start=602
+  _globals['_ORDERPREVIEW']._serialized_end=1059
+  _globals['_CHECKOUTSESSION']._serialized_start=1062
+  _globals['_CHECKOUTSESSION']._serialized_end=1676
 # @@protoc_insertion_point(module_scope)

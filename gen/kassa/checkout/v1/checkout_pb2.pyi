@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from kassa.common.v1 import address_pb2 as _address_pb2
+from kassa.common.v1 import delivery_pb2 as _delivery_pb2
 from kassa.common.v1 import money_pb2 as _money_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -74,7 +75,7 @@ class RejectedCode(_message.Message):
     def __init__(self, code: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class OrderPreview(_message.Message):
-    __slots__ = ("lines", "subtotal", "discount_total", "shipping_total", "tax_total", "grand_total", "discounts", "rejected_codes")
+    __slots__ = ("lines", "subtotal", "discount_total", "shipping_total", "tax_total", "grand_total", "discounts", "rejected_codes", "delivery_window")
     LINES_FIELD_NUMBER: _ClassVar[int]
     SUBTOTAL_FIELD_NUMBER: _ClassVar[int]
     DISCOUNT_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +84,7 @@ class OrderPreview(_message.Message):
     GRAND_TOTAL_FIELD_NUMBER: _ClassVar[int]
     DISCOUNTS_FIELD_NUMBER: _ClassVar[int]
     REJECTED_CODES_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_WINDOW_FIELD_NUMBER: _ClassVar[int]
     lines: _containers.RepeatedCompositeFieldContainer[SessionLine]
     subtotal: _money_pb2.Money
     discount_total: _money_pb2.Money
@@ -91,7 +93,8 @@ class OrderPreview(_message.Message):
     grand_total: _money_pb2.Money
     discounts: _containers.RepeatedCompositeFieldContainer[AppliedDiscount]
     rejected_codes: _containers.RepeatedCompositeFieldContainer[RejectedCode]
-    def __init__(self, lines: _Optional[_Iterable[_Union[SessionLine, _Mapping]]] = ..., subtotal: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., discount_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., tax_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., grand_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., discounts: _Optional[_Iterable[_Union[AppliedDiscount, _Mapping]]] = ..., rejected_codes: _Optional[_Iterable[_Union[RejectedCode, _Mapping]]] = ...) -> None: ...
+    delivery_window: _delivery_pb2.DeliveryWindow
+    def __init__(self, lines: _Optional[_Iterable[_Union[SessionLine, _Mapping]]] = ..., subtotal: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., discount_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., tax_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., grand_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., discounts: _Optional[_Iterable[_Union[AppliedDiscount, _Mapping]]] = ..., rejected_codes: _Optional[_Iterable[_Union[RejectedCode, _Mapping]]] = ..., delivery_window: _Optional[_Union[_delivery_pb2.DeliveryWindow, _Mapping]] = ...) -> None: ...
 
 class CheckoutSession(_message.Message):
     __slots__ = ("session_id", "cart_id", "customer_id", "status", "currency_code", "email", "shipping_address", "billing_address", "shipping_method", "payment_method", "promotion_codes", "notes", "lines", "preview", "expires_at", "order_id", "created_at", "updated_at")

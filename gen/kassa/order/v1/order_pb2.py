@@ -24,27 +24,28 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from kassa.common.v1 import address_pb2 as kassa_dot_common_dot_v1_dot_address__pb2
+from kassa.common.v1 import delivery_pb2 as kassa_dot_common_dot_v1_dot_delivery__pb2
 from kassa.common.v1 import money_pb2 as kassa_dot_common_dot_v1_dot_money__pb2
 from kassa.payment.v1 import payment_pb2 as kassa_dot_payment_dot_v1_dot_payment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akassa/order/v1/order.proto\x12\x0ekassa.order.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1bkassa/common/v1/money.proto\x1a\x1ekassa/payment/v1/payment.proto\"\xb9\x01\n\tOrderLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12*\n\nunit_price\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12*\n\nline_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x14\n\x0cwarehouse_id\x18\x06 \x01(\t\x12\x11\n\ttax_class\x18\x07 \x01(\t\"E\n\rOrderDiscount\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\"\xef\x01\n\x0bOrderTotals\x12(\n\x08subtotal\x18\x01 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x0e\x64iscount_total\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x0eshipping_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12)\n\ttax_total\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12+\n\x0bgrand_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\"\xfd\x04\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x1b\n\x13\x63heckout_session_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.kassa.order.v1.OrderStatus\x12(\n\x05lines\x18\x06 \x03(\x0b\x32\x19.kassa.order.v1.OrderLine\x12\x30\n\tdiscounts\x18\x07 \x03(\x0b\x32\x1d.kassa.order.v1.OrderDiscount\x12+\n\x06totals\x18\x08 \x01(\x0b\x32\x1b.kassa.order.v1.OrderTotals\x12\x32\n\x10shipping_address\x18\t \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x31\n\x0f\x62illing_address\x18\n \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\x0b \x01(\t\x12\x12\n\npayment_id\x18\x0c \x01(\t\x12\x16\n\x0epayment_method\x18\r \x01(\t\x12\r\n\x05notes\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x0epayment_status\x18\x11 \x01(\x0e\x32\x1f.kassa.payment.v1.PaymentStatus\x12\x17\n\x0ftracking_number\x18\x12 \x01(\t\"y\n\nOrderEvent\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.kassa.order.v1.OrderStatus\x12\r\n\x05\x63\x61use\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x99\x02\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1cORDER_STATUS_PENDING_PAYMENT\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\"\n\x1eORDER_STATUS_AWAITING_SHIPMENT\x10\x03\x12\x17\n\x13ORDER_STATUS_PACKED\x10\x04\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x05\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x06\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x07\x12\x1f\n\x1bORDER_STATUS_PAYMENT_FAILED\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1akassa/order/v1/order.proto\x12\x0ekassa.order.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1ekassa/common/v1/delivery.proto\x1a\x1bkassa/common/v1/money.proto\x1a\x1ekassa/payment/v1/payment.proto\"\xb9\x01\n\tOrderLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x03\x12*\n\nunit_price\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12*\n\nline_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x14\n\x0cwarehouse_id\x18\x06 \x01(\t\x12\x11\n\ttax_class\x18\x07 \x01(\t\"E\n\rOrderDiscount\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12&\n\x06\x61mount\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\"\xef\x01\n\x0bOrderTotals\x12(\n\x08subtotal\x18\x01 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x0e\x64iscount_total\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x0eshipping_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12)\n\ttax_total\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12+\n\x0bgrand_total\x18\x05 \x01(\x0b\x32\x16.kassa.common.v1.Money\"\xc8\x05\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x1b\n\x13\x63heckout_session_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.kassa.order.v1.OrderStatus\x12(\n\x05lines\x18\x06 \x03(\x0b\x32\x19.kassa.order.v1.OrderLine\x12\x30\n\tdiscounts\x18\x07 \x03(\x0b\x32\x1d.kassa.order.v1.OrderDiscount\x12+\n\x06totals\x18\x08 \x01(\x0b\x32\x1b.kassa.order.v1.OrderTotals\x12\x32\n\x10shipping_address\x18\t \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x31\n\x0f\x62illing_address\x18\n \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\x0b \x01(\t\x12\x12\n\npayment_id\x18\x0c \x01(\t\x12\x16\n\x0epayment_method\x18\r \x01(\t\x12\r\n\x05notes\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x0epayment_status\x18\x11 \x01(\x0e\x32\x1f.kassa.payment.v1.PaymentStatus\x12\x17\n\x0ftracking_number\x18\x12 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x13 \x01(\t\x12\x38\n\x0f\x64\x65livery_window\x18\x14 \x01(\x0b\x32\x1f.kassa.common.v1.DeliveryWindow\"y\n\nOrderEvent\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.kassa.order.v1.OrderStatus\x12\r\n\x05\x63\x61use\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x99\x02\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12 \n\x1cORDER_STATUS_PENDING_PAYMENT\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\"\n\x1eORDER_STATUS_AWAITING_SHIPMENT\x10\x03\x12\x17\n\x13ORDER_STATUS_PACKED\x10\x04\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x05\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x06\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x07\x12\x1f\n\x1bORDER_STATUS_PAYMENT_FAILED\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kassa.order.v1.order_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=1436
-  _globals['_ORDERSTATUS']._serialized_end=1717
-  _globals['_ORDERLINE']._serialized_start=172
-  _globals['_ORDERLINE']._serialized_end=357
-  _globals['_ORDERDISCOUNT']._serialized_start=359
-  _globals['_ORDERDISCOUNT']._serialized_end=428
-  _globals['_ORDERTOTALS']._serialized_start=431
-  _globals['_ORDERTOTALS']._serialized_end=670
-  _globals['_ORDER']._serialized_start=673
-  _globals['_ORDER']._serialized_end=1310
-  _globals['_ORDEREVENT']._serialized_start=1312
-  _globals['_ORDEREVENT']._serialized_end=1433
+  _globals['_ORDERSTATUS']._serialized_start=1543
+  _globals['_ORDERSTATUS']._serialized_end=1824
+  _globals['_ORDERLINE']._serialized_start=204
+  _globals['_ORDERLINE']._serialized_end=389
+  _globals['_ORDERDISCOUNT']._serialized_start=391
+  _globals['_ORDERDISCOUNT']._serialized_end=460
+  _globals['_ORDERTOTALS']._serialized_start=463
+  _globals['_ORDERTOTALS']._serialized_end=702
+  _globals['_ORDER']._serialized_start=705
+  _globals['_ORDER']._serialized_end=1417
+  _globals['_ORDEREVENT']._serialized_start=1419
+  _globals['_ORDEREVENT']._serialized_end=1540
 # @@protoc_insertion_point(module_scope)

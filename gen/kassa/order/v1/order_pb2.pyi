@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from kassa.common.v1 import address_pb2 as _address_pb2
+from kassa.common.v1 import delivery_pb2 as _delivery_pb2
 from kassa.common.v1 import money_pb2 as _money_pb2
 from kassa.payment.v1 import payment_pb2 as _payment_pb2
 from google.protobuf.internal import containers as _containers
@@ -75,7 +76,7 @@ class OrderTotals(_message.Message):
     def __init__(self, subtotal: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., discount_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., tax_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., grand_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class Order(_message.Message):
-    __slots__ = ("order_id", "checkout_session_id", "customer_id", "email", "status", "lines", "discounts", "totals", "shipping_address", "billing_address", "shipping_method", "payment_id", "payment_method", "notes", "created_at", "updated_at", "payment_status", "tracking_number")
+    __slots__ = ("order_id", "checkout_session_id", "customer_id", "email", "status", "lines", "discounts", "totals", "shipping_address", "billing_address", "shipping_method", "payment_id", "payment_method", "notes", "created_at", "updated_at", "payment_status", "tracking_number", "carrier", "delivery_window")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     CHECKOUT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +95,8 @@ class Order(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     PAYMENT_STATUS_FIELD_NUMBER: _ClassVar[int]
     TRACKING_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CARRIER_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_WINDOW_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     checkout_session_id: str
     customer_id: str
@@ -112,7 +115,9 @@ class Order(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     payment_status: _payment_pb2.PaymentStatus
     tracking_number: str
-    def __init__(self, order_id: _Optional[str] = ..., checkout_session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., discounts: _Optional[_Iterable[_Union[OrderDiscount, _Mapping]]] = ..., totals: _Optional[_Union[OrderTotals, _Mapping]] = ..., shipping_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., billing_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., payment_id: _Optional[str] = ..., payment_method: _Optional[str] = ..., notes: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payment_status: _Optional[_Union[_payment_pb2.PaymentStatus, str]] = ..., tracking_number: _Optional[str] = ...) -> None: ...
+    carrier: str
+    delivery_window: _delivery_pb2.DeliveryWindow
+    def __init__(self, order_id: _Optional[str] = ..., checkout_session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., status: _Optional[_Union[OrderStatus, str]] = ..., lines: _Optional[_Iterable[_Union[OrderLine, _Mapping]]] = ..., discounts: _Optional[_Iterable[_Union[OrderDiscount, _Mapping]]] = ..., totals: _Optional[_Union[OrderTotals, _Mapping]] = ..., shipping_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., billing_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., payment_id: _Optional[str] = ..., payment_method: _Optional[str] = ..., notes: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payment_status: _Optional[_Union[_payment_pb2.PaymentStatus, str]] = ..., tracking_number: _Optional[str] = ..., carrier: _Optional[str] = ..., delivery_window: _Optional[_Union[_delivery_pb2.DeliveryWindow, _Mapping]] = ...) -> None: ...
 
 class OrderEvent(_message.Message):
     __slots__ = ("status", "cause", "occurred_at")

@@ -1,5 +1,6 @@
 from google.api import annotations_pb2 as _annotations_pb2
 from kassa.common.v1 import address_pb2 as _address_pb2
+from kassa.common.v1 import delivery_pb2 as _delivery_pb2
 from kassa.common.v1 import money_pb2 as _money_pb2
 from kassa.order.v1 import order_pb2 as _order_pb2
 from google.protobuf.internal import containers as _containers
@@ -17,13 +18,15 @@ class PaymentOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PAYMENT_OUTCOME_CAPTURED: _ClassVar[PaymentOutcome]
     PAYMENT_OUTCOME_CASH_ON_DELIVERY: _ClassVar[PaymentOutcome]
     PAYMENT_OUTCOME_FAILED: _ClassVar[PaymentOutcome]
+    PAYMENT_OUTCOME_AUTHORIZED: _ClassVar[PaymentOutcome]
 PAYMENT_OUTCOME_UNSPECIFIED: PaymentOutcome
 PAYMENT_OUTCOME_CAPTURED: PaymentOutcome
 PAYMENT_OUTCOME_CASH_ON_DELIVERY: PaymentOutcome
 PAYMENT_OUTCOME_FAILED: PaymentOutcome
+PAYMENT_OUTCOME_AUTHORIZED: PaymentOutcome
 
 class CreateOrderRequest(_message.Message):
-    __slots__ = ("checkout_session_id", "customer_id", "email", "lines", "discounts", "totals", "shipping_address", "billing_address", "shipping_method", "payment_id", "payment_method", "notes", "authorized_amount")
+    __slots__ = ("checkout_session_id", "customer_id", "email", "lines", "discounts", "totals", "shipping_address", "billing_address", "shipping_method", "payment_id", "payment_method", "notes", "authorized_amount", "delivery_window")
     CHECKOUT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +40,7 @@ class CreateOrderRequest(_message.Message):
     PAYMENT_METHOD_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     AUTHORIZED_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_WINDOW_FIELD_NUMBER: _ClassVar[int]
     checkout_session_id: str
     customer_id: str
     email: str
@@ -50,7 +54,8 @@ class CreateOrderRequest(_message.Message):
     payment_method: str
     notes: str
     authorized_amount: _money_pb2.Money
-    def __init__(self, checkout_session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[_order_pb2.OrderLine, _Mapping]]] = ..., discounts: _Optional[_Iterable[_Union[_order_pb2.OrderDiscount, _Mapping]]] = ..., totals: _Optional[_Union[_order_pb2.OrderTotals, _Mapping]] = ..., shipping_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., billing_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., payment_id: _Optional[str] = ..., payment_method: _Optional[str] = ..., notes: _Optional[str] = ..., authorized_amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
+    delivery_window: _delivery_pb2.DeliveryWindow
+    def __init__(self, checkout_session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., email: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[_order_pb2.OrderLine, _Mapping]]] = ..., discounts: _Optional[_Iterable[_Union[_order_pb2.OrderDiscount, _Mapping]]] = ..., totals: _Optional[_Union[_order_pb2.OrderTotals, _Mapping]] = ..., shipping_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., billing_address: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., payment_id: _Optional[str] = ..., payment_method: _Optional[str] = ..., notes: _Optional[str] = ..., authorized_amount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., delivery_window: _Optional[_Union[_delivery_pb2.DeliveryWindow, _Mapping]] = ...) -> None: ...
 
 class CreateOrderResponse(_message.Message):
     __slots__ = ("order", "created")
@@ -121,14 +126,16 @@ class RecordPaymentResponse(_message.Message):
     def __init__(self, order: _Optional[_Union[_order_pb2.Order, _Mapping]] = ...) -> None: ...
 
 class UpdateFulfillmentRequest(_message.Message):
-    __slots__ = ("order_id", "status", "tracking_number")
+    __slots__ = ("order_id", "status", "tracking_number", "carrier")
     ORDER_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TRACKING_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    CARRIER_FIELD_NUMBER: _ClassVar[int]
     order_id: str
     status: _order_pb2.OrderStatus
     tracking_number: str
-    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[_Union[_order_pb2.OrderStatus, str]] = ..., tracking_number: _Optional[str] = ...) -> None: ...
+    carrier: str
+    def __init__(self, order_id: _Optional[str] = ..., status: _Optional[_Union[_order_pb2.OrderStatus, str]] = ..., tracking_number: _Optional[str] = ..., carrier: _Optional[str] = ...) -> None: ...
 
 class UpdateFulfillmentResponse(_message.Message):
     __slots__ = ("order",)

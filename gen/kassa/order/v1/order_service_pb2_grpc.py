@@ -111,7 +111,8 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateFulfillment(self, request, context):
-        """Moves a confirmed order through PACKED, SHIPPED, DELIVERED.
+        """Moves a confirmed order through PACKED, SHIPPED (carrier and tracking
+        number), DELIVERED, one step at a time. Admin (or a fulfillment service).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from kassa.common.v1 import address_pb2 as kassa_dot_common_dot_v1_dot_address__pb2
+from kassa.common.v1 import delivery_pb2 as kassa_dot_common_dot_v1_dot_delivery__pb2
 from kassa.common.v1 import money_pb2 as kassa_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&kassa/pricing/v1/pricing_service.proto\x12\x10kassa.pricing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1bkassa/common/v1/money.proto\"\x96\x01\n\x07Product\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\x14\n\x0cweight_grams\x18\x05 \x01(\x03\x12\x11\n\ttax_class\x18\x06 \x01(\t\x12&\n\x06prices\x18\x07 \x03(\x0b\x32\x16.kassa.common.v1.Money\"9\n\x12GetProductsRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x15\n\rcurrency_code\x18\x02 \x01(\t\"g\n\rPricedProduct\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.kassa.pricing.v1.Product\x12*\n\nunit_price\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\"^\n\x13GetProductsResponse\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.kassa.pricing.v1.PricedProduct\x12\x14\n\x0cmissing_skus\x18\x02 \x03(\t\"D\n\x15UpsertProductsRequest\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.kassa.pricing.v1.Product\"E\n\x16UpsertProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.kassa.pricing.v1.Product\"^\n\x06Parcel\x12\x14\n\x0cwarehouse_id\x18\x01 \x01(\t\x12(\n\x06origin\x18\x02 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x14\n\x0cweight_grams\x18\x03 \x01(\x03\"\xa0\x01\n\x14QuoteShippingRequest\x12)\n\x07parcels\x18\x01 \x03(\x0b\x32\x18.kassa.pricing.v1.Parcel\x12-\n\x0b\x64\x65stination\x18\x02 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\x03 \x01(\t\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\"G\n\x15QuoteShippingResponse\x12.\n\x0eshipping_total\x18\x01 \x01(\x0b\x32\x16.kassa.common.v1.Money\"Q\n\x07TaxLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x11\n\ttax_class\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\"\xb5\x01\n\x13\x43\x61lculateTaxRequest\x12(\n\x05lines\x18\x01 \x03(\x0b\x32\x19.kassa.pricing.v1.TaxLine\x12-\n\x0b\x64\x65stination\x18\x02 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12.\n\x0eshipping_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\"A\n\rTaxLineResult\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12#\n\x03tax\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\"q\n\x14\x43\x61lculateTaxResponse\x12)\n\ttax_total\x18\x01 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x05lines\x18\x02 \x03(\x0b\x32\x1f.kassa.pricing.v1.TaxLineResult\"/\n\x0eQuoteOrderLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\xce\x01\n\x11QuoteOrderRequest\x12/\n\x05lines\x18\x01 \x03(\x0b\x32 .kassa.pricing.v1.QuoteOrderLine\x12)\n\x07parcels\x18\x02 \x03(\x0b\x32\x18.kassa.pricing.v1.Parcel\x12-\n\x0b\x64\x65stination\x18\x03 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\x04 \x01(\t\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\"\xb8\x01\n\x12QuoteOrderResponse\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.kassa.pricing.v1.PricedProduct\x12\x14\n\x0cmissing_skus\x18\x02 \x03(\t\x12.\n\x0eshipping_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12)\n\ttax_total\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money2\x8b\x04\n\x0ePricingService\x12Z\n\x0bGetProducts\x12$.kassa.pricing.v1.GetProductsRequest\x1a%.kassa.pricing.v1.GetProductsResponse\x12\x82\x01\n\x0eUpsertProducts\x12\'.kassa.pricing.v1.UpsertProductsRequest\x1a(.kassa.pricing.v1.UpsertProductsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/admin/products:\x01*\x12`\n\rQuoteShipping\x12&.kassa.pricing.v1.QuoteShippingRequest\x1a\'.kassa.pricing.v1.QuoteShippingResponse\x12]\n\x0c\x43\x61lculateTax\x12%.kassa.pricing.v1.CalculateTaxRequest\x1a&.kassa.pricing.v1.CalculateTaxResponse\x12W\n\nQuoteOrder\x12#.kassa.pricing.v1.QuoteOrderRequest\x1a$.kassa.pricing.v1.QuoteOrderResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&kassa/pricing/v1/pricing_service.proto\x12\x10kassa.pricing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1ekassa/common/v1/delivery.proto\x1a\x1bkassa/common/v1/money.proto\"\x96\x01\n\x07Product\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\x14\n\x0cweight_grams\x18\x05 \x01(\x03\x12\x11\n\ttax_class\x18\x06 \x01(\t\x12&\n\x06prices\x18\x07 \x03(\x0b\x32\x16.kassa.common.v1.Money\"9\n\x12GetProductsRequest\x12\x0c\n\x04skus\x18\x01 \x03(\t\x12\x15\n\rcurrency_code\x18\x02 \x01(\t\"g\n\rPricedProduct\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.kassa.pricing.v1.Product\x12*\n\nunit_price\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\"^\n\x13GetProductsResponse\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.kassa.pricing.v1.PricedProduct\x12\x14\n\x0cmissing_skus\x18\x02 \x03(\t\"D\n\x15UpsertProductsRequest\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.kassa.pricing.v1.Product\"E\n\x16UpsertProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.kassa.pricing.v1.Product\"^\n\x06Parcel\x12\x14\n\x0cwarehouse_id\x18\x01 \x01(\t\x12(\n\x06origin\x18\x02 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x14\n\x0cweight_grams\x18\x03 \x01(\x03\"\xa0\x01\n\x14QuoteShippingRequest\x12)\n\x07parcels\x18\x01 \x03(\x0b\x32\x18.kassa.pricing.v1.Parcel\x12-\n\x0b\x64\x65stination\x18\x02 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\x03 \x01(\t\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\"\x81\x01\n\x15QuoteShippingResponse\x12.\n\x0eshipping_total\x18\x01 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x38\n\x0f\x64\x65livery_window\x18\x02 \x01(\x0b\x32\x1f.kassa.common.v1.DeliveryWindow\"Q\n\x07TaxLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x11\n\ttax_class\x18\x02 \x01(\t\x12&\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\"\xb5\x01\n\x13\x43\x61lculateTaxRequest\x12(\n\x05lines\x18\x01 \x03(\x0b\x32\x19.kassa.pricing.v1.TaxLine\x12-\n\x0b\x64\x65stination\x18\x02 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12.\n\x0eshipping_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\"A\n\rTaxLineResult\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12#\n\x03tax\x18\x02 \x01(\x0b\x32\x16.kassa.common.v1.Money\"q\n\x14\x43\x61lculateTaxResponse\x12)\n\ttax_total\x18\x01 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12.\n\x05lines\x18\x02 \x03(\x0b\x32\x1f.kassa.pricing.v1.TaxLineResult\"/\n\x0eQuoteOrderLine\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"\xce\x01\n\x11QuoteOrderRequest\x12/\n\x05lines\x18\x01 \x03(\x0b\x32 .kassa.pricing.v1.QuoteOrderLine\x12)\n\x07parcels\x18\x02 \x03(\x0b\x32\x18.kassa.pricing.v1.Parcel\x12-\n\x0b\x64\x65stination\x18\x03 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\x04 \x01(\t\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\"\xf2\x01\n\x12QuoteOrderResponse\x12\x31\n\x08products\x18\x01 \x03(\x0b\x32\x1f.kassa.pricing.v1.PricedProduct\x12\x14\n\x0cmissing_skus\x18\x02 \x03(\t\x12.\n\x0eshipping_total\x18\x03 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12)\n\ttax_total\x18\x04 \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x38\n\x0f\x64\x65livery_window\x18\x05 \x01(\x0b\x32\x1f.kassa.common.v1.DeliveryWindow2\x8b\x04\n\x0ePricingService\x12Z\n\x0bGetProducts\x12$.kassa.pricing.v1.GetProductsRequest\x1a%.kassa.pricing.v1.GetProductsResponse\x12\x82\x01\n\x0eUpsertProducts\x12\'.kassa.pricing.v1.UpsertProductsRequest\x1a(.kassa.pricing.v1.UpsertProductsResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x12/v1/admin/products:\x01*\x12`\n\rQuoteShipping\x12&.kassa.pricing.v1.QuoteShippingRequest\x1a\'.kassa.pricing.v1.QuoteShippingResponse\x12]\n\x0c\x43\x61lculateTax\x12%.kassa.pricing.v1.CalculateTaxRequest\x1a&.kassa.pricing.v1.CalculateTaxResponse\x12W\n\nQuoteOrder\x12#.kassa.pricing.v1.QuoteOrderRequest\x1a$.kassa.pricing.v1.QuoteOrderResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,38 +37,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PRICINGSERVICE'].methods_by_name['UpsertProducts']._loaded_options = None
   _globals['_PRICINGSERVICE'].methods_by_name['UpsertProducts']._serialized_options = b'\202\323\344\223\002\027\"\022/v1/admin/products:\001*'
-  _globals['_PRODUCT']._serialized_start=151
-  _globals['_PRODUCT']._serialized_end=301
-  _globals['_GETPRODUCTSREQUEST']._serialized_start=303
-  _globals['_GETPRODUCTSREQUEST']._serialized_end=360
-  _globals['_PRICEDPRODUCT']._serialized_start=362
-  _globals['_PRICEDPRODUCT']._serialized_end=465
-  _globals['_GETPRODUCTSRESPONSE']._serialized_start=467
-  _globals['_GETPRODUCTSRESPONSE']._serialized_end=561
-  _globals['_UPSERTPRODUCTSREQUEST']._serialized_start=563
-  _globals['_UPSERTPRODUCTSREQUEST']._serialized_end=631
-  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_start=633
-  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_end=702
-  _globals['_PARCEL']._serialized_start=704
-  _globals['_PARCEL']._serialized_end=798
-  _globals['_QUOTESHIPPINGREQUEST']._serialized_start=801
-  _globals['_QUOTESHIPPINGREQUEST']._serialized_end=961
-  _globals['_QUOTESHIPPINGRESPONSE']._serialized_start=963
-  _globals['_QUOTESHIPPINGRESPONSE']._serialized_end=1034
-  _globals['_TAXLINE']._serialized_start=1036
-  _globals['_TAXLINE']._serialized_end=1117
-  _globals['_CALCULATETAXREQUEST']._serialized_start=1120
-  _globals['_CALCULATETAXREQUEST']._serialized_end=1301
-  _globals['_TAXLINERESULT']._serialized_start=1303
-  _globals['_TAXLINERESULT']._serialized_end=1368
-  _globals['_CALCULATETAXRESPONSE']._serialized_start=1370
-  _globals['_CALCULATETAXRESPONSE']._serialized_end=1483
-  _globals['_QUOTEORDERLINE']._serialized_start=1485
-  _globals['_QUOTEORDERLINE']._serialized_end=1532
-  _globals['_QUOTEORDERREQUEST']._serialized_start=1535
-  _globals['_QUOTEORDERREQUEST']._serialized_end=1741
-  _globals['_QUOTEORDERRESPONSE']._serialized_start=1744
-  _globals['_QUOTEORDERRESPONSE']._serialized_end=1928
-  _globals['_PRICINGSERVICE']._serialized_start=1931
-  _globals['_PRICINGSERVICE']._serialized_end=2454
+  _globals['_PRODUCT']._serialized_start=183
+  _globals['_PRODUCT']._serialized_end=333
+  _globals['_GETPRODUCTSREQUEST']._serialized_start=335
+  _globals['_GETPRODUCTSREQUEST']._serialized_end=392
+  _globals['_PRICEDPRODUCT']._serialized_start=394
+  _globals['_PRICEDPRODUCT']._serialized_end=497
+  _globals['_GETPRODUCTSRESPONSE']._serialized_start=499
+  _globals['_GETPRODUCTSRESPONSE']._serialized_end=593
+  _globals['_UPSERTPRODUCTSREQUEST']._serialized_start=595
+  _globals['_UPSERTPRODUCTSREQUEST']._serialized_end=663
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_start=665
+  _globals['_UPSERTPRODUCTSRESPONSE']._serialized_end=734
+  _globals['_PARCEL']._serialized_start=736
+  _globals['_PARCEL']._serialized_end=830
+  _globals['_QUOTESHIPPINGREQUEST']._serialized_start=833
+  _globals['_QUOTESHIPPINGREQUEST']._serialized_end=993
+  _globals['_QUOTESHIPPINGRESPONSE']._serialized_start=996
+  _globals['_QUOTESHIPPINGRESPONSE']._serialized_end=1125
+  _globals['_TAXLINE']._serialized_start=1127
+  _globals['_TAXLINE']._serialized_end=1208
+  _globals['_CALCULATETAXREQUEST']._serialized_start=1211
+  _globals['_CALCULATETAXREQUEST']._serialized_end=1392
+  _globals['_TAXLINERESULT']._serialized_start=1394
+  _globals['_TAXLINERESULT']._serialized_end=1459
+  _globals['_CALCULATETAXRESPONSE']._serialized_start=1461
+  _globals['_CALCULATETAXRESPONSE']._serialized_end=1574
+  _globals['_QUOTEORDERLINE']._serialized_start=1576
+  _globals['_QUOTEORDERLINE']._serialized_end=1623
+  _globals['_QUOTEORDERREQUEST']._serialized_start=1626
+  _globals['_QUOTEORDERREQUEST']._serialized_end=1832
+  _globals['_QUOTEORDERRESPONSE']._serialized_start=1835
+  _globals['_QUOTEORDERRESPONSE']._serialized_end=2077
+  _globals['_PRICINGSERVICE']._serialized_start=2080
+  _globals['_PRICINGSERVICE']._serialized_end=2603
 # @@protoc_insertion_point(module_scope)

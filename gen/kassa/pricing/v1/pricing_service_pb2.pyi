@@ -1,5 +1,6 @@
 from google.api import annotations_pb2 as _annotations_pb2
 from kassa.common.v1 import address_pb2 as _address_pb2
+from kassa.common.v1 import delivery_pb2 as _delivery_pb2
 from kassa.common.v1 import money_pb2 as _money_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -86,10 +87,12 @@ class QuoteShippingRequest(_message.Message):
     def __init__(self, parcels: _Optional[_Iterable[_Union[Parcel, _Mapping]]] = ..., destination: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., currency_code: _Optional[str] = ...) -> None: ...
 
 class QuoteShippingResponse(_message.Message):
-    __slots__ = ("shipping_total",)
+    __slots__ = ("shipping_total", "delivery_window")
     SHIPPING_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_WINDOW_FIELD_NUMBER: _ClassVar[int]
     shipping_total: _money_pb2.Money
-    def __init__(self, shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
+    delivery_window: _delivery_pb2.DeliveryWindow
+    def __init__(self, shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., delivery_window: _Optional[_Union[_delivery_pb2.DeliveryWindow, _Mapping]] = ...) -> None: ...
 
 class TaxLine(_message.Message):
     __slots__ = ("sku", "tax_class", "amount")
@@ -152,13 +155,15 @@ class QuoteOrderRequest(_message.Message):
     def __init__(self, lines: _Optional[_Iterable[_Union[QuoteOrderLine, _Mapping]]] = ..., parcels: _Optional[_Iterable[_Union[Parcel, _Mapping]]] = ..., destination: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., currency_code: _Optional[str] = ...) -> None: ...
 
 class QuoteOrderResponse(_message.Message):
-    __slots__ = ("products", "missing_skus", "shipping_total", "tax_total")
+    __slots__ = ("products", "missing_skus", "shipping_total", "tax_total", "delivery_window")
     PRODUCTS_FIELD_NUMBER: _ClassVar[int]
     MISSING_SKUS_FIELD_NUMBER: _ClassVar[int]
     SHIPPING_TOTAL_FIELD_NUMBER: _ClassVar[int]
     TAX_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_WINDOW_FIELD_NUMBER: _ClassVar[int]
     products: _containers.RepeatedCompositeFieldContainer[PricedProduct]
     missing_skus: _containers.RepeatedScalarFieldContainer[str]
     shipping_total: _money_pb2.Money
     tax_total: _money_pb2.Money
-    def __init__(self, products: _Optional[_Iterable[_Union[PricedProduct, _Mapping]]] = ..., missing_skus: _Optional[_Iterable[str]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., tax_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
+    delivery_window: _delivery_pb2.DeliveryWindow
+    def __init__(self, products: _Optional[_Iterable[_Union[PricedProduct, _Mapping]]] = ..., missing_skus: _Optional[_Iterable[str]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., tax_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., delivery_window: _Optional[_Union[_delivery_pb2.DeliveryWindow, _Mapping]] = ...) -> None: ...

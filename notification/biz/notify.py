@@ -1,0 +1,117 @@
+"""Notify: one order event, one message to the customer, whatever JetStream redelivers.
+
+Delivery is **at least once, never silently twice**: a message is claimed (a row keyed by the event and the
+kind, status SENDING) before it is handed to the channel, and marked SENT together with the event's inbox row
+after the channel accepted it. So
+
+* a redelivery after that commit finds the inbox row and sends nothing;
+* a crash (or a lost database) between the channel accepting the message and that commit is the one window
+  left: the redelivery finds the SENDING row and sends again, with the **same Message-ID**
+  (:func:`~notification.model.message.message_id_for`), which mail systems use to recognise a repeat.
+  SMTP has no idempotency key, so exactly-once cannot be had from the protocol; we chose a rare duplicate
+  over a lost confirmation, and made it recognisable;
+* a send that fails is counted on the row; transient failures come back with backoff (the consumer's
+  redelivery), and after ``max_attempts`` sends, or at once for a permanent refusal, the message is buried in
+  the dead-letter table with the inbox row, for an operator (``kassa mail --dead``).
+
+Protects DESIGN.md §4.5 for the customer's inbox (an event's effect, the email, is applied once), and keeps
+personal data where it belongs: the address comes from the order service per message and is stored only
+encrypted; nothing logged names it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from infra.errors import DomainError, Unavailable
+from notification.biz.ports import DeliveryFailed, MessageRepo, NewMessage, OrderDirectory, Renderer, Sender
+from notification.model.message import MessageStatus, Notice, OutgoingMessage, message_id_for
+
+__all__ = ["CONSUMER", "PAYMENTS_CONSUMER", "Notify", "NotifyPolicy", "SendLater"]
+
+# The durable consumers (and inbox names) of order events and of payment events.
+CONSUMER = "notification-orders"
+PAYMENTS_CONSUMER = "notification-payments"
+
+log = logging.getLogger("kassa.notification")
+
+
+class SendLater(Exception):
+    """The message could not be sent now; the event should come back after ``delay_seconds``."""
+
+    def __init__(self, why: str, delay_seconds: float) -> None:
+        super().__init__(why)
+        self.delay_seconds = delay_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyPolicy:
+    """``max_attempts`` sends (each already retried briefly by the channel) before a message is dead; the
+    event comes back after ``backoff_seconds * 2**(attempts-1)``, at most ``max_backoff_seconds``."""
+
+    max_attempts: int = 5
+    backoff_seconds: float = 5.0
+    max_backoff_seconds: float = 300.0
+    message_domain: str = "notification.kassa"
+
+    def delay(self, attempts: int) -> float:
+        return min(self.backoff_seconds * 2 ** max(attempts - 1, 0), self.max_backoff_seconds)
+
+
+class Notify:
+    def __init__(
+        self,
+        repo: MessageRepo,
+        orders: OrderDirectory,
+        renderer: Renderer,
+        sender: Sender,
+        policy: NotifyPolicy | None = None,
+    ) -> None:
+        self._repo = repo
+        self._orders = orders
+        self._renderer = renderer
+        self._sender = sender
+        self._policy = policy or NotifyPolicy()
+
+    async def __call__(self, notice: Notice, consumer: str = CONSUMER) -> str:
+        if await self._repo.seen(consumer, notice.event_id):
+            return "duplicate"
+        try:
+            order = await self._orders.get(notice.order_id)
+        except Unavailable:
+            raise
+        except DomainError as refused:
+            # Not a passing outage: the order service will say the same thing next time.
+            log.error("order %s can't be read (%s); no %s message", notice.order_id, refused.reason, notice.kind)
+            order = None
+        if order is None or not order.email:
+            await self._repo.skip(consumer, notice.event_id)
+            return "no order or no email: nothing to send"
+        rendered = self._renderer.render(notice.kind, order, notice)
+        message_id = message_id_for(notice, self._policy.message_domain)
+        claim = await self._repo.claim(
+            NewMessage(message_id, notice, self._sender.channel, order.email, rendered.subject)
+        )
+        if claim.status is not MessageStatus.SENDING:
+            # Settled by an earlier delivery whose inbox row is missing (written before the inbox existed).
+            await self._repo.skip(consumer, notice.event_id)
+            return f"already {claim.status.value.lower()}"
+        message = OutgoingMessage(message_id, order.email, rendered.subject, rendered.text, rendered.html)
+        try:
+            await self._sender.send(message)
+        except DeliveryFailed as failed:
+            return await self._failed(notice, message_id, failed, consumer)
+        await self._repo.mark_sent(message_id, consumer, notice.event_id)
+        return f"{notice.kind.value} sent" + ("" if claim.fresh else " again (an earlier attempt did not finish)")
+
+    async def _failed(self, notice: Notice, message_id: str, failed: DeliveryFailed, consumer: str) -> str:
+        error = str(failed)[:500]
+        attempts = await self._repo.record_failure(message_id, error)
+        if failed.permanent or attempts >= self._policy.max_attempts:
+            await self._repo.bury(message_id, error, consumer, notice.event_id)
+            log.error(
+                "%s message for order %s is undeliverable after %d attempts", notice.kind, notice.order_id, attempts
+            )
+            return "dead letter"
+        raise SendLater(f"send failed ({error}); attempt {attempts}", self._policy.delay(attempts))

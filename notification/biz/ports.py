@@ -1,0 +1,107 @@
+"""What the notification use cases need from the outside world, as Protocols (implemented in data/ and adapter/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from notification.model.message import (
+    Kind,
+    MessageStatus,
+    Notice,
+    OrderView,
+    OutgoingMessage,
+    Rendered,
+    SentMessage,
+)
+
+__all__ = [
+    "Claim",
+    "DeliveryFailed",
+    "MessageRepo",
+    "NewMessage",
+    "OrderDirectory",
+    "Renderer",
+    "Sender",
+]
+
+
+class DeliveryFailed(Exception):
+    """The channel did not take the message. ``permanent``: retrying cannot help (the recipient's server
+    refused the address, 5xx); otherwise it may go through later (connection refused, timeout, 4xx).
+    The message is safe to log: it names no recipient."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Sender(Protocol):
+    """One channel (email today; SMS and push are other implementations of the same port).
+
+    ``send`` returns once the channel accepted the message, retrying briefly by itself, and raises
+    :class:`DeliveryFailed` otherwise."""
+
+    channel: str
+
+    async def send(self, message: OutgoingMessage) -> None: ...
+
+
+class OrderDirectory(Protocol):
+    """The order as the customer is shown it; None when there is no such order."""
+
+    async def get(self, order_id: str) -> OrderView | None: ...
+
+
+class Renderer(Protocol):
+    def render(self, kind: Kind, order: OrderView, notice: Notice) -> Rendered: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    message_id: str
+    notice: Notice
+    channel: str
+    recipient: str
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The message row for a notice after claiming it: ``status`` SENDING for one to send, SENT or DEAD for
+    one already settled. ``fresh``: this claim created the row; otherwise an earlier attempt was interrupted
+    (or failed ``attempts`` times) before the outcome was committed."""
+
+    status: MessageStatus
+    attempts: int
+    fresh: bool
+
+
+class MessageRepo(Protocol):
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        """The inbox has this event: it was handled (sent, buried or skipped) and committed."""
+        ...
+
+    async def claim(self, message: NewMessage) -> Claim:
+        """Insert the message as SENDING unless the notice has one; return the row as it is now."""
+        ...
+
+    async def mark_sent(self, message_id: str, consumer: str, event_id: str) -> None:
+        """SENT, and the event's inbox row, in one transaction."""
+        ...
+
+    async def record_failure(self, message_id: str, error: str) -> int:
+        """Count a failed send; the number of attempts so far."""
+        ...
+
+    async def bury(self, message_id: str, error: str, consumer: str, event_id: str) -> None:
+        """DEAD, its dead-letter row and the event's inbox row, in one transaction."""
+        ...
+
+    async def skip(self, consumer: str, event_id: str) -> None:
+        """Only the inbox row: the event needs no message (no such order, no email on it)."""
+        ...
+
+    async def list_messages(self, limit: int, order_id: str = "") -> list[SentMessage]: ...
+
+    async def list_dead(self, limit: int) -> list[SentMessage]: ...

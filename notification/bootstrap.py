@@ -1,0 +1,65 @@
+"""The one place the notification service's concrete parts are chosen and wired.
+
+It holds the keys to personal data (``KASSA_PII_KEYS``): it reads each recipient from the order service and
+keeps it only encrypted. It needs ``KASSA_SMTP_URL`` (the local stack runs an SMTP sink and sets it).
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from infra.channels import ServiceCredentials, open_channel
+from infra.config import ConfigError, Settings
+from infra.db import create_engine
+from infra.events import connect, ensure_streams
+from infra.runner import App
+from infra.server import Registration
+from kassa.notification.v1.notification_service_pb2_grpc import add_NotificationServiceServicer_to_server
+from notification.adapter.jinja_renderer import JinjaRenderer
+from notification.adapter.order_adapter import GrpcOrderAdapter
+from notification.adapter.smtp_sender import SmtpEmailSender, SmtpSettings
+from notification.biz.notify import Notify
+from notification.data.repo import SqlMessageRepo
+from notification.service.notification_service import NotificationService
+from notification.worker.order_events import order_events_consumer, payment_events_consumer
+
+__all__ = ["bootstrap"]
+
+
+async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
+    settings.require("database_url", "nats_url", "smtp_url")
+    cipher = settings.pii_cipher()
+    try:
+        smtp = SmtpSettings.from_url(str(settings.smtp_url))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    engine = create_engine(
+        str(settings.database_url), pool_size=settings.db_pool_size, application_name="kassa-notification"
+    )
+    stack.push_async_callback(engine.dispose)
+    nc, js = await connect(str(settings.nats_url), "kassa-notification")
+    stack.push_async_callback(nc.close)
+    await ensure_streams(js, ["order", "payment"])
+    order_channel = open_channel(settings.addr("order"))
+    stack.push_async_callback(order_channel.close)
+
+    repo = SqlMessageRepo(engine, cipher)
+    creds = ServiceCredentials(settings.service_secret, "notification")
+    notify = Notify(
+        repo,
+        GrpcOrderAdapter(order_channel, creds, settings.rpc_timeout_seconds),
+        JinjaRenderer(),
+        SmtpEmailSender(smtp, settings.mail_from),
+    )
+    orders = order_events_consumer(js, notify)
+    payments = payment_events_consumer(js, notify)
+    return App(
+        registrations=[
+            Registration(
+                add_NotificationServiceServicer_to_server,
+                NotificationService(repo),
+                "kassa.notification.v1.NotificationService",
+            )
+        ],
+        workers=[orders.run, payments.run],
+    )

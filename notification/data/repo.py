@@ -1,0 +1,159 @@
+"""SqlMessageRepo: the MessageRepo port on Postgres (SQLAlchemy Core, one short transaction per call).
+
+The recipient is sealed with ``infra.pii`` on its way in and only ever leaves masked (``a***@example.com``):
+operators see whom a message went to without the table holding addresses in plain text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.outbox import claim_inbox
+from infra.pii import PiiCipher, PiiError, mask_email
+from notification.biz.ports import Claim, NewMessage
+from notification.data.tables import dead_letters, inbox, messages
+from notification.model.message import MessageStatus, SentMessage
+
+__all__ = ["SqlMessageRepo"]
+
+m = messages.c
+
+_INSERT = (
+    insert(messages)
+    .values(
+        message_id=sa.bindparam("b_message_id"),
+        event_id=sa.bindparam("b_event_id"),
+        event_type=sa.bindparam("b_event_type"),
+        kind=sa.bindparam("b_kind"),
+        order_id=sa.bindparam("b_order_id"),
+        channel=sa.bindparam("b_channel"),
+        recipient=sa.bindparam("b_recipient"),
+        subject=sa.bindparam("b_subject"),
+        status=MessageStatus.SENDING.value,
+    )
+    .on_conflict_do_nothing()
+    .returning(m.status, m.attempts)
+)
+_CURRENT = sa.select(m.status, m.attempts).where(
+    m.event_id == sa.bindparam("b_event_id"), m.kind == sa.bindparam("b_kind")
+)
+_SEEN = sa.select(sa.literal(1)).where(
+    inbox.c.consumer == sa.bindparam("b_consumer"), inbox.c.event_id == sa.bindparam("b_event")
+)
+
+
+class SqlMessageRepo:
+    def __init__(self, engine: AsyncEngine, cipher: PiiCipher) -> None:
+        self._engine = engine
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._cipher = cipher
+
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        async with self._reader.connect() as conn:
+            return (await conn.execute(_SEEN, {"b_consumer": consumer, "b_event": event_id})).first() is not None
+
+    async def claim(self, message: NewMessage) -> Claim:
+        n = message.notice
+        params = {
+            "b_message_id": message.message_id,
+            "b_event_id": n.event_id,
+            "b_event_type": n.event_type,
+            "b_kind": n.kind.value,
+            "b_order_id": n.order_id,
+            "b_channel": message.channel,
+            "b_recipient": self._cipher.encrypt(message.recipient),
+            "b_subject": message.subject,
+        }
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(_INSERT, params)).first()
+            if row is not None:
+                return Claim(MessageStatus(row.status), row.attempts, fresh=True)
+            current = (await conn.execute(_CURRENT, params)).one()
+        return Claim(MessageStatus(current.status), current.attempts, fresh=False)
+
+    async def mark_sent(self, message_id: str, consumer: str, event_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                messages.update()
+                .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
+                .values(status=MessageStatus.SENT.value, sent_at=sa.func.now(), updated_at=sa.func.now())
+            )
+            await claim_inbox(conn, inbox, consumer, event_id)
+
+    async def record_failure(self, message_id: str, error: str) -> int:
+        async with self._engine.begin() as conn:
+            attempts = (
+                await conn.execute(
+                    messages.update()
+                    .where(m.message_id == message_id)
+                    .values(attempts=m.attempts + 1, last_error=error, updated_at=sa.func.now())
+                    .returning(m.attempts)
+                )
+            ).scalar_one()
+        return int(attempts)
+
+    async def bury(self, message_id: str, error: str, consumer: str, event_id: str) -> None:
+        async with self._engine.begin() as conn:
+            attempts = (
+                await conn.execute(
+                    messages.update()
+                    .where(m.message_id == message_id)
+                    .values(status=MessageStatus.DEAD.value, last_error=error, updated_at=sa.func.now())
+                    .returning(m.attempts)
+                )
+            ).scalar_one()
+            await conn.execute(
+                insert(dead_letters)
+                .values(message_id=message_id, error=error, attempts=attempts)
+                .on_conflict_do_nothing()
+            )
+            await claim_inbox(conn, inbox, consumer, event_id)
+
+    async def skip(self, consumer: str, event_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await claim_inbox(conn, inbox, consumer, event_id)
+
+    async def list_messages(self, limit: int, order_id: str = "") -> list[SentMessage]:
+        stmt = sa.select(messages).order_by(m.created_at.desc(), m.message_id).limit(limit)
+        if order_id:
+            stmt = stmt.where(m.order_id == order_id)
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [self._message(r) for r in rows]
+
+    async def list_dead(self, limit: int) -> list[SentMessage]:
+        d = dead_letters.c
+        stmt = (
+            sa.select(messages)
+            .join(dead_letters, d.message_id == m.message_id)
+            .order_by(d.dead_at.desc(), m.message_id)
+            .limit(limit)
+        )
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [self._message(r) for r in rows]
+
+    def _message(self, row: Any) -> SentMessage:
+        try:
+            recipient = mask_email(self._cipher.decrypt(row.recipient))
+        except PiiError:
+            recipient = "(sealed under a key not configured)"
+        return SentMessage(
+            message_id=row.message_id,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            order_id=row.order_id,
+            kind=row.kind,
+            channel=row.channel,
+            recipient_masked=recipient,
+            subject=row.subject,
+            status=MessageStatus(row.status),
+            attempts=row.attempts,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            sent_at=row.sent_at,
+        )

@@ -1,0 +1,53 @@
+"""The notification schema (SQLAlchemy Core). Kept in step with migrations/versions by hand.
+
+``messages`` holds one row per (event, kind): the claim taken before a send, settled SENT or DEAD. The
+recipient is an ``infra.pii`` token (encrypted at rest, like the order's copy); the subject names the order
+only; bodies are not kept (they are rendered again from the order when needed). ``dead_letters`` lists what
+could not be delivered, for operators.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from infra.migrate import SCHEMAS
+from infra.outbox import inbox_table
+
+__all__ = ["SCHEMA", "dead_letters", "inbox", "messages", "metadata"]
+
+SCHEMA = SCHEMAS["notification"]
+metadata = sa.MetaData(schema=SCHEMA)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("message_id", sa.Text, primary_key=True),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("order_id", sa.Text, nullable=False),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("event_id", "kind", name="messages_event_kind_key"),
+    sa.CheckConstraint("status in ('SENDING','SENT','DEAD')", name="messages_status_valid"),
+    sa.Index("messages_order_idx", "order_id"),
+    sa.Index("messages_created_idx", "created_at"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("message_id", sa.Text, sa.ForeignKey(messages.c.message_id), primary_key=True),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("dead_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+inbox = inbox_table(metadata)

@@ -1,0 +1,69 @@
+"""kassa.notification.v1.NotificationService: what customers were told, for admins. Read only."""
+
+from __future__ import annotations
+
+import grpc
+
+from infra.auth import require_admin
+from infra.errors import InvalidArgument
+from infra.pb import timestamp_to_pb
+from kassa.notification.v1 import notification_service_pb2 as pb
+from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
+from notification.biz.ports import MessageRepo
+from notification.model.message import MessageStatus, SentMessage
+
+__all__ = ["NotificationService"]
+
+_MAX_PAGE = 500
+_DEFAULT_PAGE = 50
+_STATUS_PB = {
+    MessageStatus.SENDING: pb.MESSAGE_STATUS_SENDING,
+    MessageStatus.SENT: pb.MESSAGE_STATUS_SENT,
+    MessageStatus.DEAD: pb.MESSAGE_STATUS_DEAD,
+}
+
+
+def _page_size(value: int) -> int:
+    if value < 0 or value > _MAX_PAGE:
+        raise InvalidArgument("page_size", f"must be between 0 and {_MAX_PAGE}")
+    return value or _DEFAULT_PAGE
+
+
+def _message_pb(m: SentMessage) -> pb.Message:
+    return pb.Message(
+        message_id=m.message_id,
+        event_id=m.event_id,
+        event_type=m.event_type,
+        order_id=m.order_id,
+        kind=m.kind,
+        channel=m.channel,
+        recipient=m.recipient_masked,
+        subject=m.subject,
+        status=_STATUS_PB[m.status],
+        attempts=m.attempts,
+        last_error=m.last_error,
+        created_at=timestamp_to_pb(m.created_at),
+        sent_at=timestamp_to_pb(m.sent_at),
+    )
+
+
+class NotificationService(pb_grpc.NotificationServiceServicer):
+    def __init__(self, repo: MessageRepo) -> None:
+        self._repo = repo
+
+    async def ListMessages(
+        self, request: pb.ListMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMessagesResponse:
+        require_admin()
+        limit = _page_size(request.page_size)
+        if len(request.order_id) > 64:
+            raise InvalidArgument("order_id", "must be at most 64 characters")
+        found = await self._repo.list_messages(limit, request.order_id)
+        return pb.ListMessagesResponse(messages=[_message_pb(m) for m in found])
+
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeadLettersResponse:
+        require_admin()
+        found = await self._repo.list_dead(_page_size(request.page_size))
+        return pb.ListDeadLettersResponse(messages=[_message_pb(m) for m in found])
