@@ -183,14 +183,13 @@ class Gateway:
         rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_var.set(rid)
         headers: dict[str, str] = {}
-        admitted = False
+        admitted_at: float | None = None
         try:
             if work is not None:
                 try:
-                    await self._admission.acquire(work)
+                    admitted_at = await self._admission.acquire(work)
                 except Overloaded as exc:
                     raise HttpRefusal(_at_capacity(exc), 503, {"Retry-After": exc.retry_after_header}) from exc
-                admitted = True
             response = await handler(request, rid)
         except HttpRefusal as exc:
             response = error_response(exc.status, exc.http_status)
@@ -205,8 +204,8 @@ class Gateway:
             log.exception("unhandled error serving %s %s", request.method, request.url.path)
             response = error_response(gw_status.make_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL"))
         finally:
-            if admitted:
-                self._admission.release()
+            if admitted_at is not None:
+                self._admission.release(admitted_at)
         response.headers.update(headers)
         response.headers[REQUEST_ID_HEADER] = rid
         response.headers["Cache-Control"] = "no-store"

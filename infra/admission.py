@@ -54,6 +54,11 @@ _RATE_HORIZON_S = 5.0
 # Retry-After is whole seconds: at least 1, and never an invitation to wait longer than this.
 _MIN_RETRY_AFTER_S = 1.0
 _MAX_RETRY_AFTER_S = 30.0
+# How often the adaptive limit moves: several times per CoDel interval, so a limit with room to grow gets
+# there before a burst's queue counts as standing.
+_ADAPT_EVERY_S = 0.25
+# ... over at least this many calls, so one slow call is no verdict on the mesh.
+_MIN_SAMPLES = 8
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,13 @@ class AdmissionPolicy:
     # Calls in flight at which any call is refused, work under way too; 0: 8 x ``limit``.
     hard_limit: int = 0
     # CoDel's target: a wait in the queue shorter than this is never refused.
-    target_s: float = 0.5
+    target_s: float = 1.0
     # CoDel's interval: how long waits must stay above ``target_s`` before arrivals are refused.
-    interval_s: float = 1.0
+    interval_s: float = 2.0
     # No call waits longer than this in the queue.
-    max_wait_s: float = 5.0
+    max_wait_s: float = 10.0
+    # The limit adapts (AIMD) so the mean latency of admitted calls stays under this; 0: ``limit`` is fixed.
+    latency_target_s: float = 2.5
 
     def __post_init__(self) -> None:
         if self.limit < 0 or self.hard_limit < 0:
@@ -80,11 +87,18 @@ class AdmissionPolicy:
             raise ValueError("target_s must be > 0 and at most max_wait_s")
         if self.interval_s <= 0:
             raise ValueError("interval_s must be > 0")
+        if self.latency_target_s < 0:
+            raise ValueError("latency_target_s must not be negative")
 
     @property
     def cap(self) -> int:
         """Calls in flight at which every call is refused."""
         return self.hard_limit or 8 * self.limit
+
+    @property
+    def max_limit(self) -> int:
+        """How far the adaptive limit may rise: half the hard limit, so work under way keeps its headroom."""
+        return max(self.limit, self.cap // 2) if self.latency_target_s > 0 else self.limit
 
 
 class Overloaded(Exception):
@@ -110,10 +124,11 @@ class _Waiter:
 
 
 class Admission:
-    """The calls in flight and the queue of new work waiting for a slot.
+    """The calls in flight, the adaptive limit and the queue of new work waiting for a slot.
 
-    ``await acquire(method)`` returns when the call may run (then :meth:`release` must follow, once) or
-    raises :class:`Overloaded`. When the call is admitted at once it does not suspend.
+    ``await acquire(method)`` returns when the call may run, with the time it was admitted (pass it to
+    :meth:`release` once the call is over, so its latency steers the limit), or raises :class:`Overloaded`.
+    When the call is admitted at once it does not suspend.
     """
 
     def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -123,6 +138,8 @@ class Admission:
         self._admitted_from_queue: deque[float] = deque(maxlen=_RATE_SAMPLES)
         self._above_since: float | None = None
         self.dropping = False
+        self.limit = policy.limit
+        self._window = _LatencyWindow(clock())
         self.in_flight = 0
         self.refused = 0
         self.queued = 0
@@ -131,26 +148,27 @@ class Admission:
     def waiting(self) -> int:
         return len(self._queue)
 
-    async def acquire(self, method: str, *, budget_s: float | None = None) -> None:
+    async def acquire(self, method: str, *, budget_s: float | None = None) -> float:
         """Admit the call now, after a wait in the queue (new work only), or raise :class:`Overloaded`.
 
         ``budget_s`` is how long the caller can wait at most (what is left of its deadline); the wait is
-        bounded by the smaller of it and the policy's ``max_wait_s``.
+        bounded by the smaller of it and the policy's ``max_wait_s``. Returns the time of admission.
         """
         policy = self.policy
+        now = self._clock()
         if policy.limit <= 0:
             self.in_flight += 1
-            return
+            return now
         if method not in policy.new_work:
             if self.in_flight >= policy.cap:
-                raise self._refuse("hard_limit", self._clock())
+                raise self._refuse("hard_limit", now)
             self.in_flight += 1
-            return
-        now = self._clock()
+            return now
         self._observe(now - self._queue[0].since if self._queue else 0.0, now)
-        if not self._queue and self.in_flight < policy.limit:
+        if not self._queue and self.in_flight < self.limit:
             self.in_flight += 1
-            return
+            return now
+        self._window.pressed = True
         if self.dropping:
             raise self._refuse("queue_delay", now)
         wait_s = policy.max_wait_s if budget_s is None else min(policy.max_wait_s, budget_s)
@@ -158,13 +176,39 @@ class Admission:
         if wait_s <= 0 or (expected is not None and expected > wait_s):
             raise self._refuse("max_wait", now)
         await self._wait(now, wait_s)
+        return self._clock()
 
-    def release(self) -> None:
-        """A call admitted by :meth:`acquire` finished: its slot goes to the head of the queue, if any."""
+    def release(self, admitted_at: float | None = None) -> None:
+        """A call admitted by :meth:`acquire` at ``admitted_at`` finished: its slot goes to the head of the queue.
+
+        With ``admitted_at``, the call's latency is a sample for the adaptive limit.
+        """
         self.in_flight -= 1
+        if admitted_at is not None and self.policy.latency_target_s > 0:
+            self._adapt(self._clock() - admitted_at)
         self._admit_waiters()
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _adapt(self, latency_s: float) -> None:
+        """AIMD, every ``_ADAPT_EVERY_S``: the mean latency of admitted calls over the target lowers the limit by a
+        fifth (not below ``policy.limit``); under it, while new work had to wait, the limit rises by a quarter or
+        by half the queue, whichever is more (not above ``policy.max_limit``). A mesh whose calls still finish
+        well within their deadlines so serves a flash sale's crowd instead of queueing it until it is refused."""
+        now = self._clock()
+        window = self._window
+        window.add(latency_s)
+        if now - window.started < _ADAPT_EVERY_S:
+            return
+        if window.count < _MIN_SAMPLES:
+            return
+        mean = window.mean()
+        if mean > self.policy.latency_target_s:
+            self.limit = max(self.policy.limit, int(self.limit * 0.8))
+        elif window.pressed or self._queue:
+            step = max(1, self.limit // 4, len(self._queue) // 2)
+            self.limit = min(self.policy.max_limit, self.limit + step)
+        self._window = _LatencyWindow(now)
 
     async def _wait(self, now: float, wait_s: float) -> None:
         waiter = _Waiter(asyncio.get_running_loop().create_future(), now)
@@ -188,7 +232,7 @@ class Admission:
         self._queue.remove(waiter)
 
     def _admit_waiters(self) -> None:
-        while self._queue and self.in_flight < self.policy.limit:
+        while self._queue and self.in_flight < self.limit:
             waiter = self._queue.popleft()
             now = self._clock()
             self.in_flight += 1
@@ -221,3 +265,20 @@ class Admission:
         drain = self._expected_wait(len(self._queue), now) if self._queue else None
         retry = min(_MAX_RETRY_AFTER_S, max(_MIN_RETRY_AFTER_S, drain if drain is not None else self.policy.interval_s))
         return Overloaded(why, retry, self.in_flight, len(self._queue))
+
+
+class _LatencyWindow:
+    """Latencies of the calls finished since ``started``, and whether new work had to wait meanwhile."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.total = 0.0
+        self.count = 0
+        self.pressed = False
+
+    def add(self, latency_s: float) -> None:
+        self.total += latency_s
+        self.count += 1
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0

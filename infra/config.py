@@ -177,10 +177,14 @@ class Settings:
     # ... and is refused (UNAVAILABLE / 503 with a retry delay) only when waits in that queue stayed above the
     # target for the interval, or its wait would pass the bound. Work under way is refused only at the hard
     # limit of calls in flight (0: 8 times max_in_flight).
-    admission_target_ms: int = 500
-    admission_interval_ms: int = 1000
-    admission_max_wait_ms: int = 5000
+    admission_target_ms: int = 1000
+    admission_interval_ms: int = 2000
+    admission_max_wait_ms: int = 10_000
     admission_hard_limit: int = 0
+    # The limit adapts from max_in_flight up to half the hard limit while the mean latency of admitted calls
+    # stays under this (0: max_in_flight is a fixed limit). Unset: half of KASSA_RPC_TIMEOUT_SECONDS, so calls
+    # let in still finish well within their deadlines.
+    admission_latency_target_ms: int = 2500
     # KASSA_PII_KEYS: "kid:base64key[,kid:base64key…]", the key new personal data is encrypted with first;
     # every one listed decrypts (infra.pii). Development falls back to DEV_PII_KEYS; production has no default.
     pii_keys: str = field(default="", repr=False)
@@ -237,7 +241,7 @@ class Settings:
             default_currency=env.get("KASSA_DEFAULT_CURRENCY") or "USD",
             rpc_timeout_seconds=float(env.get("KASSA_RPC_TIMEOUT_SECONDS") or 5.0),
             db_pool_size=_int(env, "KASSA_DB_POOL_SIZE", 10),
-            **_admission(env),
+            **_admission(env, rpc_timeout_seconds=float(env.get("KASSA_RPC_TIMEOUT_SECONDS") or 5.0)),
             pii_keys=pii_keys,
             environment=environment,
         )
@@ -360,19 +364,21 @@ class Settings:
             target_s=self.admission_target_ms / 1000,
             interval_s=self.admission_interval_ms / 1000,
             max_wait_s=self.admission_max_wait_ms / 1000,
+            latency_target_s=self.admission_latency_target_ms / 1000,
         )
 
 
-def _admission(env: dict[str, str]) -> dict[str, int]:
+def _admission(env: dict[str, str], *, rpc_timeout_seconds: float) -> dict[str, int]:
     """The admission settings, refused at start-up when they make no sense together."""
     values = {
         "max_in_flight": _int(env, "KASSA_MAX_IN_FLIGHT", 16),
-        "admission_target_ms": _int(env, "KASSA_ADMISSION_TARGET_MS", 500),
-        "admission_interval_ms": _int(env, "KASSA_ADMISSION_INTERVAL_MS", 1000),
-        "admission_max_wait_ms": _int(env, "KASSA_ADMISSION_MAX_WAIT_MS", 5000),
+        "admission_target_ms": _int(env, "KASSA_ADMISSION_TARGET_MS", 1000),
+        "admission_interval_ms": _int(env, "KASSA_ADMISSION_INTERVAL_MS", 2000),
+        "admission_max_wait_ms": _int(env, "KASSA_ADMISSION_MAX_WAIT_MS", 10_000),
         "admission_hard_limit": _int(env, "KASSA_ADMISSION_HARD_LIMIT", 0),
+        "admission_latency_target_ms": _int(env, "KASSA_ADMISSION_LATENCY_TARGET_MS", int(rpc_timeout_seconds * 500)),
     }
-    limit, target, interval, max_wait, hard = values.values()
+    limit, target, interval, max_wait, hard, latency = values.values()
     if limit < 0:
         raise ConfigError(f"KASSA_MAX_IN_FLIGHT must be >= 0 (0 turns admission control off), got {limit}")
     if target <= 0 or interval <= 0:
@@ -388,6 +394,8 @@ def _admission(env: dict[str, str]) -> dict[str, int]:
             f"KASSA_ADMISSION_HARD_LIMIT must be 0 (8 x KASSA_MAX_IN_FLIGHT) or at least KASSA_MAX_IN_FLIGHT "
             f"({limit}), got {hard}"
         )
+    if latency < 0:
+        raise ConfigError(f"KASSA_ADMISSION_LATENCY_TARGET_MS must be >= 0 (0: a fixed limit), got {latency}")
     return values
 
 

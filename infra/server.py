@@ -126,14 +126,14 @@ class KassaInterceptor(WrappingInterceptor):
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
             assert admission is not None
             try:
-                await admission.acquire(method, budget_s=context.time_remaining())
+                admitted_at = await admission.acquire(method, budget_s=context.time_remaining())
             except Overloaded as exc:
                 await abort_with(context, _at_capacity(exc))
                 return None  # abort raised; not admitted, so nothing to give back
             try:
                 return await serve(request, context)
             finally:
-                admission.release()
+                admission.release(admitted_at)
 
         # The request arrives as bytes and is decoded in serve(): bytes that are no message of the request's
         # type (corrupt wire format, a string that is not UTF-8, groups nested past the parser's limit) are

@@ -34,6 +34,7 @@ def gate(clock: Clock, **overrides: object) -> Admission:
         "target_s": 0.5,
         "interval_s": 1.0,
         "max_wait_s": 5.0,
+        "latency_target_s": 0.0,  # a fixed limit, unless a test is about the adaptive one
     }
     fields.update(overrides)
     return Admission(AdmissionPolicy(**fields), clock=clock)  # type: ignore[arg-type]
@@ -260,3 +261,60 @@ def test_a_nonsensical_policy_is_refused(fields: dict[str, float]) -> None:
 def test_the_hard_limit_defaults_to_eight_times_the_limit() -> None:
     assert AdmissionPolicy(limit=16).cap == 128
     assert AdmissionPolicy(limit=16, hard_limit=40).cap == 40
+
+
+async def _calls(g: Admission, clock: Clock, n: int, latency_s: float, method: str = UNDER_WAY) -> None:
+    """``n`` calls under way that each take ``latency_s``, one after the other."""
+    for _ in range(n):
+        admitted = await g.acquire(method)
+        clock.now += latency_s
+        g.release(admitted)
+
+
+async def test_the_limit_rises_while_new_work_waits_and_calls_stay_fast_and_the_queue_is_let_in() -> None:
+    clock = Clock()
+    g = gate(clock, limit=2, hard_limit=40, latency_target_s=1.0)
+    assert g.policy.max_limit == 20
+    await g.acquire(NEW)
+    await g.acquire(NEW)
+    waiting = [asyncio.create_task(g.acquire(NEW)) for _ in range(6)]
+    await settle()
+    assert g.waiting == 6
+    await _calls(g, clock, 8, 0.04)  # a window of fast calls while new work waited: the limit rises
+    await settle()
+    assert g.limit > 2
+    for _ in range(10):
+        await _calls(g, clock, 8, 0.04)
+        await settle()
+    await asyncio.gather(*waiting)  # everyone got in without a slot being freed
+    assert (g.in_flight, g.waiting, g.refused) == (8, 0, 0)
+    assert g.limit <= g.policy.max_limit
+
+
+async def test_the_limit_falls_back_when_calls_get_slow_but_not_below_the_configured_one() -> None:
+    clock = Clock()
+    g = gate(clock, limit=2, hard_limit=40, latency_target_s=1.0)
+    g.limit = 16
+    for _ in range(20):
+        await _calls(g, clock, 8, 1.5)  # slower than the target
+    assert g.limit == 2
+
+
+async def test_the_limit_does_not_rise_when_nothing_waits() -> None:
+    clock = Clock()
+    g = gate(clock, limit=2, hard_limit=40, latency_target_s=1.0)
+    for _ in range(10):
+        await _calls(g, clock, 8, 0.04, method=NEW)
+    assert g.limit == 2
+
+
+async def test_a_fixed_limit_never_moves() -> None:
+    clock = Clock()
+    g = gate(clock, limit=2, hard_limit=40, latency_target_s=0.0)
+    await g.acquire(NEW)
+    await g.acquire(NEW)
+    waiting = asyncio.create_task(g.acquire(NEW))
+    await settle()
+    await _calls(g, clock, 40, 0.04)
+    assert g.limit == 2 and not waiting.done()
+    waiting.cancel()
