@@ -279,6 +279,33 @@ async def open_overload(buyers: Buyers, recorder: Recorder, rate: float, args: a
     }
 
 
+class LoopLag:
+    """How late the load generator's own event loop runs (a ticker every 50 ms): when it lags, the client, not
+    the mesh, is the bottleneck, and the latencies it measures include that lag."""
+
+    def __init__(self, every_s: float = 0.05) -> None:
+        self._every = every_s
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            planned = time.monotonic() + self._every
+            await asyncio.sleep(self._every)
+            self.samples.append(max(0.0, time.monotonic() - planned))
+
+    def __enter__(self) -> LoopLag:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def summary(self) -> dict[str, float | int | None]:
+        return summarize(s * 1000 for s in self.samples).as_dict()
+
+
 def _facts(plan: CatalogPlan, tallies: Sequence[Tally]) -> RunFacts:
     hot: Counter[str] = Counter()
     for t in tallies:
@@ -327,8 +354,10 @@ async def _scenarios(
                 f"bench.admission: overload: open loop at {rate:.1f}/s ({args.factor:g} x {max_rate:.2f}) "
                 f"for {args.overload_duration:g} s ..."
             )
-            overload = await open_overload(buyers, recorder, rate, args) if max_rate > 0 else {}
+            with LoopLag() as lag:
+                overload = await open_overload(buyers, recorder, rate, args) if max_rate > 0 else {}
             if overload:
+                overload["load_generator_lag_ms"] = lag.summary()
                 overload["max_rate"] = max_rate
                 overload["verdict"] = overload_verdict(
                     max_rate=max_rate, completed_rate=overload["completed_per_s"], refused=overload["refusals_503"]
@@ -435,6 +464,11 @@ def _summary(report: Mapping[str, Any]) -> str:
             f"by refuser {dict(r['by_refuser'])}"
         )
         lines.append(f"               goals {v['goals']}; errors {dict(list(over['errors'].items())[:6])}")
+        lag = over["load_generator_lag_ms"]
+        lines.append(
+            f"               {over['started']} started, {over['cancelled']} cancelled at the drain bound; "
+            f"load generator loop lag p50 {lag['p50']} ms, p99 {lag['p99']} ms"
+        )
     inv = report.get("invariants", [])
     lines.append(f"  invariants   {'all passed' if all(i['passed'] for i in inv) else 'FAILED'} ({len(inv)} checked)")
     for i in inv:

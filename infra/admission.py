@@ -7,9 +7,13 @@ have served a second later: 120 buyers racing for a hot product with 40 requests
 refusals on a mesh with headroom.
 
 So the calls that start new work (a guest token, a new cart: ``AdmissionPolicy.new_work``) run at once
-while fewer than ``limit`` calls are in flight, and otherwise **wait in a FIFO queue** for a call to
-finish. Refusal is decided by how long that queue makes them wait, after CoDel (Nichols & Jacobson,
-"Controlling Queue Delay", 2012):
+while fewer than the current limit of calls are in flight, and otherwise **wait in a FIFO queue** for a
+call to finish. The limit adapts (AIMD, every quarter second): while new work waits and nine in ten of the
+calls let in finish within ``latency_target`` (half their deadline by default), it rises by a quarter, up
+to ``max_limit`` (half the hard limit); when they get slower it falls by a fifth, down to the configured
+``limit``. A burst the mesh can carry is so let in; a load it can't is held at a concurrency where calls
+still meet their deadlines. Refusal is decided by how long the queue makes new work wait, after CoDel
+(Nichols & Jacobson, "Controlling Queue Delay", 2012):
 
 - a burst that drains is a good queue: a wait shorter than ``target`` is never refused, and a longer one
   only when the queue has stayed above ``target`` for a whole ``interval`` (a standing queue: the mesh
@@ -24,6 +28,10 @@ finish. Refusal is decided by how long that queue makes them wait, after CoDel (
 CoDel proper drops at the head of the queue, at a rising rate; here the refusal is at the tail and of
 every arrival while the state lasts, because a refused call should not have waited first (a refusal's
 cost is what the issue bounds), and the queue is short enough that the state ends within one drain.
+
+No library did this (checked on PyPI: aioadaptive, adaptio, ace-concurrency, adaptive-concurrency,
+aimd-limiter, async-throttle): they throttle a client's own outgoing calls or a worker pool, none queues a
+server's incoming calls by priority or refuses them by queueing delay.
 
 Every other call (a checkout under way: StartCheckout, ConfirmCheckout, AddCartItem on an existing
 cart, webhooks never come here at all) is never queued, never waits behind new work and is refused only
@@ -75,7 +83,7 @@ class AdmissionPolicy:
     interval_s: float = 2.0
     # No call waits longer than this in the queue.
     max_wait_s: float = 10.0
-    # The limit adapts (AIMD) so the mean latency of admitted calls stays under this; 0: ``limit`` is fixed.
+    # The limit adapts (AIMD) so 90 % of admitted calls finish within this; 0: ``limit`` is fixed.
     latency_target_s: float = 2.5
 
     def __post_init__(self) -> None:
@@ -191,10 +199,10 @@ class Admission:
     # -- internals ---------------------------------------------------------------------------------
 
     def _adapt(self, latency_s: float) -> None:
-        """AIMD, every ``_ADAPT_EVERY_S``: the mean latency of admitted calls over the target lowers the limit by a
-        fifth (not below ``policy.limit``); under it, while new work had to wait, the limit rises by a quarter or
-        by half the queue, whichever is more (not above ``policy.max_limit``). A mesh whose calls still finish
-        well within their deadlines so serves a flash sale's crowd instead of queueing it until it is refused."""
+        """AIMD, every ``_ADAPT_EVERY_S``: a 90th percentile latency of admitted calls over the target lowers the
+        limit by a fifth (not below ``policy.limit``); under it, while new work had to wait, the limit rises by a
+        quarter (not above ``policy.max_limit``). A mesh whose calls still finish well within their deadlines
+        so serves a flash sale's crowd instead of queueing it until it is refused."""
         now = self._clock()
         window = self._window
         window.add(latency_s)
@@ -202,12 +210,10 @@ class Admission:
             return
         if window.count < _MIN_SAMPLES:
             return
-        mean = window.mean()
-        if mean > self.policy.latency_target_s:
+        if window.p90() > self.policy.latency_target_s:
             self.limit = max(self.policy.limit, int(self.limit * 0.8))
         elif window.pressed or self._queue:
-            step = max(1, self.limit // 4, len(self._queue) // 2)
-            self.limit = min(self.policy.max_limit, self.limit + step)
+            self.limit = min(self.policy.max_limit, self.limit + max(1, self.limit // 4))
         self._window = _LatencyWindow(now)
 
     async def _wait(self, now: float, wait_s: float) -> None:
@@ -272,13 +278,17 @@ class _LatencyWindow:
 
     def __init__(self, started: float) -> None:
         self.started = started
-        self.total = 0.0
-        self.count = 0
+        self.samples: list[float] = []
         self.pressed = False
 
     def add(self, latency_s: float) -> None:
-        self.total += latency_s
-        self.count += 1
+        self.samples.append(latency_s)
 
-    def mean(self) -> float:
-        return self.total / self.count if self.count else 0.0
+    @property
+    def count(self) -> int:
+        return len(self.samples)
+
+    def p90(self) -> float:
+        """The 90th percentile (nearest rank): the slow calls, which a mean of many fast ones would hide."""
+        ordered = sorted(self.samples)
+        return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)] if ordered else 0.0

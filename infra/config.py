@@ -181,8 +181,8 @@ class Settings:
     admission_interval_ms: int = 2000
     admission_max_wait_ms: int = 10_000
     admission_hard_limit: int = 0
-    # The limit adapts from max_in_flight up to half the hard limit while the mean latency of admitted calls
-    # stays under this (0: max_in_flight is a fixed limit). Unset: half of KASSA_RPC_TIMEOUT_SECONDS, so calls
+    # The limit adapts from max_in_flight up to half the hard limit while 90 % of admitted calls finish
+    # within this (0: max_in_flight is a fixed limit). Unset: half of KASSA_RPC_TIMEOUT_SECONDS, so calls
     # let in still finish well within their deadlines.
     admission_latency_target_ms: int = 2500
     # KASSA_PII_KEYS: "kid:base64key[,kid:base64key…]", the key new personal data is encrypted with first;
