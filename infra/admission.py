@@ -16,8 +16,10 @@ still meet their deadlines. Refusal is decided by how long the queue makes new w
 (Nichols & Jacobson, "Controlling Queue Delay", 2012):
 
 - a burst that drains is a good queue: a wait shorter than ``target`` is never refused, and a longer one
-  only when the queue has stayed above ``target`` for a whole ``interval`` (a standing queue: the mesh
-  is slower than the arrivals, and waiting longer only adds delay);
+  only when the queue has stayed above ``target`` for a whole ``interval`` and grew meanwhile (more calls
+  joined it than left it: arrivals outrun the mesh, and waiting longer only adds delay). A queue that
+  stands without growing is a closed crowd taking turns (a flash sale's buyers): it is served, its wait
+  bounded by ``max_wait``;
 - while the queue is standing (CoDel's "dropping" state) new work is refused **on arrival**, before it
   waits at all, so a refusal costs the client one round trip; the queue drains, and the first arrival
   that finds it shorter than ``target`` (or empty) ends the state;
@@ -59,6 +61,8 @@ __all__ = ["Admission", "AdmissionPolicy", "Overloaded"]
 # Admissions from the queue remembered to estimate its drain rate, and how old the oldest may be.
 _RATE_SAMPLES = 32
 _RATE_HORIZON_S = 5.0
+# A queue grows when over an interval more than this many times as many calls joined it as left it.
+_GROWING = 1.5
 # Retry-After is whole seconds: at least 1, and never an invitation to wait longer than this.
 _MIN_RETRY_AFTER_S = 1.0
 _MAX_RETRY_AFTER_S = 30.0
@@ -145,6 +149,8 @@ class Admission:
         self._queue: deque[_Waiter] = deque()
         self._admitted_from_queue: deque[float] = deque(maxlen=_RATE_SAMPLES)
         self._above_since: float | None = None
+        self._since_counts = (0, 0)  # (queued, admitted from the queue) when the interval began
+        self.admitted_from_queue = 0
         self.dropping = False
         self.limit = policy.limit
         self._window = _LatencyWindow(clock())
@@ -242,19 +248,36 @@ class Admission:
             waiter = self._queue.popleft()
             now = self._clock()
             self.in_flight += 1
+            self.admitted_from_queue += 1
             self._admitted_from_queue.append(now)
             self._observe(now - waiter.since, now)
             waiter.future.set_result(None)
 
     def _observe(self, sojourn_s: float, now: float) -> None:
-        """CoDel's state from one wait: below target resets it; above it for a whole interval, refuse arrivals."""
+        """CoDel's state from one wait: below target resets it; above it for a whole interval while the queue
+        grew (more joined it than left it), refuse arrivals.
+
+        A queue that stands but does not grow is a closed crowd waiting its turn (a flash sale's buyers, each
+        starting the next step when the last one is answered): refusing them adds no capacity, it only turns
+        buyers away, and ``max_wait`` still bounds their wait. A queue that grows is arrivals outrunning the
+        mesh, and waiting longer would only add delay.
+        """
         if sojourn_s < self.policy.target_s:
             self._above_since = None
             self.dropping = False
         elif self._above_since is None:
-            self._above_since = now
+            self._start_interval(now)
         elif now - self._above_since >= self.policy.interval_s:
-            self.dropping = True
+            joined = self.queued - self._since_counts[0]
+            left = self.admitted_from_queue - self._since_counts[1]
+            if joined > _GROWING * left + 1:
+                self.dropping = True
+            elif not self.dropping:
+                self._start_interval(now)  # standing, not growing: judge the next interval afresh
+
+    def _start_interval(self, now: float) -> None:
+        self._above_since = now
+        self._since_counts = (self.queued, self.admitted_from_queue)
 
     def _expected_wait(self, position: int, now: float) -> float | None:
         """How long the ``position``-th in the queue would wait at the recent admission rate; None if unknown."""

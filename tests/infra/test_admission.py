@@ -130,7 +130,7 @@ async def test_a_short_burst_waits_and_is_never_refused() -> None:
     assert (g.refused, g.dropping) == (0, False)
 
 
-async def test_a_wait_above_target_for_a_whole_interval_refuses_arrivals_at_once() -> None:
+async def test_a_growing_queue_above_target_for_a_whole_interval_refuses_arrivals_at_once() -> None:
     clock = Clock()
     g = gate(clock)
     await g.acquire(NEW)
@@ -138,32 +138,54 @@ async def test_a_wait_above_target_for_a_whole_interval_refuses_arrivals_at_once
     head = asyncio.create_task(g.acquire(NEW))
     await settle()
 
-    clock.now += 0.6  # the head has waited past the target: the state starts, nothing refused yet
-    second = asyncio.create_task(g.acquire(NEW))
+    clock.now += 0.6  # the head has waited past the target: the interval starts, nothing refused yet
+    more = [asyncio.create_task(g.acquire(NEW)) for _ in range(2)]  # and the queue grows, nothing leaving it
     await settle()
-    assert not second.done() and not g.dropping
+    assert not any(t.done() for t in more) and not g.dropping
 
-    clock.now += 1.0  # still above the target a whole interval later: a standing queue
+    clock.now += 1.0  # still above the target a whole interval later, and grown: arrivals outrun the mesh
     with pytest.raises(Overloaded) as refused:
         await g.acquire(NEW)  # refused on arrival, without waiting
     assert refused.value.why == "queue_delay"
     assert refused.value.retry_after_s >= 1 and refused.value.retry_after_header.isdigit()
-    assert (g.dropping, g.waiting, g.refused) == (True, 2, 1)
+    assert (g.dropping, g.waiting, g.refused) == (True, 3, 1)
 
     # Under-way work is not refused for it.
     await g.acquire(UNDER_WAY)
     g.release()
 
-    # The queue drains; an arrival that finds it empty ends the state and is admitted.
-    g.release()
-    await head
-    g.release()
-    await second
+    # The queue drains (the ones already in it are served); an arrival that finds it empty ends the state.
+    for task in (head, *more):
+        g.release()
+        await task
     g.release()
     g.release()
     await g.acquire(NEW)
     assert not g.dropping
     assert g.in_flight == 1
+
+
+async def test_a_standing_queue_that_does_not_grow_is_a_crowd_taking_turns_and_is_served() -> None:
+    """A flash sale's buyers: each one admitted is replaced by the next arrival, so the wait stays above the
+    target interval after interval, but the queue does not grow: refusing them would only turn buyers away."""
+    clock = Clock()
+    g = gate(clock, limit=2, target_s=0.5, interval_s=1.0, max_wait_s=30.0)
+    await g.acquire(NEW)
+    await g.acquire(NEW)
+    queue = [asyncio.create_task(g.acquire(NEW)) for _ in range(4)]
+    await settle()
+    for _ in range(12):  # six intervals, the head always waiting about 0.8 s
+        clock.now += 0.5
+        g.release()
+        await settle()
+        queue.append(asyncio.create_task(g.acquire(NEW)))
+        await settle()
+    assert (g.refused, g.dropping) == (0, False)
+    assert g.waiting == 4
+    for _ in range(4):
+        g.release()
+    await asyncio.gather(*queue)
+    assert g.refused == 0
 
 
 async def test_a_wait_past_the_hard_bound_is_refused() -> None:

@@ -108,22 +108,24 @@ async def test_new_work_waits_for_a_slot_in_arrival_order_while_work_under_way_p
 
 @pytest.mark.parametrize(
     "served",
-    [AdmissionPolicy(limit=1, new_work=frozenset({NEW_WORK}), target_s=0.001, interval_s=0.001, max_wait_s=10.0)],
+    [AdmissionPolicy(limit=1, new_work=frozenset({NEW_WORK}), target_s=0.001, interval_s=0.2, max_wait_s=10.0)],
     indirect=True,
 )
-async def test_a_standing_queue_refuses_new_work_at_once_with_a_retry_delay(served, settings) -> None:
+async def test_a_queue_grown_above_target_refuses_new_work_at_once_with_a_retry_delay(served, settings) -> None:
     stub, held, gate = served
     md = bearer(mint_token(settings.jwt_secret, "cust-admission"))
     first = asyncio.ensure_future(stub.GetProducts(pb.GetProductsRequest(skus=["A"]), metadata=md, timeout=10))
     await _until(lambda: held.started == ["A"], "A running")
     waiting = asyncio.ensure_future(stub.GetProducts(pb.GetProductsRequest(skus=["B"]), metadata=md, timeout=10))
     await _until(lambda: gate.waiting == 1, "B queued")
-    # B waits past the 1 ms target: the next arrival starts CoDel's interval (and queues), ...
+    # B waits past the 1 ms target: the next arrival starts CoDel's interval (and queues), another joins, ...
     await asyncio.sleep(0.01)
     queued = asyncio.ensure_future(stub.GetProducts(pb.GetProductsRequest(skus=["C"]), metadata=md, timeout=10))
     await _until(lambda: gate.waiting == 2, "C queued")
-    # ... and one arriving after the 1 ms interval, with waits still above the target, is refused at once.
-    await asyncio.sleep(0.01)
+    also = asyncio.ensure_future(stub.GetProducts(pb.GetProductsRequest(skus=["D"]), metadata=md, timeout=10))
+    await _until(lambda: gate.waiting == 3, "D queued")
+    # ... and one arriving after the interval, with waits above the target and the queue grown, is refused.
+    await asyncio.sleep(0.25)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.GetProducts(pb.GetProductsRequest(skus=["X"]), metadata=md, timeout=10)
     refused = caught.value
@@ -131,7 +133,7 @@ async def test_a_standing_queue_refuses_new_work_at_once_with_a_retry_delay(serv
     assert refused.code() is grpc.StatusCode.UNAVAILABLE
     info = error_info(refused)
     assert info is not None and info.reason == "UNAVAILABLE"
-    assert info.metadata["why"] == "queue_delay" and info.metadata["waiting"] == "2"
+    assert info.metadata["why"] == "queue_delay" and info.metadata["waiting"] == "3"
     delay = retry_delay(refused)
     assert delay is not None and delay >= 1
     assert info.metadata["retry_after_seconds"] == str(int(-(-delay // 1)))
@@ -141,11 +143,11 @@ async def test_a_standing_queue_refuses_new_work_at_once_with_a_retry_delay(serv
 
     # Work under way is still served.
     assert (await stub.CalculateTax(pb.CalculateTaxRequest(), metadata=md, timeout=10)).tax_total.amount_minor == 7
-    for sku in "ABC":
+    for sku in "ABCD":
         held.event(sku).set()
     await first
     # The ones already queued were not dropped.
-    assert [list((await w).missing_skus) for w in (waiting, queued)] == [["B"], ["C"]]
+    assert [list((await w).missing_skus) for w in (waiting, queued, also)] == [["B"], ["C"], ["D"]]
 
 
 @pytest.mark.parametrize(

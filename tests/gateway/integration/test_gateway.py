@@ -558,7 +558,7 @@ async def _until(condition: Any) -> None:
     raise AssertionError("not reached within 10 s")
 
 
-async def test_new_checkouts_wait_for_a_slot_and_get_503_with_retry_after_only_when_the_queue_stands(
+async def test_new_checkouts_wait_for_a_slot_and_get_503_with_retry_after_only_when_the_queue_grows(
     env: Env, customer_token: str
 ) -> None:
     cart_id = (await env.client.post("/v1/carts", json={}, headers=auth(customer_token))).json()["cart"]["cartId"]
@@ -571,10 +571,12 @@ async def test_new_checkouts_wait_for_a_slot_and_get_503_with_retry_after_only_w
     try:
         first = asyncio.create_task(env.client.post("/v1/auth/guest"))
         await _until(lambda: gate.waiting == 1)
-        clock.now += 0.6  # the first has waited past the target: the next one starts the interval and waits
+        clock.now += 0.6  # the first has waited past the target: the next ones start the interval and wait
         second = asyncio.create_task(env.client.post("/v1/carts", json={}, headers=auth(customer_token)))
         await _until(lambda: gate.waiting == 2)
-        clock.now += 1.0  # a standing queue: new checkouts are refused on arrival
+        third = asyncio.create_task(env.client.post("/v1/auth/guest"))
+        await _until(lambda: gate.waiting == 3)
+        clock.now += 1.0  # above the target an interval on, and grown: new checkouts are refused on arrival
         env.recorder.requests.pop("CreateCart", None)
         for refused in (
             await env.client.post("/v1/auth/guest"),
@@ -591,11 +593,12 @@ async def test_new_checkouts_wait_for_a_slot_and_get_503_with_retry_after_only_w
         # Work under way passes the queue, answered at once.
         got = await env.client.get(f"/v1/carts/{cart_id}", headers=auth(customer_token))
         assert got.status_code == 200 and "Retry-After" not in got.headers
-        assert not first.done() and not second.done()
+        assert not first.done() and not second.done() and not third.done()
 
         gate.release()  # the slot frees: the waiting ones are served in turn, not refused
         assert (await first).status_code == 200
         assert (await second).status_code == 200
+        assert (await third).status_code == 200
         assert "CreateCart" in env.recorder.requests
         assert (gate.in_flight, gate.waiting, gate.refused) == (0, 0, 2)
     finally:
