@@ -12,9 +12,9 @@ mesh on free loopback ports, stopped at the end), each buyer running the full ch
   ``--overload-duration`` s. Goals: completed checkouts/s at least 90 % of the closed-loop maximum,
   refusals (503) answered with a p99 under 50 ms, every one of them with a Retry-After header.
 
-Every HTTP exchange is timed by a transport wrapped around httpx's (the time from sending the request to
-its response's headers, on a connection pool large enough that no request waits for a connection), so a
-refusal's latency is what a client sees. Bounded: counts, durations and a drain bound; loopback only.
+Every buyer has an httpx client of its own, whose transport times each exchange (from sending the request
+to its response's headers), so a refusal's latency is what a client sees. Bounded: counts, durations and a
+drain bound; loopback only.
 
 Exit status: 0 when every goal was met and every invariant passed, 1 otherwise, 2 on a usage error.
 """
@@ -53,7 +53,6 @@ __all__ = ["Exchange", "Recorder", "build_parser", "main", "overload_verdict", "
 GOAL_SHARE_OF_MAX = 0.90
 GOAL_REFUSAL_P99_MS = 50.0
 _RATE_LIMIT = "1000000000"  # the gateway's per-subject limit on, but never reached by the bench's guests
-_MAX_CONNECTIONS = 1024
 
 
 @dataclass(frozen=True)
@@ -67,23 +66,33 @@ class Exchange:
     who: str = ""  # a 503's ErrorInfo: who refused (the gateway or a service) and why
 
 
-class Recorder(httpx.AsyncBaseTransport):
-    """Times every exchange of the wrapped transport; keeps the refused ones (status >= 400)."""
+class Recorder:
+    """Where every buyer's transport reports its exchanges; keeps the refused ones (status >= 400)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
+    def __init__(self) -> None:
         self.refused: list[Exchange] = []
         self.count = 0
+
+    def transport(self) -> httpx.AsyncBaseTransport:
+        return _Timed(self, httpx.AsyncHTTPTransport())
+
+
+class _Timed(httpx.AsyncBaseTransport):
+    """Times each exchange of the wrapped transport, from sending the request to its response's headers."""
+
+    def __init__(self, recorder: Recorder, inner: httpx.AsyncBaseTransport) -> None:
+        self._recorder = recorder
+        self._inner = inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         started = time.perf_counter()
         response = await self._inner.handle_async_request(request)
         seconds = time.perf_counter() - started
-        self.count += 1
+        self._recorder.count += 1
         if response.status_code >= 400:
             who = _who(await response.aread()) if response.status_code == 503 else ""
             retry_after = response.headers.get("retry-after")
-            self.refused.append(Exchange(request.url.path, response.status_code, seconds, retry_after, who))
+            self._recorder.refused.append(Exchange(request.url.path, response.status_code, seconds, retry_after, who))
         return response
 
     async def aclose(self) -> None:
@@ -152,10 +161,16 @@ class Tally:
 
 
 class Buyers:
-    """Runs checkouts through one shared client and counts what became of them."""
+    """Runs checkouts, each buyer on a client (and connection) of its own, as real buyers are, and counts what
+    became of them. (One client shared by hundreds of buyers in open loop stalled in its connection pool: the
+    gateway answered a probe in milliseconds while the buyers' requests never left the pool.)"""
 
-    def __init__(self, flow: RestCheckout, plan: CatalogPlan, items: int, rng: random.Random) -> None:
-        self._flow = flow
+    def __init__(
+        self, gateway_url: str, recorder: Recorder, *, timeout: float, plan: CatalogPlan, items: int, rng: random.Random
+    ) -> None:
+        self._url = gateway_url
+        self._recorder = recorder
+        self._timeout = timeout
         self._plan = plan
         self._items = items
         self._rng = rng
@@ -168,9 +183,16 @@ class Buyers:
         tally.started += 1
         outcome = FlowOutcome()
         try:
-            await self._flow.run(items, outcome)
+            async with httpx.AsyncClient(
+                base_url=self._url, transport=self._recorder.transport(), timeout=self._timeout, trust_env=False
+            ) as client:
+                await RestCheckout(client, timeout=self._timeout).run(items, outcome)
         except FlowError as exc:
             tally.errors[exc.key] += 1
+        except asyncio.CancelledError:
+            # Cut off at the drain bound: where it was waiting says who was slow.
+            tally.errors[f"cancelled after: {next(reversed(outcome.steps), 'nothing')}"] += 1
+            raise
         except Exception as exc:  # a malformed answer is counted, not fatal to the run
             tally.errors[f"flow: {type(exc).__name__}"] += 1
         else:
@@ -323,46 +345,39 @@ def _facts(plan: CatalogPlan, tallies: Sequence[Tally]) -> RunFacts:
 async def _scenarios(
     target: Target, plan: CatalogPlan, args: argparse.Namespace, log: Callable[[str], object]
 ) -> dict[str, Any]:
-    recorder = Recorder(
-        httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=256))
-    )
-    async with httpx.AsyncClient(
-        base_url=target.gateway_url, transport=recorder, timeout=args.rpc_timeout, trust_env=False
-    ) as client:
-        buyers = Buyers(
-            RestCheckout(client, timeout=args.rpc_timeout), plan, args.items, random.Random(args.random_seed)
+    recorder = Recorder()
+    rng = random.Random(args.random_seed)
+    buyers = Buyers(target.gateway_url, recorder, timeout=args.rpc_timeout, plan=plan, items=args.items, rng=rng)
+    out: dict[str, Any] = {}
+    if "flash" in args.scenario:
+        log(
+            f"bench.admission: flash sale: {args.buyers} buyers, {args.in_flight} in flight, {args.hot_stock} units ..."
         )
-        out: dict[str, Any] = {}
-        if "flash" in args.scenario:
+        out["flash_sale"] = await flash_sale(buyers, recorder, args)
+    if "overload" in args.scenario:
+        if args.max_rate is None:
             log(
-                f"bench.admission: flash sale: {args.buyers} buyers, {args.in_flight} in flight, "
-                f"{args.hot_stock} units ..."
+                f"bench.admission: closed-loop maximum: {args.closed_concurrency} buyers "
+                f"for {args.closed_duration:g} s ..."
             )
-            out["flash_sale"] = await flash_sale(buyers, recorder, args)
-        if "overload" in args.scenario:
-            if args.max_rate is None:
-                log(
-                    f"bench.admission: closed-loop maximum: {args.closed_concurrency} buyers "
-                    f"for {args.closed_duration:g} s ..."
-                )
-                out["closed_loop"] = await closed_max(buyers, args)
-                max_rate = float(out["closed_loop"]["checkouts_per_s"])
-            else:
-                max_rate = args.max_rate
-            rate = max_rate * args.factor
-            log(
-                f"bench.admission: overload: open loop at {rate:.1f}/s ({args.factor:g} x {max_rate:.2f}) "
-                f"for {args.overload_duration:g} s ..."
+            out["closed_loop"] = await closed_max(buyers, args)
+            max_rate = float(out["closed_loop"]["checkouts_per_s"])
+        else:
+            max_rate = args.max_rate
+        rate = max_rate * args.factor
+        log(
+            f"bench.admission: overload: open loop at {rate:.1f}/s ({args.factor:g} x {max_rate:.2f}) "
+            f"for {args.overload_duration:g} s ..."
+        )
+        with LoopLag() as lag:
+            overload = await open_overload(buyers, recorder, rate, args) if max_rate > 0 else {}
+        if overload:
+            overload["load_generator_lag_ms"] = lag.summary()
+            overload["max_rate"] = max_rate
+            overload["verdict"] = overload_verdict(
+                max_rate=max_rate, completed_rate=overload["completed_per_s"], refused=overload["refusals_503"]
             )
-            with LoopLag() as lag:
-                overload = await open_overload(buyers, recorder, rate, args) if max_rate > 0 else {}
-            if overload:
-                overload["load_generator_lag_ms"] = lag.summary()
-                overload["max_rate"] = max_rate
-                overload["verdict"] = overload_verdict(
-                    max_rate=max_rate, completed_rate=overload["completed_per_s"], refused=overload["refusals_503"]
-                )
-            out["overload"] = overload
+        out["overload"] = overload
     return out
 
 
