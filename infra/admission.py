@@ -61,8 +61,9 @@ __all__ = ["Admission", "AdmissionPolicy", "Overloaded"]
 # Admissions from the queue remembered to estimate its drain rate, and how old the oldest may be.
 _RATE_SAMPLES = 32
 _RATE_HORIZON_S = 5.0
-# A queue grows when over an interval more than this many times as many calls joined it as left it.
-_GROWING = 1.5
+# A queue grows when over an interval more than this many times as many calls joined it as left it (and at
+# least two): a closed crowd's queue moves by a few either way, arrivals outrunning the mesh by more.
+_GROWING = 1.25
 # Retry-After is whole seconds: at least 1, and never an invitation to wait longer than this.
 _MIN_RETRY_AFTER_S = 1.0
 _MAX_RETRY_AFTER_S = 30.0
@@ -270,7 +271,7 @@ class Admission:
         elif now - self._above_since >= self.policy.interval_s:
             joined = self.queued - self._since_counts[0]
             left = self.admitted_from_queue - self._since_counts[1]
-            if joined > _GROWING * left + 1:
+            if joined > max(_GROWING * left, left + 1):
                 self.dropping = True
             elif not self.dropping:
                 self._start_interval(now)  # standing, not growing: judge the next interval afresh
