@@ -83,11 +83,11 @@ class AdmissionPolicy:
     # Calls in flight at which any call is refused, work under way too; 0: 8 x ``limit``.
     hard_limit: int = 0
     # CoDel's target: a wait in the queue shorter than this is never refused.
-    target_s: float = 1.0
+    target_s: float = 0.5
     # CoDel's interval: how long waits must stay above ``target_s`` before arrivals are refused.
-    interval_s: float = 2.0
+    interval_s: float = 1.0
     # No call waits longer than this in the queue.
-    max_wait_s: float = 10.0
+    max_wait_s: float = 5.0
     # The limit adapts (AIMD) so 90 % of admitted calls finish within this; 0: ``limit`` is fixed.
     latency_target_s: float = 2.5
 

@@ -177,9 +177,9 @@ class Settings:
     # ... and is refused (UNAVAILABLE / 503 with a retry delay) only when waits in that queue stayed above the
     # target for the interval, or its wait would pass the bound. Work under way is refused only at the hard
     # limit of calls in flight (0: 8 times max_in_flight).
-    admission_target_ms: int = 1000
-    admission_interval_ms: int = 2000
-    admission_max_wait_ms: int = 10_000
+    admission_target_ms: int = 500
+    admission_interval_ms: int = 1000
+    admission_max_wait_ms: int = 5000
     admission_hard_limit: int = 0
     # The limit adapts from max_in_flight up to half the hard limit while 90 % of admitted calls finish
     # within this (0: max_in_flight is a fixed limit). Unset: half of KASSA_RPC_TIMEOUT_SECONDS, so calls
@@ -372,9 +372,9 @@ def _admission(env: dict[str, str], *, rpc_timeout_seconds: float) -> dict[str, 
     """The admission settings, refused at start-up when they make no sense together."""
     values = {
         "max_in_flight": _int(env, "KASSA_MAX_IN_FLIGHT", 16),
-        "admission_target_ms": _int(env, "KASSA_ADMISSION_TARGET_MS", 1000),
-        "admission_interval_ms": _int(env, "KASSA_ADMISSION_INTERVAL_MS", 2000),
-        "admission_max_wait_ms": _int(env, "KASSA_ADMISSION_MAX_WAIT_MS", 10_000),
+        "admission_target_ms": _int(env, "KASSA_ADMISSION_TARGET_MS", 500),
+        "admission_interval_ms": _int(env, "KASSA_ADMISSION_INTERVAL_MS", 1000),
+        "admission_max_wait_ms": _int(env, "KASSA_ADMISSION_MAX_WAIT_MS", 5000),
         "admission_hard_limit": _int(env, "KASSA_ADMISSION_HARD_LIMIT", 0),
         "admission_latency_target_ms": _int(env, "KASSA_ADMISSION_LATENCY_TARGET_MS", int(rpc_timeout_seconds * 500)),
     }
