@@ -10,7 +10,7 @@ So the calls that start new work (a guest token, a new cart: ``AdmissionPolicy.n
 while fewer than the current limit of calls are in flight, and otherwise **wait in a FIFO queue** for a
 call to finish. The limit adapts (AIMD, every quarter second): while new work waits and nine in ten of the
 calls let in finish within ``latency_target`` (half their deadline by default), it rises by a quarter, up
-to ``max_limit`` (half the hard limit); when they get slower it falls by a fifth, down to the configured
+to ``max_limit`` (a quarter of the hard limit); when they get slower it falls by a fifth, down to the configured
 ``limit``. A burst the mesh can carry is so let in; a load it can't is held at a concurrency where calls
 still meet their deadlines. Refusal is decided by how long the queue makes new work wait, after CoDel
 (Nichols & Jacobson, "Controlling Queue Delay", 2012):
@@ -110,8 +110,9 @@ class AdmissionPolicy:
 
     @property
     def max_limit(self) -> int:
-        """How far the adaptive limit may rise: half the hard limit, so work under way keeps its headroom."""
-        return max(self.limit, self.cap // 2) if self.latency_target_s > 0 else self.limit
+        """How far the adaptive limit may rise: a quarter of the hard limit, so work under way keeps its headroom
+        (the flows let in keep calling after their new cart, and they must not meet the hard limit)."""
+        return max(self.limit, self.cap // 4) if self.latency_target_s > 0 else self.limit
 
 
 class Overloaded(Exception):

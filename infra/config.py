@@ -181,7 +181,7 @@ class Settings:
     admission_interval_ms: int = 1000
     admission_max_wait_ms: int = 5000
     admission_hard_limit: int = 0
-    # The limit adapts from max_in_flight up to half the hard limit while 90 % of admitted calls finish
+    # The limit adapts from max_in_flight up to a quarter of the hard limit while 90 % of admitted calls finish
     # within this (0: max_in_flight is a fixed limit). Unset: half of KASSA_RPC_TIMEOUT_SECONDS, so calls
     # let in still finish well within their deadlines.
     admission_latency_target_ms: int = 2500

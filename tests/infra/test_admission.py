@@ -296,7 +296,7 @@ async def _calls(g: Admission, clock: Clock, n: int, latency_s: float, method: s
 async def test_the_limit_rises_while_new_work_waits_and_calls_stay_fast_and_the_queue_is_let_in() -> None:
     clock = Clock()
     g = gate(clock, limit=2, hard_limit=40, latency_target_s=1.0)
-    assert g.policy.max_limit == 20
+    assert g.policy.max_limit == 10
     await g.acquire(NEW)
     await g.acquire(NEW)
     waiting = [asyncio.create_task(g.acquire(NEW)) for _ in range(6)]

@@ -13,7 +13,7 @@ DEV = {"KASSA_ENV": "development"}
 
 def test_defaults_build_the_documented_policy() -> None:
     p = Settings.from_env(DEV).admission_policy(frozenset({"new"}))
-    assert (p.limit, p.cap, p.max_limit, p.target_s, p.interval_s, p.max_wait_s) == (16, 128, 64, 0.5, 1.0, 5.0)
+    assert (p.limit, p.cap, p.max_limit, p.target_s, p.interval_s, p.max_wait_s) == (16, 128, 32, 0.5, 1.0, 5.0)
     assert p.latency_target_s == 2.5  # half the default 5 s deadline of a call
     assert p.new_work == frozenset({"new"})
 
@@ -37,7 +37,7 @@ def test_every_setting_is_read() -> None:
         "KASSA_ADMISSION_LATENCY_TARGET_MS": "1500",
     }
     p = Settings.from_env(env).admission_policy(frozenset())
-    assert (p.limit, p.cap, p.max_limit, p.target_s, p.interval_s, p.max_wait_s) == (24, 100, 50, 0.25, 2.0, 8.0)
+    assert (p.limit, p.cap, p.max_limit, p.target_s, p.interval_s, p.max_wait_s) == (24, 100, 25, 0.25, 2.0, 8.0)
     assert p.latency_target_s == 1.5
 
 
