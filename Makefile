@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit fuzz run demo migrate seed bench bench-warehouse bench-floor chaos clean clean-gen
+.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit fuzz run demo migrate seed bench bench-warehouse bench-floor bench-admission chaos clean clean-gen
 
 help:
 	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway"
@@ -22,6 +22,7 @@ help:
 	@echo "make proto-baseline - at a release: record the protos as the baseline buf breaking compares with"
 	@echo "make bench-warehouse - ReserveStock calls/s on spread-out and hot skus"
 	@echo "make bench-floor - CPU floor of one RPC and one write transaction; the checkouts/s ceiling it implies"
+	@echo "make bench-admission - flash sale (no 503s) and 10x overload (refused fast, with Retry-After) over REST"
 	@echo "make bench  - full checkouts/s, latency and invariants on a private stack (BENCH_ARGS='--transport rest ...')"
 	@echo "make chaos  - 2,000 checkouts while processes die and servers restart, then every invariant (CHAOS_ARGS='--seed 42 ...')"
 
@@ -126,6 +127,11 @@ bench-warehouse: $(STAMP)
 # CPU floor of one RPC and one write transaction, and the checkout ceiling they imply (private Postgres).
 bench-floor: $(STAMP)
 	$(PY) -m bench.floor $(BENCH_ARGS)
+
+# A flash sale (120 buyers, 40 in flight, goal: no 503) and a 10x overload (goal: >= 90 % of the closed-loop
+# maximum completed, refusals fast and with Retry-After) over REST on a private stack.
+bench-admission: $(STAMP)
+	$(PY) -m bench.admission $(BENCH_ARGS)
 
 # Checkouts over gRPC and REST under a seeded fault schedule on a private stack, a recovery window, then
 # every DESIGN.md §4 invariant (infra.check). Loopback only; bounded by --max-seconds and --recovery-seconds.

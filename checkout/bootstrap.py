@@ -42,7 +42,7 @@ from checkout.worker.cron.payment_poll import payment_poll_worker
 from checkout.worker.cron.recovery import recovery_worker
 from checkout.worker.cron.session_expiry import session_expiry_worker
 from checkout.worker.payment_events import payment_event_consumer
-from infra.admission import Admission, AdmissionPolicy
+from infra.admission import Admission
 from infra.channels import ServiceCredentials, open_channel
 from infra.config import ConfigError, Settings
 from infra.db import create_engine
@@ -204,8 +204,9 @@ async def build(
             payment_poll_worker(completion),
             payment_event_consumer(js, completion).run,
         ],
-        # The mesh's edge: a new cart starts a checkout, so it is what an overloaded mesh turns away.
-        admission=Admission(AdmissionPolicy(settings.max_in_flight, frozenset({_CREATE_CART}))),
+        # The mesh's edge: a new cart starts a checkout, so it is what waits (and, if the wait stops paying,
+        # is turned away) when the mesh is busy; a checkout under way is never held back for it.
+        admission=Admission(settings.admission_policy(frozenset({_CREATE_CART}))),
     )
     return Container(
         app, engine, uow, gateways, carts, start, state, confirm, compensator, drain, recovery, expiry, settlement,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,10 +41,11 @@ from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
 from infra import errors, webhook_signature
-from infra.admission import Admission, AdmissionPolicy
+from infra.admission import Admission, Overloaded
 from infra.auth import Identity, Unauthenticated, mint_token
 from infra.channels import ServiceCredentials, call_metadata
 from infra.config import Settings
+from infra.grpc_errors import retry_delay
 from infra.logs import request_id_var
 from infra.runner import verifier_for
 from kassa.payment.v1 import payment_service_pb2
@@ -59,9 +61,6 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PROVIDER = re.compile(r"^[a-z0-9_-]{1,64}$")
 _GUEST = "guest"
 _NEW_WORK = frozenset({_GUEST, "POST /v1/carts"})
-_AT_CAPACITY = gw_status.make_status(
-    grpc.StatusCode.UNAVAILABLE, "the gateway is at capacity; retry with backoff", errors.Reason.UNAVAILABLE
-)
 _HANDLE_WEBHOOK = rpc_method(
     payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].methods_by_name["HandleWebhook"]
 )
@@ -81,6 +80,25 @@ class HttpRefusal(Exception):
         self.status = status
         self.http_status = http_status
         self.headers = headers or {}
+
+
+def _at_capacity(exc: Overloaded) -> status_pb2.Status:
+    return gw_status.make_status(
+        grpc.StatusCode.UNAVAILABLE,
+        "the gateway is at capacity; retry after the Retry-After delay",
+        errors.Reason.UNAVAILABLE,
+        {
+            "why": exc.why,
+            "in_flight": str(exc.in_flight),
+            "waiting": str(exc.waiting),
+            "retry_after_seconds": exc.retry_after_header,
+        },
+    )
+
+
+def _retry_after(seconds: float | None) -> dict[str, str]:
+    """The Retry-After header for a refusal that said when to retry (whole seconds, at least 1)."""
+    return {} if seconds is None else {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 def error_response(status: status_pb2.Status, http_status: int | None = None) -> JSONResponse:
@@ -103,7 +121,7 @@ class Gateway:
         self._ip_limit = _limit("ip", config.ip_rate_limit_per_minute, 60)
         self._guest_limit = _limit("guest_tokens", config.guest_tokens_per_ip_per_hour, 3600)
         # New REST checkouts begin with a guest token or a new cart: what an overloaded gateway turns away.
-        self._admission = Admission(AdmissionPolicy(settings.max_in_flight, _NEW_WORK))
+        self._admission = Admission(settings.admission_policy(_NEW_WORK))
         # The committed contract (make openapi; CI fails when it differs from the protos'), rendered once.
         self._openapi = load_document()
         self._docs = docs_page(self._openapi)
@@ -167,33 +185,40 @@ class Gateway:
     async def _serve(self, request: Request, handler: Handler, *, work: str | None = None) -> Response:
         """Run ``handler`` and turn whatever it raises into the Status JSON with the right HTTP status.
 
-        With ``work``, the request first passes admission control (infra.admission): at capacity it is
-        refused at once with 503 and Retry-After, before anything is done for it. Webhooks pass none:
-        a provider's notification is never turned away for load.
+        With ``work``, the request first passes admission control (infra.admission): a new checkout (guest
+        token, new cart) may wait in its queue for a slot, and is refused with 503 and Retry-After, before
+        anything is done for it, only when the queue's delay says the mesh is behind; every other route is
+        admitted at once up to the hard limit. Webhooks pass none: a provider's notification is never turned
+        away for load. A backend's own UNAVAILABLE with RetryInfo gets the same Retry-After.
         """
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_var.set(rid)
         headers: dict[str, str] = {}
-        admitted = work is None or self._admission.admit(work)
+        admitted_at: float | None = None
         try:
-            if not admitted:
-                raise HttpRefusal(_AT_CAPACITY, 503, {"Retry-After": "1"})
+            if work is not None:
+                try:
+                    admitted_at = await self._admission.acquire(work)
+                except Overloaded as exc:
+                    raise HttpRefusal(_at_capacity(exc), 503, {"Retry-After": exc.retry_after_header}) from exc
             response = await handler(request, rid)
         except HttpRefusal as exc:
             response = error_response(exc.status, exc.http_status)
             headers.update(exc.headers)
         except errors.DomainError as exc:
             response = error_response(gw_status.from_domain_error(exc))
+            headers.update(_retry_after(getattr(exc, "retry_after_s", None)))
         except grpc.aio.AioRpcError as exc:
             response = error_response(gw_status.from_rpc_error(exc))
+            headers.update(_retry_after(retry_delay(exc)))
         except Exception:
             log.exception("unhandled error serving %s %s", request.method, request.url.path)
             internal = gw_status.make_status(grpc.StatusCode.INTERNAL, "internal error", errors.Reason.INTERNAL)
             response = error_response(internal)
         finally:
-            if work is not None and admitted:
-                self._admission.done()
+            if admitted_at is not None:
+                self._admission.release(admitted_at)
         response.headers.update(headers)
         response.headers[REQUEST_ID_HEADER] = rid
         response.headers["Cache-Control"] = "no-store"

@@ -1,55 +1,319 @@
-"""Admission control at a service's edge: under overload, turn new work away at once.
+"""Admission control at a service's edge: new work waits its turn, and is refused only when waiting stopped paying.
 
-Without it, a saturated service accepts every call and runs them all slower, until nearly every
-call outlives its deadline: the machine stays busy and almost no checkout completes (measured with
-``make bench`` in open loop far above capacity). With it, the service keeps at most ``limit`` calls
-in flight for the methods that start new work (a new cart): the next one is refused at once with
-UNAVAILABLE, which costs almost nothing and tells the client to back off and retry, while the
-checkouts already under way keep their speed and finish. Other calls are refused only at
-``limit * hard_factor`` in flight, so a customer who got a cart can still pay.
+Without it, a saturated service accepts every call and runs them all slower, until nearly every call
+outlives its deadline: the machine stays busy and almost no checkout completes. A static cap on calls in
+flight that refuses at once (what Kassa had) fixes that, but turns buyers away in a burst the mesh would
+have served a second later: 120 buyers racing for a hot product with 40 requests in flight got 10 to 56
+refusals on a mesh with headroom.
 
-The limit is static: about what the machine serves in half a second (Little's law: calls/s at
-capacity x the latency wanted). On the 2-core reference machine 16 keeps the flows it admits at a
-few seconds end to end under 25x overload, where without it almost nothing completes.
+So the calls that start new work (a guest token, a new cart: ``AdmissionPolicy.new_work``) run at once
+while fewer than the current limit of calls are in flight, and otherwise **wait in a FIFO queue** for a
+call to finish. The limit adapts (AIMD, every quarter second): while new work waits and nine in ten of the
+calls let in finish within ``latency_target`` (half their deadline by default), it rises by a quarter, up
+to ``max_limit`` (a quarter of the hard limit); when they get slower it falls by a fifth, down to the configured
+``limit``. A burst the mesh can carry is so let in; a load it can't is held at a concurrency where calls
+still meet their deadlines. Refusal is decided by how long the queue makes new work wait, after CoDel
+(Nichols & Jacobson, "Controlling Queue Delay", 2012):
 
-Nothing is written before a call is admitted, so a refused call can always be retried.
+- a burst that drains is a good queue: a wait shorter than ``target`` is never refused, and a longer one
+  only when the queue has stayed above ``target`` for a whole ``interval`` and grew meanwhile (more calls
+  joined it than left it: arrivals outrun the mesh, and waiting longer only adds delay). A queue that
+  stands without growing is a closed crowd taking turns (a flash sale's buyers): it is served, its wait
+  bounded by ``max_wait``;
+- while the queue is standing (CoDel's "dropping" state) new work is refused **on arrival**, before it
+  waits at all, so a refusal costs the client one round trip; the queue drains, and the first arrival
+  that finds it shorter than ``target`` (or empty) ends the state;
+- a wait never exceeds ``max_wait``: an arrival whose expected wait (its place in the queue over the
+  recent admission rate) is longer is refused at once, and a waiter still queued after ``max_wait`` (or
+  after the caller's own deadline) is refused then.
+
+CoDel proper drops at the head of the queue, at a rising rate; here the refusal is at the tail and of
+every arrival while the state lasts, because a refused call should not have waited first (a refusal's
+cost is what the issue bounds), and the queue is short enough that the state ends within one drain.
+
+No library did this (checked on PyPI: aioadaptive, adaptio, ace-concurrency, adaptive-concurrency,
+aimd-limiter, async-throttle): they throttle a client's own outgoing calls or a worker pool, none queues a
+server's incoming calls by priority or refuses them by queueing delay.
+
+Every other call (a checkout under way: StartCheckout, ConfirmCheckout, AddCartItem on an existing
+cart, webhooks never come here at all) is never queued, never waits behind new work and is refused only
+at ``hard_limit`` calls in flight, far above ``limit``: new carts are never let in by making the
+customers who already have one wait or fail.
+
+A refusal carries how long to wait before retrying (:attr:`Overloaded.retry_after_s`): the time the
+queue needs to drain at the recent admission rate, at least 1 s. Nothing is written before a call is
+admitted, so a refused call can always be retried.
+
+One instance per server, on its event loop: no locking.
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Admission", "AdmissionPolicy"]
+__all__ = ["Admission", "AdmissionPolicy", "Overloaded"]
+
+# Admissions from the queue remembered to estimate its drain rate, and how old the oldest may be.
+_RATE_SAMPLES = 32
+_RATE_HORIZON_S = 5.0
+# A queue grows when over an interval more than this many times as many calls joined it as left it (and at
+# least two): a closed crowd's queue moves by a few either way, arrivals outrunning the mesh by more.
+_GROWING = 1.25
+# Retry-After is whole seconds: at least 1, and never an invitation to wait longer than this.
+_MIN_RETRY_AFTER_S = 1.0
+_MAX_RETRY_AFTER_S = 30.0
+# How often the adaptive limit moves: several times per CoDel interval, so a limit with room to grow gets
+# there before a burst's queue counts as standing.
+_ADAPT_EVERY_S = 0.25
+# ... over at least this many calls, so one slow call is no verdict on the mesh.
+_MIN_SAMPLES = 8
 
 
 @dataclass(frozen=True)
 class AdmissionPolicy:
-    # Calls in flight at which calls to ``new_work`` methods are refused; 0 admits everything.
+    # Calls in flight from which calls to ``new_work`` methods wait in the queue; 0 admits everything at once.
     limit: int = 0
-    # Full gRPC method names ("/pkg.Service/Method") that start new work.
+    # Full gRPC method names ("/pkg.Service/Method"), or the gateway's route keys, that start new work.
     new_work: frozenset[str] = field(default_factory=frozenset)
-    # Every call is refused at ``limit * hard_factor`` in flight.
-    hard_factor: int = 3
+    # Calls in flight at which any call is refused, work under way too; 0: 8 x ``limit``.
+    hard_limit: int = 0
+    # CoDel's target: a wait in the queue shorter than this is never refused.
+    target_s: float = 0.5
+    # CoDel's interval: how long waits must stay above ``target_s`` before arrivals are refused.
+    interval_s: float = 1.0
+    # No call waits longer than this in the queue.
+    max_wait_s: float = 5.0
+    # The limit adapts (AIMD) so 90 % of admitted calls finish within this; 0: ``limit`` is fixed.
+    latency_target_s: float = 2.5
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.hard_limit < 0:
+            raise ValueError("limit and hard_limit must not be negative")
+        if self.hard_limit and self.hard_limit < self.limit:
+            raise ValueError("hard_limit must be at least limit")
+        if not 0 < self.target_s <= self.max_wait_s:
+            raise ValueError("target_s must be > 0 and at most max_wait_s")
+        if self.interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        if self.latency_target_s < 0:
+            raise ValueError("latency_target_s must not be negative")
+
+    @property
+    def cap(self) -> int:
+        """Calls in flight at which every call is refused."""
+        return self.hard_limit or 8 * self.limit
+
+    @property
+    def max_limit(self) -> int:
+        """How far the adaptive limit may rise: a quarter of the hard limit, so work under way keeps its headroom
+        (the flows let in keep calling after their new cart, and they must not meet the hard limit)."""
+        return max(self.limit, self.cap // 4) if self.latency_target_s > 0 else self.limit
+
+
+class Overloaded(Exception):
+    """A call refused for load; ``why`` is "queue_delay", "max_wait" or "hard_limit"."""
+
+    def __init__(self, why: str, retry_after_s: float, in_flight: int, waiting: int) -> None:
+        super().__init__(f"refused ({why}): {in_flight} in flight, {waiting} waiting")
+        self.why = why
+        self.retry_after_s = retry_after_s
+        self.in_flight = in_flight
+        self.waiting = waiting
+
+    @property
+    def retry_after_header(self) -> str:
+        """Retry-After as HTTP wants it: whole seconds."""
+        return str(math.ceil(self.retry_after_s))
+
+
+@dataclass(eq=False)
+class _Waiter:
+    future: asyncio.Future[None]
+    since: float
 
 
 class Admission:
-    """Counts the calls in flight; one instance per server (an event loop, so no locking)."""
+    """The calls in flight, the adaptive limit and the queue of new work waiting for a slot.
 
-    def __init__(self, policy: AdmissionPolicy) -> None:
+    ``await acquire(method)`` returns when the call may run, with the time it was admitted (pass it to
+    :meth:`release` once the call is over, so its latency steers the limit), or raises :class:`Overloaded`.
+    When the call is admitted at once it does not suspend.
+    """
+
+    def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
+        self._clock = clock
+        self._queue: deque[_Waiter] = deque()
+        self._admitted_from_queue: deque[float] = deque(maxlen=_RATE_SAMPLES)
+        self._above_since: float | None = None
+        self._since_counts = (0, 0)  # (queued, admitted from the queue) when the interval began
+        self.admitted_from_queue = 0
+        self.dropping = False
+        self.limit = policy.limit
+        self._window = _LatencyWindow(clock())
         self.in_flight = 0
         self.refused = 0
+        self.queued = 0
 
-    def admit(self, method: str) -> bool:
-        """True when the call may run (then :meth:`done` must follow); False when it is refused."""
-        limit = self.policy.limit
-        if limit > 0:
-            cap = limit if method in self.policy.new_work else limit * self.policy.hard_factor
-            if self.in_flight >= cap:
-                self.refused += 1
-                return False
-        self.in_flight += 1
-        return True
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
 
-    def done(self) -> None:
+    async def acquire(self, method: str, *, budget_s: float | None = None) -> float:
+        """Admit the call now, after a wait in the queue (new work only), or raise :class:`Overloaded`.
+
+        ``budget_s`` is how long the caller can wait at most (what is left of its deadline); the wait is
+        bounded by the smaller of it and the policy's ``max_wait_s``. Returns the time of admission.
+        """
+        policy = self.policy
+        now = self._clock()
+        if policy.limit <= 0:
+            self.in_flight += 1
+            return now
+        if method not in policy.new_work:
+            if self.in_flight >= policy.cap:
+                raise self._refuse("hard_limit", now)
+            self.in_flight += 1
+            return now
+        self._observe(now - self._queue[0].since if self._queue else 0.0, now)
+        if not self._queue and self.in_flight < self.limit:
+            self.in_flight += 1
+            return now
+        self._window.pressed = True
+        if self.dropping:
+            raise self._refuse("queue_delay", now)
+        wait_s = policy.max_wait_s if budget_s is None else min(policy.max_wait_s, budget_s)
+        expected = self._expected_wait(len(self._queue) + 1, now)
+        if wait_s <= 0 or (expected is not None and expected > wait_s):
+            raise self._refuse("max_wait", now)
+        await self._wait(now, wait_s)
+        return self._clock()
+
+    def release(self, admitted_at: float | None = None) -> None:
+        """A call admitted by :meth:`acquire` at ``admitted_at`` finished: its slot goes to the head of the queue.
+
+        With ``admitted_at``, the call's latency is a sample for the adaptive limit.
+        """
         self.in_flight -= 1
+        if admitted_at is not None and self.policy.latency_target_s > 0:
+            self._adapt(self._clock() - admitted_at)
+        self._admit_waiters()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _adapt(self, latency_s: float) -> None:
+        """AIMD, every ``_ADAPT_EVERY_S``: a 90th percentile latency of admitted calls over the target lowers the
+        limit by a fifth (not below ``policy.limit``); under it, while new work had to wait, the limit rises by a
+        quarter (not above ``policy.max_limit``). A mesh whose calls still finish well within their deadlines
+        so serves a flash sale's crowd instead of queueing it until it is refused."""
+        now = self._clock()
+        window = self._window
+        window.add(latency_s)
+        if now - window.started < _ADAPT_EVERY_S:
+            return
+        if window.count < _MIN_SAMPLES:
+            return
+        if window.p90() > self.policy.latency_target_s:
+            self.limit = max(self.policy.limit, int(self.limit * 0.8))
+        elif window.pressed or self._queue:
+            self.limit = min(self.policy.max_limit, self.limit + max(1, self.limit // 4))
+        self._window = _LatencyWindow(now)
+
+    async def _wait(self, now: float, wait_s: float) -> None:
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), now)
+        self._queue.append(waiter)
+        self.queued += 1
+        try:
+            await asyncio.wait([waiter.future], timeout=wait_s)
+        except asyncio.CancelledError:
+            self._abandon(waiter)
+            raise
+        if not waiter.future.done():
+            self._abandon(waiter)
+            raise self._refuse("max_wait", self._clock())
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """The waiter gave up (timed out or its caller went away): leave the queue, or give back its slot."""
+        if waiter.future.done():
+            self.release()  # admitted in the same instant: the slot is ours to give back
+            return
+        waiter.future.cancel()
+        self._queue.remove(waiter)
+
+    def _admit_waiters(self) -> None:
+        while self._queue and self.in_flight < self.limit:
+            waiter = self._queue.popleft()
+            now = self._clock()
+            self.in_flight += 1
+            self.admitted_from_queue += 1
+            self._admitted_from_queue.append(now)
+            self._observe(now - waiter.since, now)
+            waiter.future.set_result(None)
+
+    def _observe(self, sojourn_s: float, now: float) -> None:
+        """CoDel's state from one wait: below target resets it; above it for a whole interval while the queue
+        grew (more joined it than left it), refuse arrivals.
+
+        A queue that stands but does not grow is a closed crowd waiting its turn (a flash sale's buyers, each
+        starting the next step when the last one is answered): refusing them adds no capacity, it only turns
+        buyers away, and ``max_wait`` still bounds their wait. A queue that grows is arrivals outrunning the
+        mesh, and waiting longer would only add delay.
+        """
+        if sojourn_s < self.policy.target_s:
+            self._above_since = None
+            self.dropping = False
+        elif self._above_since is None:
+            self._start_interval(now)
+        elif now - self._above_since >= self.policy.interval_s:
+            joined = self.queued - self._since_counts[0]
+            left = self.admitted_from_queue - self._since_counts[1]
+            if joined > max(_GROWING * left, left + 1):
+                self.dropping = True
+            elif not self.dropping:
+                self._start_interval(now)  # standing, not growing: judge the next interval afresh
+
+    def _start_interval(self, now: float) -> None:
+        self._above_since = now
+        self._since_counts = (self.queued, self.admitted_from_queue)
+
+    def _expected_wait(self, position: int, now: float) -> float | None:
+        """How long the ``position``-th in the queue would wait at the recent admission rate; None if unknown."""
+        recent = self._admitted_from_queue
+        while recent and now - recent[0] > _RATE_HORIZON_S:
+            recent.popleft()
+        if len(recent) < 2 or recent[-1] <= recent[0]:
+            return None
+        rate = (len(recent) - 1) / (recent[-1] - recent[0])
+        return position / rate
+
+    def _refuse(self, why: str, now: float) -> Overloaded:
+        self.refused += 1
+        drain = self._expected_wait(len(self._queue), now) if self._queue else None
+        retry = min(_MAX_RETRY_AFTER_S, max(_MIN_RETRY_AFTER_S, drain if drain is not None else self.policy.interval_s))
+        return Overloaded(why, retry, self.in_flight, len(self._queue))
+
+
+class _LatencyWindow:
+    """Latencies of the calls finished since ``started``, and whether new work had to wait meanwhile."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.samples: list[float] = []
+        self.pressed = False
+
+    def add(self, latency_s: float) -> None:
+        self.samples.append(latency_s)
+
+    @property
+    def count(self) -> int:
+        return len(self.samples)
+
+    def p90(self) -> float:
+        """The 90th percentile (nearest rank): the slow calls, which a mean of many fast ones would hide."""
+        ordered = sorted(self.samples)
+        return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)] if ordered else 0.0

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
 
 from infra import tls
+from infra.admission import AdmissionPolicy
 from infra.pii import KEY_BYTES, PiiCipher, key_problem, parse_keys
 
 __all__ = [
@@ -210,10 +211,20 @@ class Settings:
     default_currency: str = "USD"
     rpc_timeout_seconds: float = 5.0
     db_pool_size: int = 10
-    # Checkout and the gateway refuse new checkouts beyond this many calls in flight, other calls at three
-    # times it (0: no limit).
-    # Sized for a 2-core machine (about what it serves in half a second); raise it with the machine.
+    # Admission control of checkout and the gateway (infra.admission): from this many calls in flight a new
+    # checkout (guest token, new cart) waits in a FIFO queue for a slot (0: no admission control) ...
     max_in_flight: int = 16
+    # ... and is refused (UNAVAILABLE / 503 with a retry delay) only when waits in that queue stayed above the
+    # target for the interval, or its wait would pass the bound. Work under way is refused only at the hard
+    # limit of calls in flight (0: 8 times max_in_flight).
+    admission_target_ms: int = 500
+    admission_interval_ms: int = 1000
+    admission_max_wait_ms: int = 5000
+    admission_hard_limit: int = 0
+    # The limit adapts from max_in_flight up to a quarter of the hard limit while 90 % of admitted calls finish
+    # within this (0: max_in_flight is a fixed limit). Unset: half of KASSA_RPC_TIMEOUT_SECONDS, so calls
+    # let in still finish well within their deadlines.
+    admission_latency_target_ms: int = 2500
     # KASSA_PII_KEYS: "kid:base64key[,kid:base64key…]", the key new personal data is encrypted with first;
     # every one listed decrypts (infra.pii). Development falls back to DEV_PII_KEYS; production has no default.
     pii_keys: str = field(default="", repr=False)
@@ -299,7 +310,7 @@ class Settings:
             default_currency=env.get("KASSA_DEFAULT_CURRENCY") or "USD",
             rpc_timeout_seconds=float(env.get("KASSA_RPC_TIMEOUT_SECONDS") or 5.0),
             db_pool_size=_int(env, "KASSA_DB_POOL_SIZE", 10),
-            max_in_flight=_int(env, "KASSA_MAX_IN_FLIGHT", 16),
+            **_admission(env, rpc_timeout_seconds=float(env.get("KASSA_RPC_TIMEOUT_SECONDS") or 5.0)),
             pii_keys=pii_keys,
             environment=environment,
             service_database_urls={
@@ -442,6 +453,49 @@ class Settings:
 
     def addr(self, service: str) -> str:
         return self.addrs[service]
+
+    def admission_policy(self, new_work: frozenset[str]) -> AdmissionPolicy:
+        """The admission control of a service whose calls ``new_work`` start a new checkout."""
+        return AdmissionPolicy(
+            limit=self.max_in_flight,
+            new_work=new_work,
+            hard_limit=self.admission_hard_limit,
+            target_s=self.admission_target_ms / 1000,
+            interval_s=self.admission_interval_ms / 1000,
+            max_wait_s=self.admission_max_wait_ms / 1000,
+            latency_target_s=self.admission_latency_target_ms / 1000,
+        )
+
+
+def _admission(env: dict[str, str], *, rpc_timeout_seconds: float) -> dict[str, int]:
+    """The admission settings, refused at start-up when they make no sense together."""
+    values = {
+        "max_in_flight": _int(env, "KASSA_MAX_IN_FLIGHT", 16),
+        "admission_target_ms": _int(env, "KASSA_ADMISSION_TARGET_MS", 500),
+        "admission_interval_ms": _int(env, "KASSA_ADMISSION_INTERVAL_MS", 1000),
+        "admission_max_wait_ms": _int(env, "KASSA_ADMISSION_MAX_WAIT_MS", 5000),
+        "admission_hard_limit": _int(env, "KASSA_ADMISSION_HARD_LIMIT", 0),
+        "admission_latency_target_ms": _int(env, "KASSA_ADMISSION_LATENCY_TARGET_MS", int(rpc_timeout_seconds * 500)),
+    }
+    limit, target, interval, max_wait, hard, latency = values.values()
+    if limit < 0:
+        raise ConfigError(f"KASSA_MAX_IN_FLIGHT must be >= 0 (0 turns admission control off), got {limit}")
+    if target <= 0 or interval <= 0:
+        raise ConfigError(
+            f"KASSA_ADMISSION_TARGET_MS and KASSA_ADMISSION_INTERVAL_MS must be > 0, got {target} and {interval}"
+        )
+    if max_wait < target:
+        raise ConfigError(
+            f"KASSA_ADMISSION_MAX_WAIT_MS must be at least KASSA_ADMISSION_TARGET_MS ({target}), got {max_wait}"
+        )
+    if hard < 0 or (hard and hard < limit):
+        raise ConfigError(
+            f"KASSA_ADMISSION_HARD_LIMIT must be 0 (8 x KASSA_MAX_IN_FLIGHT) or at least KASSA_MAX_IN_FLIGHT "
+            f"({limit}), got {hard}"
+        )
+    if latency < 0:
+        raise ConfigError(f"KASSA_ADMISSION_LATENCY_TARGET_MS must be >= 0 (0: a fixed limit), got {latency}")
+    return values
 
 
 def redact(url: str) -> str:

@@ -14,7 +14,8 @@ Hierarchy::
     ├── Aborted                    ABORTED: CHECKOUT_IN_PROGRESS, PRICE_CHANGED, ...
     ├── AlreadyExists              ALREADY_EXISTS: IDEMPOTENCY_KEY_REUSED
     ├── ResourceExhausted          RESOURCE_EXHAUSTED: CART_TOO_LARGE
-    └── Unavailable                UNAVAILABLE: a dependency failed; safe to retry
+    └── Unavailable                UNAVAILABLE: a dependency failed or the service is at capacity; safe to
+                                   retry (after ``retry_after_s`` when set: google.rpc.RetryInfo, Retry-After)
 """
 
 from __future__ import annotations
@@ -118,3 +119,15 @@ class ResourceExhausted(DomainError):
 
 class Unavailable(DomainError):
     default_reason = Reason.UNAVAILABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        retry_after_s: float | None = None,
+    ):
+        super().__init__(message, reason=reason, metadata=metadata)
+        # How long the caller should wait before retrying, when the refusing side knows.
+        self.retry_after_s = retry_after_s

@@ -1,9 +1,9 @@
 """Domain errors ↔ gRPC status with a google.rpc.ErrorInfo detail (domain "kassa").
 
 Servers: :func:`abort_with` turns a :class:`~infra.errors.DomainError` into the
-status. Clients: :func:`to_domain_error` rebuilds the DomainError from an
-``AioRpcError`` so a refusal keeps its reason across hops (warehouse's
-OUT_OF_STOCK reaches the REST client as OUT_OF_STOCK).
+status (plus a google.rpc.RetryInfo when an Unavailable says when to retry). Clients:
+:func:`to_domain_error` rebuilds the DomainError from an ``AioRpcError`` so a refusal keeps its reason
+(and retry delay) across hops (warehouse's OUT_OF_STOCK reaches the REST client as OUT_OF_STOCK).
 
 A message is passed through :func:`infra.pii.redact` on its way out: Kassa's messages name fields, not
 values, but one that quotes what a caller sent (a parser's complaint) shows no email, phone number or
@@ -12,8 +12,10 @@ token in full.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -21,9 +23,11 @@ from infra import errors
 from infra.auth import Unauthenticated
 from infra.pii import redact
 
-__all__ = ["DOMAIN", "abort_with", "error_info", "status_for", "to_domain_error"]
+__all__ = ["DOMAIN", "abort_with", "error_info", "retry_delay", "status_for", "to_domain_error"]
 
 DOMAIN = "kassa"
+
+_Detail = TypeVar("_Detail", error_details_pb2.ErrorInfo, error_details_pb2.RetryInfo)
 
 _CODES: list[tuple[type[errors.DomainError], grpc.StatusCode]] = [
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
@@ -52,6 +56,12 @@ def status_for(exc: errors.DomainError) -> grpc.Status:
     detail = any_pb2.Any()
     detail.Pack(info)
     proto = status_pb2.Status(code=code.value[0], message=redact(exc.message), details=[detail])
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    if retry_after_s is not None:
+        # google.rpc.RetryInfo: the standard way to tell a gRPC client when to retry (gRPC has no Retry-After).
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_after_s * 1e9))
+        proto.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
     return rpc_status.to_status(proto)
 
 
@@ -60,17 +70,29 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: errors.DomainError)
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
-    """The ErrorInfo detail of a failed call, if the server sent one."""
+def _detail(err: grpc.aio.AioRpcError, kind: type[_Detail]) -> _Detail | None:
     for key, value in err.trailing_metadata() or ():
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
             status = status_pb2.Status.FromString(value)
             for detail in status.details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    return info
+                if detail.Is(kind.DESCRIPTOR):
+                    found = kind()
+                    detail.Unpack(found)
+                    return found
     return None
+
+
+def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo detail of a failed call, if the server sent one."""
+    return _detail(err, error_details_pb2.ErrorInfo)
+
+
+def retry_delay(err: grpc.aio.AioRpcError) -> float | None:
+    """Seconds the server asked the caller to wait before retrying (google.rpc.RetryInfo), if it did."""
+    info = _detail(err, error_details_pb2.RetryInfo)
+    if info is None or not info.HasField("retry_delay"):
+        return None
+    return float(info.retry_delay.ToNanoseconds()) / 1e9
 
 
 def to_domain_error(err: grpc.aio.AioRpcError) -> errors.DomainError:
@@ -88,4 +110,9 @@ def to_domain_error(err: grpc.aio.AioRpcError) -> errors.DomainError:
         exc: errors.DomainError = errors.InvalidArgument(field, msg.removeprefix(prefix), reason=info.reason)
         exc.metadata.update(info.metadata)
         return exc
+    if cls is errors.Unavailable:
+        message = err.details() or info.reason
+        return errors.Unavailable(
+            message, reason=info.reason, metadata=dict(info.metadata), retry_after_s=retry_delay(err)
+        )
     return cls(err.details() or info.reason, reason=info.reason, metadata=dict(info.metadata))

@@ -39,7 +39,7 @@ class App:
 
     registrations: list[Registration]
     workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    # Edge services refuse new work beyond a number of calls in flight (see infra.admission).
+    # Edge services queue new work beyond a number of calls in flight, refusing it by queueing delay (infra.admission).
     admission: Admission | None = None
     # Run inside the server's own interceptor, for the caller it authenticated (infra.audit's).
     interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)

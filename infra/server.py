@@ -1,7 +1,8 @@
 """grpc.aio server bootstrap shared by every service.
 
 One interceptor does the per-call plumbing: it admits the call (when the service has an
-:class:`~infra.admission.Admission`), verifies the caller's token into
+:class:`~infra.admission.Admission`: new work may wait in its queue first; a refusal is UNAVAILABLE with
+ErrorInfo and google.rpc.RetryInfo), verifies the caller's token into
 :data:`infra.auth.identity_var` (a call without one is UNAUTHENTICATED before any servicer runs:
 every Kassa RPC has a caller, so a new one can't be left open by mistake), carries a request id in
 :data:`infra.logs.request_id_var`, and turns a :class:`~infra.errors.DomainError`
@@ -33,7 +34,7 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy import exc as sa_exc
 
 from infra import errors
-from infra.admission import Admission
+from infra.admission import Admission, Overloaded
 from infra.auth import JwtVerifier, Unauthenticated, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
@@ -127,19 +128,15 @@ class KassaInterceptor(WrappingInterceptor):
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
             assert admission is not None
-            if not admission.admit(method):
-                await abort_with(
-                    context,
-                    errors.Unavailable(
-                        "this service is at capacity; retry with backoff",
-                        metadata={"in_flight": str(admission.in_flight)},
-                    ),
-                )
-                return None  # abort raised; not admitted, so nothing to count back
+            try:
+                admitted_at = await admission.acquire(method, budget_s=context.time_remaining())
+            except Overloaded as exc:
+                await abort_with(context, _at_capacity(exc))
+                return None  # abort raised; not admitted, so nothing to give back
             try:
                 return await serve(request, context)
             finally:
-                admission.done()
+                admission.release(admitted_at)
 
         # The request arrives as bytes and is decoded in serve(): bytes that are no message of the request's
         # type (corrupt wire format, a string that is not UTF-8, groups nested past the parser's limit) are
@@ -149,6 +146,20 @@ class KassaInterceptor(WrappingInterceptor):
             request_deserializer=None,
             response_serializer=handler.response_serializer,
         )
+
+
+def _at_capacity(exc: Overloaded) -> errors.Unavailable:
+    """UNAVAILABLE with RetryInfo: the client backs off for the time the queue needs to drain, then retries."""
+    return errors.Unavailable(
+        "this service is at capacity; retry after the delay given",
+        metadata={
+            "why": exc.why,
+            "in_flight": str(exc.in_flight),
+            "waiting": str(exc.waiting),
+            "retry_after_seconds": exc.retry_after_header,
+        },
+        retry_after_s=exc.retry_after_s,
+    )
 
 
 # What an INVALID_ARGUMENT names when the request's bytes are not a message at all.

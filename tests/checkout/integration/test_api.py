@@ -12,13 +12,15 @@ from helpers import bearer, unique
 from checkout.data.tables import outbox
 from infra.auth import mint_token
 from infra.errors import Reason, Unavailable
-from infra.grpc_errors import error_info
+from infra.grpc_errors import error_info, retry_delay
 from kassa.checkout.v1 import cart_pb2, cart_service_pb2, cart_service_pb2_grpc, checkout_pb2
 from kassa.checkout.v1 import checkout_service_pb2 as co
 from kassa.checkout.v1 import checkout_service_pb2_grpc as co_grpc
 from kassa.common.v1 import address_pb2, money_pb2
 from kassa.order.v1 import order_pb2
 from kassa.payment.v1 import payment_pb2
+
+_CREATE_CART = "/kassa.checkout.v1.CartService/CreateCart"
 
 pytestmark = pytest.mark.integration
 
@@ -294,22 +296,41 @@ async def test_cart_changes_answer_what_a_fresh_read_returns(served, customer_to
         assert answered == await read()
 
 
-async def test_at_capacity_a_new_cart_is_refused_at_once_and_work_under_way_goes_on(served, customer_token) -> None:
-    """The mesh's edge turns new checkouts away when full (UNAVAILABLE: back off, retry), not the ones under way."""
+async def test_at_capacity_a_new_cart_waits_is_refused_when_the_queue_stands_and_work_under_way_goes_on(
+    served, customer_token
+) -> None:
+    """The mesh's edge holds new checkouts in a queue when full and turns them away (UNAVAILABLE with a
+    retry delay) only once waits stayed above the target for an interval while the queue grew; the ones
+    under way pass."""
     carts, _ = _stubs(served)
     md = bearer(customer_token)
     cart = await _cart(served, md, {unique("SKU"): 1})
     gate = served.container.app.admission
     assert gate is not None and gate.policy.limit > 0
-    gate.in_flight += gate.policy.limit  # as if that many calls were running
+    policy = gate.policy
+    gate.in_flight += policy.limit  # as if that many calls were running
+    waiting: list[asyncio.Task[None]] = []
     try:
+        waiting.append(asyncio.create_task(gate.acquire(_CREATE_CART)))  # a new cart waiting for a slot
+        await asyncio.sleep(policy.target_s + 0.05)  # it waits past the target: the next arrival starts the interval
+        waiting.append(asyncio.create_task(gate.acquire(_CREATE_CART)))
+        waiting.append(asyncio.create_task(gate.acquire(_CREATE_CART)))  # the queue grows
+        await asyncio.sleep(policy.interval_s + 0.05)  # still waiting a whole interval later: arrivals outrun it
+        assert gate.waiting == 3
         err = await _fail(carts.CreateCart(cart_service_pb2.CreateCartRequest(currency_code="USD"), metadata=md))
         assert err.code() is grpc.StatusCode.UNAVAILABLE
-        assert error_info(err).reason == "UNAVAILABLE"
+        info = error_info(err)
+        assert info.reason == "UNAVAILABLE" and info.metadata["why"] == "queue_delay"
+        delay = retry_delay(err)
+        assert delay is not None and delay >= 1
         got = await carts.GetCart(cart_service_pb2.GetCartRequest(cart_id=cart.cart_id), metadata=md)
         assert got.cart.cart_id == cart.cart_id
     finally:
-        gate.in_flight -= gate.policy.limit
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        gate.in_flight -= policy.limit
+    assert gate.waiting == 0
     assert (await carts.CreateCart(cart_service_pb2.CreateCartRequest(currency_code="USD"), metadata=md)).cart.cart_id
 
 

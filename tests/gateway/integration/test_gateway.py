@@ -26,6 +26,7 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.server import uvicorn_config
 from infra import errors, webhook_signature
+from infra.admission import Admission
 from infra.auth import ROLE_ADMIN, mint_token, require_identity, require_privileged
 from infra.config import Settings
 from infra.localstack import StackEndpoints, free_ports
@@ -91,6 +92,8 @@ class FakeCarts(cart_service_pb2_grpc.CartServiceServicer):
             raise errors.FailedPrecondition("not enough stock", reason="OUT_OF_STOCK", metadata={"sku": request.sku})
         if request.sku == "BUSY":
             raise errors.Aborted("a checkout is running", reason="CHECKOUT_IN_PROGRESS")
+        if request.sku == "AT-CAPACITY":
+            raise errors.Unavailable("this service is at capacity", retry_after_s=2.5)
         item = cart_pb2.CartItem(sku=request.sku, quantity=request.quantity)
         return cart_service_pb2.AddCartItemResponse(cart=_cart(request.cart_id, [item]))
 
@@ -538,28 +541,75 @@ async def test_served_by_uvicorn_over_real_http(
     assert "server" not in cart.headers
 
 
-async def test_at_capacity_new_checkouts_get_503_at_once_and_work_under_way_goes_on(
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _until(condition: Any) -> None:
+    """Wait (bounded) for the app to reach a state in its own time; not a timing assertion."""
+    for _ in range(int(10 / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("not reached within 10 s")
+
+
+async def test_new_checkouts_wait_for_a_slot_and_get_503_with_retry_after_only_when_the_queue_grows(
     env: Env, customer_token: str
 ) -> None:
-    cart = await env.client.post("/v1/carts", json={}, headers=auth(customer_token))
-    cart_id = cart.json()["cart"]["cartId"]
-    gate = env.app.state.gateway._admission
-    assert gate.policy.limit > 0
-    env.recorder.requests.pop("CreateCart", None)
-    gate.in_flight += gate.policy.limit  # as if that many requests were being served
+    cart_id = (await env.client.post("/v1/carts", json={}, headers=auth(customer_token))).json()["cart"]["cartId"]
+    gateway = env.app.state.gateway
+    original = gateway._admission
+    clock = FakeClock()
+    policy = dataclasses.replace(original.policy, limit=1, hard_limit=8, target_s=0.5, interval_s=1.0, max_wait_s=30)
+    gate = gateway._admission = Admission(policy, clock=clock)
+    gate.in_flight = 1  # as if one request were being served: new checkouts wait for it
     try:
+        first = asyncio.create_task(env.client.post("/v1/auth/guest"))
+        await _until(lambda: gate.waiting == 1)
+        clock.now += 0.6  # the first has waited past the target: the next ones start the interval and wait
+        second = asyncio.create_task(env.client.post("/v1/carts", json={}, headers=auth(customer_token)))
+        await _until(lambda: gate.waiting == 2)
+        third = asyncio.create_task(env.client.post("/v1/auth/guest"))
+        await _until(lambda: gate.waiting == 3)
+        clock.now += 1.0  # above the target an interval on, and grown: new checkouts are refused on arrival
+        env.recorder.requests.pop("CreateCart", None)
         for refused in (
             await env.client.post("/v1/auth/guest"),
             await env.client.post("/v1/carts", json={}, headers=auth(customer_token)),
         ):
             assert refused.status_code == 503
-            assert refused.headers["Retry-After"] == "1"
+            assert refused.headers["Retry-After"].isdigit() and int(refused.headers["Retry-After"]) >= 1
             body = refused.json()
             assert body["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
-            assert body["details"][0]["reason"] == "UNAVAILABLE"
+            info = error_info(refused)
+            assert info["reason"] == "UNAVAILABLE" and info["metadata"]["why"] == "queue_delay"
+            assert info["metadata"]["retry_after_seconds"] == refused.headers["Retry-After"]
         assert "CreateCart" not in env.recorder.requests  # the refused cart never reached the backend
+        # Work under way passes the queue, answered at once.
         got = await env.client.get(f"/v1/carts/{cart_id}", headers=auth(customer_token))
-        assert got.status_code == 200
+        assert got.status_code == 200 and "Retry-After" not in got.headers
+        assert not first.done() and not second.done() and not third.done()
+
+        gate.release()  # the slot frees: the waiting ones are served in turn, not refused
+        assert (await first).status_code == 200
+        assert (await second).status_code == 200
+        assert (await third).status_code == 200
+        assert "CreateCart" in env.recorder.requests
+        assert (gate.in_flight, gate.waiting, gate.refused) == (0, 0, 2)
     finally:
-        gate.in_flight -= gate.policy.limit
-    assert (await env.client.post("/v1/auth/guest")).status_code == 200
+        gateway._admission = original
+
+
+async def test_a_backend_at_capacity_is_503_with_its_retry_delay_as_retry_after(env: Env, customer_token: str) -> None:
+    r = await env.client.post(
+        "/v1/carts/c1/items", json={"sku": "AT-CAPACITY", "quantity": 1}, headers=auth(customer_token)
+    )
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "3"  # 2.5 s, in the whole seconds HTTP has
+    types = [d["@type"] for d in r.json()["details"]]
+    assert types == [ERROR_INFO, "type.googleapis.com/google.rpc.RetryInfo"]
