@@ -1,5 +1,6 @@
 # One image for every Kassa process; the command chooses which:
-#   python -m checkout | order | payment | warehouse | pricing | promotion | gateway | payment.sandbox
+#   python -m checkout | order | payment | warehouse | pricing | promotion | notification | gateway | payment.sandbox
+#   python -m infra.smtp_sink   (a development SMTP sink that keeps mail in a folder; compose.yaml's smtp)
 #   kassa migrate      (the migration job: once per release, before the new services start)
 # Configuration is the same KASSA_* environment as everywhere else (README "Configuration", "Deploying").
 #
@@ -32,6 +33,8 @@ COPY payment payment
 COPY warehouse warehouse
 COPY pricing pricing
 COPY promotion promotion
+# notification/templates/*.txt|*.html are package data (pyproject.toml): the install below puts them in the image.
+COPY notification notification
 COPY gateway gateway
 # --no-deps: everything it needs is installed above, without the local stack's server wheels (requirements.py).
 RUN /opt/kassa/bin/pip install --no-deps . \
@@ -49,8 +52,8 @@ ENV PATH=/opt/kassa/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     KASSA_ENV=production
 # Nothing is written at run time (the root filesystem may be read-only) but the sandbox provider's ledger,
-# which KASSA_SANDBOX_DB points at a volume.
+# which KASSA_SANDBOX_DB points at a volume, and the development SMTP sink's folder (--dir).
 USER 10001:10001
-# gateway 8080, services 50051-50056, sandbox provider 8090 (each overridable by KASSA_<NAME>_ADDR).
-EXPOSE 8080 50051 50052 50053 50054 50055 50056 8090
+# gateway 8080, services 50051-50057, sandbox provider 8090 (each overridable by KASSA_<NAME>_ADDR).
+EXPOSE 8080 50051 50052 50053 50054 50055 50056 50057 8090
 CMD ["python", "-m", "gateway"]

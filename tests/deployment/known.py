@@ -17,7 +17,8 @@ from infra.cli import build_parser
 from infra.config import DATABASE_SERVICES, DEFAULT_ADDRS
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("infra", "gateway", "checkout", "order", "payment", "warehouse", "pricing", "promotion")
+# Every package of the image: infra, the gateway and each service (tests/deployment checks the Dockerfile copies them).
+PACKAGES = ("infra", "gateway", "checkout", "order", "payment", "warehouse", "pricing", "promotion", "notification")
 _NAME = re.compile(r"""["'](KASSA_[A-Z0-9_]*[A-Z0-9])["']""")
 
 

@@ -19,15 +19,18 @@ from typing import Any
 
 import pytest
 import yaml
-from deployment.known import ROOT, command_problem, kassa_variables
+from deployment.known import PACKAGES, ROOT, command_problem, kassa_variables
 
 from gateway.config import GatewayConfig
 from infra.config import DEFAULT_ADDRS, Settings
+from notification.adapter.smtp_sender import SmtpSettings
 
 pytestmark = pytest.mark.unit
 
 KASSA_IMAGE = "kassa:dev"
 UID = "10001"
+# Containers of the image that run no Kassa process and read no KASSA_* settings: the development SMTP sink.
+SINKS = {"smtp"}
 
 
 # -- Dockerfile -------------------------------------------------------------------------------------------------
@@ -66,9 +69,15 @@ def test_the_dockerfile_builds_in_stages_from_paths_that_exist_in_the_build_cont
             assert source.rstrip("/") in included, f"COPY {source}: .dockerignore keeps it out of the build context"
             copied += 1
     assert copied >= 10
-    # Every package the services import is copied (the generated code too).
+    # Every package the services import is copied (the generated code too), and every process's package is one.
     sources = {a.split()[0] for w, a in steps if w == "COPY" and not a.startswith("--from")}
-    assert {"infra", "gen", "gateway", "checkout", "order", "payment", "warehouse", "pricing", "promotion"} <= sources
+    assert {*PACKAGES, "gen"} <= sources
+    assert set(DEFAULT_ADDRS) - {"sandbox"} <= set(PACKAGES)  # the sandbox is payment.sandbox
+    # The notification templates are package data, so `pip install .` puts them in the image.
+    assert list((ROOT / "notification" / "templates").glob("*.html"))
+    assert list((ROOT / "notification" / "templates").glob("*.txt"))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"notification" = ["templates/*.txt", "templates/*.html"]' in pyproject
 
 
 def test_the_image_runs_as_an_unprivileged_user_and_its_default_command_exists() -> None:
@@ -154,7 +163,7 @@ def _environment(service: dict[str, Any], shell: dict[str, str] | None = None) -
 
 def test_every_kassa_container_runs_a_command_of_this_repository(compose: dict[str, Any]) -> None:
     services = _kassa_services(compose)
-    assert set(services) == {*DEFAULT_ADDRS, "migrate", "seed"}
+    assert set(services) == {*DEFAULT_ADDRS, "migrate", "seed", *SINKS}
     for name, service in services.items():
         assert command_problem(service["command"]) is None, name
         assert service["user"].split(":")[0] == UID
@@ -172,6 +181,8 @@ def test_compose_sets_only_variables_the_processes_read(compose: dict[str, Any])
 @pytest.mark.parametrize("shell", [{}, {"KASSA_ENV": "production"}], ids=["development", "production"])
 def test_each_process_gets_settings_that_parse_and_binds_its_own_port(compose: dict[str, Any], shell: dict) -> None:
     for name, service in _kassa_services(compose).items():
+        if name in SINKS:
+            continue
         env = _environment(service, shell)
         settings = Settings.from_env(env)
         assert settings.environment == shell.get("KASSA_ENV", "development")
@@ -195,9 +206,33 @@ def test_the_services_start_after_the_migration_job_succeeded(compose: dict[str,
     services = compose["services"]
     assert services["migrate"]["command"] == ["kassa", "migrate"]
     assert services["migrate"]["restart"] == "no"
-    for name in ("checkout", "order", "payment", "warehouse", "pricing", "promotion"):
+    for name in set(DEFAULT_ADDRS) - {"gateway", "sandbox"}:
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
     assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+
+
+def test_notification_sends_to_the_smtp_sink_in_development_and_to_a_relay_when_told(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    sink = services["smtp"]
+    argv = sink["command"]
+    assert argv[:3] == ["python", "-m", "infra.smtp_sink"]
+    flags = dict(zip(argv[3::2], argv[4::2], strict=True))
+    assert set(flags) == {"--host", "--port", "--dir"}  # infra.smtp_sink's arguments
+    assert flags["--host"] == "0.0.0.0", "the sink must listen on every interface of its container"
+    assert flags["--dir"].startswith("/tmp/") and "/tmp" in sink["tmpfs"]  # writable on a read-only root
+    assert flags["--port"] in sink["healthcheck"]["test"][-1]
+    assert int(flags["--port"]) >= 1024  # no capability to bind a privileged port
+    notification = services["notification"]
+    assert notification["depends_on"]["smtp"] == {"condition": "service_healthy"}
+    assert notification["depends_on"]["order"] == {"condition": "service_healthy"}
+    assert {f"nats-{i}" for i in range(3)} <= set(notification["depends_on"])
+    env = _environment(notification)
+    settings = Settings.from_env(env)
+    assert settings.smtp_url is not None and settings.pii_cipher()
+    smtp = SmtpSettings.from_url(settings.smtp_url)
+    assert (smtp.hostname, smtp.port) == ("smtp", int(flags["--port"]))
+    relay = "smtp+starttls://kassa:pw@relay.example.com:587"
+    assert Settings.from_env(_environment(notification, {"KASSA_SMTP_URL": relay})).smtp_url == relay
 
 
 def test_nats_is_a_three_node_jetstream_cluster_from_the_production_template(compose: dict[str, Any]) -> None:

@@ -35,8 +35,8 @@ KUBERNETES_VERSION = "1.33.0"
 K8S = ROOT / "deploy" / "k8s"
 KUSTOMIZATIONS = (K8S / "base", K8S / "overlays" / "example", K8S / "overlays" / "example-mtls")
 TLS_FILES = {"KASSA_GRPC_TLS_CA_FILE", "KASSA_GRPC_TLS_CERT_FILE", "KASSA_GRPC_TLS_KEY_FILE"}
-SERVICES = ("checkout", "order", "payment", "warehouse", "pricing", "promotion")
-PII_HOLDERS = {"checkout", "order", "kassa-migrate"}
+SERVICES = ("checkout", "order", "payment", "warehouse", "pricing", "promotion", "notification")
+PII_HOLDERS = {"checkout", "order", "notification", "kassa-migrate"}
 SECRET_NAMES = {"kassa-secrets", "kassa-pii-keys"}
 UID = 10001
 
@@ -219,4 +219,15 @@ def test_config_and_env_name_only_variables_the_processes_read_and_no_secret_is_
             refs |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e}
             assert refs <= SECRET_NAMES
             assert ("kassa-pii-keys" in refs) == (name in PII_HOLDERS), name
-    assert set(DEFAULT_ADDRS) >= {*SERVICES, "gateway"}
+    # Every process but the sandbox provider (staging only, in the example overlay) is deployed by the base.
+    assert set(DEFAULT_ADDRS) - {"sandbox"} == {*SERVICES, "gateway"}
+
+
+def test_notification_reads_its_mail_relay_from_the_secret(rendered: list[dict[str, Any]]) -> None:
+    """KASSA_SMTP_URL may hold the relay's password: from kassa-secrets, never a literal or the ConfigMap."""
+    container = _of(rendered, "Deployment")["notification"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KASSA_SMTP_URL"]["valueFrom"] == {"secretKeyRef": {"name": "kassa-secrets", "key": "KASSA_SMTP_URL"}}
+    (config,) = _of(rendered, "ConfigMap").values()
+    assert "KASSA_SMTP_URL" not in config["data"]
+    assert Settings.from_env(config["data"]).mail_from
