@@ -232,8 +232,8 @@ def require_loopback(target: Target, names: tuple[str, ...] = tuple(DEFAULT_ADDR
     bad = []
     for name in names:
         addr = target.env.get(f"KASSA_{name.upper()}_ADDR", "")
-        host = addr.rsplit(":", 1)[0]
-        if not _is_loopback_host(host):
+        # A service with replicas lists them all, comma-separated: every one must be loopback.
+        if not all(_is_loopback_host(one.strip().rsplit(":", 1)[0]) for one in addr.split(",")):
             bad.append(f"{name}={addr}")
     gateway_host = urlsplit(target.gateway_url).hostname or ""
     if not _is_loopback_host(gateway_host):
