@@ -139,8 +139,12 @@ def test_find_service_pids_names_each_replica_of_a_service(tmp_path: Path) -> No
     proc = fake_proc(
         tmp_path,
         {pid: stat_line(pid, "python", 1, utime=1, stime=1) for pid in (30, 31, 32, 33)},
-        cmdlines={30: [py, "-m", "checkout"], 31: [py, "-m", "checkout"], 32: [py, "-m", "gateway"],
-                  33: [py, "-m", "gateway"]},  # fmt: skip
+        cmdlines={
+            30: [py, "-m", "checkout"],
+            31: [py, "-m", "checkout"],
+            32: [py, "-m", "gateway"],
+            33: [py, "-m", "gateway"],
+        },
         environs={
             30: {"KASSA_CHECKOUT_ADDR": listed, "KASSA_REPLICA": "1"},
             31: {"KASSA_CHECKOUT_ADDR": listed, "KASSA_REPLICA": "0"},

@@ -66,7 +66,9 @@ def test_a_process_serves_the_entry_kassa_replica_names() -> None:
     assert Settings.from_env({**env, "KASSA_REPLICA": "1"}).addr("checkout") == env["KASSA_CHECKOUT_ADDR"]
     # One address needs no KASSA_REPLICA.
     assert Settings.from_env({}).listen_addr("order") == "127.0.0.1:50052"
-    with pytest.raises(ConfigError, match=r"KASSA_CHECKOUT_ADDR lists 2 replicas: set KASSA_REPLICA to the index \(0-1\)"):
+    with pytest.raises(
+        ConfigError, match=r"KASSA_CHECKOUT_ADDR lists 2 replicas: set KASSA_REPLICA to the index \(0-1"
+    ):
         Settings.from_env(env).listen_addr("checkout")
     with pytest.raises(ConfigError, match="KASSA_REPLICA=2, but KASSA_CHECKOUT_ADDR lists 2 address"):
         Settings.from_env({**env, "KASSA_REPLICA": "2"}).listen_addr("checkout")
