@@ -208,6 +208,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     shape = f"concurrency {cfg.get('concurrency')}" if cfg.get("mode") == "closed" else f"rate {cfg.get('rate')}/s"
     bound = f"{cfg['duration']} s" if cfg.get("duration") else f"{cfg.get('checkouts')} checkouts"
     where = "private stack" if report["stack"].get("self_started") else "running stack"
+    if (cfg.get("replicas") or 1) > 1:
+        where += f" with {cfg['replicas']} replicas of each service"
     lines.append(
         f"Kassa bench: {cfg.get('mode')} loop over {cfg.get('transport')}, {shape}, {bound}, "
         f"{cfg.get('procs')} load processes, {where}"
