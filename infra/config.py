@@ -252,8 +252,8 @@ class Settings:
             variable = f"KASSA_{name.upper()}_ADDR"
             if len(parse_addrs(variable, value)) > 1 and name in _SINGLE_ADDR:
                 raise ConfigError(f"{variable} must be one host:port (the {name} has one address), got {value!r}")
-        replica = _int(env, REPLICA, -1)
-        if replica < -1:
+        replica = _int(env, REPLICA, 0) if env.get(REPLICA) else None
+        if replica is not None and replica < 0:
             raise ConfigError(f"{REPLICA} must be a replica index of 0 or more, got {replica}")
         raw_gateway_replicas = env.get(GATEWAY_REPLICA_ADDRS) or ""
         gateway_replicas = parse_addrs(GATEWAY_REPLICA_ADDRS, raw_gateway_replicas) if raw_gateway_replicas else ()
@@ -300,7 +300,7 @@ class Settings:
             max_in_flight=_int(env, "KASSA_MAX_IN_FLIGHT", 16),
             pii_keys=pii_keys,
             environment=environment,
-            replica=None if replica == -1 else replica,
+            replica=replica,
             gateway_replica_addrs=gateway_replicas,
         )
 

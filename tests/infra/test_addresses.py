@@ -52,8 +52,9 @@ def test_settings_refuse_a_bad_list_at_start_up_naming_the_variable() -> None:
             Settings.from_env({f"KASSA_{name}_ADDR": "127.0.0.1:1,127.0.0.1:2"})
     with pytest.raises(ConfigError, match="KASSA_REPLICA must be an integer"):
         Settings.from_env({"KASSA_REPLICA": "first"})
-    with pytest.raises(ConfigError, match="KASSA_REPLICA must be a replica index of 0 or more"):
-        Settings.from_env({"KASSA_REPLICA": "-2"})
+    for negative in ("-1", "-2"):
+        with pytest.raises(ConfigError, match="KASSA_REPLICA must be a replica index of 0 or more"):
+            Settings.from_env({"KASSA_REPLICA": negative})
     with pytest.raises(ConfigError, match="KASSA_GATEWAY_REPLICA_ADDRS"):
         Settings.from_env({"KASSA_GATEWAY_REPLICA_ADDRS": "127.0.0.1:1,,"})
 
