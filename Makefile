@@ -8,12 +8,13 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit fuzz run demo migrate seed bench bench-warehouse bench-floor bench-admission chaos clean clean-gen
+.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit test-replicas fuzz run demo migrate seed bench bench-warehouse bench-floor bench-admission chaos clean clean-gen
 
 help:
-	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway"
+	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway (REPLICAS=2: two of each service and of the gateway)"
 	@echo "make demo   - place a scripted order against the running stack"
 	@echo "make test   - install, start a private stack on free ports and run every test"
+	@echo "make test-replicas - the end-to-end tests against a mesh with 2 replicas of each service and of the gateway"
 	@echo "make lint   - buf lint, ruff, import contracts, generated code up to date"
 	@echo "make k8s-check - render deploy/k8s and validate every object; check Dockerfile and compose.yaml offline"
 	@echo "make proto  - regenerate gen/ from proto/"
@@ -97,6 +98,11 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
+# The end-to-end suite against a mesh running 2 processes of every gRPC service and of the gateway.
+TEST_REPLICAS ?= 2
+test-replicas: $(STAMP)
+	KASSA_TEST_REPLICAS=$(TEST_REPLICAS) $(PY) -m pytest tests/e2e -n 0 $(PYTEST_ARGS)
+
 # Property-based fuzzing of every RPC over gRPC and every route over REST against a private mesh (tests/fuzz):
 # FUZZ_EXAMPLES inputs per RPC and transport (make test runs 4), in one process so the table of inputs tried
 # per RPC is printed at the end; it is also written to .hypothesis/fuzz-report.json.
@@ -104,8 +110,10 @@ FUZZ_EXAMPLES ?= 500
 fuzz: $(STAMP)
 	KASSA_FUZZ=long KASSA_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/fuzz -n 0 $(PYTEST_ARGS)
 
+# REPLICAS=N runs N processes of each gRPC service and of the gateway (kassa up --replicas N).
+REPLICAS ?= 1
 run: $(STAMP)
-	$(VENV)/bin/kassa up
+	$(VENV)/bin/kassa up --replicas $(REPLICAS)
 
 demo: $(STAMP)
 	$(VENV)/bin/kassa demo

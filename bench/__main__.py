@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--pids", metavar="NAME=PID,...", help="processes to account CPU to (default: found in /proc)")
     where.add_argument("--keep-stack-dir", action="store_true", help="keep the private stack's files and logs")
     where.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="private stack: processes of each gRPC service and of the gateway (CPU is summed per service)",
+    )
+    where.add_argument(
         "--gateway-rate-limit",
         type=int,
         default=1_000_000_000,
@@ -146,6 +152,10 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError("--skus must be at least 3 and at least --items")
     if args.hot_skus < 0 or args.hot_stock < 0 or not 0 <= args.hot_fraction <= 1:
         raise UsageError("--hot-skus and --hot-stock must not be negative, --hot-fraction within 0..1")
+    if not 1 <= args.replicas <= 8:
+        raise UsageError("--replicas must be within 1..8")
+    if args.replicas > 1 and _wants_running(args):
+        raise UsageError("--replicas is for the private stack; a running mesh has the replicas it was started with")
     if args.warmup < 0 or args.drain < 0 or args.rpc_timeout <= 0 or args.max_inflight < 1:
         raise UsageError("--warmup and --drain must not be negative, --rpc-timeout and --max-inflight positive")
 
@@ -214,12 +224,14 @@ def _config(args: argparse.Namespace, seed: int, procs: int) -> dict[str, Any]:
 def _target(args: argparse.Namespace, cleanup: ExitStack) -> Target:
     """The running mesh the options name, or a private stack that ``cleanup`` stops."""
     if not _wants_running(args):
-        _log("bench: starting a private stack (Postgres, Redis, NATS, the mesh) on free ports ...")
+        replicas = f", {args.replicas} replicas of each service" if args.replicas > 1 else ""
+        _log(f"bench: starting a private stack (Postgres, Redis, NATS, the mesh{replicas}) on free ports ...")
         return cleanup.enter_context(
             own_stack(
                 log=_log,
                 extra_env={"KASSA_RATE_LIMIT_PER_MINUTE": str(args.gateway_rate_limit)},
                 keep_dir=args.keep_stack_dir,
+                replicas=args.replicas,
             )
         )
     try:

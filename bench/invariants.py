@@ -21,9 +21,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
 from infra.auth import ROLE_ADMIN, mint_token
+from infra.channels import open_channel
 from infra.check import sqlalchemy_to_libpq
 from kassa.order.v1 import order_pb2
 from kassa.order.v1 import order_service_pb2 as order_pb
@@ -203,9 +202,9 @@ async def check_grpc(env: Mapping[str, str], jwt_secret: str, facts: RunFacts) -
     md = (("authorization", f"Bearer {mint_token(jwt_secret, 'kassa-bench-check', role=ROLE_ADMIN)}"),)
     results: list[InvariantResult] = []
     async with (
-        grpc.aio.insecure_channel(env["KASSA_WAREHOUSE_ADDR"]) as wch,
-        grpc.aio.insecure_channel(env["KASSA_ORDER_ADDR"]) as och,
-        grpc.aio.insecure_channel(env["KASSA_PAYMENT_ADDR"]) as pch,
+        open_channel(env["KASSA_WAREHOUSE_ADDR"]) as wch,
+        open_channel(env["KASSA_ORDER_ADDR"]) as och,
+        open_channel(env["KASSA_PAYMENT_ADDR"]) as pch,
     ):
         inventory, orders, payments = (
             inv_grpc.InventoryServiceStub(wch),

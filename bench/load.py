@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, Literal, Protocol
 
-import grpc
 import httpx
 import uvloop
 
 from bench.flow import CheckoutFlow, FlowError, FlowOutcome, GrpcCheckout, RestCheckout
 from bench.schedule import LATE_THRESHOLD_S, arrival_times
+from infra.channels import open_channel
 
 __all__ = ["LoadError", "LoadRun", "Meter", "MeterGroup", "WorkerResult", "WorkerSpec", "run_load"]
 
@@ -296,7 +296,8 @@ async def _worker_async(spec: WorkerSpec, shared: _Shared) -> WorkerResult:
     async with contextlib.AsyncExitStack() as stack:
         flow: CheckoutFlow
         if spec.transport == "grpc":
-            channel = grpc.aio.insecure_channel(spec.checkout_addr)
+            # Checkout's replicas (a list of addresses) share the calls, as they share the mesh's own.
+            channel = open_channel(spec.checkout_addr)
             stack.push_async_callback(channel.close)
             await asyncio.wait_for(channel.channel_ready(), timeout=30)
             flow = GrpcCheckout(

@@ -14,6 +14,7 @@ from bench.invariants import InvariantResult
 from bench.load import WorkerResult
 from bench.schedule import LATE_THRESHOLD_S, judge_open_loop
 from bench.stats import summarize
+from infra.mesh import service_of
 
 __all__ = ["SCHEMA", "aggregate", "build_report", "cpu_section", "default_out_path", "format_report", "write_report"]
 
@@ -123,7 +124,8 @@ def cpu_section(
     cores: int,
     loadgen_cpu_s: float,
 ) -> dict[str, Any]:
-    """CPU seconds, milliseconds per checkout and share of one core, per process of the stack."""
+    """CPU seconds, milliseconds per checkout and share of one core, per process of the stack, and per service
+    (its replicas summed: ``checkout.0`` + ``checkout.1`` is ``checkout``; a process without replicas is its own)."""
 
     def row(cpu: float | None) -> dict[str, float | None]:
         if cpu is None:
@@ -136,8 +138,17 @@ def cpu_section(
 
     processes = {name: {"pid": pids.get(name), **row(cpu)} for name, cpu in seconds.items()}
     known = [v for v in seconds.values() if v is not None]
+    replicas: dict[str, list[str]] = {}
+    for name in seconds:
+        replicas.setdefault(service_of(name), []).append(name)
+    services = {}
+    for service, names in replicas.items():
+        cpus = [seconds[name] for name in names]
+        total = None if any(cpu is None for cpu in cpus) else sum(cpu for cpu in cpus if cpu is not None)
+        services[service] = {"replicas": len(names), **row(total)}
     return {
         "processes": processes,
+        "services": services,
         "stack_total": row(sum(known)) if known else row(None),
         "load_generators": row(loadgen_cpu_s),
         "machine": {
@@ -197,6 +208,8 @@ def format_report(report: Mapping[str, Any]) -> str:
     shape = f"concurrency {cfg.get('concurrency')}" if cfg.get("mode") == "closed" else f"rate {cfg.get('rate')}/s"
     bound = f"{cfg['duration']} s" if cfg.get("duration") else f"{cfg.get('checkouts')} checkouts"
     where = "private stack" if report["stack"].get("self_started") else "running stack"
+    if (cfg.get("replicas") or 1) > 1:
+        where += f" with {cfg['replicas']} replicas of each service"
     lines.append(
         f"Kassa bench: {cfg.get('mode')} loop over {cfg.get('transport')}, {shape}, {bound}, "
         f"{cfg.get('procs')} load processes, {where}"
@@ -236,6 +249,14 @@ def format_report(report: Mapping[str, Any]) -> str:
         pid = row.get("pid") or ""
         share = "-" if row["core_share"] is None else f"{row['core_share']:.2f}"
         lines.append(f"  {name:<14}{pid:>8}{_ms(row['cpu_s']):>9}{_ms(row['ms_per_checkout']):>9}{share:>7}")
+    services = cpu.get("services") or {}
+    if any(row["replicas"] > 1 for row in services.values()):
+        lines.append(f"  {'per service':<14}{'procs':>8}{'cpu s':>9}{'ms/chk':>9}{'cores':>7}")
+        for name, row in services.items():
+            share = "-" if row["core_share"] is None else f"{row['core_share']:.2f}"
+            lines.append(
+                f"  {name:<14}{row['replicas']:>8}{_ms(row['cpu_s']):>9}{_ms(row['ms_per_checkout']):>9}{share:>7}"
+            )
     machine = cpu["machine"]
     if machine.get("busy_share") is not None:
         lines.append(f"  machine      {machine['busy_share'] * 100:.0f}% busy of {machine['cores']} cores")

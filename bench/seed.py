@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import grpc
-
 from infra.auth import ROLE_ADMIN, mint_token
+from infra.channels import open_channel
 from infra.seed import seed as seed_demo_catalog
 from kassa.common.v1 import money_pb2
 from kassa.pricing.v1 import pricing_service_pb2, pricing_service_pb2_grpc
@@ -106,8 +105,8 @@ async def seed_catalog(
     token = mint_token(jwt_secret, "kassa-bench-seed", role=ROLE_ADMIN, ttl_seconds=3600)
     md = (("authorization", f"Bearer {token}"),)
     async with (
-        grpc.aio.insecure_channel(env["KASSA_WAREHOUSE_ADDR"]) as warehouse_channel,
-        grpc.aio.insecure_channel(env["KASSA_PRICING_ADDR"]) as pricing_channel,
+        open_channel(env["KASSA_WAREHOUSE_ADDR"]) as warehouse_channel,
+        open_channel(env["KASSA_PRICING_ADDR"]) as pricing_channel,
     ):
         inventory = inventory_service_pb2_grpc.InventoryServiceStub(warehouse_channel)
         pricing = pricing_service_pb2_grpc.PricingServiceStub(pricing_channel)

@@ -7,6 +7,9 @@ at the end through those classes, which signal only the pids they started.
 A running stack is described by addresses (``--checkout-addr``, ``--gateway-url``, ... or the
 ``KASSA_*_ADDR`` environment) and, for CPU accounting, by pids: given with ``--pids`` or found by
 scanning /proc for ``python -m <service>`` processes whose environment names the same address.
+
+``own_stack(replicas=N)`` runs N processes of each gRPC service and of the gateway (``infra.mesh``); their
+pids are named ``<service>.<replica>``, and the CPU report sums them per service as well.
 """
 
 from __future__ import annotations
@@ -21,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from infra.config import DEFAULT_ADDRS, DEV_JWT_SECRET
+from infra.config import DEFAULT_ADDRS, DEV_JWT_SECRET, REPLICA
 from infra.localstack import LocalStack, free_ports
-from infra.mesh import MESH_ORDER, Mesh, mesh_env
+from infra.mesh import MESH_ORDER, Mesh, free_mesh_ports, mesh_env
 
 __all__ = [
     "SERVICE_MODULES",
@@ -68,8 +71,10 @@ def own_stack(
     log: Callable[[str], object] = lambda _: None,
     extra_env: Mapping[str, str] | None = None,
     keep_dir: bool = False,
+    replicas: int = 1,
 ) -> Iterator[Target]:
-    """Start LocalStack + migrations + the mesh on free ports; stop all of it (and delete its files) after.
+    """Start LocalStack + migrations + the mesh (``replicas`` of each service) on free ports; stop all of it (and
+    delete its files) after.
 
     The data directory is kept when something failed, so the logs it names can be read.
     """
@@ -85,9 +90,7 @@ def own_stack(
             endpoints = stack.start()
             log("migrating ...")
             migrate(endpoints.database_url)
-            env = mesh_env(
-                endpoints, dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True)), data_dir=data_dir
-            )
+            env = mesh_env(endpoints, free_mesh_ports(replicas), replicas=replicas, data_dir=data_dir)
             env.update(extra_env or {})
             mesh = Mesh(env, data_dir / "logs", log=log)
             cleanup.callback(mesh.stop)
@@ -175,7 +178,8 @@ def find_service_pids(env: Mapping[str, str], proc: Path = _PROC) -> dict[str, i
     """Pids of ``python -m <service>`` processes serving the addresses in ``env``.
 
     Several meshes may run at once (a ``make run`` next to a test run), so a candidate whose
-    environment names another address is skipped; a name with several candidates left is left out.
+    environment names another address is skipped; a name with several candidates left is left out, unless
+    each names a replica of its own (KASSA_REPLICA, ``kassa up --replicas``): they are ``<name>.<replica>``.
     """
     candidates: dict[str, list[tuple[str, dict[str, str] | None]]] = {}
     modules = {module: name for name, module in SERVICE_MODULES.items()}
@@ -196,7 +200,16 @@ def find_service_pids(env: Mapping[str, str], proc: Path = _PROC) -> dict[str, i
         ]
         if len(matching) == 1:
             found[name] = int(matching[0])
-    return dict(sorted(found.items(), key=lambda kv: MESH_ORDER.index(kv[0]) if kv[0] in MESH_ORDER else 99))
+            continue
+        replicas = {(penv or {}).get(REPLICA, ""): pid for pid, penv in pids if pid in matching}
+        if len(replicas) == len(matching) and all(r.isdigit() for r in replicas):
+            found.update({f"{name}.{r}": int(pid) for r, pid in sorted(replicas.items(), key=lambda kv: int(kv[0]))})
+
+    def order(kv: tuple[str, int]) -> int:
+        service = kv[0].split(".", 1)[0]
+        return MESH_ORDER.index(service) if service in MESH_ORDER else 99
+
+    return dict(sorted(found.items(), key=order))
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -219,8 +232,8 @@ def require_loopback(target: Target, names: tuple[str, ...] = tuple(DEFAULT_ADDR
     bad = []
     for name in names:
         addr = target.env.get(f"KASSA_{name.upper()}_ADDR", "")
-        host = addr.rsplit(":", 1)[0]
-        if not _is_loopback_host(host):
+        # A service with replicas lists them all, comma-separated: every one must be loopback.
+        if not all(_is_loopback_host(one.strip().rsplit(":", 1)[0]) for one in addr.split(",")):
             bad.append(f"{name}={addr}")
     gateway_host = urlsplit(target.gateway_url).hostname or ""
     if not _is_loopback_host(gateway_host):

@@ -1,6 +1,15 @@
-"""``python -m gateway``: serve the app with uvicorn (uvloop + httptools), stop gracefully on SIGTERM."""
+"""``python -m gateway``: serve the app with uvicorn (uvloop + httptools), stop gracefully on SIGTERM.
+
+Several gateway replicas (``kassa up --replicas N``) share KASSA_GATEWAY_ADDR: each binds it with
+SO_REUSEPORT, and the kernel hands every new connection to one of them, the way a load balancer in front
+of them would; a replica that exits simply stops getting connections. Each also listens on its own
+address (its entry of KASSA_GATEWAY_REPLICA_ADDRS, picked by KASSA_REPLICA), where the supervisor probes
+that one replica's health.
+"""
 
 from __future__ import annotations
+
+import socket
 
 import uvicorn
 
@@ -45,13 +54,35 @@ def uvicorn_config(settings: Settings, config: GatewayConfig) -> uvicorn.Config:
     )
 
 
+def listening_socket(addr: str, *, reuse_port: bool) -> socket.socket:
+    """A bound TCP socket for uvicorn to listen on; ``reuse_port`` lets other replicas bind the same address."""
+    host, port = split_addr(addr)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot bind {addr}: {exc}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 def main() -> None:
     setup_logging("gateway")
+    sockets: list[socket.socket] | None = None
     try:
         settings = Settings.from_env()
         config = GatewayConfig.from_env(development=settings.environment == "development")
         settings.require(*(("redis_url",) if config.rate_limited else ()))
         server_config = uvicorn_config(settings, config)
+        own = settings.gateway_own_addr()
+        if own is not None:
+            sockets = [listening_socket(settings.addr("gateway"), reuse_port=True)]
+            sockets.append(listening_socket(own, reuse_port=False))
     except ConfigError as exc:
         raise SystemExit(f"gateway: {exc}") from exc
-    uvicorn.Server(server_config).run()
+    uvicorn.Server(server_config).run(sockets=sockets)

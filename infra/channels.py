@@ -5,31 +5,59 @@ call gets a deadline; the caller's credentials and request id travel along so
 ownership checks and logs work across hops. Services use their own service
 token (signed with KASSA_SERVICE_SECRET, see infra.auth) when there is no
 end-user call to forward (workers, compensations).
+
+A dependency with several replicas is configured as the list of their addresses
+(``KASSA_PRICING_ADDR=127.0.0.1:50055,127.0.0.1:50065``, see
+``infra.config.parse_addrs``). Its channel connects to every one and spreads the
+calls over them with gRPC's ``round_robin`` policy: HTTP/2 keeps one connection
+open for a client's whole life, so spreading connections (a shared port, DNS)
+would send all of one client's calls to one replica. A replica that goes down
+drops out of the rotation until it is back.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import grpc
 
 from infra.auth import current_identity, mint_service_token
+from infra.config import parse_addrs
 from infra.logs import request_id_var
 from infra.tls import MutualTls
 
-__all__ = ["ServiceCredentials", "call_metadata", "open_channel"]
+__all__ = ["ROUND_ROBIN", "ServiceCredentials", "call_metadata", "grpc_target", "open_channel"]
+
+# The gRPC service config that spreads calls over every address of the target, one call each in turn.
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def grpc_target(addr: str) -> str:
+    """A channel target for ``addr``: one ``host:port`` as it is, a list of replicas as an ``ipv4:``/``ipv6:`` URI.
+
+    gRPC's ``ipv4:a:1,b:2`` resolver hands every address to the load-balancing policy, which
+    :func:`open_channel` sets to round_robin. Raises ``infra.config.ConfigError`` for a malformed list.
+    """
+    addrs = parse_addrs("address", addr)
+    if len(addrs) == 1:
+        return addrs[0]
+    scheme = "ipv6" if addrs[0].startswith("[") else "ipv4"
+    return f"{scheme}:{','.join(addrs)}"
 
 
 def open_channel(addr: str, tls: MutualTls | None = None) -> grpc.aio.Channel:
-    """A channel to ``addr``; with ``tls`` (``Settings.grpc_tls``) it presents this process's certificate."""
+    """A channel to one address or to a service's replicas (comma-separated), calls spread round-robin; with
+    ``tls`` (``Settings.grpc_tls``) it presents this process's certificate."""
     options = [
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+        ("grpc.service_config", ROUND_ROBIN),
     ]
     if tls is None:
-        return grpc.aio.insecure_channel(addr, options=options)
-    return grpc.aio.secure_channel(addr, tls.channel_credentials(), options=options)
+        return grpc.aio.insecure_channel(grpc_target(addr), options=options)
+    return grpc.aio.secure_channel(grpc_target(addr), tls.channel_credentials(), options=options)
 
 
 class ServiceCredentials:

@@ -6,6 +6,7 @@ data (``kassa pii new-key KEY_ID``, ``kassa pii rotate``).
 KASSA_DATABASE_URL / KASSA_REDIS_URL / KASSA_NATS_URL set it starts the embedded local stack, with all
 three set it uses that external infrastructure; it then migrates, starts the eight processes, seeds
 the demo catalog and waits for Ctrl-C, restarting any process that dies (``infra.mesh.RestartPolicy``).
+``kassa up --replicas N`` runs N processes of each gRPC service and of the gateway (``infra.mesh``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import grpc
 from infra import certs
 from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
-from infra.config import DEVELOPMENT, ConfigError, Settings, redact
+from infra.config import DEVELOPMENT, ConfigError, Settings, parse_addrs, redact
 from infra.localstack import LocalStack, LocalStackError, StackEndpoints
-from infra.mesh import MESH_ORDER, Mesh, MeshError, RestartPolicy, mesh_env
+from infra.mesh import Mesh, MeshError, RestartPolicy, mesh_env
 from infra.pii import PiiCipher, new_key_spec
 
 __all__ = ["main"]
@@ -88,8 +89,15 @@ def external_endpoints(environ: Mapping[str, str]) -> StackEndpoints | None:
     )
 
 
-def _port(addr: str) -> int:
-    return int(addr.rsplit(":", 1)[1])
+def _ports(settings: Settings, replicas: int) -> dict[str, int | list[int]]:
+    """The ports ``kassa up`` gives each process: KASSA_<NAME>_ADDR's (a list of replicas as it lists them)."""
+    ports: dict[str, int | list[int]] = {}
+    for name, raw in settings.addrs.items():
+        listed = [int(addr.rsplit(":", 1)[1]) for addr in parse_addrs(f"KASSA_{name.upper()}_ADDR", raw)]
+        if len(listed) > 1 and len(listed) != replicas:
+            raise CliError(f"KASSA_{name.upper()}_ADDR lists {len(listed)} addresses but --replicas is {replicas}")
+        ports[name] = listed if len(listed) > 1 else listed[0]
+    return ports
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -107,34 +115,38 @@ def _signals(handler: Callable[[int, FrameType | None], object] | int) -> Iterat
             signal.signal(sig, old)
 
 
-def _print_table(endpoints: StackEndpoints, env: Mapping[str, str], log_dir: Path) -> None:
+def _print_table(endpoints: StackEndpoints, env: Mapping[str, str], mesh: Mesh, log_dir: Path) -> None:
     rows = [
-        ("postgres", redact(endpoints.database_url), ""),
-        ("redis", redact(endpoints.redis_url), ""),
-        ("nats", redact(endpoints.nats_url), "JetStream"),
+        ("postgres", redact(endpoints.database_url), "", ""),
+        ("redis", redact(endpoints.redis_url), "", ""),
+        ("nats", redact(endpoints.nats_url), "JetStream", ""),
     ]
     if endpoints.smtp_url:
-        rows.append(("smtp", endpoints.smtp_url, "SMTP sink: customer email (kassa mail)"))
-    for name in MESH_ORDER:
-        addr = env[f"KASSA_{name.upper()}_ADDR"]
-        if name == "gateway":
-            rows.append((name, f"http://{addr}", "REST"))
-        elif name == "sandbox":
-            rows.append((name, f"http://{addr}", "sandbox payment provider"))
+        rows.append(("smtp", endpoints.smtp_url, "SMTP sink: customer email (kassa mail)", ""))
+    pids = mesh.pids
+    shared_gateway = env["KASSA_GATEWAY_ADDR"]
+    for spec in mesh.specs:
+        pid = str(pids.get(spec.name, ""))
+        if spec.service_name == "gateway":
+            shared = f" (shares {shared_gateway})" if spec.addr != shared_gateway else ""
+            rows.append((spec.name, f"http://{spec.addr}", f"REST{shared}", pid))
+        elif spec.service_name == "sandbox":
+            rows.append((spec.name, f"http://{spec.addr}", "sandbox payment provider", pid))
         else:
-            rows.append((name, addr, "gRPC"))
-    width = max(len(where) for _, where, _ in rows)
+            rows.append((spec.name, spec.addr, "gRPC", pid))
+    width = max(len(where) for _, where, _, _ in rows)
+    kind_width = max(len(kind) for _, _, kind, _ in rows)
+    name_width = max(10, *(len(name) for name, _, _, _ in rows))
     print()
-    print(f"  {'part':<12} {'listens on':<{width}}  kind")
-    for name, where, kind in rows:
-        print(f"  {name:<12} {where:<{width}}  {kind}")
-    gateway = env["KASSA_GATEWAY_ADDR"]
+    print(f"  {'part':<{name_width}} {'listens on':<{width}}  {'kind':<{kind_width}}  pid")
+    for name, where, kind, pid in rows:
+        print(f"  {name:<{name_width}} {where:<{width}}  {kind:<{kind_width}}  {pid}".rstrip())
     print()
     print(f"  logs:   {log_dir}")
-    print(f"  try:    curl -s -X POST http://{gateway}/v1/auth/guest")
+    print(f"  try:    curl -s -X POST http://{shared_gateway}/v1/auth/guest")
     print("  token:  kassa token --admin alice   (admin routes: -H 'Authorization: Bearer <token>')")
-    print(f"  grpc:   grpcurl -plaintext {env['KASSA_CHECKOUT_ADDR']} list")
-    print(f"  demo:   kassa demo --gateway-url http://{gateway}")
+    print(f"  grpc:   grpcurl -plaintext {mesh.addr('checkout')} list")
+    print(f"  demo:   kassa demo --gateway-url http://{shared_gateway}")
     print()
     print("Kassa is up. Press Ctrl-C to stop.", flush=True)
 
@@ -155,10 +167,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     from infra.seed import seed
 
     external = external_endpoints(os.environ)
+    if args.replicas < 1:
+        raise CliError("--replicas must be at least 1")
     try:
         settings = _local_settings()
         settings.require_safe_secrets()
         pii = settings.pii_cipher()
+        ports = _ports(settings, args.replicas)
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
     data_dir = Path(args.data_dir).expanduser().absolute()
@@ -176,21 +191,25 @@ def cmd_up(args: argparse.Namespace) -> int:
                 print("using external infrastructure from KASSA_DATABASE_URL / KASSA_REDIS_URL / KASSA_NATS_URL")
             print("migrating ...", flush=True)
             _migrate(endpoints.database_url, pii=pii)
-            env = mesh_env(
-                endpoints,
-                {name: _port(addr) for name, addr in settings.addrs.items()},
-                jwt_secret=settings.jwt_secret,
-                webhook_secret=settings.webhook_secret,
-                service_secret=settings.service_secret,
-                environment=settings.environment,
-                data_dir=data_dir,
-            )
+            try:
+                env = mesh_env(
+                    endpoints,
+                    ports,
+                    replicas=args.replicas,
+                    jwt_secret=settings.jwt_secret,
+                    webhook_secret=settings.webhook_secret,
+                    service_secret=settings.service_secret,
+                    environment=settings.environment,
+                    data_dir=data_dir,
+                )
+            except ValueError as exc:
+                raise CliError(str(exc)) from exc
             mesh = Mesh(env, log_dir, log=_print_flushed, restart_policy=RestartPolicy())
             cleanup.callback(mesh.stop)
             mesh.start()
             if not args.no_seed:
                 asyncio.run(seed(env))
-            _print_table(endpoints, env, log_dir)
+            _print_table(endpoints, env, mesh, log_dir)
             while True:
                 time.sleep(_UP_POLL_SECONDS)
                 for name, code in mesh.given_up.items():
@@ -457,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="run the local NATS as a JetStream cluster of N servers (3: streams on 3 replicas, as in production)",
+    )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes of each gRPC service and of the gateway (default: 1); replica k of a service listens on "
+        "its port + 10*k, the gateway's replicas share its port",
     )
     up.set_defaults(func=cmd_up)
 

@@ -18,6 +18,7 @@ in production so does a development certificate made by ``kassa certs``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit, urlunsplit
@@ -35,15 +36,19 @@ __all__ = [
     "DEV_PII_KEYS",
     "DEV_SERVICE_SECRET",
     "DEV_WEBHOOK_SECRET",
+    "GATEWAY_REPLICA_ADDRS",
     "MIN_SECRET_BYTES",
     "PRODUCTION",
+    "REPLICA",
     "ConfigError",
     "Settings",
+    "parse_addrs",
     "redact",
     "secret_problem",
 ]
 
-# Default loopback addresses (DESIGN.md §2); each overridable by KASSA_<NAME>_ADDR.
+# Default loopback addresses (DESIGN.md §2); each overridable by KASSA_<NAME>_ADDR. A gRPC service's variable may
+# list the addresses of its replicas, comma-separated (see parse_addrs); the gateway and the sandbox have one.
 DEFAULT_ADDRS: dict[str, str] = {
     "gateway": "127.0.0.1:8080",
     "checkout": "127.0.0.1:50051",
@@ -137,6 +142,51 @@ def _files(env: dict[str, str], names: tuple[str, ...]) -> tuple[str, ...] | Non
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set too: TLS needs all of {', '.join(names)}")
     return tuple(values)
+# Processes that have one address: the gateway's replicas share theirs (SO_REUSEPORT, gateway.server) and the
+# sandbox provider is a single process.
+_SINGLE_ADDR = frozenset({"gateway", "sandbox"})
+GATEWAY_REPLICA_ADDRS = "KASSA_GATEWAY_REPLICA_ADDRS"
+REPLICA = "KASSA_REPLICA"
+
+
+def _host_port(variable: str, entry: str) -> tuple[str, int]:
+    host, sep, port = entry.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{variable}: {entry!r} is not host:port (a port of 0-65535)")
+    return host, int(port)
+
+
+def _ip_family(host: str) -> int | None:
+    """4 or 6 for an IP literal (``[::1]`` for IPv6), None for a host name."""
+    try:
+        address = ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+    except ValueError:
+        return None
+    if address.version == 6 and not host.startswith("["):
+        return None  # [::1]:50051, or the port could not be told apart
+    return address.version
+
+
+def parse_addrs(variable: str, value: str) -> tuple[str, ...]:
+    """The addresses a ``KASSA_<NAME>_ADDR`` names: one ``host:port``, or its replicas' comma-separated.
+
+    A list is what gRPC clients spread their calls over (``infra.channels``), so it holds IP literals of one
+    family, all different: ``127.0.0.1:50051,127.0.0.1:50061`` or ``[::1]:50051,[::1]:50061``. A single
+    address may name a host (a DNS name, a Kubernetes service). Raises ConfigError naming ``variable``.
+    """
+    entries = tuple(part.strip() for part in value.split(","))
+    if not value.strip() or any(not entry for entry in entries):
+        raise ConfigError(f"{variable} must be host:port or a comma-separated list of them, got {value!r}")
+    families = {_ip_family(_host_port(variable, entry)[0]) for entry in entries}
+    if len(entries) > 1:
+        if None in families or len(families) > 1:
+            raise ConfigError(
+                f"{variable}: a list of replicas must give IP addresses of one family "
+                f"(127.0.0.1:50051,127.0.0.1:50061), got {value!r}"
+            )
+        if len(set(entries)) < len(entries):
+            raise ConfigError(f"{variable} lists an address twice: {value!r}")
+    return entries
 
 
 def secret_problem(value: str) -> str | None:
@@ -246,6 +296,12 @@ class Settings:
     # KASSA_CAPTURE_ON: when a card payment is captured: "confirm" (at checkout) or "shipment" (authorized at
     # checkout, captured when the order ships, voided if it is cancelled before).
     capture_on: str = "confirm"
+    # KASSA_REPLICA: which of the addresses its KASSA_<SERVICE>_ADDR lists this process serves (0-based); `kassa up
+    # --replicas N` sets it. Unset: the variable must name one address.
+    replica: int | None = None
+    # KASSA_GATEWAY_REPLICA_ADDRS: with several gateway replicas sharing KASSA_GATEWAY_ADDR, each one's own
+    # address besides (its health is probed there), the one KASSA_REPLICA picks.
+    gateway_replica_addrs: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -262,7 +318,16 @@ class Settings:
         for name, value in (("PREVIEW_REUSE", preview_reuse), ("CART_PRICE_TTL", cart_price_ttl)):
             if not 0 <= value <= 60:
                 raise ConfigError(f"KASSA_CHECKOUT_{name}_SECONDS must be within 0..60, got {value}")
-        addrs = {name: env.get(f"KASSA_{name.upper()}_ADDR", default) for name, default in DEFAULT_ADDRS.items()}
+        addrs = {name: env.get(f"KASSA_{name.upper()}_ADDR") or default for name, default in DEFAULT_ADDRS.items()}
+        for name, value in addrs.items():
+            variable = f"KASSA_{name.upper()}_ADDR"
+            if len(parse_addrs(variable, value)) > 1 and name in _SINGLE_ADDR:
+                raise ConfigError(f"{variable} must be one host:port (the {name} has one address), got {value!r}")
+        replica = _int(env, REPLICA, 0) if env.get(REPLICA) else None
+        if replica is not None and replica < 0:
+            raise ConfigError(f"{REPLICA} must be a replica index of 0 or more, got {replica}")
+        raw_gateway_replicas = env.get(GATEWAY_REPLICA_ADDRS) or ""
+        gateway_replicas = parse_addrs(GATEWAY_REPLICA_ADDRS, raw_gateway_replicas) if raw_gateway_replicas else ()
         pii_keys = env.get("KASSA_PII_KEYS") or (DEV_PII_KEYS if dev else "")
         if pii_keys:
             try:
@@ -323,6 +388,8 @@ class Settings:
             smtp_url=env.get("KASSA_SMTP_URL") or None,
             mail_from=env.get("KASSA_MAIL_FROM") or "Kassa <orders@kassa.localhost>",
             capture_on=capture_on,
+            replica=replica,
+            gateway_replica_addrs=gateway_replicas,
         )
 
     def for_service(self, service: str) -> Settings:
@@ -452,6 +519,7 @@ class Settings:
         return PiiCipher(keys)
 
     def addr(self, service: str) -> str:
+        """What clients dial: one address, or the comma-separated addresses of the service's replicas."""
         return self.addrs[service]
 
     def admission_policy(self, new_work: frozenset[str]) -> AdmissionPolicy:
@@ -465,6 +533,17 @@ class Settings:
             max_wait_s=self.admission_max_wait_ms / 1000,
             latency_target_s=self.admission_latency_target_ms / 1000,
         )
+
+
+    def listen_addr(self, service: str) -> str:
+        """The address this process serves ``service`` on: its entry (KASSA_REPLICA) of the service's list."""
+        return _pick_replica(f"KASSA_{service.upper()}_ADDR", parse_addrs("", self.addrs[service]), self.replica)
+
+    def gateway_own_addr(self) -> str | None:
+        """This gateway replica's own address beside the shared one, or None when the gateway runs alone."""
+        if not self.gateway_replica_addrs:
+            return None
+        return _pick_replica(GATEWAY_REPLICA_ADDRS, self.gateway_replica_addrs, self.replica)
 
 
 def _admission(env: dict[str, str], *, rpc_timeout_seconds: float) -> dict[str, int]:
@@ -496,6 +575,19 @@ def _admission(env: dict[str, str], *, rpc_timeout_seconds: float) -> dict[str, 
     if latency < 0:
         raise ConfigError(f"KASSA_ADMISSION_LATENCY_TARGET_MS must be >= 0 (0: a fixed limit), got {latency}")
     return values
+
+
+def _pick_replica(variable: str, addrs: tuple[str, ...], replica: int | None) -> str:
+    if replica is None:
+        if len(addrs) == 1:
+            return addrs[0]
+        raise ConfigError(
+            f"{variable} lists {len(addrs)} replicas: set {REPLICA} to the index (0-{len(addrs) - 1}) "
+            "of the one this process serves"
+        )
+    if replica >= len(addrs):
+        raise ConfigError(f"{REPLICA}={replica}, but {variable} lists {len(addrs)} address(es)")
+    return addrs[replica]
 
 
 def redact(url: str) -> str:

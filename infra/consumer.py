@@ -200,7 +200,9 @@ class EventConsumer:
                 if sub is None:
                     sub = await self._subscribe()
                 msgs = await sub.fetch(self._batch, timeout=_FETCH_SECONDS)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
+                # Nothing to fetch (nats-py raises the builtin TimeoutError when a batch fetch comes back empty):
+                # fetch again, not an error to log, resubscribe and back off from.
                 continue
             except asyncio.CancelledError:
                 raise

@@ -17,6 +17,15 @@ down, while the rest of the mesh keeps running. The backoff starts over once a p
 for ``reset_after`` seconds. ``stop()`` stops the watchers before the processes, so nothing is
 restarted while the mesh is being stopped. Without a policy a mesh does not restart anything (the
 end-to-end tests want a dead process to stay dead and be noticed).
+
+Replicas (``kassa up --replicas N``, :func:`mesh_env` with ``replicas=N``): each gRPC service runs as N
+processes, each on an address of its own; its ``KASSA_<SERVICE>_ADDR`` lists them all (clients spread
+their calls over them, ``infra.channels``) and ``KASSA_REPLICA`` tells each process which entry is
+its own. The gateway runs as N processes sharing ``KASSA_GATEWAY_ADDR`` through SO_REUSEPORT, each also
+on an address of its own (``KASSA_GATEWAY_REPLICA_ADDRS``) where its health is probed. The sandbox
+provider stays one process. With N > 1 a process is named ``<service>.<replica>`` (``checkout.0``,
+``checkout.1``); every replica is started, health-checked, supervised and stopped on its own, and
+:attr:`Mesh.services` says which service each name belongs to.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,12 +49,33 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from infra.config import DEFAULT_ADDRS, DEV_JWT_SECRET, DEV_SERVICE_SECRET, DEV_WEBHOOK_SECRET, DEVELOPMENT
+from infra.config import (
+    DEFAULT_ADDRS,
+    DEV_JWT_SECRET,
+    DEV_SERVICE_SECRET,
+    DEV_WEBHOOK_SECRET,
+    DEVELOPMENT,
+    GATEWAY_REPLICA_ADDRS,
+    REPLICA,
+    ConfigError,
+    parse_addrs,
+)
 from infra.faults import CRASH_EXIT_CODE
-from infra.localstack import StackEndpoints
+from infra.localstack import StackEndpoints, free_ports
 from infra.procs import port_is_free, read_log_tail, stop_children
 
-__all__ = ["MESH_ORDER", "Mesh", "MeshError", "ProcessSpec", "RestartPolicy", "default_specs", "mesh_env"]
+__all__ = [
+    "MESH_ORDER",
+    "REPLICATED",
+    "Mesh",
+    "MeshError",
+    "ProcessSpec",
+    "RestartPolicy",
+    "default_specs",
+    "free_mesh_ports",
+    "mesh_env",
+    "service_of",
+]
 
 # Dependency order: each process only calls processes started before it (payment calls the sandbox,
 # checkout calls everything below it, the gateway calls checkout, order, payment and the admin APIs).
@@ -62,6 +92,12 @@ MESH_ORDER: tuple[str, ...] = (
 )
 
 HealthKind = Literal["grpc", "http", "http-200"]
+
+# What `--replicas N` multiplies: every gRPC service and the gateway (the sandbox provider is one process).
+REPLICATED: tuple[str, ...] = tuple(name for name in MESH_ORDER if name != "sandbox")
+# Replica k of a service whose first replica listens on port p listens on p + k * this (kassa up's default
+# ports: checkout 50051, 50061, ...). The gateway's replicas have their own addresses at p + 1 + k.
+_REPLICA_PORT_STEP = 10
 
 _MODULES: dict[str, str] = {name: name for name in MESH_ORDER} | {"sandbox": "payment.sandbox"}
 # The sandbox provider has no health route (any HTTP answer means up); the gateway has /healthz.
@@ -92,10 +128,19 @@ class ProcessSpec:
     addr: str
     health: HealthKind = "grpc"
     http_path: str = "/"
+    # The service this process is a replica of ("" = its name), and what its environment adds to the mesh's.
+    service: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+    # Other addresses it listens on (the gateway's shared one), refused at start when already taken.
+    also_binds: tuple[str, ...] = ()
 
     @property
     def port(self) -> int:
         return int(self.addr.rsplit(":", 1)[1])
+
+    @property
+    def service_name(self) -> str:
+        return self.service or self.name
 
 
 @dataclass(frozen=True)
@@ -138,10 +183,39 @@ def _describe_exit(code: int) -> str:
     return text
 
 
+def service_of(name: str) -> str:
+    """The service a process name belongs to: ``checkout.1`` -> ``checkout``, ``checkout`` -> ``checkout``."""
+    base, dot, replica = name.rpartition(".")
+    return base if dot and replica.isdigit() else name
+
+
+def free_mesh_ports(replicas: int = 1) -> dict[str, list[int]]:
+    """Free ports for every process of a mesh of ``replicas``, in the shape :func:`mesh_env` takes."""
+    counts = {name: replicas for name in MESH_ORDER} | {"sandbox": 1}
+    if replicas > 1:
+        counts["gateway"] = replicas + 1  # the shared port first, then each replica's own
+    ports = iter(free_ports(sum(counts.values())))
+    return {name: [next(ports) for _ in range(count)] for name, count in counts.items()}
+
+
+def _replica_ports(name: str, given: int | Sequence[int], replicas: int) -> list[int]:
+    """The ports of ``name``'s processes: the gateway's shared one first, then (with replicas) each one's own."""
+    wanted = replicas + 1 if name == "gateway" and replicas > 1 else replicas if name in REPLICATED else 1
+    if isinstance(given, int):
+        if name == "gateway":
+            return [given, *(given + 1 + k for k in range(wanted - 1))]
+        return [given + k * _REPLICA_PORT_STEP for k in range(wanted)]
+    ports = list(given)
+    if len(ports) != wanted:
+        raise ValueError(f"{name} needs {wanted} ports with replicas={replicas}, got {ports}")
+    return ports
+
+
 def mesh_env(
     endpoints: StackEndpoints,
-    ports: Mapping[str, int] | None = None,
+    ports: Mapping[str, int | Sequence[int]] | None = None,
     *,
+    replicas: int = 1,
     jwt_secret: str = DEV_JWT_SECRET,
     webhook_secret: str = DEV_WEBHOOK_SECRET,
     service_secret: str = DEV_SERVICE_SECRET,
@@ -153,15 +227,29 @@ def mesh_env(
 
     ``ports`` maps process names to ports; a name it leaves out keeps its default port from
     ``DEFAULT_ADDRS``. All processes share one environment so they agree on where everything is.
+    With ``replicas`` > 1 each gRPC service's address is the list of its replicas' and the gateway's
+    replicas get addresses of their own (module docstring): a name may map to the list of its ports
+    (:func:`free_mesh_ports`), or to one port the others are derived from (``+10`` per replica for a
+    gRPC service, the gateway's own ones right after its shared port).
     The local mesh runs in development mode (``KASSA_ENV=development``) with the development secrets
     unless told otherwise: production is what a process assumes when nobody says.
     """
     unknown = set(ports or ()) - set(DEFAULT_ADDRS)
     if unknown:
         raise ValueError(f"unknown process names in ports: {sorted(unknown)}")
-    addrs = {
-        name: f"{host}:{(ports or {}).get(name, int(default.rsplit(':', 1)[1]))}"
+    if replicas < 1:
+        raise ValueError(f"replicas must be at least 1, got {replicas}")
+    chosen = {
+        name: _replica_ports(name, (ports or {}).get(name, int(default.rsplit(":", 1)[1])), replicas)
         for name, default in DEFAULT_ADDRS.items()
+    }
+    every = [port for name_ports in chosen.values() for port in name_ports]
+    if len(set(every)) != len(every) or not all(0 < port < 65536 for port in every):
+        raise ValueError(f"the mesh's ports must be distinct and within 1-65535, got {chosen}")
+    gateway_replicas = chosen["gateway"][1:]
+    addrs = {
+        name: ",".join(f"{host}:{port}" for port in (name_ports[:1] if name == "gateway" else name_ports))
+        for name, name_ports in chosen.items()
     }
     env = {
         "KASSA_DATABASE_URL": endpoints.database_url,
@@ -182,6 +270,8 @@ def mesh_env(
     if endpoints.nats_replicas > 1:
         # A local NATS cluster (kassa up --nats-cluster 3): every stream on three servers, as in production.
         env["KASSA_NATS_REPLICAS"] = str(endpoints.nats_replicas)
+    if gateway_replicas:
+        env[GATEWAY_REPLICA_ADDRS] = ",".join(f"{host}:{port}" for port in gateway_replicas)
     if data_dir is not None:
         # The sandbox provider's ledger lives beside the stack it belongs to, so a fresh stack gets a fresh one.
         env["KASSA_SANDBOX_DB"] = str(data_dir / "sandbox" / "ledger.sqlite3")
@@ -189,19 +279,35 @@ def mesh_env(
 
 
 def default_specs(env: Mapping[str, str]) -> list[ProcessSpec]:
-    """The eight Kassa processes in dependency order, each run as ``python -m <module>``."""
+    """The Kassa processes in dependency order, each run as ``python -m <module>``; every replica of a
+    service (as many as its address list, or ``KASSA_GATEWAY_REPLICA_ADDRS``, names) right after the other."""
     specs = []
     for name in MESH_ORDER:
-        addr = env.get(f"KASSA_{name.upper()}_ADDR") or DEFAULT_ADDRS[name]
-        specs.append(
-            ProcessSpec(
-                name=name,
-                argv=(sys.executable, "-m", _MODULES[name]),
-                addr=addr,
-                health=_HEALTH.get(name, "grpc"),
-                http_path=_HTTP_PATHS.get(name, "/"),
+        variable = f"KASSA_{name.upper()}_ADDR"
+        shared = env.get(variable) or DEFAULT_ADDRS[name]
+        try:
+            if name == "gateway":
+                raw = env.get(GATEWAY_REPLICA_ADDRS)
+                own = parse_addrs(GATEWAY_REPLICA_ADDRS, raw) if raw else (shared,)
+                also = (shared,) if raw else ()
+            else:
+                own, also = parse_addrs(variable, shared), ()
+        except ConfigError as exc:
+            raise MeshError(str(exc)) from exc
+        for k, addr in enumerate(own):
+            several = len(own) > 1
+            specs.append(
+                ProcessSpec(
+                    name=f"{name}.{k}" if several else name,
+                    argv=(sys.executable, "-m", _MODULES[name]),
+                    addr=addr,
+                    health=_HEALTH.get(name, "grpc"),
+                    http_path=_HTTP_PATHS.get(name, "/"),
+                    service=name,
+                    env=((REPLICA, str(k)),) if several else (),
+                    also_binds=also,
+                )
             )
-        )
     return specs
 
 
@@ -287,9 +393,22 @@ class Mesh:
         with self._lock:
             return dict(self._given_up)
 
+    @property
+    def services(self) -> dict[str, str]:
+        """Each process name -> the service it is a replica of (itself when it has no replicas)."""
+        return {spec.name: spec.service_name for spec in self.specs}
+
+    def replicas(self, service: str) -> list[str]:
+        """The process names of ``service``'s replicas, in start order."""
+        return [spec.name for spec in self.specs if spec.service_name == service]
+
     def addr(self, name: str) -> str:
+        """A process's own address; for a service with replicas, the first replica's."""
         for spec in self.specs:
             if spec.name == name:
+                return spec.addr
+        for spec in self.specs:
+            if spec.service_name == name:
                 return spec.addr
         raise KeyError(name)
 
@@ -402,14 +521,21 @@ class Mesh:
     def _check_ports_free(self) -> None:
         """Refuse a taken port, or the health check could pass against a leftover process."""
         for spec in self.specs:
-            host = spec.addr.rsplit(":", 1)[0]
-            if not port_is_free(host, spec.port):
-                raise MeshError(f"{spec.name}: {spec.addr} is already in use (another mesh still running?)")
+            for addr in dict.fromkeys((spec.addr, *spec.also_binds)):
+                host, port = addr.rsplit(":", 1)
+                if not port_is_free(host.strip("[]"), int(port)):
+                    raise MeshError(f"{spec.name}: {addr} is already in use (another mesh still running?)")
 
     def _spawn(self, spec: ProcessSpec, restart: int = 0) -> _Process:
         log_path = self.log_dir / f"{spec.name}.log"
         # A restarted process draws its KASSA_FAULTS anew (infra.faults mixes the generation into its seed).
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "KASSA_FAULTS_GENERATION": str(restart)}
+        env = {
+            **os.environ,
+            **self.env,
+            **dict(spec.env),
+            "PYTHONUNBUFFERED": "1",
+            "KASSA_FAULTS_GENERATION": str(restart),
+        }
         with log_path.open("ab") as log_file:
             log_file.write(f"=== kassa mesh: starting {spec.name} at {time.ctime()} ===\n".encode())
             log_file.flush()

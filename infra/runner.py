@@ -89,8 +89,7 @@ async def running_service(
                     await t
 
 
-async def _serve(service: str, bootstrap: Bootstrap, settings: Settings) -> None:
-    addr = settings.addr(service)
+async def _serve(service: str, bootstrap: Bootstrap, settings: Settings, addr: str) -> None:
     async with running_service(bootstrap, settings, addr) as server:
         log.info("%s listening on %s", service, addr.rsplit(":", 1)[0] + f":{server.port}")
         await run_until_signalled()
@@ -103,7 +102,9 @@ def main(service: str, bootstrap: Bootstrap) -> None:
         # The service's own database when KASSA_<SERVICE>_DATABASE_URL names one.
         settings = Settings.from_env().for_service(service)
         settings.require("database_url", "redis_url", "nats_url")
+        # One of the service's replicas (KASSA_REPLICA) when its KASSA_<SERVICE>_ADDR lists several.
+        addr = settings.listen_addr(service)
         faults.load()
     except (ConfigError, faults.FaultConfigError) as exc:
         raise SystemExit(f"{service}: {exc}") from exc
-    uvloop.run(_serve(service, bootstrap, settings))
+    uvloop.run(_serve(service, bootstrap, settings, addr))

@@ -105,11 +105,19 @@ def _lease(
     recheck: Sequence[sa.ColumnElement[bool]] = (),
 ) -> sa.Update:
     """Update the ``limit`` oldest due rows that no other caller holds (FOR UPDATE SKIP LOCKED), returning
-    them: how every sweep here hands rows to one replica at a time."""
+    them: how every sweep here hands rows to one replica at a time.
+
+    The rows are picked in a MATERIALIZED CTE, evaluated once. As ``key IN (SELECT … LIMIT n FOR UPDATE SKIP
+    LOCKED)`` Postgres may run the subquery again for each row it scans, and each run takes ``limit`` more
+    rows: a claim of one session leased every stuck session it came across, and the caller, working on the one
+    it asked for, left the rest leased to nobody until their lease ran out.
+    """
     picked = (
-        sa.select(key).where(*due).order_by(oldest_first).limit(limit).with_for_update(skip_locked=True)
-    ).scalar_subquery()
-    return table.update().where(key.in_(picked), *recheck).values(**values).returning(*table.c)
+        (sa.select(key).where(*due).order_by(oldest_first).limit(limit).with_for_update(skip_locked=True))
+        .cte(f"picked_{table.name}")
+        .prefix_with("MATERIALIZED")
+    )
+    return table.update().where(key == picked.c[key.name], *recheck).values(**values).returning(*table.c)
 
 
 class SqlCartRepo:

@@ -45,6 +45,8 @@ def test_defaults_are_a_30_second_closed_loop_over_grpc() -> None:
         (["--skus", "2"], "--skus"),
         (["--hot-fraction", "1.5"], "--hot-fraction"),
         (["--procs", "0"], "--procs"),
+        (["--replicas", "0"], "--replicas"),
+        (["--replicas", "2", "--use-running"], "--replicas is for the private stack"),
     ],
 )
 def test_contradictory_or_unbounded_options_are_refused(argv: list[str], message: str) -> None:

@@ -131,3 +131,35 @@ def test_require_loopback_refuses_other_hosts() -> None:
     remote_db = Target(env={"KASSA_GATEWAY_ADDR": "127.0.0.1:8080"}, database_url="postgresql://u@192.0.2.1/kassa")
     with pytest.raises(ValueError, match="database-url"):
         require_loopback(remote_db, names=("gateway",))
+
+
+def test_find_service_pids_names_each_replica_of_a_service(tmp_path: Path) -> None:
+    py = "/venv/bin/python"
+    listed = "127.0.0.1:6000,127.0.0.1:6010"
+    proc = fake_proc(
+        tmp_path,
+        {pid: stat_line(pid, "python", 1, utime=1, stime=1) for pid in (30, 31, 32, 33)},
+        cmdlines={
+            30: [py, "-m", "checkout"],
+            31: [py, "-m", "checkout"],
+            32: [py, "-m", "gateway"],
+            33: [py, "-m", "gateway"],
+        },
+        environs={
+            30: {"KASSA_CHECKOUT_ADDR": listed, "KASSA_REPLICA": "1"},
+            31: {"KASSA_CHECKOUT_ADDR": listed, "KASSA_REPLICA": "0"},
+            # Two gateways on one address that say nothing of replicas: which is which is unknown, so neither.
+            32: {"KASSA_GATEWAY_ADDR": "127.0.0.1:6080"},
+            33: {"KASSA_GATEWAY_ADDR": "127.0.0.1:6080"},
+        },
+    )
+    env = {"KASSA_CHECKOUT_ADDR": listed, "KASSA_GATEWAY_ADDR": "127.0.0.1:6080"}
+    assert find_service_pids(env, proc) == {"checkout.0": 31, "checkout.1": 30}
+
+
+def test_require_loopback_checks_every_replica_of_a_list() -> None:
+    ok = Target(env={"KASSA_CHECKOUT_ADDR": "127.0.0.1:1,127.0.0.1:2", "KASSA_GATEWAY_ADDR": "127.0.0.1:3"})
+    require_loopback(ok, names=("checkout", "gateway"))
+    mixed = Target(env={"KASSA_CHECKOUT_ADDR": "127.0.0.1:1,10.1.2.3:2", "KASSA_GATEWAY_ADDR": "127.0.0.1:3"})
+    with pytest.raises(ValueError, match=re.escape("checkout=127.0.0.1:1,10.1.2.3:2")):
+        require_loopback(mixed, names=("checkout", "gateway"))

@@ -169,3 +169,27 @@ def test_write_report_creates_the_directory(tmp_path: Path) -> None:
 
 def test_default_out_path_is_a_utc_timestamp() -> None:
     assert default_out_path(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == Path("bench-results/20260102T030405Z.json")
+
+
+def test_cpu_section_sums_each_services_replicas_and_the_text_report_shows_them() -> None:
+    section = cpu_section(
+        {"checkout.0": 6.0, "checkout.1": 4.0, "sandbox": 1.0, "gateway.0": 2.0, "gateway.1": None},
+        pids={"checkout.0": 1, "checkout.1": 2, "sandbox": 3, "gateway.0": 4, "gateway.1": 5},
+        checkouts=500,
+        elapsed_s=10.0,
+        machine_busy_share=0.5,
+        cores=2,
+        loadgen_cpu_s=1.0,
+    )
+    assert section["services"]["checkout"] == {"replicas": 2, "cpu_s": 10.0, "ms_per_checkout": 20.0, "core_share": 1.0}
+    assert section["services"]["sandbox"]["replicas"] == 1
+    # A replica that could not be read leaves its service's total unknown rather than too low.
+    assert section["services"]["gateway"]["cpu_s"] is None
+    assert section["processes"]["checkout.1"]["pid"] == 2
+    assert section["stack_total"]["cpu_s"] == 13.0
+    report = sample_report()
+    report["cpu"] = section
+    text = format_report(report)
+    assert "per service" in text
+    assert any(line.split()[:4] == ["checkout", "2", "10.0", "20.0"] for line in text.splitlines())
+    assert "per service" not in format_report(sample_report())  # one process per service: nothing to sum

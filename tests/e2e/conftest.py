@@ -15,6 +15,9 @@ one xdist worker; put this at the top of each ``tests/e2e/test_*.py``::
 
 (``make test`` runs pytest with ``--dist loadgroup``, which honours the group.)
 
+``KASSA_TEST_REPLICAS=2`` (``make test-replicas``) runs every gRPC service and the gateway as two
+processes each, as ``kassa up --replicas 2`` does; the services spread their calls over the replicas.
+
 Usage: ``async def test_x(mesh: MeshHandle)`` then ``grpc.aio.insecure_channel(mesh.addr("checkout"))``
 or ``httpx.AsyncClient(base_url=mesh.gateway_url)``; ``mesh.admin_token`` is an admin JWT, and
 ``mesh.env`` is the ``KASSA_*`` environment every process got. Tests share the catalog: use
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +39,10 @@ from e2e.support import BACKUP_SANDBOX_URL
 from helpers import external_stack, private_stack
 
 from infra.auth import ROLE_ADMIN, mint_token
+from infra.channels import grpc_target
 from infra.config import Settings
 from infra.localstack import StackEndpoints, free_ports
-from infra.mesh import MESH_ORDER, Mesh, default_specs, mesh_env
+from infra.mesh import Mesh, default_specs, free_mesh_ports, mesh_env
 from infra.migrate import migrate
 from infra.seed import seed
 
@@ -52,12 +57,21 @@ class MeshHandle:
     log_dir: Path
 
     def addr(self, name: str) -> str:
-        """``127.0.0.1:<port>`` of a process (any name of ``infra.mesh.MESH_ORDER``)."""
-        return self.env[f"KASSA_{name.upper()}_ADDR"]
+        """A gRPC channel target of a process (any name of ``infra.mesh.MESH_ORDER``): ``127.0.0.1:<port>``, or
+        ``ipv4:<replica>,<replica>`` when it runs replicas."""
+        return grpc_target(self.env[f"KASSA_{name.upper()}_ADDR"])
 
     @property
     def settings(self) -> Settings:
         return Settings.from_env(self.env)
+
+
+def mesh_replicas() -> int:
+    """Processes of each gRPC service and of the gateway: KASSA_TEST_REPLICAS, 1 when unset."""
+    raw = os.environ.get("KASSA_TEST_REPLICAS") or "1"
+    if not raw.isdigit() or int(raw) < 1:
+        raise pytest.UsageError(f"KASSA_TEST_REPLICAS must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +88,11 @@ def mesh_stack() -> Iterator[StackEndpoints]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def mesh(mesh_stack: StackEndpoints, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[MeshHandle]:
+    replicas = mesh_replicas()
     env = mesh_env(
         mesh_stack,
-        dict(zip(MESH_ORDER, free_ports(len(MESH_ORDER)), strict=True)),
+        free_mesh_ports(replicas),
+        replicas=replicas,
         data_dir=tmp_path_factory.mktemp("mesh-data"),
     )
     log_dir = tmp_path_factory.mktemp("mesh-logs")
@@ -116,9 +132,14 @@ def start_mesh(tmp_path_factory: pytest.TempPathFactory) -> StartMesh:
         with contextlib.ExitStack() as stop:
             endpoints = await asyncio.to_thread(stop.enter_context, private_stack())
             await asyncio.to_thread(migrate, endpoints.database_url)
-            ports = free_ports(len(MESH_ORDER) + 2)
+            replicas = mesh_replicas()
+            mesh_ports = free_mesh_ports(replicas)
+            taken = {port for ports in mesh_ports.values() for port in ports}
+            ports = free_ports(2)
+            while taken & set(ports):
+                ports = free_ports(2)
             data_dir = tmp_path_factory.mktemp("variant-mesh-data")
-            env = mesh_env(endpoints, dict(zip(MESH_ORDER, ports, strict=False)), data_dir=data_dir)
+            env = mesh_env(endpoints, mesh_ports, replicas=replicas, data_dir=data_dir)
             backup_url = f"http://127.0.0.1:{ports[-2]}"
             values = {"backup_url": backup_url, "dead_url": f"http://127.0.0.1:{ports[-1]}"}
             env.update({k: v.format(**values) for k, v in (extra_env or {}).items()})

@@ -61,7 +61,8 @@ def assert_complete(report: dict[str, Any], transport: str) -> None:
         assert summary["count"] == load["completed"]
         assert set(summary) == {"count", "mean", "p50", "p95", "p99", "max"}
     assert isinstance(report["errors"], dict)
-    assert "checkout" in report["cpu"]["processes"]  # found in /proc by module and address
+    # Found in /proc by module and address (with replicas, one process per replica, summed per service).
+    assert "checkout" in report["cpu"]["services"]
     checks = report["invariants"]["checks"]
     assert {c["name"] for c in checks} >= REQUIRED_INVARIANTS
     assert all(c["passed"] for c in checks), checks

@@ -175,7 +175,7 @@ async def test_declined_card_releases_everything_and_the_cart_stays_usable(mesh:
         s = await ready_session(client, cart_id, token="tok_chargeDeclined", codes=[coupon])
         with pytest.raises(RestError) as exc:
             await confirm(client, s["session_id"], s["preview"]["grandTotal"])
-        assert exc.value.reason == "PAYMENT_DECLINED"
+        assert exc.value.reason == "PAYMENT_DECLINED", exc.value.body
         assert exc.value.status == 400
         stock = await stock_of(mesh, skus)
         assert [stock[x] for x in skus] == [(20, 0), (20, 0), (20, 0)]

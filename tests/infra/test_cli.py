@@ -426,7 +426,7 @@ def _fake_up_parts(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, *, cras
     import signal
 
     from infra.localstack import StackEndpoints
-    from infra.mesh import RestartPolicy
+    from infra.mesh import Mesh, RestartPolicy, default_specs
 
     class FakeStack:
         def __init__(self, data_dir: Path, *, nats_cluster: int = 1) -> None:
@@ -455,6 +455,11 @@ def _fake_up_parts(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, *, cras
                 recorder.events.append(f"mesh env nats={env['KASSA_NATS_URL']} replicas={env['KASSA_NATS_REPLICAS']}")
             assert restart_policy == RestartPolicy()  # supervised, with the default backoff and bound
             self.polls = 0
+            self.env = env
+            self.specs = default_specs(env)
+            self.pids = {spec.name: 4000 + i for i, spec in enumerate(self.specs)}
+
+        addr = Mesh.addr
 
         def start(self) -> None:
             recorder.events.append("mesh start")
@@ -581,3 +586,40 @@ def test_demo_shows_the_confirmation_email_of_its_order(tmp_path: Path, capsys: 
     assert "email to ada@example.com: Your Kassa order 0F1E2D3C is confirmed" in out and "$42.00" in out
     cli._show_confirmation("another-order", tmp_path, wait_seconds=0)
     assert "no email about another-order" in capsys.readouterr().out
+
+
+def test_up_with_replicas_runs_each_service_and_the_gateway_n_times_and_lists_every_pid(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = _Recorder()
+    _fake_up_parts(monkeypatch, recorder, crash=False)
+    assert main(["up", "--data-dir", str(tmp_path), "--no-seed", "--replicas", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("  ") and line.split()}
+    # Replica k of a service listens on its default port + 10 k; each row names its own pid.
+    assert rows["checkout.0"][1:3] == ["127.0.0.1:50051", "gRPC"]
+    assert rows["checkout.1"][1:3] == ["127.0.0.1:50061", "gRPC"]
+    assert rows["promotion.1"][1] == "127.0.0.1:50066"
+    # The gateway's replicas share its port and are probed on their own; the sandbox stays one process.
+    assert rows["gateway.0"][1:4] == ["http://127.0.0.1:8081", "REST", "(shares"]
+    assert rows["gateway.1"][1] == "http://127.0.0.1:8082"
+    assert "sandbox" in rows and "sandbox.0" not in rows
+    pids = [row[-1] for name, row in rows.items() if name.split(".")[0] in ("checkout", "gateway", "sandbox")]
+    assert len(pids) == 5 and len(set(pids)) == 5 and all(pid.isdigit() for pid in pids)
+    assert "curl -s -X POST http://127.0.0.1:8080/v1/auth/guest" in out
+
+
+def test_up_refuses_fewer_than_one_replica_or_an_address_list_of_another_length(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = _Recorder()
+    _fake_up_parts(monkeypatch, recorder, crash=False)
+    assert main(["up", "--data-dir", str(tmp_path), "--replicas", "0"]) == 2
+    assert "--replicas must be at least 1" in capsys.readouterr().err
+    monkeypatch.setenv("KASSA_ORDER_ADDR", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003")
+    assert main(["up", "--data-dir", str(tmp_path), "--replicas", "2"]) == 2
+    assert "KASSA_ORDER_ADDR lists 3 addresses but --replicas is 2" in capsys.readouterr().err
+    monkeypatch.setenv("KASSA_ORDER_ADDR", "127.0.0.1:7001,order:7002")
+    assert main(["up", "--data-dir", str(tmp_path), "--replicas", "2"]) == 2
+    assert "KASSA_ORDER_ADDR: a list of replicas must give IP addresses" in capsys.readouterr().err
+    assert recorder.events == []  # refused before anything started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections import Counter
@@ -189,6 +190,27 @@ async def test_a_slow_batch_is_not_redelivered_to_another_replica_while_it_waits
     assert effects.overlapped == set()
     assert effects.calls == dict.fromkeys(ids, 1)
     assert await effects.counts() == dict.fromkeys(ids, 1)
+
+
+async def test_two_replicas_on_their_own_connections_share_the_durable_consumer_and_apply_each_event_once(
+    stack: StackEndpoints, js, service, effects
+) -> None:
+    """What ``kassa up --replicas 2`` runs: two processes, each its own NATS connection, one durable consumer."""
+    ids = await publish(js, service, 40)
+    effects.seconds = 0.02
+    other = dataclasses.replace(effects, calls=Counter(), running=Counter(), overlapped=set())
+    nc, second_js = await connect(stack.nats_url, "consumer-tests-replica-2")
+    try:
+        async with running(consumer(js, service, effects, batch=4), consumer(second_js, service, other, batch=4)):
+            await settled(js, service, effects, ids)
+    finally:
+        await nc.close()
+
+    assert await effects.counts() == dict.fromkeys(ids, 1)
+    # Both replicas worked, on different events: none was handled by both.
+    assert effects.calls and other.calls
+    assert not set(effects.calls) & set(other.calls)
+    assert sum(effects.calls.values()) + sum(other.calls.values()) == len(ids)
 
 
 async def test_an_ack_that_cannot_be_sent_does_not_stop_the_consumer(js, service, effects, monkeypatch) -> None:

@@ -361,6 +361,8 @@ class SqlInventoryTx:
         return [_reservation(r) for r in await self._conn.execute(stmt)]
 
     async def expire_due(self, limit: int) -> list[Reservation]:
+        # A MATERIALIZED CTE runs once: as `IN (subquery)` Postgres may rerun it per row scanned, each run
+        # locking `limit` more rows, so one batch could grow past its bound.
         due = (
             sa.select(reservations.c.reservation_id)
             .where(
@@ -370,11 +372,12 @@ class SqlInventoryTx:
             .order_by(reservations.c.expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
-            .scalar_subquery()
+            .cte("due_reservations")
+            .prefix_with("MATERIALIZED")
         )
         stmt = (
             reservations.update()
-            .where(reservations.c.reservation_id.in_(due))
+            .where(reservations.c.reservation_id == due.c.reservation_id)
             .values(status=ReservationStatus.EXPIRED.value, updated_at=sa.func.now())
             .returning(*_RESERVATION_COLUMNS)
         )

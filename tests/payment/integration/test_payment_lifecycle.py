@@ -369,3 +369,36 @@ async def test_order_payment_failed_voids_a_hold_but_never_refunds(
     assert sandbox.api.state.intents[held.provider_payment_id].status == "canceled"
     assert (await client.get(captured.payment_id)).status == PS.PAYMENT_STATUS_CAPTURED
     assert sandbox.api.state.count("refund", captured.provider_payment_id) == 0
+
+
+async def test_a_decline_whose_webhook_landed_first_is_still_answered_as_a_decline(
+    client: Client, payment_db: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider's payment_failed webhook for a declined card can be applied (by another replica, or while
+    this call awaits the provider's answer) before the authorization records the decline: the row is FAILED
+    then, and the caller must still hear PAYMENT_DECLINED, not a payment it takes for a provider failure."""
+    from payment.biz import authorize as authorize_module
+    from payment.data.payment_repo import SqlPaymentRepo
+    from payment.model.payment import PaymentStatus, Transition
+
+    repo = SqlPaymentRepo(payment_db)
+    real_after = authorize_module.after_provider
+
+    async def webhook_first(operation: str, payment_id: uuid.UUID) -> None:
+        failed = Transition(
+            PaymentStatus.FAILED,
+            frozenset({PaymentStatus.PENDING}),
+            {"failure_code": "card_declined", "failure_message": "Your card was declined."},
+            "PaymentFailed",
+            {"failure_code": "card_declined"},
+        )
+        assert await repo.apply(payment_id, failed) is not None
+        await real_after(operation, payment_id)
+
+    monkeypatch.setattr(authorize_module, "after_provider", webhook_first)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await client.authorize("tok_chargeDeclined")
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = error_info(refused.value)
+    assert info is not None and info.reason == "PAYMENT_DECLINED"
+    assert info.metadata["decline_code"] == "card_declined"

@@ -322,3 +322,47 @@ def test_sweeper_settings(settings: Settings) -> None:
     ):
         with pytest.raises(ConfigError):
             sweeper_settings(dataclasses.replace(settings, rpc_timeout_seconds=5.0), bad)
+
+
+async def test_two_sweepers_racing_over_the_same_stuck_payments_finish_each_once(client: Client, world: World) -> None:
+    """Two replicas of the payment service sweep at once (DESIGN.md §5: every worker is safe with several)."""
+    repo, sandbox, payment_db = world.repo, world.sandbox, world.db
+    voiding = await client.authorize()
+    faults.configure("sandbox.void=error")
+    void = pb.VoidAuthorizationRequest(payment_id=voiding.payment_id, reason="checkout failed")
+    await _fails(client.call(client.stub.VoidAuthorization, void))
+    capturing = await client.authorize()
+    faults.configure("payment.capture.after_provider=error#1")
+    await _fails(client.capture(capturing.payment_id, unique("order")))
+    refunding = await client.authorize()
+    faults.configure(None)
+    await client.capture(refunding.payment_id, unique("order"))
+    faults.configure("payment.refund.after_provider=error#1")
+    refund = pb.RefundPaymentRequest(payment_id=refunding.payment_id, idempotency_key=unique("refund"))
+    await _fails(client.call(client.stub.RefundPayment, refund))
+    faults.configure("payment.authorize.after_provider=error#1")
+    request = _authorize_request()
+    abandoned = await _authorize_failing(client, request)
+    faults.configure(None)
+    for payment_id in (voiding.payment_id, capturing.payment_id, refunding.payment_id, abandoned):
+        await _time_passes(payment_db, payment_id)
+
+    # Two replicas: two repositories (each its own connections) sweeping at the same moment, twice over.
+    second = SqlPaymentRepo(payment_db)
+    for _ in range(2):
+        await asyncio.gather(world.sweep(), sweep_once(second, world.providers, POLICY))
+
+    assert await _status(repo, voiding.payment_id) == PaymentStatus.VOIDED
+    assert await _status(repo, capturing.payment_id) == PaymentStatus.CAPTURED
+    assert await _status(repo, refunding.payment_id) == PaymentStatus.REFUNDED
+    assert await _status(repo, abandoned) == PaymentStatus.VOIDED
+    assert sandbox.api.state.count("capture", capturing.provider_payment_id) == 1
+    assert sandbox.api.state.count("refund", refunding.provider_payment_id) == 1
+    assert sandbox.api.state.intents[refunding.provider_payment_id].amount_refunded == 800
+    [intent] = sandbox.api.state.find_by_key(request.idempotency_key)
+    assert sandbox.api.state.intents[intent.id].status == "canceled"
+    # Each outcome is one state change with one event, whichever sweeper got there first.
+    assert await _event_types(payment_db, voiding.payment_id) == ["PaymentAuthorized", "PaymentVoided"]
+    assert await _event_types(payment_db, capturing.payment_id) == ["PaymentAuthorized", "PaymentCaptured"]
+    assert (await _event_types(payment_db, refunding.payment_id)).count("PaymentRefunded") == 1
+    assert (await _event_types(payment_db, abandoned)).count("PaymentVoided") == 1

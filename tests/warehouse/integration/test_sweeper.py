@@ -96,3 +96,23 @@ async def test_concurrent_sweepers_expire_each_reservation_once(inventory, seed,
     assert await inventory.levels(service_token, sku) == {(sku, wh): (100, 0)}
     events = await expired_events(engine, refs)
     assert sorted(e["reservation_ref"] for e in events) == sorted(refs)
+
+
+async def test_a_sweep_expires_at_most_its_batch(inventory, seed, service_token, engine) -> None:
+    """A batch is a bound: the rows are leased once (a MATERIALIZED CTE), not once per row scanned."""
+    wh = await seed.warehouse()
+    sku = unique("sku")
+    await seed.stock([(sku, wh, 100)])
+    refs = [unique("ref") for _ in range(6)]
+    for ref in refs:
+        await inventory.reserve(service_token, ref, [(sku, 1)], ttl_seconds=1)
+    await wait_until_past_expiry(engine, refs)
+    sweeper = Sweeper(SqlInventoryStore(engine), batch_size=2)
+
+    batches = []
+    while expired := await sweeper.sweep_once():
+        batches.append(expired)
+
+    assert batches and max(batches) <= 2
+    assert await inventory.levels(service_token, sku) == {(sku, wh): (100, 0)}
+    assert sorted(e["reservation_ref"] for e in await expired_events(engine, refs)) == sorted(refs)
