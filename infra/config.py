@@ -142,6 +142,8 @@ def _files(env: dict[str, str], names: tuple[str, ...]) -> tuple[str, ...] | Non
     if missing:
         raise ConfigError(f"{', '.join(missing)} must be set too: TLS needs all of {', '.join(names)}")
     return tuple(values)
+
+
 # Processes that have one address: the gateway's replicas share theirs (SO_REUSEPORT, gateway.server) and the
 # sandbox provider is a single process.
 _SINGLE_ADDR = frozenset({"gateway", "sandbox"})
@@ -533,7 +535,6 @@ class Settings:
             max_wait_s=self.admission_max_wait_ms / 1000,
             latency_target_s=self.admission_latency_target_ms / 1000,
         )
-
 
     def listen_addr(self, service: str) -> str:
         """The address this process serves ``service`` on: its entry (KASSA_REPLICA) of the service's list."""
