@@ -10,23 +10,20 @@ is what the report counts errors by.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-import grpc
 import httpx
 
 from infra.auth import mint_token
-from infra.grpc_errors import error_info
-from kassa.checkout.v1 import cart_service_pb2 as cart_pb
-from kassa.checkout.v1 import cart_service_pb2_grpc as cart_grpc
-from kassa.checkout.v1 import checkout_service_pb2 as co_pb
-from kassa.checkout.v1 import checkout_service_pb2_grpc as co_grpc
+from infra.channels import ROUND_ROBIN, grpc_target
 from kassa.common.v1 import address_pb2
 from kassa.order.v1 import order_pb2
+from kassa_client import NO_RETRY, AsyncKassaClient, KassaError
 
 __all__ = ["STEPS", "CheckoutFlow", "FlowError", "FlowOutcome", "GrpcCheckout", "RestCheckout"]
 
@@ -87,20 +84,24 @@ async def _timed(outcome: FlowOutcome, step: str, call: Callable[[], Awaitable[T
     return result
 
 
-def grpc_reason(err: grpc.aio.AioRpcError) -> str:
-    info = error_info(err)
-    return info.reason if info is not None and info.reason else err.code().name
+_TOKEN: contextvars.ContextVar[str] = contextvars.ContextVar("bench_customer_token", default="")
 
 
 class GrpcCheckout:
-    """Straight to the checkout service on one shared channel, as a customer with a minted JWT."""
+    """Straight to the checkout service through ``kassa_client`` (one client, one channel round-robin over the
+    replicas), as a customer with a minted JWT: each flow sets its own token in a context variable that the
+    client's token provider reads. No retries: a refused or failed call is what the bench counts."""
 
-    def __init__(self, channel: grpc.aio.Channel, jwt_secret: str, *, subject_prefix: str, timeout: float) -> None:
-        self._carts = cart_grpc.CartServiceStub(channel)
-        self._checkout = co_grpc.CheckoutServiceStub(channel)
+    def __init__(self, checkout_addr: str, jwt_secret: str, *, subject_prefix: str, timeout: float) -> None:
+        self.kassa = AsyncKassaClient(
+            grpc_target(checkout_addr),
+            token_provider=_TOKEN.get,
+            timeout=timeout,
+            retry=NO_RETRY,
+            channel_options={"grpc.service_config": ROUND_ROBIN},
+        )
         self._secret = jwt_secret
         self._prefix = subject_prefix
-        self._timeout = timeout
         self._address = address_pb2.Address(
             name=SHIP_TO["name"],
             line1=SHIP_TO["line1"],
@@ -111,58 +112,41 @@ class GrpcCheckout:
         )
 
     async def run(self, skus: Sequence[str], outcome: FlowOutcome) -> FlowOutcome:
-        token = mint_token(self._secret, f"{self._prefix}-{uuid.uuid4().hex[:12]}")
-        md = (("authorization", f"Bearer {token}"),)
-        t = self._timeout
+        _TOKEN.set(mint_token(self._secret, f"{self._prefix}-{uuid.uuid4().hex[:12]}"))
+        carts, checkout = self.kassa.carts, self.kassa.checkout
         step = "create_cart"
         try:
-            cart = await _timed(
-                outcome,
-                step,
-                lambda: self._carts.CreateCart(cart_pb.CreateCartRequest(currency_code="USD"), metadata=md, timeout=t),
-            )
-            cart_id = cart.cart.cart_id
+            cart_id = (await _timed(outcome, step, lambda: carts.create(currency_code="USD"))).cart_id
             step = "add_item"
             for sku in skus:
-                request = cart_pb.AddCartItemRequest(cart_id=cart_id, sku=sku, quantity=1)
-                await _timed(outcome, step, lambda r=request: self._carts.AddCartItem(r, metadata=md, timeout=t))
+                await _timed(outcome, step, lambda s=sku: carts.add_item(cart_id, sku=s, quantity=1))
             step = "start"
-            started = await _timed(
-                outcome,
-                step,
-                lambda: self._checkout.StartCheckout(
-                    co_pb.StartCheckoutRequest(cart_id=cart_id, ship_to_country_code="US"), metadata=md, timeout=t
-                ),
-            )
+            started = await _timed(outcome, step, lambda: checkout.start(cart_id, ship_to_country_code="US"))
             outcome.session_id = session_id = started.session.session_id
             step = "update"
-            update = co_pb.UpdateCheckoutStateRequest(
-                session_id=session_id,
-                email=EMAIL,
-                shipping_address=self._address,
-                shipping_method=SHIPPING_METHOD,
-                payment_method=PAYMENT_METHOD,
-            )
-            await _timed(outcome, step, lambda: self._checkout.UpdateCheckoutState(update, metadata=md, timeout=t))
-            step = "preview"
-            previewed = await _timed(
+            await _timed(
                 outcome,
                 step,
-                lambda: self._checkout.PreviewOrder(
-                    co_pb.PreviewOrderRequest(session_id=session_id), metadata=md, timeout=t
+                lambda: checkout.update_state(
+                    session_id,
+                    email=EMAIL,
+                    shipping_address=self._address,
+                    shipping_method=SHIPPING_METHOD,
+                    payment_method=PAYMENT_METHOD,
                 ),
             )
+            step = "preview"
+            previewed = await _timed(outcome, step, lambda: checkout.preview(session_id))
             step = "confirm"
-            confirm = co_pb.ConfirmCheckoutRequest(
-                session_id=session_id,
-                idempotency_key=uuid.uuid4().hex,
-                expected_grand_total=previewed.preview.grand_total,
-            )
             result = await _timed(
-                outcome, step, lambda: self._checkout.ConfirmCheckout(confirm, metadata=md, timeout=t)
+                outcome,
+                step,
+                lambda: checkout.confirm(
+                    session_id, expected_grand_total=previewed.grand_total, idempotency_key=uuid.uuid4().hex
+                ),
             )
-        except grpc.aio.AioRpcError as exc:
-            raise FlowError(step, grpc_reason(exc)) from exc
+        except KassaError as exc:
+            raise FlowError(step, exc.reason or exc.code.name) from exc
         if result.order_status != _CONFIRMED_GRPC:
             raise FlowError("confirm", order_pb2.OrderStatus.Name(result.order_status))
         outcome.order_id = result.order_id

@@ -36,7 +36,6 @@ import uvloop
 
 from bench.flow import CheckoutFlow, FlowError, FlowOutcome, GrpcCheckout, RestCheckout
 from bench.schedule import LATE_THRESHOLD_S, arrival_times
-from infra.channels import open_channel
 
 __all__ = ["LoadError", "LoadRun", "Meter", "MeterGroup", "WorkerResult", "WorkerSpec", "run_load"]
 
@@ -297,12 +296,11 @@ async def _worker_async(spec: WorkerSpec, shared: _Shared) -> WorkerResult:
         flow: CheckoutFlow
         if spec.transport == "grpc":
             # Checkout's replicas (a list of addresses) share the calls, as they share the mesh's own.
-            channel = open_channel(spec.checkout_addr)
-            stack.push_async_callback(channel.close)
-            await asyncio.wait_for(channel.channel_ready(), timeout=30)
-            flow = GrpcCheckout(
-                channel, spec.jwt_secret, subject_prefix=f"bench-{spec.run_id}", timeout=spec.rpc_timeout_s
+            grpc_flow = GrpcCheckout(
+                spec.checkout_addr, spec.jwt_secret, subject_prefix=f"bench-{spec.run_id}", timeout=spec.rpc_timeout_s
             )
+            stack.push_async_callback(grpc_flow.kassa.close)
+            flow = grpc_flow
         else:
             connections = spec.concurrency if spec.mode == "closed" else min(spec.max_inflight, 256)
             client = httpx.AsyncClient(
