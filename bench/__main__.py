@@ -19,7 +19,6 @@ import platform
 import secrets
 import signal
 import sys
-from collections import Counter
 from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ from tqdm import tqdm
 from bench.cpu import CpuMeter
 from bench.dbstats import DbStatsMeter, db_section
 from bench.invariants import InvariantResult, RunFacts, check_grpc, check_settled, check_sql
-from bench.load import LoadError, LoadRun, MeterGroup, WorkerResult, WorkerSpec, run_load
+from bench.load import LoadError, LoadRun, MeterGroup, WorkerSpec, run_load
 from bench.report import aggregate, build_report, cpu_section, default_out_path, format_report, write_report
 from bench.schedule import split_evenly, total_arrivals
 from bench.seed import CatalogPlan, SeedResult, plan_catalog, seed_catalog
@@ -286,20 +285,6 @@ def _drive(args: argparse.Namespace, specs: list[WorkerSpec], meters: MeterGroup
         return run_load(specs, meter=meters, on_ready=ready, on_progress=advance)
 
 
-def _facts(plan: CatalogPlan, results: list[WorkerResult]) -> RunFacts:
-    hot_seen: Counter[str] = Counter()
-    for r in results:
-        hot_seen.update(r.hot_units)
-    return RunFacts(
-        prefix=plan.prefix,
-        skus=plan.skus,
-        hot_skus=plan.hot_skus,
-        hot_stock=plan.hot_stock,
-        orders=[pair for r in results for pair in r.orders],
-        hot_units_seen=dict(hot_seen),
-    )
-
-
 def _check(args: argparse.Namespace, target: Target, facts: RunFacts) -> tuple[list[InvariantResult], float, str]:
     """The invariants (retried while they settle), and how they were checked."""
     _log("bench: checking invariants ...")
@@ -357,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
             cores=os.cpu_count() or 1,
             loadgen_cpu_s=measured["load"]["loadgen_cpu_s"],
         )
-        invariants, settled, source = _check(args, target, _facts(plan, loaded.results))
+        invariants, settled, source = _check(args, target, RunFacts.of(plan, loaded.results))
 
         report = build_report(
             started_at=started_at,

@@ -328,20 +328,6 @@ class LoopLag:
         return summarize(s * 1000 for s in self.samples).as_dict()
 
 
-def _facts(plan: CatalogPlan, tallies: Sequence[Tally]) -> RunFacts:
-    hot: Counter[str] = Counter()
-    for t in tallies:
-        hot.update(t.hot_units)
-    return RunFacts(
-        prefix=plan.prefix,
-        skus=plan.skus,
-        hot_skus=plan.hot_skus,
-        hot_stock=plan.hot_stock,
-        orders=[o for t in tallies for o in t.orders],
-        hot_units_seen=dict(hot),
-    )
-
-
 async def _scenarios(
     target: Target, plan: CatalogPlan, args: argparse.Namespace, log: Callable[[str], object]
 ) -> dict[str, Any]:
@@ -506,7 +492,7 @@ def run(args: argparse.Namespace) -> int:
         results = uvloop.run(_scenarios(target, plan, args, _log))
         tallies = [s["_tally"] for s in results.values() if s]
         _log("bench.admission: checking invariants ...")
-        invariants, settled = uvloop.run(_invariants(target, _facts(plan, tallies), args.settle))
+        invariants, settled = uvloop.run(_invariants(target, RunFacts.of(plan, tallies), args.settle))
         _log("bench.admission: stopping the private stack ...")
     report: dict[str, Any] = {k: _public(v) for k, v in results.items()}
     report["invariants"] = [asdict(i) for i in invariants]

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from infra.auth import ROLE_ADMIN, mint_token
 from infra.channels import open_channel
@@ -32,6 +33,9 @@ from kassa.payment.v1 import payment_service_pb2 as pay_pb
 from kassa.payment.v1 import payment_service_pb2_grpc as pay_grpc
 from kassa.warehouse.v1 import inventory_service_pb2 as inv_pb
 from kassa.warehouse.v1 import inventory_service_pb2_grpc as inv_grpc
+
+if TYPE_CHECKING:
+    from bench.seed import CatalogPlan
 
 __all__ = ["InvariantResult", "RunFacts", "check_grpc", "check_settled", "check_sql", "sqlalchemy_to_libpq"]
 
@@ -61,6 +65,32 @@ class RunFacts:
     hot_stock: int
     orders: Sequence[tuple[str, str]]  # (session_id, order_id) the clients saw confirmed
     hot_units_seen: Mapping[str, int]  # hot units in checkouts the clients saw confirmed
+
+    @staticmethod
+    def of(plan: CatalogPlan, runs: Iterable[Confirmed]) -> RunFacts:
+        """The facts of a run on ``plan``'s catalog: what every load process (or buyer) saw confirmed."""
+        runs = list(runs)
+        hot: Counter[str] = Counter()
+        for run in runs:
+            hot.update(run.hot_units)
+        return RunFacts(
+            prefix=plan.prefix,
+            skus=plan.skus,
+            hot_skus=plan.hot_skus,
+            hot_stock=plan.hot_stock,
+            orders=[pair for run in runs for pair in run.orders],
+            hot_units_seen=dict(hot),
+        )
+
+
+class Confirmed(Protocol):
+    """What one load process or buyer tallied of the checkouts it saw confirmed."""
+
+    @property
+    def orders(self) -> Sequence[tuple[str, str]]: ...
+
+    @property
+    def hot_units(self) -> Mapping[str, int]: ...
 
 
 # --------------------------------------------------------------------------------------------------
