@@ -17,15 +17,26 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import grpc
 import httpx
 
 from infra.auth import mint_token
 from infra.channels import ROUND_ROBIN, grpc_target
+from infra.grpc_errors import error_info
 from kassa.common.v1 import address_pb2
 from kassa.order.v1 import order_pb2
 from kassa_client import NO_RETRY, AsyncKassaClient, KassaError
 
-__all__ = ["STEPS", "CheckoutFlow", "FlowError", "FlowOutcome", "GrpcCheckout", "RestCheckout"]
+__all__ = [
+    "STEPS",
+    "CheckoutFlow",
+    "FlowError",
+    "FlowOutcome",
+    "GrpcCheckout",
+    "RestCheckout",
+    "grpc_reason",
+    "rest_reason",
+]
 
 T = TypeVar("T")
 
@@ -82,6 +93,12 @@ async def _timed(outcome: FlowOutcome, step: str, call: Callable[[], Awaitable[T
     result = await call()
     outcome.steps.setdefault(step, []).append(time.perf_counter() - started)
     return result
+
+
+def grpc_reason(err: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason of a failed call, else its status code's name (chaos's clients count by it)."""
+    info = error_info(err)
+    return info.reason if info is not None and info.reason else err.code().name
 
 
 _TOKEN: contextvars.ContextVar[str] = contextvars.ContextVar("bench_customer_token", default="")

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
 import httpx
 import psycopg
 import pytest
@@ -59,16 +58,14 @@ class Stack:
 
 async def _checkouts(target: Target, skus: tuple[str, ...]) -> list[FlowOutcome]:
     done = []
-    async with (
-        grpc.aio.insecure_channel(target.addr("checkout")) as channel,
-        httpx.AsyncClient(base_url=target.gateway_url, timeout=30, trust_env=False) as http,
-    ):
-        flows = [
-            GrpcCheckout(channel, target.jwt_secret, subject_prefix="check", timeout=30),
-            RestCheckout(http, timeout=30),
-        ]
-        for i in range(4):
-            done.append(await flows[i % 2].run(skus[i % 3 : i % 3 + 2] + skus[-1:], FlowOutcome()))
+    grpc_flow = GrpcCheckout(target.addr("checkout"), target.jwt_secret, subject_prefix="check", timeout=30)
+    async with httpx.AsyncClient(base_url=target.gateway_url, timeout=30, trust_env=False) as http:
+        flows = [grpc_flow, RestCheckout(http, timeout=30)]
+        try:
+            for i in range(4):
+                done.append(await flows[i % 2].run(skus[i % 3 : i % 3 + 2] + skus[-1:], FlowOutcome()))
+        finally:
+            await grpc_flow.kassa.close()
     return done
 
 
