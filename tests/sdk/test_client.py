@@ -169,7 +169,9 @@ async def test_every_call_has_a_deadline_by_default(served: tuple[str, Seen]) ->
         cart = await kassa.carts.create(currency_code="USD")
     assert cart.cart_id == "cart-1"
     (remaining,) = seen.deadlines["CreateCart"]
-    assert remaining is not None and 0 < remaining <= 10
+    # The client's 10 s default, as the server sees it: gRPC rounds the timeout it sends on the wire up (seen:
+    # 10.1 s on a loaded machine), so this asks for "present and about 10 s", not for a bound to the millisecond.
+    assert remaining is not None and 5 < remaining < 11
 
 
 def test_every_error_reason_has_its_class() -> None:
