@@ -104,7 +104,7 @@ async def main() -> None:
     settings = Settings.from_env()
     settings.require("nats_url")
     nc, js = await connect(str(settings.nats_url), "kassa-example-fulfillment")
-    channel = open_channel(settings.addr("order"))
+    channel = open_channel(settings.addr("order"), settings.grpc_tls)
     try:
         await ensure_streams(js, ["order"])
         worker = FulfillmentWorker(

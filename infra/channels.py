@@ -57,6 +57,11 @@ def open_channel(addr: str, tls: MutualTls | None = None) -> grpc.aio.Channel:
     ]
     if tls is None:
         return grpc.aio.insecure_channel(grpc_target(addr), options=options)
+    replicas = parse_addrs("address", addr)
+    if len(replicas) > 1:
+        # The authority of an ipv4:/ipv6: list is the whole joined string, which no certificate names: check
+        # each replica's certificate against the host of the first (replicas of one service share their names).
+        options.append(("grpc.ssl_target_name_override", replicas[0].rpartition(":")[0].strip("[]")))
     return grpc.aio.secure_channel(grpc_target(addr), tls.channel_credentials(), options=options)
 
 

@@ -29,6 +29,7 @@ import grpc
 from infra import certs
 from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
+from infra.channels import open_channel
 from infra.config import DEVELOPMENT, ConfigError, Settings, parse_addrs, redact
 from infra.localstack import LocalStack, LocalStackError, StackEndpoints
 from infra.mesh import Mesh, MeshError, RestartPolicy, mesh_env
@@ -440,7 +441,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
     token = mint_token(settings.jwt_secret, "kassa-cli", role=ROLE_ADMIN, ttl_seconds=300)
 
     async def call() -> pb.ListDeadLettersResponse:
-        async with grpc.aio.insecure_channel(settings.addr("notification")) as channel:
+        async with open_channel(settings.addr("notification"), settings.grpc_tls) as channel:
             return await pb_grpc.NotificationServiceStub(channel).ListDeadLetters(
                 pb.ListDeadLettersRequest(page_size=args.limit),
                 metadata=(("authorization", f"Bearer {token}"),),

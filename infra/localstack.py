@@ -496,7 +496,8 @@ class LocalStack:
         )
 
     def restart(self, name: str, *, sig: int = signal.SIGKILL) -> int:
-        """Stop one server (``"postgres"``, ``"redis"``, ``"nats"`` or ``"nats-1"``…) with ``sig`` and start it again.
+        """Stop one server (``"postgres"``, ``"redis"``, ``"nats"`` or ``"nats-1"``…, ``"smtp"``) with ``sig`` and
+        start it again.
 
         The default, SIGKILL, is a crash; pass SIGTERM (or SIGINT, Postgres's fast shutdown) for a
         clean stop. A server that ignores a gentle signal for ``stop_timeout`` is SIGKILLed. It comes
@@ -522,6 +523,9 @@ class LocalStack:
             elif name in self._nats:
                 new = self._launch_nats(name)
                 probe = self._nats_probe(name)
+            elif name == "smtp":
+                new = self._launch_smtp()
+                probe = self._smtp_ready
             else:
                 identity = self._pg_identity()
                 self._remove_stale_postmaster_pid()

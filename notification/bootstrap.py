@@ -40,7 +40,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     nc, js = await connect(str(settings.nats_url), "kassa-notification")
     stack.push_async_callback(nc.close)
     await ensure_streams(js, ["order", "payment"])
-    order_channel = open_channel(settings.addr("order"))
+    order_channel = open_channel(settings.addr("order"), settings.grpc_tls)
     stack.push_async_callback(order_channel.close)
 
     repo = SqlMessageRepo(engine, cipher)

@@ -301,3 +301,26 @@ async def test_the_gateway_reaches_its_backends_over_mutual_tls(mtls_server: Ser
         finally:
             await backends.close()
         assert health and set(health.values()) == {serving}
+
+
+async def test_a_channel_to_two_replicas_over_mutual_tls_reaches_both(certs: Path) -> None:
+    """A list of replicas is an ipv4: target whose authority no certificate names; the channel checks each
+    replica's certificate against the first host instead, and round-robin reaches both."""
+    servers = []
+    for _ in range(2):
+        settings = Settings.from_env(_dev(**_grpc_tls(certs, "warehouse")))
+        assert settings.grpc_tls is not None
+        servers.append(
+            await start_server(
+                "127.0.0.1:0", [], verifier_for(settings), credentials=settings.grpc_tls.server_credentials()
+            )
+        )
+    try:
+        client = Settings.from_env(_dev(**_grpc_tls(certs, "checkout")))
+        replicas = ",".join(f"127.0.0.1:{server.port}" for server in servers)
+        async with open_channel(replicas, client.grpc_tls) as channel:
+            for _ in range(4):
+                assert await _health(channel) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        for server in servers:
+            await server.stop(0)
