@@ -377,6 +377,7 @@ class OutboxPublisher:
         delay = self._poll
         while True:
             started = loop.time()
+            self._wake.clear()  # a notify() from here on, during the pass too, brings the next pass forward
             try:
                 n = await self.publish_once()
                 cycles += 1
@@ -389,7 +390,6 @@ class OutboxPublisher:
                 n = 0
             delay = self._poll if n else min(delay * 2, self._max_idle)
             if n < self._batch:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
                 if self._wake.is_set():

@@ -519,13 +519,6 @@ class _FakeSessions:
         s.preview, s.updated_at = preview, datetime.now(UTC)
         return copy.deepcopy(s)
 
-    async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:
-        s = self._s.sessions[session_id]
-        if s.status is not SessionStatus.OPEN:
-            return None
-        s.preview, s.updated_at = preview, datetime.now(UTC)
-        return s.updated_at
-
     async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
         s = self._s.sessions.get(session_id)
         if s is None or s.status is not SessionStatus.OPEN or s.is_expired(datetime.now(UTC)):

@@ -210,10 +210,6 @@ class SessionRepo(Protocol):
         session's ``updated_at`` is still that (nobody changed it since it was read)."""
         ...
 
-    async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:
-        """Store the last totals of an OPEN session; its new updated_at (None when it is no longer OPEN)."""
-        ...
-
     async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
         """OPEN and unexpired → CONFIRMING with the request's key and fingerprint (the durable guard), a new saga
         attempt; None when not, or when this key's answer for this session is already kept. Raises AlreadyExists

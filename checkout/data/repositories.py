@@ -347,16 +347,6 @@ class SqlSessionRepo:
         row = (await self._c.execute(stmt.values(**values, updated_at=_NOW).returning(*_S.c))).first()
         return None if row is None else _session(row, self._cipher)
 
-    async def save_preview(self, session_id: str, preview: Preview) -> datetime | None:
-        return (
-            await self._c.execute(
-                _S.update()
-                .where(_S.c.session_id == session_id, _S.c.status == SessionStatus.OPEN.value)
-                .values(preview=preview.to_dict(), updated_at=_NOW)
-                .returning(_S.c.updated_at)
-            )
-        ).scalar()
-
     async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
         # A key already answered for this session (a failure kept, then the session reopened) starts nothing.
         answered = sa.exists().where(

@@ -157,11 +157,13 @@ class CheckoutState:
             assert refused is not None
             raise session_not_open(refused, datetime.now(UTC))
         preview = await self._engine.compute(pricing_input(current))
-        async with self._uow() as tx:
-            saved_at = await tx.sessions.save_preview(current.session_id, preview)
+        # Stored only while the session is still what was priced: one changed again meanwhile keeps no totals
+        # (PreviewOrder then prices it afresh) rather than totals of another state.
+        async with self._uow.single() as tx:
+            stored = await tx.sessions.update_state(current.session_id, {}, preview, unchanged_since=current.updated_at)
         current.preview = preview
-        if saved_at is not None:
-            current.updated_at = saved_at
+        if stored is not None:
+            current.updated_at = stored.updated_at
         return current
 
     async def preview(self, actor: Actor, session_id: str) -> Preview:

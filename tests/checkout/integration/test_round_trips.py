@@ -305,3 +305,40 @@ async def test_preview_shows_the_totals_stored_with_a_recent_change_and_prices_a
         await checkout.confirm(customer, started.session_id, "key-1", shown.grand_total)
     assert refused.value.reason == Reason.PRICE_CHANGED
     assert await state.preview(customer, started.session_id) == fresh  # the reopened session keeps those
+
+
+async def test_a_session_changed_again_while_its_fallback_prices_it_keeps_no_totals_of_another_state(
+    checkout: Checkout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback stores its totals only while the session is still what it priced; otherwise none, and
+    PreviewOrder prices the session as it is."""
+    customer = checkout.customer
+    started, _ = await checkout.start(customer, await checkout.cart_with("SKU-1"))
+    read = await checkout.state.get(customer, started.session_id)
+    await checkout.state.update(customer, started.session_id, StateUpdate(shipping_method="express"))
+    engine = checkout.state._engine
+    real_compute = engine.compute
+    calls = 0
+
+    async def as_read_before(*_args: object) -> Session:
+        return read
+
+    async def another_update_meanwhile(data: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the fallback's pricing: the session changes under it (standard shipping)
+            async with checkout.state._uow.single() as tx:
+                await tx.sessions.update_state(started.session_id, {"shipping_method": "standard"}, None)
+        return await real_compute(data)
+
+    monkeypatch.setattr(update_state, "load_owned_session", as_read_before)
+    monkeypatch.setattr(engine, "compute", another_update_meanwhile)
+    await checkout.state.update(customer, started.session_id, StateUpdate(shipping_address=ADDRESS))
+    monkeypatch.undo()
+
+    stored = await checkout.state.get(customer, started.session_id)
+    assert calls == 2 and stored.shipping_method == "standard" and stored.preview is None
+    reuse = CheckoutState(checkout.state._uow, engine, reuse_seconds=30)
+    shown = await reuse.preview(customer, started.session_id)  # nothing stored to reuse: priced as it is
+    standard = await checkout.state.update(customer, started.session_id, StateUpdate(shipping_method="standard"))
+    assert standard.preview is not None and shown.shipping_minor == standard.preview.shipping_minor
