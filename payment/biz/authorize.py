@@ -207,6 +207,9 @@ async def _reload(repo: PaymentRepo, payment: Payment) -> Payment:
 
 
 def _answer(payment: Payment) -> Payment:
-    if payment.status == S.DECLINED:
+    """The payment, or the refusal a failed one is: a retry of an authorization whose provider webhook said it
+    failed (FAILED) is answered PAYMENT_DECLINED like the call that saw the decline itself, not as a payment to
+    be retried later."""
+    if payment.status in (S.DECLINED, S.FAILED):
         raise declined(payment)
     return payment

@@ -396,9 +396,16 @@ async def test_a_decline_whose_webhook_landed_first_is_still_answered_as_a_decli
         await real_after(operation, payment_id)
 
     monkeypatch.setattr(authorize_module, "after_provider", webhook_first)
+    key = f"auth-{uuid.uuid4().hex}"
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await client.authorize("tok_chargeDeclined")
+        await client.authorize("tok_chargeDeclined", key=key, order_ref=key)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     info = error_info(refused.value)
     assert info is not None and info.reason == "PAYMENT_DECLINED"
     assert info.metadata["decline_code"] == "card_declined"
+    # A retry under the same key (checkout's deadline ran out on the first call) hears the same decline.
+    monkeypatch.undo()
+    with pytest.raises(grpc.aio.AioRpcError) as again:
+        await client.authorize("tok_chargeDeclined", key=key, order_ref=key)
+    retried = error_info(again.value)
+    assert retried is not None and retried.reason == "PAYMENT_DECLINED"
