@@ -93,7 +93,11 @@ class EventConsumer:
         ack_wait_seconds: int = 30,
         handler_timeout_seconds: float | None = None,
         retry_delay_seconds: float = _RETRY_DELAY_SECONDS,
+        from_now_on: bool = False,
     ) -> None:
+        """``from_now_on``: a durable consumer created today starts at the events published from now on rather
+        than at the start of the stream (days of history), for effects that must not be replayed on a first
+        deployment, such as email to customers; once it exists it resumes where it left off either way."""
         self._js = js
         self.name = name
         self._service = service
@@ -109,6 +113,7 @@ class EventConsumer:
         self._refresh_every = (ack_wait_seconds - self._handler_timeout) / 2
         self._retry_delay = retry_delay_seconds
         self._fault_point = f"consumer.{name}.after_effect"
+        self._deliver = DeliverPolicy.NEW if from_now_on else DeliverPolicy.ALL
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         stream = stream_for(self._service)
@@ -119,7 +124,7 @@ class EventConsumer:
                 durable_name=self.name,
                 filter_subjects=[subject(self._service, event_type) for event_type in self._event_types],
                 ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
+                deliver_policy=self._deliver,
                 ack_wait=self._ack_wait,
                 max_ack_pending=1000,
             ),

@@ -257,3 +257,21 @@ async def test_a_nats_crash_mid_batch_loses_nothing_and_applies_nothing_twice(se
             await nc.close()
 
     assert await effects.counts() == dict.fromkeys(before + after, 1)
+
+
+async def test_a_consumer_created_from_now_on_skips_the_history_and_resumes_where_it_left_off(
+    js, service, effects
+) -> None:
+    """``from_now_on`` (the notification service's consumers): a first deployment does not replay days of
+    events; a restart of the same durable consumer still gets what was published while it was away."""
+    history = await publish(js, service, 3)
+    first = consumer(js, service, effects, from_now_on=True)
+    async with running(first):
+        await asyncio.sleep(0.5)  # the durable consumer exists now
+        live = await publish(js, service, 2)
+        await settled(js, service, effects, live)
+    while_away = await publish(js, service, 1)
+    async with running(consumer(js, service, effects, from_now_on=True)):
+        await settled(js, service, effects, live + while_away)
+    assert set(await effects.counts()) == set(live + while_away)
+    assert not set(history) & set(effects.calls)
