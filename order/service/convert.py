@@ -93,10 +93,12 @@ def _window_from_pb(req: order_service_pb2.CreateOrderRequest) -> DeliveryWindow
     if not req.HasField("delivery_window"):
         return None
     w = req.delivery_window
-    if not 0 <= w.min_business_days <= w.max_business_days <= _MAX_DELIVERY_DAYS:
+    if w.min_business_days < 0:
+        raise InvalidArgument("delivery_window.min_business_days", "must not be negative")
+    if not w.min_business_days <= w.max_business_days <= _MAX_DELIVERY_DAYS:
         raise InvalidArgument(
             "delivery_window.max_business_days",
-            f"need 0 <= min_business_days <= max_business_days <= {_MAX_DELIVERY_DAYS}",
+            f"need min_business_days <= max_business_days <= {_MAX_DELIVERY_DAYS}",
         )
     return DeliveryWindow(w.min_business_days, w.max_business_days)
 
