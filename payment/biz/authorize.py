@@ -129,14 +129,10 @@ async def authorize_payment(repo: PaymentRepo, providers: Providers, cmd: Author
             event_extra={"decline_code": exc.code},
             attempt=Attempt("authorize", summary, {"code": exc.code, "message": exc.message}, "declined"),
         )
+        # None: the provider's webhook of this very decline got there first (handled by another replica, or while
+        # this call awaited the answer) and the payment is FAILED, which _answer refuses as the decline it is.
         done = await repo.apply(payment.payment_id, transition)
-        if done is None:
-            done = await _reload(repo, payment)
-            if done.status == S.FAILED:
-                # The provider's webhook of this very decline got there first (handled by another replica, or
-                # while this call awaited the answer): the caller is told what the provider said, a decline.
-                raise declined(done) from exc
-        return _answer(done)
+        return _answer(done or await _reload(repo, payment))
 
     await after_provider("authorize", payment.payment_id)
     transition = _transition_for(intent, summary)
