@@ -39,7 +39,10 @@ def grpc_target(addr: str) -> str:
     gRPC's ``ipv4:a:1,b:2`` resolver hands every address to the load-balancing policy, which
     :func:`open_channel` sets to round_robin. Raises ``infra.config.ConfigError`` for a malformed list.
     """
-    addrs = parse_addrs("address", addr)
+    return _target(parse_addrs("address", addr))
+
+
+def _target(addrs: tuple[str, ...]) -> str:
     if len(addrs) == 1:
         return addrs[0]
     scheme = "ipv6" if addrs[0].startswith("[") else "ipv4"
@@ -49,6 +52,7 @@ def grpc_target(addr: str) -> str:
 def open_channel(addr: str, tls: MutualTls | None = None) -> grpc.aio.Channel:
     """A channel to one address or to a service's replicas (comma-separated), calls spread round-robin; with
     ``tls`` (``Settings.grpc_tls``) it presents this process's certificate."""
+    replicas = parse_addrs("address", addr)
     options = [
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.enable_retries", 1),
@@ -56,13 +60,12 @@ def open_channel(addr: str, tls: MutualTls | None = None) -> grpc.aio.Channel:
         ("grpc.service_config", ROUND_ROBIN),
     ]
     if tls is None:
-        return grpc.aio.insecure_channel(grpc_target(addr), options=options)
-    replicas = parse_addrs("address", addr)
+        return grpc.aio.insecure_channel(_target(replicas), options=options)
     if len(replicas) > 1:
         # The authority of an ipv4:/ipv6: list is the whole joined string, which no certificate names: check
         # each replica's certificate against the host of the first (replicas of one service share their names).
         options.append(("grpc.ssl_target_name_override", replicas[0].rpartition(":")[0].strip("[]")))
-    return grpc.aio.secure_channel(grpc_target(addr), tls.channel_credentials(), options=options)
+    return grpc.aio.secure_channel(_target(replicas), tls.channel_credentials(), options=options)
 
 
 class ServiceCredentials:
