@@ -17,17 +17,16 @@ import asyncio
 import os
 import platform
 import secrets
-import signal
 import sys
 from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from tqdm import tqdm
 
+from bench.args import interrupt_on_sigterm
 from bench.cpu import CpuMeter
 from bench.dbstats import DbStatsMeter, db_section
 from bench.invariants import InvariantResult, RunFacts, check_grpc, check_settled, check_sql
@@ -366,14 +365,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # A plain `kill` must stop the private stack too: SIGTERM unwinds like Ctrl-C, through every cleanup.
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     try:
         validate(args)
         return run(args)

@@ -26,7 +26,6 @@ import asyncio
 import json
 import random
 import secrets
-import signal
 import sys
 import time
 from collections import Counter
@@ -34,13 +33,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
 import uvloop
 
-from bench.args import positive
+from bench.args import interrupt_on_sigterm, positive
 from bench.flow import FlowError, FlowOutcome, RestCheckout
 from bench.invariants import InvariantResult, RunFacts, check_settled, check_sql
 from bench.seed import CatalogPlan, plan_catalog, seed_catalog
@@ -511,10 +509,6 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -524,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     # A plain `kill` must stop the private stack too: SIGTERM unwinds like Ctrl-C, through every cleanup.
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     try:
         return run(args)
     except KeyboardInterrupt:

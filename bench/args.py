@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from collections.abc import Callable
+from types import FrameType
 
-__all__ = ["positive"]
+__all__ = ["interrupt_on_sigterm", "positive"]
 
 
 def positive(kind: type[int] | type[float], upper: float) -> Callable[[str], int | float]:
@@ -18,3 +20,12 @@ def positive(kind: type[int] | type[float], upper: float) -> Callable[[str], int
         return value
 
     return parse
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def interrupt_on_sigterm() -> None:
+    """A plain ``kill`` unwinds like Ctrl-C, through every cleanup (the private stack is stopped too)."""
+    signal.signal(signal.SIGTERM, _interrupt)

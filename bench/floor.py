@@ -49,7 +49,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -57,7 +56,7 @@ import grpc
 import sqlalchemy as sa
 import uvloop
 
-from bench.args import positive
+from bench.args import interrupt_on_sigterm, positive
 from bench.cpu import all_stats, machine_cpu, tree_pids
 from bench.report import default_out_path, write_report
 from infra.auth import JwtVerifier, mint_token, require_identity
@@ -578,10 +577,6 @@ def build_report(
     }
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def run(args: argparse.Namespace) -> int:
     started_at = datetime.now(UTC)
     deadline = time.monotonic() + args.time_limit  # the private stack's start counts too
@@ -593,7 +588,7 @@ def run(args: argparse.Namespace) -> int:
     with _database(args, progress) as (database_url, pg_pid, where):
         measured = uvloop.run(_run(args, database_url, pg_pid, progress, deadline=deadline))
         # The loop closed its SIGTERM handler; plain SIGTERM must still unwind through the stack's cleanup.
-        signal.signal(signal.SIGTERM, _interrupt)
+        interrupt_on_sigterm()
     report = build_report(
         args, started_at=started_at, where=where, pg_pid=pg_pid, rpc=measured["rpc"], tx=measured["tx"]
     )
@@ -609,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         uvloop.run(_serve(os.environ[_SECRET_ENV]))
         return 0
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()
     try:
         validate(args)
         return run(args)
