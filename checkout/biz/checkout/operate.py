@@ -12,9 +12,11 @@ entry is in.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -143,6 +145,8 @@ class StuckSessions:
         self._uow = uow
         self._recovery = recovery
         self.lease_seconds = policy.recovery_after_seconds
+        # How long a resolve waits for a recovery someone else started on the session to end.
+        self.wait_seconds = min(policy.step_budget_seconds, 10.0)
 
     async def list(self, limit: int) -> list[Session]:
         async with self._uow.read() as tx:
@@ -155,9 +159,7 @@ class StuckSessions:
         if before is None:
             raise NotFound(f"no checkout session {session_id}", metadata={"session_id": session_id})
         if not await self._recovery.recover_one(session_id):
-            async with self._uow.read() as tx:
-                now = await tx.sessions.get(session_id)
-            assert now is not None
+            now = await self._get(session_id)
             if now.saga_attempt == before.saga_attempt:  # never claimed: it wasn't stuck
                 raise FailedPrecondition(
                     f"session {session_id} is {now.status.value}, not stuck mid-confirm past its "
@@ -165,11 +167,20 @@ class StuckSessions:
                     reason=Reason.SESSION_NOT_STUCK,
                     metadata={"session_id": session_id, "status": now.status.value},
                 )
+            # The recovery worker claimed it first (or ours stopped short): say how it ends, if it ends soon.
+            deadline = time.monotonic() + self.wait_seconds
+            while now.status is SessionStatus.CONFIRMING and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                now = await self._get(session_id)
             return Resolution(now, _OUTCOMES.get(now.status, "retry_later"))
-        async with self._uow.read() as tx:
-            after = await tx.sessions.get(session_id)
-        assert after is not None
+        after = await self._get(session_id)
         return Resolution(after, _OUTCOMES.get(after.status, after.status.value.lower()))
+
+    async def _get(self, session_id: str) -> Session:
+        async with self._uow.read() as tx:
+            found = await tx.sessions.get(session_id)
+        assert found is not None  # sessions are never deleted
+        return found
 
 
 class FunnelReport:
