@@ -32,9 +32,13 @@ def test_a_payload_shows_no_personal_field_and_redacts_free_text() -> None:
 
 
 def test_a_page_token_round_trips_and_anything_else_names_the_field() -> None:
-    entry = FailedCompensation("c-1", "s-1", Operation.CART_CLEANUP, {}, 0, "pending", "", created_at=T0)
-    assert decode_page_token(page_token(entry)) == (T0, "c-1")
-    for bad in ("", "zz", "e30", "x" * 300):
+    cid = "6f1c2b9e-4f7a-4d2c-9a51-0c1d2e3f4a5b"
+    entry = FailedCompensation(cid, "s-1", Operation.CART_CLEANUP, {}, 0, "pending", "", created_at=T0)
+    assert decode_page_token(page_token(entry)) == (T0, cid)
+    not_an_id = page_token(
+        FailedCompensation("c-1", "s-1", Operation.CART_CLEANUP, {}, 0, "pending", "", created_at=T0)
+    )
+    for bad in ("", "zz", "e30", "x" * 300, not_an_id):
         with pytest.raises(InvalidArgument) as err:
             decode_page_token(bad)
         assert err.value.field == "page_token"
