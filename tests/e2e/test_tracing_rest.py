@@ -187,7 +187,13 @@ async def test_kassa_trace_prints_the_order_s_span_tree(mesh: Any) -> None:
     finally:
         await client.close()
     order_id = result["orderId"]
-    await checkout_trace(mesh, order_id, lambda t: "notification" in t.services)
+    await checkout_trace(
+        mesh,
+        order_id,
+        lambda t: (
+            {"gateway", "checkout", "notification"} <= set(t.services) and not any(x.missing_parent for x in t.spans())
+        ),
+    )
 
     env = {**os.environ, "KASSA_TRACE_DIR": str(trace_dir(mesh))}
     done = subprocess.run(
