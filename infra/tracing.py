@@ -140,7 +140,13 @@ def choose_exporter(service: str, environ: Mapping[str, str] | None = None) -> S
     if wanted == "otlp" or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter()
+        # The exporter reads every other OTEL_EXPORTER_OTLP_* variable (headers, timeout, certificates) itself.
+        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
+            f"{env['OTEL_EXPORTER_OTLP_ENDPOINT'].rstrip('/')}/v1/traces"
+            if env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            else None
+        )
+        return OTLPSpanExporter(endpoint=endpoint)
     directory = env.get("KASSA_TRACE_DIR") or (
         DEFAULT_TRACE_DIR if env.get("KASSA_ENV", "").strip().lower() == "development" else ""
     )
@@ -307,9 +313,13 @@ def annotate_message(message: Any) -> None:
 
 
 def current_traceparent() -> str | None:
-    """The W3C ``traceparent`` of the current span, or None outside any trace."""
+    """The W3C ``traceparent`` of the current span, or None outside any recorded trace.
+
+    Only sampled contexts travel: a span the sampler dropped (a worker's query, a sampled-out trace) passes no
+    context on, so the callee decides for itself rather than inheriting "not recorded" from a poll.
+    """
     ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
+    if not ctx.is_valid or not ctx.trace_flags.sampled:
         return None
     return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
