@@ -7,8 +7,8 @@ costs the request path no I/O) and picks the exporter:
 * ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, or ``OTEL_TRACES_EXPORTER=otlp``) set:
   OTLP over HTTP/protobuf to that collector, configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables;
 * else ``KASSA_TRACE_DIR`` set, or development mode: JSON lines, one span a line, one file per process
-  (``<dir>/<service>-<pid>.jsonl``; default dir ``.kassa/stack/traces``), which ``kassa trace`` reads
-  (:mod:`infra.trace_view`);
+  (``<dir>/<service>-<pid>.jsonl``; default dir ``.kassa/stack/traces``; at most ``KASSA_TRACE_FILE_MAX_MB``
+  times 2 per process), which ``kassa trace`` reads (:mod:`infra.trace_view`);
 * else (production with no collector named): no exporter, and no span is recorded at all; trace context
   arriving from a caller is still passed on, so an upstream's trace is not broken by us.
 
@@ -91,6 +91,7 @@ log = logging.getLogger("kassa.tracing")
 ID_KEYS = ("session_id", "order_id", "cart_id", "payment_id")
 ATTRIBUTE = {key: f"kassa.{key}" for key in ID_KEYS}
 DEFAULT_TRACE_DIR = ".kassa/stack/traces"
+DEFAULT_FILE_MAX_MB = 100
 TRACEPARENT = "traceparent"
 
 tracer = trace.get_tracer("kassa")
@@ -152,7 +153,10 @@ def choose_exporter(service: str, environ: Mapping[str, str] | None = None) -> S
     )
     if not directory:
         return None
-    return JsonLinesSpanExporter(Path(directory).expanduser() / f"{service}-{os.getpid()}.jsonl")
+    raw_max = env.get("KASSA_TRACE_FILE_MAX_MB", "").strip()
+    max_mb = float(raw_max) if raw_max.replace(".", "", 1).isdigit() and float(raw_max) > 0 else DEFAULT_FILE_MAX_MB
+    path = Path(directory).expanduser() / f"{service}-{os.getpid()}.jsonl"
+    return JsonLinesSpanExporter(path, max_bytes=int(max_mb * 1024 * 1024))
 
 
 def setup(service: str, environ: Mapping[str, str] | None = None) -> TracerProvider | None:
@@ -215,13 +219,24 @@ def span_record(span: ReadableSpan) -> dict[str, Any]:
 
 
 class JsonLinesSpanExporter(SpanExporter):
-    """Appends each batch of spans to one file, one JSON object a line, written (and flushed) once per batch."""
+    """Appends each batch of spans to one file, one JSON object a line, written (and flushed) once per batch.
 
-    def __init__(self, path: Path) -> None:
+    A file past ``max_bytes`` becomes ``<name>.old.jsonl`` (replacing the previous one) and a new one starts, so a
+    process keeps at most twice that on disk (``KASSA_TRACE_FILE_MAX_MB``, default 100: hours of local checkouts).
+    """
+
+    def __init__(self, path: Path, max_bytes: int = DEFAULT_FILE_MAX_MB * 1024 * 1024) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._max_bytes = max_bytes
         self._file: IO[str] | None = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        os.replace(self.path, self.path.with_name(f"{self.path.stem}.old.jsonl"))
+        self._file = self.path.open("a", encoding="utf-8")
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         text = "".join(json.dumps(span_record(s), separators=(",", ":"), default=str) + "\n" for s in spans)
@@ -231,6 +246,8 @@ class JsonLinesSpanExporter(SpanExporter):
             try:
                 self._file.write(text)
                 self._file.flush()
+                if self._file.tell() > self._max_bytes:
+                    self._rotate()
             except OSError:
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS

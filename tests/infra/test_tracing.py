@@ -277,3 +277,19 @@ def test_a_span_whose_parent_is_not_written_yet_is_shown_as_a_root(tmp_path: Pat
     (root,) = tree.roots
     assert root.missing_parent and root.duration_ms == 2.0
     assert "[parent not found]" in render([tree])
+
+
+def test_a_full_trace_file_rotates_and_both_generations_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = tracing.JsonLinesSpanExporter(tmp_path / "order-7.jsonl", max_bytes=600)
+    provider = provider_with(exporter, "order")
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("kassa"))
+    for n in range(6):
+        with tracing.server_span("kassa.order.v1.OrderService/GetOrder", None):
+            tracing.annotate(order_id=f"o-{n}")
+    provider.shutdown()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["order-7.jsonl", "order-7.old.jsonl"]
+    assert all(p.stat().st_size <= 600 + 400 for p in tmp_path.iterdir())
+    assert find_traces("o-5", tmp_path) and find_traces("o-4", tmp_path)
