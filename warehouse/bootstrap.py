@@ -15,6 +15,7 @@ from kassa.warehouse.v1.inventory_service_pb2_grpc import add_InventoryServiceSe
 from warehouse.data.repository import SqlInventoryStore
 from warehouse.data.tables import audit_log, outbox
 from warehouse.service.inventory import InventoryService
+from warehouse.worker.drift import DriftAudit
 from warehouse.worker.order_events import order_events_consumer
 from warehouse.worker.sweeper import Sweeper
 
@@ -39,6 +40,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     servicer = InventoryService(store, settings.reservation_ttl_seconds)
     publisher = OutboxPublisher(engine, outbox, js)
     sweeper = Sweeper(store)
+    drift = DriftAudit(store, settings.warehouse_reconcile_seconds)
     consumer = order_events_consumer(js, store)
     audit = AuditTrail(
         engine, audit_log, service="warehouse", reads=("CheckStock", "BatchGetReservations", "ListWarehouses")
@@ -48,6 +50,6 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
             Registration(add_InventoryServiceServicer_to_server, servicer, "kassa.warehouse.v1.InventoryService"),
             audit.registration,
         ],
-        workers=[publisher.run, sweeper.run, consumer.run],
+        workers=[publisher.run, sweeper.run, consumer.run, drift.run],
         interceptors=[audit.interceptor],
     )
