@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import httpx
+import promql_parser
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 # The sample names a family without samples yet (a labelled metric nobody moved) will have, by its type.
@@ -56,3 +61,48 @@ async def scrape(urls: Iterable[str], token: str | None = None) -> Scrape:
             assert resp.headers["content-type"].startswith("text/plain"), resp.headers["content-type"]
             parse(resp.text, out)
     return out
+
+
+# -- deploy/observability: the PromQL of the dashboard and the alert rules ------------------------------------
+
+OBSERVABILITY = Path(__file__).resolve().parents[1] / "deploy" / "observability"
+# Series Prometheus makes itself for each target, not found in any /metrics.
+SYNTHETIC = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
+# Grafana's variables, replaced by something PromQL parses.
+_GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$grpc_service": ".*"}
+
+
+def observability_queries() -> list[tuple[str, str]]:
+    """(where, PromQL) of every dashboard target and alert rule in deploy/observability."""
+    out: list[tuple[str, str]] = []
+    dashboard = json.loads((OBSERVABILITY / "grafana-dashboard.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for variable, value in _GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            out.append((f"dashboard panel {panel['title']!r}", expr))
+    rules = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            out.append((f"alert {rule['alert']}", rule["expr"]))
+    return out
+
+
+def promql_names(expr: str) -> set[str]:
+    """The metric names ``expr`` selects (raises ValueError when it is no valid PromQL)."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            if node.name:
+                names.add(node.name)
+            return
+        for attribute in ("lhs", "rhs", "expr", "param", "vector_selector", "args"):
+            child = getattr(node, attribute, None)
+            for item in child if isinstance(child, list | tuple) else [child]:
+                if item is not None and not isinstance(item, str | int | float):
+                    walk(item)
+
+    walk(promql_parser.parse(expr))
+    return names

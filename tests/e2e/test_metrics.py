@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from e2e.support import Rest, RestError, Sandbox, confirm, eventually, fill_cart, intent_id_of, make_catalog
 from e2e.support import ready_session as ready
 from google.protobuf.duration_pb2 import Duration
-from metrics_support import Scrape, scrape
+from metrics_support import SYNTHETIC, Scrape, observability_queries, promql_names, scrape
 
 from infra.auth import mint_service_token, mint_token
 from infra.db import create_engine
@@ -247,3 +247,12 @@ def _delta(before: Scrape, after: Scrape) -> Any:
         return after.value(name, **labels) - before.value(name, **labels)
 
     return delta
+
+
+async def test_every_metric_the_dashboard_and_alerts_use_is_in_the_meshs_exposition(mesh: Any) -> None:
+    exposed = set(SYNTHETIC)
+    for service in (*SERVICES, "gateway"):
+        exposed |= (await of(mesh, service)).names
+    for where, expr in observability_queries():
+        missing = promql_names(expr) - exposed
+        assert not missing, f"{where} uses metrics no process of the mesh exposes: {sorted(missing)}"
