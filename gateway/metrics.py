@@ -10,6 +10,8 @@ paths adds no series: whatever matches no route is ``unmatched``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,11 +37,23 @@ ROUTE_SCOPE_KEY = "kassa.route"
 UNMATCHED = "unmatched"
 
 
+# (method, route template, status) -> its children of HTTP_SECONDS and HTTP_REQUESTS, resolved once: a request then
+# costs two locked adds, no label hashing in prometheus_client. Bounded as the labels are (routes x methods x statuses).
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe(request: Request, status: int, seconds: float, route: str | None = None) -> None:
     """Count one answered request; ``route`` (a template) defaults to what routing matched, else ``unmatched``."""
-    template = route or request.scope.get(ROUTE_SCOPE_KEY) or UNMATCHED
-    HTTP_SECONDS.labels(request.method, template).observe(seconds)
-    HTTP_REQUESTS.labels(request.method, template, str(status)).inc()
+    key = (request.method, route or request.scope.get(ROUTE_SCOPE_KEY) or UNMATCHED, status)
+    children = _children.get(key)
+    if children is None:
+        method, template, _ = key
+        children = _children[key] = (
+            HTTP_SECONDS.labels(method, template),
+            HTTP_REQUESTS.labels(method, template, str(status)),
+        )
+    children[0].observe(seconds)
+    children[1].inc()
 
 
 def metrics_response() -> Response:
