@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from wsgiref.simple_server import WSGIServer
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
 import prometheus_client
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 __all__ = [
     "ADMISSION_REFUSALS",
@@ -191,8 +194,30 @@ class GaugeRefresher:
             await asyncio.sleep(self._interval)
 
 
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: Prometheus scrapes every 15 s."""
+
+
+class _MetricsHttpServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in progress never holds the process up
+
+
+def _only_metrics(app: Any) -> Any:
+    """The exporter's WSGI app on ``/metrics`` only: anything else is 404. prometheus_client answers every path,
+    so a port taken by mistake (a free port handed out twice) would pass for any HTTP health check."""
+
+    def serve(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") in ("/metrics", "/metrics/"):
+            return app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"only /metrics is served here\n"]
+
+    return serve
+
+
 class MetricsServer:
-    """The ``/metrics`` HTTP endpoint of a process, served by prometheus_client's exporter on a daemon thread."""
+    """The ``/metrics`` HTTP endpoint of a process, served on a daemon thread (scrapes never wait for the loop)."""
 
     def __init__(self, httpd: WSGIServer, thread: threading.Thread) -> None:
         self._httpd = httpd
@@ -211,8 +236,15 @@ def start_metrics_server(addr: str) -> MetricsServer:
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"metrics address must be host:port, got {addr!r}")
+    host = host.strip("[]") or "127.0.0.1"
     prometheus_client.disable_created_metrics()  # no *_created series: a third of the exposition, of no use here
-    httpd, thread = prometheus_client.start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1")
+
+    class Server(_MetricsHttpServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    httpd = make_server(host, int(port), _only_metrics(make_wsgi_app()), Server, handler_class=_Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
     return MetricsServer(httpd, thread)
 
 

@@ -118,10 +118,14 @@ async def test_calls_are_counted_by_method_and_code_and_a_refusal_by_why(served,
     assert not after.label_values("grpc_server_handled_total", "grpc_service") & {"grpc.health.v1.Health"}
 
 
-async def test_stopping_the_server_closes_its_metrics_port(settings) -> None:
+async def test_the_metrics_port_serves_only_metrics_and_closes_with_the_server(settings) -> None:
     server = await start_server("127.0.0.1:0", [], JwtVerifier(settings.jwt_secret), metrics_addr="127.0.0.1:0")
     url = f"http://127.0.0.1:{server.metrics_port}/metrics"
     assert (await scrape([url])).value("process_cpu_seconds_total") > 0
+    # Only /metrics: a port handed out twice must not pass for another server's health route.
+    async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+        other = await http.get(f"http://127.0.0.1:{server.metrics_port}/healthz")
+    assert other.status_code == 404
     await server.stop(grace=0)
     with pytest.raises(httpx.ConnectError):
         await scrape([url])
