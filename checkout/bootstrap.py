@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from checkout.adapter.funnel import PrometheusFunnel
 from checkout.adapter.inventory_adapter import GrpcInventoryAdapter
 from checkout.adapter.order_adapter import GrpcOrderAdapter
 from checkout.adapter.payment_adapter import GrpcPaymentAdapter
@@ -33,6 +34,7 @@ from checkout.biz.checkout.update_state import CheckoutState
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways
 from checkout.biz.retry import RetryPolicy
+from checkout.data.gauges import CheckoutGauges
 from checkout.data.redis_store import RedisIdempotencyStore
 from checkout.data.tables import audit_log, outbox
 from checkout.data.uow import SqlUnitOfWork
@@ -50,6 +52,7 @@ from infra.channels import ServiceCredentials, open_channel
 from infra.config import ConfigError, Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
+from infra.metrics import GaugeRefresher
 from infra.ops import outbox_status_registration
 from infra.outbox import OutboxPublisher
 from infra.runner import App
@@ -182,11 +185,16 @@ async def build(
     compensator = Compensator(uow, gateways, policy.retry)
     expiry = SessionExpiry(uow, compensator)
     ttl = settings.checkout_cart_price_ttl_seconds
-    carts = CartUseCases(uow, RecentProducts(gateways.pricing, ttl) if ttl else gateways.pricing, policy)
-    start = StartCheckout(uow, gateways, policy, compensator, expiry)
+    funnel = PrometheusFunnel()
+    lookup = RecentProducts(gateways.pricing, ttl) if ttl else gateways.pricing
+    carts = CartUseCases(uow, lookup, policy, funnel=funnel)
+    start = StartCheckout(uow, gateways, policy, compensator, expiry, funnel=funnel)
     state = CheckoutState(uow, engine_, reuse_seconds=settings.checkout_preview_reuse_seconds)
-    settlement = Settlement(uow, gateways, compensator, policy)
-    confirm = ConfirmCheckout(uow, gateways, engine_, store, compensator, settlement=settlement, policy=policy)
+    settlement = Settlement(uow, gateways, compensator, policy, funnel=funnel)
+    confirm = ConfirmCheckout(
+        uow, gateways, engine_, store, compensator, settlement=settlement, policy=policy, funnel=funnel
+    )
+    gauges = CheckoutGauges(engine, stuck_after_seconds=policy.recovery_after_seconds)
     # Closed first (the stack unwinds in reverse): sagas still running finish while the pools and channels are open.
     stack.push_async_callback(confirm.drain, DRAIN_RPC_TIMEOUTS * settings.rpc_timeout_seconds)
     drain = FailedCompensationDrain(uow, compensator)
@@ -232,6 +240,7 @@ async def build(
             session_expiry_worker(expiry),
             payment_poll_worker(completion),
             payment_event_consumer(js, completion).run,
+            GaugeRefresher([gauges.refresh_dlq, gauges.refresh_stuck]).run,
         ],
         # The mesh's edge: a new cart starts a checkout, so it is what waits (and, if the wait stops paying,
         # is turned away) when the mesh is busy; a checkout under way is never held back for it.

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -36,6 +37,7 @@ from gateway.audit import AUDIT_BACKEND, list_audit_entries
 from gateway.backends import Backends
 from gateway.client_ip import client_ip, client_key
 from gateway.config import GatewayConfig
+from gateway.metrics import ROUTE_SCOPE_KEY, metrics_response, observe
 from gateway.openapi import docs_page, load_document
 from gateway.ops import OPS_BACKEND, outbox_status
 from gateway.ratelimit import Limit, RateLimiter
@@ -150,10 +152,23 @@ class Gateway:
         return await self._serve(request, self._transcode, work=f"{request.method} {request.url.path}")
 
     async def guest(self, request: Request) -> Response:
-        return await self._serve(request, self._guest, work=_GUEST)
+        return await self._serve(request, self._guest, work=_GUEST, route="/v1/auth/guest")
 
     async def webhook(self, request: Request) -> Response:
-        return await self._serve(request, self._webhook)
+        return await self._serve(request, self._webhook, route="/v1/payments/webhooks/{provider}")
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus' scrape of this replica (gateway.metrics): only with an admin token, the port being public."""
+        try:
+            identity = await self._authenticate(request)
+        except Unauthenticated as exc:
+            return error_response(gw_status.from_domain_error(exc))
+        if identity is None:
+            missing = Unauthenticated("missing credentials: send 'Authorization: Bearer <admin token>'")
+            return error_response(gw_status.from_domain_error(missing))
+        if not identity.is_admin or identity.is_service:
+            return error_response(gw_status.from_domain_error(errors.PermissionDenied("/metrics needs the admin role")))
+        return metrics_response()
 
     async def openapi(self, _request: Request) -> Response:
         return JSONResponse(self._openapi)
@@ -183,25 +198,31 @@ class Gateway:
 
     # -- request pipeline --------------------------------------------------------------------------
 
-    async def _serve(self, request: Request, handler: Handler, *, work: str | None = None) -> Response:
+    async def _serve(
+        self, request: Request, handler: Handler, *, work: str | None = None, route: str | None = None
+    ) -> Response:
         """:meth:`_answer` in the request's server span (continuing the caller's trace: infra.tracing)."""
         name = f"{request.method} {request.url.path}"
         with tracing.server_span(
             name, request.headers.get(tracing.TRACEPARENT), {"http.request.method": request.method}
         ) as span:
-            response = await self._answer(request, handler, work=work)
+            response = await self._answer(request, handler, work=work, route=route)
             tracing.http_status(span, response.status_code)
         return response
 
-    async def _answer(self, request: Request, handler: Handler, *, work: str | None = None) -> Response:
+    async def _answer(
+        self, request: Request, handler: Handler, *, work: str | None = None, route: str | None = None
+    ) -> Response:
         """Run ``handler`` and turn whatever it raises into the Status JSON with the right HTTP status.
 
         With ``work``, the request first passes admission control (infra.admission): a new checkout (guest
         token, new cart) may wait in its queue for a slot, and is refused with 503 and Retry-After, before
         anything is done for it, only when the queue's delay says the mesh is behind; every other route is
         admitted at once up to the hard limit. Webhooks pass none: a provider's notification is never turned
-        away for load. A backend's own UNAVAILABLE with RetryInfo gets the same Retry-After.
+        away for load. A backend's own UNAVAILABLE with RetryInfo gets the same Retry-After. Each answer is counted
+        by ``route`` (its template; default: the one routing matched) and status (gateway.metrics).
         """
+        started = time.perf_counter()
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_var.set(rid)
@@ -233,6 +254,7 @@ class Gateway:
         response.headers.update(headers)
         response.headers[REQUEST_ID_HEADER] = rid
         response.headers["Cache-Control"] = "no-store"
+        observe(request, response.status_code, time.perf_counter() - started, route)
         return response
 
     async def _transcode(self, request: Request, rid: str) -> Response:
@@ -374,7 +396,7 @@ class Gateway:
         raw = request.scope.get("raw_path")
         path = raw.decode("latin-1").split("?", 1)[0] if raw else quote(request.url.path)
         try:
-            return self.routes.match(request.method, path)
+            match = self.routes.match(request.method, path)
         except MethodNotAllowed as exc:
             status = gw_status.make_status(
                 grpc.StatusCode.UNIMPLEMENTED,
@@ -384,6 +406,8 @@ class Gateway:
             raise HttpRefusal(status, 405, {"Allow": ", ".join(exc.allowed)}) from exc
         except RouteNotFound as exc:
             raise errors.NotFound(f"no route for {request.method} {request.url.path}") from exc
+        request.scope[ROUTE_SCOPE_KEY] = match.route.template.template
+        return match
 
     async def _read_body(self, request: Request) -> bytes:
         """The raw body, refused with 413 beyond config.max_body_bytes without buffering more."""
@@ -436,6 +460,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starl
             Route("/readyz", gateway.readyz, methods=["GET"]),
             Route("/openapi.json", gateway.openapi, methods=["GET"]),
             Route("/docs", gateway.docs, methods=["GET"]),
+            Route("/metrics", gateway.metrics, methods=["GET"]),
             Route("/v1/auth/guest", gateway.guest, methods=["POST"]),
             Route("/v1/payments/webhooks/{provider}", gateway.webhook, methods=["POST"]),
             Route("/{path:path}", gateway.transcode, methods=methods),

@@ -56,6 +56,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from infra.metrics import ADMISSION_REFUSALS
+
 __all__ = ["Admission", "AdmissionPolicy", "Overloaded"]
 
 # Admissions from the queue remembered to estimate its drain rate, and how old the oldest may be.
@@ -293,6 +295,7 @@ class Admission:
 
     def _refuse(self, why: str, now: float) -> Overloaded:
         self.refused += 1
+        ADMISSION_REFUSALS.labels(why).inc()
         drain = self._expected_wait(len(self._queue), now) if self._queue else None
         retry = min(_MAX_RETRY_AFTER_S, max(_MIN_RETRY_AFTER_S, drain if drain is not None else self.policy.interval_s))
         return Overloaded(why, retry, self.in_flight, len(self._queue))

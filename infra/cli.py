@@ -202,6 +202,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                     service_secret=settings.service_secret,
                     environment=settings.environment,
                     data_dir=data_dir,
+                    metrics_port_offset=True,  # /metrics on each gRPC port + 1000
                 )
             except ValueError as exc:
                 raise CliError(str(exc)) from exc

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from infra import tls
 from infra.admission import AdmissionPolicy
+from infra.metrics import METRICS_PORT_OFFSET
 from infra.pii import KEY_BYTES, PiiCipher, key_problem, parse_keys
 
 __all__ = [
@@ -239,6 +240,9 @@ class Settings:
     payment_poll_after_seconds: int = 60
     public_url: str = "http://127.0.0.1:8080"
     reservation_ttl_seconds: int = 900
+    # KASSA_WAREHOUSE_RECONCILE_SECONDS: how often warehouse audits stock against its reservations for the drift
+    # gauges (warehouse.worker.drift; read-only, repairs nothing); 0: never.
+    warehouse_reconcile_seconds: int = 300
     checkout_lock_ttl_ms: int = 900_000
     # The lease on a ConfirmCheckout saga: a CONFIRMING session without progress for this long is taken over
     # by the recovery worker. 0: derived from the RPC deadline (24 times KASSA_RPC_TIMEOUT_SECONDS, 120 s by
@@ -304,6 +308,9 @@ class Settings:
     # KASSA_GATEWAY_REPLICA_ADDRS: with several gateway replicas sharing KASSA_GATEWAY_ADDR, each one's own
     # address besides (its health is probed there), the one KASSA_REPLICA picks.
     gateway_replica_addrs: tuple[str, ...] = ()
+    # KASSA_<SERVICE>_METRICS_ADDR: where a gRPC service serves /metrics (infra.metrics), its replicas'
+    # comma-separated like KASSA_<SERVICE>_ADDR; a service not listed here serves it on its gRPC port + 1000.
+    metrics_addrs: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -325,6 +332,11 @@ class Settings:
             variable = f"KASSA_{name.upper()}_ADDR"
             if len(parse_addrs(variable, value)) > 1 and name in _SINGLE_ADDR:
                 raise ConfigError(f"{variable} must be one host:port (the {name} has one address), got {value!r}")
+        metrics_addrs: dict[str, str] = {}
+        for name in DEFAULT_ADDRS.keys() - _SINGLE_ADDR:
+            if raw_metrics := env.get(f"KASSA_{name.upper()}_METRICS_ADDR"):
+                parse_addrs(f"KASSA_{name.upper()}_METRICS_ADDR", raw_metrics)  # refused at start-up when malformed
+                metrics_addrs[name] = raw_metrics
         replica = _int(env, REPLICA, 0) if env.get(REPLICA) else None
         if replica is not None and replica < 0:
             raise ConfigError(f"{REPLICA} must be a replica index of 0 or more, got {replica}")
@@ -364,6 +376,7 @@ class Settings:
             payment_poll_after_seconds=_int(env, "KASSA_PAYMENT_POLL_AFTER_SECONDS", 60),
             public_url=env.get("KASSA_PUBLIC_URL") or f"http://{addrs['gateway']}",
             reservation_ttl_seconds=_int(env, "KASSA_RESERVATION_TTL_SECONDS", 900),
+            warehouse_reconcile_seconds=_int(env, "KASSA_WAREHOUSE_RECONCILE_SECONDS", 300),
             checkout_lock_ttl_ms=_int(env, "KASSA_CHECKOUT_LOCK_TTL_MS", 900_000),
             checkout_recovery_after_seconds=_int(env, "KASSA_CHECKOUT_RECOVERY_AFTER_SECONDS", 0),
             checkout_lock_lease_ms=_int(env, "KASSA_CHECKOUT_LOCK_LEASE_MS", 0),
@@ -392,6 +405,7 @@ class Settings:
             capture_on=capture_on,
             replica=replica,
             gateway_replica_addrs=gateway_replicas,
+            metrics_addrs=metrics_addrs,
         )
 
     def for_service(self, service: str) -> Settings:
@@ -539,6 +553,18 @@ class Settings:
     def listen_addr(self, service: str) -> str:
         """The address this process serves ``service`` on: its entry (KASSA_REPLICA) of the service's list."""
         return _pick_replica(f"KASSA_{service.upper()}_ADDR", parse_addrs("", self.addrs[service]), self.replica)
+
+    def metrics_listen_addr(self, service: str, listen_addr: str) -> str:
+        """Where this process serves /metrics: its entry (KASSA_REPLICA) of KASSA_<SERVICE>_METRICS_ADDR, else
+        its gRPC ``listen_addr``'s host and port + 1000 (port 0, a free port, stays 0)."""
+        variable = f"KASSA_{service.upper()}_METRICS_ADDR"
+        if raw := self.metrics_addrs.get(service):
+            return _pick_replica(variable, parse_addrs(variable, raw), self.replica)
+        host, port = _host_port(f"KASSA_{service.upper()}_ADDR", listen_addr)
+        metrics_port = port + METRICS_PORT_OFFSET if port else 0
+        if metrics_port > 65535:
+            raise ConfigError(f"{variable} must be set: the gRPC port {port} + {METRICS_PORT_OFFSET} is no port")
+        return f"{host}:{metrics_port}"
 
     def gateway_own_addr(self) -> str | None:
         """This gateway replica's own address beside the shared one, or None when the gateway runs alone."""

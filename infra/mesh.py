@@ -222,6 +222,7 @@ def mesh_env(
     environment: str = DEVELOPMENT,
     host: str = "127.0.0.1",
     data_dir: Path | None = None,
+    metrics_port_offset: bool = False,
 ) -> dict[str, str]:
     """The ``KASSA_*`` environment every process of the mesh reads ``infra.config.Settings`` from.
 
@@ -233,6 +234,9 @@ def mesh_env(
     gRPC service, the gateway's own ones right after its shared port).
     The local mesh runs in development mode (``KASSA_ENV=development``) with the development secrets
     unless told otherwise: production is what a process assumes when nobody says.
+    Each gRPC replica serves ``/metrics`` (infra.metrics) on its own port + 1000 with ``metrics_port_offset``
+    (``kassa up``: the operator's ports, so 51051 for 50051), else on a free port of its own, listed in
+    ``KASSA_<SERVICE>_METRICS_ADDR`` (meshes on free ports, where port + 1000 may well be taken).
     """
     unknown = set(ports or ()) - set(DEFAULT_ADDRS)
     if unknown:
@@ -272,12 +276,28 @@ def mesh_env(
         env["KASSA_NATS_REPLICAS"] = str(endpoints.nats_replicas)
     if gateway_replicas:
         env[GATEWAY_REPLICA_ADDRS] = ",".join(f"{host}:{port}" for port in gateway_replicas)
+    if not metrics_port_offset:
+        env.update(_free_metrics_addrs(chosen, set(every), host))
     if data_dir is not None:
         # The sandbox provider's ledger lives beside the stack it belongs to, so a fresh stack gets a fresh one.
         env["KASSA_SANDBOX_DB"] = str(data_dir / "sandbox" / "ledger.sqlite3")
         # Each process's spans, as JSON lines beside the stack's data, for `kassa trace` (infra.tracing).
         env["KASSA_TRACE_DIR"] = str(data_dir / "stack" / "traces")
     return env
+
+
+def _free_metrics_addrs(chosen: Mapping[str, list[int]], taken: set[int], host: str) -> dict[str, str]:
+    """KASSA_<SERVICE>_METRICS_ADDR of every gRPC service: a free port per replica, none of ``taken``."""
+    services = [name for name in REPLICATED if name != "gateway"]
+    count = sum(len(chosen[name]) for name in services)
+    ports = free_ports(count)
+    while taken & set(ports):
+        ports = free_ports(count)
+    spare = iter(ports)
+    return {
+        f"KASSA_{name.upper()}_METRICS_ADDR": ",".join(f"{host}:{next(spare)}" for _ in chosen[name])
+        for name in services
+    }
 
 
 def default_specs(env: Mapping[str, str]) -> list[ProcessSpec]:

@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import SchemaItem
 
-from infra import faults
+from infra import faults, metrics
 from infra.db import single_statements
 from infra.events import DUPLICATE_WINDOW_SECONDS
 from infra.events import subject as make_subject
@@ -197,6 +197,7 @@ class OutboxPublisher:
         max_idle_interval: float = 1.0,
         retention_hours: int = 72,
         duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS,
+        service: str | None = None,
     ) -> None:
         self._engine = engine
         self._t = table
@@ -213,6 +214,17 @@ class OutboxPublisher:
         self._retention = retention_hours
         self._wake = asyncio.Event()
         self._fault_point = f"{table.schema or 'public'}.outbox.after_publish"
+        # The metrics' service label: the schema's name unless it differs from the service's (order's is "orders").
+        service = service or table.schema or "public"
+        self._published = metrics.OUTBOX_PUBLISHED.labels(service)
+        self._failures = metrics.OUTBOX_PUBLISH_FAILURES.labels(service)
+        self._lag = metrics.OUTBOX_PUBLISH_LAG.labels(service)
+        self._backlog = metrics.OUTBOX_BACKLOG.labels(service)
+        self._oldest = metrics.OUTBOX_OLDEST_AGE.labels(service)
+        self._backlog_query = sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.extract("epoch", sa.func.now() - sa.func.min(table.c.created_at)), 0),
+        ).where(table.c.status != "sent")
         if not 0 < self._publish_timeout <= lease_seconds / 2:
             raise ValueError("outbox: publish_timeout_seconds must be positive and at most half the lease")
         if lease_seconds + self._publish_timeout + self._max_idle >= duplicate_window_seconds:
@@ -286,7 +298,27 @@ class OutboxPublisher:
         if batch.sent:
             await faults.ahit(self._fault_point)
         await self._settle(rows, rows[0].lease_until, batch)
+        self._count(rows, batch)
         return len(batch.sent)
+
+    def _count(self, rows: list[sa.Row[Any]], batch: _Batch) -> None:
+        if batch.failed:
+            self._failures.inc(len(batch.failed))
+        if not batch.sent:
+            return
+        self._published.inc(len(batch.sent))
+        sent = set(batch.sent)
+        now = datetime.now(UTC)
+        for row in rows:
+            if row.event_id in sent:
+                self._lag.observe(max(0.0, (now - row.created_at).total_seconds()))
+
+    async def refresh_backlog(self) -> None:
+        """Set the backlog gauges: events not sent yet, and the age of the oldest (one indexed statement)."""
+        async with self._single.connect() as conn:
+            count, oldest = (await conn.execute(self._backlog_query)).one()
+        self._backlog.set(count)
+        self._oldest.set(float(oldest))
 
     async def _publish_chain(self, chain: list[sa.Row[Any]], deadline: float, batch: _Batch) -> None:
         """Publish one aggregate's rows in order, each after the previous one's PubAck; stop at a failure."""
@@ -380,6 +412,8 @@ class OutboxPublisher:
         loop = asyncio.get_running_loop()
         cycles = 0
         delay = self._poll
+        # The backlog gauges are refreshed between passes every REFRESH_SECONDS: never per event.
+        refresh_at = loop.time()
         while True:
             started = loop.time()
             self._wake.clear()  # a notify() from here on, during the pass too, brings the next pass forward
@@ -388,6 +422,9 @@ class OutboxPublisher:
                 cycles += 1
                 if cycles % 3000 == 0:
                     await self.cleanup()
+                if started >= refresh_at:
+                    refresh_at = started + metrics.REFRESH_SECONDS
+                    await self.refresh_backlog()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -63,9 +63,11 @@ def verifier_for(settings: Settings) -> JwtVerifier:
 
 @contextlib.asynccontextmanager
 async def running_service(
-    bootstrap: Bootstrap, settings: Settings, addr: str, *, run_workers: bool = True
+    bootstrap: Bootstrap, settings: Settings, addr: str, *, run_workers: bool = True, metrics_addr: str | None = None
 ) -> AsyncIterator[Server]:
-    """Bootstrap, bind ``addr`` and serve until the block exits; then stop and clean up everything."""
+    """Bootstrap, bind ``addr`` and serve until the block exits; then stop and clean up everything.
+
+    ``metrics_addr``: also serve ``/metrics`` there (``main`` always does, on the gRPC port + 1000)."""
     async with AsyncExitStack() as stack:
         app = await bootstrap(settings, stack)
         server = await start_server(
@@ -76,6 +78,7 @@ async def running_service(
             interceptors=app.interceptors,
             credentials=settings.grpc_tls.server_credentials() if settings.grpc_tls else None,
             health_addr=settings.grpc_health_addr,
+            metrics_addr=metrics_addr,
         )
         tasks = [asyncio.create_task(w()) for w in app.workers] if run_workers else []
         try:
@@ -89,9 +92,14 @@ async def running_service(
                     await t
 
 
-async def _serve(service: str, bootstrap: Bootstrap, settings: Settings, addr: str) -> None:
-    async with running_service(bootstrap, settings, addr) as server:
-        log.info("%s listening on %s", service, addr.rsplit(":", 1)[0] + f":{server.port}")
+async def _serve(service: str, bootstrap: Bootstrap, settings: Settings, addr: str, metrics_addr: str) -> None:
+    async with running_service(bootstrap, settings, addr, metrics_addr=metrics_addr) as server:
+        log.info(
+            "%s listening on %s (metrics on %s)",
+            service,
+            addr.rsplit(":", 1)[0] + f":{server.port}",
+            metrics_addr.rsplit(":", 1)[0] + f":{server.metrics_port}",
+        )
         await run_until_signalled()
         log.info("%s stopping", service)
 
@@ -105,7 +113,9 @@ def main(service: str, bootstrap: Bootstrap) -> None:
         settings.require("database_url", "redis_url", "nats_url")
         # One of the service's replicas (KASSA_REPLICA) when its KASSA_<SERVICE>_ADDR lists several.
         addr = settings.listen_addr(service)
+        # /metrics on the gRPC port + 1000, or the replica's entry of KASSA_<SERVICE>_METRICS_ADDR.
+        metrics_addr = settings.metrics_listen_addr(service, addr)
         faults.load()
     except (ConfigError, faults.FaultConfigError) as exc:
         raise SystemExit(f"{service}: {exc}") from exc
-    uvloop.run(_serve(service, bootstrap, settings, addr))
+    uvloop.run(_serve(service, bootstrap, settings, addr, metrics_addr))

@@ -14,7 +14,8 @@ Every server gets the standard health service (per-service status) and server
 reflection, so ``grpcurl -plaintext 127.0.0.1:50051 list`` works. With mutual TLS configured
 (``KASSA_GRPC_TLS_*``, infra.tls) the port asks every client for a certificate the CA signed; a
 probe that can't present one (the kubelet's native gRPC probe) then asks a plaintext port that
-serves only the health service (``KASSA_GRPC_HEALTH_ADDR``).
+serves only the health service (``KASSA_GRPC_HEALTH_ADDR``). The same interceptor records each call's
+latency and status code (infra.metrics), and ``start_server(metrics_addr=…)`` serves ``/metrics`` beside the port.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from infra.admission import Admission, Overloaded
 from infra.auth import JwtVerifier, Unauthenticated, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
+from infra.metrics import MetricsServer, start_metrics_server, timed
 from infra.tracing import TracingInterceptor, annotate_message
 
 __all__ = ["REQUEST_FIELD", "Registration", "Server", "run_until_signalled", "start_server"]
@@ -147,7 +149,7 @@ class KassaInterceptor(WrappingInterceptor):
         # type (corrupt wire format, a string that is not UTF-8, groups nested past the parser's limit) are
         # INVALID_ARGUMENT, not the UNKNOWN grpc answers (with the exception's text) when its deserializer raises.
         return grpc.unary_unary_rpc_method_handler(
-            serve if admission is None else admitted,
+            timed(method, serve if admission is None else admitted),
             request_deserializer=None,
             response_serializer=handler.response_serializer,
         )
@@ -186,13 +188,19 @@ class Server:
 
     def __init__(self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, port: int,
                  names: list[str], *, health_server: grpc.aio.Server | None = None,
-                 health_port: int | None = None) -> None:  # fmt: skip
+                 health_port: int | None = None, metrics: MetricsServer | None = None) -> None:  # fmt: skip
         self.server = server
         self.health = health_servicer
         self.port = port
         self.names = names
         self.health_server = health_server
         self.health_port = health_port
+        # The /metrics endpoint (infra.metrics), when the server was started with a metrics address.
+        self.metrics = metrics
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics is None else self.metrics.port
 
     async def stop(self, grace: float = 5.0) -> None:
         """Report NOT_SERVING first so balancers drain us, then stop accepting and finish calls in flight."""
@@ -200,6 +208,8 @@ class Server:
         await self.server.stop(grace)
         if self.health_server is not None:
             await self.health_server.stop(0)
+        if self.metrics is not None:
+            await self.metrics.stop()
 
 
 async def start_server(
@@ -211,13 +221,14 @@ async def start_server(
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
     health_addr: str | None = None,
+    metrics_addr: str | None = None,
 ) -> Server:
     """Bind ``addr`` (``127.0.0.1:0`` picks a free port) and start serving.
 
     ``interceptors`` run inside :class:`KassaInterceptor`: the caller is authenticated, the request decoded,
     and what they raise becomes the status like anything a servicer raises. ``credentials``: serve TLS
     (infra.tls.MutualTls.server_credentials) instead of plaintext. ``health_addr``: also serve the health
-    service, and nothing else, in plaintext there.
+    service, and nothing else, in plaintext there. ``metrics_addr``: serve ``/metrics`` (infra.metrics) there.
     """
     server = grpc.aio.server(
         # The trace's server span first, so it covers admission and authentication too (infra.tracing).
@@ -243,10 +254,18 @@ async def start_server(
         if health_port == 0:
             raise RuntimeError(f"could not bind the health address {health_addr}")
         await health_server.start()
+    metrics = None
+    if metrics_addr:
+        try:
+            metrics = start_metrics_server(metrics_addr)
+        except OSError as exc:
+            raise RuntimeError(f"could not bind the metrics address {metrics_addr}: {exc}") from exc
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Server(server, health_servicer, port, names, health_server=health_server, health_port=health_port)
+    return Server(
+        server, health_servicer, port, names, health_server=health_server, health_port=health_port, metrics=metrics
+    )
 
 
 async def run_until_signalled() -> None:

@@ -12,6 +12,7 @@ from infra.channels import ServiceCredentials, open_channel
 from infra.config import ConfigError, Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
+from infra.metrics import GaugeRefresher
 from infra.runner import App
 from infra.server import Registration
 from kassa.notification.v1.notification_service_pb2_grpc import add_NotificationServiceServicer_to_server
@@ -19,6 +20,7 @@ from notification.adapter.jinja_renderer import JinjaRenderer
 from notification.adapter.order_adapter import GrpcOrderAdapter
 from notification.adapter.smtp_sender import SmtpEmailSender, SmtpSettings
 from notification.biz.notify import Notify
+from notification.data.gauges import DeadLetterGauges
 from notification.data.repo import SqlMessageRepo
 from notification.service.notification_service import NotificationService
 from notification.worker.order_events import order_events_consumer, payment_events_consumer
@@ -61,5 +63,5 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
                 "kassa.notification.v1.NotificationService",
             )
         ],
-        workers=[orders.run, payments.run],
+        workers=[orders.run, payments.run, GaugeRefresher([DeadLetterGauges(engine).refresh]).run],
     )

@@ -44,7 +44,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     stack.push_async_callback(nc.close)
     await ensure_streams(js, ["order", "payment"])
 
-    publisher = OutboxPublisher(engine, outbox, js)
+    publisher = OutboxPublisher(engine, outbox, js, service="order")
     repo = SqlOrderRepo(engine, cipher, on_commit=publisher.notify)
     use_cases = UseCases(
         create_order=CreateOrder(

@@ -18,6 +18,7 @@ from warehouse.data.repository import SqlInventoryStore
 from warehouse.data.tables import audit_log, outbox
 from warehouse.service import stock_admin
 from warehouse.service.inventory import InventoryService
+from warehouse.worker.drift import DriftAudit
 from warehouse.worker.order_events import order_events_consumer
 from warehouse.worker.sweeper import Sweeper
 
@@ -42,6 +43,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     servicer = InventoryService(store, settings.reservation_ttl_seconds)
     publisher = OutboxPublisher(engine, outbox, js)
     sweeper = Sweeper(store)
+    drift = DriftAudit(store, settings.warehouse_reconcile_seconds)
     consumer = order_events_consumer(js, store)
     audit = AuditTrail(
         engine,
@@ -60,6 +62,6 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
             audit.registration,
             outbox_status_registration(engine, outbox, "warehouse"),
         ],
-        workers=[publisher.run, sweeper.run, consumer.run],
+        workers=[publisher.run, sweeper.run, consumer.run, drift.run],
         interceptors=[audit.interceptor],
     )

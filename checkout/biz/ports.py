@@ -380,3 +380,45 @@ class IdempotencyStore(Protocol):
     async def get_result(self, key: str) -> bytes | None: ...
 
     async def put_result(self, key: str, value: bytes) -> None: ...
+
+
+class FunnelEvents(Protocol):
+    """What the checkout funnel counts, as sessions move (DESIGN.md §5 telemetry): each call is one event that
+    happened and committed. A metrics backend implements it (checkout.adapter.funnel); :class:`NoFunnelEvents` counts
+    nothing."""
+
+    def cart_created(self) -> None: ...
+
+    def checkout_started(self) -> None: ...
+
+    def checkout_awaiting_payment(self) -> None:
+        """A confirm placed its order and waits for the customer's payment action (3-D Secure)."""
+        ...
+
+    def checkout_confirmed(self, order_status: str) -> None:
+        """A session ended with its order placed and paid (CONFIRMED) or cash on delivery (AWAITING_SHIPMENT)."""
+        ...
+
+    def checkout_failed(self, reason: str) -> None:
+        """A confirm failed with ``reason`` (an infra.errors.Reason): refused before anything moved (the session is
+        OPEN again), or undone (the session is CANCELLED)."""
+        ...
+
+
+class NoFunnelEvents:
+    """Counts nothing: the default of the use cases, for the tests that don't look at the funnel."""
+
+    def cart_created(self) -> None:
+        pass
+
+    def checkout_started(self) -> None:
+        pass
+
+    def checkout_awaiting_payment(self) -> None:
+        pass
+
+    def checkout_confirmed(self, order_status: str) -> None:
+        pass
+
+    def checkout_failed(self, reason: str) -> None:
+        pass

@@ -31,6 +31,7 @@ from infra.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Rea
 from infra.money import Money
 from infra.outbox import add_event, claim_inbox
 from payment.biz.ports import EventPlan
+from payment.data.outcomes import count_outcome
 from payment.data.tables import (
     CAPTURE_HOLDING_SQL,
     attempts,
@@ -381,8 +382,10 @@ class SqlPaymentRepo:
                     metadata={"payment_id": str(payment_id), "order_id": str(transition.changes.get("order_id"))},
                 ) from exc
             raise
-        if done is not None and transition.event_type:
-            self._on_event()
+        if done is not None:
+            count_outcome(done)
+            if transition.event_type:
+                self._on_event()
         return done
 
     async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None:
@@ -418,8 +421,10 @@ class SqlPaymentRepo:
             if transition is None:
                 return False, payment
             done = await self._apply_in(conn, payment.payment_id, transition)
-        if done is not None and transition.event_type:
-            self._on_event()
+        if done is not None:
+            count_outcome(done, before=payment.status)
+            if transition.event_type:
+                self._on_event()
         return False, done or payment
 
     async def reserve_refund(
@@ -546,6 +551,7 @@ class SqlPaymentRepo:
                     ),
                 )
         if succeeded:
+            count_outcome(payment)  # each refund counts, partial ones too
             self._on_event()
         return payment
 

@@ -1,7 +1,8 @@
 """What the deployment files may name: the KASSA_* variables the processes read, and the commands they run.
 
 The variables are found in the code itself (every ``KASSA_…`` string in infra/, gateway/ and the services, plus
-the names built from a process or service name: ``KASSA_<NAME>_ADDR``, ``KASSA_<SERVICE>_DATABASE_URL``), so a
+the names built from a process or service name: ``KASSA_<NAME>_ADDR``, ``KASSA_<SERVICE>_DATABASE_URL``,
+``KASSA_<SERVICE>_METRICS_ADDR``), so a
 deployment file that sets a variable nothing reads (a typo, a removed setting) fails its test.
 """
 
@@ -26,6 +27,7 @@ _NAME = re.compile(r"""["'](KASSA_[A-Z0-9_]*[A-Z0-9])["']""")
 def kassa_variables() -> frozenset[str]:
     found = {f"KASSA_{name.upper()}_ADDR" for name in DEFAULT_ADDRS}
     found |= {f"KASSA_{name.upper()}_DATABASE_URL" for name in DATABASE_SERVICES}
+    found |= {f"KASSA_{name.upper()}_METRICS_ADDR" for name in DATABASE_SERVICES}  # the gRPC services' /metrics
     for package in PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             found |= set(_NAME.findall(path.read_text()))

@@ -127,7 +127,8 @@ def test_each_service_probes_grpc_health_on_the_port_it_binds(rendered: list[dic
             assert probed != port
             volumes = deployments[name]["spec"]["template"]["spec"]["volumes"]
             assert {"name": "tls", "secret": {"secretName": f"kassa-tls-{name}", "defaultMode": 0o440}} in volumes
-        assert sorted(p["containerPort"] for p in container["ports"]) == sorted({port, probed})
+        # The gRPC port (and the health-only one), and /metrics on the gRPC port + 1000 (test_observability.py).
+        assert sorted(p["containerPort"] for p in container["ports"]) == sorted({port, probed, port + 1000})
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"] == {"port": probed}, f"{name} {probe}"
         assert services[name]["spec"]["ports"][0]["port"] == port

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from prometheus_client import Counter
+
 from warehouse.biz.expire_reservations import expire_due_reservations
 from warehouse.biz.ports import InventoryStore
 
-__all__ = ["Sweeper"]
+__all__ = ["RESERVATIONS_EXPIRED", "Sweeper"]
 
 log = logging.getLogger("kassa.warehouse.sweeper")
+
+RESERVATIONS_EXPIRED = Counter(
+    "kassa_warehouse_reservations_expired", "Reservations that reached their TTL and gave their units back"
+)
 
 
 class Sweeper:
@@ -21,7 +27,10 @@ class Sweeper:
 
     async def sweep_once(self) -> int:
         """Expire one batch; returns how many reservations were expired."""
-        return await expire_due_reservations(self._store, self._batch)
+        expired = await expire_due_reservations(self._store, self._batch)
+        if expired:
+            RESERVATIONS_EXPIRED.inc(expired)
+        return expired
 
     async def run(self) -> None:
         """Sweep until cancelled; a full batch means more are due, so sweep again at once."""

@@ -11,7 +11,7 @@ import uuid
 
 from checkout.biz.cart.access import load_owned_cart
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import ProductLookup, UnitOfWork
+from checkout.biz.ports import FunnelEvents, NoFunnelEvents, ProductLookup, UnitOfWork
 from checkout.biz.validation import validate_quantity, validate_sku
 from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartItem, CartStatus
@@ -30,10 +30,13 @@ def _frozen(cart_id: str) -> FailedPrecondition:
 
 
 class CartUseCases:
-    def __init__(self, uow: UnitOfWork, pricing: ProductLookup, policy: CheckoutPolicy) -> None:
+    def __init__(
+        self, uow: UnitOfWork, pricing: ProductLookup, policy: CheckoutPolicy, *, funnel: FunnelEvents | None = None
+    ) -> None:
         self._uow = uow
         self._pricing = pricing
         self._policy = policy
+        self._funnel = funnel or NoFunnelEvents()
 
     async def create(self, actor: Actor, currency_code: str) -> Cart:
         currency = (currency_code or self._policy.default_currency).strip().upper()
@@ -41,7 +44,9 @@ class CartUseCases:
             raise InvalidArgument("currency_code", problem)
         cart = Cart(cart_id=str(uuid.uuid4()), customer_id=actor.subject, currency_code=currency)
         async with self._uow.single() as tx:
-            return await tx.carts.create(cart)
+            created = await tx.carts.create(cart)
+        self._funnel.cart_created()
+        return created
 
     async def get(self, actor: Actor, cart_id: str) -> Cart:
         return await load_owned_cart(self._uow, actor, cart_id)

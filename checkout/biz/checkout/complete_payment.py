@@ -26,6 +26,7 @@ from checkout.biz.ports import Gateways, UnitOfWork
 from checkout.model.catalog import OrderStatus, PaymentStatus
 from checkout.model.compensation import Operation
 from checkout.model.session import SagaState, SagaStep, Session, SessionStatus
+from infra.errors import Reason
 
 __all__ = ["NotYet", "PaymentCompletion"]
 
@@ -70,7 +71,8 @@ class PaymentCompletion:
             if status in _SUCCEEDED:
                 return await self._complete(session)
             if status in _FAILED:
-                return await self._fail(session, f"the payment failed at the provider ({status.value.lower()})")
+                cause = f"the payment failed at the provider ({status.value.lower()})"
+                return await self._fail(session, cause, Reason.PAYMENT_DECLINED)
             return "still waiting"
         if session.status in _ENDED and payment_id and status in _SUCCEEDED:
             return await self._give_back(session, payment_id, status)
@@ -97,10 +99,11 @@ class PaymentCompletion:
                 await self._complete(session)
                 return True
             if payment.status in _FAILED:
-                await self._fail(session, f"the payment failed at the provider ({payment.status.value.lower()})")
+                cause = f"the payment failed at the provider ({payment.status.value.lower()})"
+                await self._fail(session, cause, Reason.PAYMENT_DECLINED)
                 return True
         if session.expires_at <= datetime.now(UTC):
-            await self._fail(session, "the payment window passed with no payment")
+            await self._fail(session, "the payment window passed with no payment", Reason.SESSION_EXPIRED)
             return True
         return False
 
@@ -117,21 +120,20 @@ class PaymentCompletion:
         session, lease = claimed
         try:
             if cancelled:
-                await self._settlement.fail(
-                    session, state, lease, "the order was cancelled before its payment completed"
-                )
+                cause = "the order was cancelled before its payment completed"
+                await self._settlement.fail(session, state, lease, cause, reason=Reason.CANCELLED)
                 return "order cancelled: payment voided"
             result = await self._settlement.settle(session, state, lease)
         except LeaseLost:
             return "settled elsewhere"
         return f"order {result.order_status}"
 
-    async def _fail(self, session: Session, cause: str) -> str:
+    async def _fail(self, session: Session, cause: str, reason: str) -> str:
         if (claimed := await self._claim(session, SagaStep.COMPENSATING, session.saga_state)) is None:
             return "settled elsewhere"
         session, lease = claimed
         try:
-            await self._settlement.fail(session, session.saga_state, lease, cause)
+            await self._settlement.fail(session, session.saga_state, lease, cause, reason=reason)
         except LeaseLost:
             return "settled elsewhere"
         return "payment failed: order failed, stock and coupons released"

@@ -29,7 +29,7 @@ from checkout.biz.checkout.replay import Replays, answer, error_record, fingerpr
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.update_state import pricing_input, session_not_open
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import Gateways, IdempotencyStore, UnitOfWork
+from checkout.biz.ports import FunnelEvents, Gateways, IdempotencyStore, NoFunnelEvents, UnitOfWork
 from checkout.biz.retry import retrying
 from checkout.biz.validation import validate_id
 from checkout.model.actor import Actor
@@ -87,8 +87,10 @@ class ConfirmCheckout:
         *,
         settlement: Settlement,
         policy: CheckoutPolicy,
+        funnel: FunnelEvents | None = None,
     ) -> None:
         self._uow = uow
+        self._funnel = funnel or NoFunnelEvents()
         self._g = gateways
         self._engine = engine
         self._lock = store
@@ -402,6 +404,7 @@ class ConfirmCheckout:
                 raise lease.lost()
             if answer is not None:
                 await keep_answer(tx, session, error_record(answer))
+        self._funnel.checkout_failed(exc.reason if isinstance(exc, DomainError) else Reason.INTERNAL)
 
 
 class _Request:

@@ -27,13 +27,13 @@ from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.lease import Lease
 from checkout.biz.checkout.replay import error_record, keep_answer
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import Gateways, UnitOfWork
+from checkout.biz.ports import FunnelEvents, Gateways, NoFunnelEvents, UnitOfWork
 from checkout.biz.retry import retrying
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import OrderStatus, PaymentOutcome, PaymentStatus
 from checkout.model.compensation import NewCompensation, Operation
 from checkout.model.session import ConfirmResult, SagaState, SagaStep, Session, SessionStatus
-from infra.errors import DomainError, Unavailable
+from infra.errors import DomainError, Reason, Unavailable
 
 __all__ = ["Settlement"]
 
@@ -61,11 +61,20 @@ class _Outcome:
 
 
 class Settlement:
-    def __init__(self, uow: UnitOfWork, gateways: Gateways, compensator: Compensator, policy: CheckoutPolicy) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        gateways: Gateways,
+        compensator: Compensator,
+        policy: CheckoutPolicy,
+        *,
+        funnel: FunnelEvents | None = None,
+    ) -> None:
         self._uow = uow
         self._g = gateways
         self._compensator = compensator
         self._policy = policy
+        self._funnel = funnel or NoFunnelEvents()
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retrying(self._policy.retry, call)
@@ -91,12 +100,14 @@ class Settlement:
         except DomainError as refusal:
             log.warning("session %s: stock no longer held (%s); the payment is voided", sid, refusal.message)
             cause = f"the reserved stock was released before payment: {refusal.message}"
-            return await self.fail(session, state, lease, cause)
+            return await self.fail(session, state, lease, cause, reason=Reason.OUT_OF_STOCK)
 
         async with lease.step("capture"):
             outcome = await self._take_payment(session, state, lease)
         if outcome.order_status is OrderStatus.PAYMENT_FAILED:
-            return await self.fail(session, state, lease, "the capture was refused", outcome.failed)
+            return await self.fail(
+                session, state, lease, "the capture was refused", outcome.failed, reason=Reason.PAYMENT_DECLINED
+            )
         # An order cancelled meanwhile gets its coupon use back from promotion's OrderCancelled consumer.
         if state.promo_codes and outcome.order_status is not OrderStatus.CANCELLED:
             await lease.keep()
@@ -183,6 +194,7 @@ class Settlement:
             if not moved:
                 raise lease.lost()
             await keep_answer(tx, session, result)
+        self._funnel.checkout_awaiting_payment()
         return result
 
     # --- the failure path ----------------------------------------------------------------
@@ -196,6 +208,7 @@ class Settlement:
         failed: list[NewCompensation] | None = None,
         *,
         answer: DomainError | None = None,
+        reason: str = Reason.UNAVAILABLE,
     ) -> ConfirmResult:
         """Undo whatever the saga did, in reverse: no hold, no reservation, no coupon use is left behind.
 
@@ -205,7 +218,8 @@ class Settlement:
         CANCELLED and its cart is ACTIVE again, so the customer can start checkout once more.
         ``answer`` is what the request that drove the saga is told: persisted with the undo's first write
         (so a recovery that finishes the undo keeps it too) and kept by its last. Without one, an answer
-        persisted before stands, else the result returned here is the answer.
+        persisted before stands, else the result returned here is the answer. The funnel counts the failure by the
+        answer's reason, else by ``reason``.
         Raises LeaseLost, having undone nothing, when another owner claimed the saga: it undoes.
         """
         sid = session.session_id
@@ -238,7 +252,7 @@ class Settlement:
         if state.payment_status in _NOTHING_HELD:
             paid = state.payment_status
         outcome = _Outcome(order_status, paid, failed)
-        return await self._finish(session, state, lease, outcome, CartStatus.ACTIVE, last_error=cause)
+        return await self._finish(session, state, lease, outcome, CartStatus.ACTIVE, last_error=cause, reason=reason)
 
     async def _finish(
         self,
@@ -249,6 +263,7 @@ class Settlement:
         cart_status: CartStatus,
         *,
         last_error: str = "",
+        reason: str = Reason.UNAVAILABLE,
     ) -> ConfirmResult:
         sid, oid = session.session_id, state.order_id
         state.order_status, state.payment_status = outcome.order_status, outcome.payment_status
@@ -276,6 +291,10 @@ class Settlement:
                 )  # fmt: skip
             if converted:
                 await tx.add_event("CheckoutCompleted", sid, _completed_event(session, result))
+        if converted:
+            self._funnel.checkout_confirmed(result.order_status)
+        else:
+            self._funnel.checkout_failed(state.failure.reason if state.failure else reason)
         return result
 
 

@@ -15,7 +15,7 @@ from checkout.biz.cart.access import load_owned_cart
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import Gateways, UnitOfWork
+from checkout.biz.ports import FunnelEvents, Gateways, NoFunnelEvents, UnitOfWork
 from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartStatus, PriceChange
 from checkout.model.catalog import ProductsResult, ReserveLine
@@ -39,12 +39,15 @@ class StartCheckout:
         policy: CheckoutPolicy,
         compensator: Compensator,
         expiry: SessionExpiry,
+        *,
+        funnel: FunnelEvents | None = None,
     ) -> None:
         self._uow = uow
         self._g = gateways
         self._policy = policy
         self._compensator = compensator
         self._expiry = expiry
+        self._funnel = funnel or NoFunnelEvents()
 
     async def __call__(
         self, actor: Actor, cart_id: str, ship_to_country_code: str = ""
@@ -132,6 +135,7 @@ class StartCheckout:
                     return live, []
                 raise Aborted("another checkout of this cart is starting", reason=Reason.CHECKOUT_IN_PROGRESS) from None
             raise
+        self._funnel.checkout_started()
         return created, changes
 
     async def _live_session(self, cart_id: str) -> Session | None:
