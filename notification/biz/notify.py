@@ -10,6 +10,10 @@ after the channel accepted it. So
   (:func:`~notification.model.message.message_id_for`), which mail systems use to recognise a repeat.
   SMTP has no idempotency key, so exactly-once cannot be had from the protocol; we chose a rare duplicate
   over a lost confirmation, and made it recognisable;
+* the claim is a **lease** (``NotifyPolicy.lease_seconds``, longer than the consumer's handler timeout): of two
+  replicas handling the same event at once (a redelivery outside JetStream's duplicate window, an ack that
+  came too late), one holds it and sends; the other finds it held and comes back when the lease ends, to
+  find it settled. A claim left by a process that died is taken over once its lease lapses;
 * a send that fails is counted on the row; transient failures come back with backoff (the consumer's
   redelivery), and after ``max_attempts`` sends, or at once for a permanent refusal, the message is buried in
   the dead-letter table with the inbox row, for an operator (``kassa mail --dead``).
@@ -22,10 +26,11 @@ encrypted; nothing logged names it.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 from infra.errors import DomainError, Unavailable
-from notification.biz.ports import DeliveryFailed, MessageRepo, NewMessage, OrderDirectory, Renderer, Sender
+from notification.biz.ports import Claim, DeliveryFailed, MessageRepo, NewMessage, OrderDirectory, Renderer, Sender
 from notification.model.message import MessageStatus, Notice, OutgoingMessage, message_id_for
 
 __all__ = ["CONSUMER", "PAYMENTS_CONSUMER", "Notify", "NotifyPolicy", "SendLater"]
@@ -48,9 +53,12 @@ class SendLater(Exception):
 @dataclass(frozen=True, slots=True)
 class NotifyPolicy:
     """``max_attempts`` sends (each already retried briefly by the channel) before a message is dead; the
-    event comes back after ``backoff_seconds * 2**(attempts-1)``, at most ``max_backoff_seconds``."""
+    event comes back after ``backoff_seconds * 2**(attempts-1)``, at most ``max_backoff_seconds``. A claim
+    is leased for ``lease_seconds``: longer than one handling of an event may last (the consumer cuts it off
+    after 40 s), so a live sender never loses it."""
 
     max_attempts: int = 5
+    lease_seconds: float = 60.0
     backoff_seconds: float = 5.0
     max_backoff_seconds: float = 300.0
     message_domain: str = "notification.kassa"
@@ -90,28 +98,41 @@ class Notify:
             return "no order or no email: nothing to send"
         rendered = self._renderer.render(notice.kind, order, notice)
         message_id = message_id_for(notice, self._policy.message_domain)
+        token = uuid.uuid4().hex
         claim = await self._repo.claim(
-            NewMessage(message_id, notice, self._sender.channel, order.email, rendered.subject)
+            NewMessage(message_id, notice, self._sender.channel, order.email, rendered.subject),
+            token,
+            self._policy.lease_seconds,
         )
         if claim.status is not MessageStatus.SENDING:
             # Settled by an earlier delivery whose inbox row is missing (written before the inbox existed).
             await self._repo.skip(consumer, notice.event_id)
             return f"already {claim.status.value.lower()}"
+        if not claim.held:
+            # Another replica is sending it right now: look again once its lease is over.
+            raise SendLater("another sender holds the message's claim", max(claim.lease_left_seconds, 1.0))
         message = OutgoingMessage(message_id, order.email, rendered.subject, rendered.text, rendered.html)
         try:
             await self._sender.send(message)
         except DeliveryFailed as failed:
-            return await self._failed(notice, message_id, failed, consumer)
+            return await self._failed(
+                notice, failed, message_id=message_id, token=token, claim=claim, consumer=consumer
+            )
         await self._repo.mark_sent(message_id, consumer, notice.event_id)
         return f"{notice.kind.value} sent" + ("" if claim.fresh else " again (an earlier attempt did not finish)")
 
-    async def _failed(self, notice: Notice, message_id: str, failed: DeliveryFailed, consumer: str) -> str:
+    async def _failed(
+        self, notice: Notice, failed: DeliveryFailed, *, message_id: str, token: str, claim: Claim, consumer: str
+    ) -> str:
         error = str(failed)[:500]
-        attempts = await self._repo.record_failure(message_id, error)
+        attempts = claim.attempts + 1
         if failed.permanent or attempts >= self._policy.max_attempts:
-            await self._repo.bury(message_id, error, consumer, notice.event_id)
+            # Counted and buried in one transaction, under this sender's lease.
+            if not await self._repo.bury(message_id, token, error, consumer, notice.event_id, count_attempt=True):
+                raise SendLater("another sender took the message over", self._policy.delay(attempts))
             log.error(
                 "%s message for order %s is undeliverable after %d attempts", notice.kind, notice.order_id, attempts
             )
             return "dead letter"
+        attempts = await self._repo.record_failure(message_id, token, error)
         raise SendLater(f"send failed ({error}); attempt {attempts}", self._policy.delay(attempts))

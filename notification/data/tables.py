@@ -1,6 +1,7 @@
 """The notification schema (SQLAlchemy Core). Kept in step with migrations/versions by hand.
 
-``messages`` holds one row per (event, kind): the claim taken before a send, settled SENT or DEAD. The
+``messages`` holds one row per (event, kind): the claim taken before a send (SENDING, leased to one sender
+until ``lease_until``), settled SENT or DEAD. The
 recipient is an ``infra.pii`` token (encrypted at rest, like the order's copy); the subject names the order
 only; bodies are not kept (they are rendered again from the order when needed). ``dead_letters`` lists what
 could not be delivered, for operators.
@@ -35,6 +36,10 @@ messages = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
+    # The lease on a SENDING row (migration 0002): who holds it and until when; empty/NULL once settled.
+    sa.Column("claim_token", sa.Text, nullable=False, server_default=""),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("event_id", "kind", name="messages_event_kind_key"),
     sa.CheckConstraint("status in ('SENDING','SENT','DEAD')", name="messages_status_valid"),
     sa.Index("messages_order_idx", "order_id"),
