@@ -13,6 +13,7 @@ never the server's own words, which quote the recipient's address.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -74,6 +75,13 @@ class _Client(aiosmtplib.SMTP):
             return await super().data(*args, **kwargs)
         except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected, OSError, TimeoutError) as exc:
             raise _MaybeDelivered(type(exc).__name__) from None
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            # Cut off (the consumer's handler timeout): drop the connection, no QUIT that could wait a full timeout.
+            self.close()
+            return
+        await super().__aexit__(exc_type, exc, traceback)
 
 
 def _transient(exc: BaseException) -> bool:

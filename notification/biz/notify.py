@@ -14,7 +14,8 @@ after the channel accepted it. So
   replicas handling the same event at once (a redelivery outside JetStream's duplicate window, an ack that
   came too late), one holds it and sends; the other finds it held and comes back when the lease ends, to
   find it settled. A claim left by a process that died is taken over once its lease lapses;
-* a send that fails is counted on the row; transient failures come back with backoff (the consumer's
+* a send that fails, or is cut off by the consumer's handler timeout, is counted on the row; transient failures
+  come back with backoff (the consumer's
   redelivery), and after ``max_attempts`` sends, or at once for a permanent refusal, the message is buried in
   the dead-letter table with the inbox row, for an operator (``kassa mail --dead``).
 
@@ -25,6 +26,7 @@ encrypted; nothing logged names it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -111,9 +113,24 @@ class Notify:
         if not claim.held:
             # Another replica is sending it right now: look again once its lease is over.
             raise SendLater("another sender holds the message's claim", max(claim.lease_left_seconds, 1.0))
+        if claim.attempts >= self._policy.max_attempts:
+            # Its last sends were cut off (they count too): it is not tried again.
+            error = f"undeliverable: {claim.attempts} sends failed or were cut off"
+            if not await self._repo.bury(message_id, token, error, consumer, notice.event_id):
+                raise SendLater("another sender took the message over", self._policy.delay(claim.attempts))
+            log.error("%s message for order %s is undeliverable", notice.kind, notice.order_id)
+            return "dead letter"
         message = OutgoingMessage(message_id, order.email, rendered.subject, rendered.text, rendered.html)
         try:
             await self._sender.send(message)
+        except asyncio.CancelledError:
+            # Cut off mid-send (the consumer's handler timeout, a shutdown): counted like any failed send, so an
+            # event whose send always hangs ends in the dead letters instead of coming back for ever. Shielded:
+            # the count is written even though this task is being cancelled.
+            await asyncio.shield(
+                self._repo.record_failure(message_id, token, "send cut off before the channel answered")
+            )
+            raise
         except DeliveryFailed as failed:
             return await self._failed(
                 notice, failed, message_id=message_id, token=token, claim=claim, consumer=consumer

@@ -92,3 +92,35 @@ async def test_the_use_case_backs_off_and_resends_with_the_same_message_id(
             row = (await conn.execute(sa.select(messages).where(messages.c.event_id == notice.event_id))).one()
     assert (row.status, row.attempts) == ("SENDING", 2) and "after DATA" in row.last_error
     assert len(server.message_ids) == 2 and len(set(server.message_ids)) == 1
+
+
+async def test_sends_cut_off_by_the_handler_timeout_count_toward_the_dead_letters(
+    quiet_server: tuple[str, QuietAfterData],
+    orders: OrderServiceStub,
+    order_server: Server,
+    service_token: str,
+    settings: Settings,
+) -> None:
+    url, server = quiet_server
+    order = await placed_order(orders, service_token, f"ada-{uuid.uuid4().hex[:8]}@example.com")
+    notice = confirmation(order.order_id)
+    # The SMTP timeout is longer than the handler's, as in production (10 s within a 40 s handler, retried).
+    slow = SmtpEmailSender(SmtpSettings.from_url(url), "Kassa <orders@kassa.localhost>", timeout_seconds=30.0)
+    policy = NotifyPolicy(max_attempts=2)
+    async with replica(settings, order_server.port, url, policy, slow) as r:
+
+        async def row() -> Any:
+            async with r.engine.connect() as conn:
+                return (await conn.execute(sa.select(messages).where(messages.c.event_id == notice.event_id))).one()
+
+        for attempt in (1, 2):
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.5):  # what infra.consumer does to a handler that runs too long
+                    await r.notify(notice)
+            assert (await row()).attempts == attempt
+        # Both sends were cut off: the next delivery buries it without trying again.
+        assert await r.notify(notice) == "dead letter"
+        dead = await row()
+        assert dead.status == "DEAD" and dead.attempts == 2
+        assert [m.message_id for m in await r.repo.list_dead(500)].count(dead.message_id) == 1
+    assert len(server.message_ids) == 2
