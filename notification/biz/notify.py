@@ -19,6 +19,10 @@ after the channel accepted it. So
   redelivery), and after ``max_attempts`` sends, or at once for a permanent refusal, the message is buried in
   the dead-letter table with the inbox row, for an operator (``kassa mail --dead``).
 
+An order that can't be read for good (GetOrder NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT) is a dead letter
+naming the refusal, for an operator to see (and replay); a refusal that may pass (UNAVAILABLE, DEADLINE_EXCEEDED,
+RESOURCE_EXHAUSTED, INTERNAL…) brings the event back later. No event is dropped silently.
+
 Protects DESIGN.md §4.5 for the customer's inbox (an event's effect, the email, is applied once), and keeps
 personal data where it belongs: the address comes from the order service per message and is stored only
 encrypted; nothing logged names it.
@@ -31,7 +35,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from infra.errors import DomainError, Unavailable
+from infra.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
 from notification.biz.ports import Claim, DeliveryFailed, MessageRepo, NewMessage, OrderDirectory, Renderer, Sender
 from notification.model.message import MessageStatus, Notice, OutgoingMessage, message_id_for
 
@@ -42,6 +46,10 @@ CONSUMER = "notification-orders"
 PAYMENTS_CONSUMER = "notification-payments"
 
 log = logging.getLogger("kassa.notification")
+
+
+# GetOrder refusals that retrying cannot change.
+_ORDER_GONE = (NotFound, PermissionDenied, InvalidArgument)
 
 
 class SendLater(Exception):
@@ -61,6 +69,8 @@ class NotifyPolicy:
 
     max_attempts: int = 5
     lease_seconds: float = 60.0
+    # How soon an event whose order could not be read for a passing reason (an outage) comes back.
+    order_retry_seconds: float = 10.0
     backoff_seconds: float = 5.0
     max_backoff_seconds: float = 300.0
     message_domain: str = "notification.kassa"
@@ -89,15 +99,18 @@ class Notify:
             return "duplicate"
         try:
             order = await self._orders.get(notice.order_id)
-        except Unavailable:
-            raise
+        except _ORDER_GONE as refused:
+            # The order service will say the same thing next time: an operator's case, not a silent drop.
+            return await self._undeliverable(notice, consumer, f"GetOrder refused: {refused.reason}")
         except DomainError as refused:
-            # Not a passing outage: the order service will say the same thing next time.
-            log.error("order %s can't be read (%s); no %s message", notice.order_id, refused.reason, notice.kind)
-            order = None
-        if order is None or not order.email:
+            # UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, our own token refused…: it may pass.
+            raise SendLater(f"order {notice.order_id} can't be read now ({refused.reason})",
+                            self._policy.order_retry_seconds) from refused  # fmt: skip
+        if order is None:
+            return await self._undeliverable(notice, consumer, "GetOrder: no such order")
+        if not order.email:
             await self._repo.skip(consumer, notice.event_id)
-            return "no order or no email: nothing to send"
+            return "no email on the order: nothing to send"
         rendered = self._renderer.render(notice.kind, order, notice)
         message_id = message_id_for(notice, self._policy.message_domain)
         token = uuid.uuid4().hex
@@ -137,6 +150,24 @@ class Notify:
             )
         await self._repo.mark_sent(message_id, consumer, notice.event_id)
         return f"{notice.kind.value} sent" + ("" if claim.fresh else " again (an earlier attempt did not finish)")
+
+    async def _undeliverable(self, notice: Notice, consumer: str, why: str) -> str:
+        """The order can't be read for good: a dead letter naming why (no recipient known), with the inbox row."""
+        message_id = message_id_for(notice, self._policy.message_domain)
+        token = uuid.uuid4().hex
+        subject = f"{notice.kind.value} for order {notice.order_id}"
+        claim = await self._repo.claim(
+            NewMessage(message_id, notice, self._sender.channel, "", subject), token, self._policy.lease_seconds
+        )
+        if claim.status is not MessageStatus.SENDING:
+            await self._repo.skip(consumer, notice.event_id)
+            return f"already {claim.status.value.lower()}"
+        if not claim.held:
+            raise SendLater("another sender holds the message's claim", max(claim.lease_left_seconds, 1.0))
+        if not await self._repo.bury(message_id, token, why, consumer, notice.event_id):
+            raise SendLater("another sender took the message over", self._policy.order_retry_seconds)
+        log.error("order %s: no %s message (%s); kept as a dead letter", notice.order_id, notice.kind, why)
+        return "dead letter"
 
     async def _failed(
         self, notice: Notice, failed: DeliveryFailed, *, message_id: str, token: str, claim: Claim, consumer: str

@@ -48,7 +48,8 @@ class Sender(Protocol):
 
 
 class OrderDirectory(Protocol):
-    """The order as the customer is shown it; None when there is no such order."""
+    """The order as the customer is shown it. Raises the order service's refusal as an ``infra.errors``
+    DomainError (NotFound, PermissionDenied, Unavailable for an outage or a deadline…)."""
 
     async def get(self, order_id: str) -> OrderView | None: ...
 

@@ -155,10 +155,10 @@ async def test_a_permanent_refusal_is_buried_at_once() -> None:
     assert repo.dead and sender.sent == []
 
 
-async def test_an_order_service_outage_is_retried_and_a_missing_order_skipped() -> None:
+async def test_an_order_service_outage_comes_back_later_and_a_missing_order_is_a_dead_letter() -> None:
     repo, sender = FakeRepo(), FakeSender()
-    with pytest.raises(Unavailable):
+    with pytest.raises(SendLater):
         await _notify(repo, sender, FakeOrders(down=True))(NOTICE)
-    assert not repo.inbox
-    assert "nothing to send" in await _notify(repo, sender, FakeOrders(order=None))(NOTICE)
-    assert (CONSUMER, "ev-1") in repo.inbox and sender.sent == []
+    assert not repo.inbox and not repo.rows
+    assert await _notify(repo, sender, FakeOrders(order=None))(NOTICE) == "dead letter"
+    assert (CONSUMER, "ev-1") in repo.inbox and repo.dead and sender.sent == []
