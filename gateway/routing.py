@@ -29,6 +29,7 @@ from google.protobuf.message_factory import GetMessageClass
 from infra.audit import AUDITED_SERVICES
 from kassa.audit.v1 import audit_service_pb2
 from kassa.checkout.v1 import cart_service_pb2, checkout_service_pb2
+from kassa.notification.v1 import notification_service_pb2
 from kassa.order.v1 import order_service_pb2
 from kassa.payment.v1 import payment_service_pb2
 from kassa.pricing.v1 import pricing_service_pb2
@@ -60,9 +61,10 @@ SERVICE_MODULES: tuple[ModuleType, ...] = (
     promotion_service_pb2,
 )
 
-# What the route table is read from: the seven services, and the audit log every audited service serves
-# (kassa.audit.v1.AuditService, answered by fanning out to them: see gateway.audit).
-ROUTE_MODULES: tuple[ModuleType, ...] = (*SERVICE_MODULES, audit_service_pb2)
+# What the route table is read from: the seven services, the notification service's admin route (replaying a
+# dead letter), and the audit log every audited service serves (kassa.audit.v1.AuditService, answered by
+# fanning out to them: see gateway.audit).
+ROUTE_MODULES: tuple[ModuleType, ...] = (*SERVICE_MODULES, notification_service_pb2, audit_service_pb2)
 
 # Packages whose services no one backend serves: the backends that serve them instead.
 SHARED_SERVICES: dict[str, tuple[str, ...]] = {"audit": AUDITED_SERVICES}

@@ -22,6 +22,7 @@ __all__ = [
     "NewMessage",
     "OrderDirectory",
     "Renderer",
+    "Revived",
     "Sender",
 ]
 
@@ -81,6 +82,15 @@ class Claim:
     lease_left_seconds: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Revived:
+    """A dead letter taken back for a replay: ``notice`` is set when this call moved it DEAD → SENDING (and holds
+    its lease); otherwise the message is as it stands (not dead: sent, being sent, replayed already)."""
+
+    message: SentMessage
+    notice: Notice | None
+
+
 class MessageRepo(Protocol):
     async def seen(self, consumer: str, event_id: str) -> bool:
         """The inbox has this event: it was handled (sent, buried or skipped) and committed."""
@@ -107,6 +117,13 @@ class MessageRepo(Protocol):
         in one transaction, if the message is still SENDING and ``token`` holds it (or nobody does); False when
         another sender has taken it over."""
         ...
+
+    async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
+        """A DEAD message back to SENDING leased to ``token``, out of the dead letters, with the admin's audit
+        entry, in one transaction (a conditional UPDATE: of two replays one revives it). None: no such message."""
+        ...
+
+    async def get_message(self, message_id: str) -> SentMessage | None: ...
 
     async def skip(self, consumer: str, event_id: str) -> None:
         """Only the inbox row: the event needs no message (no such order, no email on it)."""

@@ -12,11 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra import audit
+from infra.money import Money
 from infra.outbox import claim_inbox
 from infra.pii import PiiCipher, PiiError, mask_email
-from notification.biz.ports import Claim, NewMessage
-from notification.data.tables import dead_letters, inbox, messages
-from notification.model.message import MessageStatus, SentMessage
+from notification.biz.ports import Claim, NewMessage, Revived
+from notification.data.tables import audit_log, dead_letters, inbox, messages
+from notification.model.message import Kind, MessageStatus, Notice, SentMessage
 
 __all__ = ["SqlMessageRepo"]
 
@@ -33,6 +35,10 @@ _INSERT = (
         channel=sa.bindparam("b_channel"),
         recipient=sa.bindparam("b_recipient"),
         subject=sa.bindparam("b_subject"),
+        cause=sa.bindparam("b_cause"),
+        amount_currency=sa.bindparam("b_amount_currency"),
+        amount_minor=sa.bindparam("b_amount_minor"),
+        payment_outcome=sa.bindparam("b_payment_outcome"),
         status=MessageStatus.SENDING.value,
         claim_token=sa.bindparam("b_token"),
         claimed_at=sa.func.now(),
@@ -91,6 +97,10 @@ class SqlMessageRepo:
             "b_channel": message.channel,
             "b_recipient": self._cipher.encrypt(message.recipient),
             "b_subject": message.subject,
+            "b_cause": n.cause,
+            "b_amount_currency": n.amount.currency_code if n.amount else None,
+            "b_amount_minor": n.amount.amount_minor if n.amount else None,
+            "b_payment_outcome": n.payment_outcome,
             "b_token": token,
             "b_lease": lease_seconds,
         }
@@ -167,6 +177,41 @@ class SqlMessageRepo:
             )
             await claim_inbox(conn, inbox, consumer, event_id)
         return True
+
+    async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
+        lease = sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("b_lease", type_=sa.Float))
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    messages.update()
+                    .where(m.message_id == message_id, m.status == MessageStatus.DEAD.value)
+                    .values(
+                        status=MessageStatus.SENDING.value,
+                        claim_token=token,
+                        claimed_at=sa.func.now(),
+                        lease_until=lease,
+                        updated_at=sa.func.now(),
+                    )
+                    .returning(*messages.c),
+                    {"b_lease": lease_seconds},
+                )
+            ).first()
+            if row is None:
+                current = (await conn.execute(sa.select(messages).where(m.message_id == message_id))).first()
+                return None if current is None else Revived(self._message(current), None)
+            # It leaves the dead letters; a replay that fails again buries it anew.
+            await conn.execute(dead_letters.delete().where(dead_letters.c.message_id == message_id))
+            await audit.record(conn, audit_log, f"messages/{message_id}", f"orders/{row.order_id}")
+        amount = Money(row.amount_currency, row.amount_minor) if row.amount_currency is not None else None
+        notice = Notice(
+            row.event_id, row.event_type, Kind(row.kind), row.order_id, row.cause, amount, row.payment_outcome
+        )
+        return Revived(self._message(row), notice)
+
+    async def get_message(self, message_id: str) -> SentMessage | None:
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(sa.select(messages).where(m.message_id == message_id))).first()
+        return None if row is None else self._message(row)
 
     async def skip(self, consumer: str, event_id: str) -> None:
         async with self._engine.begin() as conn:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from infra.audit import audit_log_table
 from infra.migrate import SCHEMAS
 from infra.outbox import inbox_table
 
-__all__ = ["SCHEMA", "dead_letters", "inbox", "messages", "metadata"]
+__all__ = ["SCHEMA", "audit_log", "dead_letters", "inbox", "messages", "metadata"]
 
 SCHEMA = SCHEMAS["notification"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -40,6 +41,11 @@ messages = sa.Table(
     sa.Column("claim_token", sa.Text, nullable=False, server_default=""),
     sa.Column("claimed_at", sa.DateTime(timezone=True)),
     sa.Column("lease_until", sa.DateTime(timezone=True)),
+    # What the notice said besides its kind (migration 0003), so a dead letter can be rendered again.
+    sa.Column("cause", sa.Text, nullable=False, server_default=""),
+    sa.Column("amount_currency", sa.Text),
+    sa.Column("amount_minor", sa.BigInteger),
+    sa.Column("payment_outcome", sa.Text, nullable=False, server_default=""),
     sa.UniqueConstraint("event_id", "kind", name="messages_event_kind_key"),
     sa.CheckConstraint("status in ('SENDING','SENT','DEAD')", name="messages_status_valid"),
     sa.Index("messages_order_idx", "order_id"),
@@ -56,3 +62,6 @@ dead_letters = sa.Table(
 )
 
 inbox = inbox_table(metadata)
+
+# Admin actions (ReplayDeadLetter), append-only (infra.audit).
+audit_log = audit_log_table(metadata)

@@ -53,6 +53,12 @@ DESIGN_ROUTES = [
         {"order_id": "o1"},
     ),
     ("GET", "/v1/admin/audit", "/kassa.audit.v1.AuditService/ListAuditEntries", {}),
+    (
+        "POST",
+        "/v1/admin/notifications/dead-letters:replay",
+        "/kassa.notification.v1.NotificationService/ReplayDeadLetter",
+        {},
+    ),
 ]
 
 
@@ -93,7 +99,7 @@ def test_each_service_goes_to_its_backend(rpc: str, backend: str) -> None:
 
 def test_the_audit_log_is_asked_of_every_audited_service() -> None:
     (route,) = TABLE.for_rpc("/kassa.audit.v1.AuditService/ListAuditEntries")
-    assert route.rpc.backends == ("order", "payment", "warehouse", "pricing", "promotion")
+    assert route.rpc.backends == ("order", "payment", "warehouse", "pricing", "promotion", "notification")
     (get_cart,) = TABLE.for_rpc("/kassa.checkout.v1.CartService/GetCart")
     assert get_cart.rpc.backends == ("checkout",)
 
