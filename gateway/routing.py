@@ -30,6 +30,7 @@ from infra.audit import AUDITED_SERVICES
 from infra.ops import OUTBOX_SERVICES
 from kassa.audit.v1 import audit_service_pb2
 from kassa.checkout.v1 import cart_service_pb2, checkout_admin_service_pb2, checkout_service_pb2
+from kassa.notification.v1 import notification_service_pb2
 from kassa.ops.v1 import outbox_service_pb2
 from kassa.order.v1 import order_service_pb2
 from kassa.payment.v1 import payment_admin_service_pb2, payment_service_pb2
@@ -66,10 +67,16 @@ SERVICE_MODULES: tuple[ModuleType, ...] = (
     stock_admin_service_pb2,
 )
 
-# What the route table is read from: the seven services, and the audit log every audited service serves
-# (kassa.audit.v1.AuditService, answered by fanning out to them: see gateway.audit).
-# The outbox status every service with an outbox serves (kassa.ops.v1.OutboxService: see gateway.ops) likewise.
-ROUTE_MODULES: tuple[ModuleType, ...] = (*SERVICE_MODULES, audit_service_pb2, outbox_service_pb2)
+# What the route table is read from: the seven services, the notification service's admin route (replaying a
+# dead letter), the audit log every audited service serves (kassa.audit.v1.AuditService, answered by fanning out
+# to them: see gateway.audit), and the outbox status every service with an outbox serves (kassa.ops.v1.OutboxService:
+# see gateway.ops) likewise.
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    *SERVICE_MODULES,
+    notification_service_pb2,
+    audit_service_pb2,
+    outbox_service_pb2,
+)
 
 # Packages whose services no one backend serves: the backends that serve them instead.
 SHARED_SERVICES: dict[str, tuple[str, ...]] = {"audit": AUDITED_SERVICES, "ops": OUTBOX_SERVICES}

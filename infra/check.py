@@ -2,9 +2,11 @@
 
 Runnable against any stack (``python -m infra.check --database-url … --sandbox-url … [--nats-url …]``);
 ``make chaos`` runs it after its recovery window. Every check is read-only: one read-only Postgres
-transaction over the six schemas, the sandbox provider's intent list (``GET /v1/payment_intents``),
-and, with a NATS URL, the message ids of the five JetStream streams. Each check prints what it
-counted and, when it fails, the offending ids (at most ``--show`` of them).
+transaction over the schemas (one per database when the services have databases of their own:
+KASSA_<SERVICE>_DATABASE_URL or ``--service-database-url``, as infra.config gives them), the sandbox
+provider's intent list (``GET /v1/payment_intents``), and, with a NATS URL, the message ids of the five
+JetStream streams. Each check prints what it counted and, when it fails, the offending ids (at most
+``--show`` of them).
 
 The checks, by invariant:
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -43,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from infra.config import redact
+from infra.config import DATABASE_SERVICES, redact
 from infra.migrate import SCHEMAS
 
 __all__ = [
@@ -168,11 +171,25 @@ class Snapshot:
     stream_ids: dict[str, set[str]] | None = None
 
 
-def _read_database(database_url: str, grace_seconds: float) -> Snapshot:
+# The services whose tables the checks read.
+READ_SERVICES = ("checkout", "order", "payment", "warehouse", "promotion")
+
+
+def database_urls(database_url: str | None, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Each read service's database: its own (``overrides``, as KASSA_<SERVICE>_DATABASE_URL gives the services
+    themselves, infra.config) or else ``database_url``. ValueError naming the services left without one."""
+    urls = {svc: (overrides or {}).get(svc) or database_url or "" for svc in READ_SERVICES}
+    missing = [svc for svc, url in urls.items() if not url]
+    if missing:
+        raise ValueError(
+            f"no database URL for {', '.join(missing)}: give --database-url or KASSA_<SERVICE>_DATABASE_URL"
+        )
+    return urls
+
+
+def _connect(database_url: str) -> Any:
     import psycopg
 
-    s = SCHEMAS
-    snap = Snapshot()
     try:
         conn = psycopg.connect(
             sqlalchemy_to_libpq(database_url),
@@ -182,106 +199,127 @@ def _read_database(database_url: str, grace_seconds: float) -> Snapshot:
         )
     except psycopg.Error as exc:
         raise StackReadError(f"cannot connect to {redact(database_url)}: {exc}") from exc
-    with conn:
-        # One snapshot of every schema: REPEATABLE READ, so no check sees another's later state.
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        snap.stock = [
-            (sku, wh, int(on_hand), int(reserved), int(held))
-            for sku, wh, on_hand, reserved, held in conn.execute(
-                f"""SELECT st.sku, st.warehouse_id, st.on_hand, st.reserved,
-                           coalesce((SELECT sum(r.quantity) FROM {s["warehouse"]}.reservations r
-                                     WHERE r.sku = st.sku AND r.warehouse_id = st.warehouse_id
-                                       AND r.status = 'active'), 0)
-                    FROM {s["warehouse"]}.stock st ORDER BY st.sku, st.warehouse_id"""
-            )
-        ]
-        snap.expired_holds = [
-            (str(rid), ref, sku, str(expires))
-            for rid, ref, sku, expires in conn.execute(
-                f"""SELECT reservation_id, reservation_ref, sku, expires_at FROM {s["warehouse"]}.reservations
-                    WHERE status = 'active' AND expires_at < now() - make_interval(secs => %s)
-                    ORDER BY expires_at""",
-                (grace_seconds,),
-            )
-        ]
-        for ref, sku, wh, qty in conn.execute(
-            f"SELECT reservation_ref, sku, warehouse_id, quantity FROM {s['warehouse']}.reservations"
-            " WHERE status = 'confirmed'"
-        ):
-            snap.confirmed_units[(sku, wh)] = snap.confirmed_units.get((sku, wh), 0) + int(qty)
-            snap.sold_by_ref.setdefault(ref, Counter())[sku] += int(qty)
-        for oid, session, status, method, total in conn.execute(
-            f"SELECT order_id, checkout_session_id, status, payment_method, grand_total_minor FROM {s['order']}.orders"
-        ):
-            snap.orders[str(oid)] = (session, status, method, int(total))
-        snap.awaiting_capture = {
-            str(oid)
-            for (oid,) in conn.execute(
-                f"SELECT order_id FROM {s['order']}.orders WHERE payment_outcome = 'AUTHORIZED'"
-                " AND status IN ('CONFIRMED', 'AWAITING_SHIPMENT', 'PACKED')"
-            )
-        }
-        for oid, sku, qty in conn.execute(f"SELECT order_id, sku, quantity FROM {s['order']}.order_lines"):
-            snap.lines.setdefault(str(oid), Counter())[sku] += int(qty)
-        snap.payments = [
-            PaymentRow(str(pid), status, order_id, provider_id, int(refunded))
-            for pid, status, order_id, provider_id, refunded in conn.execute(
-                f"""SELECT payment_id, status, order_id, provider_payment_id, refunded_minor
-                    FROM {s["payment"]}.payments"""
-            )
-        ]
-        snap.refunds = [
-            (str(pid), int(captured), int(refunded))
-            for pid, captured, refunded in conn.execute(
-                f"""SELECT p.payment_id, p.captured_minor, coalesce(sum(r.amount_minor), 0)
-                    FROM {s["payment"]}.payments p JOIN {s["payment"]}.refunds r USING (payment_id)
-                    WHERE r.status = 'SUCCEEDED' GROUP BY p.payment_id, p.captured_minor"""
-            )
-        ]
-        snap.compensations = [
-            (str(cid), str(session), op, status)
-            for cid, session, op, status in conn.execute(
-                f"""SELECT id, session_id, operation, status FROM {s["checkout"]}.failed_compensations
-                    WHERE status <> 'done' ORDER BY created_at"""
-            )
-        ]
-        snap.confirming = [
-            (str(sid), str(since))
-            for sid, since in conn.execute(
-                f"""SELECT session_id, coalesce(confirm_started_at, updated_at) FROM {s["checkout"]}.checkout_sessions
-                    WHERE status = 'CONFIRMING' AND coalesce(confirm_started_at, updated_at)
-                          < now() - make_interval(secs => %s)""",
-                (grace_seconds,),
-            )
-        ]
-        for service in OUTBOX_SERVICES:
-            snap.outbox[service] = [
-                (str(eid), etype, status)
-                for eid, etype, status in conn.execute(
-                    f"SELECT event_id, event_type, status FROM {s[service]}.outbox ORDER BY created_at"
-                )
-            ]
-        snap.restock_lines = [
-            (str(eid), str(rid))
-            for eid, rid in conn.execute(
-                f"""SELECT o.event_id, line->>'reservation_id' FROM {s["warehouse"]}.outbox o,
-                           jsonb_array_elements(o.payload->'data'->'lines') AS line
-                    WHERE o.event_type = 'StockRestocked'"""
-            )
-        ]
-        snap.promotions = [
-            (code, int(used), int(reserved), int(confirmed_rows), int(reserved_rows))
-            for code, used, reserved, confirmed_rows, reserved_rows in conn.execute(
-                f"""SELECT p.code, p.used_count, p.reserved_count,
-                           count(u.*) FILTER (WHERE u.status = 'confirmed'),
-                           count(u.*) FILTER (WHERE u.status = 'reserved')
-                    FROM {s["promotion"]}.promotions p
-                    LEFT JOIN {s["promotion"]}.promotion_usages u USING (promotion_id)
-                    GROUP BY p.promotion_id, p.code, p.used_count, p.reserved_count"""
-            )
-        ]
-        conn.rollback()
+    return conn
+
+
+def _read_database(database_url: str | Mapping[str, str], grace_seconds: float) -> Snapshot:
+    """Read every schema, each on its service's database. Services sharing a database share one snapshot
+    (REPEATABLE READ); separate databases each get their own, begun back to back before any is read."""
+    urls = database_urls(database_url) if isinstance(database_url, str) else dict(database_url)
+    s = SCHEMAS
+    snap = Snapshot()
+    conns: dict[str, Any] = {}
+    try:
+        for url in dict.fromkeys(urls.values()):
+            conns[url] = _connect(url)
+        for c in conns.values():
+            c.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            c.execute("SELECT 1")  # the snapshot is taken at the first statement: take them all now
+        _read_into(snap, {svc: conns[url] for svc, url in urls.items()}, grace_seconds, s)
+    finally:
+        for c in conns.values():
+            with contextlib.suppress(Exception):
+                c.rollback()
+            c.close()
     return snap
+
+
+def _read_into(snap: Snapshot, db: Mapping[str, Any], grace_seconds: float, s: Mapping[str, str]) -> None:
+    snap.stock = [
+        (sku, wh, int(on_hand), int(reserved), int(held))
+        for sku, wh, on_hand, reserved, held in db["warehouse"].execute(
+            f"""SELECT st.sku, st.warehouse_id, st.on_hand, st.reserved,
+                       coalesce((SELECT sum(r.quantity) FROM {s["warehouse"]}.reservations r
+                                 WHERE r.sku = st.sku AND r.warehouse_id = st.warehouse_id
+                                   AND r.status = 'active'), 0)
+                FROM {s["warehouse"]}.stock st ORDER BY st.sku, st.warehouse_id"""
+        )
+    ]
+    snap.expired_holds = [
+        (str(rid), ref, sku, str(expires))
+        for rid, ref, sku, expires in db["warehouse"].execute(
+            f"""SELECT reservation_id, reservation_ref, sku, expires_at FROM {s["warehouse"]}.reservations
+                WHERE status = 'active' AND expires_at < now() - make_interval(secs => %s)
+                ORDER BY expires_at""",
+            (grace_seconds,),
+        )
+    ]
+    for ref, sku, wh, qty in db["warehouse"].execute(
+        f"SELECT reservation_ref, sku, warehouse_id, quantity FROM {s['warehouse']}.reservations"
+        " WHERE status = 'confirmed'"
+    ):
+        snap.confirmed_units[(sku, wh)] = snap.confirmed_units.get((sku, wh), 0) + int(qty)
+        snap.sold_by_ref.setdefault(ref, Counter())[sku] += int(qty)
+    for oid, session, status, method, total in db["order"].execute(
+        f"SELECT order_id, checkout_session_id, status, payment_method, grand_total_minor FROM {s['order']}.orders"
+    ):
+        snap.orders[str(oid)] = (session, status, method, int(total))
+    snap.awaiting_capture = {
+        str(oid)
+        for (oid,) in db["order"].execute(
+            f"SELECT order_id FROM {s['order']}.orders WHERE payment_outcome = 'AUTHORIZED'"
+            " AND status IN ('CONFIRMED', 'AWAITING_SHIPMENT', 'PACKED')"
+        )
+    }
+    for oid, sku, qty in db["order"].execute(f"SELECT order_id, sku, quantity FROM {s['order']}.order_lines"):
+        snap.lines.setdefault(str(oid), Counter())[sku] += int(qty)
+    snap.payments = [
+        PaymentRow(str(pid), status, order_id, provider_id, int(refunded))
+        for pid, status, order_id, provider_id, refunded in db["payment"].execute(
+            f"""SELECT payment_id, status, order_id, provider_payment_id, refunded_minor
+                FROM {s["payment"]}.payments"""
+        )
+    ]
+    snap.refunds = [
+        (str(pid), int(captured), int(refunded))
+        for pid, captured, refunded in db["payment"].execute(
+            f"""SELECT p.payment_id, p.captured_minor, coalesce(sum(r.amount_minor), 0)
+                FROM {s["payment"]}.payments p JOIN {s["payment"]}.refunds r USING (payment_id)
+                WHERE r.status = 'SUCCEEDED' GROUP BY p.payment_id, p.captured_minor"""
+        )
+    ]
+    snap.compensations = [
+        (str(cid), str(session), op, status)
+        for cid, session, op, status in db["checkout"].execute(
+            f"""SELECT id, session_id, operation, status FROM {s["checkout"]}.failed_compensations
+                WHERE status <> 'done' ORDER BY created_at"""
+        )
+    ]
+    snap.confirming = [
+        (str(sid), str(since))
+        for sid, since in db["checkout"].execute(
+            f"""SELECT session_id, coalesce(confirm_started_at, updated_at) FROM {s["checkout"]}.checkout_sessions
+                WHERE status = 'CONFIRMING' AND coalesce(confirm_started_at, updated_at)
+                      < now() - make_interval(secs => %s)""",
+            (grace_seconds,),
+        )
+    ]
+    for service in OUTBOX_SERVICES:
+        snap.outbox[service] = [
+            (str(eid), etype, status)
+            for eid, etype, status in db[service].execute(
+                f"SELECT event_id, event_type, status FROM {s[service]}.outbox ORDER BY created_at"
+            )
+        ]
+    snap.restock_lines = [
+        (str(eid), str(rid))
+        for eid, rid in db["warehouse"].execute(
+            f"""SELECT o.event_id, line->>'reservation_id' FROM {s["warehouse"]}.outbox o,
+                       jsonb_array_elements(o.payload->'data'->'lines') AS line
+                WHERE o.event_type = 'StockRestocked'"""
+        )
+    ]
+    snap.promotions = [
+        (code, int(used), int(reserved), int(confirmed_rows), int(reserved_rows))
+        for code, used, reserved, confirmed_rows, reserved_rows in db["promotion"].execute(
+            f"""SELECT p.code, p.used_count, p.reserved_count,
+                       count(u.*) FILTER (WHERE u.status = 'confirmed'),
+                       count(u.*) FILTER (WHERE u.status = 'reserved')
+                FROM {s["promotion"]}.promotions p
+                LEFT JOIN {s["promotion"]}.promotion_usages u USING (promotion_id)
+                GROUP BY p.promotion_id, p.code, p.used_count, p.reserved_count"""
+        )
+    ]
 
 
 def read_intents(sandbox_url: str) -> list[dict[str, Any]]:
@@ -618,14 +656,15 @@ def evaluate(snap: Snapshot, initial: Mapping[tuple[str, str], int] | None = Non
 
 
 def check_stack(
-    database_url: str,
+    database_url: str | Mapping[str, str],
     *,
     sandbox_url: str | None = None,
     nats_url: str | None = None,
     initial_stock: Mapping[tuple[str, str], int] | None = None,
     grace_seconds: float = 30.0,
 ) -> list[Finding]:
-    """Read the stack and run every check. Raises :class:`StackReadError` when something can't be read."""
+    """Read the stack and run every check. ``database_url``: one database for every schema, or each read
+    service's own (:func:`database_urls`). Raises :class:`StackReadError` when something can't be read."""
     snap = _read_database(database_url, grace_seconds)
     if sandbox_url:
         snap.intents = read_intents(sandbox_url)
@@ -665,7 +704,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kassa check",
         description="Prove DESIGN.md §4's invariants on a stack's databases and its provider's ledger.",
     )
-    p.add_argument("--database-url", default=os.environ.get("KASSA_DATABASE_URL"), help="default: $KASSA_DATABASE_URL")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("KASSA_DATABASE_URL"),
+        help="the database of every service without one of its own (default: $KASSA_DATABASE_URL)",
+    )
+    p.add_argument(
+        "--service-database-url",
+        action="append",
+        default=[],
+        metavar="SERVICE=URL",
+        help="a service's own database, as the services read KASSA_<SERVICE>_DATABASE_URL (which is the default)",
+    )
     p.add_argument(
         "--sandbox-url",
         default=os.environ.get("KASSA_SANDBOX_URL"),
@@ -692,15 +742,30 @@ def _none(value: str | None) -> str | None:
     return None if not value or value.lower() == "none" else value
 
 
+def _service_urls(pairs: Sequence[str]) -> dict[str, str]:
+    """KASSA_<SERVICE>_DATABASE_URL from the environment, then each --service-database-url SERVICE=URL."""
+    urls = {svc: url for svc in DATABASE_SERVICES if (url := os.environ.get(f"KASSA_{svc.upper()}_DATABASE_URL"))}
+    for pair in pairs:
+        svc, sep, url = pair.partition("=")
+        if not sep or svc not in DATABASE_SERVICES or not url:
+            raise ValueError(
+                f"--service-database-url wants SERVICE=URL with SERVICE one of {', '.join(DATABASE_SERVICES)}"
+            )
+        urls[svc] = url
+    return urls
+
+
 def main(argv: Sequence[str] | None = None, *, out: Callable[[str], object] = print) -> int:
     args = build_parser().parse_args(argv)
-    if not args.database_url:
-        sys.stderr.write("kassa check: --database-url (or $KASSA_DATABASE_URL) is required\n")
+    try:
+        urls = database_urls(args.database_url, _service_urls(args.service_database_url))
+    except ValueError as exc:
+        sys.stderr.write(f"kassa check: {exc}\n")
         return 2
     try:
         initial = read_initial_stock(args.initial_stock) if args.initial_stock else None
         findings = check_stack(
-            args.database_url,
+            urls,
             sandbox_url=_none(args.sandbox_url),
             nats_url=_none(args.nats_url),
             initial_stock=initial,
@@ -709,10 +774,11 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], object] = pr
     except (StackReadError, OSError, ValueError) as exc:
         sys.stderr.write(f"kassa check: {exc}\n")
         return 2
-    out(
-        f"kassa check: {redact(args.database_url)}"
-        + (f", provider {args.sandbox_url}" if _none(args.sandbox_url) else "")
+    databases = ", ".join(
+        f"{redact(url)} ({', '.join(svc for svc, u in urls.items() if u == url)})"
+        for url in dict.fromkeys(urls.values())
     )
+    out(f"kassa check: {databases}" + (f", provider {args.sandbox_url}" if _none(args.sandbox_url) else ""))
     out(format_findings(findings, show=args.show))
     if args.json:
         args.json.write_text(json.dumps([f.as_dict() for f in findings], indent=2) + "\n")

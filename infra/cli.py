@@ -408,7 +408,9 @@ def cmd_stock_check(args: argparse.Namespace) -> int:
 
 def cmd_mail(args: argparse.Namespace) -> int:
     """What the local SMTP sink received (``kassa mail``, ``kassa mail KEY``), or the notification service's
-    dead letters (``kassa mail --dead``, an admin call)."""
+    dead letters (``kassa mail --dead``; ``kassa mail --replay MESSAGE_ID`` sends one again: admin calls)."""
+    if args.replay:
+        return _replay_dead_letter(args)
     if args.dead:
         return _dead_letters(args)
     from infra.smtp_sink import read_mailbox
@@ -458,6 +460,31 @@ def _dead_letters(args: argparse.Namespace) -> int:
     for m in reply.messages:
         print(f"{m.message_id}  {m.kind:<15} order {m.order_id}  to {m.recipient}  after {m.attempts}: {m.last_error}")
     return 0
+
+
+def _replay_dead_letter(args: argparse.Namespace) -> int:
+    from kassa.notification.v1 import notification_service_pb2 as pb
+    from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
+
+    settings = _local_settings()
+    token = mint_token(settings.jwt_secret, "kassa-cli", role=ROLE_ADMIN, ttl_seconds=300)
+
+    async def call() -> pb.ReplayDeadLetterResponse:
+        async with open_channel(settings.addr("notification"), settings.grpc_tls) as channel:
+            # The send itself may retry for ~20 s: a longer deadline than an ordinary call.
+            return await pb_grpc.NotificationServiceStub(channel).ReplayDeadLetter(
+                pb.ReplayDeadLetterRequest(message_id=args.replay),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=max(settings.rpc_timeout_seconds, 60.0),
+            )
+
+    try:
+        m = asyncio.run(call()).message
+    except grpc.aio.AioRpcError as exc:
+        raise CommandFailed(f"ReplayDeadLetter: {exc.code().name}: {exc.details()}") from exc
+    status = pb.MessageStatus.Name(m.status).removeprefix("MESSAGE_STATUS_")
+    print(f"{m.message_id}  {m.kind:<15} order {m.order_id}  to {m.recipient}  {status}  {m.last_error}".rstrip())
+    return 0 if m.status == pb.MESSAGE_STATUS_SENT else 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -517,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     mail.add_argument("--dir", help="the sink's folder (default: $KASSA_MAIL_DIR or .kassa/stack/mail)")
     mail.add_argument("--html", action="store_true", help="show the HTML part instead of the text")
     mail.add_argument("--dead", action="store_true", help="list the notification service's dead letters (admin)")
+    mail.add_argument(
+        "--replay", metavar="MESSAGE_ID", help="send this dead letter again, once (admin; its id from --dead)"
+    )
     mail.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     mail.set_defaults(func=cmd_mail)
 

@@ -63,6 +63,7 @@ from infra.config import (
 from infra.faults import CRASH_EXIT_CODE
 from infra.localstack import StackEndpoints, free_ports
 from infra.procs import port_is_free, read_log_tail, stop_children
+from infra.tls import MutualTls
 
 __all__ = [
     "MESH_ORDER",
@@ -349,6 +350,12 @@ class _Process:
         return read_log_tail(self.log_path, self.log_offset, _LOG_TAIL_LINES)
 
 
+def _grpc_tls(env: Mapping[str, str]) -> MutualTls | None:
+    """The client side of KASSA_GRPC_TLS_* (all three files set), as infra.config reads it; None without."""
+    files = [env.get(f"KASSA_GRPC_TLS_{part}_FILE") for part in ("CA", "CERT", "KEY")]
+    return MutualTls(*files) if all(files) else None  # type: ignore[arg-type]
+
+
 class Mesh:
     """Start processes one after the other, each only once the previous one is healthy.
 
@@ -390,6 +397,9 @@ class Mesh:
         self._given_up: dict[str, int] = {}
         self._stopping = threading.Event()
         self._watchers: list[threading.Thread] = []
+        # With mutual TLS (KASSA_GRPC_TLS_*, which the processes inherit) a service takes only clients with a
+        # certificate its CA signed: the health probe presents the same one.
+        self._grpc_tls = _grpc_tls({**os.environ, **self.env})
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -695,10 +705,15 @@ class Mesh:
     def _probe(self, spec: ProcessSpec) -> bool:
         return self._grpc_healthy(spec) if spec.health == "grpc" else self._http_healthy(spec)
 
-    @staticmethod
-    def _grpc_healthy(spec: ProcessSpec) -> bool:
+    def _grpc_healthy(self, spec: ProcessSpec) -> bool:
         """grpc.health.v1 overall status (service "") is SERVING."""
-        with grpc.insecure_channel(spec.addr) as channel:
+        tls = self._grpc_tls
+        channel = (
+            grpc.insecure_channel(spec.addr)
+            if tls is None
+            else grpc.secure_channel(spec.addr, tls.channel_credentials())
+        )
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=_PROBE_TIMEOUT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+from infra.audit import AuditTrail
 from infra.channels import ServiceCredentials, open_channel
 from infra.config import ConfigError, Settings
 from infra.db import create_engine
@@ -21,7 +22,9 @@ from notification.adapter.order_adapter import GrpcOrderAdapter
 from notification.adapter.smtp_sender import SmtpEmailSender, SmtpSettings
 from notification.biz.notify import Notify
 from notification.data.gauges import DeadLetterGauges
+from notification.biz.replay import ReplayDeadLetter
 from notification.data.repo import SqlMessageRepo
+from notification.data.tables import audit_log
 from notification.service.notification_service import NotificationService
 from notification.worker.order_events import order_events_consumer, payment_events_consumer
 
@@ -47,21 +50,22 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
 
     repo = SqlMessageRepo(engine, cipher)
     creds = ServiceCredentials(settings.service_secret, "notification")
-    notify = Notify(
-        repo,
-        GrpcOrderAdapter(order_channel, creds, settings.rpc_timeout_seconds),
-        JinjaRenderer(),
-        SmtpEmailSender(smtp, settings.mail_from),
-    )
+    order_directory = GrpcOrderAdapter(order_channel, creds, settings.rpc_timeout_seconds)
+    renderer, sender = JinjaRenderer(), SmtpEmailSender(smtp, settings.mail_from)
+    notify = Notify(repo, order_directory, renderer, sender)
+    replay = ReplayDeadLetter(repo, order_directory, renderer, sender)
+    audit = AuditTrail(engine, audit_log, service="notification", reads=("ListMessages", "ListDeadLetters"))
     orders = order_events_consumer(js, notify)
     payments = payment_events_consumer(js, notify)
     return App(
         registrations=[
             Registration(
                 add_NotificationServiceServicer_to_server,
-                NotificationService(repo),
+                NotificationService(repo, replay),
                 "kassa.notification.v1.NotificationService",
-            )
+            ),
+            audit.registration,
         ],
         workers=[orders.run, payments.run, GaugeRefresher([DeadLetterGauges(engine).refresh]).run],
+        interceptors=[audit.interceptor],
     )

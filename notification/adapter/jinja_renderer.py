@@ -11,7 +11,7 @@ from __future__ import annotations
 import jinja2
 
 from notification.model.formatting import format_money, format_window
-from notification.model.message import Kind, Notice, OrderView, Rendered
+from notification.model.message import Kind, Notice, OrderView, Rendered, payment_terms
 
 __all__ = ["SUBJECTS", "JinjaRenderer"]
 
@@ -45,6 +45,7 @@ class JinjaRenderer:
         context = {
             "order": order,
             "notice": notice,
+            "payment": payment_terms(notice, order).value,
             "subject": subject,
             "window": format_window(window.earliest, window.latest) if window and kind in _SHOW_WINDOW else "",
         }

@@ -13,7 +13,6 @@ from datetime import date
 import grpc
 
 from infra.channels import ServiceCredentials, call_metadata
-from infra.errors import NotFound
 from infra.grpc_errors import to_domain_error
 from infra.pb import money_from_pb
 from kassa.order.v1 import order_pb2
@@ -78,8 +77,6 @@ class GrpcOrderAdapter:
                 pb.GetOrderRequest(order_id=order_id), timeout=self._timeout, metadata=call_metadata(self._creds)
             )
         except grpc.aio.AioRpcError as exc:
-            error = to_domain_error(exc)
-            if isinstance(error, NotFound):
-                return None
-            raise error from None
+            # NotFound and every other refusal go to the use case, which tells a lasting one from a passing one.
+            raise to_domain_error(exc) from None
         return order_view(resp.order)

@@ -4,16 +4,21 @@ Each message goes out as a multipart/alternative (plain text, then HTML) with th
 chose, so every attempt at one notice carries the same id. Transient failures (no connection, a timeout, a
 4xx answer) are retried here with exponential backoff and jitter (tenacity) within ``retry_seconds``; what is
 still failing then, and any 5xx answer, is reported as :class:`DeliveryFailed` (permanent for 5xx), and the
-use case decides between a later redelivery and the dead-letter table. Error texts carry the SMTP code and
+use case decides between a later redelivery and the dead-letter table. The one exception is a connection that
+times out or drops once the message has been handed over (DATA): the server may have accepted it, so it is
+not sent again at once but reported as a temporary failure at once, and comes back with the use case's
+backoff (with the same Message-ID). Error texts carry the SMTP code and
 never the server's own words, which quote the recipient's address.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -55,6 +60,28 @@ class SmtpSettings:
 
 class _Transient(Exception):
     pass
+
+
+class _MaybeDelivered(TimeoutError):
+    """The connection timed out or dropped during DATA: the server may have taken the message.
+    A TimeoutError, so the client's ``async with`` closes the connection without a QUIT."""
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, telling a failure during DATA from one before it."""
+
+    async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        try:
+            return await super().data(*args, **kwargs)
+        except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected, OSError, TimeoutError) as exc:
+            raise _MaybeDelivered(type(exc).__name__) from None
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            # Cut off (the consumer's handler timeout): drop the connection, no QUIT that could wait a full timeout.
+            self.close()
+            return
+        await super().__aexit__(exc_type, exc, traceback)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -105,21 +132,28 @@ class SmtpEmailSender:
                     await self._once(email)
         except _Transient as exc:
             raise DeliveryFailed(str(exc), permanent=False) from None
+        except _MaybeDelivered as exc:
+            raise DeliveryFailed(
+                f"SMTP {exc} after DATA: the server may have accepted the message", permanent=False
+            ) from None
 
     async def _once(self, email: EmailMessage) -> None:
         s = self._smtp
+        client = _Client(
+            hostname=s.hostname,
+            port=s.port,
+            username=s.username,
+            password=s.password,
+            use_tls=s.use_tls,
+            start_tls=s.start_tls,
+            timeout=self._timeout,
+            tls_context=self._tls,
+        )
         try:
-            await aiosmtplib.send(
-                email,
-                hostname=s.hostname,
-                port=s.port,
-                username=s.username,
-                password=s.password,
-                use_tls=s.use_tls,
-                start_tls=s.start_tls,
-                timeout=self._timeout,
-                tls_context=self._tls,
-            )
+            async with client:
+                await client.send_message(email)
+        except _MaybeDelivered:
+            raise
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({r.code for r in exc.recipients})
             if all(400 <= c < 500 for c in codes):

@@ -10,9 +10,18 @@ after the channel accepted it. So
   (:func:`~notification.model.message.message_id_for`), which mail systems use to recognise a repeat.
   SMTP has no idempotency key, so exactly-once cannot be had from the protocol; we chose a rare duplicate
   over a lost confirmation, and made it recognisable;
-* a send that fails is counted on the row; transient failures come back with backoff (the consumer's
+* the claim is a **lease** (``NotifyPolicy.lease_seconds``, longer than the consumer's handler timeout): of two
+  replicas handling the same event at once (a redelivery outside JetStream's duplicate window, an ack that
+  came too late), one holds it and sends; the other finds it held and comes back when the lease ends, to
+  find it settled. A claim left by a process that died is taken over once its lease lapses;
+* a send that fails, or is cut off by the consumer's handler timeout, is counted on the row; transient failures
+  come back with backoff (the consumer's
   redelivery), and after ``max_attempts`` sends, or at once for a permanent refusal, the message is buried in
   the dead-letter table with the inbox row, for an operator (``kassa mail --dead``).
+
+An order that can't be read for good (GetOrder NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT) is a dead letter
+naming the refusal, for an operator to see (and replay); a refusal that may pass (UNAVAILABLE, DEADLINE_EXCEEDED,
+RESOURCE_EXHAUSTED, INTERNAL…) brings the event back later. No event is dropped silently.
 
 Protects DESIGN.md §4.5 for the customer's inbox (an event's effect, the email, is applied once), and keeps
 personal data where it belongs: the address comes from the order service per message and is stored only
@@ -21,11 +30,13 @@ encrypted; nothing logged names it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 
-from infra.errors import DomainError, Unavailable
-from notification.biz.ports import DeliveryFailed, MessageRepo, NewMessage, OrderDirectory, Renderer, Sender
+from infra.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
+from notification.biz.ports import Claim, DeliveryFailed, MessageRepo, NewMessage, OrderDirectory, Renderer, Sender
 from notification.model.message import MessageStatus, Notice, OutgoingMessage, message_id_for
 
 __all__ = ["CONSUMER", "PAYMENTS_CONSUMER", "Notify", "NotifyPolicy", "SendLater"]
@@ -35,6 +46,10 @@ CONSUMER = "notification-orders"
 PAYMENTS_CONSUMER = "notification-payments"
 
 log = logging.getLogger("kassa.notification")
+
+
+# GetOrder refusals that retrying cannot change.
+_ORDER_GONE = (NotFound, PermissionDenied, InvalidArgument)
 
 
 class SendLater(Exception):
@@ -48,9 +63,14 @@ class SendLater(Exception):
 @dataclass(frozen=True, slots=True)
 class NotifyPolicy:
     """``max_attempts`` sends (each already retried briefly by the channel) before a message is dead; the
-    event comes back after ``backoff_seconds * 2**(attempts-1)``, at most ``max_backoff_seconds``."""
+    event comes back after ``backoff_seconds * 2**(attempts-1)``, at most ``max_backoff_seconds``. A claim
+    is leased for ``lease_seconds``: longer than one handling of an event may last (the consumer cuts it off
+    after 40 s), so a live sender never loses it."""
 
     max_attempts: int = 5
+    lease_seconds: float = 60.0
+    # How soon an event whose order could not be read for a passing reason (an outage) comes back.
+    order_retry_seconds: float = 10.0
     backoff_seconds: float = 5.0
     max_backoff_seconds: float = 300.0
     message_domain: str = "notification.kassa"
@@ -79,39 +99,88 @@ class Notify:
             return "duplicate"
         try:
             order = await self._orders.get(notice.order_id)
-        except Unavailable:
-            raise
+        except _ORDER_GONE as refused:
+            # The order service will say the same thing next time: an operator's case, not a silent drop.
+            return await self._undeliverable(notice, consumer, f"GetOrder refused: {refused.reason}")
         except DomainError as refused:
-            # Not a passing outage: the order service will say the same thing next time.
-            log.error("order %s can't be read (%s); no %s message", notice.order_id, refused.reason, notice.kind)
-            order = None
-        if order is None or not order.email:
+            # UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, our own token refused…: it may pass.
+            raise SendLater(f"order {notice.order_id} can't be read now ({refused.reason})",
+                            self._policy.order_retry_seconds) from refused  # fmt: skip
+        if order is None:
+            return await self._undeliverable(notice, consumer, "GetOrder: no such order")
+        if not order.email:
             await self._repo.skip(consumer, notice.event_id)
-            return "no order or no email: nothing to send"
+            return "no email on the order: nothing to send"
         rendered = self._renderer.render(notice.kind, order, notice)
         message_id = message_id_for(notice, self._policy.message_domain)
+        token = uuid.uuid4().hex
         claim = await self._repo.claim(
-            NewMessage(message_id, notice, self._sender.channel, order.email, rendered.subject)
+            NewMessage(message_id, notice, self._sender.channel, order.email, rendered.subject),
+            token,
+            self._policy.lease_seconds,
         )
         if claim.status is not MessageStatus.SENDING:
             # Settled by an earlier delivery whose inbox row is missing (written before the inbox existed).
             await self._repo.skip(consumer, notice.event_id)
             return f"already {claim.status.value.lower()}"
+        if not claim.held:
+            # Another replica is sending it right now: look again once its lease is over.
+            raise SendLater("another sender holds the message's claim", max(claim.lease_left_seconds, 1.0))
+        if claim.attempts >= self._policy.max_attempts:
+            # Its last sends were cut off (they count too): it is not tried again.
+            error = f"undeliverable: {claim.attempts} sends failed or were cut off"
+            if not await self._repo.bury(message_id, token, error, consumer, notice.event_id):
+                raise SendLater("another sender took the message over", self._policy.delay(claim.attempts))
+            log.error("%s message for order %s is undeliverable", notice.kind, notice.order_id)
+            return "dead letter"
         message = OutgoingMessage(message_id, order.email, rendered.subject, rendered.text, rendered.html)
         try:
             await self._sender.send(message)
+        except asyncio.CancelledError:
+            # Cut off mid-send (the consumer's handler timeout, a shutdown): counted like any failed send, so an
+            # event whose send always hangs ends in the dead letters instead of coming back for ever. Shielded:
+            # the count is written even though this task is being cancelled.
+            await asyncio.shield(
+                self._repo.record_failure(message_id, token, "send cut off before the channel answered")
+            )
+            raise
         except DeliveryFailed as failed:
-            return await self._failed(notice, message_id, failed, consumer)
+            return await self._failed(
+                notice, failed, message_id=message_id, token=token, claim=claim, consumer=consumer
+            )
         await self._repo.mark_sent(message_id, consumer, notice.event_id)
         return f"{notice.kind.value} sent" + ("" if claim.fresh else " again (an earlier attempt did not finish)")
 
-    async def _failed(self, notice: Notice, message_id: str, failed: DeliveryFailed, consumer: str) -> str:
+    async def _undeliverable(self, notice: Notice, consumer: str, why: str) -> str:
+        """The order can't be read for good: a dead letter naming why (no recipient known), with the inbox row."""
+        message_id = message_id_for(notice, self._policy.message_domain)
+        token = uuid.uuid4().hex
+        subject = f"{notice.kind.value} for order {notice.order_id}"
+        claim = await self._repo.claim(
+            NewMessage(message_id, notice, self._sender.channel, "", subject), token, self._policy.lease_seconds
+        )
+        if claim.status is not MessageStatus.SENDING:
+            await self._repo.skip(consumer, notice.event_id)
+            return f"already {claim.status.value.lower()}"
+        if not claim.held:
+            raise SendLater("another sender holds the message's claim", max(claim.lease_left_seconds, 1.0))
+        if not await self._repo.bury(message_id, token, why, consumer, notice.event_id):
+            raise SendLater("another sender took the message over", self._policy.order_retry_seconds)
+        log.error("order %s: no %s message (%s); kept as a dead letter", notice.order_id, notice.kind, why)
+        return "dead letter"
+
+    async def _failed(
+        self, notice: Notice, failed: DeliveryFailed, *, message_id: str, token: str, claim: Claim, consumer: str
+    ) -> str:
         error = str(failed)[:500]
-        attempts = await self._repo.record_failure(message_id, error)
+        attempts = claim.attempts + 1
         if failed.permanent or attempts >= self._policy.max_attempts:
-            await self._repo.bury(message_id, error, consumer, notice.event_id)
+            # Counted and buried in one transaction, under this sender's lease.
+            if not await self._repo.bury(message_id, token, error, consumer, notice.event_id, count_attempt=True):
+                raise SendLater("another sender took the message over", self._policy.delay(attempts))
             log.error(
                 "%s message for order %s is undeliverable after %d attempts", notice.kind, notice.order_id, attempts
             )
             return "dead letter"
+        attempts = await self._repo.record_failure(message_id, token, error)
         raise SendLater(f"send failed ({error}); attempt {attempts}", self._policy.delay(attempts))

@@ -22,6 +22,7 @@ __all__ = [
     "NewMessage",
     "OrderDirectory",
     "Renderer",
+    "Revived",
     "Sender",
 ]
 
@@ -48,7 +49,8 @@ class Sender(Protocol):
 
 
 class OrderDirectory(Protocol):
-    """The order as the customer is shown it; None when there is no such order."""
+    """The order as the customer is shown it. Raises the order service's refusal as an ``infra.errors``
+    DomainError (NotFound, PermissionDenied, Unavailable for an outage or a deadline…)."""
 
     async def get(self, order_id: str) -> OrderView | None: ...
 
@@ -70,11 +72,23 @@ class NewMessage:
 class Claim:
     """The message row for a notice after claiming it: ``status`` SENDING for one to send, SENT or DEAD for
     one already settled. ``fresh``: this claim created the row; otherwise an earlier attempt was interrupted
-    (or failed ``attempts`` times) before the outcome was committed."""
+    (or failed ``attempts`` times) before the outcome was committed. ``held``: this caller holds the lease on
+    the SENDING row and is the one sender; if another does, its lease ends in ``lease_left_seconds``."""
 
     status: MessageStatus
     attempts: int
     fresh: bool
+    held: bool = True
+    lease_left_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Revived:
+    """A dead letter taken back for a replay: ``notice`` is set when this call moved it DEAD → SENDING (and holds
+    its lease); otherwise the message is as it stands (not dead: sent, being sent, replayed already)."""
+
+    message: SentMessage
+    notice: Notice | None
 
 
 class MessageRepo(Protocol):
@@ -82,21 +96,34 @@ class MessageRepo(Protocol):
         """The inbox has this event: it was handled (sent, buried or skipped) and committed."""
         ...
 
-    async def claim(self, message: NewMessage) -> Claim:
-        """Insert the message as SENDING unless the notice has one; return the row as it is now."""
+    async def claim(self, message: NewMessage, token: str, lease_seconds: float) -> Claim:
+        """Insert the message as SENDING leased to ``token`` for ``lease_seconds`` unless the notice has a row;
+        take over a SENDING row whose lease lapsed; return the row as it is now (``held`` when ``token`` has it).
+        One conditional statement each, so of two claimers racing exactly one holds the lease."""
         ...
 
     async def mark_sent(self, message_id: str, consumer: str, event_id: str) -> None:
-        """SENT, and the event's inbox row, in one transaction."""
+        """SENT (the lease ends), and the event's inbox row, in one transaction."""
         ...
 
-    async def record_failure(self, message_id: str, error: str) -> int:
-        """Count a failed send; the number of attempts so far."""
+    async def record_failure(self, message_id: str, token: str, error: str) -> int:
+        """Count a failed send and end ``token``'s lease; the number of attempts so far."""
         ...
 
-    async def bury(self, message_id: str, error: str, consumer: str, event_id: str) -> None:
-        """DEAD, its dead-letter row and the event's inbox row, in one transaction."""
+    async def bury(
+        self, message_id: str, token: str, error: str, consumer: str, event_id: str, *, count_attempt: bool = False
+    ) -> bool:
+        """DEAD (``count_attempt``: counting one more failed send), its dead-letter row and the event's inbox row,
+        in one transaction, if the message is still SENDING and ``token`` holds it (or nobody does); False when
+        another sender has taken it over."""
         ...
+
+    async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
+        """A DEAD message back to SENDING leased to ``token``, out of the dead letters, with the admin's audit
+        entry, in one transaction (a conditional UPDATE: of two replays one revives it). None: no such message."""
+        ...
+
+    async def get_message(self, message_id: str) -> SentMessage | None: ...
 
     async def skip(self, consumer: str, event_id: str) -> None:
         """Only the inbox row: the event needs no message (no such order, no email on it)."""

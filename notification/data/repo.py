@@ -12,11 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra import audit
+from infra.money import Money
 from infra.outbox import claim_inbox
 from infra.pii import PiiCipher, PiiError, mask_email
-from notification.biz.ports import Claim, NewMessage
-from notification.data.tables import dead_letters, inbox, messages
-from notification.model.message import MessageStatus, SentMessage
+from notification.biz.ports import Claim, NewMessage, Revived
+from notification.data.tables import audit_log, dead_letters, inbox, messages
+from notification.model.message import Kind, MessageStatus, Notice, SentMessage
 
 __all__ = ["SqlMessageRepo"]
 
@@ -33,14 +35,42 @@ _INSERT = (
         channel=sa.bindparam("b_channel"),
         recipient=sa.bindparam("b_recipient"),
         subject=sa.bindparam("b_subject"),
+        cause=sa.bindparam("b_cause"),
+        amount_currency=sa.bindparam("b_amount_currency"),
+        amount_minor=sa.bindparam("b_amount_minor"),
+        payment_outcome=sa.bindparam("b_payment_outcome"),
         status=MessageStatus.SENDING.value,
+        claim_token=sa.bindparam("b_token"),
+        claimed_at=sa.func.now(),
+        lease_until=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("b_lease", type_=sa.Float)),
     )
     .on_conflict_do_nothing()
     .returning(m.status, m.attempts)
 )
-_CURRENT = sa.select(m.status, m.attempts).where(
-    m.event_id == sa.bindparam("b_event_id"), m.kind == sa.bindparam("b_kind")
+_THIS_NOTICE = (m.event_id == sa.bindparam("b_event_id"), m.kind == sa.bindparam("b_kind"))
+# A SENDING row whose lease lapsed (or that predates leases) is taken over: its holder died or gave up.
+_RECLAIM = (
+    messages.update()
+    .where(
+        *_THIS_NOTICE,
+        m.status == MessageStatus.SENDING.value,
+        sa.or_(m.lease_until.is_(None), m.lease_until <= sa.func.now()),
+    )
+    .values(
+        claim_token=sa.bindparam("b_token"),
+        claimed_at=sa.func.now(),
+        lease_until=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("b_lease", type_=sa.Float)),
+        updated_at=sa.func.now(),
+    )
+    .returning(m.status, m.attempts)
 )
+_CURRENT = sa.select(
+    m.status,
+    m.attempts,
+    sa.func.coalesce(sa.extract("epoch", m.lease_until - sa.func.now()), 0.0).label("lease_left"),
+).where(*_THIS_NOTICE)
+# Settling a message ends its lease.
+_RELEASED = {"claim_token": "", "lease_until": None}
 _SEEN = sa.select(sa.literal(1)).where(
     inbox.c.consumer == sa.bindparam("b_consumer"), inbox.c.event_id == sa.bindparam("b_event")
 )
@@ -56,7 +86,7 @@ class SqlMessageRepo:
         async with self._reader.connect() as conn:
             return (await conn.execute(_SEEN, {"b_consumer": consumer, "b_event": event_id})).first() is not None
 
-    async def claim(self, message: NewMessage) -> Claim:
+    async def claim(self, message: NewMessage, token: str, lease_seconds: float) -> Claim:
         n = message.notice
         params = {
             "b_message_id": message.message_id,
@@ -67,51 +97,121 @@ class SqlMessageRepo:
             "b_channel": message.channel,
             "b_recipient": self._cipher.encrypt(message.recipient),
             "b_subject": message.subject,
+            "b_cause": n.cause,
+            "b_amount_currency": n.amount.currency_code if n.amount else None,
+            "b_amount_minor": n.amount.amount_minor if n.amount else None,
+            "b_payment_outcome": n.payment_outcome,
+            "b_token": token,
+            "b_lease": lease_seconds,
         }
         async with self._engine.begin() as conn:
             row = (await conn.execute(_INSERT, params)).first()
             if row is not None:
-                return Claim(MessageStatus(row.status), row.attempts, fresh=True)
+                return Claim(MessageStatus(row.status), row.attempts, fresh=True, held=True)
+            row = (await conn.execute(_RECLAIM, params)).first()
+            if row is not None:
+                return Claim(MessageStatus(row.status), row.attempts, fresh=False, held=True)
             current = (await conn.execute(_CURRENT, params)).one()
-        return Claim(MessageStatus(current.status), current.attempts, fresh=False)
+        return Claim(
+            MessageStatus(current.status),
+            current.attempts,
+            fresh=False,
+            held=False,
+            lease_left_seconds=max(float(current.lease_left), 0.0),
+        )
 
     async def mark_sent(self, message_id: str, consumer: str, event_id: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
                 messages.update()
                 .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
-                .values(status=MessageStatus.SENT.value, sent_at=sa.func.now(), updated_at=sa.func.now())
+                .values(status=MessageStatus.SENT.value, sent_at=sa.func.now(), updated_at=sa.func.now(), **_RELEASED)
             )
             await claim_inbox(conn, inbox, consumer, event_id)
 
-    async def record_failure(self, message_id: str, error: str) -> int:
+    async def record_failure(self, message_id: str, token: str, error: str) -> int:
+        held = m.claim_token == token
         async with self._engine.begin() as conn:
             attempts = (
                 await conn.execute(
                     messages.update()
                     .where(m.message_id == message_id)
-                    .values(attempts=m.attempts + 1, last_error=error, updated_at=sa.func.now())
+                    .values(
+                        attempts=m.attempts + 1,
+                        last_error=error,
+                        updated_at=sa.func.now(),
+                        # The holder lets go, so the event's next delivery may claim it at once.
+                        claim_token=sa.case((held, ""), else_=m.claim_token),
+                        lease_until=sa.case((held, None), else_=m.lease_until),
+                    )
                     .returning(m.attempts)
                 )
             ).scalar_one()
         return int(attempts)
 
-    async def bury(self, message_id: str, error: str, consumer: str, event_id: str) -> None:
+    async def bury(
+        self, message_id: str, token: str, error: str, consumer: str, event_id: str, *, count_attempt: bool = False
+    ) -> bool:
         async with self._engine.begin() as conn:
             attempts = (
                 await conn.execute(
                     messages.update()
-                    .where(m.message_id == message_id)
-                    .values(status=MessageStatus.DEAD.value, last_error=error, updated_at=sa.func.now())
+                    .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
+                    .where(sa.or_(m.claim_token == token, m.claim_token == ""))
+                    .values(
+                        status=MessageStatus.DEAD.value,
+                        attempts=m.attempts + int(count_attempt),
+                        last_error=error,
+                        updated_at=sa.func.now(),
+                        **_RELEASED,
+                    )
                     .returning(m.attempts)
                 )
-            ).scalar_one()
+            ).scalar()
+            if attempts is None:
+                return False  # another sender holds it now: it settles the message
             await conn.execute(
                 insert(dead_letters)
                 .values(message_id=message_id, error=error, attempts=attempts)
                 .on_conflict_do_nothing()
             )
             await claim_inbox(conn, inbox, consumer, event_id)
+        return True
+
+    async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
+        lease = sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("b_lease", type_=sa.Float))
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    messages.update()
+                    .where(m.message_id == message_id, m.status == MessageStatus.DEAD.value)
+                    .values(
+                        status=MessageStatus.SENDING.value,
+                        claim_token=token,
+                        claimed_at=sa.func.now(),
+                        lease_until=lease,
+                        updated_at=sa.func.now(),
+                    )
+                    .returning(*messages.c),
+                    {"b_lease": lease_seconds},
+                )
+            ).first()
+            if row is None:
+                current = (await conn.execute(sa.select(messages).where(m.message_id == message_id))).first()
+                return None if current is None else Revived(self._message(current), None)
+            # It leaves the dead letters; a replay that fails again buries it anew.
+            await conn.execute(dead_letters.delete().where(dead_letters.c.message_id == message_id))
+            await audit.record(conn, audit_log, f"messages/{message_id}", f"orders/{row.order_id}")
+        amount = Money(row.amount_currency, row.amount_minor) if row.amount_currency is not None else None
+        notice = Notice(
+            row.event_id, row.event_type, Kind(row.kind), row.order_id, row.cause, amount, row.payment_outcome
+        )
+        return Revived(self._message(row), notice)
+
+    async def get_message(self, message_id: str) -> SentMessage | None:
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(sa.select(messages).where(m.message_id == message_id))).first()
+        return None if row is None else self._message(row)
 
     async def skip(self, consumer: str, event_id: str) -> None:
         async with self._engine.begin() as conn:

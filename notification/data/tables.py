@@ -1,6 +1,7 @@
 """The notification schema (SQLAlchemy Core). Kept in step with migrations/versions by hand.
 
-``messages`` holds one row per (event, kind): the claim taken before a send, settled SENT or DEAD. The
+``messages`` holds one row per (event, kind): the claim taken before a send (SENDING, leased to one sender
+until ``lease_until``), settled SENT or DEAD. The
 recipient is an ``infra.pii`` token (encrypted at rest, like the order's copy); the subject names the order
 only; bodies are not kept (they are rendered again from the order when needed). ``dead_letters`` lists what
 could not be delivered, for operators.
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from infra.audit import audit_log_table
 from infra.migrate import SCHEMAS
 from infra.outbox import inbox_table
 
-__all__ = ["SCHEMA", "dead_letters", "inbox", "messages", "metadata"]
+__all__ = ["SCHEMA", "audit_log", "dead_letters", "inbox", "messages", "metadata"]
 
 SCHEMA = SCHEMAS["notification"]
 metadata = sa.MetaData(schema=SCHEMA)
@@ -35,6 +37,15 @@ messages = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
+    # The lease on a SENDING row (migration 0002): who holds it and until when; empty/NULL once settled.
+    sa.Column("claim_token", sa.Text, nullable=False, server_default=""),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    # What the notice said besides its kind (migration 0003), so a dead letter can be rendered again.
+    sa.Column("cause", sa.Text, nullable=False, server_default=""),
+    sa.Column("amount_currency", sa.Text),
+    sa.Column("amount_minor", sa.BigInteger),
+    sa.Column("payment_outcome", sa.Text, nullable=False, server_default=""),
     sa.UniqueConstraint("event_id", "kind", name="messages_event_kind_key"),
     sa.CheckConstraint("status in ('SENDING','SENT','DEAD')", name="messages_status_valid"),
     sa.Index("messages_order_idx", "order_id"),
@@ -51,3 +62,6 @@ dead_letters = sa.Table(
 )
 
 inbox = inbox_table(metadata)
+
+# Admin actions (ReplayDeadLetter), append-only (infra.audit).
+audit_log = audit_log_table(metadata)

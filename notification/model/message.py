@@ -24,9 +24,11 @@ __all__ = [
     "OrderLineView",
     "OrderView",
     "OutgoingMessage",
+    "PaymentTerms",
     "Rendered",
     "SentMessage",
     "message_id_for",
+    "payment_terms",
 ]
 
 
@@ -75,6 +77,9 @@ class Notice:
     cause: str = ""
     # What a refund gave back.
     amount: Money | None = None
+    # How the order's payment stood when it was confirmed (the event's payment_outcome: CAPTURED, AUTHORIZED for
+    # capture on shipment, CASH_ON_DELIVERY); "" when the event does not say.
+    payment_outcome: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,34 @@ class SentMessage:
     last_error: str
     created_at: datetime
     sent_at: datetime | None
+
+
+class PaymentTerms(StrEnum):
+    """What the confirmation tells the customer about the money."""
+
+    PAID = "paid"  # captured at checkout
+    AUTHORIZED = "authorized"  # held on the card, captured when the order ships (KASSA_CAPTURE_ON=shipment)
+    CASH_ON_DELIVERY = "cash_on_delivery"  # nothing charged; paid to the courier
+    NOTHING_TO_PAY = "nothing_to_pay"
+    UNKNOWN = "unknown"  # an event that does not say: no claim about the money either way
+
+
+CASH_ON_DELIVERY_METHOD = "cod"
+
+
+def payment_terms(notice: Notice, order: OrderView) -> PaymentTerms:
+    """From the confirming event's payment outcome (not the order's payment status, which may still lag
+    behind payment's events), so a card that was only authorized is never called paid."""
+    outcome = notice.payment_outcome
+    if outcome == "CASH_ON_DELIVERY" or order.payment_method == CASH_ON_DELIVERY_METHOD:
+        return PaymentTerms.CASH_ON_DELIVERY
+    if order.grand_total.amount_minor == 0:
+        return PaymentTerms.NOTHING_TO_PAY
+    if outcome == "AUTHORIZED":
+        return PaymentTerms.AUTHORIZED
+    if outcome == "CAPTURED":
+        return PaymentTerms.PAID
+    return PaymentTerms.UNKNOWN
 
 
 def message_id_for(notice: Notice, domain: str) -> str:

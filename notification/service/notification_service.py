@@ -1,4 +1,4 @@
-"""kassa.notification.v1.NotificationService: what customers were told, for admins. Read only."""
+"""kassa.notification.v1.NotificationService: what customers were told, for admins; a dead letter replayed."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from infra.pb import timestamp_to_pb
 from kassa.notification.v1 import notification_service_pb2 as pb
 from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
 from notification.biz.ports import MessageRepo
+from notification.biz.replay import ReplayDeadLetter
 from notification.model.message import MessageStatus, SentMessage
 
 __all__ = ["NotificationService"]
 
 _MAX_PAGE = 500
+_MAX_MESSAGE_ID = 300
 _DEFAULT_PAGE = 50
 _STATUS_PB = {
     MessageStatus.SENDING: pb.MESSAGE_STATUS_SENDING,
@@ -48,8 +50,9 @@ def _message_pb(m: SentMessage) -> pb.Message:
 
 
 class NotificationService(pb_grpc.NotificationServiceServicer):
-    def __init__(self, repo: MessageRepo) -> None:
+    def __init__(self, repo: MessageRepo, replay: ReplayDeadLetter) -> None:
         self._repo = repo
+        self._replay = replay
 
     async def ListMessages(
         self, request: pb.ListMessagesRequest, context: grpc.aio.ServicerContext
@@ -67,3 +70,14 @@ class NotificationService(pb_grpc.NotificationServiceServicer):
         require_admin()
         found = await self._repo.list_dead(_page_size(request.page_size))
         return pb.ListDeadLettersResponse(messages=[_message_pb(m) for m in found])
+
+    async def ReplayDeadLetter(
+        self, request: pb.ReplayDeadLetterRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReplayDeadLetterResponse:
+        require_admin()
+        message_id = request.message_id.strip()
+        if not message_id:
+            raise InvalidArgument("message_id", "is required")
+        if len(message_id) > _MAX_MESSAGE_ID:
+            raise InvalidArgument("message_id", f"must be at most {_MAX_MESSAGE_ID} characters")
+        return pb.ReplayDeadLetterResponse(message=_message_pb(await self._replay(message_id)))

@@ -50,6 +50,7 @@ def notice_from(event: Event) -> Notice | None:
         order_id,
         str(event.data.get("cause") or "")[:300],
         _money(event.data.get("refund_amount")),
+        str(event.data.get("payment_outcome") or ""),
     )
 
 

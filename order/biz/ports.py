@@ -35,6 +35,9 @@ class Transition:
     A non-empty ``payment_id`` is stored, and the update applies only if the order has no payment
     id yet or has this one (a second, different payment never confirms the same order).
 
+    A non-empty ``unless_payment`` moves the order only if its payment status is none of these (read in
+    the same statement: a payment event recording a void commits before or after, never in between).
+
     With ``payment_status`` (a payment event) the order's payment status is recorded too, if it moves
     it forward (``order.model.payment_status``); the update then applies when either the status moves
     or the payment status is recorded, the history entry keeps the status the order ends in, and the
@@ -50,6 +53,7 @@ class Transition:
     payment_id: str = ""
     payment_outcome: PaymentOutcome | None = None
     payment_status: PaymentStatus | None = None
+    unless_payment: frozenset[PaymentStatus] = frozenset()
     tracking_number: str = ""
     carrier: str = ""
     inbox: InboxClaim | None = None

@@ -245,8 +245,13 @@ def _with_entry(updated: sa.CTE, claimed: sa.Exists | None, *extra: sa.ColumnEle
     )
 
 
+def _payment_not_in(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The order's payment status is none of ``:t_unless_payment`` (``Transition.unless_payment``)."""
+    return column != sa.all_(_param("t_unless_payment", _TEXTS))
+
+
 @functools.cache
-def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: bool) -> sa.Select[Any]:
+def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: bool, guard: bool) -> sa.Select[Any]:
     """``UPDATE orders … WHERE status = ANY(:sources)`` plus its history entry; the updated order with
     its lines and discounts comes back (no row: the status did not match). With ``claim``, the update
     applies only if the inbox claim is new, and the first column says whether it was."""
@@ -254,6 +259,8 @@ def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: boo
         orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type),
         orders.c.status == sa.any_(_param("t_sources", _TEXTS)),
     ]
+    if guard:
+        where.append(_payment_not_in(orders.c.payment_status))
     values: dict[str, Any] = {"status": sa.bindparam("t_target", type_=sa.Text), "updated_at": sa.func.now()}
     if payment:
         payment_id = sa.bindparam("t_payment_id", type_=sa.Text)
@@ -273,7 +280,7 @@ def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: boo
 
 
 @functools.cache
-def _payment_news_stmt(*, move: bool, payment: bool, claim: bool) -> sa.Select[Any]:
+def _payment_news_stmt(*, move: bool, payment: bool, claim: bool, guard: bool) -> sa.Select[Any]:
     """A payment event: record ``:ps`` if the order's payment status is one of ``:ps_sources``, and
     (``move``) take the order from ``:sources`` to ``:target``; either one applies the update and its
     history entry. The row is locked first (``cur``) so the update knows the status it started from:
@@ -300,6 +307,8 @@ def _payment_news_stmt(*, move: bool, payment: bool, claim: bool) -> sa.Select[A
     moves: sa.ColumnElement[bool] = sa.false()
     if move:
         moves = sa.and_(cur.c.status == sa.any_(_param("t_sources", _TEXTS)), same_payment)
+        if guard:
+            moves = sa.and_(moves, _payment_not_in(cur.c.payment_status))
         values["status"] = sa.case((moves, sa.bindparam("t_target", type_=sa.Text)), else_=orders.c.status)
         values["payment_outcome"] = sa.case(
             (moves, sa.bindparam("t_payment_outcome", type_=sa.Text)), else_=orders.c.payment_outcome
@@ -429,9 +438,10 @@ class SqlOrderRepo:
         claim = transition.inbox
         target = transition.target
         news = transition.payment_status is not None
+        guard = bool(transition.unless_payment)
         if news:
             stmt = _payment_news_stmt(
-                move=target is not None, payment=bool(transition.payment_id), claim=claim is not None
+                move=target is not None, payment=bool(transition.payment_id), claim=claim is not None, guard=guard
             )
         elif target is not None:
             stmt = _transition_stmt(
@@ -439,6 +449,7 @@ class SqlOrderRepo:
                 outcome=transition.payment_outcome is not None,
                 tracking=bool(transition.tracking_number),
                 claim=claim is not None,
+                guard=guard,
             )
         else:
             raise ValueError("a transition needs a target status or a payment status")
@@ -452,6 +463,8 @@ class SqlOrderRepo:
             "t_carrier": transition.carrier,
             "t_cause": transition.cause,
         }
+        if guard:
+            params["t_unless_payment"] = [s.value for s in transition.unless_payment]
         if transition.payment_status is not None:
             params["t_payment_status"] = transition.payment_status.value
             params["t_ps_sources"] = [s.value for s in payment_sources_of(transition.payment_status)]

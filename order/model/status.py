@@ -13,12 +13,14 @@ Kassa's services any order before it is SHIPPED.
 from __future__ import annotations
 
 from infra.errors import Reason
-from order.model.order import OrderStatus, PaymentOutcome
+from order.model.order import OrderStatus, PaymentOutcome, PaymentStatus
 
 __all__ = [
     "CANCELLABLE",
     "CUSTOMER_CANCELLABLE",
     "FULFILMENT_STATUSES",
+    "HOLD_GONE",
+    "NEEDS_PAYMENT_HELD",
     "ORDER_STATUS_CONFLICT",
     "TRANSITIONS",
     "can_transition",
@@ -43,6 +45,15 @@ TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 FULFILMENT_STATUSES = frozenset({S.PACKED, S.SHIPPED, S.DELIVERED})
+# Payment statuses that mean the order's money is neither held nor kept any more (the authorization was voided,
+# the payment failed, or all of it was given back). An order whose payment is in one of them is never packed or
+# shipped (goods without money; with KASSA_CAPTURE_ON=shipment the hold is what shipment captures), and a
+# report that its payment was authorized or captured does not confirm it. The repositories turn this into
+# ``payment_status <> ALL(…)`` in the same conditional UPDATE as the status change, which serializes it with
+# the payment event that records the void.
+HOLD_GONE = frozenset({PaymentStatus.VOIDED, PaymentStatus.FAILED, PaymentStatus.DECLINED, PaymentStatus.REFUNDED})
+# The fulfilment steps that need the payment still held (DELIVERED follows a shipment that already happened).
+NEEDS_PAYMENT_HELD = frozenset({S.PACKED, S.SHIPPED})
 # Every status a privileged caller may cancel from; a customer only those before PACKED.
 CANCELLABLE = frozenset(s for s, targets in TRANSITIONS.items() if S.CANCELLED in targets)
 CUSTOMER_CANCELLABLE = CANCELLABLE - {S.PACKED}

@@ -290,7 +290,7 @@ async def test_the_gateway_reaches_its_backends_over_mutual_tls(mtls_server: Ser
     here = f"127.0.0.1:{mtls_server.port}"
     addrs = {
         f"KASSA_{name.upper()}_ADDR": here
-        for name in ("checkout", "order", "payment", "warehouse", "pricing", "promotion")
+        for name in ("checkout", "order", "payment", "warehouse", "pricing", "promotion", "notification")
     }
     methods = [r.rpc for r in build_route_table().routes]
     for env, serving in ((_dev(**addrs, **_grpc_tls(certs, "gateway")), True), (_dev(**addrs), False)):

@@ -75,6 +75,12 @@ DESIGN_ROUTES = [
     ("GET", "/v1/admin/stock/drift", "/kassa.warehouse.v1.StockAdminService/GetStockDrift", {}),
     ("POST", "/v1/admin/stock/drift:repair", "/kassa.warehouse.v1.StockAdminService/RepairStockDrift", {}),
     ("GET", "/v1/admin/outbox", "/kassa.ops.v1.OutboxService/GetOutboxStatus", {}),
+    (
+        "POST",
+        "/v1/admin/notifications/dead-letters:replay",
+        "/kassa.notification.v1.NotificationService/ReplayDeadLetter",
+        {},
+    ),
 ]
 
 
@@ -115,7 +121,7 @@ def test_each_service_goes_to_its_backend(rpc: str, backend: str) -> None:
 
 def test_the_audit_log_is_asked_of_every_audited_service() -> None:
     (route,) = TABLE.for_rpc("/kassa.audit.v1.AuditService/ListAuditEntries")
-    assert route.rpc.backends == ("order", "payment", "warehouse", "pricing", "promotion", "checkout")
+    assert route.rpc.backends == ("order", "payment", "warehouse", "pricing", "promotion", "checkout", "notification")
     (get_cart,) = TABLE.for_rpc("/kassa.checkout.v1.CartService/GetCart")
     assert get_cart.rpc.backends == ("checkout",)
 

@@ -115,3 +115,23 @@ def test_cash_on_delivery_says_what_to_pay_at_the_door() -> None:
     rendered = JinjaRenderer().render(Kind.CONFIRMATION, order, Notice("e", "OrderConfirmed", Kind.CONFIRMATION, "o"))
     assert "you pay ¥4,510 in cash on delivery" in rendered.text
     assert "Estimated delivery" not in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("outcome", "overrides", "says", "never"),
+    [
+        ("CAPTURED", {}, "your payment of ¥4,510 is in", "reserved"),
+        ("AUTHORIZED", {}, "reserved ¥4,510 on your card; it will be charged when your order ships", "is in"),
+        ("CASH_ON_DELIVERY", {"payment_method": "cod"}, "in cash on delivery; nothing has been charged", "is in"),
+        ("CAPTURED", {"grand_total": Money.zero("JPY")}, "there is nothing to pay", "is in"),
+        ("", {}, "its total is ¥4,510", "is in"),
+    ],
+)
+def test_the_confirmation_words_the_payment_as_it_stands(
+    outcome: str, overrides: dict[str, object], says: str, never: str
+) -> None:
+    order = _order(**overrides)
+    notice = Notice("e", "OrderConfirmed", Kind.CONFIRMATION, order.order_id, payment_outcome=outcome)
+    rendered = JinjaRenderer().render(Kind.CONFIRMATION, order, notice)
+    assert says in rendered.text and never not in rendered.text
+    assert never not in rendered.html

@@ -36,25 +36,39 @@ class FakeRepo:
     async def seen(self, consumer: str, event_id: str) -> bool:
         return (consumer, event_id) in self.inbox
 
-    async def claim(self, message: NewMessage) -> Claim:
+    async def claim(self, message: NewMessage, token: str, lease_seconds: float) -> Claim:
+        """A lease that never lapses by itself: a row left SENDING with no holder (a crash) is taken over."""
         row = self.rows.get(message.message_id)
         if row is None:
-            self.rows[message.message_id] = {"status": MessageStatus.SENDING, "attempts": 0}
+            self.rows[message.message_id] = {"status": MessageStatus.SENDING, "attempts": 0, "holder": token}
             return Claim(MessageStatus.SENDING, 0, fresh=True)
-        return Claim(row["status"], row["attempts"], fresh=False)  # type: ignore[arg-type]
+        if row["status"] is MessageStatus.SENDING and row.get("holder") is None:
+            row["holder"] = token
+            return Claim(MessageStatus.SENDING, row["attempts"], fresh=False)  # type: ignore[arg-type]
+        held = row.get("holder") == token
+        return Claim(row["status"], row["attempts"], fresh=False, held=held, lease_left_seconds=30.0)  # type: ignore[arg-type]
 
     async def mark_sent(self, message_id: str, consumer: str, event_id: str) -> None:
-        self.rows[message_id]["status"] = MessageStatus.SENT
+        self.rows[message_id].update(status=MessageStatus.SENT, holder=None)
         self.inbox.add((consumer, event_id))
 
-    async def record_failure(self, message_id: str, error: str) -> int:
-        self.rows[message_id]["attempts"] = int(self.rows[message_id]["attempts"]) + 1  # type: ignore[call-overload]
-        return int(self.rows[message_id]["attempts"])  # type: ignore[call-overload]
+    async def record_failure(self, message_id: str, token: str, error: str) -> int:
+        row = self.rows[message_id]
+        row["attempts"] = int(row["attempts"]) + 1  # type: ignore[call-overload]
+        if row.get("holder") == token:
+            row["holder"] = None
+        return int(row["attempts"])  # type: ignore[call-overload]
 
-    async def bury(self, message_id: str, error: str, consumer: str, event_id: str) -> None:
-        self.rows[message_id]["status"] = MessageStatus.DEAD
+    async def bury(
+        self, message_id: str, token: str, error: str, consumer: str, event_id: str, *, count_attempt: bool = False
+    ) -> bool:
+        row = self.rows[message_id]
+        if row["status"] is not MessageStatus.SENDING or row.get("holder") not in (token, None):
+            return False
+        row.update(status=MessageStatus.DEAD, holder=None, attempts=int(row["attempts"]) + int(count_attempt))  # type: ignore[call-overload]
         self.dead.append(message_id)
         self.inbox.add((consumer, event_id))
+        return True
 
     async def skip(self, consumer: str, event_id: str) -> None:
         self.inbox.add((consumer, event_id))
@@ -141,10 +155,10 @@ async def test_a_permanent_refusal_is_buried_at_once() -> None:
     assert repo.dead and sender.sent == []
 
 
-async def test_an_order_service_outage_is_retried_and_a_missing_order_skipped() -> None:
+async def test_an_order_service_outage_comes_back_later_and_a_missing_order_is_a_dead_letter() -> None:
     repo, sender = FakeRepo(), FakeSender()
-    with pytest.raises(Unavailable):
+    with pytest.raises(SendLater):
         await _notify(repo, sender, FakeOrders(down=True))(NOTICE)
-    assert not repo.inbox
-    assert "nothing to send" in await _notify(repo, sender, FakeOrders(order=None))(NOTICE)
-    assert (CONSUMER, "ev-1") in repo.inbox and sender.sent == []
+    assert not repo.inbox and not repo.rows
+    assert await _notify(repo, sender, FakeOrders(order=None))(NOTICE) == "dead letter"
+    assert (CONSUMER, "ev-1") in repo.inbox and repo.dead and sender.sent == []

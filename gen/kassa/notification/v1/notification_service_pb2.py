@@ -22,28 +22,35 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0kassa/notification/v1/notification_service.proto\x12\x15kassa.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x11\n\trecipient\x18\x07 \x01(\t\x12\x0f\n\x07subject\x18\x08 \x01(\t\x12\x34\n\x06status\x18\t \x01(\x0e\x32$.kassa.notification.v1.MessageStatus\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x12\n\nlast_error\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x13ListMessagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x10\n\x08order_id\x18\x02 \x01(\t\"H\n\x14ListMessagesResponse\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.kassa.notification.v1.Message\"+\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\"K\n\x17ListDeadLettersResponse\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.kassa.notification.v1.Message*}\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_STATUS_SENDING\x10\x01\x12\x17\n\x13MESSAGE_STATUS_SENT\x10\x02\x12\x17\n\x13MESSAGE_STATUS_DEAD\x10\x03\x32\xf0\x01\n\x13NotificationService\x12g\n\x0cListMessages\x12*.kassa.notification.v1.ListMessagesRequest\x1a+.kassa.notification.v1.ListMessagesResponse\x12p\n\x0fListDeadLetters\x12-.kassa.notification.v1.ListDeadLettersRequest\x1a..kassa.notification.v1.ListDeadLettersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0kassa/notification/v1/notification_service.proto\x12\x15kassa.notification.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n\x07Message\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x10\n\x08order_id\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x06 \x01(\t\x12\x11\n\trecipient\x18\x07 \x01(\t\x12\x0f\n\x07subject\x18\x08 \x01(\t\x12\x34\n\x06status\x18\t \x01(\x0e\x32$.kassa.notification.v1.MessageStatus\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x12\n\nlast_error\x18\x0b \x01(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x13ListMessagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x10\n\x08order_id\x18\x02 \x01(\t\"H\n\x14ListMessagesResponse\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.kassa.notification.v1.Message\"+\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\"K\n\x17ListDeadLettersResponse\x12\x30\n\x08messages\x18\x01 \x03(\x0b\x32\x1e.kassa.notification.v1.Message\"-\n\x17ReplayDeadLetterRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\t\"K\n\x18ReplayDeadLetterResponse\x12/\n\x07message\x18\x01 \x01(\x0b\x32\x1e.kassa.notification.v1.Message*}\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16MESSAGE_STATUS_SENDING\x10\x01\x12\x17\n\x13MESSAGE_STATUS_SENT\x10\x02\x12\x17\n\x13MESSAGE_STATUS_DEAD\x10\x03\x32\x9e\x03\n\x13NotificationService\x12g\n\x0cListMessages\x12*.kassa.notification.v1.ListMessagesRequest\x1a+.kassa.notification.v1.ListMessagesResponse\x12p\n\x0fListDeadLetters\x12-.kassa.notification.v1.ListDeadLettersRequest\x1a..kassa.notification.v1.ListDeadLettersResponse\x12\xab\x01\n\x10ReplayDeadLetter\x12..kassa.notification.v1.ReplayDeadLetterRequest\x1a/.kassa.notification.v1.ReplayDeadLetterResponse\"6\x82\xd3\xe4\x93\x02\x30\"+/v1/admin/notifications/dead-letters:replay:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'kassa.notification.v1.notification_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MESSAGESTATUS']._serialized_start=704
-  _globals['_MESSAGESTATUS']._serialized_end=829
-  _globals['_MESSAGE']._serialized_start=109
-  _globals['_MESSAGE']._serialized_end=446
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=448
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=506
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=508
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=580
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=582
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=625
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=627
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=702
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=832
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=1072
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['ReplayDeadLetter']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['ReplayDeadLetter']._serialized_options = b'\202\323\344\223\0020\"+/v1/admin/notifications/dead-letters:replay:\001*'
+  _globals['_MESSAGESTATUS']._serialized_start=858
+  _globals['_MESSAGESTATUS']._serialized_end=983
+  _globals['_MESSAGE']._serialized_start=139
+  _globals['_MESSAGE']._serialized_end=476
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=478
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=536
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=538
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=610
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=612
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=655
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=657
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=732
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_start=734
+  _globals['_REPLAYDEADLETTERREQUEST']._serialized_end=779
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_start=781
+  _globals['_REPLAYDEADLETTERRESPONSE']._serialized_end=856
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=986
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=1400
 # @@protoc_insertion_point(module_scope)

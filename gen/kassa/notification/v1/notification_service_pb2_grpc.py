@@ -47,6 +47,11 @@ class NotificationServiceStub:
                 request_serializer=kassa_dot_notification_dot_v1_dot_notification__service__pb2.ListDeadLettersRequest.SerializeToString,
                 response_deserializer=kassa_dot_notification_dot_v1_dot_notification__service__pb2.ListDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.ReplayDeadLetter = channel.unary_unary(
+                '/kassa.notification.v1.NotificationService/ReplayDeadLetter',
+                request_serializer=kassa_dot_notification_dot_v1_dot_notification__service__pb2.ReplayDeadLetterRequest.SerializeToString,
+                response_deserializer=kassa_dot_notification_dot_v1_dot_notification__service__pb2.ReplayDeadLetterResponse.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
@@ -69,6 +74,16 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplayDeadLetter(self, request, context):
+        """Send one dead letter again, once: it leaves the dead letters and is SENT, or DEAD again
+        with the new error. Re-reads the order, so a corrected address is used; keeps its
+        Message-ID. Repeating it for a message no longer dead changes nothing and answers it as
+        it is. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +96,11 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.ListDeadLetters,
                     request_deserializer=kassa_dot_notification_dot_v1_dot_notification__service__pb2.ListDeadLettersRequest.FromString,
                     response_serializer=kassa_dot_notification_dot_v1_dot_notification__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetter,
+                    request_deserializer=kassa_dot_notification_dot_v1_dot_notification__service__pb2.ReplayDeadLetterRequest.FromString,
+                    response_serializer=kassa_dot_notification_dot_v1_dot_notification__service__pb2.ReplayDeadLetterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +160,33 @@ class NotificationService:
             '/kassa.notification.v1.NotificationService/ListDeadLetters',
             kassa_dot_notification_dot_v1_dot_notification__service__pb2.ListDeadLettersRequest.SerializeToString,
             kassa_dot_notification_dot_v1_dot_notification__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.notification.v1.NotificationService/ReplayDeadLetter',
+            kassa_dot_notification_dot_v1_dot_notification__service__pb2.ReplayDeadLetterRequest.SerializeToString,
+            kassa_dot_notification_dot_v1_dot_notification__service__pb2.ReplayDeadLetterResponse.FromString,
             options,
             channel_credentials,
             insecure,
