@@ -21,8 +21,8 @@ from notification.adapter.jinja_renderer import JinjaRenderer
 from notification.adapter.order_adapter import GrpcOrderAdapter
 from notification.adapter.smtp_sender import SmtpEmailSender, SmtpSettings
 from notification.biz.notify import Notify
-from notification.data.gauges import DeadLetterGauges
 from notification.biz.replay import ReplayDeadLetter
+from notification.data.gauges import DeadLetterGauges
 from notification.data.repo import SqlMessageRepo
 from notification.data.tables import audit_log
 from notification.service.notification_service import NotificationService
