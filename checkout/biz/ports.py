@@ -315,11 +315,13 @@ class CompensationRepo(Protocol):
         self, compensation_id: str, statuses: Collection[CompensationStatus], lease_seconds: int, *, restart: bool
     ) -> FailedCompensation | None:
         """Lease the entry to this caller now, as claim_due would, if its status is one of ``statuses``; it
-        becomes PENDING (``restart``: with its attempts back to 0). None when it is in another status."""
+        becomes PENDING (``restart``: with its attempts back to 0). None when it is in another status, or PENDING
+        and being run now under a lease of ``lease_seconds`` (the drain's or another operator's)."""
         ...
 
-    async def park(self, compensation_id: str) -> FailedCompensation | None:
-        """PENDING → PARKED; None when it is in another status."""
+    async def park(self, compensation_id: str, lease_seconds: int) -> FailedCompensation | None:
+        """PENDING → PARKED; None when it is in another status, or being run now under a lease of
+        ``lease_seconds`` (parking it then would not stop that run)."""
         ...
 
 

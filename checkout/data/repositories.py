@@ -639,6 +639,18 @@ class SqlCompensationRepo:
         row = (await self._c.execute(sa.select(_F).where(_F.c.id == compensation_id))).first()
         return _compensation(row) if row is not None else None
 
+    @staticmethod
+    def _not_running(lease_seconds: int) -> sa.ColumnElement[bool]:
+        """Not PENDING under a live lease: a claim (the drain's, or an operator's take) sets next_attempt_at to
+        exactly updated_at + the lease, a backoff to a random delay; a lease that lapsed is no longer running."""
+        lease = sa.literal_column(f"interval '{float(lease_seconds):.3f} seconds'")
+        running = sa.and_(
+            _F.c.status == CompensationStatus.PENDING.value,
+            _F.c.next_attempt_at > _NOW,
+            _F.c.next_attempt_at == _F.c.updated_at + lease,
+        )
+        return sa.not_(running)
+
     async def take(
         self, compensation_id: str, statuses: Collection[CompensationStatus], lease_seconds: int, *, restart: bool
     ) -> FailedCompensation | None:
@@ -652,7 +664,11 @@ class SqlCompensationRepo:
         row = (
             await self._c.execute(
                 _F.update()
-                .where(_F.c.id == compensation_id, _F.c.status.in_([s.value for s in statuses]))
+                .where(
+                    _F.c.id == compensation_id,
+                    _F.c.status.in_([s.value for s in statuses]),
+                    self._not_running(lease_seconds),
+                )
                 .values(**values)
                 .returning(*_F.c)
             )
@@ -662,11 +678,15 @@ class SqlCompensationRepo:
         await audit.record(self._c, audit_log, f"dlq/{row.id}", f"sessions/{row.session_id}")
         return _compensation(row)
 
-    async def park(self, compensation_id: str) -> FailedCompensation | None:
+    async def park(self, compensation_id: str, lease_seconds: int) -> FailedCompensation | None:
         row = (
             await self._c.execute(
                 _F.update()
-                .where(_F.c.id == compensation_id, _F.c.status == CompensationStatus.PENDING.value)
+                .where(
+                    _F.c.id == compensation_id,
+                    _F.c.status == CompensationStatus.PENDING.value,
+                    self._not_running(lease_seconds),
+                )
                 .values(status=CompensationStatus.PARKED.value, updated_at=_NOW)
                 .returning(*_F.c)
             )

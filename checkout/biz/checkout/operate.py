@@ -69,6 +69,10 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
 
 
 def _conflict(entry: FailedCompensation, action: str, hint: str) -> FailedPrecondition:
+    if entry.status == CompensationStatus.PENDING and entry.next_attempt_at is not None:
+        # The guard failed on a PENDING entry only because it is being run now (the drain's lease or another
+        # operator's): a second run beside it, or a park that would not stop it, is refused.
+        hint = f" while it is being run (its lease ends at {entry.next_attempt_at:%Y-%m-%d %H:%M:%S %Z}; try then)"
     return FailedPrecondition(
         f"cannot {action} a {entry.status.upper()} entry{hint}",
         reason=Reason.COMPENSATION_STATE_CONFLICT,
@@ -107,7 +111,7 @@ class DeadLetters:
 
     async def park(self, compensation_id: str) -> FailedCompensation:
         async with self._uow() as tx:
-            parked = await tx.compensations.park(compensation_id)
+            parked = await tx.compensations.park(compensation_id, LEASE_SECONDS)
         if parked is not None:
             return parked
         entry = await self.get(compensation_id)

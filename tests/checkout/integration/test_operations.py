@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from google.protobuf import json_format
 from helpers import bearer, unique
 
+from checkout.biz.checkout.dlq import LEASE_SECONDS
 from checkout.biz.checkout.update_state import StateUpdate
 from checkout.data.tables import audit_log, failed_compensations
 from checkout.model.actor import Actor
@@ -403,3 +404,30 @@ async def test_the_funnel_counts_the_window(served, admin, customer_id) -> None:
     default = await stub.GetFunnel(pb.GetFunnelRequest(), metadata=md)
     span = default.end_time.ToDatetime() - default.start_time.ToDatetime()
     assert span == timedelta(hours=1)
+
+
+async def test_an_entry_being_run_is_neither_retried_beside_that_run_nor_parked_under_it(
+    served, admin, customer_id
+) -> None:
+    stub, md = admin
+    session = await _ready(served, Actor(customer_id))
+    cid = await _add(served, session.session_id, Operation.RELEASE_RESERVATIONS, {"reservation_ref": "r"})
+    await _due(served, cid)
+    async with served.container.uow() as tx:  # the drain's claim: the entry is being run under its lease
+        claimed = await tx.compensations.claim_due(1000, LEASE_SECONDS)
+    assert cid in {c.id for c in claimed}
+
+    for call in (
+        stub.RetryFailedCompensation(pb.RetryFailedCompensationRequest(id=cid), metadata=md),
+        stub.ParkFailedCompensation(pb.ParkFailedCompensationRequest(id=cid), metadata=md),
+    ):
+        code, meta, reason = await _refused(call)
+        assert (code, reason, meta["status"]) == (
+            grpc.StatusCode.FAILED_PRECONDITION, "COMPENSATION_STATE_CONFLICT", "pending"
+        )  # fmt: skip
+    shown = await stub.GetFailedCompensation(pb.GetFailedCompensationRequest(id=cid), metadata=md)
+    assert shown.entry.status == pb.COMPENSATION_STATUS_PENDING and shown.entry.attempts == 0
+
+    await _due(served, cid)  # that run's lease lapsed (its process died): parking now stops the entry
+    parked = await stub.ParkFailedCompensation(pb.ParkFailedCompensationRequest(id=cid), metadata=md)
+    assert parked.entry.status == pb.COMPENSATION_STATUS_PARKED
