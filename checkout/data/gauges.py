@@ -19,8 +19,9 @@ __all__ = ["DLQ_QUEUE", "STUCK_SESSIONS", "CheckoutGauges"]
 
 # The queue label of checkout's DLQ in kassa_dlq_depth / kassa_dlq_oldest_age_seconds.
 DLQ_QUEUE = "checkout_failed_compensations"
-# Statuses of failed_compensations that are still a problem (done rows are history).
-_OPEN_STATUSES = ("pending", "dead")
+# Statuses of failed_compensations that are still a problem (done rows are history). A parked entry is one an
+# operator stopped: a void it holds back keeps an authorization open (DESIGN.md §4.3), so it stays in sight.
+_OPEN_STATUSES = ("pending", "dead", "parked")
 
 STUCK_SESSIONS = Gauge(
     "kassa_checkout_stuck_sessions",
@@ -48,7 +49,9 @@ class CheckoutGauges:
             .select_from(_s)
             .where(
                 _s.c.status == SessionStatus.CONFIRMING.value,
-                _s.c.updated_at < sa.func.now() - sa.text(f"interval '{int(stuck_after_seconds)} seconds'"),
+                # The predicate of ListStuckSessions and the recovery worker's claim (a saga's lease renewal
+                # and a recovery's claim move confirm_started_at), over the sessions_confirming partial index.
+                _s.c.confirm_started_at < sa.func.now() - sa.text(f"interval '{int(stuck_after_seconds)} seconds'"),
             )
         )
 

@@ -7,6 +7,7 @@ import grpc
 from infra.auth import require_admin
 from infra.errors import InvalidArgument
 from infra.pb import timestamp_to_pb
+from infra.validation import check_text
 from kassa.notification.v1 import notification_service_pb2 as pb
 from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
 from notification.biz.ports import MessageRepo
@@ -75,9 +76,6 @@ class NotificationService(pb_grpc.NotificationServiceServicer):
         self, request: pb.ReplayDeadLetterRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReplayDeadLetterResponse:
         require_admin()
-        message_id = request.message_id.strip()
-        if not message_id:
-            raise InvalidArgument("message_id", "is required")
-        if len(message_id) > _MAX_MESSAGE_ID:
-            raise InvalidArgument("message_id", f"must be at most {_MAX_MESSAGE_ID} characters")
+        # Storable text (no NUL or control characters, which Postgres refuses), required, bounded.
+        message_id = check_text("message_id", request.message_id.strip(), max_length=_MAX_MESSAGE_ID, required=True)
         return pb.ReplayDeadLetterResponse(message=_message_pb(await self._replay(message_id)))

@@ -211,21 +211,27 @@ async def test_an_expired_reservation_is_counted_by_the_warehouse(mesh: Any) -> 
     await eventually(expired, what="the reservation expired by the sweeper")
 
 
-async def test_a_parked_compensation_shows_in_the_dlq_depth_and_age(mesh: Any) -> None:
+@pytest.mark.parametrize("status", ["dead", "parked"])
+async def test_a_dead_or_parked_compensation_shows_in_the_dlq_depth_and_age(mesh: Any, status: str) -> None:
     engine = create_engine(mesh.env["KASSA_DATABASE_URL"], pool_size=1)
-    dlq = {"queue": "checkout_failed_compensations", "status": "dead"}
+    dlq = {"queue": "checkout_failed_compensations", "status": status}
     entry = str(uuid.uuid4())
     try:
         before = (await of(mesh, "checkout")).value("kassa_dlq_depth", **dlq)
         async with engine.begin() as conn:
-            # What Compensator.attempt_or_record and the drain leave after the last retry: a parked entry.
+            # What the drain leaves after the last retry (dead), or an operator's park (parked).
             await conn.execute(
                 sa.text(
                     "INSERT INTO checkout.failed_compensations (id, session_id, operation, payload, attempts, status,"
                     " last_error, created_at) VALUES (:id, :sid, 'release_reservations', CAST(:payload AS jsonb), 5,"
-                    " 'dead', 'metrics test', now() - interval '1 hour')"
+                    " :status, 'metrics test', now() - interval '1 hour')"
                 ),
-                {"id": entry, "sid": str(uuid.uuid4()), "payload": '{"reservation_ref": "metrics-test"}'},
+                {
+                    "id": entry,
+                    "sid": str(uuid.uuid4()),
+                    "payload": '{"reservation_ref": "metrics-test"}',
+                    "status": status,
+                },
             )
 
         async def parked() -> Scrape | None:

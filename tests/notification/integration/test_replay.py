@@ -115,6 +115,8 @@ async def test_replay_checks_its_input_and_its_caller(
     _, admin = new_admin(settings)
     for token, message_id, code in (
         (admin, "", grpc.StatusCode.INVALID_ARGUMENT),
+        (admin, "<a\x00b@notification.kassa>", grpc.StatusCode.INVALID_ARGUMENT),  # Postgres can't hold a NUL
+        (admin, "<" + "x" * 400 + ">", grpc.StatusCode.INVALID_ARGUMENT),
         (admin, "<no-such-message@notification.kassa>", grpc.StatusCode.NOT_FOUND),
         (customer_token, "<no-such-message@notification.kassa>", grpc.StatusCode.PERMISSION_DENIED),
     ):
