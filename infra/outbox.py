@@ -422,14 +422,17 @@ class OutboxPublisher:
                 cycles += 1
                 if cycles % 3000 == 0:
                     await self.cleanup()
-                if started >= refresh_at:
-                    refresh_at = started + metrics.REFRESH_SECONDS
-                    await self.refresh_backlog()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox publisher cycle failed")
                 n = 0
+            if started >= refresh_at:
+                refresh_at = started + metrics.REFRESH_SECONDS
+                try:  # a gauge that can't be read must not slow publishing down
+                    await self.refresh_backlog()
+                except Exception:
+                    log.exception("outbox backlog gauges not refreshed")
             delay = self._poll if n else min(delay * 2, self._max_idle)
             if n < self._batch:
                 with contextlib.suppress(TimeoutError):

@@ -8,6 +8,8 @@ Claims held while a provider is called (CAPTURING, VOIDING) and PENDING are step
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import Counter
 
 from payment.model.payment import Payment, PaymentStatus
@@ -29,8 +31,23 @@ S = PaymentStatus
 _NOT_OUTCOMES = frozenset({S.PENDING, S.CAPTURING, S.VOIDING})
 _WITH_CODE = frozenset({S.DECLINED, S.FAILED})
 _PASSED = frozenset({S.AUTHORIZED, S.CAPTURED})
-# Provider codes are short machine strings; anything else is cut so a strange provider can't flood the labels.
+# Provider codes are short machine strings (card_declined, insufficient_funds, …). The label takes at most
+# _MAX_CODES distinct ones per process, each a short [a-z0-9_] string; anything else is "other", so a strange
+# provider can't flood Prometheus with series.
 _MAX_CODE = 40
+_MAX_CODES = 64
+_CODE = re.compile(rf"[a-z0-9_]{{1,{_MAX_CODE}}}")
+_codes_seen: set[str] = set()
+
+
+def _code_label(code: str | None) -> str:
+    code = (code or "unknown").lower()
+    if code in _codes_seen:
+        return code
+    if not _CODE.fullmatch(code) or len(_codes_seen) >= _MAX_CODES:
+        return "other"
+    _codes_seen.add(code)
+    return code
 
 
 def count_outcome(payment: Payment, before: PaymentStatus | None = None) -> None:
@@ -38,7 +55,7 @@ def count_outcome(payment: Payment, before: PaymentStatus | None = None) -> None
     status = payment.status
     if status in _NOT_OUTCOMES or status is before:
         return
-    code = (payment.failure_code or "unknown")[:_MAX_CODE] if status in _WITH_CODE else ""
+    code = _code_label(payment.failure_code) if status in _WITH_CODE else ""
     PAYMENT_OUTCOMES.labels(payment.provider, status.value.lower(), code).inc()
     if status is S.REQUIRES_ACTION:
         THREE_DS.labels(payment.provider, "required").inc()
