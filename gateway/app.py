@@ -37,7 +37,7 @@ from gateway.audit import AUDIT_BACKEND, list_audit_entries
 from gateway.backends import Backends
 from gateway.client_ip import client_ip, client_key
 from gateway.config import GatewayConfig
-from gateway.metrics import ROUTE_SCOPE_KEY, metrics_response, observe
+from gateway.metrics import ROUTE_SCOPE_KEY, UNMATCHED, metrics_response, observe
 from gateway.openapi import docs_page, load_document
 from gateway.ops import OPS_BACKEND, outbox_status
 from gateway.ratelimit import Limit, RateLimiter
@@ -201,8 +201,11 @@ class Gateway:
     async def _serve(
         self, request: Request, handler: Handler, *, work: str | None = None, route: str | None = None
     ) -> Response:
-        """:meth:`_answer` in the request's server span (continuing the caller's trace: infra.tracing)."""
-        name = f"{request.method} {request.url.path}"
+        """:meth:`_answer` in the request's server span (continuing the caller's trace: infra.tracing).
+
+        The span is named by the route's template, never the raw path (ids, and whatever a caller puts in a
+        path): ``unmatched`` until routing renames it, which a request refused before it matched keeps."""
+        name = f"{request.method} {route or UNMATCHED}"
         with tracing.server_span(
             name, request.headers.get(tracing.TRACEPARENT), {"http.request.method": request.method}
         ) as span:
