@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +37,7 @@ from gateway.audit import AUDIT_BACKEND, list_audit_entries
 from gateway.backends import Backends
 from gateway.client_ip import client_ip, client_key
 from gateway.config import GatewayConfig
+from gateway.console import ConsoleConfig, console_routes
 from gateway.openapi import docs_page, load_document
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
@@ -408,7 +410,9 @@ def _cors(config: GatewayConfig) -> list[Middleware]:
     ]
 
 
-def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starlette:
+def create_app(
+    settings: Settings, config: GatewayConfig | None = None, console: ConsoleConfig | None = None
+) -> Starlette:
     """The ASGI app; channels and Redis open in its lifespan, so run it with lifespan enabled."""
     gateway = Gateway(settings, config or GatewayConfig.from_env(development=settings.environment == "development"))
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -421,6 +425,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starl
             Route("/docs", gateway.docs, methods=["GET"]),
             Route("/v1/auth/guest", gateway.guest, methods=["POST"]),
             Route("/v1/payments/webhooks/{provider}", gateway.webhook, methods=["POST"]),
+            *console_routes(console or ConsoleConfig.from_env(os.environ)),
             Route("/{path:path}", gateway.transcode, methods=methods),
         ],
         exception_handlers={HTTPException: gateway.http_exception},

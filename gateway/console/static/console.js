@@ -1,0 +1,528 @@
+// Kassa operator console. Vanilla JS, no build step, no dependencies.
+//
+// Rules this file keeps (the page is served under a CSP that requires Trusted Types, so breaking them fails loudly):
+// every piece of data reaches the page through textContent or a text node, never as HTML; the admin token lives
+// in sessionStorage and goes out only as an Authorization header, never in a URL; links are built only from
+// "#/..." routes or http(s) URLs.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "kassa.console.token";
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  const state = { config: { traceUrlTemplate: "" }, render: 0 };
+
+  // -- DOM, text only --------------------------------------------------------------------------------------------
+
+  function safeHref(value) {
+    const s = String(value);
+    if (s.startsWith("#/")) return s;
+    try {
+      const url = new URL(s, window.location.href);
+      if (url.protocol === "http:" || url.protocol === "https:") return url.href;
+    } catch (_) {
+      // not a URL: fall through
+    }
+    return "#/";
+  }
+
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = String(value);
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else if (key === "href") node.setAttribute("href", safeHref(value));
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === undefined || child === null || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  const $ = (id) => document.getElementById(id);
+
+  function facts(pairs) {
+    const dl = el("dl", { class: "facts" });
+    for (const [term, value] of pairs) {
+      dl.append(el("dt", { text: term }), el("dd", {}, value === "" || value === undefined ? "—" : value));
+    }
+    return dl;
+  }
+
+  function table(headers, rows, { empty = "Nothing here.", testid } = {}) {
+    if (!rows.length) return el("p", { class: "muted", "data-testid": testid, text: empty });
+    const head = el("tr", {}, headers.map((h) => el("th", { class: h.num ? "num" : undefined, text: h.label || h })));
+    const body = rows.map((cells) =>
+      el(
+        "tr",
+        {},
+        cells.map((cell, i) => el("td", { class: headers[i].num ? "num" : headers[i].cls }, cell)),
+      ),
+    );
+    return el("table", { "data-testid": testid }, el("thead", {}, head), el("tbody", {}, body));
+  }
+
+  function notice(text, kind) {
+    return el("p", { class: kind === "error" ? "notice error" : "notice", role: kind === "error" ? "alert" : "status", text });
+  }
+
+  // -- formatting ------------------------------------------------------------------------------------------------
+
+  function minorDigits(currency) {
+    try {
+      return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
+    } catch (_) {
+      return 2;
+    }
+  }
+
+  // Money is int64 minor units as a string in proto3 JSON: format it with BigInt, never through a float.
+  function money(m) {
+    if (!m || !m.currencyCode) return "—";
+    const digits = minorDigits(m.currencyCode);
+    let amount = BigInt(m.amountMinor || "0");
+    const negative = amount < 0n;
+    if (negative) amount = -amount;
+    const s = amount.toString().padStart(digits + 1, "0");
+    const whole = (digits ? s.slice(0, -digits) : s).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    return `${negative ? "−" : ""}${whole}${digits ? "." + s.slice(-digits) : ""} ${m.currencyCode}`;
+  }
+
+  function when(ts) {
+    if (!ts) return "—";
+    const d = new Date(ts);
+    if (Number.isNaN(d.getTime())) return String(ts);
+    return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z").replace("Z", " UTC");
+  }
+
+  function ago(ts) {
+    if (!ts) return "";
+    const seconds = Math.round((Date.now() - new Date(ts).getTime()) / 1000);
+    if (!Number.isFinite(seconds)) return "";
+    if (seconds < 90) return `${seconds} s ago`;
+    if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
+    if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
+    return `${Math.round(seconds / 86400)} d ago`;
+  }
+
+  function enumName(value, prefix) {
+    const s = String(value || "");
+    return s.startsWith(prefix) ? s.slice(prefix.length) : s;
+  }
+
+  const GOOD = new Set(["CONFIRMED", "AWAITING_SHIPMENT", "PACKED", "SHIPPED", "DELIVERED", "CAPTURED", "SUCCEEDED"]);
+  const BAD = new Set(["PAYMENT_FAILED", "CANCELLED", "FAILED", "VOIDED", "DEAD", "PARKED", "REFUSED", "DECLINED"]);
+  const WARN = new Set(["PENDING_PAYMENT", "AUTHORIZED", "PENDING", "REQUIRES_ACTION", "REFUNDED", "PARTIALLY_REFUNDED"]);
+
+  function badge(text) {
+    const t = String(text || "—");
+    const kind = GOOD.has(t) ? "good" : BAD.has(t) ? "bad" : WARN.has(t) ? "warn" : "";
+    return el("span", { class: `badge ${kind}`.trim(), text: t });
+  }
+
+  function mono(text) {
+    return el("span", { class: "mono", text: text || "—" });
+  }
+
+  // -- the admin token and the REST calls ------------------------------------------------------------------------
+
+  function token() {
+    return window.sessionStorage.getItem(TOKEN_KEY) || "";
+  }
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      super((body && body.message) || `HTTP ${status}`);
+      this.status = status;
+      this.body = body || {};
+    }
+
+    get reason() {
+      for (const d of this.body.details || []) if (d.reason) return d.reason;
+      return "";
+    }
+  }
+
+  async function api(method, path, { body, headers, bearer } = {}) {
+    const h = { Accept: "application/json", Authorization: `Bearer ${bearer === undefined ? token() : bearer}` };
+    if (body !== undefined) h["Content-Type"] = "application/json";
+    Object.assign(h, headers || {});
+    const response = await fetch(path, {
+      method,
+      headers: h,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+      credentials: "omit",
+      redirect: "error",
+    });
+    let data = {};
+    try {
+      data = await response.json();
+    } catch (_) {
+      data = {};
+    }
+    if (!response.ok) {
+      const error = new ApiError(response.status, data);
+      if (response.status === 401 && bearer === undefined) signOut("Your token was refused (expired or revoked). Sign in again.");
+      throw error;
+    }
+    return data;
+  }
+
+  function explain(error) {
+    if (error instanceof ApiError) {
+      const reason = error.reason ? ` (${error.reason})` : "";
+      return `${error.message}${reason} — HTTP ${error.status}`;
+    }
+    return String(error && error.message ? error.message : error);
+  }
+
+  function idempotencyKey() {
+    return window.crypto.randomUUID();
+  }
+
+  function subjectOf(jwt) {
+    try {
+      const part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(window.atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+      return String(claims.sub || "");
+    } catch (_) {
+      return "";
+    }
+  }
+
+  // -- sign in and out -------------------------------------------------------------------------------------------
+
+  function showLogin(message) {
+    $("nav").hidden = true;
+    $("who").hidden = true;
+    $("screen").hidden = true;
+    $("screen").replaceChildren();
+    $("login").hidden = false;
+    const error = $("login-error");
+    error.textContent = message || "";
+    error.hidden = !message;
+    $("token").focus();
+  }
+
+  function signOut(message) {
+    window.sessionStorage.removeItem(TOKEN_KEY);
+    state.render += 1;
+    showLogin(message);
+  }
+
+  async function signIn(event) {
+    event.preventDefault();
+    const candidate = $("token").value.trim().replace(/^Bearer\s+/i, "");
+    const button = $("sign-in");
+    if (!candidate) return;
+    button.disabled = true;
+    try {
+      // Any admin route proves the role; the warehouse list is a cheap, unaudited read.
+      await api("GET", "/v1/admin/warehouses", { bearer: candidate });
+      window.sessionStorage.setItem(TOKEN_KEY, candidate);
+      $("token").value = "";
+      if (!window.location.hash || window.location.hash === "#/") window.location.hash = "#/orders";
+      route();
+    } catch (error) {
+      let message = `Could not check the token: ${explain(error)}`;
+      if (error instanceof ApiError && error.status === 401) message = `This token was refused: ${error.message}`;
+      if (error instanceof ApiError && error.status === 403) message = "This token is valid but has no admin role.";
+      showLogin(message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // -- screens ---------------------------------------------------------------------------------------------------
+
+  function begin(screenName, ...nodes) {
+    state.render += 1;
+    $("login").hidden = true;
+    $("nav").hidden = false;
+    $("who").hidden = false;
+    $("who-name").textContent = subjectOf(token());
+    for (const link of document.querySelectorAll("#nav a")) {
+      link.classList.toggle("current", link.dataset.screen === screenName);
+    }
+    const screen = $("screen");
+    screen.dataset.screen = screenName;
+    screen.replaceChildren(...nodes);
+    screen.hidden = false;
+    const mine = state.render;
+    return () => mine === state.render;
+  }
+
+  // Orders: an order id opens its page; a checkout session id opens its order, or shows the session if none yet.
+  function showOrders() {
+    const input = el("input", {
+      type: "search",
+      id: "order-query",
+      placeholder: "order id or checkout session id",
+      "aria-label": "Order id or checkout session id",
+      autocomplete: "off",
+      spellcheck: "false",
+    });
+    const result = el("div", { id: "order-result" });
+    const form = el(
+      "form",
+      { class: "inline", id: "order-search", onsubmit: (e) => findOrder(e, input.value, result, current) },
+      input,
+      el("button", { type: "submit", text: "Find" }),
+    );
+    const current = begin(
+      "orders",
+      el("h1", { text: "Orders" }),
+      el(
+        "div",
+        { class: "card" },
+        form,
+        el("p", {
+          class: "muted",
+          text:
+            "Search by order id or by checkout session id (both UUIDs; a session shows its order once it has one). " +
+            "The admin routes have no search by customer or email yet.",
+        }),
+        result,
+      ),
+      recentOrders(),
+    );
+    input.focus();
+  }
+
+  const RECENT_KEY = "kassa.console.recent";
+
+  function remember(order) {
+    const recent = JSON.parse(window.sessionStorage.getItem(RECENT_KEY) || "[]").filter((o) => o.id !== order.orderId);
+    recent.unshift({ id: order.orderId, status: enumName(order.status, "ORDER_STATUS_"), total: order.totals && order.totals.grandTotal, at: order.createdAt });
+    window.sessionStorage.setItem(RECENT_KEY, JSON.stringify(recent.slice(0, 10)));
+  }
+
+  function recentOrders() {
+    let recent = [];
+    try {
+      recent = JSON.parse(window.sessionStorage.getItem(RECENT_KEY) || "[]");
+    } catch (_) {
+      recent = [];
+    }
+    if (!recent.length) return el("div");
+    return el(
+      "div",
+      { class: "card" },
+      el("h2", { text: "Opened in this tab" }),
+      table(
+        ["Order", "Status", { label: "Total", num: true }, "Placed"],
+        recent.map((o) => [el("a", { href: `#/orders/${o.id}`, class: "mono", text: o.id }), badge(o.status), money(o.total), when(o.at)]),
+      ),
+    );
+  }
+
+  async function findOrder(event, raw, result, current) {
+    event.preventDefault();
+    const q = raw.trim().toLowerCase();
+    if (!UUID.test(q)) {
+      result.replaceChildren(notice("Enter an order id or a checkout session id (a UUID).", "error"));
+      return;
+    }
+    result.replaceChildren(notice("Searching…"));
+    try {
+      try {
+        await api("GET", `/v1/orders/${encodeURIComponent(q)}`);
+        window.location.hash = `#/orders/${q}`;
+        return;
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.status !== 404) throw error;
+      }
+      let session;
+      try {
+        session = (await api("GET", `/v1/checkout/sessions/${encodeURIComponent(q)}`)).session;
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) {
+          if (current()) result.replaceChildren(notice(`No order and no checkout session has the id ${q}.`, "error"));
+          return;
+        }
+        throw error;
+      }
+      if (session.orderId) {
+        window.location.hash = `#/orders/${session.orderId}`;
+        return;
+      }
+      if (!current()) return;
+      result.replaceChildren(
+        notice("This checkout session has no order yet."),
+        facts([
+          ["Session", mono(session.sessionId)],
+          ["Status", badge(enumName(session.status, "SESSION_STATUS_"))],
+          ["Customer", mono(session.customerId)],
+          ["Cart", mono(session.cartId)],
+          ["Grand total", money(session.preview && session.preview.grandTotal)],
+          ["Created", when(session.createdAt)],
+          ["Expires", when(session.expiresAt)],
+        ]),
+      );
+    } catch (error) {
+      if (current()) result.replaceChildren(notice(`Search failed: ${explain(error)}`, "error"));
+    }
+  }
+
+  function traceLink(order) {
+    const template = state.config.traceUrlTemplate;
+    if (!template) return null;
+    const values = { order_id: order.orderId, session_id: order.checkoutSessionId, trace_id: "" };
+    let missing = false;
+    const url = template.replace(/\{(order_id|session_id|trace_id)\}/g, (_, name) => {
+      if (!values[name]) missing = true;
+      return encodeURIComponent(values[name] || "");
+    });
+    if (missing) return null;
+    return el("a", { href: url, id: "trace-link", target: "_blank", rel: "noopener noreferrer", text: "Trace of this order ↗" });
+  }
+
+  async function showOrder(orderId) {
+    const current = begin("orders", el("h1", {}, "Order ", mono(orderId)), notice("Loading…"));
+    const id = encodeURIComponent(orderId);
+    const [order, timeline, audit] = await Promise.allSettled([
+      api("GET", `/v1/orders/${id}`),
+      api("GET", `/v1/orders/${id}/timeline`),
+      api("GET", `/v1/admin/audit?target=${id}&pageSize=50`),
+    ]);
+    if (!current()) return;
+    if (order.status === "rejected") {
+      begin("orders", el("h1", {}, "Order ", mono(orderId)), notice(`Could not load the order: ${explain(order.reason)}`, "error"), el("p", {}, el("a", { href: "#/orders", text: "Back to search" })));
+      return;
+    }
+    const o = order.value.order;
+    remember(o);
+    const t = o.totals || {};
+    const status = enumName(o.status, "ORDER_STATUS_");
+    const payment = enumName(o.paymentStatus, "PAYMENT_STATUS_");
+    const addr = o.shippingAddress || {};
+    const address = [addr.name, addr.line1, addr.line2, [addr.postalCode, addr.city].filter(Boolean).join(" "), addr.region, addr.countryCode]
+      .filter(Boolean)
+      .join(", ");
+
+    const timelineSection =
+      timeline.status === "fulfilled"
+        ? table(
+            ["When", "Status", "Cause"],
+            (timeline.value.events || []).map((e) => [when(e.occurredAt), badge(enumName(e.status, "ORDER_STATUS_")), e.cause || "—"]),
+            { empty: "No status changes recorded.", testid: "timeline" },
+          )
+        : notice(`Could not load the timeline: ${explain(timeline.reason)}`, "error");
+    const auditSection =
+      audit.status === "fulfilled"
+        ? table(
+            ["When", "Service", "Action", "By", "Outcome", "Message"],
+            (audit.value.entries || []).map((e) => [
+              when(e.createTime),
+              e.service,
+              e.action,
+              e.actor,
+              badge(enumName(e.outcome, "OUTCOME_")),
+              e.message || e.reason || "—",
+            ]),
+            { empty: "No admin action on this order.", testid: "audit" },
+          )
+        : notice(`Could not load the admin actions: ${explain(audit.reason)}`, "error");
+
+    begin(
+      "orders",
+      el("h1", {}, "Order ", mono(o.orderId), " ", badge(status)),
+      el("p", {}, el("a", { href: "#/orders", text: "← Search" }), " · ", traceLink(o) || el("span", { class: "muted", id: "trace-link-missing", text: "No trace link configured (KASSA_CONSOLE_TRACE_URL)" })),
+      el(
+        "div",
+        { class: "cols" },
+        el(
+          "div",
+          { class: "card" },
+          el("h2", { text: "Order" }),
+          facts([
+            ["Status", badge(status)],
+            ["Customer", mono(o.customerId)],
+            ["Email", o.email],
+            ["Checkout session", mono(o.checkoutSessionId)],
+            ["Placed", when(o.createdAt)],
+            ["Updated", when(o.updatedAt)],
+            ["Shipping", `${o.shippingMethod || "—"} to ${address || "—"}`],
+            ["Carrier / tracking", o.carrier || o.trackingNumber ? `${o.carrier || "—"} ${o.trackingNumber || ""}` : ""],
+            ["Notes", o.notes],
+          ]),
+        ),
+        el(
+          "div",
+          { class: "card", id: "payments" },
+          el("h2", { text: "Payment" }),
+          facts([
+            ["Payment status", badge(payment)],
+            ["Payment id", mono(o.paymentId)],
+            ["Method", o.paymentMethod],
+            ["Subtotal", money(t.subtotal)],
+            ["Discounts", money(t.discountTotal)],
+            ["Shipping", money(t.shippingTotal)],
+            ["Tax", money(t.taxTotal)],
+            ["Grand total", el("strong", { text: money(t.grandTotal) })],
+          ]),
+        ),
+      ),
+      el(
+        "div",
+        { class: "card" },
+        el("h2", { text: "Lines" }),
+        table(
+          ["SKU", "Name", { label: "Qty", num: true }, { label: "Unit price", num: true }, { label: "Line total", num: true }, "Warehouse"],
+          (o.lines || []).map((l) => [mono(l.sku), l.name, String(l.quantity), money(l.unitPrice), money(l.lineTotal), l.warehouseId]),
+          { testid: "lines" },
+        ),
+        (o.discounts || []).length
+          ? el("p", { class: "muted" }, "Discounts: ", (o.discounts || []).map((d) => `${d.code} ${money(d.amount)}`).join(", "))
+          : null,
+      ),
+      el("div", { class: "card", id: "timeline" }, el("h2", { text: "Timeline" }), timelineSection),
+      el("div", { class: "card", id: "events" }, el("h2", { text: "Admin actions on this order" }), auditSection),
+    );
+  }
+
+  function showPending(screenName, title) {
+    begin(screenName, el("h1", { text: title }), notice("This screen is not available yet."));
+  }
+
+  // -- routing ---------------------------------------------------------------------------------------------------
+
+  function route() {
+    if (!token()) {
+      showLogin("");
+      return;
+    }
+    const parts = window.location.hash.replace(/^#\/?/, "").split("/").filter(Boolean);
+    let decoded;
+    try {
+      decoded = parts.map(decodeURIComponent);
+    } catch (_) {
+      decoded = [];
+    }
+    const [screen, arg] = decoded;
+    if (screen === "orders" && arg) showOrder(arg);
+    else if (screen === "dlq") showPending("dlq", "Dead letters");
+    else if (screen === "stuck") showPending("stuck", "Stuck sessions");
+    else if (screen === "funnel") showPending("funnel", "Funnel");
+    else showOrders();
+  }
+
+  async function start() {
+    $("login-form").addEventListener("submit", signIn);
+    $("sign-out").addEventListener("click", () => signOut(""));
+    window.addEventListener("hashchange", route);
+    try {
+      const response = await fetch("/console/config.json", { cache: "no-store", credentials: "omit" });
+      if (response.ok) state.config = await response.json();
+    } catch (_) {
+      // the console works without its settings; the trace link is what goes missing
+    }
+    route();
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();
