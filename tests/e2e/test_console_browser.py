@@ -9,6 +9,7 @@ otherwise they go to the test's temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -54,18 +55,19 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+@contextlib.asynccontextmanager
+async def watched_page(browser: Browser) -> AsyncIterator[Page]:
+    """A fresh page (its own sessionStorage) that fails the test on a script error or a CSP violation."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
     opened = await context.new_page()
     problems: list[str] = []
-    # A CSP violation or a script error shows up here; the console has neither.
     opened.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    # Refused calls (401, 403, 404) are logged by the browser as resource errors; they are what some steps expect.
     opened.on(
         "console",
         lambda msg: (
             problems.append(f"console {msg.type}: {msg.text}")
-            if msg.type == "error" and "status of 40" not in msg.text
+            if msg.type == "error" and "Failed to load resource" not in msg.text
             else None
         ),
     )
@@ -75,6 +77,12 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
         assert await opened.evaluate("window.__pwned") is None
     finally:
         await context.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    async with watched_page(browser) as opened:
+        yield opened
 
 
 async def sign_in(page: Page, mesh: MeshHandle, token: str | None = None) -> None:
@@ -168,7 +176,6 @@ async def test_an_admin_finds_an_order_by_its_session_and_reads_its_page(
     await search.fill(missing)
     await page.get_by_role("button", name="Find").click()
     await expect(page.locator("#order-result")).to_contain_text(f"no checkout session has the id {missing}")
-    await page.screenshot(path=shots / "order-search.png")
 
     await search.fill(order["session_id"])
     await page.get_by_role("button", name="Find").click()
@@ -193,6 +200,8 @@ async def test_an_admin_finds_an_order_by_its_session_and_reads_its_page(
 
     # Searching by the order id goes straight to the same page; signing out forgets the token.
     await page.get_by_role("link", name="Orders").click()
+    await expect(page.locator("#screen")).to_contain_text("Opened in this tab")
+    await page.screenshot(path=shots / "order-search.png", full_page=True)
     await page.get_by_label("Order id or checkout session id").fill(order["order_id"])
     await page.get_by_role("button", name="Find").click()
     await expect(page.get_by_role("heading", level=1)).to_contain_text(order["order_id"])

@@ -257,7 +257,7 @@
   }
 
   // Orders: an order id opens its page; a checkout session id opens its order, or shows the session if none yet.
-  function showOrders() {
+  function showOrders(prefill) {
     const input = el("input", {
       type: "search",
       id: "order-query",
@@ -265,6 +265,7 @@
       "aria-label": "Order id or checkout session id",
       autocomplete: "off",
       spellcheck: "false",
+      value: prefill || undefined,
     });
     const result = el("div", { id: "order-result" });
     const form = el(
@@ -291,6 +292,7 @@
       recentOrders(),
     );
     input.focus();
+    if (prefill) form.requestSubmit();
   }
 
   const RECENT_KEY = "kassa.console.recent";
@@ -485,8 +487,291 @@
     );
   }
 
-  function showPending(screenName, title) {
-    begin(screenName, el("h1", { text: title }), notice("This screen is not available yet."));
+  function sessionLink(sessionId) {
+    if (!sessionId) return "—";
+    return el("a", { href: `#/find/${sessionId}`, class: "mono", title: "Find this session's order", text: sessionId });
+  }
+
+  function orderLink(orderId) {
+    if (!orderId) return "—";
+    return el("a", { href: `#/orders/${orderId}`, class: "mono", text: orderId });
+  }
+
+  function duration(seconds) {
+    const s = Number(seconds);
+    if (!Number.isFinite(s)) return "—";
+    if (s < 90) return `${Math.round(s)} s`;
+    if (s < 5400) return `${Math.round(s / 60)} min`;
+    if (s < 172800) return `${Math.round(s / 3600)} h`;
+    return `${Math.round(s / 86400)} d`;
+  }
+
+  function percent(ratio) {
+    const r = Number(ratio);
+    return Number.isFinite(r) ? `${(r * 100).toFixed(1)} %` : "—";
+  }
+
+  // An action button: runs ``act``, shows what came of it in ``out``, then ``after`` (a reload).
+  function actionButton(label, { kind, testid, act, out, after }) {
+    const button = el("button", { type: "button", class: kind || "secondary", "data-testid": testid, text: label });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const message = await act();
+        out.replaceChildren(notice(message));
+      } catch (error) {
+        out.replaceChildren(notice(`${label} failed: ${explain(error)}`, "error"));
+      } finally {
+        button.disabled = false;
+      }
+      if (after) after();
+    });
+    return button;
+  }
+
+  // -- the dead-letter queue: failed compensations, retried by a worker, parked by an operator, replayed ------------
+
+  const DLQ_TABS = [
+    ["DEAD", "Dead", "out of retries: an operator's call"],
+    ["PENDING", "Retrying", "the worker retries these with backoff"],
+    ["PARKED", "Parked", "set aside by an operator; replay runs one again"],
+    ["DONE", "Done", "compensated"],
+  ];
+
+  async function showDlq(tab) {
+    const status = DLQ_TABS.some(([s]) => s === tab) ? tab : "DEAD";
+    const out = el("div", { id: "dlq-result" });
+    const list = el("div", { id: "dlq-list" }, notice("Loading…"));
+    const tabs = el(
+      "div",
+      { class: "tabs", role: "tablist" },
+      DLQ_TABS.map(([s, label]) =>
+        el("button", {
+          type: "button",
+          role: "tab",
+          class: s === status ? "current" : undefined,
+          "aria-selected": s === status ? "true" : "false",
+          "data-testid": `dlq-tab-${s.toLowerCase()}`,
+          text: label,
+          onclick: () => {
+            window.location.hash = `#/dlq/${s.toLowerCase()}`;
+          },
+        }),
+      ),
+    );
+    const about = DLQ_TABS.find(([s]) => s === status)[2];
+    const current = begin(
+      "dlq",
+      el("h1", { text: "Dead letters" }),
+      el(
+        "p",
+        { class: "muted" },
+        "Compensations that failed (void an authorization, release stock or a promotion use, clean a cart…). ",
+        "Retry runs one now; park sets it aside; replay runs a parked one again.",
+      ),
+      tabs,
+      el("p", { class: "muted", text: `${DLQ_TABS.find(([s]) => s === status)[1]}: ${about}.` }),
+      out,
+      el("div", { class: "card" }, list),
+    );
+    const reload = () => {
+      if (current()) showDlqList(status, list, out, current, reload);
+    };
+    await showDlqList(status, list, out, current, reload);
+  }
+
+  async function showDlqList(status, list, out, current, reload) {
+    let answer;
+    try {
+      answer = await api("GET", `/v1/admin/dlq?status=COMPENSATION_STATUS_${status}&pageSize=100`);
+    } catch (error) {
+      if (current()) list.replaceChildren(notice(`Could not load the dead letters: ${explain(error)}`, "error"));
+      return;
+    }
+    if (!current()) return;
+    const rows = (answer.entries || []).map((entry) => {
+      const id = encodeURIComponent(entry.id);
+      const entryStatus = enumName(entry.status, "COMPENSATION_STATUS_");
+      const actions = el("td", { class: "actions" });
+      const run = (verb, label, kind) =>
+        actionButton(label, {
+          kind,
+          testid: `dlq-${verb}`,
+          out,
+          after: reload,
+          act: async () => {
+            const result = await api("POST", `/v1/admin/dlq/${id}:${verb}`, { body: {}, headers: { "Idempotency-Key": idempotencyKey() } });
+            const shown = `${entry.operation} ${entry.id}`;
+            if (verb === "park") return `Parked ${shown}.`;
+            return result.succeeded ? `${label}: ${shown} succeeded.` : `${label}: ${shown} failed again: ${result.error || "no detail"}.`;
+          },
+        });
+      if (entryStatus === "PENDING" || entryStatus === "DEAD") actions.append(run("retry", "Retry now"), run("park", "Park", "danger"));
+      if (entryStatus === "PARKED") actions.append(run("replay", "Replay"));
+      const payload = el("pre", { class: "mono", hidden: true, text: JSON.stringify(entry.payload || {}, null, 2) });
+      const toggle = el("button", { type: "button", class: "link", text: "payload" });
+      toggle.addEventListener("click", () => {
+        payload.hidden = !payload.hidden;
+      });
+      return el(
+        "tr",
+        { "data-id": entry.id, "data-testid": "dlq-row" },
+        el("td", {}, el("span", { class: "mono", text: entry.operation }), el("br"), toggle, payload),
+        el("td", {}, sessionLink(entry.sessionId)),
+        el("td", {}, badge(entryStatus)),
+        el("td", { class: "num", text: String(entry.attempts || 0) }),
+        el("td", { title: when(entry.createTime), text: ago(entry.createTime) }),
+        el("td", { title: when(entry.nextAttemptTime), text: entryStatus === "PENDING" ? when(entry.nextAttemptTime) : "—" }),
+        el("td", { class: "error", text: entry.lastError || "—" }),
+        actions,
+      );
+    });
+    if (!rows.length) {
+      list.replaceChildren(el("p", { class: "muted", "data-testid": "dlq-empty", text: "No entries." }));
+      return;
+    }
+    const head = ["Operation", "Session", "Status", "Attempts", "Created", "Next attempt", "Last error", ""].map((h) =>
+      el("th", { class: h === "Attempts" ? "num" : undefined, text: h }),
+    );
+    list.replaceChildren(
+      el("table", { "data-testid": "dlq-table" }, el("thead", {}, el("tr", {}, head)), el("tbody", {}, rows)),
+      answer.nextPageToken ? el("p", { class: "muted", text: "Showing the first 100." }) : null,
+    );
+  }
+
+  // -- stuck sessions: mid-confirm past their lease ------------------------------------------------------------------
+
+  async function showStuck() {
+    const out = el("div", { id: "stuck-result" });
+    const list = el("div", { id: "stuck-list" }, notice("Loading…"));
+    const current = begin(
+      "stuck",
+      el("h1", { text: "Stuck sessions" }),
+      el(
+        "p",
+        { class: "muted" },
+        "Checkouts whose saga stopped making progress past its lease (a process died mid-confirm, a call hung). ",
+        "The recovery worker gets to them; “Drive forward or compensate now” does it at once.",
+      ),
+      out,
+      el("div", { class: "card" }, list),
+    );
+    const reload = async () => {
+      let answer;
+      try {
+        answer = await api("GET", "/v1/admin/sessions/stuck?pageSize=100");
+      } catch (error) {
+        if (current()) list.replaceChildren(notice(`Could not load the stuck sessions: ${explain(error)}`, "error"));
+        return;
+      }
+      if (!current()) return;
+      const lease = answer.leaseSeconds ? el("p", { class: "muted", text: `Lease: ${duration(answer.leaseSeconds)}.` }) : null;
+      list.replaceChildren(
+        table(
+          ["Session", "Saga step", "Last progress", { label: "Stuck for", num: true }, { label: "Attempt", num: true }, "Order", { label: "", cls: "actions" }],
+          (answer.sessions || []).map((s) => [
+            sessionLink(s.sessionId),
+            mono(s.sagaStep),
+            when(s.lastProgressTime),
+            duration(s.ageSeconds),
+            String(s.sagaAttempt || 0),
+            orderLink(s.orderId),
+            actionButton("Drive forward or compensate now", {
+              testid: "stuck-resolve",
+              out,
+              after: reload,
+              act: async () => {
+                const r = await api("POST", `/v1/admin/sessions/stuck/${encodeURIComponent(s.sessionId)}:resolve`, {
+                  body: {},
+                  headers: { "Idempotency-Key": idempotencyKey() },
+                });
+                const order = r.orderId ? `, order ${r.orderId}` : "";
+                const error = r.lastError ? ` (${r.lastError})` : "";
+                return `Session ${r.sessionId || s.sessionId}: ${r.outcome || "done"}, now ${r.sessionStatus || "—"}${order}${error}.`;
+              },
+            }),
+          ]),
+          { empty: "No session is stuck.", testid: "stuck-table" },
+        ),
+        lease,
+      );
+    };
+    await reload();
+  }
+
+  // -- the funnel and failure rates of the last hour, and the outboxes -------------------------------------------
+
+  async function showFunnel() {
+    const body = el("div", { id: "funnel" }, notice("Loading…"));
+    const outbox = el("div", { id: "outbox" }, notice("Loading…"));
+    const current = begin(
+      "funnel",
+      el("h1", { text: "Funnel — the last hour" }),
+      el("div", { class: "card" }, body),
+      el("div", { class: "card" }, el("h2", { text: "Outbox backlog per service" }), outbox),
+    );
+    const end = new Date();
+    const start = new Date(end.getTime() - 3600 * 1000);
+    const [funnel, boxes] = await Promise.allSettled([
+      api("GET", `/v1/admin/funnel?startTime=${encodeURIComponent(start.toISOString())}&endTime=${encodeURIComponent(end.toISOString())}`),
+      api("GET", "/v1/admin/outbox"),
+    ]);
+    if (!current()) return;
+    if (funnel.status === "rejected") {
+      body.replaceChildren(notice(`Could not load the funnel: ${explain(funnel.reason)}`, "error"));
+    } else {
+      const f = funnel.value;
+      const steps = [
+        ["Carts created", Number(f.cartsCreated || 0)],
+        ["Checkouts started", Number(f.checkoutsStarted || 0)],
+        ["Checkouts confirmed", Number(f.checkoutsConfirmed || 0)],
+        ["Checkouts failed", Number(f.checkoutsFailed || 0)],
+      ];
+      const top = Math.max(1, ...steps.map(([, n]) => n));
+      const started = steps[1][1];
+      const failures = f.failuresByReason || [];
+      const failed = Math.max(1, failures.reduce((sum, x) => sum + Number(x.count || 0), 0));
+      body.replaceChildren(
+        el("p", { class: "muted", text: `${when(f.startTime || start.toISOString())} → ${when(f.endTime || end.toISOString())}` }),
+        table(
+          ["Step", { label: "Count", num: true }, { label: "Of started", num: true }, { label: "", cls: "barcell" }],
+          steps.map(([label, n], i) => [
+            label,
+            String(n),
+            i >= 1 && started ? percent(n / started) : "—",
+            el("div", { class: "bar", "data-width": String(Math.round((100 * n) / top)) }),
+          ]),
+          { testid: "funnel-table" },
+        ),
+        el("p", {}, "Failure rate: ", el("strong", { "data-testid": "failure-rate", text: percent(f.failureRate) }), " of the checkouts that ended."),
+        el("h2", { text: "Failures by reason" }),
+        table(
+          ["Reason", { label: "Count", num: true }, { label: "Share", num: true }],
+          failures.map((x) => [mono(x.reason), String(x.count), percent(Number(x.count || 0) / failed)]),
+          { empty: "No checkout failed in this hour.", testid: "failures-table" },
+        ),
+      );
+      // Bar widths through the CSSOM: the CSP refuses inline style attributes.
+      for (const bar of body.querySelectorAll(".bar")) bar.style.width = `${bar.dataset.width}%`;
+    }
+    if (boxes.status === "rejected") {
+      outbox.replaceChildren(notice(`Could not load the outbox status: ${explain(boxes.reason)}`, "error"));
+    } else {
+      outbox.replaceChildren(
+        table(
+          ["Service", { label: "Unpublished", num: true }, { label: "In flight", num: true }, { label: "Failing", num: true }, { label: "Oldest waiting", num: true }, "Last published"],
+          (boxes.value.services || []).map((b) => [
+            b.service,
+            String(b.unpublished || 0),
+            String(b.processing || 0),
+            String(b.failing || 0),
+            Number(b.unpublished || 0) ? duration(b.oldestUnpublishedAgeSeconds) : "—",
+            b.lastPublishedTime ? `${when(b.lastPublishedTime)} (${ago(b.lastPublishedTime)})` : "—",
+          ]),
+          { empty: "No service reported.", testid: "outbox-table" },
+        ),
+      );
+    }
   }
 
   // -- routing ---------------------------------------------------------------------------------------------------
@@ -505,10 +790,11 @@
     }
     const [screen, arg] = decoded;
     if (screen === "orders" && arg) showOrder(arg);
-    else if (screen === "dlq") showPending("dlq", "Dead letters");
-    else if (screen === "stuck") showPending("stuck", "Stuck sessions");
-    else if (screen === "funnel") showPending("funnel", "Funnel");
-    else showOrders();
+    else if (screen === "find" && arg) showOrders(arg);
+    else if (screen === "dlq") showDlq(String(arg || "dead").toUpperCase());
+    else if (screen === "stuck") showStuck();
+    else if (screen === "funnel") showFunnel();
+    else showOrders("");
   }
 
   async function start() {
