@@ -107,7 +107,7 @@ async def place_order(mesh: MeshHandle) -> dict[str, Any]:
             "prices": [{"currencyCode": "USD", "amountMinor": "2599"}],
         }
         await admin.call("POST", "/v1/admin/products", {"products": [product]})
-        await customer.guest()
+        customer_id = await customer.guest()
         cart_id = await fill_cart(customer, skus, [2])
         started = await customer.call("POST", "/v1/checkout/start", {"cartId": cart_id, "shipToCountryCode": "US"})
         session_id = started["session"]["sessionId"]
@@ -125,7 +125,12 @@ async def place_order(mesh: MeshHandle) -> dict[str, Any]:
         )
         preview = (await customer.call("GET", f"/v1/checkout/sessions/{session_id}/preview"))["preview"]
         confirmed = await confirm(customer, session_id, preview["grandTotal"])
-        return {"order_id": confirmed["orderId"], "session_id": session_id, "sku": skus[0]}
+        return {
+            "order_id": confirmed["orderId"],
+            "session_id": session_id,
+            "customer_id": customer_id,
+            "sku": skus[0],
+        }
     finally:
         await admin.close()
         await customer.close()
@@ -168,14 +173,25 @@ async def test_an_admin_finds_an_order_by_its_session_and_reads_its_page(
     assert stored == mesh.admin_token
     assert mesh.admin_token not in page.url
 
-    search = page.get_by_label("Order id or checkout session id")
-    await search.fill("no-such-thing")
+    search = page.get_by_label("Order, session or customer id")
+    await search.fill("   ")
     await page.get_by_role("button", name="Find").click()
-    await expect(page.locator("#order-result")).to_contain_text("Enter an order id or a checkout session id")
-    missing = str(uuid.uuid4())
-    await search.fill(missing)
+    await expect(page.locator("#order-result")).to_contain_text("Enter an order id, a checkout session id or a")
+    for missing in (str(uuid.uuid4()), f"nobody-{uuid.uuid4().hex}"):
+        await search.fill(missing)
+        await page.get_by_role("button", name="Find").click()
+        await expect(page.locator("#order-result")).to_contain_text(f"customer's order has the id {missing}")
+
+    # A customer id lists that customer's orders; each opens its page.
+    await search.fill(order["customer_id"])
     await page.get_by_role("button", name="Find").click()
-    await expect(page.locator("#order-result")).to_contain_text(f"no checkout session has the id {missing}")
+    listed = page.get_by_test_id("customer-orders")
+    await expect(listed).to_contain_text(order["order_id"])
+    await expect(listed.locator("tbody tr")).to_have_count(1)
+    await listed.get_by_role("link", name=order["order_id"]).click()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(order["order_id"])
+    await page.get_by_role("link", name="Orders").click()
+    search = page.get_by_label("Order, session or customer id")
 
     await search.fill(order["session_id"])
     await page.get_by_role("button", name="Find").click()
@@ -202,7 +218,7 @@ async def test_an_admin_finds_an_order_by_its_session_and_reads_its_page(
     await page.get_by_role("link", name="Orders").click()
     await expect(page.locator("#screen")).to_contain_text("Opened in this tab")
     await page.screenshot(path=shots / "order-search.png", full_page=True)
-    await page.get_by_label("Order id or checkout session id").fill(order["order_id"])
+    await page.get_by_label("Order, session or customer id").fill(order["order_id"])
     await page.get_by_role("button", name="Find").click()
     await expect(page.get_by_role("heading", level=1)).to_contain_text(order["order_id"])
     await page.get_by_role("button", name="Sign out").click()

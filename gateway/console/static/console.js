@@ -261,8 +261,8 @@
     const input = el("input", {
       type: "search",
       id: "order-query",
-      placeholder: "order id or checkout session id",
-      "aria-label": "Order id or checkout session id",
+      placeholder: "order id, checkout session id or customer id",
+      "aria-label": "Order, session or customer id",
       autocomplete: "off",
       spellcheck: "false",
       value: prefill || undefined,
@@ -284,8 +284,9 @@
         el("p", {
           class: "muted",
           text:
-            "Search by order id or by checkout session id (both UUIDs; a session shows its order once it has one). " +
-            "The admin routes have no search by customer or email yet.",
+            "An order id opens the order; a checkout session id opens its order (or shows the session while it has " +
+            "none); a customer id lists that customer's orders, newest first. Emails are encrypted at rest and " +
+            "cannot be searched.",
         }),
         result,
       ),
@@ -322,52 +323,91 @@
     );
   }
 
+  // What the box can hold: an order id, a checkout session id (both UUIDs), or a customer id (a token's subject).
   async function findOrder(event, raw, result, current) {
     event.preventDefault();
-    const q = raw.trim().toLowerCase();
-    if (!UUID.test(q)) {
-      result.replaceChildren(notice("Enter an order id or a checkout session id (a UUID).", "error"));
+    const q = raw.trim();
+    if (!q || q.length > 128 || /[\u0000-\u001f\u007f]/.test(q)) {
+      result.replaceChildren(notice("Enter an order id, a checkout session id or a customer id.", "error"));
       return;
     }
     result.replaceChildren(notice("Searching…"));
     try {
-      try {
-        await api("GET", `/v1/orders/${encodeURIComponent(q)}`);
-        window.location.hash = `#/orders/${q}`;
-        return;
-      } catch (error) {
-        if (!(error instanceof ApiError) || error.status !== 404) throw error;
-      }
-      let session;
-      try {
-        session = (await api("GET", `/v1/checkout/sessions/${encodeURIComponent(q)}`)).session;
-      } catch (error) {
-        if (error instanceof ApiError && error.status === 404) {
-          if (current()) result.replaceChildren(notice(`No order and no checkout session has the id ${q}.`, "error"));
+      if (UUID.test(q)) {
+        const id = q.toLowerCase();
+        try {
+          await api("GET", `/v1/orders/${encodeURIComponent(id)}`);
+          window.location.hash = `#/orders/${id}`;
           return;
+        } catch (error) {
+          if (!(error instanceof ApiError) || error.status !== 404) throw error;
         }
-        throw error;
+        try {
+          const session = (await api("GET", `/v1/checkout/sessions/${encodeURIComponent(id)}`)).session;
+          if (session.orderId) {
+            window.location.hash = `#/orders/${session.orderId}`;
+            return;
+          }
+          if (current()) result.replaceChildren(notice("This checkout session has no order yet."), sessionFacts(session));
+          return;
+        } catch (error) {
+          if (!(error instanceof ApiError) || error.status !== 404) throw error;
+        }
       }
-      if (session.orderId) {
-        window.location.hash = `#/orders/${session.orderId}`;
-        return;
-      }
-      if (!current()) return;
-      result.replaceChildren(
-        notice("This checkout session has no order yet."),
-        facts([
-          ["Session", mono(session.sessionId)],
-          ["Status", badge(enumName(session.status, "SESSION_STATUS_"))],
-          ["Customer", mono(session.customerId)],
-          ["Cart", mono(session.cartId)],
-          ["Grand total", money(session.preview && session.preview.grandTotal)],
-          ["Created", when(session.createdAt)],
-          ["Expires", when(session.expiresAt)],
-        ]),
-      );
+      await customerOrders(q, "", result, current);
     } catch (error) {
       if (current()) result.replaceChildren(notice(`Search failed: ${explain(error)}`, "error"));
     }
+  }
+
+  function sessionFacts(session) {
+    return facts([
+      ["Session", mono(session.sessionId)],
+      ["Status", badge(enumName(session.status, "SESSION_STATUS_"))],
+      ["Customer", mono(session.customerId)],
+      ["Cart", mono(session.cartId)],
+      ["Grand total", money(session.preview && session.preview.grandTotal)],
+      ["Created", when(session.createdAt)],
+      ["Expires", when(session.expiresAt)],
+    ]);
+  }
+
+  // A customer's orders, newest first, a page at a time (ListOrders with customer_id, admin only).
+  async function customerOrders(customerId, pageToken, result, current, shown = []) {
+    const query = new URLSearchParams({ customerId, pageSize: "25" });
+    if (pageToken) query.set("pageToken", pageToken);
+    const answer = await api("GET", `/v1/orders?${query}`);
+    if (!current()) return;
+    const orders = shown.concat(answer.orders || []);
+    if (!orders.length) {
+      result.replaceChildren(notice(`No order, checkout session or customer's order has the id ${customerId}.`, "error"));
+      return;
+    }
+    const more = answer.nextPageToken
+      ? el("button", {
+          type: "button",
+          class: "secondary",
+          text: "More",
+          onclick: () => customerOrders(customerId, answer.nextPageToken, result, current, orders).catch((error) => {
+            if (current()) result.append(notice(`Could not load more: ${explain(error)}`, "error"));
+          }),
+        })
+      : null;
+    result.replaceChildren(
+      el("h2", {}, "Orders of customer ", mono(customerId)),
+      table(
+        ["Order", "Status", "Payment", { label: "Total", num: true }, "Placed"],
+        orders.map((o) => [
+          orderLink(o.orderId),
+          badge(enumName(o.status, "ORDER_STATUS_")),
+          badge(enumName(o.paymentStatus, "PAYMENT_STATUS_")),
+          money(o.totals && o.totals.grandTotal),
+          when(o.createdAt),
+        ]),
+        { testid: "customer-orders" },
+      ),
+      more,
+    );
   }
 
   function traceLink(order) {
