@@ -44,6 +44,11 @@
 
   const $ = (id) => document.getElementById(id);
 
+  // replaceChildren, leaving out the parts that are absent (it would write "null").
+  function put(parent, ...children) {
+    parent.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  }
+
   function facts(pairs) {
     const dl = el("dl", { class: "facts" });
     for (const [term, value] of pairs) {
@@ -54,7 +59,7 @@
 
   function table(headers, rows, { empty = "Nothing here.", testid } = {}) {
     if (!rows.length) return el("p", { class: "muted", "data-testid": testid, text: empty });
-    const head = el("tr", {}, headers.map((h) => el("th", { class: h.num ? "num" : undefined, text: h.label || h })));
+    const head = el("tr", {}, headers.map((h) => el("th", { class: h.num ? "num" : undefined, text: typeof h === "string" ? h : h.label })));
     const body = rows.map((cells) =>
       el(
         "tr",
@@ -250,7 +255,7 @@
     }
     const screen = $("screen");
     screen.dataset.screen = screenName;
-    screen.replaceChildren(...nodes);
+    put(screen, ...nodes);
     screen.hidden = false;
     const mine = state.render;
     return () => mine === state.render;
@@ -328,10 +333,10 @@
     event.preventDefault();
     const q = raw.trim();
     if (!q || q.length > 128 || /[\u0000-\u001f\u007f]/.test(q)) {
-      result.replaceChildren(notice("Enter an order id, a checkout session id or a customer id.", "error"));
+      put(result, notice("Enter an order id, a checkout session id or a customer id.", "error"));
       return;
     }
-    result.replaceChildren(notice("Searching…"));
+    put(result, notice("Searching…"));
     try {
       if (UUID.test(q)) {
         const id = q.toLowerCase();
@@ -348,7 +353,7 @@
             window.location.hash = `#/orders/${session.orderId}`;
             return;
           }
-          if (current()) result.replaceChildren(notice("This checkout session has no order yet."), sessionFacts(session));
+          if (current()) put(result, notice("This checkout session has no order yet."), sessionFacts(session));
           return;
         } catch (error) {
           if (!(error instanceof ApiError) || error.status !== 404) throw error;
@@ -356,7 +361,7 @@
       }
       await customerOrders(q, "", result, current);
     } catch (error) {
-      if (current()) result.replaceChildren(notice(`Search failed: ${explain(error)}`, "error"));
+      if (current()) put(result, notice(`Search failed: ${explain(error)}`, "error"));
     }
   }
 
@@ -380,7 +385,7 @@
     if (!current()) return;
     const orders = shown.concat(answer.orders || []);
     if (!orders.length) {
-      result.replaceChildren(notice(`No order, checkout session or customer's order has the id ${customerId}.`, "error"));
+      put(result, notice(`No order, checkout session or customer's order has the id ${customerId}.`, "error"));
       return;
     }
     const more = answer.nextPageToken
@@ -393,7 +398,8 @@
           }),
         })
       : null;
-    result.replaceChildren(
+    put(
+      result,
       el("h2", {}, "Orders of customer ", mono(customerId)),
       table(
         ["Order", "Status", "Payment", { label: "Total", num: true }, "Placed"],
@@ -558,9 +564,9 @@
       button.disabled = true;
       try {
         const message = await act();
-        out.replaceChildren(notice(message));
+        put(out, notice(message));
       } catch (error) {
-        out.replaceChildren(notice(`${label} failed: ${explain(error)}`, "error"));
+        put(out, notice(`${label} failed: ${explain(error)}`, "error"));
       } finally {
         button.disabled = false;
       }
@@ -625,7 +631,7 @@
     try {
       answer = await api("GET", `/v1/admin/dlq?status=COMPENSATION_STATUS_${status}&pageSize=100`);
     } catch (error) {
-      if (current()) list.replaceChildren(notice(`Could not load the dead letters: ${explain(error)}`, "error"));
+      if (current()) put(list, notice(`Could not load the dead letters: ${explain(error)}`, "error"));
       return;
     }
     if (!current()) return;
@@ -667,13 +673,14 @@
       );
     });
     if (!rows.length) {
-      list.replaceChildren(el("p", { class: "muted", "data-testid": "dlq-empty", text: "No entries." }));
+      put(list, el("p", { class: "muted", "data-testid": "dlq-empty", text: "No entries." }));
       return;
     }
     const head = ["Operation", "Session", "Status", "Attempts", "Created", "Next attempt", "Last error", ""].map((h) =>
       el("th", { class: h === "Attempts" ? "num" : undefined, text: h }),
     );
-    list.replaceChildren(
+    put(
+      list,
       el("table", { "data-testid": "dlq-table" }, el("thead", {}, el("tr", {}, head)), el("tbody", {}, rows)),
       answer.nextPageToken ? el("p", { class: "muted", text: "Showing the first 100." }) : null,
     );
@@ -701,12 +708,13 @@
       try {
         answer = await api("GET", "/v1/admin/sessions/stuck?pageSize=100");
       } catch (error) {
-        if (current()) list.replaceChildren(notice(`Could not load the stuck sessions: ${explain(error)}`, "error"));
+        if (current()) put(list, notice(`Could not load the stuck sessions: ${explain(error)}`, "error"));
         return;
       }
       if (!current()) return;
       const lease = answer.leaseSeconds ? el("p", { class: "muted", text: `Lease: ${duration(answer.leaseSeconds)}.` }) : null;
-      list.replaceChildren(
+      put(
+      list,
         table(
           ["Session", "Saga step", "Last progress", { label: "Stuck for", num: true }, { label: "Attempt", num: true }, "Order", { label: "", cls: "actions" }],
           (answer.sessions || []).map((s) => [
@@ -758,7 +766,7 @@
     ]);
     if (!current()) return;
     if (funnel.status === "rejected") {
-      body.replaceChildren(notice(`Could not load the funnel: ${explain(funnel.reason)}`, "error"));
+      put(body, notice(`Could not load the funnel: ${explain(funnel.reason)}`, "error"));
     } else {
       const f = funnel.value;
       const steps = [
@@ -771,7 +779,8 @@
       const started = steps[1][1];
       const failures = f.failuresByReason || [];
       const failed = Math.max(1, failures.reduce((sum, x) => sum + Number(x.count || 0), 0));
-      body.replaceChildren(
+      put(
+      body,
         el("p", { class: "muted", text: `${when(f.startTime || start.toISOString())} → ${when(f.endTime || end.toISOString())}` }),
         table(
           ["Step", { label: "Count", num: true }, { label: "Of started", num: true }, { label: "", cls: "barcell" }],
@@ -795,9 +804,10 @@
       for (const bar of body.querySelectorAll(".bar")) bar.style.width = `${bar.dataset.width}%`;
     }
     if (boxes.status === "rejected") {
-      outbox.replaceChildren(notice(`Could not load the outbox status: ${explain(boxes.reason)}`, "error"));
+      put(outbox, notice(`Could not load the outbox status: ${explain(boxes.reason)}`, "error"));
     } else {
-      outbox.replaceChildren(
+      put(
+      outbox,
         table(
           ["Service", { label: "Unpublished", num: true }, { label: "In flight", num: true }, { label: "Failing", num: true }, { label: "Oldest waiting", num: true }, "Last published"],
           (boxes.value.services || []).map((b) => [
