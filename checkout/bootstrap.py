@@ -24,6 +24,7 @@ from checkout.biz.checkout.complete_payment import PaymentCompletion
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.dlq import FailedCompensationDrain
 from checkout.biz.checkout.expiry import SessionExpiry
+from checkout.biz.checkout.operate import DeadLetters, FunnelReport, StuckSessions
 from checkout.biz.checkout.pricing_engine import PricingEngine
 from checkout.biz.checkout.recovery import SagaRecovery
 from checkout.biz.checkout.settle import Settlement
@@ -33,8 +34,9 @@ from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways
 from checkout.biz.retry import RetryPolicy
 from checkout.data.redis_store import RedisIdempotencyStore
-from checkout.data.tables import outbox
+from checkout.data.tables import audit_log, outbox
 from checkout.data.uow import SqlUnitOfWork
+from checkout.service import admin_service
 from checkout.service.cart_service import CartService
 from checkout.service.checkout_service import CheckoutService
 from checkout.worker.cron.failed_compensation import failed_compensation_worker
@@ -43,14 +45,22 @@ from checkout.worker.cron.recovery import recovery_worker
 from checkout.worker.cron.session_expiry import session_expiry_worker
 from checkout.worker.payment_events import payment_event_consumer
 from infra.admission import Admission
+from infra.audit import AuditTrail
 from infra.channels import ServiceCredentials, open_channel
 from infra.config import ConfigError, Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
+from infra.ops import outbox_status_registration
 from infra.outbox import OutboxPublisher
 from infra.runner import App
 from infra.server import Registration
-from kassa.checkout.v1 import cart_service_pb2_grpc, checkout_service_pb2_grpc
+from kassa.checkout.v1 import (
+    cart_service_pb2,
+    cart_service_pb2_grpc,
+    checkout_admin_service_pb2_grpc,
+    checkout_service_pb2,
+    checkout_service_pb2_grpc,
+)
 
 __all__ = ["Container", "bootstrap", "build", "policy_from"]
 
@@ -182,6 +192,18 @@ async def build(
     drain = FailedCompensationDrain(uow, compensator)
     recovery = SagaRecovery(uow, gateways, settlement, policy)
     completion = PaymentCompletion(uow, gateways, settlement, compensator, policy)
+    # Operators' tools run the workers' own paths (the drain's run, recovery's recover_one), audited.
+    # Only CheckoutAdminService's actions are audited: the customer-facing services are left unwrapped.
+    customer_rpcs = [
+        m.name
+        for module in (cart_service_pb2, checkout_service_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        for m in service.methods
+    ]
+    audit = AuditTrail(engine, audit_log, service="checkout", reads=(*admin_service.READS, *customer_rpcs))
+    operations = admin_service.CheckoutAdminService(
+        DeadLetters(uow, drain), StuckSessions(uow, recovery, policy), FunnelReport(uow)
+    )
 
     app = App(
         registrations=[
@@ -195,6 +217,13 @@ async def build(
                 CheckoutService(start, state, confirm),
                 "kassa.checkout.v1.CheckoutService",
             ),
+            Registration(
+                checkout_admin_service_pb2_grpc.add_CheckoutAdminServiceServicer_to_server,
+                operations,
+                "kassa.checkout.v1.CheckoutAdminService",
+            ),
+            audit.registration,
+            outbox_status_registration(engine, outbox, "checkout"),
         ],
         workers=[
             publisher.run,
@@ -207,6 +236,7 @@ async def build(
         # The mesh's edge: a new cart starts a checkout, so it is what waits (and, if the wait stops paying,
         # is turned away) when the mesh is busy; a checkout under way is never held back for it.
         admission=Admission(settings.admission_policy(frozenset({_CREATE_CART}))),
+        interceptors=[audit.interceptor],
     )
     return Container(
         app, engine, uow, gateways, carts, start, state, confirm, compensator, drain, recovery, expiry, settlement,

@@ -39,6 +39,7 @@ from gateway.client_ip import client_ip, client_key
 from gateway.config import GatewayConfig
 from gateway.console import ConsoleConfig, console_routes
 from gateway.openapi import docs_page, load_document
+from gateway.ops import OPS_BACKEND, outbox_status
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
@@ -259,6 +260,8 @@ class Gateway:
         metadata = (("authorization", request.headers["authorization"]), ("x-request-id", rid))
         if route.rpc.backend == AUDIT_BACKEND:
             reply = await list_audit_entries(self.backends, route.rpc, message, metadata)
+        elif route.rpc.backend == OPS_BACKEND:
+            reply = await outbox_status(self.backends, route.rpc, message, metadata)
         else:
             reply = await self.backends.call(route.rpc, message, metadata)
         return JSONResponse(render(reply))

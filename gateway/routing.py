@@ -27,13 +27,15 @@ from google.protobuf import descriptor, message
 from google.protobuf.message_factory import GetMessageClass
 
 from infra.audit import AUDITED_SERVICES
+from infra.ops import OUTBOX_SERVICES
 from kassa.audit.v1 import audit_service_pb2
-from kassa.checkout.v1 import cart_service_pb2, checkout_service_pb2
+from kassa.checkout.v1 import cart_service_pb2, checkout_admin_service_pb2, checkout_service_pb2
+from kassa.ops.v1 import outbox_service_pb2
 from kassa.order.v1 import order_service_pb2
-from kassa.payment.v1 import payment_service_pb2
+from kassa.payment.v1 import payment_admin_service_pb2, payment_service_pb2
 from kassa.pricing.v1 import pricing_service_pb2
 from kassa.promotion.v1 import promotion_service_pb2
-from kassa.warehouse.v1 import inventory_service_pb2
+from kassa.warehouse.v1 import inventory_service_pb2, stock_admin_service_pb2
 
 __all__ = [
     "ROUTE_MODULES",
@@ -49,7 +51,8 @@ __all__ = [
     "rpc_method",
 ]
 
-# The generated modules of the seven services, each served by one backend (its package's <svc>).
+# The generated modules of the seven services, each served by one backend (its package's <svc>), with the
+# operators' services of checkout, payment and warehouse.
 SERVICE_MODULES: tuple[ModuleType, ...] = (
     cart_service_pb2,
     checkout_service_pb2,
@@ -58,14 +61,18 @@ SERVICE_MODULES: tuple[ModuleType, ...] = (
     inventory_service_pb2,
     pricing_service_pb2,
     promotion_service_pb2,
+    checkout_admin_service_pb2,
+    payment_admin_service_pb2,
+    stock_admin_service_pb2,
 )
 
 # What the route table is read from: the seven services, and the audit log every audited service serves
 # (kassa.audit.v1.AuditService, answered by fanning out to them: see gateway.audit).
-ROUTE_MODULES: tuple[ModuleType, ...] = (*SERVICE_MODULES, audit_service_pb2)
+# The outbox status every service with an outbox serves (kassa.ops.v1.OutboxService: see gateway.ops) likewise.
+ROUTE_MODULES: tuple[ModuleType, ...] = (*SERVICE_MODULES, audit_service_pb2, outbox_service_pb2)
 
 # Packages whose services no one backend serves: the backends that serve them instead.
-SHARED_SERVICES: dict[str, tuple[str, ...]] = {"audit": AUDITED_SERVICES}
+SHARED_SERVICES: dict[str, tuple[str, ...]] = {"audit": AUDITED_SERVICES, "ops": OUTBOX_SERVICES}
 
 # RPCs that legitimately run longer than one ordinary call: ConfirmCheckout runs the whole saga
 # (DESIGN.md §3), so its deadline is a multiple of settings.rpc_timeout_seconds.

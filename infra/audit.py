@@ -92,7 +92,7 @@ __all__ = [
 log = logging.getLogger("kassa.audit")
 
 # The services that keep an audit log and serve AuditService (settings.addr keys), in the gateway's order.
-AUDITED_SERVICES: tuple[str, ...] = ("order", "payment", "warehouse", "pricing", "promotion")
+AUDITED_SERVICES: tuple[str, ...] = ("order", "payment", "warehouse", "pricing", "promotion", "checkout")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 LIST_METHOD = f"/{pb.DESCRIPTOR.services_by_name['AuditService'].full_name}/ListAuditEntries"

@@ -26,7 +26,7 @@ from types import FrameType
 
 import grpc
 
-from infra import certs
+from infra import certs, ops_cli
 from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
 from infra.channels import open_channel
@@ -530,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--sku", action="append", dest="skus", metavar="SKU", help="only this sku (repeatable)")
     check.add_argument("--database-url", help="default: $KASSA_DATABASE_URL")
     check.set_defaults(func=cmd_stock_check)
+    ops_cli.add_commands(sub, stock_sub)  # kassa dlq | sessions | outbox | stock drift | funnel
     pii = sub.add_parser("pii", help="keys of the personal data order and checkout keep encrypted")
     pii_sub = pii.add_subparsers(dest="pii_command", required=True, metavar="PII_COMMAND")
     new_key = pii_sub.add_parser("new-key", help="print a fresh KEY_ID:base64key entry for KASSA_PII_KEYS")

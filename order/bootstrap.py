@@ -8,6 +8,7 @@ from infra.audit import AuditTrail
 from infra.config import Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
+from infra.ops import outbox_status_registration
 from infra.outbox import OutboxPublisher
 from infra.runner import App
 from infra.server import Registration
@@ -62,6 +63,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
         registrations=[
             Registration(add_OrderServiceServicer_to_server, OrderService(use_cases), "kassa.order.v1.OrderService"),
             audit.registration,
+            outbox_status_registration(engine, outbox, "order"),
         ],
         workers=[publisher.run, consumer.run],
         interceptors=[audit.interceptor],

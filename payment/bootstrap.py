@@ -13,16 +13,18 @@ from infra.audit import AuditTrail
 from infra.config import ConfigError, Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
+from infra.ops import outbox_status_registration
 from infra.outbox import OutboxPublisher
 from infra.runner import App
 from infra.server import Registration
-from kassa.payment.v1 import payment_service_pb2_grpc
+from kassa.payment.v1 import payment_admin_service_pb2_grpc, payment_service_pb2_grpc
 from payment.adapter.breaker import BreakerPolicy, GuardedProvider
 from payment.adapter.sandbox_provider import SandboxProvider
 from payment.biz.providers import Providers
 from payment.biz.sweep import SweepPolicy
 from payment.data.payment_repo import SqlPaymentRepo
 from payment.data.tables import audit_log, outbox
+from payment.service import payment_admin_service
 from payment.service.payment_service import PaymentService
 from payment.worker.order_events import fulfilment_events_consumer, order_events_consumer
 from payment.worker.sweeper import sweeper_worker
@@ -129,7 +131,7 @@ async def bootstrap(
     servicer = PaymentService(repo, providers)
     consumer = order_events_consumer(js, repo, providers)
     fulfilment = fulfilment_events_consumer(js, repo, providers)
-    audit = AuditTrail(engine, audit_log, service="payment", reads=("GetPayment",))
+    audit = AuditTrail(engine, audit_log, service="payment", reads=("GetPayment", *payment_admin_service.READS))
     return App(
         registrations=[
             Registration(
@@ -137,7 +139,13 @@ async def bootstrap(
                 servicer,
                 "kassa.payment.v1.PaymentService",
             ),
+            Registration(
+                payment_admin_service_pb2_grpc.add_PaymentAdminServiceServicer_to_server,
+                payment_admin_service.PaymentAdminService(repo),
+                "kassa.payment.v1.PaymentAdminService",
+            ),
             audit.registration,
+            outbox_status_registration(engine, outbox, "payment"),
         ],
         workers=[
             publisher.run,

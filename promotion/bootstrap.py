@@ -9,6 +9,7 @@ from infra.audit import AuditTrail
 from infra.config import Settings
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
+from infra.ops import outbox_status_registration
 from infra.outbox import OutboxPublisher
 from infra.runner import App
 from infra.server import Registration
@@ -49,6 +50,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
                 "kassa.promotion.v1.PromotionService",
             ),
             audit.registration,
+            outbox_status_registration(engine, outbox, "promotion"),
         ],
         workers=[publisher.run, consumer.run],
         interceptors=[audit.interceptor],

@@ -30,7 +30,8 @@ from checkout.model.catalog import (
     ShippingQuote,
     TaxLine,
 )
-from checkout.model.compensation import FailedCompensation, NewCompensation
+from checkout.model.compensation import CompensationFilter, CompensationStatus, FailedCompensation, NewCompensation
+from checkout.model.funnel import Funnel
 from checkout.model.session import ConfirmRecord, ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
 from infra.money import Money
 
@@ -275,6 +276,11 @@ class SessionRepo(Protocol):
         caller: a new saga attempt each, their lease counted from now."""
         ...
 
+    async def list_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
+        """Sessions claim_stuck would take (CONFIRMING with no saga write for ``older_than_seconds``), oldest
+        first; reads only."""
+        ...
+
     async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:
         """OPEN sessions past expires_at (of one cart, when given) → EXPIRED; returns them."""
         ...
@@ -296,12 +302,38 @@ class CompensationRepo(Protocol):
 
     async def mark_dead(self, item: FailedCompensation, error: str) -> bool: ...
 
+    # An operator's view and actions (CheckoutAdminService). The actions record the admin's audit entry in
+    # the transaction that commits them.
+
+    async def list(self, where: CompensationFilter, limit: int) -> list[FailedCompensation]:
+        """Entries newest first (by created_at, then id), after ``where.after``."""
+        ...
+
+    async def get(self, compensation_id: str) -> FailedCompensation | None: ...
+
+    async def take(
+        self, compensation_id: str, statuses: Collection[CompensationStatus], lease_seconds: int, *, restart: bool
+    ) -> FailedCompensation | None:
+        """Lease the entry to this caller now, as claim_due would, if its status is one of ``statuses``; it
+        becomes PENDING (``restart``: with its attempts back to 0). None when it is in another status."""
+        ...
+
+    async def park(self, compensation_id: str) -> FailedCompensation | None:
+        """PENDING → PARKED; None when it is in another status."""
+        ...
+
 
 class ConfirmRecordRepo(Protocol):
     async def get(self, customer_id: str, idempotency_key: str, max_age_seconds: int) -> ConfirmRecord | None: ...
 
     async def put(self, customer_id: str, idempotency_key: str, record: ConfirmRecord) -> None:
         """Keep a request's answer (replacing one kept past the replay window)."""
+        ...
+
+
+class FunnelRepo(Protocol):
+    async def funnel(self, start: datetime, end: datetime) -> Funnel:
+        """Carts created, sessions started, completed and cancelled (by reason) in [start, end)."""
         ...
 
 
@@ -312,6 +344,7 @@ class Tx(Protocol):
     sessions: SessionRepo
     compensations: CompensationRepo
     confirm_records: ConfirmRecordRepo
+    funnel: FunnelRepo
 
     async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
         """Record an outbox event in this transaction."""

@@ -18,13 +18,28 @@ from typing import Any
 
 import sqlalchemy as sa
 from psycopg import errors as pg_errors
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from checkout.data.tables import cart_items, carts, checkout_sessions, confirm_requests, failed_compensations
+from checkout.data.tables import (
+    audit_log,
+    cart_items,
+    carts,
+    checkout_sessions,
+    confirm_requests,
+    failed_compensations,
+)
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import Address
-from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS, FailedCompensation, NewCompensation, Operation
+from checkout.model.compensation import (
+    BACKOFF_SCHEDULE_SECONDS,
+    CompensationFilter,
+    CompensationStatus,
+    FailedCompensation,
+    NewCompensation,
+    Operation,
+)
+from checkout.model.funnel import Funnel
 from checkout.model.session import (
     ConfirmRecord,
     ConfirmResult,
@@ -35,10 +50,11 @@ from checkout.model.session import (
     SessionLine,
     SessionStatus,
 )
+from infra import audit
 from infra.errors import AlreadyExists, Reason
 from infra.pii import PiiCipher
 
-__all__ = ["SqlCartRepo", "SqlCompensationRepo", "SqlConfirmRecordRepo", "SqlSessionRepo"]
+__all__ = ["SqlCartRepo", "SqlCompensationRepo", "SqlConfirmRecordRepo", "SqlFunnelRepo", "SqlSessionRepo"]
 
 _NOW = sa.func.now()
 _IDEMPOTENCY_INDEX = "checkout_sessions_idempotency_key_uq"
@@ -514,6 +530,15 @@ class SqlSessionRepo:
         )  # fmt: skip
         return [_session(r, self._cipher) for r in rows]
 
+    async def list_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
+        rows = await self._c.execute(
+            sa.select(_S)
+            .where(_S.c.status == SessionStatus.CONFIRMING.value, _S.c.confirm_started_at < _in(-older_than_seconds))
+            .order_by(_S.c.confirm_started_at)
+            .limit(limit)
+        )
+        return [_session(r, self._cipher) for r in rows]
+
     async def expire_due(self, limit: int, *, cart_id: str | None = None) -> list[Session]:
         is_open = _S.c.status == SessionStatus.OPEN.value
         due = [is_open, _S.c.expires_at <= _NOW] + ([_S.c.cart_id == cart_id] if cart_id is not None else [])
@@ -539,6 +564,8 @@ def _compensation(row: sa.Row[Any]) -> FailedCompensation:
         status=row.status,
         last_error=row.last_error,
         next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -593,6 +620,93 @@ class SqlCompensationRepo:
             self._held(item).values(status="dead", attempts=_F.c.attempts + 1, last_error=error, updated_at=_NOW)
         )
         return result.rowcount == 1
+
+    async def list(self, where: CompensationFilter, limit: int) -> list[FailedCompensation]:
+        stmt = sa.select(_F).order_by(_F.c.created_at.desc(), _F.c.id.desc()).limit(limit)
+        if where.status is not None:
+            stmt = stmt.where(_F.c.status == where.status.value)
+        if where.operation is not None:
+            stmt = stmt.where(_F.c.operation == where.operation.value)
+        if where.session_id:
+            stmt = stmt.where(_F.c.session_id == where.session_id)
+        if where.after is not None:
+            at, last_id = where.after
+            cursor = sa.tuple_(sa.literal(at, sa.DateTime(timezone=True)), sa.literal(last_id, UUID(as_uuid=False)))
+            stmt = stmt.where(sa.tuple_(_F.c.created_at, _F.c.id) < cursor)
+        return [_compensation(r) for r in await self._c.execute(stmt)]
+
+    async def get(self, compensation_id: str) -> FailedCompensation | None:
+        row = (await self._c.execute(sa.select(_F).where(_F.c.id == compensation_id))).first()
+        return _compensation(row) if row is not None else None
+
+    async def take(
+        self, compensation_id: str, statuses: Collection[CompensationStatus], lease_seconds: int, *, restart: bool
+    ) -> FailedCompensation | None:
+        values: dict[str, Any] = {
+            "status": CompensationStatus.PENDING.value,
+            "next_attempt_at": _in(lease_seconds),
+            "updated_at": _NOW,
+        }
+        if restart:
+            values["attempts"] = 0
+        row = (
+            await self._c.execute(
+                _F.update()
+                .where(_F.c.id == compensation_id, _F.c.status.in_([s.value for s in statuses]))
+                .values(**values)
+                .returning(*_F.c)
+            )
+        ).first()
+        if row is None:
+            return None
+        await audit.record(self._c, audit_log, f"dlq/{row.id}", f"sessions/{row.session_id}")
+        return _compensation(row)
+
+    async def park(self, compensation_id: str) -> FailedCompensation | None:
+        row = (
+            await self._c.execute(
+                _F.update()
+                .where(_F.c.id == compensation_id, _F.c.status == CompensationStatus.PENDING.value)
+                .values(status=CompensationStatus.PARKED.value, updated_at=_NOW)
+                .returning(*_F.c)
+            )
+        ).first()
+        if row is None:
+            return None
+        await audit.record(self._c, audit_log, f"dlq/{row.id}", f"sessions/{row.session_id}")
+        return _compensation(row)
+
+
+class SqlFunnelRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def funnel(self, start: datetime, end: datetime) -> Funnel:
+        """Four indexed range scans (carts and sessions by created_at, ended sessions by updated_at)."""
+        lo, hi = sa.literal(start, sa.DateTime(timezone=True)), sa.literal(end, sa.DateTime(timezone=True))
+        carts_created = sa.select(sa.func.count()).where(carts.c.created_at >= lo, carts.c.created_at < hi)
+        started = sa.select(sa.func.count()).where(_S.c.created_at >= lo, _S.c.created_at < hi)
+        reason = sa.func.coalesce(sa.func.nullif(_S.c.saga_state["failure"]["reason"].astext, ""), "UNKNOWN")
+        ended = (
+            sa.select(
+                _S.c.status, sa.case((_S.c.status == "CANCELLED", reason), else_="").label("reason"), sa.func.count()
+            )
+            .where(
+                _S.c.status.in_([SessionStatus.COMPLETED.value, SessionStatus.CANCELLED.value]),
+                _S.c.updated_at >= lo,
+                _S.c.updated_at < hi,
+            )
+            .group_by(sa.literal_column("1"), sa.literal_column("2"))
+        )
+        n_carts = (await self._c.execute(carts_created)).scalar_one()
+        n_started = (await self._c.execute(started)).scalar_one()
+        confirmed, failures = 0, {}
+        for status, why, count in await self._c.execute(ended):
+            if status == SessionStatus.COMPLETED.value:
+                confirmed += count
+            else:
+                failures[why] = failures.get(why, 0) + count
+        return Funnel(start, end, n_carts, n_started, confirmed, failures)
 
 
 class SqlConfirmRecordRepo:

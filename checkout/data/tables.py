@@ -10,11 +10,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
+from infra.audit import audit_log_table
 from infra.migrate import SCHEMAS
 from infra.outbox import outbox_table
 
 __all__ = [
     "SCHEMA",
+    "audit_log",
     "cart_items",
     "carts",
     "checkout_sessions",
@@ -42,6 +44,7 @@ carts = sa.Table(
     sa.CheckConstraint("status in ('ACTIVE','CHECKOUT','CONVERTED')", name="carts_status_valid"),
     sa.CheckConstraint("currency_code ~ '^[A-Z]{3}$'", name="carts_currency_valid"),
     sa.Index("carts_customer_idx", "customer_id"),
+    sa.Index("carts_created_idx", "created_at"),
 )
 
 cart_items = sa.Table(
@@ -120,6 +123,13 @@ checkout_sessions = sa.Table(
     sa.Index(
         "checkout_sessions_awaiting_payment_idx", "updated_at", postgresql_where=sa.text("status = 'AWAITING_PAYMENT'")
     ),
+    # The funnel (CheckoutAdminService.GetFunnel): sessions started, and sessions that ended, in a window.
+    sa.Index("checkout_sessions_created_idx", "created_at"),
+    sa.Index(
+        "checkout_sessions_ended_idx",
+        "updated_at",
+        postgresql_where=sa.text("status in ('COMPLETED','CANCELLED')"),
+    ),
 )
 
 # What each (customer, Idempotency-Key) of ConfirmCheckout answered, so a repeat replays it for 24 h,
@@ -149,7 +159,7 @@ failed_compensations = sa.Table(
     sa.Column("last_error", sa.Text, nullable=False, server_default=""),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
-    sa.CheckConstraint("status in ('pending','done','dead')", name="failed_compensations_status_valid"),
+    sa.CheckConstraint("status in ('pending','done','dead','parked')", name="failed_compensations_status_valid"),
     sa.CheckConstraint(
         "operation in ('void_authorization','release_reservations','release_promotion','confirm_reservations',"
         "'confirm_promotion','capture_payment','record_payment','cart_cleanup','refund_payment')",
@@ -158,6 +168,8 @@ failed_compensations = sa.Table(
     sa.CheckConstraint("attempts >= 0", name="failed_compensations_attempts_non_negative"),
     sa.Index("failed_compensations_due_idx", "next_attempt_at", postgresql_where=sa.text("status = 'pending'")),
     sa.Index("failed_compensations_session_idx", "session_id"),
+    sa.Index("failed_compensations_created_idx", "created_at", "id"),
 )
 
 outbox = outbox_table(metadata)
+audit_log = audit_log_table(metadata)

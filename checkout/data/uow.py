@@ -8,7 +8,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from checkout.data.repositories import SqlCartRepo, SqlCompensationRepo, SqlConfirmRecordRepo, SqlSessionRepo
+from checkout.data.repositories import (
+    SqlCartRepo,
+    SqlCompensationRepo,
+    SqlConfirmRecordRepo,
+    SqlFunnelRepo,
+    SqlSessionRepo,
+)
 from checkout.data.tables import outbox
 from infra.db import single_statements
 from infra.outbox import add_event
@@ -24,6 +30,7 @@ class SqlTx:
         self.sessions = SqlSessionRepo(conn, cipher)
         self.compensations = SqlCompensationRepo(conn)
         self.confirm_records = SqlConfirmRecordRepo(conn)
+        self.funnel = SqlFunnelRepo(conn)
         self.events = 0
 
     async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:

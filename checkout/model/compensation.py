@@ -7,7 +7,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["BACKOFF_SCHEDULE_SECONDS", "FailedCompensation", "NewCompensation", "Operation"]
+__all__ = [
+    "BACKOFF_SCHEDULE_SECONDS",
+    "CompensationFilter",
+    "CompensationStatus",
+    "FailedCompensation",
+    "NewCompensation",
+    "Operation",
+]
 
 
 class Operation(StrEnum):
@@ -20,6 +27,17 @@ class Operation(StrEnum):
     RECORD_PAYMENT = "record_payment"
     CART_CLEANUP = "cart_cleanup"
     REFUND_PAYMENT = "refund_payment"
+
+
+class CompensationStatus(StrEnum):
+    """A DLQ entry's life: PENDING (retried with backoff) → DONE, or → DEAD after every retry. An operator
+    PARKs a pending entry (no more automatic retries) and replays a parked or dead one (run once, now; back to
+    PENDING from the first backoff step if it fails again)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+    PARKED = "parked"
 
 
 # Delay before the 1st, 2nd, 3rd and 4th retry (≈1 min → 5 min → 30 min → 2 h); then dead.
@@ -44,3 +62,16 @@ class FailedCompensation:
     status: str
     last_error: str
     next_attempt_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationFilter:
+    """Which DLQ entries a listing wants (every field optional) and where the page starts."""
+
+    status: CompensationStatus | None = None
+    operation: Operation | None = None
+    session_id: str = ""
+    # (created_at, id) of the last entry of the previous page: the listing is newest first.
+    after: tuple[datetime, str] | None = None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Protocol
 
 from payment.model.payment import Attempt, Consumed, NewPayment, Payment, PaymentStatus, Refund, Transition
 from payment.model.provider import IntentRequest, ProviderEvent, ProviderIntent, ProviderRefund
+from payment.model.stats import FailureRates
 
 __all__ = ["EventPlan", "InboxRepo", "PaymentProvider", "PaymentRepo"]
 
@@ -118,6 +120,12 @@ class PaymentRepo(Protocol):
         consumed: Consumed | None = None,
     ) -> Payment:
         """Mark the refund done (with its event) or failed (giving the amount back), and ``consumed`` with it."""
+        ...
+
+
+class PaymentStats(Protocol):
+    async def failure_rates(self, start: datetime, end: datetime) -> FailureRates:
+        """Payments created in [start, end), and the declined or failed ones by failure code."""
         ...
 
 

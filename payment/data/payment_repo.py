@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +53,7 @@ from payment.model.payment import (
     event_data,
 )
 from payment.model.provider import ProviderEvent
+from payment.model.stats import FailureRates
 
 __all__ = ["SqlPaymentRepo"]
 
@@ -299,6 +300,20 @@ class SqlPaymentRepo:
             # A new statement sees the row whose key conflicted (it is committed once we could not insert).
             existing = (await conn.execute(_BY_KEY, {"idempotency_key": new.idempotency_key})).one()
             return _payment(existing), False
+
+    async def failure_rates(self, start: datetime, end: datetime) -> FailureRates:
+        """One indexed range scan of payments by created_at (payments_created_idx)."""
+        p = payments
+        failed = p.c.status.in_([S.DECLINED.value, S.FAILED.value])
+        code = sa.case((failed, sa.func.coalesce(sa.func.nullif(p.c.failure_code, ""), "unknown")), else_="")
+        stmt = (
+            sa.select(code.label("code"), sa.func.count().label("n"))
+            .where(p.c.created_at >= start, p.c.created_at < end)
+            .group_by(sa.literal_column("1"))
+        )
+        async with self._single.connect() as conn:
+            rows = list(await conn.execute(stmt))
+        return FailureRates(start, end, sum(r.n for r in rows), {r.code: r.n for r in rows if r.code})
 
     async def get(self, payment_id: uuid.UUID) -> Payment | None:
         async with self._single.connect() as conn:

@@ -89,6 +89,7 @@ payments = sa.Table(
         postgresql_where=sa.text("provider_payment_id IS NOT NULL"),
     ),
     sa.Index("payments_order_ref", "order_ref"),
+    sa.Index("payments_created_idx", "created_at"),
     sa.Index("payments_unsettled", "updated_at", postgresql_where=sa.text(UNSETTLED_SQL)),
 )
 

@@ -35,6 +35,7 @@ import kassa
 from gateway.routing import routes_for_method
 from infra.audit import AUDITED_SERVICES
 from infra.auth import ROLE_ADMIN, mint_token
+from infra.ops import OUTBOX_SERVICES
 from kassa.common.v1 import address_pb2, money_pb2
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -81,9 +82,10 @@ PRIVILEGED_METHODS = [m for m in METHODS if not _customer_facing(m) and m.full_n
 
 def test_the_descriptors_hold_every_service_and_the_lists_are_current() -> None:
     services = {m.containing_service.full_name for m in METHODS}
-    # kassa.audit.v1.AuditService is served by each audited service (checked on every one of them).
+    # kassa.audit.v1.AuditService is served by each audited service (checked on every one of them), and
+    # kassa.ops.v1.OutboxService by each service with an outbox.
     assert {s.split(".")[1] for s in services} == {
-        "checkout", "order", "payment", "warehouse", "pricing", "promotion", "notification", "audit"
+        "checkout", "order", "payment", "warehouse", "pricing", "promotion", "notification", "audit", "ops"
     }  # fmt: skip
     # The notification service's listings are for operators only: no route, admin tokens only.
     assert {m.name for m in PRIVILEGED_METHODS} >= {"ListMessages", "ListDeadLetters"}
@@ -128,9 +130,10 @@ def _channel(channels: dict[str, grpc.aio.Channel], method: descriptor.MethodDes
 
 
 def _backends(method: descriptor.MethodDescriptor) -> tuple[str, ...]:
-    """The processes serving ``method``: its service's, or for the audit log each audited service."""
+    """The processes serving ``method``: its service's, or for the audit log (the outbox status) each audited
+    service (each service with an outbox)."""
     name = method.containing_service.full_name.split(".")[1]
-    return AUDITED_SERVICES if name == "audit" else (name,)
+    return {"audit": AUDITED_SERVICES, "ops": OUTBOX_SERVICES}.get(name, (name,))
 
 
 def _channels_of(channels: dict[str, grpc.aio.Channel], method: descriptor.MethodDescriptor) -> list[grpc.aio.Channel]:

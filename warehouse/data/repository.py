@@ -488,6 +488,8 @@ class SqlInventoryTx:
             .returning(stock.c.sku, stock.c.warehouse_id)
         )
         written = {(r.sku, r.warehouse_id) for r in await self._conn.execute(stmt)}
+        # An admin's repair (StockAdminService.RepairStockDrift) is audited in the transaction that commits it.
+        await audit.record(self._conn, audit_log, *(f"warehouses/{w}/stock/{sku}" for sku, w in sorted(written)))
         return [a for a in audits if (a.sku, a.warehouse_id) in written]
 
     async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.ports import UnitOfWork
-from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS
+from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS, FailedCompensation
 
-__all__ = ["FailedCompensationDrain", "backoff_seconds"]
+__all__ = ["LEASE_SECONDS", "Attempt", "FailedCompensationDrain", "backoff_seconds"]
 
 log = logging.getLogger("kassa.checkout.dlq")
 
@@ -28,6 +29,14 @@ def backoff_seconds(attempts: int) -> float | None:
     if attempts >= len(BACKOFF_SCHEDULE_SECONDS):
         return None
     return BACKOFF_SCHEDULE_SECONDS[attempts] * random.uniform(0.8, 1.2)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """How one run of a compensation ended."""
+
+    succeeded: bool
+    error: str = ""
 
 
 class FailedCompensationDrain:
@@ -49,20 +58,26 @@ class FailedCompensationDrain:
         for item in due:
             if time.monotonic() - claimed_at > LEASE_SECONDS / 2:
                 break
-            try:
-                await self._compensator.run(item.operation, item.payload)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"[:1000]
-                delay = backoff_seconds(item.attempts + 1)
-                async with self._uow() as tx:
-                    if delay is None:
-                        if await tx.compensations.mark_dead(item, error):
-                            log.error("%s for session %s is dead after %d retries: %s",
-                                      item.operation, item.session_id, item.attempts + 1, error)  # fmt: skip
-                    else:
-                        await tx.compensations.reschedule(item, delay, error)
-                continue
-            async with self._uow() as tx:
-                await tx.compensations.mark_done(item)
-            succeeded += 1
+            if (await self.run(item)).succeeded:
+                succeeded += 1
         return succeeded
+
+    async def run(self, item: FailedCompensation) -> Attempt:
+        """Run one claimed row and write its outcome under the claim's lease: done, or rescheduled with the
+        next backoff step, or dead after the last. The drain and an operator's retry or replay both come here."""
+        try:
+            await self._compensator.run(item.operation, item.payload)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            delay = backoff_seconds(item.attempts + 1)
+            async with self._uow() as tx:
+                if delay is None:
+                    if await tx.compensations.mark_dead(item, error):
+                        log.error("%s for session %s is dead after %d retries: %s",
+                                  item.operation, item.session_id, item.attempts + 1, error)  # fmt: skip
+                else:
+                    await tx.compensations.reschedule(item, delay, error)
+            return Attempt(False, error)
+        async with self._uow() as tx:
+            await tx.compensations.mark_done(item)
+        return Attempt(True)

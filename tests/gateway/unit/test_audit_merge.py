@@ -104,7 +104,7 @@ async def test_one_service_only() -> None:
 @pytest.mark.parametrize(
     ("fields", "field"),
     [
-        ({"service": "checkout"}, "service"),
+        ({"service": "notification"}, "service"),
         ({"page_size": -1}, "page_size"),
         ({"page_token": "bogus"}, "page_token"),
         ({"page_token": audit.page_token(T0, 1)}, "page_token"),  # a service's token, not the gateway's

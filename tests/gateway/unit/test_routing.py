@@ -53,6 +53,28 @@ DESIGN_ROUTES = [
         {"order_id": "o1"},
     ),
     ("GET", "/v1/admin/audit", "/kassa.audit.v1.AuditService/ListAuditEntries", {}),
+    ("GET", "/v1/admin/dlq", "/kassa.checkout.v1.CheckoutAdminService/ListFailedCompensations", {}),
+    ("GET", "/v1/admin/dlq/d1", "/kassa.checkout.v1.CheckoutAdminService/GetFailedCompensation", {"id": "d1"}),
+    ("POST", "/v1/admin/dlq/d1:retry", "/kassa.checkout.v1.CheckoutAdminService/RetryFailedCompensation", {"id": "d1"}),
+    ("POST", "/v1/admin/dlq/d1:park", "/kassa.checkout.v1.CheckoutAdminService/ParkFailedCompensation", {"id": "d1"}),
+    (
+        "POST",
+        "/v1/admin/dlq/d1:replay",
+        "/kassa.checkout.v1.CheckoutAdminService/ReplayFailedCompensation",
+        {"id": "d1"},
+    ),
+    ("GET", "/v1/admin/sessions/stuck", "/kassa.checkout.v1.CheckoutAdminService/ListStuckSessions", {}),
+    (
+        "POST",
+        "/v1/admin/sessions/stuck/s1:resolve",
+        "/kassa.checkout.v1.CheckoutAdminService/ResolveStuckSession",
+        {"session_id": "s1"},
+    ),
+    ("GET", "/v1/admin/funnel", "/kassa.checkout.v1.CheckoutAdminService/GetFunnel", {}),
+    ("GET", "/v1/admin/payments/failure-rates", "/kassa.payment.v1.PaymentAdminService/GetPaymentFailureRates", {}),
+    ("GET", "/v1/admin/stock/drift", "/kassa.warehouse.v1.StockAdminService/GetStockDrift", {}),
+    ("POST", "/v1/admin/stock/drift:repair", "/kassa.warehouse.v1.StockAdminService/RepairStockDrift", {}),
+    ("GET", "/v1/admin/outbox", "/kassa.ops.v1.OutboxService/GetOutboxStatus", {}),
 ]
 
 
@@ -93,7 +115,7 @@ def test_each_service_goes_to_its_backend(rpc: str, backend: str) -> None:
 
 def test_the_audit_log_is_asked_of_every_audited_service() -> None:
     (route,) = TABLE.for_rpc("/kassa.audit.v1.AuditService/ListAuditEntries")
-    assert route.rpc.backends == ("order", "payment", "warehouse", "pricing", "promotion")
+    assert route.rpc.backends == ("order", "payment", "warehouse", "pricing", "promotion", "checkout")
     (get_cart,) = TABLE.for_rpc("/kassa.checkout.v1.CartService/GetCart")
     assert get_cart.rpc.backends == ("checkout",)
 

@@ -29,7 +29,7 @@ class AuditServiceStub:
     """The audit log of admin actions: who did what, when, and how it ended.
 
     Every service that takes admin actions (order, payment, warehouse, pricing,
-    promotion) keeps its own append-only log in its own schema and serves it with
+    promotion, checkout) keeps its own append-only log in its own schema and serves it with
     this service on its own gRPC port, like the standard health service. The
     gateway's GET /v1/admin/audit asks each of them and merges the answers, newest
     first. Admin role only: customers and services get PERMISSION_DENIED.
@@ -52,7 +52,7 @@ class AuditServiceServicer:
     """The audit log of admin actions: who did what, when, and how it ended.
 
     Every service that takes admin actions (order, payment, warehouse, pricing,
-    promotion) keeps its own append-only log in its own schema and serves it with
+    promotion, checkout) keeps its own append-only log in its own schema and serves it with
     this service on its own gRPC port, like the standard health service. The
     gateway's GET /v1/admin/audit asks each of them and merges the answers, newest
     first. Admin role only: customers and services get PERMISSION_DENIED.
@@ -85,7 +85,7 @@ class AuditService:
     """The audit log of admin actions: who did what, when, and how it ended.
 
     Every service that takes admin actions (order, payment, warehouse, pricing,
-    promotion) keeps its own append-only log in its own schema and serves it with
+    promotion, checkout) keeps its own append-only log in its own schema and serves it with
     this service on its own gRPC port, like the standard health service. The
     gateway's GET /v1/admin/audit asks each of them and merges the answers, newest
     first. Admin role only: customers and services get PERMISSION_DENIED.

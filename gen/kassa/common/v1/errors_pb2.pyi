@@ -34,6 +34,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INTERNAL: _ClassVar[ErrorReason]
     DEADLINE_EXCEEDED: _ClassVar[ErrorReason]
     CANCELLED: _ClassVar[ErrorReason]
+    COMPENSATION_STATE_CONFLICT: _ClassVar[ErrorReason]
+    SESSION_NOT_STUCK: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 OUT_OF_STOCK: ErrorReason
 PRICE_CHANGED: ErrorReason
@@ -62,3 +64,5 @@ UNIMPLEMENTED: ErrorReason
 INTERNAL: ErrorReason
 DEADLINE_EXCEEDED: ErrorReason
 CANCELLED: ErrorReason
+COMPENSATION_STATE_CONFLICT: ErrorReason
+SESSION_NOT_STUCK: ErrorReason

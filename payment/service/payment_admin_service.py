@@ -1,0 +1,40 @@
+"""kassa.payment.v1.PaymentAdminService: payment figures for operators (admins only, reads)."""
+
+from __future__ import annotations
+
+import grpc
+
+from infra.auth import require_admin
+from infra.pb import checked_datetime, timestamp_to_pb
+from kassa.payment.v1 import payment_admin_service_pb2 as pb
+from kassa.payment.v1 import payment_admin_service_pb2_grpc as pb_grpc
+from payment.biz.failure_rates import failure_rates
+from payment.biz.ports import PaymentStats
+
+__all__ = ["READS", "PaymentAdminService"]
+
+READS = ("GetPaymentFailureRates",)
+
+
+class PaymentAdminService(pb_grpc.PaymentAdminServiceServicer):
+    def __init__(self, stats: PaymentStats) -> None:
+        self._stats = stats
+
+    async def GetPaymentFailureRates(
+        self, request: pb.GetPaymentFailureRatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPaymentFailureRatesResponse:
+        require_admin()
+        start = checked_datetime("start_time", request.start_time) if request.HasField("start_time") else None
+        end = checked_datetime("end_time", request.end_time) if request.HasField("end_time") else None
+        rates = await failure_rates(self._stats, start, end)
+        return pb.GetPaymentFailureRatesResponse(
+            start_time=timestamp_to_pb(rates.start),
+            end_time=timestamp_to_pb(rates.end),
+            payments=rates.payments,
+            failed=rates.failed,
+            failure_rate=rates.failure_rate,
+            by_code=[
+                pb.PaymentFailureCount(code=code, count=n, rate=rates.rate(code))
+                for code, n in sorted(rates.failures_by_code.items(), key=lambda kv: (-kv[1], kv[0]))
+            ],
+        )
