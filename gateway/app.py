@@ -43,7 +43,7 @@ from gateway.ops import OPS_BACKEND, outbox_status
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
-from infra import errors, webhook_signature
+from infra import errors, tracing, webhook_signature
 from infra.admission import Admission, Overloaded
 from infra.auth import Identity, Unauthenticated, mint_token
 from infra.channels import ServiceCredentials, call_metadata
@@ -186,6 +186,16 @@ class Gateway:
     # -- request pipeline --------------------------------------------------------------------------
 
     async def _serve(self, request: Request, handler: Handler, *, work: str | None = None) -> Response:
+        """:meth:`_answer` in the request's server span (continuing the caller's trace: infra.tracing)."""
+        name = f"{request.method} {request.url.path}"
+        with tracing.server_span(
+            name, request.headers.get(tracing.TRACEPARENT), {"http.request.method": request.method}
+        ) as span:
+            response = await self._answer(request, handler, work=work)
+            tracing.http_status(span, response.status_code)
+        return response
+
+    async def _answer(self, request: Request, handler: Handler, *, work: str | None = None) -> Response:
         """Run ``handler`` and turn whatever it raises into the Status JSON with the right HTTP status.
 
         With ``work``, the request first passes admission control (infra.admission): a new checkout (guest
@@ -245,6 +255,7 @@ class Gateway:
             raise errors.PermissionDenied("service tokens are not accepted at the gateway")
         match = self._match(request)
         route = match.route
+        tracing.rename(f"{request.method} {route.template.template}")
         if route.template.template.startswith(ADMIN_PREFIX) and not identity.is_admin:
             raise errors.PermissionDenied("this route needs the admin role")
         body = await self._read_body(request) if route.body else b""
@@ -258,12 +269,14 @@ class Gateway:
             ),
         )
         metadata = (("authorization", request.headers["authorization"]), ("x-request-id", rid))
+        tracing.annotate_message(message)
         if route.rpc.backend == AUDIT_BACKEND:
             reply = await list_audit_entries(self.backends, route.rpc, message, metadata)
         elif route.rpc.backend == OPS_BACKEND:
             reply = await outbox_status(self.backends, route.rpc, message, metadata)
         else:
             reply = await self.backends.call(route.rpc, message, metadata)
+        tracing.annotate_message(reply)
         return JSONResponse(render(reply))
 
     async def _guest(self, request: Request, _rid: str) -> Response:
@@ -297,6 +310,7 @@ class Gateway:
         (DESIGN.md §4 invariants 2 and 3), which checks the signature again.
         """
         provider = request.path_params["provider"]
+        tracing.rename(f"{request.method} /v1/payments/webhooks/{{provider}}")
         if not _PROVIDER.match(provider):
             raise errors.InvalidArgument("provider", "must be 1-64 lowercase letters, digits, '-' or '_'")
         raw = await self._read_body(request)

@@ -14,6 +14,7 @@ from google.protobuf import message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.routing import RpcMethod
+from infra import tracing
 from infra.channels import open_channel
 from infra.config import Settings
 
@@ -56,7 +57,14 @@ class Backends:
         backend or, for a shared service, on ``backend``."""
         callable_ = self._callables[backend or method.backend, method.path]
         timeout = self._settings.rpc_timeout_seconds * method.timeout_multiplier
-        return await callable_(request, timeout=timeout, metadata=tuple(metadata))
+        with tracing.client_span(method.path.lstrip("/"), {"rpc.system": "grpc"}) as span:
+            # This call's own span is the callee's parent, over any traceparent the metadata was made with.
+            sent = (*(pair for pair in metadata if pair[0] != tracing.TRACEPARENT), *tracing.outgoing_metadata())
+            try:
+                return await callable_(request, timeout=timeout, metadata=sent)
+            except grpc.aio.AioRpcError as exc:
+                tracing.grpc_status(span, exc.code())
+                raise
 
     async def health(self, deadline_seconds: float) -> dict[str, bool]:
         """Backend name -> whether its grpc health service reports SERVING."""

@@ -15,6 +15,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from infra import tracing
 from infra.config import ConfigError, Settings
 from infra.logs import setup_logging
 
@@ -73,6 +74,7 @@ def listening_socket(addr: str, *, reuse_port: bool) -> socket.socket:
 
 def main() -> None:
     setup_logging("gateway")
+    tracing.setup("gateway")
     sockets: list[socket.socket] | None = None
     try:
         settings = Settings.from_env()

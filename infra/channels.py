@@ -26,6 +26,7 @@ from infra.auth import current_identity, mint_service_token
 from infra.config import parse_addrs
 from infra.logs import request_id_var
 from infra.tls import MutualTls
+from infra.tracing import outgoing_metadata
 
 __all__ = ["ROUND_ROBIN", "ServiceCredentials", "call_metadata", "grpc_target", "open_channel"]
 
@@ -102,4 +103,5 @@ def call_metadata(creds: ServiceCredentials, *, as_service: bool = True) -> tupl
     rid = request_id_var.get()
     if rid:
         md.append(("x-request-id", rid))
+    md.extend(outgoing_metadata())  # the trace this call belongs to (infra.tracing)
     return tuple(md)

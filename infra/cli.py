@@ -26,7 +26,7 @@ from types import FrameType
 
 import grpc
 
-from infra import certs, ops_cli
+from infra import certs, ops_cli, trace_view
 from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
 from infra.channels import open_channel
@@ -542,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     rot.add_argument("--database-url", help="default: $KASSA_DATABASE_URL")
     rot.set_defaults(func=cmd_pii_rotate)
     certs.add_parser(sub)
+    trace_view.add_parser(sub)  # kassa trace ORDER_OR_SESSION_ID
     inv = sub.add_parser(
         "check",
         add_help=False,

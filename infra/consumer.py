@@ -36,6 +36,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from infra import faults
 from infra.events import stream_for, subject
+from infra.logs import log_ids_var
+from infra.tracing import ID_KEYS, TRACEPARENT, annotate, consumer_span
 
 __all__ = ["Event", "EventConsumer", "Handler", "Retry"]
 
@@ -65,6 +67,13 @@ class Event:
         if not isinstance(data, dict):
             return None
         return Event(event_id, event_type, str(envelope.get("aggregate_id") or ""), data)
+
+
+def _annotate_event(event: Event) -> None:
+    """The ids an event names (its data's session_id, order_id, cart_id, payment_id), on its span and log lines."""
+    ids = {key: value for key in ID_KEYS if isinstance(value := event.data.get(key), str) and value}
+    if ids:
+        annotate(**ids)
 
 
 class Retry(Exception):
@@ -147,7 +156,18 @@ class EventConsumer:
                 log.error("%s: dropping a malformed event on %s", self.name, msg.subject)
                 await msg.term()
                 return
-            await self._apply(msg, event)
+            headers = msg.headers or {}
+            parent = headers.get(TRACEPARENT) or (envelope.get(TRACEPARENT) if isinstance(envelope, dict) else None)
+            attributes = {"messaging.system": "nats", "messaging.destination.name": msg.subject}
+            ids = log_ids_var.set(None)  # one message's ids never label the next one's log lines
+            try:
+                with consumer_span(
+                    f"{self.name} {event.event_type}", parent if isinstance(parent, str) else None, attributes
+                ):
+                    _annotate_event(event)
+                    await self._apply(msg, event)
+            finally:
+                log_ids_var.reset(ids)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from infra.tracing import instrument_engine
+
 __all__ = ["create_engine"]
 
 
@@ -40,7 +42,7 @@ def create_engine(
     connect_args: dict[str, object] = {"application_name": application_name}
     if pgbouncer:
         connect_args["prepare_threshold"] = None
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -48,6 +50,8 @@ def create_engine(
         hide_parameters=True,
         connect_args=connect_args,
     )
+    instrument_engine(engine)  # a span per statement inside a trace, nothing outside one (infra.tracing)
+    return engine
 
 
 def single_statements(engine: AsyncEngine) -> AsyncEngine:

@@ -1,4 +1,6 @@
-"""JSON logs, one object per line, with the request id of the call being served.
+"""JSON logs, one object per line, with the request id of the call being served, its trace and span ids
+(``trace_id``, ``span_id``: the trace ``kassa trace`` shows) and the ids of what it works on (``session_id``,
+``order_id``, ``cart_id``, ``payment_id``, set by :func:`infra.tracing.annotate` where a call or an event starts).
 
 No personal data or credentials: the code logs ids, never an email, phone number, address or token, and
 the formatter passes every message, traceback and extra field through :func:`infra.pii.redact` as a
@@ -14,11 +16,15 @@ import logging
 import sys
 import time
 
+from opentelemetry import trace
+
 from infra.pii import redact
 
-__all__ = ["request_id_var", "setup_logging"]
+__all__ = ["log_ids_var", "request_id_var", "setup_logging"]
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("kassa_request_id", default="")
+# The ids of what the code is working on (session_id, order_id, cart_id, payment_id): never personal data.
+log_ids_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("kassa_log_ids", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +43,13 @@ class JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             entry["request_id"] = rid
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = f"{span.trace_id:032x}"
+            entry["span_id"] = f"{span.span_id:016x}"
+        ids = log_ids_var.get()
+        if ids:
+            entry.update(ids)
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             entry.update({k: redact(v) if isinstance(v, str) else v for k, v in extra.items()})

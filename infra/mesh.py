@@ -275,6 +275,8 @@ def mesh_env(
     if data_dir is not None:
         # The sandbox provider's ledger lives beside the stack it belongs to, so a fresh stack gets a fresh one.
         env["KASSA_SANDBOX_DB"] = str(data_dir / "sandbox" / "ledger.sqlite3")
+        # Each process's spans, as JSON lines beside the stack's data, for `kassa trace` (infra.tracing).
+        env["KASSA_TRACE_DIR"] = str(data_dir / "stack" / "traces")
     return env
 
 

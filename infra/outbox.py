@@ -41,6 +41,7 @@ from infra import faults
 from infra.db import single_statements
 from infra.events import DUPLICATE_WINDOW_SECONDS
 from infra.events import subject as make_subject
+from infra.tracing import TRACEPARENT, current_traceparent, producer_span
 
 if TYPE_CHECKING:
     from alembic.operations import Operations
@@ -128,6 +129,9 @@ async def add_event(
         "occurred_at": datetime.now(UTC).isoformat(),
         "data": data,
     }
+    # The writer's trace, so the consumers of this event continue it (infra.tracing).
+    if (parent := current_traceparent()) is not None:
+        envelope["traceparent"] = parent
     await conn.execute(
         table.insert().values(
             event_id=eid,
@@ -291,14 +295,15 @@ class OutboxPublisher:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
+            headers = {"Nats-Msg-Id": str(row.event_id)}
             try:
-                async with asyncio.timeout(remaining):
-                    await self._js.publish(
-                        row.subject,
-                        json.dumps(row.payload).encode(),
-                        headers={"Nats-Msg-Id": str(row.event_id)},
-                        timeout=remaining,
-                    )
+                with producer_span(f"publish {row.subject}", row.payload.get(TRACEPARENT)) as parent:
+                    if parent:
+                        headers[TRACEPARENT] = parent
+                    async with asyncio.timeout(remaining):
+                        await self._js.publish(
+                            row.subject, json.dumps(row.payload).encode(), headers=headers, timeout=remaining
+                        )
             except Exception as exc:
                 batch.failed[row.event_id] = repr(exc)[:500]
                 return

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import grpc
 import uvloop
 
-from infra import faults
+from infra import faults, tracing
 from infra.admission import Admission
 from infra.auth import JwksKeys, JwtVerifier
 from infra.config import ConfigError, Settings
@@ -98,6 +98,7 @@ async def _serve(service: str, bootstrap: Bootstrap, settings: Settings, addr: s
 
 def main(service: str, bootstrap: Bootstrap) -> None:
     setup_logging(service)
+    tracing.setup(service)
     try:
         # The service's own database when KASSA_<SERVICE>_DATABASE_URL names one.
         settings = Settings.from_env().for_service(service)

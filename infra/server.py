@@ -38,6 +38,7 @@ from infra.admission import Admission, Overloaded
 from infra.auth import JwtVerifier, Unauthenticated, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
+from infra.tracing import TracingInterceptor, annotate_message
 
 __all__ = ["REQUEST_FIELD", "Registration", "Server", "run_until_signalled", "start_server"]
 
@@ -108,7 +109,11 @@ class KassaInterceptor(WrappingInterceptor):
                 if identity is None:
                     raise Unauthenticated(_NO_CREDENTIALS)
                 identity_var.set(identity)
-                return await inner(_decoded(decode, raw), context)
+                request = _decoded(decode, raw)
+                annotate_message(request)  # the ids it names, on its span and log lines
+                reply = await inner(request, context)
+                annotate_message(reply)
+                return reply
             except errors.DomainError as exc:
                 await abort_with(context, exc)
             except asyncio.CancelledError:
@@ -215,7 +220,8 @@ async def start_server(
     service, and nothing else, in plaintext there.
     """
     server = grpc.aio.server(
-        interceptors=[KassaInterceptor(verifier, admission), *interceptors],
+        # The trace's server span first, so it covers admission and authentication too (infra.tracing).
+        interceptors=[TracingInterceptor(), KassaInterceptor(verifier, admission), *interceptors],
         options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 4 * 1024 * 1024)],
     )
     regs = list(registrations)

@@ -10,12 +10,14 @@ records (PENDING) and resolves with the same key.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from infra import tracing
 from infra.errors import InvalidArgument, PermissionDenied
 from infra.webhook_signature import SignatureError, verify
 from payment.model.provider import (
@@ -31,6 +33,9 @@ from payment.model.provider import (
 )
 
 __all__ = ["SandboxProvider"]
+
+# An intent's or refund's id in a path: spans are named by the route, not by the object.
+_ID_SEGMENT = re.compile(r"/(?:pi|re|ch)_[A-Za-z0-9]+")
 
 _STATUSES = {
     "requires_action": IntentStatus.REQUIRES_ACTION,
@@ -187,7 +192,24 @@ class SandboxProvider:
         *,
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        with tracing.client_span(
+            f"{method} {_ID_SEGMENT.sub('/{id}', path)}",
+            {"http.request.method": method, "server.address": self.name, "kassa.provider": self.name},
+        ) as span:
+            response = await self._send(method, path, body, idempotency_key, params)
+            tracing.http_status(span, response.status_code)
+        return self._answer(response)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        idempotency_key: str | None,
+        params: dict[str, str] | None,
+    ) -> httpx.Response:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers.update(tracing.outgoing_metadata())  # the provider may continue the trace (the sandbox does)
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),
@@ -206,6 +228,10 @@ class SandboxProvider:
         except httpx.HTTPError as exc:
             # Transport failures, and anything else httpx raises (a broken encoding, say): the outcome is unknown.
             raise ProviderUnavailable("network_error", str(exc) or type(exc).__name__) from exc
+        return response
+
+    @staticmethod
+    def _answer(response: httpx.Response) -> dict[str, Any]:
         if response.status_code < 400:
             try:
                 result = response.json()

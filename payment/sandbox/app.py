@@ -144,6 +144,9 @@ def _amount(body: dict[str, Any], name: str, *, required: bool) -> int | None:
     return value
 
 
+_TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
 def _create_params(body: dict[str, Any]) -> dict[str, Any]:
     amount = _amount(body, "amount", required=True)
     currency = body.get("currency")
@@ -315,6 +318,11 @@ class SandboxApi:
             return _error(exc)
         key = request.headers.get("idempotency-key", "").strip()
         base_url = str(request.base_url).rstrip("/")
+        if (parent := request.headers.get("traceparent")) and _TRACEPARENT.match(parent):
+            # The caller's W3C trace, kept on the intent and sent back with its webhooks (webhooks.py), so the
+            # webhook that completes a 3-D Secure payment continues the checkout's trace. Not part of the
+            # request's idempotency fingerprint (the body): a retry from another trace is the same request.
+            params["metadata"] = {**params["metadata"], "traceparent": parent}
         return await self._idempotent(request, body, lambda: self.state.create_intent(params, key, base_url))
 
     async def list_intents(self, request: Request) -> Response:

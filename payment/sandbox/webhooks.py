@@ -91,9 +91,10 @@ class WebhookSender:
         elif kind == "duplicate":
             self._spawn(self._deliver(event, place, chaos=False))
         body = json.dumps(event, separators=(",", ":")).encode()
+        parent = _trace_parent(event)
         first = True
         for delay in [*self._delays, None]:
-            problem = "injected fault: first post lost" if first and kind == "error" else await self._post(body)
+            problem = "injected fault: first post lost" if first and kind == "error" else await self._post(body, parent)
             if first:
                 self._release(intent_id, place)
                 first = False
@@ -129,9 +130,11 @@ class WebhookSender:
             if earlier < place and not released.done():
                 released.set_result(None)
 
-    async def _post(self, body: bytes) -> str | None:
-        """None when the receiver acknowledged (2xx), else why not."""
+    async def _post(self, body: bytes, parent: str | None = None) -> str | None:
+        """None when the receiver acknowledged (2xx), else why not. ``parent``: the intent's ``traceparent``."""
         headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(self._secret, body)}
+        if parent:
+            headers["traceparent"] = parent
         try:
             response = await self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -147,6 +150,13 @@ def _intent_id(event: dict[str, Any]) -> str:
     if obj.get("object") == "payment_intent" and obj.get("id"):
         return str(obj["id"])
     return str(event.get("id", ""))
+
+
+def _trace_parent(event: dict[str, Any]) -> str | None:
+    """The W3C ``traceparent`` of the request that created the event's intent (app.py keeps it in its metadata)."""
+    obj = (event.get("data") or {}).get("object") or {}
+    parent = (obj.get("metadata") or {}).get("traceparent") if isinstance(obj, dict) else None
+    return parent if isinstance(parent, str) else None
 
 
 async def _webhook_fault() -> str | None:

@@ -6,16 +6,23 @@ left waiting (its saga state kept), a paid order that is then cancelled (events 
 promotion), reads of the order, and requests refused for bad input that carries the marker. Then everything
 the mesh holds is read back — a ``pg_dump`` of the database (every schema: sessions, orders, outboxes,
 inboxes, DLQ, idempotency records), every message of every JetStream stream, every Redis key, the sandbox
-provider's ledger and every process's log — and none may contain any of the values in plain text. The
-controls check that the scan saw the flow: the order's id is in the dump, the streams and the logs, and
-its personal data is in the dump as ``pii1:`` tokens.
+provider's ledger, every process's log and every span of the trace files — and none may contain any of the
+values in plain text. The controls check that the scan saw the flow: the order's id is in the dump, the streams
+and the logs, and its personal data is in the dump as ``pii1:`` tokens.
+
+A second test reads every log line the mesh wrote in this run (every e2e test before it, and a flow of its own
+with an admin call and a webhook): one JSON object per line, no JWT, bearer credential, payment token, webhook
+signature or secret, no unmasked email, and every line written while serving a call or an event carries the
+trace it belongs to (``trace_id``, ``span_id``), checkout's naming the session it works on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import uuid
@@ -221,8 +228,16 @@ async def test_no_personal_data_in_plain_text_in_the_database_streams_cache_or_l
     finally:
         await client.close()
 
+    traces = Path(mesh.env["KASSA_TRACE_DIR"])
+
+    async def traced() -> bool:
+        return await asyncio.to_thread(lambda: traces.is_dir() and order_id in _files(traces))
+
+    # Spans are written in batches: wait until this flow's are on disk, so the scan covers them too.
+    await eventually(traced, within=60, what="the order's spans in the trace files")
     dump = await asyncio.to_thread(_pg_dump, mesh.env["KASSA_DATABASE_URL"])
     stores = {
+        "trace files": _files(traces),
         "pg_dump": dump,
         "jetstream": await _jetstream_messages(mesh.env["KASSA_NATS_URL"]),
         "redis": await _redis_values(mesh.env["KASSA_REDIS_URL"]),
@@ -243,3 +258,91 @@ async def test_no_personal_data_in_plain_text_in_the_database_streams_cache_or_l
     # Controls: the scan saw this flow, and its personal data is stored, encrypted.
     assert order_id in dump and order_id in stores["jetstream"]
     assert dump.count("pii1:") >= 4
+
+
+# What no log line may hold (issue 13 §3): credentials of every kind the mesh handles.
+_CREDENTIALS = {
+    "JWT": re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*"),
+    "bearer credential": re.compile(r"(?i)\bbearer\s+(?!\*|\[|<)[^\s\"',;]+"),
+    "payment token": re.compile(r"\b(?:tok|pm|whsec)_[A-Za-z0-9]+"),
+    "webhook signature": re.compile(r"\bv1=[0-9a-f]{16,}"),
+    "unmasked email": re.compile(r"(?<![\w.+*-])[\w.+-]+@example\.com"),
+}
+_HEX_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _log_lines(log_dir: Path) -> list[tuple[str, str]]:
+    return [
+        (path.name, line)
+        for path in sorted(log_dir.rglob("*"))
+        if path.is_file()
+        for line in path.read_bytes().decode(errors="replace").splitlines()
+        if line.strip()
+    ]
+
+
+async def test_no_personal_data_or_credential_in_any_log_line_and_each_carries_its_trace(mesh: Any) -> None:
+    skus = await make_catalog(mesh, n=1, on_hand=20)
+    who = Personal()
+    client = Rest(mesh.gateway_url)
+    admin = Rest(mesh.gateway_url, mesh.admin_token)
+    try:
+        await client.guest()
+        declined = await _checkout(client, skus, who, "tok_chargeDeclined", bad_input=True)
+        assert declined.get("error") == "PAYMENT_DECLINED", declined
+        paid = await _checkout(client, skus, who, "tok_visa")
+        assert paid["orderStatus"] == "ORDER_STATUS_CONFIRMED", paid
+        order_id = paid["orderId"]
+        await admin.call(
+            "POST", f"/v1/admin/orders/{order_id}:refund", {"reason": "scan"}, {"Idempotency-Key": order_id}
+        )
+
+        async def refunded() -> bool:
+            status = (await client.call("GET", f"/v1/orders/{order_id}"))["order"].get("paymentStatus")
+            return status == "PAYMENT_STATUS_REFUNDED"
+
+        await eventually(refunded, what="the refund through payment's events")
+        customer_token = client.token or ""
+    finally:
+        await client.close()
+        await admin.close()
+
+    secrets = {
+        "customer token": customer_token,
+        "admin token": mesh.admin_token,
+        "JWT secret": mesh.env["KASSA_JWT_SECRET"],
+        "service secret": mesh.env["KASSA_SERVICE_SECRET"],
+        "webhook secret": mesh.env["KASSA_WEBHOOK_SECRET"],
+    }
+    lines = _log_lines(mesh.log_dir)
+    found: dict[str, list[str]] = {}
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for name, line in lines:
+        for what, pattern in _CREDENTIALS.items():
+            if pattern.search(line):
+                found.setdefault(what, []).append(f"{name}: {line[:300]}")
+        for what, value in secrets.items():
+            if value and value in line:
+                found.setdefault(what, []).append(f"{name}: {line[:300]}")
+        for needle in who.needles():
+            if needle in line:
+                found.setdefault("personal data", []).append(f"{name}: {line[:300]}")
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            found.setdefault("a line that is not JSON", []).append(f"{name}: {line[:300]}")
+            continue
+        if isinstance(entry, dict):
+            entries.append((name, entry))
+    assert not found, {what: hits[:5] for what, hits in found.items()}
+
+    # Control: the scan read this flow's lines (the consumers log each event they apply, naming the order).
+    assert any(e.get("order_id") == order_id for _n, e in entries), "no log line names the order"
+    # Every line written while serving a call or handling an event belongs to a trace.
+    untraced = [e for _n, e in entries if (e.get("request_id") or e.get("order_id")) and not e.get("trace_id")]
+    assert not untraced, untraced[:5]
+    traced = [e for _n, e in entries if e.get("trace_id")]
+    assert all(_HEX_ID.match(str(e["trace_id"])) and len(str(e.get("span_id"))) == 16 for e in traced), traced[:3]
+    checkout = [e for _n, e in entries if e.get("service") == "checkout" and e.get("trace_id")]
+    assert checkout, "no checkout log line carries a trace_id"
+    assert any(e.get("session_id") == declined["sessionId"] for e in checkout), [e.get("msg") for e in checkout][:20]

@@ -1,0 +1,295 @@
+"""infra.tracing and infra.trace_view: which exporter the environment picks (and OTLP reaching a collector),
+which spans are recorded, the JSON-lines files and the trees read back from them, ids on spans and log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import SpanKind
+
+from infra import tracing
+from infra.logs import JsonFormatter, log_ids_var
+from infra.trace_view import find_traces, render
+from kassa.checkout.v1 import checkout_pb2, checkout_service_pb2
+
+
+def provider_with(exporter: SpanExporter, service: str = "checkout", *, batch: bool = False) -> TracerProvider:
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service}),
+        sampler=tracing._TracesStartWhereWorkArrives(ALWAYS_ON),
+    )
+    provider.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
+    return provider
+
+
+@pytest.fixture
+def memory(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """infra.tracing's tracer writing to memory (the process-wide provider stays untouched)."""
+    exporter = InMemorySpanExporter()
+    provider = provider_with(exporter)
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("kassa"))
+    token = log_ids_var.set(None)
+    yield exporter
+    log_ids_var.reset(token)
+    provider.shutdown()
+
+
+# -- which exporter ----------------------------------------------------------------------------------
+
+
+def test_otlp_when_an_endpoint_is_set_else_json_lines_in_development_else_nothing(tmp_path: Path) -> None:
+    otlp = tracing.choose_exporter("payment", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert isinstance(otlp, OTLPSpanExporter)
+    assert isinstance(tracing.choose_exporter("payment", {"OTEL_TRACES_EXPORTER": "otlp"}), OTLPSpanExporter)
+    assert isinstance(
+        tracing.choose_exporter("payment", {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}),
+        OTLPSpanExporter,
+    )
+
+    files = tracing.choose_exporter("payment", {"KASSA_TRACE_DIR": str(tmp_path / "traces")})
+    assert isinstance(files, tracing.JsonLinesSpanExporter)
+    assert files.path.parent == tmp_path / "traces" and files.path.name.startswith("payment-")
+    assert files.path.suffix == ".jsonl"
+    files.shutdown()
+
+    # Production with no collector named records nothing; so do the standard switches, whatever else is set.
+    assert tracing.choose_exporter("payment", {}) is None
+    assert tracing.choose_exporter("payment", {"KASSA_ENV": "production"}) is None
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "KASSA_TRACE_DIR": str(tmp_path)}
+    assert tracing.choose_exporter("payment", {**endpoint, "OTEL_TRACES_EXPORTER": "none"}) is None
+    assert tracing.choose_exporter("payment", {**endpoint, "OTEL_SDK_DISABLED": "true"}) is None
+
+
+def test_development_writes_under_the_stack_folder_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    exporter = tracing.choose_exporter("order", {"KASSA_ENV": "development"})
+    assert isinstance(exporter, tracing.JsonLinesSpanExporter)
+    assert exporter.path.parent == Path(".kassa/stack/traces")
+    assert (tmp_path / ".kassa" / "stack" / "traces").is_dir()
+    exporter.shutdown()
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: list[tuple[str, bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(b"")
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    """An OTLP/HTTP receiver on a free loopback port: where it listens, and the requests it got."""
+    received: list[tuple[str, bytes]] = []
+    handler = type("Collector", (_Collector,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_otlp_exports_the_spans_to_the_collector_named_by_the_standard_variable(collector) -> None:
+    url, received = collector
+    exporter = tracing.choose_exporter("payment", {"OTEL_EXPORTER_OTLP_ENDPOINT": url})
+    assert exporter is not None
+    provider = provider_with(exporter, "payment", batch=True)
+    tracer = provider.get_tracer("kassa")
+    with tracer.start_as_current_span("kassa.payment.v1.PaymentService/AuthorizePayment", kind=SpanKind.SERVER) as s:
+        s.set_attribute("kassa.payment_id", "pay-1")
+        with tracer.start_as_current_span("INSERT payment.payments", kind=SpanKind.CLIENT):
+            pass
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+
+    assert [path for path, _ in received] == ["/v1/traces"]
+    request = ExportTraceServiceRequest.FromString(received[0][1])
+    resource = request.resource_spans[0].resource
+    assert {a.key: a.value.string_value for a in resource.attributes}["service.name"] == "payment"
+    spans = {s.name: s for scope in request.resource_spans[0].scope_spans for s in scope.spans}
+    assert set(spans) == {"kassa.payment.v1.PaymentService/AuthorizePayment", "INSERT payment.payments"}
+    server, db = spans["kassa.payment.v1.PaymentService/AuthorizePayment"], spans["INSERT payment.payments"]
+    assert db.parent_span_id == server.span_id and db.trace_id == server.trace_id
+    assert {a.key: a.value.string_value for a in server.attributes}["kassa.payment_id"] == "pay-1"
+
+
+# -- which spans are recorded ----------------------------------------------------------------------------
+
+
+def test_traces_start_where_work_arrives_never_at_a_query_or_cache_call(memory) -> None:
+    # A worker's poll outside any request: nothing recorded, nothing to propagate.
+    with tracing.client_span("SELECT checkout.outbox") as orphan:
+        assert not orphan.is_recording()
+        assert tracing.current_traceparent() is None
+    with tracing.producer_span("publish kassa.order.OrderCreated", None) as parent:
+        assert parent is None
+    assert memory.get_finished_spans() == ()
+
+    with tracing.server_span("POST /v1/checkout/confirm", None) as root:
+        assert root.is_recording()
+        with tracing.client_span("UPDATE checkout.checkout_sessions"):
+            pass
+        sent = dict(tracing.outgoing_metadata())
+    spans = {s.name: s for s in memory.get_finished_spans()}
+    assert set(spans) == {"POST /v1/checkout/confirm", "UPDATE checkout.checkout_sessions"}
+    root_ctx = spans["POST /v1/checkout/confirm"].context
+    assert spans["UPDATE checkout.checkout_sessions"].parent.span_id == root_ctx.span_id
+    assert sent["traceparent"] == f"00-{root_ctx.trace_id:032x}-{root_ctx.span_id:016x}-{int(root_ctx.trace_flags):02x}"
+    assert root_ctx.trace_flags.sampled
+
+
+def test_a_traceparent_continues_its_trace_through_an_event(memory) -> None:
+    with tracing.server_span("POST /v1/checkout/confirm", None):
+        written = tracing.current_traceparent()
+    # The outbox publisher sends it on under a producer span; the consumer continues from the header.
+    with tracing.producer_span("publish kassa.order.OrderConfirmed", written) as header:
+        assert header and header != written
+    with tracing.consumer_span("notification-orders OrderConfirmed", header):
+        pass
+    with tracing.consumer_span("notification-orders OrderConfirmed", "00-garbage"):
+        pass  # a malformed header starts a trace of its own rather than failing the event
+    root, producer, consumer, fresh = memory.get_finished_spans()
+    assert producer.parent.span_id == root.context.span_id
+    assert consumer.parent.span_id == producer.context.span_id
+    assert {root.context.trace_id, producer.context.trace_id, consumer.context.trace_id} == {root.context.trace_id}
+    assert fresh.parent is None and fresh.context.trace_id != root.context.trace_id
+
+
+def test_a_failure_is_recorded_by_its_type_never_its_text(memory) -> None:
+    with pytest.raises(ValueError), tracing.server_span("PUT /v1/checkout/state", None):
+        raise ValueError("bad email ada@example.com")
+    (span,) = memory.get_finished_spans()
+    assert span.status.description == "ValueError"
+    assert "ada@example.com" not in json.dumps(tracing.span_record(span))
+    assert not span.events
+
+
+# -- ids on spans and log lines ------------------------------------------------------------------------------
+
+
+def test_ids_of_requests_and_responses_name_the_span_and_the_log_lines(memory) -> None:
+    formatter = JsonFormatter("checkout")
+    with tracing.server_span("kassa.checkout.v1.CheckoutService/ConfirmCheckout", None) as span:
+        tracing.annotate_message(checkout_service_pb2.ConfirmCheckoutRequest(session_id="s-1", idempotency_key="k"))
+        tracing.annotate_message(checkout_service_pb2.ConfirmCheckoutResponse(order_id="o-1"))
+        tracing.annotate_message(
+            checkout_service_pb2.GetCheckoutSessionResponse(
+                session=checkout_pb2.CheckoutSession(session_id="s-1", cart_id="c-1")
+            )
+        )
+        tracing.annotate(email="ada@example.com", session_id="")  # not an id it knows, and empty: ignored
+        record = logging.LogRecord("kassa.checkout", logging.INFO, __file__, 1, "confirmed", None, None)
+        line = json.loads(formatter.format(record))
+        ctx = span.get_span_context()
+    (done,) = memory.get_finished_spans()
+    assert dict(done.attributes or {}) == {
+        "kassa.session_id": "s-1",
+        "kassa.order_id": "o-1",
+        "kassa.cart_id": "c-1",
+    }
+    assert line["trace_id"] == f"{ctx.trace_id:032x}" and line["span_id"] == f"{ctx.span_id:016x}"
+    assert (line["session_id"], line["order_id"], line["cart_id"]) == ("s-1", "o-1", "c-1")
+    assert "email" not in line
+
+    outside = json.loads(formatter.format(logging.LogRecord("x", logging.INFO, __file__, 1, "idle", None, None)))
+    assert "trace_id" not in outside and "span_id" not in outside
+
+
+# -- the JSON-lines files and kassa trace ----------------------------------------------------------------------
+
+
+def test_json_lines_files_read_back_as_span_trees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = tracing.JsonLinesSpanExporter(tmp_path / "gateway-1.jsonl")
+    checkout = tracing.JsonLinesSpanExporter(tmp_path / "checkout-2.jsonl")
+    gw, co = provider_with(gateway, "gateway", batch=True), provider_with(checkout, "checkout", batch=True)
+    monkeypatch.setattr(tracing, "tracer", gw.get_tracer("kassa"))
+    with (
+        tracing.server_span("POST /v1/checkout/confirm", None),
+        tracing.client_span("kassa.checkout.v1.CheckoutService/ConfirmCheckout"),
+    ):
+        header = tracing.current_traceparent()
+    monkeypatch.setattr(tracing, "tracer", co.get_tracer("kassa"))
+    with tracing.server_span("kassa.checkout.v1.CheckoutService/ConfirmCheckout", header):
+        tracing.annotate(session_id="s-9", order_id="o-9")
+        with tracing.client_span("UPDATE checkout.checkout_sessions"):
+            pass
+    with tracing.server_span("GET /v1/orders/{order_id}", None):
+        tracing.annotate(order_id="o-other")
+    gw.shutdown()
+    co.shutdown()
+
+    (tree,) = find_traces("o-9", tmp_path)
+    assert find_traces("s-9", tmp_path)[0].trace_id == tree.trace_id
+    assert find_traces(tree.trace_id, tmp_path)[0].span_count == 4
+    assert tree.services == ["checkout", "gateway"] and tree.span_count == 4
+    (root,) = tree.roots
+    assert (root.service, root.name, root.kind, root.offset_ms) == ("gateway", "POST /v1/checkout/confirm", "server", 0)
+    (client,) = root.children
+    (server,) = client.children
+    assert (server.service, server.attributes["kassa.order_id"]) == ("checkout", "o-9")
+    assert [c.name for c in server.children] == ["UPDATE checkout.checkout_sessions"]
+    assert all(not s.missing_parent and s.duration_ms >= 0 for s in tree.spans())
+    as_json = json.loads(json.dumps(tree.to_dict()))
+    assert as_json["roots"][0]["children"][0]["children"][0]["attributes"]["kassa.session_id"] == "s-9"
+
+    text = render([tree]).splitlines()
+    assert text[0].startswith(f"trace {tree.trace_id}  4 spans") and text[0].endswith("services: checkout, gateway")
+    assert "gateway: POST /v1/checkout/confirm" in text[2]
+    # Indented two spaces a level under the gateway's request and its client span.
+    assert text[4].split("ok", 1)[1].startswith("         checkout: kassa.checkout.v1.CheckoutService/ConfirmCheckout")
+    assert "session_id=s-9 order_id=o-9" in text[4]
+    assert find_traces("nothing-names-this", tmp_path) == []
+    assert find_traces("o-9", tmp_path / "absent") == []
+
+
+def test_a_span_whose_parent_is_not_written_yet_is_shown_as_a_root(tmp_path: Path) -> None:
+    record = {
+        "trace_id": "ab" * 16, "span_id": "cd" * 8, "parent_id": "ef" * 8, "service": "notification",
+        "name": "notification-orders OrderConfirmed", "kind": "consumer", "start_ns": 10, "end_ns": 2_000_010,
+        "status": "UNSET", "attributes": {"kassa.order_id": "o-1"},
+    }  # fmt: skip
+    (tmp_path / "notification-3.jsonl").write_text(json.dumps(record) + "\n" + '{"trace_id": "torn', encoding="utf-8")
+    (tree,) = find_traces("o-1", tmp_path)
+    (root,) = tree.roots
+    assert root.missing_parent and root.duration_ms == 2.0
+    assert "[parent not found]" in render([tree])
+
+
+def test_a_full_trace_file_rotates_and_both_generations_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = tracing.JsonLinesSpanExporter(tmp_path / "order-7.jsonl", max_bytes=600)
+    provider = provider_with(exporter, "order")
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("kassa"))
+    for n in range(6):
+        with tracing.server_span("kassa.order.v1.OrderService/GetOrder", None):
+            tracing.annotate(order_id=f"o-{n}")
+    provider.shutdown()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["order-7.jsonl", "order-7.old.jsonl"]
+    assert all(p.stat().st_size <= 600 + 400 for p in tmp_path.iterdir())
+    assert find_traces("o-5", tmp_path) and find_traces("o-4", tmp_path)
