@@ -331,7 +331,11 @@ class Gateway:
 
     async def _authenticate(self, request: Request) -> Identity | None:
         """The caller's customer token (or a service's); JWKS fetches run in a thread, off the event loop."""
-        return await self._verifier.authenticate(request.headers.get("authorization"))
+        return await self.authenticate_header(request.headers.get("authorization"))
+
+    async def authenticate_header(self, header: str | None) -> Identity | None:
+        """The identity in an Authorization header (None without one), for the console's own routes."""
+        return await self._verifier.authenticate(header)
 
     def client_key(self, request: Request) -> str:
         """The client's IPv4 address or IPv6 /64, believing X-Forwarded-For only from trusted proxies."""
@@ -442,7 +446,7 @@ def create_app(
             Route("/docs", gateway.docs, methods=["GET"]),
             Route("/v1/auth/guest", gateway.guest, methods=["POST"]),
             Route("/v1/payments/webhooks/{provider}", gateway.webhook, methods=["POST"]),
-            *console_routes(console or ConsoleConfig.from_env(os.environ)),
+            *console_routes(console or ConsoleConfig.from_env(os.environ), gateway.authenticate_header),
             Route("/{path:path}", gateway.transcode, methods=methods),
         ],
         exception_handlers={HTTPException: gateway.http_exception},

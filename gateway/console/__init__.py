@@ -7,15 +7,18 @@ with a strict Content-Security-Policy (scripts and styles from this origin only,
 required so no string can reach an HTML sink) because what the page shows (names, notes, addresses of orders)
 is text an attacker typed.
 
-``KASSA_CONSOLE_TRACE_URL`` (optional) is where an order page's trace link points: an http(s) URL template with
-``{order_id}``, ``{session_id}`` or ``{trace_id}`` in it (Jaeger: ``http://jaeger:16686/search?tags=…{order_id}…``).
-Unset, the page shows no trace link.
+An order's trace: ``GET /console/api/traces/{id}`` (admin bearer) answers the span trees that name the id, read by
+``infra.trace_view.find_traces`` from this gateway's JSON-lines trace files (``KASSA_TRACE_DIR``, which the local
+stack and the test meshes set), and the order page draws them. Where traces go to an OTLP collector instead,
+``KASSA_CONSOLE_TRACE_URL`` (optional) adds a link to it: an http(s) URL template with ``{order_id}``,
+``{session_id}`` or ``{trace_id}`` in it (Jaeger: ``http://jaeger:16686/search?tags=…{order_id}…``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit
@@ -26,7 +29,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import status as gw_status
-from infra import errors
+from infra import errors, trace_view
+from infra.auth import Identity, Unauthenticated
 from infra.config import ConfigError
 
 __all__ = ["CONTENT_SECURITY_POLICY", "ConsoleConfig", "console_routes"]
@@ -64,6 +68,9 @@ _FILES = {
     "console.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
+# How many of the newest traces naming an id the page gets (a session retried after a decline has several).
+MAX_TRACES = 10
+_TRACE_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _PLACEHOLDERS = frozenset({"order_id", "session_id", "trace_id"})
 
@@ -92,8 +99,18 @@ def _static(name: str) -> bytes:
     return resources.files(__name__).joinpath("static", name).read_bytes()
 
 
-def console_routes(config: ConsoleConfig) -> list[BaseRoute]:
-    """The console's routes, to mount before the gateway's catch-all REST route."""
+Authenticate = Callable[[str | None], Awaitable[Identity | None]]
+
+
+def _refusal(code: grpc.StatusCode, message: str, reason: str, http: int) -> Response:
+    return JSONResponse(
+        gw_status.to_json(gw_status.make_status(code, message, reason)), status_code=http, headers=_HEADERS
+    )
+
+
+def console_routes(config: ConsoleConfig, authenticate: Authenticate) -> list[BaseRoute]:
+    """The console's routes, to mount before the gateway's catch-all REST route; ``authenticate`` turns an
+    Authorization header into the caller's identity (the gateway's verifier)."""
     files = {name: (_static(name), media) for name, media in _FILES.items()}
     settings = {"traceUrlTemplate": config.trace_url_template}
 
@@ -117,9 +134,39 @@ def console_routes(config: ConsoleConfig) -> list[BaseRoute]:
     async def console_config(_request: Request) -> Response:
         return JSONResponse(settings, headers=_HEADERS)
 
+    async def traces(request: Request) -> Response:
+        try:
+            identity = await authenticate(request.headers.get("authorization"))
+        except Unauthenticated as exc:
+            return _refusal(grpc.StatusCode.UNAUTHENTICATED, str(exc), errors.Reason.UNAUTHENTICATED, 401)
+        if identity is None:
+            return _refusal(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "send 'Authorization: Bearer <token>'",
+                errors.Reason.UNAUTHENTICATED,
+                401,
+            )
+        if not identity.is_admin:
+            return _refusal(
+                grpc.StatusCode.PERMISSION_DENIED, "traces need the admin role", errors.Reason.PERMISSION_DENIED, 403
+            )
+        key = request.path_params["key"]
+        if not _TRACE_KEY.match(key):
+            invalid = gw_status.make_status(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "id: must be an order, session, cart, payment or trace id",
+                errors.Reason.INVALID_ARGUMENT,
+                {"field": "id"},
+            )
+            return JSONResponse(gw_status.to_json(invalid), status_code=400, headers=_HEADERS)
+        # The files are read whole: off the event loop.
+        found = await asyncio.to_thread(trace_view.find_traces, key)
+        return JSONResponse({"traces": [tree.to_dict() for tree in found[:MAX_TRACES]]}, headers=_HEADERS)
+
     return [
         Route(PATH, page, methods=["GET"]),
         Route(f"{PATH}/", slash, methods=["GET"]),
         Route(f"{PATH}/config.json", console_config, methods=["GET"]),
         Route(f"{PATH}/static/{{name}}", static, methods=["GET"]),
+        Route(f"{PATH}/api/traces/{{key}}", traces, methods=["GET"]),
     ]

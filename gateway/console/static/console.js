@@ -426,7 +426,7 @@
       return encodeURIComponent(values[name] || "");
     });
     if (missing) return null;
-    return el("a", { href: url, id: "trace-link", target: "_blank", rel: "noopener noreferrer", text: "Trace of this order ↗" });
+    return el("a", { href: url, id: "trace-link", target: "_blank", rel: "noopener noreferrer", text: "Trace in the collector ↗" });
   }
 
   async function showOrder(orderId) {
@@ -479,7 +479,14 @@
     begin(
       "orders",
       el("h1", {}, "Order ", mono(o.orderId), " ", badge(status)),
-      el("p", {}, el("a", { href: "#/orders", text: "← Search" }), " · ", traceLink(o) || el("span", { class: "muted", id: "trace-link-missing", text: "No trace link configured (KASSA_CONSOLE_TRACE_URL)" })),
+      el(
+        "p",
+        {},
+        el("a", { href: "#/orders", text: "← Search" }),
+        " · ",
+        el("a", { href: `#/trace/${o.orderId}`, id: "trace", text: "Trace" }),
+        traceLink(o) ? [" · ", traceLink(o)] : null,
+      ),
       el(
         "div",
         { class: "cols" },
@@ -578,9 +585,9 @@
   // -- the dead-letter queue: failed compensations, retried by a worker, parked by an operator, replayed ------------
 
   const DLQ_TABS = [
-    ["DEAD", "Dead", "out of retries: an operator's call"],
-    ["PENDING", "Retrying", "the worker retries these with backoff"],
-    ["PARKED", "Parked", "set aside by an operator; replay runs one again"],
+    ["DEAD", "Dead", "out of retries: an operator's call (replay runs one once more)"],
+    ["PENDING", "Retrying", "the worker retries these with backoff; retry runs one now, park sets it aside"],
+    ["PARKED", "Parked", "set aside by an operator; replay runs one once more"],
     ["DONE", "Done", "compensated"],
   ];
 
@@ -613,7 +620,7 @@
         "p",
         { class: "muted" },
         "Compensations that failed (void an authorization, release stock or a promotion use, clean a cart…). ",
-        "Retry runs one now; park sets it aside; replay runs a parked one again.",
+        "Each is retried by a worker with backoff, then left dead for an operator.",
       ),
       tabs,
       el("p", { class: "muted", text: `${DLQ_TABS.find(([s]) => s === status)[1]}: ${about}.` }),
@@ -652,12 +659,23 @@
             return result.succeeded ? `${label}: ${shown} succeeded.` : `${label}: ${shown} failed again: ${result.error || "no detail"}.`;
           },
         });
-      if (entryStatus === "PENDING" || entryStatus === "DEAD") actions.append(run("retry", "Retry now"), run("park", "Park", "danger"));
-      if (entryStatus === "PARKED") actions.append(run("replay", "Replay"));
-      const payload = el("pre", { class: "mono", hidden: true, text: JSON.stringify(entry.payload || {}, null, 2) });
+      // What the routes allow: retry and park a pending entry; replay a parked or dead one.
+      if (entryStatus === "PENDING") actions.append(run("retry", "Retry now"), run("park", "Park", "danger"));
+      if (entryStatus === "PARKED" || entryStatus === "DEAD") actions.append(run("replay", "Replay"));
+      const payload = el("pre", { class: "mono", hidden: true });
       const toggle = el("button", { type: "button", class: "link", text: "payload" });
-      toggle.addEventListener("click", () => {
-        payload.hidden = !payload.hidden;
+      toggle.addEventListener("click", async () => {
+        if (!payload.hidden) {
+          payload.hidden = true;
+          return;
+        }
+        try {
+          const shown = await api("GET", `/v1/admin/dlq/${id}`);
+          payload.textContent = JSON.stringify((shown.entry && shown.entry.payload) || {}, null, 2);
+        } catch (error) {
+          payload.textContent = `Could not load it: ${explain(error)}`;
+        }
+        payload.hidden = false;
       });
       return el(
         "tr",
@@ -752,17 +770,21 @@
   async function showFunnel() {
     const body = el("div", { id: "funnel" }, notice("Loading…"));
     const outbox = el("div", { id: "outbox" }, notice("Loading…"));
+    const paid = el("div", { id: "payment-failures" }, notice("Loading…"));
     const current = begin(
       "funnel",
       el("h1", { text: "Funnel — the last hour" }),
       el("div", { class: "card" }, body),
+      el("div", { class: "card" }, el("h2", { text: "Payment failures" }), paid),
       el("div", { class: "card" }, el("h2", { text: "Outbox backlog per service" }), outbox),
     );
     const end = new Date();
     const start = new Date(end.getTime() - 3600 * 1000);
-    const [funnel, boxes] = await Promise.allSettled([
-      api("GET", `/v1/admin/funnel?startTime=${encodeURIComponent(start.toISOString())}&endTime=${encodeURIComponent(end.toISOString())}`),
+    // Both default to the hour before the server's now (the browser's clock may be off).
+    const [funnel, boxes, payments] = await Promise.allSettled([
+      api("GET", "/v1/admin/funnel"),
       api("GET", "/v1/admin/outbox"),
+      api("GET", "/v1/admin/payments/failure-rates"),
     ]);
     if (!current()) return;
     if (funnel.status === "rejected") {
@@ -803,6 +825,25 @@
       // Bar widths through the CSSOM: the CSP refuses inline style attributes.
       for (const bar of body.querySelectorAll(".bar")) bar.style.width = `${bar.dataset.width}%`;
     }
+    if (payments.status === "rejected") {
+      put(paid, notice(`Could not load the payment failure rates: ${explain(payments.reason)}`, "error"));
+    } else {
+      const p = payments.value;
+      put(
+        paid,
+        el(
+          "p",
+          {},
+          `${p.failed || 0} of ${p.payments || 0} payments failed: `,
+          el("strong", { "data-testid": "payment-failure-rate", text: percent(p.failureRate) }),
+        ),
+        table(
+          ["Code", { label: "Count", num: true }, { label: "Rate", num: true }],
+          (p.byCode || []).map((c) => [mono(c.code), String(c.count), percent(c.rate)]),
+          { empty: "No payment failed in this hour.", testid: "payment-failures-table" },
+        ),
+      );
+    }
     if (boxes.status === "rejected") {
       put(outbox, notice(`Could not load the outbox status: ${explain(boxes.reason)}`, "error"));
     } else {
@@ -824,6 +865,83 @@
     }
   }
 
+  // -- an order's traces: span trees from the gateway's trace files -----------------------------------------------
+
+  async function showTrace(key) {
+    const body = el("div", { id: "traces" }, notice("Loading…"));
+    const current = begin(
+      "orders",
+      el("h1", {}, "Trace of ", mono(key)),
+      el("p", {}, el("a", { href: UUID.test(key) ? `#/orders/${key}` : "#/orders", text: "← Order" })),
+      body,
+    );
+    let answer;
+    try {
+      answer = await api("GET", `/console/api/traces/${encodeURIComponent(key)}`);
+    } catch (error) {
+      if (current()) put(body, notice(`Could not read the traces: ${explain(error)}`, "error"));
+      return;
+    }
+    if (!current()) return;
+    const traces = answer.traces || [];
+    if (!traces.length) {
+      put(
+        body,
+        notice(
+          "No trace names this id in the gateway's trace files (KASSA_TRACE_DIR). Where traces go to an OTLP " +
+            "collector, KASSA_CONSOLE_TRACE_URL links the order page to it.",
+        ),
+      );
+      return;
+    }
+    put(body, traces.map((t) => traceCard(t)));
+    // Waterfall bars through the CSSOM: the CSP refuses inline style attributes.
+    for (const bar of body.querySelectorAll(".span-bar")) {
+      bar.style.marginLeft = `${bar.dataset.left}%`;
+      bar.style.width = `${bar.dataset.width}%`;
+    }
+  }
+
+  function traceCard(trace) {
+    const total = Math.max(Number(trace.duration_ms) || 0, 0.001);
+    const rows = [];
+    const walk = (node, depth) => {
+      const left = Math.min(100, (100 * (Number(node.offset_ms) || 0)) / total);
+      const width = Math.max(0.3, Math.min(100 - left, (100 * (Number(node.duration_ms) || 0)) / total));
+      const failed = node.status && node.status !== "UNSET" && node.status !== "OK";
+      rows.push(
+        el(
+          "tr",
+          { "data-testid": "span", class: failed ? "failed" : undefined },
+          el("td", { class: `span-name depth-${Math.min(depth, 12)}`, title: node.status_message || undefined }, node.name),
+          el("td", { text: node.service }),
+          el("td", { class: "num", text: `${(Number(node.offset_ms) || 0).toFixed(1)}` }),
+          el("td", { class: "num", text: `${(Number(node.duration_ms) || 0).toFixed(1)}` }),
+          el("td", {}, failed ? badge(node.status_message ? `ERROR: ${node.status_message}` : "ERROR") : ""),
+          el("td", { class: "waterfall" }, el("div", { class: "span-bar", "data-left": left.toFixed(2), "data-width": width.toFixed(2) })),
+        ),
+      );
+      for (const child of node.children || []) walk(child, depth + 1);
+    };
+    for (const root of trace.roots || []) walk(root, 0);
+    const started = trace.start_ns ? new Date(Number(BigInt(trace.start_ns) / 1000000n)).toISOString() : "";
+    return el(
+      "div",
+      { class: "card", "data-testid": "trace" },
+      el("h2", {}, "Trace ", mono(trace.trace_id)),
+      el("p", {
+        class: "muted",
+        text: `${when(started)} · ${trace.span_count} spans · ${(Number(trace.duration_ms) || 0).toFixed(1)} ms · ${(trace.services || []).join(", ")}`,
+      }),
+      el(
+        "table",
+        { class: "spans" },
+        el("thead", {}, el("tr", {}, ["Span", "Service", "At (ms)", "Took (ms)", "", ""].map((h, i) => el("th", { class: i === 2 || i === 3 ? "num" : undefined, text: h })))),
+        el("tbody", {}, rows),
+      ),
+    );
+  }
+
   // -- routing ---------------------------------------------------------------------------------------------------
 
   function route() {
@@ -841,6 +959,7 @@
     const [screen, arg] = decoded;
     if (screen === "orders" && arg) showOrder(arg);
     else if (screen === "find" && arg) showOrders(arg);
+    else if (screen === "trace" && arg) showTrace(arg);
     else if (screen === "dlq") showDlq(String(arg || "dead").toUpperCase());
     else if (screen === "stuck") showStuck();
     else if (screen === "funnel") showFunnel();

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.console import CONTENT_SECURITY_POLICY, ConsoleConfig
+from infra.auth import ROLE_ADMIN, mint_token
 from infra.config import ConfigError, Settings
 
 pytestmark = pytest.mark.unit
@@ -18,9 +20,12 @@ pytestmark = pytest.mark.unit
 STATIC = Path(__file__).resolve().parents[3] / "gateway" / "console" / "static"
 
 
+SETTINGS = Settings.from_env({"KASSA_ENV": "development"})
+
+
 def _client(console: ConsoleConfig | None = None) -> httpx.AsyncClient:
     app = create_app(
-        Settings.from_env({"KASSA_ENV": "development"}),
+        SETTINGS,
         GatewayConfig(rate_limit_per_minute=0),
         console or ConsoleConfig(),
     )
@@ -115,3 +120,52 @@ async def test_console_slash_redirects_to_the_page() -> None:
         answer = await client.get("/console/")
     assert answer.status_code == 308
     assert answer.headers["location"] == "/console"
+
+
+def _span(trace_id: str, span_id: str, parent: str | None, name: str, start: int, **attributes: str) -> str:
+    record = {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_id": parent,
+        "service": name.split(" ", maxsplit=1)[0],
+        "name": name,
+        "kind": "SERVER",
+        "start_ns": start,
+        "end_ns": start + 2_000_000,
+        "status": "OK",
+        "attributes": attributes,
+    }
+    return json.dumps(record) + "\n"
+
+
+async def test_an_orders_traces_are_read_from_the_trace_files_for_an_admin_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order_id = "5d2c8a52-8f7e-4d7e-9a55-3e4c1a9f0b11"
+    (tmp_path / "gateway-1.jsonl").write_text(
+        _span("t1", "a", None, "gateway POST /v1/checkout/confirm", 1_000_000_000)
+        + _span("t1", "b", "a", "checkout ConfirmCheckout", 1_001_000_000, **{"kassa.order_id": order_id})
+        + _span("t2", "c", None, "gateway GET /v1/carts", 2_000_000_000)
+    )
+    monkeypatch.setenv("KASSA_TRACE_DIR", str(tmp_path))
+    admin = {"Authorization": f"Bearer {mint_token(SETTINGS.jwt_secret, 'ops', role=ROLE_ADMIN)}"}
+    customer = {"Authorization": f"Bearer {mint_token(SETTINGS.jwt_secret, 'alice')}"}
+    async with _client() as client:
+        found = await client.get(f"/console/api/traces/{order_id}", headers=admin)
+        nothing = await client.get("/console/api/traces/no-such-id", headers=admin)
+        anonymous = await client.get(f"/console/api/traces/{order_id}")
+        forged = await client.get(f"/console/api/traces/{order_id}", headers={"Authorization": "Bearer forged"})
+        refused = await client.get(f"/console/api/traces/{order_id}", headers=customer)
+        invalid = await client.get("/console/api/traces/a%20b", headers=admin)
+    assert found.status_code == 200
+    [trace] = found.json()["traces"]
+    assert trace["trace_id"] == "t1" and trace["span_count"] == 2
+    [root] = trace["roots"]
+    assert root["name"] == "gateway POST /v1/checkout/confirm"
+    assert [child["name"] for child in root["children"]] == ["checkout ConfirmCheckout"]
+    assert found.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert nothing.json() == {"traces": []}
+    assert (anonymous.status_code, anonymous.json()["details"][0]["reason"]) == (401, "UNAUTHENTICATED")
+    assert forged.status_code == 401
+    assert (refused.status_code, refused.json()["details"][0]["reason"]) == (403, "PERMISSION_DENIED")
+    assert (invalid.status_code, invalid.json()["details"][0]["metadata"]) == (400, {"field": "id"})
