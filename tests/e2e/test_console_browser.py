@@ -9,18 +9,23 @@ otherwise they go to the test's temporary folder.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import pytest_asyncio
-from e2e.conftest import MeshHandle
-from e2e.support import US_ADDRESS, Rest, confirm, fill_cart, make_catalog
+from e2e.conftest import MeshHandle, StartMesh
+from e2e.support import US_ADDRESS, Rest, RestError, confirm, eventually, fill_cart, make_catalog, ready_session
 from playwright.async_api import Browser, Page, async_playwright, expect
+
+from infra.trace_view import TraceTree, find_traces
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -136,6 +141,18 @@ async def place_order(mesh: MeshHandle) -> dict[str, Any]:
         await customer.close()
 
 
+async def checkout_trace(mesh: MeshHandle, order_id: str) -> TraceTree:
+    """The trace naming ``order_id`` once it holds the checkout's spans in checkout, payment and order."""
+
+    async def probe() -> TraceTree | None:
+        trees = await asyncio.to_thread(find_traces, order_id, mesh.env["KASSA_TRACE_DIR"])
+        wanted = {"gateway", "checkout", "payment", "order"}
+        return next((t for t in trees if wanted <= set(t.services)), None)
+
+    found: TraceTree = await eventually(probe, within=60.0, interval=0.5, what="the checkout's trace")
+    return found
+
+
 async def test_a_wrong_or_customer_token_is_refused_and_nothing_is_stored(
     mesh: MeshHandle, page: Page, shots: Path
 ) -> None:
@@ -214,6 +231,17 @@ async def test_an_admin_finds_an_order_by_its_session_and_reads_its_page(
     assert await trace.get_attribute("href") == f"http://traces.example/search?order={order['order_id']}"
     await page.screenshot(path=shots / "order.png", full_page=True)
 
+    # Its trace, from the mesh's trace files once the processes' batch exporters wrote the checkout's spans.
+    tree = await checkout_trace(mesh, order["order_id"])
+    await page.get_by_role("link", name="Trace", exact=True).click()
+    await expect(page).to_have_url(f"{mesh.gateway_url}/console#/trace/{order['order_id']}")
+    card = page.get_by_test_id("trace").filter(has_text=tree.trace_id)
+    await expect(card).to_contain_text(f"{tree.span_count} spans")
+    assert await card.get_by_test_id("span").count() == tree.span_count
+    await expect(card.get_by_test_id("span").first).to_contain_text("gateway")
+    await page.screenshot(path=shots / "trace.png", full_page=True)
+    await page.go_back()
+
     # Searching by the order id goes straight to the same page; signing out forgets the token.
     await page.get_by_role("link", name="Orders").click()
     await expect(page.locator("#screen")).to_contain_text("Opened in this tab")
@@ -224,3 +252,118 @@ async def test_an_admin_finds_an_order_by_its_session_and_reads_its_page(
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert await page.evaluate("sessionStorage.getItem('kassa.console.token')") is None
+
+
+async def failed_void(mesh: MeshHandle) -> str:
+    """A checkout undone after its authorization whose void then fails: a void_authorization entry in the DLQ.
+
+    The mesh runs with ``checkout.confirm.after_authorize=error#1`` (the saga undoes the checkout) and
+    ``payment.void.before_provider=error#3`` (its void fails as often as the saga tries it inline), so the entry
+    waits for the DLQ worker's first retry, a minute later, and the next void succeeds.
+    """
+    skus = await make_catalog(mesh, n=1)
+    customer = Rest(mesh.gateway_url)
+    try:
+        await customer.guest()
+        ready = await ready_session(customer, await fill_cart(customer, skus, [1]))
+        with pytest.raises(RestError) as undone:
+            await confirm(customer, ready["session_id"], ready["preview"]["grandTotal"])
+        assert undone.value.reason == "UNAVAILABLE"
+        return str(ready["session_id"])
+    finally:
+        await customer.close()
+
+
+async def stuck_session(mesh: MeshHandle) -> str:
+    """A session whose ConfirmCheckout stopped right after its durable guard an hour ago (its process died)."""
+    skus = await make_catalog(mesh, n=1)
+    customer = Rest(mesh.gateway_url)
+    try:
+        await customer.guest()
+        ready = await ready_session(customer, await fill_cart(customer, skus, [1]))
+    finally:
+        await customer.close()
+    url = mesh.env["KASSA_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(
+            "UPDATE checkout.checkout_sessions SET status = 'CONFIRMING', saga_step = 'validated', "
+            "saga_attempt = saga_attempt + 1, confirm_started_at = now() - interval '1 hour' WHERE session_id = %s",
+            (ready["session_id"],),
+        )
+    return str(ready["session_id"])
+
+
+# The saga tries a void three times (checkout.biz.retry.RetryPolicy) before it writes the DLQ entry.
+DLQ_FAULTS = {"KASSA_FAULTS": "checkout.confirm.after_authorize=error#1,payment.void.before_provider=error#3"}
+
+
+async def test_an_admin_parks_and_replays_a_dead_letter_resolves_a_stuck_session_and_reads_the_funnel(
+    start_mesh: StartMesh, browser: Browser, shots: Path
+) -> None:
+    async with start_mesh(DLQ_FAULTS) as mesh:
+        session_id = await failed_void(mesh)
+        admin = Rest(mesh.gateway_url, mesh.admin_token)
+        try:
+            [entry] = (await admin.call("GET", f"/v1/admin/dlq?sessionId={session_id}"))["entries"]
+        finally:
+            await admin.close()
+        assert (entry["operation"], entry["status"]) == ("void_authorization", "COMPENSATION_STATUS_PENDING")
+
+        async with watched_page(browser) as page:
+            await sign_in(page, mesh)
+            await expect(page.get_by_role("heading", name="Orders")).to_be_visible()
+            await page.get_by_role("link", name="Dead letters").click()
+            await page.get_by_test_id("dlq-tab-pending").click()
+            row = page.locator(f'tr[data-id="{entry["id"]}"]')
+            await expect(row).to_contain_text("void_authorization")
+            await expect(row).to_contain_text(session_id)
+            await expect(row).to_contain_text("fault injected at payment.void.before_provider")
+            await row.get_by_role("button", name="payload").click()
+            await expect(row.locator("pre")).to_contain_text("payment_id")
+            await page.screenshot(path=shots / "dlq.png", full_page=True)
+
+            # Parked: it leaves the retry list for the parked one, where a replay runs it once more.
+            await row.get_by_role("button", name="Park").click()
+            await expect(page.locator("#dlq-result")).to_contain_text(f"Parked void_authorization {entry['id']}")
+            await expect(row).to_have_count(0)
+            await page.get_by_test_id("dlq-tab-parked").click()
+            await expect(page.get_by_test_id("dlq-tab-parked")).to_have_attribute("aria-selected", "true")
+            await expect(row).to_contain_text("PARKED")
+            await row.get_by_role("button", name="Replay").click()
+            await expect(page.locator("#dlq-result")).to_contain_text(
+                f"Replay: void_authorization {entry['id']} succeeded"
+            )
+            await expect(row).to_have_count(0)
+            await page.get_by_test_id("dlq-tab-done").click()
+            await expect(row).to_contain_text("DONE")
+
+            # A stuck session, driven (here: compensated) from the console. The mesh's recovery worker (every
+            # 15 s) may get to it first: then the console shows it as no longer stuck.
+            stuck = await stuck_session(mesh)
+            await page.get_by_role("link", name="Stuck sessions").click()
+            await expect(page.get_by_role("heading", name="Stuck sessions")).to_be_visible()
+            await expect(page.locator("#stuck-list")).not_to_contain_text("Loading")
+            listed = page.locator("tr", has_text=stuck)
+            await page.screenshot(path=shots / "stuck-sessions.png", full_page=True)
+            if await listed.count():
+                await listed.get_by_role("button", name="Drive forward or compensate now").click()
+                await expect(page.locator("#stuck-result")).to_contain_text(
+                    re.compile(f"Session {stuck}: cancelled, now CANCELLED|SESSION_NOT_STUCK")
+                )
+            await expect(listed).to_have_count(0)
+            admin = Rest(mesh.gateway_url, mesh.admin_token)
+            try:
+                session = (await admin.call("GET", f"/v1/checkout/sessions/{stuck}"))["session"]
+            finally:
+                await admin.close()
+            assert session["status"] == "SESSION_STATUS_CANCELLED"
+
+            await page.get_by_role("link", name="Funnel").click()
+            funnel = page.get_by_test_id("funnel-table")
+            await expect(funnel).to_contain_text("Checkouts started")
+            started = funnel.locator("tr", has_text="Checkouts started")
+            await expect(started.locator("td").nth(1)).not_to_have_text("0")
+            await expect(page.get_by_test_id("failures-table")).to_contain_text("UNAVAILABLE")
+            await expect(page.get_by_test_id("outbox-table")).to_contain_text("checkout")
+            await expect(page.get_by_test_id("payment-failure-rate")).to_be_visible()
+            await page.screenshot(path=shots / "funnel.png", full_page=True)

@@ -119,7 +119,7 @@
   }
 
   const GOOD = new Set(["CONFIRMED", "AWAITING_SHIPMENT", "PACKED", "SHIPPED", "DELIVERED", "CAPTURED", "SUCCEEDED"]);
-  const BAD = new Set(["PAYMENT_FAILED", "CANCELLED", "FAILED", "VOIDED", "DEAD", "PARKED", "REFUSED", "DECLINED"]);
+  const BAD = new Set(["PAYMENT_FAILED", "CANCELLED", "FAILED", "VOIDED", "DEAD", "PARKED", "REFUSED", "DECLINED", "ERROR"]);
   const WARN = new Set(["PENDING_PAYMENT", "AUTHORIZED", "PENDING", "REQUIRES_ACTION", "REFUNDED", "PARTIALLY_REFUNDED"]);
 
   function badge(text) {
@@ -913,11 +913,16 @@
         el(
           "tr",
           { "data-testid": "span", class: failed ? "failed" : undefined },
-          el("td", { class: `span-name depth-${Math.min(depth, 12)}`, title: node.status_message || undefined }, node.name),
+          el(
+            "td",
+            { class: `span-name depth-${Math.min(depth, 12)}` },
+            node.name,
+            failed && node.status_message ? el("div", { class: "error small", text: node.status_message }) : null,
+          ),
           el("td", { text: node.service }),
           el("td", { class: "num", text: `${(Number(node.offset_ms) || 0).toFixed(1)}` }),
           el("td", { class: "num", text: `${(Number(node.duration_ms) || 0).toFixed(1)}` }),
-          el("td", {}, failed ? badge(node.status_message ? `ERROR: ${node.status_message}` : "ERROR") : ""),
+          el("td", {}, failed ? badge("ERROR") : ""),
           el("td", { class: "waterfall" }, el("div", { class: "span-bar", "data-left": left.toFixed(2), "data-width": width.toFixed(2) })),
         ),
       );
