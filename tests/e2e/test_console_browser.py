@@ -130,6 +130,13 @@ async def place_order(mesh: MeshHandle) -> dict[str, Any]:
         )
         preview = (await customer.call("GET", f"/v1/checkout/sessions/{session_id}/preview"))["preview"]
         confirmed = await confirm(customer, session_id, preview["grandTotal"])
+
+        # The order learns its payment's status from payment's events, a moment after the answer.
+        async def captured() -> bool:
+            placed = (await customer.call("GET", f"/v1/orders/{confirmed['orderId']}"))["order"]
+            return placed["paymentStatus"] == "PAYMENT_STATUS_CAPTURED"
+
+        await eventually(captured, within=30.0, what="the order's payment status CAPTURED")
         return {
             "order_id": confirmed["orderId"],
             "session_id": session_id,
@@ -205,6 +212,7 @@ async def test_an_admin_finds_an_order_by_its_session_and_reads_its_page(
     listed = page.get_by_test_id("customer-orders")
     await expect(listed).to_contain_text(order["order_id"])
     await expect(listed.locator("tbody tr")).to_have_count(1)
+    await page.screenshot(path=shots / "order-search.png", full_page=True)
     await listed.get_by_role("link", name=order["order_id"]).click()
     await expect(page.get_by_role("heading", level=1)).to_contain_text(order["order_id"])
     await page.get_by_role("link", name="Orders").click()
@@ -245,7 +253,6 @@ async def test_an_admin_finds_an_order_by_its_session_and_reads_its_page(
     # Searching by the order id goes straight to the same page; signing out forgets the token.
     await page.get_by_role("link", name="Orders").click()
     await expect(page.locator("#screen")).to_contain_text("Opened in this tab")
-    await page.screenshot(path=shots / "order-search.png", full_page=True)
     await page.get_by_label("Order, session or customer id").fill(order["order_id"])
     await page.get_by_role("button", name="Find").click()
     await expect(page.get_by_role("heading", level=1)).to_contain_text(order["order_id"])
