@@ -281,6 +281,21 @@ async def failed_void(mesh: MeshHandle) -> str:
         await customer.close()
 
 
+async def checkout_with(mesh: MeshHandle, token: str) -> None:
+    """One checkout paid with the sandbox ``token``: confirmed, or refused as the token says."""
+    skus = await make_catalog(mesh, n=1)
+    customer = Rest(mesh.gateway_url)
+    try:
+        await customer.guest()
+        ready = await ready_session(customer, await fill_cart(customer, skus, [1]), token=token)
+        try:
+            await confirm(customer, ready["session_id"], ready["preview"]["grandTotal"])
+        except RestError as refused:
+            assert refused.reason == "PAYMENT_DECLINED"
+    finally:
+        await customer.close()
+
+
 async def stuck_session(mesh: MeshHandle) -> str:
     """A session whose ConfirmCheckout stopped right after its durable guard an hour ago (its process died)."""
     skus = await make_catalog(mesh, n=1)
@@ -365,6 +380,9 @@ async def test_an_admin_parks_and_replays_a_dead_letter_resolves_a_stuck_session
                 await admin.close()
             assert session["status"] == "SESSION_STATUS_CANCELLED"
 
+            # The hour's funnel: beside the undone and the stuck checkout, two paid and one declined.
+            for token in ("tok_visa", "tok_visa", "tok_chargeDeclined"):
+                await checkout_with(mesh, token)
             await page.get_by_role("link", name="Funnel").click()
             funnel = page.get_by_test_id("funnel-table")
             await expect(funnel).to_contain_text("Checkouts started")
@@ -372,5 +390,8 @@ async def test_an_admin_parks_and_replays_a_dead_letter_resolves_a_stuck_session
             await expect(started.locator("td").nth(1)).not_to_have_text("0")
             await expect(page.get_by_test_id("failures-table")).to_contain_text("UNAVAILABLE")
             await expect(page.get_by_test_id("outbox-table")).to_contain_text("checkout")
-            await expect(page.get_by_test_id("payment-failure-rate")).to_be_visible()
+            await expect(funnel.locator("tr", has_text="Checkouts confirmed").locator("td").nth(1)).to_have_text("2")
+            await expect(page.get_by_test_id("failures-table")).to_contain_text("PAYMENT_DECLINED")
+            await expect(page.get_by_test_id("payment-failure-rate")).not_to_have_text("0.0 %")
+            await expect(page.get_by_test_id("payment-failures-table").locator("tbody tr")).not_to_have_count(0)
             await page.screenshot(path=shots / "funnel.png", full_page=True)
