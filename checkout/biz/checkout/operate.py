@@ -17,6 +17,7 @@ import base64
 import binascii
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -61,6 +62,7 @@ def decode_page_token(token: str) -> tuple[datetime, str]:
         entry_id = data["id"]
         if at.tzinfo is None or type(entry_id) is not str:
             raise ValueError("not a cursor")
+        entry_id = str(uuid.UUID(entry_id))
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidArgument("page_token", "is not a page token of this listing") from exc
     return at, entry_id
