@@ -54,7 +54,13 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, _get_from_env_or_default
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    _get_from_env_or_default,
+)
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -109,6 +115,8 @@ class _TracesStartWhereWorkArrives(Sampler):
 
     def __init__(self, base: Sampler) -> None:
         self._base = base
+        # The OTEL_TRACES_SAMPLER parentbased_* samplers record every child of a sampled parent.
+        self._follows_parent = isinstance(base, ParentBased)
 
     def should_sample(  # noqa: PLR0917 (the Sampler interface)
         self,
@@ -120,10 +128,13 @@ class _TracesStartWhereWorkArrives(Sampler):
         links: Sequence[trace.Link] | None = None,
         trace_state: trace.TraceState | None = None,
     ) -> SamplingResult:
-        if (kind in self._ORPHANS or kind is None) and not trace.get_current_span(
-            parent_context
-        ).get_span_context().is_valid:
-            return SamplingResult(Decision.DROP)
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if not parent.is_valid:
+            if kind in self._ORPHANS or kind is None:
+                return SamplingResult(Decision.DROP)
+        elif self._follows_parent and parent.trace_flags.sampled:
+            # What ParentBased answers for a sampled parent, without asking it again (most spans are children).
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, parent.trace_state)
         return self._base.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:

@@ -13,7 +13,7 @@ and the logs, and its personal data is in the dump as ``pii1:`` tokens.
 A second test reads every log line the mesh wrote in this run (every e2e test before it, and a flow of its own
 with an admin call and a webhook): one JSON object per line, no JWT, bearer credential, payment token, webhook
 signature or secret, no unmasked email, and every line written while serving a call or an event carries the
-trace it belongs to (``trace_id``, ``span_id``), checkout's naming the session it works on.
+trace it belongs to (``trace_id``, ``span_id``), checkout's naming the session, order or payment it works on.
 """
 
 from __future__ import annotations
@@ -269,6 +269,7 @@ _CREDENTIALS = {
     "unmasked email": re.compile(r"(?<![\w.+*-])[\w.+-]+@example\.com"),
 }
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
+_NOT_JSON_BY_DESIGN = ("=== kassa mesh: ", "kassa fault: crash at ")
 
 
 def _log_lines(log_dir: Path) -> list[tuple[str, str]]:
@@ -327,6 +328,8 @@ async def test_no_personal_data_or_credential_in_any_log_line_and_each_carries_i
         for needle in who.needles():
             if needle in line:
                 found.setdefault("personal data", []).append(f"{name}: {line[:300]}")
+        if line.startswith(_NOT_JSON_BY_DESIGN):
+            continue  # infra.mesh's line at each (re)start of a process; infra.faults' last words before a crash
         try:
             entry = json.loads(line)
         except ValueError:
@@ -345,4 +348,7 @@ async def test_no_personal_data_or_credential_in_any_log_line_and_each_carries_i
     assert all(_HEX_ID.match(str(e["trace_id"])) and len(str(e.get("span_id"))) == 16 for e in traced), traced[:3]
     checkout = [e for _n, e in entries if e.get("service") == "checkout" and e.get("trace_id")]
     assert checkout, "no checkout log line carries a trace_id"
-    assert any(e.get("session_id") == declined["sessionId"] for e in checkout), [e.get("msg") for e in checkout][:20]
+    # ... and names what it was working on.
+    assert all(any(e.get(key) for key in ("session_id", "order_id", "cart_id", "payment_id")) for e in checkout), [
+        e.get("msg") for e in checkout
+    ][:20]

@@ -17,7 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind
 
 from infra import tracing
@@ -293,3 +293,18 @@ def test_a_full_trace_file_rotates_and_both_generations_are_read(
     assert files == ["order-7.jsonl", "order-7.old.jsonl"]
     assert all(p.stat().st_size <= 600 + 400 for p in tmp_path.iterdir())
     assert find_traces("o-5", tmp_path) and find_traces("o-4", tmp_path)
+
+
+def test_the_configured_sampler_decides_roots_and_a_sampled_parent_is_followed(monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=tracing._TracesStartWhereWorkArrives(ParentBased(ALWAYS_OFF)))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "tracer", provider.get_tracer("kassa"))
+    with tracing.server_span("GET /v1/orders", None) as root:
+        assert not root.is_recording()  # sampled out at the root: nothing below is recorded or passed on
+        assert tracing.current_traceparent() is None
+    sampled = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    with tracing.server_span("POST /v1/checkout/confirm", sampled), tracing.client_span("SELECT checkout.carts"):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["SELECT checkout.carts", "POST /v1/checkout/confirm"]
+    provider.shutdown()
