@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from e2e.support import Rest, confirm, fill_cart, make_catalog, ready_session, stock_of
-from e2e.test_ops_rest import _dlq_entry, _sql
+from e2e.test_ops_rest import _dlq_entry, _sql, stuck_session
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -67,18 +67,13 @@ async def test_kassa_dlq_list_show_park_replay_retry(mesh: Any) -> None:
 async def test_kassa_sessions_stuck_and_resolve(mesh: Any) -> None:
     skus = await make_catalog(mesh, n=1, on_hand=10)
     sid = await _session(mesh, skus, [1])
-    await _sql(
-        mesh,
-        "UPDATE checkout.checkout_sessions SET status = 'CONFIRMING', saga_step = 'validated', "
-        "saga_attempt = saga_attempt + 1, confirm_started_at = now() - interval '2 hours' WHERE session_id = %s",
-        sid,
-    )
-    code, out, _ = await kassa(mesh, "sessions", "stuck")
-    assert code == 0
-    line = next(ln for ln in out.splitlines() if ln.startswith(sid))
-    assert line.split()[1:3] == ["validated", "2h00m"]
-    code, out, _ = await kassa(mesh, "sessions", "stuck", "--json")
-    assert sid in {s["sessionId"] for s in json.loads(out)["sessions"]}
+    async with stuck_session(mesh, sid):
+        code, out, _ = await kassa(mesh, "sessions", "stuck")
+        assert code == 0
+        line = next(ln for ln in out.splitlines() if ln.startswith(sid))
+        assert line.split()[1:3] == ["validated", "2h00m"]
+        code, out, _ = await kassa(mesh, "sessions", "stuck", "--json")
+        assert sid in {s["sessionId"] for s in json.loads(out)["sessions"]}
     code, out, err = await kassa(mesh, "sessions", "resolve", sid)
     # The mesh's own recovery worker (every 15 s) may take the session first: then the answer is its outcome,
     # or, when it finished before the command asked, that the session is not stuck any more.

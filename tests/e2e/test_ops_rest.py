@@ -10,8 +10,10 @@ once, a stuck session is compensated as the recovery worker would, and DESIGN.md
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -53,6 +55,22 @@ async def _sql(mesh: Any, statement: str, *params: Any) -> list[tuple[Any, ...]]
     async with await psycopg.AsyncConnection.connect(_url(mesh), autocommit=True) as conn:
         cur = await conn.execute(statement, params)
         return list(await cur.fetchall()) if cur.description else []
+
+
+@contextlib.asynccontextmanager
+async def stuck_session(mesh: Any, session_id: str) -> AsyncIterator[None]:
+    """Make the session look stuck (its replica died right after the durable guard, hours ago), and keep the mesh's
+    own recovery worker off it while the block runs: the row stays locked, and the worker's claim skips locked rows
+    (FOR UPDATE SKIP LOCKED) while a plain read still sees it. Resolving it is for after the block."""
+    await _sql(
+        mesh,
+        "UPDATE checkout.checkout_sessions SET status = 'CONFIRMING', saga_step = 'validated', "
+        "saga_attempt = saga_attempt + 1, confirm_started_at = now() - interval '2 hours' WHERE session_id = %s",
+        session_id,
+    )
+    async with await psycopg.AsyncConnection.connect(_url(mesh)) as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM checkout.checkout_sessions WHERE session_id = %s FOR UPDATE", (session_id,))
+        yield
 
 
 async def _dlq_entry(mesh: Any, session_id: str, operation: str, payload: dict[str, Any]) -> str:
@@ -200,17 +218,11 @@ async def test_a_stuck_session_is_compensated_now_and_the_invariants_hold(mesh: 
     sid = session["session_id"]
     try:
         assert {s: r for s, (_, r) in (await stock_of(mesh, skus)).items()} == {skus[0]: 2, skus[1]: 1}
-        # The replica driving its ConfirmCheckout died right after the durable guard, an hour ago.
-        await _sql(
-            mesh,
-            "UPDATE checkout.checkout_sessions SET status = 'CONFIRMING', saga_step = 'validated', "
-            "saga_attempt = saga_attempt + 1, confirm_started_at = now() - interval '1 hour' WHERE session_id = %s",
-            sid,
-        )
-        stuck = await admin.call("GET", "/v1/admin/sessions/stuck?pageSize=500")
+        async with stuck_session(mesh, sid):
+            stuck = await admin.call("GET", "/v1/admin/sessions/stuck?pageSize=500")
         found = {s["sessionId"]: s for s in stuck["sessions"]}
         assert sid in found and found[sid]["sagaStep"] == "validated"
-        assert int(found[sid]["ageSeconds"]) >= 3599 and int(stuck["leaseSeconds"]) > 0
+        assert int(found[sid]["ageSeconds"]) >= 7199 and int(stuck["leaseSeconds"]) > 0
 
         try:
             resolved = await admin.call("POST", f"/v1/admin/sessions/stuck/{sid}:resolve", {})

@@ -15,7 +15,7 @@ Hierarchy::
     ├── PriceChanged, PaymentDeclined, PaymentAmountMismatch, PromotionInvalid, PromotionExhausted,
     │   SessionExpired, SessionNotOpen, CheckoutInProgress, IdempotencyKeyReused, CartTooLarge,
     │   BelowMinimumOrder, CurrencyMismatch, OrderStatusConflict, PaymentInvalidState,
-    │   RefundExceedsCapture, Unimplemented, Internal, Cancelled
+    │   RefundExceedsCapture, CompensationStateConflict, SessionNotStuck, Unimplemented, Internal, Cancelled
     └── Retryable                   worth another try after a backoff (with the same idempotency key)
         ├── Unavailable, DeadlineExceeded, RateLimited, PaymentProviderUnavailable
 """
@@ -32,6 +32,7 @@ __all__ = [
     "Cancelled",
     "CartTooLarge",
     "CheckoutInProgress",
+    "CompensationStateConflict",
     "CurrencyMismatch",
     "DeadlineExceeded",
     "IdempotencyKeyReused",
@@ -54,6 +55,7 @@ __all__ = [
     "Retryable",
     "SessionExpired",
     "SessionNotOpen",
+    "SessionNotStuck",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -202,6 +204,18 @@ class OrderStatusConflict(KassaError):
     """The order's status does not allow this (cancelling a shipped order)."""
 
     reason = "ORDER_STATUS_CONFLICT"
+
+
+class CompensationStateConflict(KassaError):
+    """An admin action the DLQ entry's status doesn't allow (metadata "status": pending, done, dead, parked)."""
+
+    reason = "COMPENSATION_STATE_CONFLICT"
+
+
+class SessionNotStuck(KassaError):
+    """The checkout session is not stuck mid-confirm (finished, never confirmed, or still driven by its saga)."""
+
+    reason = "SESSION_NOT_STUCK"
 
 
 class PaymentInvalidState(KassaError):

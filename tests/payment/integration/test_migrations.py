@@ -30,4 +30,4 @@ def test_migrated_schema_matches_the_tables(settings: Settings) -> None:
     finally:
         engine.dispose()
     assert diff == []
-    assert version == "0004"
+    assert version == "0005"
