@@ -296,8 +296,8 @@ async def checkout_with(mesh: MeshHandle, token: str) -> None:
         await customer.close()
 
 
-async def stuck_session(mesh: MeshHandle) -> str:
-    """A session whose ConfirmCheckout stopped right after its durable guard an hour ago (its process died)."""
+async def ready_to_confirm(mesh: MeshHandle) -> str:
+    """A session ready to confirm, holding its stock."""
     skus = await make_catalog(mesh, n=1)
     customer = Rest(mesh.gateway_url)
     try:
@@ -305,17 +305,26 @@ async def stuck_session(mesh: MeshHandle) -> str:
         ready = await ready_session(customer, await fill_cart(customer, skus, [1]))
     finally:
         await customer.close()
+    return str(ready["session_id"])
+
+
+@contextlib.asynccontextmanager
+async def stuck_session(mesh: MeshHandle, session_id: str) -> AsyncIterator[None]:
+    """Make the session look stuck (its ConfirmCheckout stopped right after its durable guard an hour ago), and keep
+    the mesh's recovery worker off it while the block runs: the row stays locked, which the worker's claim (FOR
+    UPDATE SKIP LOCKED) skips and a plain read doesn't. Resolving it is for after the block."""
     url = mesh.env["KASSA_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute(
             "UPDATE checkout.checkout_sessions SET status = 'CONFIRMING', saga_step = 'validated', "
             "saga_attempt = saga_attempt + 1, confirm_started_at = now() - interval '1 hour' WHERE session_id = %s",
-            (ready["session_id"],),
+            (session_id,),
         )
-    return str(ready["session_id"])
+    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM checkout.checkout_sessions WHERE session_id = %s FOR UPDATE", (session_id,))
+        yield
 
 
-# The saga tries a void three times (checkout.biz.retry.RetryPolicy) before it writes the DLQ entry.
 DLQ_FAULTS = {"KASSA_FAULTS": "checkout.confirm.after_authorize=error#1,payment.void.before_provider=error#3"}
 
 
@@ -359,19 +368,18 @@ async def test_an_admin_parks_and_replays_a_dead_letter_resolves_a_stuck_session
             await page.get_by_test_id("dlq-tab-done").click()
             await expect(row).to_contain_text("DONE")
 
-            # A stuck session, driven (here: compensated) from the console. The mesh's recovery worker (every
-            # 15 s) may get to it first: then the console shows it as no longer stuck.
-            stuck = await stuck_session(mesh)
-            await page.get_by_role("link", name="Stuck sessions").click()
-            await expect(page.get_by_role("heading", name="Stuck sessions")).to_be_visible()
-            await expect(page.locator("#stuck-list")).not_to_contain_text("Loading")
+            # A stuck session, driven (here: compensated) from the console. Once the row lock is gone the mesh's
+            # recovery worker (every 15 s) may get to it first: then the console says it is no longer stuck.
+            stuck = await ready_to_confirm(mesh)
             listed = page.locator("tr", has_text=stuck)
-            await page.screenshot(path=shots / "stuck-sessions.png", full_page=True)
-            if await listed.count():
-                await listed.get_by_role("button", name="Drive forward or compensate now").click()
-                await expect(page.locator("#stuck-result")).to_contain_text(
-                    re.compile(f"Session {stuck}: cancelled, now CANCELLED|SESSION_NOT_STUCK")
-                )
+            async with stuck_session(mesh, stuck):
+                await page.get_by_role("link", name="Stuck sessions").click()
+                await expect(listed).to_contain_text("validated")
+                await page.screenshot(path=shots / "stuck-sessions.png", full_page=True)
+            await listed.get_by_role("button", name="Drive forward or compensate now").click()
+            await expect(page.locator("#stuck-result")).to_contain_text(
+                re.compile(f"Session {stuck}: cancelled, now CANCELLED|SESSION_NOT_STUCK")
+            )
             await expect(listed).to_have_count(0)
             admin = Rest(mesh.gateway_url, mesh.admin_token)
             try:
