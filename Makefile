@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit test-replicas fuzz run demo migrate seed bench bench-warehouse bench-floor bench-admission chaos clean clean-gen
+.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit test-replicas fuzz run demo migrate seed bench bench-warehouse bench-floor bench-admission chaos clean clean-gen browser console-screenshots
 
 help:
 	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway (REPLICAS=2: two of each service and of the gateway)"
@@ -91,6 +91,20 @@ k8s-check: $(STAMP)
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The operator console's browser test drives Debian's chromium through Playwright (which never downloads a browser
+# here): installed with apt when missing (as root, or with sudo), a no-op when it is there. .ci/run calls it.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then echo "browser: $(CHROMIUM) is installed"; else \
+	  command -v apt-get > /dev/null || { echo "browser: $(CHROMIUM) is missing and there is no apt-get" >&2; exit 1; }; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium > /dev/null; \
+	  test -x $(CHROMIUM) || { echo "browser: apt-get installed no $(CHROMIUM)" >&2; exit 1; }; fi
+
+# Refresh docs/console/*.png (the README's screenshots) from the console's browser test.
+console-screenshots: $(STAMP) browser
+	KASSA_CONSOLE_SCREENSHOTS=docs/console $(PY) -m pytest tests/e2e/test_console_browser.py -n 0 $(PYTEST_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)

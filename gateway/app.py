@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import re
 import time
 import uuid
@@ -37,6 +38,7 @@ from gateway.audit import AUDIT_BACKEND, list_audit_entries
 from gateway.backends import Backends
 from gateway.client_ip import client_ip, client_key
 from gateway.config import GatewayConfig
+from gateway.console import ConsoleConfig, console_routes
 from gateway.metrics import ROUTE_SCOPE_KEY, UNMATCHED, metrics_response, observe
 from gateway.openapi import docs_page, load_document
 from gateway.ops import OPS_BACKEND, outbox_status
@@ -354,7 +356,11 @@ class Gateway:
 
     async def _authenticate(self, request: Request) -> Identity | None:
         """The caller's customer token (or a service's); JWKS fetches run in a thread, off the event loop."""
-        return await self._verifier.authenticate(request.headers.get("authorization"))
+        return await self.authenticate_header(request.headers.get("authorization"))
+
+    async def authenticate_header(self, header: str | None) -> Identity | None:
+        """The identity in an Authorization header (None without one), for the console's own routes."""
+        return await self._verifier.authenticate(header)
 
     def client_key(self, request: Request) -> str:
         """The client's IPv4 address or IPv6 /64, believing X-Forwarded-For only from trusted proxies."""
@@ -452,7 +458,9 @@ def _cors(config: GatewayConfig) -> list[Middleware]:
     ]
 
 
-def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starlette:
+def create_app(
+    settings: Settings, config: GatewayConfig | None = None, console: ConsoleConfig | None = None
+) -> Starlette:
     """The ASGI app; channels and Redis open in its lifespan, so run it with lifespan enabled."""
     gateway = Gateway(settings, config or GatewayConfig.from_env(development=settings.environment == "development"))
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -466,6 +474,7 @@ def create_app(settings: Settings, config: GatewayConfig | None = None) -> Starl
             Route("/metrics", gateway.metrics, methods=["GET"]),
             Route("/v1/auth/guest", gateway.guest, methods=["POST"]),
             Route("/v1/payments/webhooks/{provider}", gateway.webhook, methods=["POST"]),
+            *console_routes(console or ConsoleConfig.from_env(os.environ), gateway.authenticate_header),
             Route("/{path:path}", gateway.transcode, methods=methods),
         ],
         exception_handlers={HTTPException: gateway.http_exception},

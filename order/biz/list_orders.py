@@ -8,7 +8,7 @@ import json
 import uuid
 from datetime import datetime
 
-from infra.errors import InvalidArgument
+from infra.errors import InvalidArgument, PermissionDenied
 from order.biz.ports import Caller, OrderRepo, PageCursor
 from order.model.order import Order
 
@@ -37,19 +37,24 @@ def decode_page_token(token: str) -> PageCursor:
 
 
 class ListOrders:
-    """Ownership (DESIGN.md §2): the list is always the caller's own orders, never a customer id
-    taken from the request. Invariant 6: page_size and page_token are validated before querying."""
+    """Ownership (DESIGN.md §2): a customer's list is always their own orders, never those of a customer id taken
+    from the request; only a privileged caller (an operator's console, support tooling) names another customer.
+    Invariant 6: page_size and page_token are validated before querying."""
 
     def __init__(self, repo: OrderRepo) -> None:
         self._repo = repo
 
-    async def __call__(self, caller: Caller, page_size: int, page_token: str) -> tuple[list[Order], str]:
+    async def __call__(
+        self, caller: Caller, page_size: int, page_token: str, customer_id: str = ""
+    ) -> tuple[list[Order], str]:
+        if customer_id and customer_id != caller.subject and not caller.privileged:
+            raise PermissionDenied("only an admin lists another customer's orders")
         if page_size == 0:
             page_size = DEFAULT_PAGE_SIZE
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
         after = decode_page_token(page_token) if page_token else None
-        orders = await self._repo.list_for_customer(caller.subject, page_size + 1, after)
+        orders = await self._repo.list_for_customer(customer_id or caller.subject, page_size + 1, after)
         if len(orders) <= page_size:
             return orders, ""
         page = orders[:page_size]

@@ -31,6 +31,7 @@ from order.service.convert import (
 __all__ = ["OrderService", "UseCases"]
 
 _MAX_REASON = 500
+_MAX_CUSTOMER_ID = 128
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,11 @@ class OrderService(order_service_pb2_grpc.OrderServiceServicer):
     async def ListOrders(
         self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListOrdersResponse:
-        orders, next_token = await self._uc.list_orders(_caller(), request.page_size, request.page_token)
+        caller = _caller()
+        check_text("customer_id", request.customer_id, max_length=_MAX_CUSTOMER_ID)
+        orders, next_token = await self._uc.list_orders(
+            caller, request.page_size, request.page_token, request.customer_id
+        )
         return pb.ListOrdersResponse(orders=[order_to_pb(o) for o in orders], next_page_token=next_token)
 
     async def CancelOrder(

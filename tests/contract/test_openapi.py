@@ -73,7 +73,7 @@ def test_path_and_query_parameters_and_the_idempotency_header(document: dict[str
     body = add["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"sku", "quantity"}  # the path binds cart_id
     listing = document["paths"]["/v1/orders"]["get"]
-    assert {p["name"] for p in listing["parameters"]} == {"pageSize", "pageToken"}
+    assert {p["name"] for p in listing["parameters"]} == {"pageSize", "pageToken", "customerId"}
     confirm = document["paths"]["/v1/checkout/confirm"]["post"]
     header = next(p for p in confirm["parameters"] if p["in"] == "header")
     assert (header["name"], header["required"]) == ("Idempotency-Key", True)

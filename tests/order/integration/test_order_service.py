@@ -463,6 +463,48 @@ async def test_list_orders_pages_newest_first(
         assert field_of(exc_info.value) == field
 
 
+async def test_an_admin_lists_any_customers_orders_and_a_customer_only_their_own(
+    *,
+    stub: OrderServiceStub,
+    service_token: str,
+    admin_token: str,
+    customer_id: str,
+    customer_token: str,
+    settings: Settings,
+) -> None:
+    created = [(await create(stub, service_token, customer_id)).order_id for _ in range(3)]
+    other = unique("other")
+    await create(stub, service_token, other)
+
+    first = await stub.ListOrders(
+        pb.ListOrdersRequest(customer_id=customer_id, page_size=2), metadata=bearer(admin_token)
+    )
+    rest = await stub.ListOrders(
+        pb.ListOrdersRequest(customer_id=customer_id, page_token=first.next_page_token), metadata=bearer(admin_token)
+    )
+    assert [o.order_id for o in [*first.orders, *rest.orders]] == list(reversed(created))
+    assert {o.customer_id for o in [*first.orders, *rest.orders]} == {customer_id}
+    assert rest.next_page_token == ""
+    # Without customer_id an admin's list is the admin's own: none.
+    assert len((await stub.ListOrders(pb.ListOrdersRequest(), metadata=bearer(admin_token))).orders) == 0
+
+    # A customer may name themselves, and nobody else.
+    own = await stub.ListOrders(pb.ListOrdersRequest(customer_id=customer_id), metadata=bearer(customer_token))
+    assert [o.order_id for o in own.orders] == list(reversed(created))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ListOrders(pb.ListOrdersRequest(customer_id=other), metadata=bearer(customer_token))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    stranger = bearer(mint_token(settings.jwt_secret, unique("stranger")))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ListOrders(pb.ListOrdersRequest(customer_id=customer_id), metadata=stranger)
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    with pytest.raises(grpc.aio.AioRpcError) as invalid:
+        await stub.ListOrders(pb.ListOrdersRequest(customer_id="a\x00b"), metadata=bearer(admin_token))
+    assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_of(invalid.value) == "customer_id"
+
+
 async def _fulfil(stub: OrderServiceStub, token: str, order_id: str, *statuses: int) -> order_pb2.Order:
     order = None
     for status in statuses:

@@ -29,7 +29,7 @@ from kassa.common.v1 import money_pb2 as kassa_dot_common_dot_v1_dot_money__pb2
 from kassa.order.v1 import order_pb2 as kassa_dot_order_dot_v1_dot_order__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"kassa/order/v1/order_service.proto\x12\x0ekassa.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1ekassa/common/v1/delivery.proto\x1a\x1bkassa/common/v1/money.proto\x1a\x1akassa/order/v1/order.proto\"\x86\x04\n\x12\x43reateOrderRequest\x12\x1b\n\x13\x63heckout_session_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12(\n\x05lines\x18\x04 \x03(\x0b\x32\x19.kassa.order.v1.OrderLine\x12\x30\n\tdiscounts\x18\x05 \x03(\x0b\x32\x1d.kassa.order.v1.OrderDiscount\x12+\n\x06totals\x18\x06 \x01(\x0b\x32\x1b.kassa.order.v1.OrderTotals\x12\x32\n\x10shipping_address\x18\x07 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x31\n\x0f\x62illing_address\x18\x08 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\t \x01(\t\x12\x12\n\npayment_id\x18\n \x01(\t\x12\x16\n\x0epayment_method\x18\x0b \x01(\t\x12\r\n\x05notes\x18\x0c \x01(\t\x12\x31\n\x11\x61uthorized_amount\x18\r \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x38\n\x0f\x64\x65livery_window\x18\x0e \x01(\x0b\x32\x1f.kassa.common.v1.DeliveryWindow\"L\n\x13\x43reateOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"8\n\x10GetOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\":\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"T\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.kassa.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x13\x43\x61ncelOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\"|\n\x14RecordPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12/\n\x07outcome\x18\x03 \x01(\x0e\x32\x1e.kassa.order.v1.PaymentOutcome\x12\r\n\x05\x63\x61use\x18\x04 \x01(\t\"=\n\x15RecordPaymentResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\"\x83\x01\n\x18UpdateFulfillmentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.kassa.order.v1.OrderStatus\x12\x17\n\x0ftracking_number\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x04 \x01(\t\"A\n\x19UpdateFulfillmentResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\"+\n\x17GetOrderTimelineRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"F\n\x18GetOrderTimelineResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.kassa.order.v1.OrderEvent*\xb1\x01\n\x0ePaymentOutcome\x12\x1f\n\x1bPAYMENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_OUTCOME_CAPTURED\x10\x01\x12$\n PAYMENT_OUTCOME_CASH_ON_DELIVERY\x10\x02\x12\x1a\n\x16PAYMENT_OUTCOME_FAILED\x10\x03\x12\x1e\n\x1aPAYMENT_OUTCOME_AUTHORIZED\x10\x04\x32\xcb\x06\n\x0cOrderService\x12V\n\x0b\x43reateOrder\x12\".kassa.order.v1.CreateOrderRequest\x1a#.kassa.order.v1.CreateOrderResponse\x12l\n\x08GetOrder\x12\x1f.kassa.order.v1.GetOrderRequest\x1a .kassa.order.v1.GetOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{order_id}\x12g\n\nListOrders\x12!.kassa.order.v1.ListOrdersRequest\x1a\".kassa.order.v1.ListOrdersResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/orders\x12\x7f\n\x0b\x43\x61ncelOrder\x12\".kassa.order.v1.CancelOrderRequest\x1a#.kassa.order.v1.CancelOrderResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*\x12\\\n\rRecordPayment\x12$.kassa.order.v1.RecordPaymentRequest\x1a%.kassa.order.v1.RecordPaymentResponse\x12\x9c\x01\n\x11UpdateFulfillment\x12(.kassa.order.v1.UpdateFulfillmentRequest\x1a).kassa.order.v1.UpdateFulfillmentResponse\"2\x82\xd3\xe4\x93\x02,\"\'/v1/admin/orders/{order_id}/fulfillment:\x01*\x12\x8d\x01\n\x10GetOrderTimeline\x12\'.kassa.order.v1.GetOrderTimelineRequest\x1a(.kassa.order.v1.GetOrderTimelineResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/orders/{order_id}/timelineb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"kassa/order/v1/order_service.proto\x12\x0ekassa.order.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1dkassa/common/v1/address.proto\x1a\x1ekassa/common/v1/delivery.proto\x1a\x1bkassa/common/v1/money.proto\x1a\x1akassa/order/v1/order.proto\"\x86\x04\n\x12\x43reateOrderRequest\x12\x1b\n\x13\x63heckout_session_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12(\n\x05lines\x18\x04 \x03(\x0b\x32\x19.kassa.order.v1.OrderLine\x12\x30\n\tdiscounts\x18\x05 \x03(\x0b\x32\x1d.kassa.order.v1.OrderDiscount\x12+\n\x06totals\x18\x06 \x01(\x0b\x32\x1b.kassa.order.v1.OrderTotals\x12\x32\n\x10shipping_address\x18\x07 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x31\n\x0f\x62illing_address\x18\x08 \x01(\x0b\x32\x18.kassa.common.v1.Address\x12\x17\n\x0fshipping_method\x18\t \x01(\t\x12\x12\n\npayment_id\x18\n \x01(\t\x12\x16\n\x0epayment_method\x18\x0b \x01(\t\x12\r\n\x05notes\x18\x0c \x01(\t\x12\x31\n\x11\x61uthorized_amount\x18\r \x01(\x0b\x32\x16.kassa.common.v1.Money\x12\x38\n\x0f\x64\x65livery_window\x18\x0e \x01(\x0b\x32\x1f.kassa.common.v1.DeliveryWindow\"L\n\x13\x43reateOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"8\n\x10GetOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\"O\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\t\"T\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.kassa.order.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x13\x43\x61ncelOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\"|\n\x14RecordPaymentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12/\n\x07outcome\x18\x03 \x01(\x0e\x32\x1e.kassa.order.v1.PaymentOutcome\x12\r\n\x05\x63\x61use\x18\x04 \x01(\t\"=\n\x15RecordPaymentResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\"\x83\x01\n\x18UpdateFulfillmentRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.kassa.order.v1.OrderStatus\x12\x17\n\x0ftracking_number\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61rrier\x18\x04 \x01(\t\"A\n\x19UpdateFulfillmentResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.kassa.order.v1.Order\"+\n\x17GetOrderTimelineRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"F\n\x18GetOrderTimelineResponse\x12*\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1a.kassa.order.v1.OrderEvent*\xb1\x01\n\x0ePaymentOutcome\x12\x1f\n\x1bPAYMENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x1c\n\x18PAYMENT_OUTCOME_CAPTURED\x10\x01\x12$\n PAYMENT_OUTCOME_CASH_ON_DELIVERY\x10\x02\x12\x1a\n\x16PAYMENT_OUTCOME_FAILED\x10\x03\x12\x1e\n\x1aPAYMENT_OUTCOME_AUTHORIZED\x10\x04\x32\xcb\x06\n\x0cOrderService\x12V\n\x0b\x43reateOrder\x12\".kassa.order.v1.CreateOrderRequest\x1a#.kassa.order.v1.CreateOrderResponse\x12l\n\x08GetOrder\x12\x1f.kassa.order.v1.GetOrderRequest\x1a .kassa.order.v1.GetOrderResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/orders/{order_id}\x12g\n\nListOrders\x12!.kassa.order.v1.ListOrdersRequest\x1a\".kassa.order.v1.ListOrdersResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/orders\x12\x7f\n\x0b\x43\x61ncelOrder\x12\".kassa.order.v1.CancelOrderRequest\x1a#.kassa.order.v1.CancelOrderResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/orders/{order_id}:cancel:\x01*\x12\\\n\rRecordPayment\x12$.kassa.order.v1.RecordPaymentRequest\x1a%.kassa.order.v1.RecordPaymentResponse\x12\x9c\x01\n\x11UpdateFulfillment\x12(.kassa.order.v1.UpdateFulfillmentRequest\x1a).kassa.order.v1.UpdateFulfillmentResponse\"2\x82\xd3\xe4\x93\x02,\"\'/v1/admin/orders/{order_id}/fulfillment:\x01*\x12\x8d\x01\n\x10GetOrderTimeline\x12\'.kassa.order.v1.GetOrderTimelineRequest\x1a(.kassa.order.v1.GetOrderTimelineResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/orders/{order_id}/timelineb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,8 +46,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSERVICE'].methods_by_name['UpdateFulfillment']._serialized_options = b'\202\323\344\223\002,\"\'/v1/admin/orders/{order_id}/fulfillment:\001*'
   _globals['_ORDERSERVICE'].methods_by_name['GetOrderTimeline']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['GetOrderTimeline']._serialized_options = b'\202\323\344\223\002 \022\036/v1/orders/{order_id}/timeline'
-  _globals['_PAYMENTOUTCOME']._serialized_start=1669
-  _globals['_PAYMENTOUTCOME']._serialized_end=1846
+  _globals['_PAYMENTOUTCOME']._serialized_start=1690
+  _globals['_PAYMENTOUTCOME']._serialized_end=1867
   _globals['_CREATEORDERREQUEST']._serialized_start=205
   _globals['_CREATEORDERREQUEST']._serialized_end=723
   _globals['_CREATEORDERRESPONSE']._serialized_start=725
@@ -57,25 +57,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETORDERRESPONSE']._serialized_start=840
   _globals['_GETORDERRESPONSE']._serialized_end=896
   _globals['_LISTORDERSREQUEST']._serialized_start=898
-  _globals['_LISTORDERSREQUEST']._serialized_end=956
-  _globals['_LISTORDERSRESPONSE']._serialized_start=958
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1042
-  _globals['_CANCELORDERREQUEST']._serialized_start=1044
-  _globals['_CANCELORDERREQUEST']._serialized_end=1098
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1100
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1159
-  _globals['_RECORDPAYMENTREQUEST']._serialized_start=1161
-  _globals['_RECORDPAYMENTREQUEST']._serialized_end=1285
-  _globals['_RECORDPAYMENTRESPONSE']._serialized_start=1287
-  _globals['_RECORDPAYMENTRESPONSE']._serialized_end=1348
-  _globals['_UPDATEFULFILLMENTREQUEST']._serialized_start=1351
-  _globals['_UPDATEFULFILLMENTREQUEST']._serialized_end=1482
-  _globals['_UPDATEFULFILLMENTRESPONSE']._serialized_start=1484
-  _globals['_UPDATEFULFILLMENTRESPONSE']._serialized_end=1549
-  _globals['_GETORDERTIMELINEREQUEST']._serialized_start=1551
-  _globals['_GETORDERTIMELINEREQUEST']._serialized_end=1594
-  _globals['_GETORDERTIMELINERESPONSE']._serialized_start=1596
-  _globals['_GETORDERTIMELINERESPONSE']._serialized_end=1666
-  _globals['_ORDERSERVICE']._serialized_start=1849
-  _globals['_ORDERSERVICE']._serialized_end=2692
+  _globals['_LISTORDERSREQUEST']._serialized_end=977
+  _globals['_LISTORDERSRESPONSE']._serialized_start=979
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1063
+  _globals['_CANCELORDERREQUEST']._serialized_start=1065
+  _globals['_CANCELORDERREQUEST']._serialized_end=1119
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1121
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1180
+  _globals['_RECORDPAYMENTREQUEST']._serialized_start=1182
+  _globals['_RECORDPAYMENTREQUEST']._serialized_end=1306
+  _globals['_RECORDPAYMENTRESPONSE']._serialized_start=1308
+  _globals['_RECORDPAYMENTRESPONSE']._serialized_end=1369
+  _globals['_UPDATEFULFILLMENTREQUEST']._serialized_start=1372
+  _globals['_UPDATEFULFILLMENTREQUEST']._serialized_end=1503
+  _globals['_UPDATEFULFILLMENTRESPONSE']._serialized_start=1505
+  _globals['_UPDATEFULFILLMENTRESPONSE']._serialized_end=1570
+  _globals['_GETORDERTIMELINEREQUEST']._serialized_start=1572
+  _globals['_GETORDERTIMELINEREQUEST']._serialized_end=1615
+  _globals['_GETORDERTIMELINERESPONSE']._serialized_start=1617
+  _globals['_GETORDERTIMELINERESPONSE']._serialized_end=1687
+  _globals['_ORDERSERVICE']._serialized_start=1870
+  _globals['_ORDERSERVICE']._serialized_end=2713
 # @@protoc_insertion_point(module_scope)

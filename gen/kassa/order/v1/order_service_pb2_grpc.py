@@ -91,7 +91,7 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListOrders(self, request, context):
-        """The caller's orders, newest first.
+        """The caller's orders, newest first; an admin's, any one customer's (customer_id).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
