@@ -93,7 +93,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 # The operator console's browser test drives Debian's chromium through Playwright (which never downloads a browser
-# here): installed with apt when missing (as root, or with sudo), a no-op when it is there. .ci/run calls it.
+# here): installed with apt when missing (as root, or with sudo), a no-op when it is there. make test (and .ci/run) call it.
 CHROMIUM ?= /usr/bin/chromium
 browser:
 	@if [ -x $(CHROMIUM) ]; then echo "browser: $(CHROMIUM) is installed"; else \
@@ -106,7 +106,7 @@ browser:
 console-screenshots: $(STAMP) browser
 	KASSA_CONSOLE_SCREENSHOTS=docs/console $(PY) -m pytest tests/e2e/test_console_browser.py -n 0 $(PYTEST_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
