@@ -161,6 +161,10 @@ def console_routes(config: ConsoleConfig, authenticate: Authenticate) -> list[Ba
             return JSONResponse(gw_status.to_json(invalid), status_code=400, headers=_HEADERS)
         # The files are read whole: off the event loop.
         found = await asyncio.to_thread(trace_view.find_traces, key)
+        # The checkout that placed an order is its largest trace by far; every later read of the order (this
+        # console's own, a consumer's GetOrder) is a small trace of its own. Largest first, then newest, so the
+        # one an operator came for is never pushed out of the first MAX_TRACES by reads.
+        found.sort(key=lambda tree: (tree.span_count, tree.start_ns), reverse=True)
         return JSONResponse({"traces": [tree.to_dict() for tree in found[:MAX_TRACES]]}, headers=_HEADERS)
 
     return [
