@@ -70,6 +70,8 @@ from kassa.audit.v1 import audit_service_pb2 as pb
 from kassa.audit.v1 import audit_service_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from alembic.operations import Operations
 
 __all__ = [
@@ -165,7 +167,7 @@ CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON "{sc
 """
 
 
-def create_audit_log_table_v1(op: Operations, schema: str) -> None:
+def create_audit_log_table_v1(op: Operations | ModuleType, schema: str) -> None:
     """For a service's migration: CREATE TABLE audit_log (version 1) in ``schema``, and the trigger that
     refuses every UPDATE, DELETE and TRUNCATE of it."""
     op.create_table("audit_log", *_audit_log_v1(), schema=schema)
@@ -173,7 +175,7 @@ def create_audit_log_table_v1(op: Operations, schema: str) -> None:
     op.execute(_APPEND_ONLY_TRIGGER_V1.format(schema=schema))
 
 
-def drop_audit_log_table_v1(op: Operations, schema: str) -> None:
+def drop_audit_log_table_v1(op: Operations | ModuleType, schema: str) -> None:
     """The downgrade of :func:`create_audit_log_table_v1` (DROP is not refused: only a migration drops)."""
     op.drop_table("audit_log", schema=schema)
     op.execute(f'DROP FUNCTION "{schema}".audit_log_append_only()')
