@@ -15,7 +15,7 @@ help:
 	@echo "make demo   - place a scripted order against the running stack"
 	@echo "make test   - install, start a private stack on free ports and run every test"
 	@echo "make test-replicas - the end-to-end tests against a mesh with 2 replicas of each service and of the gateway"
-	@echo "make lint   - buf lint, ruff, import contracts, generated code up to date"
+	@echo "make lint   - buf lint, ruff, import contracts, mypy (strict on model/ and biz/), generated code up to date"
 	@echo "make k8s-check - render deploy/k8s and validate every object; check Dockerfile and compose.yaml offline"
 	@echo "make proto  - regenerate gen/ from proto/"
 	@echo "make openapi - regenerate gateway/openapi.json (the REST contract) from the protos' annotations"
@@ -82,6 +82,7 @@ lint: third_party
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 # deploy/k8s (base and example overlay) rendered by kubectl's kustomize and validated against the pinned
 # Kubernetes schemas; Dockerfile and compose.yaml checked against the code. Offline: no cluster, no Docker.

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -136,7 +137,7 @@ class GrpcCheckout:
             cart_id = (await _timed(outcome, step, lambda: carts.create(currency_code="USD"))).cart_id
             step = "add_item"
             for sku in skus:
-                await _timed(outcome, step, lambda s=sku: carts.add_item(cart_id, sku=s, quantity=1))
+                await _timed(outcome, step, partial(carts.add_item, cart_id, sku=sku, quantity=1))
             step = "start"
             started = await _timed(outcome, step, lambda: checkout.start(cart_id, ship_to_country_code="US"))
             outcome.session_id = session_id = started.session.session_id

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from infra.auth import ROLE_ADMIN, mint_token
@@ -127,14 +128,14 @@ def check_sql(database_url: str, facts: RunFacts) -> list[InvariantResult]:
             )
         )
 
-        sold = dict(
+        sold: dict[str, Any] = dict(
             conn.execute(
                 "SELECT l.sku, sum(l.quantity) FROM orders.order_lines l JOIN orders.orders o USING (order_id)"
                 " WHERE l.sku = ANY(%(skus)s) AND o.status = ANY(%(statuses)s) GROUP BY l.sku",
                 {"skus": list(facts.hot_skus), "statuses": list(_SOLD_STATUSES)},
             ).fetchall()
         )
-        on_hand = dict(
+        on_hand: dict[str, Any] = dict(
             conn.execute(
                 "SELECT sku, sum(on_hand) FROM warehouse.stock WHERE sku = ANY(%(skus)s) GROUP BY sku",
                 {"skus": list(facts.hot_skus)},
@@ -243,17 +244,16 @@ async def check_grpc(env: Mapping[str, str], jwt_secret: str, facts: RunFacts) -
         )
         skus = [*facts.skus, *facts.hot_skus]
         chunks = [skus[i : i + 1000] for i in range(0, len(skus), 1000)]
-        replies = await _bounded(
-            [
-                lambda c=chunk: inventory.CheckStock(
-                    inv_pb.CheckStockRequest(items=[inv_pb.StockQuery(sku=s, quantity=1) for s in c]),
-                    metadata=md,
-                    timeout=_TIMEOUT_S,
-                )
-                for chunk in chunks
-            ],
-            parallel=4,
-        )
+
+        # Defs bound by partial, not lambdas with a default (mypy cannot type those).
+        def check_stock(c: list[str]) -> Awaitable[Any]:
+            return inventory.CheckStock(
+                inv_pb.CheckStockRequest(items=[inv_pb.StockQuery(sku=s, quantity=1) for s in c]),
+                metadata=md,
+                timeout=_TIMEOUT_S,
+            )
+
+        replies = await _bounded([partial(check_stock, chunk) for chunk in chunks], parallel=4)
         levels = [level for reply in replies for level in reply.levels]
         bad = [f"{lv.sku}@{lv.warehouse_id}" for lv in levels if not 0 <= lv.reserved <= lv.on_hand]
         results.append(
@@ -274,14 +274,11 @@ async def check_grpc(env: Mapping[str, str], jwt_secret: str, facts: RunFacts) -
         results.append(hot[0])  # conservation is true by construction of ``sold`` here
 
         order_ids = [order_id for _, order_id in facts.orders]
-        fetched = await _bounded(
-            [
-                lambda o=order_id: orders.GetOrder(
-                    order_pb.GetOrderRequest(order_id=o), metadata=md, timeout=_TIMEOUT_S
-                )
-                for order_id in order_ids
-            ]
-        )
+
+        def get_order(o: str) -> Awaitable[Any]:
+            return orders.GetOrder(order_pb.GetOrderRequest(order_id=o), metadata=md, timeout=_TIMEOUT_S)
+
+        fetched = await _bounded([partial(get_order, order_id) for order_id in order_ids])
         by_id = {reply.order.order_id: reply.order for reply in fetched}
         wrong_session = [o for s, o in facts.orders if by_id[o].checkout_session_id != s]
         distinct = len(set(order_ids)) == len(order_ids) and len({s for s, _ in facts.orders}) == len(facts.orders)
@@ -294,15 +291,11 @@ async def check_grpc(env: Mapping[str, str], jwt_secret: str, facts: RunFacts) -
             )
         )
         confirmed = [o for o in by_id.values() if o.status == order_pb2.ORDER_STATUS_CONFIRMED]
-        paid = await _bounded(
-            [
-                lambda p=o.payment_id: payments.GetPayment(
-                    pay_pb.GetPaymentRequest(payment_id=p), metadata=md, timeout=_TIMEOUT_S
-                )
-                for o in confirmed
-                if o.payment_id
-            ]
-        )
+
+        def get_payment(p: str) -> Awaitable[Any]:
+            return payments.GetPayment(pay_pb.GetPaymentRequest(payment_id=p), metadata=md, timeout=_TIMEOUT_S)
+
+        paid = await _bounded([partial(get_payment, o.payment_id) for o in confirmed if o.payment_id])
         captured = sum(1 for reply in paid if reply.payment.status == payment_pb2.PAYMENT_STATUS_CAPTURED)
         results.append(
             InvariantResult(

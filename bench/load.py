@@ -373,11 +373,12 @@ def run_load(
         ready: set[int] = set()
         deadline = time.monotonic() + _READY_TIMEOUT_S
         while len(ready) < len(procs):
-            message = _next_message(results, procs, deadline, "getting ready")
-            if message[0] == "ready":
-                ready.add(message[1])
-            elif message[0] == "error":
-                raise LoadError(f"load generator {message[1]} failed while starting:\n{message[2]}")
+            # Its own name: the run loop's message below may be None.
+            hello = _next_message(results, procs, deadline, "getting ready")
+            if hello[0] == "ready":
+                ready.add(hello[1])
+            elif hello[0] == "error":
+                raise LoadError(f"load generator {hello[1]} failed while starting:\n{hello[2]}")
         if on_ready is not None:
             on_ready()
         start = time.monotonic() + _START_DELAY_S

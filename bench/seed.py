@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from infra.auth import ROLE_ADMIN, mint_token
 from infra.channels import open_channel
@@ -75,7 +76,10 @@ def _product(sku: str, index: int, hot: bool) -> pricing_service_pb2.Product:
     )
 
 
-def _batches(items: Sequence[object], size: int) -> list[Sequence[object]]:
+_T = TypeVar("_T")
+
+
+def _batches(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -135,7 +139,7 @@ async def seed_catalog(
         done = 0
         gate = asyncio.Semaphore(_PARALLEL_BATCHES)
 
-        async def upsert(chunk: Sequence[object]) -> None:
+        async def upsert(chunk: Sequence[pricing_service_pb2.Product]) -> None:
             nonlocal done
             async with gate:
                 await pricing.UpsertProducts(
@@ -145,7 +149,7 @@ async def seed_catalog(
             if on_progress is not None:
                 on_progress(done, total)
 
-        async def set_stock(chunk: Sequence[object]) -> None:
+        async def set_stock(chunk: Sequence[inventory_service_pb2.StockSetting]) -> None:
             nonlocal done
             async with gate:
                 await inventory.SetStock(

@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -214,14 +214,16 @@ class Customer:
         return await self._after_confirm(result)
 
     async def _double_click(self, body: Mapping[str, Any], key: str) -> dict[str, Any]:
-        first, second = await asyncio.gather(self._confirm(body, key), self._confirm(body, key), return_exceptions=True)
+        pair = await asyncio.gather(self._confirm(body, key), self._confirm(body, key), return_exceptions=True)
+        first, second = pair  # unpacked apart from the await: mypy cannot type the pair unpacked from it
         answers = [a for a in (first, second) if isinstance(a, dict)]
-        orders = {a.get("orderId") for a in answers if a.get("orderId")}
+        orders: set[Any] = {a.get("orderId") for a in answers if a.get("orderId")}
         if len(orders) > 1:
             self.visit.anomalies.append(f"one key, two orders: {sorted(orders)}")
         if answers:
             return answers[0]
-        raise first if isinstance(first, BaseException) else second  # type: ignore[misc]
+        # No answer: both calls raised.
+        raise first if isinstance(first, BaseException) else cast(BaseException, second)
 
     async def _look_up(self, session_id: str, why: str) -> str:
         """Confirm never gave an answer: reload the session until it is no longer CONFIRMING (bounded), as a

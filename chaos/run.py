@@ -216,7 +216,7 @@ def _client_findings(stack: ChaosStack, outcome: Outcome) -> list[Finding]:
 
     told = {v.order_id: v for v in outcome.visits if v.order_id}
     with psycopg.connect(sqlalchemy_to_libpq(stack.endpoints.database_url), connect_timeout=10) as conn:
-        statuses = dict(
+        statuses: dict[str, str] = dict(
             conn.execute(
                 f"SELECT order_id::text, status FROM {SCHEMAS['order']}.orders WHERE order_id = ANY(%s::uuid[])",
                 (list(told),),

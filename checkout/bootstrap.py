@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,6 +65,9 @@ from kassa.checkout.v1 import (
     checkout_service_pb2,
     checkout_service_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = ["Container", "bootstrap", "build", "policy_from"]
 
@@ -130,7 +134,7 @@ def _grpc_gateways(settings: Settings, stack: AsyncExitStack) -> Gateways:
     creds = ServiceCredentials(settings.service_secret, "checkout")
     timeout = settings.rpc_timeout_seconds
 
-    def channel(service: str):  # type: ignore[no-untyped-def]
+    def channel(service: str) -> grpc.aio.Channel:
         ch = open_channel(settings.addr(service), settings.grpc_tls)
         stack.push_async_callback(ch.close)
         return ch

@@ -23,6 +23,7 @@ from typing import cast
 from urllib.parse import quote
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 from redis.asyncio import Redis
 from starlette.applications import Starlette
@@ -295,6 +296,7 @@ class Gateway:
         )
         metadata = (("authorization", request.headers["authorization"]), ("x-request-id", rid))
         tracing.annotate_message(message)
+        reply: Message
         if route.rpc.backend == AUDIT_BACKEND:
             reply = await list_audit_entries(self.backends, route.rpc, message, metadata)
         elif route.rpc.backend == OPS_BACKEND:

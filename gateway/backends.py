@@ -76,7 +76,8 @@ class Backends:
     async def _serving(channel: grpc.aio.Channel, deadline_seconds: float) -> bool:
         try:
             stub = health_pb2_grpc.HealthStub(channel)
-            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=deadline_seconds)
+            # types-grpcio-health-checking declares HealthStub without its methods (Check is set in __init__).
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=deadline_seconds)  # type: ignore[attr-defined]
         except grpc.aio.AioRpcError:
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import descriptor, descriptor_pb2
 
@@ -191,7 +191,7 @@ class _Schemas:
 
     def field(self, fd: descriptor.FieldDescriptor) -> dict[str, Any]:
         if _is_map(fd):
-            value_fd = fd.message_type.fields_by_name["value"]
+            value_fd = cast(descriptor.Descriptor, fd.message_type).fields_by_name["value"]  # a map's entry
             schema: dict[str, Any] = {"type": "object", "additionalProperties": self.single(value_fd)}
         elif fd.is_repeated:
             schema = {"type": "array", "items": self.single(fd)}
@@ -278,7 +278,7 @@ def _field_at(desc: descriptor.Descriptor, path: str) -> descriptor.FieldDescrip
     fd = None
     for name in path.split("."):
         fd = desc.fields_by_name[name]
-        desc = fd.message_type
+        desc = cast(descriptor.Descriptor, fd.message_type)  # a message, but after the path's last name
     assert fd is not None
     return fd
 
@@ -307,7 +307,7 @@ def _query_parameters(
 def _operation(schemas: _Schemas, route: Route, operation_ids: set[str]) -> dict[str, Any]:
     rpc = route.rpc
     service = rpc.descriptor.containing_service
-    request = rpc.request_cls.DESCRIPTOR
+    request = cast(descriptor.Descriptor, rpc.request_cls.DESCRIPTOR)  # upb or pure-Python: the same API
     base_id = f"{service.name}_{rpc.name}"
     operation_id, n = base_id, 1
     while operation_id in operation_ids:
@@ -357,7 +357,7 @@ def _operation(schemas: _Schemas, route: Route, operation_ids: set[str]) -> dict
     if params:
         op["parameters"] = params
     op["responses"] = {
-        "200": _json_response(schemas.ref(rpc.response_cls.DESCRIPTOR), "OK"),
+        "200": _json_response(schemas.ref(cast(descriptor.Descriptor, rpc.response_cls.DESCRIPTOR)), "OK"),
         "default": {"$ref": "#/components/responses/Error"},
     }
     return op

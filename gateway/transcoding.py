@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import descriptor, json_format, message
 from google.protobuf.message_factory import GetMessageClass
@@ -52,7 +52,7 @@ def build_request(route: Route, parts: RequestParts) -> message.Message:
     """
     cls = route.rpc.request_cls
     msg = cls()
-    desc = msg.DESCRIPTOR
+    desc = cast(descriptor.Descriptor, msg.DESCRIPTOR)  # upb or pure-Python: the same API
     query = list(parts.query)
     if route.body:
         data = _load_json_object(parts.body)
@@ -157,7 +157,7 @@ def _parse_into(data: dict[str, Any], msg: message.Message) -> None:
     try:
         json_format.ParseDict(data, msg)
     except json_format.ParseError as exc:
-        field, reason = _locate(data, msg.DESCRIPTOR, "")
+        field, reason = _locate(data, cast(descriptor.Descriptor, msg.DESCRIPTOR), "")
         raise errors.InvalidArgument(field, reason) from exc
 
 

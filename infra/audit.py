@@ -48,7 +48,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import sqlalchemy as sa
@@ -64,12 +64,14 @@ from infra.db import single_statements
 from infra.logs import request_id_var
 from infra.pb import checked_datetime, timestamp_to_pb
 from infra.pii import redact
-from infra.server import Registration, WrappingInterceptor
+from infra.server import AioUnary, Registration, WrappingInterceptor
 from infra.validation import check_text
 from kassa.audit.v1 import audit_service_pb2 as pb
 from kassa.audit.v1 import audit_service_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from alembic.operations import Operations
 
 __all__ = [
@@ -165,7 +167,7 @@ CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON "{sc
 """
 
 
-def create_audit_log_table_v1(op: Operations, schema: str) -> None:
+def create_audit_log_table_v1(op: Operations | ModuleType, schema: str) -> None:
     """For a service's migration: CREATE TABLE audit_log (version 1) in ``schema``, and the trigger that
     refuses every UPDATE, DELETE and TRUNCATE of it."""
     op.create_table("audit_log", *_audit_log_v1(), schema=schema)
@@ -173,7 +175,7 @@ def create_audit_log_table_v1(op: Operations, schema: str) -> None:
     op.execute(_APPEND_ONLY_TRIGGER_V1.format(schema=schema))
 
 
-def drop_audit_log_table_v1(op: Operations, schema: str) -> None:
+def drop_audit_log_table_v1(op: Operations | ModuleType, schema: str) -> None:
     """The downgrade of :func:`create_audit_log_table_v1` (DROP is not refused: only a migration drops)."""
     op.drop_table("audit_log", schema=schema)
     op.execute(f'DROP FUNCTION "{schema}".audit_log_append_only()')
@@ -278,7 +280,7 @@ def _value(fd: descriptor.FieldDescriptor, value: Any, depth: int) -> Any:
     if t == descriptor.FieldDescriptor.TYPE_BYTES:
         return f"<{len(value)} bytes>"
     if t == descriptor.FieldDescriptor.TYPE_ENUM:
-        known = fd.enum_type.values_by_number.get(value)
+        known = cast(descriptor.EnumDescriptor, fd.enum_type).values_by_number.get(value)  # set on an enum field
         return known.name if known is not None else value
     if t in _INT64_TYPES:
         return str(value)
@@ -387,7 +389,7 @@ class AuditInterceptor(WrappingInterceptor):
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         return grpc.unary_unary_rpc_method_handler(
-            self._serve(_action_name(method), handler.unary_unary),
+            self._serve(_action_name(method), cast(AioUnary, handler.unary_unary)),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -503,7 +505,7 @@ class AuditTrail:
                 targets = request_targets(request)
                 fd = request.DESCRIPTOR.fields_by_name.get("idempotency_key")
                 if fd is not None and fd.type == descriptor.FieldDescriptor.TYPE_STRING:
-                    key = _clean(request.idempotency_key, 255)
+                    key = _clean(cast(Any, request).idempotency_key, 255)
             except Exception:  # the summary is a courtesy: never let it fail the admin's call
                 log.exception("could not summarize the request of %s", action_name)
                 summary = {"<unreadable>": type(request).__name__}

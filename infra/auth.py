@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from jwt.types import Options
 
 from infra.errors import DomainError, PermissionDenied, Reason, Unavailable
 
@@ -412,7 +413,7 @@ class JwtVerifier:
         return Identity(subject=subject, role=ROLE_SERVICE, token=token), float(claims["exp"])
 
     def _verify_customer(self, token: str, header: Mapping[str, Any], *, fetch: bool) -> tuple[Identity, float]:
-        options: dict[str, Any] = {"require": ["sub", "exp"], "verify_aud": self._audience is not None}
+        options: Options = {"require": ["sub", "exp"], "verify_aud": self._audience is not None}
         if self._jwks is None:
             claims = _decode_hs(
                 token, self._secrets, issuer=self._issuer, audience=self._audience, options=options, what="token"
@@ -487,7 +488,7 @@ def _decode_hs(
     *,
     issuer: str | None,
     audience: str | None,
-    options: dict[str, Any],
+    options: Options,
     what: str,
 ) -> dict[str, Any]:
     """HS256 with the first of ``secrets`` that made the signature; claims are checked once it matched."""

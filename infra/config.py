@@ -328,10 +328,10 @@ class Settings:
             if not 0 <= value <= 60:
                 raise ConfigError(f"KASSA_CHECKOUT_{name}_SECONDS must be within 0..60, got {value}")
         addrs = {name: env.get(f"KASSA_{name.upper()}_ADDR") or default for name, default in DEFAULT_ADDRS.items()}
-        for name, value in addrs.items():
+        for name, addr in addrs.items():
             variable = f"KASSA_{name.upper()}_ADDR"
-            if len(parse_addrs(variable, value)) > 1 and name in _SINGLE_ADDR:
-                raise ConfigError(f"{variable} must be one host:port (the {name} has one address), got {value!r}")
+            if len(parse_addrs(variable, addr)) > 1 and name in _SINGLE_ADDR:
+                raise ConfigError(f"{variable} must be one host:port (the {name} has one address), got {addr!r}")
         metrics_addrs: dict[str, str] = {}
         for name in DEFAULT_ADDRS.keys() - _SINGLE_ADDR:
             if raw_metrics := env.get(f"KASSA_{name.upper()}_METRICS_ADDR"):

@@ -27,7 +27,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -66,7 +66,7 @@ class Event:
             return None
         if not isinstance(data, dict):
             return None
-        return Event(event_id, event_type, str(envelope.get("aggregate_id") or ""), data)
+        return Event(event_id, cast(str, event_type), str(envelope.get("aggregate_id") or ""), data)
 
 
 def _annotate_event(event: Event) -> None:

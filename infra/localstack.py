@@ -70,7 +70,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import psycopg
 from psycopg import sql
@@ -950,7 +950,7 @@ class LocalStack:
         node = self._nats[name]
         if node.monitor_port is None:
             return lambda: self._nats_ready(node.client_port)
-        return lambda: self._nats_ready(node.client_port) and _healthz_ok(node.monitor_port)
+        return lambda: self._nats_ready(node.client_port) and _healthz_ok(cast(int, node.monitor_port))
 
     def _nats_ready(self, port: int) -> bool:
         """NATS greets every client with an INFO line; require JetStream to be on in it."""

@@ -716,7 +716,8 @@ class Mesh:
         with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=_PROBE_TIMEOUT)
+                # types-grpcio-health-checking declares HealthStub without its methods (Check is set in __init__).
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=_PROBE_TIMEOUT)  # type: ignore[attr-defined]
             except grpc.RpcError:
                 return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -16,9 +16,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -58,6 +58,9 @@ class _Failed(Exception):
         self.code = code
 
 
+_M = TypeVar("_M", bound=Message)
+
+
 class Mesh:
     """Where the services listen, the admin credentials, and the deadline of one call."""
 
@@ -69,12 +72,14 @@ class Mesh:
         self.metadata = (("authorization", f"Bearer {token}"),)
         self.timeout = self.settings.rpc_timeout_seconds
 
-    async def call(self, service: str, rpc: Callable[[grpc.aio.Channel], Awaitable[Message]]) -> Message:
+    async def call(self, service: str, rpc: Callable[[grpc.aio.Channel], Awaitable[_M]]) -> _M:
         async with open_channel(self.settings.addr(service), self.settings.grpc_tls) as channel:
             return await rpc(channel)
 
 
-def _run(command: Callable[[argparse.Namespace, Mesh], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
+def _run(
+    command: Callable[[argparse.Namespace, Mesh], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         try:
             return asyncio.run(command(args, Mesh()))
@@ -146,9 +151,12 @@ async def _list_entries(mesh: Mesh, args: argparse.Namespace, status: str | None
             page_size=min(500, limit - len(entries)),
             page_token=token,
         )
-        page = await _dlq(mesh)(
-            lambda s, r=request: s.ListFailedCompensations(r, metadata=mesh.metadata, timeout=mesh.timeout)
-        )
+
+        # A def, not a lambda with a default (mypy cannot type those): bound to this page's request.
+        def list_page(s: co_grpc.CheckoutAdminServiceStub, r: Any = request) -> Awaitable[Any]:
+            return s.ListFailedCompensations(r, metadata=mesh.metadata, timeout=mesh.timeout)
+
+        page = await _dlq(mesh)(list_page)
         entries += page.entries
         token = page.next_page_token
         if not token:
@@ -239,7 +247,11 @@ async def _act(args: argparse.Namespace, mesh: Mesh, action: str, bulk_status: s
     failed = 0
     for n, entry_id in enumerate(ids, 1):
         try:
-            reply = await _dlq(mesh)(lambda s, i=entry_id: rpcs[action](s, i))
+            # A def, not a lambda with a default (mypy cannot type those): bound to this entry.
+            def act(s: co_grpc.CheckoutAdminServiceStub, i: str = entry_id) -> Awaitable[Any]:
+                return rpcs[action](s, i)
+
+            reply = await _dlq(mesh)(act)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED):
                 raise
@@ -323,13 +335,15 @@ async def cmd_sessions_resolve(args: argparse.Namespace, mesh: Mesh) -> int:
     failed = 0
     for n, sid in enumerate(ids, 1):
         try:
-            reply = await _dlq(mesh)(
-                lambda s, i=sid: s.ResolveStuckSession(
+            # A def, not a lambda with a default (mypy cannot type those): bound to this session.
+            def resolve(s: co_grpc.CheckoutAdminServiceStub, i: str = sid) -> Awaitable[Any]:
+                return s.ResolveStuckSession(
                     co.ResolveStuckSessionRequest(session_id=i),
                     metadata=mesh.metadata,
                     timeout=mesh.timeout * ACTION_TIMEOUT_MULTIPLIER,
                 )
-            )
+
+            reply = await _dlq(mesh)(resolve)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED):
                 raise
@@ -433,13 +447,15 @@ async def cmd_stock_drift(args: argparse.Namespace, mesh: Mesh) -> int:
         batches = [skus[i : i + REPAIR_BATCH] for i in range(0, len(skus), REPAIR_BATCH)]
         findings = [f for f in findings if f.sku not in set(skus)]
         for n, batch in enumerate(batches, 1):
-            done = await stock(
-                lambda s, b=batch: s.RepairStockDrift(
+            # A def, not a lambda with a default (mypy cannot type those): bound to this batch.
+            def repair(s: st_grpc.StockAdminServiceStub, b: list[str] = batch) -> Awaitable[Any]:
+                return s.RepairStockDrift(
                     st.RepairStockDriftRequest(skus=b),
                     metadata=mesh.metadata,
                     timeout=mesh.timeout * ACTION_TIMEOUT_MULTIPLIER,
                 )
-            )
+
+            done = await stock(repair)
             repaired += done.repaired
             fixed = {(r.sku, r.warehouse_id) for r in done.repaired}
             findings += [f for f in done.findings if (f.sku, f.warehouse_id) not in fixed]

@@ -44,6 +44,8 @@ from infra.events import subject as make_subject
 from infra.tracing import TRACEPARENT, current_traceparent, producer_span
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from alembic.operations import Operations
 
 __all__ = [
@@ -100,12 +102,12 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
     return sa.Table("inbox", metadata, *_inbox_v1())
 
 
-def create_outbox_table_v1(op: Operations, schema: str) -> None:
+def create_outbox_table_v1(op: Operations | ModuleType, schema: str) -> None:
     """For a service's initial migration: CREATE TABLE outbox (version 1) and its index, in ``schema``."""
     op.create_table("outbox", *_outbox_v1(), schema=schema)
 
 
-def create_inbox_table_v1(op: Operations, schema: str) -> None:
+def create_inbox_table_v1(op: Operations | ModuleType, schema: str) -> None:
     """For a consuming service's initial migration: CREATE TABLE inbox (version 1), in ``schema``."""
     op.create_table("inbox", *_inbox_v1(), schema=schema)
 

@@ -24,7 +24,9 @@ _TIMEOUT_SECONDS = 2.0
 def grpc_serving(addr: str) -> bool:
     try:
         with grpc.insecure_channel(addr) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=_TIMEOUT_SECONDS)
+            # types-grpcio-health-checking declares HealthStub without its methods (Check is set in __init__).
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
     except grpc.RpcError:
         return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import grpc
 import uvloop
@@ -80,7 +81,10 @@ async def running_service(
             health_addr=settings.grpc_health_addr,
             metrics_addr=metrics_addr,
         )
-        tasks = [asyncio.create_task(w()) for w in app.workers] if run_workers else []
+        # Every worker is an async function: its call is a coroutine, which create_task wants.
+        tasks: list[asyncio.Task[None]] = (
+            [asyncio.create_task(cast(Coroutine[Any, Any, None], w())) for w in app.workers] if run_workers else []
+        )
         try:
             yield server
         finally:

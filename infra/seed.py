@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -233,10 +233,13 @@ async def seed(
             promotion.starts_at.CopyFrom(timestamp_to_pb(_STARTS))
             promotion.ends_at.CopyFrom(timestamp_to_pb(_ENDS))
             request = promotion_service_pb2.CreatePromotionRequest(promotion=promotion)
+
+            # A def, not a lambda with a default (mypy cannot type those): bound to this coupon's request.
+            def create(request: promotion_service_pb2.CreatePromotionRequest = request) -> Awaitable[Any]:
+                return promotions.CreatePromotion(request, timeout=timeout, metadata=metadata)
+
             try:
-                await _call(
-                    lambda request=request: promotions.CreatePromotion(request, timeout=timeout, metadata=metadata)
-                )
+                await _call(create)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                     raise

@@ -26,7 +26,7 @@ import signal
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -40,7 +40,7 @@ from infra.auth import JwtVerifier, Unauthenticated, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
 from infra.metrics import MetricsServer, start_metrics_server, timed
-from infra.tracing import TracingInterceptor, annotate_message
+from infra.tracing import AioUnary, TracingInterceptor, annotate_message
 
 __all__ = ["REQUEST_FIELD", "Registration", "Server", "run_until_signalled", "start_server"]
 
@@ -68,9 +68,9 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is not None:
@@ -98,7 +98,7 @@ class KassaInterceptor(WrappingInterceptor):
         return not method.startswith(_UNAUTHENTICATED_PREFIXES)
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        inner = handler.unary_unary
+        inner = cast(AioUnary, handler.unary_unary)
         decode = handler.request_deserializer
         verifier = self._verifier
         admission = self._admission
@@ -107,7 +107,8 @@ class KassaInterceptor(WrappingInterceptor):
             metadata = dict(context.invocation_metadata() or ())
             request_id_var.set(str(metadata.get("x-request-id") or uuid.uuid4().hex))
             try:
-                identity = await verifier.authenticate(metadata.get("authorization"))
+                # authorization is a text key (not -bin): its value is a str.
+                identity = await verifier.authenticate(cast(str | None, metadata.get("authorization")))
                 if identity is None:
                     raise Unauthenticated(_NO_CREDENTIALS)
                 identity_var.set(identity)

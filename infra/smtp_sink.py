@@ -104,7 +104,7 @@ class MailboxMessage:
 
     def body(self, subtype: str = "plain") -> str:
         part = self.message.get_body(preferencelist=(subtype,))
-        return "" if part is None else str(part.get_content())  # type: ignore[attr-defined]
+        return "" if part is None else str(part.get_content())
 
 
 def read_mailbox(mail_dir: Path) -> list[MailboxMessage]:

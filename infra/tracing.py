@@ -44,7 +44,7 @@ import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import grpc
 from google.protobuf import descriptor as pb_descriptor
@@ -321,14 +321,15 @@ def _ids_of(cls: type, desc: pb_descriptor.Descriptor) -> _MessageIds:
 
 def _is_repeated(field: pb_descriptor.FieldDescriptor) -> bool:
     repeated = getattr(field, "is_repeated", None)  # protobuf 6+; older ones have label
-    return bool(repeated) if repeated is not None else field.label == field.LABEL_REPEATED
+    # types-protobuf 7 no longer declares label, which the protobuf runtimes before 6 have.
+    return bool(repeated) if repeated is not None else field.label == field.LABEL_REPEATED  # type: ignore[attr-defined]
 
 
 def annotate_message(message: Any) -> None:
     """:func:`annotate` with the ids a request or response carries (``session_id``, ``order.order_id``, …)."""
     if not isinstance(message, Message):
         return
-    own, nested = _ids_of(type(message), message.DESCRIPTOR)
+    own, nested = _ids_of(type(message), cast(pb_descriptor.Descriptor, message.DESCRIPTOR))
     ids = {key: getattr(message, name) for name, key in own}
     for name in nested:
         if message.HasField(name):
@@ -376,6 +377,11 @@ def grpc_status(span: trace.Span, code: grpc.StatusCode | None) -> None:
 # -- spans -------------------------------------------------------------------------------------------
 
 
+# On the asyncio server a unary handler is an async function of an aio context; grpc-stubs types
+# RpcMethodHandler.unary_unary as the sync server's (a plain function of a grpc.ServicerContext).
+AioUnary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
 class TracingInterceptor(grpc.aio.ServerInterceptor):
     """A SERVER span per call, continuing the caller's ``traceparent`` (health and reflection calls: none).
 
@@ -389,9 +395,9 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler | None:
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
         if wrapped is not None:
@@ -404,7 +410,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
 
     @staticmethod
     def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        inner = handler.unary_unary
+        inner = cast(AioUnary, handler.unary_unary)
         name = method.lstrip("/")
         service, _, rpc = name.rpartition("/")
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
@@ -413,7 +419,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
             parent = None
             for key, value in context.invocation_metadata() or ():
                 if key == TRACEPARENT:
-                    parent = context_from(value)
+                    parent = context_from(cast(str, value))  # a text (not -bin) key: str
                     break
             with tracer.start_as_current_span(
                 name,

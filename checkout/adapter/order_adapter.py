@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import grpc
 
 from checkout.adapter.base import GrpcClient
@@ -83,7 +85,7 @@ class GrpcOrderAdapter(GrpcClient):
             pb.RecordPaymentRequest(
                 order_id=order_id,
                 payment_id=payment_id,
-                outcome=pb.PaymentOutcome.Value(f"PAYMENT_OUTCOME_{outcome.value}"),
+                outcome=cast(pb.PaymentOutcome, pb.PaymentOutcome.Value(f"PAYMENT_OUTCOME_{outcome.value}")),
                 cause=cause,
             ),
         )

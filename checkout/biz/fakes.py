@@ -572,7 +572,9 @@ class _FakeSessions:
         s.order_id, s.result, s.last_error, s.confirm_fingerprint = order_id, result, last_error, None
         return True
 
-    async def claim_stuck(self, older_than_seconds: int, limit: int, *, session_id: str | None = None) -> list[Session]:
+    async def claim_stuck(
+        self, older_than_seconds: float, limit: int, *, session_id: str | None = None
+    ) -> list[Session]:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
         stuck = [
             s

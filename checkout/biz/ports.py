@@ -271,12 +271,14 @@ class SessionRepo(Protocol):
         leased to this caller (updated_at moved to now)."""
         ...
 
-    async def claim_stuck(self, older_than_seconds: int, limit: int, *, session_id: str | None = None) -> list[Session]:
+    async def claim_stuck(
+        self, older_than_seconds: float, limit: int, *, session_id: str | None = None
+    ) -> list[Session]:
         """CONFIRMING sessions without progress for ``older_than_seconds`` (this one, when given), claimed by this
         caller: a new saga attempt each, their lease counted from now."""
         ...
 
-    async def list_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
+    async def list_stuck(self, older_than_seconds: float, limit: int) -> list[Session]:
         """Sessions claim_stuck would take (CONFIRMING with no saga write for ``older_than_seconds``), oldest
         first; reads only."""
         ...
@@ -342,11 +344,17 @@ class FunnelRepo(Protocol):
 class Tx(Protocol):
     """One open transaction: everything done through it commits or rolls back together."""
 
-    carts: CartRepo
-    sessions: SessionRepo
-    compensations: CompensationRepo
-    confirm_records: ConfirmRecordRepo
-    funnel: FunnelRepo
+    # Read-only members: an implementation may hold its own repository classes (SqlTx's SqlCartRepo, ...).
+    @property
+    def carts(self) -> CartRepo: ...
+    @property
+    def sessions(self) -> SessionRepo: ...
+    @property
+    def compensations(self) -> CompensationRepo: ...
+    @property
+    def confirm_records(self) -> ConfirmRecordRepo: ...
+    @property
+    def funnel(self) -> FunnelRepo: ...
 
     async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
         """Record an outbox event in this transaction."""

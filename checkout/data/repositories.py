@@ -517,7 +517,9 @@ class SqlSessionRepo:
         )  # fmt: skip
         return [_session(r, self._cipher) for r in rows]
 
-    async def claim_stuck(self, older_than_seconds: int, limit: int, *, session_id: str | None = None) -> list[Session]:
+    async def claim_stuck(
+        self, older_than_seconds: float, limit: int, *, session_id: str | None = None
+    ) -> list[Session]:
         due = [_S.c.status == SessionStatus.CONFIRMING.value, _S.c.confirm_started_at < _in(-older_than_seconds)]
         if session_id is not None:
             due.append(_S.c.session_id == session_id)
@@ -530,7 +532,7 @@ class SqlSessionRepo:
         )  # fmt: skip
         return [_session(r, self._cipher) for r in rows]
 
-    async def list_stuck(self, older_than_seconds: int, limit: int) -> list[Session]:
+    async def list_stuck(self, older_than_seconds: float, limit: int) -> list[Session]:
         rows = await self._c.execute(
             sa.select(_S)
             .where(_S.c.status == SessionStatus.CONFIRMING.value, _S.c.confirm_started_at < _in(-older_than_seconds))
@@ -643,7 +645,7 @@ class SqlCompensationRepo:
     def _not_running(lease_seconds: int) -> sa.ColumnElement[bool]:
         """Not PENDING under a live lease: a claim (the drain's, or an operator's take) sets next_attempt_at to
         exactly updated_at + the lease, a backoff to a random delay; a lease that lapsed is no longer running."""
-        lease = sa.literal_column(f"interval '{float(lease_seconds):.3f} seconds'")
+        lease: sa.ColumnClause[Any] = sa.literal_column(f"interval '{float(lease_seconds):.3f} seconds'")
         running = sa.and_(
             _F.c.status == CompensationStatus.PENDING.value,
             _F.c.next_attempt_at > _NOW,
@@ -720,7 +722,8 @@ class SqlFunnelRepo:
         )
         n_carts = (await self._c.execute(carts_created)).scalar_one()
         n_started = (await self._c.execute(started)).scalar_one()
-        confirmed, failures = 0, {}
+        confirmed = 0
+        failures: dict[str, int] = {}
         for status, why, count in await self._c.execute(ended):
             if status == SessionStatus.COMPLETED.value:
                 confirmed += count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 from checkout.model.actor import Actor
 from checkout.model.cart import Cart, PriceChange
@@ -47,7 +48,7 @@ def cart_to_pb(cart: Cart) -> cart_pb2.Cart:
     return cart_pb2.Cart(
         cart_id=cart.cart_id,
         customer_id=cart.customer_id,
-        status=cart_pb2.CartStatus.Value(f"CART_STATUS_{cart.status.value}"),
+        status=cast(cart_pb2.CartStatus, cart_pb2.CartStatus.Value(f"CART_STATUS_{cart.status.value}")),
         currency_code=cur,
         items=[
             cart_pb2.CartItem(
@@ -111,7 +112,9 @@ def session_to_pb(session: Session) -> checkout_pb2.CheckoutSession:
         session_id=session.session_id,
         cart_id=session.cart_id,
         customer_id=session.customer_id,
-        status=checkout_pb2.SessionStatus.Value(f"SESSION_STATUS_{session.status.value}"),
+        status=cast(
+            checkout_pb2.SessionStatus, checkout_pb2.SessionStatus.Value(f"SESSION_STATUS_{session.status.value}")
+        ),
         currency_code=cur,
         email=session.email,
         shipping_address=address_to_pb(session.shipping_address),
@@ -132,8 +135,10 @@ def session_to_pb(session: Session) -> checkout_pb2.CheckoutSession:
 def confirm_result_to_pb(result: ConfirmResult) -> checkout_service_pb2.ConfirmCheckoutResponse:
     return checkout_service_pb2.ConfirmCheckoutResponse(
         order_id=result.order_id,
-        order_status=order_pb2.OrderStatus.Value(f"ORDER_STATUS_{result.order_status}"),
-        payment_status=payment_pb2.PaymentStatus.Value(f"PAYMENT_STATUS_{result.payment_status}"),
+        order_status=cast(order_pb2.OrderStatus, order_pb2.OrderStatus.Value(f"ORDER_STATUS_{result.order_status}")),
+        payment_status=cast(
+            payment_pb2.PaymentStatus, payment_pb2.PaymentStatus.Value(f"PAYMENT_STATUS_{result.payment_status}")
+        ),
         next_action_url=result.next_action_url,
         grand_total=_money(result.currency_code, result.grand_total_minor),
     )

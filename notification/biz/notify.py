@@ -76,7 +76,8 @@ class NotifyPolicy:
     message_domain: str = "notification.kassa"
 
     def delay(self, attempts: int) -> float:
-        return min(self.backoff_seconds * 2 ** max(attempts - 1, 0), self.max_backoff_seconds)
+        factor: int = 2 ** max(attempts - 1, 0)
+        return min(self.backoff_seconds * factor, self.max_backoff_seconds)
 
 
 class Notify:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import cast
 
 from infra.errors import InvalidArgument
 from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_to_pb, timestamp_to_pb, window_to_pb
@@ -115,7 +116,7 @@ def order_to_pb(order: Order) -> order_pb2.Order:
         checkout_session_id=order.checkout_session_id,
         customer_id=order.customer_id,
         email=order.email,
-        status=order_pb2.OrderStatus.Value(_STATUS_PREFIX + order.status.value),
+        status=cast(order_pb2.OrderStatus, order_pb2.OrderStatus.Value(_STATUS_PREFIX + order.status.value)),
         lines=[
             order_pb2.OrderLine(
                 sku=line.sku,
@@ -141,7 +142,10 @@ def order_to_pb(order: Order) -> order_pb2.Order:
         shipping_method=order.shipping_method,
         payment_id=order.payment_id,
         payment_method=order.payment_method,
-        payment_status=payment_pb2.PaymentStatus.Value(_PAYMENT_STATUS_PREFIX + order.payment_status.value),
+        payment_status=cast(
+            payment_pb2.PaymentStatus,
+            payment_pb2.PaymentStatus.Value(_PAYMENT_STATUS_PREFIX + order.payment_status.value),
+        ),
         tracking_number=order.tracking_number,
         carrier=order.carrier,
         delivery_window=_window_to_pb(order),
@@ -153,7 +157,7 @@ def order_to_pb(order: Order) -> order_pb2.Order:
 
 def status_change_to_pb(change: StatusChange) -> order_pb2.OrderEvent:
     return order_pb2.OrderEvent(
-        status=order_pb2.OrderStatus.Value(_STATUS_PREFIX + change.status.value),
+        status=cast(order_pb2.OrderStatus, order_pb2.OrderStatus.Value(_STATUS_PREFIX + change.status.value)),
         cause=change.cause,
         occurred_at=timestamp_to_pb(change.occurred_at),
     )

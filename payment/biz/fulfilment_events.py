@@ -70,7 +70,7 @@ async def _settle(
         return f"{payment.payment_id} {done.status.value} on shipment"
     if event_type == ORDER_DELIVERED and payment.status == S.CASH_ON_DELIVERY:
         amount = payment.amount
-        done = await repo.apply(
+        collected = await repo.apply(
             payment.payment_id,
             Transition(
                 S.CAPTURED,
@@ -84,5 +84,7 @@ async def _settle(
                 consumed=consumed,
             ),
         )
-        return f"{payment.payment_id} {'CAPTURED' if done is not None else 'unchanged'} (cash collected on delivery)"
+        return (
+            f"{payment.payment_id} {'CAPTURED' if collected is not None else 'unchanged'} (cash collected on delivery)"
+        )
     return f"{payment.payment_id} unchanged ({payment.status.value})"

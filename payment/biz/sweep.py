@@ -117,7 +117,11 @@ async def settle_capture(repo: PaymentRepo, providers: Providers, payment: Payme
     claimed = await repo.apply(payment_id, Transition(S.CAPTURING, frozenset(), lease_seconds=CAPTURE_LEASE_SECONDS))
     if claimed is None:
         return "taken over by another caller"
-    summary = {"intent_id": claimed.provider_payment_id, "order_id": claimed.order_id, "by": "sweeper"}
+    summary: dict[str, object] = {
+        "intent_id": claimed.provider_payment_id,
+        "order_id": claimed.order_id,
+        "by": "sweeper",
+    }
     try:
         intent = await providers.holding(claimed.provider).get_intent(claimed.provider_payment_id or "")
     except (DomainError, ProviderError) as exc:

@@ -337,7 +337,7 @@ class SandboxState:
         self.operations.append(("refund", intent.id))
         self._touch(intent)
         intent.amount_refunded += amount
-        refund = {
+        refund: dict[str, Any] = {
             "id": _new_id("re"),
             "object": "refund",
             "amount": amount,

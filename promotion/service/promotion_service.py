@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import cast
 
 import grpc
 
@@ -46,7 +47,7 @@ def _promotion_pb(p: Promotion) -> promotion_pb2.Promotion:
         promotion_id=p.promotion_id,
         code=p.code,
         name=p.name,
-        type=_TYPE_PB[p.type],
+        type=cast(promotion_pb2.PromotionType, _TYPE_PB[p.type]),
         percent_off=p.percent_off,
         amount_off=money_to_pb(Money(p.currency_code, p.amount_off_minor)) if p.amount_off_minor else None,
         usage_limit=p.usage_limit,

@@ -417,11 +417,11 @@ class SqlInventoryTx:
         refused: list[int] = []
         for i in order:
             s = settings[i]
-            stmt = insert(stock).values(sku=s.sku, warehouse_id=s.warehouse_id, on_hand=s.on_hand, reserved=0)
-            stmt = stmt.on_conflict_do_update(
+            upsert = insert(stock).values(sku=s.sku, warehouse_id=s.warehouse_id, on_hand=s.on_hand, reserved=0)
+            stmt = upsert.on_conflict_do_update(
                 index_elements=[stock.c.sku, stock.c.warehouse_id],
-                set_={"on_hand": stmt.excluded.on_hand, "updated_at": sa.func.now()},
-                where=stock.c.reserved <= stmt.excluded.on_hand,
+                set_={"on_hand": upsert.excluded.on_hand, "updated_at": sa.func.now()},
+                where=stock.c.reserved <= upsert.excluded.on_hand,
             ).returning(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved)
             row = (await self._conn.execute(stmt)).first()
             if row is None:

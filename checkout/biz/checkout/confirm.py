@@ -252,7 +252,7 @@ class ConfirmCheckout:
             sid = session.session_id
             await lease.keep()
             await self._compensator.attempt_or_record(sid, Operation.RELEASE_PROMOTION, {"reservation_ref": sid})
-            error = Aborted(
+            error: DomainError = Aborted(
                 "a promotion changed while confirming; review the new total",
                 reason=Reason.PRICE_CHANGED,
                 metadata={"expected": str(expected.amount_minor), "actual": str(changed.actual),

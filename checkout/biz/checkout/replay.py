@@ -147,5 +147,5 @@ def answer(record: ConfirmRecord, session_id: str, print_: str) -> ConfirmResult
 
 def _legacy(data: dict[str, object]) -> ConfirmRecord:
     """A cached result written before requests were fingerprinted."""
-    result = ConfirmResult.from_dict(data)  # type: ignore[arg-type]
+    result = ConfirmResult.from_dict(data)
     return ConfirmRecord(result.session_id, "", result=result)

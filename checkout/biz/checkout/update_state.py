@@ -98,7 +98,7 @@ def validate_update(update: StateUpdate) -> dict[str, Any]:
 
 def _changed(session: Session, changes: dict[str, Any]) -> Session:
     """The session as ``changes`` (validated column values, addresses as dicts) will leave it."""
-    fields = {
+    fields: dict[str, Any] = {
         name: Address.from_dict(value) if name in ("shipping_address", "billing_address") else value
         for name, value in changes.items()
     }
