@@ -39,15 +39,12 @@ snapshot, so a later change gets a ``_v2`` list and a new migration, never an ed
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextvars
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -62,6 +59,7 @@ from infra import errors
 from infra.auth import current_identity, require_admin
 from infra.db import single_statements
 from infra.logs import request_id_var
+from infra.paging import decode_keyset_token, keyset_token
 from infra.pb import checked_datetime, timestamp_to_pb
 from infra.pii import redact
 from infra.server import AioUnary, Registration, WrappingInterceptor
@@ -423,23 +421,18 @@ class AuditInterceptor(WrappingInterceptor):
 
 def page_token(at: datetime, entry_id: int) -> str:
     """The page token that continues a listing after the entry (``at``, ``entry_id``)."""
-    raw = json.dumps({"at": at.astimezone(UTC).isoformat(), "id": entry_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return keyset_token(at, entry_id)
+
+
+def _audit_id(value: object) -> int:
+    if type(value) is not int:
+        raise ValueError("not an audit entry id")
+    return value
 
 
 def decode_page_token(token: str) -> tuple[datetime, int]:
     """(at, id) of a :func:`page_token`; InvalidArgument naming ``page_token`` for anything else."""
-    try:
-        if len(token) > 200:
-            raise ValueError("too long")
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        at = datetime.fromisoformat(data["at"])
-        entry_id = data["id"]
-        if at.tzinfo is None or type(entry_id) is not int:
-            raise ValueError("not a cursor")
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise errors.InvalidArgument("page_token", "is not a page token of this listing") from exc
-    return at, entry_id
+    return decode_keyset_token(token, _audit_id)
 
 
 @dataclass(frozen=True)

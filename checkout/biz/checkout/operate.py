@@ -13,9 +13,6 @@ entry is in.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +26,7 @@ from checkout.model.compensation import CompensationFilter, CompensationStatus, 
 from checkout.model.funnel import Funnel
 from checkout.model.session import Session, SessionStatus
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
+from infra.paging import decode_keyset_token, keyset_token
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -49,23 +47,17 @@ MAX_WINDOW = timedelta(days=31)
 
 def page_token(entry: FailedCompensation) -> str:
     assert entry.created_at is not None
-    raw = json.dumps({"at": entry.created_at.astimezone(UTC).isoformat(), "id": entry.id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return keyset_token(entry.created_at, entry.id)
+
+
+def _entry_id(value: object) -> str:
+    if type(value) is not str:
+        raise ValueError("not a DLQ entry id")
+    return str(uuid.UUID(value))
 
 
 def decode_page_token(token: str) -> tuple[datetime, str]:
-    try:
-        if len(token) > 200:
-            raise ValueError("too long")
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        at = datetime.fromisoformat(data["at"])
-        entry_id = data["id"]
-        if at.tzinfo is None or type(entry_id) is not str:
-            raise ValueError("not a cursor")
-        entry_id = str(uuid.UUID(entry_id))
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidArgument("page_token", "is not a page token of this listing") from exc
-    return at, entry_id
+    return decode_keyset_token(token, _entry_id)
 
 
 def _conflict(entry: FailedCompensation, action: str, hint: str) -> FailedPrecondition:

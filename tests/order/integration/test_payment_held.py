@@ -17,25 +17,24 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from helpers import unique
+from order_support import new_order
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
 from infra.db import create_engine
 from infra.errors import FailedPrecondition, Reason
-from infra.money import Money
 from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent, PaymentEventType
 from order.biz.create_order import CreateOrder
 from order.biz.record_payment import RecordPayment
 from order.biz.update_fulfillment import UpdateFulfillment
 from order.data.repo import SqlOrderRepo
 from order.data.tables import history, outbox
-from order.model.order import Address, NewOrder, Order, OrderLine, OrderStatus, PaymentOutcome, PaymentStatus, Totals
+from order.model.order import Order, OrderStatus, PaymentOutcome, PaymentStatus
 from order.model.validation import Limits
 
 pytestmark = pytest.mark.integration
 
 ROUNDS = 12
-USD = "USD"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -43,25 +42,6 @@ async def repo(settings: Settings) -> AsyncIterator[tuple[SqlOrderRepo, AsyncEng
     engine = create_engine(str(settings.database_url), pool_size=8, application_name="kassa-order-held")
     yield SqlOrderRepo(engine, settings.pii_cipher()), engine
     await engine.dispose()
-
-
-def new_order(customer_id: str, payment_id: str) -> NewOrder:
-    price = Money(USD, 1200)
-    return NewOrder(
-        checkout_session_id=unique("sess"),
-        customer_id=customer_id,
-        email="",
-        lines=(OrderLine("fig", "Fig", 1, price, price, "w1", ""),),
-        discounts=(),
-        totals=Totals(price, Money.zero(USD), Money.zero(USD), Money.zero(USD), price),
-        shipping_address=Address(name="Ada", line1="1 Main St", city="Springfield", country_code="US"),
-        billing_address=None,
-        shipping_method="standard",
-        payment_id=payment_id,
-        payment_method="tok_visa",
-        notes="",
-        authorized_amount=price,
-    )
 
 
 def voided(order_id: str, payment_id: str) -> PaymentEvent:

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from helpers import unique
+from order_support import USD, new_order
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
@@ -28,13 +29,12 @@ from order.biz.ports import Caller
 from order.biz.record_payment import RecordPayment
 from order.data.repo import SqlOrderRepo
 from order.data.tables import history, outbox
-from order.model.order import Address, NewOrder, OrderLine, OrderStatus, PaymentOutcome, PaymentStatus, Totals
+from order.model.order import OrderStatus, PaymentOutcome, PaymentStatus
 from order.model.validation import Limits
 
 pytestmark = pytest.mark.integration
 
 ROUNDS = 12
-USD = "USD"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -42,25 +42,6 @@ async def repo(settings: Settings) -> AsyncIterator[tuple[SqlOrderRepo, AsyncEng
     engine = create_engine(str(settings.database_url), pool_size=8, application_name="kassa-order-races")
     yield SqlOrderRepo(engine, settings.pii_cipher()), engine
     await engine.dispose()
-
-
-def new_order(customer_id: str, payment_id: str) -> NewOrder:
-    price = Money(USD, 1200)
-    return NewOrder(
-        checkout_session_id=unique("sess"),
-        customer_id=customer_id,
-        email="",
-        lines=(OrderLine("fig", "Fig", 1, price, price, "w1", ""),),
-        discounts=(),
-        totals=Totals(price, Money.zero(USD), Money.zero(USD), Money.zero(USD), price),
-        shipping_address=Address(name="Ada", line1="1 Main St", city="Springfield", country_code="US"),
-        billing_address=None,
-        shipping_method="standard",
-        payment_id=payment_id,
-        payment_method="tok_visa",
-        notes="",
-        authorized_amount=price,
-    )
 
 
 def captured(order_id: str, payment_id: str) -> PaymentEvent:
