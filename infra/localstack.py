@@ -57,6 +57,7 @@ import importlib.util
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -66,7 +67,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -146,16 +147,59 @@ def free_ports(count: int) -> list[int]:
     """Return ``count`` distinct free ports.
 
     Why not call ``free_port()`` ``count`` times: all sockets are held open until every port has been
-    chosen, so the kernel cannot hand out the same port twice.
+    chosen, so none is handed out twice. The ports come from below the kernel's ephemeral range (where
+    ``bind(0)`` would pick): an outgoing connection takes its local port from that range, so a port picked
+    there and released could be taken by any client before its server binds it (a test mesh's service
+    then failed "address already in use"). Below the range only another picker competes: each pytest-xdist
+    worker walks its own slice of it, and a process walks its slice from a random point onwards, so ports
+    handed out a moment ago are not offered again before the slice wraps.
     """
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    sockets: list[socket.socket] = []
+    chosen: list[int] = []
     try:
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
+        for port in _candidate_ports():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+        raise OSError(f"no {count} free ports below the ephemeral range")
     finally:
         for sock in sockets:
             sock.close()
+
+
+# Where the walk over the slice stands in this process (see free_ports).
+_port_cursor: list[int] = []
+_PICK_SPAN = 12000
+
+
+def _candidate_ports() -> Iterator[int]:
+    first_ephemeral = 32768
+    with contextlib.suppress(OSError, ValueError):
+        first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    low = max(1024, first_ephemeral - _PICK_SPAN)
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    span = (first_ephemeral - low) // workers
+    if span < 64:  # no room below the ephemeral range: let the kernel pick
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((HOST, 0))
+                yield sock.getsockname()[1]
+    start = low + (index % workers) * span
+    if not _port_cursor:
+        _port_cursor.append(random.randrange(span))
+    for _ in range(span):
+        offset = _port_cursor[0]
+        _port_cursor[0] = (offset + 1) % span
+        yield start + offset
 
 
 # --------------------------------------------------------------------------------------------------
