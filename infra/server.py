@@ -40,7 +40,7 @@ from infra.auth import JwtVerifier, Unauthenticated, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
 from infra.metrics import MetricsServer, start_metrics_server, timed
-from infra.tracing import AioUnary, TracingInterceptor, annotate_message
+from infra.tracing import UNTRACED_METHODS, AioUnary, annotate_message, traced_handler
 
 __all__ = ["REQUEST_FIELD", "Registration", "Server", "run_until_signalled", "start_server"]
 
@@ -86,6 +86,16 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         raise NotImplementedError
+
+
+class TracingInterceptor(WrappingInterceptor):
+    """A SERVER span per call (infra.tracing.traced_handler), health checks and reflection aside."""
+
+    def wraps(self, method: str) -> bool:
+        return not method.startswith(UNTRACED_METHODS)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return traced_handler(method, handler)
 
 
 class KassaInterceptor(WrappingInterceptor):

@@ -21,7 +21,8 @@ that found nothing, a Redis call outside any request) is never recorded: traces 
 What carries the context:
 
 * gRPC: ``traceparent`` metadata, added by :func:`infra.channels.call_metadata` (so every call made the way
-  CONTRIBUTING.md asks carries it) and by the gateway; every server span starts in :class:`TracingInterceptor`.
+  CONTRIBUTING.md asks carries it) and by the gateway; every server span starts in :func:`traced_handler`
+  (infra.server's TracingInterceptor).
 * The outbox: :func:`infra.outbox.add_event` records the writer's ``traceparent`` in the event envelope (no new
   column: the envelope is the row's JSON payload); the publisher sends it as the NATS ``traceparent`` header and
   :class:`infra.consumer.EventConsumer` continues the trace in the consumer.
@@ -70,8 +71,8 @@ __all__ = [
     "DEFAULT_TRACE_DIR",
     "ID_KEYS",
     "TRACEPARENT",
+    "UNTRACED_METHODS",
     "JsonLinesSpanExporter",
-    "TracingInterceptor",
     "annotate",
     "annotate_message",
     "choose_exporter",
@@ -88,6 +89,7 @@ __all__ = [
     "server_span",
     "setup",
     "shutdown",
+    "traced_handler",
     "tracer",
 ]
 
@@ -382,64 +384,43 @@ def grpc_status(span: trace.Span, code: grpc.StatusCode | None) -> None:
 AioUnary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
-class TracingInterceptor(grpc.aio.ServerInterceptor):
-    """A SERVER span per call, continuing the caller's ``traceparent`` (health and reflection calls: none).
+# gRPC methods that get no server span: health checks and reflection.
+UNTRACED_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
-    Each method's handler is wrapped once (handlers never change), so the per-call cost is the span itself.
-    """
 
-    _SKIP = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+def traced_handler(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """``handler`` in a SERVER span per call, continuing the caller's ``traceparent`` (infra.server's
+    TracingInterceptor wraps each method once with it)."""
+    inner = cast(AioUnary, handler.unary_unary)
+    name = method.lstrip("/")
+    service, _, rpc = name.rpartition("/")
+    attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+    async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        parent = None
+        for key, value in context.invocation_metadata() or ():
+            if key == TRACEPARENT:
+                parent = context_from(cast(str, value))  # a text (not -bin) key: str
+                break
+        with tracer.start_as_current_span(
+            name,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                return await inner(request, context)
+            finally:
+                if span.is_recording():
+                    grpc_status(span, context.code())
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or method.startswith(self._SKIP):
-            return handler
-        wrapped = self._wrapped[method] = self._wrap(method, handler)
-        return wrapped
-
-    @staticmethod
-    def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        inner = cast(AioUnary, handler.unary_unary)
-        name = method.lstrip("/")
-        service, _, rpc = name.rpartition("/")
-        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": rpc}
-
-        async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            parent = None
-            for key, value in context.invocation_metadata() or ():
-                if key == TRACEPARENT:
-                    parent = context_from(cast(str, value))  # a text (not -bin) key: str
-                    break
-            with tracer.start_as_current_span(
-                name,
-                context=parent,
-                kind=SpanKind.SERVER,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    return await inner(request, context)
-                finally:
-                    if span.is_recording():
-                        grpc_status(span, context.code())
-
-        return grpc.unary_unary_rpc_method_handler(
-            traced,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+    return grpc.unary_unary_rpc_method_handler(
+        traced,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sized
+from datetime import UTC, datetime, timedelta
 
 from infra.errors import InvalidArgument
 
@@ -30,6 +31,7 @@ __all__ = [
     "check_count",
     "check_sku",
     "check_text",
+    "check_window",
     "text_problem",
 ]
 
@@ -95,3 +97,20 @@ def check_count(field: str, items: Sized, maximum: int, *, required: bool = Fals
         raise InvalidArgument(field, "must not be empty")
     if len(items) > maximum:
         raise InvalidArgument(field, f"must have at most {maximum} entries")
+
+
+# The window an operator's report covers (the funnel, payment failure rates): the last hour by default, a month at most.
+DEFAULT_WINDOW = timedelta(hours=1)
+MAX_WINDOW = timedelta(days=31)
+
+
+def check_window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """(start, end) of a report's window: ``end`` now and ``start`` an hour before when unset; start before end,
+    at most MAX_WINDOW apart (InvalidArgument naming ``start_time`` otherwise)."""
+    end = end or datetime.now(UTC)
+    start = start or end - DEFAULT_WINDOW
+    if start >= end:
+        raise InvalidArgument("start_time", "must be before end_time")
+    if end - start > MAX_WINDOW:
+        raise InvalidArgument("start_time", "the window is at most 31 days")
+    return start, end

@@ -6,23 +6,14 @@ it watches DESIGN.md §4.3 from the outside (a spike of provider errors is where
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from infra.errors import InvalidArgument
+from infra.validation import check_window
 from payment.biz.ports import PaymentStats
 from payment.model.stats import FailureRates
 
 __all__ = ["failure_rates"]
 
-DEFAULT_WINDOW = timedelta(hours=1)
-MAX_WINDOW = timedelta(days=31)
-
 
 async def failure_rates(stats: PaymentStats, start: datetime | None, end: datetime | None) -> FailureRates:
-    end = end or datetime.now(UTC)
-    start = start or end - DEFAULT_WINDOW
-    if start >= end:
-        raise InvalidArgument("start_time", "must be before end_time")
-    if end - start > MAX_WINDOW:
-        raise InvalidArgument("start_time", "the window is at most 31 days")
-    return await stats.failure_rates(start, end)
+    return await stats.failure_rates(*check_window(start, end))

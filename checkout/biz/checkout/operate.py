@@ -16,7 +16,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from checkout.biz.checkout.dlq import LEASE_SECONDS, Attempt, FailedCompensationDrain
 from checkout.biz.checkout.recovery import SagaRecovery
@@ -25,8 +25,9 @@ from checkout.biz.ports import UnitOfWork
 from checkout.model.compensation import CompensationFilter, CompensationStatus, FailedCompensation
 from checkout.model.funnel import Funnel
 from checkout.model.session import Session, SessionStatus
-from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
+from infra.errors import FailedPrecondition, NotFound, Reason
 from infra.paging import decode_keyset_token, keyset_token
+from infra.validation import check_window
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -41,8 +42,6 @@ __all__ = [
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-DEFAULT_WINDOW = timedelta(hours=1)
-MAX_WINDOW = timedelta(days=31)
 
 
 def page_token(entry: FailedCompensation) -> str:
@@ -186,11 +185,6 @@ class FunnelReport:
         self._uow = uow
 
     async def window(self, start: datetime | None, end: datetime | None) -> Funnel:
-        end = end or datetime.now(UTC)
-        start = start or end - DEFAULT_WINDOW
-        if start >= end:
-            raise InvalidArgument("start_time", "must be before end_time")
-        if end - start > MAX_WINDOW:
-            raise InvalidArgument("start_time", "the window is at most 31 days")
+        start, end = check_window(start, end)
         async with self._uow.read() as tx:
             return await tx.funnel.funnel(start, end)
