@@ -19,23 +19,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from infra import certs, ops_cli, trace_view
 from infra import check as invariant_check
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
-from infra.channels import open_channel
 from infra.config import DEVELOPMENT, ConfigError, Settings, parse_addrs, redact
 from infra.localstack import LocalStack, LocalStackError, StackEndpoints
 from infra.mesh import Mesh, MeshError, RestartPolicy, mesh_env
 from infra.pii import PiiCipher, new_key_spec
 
 __all__ = ["main"]
+
+_M = TypeVar("_M", bound=Message)
 
 _INFRA_VARS = ("KASSA_DATABASE_URL", "KASSA_REDIS_URL", "KASSA_NATS_URL")
 # How often `kassa up` looks for a process the mesh gave up on.
@@ -436,25 +439,31 @@ def cmd_mail(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dead_letters(args: argparse.Namespace) -> int:
-    from kassa.notification.v1 import notification_service_pb2 as pb
+def _ask_notification(name: str, rpc: Callable[[Any, ops_cli.Mesh], Awaitable[_M]]) -> _M:
+    """One admin call to the notification service (``rpc(stub, mesh)``) with the operator commands' credentials
+    (infra.ops_cli.Mesh); a refusal is CommandFailed naming the RPC."""
     from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
 
-    settings = _local_settings()
-    token = mint_token(settings.jwt_secret, "kassa-cli", role=ROLE_ADMIN, ttl_seconds=300)
+    mesh = ops_cli.Mesh()
 
-    async def call() -> pb.ListDeadLettersResponse:
-        async with open_channel(settings.addr("notification"), settings.grpc_tls) as channel:
-            return await pb_grpc.NotificationServiceStub(channel).ListDeadLetters(
-                pb.ListDeadLettersRequest(page_size=args.limit),
-                metadata=(("authorization", f"Bearer {token}"),),
-                timeout=settings.rpc_timeout_seconds,
-            )
+    async def call() -> _M:
+        return await mesh.call("notification", lambda ch: rpc(pb_grpc.NotificationServiceStub(ch), mesh))
 
     try:
-        reply = asyncio.run(call())
+        return asyncio.run(call())
     except grpc.aio.AioRpcError as exc:
-        raise CommandFailed(f"ListDeadLetters: {exc.code().name}: {exc.details()}") from exc
+        raise CommandFailed(f"{name}: {exc.code().name}: {exc.details()}") from exc
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    from kassa.notification.v1 import notification_service_pb2 as pb
+
+    reply = _ask_notification(
+        "ListDeadLetters",
+        lambda stub, mesh: stub.ListDeadLetters(
+            pb.ListDeadLettersRequest(page_size=args.limit), metadata=mesh.metadata, timeout=mesh.timeout
+        ),
+    )
     if not reply.messages:
         print("no dead letters")
     for m in reply.messages:
@@ -464,24 +473,15 @@ def _dead_letters(args: argparse.Namespace) -> int:
 
 def _replay_dead_letter(args: argparse.Namespace) -> int:
     from kassa.notification.v1 import notification_service_pb2 as pb
-    from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
 
-    settings = _local_settings()
-    token = mint_token(settings.jwt_secret, "kassa-cli", role=ROLE_ADMIN, ttl_seconds=300)
-
-    async def call() -> pb.ReplayDeadLetterResponse:
-        async with open_channel(settings.addr("notification"), settings.grpc_tls) as channel:
-            # The send itself may retry for ~20 s: a longer deadline than an ordinary call.
-            return await pb_grpc.NotificationServiceStub(channel).ReplayDeadLetter(
-                pb.ReplayDeadLetterRequest(message_id=args.replay),
-                metadata=(("authorization", f"Bearer {token}"),),
-                timeout=max(settings.rpc_timeout_seconds, 60.0),
-            )
-
-    try:
-        m = asyncio.run(call()).message
-    except grpc.aio.AioRpcError as exc:
-        raise CommandFailed(f"ReplayDeadLetter: {exc.code().name}: {exc.details()}") from exc
+    reply = _ask_notification(
+        "ReplayDeadLetter",
+        # The send itself may retry for ~20 s: a longer deadline than an ordinary call.
+        lambda stub, mesh: stub.ReplayDeadLetter(
+            pb.ReplayDeadLetterRequest(message_id=args.replay), metadata=mesh.metadata, timeout=max(mesh.timeout, 60.0)
+        ),
+    )
+    m = reply.message
     status = pb.MessageStatus.Name(m.status).removeprefix("MESSAGE_STATUS_")
     print(f"{m.message_id}  {m.kind:<15} order {m.order_id}  to {m.recipient}  {status}  {m.last_error}".rstrip())
     return 0 if m.status == pb.MESSAGE_STATUS_SENT else 1
