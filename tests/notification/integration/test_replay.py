@@ -139,6 +139,8 @@ async def test_kassa_mail_replay_sends_a_dead_letter_again(
     message_id = await dead_letter(orders, order_server, service_token, settings)
     monkeypatch.setenv("KASSA_NOTIFICATION_ADDR", f"127.0.0.1:{notification_server.port}")
     monkeypatch.setenv("KASSA_JWT_SECRET", settings.jwt_secret)
+    assert await asyncio.to_thread(main, ["mail", "--dead", "--limit", "500"]) == 0
+    assert message_id in capsys.readouterr().out  # listed among the dead letters before its replay
     assert await asyncio.to_thread(main, ["mail", "--replay", message_id]) == 0
     assert f"{message_id}" in capsys.readouterr().out
     assert mails_with(sink.mail_dir, message_id) == 1
