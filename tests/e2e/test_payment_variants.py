@@ -52,12 +52,17 @@ async def test_three_d_secure_abandoned_until_the_window_ends_fails_and_releases
             order_id, intent_id = result["orderId"], intent_id_of(result["nextActionUrl"])
 
             # Nobody authenticates. The window passes: the order fails, the intent is cancelled, all is released.
+            # The order fails when checkout gives up on the window; the payment's void (or failure) reaches the
+            # order as an event after that, so both are waited for.
+            ended = ("PAYMENT_STATUS_VOIDED", "PAYMENT_STATUS_FAILED")
+
             async def failed() -> dict | None:
                 order = (await client.call("GET", f"/v1/orders/{order_id}"))["order"]
-                return order if order["status"] == "ORDER_STATUS_PAYMENT_FAILED" else None
+                done = order["status"] == "ORDER_STATUS_PAYMENT_FAILED" and order.get("paymentStatus") in ended
+                return order if done else None
 
             order = await eventually(failed, within=SETTLE_SECONDS, what="the order failing after its window")
-            assert order.get("paymentStatus") in ("PAYMENT_STATUS_VOIDED", "PAYMENT_STATUS_FAILED"), order
+            assert order["status"] == "ORDER_STATUS_PAYMENT_FAILED" and order.get("paymentStatus") in ended, order
 
             async def cancelled() -> dict | None:
                 intent = await sandbox.intent(intent_id)
