@@ -17,20 +17,27 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from collections.abc import Sized
 from datetime import UTC, datetime, timedelta
 
+from infra.address import Address
 from infra.errors import InvalidArgument
 
 __all__ = [
     "MAX_AMOUNT_MINOR",
+    "MAX_EMAIL_LENGTH",
     "MAX_ID_LENGTH",
     "MAX_TEXT_LENGTH",
     "SKU_PATTERN",
+    "check_address",
     "check_amount",
     "check_count",
+    "check_country",
+    "check_email",
     "check_sku",
     "check_text",
+    "check_uuid",
     "check_window",
     "text_problem",
 ]
@@ -40,6 +47,11 @@ MAX_AMOUNT_MINOR = 99_999_999_999
 MAX_TEXT_LENGTH = 200
 MAX_ID_LENGTH = 255
 SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# RFC 5321's longest path; a local part of at most 64 characters and a domain of dot-separated DNS labels.
+MAX_EMAIL_LENGTH = 254
+_EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+")
+# ISO 3166-1 alpha-2, upper case.
+_COUNTRY = re.compile(r"[A-Z]{2}")
 
 _MULTILINE_ALLOWED = frozenset("\t\n\r")
 # Cheap pre-check: most text is printable ASCII and needs no per-character look-up.
@@ -80,6 +92,45 @@ def check_sku(field: str, sku: str) -> str:
     if not SKU_PATTERN.fullmatch(sku):
         raise InvalidArgument(field, "must be 1-64 characters of A-Z a-z 0-9 . _ -")
     return sku
+
+
+def check_country(field: str, code: str) -> str:
+    """An ISO 3166-1 alpha-2 country code in upper case, like US."""
+    if not _COUNTRY.fullmatch(code):
+        raise InvalidArgument(field, "must be an ISO 3166-1 alpha-2 code in upper case, like US")
+    return code
+
+
+def check_email(field: str, email: str) -> str:
+    """An email address like name@example.com (surrounding spaces removed), at most MAX_EMAIL_LENGTH characters."""
+    email = email.strip()
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(email):
+        raise InvalidArgument(field, "must be an email address like name@example.com")
+    return check_text(field, email, max_length=MAX_EMAIL_LENGTH)
+
+
+def check_uuid(field: str, value: str) -> str:
+    """A UUID, returned in its canonical lower-case hyphenated form."""
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidArgument(field, "must be a UUID") from None
+
+
+_ADDRESS_REQUIRED = ("name", "line1", "city", "postal_code")
+_ADDRESS_OPTIONAL = ("line2", "region", "phone")
+
+
+def check_address(field: str, address: Address, *, max_length: int = MAX_TEXT_LENGTH) -> Address:
+    """A postal address a parcel can be sent to: name, line1, city and postal code present, every part storable
+    single-line text of at most ``max_length`` characters, an upper-case ISO country code. Fields are named
+    ``<field>.<part>``."""
+    for name in _ADDRESS_REQUIRED:
+        check_text(f"{field}.{name}", getattr(address, name), max_length=max_length, required=True)
+    for name in _ADDRESS_OPTIONAL:
+        check_text(f"{field}.{name}", getattr(address, name), max_length=max_length)
+    check_country(f"{field}.country_code", address.country_code)
+    return address
 
 
 def check_amount(field: str, amount: int, *, positive: bool = False, maximum: int = MAX_AMOUNT_MINOR) -> int:
