@@ -14,9 +14,14 @@ from infra.outbox import OutboxPublisher
 from infra.runner import App
 from infra.server import Registration
 from kassa.promotion.v1 import promotion_service_pb2_grpc
-from promotion.data.repos import SqlPromotionRepo
+from promotion.biz.create import CreatePromotion
+from promotion.biz.give_back import GiveBackOrderUsage
+from promotion.biz.reserve import ReservePromotionUsage
+from promotion.biz.settle import ConfirmPromotionUsage, ReleasePromotionUsage
+from promotion.biz.validate import ValidatePromotions
+from promotion.data.repositories import SqlUnitOfWork
 from promotion.data.tables import audit_log, outbox
-from promotion.service.promotion_service import PromotionService
+from promotion.service.promotion_service import PromotionServiceServicer
 from promotion.worker.order_events import order_events_consumer
 
 __all__ = ["bootstrap"]
@@ -39,14 +44,21 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     stack.push_async_callback(nc.close)
     await ensure_streams(js, ["promotion", "order"])
     publisher = OutboxPublisher(engine, outbox, js)
-    repo = SqlPromotionRepo(engine, on_events=publisher.notify)
-    consumer = order_events_consumer(js, repo)
+    uow = SqlUnitOfWork(engine, on_commit=publisher.notify)
+    consumer = order_events_consumer(js, GiveBackOrderUsage(uow))
+    servicer = PromotionServiceServicer(
+        validate=ValidatePromotions(uow, _utcnow),
+        reserve=ReservePromotionUsage(uow, _utcnow),
+        confirm=ConfirmPromotionUsage(uow),
+        release=ReleasePromotionUsage(uow),
+        create=CreatePromotion(uow),
+    )
     audit = AuditTrail(engine, audit_log, service="promotion", reads=("ValidatePromotions",))
     return App(
         registrations=[
             Registration(
                 promotion_service_pb2_grpc.add_PromotionServiceServicer_to_server,
-                PromotionService(repo, _utcnow),
+                servicer,
                 "kassa.promotion.v1.PromotionService",
             ),
             audit.registration,

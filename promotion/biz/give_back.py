@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from promotion.biz.ports import PromotionRepo
+from promotion.biz.ports import UnitOfWork
 from promotion.model.usage import Usage, UsageEvent, UsageStatus
 
-__all__ = ["CONSUMER", "ORDER_ENDED_EVENTS", "GivenBack", "give_back_order_usage"]
+__all__ = ["CONSUMER", "ORDER_ENDED_EVENTS", "GiveBackOrderUsage", "GivenBack"]
 
 CONSUMER = "promotion-order-events"
 ORDER_ENDED_EVENTS = ("OrderCancelled", "OrderPaymentFailed")
@@ -38,19 +38,25 @@ class GivenBack:
         return f"released {len(self.released)} use(s), returned {len(self.returned)} use(s)"
 
 
-async def give_back_order_usage(repo: PromotionRepo, *, event_id: str, reservation_ref: str) -> GivenBack:
+class GiveBackOrderUsage:
     """Release the reserved and return the confirmed uses of ``reservation_ref``, once per event."""
-    async with repo.transaction() as tx:
-        await tx.lock_reference(reservation_ref)
-        if not await tx.claim_event(CONSUMER, event_id):
-            return GivenBack(duplicate=True)
-        released = await tx.move_usages(reservation_ref, UsageStatus.RESERVED, UsageStatus.RELEASED)
-        returned = await tx.move_usages(reservation_ref, UsageStatus.CONFIRMED, UsageStatus.RETURNED)
-        # Promotions in code order, the order reserve locks them in, so this never deadlocks with it.
-        shifts = [(u, -1, 0) for u in released] + [(u, 0, -1) for u in returned]
-        for usage, reserved, used in sorted(shifts, key=lambda s: s[0].code):
-            await tx.shift_counts(usage.promotion_id, reserved=reserved, used=used)
-        for event_type, moved in (("PromotionUsageReleased", released), ("PromotionUsageReturned", returned)):
-            if moved:
-                await tx.add_event(UsageEvent(event_type, reservation_ref, moved[0].customer_id, tuple(moved)))
-        return GivenBack(tuple(released), tuple(returned))
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, *, event_id: str, reservation_ref: str) -> GivenBack:
+        async with self._uow.transaction() as tx:
+            await tx.usages.lock_reference(reservation_ref)
+            if not await tx.inbox.claim(CONSUMER, event_id):
+                return GivenBack(duplicate=True)
+            released = await tx.usages.move(reservation_ref, UsageStatus.RESERVED, UsageStatus.RELEASED)
+            returned = await tx.usages.move(reservation_ref, UsageStatus.CONFIRMED, UsageStatus.RETURNED)
+            # Promotions in code order, the order reserve locks them in, so this never deadlocks with it.
+            shifts = [(u, -1, 0) for u in released] + [(u, 0, -1) for u in returned]
+            for usage, reserved, used in sorted(shifts, key=lambda s: s[0].code):
+                await tx.promotions.shift_counts(usage.promotion_id, reserved=reserved, used=used)
+            for event_type, moved in (("PromotionUsageReleased", released), ("PromotionUsageReturned", returned)):
+                if moved:
+                    event = UsageEvent(event_type, reservation_ref, moved[0].customer_id, tuple(moved))
+                    await tx.add_event(event.event_type, event.reservation_ref, event.data())
+            return GivenBack(tuple(released), tuple(returned))

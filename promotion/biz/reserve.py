@@ -7,13 +7,13 @@ from datetime import datetime
 
 from infra.errors import AlreadyExists, FailedPrecondition, Reason
 from infra.money import Money
-from promotion.biz.discount import evaluate, normalize_codes
-from promotion.biz.ports import PromotionRepo
+from promotion.biz.ports import UnitOfWork
 from promotion.model.customer import email_key
+from promotion.model.discount import evaluate, normalize_codes
 from promotion.model.promotion import Cart
 from promotion.model.usage import Reservation, Usage, UsageStatus
 
-__all__ = ["reserve_promotion_usage"]
+__all__ = ["ReservePromotionUsage"]
 
 
 def _reservation(usages: list[Usage], currency_code: str) -> Reservation:
@@ -21,16 +21,7 @@ def _reservation(usages: list[Usage], currency_code: str) -> Reservation:
     return Reservation(usages, Money(currency_code, total), any(u.free_shipping for u in usages))
 
 
-async def reserve_promotion_usage(
-    repo: PromotionRepo,
-    clock: Callable[[], datetime],
-    *,
-    reservation_ref: str,
-    codes: Sequence[str],
-    cart: Cart,
-    customer_id: str,
-    customer_email: str = "",
-) -> Reservation:
+class ReservePromotionUsage:
     """Usage limits are never exceeded, under any concurrency, and a retry counts nothing twice.
 
     A per-customer limit counts the uses of ``customer_id`` and of the mailbox ``customer_email``
@@ -44,56 +35,70 @@ async def reserve_promotion_usage(
     transaction back so nothing stays reserved. A reference whose earlier uses were released
     (a failed checkout attempt) reserves afresh; one whose order ended (uses returned) is refused.
     """
-    wanted = normalize_codes(codes)
-    if not wanted:
-        return Reservation([], Money.zero(cart.currency_code), False)
-    async with repo.transaction() as tx:
-        await tx.lock_reference(reservation_ref)
-        existing = await tx.usages(reservation_ref)
-        if any(u.status is UsageStatus.RETURNED for u in existing):
-            # The reference's order was placed and then ended: the session is finished.
-            raise FailedPrecondition(
-                f"the order of {reservation_ref} ended and its promotion uses were given back",
-                reason=Reason.SESSION_NOT_OPEN,
-                metadata={"reservation_ref": reservation_ref},
-            )
-        active = [u for u in existing if u.status is not UsageStatus.RELEASED]
-        if active:
-            if sorted(u.code for u in active) != sorted(wanted):
-                raise AlreadyExists(
-                    f"reservation {reservation_ref} already holds other codes",
-                    reason=Reason.IDEMPOTENCY_KEY_REUSED,
+
+    def __init__(self, uow: UnitOfWork, clock: Callable[[], datetime]) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    async def __call__(
+        self,
+        *,
+        reservation_ref: str,
+        codes: Sequence[str],
+        cart: Cart,
+        customer_id: str,
+        customer_email: str = "",
+    ) -> Reservation:
+        wanted = normalize_codes(codes)
+        if not wanted:
+            return Reservation([], Money.zero(cart.currency_code), False)
+        async with self._uow.transaction() as tx:
+            await tx.usages.lock_reference(reservation_ref)
+            existing = await tx.usages.of_reference(reservation_ref)
+            if any(u.status is UsageStatus.RETURNED for u in existing):
+                # The reference's order was placed and then ended: the session is finished.
+                raise FailedPrecondition(
+                    f"the order of {reservation_ref} ended and its promotion uses were given back",
+                    reason=Reason.SESSION_NOT_OPEN,
                     metadata={"reservation_ref": reservation_ref},
                 )
-            by_code = {u.code: u for u in active}
-            return _reservation([by_code[c] for c in wanted], cart.currency_code)
-        promotions = await tx.lock_promotions(wanted)
-        mailbox = email_key(customer_email)
-        uses = await tx.customer_uses([p.promotion_id for p in promotions.values()], customer_id, mailbox)
-        evaluation = evaluate(wanted, promotions, cart, clock(), uses)
-        if evaluation.rejected:
-            first = evaluation.rejected[0]
-            raise FailedPrecondition(first.message, reason=first.reason, metadata={"code": first.code})
-        usages = [
-            Usage(
-                promotion_id=applied.promotion_id,
-                code=applied.code,
-                reservation_ref=reservation_ref,
-                customer_id=customer_id,
-                status=UsageStatus.RESERVED,
-                discount=applied.discount,
-                free_shipping=applied.free_shipping,
-                customer_email_key=mailbox,
-            )
-            for applied in sorted(evaluation.applied, key=lambda a: a.code)
-        ]
-        taken = await tx.take_uses(usages)
-        exhausted = next((u for u in usages if u.promotion_id not in taken), None)
-        if exhausted is not None:
-            raise FailedPrecondition(
-                f"{exhausted.code} has reached its usage limit",
-                reason=Reason.PROMOTION_EXHAUSTED,
-                metadata={"code": exhausted.code},
-            )
-    by_code = {u.code: u for u in usages}
-    return _reservation([by_code[a.code] for a in evaluation.applied], cart.currency_code)
+            active = [u for u in existing if u.status is not UsageStatus.RELEASED]
+            if active:
+                if sorted(u.code for u in active) != sorted(wanted):
+                    raise AlreadyExists(
+                        f"reservation {reservation_ref} already holds other codes",
+                        reason=Reason.IDEMPOTENCY_KEY_REUSED,
+                        metadata={"reservation_ref": reservation_ref},
+                    )
+                by_code = {u.code: u for u in active}
+                return _reservation([by_code[c] for c in wanted], cart.currency_code)
+            promotions = await tx.promotions.lock(wanted)
+            mailbox = email_key(customer_email)
+            uses = await tx.usages.customer_uses([p.promotion_id for p in promotions.values()], customer_id, mailbox)
+            evaluation = evaluate(wanted, promotions, cart, self._clock(), uses)
+            if evaluation.rejected:
+                first = evaluation.rejected[0]
+                raise FailedPrecondition(first.message, reason=first.reason, metadata={"code": first.code})
+            usages = [
+                Usage(
+                    promotion_id=applied.promotion_id,
+                    code=applied.code,
+                    reservation_ref=reservation_ref,
+                    customer_id=customer_id,
+                    status=UsageStatus.RESERVED,
+                    discount=applied.discount,
+                    free_shipping=applied.free_shipping,
+                    customer_email_key=mailbox,
+                )
+                for applied in sorted(evaluation.applied, key=lambda a: a.code)
+            ]
+            taken = await tx.usages.take(usages)
+            exhausted = next((u for u in usages if u.promotion_id not in taken), None)
+            if exhausted is not None:
+                raise FailedPrecondition(
+                    f"{exhausted.code} has reached its usage limit",
+                    reason=Reason.PROMOTION_EXHAUSTED,
+                    metadata={"code": exhausted.code},
+                )
+        by_code = {u.code: u for u in usages}
+        return _reservation([by_code[a.code] for a in evaluation.applied], cart.currency_code)

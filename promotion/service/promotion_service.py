@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import cast
 
 import grpc
@@ -13,11 +11,7 @@ from infra.errors import InvalidArgument
 from infra.money import Money
 from infra.pb import money_to_pb, timestamp_to_pb
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2, promotion_service_pb2_grpc
-from promotion.biz.create import create_promotion
-from promotion.biz.ports import PromotionRepo
-from promotion.biz.reserve import reserve_promotion_usage
-from promotion.biz.settle import confirm_promotion_usage, release_promotion_usage
-from promotion.biz.validate import validate_promotions
+from promotion.biz import create, reserve, settle, validate
 from promotion.model.promotion import Applied, Promotion
 from promotion.model.usage import Usage
 from promotion.service.validation import (
@@ -30,7 +24,7 @@ from promotion.service.validation import (
     promotion_from_pb,
 )
 
-__all__ = ["PromotionService"]
+__all__ = ["PromotionServiceServicer"]
 
 _TYPE_PB = {kind: number for number, kind in PB_TYPES.items()}
 
@@ -68,12 +62,24 @@ def _promotion_pb(p: Promotion) -> promotion_pb2.Promotion:
     )
 
 
-class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
+class PromotionServiceServicer(promotion_service_pb2_grpc.PromotionServiceServicer):
     """CreatePromotion takes an admin token; usage changes a service token (checkout's); a preview either."""
 
-    def __init__(self, repo: PromotionRepo, clock: Callable[[], datetime]) -> None:
-        self._repo = repo
-        self._clock = clock
+    # The use cases by module (create.CreatePromotion): a bare name would be shadowed by the RPC of that name.
+    def __init__(
+        self,
+        *,
+        validate: validate.ValidatePromotions,
+        reserve: reserve.ReservePromotionUsage,
+        confirm: settle.ConfirmPromotionUsage,
+        release: settle.ReleasePromotionUsage,
+        create: create.CreatePromotion,
+    ) -> None:
+        self._validate = validate
+        self._reserve = reserve
+        self._confirm = confirm
+        self._release = release
+        self._create = create
 
     async def ValidatePromotions(
         self, request: promotion_service_pb2.ValidatePromotionsRequest, context: grpc.aio.ServicerContext
@@ -83,9 +89,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
         codes = check_codes(request.codes)
         customer_id = check_customer("customer_id", request.customer_id, required=False)
         email = check_email(request.customer_email)
-        result = await validate_promotions(
-            self._repo, self._clock, codes=codes, cart=cart, customer_id=customer_id, customer_email=email
-        )
+        result = await self._validate(codes=codes, cart=cart, customer_id=customer_id, customer_email=email)
         return promotion_service_pb2.ValidatePromotionsResponse(
             applied=[_applied_pb(a) for a in result.applied],
             rejected=[
@@ -105,8 +109,8 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
         cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
         codes = check_codes(request.codes)
         email = check_email(request.customer_email)
-        reservation = await reserve_promotion_usage(
-            self._repo, self._clock, reservation_ref=ref, codes=codes, cart=cart, customer_id=request.customer_id,
+        reservation = await self._reserve(
+            reservation_ref=ref, codes=codes, cart=cart, customer_id=request.customer_id,
             customer_email=email,
         )  # fmt: skip
         return promotion_service_pb2.ReservePromotionUsageResponse(
@@ -120,7 +124,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     ) -> promotion_service_pb2.ConfirmPromotionUsageResponse:
         require_service()
         ref = check_reference("reservation_ref", request.reservation_ref)
-        confirmed = await confirm_promotion_usage(self._repo, ref)
+        confirmed = await self._confirm(ref)
         return promotion_service_pb2.ConfirmPromotionUsageResponse(confirmed=confirmed)
 
     async def ReleasePromotionUsage(
@@ -128,7 +132,7 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
     ) -> promotion_service_pb2.ReleasePromotionUsageResponse:
         require_service()
         ref = check_reference("reservation_ref", request.reservation_ref)
-        released = await release_promotion_usage(self._repo, ref)
+        released = await self._release(ref)
         return promotion_service_pb2.ReleasePromotionUsageResponse(released=released)
 
     async def CreatePromotion(
@@ -137,5 +141,5 @@ class PromotionService(promotion_service_pb2_grpc.PromotionServiceServicer):
         require_admin()
         if not request.HasField("promotion"):
             raise InvalidArgument("promotion", "is required")
-        stored = await create_promotion(self._repo, promotion_from_pb(request.promotion))
+        stored = await self._create(promotion_from_pb(request.promotion))
         return promotion_service_pb2.CreatePromotionResponse(promotion=_promotion_pb(stored))

@@ -30,7 +30,11 @@ from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as inventory_pb
 from pricing.service.pricing_service import PricingService
-from promotion.service.promotion_service import PromotionService
+from promotion.biz.create import CreatePromotion
+from promotion.biz.reserve import ReservePromotionUsage
+from promotion.biz.settle import ConfirmPromotionUsage, ReleasePromotionUsage
+from promotion.biz.validate import ValidatePromotions
+from promotion.service.promotion_service import PromotionServiceServicer
 from warehouse.service.inventory import InventoryService
 
 pytestmark = pytest.mark.unit
@@ -57,7 +61,19 @@ IDENTITIES = {
 
 inventory = InventoryService(Tripwire(), default_ttl_seconds=900)  # type: ignore[arg-type]
 pricing = PricingService(Tripwire(), Tripwire())  # type: ignore[arg-type]
-promotion = PromotionService(Tripwire(), lambda: datetime(2030, 1, 1, tzinfo=UTC))  # type: ignore[arg-type]
+
+
+def _clock() -> datetime:
+    return datetime(2030, 1, 1, tzinfo=UTC)
+
+
+promotion = PromotionServiceServicer(
+    validate=ValidatePromotions(Tripwire(), _clock),  # type: ignore[arg-type]
+    reserve=ReservePromotionUsage(Tripwire(), _clock),  # type: ignore[arg-type]
+    confirm=ConfirmPromotionUsage(Tripwire()),  # type: ignore[arg-type]
+    release=ReleasePromotionUsage(Tripwire()),  # type: ignore[arg-type]
+    create=CreatePromotion(Tripwire()),  # type: ignore[arg-type]
+)
 
 USD = money_pb2.Money(currency_code="USD", amount_minor=1000)
 ADDRESS = address_pb2.Address(name="Depot", line1="1 Quay", city="Oslo", postal_code="0150", country_code="NO")

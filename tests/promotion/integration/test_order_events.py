@@ -19,7 +19,8 @@ from infra.config import Settings
 from infra.events import connect, subject
 from kassa.promotion.v1 import promotion_service_pb2 as pb
 from kassa.promotion.v1.promotion_service_pb2_grpc import PromotionServiceStub
-from promotion.data.repos import SqlPromotionRepo
+from promotion.biz.give_back import GiveBackOrderUsage
+from promotion.data.repositories import SqlUnitOfWork
 from promotion.data.tables import outbox, promotion_usages
 from promotion.worker.order_events import OrderEventHandler
 from tests.promotion.integration.test_promotion_service import counts, create, reserve_request
@@ -50,7 +51,7 @@ async def test_a_cancelled_order_returns_its_confirmed_use_once(
     await promotion_stub.ReservePromotionUsage(reserve_request(ref, [promo.code], customer), metadata=md)
     await promotion_stub.ConfirmPromotionUsage(pb.ConfirmPromotionUsageRequest(reservation_ref=ref), metadata=md)
     used = await counts(promotion_db, promo.code)
-    handler = OrderEventHandler(SqlPromotionRepo(promotion_db))
+    handler = OrderEventHandler(GiveBackOrderUsage(SqlUnitOfWork(promotion_db)))
     cancelled = order_event(ref)
 
     first = await handler(cancelled)
@@ -92,7 +93,9 @@ async def test_a_failed_payment_releases_the_reserved_use(
     ref = unique("ref")
     await promotion_stub.ReservePromotionUsage(reserve_request(ref, [promo.code]), metadata=md)
 
-    outcome = await OrderEventHandler(SqlPromotionRepo(promotion_db))(order_event(ref, "OrderPaymentFailed"))
+    outcome = await OrderEventHandler(GiveBackOrderUsage(SqlUnitOfWork(promotion_db)))(
+        order_event(ref, "OrderPaymentFailed")
+    )
     confirm_after = await grpc_outcome(
         promotion_stub.ConfirmPromotionUsage(pb.ConfirmPromotionUsageRequest(reservation_ref=ref), metadata=md)
     )
@@ -112,7 +115,7 @@ async def test_confirm_racing_the_cancellation_never_both_apply(
     refs = [unique("race") for _ in range(12)]
     for ref in refs:
         await promotion_stub.ReservePromotionUsage(reserve_request(ref, [promo.code], unique("cust")), metadata=md)
-    handler = OrderEventHandler(SqlPromotionRepo(promotion_db))
+    handler = OrderEventHandler(GiveBackOrderUsage(SqlUnitOfWork(promotion_db)))
 
     async def race(ref: str) -> tuple[str, str]:
         confirm = promotion_stub.ConfirmPromotionUsage(

@@ -17,10 +17,11 @@ from infra.config import Settings
 from infra.db import create_engine
 from infra.errors import FailedPrecondition
 from infra.money import Money
-from promotion.biz.reserve import reserve_promotion_usage
-from promotion.biz.settle import release_promotion_usage
-from promotion.biz.validate import validate_promotions
-from promotion.data.repos import SqlPromotionRepo
+from promotion.biz.create import CreatePromotion
+from promotion.biz.reserve import ReservePromotionUsage
+from promotion.biz.settle import ReleasePromotionUsage
+from promotion.biz.validate import ValidatePromotions
+from promotion.data.repositories import SqlUnitOfWork
 from promotion.data.tables import promotion_usages, promotions
 from promotion.model.promotion import Cart, CartLine, Promotion, PromotionType
 
@@ -40,10 +41,10 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _create(repo: SqlPromotionRepo, **fields: Any) -> Promotion:
+async def _create(uow: SqlUnitOfWork, **fields: Any) -> Promotion:
     values: dict[str, Any] = {"percent_off": 10, "combinable": True}
     values.update(fields)
-    stored = await repo.create(
+    stored = await CreatePromotion(uow)(
         Promotion(str(uuid.uuid4()), unique("RT").upper(), "round trips", PromotionType.PERCENTAGE, **values)
     )
     assert stored is not None
@@ -61,31 +62,31 @@ async def _counts(engine: AsyncEngine, code: str) -> tuple[int, int]:
 
 
 async def test_validate_is_one_autocommit_statement(engine: AsyncEngine) -> None:
-    repo = SqlPromotionRepo(engine)
-    limited = await _create(repo, usage_limit_per_customer=1)
-    other = await _create(repo)
-    await reserve_promotion_usage(
-        repo, _now, reservation_ref=unique("ref"), codes=[limited.code], cart=CART, customer_id="cust-rt"
+    uow = SqlUnitOfWork(engine)
+    limited = await _create(uow, usage_limit_per_customer=1)
+    other = await _create(uow)
+    await ReservePromotionUsage(uow, _now)(
+        reservation_ref=unique("ref"), codes=[limited.code], cart=CART, customer_id="cust-rt"
     )
     trips = RoundTrips(engine)
 
-    result = await validate_promotions(repo, _now, codes=[limited.code, other.code], cart=CART, customer_id="cust-rt")
+    result = await ValidatePromotions(uow, _now)(codes=[limited.code, other.code], cart=CART, customer_id="cust-rt")
 
     assert [a.code for a in result.applied] == [other.code]
     assert [(r.code, r.reason) for r in result.rejected] == [(limited.code, "PROMOTION_EXHAUSTED")]
     assert trips.take() == Trips(statements=1, autocommit=1)
     # Without a customer the per-customer limit is not checked.
-    anonymous = await validate_promotions(repo, _now, codes=[limited.code], cart=CART, customer_id="")
+    anonymous = await ValidatePromotions(uow, _now)(codes=[limited.code], cart=CART, customer_id="")
     assert [a.code for a in anonymous.applied] == [limited.code]
 
 
 async def test_reserve_takes_every_code_in_one_statement(engine: AsyncEngine) -> None:
-    repo = SqlPromotionRepo(engine)
-    codes = sorted([(await _create(repo)).code for _ in range(3)])
+    uow = SqlUnitOfWork(engine)
+    codes = sorted([(await _create(uow)).code for _ in range(3)])
     trips = RoundTrips(engine)
 
-    reservation = await reserve_promotion_usage(
-        repo, _now, reservation_ref=unique("ref"), codes=codes, cart=CART, customer_id="cust-rt"
+    reservation = await ReservePromotionUsage(uow, _now)(
+        reservation_ref=unique("ref"), codes=codes, cart=CART, customer_id="cust-rt"
     )
 
     assert [u.code for u in reservation.usages] == codes
@@ -96,16 +97,16 @@ async def test_reserve_takes_every_code_in_one_statement(engine: AsyncEngine) ->
 
 
 async def test_batched_reserve_refuses_the_exhausted_code_and_keeps_nothing(engine: AsyncEngine) -> None:
-    repo = SqlPromotionRepo(engine)
-    free, full = await _create(repo), await _create(repo, usage_limit=1)
-    await reserve_promotion_usage(
-        repo, _now, reservation_ref=unique("ref"), codes=[full.code], cart=CART, customer_id="cust-a"
+    uow = SqlUnitOfWork(engine)
+    free, full = await _create(uow), await _create(uow, usage_limit=1)
+    await ReservePromotionUsage(uow, _now)(
+        reservation_ref=unique("ref"), codes=[full.code], cart=CART, customer_id="cust-a"
     )
     ref = unique("ref")
 
     with pytest.raises(FailedPrecondition) as exc_info:
-        await reserve_promotion_usage(
-            repo, _now, reservation_ref=ref, codes=[free.code, full.code], cart=CART, customer_id="cust-b"
+        await ReservePromotionUsage(uow, _now)(
+            reservation_ref=ref, codes=[free.code, full.code], cart=CART, customer_id="cust-b"
         )
 
     assert exc_info.value.metadata == {"code": full.code}
@@ -117,15 +118,13 @@ async def test_batched_reserve_refuses_the_exhausted_code_and_keeps_nothing(engi
 
 
 async def test_a_released_reference_reserves_again_through_the_batched_insert(engine: AsyncEngine) -> None:
-    repo = SqlPromotionRepo(engine)
-    promo = await _create(repo, usage_limit=1)
+    uow = SqlUnitOfWork(engine)
+    promo = await _create(uow, usage_limit=1)
     ref = unique("ref")
-    await reserve_promotion_usage(repo, _now, reservation_ref=ref, codes=[promo.code], cart=CART, customer_id="c")
-    assert await release_promotion_usage(repo, ref) == 1
+    await ReservePromotionUsage(uow, _now)(reservation_ref=ref, codes=[promo.code], cart=CART, customer_id="c")
+    assert await ReleasePromotionUsage(uow)(ref) == 1
 
-    again = await reserve_promotion_usage(
-        repo, _now, reservation_ref=ref, codes=[promo.code], cart=CART, customer_id="c"
-    )
+    again = await ReservePromotionUsage(uow, _now)(reservation_ref=ref, codes=[promo.code], cart=CART, customer_id="c")
 
     assert [(u.code, u.status.value) for u in again.usages] == [(promo.code, "reserved")]
     async with engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""The pricing of promotions: which codes apply to a cart and what each takes off. Pure, no I/O.
+"""The pricing of promotions: which codes apply to a cart and what each takes off. Pure, no I/O: a domain rule.
 
 Rules, in the order they are checked for each code (codes keep the customer's order):
 

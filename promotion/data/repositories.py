@@ -1,4 +1,5 @@
-"""Postgres implementations of promotion's ports."""
+"""Postgres implementations of promotion's storage ports: the repositories of one transaction, SqlTx and
+SqlUnitOfWork, the only place a transaction begins."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from infra.money import Money
 from infra.outbox import add_event, claim_inbox
 from promotion.data.tables import SCHEMA, audit_log, inbox, outbox, promotion_usages, promotions
 from promotion.model.promotion import Conditions, Promotion, PromotionType
-from promotion.model.usage import Usage, UsageEvent, UsageStatus
+from promotion.model.usage import Usage, UsageStatus
 
-__all__ = ["SqlPromotionRepo", "SqlPromotionUnitOfWork"]
+__all__ = ["SqlInbox", "SqlPromotionRepo", "SqlTx", "SqlUnitOfWork", "SqlUsageRepo"]
 
 _ACTIVE = (UsageStatus.RESERVED.value, UsageStatus.CONFIRMED.value)
 
@@ -160,73 +161,15 @@ def _uuids(ids: Sequence[str]) -> list[uuid.UUID]:
     return [uuid.UUID(i) for i in ids]
 
 
-async def _customer_uses(
-    conn: AsyncConnection, promotion_ids: Sequence[str], customer_id: str, email_key: str | None
-) -> dict[str, int]:
-    if not promotion_ids:
-        return {}
-    params = {"customer_id": customer_id, "email_key": email_key, "promotion_ids": _uuids(promotion_ids)}
-    rows = await conn.execute(_CUSTOMER_USES, params)
-    return {str(pid): n for pid, n in rows.all()}
-
-
-class SqlPromotionUnitOfWork:
-    """One open transaction on ``conn``; see :class:`promotion.biz.ports.PromotionUnitOfWork`."""
+class SqlPromotionRepo:
+    """The promotions, on the connection of one transaction (or of autocommit reads)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
-        self.events_added = False
 
-    async def lock_reference(self, reservation_ref: str) -> None:
-        await self._conn.execute(_LOCK_REFERENCE, {"key": f"kassa-promotion-reservation:{reservation_ref}"})
-
-    async def usages(self, reservation_ref: str) -> list[Usage]:
-        return [_usage(r) for r in (await self._conn.execute(_USAGES, {"ref": reservation_ref})).all()]
-
-    async def lock_promotions(self, codes: Sequence[str]) -> dict[str, Promotion]:
+    async def lock(self, codes: Sequence[str]) -> dict[str, Promotion]:
         rows = (await self._conn.execute(_LOCK_PROMOTIONS, {"codes": list(codes)})).all()
         return {row.code: _promotion(row) for row in rows}
-
-    async def customer_uses(
-        self, promotion_ids: Sequence[str], customer_id: str, email_key: str | None
-    ) -> dict[str, int]:
-        return await _customer_uses(self._conn, promotion_ids, customer_id, email_key)
-
-    async def take_uses(self, usages: Sequence[Usage]) -> set[str]:
-        if not usages:
-            return set()
-        # One reservation (the biz layer's contract): one reference, customer and status for all.
-        first = usages[0]
-        rows = await self._conn.execute(
-            _TAKE_USES,
-            {
-                "promotion_ids": _uuids([u.promotion_id for u in usages]),
-                "codes": [u.code for u in usages],
-                "discounts": [u.discount.amount_minor for u in usages],
-                "currencies": [u.discount.currency_code for u in usages],
-                "free_shipping": [u.free_shipping for u in usages],
-                "ref": first.reservation_ref,
-                "customer_id": first.customer_id,
-                "email_key": first.customer_email_key,
-                "status": first.status.value,
-            },
-        )
-        return {str(pid) for (pid,) in rows.all()}
-
-    async def move_usages(self, reservation_ref: str, src: UsageStatus, dst: UsageStatus) -> list[Usage]:
-        u = promotion_usages
-        stamps: dict[str, Any] = {"updated_at": sa.func.now()}
-        if dst is UsageStatus.CONFIRMED:
-            stamps["confirmed_at"] = sa.func.now()
-        elif dst is UsageStatus.RELEASED:
-            stamps["released_at"] = sa.func.now()
-        stmt = (
-            u.update()
-            .where(u.c.reservation_ref == reservation_ref, u.c.status == src.value)
-            .values(status=dst.value, **stamps)
-            .returning(*u.c)
-        )
-        return [_usage(r) for r in (await self._conn.execute(stmt)).all()]
 
     async def shift_counts(self, promotion_id: str, *, reserved: int, used: int) -> None:
         p = promotions
@@ -240,46 +183,15 @@ class SqlPromotionUnitOfWork:
             )
         )
 
-    async def add_event(self, event: UsageEvent) -> None:
-        await add_event(
-            self._conn,
-            outbox,
-            service="promotion",
-            event_type=event.event_type,
-            aggregate_id=event.reservation_ref,
-            data=event.data(),
-        )
-        self.events_added = True
-
-    async def claim_event(self, consumer: str, event_id: str) -> bool:
-        return await claim_inbox(self._conn, inbox, consumer, event_id)
-
-
-class SqlPromotionRepo:
-    def __init__(self, engine: AsyncEngine, *, on_events: Callable[[], None] | None = None) -> None:
-        """``on_events`` runs after a commit that wrote outbox events (wakes the publisher early)."""
-        self._engine = engine
-        self._reads = single_statements(engine)
-        self._on_events = on_events
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlPromotionUnitOfWork]:
-        async with self._engine.begin() as conn:
-            uow = SqlPromotionUnitOfWork(conn)
-            yield uow
-        if uow.events_added and self._on_events is not None:
-            self._on_events()
-
     async def find_with_customer_uses(
         self, codes: Sequence[str], customer_id: str, email_key: str | None
     ) -> tuple[dict[str, Promotion], dict[str, int]]:
-        # One statement, so no transaction is needed around it (autocommit: no BEGIN/ROLLBACK round trips).
+        # One statement, so a read (autocommit: no BEGIN/ROLLBACK round trips) needs no transaction around it.
         params = {"codes": list(codes), "customer_id": customer_id, "email_key": email_key}
-        async with self._reads.connect() as conn:
-            rows = (await conn.execute(_FIND_WITH_CUSTOMER_USES, params)).all()
-        promotions = {row.code: _promotion(row) for row in rows}
+        rows = (await self._conn.execute(_FIND_WITH_CUSTOMER_USES, params)).all()
+        found = {row.code: _promotion(row) for row in rows}
         uses = {str(row.promotion_id): row.customer_uses for row in rows if row.customer_uses}
-        return promotions, uses
+        return found, uses
 
     async def create(self, promotion: Promotion) -> Promotion | None:
         stmt = (
@@ -304,8 +216,116 @@ class SqlPromotionRepo:
             .on_conflict_do_nothing(index_elements=[promotions.c.code])
             .returning(*promotions.c)
         )
+        row = (await self._conn.execute(stmt)).first()
+        if row is None:
+            return None
+        await audit.record(self._conn, audit_log, f"promotions/{promotion.code}")
+        return _promotion(row)
+
+
+class SqlUsageRepo:
+    """The uses of promotions, by reservation reference, on the connection of one transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def lock_reference(self, reservation_ref: str) -> None:
+        await self._conn.execute(_LOCK_REFERENCE, {"key": f"kassa-promotion-reservation:{reservation_ref}"})
+
+    async def of_reference(self, reservation_ref: str) -> list[Usage]:
+        return [_usage(r) for r in (await self._conn.execute(_USAGES, {"ref": reservation_ref})).all()]
+
+    async def customer_uses(
+        self, promotion_ids: Sequence[str], customer_id: str, email_key: str | None
+    ) -> dict[str, int]:
+        if not promotion_ids:
+            return {}
+        params = {"customer_id": customer_id, "email_key": email_key, "promotion_ids": _uuids(promotion_ids)}
+        rows = await self._conn.execute(_CUSTOMER_USES, params)
+        return {str(pid): n for pid, n in rows.all()}
+
+    async def take(self, usages: Sequence[Usage]) -> set[str]:
+        if not usages:
+            return set()
+        # One reservation (the biz layer's contract): one reference, customer and status for all.
+        first = usages[0]
+        rows = await self._conn.execute(
+            _TAKE_USES,
+            {
+                "promotion_ids": _uuids([u.promotion_id for u in usages]),
+                "codes": [u.code for u in usages],
+                "discounts": [u.discount.amount_minor for u in usages],
+                "currencies": [u.discount.currency_code for u in usages],
+                "free_shipping": [u.free_shipping for u in usages],
+                "ref": first.reservation_ref,
+                "customer_id": first.customer_id,
+                "email_key": first.customer_email_key,
+                "status": first.status.value,
+            },
+        )
+        return {str(pid) for (pid,) in rows.all()}
+
+    async def move(self, reservation_ref: str, src: UsageStatus, dst: UsageStatus) -> list[Usage]:
+        u = promotion_usages
+        stamps: dict[str, Any] = {"updated_at": sa.func.now()}
+        if dst is UsageStatus.CONFIRMED:
+            stamps["confirmed_at"] = sa.func.now()
+        elif dst is UsageStatus.RELEASED:
+            stamps["released_at"] = sa.func.now()
+        stmt = (
+            u.update()
+            .where(u.c.reservation_ref == reservation_ref, u.c.status == src.value)
+            .values(status=dst.value, **stamps)
+            .returning(*u.c)
+        )
+        return [_usage(r) for r in (await self._conn.execute(stmt)).all()]
+
+
+class SqlInbox:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        return await claim_inbox(self._conn, inbox, consumer, event_id)
+
+
+class SqlTx:
+    """The repositories of one transaction (or of one autocommit read) and its outbox."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.promotions = SqlPromotionRepo(conn)
+        self.usages = SqlUsageRepo(conn)
+        self.inbox = SqlInbox(conn)
+        self._conn = conn
+        self.events = 0
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        await add_event(
+            self._conn, outbox, service="promotion", event_type=event_type, aggregate_id=aggregate_id, data=data
+        )
+        self.events += 1
+
+
+class SqlUnitOfWork:
+    """Commits when the block exits cleanly; ``on_commit`` wakes the outbox publisher after a commit with events."""
+
+    def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] | None = None) -> None:
+        self._engine = engine
+        self._reads = single_statements(engine)
+        self._on_commit = on_commit
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
         async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt)).first()
-            if row is not None:
-                await audit.record(conn, audit_log, f"promotions/{promotion.code}")
-        return _promotion(row) if row is not None else None
+            tx = SqlTx(conn)
+            yield tx
+        if tx.events and self._on_commit is not None:
+            self._on_commit()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
+        async with self._reads.connect() as conn:
+            tx = SqlTx(conn)
+            yield tx
+        assert not tx.events, "an event must commit with its change: use the unit of work's transaction"
