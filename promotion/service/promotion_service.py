@@ -19,7 +19,7 @@ from promotion.service.validation import (
     cart_from_pb,
     check_codes,
     check_customer,
-    check_email,
+    check_customer_email,
     check_reference,
     promotion_from_pb,
 )
@@ -88,7 +88,7 @@ class PromotionServiceServicer(promotion_service_pb2_grpc.PromotionServiceServic
         cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
         codes = check_codes(request.codes)
         customer_id = check_customer("customer_id", request.customer_id, required=False)
-        email = check_email(request.customer_email)
+        email = check_customer_email(request.customer_email)
         result = await self._validate(codes=codes, cart=cart, customer_id=customer_id, customer_email=email)
         return promotion_service_pb2.ValidatePromotionsResponse(
             applied=[_applied_pb(a) for a in result.applied],
@@ -108,7 +108,7 @@ class PromotionServiceServicer(promotion_service_pb2_grpc.PromotionServiceServic
         check_customer("customer_id", request.customer_id, required=True)
         cart = cart_from_pb(request.currency_code, request.lines, request.shipping_total)
         codes = check_codes(request.codes)
-        email = check_email(request.customer_email)
+        email = check_customer_email(request.customer_email)
         reservation = await self._reserve(
             reservation_ref=ref, codes=codes, cart=cart, customer_id=request.customer_id,
             customer_email=email,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from infra.errors import InvalidArgument
 from infra.pb import checked_currency, checked_datetime, money_in_currency
-from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_count, check_text
+from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_count, check_email, check_sku, check_text
 from kassa.common.v1 import money_pb2
 from kassa.promotion.v1 import promotion_pb2
 from promotion.model.promotion import Cart, CartLine, Conditions, Promotion, PromotionType
@@ -18,6 +18,7 @@ __all__ = [
     "cart_from_pb",
     "check_codes",
     "check_customer",
+    "check_customer_email",
     "check_reference",
     "promotion_from_pb",
 ]
@@ -26,12 +27,10 @@ MAX_CODES = 10
 MAX_LINES = 1000
 MAX_QUANTITY = 1_000_000
 _CODE = re.compile(r"[A-Z0-9_-]{3,32}")
-_SKU = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _REF_MAX = 128
 _LABEL_MAX = 128
 _NAME_MAX = 200
 _CUSTOMER_MAX = 255
-_EMAIL_MAX = 254  # RFC 5321's longest path
 
 PB_TYPES: dict[int, PromotionType] = {
     promotion_pb2.PROMOTION_TYPE_PERCENTAGE: PromotionType.PERCENTAGE,
@@ -49,9 +48,12 @@ def check_customer(field: str, customer_id: str, *, required: bool) -> str:
     return check_text(field, customer_id, max_length=_CUSTOMER_MAX, required=required)
 
 
-def check_email(email: str) -> str:
-    """The order's email, optional (a per-customer limit then counts the customer id alone)."""
-    return check_text("customer_email", email, max_length=_EMAIL_MAX)
+def check_customer_email(email: str) -> str:
+    """The order's email, optional (a per-customer limit then counts the customer id alone): blank is none, as
+    checkout has it; any other value is an email address by the shared rule, which checkout applied before."""
+    if not email.strip():
+        return ""
+    return check_email("customer_email", email)
 
 
 def check_codes(codes: Sequence[str]) -> list[str]:
@@ -75,8 +77,7 @@ def cart_from_pb(
     cart_lines: list[CartLine] = []
     subtotal = 0
     for i, line in enumerate(lines):
-        if not _SKU.fullmatch(line.sku):
-            raise InvalidArgument(f"lines[{i}].sku", "must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        check_sku(f"lines[{i}].sku", line.sku)
         check_text(f"lines[{i}].category", line.category, max_length=_LABEL_MAX)
         check_text(f"lines[{i}].brand", line.brand, max_length=_LABEL_MAX)
         if not 1 <= line.quantity <= MAX_QUANTITY:
@@ -91,14 +92,14 @@ def cart_from_pb(
     return Cart(currency, tuple(cart_lines), shipping)
 
 
-def _labels(field: str, values: Sequence[str], pattern: re.Pattern[str] | None = None) -> frozenset[str]:
+def _labels(field: str, values: Sequence[str], *, skus: bool = False) -> frozenset[str]:
     check_count(field, values, MAX_LINES)
     for i, value in enumerate(values):
         if not value.strip() or len(value) > _LABEL_MAX:
             raise InvalidArgument(f"{field}[{i}]", f"must be 1-{_LABEL_MAX} characters")
         check_text(f"{field}[{i}]", value, max_length=_LABEL_MAX)
-        if pattern is not None and not pattern.fullmatch(value):
-            raise InvalidArgument(f"{field}[{i}]", "is not a valid sku")
+        if skus:
+            check_sku(f"{field}[{i}]", value)
     return frozenset(v.strip() for v in values)
 
 
@@ -161,7 +162,7 @@ def promotion_from_pb(p: promotion_pb2.Promotion) -> Promotion:
         field = f"{cf}.buy_quantity" if c.buy_quantity else f"{cf}.get_quantity"
         raise InvalidArgument(field, "is only for BUY_X_GET_Y promotions")
     conditions = Conditions(
-        skus=_labels(f"{cf}.skus", c.skus, _SKU),
+        skus=_labels(f"{cf}.skus", c.skus, skus=True),
         categories=_labels(f"{cf}.categories", c.categories),
         brands=_labels(f"{cf}.brands", c.brands),
         buy_quantity=c.buy_quantity,
