@@ -20,12 +20,14 @@ from kassa.notification.v1.notification_service_pb2_grpc import add_Notification
 from notification.adapter.jinja_renderer import JinjaRenderer
 from notification.adapter.order_adapter import GrpcOrderAdapter
 from notification.adapter.smtp_sender import SmtpEmailSender, SmtpSettings
+from notification.biz.list_dead_letters import ListDeadLetters
+from notification.biz.list_messages import ListMessages
 from notification.biz.notify import Notify
 from notification.biz.replay import ReplayDeadLetter
 from notification.data.gauges import DeadLetterGauges
-from notification.data.repo import SqlMessageRepo
+from notification.data.repositories import SqlUnitOfWork
 from notification.data.tables import audit_log
-from notification.service.notification_service import NotificationService
+from notification.service.notification_service import NotificationServiceServicer
 from notification.worker.order_events import order_events_consumer, payment_events_consumer
 
 __all__ = ["bootstrap"]
@@ -48,12 +50,12 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     order_channel = open_channel(settings.addr("order"), settings.grpc_tls)
     stack.push_async_callback(order_channel.close)
 
-    repo = SqlMessageRepo(engine, cipher)
+    uow = SqlUnitOfWork(engine, cipher)
     creds = ServiceCredentials(settings.service_secret, "notification")
     order_directory = GrpcOrderAdapter(order_channel, creds, settings.rpc_timeout_seconds)
     renderer, sender = JinjaRenderer(), SmtpEmailSender(smtp, settings.mail_from)
-    notify = Notify(repo, order_directory, renderer, sender)
-    replay = ReplayDeadLetter(repo, order_directory, renderer, sender)
+    notify = Notify(uow, order_directory, renderer, sender)
+    replay = ReplayDeadLetter(uow, order_directory, renderer, sender)
     audit = AuditTrail(engine, audit_log, service="notification", reads=("ListMessages", "ListDeadLetters"))
     orders = order_events_consumer(js, notify)
     payments = payment_events_consumer(js, notify)
@@ -61,7 +63,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
         registrations=[
             Registration(
                 add_NotificationServiceServicer_to_server,
-                NotificationService(repo, replay),
+                NotificationServiceServicer(ListMessages(uow), ListDeadLetters(uow), replay),
                 "kassa.notification.v1.NotificationService",
             ),
             audit.registration,

@@ -25,14 +25,14 @@ from notification.adapter.order_adapter import GrpcOrderAdapter
 from notification.adapter.smtp_sender import SmtpEmailSender, SmtpSettings
 from notification.biz.notify import Notify, NotifyPolicy
 from notification.biz.ports import Sender
-from notification.data.repo import SqlMessageRepo
+from notification.data.repositories import SqlUnitOfWork
 from notification.model.message import Kind, Notice
 
 
 @dataclass
 class Replica:
     notify: Notify
-    repo: SqlMessageRepo
+    uow: SqlUnitOfWork
     engine: AsyncEngine
 
 
@@ -47,16 +47,16 @@ async def replica(
     engine = create_engine(str(settings.database_url), pool_size=2, application_name="kassa-notification-replica")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{order_port}") as channel:
         try:
-            repo = SqlMessageRepo(engine, settings.pii_cipher())
+            uow = SqlUnitOfWork(engine, settings.pii_cipher())
             orders = GrpcOrderAdapter(channel, ServiceCredentials(settings.service_secret, "notification"), 5.0)
             notify = Notify(
-                repo,
+                uow,
                 orders,
                 JinjaRenderer(),
                 sender or SmtpEmailSender(SmtpSettings.from_url(smtp_url), settings.mail_from),
                 policy or NotifyPolicy(),
             )
-            yield Replica(notify, repo, engine)
+            yield Replica(notify, uow, engine)
         finally:
             await engine.dispose()
 

@@ -36,10 +36,21 @@ import uuid
 from dataclasses import dataclass
 
 from infra.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
-from notification.biz.ports import Claim, DeliveryFailed, MessageRepo, NewMessage, OrderDirectory, Renderer, Sender
+from notification.biz.ports import Claim, DeliveryFailed, NewMessage, OrderDirectory, Renderer, Sender, UnitOfWork
 from notification.model.message import MessageStatus, Notice, OutgoingMessage, message_id_for
 
-__all__ = ["CONSUMER", "PAYMENTS_CONSUMER", "Notify", "NotifyPolicy", "SendLater"]
+__all__ = [
+    "CONSUMER",
+    "PAYMENTS_CONSUMER",
+    "Notify",
+    "NotifyPolicy",
+    "SendLater",
+    "bury",
+    "claim_message",
+    "mark_sent",
+    "record_failure",
+    "skip",
+]
 
 # The durable consumers (and inbox names) of order events and of payment events.
 CONSUMER = "notification-orders"
@@ -80,23 +91,69 @@ class NotifyPolicy:
         return min(self.backoff_seconds * factor, self.max_backoff_seconds)
 
 
+# The steps a message's delivery commits, one transaction each; ReplayDeadLetter settles a message the same way.
+
+
+async def claim_message(uow: UnitOfWork, message: NewMessage, token: str, lease_seconds: float) -> Claim:
+    async with uow.transaction() as tx:
+        return await tx.messages.claim(message, token, lease_seconds)
+
+
+async def mark_sent(uow: UnitOfWork, message_id: str, consumer: str, event_id: str) -> None:
+    """SENT (the lease ends), and the event's inbox row, in one transaction."""
+    async with uow.transaction() as tx:
+        await tx.messages.mark_sent(message_id)
+        await tx.inbox.claim(consumer, event_id)
+
+
+async def record_failure(uow: UnitOfWork, message_id: str, token: str, error: str) -> int:
+    async with uow.transaction() as tx:
+        return await tx.messages.record_failure(message_id, token, error)
+
+
+async def bury(
+    uow: UnitOfWork,
+    message_id: str,
+    token: str,
+    error: str,
+    *,
+    consumer: str,
+    event_id: str,
+    count_attempt: bool = False,
+) -> bool:
+    """DEAD, its dead-letter row and the event's inbox row in one transaction, unless another sender took it over."""
+    async with uow.transaction() as tx:
+        if not await tx.messages.bury(message_id, token, error, count_attempt=count_attempt):
+            return False
+        await tx.inbox.claim(consumer, event_id)
+        return True
+
+
+async def skip(uow: UnitOfWork, consumer: str, event_id: str) -> None:
+    """Only the inbox row: the event needs no message (no such order, no email on it)."""
+    async with uow.transaction() as tx:
+        await tx.inbox.claim(consumer, event_id)
+
+
 class Notify:
     def __init__(
         self,
-        repo: MessageRepo,
+        uow: UnitOfWork,
         orders: OrderDirectory,
         renderer: Renderer,
         sender: Sender,
         policy: NotifyPolicy | None = None,
     ) -> None:
-        self._repo = repo
+        self._uow = uow
         self._orders = orders
         self._renderer = renderer
         self._sender = sender
         self._policy = policy or NotifyPolicy()
 
     async def __call__(self, notice: Notice, consumer: str = CONSUMER) -> str:
-        if await self._repo.seen(consumer, notice.event_id):
+        async with self._uow.read() as tx:
+            seen = await tx.inbox.seen(consumer, notice.event_id)
+        if seen:
             return "duplicate"
         try:
             order = await self._orders.get(notice.order_id)
@@ -110,19 +167,20 @@ class Notify:
         if order is None:
             return await self._undeliverable(notice, consumer, "GetOrder: no such order")
         if not order.email:
-            await self._repo.skip(consumer, notice.event_id)
+            await skip(self._uow, consumer, notice.event_id)
             return "no email on the order: nothing to send"
         rendered = self._renderer.render(notice.kind, order, notice)
         message_id = message_id_for(notice, self._policy.message_domain)
         token = uuid.uuid4().hex
-        claim = await self._repo.claim(
+        claim = await claim_message(
+            self._uow,
             NewMessage(message_id, notice, self._sender.channel, order.email, rendered.subject),
             token,
             self._policy.lease_seconds,
         )
         if claim.status is not MessageStatus.SENDING:
             # Settled by an earlier delivery whose inbox row is missing (written before the inbox existed).
-            await self._repo.skip(consumer, notice.event_id)
+            await skip(self._uow, consumer, notice.event_id)
             return f"already {claim.status.value.lower()}"
         if not claim.held:
             # Another replica is sending it right now: look again once its lease is over.
@@ -130,7 +188,7 @@ class Notify:
         if claim.attempts >= self._policy.max_attempts:
             # Its last sends were cut off (they count too): it is not tried again.
             error = f"undeliverable: {claim.attempts} sends failed or were cut off"
-            if not await self._repo.bury(message_id, token, error, consumer, notice.event_id):
+            if not await bury(self._uow, message_id, token, error, consumer=consumer, event_id=notice.event_id):
                 raise SendLater("another sender took the message over", self._policy.delay(claim.attempts))
             log.error("%s message for order %s is undeliverable", notice.kind, notice.order_id)
             return "dead letter"
@@ -142,14 +200,14 @@ class Notify:
             # event whose send always hangs ends in the dead letters instead of coming back for ever. Shielded:
             # the count is written even though this task is being cancelled.
             await asyncio.shield(
-                self._repo.record_failure(message_id, token, "send cut off before the channel answered")
+                record_failure(self._uow, message_id, token, "send cut off before the channel answered")
             )
             raise
         except DeliveryFailed as failed:
             return await self._failed(
                 notice, failed, message_id=message_id, token=token, claim=claim, consumer=consumer
             )
-        await self._repo.mark_sent(message_id, consumer, notice.event_id)
+        await mark_sent(self._uow, message_id, consumer, notice.event_id)
         return f"{notice.kind.value} sent" + ("" if claim.fresh else " again (an earlier attempt did not finish)")
 
     async def _undeliverable(self, notice: Notice, consumer: str, why: str) -> str:
@@ -157,15 +215,18 @@ class Notify:
         message_id = message_id_for(notice, self._policy.message_domain)
         token = uuid.uuid4().hex
         subject = f"{notice.kind.value} for order {notice.order_id}"
-        claim = await self._repo.claim(
-            NewMessage(message_id, notice, self._sender.channel, "", subject), token, self._policy.lease_seconds
+        claim = await claim_message(
+            self._uow,
+            NewMessage(message_id, notice, self._sender.channel, "", subject),
+            token,
+            self._policy.lease_seconds,
         )
         if claim.status is not MessageStatus.SENDING:
-            await self._repo.skip(consumer, notice.event_id)
+            await skip(self._uow, consumer, notice.event_id)
             return f"already {claim.status.value.lower()}"
         if not claim.held:
             raise SendLater("another sender holds the message's claim", max(claim.lease_left_seconds, 1.0))
-        if not await self._repo.bury(message_id, token, why, consumer, notice.event_id):
+        if not await bury(self._uow, message_id, token, why, consumer=consumer, event_id=notice.event_id):
             raise SendLater("another sender took the message over", self._policy.order_retry_seconds)
         log.error("order %s: no %s message (%s); kept as a dead letter", notice.order_id, notice.kind, why)
         return "dead letter"
@@ -177,11 +238,13 @@ class Notify:
         attempts = claim.attempts + 1
         if failed.permanent or attempts >= self._policy.max_attempts:
             # Counted and buried in one transaction, under this sender's lease.
-            if not await self._repo.bury(message_id, token, error, consumer, notice.event_id, count_attempt=True):
+            if not await bury(
+                self._uow, message_id, token, error, consumer=consumer, event_id=notice.event_id, count_attempt=True
+            ):
                 raise SendLater("another sender took the message over", self._policy.delay(attempts))
             log.error(
                 "%s message for order %s is undeliverable after %d attempts", notice.kind, notice.order_id, attempts
             )
             return "dead letter"
-        attempts = await self._repo.record_failure(message_id, token, error)
+        attempts = await record_failure(self._uow, message_id, token, error)
         raise SendLater(f"send failed ({error}); attempt {attempts}", self._policy.delay(attempts))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,12 +19,15 @@ from notification.model.message import (
 __all__ = [
     "Claim",
     "DeliveryFailed",
+    "Inbox",
     "MessageRepo",
     "NewMessage",
     "OrderDirectory",
     "Renderer",
     "Revived",
     "Sender",
+    "Tx",
+    "UnitOfWork",
 ]
 
 
@@ -92,9 +96,7 @@ class Revived:
 
 
 class MessageRepo(Protocol):
-    async def seen(self, consumer: str, event_id: str) -> bool:
-        """The inbox has this event: it was handled (sent, buried or skipped) and committed."""
-        ...
+    """The messages and their dead letters, in the caller's transaction (or autocommit read)."""
 
     async def claim(self, message: NewMessage, token: str, lease_seconds: float) -> Claim:
         """Insert the message as SENDING leased to ``token`` for ``lease_seconds`` unless the notice has a row;
@@ -102,33 +104,56 @@ class MessageRepo(Protocol):
         One conditional statement each, so of two claimers racing exactly one holds the lease."""
         ...
 
-    async def mark_sent(self, message_id: str, consumer: str, event_id: str) -> None:
-        """SENT (the lease ends), and the event's inbox row, in one transaction."""
+    async def mark_sent(self, message_id: str) -> None:
+        """SENT (the lease ends)."""
         ...
 
     async def record_failure(self, message_id: str, token: str, error: str) -> int:
         """Count a failed send and end ``token``'s lease; the number of attempts so far."""
         ...
 
-    async def bury(
-        self, message_id: str, token: str, error: str, consumer: str, event_id: str, *, count_attempt: bool = False
-    ) -> bool:
-        """DEAD (``count_attempt``: counting one more failed send), its dead-letter row and the event's inbox row,
-        in one transaction, if the message is still SENDING and ``token`` holds it (or nobody does); False when
-        another sender has taken it over."""
+    async def bury(self, message_id: str, token: str, error: str, *, count_attempt: bool = False) -> bool:
+        """DEAD (``count_attempt``: counting one more failed send) and its dead-letter row, if the message is still
+        SENDING and ``token`` holds it (or nobody does); False when another sender has taken it over."""
         ...
 
     async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
         """A DEAD message back to SENDING leased to ``token``, out of the dead letters, with the admin's audit
-        entry, in one transaction (a conditional UPDATE: of two replays one revives it). None: no such message."""
+        entry (a conditional UPDATE: of two replays one revives it). None: no such message."""
         ...
 
     async def get_message(self, message_id: str) -> SentMessage | None: ...
 
-    async def skip(self, consumer: str, event_id: str) -> None:
-        """Only the inbox row: the event needs no message (no such order, no email on it)."""
-        ...
-
     async def list_messages(self, limit: int, order_id: str = "") -> list[SentMessage]: ...
 
     async def list_dead(self, limit: int) -> list[SentMessage]: ...
+
+
+class Inbox(Protocol):
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        """The inbox has this event: it was handled (sent, buried or skipped) and committed."""
+        ...
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        """Record that ``consumer`` handled ``event_id``, committed with its effect; False if it already had."""
+        ...
+
+
+class Tx(Protocol):
+    """The repositories of one transaction (notification writes no outbox events)."""
+
+    @property
+    def messages(self) -> MessageRepo: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
+
+
+class UnitOfWork(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """One open transaction; it commits when the block exits normally and rolls back on an exception."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[Tx]:
+        """For reads: each statement commits by itself (no BEGIN/ROLLBACK round trips)."""
+        ...

@@ -7,8 +7,8 @@ import logging
 import uuid
 
 from infra.errors import DomainError, NotFound
-from notification.biz.notify import CONSUMER, PAYMENTS_CONSUMER, NotifyPolicy
-from notification.biz.ports import DeliveryFailed, MessageRepo, OrderDirectory, Renderer, Sender
+from notification.biz.notify import CONSUMER, PAYMENTS_CONSUMER, NotifyPolicy, bury, mark_sent
+from notification.biz.ports import DeliveryFailed, OrderDirectory, Renderer, Sender, UnitOfWork
 from notification.model.message import PAYMENT_EVENT_KINDS, Notice, OutgoingMessage, SentMessage
 
 __all__ = ["ReplayDeadLetter"]
@@ -29,13 +29,13 @@ class ReplayDeadLetter:
 
     def __init__(
         self,
-        repo: MessageRepo,
+        uow: UnitOfWork,
         orders: OrderDirectory,
         renderer: Renderer,
         sender: Sender,
         policy: NotifyPolicy | None = None,
     ) -> None:
-        self._repo = repo
+        self._uow = uow
         self._orders = orders
         self._renderer = renderer
         self._sender = sender
@@ -43,7 +43,8 @@ class ReplayDeadLetter:
 
     async def __call__(self, message_id: str) -> SentMessage:
         token = uuid.uuid4().hex
-        revived = await self._repo.revive(message_id, token, self._policy.lease_seconds)
+        async with self._uow.transaction() as tx:
+            revived = await tx.messages.revive(message_id, token, self._policy.lease_seconds)
         if revived is None:
             raise NotFound(f"no message {message_id}")
         notice = revived.notice
@@ -68,19 +69,22 @@ class ReplayDeadLetter:
             raise
         except DeliveryFailed as failed:
             return await self._bury(message_id, token, notice, consumer, f"replay: {failed}"[:500], count=True)
-        await self._repo.mark_sent(message_id, consumer, notice.event_id)
+        await mark_sent(self._uow, message_id, consumer, notice.event_id)
         log.info("dead letter %s for order %s replayed and sent", message_id, notice.order_id)
         return await self._settled(message_id)
 
     async def _bury(
         self, message_id: str, token: str, notice: Notice, consumer: str, error: str, *, count: bool = False
     ) -> SentMessage:
-        await self._repo.bury(message_id, token, error, consumer, notice.event_id, count_attempt=count)
+        await bury(
+            self._uow, message_id, token, error, consumer=consumer, event_id=notice.event_id, count_attempt=count
+        )
         log.error("dead letter %s for order %s replayed and still undeliverable", message_id, notice.order_id)
         return await self._settled(message_id)
 
     async def _settled(self, message_id: str) -> SentMessage:
-        message = await self._repo.get_message(message_id)
+        async with self._uow.read() as tx:
+            message = await tx.messages.get_message(message_id)
         if message is None:
             raise NotFound(f"no message {message_id}")
         return message

@@ -10,11 +10,12 @@ from infra.pb import timestamp_to_pb
 from infra.validation import check_text
 from kassa.notification.v1 import notification_service_pb2 as pb
 from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
-from notification.biz.ports import MessageRepo
+from notification.biz.list_dead_letters import ListDeadLetters
+from notification.biz.list_messages import ListMessages
 from notification.biz.replay import ReplayDeadLetter
 from notification.model.message import MessageStatus, SentMessage
 
-__all__ = ["NotificationService"]
+__all__ = ["NotificationServiceServicer"]
 
 _MAX_PAGE = 500
 _MAX_MESSAGE_ID = 300
@@ -50,9 +51,10 @@ def _message_pb(m: SentMessage) -> pb.Message:
     )
 
 
-class NotificationService(pb_grpc.NotificationServiceServicer):
-    def __init__(self, repo: MessageRepo, replay: ReplayDeadLetter) -> None:
-        self._repo = repo
+class NotificationServiceServicer(pb_grpc.NotificationServiceServicer):
+    def __init__(self, messages: ListMessages, dead_letters: ListDeadLetters, replay: ReplayDeadLetter) -> None:
+        self._messages = messages
+        self._dead_letters = dead_letters
         self._replay = replay
 
     async def ListMessages(
@@ -62,14 +64,14 @@ class NotificationService(pb_grpc.NotificationServiceServicer):
         limit = _page_size(request.page_size)
         if len(request.order_id) > 64:
             raise InvalidArgument("order_id", "must be at most 64 characters")
-        found = await self._repo.list_messages(limit, request.order_id)
+        found = await self._messages(limit, request.order_id)
         return pb.ListMessagesResponse(messages=[_message_pb(m) for m in found])
 
     async def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
         require_admin()
-        found = await self._repo.list_dead(_page_size(request.page_size))
+        found = await self._dead_letters(_page_size(request.page_size))
         return pb.ListDeadLettersResponse(messages=[_message_pb(m) for m in found])
 
     async def ReplayDeadLetter(

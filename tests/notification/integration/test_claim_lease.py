@@ -58,7 +58,8 @@ async def test_a_held_claim_is_left_alone_and_a_lapsed_one_is_taken_over(
         notice = confirmation(order.order_id)
         message_id = message_id_for(notice, DOMAIN)
         # Another replica claimed it and is sending it now (a minute's lease).
-        held = await r.repo.claim(NewMessage(message_id, notice, "email", email, "subject"), "other", 60.0)
+        async with r.uow.transaction() as tx:
+            held = await tx.messages.claim(NewMessage(message_id, notice, "email", email, "subject"), "other", 60.0)
         assert held.held and held.fresh
         with pytest.raises(SendLater) as later:
             await r.notify(notice)
@@ -69,7 +70,8 @@ async def test_a_held_claim_is_left_alone_and_a_lapsed_one_is_taken_over(
         order = await placed_order(orders, service_token, email)
         notice = confirmation(order.order_id)
         message_id = message_id_for(notice, DOMAIN)
-        crashed = await r.repo.claim(NewMessage(message_id, notice, "email", email, "subject"), "crashed", 0.0)
+        async with r.uow.transaction() as tx:
+            crashed = await tx.messages.claim(NewMessage(message_id, notice, "email", email, "subject"), "crashed", 0.0)
         assert crashed.status is MessageStatus.SENDING
         assert "again" in await r.notify(notice)
         assert mails_with(sink.mail_dir, message_id) == 1

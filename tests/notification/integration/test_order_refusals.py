@@ -26,7 +26,8 @@ async def test_an_order_the_order_service_does_not_know_is_a_dead_letter_naming_
     notice = confirmation(str(uuid.uuid4()))
     async with replica(settings, order_server.port, sink.url) as r:
         assert await r.notify(notice, CONSUMER) == "dead letter"
-        [dead] = [m for m in await r.repo.list_dead(500) if m.event_id == notice.event_id]
+        async with r.uow.read() as tx:
+            [dead] = [m for m in await tx.messages.list_dead(500) if m.event_id == notice.event_id]
         assert dead.status.value == "DEAD" and "NOT_FOUND" in dead.last_error
         assert dead.order_id == notice.order_id
         # Settled with its inbox row: a redelivery does nothing more.

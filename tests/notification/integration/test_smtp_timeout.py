@@ -122,5 +122,6 @@ async def test_sends_cut_off_by_the_handler_timeout_count_toward_the_dead_letter
         assert await r.notify(notice) == "dead letter"
         dead = await row()
         assert dead.status == "DEAD" and dead.attempts == 2
-        assert [m.message_id for m in await r.repo.list_dead(500)].count(dead.message_id) == 1
+        async with r.uow.read() as tx:
+            assert [m.message_id for m in await tx.messages.list_dead(500)].count(dead.message_id) == 1
     assert len(server.message_ids) == 2

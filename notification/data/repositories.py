@@ -1,4 +1,5 @@
-"""SqlMessageRepo: the MessageRepo port on Postgres (SQLAlchemy Core, one short transaction per call).
+"""Notification's storage ports on Postgres (SQLAlchemy Core): SqlMessageRepo and SqlInbox bound to one connection,
+SqlTx holding them, and SqlUnitOfWork, the only place a transaction begins.
 
 The recipient is sealed with ``infra.pii`` on its way in and only ever leaves masked (``a***@example.com``):
 operators see whom a message went to without the table holding addresses in plain text.
@@ -6,13 +7,16 @@ operators see whom a message went to without the table holding addresses in plai
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
+from infra.db import single_statements
 from infra.money import Money
 from infra.outbox import claim_inbox
 from infra.pii import PiiCipher, PiiError, mask_email
@@ -20,7 +24,7 @@ from notification.biz.ports import Claim, NewMessage, Revived
 from notification.data.tables import audit_log, dead_letters, inbox, messages
 from notification.model.message import Kind, MessageStatus, Notice, SentMessage
 
-__all__ = ["SqlMessageRepo"]
+__all__ = ["SqlInbox", "SqlMessageRepo", "SqlTx", "SqlUnitOfWork"]
 
 m = messages.c
 
@@ -76,15 +80,23 @@ _SEEN = sa.select(sa.literal(1)).where(
 )
 
 
-class SqlMessageRepo:
-    def __init__(self, engine: AsyncEngine, cipher: PiiCipher) -> None:
-        self._engine = engine
-        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._cipher = cipher
+class SqlInbox:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
 
     async def seen(self, consumer: str, event_id: str) -> bool:
-        async with self._reader.connect() as conn:
-            return (await conn.execute(_SEEN, {"b_consumer": consumer, "b_event": event_id})).first() is not None
+        return (await self._conn.execute(_SEEN, {"b_consumer": consumer, "b_event": event_id})).first() is not None
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        return await claim_inbox(self._conn, inbox, consumer, event_id)
+
+
+class SqlMessageRepo:
+    """The messages and their dead letters, on the connection of one transaction (or of autocommit reads)."""
+
+    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
+        self._conn = conn
+        self._cipher = cipher
 
     async def claim(self, message: NewMessage, token: str, lease_seconds: float) -> Claim:
         n = message.notice
@@ -104,14 +116,13 @@ class SqlMessageRepo:
             "b_token": token,
             "b_lease": lease_seconds,
         }
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(_INSERT, params)).first()
-            if row is not None:
-                return Claim(MessageStatus(row.status), row.attempts, fresh=True, held=True)
-            row = (await conn.execute(_RECLAIM, params)).first()
-            if row is not None:
-                return Claim(MessageStatus(row.status), row.attempts, fresh=False, held=True)
-            current = (await conn.execute(_CURRENT, params)).one()
+        row = (await self._conn.execute(_INSERT, params)).first()
+        if row is not None:
+            return Claim(MessageStatus(row.status), row.attempts, fresh=True, held=True)
+        row = (await self._conn.execute(_RECLAIM, params)).first()
+        if row is not None:
+            return Claim(MessageStatus(row.status), row.attempts, fresh=False, held=True)
+        current = (await self._conn.execute(_CURRENT, params)).one()
         return Claim(
             MessageStatus(current.status),
             current.attempts,
@@ -120,88 +131,78 @@ class SqlMessageRepo:
             lease_left_seconds=max(float(current.lease_left), 0.0),
         )
 
-    async def mark_sent(self, message_id: str, consumer: str, event_id: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                messages.update()
-                .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
-                .values(status=MessageStatus.SENT.value, sent_at=sa.func.now(), updated_at=sa.func.now(), **_RELEASED)
-            )
-            await claim_inbox(conn, inbox, consumer, event_id)
+    async def mark_sent(self, message_id: str) -> None:
+        await self._conn.execute(
+            messages.update()
+            .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
+            .values(status=MessageStatus.SENT.value, sent_at=sa.func.now(), updated_at=sa.func.now(), **_RELEASED)
+        )
 
     async def record_failure(self, message_id: str, token: str, error: str) -> int:
         held = m.claim_token == token
-        async with self._engine.begin() as conn:
-            attempts = (
-                await conn.execute(
-                    messages.update()
-                    .where(m.message_id == message_id)
-                    .values(
-                        attempts=m.attempts + 1,
-                        last_error=error,
-                        updated_at=sa.func.now(),
-                        # The holder lets go, so the event's next delivery may claim it at once.
-                        claim_token=sa.case((held, ""), else_=m.claim_token),
-                        lease_until=sa.case((held, None), else_=m.lease_until),
-                    )
-                    .returning(m.attempts)
+        attempts = (
+            await self._conn.execute(
+                messages.update()
+                .where(m.message_id == message_id)
+                .values(
+                    attempts=m.attempts + 1,
+                    last_error=error,
+                    updated_at=sa.func.now(),
+                    # The holder lets go, so the event's next delivery may claim it at once.
+                    claim_token=sa.case((held, ""), else_=m.claim_token),
+                    lease_until=sa.case((held, None), else_=m.lease_until),
                 )
-            ).scalar_one()
+                .returning(m.attempts)
+            )
+        ).scalar_one()
         return int(attempts)
 
-    async def bury(
-        self, message_id: str, token: str, error: str, consumer: str, event_id: str, *, count_attempt: bool = False
-    ) -> bool:
-        async with self._engine.begin() as conn:
-            attempts = (
-                await conn.execute(
-                    messages.update()
-                    .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
-                    .where(sa.or_(m.claim_token == token, m.claim_token == ""))
-                    .values(
-                        status=MessageStatus.DEAD.value,
-                        attempts=m.attempts + int(count_attempt),
-                        last_error=error,
-                        updated_at=sa.func.now(),
-                        **_RELEASED,
-                    )
-                    .returning(m.attempts)
+    async def bury(self, message_id: str, token: str, error: str, *, count_attempt: bool = False) -> bool:
+        attempts = (
+            await self._conn.execute(
+                messages.update()
+                .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
+                .where(sa.or_(m.claim_token == token, m.claim_token == ""))
+                .values(
+                    status=MessageStatus.DEAD.value,
+                    attempts=m.attempts + int(count_attempt),
+                    last_error=error,
+                    updated_at=sa.func.now(),
+                    **_RELEASED,
                 )
-            ).scalar()
-            if attempts is None:
-                return False  # another sender holds it now: it settles the message
-            await conn.execute(
-                insert(dead_letters)
-                .values(message_id=message_id, error=error, attempts=attempts)
-                .on_conflict_do_nothing()
+                .returning(m.attempts)
             )
-            await claim_inbox(conn, inbox, consumer, event_id)
+        ).scalar()
+        if attempts is None:
+            return False  # another sender holds it now: it settles the message
+        await self._conn.execute(
+            insert(dead_letters).values(message_id=message_id, error=error, attempts=attempts).on_conflict_do_nothing()
+        )
         return True
 
     async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
         lease = sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("b_lease", type_=sa.Float))
-        async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    messages.update()
-                    .where(m.message_id == message_id, m.status == MessageStatus.DEAD.value)
-                    .values(
-                        status=MessageStatus.SENDING.value,
-                        claim_token=token,
-                        claimed_at=sa.func.now(),
-                        lease_until=lease,
-                        updated_at=sa.func.now(),
-                    )
-                    .returning(*messages.c),
-                    {"b_lease": lease_seconds},
+        row = (
+            await self._conn.execute(
+                messages.update()
+                .where(m.message_id == message_id, m.status == MessageStatus.DEAD.value)
+                .values(
+                    status=MessageStatus.SENDING.value,
+                    claim_token=token,
+                    claimed_at=sa.func.now(),
+                    lease_until=lease,
+                    updated_at=sa.func.now(),
                 )
-            ).first()
-            if row is None:
-                current = (await conn.execute(sa.select(messages).where(m.message_id == message_id))).first()
-                return None if current is None else Revived(self._message(current), None)
-            # It leaves the dead letters; a replay that fails again buries it anew.
-            await conn.execute(dead_letters.delete().where(dead_letters.c.message_id == message_id))
-            await audit.record(conn, audit_log, f"messages/{message_id}", f"orders/{row.order_id}")
+                .returning(*messages.c),
+                {"b_lease": lease_seconds},
+            )
+        ).first()
+        if row is None:
+            current = (await self._conn.execute(sa.select(messages).where(m.message_id == message_id))).first()
+            return None if current is None else Revived(self._message(current), None)
+        # It leaves the dead letters; a replay that fails again buries it anew.
+        await self._conn.execute(dead_letters.delete().where(dead_letters.c.message_id == message_id))
+        await audit.record(self._conn, audit_log, f"messages/{message_id}", f"orders/{row.order_id}")
         amount = Money(row.amount_currency, row.amount_minor) if row.amount_currency is not None else None
         notice = Notice(
             row.event_id, row.event_type, Kind(row.kind), row.order_id, row.cause, amount, row.payment_outcome
@@ -209,20 +210,14 @@ class SqlMessageRepo:
         return Revived(self._message(row), notice)
 
     async def get_message(self, message_id: str) -> SentMessage | None:
-        async with self._reader.connect() as conn:
-            row = (await conn.execute(sa.select(messages).where(m.message_id == message_id))).first()
+        row = (await self._conn.execute(sa.select(messages).where(m.message_id == message_id))).first()
         return None if row is None else self._message(row)
-
-    async def skip(self, consumer: str, event_id: str) -> None:
-        async with self._engine.begin() as conn:
-            await claim_inbox(conn, inbox, consumer, event_id)
 
     async def list_messages(self, limit: int, order_id: str = "") -> list[SentMessage]:
         stmt = sa.select(messages).order_by(m.created_at.desc(), m.message_id).limit(limit)
         if order_id:
             stmt = stmt.where(m.order_id == order_id)
-        async with self._reader.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = (await self._conn.execute(stmt)).all()
         return [self._message(r) for r in rows]
 
     async def list_dead(self, limit: int) -> list[SentMessage]:
@@ -233,8 +228,7 @@ class SqlMessageRepo:
             .order_by(d.dead_at.desc(), m.message_id)
             .limit(limit)
         )
-        async with self._reader.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = (await self._conn.execute(stmt)).all()
         return [self._message(r) for r in rows]
 
     def _message(self, row: Any) -> SentMessage:
@@ -257,3 +251,31 @@ class SqlMessageRepo:
             created_at=row.created_at,
             sent_at=row.sent_at,
         )
+
+
+class SqlTx:
+    """The repositories of one transaction (or of one autocommit read). Notification writes no outbox events."""
+
+    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
+        self.messages = SqlMessageRepo(conn, cipher)
+        self.inbox = SqlInbox(conn)
+
+
+class SqlUnitOfWork:
+    """Commits when the block exits cleanly, rolls back on an exception. ``cipher`` seals the recipients."""
+
+    def __init__(self, engine: AsyncEngine, cipher: PiiCipher) -> None:
+        self._engine = engine
+        self._reads = single_statements(engine)
+        self._cipher = cipher
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
+        async with self._engine.begin() as conn:
+            yield SqlTx(conn, self._cipher)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
+        async with self._reads.connect() as conn:
+            yield SqlTx(conn, self._cipher)
