@@ -11,6 +11,7 @@ from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_count, check_
 from kassa.common.v1 import money_pb2
 from kassa.promotion.v1 import promotion_pb2
 from promotion.model.promotion import Cart, CartLine, Conditions, Promotion, PromotionType
+from promotion.service.convert import PB_TYPES
 
 __all__ = [
     "MAX_CODES",
@@ -31,13 +32,6 @@ _REF_MAX = 128
 _LABEL_MAX = 128
 _NAME_MAX = 200
 _CUSTOMER_MAX = 255
-
-PB_TYPES: dict[int, PromotionType] = {
-    promotion_pb2.PROMOTION_TYPE_PERCENTAGE: PromotionType.PERCENTAGE,
-    promotion_pb2.PROMOTION_TYPE_FIXED_AMOUNT: PromotionType.FIXED_AMOUNT,
-    promotion_pb2.PROMOTION_TYPE_FREE_SHIPPING: PromotionType.FREE_SHIPPING,
-    promotion_pb2.PROMOTION_TYPE_BUY_X_GET_Y: PromotionType.BUY_X_GET_Y,
-}
 
 
 def check_reference(field: str, ref: str) -> str:
