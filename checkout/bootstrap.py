@@ -37,8 +37,8 @@ from checkout.biz.ports import Gateways
 from checkout.biz.retry import RetryPolicy
 from checkout.data.gauges import CheckoutGauges
 from checkout.data.redis_store import RedisIdempotencyStore
+from checkout.data.repositories import SqlUnitOfWork
 from checkout.data.tables import audit_log, outbox
-from checkout.data.uow import SqlUnitOfWork
 from checkout.service import admin_service
 from checkout.service.cart_service import CartService
 from checkout.service.checkout_service import CheckoutService
@@ -173,7 +173,7 @@ async def build(
     await ensure_streams(js, ["checkout", "payment"])
 
     publisher = OutboxPublisher(engine, outbox, js)  # CartConverted, CheckoutCompleted → kassa.checkout.*
-    uow = SqlUnitOfWork(engine, cipher, on_events=publisher.notify)
+    uow = SqlUnitOfWork(engine, cipher, on_commit=publisher.notify)
     gateways = gateways or _grpc_gateways(settings, stack)
     policy = policy_from(settings, retry)
     store = RedisIdempotencyStore(

@@ -719,7 +719,7 @@ class FakeUnitOfWork:
         self.state = _State()
 
     @contextlib.asynccontextmanager
-    async def __call__(self) -> AsyncIterator[_FakeTx]:
+    async def transaction(self) -> AsyncIterator[_FakeTx]:
         snapshot = copy.deepcopy(self.state)
         try:
             yield _FakeTx(self.state)
@@ -730,10 +730,10 @@ class FakeUnitOfWork:
             raise
 
     def read(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:
-        return self()
+        return self.transaction()
 
     def single(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:
-        return self()
+        return self.transaction()
 
     def compensations(self, status: str = "pending") -> list[FailedCompensation]:
         return [c for c in self.state.compensations.values() if c.status == status]

@@ -62,7 +62,7 @@ class CartUseCases:
         product = found.products.get(sku)
         if product is None:
             raise InvalidArgument("sku", f"unknown sku {sku!r}")
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
                 raise _frozen(cart.cart_id)
@@ -88,7 +88,7 @@ class CartUseCases:
         sku = validate_sku(sku)
         validate_quantity(quantity, self._policy.max_item_quantity)
         cart = await load_owned_cart(self._uow, actor, cart_id, items=False)
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
                 raise _frozen(cart.cart_id)
@@ -104,7 +104,7 @@ class CartUseCases:
         """Idempotent: removing a line that is already gone returns the cart unchanged."""
         sku = validate_sku(sku)
         cart = await load_owned_cart(self._uow, actor, cart_id, items=False)
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
                 raise _frozen(cart.cart_id)

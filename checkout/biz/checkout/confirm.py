@@ -396,7 +396,7 @@ class ConfirmCheckout:
         answer: DomainError | None = None,
     ) -> None:
         """Back to OPEN; with ``answer``, the request's answer is kept in the same transaction."""
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             reopened = await tx.sessions.reopen(
                 lease.session_id, f"{type(exc).__name__}: {exc}"[:1000], preview, attempt=lease.attempt
             )

@@ -111,7 +111,7 @@ class StartCheckout:
             expires_at=reserved.expires_at,
         )
         try:
-            async with self._uow() as tx:
+            async with self._uow.transaction() as tx:
                 moved = await tx.carts.transition(
                     cart.cart_id, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, CartStatus.CHECKOUT, version=version
                 )
@@ -168,7 +168,7 @@ class StartCheckout:
         ]
         if not changes:
             return [], cart.version
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             version = await tx.carts.set_prices(
                 cart.cart_id, {c.sku: c.new_price.amount_minor for c in changes}, version=cart.version
             )

@@ -150,7 +150,7 @@ class CheckoutState:
 
     async def _update_changed(self, session_id: str, changes: dict[str, Any]) -> Session:
         """The session changed after it was read: store the changes (clearing its totals), then price it."""
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             current = await tx.sessions.update_state(session_id, changes, None)
             refused = await tx.sessions.get(session_id) if current is None else None
         if current is None:

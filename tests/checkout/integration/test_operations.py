@@ -83,7 +83,7 @@ async def _ready(served, actor: Actor, payment_method: str = "tok_visa") -> Sess
 
 
 async def _add(served, session_id: str, operation: Operation, payload: dict) -> str:
-    async with served.container.uow() as tx:
+    async with served.container.uow.transaction() as tx:
         return await tx.compensations.add(NewCompensation(session_id, operation, payload, "Unavailable: down"))
 
 
@@ -413,7 +413,7 @@ async def test_an_entry_being_run_is_neither_retried_beside_that_run_nor_parked_
     session = await _ready(served, Actor(customer_id))
     cid = await _add(served, session.session_id, Operation.RELEASE_RESERVATIONS, {"reservation_ref": "r"})
     await _due(served, cid)
-    async with served.container.uow() as tx:  # the drain's claim: the entry is being run under its lease
+    async with served.container.uow.transaction() as tx:  # the drain's claim: the entry is being run under its lease
         claimed = await tx.compensations.claim_due(1000, LEASE_SECONDS)
     assert cid in {c.id for c in claimed}
 

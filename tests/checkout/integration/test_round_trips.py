@@ -27,7 +27,7 @@ from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.biz.fakes import FakeIdempotencyStore, fake_gateways
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways
-from checkout.data.uow import SqlUnitOfWork
+from checkout.data.repositories import SqlUnitOfWork
 from checkout.model.actor import Actor
 from checkout.model.catalog import Address
 from checkout.model.session import SagaStep, Session, SessionStatus

@@ -87,7 +87,7 @@ async def test_a_session_that_cannot_be_stored_releases_its_reservation(world) -
     async def broken_create(session):
         raise RuntimeError("database unavailable")
 
-    original = world.uow.__call__
+    original = world.uow.transaction
 
     class BrokenSessions:
         def __init__(self, inner):
@@ -98,14 +98,17 @@ async def test_a_session_that_cannot_be_stored_releases_its_reservation(world) -
 
     import contextlib
 
-    @contextlib.asynccontextmanager
-    async def uow():
-        async with original() as tx:
-            tx.sessions = BrokenSessions(tx.sessions)
-            yield tx
+    class BrokenUnitOfWork:
+        @contextlib.asynccontextmanager
+        async def transaction(self):
+            async with original() as tx:
+                tx.sessions = BrokenSessions(tx.sessions)
+                yield tx
 
-    uow.read = world.uow.read
-    world.start._uow = uow
+        def read(self):
+            return world.uow.read()
+
+    world.start._uow = BrokenUnitOfWork()
     with pytest.raises(RuntimeError):
         await world.start(world.customer, cart.cart_id)
     (ref,) = world.inventory.held
