@@ -9,10 +9,10 @@ from checkout.service.convert import actor, cart_to_pb
 from kassa.checkout.v1 import cart_service_pb2 as pb
 from kassa.checkout.v1 import cart_service_pb2_grpc as pb_grpc
 
-__all__ = ["CartService"]
+__all__ = ["CartServiceServicer"]
 
 
-class CartService(pb_grpc.CartServiceServicer):
+class CartServiceServicer(pb_grpc.CartServiceServicer):
     def __init__(self, carts: CartUseCases) -> None:
         self._carts = carts
 

@@ -24,7 +24,7 @@ from infra.validation import check_text
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.checkout.v1 import checkout_service_pb2_grpc as pb_grpc
 
-__all__ = ["CheckoutService", "state_update"]
+__all__ = ["CheckoutServiceServicer", "state_update"]
 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
@@ -66,7 +66,7 @@ def state_update(request: pb.UpdateCheckoutStateRequest) -> StateUpdate:
     )
 
 
-class CheckoutService(pb_grpc.CheckoutServiceServicer):
+class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     def __init__(self, start: StartCheckout, state: CheckoutState, confirm: ConfirmCheckout) -> None:
         self._start = start
         self._state = state

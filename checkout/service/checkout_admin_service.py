@@ -29,7 +29,7 @@ from infra.pii import redact
 from kassa.checkout.v1 import checkout_admin_service_pb2 as pb
 from kassa.checkout.v1 import checkout_admin_service_pb2_grpc as pb_grpc
 
-__all__ = ["READS", "CheckoutAdminService", "public_payload"]
+__all__ = ["READS", "CheckoutAdminServiceServicer", "public_payload"]
 
 # The RPCs that change nothing (not audited).
 READS = ("ListFailedCompensations", "GetFailedCompensation", "ListStuckSessions", "GetFunnel")
@@ -84,7 +84,7 @@ def _page_size(value: int) -> int:
     return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-class CheckoutAdminService(pb_grpc.CheckoutAdminServiceServicer):
+class CheckoutAdminServiceServicer(pb_grpc.CheckoutAdminServiceServicer):
     def __init__(self, dlq: DeadLetters, stuck: StuckSessions, funnel: FunnelReport) -> None:
         self._dlq = dlq
         self._stuck = stuck
