@@ -11,8 +11,8 @@ from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.biz.validation import validate_expected_total
 from checkout.service.convert import (
-    actor,
     confirm_result_to_pb,
+    current_caller,
     preview_to_pb,
     price_change_to_pb,
     session_to_pb,
@@ -78,7 +78,7 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
         country = request.ship_to_country_code
         if country and not _COUNTRY.match(country):
             raise InvalidArgument("ship_to_country_code", "must be an ISO 3166-1 alpha-2 code such as 'US'")
-        session, changes = await self._start(actor(), request.cart_id, country)
+        session, changes = await self._start(current_caller(), request.cart_id, country)
         return pb.StartCheckoutResponse(
             session=session_to_pb(session), price_changes=[price_change_to_pb(c) for c in changes]
         )
@@ -86,14 +86,16 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     async def UpdateCheckoutState(
         self, request: pb.UpdateCheckoutStateRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateCheckoutStateResponse:
-        caller = actor()
+        caller = current_caller()
         session = await self._state.update(caller, request.session_id, state_update(request))
         return pb.UpdateCheckoutStateResponse(session=session_to_pb(session))
 
     async def PreviewOrder(
         self, request: pb.PreviewOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.PreviewOrderResponse:
-        return pb.PreviewOrderResponse(preview=preview_to_pb(await self._state.preview(actor(), request.session_id)))
+        return pb.PreviewOrderResponse(
+            preview=preview_to_pb(await self._state.preview(current_caller(), request.session_id))
+        )
 
     async def ConfirmCheckout(
         self, request: pb.ConfirmCheckoutRequest, context: grpc.aio.ServicerContext
@@ -104,10 +106,12 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
             total = request.expected_grand_total
             validate_expected_total(total.currency_code, total.amount_minor)
             expected = money_from_pb(total)
-        result = await self._confirm(actor(), request.session_id, request.idempotency_key, expected)
+        result = await self._confirm(current_caller(), request.session_id, request.idempotency_key, expected)
         return confirm_result_to_pb(result)
 
     async def GetCheckoutSession(
         self, request: pb.GetCheckoutSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCheckoutSessionResponse:
-        return pb.GetCheckoutSessionResponse(session=session_to_pb(await self._state.get(actor(), request.session_id)))
+        return pb.GetCheckoutSessionResponse(
+            session=session_to_pb(await self._state.get(current_caller(), request.session_id))
+        )

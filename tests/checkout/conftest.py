@@ -35,9 +35,9 @@ from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways
 from checkout.biz.retry import RetryPolicy
 from checkout.bootstrap import Container, build
-from checkout.model.actor import Actor
 from checkout.model.catalog import Address
 from checkout.model.session import ConfirmResult, Session
+from infra.caller import Caller
 from infra.config import Settings
 from infra.localstack import StackEndpoints
 from infra.migrate import migrate
@@ -76,7 +76,7 @@ class World:
     expiry: SessionExpiry
     engine: PricingEngine
     compensator: Compensator
-    customer: Actor = field(default_factory=lambda: Actor("cust-ada"))
+    customer: Caller = field(default_factory=lambda: Caller("cust-ada"))
 
     async def ready_session(
         self,

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from helpers import unique
 
 from checkout.data.tables import checkout_sessions, failed_compensations
-from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import Address
 from checkout.model.compensation import FailedCompensation, NewCompensation, Operation
@@ -24,6 +23,7 @@ from checkout.model.session import (
     SessionLine,
     SessionStatus,
 )
+from infra.caller import Caller
 from infra.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
 
 pytestmark = pytest.mark.integration
@@ -217,17 +217,17 @@ async def test_every_claim_of_a_saga_fences_out_the_writes_of_the_one_before(ser
 
 async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it(served, customer_id) -> None:
     container = served.container
-    actor = Actor(customer_id)
+    caller = Caller(customer_id)
     sku = unique("SKU")
     served.pricing.add(sku, 1000)
     served.inventory.stock[sku] = 1
-    cart = await container.carts.create(actor, "USD")
-    await container.carts.add_item(actor, cart.cart_id, sku, 1)
-    session, _ = await container.start(actor, cart.cart_id)
+    cart = await container.carts.create(caller, "USD")
+    await container.carts.add_item(caller, cart.cart_id, sku, 1)
+    session, _ = await container.start(caller, cart.cart_id)
     from checkout.biz.checkout.update_state import StateUpdate
 
     session = await container.state.update(
-        actor,
+        caller,
         session.session_id,
         StateUpdate(email="a@b.co", shipping_address=ORIGIN, shipping_method="standard", payment_method="tok_visa"),
     )
@@ -235,7 +235,7 @@ async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it
     served.payment.fail["void"] = Unavailable("payment service down")
     try:
         with pytest.raises(InvalidArgument):
-            await container.confirm(actor, session.session_id, unique("key"), session.preview.grand_total)
+            await container.confirm(caller, session.session_id, unique("key"), session.preview.grand_total)
     finally:
         served.reset_failures()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from checkout.model.actor import Actor
 from checkout.model.cart import CartStatus
 from checkout.model.session import SessionStatus
+from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 
 pytestmark = pytest.mark.unit
@@ -123,7 +123,7 @@ async def test_empty_cart_other_customer_and_converted_cart_are_refused(world) -
     assert err.value.field == "cart_id"
     cart = await _cart(world)
     with pytest.raises(NotFound):
-        await world.start(Actor("cust-mallory"), cart.cart_id)
+        await world.start(Caller("cust-mallory"), cart.cart_id)
     world.uow.state.carts[cart.cart_id].status = CartStatus.CONVERTED
     with pytest.raises(FailedPrecondition):
         await world.start(world.customer, cart.cart_id)
