@@ -3,37 +3,22 @@
 from __future__ import annotations
 
 import re
-import uuid
 
-from checkout.model.catalog import Address
 from infra.errors import InvalidArgument
 from infra.validation import MAX_AMOUNT_MINOR, check_sku, check_text
 
 __all__ = [
-    "validate_address",
-    "validate_email",
     "validate_expected_total",
-    "validate_id",
     "validate_notes",
     "validate_payment_method",
     "validate_quantity",
     "validate_sku",
 ]
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _TOKEN = re.compile(r"^tok_[A-Za-z0-9]+$")
 # 12-19 digits, possibly grouped by spaces or dashes: what a primary account number looks like.
 _CARD_NUMBER = re.compile(r"^(?:\d[ -]?){11,18}\d$")
-_ADDRESS_MAX = 200
 _TOKEN_MAX = 255
-
-
-def validate_id(field: str, value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, AttributeError, TypeError):
-        raise InvalidArgument(field, "must be a UUID") from None
 
 
 def validate_sku(sku: str, field: str = "sku") -> str:
@@ -49,24 +34,6 @@ def validate_quantity(quantity: int, maximum: int, field: str = "quantity") -> i
     if not 1 <= quantity <= maximum:
         raise InvalidArgument(field, f"must be between 1 and {maximum}")
     return quantity
-
-
-def validate_email(email: str, field: str = "email") -> str:
-    email = email.strip()
-    if len(email) > 254 or not _EMAIL.fullmatch(email):
-        raise InvalidArgument(field, "must be an email address like name@example.com")
-    return check_text(field, email, max_length=254)
-
-
-def validate_address(address: Address, field: str) -> Address:
-    for name in ("name", "line1", "city", "postal_code", "country_code"):
-        if not getattr(address, name).strip():
-            raise InvalidArgument(f"{field}.{name}", "is required")
-    for name in ("name", "line1", "line2", "city", "region", "postal_code", "phone"):
-        check_text(f"{field}.{name}", getattr(address, name), max_length=_ADDRESS_MAX)
-    if not _COUNTRY.fullmatch(address.country_code):
-        raise InvalidArgument(f"{field}.country_code", "must be an ISO 3166-1 alpha-2 code in upper case, like US")
-    return address
 
 
 def validate_notes(notes: str, maximum: int, field: str = "notes") -> str:

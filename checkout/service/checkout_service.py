@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import grpc
 
 from checkout.biz.checkout.confirm import ConfirmCheckout
@@ -20,13 +18,11 @@ from checkout.service.convert import (
 )
 from infra.errors import InvalidArgument
 from infra.pb import money_from_pb
-from infra.validation import check_text
+from infra.validation import check_country, check_text
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.checkout.v1 import checkout_service_pb2_grpc as pb_grpc
 
 __all__ = ["CheckoutServiceServicer", "state_update"]
-
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 _MASKABLE = frozenset(
     {"email", "shipping_address", "billing_address", "shipping_method", "payment_method", "promotion_codes", "notes"}
@@ -76,8 +72,8 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
         self, request: pb.StartCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartCheckoutResponse:
         country = request.ship_to_country_code
-        if country and not _COUNTRY.match(country):
-            raise InvalidArgument("ship_to_country_code", "must be an ISO 3166-1 alpha-2 code such as 'US'")
+        if country:
+            check_country("ship_to_country_code", country)
         session, changes = await self._start(current_caller(), request.cart_id, country)
         return pb.StartCheckoutResponse(
             session=session_to_pb(session), price_changes=[price_change_to_pb(c) for c in changes]

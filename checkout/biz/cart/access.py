@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from checkout.biz.ports import UnitOfWork
-from checkout.biz.validation import validate_id
 from checkout.model.cart import Cart
 from infra.caller import Caller
 from infra.errors import NotFound
+from infra.validation import check_uuid
 
 __all__ = ["load_owned_cart"]
 
@@ -19,7 +19,7 @@ async def load_owned_cart(
     ``items=False`` reads only the cart's own row (its ``items`` stay empty), for callers that lock
     the cart and read its lines in their own transaction anyway.
     """
-    cart_id = validate_id(field, cart_id)
+    cart_id = check_uuid(field, cart_id)
     async with uow.read() as tx:
         cart = await (tx.carts.get(cart_id) if items else tx.carts.get_head(cart_id))
     if cart is None or not caller.owns(cart.customer_id):

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from checkout.biz.ports import UnitOfWork
-from checkout.biz.validation import validate_id
 from checkout.model.session import Session
 from infra.caller import Caller
 from infra.errors import NotFound
+from infra.validation import check_uuid
 
 __all__ = ["load_owned_session"]
 
 
 async def load_owned_session(uow: UnitOfWork, caller: Caller, session_id: str) -> Session:
     """Another customer's session is reported as missing, so ids can't be probed."""
-    session_id = validate_id("session_id", session_id)
+    session_id = check_uuid("session_id", session_id)
     async with uow.read() as tx:
         session = await tx.sessions.get(session_id)
     if session is None or not caller.owns(session.customer_id):

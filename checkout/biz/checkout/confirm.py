@@ -31,7 +31,6 @@ from checkout.biz.checkout.update_state import pricing_input, session_not_open
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, Gateways, IdempotencyStore, NoFunnelEvents, UnitOfWork
 from checkout.biz.retry import retrying
-from checkout.biz.validation import validate_id
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import AuthorizeRequest, OrderDraft, OrderLine, PaymentStatus
 from checkout.model.compensation import Operation
@@ -47,6 +46,7 @@ from infra.errors import (
     Unavailable,
 )
 from infra.money import Money
+from infra.validation import check_uuid
 
 __all__ = ["ConfirmCheckout", "authorize_key", "require_order_fields"]
 
@@ -104,7 +104,7 @@ class ConfirmCheckout:
     async def __call__(
         self, caller: Caller, session_id: str, idempotency_key: str, expected: Money | None
     ) -> ConfirmResult:
-        session_id = validate_id("session_id", session_id)
+        session_id = check_uuid("session_id", session_id)
         if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.strip():
             raise InvalidArgument("idempotency_key", "must be 1 to 255 characters")
         if expected is None:

@@ -14,11 +14,12 @@ from typing import Any
 from checkout.biz.checkout.access import load_owned_session
 from checkout.biz.checkout.pricing_engine import PricingEngine, PricingInput
 from checkout.biz.ports import UnitOfWork
-from checkout.biz.validation import validate_address, validate_email, validate_notes, validate_payment_method
+from checkout.biz.validation import validate_notes, validate_payment_method
 from checkout.model.catalog import Address
 from checkout.model.session import Preview, Session, SessionStatus
 from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, Reason
+from infra.validation import check_address, check_email
 
 __all__ = ["SHIPPING_METHODS", "CheckoutState", "StateUpdate", "session_not_open"]
 
@@ -64,13 +65,13 @@ def validate_update(update: StateUpdate) -> dict[str, Any]:
     """The validated column changes; raises InvalidArgument naming the first bad field."""
     changes: dict[str, Any] = {}
     if update.email is not None:
-        changes["email"] = validate_email(update.email) if update.email.strip() else ""
+        changes["email"] = check_email("email", update.email) if update.email.strip() else ""
     if update.shipping_address is not None:
-        changes["shipping_address"] = validate_address(update.shipping_address, "shipping_address").to_dict()
+        changes["shipping_address"] = check_address("shipping_address", update.shipping_address).to_dict()
     elif update.clear_shipping_address:
         changes["shipping_address"] = None
     if update.billing_address is not None:
-        changes["billing_address"] = validate_address(update.billing_address, "billing_address").to_dict()
+        changes["billing_address"] = check_address("billing_address", update.billing_address).to_dict()
     elif update.clear_billing_address:
         changes["billing_address"] = None
     if update.shipping_method is not None:
