@@ -1,14 +1,14 @@
-"""Input checks shared by the use cases; each names the offending request field (DESIGN.md §4.6)."""
+"""The input checks the use cases run themselves, so they hold whoever calls; each names the offending request
+field (DESIGN.md §4.6). The servicer's own request checks are checkout/service/validation.py."""
 
 from __future__ import annotations
 
 import re
 
 from infra.errors import InvalidArgument
-from infra.validation import MAX_AMOUNT_MINOR, check_sku, check_text
+from infra.validation import check_sku, check_text
 
 __all__ = [
-    "validate_expected_total",
     "validate_notes",
     "validate_payment_method",
     "validate_quantity",
@@ -39,13 +39,6 @@ def validate_quantity(quantity: int, maximum: int, field: str = "quantity") -> i
 def validate_notes(notes: str, maximum: int, field: str = "notes") -> str:
     """Free text for the order: it may span lines, but holds no other control character."""
     return check_text(field, notes, max_length=maximum, multiline=True)
-
-
-def validate_expected_total(currency_code: str, amount_minor: int, field: str = "expected_grand_total") -> None:
-    """The total a client saw: a currency code (compared with the session's later) and a payable amount."""
-    check_text(f"{field}.currency_code", currency_code, max_length=3)
-    if not 0 <= amount_minor <= MAX_AMOUNT_MINOR:
-        raise InvalidArgument(f"{field}.amount_minor", f"must be between 0 and {MAX_AMOUNT_MINOR:,}")
 
 
 def validate_payment_method(method: str, field: str = "payment_method") -> str:

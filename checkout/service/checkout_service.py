@@ -7,7 +7,6 @@ import grpc
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
-from checkout.biz.validation import validate_expected_total
 from checkout.service.convert import (
     confirm_result_to_pb,
     current_caller,
@@ -16,9 +15,9 @@ from checkout.service.convert import (
     session_to_pb,
     stripped_address_from_pb,
 )
+from checkout.service.validation import check_confirm_checkout, check_start_checkout
 from infra.errors import InvalidArgument
 from infra.pb import money_from_pb
-from infra.validation import check_country, check_text
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.checkout.v1 import checkout_service_pb2_grpc as pb_grpc
 
@@ -71,10 +70,8 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     async def StartCheckout(
         self, request: pb.StartCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartCheckoutResponse:
-        country = request.ship_to_country_code
-        if country:
-            check_country("ship_to_country_code", country)
-        session, changes = await self._start(current_caller(), request.cart_id, country)
+        check_start_checkout(request)
+        session, changes = await self._start(current_caller(), request.cart_id, request.ship_to_country_code)
         return pb.StartCheckoutResponse(
             session=session_to_pb(session), price_changes=[price_change_to_pb(c) for c in changes]
         )
@@ -96,12 +93,8 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     async def ConfirmCheckout(
         self, request: pb.ConfirmCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmCheckoutResponse:
-        check_text("idempotency_key", request.idempotency_key, max_length=255)
-        expected = None
-        if request.HasField("expected_grand_total"):
-            total = request.expected_grand_total
-            validate_expected_total(total.currency_code, total.amount_minor)
-            expected = money_from_pb(total)
+        check_confirm_checkout(request)
+        expected = money_from_pb(request.expected_grand_total) if request.HasField("expected_grand_total") else None
         result = await self._confirm(current_caller(), request.session_id, request.idempotency_key, expected)
         return confirm_result_to_pb(result)
 
