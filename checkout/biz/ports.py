@@ -1,7 +1,7 @@
 """What the checkout use cases need from the outside world, as typing.Protocol ports.
 
 data/ implements the repositories and the unit of work (SqlUnitOfWork), adapter/ the gateways to
-the other services (Grpc…Adapter); tests use the Fake… implementations in checkout/biz/fakes.py.
+the other services (Grpc…Adapter); tests use the Fake… implementations in tests/checkout/fakes.py.
 """
 
 from __future__ import annotations

@@ -22,15 +22,6 @@ from checkout.biz.checkout.recovery import SagaRecovery
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
-from checkout.biz.fakes import (
-    FakeIdempotencyStore,
-    FakeInventoryGateway,
-    FakeOrderGateway,
-    FakePaymentGateway,
-    FakePricingGateway,
-    FakePromotionGateway,
-    FakeUnitOfWork,
-)
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways
 from checkout.biz.retry import RetryPolicy
@@ -42,6 +33,15 @@ from infra.config import Settings
 from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 from infra.runner import running_service
+from tests.checkout.fakes import (
+    FakeIdempotencyStore,
+    FakeInventoryGateway,
+    FakeOrderGateway,
+    FakePaymentGateway,
+    FakePricingGateway,
+    FakePromotionGateway,
+    FakeUnitOfWork,
+)
 
 FAST_RETRY = RetryPolicy(attempts=2, initial_seconds=0.001, max_seconds=0.002)
 ADDRESS = Address("Ada Lovelace", "12 Analytical St", "", "London", "", "N1 9GU", "GB", "")

@@ -23,7 +23,6 @@ from helpers import bearer, unique
 from redis.asyncio import Redis
 
 from checkout.biz.checkout.update_state import StateUpdate
-from checkout.biz.fakes import FakeOrderGateway, fake_gateways
 from checkout.biz.ports import Gateways
 from checkout.biz.retry import RetryPolicy
 from checkout.bootstrap import Container, build
@@ -41,6 +40,7 @@ from kassa.checkout.v1 import checkout_service_pb2 as co
 from kassa.checkout.v1 import checkout_service_pb2_grpc as co_grpc
 from kassa.common.v1 import money_pb2
 from kassa.order.v1 import order_pb2
+from tests.checkout.fakes import FakeOrderGateway, fake_gateways
 
 pytestmark = pytest.mark.integration
 

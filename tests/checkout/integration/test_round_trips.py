@@ -24,7 +24,6 @@ from checkout.biz.checkout.pricing_engine import PricingEngine
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
-from checkout.biz.fakes import FakeIdempotencyStore, fake_gateways
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways
 from checkout.data.repositories import SqlUnitOfWork
@@ -34,6 +33,7 @@ from infra.caller import Caller
 from infra.config import Settings
 from infra.db import create_engine
 from infra.errors import Aborted, FailedPrecondition, NotFound, Reason
+from tests.checkout.fakes import FakeIdempotencyStore, fake_gateways
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,6 @@ from helpers import unique
 from checkout.biz.checkout.confirm import authorize_key
 from checkout.biz.checkout.steps import STEPS
 from checkout.biz.checkout.update_state import StateUpdate
-from checkout.biz.fakes import fake_gateways
 from checkout.biz.retry import RetryPolicy
 from checkout.bootstrap import Container, build
 from checkout.data.tables import checkout_sessions
@@ -36,6 +35,7 @@ from infra.config import Settings
 from infra.db import create_engine
 from infra.errors import Aborted, FailedPrecondition, Reason
 from infra.runner import running_service
+from tests.checkout.fakes import fake_gateways
 
 pytestmark = pytest.mark.integration
 

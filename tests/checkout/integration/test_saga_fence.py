@@ -21,7 +21,6 @@ from checkout.biz.checkout.pricing_engine import PricingEngine
 from checkout.biz.checkout.recovery import SagaRecovery
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.update_state import StateUpdate
-from checkout.biz.fakes import FakeIdempotencyStore
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.retry import RetryPolicy
 from checkout.model.catalog import Address, OrderStatus, PaymentStatus
@@ -29,6 +28,7 @@ from checkout.model.session import ConfirmResult, Session, SessionStatus
 from infra import faults
 from infra.caller import Caller
 from infra.errors import DomainError
+from tests.checkout.fakes import FakeIdempotencyStore
 
 pytestmark = pytest.mark.integration
 

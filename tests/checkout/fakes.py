@@ -1,4 +1,4 @@
-"""In-memory Fake… implementations of every port, for unit tests and for serving without the mesh.
+"""In-memory Fake… implementations of every checkout port, for checkout's tests.
 
 Each fake gateway records its calls (``calls``) and raises what is queued in ``fail[method]``
 (one exception per call, or a permanent one), so tests can script outages and refusals.
