@@ -780,6 +780,8 @@ class SqlConfirmRecordRepo:
 
 
 class SqlTx:
+    """The repositories of one transaction (one connection) and its outbox; ``events`` counts what it added."""
+
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         self.conn = conn
         self.carts = SqlCartRepo(conn)
