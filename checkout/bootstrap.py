@@ -37,11 +37,11 @@ from checkout.biz.ports import Gateways
 from checkout.biz.retry import RetryPolicy
 from checkout.data.gauges import CheckoutGauges
 from checkout.data.redis_store import RedisIdempotencyStore
+from checkout.data.repositories import SqlUnitOfWork
 from checkout.data.tables import audit_log, outbox
-from checkout.data.uow import SqlUnitOfWork
-from checkout.service import admin_service
-from checkout.service.cart_service import CartService
-from checkout.service.checkout_service import CheckoutService
+from checkout.service import checkout_admin_service
+from checkout.service.cart_service import CartServiceServicer
+from checkout.service.checkout_service import CheckoutServiceServicer
 from checkout.worker.cron.failed_compensation import failed_compensation_worker
 from checkout.worker.cron.payment_poll import payment_poll_worker
 from checkout.worker.cron.recovery import recovery_worker
@@ -173,7 +173,7 @@ async def build(
     await ensure_streams(js, ["checkout", "payment"])
 
     publisher = OutboxPublisher(engine, outbox, js)  # CartConverted, CheckoutCompleted → kassa.checkout.*
-    uow = SqlUnitOfWork(engine, cipher, on_events=publisher.notify)
+    uow = SqlUnitOfWork(engine, cipher, on_commit=publisher.notify)
     gateways = gateways or _grpc_gateways(settings, stack)
     policy = policy_from(settings, retry)
     store = RedisIdempotencyStore(
@@ -212,8 +212,8 @@ async def build(
         for service in module.DESCRIPTOR.services_by_name.values()
         for m in service.methods
     ]
-    audit = AuditTrail(engine, audit_log, service="checkout", reads=(*admin_service.READS, *customer_rpcs))
-    operations = admin_service.CheckoutAdminService(
+    audit = AuditTrail(engine, audit_log, service="checkout", reads=(*checkout_admin_service.READS, *customer_rpcs))
+    operations = checkout_admin_service.CheckoutAdminServiceServicer(
         DeadLetters(uow, drain), StuckSessions(uow, recovery, policy), FunnelReport(uow)
     )
 
@@ -221,12 +221,12 @@ async def build(
         registrations=[
             Registration(
                 cart_service_pb2_grpc.add_CartServiceServicer_to_server,
-                CartService(carts),
+                CartServiceServicer(carts),
                 "kassa.checkout.v1.CartService",
             ),
             Registration(
                 checkout_service_pb2_grpc.add_CheckoutServiceServicer_to_server,
-                CheckoutService(start, state, confirm),
+                CheckoutServiceServicer(start, state, confirm),
                 "kassa.checkout.v1.CheckoutService",
             ),
             Registration(

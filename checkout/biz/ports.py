@@ -1,7 +1,7 @@
 """What the checkout use cases need from the outside world, as typing.Protocol ports.
 
 data/ implements the repositories and the unit of work (SqlUnitOfWork), adapter/ the gateways to
-the other services (Grpc…Adapter); tests use the Fake… implementations in checkout/biz/fakes.py.
+the other services (Grpc…Adapter); tests use the Fake… implementations in tests/checkout/fakes.py.
 """
 
 from __future__ import annotations
@@ -362,7 +362,12 @@ class Tx(Protocol):
 
 
 class UnitOfWork(Protocol):
-    def __call__(self) -> AbstractAsyncContextManager[Tx]:
+    """Where a use case gets its Tx: ``transaction()`` for a step that writes, ``read()`` for reads of one
+    statement each, and ``single()`` (checkout's addition to the template's idiom) for a write of exactly one
+    statement that commits by itself: no BEGIN/COMMIT round trips, which tests/checkout's round-trip counts pin.
+    ``single()`` never carries an event nor two writes that must commit together."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """Begin a transaction: committed when the block exits cleanly, rolled back on an exception."""
         ...
 

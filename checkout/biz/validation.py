@@ -1,39 +1,24 @@
-"""Input checks shared by the use cases; each names the offending request field (DESIGN.md §4.6)."""
+"""The input checks the use cases run themselves, so they hold whoever calls; each names the offending request
+field (DESIGN.md §4.6). The servicer's own request checks are checkout/service/validation.py."""
 
 from __future__ import annotations
 
 import re
-import uuid
 
-from checkout.model.catalog import Address
 from infra.errors import InvalidArgument
-from infra.validation import MAX_AMOUNT_MINOR, check_sku, check_text
+from infra.validation import check_sku, check_text
 
 __all__ = [
-    "validate_address",
-    "validate_email",
-    "validate_expected_total",
-    "validate_id",
     "validate_notes",
     "validate_payment_method",
     "validate_quantity",
     "validate_sku",
 ]
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _TOKEN = re.compile(r"^tok_[A-Za-z0-9]+$")
 # 12-19 digits, possibly grouped by spaces or dashes: what a primary account number looks like.
 _CARD_NUMBER = re.compile(r"^(?:\d[ -]?){11,18}\d$")
-_ADDRESS_MAX = 200
 _TOKEN_MAX = 255
-
-
-def validate_id(field: str, value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, AttributeError, TypeError):
-        raise InvalidArgument(field, "must be a UUID") from None
 
 
 def validate_sku(sku: str, field: str = "sku") -> str:
@@ -51,34 +36,9 @@ def validate_quantity(quantity: int, maximum: int, field: str = "quantity") -> i
     return quantity
 
 
-def validate_email(email: str, field: str = "email") -> str:
-    email = email.strip()
-    if len(email) > 254 or not _EMAIL.fullmatch(email):
-        raise InvalidArgument(field, "must be an email address like name@example.com")
-    return check_text(field, email, max_length=254)
-
-
-def validate_address(address: Address, field: str) -> Address:
-    for name in ("name", "line1", "city", "postal_code", "country_code"):
-        if not getattr(address, name).strip():
-            raise InvalidArgument(f"{field}.{name}", "is required")
-    for name in ("name", "line1", "line2", "city", "region", "postal_code", "phone"):
-        check_text(f"{field}.{name}", getattr(address, name), max_length=_ADDRESS_MAX)
-    if not _COUNTRY.fullmatch(address.country_code):
-        raise InvalidArgument(f"{field}.country_code", "must be an ISO 3166-1 alpha-2 code in upper case, like US")
-    return address
-
-
 def validate_notes(notes: str, maximum: int, field: str = "notes") -> str:
     """Free text for the order: it may span lines, but holds no other control character."""
     return check_text(field, notes, max_length=maximum, multiline=True)
-
-
-def validate_expected_total(currency_code: str, amount_minor: int, field: str = "expected_grand_total") -> None:
-    """The total a client saw: a currency code (compared with the session's later) and a payable amount."""
-    check_text(f"{field}.currency_code", currency_code, max_length=3)
-    if not 0 <= amount_minor <= MAX_AMOUNT_MINOR:
-        raise InvalidArgument(f"{field}.amount_minor", f"must be between 0 and {MAX_AMOUNT_MINOR:,}")
 
 
 def validate_payment_method(method: str, field: str = "payment_method") -> str:

@@ -1,4 +1,6 @@
-"""SQL implementations of the biz repositories, bound to one open transaction (a connection).
+"""SQL implementations of the biz repositories, bound to one open transaction (a connection), and the unit of
+work that opens it: SqlTx holds the repositories of one transaction and its outbox, SqlUnitOfWork is the only
+place a transaction begins.
 
 Every state change is a conditional ``UPDATE … WHERE <expected state> … RETURNING`` or an
 ``INSERT … ON CONFLICT``: concurrent requests and replicas serialize on the row, never on a read
@@ -11,15 +13,16 @@ state keeps (the CreateOrder draft, the AuthorizePayment request's email).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from psycopg import errors as pg_errors
 from sqlalchemy.dialects.postgresql import UUID, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from checkout.data.tables import (
     audit_log,
@@ -28,6 +31,7 @@ from checkout.data.tables import (
     checkout_sessions,
     confirm_requests,
     failed_compensations,
+    outbox,
 )
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import Address
@@ -51,10 +55,20 @@ from checkout.model.session import (
     SessionStatus,
 )
 from infra import audit
+from infra.db import single_statements
 from infra.errors import AlreadyExists, Reason
+from infra.outbox import add_event
 from infra.pii import PiiCipher
 
-__all__ = ["SqlCartRepo", "SqlCompensationRepo", "SqlConfirmRecordRepo", "SqlFunnelRepo", "SqlSessionRepo"]
+__all__ = [
+    "SqlCartRepo",
+    "SqlCompensationRepo",
+    "SqlConfirmRecordRepo",
+    "SqlFunnelRepo",
+    "SqlSessionRepo",
+    "SqlTx",
+    "SqlUnitOfWork",
+]
 
 _NOW = sa.func.now()
 _IDEMPOTENCY_INDEX = "checkout_sessions_idempotency_key_uq"
@@ -763,3 +777,55 @@ class SqlConfirmRecordRepo:
                 set_={"response": record.to_dict(), "fingerprint": record.fingerprint, "created_at": _NOW},
             )
         )
+
+
+class SqlTx:
+    """The repositories of one transaction (one connection) and its outbox; ``events`` counts what it added."""
+
+    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
+        self.conn = conn
+        self.carts = SqlCartRepo(conn)
+        self.sessions = SqlSessionRepo(conn, cipher)
+        self.compensations = SqlCompensationRepo(conn)
+        self.confirm_records = SqlConfirmRecordRepo(conn)
+        self.funnel = SqlFunnelRepo(conn)
+        self.events = 0
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        await add_event(
+            self.conn, outbox, service="checkout", event_type=event_type, aggregate_id=aggregate_id, data=data
+        )
+        self.events += 1
+
+
+class SqlUnitOfWork:
+    """``transaction()`` commits when the block exits cleanly; ``on_commit`` wakes the outbox publisher after a
+    commit with events. ``cipher`` encrypts and decrypts the personal data the sessions keep."""
+
+    def __init__(self, engine: AsyncEngine, cipher: PiiCipher, on_commit: Callable[[], None] | None = None) -> None:
+        self._engine = engine
+        self._cipher = cipher
+        self._reads = single_statements(engine)
+        self._on_commit = on_commit
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
+        async with self._engine.begin() as conn:
+            tx = SqlTx(conn, self._cipher)
+            yield tx
+        if tx.events and self._on_commit is not None:
+            self._on_commit()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
+        async with self._reads.connect() as conn:
+            yield SqlTx(conn, self._cipher)
+
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[SqlTx]:
+        """One write of one statement, committed by itself (autocommit): no BEGIN/COMMIT round trips."""
+        async with self._reads.connect() as conn:
+            tx = SqlTx(conn, self._cipher)
+            yield tx
+        assert not tx.events, "an event must commit with its change: use the unit of work's transaction"

@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import re
-
 import grpc
 
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
-from checkout.biz.validation import validate_expected_total
 from checkout.service.convert import (
-    actor,
     confirm_result_to_pb,
+    current_caller,
     preview_to_pb,
     price_change_to_pb,
     session_to_pb,
     stripped_address_from_pb,
 )
+from checkout.service.validation import check_confirm_checkout, check_start_checkout
 from infra.errors import InvalidArgument
 from infra.pb import money_from_pb
-from infra.validation import check_text
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.checkout.v1 import checkout_service_pb2_grpc as pb_grpc
 
-__all__ = ["CheckoutService", "state_update"]
-
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+__all__ = ["CheckoutServiceServicer", "state_update"]
 
 _MASKABLE = frozenset(
     {"email", "shipping_address", "billing_address", "shipping_method", "payment_method", "promotion_codes", "notes"}
@@ -66,7 +61,7 @@ def state_update(request: pb.UpdateCheckoutStateRequest) -> StateUpdate:
     )
 
 
-class CheckoutService(pb_grpc.CheckoutServiceServicer):
+class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     def __init__(self, start: StartCheckout, state: CheckoutState, confirm: ConfirmCheckout) -> None:
         self._start = start
         self._state = state
@@ -75,10 +70,8 @@ class CheckoutService(pb_grpc.CheckoutServiceServicer):
     async def StartCheckout(
         self, request: pb.StartCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartCheckoutResponse:
-        country = request.ship_to_country_code
-        if country and not _COUNTRY.match(country):
-            raise InvalidArgument("ship_to_country_code", "must be an ISO 3166-1 alpha-2 code such as 'US'")
-        session, changes = await self._start(actor(), request.cart_id, country)
+        check_start_checkout(request)
+        session, changes = await self._start(current_caller(), request.cart_id, request.ship_to_country_code)
         return pb.StartCheckoutResponse(
             session=session_to_pb(session), price_changes=[price_change_to_pb(c) for c in changes]
         )
@@ -86,28 +79,28 @@ class CheckoutService(pb_grpc.CheckoutServiceServicer):
     async def UpdateCheckoutState(
         self, request: pb.UpdateCheckoutStateRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateCheckoutStateResponse:
-        caller = actor()
+        caller = current_caller()
         session = await self._state.update(caller, request.session_id, state_update(request))
         return pb.UpdateCheckoutStateResponse(session=session_to_pb(session))
 
     async def PreviewOrder(
         self, request: pb.PreviewOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.PreviewOrderResponse:
-        return pb.PreviewOrderResponse(preview=preview_to_pb(await self._state.preview(actor(), request.session_id)))
+        return pb.PreviewOrderResponse(
+            preview=preview_to_pb(await self._state.preview(current_caller(), request.session_id))
+        )
 
     async def ConfirmCheckout(
         self, request: pb.ConfirmCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmCheckoutResponse:
-        check_text("idempotency_key", request.idempotency_key, max_length=255)
-        expected = None
-        if request.HasField("expected_grand_total"):
-            total = request.expected_grand_total
-            validate_expected_total(total.currency_code, total.amount_minor)
-            expected = money_from_pb(total)
-        result = await self._confirm(actor(), request.session_id, request.idempotency_key, expected)
+        check_confirm_checkout(request)
+        expected = money_from_pb(request.expected_grand_total) if request.HasField("expected_grand_total") else None
+        result = await self._confirm(current_caller(), request.session_id, request.idempotency_key, expected)
         return confirm_result_to_pb(result)
 
     async def GetCheckoutSession(
         self, request: pb.GetCheckoutSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCheckoutSessionResponse:
-        return pb.GetCheckoutSessionResponse(session=session_to_pb(await self._state.get(actor(), request.session_id)))
+        return pb.GetCheckoutSessionResponse(
+            session=session_to_pb(await self._state.get(current_caller(), request.session_id))
+        )

@@ -22,7 +22,18 @@ from checkout.biz.checkout.recovery import SagaRecovery
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
-from checkout.biz.fakes import (
+from checkout.biz.policy import CheckoutPolicy
+from checkout.biz.ports import Gateways
+from checkout.biz.retry import RetryPolicy
+from checkout.bootstrap import Container, build
+from checkout.model.catalog import Address
+from checkout.model.session import ConfirmResult, Session
+from infra.caller import Caller
+from infra.config import Settings
+from infra.localstack import StackEndpoints
+from infra.migrate import migrate
+from infra.runner import running_service
+from tests.checkout.fakes import (
     FakeIdempotencyStore,
     FakeInventoryGateway,
     FakeOrderGateway,
@@ -31,17 +42,6 @@ from checkout.biz.fakes import (
     FakePromotionGateway,
     FakeUnitOfWork,
 )
-from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import Gateways
-from checkout.biz.retry import RetryPolicy
-from checkout.bootstrap import Container, build
-from checkout.model.actor import Actor
-from checkout.model.catalog import Address
-from checkout.model.session import ConfirmResult, Session
-from infra.config import Settings
-from infra.localstack import StackEndpoints
-from infra.migrate import migrate
-from infra.runner import running_service
 
 FAST_RETRY = RetryPolicy(attempts=2, initial_seconds=0.001, max_seconds=0.002)
 ADDRESS = Address("Ada Lovelace", "12 Analytical St", "", "London", "", "N1 9GU", "GB", "")
@@ -76,7 +76,7 @@ class World:
     expiry: SessionExpiry
     engine: PricingEngine
     compensator: Compensator
-    customer: Actor = field(default_factory=lambda: Actor("cust-ada"))
+    customer: Caller = field(default_factory=lambda: Caller("cust-ada"))
 
     async def ready_session(
         self,

@@ -13,8 +13,8 @@ from checkout.biz.cart.access import load_owned_cart
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, NoFunnelEvents, ProductLookup, UnitOfWork
 from checkout.biz.validation import validate_quantity, validate_sku
-from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartItem, CartStatus
+from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
 from infra.money import validate_currency
 
@@ -38,31 +38,31 @@ class CartUseCases:
         self._policy = policy
         self._funnel = funnel or NoFunnelEvents()
 
-    async def create(self, actor: Actor, currency_code: str) -> Cart:
+    async def create(self, caller: Caller, currency_code: str) -> Cart:
         currency = (currency_code or self._policy.default_currency).strip().upper()
         if (problem := validate_currency(currency)) is not None:
             raise InvalidArgument("currency_code", problem)
-        cart = Cart(cart_id=str(uuid.uuid4()), customer_id=actor.subject, currency_code=currency)
+        cart = Cart(cart_id=str(uuid.uuid4()), customer_id=caller.subject, currency_code=currency)
         async with self._uow.single() as tx:
             created = await tx.carts.create(cart)
         self._funnel.cart_created()
         return created
 
-    async def get(self, actor: Actor, cart_id: str) -> Cart:
-        return await load_owned_cart(self._uow, actor, cart_id)
+    async def get(self, caller: Caller, cart_id: str) -> Cart:
+        return await load_owned_cart(self._uow, caller, cart_id)
 
-    async def add_item(self, actor: Actor, cart_id: str, sku: str, quantity: int) -> Cart:
+    async def add_item(self, caller: Caller, cart_id: str, sku: str, quantity: int) -> Cart:
         """Adds to the sku's line at the catalog's current price; unknown skus are refused up front."""
         sku = validate_sku(sku)
         validate_quantity(quantity, self._policy.max_item_quantity)
-        cart = await load_owned_cart(self._uow, actor, cart_id, items=False)
+        cart = await load_owned_cart(self._uow, caller, cart_id, items=False)
         if cart.status is not CartStatus.ACTIVE:
             raise _frozen(cart.cart_id)
         found = await self._pricing.get_products([sku], cart.currency_code)
         product = found.products.get(sku)
         if product is None:
             raise InvalidArgument("sku", f"unknown sku {sku!r}")
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
                 raise _frozen(cart.cart_id)
@@ -83,12 +83,12 @@ class CartUseCases:
         locked.put(item)  # the cart as just written, without reading it back
         return locked
 
-    async def update_item(self, actor: Actor, cart_id: str, sku: str, quantity: int) -> Cart:
+    async def update_item(self, caller: Caller, cart_id: str, sku: str, quantity: int) -> Cart:
         """Sets the line's quantity (1..max); removing a line is RemoveCartItem."""
         sku = validate_sku(sku)
         validate_quantity(quantity, self._policy.max_item_quantity)
-        cart = await load_owned_cart(self._uow, actor, cart_id, items=False)
-        async with self._uow() as tx:
+        cart = await load_owned_cart(self._uow, caller, cart_id, items=False)
+        async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
                 raise _frozen(cart.cart_id)
@@ -100,11 +100,11 @@ class CartUseCases:
         locked.put(item)
         return locked
 
-    async def remove_item(self, actor: Actor, cart_id: str, sku: str) -> Cart:
+    async def remove_item(self, caller: Caller, cart_id: str, sku: str) -> Cart:
         """Idempotent: removing a line that is already gone returns the cart unchanged."""
         sku = validate_sku(sku)
-        cart = await load_owned_cart(self._uow, actor, cart_id, items=False)
-        async with self._uow() as tx:
+        cart = await load_owned_cart(self._uow, caller, cart_id, items=False)
+        async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
                 raise _frozen(cart.cart_id)

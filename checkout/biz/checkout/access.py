@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from checkout.biz.ports import UnitOfWork
-from checkout.biz.validation import validate_id
-from checkout.model.actor import Actor
 from checkout.model.session import Session
+from infra.caller import Caller
 from infra.errors import NotFound
+from infra.validation import check_uuid
 
 __all__ = ["load_owned_session"]
 
 
-async def load_owned_session(uow: UnitOfWork, actor: Actor, session_id: str) -> Session:
+async def load_owned_session(uow: UnitOfWork, caller: Caller, session_id: str) -> Session:
     """Another customer's session is reported as missing, so ids can't be probed."""
-    session_id = validate_id("session_id", session_id)
+    session_id = check_uuid("session_id", session_id)
     async with uow.read() as tx:
         session = await tx.sessions.get(session_id)
-    if session is None or not actor.owns(session.customer_id):
+    if session is None or not caller.owns(session.customer_id):
         raise NotFound(f"checkout session {session_id} not found", metadata={"session_id": session_id})
     return session

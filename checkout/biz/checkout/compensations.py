@@ -59,7 +59,7 @@ class Compensator:
         failed = await self.attempt(session_id, operation, payload)
         if failed is None:
             return True
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             await tx.compensations.add(failed)
         return False
 
@@ -117,7 +117,7 @@ class Compensator:
 
     async def _cart_cleanup(self, payload: dict[str, Any]) -> None:
         status = CartStatus(payload["status"])
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             moved = await tx.carts.transition(payload["cart_id"], {CartStatus.CHECKOUT}, status)
             if moved and status is CartStatus.CONVERTED:
                 await tx.add_event(

@@ -80,7 +80,7 @@ class PaymentCompletion:
 
     async def poll_once(self, limit: int = 20) -> int:
         """Sessions no webhook told about for a while, or past their window: ask the provider. The worker's pass."""
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             due = await tx.sessions.awaiting_due(self._policy.payment_poll_after_seconds, limit)
         done = 0
         for session in due:
@@ -141,7 +141,7 @@ class PaymentCompletion:
     async def _claim(self, session: Session, step: SagaStep, state: SagaState) -> tuple[Session, Lease] | None:
         """AWAITING_PAYMENT → CONFIRMING under a new saga attempt, held by this caller; None when another got it."""
         since = self._leases.now()
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             claimed = await tx.sessions.claim_awaiting(session.session_id, step, state)
         return None if claimed is None else (claimed, self._leases.hold(claimed, since))
 

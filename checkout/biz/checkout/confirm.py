@@ -31,12 +31,11 @@ from checkout.biz.checkout.update_state import pricing_input, session_not_open
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, Gateways, IdempotencyStore, NoFunnelEvents, UnitOfWork
 from checkout.biz.retry import retrying
-from checkout.biz.validation import validate_id
-from checkout.model.actor import Actor
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import AuthorizeRequest, OrderDraft, OrderLine, PaymentStatus
 from checkout.model.compensation import Operation
 from checkout.model.session import ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
+from infra.caller import Caller
 from infra.errors import (
     Aborted,
     DomainError,
@@ -47,6 +46,7 @@ from infra.errors import (
     Unavailable,
 )
 from infra.money import Money
+from infra.validation import check_uuid
 
 __all__ = ["ConfirmCheckout", "authorize_key", "require_order_fields"]
 
@@ -102,14 +102,14 @@ class ConfirmCheckout:
         self._running: set[asyncio.Future[ConfirmResult]] = set()
 
     async def __call__(
-        self, actor: Actor, session_id: str, idempotency_key: str, expected: Money | None
+        self, caller: Caller, session_id: str, idempotency_key: str, expected: Money | None
     ) -> ConfirmResult:
-        session_id = validate_id("session_id", session_id)
+        session_id = check_uuid("session_id", session_id)
         if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.strip():
             raise InvalidArgument("idempotency_key", "must be 1 to 255 characters")
         if expected is None:
             raise InvalidArgument("expected_grand_total", "is required: send the grand total the customer saw")
-        session = await load_owned_session(self._uow, actor, session_id)
+        session = await load_owned_session(self._uow, caller, session_id)
         if expected.currency_code != session.currency_code:
             raise InvalidArgument(
                 "expected_grand_total.currency_code",
@@ -396,7 +396,7 @@ class ConfirmCheckout:
         answer: DomainError | None = None,
     ) -> None:
         """Back to OPEN; with ``answer``, the request's answer is kept in the same transaction."""
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             reopened = await tx.sessions.reopen(
                 lease.session_id, f"{type(exc).__name__}: {exc}"[:1000], preview, attempt=lease.attempt
             )

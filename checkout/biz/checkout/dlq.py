@@ -52,7 +52,7 @@ class FailedCompensationDrain:
         it: a drain that stalled can't mark dead, or retry later, what another has since done.
         """
         claimed_at = time.monotonic()
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             due = await tx.compensations.claim_due(limit, LEASE_SECONDS)
         succeeded = 0
         for item in due:
@@ -70,7 +70,7 @@ class FailedCompensationDrain:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:1000]
             delay = backoff_seconds(item.attempts + 1)
-            async with self._uow() as tx:
+            async with self._uow.transaction() as tx:
                 if delay is None:
                     if await tx.compensations.mark_dead(item, error):
                         log.error("%s for session %s is dead after %d retries: %s",
@@ -78,6 +78,6 @@ class FailedCompensationDrain:
                 else:
                     await tx.compensations.reschedule(item, delay, error)
             return Attempt(False, error)
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             await tx.compensations.mark_done(item)
         return Attempt(True)

@@ -30,7 +30,7 @@ class SessionExpiry:
         return bool(await self._expire(1, cart_id))
 
     async def _expire(self, limit: int, cart_id: str | None) -> list[Session]:
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             expired = await tx.sessions.expire_due(limit, cart_id=cart_id)
             for session in expired:
                 await tx.carts.transition(session.cart_id, {CartStatus.CHECKOUT}, CartStatus.ACTIVE)

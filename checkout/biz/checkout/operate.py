@@ -101,7 +101,7 @@ class DeadLetters:
         return await self._run(compensation_id, statuses, "replay", " (only PARKED and DEAD entries replay)")
 
     async def park(self, compensation_id: str) -> FailedCompensation:
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             parked = await tx.compensations.park(compensation_id, LEASE_SECONDS)
         if parked is not None:
             return parked
@@ -113,7 +113,7 @@ class DeadLetters:
     async def _run(
         self, compensation_id: str, statuses: set[CompensationStatus], action: str, hint: str
     ) -> tuple[FailedCompensation, Attempt]:
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             taken = await tx.compensations.take(compensation_id, statuses, LEASE_SECONDS, restart=action == "replay")
         if taken is None:
             raise _conflict(await self.get(compensation_id), action, hint)

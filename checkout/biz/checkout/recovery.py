@@ -60,7 +60,7 @@ class SagaRecovery:
 
     async def _claim(self, session_id: str | None) -> tuple[Session, Lease] | None:
         since = self._leases.now()
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             stuck = await tx.sessions.claim_stuck(self._policy.recovery_after_seconds, 1, session_id=session_id)
         return (stuck[0], self._leases.hold(stuck[0], since)) if stuck else None
 

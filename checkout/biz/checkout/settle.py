@@ -187,7 +187,7 @@ class Settlement:
             log.warning("session %s: reservations not extended over the payment window: %s", sid, exc)
         state.order_status = OrderStatus.PENDING_PAYMENT
         result = _result(session, state, OrderStatus.PENDING_PAYMENT, PaymentStatus.REQUIRES_ACTION)
-        async with lease.step("finalize"), self._uow() as tx:
+        async with lease.step("finalize"), self._uow.transaction() as tx:
             moved = await tx.sessions.await_payment(
                 sid, state=state, order_id=state.order_id, result=result, window_seconds=window, attempt=lease.attempt
             )
@@ -271,7 +271,7 @@ class Settlement:
         converted = cart_status is CartStatus.CONVERTED
         status = SessionStatus.COMPLETED if converted else SessionStatus.CANCELLED
         last_step = SagaStep.DONE if converted else SagaStep.COMPENSATING
-        async with lease.step("finalize"), self._uow() as tx:
+        async with lease.step("finalize"), self._uow.transaction() as tx:
             finished = await tx.sessions.finish(
                 sid, status, step=last_step, state=state, order_id=oid, result=result if oid else None,
                 last_error=last_error[:1000], attempt=lease.attempt,

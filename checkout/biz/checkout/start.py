@@ -16,11 +16,11 @@ from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, Gateways, NoFunnelEvents, UnitOfWork
-from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartStatus, PriceChange
 from checkout.model.catalog import ProductsResult, ReserveLine
 from checkout.model.compensation import Operation
 from checkout.model.session import Session, SessionLine, SessionStatus
+from infra.caller import Caller
 from infra.errors import Aborted, FailedPrecondition, InvalidArgument, Reason, ResourceExhausted
 from infra.money import Money
 
@@ -50,14 +50,14 @@ class StartCheckout:
         self._funnel = funnel or NoFunnelEvents()
 
     async def __call__(
-        self, actor: Actor, cart_id: str, ship_to_country_code: str = ""
+        self, caller: Caller, cart_id: str, ship_to_country_code: str = ""
     ) -> tuple[Session, list[PriceChange]]:
-        cart = await load_owned_cart(self._uow, actor, cart_id)
+        cart = await load_owned_cart(self._uow, caller, cart_id)
         if cart.status is CartStatus.CHECKOUT:
             live = await self._live_session(cart.cart_id)
             if live is not None:
                 return live, []
-            cart = await load_owned_cart(self._uow, actor, cart.cart_id)
+            cart = await load_owned_cart(self._uow, caller, cart.cart_id)
         if cart.status is CartStatus.CONVERTED:
             raise FailedPrecondition(
                 f"cart {cart.cart_id} was already turned into an order",
@@ -111,7 +111,7 @@ class StartCheckout:
             expires_at=reserved.expires_at,
         )
         try:
-            async with self._uow() as tx:
+            async with self._uow.transaction() as tx:
                 moved = await tx.carts.transition(
                     cart.cart_id, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, CartStatus.CHECKOUT, version=version
                 )
@@ -168,7 +168,7 @@ class StartCheckout:
         ]
         if not changes:
             return [], cart.version
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             version = await tx.carts.set_prices(
                 cart.cart_id, {c.sku: c.new_price.amount_minor for c in changes}, version=cart.version
             )

@@ -14,11 +14,12 @@ from typing import Any
 from checkout.biz.checkout.access import load_owned_session
 from checkout.biz.checkout.pricing_engine import PricingEngine, PricingInput
 from checkout.biz.ports import UnitOfWork
-from checkout.biz.validation import validate_address, validate_email, validate_notes, validate_payment_method
-from checkout.model.actor import Actor
+from checkout.biz.validation import validate_notes, validate_payment_method
 from checkout.model.catalog import Address
 from checkout.model.session import Preview, Session, SessionStatus
+from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, Reason
+from infra.validation import check_address, check_email
 
 __all__ = ["SHIPPING_METHODS", "CheckoutState", "StateUpdate", "session_not_open"]
 
@@ -64,13 +65,13 @@ def validate_update(update: StateUpdate) -> dict[str, Any]:
     """The validated column changes; raises InvalidArgument naming the first bad field."""
     changes: dict[str, Any] = {}
     if update.email is not None:
-        changes["email"] = validate_email(update.email) if update.email.strip() else ""
+        changes["email"] = check_email("email", update.email) if update.email.strip() else ""
     if update.shipping_address is not None:
-        changes["shipping_address"] = validate_address(update.shipping_address, "shipping_address").to_dict()
+        changes["shipping_address"] = check_address("shipping_address", update.shipping_address).to_dict()
     elif update.clear_shipping_address:
         changes["shipping_address"] = None
     if update.billing_address is not None:
-        changes["billing_address"] = validate_address(update.billing_address, "billing_address").to_dict()
+        changes["billing_address"] = check_address("billing_address", update.billing_address).to_dict()
     elif update.clear_billing_address:
         changes["billing_address"] = None
     if update.shipping_method is not None:
@@ -125,17 +126,17 @@ class CheckoutState:
         self._engine = engine
         self._reuse_seconds = reuse_seconds
 
-    async def get(self, actor: Actor, session_id: str) -> Session:
-        return await load_owned_session(self._uow, actor, session_id)
+    async def get(self, caller: Caller, session_id: str) -> Session:
+        return await load_owned_session(self._uow, caller, session_id)
 
-    async def update(self, actor: Actor, session_id: str, update: StateUpdate) -> Session:
+    async def update(self, caller: Caller, session_id: str, update: StateUpdate) -> Session:
         """Validate everything, price the session as it will be, and store both in one write (OPEN sessions only).
 
         The write is conditional on the session being as it was read; one that changed meanwhile (another
         update) is updated first and priced after, as it then is.
         """
         changes = validate_update(update)
-        session = await load_owned_session(self._uow, actor, session_id)
+        session = await load_owned_session(self._uow, caller, session_id)
         now = datetime.now(UTC)
         if session.status is not SessionStatus.OPEN or session.is_expired(now):
             raise session_not_open(session, now)
@@ -150,7 +151,7 @@ class CheckoutState:
 
     async def _update_changed(self, session_id: str, changes: dict[str, Any]) -> Session:
         """The session changed after it was read: store the changes (clearing its totals), then price it."""
-        async with self._uow() as tx:
+        async with self._uow.transaction() as tx:
             current = await tx.sessions.update_state(session_id, changes, None)
             refused = await tx.sessions.get(session_id) if current is None else None
         if current is None:
@@ -166,11 +167,11 @@ class CheckoutState:
             current.updated_at = stored.updated_at
         return current
 
-    async def preview(self, actor: Actor, session_id: str) -> Preview:
+    async def preview(self, caller: Caller, session_id: str) -> Preview:
         """The totals of a session: for an OPEN one, those stored with its last change when that was less than
         ``reuse_seconds`` ago (ConfirmCheckout prices it afresh anyway), else fresh ones; for one past that
         stage, its last totals."""
-        session = await load_owned_session(self._uow, actor, session_id)
+        session = await load_owned_session(self._uow, caller, session_id)
         if session.preview is not None and (session.status is not SessionStatus.OPEN or self._fresh(session)):
             return session.preview
         return await self._engine.compute(pricing_input(session))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from checkout.biz.checkout.dlq import FailedCompensationDrain
-from checkout.worker.cron import every
+from infra.worker import every
 
 __all__ = ["failed_compensation_worker"]
 

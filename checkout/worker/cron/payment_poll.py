@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from checkout.biz.checkout.complete_payment import PaymentCompletion
-from checkout.worker.cron import every
+from infra.worker import every
 
 __all__ = ["payment_poll_worker"]
 

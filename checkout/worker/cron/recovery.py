@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from checkout.biz.checkout.recovery import SagaRecovery
-from checkout.worker.cron import every
+from infra.worker import every
 
 __all__ = ["recovery_worker"]
 

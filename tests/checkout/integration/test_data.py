@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from helpers import unique
 
 from checkout.data.tables import checkout_sessions, failed_compensations
-from checkout.model.actor import Actor
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import Address
 from checkout.model.compensation import FailedCompensation, NewCompensation, Operation
@@ -24,6 +23,7 @@ from checkout.model.session import (
     SessionLine,
     SessionStatus,
 )
+from infra.caller import Caller
 from infra.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ ORIGIN = Address("WH", "1 Depot Rd", "", "Reno", "NV", "89501", "US", "")
 
 
 async def _cart(uow, customer: str) -> Cart:
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         cart = await tx.carts.create(Cart(str(uuid.uuid4()), customer, "USD"))
         await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-1", "One", 2, 500))
     return cart
@@ -53,9 +53,9 @@ async def test_cart_items_check_and_conditional_transitions(served) -> None:
     uow = served.container.uow
     cart = await _cart(uow, unique("cust"))
     with pytest.raises(sa.exc.IntegrityError):
-        async with uow() as tx:
+        async with uow.transaction() as tx:
             await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-2", "Two", 0, 100))
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.carts.set_prices(cart.cart_id, {"SKU-1": 650}, version=cart.version + 99) is None
         version = await tx.carts.set_prices(cart.cart_id, {"SKU-1": 650}, version=cart.version)
         assert version == cart.version + 1
@@ -72,31 +72,31 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
     customer = unique("cust")
     cart = await _cart(uow, customer)
     first, second = _session(cart), _session(cart)
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.sessions.create(first)
         assert not await tx.sessions.create(second)
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         started = await tx.sessions.begin_confirm(first.session_id, "key-A", "fp-A")
     assert started is not None
     assert started.status is SessionStatus.CONFIRMING
     assert started.confirm_started_at is not None
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.sessions.begin_confirm(first.session_id, "key-A", "fp-A") is None
 
     other_cart = await _cart(uow, customer)
     other = _session(other_cart)
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.sessions.create(other)
     with pytest.raises(AlreadyExists) as err:
-        async with uow() as tx:
+        async with uow.transaction() as tx:
             await tx.sessions.begin_confirm(other.session_id, "key-A", "fp-B")
     assert err.value.reason == Reason.IDEMPOTENCY_KEY_REUSED
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert (await tx.sessions.get(other.session_id)).status is SessionStatus.OPEN
 
     state = SagaState(payment_id="pay-1", promo_codes=["SAVE10"])
     attempt = started.saga_attempt
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.sessions.save_progress(first.session_id, SagaStep.AUTHORIZE_PAYMENT, state, attempt=attempt)
         assert await tx.sessions.finish(first.session_id, SessionStatus.CANCELLED, step=SagaStep.COMPENSATING,
                                         state=state, last_error="declined", attempt=attempt)  # fmt: skip
@@ -107,7 +107,7 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
     assert finished.status is SessionStatus.CANCELLED
     assert finished.saga_state.payment_id == "pay-1"
     assert finished.saga_step is SagaStep.COMPENSATING
-    async with uow() as tx:  # the cart may have a live session again
+    async with uow.transaction() as tx:  # the cart may have a live session again
         assert await tx.sessions.create(second)
 
 
@@ -115,24 +115,24 @@ async def test_the_guard_records_the_request_and_starts_nothing_under_a_key_alre
     uow = served.container.uow
     customer = unique("cust")
     session = _session(await _cart(uow, customer))
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         await tx.sessions.create(session)
         started = await tx.sessions.begin_confirm(session.session_id, "key-A", "fp-A")
     assert started is not None and (started.idempotency_key, started.confirm_fingerprint) == ("key-A", "fp-A")
     # The saga's last write (here: reopened after a failure that is the key's answer) clears the request,
     # and the answer is kept in its transaction.
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.sessions.reopen(session.session_id, "promotion changed", None, attempt=started.saga_attempt)
         error = ConfirmError("Aborted", Reason.PRICE_CHANGED, "a promotion changed")
         await tx.confirm_records.put(customer, "key-A", ConfirmRecord(session.session_id, "fp-A", error=error))
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         reopened = await tx.sessions.get(session.session_id)
         assert reopened is not None and reopened.status is SessionStatus.OPEN
         assert reopened.confirm_fingerprint is None
         assert await tx.sessions.begin_confirm(session.session_id, "key-A", "fp-A") is None
         again = await tx.sessions.begin_confirm(session.session_id, "key-B", "fp-B")  # a new request may
     assert again is not None and (again.idempotency_key, again.confirm_fingerprint) == ("key-B", "fp-B")
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.sessions.finish(session.session_id, SessionStatus.CANCELLED, step=SagaStep.COMPENSATING,
                                         state=SagaState(), attempt=again.saga_attempt)  # fmt: skip
         finished = await tx.sessions.get(session.session_id)
@@ -143,19 +143,19 @@ async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
     uow = served.container.uow
     cart = await _cart(uow, unique("cust"))
     expired = _session(cart, minutes=-1)
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         await tx.sessions.create(expired)
         await tx.carts.transition(cart.cart_id, {CartStatus.ACTIVE}, CartStatus.CHECKOUT)
         assert await tx.sessions.begin_confirm(expired.session_id, unique("k"), "fp") is None
     assert await served.container.expiry.expire_for_cart(cart.cart_id)
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert (await tx.sessions.get(expired.session_id)).status is SessionStatus.EXPIRED
         assert (await tx.carts.get(cart.cart_id)).status is CartStatus.ACTIVE
     assert served.inventory.calls[-1][0:2] == ("release_reservations", (expired.session_id, "checkout session expired"))
 
     cart2 = await _cart(uow, unique("cust"))
     stuck = _session(cart2)
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         await tx.sessions.create(stuck)
         await tx.sessions.begin_confirm(stuck.session_id, unique("k"), "fp")
         claimed = await tx.sessions.claim_stuck(120, 100)
@@ -166,10 +166,10 @@ async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
             .where(checkout_sessions.c.session_id == stuck.session_id)
             .values(confirm_started_at=sa.func.now() - sa.text("interval '10 minutes'"))
         )
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         claimed = await tx.sessions.claim_stuck(120, 100)
     assert stuck.session_id in {s.session_id for s in claimed}
-    async with uow() as tx:  # the claim is a lease: nobody else takes it now
+    async with uow.transaction() as tx:  # the claim is a lease: nobody else takes it now
         assert stuck.session_id not in {s.session_id for s in await tx.sessions.claim_stuck(120, 100)}
 
 
@@ -177,12 +177,12 @@ async def test_every_claim_of_a_saga_fences_out_the_writes_of_the_one_before(ser
     uow = served.container.uow
     cart = await _cart(uow, unique("cust"))
     session = _session(cart)
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         await tx.sessions.create(session)
         live = await tx.sessions.begin_confirm(session.session_id, unique("k"), "fp")
     assert live is not None and live.saga_attempt == 1
     sid, state = session.session_id, SagaState(payment_id="pay-1")
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.sessions.save_progress(sid, SagaStep.AUTHORIZE_PAYMENT, state, attempt=1)
         assert await tx.sessions.renew(sid, attempt=1)
         assert not await tx.sessions.save_progress(sid, SagaStep.AUTHORIZE_PAYMENT, state, attempt=2)
@@ -192,12 +192,12 @@ async def test_every_claim_of_a_saga_fences_out_the_writes_of_the_one_before(ser
             .where(checkout_sessions.c.session_id == sid)
             .values(confirm_started_at=sa.func.now() - sa.text("interval '10 minutes'"))
         )
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         (taken,) = await tx.sessions.claim_stuck(120, 1, session_id=sid)
     assert taken.saga_attempt == 2 and taken.saga_state.payment_id == "pay-1"
 
     # The live saga wakes up: not one of its writes lands any more.
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert not await tx.sessions.save_progress(sid, SagaStep.CREATE_ORDER, state, attempt=1)
         assert not await tx.sessions.renew(sid, attempt=1)
         assert not await tx.sessions.reopen(sid, "stalled", None, attempt=1)
@@ -209,7 +209,7 @@ async def test_every_claim_of_a_saga_fences_out_the_writes_of_the_one_before(ser
         stored = await tx.sessions.get(sid)
     assert stored is not None and stored.status is SessionStatus.CONFIRMING
     assert stored.saga_step is SagaStep.AUTHORIZE_PAYMENT and stored.saga_attempt == 2
-    async with uow() as tx:  # its successor's do
+    async with uow.transaction() as tx:  # its successor's do
         assert await tx.sessions.finish(
             sid, SessionStatus.CANCELLED, step=SagaStep.COMPENSATING, state=state, attempt=2
         )
@@ -217,17 +217,17 @@ async def test_every_claim_of_a_saga_fences_out_the_writes_of_the_one_before(ser
 
 async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it(served, customer_id) -> None:
     container = served.container
-    actor = Actor(customer_id)
+    caller = Caller(customer_id)
     sku = unique("SKU")
     served.pricing.add(sku, 1000)
     served.inventory.stock[sku] = 1
-    cart = await container.carts.create(actor, "USD")
-    await container.carts.add_item(actor, cart.cart_id, sku, 1)
-    session, _ = await container.start(actor, cart.cart_id)
+    cart = await container.carts.create(caller, "USD")
+    await container.carts.add_item(caller, cart.cart_id, sku, 1)
+    session, _ = await container.start(caller, cart.cart_id)
     from checkout.biz.checkout.update_state import StateUpdate
 
     session = await container.state.update(
-        actor,
+        caller,
         session.session_id,
         StateUpdate(email="a@b.co", shipping_address=ORIGIN, shipping_method="standard", payment_method="tok_visa"),
     )
@@ -235,7 +235,7 @@ async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it
     served.payment.fail["void"] = Unavailable("payment service down")
     try:
         with pytest.raises(InvalidArgument):
-            await container.confirm(actor, session.session_id, unique("key"), session.preview.grand_total)
+            await container.confirm(caller, session.session_id, unique("key"), session.preview.grand_total)
     finally:
         served.reset_failures()
 
@@ -264,7 +264,7 @@ async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it
         ).scalar()
     assert status == "done"
     assert served.payment.payments[row.payload["payment_id"]]["status"].value == "VOIDED"
-    async with container.uow() as tx:
+    async with container.uow.transaction() as tx:
         assert (await tx.sessions.get(session.session_id)).status is SessionStatus.CANCELLED
         assert (await tx.carts.get(cart.cart_id)).status is CartStatus.ACTIVE
 
@@ -272,7 +272,7 @@ async def test_a_failing_compensation_lands_in_postgres_and_the_worker_drains_it
 async def test_a_dlq_worker_whose_lease_lapsed_cannot_overwrite_what_its_successor_did(served) -> None:
     """Two drains of one row (the first stalled past its lease): the one that holds the row decides."""
     uow, sid = served.container.uow, str(uuid.uuid4())
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         cid = await tx.compensations.add(
             NewCompensation(sid, Operation.RELEASE_RESERVATIONS, {"reservation_ref": sid}, "down")
         )
@@ -286,7 +286,7 @@ async def test_a_dlq_worker_whose_lease_lapsed_cannot_overwrite_what_its_success
             )
 
     async def claim() -> FailedCompensation:
-        async with uow() as tx:
+        async with uow.transaction() as tx:
             (item,) = [c for c in await tx.compensations.claim_due(100, 300) if c.id == cid]
         return item
 
@@ -294,9 +294,9 @@ async def test_a_dlq_worker_whose_lease_lapsed_cannot_overwrite_what_its_success
     stalled = await claim()
     await due_now()  # its lease ran out
     successor = await claim()
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.compensations.mark_done(successor)
-    async with uow() as tx:  # the stalled worker wakes up, its retry having failed
+    async with uow.transaction() as tx:  # the stalled worker wakes up, its retry having failed
         assert not await tx.compensations.mark_dead(stalled, "timed out")
         assert not await tx.compensations.reschedule(stalled, 60, "timed out")
         assert not await tx.compensations.mark_done(stalled)

@@ -20,12 +20,12 @@ from helpers import bearer, unique
 from checkout.biz.checkout.dlq import LEASE_SECONDS
 from checkout.biz.checkout.update_state import StateUpdate
 from checkout.data.tables import audit_log, failed_compensations
-from checkout.model.actor import Actor
 from checkout.model.catalog import Address, PaymentStatus
 from checkout.model.compensation import NewCompensation, Operation
 from checkout.model.session import Session, SessionStatus
 from infra import faults
 from infra.auth import mint_token
+from infra.caller import Caller
 from infra.errors import Unavailable
 from infra.grpc_errors import error_info
 from infra.money import Money
@@ -68,22 +68,22 @@ def admin(served, admin_token):
     return pb_grpc.CheckoutAdminServiceStub(served.channel), bearer(admin_token)
 
 
-async def _ready(served, actor: Actor, payment_method: str = "tok_visa") -> Session:
+async def _ready(served, caller: Caller, payment_method: str = "tok_visa") -> Session:
     c = served.container
     sku = unique("SKU")
     served.pricing.add(sku, 1000)
     served.inventory.stock[sku] = 2
-    cart = await c.carts.create(actor, "USD")
-    await c.carts.add_item(actor, cart.cart_id, sku, 2)
-    session, _ = await c.start(actor, cart.cart_id)
+    cart = await c.carts.create(caller, "USD")
+    await c.carts.add_item(caller, cart.cart_id, sku, 2)
+    session, _ = await c.start(caller, cart.cart_id)
     update = StateUpdate(
         email="ada@example.com", shipping_address=ADDRESS, shipping_method="standard", payment_method=payment_method
     )
-    return await c.state.update(actor, session.session_id, update)
+    return await c.state.update(caller, session.session_id, update)
 
 
 async def _add(served, session_id: str, operation: Operation, payload: dict) -> str:
-    async with served.container.uow() as tx:
+    async with served.container.uow.transaction() as tx:
         return await tx.compensations.add(NewCompensation(session_id, operation, payload, "Unavailable: down"))
 
 
@@ -117,7 +117,7 @@ async def _refused(call) -> tuple[grpc.StatusCode, dict[str, str], str]:
 
 async def test_dlq_list_show_park_replay_and_the_drain_skips_a_parked_entry(served, admin, customer_id) -> None:
     stub, md = admin
-    session = await _ready(served, Actor(customer_id))
+    session = await _ready(served, Caller(customer_id))
     sid = session.session_id
     assert served.inventory.held[sid].status == "ACTIVE"
     cid = await _add(
@@ -211,7 +211,7 @@ async def test_retry_runs_a_pending_entry_now_and_a_void_or_release_retried_twic
     served, admin, customer_id
 ) -> None:
     stub, md = admin
-    session = await _ready(served, Actor(customer_id))
+    session = await _ready(served, Caller(customer_id))
     sid = session.session_id
     # An authorization left open, and two DLQ entries voiding it, two releasing the reservation.
     pid = "pay-" + unique("p")
@@ -253,7 +253,7 @@ async def test_listing_pages_and_bad_input_names_the_field_before_anything_is_wr
     served, admin, customer_id, settings
 ) -> None:
     stub, md = admin
-    session = await _ready(served, Actor(customer_id))
+    session = await _ready(served, Caller(customer_id))
     ids = [
         await _add(served, session.session_id, Operation.RELEASE_PROMOTION, {"reservation_ref": session.session_id})
         for _ in range(3)
@@ -329,13 +329,13 @@ async def test_a_stuck_session_is_listed_and_resolved_as_the_recovery_worker_wou
     served, admin, customer_id, point, outcome
 ) -> None:
     stub, md = admin
-    actor = Actor(customer_id)
-    session = await _ready(served, actor)
+    caller = Caller(customer_id)
+    session = await _ready(served, caller)
     sid = session.session_id
     faults.configure(f"{point}=crash#1")
     assert session.preview is not None
     with pytest.raises(SimulatedCrash):
-        await served.container.confirm(actor, sid, unique("key"), session.preview.grand_total)
+        await served.container.confirm(caller, sid, unique("key"), session.preview.grand_total)
     faults.configure(None)
 
     listed = await stub.ListStuckSessions(pb.ListStuckSessionsRequest(page_size=500), metadata=md)
@@ -375,15 +375,15 @@ async def test_a_stuck_session_is_listed_and_resolved_as_the_recovery_worker_wou
 async def test_the_funnel_counts_the_window(served, admin, customer_id) -> None:
     stub, md = admin
     start = datetime.now(UTC) - timedelta(seconds=5)
-    actor = Actor(customer_id)
-    ok = await _ready(served, actor)
+    caller = Caller(customer_id)
+    ok = await _ready(served, caller)
     assert ok.preview is not None
-    await served.container.confirm(actor, ok.session_id, unique("key"), ok.preview.grand_total)
-    declined = await _ready(served, Actor(customer_id + "-2"), payment_method="tok_chargeDeclined")
+    await served.container.confirm(caller, ok.session_id, unique("key"), ok.preview.grand_total)
+    declined = await _ready(served, Caller(customer_id + "-2"), payment_method="tok_chargeDeclined")
     assert declined.preview is not None
     with pytest.raises(Exception):  # noqa: B017 - the decline itself is tested elsewhere
         await served.container.confirm(
-            Actor(customer_id + "-2"), declined.session_id, unique("key"), declined.preview.grand_total
+            Caller(customer_id + "-2"), declined.session_id, unique("key"), declined.preview.grand_total
         )
     request = pb.GetFunnelRequest()
     request.start_time.FromDatetime(start)
@@ -410,10 +410,10 @@ async def test_an_entry_being_run_is_neither_retried_beside_that_run_nor_parked_
     served, admin, customer_id
 ) -> None:
     stub, md = admin
-    session = await _ready(served, Actor(customer_id))
+    session = await _ready(served, Caller(customer_id))
     cid = await _add(served, session.session_id, Operation.RELEASE_RESERVATIONS, {"reservation_ref": "r"})
     await _due(served, cid)
-    async with served.container.uow() as tx:  # the drain's claim: the entry is being run under its lease
+    async with served.container.uow.transaction() as tx:  # the drain's claim: the entry is being run under its lease
         claimed = await tx.compensations.claim_due(1000, LEASE_SECONDS)
     assert cid in {c.id for c in claimed}
 

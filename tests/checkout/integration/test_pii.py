@@ -79,7 +79,7 @@ async def test_session_and_saga_state_keep_personal_data_as_tokens_and_hand_it_b
     served: Any, settings: Settings
 ) -> None:
     uow, who = served.container.uow, Personal()
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         cart = await tx.carts.create(Cart(str(uuid.uuid4()), unique("cust"), "USD"))
         await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-1", "One", 2, 500))
         session = await tx.sessions.create(
@@ -92,7 +92,7 @@ async def test_session_and_saga_state_keep_personal_data_as_tokens_and_hand_it_b
     assert session is not None
     changes = {"email": who.email, "notes": who.notes, "shipping_address": who.shipping.to_dict(),
                "billing_address": who.billing.to_dict(), "shipping_method": "standard"}  # fmt: skip
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         updated = await tx.sessions.update_state(session.session_id, changes, None)
         started = await tx.sessions.begin_confirm(session.session_id, unique("key"), "fp")
     assert updated is not None and started is not None
@@ -101,7 +101,7 @@ async def test_session_and_saga_state_keep_personal_data_as_tokens_and_hand_it_b
 
     authorize = AuthorizeRequest("key", session.session_id, Money("USD", 1000), "tok_visa", cart.customer_id, who.email)
     state = SagaState(authorize=authorize, order_draft=_draft(session, who))
-    async with uow() as tx:
+    async with uow.transaction() as tx:
         assert await tx.sessions.save_progress(
             session.session_id, SagaStep.CREATE_ORDER, state, attempt=started.saga_attempt
         )
@@ -121,7 +121,7 @@ async def test_session_and_saga_state_keep_personal_data_as_tokens_and_hand_it_b
     assert is_token(row.saga_state["authorize"]["customer_email"])
     assert settings.pii_cipher().decrypt_json(draft["shipping_address"])["phone"] == "+1 775 010 4477"  # type: ignore[index]
 
-    async with uow() as tx:  # clearing an address stores nothing
+    async with uow.transaction() as tx:  # clearing an address stores nothing
         cleared = await tx.sessions.update_state(session.session_id, {"billing_address": None, "notes": ""}, None)
     assert cleared is None  # CONFIRMING: no longer open to changes, and nothing was written
 

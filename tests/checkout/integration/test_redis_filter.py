@@ -23,16 +23,15 @@ from helpers import bearer, unique
 from redis.asyncio import Redis
 
 from checkout.biz.checkout.update_state import StateUpdate
-from checkout.biz.fakes import FakeOrderGateway, fake_gateways
 from checkout.biz.ports import Gateways
 from checkout.biz.retry import RetryPolicy
 from checkout.bootstrap import Container, build
 from checkout.data.redis_store import DEGRADED, RedisIdempotencyStore
 from checkout.data.tables import checkout_sessions
-from checkout.model.actor import Actor
 from checkout.model.catalog import Address, OrderDraft, OrderRef
 from infra import faults
 from infra.auth import mint_token
+from infra.caller import Caller
 from infra.config import Settings
 from infra.grpc_errors import error_info
 from infra.money import Money
@@ -41,6 +40,7 @@ from kassa.checkout.v1 import checkout_service_pb2 as co
 from kassa.checkout.v1 import checkout_service_pb2_grpc as co_grpc
 from kassa.common.v1 import money_pb2
 from kassa.order.v1 import order_pb2
+from tests.checkout.fakes import FakeOrderGateway, fake_gateways
 
 pytestmark = pytest.mark.integration
 
@@ -101,17 +101,17 @@ def _closed_port() -> int:
 
 
 async def _ready(checkout: Checkout, customer_id: str) -> tuple[str, money_pb2.Money]:
-    c, actor = checkout.container, Actor(customer_id)
+    c, caller = checkout.container, Caller(customer_id)
     sku = unique("SKU")
     checkout.gateways.pricing.add(sku, 1000)  # type: ignore[attr-defined]
     checkout.gateways.inventory.stock[sku] = 2  # type: ignore[attr-defined]
-    cart = await c.carts.create(actor, "USD")
-    await c.carts.add_item(actor, cart.cart_id, sku, 2)
-    session, _ = await c.start(actor, cart.cart_id)
+    cart = await c.carts.create(caller, "USD")
+    await c.carts.add_item(caller, cart.cart_id, sku, 2)
+    session, _ = await c.start(caller, cart.cart_id)
     update = StateUpdate(
         email="ada@example.com", shipping_address=ADDRESS, shipping_method="standard", payment_method="tok_visa"
     )
-    session = await c.state.update(actor, session.session_id, update)
+    session = await c.state.update(caller, session.session_id, update)
     assert session.preview is not None
     total = money_pb2.Money(currency_code="USD", amount_minor=session.preview.grand_total_minor)
     return session.session_id, total
@@ -237,7 +237,7 @@ async def test_a_retry_after_a_crash_is_answered_by_what_recovery_did_not_by_the
     faults.configure(f"{point}=crash#1")
     try:
         with pytest.raises(SimulatedCrash):
-            await served.container.confirm(Actor(customer_id), session_id, key, _money(total))
+            await served.container.confirm(Caller(customer_id), session_id, key, _money(total))
     finally:
         faults.configure(None)
     # What the dead process left in Redis: its lock on the key (taken again here, as the simulated crash

@@ -60,7 +60,7 @@ def _calls(fake: Any, method: str, ref: str) -> int:
 async def _sessions(container: Container, count: int, *, minutes: int) -> list[Session]:
     made = []
     for _ in range(count):
-        async with container.uow() as tx:
+        async with container.uow.transaction() as tx:
             cart = await tx.carts.create(Cart(str(uuid.uuid4()), unique("cust"), "USD"))
             await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-1", "One", 2, 500))
             session = Session(
@@ -84,7 +84,7 @@ async def test_two_replicas_expire_each_overdue_session_once(replicas: tuple[Con
     await _race(lambda: first.expiry.run_once(BATCH), lambda: second.expiry.run_once(BATCH))
 
     for session in overdue:
-        async with first.uow() as tx:
+        async with first.uow.transaction() as tx:
             assert (await tx.sessions.get(session.session_id)).status is SessionStatus.EXPIRED
             assert (await tx.carts.get(session.cart_id)).status is CartStatus.ACTIVE
         # Its stock given back once, by whichever replica expired it.
@@ -95,7 +95,7 @@ async def test_two_replicas_drain_each_failed_compensation_once(replicas: tuple[
     first, second = replicas
     refs = [str(uuid.uuid4()) for _ in range(ROWS)]
     ids = []
-    async with first.uow() as tx:
+    async with first.uow.transaction() as tx:
         for ref in refs:
             item = NewCompensation(ref, Operation.RELEASE_RESERVATIONS, {"reservation_ref": ref}, "warehouse down")
             ids.append(await tx.compensations.add(item))
@@ -124,7 +124,7 @@ async def test_two_replicas_drain_each_failed_compensation_once(replicas: tuple[
 async def test_two_replicas_recover_each_stuck_saga_once(replicas: tuple[Container, Container], served) -> None:
     first, second = replicas
     stuck = await _sessions(first, ROWS, minutes=15)
-    async with first.uow() as tx:
+    async with first.uow.transaction() as tx:
         for session in stuck:
             assert await tx.sessions.begin_confirm(session.session_id, unique("key"), "fp") is not None
     ids = [s.session_id for s in stuck]
@@ -138,7 +138,7 @@ async def test_two_replicas_recover_each_stuck_saga_once(replicas: tuple[Contain
     await _race(lambda: first.recovery.run_once(BATCH), lambda: second.recovery.run_once(BATCH))
 
     for session in stuck:
-        async with first.uow() as tx:
+        async with first.uow.transaction() as tx:
             recovered = await tx.sessions.get(session.session_id)
         # Claimed once (the live saga was attempt 1, the one recovery attempt 2), and undone once.
         assert recovered.saga_attempt == 2
@@ -154,7 +154,7 @@ async def test_a_claim_of_one_stuck_saga_leases_that_one_and_leaves_the_rest_to_
     first, _ = replicas
     stuck = await _sessions(first, 4, minutes=15)
     ids = [s.session_id for s in stuck]
-    async with first.uow() as tx:
+    async with first.uow.transaction() as tx:
         for session in stuck:
             await tx.sessions.begin_confirm(session.session_id, unique("key"), "fp")
     async with first.engine.begin() as conn:  # the oldest stuck sagas there are
@@ -163,7 +163,7 @@ async def test_a_claim_of_one_stuck_saga_leases_that_one_and_leaves_the_rest_to_
             .where(checkout_sessions.c.session_id.in_(ids))
             .values(confirm_started_at=sa.func.now() - sa.text("interval '10 years'"))
         )
-    async with first.uow() as tx:
+    async with first.uow.transaction() as tx:
         claimed = await tx.sessions.claim_stuck(120, 1)
     assert len(claimed) == 1 and claimed[0].session_id in ids
     async with first.engine.connect() as conn:
@@ -174,7 +174,7 @@ async def test_a_claim_of_one_stuck_saga_leases_that_one_and_leaves_the_rest_to_
         ).scalars()
         assert sorted(attempts) == [1, 1, 1, 2]
     # The other three are there for the next claim, of this replica or another.
-    async with second_uow(replicas)() as tx:
+    async with second_uow(replicas).transaction() as tx:
         assert len(await tx.sessions.claim_stuck(120, 3)) == 3
 
 

@@ -24,16 +24,16 @@ from checkout.biz.checkout.pricing_engine import PricingEngine
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
-from checkout.biz.fakes import FakeIdempotencyStore, fake_gateways
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways
-from checkout.data.uow import SqlUnitOfWork
-from checkout.model.actor import Actor
+from checkout.data.repositories import SqlUnitOfWork
 from checkout.model.catalog import Address
 from checkout.model.session import SagaStep, Session, SessionStatus
+from infra.caller import Caller
 from infra.config import Settings
 from infra.db import create_engine
 from infra.errors import Aborted, FailedPrecondition, NotFound, Reason
+from tests.checkout.fakes import FakeIdempotencyStore, fake_gateways
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ class Checkout:
     state: CheckoutState
     confirm: ConfirmCheckout
     trips: RoundTrips
-    customer: Actor
+    customer: Caller
 
     async def cart_with(self, *skus: str) -> str:
         for sku in skus:
@@ -108,7 +108,7 @@ def checkout(counted: tuple[SqlUnitOfWork, RoundTrips], customer_id: str) -> Che
             policy=policy,
         ),
         trips=trips,
-        customer=Actor(customer_id),
+        customer=Caller(customer_id),
     )
 
 
@@ -159,7 +159,7 @@ async def test_add_cart_item_reads_the_head_then_writes_in_one_transaction(check
 
 
 async def test_ownership_checks_are_one_autocommit_read(checkout: Checkout) -> None:
-    trips, stranger = checkout.trips, Actor(unique("cust"))
+    trips, stranger = checkout.trips, Caller(unique("cust"))
     session = await checkout.filled_in_session()
     trips.take()
 

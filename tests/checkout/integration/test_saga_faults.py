@@ -23,19 +23,19 @@ from helpers import unique
 from checkout.biz.checkout.confirm import authorize_key
 from checkout.biz.checkout.steps import STEPS
 from checkout.biz.checkout.update_state import StateUpdate
-from checkout.biz.fakes import fake_gateways
 from checkout.biz.retry import RetryPolicy
 from checkout.bootstrap import Container, build
 from checkout.data.tables import checkout_sessions
-from checkout.model.actor import Actor
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import Address, OrderStatus, PaymentStatus
 from checkout.model.session import ConfirmRecord, ConfirmResult, Session, SessionStatus
 from infra import faults
+from infra.caller import Caller
 from infra.config import Settings
 from infra.db import create_engine
 from infra.errors import Aborted, FailedPrecondition, Reason
 from infra.runner import running_service
+from tests.checkout.fakes import fake_gateways
 
 pytestmark = pytest.mark.integration
 
@@ -77,26 +77,26 @@ def _step(point: str) -> str:
     return point.rsplit(".", maxsplit=1)[-1].split("_", 1)[1]
 
 
-async def _ready(served, actor: Actor, payment_method: str = "tok_visa") -> Session:
+async def _ready(served, caller: Caller, payment_method: str = "tok_visa") -> Session:
     """A cart of one line with a 10 % coupon, started and filled in: every step has work to do."""
     c = served.container
     sku, code = unique("SKU"), unique("SAVE").upper()
     served.pricing.add(sku, 1000)
     served.inventory.stock[sku] = 2
     served.promotion.add(code, 10)
-    cart = await c.carts.create(actor, "USD")
-    await c.carts.add_item(actor, cart.cart_id, sku, 2)
-    session, _ = await c.start(actor, cart.cart_id)
+    cart = await c.carts.create(caller, "USD")
+    await c.carts.add_item(caller, cart.cart_id, sku, 2)
+    session, _ = await c.start(caller, cart.cart_id)
     update = StateUpdate(
         email="ada@example.com", shipping_address=ADDRESS, shipping_method="standard", payment_method=payment_method,
         promotion_codes=[code],
     )  # fmt: skip
-    return await c.state.update(actor, session.session_id, update)
+    return await c.state.update(caller, session.session_id, update)
 
 
-async def _confirm(served, actor: Actor, session: Session, key: str) -> ConfirmResult:
+async def _confirm(served, caller: Caller, session: Session, key: str) -> ConfirmResult:
     assert session.preview is not None
-    return await served.container.confirm(actor, session.session_id, key, session.preview.grand_total)
+    return await served.container.confirm(caller, session.session_id, key, session.preview.grand_total)
 
 
 async def _stored(served, session_id: str) -> Session:
@@ -106,10 +106,10 @@ async def _stored(served, session_id: str) -> Session:
     return stored
 
 
-async def _kept(served, actor: Actor, key: str) -> ConfirmRecord | None:
+async def _kept(served, caller: Caller, key: str) -> ConfirmRecord | None:
     """The answer Postgres keeps for the customer's key (what a repeat gets when Redis has none)."""
     async with served.container.uow.read() as tx:
-        return await tx.confirm_records.get(actor.subject, key, 86_400)
+        return await tx.confirm_records.get(caller.subject, key, 86_400)
 
 
 def _calls(served) -> tuple[int, ...]:
@@ -180,8 +180,8 @@ async def assert_settled(served, session: Session) -> Session:
 
 @pytest.mark.parametrize("point", POINTS)
 async def test_an_error_at_any_step_keeps_the_invariants_and_the_session_goes_on(served, customer_id, point) -> None:
-    actor = Actor(customer_id)
-    session = await _ready(served, actor)
+    caller = Caller(customer_id)
+    session = await _ready(served, caller)
     faults.configure(f"{point}=error#1")
     key = unique("key")
     step = _step(point)
@@ -189,17 +189,17 @@ async def test_an_error_at_any_step_keeps_the_invariants_and_the_session_goes_on
     undone: Aborted | None = None
     if point == "checkout.confirm.after_finalize":
         # The order is placed and the session says so: that is the answer, not the failure after it.
-        result = await _confirm(served, actor, session, key)
+        result = await _confirm(served, caller, session, key)
         assert result.order_status == OrderStatus.CONFIRMED
     elif step in _UNDONE:
         # Everything was undone before answering: the request is over, and says so (not an INTERNAL).
         with pytest.raises(Aborted) as aborted:
-            await _confirm(served, actor, session, key)
+            await _confirm(served, caller, session, key)
         undone = aborted.value
         assert undone.reason == Reason.UNAVAILABLE and "nothing was charged" in undone.message
     else:
         with pytest.raises(faults.InjectedFault):
-            await _confirm(served, actor, session, key)
+            await _confirm(served, caller, session, key)
     assert_money_invariants(served, session.session_id)
     stored = await _stored(served, session.session_id)
 
@@ -207,12 +207,12 @@ async def test_an_error_at_any_step_keeps_the_invariants_and_the_session_goes_on
         assert stored.status is SessionStatus.OPEN
         await assert_settled(served, session)
         # nothing was taken: the same request goes through now
-        assert (await _confirm(served, actor, session, key)).order_status == OrderStatus.CONFIRMED
+        assert (await _confirm(served, caller, session, key)).order_status == OrderStatus.CONFIRMED
     elif step in _UNDONE:
         assert stored.status is SessionStatus.CANCELLED
         assert undone is not None
         with pytest.raises(Aborted) as again:  # and a repeat says so again
-            await _confirm(served, actor, session, key)
+            await _confirm(served, caller, session, key)
         assert (again.value.reason, again.value.message) == (undone.reason, undone.message)
     elif point != "checkout.confirm.after_finalize":
         # The order exists: nothing is undone, the recovery worker finishes it.
@@ -227,13 +227,13 @@ async def test_an_error_at_any_step_keeps_the_invariants_and_the_session_goes_on
 
 @pytest.mark.parametrize("point", POINTS)
 async def test_recovery_finishes_a_saga_whose_process_died_at_any_step(served, customer_id, crashing, point) -> None:
-    actor = Actor(customer_id)
-    session = await _ready(served, actor)
+    caller = Caller(customer_id)
+    session = await _ready(served, caller)
     faults.configure(f"{point}=crash#1")
     key = unique("key")
 
     with pytest.raises(SimulatedCrash):
-        await _confirm(served, actor, session, key)
+        await _confirm(served, caller, session, key)
     assert_money_invariants(served, session.session_id)
     stored = await _stored(served, session.session_id)
     if point == "checkout.confirm.after_finalize":
@@ -250,16 +250,16 @@ async def test_recovery_finishes_a_saga_whose_process_died_at_any_step(served, c
 
     # Whoever finished the session kept the request's answer with it, in Postgres: the dead process cached
     # nothing in Redis. The customer's retry of the same request learns how it ended.
-    kept = await _kept(served, actor, key)
+    kept = await _kept(served, caller, key)
     assert kept is not None and kept.session_id == session.session_id
     calls = _calls(served)
     if settled.status is SessionStatus.COMPLETED:
         assert kept.result == settled.result
-        assert await _confirm(served, actor, session, key) == settled.result
+        assert await _confirm(served, caller, session, key) == settled.result
     else:
         assert kept.error is not None and kept.result is None
         with pytest.raises(Aborted) as undone:
-            await _confirm(served, actor, session, key)
+            await _confirm(served, caller, session, key)
         assert undone.value.reason == Reason.UNAVAILABLE, undone.value.reason
         assert "undone" in undone.value.message and "nothing was charged" in undone.value.message
     assert _calls(served) == calls  # replayed: nothing ran again
@@ -279,17 +279,17 @@ async def test_a_declined_card_stays_declined_for_a_repeat_after_a_crash_at_its_
     """Chaos seed 4242: a declined card, checkout killed while ending the saga, and the customer's retries of
     the same request got SESSION_NOT_OPEN instead of PAYMENT_DECLINED. The decline is kept in the
     transaction that cancels the session (and, mid-undo, persisted before it for recovery to keep)."""
-    actor = Actor(customer_id)
-    session = await _ready(served, actor, payment_method="tok_chargeDeclined")
+    caller = Caller(customer_id)
+    session = await _ready(served, caller, payment_method="tok_chargeDeclined")
     faults.configure(f"{point}={kind}#1")
     key = unique("key")
 
     if kind == "crash":
         with pytest.raises(SimulatedCrash):
-            await _confirm(served, actor, session, key)
+            await _confirm(served, caller, session, key)
     else:
         with pytest.raises(FailedPrecondition) as first:
-            await _confirm(served, actor, session, key)
+            await _confirm(served, caller, session, key)
         assert first.value.reason == Reason.PAYMENT_DECLINED
     stored = await _stored(served, session.session_id)
     if point.endswith("before_finalize"):
@@ -301,7 +301,7 @@ async def test_a_declined_card_stays_declined_for_a_repeat_after_a_crash_at_its_
     calls = _calls(served)
     for _ in range(2):
         with pytest.raises(FailedPrecondition) as declined:
-            await _confirm(served, actor, session, key)
+            await _confirm(served, caller, session, key)
         assert declined.value.reason == Reason.PAYMENT_DECLINED, declined.value.reason
         assert declined.value.metadata.get("failure_code") == "card_declined"
     assert _calls(served) == calls  # replayed, never tried again
@@ -325,10 +325,10 @@ async def test_a_replica_that_stops_finishes_the_sagas_it_started_before_closing
     )  # fmt: skip
     async with running_service(boot, settings, "127.0.0.1:0", run_workers=False):
         served.container = holder["c"]
-        actor = Actor(customer_id)
-        session = await _ready(served, actor)
+        caller = Caller(customer_id)
+        session = await _ready(served, caller)
         faults.configure("checkout.confirm.before_capture=delay:1#1")
-        saga = asyncio.ensure_future(_confirm(served, actor, session, unique("key")))
+        saga = asyncio.ensure_future(_confirm(served, caller, session, unique("key")))
         await asyncio.sleep(0.3)
         assert not saga.done()
     # The replica has stopped: the saga it had started is over, not waiting for recovery.

@@ -21,14 +21,14 @@ from checkout.biz.checkout.pricing_engine import PricingEngine
 from checkout.biz.checkout.recovery import SagaRecovery
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.update_state import StateUpdate
-from checkout.biz.fakes import FakeIdempotencyStore
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.retry import RetryPolicy
-from checkout.model.actor import Actor
 from checkout.model.catalog import Address, OrderStatus, PaymentStatus
 from checkout.model.session import ConfirmResult, Session, SessionStatus
 from infra import faults
+from infra.caller import Caller
 from infra.errors import DomainError
+from tests.checkout.fakes import FakeIdempotencyStore
 
 pytestmark = pytest.mark.integration
 
@@ -64,18 +64,18 @@ def short(served) -> Iterator[Short]:
     faults.configure(None)
 
 
-async def _ready(served, actor: Actor) -> Session:
+async def _ready(served, caller: Caller) -> Session:
     c = served.container
     sku = unique("SKU")
     served.pricing.add(sku, 1000)
     served.inventory.stock[sku] = 1
-    cart = await c.carts.create(actor, "USD")
-    await c.carts.add_item(actor, cart.cart_id, sku, 1)
-    session, _ = await c.start(actor, cart.cart_id)
+    cart = await c.carts.create(caller, "USD")
+    await c.carts.add_item(caller, cart.cart_id, sku, 1)
+    session, _ = await c.start(caller, cart.cart_id)
     update = StateUpdate(
         email="ada@example.com", shipping_address=ADDRESS, shipping_method="standard", payment_method="tok_visa"
     )
-    return await c.state.update(actor, session.session_id, update)
+    return await c.state.update(caller, session.session_id, update)
 
 
 def _calls(fake, method: str, session_id: str) -> int:
@@ -83,11 +83,11 @@ def _calls(fake, method: str, session_id: str) -> int:
 
 
 async def _stall_then_recover(served, short: Short, point: str) -> tuple[Session, ConfirmResult | BaseException]:
-    actor = Actor(unique("cust"))
-    session = await _ready(served, actor)
+    caller = Caller(unique("cust"))
+    session = await _ready(served, caller)
     assert session.preview is not None
     faults.configure(f"{point}=delay:{STALL_SECONDS}#1")
-    live = asyncio.ensure_future(short.confirm(actor, session.session_id, unique("key"), session.preview.grand_total))
+    live = asyncio.ensure_future(short.confirm(caller, session.session_id, unique("key"), session.preview.grand_total))
     await asyncio.sleep(LEASE_SECONDS + 0.4)
     assert not live.done()
     assert await short.recovery.recover_one(session.session_id)  # the live saga's lease ran out: taken over

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from checkout.model.actor import Actor
 from checkout.model.cart import CartStatus
+from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
 
 pytestmark = pytest.mark.unit
@@ -103,12 +103,12 @@ async def test_update_and_remove_lines(world) -> None:
 async def test_another_customer_gets_not_found_and_privileged_callers_may_read(world) -> None:
     world.pricing.add("SKU-A", 100)
     cart = await world.carts.create(world.customer, "USD")
-    intruder = Actor("cust-mallory")
+    intruder = Caller("cust-mallory")
     with pytest.raises(NotFound):
         await world.carts.get(intruder, cart.cart_id)
     with pytest.raises(NotFound):
         await world.carts.add_item(intruder, cart.cart_id, "SKU-A", 1)
-    assert (await world.carts.get(Actor("admin", privileged=True), cart.cart_id)).cart_id == cart.cart_id
+    assert (await world.carts.get(Caller("admin", privileged=True), cart.cart_id)).cart_id == cart.cart_id
 
 
 async def test_bad_currency_and_bad_cart_id_name_their_fields(world) -> None:

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from checkout.biz.checkout.confirm import authorize_key
-from checkout.model.actor import Actor
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import OrderStatus, PaymentStatus
 from checkout.model.compensation import Operation
 from checkout.model.session import SagaStep, SessionStatus
+from infra.caller import Caller
 from infra.errors import (
     Aborted,
     AlreadyExists,
@@ -313,7 +313,7 @@ async def test_input_is_validated_before_anything_happens(world) -> None:
         await world.confirm(world.customer, session.session_id, "k", Money("EUR", 1))
     assert err.value.reason == Reason.CURRENCY_MISMATCH
     with pytest.raises(NotFound):
-        await world.confirm(Actor("cust-mallory"), session.session_id, "k", session.preview.grand_total)
+        await world.confirm(Caller("cust-mallory"), session.session_id, "k", session.preview.grand_total)
     assert world.payment.calls == []
     assert _session(world, session.session_id).status is SessionStatus.OPEN
 

@@ -9,7 +9,7 @@ import pytest
 from checkout.biz.checkout.operate import decode_page_token, page_token
 from checkout.model.compensation import FailedCompensation, Operation
 from checkout.model.funnel import Funnel
-from checkout.service.admin_service import public_payload
+from checkout.service.checkout_admin_service import public_payload
 from infra.errors import InvalidArgument
 
 pytestmark = pytest.mark.unit

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from checkout.model.actor import Actor
 from checkout.model.cart import CartStatus
 from checkout.model.session import SessionStatus
+from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 
 pytestmark = pytest.mark.unit
@@ -87,7 +87,7 @@ async def test_a_session_that_cannot_be_stored_releases_its_reservation(world) -
     async def broken_create(session):
         raise RuntimeError("database unavailable")
 
-    original = world.uow.__call__
+    original = world.uow.transaction
 
     class BrokenSessions:
         def __init__(self, inner):
@@ -98,14 +98,17 @@ async def test_a_session_that_cannot_be_stored_releases_its_reservation(world) -
 
     import contextlib
 
-    @contextlib.asynccontextmanager
-    async def uow():
-        async with original() as tx:
-            tx.sessions = BrokenSessions(tx.sessions)
-            yield tx
+    class BrokenUnitOfWork:
+        @contextlib.asynccontextmanager
+        async def transaction(self):
+            async with original() as tx:
+                tx.sessions = BrokenSessions(tx.sessions)
+                yield tx
 
-    uow.read = world.uow.read
-    world.start._uow = uow
+        def read(self):
+            return world.uow.read()
+
+    world.start._uow = BrokenUnitOfWork()
     with pytest.raises(RuntimeError):
         await world.start(world.customer, cart.cart_id)
     (ref,) = world.inventory.held
@@ -120,7 +123,7 @@ async def test_empty_cart_other_customer_and_converted_cart_are_refused(world) -
     assert err.value.field == "cart_id"
     cart = await _cart(world)
     with pytest.raises(NotFound):
-        await world.start(Actor("cust-mallory"), cart.cart_id)
+        await world.start(Caller("cust-mallory"), cart.cart_id)
     world.uow.state.carts[cart.cart_id].status = CartStatus.CONVERTED
     with pytest.raises(FailedPrecondition):
         await world.start(world.customer, cart.cart_id)

@@ -8,9 +8,9 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from checkout.biz.checkout.update_state import StateUpdate
-from checkout.model.actor import Actor
 from checkout.model.catalog import Address
 from checkout.service.checkout_service import state_update
+from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.common.v1 import address_pb2
@@ -103,7 +103,7 @@ async def test_update_stores_and_returns_a_preview(world) -> None:
 
 async def test_only_the_owner_may_read_or_change_a_session(world) -> None:
     session = await world.ready_session()
-    mallory = Actor("cust-mallory")
+    mallory = Caller("cust-mallory")
     with pytest.raises(NotFound):
         await world.state.get(mallory, session.session_id)
     with pytest.raises(NotFound):

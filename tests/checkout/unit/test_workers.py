@@ -35,7 +35,7 @@ def test_backoff_follows_the_schedule_with_jitter_then_gives_up() -> None:
 
 
 async def test_the_drain_reschedules_with_backoff_and_parks_dead_after_the_last_retry(world) -> None:
-    async with world.uow() as tx:
+    async with world.uow.transaction() as tx:
         await tx.compensations.add(
             NewCompensation("s-1", Operation.RELEASE_RESERVATIONS, {"reservation_ref": "s-1"}, "down")
         )
@@ -82,7 +82,7 @@ async def test_every_operation_has_a_handler(world) -> None:
         Operation.REFUND_PAYMENT: {"payment_id": payment.payment_id, "idempotency_key": "late-1", "reason": "t"},
     }  # fmt: skip
     assert set(payloads) == set(Operation)
-    async with world.uow() as tx:
+    async with world.uow.transaction() as tx:
         for op, payload in payloads.items():
             await tx.compensations.add(NewCompensation(sid, op, payload, "queued by test"))
     _make_due(world)
@@ -185,7 +185,7 @@ async def test_the_drain_starts_no_row_past_half_its_lease(world, monkeypatch) -
         await release(reservation_ref, reason)
 
     world.inventory.release_reservations = slow_release
-    async with world.uow() as tx:
+    async with world.uow.transaction() as tx:
         for ref in ("s-1", "s-2", "s-3"):
             await tx.compensations.add(
                 NewCompensation(ref, Operation.RELEASE_RESERVATIONS, {"reservation_ref": ref}, "down")

@@ -20,16 +20,16 @@ from checkout.biz.checkout.operate import (
     StuckSessions,
     decode_page_token,
 )
-from checkout.biz.validation import validate_id
 from checkout.model.compensation import CompensationFilter, CompensationStatus, FailedCompensation, Operation
 from infra.auth import require_admin
 from infra.errors import InvalidArgument
 from infra.pb import checked_datetime, timestamp_to_pb
 from infra.pii import redact
+from infra.validation import check_uuid
 from kassa.checkout.v1 import checkout_admin_service_pb2 as pb
 from kassa.checkout.v1 import checkout_admin_service_pb2_grpc as pb_grpc
 
-__all__ = ["READS", "CheckoutAdminService", "public_payload"]
+__all__ = ["READS", "CheckoutAdminServiceServicer", "public_payload"]
 
 # The RPCs that change nothing (not audited).
 READS = ("ListFailedCompensations", "GetFailedCompensation", "ListStuckSessions", "GetFunnel")
@@ -84,7 +84,7 @@ def _page_size(value: int) -> int:
     return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
-class CheckoutAdminService(pb_grpc.CheckoutAdminServiceServicer):
+class CheckoutAdminServiceServicer(pb_grpc.CheckoutAdminServiceServicer):
     def __init__(self, dlq: DeadLetters, stuck: StuckSessions, funnel: FunnelReport) -> None:
         self._dlq = dlq
         self._stuck = stuck
@@ -108,7 +108,7 @@ class CheckoutAdminService(pb_grpc.CheckoutAdminServiceServicer):
         where = CompensationFilter(
             status=status,
             operation=operation,
-            session_id=validate_id("session_id", request.session_id) if request.session_id else "",
+            session_id=check_uuid("session_id", request.session_id) if request.session_id else "",
             after=decode_page_token(request.page_token) if request.page_token else None,
         )
         entries, token = await self._dlq.list(where, _page_size(request.page_size))
@@ -120,14 +120,14 @@ class CheckoutAdminService(pb_grpc.CheckoutAdminServiceServicer):
         self, request: pb.GetFailedCompensationRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetFailedCompensationResponse:
         require_admin()
-        entry = await self._dlq.get(validate_id("id", request.id))
+        entry = await self._dlq.get(check_uuid("id", request.id))
         return pb.GetFailedCompensationResponse(entry=entry_to_pb(entry, payload=True))
 
     async def RetryFailedCompensation(
         self, request: pb.RetryFailedCompensationRequest, context: grpc.aio.ServicerContext
     ) -> pb.RetryFailedCompensationResponse:
         require_admin()
-        entry, attempt = await self._dlq.retry(validate_id("id", request.id))
+        entry, attempt = await self._dlq.retry(check_uuid("id", request.id))
         return pb.RetryFailedCompensationResponse(
             entry=entry_to_pb(entry, payload=True), succeeded=attempt.succeeded, error=redact(attempt.error)
         )
@@ -136,14 +136,14 @@ class CheckoutAdminService(pb_grpc.CheckoutAdminServiceServicer):
         self, request: pb.ParkFailedCompensationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ParkFailedCompensationResponse:
         require_admin()
-        entry = await self._dlq.park(validate_id("id", request.id))
+        entry = await self._dlq.park(check_uuid("id", request.id))
         return pb.ParkFailedCompensationResponse(entry=entry_to_pb(entry, payload=True))
 
     async def ReplayFailedCompensation(
         self, request: pb.ReplayFailedCompensationRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReplayFailedCompensationResponse:
         require_admin()
-        entry, attempt = await self._dlq.replay(validate_id("id", request.id))
+        entry, attempt = await self._dlq.replay(check_uuid("id", request.id))
         return pb.ReplayFailedCompensationResponse(
             entry=entry_to_pb(entry, payload=True), succeeded=attempt.succeeded, error=redact(attempt.error)
         )
@@ -172,7 +172,7 @@ class CheckoutAdminService(pb_grpc.CheckoutAdminServiceServicer):
         self, request: pb.ResolveStuckSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResolveStuckSessionResponse:
         require_admin()
-        done = await self._stuck.resolve(validate_id("session_id", request.session_id))
+        done = await self._stuck.resolve(check_uuid("session_id", request.session_id))
         s = done.session
         return pb.ResolveStuckSessionResponse(
             session_id=s.session_id,

@@ -1,4 +1,4 @@
-"""In-memory Fake… implementations of every port, for unit tests and for serving without the mesh.
+"""In-memory Fake… implementations of every checkout port, for checkout's tests.
 
 Each fake gateway records its calls (``calls``) and raises what is queued in ``fail[method]``
 (one exception per call, or a permanent one), so tests can script outages and refusals.
@@ -719,7 +719,7 @@ class FakeUnitOfWork:
         self.state = _State()
 
     @contextlib.asynccontextmanager
-    async def __call__(self) -> AsyncIterator[_FakeTx]:
+    async def transaction(self) -> AsyncIterator[_FakeTx]:
         snapshot = copy.deepcopy(self.state)
         try:
             yield _FakeTx(self.state)
@@ -730,10 +730,10 @@ class FakeUnitOfWork:
             raise
 
     def read(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:
-        return self()
+        return self.transaction()
 
     def single(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:
-        return self()
+        return self.transaction()
 
     def compensations(self, status: str = "pending") -> list[FailedCompensation]:
         return [c for c in self.state.compensations.values() if c.status == status]
