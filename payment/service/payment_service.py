@@ -12,17 +12,15 @@ from infra.pb import money_from_pb, money_to_pb, timestamp_to_pb
 from infra.validation import MAX_AMOUNT_MINOR, check_text
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
-from payment.biz.authorize import AuthorizeCommand, authorize_payment
-from payment.biz.capture import capture_payment
-from payment.biz.get import get_payment, refresh_payment
-from payment.biz.ports import PaymentRepo
-from payment.biz.providers import Providers
-from payment.biz.refund import find_for_refund, refund_payment
-from payment.biz.void import void_authorization, void_by_key
-from payment.biz.webhook import handle_webhook
+from payment.biz.authorize import AuthorizeCommand, AuthorizePayment
+from payment.biz.capture import CapturePayment
+from payment.biz.get import GetPayment, RefreshPayment
+from payment.biz.refund import RefundPayment
+from payment.biz.void import VoidAuthorization, VoidByKey
+from payment.biz.webhook import HandleWebhook
 from payment.model.payment import Payment, PaymentStatus, payment_method_error
 
-__all__ = ["PaymentService"]
+__all__ = ["PaymentServiceServicer"]
 
 _MAX_TEXT = 255
 _MAX_AMOUNT = MAX_AMOUNT_MINOR
@@ -108,10 +106,27 @@ def to_pb(p: Payment) -> payment_pb2.Payment:
     )
 
 
-class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
-    def __init__(self, repo: PaymentRepo, providers: Providers) -> None:
-        self._repo = repo
-        self._providers = providers
+class PaymentServiceServicer(payment_service_pb2_grpc.PaymentServiceServicer):
+    def __init__(
+        self,
+        *,
+        authorize: AuthorizePayment,
+        capture: CapturePayment,
+        void: VoidAuthorization,
+        void_by_key: VoidByKey,
+        refund: RefundPayment,
+        get: GetPayment,
+        refresh: RefreshPayment,
+        webhook: HandleWebhook,
+    ) -> None:
+        self._authorize = authorize
+        self._capture = capture
+        self._void = void
+        self._void_by_key = void_by_key
+        self._refund = refund
+        self._get = get
+        self._refresh = refresh
+        self._webhook = webhook
 
     async def AuthorizePayment(
         self, request: payment_service_pb2.AuthorizePaymentRequest, context: Any
@@ -136,7 +151,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
             payment_method=method,
             return_url=return_url,
         )
-        payment = await authorize_payment(self._repo, self._providers, cmd)
+        payment = await self._authorize(cmd)
         return payment_service_pb2.AuthorizePaymentResponse(payment=to_pb(payment))
 
     async def CapturePayment(
@@ -146,7 +161,7 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         payment_id = _uuid(request.payment_id, "payment_id")
         order_id = _text(request.order_id, "order_id")
         amount = _optional_money(request, "amount")
-        payment = await capture_payment(self._repo, self._providers, payment_id, order_id, amount)
+        payment = await self._capture(payment_id, order_id, amount)
         return payment_service_pb2.CapturePaymentResponse(payment=to_pb(payment))
 
     async def VoidAuthorization(
@@ -156,10 +171,10 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         reason = _reason(request.reason)
         if request.payment_id or not request.idempotency_key:
             payment_id = _uuid(request.payment_id, "payment_id")
-            payment: Payment | None = await void_authorization(self._repo, self._providers, payment_id, reason)
+            payment: Payment | None = await self._void(payment_id, reason)
         else:
             key = _text(request.idempotency_key, "idempotency_key")
-            payment = await void_by_key(self._repo, self._providers, key, reason)
+            payment = await self._void_by_key(key, reason)
         if payment is None:
             # No payment for that key: nothing is held, which is what the caller wants.
             return payment_service_pb2.VoidAuthorizationResponse()
@@ -177,8 +192,8 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         key = _text(request.idempotency_key, "idempotency_key")
         _reason(request.reason)
         amount = _optional_money(request, "amount")
-        payment = await find_for_refund(self._repo, payment_id, order_id)
-        payment, refund = await refund_payment(self._repo, self._providers, payment, key, amount)
+        payment = await self._refund.find(payment_id, order_id)
+        payment, refund = await self._refund(payment, key, amount)
         return payment_service_pb2.RefundPaymentResponse(payment=to_pb(payment), refund_id=str(refund.refund_id))
 
     async def GetPayment(
@@ -187,9 +202,9 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         require_privileged()
         payment_id = _uuid(request.payment_id, "payment_id")
         if request.refresh:
-            payment = await refresh_payment(self._repo, self._providers, payment_id)
+            payment = await self._refresh(payment_id)
         else:
-            payment = await get_payment(self._repo, payment_id)
+            payment = await self._get(payment_id)
         return payment_service_pb2.GetPaymentResponse(payment=to_pb(payment))
 
     async def HandleWebhook(
@@ -202,5 +217,5 @@ class PaymentService(payment_service_pb2_grpc.PaymentServiceServicer):
         if len(request.payload) > _MAX_PAYLOAD:
             raise InvalidArgument("payload", f"must be at most {_MAX_PAYLOAD} bytes")
         signature = _text(request.signature, "signature", required=False)
-        event_id, duplicate = await handle_webhook(self._repo, self._providers, provider, request.payload, signature)
+        event_id, duplicate = await self._webhook(provider, request.payload, signature)
         return payment_service_pb2.HandleWebhookResponse(event_id=event_id, duplicate=duplicate)
