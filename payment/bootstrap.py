@@ -20,12 +20,22 @@ from infra.server import Registration
 from kassa.payment.v1 import payment_admin_service_pb2_grpc, payment_service_pb2_grpc
 from payment.adapter.breaker import BreakerPolicy, GuardedProvider
 from payment.adapter.sandbox_provider import SandboxProvider
+from payment.biz.authorize import AuthorizePayment
+from payment.biz.capture import CapturePayment
+from payment.biz.failure_rates import GetFailureRates
+from payment.biz.fulfilment_events import CollectOnFulfilment
+from payment.biz.get import GetPayment, RefreshPayment
+from payment.biz.order_events import ReleaseEndedOrder
 from payment.biz.providers import Providers
-from payment.biz.sweep import SweepPolicy
-from payment.data.payment_repo import SqlPaymentRepo
+from payment.biz.reconcile import ReconcileIntents
+from payment.biz.refund import RefundPayment
+from payment.biz.sweep import SweepPolicy, SweepStuckPayments
+from payment.biz.void import VoidAuthorization, VoidByKey
+from payment.biz.webhook import HandleWebhook
+from payment.data.repositories import SqlUnitOfWork
 from payment.data.tables import audit_log, outbox
 from payment.service import payment_admin_service
-from payment.service.payment_service import PaymentService
+from payment.service.payment_service import PaymentServiceServicer
 from payment.worker.order_events import fulfilment_events_consumer, order_events_consumer
 from payment.worker.sweeper import sweeper_worker
 
@@ -127,10 +137,27 @@ async def bootstrap(
         guarded.append(GuardedProvider(SandboxProvider(client, settings.webhook_secrets, name=name), policy))
     providers = Providers(guarded)
 
-    repo = SqlPaymentRepo(engine, on_event=publisher.notify)
-    servicer = PaymentService(repo, providers)
-    consumer = order_events_consumer(js, repo, providers)
-    fulfilment = fulfilment_events_consumer(js, repo, providers)
+    uow = SqlUnitOfWork(engine, on_commit=publisher.notify)
+    void = VoidAuthorization(uow, providers)
+    servicer = PaymentServiceServicer(
+        authorize=AuthorizePayment(uow, providers),
+        capture=CapturePayment(uow, providers),
+        void=void,
+        void_by_key=VoidByKey(uow, void),
+        refund=RefundPayment(uow, providers),
+        get=GetPayment(uow),
+        refresh=RefreshPayment(uow, providers),
+        webhook=HandleWebhook(uow, providers),
+    )
+    consumer = order_events_consumer(js, ReleaseEndedOrder(uow, providers))
+    fulfilment = fulfilment_events_consumer(js, CollectOnFulfilment(uow, providers))
+    sweep_stuck = SweepStuckPayments(uow, providers, sweep.policy)
+    reconcile = ReconcileIntents(
+        uow,
+        providers,
+        grace_seconds=sweep.policy.abandoned_seconds,
+        lookback_seconds=sweep.policy.reconcile_lookback_seconds,
+    )
     audit = AuditTrail(engine, audit_log, service="payment", reads=("GetPayment", *payment_admin_service.READS))
     return App(
         registrations=[
@@ -141,7 +168,7 @@ async def bootstrap(
             ),
             Registration(
                 payment_admin_service_pb2_grpc.add_PaymentAdminServiceServicer_to_server,
-                payment_admin_service.PaymentAdminService(repo),
+                payment_admin_service.PaymentAdminServiceServicer(GetFailureRates(uow)),
                 "kassa.payment.v1.PaymentAdminService",
             ),
             audit.registration,
@@ -151,7 +178,7 @@ async def bootstrap(
             publisher.run,
             consumer.run,
             fulfilment.run,
-            sweeper_worker(repo, providers, sweep.policy, sweep.interval_seconds),
+            sweeper_worker(sweep_stuck, reconcile, sweep.interval_seconds),
         ],
         interceptors=[audit.interceptor],
     )

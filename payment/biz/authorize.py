@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from infra.errors import AlreadyExists, Reason
 from infra.money import Money
-from payment.biz.common import after_provider, before_provider, declined, unavailable
-from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.biz.common import after_provider, apply, before_provider, declined, record_attempt, unavailable
+from payment.biz.ports import PaymentProvider, UnitOfWork
 from payment.biz.providers import Providers, provider_unavailable
 from payment.model.payment import (
     COD_PROVIDER,
@@ -30,7 +30,7 @@ from payment.model.provider import (
     ProviderUnavailable,
 )
 
-__all__ = ["AuthorizeCommand", "authorize_payment"]
+__all__ = ["AuthorizeCommand", "AuthorizePayment"]
 
 log = logging.getLogger("kassa.payment.authorize")
 
@@ -48,7 +48,7 @@ class AuthorizeCommand:
     return_url: str
 
 
-async def authorize_payment(repo: PaymentRepo, providers: Providers, cmd: AuthorizeCommand) -> Payment:
+class AuthorizePayment:
     """Authorize once per key. Protects invariant 2 (no double charge) and 3 (no money leak).
 
     The payment row is written (PENDING) before the provider is called, keyed by the
@@ -62,87 +62,98 @@ async def authorize_payment(repo: PaymentRepo, providers: Providers, cmd: Author
     fallback while the primary fails fast); a retry stays with the provider the row
     records. With every breaker open nothing is written: UNAVAILABLE at once.
     """
-    is_cod = cmd.payment_method == "cod"
-    chosen = None if is_cod else providers.for_authorization()
-    if chosen is None and not is_cod:
-        existing = await repo.get_by_key(cmd.idempotency_key)
-        if existing is None or existing.status not in FINISHED_AUTHORIZATION:
-            raise provider_unavailable(providers.primary.name, "circuit open")
-    new = NewPayment(
-        payment_id=uuid.uuid4(),
-        idempotency_key=cmd.idempotency_key,
-        order_ref=cmd.order_ref,
-        customer_id=cmd.customer_id,
-        amount=cmd.amount,
-        payment_method=cmd.payment_method,
-        provider=COD_PROVIDER if chosen is None else chosen.name,
-        return_url=cmd.return_url,
-    )
-    payment, created = await repo.create_or_get(new)
-    if not created and not payment.same_request(new):
-        raise AlreadyExists(
-            "idempotency_key was already used for a different payment",
-            reason=Reason.IDEMPOTENCY_KEY_REUSED,
-            metadata={"field": "idempotency_key", "payment_id": str(payment.payment_id)},
-        )
-    if payment.status in FINISHED_AUTHORIZATION:
-        return _answer(payment)
-    if is_cod:
-        done = await repo.apply(payment.payment_id, Transition(S.CASH_ON_DELIVERY, _FROM_PENDING))
-        return _answer(done or await _reload(repo, payment))
 
-    provider = providers.holding(payment.provider)
-    request = IntentRequest(
-        amount_minor=payment.amount.amount_minor,
-        currency_code=payment.amount.currency_code,
-        payment_method=payment.payment_method,
-        return_url=payment.return_url,
-        # kassa_session_id lets the provider's ledger be reconciled against checkout sessions
-        # (capture adds kassa_order_id); payment_id routes webhooks.
-        metadata={
-            "payment_id": str(payment.payment_id),
-            "order_ref": payment.order_ref,
-            "kassa_session_id": payment.order_ref,
-        },
-    )
-    summary = {
-        "amount_minor": request.amount_minor,
-        "currency_code": request.currency_code,
-        "payment_method": request.payment_method,
-    }
-    await before_provider("authorize", payment.payment_id)
-    try:
-        intent = await provider.create_intent(request, payment.idempotency_key)
-    except ProviderUnavailable as exc:
-        await repo.record_attempt(
-            payment.payment_id, Attempt("authorize", summary, {"code": exc.code, "message": exc.message}, "unavailable")
+    def __init__(self, uow: UnitOfWork, providers: Providers) -> None:
+        self._uow = uow
+        self._providers = providers
+
+    async def __call__(self, cmd: AuthorizeCommand) -> Payment:
+        uow, providers = self._uow, self._providers
+        is_cod = cmd.payment_method == "cod"
+        chosen = None if is_cod else providers.for_authorization()
+        if chosen is None and not is_cod:
+            async with uow.read() as tx:
+                existing = await tx.payments.get_by_key(cmd.idempotency_key)
+            if existing is None or existing.status not in FINISHED_AUTHORIZATION:
+                raise provider_unavailable(providers.primary.name, "circuit open")
+        new = NewPayment(
+            payment_id=uuid.uuid4(),
+            idempotency_key=cmd.idempotency_key,
+            order_ref=cmd.order_ref,
+            customer_id=cmd.customer_id,
+            amount=cmd.amount,
+            payment_method=cmd.payment_method,
+            provider=COD_PROVIDER if chosen is None else chosen.name,
+            return_url=cmd.return_url,
         )
-        raise unavailable(payment.payment_id, exc) from exc
-    except (ProviderDeclined, ProviderRejected) as exc:
+        async with uow.single() as tx:
+            payment, created = await tx.payments.create_or_get(new)
+        if not created and not payment.same_request(new):
+            raise AlreadyExists(
+                "idempotency_key was already used for a different payment",
+                reason=Reason.IDEMPOTENCY_KEY_REUSED,
+                metadata={"field": "idempotency_key", "payment_id": str(payment.payment_id)},
+            )
+        if payment.status in FINISHED_AUTHORIZATION:
+            return _answer(payment)
+        if is_cod:
+            done = await apply(uow, payment.payment_id, Transition(S.CASH_ON_DELIVERY, _FROM_PENDING))
+            return _answer(done or await _reload(uow, payment))
+
+        provider = providers.holding(payment.provider)
+        request = IntentRequest(
+            amount_minor=payment.amount.amount_minor,
+            currency_code=payment.amount.currency_code,
+            payment_method=payment.payment_method,
+            return_url=payment.return_url,
+            # kassa_session_id lets the provider's ledger be reconciled against checkout sessions
+            # (capture adds kassa_order_id); payment_id routes webhooks.
+            metadata={
+                "payment_id": str(payment.payment_id),
+                "order_ref": payment.order_ref,
+                "kassa_session_id": payment.order_ref,
+            },
+        )
+        summary = {
+            "amount_minor": request.amount_minor,
+            "currency_code": request.currency_code,
+            "payment_method": request.payment_method,
+        }
+        await before_provider("authorize", payment.payment_id)
+        try:
+            intent = await provider.create_intent(request, payment.idempotency_key)
+        except ProviderUnavailable as exc:
+            await record_attempt(
+                uow,
+                payment.payment_id,
+                Attempt("authorize", summary, {"code": exc.code, "message": exc.message}, "unavailable"),
+            )
+            raise unavailable(payment.payment_id, exc) from exc
+        except (ProviderDeclined, ProviderRejected) as exc:
+            await after_provider("authorize", payment.payment_id)
+            intent_id = exc.intent_id if isinstance(exc, ProviderDeclined) else None
+            transition = Transition(
+                S.DECLINED,
+                _FROM_PENDING,
+                changes={"failure_code": exc.code, "failure_message": exc.message, "provider_payment_id": intent_id},
+                event_type="PaymentDeclined",
+                event_extra={"decline_code": exc.code},
+                attempt=Attempt("authorize", summary, {"code": exc.code, "message": exc.message}, "declined"),
+            )
+            # None: the provider's webhook of this very decline got there first (handled by another replica, or while
+            # this call awaited the answer) and the payment is FAILED, which _answer refuses as the decline it is.
+            done = await apply(uow, payment.payment_id, transition)
+            return _answer(done or await _reload(uow, payment))
+
         await after_provider("authorize", payment.payment_id)
-        intent_id = exc.intent_id if isinstance(exc, ProviderDeclined) else None
-        transition = Transition(
-            S.DECLINED,
-            _FROM_PENDING,
-            changes={"failure_code": exc.code, "failure_message": exc.message, "provider_payment_id": intent_id},
-            event_type="PaymentDeclined",
-            event_extra={"decline_code": exc.code},
-            attempt=Attempt("authorize", summary, {"code": exc.code, "message": exc.message}, "declined"),
-        )
-        # None: the provider's webhook of this very decline got there first (handled by another replica, or while
-        # this call awaited the answer) and the payment is FAILED, which _answer refuses as the decline it is.
-        done = await repo.apply(payment.payment_id, transition)
-        return _answer(done or await _reload(repo, payment))
-
-    await after_provider("authorize", payment.payment_id)
-    transition = _transition_for(intent, summary)
-    done = await repo.apply(payment.payment_id, transition)
-    if done is None:
-        # A concurrent retry, a webhook or a void got there first.
-        done = await _reload(repo, payment)
-        if done.status in (S.VOIDING, S.VOIDED):
-            await _cancel_orphan(repo, provider, done, intent)
-    return _answer(done)
+        transition = _transition_for(intent, summary)
+        done = await apply(uow, payment.payment_id, transition)
+        if done is None:
+            # A concurrent retry, a webhook or a void got there first.
+            done = await _reload(uow, payment)
+            if done.status in (S.VOIDING, S.VOIDED):
+                await _cancel_orphan(uow, provider, done, intent)
+        return _answer(done)
 
 
 def _transition_for(intent: ProviderIntent, summary: dict[str, object]) -> Transition:
@@ -183,9 +194,7 @@ def _transition_for(intent: ProviderIntent, summary: dict[str, object]) -> Trans
     )
 
 
-async def _cancel_orphan(
-    repo: PaymentRepo, provider: PaymentProvider, payment: Payment, intent: ProviderIntent
-) -> None:
+async def _cancel_orphan(uow: UnitOfWork, provider: PaymentProvider, payment: Payment, intent: ProviderIntent) -> None:
     """A void ran while we were authorizing: cancel what we just created so no hold is left behind."""
     if intent.status not in (IntentStatus.REQUIRES_CAPTURE, IntentStatus.REQUIRES_ACTION):
         return
@@ -195,11 +204,12 @@ async def _cancel_orphan(
     except ProviderError as exc:
         log.warning("could not cancel intent %s of voided payment %s: %s", intent.intent_id, payment.payment_id, exc)
         outcome = {"code": exc.code, "message": exc.message}
-    await repo.record_attempt(payment.payment_id, Attempt("void", {"intent_id": intent.intent_id}, outcome, "orphan"))
+    await record_attempt(uow, payment.payment_id, Attempt("void", {"intent_id": intent.intent_id}, outcome, "orphan"))
 
 
-async def _reload(repo: PaymentRepo, payment: Payment) -> Payment:
-    return await repo.get(payment.payment_id) or payment
+async def _reload(uow: UnitOfWork, payment: Payment) -> Payment:
+    async with uow.read() as tx:
+        return await tx.payments.get(payment.payment_id) or payment
 
 
 def _answer(payment: Payment) -> Payment:

@@ -1,4 +1,4 @@
-"""Helpers the payment use cases share: loading, and the refusals they raise."""
+"""Helpers the payment use cases share: loading, applying a transition, and the refusals they raise."""
 
 from __future__ import annotations
 
@@ -6,18 +6,58 @@ import uuid
 
 from infra import faults
 from infra.errors import FailedPrecondition, NotFound, Reason, Unavailable
-from payment.biz.ports import PaymentRepo
-from payment.model.payment import INVALID_STATE, Payment
+from payment.biz.ports import Tx, UnitOfWork
+from payment.model.payment import INVALID_STATE, Attempt, Payment, Transition, event_data
 from payment.model.provider import ProviderError
 
-__all__ = ["after_provider", "before_provider", "declined", "invalid_state", "load", "unavailable"]
+__all__ = [
+    "after_provider",
+    "apply",
+    "apply_in",
+    "before_provider",
+    "declined",
+    "invalid_state",
+    "load",
+    "record_attempt",
+    "unavailable",
+]
 
 
-async def load(repo: PaymentRepo, payment_id: uuid.UUID) -> Payment:
-    payment = await repo.get(payment_id)
+async def load(uow: UnitOfWork, payment_id: uuid.UUID) -> Payment:
+    async with uow.read() as tx:
+        payment = await tx.payments.get(payment_id)
     if payment is None:
         raise NotFound(f"payment {payment_id} not found", metadata={"payment_id": str(payment_id)})
     return payment
+
+
+async def apply(uow: UnitOfWork, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
+    """Apply ``transition``; None if it did not apply. One with an event or an inbox claim commits them with the
+    status change in one transaction; one without is a single statement (status and attempt row), no BEGIN/COMMIT."""
+    if transition.event_type or transition.consumed:
+        async with uow.transaction() as tx:
+            return await apply_in(tx, payment_id, transition)
+    async with uow.single() as tx:
+        return await tx.payments.apply(payment_id, transition)
+
+
+async def apply_in(tx: Tx, payment_id: uuid.UUID, t: Transition) -> Payment | None:
+    """The conditional update with its attempt row, then in the same transaction the inbox claim of the event that
+    caused it and its outbox event; None (and nothing else written) if it did not apply."""
+    payment = await tx.payments.apply(payment_id, t)
+    if payment is None:
+        return None
+    if t.consumed is not None:
+        # A redelivery that raced us may have claimed it first: the state change is the same either way.
+        await tx.inbox.claim(t.consumed.consumer, t.consumed.event_id)
+    if t.event_type:
+        await tx.add_event(t.event_type, str(payment_id), event_data(payment, **t.event_extra))
+    return payment
+
+
+async def record_attempt(uow: UnitOfWork, payment_id: uuid.UUID, attempt: Attempt) -> None:
+    async with uow.single() as tx:
+        await tx.payments.record_attempt(payment_id, attempt)
 
 
 def declined(payment: Payment) -> FailedPrecondition:

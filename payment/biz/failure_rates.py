@@ -9,11 +9,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from infra.validation import check_window
-from payment.biz.ports import PaymentStats
+from payment.biz.ports import UnitOfWork
 from payment.model.stats import FailureRates
 
-__all__ = ["failure_rates"]
+__all__ = ["GetFailureRates"]
 
 
-async def failure_rates(stats: PaymentStats, start: datetime | None, end: datetime | None) -> FailureRates:
-    return await stats.failure_rates(*check_window(start, end))
+class GetFailureRates:
+    """Payments created in the window and the declined or failed ones by code: a read, no invariant at stake."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, start: datetime | None, end: datetime | None) -> FailureRates:
+        window = check_window(start, end)
+        async with self._uow.read() as tx:
+            return await tx.stats.failure_rates(*window)

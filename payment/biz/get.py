@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from functools import partial
 
 from payment.biz.common import invalid_state, load, unavailable
-from payment.biz.ports import PaymentRepo
+from payment.biz.ports import UnitOfWork
 from payment.biz.providers import Providers
-from payment.biz.webhook import plan_for
+from payment.biz.webhook import apply_provider_event
 from payment.model.payment import COD_PROVIDER, Payment
 from payment.model.provider import (
     EventKind,
@@ -19,7 +18,7 @@ from payment.model.provider import (
     ProviderUnavailable,
 )
 
-__all__ = ["get_payment", "poll_events", "refresh_payment"]
+__all__ = ["GetPayment", "RefreshPayment", "poll_events"]
 
 # What a webhook for an intent in this status would have said.
 _KIND_OF_STATUS = {
@@ -30,9 +29,14 @@ _KIND_OF_STATUS = {
 }
 
 
-async def get_payment(repo: PaymentRepo, payment_id: uuid.UUID) -> Payment:
+class GetPayment:
     """Read one payment (privileged callers only, enforced by the servicer): no invariant at stake."""
-    return await load(repo, payment_id)
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, payment_id: uuid.UUID) -> Payment:
+        return await load(self._uow, payment_id)
 
 
 def poll_events(intent: ProviderIntent) -> list[ProviderEvent]:
@@ -52,7 +56,7 @@ def poll_events(intent: ProviderIntent) -> list[ProviderEvent]:
     return events
 
 
-async def refresh_payment(repo: PaymentRepo, providers: Providers, payment_id: uuid.UUID) -> Payment:
+class RefreshPayment:
     """Ask the provider for the intent and apply what its webhook would. Protects invariant 3 and 5.
 
     A 3-D Secure webhook can be late or lost; checkout polls with this. The intent's state
@@ -60,22 +64,28 @@ async def refresh_payment(repo: PaymentRepo, providers: Providers, payment_id: u
     same forward-only transition as a webhook (events through the outbox as usual). A PENDING
     payment with no intent id yet (its authorize timed out) is looked up by its key.
     """
-    payment = await load(repo, payment_id)
-    if payment.provider == COD_PROVIDER:
+
+    def __init__(self, uow: UnitOfWork, providers: Providers) -> None:
+        self._uow = uow
+        self._providers = providers
+
+    async def __call__(self, payment_id: uuid.UUID) -> Payment:
+        payment = await load(self._uow, payment_id)
+        if payment.provider == COD_PROVIDER:
+            return payment
+        provider = self._providers.holding(payment.provider)
+        try:
+            if payment.provider_payment_id:
+                intent: ProviderIntent | None = await provider.get_intent(payment.provider_payment_id)
+            else:
+                intent = await provider.find_intent(payment.idempotency_key)
+        except ProviderUnavailable as exc:
+            raise unavailable(payment_id, exc) from exc
+        except ProviderError as exc:
+            raise invalid_state(payment, "refresh", f"the provider refused the lookup ({exc.code})") from exc
+        if intent is None:
+            return payment
+        for event in poll_events(intent):
+            _, applied = await apply_provider_event(self._uow, provider.name, event, payment_id)
+            payment = applied or payment
         return payment
-    provider = providers.holding(payment.provider)
-    try:
-        if payment.provider_payment_id:
-            intent: ProviderIntent | None = await provider.get_intent(payment.provider_payment_id)
-        else:
-            intent = await provider.find_intent(payment.idempotency_key)
-    except ProviderUnavailable as exc:
-        raise unavailable(payment_id, exc) from exc
-    except ProviderError as exc:
-        raise invalid_state(payment, "refresh", f"the provider refused the lookup ({exc.code})") from exc
-    if intent is None:
-        return payment
-    for event in poll_events(intent):
-        _, applied = await repo.apply_provider_event(provider.name, event, payment_id, partial(plan_for, event))
-        payment = applied or payment
-    return payment

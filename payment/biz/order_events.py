@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from infra.errors import FailedPrecondition, Reason
-from payment.biz.ports import InboxRepo, PaymentRepo
+from payment.biz.ports import UnitOfWork
 from payment.biz.providers import Providers
-from payment.biz.refund import refund_payment
-from payment.biz.void import void_authorization
+from payment.biz.refund import RefundPayment
+from payment.biz.void import VoidAuthorization
 from payment.model.payment import Consumed, Payment, PaymentStatus
 
 __all__ = [
@@ -19,8 +19,8 @@ __all__ = [
     "ORDER_CANCELLED",
     "ORDER_EVENT_TYPES",
     "ORDER_PAYMENT_FAILED",
+    "ReleaseEndedOrder",
     "RetryLater",
-    "on_order_event",
     "payments_of",
 ]
 
@@ -40,13 +40,7 @@ class RetryLater(Exception):
     """The payment is mid-operation (a capture talking to the provider): apply the event once it settles."""
 
 
-class _Repo(PaymentRepo, InboxRepo, Protocol):
-    pass
-
-
-async def on_order_event(
-    repo: _Repo, providers: Providers, event_id: str, event_type: str, data: Mapping[str, Any]
-) -> str:
+class ReleaseEndedOrder:
     """Release what an ended order still holds. Protects invariant 3 (no money leak) and 5 (applied once).
 
     OrderCancelled voids an open authorization (or a cash-on-delivery promise) and refunds
@@ -57,55 +51,66 @@ async def on_order_event(
     the refund's outcome), or on its own when nothing needed doing: a redelivery afterwards does
     nothing, and a crash before that commit repeats only idempotent effects.
     """
-    if await repo.inbox_seen(CONSUMER, event_id):
-        return "duplicate"
-    order_id = str(data.get("order_id") or "")
-    payments = await payments_of(repo, data)
-    consumed = Consumed(CONSUMER, event_id)
-    outcomes = [
-        # Only the last effect records the event: a crash after an earlier one must leave it to redo.
-        await _settle(repo, providers, p, event_type, order_id, consumed=consumed if p is payments[-1] else None)
-        for p in payments
-    ]
-    # Nothing committed the claim when no effect was needed (a no-op if one did).
-    await repo.claim_inbox(CONSUMER, event_id)
-    return ", ".join(outcomes) or "no payment"
+
+    def __init__(self, uow: UnitOfWork, providers: Providers) -> None:
+        self._uow = uow
+        self._void = VoidAuthorization(uow, providers)
+        self._refund = RefundPayment(uow, providers)
+
+    async def __call__(self, event_id: str, event_type: str, data: Mapping[str, Any]) -> str:
+        async with self._uow.read() as tx:
+            seen = await tx.inbox.seen(CONSUMER, event_id)
+        if seen:
+            return "duplicate"
+        order_id = str(data.get("order_id") or "")
+        payments = await payments_of(self._uow, data)
+        consumed = Consumed(CONSUMER, event_id)
+        outcomes = [
+            # Only the last effect records the event: a crash after an earlier one must leave it to redo.
+            await self._settle(p, event_type, order_id, consumed=consumed if p is payments[-1] else None)
+            for p in payments
+        ]
+        # Nothing committed the claim when no effect was needed (a no-op if one did).
+        async with self._uow.single() as tx:
+            await tx.inbox.claim(CONSUMER, event_id)
+        return ", ".join(outcomes) or "no payment"
+
+    async def _settle(self, payment: Payment, event_type: str, order_id: str, *, consumed: Consumed | None) -> str:
+        reason = "order cancelled" if event_type == ORDER_CANCELLED else "order payment failed"
+        if payment.status == S.CAPTURING:
+            raise RetryLater(f"payment {payment.payment_id} is being captured")
+        if payment.status in _OPEN_HOLD:
+            done = await self._void(payment.payment_id, reason, consumed=consumed)
+            return f"{payment.payment_id} {done.status.value}"
+        if payment.status in _CAPTURED and event_type == ORDER_CANCELLED:
+            key = f"cancel-{order_id or payment.order_id or payment.payment_id}"
+            try:
+                done, _ = await self._refund(payment, key, None, consumed=consumed)
+            except FailedPrecondition as refused:
+                if refused.reason == Reason.REFUND_EXCEEDS_CAPTURE:
+                    # Other refunds (one still pending, say) already give back everything captured.
+                    return f"{payment.payment_id} nothing left to refund"
+                # The provider refused it (recorded on the refund and in the attempt log): an operator's
+                # case, not one a redelivery can change.
+                log.error("refund of cancelled order %s refused: %s", order_id, refused.message)
+                return f"{payment.payment_id} refund refused"
+            return f"{payment.payment_id} {done.status.value}"
+        return f"{payment.payment_id} unchanged ({payment.status.value})"
 
 
-async def payments_of(repo: PaymentRepo, data: Mapping[str, Any]) -> list[Payment]:
+async def payments_of(uow: UnitOfWork, data: Mapping[str, Any]) -> list[Payment]:
     """The order's payment by id, else every payment of its checkout session."""
     try:
         payment_id = uuid.UUID(str(data.get("payment_id") or ""))
     except ValueError:
         payment_id = None
     if payment_id is not None:
-        payment = await repo.get(payment_id)
+        async with uow.read() as tx:
+            payment = await tx.payments.get(payment_id)
         if payment is not None:
             return [payment]
     session_id = str(data.get("checkout_session_id") or "")
-    return await repo.by_order_ref(session_id) if session_id else []
-
-
-async def _settle(
-    repo: _Repo, providers: Providers, payment: Payment, event_type: str, order_id: str, *, consumed: Consumed | None
-) -> str:
-    reason = "order cancelled" if event_type == ORDER_CANCELLED else "order payment failed"
-    if payment.status == S.CAPTURING:
-        raise RetryLater(f"payment {payment.payment_id} is being captured")
-    if payment.status in _OPEN_HOLD:
-        done = await void_authorization(repo, providers, payment.payment_id, reason, consumed=consumed)
-        return f"{payment.payment_id} {done.status.value}"
-    if payment.status in _CAPTURED and event_type == ORDER_CANCELLED:
-        key = f"cancel-{order_id or payment.order_id or payment.payment_id}"
-        try:
-            done, _ = await refund_payment(repo, providers, payment, key, None, consumed=consumed)
-        except FailedPrecondition as refused:
-            if refused.reason == Reason.REFUND_EXCEEDS_CAPTURE:
-                # Other refunds (one still pending, say) already give back everything captured.
-                return f"{payment.payment_id} nothing left to refund"
-            # The provider refused it (recorded on the refund and in the attempt log): an operator's
-            # case, not one a redelivery can change.
-            log.error("refund of cancelled order %s refused: %s", order_id, refused.message)
-            return f"{payment.payment_id} refund refused"
-        return f"{payment.payment_id} {done.status.value}"
-    return f"{payment.payment_id} unchanged ({payment.status.value})"
+    if not session_id:
+        return []
+    async with uow.read() as tx:
+        return await tx.payments.by_order_ref(session_id)

@@ -1,20 +1,30 @@
-"""Ports the payment use cases need; implemented in data/ (Postgres) and adapter/ (providers)."""
+"""Ports the payment use cases need; implemented in data/ (Postgres) and adapter/ (providers).
+
+A use case asks its :class:`UnitOfWork` for a transaction (or for single statements) and does that step's reads
+and writes on the :class:`Tx` it gets; no repository opens a transaction of its own."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from payment.model.payment import Attempt, Consumed, NewPayment, Payment, PaymentStatus, Refund, Transition
+from payment.model.payment import Attempt, NewPayment, Payment, PaymentStatus, Refund, Transition
 from payment.model.provider import IntentRequest, ProviderEvent, ProviderIntent, ProviderRefund
 from payment.model.stats import FailureRates
 
-__all__ = ["EventPlan", "InboxRepo", "PaymentProvider", "PaymentRepo"]
-
-# Given the payment an event refers to (locked), the transition it causes, or None for no effect.
-EventPlan = Callable[[Payment], Transition | None]
+__all__ = [
+    "InboxRepo",
+    "PaymentProvider",
+    "PaymentRepo",
+    "PaymentStats",
+    "ProviderEventRepo",
+    "RefundRepo",
+    "Tx",
+    "UnitOfWork",
+]
 
 
 class PaymentProvider(Protocol):
@@ -58,10 +68,16 @@ class PaymentProvider(Protocol):
 
 class PaymentRepo(Protocol):
     async def create_or_get(self, new: NewPayment) -> tuple[Payment, bool]:
-        """Insert a PENDING payment unless its idempotency key exists; (row, created)."""
+        """Insert a PENDING payment unless its idempotency key exists; (row, created). Two statements at most,
+        each committed by itself: for ``UnitOfWork.single()``."""
         ...
 
     async def get(self, payment_id: uuid.UUID) -> Payment | None: ...
+
+    async def lock(self, payment_id: uuid.UUID) -> Payment | None:
+        """The payment, locked until the transaction ends (FOR UPDATE), the latest version even if it changed
+        since the transaction's snapshot."""
+        ...
 
     async def get_by_key(self, idempotency_key: str) -> Payment | None:
         """The payment AuthorizePayment created with this idempotency key."""
@@ -80,12 +96,9 @@ class PaymentRepo(Protocol):
         claimed (no lease, or one that ran out), oldest first: what a failure in mid-operation left."""
         ...
 
-    async def pending_refunds(self, idle_seconds: float, limit: int) -> list[tuple[Refund, Payment]]:
-        """Refunds still PENDING ``idle_seconds`` after they were reserved, oldest first, with their payment."""
-        ...
-
     async def apply(self, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
-        """Conditional update with its event, attempt and inbox claim in one transaction; None if it did not apply."""
+        """The transition's conditional update with its attempt row (one statement); None if it did not apply.
+        FailedPrecondition when another payment of the order is captured already."""
         ...
 
     async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None: ...
@@ -94,32 +107,37 @@ class PaymentRepo(Protocol):
         """One read: the payment (None when there is none) and whether the provider event was claimed already."""
         ...
 
-    async def record_provider_event(self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None) -> bool:
-        """Claim a provider event that has nothing to apply, on its own; False when it was claimed already."""
+    async def add_refunded(self, payment_id: uuid.UUID, amount_minor: int) -> Payment:
+        """Set ``amount_minor`` of the captured money aside for a refund (refunded_minor grows)."""
         ...
 
-    async def apply_provider_event(
-        self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None, plan: EventPlan
-    ) -> tuple[bool, Payment | None]:
-        """Dedupe the event and apply its effect in one transaction; (duplicate, payment after the effect)."""
+    async def settle_refund(self, refund: Refund, *, succeeded: bool) -> Payment:
+        """A finished refund: REFUNDED or PARTIALLY_REFUNDED when it succeeded, else its amount given back."""
         ...
 
-    async def reserve_refund(
-        self, payment_id: uuid.UUID, idempotency_key: str, amount_minor: int | None
-    ) -> tuple[Refund, Payment]:
-        """Insert the refund and add it to refunded_minor if the captured money covers it; idempotent by key."""
+
+class RefundRepo(Protocol):
+    async def by_key(self, idempotency_key: str) -> Refund | None: ...
+
+    async def insert(self, payment_id: uuid.UUID, idempotency_key: str, amount_minor: int) -> Refund | None:
+        """A PENDING refund; None when its idempotency key is taken."""
         ...
 
-    async def finish_refund(
-        self,
-        refund: Refund,
-        *,
-        provider_refund_id: str | None,
-        succeeded: bool,
-        attempt: Attempt,
-        consumed: Consumed | None = None,
-    ) -> Payment:
-        """Mark the refund done (with its event) or failed (giving the amount back), and ``consumed`` with it."""
+    async def finish(self, refund: Refund, *, succeeded: bool, provider_refund_id: str | None) -> bool:
+        """Mark a PENDING refund SUCCEEDED or FAILED; False when it was not PENDING any more."""
+        ...
+
+    async def pending(self, idle_seconds: float, limit: int) -> list[tuple[Refund, Payment]]:
+        """Refunds still PENDING ``idle_seconds`` after they were reserved, oldest first, with their payment."""
+        ...
+
+
+class ProviderEventRepo(Protocol):
+    async def claim(
+        self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None
+    ) -> tuple[bool, uuid.UUID | None]:
+        """Record a provider event once, with the payment it is about (the one holding its intent, else
+        ``payment_id`` if that payment is with this provider): (claimed now, that payment's id)."""
         ...
 
 
@@ -132,8 +150,47 @@ class PaymentStats(Protocol):
 class InboxRepo(Protocol):
     """Consumed events already applied, so a redelivery has no second effect (invariant 5)."""
 
-    async def inbox_seen(self, consumer: str, event_id: str) -> bool: ...
+    async def seen(self, consumer: str, event_id: str) -> bool: ...
 
-    async def claim_inbox(self, consumer: str, event_id: str) -> bool:
+    async def claim(self, consumer: str, event_id: str) -> bool:
         """Record the event as applied; False if it already was."""
+        ...
+
+
+class Tx(Protocol):
+    """One open transaction (or, from ``read()``/``single()``, statements that each commit by themselves)."""
+
+    # Read-only members: an implementation may hold its own repository classes (SqlTx's SqlPaymentRepo, ...).
+    @property
+    def payments(self) -> PaymentRepo: ...
+    @property
+    def refunds(self) -> RefundRepo: ...
+    @property
+    def provider_events(self) -> ProviderEventRepo: ...
+    @property
+    def inbox(self) -> InboxRepo: ...
+    @property
+    def stats(self) -> PaymentStats: ...
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        """Record an outbox event in this transaction."""
+        ...
+
+    async def audit(self, *targets: str) -> None:
+        """Record the admin's change (when an admin is calling) in this transaction's audit log."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """Begin a transaction: committed when the block exits cleanly, rolled back on an exception."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[Tx]:
+        """Repositories for reads that are one statement each: no transaction, never a write."""
+        ...
+
+    def single(self) -> AbstractAsyncContextManager[Tx]:
+        """Repositories for one write that is one statement: atomic and committed on its own, with no
+        BEGIN/COMMIT round trips. Never for two writes that must commit together, nor with an event."""
         ...

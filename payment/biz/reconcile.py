@@ -6,7 +6,7 @@ reached the provider after the void that looked for it had found nothing (a late
 of an orphan that failed, a row lost with a database restore, an intent at a provider the payment was
 not recorded with. Such a hold has no live payment behind it, so no order will ever capture or void
 it: invariant 3's money leak. :func:`cancel_if_orphaned` cancels it, at once when a webhook shows it,
-and :class:`Reconciler` finds the rest by listing each provider's intents once they are older than
+and :class:`ReconcileIntents` finds the rest by listing each provider's intents once they are older than
 the grace period (the longest a checkout may take, during which the payment row may still be moving).
 """
 
@@ -16,12 +16,13 @@ import logging
 import uuid
 from collections import Counter
 
-from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.biz.common import record_attempt
+from payment.biz.ports import PaymentProvider, UnitOfWork
 from payment.biz.providers import Providers
 from payment.model.payment import Attempt, Payment, PaymentStatus
 from payment.model.provider import IntentStatus, ProviderError, ProviderIntent, ProviderUnavailable
 
-__all__ = ["Reconciler", "cancel_if_orphaned", "orphaned"]
+__all__ = ["ReconcileIntents", "cancel_if_orphaned", "orphaned"]
 
 log = logging.getLogger("kassa.payment.reconcile")
 
@@ -55,7 +56,7 @@ def _payment_id(intent: ProviderIntent) -> uuid.UUID | None:
 
 
 async def cancel_if_orphaned(
-    repo: PaymentRepo, provider: PaymentProvider, intent: ProviderIntent, payment: Payment | None
+    uow: UnitOfWork, provider: PaymentProvider, intent: ProviderIntent, payment: Payment | None
 ) -> str | None:
     """Cancel ``intent`` if no live payment stands behind it. Protects invariant 3; idempotent by its key.
 
@@ -68,29 +69,27 @@ async def cancel_if_orphaned(
     log.warning("cancelled intent %s at %s: %s", intent.intent_id, provider.name, why)
     if payment is not None:
         request = {"intent_id": intent.intent_id, "reason": why}
-        await repo.record_attempt(
-            payment.payment_id, Attempt("void", request, {"status": canceled.status.value}, "orphan_canceled")
+        await record_attempt(
+            uow, payment.payment_id, Attempt("void", request, {"status": canceled.status.value}, "orphan_canceled")
         )
     return why
 
 
-class Reconciler:
+class ReconcileIntents:
     """Examines each provider's intents once, when they pass the grace period (oldest first after a start).
 
     It remembers per provider up to which creation time it has looked; a start looks back
     ``lookback_seconds``. Several replicas may each look: cancelling is idempotent.
     """
 
-    def __init__(
-        self, repo: PaymentRepo, providers: Providers, *, grace_seconds: float, lookback_seconds: float
-    ) -> None:
-        self._repo = repo
+    def __init__(self, uow: UnitOfWork, providers: Providers, *, grace_seconds: float, lookback_seconds: float) -> None:
+        self._uow = uow
         self._providers = providers
         self._grace = grace_seconds
         self._lookback = lookback_seconds
         self._until: dict[str, int] = {}
 
-    async def run_once(self, now: float) -> Counter[str]:
+    async def __call__(self, now: float) -> Counter[str]:
         """Reconcile the intents created since the last pass and at least the grace period before ``now``."""
         outcomes: Counter[str] = Counter()
         until = int(now - self._grace)
@@ -118,9 +117,10 @@ class Reconciler:
                 payment_id = _payment_id(intent)
                 if payment_id is None:
                     continue  # not created by Kassa
-                payment = await self._repo.get(payment_id)
+                async with self._uow.read() as tx:
+                    payment = await tx.payments.get(payment_id)
                 try:
-                    if await cancel_if_orphaned(self._repo, provider, intent, payment):
+                    if await cancel_if_orphaned(self._uow, provider, intent, payment):
                         outcomes["reconcile: orphan cancelled"] += 1
                 except ProviderUnavailable:
                     raise

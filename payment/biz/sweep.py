@@ -13,7 +13,7 @@ stayed so, unclaimed, for a while:
 * PENDING past ``abandoned_seconds`` (longer than any checkout may take): nobody is waiting for this
   authorization any more, so it is voided; the intent its key created, if any, is found and cancelled.
 
-Beside it the worker runs :class:`payment.biz.reconcile.Reconciler`, which cancels provider intents
+Beside it the worker runs :class:`payment.biz.reconcile.ReconcileIntents`, which cancels provider intents
 that no live payment stands behind, once they are ``abandoned_seconds`` old.
 
 Every step is a conditional update or a call under the operation's own idempotency key, so several
@@ -30,14 +30,15 @@ from dataclasses import dataclass, field
 from infra.errors import DomainError
 from infra.money import Money
 from payment.biz.capture import CAPTURE_LEASE_SECONDS
-from payment.biz.ports import PaymentRepo
+from payment.biz.common import apply
+from payment.biz.ports import UnitOfWork
 from payment.biz.providers import Providers
-from payment.biz.refund import refund_payment
-from payment.biz.void import void_authorization
+from payment.biz.refund import RefundPayment
+from payment.biz.void import VoidAuthorization
 from payment.model.payment import Attempt, Payment, PaymentStatus, Refund, Transition
 from payment.model.provider import IntentStatus, ProviderError, ProviderIntent, ProviderUnavailable
 
-__all__ = ["SweepPolicy", "SweepReport", "settle_capture", "sweep_once"]
+__all__ = ["SweepPolicy", "SweepReport", "SweepStuckPayments", "settle_capture"]
 
 log = logging.getLogger("kassa.payment.sweep")
 
@@ -67,24 +68,47 @@ class SweepReport:
         return bool(self.outcomes)
 
 
-async def sweep_once(repo: PaymentRepo, providers: Providers, policy: SweepPolicy) -> SweepReport:
+class SweepStuckPayments:
     """One pass over everything stuck. Protects invariant 3 (no hold outlives a failed checkout) and 2."""
-    report = SweepReport()
-    voiding = await repo.unsettled({S.VOIDING}, policy.stuck_seconds, policy.batch)
-    for payment in voiding:
-        await _count(report, payment, "void", _finish_void(repo, providers, payment, "void left unfinished"))
-    capturing = await repo.unsettled({S.CAPTURING}, policy.stuck_seconds, policy.batch)
-    for payment in capturing:
-        await _count(report, payment, "capture", settle_capture(repo, providers, payment))
-    refunds = await repo.pending_refunds(policy.stuck_seconds, policy.batch)
-    for refund, payment in refunds:
-        await _count(report, payment, "refund", _finish_refund(repo, providers, refund, payment))
-    abandoned = await repo.unsettled({S.PENDING}, policy.abandoned_seconds, policy.batch)
-    for payment in abandoned:
-        reason = "abandoned: nobody asked for the authorization's outcome"
-        await _count(report, payment, "abandoned", _finish_void(repo, providers, payment, reason))
-    report.more = any(len(found) >= policy.batch for found in (voiding, capturing, refunds, abandoned))
-    return report
+
+    def __init__(self, uow: UnitOfWork, providers: Providers, policy: SweepPolicy) -> None:
+        self._uow = uow
+        self._providers = providers
+        self._policy = policy
+        self._void = VoidAuthorization(uow, providers)
+        self._refund = RefundPayment(uow, providers)
+
+    async def __call__(self) -> SweepReport:
+        policy = self._policy
+        report = SweepReport()
+        async with self._uow.read() as tx:
+            voiding = await tx.payments.unsettled({S.VOIDING}, policy.stuck_seconds, policy.batch)
+        for payment in voiding:
+            await _count(report, payment, "void", self._finish_void(payment, "void left unfinished"))
+        async with self._uow.read() as tx:
+            capturing = await tx.payments.unsettled({S.CAPTURING}, policy.stuck_seconds, policy.batch)
+        for payment in capturing:
+            await _count(report, payment, "capture", settle_capture(self._uow, self._providers, payment))
+        async with self._uow.read() as tx:
+            refunds = await tx.refunds.pending(policy.stuck_seconds, policy.batch)
+        for refund, payment in refunds:
+            await _count(report, payment, "refund", self._finish_refund(refund, payment))
+        async with self._uow.read() as tx:
+            abandoned = await tx.payments.unsettled({S.PENDING}, policy.abandoned_seconds, policy.batch)
+        for payment in abandoned:
+            reason = "abandoned: nobody asked for the authorization's outcome"
+            await _count(report, payment, "abandoned", self._finish_void(payment, reason))
+        report.more = any(len(found) >= policy.batch for found in (voiding, capturing, refunds, abandoned))
+        return report
+
+    async def _finish_void(self, payment: Payment, reason: str) -> str:
+        done = await self._void(payment.payment_id, reason)
+        return done.status.value
+
+    async def _finish_refund(self, refund: Refund, payment: Payment) -> str:
+        amount = Money(payment.amount.currency_code, refund.amount_minor)
+        done, _ = await self._refund(payment, refund.idempotency_key, amount)
+        return done.status.value
 
 
 async def _count(report: SweepReport, payment: Payment, kind: str, step: Awaitable[str]) -> None:
@@ -99,22 +123,11 @@ async def _count(report: SweepReport, payment: Payment, kind: str, step: Awaitab
     report.outcomes[f"{kind}: {outcome}"] += 1
 
 
-async def _finish_void(repo: PaymentRepo, providers: Providers, payment: Payment, reason: str) -> str:
-    done = await void_authorization(repo, providers, payment.payment_id, reason)
-    return done.status.value
-
-
-async def _finish_refund(repo: PaymentRepo, providers: Providers, refund: Refund, payment: Payment) -> str:
-    amount = Money(payment.amount.currency_code, refund.amount_minor)
-    done, _ = await refund_payment(repo, providers, payment, refund.idempotency_key, amount)
-    return done.status.value
-
-
-async def settle_capture(repo: PaymentRepo, providers: Providers, payment: Payment) -> str:
+async def settle_capture(uow: UnitOfWork, providers: Providers, payment: Payment) -> str:
     """Record what the provider says of a capture whose outcome was never recorded (see the module doc)."""
     payment_id = payment.payment_id
     # Take the claim over only once its holder's lease has run out (sources empty: only a lapsed claim matches).
-    claimed = await repo.apply(payment_id, Transition(S.CAPTURING, frozenset(), lease_seconds=CAPTURE_LEASE_SECONDS))
+    claimed = await apply(uow, payment_id, Transition(S.CAPTURING, frozenset(), lease_seconds=CAPTURE_LEASE_SECONDS))
     if claimed is None:
         return "taken over by another caller"
     summary: dict[str, object] = {
@@ -125,21 +138,21 @@ async def settle_capture(repo: PaymentRepo, providers: Providers, payment: Payme
     try:
         intent = await providers.holding(claimed.provider).get_intent(claimed.provider_payment_id or "")
     except (DomainError, ProviderError) as exc:
-        await _release(repo, claimed, Attempt("capture", summary, {"error": str(exc)}, "unavailable"))
+        await _release(uow, claimed, Attempt("capture", summary, {"error": str(exc)}, "unavailable"))
         raise
     transition = _capture_outcome(claimed, intent, summary)
     if transition is None:
         response = {"intent_id": intent.intent_id, "status": intent.status.value}
-        await _release(repo, claimed, Attempt("capture", summary, response, "unexpected"))
+        await _release(uow, claimed, Attempt("capture", summary, response, "unexpected"))
         raise ProviderUnavailable("unexpected_state", f"the intent is {intent.status.value} while capturing")
-    done = await repo.apply(payment_id, transition)
+    done = await apply(uow, payment_id, transition)
     return done.status.value if done else "changed meanwhile"
 
 
-async def _release(repo: PaymentRepo, payment: Payment, attempt: Attempt) -> None:
+async def _release(uow: UnitOfWork, payment: Payment, attempt: Attempt) -> None:
     """Give the capture claim back at once: the next pass, or the capture's caller, may take it."""
     capturing = frozenset({S.CAPTURING})
-    await repo.apply(payment.payment_id, Transition(S.CAPTURING, capturing, lease_seconds=0, attempt=attempt))
+    await apply(uow, payment.payment_id, Transition(S.CAPTURING, capturing, lease_seconds=0, attempt=attempt))
 
 
 def _capture_outcome(payment: Payment, intent: ProviderIntent, summary: dict[str, object]) -> Transition | None:

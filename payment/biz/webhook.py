@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from functools import partial
 
 from infra.errors import InvalidArgument
 from infra.validation import text_problem
-from payment.biz.ports import PaymentProvider, PaymentRepo
+from payment.biz.common import apply_in
+from payment.biz.ports import PaymentProvider, UnitOfWork
 from payment.biz.reconcile import cancel_if_orphaned, orphaned
 from payment.model.payment import Attempt, Payment, PaymentStatus, Transition
 from payment.model.provider import EventKind, ProviderError, ProviderEvent
 
-__all__ = ["handle_webhook", "plan_for"]
+__all__ = ["HandleWebhook", "apply_provider_event", "plan_for"]
 
 log = logging.getLogger("kassa.payment.webhook")
 
@@ -31,9 +31,7 @@ _SOURCES: dict[EventKind, frozenset[PaymentStatus]] = {
 }
 
 
-async def handle_webhook(
-    repo: PaymentRepo, providers: Mapping[str, PaymentProvider], provider_name: str, payload: bytes, signature: str
-) -> tuple[str, bool]:
+class HandleWebhook:
     """Verify, deduplicate, apply. Protects invariant 5 (no event applied twice) and 2/3 (true money state).
 
     The signature is checked before anything else. The (provider, event id) row is
@@ -44,30 +42,59 @@ async def handle_webhook(
     a success after the end, DESIGN.md §3) is cancelled at once; when the provider cannot be
     reached for that, the sweeper's reconciliation cancels it later.
     """
-    provider = providers.get(provider_name)
-    if provider is None:
-        raise InvalidArgument("provider", f"unknown payment provider {provider_name!r}")
-    event = provider.parse_event(payload, signature)
-    _check_storable(event)
-    payment_id: uuid.UUID | None = None
-    if event.intent is not None:
-        try:
-            payment_id = uuid.UUID(event.intent.metadata.get("payment_id", ""))
-        except ValueError:
-            payment_id = None
-    if payment_id is not None:
-        payment, seen = await repo.with_event_seen(provider.name, event.event_id, payment_id)
-        if seen:
-            return event.event_id, True
-        if _already_applied(event, provider.name, payment):
-            return event.event_id, not await repo.record_provider_event(provider.name, event, payment_id)
-    duplicate, payment = await repo.apply_provider_event(provider.name, event, payment_id, partial(plan_for, event))
-    if not duplicate and event.kind == EventKind.AUTHORIZED and event.intent is not None and payment is not None:
-        try:
-            await cancel_if_orphaned(repo, provider, event.intent, payment)
-        except ProviderError as exc:
-            log.warning("could not cancel intent %s after a late authorization: %s", event.intent.intent_id, exc)
-    return event.event_id, duplicate
+
+    def __init__(self, uow: UnitOfWork, providers: Mapping[str, PaymentProvider]) -> None:
+        self._uow = uow
+        self._providers = providers
+
+    async def __call__(self, provider_name: str, payload: bytes, signature: str) -> tuple[str, bool]:
+        uow = self._uow
+        provider = self._providers.get(provider_name)
+        if provider is None:
+            raise InvalidArgument("provider", f"unknown payment provider {provider_name!r}")
+        event = provider.parse_event(payload, signature)
+        _check_storable(event)
+        payment_id: uuid.UUID | None = None
+        if event.intent is not None:
+            try:
+                payment_id = uuid.UUID(event.intent.metadata.get("payment_id", ""))
+            except ValueError:
+                payment_id = None
+        if payment_id is not None:
+            async with uow.read() as tx:
+                payment, seen = await tx.payments.with_event_seen(provider.name, event.event_id, payment_id)
+            if seen:
+                return event.event_id, True
+            if _already_applied(event, provider.name, payment):
+                async with uow.single() as tx:
+                    claimed, _ = await tx.provider_events.claim(provider.name, event, payment_id)
+                return event.event_id, not claimed
+        duplicate, payment = await apply_provider_event(uow, provider.name, event, payment_id)
+        if not duplicate and event.kind == EventKind.AUTHORIZED and event.intent is not None and payment is not None:
+            try:
+                await cancel_if_orphaned(uow, provider, event.intent, payment)
+            except ProviderError as exc:
+                log.warning("could not cancel intent %s after a late authorization: %s", event.intent.intent_id, exc)
+        return event.event_id, duplicate
+
+
+async def apply_provider_event(
+    uow: UnitOfWork, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None
+) -> tuple[bool, Payment | None]:
+    """Dedupe the event and apply its effect (:func:`plan_for`) in one transaction; (duplicate, payment after the
+    effect). The payment is locked, and read in its latest version even if it changed since the claim's snapshot."""
+    async with uow.transaction() as tx:
+        claimed, claimed_for = await tx.provider_events.claim(provider, event, payment_id)
+        if not claimed:
+            return True, None
+        payment = None if claimed_for is None else await tx.payments.lock(claimed_for)
+        if payment is None:
+            return False, None
+        transition = plan_for(event, payment)
+        if transition is None:
+            return False, payment
+        done = await apply_in(tx, payment.payment_id, transition)
+    return False, done or payment
 
 
 def _already_applied(event: ProviderEvent, provider: str, payment: Payment | None) -> bool:

@@ -1,1 +1,1 @@
-"""Postgres side of the payment service: tables, the repository, Alembic migrations."""
+"""Postgres side of the payment service: tables, the repositories and unit of work, Alembic migrations."""

@@ -1,4 +1,4 @@
-"""Payment outcomes in Prometheus, counted when a payment's status change commits (payment_repo).
+"""Payment outcomes in Prometheus, counted when a payment's status change commits (data.repositories).
 
 ``kassa_payment_outcomes_total{provider, outcome, code}``: every status a payment reaches (authorized, declined,
 requires_action, captured, voided, refunded, …), with the provider's decline or failure code for the declined

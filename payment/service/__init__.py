@@ -1,1 +1,1 @@
-"""gRPC servicer of kassa.payment.v1.PaymentService."""
+"""gRPC servicers of kassa.payment.v1.PaymentService and PaymentAdminService, their request checks and conversions."""

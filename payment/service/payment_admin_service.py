@@ -5,28 +5,26 @@ from __future__ import annotations
 import grpc
 
 from infra.auth import require_admin
-from infra.pb import checked_datetime, timestamp_to_pb
+from infra.pb import timestamp_to_pb
 from kassa.payment.v1 import payment_admin_service_pb2 as pb
 from kassa.payment.v1 import payment_admin_service_pb2_grpc as pb_grpc
-from payment.biz.failure_rates import failure_rates
-from payment.biz.ports import PaymentStats
+from payment.biz.failure_rates import GetFailureRates
+from payment.service import validation
 
-__all__ = ["READS", "PaymentAdminService"]
+__all__ = ["READS", "PaymentAdminServiceServicer"]
 
 READS = ("GetPaymentFailureRates",)
 
 
-class PaymentAdminService(pb_grpc.PaymentAdminServiceServicer):
-    def __init__(self, stats: PaymentStats) -> None:
-        self._stats = stats
+class PaymentAdminServiceServicer(pb_grpc.PaymentAdminServiceServicer):
+    def __init__(self, failure_rates: GetFailureRates) -> None:
+        self._failure_rates = failure_rates
 
     async def GetPaymentFailureRates(
         self, request: pb.GetPaymentFailureRatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetPaymentFailureRatesResponse:
         require_admin()
-        start = checked_datetime("start_time", request.start_time) if request.HasField("start_time") else None
-        end = checked_datetime("end_time", request.end_time) if request.HasField("end_time") else None
-        rates = await failure_rates(self._stats, start, end)
+        rates = await self._failure_rates(*validation.failure_rates_window(request))
         return pb.GetPaymentFailureRatesResponse(
             start_time=timestamp_to_pb(rates.start),
             end_time=timestamp_to_pb(rates.end),

@@ -6,10 +6,8 @@ from __future__ import annotations
 from nats.js import JetStreamContext
 
 from infra.consumer import Event, EventConsumer, Retry
-from payment.biz.fulfilment_events import FULFILMENT_CONSUMER, FULFILMENT_EVENT_TYPES, on_fulfilment_event
-from payment.biz.order_events import CONSUMER, ORDER_EVENT_TYPES, RetryLater, on_order_event
-from payment.biz.providers import Providers
-from payment.data.payment_repo import SqlPaymentRepo
+from payment.biz.fulfilment_events import FULFILMENT_CONSUMER, FULFILMENT_EVENT_TYPES, CollectOnFulfilment
+from payment.biz.order_events import CONSUMER, ORDER_EVENT_TYPES, ReleaseEndedOrder, RetryLater
 
 __all__ = ["fulfilment_events_consumer", "order_events_consumer"]
 
@@ -17,20 +15,20 @@ __all__ = ["fulfilment_events_consumer", "order_events_consumer"]
 _CAPTURING_RETRY_SECONDS = 5.0
 
 
-def order_events_consumer(js: JetStreamContext, repo: SqlPaymentRepo, providers: Providers) -> EventConsumer:
+def order_events_consumer(js: JetStreamContext, release: ReleaseEndedOrder) -> EventConsumer:
     async def handle(event: Event) -> str:
         try:
-            return await on_order_event(repo, providers, event.event_id, event.event_type, event.data)
+            return await release(event.event_id, event.event_type, event.data)
         except RetryLater as exc:
             raise Retry(str(exc), delay_seconds=_CAPTURING_RETRY_SECONDS) from exc
 
     return EventConsumer(js, name=CONSUMER, service="order", event_types=ORDER_EVENT_TYPES, handler=handle)
 
 
-def fulfilment_events_consumer(js: JetStreamContext, repo: SqlPaymentRepo, providers: Providers) -> EventConsumer:
+def fulfilment_events_consumer(js: JetStreamContext, collect: CollectOnFulfilment) -> EventConsumer:
     async def handle(event: Event) -> str:
         try:
-            return await on_fulfilment_event(repo, providers, event.event_id, event.event_type, event.data)
+            return await collect(event.event_id, event.event_type, event.data)
         except RetryLater as exc:
             raise Retry(str(exc), delay_seconds=_CAPTURING_RETRY_SECONDS) from exc
 

@@ -1,17 +1,15 @@
-"""The sweeper worker: every interval (at once again while it finds more), :func:`payment.biz.sweep.sweep_once`
-and then the reconciliation of the providers' intents (:class:`payment.biz.reconcile.Reconciler`)."""
+"""The sweeper worker: every interval (at once again while it finds more), :class:`payment.biz.sweep.SweepStuckPayments`
+and then the reconciliation of the providers' intents (:class:`payment.biz.reconcile.ReconcileIntents`)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from payment.biz.ports import PaymentRepo
-from payment.biz.providers import Providers
-from payment.biz.reconcile import Reconciler
-from payment.biz.sweep import SweepPolicy, sweep_once
+from infra.worker import every
+from payment.biz.reconcile import ReconcileIntents
+from payment.biz.sweep import SweepStuckPayments
 
 __all__ = ["sweeper_worker"]
 
@@ -19,26 +17,13 @@ log = logging.getLogger("kassa.payment.sweeper")
 
 
 def sweeper_worker(
-    repo: PaymentRepo, providers: Providers, policy: SweepPolicy, interval_seconds: float
+    sweep: SweepStuckPayments, reconcile: ReconcileIntents, interval_seconds: float
 ) -> Callable[[], Awaitable[None]]:
-    reconciler = Reconciler(
-        repo, providers, grace_seconds=policy.abandoned_seconds, lookback_seconds=policy.reconcile_lookback_seconds
-    )
+    async def one_pass() -> bool:
+        report = await sweep()
+        report.outcomes.update(await reconcile(time.time()))
+        if report:
+            log.info("payment sweep: %s", dict(report.outcomes))
+        return report.more
 
-    async def run() -> None:
-        while True:
-            more = False
-            try:
-                report = await sweep_once(repo, providers, policy)
-                more = report.more
-                report.outcomes.update(await reconciler.run_once(time.time()))
-                if report:
-                    log.info("payment sweep: %s", dict(report.outcomes))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("payment sweep failed; retrying")
-            if not more:
-                await asyncio.sleep(interval_seconds)
-
-    return run
+    return every("payment sweep", interval_seconds, one_pass)

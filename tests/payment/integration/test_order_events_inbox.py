@@ -4,6 +4,7 @@ already being given back by another refund is done, not retried forever."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from helpers import bearer, unique
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import faults
 from infra.config import Settings
@@ -19,9 +20,9 @@ from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
 from payment.adapter.sandbox_provider import SandboxProvider
-from payment.biz.order_events import CONSUMER, on_order_event
+from payment.biz.order_events import CONSUMER, ReleaseEndedOrder
 from payment.biz.providers import Providers
-from payment.data.payment_repo import SqlPaymentRepo
+from payment.data.repositories import SqlPaymentRepo, SqlTx, SqlUnitOfWork
 from payment.model.payment import PaymentStatus, Transition
 from payment.sandbox.server import RunningSandbox
 
@@ -36,24 +37,42 @@ class Crashed(Exception):
     """Stands for the process dying at that moment."""
 
 
-class CrashBeforeClaim(SqlPaymentRepo):
-    """Dies right after the effect, where the consumer would record the event on its own."""
+class CrashBeforeClaim(SqlUnitOfWork):
+    """Dies right after the effect, where the consumer would record the event on its own (a statement of its own,
+    outside the effect's transaction)."""
 
-    async def claim_inbox(self, consumer: str, event_id: str) -> bool:
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[SqlTx]:
+        async with super().single() as tx:
+            tx.inbox.claim = self._crash  # type: ignore[method-assign]
+            yield tx
+
+    async def _crash(self, consumer: str, event_id: str) -> bool:
         raise Crashed("died before the inbox claim")
 
 
-class CrashOnVoiding(SqlPaymentRepo):
+class _CrashingPayments(SqlPaymentRepo):
+    def __init__(self, tx: SqlTx, crash_on: uuid.UUID) -> None:
+        super().__init__(tx.conn, tx.counted)
+        self.crash_on = crash_on
+
+    async def apply(self, payment_id: uuid.UUID, transition: Transition) -> object:  # type: ignore[override]
+        if payment_id == self.crash_on and transition.to == PaymentStatus.VOIDING:
+            raise Crashed("died before voiding the second payment")
+        return await super().apply(payment_id, transition)
+
+
+class CrashOnVoiding(SqlUnitOfWork):
     """Dies as it starts to void one given payment (after the effects on the payments before it)."""
 
     def __init__(self, engine: AsyncEngine, payment_id: uuid.UUID) -> None:
         super().__init__(engine)
         self._payment_id = payment_id
 
-    async def apply(self, payment_id: uuid.UUID, transition: Transition) -> object:  # type: ignore[override]
-        if payment_id == self._payment_id and transition.to == PaymentStatus.VOIDING:
-            raise Crashed("died before voiding the second payment")
-        return await super().apply(payment_id, transition)
+    def _tx(self, conn: AsyncConnection) -> SqlTx:
+        tx = super()._tx(conn)
+        tx.payments = _CrashingPayments(tx, self._payment_id)
+        return tx
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -78,10 +97,16 @@ async def _capture(stub: PaymentServiceStub, token: str, payment_id: str, order_
     await stub.CapturePayment(request, metadata=bearer(token), timeout=TIMEOUT)
 
 
-async def _status(repo: SqlPaymentRepo, payment_id: str) -> PaymentStatus:
-    payment = await repo.get(uuid.UUID(payment_id))
+async def _status(uow: SqlUnitOfWork, payment_id: str) -> PaymentStatus:
+    async with uow.read() as tx:
+        payment = await tx.payments.get(uuid.UUID(payment_id))
     assert payment is not None
     return payment.status
+
+
+async def _seen(uow: SqlUnitOfWork, event_id: str) -> bool:
+    async with uow.read() as tx:
+        return await tx.inbox.seen(CONSUMER, event_id)
 
 
 async def test_a_void_and_the_inbox_claim_are_one_commit(
@@ -92,12 +117,12 @@ async def test_a_void_and_the_inbox_claim_are_one_commit(
     event_id = str(uuid.uuid4())
     data = {"order_id": unique("order"), "payment_id": payment.payment_id}
     with pytest.raises(Crashed):
-        await on_order_event(CrashBeforeClaim(payment_db), providers, event_id, "OrderCancelled", data)
+        await ReleaseEndedOrder(CrashBeforeClaim(payment_db), providers)(event_id, "OrderCancelled", data)
 
-    repo = SqlPaymentRepo(payment_db)
-    assert await _status(repo, payment.payment_id) == PaymentStatus.VOIDED
-    assert await repo.inbox_seen(CONSUMER, event_id)
-    assert await on_order_event(repo, providers, event_id, "OrderCancelled", data) == "duplicate"
+    uow = SqlUnitOfWork(payment_db)
+    assert await _status(uow, payment.payment_id) == PaymentStatus.VOIDED
+    assert await _seen(uow, event_id)
+    assert await ReleaseEndedOrder(uow, providers)(event_id, "OrderCancelled", data) == "duplicate"
     assert sandbox.api.state.count("cancel", payment.provider_payment_id) == 1
 
 
@@ -111,11 +136,11 @@ async def test_a_refund_and_the_inbox_claim_are_one_commit(
     event_id = str(uuid.uuid4())
     data = {"order_id": order_id, "payment_id": payment.payment_id}
     with pytest.raises(Crashed):
-        await on_order_event(CrashBeforeClaim(payment_db), providers, event_id, "OrderCancelled", data)
+        await ReleaseEndedOrder(CrashBeforeClaim(payment_db), providers)(event_id, "OrderCancelled", data)
 
-    repo = SqlPaymentRepo(payment_db)
-    assert await _status(repo, payment.payment_id) == PaymentStatus.REFUNDED
-    assert await repo.inbox_seen(CONSUMER, event_id)
+    uow = SqlUnitOfWork(payment_db)
+    assert await _status(uow, payment.payment_id) == PaymentStatus.REFUNDED
+    assert await _seen(uow, event_id)
     assert sandbox.api.state.count("refund", payment.provider_payment_id) == 1
 
 
@@ -130,14 +155,14 @@ async def test_a_crash_between_two_payments_of_a_session_leaves_the_event_to_red
     data = {"order_id": unique("order"), "checkout_session_id": session_id}
     crashing = CrashOnVoiding(payment_db, uuid.UUID(second.payment_id))
     with pytest.raises(Crashed):
-        await on_order_event(crashing, providers, event_id, "OrderPaymentFailed", data)
+        await ReleaseEndedOrder(crashing, providers)(event_id, "OrderPaymentFailed", data)
 
-    repo = SqlPaymentRepo(payment_db)
-    assert await _status(repo, first.payment_id) == PaymentStatus.VOIDED
-    assert not await repo.inbox_seen(CONSUMER, event_id)
-    outcome = await on_order_event(repo, providers, event_id, "OrderPaymentFailed", data)
+    uow = SqlUnitOfWork(payment_db)
+    assert await _status(uow, first.payment_id) == PaymentStatus.VOIDED
+    assert not await _seen(uow, event_id)
+    outcome = await ReleaseEndedOrder(uow, providers)(event_id, "OrderPaymentFailed", data)
     assert outcome == f"{first.payment_id} unchanged (VOIDED), {second.payment_id} VOIDED"
-    assert await repo.inbox_seen(CONSUMER, event_id)
+    assert await _seen(uow, event_id)
     assert sandbox.api.state.count("cancel", first.provider_payment_id) == 1
 
 
@@ -154,11 +179,11 @@ async def test_a_cancellation_already_covered_by_a_pending_refund_is_done(
     with pytest.raises(Exception, match="UNAVAILABLE"):
         await payment_stub.RefundPayment(refund, metadata=bearer(service_token), timeout=TIMEOUT)
 
-    repo = SqlPaymentRepo(payment_db)
+    uow = SqlUnitOfWork(payment_db)
     event_id = str(uuid.uuid4())
     data = {"order_id": order_id, "payment_id": payment.payment_id}
-    outcome = await on_order_event(repo, providers, event_id, "OrderCancelled", data)
+    outcome = await ReleaseEndedOrder(uow, providers)(event_id, "OrderCancelled", data)
     assert outcome == f"{payment.payment_id} nothing left to refund"
-    assert await repo.inbox_seen(CONSUMER, event_id)
+    assert await _seen(uow, event_id)
     assert sandbox.api.state.count("refund", payment.provider_payment_id) == 1
     assert sandbox.api.state.intents[payment.provider_payment_id].amount_refunded == 900

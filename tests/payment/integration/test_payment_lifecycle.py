@@ -378,10 +378,11 @@ async def test_a_decline_whose_webhook_landed_first_is_still_answered_as_a_decli
     this call awaits the provider's answer) before the authorization records the decline: the row is FAILED
     then, and the caller must still hear PAYMENT_DECLINED, not a payment it takes for a provider failure."""
     from payment.biz import authorize as authorize_module
-    from payment.data.payment_repo import SqlPaymentRepo
+    from payment.biz.common import apply
+    from payment.data.repositories import SqlUnitOfWork
     from payment.model.payment import PaymentStatus, Transition
 
-    repo = SqlPaymentRepo(payment_db)
+    uow = SqlUnitOfWork(payment_db)
     real_after = authorize_module.after_provider
 
     async def webhook_first(operation: str, payment_id: uuid.UUID) -> None:
@@ -392,7 +393,7 @@ async def test_a_decline_whose_webhook_landed_first_is_still_answered_as_a_decli
             "PaymentFailed",
             {"failure_code": "card_declined"},
         )
-        assert await repo.apply(payment_id, failed) is not None
+        assert await apply(uow, payment_id, failed) is not None
         await real_after(operation, payment_id)
 
     monkeypatch.setattr(authorize_module, "after_provider", webhook_first)

@@ -24,8 +24,8 @@ from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
 from payment.adapter.sandbox_provider import SandboxProvider
 from payment.biz.providers import Providers
-from payment.biz.reconcile import Reconciler
-from payment.data.payment_repo import SqlPaymentRepo
+from payment.biz.reconcile import ReconcileIntents
+from payment.data.repositories import SqlUnitOfWork
 from payment.model.payment import PaymentStatus
 from payment.model.provider import ProviderUnavailable
 from payment.sandbox.server import RunningSandbox
@@ -52,8 +52,8 @@ async def providers(http: httpx.AsyncClient, settings: Settings) -> Providers:
 
 
 @pytest.fixture
-def reconciler(payment_db: AsyncEngine, providers: Providers) -> Reconciler:
-    return Reconciler(SqlPaymentRepo(payment_db), providers, grace_seconds=GRACE, lookback_seconds=3600)
+def reconciler(payment_db: AsyncEngine, providers: Providers) -> ReconcileIntents:
+    return ReconcileIntents(SqlUnitOfWork(payment_db), providers, grace_seconds=GRACE, lookback_seconds=3600)
 
 
 def _authorize_request() -> pb.AuthorizePaymentRequest:
@@ -99,7 +99,7 @@ async def test_intents_are_listed_by_creation_time(http: httpx.AsyncClient) -> N
 
 async def test_an_authorization_that_arrived_after_its_void_is_cancelled_past_the_grace_period(
     payment_stub: PaymentServiceStub, service_token: str, sandbox: RunningSandbox, payment_db: AsyncEngine,
-    reconciler: Reconciler,
+    reconciler: ReconcileIntents,
 ) -> None:  # fmt: skip
     md = bearer(service_token)
     request = _authorize_request()
@@ -120,22 +120,22 @@ async def test_an_authorization_that_arrived_after_its_void_is_cancelled_past_th
     assert intent.status == "requires_capture"  # held, with no live payment behind it
 
     # Within the grace period it is not looked at; past it, it is cancelled, once.
-    await reconciler.run_once(time.time())
+    await reconciler(time.time())
     assert sandbox.api.state.intents[intent.id].status == "requires_capture"
-    outcomes = await reconciler.run_once(time.time() + GRACE + 5)
+    outcomes = await reconciler(time.time() + GRACE + 5)
     assert outcomes["reconcile: orphan cancelled"] >= 1
     assert sandbox.api.state.intents[intent.id].status == "canceled"
-    repo = SqlPaymentRepo(payment_db)
-    payment = await repo.get(uuid.UUID(failed.payment_id))
+    async with SqlUnitOfWork(payment_db).read() as tx:
+        payment = await tx.payments.get(uuid.UUID(failed.payment_id))
     assert payment is not None and payment.status == PaymentStatus.FAILED
     # Each intent is examined once: a later pass does not call the provider about it again.
-    await reconciler.run_once(time.time() + GRACE + 10)
+    await reconciler(time.time() + GRACE + 10)
     assert sandbox.api.state.count("cancel", intent.id) == 1
 
 
 async def test_an_intent_whose_payment_is_gone_is_cancelled_and_live_holds_are_kept(
     payment_stub: PaymentServiceStub, service_token: str, http: httpx.AsyncClient, sandbox: RunningSandbox,
-    reconciler: Reconciler,
+    reconciler: ReconcileIntents,
 ) -> None:  # fmt: skip
     lost = await _create(http, {"payment_id": str(uuid.uuid4()), "kassa_session_id": unique("sess")})
     foreign = await _create(http, {"note": "not created by Kassa"})
@@ -143,7 +143,7 @@ async def test_an_intent_whose_payment_is_gone_is_cancelled_and_live_holds_are_k
         await payment_stub.AuthorizePayment(_authorize_request(), metadata=bearer(service_token), timeout=TIMEOUT)
     ).payment
 
-    await reconciler.run_once(time.time() + GRACE + 5)
+    await reconciler(time.time() + GRACE + 5)
     assert sandbox.api.state.intents[str(lost["id"])].status == "canceled"
     assert sandbox.api.state.intents[str(foreign["id"])].status == "requires_capture"
     assert sandbox.api.state.intents[live.provider_payment_id].status == "requires_capture"
@@ -171,12 +171,12 @@ async def test_a_provider_outage_is_looked_at_again_next_time(
 ) -> None:
     lost = await _create(http, {"payment_id": str(uuid.uuid4())})
     provider = Outage(SandboxProvider(http, settings.webhook_secret))
-    reconciler = Reconciler(
-        SqlPaymentRepo(payment_db), Providers([provider]), grace_seconds=GRACE, lookback_seconds=3600
+    reconciler = ReconcileIntents(
+        SqlUnitOfWork(payment_db), Providers([provider]), grace_seconds=GRACE, lookback_seconds=3600
     )
-    outcomes = await reconciler.run_once(time.time() + GRACE + 5)
+    outcomes = await reconciler(time.time() + GRACE + 5)
     assert outcomes["reconcile: provider unavailable"] == 1
     assert sandbox.api.state.intents[str(lost["id"])].status == "requires_capture"
     provider.down = False
-    await reconciler.run_once(time.time() + GRACE + 6)
+    await reconciler(time.time() + GRACE + 6)
     assert sandbox.api.state.intents[str(lost["id"])].status == "canceled"

@@ -21,11 +21,11 @@ from infra.db import create_engine
 from infra.money import Money
 from infra.webhook_signature import sign
 from payment.adapter.sandbox_provider import SandboxProvider
-from payment.biz.authorize import AuthorizeCommand, authorize_payment
-from payment.biz.capture import capture_payment
+from payment.biz.authorize import AuthorizeCommand, AuthorizePayment
+from payment.biz.capture import CapturePayment
 from payment.biz.providers import Providers
-from payment.biz.webhook import handle_webhook
-from payment.data.payment_repo import SqlPaymentRepo
+from payment.biz.webhook import HandleWebhook
+from payment.data.repositories import SqlUnitOfWork
 from payment.data.tables import attempts, outbox, provider_events
 from payment.model.payment import NewPayment, PaymentStatus
 from payment.sandbox.server import RunningSandbox
@@ -36,9 +36,12 @@ pytestmark = pytest.mark.integration
 class Counted:
     def __init__(self, engine: AsyncEngine, provider: SandboxProvider) -> None:
         self.engine = engine
-        self.repo = SqlPaymentRepo(engine)
+        self.uow = SqlUnitOfWork(engine)
         self.provider = provider
         self.providers = Providers([provider])
+        self.authorize = AuthorizePayment(self.uow, self.providers)
+        self.capture = CapturePayment(self.uow, self.providers)
+        self.webhook = HandleWebhook(self.uow, self.providers)
         self.trips = RoundTrips(engine)
 
 
@@ -64,23 +67,23 @@ def webhook(settings: Settings, event_id: str, event_type: str, intent: dict[str
 async def test_authorize_capture_and_their_webhooks(
     counted: Counted, sandbox: RunningSandbox, payment_settings: Settings
 ) -> None:
-    repo, provider, trips = counted.repo, counted.providers, counted.trips
+    trips = counted.trips
     cmd = AuthorizeCommand(unique("pay"), unique("sess"), "cust-1", Money("USD", 4200), "tok_visa", "")
     trips.take()
 
-    payment = await authorize_payment(repo, provider, cmd)
+    payment = await counted.authorize(cmd)
     assert payment.status == PaymentStatus.AUTHORIZED
     # The PENDING row alone (autocommit), then status + attempt row and the outbox event in one transaction.
     assert trips.take() == Trips(statements=3, autocommit=1, transactions=1, commits=1)
-    assert (await authorize_payment(repo, provider, cmd)).payment_id == payment.payment_id
+    assert (await counted.authorize(cmd)).payment_id == payment.payment_id
     assert trips.take() == Trips(statements=2, autocommit=2)
 
     order_id = unique("order")
-    captured = await capture_payment(repo, provider, payment.payment_id, order_id, None)
+    captured = await counted.capture(payment.payment_id, order_id, None)
     assert captured.status == PaymentStatus.CAPTURED and captured.order_id == order_id
     # The claim alone (autocommit, no read first), then status + attempt row and the outbox event.
     assert trips.take() == Trips(statements=3, autocommit=1, transactions=1, commits=1)
-    again = await capture_payment(repo, provider, payment.payment_id, order_id, None)
+    again = await counted.capture(payment.payment_id, order_id, None)
     assert again.status == PaymentStatus.CAPTURED
     assert trips.take() == Trips(statements=2, autocommit=2)
 
@@ -90,12 +93,11 @@ async def test_authorize_capture_and_their_webhooks(
     assert intent_id is not None
     sent = [e for e in sandbox.api.events if e["data"]["object"]["id"] == intent_id]
     assert [e["type"] for e in sent] == ["payment_intent.amount_capturable_updated", "payment_intent.succeeded"]
-    providers = counted.providers
     for event in sent:
         body, signature = webhook(payment_settings, event["id"], event["type"], event["data"]["object"])
-        assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event["id"], False)
+        assert await counted.webhook("sandbox", body, signature) == (event["id"], False)
         assert trips.take() == Trips(statements=2, autocommit=2)
-        assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event["id"], True)
+        assert await counted.webhook("sandbox", body, signature) == (event["id"], True)
         assert trips.take() == Trips(statements=1, autocommit=1)
 
     claimed = await rows(
@@ -120,11 +122,12 @@ async def test_a_webhook_that_overtakes_the_authorization_finds_the_payment_by_i
     counted: Counted, payment_settings: Settings
 ) -> None:
     """The provider's notice can arrive before the authorization stored the intent id."""
-    repo, trips = counted.repo, counted.trips
+    uow, trips = counted.uow, counted.trips
     new = NewPayment(
         uuid.uuid4(), unique("pay"), unique("sess"), "cust-1", Money("USD", 900), "tok_visa", "sandbox", ""
     )
-    payment, created = await repo.create_or_get(new)
+    async with uow.single() as tx:
+        payment, created = await tx.payments.create_or_get(new)
     assert created and payment.status == PaymentStatus.PENDING and payment.provider_payment_id is None
     intent = {"id": f"pi_{uuid.uuid4().hex}", "object": "payment_intent", "status": "requires_capture",
               "amount": 900, "amount_capturable": 900, "metadata": {"payment_id": str(payment.payment_id)}}  # fmt: skip
@@ -132,12 +135,13 @@ async def test_a_webhook_that_overtakes_the_authorization_finds_the_payment_by_i
     body, signature = webhook(payment_settings, event_id, "payment_intent.amount_capturable_updated", intent)
     trips.take()
 
-    providers = {counted.provider.name: counted.provider}
-    assert await handle_webhook(repo, providers, "sandbox", body, signature) == (event_id, False)
+    handle = HandleWebhook(uow, {counted.provider.name: counted.provider})
+    assert await handle("sandbox", body, signature) == (event_id, False)
     # The payment and whether the event was seen (autocommit); then claim, lock, status + attempt row and
     # the outbox event.
     assert trips.take() == Trips(statements=5, autocommit=1, transactions=1, commits=1)
-    authorized = await repo.get(payment.payment_id)
+    async with uow.read() as tx:
+        authorized = await tx.payments.get(payment.payment_id)
     assert authorized is not None
     assert authorized.status == PaymentStatus.AUTHORIZED and authorized.provider_payment_id == intent["id"]
     claimed = await rows(
@@ -149,8 +153,8 @@ async def test_a_webhook_that_overtakes_the_authorization_finds_the_payment_by_i
     stray_id = f"evt_{uuid.uuid4().hex}"
     stray = {**intent, "id": f"pi_{uuid.uuid4().hex}", "metadata": {}}
     body, signature = webhook(payment_settings, stray_id, "payment_intent.succeeded", stray)
-    assert await handle_webhook(repo, providers, "sandbox", body, signature) == (stray_id, False)
-    assert await handle_webhook(repo, providers, "sandbox", body, signature) == (stray_id, True)
+    assert await handle("sandbox", body, signature) == (stray_id, False)
+    assert await handle("sandbox", body, signature) == (stray_id, True)
     claimed = await rows(
         counted.engine, sa.select(provider_events.c.payment_id).where(provider_events.c.event_id == stray_id)
     )

@@ -31,11 +31,11 @@ from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
 from payment.adapter.sandbox_provider import SandboxProvider
 from payment.biz.providers import Providers
-from payment.biz.sweep import SweepPolicy, SweepReport, sweep_once
+from payment.biz.sweep import SweepPolicy, SweepReport, SweepStuckPayments
 from payment.bootstrap import Sweeper, bootstrap, sweeper_settings
-from payment.data.payment_repo import SqlPaymentRepo
+from payment.data.repositories import SqlUnitOfWork
 from payment.data.tables import outbox, payments, refunds
-from payment.model.payment import NewPayment, PaymentStatus
+from payment.model.payment import NewPayment, Payment, PaymentStatus
 from payment.sandbox.server import RunningSandbox
 
 pytestmark = pytest.mark.integration
@@ -79,23 +79,23 @@ async def providers(sandbox: RunningSandbox, settings: Settings) -> AsyncIterato
 class World:
     """What a sweep works on: payment's database and the provider, and the sandbox's ledger to check."""
 
-    repo: SqlPaymentRepo
+    uow: SqlUnitOfWork
     providers: Providers
     sandbox: RunningSandbox
     db: AsyncEngine
 
     async def sweep(self) -> SweepReport:
-        return await sweep_once(self.repo, self.providers, POLICY)
+        return await SweepStuckPayments(self.uow, self.providers, POLICY)()
 
 
 @pytest.fixture
 def world(payment_db: AsyncEngine, providers: Providers, sandbox: RunningSandbox) -> World:
-    return World(SqlPaymentRepo(payment_db), providers, sandbox, payment_db)
+    return World(SqlUnitOfWork(payment_db), providers, sandbox, payment_db)
 
 
 @pytest.fixture
-def repo(payment_db: AsyncEngine) -> SqlPaymentRepo:
-    return SqlPaymentRepo(payment_db)
+def uow(payment_db: AsyncEngine) -> SqlUnitOfWork:
+    return SqlUnitOfWork(payment_db)
 
 
 def _authorize_request(token: str = "tok_visa") -> pb.AuthorizePaymentRequest:
@@ -133,8 +133,13 @@ async def _time_passes(db: AsyncEngine, payment_id: str | uuid.UUID, *, lease_to
         )
 
 
-async def _status(repo: SqlPaymentRepo, payment_id: str | uuid.UUID) -> PaymentStatus:
-    payment = await repo.get(uuid.UUID(str(payment_id)))
+async def _get(uow: SqlUnitOfWork, payment_id: str | uuid.UUID) -> Payment | None:
+    async with uow.read() as tx:
+        return await tx.payments.get(uuid.UUID(str(payment_id)))
+
+
+async def _status(uow: SqlUnitOfWork, payment_id: str | uuid.UUID) -> PaymentStatus:
+    payment = await _get(uow, payment_id)
     assert payment is not None
     return payment.status
 
@@ -148,29 +153,29 @@ async def _event_types(db: AsyncEngine, payment_id: str) -> list[str]:
 
 
 async def test_a_void_left_voiding_by_a_provider_outage_is_finished(client: Client, world: World) -> None:
-    repo, sandbox, payment_db = world.repo, world.sandbox, world.db
+    uow, sandbox, payment_db = world.uow, world.sandbox, world.db
     payment = await client.authorize()
     faults.configure("sandbox.void=error")
     void = pb.VoidAuthorizationRequest(payment_id=payment.payment_id, reason="checkout failed")
     await _fails(client.call(client.stub.VoidAuthorization, void))
     faults.configure(None)
-    assert await _status(repo, payment.payment_id) == PaymentStatus.VOIDING
+    assert await _status(uow, payment.payment_id) == PaymentStatus.VOIDING
     assert sandbox.api.state.intents[payment.provider_payment_id].status == "requires_capture"  # still held
 
     # Not yet: its claim is still live.
     await world.sweep()
-    assert await _status(repo, payment.payment_id) == PaymentStatus.VOIDING
+    assert await _status(uow, payment.payment_id) == PaymentStatus.VOIDING
 
     await _time_passes(payment_db, payment.payment_id)
     report = await world.sweep()
     assert report.outcomes["void: VOIDED"] >= 1
-    assert await _status(repo, payment.payment_id) == PaymentStatus.VOIDED
+    assert await _status(uow, payment.payment_id) == PaymentStatus.VOIDED
     assert sandbox.api.state.intents[payment.provider_payment_id].status == "canceled"
     assert await _event_types(payment_db, payment.payment_id) == ["PaymentAuthorized", "PaymentVoided"]
 
 
 async def test_a_capture_the_provider_made_but_nobody_recorded_is_recorded_once(client: Client, world: World) -> None:
-    repo, sandbox, payment_db = world.repo, world.sandbox, world.db
+    uow, sandbox, payment_db = world.uow, world.sandbox, world.db
     payment = await client.authorize()
     order_id = unique("order")
     faults.configure("payment.capture.after_provider=error#1")
@@ -178,7 +183,7 @@ async def test_a_capture_the_provider_made_but_nobody_recorded_is_recorded_once(
     await _time_passes(payment_db, payment.payment_id)
 
     await world.sweep()
-    settled = await repo.get(uuid.UUID(payment.payment_id))
+    settled = await _get(uow, payment.payment_id)
     assert settled is not None
     assert settled.status == PaymentStatus.CAPTURED
     assert settled.captured_minor == 800
@@ -189,7 +194,7 @@ async def test_a_capture_the_provider_made_but_nobody_recorded_is_recorded_once(
 
 
 async def test_a_capture_that_never_reached_the_provider_goes_back_to_authorized(client: Client, world: World) -> None:
-    repo, sandbox, payment_db = world.repo, world.sandbox, world.db
+    uow, sandbox, payment_db = world.uow, world.sandbox, world.db
     payment = await client.authorize()
     order_id = unique("order")
     faults.configure("payment.capture.before_provider=error#1")
@@ -197,7 +202,7 @@ async def test_a_capture_that_never_reached_the_provider_goes_back_to_authorized
     await _time_passes(payment_db, payment.payment_id)
 
     await world.sweep()
-    assert await _status(repo, payment.payment_id) == PaymentStatus.AUTHORIZED
+    assert await _status(uow, payment.payment_id) == PaymentStatus.AUTHORIZED
     assert sandbox.api.state.intents[payment.provider_payment_id].status == "requires_capture"
     # The capture's caller (or its DLQ entry) comes back and captures, once.
     assert (await client.capture(payment.payment_id, order_id)).status == PS.PAYMENT_STATUS_CAPTURED
@@ -206,7 +211,7 @@ async def test_a_capture_that_never_reached_the_provider_goes_back_to_authorized
 
 @pytest.mark.parametrize("when", ["before", "after"])
 async def test_a_refund_left_pending_is_finished_once(client: Client, world: World, when: str) -> None:
-    repo, sandbox, payment_db = world.repo, world.sandbox, world.db
+    uow, sandbox, payment_db = world.uow, world.sandbox, world.db
     payment = await client.authorize()
     await client.capture(payment.payment_id, unique("order"))
     faults.configure(f"payment.refund.{when}_provider=error#1")
@@ -215,7 +220,7 @@ async def test_a_refund_left_pending_is_finished_once(client: Client, world: Wor
     await _time_passes(payment_db, payment.payment_id)
 
     await world.sweep()
-    done = await repo.get(uuid.UUID(payment.payment_id))
+    done = await _get(uow, payment.payment_id)
     assert done is not None
     assert done.status == PaymentStatus.REFUNDED
     assert done.refunded == Money("USD", 800)
@@ -228,40 +233,40 @@ async def test_a_refund_left_pending_is_finished_once(client: Client, world: Wor
 async def test_an_authorization_nobody_asked_about_again_is_voided_at_the_provider(
     client: Client, world: World
 ) -> None:
-    repo, sandbox, payment_db = world.repo, world.sandbox, world.db
+    uow, sandbox, payment_db = world.uow, world.sandbox, world.db
     request = _authorize_request()
     faults.configure("payment.authorize.after_provider=error#1")
     payment_id = await _authorize_failing(client, request)
     [intent] = sandbox.api.state.find_by_key(request.idempotency_key)
-    assert await _status(repo, payment_id) == PaymentStatus.PENDING
+    assert await _status(uow, payment_id) == PaymentStatus.PENDING
 
     # Well within the longest checkout: a retry may still come, so it is left alone.
     await world.sweep()
-    assert await _status(repo, payment_id) == PaymentStatus.PENDING
+    assert await _status(uow, payment_id) == PaymentStatus.PENDING
 
     await _time_passes(payment_db, payment_id)
     await world.sweep()
-    assert await _status(repo, payment_id) == PaymentStatus.VOIDED
+    assert await _status(uow, payment_id) == PaymentStatus.VOIDED
     assert sandbox.api.state.intents[intent.id].status == "canceled"
     # The late retry cannot reopen it.
     assert (await client.authorize(request)).status == PS.PAYMENT_STATUS_VOIDED
 
 
 async def test_an_authorization_the_provider_never_got_ends_failed(client: Client, world: World) -> None:
-    repo, sandbox, payment_db = world.repo, world.sandbox, world.db
+    uow, sandbox, payment_db = world.uow, world.sandbox, world.db
     request = _authorize_request()
     faults.configure("payment.authorize.before_provider=error#1")
     payment_id = await _authorize_failing(client, request)
     await _time_passes(payment_db, payment_id)
     await world.sweep()
-    assert await _status(repo, payment_id) == PaymentStatus.FAILED
+    assert await _status(uow, payment_id) == PaymentStatus.FAILED
     assert sandbox.api.state.find_by_key(request.idempotency_key) == []
 
 
 async def test_a_cash_on_delivery_payment_left_pending_is_voided_without_a_provider(
     world: World,
 ) -> None:
-    repo, payment_db = world.repo, world.db
+    uow, payment_db = world.uow, world.db
     new = NewPayment(
         payment_id=uuid.uuid4(),
         idempotency_key=unique("pay"),
@@ -272,10 +277,11 @@ async def test_a_cash_on_delivery_payment_left_pending_is_voided_without_a_provi
         provider="cod",
         return_url="",
     )
-    await repo.create_or_get(new)  # the process died before recording CASH_ON_DELIVERY
+    async with uow.single() as tx:
+        await tx.payments.create_or_get(new)  # the process died before recording CASH_ON_DELIVERY
     await _time_passes(payment_db, new.payment_id)
     await world.sweep()
-    assert await _status(repo, new.payment_id) == PaymentStatus.VOIDED
+    assert await _status(uow, new.payment_id) == PaymentStatus.VOIDED
 
 
 async def _authorize_failing(client: Client, request: pb.AuthorizePaymentRequest) -> str:
@@ -284,7 +290,7 @@ async def _authorize_failing(client: Client, request: pb.AuthorizePaymentRequest
 
 
 async def test_the_payment_service_runs_the_sweeper(
-    payment_settings: Settings, service_token: str, client: Client, repo: SqlPaymentRepo, payment_db: AsyncEngine
+    payment_settings: Settings, service_token: str, client: Client, uow: SqlUnitOfWork, payment_db: AsyncEngine
 ) -> None:
     payment = await client.authorize()
     faults.configure("payment.void.before_provider=error#1")
@@ -295,7 +301,7 @@ async def test_the_payment_service_runs_the_sweeper(
     boot = functools.partial(bootstrap, sweeper=Sweeper(POLICY, interval_seconds=0.2))
     async with running_service(boot, payment_settings, "127.0.0.1:0"):
         deadline = time.monotonic() + 15
-        while await _status(repo, payment.payment_id) != PaymentStatus.VOIDED:
+        while await _status(uow, payment.payment_id) != PaymentStatus.VOIDED:
             assert time.monotonic() < deadline, "the service's sweeper never finished the void"
             await asyncio.sleep(0.1)
 
@@ -326,7 +332,7 @@ def test_sweeper_settings(settings: Settings) -> None:
 
 async def test_two_sweepers_racing_over_the_same_stuck_payments_finish_each_once(client: Client, world: World) -> None:
     """Two replicas of the payment service sweep at once (DESIGN.md §5: every worker is safe with several)."""
-    repo, sandbox, payment_db = world.repo, world.sandbox, world.db
+    uow, sandbox, payment_db = world.uow, world.sandbox, world.db
     voiding = await client.authorize()
     faults.configure("sandbox.void=error")
     void = pb.VoidAuthorizationRequest(payment_id=voiding.payment_id, reason="checkout failed")
@@ -347,15 +353,15 @@ async def test_two_sweepers_racing_over_the_same_stuck_payments_finish_each_once
     for payment_id in (voiding.payment_id, capturing.payment_id, refunding.payment_id, abandoned):
         await _time_passes(payment_db, payment_id)
 
-    # Two replicas: two repositories (each its own connections) sweeping at the same moment, twice over.
-    second = SqlPaymentRepo(payment_db)
+    # Two replicas: two units of work (each its own connections) sweeping at the same moment, twice over.
+    second = SweepStuckPayments(SqlUnitOfWork(payment_db), world.providers, POLICY)
     for _ in range(2):
-        await asyncio.gather(world.sweep(), sweep_once(second, world.providers, POLICY))
+        await asyncio.gather(world.sweep(), second())
 
-    assert await _status(repo, voiding.payment_id) == PaymentStatus.VOIDED
-    assert await _status(repo, capturing.payment_id) == PaymentStatus.CAPTURED
-    assert await _status(repo, refunding.payment_id) == PaymentStatus.REFUNDED
-    assert await _status(repo, abandoned) == PaymentStatus.VOIDED
+    assert await _status(uow, voiding.payment_id) == PaymentStatus.VOIDED
+    assert await _status(uow, capturing.payment_id) == PaymentStatus.CAPTURED
+    assert await _status(uow, refunding.payment_id) == PaymentStatus.REFUNDED
+    assert await _status(uow, abandoned) == PaymentStatus.VOIDED
     assert sandbox.api.state.count("capture", capturing.provider_payment_id) == 1
     assert sandbox.api.state.count("refund", refunding.provider_payment_id) == 1
     assert sandbox.api.state.intents[refunding.provider_payment_id].amount_refunded == 800

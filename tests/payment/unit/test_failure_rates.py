@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from infra.errors import InvalidArgument
-from payment.biz.failure_rates import failure_rates
+from payment.biz.failure_rates import GetFailureRates
 from payment.model.stats import FailureRates
 
 pytestmark = pytest.mark.unit
@@ -24,9 +26,20 @@ class _Stats:
         return FailureRates(start, end, 8, {"card_declined": 2, "unknown": 2})
 
 
+class _Uow:
+    """Only reads, of the stats."""
+
+    def __init__(self, stats: _Stats) -> None:
+        self.stats = stats
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[_Uow]:
+        yield self
+
+
 async def test_rates_by_code_and_the_default_window() -> None:
     stats = _Stats()
-    rates = await failure_rates(stats, None, T0)
+    rates = await GetFailureRates(_Uow(stats))(None, T0)
     assert stats.asked == [(T0 - timedelta(hours=1), T0)]
     assert (rates.failed, rates.failure_rate, rates.rate("card_declined"), rates.rate("other")) == (4, 0.5, 0.25, 0)
     assert FailureRates(T0, T0).failure_rate == 0.0
@@ -36,5 +49,5 @@ async def test_rates_by_code_and_the_default_window() -> None:
 async def test_a_bad_window_names_start_time(start: datetime, end: datetime) -> None:
     stats = _Stats()
     with pytest.raises(InvalidArgument) as err:
-        await failure_rates(stats, start, end)
+        await GetFailureRates(_Uow(stats))(start, end)
     assert err.value.field == "start_time" and stats.asked == []

@@ -1,0 +1,566 @@
+"""The payment repositories on Postgres (bound to one connection), SqlTx and SqlUnitOfWork, the only place a
+transaction begins: the use cases ask the unit of work for one short transaction per step.
+
+Every status change is ``UPDATE … WHERE status IN (…) RETURNING`` with its outbox
+event and attempt log row in the same transaction; nothing reads a row, decides
+in Python and writes it back without holding a lock.
+
+Round trips are counted (issue 4): the status change and its attempt row are one statement
+(a data-modifying CTE), statements are built once and only bound per call, and a step that is a
+single statement (a read, the PENDING insert, a claim without an event) runs without an explicit
+transaction (autocommit, ``SqlUnitOfWork.read()``/``single()``): one statement is atomic on its own, and it
+saves BEGIN and COMMIT.
+Bind parameters of UPDATE statements never share a column's name: SQLAlchemy would add such a
+key to the SET clause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from infra import audit
+from infra.db import single_statements
+from infra.errors import FailedPrecondition
+from infra.money import Money
+from infra.outbox import add_event, claim_inbox
+from payment.data.outcomes import count_outcome
+from payment.data.tables import (
+    CAPTURE_HOLDING_SQL,
+    attempts,
+    audit_log,
+    inbox,
+    outbox,
+    payments,
+    provider_events,
+    refunds,
+)
+from payment.model.payment import (
+    INVALID_STATE,
+    Attempt,
+    NewPayment,
+    Payment,
+    PaymentStatus,
+    Refund,
+    Transition,
+)
+from payment.model.provider import ProviderEvent
+from payment.model.stats import FailureRates
+
+__all__ = [
+    "SqlInboxRepo",
+    "SqlPaymentRepo",
+    "SqlPaymentStats",
+    "SqlProviderEventRepo",
+    "SqlRefundRepo",
+    "SqlTx",
+    "SqlUnitOfWork",
+]
+
+S = PaymentStatus
+_ONE_CAPTURE_INDEX = "payments_one_capture_per_order"
+
+
+def _payment(row: sa.Row[Any]) -> Payment:
+    m = row._mapping
+    return Payment(
+        payment_id=m["payment_id"],
+        idempotency_key=m["idempotency_key"],
+        order_ref=m["order_ref"],
+        order_id=m["order_id"],
+        customer_id=m["customer_id"],
+        status=PaymentStatus(m["status"]),
+        amount=Money(m["currency_code"], m["amount_minor"]),
+        captured_minor=m["captured_minor"],
+        refunded_minor=m["refunded_minor"],
+        provider=m["provider"],
+        provider_payment_id=m["provider_payment_id"],
+        payment_method=m["payment_method"],
+        return_url=m["return_url"],
+        next_action_url=m["next_action_url"],
+        failure_code=m["failure_code"],
+        failure_message=m["failure_message"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _refund(row: sa.Row[Any]) -> Refund:
+    m = row._mapping
+    return Refund(
+        refund_id=m["refund_id"],
+        payment_id=m["payment_id"],
+        idempotency_key=m["idempotency_key"],
+        amount_minor=m["amount_minor"],
+        status=m["status"],
+        provider_refund_id=m["provider_refund_id"],
+    )
+
+
+_TEXTS = ARRAY(sa.Text)
+
+_INSERT_PAYMENT = (
+    insert(payments)
+    .values(
+        {
+            name: sa.bindparam(name, type_=payments.c[name].type)
+            for name in (
+                "payment_id",
+                "idempotency_key",
+                "order_ref",
+                "customer_id",
+                "status",
+                "amount_minor",
+                "currency_code",
+                "provider",
+                "payment_method",
+                "return_url",
+            )
+        }
+    )
+    .on_conflict_do_nothing(index_elements=[payments.c.idempotency_key])
+    .returning(*payments.c)
+)
+_BY_KEY = sa.select(payments).where(payments.c.idempotency_key == sa.bindparam("idempotency_key"))
+_BY_ID = sa.select(payments).where(payments.c.payment_id == sa.bindparam("payment_id"))
+_LOCK_BY_ID = _BY_ID.with_for_update()
+# Served by the partial unique index payments_one_capture_per_order.
+_CAPTURED_FOR_ORDER = sa.select(payments).where(
+    payments.c.order_id == sa.bindparam("order_id"), sa.text(CAPTURE_HOLDING_SQL)
+)
+_BY_ORDER_REF = (
+    sa.select(payments).where(payments.c.order_ref == sa.bindparam("order_ref")).order_by(payments.c.created_at)
+)
+# What the sweeper may look for (served by the partial index payments_unsettled).
+_UNSETTLED = frozenset({S.PENDING, S.CAPTURING, S.VOIDING})
+_PENDING_REFUNDS = (
+    sa.select(refunds)
+    .where(
+        refunds.c.status == "PENDING",
+        refunds.c.created_at < sa.func.now() - sa.bindparam("idle", type_=sa.Interval),
+    )
+    .order_by(refunds.c.created_at)
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
+_BY_IDS = sa.select(payments).where(
+    payments.c.payment_id == sa.any_(sa.bindparam("ids", type_=ARRAY(payments.c.payment_id.type)))
+)
+_INBOX_SEEN = sa.select(inbox.c.event_id).where(
+    inbox.c.consumer == sa.bindparam("consumer"), inbox.c.event_id == sa.bindparam("event_id")
+)
+
+# Claim a provider event once, recording the payment it is about: the one holding its intent,
+# else the one its metadata names (a webhook can overtake the commit that stores the intent id).
+_CLAIM_EVENT = (
+    insert(provider_events)
+    .values(
+        provider=sa.bindparam("e_provider", type_=sa.Text),
+        event_id=sa.bindparam("e_event_id", type_=sa.Text),
+        event_type=sa.bindparam("e_event_type", type_=sa.Text),
+        payment_id=sa.func.coalesce(
+            sa.select(payments.c.payment_id)
+            .where(
+                payments.c.provider == sa.bindparam("e_provider", type_=sa.Text),
+                payments.c.provider_payment_id == sa.bindparam("e_intent_id", type_=sa.Text),
+            )
+            .scalar_subquery(),
+            sa.select(payments.c.payment_id)
+            .where(
+                payments.c.payment_id == sa.bindparam("e_payment_id", type_=payments.c.payment_id.type),
+                payments.c.provider == sa.bindparam("e_provider", type_=sa.Text),
+            )
+            .scalar_subquery(),
+        ),
+    )
+    .on_conflict_do_nothing()
+    .returning(provider_events.c.payment_id)
+)
+# A payment with whether a provider event was already claimed: a webhook's one read before it applies anything.
+_WITH_EVENT_SEEN = sa.select(
+    payments,
+    sa.exists()
+    .where(
+        provider_events.c.provider == sa.bindparam("e_provider", type_=sa.Text),
+        provider_events.c.event_id == sa.bindparam("e_event_id", type_=sa.Text),
+    )
+    .label("event_seen"),
+).where(payments.c.payment_id == sa.bindparam("payment_id"))
+
+
+def _event_params(provider: str, event: ProviderEvent, payment_id: uuid.UUID | None) -> dict[str, Any]:
+    return {
+        "e_provider": provider,
+        "e_event_id": event.event_id,
+        "e_event_type": event.raw_type,
+        "e_intent_id": event.intent.intent_id if event.intent is not None else None,
+        "e_payment_id": payment_id,
+    }
+
+
+def _attempt_columns(payment_id: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    return sa.select(
+        payment_id,
+        sa.bindparam("a_operation", type_=sa.Text),
+        sa.bindparam("a_request", type_=JSONB),
+        sa.bindparam("a_response", type_=JSONB),
+        sa.bindparam("a_outcome", type_=sa.Text),
+    )
+
+
+_ATTEMPT_COLUMNS = ["payment_id", "operation", "request", "response", "outcome"]
+_INSERT_ATTEMPT = attempts.insert().from_select(
+    _ATTEMPT_COLUMNS, _attempt_columns(sa.bindparam("a_payment_id", type_=attempts.c.payment_id.type))
+)
+
+
+def _attempt_params(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "a_operation": attempt.operation,
+        "a_request": attempt.request,
+        "a_response": attempt.response,
+        "a_outcome": attempt.outcome,
+    }
+
+
+@functools.cache
+def _unsettled_stmt(statuses: tuple[str, ...]) -> sa.Select[Any]:
+    """Payments in ``statuses`` untouched for a while and not claimed (statuses written out, so that the
+    planner can prove the partial index payments_unsettled covers the query)."""
+    listed = ", ".join(f"'{status}'" for status in statuses)
+    return (
+        sa.select(payments)
+        .where(
+            sa.text(f"status IN ({listed})"),
+            payments.c.updated_at < sa.func.now() - sa.bindparam("idle", type_=sa.Interval),
+            sa.or_(payments.c.lease_until.is_(None), payments.c.lease_until < sa.func.now()),
+        )
+        .order_by(payments.c.updated_at)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+@functools.cache
+def _transition_stmt(changed: tuple[str, ...], *, lease: bool, attempt: bool) -> sa.Executable:
+    """The conditional update of :class:`Transition` for these changed columns, returning the row;
+    with ``attempt`` the attempt row is inserted by the same statement (only if the update applied)."""
+    condition: sa.ColumnElement[bool] = payments.c.status == sa.any_(sa.cast(sa.bindparam("p_sources"), _TEXTS))
+    values: dict[str, Any] = {
+        name: sa.bindparam(f"p_{name}", type_=payments.c[name].type) for name in changed if name != "status"
+    }
+    values["status"] = sa.bindparam("p_to", type_=sa.Text)
+    values["updated_at"] = sa.func.now()
+    if lease:
+        # A claim whose holder crashed (lease over) may be taken again.
+        condition = sa.or_(
+            condition,
+            sa.and_(payments.c.status == sa.bindparam("p_to", type_=sa.Text), payments.c.lease_until < sa.func.now()),
+        )
+        values["lease_until"] = sa.func.now() + sa.bindparam("p_lease", type_=sa.Interval)
+    else:
+        values["lease_until"] = None
+    update = (
+        payments.update()
+        .where(payments.c.payment_id == sa.bindparam("p_payment_id", type_=payments.c.payment_id.type), condition)
+        .values(values)
+        .returning(*payments.c)
+    )
+    if not attempt:
+        return update
+    updated = update.cte("updated")
+    log = attempts.insert().from_select(_ATTEMPT_COLUMNS, _attempt_columns(updated.c.payment_id))
+    return sa.select(updated).add_cte(log.cte("attempt"))
+
+
+class SqlPaymentRepo:
+    """Payments on one connection (the Tx's): statements only, never a transaction of its own.
+
+    ``counted`` collects the payments whose new status is counted (:mod:`payment.data.outcomes`) once the
+    transaction that wrote it has committed: with the status the payment had when this transaction locked it,
+    if it did, which tells a 3-D Secure result from a plain one."""
+
+    def __init__(self, conn: AsyncConnection, counted: list[tuple[Payment, PaymentStatus | None]]) -> None:
+        self._c = conn
+        self._counted = counted
+        self._locked: dict[uuid.UUID, PaymentStatus] = {}
+
+    async def create_or_get(self, new: NewPayment) -> tuple[Payment, bool]:
+        params = {
+            "payment_id": new.payment_id,
+            "idempotency_key": new.idempotency_key,
+            "order_ref": new.order_ref,
+            "customer_id": new.customer_id,
+            "status": S.PENDING.value,
+            "amount_minor": new.amount.amount_minor,
+            "currency_code": new.amount.currency_code,
+            "provider": new.provider,
+            "payment_method": new.payment_method,
+            "return_url": new.return_url,
+        }
+        row = (await self._c.execute(_INSERT_PAYMENT, params)).first()
+        if row is not None:
+            return _payment(row), True
+        # A new statement sees the row whose key conflicted (it is committed once we could not insert).
+        existing = (await self._c.execute(_BY_KEY, {"idempotency_key": new.idempotency_key})).one()
+        return _payment(existing), False
+
+    async def get(self, payment_id: uuid.UUID) -> Payment | None:
+        row = (await self._c.execute(_BY_ID, {"payment_id": payment_id})).first()
+        return None if row is None else _payment(row)
+
+    async def lock(self, payment_id: uuid.UUID) -> Payment | None:
+        row = (await self._c.execute(_LOCK_BY_ID, {"payment_id": payment_id})).first()
+        if row is None:
+            return None
+        payment = _payment(row)
+        self._locked[payment_id] = payment.status
+        return payment
+
+    async def get_by_key(self, idempotency_key: str) -> Payment | None:
+        row = (await self._c.execute(_BY_KEY, {"idempotency_key": idempotency_key})).first()
+        return None if row is None else _payment(row)
+
+    async def captured_for_order(self, order_id: str) -> Payment | None:
+        row = (await self._c.execute(_CAPTURED_FOR_ORDER, {"order_id": order_id})).first()
+        return None if row is None else _payment(row)
+
+    async def by_order_ref(self, order_ref: str) -> list[Payment]:
+        rows = (await self._c.execute(_BY_ORDER_REF, {"order_ref": order_ref})).all()
+        return [_payment(r) for r in rows]
+
+    async def unsettled(self, statuses: Iterable[PaymentStatus], idle_seconds: float, limit: int) -> list[Payment]:
+        wanted = frozenset(statuses)
+        if not wanted or not wanted <= _UNSETTLED:
+            raise ValueError(f"unsettled() looks for {sorted(_UNSETTLED)} only, not {sorted(wanted)}")
+        stmt = _unsettled_stmt(tuple(sorted(s.value for s in wanted)))
+        rows = (await self._c.execute(stmt, {"idle": timedelta(seconds=idle_seconds), "limit": limit})).all()
+        return [_payment(r) for r in rows]
+
+    async def apply(self, payment_id: uuid.UUID, t: Transition) -> Payment | None:
+        """The conditional update (and its attempt row, in the same statement); None if it did not apply."""
+        changed = tuple(sorted(t.changes))
+        stmt = _transition_stmt(changed, lease=t.lease_seconds is not None, attempt=t.attempt is not None)
+        params: dict[str, Any] = {f"p_{name}": t.changes[name] for name in changed}
+        params.update(p_payment_id=payment_id, p_sources=[s.value for s in t.sources], p_to=t.to.value)
+        if t.lease_seconds is not None:
+            params["p_lease"] = timedelta(seconds=t.lease_seconds)
+        if t.attempt is not None:
+            params.update(_attempt_params(t.attempt))
+        try:
+            row = (await self._c.execute(stmt, params)).first()
+        except IntegrityError as exc:
+            if _ONE_CAPTURE_INDEX in str(exc.orig):
+                raise FailedPrecondition(
+                    "another payment is already captured for this order",
+                    reason=INVALID_STATE,
+                    metadata={"payment_id": str(payment_id), "order_id": str(t.changes.get("order_id"))},
+                ) from exc
+            raise
+        if row is None:
+            return None
+        payment = _payment(row)
+        self._counted.append((payment, self._locked.get(payment_id)))
+        return payment
+
+    async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None:
+        await self._c.execute(_INSERT_ATTEMPT, {"a_payment_id": payment_id, **_attempt_params(attempt)})
+
+    async def with_event_seen(self, provider: str, event_id: str, payment_id: uuid.UUID) -> tuple[Payment | None, bool]:
+        params = {"e_provider": provider, "e_event_id": event_id, "payment_id": payment_id}
+        row = (await self._c.execute(_WITH_EVENT_SEEN, params)).first()
+        return (None, False) if row is None else (_payment(row), bool(row.event_seen))
+
+    async def add_refunded(self, payment_id: uuid.UUID, amount_minor: int) -> Payment:
+        row = (
+            await self._c.execute(
+                payments.update()
+                .where(payments.c.payment_id == payment_id)
+                .values(refunded_minor=payments.c.refunded_minor + amount_minor, updated_at=sa.func.now())
+                .returning(*payments.c)
+            )
+        ).one()
+        return _payment(row)
+
+    async def settle_refund(self, refund: Refund, *, succeeded: bool) -> Payment:
+        where = payments.c.payment_id == refund.payment_id
+        if succeeded:
+            fully = payments.c.refunded_minor >= payments.c.captured_minor
+            values: dict[str, Any] = {
+                "status": sa.case((fully, S.REFUNDED.value), else_=S.PARTIALLY_REFUNDED.value),
+                "updated_at": sa.func.now(),
+            }
+        else:
+            values = {
+                "refunded_minor": payments.c.refunded_minor - refund.amount_minor,
+                "updated_at": sa.func.now(),
+            }
+        row = (await self._c.execute(payments.update().where(where).values(values).returning(*payments.c))).one()
+        payment = _payment(row)
+        if succeeded:
+            self._counted.append((payment, None))  # each refund counts, partial ones too
+        return payment
+
+
+class SqlRefundRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def by_key(self, idempotency_key: str) -> Refund | None:
+        row = (await self._c.execute(sa.select(refunds).where(refunds.c.idempotency_key == idempotency_key))).first()
+        return None if row is None else _refund(row)
+
+    async def insert(self, payment_id: uuid.UUID, idempotency_key: str, amount_minor: int) -> Refund | None:
+        row = (
+            await self._c.execute(
+                insert(refunds)
+                .values(
+                    refund_id=uuid.uuid4(),
+                    payment_id=payment_id,
+                    idempotency_key=idempotency_key,
+                    amount_minor=amount_minor,
+                )
+                .on_conflict_do_nothing(index_elements=[refunds.c.idempotency_key])
+                .returning(*refunds.c)
+            )
+        ).first()
+        return None if row is None else _refund(row)
+
+    async def finish(self, refund: Refund, *, succeeded: bool, provider_refund_id: str | None) -> bool:
+        finished = (
+            await self._c.execute(
+                refunds.update()
+                .where(refunds.c.refund_id == refund.refund_id, refunds.c.status == "PENDING")
+                .values(
+                    status="SUCCEEDED" if succeeded else "FAILED",
+                    provider_refund_id=provider_refund_id,
+                    updated_at=sa.func.now(),
+                )
+                .returning(refunds.c.refund_id)
+            )
+        ).first()
+        return finished is not None
+
+    async def pending(self, idle_seconds: float, limit: int) -> list[tuple[Refund, Payment]]:
+        found = [
+            _refund(r)
+            for r in await self._c.execute(_PENDING_REFUNDS, {"idle": timedelta(seconds=idle_seconds), "limit": limit})
+        ]
+        if not found:
+            return []
+        rows = await self._c.execute(_BY_IDS, {"ids": list({r.payment_id for r in found})})
+        by_id = {p.payment_id: p for p in map(_payment, rows)}
+        return [(r, by_id[r.payment_id]) for r in found]
+
+
+class SqlProviderEventRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def claim(
+        self, provider: str, event: ProviderEvent, payment_id: uuid.UUID | None
+    ) -> tuple[bool, uuid.UUID | None]:
+        row = (await self._c.execute(_CLAIM_EVENT, _event_params(provider, event, payment_id))).first()
+        return (False, None) if row is None else (True, row.payment_id)
+
+
+class SqlInboxRepo:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def seen(self, consumer: str, event_id: str) -> bool:
+        return (await self._c.execute(_INBOX_SEEN, {"consumer": consumer, "event_id": event_id})).first() is not None
+
+    async def claim(self, consumer: str, event_id: str) -> bool:
+        return await claim_inbox(self._c, inbox, consumer, event_id)
+
+
+class SqlPaymentStats:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._c = conn
+
+    async def failure_rates(self, start: datetime, end: datetime) -> FailureRates:
+        """One indexed range scan of payments by created_at (payments_created_idx)."""
+        p = payments
+        failed = p.c.status.in_([S.DECLINED.value, S.FAILED.value])
+        code = sa.case((failed, sa.func.coalesce(sa.func.nullif(p.c.failure_code, ""), "unknown")), else_="")
+        stmt = (
+            sa.select(code.label("code"), sa.func.count().label("n"))
+            .where(p.c.created_at >= start, p.c.created_at < end)
+            .group_by(sa.literal_column("1"))
+        )
+        rows = list(await self._c.execute(stmt))
+        return FailureRates(start, end, sum(r.n for r in rows), {r.code: r.n for r in rows if r.code})
+
+
+class SqlTx:
+    """The repositories of one transaction (or of single statements, from ``read()``/``single()``) and its outbox."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.counted: list[tuple[Payment, PaymentStatus | None]] = []
+        self.payments = SqlPaymentRepo(conn, self.counted)
+        self.refunds = SqlRefundRepo(conn)
+        self.provider_events = SqlProviderEventRepo(conn)
+        self.inbox = SqlInboxRepo(conn)
+        self.stats = SqlPaymentStats(conn)
+        self.events = 0
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        await add_event(
+            self.conn, outbox, service="payment", event_type=event_type, aggregate_id=aggregate_id, data=data
+        )
+        self.events += 1
+
+    async def audit(self, *targets: str) -> None:
+        await audit.record(self.conn, audit_log, *targets)
+
+
+class SqlUnitOfWork:
+    """The only place a payment transaction begins. ``on_commit`` wakes the outbox publisher after a commit that
+    added events; the payments' new statuses are counted (:mod:`payment.data.outcomes`) once they are committed."""
+
+    def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] | None = None) -> None:
+        self._engine = engine
+        # For steps that are one statement: no BEGIN/COMMIT round trips.
+        self._single = single_statements(engine)
+        self._on_commit = on_commit
+
+    def _tx(self, conn: AsyncConnection) -> SqlTx:
+        return SqlTx(conn)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
+        async with self._engine.begin() as conn:
+            tx = self._tx(conn)
+            yield tx
+        _count(tx)
+        if tx.events and self._on_commit is not None:
+            self._on_commit()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
+        async with self._single.connect() as conn:
+            yield self._tx(conn)
+
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[SqlTx]:
+        """One write of one statement, committed by itself (autocommit): no BEGIN/COMMIT round trips."""
+        async with self._single.connect() as conn:
+            tx = self._tx(conn)
+            yield tx
+        assert not tx.events, "an event must commit with its change: use the unit of work's transaction"
+        _count(tx)
+
+
+def _count(tx: SqlTx) -> None:
+    for payment, before in tx.counted:
+        count_outcome(payment, before=before)
