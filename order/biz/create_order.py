@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from infra.errors import AlreadyExists
-from order.biz.ports import OrderRepo
+from order.biz.ports import UnitOfWork
+from order.model.events import ORDER_CREATED, event_data
 from order.model.order import NewOrder, Order
 from order.model.validation import Limits, validate_new_order
 
@@ -17,13 +18,17 @@ class CreateOrder:
     the authorization) and invariant 6 (every field validated and the totals recomputed before
     anything is written). The order row and its OrderCreated event commit together (invariant 5)."""
 
-    def __init__(self, repo: OrderRepo, limits: Limits) -> None:
-        self._repo = repo
+    def __init__(self, uow: UnitOfWork, limits: Limits) -> None:
+        self._uow = uow
         self._limits = limits
 
     async def __call__(self, new: NewOrder) -> tuple[Order, bool]:
         validate_new_order(new, self._limits)
-        order, created = await self._repo.create(new, cause="order placed at checkout")
+        cause = "order placed at checkout"
+        async with self._uow.transaction() as tx:
+            order, created = await tx.orders.create(new, cause=cause)
+            if created:
+                await tx.add_event(ORDER_CREATED, order.order_id, event_data(order, cause))
         if not created and order.customer_id != new.customer_id:
             raise AlreadyExists(
                 "an order for this checkout session already exists for another customer",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
-from order.biz.ports import OrderRepo, Transition
+from order.biz.ports import Transition, UnitOfWork
+from order.biz.transitions import apply_transition
 from order.model.events import EVENT_FOR_STATUS
 from order.model.order import Order, OrderStatus
 from order.model.status import FULFILMENT_STATUSES, HOLD_GONE, NEEDS_PAYMENT_HELD, ORDER_STATUS_CONFLICT, sources_of
@@ -33,8 +34,8 @@ class UpdateFulfillment:
     told). A void the order service cannot see yet, made at the provider behind Kassa's back, is the one
     case left to that capture's refusal."""
 
-    def __init__(self, repo: OrderRepo) -> None:
-        self._repo = repo
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
     async def __call__(
         self, order_id: str, target: OrderStatus | None, tracking_number: str, carrier: str = ""
@@ -56,18 +57,20 @@ class UpdateFulfillment:
                 if value:
                     raise InvalidArgument(name, "is only given with SHIPPED")
             cause = f"fulfilment: {target.value.lower()}"
-        result = await self._repo.transition(
-            Transition(
-                order_id=order_id,
-                sources=sources_of(target),
-                target=target,
-                cause=cause,
-                event_type=EVENT_FOR_STATUS[target],
-                tracking_number=tracking_number,
-                carrier=carrier,
-                unless_payment=HOLD_GONE if target in NEEDS_PAYMENT_HELD else frozenset(),
+        async with self._uow.transaction() as tx:
+            result = await apply_transition(
+                tx,
+                Transition(
+                    order_id=order_id,
+                    sources=sources_of(target),
+                    target=target,
+                    cause=cause,
+                    event_type=EVENT_FOR_STATUS[target],
+                    tracking_number=tracking_number,
+                    carrier=carrier,
+                    unless_payment=HOLD_GONE if target in NEEDS_PAYMENT_HELD else frozenset(),
+                ),
             )
-        )
         order = result.order
         if order is None:
             raise NotFound(f"order {order_id} not found")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import grpc
 
 from infra.auth import require_identity, require_privileged
+from infra.caller import Caller
 from infra.errors import InvalidArgument
 from infra.validation import check_text
 from kassa.order.v1 import order_service_pb2 as pb
@@ -17,7 +18,6 @@ from order.biz.create_order import CreateOrder
 from order.biz.get_order import GetOrder
 from order.biz.get_order_timeline import GetOrderTimeline
 from order.biz.list_orders import ListOrders
-from order.biz.ports import Caller
 from order.biz.record_payment import RecordPayment
 from order.biz.update_fulfillment import UpdateFulfillment
 from order.service.convert import (
