@@ -23,8 +23,8 @@ from order.biz.record_payment import RecordPayment
 from order.biz.update_fulfillment import UpdateFulfillment
 from order.data.repositories import SqlUnitOfWork
 from order.data.tables import audit_log, outbox
-from order.model.validation import Limits
-from order.service.servicer import OrderService, UseCases
+from order.service.order_service import OrderServiceServicer, UseCases
+from order.service.validation import Limits
 from order.worker.payment_events import payment_event_consumer
 
 __all__ = ["bootstrap"]
@@ -45,11 +45,10 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     await ensure_streams(js, ["order", "payment"])
 
     publisher = OutboxPublisher(engine, outbox, js, service="order")
+    limits = Limits(max_lines=settings.max_cart_items, max_quantity=settings.max_item_quantity)
     uow = SqlUnitOfWork(engine, cipher, on_commit=publisher.notify)
     use_cases = UseCases(
-        create_order=CreateOrder(
-            uow, Limits(max_lines=settings.max_cart_items, max_quantity=settings.max_item_quantity)
-        ),
+        create_order=CreateOrder(uow),
         get_order=GetOrder(uow),
         list_orders=ListOrders(uow),
         cancel_order=CancelOrder(uow),
@@ -61,7 +60,11 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     audit = AuditTrail(engine, audit_log, service="order", reads=("GetOrder", "ListOrders", "GetOrderTimeline"))
     return App(
         registrations=[
-            Registration(add_OrderServiceServicer_to_server, OrderService(use_cases), "kassa.order.v1.OrderService"),
+            Registration(
+                add_OrderServiceServicer_to_server,
+                OrderServiceServicer(use_cases, limits),
+                "kassa.order.v1.OrderService",
+            ),
             audit.registration,
             outbox_status_registration(engine, outbox, "order"),
         ],

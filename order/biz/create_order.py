@@ -6,7 +6,7 @@ from infra.errors import AlreadyExists
 from order.biz.ports import UnitOfWork
 from order.model.events import ORDER_CREATED, event_data
 from order.model.order import NewOrder, Order
-from order.model.validation import Limits, validate_new_order
+from order.model.totals import verify_authorized_amount, verify_totals
 
 __all__ = ["CreateOrder"]
 
@@ -15,15 +15,18 @@ class CreateOrder:
     """Protects invariant 2 (at most one order per checkout session: the session id is unique and a
     retry returns the first order unchanged), invariant 3 (an order is placed only if the payment
     holds exactly its recomputed grand total: PAYMENT_AMOUNT_MISMATCH otherwise, so checkout voids
-    the authorization) and invariant 6 (every field validated and the totals recomputed before
-    anything is written). The order row and its OrderCreated event commit together (invariant 5)."""
+    the authorization) and invariant 6 (every field validated, by the servicer's
+    order/service/validation.py, and the totals recomputed here before anything is written). The
+    order row and its OrderCreated event commit together (invariant 5)."""
 
-    def __init__(self, uow: UnitOfWork, limits: Limits) -> None:
+    def __init__(self, uow: UnitOfWork) -> None:
         self._uow = uow
-        self._limits = limits
 
     async def __call__(self, new: NewOrder) -> tuple[Order, bool]:
-        validate_new_order(new, self._limits)
+        # The request's fields were checked by the servicer (order/service/validation.py); the totals are the
+        # order's own rule, whoever places it.
+        verify_totals(new)
+        verify_authorized_amount(new)
         cause = "order placed at checkout"
         async with self._uow.transaction() as tx:
             order, created = await tx.orders.create(new, cause=cause)

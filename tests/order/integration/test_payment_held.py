@@ -30,7 +30,6 @@ from order.biz.update_fulfillment import UpdateFulfillment
 from order.data.repositories import SqlUnitOfWork
 from order.data.tables import history, outbox
 from order.model.order import Order, OrderStatus, PaymentOutcome, PaymentStatus
-from order.model.validation import Limits
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +70,7 @@ async def statuses_of(engine: AsyncEngine, order_id: str) -> list[str]:
 async def authorized_order(orders: SqlUnitOfWork, customer_id: str) -> tuple[Order, str]:
     """An order confirmed on an authorization (capture on shipment)."""
     payment_id = unique("pay")
-    order, _ = await CreateOrder(orders, Limits())(new_order(customer_id, payment_id))
+    order, _ = await CreateOrder(orders)(new_order(customer_id, payment_id))
     confirmed = await RecordPayment(orders)(order.order_id, PaymentOutcome.AUTHORIZED, payment_id=payment_id)
     assert (confirmed.status, confirmed.payment_status) == (OrderStatus.CONFIRMED, PaymentStatus.AUTHORIZED)
     return confirmed, payment_id
@@ -107,7 +106,7 @@ async def test_a_voided_authorization_fails_the_order_instead_of_confirming_it(
     orders, engine = repo
     record, apply = RecordPayment(orders), ApplyPaymentEvent(orders)
     payment_id = unique("pay")
-    order, _ = await CreateOrder(orders, Limits())(new_order(customer_id, payment_id))
+    order, _ = await CreateOrder(orders)(new_order(customer_id, payment_id))
     await apply(voided(order.order_id, payment_id))
 
     answer = await record(order.order_id, PaymentOutcome.AUTHORIZED, payment_id=payment_id)

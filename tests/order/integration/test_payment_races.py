@@ -30,7 +30,6 @@ from order.biz.record_payment import RecordPayment
 from order.data.repositories import SqlUnitOfWork
 from order.data.tables import history, outbox
 from order.model.order import Order, OrderStatus, PaymentOutcome, PaymentStatus
-from order.model.validation import Limits
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +72,7 @@ async def test_a_capture_event_racing_record_payment_confirms_once(
     repo: tuple[SqlUnitOfWork, AsyncEngine], customer_id: str
 ) -> None:
     orders, engine = repo
-    create, record, apply = CreateOrder(orders, Limits()), RecordPayment(orders), ApplyPaymentEvent(orders)
+    create, record, apply = CreateOrder(orders), RecordPayment(orders), ApplyPaymentEvent(orders)
     for _ in range(ROUNDS):
         payment_id = unique("pay")
         order, _ = await create(new_order(customer_id, payment_id))
@@ -98,7 +97,7 @@ async def test_a_capture_event_racing_a_cancellation_never_uncancels(
     repo: tuple[SqlUnitOfWork, AsyncEngine], customer_id: str
 ) -> None:
     orders, engine = repo
-    create, cancel, apply = CreateOrder(orders, Limits()), CancelOrder(orders), ApplyPaymentEvent(orders)
+    create, cancel, apply = CreateOrder(orders), CancelOrder(orders), ApplyPaymentEvent(orders)
     caller = Caller(subject=customer_id, privileged=False)
     for _ in range(ROUNDS):
         payment_id = unique("pay")

@@ -35,7 +35,6 @@ from order.model.order import (
     PaymentStatus,
     Totals,
 )
-from order.model.validation import Limits
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +101,7 @@ async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
     counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
 ) -> None:
     repo, trips, engine = counted
-    create, record = CreateOrder(repo, Limits()), RecordPayment(repo)
+    create, record = CreateOrder(repo), RecordPayment(repo)
     apply = ApplyPaymentEvent(repo)
     session_id, payment_id = unique("sess"), unique("pay")
     new = new_order(session_id, customer_id, payment_id)
@@ -171,7 +170,7 @@ async def test_a_payment_event_first_confirms_in_one_statement_with_its_claim(
     record = RecordPayment(repo)
     apply = ApplyPaymentEvent(repo)
     payment_id = unique("pay")
-    order, _ = await CreateOrder(repo, Limits())(new_order(unique("sess"), customer_id, payment_id))
+    order, _ = await CreateOrder(repo)(new_order(unique("sess"), customer_id, payment_id))
     trips.take()
 
     event = captured(payment_id, order.order_id)

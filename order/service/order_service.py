@@ -27,8 +27,9 @@ from order.service.convert import (
     status_change_to_pb,
     status_from_pb,
 )
+from order.service.validation import Limits, validate_new_order
 
-__all__ = ["OrderService", "UseCases"]
+__all__ = ["OrderServiceServicer", "UseCases"]
 
 _MAX_REASON = 500
 _MAX_CUSTOMER_ID = 128
@@ -57,15 +58,17 @@ def _caller() -> Caller:
     return Caller(subject=ident.subject, privileged=ident.is_privileged)
 
 
-class OrderService(order_service_pb2_grpc.OrderServiceServicer):
-    def __init__(self, use_cases: UseCases) -> None:
+class OrderServiceServicer(order_service_pb2_grpc.OrderServiceServicer):
+    def __init__(self, use_cases: UseCases, limits: Limits) -> None:
         self._uc = use_cases
+        self._limits = limits
 
     async def CreateOrder(
         self, request: pb.CreateOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateOrderResponse:
         require_privileged()
-        order, created = await self._uc.create_order(new_order_from_pb(request))
+        new = validate_new_order(new_order_from_pb(request), self._limits)
+        order, created = await self._uc.create_order(new)
         return pb.CreateOrderResponse(order=order_to_pb(order), created=created)
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.GetOrderResponse:
