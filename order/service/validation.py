@@ -12,15 +12,29 @@ from dataclasses import dataclass
 
 from infra.errors import InvalidArgument, Reason
 from infra.money import Money, validate_currency
-from infra.validation import check_address, check_amount, check_email, check_text
-from order.model.order import NewOrder
+from infra.validation import check_address, check_amount, check_email, check_text, check_uuid
+from order.model.order import NewOrder, OrderStatus, PaymentOutcome
+from order.model.status import FULFILMENT_STATUSES
 
-__all__ = ["SHIPPING_METHODS", "Limits", "validate_new_order"]
+__all__ = [
+    "SHIPPING_METHODS",
+    "Limits",
+    "check_order_id",
+    "validate_cancel",
+    "validate_fulfillment",
+    "validate_list_orders",
+    "validate_new_order",
+    "validate_record_payment",
+]
 
 SHIPPING_METHODS = frozenset({"standard", "express"})
 _MAX_ID = 128
 _MAX_TEXT = 200
 _MAX_NOTES = 1000
+_MAX_REASON = 500
+_MAX_CUSTOMER_ID = 128
+_MAX_TRACKING = 128
+_MAX_CARRIER = 64
 # What the services upstream accept, so an order they let through is never refused here at step 7 (after the
 # payment is authorized): a warehouse id (warehouse's cap), a payment method (checkout's and payment's cap).
 _MAX_WAREHOUSE_ID = 200
@@ -105,3 +119,42 @@ def validate_new_order(order: NewOrder, limits: Limits) -> NewOrder:
         _require_text("payment_method", order.payment_method, max_len=_MAX_PAYMENT_METHOD)
     check_text("notes", order.notes, max_length=_MAX_NOTES, multiline=True)
     return order if email == order.email else dataclasses.replace(order, email=email)
+
+
+def check_order_id(value: str) -> str:
+    """The request's ``order_id``, in its canonical form."""
+    return check_uuid("order_id", value)
+
+
+def validate_list_orders(customer_id: str) -> None:
+    check_text("customer_id", customer_id, max_length=_MAX_CUSTOMER_ID)
+
+
+def validate_cancel(reason: str) -> None:
+    check_text("reason", reason, max_length=_MAX_REASON, multiline=True)
+
+
+def validate_record_payment(outcome: PaymentOutcome | None, payment_id: str, cause: str) -> PaymentOutcome:
+    if outcome is None:
+        raise InvalidArgument("outcome", "must be CAPTURED, AUTHORIZED, CASH_ON_DELIVERY or FAILED")
+    check_text("payment_id", payment_id, max_length=_MAX_ID)
+    check_text("cause", cause, max_length=_MAX_REASON, multiline=True)
+    return outcome
+
+
+def validate_fulfillment(target: OrderStatus | None, tracking_number: str, carrier: str) -> OrderStatus:
+    """One fulfilment step: SHIPPED needs its carrier and tracking number; the other steps take neither."""
+    check_text("tracking_number", tracking_number, max_length=_MAX_TRACKING)
+    check_text("carrier", carrier, max_length=_MAX_CARRIER)
+    if target is None or target not in FULFILMENT_STATUSES:
+        raise InvalidArgument("status", "must be PACKED, SHIPPED or DELIVERED")
+    if target is OrderStatus.SHIPPED:
+        if not tracking_number.strip():
+            raise InvalidArgument("tracking_number", "is required to ship an order")
+        if not carrier.strip():
+            raise InvalidArgument("carrier", "is required to ship an order")
+    else:
+        for name, value in (("tracking_number", tracking_number), ("carrier", carrier)):
+            if value:
+                raise InvalidArgument(name, "is only given with SHIPPED")
+    return target
