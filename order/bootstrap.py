@@ -21,10 +21,10 @@ from order.biz.get_order_timeline import GetOrderTimeline
 from order.biz.list_orders import ListOrders
 from order.biz.record_payment import RecordPayment
 from order.biz.update_fulfillment import UpdateFulfillment
-from order.data.repo import SqlOrderRepo
+from order.data.repositories import SqlUnitOfWork
 from order.data.tables import audit_log, outbox
-from order.model.validation import Limits
-from order.service.servicer import OrderService, UseCases
+from order.service.order_service import OrderServiceServicer, UseCases
+from order.service.validation import Limits
 from order.worker.payment_events import payment_event_consumer
 
 __all__ = ["bootstrap"]
@@ -45,23 +45,26 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     await ensure_streams(js, ["order", "payment"])
 
     publisher = OutboxPublisher(engine, outbox, js, service="order")
-    repo = SqlOrderRepo(engine, cipher, on_commit=publisher.notify)
+    limits = Limits(max_lines=settings.max_cart_items, max_quantity=settings.max_item_quantity)
+    uow = SqlUnitOfWork(engine, cipher, on_commit=publisher.notify)
     use_cases = UseCases(
-        create_order=CreateOrder(
-            repo, Limits(max_lines=settings.max_cart_items, max_quantity=settings.max_item_quantity)
-        ),
-        get_order=GetOrder(repo),
-        list_orders=ListOrders(repo),
-        cancel_order=CancelOrder(repo),
-        record_payment=RecordPayment(repo),
-        update_fulfillment=UpdateFulfillment(repo),
-        get_order_timeline=GetOrderTimeline(repo),
+        create_order=CreateOrder(uow),
+        get_order=GetOrder(uow),
+        list_orders=ListOrders(uow),
+        cancel_order=CancelOrder(uow),
+        record_payment=RecordPayment(uow),
+        update_fulfillment=UpdateFulfillment(uow),
+        get_order_timeline=GetOrderTimeline(uow),
     )
-    consumer = payment_event_consumer(js, ApplyPaymentEvent(repo))
+    consumer = payment_event_consumer(js, ApplyPaymentEvent(uow))
     audit = AuditTrail(engine, audit_log, service="order", reads=("GetOrder", "ListOrders", "GetOrderTimeline"))
     return App(
         registrations=[
-            Registration(add_OrderServiceServicer_to_server, OrderService(use_cases), "kassa.order.v1.OrderService"),
+            Registration(
+                add_OrderServiceServicer_to_server,
+                OrderServiceServicer(use_cases, limits),
+                "kassa.order.v1.OrderService",
+            ),
             audit.registration,
             outbox_status_registration(engine, outbox, "order"),
         ],

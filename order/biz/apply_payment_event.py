@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from infra.money import Money
-from order.biz.ports import InboxClaim, OrderRepo, Transition
+from order.biz.ports import InboxClaim, Transition, UnitOfWork
+from order.biz.transitions import apply_transition
 from order.model.events import EVENT_FOR_STATUS
 from order.model.order import OrderStatus, PaymentOutcome, PaymentStatus
 from order.model.status import payment_target
@@ -163,30 +164,33 @@ class ApplyPaymentEvent:
     itself when it places the order.
     """
 
-    def __init__(self, repo: OrderRepo) -> None:
-        self._repo = repo
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
     async def __call__(self, event: PaymentEvent) -> EventDisposition:
         order_id = event.order_id
         if not order_id and event.order_ref:
-            order_id = await self._repo.find_id_by_session(event.order_ref) or ""
+            async with self._uow.read() as reads:
+                order_id = await reads.orders.find_id_by_session(event.order_ref) or ""
         if not order_id:
             return EventDisposition.NO_ORDER
         outcome = _OUTCOMES.get(event.event_type)
         target = payment_target(outcome) if outcome is not None else None
-        result = await self._repo.transition(
-            Transition(
-                order_id=order_id,
-                cause=event.cause,
-                sources=frozenset({OrderStatus.PENDING_PAYMENT}) if target else frozenset(),
-                target=target,
-                event_type=EVENT_FOR_STATUS[target] if target else "",
-                payment_id=event.payment_id,
-                payment_outcome=outcome,
-                payment_status=event.status,
-                inbox=InboxClaim(consumer=CONSUMER, event_id=event.event_id),
+        async with self._uow.transaction() as tx:
+            result = await apply_transition(
+                tx,
+                Transition(
+                    order_id=order_id,
+                    cause=event.cause,
+                    sources=frozenset({OrderStatus.PENDING_PAYMENT}) if target else frozenset(),
+                    target=target,
+                    event_type=EVENT_FOR_STATUS[target] if target else "",
+                    payment_id=event.payment_id,
+                    payment_outcome=outcome,
+                    payment_status=event.status,
+                    inbox=InboxClaim(consumer=CONSUMER, event_id=event.event_id),
+                ),
             )
-        )
         order = result.order
         if order is None:
             return EventDisposition.NO_ORDER

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from infra.caller import Caller
 from infra.errors import FailedPrecondition
 from order.biz.get_order import load_visible
-from order.biz.ports import Caller, OrderRepo, Transition
+from order.biz.ports import Transition, UnitOfWork
+from order.biz.transitions import apply_transition
 from order.model.events import EVENT_FOR_STATUS
 from order.model.order import Order, OrderStatus
 from order.model.status import ORDER_STATUS_CONFLICT, cancellable_by
@@ -21,23 +23,26 @@ class CancelOrder:
     privileged caller before SHIPPED), used as the conditional UPDATE's ``WHERE``; only the owner or
     a privileged caller sees the order at all, anyone else gets NotFound."""
 
-    def __init__(self, repo: OrderRepo) -> None:
-        self._repo = repo
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
     async def __call__(self, order_id: str, caller: Caller, reason: str) -> Order:
-        order = await load_visible(self._repo, order_id, caller)
+        async with self._uow.read() as reads:
+            order = await load_visible(reads.orders, order_id, caller)
         if order.status == OrderStatus.CANCELLED:
             return order
         who = "operator" if caller.privileged else "customer"
-        result = await self._repo.transition(
-            Transition(
-                order_id=order_id,
-                sources=cancellable_by(privileged=caller.privileged),
-                target=OrderStatus.CANCELLED,
-                cause=f"cancelled by {who}: {reason}" if reason else f"cancelled by {who}",
-                event_type=EVENT_FOR_STATUS[OrderStatus.CANCELLED],
+        async with self._uow.transaction() as tx:
+            result = await apply_transition(
+                tx,
+                Transition(
+                    order_id=order_id,
+                    sources=cancellable_by(privileged=caller.privileged),
+                    target=OrderStatus.CANCELLED,
+                    cause=f"cancelled by {who}: {reason}" if reason else f"cancelled by {who}",
+                    event_type=EVENT_FOR_STATUS[OrderStatus.CANCELLED],
+                ),
             )
-        )
         current = result.order or order
         if result.applied or current.status == OrderStatus.CANCELLED:
             return current

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from infra.caller import Caller
 from infra.errors import NotFound
-from order.biz.ports import Caller, OrderRepo
+from order.biz.ports import OrderRepo, UnitOfWork
 from order.model.order import Order
 
 __all__ = ["GetOrder", "load_visible"]
@@ -13,7 +14,7 @@ async def load_visible(repo: OrderRepo, order_id: str, caller: Caller) -> Order:
     """The order if the caller may see it; NotFound otherwise, so another customer's order is
     indistinguishable from a missing one."""
     order = await repo.get(order_id)
-    if order is None or not order.visible_to(caller.subject, privileged=caller.privileged):
+    if order is None or not caller.owns(order.customer_id):
         raise NotFound(f"order {order_id} not found")
     return order
 
@@ -21,8 +22,9 @@ async def load_visible(repo: OrderRepo, order_id: str, caller: Caller) -> Order:
 class GetOrder:
     """Ownership (DESIGN.md §2): a customer can never read another customer's order."""
 
-    def __init__(self, repo: OrderRepo) -> None:
-        self._repo = repo
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
     async def __call__(self, order_id: str, caller: Caller) -> Order:
-        return await load_visible(self._repo, order_id, caller)
+        async with self._uow.read() as tx:
+            return await load_visible(tx.orders, order_id, caller)

@@ -8,8 +8,9 @@ import json
 import uuid
 from datetime import datetime
 
+from infra.caller import Caller
 from infra.errors import InvalidArgument, PermissionDenied
-from order.biz.ports import Caller, OrderRepo, PageCursor
+from order.biz.ports import PageCursor, UnitOfWork
 from order.model.order import Order
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "ListOrders", "decode_page_token", "encode_page_token"]
@@ -41,20 +42,21 @@ class ListOrders:
     from the request; only a privileged caller (an operator's console, support tooling) names another customer.
     Invariant 6: page_size and page_token are validated before querying."""
 
-    def __init__(self, repo: OrderRepo) -> None:
-        self._repo = repo
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
     async def __call__(
         self, caller: Caller, page_size: int, page_token: str, customer_id: str = ""
     ) -> tuple[list[Order], str]:
-        if customer_id and customer_id != caller.subject and not caller.privileged:
+        if customer_id and not caller.owns(customer_id):
             raise PermissionDenied("only an admin lists another customer's orders")
         if page_size == 0:
             page_size = DEFAULT_PAGE_SIZE
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidArgument("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
         after = decode_page_token(page_token) if page_token else None
-        orders = await self._repo.list_for_customer(customer_id or caller.subject, page_size + 1, after)
+        async with self._uow.read() as tx:
+            orders = await tx.orders.list_for_customer(customer_id or caller.subject, page_size + 1, after)
         if len(orders) <= page_size:
             return orders, ""
         page = orders[:page_size]

@@ -1,22 +1,19 @@
-"""What the use cases need from the outside world, as Protocols (implemented in data/)."""
+"""What the use cases need from the outside world, as Protocols (implemented in data/).
+
+A use case that writes opens ``async with uow.transaction() as tx`` and does every read and write of that
+step on ``tx`` (the order repository and the outbox); one that only reads uses ``uow.read()``.
+"""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from order.model.order import NewOrder, Order, OrderStatus, PaymentOutcome, PaymentStatus, StatusChange
 
-__all__ = ["Caller", "InboxClaim", "OrderRepo", "PageCursor", "Transition", "TransitionResult"]
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who is asking: a customer (their own orders only) or a privileged admin/service."""
-
-    subject: str
-    privileged: bool
+__all__ = ["InboxClaim", "OrderRepo", "PageCursor", "Transition", "TransitionResult", "Tx", "UnitOfWork"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +79,11 @@ class PageCursor:
 
 
 class OrderRepo(Protocol):
+    """The orders of one transaction (or, from ``UnitOfWork.read``, single statements each committed by itself)."""
+
     async def create(self, order: NewOrder, cause: str) -> tuple[Order, bool]:
-        """Insert the order, its lines, discounts, first history entry and OrderCreated event in one
-        transaction; if an order already exists for the checkout session return it and False."""
+        """Insert the order, its lines, discounts and first history entry (one statement); if an order already
+        exists for the checkout session return it and False."""
         ...
 
     async def get(self, order_id: str) -> Order | None: ...
@@ -97,4 +96,29 @@ class OrderRepo(Protocol):
         """Newest first (created_at, order_id descending), strictly after ``after``."""
         ...
 
-    async def transition(self, transition: Transition) -> TransitionResult: ...
+    async def transition(self, transition: Transition) -> TransitionResult:
+        """Apply ``transition``'s conditional UPDATE with its history entry (and inbox claim); the outbox event
+        is the caller's (``Tx.add_event``), written only when the result is ``applied``."""
+        ...
+
+
+class Tx(Protocol):
+    """One open transaction: everything done through it commits or rolls back together."""
+
+    # Read-only member: an implementation holds its own repository class (SqlTx's SqlOrderRepo).
+    @property
+    def orders(self) -> OrderRepo: ...
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        """Record an outbox event in this transaction."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """Begin a transaction: committed when the block exits cleanly, rolled back on an exception."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[Tx]:
+        """Repositories for reads that are one statement each: no transaction, never a write."""
+        ...

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from infra.errors import FailedPrecondition, NotFound
-from order.biz.ports import OrderRepo, Transition
+from order.biz.ports import Transition, UnitOfWork
+from order.biz.transitions import apply_transition
 from order.model.events import EVENT_FOR_STATUS
 from order.model.order import Order, OrderStatus, PaymentOutcome, PaymentStatus
 from order.model.status import HOLD_GONE, ORDER_STATUS_CONFLICT, payment_target
@@ -24,8 +25,8 @@ class RecordPayment:
     in the same statement, and the order fails instead (PAYMENT_FAILED, OrderPaymentFailed releases its
     stock and coupon), which is what the caller is answered."""
 
-    def __init__(self, repo: OrderRepo) -> None:
-        self._repo = repo
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
     async def __call__(
         self,
@@ -37,21 +38,23 @@ class RecordPayment:
     ) -> Order:
         target = payment_target(outcome)
         confirms = target is not OrderStatus.PAYMENT_FAILED
-        result = await self._repo.transition(
-            Transition(
-                order_id=order_id,
-                sources=frozenset({OrderStatus.PENDING_PAYMENT}),
-                target=target,
-                cause=cause or f"payment {outcome.value.lower().replace('_', ' ')}",
-                event_type=EVENT_FOR_STATUS[target],
-                payment_id=payment_id,
-                payment_outcome=outcome,
-                # Capture on shipment: the PaymentAuthorized event came before the order existed (authorize is
-                # checkout's step 6, the order step 7), so the order learns its payment is held from checkout.
-                payment_status=PaymentStatus.AUTHORIZED if outcome is PaymentOutcome.AUTHORIZED else None,
-                unless_payment=HOLD_GONE if confirms else frozenset(),
+        async with self._uow.transaction() as tx:
+            result = await apply_transition(
+                tx,
+                Transition(
+                    order_id=order_id,
+                    sources=frozenset({OrderStatus.PENDING_PAYMENT}),
+                    target=target,
+                    cause=cause or f"payment {outcome.value.lower().replace('_', ' ')}",
+                    event_type=EVENT_FOR_STATUS[target],
+                    payment_id=payment_id,
+                    payment_outcome=outcome,
+                    # Capture on shipment: the PaymentAuthorized event came before the order existed (authorize is
+                    # checkout's step 6, the order step 7), so the order learns its payment is held from checkout.
+                    payment_status=PaymentStatus.AUTHORIZED if outcome is PaymentOutcome.AUTHORIZED else None,
+                    unless_payment=HOLD_GONE if confirms else frozenset(),
+                ),
             )
-        )
         order = result.order
         if order is None:
             raise NotFound(f"order {order_id} not found")
@@ -74,17 +77,19 @@ class RecordPayment:
 
     async def _fail_without_hold(self, order: Order, payment_id: str) -> Order:
         gone = order.payment_status.value.lower()
-        result = await self._repo.transition(
-            Transition(
-                order_id=order.order_id,
-                sources=frozenset({OrderStatus.PENDING_PAYMENT}),
-                target=OrderStatus.PAYMENT_FAILED,
-                cause=f"payment {gone} before the order was confirmed",
-                event_type=EVENT_FOR_STATUS[OrderStatus.PAYMENT_FAILED],
-                payment_id=payment_id,
-                payment_outcome=PaymentOutcome.FAILED,
+        async with self._uow.transaction() as tx:
+            result = await apply_transition(
+                tx,
+                Transition(
+                    order_id=order.order_id,
+                    sources=frozenset({OrderStatus.PENDING_PAYMENT}),
+                    target=OrderStatus.PAYMENT_FAILED,
+                    cause=f"payment {gone} before the order was confirmed",
+                    event_type=EVENT_FOR_STATUS[OrderStatus.PAYMENT_FAILED],
+                    payment_id=payment_id,
+                    payment_outcome=PaymentOutcome.FAILED,
+                ),
             )
-        )
         if result.order is None:
             raise NotFound(f"order {order.order_id} not found")
         return result.order

@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
-from order.biz.ports import OrderRepo, Transition
+from infra.errors import FailedPrecondition, NotFound, Reason
+from order.biz.ports import Transition, UnitOfWork
+from order.biz.transitions import apply_transition
 from order.model.events import EVENT_FOR_STATUS
 from order.model.order import Order, OrderStatus
-from order.model.status import FULFILMENT_STATUSES, HOLD_GONE, NEEDS_PAYMENT_HELD, ORDER_STATUS_CONFLICT, sources_of
+from order.model.status import HOLD_GONE, NEEDS_PAYMENT_HELD, ORDER_STATUS_CONFLICT, sources_of
 
 __all__ = ["UpdateFulfillment"]
 
-_MAX_TRACKING = 128
-_MAX_CARRIER = 64
-
 
 class UpdateFulfillment:
-    """Invariant 6: the step is validated before anything is written (SHIPPED needs its carrier and
-    tracking number; the other steps take neither). Only a paid (or cash-on-delivery) order is packed,
-    and steps are taken in order by a conditional UPDATE whose ``WHERE`` is the status machine's
-    ``sources_of``; an illegal step is FAILED_PRECONDITION, and a repeat of the step already taken is a
-    no-op. Each step is on the timeline and publishes its event (OrderPacked, OrderShipped with the
-    carrier and tracking number, OrderDelivered) in the same transaction (invariant 5): payment captures
-    an authorization still open when the order ships (capture on shipment) and marks cash on delivery
-    paid when it is delivered; the notification service tells the customer.
+    """Invariant 6: the step is validated before anything is written, by the servicer
+    (order/service/validation.py: SHIPPED needs its carrier and tracking number; the other steps take
+    neither). Only a paid (or cash-on-delivery) order is packed, and steps are taken in order by a
+    conditional UPDATE whose ``WHERE`` is the status machine's ``sources_of``; an illegal step is
+    FAILED_PRECONDITION, and a repeat of the step already taken is a no-op. Each step is on the timeline and
+    publishes its event (OrderPacked, OrderShipped with the carrier and tracking number, OrderDelivered) in
+    the same transaction (invariant 5): payment captures an authorization still open when the order ships
+    (capture on shipment) and marks cash on delivery paid when it is delivered; the notification service
+    tells the customer.
 
     Invariant 3, the other way round (no goods without money): PACKED and SHIPPED also need the order's
     payment still held or taken. The same conditional UPDATE requires its payment status not to be one of
@@ -33,41 +32,28 @@ class UpdateFulfillment:
     told). A void the order service cannot see yet, made at the provider behind Kassa's back, is the one
     case left to that capture's refusal."""
 
-    def __init__(self, repo: OrderRepo) -> None:
-        self._repo = repo
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
-    async def __call__(
-        self, order_id: str, target: OrderStatus | None, tracking_number: str, carrier: str = ""
-    ) -> Order:
-        if target not in FULFILMENT_STATUSES:
-            raise InvalidArgument("status", "must be PACKED, SHIPPED or DELIVERED")
-        if len(tracking_number) > _MAX_TRACKING:
-            raise InvalidArgument("tracking_number", f"must be at most {_MAX_TRACKING} characters")
-        if len(carrier) > _MAX_CARRIER:
-            raise InvalidArgument("carrier", f"must be at most {_MAX_CARRIER} characters")
+    async def __call__(self, order_id: str, target: OrderStatus, tracking_number: str, carrier: str = "") -> Order:
         if target is OrderStatus.SHIPPED:
-            if not tracking_number.strip():
-                raise InvalidArgument("tracking_number", "is required to ship an order")
-            if not carrier.strip():
-                raise InvalidArgument("carrier", "is required to ship an order")
             cause = f"fulfilment: shipped with {carrier}, tracking number {tracking_number}"
         else:
-            for name, value in (("tracking_number", tracking_number), ("carrier", carrier)):
-                if value:
-                    raise InvalidArgument(name, "is only given with SHIPPED")
             cause = f"fulfilment: {target.value.lower()}"
-        result = await self._repo.transition(
-            Transition(
-                order_id=order_id,
-                sources=sources_of(target),
-                target=target,
-                cause=cause,
-                event_type=EVENT_FOR_STATUS[target],
-                tracking_number=tracking_number,
-                carrier=carrier,
-                unless_payment=HOLD_GONE if target in NEEDS_PAYMENT_HELD else frozenset(),
+        async with self._uow.transaction() as tx:
+            result = await apply_transition(
+                tx,
+                Transition(
+                    order_id=order_id,
+                    sources=sources_of(target),
+                    target=target,
+                    cause=cause,
+                    event_type=EVENT_FOR_STATUS[target],
+                    tracking_number=tracking_number,
+                    carrier=carrier,
+                    unless_payment=HOLD_GONE if target in NEEDS_PAYMENT_HELD else frozenset(),
+                ),
             )
-        )
         order = result.order
         if order is None:
             raise NotFound(f"order {order_id} not found")

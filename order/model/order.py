@@ -164,10 +164,6 @@ class Order:
     carrier: str = ""
     delivery_window: DeliveryWindow | None = None
 
-    def visible_to(self, subject: str, *, privileged: bool) -> bool:
-        """Customers see only their own orders; admins and Kassa's services see all."""
-        return privileged or self.customer_id == subject
-
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:

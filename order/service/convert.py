@@ -1,4 +1,4 @@
-"""Protobuf ↔ model for the order service. No validation beyond shape: the model validates."""
+"""Protobuf ↔ model for the order service. No validation beyond shape: the request's checks are validation.py's."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from infra.db import create_engine
 from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 from infra.money import Money
-from order.data.repo import SqlOrderRepo
+from order.data.repositories import SqlUnitOfWork
 from order.model.order import Address, NewOrder, OrderLine, Totals
 
 pytestmark = pytest.mark.integration
@@ -65,7 +65,8 @@ async def test_each_service_is_read_from_its_own_database(
         migrate(own, ["order"])
         engine = create_engine(own, pool_size=1)
         try:
-            await SqlOrderRepo(engine, settings.pii_cipher()).create(_order(), "placed")
+            async with SqlUnitOfWork(engine, settings.pii_cipher()).transaction() as tx:
+                await tx.orders.create(_order(), "placed")
         finally:
             await engine.dispose()
 

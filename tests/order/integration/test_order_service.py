@@ -156,7 +156,7 @@ async def test_a_grand_total_that_does_not_add_up_is_refused_and_nothing_written
     [
         ({"checkout_session_id": ""}, "checkout_session_id"),
         ({"customer_id": ""}, "customer_id"),
-        ({"shipping_address": Address(name="Ada", line1="1 Main St", city="X", country_code="usa")},
+        ({"shipping_address": Address(name="Ada", line1="1 Main St", city="X", postal_code="1", country_code="usa")},
          "shipping_address.country_code"),
         ({"shipping_method": "teleport"}, "shipping_method"),
     ],

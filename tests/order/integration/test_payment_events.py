@@ -74,7 +74,9 @@ def order_request(session_id: str, customer_id: str, payment_id: str) -> pb.Crea
         totals=order_pb2.OrderTotals(
             subtotal=usd(750), discount_total=usd(0), shipping_total=usd(0), tax_total=usd(0), grand_total=usd(750)
         ),
-        shipping_address=Address(name="Ada", line1="1 Main St", city="Springfield", country_code="US"),
+        shipping_address=Address(
+            name="Ada", line1="1 Main St", city="Springfield", postal_code="12345", country_code="US"
+        ),
         shipping_method="express",
         payment_id=payment_id,
         payment_method="tok_threeDSecure",

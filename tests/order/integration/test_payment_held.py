@@ -27,20 +27,25 @@ from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, P
 from order.biz.create_order import CreateOrder
 from order.biz.record_payment import RecordPayment
 from order.biz.update_fulfillment import UpdateFulfillment
-from order.data.repo import SqlOrderRepo
+from order.data.repositories import SqlUnitOfWork
 from order.data.tables import history, outbox
 from order.model.order import Order, OrderStatus, PaymentOutcome, PaymentStatus
-from order.model.validation import Limits
 
 pytestmark = pytest.mark.integration
+
+
+async def _get(uow: SqlUnitOfWork, order_id: str) -> Order | None:
+    async with uow.read() as tx:
+        return await tx.orders.get(order_id)
+
 
 ROUNDS = 12
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def repo(settings: Settings) -> AsyncIterator[tuple[SqlOrderRepo, AsyncEngine]]:
+async def repo(settings: Settings) -> AsyncIterator[tuple[SqlUnitOfWork, AsyncEngine]]:
     engine = create_engine(str(settings.database_url), pool_size=8, application_name="kassa-order-held")
-    yield SqlOrderRepo(engine, settings.pii_cipher()), engine
+    yield SqlUnitOfWork(engine, settings.pii_cipher()), engine
     await engine.dispose()
 
 
@@ -62,17 +67,17 @@ async def statuses_of(engine: AsyncEngine, order_id: str) -> list[str]:
         return [r.status for r in (await conn.execute(stmt)).all()]
 
 
-async def authorized_order(orders: SqlOrderRepo, customer_id: str) -> tuple[Order, str]:
+async def authorized_order(orders: SqlUnitOfWork, customer_id: str) -> tuple[Order, str]:
     """An order confirmed on an authorization (capture on shipment)."""
     payment_id = unique("pay")
-    order, _ = await CreateOrder(orders, Limits())(new_order(customer_id, payment_id))
+    order, _ = await CreateOrder(orders)(new_order(customer_id, payment_id))
     confirmed = await RecordPayment(orders)(order.order_id, PaymentOutcome.AUTHORIZED, payment_id=payment_id)
     assert (confirmed.status, confirmed.payment_status) == (OrderStatus.CONFIRMED, PaymentStatus.AUTHORIZED)
     return confirmed, payment_id
 
 
 async def test_an_order_whose_authorization_was_voided_is_neither_packed_nor_shipped(
-    repo: tuple[SqlOrderRepo, AsyncEngine], customer_id: str
+    repo: tuple[SqlUnitOfWork, AsyncEngine], customer_id: str
 ) -> None:
     orders, engine = repo
     fulfil, apply = UpdateFulfillment(orders), ApplyPaymentEvent(orders)
@@ -90,18 +95,18 @@ async def test_an_order_whose_authorization_was_voided_is_neither_packed_nor_shi
     with pytest.raises(FailedPrecondition) as refused:
         await fulfil(packed.order_id, OrderStatus.SHIPPED, "1Z999", "ups")
     assert refused.value.reason == Reason.PAYMENT_INVALID_STATE
-    final = await orders.get(packed.order_id)
+    final = await _get(orders, packed.order_id)
     assert final is not None and (final.status, final.payment_status) == (OrderStatus.PACKED, PaymentStatus.VOIDED)
     assert (await events_of(engine, packed.order_id))["OrderShipped"] == 0
 
 
 async def test_a_voided_authorization_fails_the_order_instead_of_confirming_it(
-    repo: tuple[SqlOrderRepo, AsyncEngine], customer_id: str
+    repo: tuple[SqlUnitOfWork, AsyncEngine], customer_id: str
 ) -> None:
     orders, engine = repo
     record, apply = RecordPayment(orders), ApplyPaymentEvent(orders)
     payment_id = unique("pay")
-    order, _ = await CreateOrder(orders, Limits())(new_order(customer_id, payment_id))
+    order, _ = await CreateOrder(orders)(new_order(customer_id, payment_id))
     await apply(voided(order.order_id, payment_id))
 
     answer = await record(order.order_id, PaymentOutcome.AUTHORIZED, payment_id=payment_id)
@@ -114,7 +119,7 @@ async def test_a_voided_authorization_fails_the_order_instead_of_confirming_it(
 
 
 async def test_a_void_racing_a_shipment_never_ships_an_order_known_to_be_voided(
-    repo: tuple[SqlOrderRepo, AsyncEngine], customer_id: str
+    repo: tuple[SqlUnitOfWork, AsyncEngine], customer_id: str
 ) -> None:
     orders, engine = repo
     fulfil, apply = UpdateFulfillment(orders), ApplyPaymentEvent(orders)

@@ -19,28 +19,33 @@ from helpers import unique
 from order_support import USD, new_order
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from infra.caller import Caller
 from infra.config import Settings
 from infra.db import create_engine
 from infra.money import Money
 from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent, PaymentEventType
 from order.biz.cancel_order import CancelOrder
 from order.biz.create_order import CreateOrder
-from order.biz.ports import Caller
 from order.biz.record_payment import RecordPayment
-from order.data.repo import SqlOrderRepo
+from order.data.repositories import SqlUnitOfWork
 from order.data.tables import history, outbox
-from order.model.order import OrderStatus, PaymentOutcome, PaymentStatus
-from order.model.validation import Limits
+from order.model.order import Order, OrderStatus, PaymentOutcome, PaymentStatus
 
 pytestmark = pytest.mark.integration
+
+
+async def _get(uow: SqlUnitOfWork, order_id: str) -> Order | None:
+    async with uow.read() as tx:
+        return await tx.orders.get(order_id)
+
 
 ROUNDS = 12
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def repo(settings: Settings) -> AsyncIterator[tuple[SqlOrderRepo, AsyncEngine]]:
+async def repo(settings: Settings) -> AsyncIterator[tuple[SqlUnitOfWork, AsyncEngine]]:
     engine = create_engine(str(settings.database_url), pool_size=8, application_name="kassa-order-races")
-    yield SqlOrderRepo(engine, settings.pii_cipher()), engine
+    yield SqlUnitOfWork(engine, settings.pii_cipher()), engine
     await engine.dispose()
 
 
@@ -64,10 +69,10 @@ async def effects(engine: AsyncEngine, order_id: str) -> tuple[Counter[str], lis
 
 
 async def test_a_capture_event_racing_record_payment_confirms_once(
-    repo: tuple[SqlOrderRepo, AsyncEngine], customer_id: str
+    repo: tuple[SqlUnitOfWork, AsyncEngine], customer_id: str
 ) -> None:
     orders, engine = repo
-    create, record, apply = CreateOrder(orders, Limits()), RecordPayment(orders), ApplyPaymentEvent(orders)
+    create, record, apply = CreateOrder(orders), RecordPayment(orders), ApplyPaymentEvent(orders)
     for _ in range(ROUNDS):
         payment_id = unique("pay")
         order, _ = await create(new_order(customer_id, payment_id))
@@ -77,7 +82,7 @@ async def test_a_capture_event_racing_record_payment_confirms_once(
         )
         assert recorded.status == OrderStatus.CONFIRMED
         assert disposition in {EventDisposition.APPLIED, EventDisposition.RECORDED}
-        final = await orders.get(order.order_id)
+        final = await _get(orders, order.order_id)
         assert final is not None
         assert (final.status, final.payment_status) == (OrderStatus.CONFIRMED, PaymentStatus.CAPTURED)
         events, entries = await effects(engine, order.order_id)
@@ -89,10 +94,10 @@ async def test_a_capture_event_racing_record_payment_confirms_once(
 
 
 async def test_a_capture_event_racing_a_cancellation_never_uncancels(
-    repo: tuple[SqlOrderRepo, AsyncEngine], customer_id: str
+    repo: tuple[SqlUnitOfWork, AsyncEngine], customer_id: str
 ) -> None:
     orders, engine = repo
-    create, cancel, apply = CreateOrder(orders, Limits()), CancelOrder(orders), ApplyPaymentEvent(orders)
+    create, cancel, apply = CreateOrder(orders), CancelOrder(orders), ApplyPaymentEvent(orders)
     caller = Caller(subject=customer_id, privileged=False)
     for _ in range(ROUNDS):
         payment_id = unique("pay")
@@ -101,7 +106,7 @@ async def test_a_capture_event_racing_a_cancellation_never_uncancels(
             cancel(order.order_id, caller, "changed my mind"), apply(captured(order.order_id, payment_id))
         )
         assert cancelled.status == OrderStatus.CANCELLED
-        final = await orders.get(order.order_id)
+        final = await _get(orders, order.order_id)
         assert final is not None
         assert (final.status, final.payment_status) == (OrderStatus.CANCELLED, PaymentStatus.CAPTURED)
         events, entries = await effects(engine, order.order_id)

@@ -33,7 +33,8 @@ def _personal(marker: str) -> dict[str, Any]:
             country_code="US", phone="+1 555 010 4477",
         ),
         "billing_address": Address(
-            name="Ada", line1=f"{marker} Billing Lane", city="Springfield", country_code="US", phone="+1 555 010 9988"
+            name="Ada", line1=f"{marker} Billing Lane", city="Springfield", postal_code="12345", country_code="US",
+            phone="+1 555 010 9988",
         ),
     }  # fmt: skip
 

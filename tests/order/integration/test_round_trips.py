@@ -22,11 +22,12 @@ from infra.money import Money
 from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent, PaymentEventType
 from order.biz.create_order import CreateOrder
 from order.biz.record_payment import RecordPayment
-from order.data.repo import SqlOrderRepo
+from order.data.repositories import SqlUnitOfWork
 from order.data.tables import history, inbox, order_discounts, order_lines, outbox
 from order.model.order import (
     Address,
     NewOrder,
+    Order,
     OrderDiscount,
     OrderLine,
     OrderStatus,
@@ -34,16 +35,20 @@ from order.model.order import (
     PaymentStatus,
     Totals,
 )
-from order.model.validation import Limits
 
 pytestmark = pytest.mark.integration
 
 
+async def _get(uow: SqlUnitOfWork, order_id: str) -> Order | None:
+    async with uow.read() as tx:
+        return await tx.orders.get(order_id)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def counted(settings: Settings) -> AsyncIterator[tuple[SqlOrderRepo, RoundTrips, AsyncEngine]]:
+async def counted(settings: Settings) -> AsyncIterator[tuple[SqlUnitOfWork, RoundTrips, AsyncEngine]]:
     engine = create_engine(str(settings.database_url), pool_size=2, application_name="kassa-order-round-trips")
     trips = RoundTrips(engine)
-    yield SqlOrderRepo(engine, settings.pii_cipher()), trips, engine
+    yield SqlUnitOfWork(engine, settings.pii_cipher()), trips, engine
     await engine.dispose()
 
 
@@ -93,10 +98,10 @@ async def rows(engine: AsyncEngine, stmt: sa.Select[Any]) -> list[sa.Row[Any]]:
 
 
 async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
-    counted: tuple[SqlOrderRepo, RoundTrips, AsyncEngine], customer_id: str
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
 ) -> None:
     repo, trips, engine = counted
-    create, record = CreateOrder(repo, Limits()), RecordPayment(repo)
+    create, record = CreateOrder(repo), RecordPayment(repo)
     apply = ApplyPaymentEvent(repo)
     session_id, payment_id = unique("sess"), unique("pay")
     new = new_order(session_id, customer_id, payment_id)
@@ -154,25 +159,25 @@ async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
     assert sorted(r.event_type for r in events) == ["OrderConfirmed", "OrderCreated"]
     claims = await rows(engine, sa.select(inbox.c.event_id).where(inbox.c.event_id == event.event_id))
     assert len(claims) == 1
-    got = await repo.get(order.order_id)
+    got = await _get(repo, order.order_id)
     assert got is not None and got.payment_status == PaymentStatus.CAPTURED
 
 
 async def test_a_payment_event_first_confirms_in_one_statement_with_its_claim(
-    counted: tuple[SqlOrderRepo, RoundTrips, AsyncEngine], customer_id: str
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
 ) -> None:
     repo, trips, engine = counted
     record = RecordPayment(repo)
     apply = ApplyPaymentEvent(repo)
     payment_id = unique("pay")
-    order, _ = await CreateOrder(repo, Limits())(new_order(unique("sess"), customer_id, payment_id))
+    order, _ = await CreateOrder(repo)(new_order(unique("sess"), customer_id, payment_id))
     trips.take()
 
     event = captured(payment_id, order.order_id)
     assert await apply(event) == EventDisposition.APPLIED
     # Claim + status + payment status + history, then the outbox event.
     assert trips.take() == Trips(statements=2, transactions=1, commits=1)
-    got = await repo.get(order.order_id)
+    got = await _get(repo, order.order_id)
     assert trips.take() == Trips(statements=1, autocommit=1)  # one statement, no transaction
     assert got is not None and got.status == OrderStatus.CONFIRMED and got.payment_outcome == PaymentOutcome.CAPTURED
     assert got.payment_status == PaymentStatus.CAPTURED

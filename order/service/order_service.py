@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 import grpc
 
 from infra.auth import require_identity, require_privileged
-from infra.errors import InvalidArgument
-from infra.validation import check_text
+from infra.caller import Caller
 from kassa.order.v1 import order_service_pb2 as pb
 from kassa.order.v1 import order_service_pb2_grpc
 from order.biz.cancel_order import CancelOrder
@@ -17,7 +15,6 @@ from order.biz.create_order import CreateOrder
 from order.biz.get_order import GetOrder
 from order.biz.get_order_timeline import GetOrderTimeline
 from order.biz.list_orders import ListOrders
-from order.biz.ports import Caller
 from order.biz.record_payment import RecordPayment
 from order.biz.update_fulfillment import UpdateFulfillment
 from order.service.convert import (
@@ -27,11 +24,17 @@ from order.service.convert import (
     status_change_to_pb,
     status_from_pb,
 )
+from order.service.validation import (
+    Limits,
+    check_order_id,
+    validate_cancel,
+    validate_fulfillment,
+    validate_list_orders,
+    validate_new_order,
+    validate_record_payment,
+)
 
-__all__ = ["OrderService", "UseCases"]
-
-_MAX_REASON = 500
-_MAX_CUSTOMER_ID = 128
+__all__ = ["OrderServiceServicer", "UseCases"]
 
 
 @dataclass(frozen=True)
@@ -45,39 +48,34 @@ class UseCases:
     get_order_timeline: GetOrderTimeline
 
 
-def _order_id(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise InvalidArgument("order_id", "must be an order id (a UUID)") from exc
-
-
 def _caller() -> Caller:
     ident = require_identity()
     return Caller(subject=ident.subject, privileged=ident.is_privileged)
 
 
-class OrderService(order_service_pb2_grpc.OrderServiceServicer):
-    def __init__(self, use_cases: UseCases) -> None:
+class OrderServiceServicer(order_service_pb2_grpc.OrderServiceServicer):
+    def __init__(self, use_cases: UseCases, limits: Limits) -> None:
         self._uc = use_cases
+        self._limits = limits
 
     async def CreateOrder(
         self, request: pb.CreateOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateOrderResponse:
         require_privileged()
-        order, created = await self._uc.create_order(new_order_from_pb(request))
+        new = validate_new_order(new_order_from_pb(request), self._limits)
+        order, created = await self._uc.create_order(new)
         return pb.CreateOrderResponse(order=order_to_pb(order), created=created)
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.GetOrderResponse:
         caller = _caller()
-        order = await self._uc.get_order(_order_id(request.order_id), caller)
+        order = await self._uc.get_order(check_order_id(request.order_id), caller)
         return pb.GetOrderResponse(order=order_to_pb(order))
 
     async def ListOrders(
         self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListOrdersResponse:
         caller = _caller()
-        check_text("customer_id", request.customer_id, max_length=_MAX_CUSTOMER_ID)
+        validate_list_orders(request.customer_id)
         orders, next_token = await self._uc.list_orders(
             caller, request.page_size, request.page_token, request.customer_id
         )
@@ -87,8 +85,8 @@ class OrderService(order_service_pb2_grpc.OrderServiceServicer):
         self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelOrderResponse:
         caller = _caller()
-        order_id = _order_id(request.order_id)
-        check_text("reason", request.reason, max_length=_MAX_REASON, multiline=True)
+        order_id = check_order_id(request.order_id)
+        validate_cancel(request.reason)
         order = await self._uc.cancel_order(order_id, caller, request.reason)
         return pb.CancelOrderResponse(order=order_to_pb(order))
 
@@ -96,12 +94,8 @@ class OrderService(order_service_pb2_grpc.OrderServiceServicer):
         self, request: pb.RecordPaymentRequest, context: grpc.aio.ServicerContext
     ) -> pb.RecordPaymentResponse:
         require_privileged()
-        order_id = _order_id(request.order_id)
-        outcome = outcome_from_pb(request.outcome)
-        if outcome is None:
-            raise InvalidArgument("outcome", "must be CAPTURED, AUTHORIZED, CASH_ON_DELIVERY or FAILED")
-        check_text("payment_id", request.payment_id, max_length=128)
-        check_text("cause", request.cause, max_length=_MAX_REASON, multiline=True)
+        order_id = check_order_id(request.order_id)
+        outcome = validate_record_payment(outcome_from_pb(request.outcome), request.payment_id, request.cause)
         order = await self._uc.record_payment(order_id, outcome, payment_id=request.payment_id, cause=request.cause)
         return pb.RecordPaymentResponse(order=order_to_pb(order))
 
@@ -109,17 +103,14 @@ class OrderService(order_service_pb2_grpc.OrderServiceServicer):
         self, request: pb.UpdateFulfillmentRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateFulfillmentResponse:
         require_privileged()
-        order_id = _order_id(request.order_id)
-        check_text("tracking_number", request.tracking_number, max_length=128)
-        check_text("carrier", request.carrier, max_length=64)
-        order = await self._uc.update_fulfillment(
-            order_id, status_from_pb(request.status), request.tracking_number, request.carrier
-        )
+        order_id = check_order_id(request.order_id)
+        target = validate_fulfillment(status_from_pb(request.status), request.tracking_number, request.carrier)
+        order = await self._uc.update_fulfillment(order_id, target, request.tracking_number, request.carrier)
         return pb.UpdateFulfillmentResponse(order=order_to_pb(order))
 
     async def GetOrderTimeline(
         self, request: pb.GetOrderTimelineRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetOrderTimelineResponse:
         caller = _caller()
-        changes = await self._uc.get_order_timeline(_order_id(request.order_id), caller)
+        changes = await self._uc.get_order_timeline(check_order_id(request.order_id), caller)
         return pb.GetOrderTimelineResponse(events=[status_change_to_pb(c) for c in changes])

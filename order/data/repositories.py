@@ -1,4 +1,8 @@
-"""SqlOrderRepo: the OrderRepo port on Postgres (SQLAlchemy Core, one short transaction per call).
+"""The order service's repositories on Postgres (SQLAlchemy Core) and its unit of work.
+
+``SqlUnitOfWork.transaction()`` is the only place a transaction begins: its ``SqlTx`` holds the
+``SqlOrderRepo`` bound to that transaction's connection and writes the outbox (``add_event``);
+``read()`` gives the same repositories on an autocommit connection, for a use case that only reads.
 
 Each RPC costs as few round trips as the invariants allow (issue 4): the rows an RPC writes go in
 one statement (data-modifying CTEs, lines and discounts as ``unnest`` arrays), an order is read with
@@ -12,10 +16,11 @@ way out (infra.pii): the rest of the service only sees plain values, and the tab
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,7 +35,6 @@ from infra.outbox import add_event
 from infra.pii import PiiCipher
 from order.biz.ports import PageCursor, Transition, TransitionResult
 from order.data.tables import audit_log, history, inbox, order_discounts, order_lines, orders, outbox
-from order.model.events import ORDER_CREATED, event_data
 from order.model.order import (
     Address,
     DeliveryWindow,
@@ -46,7 +50,7 @@ from order.model.order import (
 )
 from order.model.payment_status import payment_sources_of
 
-__all__ = ["SqlOrderRepo"]
+__all__ = ["SqlOrderRepo", "SqlTx", "SqlUnitOfWork"]
 
 SERVICE = "order"
 
@@ -327,15 +331,12 @@ def _payment_news_stmt(*, move: bool, payment: bool, claim: bool, guard: bool) -
 
 
 class SqlOrderRepo:
-    """``cipher`` encrypts the personal columns; ``on_commit`` is called after a transaction that wrote outbox
-    rows (wakes the publisher)."""
+    """The orders, on one connection: a transaction's (``SqlTx``) or an autocommit one (``SqlUnitOfWork.read``).
+    ``cipher`` encrypts the personal columns. Never opens a transaction of its own."""
 
-    def __init__(self, engine: AsyncEngine, cipher: PiiCipher, *, on_commit: Callable[[], None] = lambda: None) -> None:
-        self._engine = engine
+    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
+        self._conn = conn
         self._cipher = cipher
-        # Single-statement reads: no BEGIN/ROLLBACK round trips.
-        self._reader = single_statements(engine)
-        self._on_commit = on_commit
 
     async def create(self, order: NewOrder, cause: str) -> tuple[Order, bool]:
         t = order.totals
@@ -374,49 +375,36 @@ class SqlOrderRepo:
             "discount_amounts": [d.amount.amount_minor for d in discounts],
             "first_cause": cause,
         }
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(_CREATE, params)).first()
-            if row is None:
-                # The session has an order; the unique index guarantees it is visible to a new statement.
-                existing = (
-                    await conn.execute(_LOAD_BY_SESSION, {"checkout_session_id": order.checkout_session_id})
-                ).first()
-                if existing is None:
-                    raise RuntimeError(f"order for session {order.checkout_session_id} vanished")
-                return _order(existing, self._cipher), False
-            personal = _Personal(order.email, order.shipping_address, order.billing_address, order.notes)
-            created = _build(row, lines, discounts, personal)
-            await add_event(
-                conn,
-                outbox,
-                service=SERVICE,
-                event_type=ORDER_CREATED,
-                aggregate_id=created.order_id,
-                data=event_data(created, cause),
-            )
-            await audit.record(conn, audit_log, f"orders/{created.order_id}")
-        self._on_commit()
+        conn = self._conn
+        row = (await conn.execute(_CREATE, params)).first()
+        if row is None:
+            # The session has an order; the unique index guarantees it is visible to a new statement.
+            existing = (
+                await conn.execute(_LOAD_BY_SESSION, {"checkout_session_id": order.checkout_session_id})
+            ).first()
+            if existing is None:
+                raise RuntimeError(f"order for session {order.checkout_session_id} vanished")
+            return _order(existing, self._cipher), False
+        personal = _Personal(order.email, order.shipping_address, order.billing_address, order.notes)
+        created = _build(row, lines, discounts, personal)
+        await audit.record(conn, audit_log, f"orders/{created.order_id}")
         return created, True
 
     async def get(self, order_id: str) -> Order | None:
         oid = _uuid(order_id)
         if oid is None:
             return None
-        async with self._reader.connect() as conn:
-            row = (await conn.execute(_LOAD_BY_ID, {"order_id": oid})).first()
-        return None if row is None else _order(row, self._cipher)
+        return await _load(self._conn, oid, self._cipher)
 
     async def find_id_by_session(self, checkout_session_id: str) -> str | None:
-        async with self._reader.connect() as conn:
-            oid = (await conn.execute(_ID_BY_SESSION, {"checkout_session_id": checkout_session_id})).scalar()
+        oid = (await self._conn.execute(_ID_BY_SESSION, {"checkout_session_id": checkout_session_id})).scalar()
         return str(oid) if oid is not None else None
 
     async def history(self, order_id: str) -> list[StatusChange]:
         oid = _uuid(order_id)
         if oid is None:
             return []
-        async with self._reader.connect() as conn:
-            rows = (await conn.execute(_HISTORY, {"order_id": oid})).all()
+        rows = (await self._conn.execute(_HISTORY, {"order_id": oid})).all()
         return [StatusChange(OrderStatus(r.status), r.cause, r.occurred_at) for r in rows]
 
     async def list_for_customer(self, customer_id: str, limit: int, after: PageCursor | None) -> list[Order]:
@@ -427,8 +415,7 @@ class SqlOrderRepo:
                 < sa.tuple_(after.created_at, uuid.UUID(after.order_id))
             )
         stmt = stmt.order_by(orders.c.created_at.desc(), orders.c.order_id.desc()).limit(limit)
-        async with self._reader.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = (await self._conn.execute(stmt)).all()
         return [_order(r, self._cipher) for r in rows]
 
     async def transition(self, transition: Transition) -> TransitionResult:
@@ -470,29 +457,58 @@ class SqlOrderRepo:
             params["t_ps_sources"] = [s.value for s in payment_sources_of(transition.payment_status)]
         if claim is not None:
             params["t_consumer"], params["t_event_id"] = claim.consumer, claim.event_id
+        conn = self._conn
+        row = (await conn.execute(stmt, params)).first()
+        if claim is not None and (row is None or not row.claimed):
+            return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False, duplicate=True)
+        if row is None or row.order_id is None:
+            # Not moved: read the order again in a new statement, which sees what the update saw.
+            return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False)
+        updated = _order(row, self._cipher)
+        moved = bool(row.moved) if news else True
+        recorded = bool(news and row.recorded)
+        if moved or recorded:
+            await audit.record(conn, audit_log, f"orders/{updated.order_id}")
+        return TransitionResult(order=updated, applied=moved, recorded=recorded)
+
+
+class SqlTx:
+    """The repositories of one transaction (or of the autocommit reads) and its outbox."""
+
+    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
+        self.conn = conn
+        self.orders = SqlOrderRepo(conn, cipher)
+        self.events = 0
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
+        await add_event(self.conn, outbox, service=SERVICE, event_type=event_type, aggregate_id=aggregate_id, data=data)
+        self.events += 1
+
+
+class SqlUnitOfWork:
+    """Commits when the block exits cleanly and rolls back on an exception; ``on_commit`` wakes the outbox
+    publisher after a commit that added events. ``cipher`` encrypts and decrypts the orders' personal data."""
+
+    def __init__(self, engine: AsyncEngine, cipher: PiiCipher, *, on_commit: Callable[[], None] | None = None) -> None:
+        self._engine = engine
+        self._cipher = cipher
+        # Single-statement reads: no BEGIN/ROLLBACK round trips.
+        self._reads = single_statements(engine)
+        self._on_commit = on_commit
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
         async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt, params)).first()
-            if claim is not None and (row is None or not row.claimed):
-                return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False, duplicate=True)
-            if row is None or row.order_id is None:
-                # Not moved: read the order again in a new statement, which sees what the update saw.
-                return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False)
-            updated = _order(row, self._cipher)
-            moved = row.moved if news else True
-            if moved:
-                await add_event(
-                    conn,
-                    outbox,
-                    service=SERVICE,
-                    event_type=transition.event_type,
-                    aggregate_id=updated.order_id,
-                    data=event_data(updated, transition.cause),
-                )
-            if moved or (news and row.recorded):
-                await audit.record(conn, audit_log, f"orders/{updated.order_id}")
-        if moved:
+            tx = SqlTx(conn, self._cipher)
+            yield tx
+        if tx.events and self._on_commit is not None:
             self._on_commit()
-        return TransitionResult(order=updated, applied=moved, recorded=bool(news and row.recorded))
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
+        async with self._reads.connect() as conn:
+            yield SqlTx(conn, self._cipher)
 
 
 async def _load(conn: AsyncConnection, order_id: uuid.UUID, cipher: PiiCipher) -> Order | None:
