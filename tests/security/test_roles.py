@@ -35,7 +35,7 @@ from promotion.biz.reserve import ReservePromotionUsage
 from promotion.biz.settle import ConfirmPromotionUsage, ReleasePromotionUsage
 from promotion.biz.validate import ValidatePromotions
 from promotion.service.promotion_service import PromotionServiceServicer
-from warehouse.service.inventory import InventoryService
+from warehouse.service.inventory_service import InventoryServiceServicer
 
 pytestmark = pytest.mark.unit
 
@@ -59,7 +59,7 @@ IDENTITIES = {
     "other-role": Identity(subject="x-1", role="superuser"),
 }
 
-inventory = InventoryService(Tripwire(), default_ttl_seconds=900)  # type: ignore[arg-type]
+inventory = InventoryServiceServicer(Tripwire(), default_ttl_seconds=900)  # type: ignore[arg-type]
 pricing = PricingService(Tripwire(), Tripwire())  # type: ignore[arg-type]
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from infra.errors import FailedPrecondition, NotFound, Reason
 from warehouse.biz.events import RESERVATIONS_CONFIRMED, reservation_payload
-from warehouse.biz.ports import InventoryStore, InventoryTx
+from warehouse.biz.ports import Tx, UnitOfWork
 from warehouse.model.inventory import Reservation, ReservationStatus
 
-__all__ = ["confirm_reservations", "extend_reservations", "get_reservations", "release_reservations"]
+__all__ = ["ConfirmReservations", "ExtendReservations", "GetReservations", "ReleaseReservations"]
 
 
 def _session_expired(reservation_ref: str, lapsed: list[Reservation]) -> FailedPrecondition:
@@ -34,48 +34,63 @@ def _state(r: Reservation) -> str:
     return "past_ttl" if r.status is ReservationStatus.ACTIVE else r.status.value
 
 
-async def _current(tx: InventoryTx, reservation_ref: str) -> list[Reservation]:
+async def _current(tx: Tx, reservation_ref: str) -> list[Reservation]:
     rows = await tx.reservations_of(reservation_ref)
     if not rows:
         raise NotFound(f"no reservations for {reservation_ref}", metadata={"reservation_ref": reservation_ref})
     return rows
 
 
-async def get_reservations(store: InventoryStore, reservation_ref: str) -> list[Reservation]:
-    """Read-only view of a ref's reservations; an unknown ref has none."""
-    return await store.reservations_of(reservation_ref)
+class GetReservations:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, reservation_ref: str) -> list[Reservation]:
+        """Read-only view of a ref's reservations; an unknown ref has none."""
+        async with self._uow.read() as tx:
+            return await tx.reservations_of(reservation_ref)
 
 
-async def extend_reservations(store: InventoryStore, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
+class ExtendReservations:
     """Keep a session's stock held for ``ttl_seconds`` more, or refuse as a whole.
 
     Protects DESIGN.md §4.4 (no reservation outlives its TTL): a reservation already expired, released
     or past expires_at is never revived, since its units may already be held by someone else.
     """
-    async with store.transaction() as tx:
-        await tx.lock_ref(reservation_ref)
-        extended = {r.reservation_id for r in await tx.extend(reservation_ref, ttl_seconds)}
-        rows = await _current(tx, reservation_ref)
-        lapsed = [r for r in rows if r.reservation_id not in extended]
-        if lapsed:
-            raise _session_expired(reservation_ref, lapsed)
-        return rows
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
+        async with self._uow.transaction() as tx:
+            await tx.lock_ref(reservation_ref)
+            extended = {r.reservation_id for r in await tx.extend(reservation_ref, ttl_seconds)}
+            rows = await _current(tx, reservation_ref)
+            lapsed = [r for r in rows if r.reservation_id not in extended]
+            if lapsed:
+                raise _session_expired(reservation_ref, lapsed)
+            return rows
 
 
-async def release_reservations(store: InventoryStore, reservation_ref: str) -> list[Reservation]:
+class ReleaseReservations:
     """Give a session's held units back to stock; idempotent.
 
     Protects DESIGN.md §4.4 (stock conserved): only ACTIVE rows are released, and each one returns
     exactly its quantity to ``reserved`` once; released, expired or confirmed rows are left as they are.
     """
-    async with store.transaction() as tx:
-        await tx.lock_ref(reservation_ref)
-        released = await tx.transition(reservation_ref, ReservationStatus.RELEASED, only_unexpired=False)
-        await tx.give_back(released, sold=False)
-        return await _current(tx, reservation_ref)
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, reservation_ref: str) -> list[Reservation]:
+        async with self._uow.transaction() as tx:
+            await tx.lock_ref(reservation_ref)
+            released = await tx.transition(reservation_ref, ReservationStatus.RELEASED, only_unexpired=False)
+            await tx.give_back(released, sold=False)
+            return await _current(tx, reservation_ref)
 
 
-async def confirm_reservations(store: InventoryStore, reservation_ref: str) -> list[Reservation]:
+class ConfirmReservations:
     """Turn a session's held units into sold units (on_hand and reserved both drop); idempotent.
 
     Protects DESIGN.md §4.1 and §4.4: units are deducted exactly once (only ACTIVE rows move), and a
@@ -83,15 +98,22 @@ async def confirm_reservations(store: InventoryStore, reservation_ref: str) -> l
     SESSION_EXPIRED as a whole rather than selling stock that is no longer held for it. Checkout relies
     on this refusal to never capture money for units the customer no longer holds.
     """
-    async with store.transaction() as tx:
-        await tx.lock_ref(reservation_ref)
-        confirmed = await tx.transition(reservation_ref, ReservationStatus.CONFIRMED, only_unexpired=True)
-        rows = await _current(tx, reservation_ref)
-        lapsed = [r for r in rows if r.status is not ReservationStatus.CONFIRMED]
-        if lapsed:
-            # Rolls back the rows this call moved too: never a partial set confirmed.
-            raise _session_expired(reservation_ref, lapsed)
-        if confirmed:
-            await tx.give_back(confirmed, sold=True)
-            await tx.add_event(RESERVATIONS_CONFIRMED, reservation_ref, reservation_payload(reservation_ref, confirmed))
-        return rows
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, reservation_ref: str) -> list[Reservation]:
+        async with self._uow.transaction() as tx:
+            await tx.lock_ref(reservation_ref)
+            confirmed = await tx.transition(reservation_ref, ReservationStatus.CONFIRMED, only_unexpired=True)
+            rows = await _current(tx, reservation_ref)
+            lapsed = [r for r in rows if r.status is not ReservationStatus.CONFIRMED]
+            if lapsed:
+                # Rolls back the rows this call moved too: never a partial set confirmed.
+                raise _session_expired(reservation_ref, lapsed)
+            if confirmed:
+                await tx.give_back(confirmed, sold=True)
+                await tx.add_event(
+                    RESERVATIONS_CONFIRMED, reservation_ref, reservation_payload(reservation_ref, confirmed)
+                )
+            return rows
