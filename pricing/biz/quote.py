@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 from infra.delivery import DeliveryWindow
 from infra.money import Money
-from pricing.biz import catalog, shipping, tax
-from pricing.biz.ports import ProductRepo, RateRepo
+from pricing.biz.catalog import GetProducts
+from pricing.biz.shipping import QuoteShipping
+from pricing.biz.tax import CalculateTax
 from pricing.model.catalog import CatalogLookup
 from pricing.model.delivery import order_window
 from pricing.model.rates import Parcel, TaxableLine
 
-__all__ = ["OrderQuote", "QuoteLine", "quote_order"]
+__all__ = ["OrderQuote", "QuoteLine", "QuoteOrder"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,39 +37,42 @@ class OrderQuote:
     delivery_window: DeliveryWindow | None = None
 
 
-async def quote_order(
-    products: ProductRepo,
-    rates: RateRepo,
-    *,
-    lines: Sequence[QuoteLine],
-    parcels: Sequence[Parcel],
-    shipping_method: str,
-    currency_code: str,
-    destination_country: str,
-) -> OrderQuote:
-    lookup = await catalog.get_products(products, [ln.sku for ln in lines], currency_code)
-    if lookup.missing_skus:
-        return OrderQuote(lookup, None, None)
-    priced = {pp.product.sku: pp for pp in lookup.products}
-    shipping_total = await shipping.quote_shipping(
-        rates,
-        shipping_method=shipping_method,
-        currency_code=currency_code,
-        parcels=parcels,
-        destination_country=destination_country,
-    )
-    taxable = []
-    for ln in lines:
-        pp = priced[ln.sku]
-        assert pp.unit_price is not None  # a currency was asked for, so every product found has a price in it
-        taxable.append(TaxableLine(ln.sku, pp.product.tax_class, pp.unit_price.times(ln.quantity)))
-    result = await tax.calculate_tax(
-        rates,
-        lines=taxable,
-        shipping=shipping_total,
-        destination_country=destination_country,
-        currency_code=currency_code,
-    )
-    return OrderQuote(
-        lookup, shipping_total, result.tax_total, order_window(shipping_method, parcels, destination_country)
-    )
+class QuoteOrder:
+    def __init__(self, get_products: GetProducts, quote_shipping: QuoteShipping, calculate_tax: CalculateTax) -> None:
+        self._get_products = get_products
+        self._quote_shipping = quote_shipping
+        self._calculate_tax = calculate_tax
+
+    async def __call__(
+        self,
+        *,
+        lines: Sequence[QuoteLine],
+        parcels: Sequence[Parcel],
+        shipping_method: str,
+        currency_code: str,
+        destination_country: str,
+    ) -> OrderQuote:
+        lookup = await self._get_products([ln.sku for ln in lines], currency_code)
+        if lookup.missing_skus:
+            return OrderQuote(lookup, None, None)
+        priced = {pp.product.sku: pp for pp in lookup.products}
+        shipping_total = await self._quote_shipping(
+            shipping_method=shipping_method,
+            currency_code=currency_code,
+            parcels=parcels,
+            destination_country=destination_country,
+        )
+        taxable = []
+        for ln in lines:
+            pp = priced[ln.sku]
+            assert pp.unit_price is not None  # a currency was asked for, so every product found has a price in it
+            taxable.append(TaxableLine(ln.sku, pp.product.tax_class, pp.unit_price.times(ln.quantity)))
+        result = await self._calculate_tax(
+            lines=taxable,
+            shipping=shipping_total,
+            destination_country=destination_country,
+            currency_code=currency_code,
+        )
+        return OrderQuote(
+            lookup, shipping_total, result.tax_total, order_window(shipping_method, parcels, destination_country)
+        )

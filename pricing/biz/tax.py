@@ -1,44 +1,30 @@
-"""Tax math (pure) and the CalculateTax use case."""
+"""The CalculateTax use case (the math is pricing.model.tax)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from infra.money import Money, percent_of
+from infra.money import Money
 from pricing.biz.ports import RateRepo
-from pricing.model.rates import LineTax, TaxableLine, TaxResult
+from pricing.model.rates import TaxableLine, TaxResult
+from pricing.model.tax import compute_tax
 
-__all__ = ["SHIPPING_TAX_CLASS", "calculate_tax", "compute_tax"]
-
-# Shipping is a service taxed at the destination's standard rate.
-SHIPPING_TAX_CLASS = "standard"
+__all__ = ["CalculateTax"]
 
 
-def compute_tax(
-    lines: Sequence[TaxableLine], shipping: Money, rates: Mapping[str, int], currency_code: str
-) -> TaxResult:
-    """Tax per line, rounded half up per line in integers; the total is the sum of the rounded parts.
-
-    Rounding per line (not on the total) keeps each line's tax reproducible on its own, so an order's
-    stored line snapshots always add up to its stored tax total.
-    """
-    results = [
-        LineTax(line.sku, Money(currency_code, percent_of(line.amount.amount_minor, rates.get(line.tax_class, 0))))
-        for line in lines
-    ]
-    shipping_tax = Money(currency_code, percent_of(shipping.amount_minor, rates.get(SHIPPING_TAX_CLASS, 0)))
-    total = sum(r.tax.amount_minor for r in results) + shipping_tax.amount_minor
-    return TaxResult(results, shipping_tax, Money(currency_code, total))
-
-
-async def calculate_tax(
-    repo: RateRepo,
-    *,
-    lines: Sequence[TaxableLine],
-    shipping: Money,
-    destination_country: str,
-    currency_code: str,
-) -> TaxResult:
+class CalculateTax:
     """Tax of a cart at its destination, in integer minor units (DESIGN.md §4.6: no float money)."""
-    rates = await repo.tax_rates(destination_country)
-    return compute_tax(lines, shipping, rates, currency_code)
+
+    def __init__(self, rates: RateRepo) -> None:
+        self._rates = rates
+
+    async def __call__(
+        self,
+        *,
+        lines: Sequence[TaxableLine],
+        shipping: Money,
+        destination_country: str,
+        currency_code: str,
+    ) -> TaxResult:
+        rates = await self._rates.tax_rates(destination_country)
+        return compute_tax(lines, shipping, rates, currency_code)

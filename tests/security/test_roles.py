@@ -29,7 +29,7 @@ from kassa.pricing.v1 import pricing_service_pb2 as pricing_pb
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as inventory_pb
-from pricing.service.pricing_service import PricingService
+from pricing.service.pricing_service import PricingServiceServicer
 from promotion.biz.create import CreatePromotion
 from promotion.biz.reserve import ReservePromotionUsage
 from promotion.biz.settle import ConfirmPromotionUsage, ReleasePromotionUsage
@@ -60,7 +60,7 @@ IDENTITIES = {
 }
 
 inventory = InventoryServiceServicer(Tripwire(), default_ttl_seconds=900)  # type: ignore[arg-type]
-pricing = PricingService(Tripwire(), Tripwire())  # type: ignore[arg-type]
+pricing = PricingServiceServicer(Tripwire())  # type: ignore[arg-type]
 
 
 def _clock() -> datetime:

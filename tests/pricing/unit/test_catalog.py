@@ -1,14 +1,15 @@
-"""GetProducts semantics over a fake repository: unknown and unpriced skus are reported missing."""
+"""GetProducts semantics over a fake unit of work: unknown and unpriced skus are reported missing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import pytest
 
 from infra.money import Money
-from pricing.biz.catalog import get_products
-from pricing.model.catalog import Product
+from pricing.biz.catalog import GetProducts
+from pricing.model.catalog import CatalogLookup, Product
 
 pytestmark = pytest.mark.unit
 
@@ -25,6 +26,25 @@ class FakeProductRepo:
     async def upsert(self, products: Sequence[Product]) -> list[Product]:
         self.products.update({p.sku: p for p in products})
         return list(products)
+
+
+class FakeUnitOfWork:
+    """Hands out one Tx holding ``repo``, for transactions and reads alike."""
+
+    def __init__(self, repo: FakeProductRepo) -> None:
+        self.products = repo
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeUnitOfWork]:
+        yield self
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[FakeUnitOfWork]:
+        yield self
+
+
+async def get_products(repo: FakeProductRepo, skus: Sequence[str], currency_code: str) -> CatalogLookup:
+    return await GetProducts(FakeUnitOfWork(repo))(skus, currency_code)
 
 
 def _product(sku: str, *prices: Money) -> Product:
