@@ -10,10 +10,11 @@ from infra.db import create_engine
 from infra.runner import App
 from infra.server import Registration
 from kassa.pricing.v1 import pricing_service_pb2_grpc
-from pricing.biz.catalog import GetProducts, UpsertProducts
-from pricing.biz.quote import QuoteOrder
-from pricing.biz.shipping import QuoteShipping
-from pricing.biz.tax import CalculateTax
+from pricing.biz.calculate_tax import CalculateTax
+from pricing.biz.get_products import GetProducts
+from pricing.biz.quote_order import QuoteOrder
+from pricing.biz.quote_shipping import QuoteShipping
+from pricing.biz.upsert_products import UpsertProducts
 from pricing.data.repositories import SqlRateRepo, SqlUnitOfWork
 from pricing.data.tables import audit_log
 from pricing.service.pricing_service import PricingServiceServicer, PricingUseCases

@@ -14,17 +14,18 @@ from infra.runner import App
 from infra.server import Registration
 from kassa.warehouse.v1.inventory_service_pb2_grpc import add_InventoryServiceServicer_to_server
 from kassa.warehouse.v1.stock_admin_service_pb2_grpc import add_StockAdminServiceServicer_to_server
+from warehouse.biz.check_stock import CheckStock
+from warehouse.biz.confirm_reservations import ConfirmReservations
 from warehouse.biz.expire_reservations import ExpireReservations
-from warehouse.biz.manage_reservations import (
-    ConfirmReservations,
-    ExtendReservations,
-    GetReservations,
-    ReleaseReservations,
-)
-from warehouse.biz.reconcile import ReconcileStock
+from warehouse.biz.extend_reservations import ExtendReservations
+from warehouse.biz.get_reservations import GetReservations
+from warehouse.biz.list_warehouses import ListWarehouses
+from warehouse.biz.reconcile_stock import ReconcileStock
+from warehouse.biz.release_reservations import ReleaseReservations
 from warehouse.biz.reserve_stock import ReserveStock
 from warehouse.biz.return_order_stock import ReturnOrderStock
-from warehouse.biz.stock_admin import CheckStock, ListWarehouses, SetStock, UpsertWarehouses
+from warehouse.biz.set_stock import SetStock
+from warehouse.biz.upsert_warehouses import UpsertWarehouses
 from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.data.tables import audit_log, outbox
 from warehouse.service import stock_admin_service

@@ -1,7 +1,7 @@
 """``python -m warehouse.reconcile [--repair] [--sku SKU ...]``: check stock.reserved against the reservations.
 
 The operator's entry (``kassa stock check`` runs it as a subprocess): it opens its own engine on
-``KASSA_DATABASE_URL`` (or ``--database-url``), runs :class:`warehouse.biz.reconcile.ReconcileStock`
+``KASSA_DATABASE_URL`` (or ``--database-url``), runs :class:`warehouse.biz.reconcile_stock.ReconcileStock`
 once and prints one line per finding. Exit codes: 0 no drift (or all of it repaired), 1 drift found and
 not repaired, 2 an oversell (active reservations above on_hand) or another row only an operator can
 fix, 3 the check could not run (usage, configuration or database error).
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
 from infra.db import create_engine
-from warehouse.biz.reconcile import ReconcileStock
+from warehouse.biz.reconcile_stock import ReconcileStock
 from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.model.reconciliation import ReconcileReport, ReconcileStatus
 

@@ -17,10 +17,11 @@ from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_country, chec
 from kassa.common.v1 import delivery_pb2
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc
-from pricing.biz.catalog import GetProducts, UpsertProducts
-from pricing.biz.quote import QuoteLine, QuoteOrder
-from pricing.biz.shipping import QuoteShipping
-from pricing.biz.tax import CalculateTax
+from pricing.biz.calculate_tax import CalculateTax
+from pricing.biz.get_products import GetProducts
+from pricing.biz.quote_order import QuoteLine, QuoteOrder
+from pricing.biz.quote_shipping import QuoteShipping
+from pricing.biz.upsert_products import UpsertProducts
 from pricing.model.catalog import TAX_CLASSES, CatalogLookup, Product
 from pricing.model.delivery import order_window
 from pricing.model.rates import SHIPPING_METHODS, Parcel, TaxableLine

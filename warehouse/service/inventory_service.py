@@ -10,14 +10,15 @@ import grpc
 from infra.auth import require_admin, require_privileged, require_service
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
 from kassa.warehouse.v1 import inventory_service_pb2_grpc as pb_grpc
-from warehouse.biz.manage_reservations import (
-    ConfirmReservations,
-    ExtendReservations,
-    GetReservations,
-    ReleaseReservations,
-)
+from warehouse.biz.check_stock import CheckStock
+from warehouse.biz.confirm_reservations import ConfirmReservations
+from warehouse.biz.extend_reservations import ExtendReservations
+from warehouse.biz.get_reservations import GetReservations
+from warehouse.biz.list_warehouses import ListWarehouses
+from warehouse.biz.release_reservations import ReleaseReservations
 from warehouse.biz.reserve_stock import ReserveCommand, ReserveStock
-from warehouse.biz.stock_admin import CheckStock, ListWarehouses, SetStock, UpsertWarehouses
+from warehouse.biz.set_stock import SetStock
+from warehouse.biz.upsert_warehouses import UpsertWarehouses
 from warehouse.service import validation
 from warehouse.service.convert import earliest_expiry, level_to_pb, reservation_to_pb, warehouse_to_pb
 

@@ -1,6 +1,7 @@
 """kassa.warehouse.v1.StockAdminService: the reconciliation report (dry run) and its repair, for admins.
 
-A thin servicer over warehouse.biz.reconcile.ReconcileStock (the same use case ``python -m warehouse.reconcile`` runs).
+A thin servicer over warehouse.biz.reconcile_stock.ReconcileStock (the same use case
+``python -m warehouse.reconcile`` runs).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import grpc
 from infra.auth import require_admin
 from kassa.warehouse.v1 import stock_admin_service_pb2 as pb
 from kassa.warehouse.v1 import stock_admin_service_pb2_grpc as pb_grpc
-from warehouse.biz.reconcile import ReconcileStock
+from warehouse.biz.reconcile_stock import ReconcileStock
 from warehouse.model.reconciliation import ReconcileReport, ReconcileStatus, StockAudit
 from warehouse.service import validation
 

@@ -1,7 +1,7 @@
 """Reconciliation in the service, audit only: stock drift as gauges, so an alert finds it before an operator must.
 
 ``kassa stock check`` (warehouse.reconcile) audits and repairs on demand; this loop runs the same audit — one
-read-only statement over one snapshot, no locks (warehouse.biz.reconcile) — every
+read-only statement over one snapshot, no locks (warehouse.biz.reconcile_stock) — every
 ``KASSA_WAREHOUSE_RECONCILE_SECONDS`` (300 by default; 0: never) and repairs nothing. Several replicas each
 audit; the gauges of any of them tell the truth of the one database.
 """
@@ -14,7 +14,7 @@ import time
 from prometheus_client import Counter, Gauge
 
 from infra.worker import every
-from warehouse.biz.reconcile import ReconcileStock
+from warehouse.biz.reconcile_stock import ReconcileStock
 from warehouse.model.reconciliation import Problem, ReconcileReport
 
 __all__ = ["RECONCILE_RUNS", "STOCK_DRIFT_ROWS", "STOCK_DRIFT_UNITS", "DriftAudit"]

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from infra.money import Money
-from pricing.biz.catalog import GetProducts
+from pricing.biz.get_products import GetProducts
 from pricing.model.catalog import CatalogLookup, Product
 
 pytestmark = pytest.mark.unit

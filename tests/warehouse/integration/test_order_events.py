@@ -19,7 +19,7 @@ from infra.events import connect, ensure_streams, subject
 from infra.runner import running_service
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
-from warehouse.biz.reconcile import ReconcileStock
+from warehouse.biz.reconcile_stock import ReconcileStock
 from warehouse.biz.return_order_stock import ReturnOrderStock
 from warehouse.bootstrap import bootstrap
 from warehouse.data.repositories import SqlUnitOfWork

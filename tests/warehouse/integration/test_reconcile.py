@@ -12,7 +12,7 @@ from helpers import bearer, unique
 
 from infra.cli import main as kassa
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
-from warehouse.biz.reconcile import RECONCILE_AGGREGATE, ReconcileStock
+from warehouse.biz.reconcile_stock import RECONCILE_AGGREGATE, ReconcileStock
 from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.data.tables import outbox, stock
 from warehouse.model.reconciliation import Problem, ReconcileStatus, StockAudit

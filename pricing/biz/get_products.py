@@ -1,13 +1,13 @@
-"""Catalog use cases: batch price lookup for a cart, and the admin upsert."""
+"""GetProducts: products and unit prices for a whole cart in one query."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from pricing.biz.ports import UnitOfWork
-from pricing.model.catalog import CatalogLookup, PricedProduct, Product
+from pricing.model.catalog import CatalogLookup, PricedProduct
 
-__all__ = ["GetProducts", "UpsertProducts"]
+__all__ = ["GetProducts"]
 
 
 class GetProducts:
@@ -40,15 +40,3 @@ class GetProducts:
             else:
                 products.append(PricedProduct(product, price))
         return CatalogLookup(products, missing)
-
-
-class UpsertProducts:
-    """Replace products and their price lists atomically: a half-applied catalog update never shows
-    (DESIGN.md §4.6). Input is validated by the caller before this is reached."""
-
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._uow = uow
-
-    async def __call__(self, products: Sequence[Product]) -> list[Product]:
-        async with self._uow.transaction() as tx:
-            return await tx.products.upsert(products)

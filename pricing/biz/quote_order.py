@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from infra.delivery import DeliveryWindow
 from infra.money import Money
-from pricing.biz.catalog import GetProducts
-from pricing.biz.shipping import QuoteShipping
-from pricing.biz.tax import CalculateTax
+from pricing.biz.calculate_tax import CalculateTax
+from pricing.biz.get_products import GetProducts
+from pricing.biz.quote_shipping import QuoteShipping
 from pricing.model.catalog import CatalogLookup
 from pricing.model.delivery import order_window
 from pricing.model.rates import Parcel, TaxableLine
