@@ -2,45 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
 import pytest
 
 from infra.money import Money
 from pricing.biz.get_products import GetProducts
 from pricing.model.catalog import CatalogLookup, Product
+from tests.pricing.fakes import FakeProductRepo, FakeUnitOfWork
 
 pytestmark = pytest.mark.unit
-
-
-class FakeProductRepo:
-    def __init__(self, products: list[Product]) -> None:
-        self.products = {p.sku: p for p in products}
-        self.calls: list[list[str]] = []
-
-    async def find(self, skus: Sequence[str]) -> list[Product]:
-        self.calls.append(list(skus))
-        return [self.products[s] for s in skus if s in self.products]
-
-    async def upsert(self, products: Sequence[Product]) -> list[Product]:
-        self.products.update({p.sku: p for p in products})
-        return list(products)
-
-
-class FakeUnitOfWork:
-    """Hands out one Tx holding ``repo``, for transactions and reads alike."""
-
-    def __init__(self, repo: FakeProductRepo) -> None:
-        self.products = repo
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[FakeUnitOfWork]:
-        yield self
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[FakeUnitOfWork]:
-        yield self
 
 
 async def get_products(repo: FakeProductRepo, skus: Sequence[str], currency_code: str) -> CatalogLookup:
