@@ -10,9 +10,14 @@ from infra.db import create_engine
 from infra.runner import App
 from infra.server import Registration
 from kassa.pricing.v1 import pricing_service_pb2_grpc
-from pricing.data.repos import SqlProductRepo, SqlRateRepo
+from pricing.biz.calculate_tax import CalculateTax
+from pricing.biz.get_products import GetProducts
+from pricing.biz.quote_order import QuoteOrder
+from pricing.biz.quote_shipping import QuoteShipping
+from pricing.biz.upsert_products import UpsertProducts
+from pricing.data.repositories import SqlRateRepo, SqlUnitOfWork
 from pricing.data.tables import audit_log
-from pricing.service.pricing_service import PricingService
+from pricing.service.pricing_service import PricingServiceServicer, PricingUseCases
 
 __all__ = ["bootstrap"]
 
@@ -26,7 +31,18 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
         pgbouncer=settings.pgbouncer,
     )
     stack.push_async_callback(engine.dispose)
-    servicer = PricingService(SqlProductRepo(engine), SqlRateRepo(engine))
+    uow = SqlUnitOfWork(engine)
+    rates = SqlRateRepo(engine)
+    get_products, quote_shipping, calculate_tax = GetProducts(uow), QuoteShipping(rates), CalculateTax(rates)
+    servicer = PricingServiceServicer(
+        PricingUseCases(
+            get_products=get_products,
+            upsert_products=UpsertProducts(uow),
+            quote_shipping=quote_shipping,
+            calculate_tax=calculate_tax,
+            quote_order=QuoteOrder(get_products, quote_shipping, calculate_tax),
+        )
+    )
     audit = AuditTrail(
         engine, audit_log, service="pricing", reads=("GetProducts", "QuoteShipping", "CalculateTax", "QuoteOrder")
     )

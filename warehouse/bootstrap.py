@@ -14,10 +14,23 @@ from infra.runner import App
 from infra.server import Registration
 from kassa.warehouse.v1.inventory_service_pb2_grpc import add_InventoryServiceServicer_to_server
 from kassa.warehouse.v1.stock_admin_service_pb2_grpc import add_StockAdminServiceServicer_to_server
-from warehouse.data.repository import SqlInventoryStore
+from warehouse.biz.check_stock import CheckStock
+from warehouse.biz.confirm_reservations import ConfirmReservations
+from warehouse.biz.expire_reservations import ExpireReservations
+from warehouse.biz.extend_reservations import ExtendReservations
+from warehouse.biz.get_reservations import GetReservations
+from warehouse.biz.list_warehouses import ListWarehouses
+from warehouse.biz.reconcile_stock import ReconcileStock
+from warehouse.biz.release_reservations import ReleaseReservations
+from warehouse.biz.reserve_stock import ReserveStock
+from warehouse.biz.return_order_stock import ReturnOrderStock
+from warehouse.biz.set_stock import SetStock
+from warehouse.biz.upsert_warehouses import UpsertWarehouses
+from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.data.tables import audit_log, outbox
-from warehouse.service import stock_admin
-from warehouse.service.inventory import InventoryService
+from warehouse.service import stock_admin_service
+from warehouse.service.inventory_service import InventoryServiceServicer, InventoryUseCases
+from warehouse.service.stock_admin_service import StockAdminServiceServicer
 from warehouse.worker.drift import DriftAudit
 from warehouse.worker.order_events import order_events_consumer
 from warehouse.worker.sweeper import Sweeper
@@ -39,24 +52,36 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     stack.push_async_callback(nc.close)
     await ensure_streams(js, ["warehouse", "order"])
 
-    store = SqlInventoryStore(engine)
-    servicer = InventoryService(store, settings.reservation_ttl_seconds)
+    uow = SqlUnitOfWork(engine)
+    use_cases = InventoryUseCases(
+        check_stock=CheckStock(uow),
+        reserve_stock=ReserveStock(uow),
+        get_reservations=GetReservations(uow),
+        extend_reservations=ExtendReservations(uow),
+        release_reservations=ReleaseReservations(uow),
+        confirm_reservations=ConfirmReservations(uow),
+        set_stock=SetStock(uow),
+        list_warehouses=ListWarehouses(uow),
+        upsert_warehouses=UpsertWarehouses(uow),
+    )
+    reconcile = ReconcileStock(uow)
+    servicer = InventoryServiceServicer(use_cases, settings.reservation_ttl_seconds)
     publisher = OutboxPublisher(engine, outbox, js)
-    sweeper = Sweeper(store)
-    drift = DriftAudit(store, settings.warehouse_reconcile_seconds)
-    consumer = order_events_consumer(js, store)
+    sweeper = Sweeper(ExpireReservations(uow))
+    drift = DriftAudit(reconcile, settings.warehouse_reconcile_seconds)
+    consumer = order_events_consumer(js, ReturnOrderStock(uow))
     audit = AuditTrail(
         engine,
         audit_log,
         service="warehouse",
-        reads=("CheckStock", "BatchGetReservations", "ListWarehouses", *stock_admin.READS),
+        reads=("CheckStock", "BatchGetReservations", "ListWarehouses", *stock_admin_service.READS),
     )
     return App(
         registrations=[
             Registration(add_InventoryServiceServicer_to_server, servicer, "kassa.warehouse.v1.InventoryService"),
             Registration(
                 add_StockAdminServiceServicer_to_server,
-                stock_admin.StockAdminService(store),
+                StockAdminServiceServicer(reconcile),
                 "kassa.warehouse.v1.StockAdminService",
             ),
             audit.registration,

@@ -1,7 +1,7 @@
 """``python -m warehouse.reconcile [--repair] [--sku SKU ...]``: check stock.reserved against the reservations.
 
 The operator's entry (``kassa stock check`` runs it as a subprocess): it opens its own engine on
-``KASSA_DATABASE_URL`` (or ``--database-url``), runs :func:`warehouse.biz.reconcile.reconcile_stock`
+``KASSA_DATABASE_URL`` (or ``--database-url``), runs :class:`warehouse.biz.reconcile_stock.ReconcileStock`
 once and prints one line per finding. Exit codes: 0 no drift (or all of it repaired), 1 drift found and
 not repaired, 2 an oversell (active reservations above on_hand) or another row only an operator can
 fix, 3 the check could not run (usage, configuration or database error).
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
 from infra.db import create_engine
-from warehouse.biz.reconcile import reconcile_stock
-from warehouse.data.repository import SqlInventoryStore
+from warehouse.biz.reconcile_stock import ReconcileStock
+from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.model.reconciliation import ReconcileReport, ReconcileStatus
 
 __all__ = ["EXIT_CODES", "format_report", "main"]
@@ -80,7 +80,7 @@ def format_report(report: ReconcileReport, *, repair: bool) -> str:
 async def _run(database_url: str, *, repair: bool, skus: Sequence[str] | None) -> ReconcileReport:
     engine = create_engine(database_url, pool_size=1, application_name="kassa-warehouse-reconcile")
     try:
-        return await reconcile_stock(SqlInventoryStore(engine), repair=repair, skus=skus)
+        return await ReconcileStock(SqlUnitOfWork(engine))(repair=repair, skus=skus)
     finally:
         await engine.dispose()
 

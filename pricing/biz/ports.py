@@ -1,14 +1,19 @@
-"""What pricing's use cases need from storage, implemented by ``pricing.data``."""
+"""What pricing's use cases need from storage, implemented by ``pricing.data``.
+
+The catalog is read and written through a :class:`UnitOfWork`: ``transaction()`` for the admin upsert
+(all or nothing), ``read()`` for lookups. Tax and shipping rates are reference data no RPC writes, read
+through a :class:`RateRepo` of their own."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from pricing.model.catalog import Product
 from pricing.model.rates import ShippingRate
 
-__all__ = ["ProductRepo", "RateRepo"]
+__all__ = ["ProductRepo", "RateRepo", "Tx", "UnitOfWork"]
 
 
 class ProductRepo(Protocol):
@@ -17,7 +22,7 @@ class ProductRepo(Protocol):
         ...
 
     async def upsert(self, products: Sequence[Product]) -> list[Product]:
-        """Create or replace the products and their whole price lists, all in one transaction."""
+        """Create or replace the products and their whole price lists (in the Tx's transaction)."""
         ...
 
 
@@ -26,4 +31,19 @@ class RateRepo(Protocol):
 
     async def tax_rates(self, country_code: str) -> Mapping[str, int]:
         """Basis points per tax class in ``country_code``; classes not listed are untaxed."""
+        ...
+
+
+class Tx(Protocol):
+    @property
+    def products(self) -> ProductRepo: ...
+
+
+class UnitOfWork(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """One transaction: commits when the block exits cleanly, rolls back on an exception."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[Tx]:
+        """For reads only: each statement commits by itself (no BEGIN/ROLLBACK round trips)."""
         ...

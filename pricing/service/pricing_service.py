@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import grpc
@@ -12,25 +13,21 @@ from infra.delivery import DeliveryWindow
 from infra.errors import InvalidArgument
 from infra.money import Money
 from infra.pb import checked_currency, money_in_currency, money_to_pb
-from infra.validation import MAX_AMOUNT_MINOR, check_amount
+from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_country, check_sku
 from kassa.common.v1 import delivery_pb2
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc
-from pricing.biz import catalog, quote, shipping, tax
-from pricing.biz.ports import ProductRepo, RateRepo
+from pricing.biz.calculate_tax import CalculateTax
+from pricing.biz.get_products import GetProducts
+from pricing.biz.quote_order import QuoteLine, QuoteOrder
+from pricing.biz.quote_shipping import QuoteShipping
+from pricing.biz.upsert_products import UpsertProducts
 from pricing.model.catalog import TAX_CLASSES, CatalogLookup, Product
 from pricing.model.delivery import order_window
 from pricing.model.rates import SHIPPING_METHODS, Parcel, TaxableLine
-from pricing.service.validation import (
-    MAX_NAME_LENGTH,
-    MAX_PARCEL_WEIGHT_GRAMS,
-    check_country,
-    check_label,
-    check_sku,
-    check_weight,
-)
+from pricing.service.validation import MAX_NAME_LENGTH, MAX_PARCEL_WEIGHT_GRAMS, check_label, check_weight
 
-__all__ = ["MAX_BATCH", "MAX_QUANTITY", "PricingService"]
+__all__ = ["MAX_BATCH", "MAX_QUANTITY", "PricingServiceServicer", "PricingUseCases"]
 
 # Bounds the work one request can ask for; a cart is at most a few hundred lines.
 MAX_BATCH = 1000
@@ -124,10 +121,18 @@ def _product_from_pb(i: int, p: pb.Product) -> Product:
     )
 
 
-class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
-    def __init__(self, products: ProductRepo, rates: RateRepo) -> None:
-        self._products = products
-        self._rates = rates
+@dataclass(frozen=True)
+class PricingUseCases:
+    get_products: GetProducts
+    upsert_products: UpsertProducts
+    quote_shipping: QuoteShipping
+    calculate_tax: CalculateTax
+    quote_order: QuoteOrder
+
+
+class PricingServiceServicer(pricing_service_pb2_grpc.PricingServiceServicer):
+    def __init__(self, use_cases: PricingUseCases) -> None:
+        self._use = use_cases
 
     async def GetProducts(
         self, request: pb.GetProductsRequest, context: grpc.aio.ServicerContext
@@ -138,7 +143,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
         _check_batch("skus", len(request.skus))
         for i, sku in enumerate(request.skus):
             check_sku(f"skus[{i}]", sku)
-        lookup = await catalog.get_products(self._products, list(request.skus), request.currency_code)
+        lookup = await self._use.get_products(list(request.skus), request.currency_code)
         return pb.GetProductsResponse(products=_priced_pb(lookup), missing_skus=lookup.missing_skus)
 
     async def UpsertProducts(
@@ -156,7 +161,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
                 raise InvalidArgument(f"products[{i}].sku", f"duplicate sku {product.sku}")
             seen.add(product.sku)
             products.append(product)
-        stored = await catalog.upsert_products(self._products, products)
+        stored = await self._use.upsert_products(products)
         return pb.UpsertProductsResponse(products=[_product_pb(p) for p in stored])
 
     async def QuoteShipping(
@@ -167,8 +172,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
         currency = checked_currency("currency_code", request.currency_code)
         destination = check_country("destination.country_code", request.destination.country_code)
         parcels = _parcels(request.parcels)
-        total = await shipping.quote_shipping(
-            self._rates,
+        total = await self._use.quote_shipping(
             shipping_method=request.shipping_method,
             currency_code=currency,
             parcels=parcels,
@@ -192,8 +196,7 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
             amount = money_in_currency(f"lines[{i}].amount", line.amount, currency)
             lines.append(TaxableLine(line.sku, line.tax_class, amount))
         shipping_total = money_in_currency("shipping_total", request.shipping_total, currency)
-        result = await tax.calculate_tax(
-            self._rates,
+        result = await self._use.calculate_tax(
             lines=lines,
             shipping=shipping_total,
             destination_country=destination,
@@ -211,19 +214,17 @@ class PricingService(pricing_service_pb2_grpc.PricingServiceServicer):
         if not request.lines:
             raise InvalidArgument("lines", "must not be empty")
         _check_batch("lines", len(request.lines))
-        lines: list[quote.QuoteLine] = []
+        lines: list[QuoteLine] = []
         for i, line in enumerate(request.lines):
             check_sku(f"lines[{i}].sku", line.sku)
             if not 1 <= line.quantity <= MAX_QUANTITY:
                 raise InvalidArgument(f"lines[{i}].quantity", f"must be 1 to {MAX_QUANTITY}")
-            lines.append(quote.QuoteLine(line.sku, line.quantity))
+            lines.append(QuoteLine(line.sku, line.quantity))
         _check_shipping_method(request.shipping_method)
         currency = checked_currency("currency_code", request.currency_code)
         destination = check_country("destination.country_code", request.destination.country_code)
         parcels = _parcels(request.parcels)
-        result = await quote.quote_order(
-            self._products,
-            self._rates,
+        result = await self._use.quote_order(
             lines=lines,
             parcels=parcels,
             shipping_method=request.shipping_method,

@@ -1,17 +1,15 @@
-"""Request validation helpers: each refusal names the request field (DESIGN.md §4.6)."""
+"""Request validation helpers: each refusal names the request field (DESIGN.md §4.6).
+
+Country codes and skus are checked by the shared rules (infra.validation.check_country, check_sku)."""
 
 from __future__ import annotations
 
-import re
-
 from infra.errors import InvalidArgument
-from infra.validation import SKU_PATTERN, check_text
-from infra.validation import check_sku as _check_sku
+from infra.validation import check_text
 
-__all__ = ["MAX_LABEL_LENGTH", "MAX_NAME_LENGTH", "MAX_PARCEL_WEIGHT_GRAMS", "MAX_WEIGHT_GRAMS", "SKU_PATTERN",
-           "check_country", "check_label", "check_sku", "check_weight"]  # fmt: skip
+__all__ = ["MAX_LABEL_LENGTH", "MAX_NAME_LENGTH", "MAX_PARCEL_WEIGHT_GRAMS", "MAX_WEIGHT_GRAMS", "check_label",
+           "check_weight"]  # fmt: skip
 
-_COUNTRY = re.compile(r"[A-Z]{2}")
 MAX_NAME_LENGTH = 200
 MAX_LABEL_LENGTH = 128
 # Ten tonnes: past any product a parcel service carries.
@@ -19,18 +17,6 @@ MAX_WEIGHT_GRAMS = 10_000_000
 # A parcel holds up to 999 units of each of a cart's (at most 100) lines, so 10^12 g; at any per-kg rate a
 # total over 1000 parcels stays far inside int64.
 MAX_PARCEL_WEIGHT_GRAMS = 1_000_000_000_000
-
-
-def check_country(field: str, code: str) -> str:
-    if not code:
-        raise InvalidArgument(field, "is required")
-    if not _COUNTRY.fullmatch(code):
-        raise InvalidArgument(field, "must be an upper-case ISO 3166-1 alpha-2 code")
-    return code
-
-
-def check_sku(field: str, sku: str) -> str:
-    return _check_sku(field, sku)
 
 
 def check_label(field: str, value: str, *, max_length: int = MAX_LABEL_LENGTH, required: bool = False) -> str:

@@ -29,13 +29,13 @@ from kassa.pricing.v1 import pricing_service_pb2 as pricing_pb
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as inventory_pb
-from pricing.service.pricing_service import PricingService
+from pricing.service.pricing_service import PricingServiceServicer
 from promotion.biz.create import CreatePromotion
 from promotion.biz.reserve import ReservePromotionUsage
 from promotion.biz.settle import ConfirmPromotionUsage, ReleasePromotionUsage
 from promotion.biz.validate import ValidatePromotions
 from promotion.service.promotion_service import PromotionServiceServicer
-from warehouse.service.inventory import InventoryService
+from warehouse.service.inventory_service import InventoryServiceServicer
 
 pytestmark = pytest.mark.unit
 
@@ -59,8 +59,8 @@ IDENTITIES = {
     "other-role": Identity(subject="x-1", role="superuser"),
 }
 
-inventory = InventoryService(Tripwire(), default_ttl_seconds=900)  # type: ignore[arg-type]
-pricing = PricingService(Tripwire(), Tripwire())  # type: ignore[arg-type]
+inventory = InventoryServiceServicer(Tripwire(), default_ttl_seconds=900)  # type: ignore[arg-type]
+pricing = PricingServiceServicer(Tripwire())  # type: ignore[arg-type]
 
 
 def _clock() -> datetime:

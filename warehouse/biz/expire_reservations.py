@@ -10,22 +10,26 @@ from __future__ import annotations
 from collections import defaultdict
 
 from warehouse.biz.events import RESERVATION_EXPIRED, reservation_payload
-from warehouse.biz.ports import InventoryStore
+from warehouse.biz.ports import UnitOfWork
 from warehouse.model.inventory import Reservation
 
-__all__ = ["expire_due_reservations"]
+__all__ = ["ExpireReservations"]
 
 
-async def expire_due_reservations(store: InventoryStore, limit: int = 500) -> int:
-    """Expire one batch of at most ``limit`` reservations; returns how many were expired."""
-    async with store.transaction() as tx:
-        expired = await tx.expire_due(limit)
-        if not expired:
-            return 0
-        await tx.give_back(expired, sold=False)
-        by_ref: dict[str, list[Reservation]] = defaultdict(list)
-        for r in expired:
-            by_ref[r.reservation_ref].append(r)
-        for ref, rows in sorted(by_ref.items()):
-            await tx.add_event(RESERVATION_EXPIRED, ref, reservation_payload(ref, rows))
-        return len(expired)
+class ExpireReservations:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, limit: int = 500) -> int:
+        """Expire one batch of at most ``limit`` reservations; returns how many were expired."""
+        async with self._uow.transaction() as tx:
+            expired = await tx.expire_due(limit)
+            if not expired:
+                return 0
+            await tx.give_back(expired, sold=False)
+            by_ref: dict[str, list[Reservation]] = defaultdict(list)
+            for r in expired:
+                by_ref[r.reservation_ref].append(r)
+            for ref, rows in sorted(by_ref.items()):
+                await tx.add_event(RESERVATION_EXPIRED, ref, reservation_payload(ref, rows))
+            return len(expired)

@@ -1,7 +1,9 @@
 """What the use cases need from storage, as protocols (implemented by warehouse.data).
 
-A use case opens one :class:`InventoryTx` per step: everything it does inside commits together, and a
-:class:`~infra.errors.DomainError` raised inside rolls all of it back (all or nothing).
+A use case that writes asks its :class:`UnitOfWork` for one :class:`Tx` per step
+(``uow.transaction()``): everything it does inside commits together, and a
+:class:`~infra.errors.DomainError` raised inside rolls all of it back (all or nothing). A use case that
+only reads uses ``uow.read()``, whose statements each commit by themselves.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import Reservation, ReservationStatus, StockLevel, StockSetting, Warehouse
 from warehouse.model.reconciliation import StockAudit
 
-__all__ = ["InventoryStore", "InventoryTx"]
+__all__ = ["Tx", "UnitOfWork"]
 
 
-class InventoryTx(Protocol):
+class Tx(Protocol):
     async def lock_ref(self, reservation_ref: str) -> None:
         """Serialise every mutating step of one reservation_ref (held until commit)."""
 
@@ -80,19 +82,25 @@ class InventoryTx(Protocol):
     async def set_reserved(self, audits: Sequence[StockAudit]) -> list[StockAudit]:
         """reserved = active_reserved for each (locked) row where that fits on_hand; the rows written."""
 
-    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
-        """Record an event in the outbox, committed with the change it describes."""
+    async def stock_levels(self, skus: Sequence[str]) -> list[StockLevel]:
+        """on_hand and reserved of every stock row of ``skus``, in (sku, warehouse_id) order."""
 
-
-class InventoryStore(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[InventoryTx]: ...
-
-    async def stock_levels(self, skus: Sequence[str]) -> list[StockLevel]: ...
-
-    async def reservations_of(self, reservation_ref: str) -> list[Reservation]: ...
-
-    async def warehouses(self, warehouse_ids: Sequence[str] | None = None) -> list[Warehouse]: ...
+    async def warehouses(self, warehouse_ids: Sequence[str] | None = None) -> list[Warehouse]:
+        """The warehouses (those of ``warehouse_ids`` only, when given), by warehouse_id."""
 
     async def audit_stock(self, skus: Sequence[str] | None = None) -> tuple[int, list[StockAudit]]:
         """One consistent snapshot (a single statement, no locks): rows checked, and the audits of the
         rows with problems (of ``skus`` only, when given)."""
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
+        """Record an event in the outbox, committed with the change it describes."""
+
+
+class UnitOfWork(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """One transaction: commits when the block exits cleanly, rolls back on an exception."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[Tx]:
+        """For reads only: each statement commits by itself (no BEGIN/ROLLBACK round trips)."""
+        ...

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from infra.errors import FailedPrecondition, Reason
-from warehouse.biz.ports import InventoryStore
+from warehouse.biz.ports import UnitOfWork
 from warehouse.model.allocation import Shortage, allocate
 from warehouse.model.inventory import Reservation, ReservationStatus, ReserveLine, collapse_lines
 
-__all__ = ["ReserveCommand", "out_of_stock", "reserve_stock"]
+__all__ = ["ReserveCommand", "ReserveStock", "out_of_stock"]
 
 _LIVE = (ReservationStatus.ACTIVE, ReservationStatus.CONFIRMED)
 
@@ -38,34 +38,38 @@ def out_of_stock(shortages: Sequence[Shortage]) -> FailedPrecondition:
     return FailedPrecondition(f"out of stock: {detail}", reason=Reason.OUT_OF_STOCK, metadata=metadata)
 
 
-async def reserve_stock(store: InventoryStore, cmd: ReserveCommand) -> list[Reservation]:
-    """Reserve every line or nothing; a ref with live (active or confirmed) reservations gets them back."""
-    lines = collapse_lines(cmd.lines)
-    async with store.transaction() as tx:
-        await tx.lock_ref(cmd.reservation_ref)
-        existing = await tx.reservations_of(cmd.reservation_ref)
-        live = [r for r in existing if r.status in _LIVE]
-        if live:
-            return live
-        if any(r.status is ReservationStatus.RESTOCKED for r in existing):
-            # The session's order was sold and then cancelled: it is finished, and its rows stay as the
-            # record that keeps a later event from restocking again.
-            raise FailedPrecondition(
-                f"the order of {cmd.reservation_ref} was cancelled and its stock restocked",
-                reason=Reason.SESSION_NOT_OPEN,
-                metadata={"reservation_ref": cmd.reservation_ref},
-            )
-        if existing:
-            await tx.discard_finished(cmd.reservation_ref)
-        levels, countries = await tx.lock_stock(sorted(line.sku for line in lines))
-        plan = allocate(lines, levels, countries, cmd.ship_to_country)
-        if not plan.servable:
-            raise out_of_stock(plan.shortages)
-        held = await tx.hold(plan.allocations)
-        short = [a for a in plan.allocations if (a.sku, a.warehouse_id) not in held]
-        if short:
-            by_sku = {level.sku: 0 for level in levels}
-            for level in levels:
-                by_sku[level.sku] += level.available
-            raise out_of_stock([Shortage(sku, by_sku.get(sku, 0)) for sku in sorted({a.sku for a in short})])
-        return await tx.insert_reservations(cmd.reservation_ref, plan.allocations, cmd.ttl_seconds)
+class ReserveStock:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, cmd: ReserveCommand) -> list[Reservation]:
+        """Reserve every line or nothing; a ref with live (active or confirmed) reservations gets them back."""
+        lines = collapse_lines(cmd.lines)
+        async with self._uow.transaction() as tx:
+            await tx.lock_ref(cmd.reservation_ref)
+            existing = await tx.reservations_of(cmd.reservation_ref)
+            live = [r for r in existing if r.status in _LIVE]
+            if live:
+                return live
+            if any(r.status is ReservationStatus.RESTOCKED for r in existing):
+                # The session's order was sold and then cancelled: it is finished, and its rows stay as the
+                # record that keeps a later event from restocking again.
+                raise FailedPrecondition(
+                    f"the order of {cmd.reservation_ref} was cancelled and its stock restocked",
+                    reason=Reason.SESSION_NOT_OPEN,
+                    metadata={"reservation_ref": cmd.reservation_ref},
+                )
+            if existing:
+                await tx.discard_finished(cmd.reservation_ref)
+            levels, countries = await tx.lock_stock(sorted(line.sku for line in lines))
+            plan = allocate(lines, levels, countries, cmd.ship_to_country)
+            if not plan.servable:
+                raise out_of_stock(plan.shortages)
+            held = await tx.hold(plan.allocations)
+            short = [a for a in plan.allocations if (a.sku, a.warehouse_id) not in held]
+            if short:
+                by_sku = {level.sku: 0 for level in levels}
+                for level in levels:
+                    by_sku[level.sku] += level.available
+                raise out_of_stock([Shortage(sku, by_sku.get(sku, 0)) for sku in sorted({a.sku for a in short})])
+            return await tx.insert_reservations(cmd.reservation_ref, plan.allocations, cmd.ttl_seconds)

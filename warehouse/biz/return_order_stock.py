@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from warehouse.biz.events import STOCK_RESTOCKED, reservation_payload
-from warehouse.biz.ports import InventoryStore
+from warehouse.biz.ports import UnitOfWork
 from warehouse.model.inventory import Reservation, ReservationStatus
 
-__all__ = ["CONSUMER", "ORDER_ENDED_EVENTS", "Returned", "return_order_stock"]
+__all__ = ["CONSUMER", "ORDER_ENDED_EVENTS", "ReturnOrderStock", "Returned"]
 
 CONSUMER = "warehouse-order-events"
 ORDER_ENDED_EVENTS = ("OrderCancelled", "OrderPaymentFailed")
@@ -44,24 +44,26 @@ class Returned:
         return f"released {released} unit(s), restocked {restocked} unit(s)"
 
 
-async def return_order_stock(
-    store: InventoryStore, *, event_id: str, reservation_ref: str, order_id: str = "", cause: str = ""
-) -> Returned:
-    """Release the held and restock the sold units of ``reservation_ref``, once per event, in one transaction."""
-    async with store.transaction() as tx:
-        await tx.lock_ref(reservation_ref)
-        if not await tx.claim_event(CONSUMER, event_id):
-            return Returned(duplicate=True)
-        released = await tx.transition(reservation_ref, ReservationStatus.RELEASED, only_unexpired=False)
-        restocked = await tx.transition(
-            reservation_ref, ReservationStatus.RESTOCKED, only_unexpired=False, src=ReservationStatus.CONFIRMED
-        )
-        # Both sets' stock rows in one ordered lock, so this never deadlocks with a reservation.
-        await tx.lock_stock_rows([(r.sku, r.warehouse_id) for r in (*released, *restocked)])
-        await tx.give_back(released, sold=False)
-        await tx.restock(restocked)
-        if restocked:
-            data = reservation_payload(reservation_ref, restocked)
-            data.update(order_id=order_id, cause=cause)
-            await tx.add_event(STOCK_RESTOCKED, reservation_ref, data)
-        return Returned(tuple(released), tuple(restocked))
+class ReturnOrderStock:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, *, event_id: str, reservation_ref: str, order_id: str = "", cause: str = "") -> Returned:
+        """Release the held and restock the sold units of ``reservation_ref``, once per event, in one transaction."""
+        async with self._uow.transaction() as tx:
+            await tx.lock_ref(reservation_ref)
+            if not await tx.claim_event(CONSUMER, event_id):
+                return Returned(duplicate=True)
+            released = await tx.transition(reservation_ref, ReservationStatus.RELEASED, only_unexpired=False)
+            restocked = await tx.transition(
+                reservation_ref, ReservationStatus.RESTOCKED, only_unexpired=False, src=ReservationStatus.CONFIRMED
+            )
+            # Both sets' stock rows in one ordered lock, so this never deadlocks with a reservation.
+            await tx.lock_stock_rows([(r.sku, r.warehouse_id) for r in (*released, *restocked)])
+            await tx.give_back(released, sold=False)
+            await tx.restock(restocked)
+            if restocked:
+                data = reservation_payload(reservation_ref, restocked)
+                data.update(order_id=order_id, cause=cause)
+                await tx.add_event(STOCK_RESTOCKED, reservation_ref, data)
+            return Returned(tuple(released), tuple(restocked))

@@ -1,21 +1,20 @@
 """Reconciliation in the service, audit only: stock drift as gauges, so an alert finds it before an operator must.
 
 ``kassa stock check`` (warehouse.reconcile) audits and repairs on demand; this loop runs the same audit — one
-read-only statement over one snapshot, no locks (warehouse.biz.reconcile) — every
+read-only statement over one snapshot, no locks (warehouse.biz.reconcile_stock) — every
 ``KASSA_WAREHOUSE_RECONCILE_SECONDS`` (300 by default; 0: never) and repairs nothing. Several replicas each
 audit; the gauges of any of them tell the truth of the one database.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 from prometheus_client import Counter, Gauge
 
-from warehouse.biz.ports import InventoryStore
-from warehouse.biz.reconcile import reconcile_stock
+from infra.worker import every
+from warehouse.biz.reconcile_stock import ReconcileStock
 from warehouse.model.reconciliation import Problem, ReconcileReport
 
 __all__ = ["RECONCILE_RUNS", "STOCK_DRIFT_ROWS", "STOCK_DRIFT_UNITS", "DriftAudit"]
@@ -49,27 +48,27 @@ def record(report: ReconcileReport) -> None:
 
 
 class DriftAudit:
-    def __init__(self, store: InventoryStore, interval_seconds: float) -> None:
-        self._store = store
+    def __init__(self, reconcile: ReconcileStock, interval_seconds: float) -> None:
+        self._reconcile = reconcile
         self._interval = interval_seconds
 
     async def audit_once(self) -> ReconcileReport:
-        report = await reconcile_stock(self._store)
+        report = await self._reconcile()
         record(report)
         if report.findings:
             found = len(report.findings)
             log.warning("reconciliation found %d stock row(s) with problems; see `kassa stock check`", found)
         return report
 
+    async def _one_pass(self) -> bool:
+        try:
+            await self.audit_once()
+        except Exception:
+            RECONCILE_RUNS.labels("error").inc()
+            raise
+        return False  # always wait: one audit per interval
+
     async def run(self) -> None:
         if self._interval <= 0:
             return
-        while True:
-            try:
-                await self.audit_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                RECONCILE_RUNS.labels("error").inc()
-                log.exception("reconciliation audit failed")
-            await asyncio.sleep(self._interval)
+        await every("stock reconciliation audit", self._interval, self._one_pass)()

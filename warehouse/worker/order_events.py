@@ -1,6 +1,6 @@
 """The durable consumer of the order service's OrderCancelled and OrderPaymentFailed events.
 
-A thin loop (:class:`infra.consumer.EventConsumer`) over :func:`warehouse.biz.return_order_stock`,
+A thin loop (:class:`infra.consumer.EventConsumer`) over :class:`warehouse.biz.return_order_stock.ReturnOrderStock`,
 which commits the effect with the inbox claim; the consumer acks only after that commit.
 """
 
@@ -11,8 +11,7 @@ import logging
 from nats.js import JetStreamContext
 
 from infra.consumer import Event, EventConsumer
-from warehouse.biz.ports import InventoryStore
-from warehouse.biz.return_order_stock import CONSUMER, ORDER_ENDED_EVENTS, return_order_stock
+from warehouse.biz.return_order_stock import CONSUMER, ORDER_ENDED_EVENTS, ReturnOrderStock
 
 __all__ = ["OrderEventHandler", "order_events_consumer"]
 
@@ -22,8 +21,8 @@ log = logging.getLogger("kassa.warehouse.order_events")
 class OrderEventHandler:
     """Event → use case: the reservation_ref is the order's checkout session id."""
 
-    def __init__(self, store: InventoryStore) -> None:
-        self._store = store
+    def __init__(self, return_order_stock: ReturnOrderStock) -> None:
+        self._return_order_stock = return_order_stock
 
     async def __call__(self, event: Event) -> str:
         ref = event.data.get("checkout_session_id")
@@ -31,8 +30,7 @@ class OrderEventHandler:
             # Nothing to find the reservations by; redelivering would not add it.
             log.error("%s %s has no checkout_session_id; nothing returned", event.event_type, event.event_id)
             return "no checkout_session_id"
-        returned = await return_order_stock(
-            self._store,
+        returned = await self._return_order_stock(
             event_id=event.event_id,
             reservation_ref=ref,
             order_id=str(event.data.get("order_id") or event.aggregate_id),
@@ -41,7 +39,11 @@ class OrderEventHandler:
         return returned.describe()
 
 
-def order_events_consumer(js: JetStreamContext, store: InventoryStore) -> EventConsumer:
+def order_events_consumer(js: JetStreamContext, return_order_stock: ReturnOrderStock) -> EventConsumer:
     return EventConsumer(
-        js, name=CONSUMER, service="order", event_types=ORDER_ENDED_EVENTS, handler=OrderEventHandler(store)
+        js,
+        name=CONSUMER,
+        service="order",
+        event_types=ORDER_ENDED_EVENTS,
+        handler=OrderEventHandler(return_order_stock),
     )

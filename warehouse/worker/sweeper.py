@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from prometheus_client import Counter
 
-from warehouse.biz.expire_reservations import expire_due_reservations
-from warehouse.biz.ports import InventoryStore
+from infra.worker import every
+from warehouse.biz.expire_reservations import ExpireReservations
 
 __all__ = ["RESERVATIONS_EXPIRED", "Sweeper"]
 
@@ -20,29 +19,25 @@ RESERVATIONS_EXPIRED = Counter(
 
 
 class Sweeper:
-    def __init__(self, store: InventoryStore, *, interval_seconds: float = 1.0, batch_size: int = 500) -> None:
-        self._store = store
+    def __init__(self, expire: ExpireReservations, *, interval_seconds: float = 1.0, batch_size: int = 500) -> None:
+        self._expire = expire
         self._interval = interval_seconds
         self._batch = batch_size
 
     async def sweep_once(self) -> int:
         """Expire one batch; returns how many reservations were expired."""
-        expired = await expire_due_reservations(self._store, self._batch)
+        expired = await self._expire(self._batch)
         if expired:
             RESERVATIONS_EXPIRED.inc(expired)
         return expired
 
+    async def _one_pass(self) -> bool:
+        expired = await self.sweep_once()
+        if expired:
+            log.info("expired %d reservations", expired)
+        # A full batch means more are due: sweep again at once.
+        return expired >= self._batch
+
     async def run(self) -> None:
-        """Sweep until cancelled; a full batch means more are due, so sweep again at once."""
-        while True:
-            try:
-                expired = await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reservation sweep failed")
-                expired = 0
-            if expired:
-                log.info("expired %d reservations", expired)
-            if expired < self._batch:
-                await asyncio.sleep(self._interval)
+        """Sweep until cancelled."""
+        await every("reservation sweep", self._interval, self._one_pass)()

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from infra.config import Settings
 from infra.db import create_engine
 from infra.money import Money
-from pricing.data.repos import SqlProductRepo, SqlRateRepo
+from pricing.data.repositories import SqlRateRepo, SqlUnitOfWork
 from pricing.data.tables import tax_rates
 from pricing.model.catalog import Product
 
@@ -39,20 +39,24 @@ def _product(sku: str, usd: int) -> Product:
 
 
 async def test_find_is_one_autocommit_statement_and_never_cached(engine: AsyncEngine) -> None:
-    repo = SqlProductRepo(engine)
+    uow = SqlUnitOfWork(engine)
     skus = [unique("SKU") for _ in range(3)]
-    await repo.upsert([_product(s, 1000) for s in skus])
+    async with uow.transaction() as tx:
+        await tx.products.upsert([_product(s, 1000) for s in skus])
     trips = RoundTrips(engine)
 
-    found = await repo.find([*skus, unique("SKU")])
+    async with uow.read() as tx:
+        found = await tx.products.find([*skus, unique("SKU")])
 
     assert [p.sku for p in found] == sorted(skus)
     assert found[0].prices == (Money("EUR", 900), Money("USD", 1000))
     # One statement, and no BEGIN/ROLLBACK around it: a single statement is its own snapshot.
     assert trips.take() == Trips(statements=1, autocommit=1)
 
-    await repo.upsert([_product(skus[0], 1234)])
-    again = await repo.find([skus[0]])
+    async with uow.transaction() as tx:
+        await tx.products.upsert([_product(skus[0], 1234)])
+    async with uow.read() as tx:
+        again = await tx.products.find([skus[0]])
     assert again[0].price_in("USD") == Money("USD", 1234)
 
 

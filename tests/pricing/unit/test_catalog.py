@@ -1,4 +1,4 @@
-"""GetProducts semantics over a fake repository: unknown and unpriced skus are reported missing."""
+"""GetProducts semantics over a fake unit of work: unknown and unpriced skus are reported missing."""
 
 from __future__ import annotations
 
@@ -7,24 +7,15 @@ from collections.abc import Sequence
 import pytest
 
 from infra.money import Money
-from pricing.biz.catalog import get_products
-from pricing.model.catalog import Product
+from pricing.biz.get_products import GetProducts
+from pricing.model.catalog import CatalogLookup, Product
+from tests.pricing.fakes import FakeProductRepo, FakeUnitOfWork
 
 pytestmark = pytest.mark.unit
 
 
-class FakeProductRepo:
-    def __init__(self, products: list[Product]) -> None:
-        self.products = {p.sku: p for p in products}
-        self.calls: list[list[str]] = []
-
-    async def find(self, skus: Sequence[str]) -> list[Product]:
-        self.calls.append(list(skus))
-        return [self.products[s] for s in skus if s in self.products]
-
-    async def upsert(self, products: Sequence[Product]) -> list[Product]:
-        self.products.update({p.sku: p for p in products})
-        return list(products)
+async def get_products(repo: FakeProductRepo, skus: Sequence[str], currency_code: str) -> CatalogLookup:
+    return await GetProducts(FakeUnitOfWork(repo))(skus, currency_code)
 
 
 def _product(sku: str, *prices: Money) -> Product:

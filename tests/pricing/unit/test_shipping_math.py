@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from infra.money import Money
-from pricing.biz.shipping import parcel_cost, shipping_total, started_kilograms
 from pricing.model.rates import Parcel, ShippingRate
+from pricing.model.shipping import parcel_cost, shipping_total, started_kilograms
 
 pytestmark = pytest.mark.unit
 

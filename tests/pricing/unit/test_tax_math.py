@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from infra.money import Money
-from pricing.biz.tax import compute_tax
 from pricing.model.rates import TaxableLine
+from pricing.model.tax import compute_tax
 
 pytestmark = pytest.mark.unit
 

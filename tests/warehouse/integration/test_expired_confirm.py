@@ -16,7 +16,8 @@ from infra.grpc_errors import error_info
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
 from tests.warehouse.integration.test_sweeper import wait_until_past_expiry
-from warehouse.data.repository import SqlInventoryStore
+from warehouse.biz.expire_reservations import ExpireReservations
+from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.data.tables import reservations
 from warehouse.worker.sweeper import Sweeper
 
@@ -72,7 +73,7 @@ async def test_confirm_after_the_sweeper_is_refused_naming_the_expiry(inventory,
     md = bearer(service_token)
     await inventory.reserve(service_token, ref, [(sku, 2)], ttl_seconds=1)
     await wait_until_past_expiry(engine, [ref])
-    assert await Sweeper(SqlInventoryStore(engine)).sweep_once() >= 1
+    assert await Sweeper(ExpireReservations(SqlUnitOfWork(engine))).sweep_once() >= 1
 
     confirm = await refused(
         inventory.ConfirmReservations(pb.ConfirmReservationsRequest(reservation_ref=ref), metadata=md)

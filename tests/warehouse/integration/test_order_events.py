@@ -19,9 +19,10 @@ from infra.events import connect, ensure_streams, subject
 from infra.runner import running_service
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
-from warehouse.biz.reconcile import reconcile_stock
+from warehouse.biz.reconcile_stock import ReconcileStock
+from warehouse.biz.return_order_stock import ReturnOrderStock
 from warehouse.bootstrap import bootstrap
-from warehouse.data.repository import SqlInventoryStore
+from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.data.tables import inbox, outbox, reservations
 from warehouse.model.reconciliation import ReconcileStatus
 from warehouse.worker.order_events import OrderEventHandler
@@ -63,7 +64,7 @@ async def test_cancelled_order_restocks_sold_units_once(inventory, seed, service
     await inventory.reserve(service_token, ref, [(sku, 5)])  # split across both warehouses
     confirmed = await inventory.ConfirmReservations(pb.ConfirmReservationsRequest(reservation_ref=ref), metadata=md)
     sold = await inventory.levels(service_token, sku)
-    handler = OrderEventHandler(SqlInventoryStore(engine))
+    handler = OrderEventHandler(ReturnOrderStock(SqlUnitOfWork(engine)))
     cancelled = order_event(ref)
 
     first = await handler(cancelled)
@@ -91,7 +92,7 @@ async def test_cancelled_order_restocks_sold_units_once(inventory, seed, service
     assert sorted((ln["warehouse_id"], ln["quantity"]) for ln in event["data"]["lines"]) == sorted(
         (r.warehouse_id, r.quantity) for r in confirmed.reservations
     )
-    report = await reconcile_stock(SqlInventoryStore(engine), skus=[sku])
+    report = await ReconcileStock(SqlUnitOfWork(engine))(skus=[sku])
     assert report.status is ReconcileStatus.CLEAN
 
 
@@ -101,7 +102,7 @@ async def test_payment_failed_releases_held_units(inventory, seed, service_token
     await seed.stock([(sku, wh, 5)])
     ref = unique("ref")
     await inventory.reserve(service_token, ref, [(sku, 2)])
-    handler = OrderEventHandler(SqlInventoryStore(engine))
+    handler = OrderEventHandler(ReturnOrderStock(SqlUnitOfWork(engine)))
 
     outcome = await handler(order_event(ref, "OrderPaymentFailed"))
     confirm_after = await grpc_outcome(
@@ -118,7 +119,7 @@ async def test_payment_failed_releases_held_units(inventory, seed, service_token
 
 
 async def test_event_without_session_or_reservations_changes_nothing(engine) -> None:
-    handler = OrderEventHandler(SqlInventoryStore(engine))
+    handler = OrderEventHandler(ReturnOrderStock(SqlUnitOfWork(engine)))
     unknown = order_event(unique("nobody"))
     no_session = Event(str(uuid.uuid4()), "OrderCancelled", unique("order"), {"order_id": "x"})
 
@@ -140,7 +141,7 @@ async def test_confirm_racing_the_cancellation_never_both_apply(inventory, seed,
     await seed.stock([(sku, wh, 2 * len(refs))])
     for ref in refs:
         await inventory.reserve(service_token, ref, [(sku, 2)])
-    handler = OrderEventHandler(SqlInventoryStore(engine))
+    handler = OrderEventHandler(ReturnOrderStock(SqlUnitOfWork(engine)))
     md = bearer(service_token)
 
     async def race(ref: str) -> tuple[str, str]:
@@ -219,7 +220,7 @@ async def test_restocked_reservations_read_as_released(inventory, seed, service_
     md = bearer(service_token)
     await inventory.reserve(service_token, ref, [(sku, 1)])
     await inventory.ConfirmReservations(pb.ConfirmReservationsRequest(reservation_ref=ref), metadata=md)
-    await OrderEventHandler(SqlInventoryStore(engine))(order_event(ref))
+    await OrderEventHandler(ReturnOrderStock(SqlUnitOfWork(engine)))(order_event(ref))
 
     got = await inventory.BatchGetReservations(pb.BatchGetReservationsRequest(reservation_ref=ref), metadata=md)
 

@@ -12,8 +12,8 @@ from helpers import bearer, unique
 
 from infra.cli import main as kassa
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
-from warehouse.biz.reconcile import RECONCILE_AGGREGATE, reconcile_stock
-from warehouse.data.repository import SqlInventoryStore
+from warehouse.biz.reconcile_stock import RECONCILE_AGGREGATE, ReconcileStock
+from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.data.tables import outbox, stock
 from warehouse.model.reconciliation import Problem, ReconcileStatus, StockAudit
 
@@ -51,7 +51,7 @@ async def test_check_reports_drift_both_ways_and_writes_nothing(inventory, seed,
     await corrupt(engine, leak, wh, reserved=5)
     await corrupt(engine, short, wh, reserved=1)
 
-    report = await reconcile_stock(SqlInventoryStore(engine), skus=[leak, short, fine])
+    report = await ReconcileStock(SqlUnitOfWork(engine))(skus=[leak, short, fine])
 
     assert report.checked == 3
     assert report.findings == (StockAudit(leak, wh, 10, 5, 3), StockAudit(short, wh, 10, 1, 4))
@@ -74,10 +74,10 @@ async def test_repair_sets_reserved_from_the_reservations_once(inventory, seed, 
     before = await inventory.levels(service_token, sku)  # the confirmed unit is off on_hand, not reserved
     await corrupt(engine, sku, w1, reserved=0)
     await corrupt(engine, sku, w2, reserved=before[(sku, w2)][1] + 1)
-    store = SqlInventoryStore(engine)
+    reconcile_stock = ReconcileStock(SqlUnitOfWork(engine))
 
-    repaired = await reconcile_stock(store, repair=True, skus=[sku])
-    again = await reconcile_stock(store, repair=True, skus=[sku])
+    repaired = await reconcile_stock(repair=True, skus=[sku])
+    again = await reconcile_stock(repair=True, skus=[sku])
 
     assert repaired.status is ReconcileStatus.REPAIRED
     assert {(a.warehouse_id, a.reserved, a.active_reserved) for a in repaired.repaired} == {
@@ -101,7 +101,7 @@ async def test_an_oversell_is_reported_and_on_hand_left_alone(inventory, seed, s
     await corrupt(engine, oversold, wh, on_hand=2, reserved=0)  # 4 units held, 2 on the shelf
     await corrupt(engine, leak, wh, reserved=3)
     try:
-        report = await reconcile_stock(SqlInventoryStore(engine), repair=True, skus=[oversold, leak])
+        report = await ReconcileStock(SqlUnitOfWork(engine))(repair=True, skus=[oversold, leak])
 
         assert report.status is ReconcileStatus.OVERSOLD
         assert report.unrepairable == (StockAudit(oversold, wh, 2, 0, 4),)
@@ -121,7 +121,7 @@ async def test_repair_never_races_with_live_reservations(inventory, seed, servic
     held = await inventory.levels(service_token, *skus)
     for (s, w), (_, reserved) in held.items():
         await corrupt(engine, s, w, reserved=reserved + 3)  # leaked units: always repairable
-    store = SqlInventoryStore(engine)
+    reconcile_stock = ReconcileStock(SqlUnitOfWork(engine))
     rnd = random.Random(7)
     md = bearer(service_token)
 
@@ -134,11 +134,11 @@ async def test_repair_never_races_with_live_reservations(inventory, seed, servic
             await inventory.ReleaseReservations(pb.ReleaseReservationsRequest(reservation_ref=ref), metadata=md)
 
     async def repairs() -> list[ReconcileStatus]:
-        return [(await reconcile_stock(store, repair=True, skus=skus)).status for _ in range(5)]
+        return [(await reconcile_stock(repair=True, skus=skus)).status for _ in range(5)]
 
     *_, statuses = await asyncio.gather(*(shopper(i) for i in range(24)), repairs())
 
-    final = await reconcile_stock(store, skus=skus)
+    final = await reconcile_stock(skus=skus)
     assert ReconcileStatus.REPAIRED in statuses
     assert ReconcileStatus.OVERSOLD not in statuses
     assert (final.status, final.findings, final.checked) == (ReconcileStatus.CLEAN, (), 6)

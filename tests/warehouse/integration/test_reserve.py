@@ -9,8 +9,8 @@ from helpers import RoundTrips, Trips, bearer, unique
 from infra.grpc_errors import error_info
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
-from warehouse.biz.reserve_stock import ReserveCommand, reserve_stock
-from warehouse.data.repository import SqlInventoryStore
+from warehouse.biz.reserve_stock import ReserveCommand, ReserveStock
+from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.model.inventory import ReservationStatus, ReserveLine
 
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ async def test_allocation_prefers_one_warehouse_in_the_ship_to_country(inventory
     await seed.stock([(a, us, 5), (b, us, 5), (a, de, 5), (b, de, 5), (a, split, 50)])
 
     to_de = await inventory.reserve(service_token, unique("ref"), [(a, 2), (b, 2)], country="DE")
-    to_us = await inventory.reserve(service_token, unique("ref"), [(a, 2), (b, 2)], country="us")
+    to_us = await inventory.reserve(service_token, unique("ref"), [(a, 2), (b, 2)], country="US")
 
     assert {(r.sku, r.warehouse_id) for r in to_de.reservations} == {(a, de), (b, de)}
     assert {r.origin.country_code for r in to_de.reservations} == {"DE"}
@@ -230,9 +230,9 @@ async def test_a_reservation_is_answered_from_its_insert_with_no_read_after_it(s
     a, b = unique("a"), unique("b")
     await seed.stock([(a, wh, 10), (b, wh, 10)])
     trips = RoundTrips(engine)
-    store = SqlInventoryStore(engine)
+    reserve_stock = ReserveStock(SqlUnitOfWork(engine))
 
-    held = await reserve_stock(store, ReserveCommand(unique("ref"), [ReserveLine(b, 1), ReserveLine(a, 2)], 600))
+    held = await reserve_stock(ReserveCommand(unique("ref"), [ReserveLine(b, 1), ReserveLine(a, 2)], 600))
 
     assert trips.take() == Trips(statements=5, transactions=1, commits=1)
     assert [(r.sku, r.warehouse_id, r.quantity) for r in held] == [(a, wh, 2), (b, wh, 1)]

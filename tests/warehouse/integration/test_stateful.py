@@ -38,9 +38,9 @@ from infra.grpc_errors import error_info
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
 from tests.warehouse.procs import RandomWalker, random_walker, run_clients
-from warehouse.biz.expire_reservations import expire_due_reservations
-from warehouse.biz.return_order_stock import return_order_stock
-from warehouse.data.repository import SqlInventoryStore
+from warehouse.biz.expire_reservations import ExpireReservations
+from warehouse.biz.return_order_stock import ReturnOrderStock
+from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.data.tables import reservations, stock
 
 pytestmark = pytest.mark.integration
@@ -108,9 +108,9 @@ def assert_conserved(rows: Sequence[Any], initial: dict[tuple[str, str], int]) -
 
 
 async def sweep_all(engine: AsyncEngine) -> None:
-    store = SqlInventoryStore(engine)
+    expire_due_reservations = ExpireReservations(SqlUnitOfWork(engine))
     for _ in range(100):
-        if not await expire_due_reservations(store):
+        if not await expire_due_reservations():
             return
     raise AssertionError("the sweeper did not drain")
 
@@ -280,10 +280,10 @@ class WarehouseMachine(RuleBasedStateMachine):
     @rule(ref=refs, deliveries=st.integers(1, 2))
     def order_ended(self, ref: str, deliveries: int) -> None:
         """The order of ``ref`` was cancelled or its payment failed: held units back, sold units restocked."""
-        store = SqlInventoryStore(self.harness.engine)
+        return_order_stock = ReturnOrderStock(SqlUnitOfWork(self.harness.engine))
         event_id = unique("evt")
         for _ in range(deliveries):
-            self.harness.run(return_order_stock(store, event_id=event_id, reservation_ref=ref))
+            self.harness.run(return_order_stock(event_id=event_id, reservation_ref=ref))
         if self.state[ref] in (ACTIVE, LAPSED):
             self.give_back(ref, sold=False)
             self.state[ref] = RELEASED

@@ -10,7 +10,8 @@ from helpers import bearer, unique
 from infra.grpc_errors import error_info
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
-from warehouse.data.repository import SqlInventoryStore
+from warehouse.biz.expire_reservations import ExpireReservations
+from warehouse.data.repositories import SqlUnitOfWork
 from warehouse.data.tables import outbox, reservations
 from warehouse.worker.sweeper import Sweeper
 
@@ -57,7 +58,7 @@ async def test_sweeper_expires_and_returns_stock_then_extend_is_refused(inventor
 
     with pytest.raises(grpc.aio.AioRpcError) as before_sweep:  # past TTL: refused even before the sweep
         await inventory.ExtendReservations(pb.ExtendReservationsRequest(reservation_ref=ref), metadata=md)
-    expired = await Sweeper(SqlInventoryStore(engine)).sweep_once()
+    expired = await Sweeper(ExpireReservations(SqlUnitOfWork(engine))).sweep_once()
     with pytest.raises(grpc.aio.AioRpcError) as extend_err:
         await inventory.ExtendReservations(pb.ExtendReservationsRequest(reservation_ref=ref), metadata=md)
     with pytest.raises(grpc.aio.AioRpcError) as confirm_err:
@@ -84,8 +85,8 @@ async def test_concurrent_sweepers_expire_each_reservation_once(inventory, seed,
     for ref in refs:
         await inventory.reserve(service_token, ref, [(sku, 3)], ttl_seconds=1)
     await wait_until_past_expiry(engine, refs)
-    store = SqlInventoryStore(engine)
-    sweepers = [Sweeper(store, batch_size=4) for _ in range(3)]
+    expire = ExpireReservations(SqlUnitOfWork(engine))
+    sweepers = [Sweeper(expire, batch_size=4) for _ in range(3)]
 
     async def drain(sweeper: Sweeper) -> None:
         while await sweeper.sweep_once():
@@ -107,7 +108,7 @@ async def test_a_sweep_expires_at_most_its_batch(inventory, seed, service_token,
     for ref in refs:
         await inventory.reserve(service_token, ref, [(sku, 1)], ttl_seconds=1)
     await wait_until_past_expiry(engine, refs)
-    sweeper = Sweeper(SqlInventoryStore(engine), batch_size=2)
+    sweeper = Sweeper(ExpireReservations(SqlUnitOfWork(engine)), batch_size=2)
 
     batches = []
     while expired := await sweeper.sweep_once():

@@ -1,14 +1,16 @@
-"""Postgres implementations of pricing's ports."""
+"""Postgres implementations of pricing's ports: SqlProductRepo (bound to one connection), SqlTx and
+SqlUnitOfWork (the only place a transaction begins), and SqlRateRepo (cached reference data)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import MappingProxyType
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
 from infra.db import single_statements
@@ -18,7 +20,7 @@ from pricing.data.tables import audit_log, prices, products, shipping_rates, tax
 from pricing.model.catalog import Product
 from pricing.model.rates import ShippingRate
 
-__all__ = ["RATE_TTL_SECONDS", "SqlProductRepo", "SqlRateRepo"]
+__all__ = ["RATE_TTL_SECONDS", "SqlProductRepo", "SqlRateRepo", "SqlTx", "SqlUnitOfWork"]
 
 # How long a copy of the tax and shipping rate tables is reused before it is read again.
 RATE_TTL_SECONDS = 5.0
@@ -51,16 +53,14 @@ _ALL_TAX_RATES = sa.select(tax_rates.c.country_code, tax_rates.c.tax_class, tax_
 
 
 class SqlProductRepo:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._reads = single_statements(engine)
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
 
     async def find(self, skus: Sequence[str]) -> list[Product]:
         """Products and prices are never cached: a price change shows on the very next call."""
         if not skus:
             return []
-        async with self._reads.connect() as conn:
-            rows = (await conn.execute(_FIND_PRODUCTS, {"skus": list(skus)})).all()
+        rows = (await self._conn.execute(_FIND_PRODUCTS, {"skus": list(skus)})).all()
         found: list[Product] = []
         current: tuple[str, str, str, str, int, str] | None = None
         price_list: list[Money] = []
@@ -110,13 +110,38 @@ class SqlProductRepo:
             for p in ordered
             for m in p.prices
         ]
-        async with self._engine.begin() as conn:
-            await conn.execute(product_stmt)
-            await conn.execute(prices.delete().where(prices.c.sku.in_(skus)))
-            if price_rows:
-                await conn.execute(prices.insert(), price_rows)
-            await audit.record(conn, audit_log, *(f"products/{sku}" for sku in skus))
+        await self._conn.execute(product_stmt)
+        await self._conn.execute(prices.delete().where(prices.c.sku.in_(skus)))
+        if price_rows:
+            await self._conn.execute(prices.insert(), price_rows)
+        await audit.record(self._conn, audit_log, *(f"products/{sku}" for sku in skus))
         return list(items)
+
+
+class SqlTx:
+    """The repositories of one transaction (or, from :meth:`SqlUnitOfWork.read`, of one autocommit connection).
+    Pricing publishes no events, so there is no outbox."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.products = SqlProductRepo(conn)
+
+
+class SqlUnitOfWork:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._reads = single_statements(engine)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
+        """Commits when the block exits cleanly, rolls back on an exception."""
+        async with self._engine.begin() as conn:
+            yield SqlTx(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
+        async with self._reads.connect() as conn:
+            yield SqlTx(conn)
 
 
 class SqlRateRepo:

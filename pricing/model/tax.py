@@ -1,14 +1,13 @@
-"""Tax math (pure) and the CalculateTax use case."""
+"""Tax math: the tax of lines and shipping at a country's rates. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 from infra.money import Money, percent_of
-from pricing.biz.ports import RateRepo
 from pricing.model.rates import LineTax, TaxableLine, TaxResult
 
-__all__ = ["SHIPPING_TAX_CLASS", "calculate_tax", "compute_tax"]
+__all__ = ["SHIPPING_TAX_CLASS", "compute_tax"]
 
 # Shipping is a service taxed at the destination's standard rate.
 SHIPPING_TAX_CLASS = "standard"
@@ -29,16 +28,3 @@ def compute_tax(
     shipping_tax = Money(currency_code, percent_of(shipping.amount_minor, rates.get(SHIPPING_TAX_CLASS, 0)))
     total = sum(r.tax.amount_minor for r in results) + shipping_tax.amount_minor
     return TaxResult(results, shipping_tax, Money(currency_code, total))
-
-
-async def calculate_tax(
-    repo: RateRepo,
-    *,
-    lines: Sequence[TaxableLine],
-    shipping: Money,
-    destination_country: str,
-    currency_code: str,
-) -> TaxResult:
-    """Tax of a cart at its destination, in integer minor units (DESIGN.md §4.6: no float money)."""
-    rates = await repo.tax_rates(destination_country)
-    return compute_tax(lines, shipping, rates, currency_code)

@@ -1,15 +1,13 @@
-"""Shipping math (pure) and the QuoteShipping use case."""
+"""Shipping math: what a parcel costs at a rate. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.errors import InvalidArgument
 from infra.money import Money
-from pricing.biz.ports import RateRepo
 from pricing.model.rates import Parcel, ShippingRate
 
-__all__ = ["parcel_cost", "quote_shipping", "shipping_total", "started_kilograms"]
+__all__ = ["parcel_cost", "shipping_total", "started_kilograms"]
 
 
 def started_kilograms(weight_grams: int) -> int:
@@ -28,18 +26,3 @@ def parcel_cost(rate: ShippingRate, parcel: Parcel, destination_country: str) ->
 def shipping_total(rate: ShippingRate, parcels: Sequence[Parcel], destination_country: str) -> Money:
     """Each parcel is priced from its own warehouse's country; there is no global origin."""
     return Money(rate.currency_code, sum(parcel_cost(rate, p, destination_country) for p in parcels))
-
-
-async def quote_shipping(
-    repo: RateRepo,
-    *,
-    shipping_method: str,
-    currency_code: str,
-    parcels: Sequence[Parcel],
-    destination_country: str,
-) -> Money:
-    """Shipping cost in integers of the currency's minor unit, never a float (DESIGN.md §4.6)."""
-    rate = await repo.shipping_rate(shipping_method, currency_code)
-    if rate is None:
-        raise InvalidArgument("currency_code", f"no {shipping_method} shipping rate in {currency_code}")
-    return shipping_total(rate, parcels, destination_country)

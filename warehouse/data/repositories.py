@@ -1,4 +1,4 @@
-"""SqlInventoryStore: the biz ports on Postgres (SQLAlchemy Core, psycopg 3).
+"""SqlUnitOfWork and SqlTx: the biz ports on Postgres (SQLAlchemy Core, psycopg 3).
 
 Lock order, the same in every transaction so none can deadlock another:
 1. the reservation_ref advisory lock (steps of one checkout session serialise);
@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
+from infra.db import single_statements
 from infra.outbox import add_event, claim_inbox
 from warehouse.data.tables import audit_log, inbox, outbox, reservations, stock, warehouses
 from warehouse.model.allocation import Allocation
@@ -32,7 +33,7 @@ from warehouse.model.inventory import (
 )
 from warehouse.model.reconciliation import StockAudit
 
-__all__ = ["SqlInventoryStore", "SqlInventoryTx"]
+__all__ = ["SqlTx", "SqlUnitOfWork"]
 
 SERVICE = "warehouse"
 
@@ -245,18 +246,9 @@ _RESTOCK = _restock_stmt()
 _INSERT_RESERVATIONS = _insert_reservations_stmt()
 
 
-async def _reservations_of(conn: AsyncConnection, reservation_ref: str) -> list[Reservation]:
-    stmt = (
-        sa.select(*_RESERVATION_COLUMNS, *_ADDRESS_COLUMNS)
-        .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
-        .where(reservations.c.reservation_ref == reservation_ref)
-        .order_by(reservations.c.sku, reservations.c.warehouse_id)
-    )
-    return [_reservation(row, _address(row)) for row in await conn.execute(stmt)]
-
-
-class SqlInventoryTx:
-    """One open transaction; see the module docstring for the lock order it follows."""
+class SqlTx:
+    """The operations of one transaction (or, from :meth:`SqlUnitOfWork.read`, of one autocommit connection)
+    and its outbox; see the module docstring for the lock order it follows."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -266,7 +258,13 @@ class SqlInventoryTx:
         await self._conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
     async def reservations_of(self, reservation_ref: str) -> list[Reservation]:
-        return await _reservations_of(self._conn, reservation_ref)
+        stmt = (
+            sa.select(*_RESERVATION_COLUMNS, *_ADDRESS_COLUMNS)
+            .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
+            .where(reservations.c.reservation_ref == reservation_ref)
+            .order_by(reservations.c.sku, reservations.c.warehouse_id)
+        )
+        return [_reservation(row, _address(row)) for row in await self._conn.execute(stmt)]
 
     async def discard_finished(self, reservation_ref: str) -> None:
         await self._conn.execute(
@@ -492,33 +490,13 @@ class SqlInventoryTx:
         await audit.record(self._conn, audit_log, *(f"warehouses/{w}/stock/{sku}" for sku, w in sorted(written)))
         return [a for a in audits if (a.sku, a.warehouse_id) in written]
 
-    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
-        await add_event(
-            self._conn, outbox, service=SERVICE, event_type=event_type, aggregate_id=aggregate_id, data=dict(data)
-        )
-
-
-class SqlInventoryStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlInventoryTx]:
-        async with self._engine.begin() as conn:
-            yield SqlInventoryTx(conn)
-
     async def stock_levels(self, skus: Sequence[str]) -> list[StockLevel]:
         stmt = (
             sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved)
             .where(stock.c.sku.in_(list(skus)))
             .order_by(stock.c.sku, stock.c.warehouse_id)
         )
-        async with self._engine.connect() as conn:
-            return [_level(r) for r in await conn.execute(stmt)]
-
-    async def reservations_of(self, reservation_ref: str) -> list[Reservation]:
-        async with self._engine.connect() as conn:
-            return await _reservations_of(conn, reservation_ref)
+        return [_level(r) for r in await self._conn.execute(stmt)]
 
     async def audit_stock(self, skus: Sequence[str] | None = None) -> tuple[int, list[StockAudit]]:
         problems = _audit_query(skus=skus, only_problems=True).subquery("problems")
@@ -532,8 +510,7 @@ class SqlInventoryStore:
             .select_from(total.outerjoin(problems, sa.true()))
             .order_by(problems.c.sku, problems.c.warehouse_id)
         )
-        async with self._engine.connect() as conn:
-            rows = list(await conn.execute(stmt))
+        rows = list(await self._conn.execute(stmt))
         checked = rows[0].checked if rows else 0
         return checked, [_audit(r) for r in rows if r.sku is not None]
 
@@ -543,5 +520,29 @@ class SqlInventoryStore:
         )
         if warehouse_ids is not None:
             stmt = stmt.where(warehouses.c.warehouse_id.in_(list(warehouse_ids)))
-        async with self._engine.connect() as conn:
-            return [Warehouse(r.warehouse_id, r.name, _address(r)) for r in await conn.execute(stmt)]
+        return [Warehouse(r.warehouse_id, r.name, _address(r)) for r in await self._conn.execute(stmt)]
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
+        await add_event(
+            self._conn, outbox, service=SERVICE, event_type=event_type, aggregate_id=aggregate_id, data=dict(data)
+        )
+
+
+class SqlUnitOfWork:
+    """The only place a warehouse transaction begins."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._reads = single_statements(engine)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
+        """Commits when the block exits cleanly, rolls back on an exception."""
+        async with self._engine.begin() as conn:
+            yield SqlTx(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
+        async with self._reads.connect() as conn:
+            yield SqlTx(conn)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import math
-import re
 
 from google.protobuf.duration_pb2 import Duration
 
 from infra.errors import InvalidArgument
 from infra.pb import address_from_pb
-from infra.validation import check_text
+from infra.validation import check_count, check_country, check_sku, check_text
 from kassa.warehouse.v1 import inventory_pb2, inventory_service_pb2
 from warehouse.model.inventory import ReserveLine, StockSetting, Warehouse
 
 __all__ = [
+    "MAX_DRIFT_SKUS",
     "MAX_LINES",
     "MAX_QUANTITY",
+    "drift_skus",
     "reason",
     "reference",
     "reserve_lines",
@@ -33,7 +34,7 @@ MAX_TTL_SECONDS = 24 * 3600
 MAX_ID_LENGTH = 200
 MAX_TEXT_LENGTH = 200
 MAX_REASON_LENGTH = 500
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+MAX_DRIFT_SKUS = 1000
 
 
 def _identifier(value: str, field: str) -> str:
@@ -42,13 +43,6 @@ def _identifier(value: str, field: str) -> str:
     if len(value) > MAX_ID_LENGTH or value != value.strip():
         raise InvalidArgument(field, f"must be at most {MAX_ID_LENGTH} characters with no surrounding spaces")
     return check_text(field, value, max_length=MAX_ID_LENGTH)
-
-
-def _count(items: int, field: str) -> None:
-    if items == 0:
-        raise InvalidArgument(field, "must not be empty")
-    if items > MAX_LINES:
-        raise InvalidArgument(field, f"must have at most {MAX_LINES} entries")
 
 
 def reference(value: str, field: str = "reservation_ref") -> str:
@@ -71,14 +65,13 @@ def ttl_seconds(ttl: Duration, present: bool, default: int, field: str = "ttl") 
 
 
 def ship_to_country(value: str) -> str:
-    if value and not _COUNTRY.fullmatch(value.upper()):
-        raise InvalidArgument("ship_to_country_code", "must be an ISO 3166-1 alpha-2 code")
-    return value.upper()
+    """Empty (ship anywhere) or an upper-case country code (infra.validation.check_country)."""
+    return check_country("ship_to_country_code", value) if value else ""
 
 
 def reserve_lines(lines: list[inventory_service_pb2.ReserveLine]) -> list[ReserveLine]:
     """Each line's sku and quantity; a sku repeated across lines may not exceed the limit in total."""
-    _count(len(lines), "lines")
+    check_count("lines", lines, MAX_LINES, required=True)
     totals: dict[str, int] = {}
     out: list[ReserveLine] = []
     for i, line in enumerate(lines):
@@ -93,7 +86,7 @@ def reserve_lines(lines: list[inventory_service_pb2.ReserveLine]) -> list[Reserv
 
 
 def skus(items: list[inventory_service_pb2.StockQuery]) -> list[str]:
-    _count(len(items), "items")
+    check_count("items", items, MAX_LINES, required=True)
     out: list[str] = []
     for i, item in enumerate(items):
         out.append(_identifier(item.sku, f"items[{i}].sku"))
@@ -103,7 +96,7 @@ def skus(items: list[inventory_service_pb2.StockQuery]) -> list[str]:
 
 
 def stock_settings(items: list[inventory_service_pb2.StockSetting]) -> list[StockSetting]:
-    _count(len(items), "items")
+    check_count("items", items, MAX_LINES, required=True)
     seen: set[tuple[str, str]] = set()
     out: list[StockSetting] = []
     for i, item in enumerate(items):
@@ -119,7 +112,7 @@ def stock_settings(items: list[inventory_service_pb2.StockSetting]) -> list[Stoc
 
 
 def warehouses(items: list[inventory_pb2.Warehouse]) -> list[Warehouse]:
-    _count(len(items), "warehouses")
+    check_count("warehouses", items, MAX_LINES, required=True)
     seen: set[str] = set()
     out: list[Warehouse] = []
     for i, item in enumerate(items):
@@ -130,9 +123,12 @@ def warehouses(items: list[inventory_pb2.Warehouse]) -> list[Warehouse]:
         check_text(f"warehouses[{i}].name", item.name, max_length=MAX_TEXT_LENGTH, required=True)
         for name, value in address_from_pb(item.address).to_dict().items():
             check_text(f"warehouses[{i}].address.{name}", value, max_length=MAX_TEXT_LENGTH)
-        if not _COUNTRY.fullmatch(item.address.country_code):
-            raise InvalidArgument(
-                f"warehouses[{i}].address.country_code", "must be an upper-case ISO 3166-1 alpha-2 code"
-            )
+        check_country(f"warehouses[{i}].address.country_code", item.address.country_code)
         out.append(Warehouse(warehouse_id, item.name, address_from_pb(item.address)))
     return out
+
+
+def drift_skus(skus: list[str]) -> list[str] | None:
+    """The skus a drift report is limited to (StockAdminService); None (every sku) when there are none."""
+    check_count("skus", skus, MAX_DRIFT_SKUS)
+    return [check_sku(f"skus[{i}]", s) for i, s in enumerate(skus)] or None

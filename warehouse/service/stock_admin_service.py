@@ -1,6 +1,7 @@
 """kassa.warehouse.v1.StockAdminService: the reconciliation report (dry run) and its repair, for admins.
 
-A thin servicer over warehouse.biz.reconcile (the same use case ``python -m warehouse.reconcile`` runs).
+A thin servicer over warehouse.biz.reconcile_stock.ReconcileStock (the same use case
+``python -m warehouse.reconcile`` runs).
 """
 
 from __future__ import annotations
@@ -8,17 +9,15 @@ from __future__ import annotations
 import grpc
 
 from infra.auth import require_admin
-from infra.validation import check_count, check_sku
 from kassa.warehouse.v1 import stock_admin_service_pb2 as pb
 from kassa.warehouse.v1 import stock_admin_service_pb2_grpc as pb_grpc
-from warehouse.biz.ports import InventoryStore
-from warehouse.biz.reconcile import reconcile_stock
+from warehouse.biz.reconcile_stock import ReconcileStock
 from warehouse.model.reconciliation import ReconcileReport, ReconcileStatus, StockAudit
+from warehouse.service import validation
 
-__all__ = ["READS", "StockAdminService"]
+__all__ = ["READS", "StockAdminServiceServicer"]
 
 READS = ("GetStockDrift",)
-MAX_SKUS = 1000
 
 _STATUS = {
     ReconcileStatus.OVERSOLD: pb.DRIFT_STATUS_OVERSOLD,
@@ -26,11 +25,6 @@ _STATUS = {
     ReconcileStatus.REPAIRED: pb.DRIFT_STATUS_REPAIRED,
     ReconcileStatus.CLEAN: pb.DRIFT_STATUS_CLEAN,
 }
-
-
-def _skus(skus: list[str]) -> list[str] | None:
-    check_count("skus", skus, MAX_SKUS)
-    return [check_sku(f"skus[{i}]", s) for i, s in enumerate(skus)] or None
 
 
 def _drift(a: StockAudit) -> pb.StockDrift:
@@ -50,22 +44,22 @@ def _report(report: ReconcileReport) -> tuple[int, int, list[pb.StockDrift]]:
     return _STATUS[report.status], report.checked, [_drift(f) for f in report.findings]
 
 
-class StockAdminService(pb_grpc.StockAdminServiceServicer):
-    def __init__(self, store: InventoryStore) -> None:
-        self._store = store
+class StockAdminServiceServicer(pb_grpc.StockAdminServiceServicer):
+    def __init__(self, reconcile: ReconcileStock) -> None:
+        self._reconcile = reconcile
 
     async def GetStockDrift(
         self, request: pb.GetStockDriftRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetStockDriftResponse:
         require_admin()
-        status, checked, findings = _report(await reconcile_stock(self._store, skus=_skus(list(request.skus))))
+        status, checked, findings = _report(await self._reconcile(skus=validation.drift_skus(list(request.skus))))
         return pb.GetStockDriftResponse(status=status, checked=checked, findings=findings)  # type: ignore[arg-type]
 
     async def RepairStockDrift(
         self, request: pb.RepairStockDriftRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepairStockDriftResponse:
         require_admin()
-        report = await reconcile_stock(self._store, repair=True, skus=_skus(list(request.skus)))
+        report = await self._reconcile(repair=True, skus=validation.drift_skus(list(request.skus)))
         status, checked, findings = _report(report)
         return pb.RepairStockDriftResponse(
             status=status,  # type: ignore[arg-type]

@@ -20,28 +20,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from warehouse.biz.events import STOCK_RECONCILED, reconciled_payload
-from warehouse.biz.ports import InventoryStore
+from warehouse.biz.ports import UnitOfWork
 from warehouse.model.reconciliation import ReconcileReport, with_problems
 
-__all__ = ["RECONCILE_AGGREGATE", "reconcile_stock"]
+__all__ = ["RECONCILE_AGGREGATE", "ReconcileStock"]
 
 RECONCILE_AGGREGATE = "stock-reconciliation"
 
 
-async def reconcile_stock(
-    store: InventoryStore, *, repair: bool = False, skus: Sequence[str] | None = None
-) -> ReconcileReport:
-    """Audit every stock row (or those of ``skus``); with ``repair``, fix the repairable drift.
+class ReconcileStock:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
 
-    A repair commits the corrected rows and one StockReconciled event together; the report then lists
-    the findings as re-audited under the locks.
-    """
-    checked, findings = await store.audit_stock(sorted(set(skus)) if skus is not None else None)
-    if not repair or not findings:
-        return ReconcileReport(checked, tuple(findings))
-    async with store.transaction() as tx:
-        current = with_problems(await tx.lock_and_audit([(f.sku, f.warehouse_id) for f in findings]))
-        repaired = await tx.set_reserved([a for a in current if a.drift and a.repairable])
-        if repaired:
-            await tx.add_event(STOCK_RECONCILED, RECONCILE_AGGREGATE, reconciled_payload(repaired))
-    return ReconcileReport(checked, tuple(current), tuple(repaired))
+    async def __call__(self, *, repair: bool = False, skus: Sequence[str] | None = None) -> ReconcileReport:
+        """Audit every stock row (or those of ``skus``); with ``repair``, fix the repairable drift.
+
+        A repair commits the corrected rows and one StockReconciled event together; the report then lists
+        the findings as re-audited under the locks.
+        """
+        async with self._uow.read() as reads:
+            checked, findings = await reads.audit_stock(sorted(set(skus)) if skus is not None else None)
+        if not repair or not findings:
+            return ReconcileReport(checked, tuple(findings))
+        async with self._uow.transaction() as tx:
+            current = with_problems(await tx.lock_and_audit([(f.sku, f.warehouse_id) for f in findings]))
+            repaired = await tx.set_reserved([a for a in current if a.drift and a.repairable])
+            if repaired:
+                await tx.add_event(STOCK_RECONCILED, RECONCILE_AGGREGATE, reconciled_payload(repaired))
+        return ReconcileReport(checked, tuple(current), tuple(repaired))

@@ -1,0 +1,39 @@
+"""ConfirmReservations: turn a session's held units into sold ones, all or nothing."""
+
+from __future__ import annotations
+
+from warehouse.biz.events import RESERVATIONS_CONFIRMED, reservation_payload
+from warehouse.biz.ports import UnitOfWork
+from warehouse.biz.reservations import current, session_expired
+from warehouse.model.inventory import Reservation, ReservationStatus
+
+__all__ = ["ConfirmReservations"]
+
+
+class ConfirmReservations:
+    """Turn a session's held units into sold units (on_hand and reserved both drop); idempotent.
+
+    Protects DESIGN.md §4.1 and §4.4: units are deducted exactly once (only ACTIVE rows move), and a
+    session whose reservations lapsed (released, expired, restocked or past expires_at) is refused with
+    SESSION_EXPIRED as a whole rather than selling stock that is no longer held for it. Checkout relies
+    on this refusal to never capture money for units the customer no longer holds.
+    """
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def __call__(self, reservation_ref: str) -> list[Reservation]:
+        async with self._uow.transaction() as tx:
+            await tx.lock_ref(reservation_ref)
+            confirmed = await tx.transition(reservation_ref, ReservationStatus.CONFIRMED, only_unexpired=True)
+            rows = await current(tx, reservation_ref)
+            lapsed = [r for r in rows if r.status is not ReservationStatus.CONFIRMED]
+            if lapsed:
+                # Rolls back the rows this call moved too: never a partial set confirmed.
+                raise session_expired(reservation_ref, lapsed)
+            if confirmed:
+                await tx.give_back(confirmed, sold=True)
+                await tx.add_event(
+                    RESERVATIONS_CONFIRMED, reservation_ref, reservation_payload(reservation_ref, confirmed)
+                )
+            return rows
