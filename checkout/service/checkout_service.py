@@ -15,7 +15,7 @@ from checkout.service.convert import (
     session_to_pb,
     stripped_address_from_pb,
 )
-from checkout.service.validation import check_confirm_checkout, check_start_checkout
+from checkout.service.validation import check_confirm_checkout, check_start_checkout, check_state_update
 from infra.errors import InvalidArgument
 from infra.pb import money_from_pb
 from kassa.checkout.v1 import checkout_service_pb2 as pb
@@ -80,7 +80,8 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
         self, request: pb.UpdateCheckoutStateRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateCheckoutStateResponse:
         caller = current_caller()
-        session = await self._state.update(caller, request.session_id, state_update(request))
+        update = check_state_update(state_update(request))
+        session = await self._state.update(caller, request.session_id, update)
         return pb.UpdateCheckoutStateResponse(session=session_to_pb(session))
 
     async def PreviewOrder(
@@ -93,9 +94,9 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     async def ConfirmCheckout(
         self, request: pb.ConfirmCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmCheckoutResponse:
-        check_confirm_checkout(request)
-        expected = money_from_pb(request.expected_grand_total) if request.HasField("expected_grand_total") else None
-        result = await self._confirm(current_caller(), request.session_id, request.idempotency_key, expected)
+        session_id = check_confirm_checkout(request)
+        expected = money_from_pb(request.expected_grand_total)
+        result = await self._confirm(current_caller(), session_id, request.idempotency_key, expected)
         return confirm_result_to_pb(result)
 
     async def GetCheckoutSession(
