@@ -4,7 +4,7 @@ use case, so nothing is written for a bad request; each refusal is an InvalidArg
 
 The field rules are infra.validation's. What needs policy or state stays in the use cases: a cart's currency
 (defaulted from the policy), a line's summed quantity against the policy's maximum, an unknown sku, the
-session's currency, whether it is still open, and the ids the loaders canonicalize (checkout.biz.*.access).
+session's currency, whether it is still open. Ids are returned in their canonical form for the use cases.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ __all__ = [
     "MAX_IDEMPOTENCY_KEY",
     "MAX_NOTES",
     "SHIPPING_METHODS",
+    "check_cart_id",
     "check_cart_line",
     "check_confirm_checkout",
     "check_remove_cart_item",
+    "check_session_id",
     "check_start_checkout",
     "check_state_update",
     "validate_payment_method",
@@ -72,23 +74,38 @@ def validate_payment_method(method: str, field: str = "payment_method") -> str:
     raise InvalidArgument(field, 'must be "cod" or a provider token like tok_visa')
 
 
-def check_cart_line(request: cart_pb.AddCartItemRequest | cart_pb.UpdateCartItemRequest, max_quantity: int) -> str:
-    """AddCartItem and UpdateCartItem: the sku (returned without surrounding white space), then the quantity.
-    The cart id is checked by the use case's loader, after these, as it always was."""
+def check_cart_id(cart_id: str) -> str:
+    """GetCart, and the cart every cart request names: a UUID, returned in its canonical form."""
+    return check_uuid("cart_id", cart_id)
+
+
+def check_session_id(session_id: str) -> str:
+    """The session a CheckoutService request names: a UUID, returned in its canonical form."""
+    return check_uuid("session_id", session_id)
+
+
+def check_cart_line(
+    request: cart_pb.AddCartItemRequest | cart_pb.UpdateCartItemRequest, max_quantity: int
+) -> tuple[str, str]:
+    """AddCartItem and UpdateCartItem: the sku, the quantity, then the cart id; the cart id (canonical) and the
+    sku (without surrounding white space)."""
     sku = validate_sku(request.sku)
     validate_quantity(request.quantity, max_quantity)
-    return sku
+    return check_cart_id(request.cart_id), sku
 
 
-def check_remove_cart_item(request: cart_pb.RemoveCartItemRequest) -> str:
-    """RemoveCartItem: the sku, returned without surrounding white space."""
-    return validate_sku(request.sku)
+def check_remove_cart_item(request: cart_pb.RemoveCartItemRequest) -> tuple[str, str]:
+    """RemoveCartItem: the sku, then the cart id; both as check_cart_line returns them."""
+    sku = validate_sku(request.sku)
+    return check_cart_id(request.cart_id), sku
 
 
-def check_start_checkout(request: pb.StartCheckoutRequest) -> None:
-    """The country to ship to may be left out (it is asked for later); one that is given is an ISO code."""
+def check_start_checkout(request: pb.StartCheckoutRequest) -> str:
+    """The country to ship to may be left out (it is asked for later); one that is given is an ISO code. Then
+    the cart id, returned in its canonical form."""
     if request.ship_to_country_code:
         check_country("ship_to_country_code", request.ship_to_country_code)
+    return check_cart_id(request.cart_id)
 
 
 def check_state_update(update: StateUpdate) -> StateUpdate:
@@ -133,7 +150,7 @@ def check_confirm_checkout(request: pb.ConfirmCheckoutRequest) -> str:
         total = request.expected_grand_total
         check_text("expected_grand_total.currency_code", total.currency_code, max_length=3)
         check_amount("expected_grand_total.amount_minor", total.amount_minor)
-    session_id = check_uuid("session_id", request.session_id)
+    session_id = check_session_id(request.session_id)
     key = request.idempotency_key
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.strip():
         raise InvalidArgument("idempotency_key", "must be 1 to 255 characters")

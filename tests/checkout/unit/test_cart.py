@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from checkout.model.cart import Cart, CartStatus
-from checkout.service.validation import check_cart_line, check_remove_cart_item
+from checkout.service.validation import check_cart_id, check_cart_line, check_remove_cart_item
 from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
 from kassa.checkout.v1 import cart_service_pb2 as pb
@@ -16,23 +16,22 @@ pytestmark = pytest.mark.unit
 async def _add(world, cart_id: str, sku: str, quantity: int) -> Cart:
     """AddCartItem as CartServiceServicer runs it: the request's checks, then the use case."""
     request = pb.AddCartItemRequest(cart_id=cart_id, sku=sku, quantity=quantity)
-    return await world.carts.add_item(
-        world.customer, cart_id, check_cart_line(request, world.policy.max_item_quantity), quantity
-    )
+    checked_id, checked_sku = check_cart_line(request, world.policy.max_item_quantity)
+    return await world.carts.add_item(world.customer, checked_id, checked_sku, quantity)
 
 
 async def _update(world, cart_id: str, sku: str, quantity: int) -> Cart:
     """UpdateCartItem as CartServiceServicer runs it."""
     request = pb.UpdateCartItemRequest(cart_id=cart_id, sku=sku, quantity=quantity)
-    return await world.carts.update_item(
-        world.customer, cart_id, check_cart_line(request, world.policy.max_item_quantity), quantity
-    )
+    checked_id, checked_sku = check_cart_line(request, world.policy.max_item_quantity)
+    return await world.carts.update_item(world.customer, checked_id, checked_sku, quantity)
 
 
 async def _remove(world, cart_id: str, sku: str) -> Cart:
     """RemoveCartItem as CartServiceServicer runs it."""
     request = pb.RemoveCartItemRequest(cart_id=cart_id, sku=sku)
-    return await world.carts.remove_item(world.customer, cart_id, check_remove_cart_item(request))
+    checked_id, checked_sku = check_remove_cart_item(request)
+    return await world.carts.remove_item(world.customer, checked_id, checked_sku)
 
 
 async def test_add_item_snapshots_the_catalog_price_and_sums_quantities(world) -> None:
@@ -140,7 +139,7 @@ async def test_bad_currency_and_bad_cart_id_name_their_fields(world) -> None:
         await world.carts.create(world.customer, "usdollar")
     assert err.value.field == "currency_code"
     with pytest.raises(InvalidArgument) as err:
-        await world.carts.get(world.customer, "not-a-uuid")
+        await world.carts.get(world.customer, check_cart_id("not-a-uuid"))  # as CartServiceServicer.GetCart does
     assert err.value.field == "cart_id"
 
 
