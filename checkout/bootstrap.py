@@ -221,7 +221,7 @@ async def build(
         registrations=[
             Registration(
                 cart_service_pb2_grpc.add_CartServiceServicer_to_server,
-                CartServiceServicer(carts),
+                CartServiceServicer(carts, max_item_quantity=policy.max_item_quantity),
                 "kassa.checkout.v1.CartService",
             ),
             Registration(

@@ -74,7 +74,7 @@ checkout_sessions = sa.Table(
     sa.Column("shipping_method", sa.Text, nullable=False, server_default=""),
     sa.Column("payment_method", sa.Text, nullable=False, server_default=""),
     sa.Column("promotion_codes", ARRAY(sa.Text), nullable=False, server_default="{}"),
-    # A token; its 500-character cap is checked before it is written (checkout.biz.validation), since a token
+    # A token; its 500-character cap is checked before it is written (checkout.service.validation), since a token
     # is longer than what it holds.
     sa.Column("notes", sa.Text, nullable=False, server_default=""),
     sa.Column("lines", JSONB, nullable=False),

@@ -15,7 +15,12 @@ from checkout.service.convert import (
     session_to_pb,
     stripped_address_from_pb,
 )
-from checkout.service.validation import check_confirm_checkout, check_start_checkout
+from checkout.service.validation import (
+    check_confirm_checkout,
+    check_session_id,
+    check_start_checkout,
+    check_state_update,
+)
 from infra.errors import InvalidArgument
 from infra.pb import money_from_pb
 from kassa.checkout.v1 import checkout_service_pb2 as pb
@@ -70,8 +75,8 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     async def StartCheckout(
         self, request: pb.StartCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartCheckoutResponse:
-        check_start_checkout(request)
-        session, changes = await self._start(current_caller(), request.cart_id, request.ship_to_country_code)
+        cart_id = check_start_checkout(request)
+        session, changes = await self._start(current_caller(), cart_id, request.ship_to_country_code)
         return pb.StartCheckoutResponse(
             session=session_to_pb(session), price_changes=[price_change_to_pb(c) for c in changes]
         )
@@ -80,27 +85,28 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
         self, request: pb.UpdateCheckoutStateRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateCheckoutStateResponse:
         caller = current_caller()
-        session = await self._state.update(caller, request.session_id, state_update(request))
+        update = check_state_update(state_update(request))
+        session = await self._state.update(caller, check_session_id(request.session_id), update)
         return pb.UpdateCheckoutStateResponse(session=session_to_pb(session))
 
     async def PreviewOrder(
         self, request: pb.PreviewOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.PreviewOrderResponse:
-        return pb.PreviewOrderResponse(
-            preview=preview_to_pb(await self._state.preview(current_caller(), request.session_id))
-        )
+        caller = current_caller()
+        preview = await self._state.preview(caller, check_session_id(request.session_id))
+        return pb.PreviewOrderResponse(preview=preview_to_pb(preview))
 
     async def ConfirmCheckout(
         self, request: pb.ConfirmCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.ConfirmCheckoutResponse:
-        check_confirm_checkout(request)
-        expected = money_from_pb(request.expected_grand_total) if request.HasField("expected_grand_total") else None
-        result = await self._confirm(current_caller(), request.session_id, request.idempotency_key, expected)
+        session_id = check_confirm_checkout(request)
+        expected = money_from_pb(request.expected_grand_total)
+        result = await self._confirm(current_caller(), session_id, request.idempotency_key, expected)
         return confirm_result_to_pb(result)
 
     async def GetCheckoutSession(
         self, request: pb.GetCheckoutSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCheckoutSessionResponse:
-        return pb.GetCheckoutSessionResponse(
-            session=session_to_pb(await self._state.get(current_caller(), request.session_id))
-        )
+        caller = current_caller()
+        session = await self._state.get(caller, check_session_id(request.session_id))
+        return pb.GetCheckoutSessionResponse(session=session_to_pb(session))

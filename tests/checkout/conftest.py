@@ -28,6 +28,7 @@ from checkout.biz.retry import RetryPolicy
 from checkout.bootstrap import Container, build
 from checkout.model.catalog import Address
 from checkout.model.session import ConfirmResult, Session
+from checkout.service.validation import check_state_update
 from infra.caller import Caller
 from infra.config import Settings
 from infra.localstack import StackEndpoints
@@ -94,17 +95,15 @@ class World:
         for sku, quantity in items:
             await self.carts.add_item(self.customer, cart.cart_id, sku, quantity)
         session, _ = await self.start(self.customer, cart.cart_id)
-        return await self.state.update(
-            self.customer,
-            session.session_id,
-            StateUpdate(
-                email="ada@example.com",
-                shipping_address=ADDRESS,
-                shipping_method="standard",
-                payment_method=payment_method,
-                promotion_codes=list(codes) or None,
-            ),
+        update = StateUpdate(
+            email="ada@example.com",
+            shipping_address=ADDRESS,
+            shipping_method="standard",
+            payment_method=payment_method,
+            promotion_codes=list(codes) or None,
         )
+        # As CheckoutServiceServicer calls it: the request's checks (which also upper-case the codes) first.
+        return await self.state.update(self.customer, session.session_id, check_state_update(update))
 
     async def confirm_session(self, session: Session, key: str = "key-1") -> ConfirmResult:
         assert session.preview is not None

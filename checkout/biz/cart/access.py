@@ -6,20 +6,17 @@ from checkout.biz.ports import UnitOfWork
 from checkout.model.cart import Cart
 from infra.caller import Caller
 from infra.errors import NotFound
-from infra.validation import check_uuid
 
 __all__ = ["load_owned_cart"]
 
 
-async def load_owned_cart(
-    uow: UnitOfWork, caller: Caller, cart_id: str, field: str = "cart_id", *, items: bool = True
-) -> Cart:
-    """Another customer's cart is reported as missing, so ids can't be probed.
+async def load_owned_cart(uow: UnitOfWork, caller: Caller, cart_id: str, *, items: bool = True) -> Cart:
+    """Another customer's cart is reported as missing, so ids can't be probed. ``cart_id`` is a UUID in its
+    canonical form (the servicer checked it: checkout.service.validation).
 
     ``items=False`` reads only the cart's own row (its ``items`` stay empty), for callers that lock
     the cart and read its lines in their own transaction anyway.
     """
-    cart_id = check_uuid(field, cart_id)
     async with uow.read() as tx:
         cart = await (tx.carts.get(cart_id) if items else tx.carts.get_head(cart_id))
     if cart is None or not caller.owns(cart.customer_id):

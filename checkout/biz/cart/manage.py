@@ -1,8 +1,10 @@
 """Cart use cases: create, read, add, change and remove lines.
 
-Each protects DESIGN.md §4.6 (bad input refused, naming the field, before anything is written) and
-ownership (one customer never reads or changes another's cart). A cart frozen by a checkout session
-is refused with CHECKOUT_IN_PROGRESS, so a session's reserved lines always match its cart.
+The request's own checks (a sku's form, a quantity within 1..max_item_quantity) are the servicer's
+(checkout.service.validation), run before these are called; each use case refuses, naming the field, what
+needs the catalog or the cart (an unknown sku, a line summing past the maximum) before anything is written
+(DESIGN.md §4.6), and protects ownership (one customer never reads or changes another's cart). A cart frozen
+by a checkout session is refused with CHECKOUT_IN_PROGRESS, so a session's reserved lines always match its cart.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import uuid
 from checkout.biz.cart.access import load_owned_cart
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, NoFunnelEvents, ProductLookup, UnitOfWork
-from checkout.biz.validation import validate_quantity, validate_sku
 from checkout.model.cart import Cart, CartItem, CartStatus
 from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
@@ -52,9 +53,8 @@ class CartUseCases:
         return await load_owned_cart(self._uow, caller, cart_id)
 
     async def add_item(self, caller: Caller, cart_id: str, sku: str, quantity: int) -> Cart:
-        """Adds to the sku's line at the catalog's current price; unknown skus are refused up front."""
-        sku = validate_sku(sku)
-        validate_quantity(quantity, self._policy.max_item_quantity)
+        """Adds to the sku's line at the catalog's current price; unknown skus are refused up front. ``sku`` and
+        ``quantity`` are checked by the servicer."""
         cart = await load_owned_cart(self._uow, caller, cart_id, items=False)
         if cart.status is not CartStatus.ACTIVE:
             raise _frozen(cart.cart_id)
@@ -85,8 +85,6 @@ class CartUseCases:
 
     async def update_item(self, caller: Caller, cart_id: str, sku: str, quantity: int) -> Cart:
         """Sets the line's quantity (1..max); removing a line is RemoveCartItem."""
-        sku = validate_sku(sku)
-        validate_quantity(quantity, self._policy.max_item_quantity)
         cart = await load_owned_cart(self._uow, caller, cart_id, items=False)
         async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
@@ -102,7 +100,6 @@ class CartUseCases:
 
     async def remove_item(self, caller: Caller, cart_id: str, sku: str) -> Cart:
         """Idempotent: removing a line that is already gone returns the cart unchanged."""
-        sku = validate_sku(sku)
         cart = await load_owned_cart(self._uow, caller, cart_id, items=False)
         async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)

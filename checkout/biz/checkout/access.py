@@ -6,14 +6,13 @@ from checkout.biz.ports import UnitOfWork
 from checkout.model.session import Session
 from infra.caller import Caller
 from infra.errors import NotFound
-from infra.validation import check_uuid
 
 __all__ = ["load_owned_session"]
 
 
 async def load_owned_session(uow: UnitOfWork, caller: Caller, session_id: str) -> Session:
-    """Another customer's session is reported as missing, so ids can't be probed."""
-    session_id = check_uuid("session_id", session_id)
+    """Another customer's session is reported as missing, so ids can't be probed. ``session_id`` is a UUID in
+    its canonical form (the servicer checked it: checkout.service.validation)."""
     async with uow.read() as tx:
         session = await tx.sessions.get(session_id)
     if session is None or not caller.owns(session.customer_id):

@@ -46,7 +46,6 @@ from infra.errors import (
     Unavailable,
 )
 from infra.money import Money
-from infra.validation import check_uuid
 
 __all__ = ["ConfirmCheckout", "authorize_key", "require_order_fields"]
 
@@ -101,14 +100,9 @@ class ConfirmCheckout:
         self._leases = Leases(uow, policy)
         self._running: set[asyncio.Future[ConfirmResult]] = set()
 
-    async def __call__(
-        self, caller: Caller, session_id: str, idempotency_key: str, expected: Money | None
-    ) -> ConfirmResult:
-        session_id = check_uuid("session_id", session_id)
-        if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.strip():
-            raise InvalidArgument("idempotency_key", "must be 1 to 255 characters")
-        if expected is None:
-            raise InvalidArgument("expected_grand_total", "is required: send the grand total the customer saw")
+    async def __call__(self, caller: Caller, session_id: str, idempotency_key: str, expected: Money) -> ConfirmResult:
+        """The request (session id, idempotency key, the total the customer saw) was checked by the servicer
+        (checkout.service.validation.check_confirm_checkout); what needs the session is checked here."""
         session = await load_owned_session(self._uow, caller, session_id)
         if expected.currency_code != session.currency_code:
             raise InvalidArgument(

@@ -1,8 +1,8 @@
 """UpdateCheckoutState, PreviewOrder and GetCheckoutSession: fill in a session and show its totals.
 
-Protects DESIGN.md §4.6 (every field is validated, naming it, before anything is stored; a card
-number is refused so it is never stored) and ownership. The preview commits nothing: no stock,
-coupon or money is touched.
+Protects ownership and the session's state; the fields are checked, each named, by the servicer before the
+use case is called (checkout.service.validation, DESIGN.md §4.6), so nothing is stored for a bad request.
+The preview commits nothing: no stock, coupon or money is touched.
 """
 
 from __future__ import annotations
@@ -14,24 +14,18 @@ from typing import Any
 from checkout.biz.checkout.access import load_owned_session
 from checkout.biz.checkout.pricing_engine import PricingEngine, PricingInput
 from checkout.biz.ports import UnitOfWork
-from checkout.biz.validation import validate_notes, validate_payment_method
 from checkout.model.catalog import Address
 from checkout.model.session import Preview, Session, SessionStatus
 from infra.caller import Caller
-from infra.errors import FailedPrecondition, InvalidArgument, Reason
-from infra.validation import check_address, check_email
+from infra.errors import FailedPrecondition, Reason
 
-__all__ = ["SHIPPING_METHODS", "CheckoutState", "StateUpdate", "session_not_open"]
-
-SHIPPING_METHODS = ("standard", "express")
-MAX_PROMOTION_CODES = 5
-MAX_CODE_LENGTH = 64
-MAX_NOTES = 500
+__all__ = ["CheckoutState", "StateUpdate", "session_not_open"]
 
 
 @dataclass(frozen=True)
 class StateUpdate:
-    """Fields to replace; None keeps the stored value (an empty value clears it)."""
+    """Fields to replace; None keeps the stored value (an empty value clears it). The servicer checks it, and
+    puts it in its stored form, before the use case gets it (checkout.service.validation.check_state_update)."""
 
     email: str | None = None
     shipping_address: Address | None = None
@@ -61,39 +55,23 @@ def session_not_open(session: Session, now: datetime) -> FailedPrecondition:
     )  # fmt: skip
 
 
-def validate_update(update: StateUpdate) -> dict[str, Any]:
-    """The validated column changes; raises InvalidArgument naming the first bad field."""
+def _columns(update: StateUpdate) -> dict[str, Any]:
+    """The column changes of an update the servicer checked (checkout.service.validation.check_state_update)."""
     changes: dict[str, Any] = {}
     if update.email is not None:
-        changes["email"] = check_email("email", update.email) if update.email.strip() else ""
+        changes["email"] = update.email
     if update.shipping_address is not None:
-        changes["shipping_address"] = check_address("shipping_address", update.shipping_address).to_dict()
+        changes["shipping_address"] = update.shipping_address.to_dict()
     elif update.clear_shipping_address:
         changes["shipping_address"] = None
     if update.billing_address is not None:
-        changes["billing_address"] = check_address("billing_address", update.billing_address).to_dict()
+        changes["billing_address"] = update.billing_address.to_dict()
     elif update.clear_billing_address:
         changes["billing_address"] = None
-    if update.shipping_method is not None:
-        method = update.shipping_method.strip().lower()
-        if method and method not in SHIPPING_METHODS:
-            raise InvalidArgument("shipping_method", f"must be one of {', '.join(SHIPPING_METHODS)}")
-        changes["shipping_method"] = method
-    if update.payment_method is not None:
-        changes["payment_method"] = (
-            validate_payment_method(update.payment_method) if update.payment_method.strip() else ""
-        )
-    if update.promotion_codes is not None:
-        codes = list(dict.fromkeys(c.strip().upper() for c in update.promotion_codes))
-        if len(codes) > MAX_PROMOTION_CODES:
-            raise InvalidArgument("promotion_codes", f"at most {MAX_PROMOTION_CODES} codes")
-        for i, code in enumerate(codes):
-            bare = code.replace("-", "").replace("_", "")
-            if not code or len(code) > MAX_CODE_LENGTH or not (bare.isascii() and bare.isalnum()):
-                raise InvalidArgument(f"promotion_codes[{i}]", "must be 1-64 letters, digits, '-' or '_'")
-        changes["promotion_codes"] = codes
-    if update.notes is not None:
-        changes["notes"] = validate_notes(update.notes, MAX_NOTES)
+    for name in ("shipping_method", "payment_method", "promotion_codes", "notes"):
+        value = getattr(update, name)
+        if value is not None:
+            changes[name] = value
     return changes
 
 
@@ -130,12 +108,12 @@ class CheckoutState:
         return await load_owned_session(self._uow, caller, session_id)
 
     async def update(self, caller: Caller, session_id: str, update: StateUpdate) -> Session:
-        """Validate everything, price the session as it will be, and store both in one write (OPEN sessions only).
+        """Price the session as the (checked) update will leave it, and store both in one write (OPEN sessions only).
 
         The write is conditional on the session being as it was read; one that changed meanwhile (another
         update) is updated first and priced after, as it then is.
         """
-        changes = validate_update(update)
+        changes = _columns(update)
         session = await load_owned_session(self._uow, caller, session_id)
         now = datetime.now(UTC)
         if session.status is not SessionStatus.OPEN or session.is_expired(now):

@@ -4,11 +4,34 @@ from __future__ import annotations
 
 import pytest
 
-from checkout.model.cart import CartStatus
+from checkout.model.cart import Cart, CartStatus
+from checkout.service.validation import check_cart_id, check_cart_line, check_remove_cart_item
 from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
+from kassa.checkout.v1 import cart_service_pb2 as pb
 
 pytestmark = pytest.mark.unit
+
+
+async def _add(world, cart_id: str, sku: str, quantity: int) -> Cart:
+    """AddCartItem as CartServiceServicer runs it: the request's checks, then the use case."""
+    request = pb.AddCartItemRequest(cart_id=cart_id, sku=sku, quantity=quantity)
+    checked_id, checked_sku = check_cart_line(request, world.policy.max_item_quantity)
+    return await world.carts.add_item(world.customer, checked_id, checked_sku, quantity)
+
+
+async def _update(world, cart_id: str, sku: str, quantity: int) -> Cart:
+    """UpdateCartItem as CartServiceServicer runs it."""
+    request = pb.UpdateCartItemRequest(cart_id=cart_id, sku=sku, quantity=quantity)
+    checked_id, checked_sku = check_cart_line(request, world.policy.max_item_quantity)
+    return await world.carts.update_item(world.customer, checked_id, checked_sku, quantity)
+
+
+async def _remove(world, cart_id: str, sku: str) -> Cart:
+    """RemoveCartItem as CartServiceServicer runs it."""
+    request = pb.RemoveCartItemRequest(cart_id=cart_id, sku=sku)
+    checked_id, checked_sku = check_remove_cart_item(request)
+    return await world.carts.remove_item(world.customer, checked_id, checked_sku)
 
 
 async def test_add_item_snapshots_the_catalog_price_and_sums_quantities(world) -> None:
@@ -26,7 +49,7 @@ async def test_out_of_range_quantity_names_the_field_and_writes_nothing(world, q
     world.pricing.add("SKU-A", 100)
     cart = await world.carts.create(world.customer, "USD")
     with pytest.raises(InvalidArgument) as err:
-        await world.carts.add_item(world.customer, cart.cart_id, "SKU-A", quantity)
+        await _add(world, cart.cart_id, "SKU-A", quantity)
     assert err.value.field == "quantity"
     assert (await world.carts.get(world.customer, cart.cart_id)).items == []
 
@@ -45,9 +68,9 @@ async def test_a_malformed_sku_is_refused_by_its_own_rule_before_pricing_is_aske
     """Not pricing's refusal (which names pricing's field, skus[0]) nor "unknown sku": the catalog's sku rule."""
     cart = await world.carts.create(world.customer, "USD")
     for call in (
-        world.carts.add_item(world.customer, cart.cart_id, sku, 1),
-        world.carts.update_item(world.customer, cart.cart_id, sku, 1),
-        world.carts.remove_item(world.customer, cart.cart_id, sku),
+        _add(world, cart.cart_id, sku, 1),
+        _update(world, cart.cart_id, sku, 1),
+        _remove(world, cart.cart_id, sku),
     ):
         with pytest.raises(InvalidArgument) as err:
             await call
@@ -90,7 +113,7 @@ async def test_update_and_remove_lines(world) -> None:
     cart = await world.carts.update_item(world.customer, cart.cart_id, "SKU-A", 7)
     assert cart.item("SKU-A").quantity == 7
     with pytest.raises(InvalidArgument) as err:
-        await world.carts.update_item(world.customer, cart.cart_id, "SKU-A", 0)
+        await _update(world, cart.cart_id, "SKU-A", 0)
     assert err.value.field == "quantity"
     with pytest.raises(NotFound):
         await world.carts.update_item(world.customer, cart.cart_id, "SKU-Z", 1)
@@ -116,7 +139,7 @@ async def test_bad_currency_and_bad_cart_id_name_their_fields(world) -> None:
         await world.carts.create(world.customer, "usdollar")
     assert err.value.field == "currency_code"
     with pytest.raises(InvalidArgument) as err:
-        await world.carts.get(world.customer, "not-a-uuid")
+        await world.carts.get(world.customer, check_cart_id("not-a-uuid"))  # as CartServiceServicer.GetCart does
     assert err.value.field == "cart_id"
 
 

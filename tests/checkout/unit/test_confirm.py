@@ -14,6 +14,7 @@ from checkout.model.cart import CartStatus
 from checkout.model.catalog import OrderStatus, PaymentStatus
 from checkout.model.compensation import Operation
 from checkout.model.session import SagaStep, SessionStatus
+from checkout.service.validation import check_confirm_checkout
 from infra.caller import Caller
 from infra.errors import (
     Aborted,
@@ -25,6 +26,8 @@ from infra.errors import (
     Unavailable,
 )
 from infra.money import Money
+from infra.pb import money_to_pb
+from kassa.checkout.v1 import checkout_service_pb2 as pb
 
 pytestmark = pytest.mark.unit
 
@@ -306,8 +309,12 @@ async def test_input_is_validated_before_anything_happens(world) -> None:
     ]
     for overrides, field in cases:
         args = {"session_id": session.session_id, "key": "k", "expected": session.preview.grand_total, **overrides}
-        with pytest.raises(InvalidArgument) as err:
-            await world.confirm(world.customer, args["session_id"], args["key"], args["expected"])
+        request = pb.ConfirmCheckoutRequest(session_id=args["session_id"], idempotency_key=args["key"])
+        if args["expected"] is not None:
+            request.expected_grand_total.CopyFrom(money_to_pb(args["expected"]))
+        with pytest.raises(InvalidArgument) as err:  # as CheckoutServiceServicer runs it: the checks, then the use case
+            session_id = check_confirm_checkout(request)
+            await world.confirm(world.customer, session_id, request.idempotency_key, args["expected"])
         assert err.value.field == field
     with pytest.raises(InvalidArgument) as err:
         await world.confirm(world.customer, session.session_id, "k", Money("EUR", 1))

@@ -10,6 +10,7 @@ from google.protobuf import field_mask_pb2
 from checkout.biz.checkout.update_state import StateUpdate
 from checkout.model.catalog import Address
 from checkout.service.checkout_service import state_update
+from checkout.service.validation import check_state_update
 from infra.caller import Caller
 from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 from kassa.checkout.v1 import checkout_service_pb2 as pb
@@ -62,8 +63,8 @@ GOOD = Address("Ada", "1 Main St", "", "Springfield", "", "12345", "US", "")
 )
 async def test_bad_fields_are_named_and_nothing_is_stored(world, update: StateUpdate, field: str) -> None:
     session = await world.ready_session()
-    with pytest.raises(InvalidArgument) as err:
-        await world.state.update(world.customer, session.session_id, update)
+    with pytest.raises(InvalidArgument) as err:  # as CheckoutServiceServicer runs it: the checks, then the use case
+        await world.state.update(world.customer, session.session_id, check_state_update(update))
     assert err.value.field == field
     stored = await world.state.get(world.customer, session.session_id)
     assert (stored.payment_method, stored.email, stored.shipping_method) == ("tok_visa", "ada@example.com", "standard")
@@ -80,7 +81,9 @@ async def test_notes_may_span_lines(world) -> None:
 async def test_card_numbers_are_refused_with_the_token_hint(world) -> None:
     session = await world.ready_session()
     with pytest.raises(InvalidArgument) as err:
-        await world.state.update(world.customer, session.session_id, StateUpdate(payment_method="4111111111111111"))
+        await world.state.update(
+            world.customer, session.session_id, check_state_update(StateUpdate(payment_method="4111111111111111"))
+        )
     assert "never a card number" in err.value.message
 
 
