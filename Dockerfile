@@ -1,6 +1,6 @@
 # One image for every Kassa process; the command chooses which:
-#   python -m checkout | order | payment | warehouse | pricing | promotion | notification | gateway | payment.sandbox
-#   python -m infra.smtp_sink   (a development SMTP sink that keeps mail in a folder; compose.yaml's smtp)
+#   python -m checkout | order | payment | warehouse | pricing | promotion | notification | gateway | devstack.sandbox
+#   python -m devstack.smtp_sink   (a development SMTP sink that keeps mail in a folder; compose.yaml's smtp)
 #   kassa migrate      (the migration job: once per release, before the new services start)
 # Configuration is the same KASSA_* environment as everywhere else (README "Configuration", "Deploying").
 #
@@ -25,7 +25,9 @@ COPY pyproject.toml ./
 COPY deploy/docker/requirements.py deploy/docker/requirements.py
 RUN python deploy/docker/requirements.py pyproject.toml > /tmp/requirements.txt \
  && /opt/kassa/bin/pip install --requirement /tmp/requirements.txt
+COPY kernel kernel
 COPY infra infra
+COPY devstack devstack
 COPY gen gen
 COPY checkout checkout
 COPY order order

@@ -157,7 +157,7 @@ bench-admission: $(STAMP)
 	$(PY) -m bench.admission $(BENCH_ARGS)
 
 # Checkouts over gRPC and REST under a seeded fault schedule on a private stack, a recovery window, then
-# every DESIGN.md §4 invariant (infra.check). Loopback only; bounded by --max-seconds and --recovery-seconds.
+# every DESIGN.md §4 invariant (devstack.check). Loopback only; bounded by --max-seconds and --recovery-seconds.
 chaos: $(STAMP)
 	$(PY) -m chaos $(CHAOS_ARGS)
 

@@ -16,7 +16,7 @@ The floor of a checkout is ``RPCS`` calls plus ``TXS`` write transactions (count
 ceiling ``cores * 1000 / floor_ms`` checkouts/s. That is an upper bound: zero business logic, zero reads,
 tiny messages, no events, no payment-provider HTTP calls, no Redis, no gateway.
 
-By default a private Postgres (``infra.localstack.LocalStack`` on free loopback ports, in a temporary
+By default a private Postgres (``devstack.localstack.LocalStack`` on free loopback ports, in a temporary
 directory) is started and stopped; ``--database-url`` uses a running one instead (loopback only), whose
 CPU is then unknown unless ``--postgres-pid`` names its postmaster. Everything started is stopped by pid,
 and the scratch schema is dropped, also on Ctrl-C, SIGTERM, errors and ``--time-limit``.
@@ -59,10 +59,10 @@ import uvloop
 from bench.args import interrupt_on_sigterm, positive
 from bench.cpu import all_stats, machine_cpu, tree_pids
 from bench.report import default_out_path, write_report
+from devstack.localstack import LocalStack, free_ports
+from devstack.procs import stop_children
 from infra.auth import JwtVerifier, mint_token, require_identity
 from infra.db import create_engine
-from infra.localstack import LocalStack, free_ports
-from infra.procs import stop_children
 from infra.server import Registration, start_server
 from kassa.pricing.v1 import pricing_service_pb2 as pricing_pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc as pricing_grpc

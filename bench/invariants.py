@@ -9,7 +9,7 @@ the orders the clients were told were confirmed.
 A saga the client gave up on may still be running when the load stops, so :func:`check_settled`
 repeats the checks for a while until they pass, and reports how long that took.
 
-These are the run's own checks (its hot skus, the orders its clients saw); ``infra.check`` (``kassa
+These are the run's own checks (its hot skus, the orders its clients saw); ``devstack.check`` (``kassa
 check``, used by ``make chaos``) proves every §4 invariant over a whole stack and its provider's ledger.
 """
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from devstack.check import sqlalchemy_to_libpq
 from infra.auth import ROLE_ADMIN, mint_token
 from infra.channels import open_channel
-from infra.check import sqlalchemy_to_libpq
 from kassa.order.v1 import order_pb2
 from kassa.order.v1 import order_service_pb2 as order_pb
 from kassa.order.v1 import order_service_pb2_grpc as order_grpc

@@ -14,7 +14,7 @@ from bench.invariants import InvariantResult
 from bench.load import WorkerResult
 from bench.schedule import LATE_THRESHOLD_S, judge_open_loop
 from bench.stats import summarize
-from infra.mesh import service_of
+from devstack.mesh import service_of
 
 __all__ = ["SCHEMA", "aggregate", "build_report", "cpu_section", "default_out_path", "format_report", "write_report"]
 

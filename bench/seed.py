@@ -1,6 +1,6 @@
 """A large catalog for the run, through the admin gRPC APIs as an operator would create it.
 
-Warehouses come from ``infra.seed`` (the demo catalog, idempotent). On top of them: ``--skus``
+Warehouses come from ``devstack.seed`` (the demo catalog, idempotent). On top of them: ``--skus``
 products priced in USD (and EUR), each stocked with plenty of units in every seeded warehouse, and a
 few HOT skus with little stock in the US warehouse only, which a fraction of the checkouts include to
 make reservations contend. Every sku name starts with the run's unique prefix, so seeding never
@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from devstack.seed import seed as seed_demo_catalog
 from infra.auth import ROLE_ADMIN, mint_token
 from infra.channels import open_channel
-from infra.seed import seed as seed_demo_catalog
 from kassa.common.v1 import money_pb2
 from kassa.pricing.v1 import pricing_service_pb2, pricing_service_pb2_grpc
 from kassa.warehouse.v1 import inventory_service_pb2, inventory_service_pb2_grpc

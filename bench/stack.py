@@ -1,14 +1,14 @@
 """Where the mesh under test runs: a private stack the bench starts and stops, or a running one.
 
 A private stack is what ``tests/e2e/conftest.py`` builds: LocalStack (Postgres, Redis, NATS) on free
-ports in a temporary directory, the migrations, and ``infra.mesh.Mesh`` on free ports. It is stopped
+ports in a temporary directory, the migrations, and ``devstack.mesh.Mesh`` on free ports. It is stopped
 at the end through those classes, which signal only the pids they started.
 
 A running stack is described by addresses (``--checkout-addr``, ``--gateway-url``, ... or the
 ``KASSA_*_ADDR`` environment) and, for CPU accounting, by pids: given with ``--pids`` or found by
 scanning /proc for ``python -m <service>`` processes whose environment names the same address.
 
-``own_stack(replicas=N)`` runs N processes of each gRPC service and of the gateway (``infra.mesh``); their
+``own_stack(replicas=N)`` runs N processes of each gRPC service and of the gateway (``devstack.mesh``); their
 pids are named ``<service>.<replica>``, and the CPU report sums them per service as well.
 """
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from devstack.localstack import LocalStack, free_ports
+from devstack.mesh import MESH_ORDER, Mesh, free_mesh_ports, mesh_env
 from infra.config import DEFAULT_ADDRS, DEV_JWT_SECRET, REPLICA
-from infra.localstack import LocalStack, free_ports
-from infra.mesh import MESH_ORDER, Mesh, free_mesh_ports, mesh_env
 
 __all__ = [
     "SERVICE_MODULES",
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 # The processes of the mesh and the module each runs as (``python -m <module>``).
-SERVICE_MODULES: dict[str, str] = {name: name for name in MESH_ORDER} | {"sandbox": "payment.sandbox"}
+SERVICE_MODULES: dict[str, str] = {name: name for name in MESH_ORDER} | {"sandbox": "devstack.sandbox"}
 _PROC = Path("/proc")
 
 

@@ -44,10 +44,10 @@ import uvloop
 
 from bench.args import positive
 from bench.stats import summarize
+from devstack.localstack import LocalStack, free_ports
+from devstack.mesh import Mesh, ProcessSpec, mesh_env
 from infra.auth import ROLE_ADMIN, mint_service_token, mint_token
 from infra.grpc_errors import error_info
-from infra.localstack import LocalStack, free_ports
-from infra.mesh import Mesh, ProcessSpec, mesh_env
 from infra.migrate import migrate
 from kassa.common.v1 import address_pb2
 from kassa.warehouse.v1 import inventory_pb2

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from chaos.plan import Action
 from chaos.stack import ChaosStack
-from infra.check import sqlalchemy_to_libpq
+from devstack.check import sqlalchemy_to_libpq
 
 __all__ = ["Fired", "Injector"]
 

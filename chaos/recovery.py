@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chaos.stack import ChaosStack
-from infra.check import OUTBOX_SERVICES, sqlalchemy_to_libpq
-from infra.mesh import MeshError
+from devstack.check import OUTBOX_SERVICES, sqlalchemy_to_libpq
+from devstack.mesh import MeshError
 from infra.migrate import SCHEMAS
 
 __all__ = ["Owed", "owed", "wait_recovered"]

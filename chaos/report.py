@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.run import Outcome
-from infra.check import format_findings
+from devstack.check import format_findings
 
 __all__ = ["as_json", "format_report", "record_failure", "replay_command", "write_json"]
 

@@ -4,7 +4,7 @@
 skus and coupon are scarce (so an oversell or a double use would show), drives the customers with
 ``--concurrency`` in flight while the injector fires the plan's actions at their points of progress,
 prints progress every few seconds, waits out the recovery window and then checks every invariant of
-DESIGN.md §4 (``infra.check``) plus what the clients were told (an order a customer saw confirmed is
+DESIGN.md §4 (``devstack.check``) plus what the clients were told (an order a customer saw confirmed is
 still sold; one Idempotency-Key never made two orders; no process was given up on).
 """
 
@@ -29,8 +29,8 @@ from chaos.inject import Fired, Injector
 from chaos.plan import Plan, due
 from chaos.recovery import Owed, wait_recovered
 from chaos.stack import ChaosStack
+from devstack.check import SOLD_STATUSES, Finding, check_stack, sqlalchemy_to_libpq
 from infra.auth import ROLE_ADMIN, mint_token
-from infra.check import SOLD_STATUSES, Finding, check_stack, sqlalchemy_to_libpq
 from infra.migrate import SCHEMAS
 
 __all__ = ["CHAOS_ENV", "Options", "Outcome", "run_chaos"]

@@ -15,8 +15,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.localstack import LocalStack, StackEndpoints, free_ports
-from infra.mesh import MESH_ORDER, Mesh, RestartPolicy, mesh_env
+from devstack.localstack import LocalStack, StackEndpoints, free_ports
+from devstack.mesh import MESH_ORDER, Mesh, RestartPolicy, mesh_env
 
 __all__ = ["CHAOS_RESTART_POLICY", "ChaosStack", "private_stack"]
 

@@ -46,7 +46,7 @@ from gateway.ops import OPS_BACKEND, outbox_status
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
-from infra import errors, tracing, webhook_signature
+from infra import tracing, webhook_signature
 from infra.admission import Admission, Overloaded
 from infra.auth import Identity, Unauthenticated, mint_token
 from infra.channels import ServiceCredentials, call_metadata
@@ -55,6 +55,7 @@ from infra.grpc_errors import retry_delay
 from infra.logs import request_id_var
 from infra.runner import verifier_for
 from kassa.payment.v1 import payment_service_pb2
+from kernel import errors
 
 __all__ = ["Gateway", "create_app"]
 

@@ -24,8 +24,9 @@ from google.protobuf import message
 
 from gateway.backends import Backends, Metadata
 from gateway.routing import RpcMethod
-from infra import audit, errors
+from infra import audit
 from kassa.audit.v1 import audit_service_pb2 as pb
+from kernel import errors
 
 __all__ = ["AUDIT_BACKEND", "list_audit_entries"]
 

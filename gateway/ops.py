@@ -14,9 +14,9 @@ from google.protobuf import message
 
 from gateway.backends import Backends, Metadata
 from gateway.routing import RpcMethod
-from infra import errors
 from infra.ops import OUTBOX_SERVICES
 from kassa.ops.v1 import outbox_service_pb2 as pb
+from kernel import errors
 
 __all__ = ["OPS_BACKEND", "outbox_status"]
 

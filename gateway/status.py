@@ -14,8 +14,8 @@ import grpc
 from google.protobuf import any_pb2, descriptor_pool, json_format
 from google.rpc import error_details_pb2, status_pb2
 
-from infra import errors
 from infra.grpc_errors import DOMAIN, status_for
+from kernel import errors
 
 __all__ = [
     "HTTP_STATUS",

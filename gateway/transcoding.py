@@ -18,7 +18,7 @@ from google.protobuf import descriptor, json_format, message
 from google.protobuf.message_factory import GetMessageClass
 
 from gateway.routing import Route
-from infra import errors
+from kernel import errors
 
 __all__ = ["BODY_FIELD", "IDEMPOTENCY_FIELD", "RequestParts", "build_request", "render"]
 

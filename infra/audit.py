@@ -55,17 +55,17 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import SchemaItem
 
-from infra import errors
 from infra.auth import current_identity, require_admin
 from infra.db import single_statements
 from infra.logs import request_id_var
-from infra.paging import decode_keyset_token, keyset_token
 from infra.pb import checked_datetime, timestamp_to_pb
 from infra.pii import redact
 from infra.server import AioUnary, Registration, WrappingInterceptor
-from infra.validation import check_text
 from kassa.audit.v1 import audit_service_pb2 as pb
 from kassa.audit.v1 import audit_service_pb2_grpc as pb_grpc
+from kernel import errors
+from kernel.paging import decode_keyset_token, keyset_token
+from kernel.validation import check_text
 
 if TYPE_CHECKING:
     from types import ModuleType

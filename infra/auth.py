@@ -37,7 +37,7 @@ from typing import Any
 import jwt
 from jwt.types import Options
 
-from infra.errors import DomainError, PermissionDenied, Reason, Unavailable
+from kernel.errors import DomainError, PermissionDenied, Reason, Unavailable
 
 __all__ = [
     "SERVICE_AUDIENCE",

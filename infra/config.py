@@ -4,7 +4,7 @@ Nothing here is read at import time: ``Settings.from_env()`` is called by each
 entry point, and a service refuses to start when something it needs is missing.
 
 Production is the default mode (``KASSA_ENV`` unset). Development mode is chosen
-explicitly (``KASSA_ENV=development``): the local stack (``infra.mesh.mesh_env``)
+explicitly (``KASSA_ENV=development``): the local stack (``devstack.mesh.mesh_env``)
 and the tests do, and only there do unset secrets fall back to the public
 development values below. In production :meth:`Settings.require` refuses to start
 with a secret that is missing, shorter than :data:`MIN_SECRET_BYTES`, one of the

@@ -14,7 +14,7 @@ Off unless configured: ``KASSA_FAULTS`` lists rules, comma-separated, each
   provider's ``duplicate`` and ``reorder`` for webhooks, say) is returned to the caller to act on.
 * ``probability`` (default 1) is drawn from a generator seeded by ``KASSA_FAULTS_SEED`` (default 0)
   and the point's name, so the same calls at one point draw the same faults in every run. A process a
-  supervisor restarted draws anew: ``infra.mesh`` sets ``KASSA_FAULTS_GENERATION`` to its restart number,
+  supervisor restarted draws anew: ``devstack.mesh`` sets ``KASSA_FAULTS_GENERATION`` to its restart number,
   which is mixed into the seed (a crash drawn early would otherwise recur in every restart: a crash loop
   the schedule never meant).
 * ``limit`` caps how many times the rule fires in this process (``crash#1``: the first time only).

@@ -1,6 +1,6 @@
 """Domain errors ↔ gRPC status with a google.rpc.ErrorInfo detail (domain "kassa").
 
-Servers: :func:`abort_with` turns a :class:`~infra.errors.DomainError` into the
+Servers: :func:`abort_with` turns a :class:`~kernel.errors.DomainError` into the
 status (plus a google.rpc.RetryInfo when an Unavailable says when to retry). Clients:
 :func:`to_domain_error` rebuilds the DomainError from an ``AioRpcError`` so a refusal keeps its reason
 (and retry delay) across hops (warehouse's OUT_OF_STOCK reaches the REST client as OUT_OF_STOCK).
@@ -19,9 +19,9 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from infra import errors
 from infra.auth import Unauthenticated
 from infra.pii import redact
+from kernel import errors
 
 __all__ = ["DOMAIN", "abort_with", "error_info", "retry_delay", "status_for", "to_domain_error"]
 

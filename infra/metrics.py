@@ -14,7 +14,7 @@ call. Gauges that need a query (outbox backlog, DLQ depth, stuck sessions) are r
 scrape is answered from memory by the exporter's own thread, even while the event loop is busy.
 
 Label values are bounded: gRPC methods and status codes, route templates (never raw paths), provider names and
-their decline codes, error reasons from ``infra.errors.Reason``.
+their decline codes, error reasons from ``kernel.errors.Reason``.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from infra.auth import require_admin
 from infra.db import single_statements
 from infra.pb import timestamp_to_pb
 from infra.server import Registration
-from infra.validation import check_text
 from kassa.ops.v1 import outbox_service_pb2 as pb
 from kassa.ops.v1 import outbox_service_pb2_grpc as pb_grpc
+from kernel.validation import check_text
 
 __all__ = ["OUTBOX_SERVICES", "OutboxStatusService", "outbox_status_registration"]
 

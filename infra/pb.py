@@ -13,12 +13,12 @@ from typing import overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from infra.address import Address
-from infra.delivery import DeliveryWindow
-from infra.errors import InvalidArgument
-from infra.money import Money, validate_currency
-from infra.validation import check_amount
 from kassa.common.v1 import address_pb2, delivery_pb2, money_pb2
+from kernel.address import Address
+from kernel.delivery import DeliveryWindow
+from kernel.errors import InvalidArgument
+from kernel.money import Money, validate_currency
+from kernel.validation import check_amount
 
 __all__ = [
     "address_from_pb",

@@ -5,7 +5,7 @@ One interceptor does the per-call plumbing: it admits the call (when the service
 ErrorInfo and google.rpc.RetryInfo), verifies the caller's token into
 :data:`infra.auth.identity_var` (a call without one is UNAUTHENTICATED before any servicer runs:
 every Kassa RPC has a caller, so a new one can't be left open by mistake), carries a request id in
-:data:`infra.logs.request_id_var`, and turns a :class:`~infra.errors.DomainError`
+:data:`infra.logs.request_id_var`, and turns a :class:`~kernel.errors.DomainError`
 raised anywhere below the servicer into a gRPC status with ErrorInfo. It also decodes the request
 itself, so bytes that are no valid message are INVALID_ARGUMENT (field "request"). Servicers
 therefore only translate protobuf ↔ domain.
@@ -34,13 +34,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import exc as sa_exc
 
-from infra import errors
 from infra.admission import Admission, Overloaded
 from infra.auth import JwtVerifier, Unauthenticated, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
 from infra.metrics import MetricsServer, start_metrics_server, timed
 from infra.tracing import UNTRACED_METHODS, AioUnary, annotate_message, traced_handler
+from kernel import errors
 
 __all__ = ["REQUEST_FIELD", "Registration", "Server", "run_until_signalled", "start_server"]
 

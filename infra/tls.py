@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 
 __all__ = ["DEV_ORGANIZATION", "MutualTls", "ServerTls", "problems"]
 
-# The organization of every certificate `kassa certs` makes (infra.certs); production refuses them.
+# The organization of every certificate `kassa certs` makes (devstack.certs); production refuses them.
 DEV_ORGANIZATION = "Kassa development (kassa certs)"
 
 

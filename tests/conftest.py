@@ -21,9 +21,9 @@ from collections.abc import Iterator
 import pytest
 from helpers import external_stack, private_stack
 
+from devstack.localstack import StackEndpoints
 from infra.auth import ROLE_ADMIN, mint_service_token, mint_token
 from infra.config import Settings
-from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 
 

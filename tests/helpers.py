@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.localstack import LocalStack, StackEndpoints, free_ports, nats_server_binary
 from infra.consumer import Event
 from infra.grpc_errors import error_info
-from infra.localstack import LocalStack, StackEndpoints, free_ports, nats_server_binary
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers import unique
 
-from infra.money import Money
+from kernel.money import Money
 from order.model.order import Address, NewOrder, OrderLine, Totals
 
 USD = "USD"

@@ -10,8 +10,8 @@ from google.protobuf import duration_pb2
 
 from checkout.biz.retry import RetryPolicy, retrying
 from infra.channels import ServiceCredentials, call_metadata
-from infra.errors import Unavailable
 from infra.grpc_errors import to_domain_error
+from kernel.errors import Unavailable
 
 __all__ = ["GrpcClient", "duration"]
 

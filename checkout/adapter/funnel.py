@@ -2,7 +2,7 @@
 
 carts created → checkouts started → confirmed (by the order's status) or failed (by reason), with the sessions
 that went to the customer's payment action (3-D Secure) on the way. Counted in the process, after the change
-committed; a reason is an ``infra.errors.Reason`` value, so the label set stays small.
+committed; a reason is an ``kernel.errors.Reason`` value, so the label set stays small.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ import grpc
 from checkout.adapter.base import GrpcClient
 from checkout.model.catalog import OrderDraft, OrderRef, OrderStatus, PaymentOutcome
 from infra.channels import ServiceCredentials
-from infra.money import Money
 from infra.pb import address_to_pb, money_to_pb, window_to_pb
 from kassa.common.v1 import money_pb2
 from kassa.order.v1 import order_pb2
 from kassa.order.v1 import order_service_pb2 as pb
 from kassa.order.v1 import order_service_pb2_grpc as pb_grpc
+from kernel.money import Money
 
 __all__ = ["GrpcOrderAdapter", "order_status"]
 

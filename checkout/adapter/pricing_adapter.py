@@ -18,10 +18,10 @@ from checkout.model.catalog import (
     TaxLine,
 )
 from infra.channels import ServiceCredentials
-from infra.money import Money
 from infra.pb import address_to_pb, money_from_pb, money_to_pb, window_from_pb
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc as pb_grpc
+from kernel.money import Money
 
 __all__ = ["GrpcPricingAdapter"]
 

@@ -9,11 +9,11 @@ import grpc
 from checkout.adapter.base import GrpcClient
 from checkout.model.catalog import AppliedPromotion, PromotionLine, PromotionResult, RejectedPromotion
 from infra.channels import ServiceCredentials
-from infra.money import Money
 from infra.pb import money_from_pb, money_to_pb
 from kassa.promotion.v1 import promotion_pb2
 from kassa.promotion.v1 import promotion_service_pb2 as pb
 from kassa.promotion.v1 import promotion_service_pb2_grpc as pb_grpc
+from kernel.money import Money
 
 __all__ = ["GrpcPromotionAdapter"]
 

@@ -33,7 +33,7 @@ from checkout.model.catalog import (
 from checkout.model.compensation import CompensationFilter, CompensationStatus, FailedCompensation, NewCompensation
 from checkout.model.funnel import Funnel
 from checkout.model.session import ConfirmRecord, ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
-from infra.money import Money
+from kernel.money import Money
 
 __all__ = [
     "CartRepo",
@@ -415,7 +415,7 @@ class FunnelEvents(Protocol):
         ...
 
     def checkout_failed(self, reason: str) -> None:
-        """A confirm failed with ``reason`` (an infra.errors.Reason): refused before anything moved (the session is
+        """A confirm failed with ``reason`` (an kernel.errors.Reason): refused before anything moved (the session is
         OPEN again), or undone (the session is CANCELLED)."""
         ...
 

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from infra.errors import Unavailable
+from kernel.errors import Unavailable
 
 __all__ = ["RetryPolicy", "retrying"]
 

@@ -56,9 +56,9 @@ from checkout.model.session import (
 )
 from infra import audit
 from infra.db import single_statements
-from infra.errors import AlreadyExists, Reason
 from infra.outbox import add_event
 from infra.pii import PiiCipher
+from kernel.errors import AlreadyExists, Reason
 
 __all__ = [
     "SqlCartRepo",

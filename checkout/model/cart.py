@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from infra.money import Money
+from kernel.money import Money
 
 __all__ = ["Cart", "CartItem", "CartStatus", "PriceChange"]
 

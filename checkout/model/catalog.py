@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from infra.address import Address
-from infra.delivery import DeliveryWindow
-from infra.money import Money
+from kernel.address import Address
+from kernel.delivery import DeliveryWindow
+from kernel.money import Money
 
 __all__ = [
     "Address",

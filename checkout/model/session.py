@@ -16,7 +16,7 @@ from checkout.model.catalog import (
     PaymentStatus,
     window_from_list,
 )
-from infra.money import Money
+from kernel.money import Money
 
 __all__ = [
     "ConfirmError",
@@ -249,7 +249,7 @@ class SagaState:
 class ConfirmError:
     """A final refusal of ConfirmCheckout, kept so a repeat of the request replays it (24 h)."""
 
-    kind: str  # the infra.errors class name: FailedPrecondition, Aborted, …
+    kind: str  # the kernel.errors class name: FailedPrecondition, Aborted, …
     reason: str
     message: str
     metadata: dict[str, str] = field(default_factory=dict)

@@ -22,12 +22,12 @@ from checkout.biz.checkout.operate import (
 )
 from checkout.model.compensation import CompensationFilter, CompensationStatus, FailedCompensation, Operation
 from infra.auth import require_admin
-from infra.errors import InvalidArgument
 from infra.pb import checked_datetime, timestamp_to_pb
 from infra.pii import redact
-from infra.validation import check_uuid
 from kassa.checkout.v1 import checkout_admin_service_pb2 as pb
 from kassa.checkout.v1 import checkout_admin_service_pb2_grpc as pb_grpc
+from kernel.errors import InvalidArgument
+from kernel.validation import check_uuid
 
 __all__ = ["READS", "CheckoutAdminServiceServicer", "public_payload"]
 

@@ -21,10 +21,10 @@ from checkout.service.validation import (
     check_start_checkout,
     check_state_update,
 )
-from infra.errors import InvalidArgument
 from infra.pb import money_from_pb
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.checkout.v1 import checkout_service_pb2_grpc as pb_grpc
+from kernel.errors import InvalidArgument
 
 __all__ = ["CheckoutServiceServicer", "state_update"]
 

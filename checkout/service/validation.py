@@ -2,7 +2,7 @@
 use case, so nothing is written for a bad request; each refusal is an InvalidArgument naming the request field
 (DESIGN.md §4.6). Where a request has several bad fields, the first refused is the one these checks reach first.
 
-The field rules are infra.validation's. What needs policy or state stays in the use cases: a cart's currency
+The field rules are kernel.validation's. What needs policy or state stays in the use cases: a cart's currency
 (defaulted from the policy), a line's summed quantity against the policy's maximum, an unknown sku, the
 session's currency, whether it is still open. Ids are returned in their canonical form for the use cases.
 """
@@ -13,10 +13,10 @@ import re
 from dataclasses import replace
 
 from checkout.biz.checkout.update_state import StateUpdate
-from infra.errors import InvalidArgument
-from infra.validation import check_address, check_amount, check_country, check_email, check_sku, check_text, check_uuid
 from kassa.checkout.v1 import cart_service_pb2 as cart_pb
 from kassa.checkout.v1 import checkout_service_pb2 as pb
+from kernel.errors import InvalidArgument
+from kernel.validation import check_address, check_amount, check_country, check_email, check_sku, check_text, check_uuid
 
 __all__ = [
     "MAX_IDEMPOTENCY_KEY",
@@ -47,7 +47,7 @@ _TOKEN_MAX = 255
 
 
 def validate_sku(sku: str, field: str = "sku") -> str:
-    """The catalog's sku rule (infra.validation.check_sku), so a sku pricing would refuse is refused here by
+    """The catalog's sku rule (kernel.validation.check_sku), so a sku pricing would refuse is refused here by
     the request's own field name rather than by pricing's; surrounding white space is dropped."""
     sku = (sku or "").strip()
     if not sku:

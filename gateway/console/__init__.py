@@ -29,9 +29,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import status as gw_status
-from infra import errors, trace_view
+from infra import trace_view
 from infra.auth import Identity, Unauthenticated
 from infra.config import ConfigError
+from kernel import errors
 
 __all__ = ["CONTENT_SECURITY_POLICY", "ConsoleConfig", "console_routes"]
 

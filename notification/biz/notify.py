@@ -35,7 +35,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from infra.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
+from kernel.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
 from notification.biz.ports import Claim, DeliveryFailed, NewMessage, OrderDirectory, Renderer, Sender, UnitOfWork
 from notification.model.message import MessageStatus, Notice, OutgoingMessage, message_id_for
 

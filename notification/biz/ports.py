@@ -53,7 +53,7 @@ class Sender(Protocol):
 
 
 class OrderDirectory(Protocol):
-    """The order as the customer is shown it. Raises the order service's refusal as an ``infra.errors``
+    """The order as the customer is shown it. Raises the order service's refusal as an ``kernel.errors``
     DomainError (NotFound, PermissionDenied, Unavailable for an outage or a deadline…)."""
 
     async def get(self, order_id: str) -> OrderView | None: ...

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 
-from infra.errors import DomainError, NotFound
+from kernel.errors import DomainError, NotFound
 from notification.biz.notify import CONSUMER, PAYMENTS_CONSUMER, NotifyPolicy, bury, mark_sent
 from notification.biz.ports import DeliveryFailed, OrderDirectory, Renderer, Sender, UnitOfWork
 from notification.model.message import PAYMENT_EVENT_KINDS, Notice, OutgoingMessage, SentMessage

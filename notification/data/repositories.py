@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
 from infra.db import single_statements
-from infra.money import Money
 from infra.outbox import claim_inbox
 from infra.pii import PiiCipher, PiiError, mask_email
+from kernel.money import Money
 from notification.biz.ports import Claim, NewMessage, Revived
 from notification.data.tables import audit_log, dead_letters, inbox, messages
 from notification.model.message import Kind, MessageStatus, Notice, SentMessage

@@ -2,14 +2,14 @@
 
 ``format_money(Money("USD", 123456))`` is ``$1,234.56``; ``Money("JPY", 1200)`` is ``¥1,200`` (no minor
 unit); a currency without a symbol here is written with its code (``1,234.56 SEK``). The exponent comes
-from :data:`infra.money.CURRENCY_EXPONENTS`, so the number of decimals is the currency's, never a guess.
+from :data:`kernel.money.CURRENCY_EXPONENTS`, so the number of decimals is the currency's, never a guess.
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from infra.money import CURRENCY_EXPONENTS, Money
+from kernel.money import CURRENCY_EXPONENTS, Money
 
 __all__ = ["format_date", "format_money", "format_window"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
-from infra.money import Money
+from kernel.money import Money
 
 __all__ = [
     "EVENT_KINDS",

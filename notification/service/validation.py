@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from infra.errors import InvalidArgument
-from infra.validation import check_text
+from kernel.errors import InvalidArgument
+from kernel.validation import check_text
 
 __all__ = ["check_message_id", "check_order_id", "check_page_size"]
 

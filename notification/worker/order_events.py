@@ -13,7 +13,7 @@ import logging
 from nats.js import JetStreamContext
 
 from infra.consumer import Event, EventConsumer, Retry
-from infra.money import Money
+from kernel.money import Money
 from notification.biz.notify import CONSUMER, PAYMENTS_CONSUMER, Notify, SendLater
 from notification.model.message import EVENT_KINDS, PAYMENT_EVENT_KINDS, Notice
 

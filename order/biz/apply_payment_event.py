@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from infra.money import Money
+from kernel.money import Money
 from order.biz.ports import InboxClaim, Transition, UnitOfWork
 from order.biz.transitions import apply_transition
 from order.model.events import EVENT_FOR_STATUS

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from infra.caller import Caller
-from infra.errors import FailedPrecondition
+from kernel.caller import Caller
+from kernel.errors import FailedPrecondition
 from order.biz.get_order import load_visible
 from order.biz.ports import Transition, UnitOfWork
 from order.biz.transitions import apply_transition

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.errors import AlreadyExists
+from kernel.errors import AlreadyExists
 from order.biz.ports import UnitOfWork
 from order.model.events import ORDER_CREATED, event_data
 from order.model.order import NewOrder, Order

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from infra.caller import Caller
-from infra.errors import NotFound
+from kernel.caller import Caller
+from kernel.errors import NotFound
 from order.biz.ports import OrderRepo, UnitOfWork
 from order.model.order import Order
 

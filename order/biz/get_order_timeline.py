@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.caller import Caller
+from kernel.caller import Caller
 from order.biz.get_order import load_visible
 from order.biz.ports import UnitOfWork
 from order.model.order import StatusChange

@@ -8,8 +8,8 @@ import json
 import uuid
 from datetime import datetime
 
-from infra.caller import Caller
-from infra.errors import InvalidArgument, PermissionDenied
+from kernel.caller import Caller
+from kernel.errors import InvalidArgument, PermissionDenied
 from order.biz.ports import PageCursor, UnitOfWork
 from order.model.order import Order
 

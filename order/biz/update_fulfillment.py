@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.errors import FailedPrecondition, NotFound, Reason
+from kernel.errors import FailedPrecondition, NotFound, Reason
 from order.biz.ports import Transition, UnitOfWork
 from order.biz.transitions import apply_transition
 from order.model.events import EVENT_FOR_STATUS

@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
 from infra.db import single_statements
-from infra.money import Money
 from infra.outbox import add_event
 from infra.pii import PiiCipher
+from kernel.money import Money
 from order.biz.ports import PageCursor, Transition, TransitionResult
 from order.data.tables import audit_log, history, inbox, order_discounts, order_lines, orders, outbox
 from order.model.order import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.money import Money
+from kernel.money import Money
 from order.model.order import Order, OrderStatus
 
 __all__ = ["EVENT_FOR_STATUS", "ORDER_CREATED", "event_data"]

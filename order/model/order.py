@@ -1,6 +1,6 @@
 """The order aggregate: a price snapshot of what the customer bought, and where it stands.
 
-Pure value objects (no I/O). Amounts are :class:`infra.money.Money` in minor units. The email and the
+Pure value objects (no I/O). Amounts are :class:`kernel.money.Money` in minor units. The email and the
 notes are personal data: left out of the ``repr`` (addresses hide theirs), so no log line or traceback
 shows them.
 """
@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from infra.address import Address
-from infra.delivery import DeliveryWindow
-from infra.money import Money
+from kernel.address import Address
+from kernel.delivery import DeliveryWindow
+from kernel.money import Money
 
 __all__ = [
     "CASH_ON_DELIVERY_METHOD",

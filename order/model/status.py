@@ -12,7 +12,7 @@ Kassa's services any order before it is SHIPPED.
 
 from __future__ import annotations
 
-from infra.errors import Reason
+from kernel.errors import Reason
 from order.model.order import OrderStatus, PaymentOutcome, PaymentStatus
 
 __all__ = [

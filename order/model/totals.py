@@ -8,8 +8,8 @@ total. The request's own field checks run before, in ``order/service/validation.
 
 from __future__ import annotations
 
-from infra.errors import FailedPrecondition, InvalidArgument, Reason
-from infra.money import Money
+from kernel.errors import FailedPrecondition, InvalidArgument, Reason
+from kernel.money import Money
 from order.model.order import NewOrder, Totals
 
 __all__ = ["recompute_totals", "verify_authorized_amount", "verify_totals"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC
 from typing import cast
 
-from infra.errors import InvalidArgument
 from infra.pb import address_from_pb, address_to_pb, money_from_pb, money_to_pb, timestamp_to_pb, window_to_pb
 from kassa.common.v1 import delivery_pb2
 from kassa.order.v1 import order_pb2, order_service_pb2
 from kassa.payment.v1 import payment_pb2
+from kernel.errors import InvalidArgument
 from order.model.order import (
     DeliveryWindow,
     NewOrder,

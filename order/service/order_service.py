@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import grpc
 
 from infra.auth import require_identity, require_privileged
-from infra.caller import Caller
 from kassa.order.v1 import order_service_pb2 as pb
 from kassa.order.v1 import order_service_pb2_grpc
+from kernel.caller import Caller
 from order.biz.cancel_order import CancelOrder
 from order.biz.create_order import CreateOrder
 from order.biz.get_order import GetOrder

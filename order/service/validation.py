@@ -1,7 +1,7 @@
 """The checks of the order service's requests, run by the servicer before the use case: every refusal names
 the request field (DESIGN.md §4.6), and nothing is written for a bad request.
 
-The shared field rules (text, email, country code, address, amounts) are :mod:`infra.validation`'s; the rules
+The shared field rules (text, email, country code, address, amounts) are :mod:`kernel.validation`'s; the rules
 an order's totals obey whoever places it are the model's (:mod:`order.model.totals`), applied by CreateOrder.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from infra.errors import InvalidArgument, Reason
-from infra.money import Money, validate_currency
-from infra.validation import check_address, check_amount, check_email, check_text, check_uuid
+from kernel.errors import InvalidArgument, Reason
+from kernel.money import Money, validate_currency
+from kernel.validation import check_address, check_amount, check_email, check_text, check_uuid
 from order.model.order import NewOrder, OrderStatus, PaymentOutcome
 from order.model.status import FULFILMENT_STATUSES
 

@@ -18,8 +18,8 @@ import httpx
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from infra import tracing
-from infra.errors import InvalidArgument, PermissionDenied
 from infra.webhook_signature import SignatureError, verify
+from kernel.errors import InvalidArgument, PermissionDenied
 from payment.model.provider import (
     EventKind,
     IntentRequest,

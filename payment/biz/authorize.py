@@ -6,8 +6,8 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from infra.errors import AlreadyExists, Reason
-from infra.money import Money
+from kernel.errors import AlreadyExists, Reason
+from kernel.money import Money
 from payment.biz.common import after_provider, apply, before_provider, declined, record_attempt, unavailable
 from payment.biz.ports import PaymentProvider, UnitOfWork
 from payment.biz.providers import Providers, provider_unavailable

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from infra.errors import InvalidArgument, Unavailable
-from infra.money import Money
+from kernel.errors import InvalidArgument, Unavailable
+from kernel.money import Money
 from payment.biz.common import after_provider, apply, before_provider, invalid_state, load, unavailable
 from payment.biz.ports import UnitOfWork
 from payment.biz.providers import Providers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from infra import faults
-from infra.errors import FailedPrecondition, NotFound, Reason, Unavailable
+from kernel.errors import FailedPrecondition, NotFound, Reason, Unavailable
 from payment.biz.ports import Tx, UnitOfWork
 from payment.model.payment import INVALID_STATE, Attempt, Payment, Transition, event_data
 from payment.model.provider import ProviderError

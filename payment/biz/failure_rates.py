@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from infra.validation import check_window
+from kernel.validation import check_window
 from payment.biz.ports import UnitOfWork
 from payment.model.stats import FailureRates
 

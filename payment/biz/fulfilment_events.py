@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from infra.errors import FailedPrecondition
+from kernel.errors import FailedPrecondition
 from payment.biz.capture import CapturePayment
 from payment.biz.common import apply
 from payment.biz.order_events import RetryLater, payments_of

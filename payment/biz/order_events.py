@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from infra.errors import FailedPrecondition, Reason
+from kernel.errors import FailedPrecondition, Reason
 from payment.biz.ports import UnitOfWork
 from payment.biz.providers import Providers
 from payment.biz.refund import RefundPayment

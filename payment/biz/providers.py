@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from infra.errors import Reason, Unavailable
+from kernel.errors import Reason, Unavailable
 from payment.biz.ports import PaymentProvider
 
 __all__ = ["Providers", "provider_unavailable"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from infra.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Reason
-from infra.money import Money
+from kernel.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Reason
+from kernel.money import Money
 from payment.biz.common import after_provider, before_provider, invalid_state, load, record_attempt, unavailable
 from payment.biz.ports import UnitOfWork
 from payment.biz.providers import Providers

@@ -27,8 +27,8 @@ from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
-from infra.errors import DomainError
-from infra.money import Money
+from kernel.errors import DomainError
+from kernel.money import Money
 from payment.biz.capture import CAPTURE_LEASE_SECONDS
 from payment.biz.common import apply
 from payment.biz.ports import UnitOfWork

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from infra.errors import Unavailable
+from kernel.errors import Unavailable
 from payment.biz.common import after_provider, apply, before_provider, invalid_state, load, record_attempt, unavailable
 from payment.biz.ports import UnitOfWork
 from payment.biz.providers import Providers

@@ -6,8 +6,8 @@ import logging
 import uuid
 from collections.abc import Mapping
 
-from infra.errors import InvalidArgument
-from infra.validation import text_problem
+from kernel.errors import InvalidArgument
+from kernel.validation import text_problem
 from payment.biz.common import apply_in
 from payment.biz.ports import PaymentProvider, UnitOfWork
 from payment.biz.reconcile import cancel_if_orphaned, orphaned

@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
 from infra.db import single_statements
-from infra.errors import FailedPrecondition
-from infra.money import Money
 from infra.outbox import add_event, claim_inbox
+from kernel.errors import FailedPrecondition
+from kernel.money import Money
 from payment.data.outcomes import count_outcome
 from payment.data.tables import (
     CAPTURE_HOLDING_SQL,

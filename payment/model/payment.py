@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from infra.errors import Reason
-from infra.money import Money
+from kernel.errors import Reason
+from kernel.money import Money
 
 __all__ = [
     "CAPTURE_HOLDING",

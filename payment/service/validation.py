@@ -1,7 +1,7 @@
 """The checks of PaymentService's (and PaymentAdminService's) requests, run by the servicer before the use case:
 nothing is written for a bad request, and each refusal is INVALID_ARGUMENT naming the request field (DESIGN.md §4.6).
 
-The rules every service shares (storable text, UUIDs, amounts) are :mod:`infra.validation`'s; what is
+The rules every service shares (storable text, UUIDs, amounts) are :mod:`kernel.validation`'s; what is
 payment's own: the payment method (:func:`payment.model.payment.payment_method_error`), an idempotency key
 the provider receives as an HTTP header, a return URL, a webhook's payload size.
 """
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from infra.errors import InvalidArgument
-from infra.money import Money, validate_currency
 from infra.pb import checked_datetime, money_from_pb
-from infra.validation import check_amount, check_text, check_uuid
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_admin_service_pb2 as admin_pb
 from kassa.payment.v1 import payment_service_pb2 as pb
+from kernel.errors import InvalidArgument
+from kernel.money import Money, validate_currency
+from kernel.validation import check_amount, check_text, check_uuid
 from payment.biz.authorize import AuthorizeCommand
 from payment.model.payment import payment_method_error
 
@@ -138,7 +138,7 @@ def webhook_request(request: pb.HandleWebhookRequest) -> WebhookRequest:
 
 def failure_rates_window(request: admin_pb.GetPaymentFailureRatesRequest) -> tuple[datetime | None, datetime | None]:
     """PaymentAdminService.GetPaymentFailureRates: the window's ends as given (GetFailureRates fills in the
-    defaults and checks start before end, at most 31 days: infra.validation.check_window)."""
+    defaults and checks start before end, at most 31 days: kernel.validation.check_window)."""
     start = checked_datetime("start_time", request.start_time) if request.HasField("start_time") else None
     end = checked_datetime("end_time", request.end_time) if request.HasField("end_time") else None
     return start, end

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.money import Money
+from kernel.money import Money
 from pricing.biz.ports import RateRepo
 from pricing.model.rates import TaxableLine, TaxResult
 from pricing.model.tax import compute_tax

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infra.delivery import DeliveryWindow
-from infra.money import Money
+from kernel.delivery import DeliveryWindow
+from kernel.money import Money
 from pricing.biz.calculate_tax import CalculateTax
 from pricing.biz.get_products import GetProducts
 from pricing.biz.quote_shipping import QuoteShipping

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.errors import InvalidArgument
-from infra.money import Money
+from kernel.errors import InvalidArgument
+from kernel.money import Money
 from pricing.biz.ports import RateRepo
 from pricing.model.rates import Parcel
 from pricing.model.shipping import shipping_total

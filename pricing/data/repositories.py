@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
 from infra.db import single_statements
-from infra.money import Money
+from kernel.money import Money
 from pricing.data.snapshot import TtlSnapshot
 from pricing.data.tables import audit_log, prices, products, shipping_rates, tax_rates
 from pricing.model.catalog import Product

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.money import Money
+from kernel.money import Money
 
 __all__ = ["TAX_CLASSES", "CatalogLookup", "PricedProduct", "Product"]
 

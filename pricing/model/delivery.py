@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.delivery import DeliveryWindow
+from kernel.delivery import DeliveryWindow
 from pricing.model.rates import Parcel
 
 __all__ = ["WINDOWS", "ZONES", "order_window", "parcel_window", "reach"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.money import Money
+from kernel.money import Money
 from pricing.model.rates import Parcel, ShippingRate
 
 __all__ = ["parcel_cost", "shipping_total", "started_kilograms"]

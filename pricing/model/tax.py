@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from infra.money import Money, percent_of
+from kernel.money import Money, percent_of
 from pricing.model.rates import LineTax, TaxableLine, TaxResult
 
 __all__ = ["SHIPPING_TAX_CLASS", "compute_tax"]

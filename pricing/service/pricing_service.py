@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 import grpc
 
 from infra.auth import require_admin, require_identity
-from infra.delivery import DeliveryWindow
-from infra.errors import InvalidArgument
-from infra.money import Money
 from infra.pb import checked_currency, money_in_currency, money_to_pb
-from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_country, check_sku
 from kassa.common.v1 import delivery_pb2
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc
+from kernel.delivery import DeliveryWindow
+from kernel.errors import InvalidArgument
+from kernel.money import Money
+from kernel.validation import MAX_AMOUNT_MINOR, check_amount, check_country, check_sku
 from pricing.biz.calculate_tax import CalculateTax
 from pricing.biz.get_products import GetProducts
 from pricing.biz.quote_order import QuoteLine, QuoteOrder

@@ -1,11 +1,11 @@
 """Request validation helpers: each refusal names the request field (DESIGN.md §4.6).
 
-Country codes and skus are checked by the shared rules (infra.validation.check_country, check_sku)."""
+Country codes and skus are checked by the shared rules (kernel.validation.check_country, check_sku)."""
 
 from __future__ import annotations
 
-from infra.errors import InvalidArgument
-from infra.validation import check_text
+from kernel.errors import InvalidArgument
+from kernel.validation import check_text
 
 __all__ = ["MAX_LABEL_LENGTH", "MAX_NAME_LENGTH", "MAX_PARCEL_WEIGHT_GRAMS", "MAX_WEIGHT_GRAMS", "check_label",
            "check_weight"]  # fmt: skip
@@ -20,7 +20,7 @@ MAX_PARCEL_WEIGHT_GRAMS = 1_000_000_000_000
 
 
 def check_label(field: str, value: str, *, max_length: int = MAX_LABEL_LENGTH, required: bool = False) -> str:
-    """A product's name, category or brand: storable text (infra.validation.check_text), stripped."""
+    """A product's name, category or brand: storable text (kernel.validation.check_text), stripped."""
     return check_text(field, value, max_length=max_length, required=required).strip()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
-from infra.errors import AlreadyExists, Reason
+from kernel.errors import AlreadyExists, Reason
 from promotion.biz.ports import UnitOfWork
 from promotion.model.promotion import Promotion
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from infra.errors import AlreadyExists, FailedPrecondition, Reason
-from infra.money import Money
+from kernel.errors import AlreadyExists, FailedPrecondition, Reason
+from kernel.money import Money
 from promotion.biz.ports import UnitOfWork
 from promotion.model.customer import email_key
 from promotion.model.discount import evaluate, normalize_codes

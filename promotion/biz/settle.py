@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.errors import FailedPrecondition, Reason
+from kernel.errors import FailedPrecondition, Reason
 from promotion.biz.ports import Tx, UnitOfWork
 from promotion.model.usage import Usage, UsageEvent, UsageStatus
 

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
 from infra.db import single_statements
-from infra.money import Money
 from infra.outbox import add_event, claim_inbox
+from kernel.money import Money
 from promotion.data.tables import SCHEMA, audit_log, inbox, outbox, promotion_usages, promotions
 from promotion.model.promotion import Conditions, Promotion, PromotionType
 from promotion.model.usage import Usage, UsageStatus

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from infra.errors import Reason
-from infra.money import Money, percent_of
+from kernel.errors import Reason
+from kernel.money import Money, percent_of
 from promotion.model.promotion import (
     Applied,
     Cart,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from infra.money import Money
+from kernel.money import Money
 
 __all__ = ["Reservation", "Usage", "UsageEvent", "UsageStatus"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import cast
 
-from infra.money import Money
 from infra.pb import money_to_pb, timestamp_to_pb
 from kassa.promotion.v1 import promotion_pb2
+from kernel.money import Money
 from promotion.model.promotion import Applied, Promotion, PromotionType
 from promotion.model.usage import Usage
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 
 from infra.auth import require_admin, require_privileged, require_service
-from infra.errors import InvalidArgument
 from infra.pb import money_to_pb
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2, promotion_service_pb2_grpc
+from kernel.errors import InvalidArgument
 from promotion.biz.create import CreatePromotion
 from promotion.biz.reserve import ReservePromotionUsage
 from promotion.biz.settle import ConfirmPromotionUsage, ReleasePromotionUsage

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from infra.errors import InvalidArgument
 from infra.pb import checked_currency, checked_datetime, money_in_currency
-from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_count, check_email, check_sku, check_text
 from kassa.common.v1 import money_pb2
 from kassa.promotion.v1 import promotion_pb2
+from kernel.errors import InvalidArgument
+from kernel.validation import MAX_AMOUNT_MINOR, check_amount, check_count, check_email, check_sku, check_text
 from promotion.model.promotion import Cart, CartLine, Conditions, Promotion, PromotionType
 from promotion.service.convert import PB_TYPES
 

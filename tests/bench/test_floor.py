@@ -21,7 +21,7 @@ import pytest
 from bench.cpu import read_proc_stat
 from bench.floor import RPCS, TXS
 from bench.invariants import sqlalchemy_to_libpq
-from infra.localstack import StackEndpoints
+from devstack.localstack import StackEndpoints
 
 pytestmark = pytest.mark.integration
 

@@ -84,7 +84,7 @@ def test_find_service_pids_matches_the_module_and_the_address(tmp_path: Path) ->
         cmdlines={
             20: [py, "-m", "checkout"],
             21: [py, "-m", "checkout"],  # another mesh's checkout
-            22: [py, "-m", "payment.sandbox"],
+            22: [py, "-m", "devstack.sandbox"],
             23: [py, "-m", "pytest", "checkout"],
             24: [py, "-m", "order"],
         },

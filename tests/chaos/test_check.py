@@ -1,4 +1,4 @@
-"""``infra.check`` (``kassa check``) on a real stack: clean after real checkouts, and failing by name once corrupted.
+"""``devstack.check`` (``kassa check``) on a real stack: clean after real checkouts, and failing by name once corrupted.
 
 One private stack and mesh for the module (``bench.stack.own_stack``: its own Postgres, so corrupting it
 touches no other test), a small catalog and a few real checkouts over gRPC and REST. Each corruption is
@@ -19,7 +19,7 @@ import pytest
 from bench.flow import FlowOutcome, GrpcCheckout, RestCheckout
 from bench.seed import plan_catalog, seed_catalog
 from bench.stack import Target, own_stack
-from infra.check import Finding, check_stack, main, sqlalchemy_to_libpq
+from devstack.check import Finding, check_stack, main, sqlalchemy_to_libpq
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("chaos-check")]
 

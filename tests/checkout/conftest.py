@@ -29,11 +29,11 @@ from checkout.bootstrap import Container, build
 from checkout.model.catalog import Address
 from checkout.model.session import ConfirmResult, Session
 from checkout.service.validation import check_state_update
-from infra.caller import Caller
+from devstack.localstack import StackEndpoints
 from infra.config import Settings
-from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 from infra.runner import running_service
+from kernel.caller import Caller
 from tests.checkout.fakes import (
     FakeIdempotencyStore,
     FakeInventoryGateway,

@@ -42,8 +42,8 @@ from checkout.model.catalog import (
 )
 from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS, FailedCompensation, NewCompensation
 from checkout.model.session import ConfirmRecord, ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
-from infra.errors import AlreadyExists, FailedPrecondition, Reason
-from infra.money import Money, percent_of
+from kernel.errors import AlreadyExists, FailedPrecondition, Reason
+from kernel.money import Money, percent_of
 
 __all__ = [
     "FakeIdempotencyStore",

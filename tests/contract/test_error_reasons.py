@@ -2,7 +2,7 @@
 
 Clients branch on the reason, and the OpenAPI document and the client SDK list the enum's values, so a
 reason that is only a string in some module would be a contract change no one reviewed. The reasons are
-found three ways: the ``infra.errors.Reason`` constants, every domain error's default, and a scan of the
+found three ways: the ``kernel.errors.Reason`` constants, every domain error's default, and a scan of the
 source of the gateway, infra and the six services for reasons written as literals or as ``Reason.X``.
 """
 
@@ -17,13 +17,25 @@ import grpc
 import pytest
 
 from gateway import status as gw_status
-from infra import auth, errors
+from infra import auth
 from kassa.common.v1 import errors_pb2
+from kernel import errors
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ("infra", "gateway", "checkout", "order", "payment", "warehouse", "pricing", "promotion")
+SCANNED = (
+    "kernel",
+    "infra",
+    "devstack",
+    "gateway",
+    "checkout",
+    "order",
+    "payment",
+    "warehouse",
+    "pricing",
+    "promotion",
+)
 ENUM = {v.name for v in errors_pb2.ErrorReason.DESCRIPTOR.values} - {"ERROR_REASON_UNSPECIFIED"}
 
 

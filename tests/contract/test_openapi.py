@@ -20,9 +20,9 @@ from gateway.app import create_app
 from gateway.routing import build_route_table
 from gateway.transcoding import render
 from infra.config import Settings
-from infra.errors import Reason
 from kassa.checkout.v1 import cart_pb2, cart_service_pb2
 from kassa.common.v1 import errors_pb2, money_pb2
+from kernel.errors import Reason
 
 pytestmark = pytest.mark.unit
 

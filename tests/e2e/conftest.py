@@ -5,7 +5,7 @@ the gateway) exactly as ``kassa up`` does, but on free ports, against a Postgres
 its own (so the mesh's background workers, such as the reservation sweeper and the payment-event
 consumer, never touch the data of the per-service tests sharing this process), with logs under a
 temporary directory, and with the demo catalog seeded
-(``infra.seed``: warehouses wh-us-east / wh-eu-central / wh-ap-south, skus such as KB-001, MS-001,
+(``devstack.seed``: warehouses wh-us-east / wh-eu-central / wh-ap-south, skus such as KB-001, MS-001,
 CB-001, coupons WELCOME10 and FREESHIP).
 
 Starting the mesh costs seconds and two copies would fight over CPU, so every e2e module must run on
@@ -38,13 +38,13 @@ import pytest_asyncio
 from e2e.support import BACKUP_SANDBOX_URL
 from helpers import external_stack, private_stack
 
+from devstack.localstack import StackEndpoints, free_ports
+from devstack.mesh import Mesh, default_specs, free_mesh_ports, mesh_env
+from devstack.seed import seed
 from infra.auth import ROLE_ADMIN, mint_token
 from infra.channels import grpc_target
 from infra.config import Settings
-from infra.localstack import StackEndpoints, free_ports
-from infra.mesh import Mesh, default_specs, free_mesh_ports, mesh_env
 from infra.migrate import migrate
-from infra.seed import seed
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class MeshHandle:
     log_dir: Path
 
     def addr(self, name: str) -> str:
-        """A gRPC channel target of a process (any name of ``infra.mesh.MESH_ORDER``): ``127.0.0.1:<port>``, or
+        """A gRPC channel target of a process (any name of ``devstack.mesh.MESH_ORDER``): ``127.0.0.1:<port>``, or
         ``ipv4:<replica>,<replica>`` when it runs replicas."""
         return grpc_target(self.env[f"KASSA_{name.upper()}_ADDR"])
 

@@ -21,9 +21,9 @@ from e2e.support import ready_session as ready
 from google.protobuf.duration_pb2 import Duration
 from metrics_support import SYNTHETIC, Scrape, observability_queries, promql_names, scrape
 
+from devstack.mesh import REPLICATED
 from infra.auth import mint_service_token, mint_token
 from infra.db import create_engine
-from infra.mesh import REPLICATED
 from kassa.warehouse.v1 import inventory_service_pb2 as inv_pb
 from kassa.warehouse.v1 import inventory_service_pb2_grpc as inv_grpc
 

@@ -4,7 +4,7 @@ no event and none is applied twice (DESIGN.md §4.5).
 A private stack whose NATS is three servers from the same wheel, joined by routes on loopback; the mesh
 gets all three URLs and creates its streams with three replicas. Customers check out over REST (some
 cancel, so payment, warehouse and promotion consume OrderCancelled) while the server leading the order
-stream is SIGKILLed by its pid and left dead. Afterwards ``kassa check`` (infra.check) must pass: every
+stream is SIGKILLed by its pid and left dead. Afterwards ``kassa check`` (devstack.check) must pass: every
 outbox row sent and in its stream, every consumer effect applied once, stock and money consistent; and
 no stream holds an event twice.
 """
@@ -26,13 +26,13 @@ import pytest
 import pytest_asyncio
 from e2e.support import Rest, confirm, eventually, fill_cart, make_catalog, ready_session
 
-from infra import check
+from devstack import check
+from devstack.localstack import LocalStack, StackEndpoints, free_ports, nats_nodes
+from devstack.mesh import MESH_ORDER, Mesh, mesh_env
+from devstack.seed import seed
 from infra.auth import ROLE_ADMIN, mint_token
 from infra.events import STREAMS, connect
-from infra.localstack import LocalStack, StackEndpoints, free_ports, nats_nodes
-from infra.mesh import MESH_ORDER, Mesh, mesh_env
 from infra.migrate import migrate
-from infra.seed import seed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("nats-cluster")]
 

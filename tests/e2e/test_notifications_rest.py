@@ -29,9 +29,9 @@ from e2e.support import (
     ready_session,
 )
 
-from infra import check as invariant_check
-from infra.money import Money
-from infra.smtp_sink import MailboxMessage, read_mailbox
+from devstack import check as invariant_check
+from devstack.smtp_sink import MailboxMessage, read_mailbox
+from kernel.money import Money
 from notification.model.formatting import format_window
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 async def kassa(mesh: Any, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "infra.cli", *argv,
+        sys.executable, "-m", "devstack.cli", *argv,
         env={"PATH": os.environ.get("PATH", ""), **mesh.env, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from e2e.support import Rest, RestError, confirm, eventually, fill_cart, make_catalog, ready_session, stock_of
 
-from infra import check as invariant_check
+from devstack import check as invariant_check
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_service_pb2 as pay_pb
 from kassa.payment.v1 import payment_service_pb2_grpc as pay_grpc

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from e2e.support import Rest, RestError, eventually, fill_cart, make_catalog
 from nats.js.errors import NotFoundError
 
-from infra.localstack import postgres_bin_dir
+from devstack.localstack import postgres_bin_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -329,7 +329,7 @@ async def test_no_personal_data_or_credential_in_any_log_line_and_each_carries_i
             if needle in line:
                 found.setdefault("personal data", []).append(f"{name}: {line[:300]}")
         if line.startswith(_NOT_JSON_BY_DESIGN):
-            continue  # infra.mesh's line at each (re)start of a process; infra.faults' last words before a crash
+            continue  # devstack.mesh's line at each (re)start of a process; infra.faults' last words before a crash
         try:
             entry = json.loads(line)
         except ValueError:

@@ -33,7 +33,7 @@ SERVICES = {"gateway", "checkout", "pricing", "promotion", "warehouse", "payment
 
 
 def kassa_trace(key: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "infra.cli", "trace", key]
+    argv = [sys.executable, "-m", "devstack.cli", "trace", key]
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 

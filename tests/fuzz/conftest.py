@@ -19,7 +19,7 @@ from fuzz.contract import Fingerprint
 from fuzz.report import pytest_sessionfinish, pytest_terminal_summary  # noqa: F401  (the report's hooks)
 from fuzz.world import Anchors, Fresh, FuzzWorld, build_anchors, make_fresh
 
-from infra.check import sqlalchemy_to_libpq
+from devstack.check import sqlalchemy_to_libpq
 
 _HERE = Path(__file__).parent
 _GROUP = "fuzz"

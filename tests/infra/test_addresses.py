@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.localstack import StackEndpoints
+from devstack.mesh import MESH_ORDER, default_specs, free_mesh_ports, mesh_env, service_of
 from infra.channels import grpc_target
 from infra.config import ConfigError, Settings, parse_addrs
-from infra.localstack import StackEndpoints
-from infra.mesh import MESH_ORDER, default_specs, free_mesh_ports, mesh_env, service_of
 
 pytestmark = pytest.mark.unit
 
@@ -129,8 +129,8 @@ def test_default_specs_name_each_replica_and_give_it_its_own_address_and_index()
     assert gateway.addr == f"127.0.0.1:{ports['gateway'][1]}"
     assert gateway.also_binds == (env["KASSA_GATEWAY_ADDR"],)
     assert by_name["sandbox"].env == () and by_name["sandbox"].service_name == "sandbox"
-    assert [service_of(n) for n in ("checkout.1", "checkout", "payment.sandbox")] == [
+    assert [service_of(n) for n in ("checkout.1", "checkout", "devstack.sandbox")] == [
         "checkout",
         "checkout",
-        "payment.sandbox",
+        "devstack.sandbox",
     ]

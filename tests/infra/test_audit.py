@@ -11,7 +11,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from infra import audit
-from infra.errors import InvalidArgument
 from kassa.audit.v1 import audit_service_pb2 as audit_pb
 from kassa.common.v1 import address_pb2, money_pb2
 from kassa.order.v1 import order_pb2
@@ -20,6 +19,7 @@ from kassa.payment.v1 import payment_service_pb2 as pay_pb
 from kassa.promotion.v1 import promotion_pb2
 from kassa.promotion.v1 import promotion_service_pb2 as promo_pb
 from kassa.warehouse.v1 import inventory_service_pb2 as inv_pb
+from kernel.errors import InvalidArgument
 
 pytestmark = pytest.mark.unit
 

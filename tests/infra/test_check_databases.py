@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from helpers import scratch_database, unique
 
-from infra.check import main
+from devstack.check import main
+from devstack.localstack import StackEndpoints
 from infra.config import Settings
 from infra.db import create_engine
-from infra.localstack import StackEndpoints
 from infra.migrate import migrate
-from infra.money import Money
+from kernel.money import Money
 from order.data.repositories import SqlUnitOfWork
 from order.model.order import Address, NewOrder, OrderLine, Totals
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.check import PaymentRow, Snapshot, _money_checks
+from devstack.check import PaymentRow, Snapshot, _money_checks
 
 
 def _snapshot(received: int, refunded_at_provider: int, refunded_by_kassa: int) -> Snapshot:

@@ -19,12 +19,12 @@ import httpx
 import jwt
 import pytest
 
-from infra import cli
+from devstack import cli
+from devstack.cli import external_endpoints, main, redact
+from devstack.demo import DEMO_ITEMS, DemoError, run_demo
+from devstack.localstack import StackEndpoints, free_port
 from infra.auth import JwtVerifier, Unauthenticated
-from infra.cli import external_endpoints, main, redact
 from infra.config import DEV_JWT_SECRET
-from infra.demo import DEMO_ITEMS, DemoError, run_demo
-from infra.localstack import StackEndpoints, free_port
 from kassa.pricing.v1 import pricing_service_pb2, pricing_service_pb2_grpc
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2, promotion_service_pb2_grpc
 from kassa.warehouse.v1 import inventory_service_pb2, inventory_service_pb2_grpc
@@ -425,8 +425,8 @@ def _fake_up_parts(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder, *, cras
     """``crash``: the mesh gives up on ``order`` while running; either way a SIGTERM ends `kassa up`."""
     import signal
 
-    from infra.localstack import StackEndpoints
-    from infra.mesh import Mesh, RestartPolicy, default_specs
+    from devstack.localstack import StackEndpoints
+    from devstack.mesh import Mesh, RestartPolicy, default_specs
 
     class FakeStack:
         def __init__(self, data_dir: Path, *, nats_cluster: int = 1) -> None:

@@ -27,11 +27,11 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.localstack import StackEndpoints
 from infra import events, faults
 from infra.consumer import Event, EventConsumer
 from infra.db import create_engine
 from infra.events import connect, ensure_streams, subject
-from infra.localstack import StackEndpoints
 from infra.outbox import claim_inbox, inbox_table
 
 pytestmark = pytest.mark.integration

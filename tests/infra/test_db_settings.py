@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from helpers import scratch_database
 
+from devstack.localstack import StackEndpoints
 from infra.config import DATABASE_SERVICES, ConfigError, Settings
 from infra.db import create_engine
-from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,18 @@ _SESSION_STATE = re.compile(
 
 
 def test_no_code_keeps_session_state_across_transactions() -> None:
-    packages = ["infra", "checkout", "order", "payment", "warehouse", "pricing", "promotion", "gateway"]
+    packages = [
+        "kernel",
+        "infra",
+        "devstack",
+        "checkout",
+        "order",
+        "payment",
+        "warehouse",
+        "pricing",
+        "promotion",
+        "gateway",
+    ]
     found = []
     for package in packages:
         for path in (ROOT / package).rglob("*.py"):

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from nats.js.api import StorageType
 from nats.js.errors import APIError, NotFoundError
 
+from devstack.localstack import StackEndpoints
 from infra import events
 from infra.events import DUPLICATE_WINDOW_SECONDS, REPLICAS_ENV, connect, ensure_streams, stream_config, stream_replicas
-from infra.localstack import StackEndpoints
 from infra.outbox import OutboxPublisher, outbox_table
 
 pytestmark = pytest.mark.integration

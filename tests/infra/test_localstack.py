@@ -22,8 +22,8 @@ import psycopg
 import pytest
 import redis
 
-from infra.localstack import LocalStack, LocalStackError, free_ports, postgres_bin_dir
-from infra.smtp_sink import read_mailbox
+from devstack.localstack import LocalStack, LocalStackError, free_ports, postgres_bin_dir
+from devstack.smtp_sink import read_mailbox
 
 pytestmark = pytest.mark.integration
 
@@ -263,7 +263,7 @@ def test_postgres_runs_from_a_checkout_inside_a_private_folder(stack_root: Path)
 def test_the_postgres_copy_links_only_files_others_may_already_read_and_never_changes_an_original(
     tmp_path: Path,
 ) -> None:
-    from infra.localstack import _link_or_copy_readable
+    from devstack.localstack import _link_or_copy_readable
 
     cases = {"public-binary": 0o755, "public-data": 0o644, "private-binary": 0o700, "group-writable": 0o664}
     for name, mode in cases.items():

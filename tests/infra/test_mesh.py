@@ -19,9 +19,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.localstack import StackEndpoints, free_ports
+from devstack.mesh import MESH_ORDER, Mesh, MeshError, ProcessSpec, default_specs, mesh_env
 from infra.config import DEFAULT_ADDRS
-from infra.localstack import StackEndpoints, free_ports
-from infra.mesh import MESH_ORDER, Mesh, MeshError, ProcessSpec, default_specs, mesh_env
 
 pytestmark = pytest.mark.integration
 
@@ -203,7 +203,7 @@ def test_default_specs_run_each_service_as_a_module_in_dependency_order() -> Non
     specs = default_specs(_env(ports))
     assert [s.name for s in specs] == list(MESH_ORDER)
     modules = {s.name: s.argv[2] for s in specs}
-    assert modules["sandbox"] == "payment.sandbox"
+    assert modules["sandbox"] == "devstack.sandbox"
     assert modules["checkout"] == "checkout"
     assert all(s.argv[:2] == (sys.executable, "-m") for s in specs)
     assert {s.name: s.port for s in specs} == ports

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.certs import make_dev_certs
-from infra.localstack import free_ports
-from infra.mesh import Mesh, MeshError, ProcessSpec
+from devstack.certs import make_dev_certs
+from devstack.localstack import free_ports
+from devstack.mesh import Mesh, MeshError, ProcessSpec
 
 pytestmark = pytest.mark.integration
 

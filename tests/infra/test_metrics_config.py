@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.localstack import StackEndpoints
+from devstack.mesh import free_mesh_ports, mesh_env
 from infra.config import ConfigError, Settings
-from infra.localstack import StackEndpoints
-from infra.mesh import free_mesh_ports, mesh_env
 
 _ENDPOINTS = StackEndpoints("postgresql+psycopg://p@127.0.0.1:5/k", "redis://127.0.0.1:6/0", "nats://127.0.0.1:7")
 

@@ -14,7 +14,6 @@ import pytest_asyncio
 from helpers import bearer
 from metrics_support import Scrape, scrape
 
-from infra import errors
 from infra.admission import Admission, AdmissionPolicy
 from infra.auth import JwtVerifier, mint_token
 from infra.config import Settings
@@ -22,6 +21,7 @@ from infra.server import Registration, Server, start_server
 from kassa.common.v1 import money_pb2
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc as pb_grpc
+from kernel import errors
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import build_parser
+from devstack.cli import build_parser
+from devstack.localstack import LocalStack, NatsNode, nats_nodes
 from infra.events import servers
-from infra.localstack import LocalStack, NatsNode, nats_nodes
 
 pytestmark = pytest.mark.unit
 

@@ -23,10 +23,10 @@ from helpers import RoundTrips, Trips, private_nats
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.localstack import StackEndpoints
 from infra import events, faults
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
-from infra.localstack import StackEndpoints
 from infra.outbox import OutboxPublisher, add_event, outbox_table
 
 pytestmark = pytest.mark.integration

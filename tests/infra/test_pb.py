@@ -1,4 +1,4 @@
-"""The shared value objects and their plain protobuf conversions (infra.address, infra.pb)."""
+"""The shared value objects and their plain protobuf conversions (kernel.address, infra.pb)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from datetime import UTC, datetime
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from infra.address import Address
-from infra.errors import InvalidArgument
-from infra.money import Money
 from infra.pb import (
     address_from_pb,
     address_to_pb,
@@ -19,8 +16,11 @@ from infra.pb import (
     money_to_pb,
     timestamp_to_pb,
 )
-from infra.validation import MAX_AMOUNT_MINOR
 from kassa.common.v1 import address_pb2, money_pb2
+from kernel.address import Address
+from kernel.errors import InvalidArgument
+from kernel.money import Money
+from kernel.validation import MAX_AMOUNT_MINOR
 
 pytestmark = pytest.mark.unit
 

@@ -15,12 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.address import Address
+from devstack.mesh import default_specs
 from infra.config import DEV_PII_KEYS, ConfigError, Settings
-from infra.errors import InvalidArgument
 from infra.grpc_errors import status_for
 from infra.logs import JsonFormatter
-from infra.mesh import default_specs
 from infra.pii import (
     PiiCipher,
     PiiError,
@@ -31,6 +29,8 @@ from infra.pii import (
     parse_keys,
     redact,
 )
+from kernel.address import Address
+from kernel.errors import InvalidArgument
 
 pytestmark = pytest.mark.unit
 

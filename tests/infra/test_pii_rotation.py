@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from helpers import scratch_database
 
-from infra.cli import main
+from devstack.cli import main
 from infra.config import Settings
 from infra.migrate import migrate
 from infra.pii import PiiCipher, PiiKey, is_token, parse_keys

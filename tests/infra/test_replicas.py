@@ -20,9 +20,9 @@ import grpc
 import httpx
 import pytest
 
+from devstack.localstack import StackEndpoints, free_ports
+from devstack.mesh import Mesh, RestartPolicy, default_specs, free_mesh_ports, mesh_env
 from infra.channels import open_channel
-from infra.localstack import StackEndpoints, free_ports
-from infra.mesh import Mesh, RestartPolicy, default_specs, free_mesh_ports, mesh_env
 
 pytestmark = pytest.mark.integration
 

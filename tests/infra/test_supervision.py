@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.localstack import free_ports
+from devstack.mesh import Mesh, MeshError, ProcessSpec, RestartPolicy
 from infra.faults import CRASH_EXIT_CODE
-from infra.localstack import free_ports
-from infra.mesh import Mesh, MeshError, ProcessSpec, RestartPolicy
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """TLS from configuration: ``kassa certs``, HTTPS on the gateway, mutual TLS between processes, and what
-production refuses (infra.tls, infra.certs).
+production refuses (infra.tls, devstack.certs).
 
 Real handshakes on loopback: uvicorn serving the gateway app over HTTPS, and a grpc.aio server from
 ``infra.server.start_server`` asking every client for a certificate.
@@ -26,13 +26,13 @@ from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from devstack.certs import NAMES, make_dev_certs
+from devstack.cli import main as kassa
+from devstack.localstack import free_ports
 from gateway.config import GatewayConfig
 from gateway.server import uvicorn_config
-from infra.certs import NAMES, make_dev_certs
 from infra.channels import open_channel
-from infra.cli import main as kassa
 from infra.config import ConfigError, Settings
-from infra.localstack import free_ports
 from infra.probe import grpc_serving
 from infra.runner import running_service, verifier_for
 from infra.server import Server, start_server

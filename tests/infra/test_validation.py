@@ -1,4 +1,4 @@
-"""infra.validation: the text, sku, amount and count rules every service shares."""
+"""kernel.validation: the text, sku, amount and count rules every service shares."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from infra.errors import InvalidArgument
-from infra.validation import MAX_AMOUNT_MINOR, check_amount, check_count, check_sku, check_text, text_problem
+from kernel.errors import InvalidArgument
+from kernel.validation import MAX_AMOUNT_MINOR, check_amount, check_count, check_sku, check_text, text_problem
 
 pytestmark = pytest.mark.unit
 

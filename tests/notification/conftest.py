@@ -1,6 +1,6 @@
 """Notification fixtures: the order and notification services on the shared test stack, and an SMTP sink.
 
-The sink is the local stack's own (``infra.smtp_sink``), run in this process on a free port with a mailbox
+The sink is the local stack's own (``devstack.smtp_sink``), run in this process on a free port with a mailbox
 folder of its own, so these tests read exactly what the notification service sent.
 """
 
@@ -16,12 +16,12 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from devstack.localstack import StackEndpoints, free_port
+from devstack.smtp_sink import serve
 from infra.config import Settings
-from infra.localstack import StackEndpoints, free_port
 from infra.migrate import migrate
 from infra.runner import running_service
 from infra.server import Server
-from infra.smtp_sink import serve
 from kassa.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
 from kassa.order.v1.order_service_pb2_grpc import OrderServiceStub
 from notification.bootstrap import bootstrap as notification_bootstrap

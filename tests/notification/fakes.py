@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from infra.errors import Unavailable
-from infra.money import Money
+from kernel.errors import Unavailable
+from kernel.money import Money
 from notification.biz.ports import Claim, DeliveryFailed, NewMessage, Revived
 from notification.model.message import (
     Kind,

@@ -11,10 +11,10 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.localstack import StackEndpoints
 from infra.config import Settings
 from infra.db import create_engine
 from infra.events import connect
-from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 from infra.runner import running_service
 from infra.server import Server

@@ -11,17 +11,17 @@ import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.localstack import StackEndpoints
+from devstack.sandbox import SandboxConfig, running_sandbox
+from devstack.sandbox.server import RunningSandbox
 from infra import faults
 from infra.config import Settings
 from infra.db import create_engine
-from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 from infra.runner import running_service
 from kassa.payment.v1 import payment_service_pb2_grpc
 from payment.biz.sweep import SweepPolicy
 from payment.bootstrap import Sweeper, bootstrap
-from payment.sandbox import SandboxConfig, running_sandbox
-from payment.sandbox.server import RunningSandbox
 
 # tok_timeout keeps the client waiting this long; the payment service gives up after
 # rpc_timeout_seconds - 1 = 1 s, so its timeout always fires first.

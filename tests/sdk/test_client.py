@@ -18,7 +18,6 @@ import pytest
 import pytest_asyncio
 
 import kassa_client
-from infra import errors
 from infra.grpc_errors import abort_with
 from kassa.checkout.v1 import cart_pb2, cart_service_pb2, cart_service_pb2_grpc
 from kassa.checkout.v1 import checkout_service_pb2 as co_pb
@@ -26,6 +25,7 @@ from kassa.checkout.v1 import checkout_service_pb2_grpc as co_grpc
 from kassa.common.v1 import errors_pb2
 from kassa.order.v1 import order_pb2
 from kassa_client import AsyncKassaClient, KassaClient, RetryPolicy
+from kernel import errors
 
 pytestmark = pytest.mark.integration
 

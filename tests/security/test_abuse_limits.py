@@ -20,6 +20,7 @@ import uvicorn
 from helpers import unique
 from starlette.applications import Starlette
 
+from devstack.localstack import free_ports
 from gateway.app import create_app
 from gateway.client_ip import TrustedProxies, parse_networks
 from gateway.config import GatewayConfig
@@ -27,7 +28,6 @@ from gateway.server import uvicorn_config
 from infra import webhook_signature
 from infra.auth import mint_token
 from infra.config import Settings
-from infra.localstack import free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -33,15 +33,15 @@ from e2e.conftest import MeshHandle
 from e2e.support import Rest, RestError, confirm, fill_cart, make_catalog, ready_session
 from helpers import private_stack
 
-from infra import seed
+from devstack import seed
+from devstack.localstack import free_ports
+from devstack.mesh import MESH_ORDER, Mesh, mesh_env
 from infra.auth import ROLE_SERVICE, JwksKeys, JwtVerifier, Unauthenticated, mint_service_token, mint_token
-from infra.errors import Unavailable
-from infra.localstack import free_ports
-from infra.mesh import MESH_ORDER, Mesh, mesh_env
 from infra.migrate import migrate
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as inv_pb
 from kassa.warehouse.v1 import inventory_service_pb2_grpc as inv_grpc
+from kernel.errors import Unavailable
 
 pytestmark = pytest.mark.unit
 

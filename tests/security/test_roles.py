@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 
 from infra.auth import ROLE_ADMIN, ROLE_SERVICE, Identity, Unauthenticated, identity_var
-from infra.errors import PermissionDenied
 from kassa.common.v1 import address_pb2, money_pb2
 from kassa.pricing.v1 import pricing_service_pb2 as pricing_pb
 from kassa.promotion.v1 import promotion_pb2, promotion_service_pb2
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as inventory_pb
+from kernel.errors import PermissionDenied
 from pricing.service.pricing_service import PricingServiceServicer
 from promotion.biz.create import CreatePromotion
 from promotion.biz.reserve import ReservePromotionUsage

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.localstack import StackEndpoints
+from devstack.mesh import default_specs, mesh_env
 from infra.config import (
     DEV_JWT_SECRET,
     DEV_SERVICE_SECRET,
@@ -21,8 +23,6 @@ from infra.config import (
     Settings,
     secret_problem,
 )
-from infra.localstack import StackEndpoints
-from infra.mesh import default_specs, mesh_env
 
 pytestmark = pytest.mark.unit
 

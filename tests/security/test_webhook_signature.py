@@ -10,8 +10,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from infra.errors import PermissionDenied
 from infra.webhook_signature import SignatureError, sign, verify
+from kernel.errors import PermissionDenied
 from payment.adapter.sandbox_provider import SandboxProvider
 
 pytestmark = pytest.mark.unit

@@ -14,11 +14,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from devstack.localstack import free_ports
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from infra import webhook_signature
 from infra.config import Settings
-from infra.localstack import free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from google.protobuf.duration_pb2 import Duration
 from helpers import bearer, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.localstack import StackEndpoints
 from infra.config import Settings
 from infra.db import create_engine
-from infra.localstack import StackEndpoints
 from infra.migrate import migrate
 from infra.runner import running_service
 from kassa.common.v1 import address_pb2

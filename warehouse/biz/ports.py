@@ -2,7 +2,7 @@
 
 A use case that writes asks its :class:`UnitOfWork` for one :class:`Tx` per step
 (``uow.transaction()``): everything it does inside commits together, and a
-:class:`~infra.errors.DomainError` raised inside rolls all of it back (all or nothing). A use case that
+:class:`~kernel.errors.DomainError` raised inside rolls all of it back (all or nothing). A use case that
 only reads uses ``uow.read()``, whose statements each commit by themselves.
 """
 

@@ -6,7 +6,7 @@ conditional updates (``status = 'active'``), so a retry is a no-op that returns 
 
 from __future__ import annotations
 
-from infra.errors import FailedPrecondition, NotFound, Reason
+from kernel.errors import FailedPrecondition, NotFound, Reason
 from warehouse.biz.ports import Tx
 from warehouse.model.inventory import Reservation, ReservationStatus
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infra.errors import FailedPrecondition, Reason
+from kernel.errors import FailedPrecondition, Reason
 from warehouse.biz.ports import UnitOfWork
 from warehouse.model.allocation import Shortage, allocate
 from warehouse.model.inventory import Reservation, ReservationStatus, ReserveLine, collapse_lines

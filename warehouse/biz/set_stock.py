@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from infra.errors import InvalidArgument
+from kernel.errors import InvalidArgument
 from warehouse.biz.ports import UnitOfWork
 from warehouse.model.inventory import StockLevel, StockSetting
 

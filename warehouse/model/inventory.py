@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from infra.address import Address
+from kernel.address import Address
 
 __all__ = [
     "Address",

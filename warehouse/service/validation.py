@@ -6,10 +6,10 @@ import math
 
 from google.protobuf.duration_pb2 import Duration
 
-from infra.errors import InvalidArgument
 from infra.pb import address_from_pb
-from infra.validation import check_count, check_country, check_sku, check_text
 from kassa.warehouse.v1 import inventory_pb2, inventory_service_pb2
+from kernel.errors import InvalidArgument
+from kernel.validation import check_count, check_country, check_sku, check_text
 from warehouse.model.inventory import ReserveLine, StockSetting, Warehouse
 
 __all__ = [
@@ -65,7 +65,7 @@ def ttl_seconds(ttl: Duration, present: bool, default: int, field: str = "ttl") 
 
 
 def ship_to_country(value: str) -> str:
-    """Empty (ship anywhere) or an upper-case country code (infra.validation.check_country)."""
+    """Empty (ship anywhere) or an upper-case country code (kernel.validation.check_country)."""
     return check_country("ship_to_country_code", value) if value else ""
 
 

@@ -15,9 +15,9 @@ from checkout.biz.cart.access import load_owned_cart
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, NoFunnelEvents, ProductLookup, UnitOfWork
 from checkout.model.cart import Cart, CartItem, CartStatus
-from infra.caller import Caller
-from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
-from infra.money import validate_currency
+from kernel.caller import Caller
+from kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
+from kernel.money import validate_currency
 
 __all__ = ["CartUseCases"]
 

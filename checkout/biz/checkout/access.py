@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from checkout.biz.ports import UnitOfWork
 from checkout.model.session import Session
-from infra.caller import Caller
-from infra.errors import NotFound
+from kernel.caller import Caller
+from kernel.errors import NotFound
 
 __all__ = ["load_owned_session"]
 

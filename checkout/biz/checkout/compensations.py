@@ -17,7 +17,7 @@ from checkout.biz.retry import RetryPolicy, retrying
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import PaymentOutcome
 from checkout.model.compensation import NewCompensation, Operation
-from infra.errors import DomainError, Unavailable
+from kernel.errors import DomainError, Unavailable
 
 __all__ = ["Compensator"]
 

@@ -26,7 +26,7 @@ from checkout.biz.ports import Gateways, UnitOfWork
 from checkout.model.catalog import OrderStatus, PaymentStatus
 from checkout.model.compensation import Operation
 from checkout.model.session import SagaState, SagaStep, Session, SessionStatus
-from infra.errors import Reason
+from kernel.errors import Reason
 
 __all__ = ["NotYet", "PaymentCompletion"]
 

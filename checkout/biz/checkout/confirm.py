@@ -35,8 +35,8 @@ from checkout.model.cart import CartStatus
 from checkout.model.catalog import AuthorizeRequest, OrderDraft, OrderLine, PaymentStatus
 from checkout.model.compensation import Operation
 from checkout.model.session import ConfirmResult, Preview, SagaState, SagaStep, Session, SessionStatus
-from infra.caller import Caller
-from infra.errors import (
+from kernel.caller import Caller
+from kernel.errors import (
     Aborted,
     DomainError,
     FailedPrecondition,
@@ -45,7 +45,7 @@ from infra.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from infra.money import Money
+from kernel.money import Money
 
 __all__ = ["ConfirmCheckout", "authorize_key", "require_order_fields"]
 

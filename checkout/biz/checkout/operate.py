@@ -25,9 +25,9 @@ from checkout.biz.ports import UnitOfWork
 from checkout.model.compensation import CompensationFilter, CompensationStatus, FailedCompensation
 from checkout.model.funnel import Funnel
 from checkout.model.session import Session, SessionStatus
-from infra.errors import FailedPrecondition, NotFound, Reason
-from infra.paging import decode_keyset_token, keyset_token
-from infra.validation import check_window
+from kernel.errors import FailedPrecondition, NotFound, Reason
+from kernel.paging import decode_keyset_token, keyset_token
+from kernel.validation import check_window
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",

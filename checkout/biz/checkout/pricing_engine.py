@@ -27,8 +27,8 @@ from checkout.model.catalog import (
     TaxLine,
 )
 from checkout.model.session import Discount, Preview, SessionLine
-from infra.errors import FailedPrecondition, Reason, Unavailable
-from infra.money import Money, allocate
+from kernel.errors import FailedPrecondition, Reason, Unavailable
+from kernel.money import Money, allocate
 
 __all__ = ["PricingEngine", "PricingInput"]
 

@@ -25,7 +25,7 @@ from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways, UnitOfWork
 from checkout.biz.retry import retrying
 from checkout.model.session import Session
-from infra.errors import DomainError, Unavailable
+from kernel.errors import DomainError, Unavailable
 
 __all__ = ["SagaRecovery"]
 

@@ -16,7 +16,7 @@ import json
 
 from checkout.biz.ports import IdempotencyStore, Tx, UnitOfWork
 from checkout.model.session import ConfirmError, ConfirmRecord, ConfirmResult, Session
-from infra.errors import (
+from kernel.errors import (
     Aborted,
     AlreadyExists,
     DomainError,
@@ -28,7 +28,7 @@ from infra.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from infra.money import Money
+from kernel.money import Money
 
 __all__ = ["Replays", "answer", "error_record", "fingerprint", "is_final", "keep_answer", "undone"]
 

@@ -33,7 +33,7 @@ from checkout.model.cart import CartStatus
 from checkout.model.catalog import OrderStatus, PaymentOutcome, PaymentStatus
 from checkout.model.compensation import NewCompensation, Operation
 from checkout.model.session import ConfirmResult, SagaState, SagaStep, Session, SessionStatus
-from infra.errors import DomainError, Reason, Unavailable
+from kernel.errors import DomainError, Reason, Unavailable
 
 __all__ = ["Settlement"]
 

@@ -20,9 +20,9 @@ from checkout.model.cart import Cart, CartStatus, PriceChange
 from checkout.model.catalog import ProductsResult, ReserveLine
 from checkout.model.compensation import Operation
 from checkout.model.session import Session, SessionLine, SessionStatus
-from infra.caller import Caller
-from infra.errors import Aborted, FailedPrecondition, InvalidArgument, Reason, ResourceExhausted
-from infra.money import Money
+from kernel.caller import Caller
+from kernel.errors import Aborted, FailedPrecondition, InvalidArgument, Reason, ResourceExhausted
+from kernel.money import Money
 
 __all__ = ["StartCheckout"]
 

@@ -16,8 +16,8 @@ from checkout.biz.checkout.pricing_engine import PricingEngine, PricingInput
 from checkout.biz.ports import UnitOfWork
 from checkout.model.catalog import Address
 from checkout.model.session import Preview, Session, SessionStatus
-from infra.caller import Caller
-from infra.errors import FailedPrecondition, Reason
+from kernel.caller import Caller
+from kernel.errors import FailedPrecondition, Reason
 
 __all__ = ["CheckoutState", "StateUpdate", "session_not_open"]
 

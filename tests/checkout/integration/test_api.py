@@ -11,7 +11,6 @@ from helpers import bearer, unique
 
 from checkout.data.tables import outbox
 from infra.auth import mint_token
-from infra.errors import Reason, Unavailable
 from infra.grpc_errors import error_info, retry_delay
 from kassa.checkout.v1 import cart_pb2, cart_service_pb2, cart_service_pb2_grpc, checkout_pb2
 from kassa.checkout.v1 import checkout_service_pb2 as co
@@ -19,6 +18,7 @@ from kassa.checkout.v1 import checkout_service_pb2_grpc as co_grpc
 from kassa.common.v1 import address_pb2, money_pb2
 from kassa.order.v1 import order_pb2
 from kassa.payment.v1 import payment_pb2
+from kernel.errors import Reason, Unavailable
 
 _CREATE_CART = "/kassa.checkout.v1.CartService/CreateCart"
 

@@ -23,8 +23,8 @@ from checkout.model.session import (
     SessionLine,
     SessionStatus,
 )
-from infra.caller import Caller
-from infra.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
+from kernel.caller import Caller
+from kernel.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
 
 pytestmark = pytest.mark.integration
 

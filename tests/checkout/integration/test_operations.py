@@ -25,13 +25,13 @@ from checkout.model.compensation import NewCompensation, Operation
 from checkout.model.session import Session, SessionStatus
 from infra import faults
 from infra.auth import mint_token
-from infra.caller import Caller
-from infra.errors import Unavailable
 from infra.grpc_errors import error_info
-from infra.money import Money
 from kassa.audit.v1 import audit_service_pb2, audit_service_pb2_grpc
 from kassa.checkout.v1 import checkout_admin_service_pb2 as pb
 from kassa.checkout.v1 import checkout_admin_service_pb2_grpc as pb_grpc
+from kernel.caller import Caller
+from kernel.errors import Unavailable
+from kernel.money import Money
 
 pytestmark = pytest.mark.integration
 

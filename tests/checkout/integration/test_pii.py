@@ -19,8 +19,8 @@ from checkout.model.catalog import Address, AuthorizeRequest, OrderDraft, OrderL
 from checkout.model.session import SagaState, SagaStep, Session, SessionLine
 from infra.config import Settings
 from infra.migrate import alembic_config
-from infra.money import Money
 from infra.pii import PiiCipher, PiiKey, is_token
+from kernel.money import Money
 
 pytestmark = pytest.mark.integration
 

@@ -31,15 +31,15 @@ from checkout.data.tables import checkout_sessions
 from checkout.model.catalog import Address, OrderDraft, OrderRef
 from infra import faults
 from infra.auth import mint_token
-from infra.caller import Caller
 from infra.config import Settings
 from infra.grpc_errors import error_info
-from infra.money import Money
 from infra.runner import running_service
 from kassa.checkout.v1 import checkout_service_pb2 as co
 from kassa.checkout.v1 import checkout_service_pb2_grpc as co_grpc
 from kassa.common.v1 import money_pb2
 from kassa.order.v1 import order_pb2
+from kernel.caller import Caller
+from kernel.money import Money
 from tests.checkout.fakes import FakeOrderGateway, fake_gateways
 
 pytestmark = pytest.mark.integration

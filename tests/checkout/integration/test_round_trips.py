@@ -29,10 +29,10 @@ from checkout.biz.ports import Gateways
 from checkout.data.repositories import SqlUnitOfWork
 from checkout.model.catalog import Address
 from checkout.model.session import SagaStep, Session, SessionStatus
-from infra.caller import Caller
 from infra.config import Settings
 from infra.db import create_engine
-from infra.errors import Aborted, FailedPrecondition, NotFound, Reason
+from kernel.caller import Caller
+from kernel.errors import Aborted, FailedPrecondition, NotFound, Reason
 from tests.checkout.fakes import FakeIdempotencyStore, fake_gateways
 
 pytestmark = pytest.mark.integration

@@ -30,11 +30,11 @@ from checkout.model.cart import CartStatus
 from checkout.model.catalog import Address, OrderStatus, PaymentStatus
 from checkout.model.session import ConfirmRecord, ConfirmResult, Session, SessionStatus
 from infra import faults
-from infra.caller import Caller
 from infra.config import Settings
 from infra.db import create_engine
-from infra.errors import Aborted, FailedPrecondition, Reason
 from infra.runner import running_service
+from kernel.caller import Caller
+from kernel.errors import Aborted, FailedPrecondition, Reason
 from tests.checkout.fakes import fake_gateways
 
 pytestmark = pytest.mark.integration

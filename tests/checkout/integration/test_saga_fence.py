@@ -26,8 +26,8 @@ from checkout.biz.retry import RetryPolicy
 from checkout.model.catalog import Address, OrderStatus, PaymentStatus
 from checkout.model.session import ConfirmResult, Session, SessionStatus
 from infra import faults
-from infra.caller import Caller
-from infra.errors import DomainError
+from kernel.caller import Caller
+from kernel.errors import DomainError
 from tests.checkout.fakes import FakeIdempotencyStore
 
 pytestmark = pytest.mark.integration

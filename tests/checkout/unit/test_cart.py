@@ -6,9 +6,9 @@ import pytest
 
 from checkout.model.cart import Cart, CartStatus
 from checkout.service.validation import check_cart_id, check_cart_line, check_remove_cart_item
-from infra.caller import Caller
-from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
 from kassa.checkout.v1 import cart_service_pb2 as pb
+from kernel.caller import Caller
+from kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
 
 pytestmark = pytest.mark.unit
 

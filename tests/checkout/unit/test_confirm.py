@@ -15,8 +15,10 @@ from checkout.model.catalog import OrderStatus, PaymentStatus
 from checkout.model.compensation import Operation
 from checkout.model.session import SagaStep, SessionStatus
 from checkout.service.validation import check_confirm_checkout
-from infra.caller import Caller
-from infra.errors import (
+from infra.pb import money_to_pb
+from kassa.checkout.v1 import checkout_service_pb2 as pb
+from kernel.caller import Caller
+from kernel.errors import (
     Aborted,
     AlreadyExists,
     FailedPrecondition,
@@ -25,9 +27,7 @@ from infra.errors import (
     Reason,
     Unavailable,
 )
-from infra.money import Money
-from infra.pb import money_to_pb
-from kassa.checkout.v1 import checkout_service_pb2 as pb
+from kernel.money import Money
 
 pytestmark = pytest.mark.unit
 

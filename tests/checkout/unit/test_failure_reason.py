@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from checkout.biz.checkout.confirm import described
-from infra.errors import Unavailable
-from infra.validation import check_text
+from kernel.errors import Unavailable
+from kernel.validation import check_text
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ from checkout.biz.checkout.operate import decode_page_token, page_token
 from checkout.model.compensation import FailedCompensation, Operation
 from checkout.model.funnel import Funnel
 from checkout.service.checkout_admin_service import public_payload
-from infra.errors import InvalidArgument
+from kernel.errors import InvalidArgument
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 from checkout.biz.checkout.pricing_engine import PricingEngine, PricingInput
 from checkout.model.catalog import Address
 from checkout.model.session import SessionLine
-from infra.errors import Unavailable
+from kernel.errors import Unavailable
 from tests.checkout.fakes import WAREHOUSE_ORIGIN, FakePricingGateway, FakePromotionGateway
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ import pytest
 
 from checkout.adapter.recent_products import RecentProducts
 from checkout.model.catalog import Product, ProductsResult
-from infra.money import Money
+from kernel.money import Money
 
 
 class Catalog:

@@ -6,8 +6,8 @@ import pytest
 
 from checkout.model.cart import CartStatus
 from checkout.model.session import SessionStatus
-from infra.caller import Caller
-from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
+from kernel.caller import Caller
+from kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 
 pytestmark = pytest.mark.unit
 

@@ -11,10 +11,10 @@ from checkout.biz.checkout.update_state import StateUpdate
 from checkout.model.catalog import Address
 from checkout.service.checkout_service import state_update
 from checkout.service.validation import check_state_update
-from infra.caller import Caller
-from infra.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.common.v1 import address_pb2
+from kernel.caller import Caller
+from kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Reason
 
 pytestmark = pytest.mark.unit
 

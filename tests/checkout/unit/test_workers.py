@@ -15,7 +15,7 @@ from checkout.model.cart import CartStatus
 from checkout.model.catalog import AuthorizeRequest, OrderDraft, OrderStatus, PaymentStatus
 from checkout.model.compensation import BACKOFF_SCHEDULE_SECONDS, NewCompensation, Operation
 from checkout.model.session import SagaStep, SessionStatus
-from infra.errors import Unavailable
+from kernel.errors import Unavailable
 
 pytestmark = pytest.mark.unit
 

@@ -22,14 +22,14 @@ import uvicorn
 from helpers import unique
 from starlette.applications import Starlette
 
+from devstack.localstack import StackEndpoints, free_ports
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.server import uvicorn_config
-from infra import errors, webhook_signature
+from infra import webhook_signature
 from infra.admission import Admission
 from infra.auth import ROLE_ADMIN, mint_token, require_identity, require_privileged
 from infra.config import Settings
-from infra.localstack import StackEndpoints, free_ports
 from infra.runner import verifier_for
 from infra.server import Registration, Server, start_server
 from kassa.checkout.v1 import (
@@ -42,6 +42,7 @@ from kassa.checkout.v1 import (
 from kassa.order.v1 import order_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 from kassa.warehouse.v1 import inventory_pb2, inventory_service_pb2, inventory_service_pb2_grpc
+from kernel import errors
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest_asyncio
 from helpers import unique
 from redis.asyncio import Redis
 
+from devstack.localstack import StackEndpoints, free_ports
 from gateway.ratelimit import Limit, RateLimiter
-from infra.localstack import StackEndpoints, free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import pytest
 from gateway.audit import list_audit_entries
 from gateway.routing import build_route_table
 from infra import audit
-from infra.errors import InvalidArgument
 from infra.pb import timestamp_to_pb
 from kassa.audit.v1 import audit_service_pb2 as pb
+from kernel.errors import InvalidArgument
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ import pytest
 from google.protobuf import any_pb2
 
 from gateway import status as gw_status
-from infra import errors
 from infra.auth import Unauthenticated
 from infra.grpc_errors import status_for
+from kernel import errors
 
 pytestmark = pytest.mark.unit
 

@@ -6,10 +6,10 @@ import pytest
 
 from gateway.routing import build_route_table
 from gateway.transcoding import RequestParts, build_request, render
-from infra import errors
 from kassa.checkout.v1 import cart_pb2, cart_service_pb2, checkout_service_pb2
 from kassa.common.v1 import money_pb2
 from kassa.order.v1 import order_pb2
+from kernel import errors
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from notification_support import confirmation, placed_order, replica
 
+from devstack.smtp_sink import read_mailbox
 from infra.config import Settings
 from infra.server import Server
-from infra.smtp_sink import read_mailbox
 from kassa.order.v1.order_service_pb2_grpc import OrderServiceStub
 from notification.biz.notify import SendLater
 from notification.biz.ports import NewMessage

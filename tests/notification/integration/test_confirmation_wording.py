@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from notification_support import placed_order
 
-from infra.smtp_sink import MailboxMessage, read_mailbox
+from devstack.smtp_sink import MailboxMessage, read_mailbox
 from kassa.order.v1 import order_pb2
 from kassa.order.v1 import order_service_pb2 as pb
 from kassa.order.v1.order_service_pb2_grpc import OrderServiceStub

@@ -18,11 +18,11 @@ import sqlalchemy as sa
 from helpers import bearer, unique
 from nats.js.api import ConsumerInfo
 
+from devstack.smtp_sink import MailboxMessage, read_mailbox
 from infra.config import Settings
 from infra.db import create_engine
 from infra.events import connect
 from infra.grpc_errors import error_info
-from infra.smtp_sink import MailboxMessage, read_mailbox
 from kassa.common.v1.address_pb2 import Address
 from kassa.common.v1.delivery_pb2 import DeliveryWindow
 from kassa.common.v1.money_pb2 import Money

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from notification_support import confirmation, replica
 
+from devstack.localstack import free_port
 from infra.config import Settings
-from infra.localstack import free_port
 from infra.server import Server
 from notification.biz.notify import CONSUMER, NotifyPolicy, SendLater
 from notification.data.tables import inbox, messages

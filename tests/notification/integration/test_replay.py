@@ -17,11 +17,11 @@ from audit_support import SUCCEEDED, entries_of, new_admin
 from helpers import bearer
 from notification_support import confirmation, placed_order, replica
 
-from infra.cli import main
+from devstack.cli import main
+from devstack.localstack import free_port
+from devstack.smtp_sink import read_mailbox
 from infra.config import Settings
-from infra.localstack import free_port
 from infra.server import Server
-from infra.smtp_sink import read_mailbox
 from kassa.notification.v1 import notification_service_pb2 as npb
 from kassa.notification.v1.notification_service_pb2_grpc import NotificationServiceStub
 from kassa.order.v1.order_service_pb2_grpc import OrderServiceStub

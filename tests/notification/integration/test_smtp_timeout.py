@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP
 from notification_support import confirmation, placed_order, replica
 
+from devstack.localstack import free_port
 from infra.config import Settings
-from infra.localstack import free_port
 from infra.server import Server
 from kassa.order.v1.order_service_pb2_grpc import OrderServiceStub
 from notification.adapter.smtp_sender import SmtpEmailSender, SmtpSettings

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from infra.delivery import DeliveryWindow, add_business_days
-from infra.money import Money
+from kernel.delivery import DeliveryWindow, add_business_days
+from kernel.money import Money
 from notification.adapter.jinja_renderer import JinjaRenderer
 from notification.model.formatting import format_money, format_window
 from notification.model.message import DeliveryWindow as Window

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
 from infra.db import create_engine
-from infra.errors import FailedPrecondition, Reason
+from kernel.errors import FailedPrecondition, Reason
 from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent, PaymentEventType
 from order.biz.create_order import CreateOrder
 from order.biz.record_payment import RecordPayment

@@ -19,10 +19,10 @@ from helpers import unique
 from order_support import USD, new_order
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.caller import Caller
 from infra.config import Settings
 from infra.db import create_engine
-from infra.money import Money
+from kernel.caller import Caller
+from kernel.money import Money
 from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent, PaymentEventType
 from order.biz.cancel_order import CancelOrder
 from order.biz.create_order import CreateOrder

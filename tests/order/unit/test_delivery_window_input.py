@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.errors import InvalidArgument
 from kassa.common.v1 import delivery_pb2
 from kassa.order.v1 import order_service_pb2
+from kernel.errors import InvalidArgument
 from order.service.convert import new_order_from_pb
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from infra.errors import InvalidArgument
-from infra.money import Money
+from kernel.errors import InvalidArgument
+from kernel.money import Money
 from order.biz.apply_payment_event import PaymentEvent, PaymentEventType
 from order.biz.list_orders import decode_page_token, encode_page_token
 from order.biz.ports import PageCursor

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.money import Money
 from kassa.payment.v1 import payment_pb2
+from kernel.money import Money
 from order.model.order import CASH_ON_DELIVERY_METHOD, NewOrder, OrderLine, PaymentStatus, Totals
 from order.model.payment_status import FOLLOWS, payment_sources_of, records
 

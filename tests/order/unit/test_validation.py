@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from infra.errors import FailedPrecondition, InvalidArgument, Reason
-from infra.money import Money, percent_of
+from kernel.errors import FailedPrecondition, InvalidArgument, Reason
+from kernel.money import Money, percent_of
 from order.model.order import Address, NewOrder, OrderDiscount, OrderLine, Totals
 from order.model.totals import recompute_totals, verify_authorized_amount, verify_totals
 from order.service.validation import Limits

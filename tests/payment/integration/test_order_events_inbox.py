@@ -14,6 +14,7 @@ import pytest_asyncio
 from helpers import bearer, unique
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from devstack.sandbox.server import RunningSandbox
 from infra import faults
 from infra.config import Settings
 from kassa.common.v1 import money_pb2
@@ -24,7 +25,6 @@ from payment.biz.order_events import CONSUMER, ReleaseEndedOrder
 from payment.biz.providers import Providers
 from payment.data.repositories import SqlPaymentRepo, SqlTx, SqlUnitOfWork
 from payment.model.payment import PaymentStatus, Transition
-from payment.sandbox.server import RunningSandbox
 
 pytestmark = pytest.mark.integration
 

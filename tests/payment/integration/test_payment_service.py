@@ -16,6 +16,7 @@ from helpers import bearer, unique
 from nats.js.api import DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.sandbox.server import RunningSandbox
 from infra.config import Settings
 from infra.events import connect
 from infra.grpc_errors import error_info
@@ -24,7 +25,6 @@ from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
 from payment.data.tables import outbox, payments
-from payment.sandbox.server import RunningSandbox
 
 pytestmark = pytest.mark.integration
 

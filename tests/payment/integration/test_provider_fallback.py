@@ -12,16 +12,16 @@ import grpc
 import pytest
 from helpers import bearer, unique
 
+from devstack.localstack import free_port
+from devstack.sandbox import SandboxConfig, running_sandbox
 from infra.config import Settings
 from infra.grpc_errors import error_info
-from infra.localstack import free_port
 from infra.runner import running_service
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
 from payment.adapter.breaker import BreakerPolicy
 from payment.bootstrap import bootstrap
-from payment.sandbox import SandboxConfig, running_sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ import pytest
 from helpers import bearer, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.sandbox.server import RunningSandbox
 from infra import faults
 from infra.grpc_errors import error_info
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
 from payment.data.tables import payments
-from payment.sandbox.server import RunningSandbox
 
 pytestmark = pytest.mark.integration
 

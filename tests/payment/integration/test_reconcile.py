@@ -17,6 +17,7 @@ import pytest_asyncio
 from helpers import bearer, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.sandbox.server import RunningSandbox
 from infra import faults
 from infra.config import Settings
 from kassa.common.v1 import money_pb2
@@ -28,7 +29,6 @@ from payment.biz.reconcile import ReconcileIntents
 from payment.data.repositories import SqlUnitOfWork
 from payment.model.payment import PaymentStatus
 from payment.model.provider import ProviderUnavailable
-from payment.sandbox.server import RunningSandbox
 
 pytestmark = pytest.mark.integration
 

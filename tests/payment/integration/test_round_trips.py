@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from helpers import RoundTrips, Trips, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.sandbox.server import RunningSandbox
 from infra.config import Settings
 from infra.db import create_engine
-from infra.money import Money
 from infra.webhook_signature import sign
+from kernel.money import Money
 from payment.adapter.sandbox_provider import SandboxProvider
 from payment.biz.authorize import AuthorizeCommand, AuthorizePayment
 from payment.biz.capture import CapturePayment
@@ -28,7 +29,6 @@ from payment.biz.webhook import HandleWebhook
 from payment.data.repositories import SqlUnitOfWork
 from payment.data.tables import attempts, outbox, provider_events
 from payment.model.payment import NewPayment, PaymentStatus
-from payment.sandbox.server import RunningSandbox
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devstack.sandbox import SandboxConfig, create_app, running_sandbox
+from devstack.sandbox.server import RunningSandbox, serving
 from infra.config import Settings
 from infra.webhook_signature import SIGNATURE_HEADER, SignatureError, verify
-from payment.sandbox import SandboxConfig, create_app, running_sandbox
-from payment.sandbox.server import RunningSandbox, serving
 
 pytestmark = pytest.mark.integration
 

@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devstack.sandbox import SandboxConfig, running_sandbox
+from devstack.sandbox.server import RunningSandbox, serving
 from infra import faults
 from infra.config import Settings
-from payment.sandbox import SandboxConfig, running_sandbox
-from payment.sandbox.server import RunningSandbox, serving
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +124,7 @@ async def test_a_late_authorization_is_done_after_the_client_gave_up_and_a_retry
 def test_the_sandbox_process_refuses_a_bad_fault_rule() -> None:
     env = {**os.environ, "KASSA_FAULTS": "sandbox.captur=error", "KASSA_SANDBOX_DB": ":memory:"}
     result = subprocess.run(
-        [sys.executable, "-m", "payment.sandbox"], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "devstack.sandbox"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode != 0
     assert "sandbox.captur" in result.stderr

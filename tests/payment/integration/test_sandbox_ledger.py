@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devstack.localstack import free_port
+from devstack.sandbox import SandboxConfig, running_sandbox
+from devstack.sandbox.server import serving
+from devstack.sandbox.webhooks import backoff_delays
 from infra.config import Settings
-from infra.localstack import free_port
-from payment.sandbox import SandboxConfig, running_sandbox
-from payment.sandbox.server import serving
-from payment.sandbox.webhooks import backoff_delays
 
 pytestmark = pytest.mark.integration
 

@@ -21,14 +21,15 @@ import sqlalchemy as sa
 from helpers import bearer, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.sandbox.server import RunningSandbox
 from infra import faults
 from infra.config import ConfigError, Settings
 from infra.grpc_errors import error_info
-from infra.money import Money
 from infra.runner import running_service
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
+from kernel.money import Money
 from payment.adapter.sandbox_provider import SandboxProvider
 from payment.biz.providers import Providers
 from payment.biz.sweep import SweepPolicy, SweepReport, SweepStuckPayments
@@ -36,7 +37,6 @@ from payment.bootstrap import Sweeper, bootstrap, sweeper_settings
 from payment.data.repositories import SqlUnitOfWork
 from payment.data.tables import outbox, payments, refunds
 from payment.model.payment import NewPayment, Payment, PaymentStatus
-from payment.sandbox.server import RunningSandbox
 
 pytestmark = pytest.mark.integration
 

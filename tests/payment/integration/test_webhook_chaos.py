@@ -25,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from devstack.sandbox import SandboxConfig, running_sandbox
+from devstack.sandbox.server import RunningSandbox, serving
 from infra import faults
 from infra.config import Settings
 from infra.runner import running_service
@@ -34,8 +36,6 @@ from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
 from payment.bootstrap import bootstrap
 from payment.data.tables import outbox, provider_events
-from payment.sandbox import SandboxConfig, running_sandbox
-from payment.sandbox.server import RunningSandbox, serving
 
 pytestmark = pytest.mark.integration
 

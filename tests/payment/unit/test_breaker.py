@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import pytest
 
 from infra.config import ConfigError, Settings
-from infra.errors import Unavailable
+from kernel.errors import Unavailable
 from payment.adapter.breaker import BreakerPolicy, GuardedProvider
 from payment.biz.providers import Providers
 from payment.bootstrap import breaker_policy, provider_urls

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from infra.errors import InvalidArgument
+from kernel.errors import InvalidArgument
 from payment.biz.failure_rates import GetFailureRates
 from payment.model.stats import FailureRates
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from infra.money import Money
+from kernel.money import Money
 from payment.biz.webhook import plan_for
 from payment.model.payment import CARD_NUMBER_MESSAGE, Payment, PaymentStatus, payment_method_error
 from payment.model.provider import EventKind, IntentStatus, ProviderEvent, ProviderIntent

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from infra.money import Money
+from kernel.money import Money
 from payment.biz.reconcile import orphaned
 from payment.model.payment import Payment, PaymentStatus
 from payment.model.provider import IntentStatus, ProviderIntent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from payment.sandbox.state import ApiError, SandboxState
+from devstack.sandbox.state import ApiError, SandboxState
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
 from infra.db import create_engine
-from infra.money import Money
+from kernel.money import Money
 from pricing.data.repositories import SqlRateRepo, SqlUnitOfWork
 from pricing.data.tables import tax_rates
 from pricing.model.catalog import Product

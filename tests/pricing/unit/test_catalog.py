@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from infra.money import Money
+from kernel.money import Money
 from pricing.biz.get_products import GetProducts
 from pricing.model.catalog import CatalogLookup, Product
 from tests.pricing.fakes import FakeProductRepo, FakeUnitOfWork

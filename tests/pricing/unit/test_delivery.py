@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.delivery import DeliveryWindow
+from kernel.delivery import DeliveryWindow
 from pricing.model.delivery import order_window, parcel_window, reach
 from pricing.model.rates import Parcel
 

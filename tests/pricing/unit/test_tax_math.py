@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.money import Money
+from kernel.money import Money
 from pricing.model.rates import TaxableLine
 from pricing.model.tax import compute_tax
 

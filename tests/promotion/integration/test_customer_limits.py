@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
 from infra.db import create_engine
-from infra.errors import FailedPrecondition
-from infra.money import Money
+from kernel.errors import FailedPrecondition
+from kernel.money import Money
 from promotion.biz.create import CreatePromotion
 from promotion.biz.reserve import ReservePromotionUsage
 from promotion.biz.settle import ReleasePromotionUsage

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from infra.money import Money
+from kernel.money import Money
 from promotion.model.discount import buy_x_get_y_discount, evaluate, normalize_codes
 from promotion.model.promotion import Cart, CartLine, Conditions, Evaluation, Promotion, PromotionType
 

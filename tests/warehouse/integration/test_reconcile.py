@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from helpers import bearer, unique
 
-from infra.cli import main as kassa
+from devstack.cli import main as kassa
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
 from warehouse.biz.reconcile_stock import RECONCILE_AGGREGATE, ReconcileStock
 from warehouse.data.repositories import SqlUnitOfWork

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from infra.money import Money
+from kernel.money import Money
 
 __all__ = ["DEMO_ITEMS", "DemoError", "describe_order", "format_money", "run_demo"]
 

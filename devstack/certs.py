@@ -159,7 +159,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``kassa certs``: registered by infra.cli."""
+    """``kassa certs``: registered by devstack.cli."""
     certs = sub.add_parser("certs", help="make a development CA and a TLS certificate per process (not for production)")
     certs.add_argument("--out", default=".kassa/certs", help="folder to write into (default: .kassa/certs)")
     certs.add_argument(

@@ -49,6 +49,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.localstack import StackEndpoints, free_ports
+from devstack.procs import port_is_free, read_log_tail, stop_children
 from infra.config import (
     DEFAULT_ADDRS,
     DEV_JWT_SECRET,
@@ -61,8 +63,6 @@ from infra.config import (
     parse_addrs,
 )
 from infra.faults import CRASH_EXIT_CODE
-from infra.localstack import StackEndpoints, free_ports
-from infra.procs import port_is_free, read_log_tail, stop_children
 from infra.tls import MutualTls
 
 __all__ = [
@@ -100,7 +100,7 @@ REPLICATED: tuple[str, ...] = tuple(name for name in MESH_ORDER if name != "sand
 # ports: checkout 50051, 50061, ...). The gateway's replicas have their own addresses at p + 1 + k.
 _REPLICA_PORT_STEP = 10
 
-_MODULES: dict[str, str] = {name: name for name in MESH_ORDER} | {"sandbox": "payment.sandbox"}
+_MODULES: dict[str, str] = {name: name for name in MESH_ORDER} | {"sandbox": "devstack.sandbox"}
 # The sandbox provider has no health route (any HTTP answer means up); the gateway has /healthz.
 _HEALTH: dict[str, HealthKind] = {"sandbox": "http", "gateway": "http-200"}
 _HTTP_PATHS: dict[str, str] = {"gateway": "/healthz"}

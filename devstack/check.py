@@ -1,6 +1,6 @@
 """``kassa check``: prove DESIGN.md §4 on what a stack holds now, from every service's tables and the provider's ledger.
 
-Runnable against any stack (``python -m infra.check --database-url … --sandbox-url … [--nats-url …]``);
+Runnable against any stack (``python -m devstack.check --database-url … --sandbox-url … [--nats-url …]``);
 ``make chaos`` runs it after its recovery window. Every check is read-only: one read-only Postgres
 transaction over the schemas (one per database when the services have databases of their own:
 KASSA_<SERVICE>_DATABASE_URL or ``--service-database-url``, as infra.config gives them), the sandbox

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from infra.errors import InvalidArgument
+from kernel.errors import InvalidArgument
 
 __all__ = ["decode_keyset_token", "keyset_token"]
 

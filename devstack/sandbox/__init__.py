@@ -4,7 +4,7 @@ It simulates an external system, so it keeps its state in memory and shares no
 code with the payment service beyond the webhook signature scheme.
 """
 
-from payment.sandbox.app import SandboxConfig, create_app
-from payment.sandbox.server import running_sandbox
+from devstack.sandbox.app import SandboxConfig, create_app
+from devstack.sandbox.server import running_sandbox
 
 __all__ = ["SandboxConfig", "create_app", "running_sandbox"]

@@ -1,13 +1,13 @@
-"""``python -m payment.sandbox``: serve the sandbox provider on KASSA_SANDBOX_ADDR (default 127.0.0.1:8090)."""
+"""``python -m devstack.sandbox``: serve the sandbox provider on KASSA_SANDBOX_ADDR (default 127.0.0.1:8090)."""
 
 from __future__ import annotations
 
 import uvicorn
 
+from devstack.sandbox.app import SandboxConfig, create_app
 from infra import faults
 from infra.config import ConfigError, Settings
 from infra.logs import setup_logging
-from payment.sandbox.app import SandboxConfig, create_app
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ Like the sandbox payment provider's test tokens, some recipients behave like a r
 a local part starting with ``bounce`` is refused for good (550) and one starting with ``defer`` is deferred
 (451), so the service's retries and dead letters can be seen. Its log names no recipient.
 
-Run as ``python -m infra.smtp_sink --port N --dir DIR`` (the local stack does).
+Run as ``python -m devstack.smtp_sink --port N --dir DIR`` (the local stack does).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def read_mailbox(mail_dir: Path) -> list[MailboxMessage]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m infra.smtp_sink", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.smtp_sink", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", required=True, help="where messages are kept")
     parser.add_argument("--host", default=HOST)

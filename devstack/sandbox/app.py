@@ -44,11 +44,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from devstack.sandbox.ledger import MEMORY, Ledger
+from devstack.sandbox.state import ApiError, Outcome, SandboxState, StoredResponse
+from devstack.sandbox.webhooks import WebhookSender
 from infra import faults
 from infra.config import Settings
-from payment.sandbox.ledger import MEMORY, Ledger
-from payment.sandbox.state import ApiError, Outcome, SandboxState, StoredResponse
-from payment.sandbox.webhooks import WebhookSender
 
 __all__ = ["DEFAULT_DB", "MAX_TIMEOUT_SECONDS", "SandboxApi", "SandboxConfig", "create_app"]
 

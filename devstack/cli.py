@@ -5,8 +5,8 @@ data (``kassa pii new-key KEY_ID``, ``kassa pii rotate``).
 ``kassa up`` is the one command that runs Kassa on a fresh machine (DESIGN.md §5): with none of
 KASSA_DATABASE_URL / KASSA_REDIS_URL / KASSA_NATS_URL set it starts the embedded local stack, with all
 three set it uses that external infrastructure; it then migrates, starts the eight processes, seeds
-the demo catalog and waits for Ctrl-C, restarting any process that dies (``infra.mesh.RestartPolicy``).
-``kassa up --replicas N`` runs N processes of each gRPC service and of the gateway (``infra.mesh``).
+the demo catalog and waits for Ctrl-C, restarting any process that dies (``devstack.mesh.RestartPolicy``).
+``kassa up --replicas N`` runs N processes of each gRPC service and of the gateway (``devstack.mesh``).
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from infra import certs, ops_cli, trace_view
-from infra import check as invariant_check
+from devstack import certs, ops_cli
+from devstack import check as invariant_check
+from devstack.localstack import LocalStack, LocalStackError, StackEndpoints
+from devstack.mesh import Mesh, MeshError, RestartPolicy, mesh_env
+from infra import trace_view
 from infra.auth import ROLE_ADMIN, ROLE_CUSTOMER, mint_token
 from infra.config import DEVELOPMENT, ConfigError, Settings, parse_addrs, redact
-from infra.localstack import LocalStack, LocalStackError, StackEndpoints
-from infra.mesh import Mesh, MeshError, RestartPolicy, mesh_env
 from infra.pii import PiiCipher, new_key_spec
 
 __all__ = ["main"]
@@ -168,7 +169,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     still work while checkout is down). ``kassa up`` itself only ends on Ctrl-C or SIGTERM, or when
     start-up fails; it then exits 0, or 1 when a process was given up on (or start-up failed).
     """
-    from infra.seed import seed
+    from devstack.seed import seed
 
     external = external_endpoints(os.environ)
     if args.replicas < 1:
@@ -260,7 +261,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     """Create or refresh the demo catalog on a running mesh."""
-    from infra.seed import seed
+    from devstack.seed import seed
 
     env = _local_env()
     for name in ("warehouse", "pricing", "promotion"):
@@ -312,7 +313,7 @@ def _local_settings() -> Settings:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Place the scripted order over REST; exit 1 with the gateway's error JSON if a step fails."""
-    from infra.demo import DemoError, run_demo
+    from devstack.demo import DemoError, run_demo
 
     gateway_url = args.gateway_url or f"http://{Settings.from_env().addr('gateway')}"
     try:
@@ -332,7 +333,7 @@ def _mail_dir(given: str | None) -> Path:
 
 def _show_confirmation(order_id: str, mail_dir: Path, wait_seconds: float) -> None:
     """Print the confirmation email the notification service sent for the demo order (from the local sink)."""
-    from infra.smtp_sink import read_mailbox
+    from devstack.smtp_sink import read_mailbox
 
     deadline = time.monotonic() + wait_seconds
     while True:
@@ -416,7 +417,7 @@ def cmd_mail(args: argparse.Namespace) -> int:
         return _replay_dead_letter(args)
     if args.dead:
         return _dead_letters(args)
-    from infra.smtp_sink import read_mailbox
+    from devstack.smtp_sink import read_mailbox
 
     mail_dir = _mail_dir(args.dir)
     messages = read_mailbox(mail_dir)
@@ -441,7 +442,7 @@ def cmd_mail(args: argparse.Namespace) -> int:
 
 def _ask_notification(name: str, rpc: Callable[[Any, ops_cli.Mesh], Awaitable[_M]]) -> _M:
     """One admin call to the notification service (``rpc(stub, mesh)``) with the operator commands' credentials
-    (infra.ops_cli.Mesh); a refusal is CommandFailed naming the RPC."""
+    (devstack.ops_cli.Mesh); a refusal is CommandFailed naming the RPC."""
     from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
 
     mesh = ops_cli.Mesh()
@@ -579,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
         help="prove DESIGN.md §4's invariants on a stack's databases, ledger and streams (kassa check --help)",
     )
-    # Listed here for `kassa --help`; main() hands everything after `check` to infra.check's own parser.
+    # Listed here for `kassa --help`; main() hands everything after `check` to devstack.check's own parser.
     inv.set_defaults(func=lambda _args: invariant_check.main([]))
     return parser
 

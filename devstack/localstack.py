@@ -76,7 +76,7 @@ from typing import Any, Self, cast
 import psycopg
 from psycopg import sql
 
-from infra.procs import port_is_free, read_log_tail, stop_children
+from devstack.procs import port_is_free, read_log_tail, stop_children
 
 __all__ = ["LocalStack", "LocalStackError", "NatsNode", "StackEndpoints", "free_port", "free_ports", "nats_nodes"]
 
@@ -102,7 +102,7 @@ class StackEndpoints:
     nats_url: str
     # How many servers keep each stream (KASSA_NATS_REPLICAS): 3 against a local three-node cluster.
     nats_replicas: int = 1
-    # The SMTP sink (infra.smtp_sink) and the folder it keeps messages in; empty for external infrastructure.
+    # The SMTP sink (devstack.smtp_sink) and the folder it keeps messages in; empty for external infrastructure.
     smtp_url: str = ""
     mail_dir: str = ""
 
@@ -701,7 +701,7 @@ class LocalStack:
         store = self._nats_store(name)
         store.mkdir(parents=True, exist_ok=True)
         lines = [
-            "# Written by infra/localstack.py on every start; edits are overwritten.",
+            "# Written by devstack/localstack.py on every start; edits are overwritten.",
             f"listen: {HOST}:{node.client_port}",
             "jetstream {",
             f"  store_dir: {json.dumps(str(store))}",
@@ -724,8 +724,8 @@ class LocalStack:
         return self._spawn(name, [str(nats_server_binary()), "-c", str(conf)])
 
     def _launch_smtp(self) -> _Server:
-        """The SMTP sink (``infra.smtp_sink``): keeps every message it gets as a file under ``mail/``."""
-        argv = [sys.executable, "-m", "infra.smtp_sink", "--port", str(self.smtp_port), "--dir", str(self.mail_dir)]
+        """The SMTP sink (``devstack.smtp_sink``): keeps every message it gets as a file under ``mail/``."""
+        argv = [sys.executable, "-m", "devstack.smtp_sink", "--port", str(self.smtp_port), "--dir", str(self.mail_dir)]
         return self._spawn("smtp", argv)
 
     def _pg_identity(self) -> _PgIdentity | None:

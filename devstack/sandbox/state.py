@@ -1,6 +1,6 @@
 """The sandbox processor's ledger: intents, refunds and stored idempotent responses.
 
-Held in memory and written through to a :class:`~payment.sandbox.ledger.Ledger` (SQLite) after
+Held in memory and written through to a :class:`~devstack.sandbox.ledger.Ledger` (SQLite) after
 each request (:meth:`SandboxState.commit`), and loaded from it at start, so a restart keeps it.
 
 Every operation is synchronous and runs under the app's single lock, so a
@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from payment.sandbox.ledger import MEMORY, Ledger
+from devstack.sandbox.ledger import MEMORY, Ledger
 
 __all__ = ["TEST_TOKENS", "ApiError", "Intent", "Outcome", "SandboxState", "StoredResponse"]
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 
+from devstack.localstack import free_port
+from devstack.sandbox.app import SandboxApi, SandboxConfig, create_app
 from infra.config import Settings
-from infra.localstack import free_port
-from payment.sandbox.app import SandboxApi, SandboxConfig, create_app
 
 __all__ = ["RunningSandbox", "running_sandbox", "serving"]
 

@@ -21,8 +21,8 @@ import uuid
 from collections.abc import Sized
 from datetime import UTC, datetime, timedelta
 
-from infra.address import Address
-from infra.errors import InvalidArgument
+from kernel.address import Address
+from kernel.errors import InvalidArgument
 
 __all__ = [
     "MAX_AMOUNT_MINOR",
