@@ -37,6 +37,7 @@ from typing import Any
 import jwt
 from jwt.types import Options
 
+from kernel.caller import Caller
 from kernel.errors import DomainError, PermissionDenied, Reason, Unavailable
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "mint_service_token",
     "mint_token",
     "require_admin",
+    "require_caller",
     "require_identity",
     "require_privileged",
     "require_service",
@@ -118,6 +120,13 @@ def require_identity() -> Identity:
     if ident is None:
         raise Unauthenticated("missing credentials: send 'authorization: Bearer <token>'")
     return ident
+
+
+def require_caller() -> Caller:
+    """The verified caller as the domain sees it (``kernel.caller.Caller``): its subject, and whether it is
+    privileged (an admin or a Kassa service) rather than a customer. UNAUTHENTICATED without credentials."""
+    ident = require_identity()
+    return Caller(subject=ident.subject, privileged=ident.is_privileged)
 
 
 def require_service() -> Identity:

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-__all__ = ["DeliveryWindow", "add_business_days"]
+__all__ = ["SHIPPING_METHODS", "DeliveryWindow", "add_business_days"]
+
+# The shipping methods Kassa prices and ships: every service that names one accepts these.
+SHIPPING_METHODS: tuple[str, ...] = ("standard", "express")
 
 _SATURDAY = 5
 # No parcel takes a year; a bound keeps the day-by-day count cheap.

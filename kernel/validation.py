@@ -22,12 +22,15 @@ from collections.abc import Sized
 from datetime import UTC, datetime, timedelta
 
 from kernel.address import Address
+from kernel.delivery import SHIPPING_METHODS
 from kernel.errors import InvalidArgument
 
 __all__ = [
+    "CARD_NUMBER_MESSAGE",
     "MAX_AMOUNT_MINOR",
     "MAX_EMAIL_LENGTH",
     "MAX_ID_LENGTH",
+    "MAX_PAYMENT_METHOD_LENGTH",
     "MAX_TEXT_LENGTH",
     "SKU_PATTERN",
     "check_address",
@@ -35,6 +38,8 @@ __all__ = [
     "check_count",
     "check_country",
     "check_email",
+    "check_payment_method",
+    "check_shipping_method",
     "check_sku",
     "check_text",
     "check_uuid",
@@ -50,6 +55,12 @@ SKU_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # RFC 5321's longest path; a local part of at most 64 characters and a domain of dot-separated DNS labels.
 MAX_EMAIL_LENGTH = 254
 _EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+")
+# A payment method is "cod" or a provider's token; 12-19 digits, possibly grouped by spaces or dashes, is what a
+# primary account number looks like, and is refused so it is never stored (PCI scope).
+MAX_PAYMENT_METHOD_LENGTH = 255
+CARD_NUMBER_MESSAGE = "send a provider token, never a card number"
+_TOKEN = re.compile(r"tok_[A-Za-z0-9]+")
+_CARD_NUMBER = re.compile(r"(?:\d[ -]?){11,18}\d")
 # ISO 3166-1 alpha-2, upper case.
 _COUNTRY = re.compile(r"[A-Z]{2}")
 
@@ -107,6 +118,25 @@ def check_email(field: str, email: str) -> str:
     if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(email):
         raise InvalidArgument(field, "must be an email address like name@example.com")
     return check_text(field, email, max_length=MAX_EMAIL_LENGTH)
+
+
+def check_payment_method(field: str, method: str) -> str:
+    """``"cod"`` or a provider token like ``tok_visa`` (surrounding spaces removed); a card number is refused."""
+    method = method.strip()
+    if len(method) > MAX_PAYMENT_METHOD_LENGTH:
+        raise InvalidArgument(field, f"must be at most {MAX_PAYMENT_METHOD_LENGTH} characters")
+    if method == "cod" or _TOKEN.fullmatch(method):
+        return method
+    if _CARD_NUMBER.fullmatch(method):
+        raise InvalidArgument(field, CARD_NUMBER_MESSAGE)
+    raise InvalidArgument(field, 'must be "cod" or a provider token like tok_visa')
+
+
+def check_shipping_method(field: str, method: str) -> str:
+    """One of :data:`kernel.delivery.SHIPPING_METHODS`, as written (callers normalise case first if they allow it)."""
+    if method not in SHIPPING_METHODS:
+        raise InvalidArgument(field, f"must be one of {', '.join(SHIPPING_METHODS)}")
+    return method
 
 
 def check_uuid(field: str, value: str) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import grpc
 
 from checkout.biz.cart.manage import CartUseCases
-from checkout.service.convert import cart_to_pb, current_caller
+from checkout.service.convert import cart_to_pb
 from checkout.service.validation import check_cart_id, check_cart_line, check_remove_cart_item
+from infra.auth import require_caller
 from kassa.checkout.v1 import cart_service_pb2 as pb
 from kassa.checkout.v1 import cart_service_pb2_grpc as pb_grpc
 
@@ -23,16 +24,16 @@ class CartServiceServicer(pb_grpc.CartServiceServicer):
     async def CreateCart(
         self, request: pb.CreateCartRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateCartResponse:
-        return pb.CreateCartResponse(cart=cart_to_pb(await self._carts.create(current_caller(), request.currency_code)))
+        return pb.CreateCartResponse(cart=cart_to_pb(await self._carts.create(require_caller(), request.currency_code)))
 
     async def GetCart(self, request: pb.GetCartRequest, context: grpc.aio.ServicerContext) -> pb.GetCartResponse:
-        caller = current_caller()
+        caller = require_caller()
         return pb.GetCartResponse(cart=cart_to_pb(await self._carts.get(caller, check_cart_id(request.cart_id))))
 
     async def AddCartItem(
         self, request: pb.AddCartItemRequest, context: grpc.aio.ServicerContext
     ) -> pb.AddCartItemResponse:
-        caller = current_caller()
+        caller = require_caller()
         cart_id, sku = check_cart_line(request, self._max_item_quantity)
         cart = await self._carts.add_item(caller, cart_id, sku, request.quantity)
         return pb.AddCartItemResponse(cart=cart_to_pb(cart))
@@ -40,7 +41,7 @@ class CartServiceServicer(pb_grpc.CartServiceServicer):
     async def UpdateCartItem(
         self, request: pb.UpdateCartItemRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateCartItemResponse:
-        caller = current_caller()
+        caller = require_caller()
         cart_id, sku = check_cart_line(request, self._max_item_quantity)
         cart = await self._carts.update_item(caller, cart_id, sku, request.quantity)
         return pb.UpdateCartItemResponse(cart=cart_to_pb(cart))
@@ -48,7 +49,7 @@ class CartServiceServicer(pb_grpc.CartServiceServicer):
     async def RemoveCartItem(
         self, request: pb.RemoveCartItemRequest, context: grpc.aio.ServicerContext
     ) -> pb.RemoveCartItemResponse:
-        caller = current_caller()
+        caller = require_caller()
         cart_id, sku = check_remove_cart_item(request)
         cart = await self._carts.remove_item(caller, cart_id, sku)
         return pb.RemoveCartItemResponse(cart=cart_to_pb(cart))

@@ -9,7 +9,6 @@ from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.service.convert import (
     confirm_result_to_pb,
-    current_caller,
     preview_to_pb,
     price_change_to_pb,
     session_to_pb,
@@ -21,6 +20,7 @@ from checkout.service.validation import (
     check_start_checkout,
     check_state_update,
 )
+from infra.auth import require_caller
 from infra.pb import money_from_pb
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kassa.checkout.v1 import checkout_service_pb2_grpc as pb_grpc
@@ -76,7 +76,7 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
         self, request: pb.StartCheckoutRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartCheckoutResponse:
         cart_id = check_start_checkout(request)
-        session, changes = await self._start(current_caller(), cart_id, request.ship_to_country_code)
+        session, changes = await self._start(require_caller(), cart_id, request.ship_to_country_code)
         return pb.StartCheckoutResponse(
             session=session_to_pb(session), price_changes=[price_change_to_pb(c) for c in changes]
         )
@@ -84,7 +84,7 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     async def UpdateCheckoutState(
         self, request: pb.UpdateCheckoutStateRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateCheckoutStateResponse:
-        caller = current_caller()
+        caller = require_caller()
         update = check_state_update(state_update(request))
         session = await self._state.update(caller, check_session_id(request.session_id), update)
         return pb.UpdateCheckoutStateResponse(session=session_to_pb(session))
@@ -92,7 +92,7 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     async def PreviewOrder(
         self, request: pb.PreviewOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.PreviewOrderResponse:
-        caller = current_caller()
+        caller = require_caller()
         preview = await self._state.preview(caller, check_session_id(request.session_id))
         return pb.PreviewOrderResponse(preview=preview_to_pb(preview))
 
@@ -101,12 +101,12 @@ class CheckoutServiceServicer(pb_grpc.CheckoutServiceServicer):
     ) -> pb.ConfirmCheckoutResponse:
         session_id = check_confirm_checkout(request)
         expected = money_from_pb(request.expected_grand_total)
-        result = await self._confirm(current_caller(), session_id, request.idempotency_key, expected)
+        result = await self._confirm(require_caller(), session_id, request.idempotency_key, expected)
         return confirm_result_to_pb(result)
 
     async def GetCheckoutSession(
         self, request: pb.GetCheckoutSessionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetCheckoutSessionResponse:
-        caller = current_caller()
+        caller = require_caller()
         session = await self._state.get(caller, check_session_id(request.session_id))
         return pb.GetCheckoutSessionResponse(session=session_to_pb(session))

@@ -8,30 +8,21 @@ from typing import cast
 from checkout.model.cart import Cart, PriceChange
 from checkout.model.catalog import Address
 from checkout.model.session import ConfirmResult, Preview, Session, SessionLine
-from infra.auth import require_identity
 from infra.pb import address_from_pb, address_to_pb, money_to_pb, timestamp_to_pb, window_to_pb
 from kassa.checkout.v1 import cart_pb2, checkout_pb2, checkout_service_pb2
 from kassa.common.v1 import address_pb2, money_pb2
 from kassa.order.v1 import order_pb2
 from kassa.payment.v1 import payment_pb2
-from kernel.caller import Caller
 from kernel.money import Money
 
 __all__ = [
     "cart_to_pb",
     "confirm_result_to_pb",
-    "current_caller",
     "preview_to_pb",
     "price_change_to_pb",
     "session_to_pb",
     "stripped_address_from_pb",
 ]
-
-
-def current_caller() -> Caller:
-    """The verified caller (the interceptor put it in the request context)."""
-    ident = require_identity()
-    return Caller(subject=ident.subject, privileged=ident.is_privileged)
 
 
 def _money(currency: str, amount: int) -> money_pb2.Money:

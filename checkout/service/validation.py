@@ -9,19 +9,27 @@ session's currency, whether it is still open. Ids are returned in their canonica
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 from checkout.biz.checkout.update_state import StateUpdate
 from kassa.checkout.v1 import cart_service_pb2 as cart_pb
 from kassa.checkout.v1 import checkout_service_pb2 as pb
 from kernel.errors import InvalidArgument
-from kernel.validation import check_address, check_amount, check_country, check_email, check_sku, check_text, check_uuid
+from kernel.validation import (
+    check_address,
+    check_amount,
+    check_country,
+    check_email,
+    check_payment_method,
+    check_shipping_method,
+    check_sku,
+    check_text,
+    check_uuid,
+)
 
 __all__ = [
     "MAX_IDEMPOTENCY_KEY",
     "MAX_NOTES",
-    "SHIPPING_METHODS",
     "check_cart_id",
     "check_cart_line",
     "check_confirm_checkout",
@@ -34,16 +42,10 @@ __all__ = [
     "validate_sku",
 ]
 
-SHIPPING_METHODS = ("standard", "express")
 MAX_IDEMPOTENCY_KEY = 255
 MAX_PROMOTION_CODES = 5
 MAX_CODE_LENGTH = 64
 MAX_NOTES = 500
-
-_TOKEN = re.compile(r"^tok_[A-Za-z0-9]+$")
-# 12-19 digits, possibly grouped by spaces or dashes: what a primary account number looks like.
-_CARD_NUMBER = re.compile(r"^(?:\d[ -]?){11,18}\d$")
-_TOKEN_MAX = 255
 
 
 def validate_sku(sku: str, field: str = "sku") -> str:
@@ -63,15 +65,8 @@ def validate_quantity(quantity: int, maximum: int, field: str = "quantity") -> i
 
 
 def validate_payment_method(method: str, field: str = "payment_method") -> str:
-    """A provider token or "cod"; a card number is refused so it is never stored (PCI scope)."""
-    method = method.strip()
-    if len(method) > _TOKEN_MAX:
-        raise InvalidArgument(field, f"must be at most {_TOKEN_MAX} characters")
-    if method == "cod" or _TOKEN.fullmatch(method):
-        return method
-    if _CARD_NUMBER.fullmatch(method):
-        raise InvalidArgument(field, "send a provider token, never a card number")
-    raise InvalidArgument(field, 'must be "cod" or a provider token like tok_visa')
+    """A provider token or "cod" (kernel.validation.check_payment_method); a card number is never stored."""
+    return check_payment_method(field, method)
 
 
 def check_cart_id(cart_id: str) -> str:
@@ -120,8 +115,8 @@ def check_state_update(update: StateUpdate) -> StateUpdate:
         check_address("billing_address", update.billing_address)
     if update.shipping_method is not None:
         method = update.shipping_method.strip().lower()
-        if method and method not in SHIPPING_METHODS:
-            raise InvalidArgument("shipping_method", f"must be one of {', '.join(SHIPPING_METHODS)}")
+        if method:
+            check_shipping_method("shipping_method", method)
         update = replace(update, shipping_method=method)
     if update.payment_method is not None:
         payment = update.payment_method

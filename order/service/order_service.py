@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from infra.auth import require_identity, require_privileged
+from infra.auth import require_caller, require_privileged
 from kassa.order.v1 import order_service_pb2 as pb
 from kassa.order.v1 import order_service_pb2_grpc
-from kernel.caller import Caller
 from order.biz.cancel_order import CancelOrder
 from order.biz.create_order import CreateOrder
 from order.biz.get_order import GetOrder
@@ -48,11 +47,6 @@ class UseCases:
     get_order_timeline: GetOrderTimeline
 
 
-def _caller() -> Caller:
-    ident = require_identity()
-    return Caller(subject=ident.subject, privileged=ident.is_privileged)
-
-
 class OrderServiceServicer(order_service_pb2_grpc.OrderServiceServicer):
     def __init__(self, use_cases: UseCases, limits: Limits) -> None:
         self._uc = use_cases
@@ -67,14 +61,14 @@ class OrderServiceServicer(order_service_pb2_grpc.OrderServiceServicer):
         return pb.CreateOrderResponse(order=order_to_pb(order), created=created)
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: grpc.aio.ServicerContext) -> pb.GetOrderResponse:
-        caller = _caller()
+        caller = require_caller()
         order = await self._uc.get_order(check_order_id(request.order_id), caller)
         return pb.GetOrderResponse(order=order_to_pb(order))
 
     async def ListOrders(
         self, request: pb.ListOrdersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListOrdersResponse:
-        caller = _caller()
+        caller = require_caller()
         validate_list_orders(request.customer_id)
         orders, next_token = await self._uc.list_orders(
             caller, request.page_size, request.page_token, request.customer_id
@@ -84,7 +78,7 @@ class OrderServiceServicer(order_service_pb2_grpc.OrderServiceServicer):
     async def CancelOrder(
         self, request: pb.CancelOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelOrderResponse:
-        caller = _caller()
+        caller = require_caller()
         order_id = check_order_id(request.order_id)
         validate_cancel(request.reason)
         order = await self._uc.cancel_order(order_id, caller, request.reason)
@@ -111,6 +105,6 @@ class OrderServiceServicer(order_service_pb2_grpc.OrderServiceServicer):
     async def GetOrderTimeline(
         self, request: pb.GetOrderTimelineRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetOrderTimelineResponse:
-        caller = _caller()
+        caller = require_caller()
         changes = await self._uc.get_order_timeline(check_order_id(request.order_id), caller)
         return pb.GetOrderTimelineResponse(events=[status_change_to_pb(c) for c in changes])

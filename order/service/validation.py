@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 from kernel.errors import InvalidArgument, Reason
 from kernel.money import Money, validate_currency
-from kernel.validation import check_address, check_amount, check_email, check_text, check_uuid
+from kernel.validation import check_address, check_amount, check_email, check_shipping_method, check_text, check_uuid
 from order.model.order import NewOrder, OrderStatus, PaymentOutcome
 from order.model.status import FULFILMENT_STATUSES
 
 __all__ = [
-    "SHIPPING_METHODS",
     "Limits",
     "check_order_id",
     "validate_cancel",
@@ -27,7 +26,6 @@ __all__ = [
     "validate_record_payment",
 ]
 
-SHIPPING_METHODS = frozenset({"standard", "express"})
 _MAX_ID = 128
 _MAX_TEXT = 200
 _MAX_NOTES = 1000
@@ -111,8 +109,7 @@ def validate_new_order(order: NewOrder, limits: Limits) -> NewOrder:
     check_address("shipping_address", order.shipping_address, max_length=_MAX_TEXT)
     if order.billing_address is not None:
         check_address("billing_address", order.billing_address, max_length=_MAX_TEXT)
-    if order.shipping_method not in SHIPPING_METHODS:
-        raise InvalidArgument("shipping_method", f"must be one of {', '.join(sorted(SHIPPING_METHODS))}")
+    check_shipping_method("shipping_method", order.shipping_method)
     _optional_text("payment_id", order.payment_id)
     if order.totals.grand_total.amount_minor or order.payment_method:
         # A zero-total order (a 100% coupon and free shipping) needs no payment method.

@@ -8,7 +8,6 @@ set of source statuses, so two concurrent callers cannot both win.
 from __future__ import annotations
 
 import enum
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +18,6 @@ from kernel.money import Money
 
 __all__ = [
     "CAPTURE_HOLDING",
-    "CARD_NUMBER_MESSAGE",
     "COD",
     "COD_PROVIDER",
     "FINISHED_AUTHORIZATION",
@@ -32,16 +30,12 @@ __all__ = [
     "Refund",
     "Transition",
     "event_data",
-    "payment_method_error",
 ]
 
 COD = "cod"
 COD_PROVIDER = "cod"
 # Refusal reason for an operation the payment's current status does not allow.
 INVALID_STATE = Reason.PAYMENT_INVALID_STATE
-CARD_NUMBER_MESSAGE = "send a provider token, never a card number"
-
-_CARDISH = re.compile(r"^[\d\s-]{12,}$")
 
 
 class PaymentStatus(enum.StrEnum):
@@ -67,18 +61,6 @@ S = PaymentStatus
 CAPTURE_HOLDING = frozenset({S.CAPTURING, S.CAPTURED, S.PARTIALLY_REFUNDED, S.REFUNDED})
 # What AuthorizePayment returns as is on a retry, without calling the provider again.
 FINISHED_AUTHORIZATION = frozenset(set(S) - {S.PENDING})
-
-
-def payment_method_error(value: str) -> str | None:
-    """Why ``value`` is not an acceptable payment method, or None. PCI: a card number is refused outright."""
-    digits = re.sub(r"[\s-]", "", value)
-    if _CARDISH.match(value) and 12 <= len(digits) <= 19:
-        return CARD_NUMBER_MESSAGE
-    if value != COD and not value.startswith("tok_"):
-        return "must be a provider token (tok_…) or 'cod'"
-    if len(value) > 255:
-        return "must be at most 255 characters"
-    return None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The checks of PaymentService's (and PaymentAdminService's) requests, run by the servicer before the use case:
 nothing is written for a bad request, and each refusal is INVALID_ARGUMENT naming the request field (DESIGN.md §4.6).
 
-The rules every service shares (storable text, UUIDs, amounts) are :mod:`kernel.validation`'s; what is
-payment's own: the payment method (:func:`payment.model.payment.payment_method_error`), an idempotency key
-the provider receives as an HTTP header, a return URL, a webhook's payload size.
+The rules every service shares (storable text, UUIDs, amounts, the payment method) are
+:mod:`kernel.validation`'s; what is payment's own: an idempotency key the provider receives as an HTTP header,
+a return URL, a webhook's payload size.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from kassa.payment.v1 import payment_admin_service_pb2 as admin_pb
 from kassa.payment.v1 import payment_service_pb2 as pb
 from kernel.errors import InvalidArgument
 from kernel.money import Money, validate_currency
-from kernel.validation import check_amount, check_text, check_uuid
+from kernel.validation import check_amount, check_payment_method, check_text, check_uuid
 from payment.biz.authorize import AuthorizeCommand
-from payment.model.payment import payment_method_error
 
 __all__ = [
     "CaptureRequest",
@@ -75,10 +74,9 @@ class WebhookRequest:
 
 
 def authorize_command(request: pb.AuthorizePaymentRequest) -> AuthorizeCommand:
-    method = request.payment_method.strip()
-    problem = payment_method_error(method) if method else "is required"
-    if problem:
-        raise InvalidArgument("payment_method", problem)
+    if not request.payment_method.strip():
+        raise InvalidArgument("payment_method", "is required")
+    method = check_payment_method("payment_method", request.payment_method)
     if not request.HasField("amount"):
         raise InvalidArgument("amount", "is required")
     check_text("payment_method", method, max_length=_MAX_TEXT)

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 from kernel.money import Money
 
-__all__ = ["SHIPPING_METHODS", "LineTax", "Parcel", "ShippingRate", "TaxResult", "TaxableLine"]
-
-SHIPPING_METHODS: tuple[str, ...] = ("standard", "express")
+__all__ = ["LineTax", "Parcel", "ShippingRate", "TaxResult", "TaxableLine"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from kassa.pricing.v1 import pricing_service_pb2_grpc
 from kernel.delivery import DeliveryWindow
 from kernel.errors import InvalidArgument
 from kernel.money import Money
-from kernel.validation import MAX_AMOUNT_MINOR, check_amount, check_country, check_sku
+from kernel.validation import MAX_AMOUNT_MINOR, check_amount, check_country, check_shipping_method, check_sku
 from pricing.biz.calculate_tax import CalculateTax
 from pricing.biz.get_products import GetProducts
 from pricing.biz.quote_order import QuoteLine, QuoteOrder
@@ -24,7 +24,7 @@ from pricing.biz.quote_shipping import QuoteShipping
 from pricing.biz.upsert_products import UpsertProducts
 from pricing.model.catalog import TAX_CLASSES, CatalogLookup, Product
 from pricing.model.delivery import order_window
-from pricing.model.rates import SHIPPING_METHODS, Parcel, TaxableLine
+from pricing.model.rates import Parcel, TaxableLine
 from pricing.service.validation import MAX_NAME_LENGTH, MAX_PARCEL_WEIGHT_GRAMS, check_label, check_weight
 
 __all__ = ["MAX_BATCH", "MAX_QUANTITY", "PricingServiceServicer", "PricingUseCases"]
@@ -60,11 +60,6 @@ def _priced_pb(lookup: CatalogLookup) -> list[pb.PricedProduct]:
         )
         for pp in lookup.products
     ]
-
-
-def _check_shipping_method(method: str) -> None:
-    if method not in SHIPPING_METHODS:
-        raise InvalidArgument("shipping_method", f"must be one of {', '.join(SHIPPING_METHODS)}")
 
 
 def _window_pb(window: DeliveryWindow | None) -> delivery_pb2.DeliveryWindow | None:
@@ -168,7 +163,7 @@ class PricingServiceServicer(pricing_service_pb2_grpc.PricingServiceServicer):
         self, request: pb.QuoteShippingRequest, context: grpc.aio.ServicerContext
     ) -> pb.QuoteShippingResponse:
         require_identity()
-        _check_shipping_method(request.shipping_method)
+        check_shipping_method("shipping_method", request.shipping_method)
         currency = checked_currency("currency_code", request.currency_code)
         destination = check_country("destination.country_code", request.destination.country_code)
         parcels = _parcels(request.parcels)
@@ -220,7 +215,7 @@ class PricingServiceServicer(pricing_service_pb2_grpc.PricingServiceServicer):
             if not 1 <= line.quantity <= MAX_QUANTITY:
                 raise InvalidArgument(f"lines[{i}].quantity", f"must be 1 to {MAX_QUANTITY}")
             lines.append(QuoteLine(line.sku, line.quantity))
-        _check_shipping_method(request.shipping_method)
+        check_shipping_method("shipping_method", request.shipping_method)
         currency = checked_currency("currency_code", request.currency_code)
         destination = check_country("destination.country_code", request.destination.country_code)
         parcels = _parcels(request.parcels)

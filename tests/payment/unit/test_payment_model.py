@@ -1,4 +1,4 @@
-"""Pure payment rules: accepted payment methods and forward-only webhook transitions."""
+"""Pure payment rules: forward-only webhook transitions. (The payment method rule: tests/infra/test_validation.py.)"""
 
 from __future__ import annotations
 
@@ -9,29 +9,12 @@ import pytest
 
 from kernel.money import Money
 from payment.biz.webhook import plan_for
-from payment.model.payment import CARD_NUMBER_MESSAGE, Payment, PaymentStatus, payment_method_error
+from payment.model.payment import Payment, PaymentStatus
 from payment.model.provider import EventKind, IntentStatus, ProviderEvent, ProviderIntent
 
 pytestmark = pytest.mark.unit
 
 S = PaymentStatus
-
-
-@pytest.mark.parametrize("value", ["4242424242424242", "4242 4242 4242 4242", "4000-0566-5566-5556", "378282246310005"])
-def test_card_numbers_are_refused(value: str) -> None:
-    assert payment_method_error(value) == CARD_NUMBER_MESSAGE
-
-
-@pytest.mark.parametrize("value", ["tok_visa", "tok_threeDSecure", "cod"])
-def test_tokens_and_cod_are_accepted(value: str) -> None:
-    assert payment_method_error(value) is None
-
-
-@pytest.mark.parametrize("value", ["visa", "COD", "pm_123", "tok_" + "x" * 300])
-def test_other_methods_are_refused(value: str) -> None:
-    problem = payment_method_error(value)
-    assert problem is not None
-    assert problem != CARD_NUMBER_MESSAGE
 
 
 def _payment(status: PaymentStatus, captured: int = 0, refunded: int = 0) -> Payment:
