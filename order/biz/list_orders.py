@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
-from datetime import datetime
 
 from kernel.caller import Caller
 from kernel.errors import InvalidArgument, PermissionDenied
+from kernel.paging import decode_keyset_token, keyset_token
 from order.biz.ports import PageCursor, UnitOfWork
 from order.model.order import Order
 
@@ -20,20 +17,12 @@ MAX_PAGE_SIZE = 100
 
 
 def encode_page_token(cursor: PageCursor) -> str:
-    raw = json.dumps({"c": cursor.created_at.isoformat(), "i": cursor.order_id}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return keyset_token(cursor.created_at, cursor.order_id)
 
 
 def decode_page_token(token: str) -> PageCursor:
-    """Refuse anything :func:`encode_page_token` did not produce, naming ``page_token``."""
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        created_at = datetime.fromisoformat(raw["c"])
-        order_id = str(uuid.UUID(raw["i"]))
-    except (binascii.Error, ValueError, TypeError, KeyError) as exc:
-        raise InvalidArgument("page_token", "is not a token returned by ListOrders") from exc
-    if created_at.tzinfo is None:
-        raise InvalidArgument("page_token", "is not a token returned by ListOrders")
+    """Refuse anything :func:`encode_page_token` did not produce, naming ``page_token`` (kernel.paging)."""
+    created_at, order_id = decode_keyset_token(token, lambda value: str(uuid.UUID(str(value))))
     return PageCursor(created_at=created_at, order_id=order_id)
 
 

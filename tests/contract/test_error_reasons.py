@@ -3,7 +3,8 @@
 Clients branch on the reason, and the OpenAPI document and the client SDK list the enum's values, so a
 reason that is only a string in some module would be a contract change no one reviewed. The reasons are
 found three ways: the ``kernel.errors.Reason`` constants, every domain error's default, and a scan of the
-source of the kernel, infra, devstack, the gateway and the seven services for reasons written as literals or as ``Reason.X``.
+source of the kernel, infra, devstack, the gateway and the seven services for reasons written as literals or
+as ``Reason.X``.
 """
 
 from __future__ import annotations

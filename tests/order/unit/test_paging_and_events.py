@@ -28,10 +28,13 @@ def test_page_token_round_trips_with_microseconds() -> None:
     [
         "garbage!!",
         base64.urlsafe_b64encode(b"not json").decode(),
-        base64.urlsafe_b64encode(b'{"c": "2025-01-01T00:00:00+00:00"}').decode(),
-        base64.urlsafe_b64encode(b'{"c": "2025-01-01T00:00:00+00:00", "i": "nope"}').decode(),
-        base64.urlsafe_b64encode(b'{"c": "2025-01-01T00:00:00", "i": "4b555ae2-0f60-4d26-99ab-dad4d55eafe0"}').decode(),
+        base64.urlsafe_b64encode(b'{"at": "2025-01-01T00:00:00+00:00"}').decode(),
+        base64.urlsafe_b64encode(b'{"at": "2025-01-01T00:00:00+00:00", "id": "nope"}').decode(),
+        base64.urlsafe_b64encode(
+            b'{"at": "2025-01-01T00:00:00", "id": "4b555ae2-0f60-4d26-99ab-dad4d55eafe0"}'
+        ).decode(),
         base64.urlsafe_b64encode(b"[1, 2]").decode(),
+        "A" * 201,
     ],
 )
 def test_malformed_page_tokens_name_the_field(token: str) -> None:
