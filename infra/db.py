@@ -123,11 +123,10 @@ class UnitOfWork(Generic[TxT]):
 
     @contextlib.asynccontextmanager
     async def single(self) -> AsyncIterator[TxT]:
-        """One write of one statement, committed by itself (autocommit): no BEGIN/COMMIT round trips."""
-        async with self._single.connect() as conn:
-            tx = self._tx(conn)
+        """One write of one statement, committed by itself (autocommit): no BEGIN/COMMIT round trips. The
+        connection of ``read()``, and no event either; ``after_commit`` follows the statement."""
+        async with self.read() as tx:
             yield tx
-        assert not _events(tx), "an event must commit with its change: use the unit of work's transaction"
         self.after_commit(tx)
 
 
