@@ -24,15 +24,24 @@ may run on another server connection that never saw the ``PREPARE``. PgBouncer 1
 
 ``hide_parameters``: a statement that fails is logged with its SQL but without its bound values, which
 are what customers sent (emails, addresses) and would otherwise land in tracebacks and logs.
+
+:class:`UnitOfWork` is every service's unit of work (``<service>/data/repositories.py``'s ``SqlUnitOfWork`` is
+a thin subclass naming its ``SqlTx``): the one place a service's transaction begins.
 """
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from infra.tracing import instrument_engine
 
-__all__ = ["create_engine"]
+__all__ = ["UnitOfWork", "create_engine", "single_statements"]
+
+TxT = TypeVar("TxT")
 
 
 def create_engine(
@@ -63,3 +72,65 @@ def single_statements(engine: AsyncEngine) -> AsyncEngine:
     that must commit with it); several statements on such a connection each commit by themselves.
     """
     return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+class UnitOfWork(Generic[TxT]):
+    """Where a use case gets its Tx (``make_tx`` builds one on a connection): ``transaction()`` for a step that
+    writes, ``read()`` for reads of one statement each, ``single()`` for a write of exactly one statement.
+
+    A Tx that writes outbox events counts them in ``events`` (:class:`infra.outbox.OutboxTx` does); a Tx
+    without that attribute adds none. ``on_commit`` (the outbox publisher's ``notify``) is called after a
+    transaction that added events has committed. :meth:`after_commit` is a subclass's hook for what must
+    follow every committed write (payment counts its outcomes there).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        make_tx: Callable[[AsyncConnection], TxT],
+        *,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._single = single_statements(engine)
+        self._make_tx = make_tx
+        self._on_commit = on_commit
+
+    def _tx(self, conn: AsyncConnection) -> TxT:
+        """The Tx of one connection (a test may override it to wrap the repositories)."""
+        return self._make_tx(conn)
+
+    def after_commit(self, tx: TxT) -> None:
+        """Called after ``transaction()`` committed and after ``single()``'s statement; nothing by default."""
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[TxT]:
+        """BEGIN; commits when the block exits cleanly and rolls back on an exception."""
+        async with self._engine.begin() as conn:
+            tx = self._tx(conn)
+            yield tx
+        self.after_commit(tx)
+        if _events(tx) and self._on_commit is not None:
+            self._on_commit()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[TxT]:
+        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
+        async with self._single.connect() as conn:
+            tx = self._tx(conn)
+            yield tx
+        assert not _events(tx), "an event must commit with its change: use the unit of work's transaction"
+
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[TxT]:
+        """One write of one statement, committed by itself (autocommit): no BEGIN/COMMIT round trips. The
+        connection of ``read()``, and no event either; ``after_commit`` follows the statement."""
+        async with self.read() as tx:
+            yield tx
+        self.after_commit(tx)
+
+
+def _events(tx: object) -> int:
+    """How many outbox events ``tx`` added (0 for a Tx that writes none)."""
+    events: int = getattr(tx, "events", 0)
+    return events

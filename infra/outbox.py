@@ -1,7 +1,8 @@
 """Transactional outbox: events written with the state change, published later.
 
 A service adds ``outbox_table(metadata)`` to its schema and calls
-:func:`add_event` inside the same transaction as the change. The
+:func:`add_event` inside the same transaction as the change (its ``SqlTx`` extends
+:class:`OutboxTx`, which does so and counts the events for the unit of work). The
 :class:`OutboxPublisher` worker claims pending rows with ``FOR UPDATE SKIP
 LOCKED`` under a lease (rows stuck in ``processing`` past the lease are
 reclaimed, so a crashed replica loses nothing), publishes them to JetStream with
@@ -28,6 +29,7 @@ import functools
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OutboxPublisher",
+    "OutboxTx",
     "add_event",
     "claim_inbox",
     "create_inbox_table_v1",
@@ -147,6 +150,28 @@ async def add_event(
         )
     )
     return eid
+
+
+class OutboxTx:
+    """The outbox half of a service's Tx: ``add_event`` writes to ``table`` on ``conn`` (the Tx's transaction)
+    and counts in ``events``, so :class:`infra.db.UnitOfWork` wakes the publisher only after a commit with events."""
+
+    def __init__(self, conn: AsyncConnection, table: sa.Table, *, service: str) -> None:
+        self.conn = conn
+        self.events = 0
+        self._outbox = table
+        self._service = service
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
+        await add_event(
+            self.conn,
+            self._outbox,
+            service=self._service,
+            event_type=event_type,
+            aggregate_id=aggregate_id,
+            data=dict(data),
+        )
+        self.events += 1
 
 
 async def claim_inbox(conn: AsyncConnection, table: sa.Table, consumer: str, event_id: str) -> bool:

@@ -13,9 +13,8 @@ state keeps (the CreateOrder draft, the AuthorizePayment request's email).
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -55,8 +54,8 @@ from checkout.model.session import (
     SessionStatus,
 )
 from infra import audit
-from infra.db import single_statements
-from infra.outbox import add_event
+from infra.db import UnitOfWork
+from infra.outbox import OutboxTx
 from infra.pii import PiiCipher
 from kernel.errors import AlreadyExists, Reason
 
@@ -779,53 +778,22 @@ class SqlConfirmRecordRepo:
         )
 
 
-class SqlTx:
+class SqlTx(OutboxTx):
     """The repositories of one transaction (one connection) and its outbox; ``events`` counts what it added."""
 
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
-        self.conn = conn
+        super().__init__(conn, outbox, service="checkout")
         self.carts = SqlCartRepo(conn)
         self.sessions = SqlSessionRepo(conn, cipher)
         self.compensations = SqlCompensationRepo(conn)
         self.confirm_records = SqlConfirmRecordRepo(conn)
         self.funnel = SqlFunnelRepo(conn)
-        self.events = 0
-
-    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
-        await add_event(
-            self.conn, outbox, service="checkout", event_type=event_type, aggregate_id=aggregate_id, data=data
-        )
-        self.events += 1
 
 
-class SqlUnitOfWork:
-    """``transaction()`` commits when the block exits cleanly; ``on_commit`` wakes the outbox publisher after a
-    commit with events. ``cipher`` encrypts and decrypts the personal data the sessions keep."""
+class SqlUnitOfWork(UnitOfWork[SqlTx]):
+    """:class:`infra.db.UnitOfWork` of checkout's :class:`SqlTx`: ``transaction()``, ``read()`` and ``single()``;
+    ``on_commit`` wakes the outbox publisher after a commit with events. ``cipher`` encrypts and decrypts the
+    personal data the sessions keep."""
 
     def __init__(self, engine: AsyncEngine, cipher: PiiCipher, on_commit: Callable[[], None] | None = None) -> None:
-        self._engine = engine
-        self._cipher = cipher
-        self._reads = single_statements(engine)
-        self._on_commit = on_commit
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlTx]:
-        async with self._engine.begin() as conn:
-            tx = SqlTx(conn, self._cipher)
-            yield tx
-        if tx.events and self._on_commit is not None:
-            self._on_commit()
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[SqlTx]:
-        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
-        async with self._reads.connect() as conn:
-            yield SqlTx(conn, self._cipher)
-
-    @contextlib.asynccontextmanager
-    async def single(self) -> AsyncIterator[SqlTx]:
-        """One write of one statement, committed by itself (autocommit): no BEGIN/COMMIT round trips."""
-        async with self._reads.connect() as conn:
-            tx = SqlTx(conn, self._cipher)
-            yield tx
-        assert not tx.events, "an event must commit with its change: use the unit of work's transaction"
+        super().__init__(engine, lambda conn: SqlTx(conn, cipher), on_commit=on_commit)

@@ -7,8 +7,6 @@ operators see whom a message went to without the table holding addresses in plai
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
-from infra.db import single_statements
+from infra.db import UnitOfWork
 from infra.outbox import claim_inbox
 from infra.pii import PiiCipher, PiiError, mask_email
 from kernel.money import Money
@@ -261,21 +259,9 @@ class SqlTx:
         self.inbox = SqlInbox(conn)
 
 
-class SqlUnitOfWork:
-    """Commits when the block exits cleanly, rolls back on an exception. ``cipher`` seals the recipients."""
+class SqlUnitOfWork(UnitOfWork[SqlTx]):
+    """:class:`infra.db.UnitOfWork` of notification's :class:`SqlTx`: commits when the block exits cleanly, rolls
+    back on an exception. ``cipher`` seals the recipients."""
 
     def __init__(self, engine: AsyncEngine, cipher: PiiCipher) -> None:
-        self._engine = engine
-        self._reads = single_statements(engine)
-        self._cipher = cipher
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlTx]:
-        async with self._engine.begin() as conn:
-            yield SqlTx(conn, self._cipher)
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[SqlTx]:
-        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
-        async with self._reads.connect() as conn:
-            yield SqlTx(conn, self._cipher)
+        super().__init__(engine, lambda conn: SqlTx(conn, cipher))

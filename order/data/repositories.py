@@ -16,11 +16,10 @@ way out (infra.pii): the rest of the service only sees plain values, and the tab
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,8 +28,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
-from infra.db import single_statements
-from infra.outbox import add_event
+from infra.db import UnitOfWork
+from infra.outbox import OutboxTx
 from infra.pii import PiiCipher
 from kernel.money import Money
 from order.biz.ports import PageCursor, Transition, TransitionResult
@@ -472,43 +471,21 @@ class SqlOrderRepo:
         return TransitionResult(order=updated, applied=moved, recorded=recorded)
 
 
-class SqlTx:
+class SqlTx(OutboxTx):
     """The repositories of one transaction (or of the autocommit reads) and its outbox."""
 
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
-        self.conn = conn
+        super().__init__(conn, outbox, service=SERVICE)
         self.orders = SqlOrderRepo(conn, cipher)
-        self.events = 0
-
-    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
-        await add_event(self.conn, outbox, service=SERVICE, event_type=event_type, aggregate_id=aggregate_id, data=data)
-        self.events += 1
 
 
-class SqlUnitOfWork:
-    """Commits when the block exits cleanly and rolls back on an exception; ``on_commit`` wakes the outbox
-    publisher after a commit that added events. ``cipher`` encrypts and decrypts the orders' personal data."""
+class SqlUnitOfWork(UnitOfWork[SqlTx]):
+    """:class:`infra.db.UnitOfWork` of order's :class:`SqlTx`: commits when the block exits cleanly and rolls back
+    on an exception; ``on_commit`` wakes the outbox publisher after a commit that added events. ``cipher``
+    encrypts and decrypts the orders' personal data."""
 
     def __init__(self, engine: AsyncEngine, cipher: PiiCipher, *, on_commit: Callable[[], None] | None = None) -> None:
-        self._engine = engine
-        self._cipher = cipher
-        # Single-statement reads: no BEGIN/ROLLBACK round trips.
-        self._reads = single_statements(engine)
-        self._on_commit = on_commit
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlTx]:
-        async with self._engine.begin() as conn:
-            tx = SqlTx(conn, self._cipher)
-            yield tx
-        if tx.events and self._on_commit is not None:
-            self._on_commit()
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[SqlTx]:
-        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
-        async with self._reads.connect() as conn:
-            yield SqlTx(conn, self._cipher)
+        super().__init__(engine, lambda conn: SqlTx(conn, cipher), on_commit=on_commit)
 
 
 async def _load(conn: AsyncConnection, order_id: uuid.UUID, cipher: PiiCipher) -> Order | None:

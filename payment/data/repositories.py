@@ -16,10 +16,9 @@ key to the SET clause.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,8 +28,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
-from infra.db import single_statements
-from infra.outbox import add_event, claim_inbox
+from infra.db import UnitOfWork
+from infra.outbox import OutboxTx, claim_inbox
 from kernel.errors import FailedPrecondition
 from kernel.money import Money
 from payment.data.outcomes import count_outcome
@@ -500,67 +499,30 @@ class SqlPaymentStats:
         return FailureRates(start, end, sum(r.n for r in rows), {r.code: r.n for r in rows if r.code})
 
 
-class SqlTx:
+class SqlTx(OutboxTx):
     """The repositories of one transaction (or of single statements, from ``read()``/``single()``) and its outbox."""
 
     def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
+        super().__init__(conn, outbox, service="payment")
         self.counted: list[tuple[Payment, PaymentStatus | None]] = []
         self.payments = SqlPaymentRepo(conn, self.counted)
         self.refunds = SqlRefundRepo(conn)
         self.provider_events = SqlProviderEventRepo(conn)
         self.inbox = SqlInboxRepo(conn)
         self.stats = SqlPaymentStats(conn)
-        self.events = 0
-
-    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
-        await add_event(
-            self.conn, outbox, service="payment", event_type=event_type, aggregate_id=aggregate_id, data=data
-        )
-        self.events += 1
 
     async def audit(self, *targets: str) -> None:
         await audit.record(self.conn, audit_log, *targets)
 
 
-class SqlUnitOfWork:
-    """The only place a payment transaction begins. ``on_commit`` wakes the outbox publisher after a commit that
-    added events; the payments' new statuses are counted (:mod:`payment.data.outcomes`) once they are committed."""
+class SqlUnitOfWork(UnitOfWork[SqlTx]):
+    """The only place a payment transaction begins (:class:`infra.db.UnitOfWork` of payment's :class:`SqlTx`).
+    ``on_commit`` wakes the outbox publisher after a commit that added events; the payments' new statuses are
+    counted (:mod:`payment.data.outcomes`) once they are committed, by ``transaction()`` and ``single()``."""
 
     def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] | None = None) -> None:
-        self._engine = engine
-        # For steps that are one statement: no BEGIN/COMMIT round trips.
-        self._single = single_statements(engine)
-        self._on_commit = on_commit
+        super().__init__(engine, SqlTx, on_commit=on_commit)
 
-    def _tx(self, conn: AsyncConnection) -> SqlTx:
-        return SqlTx(conn)
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlTx]:
-        async with self._engine.begin() as conn:
-            tx = self._tx(conn)
-            yield tx
-        _count(tx)
-        if tx.events and self._on_commit is not None:
-            self._on_commit()
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[SqlTx]:
-        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
-        async with self._single.connect() as conn:
-            yield self._tx(conn)
-
-    @contextlib.asynccontextmanager
-    async def single(self) -> AsyncIterator[SqlTx]:
-        """One write of one statement, committed by itself (autocommit): no BEGIN/COMMIT round trips."""
-        async with self._single.connect() as conn:
-            tx = self._tx(conn)
-            yield tx
-        assert not tx.events, "an event must commit with its change: use the unit of work's transaction"
-        _count(tx)
-
-
-def _count(tx: SqlTx) -> None:
-    for payment, before in tx.counted:
-        count_outcome(payment, before=before)
+    def after_commit(self, tx: SqlTx) -> None:
+        for payment, before in tx.counted:
+            count_outcome(payment, before=before)

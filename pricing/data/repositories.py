@@ -4,8 +4,7 @@ SqlUnitOfWork (the only place a transaction begins), and SqlRateRepo (cached ref
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import sqlalchemy as sa
@@ -13,7 +12,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
-from infra.db import single_statements
+from infra.db import UnitOfWork, single_statements
 from kernel.money import Money
 from pricing.data.snapshot import TtlSnapshot
 from pricing.data.tables import audit_log, prices, products, shipping_rates, tax_rates
@@ -126,22 +125,11 @@ class SqlTx:
         self.products = SqlProductRepo(conn)
 
 
-class SqlUnitOfWork:
+class SqlUnitOfWork(UnitOfWork[SqlTx]):
+    """:class:`infra.db.UnitOfWork` of pricing's :class:`SqlTx`."""
+
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._reads = single_statements(engine)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlTx]:
-        """Commits when the block exits cleanly, rolls back on an exception."""
-        async with self._engine.begin() as conn:
-            yield SqlTx(conn)
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[SqlTx]:
-        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
-        async with self._reads.connect() as conn:
-            yield SqlTx(conn)
+        super().__init__(engine, SqlTx)
 
 
 class SqlRateRepo:

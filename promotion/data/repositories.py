@@ -3,9 +3,8 @@ SqlUnitOfWork, the only place a transaction begins."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -13,8 +12,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
-from infra.db import single_statements
-from infra.outbox import add_event, claim_inbox
+from infra.db import UnitOfWork
+from infra.outbox import OutboxTx, claim_inbox
 from kernel.money import Money
 from promotion.data.tables import SCHEMA, audit_log, inbox, outbox, promotion_usages, promotions
 from promotion.model.promotion import Conditions, Promotion, PromotionType
@@ -289,43 +288,19 @@ class SqlInbox:
         return await claim_inbox(self._conn, inbox, consumer, event_id)
 
 
-class SqlTx:
+class SqlTx(OutboxTx):
     """The repositories of one transaction (or of one autocommit read) and its outbox."""
 
     def __init__(self, conn: AsyncConnection) -> None:
+        super().__init__(conn, outbox, service="promotion")
         self.promotions = SqlPromotionRepo(conn)
         self.usages = SqlUsageRepo(conn)
         self.inbox = SqlInbox(conn)
-        self._conn = conn
-        self.events = 0
-
-    async def add_event(self, event_type: str, aggregate_id: str, data: dict[str, Any]) -> None:
-        await add_event(
-            self._conn, outbox, service="promotion", event_type=event_type, aggregate_id=aggregate_id, data=data
-        )
-        self.events += 1
 
 
-class SqlUnitOfWork:
-    """Commits when the block exits cleanly; ``on_commit`` wakes the outbox publisher after a commit with events."""
+class SqlUnitOfWork(UnitOfWork[SqlTx]):
+    """:class:`infra.db.UnitOfWork` of promotion's :class:`SqlTx`: commits when the block exits cleanly;
+    ``on_commit`` wakes the outbox publisher after a commit with events."""
 
     def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] | None = None) -> None:
-        self._engine = engine
-        self._reads = single_statements(engine)
-        self._on_commit = on_commit
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlTx]:
-        async with self._engine.begin() as conn:
-            tx = SqlTx(conn)
-            yield tx
-        if tx.events and self._on_commit is not None:
-            self._on_commit()
-
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[SqlTx]:
-        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
-        async with self._reads.connect() as conn:
-            tx = SqlTx(conn)
-            yield tx
-        assert not tx.events, "an event must commit with its change: use the unit of work's transaction"
+        super().__init__(engine, SqlTx, on_commit=on_commit)

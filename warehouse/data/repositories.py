@@ -9,8 +9,7 @@ Lock order, the same in every transaction so none can deadlock another:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,8 +18,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
-from infra.db import single_statements
-from infra.outbox import add_event, claim_inbox
+from infra.db import UnitOfWork
+from infra.outbox import OutboxTx, claim_inbox
 from warehouse.data.tables import audit_log, inbox, outbox, reservations, stock, warehouses
 from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import (
@@ -246,16 +245,16 @@ _RESTOCK = _restock_stmt()
 _INSERT_RESERVATIONS = _insert_reservations_stmt()
 
 
-class SqlTx:
+class SqlTx(OutboxTx):
     """The operations of one transaction (or, from :meth:`SqlUnitOfWork.read`, of one autocommit connection)
     and its outbox; see the module docstring for the lock order it follows."""
 
     def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
+        super().__init__(conn, outbox, service=SERVICE)
 
     async def lock_ref(self, reservation_ref: str) -> None:
         key = sa.func.hashtextextended(f"kassa-warehouse-ref:{reservation_ref}", 0)
-        await self._conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+        await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
     async def reservations_of(self, reservation_ref: str) -> list[Reservation]:
         stmt = (
@@ -264,10 +263,10 @@ class SqlTx:
             .where(reservations.c.reservation_ref == reservation_ref)
             .order_by(reservations.c.sku, reservations.c.warehouse_id)
         )
-        return [_reservation(row, _address(row)) for row in await self._conn.execute(stmt)]
+        return [_reservation(row, _address(row)) for row in await self.conn.execute(stmt)]
 
     async def discard_finished(self, reservation_ref: str) -> None:
-        await self._conn.execute(
+        await self.conn.execute(
             reservations.delete().where(
                 reservations.c.reservation_ref == reservation_ref,
                 reservations.c.status.in_([ReservationStatus.RELEASED.value, ReservationStatus.EXPIRED.value]),
@@ -282,14 +281,14 @@ class SqlTx:
             .order_by(stock.c.sku, stock.c.warehouse_id)
             .with_for_update(of=stock)
         )
-        rows = list(await self._conn.execute(stmt))
+        rows = list(await self.conn.execute(stmt))
         return [_level(r) for r in rows], {r.warehouse_id: r.country_code for r in rows}
 
     async def lock_stock_rows(self, keys: Sequence[tuple[str, str]]) -> None:
         """Lock exactly these stock rows in (sku, warehouse_id) order before changing them."""
         if not keys:
             return
-        await self._conn.execute(
+        await self.conn.execute(
             sa.select(stock.c.sku)
             .where(sa.tuple_(stock.c.sku, stock.c.warehouse_id).in_(sorted(set(keys))))
             .order_by(stock.c.sku, stock.c.warehouse_id)
@@ -302,12 +301,12 @@ class SqlTx:
             "warehouse_ids": [a.warehouse_id for a in allocations],
             "quantities": [a.quantity for a in allocations],
         }
-        return {(r.sku, r.warehouse_id) for r in await self._conn.execute(_HOLD, params)}
+        return {(r.sku, r.warehouse_id) for r in await self.conn.execute(_HOLD, params)}
 
     async def insert_reservations(
         self, reservation_ref: str, allocations: Sequence[Allocation], ttl_seconds: int
     ) -> list[Reservation]:
-        rows = await self._conn.execute(
+        rows = await self.conn.execute(
             _INSERT_RESERVATIONS,
             {
                 "reservation_ids": [uuid.uuid4() for _ in allocations],
@@ -340,7 +339,7 @@ class SqlTx:
             .values(status=to.value, updated_at=sa.func.now())
             .returning(*_RESERVATION_COLUMNS)
         )
-        return [_reservation(r) for r in await self._conn.execute(stmt)]
+        return [_reservation(r) for r in await self.conn.execute(stmt)]
 
     async def extend(self, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
         stmt = (
@@ -356,7 +355,7 @@ class SqlTx:
             )
             .returning(*_RESERVATION_COLUMNS)
         )
-        return [_reservation(r) for r in await self._conn.execute(stmt)]
+        return [_reservation(r) for r in await self.conn.execute(stmt)]
 
     async def expire_due(self, limit: int) -> list[Reservation]:
         # A MATERIALIZED CTE runs once: as `IN (subquery)` Postgres may rerun it per row scanned, each run
@@ -379,7 +378,7 @@ class SqlTx:
             .values(status=ReservationStatus.EXPIRED.value, updated_at=sa.func.now())
             .returning(*_RESERVATION_COLUMNS)
         )
-        rows = [_reservation(r) for r in await self._conn.execute(stmt)]
+        rows = [_reservation(r) for r in await self.conn.execute(stmt)]
         return sorted(rows, key=lambda r: (r.reservation_ref, r.sku, r.warehouse_id))
 
     async def _per_stock_row(self, stmt: sa.Update, held: Sequence[Reservation]) -> None:
@@ -397,7 +396,7 @@ class SqlTx:
             "warehouse_ids": [wh for (_, wh), _ in rows],
             "quantities": [qty for _, qty in rows],
         }
-        await self._conn.execute(stmt, params)
+        await self.conn.execute(stmt, params)
 
     async def give_back(self, held: Sequence[Reservation], *, sold: bool) -> None:
         await self._per_stock_row(_GIVE_BACK_SOLD if sold else _GIVE_BACK, held)
@@ -406,7 +405,7 @@ class SqlTx:
         await self._per_stock_row(_RESTOCK, sold)
 
     async def claim_event(self, consumer: str, event_id: str) -> bool:
-        return await claim_inbox(self._conn, inbox, consumer, event_id)
+        return await claim_inbox(self.conn, inbox, consumer, event_id)
 
     async def set_stock(self, settings: Sequence[StockSetting]) -> tuple[list[StockLevel], list[int]]:
         order = sorted(range(len(settings)), key=lambda i: (settings[i].sku, settings[i].warehouse_id))
@@ -421,17 +420,17 @@ class SqlTx:
                 set_={"on_hand": upsert.excluded.on_hand, "updated_at": sa.func.now()},
                 where=stock.c.reserved <= upsert.excluded.on_hand,
             ).returning(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved)
-            row = (await self._conn.execute(stmt)).first()
+            row = (await self.conn.execute(stmt)).first()
             if row is None:
                 refused.append(i)
             else:
                 levels.append(_level(row))
         # An admin's SetStock is audited with the change (rolled back with it when an item is refused).
-        await audit.record(self._conn, audit_log, *(f"warehouses/{s.warehouse_id}/stock/{s.sku}" for s in settings))
+        await audit.record(self.conn, audit_log, *(f"warehouses/{s.warehouse_id}/stock/{s.sku}" for s in settings))
         return levels, sorted(refused)
 
     async def missing_warehouses(self, warehouse_ids: Sequence[str]) -> set[str]:
-        found = await self._conn.execute(
+        found = await self.conn.execute(
             sa.select(warehouses.c.warehouse_id).where(warehouses.c.warehouse_id.in_(list(warehouse_ids)))
         )
         return set(warehouse_ids) - {r.warehouse_id for r in found}
@@ -454,19 +453,19 @@ class SqlTx:
         ]
         stmt = insert(warehouses).values(rows)
         updated = {k: stmt.excluded[k] for k in rows[0] if k != "warehouse_id"}
-        await self._conn.execute(
+        await self.conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[warehouses.c.warehouse_id], set_={**updated, "updated_at": sa.func.now()}
             )
         )
-        await audit.record(self._conn, audit_log, *(f"warehouses/{w.warehouse_id}" for w in items))
+        await audit.record(self.conn, audit_log, *(f"warehouses/{w.warehouse_id}" for w in items))
 
     async def lock_and_audit(self, keys: Sequence[tuple[str, str]]) -> list[StockAudit]:
         if not keys:
             return []
         await self.lock_stock_rows(keys)
         # A new statement after the locks: it sees every step that touched these rows committed.
-        rows = await self._conn.execute(_audit_query(keys=keys, only_problems=False))
+        rows = await self.conn.execute(_audit_query(keys=keys, only_problems=False))
         return [_audit(r) for r in rows]
 
     async def set_reserved(self, audits: Sequence[StockAudit]) -> list[StockAudit]:
@@ -485,9 +484,9 @@ class SqlTx:
             .values(reserved=target.c.units, updated_at=sa.func.now())
             .returning(stock.c.sku, stock.c.warehouse_id)
         )
-        written = {(r.sku, r.warehouse_id) for r in await self._conn.execute(stmt)}
+        written = {(r.sku, r.warehouse_id) for r in await self.conn.execute(stmt)}
         # An admin's repair (StockAdminService.RepairStockDrift) is audited in the transaction that commits it.
-        await audit.record(self._conn, audit_log, *(f"warehouses/{w}/stock/{sku}" for sku, w in sorted(written)))
+        await audit.record(self.conn, audit_log, *(f"warehouses/{w}/stock/{sku}" for sku, w in sorted(written)))
         return [a for a in audits if (a.sku, a.warehouse_id) in written]
 
     async def stock_levels(self, skus: Sequence[str]) -> list[StockLevel]:
@@ -496,7 +495,7 @@ class SqlTx:
             .where(stock.c.sku.in_(list(skus)))
             .order_by(stock.c.sku, stock.c.warehouse_id)
         )
-        return [_level(r) for r in await self._conn.execute(stmt)]
+        return [_level(r) for r in await self.conn.execute(stmt)]
 
     async def audit_stock(self, skus: Sequence[str] | None = None) -> tuple[int, list[StockAudit]]:
         problems = _audit_query(skus=skus, only_problems=True).subquery("problems")
@@ -510,7 +509,7 @@ class SqlTx:
             .select_from(total.outerjoin(problems, sa.true()))
             .order_by(problems.c.sku, problems.c.warehouse_id)
         )
-        rows = list(await self._conn.execute(stmt))
+        rows = list(await self.conn.execute(stmt))
         checked = rows[0].checked if rows else 0
         return checked, [_audit(r) for r in rows if r.sku is not None]
 
@@ -520,29 +519,12 @@ class SqlTx:
         )
         if warehouse_ids is not None:
             stmt = stmt.where(warehouses.c.warehouse_id.in_(list(warehouse_ids)))
-        return [Warehouse(r.warehouse_id, r.name, _address(r)) for r in await self._conn.execute(stmt)]
-
-    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
-        await add_event(
-            self._conn, outbox, service=SERVICE, event_type=event_type, aggregate_id=aggregate_id, data=dict(data)
-        )
+        return [Warehouse(r.warehouse_id, r.name, _address(r)) for r in await self.conn.execute(stmt)]
 
 
-class SqlUnitOfWork:
-    """The only place a warehouse transaction begins."""
+class SqlUnitOfWork(UnitOfWork[SqlTx]):
+    """The only place a warehouse transaction begins (:class:`infra.db.UnitOfWork` of warehouse's
+    :class:`SqlTx`)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._reads = single_statements(engine)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SqlTx]:
-        """Commits when the block exits cleanly, rolls back on an exception."""
-        async with self._engine.begin() as conn:
-            yield SqlTx(conn)
-
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[SqlTx]:
-        """No BEGIN/ROLLBACK round trips; each statement is its own snapshot, as under READ COMMITTED."""
-        async with self._reads.connect() as conn:
-            yield SqlTx(conn)
+        super().__init__(engine, SqlTx)
