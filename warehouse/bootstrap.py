@@ -52,7 +52,8 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     stack.push_async_callback(nc.close)
     await ensure_streams(js, ["warehouse", "order"])
 
-    uow = SqlUnitOfWork(engine)
+    publisher = OutboxPublisher(engine, outbox, js)
+    uow = SqlUnitOfWork(engine, on_commit=publisher.notify)
     use_cases = InventoryUseCases(
         check_stock=CheckStock(uow),
         reserve_stock=ReserveStock(uow),
@@ -66,7 +67,6 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     )
     reconcile = ReconcileStock(uow)
     servicer = InventoryServiceServicer(use_cases, settings.reservation_ttl_seconds)
-    publisher = OutboxPublisher(engine, outbox, js)
     sweeper = Sweeper(ExpireReservations(uow))
     drift = DriftAudit(reconcile, settings.warehouse_reconcile_seconds)
     consumer = order_events_consumer(js, ReturnOrderStock(uow))

@@ -9,7 +9,7 @@ Lock order, the same in every transaction so none can deadlock another:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -524,7 +524,7 @@ class SqlTx(OutboxTx):
 
 class SqlUnitOfWork(UnitOfWork[SqlTx]):
     """The only place a warehouse transaction begins (:class:`infra.db.UnitOfWork` of warehouse's
-    :class:`SqlTx`)."""
+    :class:`SqlTx`); ``on_commit`` wakes the outbox publisher after a commit that added events."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        super().__init__(engine, SqlTx)
+    def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] | None = None) -> None:
+        super().__init__(engine, SqlTx, on_commit=on_commit)
