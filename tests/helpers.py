@@ -22,6 +22,22 @@ from devstack.localstack import LocalStack, StackEndpoints, free_ports, nats_ser
 from infra.consumer import Event
 from infra.grpc_errors import error_info
 
+# Kassa's own Python packages: the shared kernel, the runtime, the developer stack, the gateway and the seven
+# services (the image copies each; source scans read each).
+KASSA_PACKAGES = (
+    "kernel",
+    "infra",
+    "devstack",
+    "gateway",
+    "checkout",
+    "order",
+    "payment",
+    "warehouse",
+    "pricing",
+    "promotion",
+    "notification",
+)
+
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from helpers import KASSA_PACKAGES
 
 from gateway import status as gw_status
 from infra import auth
@@ -25,19 +26,7 @@ from kernel import errors
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = (
-    "kernel",
-    "infra",
-    "devstack",
-    "gateway",
-    "checkout",
-    "order",
-    "payment",
-    "warehouse",
-    "pricing",
-    "promotion",
-    "notification",
-)
+SCANNED = KASSA_PACKAGES
 ENUM = {v.name for v in errors_pb2.ErrorReason.DESCRIPTOR.values} - {"ERROR_REASON_UNSPECIFIED"}
 
 

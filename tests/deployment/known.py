@@ -14,24 +14,14 @@ import shlex
 from functools import cache
 from pathlib import Path
 
+from helpers import KASSA_PACKAGES
+
 from devstack.cli import build_parser
 from infra.config import DATABASE_SERVICES, DEFAULT_ADDRS
 
 ROOT = Path(__file__).resolve().parents[2]
-# Every package of the image: infra, the gateway and each service (tests/deployment checks the Dockerfile copies them).
-PACKAGES = (
-    "kernel",
-    "infra",
-    "devstack",
-    "gateway",
-    "checkout",
-    "order",
-    "payment",
-    "warehouse",
-    "pricing",
-    "promotion",
-    "notification",
-)
+# Every package of the image (tests/deployment checks the Dockerfile copies them).
+PACKAGES = KASSA_PACKAGES
 _NAME = re.compile(r"""["'](KASSA_[A-Z0-9_]*[A-Z0-9])["']""")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import scratch_database
+from helpers import KASSA_PACKAGES, scratch_database
 
 from devstack.localstack import StackEndpoints
 from infra.config import DATABASE_SERVICES, ConfigError, Settings
@@ -89,20 +89,8 @@ _SESSION_STATE = re.compile(
 
 
 def test_no_code_keeps_session_state_across_transactions() -> None:
-    packages = [
-        "kernel",
-        "infra",
-        "devstack",
-        "checkout",
-        "order",
-        "payment",
-        "warehouse",
-        "pricing",
-        "promotion",
-        "gateway",
-    ]
     found = []
-    for package in packages:
+    for package in KASSA_PACKAGES:
         for path in (ROOT / package).rglob("*.py"):
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if _SESSION_STATE.search(line):
