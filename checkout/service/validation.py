@@ -37,7 +37,6 @@ __all__ = [
     "check_session_id",
     "check_start_checkout",
     "check_state_update",
-    "validate_payment_method",
     "validate_quantity",
     "validate_sku",
 ]
@@ -62,11 +61,6 @@ def validate_quantity(quantity: int, maximum: int, field: str = "quantity") -> i
     if not 1 <= quantity <= maximum:
         raise InvalidArgument(field, f"must be between 1 and {maximum}")
     return quantity
-
-
-def validate_payment_method(method: str, field: str = "payment_method") -> str:
-    """A provider token or "cod" (kernel.validation.check_payment_method); a card number is never stored."""
-    return check_payment_method(field, method)
 
 
 def check_cart_id(cart_id: str) -> str:
@@ -120,7 +114,9 @@ def check_state_update(update: StateUpdate) -> StateUpdate:
         update = replace(update, shipping_method=method)
     if update.payment_method is not None:
         payment = update.payment_method
-        update = replace(update, payment_method=validate_payment_method(payment) if payment.strip() else "")
+        update = replace(
+            update, payment_method=check_payment_method("payment_method", payment) if payment.strip() else ""
+        )
     if update.promotion_codes is not None:
         codes = list(dict.fromkeys(c.strip().upper() for c in update.promotion_codes))
         if len(codes) > MAX_PROMOTION_CODES:
