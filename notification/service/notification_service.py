@@ -5,40 +5,15 @@ from __future__ import annotations
 import grpc
 
 from infra.auth import require_admin
-from infra.pb import timestamp_to_pb
 from kassa.notification.v1 import notification_service_pb2 as pb
 from kassa.notification.v1 import notification_service_pb2_grpc as pb_grpc
 from notification.biz.list_dead_letters import ListDeadLetters
 from notification.biz.list_messages import ListMessages
 from notification.biz.replay import ReplayDeadLetter
-from notification.model.message import MessageStatus, SentMessage
+from notification.service.convert import message_to_pb
 from notification.service.validation import check_message_id, check_order_id, check_page_size
 
 __all__ = ["NotificationServiceServicer"]
-
-_STATUS_PB = {
-    MessageStatus.SENDING: pb.MESSAGE_STATUS_SENDING,
-    MessageStatus.SENT: pb.MESSAGE_STATUS_SENT,
-    MessageStatus.DEAD: pb.MESSAGE_STATUS_DEAD,
-}
-
-
-def _message_pb(m: SentMessage) -> pb.Message:
-    return pb.Message(
-        message_id=m.message_id,
-        event_id=m.event_id,
-        event_type=m.event_type,
-        order_id=m.order_id,
-        kind=m.kind,
-        channel=m.channel,
-        recipient=m.recipient_masked,
-        subject=m.subject,
-        status=_STATUS_PB[m.status],
-        attempts=m.attempts,
-        last_error=m.last_error,
-        created_at=timestamp_to_pb(m.created_at),
-        sent_at=timestamp_to_pb(m.sent_at),
-    )
 
 
 class NotificationServiceServicer(pb_grpc.NotificationServiceServicer):
@@ -53,18 +28,18 @@ class NotificationServiceServicer(pb_grpc.NotificationServiceServicer):
         require_admin()
         limit = check_page_size(request.page_size)
         found = await self._messages(limit, check_order_id(request.order_id))
-        return pb.ListMessagesResponse(messages=[_message_pb(m) for m in found])
+        return pb.ListMessagesResponse(messages=[message_to_pb(m) for m in found])
 
     async def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
         require_admin()
         found = await self._dead_letters(check_page_size(request.page_size))
-        return pb.ListDeadLettersResponse(messages=[_message_pb(m) for m in found])
+        return pb.ListDeadLettersResponse(messages=[message_to_pb(m) for m in found])
 
     async def ReplayDeadLetter(
         self, request: pb.ReplayDeadLetterRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReplayDeadLetterResponse:
         require_admin()
         message_id = check_message_id(request.message_id)
-        return pb.ReplayDeadLetterResponse(message=_message_pb(await self._replay(message_id)))
+        return pb.ReplayDeadLetterResponse(message=message_to_pb(await self._replay(message_id)))
