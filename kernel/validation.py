@@ -1,4 +1,4 @@
-"""Checks of request text and amounts that every service applies the same way. Pure, no I/O; biz may import it.
+"""The field rules every service applies the same way, each written once. Pure, no I/O; biz may import it.
 
 Why: a value that breaks storage must be refused where the request is validated, with INVALID_ARGUMENT
 naming the field, before anything is written (DESIGN.md §4.6). Postgres refuses a NUL in ``text`` and
@@ -11,6 +11,9 @@ sum of many large amounts passes that long before any one of them does.
 * Amounts: minor units between 0 (or 1) and :data:`MAX_AMOUNT_MINOR`, the most one payment can carry;
   any total Kassa computes from capped amounts and capped counts stays far inside int64.
 * Counts: a repeated field holds at most a stated number of entries.
+* Fields several services name: sku, country code, email, postal address, UUID, payment method (never a card
+  number), shipping method; and an operator report's window. Where two services' copies disagreed, the rule
+  here is the one checkout (the mesh's entry point) applied, so nothing it lets through is refused later.
 """
 
 from __future__ import annotations
