@@ -676,33 +676,24 @@ class SqlCompensationRepo:
         }
         if restart:
             values["attempts"] = 0
-        row = (
-            await self._c.execute(
-                _F.update()
-                .where(
-                    _F.c.id == compensation_id,
-                    _F.c.status.in_([s.value for s in statuses]),
-                    self._not_running(lease_seconds),
-                )
-                .values(**values)
-                .returning(*_F.c)
-            )
-        ).first()
-        if row is None:
-            return None
-        await audit.record(self._c, audit_log, f"dlq/{row.id}", f"sessions/{row.session_id}")
-        return _compensation(row)
+        where = _F.c.status.in_([s.value for s in statuses])
+        return await self._operator_change(compensation_id, where, lease_seconds, values)
 
     async def park(self, compensation_id: str, lease_seconds: int) -> FailedCompensation | None:
+        where = _F.c.status == CompensationStatus.PENDING.value
+        values = {"status": CompensationStatus.PARKED.value, "updated_at": _NOW}
+        return await self._operator_change(compensation_id, where, lease_seconds, values)
+
+    async def _operator_change(
+        self, compensation_id: str, where: sa.ColumnElement[bool], lease_seconds: int, values: dict[str, Any]
+    ) -> FailedCompensation | None:
+        """An operator's change of one entry not being run now (``where`` holds too), with its audit row; None
+        if no such entry."""
         row = (
             await self._c.execute(
                 _F.update()
-                .where(
-                    _F.c.id == compensation_id,
-                    _F.c.status == CompensationStatus.PENDING.value,
-                    self._not_running(lease_seconds),
-                )
-                .values(status=CompensationStatus.PARKED.value, updated_at=_NOW)
+                .where(_F.c.id == compensation_id, where, self._not_running(lease_seconds))
+                .values(**values)
                 .returning(*_F.c)
             )
         ).first()
