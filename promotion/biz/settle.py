@@ -11,9 +11,29 @@ __all__ = ["ConfirmPromotionUsage", "ReleasePromotionUsage"]
 _GIVEN_BACK = (UsageStatus.RELEASED, UsageStatus.RETURNED)
 
 
-async def _record(tx: Tx, event_type: str, reservation_ref: str, moved: list[Usage]) -> None:
-    event = UsageEvent(event_type, reservation_ref, moved[0].customer_id, tuple(moved))
-    await tx.add_event(event.event_type, event.reservation_ref, event.data())
+_EVENTS = {UsageStatus.CONFIRMED: "PromotionUsageConfirmed", UsageStatus.RELEASED: "PromotionUsageReleased"}
+
+
+async def _move(tx: Tx, reservation_ref: str, to: UsageStatus) -> tuple[list[Usage], list[Usage]]:
+    """Under the reference's lock: its uses as they were, and those this call moved from RESERVED to ``to``."""
+    await tx.usages.lock_reference(reservation_ref)
+    usages = await tx.usages.of_reference(reservation_ref)
+    moved = await tx.usages.move(reservation_ref, UsageStatus.RESERVED, to)
+    return usages, moved
+
+
+async def _settle(
+    tx: Tx, reservation_ref: str, usages: list[Usage], moved: list[Usage], to: UsageStatus, *, used: int
+) -> int:
+    """The counters of the moved uses (reserved -1, ``used`` added) and their one event; how many uses of the
+    reference are now ``to``."""
+    for usage in sorted(moved, key=lambda u: u.code):
+        await tx.promotions.shift_counts(usage.promotion_id, reserved=-1, used=used)
+    if moved:
+        event = UsageEvent(_EVENTS[to], reservation_ref, moved[0].customer_id, tuple(moved))
+        await tx.add_event(event.event_type, event.reservation_ref, event.data())
+    already = [u for u in usages if u.status is to]
+    return len(already) + len(moved)
 
 
 class ConfirmPromotionUsage:
@@ -30,21 +50,14 @@ class ConfirmPromotionUsage:
 
     async def __call__(self, reservation_ref: str) -> int:
         async with self._uow.transaction() as tx:
-            await tx.usages.lock_reference(reservation_ref)
-            usages = await tx.usages.of_reference(reservation_ref)
-            moved = await tx.usages.move(reservation_ref, UsageStatus.RESERVED, UsageStatus.CONFIRMED)
+            usages, moved = await _move(tx, reservation_ref, UsageStatus.CONFIRMED)
             if not moved and usages and all(u.status in _GIVEN_BACK for u in usages):
                 raise FailedPrecondition(
                     f"the promotion uses of {reservation_ref} were released or given back",
                     reason=Reason.PROMOTION_INVALID,
                     metadata={"reservation_ref": reservation_ref},
                 )
-            for usage in sorted(moved, key=lambda u: u.code):
-                await tx.promotions.shift_counts(usage.promotion_id, reserved=-1, used=1)
-            if moved:
-                await _record(tx, "PromotionUsageConfirmed", reservation_ref, moved)
-            already = [u for u in usages if u.status is UsageStatus.CONFIRMED]
-            return len(already) + len(moved)
+            return await _settle(tx, reservation_ref, usages, moved, UsageStatus.CONFIRMED, used=1)
 
 
 class ReleasePromotionUsage:
@@ -60,12 +73,5 @@ class ReleasePromotionUsage:
 
     async def __call__(self, reservation_ref: str) -> int:
         async with self._uow.transaction() as tx:
-            await tx.usages.lock_reference(reservation_ref)
-            usages = await tx.usages.of_reference(reservation_ref)
-            moved = await tx.usages.move(reservation_ref, UsageStatus.RESERVED, UsageStatus.RELEASED)
-            for usage in sorted(moved, key=lambda u: u.code):
-                await tx.promotions.shift_counts(usage.promotion_id, reserved=-1, used=0)
-            if moved:
-                await _record(tx, "PromotionUsageReleased", reservation_ref, moved)
-            already = [u for u in usages if u.status is UsageStatus.RELEASED]
-            return len(already) + len(moved)
+            usages, moved = await _move(tx, reservation_ref, UsageStatus.RELEASED)
+            return await _settle(tx, reservation_ref, usages, moved, UsageStatus.RELEASED, used=0)
