@@ -9,7 +9,7 @@ from typing import Any
 from kernel.errors import FailedPrecondition
 from payment.biz.capture import CapturePayment
 from payment.biz.common import apply
-from payment.biz.order_events import RetryLater, payments_of
+from payment.biz.order_events import RetryLater, settle_once
 from payment.biz.ports import UnitOfWork
 from payment.biz.providers import Providers
 from payment.model.payment import Consumed, Payment, PaymentStatus, Transition
@@ -43,19 +43,12 @@ class CollectOnFulfilment:
         self._capture = CapturePayment(uow, providers)
 
     async def __call__(self, event_id: str, event_type: str, data: Mapping[str, Any]) -> str:
-        async with self._uow.read() as tx:
-            seen = await tx.inbox.seen(FULFILMENT_CONSUMER, event_id)
-        if seen:
-            return "duplicate"
         order_id = str(data.get("order_id") or "")
-        consumed = Consumed(FULFILMENT_CONSUMER, event_id)
-        outcomes = [
-            await self._settle(p, event_type, order_id=order_id, consumed=consumed)
-            for p in await payments_of(self._uow, data)
-        ]
-        async with self._uow.single() as tx:
-            await tx.inbox.claim(FULFILMENT_CONSUMER, event_id)
-        return ", ".join(outcomes) or "no payment"
+
+        async def settle(payment: Payment, consumed: Consumed, last: bool) -> str:
+            return await self._settle(payment, event_type, order_id=order_id, consumed=consumed)
+
+        return await settle_once(self._uow, Consumed(FULFILMENT_CONSUMER, event_id), data, settle)
 
     async def _settle(self, payment: Payment, event_type: str, *, order_id: str, consumed: Consumed) -> str:
         if payment.status == S.CAPTURING:

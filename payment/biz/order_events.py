@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kernel.errors import FailedPrecondition, Reason
@@ -22,6 +22,7 @@ __all__ = [
     "ReleaseEndedOrder",
     "RetryLater",
     "payments_of",
+    "settle_once",
 ]
 
 CONSUMER = "payment-order-events"
@@ -58,22 +59,13 @@ class ReleaseEndedOrder:
         self._refund = RefundPayment(uow, providers)
 
     async def __call__(self, event_id: str, event_type: str, data: Mapping[str, Any]) -> str:
-        async with self._uow.read() as tx:
-            seen = await tx.inbox.seen(CONSUMER, event_id)
-        if seen:
-            return "duplicate"
         order_id = str(data.get("order_id") or "")
-        payments = await payments_of(self._uow, data)
-        consumed = Consumed(CONSUMER, event_id)
-        outcomes = [
+
+        async def settle(payment: Payment, consumed: Consumed, last: bool) -> str:
             # Only the last effect records the event: a crash after an earlier one must leave it to redo.
-            await self._settle(p, event_type, order_id, consumed=consumed if p is payments[-1] else None)
-            for p in payments
-        ]
-        # Nothing committed the claim when no effect was needed (a no-op if one did).
-        async with self._uow.single() as tx:
-            await tx.inbox.claim(CONSUMER, event_id)
-        return ", ".join(outcomes) or "no payment"
+            return await self._settle(payment, event_type, order_id, consumed=consumed if last else None)
+
+        return await settle_once(self._uow, Consumed(CONSUMER, event_id), data, settle)
 
     async def _settle(self, payment: Payment, event_type: str, order_id: str, *, consumed: Consumed | None) -> str:
         reason = "order cancelled" if event_type == ORDER_CANCELLED else "order payment failed"
@@ -96,6 +88,27 @@ class ReleaseEndedOrder:
                 return f"{payment.payment_id} refund refused"
             return f"{payment.payment_id} {done.status.value}"
         return f"{payment.payment_id} unchanged ({payment.status.value})"
+
+
+async def settle_once(
+    uow: UnitOfWork,
+    consumed: Consumed,
+    data: Mapping[str, Any],
+    settle: Callable[[Payment, Consumed, bool], Awaitable[str]],
+) -> str:
+    """An order event's effect on each of the order's payments, once: an event the inbox has already claimed is a
+    "duplicate"; else ``settle(payment, consumed, is_last)`` runs for each payment in turn (an effect may commit
+    the claim with its end state), and the claim then commits on its own (a no-op if an effect did), so an event
+    that needed nothing is not applied again either."""
+    async with uow.read() as tx:
+        seen = await tx.inbox.seen(consumed.consumer, consumed.event_id)
+    if seen:
+        return "duplicate"
+    payments = await payments_of(uow, data)
+    outcomes = [await settle(p, consumed, p is payments[-1]) for p in payments]
+    async with uow.single() as tx:
+        await tx.inbox.claim(consumed.consumer, consumed.event_id)
+    return ", ".join(outcomes) or "no payment"
 
 
 async def payments_of(uow: UnitOfWork, data: Mapping[str, Any]) -> list[Payment]:
