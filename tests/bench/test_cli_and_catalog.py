@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from bench.__main__ import UsageError, build_parser, validate, worker_specs
+from bench.__main__ import UsageError, _sampling, build_parser, validate, worker_specs
 from bench.invariants import sqlalchemy_to_libpq
 from bench.seed import plan_catalog, product_price_minor
 from bench.stack import Target
@@ -58,6 +58,24 @@ def target() -> Target:
     return Target(
         env={"KASSA_CHECKOUT_ADDR": "127.0.0.1:1", "KASSA_GATEWAY_ADDR": "127.0.0.1:2", "KASSA_JWT_SECRET": "s"}
     )
+
+
+@pytest.mark.parametrize(
+    ("ratio", "env"),
+    [
+        ("1", {}),
+        ("0", {"OTEL_TRACES_EXPORTER": "none"}),
+        ("0.1", {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}),
+    ],
+)
+def test_trace_ratio_becomes_the_private_meshs_sampling(ratio: str, env: dict[str, str]) -> None:
+    assert _sampling(parse("--trace-ratio", ratio).trace_ratio) == env
+
+
+@pytest.mark.parametrize("ratio", ["-0.1", "1.5", "x"])
+def test_trace_ratio_outside_0_to_1_is_refused(ratio: str) -> None:
+    with pytest.raises(SystemExit):
+        parse("--trace-ratio", ratio)
 
 
 def test_worker_specs_split_concurrency_and_checkouts() -> None:
