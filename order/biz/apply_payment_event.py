@@ -176,7 +176,7 @@ class ApplyPaymentEvent:
             return EventDisposition.NO_ORDER
         outcome = _OUTCOMES.get(event.event_type)
         target = payment_target(outcome) if outcome is not None else None
-        async with self._uow.transaction() as tx:
+        async with self._uow.statement() as tx:
             result = await apply_transition(
                 tx,
                 Transition(

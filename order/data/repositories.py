@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,12 +29,13 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
-from infra.db import UnitOfWork
 from infra.outbox import OutboxTx
+from infra.outbox_cte import OutboxCte, StatementUnitOfWork
 from infra.pii import PiiCipher
 from kernel.money import Money
 from order.biz.ports import PageCursor, Transition, TransitionResult
 from order.data.tables import audit_log, history, inbox, order_discounts, order_lines, orders, outbox
+from order.model.events import ORDER_CREATED, event_data
 from order.model.order import (
     Address,
     DeliveryWindow,
@@ -133,6 +135,64 @@ _HISTORY = (
 )
 
 
+# -- an order event's data, computed by the statement that changes the order --------------------------
+
+
+def _money_json(currency: sa.ColumnElement[Any], amount: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.func.jsonb_build_object("currency_code", currency, "amount_minor", amount)
+
+
+def _event_data_sql(row: sa.CTE) -> sa.ColumnElement[Any]:
+    """``order.model.events.event_data`` of the order ``row`` (a CTE returning ``orders`` columns), as ``jsonb``;
+    its lines read from ``order_lines`` (a statement that changes the order never changes them)."""
+    ol = order_lines.c
+    line = sa.func.jsonb_build_object(
+        "sku",
+        ol.sku,
+        "quantity",
+        ol.quantity,
+        "warehouse_id",
+        ol.warehouse_id,
+        "unit_price",
+        _money_json(row.c.currency_code, ol.unit_price_minor),
+        "line_total",
+        _money_json(row.c.currency_code, ol.line_total_minor),
+    )
+    lines = (
+        sa.select(sa.func.coalesce(sa.func.jsonb_agg(aggregate_order_by(line, ol.line_no)), sa.text("'[]'::jsonb")))
+        .where(ol.order_id == row.c.order_id)
+        .scalar_subquery()
+    )
+    return sa.func.jsonb_build_object(
+        "order_id",
+        sa.cast(row.c.order_id, sa.Text),
+        "checkout_session_id",
+        row.c.checkout_session_id,
+        "customer_id",
+        row.c.customer_id,
+        "status",
+        row.c.status,
+        "cause",
+        sa.bindparam("t_cause", type_=sa.Text),
+        "payment_id",
+        row.c.payment_id,
+        "payment_method",
+        row.c.payment_method,
+        "payment_outcome",
+        sa.func.nullif(row.c.payment_outcome, ""),
+        "payment_status",
+        row.c.payment_status,
+        "tracking_number",
+        row.c.tracking_number,
+        "carrier",
+        row.c.carrier,
+        "grand_total",
+        _money_json(row.c.currency_code, row.c.grand_total_minor),
+        "lines",
+        lines,
+    )
+
+
 # -- CreateOrder: the order, its lines, discounts and first history entry in one statement --------
 
 _INSERTED = (
@@ -159,15 +219,19 @@ _INSERTED = (
 )
 
 
+_NEW_ORDER = (
+    insert(orders)
+    .values({name: sa.bindparam(name, type_=orders.c[name].type) for name in _INSERTED})
+    .on_conflict_do_nothing(index_elements=[orders.c.checkout_session_id])
+    .returning(*orders.c)
+    .cte("new_order")
+)
+
+
 def _create_stmt() -> sa.Select[Any]:
-    """Insert the order unless its session has one (then no row comes back and nothing is written)."""
-    new = (
-        insert(orders)
-        .values({name: sa.bindparam(name, type_=orders.c[name].type) for name in _INSERTED})
-        .on_conflict_do_nothing(index_elements=[orders.c.checkout_session_id])
-        .returning(*orders.c)
-        .cte("new_order")
-    )
+    """Insert the order unless its session has one (then no row comes back and nothing is written), with its
+    lines, discounts, first history entry and OrderCreated event."""
+    new = _NEW_ORDER
     lines = (
         sa.func.unnest(
             _param("line_nos", _INTS),
@@ -212,10 +276,15 @@ def _create_stmt() -> sa.Select[Any]:
         sa.select(new.c.order_id, new.c.status, sa.bindparam("first_cause", type_=sa.Text)),
     )
     return sa.select(new).add_cte(
-        insert_lines.cte("new_lines"), insert_discounts.cte("new_discounts"), first_entry.cte("first_entry")
+        insert_lines.cte("new_lines"),
+        insert_discounts.cte("new_discounts"),
+        first_entry.cte("first_entry"),
+        _CREATED_EVENT.cte,
     )
 
 
+# OrderCreated, written only with a new order (its data known before the statement).
+_CREATED_EVENT = OutboxCte(outbox, source=_NEW_ORDER, prefix="ev", name="created_event")
 _CREATE = _create_stmt()
 
 
@@ -232,20 +301,25 @@ def _claim_cte() -> sa.CTE:
     )
 
 
-def _with_entry(updated: sa.CTE, claimed: sa.Exists | None, *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
+def _with_entry(updated: sa.CTE, claimed: sa.Exists | None, event: OutboxCte | None) -> sa.Select[Any]:
     """Select the updated order with its lines and discounts (and ``claimed`` first), after writing
-    its history entry."""
+    its history entry (and ``event``, the outbox row of the status change)."""
     entry = history.insert().from_select(
         ["order_id", "status", "cause"],
         sa.select(updated.c.order_id, updated.c.status, sa.bindparam("t_cause", type_=sa.Text)),
     )
+    ctes = [entry.cte("entry")] if event is None else [entry.cte("entry"), event.cte]
     columns = (*updated.c, *_children(updated.c.order_id))
     if claimed is None:
-        return sa.select(*columns).add_cte(entry.cte("entry"))
+        return sa.select(*columns).add_cte(*ctes)
     flag = sa.select(claimed.label("claimed")).subquery("flag")
-    return (
-        sa.select(flag.c.claimed, *columns).select_from(flag.outerjoin(updated, sa.true())).add_cte(entry.cte("entry"))
-    )
+    return sa.select(flag.c.claimed, *columns).select_from(flag.outerjoin(updated, sa.true())).add_cte(*ctes)
+
+
+def _status_event(updated: sa.CTE, where: sa.ColumnElement[bool] | None = None) -> OutboxCte:
+    """The outbox row of a status change (``:t_event_type`` bound by the caller), for each updated row that
+    passes ``where`` (at most one: the update is by order id)."""
+    return OutboxCte(outbox, source=updated, where=where, data=_event_data_sql(updated), prefix="ev", name="event")
 
 
 def _payment_not_in(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
@@ -254,10 +328,13 @@ def _payment_not_in(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
 
 
 @functools.cache
-def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: bool, guard: bool) -> sa.Select[Any]:
+def _transition_stmt(
+    *, payment: bool, outcome: bool, tracking: bool, claim: bool, guard: bool, event: bool
+) -> tuple[sa.Select[Any], OutboxCte | None]:
     """``UPDATE orders … WHERE status = ANY(:sources)`` plus its history entry; the updated order with
     its lines and discounts comes back (no row: the status did not match). With ``claim``, the update
-    applies only if the inbox claim is new, and the first column says whether it was."""
+    applies only if the inbox claim is new, and the first column says whether it was. With ``event``, the
+    status change's outbox row is written by the same statement (returned too, for its parameters)."""
     where: list[sa.ColumnElement[bool]] = [
         orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type),
         orders.c.status == sa.any_(_param("t_sources", _TEXTS)),
@@ -279,15 +356,19 @@ def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: boo
         claimed = sa.exists(sa.select(_claim_cte().c.event_id))
         where.append(claimed)
     updated = orders.update().where(*where).values(values).returning(*orders.c).cte("updated")
-    return _with_entry(updated, claimed)
+    outbox_row = _status_event(updated) if event else None
+    return _with_entry(updated, claimed, outbox_row), outbox_row
 
 
 @functools.cache
-def _payment_news_stmt(*, move: bool, payment: bool, claim: bool, guard: bool) -> sa.Select[Any]:
+def _payment_news_stmt(
+    *, move: bool, payment: bool, claim: bool, guard: bool
+) -> tuple[sa.Select[Any], OutboxCte | None]:
     """A payment event: record ``:ps`` if the order's payment status is one of ``:ps_sources``, and
     (``move``) take the order from ``:sources`` to ``:target``; either one applies the update and its
     history entry. The row is locked first (``cur``) so the update knows the status it started from:
-    ``moved`` and ``recorded`` come back with the order (no order columns: nothing applied)."""
+    ``moved`` and ``recorded`` come back with the order (no order columns: nothing applied). With ``move``,
+    the outbox row of the status change is written by the same statement, only if the status moved."""
     claimed = sa.exists(sa.select(_claim_cte().c.event_id)) if claim else None
     cur_where: list[sa.ColumnElement[bool]] = [
         orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type)
@@ -326,22 +407,34 @@ def _payment_news_stmt(*, move: bool, payment: bool, claim: bool, guard: bool) -
         .returning(*orders.c, moves.label("moved"), records.label("recorded"))
         .cte("updated")
     )
-    return _with_entry(updated, claimed)
+    outbox_row = _status_event(updated, updated.c.moved) if move else None
+    return _with_entry(updated, claimed, outbox_row), outbox_row
 
 
 class SqlOrderRepo:
     """The orders, on one connection: a transaction's (``SqlTx``) or an autocommit one (``SqlUnitOfWork.read``).
     ``cipher`` encrypts the personal columns. Never opens a transaction of its own."""
 
-    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
+    def __init__(self, conn: AsyncConnection, cipher: PiiCipher, outbox: OutboxTx | None = None) -> None:
         self._conn = conn
         self._cipher = cipher
+        self._outbox = outbox
+
+    def _wrote_event(self) -> None:
+        """An event written by one of this repository's statements counts in its Tx's ``events``."""
+        if self._outbox is None:
+            raise RuntimeError("a statement with an outbox row needs the repository of a Tx")
+        self._outbox.events += 1
 
     async def create(self, order: NewOrder, cause: str) -> tuple[Order, bool]:
         t = order.totals
         lines, discounts = order.lines, order.discounts
+        order_id = uuid.uuid4()
+        personal = _Personal(order.email, order.shipping_address, order.billing_address, order.notes)
+        # The order as the statement will write it, for its OrderCreated event (written only with the order).
+        planned = _planned(str(order_id), order, personal)
         params: dict[str, Any] = {
-            "order_id": uuid.uuid4(),
+            "order_id": order_id,
             "checkout_session_id": order.checkout_session_id,
             "customer_id": order.customer_id,
             "email": self._cipher.encrypt(order.email),
@@ -373,6 +466,12 @@ class SqlOrderRepo:
             "codes": [d.code for d in discounts],
             "discount_amounts": [d.amount.amount_minor for d in discounts],
             "first_cause": cause,
+            **_CREATED_EVENT.params(
+                service=SERVICE,
+                event_type=ORDER_CREATED,
+                aggregate_id=planned.order_id,
+                data=event_data(planned, cause),
+            ),
         }
         conn = self._conn
         row = (await conn.execute(_CREATE, params)).first()
@@ -384,7 +483,7 @@ class SqlOrderRepo:
             if existing is None:
                 raise RuntimeError(f"order for session {order.checkout_session_id} vanished")
             return _order(existing, self._cipher), False
-        personal = _Personal(order.email, order.shipping_address, order.billing_address, order.notes)
+        self._wrote_event()
         created = _build(row, lines, discounts, personal)
         await audit.record(conn, audit_log, f"orders/{created.order_id}")
         return created, True
@@ -426,16 +525,20 @@ class SqlOrderRepo:
         news = transition.payment_status is not None
         guard = bool(transition.unless_payment)
         if news:
-            stmt = _payment_news_stmt(
-                move=target is not None, payment=bool(transition.payment_id), claim=claim is not None, guard=guard
+            stmt, event = _payment_news_stmt(
+                move=target is not None and bool(transition.event_type),
+                payment=bool(transition.payment_id),
+                claim=claim is not None,
+                guard=guard,
             )
         elif target is not None:
-            stmt = _transition_stmt(
+            stmt, event = _transition_stmt(
                 payment=bool(transition.payment_id),
                 outcome=transition.payment_outcome is not None,
                 tracking=bool(transition.tracking_number),
                 claim=claim is not None,
                 guard=guard,
+                event=bool(transition.event_type),
             )
         else:
             raise ValueError("a transition needs a target status or a payment status")
@@ -456,6 +559,8 @@ class SqlOrderRepo:
             params["t_ps_sources"] = [s.value for s in payment_sources_of(transition.payment_status)]
         if claim is not None:
             params["t_consumer"], params["t_event_id"] = claim.consumer, claim.event_id
+        if event is not None:
+            params.update(event.params(service=SERVICE, event_type=transition.event_type, aggregate_id=str(oid)))
         conn = self._conn
         row = (await conn.execute(stmt, params)).first()
         if claim is not None and (row is None or not row.claimed):
@@ -466,6 +571,8 @@ class SqlOrderRepo:
         updated = _order(row, self._cipher)
         moved = bool(row.moved) if news else True
         recorded = bool(news and row.recorded)
+        if moved and event is not None:
+            self._wrote_event()
         if moved or recorded:
             await audit.record(conn, audit_log, f"orders/{updated.order_id}")
         return TransitionResult(order=updated, applied=moved, recorded=recorded)
@@ -476,13 +583,14 @@ class SqlTx(OutboxTx):
 
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         super().__init__(conn, outbox, service=SERVICE)
-        self.orders = SqlOrderRepo(conn, cipher)
+        self.orders = SqlOrderRepo(conn, cipher, self)
 
 
-class SqlUnitOfWork(UnitOfWork[SqlTx]):
+class SqlUnitOfWork(StatementUnitOfWork[SqlTx]):
     """:class:`infra.db.UnitOfWork` of order's :class:`SqlTx`: commits when the block exits cleanly and rolls back
     on an exception; ``on_commit`` wakes the outbox publisher after a commit that added events. ``cipher``
-    encrypts and decrypts the orders' personal data."""
+    encrypts and decrypts the orders' personal data. ``statement()`` (``infra.outbox_cte``): a step that is one
+    write statement with its event, in autocommit."""
 
     def __init__(self, engine: AsyncEngine, cipher: PiiCipher, *, on_commit: Callable[[], None] | None = None) -> None:
         super().__init__(engine, lambda conn: SqlTx(conn, cipher), on_commit=on_commit)
@@ -510,6 +618,33 @@ def _order(row: sa.Row[Any], cipher: PiiCipher) -> Order:
     ]
     discounts = [OrderDiscount(code=code, amount=Money(cur, amount)) for code, amount in row.discounts_json]
     return _build(row, lines, discounts, _Personal.of(row, cipher))
+
+
+def _planned(order_id: str, new: NewOrder, personal: _Personal) -> Order:
+    """The order CreateOrder's statement writes, before it runs (times are the statement's own: not known)."""
+    now = datetime.now(UTC)
+    return Order(
+        order_id=order_id,
+        checkout_session_id=new.checkout_session_id,
+        customer_id=new.customer_id,
+        email=personal.email,
+        status=OrderStatus.PENDING_PAYMENT,
+        lines=tuple(new.lines),
+        discounts=tuple(new.discounts),
+        totals=new.totals,
+        shipping_address=personal.shipping_address,
+        billing_address=personal.billing_address,
+        shipping_method=new.shipping_method,
+        payment_id=new.payment_id,
+        payment_method=new.payment_method,
+        payment_outcome=None,
+        payment_status=new.initial_payment_status,
+        notes=personal.notes,
+        tracking_number="",
+        created_at=now,
+        updated_at=now,
+        delivery_window=new.delivery_window,
+    )
 
 
 def _build(row: sa.Row[Any], lines: Any, discounts: Any, personal: _Personal) -> Order:
