@@ -60,7 +60,8 @@ class OutboxCte:
     """``INSERT INTO outbox … SELECT … FROM source WHERE where RETURNING event_id`` as the CTE ``name``.
 
     ``data``: a ``jsonb`` expression over ``source`` for the event's data, or None to bind it in
-    :meth:`params`. ``aggregate_id``: an expression over ``source``, or None to bind it. Add :attr:`cte` to
+    :meth:`params`. ``aggregate_id``: a text expression over ``source`` (the column and the envelope's
+    ``aggregate_id``), or None to bind it. Add :attr:`cte` to
     the change's statement (``stmt.add_cte(outbox.cte)``); Postgres runs a data-modifying CTE whether or
     not the statement reads it. :attr:`written` is a scalar subquery: how many rows this CTE wrote.
     """
@@ -80,6 +81,8 @@ class OutboxCte:
         self._bind_data = data is None
         self._bind_aggregate = aggregate_id is None
         payload: sa.ColumnElement[Any] = sa.cast(sa.bindparam(f"{prefix}_envelope", type_=JSONB), JSONB)
+        if aggregate_id is not None:
+            payload = payload.op("||")(sa.func.jsonb_build_object("aggregate_id", aggregate_id))
         if data is not None:
             payload = payload.op("||")(sa.func.jsonb_build_object("data", data))
         columns: list[sa.ColumnElement[Any]] = [
@@ -110,8 +113,9 @@ class OutboxCte:
         data: Mapping[str, Any] | None = None,
         event_id: uuid.UUID | None = None,
     ) -> dict[str, Any]:
-        """The bind parameters of one event. ``aggregate_id`` goes into the envelope (and the column, unless
-        the CTE computes it); ``data`` is required exactly when the CTE does not compute it."""
+        """The bind parameters of one event. ``aggregate_id`` goes into the envelope and the column, unless the CTE
+        computes it (then the statement's value replaces it in both: pass "" if not known); ``data`` is required
+        exactly when the CTE does not compute it."""
         if self._bind_data != (data is not None):
             raise ValueError("data must be given exactly when the statement does not compute it")
         eid, payload = envelope(event_type, aggregate_id, data, event_id)

@@ -40,7 +40,7 @@ class Transition:
     it forward (``order.model.payment_status``); the update then applies when either the status moves
     or the payment status is recorded, the history entry keeps the status the order ends in, and the
     outbox event is written only if the status moved. Without a ``target`` only the payment status is
-    considered.
+    considered. A payment event may name its order by ``checkout_session_id`` instead of ``order_id``.
     """
 
     order_id: str
@@ -55,6 +55,9 @@ class Transition:
     tracking_number: str = ""
     carrier: str = ""
     inbox: InboxClaim | None = None
+    # With no ``order_id``, a payment event's order is the one of this checkout session, found by the same
+    # statement (its inbox claim is made only if the session has an order).
+    checkout_session_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -291,14 +291,19 @@ _CREATE = _create_stmt()
 # -- a status transition, its history entry (and inbox claim) in one statement -------------------
 
 
-def _claim_cte() -> sa.CTE:
-    return (
-        insert(inbox)
-        .values(consumer=sa.bindparam("t_consumer", type_=sa.Text), event_id=sa.bindparam("t_event_id", type_=sa.Text))
-        .on_conflict_do_nothing()
-        .returning(inbox.c.event_id)
-        .cte("claim")
-    )
+def _claim_cte(*, by_session: bool = False) -> sa.CTE:
+    """The inbox claim of ``:t_event_id``; ``by_session``: only if the session ``:t_session`` has an order (an event
+    that finds no order by its session is not claimed, as when the order's id was looked up first)."""
+    consumer, event_id = sa.bindparam("t_consumer", type_=sa.Text), sa.bindparam("t_event_id", type_=sa.Text)
+    if not by_session:
+        new = insert(inbox).values(consumer=consumer, event_id=event_id)
+    else:
+        has_order = sa.exists(sa.select(orders.c.order_id).where(orders.c.checkout_session_id == _SESSION))
+        new = insert(inbox).from_select(["consumer", "event_id"], sa.select(consumer, event_id).where(has_order))
+    return new.on_conflict_do_nothing().returning(inbox.c.event_id).cte("claim")
+
+
+_SESSION = sa.bindparam("t_session", type_=sa.Text)
 
 
 def _with_entry(updated: sa.CTE, claimed: sa.Exists | None, event: OutboxCte | None) -> sa.Select[Any]:
@@ -319,7 +324,15 @@ def _with_entry(updated: sa.CTE, claimed: sa.Exists | None, event: OutboxCte | N
 def _status_event(updated: sa.CTE, where: sa.ColumnElement[bool] | None = None) -> OutboxCte:
     """The outbox row of a status change (``:t_event_type`` bound by the caller), for each updated row that
     passes ``where`` (at most one: the update is by order id)."""
-    return OutboxCte(outbox, source=updated, where=where, data=_event_data_sql(updated), prefix="ev", name="event")
+    return OutboxCte(
+        outbox,
+        source=updated,
+        where=where,
+        data=_event_data_sql(updated),
+        aggregate_id=sa.cast(updated.c.order_id, sa.Text),
+        prefix="ev",
+        name="event",
+    )
 
 
 def _payment_not_in(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
@@ -362,16 +375,19 @@ def _transition_stmt(
 
 @functools.cache
 def _payment_news_stmt(
-    *, move: bool, payment: bool, claim: bool, guard: bool
+    *, move: bool, payment: bool, claim: bool, guard: bool, by_session: bool = False
 ) -> tuple[sa.Select[Any], OutboxCte | None]:
     """A payment event: record ``:ps`` if the order's payment status is one of ``:ps_sources``, and
     (``move``) take the order from ``:sources`` to ``:target``; either one applies the update and its
     history entry. The row is locked first (``cur``) so the update knows the status it started from:
-    ``moved`` and ``recorded`` come back with the order (no order columns: nothing applied). With ``move``,
+    ``moved`` and ``recorded`` come back with the order (no order columns: nothing applied). ``by_session``: the
+    order of checkout session ``:t_session`` instead of ``:t_order_id`` (one statement, no lookup first). With ``move``,
     the outbox row of the status change is written by the same statement, only if the status moved."""
-    claimed = sa.exists(sa.select(_claim_cte().c.event_id)) if claim else None
+    claimed = sa.exists(sa.select(_claim_cte(by_session=by_session).c.event_id)) if claim else None
     cur_where: list[sa.ColumnElement[bool]] = [
-        orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type)
+        orders.c.checkout_session_id == _SESSION
+        if by_session
+        else orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type)
     ]
     if claimed is not None:
         cur_where.append(claimed)
@@ -488,6 +504,10 @@ class SqlOrderRepo:
         await audit.record(conn, audit_log, f"orders/{created.order_id}")
         return created, True
 
+    async def _by_session(self, checkout_session_id: str) -> Order | None:
+        row = (await self._conn.execute(_LOAD_BY_SESSION, {"checkout_session_id": checkout_session_id})).first()
+        return None if row is None else _order(row, self._cipher)
+
     async def get(self, order_id: str) -> Order | None:
         oid = _uuid(order_id)
         if oid is None:
@@ -517,12 +537,13 @@ class SqlOrderRepo:
         return [_order(r, self._cipher) for r in rows]
 
     async def transition(self, transition: Transition) -> TransitionResult:
-        oid = _uuid(transition.order_id)
-        if oid is None:
-            return TransitionResult(order=None, applied=False)
         claim = transition.inbox
         target = transition.target
         news = transition.payment_status is not None
+        session = transition.checkout_session_id if not transition.order_id else ""
+        oid = _uuid(transition.order_id)
+        if oid is None and not (news and session):
+            return TransitionResult(order=None, applied=False)
         guard = bool(transition.unless_payment)
         if news:
             stmt, event = _payment_news_stmt(
@@ -530,6 +551,7 @@ class SqlOrderRepo:
                 payment=bool(transition.payment_id),
                 claim=claim is not None,
                 guard=guard,
+                by_session=bool(session),
             )
         elif target is not None:
             stmt, event = _transition_stmt(
@@ -544,6 +566,7 @@ class SqlOrderRepo:
             raise ValueError("a transition needs a target status or a payment status")
         params: dict[str, Any] = {
             "t_order_id": oid,
+            "t_session": session,
             "t_sources": [s.value for s in transition.sources],
             "t_target": target.value if target else None,
             "t_payment_id": transition.payment_id,
@@ -560,14 +583,25 @@ class SqlOrderRepo:
         if claim is not None:
             params["t_consumer"], params["t_event_id"] = claim.consumer, claim.event_id
         if event is not None:
-            params.update(event.params(service=SERVICE, event_type=transition.event_type, aggregate_id=str(oid)))
+            # The statement writes the order's id into the event (it may know the order by its session only).
+            params.update(event.params(service=SERVICE, event_type=transition.event_type, aggregate_id=""))
         conn = self._conn
         row = (await conn.execute(stmt, params)).first()
+
+        async def reread() -> Order | None:
+            # Read the order again in a new statement, which sees what the update saw.
+            if oid is not None:
+                return await _load(conn, oid, self._cipher)
+            return await self._by_session(session)
+
         if claim is not None and (row is None or not row.claimed):
-            return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False, duplicate=True)
+            if oid is None and row is not None:
+                # Found by its session: a claim not made means no order has that session (or it was seen before).
+                order = await reread()
+                return TransitionResult(order=order, applied=False, duplicate=order is not None)
+            return TransitionResult(order=await reread(), applied=False, duplicate=True)
         if row is None or row.order_id is None:
-            # Not moved: read the order again in a new statement, which sees what the update saw.
-            return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False)
+            return TransitionResult(order=await reread(), applied=False)
         updated = _order(row, self._cipher)
         moved = bool(row.moved) if news else True
         recorded = bool(news and row.recorded)

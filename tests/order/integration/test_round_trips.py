@@ -267,3 +267,67 @@ async def test_a_step_wakes_the_publisher_only_when_its_statement_wrote_an_event
         assert len(woken) == 2
     finally:
         await engine.dispose()
+
+
+def authorized_by_session(payment_id: str, session_id: str, event_id: str | None = None) -> PaymentEvent:
+    """PaymentAuthorized as payment publishes it: before the order exists, so it names the session only."""
+    return PaymentEvent(
+        event_id or str(uuid.uuid4()),
+        PaymentEventType.AUTHORIZED,
+        payment_id,
+        "",
+        session_id,
+        PaymentStatus.AUTHORIZED,
+        usd(3400),
+    )
+
+
+async def test_an_event_naming_the_session_is_one_statement_and_claimed_only_with_an_order(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    repo, trips, engine = counted
+    apply = ApplyPaymentEvent(repo)
+    session_id, payment_id = unique("sess"), unique("pay")
+    early = authorized_by_session(payment_id, session_id)
+    trips.take()
+
+    # Before the order exists: no order, and the event is not claimed (the statement, then the read that says so).
+    assert await apply(early) == EventDisposition.NO_ORDER
+    assert trips.take() == Trips(statements=2, autocommit=2)
+    assert await rows(engine, sa.select(inbox.c.event_id).where(inbox.c.event_id == early.event_id)) == []
+
+    order, _ = await CreateOrder(repo)(new_order(session_id, customer_id, payment_id))
+    trips.take()
+    # Found by its session in the same statement as the claim and the record (was a lookup of the id, then it).
+    assert await apply(early) == EventDisposition.RECORDED  # the same event again (a republish): now it applies
+    assert trips.take() == Trips(statements=1, autocommit=1)
+    assert await apply(early) == EventDisposition.DUPLICATE
+    assert trips.take() == Trips(statements=2, autocommit=2)
+    got = await _get(repo, order.order_id)
+    assert (
+        got is not None and got.payment_status == PaymentStatus.AUTHORIZED and got.status == OrderStatus.PENDING_PAYMENT
+    )
+    claims = await rows(engine, sa.select(inbox.c.event_id).where(inbox.c.event_id == early.event_id))
+    assert len(claims) == 1
+    # Another session's order is never touched by it.
+    other = authorized_by_session(payment_id, unique("sess"))
+    assert await apply(other) == EventDisposition.NO_ORDER
+
+
+async def test_a_capture_naming_the_session_confirms_with_its_event(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    repo, trips, engine = counted
+    session_id, payment_id = unique("sess"), unique("pay")
+    order, _ = await CreateOrder(repo)(new_order(session_id, customer_id, payment_id))
+    event = PaymentEvent(
+        str(uuid.uuid4()), PaymentEventType.CAPTURED, payment_id, "", session_id, PaymentStatus.CAPTURED, usd(3400)
+    )
+    trips.take()
+    assert await ApplyPaymentEvent(repo)(event) == EventDisposition.APPLIED
+    assert trips.take() == Trips(statements=1, autocommit=1)
+    got = await _get(repo, order.order_id)
+    assert got is not None and got.status == OrderStatus.CONFIRMED
+    payloads = await _payloads(engine, order.order_id)
+    assert payloads["OrderConfirmed"]["aggregate_id"] == order.order_id
+    assert payloads["OrderConfirmed"]["data"] == event_data(got, event.cause)
