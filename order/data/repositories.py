@@ -127,7 +127,6 @@ def _children(order_id: sa.ColumnElement[Any]) -> tuple[sa.Label[Any], sa.Label[
 _ORDER_COLUMNS = (*orders.c, *_children(orders.c.order_id))
 _LOAD_BY_ID = sa.select(*_ORDER_COLUMNS).where(orders.c.order_id == sa.bindparam("order_id"))
 _LOAD_BY_SESSION = sa.select(*_ORDER_COLUMNS).where(orders.c.checkout_session_id == sa.bindparam("checkout_session_id"))
-_ID_BY_SESSION = sa.select(orders.c.order_id).where(orders.c.checkout_session_id == sa.bindparam("checkout_session_id"))
 _HISTORY = (
     sa.select(history.c.status, history.c.cause, history.c.occurred_at)
     .where(history.c.order_id == sa.bindparam("order_id"))
@@ -513,10 +512,6 @@ class SqlOrderRepo:
         if oid is None:
             return None
         return await _load(self._conn, oid, self._cipher)
-
-    async def find_id_by_session(self, checkout_session_id: str) -> str | None:
-        oid = (await self._conn.execute(_ID_BY_SESSION, {"checkout_session_id": checkout_session_id})).scalar()
-        return str(oid) if oid is not None else None
 
     async def history(self, order_id: str) -> list[StatusChange]:
         oid = _uuid(order_id)
