@@ -297,17 +297,23 @@ def _claim_cte(*, by_session: bool = False) -> sa.CTE:
     if not by_session:
         new = insert(inbox).values(consumer=consumer, event_id=event_id)
     else:
-        has_order = sa.exists(sa.select(orders.c.order_id).where(orders.c.checkout_session_id == _SESSION))
-        new = insert(inbox).from_select(["consumer", "event_id"], sa.select(consumer, event_id).where(has_order))
+        where = _has_order_by_session()
+        new = insert(inbox).from_select(["consumer", "event_id"], sa.select(consumer, event_id).where(where))
     return new.on_conflict_do_nothing().returning(inbox.c.event_id).cte("claim")
 
 
 _SESSION = sa.bindparam("t_session", type_=sa.Text)
 
 
-def _with_entry(updated: sa.CTE, claimed: sa.Exists | None, event: OutboxCte | None) -> sa.Select[Any]:
-    """Select the updated order with its lines and discounts (and ``claimed`` first), after writing
-    its history entry (and ``event``, the outbox row of the status change)."""
+def _has_order_by_session() -> sa.Exists:
+    return sa.exists(sa.select(orders.c.order_id).where(orders.c.checkout_session_id == _SESSION))
+
+
+def _with_entry(
+    updated: sa.CTE, claimed: sa.Exists | None, event: OutboxCte | None, found: sa.Exists | None = None
+) -> sa.Select[Any]:
+    """Select the updated order with its lines and discounts (and ``claimed`` first, then ``found`` if given), after
+    writing its history entry (and ``event``, the outbox row of the status change)."""
     entry = history.insert().from_select(
         ["order_id", "status", "cause"],
         sa.select(updated.c.order_id, updated.c.status, sa.bindparam("t_cause", type_=sa.Text)),
@@ -316,8 +322,9 @@ def _with_entry(updated: sa.CTE, claimed: sa.Exists | None, event: OutboxCte | N
     columns = (*updated.c, *_children(updated.c.order_id))
     if claimed is None:
         return sa.select(*columns).add_cte(*ctes)
-    flag = sa.select(claimed.label("claimed")).subquery("flag")
-    return sa.select(flag.c.claimed, *columns).select_from(flag.outerjoin(updated, sa.true())).add_cte(*ctes)
+    flags = [claimed.label("claimed")] if found is None else [claimed.label("claimed"), found.label("found")]
+    flag = sa.select(*flags).subquery("flag")
+    return sa.select(*flag.c, *columns).select_from(flag.outerjoin(updated, sa.true())).add_cte(*ctes)
 
 
 def _status_event(updated: sa.CTE, where: sa.ColumnElement[bool] | None = None) -> OutboxCte:
@@ -423,7 +430,10 @@ def _payment_news_stmt(
         .cte("updated")
     )
     outbox_row = _status_event(updated, updated.c.moved) if move else None
-    return _with_entry(updated, claimed, outbox_row), outbox_row
+    # Found by its session: whether the session has an order, in the snapshot the claim saw (an unclaimed event
+    # then says why without a second statement).
+    found = _has_order_by_session() if by_session and claimed is not None else None
+    return _with_entry(updated, claimed, outbox_row, found), outbox_row
 
 
 class SqlOrderRepo:
@@ -590,10 +600,9 @@ class SqlOrderRepo:
             return await self._by_session(session)
 
         if claim is not None and (row is None or not row.claimed):
-            if oid is None and row is not None:
-                # Found by its session: a claim not made means no order has that session (or it was seen before).
-                order = await reread()
-                return TransitionResult(order=order, applied=False, duplicate=order is not None)
+            if oid is None and row is not None and not row.found:
+                # Found by its session: no order has that session, so the claim was not made.
+                return TransitionResult(order=None, applied=False)
             return TransitionResult(order=await reread(), applied=False, duplicate=True)
         if row is None or row.order_id is None:
             return TransitionResult(order=await reread(), applied=False)

@@ -291,9 +291,9 @@ async def test_an_event_naming_the_session_is_one_statement_and_claimed_only_wit
     early = authorized_by_session(payment_id, session_id)
     trips.take()
 
-    # Before the order exists: no order, and the event is not claimed (the statement, then the read that says so).
+    # Before the order exists: no order, and the event is not claimed; one statement (as the lookup it replaces).
     assert await apply(early) == EventDisposition.NO_ORDER
-    assert trips.take() == Trips(statements=2, autocommit=2)
+    assert trips.take() == Trips(statements=1, autocommit=1)
     assert await rows(engine, sa.select(inbox.c.event_id).where(inbox.c.event_id == early.event_id)) == []
 
     order, _ = await CreateOrder(repo)(new_order(session_id, customer_id, payment_id))
