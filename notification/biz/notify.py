@@ -91,23 +91,25 @@ class NotifyPolicy:
         return min(self.backoff_seconds * factor, self.max_backoff_seconds)
 
 
-# The steps a message's delivery commits, one transaction each; ReplayDeadLetter settles a message the same way.
+# The steps a message's delivery commits, one statement each (autocommit: no BEGIN/COMMIT round trips);
+# ReplayDeadLetter settles a message the same way.
 
 
 async def claim_message(uow: UnitOfWork, message: NewMessage, token: str, lease_seconds: float) -> Claim:
-    async with uow.transaction() as tx:
+    """At most one of its statements writes (the insert, else the take-over), each conditional on its own, so a
+    transaction around them would add nothing but BEGIN and COMMIT."""
+    async with uow.single() as tx:
         return await tx.messages.claim(message, token, lease_seconds)
 
 
 async def mark_sent(uow: UnitOfWork, message_id: str, consumer: str, event_id: str) -> None:
-    """SENT (the lease ends), and the event's inbox row, in one transaction."""
-    async with uow.transaction() as tx:
-        await tx.messages.mark_sent(message_id)
-        await tx.inbox.claim(consumer, event_id)
+    """SENT (the lease ends), and the event's inbox row, in one statement."""
+    async with uow.single() as tx:
+        await tx.messages.mark_sent_with_inbox(message_id, consumer, event_id)
 
 
 async def record_failure(uow: UnitOfWork, message_id: str, token: str, error: str) -> int:
-    async with uow.transaction() as tx:
+    async with uow.single() as tx:
         return await tx.messages.record_failure(message_id, token, error)
 
 
@@ -121,17 +123,14 @@ async def bury(
     event_id: str,
     count_attempt: bool = False,
 ) -> bool:
-    """DEAD, its dead-letter row and the event's inbox row in one transaction, unless another sender took it over."""
-    async with uow.transaction() as tx:
-        if not await tx.messages.bury(message_id, token, error, count_attempt=count_attempt):
-            return False
-        await tx.inbox.claim(consumer, event_id)
-        return True
+    """DEAD, its dead-letter row and the event's inbox row in one statement, unless another sender took it over."""
+    async with uow.single() as tx:
+        return await tx.messages.bury(message_id, token, error, count_attempt=count_attempt, inbox=(consumer, event_id))
 
 
 async def skip(uow: UnitOfWork, consumer: str, event_id: str) -> None:
     """Only the inbox row: the event needs no message (no such order, no email on it)."""
-    async with uow.transaction() as tx:
+    async with uow.single() as tx:
         await tx.inbox.claim(consumer, event_id)
 
 

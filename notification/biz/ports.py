@@ -108,13 +108,26 @@ class MessageRepo(Protocol):
         """SENT (the lease ends)."""
         ...
 
+    async def mark_sent_with_inbox(self, message_id: str, consumer: str, event_id: str) -> None:
+        """SENT (the lease ends) and the event's inbox row, in one statement."""
+        ...
+
     async def record_failure(self, message_id: str, token: str, error: str) -> int:
         """Count a failed send and end ``token``'s lease; the number of attempts so far."""
         ...
 
-    async def bury(self, message_id: str, token: str, error: str, *, count_attempt: bool = False) -> bool:
-        """DEAD (``count_attempt``: counting one more failed send) and its dead-letter row, if the message is still
-        SENDING and ``token`` holds it (or nobody does); False when another sender has taken it over."""
+    async def bury(
+        self,
+        message_id: str,
+        token: str,
+        error: str,
+        *,
+        count_attempt: bool = False,
+        inbox: tuple[str, str] | None = None,
+    ) -> bool:
+        """DEAD (``count_attempt``: counting one more failed send) and its dead-letter row (and ``inbox``'s row:
+        consumer, event id), if the message is still SENDING and ``token`` holds it (or nobody does), in one
+        statement; False when another sender has taken it over (then nothing is written)."""
         ...
 
     async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
@@ -156,4 +169,8 @@ class UnitOfWork(Protocol):
 
     def read(self) -> AbstractAsyncContextManager[Tx]:
         """For reads: each statement commits by itself (no BEGIN/ROLLBACK round trips)."""
+        ...
+
+    def single(self) -> AbstractAsyncContextManager[Tx]:
+        """For a step whose writes are one statement (reads may follow): committed by itself, no BEGIN/COMMIT."""
         ...

@@ -73,6 +73,64 @@ _CURRENT = sa.select(
 ).where(*_THIS_NOTICE)
 # Settling a message ends its lease.
 _RELEASED = {"claim_token": "", "lease_until": None}
+# The inbox row of an event, written by the statement that settles its message (if it settled it).
+_CLAIM_COLUMNS = (sa.bindparam("b_consumer", type_=sa.Text), sa.bindparam("b_event", type_=sa.Text))
+
+
+def _inbox_from(settled: sa.CTE) -> sa.CTE:
+    """``INSERT INTO inbox`` the event (``:b_consumer``, ``:b_event``) if ``settled`` has a row; a repeat is a no-op."""
+    return (
+        insert(inbox)
+        .from_select(["consumer", "event_id"], sa.select(*_CLAIM_COLUMNS).where(sa.exists(sa.select(settled))))
+        .on_conflict_do_nothing()
+        .cte("inbox_row")
+    )
+
+
+# SENT (the lease ends) and the event's inbox row, in one statement. The inbox row is written whether or not the
+# UPDATE found the message SENDING, as the transaction of the two statements it replaces did.
+_MARK_SENT_WITH_INBOX = sa.select(sa.literal(1)).add_cte(
+    insert(inbox)
+    .values(consumer=sa.bindparam("b_consumer", type_=sa.Text), event_id=sa.bindparam("b_event", type_=sa.Text))
+    .on_conflict_do_nothing()
+    .cte("inbox_row"),
+    messages.update()
+    .where(m.message_id == sa.bindparam("b_message_id", type_=sa.Text), m.status == MessageStatus.SENDING.value)
+    .values(status=MessageStatus.SENT.value, sent_at=sa.func.now(), updated_at=sa.func.now(), **_RELEASED)
+    .cte("sent"),
+)
+
+
+def _bury_stmt(*, with_inbox: bool) -> sa.Select[Any]:
+    """DEAD under the holder's lease, its dead-letter row (and the event's inbox row) only if it became DEAD, in one
+    statement; the attempts come back (no row: another sender holds it)."""
+    dead = (
+        messages.update()
+        .where(m.message_id == sa.bindparam("b_message_id", type_=sa.Text), m.status == MessageStatus.SENDING.value)
+        .where(sa.or_(m.claim_token == sa.bindparam("b_token", type_=sa.Text), m.claim_token == ""))
+        .values(
+            status=MessageStatus.DEAD.value,
+            attempts=m.attempts + sa.bindparam("b_count", type_=sa.Integer),
+            last_error=sa.bindparam("b_error", type_=sa.Text),
+            updated_at=sa.func.now(),
+            **_RELEASED,
+        )
+        .returning(m.message_id, m.attempts, m.last_error)
+        .cte("dead")
+    )
+    letter = (
+        insert(dead_letters)
+        .from_select(
+            ["message_id", "error", "attempts"], sa.select(dead.c.message_id, dead.c.last_error, dead.c.attempts)
+        )
+        .on_conflict_do_nothing()
+        .cte("letter")
+    )
+    ctes = [letter, _inbox_from(dead)] if with_inbox else [letter]
+    return sa.select(dead.c.attempts).add_cte(*ctes)
+
+
+_BURY = {with_inbox: _bury_stmt(with_inbox=with_inbox) for with_inbox in (False, True)}
 _SEEN = sa.select(sa.literal(1)).where(
     inbox.c.consumer == sa.bindparam("b_consumer"), inbox.c.event_id == sa.bindparam("b_event")
 )
@@ -155,28 +213,30 @@ class SqlMessageRepo:
         ).scalar_one()
         return int(attempts)
 
-    async def bury(self, message_id: str, token: str, error: str, *, count_attempt: bool = False) -> bool:
-        attempts = (
-            await self._conn.execute(
-                messages.update()
-                .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
-                .where(sa.or_(m.claim_token == token, m.claim_token == ""))
-                .values(
-                    status=MessageStatus.DEAD.value,
-                    attempts=m.attempts + int(count_attempt),
-                    last_error=error,
-                    updated_at=sa.func.now(),
-                    **_RELEASED,
-                )
-                .returning(m.attempts)
-            )
-        ).scalar()
-        if attempts is None:
-            return False  # another sender holds it now: it settles the message
-        await self._conn.execute(
-            insert(dead_letters).values(message_id=message_id, error=error, attempts=attempts).on_conflict_do_nothing()
-        )
-        return True
+    async def mark_sent_with_inbox(self, message_id: str, consumer: str, event_id: str) -> None:
+        params = {"b_message_id": message_id, "b_consumer": consumer, "b_event": event_id}
+        await self._conn.execute(_MARK_SENT_WITH_INBOX, params)
+
+    async def bury(
+        self,
+        message_id: str,
+        token: str,
+        error: str,
+        *,
+        count_attempt: bool = False,
+        inbox: tuple[str, str] | None = None,
+    ) -> bool:
+        params: dict[str, Any] = {
+            "b_message_id": message_id,
+            "b_token": token,
+            "b_error": error,
+            "b_count": int(count_attempt),
+        }
+        if inbox is not None:
+            params["b_consumer"], params["b_event"] = inbox
+        attempts = (await self._conn.execute(_BURY[inbox is not None], params)).scalar()
+        # None: another sender holds it now, and settles the message (nothing written).
+        return attempts is not None
 
     async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
         lease = sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.bindparam("b_lease", type_=sa.Float))
@@ -261,7 +321,8 @@ class SqlTx:
 
 class SqlUnitOfWork(UnitOfWork[SqlTx]):
     """:class:`infra.db.UnitOfWork` of notification's :class:`SqlTx`: commits when the block exits cleanly, rolls
-    back on an exception. ``cipher`` seals the recipients."""
+    back on an exception; ``single()`` for a step that is one write statement (autocommit). ``cipher`` seals the
+    recipients."""
 
     def __init__(self, engine: AsyncEngine, cipher: PiiCipher) -> None:
         super().__init__(engine, lambda conn: SqlTx(conn, cipher))

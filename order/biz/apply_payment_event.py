@@ -169,18 +169,18 @@ class ApplyPaymentEvent:
 
     async def __call__(self, event: PaymentEvent) -> EventDisposition:
         order_id = event.order_id
-        if not order_id and event.order_ref:
-            async with self._uow.read() as reads:
-                order_id = await reads.orders.find_id_by_session(event.order_ref) or ""
-        if not order_id:
+        if not order_id and not event.order_ref:
             return EventDisposition.NO_ORDER
         outcome = _OUTCOMES.get(event.event_type)
         target = payment_target(outcome) if outcome is not None else None
-        async with self._uow.transaction() as tx:
+        async with self._uow.statement() as tx:
             result = await apply_transition(
                 tx,
                 Transition(
                     order_id=order_id,
+                    # An event from before the order existed (PaymentAuthorized) names its session: the statement
+                    # finds the order by it (no lookup of its id first).
+                    checkout_session_id=event.order_ref if not order_id else "",
                     cause=event.cause,
                     sources=frozenset({OrderStatus.PENDING_PAYMENT}) if target else frozenset(),
                     target=target,

@@ -32,7 +32,7 @@ class CancelOrder:
         if order.status == OrderStatus.CANCELLED:
             return order
         who = "operator" if caller.privileged else "customer"
-        async with self._uow.transaction() as tx:
+        async with self._uow.statement() as tx:
             result = await apply_transition(
                 tx,
                 Transition(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from kernel.errors import AlreadyExists
 from order.biz.ports import UnitOfWork
-from order.model.events import ORDER_CREATED, event_data
 from order.model.order import NewOrder, Order
 from order.model.totals import verify_authorized_amount, verify_totals
 
@@ -28,10 +27,9 @@ class CreateOrder:
         verify_totals(new)
         verify_authorized_amount(new)
         cause = "order placed at checkout"
-        async with self._uow.transaction() as tx:
+        # One statement: the order, its lines, discounts, first history entry and OrderCreated event.
+        async with self._uow.statement() as tx:
             order, created = await tx.orders.create(new, cause=cause)
-            if created:
-                await tx.add_event(ORDER_CREATED, order.order_id, event_data(order, cause))
         if not created and order.customer_id != new.customer_id:
             raise AlreadyExists(
                 "an order for this checkout session already exists for another customer",

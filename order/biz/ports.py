@@ -1,7 +1,8 @@
 """What the use cases need from the outside world, as Protocols (implemented in data/).
 
-A use case that writes opens ``async with uow.transaction() as tx`` and does every read and write of that
-step on ``tx`` (the order repository and the outbox); one that only reads uses ``uow.read()``.
+A use case that writes opens ``async with uow.statement() as tx`` when its step is one write statement whose
+outbox event the repository writes in that statement (every step of the order service: ``create`` and
+``transition`` do), else ``uow.transaction()``; one that only reads uses ``uow.read()``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Transition:
     it forward (``order.model.payment_status``); the update then applies when either the status moves
     or the payment status is recorded, the history entry keeps the status the order ends in, and the
     outbox event is written only if the status moved. Without a ``target`` only the payment status is
-    considered.
+    considered. A payment event may name its order by ``checkout_session_id`` instead of ``order_id``.
     """
 
     order_id: str
@@ -54,6 +55,9 @@ class Transition:
     tracking_number: str = ""
     carrier: str = ""
     inbox: InboxClaim | None = None
+    # With no ``order_id``, a payment event's order is the one of this checkout session, found by the same
+    # statement (its inbox claim is made only if the session has an order).
+    checkout_session_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +86,11 @@ class OrderRepo(Protocol):
     """The orders of one transaction (or, from ``UnitOfWork.read``, single statements each committed by itself)."""
 
     async def create(self, order: NewOrder, cause: str) -> tuple[Order, bool]:
-        """Insert the order, its lines, discounts and first history entry (one statement); if an order already
-        exists for the checkout session return it and False."""
+        """Insert the order, its lines, discounts, first history entry and OrderCreated event (one statement);
+        if an order already exists for the checkout session return it and False (nothing written)."""
         ...
 
     async def get(self, order_id: str) -> Order | None: ...
-
-    async def find_id_by_session(self, checkout_session_id: str) -> str | None: ...
 
     async def history(self, order_id: str) -> list[StatusChange]: ...
 
@@ -97,8 +99,8 @@ class OrderRepo(Protocol):
         ...
 
     async def transition(self, transition: Transition) -> TransitionResult:
-        """Apply ``transition``'s conditional UPDATE with its history entry (and inbox claim); the outbox event
-        is the caller's (``Tx.add_event``), written only when the result is ``applied``."""
+        """Apply ``transition``'s conditional UPDATE with its history entry (and inbox claim) and, when the result
+        is ``applied`` and the transition names an ``event_type``, its outbox event, all in one statement."""
         ...
 
 
@@ -117,6 +119,10 @@ class Tx(Protocol):
 class UnitOfWork(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """Begin a transaction: committed when the block exits cleanly, rolled back on an exception."""
+        ...
+
+    def statement(self) -> AbstractAsyncContextManager[Tx]:
+        """One write statement (with the outbox rows it writes itself) committed on its own; reads may follow."""
         ...
 
     def read(self) -> AbstractAsyncContextManager[Tx]:

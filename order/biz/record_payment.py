@@ -38,7 +38,7 @@ class RecordPayment:
     ) -> Order:
         target = payment_target(outcome)
         confirms = target is not OrderStatus.PAYMENT_FAILED
-        async with self._uow.transaction() as tx:
+        async with self._uow.statement() as tx:
             result = await apply_transition(
                 tx,
                 Transition(
@@ -77,7 +77,7 @@ class RecordPayment:
 
     async def _fail_without_hold(self, order: Order, payment_id: str) -> Order:
         gone = order.payment_status.value.lower()
-        async with self._uow.transaction() as tx:
+        async with self._uow.statement() as tx:
             result = await apply_transition(
                 tx,
                 Transition(

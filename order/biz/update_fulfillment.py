@@ -40,7 +40,7 @@ class UpdateFulfillment:
             cause = f"fulfilment: shipped with {carrier}, tracking number {tracking_number}"
         else:
             cause = f"fulfilment: {target.value.lower()}"
-        async with self._uow.transaction() as tx:
+        async with self._uow.statement() as tx:
             result = await apply_transition(
                 tx,
                 Transition(

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,12 +29,13 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
-from infra.db import UnitOfWork
 from infra.outbox import OutboxTx
+from infra.outbox_cte import OutboxCte, StatementUnitOfWork
 from infra.pii import PiiCipher
 from kernel.money import Money
 from order.biz.ports import PageCursor, Transition, TransitionResult
 from order.data.tables import audit_log, history, inbox, order_discounts, order_lines, orders, outbox
+from order.model.events import ORDER_CREATED, event_data
 from order.model.order import (
     Address,
     DeliveryWindow,
@@ -125,12 +127,69 @@ def _children(order_id: sa.ColumnElement[Any]) -> tuple[sa.Label[Any], sa.Label[
 _ORDER_COLUMNS = (*orders.c, *_children(orders.c.order_id))
 _LOAD_BY_ID = sa.select(*_ORDER_COLUMNS).where(orders.c.order_id == sa.bindparam("order_id"))
 _LOAD_BY_SESSION = sa.select(*_ORDER_COLUMNS).where(orders.c.checkout_session_id == sa.bindparam("checkout_session_id"))
-_ID_BY_SESSION = sa.select(orders.c.order_id).where(orders.c.checkout_session_id == sa.bindparam("checkout_session_id"))
 _HISTORY = (
     sa.select(history.c.status, history.c.cause, history.c.occurred_at)
     .where(history.c.order_id == sa.bindparam("order_id"))
     .order_by(history.c.id)
 )
+
+
+# -- an order event's data, computed by the statement that changes the order --------------------------
+
+
+def _money_json(currency: sa.ColumnElement[Any], amount: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.func.jsonb_build_object("currency_code", currency, "amount_minor", amount)
+
+
+def _event_data_sql(row: sa.CTE) -> sa.ColumnElement[Any]:
+    """``order.model.events.event_data`` of the order ``row`` (a CTE returning ``orders`` columns), as ``jsonb``;
+    its lines read from ``order_lines`` (a statement that changes the order never changes them)."""
+    ol = order_lines.c
+    line = sa.func.jsonb_build_object(
+        "sku",
+        ol.sku,
+        "quantity",
+        ol.quantity,
+        "warehouse_id",
+        ol.warehouse_id,
+        "unit_price",
+        _money_json(row.c.currency_code, ol.unit_price_minor),
+        "line_total",
+        _money_json(row.c.currency_code, ol.line_total_minor),
+    )
+    lines = (
+        sa.select(sa.func.coalesce(sa.func.jsonb_agg(aggregate_order_by(line, ol.line_no)), sa.text("'[]'::jsonb")))
+        .where(ol.order_id == row.c.order_id)
+        .scalar_subquery()
+    )
+    return sa.func.jsonb_build_object(
+        "order_id",
+        sa.cast(row.c.order_id, sa.Text),
+        "checkout_session_id",
+        row.c.checkout_session_id,
+        "customer_id",
+        row.c.customer_id,
+        "status",
+        row.c.status,
+        "cause",
+        sa.bindparam("t_cause", type_=sa.Text),
+        "payment_id",
+        row.c.payment_id,
+        "payment_method",
+        row.c.payment_method,
+        "payment_outcome",
+        sa.func.nullif(row.c.payment_outcome, ""),
+        "payment_status",
+        row.c.payment_status,
+        "tracking_number",
+        row.c.tracking_number,
+        "carrier",
+        row.c.carrier,
+        "grand_total",
+        _money_json(row.c.currency_code, row.c.grand_total_minor),
+        "lines",
+        lines,
+    )
 
 
 # -- CreateOrder: the order, its lines, discounts and first history entry in one statement --------
@@ -159,15 +218,19 @@ _INSERTED = (
 )
 
 
+_NEW_ORDER = (
+    insert(orders)
+    .values({name: sa.bindparam(name, type_=orders.c[name].type) for name in _INSERTED})
+    .on_conflict_do_nothing(index_elements=[orders.c.checkout_session_id])
+    .returning(*orders.c)
+    .cte("new_order")
+)
+
+
 def _create_stmt() -> sa.Select[Any]:
-    """Insert the order unless its session has one (then no row comes back and nothing is written)."""
-    new = (
-        insert(orders)
-        .values({name: sa.bindparam(name, type_=orders.c[name].type) for name in _INSERTED})
-        .on_conflict_do_nothing(index_elements=[orders.c.checkout_session_id])
-        .returning(*orders.c)
-        .cte("new_order")
-    )
+    """Insert the order unless its session has one (then no row comes back and nothing is written), with its
+    lines, discounts, first history entry and OrderCreated event."""
+    new = _NEW_ORDER
     lines = (
         sa.func.unnest(
             _param("line_nos", _INTS),
@@ -212,39 +275,69 @@ def _create_stmt() -> sa.Select[Any]:
         sa.select(new.c.order_id, new.c.status, sa.bindparam("first_cause", type_=sa.Text)),
     )
     return sa.select(new).add_cte(
-        insert_lines.cte("new_lines"), insert_discounts.cte("new_discounts"), first_entry.cte("first_entry")
+        insert_lines.cte("new_lines"),
+        insert_discounts.cte("new_discounts"),
+        first_entry.cte("first_entry"),
+        _CREATED_EVENT.cte,
     )
 
 
+# OrderCreated, written only with a new order (its data known before the statement).
+_CREATED_EVENT = OutboxCte(outbox, source=_NEW_ORDER, prefix="ev", name="created_event")
 _CREATE = _create_stmt()
 
 
 # -- a status transition, its history entry (and inbox claim) in one statement -------------------
 
 
-def _claim_cte() -> sa.CTE:
-    return (
-        insert(inbox)
-        .values(consumer=sa.bindparam("t_consumer", type_=sa.Text), event_id=sa.bindparam("t_event_id", type_=sa.Text))
-        .on_conflict_do_nothing()
-        .returning(inbox.c.event_id)
-        .cte("claim")
-    )
+def _claim_cte(*, by_session: bool = False) -> sa.CTE:
+    """The inbox claim of ``:t_event_id``; ``by_session``: only if the session ``:t_session`` has an order (an event
+    that finds no order by its session is not claimed, as when the order's id was looked up first)."""
+    consumer, event_id = sa.bindparam("t_consumer", type_=sa.Text), sa.bindparam("t_event_id", type_=sa.Text)
+    if not by_session:
+        new = insert(inbox).values(consumer=consumer, event_id=event_id)
+    else:
+        where = _has_order_by_session()
+        new = insert(inbox).from_select(["consumer", "event_id"], sa.select(consumer, event_id).where(where))
+    return new.on_conflict_do_nothing().returning(inbox.c.event_id).cte("claim")
 
 
-def _with_entry(updated: sa.CTE, claimed: sa.Exists | None, *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
-    """Select the updated order with its lines and discounts (and ``claimed`` first), after writing
-    its history entry."""
+_SESSION = sa.bindparam("t_session", type_=sa.Text)
+
+
+def _has_order_by_session() -> sa.Exists:
+    return sa.exists(sa.select(orders.c.order_id).where(orders.c.checkout_session_id == _SESSION))
+
+
+def _with_entry(
+    updated: sa.CTE, claimed: sa.Exists | None, event: OutboxCte | None, found: sa.Exists | None = None
+) -> sa.Select[Any]:
+    """Select the updated order with its lines and discounts (and ``claimed`` first, then ``found`` if given), after
+    writing its history entry (and ``event``, the outbox row of the status change)."""
     entry = history.insert().from_select(
         ["order_id", "status", "cause"],
         sa.select(updated.c.order_id, updated.c.status, sa.bindparam("t_cause", type_=sa.Text)),
     )
+    ctes = [entry.cte("entry")] if event is None else [entry.cte("entry"), event.cte]
     columns = (*updated.c, *_children(updated.c.order_id))
     if claimed is None:
-        return sa.select(*columns).add_cte(entry.cte("entry"))
-    flag = sa.select(claimed.label("claimed")).subquery("flag")
-    return (
-        sa.select(flag.c.claimed, *columns).select_from(flag.outerjoin(updated, sa.true())).add_cte(entry.cte("entry"))
+        return sa.select(*columns).add_cte(*ctes)
+    flags = [claimed.label("claimed")] if found is None else [claimed.label("claimed"), found.label("found")]
+    flag = sa.select(*flags).subquery("flag")
+    return sa.select(*flag.c, *columns).select_from(flag.outerjoin(updated, sa.true())).add_cte(*ctes)
+
+
+def _status_event(updated: sa.CTE, where: sa.ColumnElement[bool] | None = None) -> OutboxCte:
+    """The outbox row of a status change (``:t_event_type`` bound by the caller), for each updated row that
+    passes ``where`` (at most one: the update is by order id)."""
+    return OutboxCte(
+        outbox,
+        source=updated,
+        where=where,
+        data=_event_data_sql(updated),
+        aggregate_id=sa.cast(updated.c.order_id, sa.Text),
+        prefix="ev",
+        name="event",
     )
 
 
@@ -254,10 +347,13 @@ def _payment_not_in(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
 
 
 @functools.cache
-def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: bool, guard: bool) -> sa.Select[Any]:
+def _transition_stmt(
+    *, payment: bool, outcome: bool, tracking: bool, claim: bool, guard: bool, event: bool
+) -> tuple[sa.Select[Any], OutboxCte | None]:
     """``UPDATE orders … WHERE status = ANY(:sources)`` plus its history entry; the updated order with
     its lines and discounts comes back (no row: the status did not match). With ``claim``, the update
-    applies only if the inbox claim is new, and the first column says whether it was."""
+    applies only if the inbox claim is new, and the first column says whether it was. With ``event``, the
+    status change's outbox row is written by the same statement (returned too, for its parameters)."""
     where: list[sa.ColumnElement[bool]] = [
         orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type),
         orders.c.status == sa.any_(_param("t_sources", _TEXTS)),
@@ -279,18 +375,25 @@ def _transition_stmt(*, payment: bool, outcome: bool, tracking: bool, claim: boo
         claimed = sa.exists(sa.select(_claim_cte().c.event_id))
         where.append(claimed)
     updated = orders.update().where(*where).values(values).returning(*orders.c).cte("updated")
-    return _with_entry(updated, claimed)
+    outbox_row = _status_event(updated) if event else None
+    return _with_entry(updated, claimed, outbox_row), outbox_row
 
 
 @functools.cache
-def _payment_news_stmt(*, move: bool, payment: bool, claim: bool, guard: bool) -> sa.Select[Any]:
+def _payment_news_stmt(
+    *, move: bool, payment: bool, claim: bool, guard: bool, by_session: bool = False
+) -> tuple[sa.Select[Any], OutboxCte | None]:
     """A payment event: record ``:ps`` if the order's payment status is one of ``:ps_sources``, and
     (``move``) take the order from ``:sources`` to ``:target``; either one applies the update and its
     history entry. The row is locked first (``cur``) so the update knows the status it started from:
-    ``moved`` and ``recorded`` come back with the order (no order columns: nothing applied)."""
-    claimed = sa.exists(sa.select(_claim_cte().c.event_id)) if claim else None
+    ``moved`` and ``recorded`` come back with the order (no order columns: nothing applied). ``by_session``: the
+    order of checkout session ``:t_session`` instead of ``:t_order_id`` (one statement, no lookup first). With ``move``,
+    the outbox row of the status change is written by the same statement, only if the status moved."""
+    claimed = sa.exists(sa.select(_claim_cte(by_session=by_session).c.event_id)) if claim else None
     cur_where: list[sa.ColumnElement[bool]] = [
-        orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type)
+        orders.c.checkout_session_id == _SESSION
+        if by_session
+        else orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type)
     ]
     if claimed is not None:
         cur_where.append(claimed)
@@ -326,22 +429,37 @@ def _payment_news_stmt(*, move: bool, payment: bool, claim: bool, guard: bool) -
         .returning(*orders.c, moves.label("moved"), records.label("recorded"))
         .cte("updated")
     )
-    return _with_entry(updated, claimed)
+    outbox_row = _status_event(updated, updated.c.moved) if move else None
+    # Found by its session: whether the session has an order, in the snapshot the claim saw (an unclaimed event
+    # then says why without a second statement).
+    found = _has_order_by_session() if by_session and claimed is not None else None
+    return _with_entry(updated, claimed, outbox_row, found), outbox_row
 
 
 class SqlOrderRepo:
     """The orders, on one connection: a transaction's (``SqlTx``) or an autocommit one (``SqlUnitOfWork.read``).
     ``cipher`` encrypts the personal columns. Never opens a transaction of its own."""
 
-    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
+    def __init__(self, conn: AsyncConnection, cipher: PiiCipher, outbox: OutboxTx | None = None) -> None:
         self._conn = conn
         self._cipher = cipher
+        self._outbox = outbox
+
+    def _wrote_event(self) -> None:
+        """An event written by one of this repository's statements counts in its Tx's ``events``."""
+        if self._outbox is None:
+            raise RuntimeError("a statement with an outbox row needs the repository of a Tx")
+        self._outbox.events += 1
 
     async def create(self, order: NewOrder, cause: str) -> tuple[Order, bool]:
         t = order.totals
         lines, discounts = order.lines, order.discounts
+        order_id = uuid.uuid4()
+        personal = _Personal(order.email, order.shipping_address, order.billing_address, order.notes)
+        # The order as the statement will write it, for its OrderCreated event (written only with the order).
+        planned = _planned(str(order_id), order, personal)
         params: dict[str, Any] = {
-            "order_id": uuid.uuid4(),
+            "order_id": order_id,
             "checkout_session_id": order.checkout_session_id,
             "customer_id": order.customer_id,
             "email": self._cipher.encrypt(order.email),
@@ -373,6 +491,12 @@ class SqlOrderRepo:
             "codes": [d.code for d in discounts],
             "discount_amounts": [d.amount.amount_minor for d in discounts],
             "first_cause": cause,
+            **_CREATED_EVENT.params(
+                service=SERVICE,
+                event_type=ORDER_CREATED,
+                aggregate_id=planned.order_id,
+                data=event_data(planned, cause),
+            ),
         }
         conn = self._conn
         row = (await conn.execute(_CREATE, params)).first()
@@ -384,20 +508,20 @@ class SqlOrderRepo:
             if existing is None:
                 raise RuntimeError(f"order for session {order.checkout_session_id} vanished")
             return _order(existing, self._cipher), False
-        personal = _Personal(order.email, order.shipping_address, order.billing_address, order.notes)
+        self._wrote_event()
         created = _build(row, lines, discounts, personal)
         await audit.record(conn, audit_log, f"orders/{created.order_id}")
         return created, True
+
+    async def _by_session(self, checkout_session_id: str) -> Order | None:
+        row = (await self._conn.execute(_LOAD_BY_SESSION, {"checkout_session_id": checkout_session_id})).first()
+        return None if row is None else _order(row, self._cipher)
 
     async def get(self, order_id: str) -> Order | None:
         oid = _uuid(order_id)
         if oid is None:
             return None
         return await _load(self._conn, oid, self._cipher)
-
-    async def find_id_by_session(self, checkout_session_id: str) -> str | None:
-        oid = (await self._conn.execute(_ID_BY_SESSION, {"checkout_session_id": checkout_session_id})).scalar()
-        return str(oid) if oid is not None else None
 
     async def history(self, order_id: str) -> list[StatusChange]:
         oid = _uuid(order_id)
@@ -418,29 +542,36 @@ class SqlOrderRepo:
         return [_order(r, self._cipher) for r in rows]
 
     async def transition(self, transition: Transition) -> TransitionResult:
-        oid = _uuid(transition.order_id)
-        if oid is None:
-            return TransitionResult(order=None, applied=False)
         claim = transition.inbox
         target = transition.target
         news = transition.payment_status is not None
+        session = transition.checkout_session_id if not transition.order_id else ""
+        oid = _uuid(transition.order_id)
+        if oid is None and not (news and session):
+            return TransitionResult(order=None, applied=False)
         guard = bool(transition.unless_payment)
         if news:
-            stmt = _payment_news_stmt(
-                move=target is not None, payment=bool(transition.payment_id), claim=claim is not None, guard=guard
+            stmt, event = _payment_news_stmt(
+                move=target is not None and bool(transition.event_type),
+                payment=bool(transition.payment_id),
+                claim=claim is not None,
+                guard=guard,
+                by_session=bool(session),
             )
         elif target is not None:
-            stmt = _transition_stmt(
+            stmt, event = _transition_stmt(
                 payment=bool(transition.payment_id),
                 outcome=transition.payment_outcome is not None,
                 tracking=bool(transition.tracking_number),
                 claim=claim is not None,
                 guard=guard,
+                event=bool(transition.event_type),
             )
         else:
             raise ValueError("a transition needs a target status or a payment status")
         params: dict[str, Any] = {
             "t_order_id": oid,
+            "t_session": session,
             "t_sources": [s.value for s in transition.sources],
             "t_target": target.value if target else None,
             "t_payment_id": transition.payment_id,
@@ -456,16 +587,30 @@ class SqlOrderRepo:
             params["t_ps_sources"] = [s.value for s in payment_sources_of(transition.payment_status)]
         if claim is not None:
             params["t_consumer"], params["t_event_id"] = claim.consumer, claim.event_id
+        if event is not None:
+            # The statement writes the order's id into the event (it may know the order by its session only).
+            params.update(event.params(service=SERVICE, event_type=transition.event_type, aggregate_id=""))
         conn = self._conn
         row = (await conn.execute(stmt, params)).first()
+
+        async def reread() -> Order | None:
+            # Read the order again in a new statement, which sees what the update saw.
+            if oid is not None:
+                return await _load(conn, oid, self._cipher)
+            return await self._by_session(session)
+
         if claim is not None and (row is None or not row.claimed):
-            return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False, duplicate=True)
+            if oid is None and row is not None and not row.found:
+                # Found by its session: no order has that session, so the claim was not made.
+                return TransitionResult(order=None, applied=False)
+            return TransitionResult(order=await reread(), applied=False, duplicate=True)
         if row is None or row.order_id is None:
-            # Not moved: read the order again in a new statement, which sees what the update saw.
-            return TransitionResult(order=await _load(conn, oid, self._cipher), applied=False)
+            return TransitionResult(order=await reread(), applied=False)
         updated = _order(row, self._cipher)
         moved = bool(row.moved) if news else True
         recorded = bool(news and row.recorded)
+        if moved and event is not None:
+            self._wrote_event()
         if moved or recorded:
             await audit.record(conn, audit_log, f"orders/{updated.order_id}")
         return TransitionResult(order=updated, applied=moved, recorded=recorded)
@@ -476,13 +621,14 @@ class SqlTx(OutboxTx):
 
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         super().__init__(conn, outbox, service=SERVICE)
-        self.orders = SqlOrderRepo(conn, cipher)
+        self.orders = SqlOrderRepo(conn, cipher, self)
 
 
-class SqlUnitOfWork(UnitOfWork[SqlTx]):
+class SqlUnitOfWork(StatementUnitOfWork[SqlTx]):
     """:class:`infra.db.UnitOfWork` of order's :class:`SqlTx`: commits when the block exits cleanly and rolls back
     on an exception; ``on_commit`` wakes the outbox publisher after a commit that added events. ``cipher``
-    encrypts and decrypts the orders' personal data."""
+    encrypts and decrypts the orders' personal data. ``statement()`` (``infra.outbox_cte``): a step that is one
+    write statement with its event, in autocommit."""
 
     def __init__(self, engine: AsyncEngine, cipher: PiiCipher, *, on_commit: Callable[[], None] | None = None) -> None:
         super().__init__(engine, lambda conn: SqlTx(conn, cipher), on_commit=on_commit)
@@ -510,6 +656,33 @@ def _order(row: sa.Row[Any], cipher: PiiCipher) -> Order:
     ]
     discounts = [OrderDiscount(code=code, amount=Money(cur, amount)) for code, amount in row.discounts_json]
     return _build(row, lines, discounts, _Personal.of(row, cipher))
+
+
+def _planned(order_id: str, new: NewOrder, personal: _Personal) -> Order:
+    """The order CreateOrder's statement writes, before it runs (times are the statement's own: not known)."""
+    now = datetime.now(UTC)
+    return Order(
+        order_id=order_id,
+        checkout_session_id=new.checkout_session_id,
+        customer_id=new.customer_id,
+        email=personal.email,
+        status=OrderStatus.PENDING_PAYMENT,
+        lines=tuple(new.lines),
+        discounts=tuple(new.discounts),
+        totals=new.totals,
+        shipping_address=personal.shipping_address,
+        billing_address=personal.billing_address,
+        shipping_method=new.shipping_method,
+        payment_id=new.payment_id,
+        payment_method=new.payment_method,
+        payment_outcome=None,
+        payment_status=new.initial_payment_status,
+        notes=personal.notes,
+        tracking_number="",
+        created_at=now,
+        updated_at=now,
+        delivery_window=new.delivery_window,
+    )
 
 
 def _build(row: sa.Row[Any], lines: Any, discounts: Any, personal: _Personal) -> Order:

@@ -57,6 +57,21 @@ class UsageRepo(Protocol):
         reference). Returns the promotion ids whose use was taken; the others are exhausted."""
         ...
 
+    async def take_counting(
+        self, usages: Sequence[Usage], promotion_ids: Sequence[str], customer_id: str, email_key: str | None
+    ) -> tuple[set[str], dict[str, int]]:
+        """:meth:`take` (the usages are ``customer_id``'s and ``email_key``'s) and, in the same statement,
+        :meth:`customer_uses` of ``promotion_ids`` as they were before it: one round trip for both."""
+        ...
+
+    async def settle(
+        self, reservation_ref: str, src: UsageStatus, dst: UsageStatus, *, used: int, event_type: str
+    ) -> tuple[list[Usage], list[Usage]]:
+        """In one statement: the reference's usages as they were (in code order), and those in ``src`` moved to
+        ``dst`` with their promotions' counters shifted (reserved -1, ``used`` added; promotions locked in code
+        order) and, if any moved, one ``event_type`` event (``UsageEvent.data`` of the moved ones)."""
+        ...
+
     async def move(self, reservation_ref: str, src: UsageStatus, dst: UsageStatus) -> list[Usage]:
         """Move the reference's usages in ``src`` to ``dst``; returns the moved ones."""
         ...

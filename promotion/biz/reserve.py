@@ -10,7 +10,7 @@ from kernel.money import Money
 from promotion.biz.ports import UnitOfWork
 from promotion.model.customer import email_key
 from promotion.model.discount import evaluate, normalize_codes
-from promotion.model.promotion import Cart
+from promotion.model.promotion import Cart, Evaluation
 from promotion.model.usage import Reservation, Usage, UsageStatus
 
 __all__ = ["ReservePromotionUsage"]
@@ -19,6 +19,12 @@ __all__ = ["ReservePromotionUsage"]
 def _reservation(usages: list[Usage], currency_code: str) -> Reservation:
     total = sum(u.discount.amount_minor for u in usages)
     return Reservation(usages, Money(currency_code, total), any(u.free_shipping for u in usages))
+
+
+def _refuse(evaluation: Evaluation) -> None:
+    if evaluation.rejected:
+        first = evaluation.rejected[0]
+        raise FailedPrecondition(first.message, reason=first.reason, metadata={"code": first.code})
 
 
 class ReservePromotionUsage:
@@ -74,11 +80,16 @@ class ReservePromotionUsage:
                 return _reservation([by_code[c] for c in wanted], cart.currency_code)
             promotions = await tx.promotions.lock(wanted)
             mailbox = email_key(customer_email)
-            uses = await tx.usages.customer_uses([p.promotion_id for p in promotions.values()], customer_id, mailbox)
-            evaluation = evaluate(wanted, promotions, cart, self._clock(), uses)
+            found = [p.promotion_id for p in promotions.values()]
+            now = self._clock()
+            # Evaluated first as if the customer had used none of them: the customer's uses only ever add
+            # refusals, so if this one applies every code, the customer's real uses (counted by the take's
+            # statement, in the snapshot the separate count had) either apply the very same codes or refuse.
+            evaluation = evaluate(wanted, promotions, cart, now, {})
             if evaluation.rejected:
-                first = evaluation.rejected[0]
-                raise FailedPrecondition(first.message, reason=first.reason, metadata={"code": first.code})
+                # Refused anyway: refused exactly as the customer's uses say (the count the take would do).
+                uses = await tx.usages.customer_uses(found, customer_id, mailbox)
+                _refuse(evaluate(wanted, promotions, cart, now, uses))
             usages = [
                 Usage(
                     promotion_id=applied.promotion_id,
@@ -92,7 +103,9 @@ class ReservePromotionUsage:
                 )
                 for applied in sorted(evaluation.applied, key=lambda a: a.code)
             ]
-            taken = await tx.usages.take(usages)
+            taken, uses = await tx.usages.take_counting(usages, found, customer_id, mailbox)
+            # A refusal raises, and the transaction rolls back what the take wrote.
+            _refuse(evaluate(wanted, promotions, cart, now, uses))
             exhausted = next((u for u in usages if u.promotion_id not in taken), None)
             if exhausted is not None:
                 raise FailedPrecondition(

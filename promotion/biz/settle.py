@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kernel.errors import FailedPrecondition, Reason
 from promotion.biz.ports import Tx, UnitOfWork
-from promotion.model.usage import Usage, UsageEvent, UsageStatus
+from promotion.model.usage import Usage, UsageStatus
 
 __all__ = ["ConfirmPromotionUsage", "ReleasePromotionUsage"]
 
@@ -14,24 +14,16 @@ _GIVEN_BACK = (UsageStatus.RELEASED, UsageStatus.RETURNED)
 _EVENTS = {UsageStatus.CONFIRMED: "PromotionUsageConfirmed", UsageStatus.RELEASED: "PromotionUsageReleased"}
 
 
-async def _move(tx: Tx, reservation_ref: str, to: UsageStatus) -> tuple[list[Usage], list[Usage]]:
-    """Under the reference's lock: its uses as they were, and those this call moved from RESERVED to ``to``."""
+async def _move(tx: Tx, reservation_ref: str, to: UsageStatus, *, used: int) -> tuple[list[Usage], list[Usage]]:
+    """Under the reference's lock: its uses as they were, and those this call moved from RESERVED to ``to``,
+    with the moved uses' counters (reserved -1, ``used`` added) and their one event — one statement after the
+    lock (``UsageRepo.settle``)."""
     await tx.usages.lock_reference(reservation_ref)
-    usages = await tx.usages.of_reference(reservation_ref)
-    moved = await tx.usages.move(reservation_ref, UsageStatus.RESERVED, to)
-    return usages, moved
+    return await tx.usages.settle(reservation_ref, UsageStatus.RESERVED, to, used=used, event_type=_EVENTS[to])
 
 
-async def _settle(
-    tx: Tx, reservation_ref: str, usages: list[Usage], moved: list[Usage], to: UsageStatus, *, used: int
-) -> int:
-    """The counters of the moved uses (reserved -1, ``used`` added) and their one event; how many uses of the
-    reference are now ``to``."""
-    for usage in sorted(moved, key=lambda u: u.code):
-        await tx.promotions.shift_counts(usage.promotion_id, reserved=-1, used=used)
-    if moved:
-        event = UsageEvent(_EVENTS[to], reservation_ref, moved[0].customer_id, tuple(moved))
-        await tx.add_event(event.event_type, event.reservation_ref, event.data())
+def _settled(usages: list[Usage], moved: list[Usage], to: UsageStatus) -> int:
+    """How many uses of the reference are now ``to``."""
     already = [u for u in usages if u.status is to]
     return len(already) + len(moved)
 
@@ -50,14 +42,14 @@ class ConfirmPromotionUsage:
 
     async def __call__(self, reservation_ref: str) -> int:
         async with self._uow.transaction() as tx:
-            usages, moved = await _move(tx, reservation_ref, UsageStatus.CONFIRMED)
+            usages, moved = await _move(tx, reservation_ref, UsageStatus.CONFIRMED, used=1)
             if not moved and usages and all(u.status in _GIVEN_BACK for u in usages):
                 raise FailedPrecondition(
                     f"the promotion uses of {reservation_ref} were released or given back",
                     reason=Reason.PROMOTION_INVALID,
                     metadata={"reservation_ref": reservation_ref},
                 )
-            return await _settle(tx, reservation_ref, usages, moved, UsageStatus.CONFIRMED, used=1)
+            return _settled(usages, moved, UsageStatus.CONFIRMED)
 
 
 class ReleasePromotionUsage:
@@ -73,5 +65,5 @@ class ReleasePromotionUsage:
 
     async def __call__(self, reservation_ref: str) -> int:
         async with self._uow.transaction() as tx:
-            usages, moved = await _move(tx, reservation_ref, UsageStatus.RELEASED)
-            return await _settle(tx, reservation_ref, usages, moved, UsageStatus.RELEASED, used=0)
+            usages, moved = await _move(tx, reservation_ref, UsageStatus.RELEASED, used=0)
+            return _settled(usages, moved, UsageStatus.RELEASED)

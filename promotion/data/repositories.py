@@ -8,12 +8,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
 from infra.db import UnitOfWork
 from infra.outbox import OutboxTx, claim_inbox
+from infra.outbox_cte import OutboxCte
 from kernel.money import Money
 from promotion.data.tables import SCHEMA, audit_log, inbox, outbox, promotion_usages, promotions
 from promotion.model.promotion import Conditions, Promotion, PromotionType
@@ -22,6 +23,7 @@ from promotion.model.usage import Usage, UsageStatus
 __all__ = ["SqlInbox", "SqlPromotionRepo", "SqlTx", "SqlUnitOfWork", "SqlUsageRepo"]
 
 _ACTIVE = (UsageStatus.RESERVED.value, UsageStatus.CONFIRMED.value)
+SERVICE = "promotion"
 
 
 def _promotion(row: sa.Row[Any]) -> Promotion:
@@ -154,10 +156,118 @@ _TAKE_USES = sa.text(
     SELECT promotion_id FROM taken
     """
 )
+# The same, and (from the statement's snapshot, before its own insert) the customer's uses of every promotion of
+# ``:counted_ids``, as ``_CUSTOMER_USES`` counts them: taken rows have ``n`` NULL, counts a promotion id and ``n``.
+_TAKE_USES_COUNTING = sa.text(
+    str(_TAKE_USES.text).replace(
+        "    SELECT promotion_id FROM taken\n",
+        f"""    ,
+    uses AS (
+        SELECT u.promotion_id, count(*) AS n FROM {SCHEMA}.promotion_usages AS u
+        WHERE u.promotion_id = ANY(CAST(:counted_ids AS uuid[]))
+          AND u.status IN ('{UsageStatus.RESERVED.value}', '{UsageStatus.CONFIRMED.value}')
+          AND (u.customer_id = :customer_id OR u.customer_email_key = CAST(:email_key AS text))
+        GROUP BY u.promotion_id
+    )
+    SELECT promotion_id, CAST(NULL AS bigint) AS n FROM taken
+    UNION ALL
+    SELECT promotion_id, n FROM uses
+""",
+    )
+)
+
+
+def _settle_stmt(dst: UsageStatus) -> tuple[sa.CompoundSelect, OutboxCte]:
+    """Settle a reference's uses in one statement: its uses as they were (``before``), those in ``:src`` moved to
+    ``dst`` (``moved``), their promotions row-locked in code order (as ``_LOCK_PROMOTIONS`` locks them, so this
+    never deadlocks with a reserve) and their counters shifted (reserved -1, used ``:used``), and one event for
+    the moved uses (none if nothing moved). Rows come back tagged ``part`` = 'before' or 'moved'."""
+    u, p = promotion_usages, promotions
+    ref = sa.bindparam("ref", type_=sa.Text)
+    before = sa.select(u).where(u.c.reservation_ref == ref).cte("before")
+    stamps: dict[str, Any] = {"status": dst.value, "updated_at": sa.func.now()}
+    if dst is UsageStatus.CONFIRMED:
+        stamps["confirmed_at"] = sa.func.now()
+    elif dst is UsageStatus.RELEASED:
+        stamps["released_at"] = sa.func.now()
+    moved = (
+        u.update()
+        .where(u.c.reservation_ref == ref, u.c.status == sa.bindparam("src", type_=sa.Text))
+        .values(stamps)
+        .returning(*u.c)
+        .cte("moved")
+    )
+    moved_ids = sa.select(moved.c.promotion_id)
+    locked = (
+        sa.select(p.c.promotion_id)
+        .where(p.c.promotion_id.in_(moved_ids))
+        .order_by(p.c.code)
+        .with_for_update()
+        .cte("locked")
+    )
+    per_promotion = (
+        sa.select(moved.c.promotion_id, sa.func.count().label("n")).group_by(moved.c.promotion_id).subquery("m")
+    )
+    shifted = (
+        p.update()
+        .where(p.c.promotion_id == per_promotion.c.promotion_id, p.c.promotion_id.in_(sa.select(locked.c.promotion_id)))
+        .values(
+            reserved_count=p.c.reserved_count - per_promotion.c.n,
+            used_count=p.c.used_count + per_promotion.c.n * sa.bindparam("used", type_=sa.BigInteger),
+            updated_at=sa.func.now(),
+        )
+        .returning(p.c.promotion_id)
+        .cte("shifted")
+    )
+    promotion = sa.func.jsonb_build_object(
+        "promotion_id",
+        sa.cast(moved.c.promotion_id, sa.Text),
+        "code",
+        moved.c.code,
+        "discount",
+        sa.func.jsonb_build_object("currency_code", moved.c.currency_code, "amount_minor", moved.c.discount_minor),
+        "free_shipping",
+        moved.c.free_shipping,
+    )
+    # UsageEvent.data() of the moved uses (in code order; its customer the first one's).
+    data = sa.func.jsonb_build_object(
+        "reservation_ref",
+        ref,
+        "customer_id",
+        sa.func.min(moved.c.customer_id),
+        "promotions",
+        sa.func.jsonb_agg(aggregate_order_by(promotion, moved.c.code)),
+    )
+    one_event = sa.select(data.label("data")).select_from(moved).having(sa.func.count() > 0).subquery("moved_event")
+    event = OutboxCte(outbox, source=one_event, data=one_event.c.data, prefix="ev", name="event")
+    stmt = sa.union_all(
+        sa.select(sa.literal("before").label("part"), *before.c),
+        sa.select(sa.literal("moved").label("part"), *moved.c),
+    ).add_cte(shifted, event.cte)
+    return stmt, event
+
+
+_SETTLE = {dst: _settle_stmt(dst) for dst in (UsageStatus.CONFIRMED, UsageStatus.RELEASED)}
 
 
 def _uuids(ids: Sequence[str]) -> list[uuid.UUID]:
     return [uuid.UUID(i) for i in ids]
+
+
+def _take_params(usages: Sequence[Usage]) -> dict[str, Any]:
+    # One reservation (the biz layer's contract): one reference, customer and status for all.
+    first = usages[0]
+    return {
+        "promotion_ids": _uuids([u.promotion_id for u in usages]),
+        "codes": [u.code for u in usages],
+        "discounts": [u.discount.amount_minor for u in usages],
+        "currencies": [u.discount.currency_code for u in usages],
+        "free_shipping": [u.free_shipping for u in usages],
+        "ref": first.reservation_ref,
+        "customer_id": first.customer_id,
+        "email_key": first.customer_email_key,
+        "status": first.status.value,
+    }
 
 
 class SqlPromotionRepo:
@@ -225,8 +335,9 @@ class SqlPromotionRepo:
 class SqlUsageRepo:
     """The uses of promotions, by reservation reference, on the connection of one transaction."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, outbox: OutboxTx | None = None) -> None:
         self._conn = conn
+        self._outbox = outbox
 
     async def lock_reference(self, reservation_ref: str) -> None:
         await self._conn.execute(_LOCK_REFERENCE, {"key": f"kassa-promotion-reservation:{reservation_ref}"})
@@ -246,23 +357,41 @@ class SqlUsageRepo:
     async def take(self, usages: Sequence[Usage]) -> set[str]:
         if not usages:
             return set()
-        # One reservation (the biz layer's contract): one reference, customer and status for all.
-        first = usages[0]
-        rows = await self._conn.execute(
-            _TAKE_USES,
-            {
-                "promotion_ids": _uuids([u.promotion_id for u in usages]),
-                "codes": [u.code for u in usages],
-                "discounts": [u.discount.amount_minor for u in usages],
-                "currencies": [u.discount.currency_code for u in usages],
-                "free_shipping": [u.free_shipping for u in usages],
-                "ref": first.reservation_ref,
-                "customer_id": first.customer_id,
-                "email_key": first.customer_email_key,
-                "status": first.status.value,
-            },
-        )
+        rows = await self._conn.execute(_TAKE_USES, _take_params(usages))
         return {str(pid) for (pid,) in rows.all()}
+
+    async def take_counting(
+        self, usages: Sequence[Usage], promotion_ids: Sequence[str], customer_id: str, email_key: str | None
+    ) -> tuple[set[str], dict[str, int]]:
+        if not usages:
+            return set(), await self.customer_uses(promotion_ids, customer_id, email_key)
+        params = _take_params(usages)
+        if params["customer_id"] != customer_id or params["email_key"] != email_key:
+            raise ValueError("the uses are counted for the customer the usages are recorded for")
+        params["counted_ids"] = _uuids(promotion_ids)
+        rows = (await self._conn.execute(_TAKE_USES_COUNTING, params)).all()
+        taken = {str(r.promotion_id) for r in rows if r.n is None}
+        uses = {str(r.promotion_id): int(r.n) for r in rows if r.n is not None}
+        return taken, uses
+
+    async def settle(
+        self, reservation_ref: str, src: UsageStatus, dst: UsageStatus, *, used: int, event_type: str
+    ) -> tuple[list[Usage], list[Usage]]:
+        stmt, event = _SETTLE[dst]
+        params: dict[str, Any] = {
+            "ref": reservation_ref,
+            "src": src.value,
+            "used": used,
+            **event.params(service=SERVICE, event_type=event_type, aggregate_id=reservation_ref),
+        }
+        rows = (await self._conn.execute(stmt, params)).all()
+        before = sorted((_usage(r) for r in rows if r.part == "before"), key=lambda x: x.code)
+        moved = [_usage(r) for r in rows if r.part == "moved"]
+        if moved:
+            if self._outbox is None:
+                raise RuntimeError("a statement with an outbox row needs the repository of a Tx")
+            self._outbox.events += 1
+        return before, moved
 
     async def move(self, reservation_ref: str, src: UsageStatus, dst: UsageStatus) -> list[Usage]:
         u = promotion_usages
@@ -292,9 +421,9 @@ class SqlTx(OutboxTx):
     """The repositories of one transaction (or of one autocommit read) and its outbox."""
 
     def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__(conn, outbox, service="promotion")
+        super().__init__(conn, outbox, service=SERVICE)
         self.promotions = SqlPromotionRepo(conn)
-        self.usages = SqlUsageRepo(conn)
+        self.usages = SqlUsageRepo(conn, self)
         self.inbox = SqlInbox(conn)
 
 

@@ -53,6 +53,10 @@ class FakeMessages:
     async def mark_sent(self, message_id: str) -> None:
         self.store.rows[message_id].update(status=MessageStatus.SENT, holder=None)
 
+    async def mark_sent_with_inbox(self, message_id: str, consumer: str, event_id: str) -> None:
+        await self.mark_sent(message_id)
+        self.store.inbox.add((consumer, event_id))
+
     async def record_failure(self, message_id: str, token: str, error: str) -> int:
         row = self.store.rows[message_id]
         row["attempts"] = int(row["attempts"]) + 1  # type: ignore[call-overload]
@@ -60,12 +64,22 @@ class FakeMessages:
             row["holder"] = None
         return int(row["attempts"])  # type: ignore[call-overload]
 
-    async def bury(self, message_id: str, token: str, error: str, *, count_attempt: bool = False) -> bool:
+    async def bury(
+        self,
+        message_id: str,
+        token: str,
+        error: str,
+        *,
+        count_attempt: bool = False,
+        inbox: tuple[str, str] | None = None,
+    ) -> bool:
         row = self.store.rows[message_id]
         if row["status"] is not MessageStatus.SENDING or row.get("holder") not in (token, None):
             return False
         row.update(status=MessageStatus.DEAD, holder=None, attempts=int(row["attempts"]) + int(count_attempt))  # type: ignore[call-overload]
         self.store.dead.append(message_id)
+        if inbox is not None:
+            self.store.inbox.add(inbox)
         return True
 
     async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
@@ -110,6 +124,10 @@ class FakeUnitOfWork(FakeStore):
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[FakeTx]:
+        yield FakeTx(self)
+
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[FakeTx]:
         yield FakeTx(self)
 
 

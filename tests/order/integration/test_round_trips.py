@@ -1,4 +1,5 @@
-"""Round trips per use case (issue 4): the checkout path costs one transaction of two statements each.
+"""Round trips per use case (issues 4 and 11): each step of the checkout path is one autocommit statement
+that writes the change, its history entry, inbox claim and outbox event together (``infra.outbox_cte``).
 
 Counted with SQLAlchemy's engine events on an engine of the test's own, against the real schema;
 the contents written are checked too, since the statements that write them are the point.
@@ -18,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
 from infra.db import create_engine
+from kernel.errors import FailedPrecondition
 from kernel.money import Money
 from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent, PaymentEventType
 from order.biz.create_order import CreateOrder
 from order.biz.record_payment import RecordPayment
 from order.data.repositories import SqlUnitOfWork
 from order.data.tables import history, inbox, order_discounts, order_lines, outbox
+from order.model.events import event_data
 from order.model.order import (
     Address,
     NewOrder,
@@ -97,7 +100,7 @@ async def rows(engine: AsyncEngine, stmt: sa.Select[Any]) -> list[sa.Row[Any]]:
         return list((await conn.execute(stmt)).all())
 
 
-async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
+async def test_checkout_path_is_one_statement_per_step(
     counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
 ) -> None:
     repo, trips, engine = counted
@@ -108,8 +111,8 @@ async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
     trips.take()
 
     order, created = await create(new)
-    # Order + lines + discounts + history, then the outbox event.
-    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    # Order + lines + discounts + history + OrderCreated in one statement, no transaction (was 2 in one).
+    assert trips.take() == Trips(statements=1, autocommit=1)
     assert created
     assert order.lines == new.lines and order.discounts == new.discounts
     oid = uuid.UUID(order.order_id)
@@ -128,13 +131,14 @@ async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
 
     trips.take()
     again, created_again = await create(new)
-    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    # The insert finds the session's order (nothing written), then reads it.
+    assert trips.take() == Trips(statements=2, autocommit=2)
     assert not created_again
     assert again == order
 
     confirmed = await record(order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id, cause="payment captured")
-    # Status + history, then the outbox event.
-    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    # Status + history + OrderConfirmed in one statement (was 2 in one transaction).
+    assert trips.take() == Trips(statements=1, autocommit=1)
     assert confirmed.status == OrderStatus.CONFIRMED
     assert confirmed.lines == new.lines and confirmed.discounts == new.discounts
 
@@ -142,10 +146,10 @@ async def test_checkout_path_is_one_transaction_of_two_statements_per_step(
     event = captured(payment_id, order.order_id)
     assert await apply(event) == EventDisposition.RECORDED
     # Inbox claim + payment status + timeline entry in one statement; no status change, no outbox event.
-    assert trips.take() == Trips(statements=1, transactions=1, commits=1)
+    assert trips.take() == Trips(statements=1, autocommit=1)
     assert await apply(event) == EventDisposition.DUPLICATE
     # The claim finds the event seen, then the order as it is.
-    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    assert trips.take() == Trips(statements=2, autocommit=2)
 
     entries = await rows(
         engine, sa.select(history.c.status, history.c.cause).where(history.c.order_id == oid).order_by(history.c.id)
@@ -175,8 +179,8 @@ async def test_a_payment_event_first_confirms_in_one_statement_with_its_claim(
 
     event = captured(payment_id, order.order_id)
     assert await apply(event) == EventDisposition.APPLIED
-    # Claim + status + payment status + history, then the outbox event.
-    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    # Claim + status + payment status + history + OrderConfirmed in one statement.
+    assert trips.take() == Trips(statements=1, autocommit=1)
     got = await _get(repo, order.order_id)
     assert trips.take() == Trips(statements=1, autocommit=1)  # one statement, no transaction
     assert got is not None and got.status == OrderStatus.CONFIRMED and got.payment_outcome == PaymentOutcome.CAPTURED
@@ -189,3 +193,141 @@ async def test_a_payment_event_first_confirms_in_one_statement_with_its_claim(
     oid = uuid.UUID(order.order_id)
     entries = await rows(engine, sa.select(history.c.status).where(history.c.order_id == oid))
     assert sorted(r.status for r in entries) == ["CONFIRMED", "PENDING_PAYMENT"]
+
+
+async def _payloads(engine: AsyncEngine, order_id: str) -> dict[str, dict[str, Any]]:
+    got = await rows(
+        engine,
+        sa.select(outbox.c.event_type, outbox.c.payload, outbox.c.subject).where(outbox.c.aggregate_id == order_id),
+    )
+    assert all(r.subject == f"kassa.order.{r.event_type}" for r in got)
+    return {r.event_type: r.payload for r in got}
+
+
+async def test_events_written_by_the_statement_carry_what_event_data_says(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    """The statement computes OrderConfirmed's data itself: it must be what ``event_data`` of the order says."""
+    repo, _, engine = counted
+    payment_id = unique("pay")
+    order, _ = await CreateOrder(repo)(new_order(unique("sess"), customer_id, payment_id))
+    confirmed = await RecordPayment(repo)(
+        order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id, cause="payment captured"
+    )
+    payloads = await _payloads(engine, order.order_id)
+    assert set(payloads) == {"OrderCreated", "OrderConfirmed"}
+    assert payloads["OrderCreated"]["data"] == event_data(order, "order placed at checkout")
+    assert payloads["OrderConfirmed"]["data"] == event_data(confirmed, "payment captured")
+    for event_type, payload in payloads.items():
+        assert payload["event_type"] == event_type and payload["aggregate_id"] == order.order_id
+        assert uuid.UUID(payload["event_id"]) and payload["occurred_at"]
+
+
+async def test_refused_and_repeated_steps_write_no_event(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    """The guards of the merged statements refuse what they refused before, and a refusal writes no event."""
+    repo, _, engine = counted
+    create, record, apply = CreateOrder(repo), RecordPayment(repo), ApplyPaymentEvent(repo)
+    payment_id = unique("pay")
+    new = new_order(unique("sess"), customer_id, payment_id)
+    order, _ = await create(new)
+    assert not (await create(new))[1]  # the session's order again: no second order, no second OrderCreated
+    with pytest.raises(FailedPrecondition):  # another payment never confirms it
+        await record(order.order_id, PaymentOutcome.CAPTURED, payment_id=unique("other"))
+    event = captured(payment_id, order.order_id)
+    assert await apply(event) == EventDisposition.APPLIED
+    assert await apply(event) == EventDisposition.DUPLICATE  # the event applied once
+    # Confirmed already: the same outcome is a no-op, a failure is refused (a state moves only from PENDING_PAYMENT).
+    assert (await record(order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id)).status == (
+        OrderStatus.CONFIRMED
+    )
+    with pytest.raises(FailedPrecondition):
+        await record(order.order_id, PaymentOutcome.FAILED, payment_id=payment_id)
+    events = await rows(engine, sa.select(outbox.c.event_type).where(outbox.c.aggregate_id == order.order_id))
+    assert sorted(r.event_type for r in events) == ["OrderConfirmed", "OrderCreated"]
+    got = await _get(repo, order.order_id)
+    assert got is not None and got.status == OrderStatus.CONFIRMED
+
+
+async def test_a_step_wakes_the_publisher_only_when_its_statement_wrote_an_event(settings: Settings) -> None:
+    engine = create_engine(str(settings.database_url), pool_size=1, application_name="kassa-order-wake")
+    woken: list[int] = []
+    uow = SqlUnitOfWork(engine, settings.pii_cipher(), on_commit=lambda: woken.append(1))
+    try:
+        payment_id = unique("pay")
+        new = new_order(unique("sess"), unique("cust"), payment_id)
+        order, _ = await CreateOrder(uow)(new)
+        assert len(woken) == 1
+        await CreateOrder(uow)(new)  # a retry writes nothing
+        assert len(woken) == 1
+        await RecordPayment(uow)(order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id)
+        assert len(woken) == 2
+        await RecordPayment(uow)(order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id)  # a repeat
+        assert len(woken) == 2
+    finally:
+        await engine.dispose()
+
+
+def authorized_by_session(payment_id: str, session_id: str, event_id: str | None = None) -> PaymentEvent:
+    """PaymentAuthorized as payment publishes it: before the order exists, so it names the session only."""
+    return PaymentEvent(
+        event_id or str(uuid.uuid4()),
+        PaymentEventType.AUTHORIZED,
+        payment_id,
+        "",
+        session_id,
+        PaymentStatus.AUTHORIZED,
+        usd(3400),
+    )
+
+
+async def test_an_event_naming_the_session_is_one_statement_and_claimed_only_with_an_order(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    repo, trips, engine = counted
+    apply = ApplyPaymentEvent(repo)
+    session_id, payment_id = unique("sess"), unique("pay")
+    early = authorized_by_session(payment_id, session_id)
+    trips.take()
+
+    # Before the order exists: no order, and the event is not claimed; one statement (as the lookup it replaces).
+    assert await apply(early) == EventDisposition.NO_ORDER
+    assert trips.take() == Trips(statements=1, autocommit=1)
+    assert await rows(engine, sa.select(inbox.c.event_id).where(inbox.c.event_id == early.event_id)) == []
+
+    order, _ = await CreateOrder(repo)(new_order(session_id, customer_id, payment_id))
+    trips.take()
+    # Found by its session in the same statement as the claim and the record (was a lookup of the id, then it).
+    assert await apply(early) == EventDisposition.RECORDED  # the same event again (a republish): now it applies
+    assert trips.take() == Trips(statements=1, autocommit=1)
+    assert await apply(early) == EventDisposition.DUPLICATE
+    assert trips.take() == Trips(statements=2, autocommit=2)
+    got = await _get(repo, order.order_id)
+    assert (
+        got is not None and got.payment_status == PaymentStatus.AUTHORIZED and got.status == OrderStatus.PENDING_PAYMENT
+    )
+    claims = await rows(engine, sa.select(inbox.c.event_id).where(inbox.c.event_id == early.event_id))
+    assert len(claims) == 1
+    # Another session's order is never touched by it.
+    other = authorized_by_session(payment_id, unique("sess"))
+    assert await apply(other) == EventDisposition.NO_ORDER
+
+
+async def test_a_capture_naming_the_session_confirms_with_its_event(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    repo, trips, engine = counted
+    session_id, payment_id = unique("sess"), unique("pay")
+    order, _ = await CreateOrder(repo)(new_order(session_id, customer_id, payment_id))
+    event = PaymentEvent(
+        str(uuid.uuid4()), PaymentEventType.CAPTURED, payment_id, "", session_id, PaymentStatus.CAPTURED, usd(3400)
+    )
+    trips.take()
+    assert await ApplyPaymentEvent(repo)(event) == EventDisposition.APPLIED
+    assert trips.take() == Trips(statements=1, autocommit=1)
+    got = await _get(repo, order.order_id)
+    assert got is not None and got.status == OrderStatus.CONFIRMED
+    payloads = await _payloads(engine, order.order_id)
+    assert payloads["OrderConfirmed"]["aggregate_id"] == order.order_id
+    assert payloads["OrderConfirmed"]["data"] == event_data(got, event.cause)
