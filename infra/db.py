@@ -76,7 +76,8 @@ def single_statements(engine: AsyncEngine) -> AsyncEngine:
 
 class UnitOfWork(Generic[TxT]):
     """Where a use case gets its Tx (``make_tx`` builds one on a connection): ``transaction()`` for a step that
-    writes, ``read()`` for reads of one statement each, ``single()`` for a write of exactly one statement.
+    writes, ``read()`` for reads of one statement each, ``single()`` for a write of exactly one statement,
+    ``statement()`` for one statement that also writes its outbox events.
 
     A Tx that writes outbox events counts them in ``events`` (:class:`infra.outbox.OutboxTx` does); a Tx
     without that attribute adds none. ``on_commit`` (the outbox publisher's ``notify``) is called after a
@@ -120,6 +121,18 @@ class UnitOfWork(Generic[TxT]):
             tx = self._tx(conn)
             yield tx
         assert not _events(tx), "an event must commit with its change: use the unit of work's transaction"
+
+    @contextlib.asynccontextmanager
+    async def statement(self) -> AsyncIterator[TxT]:
+        """One write of one statement that may carry its outbox events as CTEs of it (infra.outbox_cte):
+        autocommit like ``single()``, with no BEGIN/COMMIT round trips — a single statement is atomic, its
+        events commit with its change or not at all. The events it counted wake ``on_commit`` after it."""
+        async with self._single.connect() as conn:
+            tx = self._tx(conn)
+            yield tx
+        self.after_commit(tx)
+        if _events(tx) and self._on_commit is not None:
+            self._on_commit()
 
     @contextlib.asynccontextmanager
     async def single(self) -> AsyncIterator[TxT]:
