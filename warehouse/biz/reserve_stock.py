@@ -65,11 +65,13 @@ class ReserveStock:
             plan = allocate(lines, levels, countries, cmd.ship_to_country)
             if not plan.servable:
                 raise out_of_stock(plan.shortages)
-            held = await tx.hold(plan.allocations)
+            # The holds and the reservations in one statement, which inserts them only if every hold took.
+            held, inserted = await tx.hold_and_insert(cmd.reservation_ref, plan.allocations, cmd.ttl_seconds)
             short = [a for a in plan.allocations if (a.sku, a.warehouse_id) not in held]
             if short:
+                # Rolls back the holds that took.
                 by_sku = {level.sku: 0 for level in levels}
                 for level in levels:
                     by_sku[level.sku] += level.available
                 raise out_of_stock([Shortage(sku, by_sku.get(sku, 0)) for sku in sorted({a.sku for a in short})])
-            return await tx.insert_reservations(cmd.reservation_ref, plan.allocations, cmd.ttl_seconds)
+            return inserted
