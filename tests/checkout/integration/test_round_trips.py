@@ -437,6 +437,20 @@ async def test_a_finish_under_a_lost_lease_writes_none_of_what_it_carries(
         )  # fmt: skip
         assert tx.events == 2
     assert await written() == (True, 1, CartStatus.CONVERTED, 2, SessionStatus.COMPLETED)
+    async with uow.read() as tx:  # the rows infra.outbox.add_event would have written
+        rows = (
+            await tx.conn.execute(
+                sa.select(outbox).where(outbox.c.aggregate_id.in_([session.session_id, session.cart_id]))
+            )
+        ).all()
+    for row in rows:
+        assert row.subject == f"kassa.checkout.{row.event_type}" and row.status == "pending"
+        assert row.payload["event_id"] == str(row.event_id) and row.payload["event_type"] == row.event_type
+        assert row.payload["aggregate_id"] == row.aggregate_id and row.payload["occurred_at"]
+    assert {r.event_type: r.payload["data"] for r in rows} == {
+        "CartConverted": {"cart_id": session.cart_id},
+        "CheckoutCompleted": {"session_id": session.session_id},
+    }
 
 
 async def test_preview_shows_the_totals_stored_with_a_recent_change_and_prices_afresh_after(
