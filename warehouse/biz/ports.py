@@ -29,8 +29,12 @@ class Tx(Protocol):
     async def discard_finished(self, reservation_ref: str) -> None:
         """Delete the ref's released/expired rows (they hold no stock) before it reserves anew."""
 
-    async def lock_stock(self, skus: Sequence[str]) -> tuple[list[StockLevel], dict[str, str]]:
-        """Lock every stock row of ``skus`` in (sku, warehouse_id) order; levels and warehouse countries."""
+    async def reservations_and_stock(
+        self, reservation_ref: str, skus: Sequence[str]
+    ) -> tuple[list[Reservation], list[StockLevel], dict[str, str]]:
+        """reservations_of, and every stock row of ``skus`` locked in (sku, warehouse_id) order with its level and
+        its warehouse's country, in one statement."""
+        ...
 
     async def lock_stock_rows(self, keys: Sequence[tuple[str, str]]) -> None:
         """Lock exactly these (sku, warehouse_id) stock rows, in that order, until commit."""

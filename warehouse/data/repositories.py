@@ -320,16 +320,49 @@ class SqlTx(OutboxTx):
             )
         )
 
-    async def lock_stock(self, skus: Sequence[str]) -> tuple[list[StockLevel], dict[str, str]]:
-        stmt = (
-            sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved, warehouses.c.country_code)
-            .join(warehouses, warehouses.c.warehouse_id == stock.c.warehouse_id)
+    async def reservations_and_stock(
+        self, reservation_ref: str, skus: Sequence[str]
+    ) -> tuple[list[Reservation], list[StockLevel], dict[str, str]]:
+        # One statement: the ref's rows (as reservations_of answers them) and the skus' stock rows locked in
+        # (sku, warehouse_id) order by a MATERIALIZED CTE, told apart by ``kind``.
+        locked = (
+            sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved)
             .where(stock.c.sku.in_(list(skus)))
             .order_by(stock.c.sku, stock.c.warehouse_id)
             .with_for_update(of=stock)
+            .cte("locked")
+            .prefix_with("MATERIALIZED")
         )
-        rows = list(await self.conn.execute(stmt))
-        return [_level(r) for r in rows], {r.warehouse_id: r.country_code for r in rows}
+        none = sa.null
+        of_ref = (
+            sa.select(
+                sa.literal("reservation", sa.Text).label("kind"),
+                *_RESERVATION_COLUMNS,
+                *_ADDRESS_COLUMNS,
+                sa.cast(none(), sa.BigInteger).label("on_hand"),
+                sa.cast(none(), sa.BigInteger).label("reserved"),
+            )
+            .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
+            .where(reservations.c.reservation_ref == reservation_ref)
+        )
+        of_stock = sa.select(
+            sa.literal("stock", sa.Text),
+            sa.cast(none(), reservations.c.reservation_id.type),
+            sa.cast(none(), sa.Text),
+            locked.c.sku,
+            locked.c.warehouse_id,
+            sa.cast(none(), reservations.c.quantity.type),
+            sa.cast(none(), sa.Text),
+            sa.cast(none(), reservations.c.expires_at.type),
+            *_ADDRESS_COLUMNS,
+            locked.c.on_hand,
+            locked.c.reserved,
+        ).join_from(locked, warehouses, warehouses.c.warehouse_id == locked.c.warehouse_id)
+        both = sa.union_all(of_ref, of_stock).subquery("both")
+        rows = list(await self.conn.execute(sa.select(both).order_by(both.c.kind, both.c.sku, both.c.warehouse_id)))
+        existing = [_reservation(r, _address(r)) for r in rows if r.kind == "reservation"]
+        levels = [r for r in rows if r.kind == "stock"]
+        return existing, [_level(r) for r in levels], {r.warehouse_id: r.country_code for r in levels}
 
     async def lock_stock_rows(self, keys: Sequence[tuple[str, str]]) -> None:
         """Lock exactly these stock rows in (sku, warehouse_id) order before changing them."""

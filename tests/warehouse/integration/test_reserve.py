@@ -230,20 +230,25 @@ async def test_customers_may_not_reserve_or_administer(inventory, seed, customer
 
 
 async def test_a_reservation_is_answered_from_its_insert_with_no_read_after_it(seed, engine) -> None:
-    """ReserveStock: the ref's lock, its reservations so far, the stock rows locked, then the hold and the insert
-    that returns the reservations with their origin in one statement (CTEs): four statements in one transaction,
-    none after the write."""
+    """ReserveStock: the ref's lock; its reservations so far with the stock rows locked (one statement); then the
+    hold and the insert that returns the reservations with their origin (one statement of CTEs): three statements
+    in one transaction, none after the write. A retry answers the live reservations from the same read."""
     wh = await seed.warehouse("US", name="West")
     a, b = unique("a"), unique("b")
     await seed.stock([(a, wh, 10), (b, wh, 10)])
     trips = RoundTrips(engine)
     reserve_stock = ReserveStock(SqlUnitOfWork(engine))
 
-    held = await reserve_stock(ReserveCommand(unique("ref"), [ReserveLine(b, 1), ReserveLine(a, 2)], 600))
+    ref = unique("ref")
+    held = await reserve_stock(ReserveCommand(ref, [ReserveLine(b, 1), ReserveLine(a, 2)], 600))
 
-    assert trips.take() == Trips(statements=4, transactions=1, commits=1)
+    assert trips.take() == Trips(statements=3, transactions=1, commits=1)
     assert [(r.sku, r.warehouse_id, r.quantity) for r in held] == [(a, wh, 2), (b, wh, 1)]
     assert {r.origin.name for r in held} == {"West"} and {r.status for r in held} == {ReservationStatus.ACTIVE}
+    again = await reserve_stock(ReserveCommand(ref, [ReserveLine(b, 1), ReserveLine(a, 2)], 600))
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    assert again == held
+    assert await levels(engine, a, b) == {a: (10, 2), b: (10, 1)}
 
 
 async def test_a_hold_that_does_not_take_inserts_no_reservation(seed, engine) -> None:
@@ -318,6 +323,30 @@ async def test_confirming_a_ref_with_a_lapsed_row_confirms_nothing(seed, engine)
     assert await events_of(engine, ref) == []
     with pytest.raises(NotFound):
         await ConfirmReservations(uow)(unique("ref"))
+
+
+async def test_releasing_is_the_ref_lock_then_two_statements(seed, engine) -> None:
+    """ReleaseReservations: the ref's lock; the move to RELEASED listing the ref's rows; the units back in stock (their
+    rows locked in order by the same statement). A repeat releases nothing more."""
+    wh = await seed.warehouse()
+    a = unique("a")
+    await seed.stock([(a, wh, 10)])
+    uow = SqlUnitOfWork(engine)
+    ref = unique("ref")
+    await ReserveStock(uow)(ReserveCommand(ref, [ReserveLine(a, 4)], 600))
+    trips = RoundTrips(engine)
+
+    released = await ReleaseReservations(uow)(ref)
+
+    assert trips.take() == Trips(statements=3, transactions=1, commits=1)
+    assert [(r.sku, r.quantity, r.status) for r in released] == [(a, 4, ReservationStatus.RELEASED)]
+    assert await levels(engine, a) == {a: (10, 0)}
+    trips.take()
+    assert await ReleaseReservations(uow)(ref) == released
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    assert await levels(engine, a) == {a: (10, 0)}
+    with pytest.raises(NotFound):
+        await ReleaseReservations(uow)(unique("ref"))
 
 
 async def test_concurrent_confirms_and_releases_of_one_sku_sell_each_unit_once(seed, engine) -> None:
