@@ -492,7 +492,8 @@ class SqlTx(OutboxTx):
         self, stmt: sa.Update, held: Sequence[Reservation], event: tuple[str, str, Mapping[str, Any]] | None = None
     ) -> None:
         """Run ``stmt`` once over the summed quantity per (sku, warehouse_id), locking those rows in order first,
-        in one statement; with ``event``, its outbox row is written by that statement too (infra.outbox_cte)."""
+        in one statement; with ``event``, its outbox row is written by that statement too (infra.outbox_cte),
+        guarded by the stock rows changed — every call with reservations, since a stock row is never deleted."""
         if not held:
             return
         totals: dict[tuple[str, str], int] = {}
