@@ -12,6 +12,9 @@ The statement is built once (at import) with bind parameters named after ``prefi
 :meth:`OutboxCte.params`. The event's ``data`` is either known before the statement (a Python dict,
 bound as JSON) or computed by it from the changed rows (a ``jsonb`` SQL expression over ``source``).
 
+:func:`event_insert` is the per-call form, for a statement built per call: one event, its values bound in the
+CTE, written only if another CTE of the statement (the guarded change) returned a row.
+
 :class:`StatementUnitOfWork` adds ``statement()`` to :class:`infra.db.UnitOfWork`: an autocommit
 connection whose Tx may write events this way; the publisher is woken after it as after a transaction.
 """
@@ -27,13 +30,14 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
+from sqlalchemy.sql.selectable import CTE
 
 from infra import audit
 from infra.db import UnitOfWork
 from infra.events import subject as make_subject
 from infra.tracing import current_traceparent
 
-__all__ = ["OutboxCte", "StatementUnitOfWork", "envelope"]
+__all__ = ["OutboxCte", "StatementUnitOfWork", "envelope", "event_insert"]
 
 TxT = TypeVar("TxT")
 
@@ -76,20 +80,28 @@ class OutboxCte:
         aggregate_id: sa.ColumnElement[Any] | None = None,
         prefix: str = "ob",
         name: str = "outbox_row",
+        values: Mapping[str, Any] | None = None,
     ) -> None:
         self.prefix = prefix
         self._bind_data = data is None
         self._bind_aggregate = aggregate_id is None
-        payload: sa.ColumnElement[Any] = sa.cast(sa.bindparam(f"{prefix}_envelope", type_=JSONB), JSONB)
+
+        def bind(key: str, type_: Any) -> sa.BindParameter[Any]:
+            # ``values`` (event_insert's): the parameters bound in the CTE itself, for a statement built per call.
+            if values is None:
+                return sa.bindparam(f"{prefix}_{key}", type_=type_)
+            return sa.bindparam(f"{prefix}_{key}", values[f"{prefix}_{key}"], type_=type_)
+
+        payload: sa.ColumnElement[Any] = sa.cast(bind("envelope", JSONB), JSONB)
         if aggregate_id is not None:
             payload = payload.op("||")(sa.func.jsonb_build_object("aggregate_id", aggregate_id))
         if data is not None:
             payload = payload.op("||")(sa.func.jsonb_build_object("data", data))
         columns: list[sa.ColumnElement[Any]] = [
-            sa.cast(sa.bindparam(f"{prefix}_event_id", type_=PgUUID(as_uuid=True)), PgUUID(as_uuid=True)),
-            sa.bindparam(f"{prefix}_subject", type_=sa.Text),
-            sa.bindparam(f"{prefix}_event_type", type_=sa.Text),
-            aggregate_id if aggregate_id is not None else sa.bindparam(f"{prefix}_aggregate_id", type_=sa.Text),
+            sa.cast(bind("event_id", PgUUID(as_uuid=True)), PgUUID(as_uuid=True)),
+            bind("subject", sa.Text),
+            bind("event_type", sa.Text),
+            aggregate_id if aggregate_id is not None else bind("aggregate_id", sa.Text),
             payload,
             sa.func.clock_timestamp(),
         ]
@@ -118,17 +130,57 @@ class OutboxCte:
         exactly when the CTE does not compute it."""
         if self._bind_data != (data is not None):
             raise ValueError("data must be given exactly when the statement does not compute it")
-        eid, payload = envelope(event_type, aggregate_id, data, event_id)
-        p = self.prefix
-        params: dict[str, Any] = {
-            f"{p}_event_id": eid,
-            f"{p}_subject": make_subject(service, event_type),
-            f"{p}_event_type": event_type,
-            f"{p}_envelope": payload,
-        }
-        if self._bind_aggregate:
-            params[f"{p}_aggregate_id"] = aggregate_id
-        return params
+        return _event_params(
+            self.prefix,
+            service=service,
+            event_type=event_type,
+            aggregate_id=aggregate_id,
+            data=data,
+            event_id=event_id,
+            with_aggregate=self._bind_aggregate,
+        )
+
+
+def _event_params(
+    prefix: str,
+    *,
+    service: str,
+    event_type: str,
+    aggregate_id: str,
+    data: Mapping[str, Any] | None,
+    event_id: uuid.UUID | None = None,
+    with_aggregate: bool,
+) -> dict[str, Any]:
+    eid, payload = envelope(event_type, aggregate_id, data, event_id)
+    params: dict[str, Any] = {
+        f"{prefix}_event_id": eid,
+        f"{prefix}_subject": make_subject(service, event_type),
+        f"{prefix}_event_type": event_type,
+        f"{prefix}_envelope": payload,
+    }
+    if with_aggregate:
+        params[f"{prefix}_aggregate_id"] = aggregate_id
+    return params
+
+
+def event_insert(
+    table: sa.Table,
+    when: CTE,
+    *,
+    service: str,
+    event_type: str,
+    aggregate_id: str,
+    data: Mapping[str, Any],
+    name: str,
+) -> CTE:
+    """A CTE named ``name`` that writes one outbox event if the CTE ``when`` returned at least one row (the
+    session really finished, the cart really moved): no change, no event. Add it with ``.add_cte(...)``;
+    ``name`` also prefixes its parameters, so one statement may carry several."""
+    values = _event_params(
+        name, service=service, event_type=event_type, aggregate_id=aggregate_id, data=data, with_aggregate=True
+    )
+    exists = sa.exists(sa.select(sa.literal(1)).select_from(when))
+    return OutboxCte(table, where=exists, prefix=name, name=name, values=values).cte
 
 
 class StatementUnitOfWork(UnitOfWork[TxT]):

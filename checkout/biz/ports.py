@@ -47,6 +47,7 @@ __all__ = [
     "PricingGateway",
     "ProductLookup",
     "PromotionGateway",
+    "SessionEnd",
     "SessionRepo",
     "Tx",
     "UnitOfWork",
@@ -174,6 +175,11 @@ class CartRepo(Protocol):
         """Lock an ACTIVE cart for change (bumping its version); None when it isn't ACTIVE."""
         ...
 
+    async def put_item_at(self, cart_id: str, item: CartItem, *, version: int) -> Cart | None:
+        """In one statement: write the sku's line (as upsert_item does) only while the cart is ACTIVE and still at
+        ``version``, bumping it; the cart head as written (``items`` left empty), None when it wasn't."""
+        ...
+
     async def upsert_item(self, cart_id: str, item: CartItem) -> None:
         """Replace the sku's line in place, or add it after every existing line."""
         ...
@@ -189,9 +195,32 @@ class CartRepo(Protocol):
     ) -> bool: ...
 
 
+@dataclass(frozen=True)
+class SessionEnd:
+    """What the write that ends a saga (:meth:`SessionRepo.finish`) writes with it, all or nothing: the answer kept
+    for the request that drove it (customer, idempotency key, record), the compensations left for the DLQ, the
+    cart's move from CHECKOUT to ``cart_to``, the events written only if the cart moved, and the events of the
+    end itself. Nothing of it is written when the session's end is not (another owner claimed the saga)."""
+
+    cart_id: str
+    cart_to: CartStatus
+    kept: tuple[str, str, ConfirmRecord] | None = None
+    compensations: Sequence[NewCompensation] = ()
+    if_cart_moved: Sequence[tuple[str, str, dict[str, Any]]] = ()
+    events: Sequence[tuple[str, str, dict[str, Any]]] = ()
+
+
 class SessionRepo(Protocol):
     async def create(self, session: Session) -> Session | None:
         """The stored session; None when the cart already has a live (OPEN or CONFIRMING) session."""
+        ...
+
+    async def create_holding_cart(
+        self, session: Session, from_statuses: Collection[CartStatus], *, version: int
+    ) -> tuple[bool, Session | None]:
+        """In one statement: move the session's cart from ``from_statuses`` at ``version`` to CHECKOUT (bumping its
+        version), and only if it moved, create the session. Whether the cart moved, and the stored session (None
+        when the cart did not move or already has a live session; the cart's move stands then)."""
         ...
 
     async def get(self, session_id: str) -> Session | None: ...
@@ -215,6 +244,13 @@ class SessionRepo(Protocol):
         """OPEN and unexpired → CONFIRMING with the request's key and fingerprint (the durable guard), a new saga
         attempt; None when not, or when this key's answer for this session is already kept. Raises AlreadyExists
         (IDEMPOTENCY_KEY_REUSED) when the customer's key belongs to another session."""
+        ...
+
+    async def begin_confirm_with_cart(
+        self, session_id: str, idempotency_key: str, fingerprint: str
+    ) -> tuple[Session, CartStatus | None] | None:
+        """begin_confirm, answering with the session the status of its cart (None: no such cart) as the same
+        statement saw it: a cart held by a CONFIRMING session changes only by that session's saga."""
         ...
 
     # The writes of a saga below are fenced: each applies only while the session is CONFIRMING under
@@ -244,8 +280,10 @@ class SessionRepo(Protocol):
         result: ConfirmResult | None = None,
         last_error: str = "",
         attempt: int,
+        end: SessionEnd | None = None,
     ) -> bool:
-        """CONFIRMING → COMPLETED or CANCELLED."""
+        """CONFIRMING → COMPLETED or CANCELLED; with ``end``, what it writes with that, in the same statement
+        (run it in ``UnitOfWork.statement()``)."""
         ...
 
     async def await_payment(
@@ -378,6 +416,10 @@ class UnitOfWork(Protocol):
     def single(self) -> AbstractAsyncContextManager[Tx]:
         """Repositories for one write that is one statement: atomic and committed on its own, with no
         BEGIN/COMMIT round trips. Never for two writes that must commit together, nor with an event."""
+        ...
+
+    def statement(self) -> AbstractAsyncContextManager[Tx]:
+        """As ``single()``, for one statement that writes its outbox events with its change (as CTEs of it)."""
         ...
 
 

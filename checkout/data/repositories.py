@@ -22,7 +22,9 @@ import sqlalchemy as sa
 from psycopg import errors as pg_errors
 from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.selectable import CTE
 
+from checkout.biz.ports import SessionEnd
 from checkout.data.tables import (
     audit_log,
     cart_items,
@@ -54,8 +56,8 @@ from checkout.model.session import (
     SessionStatus,
 )
 from infra import audit
-from infra.db import UnitOfWork
 from infra.outbox import OutboxTx
+from infra.outbox_cte import StatementUnitOfWork, event_insert
 from infra.pii import PiiCipher
 from kernel.errors import AlreadyExists, Reason
 
@@ -77,6 +79,19 @@ _GET_CART = sa.select(carts).where(carts.c.cart_id == sa.bindparam("cart_id"))
 _GET_ITEMS = (
     sa.select(cart_items)
     .where(cart_items.c.cart_id == sa.bindparam("cart_id"))
+    .order_by(cart_items.c.added_at, cart_items.c.sku)
+)
+# The cart and its lines in one statement (one snapshot): a cart without lines comes back as one row of NULLs.
+_GET_CART_WITH_ITEMS = (
+    sa.select(
+        carts,
+        cart_items.c.sku.label("item_sku"),
+        cart_items.c.name.label("item_name"),
+        cart_items.c.quantity.label("item_quantity"),
+        cart_items.c.unit_price_minor.label("item_unit_price_minor"),
+    )
+    .select_from(carts.outerjoin(cart_items, cart_items.c.cart_id == carts.c.cart_id))
+    .where(carts.c.cart_id == sa.bindparam("cart_id"))
     .order_by(cart_items.c.added_at, cart_items.c.sku)
 )
 _LOCK_ACTIVE = (
@@ -103,6 +118,49 @@ _UPSERT_ITEM = _new_item.on_conflict_do_update(
         "unit_price_minor": _new_item.excluded.unit_price_minor,
     },
 )
+
+
+def _write_line_at_version() -> sa.Select[Any]:
+    """One statement: bump an ACTIVE cart still at ``b_version`` and write the sku's line (in place, or after every
+    line) only if it did; the cart head as written, no row when the cart moved on meanwhile."""
+    bumped = (
+        carts.update()
+        .where(
+            carts.c.cart_id == sa.bindparam("b_cart_id"),
+            carts.c.status == CartStatus.ACTIVE.value,
+            carts.c.version == sa.bindparam("b_version"),
+        )
+        .values(version=carts.c.version + 1, updated_at=_NOW)
+        .returning(*carts.c)
+        .cte("bumped")
+    )
+    line = insert(cart_items).from_select(
+        ["cart_id", "sku", "name", "quantity", "unit_price_minor", "added_at"],
+        sa.select(
+            bumped.c.cart_id,
+            sa.bindparam("b_sku", type_=sa.Text),
+            sa.bindparam("b_name", type_=sa.Text),
+            sa.bindparam("b_quantity", type_=sa.BigInteger),
+            sa.bindparam("b_unit_price_minor", type_=sa.BigInteger),
+            sa.func.clock_timestamp(),
+        ),
+    )
+    written = (
+        line.on_conflict_do_update(
+            index_elements=[cart_items.c.cart_id, cart_items.c.sku],
+            set_={
+                "name": line.excluded.name,
+                "quantity": line.excluded.quantity,
+                "unit_price_minor": line.excluded.unit_price_minor,
+            },
+        )
+        .returning(cart_items.c.sku)
+        .cte("written")
+    )
+    return sa.select(bumped).add_cte(written)
+
+
+_WRITE_LINE_AT_VERSION = _write_line_at_version()
 
 
 def _cart(row: sa.Row[Any], items: list[CartItem]) -> Cart:
@@ -169,8 +227,15 @@ class SqlCartRepo:
         return _cart(row, [])
 
     async def get(self, cart_id: str) -> Cart | None:
-        row = (await self._c.execute(_GET_CART, {"cart_id": cart_id})).first()
-        return None if row is None else await self._with_items(row)
+        rows = (await self._c.execute(_GET_CART_WITH_ITEMS, {"cart_id": cart_id})).all()
+        if not rows:
+            return None
+        items = [
+            CartItem(r.item_sku, r.item_name, r.item_quantity, r.item_unit_price_minor)
+            for r in rows
+            if r.item_sku is not None
+        ]
+        return _cart(rows[0], items)
 
     async def get_head(self, cart_id: str) -> Cart | None:
         row = (await self._c.execute(_GET_CART, {"cart_id": cart_id})).first()
@@ -183,6 +248,22 @@ class SqlCartRepo:
     async def _with_items(self, row: sa.Row[Any]) -> Cart:
         items = (await self._c.execute(_GET_ITEMS, {"cart_id": row.cart_id})).all()
         return _cart(row, [CartItem(i.sku, i.name, i.quantity, i.unit_price_minor) for i in items])
+
+    async def put_item_at(self, cart_id: str, item: CartItem, *, version: int) -> Cart | None:
+        row = (
+            await self._c.execute(
+                _WRITE_LINE_AT_VERSION,
+                {
+                    "b_cart_id": cart_id,
+                    "b_version": version,
+                    "b_sku": item.sku,
+                    "b_name": item.name,
+                    "b_quantity": item.quantity,
+                    "b_unit_price_minor": item.unit_price_minor,
+                },
+            )
+        ).first()
+        return None if row is None else _cart(row, [])
 
     async def upsert_item(self, cart_id: str, item: CartItem) -> None:
         await self._c.execute(
@@ -328,9 +409,12 @@ _SAVE_PROGRESS = (
 
 
 class SqlSessionRepo:
-    def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
+    def __init__(
+        self, conn: AsyncConnection, cipher: PiiCipher, count_events: Callable[[int], None] = lambda _n: None
+    ) -> None:
         self._c = conn
         self._cipher = cipher
+        self._count_events = count_events  # events written as CTEs of a statement here (the Tx's outbox count)
 
     async def create(self, session: Session) -> Session | None:
         stmt = (
@@ -349,6 +433,52 @@ class SqlSessionRepo:
         )
         row = (await self._c.execute(stmt)).first()
         return None if row is None else _session(row, self._cipher)
+
+    async def create_holding_cart(
+        self, session: Session, from_statuses: Collection[CartStatus], *, version: int
+    ) -> tuple[bool, Session | None]:
+        # The cart's move and the session's insert in one statement: the insert reads the move's RETURNING, so
+        # no session is written for a cart that did not move.
+        moved = (
+            carts.update()
+            .where(
+                carts.c.cart_id == session.cart_id,
+                carts.c.status.in_([s.value for s in from_statuses]),
+                carts.c.version == version,
+            )
+            .values(status=CartStatus.CHECKOUT.value, version=carts.c.version + 1, updated_at=_NOW)
+            .returning(carts.c.cart_id)
+            .cte("moved")
+        )
+        created = (
+            insert(_S)
+            .from_select(
+                ["session_id", "cart_id", "customer_id", "status", "currency_code", "lines", "expires_at"],
+                sa.select(
+                    sa.literal(session.session_id, _S.c.session_id.type),
+                    moved.c.cart_id,
+                    sa.literal(session.customer_id, sa.Text),
+                    sa.literal(session.status.value, sa.Text),
+                    sa.literal(session.currency_code, _S.c.currency_code.type),
+                    sa.literal([ln.to_dict() for ln in session.lines], _S.c.lines.type),
+                    sa.literal(session.expires_at, _S.c.expires_at.type),
+                ),
+            )
+            .on_conflict_do_nothing()
+            .returning(*_S.c)
+            .cte("created")
+        )
+        did_move = sa.exists(sa.select(moved.c.cart_id)).label("did_move")
+        row = (
+            await self._c.execute(
+                sa.select(did_move, created).select_from(
+                    sa.select(sa.literal(1).label("one")).subquery("one").outerjoin(created, sa.true())
+                )
+            )
+        ).one()
+        if row.session_id is None:
+            return bool(row.did_move), None
+        return bool(row.did_move), _session(row, self._cipher)
 
     async def get(self, session_id: str) -> Session | None:
         row = (await self._c.execute(_GET_SESSION, {"session_id": session_id})).first()
@@ -377,6 +507,12 @@ class SqlSessionRepo:
         return None if row is None else _session(row, self._cipher)
 
     async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
+        started = await self.begin_confirm_with_cart(session_id, idempotency_key, fingerprint)
+        return None if started is None else started[0]
+
+    async def begin_confirm_with_cart(
+        self, session_id: str, idempotency_key: str, fingerprint: str
+    ) -> tuple[Session, CartStatus | None] | None:
         # A key already answered for this session (a failure kept, then the session reopened) starts nothing.
         answered = sa.exists().where(
             _R.c.customer_id == _S.c.customer_id,
@@ -402,7 +538,10 @@ class SqlSessionRepo:
                 last_error="",
                 updated_at=_NOW,
             )
-            .returning(*_S.c)
+            .returning(
+                *_S.c,
+                sa.select(carts.c.status).where(carts.c.cart_id == _S.c.cart_id).scalar_subquery().label("cart_status"),
+            )
         )
         try:
             row = (await self._c.execute(stmt)).first()
@@ -414,7 +553,9 @@ class SqlSessionRepo:
                     reason=Reason.IDEMPOTENCY_KEY_REUSED,
                 ) from None
             raise
-        return None if row is None else _session(row, self._cipher)
+        if row is None:
+            return None
+        return _session(row, self._cipher), None if row.cart_status is None else CartStatus(row.cart_status)
 
     async def save_progress(self, session_id: str, step: SagaStep, state: SagaState, *, attempt: int) -> bool:
         result = await self._c.execute(
@@ -454,24 +595,89 @@ class SqlSessionRepo:
         result: ConfirmResult | None = None,
         last_error: str = "",
         attempt: int,
+        end: SessionEnd | None = None,
     ) -> bool:
-        row = (
-            await self._c.execute(
-                _fenced(session_id, attempt)
-                .values(
-                    status=status.value,
-                    saga_step=step.value,
-                    saga_state=_saga_json(state, self._cipher),
-                    order_id=order_id,
-                    result=result.to_dict() if result else None,
-                    confirm_fingerprint=None,
-                    last_error=last_error,
-                    updated_at=_NOW,
-                )
-                .returning(_S.c.session_id)
+        finished = (
+            _fenced(session_id, attempt)
+            .values(
+                status=status.value,
+                saga_step=step.value,
+                saga_state=_saga_json(state, self._cipher),
+                order_id=order_id,
+                result=result.to_dict() if result else None,
+                confirm_fingerprint=None,
+                last_error=last_error,
+                updated_at=_NOW,
             )
-        ).first()
-        return row is not None
+            .returning(_S.c.session_id)
+        )
+        if end is None:
+            return (await self._c.execute(finished)).first() is not None
+        return await self._finish_with(finished.cte("finished"), end)
+
+    async def _finish_with(self, finished: CTE, end: SessionEnd) -> bool:
+        """The session's end and everything ``end`` carries in one statement: each write reads ``finished`` (or the
+        cart's move), so none applies unless the session's fenced end did."""
+        ended = sa.exists(sa.select(finished.c.session_id))
+        writes: list[CTE] = []
+        if end.kept is not None:
+            customer_id, key, record = end.kept
+            kept = insert(_R).from_select(
+                ["customer_id", "idempotency_key", "session_id", "fingerprint", "response"],
+                sa.select(
+                    sa.literal(customer_id, sa.Text),
+                    sa.literal(key, sa.Text),
+                    finished.c.session_id,
+                    sa.literal(record.fingerprint, _R.c.fingerprint.type),
+                    sa.literal(record.to_dict(), _R.c.response.type),
+                ),
+            )
+            writes.append(
+                kept.on_conflict_do_update(
+                    index_elements=[_R.c.customer_id, _R.c.idempotency_key],
+                    set_={
+                        "response": kept.excluded.response,
+                        "fingerprint": kept.excluded.fingerprint,
+                        "created_at": _NOW,
+                    },
+                )
+                .returning(_R.c.idempotency_key)
+                .cte("kept")
+            )
+        for n, item in enumerate(end.compensations):
+            writes.append(
+                _F.insert()
+                .from_select(
+                    ["id", "session_id", "operation", "payload", "last_error", "next_attempt_at"],
+                    sa.select(
+                        sa.literal(str(uuid.uuid4()), _F.c.id.type),
+                        sa.literal(item.session_id, _F.c.session_id.type),
+                        sa.literal(item.operation.value, _F.c.operation.type),
+                        sa.literal(item.payload, _F.c.payload.type),
+                        sa.literal(item.error, _F.c.last_error.type),
+                        _in(BACKOFF_SCHEDULE_SECONDS[0]),
+                    ).where(ended),
+                )
+                .returning(_F.c.id)
+                .cte(f"compensation_{n}")
+            )
+        moved = (
+            carts.update()
+            .where(carts.c.cart_id == end.cart_id, carts.c.status == CartStatus.CHECKOUT.value, ended)
+            .values(status=end.cart_to.value, version=carts.c.version + 1, updated_at=_NOW)
+            .returning(carts.c.cart_id)
+            .cte("moved")
+        )
+        events = [(moved, e) for e in end.if_cart_moved] + [(finished, e) for e in end.events]
+        for n, (when, (event_type, aggregate_id, data)) in enumerate(events):
+            writes.append(
+                event_insert(outbox, when, service="checkout", event_type=event_type, aggregate_id=aggregate_id,
+                             data=data, name=f"event_{n}")
+            )  # fmt: skip
+        did_move = sa.exists(sa.select(moved.c.cart_id))
+        row = (await self._c.execute(sa.select(ended.label("ended"), did_move.label("moved")).add_cte(*writes))).one()
+        self._count_events(len(end.events) + (len(end.if_cart_moved) if row.moved else 0) if row.ended else 0)
+        return bool(row.ended)
 
     async def await_payment(
         self,
@@ -775,14 +981,18 @@ class SqlTx(OutboxTx):
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         super().__init__(conn, outbox, service="checkout")
         self.carts = SqlCartRepo(conn)
-        self.sessions = SqlSessionRepo(conn, cipher)
+        self.sessions = SqlSessionRepo(conn, cipher, self._counted)
         self.compensations = SqlCompensationRepo(conn)
         self.confirm_records = SqlConfirmRecordRepo(conn)
         self.funnel = SqlFunnelRepo(conn)
 
+    def _counted(self, n: int) -> None:
+        self.events += n
 
-class SqlUnitOfWork(UnitOfWork[SqlTx]):
-    """:class:`infra.db.UnitOfWork` of checkout's :class:`SqlTx`: ``transaction()``, ``read()`` and ``single()``;
+
+class SqlUnitOfWork(StatementUnitOfWork[SqlTx]):
+    """:class:`infra.db.UnitOfWork` of checkout's :class:`SqlTx`: ``transaction()``, ``read()``, ``single()`` and
+    ``statement()`` (infra.outbox_cte: one statement with its outbox rows, a transaction for an admin's call);
     ``on_commit`` wakes the outbox publisher after a commit with events. ``cipher`` encrypts and decrypts the
     personal data the sessions keep."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from checkout.biz.ports import Gateways
+from checkout.biz.ports import Gateways, SessionEnd
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import (
     Address,
@@ -449,6 +449,14 @@ class _FakeCarts:
         cart.version += 1
         return copy.deepcopy(cart)
 
+    async def put_item_at(self, cart_id: str, item: CartItem, *, version: int) -> Cart | None:
+        cart = self._s.carts.get(cart_id)
+        if cart is None or cart.status is not CartStatus.ACTIVE or cart.version != version:
+            return None
+        cart.version += 1
+        cart.put(item)
+        return replace(cart, items=[])
+
     async def upsert_item(self, cart_id: str, item: CartItem) -> None:
         self._s.carts[cart_id].put(item)
 
@@ -495,6 +503,16 @@ class _FakeSessions:
         self._s.sessions[session.session_id] = replace(copy.deepcopy(session), created_at=now, updated_at=now)
         return copy.deepcopy(self._s.sessions[session.session_id])
 
+    async def create_holding_cart(
+        self, session: Session, from_statuses: Collection[CartStatus], *, version: int
+    ) -> tuple[bool, Session | None]:
+        cart = self._s.carts.get(session.cart_id)
+        if cart is None or cart.status not in from_statuses or cart.version != version:
+            return False, None
+        cart.status = CartStatus.CHECKOUT
+        cart.version += 1
+        return True, await self.create(session)
+
     async def get(self, session_id: str) -> Session | None:
         return copy.deepcopy(self._s.sessions.get(session_id))
 
@@ -536,6 +554,15 @@ class _FakeSessions:
         s.saga_step, s.saga_state, s.saga_attempt = SagaStep.VALIDATED, SagaState(), s.saga_attempt + 1
         return copy.deepcopy(s)
 
+    async def begin_confirm_with_cart(
+        self, session_id: str, idempotency_key: str, fingerprint: str
+    ) -> tuple[Session, CartStatus | None] | None:
+        started = await self.begin_confirm(session_id, idempotency_key, fingerprint)
+        if started is None:
+            return None
+        cart = self._s.carts.get(started.cart_id)
+        return started, None if cart is None else cart.status
+
     def _fenced(self, session_id: str, attempt: int) -> Session | None:
         s = self._s.sessions.get(session_id)
         if s is None or s.status is not SessionStatus.CONFIRMING or s.saga_attempt != attempt:
@@ -564,12 +591,20 @@ class _FakeSessions:
 
     async def finish(
         self, session_id: str, status: SessionStatus, *, step: SagaStep, state: SagaState, order_id: str = "",
-        result: ConfirmResult | None = None, last_error: str = "", attempt: int,
+        result: ConfirmResult | None = None, last_error: str = "", attempt: int, end: SessionEnd | None = None,
     ) -> bool:  # fmt: skip
         if (s := self._fenced(session_id, attempt)) is None:
             return False
         s.status, s.saga_step, s.saga_state = status, step, copy.deepcopy(state)
         s.order_id, s.result, s.last_error, s.confirm_fingerprint = order_id, result, last_error, None
+        if end is not None:
+            if end.kept is not None:
+                customer_id, key, record = end.kept
+                self._s.confirm_records[(customer_id, key)] = record
+            for item in end.compensations:
+                await _FakeCompensations(self._s).add(item)
+            moved = await _FakeCarts(self._s).transition(end.cart_id, {CartStatus.CHECKOUT}, end.cart_to)
+            self._s.events.extend((list(end.if_cart_moved) if moved else []) + list(end.events))
         return True
 
     async def claim_stuck(
@@ -733,6 +768,9 @@ class FakeUnitOfWork:
         return self.transaction()
 
     def single(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:
+        return self.transaction()
+
+    def statement(self) -> contextlib.AbstractAsyncContextManager[_FakeTx]:
         return self.transaction()
 
     def compensations(self, status: str = "pending") -> list[FailedCompensation]:

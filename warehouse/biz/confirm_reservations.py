@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from warehouse.biz.events import RESERVATIONS_CONFIRMED, reservation_payload
 from warehouse.biz.ports import UnitOfWork
-from warehouse.biz.reservations import current, session_expired
+from warehouse.biz.reservations import not_found, session_expired
 from warehouse.model.inventory import Reservation, ReservationStatus
 
 __all__ = ["ConfirmReservations"]
@@ -25,15 +25,19 @@ class ConfirmReservations:
     async def __call__(self, reservation_ref: str) -> list[Reservation]:
         async with self._uow.transaction() as tx:
             await tx.lock_ref(reservation_ref)
-            confirmed = await tx.transition(reservation_ref, ReservationStatus.CONFIRMED, only_unexpired=True)
-            rows = await current(tx, reservation_ref)
+            # The move and the ref's rows as they stand after it, in one statement (after the ref's lock, so the
+            # rows are those every earlier step of this ref left).
+            confirmed, rows = await tx.transition_listed(
+                reservation_ref, ReservationStatus.CONFIRMED, only_unexpired=True
+            )
+            if not rows:
+                raise not_found(reservation_ref)
             lapsed = [r for r in rows if r.status is not ReservationStatus.CONFIRMED]
             if lapsed:
                 # Rolls back the rows this call moved too: never a partial set confirmed.
                 raise session_expired(reservation_ref, lapsed)
             if confirmed:
-                await tx.give_back(confirmed, sold=True)
-                await tx.add_event(
-                    RESERVATIONS_CONFIRMED, reservation_ref, reservation_payload(reservation_ref, confirmed)
-                )
+                # The sold units leave stock and ReservationsConfirmed is written by one statement.
+                event = (RESERVATIONS_CONFIRMED, reservation_ref, reservation_payload(reservation_ref, confirmed))
+                await tx.give_back(confirmed, sold=True, event=event)
             return rows

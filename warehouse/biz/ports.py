@@ -29,19 +29,23 @@ class Tx(Protocol):
     async def discard_finished(self, reservation_ref: str) -> None:
         """Delete the ref's released/expired rows (they hold no stock) before it reserves anew."""
 
-    async def lock_stock(self, skus: Sequence[str]) -> tuple[list[StockLevel], dict[str, str]]:
-        """Lock every stock row of ``skus`` in (sku, warehouse_id) order; levels and warehouse countries."""
+    async def reservations_and_stock(
+        self, reservation_ref: str, skus: Sequence[str]
+    ) -> tuple[list[Reservation], list[StockLevel], dict[str, str]]:
+        """reservations_of, and every stock row of ``skus`` locked in (sku, warehouse_id) order with its level and
+        its warehouse's country, in one statement."""
+        ...
 
     async def lock_stock_rows(self, keys: Sequence[tuple[str, str]]) -> None:
         """Lock exactly these (sku, warehouse_id) stock rows, in that order, until commit."""
 
-    async def hold(self, allocations: Sequence[Allocation]) -> set[tuple[str, str]]:
-        """reserved += quantity where on_hand - reserved allows it; the (sku, warehouse_id) pairs held."""
-
-    async def insert_reservations(
+    async def hold_and_insert(
         self, reservation_ref: str, allocations: Sequence[Allocation], ttl_seconds: int
-    ) -> list[Reservation]:
-        """The new reservations as :meth:`reservations_of` answers them (origin address, by sku and warehouse)."""
+    ) -> tuple[set[tuple[str, str]], list[Reservation]]:
+        """reserved += quantity where on_hand - reserved allows it, then the reservations inserted only if every
+        stock row was held, in one statement: the (sku, warehouse_id) pairs held, and the new reservations as
+        :meth:`reservations_of` answers them (origin address, by sku and warehouse; none unless every row was
+        held)."""
         ...
 
     async def transition(
@@ -54,14 +58,24 @@ class Tx(Protocol):
     ) -> list[Reservation]:
         """``src`` → ``to`` for the ref's rows (only those not past expires_at when asked); the changed rows."""
 
+    async def transition_listed(
+        self, reservation_ref: str, to: ReservationStatus, *, only_unexpired: bool
+    ) -> tuple[list[Reservation], list[Reservation]]:
+        """transition from ACTIVE and reservations_of in one statement: the rows changed, and every row of the ref
+        (with origin addresses, by sku and warehouse) as it stands after the change."""
+        ...
+
     async def extend(self, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
         """Push expires_at of the ref's active, unexpired rows to at least now + ttl; the changed rows."""
 
     async def expire_due(self, limit: int) -> list[Reservation]:
         """ACTIVE → EXPIRED for up to ``limit`` rows past expires_at, skipping rows other replicas hold."""
 
-    async def give_back(self, held: Sequence[Reservation], *, sold: bool) -> None:
-        """reserved -= quantity (and on_hand -= quantity when ``sold``) for each reservation's stock row."""
+    async def give_back(
+        self, held: Sequence[Reservation], *, sold: bool, event: tuple[str, str, Mapping[str, Any]] | None = None
+    ) -> None:
+        """reserved -= quantity (and on_hand -= quantity when ``sold``) for each reservation's stock row; with
+        ``event`` (type, aggregate id, data), its outbox row is written by the same statement."""
 
     async def restock(self, sold: Sequence[Reservation]) -> None:
         """on_hand += quantity for each (confirmed, now restocked) reservation's stock row."""

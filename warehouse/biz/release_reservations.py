@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from warehouse.biz.ports import UnitOfWork
-from warehouse.biz.reservations import current
+from warehouse.biz.reservations import not_found
 from warehouse.model.inventory import Reservation, ReservationStatus
 
 __all__ = ["ReleaseReservations"]
@@ -22,6 +22,10 @@ class ReleaseReservations:
     async def __call__(self, reservation_ref: str) -> list[Reservation]:
         async with self._uow.transaction() as tx:
             await tx.lock_ref(reservation_ref)
-            released = await tx.transition(reservation_ref, ReservationStatus.RELEASED, only_unexpired=False)
+            released, rows = await tx.transition_listed(
+                reservation_ref, ReservationStatus.RELEASED, only_unexpired=False
+            )
+            if not rows:
+                raise not_found(reservation_ref)
             await tx.give_back(released, sold=False)
-            return await current(tx, reservation_ref)
+            return rows

@@ -10,7 +10,7 @@ from kernel.errors import FailedPrecondition, NotFound, Reason
 from warehouse.biz.ports import Tx
 from warehouse.model.inventory import Reservation, ReservationStatus
 
-__all__ = ["current", "session_expired"]
+__all__ = ["current", "not_found", "session_expired"]
 
 
 def session_expired(reservation_ref: str, lapsed: list[Reservation]) -> FailedPrecondition:
@@ -36,5 +36,9 @@ def _state(r: Reservation) -> str:
 async def current(tx: Tx, reservation_ref: str) -> list[Reservation]:
     rows = await tx.reservations_of(reservation_ref)
     if not rows:
-        raise NotFound(f"no reservations for {reservation_ref}", metadata={"reservation_ref": reservation_ref})
+        raise not_found(reservation_ref)
     return rows
+
+
+def not_found(reservation_ref: str) -> NotFound:
+    return NotFound(f"no reservations for {reservation_ref}", metadata={"reservation_ref": reservation_ref})

@@ -1,10 +1,10 @@
 """ReserveStock: hold stock for a checkout session, all or nothing.
 
-Protects DESIGN.md §4.1 (no oversell): stock rows are locked in (sku, warehouse_id) order, the plan is
-computed from the locked levels, and each hold is a conditional ``reserved + q <= on_hand`` update, so
-concurrent reservations can neither oversell nor deadlock. Also §4.4: a retry with the same ref reserves
-nothing twice (the ref is locked and its live reservations are returned unchanged), and a ref whose
-sold units were restocked is finished (refused), never reserved anew.
+Protects DESIGN.md §4.1 (no oversell): stock rows are locked in (sku, warehouse_id) order (by the statement
+that reads the ref's reservations), the plan is computed from the locked levels, and each hold is a conditional
+``reserved + q <= on_hand`` update, so concurrent reservations can neither oversell nor deadlock. Also §4.4: a
+retry with the same ref reserves nothing twice (the ref is locked and its live reservations are returned
+unchanged), and a ref whose sold units were restocked is finished (refused), never reserved anew.
 """
 
 from __future__ import annotations
@@ -47,7 +47,11 @@ class ReserveStock:
         lines = collapse_lines(cmd.lines)
         async with self._uow.transaction() as tx:
             await tx.lock_ref(cmd.reservation_ref)
-            existing = await tx.reservations_of(cmd.reservation_ref)
+            # The ref's rows and the stock rows locked, in one statement after the ref's lock (a retry locks the
+            # stock rows it then leaves alone, until this transaction ends).
+            existing, levels, countries = await tx.reservations_and_stock(
+                cmd.reservation_ref, sorted(line.sku for line in lines)
+            )
             live = [r for r in existing if r.status in _LIVE]
             if live:
                 return live
@@ -61,15 +65,16 @@ class ReserveStock:
                 )
             if existing:
                 await tx.discard_finished(cmd.reservation_ref)
-            levels, countries = await tx.lock_stock(sorted(line.sku for line in lines))
             plan = allocate(lines, levels, countries, cmd.ship_to_country)
             if not plan.servable:
                 raise out_of_stock(plan.shortages)
-            held = await tx.hold(plan.allocations)
+            # The holds and the reservations in one statement, which inserts them only if every hold took.
+            held, inserted = await tx.hold_and_insert(cmd.reservation_ref, plan.allocations, cmd.ttl_seconds)
             short = [a for a in plan.allocations if (a.sku, a.warehouse_id) not in held]
             if short:
+                # Rolls back the holds that took.
                 by_sku = {level.sku: 0 for level in levels}
                 for level in levels:
                     by_sku[level.sku] += level.available
                 raise out_of_stock([Shortage(sku, by_sku.get(sku, 0)) for sku in sorted({a.sku for a in short})])
-            return await tx.insert_reservations(cmd.reservation_ref, plan.allocations, cmd.ttl_seconds)
+            return inserted

@@ -3,23 +3,26 @@
 Lock order, the same in every transaction so none can deadlock another:
 1. the reservation_ref advisory lock (steps of one checkout session serialise);
 2. reservation rows (the sweeper claims them with SKIP LOCKED, so it never waits here);
-3. stock rows, always ``ORDER BY sku, warehouse_id FOR UPDATE`` before any stock update.
+3. stock rows, always ``ORDER BY sku, warehouse_id FOR UPDATE`` before any stock update (in a statement of its own,
+   or as a MATERIALIZED CTE of the update, which changes only rows that CTE locked).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.selectable import CTE
 
 from infra import audit
 from infra.db import UnitOfWork
 from infra.outbox import OutboxTx, claim_inbox
+from infra.outbox_cte import event_insert
 from warehouse.data.tables import audit_log, inbox, outbox, reservations, stock, warehouses
 from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import (
@@ -182,24 +185,74 @@ def _hold_stmt() -> sa.Update:
     )
 
 
-def _give_back_stmt(*, sold: bool) -> sa.Update:
+def _locked_in_order() -> CTE:
+    """The stock rows of the ``unnest`` parameters, locked in (sku, warehouse_id) order (a MATERIALIZED CTE: the
+    statement that joins it changes only rows this CTE already locked, so its locks are taken in that order)."""
+    wanted = _rows_param()
+    return (
+        sa.select(stock.c.sku, stock.c.warehouse_id)
+        .where(sa.tuple_(stock.c.sku, stock.c.warehouse_id).in_(sa.select(wanted.c.sku, wanted.c.warehouse_id)))
+        .order_by(stock.c.sku, stock.c.warehouse_id)
+        .with_for_update(of=stock)
+        .cte("locked")
+        .prefix_with("MATERIALIZED")
+    )
+
+
+def _per_row_update(values: Callable[[sa.TableValuedAlias], dict[str, Any]]) -> sa.Update:
+    """``UPDATE stock`` with ``values`` per (sku, warehouse_id) row of the parameters, after locking them in order;
+    RETURNING the rows changed."""
     back = _rows_param()
-    values: dict[str, Any] = {"reserved": stock.c.reserved - back.c.qty, "updated_at": sa.func.now()}
-    if sold:
-        values["on_hand"] = stock.c.on_hand - back.c.qty
+    locked = _locked_in_order()
     same_row = sa.and_(stock.c.sku == back.c.sku, stock.c.warehouse_id == back.c.warehouse_id)
-    return stock.update().where(same_row).values(**values)
+    is_locked = sa.and_(locked.c.sku == stock.c.sku, locked.c.warehouse_id == stock.c.warehouse_id)
+    return (
+        stock.update()
+        .where(same_row, is_locked)
+        .values(**values(back), updated_at=sa.func.now())
+        .returning(stock.c.sku, stock.c.warehouse_id)
+    )
+
+
+def _give_back_stmt(*, sold: bool) -> sa.Update:
+    def values(back: sa.TableValuedAlias) -> dict[str, Any]:
+        changes: dict[str, Any] = {"reserved": stock.c.reserved - back.c.qty}
+        if sold:
+            changes["on_hand"] = stock.c.on_hand - back.c.qty
+        return changes
+
+    return _per_row_update(values)
 
 
 def _restock_stmt() -> sa.Update:
-    back = _rows_param()
-    same_row = sa.and_(stock.c.sku == back.c.sku, stock.c.warehouse_id == back.c.warehouse_id)
-    return stock.update().where(same_row).values(on_hand=stock.c.on_hand + back.c.qty, updated_at=sa.func.now())
+    return _per_row_update(lambda back: {"on_hand": stock.c.on_hand + back.c.qty})
 
 
-def _insert_reservations_stmt() -> sa.Select[Any]:
-    """Insert the reservations and answer them as reservations_of would (with the origin warehouse's address,
-    ordered by sku and warehouse): no read after the write."""
+def _hold_and_insert_stmt() -> sa.Select[Any]:
+    """The hold and the insert in one statement: the reservations are inserted only if every stock row of the plan
+    was held (``n_rows`` of them); answered with the rows held (a JSON array of [sku, warehouse_id]) beside each
+    reservation inserted as reservations_of would answer it (one row of NULLs when none was)."""
+    held = _hold_stmt().cte("held")
+    all_held = sa.select(sa.func.count()).select_from(held).scalar_subquery() == sa.bindparam(
+        "n_rows", type_=sa.Integer
+    )
+    inserted = _reservations_insert(all_held).returning(*_RESERVATION_COLUMNS).cte("inserted")
+    held_keys = (
+        sa.select(sa.func.json_agg(sa.func.json_build_array(held.c.sku, held.c.warehouse_id)))
+        .scalar_subquery()
+        .label("held_keys")
+    )
+    one = sa.select(sa.literal(1).label("one")).subquery("one")
+    with_origin = inserted.join(warehouses, warehouses.c.warehouse_id == inserted.c.warehouse_id)
+    return (
+        sa.select(held_keys, inserted, *_ADDRESS_COLUMNS)
+        .select_from(one.outerjoin(with_origin, sa.true()))
+        .order_by(inserted.c.sku, inserted.c.warehouse_id)
+    )
+
+
+def _reservations_insert(only_if: sa.ColumnElement[bool] | None = None) -> sa.Insert:
+    """INSERT the reservations of the parameters (``unnest``), all of them only if ``only_if`` holds."""
     rows = (
         sa.func.unnest(
             sa.cast(sa.bindparam("reservation_ids"), postgresql.ARRAY(postgresql.UUID(as_uuid=True))),
@@ -218,31 +271,25 @@ def _insert_reservations_stmt() -> sa.Select[Any]:
     expires_at = sa.func.now() + sa.func.make_interval(
         0, 0, 0, 0, 0, 0, sa.cast(sa.bindparam("ttl_seconds"), sa.Integer)
     )
-    insert = reservations.insert().from_select(
+    values = sa.select(
+        rows.c.reservation_id,
+        sa.cast(sa.bindparam("reservation_ref"), sa.Text),
+        rows.c.sku,
+        rows.c.warehouse_id,
+        rows.c.qty,
+        sa.literal(ReservationStatus.ACTIVE.value, sa.Text),
+        expires_at,
+    )
+    return reservations.insert().from_select(
         ["reservation_id", "reservation_ref", "sku", "warehouse_id", "quantity", "status", "expires_at"],
-        sa.select(
-            rows.c.reservation_id,
-            sa.cast(sa.bindparam("reservation_ref"), sa.Text),
-            rows.c.sku,
-            rows.c.warehouse_id,
-            rows.c.qty,
-            sa.literal(ReservationStatus.ACTIVE.value, sa.Text),
-            expires_at,
-        ),
-    )
-    inserted = insert.returning(*_RESERVATION_COLUMNS).cte("inserted")
-    return (
-        sa.select(inserted, *_ADDRESS_COLUMNS)
-        .join(warehouses, warehouses.c.warehouse_id == inserted.c.warehouse_id)
-        .order_by(inserted.c.sku, inserted.c.warehouse_id)
+        values if only_if is None else values.where(only_if),
     )
 
 
-_HOLD = _hold_stmt()
 _GIVE_BACK = _give_back_stmt(sold=False)
 _GIVE_BACK_SOLD = _give_back_stmt(sold=True)
 _RESTOCK = _restock_stmt()
-_INSERT_RESERVATIONS = _insert_reservations_stmt()
+_HOLD_AND_INSERT = _hold_and_insert_stmt()
 
 
 class SqlTx(OutboxTx):
@@ -273,16 +320,49 @@ class SqlTx(OutboxTx):
             )
         )
 
-    async def lock_stock(self, skus: Sequence[str]) -> tuple[list[StockLevel], dict[str, str]]:
-        stmt = (
-            sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved, warehouses.c.country_code)
-            .join(warehouses, warehouses.c.warehouse_id == stock.c.warehouse_id)
+    async def reservations_and_stock(
+        self, reservation_ref: str, skus: Sequence[str]
+    ) -> tuple[list[Reservation], list[StockLevel], dict[str, str]]:
+        # One statement: the ref's rows (as reservations_of answers them) and the skus' stock rows locked in
+        # (sku, warehouse_id) order by a MATERIALIZED CTE, told apart by ``kind``.
+        locked = (
+            sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved)
             .where(stock.c.sku.in_(list(skus)))
             .order_by(stock.c.sku, stock.c.warehouse_id)
             .with_for_update(of=stock)
+            .cte("locked")
+            .prefix_with("MATERIALIZED")
         )
-        rows = list(await self.conn.execute(stmt))
-        return [_level(r) for r in rows], {r.warehouse_id: r.country_code for r in rows}
+        none = sa.null
+        of_ref = (
+            sa.select(
+                sa.literal("reservation", sa.Text).label("kind"),
+                *_RESERVATION_COLUMNS,
+                *_ADDRESS_COLUMNS,
+                sa.cast(none(), sa.BigInteger).label("on_hand"),
+                sa.cast(none(), sa.BigInteger).label("reserved"),
+            )
+            .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
+            .where(reservations.c.reservation_ref == reservation_ref)
+        )
+        of_stock = sa.select(
+            sa.literal("stock", sa.Text),
+            sa.cast(none(), reservations.c.reservation_id.type),
+            sa.cast(none(), sa.Text),
+            locked.c.sku,
+            locked.c.warehouse_id,
+            sa.cast(none(), reservations.c.quantity.type),
+            sa.cast(none(), sa.Text),
+            sa.cast(none(), reservations.c.expires_at.type),
+            *_ADDRESS_COLUMNS,
+            locked.c.on_hand,
+            locked.c.reserved,
+        ).join_from(locked, warehouses, warehouses.c.warehouse_id == locked.c.warehouse_id)
+        both = sa.union_all(of_ref, of_stock).subquery("both")
+        rows = list(await self.conn.execute(sa.select(both).order_by(both.c.kind, both.c.sku, both.c.warehouse_id)))
+        existing = [_reservation(r, _address(r)) for r in rows if r.kind == "reservation"]
+        levels = [r for r in rows if r.kind == "stock"]
+        return existing, [_level(r) for r in levels], {r.warehouse_id: r.country_code for r in levels}
 
     async def lock_stock_rows(self, keys: Sequence[tuple[str, str]]) -> None:
         """Lock exactly these stock rows in (sku, warehouse_id) order before changing them."""
@@ -295,29 +375,25 @@ class SqlTx(OutboxTx):
             .with_for_update()
         )
 
-    async def hold(self, allocations: Sequence[Allocation]) -> set[tuple[str, str]]:
-        params = {
-            "skus": [a.sku for a in allocations],
-            "warehouse_ids": [a.warehouse_id for a in allocations],
-            "quantities": [a.quantity for a in allocations],
-        }
-        return {(r.sku, r.warehouse_id) for r in await self.conn.execute(_HOLD, params)}
-
-    async def insert_reservations(
+    async def hold_and_insert(
         self, reservation_ref: str, allocations: Sequence[Allocation], ttl_seconds: int
-    ) -> list[Reservation]:
-        rows = await self.conn.execute(
-            _INSERT_RESERVATIONS,
-            {
-                "reservation_ids": [uuid.uuid4() for _ in allocations],
-                "reservation_ref": reservation_ref,
-                "skus": [a.sku for a in allocations],
-                "warehouse_ids": [a.warehouse_id for a in allocations],
-                "quantities": [a.quantity for a in allocations],
-                "ttl_seconds": ttl_seconds,
-            },
+    ) -> tuple[set[tuple[str, str]], list[Reservation]]:
+        rows = list(
+            await self.conn.execute(
+                _HOLD_AND_INSERT,
+                {
+                    "reservation_ids": [uuid.uuid4() for _ in allocations],
+                    "reservation_ref": reservation_ref,
+                    "skus": [a.sku for a in allocations],
+                    "warehouse_ids": [a.warehouse_id for a in allocations],
+                    "quantities": [a.quantity for a in allocations],
+                    "ttl_seconds": ttl_seconds,
+                    "n_rows": len({(a.sku, a.warehouse_id) for a in allocations}),
+                },
+            )
         )
-        return [_reservation(row, _address(row)) for row in rows]
+        held = {(sku, wh) for sku, wh in rows[0].held_keys or []}
+        return held, [_reservation(row, _address(row)) for row in rows if row.reservation_id is not None]
 
     async def transition(
         self,
@@ -340,6 +416,37 @@ class SqlTx(OutboxTx):
             .returning(*_RESERVATION_COLUMNS)
         )
         return [_reservation(r) for r in await self.conn.execute(stmt)]
+
+    async def transition_listed(
+        self, reservation_ref: str, to: ReservationStatus, *, only_unexpired: bool
+    ) -> tuple[list[Reservation], list[Reservation]]:
+        moved = (
+            reservations.update()
+            .where(
+                reservations.c.reservation_ref == reservation_ref,
+                reservations.c.status == ReservationStatus.ACTIVE.value,
+                *([reservations.c.expires_at > sa.func.now()] if only_unexpired else []),
+            )
+            .values(status=to.value, updated_at=sa.func.now())
+            .returning(reservations.c.reservation_id)
+            .cte("moved")
+        )
+        # The statement's own snapshot shows the rows as they were before its update: a moved row is shown moved.
+        was_moved = reservations.c.reservation_id.in_(sa.select(moved.c.reservation_id))
+        columns = [c for c in _RESERVATION_COLUMNS if c is not reservations.c.status]
+        stmt = (
+            sa.select(
+                *columns,
+                sa.case((was_moved, to.value), else_=reservations.c.status).label("status"),
+                was_moved.label("moved"),
+                *_ADDRESS_COLUMNS,
+            )
+            .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
+            .where(reservations.c.reservation_ref == reservation_ref)
+            .order_by(reservations.c.sku, reservations.c.warehouse_id)
+        )
+        rows = list(await self.conn.execute(stmt))
+        return [_reservation(r) for r in rows if r.moved], [_reservation(r, _address(r)) for r in rows]
 
     async def extend(self, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
         stmt = (
@@ -381,25 +488,45 @@ class SqlTx(OutboxTx):
         rows = [_reservation(r) for r in await self.conn.execute(stmt)]
         return sorted(rows, key=lambda r: (r.reservation_ref, r.sku, r.warehouse_id))
 
-    async def _per_stock_row(self, stmt: sa.Update, held: Sequence[Reservation]) -> None:
-        """Run ``stmt`` once over the summed quantity per (sku, warehouse_id), after locking those rows."""
+    async def _per_stock_row(
+        self, stmt: sa.Update, held: Sequence[Reservation], event: tuple[str, str, Mapping[str, Any]] | None = None
+    ) -> None:
+        """Run ``stmt`` once over the summed quantity per (sku, warehouse_id), locking those rows in order first,
+        in one statement; with ``event``, its outbox row is written by that statement too (infra.outbox_cte),
+        guarded by the stock rows changed — every call with reservations, since a stock row is never deleted."""
         if not held:
             return
         totals: dict[tuple[str, str], int] = {}
         for r in held:
             key = (r.sku, r.warehouse_id)
             totals[key] = totals.get(key, 0) + r.quantity
-        await self.lock_stock_rows(list(totals))
         rows = sorted(totals.items())
         params = {
             "skus": [sku for (sku, _), _ in rows],
             "warehouse_ids": [wh for (_, wh), _ in rows],
             "quantities": [qty for _, qty in rows],
         }
-        await self.conn.execute(stmt, params)
+        if event is None:
+            await self.conn.execute(stmt, params)
+            return
+        changed = stmt.cte("changed")
+        event_type, aggregate_id, data = event
+        written = event_insert(
+            outbox,
+            changed,
+            service=SERVICE,
+            event_type=event_type,
+            aggregate_id=aggregate_id,
+            data=dict(data),
+            name="event",
+        )
+        await self.conn.execute(sa.select(sa.func.count()).select_from(changed).add_cte(written), params)
+        self.events += 1
 
-    async def give_back(self, held: Sequence[Reservation], *, sold: bool) -> None:
-        await self._per_stock_row(_GIVE_BACK_SOLD if sold else _GIVE_BACK, held)
+    async def give_back(
+        self, held: Sequence[Reservation], *, sold: bool, event: tuple[str, str, Mapping[str, Any]] | None = None
+    ) -> None:
+        await self._per_stock_row(_GIVE_BACK_SOLD if sold else _GIVE_BACK, held, event)
 
     async def restock(self, sold: Sequence[Reservation]) -> None:
         await self._per_stock_row(_RESTOCK, sold)

@@ -55,33 +55,48 @@ class CartUseCases:
     async def add_item(self, caller: Caller, cart_id: str, sku: str, quantity: int) -> Cart:
         """Adds to the sku's line at the catalog's current price; unknown skus are refused up front. ``sku`` and
         ``quantity`` are checked by the servicer."""
-        cart = await load_owned_cart(self._uow, caller, cart_id, items=False)
+        cart = await load_owned_cart(self._uow, caller, cart_id)
         if cart.status is not CartStatus.ACTIVE:
             raise _frozen(cart.cart_id)
         found = await self._pricing.get_products([sku], cart.currency_code)
         product = found.products.get(sku)
         if product is None:
             raise InvalidArgument("sku", f"unknown sku {sku!r}")
+        # The line is checked against the cart as read (one snapshot of the cart and its lines) and written in
+        # one statement only if the cart is still ACTIVE at that version: every change of a cart's lines bumps its
+        # version, so the checks held for the cart the line joins. A cart that changed meanwhile (or was frozen)
+        # takes the locked path, which checks and refuses on the cart as it is now.
+        item = self._line(cart, sku, quantity, product.name, product.unit_price.amount_minor)
+        async with self._uow.single() as tx:
+            written = await tx.carts.put_item_at(cart.cart_id, item, version=cart.version)
+        if written is not None:
+            written.items = list(cart.items)
+            written.put(item)  # the cart as just written, without reading it back
+            return written
         async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
                 raise _frozen(cart.cart_id)
-            existing = locked.item(sku)
-            total = quantity + (existing.quantity if existing else 0)
-            if total > self._policy.max_item_quantity:
-                raise InvalidArgument(
-                    "quantity", f"the line would hold {total}; at most {self._policy.max_item_quantity} per sku"
-                )
-            if existing is None and len(locked.items) >= self._policy.max_cart_items:
-                raise ResourceExhausted(
-                    f"a cart holds at most {self._policy.max_cart_items} lines",
-                    reason=Reason.CART_TOO_LARGE,
-                    metadata={"max_cart_items": str(self._policy.max_cart_items)},
-                )
-            item = CartItem(sku, product.name, total, product.unit_price.amount_minor)
+            item = self._line(locked, sku, quantity, product.name, product.unit_price.amount_minor)
             await tx.carts.upsert_item(cart.cart_id, item)
-        locked.put(item)  # the cart as just written, without reading it back
+        locked.put(item)
         return locked
+
+    def _line(self, cart: Cart, sku: str, quantity: int, name: str, unit_price_minor: int) -> CartItem:
+        """The sku's line once ``quantity`` more is added to ``cart``; refused past the per-sku or per-cart limit."""
+        existing = cart.item(sku)
+        total = quantity + (existing.quantity if existing else 0)
+        if total > self._policy.max_item_quantity:
+            raise InvalidArgument(
+                "quantity", f"the line would hold {total}; at most {self._policy.max_item_quantity} per sku"
+            )
+        if existing is None and len(cart.items) >= self._policy.max_cart_items:
+            raise ResourceExhausted(
+                f"a cart holds at most {self._policy.max_cart_items} lines",
+                reason=Reason.CART_TOO_LARGE,
+                metadata={"max_cart_items": str(self._policy.max_cart_items)},
+            )
+        return CartItem(sku, name, total, unit_price_minor)
 
     async def update_item(self, caller: Caller, cart_id: str, sku: str, quantity: int) -> Cart:
         """Sets the line's quantity (1..max); removing a line is RemoveCartItem."""

@@ -144,11 +144,13 @@ class ConfirmCheckout:
         try:
             since = self._leases.now()
             async with self._uow.single() as tx:
-                started = await tx.sessions.begin_confirm(session_id, request.key, request.fingerprint)
-            if started is None:
+                begun = await tx.sessions.begin_confirm_with_cart(session_id, request.key, request.fingerprint)
+            if begun is None:
                 return await self._not_started(request, session_id)
+            started, cart_status = begun
             try:
-                result = await self._saga(started, expected, request, self._leases.hold(started, since))
+                lease = self._leases.hold(started, since)
+                result = await self._saga(started, cart_status, expected, request, lease)
             except LeaseLost:
                 # Stalled past its lease, this saga was taken over (by recovery); the session says how it ends.
                 log.warning("session %s: its saga was taken over by another owner; this one stopped", session_id)
@@ -215,12 +217,14 @@ class ConfirmCheckout:
 
     # --- the saga: one method per DESIGN.md §3 step ---------------------------------------
 
-    async def _saga(self, session: Session, expected: Money, request: _Request, lease: Lease) -> ConfirmResult:
+    async def _saga(
+        self, session: Session, cart_status: CartStatus | None, expected: Money, request: _Request, lease: Lease
+    ) -> ConfirmResult:
         # Steps 2-3 change nothing outside this service: on any failure the session is simply OPEN again.
         preview: Preview | None = None
         try:
             async with lease.step("validate"):
-                await self._validate(session)
+                self._validate(session, cart_status)
             async with lease.step("recalculate"):
                 preview = await self._recalculate(session)
             _check_total(preview, expected)
@@ -273,12 +277,11 @@ class ConfirmCheckout:
             raise error from exc
         return await self._settlement.settle(session, state, lease)
 
-    async def _validate(self, session: Session) -> None:
-        """Step 2: the session has everything an order needs, and its cart is still held by it."""
+    def _validate(self, session: Session, cart_status: CartStatus | None) -> None:
+        """Step 2: the session has everything an order needs, and its cart is still held by it (its status as the
+        guard's statement read it: none but this saga changes a cart its CONFIRMING session holds)."""
         require_order_fields(session)
-        async with self._uow.read() as tx:
-            cart = await tx.carts.get_head(session.cart_id)
-        if cart is None or cart.status is not CartStatus.CHECKOUT:
+        if cart_status is not CartStatus.CHECKOUT:
             raise FailedPrecondition(
                 f"cart {session.cart_id} is no longer held by this session", reason=Reason.SESSION_NOT_OPEN
             )

@@ -30,7 +30,7 @@ from kernel.errors import (
 )
 from kernel.money import Money
 
-__all__ = ["Replays", "answer", "error_record", "fingerprint", "is_final", "keep_answer", "undone"]
+__all__ = ["Replays", "answer", "answer_owed", "error_record", "fingerprint", "is_final", "keep_answer", "undone"]
 
 _KINDS: dict[str, type[DomainError]] = {
     cls.__name__: cls
@@ -81,13 +81,20 @@ async def keep_answer(tx: Tx, session: Session, outcome: ConfirmResult | Confirm
     """Keep, in ``tx`` — the one of the saga's last write, which clears the request it answers from the
     session — the answer owed to the request that drove the saga; nothing when none is owed (the request
     was answered already, as an asynchronous payment's end finds it)."""
+    if (owed := answer_owed(session, outcome)) is not None:
+        await tx.confirm_records.put(*owed)
+
+
+def answer_owed(session: Session, outcome: ConfirmResult | ConfirmError) -> tuple[str, str, ConfirmRecord] | None:
+    """What :func:`keep_answer` keeps (customer, idempotency key, record), for a last write that keeps it in its own
+    statement; None when no answer is owed."""
     if not session.idempotency_key or not session.confirm_fingerprint:
-        return
+        return None
     if isinstance(outcome, ConfirmResult):
         record = ConfirmRecord(session.session_id, session.confirm_fingerprint, result=outcome)
     else:
         record = ConfirmRecord(session.session_id, session.confirm_fingerprint, error=outcome)
-    await tx.confirm_records.put(session.customer_id, session.idempotency_key, record)
+    return session.customer_id, session.idempotency_key, record
 
 
 def _rebuild(error: ConfirmError) -> DomainError:

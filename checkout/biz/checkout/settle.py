@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.lease import Lease
-from checkout.biz.checkout.replay import error_record, keep_answer
+from checkout.biz.checkout.replay import answer_owed, error_record, keep_answer
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import FunnelEvents, Gateways, NoFunnelEvents, UnitOfWork
+from checkout.biz.ports import FunnelEvents, Gateways, NoFunnelEvents, SessionEnd, UnitOfWork
 from checkout.biz.retry import retrying
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import OrderStatus, PaymentOutcome, PaymentStatus
@@ -271,26 +271,27 @@ class Settlement:
         converted = cart_status is CartStatus.CONVERTED
         status = SessionStatus.COMPLETED if converted else SessionStatus.CANCELLED
         last_step = SagaStep.DONE if converted else SagaStep.COMPENSATING
-        async with lease.step("finalize"), self._uow.transaction() as tx:
-            finished = await tx.sessions.finish(
-                sid, status, step=last_step, state=state, order_id=oid, result=result if oid else None,
-                last_error=last_error[:1000], attempt=lease.attempt,
-            )  # fmt: skip
-            if not finished:
-                raise lease.lost()  # rolls back with it: what this attempt failed to do, its successor does
-            await keep_answer(tx, session, state.failure if state.failure and not converted else result)
-            for item in outcome.failed:
-                await tx.compensations.add(item)
-            moved = await tx.carts.transition(session.cart_id, {CartStatus.CHECKOUT}, cart_status)
-            if moved and converted:
-                await tx.add_event(
-                    "CartConverted",
-                    session.cart_id,
-                    {"cart_id": session.cart_id, "customer_id": session.customer_id, "order_id": oid,
-                     "session_id": sid},
+        converted_event = {"cart_id": session.cart_id, "customer_id": session.customer_id, "order_id": oid,
+                           "session_id": sid}  # fmt: skip
+        # The session's end, the answer kept, the DLQ entries, the cart's move and the events: one statement, each
+        # write conditional on the session's fenced end (and CartConverted on the cart's move), so an attempt that
+        # lost its lease writes none of it — what it failed to do, its successor does.
+        end = SessionEnd(
+            cart_id=session.cart_id,
+            cart_to=cart_status,
+            kept=answer_owed(session, state.failure if state.failure and not converted else result),
+            compensations=outcome.failed,
+            if_cart_moved=[("CartConverted", session.cart_id, converted_event)] if converted else [],
+            events=[("CheckoutCompleted", sid, _completed_event(session, result))] if converted else [],
+        )
+        async with lease.step("finalize"):
+            async with self._uow.statement() as tx:
+                finished = await tx.sessions.finish(
+                    sid, status, step=last_step, state=state, order_id=oid, result=result if oid else None,
+                    last_error=last_error[:1000], attempt=lease.attempt, end=end,
                 )  # fmt: skip
-            if converted:
-                await tx.add_event("CheckoutCompleted", sid, _completed_event(session, result))
+            if not finished:
+                raise lease.lost()
         if converted:
             self._funnel.checkout_confirmed(result.order_status)
         else:

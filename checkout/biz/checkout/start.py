@@ -111,18 +111,20 @@ class StartCheckout:
             expires_at=reserved.expires_at,
         )
         try:
-            async with self._uow.transaction() as tx:
-                moved = await tx.carts.transition(
-                    cart.cart_id, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, CartStatus.CHECKOUT, version=version
+            # One statement, in autocommit: the cart moves only at the version priced, and the session is
+            # created only with that move (a cart that already has a live session keeps its move to CHECKOUT,
+            # which it is in already while that session lives).
+            async with self._uow.single() as tx:
+                moved, created = await tx.sessions.create_holding_cart(
+                    session, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, version=version
                 )
-                if not moved:
-                    raise Aborted(
-                        f"cart {cart.cart_id} changed while checkout started; start again",
-                        reason=Reason.CHECKOUT_IN_PROGRESS,
-                    )
-                created = await tx.sessions.create(session)
-                if created is None:
-                    raise _LiveSessionExists
+            if not moved:
+                raise Aborted(
+                    f"cart {cart.cart_id} changed while checkout started; start again",
+                    reason=Reason.CHECKOUT_IN_PROGRESS,
+                )
+            if created is None:
+                raise _LiveSessionExists
         except BaseException as exc:
             await self._compensator.attempt_or_record(
                 session_id,

@@ -6,6 +6,7 @@ write is checked against a fresh read, since answering from what was written is 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -13,9 +14,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from helpers import RoundTrips, Trips, unique
 
+from checkout.biz.cart import manage
 from checkout.biz.cart.manage import CartUseCases
+from checkout.biz.checkout import start as start_module
 from checkout.biz.checkout import update_state
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.confirm import ConfirmCheckout
@@ -25,10 +29,13 @@ from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import Gateways
+from checkout.biz.ports import Gateways, SessionEnd
 from checkout.data.repositories import SqlUnitOfWork
+from checkout.data.tables import outbox
+from checkout.model.cart import CartStatus
 from checkout.model.catalog import Address
-from checkout.model.session import SagaStep, Session, SessionStatus
+from checkout.model.compensation import CompensationFilter, NewCompensation, Operation
+from checkout.model.session import ConfirmError, ConfirmRecord, SagaState, SagaStep, Session, SessionStatus
 from infra.config import Settings
 from infra.db import create_engine
 from kernel.caller import Caller
@@ -44,9 +51,8 @@ FILLED_IN = StateUpdate(
 # One write of one statement, committed by itself: no BEGIN/COMMIT round trips.
 ONE_STATEMENT = Trips(statements=1, autocommit=1)
 OWNERSHIP_READ = Trips(statements=1, autocommit=1)
-_SESSION_UPDATE = re.compile(r"^UPDATE \S*checkout_sessions SET ")
+_SESSION_UPDATE = re.compile(r"^(WITH \w+ AS\s*\()?UPDATE \S*checkout_sessions SET ")
 _SAGA_STEP = re.compile(r"\bsaga_step=%\((\w+)\)s")
-_FIRST_TABLE = re.compile(r"^(UPDATE|INSERT INTO) \S+")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -137,7 +143,7 @@ async def test_create_cart_is_one_insert_returning(checkout: Checkout) -> None:
     assert cart.currency_code == "USD" and cart.customer_id == checkout.customer.subject and cart.items == []
 
 
-async def test_add_cart_item_reads_the_head_then_writes_in_one_transaction(checkout: Checkout) -> None:
+async def test_add_cart_item_reads_the_cart_then_writes_in_one_statement(checkout: Checkout) -> None:
     trips, customer = checkout.trips, checkout.customer
     cart_id = await checkout.cart_with()
     for sku, price in (("SKU-A", 1000), ("SKU-B", 250)):
@@ -151,11 +157,98 @@ async def test_add_cart_item_reads_the_head_then_writes_in_one_transaction(check
     ):
         trips.take()
         answer = await checkout.carts.add_item(customer, cart_id, sku, quantity)
-        # The cart head (autocommit); then lock the cart (UPDATE … RETURNING), read its lines, upsert the line.
-        assert verbs(trips) == ["SELECT", "UPDATE", "SELECT", "INSERT"]
-        assert trips.take() == Trips(statements=4, autocommit=1, transactions=1, commits=1)
+        # The cart with its lines (one autocommit SELECT); then one autocommit statement: the cart's version bumped
+        # only if still what was read (UPDATE … RETURNING) and the line upserted with it (a CTE).
+        assert verbs(trips) == ["SELECT", "WITH"]
+        assert trips.take() == Trips(statements=2, autocommit=2)
         assert [(i.sku, i.quantity, i.unit_price_minor) for i in answer.items] == lines
         assert answer == await checkout.carts.get(customer, cart_id)
+
+
+async def test_a_line_added_to_a_cart_that_changed_since_it_was_read_takes_the_locked_path(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-statement write applies only at the version read: a cart changed in between (another line added,
+    or the cart frozen by a checkout) is checked and written, or refused, on the cart as it is now."""
+    trips, customer, uow = checkout.trips, checkout.customer, counted[0]
+    cart_id = await checkout.cart_with("SKU-1")
+    checkout.gateways.pricing.add("SKU-2", 300)  # type: ignore[attr-defined]
+    read_before = await checkout.carts.get(customer, cart_id)
+    await checkout.carts.add_item(customer, cart_id, "SKU-1", 2)  # another request, after this one's read
+
+    async def as_read_before(*_args: object, **_kwargs: object) -> Any:
+        return read_before
+
+    monkeypatch.setattr(manage, "load_owned_cart", as_read_before)
+    trips.take()
+    answer = await checkout.carts.add_item(customer, cart_id, "SKU-1", 4)
+
+    # The one-statement write matched nothing (a stale version); the locked path adds to the line as it is now.
+    assert verbs(trips) == ["WITH", "UPDATE", "SELECT", "INSERT"]
+    assert trips.take() == Trips(statements=4, autocommit=1, transactions=1, commits=1)
+    assert [(i.sku, i.quantity) for i in answer.items] == [("SKU-1", 7)]  # 1 + 2 + 4: nothing lost
+    monkeypatch.undo()
+    assert answer == await checkout.carts.get(customer, cart_id)
+
+    # Frozen meanwhile (a checkout started after the read): refused, with nothing written.
+    read_before = await checkout.carts.get(customer, cart_id)
+    async with uow.single() as tx:
+        assert await tx.carts.transition(cart_id, {CartStatus.ACTIVE}, CartStatus.CHECKOUT)
+    monkeypatch.setattr(manage, "load_owned_cart", as_read_before)
+    with pytest.raises(FailedPrecondition) as frozen:
+        await checkout.carts.add_item(customer, cart_id, "SKU-2", 1)
+    monkeypatch.undo()
+    assert frozen.value.reason == Reason.CHECKOUT_IN_PROGRESS
+    assert [(i.sku, i.quantity) for i in (await checkout.carts.get(customer, cart_id)).items] == [("SKU-1", 7)]
+
+
+async def test_concurrent_additions_to_one_line_all_count(checkout: Checkout) -> None:
+    customer = checkout.customer
+    cart_id = await checkout.cart_with("SKU-1")
+
+    await asyncio.gather(*(checkout.carts.add_item(customer, cart_id, "SKU-1", 1) for _ in range(6)))
+
+    assert [(i.sku, i.quantity) for i in (await checkout.carts.get(customer, cart_id)).items] == [("SKU-1", 7)]
+
+
+async def test_start_checkout_reads_the_cart_once_and_opens_the_session_in_one_statement(checkout: Checkout) -> None:
+    trips, customer = checkout.trips, checkout.customer
+    cart_id = await checkout.cart_with("SKU-1", "SKU-2")
+    trips.take()
+
+    session, changes = await checkout.start(customer, cart_id)
+
+    # The cart with its lines; then the cart moved to CHECKOUT at the version priced and the session inserted with
+    # that move (a CTE), in one autocommit statement.
+    assert verbs(trips) == ["SELECT", "WITH"]
+    assert trips.take() == Trips(statements=2, autocommit=2)
+    assert changes == [] and [ln.sku for ln in session.lines] == ["SKU-1", "SKU-2"]
+    assert session == await checkout.state.get(customer, session.session_id)
+    assert (await checkout.carts.get(customer, cart_id)).status is CartStatus.CHECKOUT
+    again, _ = await checkout.start(customer, cart_id)  # a repeat answers the live session
+    assert again.session_id == session.session_id
+
+
+async def test_start_checkout_of_a_cart_changed_after_it_was_priced_creates_no_session(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    customer, uow = checkout.customer, counted[0]
+    cart_id = await checkout.cart_with("SKU-1")
+    read_before = await checkout.carts.get(customer, cart_id)
+    await checkout.carts.add_item(customer, cart_id, "SKU-1", 1)  # the cart changes after StartCheckout read it
+    monkeypatch.setattr(start_module, "load_owned_cart", lambda *_a, **_k: asyncio.sleep(0, read_before))
+
+    with pytest.raises(Aborted) as refused:
+        await checkout.start(customer, cart_id)
+
+    monkeypatch.undo()
+    assert refused.value.reason == Reason.CHECKOUT_IN_PROGRESS
+    cart = await checkout.carts.get(customer, cart_id)
+    assert cart.status is CartStatus.ACTIVE and cart.version == read_before.version + 1  # untouched by the refusal
+    async with uow.read() as tx:
+        assert await tx.sessions.get_live_for_cart(cart_id) is None
+    held = checkout.gateways.inventory.held  # type: ignore[attr-defined]
+    assert [h.status for h in held.values()] == ["RELEASED"]  # the stock reserved for it is given back
 
 
 async def test_ownership_checks_are_one_autocommit_read(checkout: Checkout) -> None:
@@ -221,21 +314,39 @@ async def test_an_update_racing_another_one_prices_the_session_as_both_left_it(
     ],
 )
 async def test_confirm_writes_progress_only_before_authorize_and_create_order(
-    checkout: Checkout, codes: tuple[str, ...], steps: list[str]
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips], codes: tuple[str, ...], steps: list[str]
 ) -> None:
-    trips = checkout.trips
+    trips, uow = checkout.trips, counted[0]
     checkout.gateways.promotion.add("SAVE10", 10)  # type: ignore[attr-defined]
     session = await checkout.filled_in_session(codes)
     assert session.preview is not None and session.preview.applied_codes == list(codes)
     trips.take()
 
-    result = await checkout.confirm(checkout.customer, session.session_id, unique("key"), session.preview.grand_total)
+    key = unique("key")
+    result = await checkout.confirm(checkout.customer, session.session_id, key, session.preview.grand_total)
 
     assert saga_steps(trips) == steps
+    trips_sent = list(trips.sent)
     progress = len(steps) - 2  # the writes between the guard (validated) and the finish (done)
-    # The session and the cart head; the guard and each progress write, one statement each (autocommit); then
-    # the finish: session, the request's replay record, cart and two outbox events in one transaction.
-    assert trips.take() == Trips(statements=2 + 1 + progress + 5, autocommit=3 + progress, transactions=1, commits=1)
+    # The session; the guard (answering the cart's status too) and each progress write, one statement each; then
+    # the finish: the session, the request's replay record, the cart and two outbox events as CTEs of one
+    # statement. All autocommit.
+    assert trips.take() == Trips(statements=1 + 1 + progress + 1, autocommit=1 + 1 + progress + 1)
+    finish = trips_sent[-1][0]
+    for written in ("UPDATE checkout.checkout_sessions", "INSERT INTO checkout.confirm_requests",
+                    "UPDATE checkout.carts", "INSERT INTO checkout.outbox"):  # fmt: skip
+        assert written in finish
+    async with uow.read() as tx:
+        kept = await tx.confirm_records.get(checkout.customer.subject, key, 86_400)
+    assert kept is not None and kept.result == result
+    assert (await checkout.carts.get(checkout.customer, session.cart_id)).status is CartStatus.CONVERTED
+    async with uow.read() as tx:
+        events = (
+            await tx.conn.execute(
+                sa.select(outbox.c.event_type).where(outbox.c.aggregate_id.in_([session.session_id, session.cart_id]))
+            )
+        ).scalars()
+        assert sorted(events) == ["CartConverted", "CheckoutCompleted"]
     assert result.order_status == "CONFIRMED" and result.payment_status == "CAPTURED"
     stored = await checkout.state.get(checkout.customer, session.session_id)
     assert stored.status is SessionStatus.COMPLETED and stored.saga_step is SagaStep.DONE
@@ -260,17 +371,86 @@ async def test_a_declined_confirm_keeps_its_answer_in_the_transaction_that_cance
 
     assert declined.value.reason == Reason.PAYMENT_DECLINED
     assert saga_steps(trips) == ["validated", "authorize_payment", "compensating", "compensating"]
-    finish = [_FIRST_TABLE.search(statement).group(0) for statement, _ in trips.sent[-3:]]  # type: ignore[union-attr]
-    assert finish == ["UPDATE checkout.checkout_sessions", "INSERT INTO checkout.confirm_requests",
-                      "UPDATE checkout.carts"]  # fmt: skip
-    # The session and the cart head, the guard, the progress before authorize, the undo's start (autocommit);
-    # then the session cancelled, the answer kept and the cart given back, in one transaction.
-    assert trips.take() == Trips(statements=2 + 1 + 1 + 1 + 3, autocommit=5, transactions=1, commits=1)
+    finish = trips.sent[-1][0]
+    for written in ("UPDATE checkout.checkout_sessions", "INSERT INTO checkout.confirm_requests",
+                    "UPDATE checkout.carts"):  # fmt: skip
+        assert written in finish
+    assert "checkout.outbox" not in finish  # an undone checkout writes no event
+    # The session, the guard (with the cart's status), the progress before authorize, the undo's start; then the
+    # session cancelled, the answer kept and the cart given back, in one statement. All autocommit.
+    assert trips.take() == Trips(statements=1 + 1 + 1 + 1 + 1, autocommit=5)
     async with uow.read() as tx:
         kept = await tx.confirm_records.get(checkout.customer.subject, key, 86_400)
     assert kept is not None and kept.error is not None and kept.error.reason == Reason.PAYMENT_DECLINED
     stored = await checkout.state.get(checkout.customer, session.session_id)
     assert stored.status is SessionStatus.CANCELLED and stored.confirm_fingerprint is None
+
+
+async def test_a_finish_under_a_lost_lease_writes_none_of_what_it_carries(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips]
+) -> None:
+    """The one-statement finish refuses as the transaction did: another owner's attempt writes no session end, no
+    kept answer, no DLQ entry, no cart move and no event; the owner's writes them all."""
+    uow, customer = counted[0], checkout.customer
+    session = await checkout.filled_in_session()
+    async with uow.single() as tx:
+        begun = await tx.sessions.begin_confirm_with_cart(session.session_id, unique("key"), "fp")
+    assert begun is not None and begun[1] is CartStatus.CHECKOUT
+    started = begun[0]
+    record = ConfirmRecord(session.session_id, "fp", error=ConfirmError("Aborted", "UNAVAILABLE", "undone", {}))
+    end = SessionEnd(
+        cart_id=session.cart_id,
+        cart_to=CartStatus.CONVERTED,
+        kept=(customer.subject, started.idempotency_key or "", record),
+        compensations=[NewCompensation(session.session_id, Operation.CAPTURE_PAYMENT, {"payment_id": "p"}, "down")],
+        if_cart_moved=[("CartConverted", session.cart_id, {"cart_id": session.cart_id})],
+        events=[("CheckoutCompleted", session.session_id, {"session_id": session.session_id})],
+    )
+
+    async def written() -> tuple[Any, ...]:
+        async with uow.read() as tx:
+            kept = await tx.confirm_records.get(customer.subject, started.idempotency_key or "", 86_400)
+            queued = await tx.compensations.list(CompensationFilter(session_id=session.session_id), 10)
+            cart = await tx.carts.get_head(session.cart_id)
+            events = (
+                await tx.conn.execute(
+                    sa.select(sa.func.count()).where(outbox.c.aggregate_id.in_([session.session_id, session.cart_id]))
+                )
+            ).scalar_one()
+            stored = await tx.sessions.get(session.session_id)
+        assert cart is not None and stored is not None
+        return kept is not None, len(queued), cart.status, events, stored.status
+
+    for attempt in (started.saga_attempt + 1, started.saga_attempt - 1):
+        async with uow.statement() as tx:
+            assert not await tx.sessions.finish(
+                session.session_id, SessionStatus.COMPLETED, step=SagaStep.DONE, state=SagaState(), attempt=attempt,
+                end=end,
+            )  # fmt: skip
+            assert tx.events == 0
+        assert await written() == (False, 0, CartStatus.CHECKOUT, 0, SessionStatus.CONFIRMING)
+
+    async with uow.statement() as tx:
+        assert await tx.sessions.finish(
+            session.session_id, SessionStatus.COMPLETED, step=SagaStep.DONE, state=SagaState(),
+            attempt=started.saga_attempt, end=end,
+        )  # fmt: skip
+        assert tx.events == 2
+    assert await written() == (True, 1, CartStatus.CONVERTED, 2, SessionStatus.COMPLETED)
+    async with uow.read() as tx:  # the rows infra.outbox.add_event would have written
+        rows = (
+            await tx.conn.execute(
+                sa.select(outbox).where(outbox.c.aggregate_id.in_([session.session_id, session.cart_id]))
+            )
+        ).all()
+    for row in rows:
+        assert row.subject == f"kassa.checkout.{row.event_type}" and row.status == "pending"
+        assert row.payload["event_id"] == str(row.event_id) and row.payload["event_type"] == row.event_type
+        assert row.payload["aggregate_id"] == row.aggregate_id and row.payload["occurred_at"]
+    assert {r.event_type: r.payload["data"] for r in rows} == {
+        "CartConverted": {"cart_id": session.cart_id},
+        "CheckoutCompleted": {"session_id": session.session_id},
+    }
 
 
 async def test_preview_shows_the_totals_stored_with_a_recent_change_and_prices_afresh_after(

@@ -84,26 +84,29 @@ async def test_losing_the_race_releases_its_own_reservation_and_returns_the_winn
 async def test_a_session_that_cannot_be_stored_releases_its_reservation(world) -> None:
     cart = await _cart(world)
 
-    async def broken_create(session):
+    async def broken_create(*_args, **_kwargs):
         raise RuntimeError("database unavailable")
 
-    original = world.uow.transaction
+    original = world.uow.single
 
     class BrokenSessions:
         def __init__(self, inner):
             self._inner = inner
 
         def __getattr__(self, name):
-            return broken_create if name == "create" else getattr(self._inner, name)
+            return broken_create if name == "create_holding_cart" else getattr(self._inner, name)
 
     import contextlib
 
     class BrokenUnitOfWork:
         @contextlib.asynccontextmanager
-        async def transaction(self):
+        async def single(self):
             async with original() as tx:
                 tx.sessions = BrokenSessions(tx.sessions)
                 yield tx
+
+        def transaction(self):
+            return world.uow.transaction()
 
         def read(self):
             return world.uow.read()

@@ -4,13 +4,19 @@ import asyncio
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from helpers import RoundTrips, Trips, bearer, unique
 
 from infra.grpc_errors import error_info
 from kassa.warehouse.v1 import inventory_pb2
 from kassa.warehouse.v1 import inventory_service_pb2 as pb
+from kernel.errors import FailedPrecondition, NotFound, Reason
+from warehouse.biz.confirm_reservations import ConfirmReservations
+from warehouse.biz.release_reservations import ReleaseReservations
 from warehouse.biz.reserve_stock import ReserveCommand, ReserveStock
 from warehouse.data.repositories import SqlUnitOfWork
+from warehouse.data.tables import outbox, reservations
+from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import ReservationStatus, ReserveLine
 
 pytestmark = pytest.mark.integration
@@ -224,16 +230,151 @@ async def test_customers_may_not_reserve_or_administer(inventory, seed, customer
 
 
 async def test_a_reservation_is_answered_from_its_insert_with_no_read_after_it(seed, engine) -> None:
-    """ReserveStock: the ref's lock, its reservations so far, the stock rows locked, the hold, then the insert that
-    returns the reservations with their origin (a CTE): five statements in one transaction, none after the write."""
+    """ReserveStock: the ref's lock; its reservations so far with the stock rows locked (one statement); then the
+    hold and the insert that returns the reservations with their origin (one statement of CTEs): three statements
+    in one transaction, none after the write. A retry answers the live reservations from the same read."""
     wh = await seed.warehouse("US", name="West")
     a, b = unique("a"), unique("b")
     await seed.stock([(a, wh, 10), (b, wh, 10)])
     trips = RoundTrips(engine)
     reserve_stock = ReserveStock(SqlUnitOfWork(engine))
 
-    held = await reserve_stock(ReserveCommand(unique("ref"), [ReserveLine(b, 1), ReserveLine(a, 2)], 600))
+    ref = unique("ref")
+    held = await reserve_stock(ReserveCommand(ref, [ReserveLine(b, 1), ReserveLine(a, 2)], 600))
 
-    assert trips.take() == Trips(statements=5, transactions=1, commits=1)
+    assert trips.take() == Trips(statements=3, transactions=1, commits=1)
     assert [(r.sku, r.warehouse_id, r.quantity) for r in held] == [(a, wh, 2), (b, wh, 1)]
     assert {r.origin.name for r in held} == {"West"} and {r.status for r in held} == {ReservationStatus.ACTIVE}
+    again = await reserve_stock(ReserveCommand(ref, [ReserveLine(b, 1), ReserveLine(a, 2)], 600))
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    assert again == held
+    assert await levels(engine, a, b) == {a: (10, 2), b: (10, 1)}
+
+
+async def test_a_hold_that_does_not_take_inserts_no_reservation(seed, engine) -> None:
+    """The insert reads the holds: a plan with a row that can't be held (more than is left) inserts nothing, and
+    ReserveStock's refusal rolls back the holds that took."""
+    wh = await seed.warehouse()
+    a, b = unique("a"), unique("b")
+    await seed.stock([(a, wh, 10), (b, wh, 1)])
+    ref = unique("ref")
+
+    with pytest.raises(FailedPrecondition):
+        async with SqlUnitOfWork(engine).transaction() as tx:
+            held, inserted = await tx.hold_and_insert(ref, [Allocation(a, wh, 2), Allocation(b, wh, 3)], 600)
+            assert held == {(a, wh)} and inserted == []
+            raise FailedPrecondition("short", reason=Reason.OUT_OF_STOCK)
+
+    assert await levels(engine, a, b) == {a: (10, 0), b: (1, 0)}
+    async with SqlUnitOfWork(engine).read() as tx:
+        assert await tx.reservations_of(ref) == []
+
+
+async def test_confirming_is_the_ref_lock_then_two_statements(seed, engine) -> None:
+    """ConfirmReservations: the ref's lock; the move to CONFIRMED listing the ref's rows as they stand after it (one
+    statement); the sold units leaving stock, their rows locked in order, with ReservationsConfirmed (one statement).
+    A retry is the lock and the listing."""
+    wh = await seed.warehouse("US", name="West")
+    a, b = unique("a"), unique("b")
+    await seed.stock([(a, wh, 10), (b, wh, 10)])
+    uow = SqlUnitOfWork(engine)
+    ref = unique("ref")
+    await ReserveStock(uow)(ReserveCommand(ref, [ReserveLine(a, 2), ReserveLine(b, 1)], 600))
+    trips = RoundTrips(engine)
+
+    confirmed = await ConfirmReservations(uow)(ref)
+
+    assert trips.take() == Trips(statements=3, transactions=1, commits=1)
+    assert [(r.sku, r.quantity, r.status, r.origin.name) for r in confirmed] == [
+        (a, 2, ReservationStatus.CONFIRMED, "West"),
+        (b, 1, ReservationStatus.CONFIRMED, "West"),
+    ]
+    assert await levels(engine, a, b) == {a: (8, 0), b: (9, 0)}
+    assert await events_of(engine, ref) == ["ReservationsConfirmed"]
+    trips.take()
+    again = await ConfirmReservations(uow)(ref)
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    assert again == confirmed
+    assert await levels(engine, a, b) == {a: (8, 0), b: (9, 0)}
+    assert await events_of(engine, ref) == ["ReservationsConfirmed"]
+
+
+async def test_confirming_a_ref_with_a_lapsed_row_confirms_nothing(seed, engine) -> None:
+    wh = await seed.warehouse()
+    a, b = unique("a"), unique("b")
+    await seed.stock([(a, wh, 10), (b, wh, 10)])
+    uow = SqlUnitOfWork(engine)
+    ref = unique("ref")
+    await ReserveStock(uow)(ReserveCommand(ref, [ReserveLine(a, 2), ReserveLine(b, 1)], 600))
+    async with engine.begin() as conn:  # one of its rows past its TTL, not yet swept
+        await conn.execute(
+            reservations.update()
+            .where(reservations.c.reservation_ref == ref, reservations.c.sku == b)
+            .values(expires_at=sa.func.now() - sa.text("interval '1 second'"))
+        )
+
+    with pytest.raises(FailedPrecondition) as lapsed:
+        await ConfirmReservations(uow)(ref)
+
+    assert lapsed.value.reason == Reason.SESSION_EXPIRED and lapsed.value.metadata["states"] == "past_ttl"
+    async with uow.read() as tx:
+        assert {r.status for r in await tx.reservations_of(ref)} == {ReservationStatus.ACTIVE}
+    assert await levels(engine, a, b) == {a: (10, 2), b: (10, 1)}
+    assert await events_of(engine, ref) == []
+    with pytest.raises(NotFound):
+        await ConfirmReservations(uow)(unique("ref"))
+
+
+async def test_releasing_is_the_ref_lock_then_two_statements(seed, engine) -> None:
+    """ReleaseReservations: the ref's lock; the move to RELEASED listing the ref's rows; the units back in stock (their
+    rows locked in order by the same statement). A repeat releases nothing more."""
+    wh = await seed.warehouse()
+    a = unique("a")
+    await seed.stock([(a, wh, 10)])
+    uow = SqlUnitOfWork(engine)
+    ref = unique("ref")
+    await ReserveStock(uow)(ReserveCommand(ref, [ReserveLine(a, 4)], 600))
+    trips = RoundTrips(engine)
+
+    released = await ReleaseReservations(uow)(ref)
+
+    assert trips.take() == Trips(statements=3, transactions=1, commits=1)
+    assert [(r.sku, r.quantity, r.status) for r in released] == [(a, 4, ReservationStatus.RELEASED)]
+    assert await levels(engine, a) == {a: (10, 0)}
+    trips.take()
+    assert await ReleaseReservations(uow)(ref) == released
+    assert trips.take() == Trips(statements=2, transactions=1, commits=1)
+    assert await levels(engine, a) == {a: (10, 0)}
+    with pytest.raises(NotFound):
+        await ReleaseReservations(uow)(unique("ref"))
+
+
+async def test_concurrent_confirms_and_releases_of_one_sku_sell_each_unit_once(seed, engine) -> None:
+    """Stock rows are changed only under their locks, taken in order: many refs sharing two skus, confirmed and
+    released at once, leave on_hand and reserved exact (and no deadlock)."""
+    wh = await seed.warehouse()
+    a, b = unique("a"), unique("b")
+    await seed.stock([(a, wh, 100), (b, wh, 100)])
+    uow = SqlUnitOfWork(engine)
+    refs = [unique("ref") for _ in range(8)]
+    for ref in refs:
+        await ReserveStock(uow)(ReserveCommand(ref, [ReserveLine(a, 2), ReserveLine(b, 3)], 600))
+
+    await asyncio.gather(
+        *(ConfirmReservations(uow)(ref) for ref in refs[:5]), *(ReleaseReservations(uow)(ref) for ref in refs[5:])
+    )
+
+    assert await levels(engine, a, b) == {a: (100 - 5 * 2, 0), b: (100 - 5 * 3, 0)}
+
+
+async def levels(engine, *skus: str) -> dict[str, tuple[int, int]]:
+    async with SqlUnitOfWork(engine).read() as tx:
+        return {lv.sku: (lv.on_hand, lv.reserved) for lv in await tx.stock_levels(list(skus))}
+
+
+async def events_of(engine, ref: str) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            sa.select(outbox.c.event_type).where(outbox.c.aggregate_id == ref).order_by(outbox.c.created_at)
+        )
+        return list(rows.scalars())
