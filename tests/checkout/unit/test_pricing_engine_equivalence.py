@@ -69,10 +69,10 @@ class ModelPricing(FakePricingGateway):
 
     def __init__(self) -> None:
         super().__init__()
-        self.per_kg = 300
+        self.base, self.per_kg = 400, 300
 
     def _shipping(self, parcels: Sequence[Parcel], shipping_method: str, currency_code: str) -> Money:
-        per_parcel = [400 + self.per_kg * -(-p.weight_grams // 1000) for p in parcels]
+        per_parcel = [self.base + self.per_kg * -(-p.weight_grams // 1000) for p in parcels]
         return Money(currency_code, sum(per_parcel) * (2 if shipping_method == "express" else 1))
 
     def calculate_tax_of(self, lines: Sequence[TaxLine], shipping_total: Money, currency_code: str) -> Money:
@@ -158,7 +158,7 @@ async def _both(
     if guess in ("known", "stale"):
         await optimistic.compute(data)  # the shipment's shipping is now the engine's guess
         if guess == "stale":
-            pricing.per_kg += 50  # and the rates changed since
+            pricing.base += 50  # and the rates changed since (every shipment has a parcel)
     reference = await PricingEngine(pricing, promotion, 5.0, optimistic=False).compute(data)  # type: ignore[arg-type]
     if guess.startswith("caller"):  # no shipping seen by this engine, the caller's guess instead
         data = replace(data, shipping_guess_minor=reference.shipping_minor + (guess == "caller-wrong"))
