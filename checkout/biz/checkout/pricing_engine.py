@@ -58,10 +58,8 @@ class PricingInput:
     shipping_guess_minor: int | None = None
 
 
-# Shipments whose last shipping quote the engine keeps as its next guess (a few hundred bytes each).
+# Shipments whose last shipping quote the engine keeps as its next guess (two ints each).
 SHIPMENTS_KEPT = 4096
-
-_Shipment = tuple[tuple[Parcel, ...], Address, str, str]
 
 
 class PricingEngine:
@@ -80,8 +78,9 @@ class PricingEngine:
         self._promotion = promotion
         self._deadline = deadline_seconds
         self._optimistic = optimistic
-        # Shipment -> the shipping pricing last quoted for it: only a guess, always checked against a fresh quote.
-        self._shipping_seen: dict[_Shipment, int] = {}
+        # Shipment (its hash: no address kept) -> the shipping pricing last quoted for it. Only a guess, always
+        # checked against a fresh quote, so neither a collision nor a rate changed since can change a total.
+        self._shipping_seen: dict[int, int] = {}
 
     async def compute(self, data: PricingInput) -> Preview:
         try:
@@ -152,7 +151,7 @@ class PricingEngine:
             delivery=quote.delivery,
         )
 
-    def _remember(self, shipment: _Shipment, shipping_minor: int) -> None:
+    def _remember(self, shipment: int, shipping_minor: int) -> None:
         if shipment not in self._shipping_seen and len(self._shipping_seen) >= SHIPMENTS_KEPT:
             del self._shipping_seen[next(iter(self._shipping_seen))]  # the oldest
         self._shipping_seen[shipment] = shipping_minor
@@ -232,10 +231,9 @@ class PricingEngine:
         )
 
 
-def _shipment(data: PricingInput) -> _Shipment:
-    """What a shipping quote depends on."""
-    assert data.shipping_address is not None
-    return tuple(parcels(data.lines)), data.shipping_address, data.shipping_method, data.currency_code
+def _shipment(data: PricingInput) -> int:
+    """What a shipping quote depends on, hashed."""
+    return hash((tuple(parcels(data.lines)), data.shipping_address, data.shipping_method, data.currency_code))
 
 
 def _same_for_promotion(held: Sequence[SessionLine], fresh: Sequence[SessionLine]) -> bool:
