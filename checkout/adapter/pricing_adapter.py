@@ -1,4 +1,5 @@
-"""PricingService client: products in one batch, shipping quotes, tax, or all three in one QuoteOrder."""
+"""PricingService client: products in one batch, shipping quotes, tax, or all three in one QuoteOrder (with the
+discounts to take off before the tax)."""
 
 from __future__ import annotations
 
@@ -67,15 +68,27 @@ class GrpcPricingAdapter(GrpcClient):
         destination: Address,
         shipping_method: str,
         currency_code: str,
+        *,
+        line_discounts: Sequence[int] = (),
+        shipping_discount: int = 0,
     ) -> OrderQuote:
+        discounts = list(line_discounts) or [0] * len(lines)
         resp = await self._call(
             self._stub.QuoteOrder,
             pb.QuoteOrderRequest(
-                lines=[pb.QuoteOrderLine(sku=ln.sku, quantity=ln.quantity) for ln in lines],
+                lines=[
+                    pb.QuoteOrderLine(
+                        sku=ln.sku,
+                        quantity=ln.quantity,
+                        discount=money_to_pb(Money(currency_code, off)) if off else None,
+                    )
+                    for ln, off in zip(lines, discounts, strict=True)
+                ],
                 parcels=_parcels_pb(parcels),
                 destination=address_to_pb(destination),
                 shipping_method=shipping_method,
                 currency_code=currency_code,
+                shipping_discount=money_to_pb(Money(currency_code, shipping_discount)) if shipping_discount else None,
             ),
         )
         products = _products(resp.products, resp.missing_skus, currency_code)

@@ -78,8 +78,13 @@ class PricingGateway(Protocol):
         destination: Address,
         shipping_method: str,
         currency_code: str,
+        *,
+        line_discounts: Sequence[int] = (),
+        shipping_discount: int = 0,
     ) -> OrderQuote:
-        """get_products, quote_shipping and calculate_tax of the undiscounted lines in one call."""
+        """get_products, quote_shipping and calculate_tax in one call: the tax of each line less its discount
+        (``line_discounts``, minor units, one per line; none when empty) and of the shipping less
+        ``shipping_discount``. The quote's shipping is before its discount."""
         ...
 
 

@@ -1,8 +1,9 @@
-"""QuoteOrder: prices, shipping and tax of an order with no discount, in one call.
+"""QuoteOrder: prices, shipping and tax of an order, in one call.
 
 The same answers, computed by the same code, as GetProducts followed by QuoteShipping and
-CalculateTax on the undiscounted lines; a caller saves two round trips (and two calls of plumbing
-on both sides) when there is no promotion to apply between them.
+CalculateTax on the lines less their discounts and the shipping less its discount; a caller saves two
+round trips (and two calls of plumbing on both sides). The discounts are the caller's (checkout computes
+them with promotion from the prices it holds, and checks the products answered here are those prices).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ __all__ = ["OrderQuote", "QuoteLine", "QuoteOrder"]
 class QuoteLine:
     sku: str
     quantity: int
+    # Taken off the line's total before it is taxed; more than the total leaves zero.
+    discount_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +54,10 @@ class QuoteOrder:
         shipping_method: str,
         currency_code: str,
         destination_country: str,
+        shipping_discount_minor: int = 0,
     ) -> OrderQuote:
+        """``shipping_discount_minor`` is taken off the shipping before it is taxed (more than it leaves zero);
+        the quote's ``shipping_total`` is before it."""
         lookup = await self._get_products([ln.sku for ln in lines], currency_code)
         if lookup.missing_skus:
             return OrderQuote(lookup, None, None)
@@ -66,13 +72,19 @@ class QuoteOrder:
         for ln in lines:
             pp = priced[ln.sku]
             assert pp.unit_price is not None  # a currency was asked for, so every product found has a price in it
-            taxable.append(TaxableLine(ln.sku, pp.product.tax_class, pp.unit_price.times(ln.quantity)))
+            total = pp.unit_price.times(ln.quantity)
+            taxable.append(TaxableLine(ln.sku, pp.product.tax_class, _less(total, ln.discount_minor)))
         result = await self._calculate_tax(
             lines=taxable,
-            shipping=shipping_total,
+            shipping=_less(shipping_total, shipping_discount_minor),
             destination_country=destination_country,
             currency_code=currency_code,
         )
         return OrderQuote(
             lookup, shipping_total, result.tax_total, order_window(shipping_method, parcels, destination_country)
         )
+
+
+def _less(amount: Money, discount_minor: int) -> Money:
+    """``amount`` less a discount, never below zero."""
+    return Money(amount.currency_code, amount.amount_minor - min(discount_minor, amount.amount_minor))

@@ -93,13 +93,15 @@ class PricingServiceServicer(pricing_service_pb2_grpc.PricingServiceServicer):
         self, request: pb.QuoteOrderRequest, context: grpc.aio.ServicerContext
     ) -> pb.QuoteOrderResponse:
         require_identity()
-        lines, shipping = check_quote_order(request)
+        query = check_quote_order(request)
+        shipping = query.shipping
         result = await self._use.quote_order(
-            lines=lines,
+            lines=query.lines,
             parcels=shipping.parcels,
             shipping_method=shipping.shipping_method,
             currency_code=shipping.currency_code,
             destination_country=shipping.destination_country,
+            shipping_discount_minor=query.shipping_discount_minor,
         )
         for total in (result.shipping_total, result.tax_total):
             if total is not None and total.amount_minor > MAX_AMOUNT_MINOR:

@@ -18,7 +18,7 @@ from pricing.model.catalog import TAX_CLASSES, Product
 from pricing.model.rates import Parcel, TaxableLine
 
 __all__ = ["MAX_BATCH", "MAX_LABEL_LENGTH", "MAX_NAME_LENGTH", "MAX_PARCEL_WEIGHT_GRAMS", "MAX_QUANTITY",
-           "MAX_WEIGHT_GRAMS", "ShippingQuery", "TaxQuery", "check_calculate_tax", "check_get_products",
+           "MAX_WEIGHT_GRAMS", "OrderQuery", "ShippingQuery", "TaxQuery", "check_calculate_tax", "check_get_products",
            "check_label", "check_quote_order", "check_quote_shipping", "check_upsert_products",
            "check_weight"]  # fmt: skip
 
@@ -172,18 +172,32 @@ def check_calculate_tax(request: pb.CalculateTaxRequest) -> TaxQuery:
     return TaxQuery(currency, destination, lines, shipping_total)
 
 
-def check_quote_order(request: pb.QuoteOrderRequest) -> tuple[list[QuoteLine], ShippingQuery]:
-    """At least one line, each a sku and a quantity, then the shipping part as QuoteShipping checks it."""
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    lines: list[QuoteLine]
+    shipping: ShippingQuery
+    shipping_discount_minor: int
+
+
+def check_quote_order(request: pb.QuoteOrderRequest) -> OrderQuery:
+    """At least one line, each a sku and a quantity, then the shipping part as QuoteShipping checks it, then
+    the discounts: each line's, then the shipping's (unset, or 0 to MAX_AMOUNT_MINOR in the currency)."""
     if not request.lines:
         raise InvalidArgument("lines", "must not be empty")
     _check_batch("lines", len(request.lines))
-    lines: list[QuoteLine] = []
     for i, line in enumerate(request.lines):
         check_sku(f"lines[{i}].sku", line.sku)
         if not 1 <= line.quantity <= MAX_QUANTITY:
             raise InvalidArgument(f"lines[{i}].quantity", f"must be 1 to {MAX_QUANTITY}")
-        lines.append(QuoteLine(line.sku, line.quantity))
     shipping = _shipping_query(
         request.shipping_method, request.currency_code, request.destination.country_code, request.parcels
     )
-    return lines, shipping
+    currency = shipping.currency_code
+    lines = [
+        QuoteLine(
+            line.sku, line.quantity, money_in_currency(f"lines[{i}].discount", line.discount, currency).amount_minor
+        )
+        for i, line in enumerate(request.lines)
+    ]
+    shipping_discount = money_in_currency("shipping_discount", request.shipping_discount, currency)
+    return OrderQuery(lines, shipping, shipping_discount.amount_minor)

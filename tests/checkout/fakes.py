@@ -116,7 +116,7 @@ class FakePricingGateway(_Scripted):
         self, lines: Sequence[TaxLine], destination: Address, shipping_total: Money, currency_code: str
     ) -> Money:
         self._enter("calculate_tax", tuple(lines), destination, shipping_total, currency_code)
-        return self._tax(sum(ln.amount.amount_minor for ln in lines) + shipping_total.amount_minor, currency_code)
+        return self.calculate_tax_of(lines, shipping_total, currency_code)
 
     async def quote_order(
         self,
@@ -125,15 +125,42 @@ class FakePricingGateway(_Scripted):
         destination: Address,
         shipping_method: str,
         currency_code: str,
+        *,
+        line_discounts: Sequence[int] = (),
+        shipping_discount: int = 0,
     ) -> OrderQuote:
-        """What the three calls above answer for undiscounted lines, as the real service does."""
-        self._enter("quote_order", tuple(lines), tuple(parcels), destination, shipping_method, currency_code)
+        """What the three calls above answer for the lines and shipping less their discounts, as the real
+        service does (a discount past its total leaves zero)."""
+        self._enter(
+            "quote_order", tuple(lines), tuple(parcels), destination, shipping_method, currency_code,
+            tuple(line_discounts), shipping_discount,
+        )  # fmt: skip
         products = self._lookup(list(dict.fromkeys(ln.sku for ln in lines)), currency_code)
         if products.missing_skus:
             return OrderQuote(products, None, None)
         shipping = self._shipping(parcels, shipping_method, currency_code)
-        items = sum(products.products[ln.sku].unit_price.amount_minor * ln.quantity for ln in lines)
-        return OrderQuote(products, shipping, self._tax(items + shipping.amount_minor, currency_code), _FAKE_WINDOW)
+        discounts = list(line_discounts) or [0] * len(lines)
+        taxable = [
+            self._less(Money(currency_code, products.products[ln.sku].unit_price.amount_minor * ln.quantity), off)
+            for ln, off in zip(lines, discounts, strict=True)
+        ]
+        tax = self.calculate_tax_of(
+            [
+                TaxLine(ln.sku, products.products[ln.sku].tax_class, amount)
+                for ln, amount in zip(lines, taxable, strict=True)
+            ],
+            self._less(shipping, shipping_discount),
+            currency_code,
+        )
+        return OrderQuote(products, shipping, tax, _FAKE_WINDOW)
+
+    @staticmethod
+    def _less(amount: Money, discount: int) -> Money:
+        return Money(amount.currency_code, amount.amount_minor - min(discount, amount.amount_minor))
+
+    def calculate_tax_of(self, lines: Sequence[TaxLine], shipping_total: Money, currency_code: str) -> Money:
+        """The tax CalculateTax answers (a test may override it with per-line rounding, as the real service)."""
+        return self._tax(sum(ln.amount.amount_minor for ln in lines) + shipping_total.amount_minor, currency_code)
 
     def _lookup(self, skus: Sequence[str], currency_code: str) -> ProductsResult:
         found = {s: self.products[s] for s in skus if s in self.products}

@@ -1,11 +1,21 @@
 """Order totals from fresh data: prices, shipping, promotions and tax.
 
 With no promotion code to apply, one QuoteOrder call answers prices, shipping and tax together.
-Otherwise prices (GetProducts, one batch) and shipping (QuoteShipping, one parcel per warehouse, from the
-warehouses that hold the reservations) are fetched in parallel; promotions are validated with lines
-built from the same GetProducts answer (no per-item calls); tax is computed on the discounted lines
-plus shipping. Everything runs under one deadline, so a slow dependency can't stall a checkout.
-Nothing is committed here.
+
+With codes and a shipment, promotions are asked first, with the prices the session holds (StartCheckout's, or
+the last refresh's) and the shipping last quoted for the same shipment in this process (on a miss, the
+caller's ``shipping_guess_minor``, else one QuoteShipping call quotes it); then one QuoteOrder call answers
+the fresh prices and shipping and the tax of the lines and shipping less the discounts. When the fresh prices
+(and category, brand) and shipping are those promotions was asked with, promotions and tax got exactly the
+requests the separate calls below send, so the totals are theirs: 2 calls instead of 4. When they differ,
+promotions is asked again with the fresh ones and CalculateTax taxes the discounted lines, exactly as below
+(4 calls, 5 on a shipping miss).
+
+The separate calls (codes without a shipment, or ``optimistic=False``): prices (GetProducts, one batch) and
+shipping (QuoteShipping, one parcel per warehouse, from the warehouses that hold the reservations) are
+fetched in parallel; promotions are validated with lines built from the same GetProducts answer (no
+per-item calls); tax is computed on the discounted lines plus shipping. Everything runs under one deadline,
+so a slow dependency can't stall a checkout. Nothing is committed here.
 """
 
 from __future__ import annotations
@@ -43,13 +53,34 @@ class PricingInput:
     promotion_codes: Sequence[str] = field(default_factory=tuple)
     # The order's email: a once-per-customer coupon counts its uses too (guests get a new customer id each time).
     customer_email: str = ""
+    # A guess at the shipping (e.g. the session's last totals, priced by another replica), for when this process
+    # quoted none for the shipment yet; only a guess: checked against pricing's fresh quote like the engine's own.
+    shipping_guess_minor: int | None = None
+
+
+# Shipments whose last shipping quote the engine keeps as its next guess (two ints each).
+SHIPMENTS_KEPT = 4096
 
 
 class PricingEngine:
-    def __init__(self, pricing: PricingGateway, promotion: PromotionGateway, deadline_seconds: float) -> None:
+    """``optimistic``: price a session with codes from the prices it holds, checked by one QuoteOrder (above);
+    False keeps the separate calls everywhere (the reference the tests compare the optimistic path with)."""
+
+    def __init__(
+        self,
+        pricing: PricingGateway,
+        promotion: PromotionGateway,
+        deadline_seconds: float,
+        *,
+        optimistic: bool = True,
+    ) -> None:
         self._pricing = pricing
         self._promotion = promotion
         self._deadline = deadline_seconds
+        self._optimistic = optimistic
+        # Shipment (its hash: no address kept) -> the shipping pricing last quoted for it. Only a guess, always
+        # checked against a fresh quote, so neither a collision nor a rate changed since can change a total.
+        self._shipping_seen: dict[int, int] = {}
 
     async def compute(self, data: PricingInput) -> Preview:
         try:
@@ -62,20 +93,77 @@ class PricingEngine:
         ships = data.shipping_address is not None and bool(data.shipping_method)
         if ships and not data.promotion_codes:
             return await self._undiscounted(data)
-        currency = data.currency_code
+        if ships and self._optimistic:
+            return await self._from_held_prices(data)
         skus = list(dict.fromkeys(ln.sku for ln in data.lines))
         try:
             async with asyncio.TaskGroup() as group:
-                products_task = group.create_task(self._pricing.get_products(skus, currency))
+                products_task = group.create_task(self._pricing.get_products(skus, data.currency_code))
                 shipping_task = group.create_task(self._quote_shipping(data)) if ships else None
         except BaseExceptionGroup as failed:
             # The caller wants the dependency's own error (OUT_OF_STOCK, UNAVAILABLE…), not a group.
             raise failed.exceptions[0] from None
-        found = products_task.result()
+        quoted = shipping_task.result() if shipping_task is not None else None
+        return await self._discounted(data, products_task.result(), quoted)
+
+    async def _from_held_prices(self, data: PricingInput) -> Preview:
+        """Promotions on the held prices and the guessed shipping, then one QuoteOrder that checks both (module
+        docstring); the separate calls' second half when the check fails."""
+        assert data.shipping_address is not None
+        currency = data.currency_code
+        shipment = _shipment(data)
+        guessed = self._shipping_seen.get(shipment, data.shipping_guess_minor)
+        if guessed is None:
+            guessed = (await self._quote_shipping(data)).total.amount_minor
+        held = list(data.lines)
+        promo = await self._promotion.validate(
+            list(data.promotion_codes), promotion_lines(held, currency), Money(currency, guessed), currency,
+            data.customer_id, customer_email=data.customer_email,
+        )  # fmt: skip
+        subtotal = sum(ln.line_total_minor for ln in held)
+        item_discount, shipping_discount = split_discount(promo, subtotal, guessed)
+        quote = await self._pricing.quote_order(
+            [ReserveLine(ln.sku, ln.quantity) for ln in held],
+            parcels(held),
+            data.shipping_address,
+            data.shipping_method,
+            currency,
+            line_discounts=allocate(item_discount, [ln.line_total_minor for ln in held]),
+            shipping_discount=shipping_discount,
+        )
+        _refuse_missing(quote.products)
+        assert quote.shipping is not None and quote.tax is not None
+        shipping = quote.shipping.amount_minor
+        self._remember(shipment, shipping)
+        lines = [_refresh(ln, quote.products.products[ln.sku]) for ln in held]
+        if shipping != guessed or not _same_for_promotion(held, lines):
+            # Promotions was asked about other prices or shipping than pricing's now: ask again with these.
+            return await self._discounted(data, quote.products, ShippingQuote(quote.shipping, quote.delivery))
+        return Preview(
+            currency_code=currency,
+            lines=lines,
+            subtotal_minor=subtotal,
+            discount_minor=item_discount + shipping_discount,
+            shipping_minor=shipping,
+            tax_minor=quote.tax.amount_minor,
+            discounts=discounts(promo, shipping_discount),
+            rejected=[(r.code, r.reason, r.message) for r in promo.rejected],
+            delivery=quote.delivery,
+        )
+
+    def _remember(self, shipment: int, shipping_minor: int) -> None:
+        if shipment not in self._shipping_seen and len(self._shipping_seen) >= SHIPMENTS_KEPT:
+            del self._shipping_seen[next(iter(self._shipping_seen))]  # the oldest
+        self._shipping_seen[shipment] = shipping_minor
+
+    async def _discounted(self, data: PricingInput, found: ProductsResult, quoted: ShippingQuote | None) -> Preview:
+        """The totals from fresh products and shipping (None: nothing ships): promotions on the fresh lines, then
+        tax on the discounted lines and shipping."""
+        currency = data.currency_code
+        ships = quoted is not None
         _refuse_missing(found)
         lines = [_refresh(ln, found.products[ln.sku]) for ln in data.lines]
         subtotal = sum(ln.line_total_minor for ln in lines)
-        quoted = shipping_task.result() if shipping_task is not None else None
         shipping = quoted.total.amount_minor if quoted is not None else 0
 
         promo = PromotionResult()
@@ -141,6 +229,19 @@ class PricingEngine:
         return await self._pricing.quote_shipping(
             parcels(data.lines), data.shipping_address, data.shipping_method, data.currency_code
         )
+
+
+def _shipment(data: PricingInput) -> int:
+    """What a shipping quote depends on, hashed."""
+    return hash((tuple(parcels(data.lines)), data.shipping_address, data.shipping_method, data.currency_code))
+
+
+def _same_for_promotion(held: Sequence[SessionLine], fresh: Sequence[SessionLine]) -> bool:
+    """Whether promotion lines, subtotal and discount shares built from ``held`` are those built from ``fresh``."""
+    return all(
+        (h.unit_price_minor, h.category, h.brand) == (f.unit_price_minor, f.category, f.brand)
+        for h, f in zip(held, fresh, strict=True)
+    )
 
 
 def _refuse_missing(found: ProductsResult) -> None:

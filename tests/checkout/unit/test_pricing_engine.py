@@ -1,5 +1,6 @@
-"""The pricing engine: one QuoteOrder without codes; with codes, prices and shipping in parallel under one deadline,
-promotions from the same batch, tax last."""
+"""The pricing engine: one QuoteOrder without codes; with codes, promotions on the held prices and one QuoteOrder that
+checks them (2 calls; the separate calls when the check fails); the separate calls: prices and shipping in parallel
+under one deadline, promotions from the same batch, tax last."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _setup() -> tuple[FakePricingGateway, FakePromotionGateway]:
 
 async def test_totals_use_fresh_prices_one_parcel_per_warehouse_and_tax_after_discount() -> None:
     pricing, promotion = _setup()
-    engine = PricingEngine(pricing, promotion, 2.0)
+    engine = PricingEngine(pricing, promotion, 2.0, optimistic=False)
     preview = await engine.compute(PricingInput("USD", "cust", _lines(), DEST, "standard", ["TEN"]))
 
     assert pricing.count("get_products") == 1
@@ -76,8 +77,8 @@ async def test_prices_and_shipping_are_fetched_in_parallel() -> None:
         return await quote_shipping(*args)
 
     pricing.get_products, pricing.quote_shipping = products_after_shipping, shipping
-    # A promotion code takes the separate-calls path (the discount comes before the tax).
-    preview = await PricingEngine(pricing, promotion, 2.0).compute(
+    # The separate-calls path (the optimistic one's fallback).
+    preview = await PricingEngine(pricing, promotion, 2.0, optimistic=False).compute(
         PricingInput("USD", "c", _lines(), DEST, "express", ["TEN"])
     )
     assert preview.shipping_minor == 1600
@@ -93,7 +94,9 @@ async def test_without_a_code_one_quote_order_call_gives_the_same_totals() -> No
     assert {(p.warehouse_id, p.weight_grams) for p in parcels} == {("wh-1", 600), ("wh-2", 1300)}
 
     # An unknown code applies nothing, so the separate calls must land on the very same totals.
-    separate = await engine.compute(PricingInput("USD", "c", _lines(), DEST, "express", ["NOPE"]))
+    separate = await PricingEngine(pricing, promotion, 2.0, optimistic=False).compute(
+        PricingInput("USD", "c", _lines(), DEST, "express", ["NOPE"])
+    )
     assert pricing.count("get_products") == pricing.count("quote_shipping") == pricing.count("calculate_tax") == 1
     assert [code for code, *_ in separate.rejected] == ["NOPE"]
     assert quoted.lines == separate.lines
@@ -111,25 +114,35 @@ async def test_missing_address_or_method_means_no_shipping_and_no_tax() -> None:
     assert pricing.count("quote_shipping") == pricing.count("calculate_tax") == 0
 
 
-@pytest.mark.parametrize(("codes", "slow"), [([], "quote_order"), (["TEN"], "quote_shipping")])
-async def test_a_slow_dependency_hits_the_single_deadline(codes: list[str], slow: str) -> None:
+@pytest.mark.parametrize(
+    ("codes", "slow", "optimistic"),
+    [([], "quote_order", True), (["TEN"], "quote_shipping", False), (["TEN"], "quote_shipping", True),
+     (["TEN"], "quote_order", True)],
+)  # fmt: skip
+async def test_a_slow_dependency_hits_the_single_deadline(codes: list[str], slow: str, optimistic: bool) -> None:
     pricing, promotion = _setup()
 
-    async def hang(*args):
+    async def hang(*args, **kwargs):
         await asyncio.Event().wait()
 
     setattr(pricing, slow, hang)
     with pytest.raises(Unavailable):
-        await PricingEngine(pricing, promotion, 0.05).compute(
+        await PricingEngine(pricing, promotion, 0.05, optimistic=optimistic).compute(
             PricingInput("USD", "c", _lines(), DEST, "standard", codes)
         )
 
 
-@pytest.mark.parametrize(("codes", "failing"), [([], "quote_order"), (["TEN"], "get_products")])
-async def test_a_dependency_error_is_raised_as_itself_not_as_a_group(codes: list[str], failing: str) -> None:
+@pytest.mark.parametrize(
+    ("codes", "failing", "optimistic"),
+    [([], "quote_order", True), (["TEN"], "get_products", False), (["TEN"], "quote_order", True),
+     (["TEN"], "quote_shipping", True)],
+)  # fmt: skip
+async def test_a_dependency_error_is_raised_as_itself_not_as_a_group(
+    codes: list[str], failing: str, optimistic: bool
+) -> None:
     pricing, promotion = _setup()
     pricing.fail[failing] = Unavailable("pricing down")
     with pytest.raises(Unavailable, match="pricing down"):
-        await PricingEngine(pricing, promotion, 1.0).compute(
+        await PricingEngine(pricing, promotion, 1.0, optimistic=optimistic).compute(
             PricingInput("USD", "c", _lines(), DEST, "standard", codes)
         )

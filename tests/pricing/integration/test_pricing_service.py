@@ -366,6 +366,51 @@ async def test_quote_order_answers_what_the_three_calls_answer(
         assert quoted.tax_total.amount_minor > 0 or destination == "BR"
 
 
+async def test_quote_order_taxes_the_lines_and_shipping_less_their_discounts(
+    pricing_stub: PricingServiceStub, admin_token: str, service_token: str
+) -> None:
+    """With per-line discounts and a shipping discount: the same products and shipping as without them, and the
+    tax CalculateTax answers for the discounted lines and shipping (a discount past its total leaves zero)."""
+    a, b = unique("QOD-A"), unique("QOD-B")
+    await pricing_stub.UpsertProducts(
+        pb.UpsertProductsRequest(
+            products=[product(a, usd(5333), weight_grams=700), product(b, usd(1999), tax_class="reduced")]
+        ),
+        metadata=bearer(admin_token),
+    )
+    md = bearer(service_token)
+    parcels = [pb.Parcel(warehouse_id="wh-us", origin=address("US"), weight_grams=5000)]
+    # line totals 5333, 5997, 10666; discounts 1001, 333, 20000 (past the line: taxed as 0)
+    lines = [
+        pb.QuoteOrderLine(sku=a, quantity=1, discount=usd(1001)),
+        pb.QuoteOrderLine(sku=b, quantity=3, discount=usd(333)),
+        pb.QuoteOrderLine(sku=a, quantity=2, discount=usd(20000)),
+    ]
+    plain = [pb.QuoteOrderLine(sku=ln.sku, quantity=ln.quantity) for ln in lines]
+    for shipping_discount in (None, usd(0), usd(250), usd(10**9)):
+        base = {"parcels": parcels, "destination": address("US"), "shipping_method": "express", "currency_code": "USD"}
+        undiscounted = await pricing_stub.QuoteOrder(pb.QuoteOrderRequest(lines=plain, **base), metadata=md)
+        quoted = await pricing_stub.QuoteOrder(
+            pb.QuoteOrderRequest(lines=lines, shipping_discount=shipping_discount, **base), metadata=md
+        )
+        shipping = undiscounted.shipping_total.amount_minor
+        left = shipping - min(shipping, shipping_discount.amount_minor if shipping_discount is not None else 0)
+        taxed = await pricing_stub.CalculateTax(
+            pb.CalculateTaxRequest(
+                lines=[pb.TaxLine(sku=a, tax_class="standard", amount=usd(5333 - 1001)),
+                       pb.TaxLine(sku=b, tax_class="reduced", amount=usd(5997 - 333)),
+                       pb.TaxLine(sku=a, tax_class="standard", amount=usd(0))],
+                destination=address("US"), shipping_total=usd(left), currency_code="USD",
+            ),
+            metadata=md,
+        )  # fmt: skip
+        assert list(quoted.products) == list(undiscounted.products)
+        assert quoted.shipping_total == undiscounted.shipping_total  # before its discount
+        assert quoted.delivery_window == undiscounted.delivery_window
+        assert quoted.tax_total == taxed.tax_total
+        assert quoted.tax_total.amount_minor < undiscounted.tax_total.amount_minor
+
+
 async def test_quote_order_reports_missing_skus_without_totals(
     pricing_stub: PricingServiceStub, service_token: str
 ) -> None:
@@ -398,6 +443,18 @@ async def test_quote_order_reports_missing_skus_without_totals(
         ({"parcels": [pb.Parcel(origin=address("US"), weight_grams=2**62)]}, "parcels[0].weight_grams"),
         ({"parcels": [pb.Parcel(origin=address("US"), weight_grams=10**12 + 1)]}, "parcels[0].weight_grams"),
         ({"destination": address("US\n")}, "destination.country_code"),
+        ({"lines": [pb.QuoteOrderLine(sku="A", quantity=1, discount=money_pb2.Money(currency_code="USD",
+                                                                                  amount_minor=-1))]},
+         "lines[0].discount.amount_minor"),
+        ({"lines": [pb.QuoteOrderLine(sku="A", quantity=1), pb.QuoteOrderLine(sku="B", quantity=1, discount=eur(5))]},
+         "lines[1].discount.currency_code"),
+        ({"lines": [pb.QuoteOrderLine(sku="A", quantity=1, discount=money_pb2.Money(amount_minor=5))]},
+         "lines[0].discount.currency_code"),
+        ({"lines": [pb.QuoteOrderLine(sku="A", quantity=1, discount=usd(10**15))]},
+         "lines[0].discount.amount_minor"),
+        ({"shipping_discount": eur(100)}, "shipping_discount.currency_code"),
+        ({"shipping_discount": money_pb2.Money(currency_code="USD", amount_minor=-100)},
+         "shipping_discount.amount_minor"),
     ],
 )  # fmt: skip
 async def test_quote_order_refuses_bad_fields(

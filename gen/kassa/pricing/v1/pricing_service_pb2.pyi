@@ -133,26 +133,30 @@ class CalculateTaxResponse(_message.Message):
     def __init__(self, tax_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., lines: _Optional[_Iterable[_Union[TaxLineResult, _Mapping]]] = ...) -> None: ...
 
 class QuoteOrderLine(_message.Message):
-    __slots__ = ("sku", "quantity")
+    __slots__ = ("sku", "quantity", "discount")
     SKU_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_FIELD_NUMBER: _ClassVar[int]
     sku: str
     quantity: int
-    def __init__(self, sku: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
+    discount: _money_pb2.Money
+    def __init__(self, sku: _Optional[str] = ..., quantity: _Optional[int] = ..., discount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class QuoteOrderRequest(_message.Message):
-    __slots__ = ("lines", "parcels", "destination", "shipping_method", "currency_code")
+    __slots__ = ("lines", "parcels", "destination", "shipping_method", "currency_code", "shipping_discount")
     LINES_FIELD_NUMBER: _ClassVar[int]
     PARCELS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     SHIPPING_METHOD_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    SHIPPING_DISCOUNT_FIELD_NUMBER: _ClassVar[int]
     lines: _containers.RepeatedCompositeFieldContainer[QuoteOrderLine]
     parcels: _containers.RepeatedCompositeFieldContainer[Parcel]
     destination: _address_pb2.Address
     shipping_method: str
     currency_code: str
-    def __init__(self, lines: _Optional[_Iterable[_Union[QuoteOrderLine, _Mapping]]] = ..., parcels: _Optional[_Iterable[_Union[Parcel, _Mapping]]] = ..., destination: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., currency_code: _Optional[str] = ...) -> None: ...
+    shipping_discount: _money_pb2.Money
+    def __init__(self, lines: _Optional[_Iterable[_Union[QuoteOrderLine, _Mapping]]] = ..., parcels: _Optional[_Iterable[_Union[Parcel, _Mapping]]] = ..., destination: _Optional[_Union[_address_pb2.Address, _Mapping]] = ..., shipping_method: _Optional[str] = ..., currency_code: _Optional[str] = ..., shipping_discount: _Optional[_Union[_money_pb2.Money, _Mapping]] = ...) -> None: ...
 
 class QuoteOrderResponse(_message.Message):
     __slots__ = ("products", "missing_skus", "shipping_total", "tax_total", "delivery_window")

@@ -94,9 +94,10 @@ class PricingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def QuoteOrder(self, request, context):
-        """Products, shipping and tax of an order with no discount, in one call: the answers of GetProducts,
-        then QuoteShipping and CalculateTax on the undiscounted lines. A caller with promotion codes needs
-        the discount before the tax, so it makes those three calls instead (with ValidatePromotions between).
+        """Products, shipping and tax of an order in one call: the answers of GetProducts, then QuoteShipping,
+        then CalculateTax on the lines less their discounts and the shipping less its discount (none when
+        unset). A caller with promotion codes computes the discounts from the prices it already holds, and
+        checks that the products and shipping answered are the ones it computed them from.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
