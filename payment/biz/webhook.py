@@ -38,6 +38,12 @@ class HandleWebhook:
     inserted in the same transaction as the effect, so a redelivered event is a no-op
     even when two deliveries race. Returns (event id, duplicate).
 
+    The usual webhook, of an outcome the payment already shows (the authorization or capture Kassa
+    made itself), costs one autocommit statement: it reads the payment and whether the event was seen,
+    and records the event only when it has nothing to apply or cancel (:func:`nothing_to_do`, the SQL
+    form of :func:`already_applied`); anything else, such as a webhook that overtook the synchronous
+    answer, goes the whole way (claim, lock, apply).
+
     An authorization that arrives for a payment that holds nothing any more (voided, failed:
     a success after the end, DESIGN.md §3) is cancelled at once; when the provider cannot be
     reached for that, the sweeper's reconciliation cancels it later.

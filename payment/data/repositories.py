@@ -1,15 +1,15 @@
 """The payment repositories on Postgres (bound to one connection), SqlTx and SqlUnitOfWork, the only place a
 transaction begins: the use cases ask the unit of work for one short transaction per step.
 
-Every status change is ``UPDATE … WHERE status IN (…) RETURNING`` with its outbox
-event and attempt log row in the same transaction; nothing reads a row, decides
-in Python and writes it back without holding a lock.
+Every status change is ``UPDATE … WHERE status IN (…) RETURNING`` with its attempt log row, its outbox event
+and the inbox claim of the event that caused it in the same statement (data-modifying CTEs that insert only
+from the updated row, so nothing is written when the guard refuses); nothing reads a row, decides in Python
+and writes it back without holding a lock.
 
-Round trips are counted (issue 4): the status change and its attempt row are one statement
-(a data-modifying CTE), statements are built once and only bound per call, and a step that is a
-single statement (a read, the PENDING insert, a claim without an event) runs without an explicit
-transaction (autocommit, ``SqlUnitOfWork.read()``/``single()``): one statement is atomic on its own, and it
-saves BEGIN and COMMIT.
+Round trips are counted (issues 4 and 11): statements are built once and only bound per call, and a step that
+is a single statement (a read, the PENDING insert, a status change with its event, a webhook's record) runs
+without an explicit transaction (autocommit, ``SqlUnitOfWork.read()``/``single()``): one statement is atomic on
+its own, and it saves BEGIN and COMMIT.
 Bind parameters of UPDATE statements never share a column's name: SQLAlchemy would add such a
 key to the SET clause.
 """
