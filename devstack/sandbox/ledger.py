@@ -2,7 +2,8 @@
 undelivered webhooks survive a restart, as they do at a real processor.
 
 Plain stdlib ``sqlite3``: every write is a few rows from one request, made under the app's lock,
-in autocommit-per-call transactions (WAL), which is far below what would need a thread. The path
+in autocommit-per-call transactions (WAL, ``synchronous=NORMAL``: no fsync per commit), which is far below
+what would need a thread. The path
 ``:memory:`` keeps everything in memory (tests that do not restart the sandbox).
 """
 
@@ -39,6 +40,11 @@ class Ledger:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         if self.path != MEMORY:
             self._db.execute("PRAGMA journal_mode=WAL")
+            # A commit reaches the WAL file (the OS's cache) but is not fsynced: it survives the sandbox's own
+            # crash or restart, as the tests and a processor's ledger need, and only a power loss of the machine
+            # could take the last ones. FULL fsynced every request's commit: ~9 ms with the event loop blocked
+            # and ~0.3 ms of CPU each, on the reference machine, against ~0.6 ms and ~0.1 ms.
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ import uuid
 from infra import faults
 from kernel.errors import FailedPrecondition, NotFound, Reason, Unavailable
 from payment.biz.ports import Tx, UnitOfWork
-from payment.model.payment import INVALID_STATE, Attempt, Payment, Transition, event_data
+from payment.model.payment import INVALID_STATE, Attempt, Payment, Transition
 from payment.model.provider import ProviderError
 
 __all__ = [
@@ -32,27 +32,16 @@ async def load(uow: UnitOfWork, payment_id: uuid.UUID) -> Payment:
 
 
 async def apply(uow: UnitOfWork, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
-    """Apply ``transition``; None if it did not apply. One with an event or an inbox claim commits them with the
-    status change in one transaction; one without is a single statement (status and attempt row), no BEGIN/COMMIT."""
-    if transition.event_type or transition.consumed:
-        async with uow.transaction() as tx:
-            return await apply_in(tx, payment_id, transition)
+    """Apply ``transition``; None if it did not apply. One statement in autocommit, no BEGIN/COMMIT: the status
+    change writes its attempt row, its outbox event and the inbox claim of the event that caused it itself."""
     async with uow.single() as tx:
         return await tx.payments.apply(payment_id, transition)
 
 
 async def apply_in(tx: Tx, payment_id: uuid.UUID, t: Transition) -> Payment | None:
-    """The conditional update with its attempt row, then in the same transaction the inbox claim of the event that
-    caused it and its outbox event; None (and nothing else written) if it did not apply."""
-    payment = await tx.payments.apply(payment_id, t)
-    if payment is None:
-        return None
-    if t.consumed is not None:
-        # A redelivery that raced us may have claimed it first: the state change is the same either way.
-        await tx.inbox.claim(t.consumed.consumer, t.consumed.event_id)
-    if t.event_type:
-        await tx.add_event(t.event_type, str(payment_id), event_data(payment, **t.event_extra))
-    return payment
+    """The conditional update in the caller's transaction, with (in the same statement) its attempt row, the inbox
+    claim of the event that caused it and its outbox event; None (and nothing else written) if it did not apply."""
+    return await tx.payments.apply(payment_id, t)
 
 
 async def record_attempt(uow: UnitOfWork, payment_id: uuid.UUID, attempt: Attempt) -> None:

@@ -11,7 +11,16 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from payment.model.payment import Attempt, NewPayment, Payment, PaymentStatus, Refund, Transition
+from payment.model.payment import (
+    Attempt,
+    EventRecord,
+    NewPayment,
+    NothingToDo,
+    Payment,
+    PaymentStatus,
+    Refund,
+    Transition,
+)
 from payment.model.provider import IntentRequest, ProviderEvent, ProviderIntent, ProviderRefund
 from payment.model.stats import FailureRates
 
@@ -97,15 +106,12 @@ class PaymentRepo(Protocol):
         ...
 
     async def apply(self, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
-        """The transition's conditional update with its attempt row (one statement); None if it did not apply.
+        """The transition's conditional update with its attempt row, its outbox event and the inbox claim of
+        ``transition.consumed``, all in one statement, written only if the update applied; None if it did not.
         FailedPrecondition when another payment of the order is captured already."""
         ...
 
     async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None: ...
-
-    async def with_event_seen(self, provider: str, event_id: str, payment_id: uuid.UUID) -> tuple[Payment | None, bool]:
-        """One read: the payment (None when there is none) and whether the provider event was claimed already."""
-        ...
 
     async def add_refunded(self, payment_id: uuid.UUID, amount_minor: int) -> Payment:
         """Set ``amount_minor`` of the captured money aside for a refund (refunded_minor grows)."""
@@ -138,6 +144,13 @@ class ProviderEventRepo(Protocol):
     ) -> tuple[bool, uuid.UUID | None]:
         """Record a provider event once, with the payment it is about (the one holding its intent, else
         ``payment_id`` if that payment is with this provider): (claimed now, that payment's id)."""
+        ...
+
+    async def record_if_nothing_to_do(
+        self, provider: str, event: ProviderEvent, payment_id: uuid.UUID, when: NothingToDo
+    ) -> EventRecord:
+        """One statement: the payment ``payment_id`` and whether the event was claimed already; and when ``when``
+        holds for that payment, the event claimed as :meth:`claim` claims it. No lock."""
         ...
 
 
@@ -192,5 +205,6 @@ class UnitOfWork(Protocol):
 
     def single(self) -> AbstractAsyncContextManager[Tx]:
         """Repositories for one write that is one statement: atomic and committed on its own, with no
-        BEGIN/COMMIT round trips. Never for two writes that must commit together, nor with an event."""
+        BEGIN/COMMIT round trips. Never for two writes that must commit together, nor with ``add_event``
+        (a transition's ``apply`` writes its event in its own statement, so it may run here)."""
         ...

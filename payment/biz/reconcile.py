@@ -19,23 +19,22 @@ from collections import Counter
 from payment.biz.common import record_attempt
 from payment.biz.ports import PaymentProvider, UnitOfWork
 from payment.biz.providers import Providers
-from payment.model.payment import Attempt, Payment, PaymentStatus
+from payment.model.payment import NOTHING_HELD, Attempt, Payment, PaymentStatus
 from payment.model.provider import IntentStatus, ProviderError, ProviderIntent, ProviderUnavailable
 
-__all__ = ["ReconcileIntents", "cancel_if_orphaned", "orphaned"]
+__all__ = ["OPEN_INTENT", "ReconcileIntents", "cancel_if_orphaned", "orphaned"]
 
 log = logging.getLogger("kassa.payment.reconcile")
 
 S = PaymentStatus
-_OPEN = frozenset({IntentStatus.REQUIRES_CAPTURE, IntentStatus.REQUIRES_ACTION})
-# A payment that holds nothing: any open intent of it is a leak.
-_NOTHING_HELD = frozenset({S.VOIDED, S.DECLINED, S.FAILED})
+# An intent that holds money at the provider (an orphan of it is a leak while it stays open).
+OPEN_INTENT = frozenset({IntentStatus.REQUIRES_CAPTURE, IntentStatus.REQUIRES_ACTION})
 _PAGE = 100
 
 
 def orphaned(intent: ProviderIntent, provider: str, payment: Payment | None) -> str | None:
     """Why the open ``intent`` at ``provider`` has no live payment behind it, or None when it has one."""
-    if intent.status not in _OPEN:
+    if intent.status not in OPEN_INTENT:
         return None
     if payment is None:
         return "no payment has it"
@@ -43,7 +42,7 @@ def orphaned(intent: ProviderIntent, provider: str, payment: Payment | None) -> 
         return f"its payment is with provider {payment.provider}"
     if payment.provider_payment_id and payment.provider_payment_id != intent.intent_id:
         return f"its payment holds intent {payment.provider_payment_id}"
-    if payment.status in _NOTHING_HELD:
+    if payment.status in NOTHING_HELD:
         return f"its payment is {payment.status.value}"
     return None
 
@@ -112,7 +111,7 @@ class ReconcileIntents:
         while True:
             page, more = await provider.list_intents(since, until, cursor, _PAGE)
             for intent in page:
-                if intent.status not in _OPEN:
+                if intent.status not in OPEN_INTENT:
                     continue
                 payment_id = _payment_id(intent)
                 if payment_id is None:

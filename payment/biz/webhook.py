@@ -10,11 +10,11 @@ from kernel.errors import InvalidArgument
 from kernel.validation import text_problem
 from payment.biz.common import apply_in
 from payment.biz.ports import PaymentProvider, UnitOfWork
-from payment.biz.reconcile import cancel_if_orphaned, orphaned
-from payment.model.payment import Attempt, Payment, PaymentStatus, Transition
+from payment.biz.reconcile import OPEN_INTENT, cancel_if_orphaned, orphaned
+from payment.model.payment import Attempt, NothingToDo, Payment, PaymentStatus, Transition
 from payment.model.provider import EventKind, ProviderError, ProviderEvent
 
-__all__ = ["HandleWebhook", "apply_provider_event", "plan_for"]
+__all__ = ["HandleWebhook", "already_applied", "apply_provider_event", "nothing_to_do", "plan_for"]
 
 log = logging.getLogger("kassa.payment.webhook")
 
@@ -38,6 +38,12 @@ class HandleWebhook:
     inserted in the same transaction as the effect, so a redelivered event is a no-op
     even when two deliveries race. Returns (event id, duplicate).
 
+    The usual webhook, of an outcome the payment already shows (the authorization or capture Kassa
+    made itself), costs one autocommit statement: it reads the payment and whether the event was seen,
+    and records the event only when it has nothing to apply or cancel (:func:`nothing_to_do`, the SQL
+    form of :func:`already_applied`); anything else, such as a webhook that overtook the synchronous
+    answer, goes the whole way (claim, lock, apply).
+
     An authorization that arrives for a payment that holds nothing any more (voided, failed:
     a success after the end, DESIGN.md §3) is cancelled at once; when the provider cannot be
     reached for that, the sweeper's reconciliation cancels it later.
@@ -60,15 +66,17 @@ class HandleWebhook:
                 payment_id = uuid.UUID(event.intent.metadata.get("payment_id", ""))
             except ValueError:
                 payment_id = None
-        if payment_id is not None:
-            async with uow.read() as tx:
-                payment, seen = await tx.payments.with_event_seen(provider.name, event.event_id, payment_id)
-            if seen:
+        if payment_id is not None and event.intent is not None:
+            # The usual webhook tells of an outcome Kassa applied itself: one statement records it, or finds it
+            # recorded, or finds something to do (then the whole way, below).
+            async with uow.single() as tx:
+                found = await tx.provider_events.record_if_nothing_to_do(
+                    provider.name, event, payment_id, nothing_to_do(event)
+                )
+            if found.seen:
                 return event.event_id, True
-            if _already_applied(event, provider.name, payment):
-                async with uow.single() as tx:
-                    claimed, _ = await tx.provider_events.claim(provider.name, event, payment_id)
-                return event.event_id, not claimed
+            if found.nothing_to_do:
+                return event.event_id, not found.recorded
         duplicate, payment = await apply_provider_event(uow, provider.name, event, payment_id)
         if not duplicate and event.kind == EventKind.AUTHORIZED and event.intent is not None and payment is not None:
             try:
@@ -97,12 +105,23 @@ async def apply_provider_event(
     return False, done or payment
 
 
-def _already_applied(event: ProviderEvent, provider: str, payment: Payment | None) -> bool:
+def nothing_to_do(event: ProviderEvent) -> NothingToDo:
+    """When ``event`` leaves a payment as it is (:func:`already_applied`), for the statement that records it."""
+    intent = event.intent
+    return NothingToDo(
+        sources=_SOURCES.get(event.kind, frozenset()),
+        refunded=intent.amount_refunded if intent is not None and event.kind == EventKind.REFUNDED else None,
+        open_intent=event.kind == EventKind.AUTHORIZED and intent is not None and intent.status in OPEN_INTENT,
+    )
+
+
+def already_applied(event: ProviderEvent, provider: str, payment: Payment | None) -> bool:
     """The event says what the payment already shows (a webhook for the authorization or capture Kassa made
     itself): nothing to apply or cancel, so it is only recorded, with no transaction and no lock.
 
     A payment's status only moves forward, so an event that moves nothing now never will: the read needn't
-    be locked. An authorization still goes the whole way when its intent may be orphaned."""
+    be locked. An authorization still goes the whole way when its intent may be orphaned. What
+    :func:`nothing_to_do` has the recording statement evaluate in SQL (a test holds the two equal)."""
     if payment is None or event.intent is None or plan_for(event, payment) is not None:
         return False
     return event.kind != EventKind.AUTHORIZED or orphaned(event.intent, provider, payment) is None

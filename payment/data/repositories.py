@@ -1,24 +1,25 @@
 """The payment repositories on Postgres (bound to one connection), SqlTx and SqlUnitOfWork, the only place a
 transaction begins: the use cases ask the unit of work for one short transaction per step.
 
-Every status change is ``UPDATE … WHERE status IN (…) RETURNING`` with its outbox
-event and attempt log row in the same transaction; nothing reads a row, decides
-in Python and writes it back without holding a lock.
+Every status change is ``UPDATE … WHERE status IN (…) RETURNING`` with its attempt log row, its outbox event
+and the inbox claim of the event that caused it in the same statement (data-modifying CTEs that insert only
+from the updated row, so nothing is written when the guard refuses); nothing reads a row, decides in Python
+and writes it back without holding a lock.
 
-Round trips are counted (issue 4): the status change and its attempt row are one statement
-(a data-modifying CTE), statements are built once and only bound per call, and a step that is a
-single statement (a read, the PENDING insert, a claim without an event) runs without an explicit
-transaction (autocommit, ``SqlUnitOfWork.read()``/``single()``): one statement is atomic on its own, and it
-saves BEGIN and COMMIT.
+Round trips are counted (issues 4 and 11): statements are built once and only bound per call, and a step that
+is a single statement (a read, the PENDING insert, a status change with its event, a webhook's record) runs
+without an explicit transaction (autocommit, ``SqlUnitOfWork.read()``/``single()``): one statement is atomic on
+its own, and it saves BEGIN and COMMIT.
 Bind parameters of UPDATE statements never share a column's name: SQLAlchemy would add such a
 key to the SET clause.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from infra.db import UnitOfWork
 from infra.outbox import OutboxTx, claim_inbox
 from kernel.errors import FailedPrecondition
 from kernel.money import Money
+from payment.data.outbox_cte import OUTBOX_COLUMNS, envelope_params, json_object, outbox_rows
 from payment.data.outcomes import count_outcome
 from payment.data.tables import (
     CAPTURE_HOLDING_SQL,
@@ -45,8 +47,11 @@ from payment.data.tables import (
 )
 from payment.model.payment import (
     INVALID_STATE,
+    NOTHING_HELD,
     Attempt,
+    EventRecord,
     NewPayment,
+    NothingToDo,
     Payment,
     PaymentStatus,
     Refund,
@@ -159,40 +164,85 @@ _INBOX_SEEN = sa.select(inbox.c.event_id).where(
 
 # Claim a provider event once, recording the payment it is about: the one holding its intent,
 # else the one its metadata names (a webhook can overtake the commit that stores the intent id).
+_CLAIM_EVENT_PAYMENT = sa.func.coalesce(
+    sa.select(payments.c.payment_id)
+    .where(
+        payments.c.provider == sa.bindparam("e_provider", type_=sa.Text),
+        payments.c.provider_payment_id == sa.bindparam("e_intent_id", type_=sa.Text),
+    )
+    .scalar_subquery(),
+    sa.select(payments.c.payment_id)
+    .where(
+        payments.c.payment_id == sa.bindparam("e_payment_id", type_=payments.c.payment_id.type),
+        payments.c.provider == sa.bindparam("e_provider", type_=sa.Text),
+    )
+    .scalar_subquery(),
+)
 _CLAIM_EVENT = (
     insert(provider_events)
     .values(
         provider=sa.bindparam("e_provider", type_=sa.Text),
         event_id=sa.bindparam("e_event_id", type_=sa.Text),
         event_type=sa.bindparam("e_event_type", type_=sa.Text),
-        payment_id=sa.func.coalesce(
-            sa.select(payments.c.payment_id)
-            .where(
-                payments.c.provider == sa.bindparam("e_provider", type_=sa.Text),
-                payments.c.provider_payment_id == sa.bindparam("e_intent_id", type_=sa.Text),
-            )
-            .scalar_subquery(),
-            sa.select(payments.c.payment_id)
-            .where(
-                payments.c.payment_id == sa.bindparam("e_payment_id", type_=payments.c.payment_id.type),
-                payments.c.provider == sa.bindparam("e_provider", type_=sa.Text),
-            )
-            .scalar_subquery(),
-        ),
+        payment_id=_CLAIM_EVENT_PAYMENT,
     )
     .on_conflict_do_nothing()
     .returning(provider_events.c.payment_id)
 )
-# A payment with whether a provider event was already claimed: a webhook's one read before it applies anything.
-_WITH_EVENT_SEEN = sa.select(
-    payments,
+# HandleWebhook's short cut, one statement: the payment the event's metadata names, whether the event was claimed
+# already, whether it leaves the payment as it is (NothingToDo, evaluated on this statement's snapshot), and if so
+# the event claimed (as _CLAIM_EVENT does it) — no transaction and no lock: a payment's status only moves forward,
+# so an event that moves nothing now never will.
+_NAMED = sa.select(payments).where(payments.c.payment_id == sa.bindparam("e_payment_id")).cte("named")
+_NOTHING_TO_DO = sa.and_(
+    sa.or_(
+        _NAMED.c.status != sa.all_(sa.cast(sa.bindparam("n_sources"), _TEXTS)),
+        sa.and_(
+            sa.cast(sa.bindparam("n_refunded"), sa.BigInteger).is_not(None),
+            sa.func.least(sa.cast(sa.bindparam("n_refunded"), sa.BigInteger), _NAMED.c.captured_minor)
+            <= _NAMED.c.refunded_minor,
+        ),
+    ),
+    sa.or_(
+        sa.not_(sa.bindparam("n_open_intent", type_=sa.Boolean)),
+        sa.and_(
+            _NAMED.c.provider == sa.bindparam("e_provider", type_=sa.Text),
+            sa.or_(
+                _NAMED.c.provider_payment_id.is_(None),
+                _NAMED.c.provider_payment_id == sa.bindparam("e_intent_id", type_=sa.Text),
+            ),
+            _NAMED.c.status != sa.all_(sa.cast(sa.bindparam("n_nothing_held"), _TEXTS)),
+        ),
+    ),
+)
+_RECORDED = (
+    insert(provider_events)
+    .from_select(
+        ["provider", "event_id", "event_type", "payment_id"],
+        sa.select(
+            sa.bindparam("e_provider", type_=sa.Text),
+            sa.bindparam("e_event_id", type_=sa.Text),
+            sa.bindparam("e_event_type", type_=sa.Text),
+            _CLAIM_EVENT_PAYMENT,
+        )
+        .select_from(_NAMED)
+        .where(_NOTHING_TO_DO),
+    )
+    .on_conflict_do_nothing()
+    .returning(provider_events.c.event_id)
+    .cte("recorded")
+)
+_RECORD_IF_NOTHING_TO_DO = sa.select(
+    _NAMED,
     sa.exists()
     .where(
         provider_events.c.provider == sa.bindparam("e_provider", type_=sa.Text),
         provider_events.c.event_id == sa.bindparam("e_event_id", type_=sa.Text),
     )
     .label("event_seen"),
-).where(payments.c.payment_id == sa.bindparam("payment_id"))
+    _NOTHING_TO_DO.label("nothing_to_do"),
+    sa.exists(sa.select(_RECORDED.c.event_id)).label("recorded"),
+)
 
 
 def _event_params(provider: str, event: ProviderEvent, payment_id: uuid.UUID | None) -> dict[str, Any]:
@@ -247,10 +297,36 @@ def _unsettled_stmt(statuses: tuple[str, ...]) -> sa.Select[Any]:
     )
 
 
+def _event_data(updated: sa.FromClause) -> sa.ColumnElement[Any]:
+    """:func:`payment.model.payment.event_data` of the row ``updated`` returns, in SQL, merged with the bound
+    ``o_extra`` (the transition's ``event_extra``), as ``dict.update`` does."""
+    c = updated.c
+    empty: sa.ColumnElement[str] = sa.literal_column("''", sa.Text)
+    data = json_object(
+        {
+            "payment_id": sa.cast(c.payment_id, sa.Text),
+            "order_ref": c.order_ref,
+            "order_id": sa.func.coalesce(c.order_id, empty),
+            "customer_id": c.customer_id,
+            "status": c.status,
+            "amount": json_object({"currency_code": c.currency_code, "amount_minor": c.amount_minor}),
+            "captured_minor": c.captured_minor,
+            "refunded_minor": c.refunded_minor,
+            "provider": c.provider,
+            "provider_payment_id": sa.func.coalesce(c.provider_payment_id, empty),
+        }
+    )
+    return data.op("||", return_type=JSONB)(sa.bindparam("o_extra", type_=JSONB))
+
+
 @functools.cache
-def _transition_stmt(changed: tuple[str, ...], *, lease: bool, attempt: bool) -> sa.Executable:
-    """The conditional update of :class:`Transition` for these changed columns, returning the row;
-    with ``attempt`` the attempt row is inserted by the same statement (only if the update applied)."""
+def _transition_stmt(
+    changed: tuple[str, ...], *, lease: bool, attempt: bool, event: bool = False, consumed: bool = False
+) -> sa.Executable:
+    """The conditional update of :class:`Transition` for these changed columns, returning the row. Only if the
+    update applied, the same statement (data-modifying CTEs) also inserts: with ``attempt`` the attempt row,
+    with ``event`` the outbox row (:mod:`payment.data.outbox_cte`), with ``consumed`` the inbox claim of the
+    event that caused it (``ON CONFLICT DO NOTHING``: a redelivery that raced us may have claimed it first)."""
     condition: sa.ColumnElement[bool] = payments.c.status == sa.any_(sa.cast(sa.bindparam("p_sources"), _TEXTS))
     values: dict[str, Any] = {
         name: sa.bindparam(f"p_{name}", type_=payments.c[name].type) for name in changed if name != "status"
@@ -272,11 +348,29 @@ def _transition_stmt(changed: tuple[str, ...], *, lease: bool, attempt: bool) ->
         .values(values)
         .returning(*payments.c)
     )
-    if not attempt:
+    if not (attempt or event or consumed):
         return update
     updated = update.cte("updated")
-    log = attempts.insert().from_select(_ATTEMPT_COLUMNS, _attempt_columns(updated.c.payment_id))
-    return sa.select(updated).add_cte(log.cte("attempt"))
+    stmt = sa.select(updated)
+    if attempt:
+        log = attempts.insert().from_select(_ATTEMPT_COLUMNS, _attempt_columns(updated.c.payment_id))
+        stmt = stmt.add_cte(log.cte("attempt"))
+    if event:
+        written = outbox.insert().from_select(OUTBOX_COLUMNS, outbox_rows(updated, _event_data(updated)))
+        stmt = stmt.add_cte(written.cte("event"))
+    if consumed:
+        claim = (
+            insert(inbox)
+            .from_select(
+                ["consumer", "event_id"],
+                sa.select(
+                    sa.bindparam("i_consumer", type_=sa.Text), sa.bindparam("i_event_id", type_=sa.Text)
+                ).select_from(updated),
+            )
+            .on_conflict_do_nothing()
+        )
+        stmt = stmt.add_cte(claim.cte("inbox_claim"))
+    return stmt
 
 
 class SqlPaymentRepo:
@@ -286,9 +380,15 @@ class SqlPaymentRepo:
     transaction that wrote it has committed: with the status the payment had when this transaction locked it,
     if it did, which tells a 3-D Secure result from a plain one."""
 
-    def __init__(self, conn: AsyncConnection, counted: list[tuple[Payment, PaymentStatus | None]]) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        counted: list[tuple[Payment, PaymentStatus | None]],
+        on_event: Callable[[], None] | None = None,
+    ) -> None:
         self._c = conn
         self._counted = counted
+        self._on_event = on_event
         self._locked: dict[uuid.UUID, PaymentStatus] = {}
 
     async def create_or_get(self, new: NewPayment) -> tuple[Payment, bool]:
@@ -344,15 +444,26 @@ class SqlPaymentRepo:
         return [_payment(r) for r in rows]
 
     async def apply(self, payment_id: uuid.UUID, t: Transition) -> Payment | None:
-        """The conditional update (and its attempt row, in the same statement); None if it did not apply."""
+        """The conditional update with, in the same statement, its attempt row, its outbox event and the inbox
+        claim of the event that caused it; None (and nothing written) if it did not apply."""
         changed = tuple(sorted(t.changes))
-        stmt = _transition_stmt(changed, lease=t.lease_seconds is not None, attempt=t.attempt is not None)
+        stmt = _transition_stmt(
+            changed,
+            lease=t.lease_seconds is not None,
+            attempt=t.attempt is not None,
+            event=bool(t.event_type),
+            consumed=t.consumed is not None,
+        )
         params: dict[str, Any] = {f"p_{name}": t.changes[name] for name in changed}
         params.update(p_payment_id=payment_id, p_sources=[s.value for s in t.sources], p_to=t.to.value)
         if t.lease_seconds is not None:
             params["p_lease"] = timedelta(seconds=t.lease_seconds)
         if t.attempt is not None:
             params.update(_attempt_params(t.attempt))
+        if t.event_type:
+            params.update(envelope_params("payment", t.event_type, str(payment_id)), o_extra=t.event_extra)
+        if t.consumed is not None:
+            params.update(i_consumer=t.consumed.consumer, i_event_id=t.consumed.event_id)
         try:
             row = (await self._c.execute(stmt, params)).first()
         except IntegrityError as exc:
@@ -367,15 +478,12 @@ class SqlPaymentRepo:
             return None
         payment = _payment(row)
         self._counted.append((payment, self._locked.get(payment_id)))
+        if t.event_type and self._on_event is not None:
+            self._on_event()
         return payment
 
     async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None:
         await self._c.execute(_INSERT_ATTEMPT, {"a_payment_id": payment_id, **_attempt_params(attempt)})
-
-    async def with_event_seen(self, provider: str, event_id: str, payment_id: uuid.UUID) -> tuple[Payment | None, bool]:
-        params = {"e_provider": provider, "e_event_id": event_id, "payment_id": payment_id}
-        row = (await self._c.execute(_WITH_EVENT_SEEN, params)).first()
-        return (None, False) if row is None else (_payment(row), bool(row.event_seen))
 
     async def add_refunded(self, payment_id: uuid.UUID, amount_minor: int) -> Payment:
         row = (
@@ -469,6 +577,24 @@ class SqlProviderEventRepo:
         row = (await self._c.execute(_CLAIM_EVENT, _event_params(provider, event, payment_id))).first()
         return (False, None) if row is None else (True, row.payment_id)
 
+    async def record_if_nothing_to_do(
+        self, provider: str, event: ProviderEvent, payment_id: uuid.UUID, when: NothingToDo
+    ) -> EventRecord:
+        """One statement: see :data:`_RECORD_IF_NOTHING_TO_DO`."""
+        params = _event_params(provider, event, payment_id)
+        params.update(
+            n_sources=[s.value for s in when.sources],
+            n_refunded=when.refunded,
+            n_open_intent=when.open_intent,
+            n_nothing_held=[s.value for s in NOTHING_HELD],
+        )
+        row = (await self._c.execute(_RECORD_IF_NOTHING_TO_DO, params)).first()
+        if row is None:
+            return EventRecord(None, seen=False, nothing_to_do=False, recorded=False)
+        return EventRecord(
+            _payment(row), seen=bool(row.event_seen), nothing_to_do=bool(row.nothing_to_do), recorded=bool(row.recorded)
+        )
+
 
 class SqlInboxRepo:
     def __init__(self, conn: AsyncConnection) -> None:
@@ -500,16 +626,29 @@ class SqlPaymentStats:
 
 
 class SqlTx(OutboxTx):
-    """The repositories of one transaction (or of single statements, from ``read()``/``single()``) and its outbox."""
+    """The repositories of one transaction (or of single statements, from ``read()``/``single()``) and its outbox.
+
+    ``events`` counts every outbox row written (the publisher is woken after a commit that wrote any);
+    ``separate_events`` those written by :meth:`add_event`, a statement of their own, which only a transaction
+    may write: a transition writes its event in its own statement (``SqlPaymentRepo.apply``)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         super().__init__(conn, outbox, service="payment")
         self.counted: list[tuple[Payment, PaymentStatus | None]] = []
-        self.payments = SqlPaymentRepo(conn, self.counted)
+        self.separate_events = 0
+        self.payments = SqlPaymentRepo(conn, self.counted, self.count_event)
         self.refunds = SqlRefundRepo(conn)
         self.provider_events = SqlProviderEventRepo(conn)
         self.inbox = SqlInboxRepo(conn)
         self.stats = SqlPaymentStats(conn)
+
+    def count_event(self) -> None:
+        """An outbox row written by a statement together with its change."""
+        self.events += 1
+
+    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
+        await super().add_event(event_type, aggregate_id, data)
+        self.separate_events += 1
 
     async def audit(self, *targets: str) -> None:
         await audit.record(self.conn, audit_log, *targets)
@@ -522,6 +661,19 @@ class SqlUnitOfWork(UnitOfWork[SqlTx]):
 
     def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] | None = None) -> None:
         super().__init__(engine, SqlTx, on_commit=on_commit)
+
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[SqlTx]:
+        """One write of one statement in autocommit (no BEGIN/COMMIT round trips), which may write its outbox
+        event itself (a transition does, in a CTE): the publisher is woken after it as after a transaction. An
+        event of a statement of its own (``add_event``) is refused: it would not commit with its change."""
+        async with self._single.connect() as conn:
+            tx = self._tx(conn)
+            yield tx
+            assert not tx.separate_events, "an event must commit with its change: use the unit of work's transaction"
+        self.after_commit(tx)
+        if tx.events and self._on_commit is not None:
+            self._on_commit()
 
     def after_commit(self, tx: SqlTx) -> None:
         for payment, before in tx.counted:

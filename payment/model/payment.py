@@ -22,9 +22,12 @@ __all__ = [
     "COD_PROVIDER",
     "FINISHED_AUTHORIZATION",
     "INVALID_STATE",
+    "NOTHING_HELD",
     "Attempt",
     "Consumed",
+    "EventRecord",
     "NewPayment",
+    "NothingToDo",
     "Payment",
     "PaymentStatus",
     "Refund",
@@ -59,6 +62,8 @@ S = PaymentStatus
 
 # Money for an order has been (or is being) taken: at most one such payment per order (invariant 2).
 CAPTURE_HOLDING = frozenset({S.CAPTURING, S.CAPTURED, S.PARTIALLY_REFUNDED, S.REFUNDED})
+# A payment that holds nothing: any open intent of it is a leak (payment.biz.reconcile).
+NOTHING_HELD = frozenset({S.VOIDED, S.DECLINED, S.FAILED})
 # What AuthorizePayment returns as is on a retry, without calling the provider again.
 FINISHED_AUTHORIZATION = frozenset(set(S) - {S.PENDING})
 
@@ -160,6 +165,34 @@ class Transition:
     attempt: Attempt | None = None
     lease_seconds: int | None = None
     consumed: Consumed | None = None
+
+
+@dataclass(frozen=True)
+class NothingToDo:
+    """When a provider event leaves a payment as it is, so that recording it is all there is to do (HandleWebhook's
+    short cut, evaluated by the one statement that records the event, on the row as that statement sees it).
+
+    The event moves a payment only from ``sources``; a refund event (``refunded``: the amount the provider says is
+    refunded) moves nothing once that much of the captured amount is refunded; and an open authorization
+    (``open_intent``) also needs the payment to stand behind it — the event's provider, this intent or none yet,
+    a status that holds money — or it is an orphan to cancel.
+    """
+
+    sources: frozenset[PaymentStatus]
+    refunded: int | None = None
+    open_intent: bool = False
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """What recording a provider event with :class:`NothingToDo` found: the payment (None when there is none),
+    whether the event was claimed before, whether it leaves the payment as it is, and whether it was recorded now
+    (False when a concurrent delivery recorded it first)."""
+
+    payment: Payment | None
+    seen: bool
+    nothing_to_do: bool
+    recorded: bool
 
 
 def event_data(p: Payment, **extra: Any) -> dict[str, Any]:
