@@ -83,8 +83,10 @@ SCHEMA = "kassa-bench-floor/1"
 #     ConfirmCheckout: pricing.QuoteOrder (step 3), warehouse.ExtendReservations,
 #       payment.AuthorizePayment, order.CreateOrder, payment.CapturePayment,
 #       order.RecordPayment, warehouse.ConfirmReservations                             7
-# With a promotion code each totals computation is GetProducts + QuoteShipping + ValidatePromotions +
-# CalculateTax instead of one QuoteOrder, and confirm adds ReserveUsage and ConfirmUsage.
+# With a promotion code each totals computation is ValidatePromotions + one QuoteOrder with the discounts
+# (a QuoteShipping first while the shipment's shipping is unknown; GetProducts + QuoteShipping +
+# ValidatePromotions + CalculateTax when pricing's answer differs from what promotion was asked with), and
+# confirm adds ReserveUsage and ConfirmUsage.
 RPCS = 8 + 14
 
 # Write transactions the design needs at least, one per durable state change, where changes of one

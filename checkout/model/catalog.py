@@ -56,7 +56,8 @@ class ProductsResult:
 
 @dataclass(frozen=True, slots=True)
 class OrderQuote:
-    """Products, shipping and tax of undiscounted lines in one answer; no totals when a sku is missing."""
+    """Products, shipping and tax in one answer (tax on the lines and shipping less the discounts asked with, if
+    any); no totals when a sku is missing."""
 
     products: ProductsResult
     shipping: Money | None
