@@ -68,6 +68,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PROVIDER = re.compile(r"^[a-z0-9_-]{1,64}$")
 _GUEST = "guest"
 _NEW_WORK = frozenset({_GUEST, "POST /v1/carts"})
+# How many (peer, X-Forwarded-For) -> client key answers are kept (all dropped when full).
+_CLIENT_KEYS_KEPT = 4096
 _HANDLE_WEBHOOK = rpc_method(
     payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].methods_by_name["HandleWebhook"]
 )
@@ -127,6 +129,7 @@ class Gateway:
         self._subject_limit = _limit("subject", config.rate_limit_per_minute, 60)
         self._ip_limit = _limit("ip", config.ip_rate_limit_per_minute, 60)
         self._guest_limit = _limit("guest_tokens", config.guest_tokens_per_ip_per_hour, 3600)
+        self._client_keys: dict[tuple[str | None, tuple[str, ...]], str] = {}
         # New REST checkouts begin with a guest token or a new cart: what an overloaded gateway turns away.
         self._admission = Admission(settings.admission_policy(_NEW_WORK))
         # The committed contract (make openapi; CI fails when it differs from the protos'), rendered once.
@@ -368,23 +371,30 @@ class Gateway:
     def client_key(self, request: Request) -> str:
         """The client's IPv4 address or IPv6 /64, believing X-Forwarded-For only from trusted proxies."""
         peer = request.client.host if request.client else None
-        forwarded = request.headers.getlist("x-forwarded-for")
-        return client_key(client_ip(peer, forwarded, self.config.trusted_proxies))
+        forwarded = tuple(request.headers.getlist("x-forwarded-for"))
+        # Worked out once per (peer, X-Forwarded-For): a client's every request comes with the same pair.
+        cached = self._client_keys.get((peer, forwarded))
+        if cached is None:
+            cached = client_key(client_ip(peer, forwarded, self.config.trusted_proxies))
+            if len(self._client_keys) >= _CLIENT_KEYS_KEPT:
+                self._client_keys.clear()
+            self._client_keys[peer, forwarded] = cached
+        return cached
 
     async def _rate_limit(self, request: Request, *, subject: str | None = None, guest_token: bool = False) -> None:
         """Count the request per client IP, and per token ``subject`` (a caller without one by its IP) or,
         for ``guest_token``, as a guest token minted by its IP."""
         if self._limiter is None:
             return
-        ip = self.client_key(request)
         buckets: list[tuple[Limit, str]] = []
         if self._ip_limit is not None:
-            buckets.append((self._ip_limit, ip))
+            buckets.append((self._ip_limit, self.client_key(request)))
         if guest_token:
             if self._guest_limit is not None:
-                buckets.append((self._guest_limit, ip))
+                buckets.append((self._guest_limit, self.client_key(request)))
         elif self._subject_limit is not None:
-            buckets.append((self._subject_limit, f"sub:{subject}" if subject is not None else f"ip:{ip}"))
+            caller = f"sub:{subject}" if subject is not None else f"ip:{self.client_key(request)}"
+            buckets.append((self._subject_limit, caller))
         decision = await self._limiter.hit(*buckets)
         if decision.allowed or decision.limit is None:
             return
@@ -470,13 +480,16 @@ def create_app(
     app = Starlette(
         middleware=_cors(gateway.config),
         routes=[
+            # The API first (Starlette tries each route in turn): the two /v1/ routes of the gateway's own, then
+            # every other /v1/ path to the protos' routes, without matching it against the routes below.
+            Route("/v1/auth/guest", gateway.guest, methods=["POST"]),
+            Route("/v1/payments/webhooks/{provider}", gateway.webhook, methods=["POST"]),
+            Route("/v1/{path:path}", gateway.transcode, methods=methods),
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/readyz", gateway.readyz, methods=["GET"]),
             Route("/openapi.json", gateway.openapi, methods=["GET"]),
             Route("/docs", gateway.docs, methods=["GET"]),
             Route("/metrics", gateway.metrics, methods=["GET"]),
-            Route("/v1/auth/guest", gateway.guest, methods=["POST"]),
-            Route("/v1/payments/webhooks/{provider}", gateway.webhook, methods=["POST"]),
             *console_routes(console or ConsoleConfig.from_env(os.environ), gateway.authenticate_header),
             Route("/{path:path}", gateway.transcode, methods=methods),
         ],

@@ -269,16 +269,21 @@ class RouteTable:
             if key in seen:
                 raise ValueError(f"two RPCs claim {r.http_method} {r.template.template}")
             seen.add(key)
+        # Each method's routes, in the same order: a request is matched against its own method's only.
+        self._by_method: dict[str, tuple[Route, ...]] = {}
+        for r in self.routes:
+            self._by_method[r.http_method] = (*self._by_method.get(r.http_method, ()), r)
 
     def match(self, http_method: str, raw_path: str) -> RouteMatch:
         """Raise RouteNotFound or MethodNotAllowed when nothing serves ``http_method raw_path``."""
+        for route in self._by_method.get(http_method, ()):
+            params = route.template.match(raw_path)
+            if params is not None:
+                return RouteMatch(route, params)
         allowed: list[str] = []
         for route in self.routes:
-            params = route.template.match(raw_path)
-            if params is None:
+            if route.template.match(raw_path) is None:
                 continue
-            if route.http_method == http_method:
-                return RouteMatch(route, params)
             if route.http_method not in allowed:
                 allowed.append(route.http_method)
         if allowed:

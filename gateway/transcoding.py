@@ -17,6 +17,7 @@ from typing import Any, cast
 from google.protobuf import descriptor, json_format, message
 from google.protobuf.message_factory import GetMessageClass
 
+from gateway import codec
 from gateway.routing import Route
 from kernel import errors
 
@@ -73,9 +74,11 @@ def render(msg: message.Message) -> dict[str, Any]:
     """Proto3 JSON with lowerCamelCase names and enum names.
 
     Fields at their default value are included so clients see a stable shape (an empty cart has
-    ``"items": []``, a first webhook delivery ``"duplicate": false``).
+    ``"items": []``, a first webhook delivery ``"duplicate": false``). Exactly
+    ``json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)``, compiled once per message type
+    (gateway.codec).
     """
-    return json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
+    return cast(dict[str, Any], codec.render(msg))
 
 
 # What an INVALID_ARGUMENT names when the fault is the body as a whole (not JSON, not an object).
@@ -154,6 +157,14 @@ def _apply_idempotency_key(route: Route, msg: message.Message, header: str | Non
 
 
 def _parse_into(data: dict[str, Any], msg: message.Message) -> None:
+    """Fill the fresh ``msg`` as ``json_format.ParseDict`` does: plain input by gateway.codec's compiled plan,
+    anything it leaves undecided (and every refusal) by json_format itself, from a cleared message."""
+    try:
+        codec.parse(data, msg)
+    except codec.Unsupported:
+        msg.Clear()
+    else:
+        return
     try:
         json_format.ParseDict(data, msg)
     except json_format.ParseError as exc:

@@ -86,6 +86,32 @@ async def test_window_keys_expire(redis: Redis) -> None:
     assert 61 < ttls[1] <= 3601
 
 
+async def test_a_hit_is_one_command_however_many_buckets(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One EVALSHA (INCR + EXPIRE of every bucket inside it), not MULTI, 2 commands per bucket and EXEC."""
+    limiter = RateLimiter(redis, prefix=unique("rl"), clock=Clock(T0))
+    await limiter.hit((PER_MINUTE, "warm"))  # the script is loaded on first use
+    sent: list[str] = []
+    execute = redis.execute_command
+
+    async def counting(*args: object, **options: object) -> object:
+        sent.append(str(args[0]))
+        return await execute(*args, **options)
+
+    monkeypatch.setattr(redis, "execute_command", counting)
+    decision = await limiter.hit((Limit("ip", 5, 60), "192.0.2.9"), (PER_MINUTE, "sub:c"), (Limit("g", 5, 3600), "ip"))
+    assert decision.allowed and decision.remaining == 1
+    assert sent == ["EVALSHA"]
+
+
+async def test_a_redis_that_lost_the_script_gets_it_again(redis: Redis) -> None:
+    """A restarted Redis has no scripts: the limiter loads it again and counts on, never failing open for that."""
+    limiter = RateLimiter(redis, prefix=unique("rl"), clock=Clock(T0))
+    assert (await limiter.hit((PER_MINUTE, "a"))).remaining == 1
+    await redis.script_flush()
+    assert (await limiter.hit((PER_MINUTE, "a"))).remaining == 0
+    assert not (await limiter.hit((PER_MINUTE, "a"))).allowed
+
+
 async def test_no_bucket_is_allowed_without_a_round_trip() -> None:
     (port,) = free_ports(1)
     client = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5, socket_timeout=0.5)

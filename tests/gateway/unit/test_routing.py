@@ -211,3 +211,35 @@ class TestPathTemplate:
     def test_more_literal_templates_are_tried_first(self) -> None:
         preview = TABLE.match("GET", "/v1/checkout/sessions/s1/preview")
         assert preview.route.rpc.name == "PreviewOrder"
+
+
+def _linear_match(method: str, path: str) -> tuple[str, object]:
+    """The table's match as it was before routes were grouped by method: one scan over every route."""
+    allowed: list[str] = []
+    for route in TABLE.routes:
+        params = route.template.match(path)
+        if params is None:
+            continue
+        if route.http_method == method:
+            return "route", (route.rpc.path, route.template.template, params)
+        if route.http_method not in allowed:
+            allowed.append(route.http_method)
+    return ("405", tuple(allowed)) if allowed else ("404", None)
+
+
+def _table_match(method: str, path: str) -> tuple[str, object]:
+    try:
+        found = TABLE.match(method, path)
+    except MethodNotAllowed as exc:
+        return "405", exc.allowed
+    except RouteNotFound:
+        return "404", None
+    return "route", (found.route.rpc.path, found.route.template.template, found.path_params)
+
+
+def test_matching_by_method_finds_what_one_scan_over_every_route_found() -> None:
+    paths = {route.template.template.replace("{", "").replace("}", "") for route in TABLE.routes}
+    paths |= {path for _, path, _, _ in DESIGN_ROUTES} | {"/v1/nothing", "/v1/carts/a%2Fb/items", "/"}
+    for path in sorted(paths):
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
+            assert _table_match(method, path) == _linear_match(method, path), (method, path)
