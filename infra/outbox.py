@@ -154,11 +154,14 @@ async def add_event(
 
 class OutboxTx:
     """The outbox half of a service's Tx: ``add_event`` writes to ``table`` on ``conn`` (the Tx's transaction)
-    and counts in ``events``, so :class:`infra.db.UnitOfWork` wakes the publisher only after a commit with events."""
+    and counts in ``events``, so :class:`infra.db.UnitOfWork` wakes the publisher only after a commit with events.
+    ``separate_events`` counts those ``add_event`` wrote (a statement of their own, unlike an event a change's
+    statement writes itself, :mod:`infra.outbox_cte`), which ``StatementUnitOfWork.statement()`` refuses."""
 
     def __init__(self, conn: AsyncConnection, table: sa.Table, *, service: str) -> None:
         self.conn = conn
         self.events = 0
+        self.separate_events = 0
         self._outbox = table
         self._service = service
 
@@ -172,6 +175,7 @@ class OutboxTx:
             data=dict(data),
         )
         self.events += 1
+        self.separate_events += 1
 
 
 async def claim_inbox(conn: AsyncConnection, table: sa.Table, consumer: str, event_id: str) -> bool:

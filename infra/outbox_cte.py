@@ -37,7 +37,7 @@ from infra.db import UnitOfWork
 from infra.events import subject as make_subject
 from infra.tracing import current_traceparent
 
-__all__ = ["OutboxCte", "StatementUnitOfWork", "envelope", "event_insert"]
+__all__ = ["OutboxCte", "StatementUnitOfWork", "envelope", "event_insert", "json_object"]
 
 TxT = TypeVar("TxT")
 
@@ -58,6 +58,17 @@ def envelope(
     if (parent := current_traceparent()) is not None:
         payload["traceparent"] = parent
     return eid, payload
+
+
+def json_object(fields: Mapping[str, sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:
+    """``jsonb_build_object('k1', v1, …)``, for an event's ``data`` built by SQL from the changed row; the keys
+    are written into the SQL (they are the code's own names, never a caller's), the values are expressions."""
+    args: list[sa.ColumnElement[Any]] = []
+    for key, value in fields.items():
+        if not key.isidentifier():
+            raise ValueError(f"json_object: {key!r} is not a plain name")
+        args += [sa.literal_column(f"'{key}'"), value]
+    return sa.func.jsonb_build_object(*args, type_=JSONB)
 
 
 class OutboxCte:
@@ -187,7 +198,9 @@ class StatementUnitOfWork(UnitOfWork[TxT]):
     """:class:`infra.db.UnitOfWork` plus ``statement()``: one write of one statement that may carry its outbox
     rows (an :class:`OutboxCte`), committed by itself in autocommit. The Tx counts those rows in ``events``
     as ``add_event`` does; the publisher is woken after the statement if it wrote any. Only for a step that
-    is one write statement: anything else it sends commits on its own (reads are fine).
+    is one write statement: anything else it sends commits on its own (reads are fine). An event of a
+    statement of its own (``add_event``, counted in the Tx's ``separate_events`` by :class:`infra.outbox.OutboxTx`)
+    is refused (AssertionError): in autocommit it would not commit with its change.
 
     An admin's call (``infra.audit.pending_action()``) gets a transaction instead, so the audit entry the
     data layer writes commits with the change, as it must (``infra.audit``)."""
@@ -201,6 +214,9 @@ class StatementUnitOfWork(UnitOfWork[TxT]):
         async with self._single.connect() as conn:
             tx = self._tx(conn)
             yield tx
+            assert not getattr(tx, "separate_events", 0), (
+                "an event must commit with its change: use the unit of work's transaction"
+            )
         self.after_commit(tx)
         if getattr(tx, "events", 0) and self._on_commit is not None:
             self._on_commit()

@@ -34,7 +34,7 @@ async def load(uow: UnitOfWork, payment_id: uuid.UUID) -> Payment:
 async def apply(uow: UnitOfWork, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
     """Apply ``transition``; None if it did not apply. One statement in autocommit, no BEGIN/COMMIT: the status
     change writes its attempt row, its outbox event and the inbox claim of the event that caused it itself."""
-    async with uow.single() as tx:
+    async with uow.statement() as tx:
         return await tx.payments.apply(payment_id, transition)
 
 

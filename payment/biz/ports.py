@@ -171,7 +171,8 @@ class InboxRepo(Protocol):
 
 
 class Tx(Protocol):
-    """One open transaction (or, from ``read()``/``single()``, statements that each commit by themselves)."""
+    """One open transaction (or, from ``read()``/``single()``/``statement()``, statements that each commit by
+    themselves)."""
 
     # Read-only members: an implementation may hold its own repository classes (SqlTx's SqlPaymentRepo, ...).
     @property
@@ -204,7 +205,12 @@ class UnitOfWork(Protocol):
         ...
 
     def single(self) -> AbstractAsyncContextManager[Tx]:
-        """Repositories for one write that is one statement: atomic and committed on its own, with no
-        BEGIN/COMMIT round trips. Never for two writes that must commit together, nor with ``add_event``
-        (a transition's ``apply`` writes its event in its own statement, so it may run here)."""
+        """Repositories for one write that is one statement and writes no event: atomic and committed on its
+        own, with no BEGIN/COMMIT round trips. Never for two writes that must commit together."""
+        ...
+
+    def statement(self) -> AbstractAsyncContextManager[Tx]:
+        """``single()`` for one write whose statement writes its outbox event itself (a transition's ``apply``
+        does, in a CTE): the publisher is woken after it. Never with ``add_event`` (a statement of its own,
+        refused); an admin's call gets a transaction instead (``infra.outbox_cte.StatementUnitOfWork``)."""
         ...

@@ -8,18 +8,18 @@ and writes it back without holding a lock.
 
 Round trips are counted (issues 4 and 11): statements are built once and only bound per call, and a step that
 is a single statement (a read, the PENDING insert, a status change with its event, a webhook's record) runs
-without an explicit transaction (autocommit, ``SqlUnitOfWork.read()``/``single()``): one statement is atomic on
-its own, and it saves BEGIN and COMMIT.
+without an explicit transaction (autocommit, ``SqlUnitOfWork.read()``/``single()``, or ``statement()`` when it writes
+its outbox event, :class:`infra.outbox_cte.StatementUnitOfWork`): one statement is atomic on its own, and it saves
+BEGIN and COMMIT.
 Bind parameters of UPDATE statements never share a column's name: SQLAlchemy would add such a
 key to the SET clause.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,11 +29,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra import audit
-from infra.db import UnitOfWork
 from infra.outbox import OutboxTx, claim_inbox
+from infra.outbox_cte import OutboxCte, StatementUnitOfWork, json_object
 from kernel.errors import FailedPrecondition
 from kernel.money import Money
-from payment.data.outbox_cte import OUTBOX_COLUMNS, envelope_params, json_object, outbox_rows
 from payment.data.outcomes import count_outcome
 from payment.data.tables import (
     CAPTURE_HOLDING_SQL,
@@ -322,11 +321,12 @@ def _event_data(updated: sa.FromClause) -> sa.ColumnElement[Any]:
 @functools.cache
 def _transition_stmt(
     changed: tuple[str, ...], *, lease: bool, attempt: bool, event: bool = False, consumed: bool = False
-) -> sa.Executable:
+) -> tuple[sa.Executable, OutboxCte | None]:
     """The conditional update of :class:`Transition` for these changed columns, returning the row. Only if the
     update applied, the same statement (data-modifying CTEs) also inserts: with ``attempt`` the attempt row,
-    with ``event`` the outbox row (:mod:`payment.data.outbox_cte`), with ``consumed`` the inbox claim of the
-    event that caused it (``ON CONFLICT DO NOTHING``: a redelivery that raced us may have claimed it first)."""
+    with ``event`` the outbox row (an :class:`infra.outbox_cte.OutboxCte`, returned to bind its ``o_*``
+    parameters, plus ``o_extra``), with ``consumed`` the inbox claim of the event that caused it (``ON CONFLICT
+    DO NOTHING``: a redelivery that raced us may have claimed it first)."""
     condition: sa.ColumnElement[bool] = payments.c.status == sa.any_(sa.cast(sa.bindparam("p_sources"), _TEXTS))
     values: dict[str, Any] = {
         name: sa.bindparam(f"p_{name}", type_=payments.c[name].type) for name in changed if name != "status"
@@ -349,15 +349,17 @@ def _transition_stmt(
         .returning(*payments.c)
     )
     if not (attempt or event or consumed):
-        return update
+        return update, None
     updated = update.cte("updated")
     stmt = sa.select(updated)
+    written: OutboxCte | None = None
     if attempt:
         log = attempts.insert().from_select(_ATTEMPT_COLUMNS, _attempt_columns(updated.c.payment_id))
         stmt = stmt.add_cte(log.cte("attempt"))
     if event:
-        written = outbox.insert().from_select(OUTBOX_COLUMNS, outbox_rows(updated, _event_data(updated)))
-        stmt = stmt.add_cte(written.cte("event"))
+        # One row per row the update returned (none if the guard refused), its data computed from that row.
+        written = OutboxCte(outbox, source=updated, data=_event_data(updated), prefix="o", name="event")
+        stmt = stmt.add_cte(written.cte)
     if consumed:
         claim = (
             insert(inbox)
@@ -370,7 +372,7 @@ def _transition_stmt(
             .on_conflict_do_nothing()
         )
         stmt = stmt.add_cte(claim.cte("inbox_claim"))
-    return stmt
+    return stmt, written
 
 
 class SqlPaymentRepo:
@@ -447,7 +449,7 @@ class SqlPaymentRepo:
         """The conditional update with, in the same statement, its attempt row, its outbox event and the inbox
         claim of the event that caused it; None (and nothing written) if it did not apply."""
         changed = tuple(sorted(t.changes))
-        stmt = _transition_stmt(
+        stmt, event = _transition_stmt(
             changed,
             lease=t.lease_seconds is not None,
             attempt=t.attempt is not None,
@@ -460,8 +462,9 @@ class SqlPaymentRepo:
             params["p_lease"] = timedelta(seconds=t.lease_seconds)
         if t.attempt is not None:
             params.update(_attempt_params(t.attempt))
-        if t.event_type:
-            params.update(envelope_params("payment", t.event_type, str(payment_id)), o_extra=t.event_extra)
+        if event is not None and t.event_type:
+            params.update(event.params(service="payment", event_type=t.event_type, aggregate_id=str(payment_id)))
+            params["o_extra"] = t.event_extra
         if t.consumed is not None:
             params.update(i_consumer=t.consumed.consumer, i_event_id=t.consumed.event_id)
         try:
@@ -626,16 +629,17 @@ class SqlPaymentStats:
 
 
 class SqlTx(OutboxTx):
-    """The repositories of one transaction (or of single statements, from ``read()``/``single()``) and its outbox.
+    """The repositories of one transaction (or of single statements, from ``read()``/``single()``/``statement()``)
+    and its outbox.
 
     ``events`` counts every outbox row written (the publisher is woken after a commit that wrote any);
-    ``separate_events`` those written by :meth:`add_event`, a statement of their own, which only a transaction
-    may write: a transition writes its event in its own statement (``SqlPaymentRepo.apply``)."""
+    ``separate_events`` (:class:`infra.outbox.OutboxTx`) those written by ``add_event``, a statement of their own,
+    which only a transaction may write: a transition writes its event in its own statement
+    (``SqlPaymentRepo.apply``), run in ``statement()``."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         super().__init__(conn, outbox, service="payment")
         self.counted: list[tuple[Payment, PaymentStatus | None]] = []
-        self.separate_events = 0
         self.payments = SqlPaymentRepo(conn, self.counted, self.count_event)
         self.refunds = SqlRefundRepo(conn)
         self.provider_events = SqlProviderEventRepo(conn)
@@ -646,34 +650,19 @@ class SqlTx(OutboxTx):
         """An outbox row written by a statement together with its change."""
         self.events += 1
 
-    async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
-        await super().add_event(event_type, aggregate_id, data)
-        self.separate_events += 1
-
     async def audit(self, *targets: str) -> None:
         await audit.record(self.conn, audit_log, *targets)
 
 
-class SqlUnitOfWork(UnitOfWork[SqlTx]):
-    """The only place a payment transaction begins (:class:`infra.db.UnitOfWork` of payment's :class:`SqlTx`).
-    ``on_commit`` wakes the outbox publisher after a commit that added events; the payments' new statuses are
-    counted (:mod:`payment.data.outcomes`) once they are committed, by ``transaction()`` and ``single()``."""
+class SqlUnitOfWork(StatementUnitOfWork[SqlTx]):
+    """The only place a payment transaction begins (:class:`infra.outbox_cte.StatementUnitOfWork` of payment's
+    :class:`SqlTx`): ``statement()`` for one write that writes its outbox event itself (a transition, in a CTE),
+    ``single()`` for one write without an event. ``on_commit`` wakes the outbox publisher after a commit that
+    added events; the payments' new statuses are counted (:mod:`payment.data.outcomes`) once they are committed,
+    by ``transaction()``, ``single()`` and ``statement()``."""
 
     def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] | None = None) -> None:
         super().__init__(engine, SqlTx, on_commit=on_commit)
-
-    @contextlib.asynccontextmanager
-    async def single(self) -> AsyncIterator[SqlTx]:
-        """One write of one statement in autocommit (no BEGIN/COMMIT round trips), which may write its outbox
-        event itself (a transition does, in a CTE): the publisher is woken after it as after a transaction. An
-        event of a statement of its own (``add_event``) is refused: it would not commit with its change."""
-        async with self._single.connect() as conn:
-            tx = self._tx(conn)
-            yield tx
-            assert not tx.separate_events, "an event must commit with its change: use the unit of work's transaction"
-        self.after_commit(tx)
-        if tx.events and self._on_commit is not None:
-            self._on_commit()
 
     def after_commit(self, tx: SqlTx) -> None:
         for payment, before in tx.counted:
