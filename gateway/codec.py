@@ -223,10 +223,11 @@ def _value_converter(fd: descriptor.FieldDescriptor) -> Converter | None:
 
 
 class Unsupported(Exception):
-    """The fast path does not decide this input: parse it with json_format (from a fresh message)."""
+    """The fast path does not decide this input: parse it with json_format (from a fresh message).
 
+    Raised new each time: one shared instance would gather every raise's traceback (and the frames, with the
+    request bodies, they hold) for the life of the process."""
 
-_UNSUPPORTED = Unsupported()
 
 # How a field is filled: a scalar converter, or one of these for messages.
 _MESSAGE = "message"
@@ -313,7 +314,7 @@ def _scalar_parser(fd: descriptor.FieldDescriptor) -> Converter | None:
                 number = numbers.get(value)
                 if number is not None:
                     return number
-            raise _UNSUPPORTED
+            raise Unsupported
 
         return parse_enum
     return None  # float (single precision): its range checks are json_format's
@@ -322,7 +323,7 @@ def _scalar_parser(fd: descriptor.FieldDescriptor) -> Converter | None:
 def _parse_string(value: Any) -> str:
     if type(value) is str and (value.isascii() or _SURROGATE.search(value) is None):
         return value
-    raise _UNSUPPORTED
+    raise Unsupported
 
 
 def _parse_integer(value: Any) -> int:
@@ -330,13 +331,13 @@ def _parse_integer(value: Any) -> int:
         return value
     if type(value) is str and _DECIMAL.match(value):
         return int(value)
-    raise _UNSUPPORTED
+    raise Unsupported
 
 
 def _parse_bool(value: Any) -> bool:
     if type(value) is bool:
         return value
-    raise _UNSUPPORTED
+    raise Unsupported
 
 
 def _parse_double(value: Any) -> float:
@@ -345,24 +346,24 @@ def _parse_double(value: Any) -> float:
             return value
     elif type(value) is int and abs(value) < 2**53:
         return float(value)
-    raise _UNSUPPORTED
+    raise Unsupported
 
 
 def _fill(data: Any, msg: message.Message, plan: _Plan, depth: int) -> None:
     if type(data) is not dict or depth > _MAX_DEPTH or not plan.ok:
-        raise _UNSUPPORTED
+        raise Unsupported
     fields = plan.fields
     seen: set[int] = set()
     for key, value in data.items():
         field = fields.get(key)
         if field is None or value is None or field.number in seen:
-            raise _UNSUPPORTED
+            raise Unsupported
         seen.add(field.number)
         kind = field.kind
         try:
             if field.repeated:
                 if type(value) is not list:
-                    raise _UNSUPPORTED
+                    raise Unsupported
                 container = getattr(msg, field.name)
                 if kind is _MESSAGE:
                     sub_plan = cast(_Plan, field.plan)
@@ -385,13 +386,13 @@ def _fill(data: Any, msg: message.Message, plan: _Plan, depth: int) -> None:
                 setattr(msg, field.name, kind(value))
         except (ValueError, TypeError, OverflowError) as exc:
             # Out of range for the field, or anything else the message refuses: json_format's to word.
-            raise _UNSUPPORTED from exc
+            raise Unsupported from exc
 
 
 def _from_string(sub: message.Message, value: Any) -> None:
     if type(value) is not str:
-        raise _UNSUPPORTED
+        raise Unsupported
     try:
         cast(Any, sub).FromJsonString(value)
     except Exception as exc:  # whatever it is, json_format decides what the client hears
-        raise _UNSUPPORTED from exc
+        raise Unsupported from exc

@@ -314,3 +314,21 @@ def test_the_checkout_flow_takes_the_fast_path() -> None:
 def test_what_the_fast_path_leaves_is_json_formats(body: dict[str, Any]) -> None:
     desc = REACHABLE["kassa.checkout.v1.AddCartItemRequest"]
     assert _gateway(copy.deepcopy(body), desc) == _reference(copy.deepcopy(body), desc)
+
+
+def test_each_fallback_is_a_fresh_exception_holding_only_its_own_traceback() -> None:
+    # A shared instance would chain every raise's frames (and the request bodies in them) for the process's life.
+    desc = REACHABLE["kassa.checkout.v1.AddCartItemRequest"]
+    raised = []
+    for _ in range(3):
+        with pytest.raises(codec.Unsupported) as caught:
+            codec.parse({"quantity": None}, GetMessageClass(desc)())
+        raised.append(caught.value)
+    assert len({id(exc) for exc in raised}) == 3
+    depths = set()
+    for exc in raised:
+        tb, depth = exc.__traceback__, 0
+        while tb is not None:
+            tb, depth = tb.tb_next, depth + 1
+        depths.add(depth)
+    assert len(depths) == 1
