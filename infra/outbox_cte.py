@@ -78,7 +78,7 @@ class OutboxCte:
     :meth:`params`. ``aggregate_id``: a text expression over ``source`` (the column and the envelope's
     ``aggregate_id``), or None to bind it. Add :attr:`cte` to
     the change's statement (``stmt.add_cte(outbox.cte)``); Postgres runs a data-modifying CTE whether or
-    not the statement reads it. :attr:`written` is a scalar subquery: how many rows this CTE wrote.
+    not the statement reads it.
     """
 
     def __init__(
@@ -125,7 +125,6 @@ class OutboxCte:
             ["event_id", "subject", "event_type", "aggregate_id", "payload", "created_at"], select
         )
         self.cte = insert.returning(table.c.event_id).cte(name)
-        self.written = sa.select(sa.func.count()).select_from(self.cte).scalar_subquery()
 
     def params(
         self,
