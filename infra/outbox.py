@@ -57,6 +57,7 @@ __all__ = [
     "claim_inbox",
     "create_inbox_table_v1",
     "create_outbox_table_v1",
+    "envelope",
     "inbox_table",
     "outbox_table",
 ]
@@ -115,6 +116,26 @@ def create_inbox_table_v1(op: Operations | ModuleType, schema: str) -> None:
     op.create_table("inbox", *_inbox_v1(), schema=schema)
 
 
+def envelope(
+    event_type: str, aggregate_id: str, data: Mapping[str, Any] | None, event_id: uuid.UUID | None = None
+) -> tuple[uuid.UUID, dict[str, Any]]:
+    """The event id and the payload an outbox row carries: id, type, aggregate, time, ``data`` (None: left out, for
+    a statement that computes it, :mod:`infra.outbox_cte`) and the writer's trace, so the consumers of the event
+    continue it (infra.tracing). The one envelope: :func:`add_event` and :mod:`infra.outbox_cte` both write it."""
+    eid = event_id or uuid.uuid4()
+    payload: dict[str, Any] = {
+        "event_id": str(eid),
+        "event_type": event_type,
+        "aggregate_id": aggregate_id,
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    if data is not None:
+        payload["data"] = dict(data)
+    if (parent := current_traceparent()) is not None:
+        payload["traceparent"] = parent
+    return eid, payload
+
+
 async def add_event(
     conn: AsyncConnection,
     table: sa.Table,
@@ -126,24 +147,14 @@ async def add_event(
     event_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
     """Record an event in the caller's open transaction."""
-    eid = event_id or uuid.uuid4()
-    envelope = {
-        "event_id": str(eid),
-        "event_type": event_type,
-        "aggregate_id": aggregate_id,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "data": data,
-    }
-    # The writer's trace, so the consumers of this event continue it (infra.tracing).
-    if (parent := current_traceparent()) is not None:
-        envelope["traceparent"] = parent
+    eid, payload = envelope(event_type, aggregate_id, data, event_id)
     await conn.execute(
         table.insert().values(
             event_id=eid,
             subject=make_subject(service, event_type),
             event_type=event_type,
             aggregate_id=aggregate_id,
-            payload=envelope,
+            payload=payload,
             # The time of this statement, not of the transaction: two events of one aggregate written in
             # one transaction keep the order they were written in, which is the order they are published.
             created_at=sa.func.clock_timestamp(),

@@ -4,9 +4,9 @@
 (BEGIN, the change, the INSERT, COMMIT: four round trips). Here the INSERT rides in the change's own
 statement, ``WITH change AS (UPDATE … RETURNING …), event AS (INSERT INTO outbox SELECT … FROM change)``,
 and one statement commits both or neither on an autocommit connection (one round trip). The row is the
-one ``add_event`` writes (same envelope, subject, ``created_at = clock_timestamp()``); it is written once
-for each row of ``source`` that passes ``where`` (pass a source of at most one row for one event), so no
-change, no event.
+one ``add_event`` writes (the same envelope, :func:`infra.outbox.envelope`, subject, ``created_at =
+clock_timestamp()``); it is written once for each row of ``source`` that passes ``where`` (pass a source of at
+most one row for one event), so no change, no event.
 
 The statement is built once (at import) with bind parameters named after ``prefix``; each call binds
 :meth:`OutboxCte.params`. The event's ``data`` is either known before the statement (a Python dict,
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -35,29 +34,11 @@ from sqlalchemy.sql.selectable import CTE
 from infra import audit
 from infra.db import UnitOfWork
 from infra.events import subject as make_subject
-from infra.tracing import current_traceparent
+from infra.outbox import envelope
 
 __all__ = ["OutboxCte", "StatementUnitOfWork", "envelope", "event_insert", "json_object"]
 
 TxT = TypeVar("TxT")
-
-
-def envelope(
-    event_type: str, aggregate_id: str, data: Mapping[str, Any] | None, event_id: uuid.UUID | None = None
-) -> tuple[uuid.UUID, dict[str, Any]]:
-    """The event id and the payload :func:`infra.outbox.add_event` stores (``data`` None: left for SQL)."""
-    eid = event_id or uuid.uuid4()
-    payload: dict[str, Any] = {
-        "event_id": str(eid),
-        "event_type": event_type,
-        "aggregate_id": aggregate_id,
-        "occurred_at": datetime.now(UTC).isoformat(),
-    }
-    if data is not None:
-        payload["data"] = dict(data)
-    if (parent := current_traceparent()) is not None:
-        payload["traceparent"] = parent
-    return eid, payload
 
 
 def json_object(fields: Mapping[str, sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:

@@ -28,6 +28,7 @@ from infra import events, faults
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
 from infra.outbox import OutboxPublisher, add_event, outbox_table
+from infra.outbox_cte import event_insert
 
 pytestmark = pytest.mark.integration
 
@@ -415,3 +416,32 @@ async def test_a_pass_that_sends_everything_is_two_statements_without_a_transact
 
     assert trips.take() == Trips(statements=2, autocommit=2)
     await assert_each_once_in_order(outbox, js)
+
+
+async def test_add_event_and_a_statements_own_outbox_row_carry_the_same_envelope(outbox) -> None:
+    """One envelope (``infra.outbox.envelope``): an event ``add_event`` writes and one a change's statement writes
+    (``infra.outbox_cte``) differ only in their id and time."""
+    data = {"n": 1, "who": "someone"}
+    async with outbox.engine.begin() as conn:
+        separate = await add_event(
+            conn, outbox.table, service=outbox.service, event_type="Happened", aggregate_id="agg-1", data=data
+        )
+        changed = sa.select(sa.literal(1).label("one")).cte("changed")
+        row = event_insert(
+            outbox.table, changed, service=outbox.service, event_type="Happened", aggregate_id="agg-1", data=data,
+            name="ev",
+        )  # fmt: skip
+        await conn.execute(sa.select(sa.func.count()).select_from(changed).add_cte(row))
+    rows = await outbox.rows()
+    assert len(rows) == 2
+    [other] = [eid for eid in rows if eid != separate]
+    a, b = rows[separate], rows[other]
+    for r in (a, b):
+        assert r.payload["event_id"] == str(r.event_id)
+        assert set(r.payload) - {"traceparent"} == {"event_id", "event_type", "aggregate_id", "occurred_at", "data"}
+
+    def same(payload: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in payload.items() if k not in ("event_id", "occurred_at")}
+
+    assert same(a.payload) == same(b.payload) == {"event_type": "Happened", "aggregate_id": "agg-1", "data": data}
+    assert (a.subject, a.event_type, a.aggregate_id) == (b.subject, b.event_type, b.aggregate_id)
