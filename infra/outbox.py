@@ -166,17 +166,25 @@ async def add_event(
 class OutboxTx:
     """The outbox half of a service's Tx: ``add_event`` writes to ``table`` on ``conn`` (the Tx's transaction)
     and counts in ``events``, so :class:`infra.db.UnitOfWork` wakes the publisher only after a commit with events.
-    ``separate_events`` counts those ``add_event`` wrote (a statement of their own, unlike an event a change's
-    statement writes itself, :mod:`infra.outbox_cte`), which ``StatementUnitOfWork.statement()`` refuses."""
+
+    ``statement_only`` (set by ``StatementUnitOfWork.statement()``, :mod:`infra.outbox_cte`): the Tx's events are
+    written by its change's own statement, never by ``add_event`` (a statement of its own, which on an autocommit
+    connection would commit, and be published, whether or not the change does). ``add_event`` then raises
+    RuntimeError before it writes anything."""
 
     def __init__(self, conn: AsyncConnection, table: sa.Table, *, service: str) -> None:
         self.conn = conn
         self.events = 0
-        self.separate_events = 0
+        self.statement_only = False
         self._outbox = table
         self._service = service
 
     async def add_event(self, event_type: str, aggregate_id: str, data: Mapping[str, Any]) -> None:
+        if self.statement_only:
+            raise RuntimeError(
+                "an event must commit with its change: in statement() the change's statement writes it "
+                "(infra.outbox_cte); add_event needs the unit of work's transaction"
+            )
         await add_event(
             self.conn,
             self._outbox,
@@ -186,7 +194,6 @@ class OutboxTx:
             data=dict(data),
         )
         self.events += 1
-        self.separate_events += 1
 
 
 async def claim_inbox(conn: AsyncConnection, table: sa.Table, consumer: str, event_id: str) -> bool:

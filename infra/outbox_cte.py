@@ -16,7 +16,8 @@ bound as JSON) or computed by it from the changed rows (a ``jsonb`` SQL expressi
 CTE, written only if another CTE of the statement (the guarded change) returned a row.
 
 :class:`StatementUnitOfWork` adds ``statement()`` to :class:`infra.db.UnitOfWork`: an autocommit
-connection whose Tx may write events this way; the publisher is woken after it as after a transaction.
+connection whose Tx may write events this way, and only this way (``add_event`` is refused before it writes); the
+publisher is woken after it as after a transaction, even if the block raised after its statement committed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sqlalchemy.sql.selectable import CTE
 from infra import audit
 from infra.db import UnitOfWork
 from infra.events import subject as make_subject
-from infra.outbox import envelope
+from infra.outbox import OutboxTx, envelope
 
 __all__ = ["OutboxCte", "StatementUnitOfWork", "envelope", "event_insert", "json_object"]
 
@@ -177,26 +178,43 @@ def event_insert(
 class StatementUnitOfWork(UnitOfWork[TxT]):
     """:class:`infra.db.UnitOfWork` plus ``statement()``: one write of one statement that may carry its outbox
     rows (an :class:`OutboxCte`), committed by itself in autocommit. The Tx counts those rows in ``events``
-    as ``add_event`` does; the publisher is woken after the statement if it wrote any. Only for a step that
-    is one write statement: anything else it sends commits on its own (reads are fine). An event of a
-    statement of its own (``add_event``, counted in the Tx's ``separate_events`` by :class:`infra.outbox.OutboxTx`)
-    is refused (AssertionError): in autocommit it would not commit with its change.
+    (``OutboxTx.count_written``); the publisher is woken after the statement if it wrote any. Only for a step that
+    is one write statement: anything else it sends commits on its own (reads are fine). An event of a statement of
+    its own (``add_event``) is refused before it is written: ``statement()`` marks an :class:`infra.outbox.OutboxTx`
+    ``statement_only``, and its ``add_event`` raises RuntimeError (in autocommit the row would commit, and be
+    published, whether or not its change did).
+
+    ``after_commit`` and the publisher's wake-up follow the block even when it raises: on the autocommit
+    connection every statement that returned has committed, and what the Tx recorded (its ``events``, payment's
+    outcomes) is recorded only after its statement returned, so it is exactly what committed. (A statement that
+    failed committed nothing and recorded nothing.)
 
     An admin's call (``infra.audit.pending_action()``) gets a transaction instead, so the audit entry the
-    data layer writes commits with the change, as it must (``infra.audit``)."""
+    data layer writes commits with the change, as it must (``infra.audit``); its Tx is marked ``statement_only``
+    too, so a step behaves the same for every caller, and an exception rolls it back (no ``after_commit``, no
+    wake-up: nothing committed)."""
 
     @contextlib.asynccontextmanager
     async def statement(self) -> AsyncIterator[TxT]:
         if audit.pending_action() is not None:
-            async with self.transaction() as tx:
-                yield tx
+            async with self.transaction() as audited:
+                _statement_only(audited)
+                yield audited
             return
-        async with self._single.connect() as conn:
-            tx = self._tx(conn)
-            yield tx
-            assert not getattr(tx, "separate_events", 0), (
-                "an event must commit with its change: use the unit of work's transaction"
-            )
-        self.after_commit(tx)
-        if getattr(tx, "events", 0) and self._on_commit is not None:
-            self._on_commit()
+        tx: TxT | None = None
+        try:
+            async with self._single.connect() as conn:
+                tx = self._tx(conn)
+                _statement_only(tx)
+                yield tx
+        finally:
+            if tx is not None:
+                self.after_commit(tx)
+                if getattr(tx, "events", 0) and self._on_commit is not None:
+                    self._on_commit()
+
+
+def _statement_only(tx: object) -> None:
+    """Refuse ``add_event`` on ``tx`` (an :class:`infra.outbox.OutboxTx`; a Tx without an outbox writes no event)."""
+    if isinstance(tx, OutboxTx):
+        tx.statement_only = True

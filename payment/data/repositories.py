@@ -632,10 +632,9 @@ class SqlTx(OutboxTx):
     """The repositories of one transaction (or of single statements, from ``read()``/``single()``/``statement()``)
     and its outbox.
 
-    ``events`` counts every outbox row written (the publisher is woken after a commit that wrote any);
-    ``separate_events`` (:class:`infra.outbox.OutboxTx`) those written by ``add_event``, a statement of their own,
-    which only a transaction may write: a transition writes its event in its own statement
-    (``SqlPaymentRepo.apply``), run in ``statement()``."""
+    ``events`` counts every outbox row written (the publisher is woken after a commit that wrote any). A transition
+    writes its event in its own statement (``SqlPaymentRepo.apply``), run in ``statement()``, where ``add_event`` (a
+    statement of its own, which only a transaction may write) is refused (:class:`infra.outbox.OutboxTx`)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
         super().__init__(conn, outbox, service="payment")
