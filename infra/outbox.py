@@ -165,7 +165,8 @@ async def add_event(
 
 class OutboxTx:
     """The outbox half of a service's Tx: ``add_event`` writes to ``table`` on ``conn`` (the Tx's transaction)
-    and counts in ``events``, so :class:`infra.db.UnitOfWork` wakes the publisher only after a commit with events.
+    and counts in ``events``, so :class:`infra.db.UnitOfWork` wakes the publisher only after a commit with events;
+    ``count_written`` counts there the rows a change's statement wrote itself (:mod:`infra.outbox_cte`).
 
     ``statement_only`` (set by ``StatementUnitOfWork.statement()``, :mod:`infra.outbox_cte`): the Tx's events are
     written by its change's own statement, never by ``add_event`` (a statement of its own, which on an autocommit
@@ -194,6 +195,14 @@ class OutboxTx:
             data=dict(data),
         )
         self.events += 1
+
+    def count_written(self, n: int = 1) -> None:
+        """``n`` outbox rows a change's own statement wrote (:mod:`infra.outbox_cte`), counted in ``events`` as
+        ``add_event``'s are, so the unit of work wakes the publisher after they commit. Call it once the statement
+        has returned, with the rows it really wrote (none when its guard refused the change)."""
+        if n < 0:
+            raise ValueError(f"count_written: {n} rows")
+        self.events += n
 
 
 async def claim_inbox(conn: AsyncConnection, table: sa.Table, consumer: str, event_id: str) -> bool:

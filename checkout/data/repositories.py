@@ -981,13 +981,10 @@ class SqlTx(OutboxTx):
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         super().__init__(conn, outbox, service="checkout")
         self.carts = SqlCartRepo(conn)
-        self.sessions = SqlSessionRepo(conn, cipher, self._counted)
+        self.sessions = SqlSessionRepo(conn, cipher, self.count_written)
         self.compensations = SqlCompensationRepo(conn)
         self.confirm_records = SqlConfirmRecordRepo(conn)
         self.funnel = SqlFunnelRepo(conn)
-
-    def _counted(self, n: int) -> None:
-        self.events += n
 
 
 class SqlUnitOfWork(StatementUnitOfWork[SqlTx]):

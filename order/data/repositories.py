@@ -449,7 +449,7 @@ class SqlOrderRepo:
         """An event written by one of this repository's statements counts in its Tx's ``events``."""
         if self._outbox is None:
             raise RuntimeError("a statement with an outbox row needs the repository of a Tx")
-        self._outbox.events += 1
+        self._outbox.count_written(1)
 
     async def create(self, order: NewOrder, cause: str) -> tuple[Order, bool]:
         t = order.totals

@@ -386,11 +386,11 @@ class SqlPaymentRepo:
         self,
         conn: AsyncConnection,
         counted: list[tuple[Payment, PaymentStatus | None]],
-        on_event: Callable[[], None] | None = None,
+        count_written: Callable[[int], None] | None = None,
     ) -> None:
         self._c = conn
         self._counted = counted
-        self._on_event = on_event
+        self._count_written = count_written  # the Tx's OutboxTx.count_written
         self._locked: dict[uuid.UUID, PaymentStatus] = {}
 
     async def create_or_get(self, new: NewPayment) -> tuple[Payment, bool]:
@@ -481,8 +481,8 @@ class SqlPaymentRepo:
             return None
         payment = _payment(row)
         self._counted.append((payment, self._locked.get(payment_id)))
-        if t.event_type and self._on_event is not None:
-            self._on_event()
+        if t.event_type and self._count_written is not None:
+            self._count_written(1)
         return payment
 
     async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None:
@@ -639,15 +639,11 @@ class SqlTx(OutboxTx):
     def __init__(self, conn: AsyncConnection) -> None:
         super().__init__(conn, outbox, service="payment")
         self.counted: list[tuple[Payment, PaymentStatus | None]] = []
-        self.payments = SqlPaymentRepo(conn, self.counted, self.count_event)
+        self.payments = SqlPaymentRepo(conn, self.counted, self.count_written)
         self.refunds = SqlRefundRepo(conn)
         self.provider_events = SqlProviderEventRepo(conn)
         self.inbox = SqlInboxRepo(conn)
         self.stats = SqlPaymentStats(conn)
-
-    def count_event(self) -> None:
-        """An outbox row written by a statement together with its change."""
-        self.events += 1
 
     async def audit(self, *targets: str) -> None:
         await audit.record(self.conn, audit_log, *targets)

@@ -390,7 +390,7 @@ class SqlUsageRepo:
         if moved:
             if self._outbox is None:
                 raise RuntimeError("a statement with an outbox row needs the repository of a Tx")
-            self._outbox.events += 1
+            self._outbox.count_written(1)
         return before, moved
 
     async def move(self, reservation_ref: str, src: UsageStatus, dst: UsageStatus) -> list[Usage]:

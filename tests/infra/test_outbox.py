@@ -27,7 +27,7 @@ from devstack.localstack import StackEndpoints
 from infra import events, faults
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
-from infra.outbox import OutboxPublisher, add_event, outbox_table
+from infra.outbox import OutboxPublisher, OutboxTx, add_event, outbox_table
 from infra.outbox_cte import event_insert
 
 pytestmark = pytest.mark.integration
@@ -445,3 +445,17 @@ async def test_add_event_and_a_statements_own_outbox_row_carry_the_same_envelope
 
     assert same(a.payload) == same(b.payload) == {"event_type": "Happened", "aggregate_id": "agg-1", "data": data}
     assert (a.subject, a.event_type, a.aggregate_id) == (b.subject, b.event_type, b.aggregate_id)
+
+
+async def test_rows_a_statement_wrote_itself_count_with_add_events(outbox) -> None:
+    """``OutboxTx.count_written``: the one way a service counts the outbox rows its change's statement wrote, in the
+    same ``events`` as ``add_event``'s (what wakes the publisher)."""
+    async with outbox.engine.begin() as conn:
+        tx = OutboxTx(conn, outbox.table, service=outbox.service)
+        await tx.add_event("Happened", "agg-1", {"n": 1})
+        tx.count_written(2)
+        tx.count_written()
+        assert tx.events == 4
+        with pytest.raises(ValueError):
+            tx.count_written(-1)
+        assert tx.events == 4

@@ -521,7 +521,7 @@ class SqlTx(OutboxTx):
             name="event",
         )
         await self.conn.execute(sa.select(sa.func.count()).select_from(changed).add_cte(written), params)
-        self.events += 1
+        self.count_written(1)
 
     async def give_back(
         self, held: Sequence[Reservation], *, sold: bool, event: tuple[str, str, Mapping[str, Any]] | None = None

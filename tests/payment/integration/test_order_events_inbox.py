@@ -53,7 +53,7 @@ class CrashBeforeClaim(SqlUnitOfWork):
 
 class _CrashingPayments(SqlPaymentRepo):
     def __init__(self, tx: SqlTx, crash_on: uuid.UUID) -> None:
-        super().__init__(tx.conn, tx.counted, tx.count_event)
+        super().__init__(tx.conn, tx.counted, tx.count_written)
         self.crash_on = crash_on
 
     async def apply(self, payment_id: uuid.UUID, transition: Transition) -> object:  # type: ignore[override]
