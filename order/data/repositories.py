@@ -381,14 +381,15 @@ def _transition_stmt(
 
 @functools.cache
 def _payment_news_stmt(
-    *, move: bool, payment: bool, claim: bool, guard: bool, by_session: bool = False
+    *, move: bool, payment: bool, claim: bool, guard: bool, event: bool, by_session: bool = False
 ) -> tuple[sa.Select[Any], OutboxCte | None]:
     """A payment event: record ``:ps`` if the order's payment status is one of ``:ps_sources``, and
     (``move``) take the order from ``:sources`` to ``:target``; either one applies the update and its
     history entry. The row is locked first (``cur``) so the update knows the status it started from:
     ``moved`` and ``recorded`` come back with the order (no order columns: nothing applied). ``by_session``: the
-    order of checkout session ``:t_session`` instead of ``:t_order_id`` (one statement, no lookup first). With ``move``,
-    the outbox row of the status change is written by the same statement, only if the status moved."""
+    order of checkout session ``:t_session`` instead of ``:t_order_id`` (one statement, no lookup first). With ``move``
+    and ``event``, the outbox row of the status change is written by the same statement, only if the status moved (a
+    move without an event type moves all the same, and writes no event)."""
     claimed = sa.exists(sa.select(_claim_cte(by_session=by_session).c.event_id)) if claim else None
     cur_where: list[sa.ColumnElement[bool]] = [
         orders.c.checkout_session_id == _SESSION
@@ -429,7 +430,7 @@ def _payment_news_stmt(
         .returning(*orders.c, moves.label("moved"), records.label("recorded"))
         .cte("updated")
     )
-    outbox_row = _status_event(updated, updated.c.moved) if move else None
+    outbox_row = _status_event(updated, updated.c.moved) if move and event else None
     # Found by its session: whether the session has an order, in the snapshot the claim saw (an unclaimed event
     # then says why without a second statement).
     found = _has_order_by_session() if by_session and claimed is not None else None
@@ -552,10 +553,11 @@ class SqlOrderRepo:
         guard = bool(transition.unless_payment)
         if news:
             stmt, event = _payment_news_stmt(
-                move=target is not None and bool(transition.event_type),
+                move=target is not None,
                 payment=bool(transition.payment_id),
                 claim=claim is not None,
                 guard=guard,
+                event=bool(transition.event_type),
                 by_session=bool(session),
             )
         elif target is not None:

@@ -23,6 +23,7 @@ from kernel.errors import FailedPrecondition
 from kernel.money import Money
 from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, PaymentEvent, PaymentEventType
 from order.biz.create_order import CreateOrder
+from order.biz.ports import Transition
 from order.biz.record_payment import RecordPayment
 from order.data.repositories import SqlUnitOfWork
 from order.data.tables import history, inbox, order_discounts, order_lines, outbox
@@ -331,3 +332,35 @@ async def test_a_capture_naming_the_session_confirms_with_its_event(
     payloads = await _payloads(engine, order.order_id)
     assert payloads["OrderConfirmed"]["aggregate_id"] == order.order_id
     assert payloads["OrderConfirmed"]["data"] == event_data(got, event.cause)
+
+
+async def test_a_payment_transition_without_an_event_type_still_moves_the_order(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    """A move depends on its target only: with no ``event_type`` the order moves (and records its payment status)
+    in the one statement, and no event is written or counted."""
+    repo, trips, engine = counted
+    payment_id = unique("pay")
+    order, _ = await CreateOrder(repo)(new_order(unique("sess"), customer_id, payment_id))
+    t = Transition(
+        order_id=order.order_id,
+        cause="moved without an event",
+        sources=frozenset({OrderStatus.PENDING_PAYMENT}),
+        target=OrderStatus.CONFIRMED,
+        payment_id=payment_id,
+        payment_status=PaymentStatus.CAPTURED,
+    )
+    trips.take()
+    async with repo.statement() as tx:
+        done = await tx.orders.transition(t)
+        assert tx.events == 0
+    assert trips.take() == Trips(statements=1, autocommit=1)
+    assert done.applied and done.recorded
+    assert done.order is not None and done.order.status == OrderStatus.CONFIRMED
+    assert done.order.payment_status == PaymentStatus.CAPTURED
+    got = await _get(repo, order.order_id)
+    assert got is not None and got.status == OrderStatus.CONFIRMED
+    entries = await rows(engine, sa.select(history.c.status).where(history.c.order_id == uuid.UUID(order.order_id)))
+    assert [r.status for r in entries][-1] == OrderStatus.CONFIRMED.value
+    events = await rows(engine, sa.select(outbox.c.event_type).where(outbox.c.aggregate_id == order.order_id))
+    assert [r.event_type for r in events] == ["OrderCreated"]
