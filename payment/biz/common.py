@@ -6,14 +6,13 @@ import uuid
 
 from infra import faults
 from kernel.errors import FailedPrecondition, NotFound, Reason, Unavailable
-from payment.biz.ports import Tx, UnitOfWork
+from payment.biz.ports import UnitOfWork
 from payment.model.payment import INVALID_STATE, Attempt, Payment, Transition
 from payment.model.provider import ProviderError
 
 __all__ = [
     "after_provider",
     "apply",
-    "apply_in",
     "before_provider",
     "declined",
     "invalid_state",
@@ -36,12 +35,6 @@ async def apply(uow: UnitOfWork, payment_id: uuid.UUID, transition: Transition) 
     change writes its attempt row, its outbox event and the inbox claim of the event that caused it itself."""
     async with uow.statement() as tx:
         return await tx.payments.apply(payment_id, transition)
-
-
-async def apply_in(tx: Tx, payment_id: uuid.UUID, t: Transition) -> Payment | None:
-    """The conditional update in the caller's transaction, with (in the same statement) its attempt row, the inbox
-    claim of the event that caused it and its outbox event; None (and nothing else written) if it did not apply."""
-    return await tx.payments.apply(payment_id, t)
 
 
 async def record_attempt(uow: UnitOfWork, payment_id: uuid.UUID, attempt: Attempt) -> None:

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 
 from kernel.errors import InvalidArgument
 from kernel.validation import text_problem
-from payment.biz.common import apply_in
 from payment.biz.ports import PaymentProvider, UnitOfWork
 from payment.biz.reconcile import OPEN_INTENT, cancel_if_orphaned, orphaned
 from payment.model.payment import Attempt, NothingToDo, Payment, PaymentStatus, Transition
@@ -101,7 +100,7 @@ async def apply_provider_event(
         transition = plan_for(event, payment)
         if transition is None:
             return False, payment
-        done = await apply_in(tx, payment.payment_id, transition)
+        done = await tx.payments.apply(payment.payment_id, transition)
     return False, done or payment
 
 
