@@ -1,8 +1,12 @@
 """The order service's repositories on Postgres (SQLAlchemy Core) and its unit of work.
 
-``SqlUnitOfWork.transaction()`` is the only place a transaction begins: its ``SqlTx`` holds the
-``SqlOrderRepo`` bound to that transaction's connection and writes the outbox (``add_event``);
-``read()`` gives the same repositories on an autocommit connection, for a use case that only reads.
+Every order use case that writes is one statement, run in ``SqlUnitOfWork.statement()``
+(:class:`infra.outbox_cte.StatementUnitOfWork`) on an autocommit connection: the change writes its history
+entry, its inbox claim and its outbox event itself (data-modifying CTEs; the event an
+:class:`infra.outbox_cte.OutboxCte`, counted with ``OutboxTx.count_written``), so it commits with them or not
+at all. No use case opens ``transaction()`` or writes an event with ``add_event`` (``statement()`` refuses it);
+the one transaction left is the one ``statement()`` gives an admin's call, so its audit entry commits with the
+change. ``read()`` gives the same repositories on an autocommit connection, for a use case that only reads.
 
 Each RPC costs as few round trips as the invariants allow (issue 4): the rows an RPC writes go in
 one statement (data-modifying CTEs, lines and discounts as ``unnest`` arrays), an order is read with
@@ -619,7 +623,8 @@ class SqlOrderRepo:
 
 
 class SqlTx(OutboxTx):
-    """The repositories of one transaction (or of the autocommit reads) and its outbox."""
+    """The repositories of one connection (a ``statement()``'s or a ``read()``'s, autocommit; an admin call's
+    transaction) and its outbox count."""
 
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         super().__init__(conn, outbox, service=SERVICE)
@@ -627,10 +632,10 @@ class SqlTx(OutboxTx):
 
 
 class SqlUnitOfWork(StatementUnitOfWork[SqlTx]):
-    """:class:`infra.db.UnitOfWork` of order's :class:`SqlTx`: commits when the block exits cleanly and rolls back
-    on an exception; ``on_commit`` wakes the outbox publisher after a commit that added events. ``cipher``
-    encrypts and decrypts the orders' personal data. ``statement()`` (``infra.outbox_cte``): a step that is one
-    write statement with its event, in autocommit."""
+    """:class:`infra.db.UnitOfWork` of order's :class:`SqlTx`. ``statement()`` (``infra.outbox_cte``): a step that
+    is one write statement with its event, in autocommit (a transaction for an admin's call); ``read()`` for reads.
+    ``on_commit`` wakes the outbox publisher after a statement that wrote events. ``cipher`` encrypts and decrypts
+    the orders' personal data."""
 
     def __init__(self, engine: AsyncEngine, cipher: PiiCipher, *, on_commit: Callable[[], None] | None = None) -> None:
         super().__init__(engine, lambda conn: SqlTx(conn, cipher), on_commit=on_commit)

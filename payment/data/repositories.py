@@ -1,5 +1,8 @@
 """The payment repositories on Postgres (bound to one connection), SqlTx and SqlUnitOfWork, the only place a
-transaction begins: the use cases ask the unit of work for one short transaction per step.
+transaction begins. Each step of a use case asks the unit of work for what it needs: ``read()`` to read,
+``single()`` or ``statement()`` (a status change with its outbox event) for a step that is one write statement,
+in autocommit, and ``transaction()`` only for a step of several statements that must commit together (a
+webhook's claim, lock and transition; a refund's reservation; a refund's end with its event).
 
 Every status change is ``UPDATE … WHERE status IN (…) RETURNING`` with its attempt log row, its outbox event
 and the inbox claim of the event that caused it in the same statement (data-modifying CTEs that insert only
