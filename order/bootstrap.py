@@ -21,7 +21,7 @@ from order.biz.get_order_timeline import GetOrderTimeline
 from order.biz.list_orders import ListOrders
 from order.biz.record_payment import RecordPayment
 from order.biz.update_fulfillment import UpdateFulfillment
-from order.data.repositories import SqlUnitOfWork
+from order.data.repositories import SERVICE, SqlUnitOfWork
 from order.data.tables import audit_log, outbox
 from order.service.order_service import OrderServiceServicer, UseCases
 from order.service.validation import Limits
@@ -42,9 +42,9 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     stack.push_async_callback(engine.dispose)
     nc, js = await connect(str(settings.nats_url), "kassa-order")
     stack.push_async_callback(nc.close)
-    await ensure_streams(js, ["order", "payment"])
+    await ensure_streams(js, [SERVICE, "payment"])
 
-    publisher = OutboxPublisher(engine, outbox, js, service="order")
+    publisher = OutboxPublisher(engine, outbox, js, service=SERVICE)
     limits = Limits(max_lines=settings.max_cart_items, max_quantity=settings.max_item_quantity)
     uow = SqlUnitOfWork(engine, cipher, on_commit=publisher.notify)
     use_cases = UseCases(
@@ -57,7 +57,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
         get_order_timeline=GetOrderTimeline(uow),
     )
     consumer = payment_event_consumer(js, ApplyPaymentEvent(uow))
-    audit = AuditTrail(engine, audit_log, service="order", reads=("GetOrder", "ListOrders", "GetOrderTimeline"))
+    audit = AuditTrail(engine, audit_log, service=SERVICE, reads=("GetOrder", "ListOrders", "GetOrderTimeline"))
     return App(
         registrations=[
             Registration(
@@ -66,7 +66,7 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
                 "kassa.order.v1.OrderService",
             ),
             audit.registration,
-            outbox_status_registration(engine, outbox, "order"),
+            outbox_status_registration(engine, outbox, SERVICE),
         ],
         workers=[publisher.run, consumer.run],
         interceptors=[audit.interceptor],

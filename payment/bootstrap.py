@@ -32,7 +32,7 @@ from payment.biz.refund import RefundPayment
 from payment.biz.sweep import SweepPolicy, SweepStuckPayments
 from payment.biz.void import VoidAuthorization, VoidByKey
 from payment.biz.webhook import HandleWebhook
-from payment.data.repositories import SqlUnitOfWork
+from payment.data.repositories import SERVICE, SqlUnitOfWork
 from payment.data.tables import audit_log, outbox
 from payment.service import payment_admin_service
 from payment.service.payment_service import PaymentServiceServicer
@@ -125,7 +125,7 @@ async def bootstrap(
 
     nc, js = await connect(settings.nats_url, "kassa-payment")
     stack.push_async_callback(nc.close)
-    await ensure_streams(js, ["payment", "order"])
+    await ensure_streams(js, [SERVICE, "order"])
     publisher = OutboxPublisher(engine, outbox, js)
 
     policy = breaker or breaker_policy()
@@ -158,7 +158,7 @@ async def bootstrap(
         grace_seconds=sweep.policy.abandoned_seconds,
         lookback_seconds=sweep.policy.reconcile_lookback_seconds,
     )
-    audit = AuditTrail(engine, audit_log, service="payment", reads=("GetPayment", *payment_admin_service.READS))
+    audit = AuditTrail(engine, audit_log, service=SERVICE, reads=("GetPayment", *payment_admin_service.READS))
     return App(
         registrations=[
             Registration(
@@ -172,7 +172,7 @@ async def bootstrap(
                 "kassa.payment.v1.PaymentAdminService",
             ),
             audit.registration,
-            outbox_status_registration(engine, outbox, "payment"),
+            outbox_status_registration(engine, outbox, SERVICE),
         ],
         workers=[
             publisher.run,

@@ -55,7 +55,7 @@ from order.model.order import (
 )
 from order.model.payment_status import payment_sources_of
 
-__all__ = ["SqlOrderRepo", "SqlTx", "SqlUnitOfWork"]
+__all__ = ["SERVICE", "SqlOrderRepo", "SqlTx", "SqlUnitOfWork"]
 
 SERVICE = "order"
 

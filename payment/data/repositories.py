@@ -63,6 +63,7 @@ from payment.model.provider import ProviderEvent
 from payment.model.stats import FailureRates
 
 __all__ = [
+    "SERVICE",
     "SqlInboxRepo",
     "SqlPaymentRepo",
     "SqlPaymentStats",
@@ -71,6 +72,8 @@ __all__ = [
     "SqlTx",
     "SqlUnitOfWork",
 ]
+
+SERVICE = "payment"
 
 S = PaymentStatus
 _ONE_CAPTURE_INDEX = "payments_one_capture_per_order"
@@ -466,7 +469,7 @@ class SqlPaymentRepo:
         if t.attempt is not None:
             params.update(_attempt_params(t.attempt))
         if event is not None and t.event_type:
-            params.update(event.params(service="payment", event_type=t.event_type, aggregate_id=str(payment_id)))
+            params.update(event.params(service=SERVICE, event_type=t.event_type, aggregate_id=str(payment_id)))
             params["o_extra"] = t.event_extra
         if t.consumed is not None:
             params.update(i_consumer=t.consumed.consumer, i_event_id=t.consumed.event_id)
@@ -640,7 +643,7 @@ class SqlTx(OutboxTx):
     statement of its own, which only a transaction may write) is refused (:class:`infra.outbox.OutboxTx`)."""
 
     def __init__(self, conn: AsyncConnection) -> None:
-        super().__init__(conn, outbox, service="payment")
+        super().__init__(conn, outbox, service=SERVICE)
         self.counted: list[tuple[Payment, PaymentStatus | None]] = []
         self.payments = SqlPaymentRepo(conn, self.counted, self.count_written)
         self.refunds = SqlRefundRepo(conn)
