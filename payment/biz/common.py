@@ -32,9 +32,15 @@ async def load(uow: UnitOfWork, payment_id: uuid.UUID) -> Payment:
 
 async def apply(uow: UnitOfWork, payment_id: uuid.UUID, transition: Transition) -> Payment | None:
     """Apply ``transition``; None if it did not apply. One statement in autocommit, no BEGIN/COMMIT: the status
-    change writes its attempt row, its outbox event and the inbox claim of the event that caused it itself."""
+    change writes its attempt row, its outbox event and the inbox claim of the event that caused it itself.
+
+    The attempt row logs a provider call that was made, so when the change does not apply (the provider's webhook
+    of that very outcome, a retry or a void got there first) it is still written, by a statement of its own."""
     async with uow.statement() as tx:
-        return await tx.payments.apply(payment_id, transition)
+        done = await tx.payments.apply(payment_id, transition)
+    if done is None and transition.attempt is not None:
+        await record_attempt(uow, payment_id, transition.attempt)
+    return done
 
 
 async def record_attempt(uow: UnitOfWork, payment_id: uuid.UUID, attempt: Attempt) -> None:
