@@ -254,8 +254,17 @@ class SessionRepo(Protocol):
     async def begin_confirm_with_cart(
         self, session_id: str, idempotency_key: str, fingerprint: str
     ) -> tuple[Session, CartStatus | None] | None:
-        """begin_confirm, answering with the session the status of its cart (None: no such cart) as the same
-        statement saw it: a cart held by a CONFIRMING session changes only by that session's saga."""
+        """OPEN and unexpired → CONFIRMING with the request's key and fingerprint (the durable guard), a new saga
+        attempt; None when not, or when this key's answer for this session is already kept. Raises AlreadyExists
+        (IDEMPOTENCY_KEY_REUSED) when the customer's key belongs to another session. With the session, the status
+        of its cart as the same statement saw it (None: no such cart).
+
+        That status is a snapshot, not a hold: while the session is CONFIRMING its cart leaves CHECKOUT by that
+        session's own end (:meth:`finish`), but also by a CART_CLEANUP entry of the DLQ (no code of this service
+        records one; the compensator still runs any found there, for an earlier session of the cart); StartCheckout
+        only bumps its version (its move is CHECKOUT → CHECKOUT, and the live session refuses a second one).
+        What a later move can't break is the end: ``finish`` moves the cart only from CHECKOUT, and writes
+        CartConverted only with that move."""
         ...
 
     # The writes of a saga below are fenced: each applies only while the session is CONFIRMING under
