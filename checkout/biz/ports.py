@@ -216,10 +216,6 @@ class SessionEnd:
 
 
 class SessionRepo(Protocol):
-    async def create(self, session: Session) -> Session | None:
-        """The stored session; None when the cart already has a live (OPEN or CONFIRMING) session."""
-        ...
-
     async def create_holding_cart(
         self, session: Session, from_statuses: Collection[CartStatus], *, version: int
     ) -> tuple[bool, Session | None]:
@@ -243,12 +239,6 @@ class SessionRepo(Protocol):
         """Apply changes to an OPEN, unexpired session together with the totals computed for the result (None
         clears the stored ones) and return it; None otherwise. With ``unchanged_since``, only while the
         session's ``updated_at`` is still that (nobody changed it since it was read)."""
-        ...
-
-    async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
-        """OPEN and unexpired → CONFIRMING with the request's key and fingerprint (the durable guard), a new saga
-        attempt; None when not, or when this key's answer for this session is already kept. Raises AlreadyExists
-        (IDEMPOTENCY_KEY_REUSED) when the customer's key belongs to another session."""
         ...
 
     async def begin_confirm_with_cart(

@@ -416,24 +416,6 @@ class SqlSessionRepo:
         self._cipher = cipher
         self._count_events = count_events  # events written as CTEs of a statement here (the Tx's outbox count)
 
-    async def create(self, session: Session) -> Session | None:
-        stmt = (
-            insert(_S)
-            .values(
-                session_id=session.session_id,
-                cart_id=session.cart_id,
-                customer_id=session.customer_id,
-                status=session.status.value,
-                currency_code=session.currency_code,
-                lines=[ln.to_dict() for ln in session.lines],
-                expires_at=session.expires_at,
-            )
-            .on_conflict_do_nothing()
-            .returning(*_S.c)
-        )
-        row = (await self._c.execute(stmt)).first()
-        return None if row is None else _session(row, self._cipher)
-
     async def create_holding_cart(
         self, session: Session, from_statuses: Collection[CartStatus], *, version: int
     ) -> tuple[bool, Session | None]:
@@ -505,10 +487,6 @@ class SqlSessionRepo:
         values["preview"] = preview.to_dict() if preview is not None else None
         row = (await self._c.execute(stmt.values(**values, updated_at=_NOW).returning(*_S.c))).first()
         return None if row is None else _session(row, self._cipher)
-
-    async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
-        started = await self.begin_confirm_with_cart(session_id, idempotency_key, fingerprint)
-        return None if started is None else started[0]
 
     async def begin_confirm_with_cart(
         self, session_id: str, idempotency_key: str, fingerprint: str
