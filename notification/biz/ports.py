@@ -104,10 +104,6 @@ class MessageRepo(Protocol):
         One conditional statement each, so of two claimers racing exactly one holds the lease."""
         ...
 
-    async def mark_sent(self, message_id: str) -> None:
-        """SENT (the lease ends)."""
-        ...
-
     async def mark_sent_with_inbox(self, message_id: str, consumer: str, event_id: str) -> None:
         """SENT (the lease ends) and the event's inbox row, in one statement."""
         ...

@@ -187,13 +187,6 @@ class SqlMessageRepo:
             lease_left_seconds=max(float(current.lease_left), 0.0),
         )
 
-    async def mark_sent(self, message_id: str) -> None:
-        await self._conn.execute(
-            messages.update()
-            .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
-            .values(status=MessageStatus.SENT.value, sent_at=sa.func.now(), updated_at=sa.func.now(), **_RELEASED)
-        )
-
     async def record_failure(self, message_id: str, token: str, error: str) -> int:
         held = m.claim_token == token
         attempts = (

@@ -50,11 +50,8 @@ class FakeMessages:
         held = row.get("holder") == token
         return Claim(row["status"], row["attempts"], fresh=False, held=held, lease_left_seconds=30.0)  # type: ignore[arg-type]
 
-    async def mark_sent(self, message_id: str) -> None:
-        self.store.rows[message_id].update(status=MessageStatus.SENT, holder=None)
-
     async def mark_sent_with_inbox(self, message_id: str, consumer: str, event_id: str) -> None:
-        await self.mark_sent(message_id)
+        self.store.rows[message_id].update(status=MessageStatus.SENT, holder=None)
         self.store.inbox.add((consumer, event_id))
 
     async def record_failure(self, message_id: str, token: str, error: str) -> int:
