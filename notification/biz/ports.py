@@ -96,7 +96,8 @@ class Revived:
 
 
 class MessageRepo(Protocol):
-    """The messages and their dead letters, in the caller's transaction (or autocommit read)."""
+    """The messages and their dead letters, in the caller's transaction or in autocommit (``UnitOfWork.single``:
+    each statement commits by itself)."""
 
     async def claim(self, message: NewMessage, token: str, lease_seconds: float) -> Claim:
         """Insert the message as SENDING leased to ``token`` for ``lease_seconds`` unless the notice has a row;

@@ -148,7 +148,9 @@ class SqlInbox:
 
 
 class SqlMessageRepo:
-    """The messages and their dead letters, on the connection of one transaction (or of autocommit reads)."""
+    """The messages and their dead letters, on the connection it is given: one transaction's, or an autocommit
+    connection's, where each statement commits by itself (the sender's writes: one statement each, and claim's
+    fallbacks each conditional on their own, so none needs the one before it in its transaction)."""
 
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         self._conn = conn
