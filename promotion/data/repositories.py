@@ -354,12 +354,6 @@ class SqlUsageRepo:
         rows = await self._conn.execute(_CUSTOMER_USES, params)
         return {str(pid): n for pid, n in rows.all()}
 
-    async def take(self, usages: Sequence[Usage]) -> set[str]:
-        if not usages:
-            return set()
-        rows = await self._conn.execute(_TAKE_USES, _take_params(usages))
-        return {str(pid) for (pid,) in rows.all()}
-
     async def take_counting(
         self, usages: Sequence[Usage], promotion_ids: Sequence[str], customer_id: str, email_key: str | None
     ) -> tuple[set[str], dict[str, int]]:
