@@ -5,6 +5,19 @@ Lock order, the same in every transaction so none can deadlock another:
 2. reservation rows (the sweeper claims them with SKIP LOCKED, so it never waits here);
 3. stock rows, always ``ORDER BY sku, warehouse_id FOR UPDATE`` before any stock update (in a statement of its own,
    or as a MATERIALIZED CTE of the update, which changes only rows that CTE locked).
+
+One step takes a reservation row after stock rows, and can't wait on it: ReserveStock locks the stock rows
+(reservations_and_stock), then deletes the ref's finished (RELEASED, EXPIRED) rows (discard_finished). Only a
+holder of the ref's advisory lock, which ReserveStock holds, locks a finished row: every step on a ref takes that
+lock first, and the sweeper (expire_due) locks ACTIVE rows only. A row it is expiring still reads ACTIVE, and
+ReserveStock answers a ref with an ACTIVE row without deleting anything; one read EXPIRED was committed, its
+sweeper done. So the delete never waits, and no cycle goes through it.
+
+A statement that may wait for a lock reads what else it reads at its start (READ COMMITTED re-checks only the rows
+it updates or locks): transition_listed's list of the ref's rows, and reservations_and_stock's, can show ACTIVE a row
+the sweeper expired during the wait. Not one this statement moved: the sweeper alone gave its stock back. And it
+shows an expires_at already past (the sweeper expires nothing before it), as an ACTIVE row the sweeper has not
+reached yet does at any time; ReleaseReservations may answer such a row, ReserveStock hand it back as live.
 """
 
 from __future__ import annotations
@@ -432,6 +445,7 @@ class SqlTx(OutboxTx):
             .cte("moved")
         )
         # The statement's own snapshot shows the rows as they were before its update: a moved row is shown moved.
+        # A row the sweeper expired while the update waited for its lock is shown ACTIVE (module docstring).
         was_moved = reservations.c.reservation_id.in_(sa.select(moved.c.reservation_id))
         columns = [c for c in _RESERVATION_COLUMNS if c is not reservations.c.status]
         stmt = (
