@@ -87,6 +87,14 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """An event's inbox row: ``consumer`` has handled ``event_id``."""
+
+    consumer: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Revived:
     """A dead letter taken back for a replay: ``notice`` is set when this call moved it DEAD → SENDING (and holds
     its lease); otherwise the message is as it stands (not dead: sent, being sent, replayed already)."""
@@ -120,10 +128,10 @@ class MessageRepo(Protocol):
         error: str,
         *,
         count_attempt: bool = False,
-        inbox: tuple[str, str] | None = None,
+        inbox: InboxEntry | None = None,
     ) -> bool:
-        """DEAD (``count_attempt``: counting one more failed send) and its dead-letter row (and ``inbox``'s row:
-        consumer, event id), if the message is still SENDING and ``token`` holds it (or nobody does), in one
+        """DEAD (``count_attempt``: counting one more failed send) and its dead-letter row (and ``inbox``'s row),
+        if the message is still SENDING and ``token`` holds it (or nobody does), in one
         statement; False when another sender has taken it over (then nothing is written)."""
         ...
 

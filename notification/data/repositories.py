@@ -18,7 +18,7 @@ from infra.db import UnitOfWork
 from infra.outbox import claim_inbox
 from infra.pii import PiiCipher, PiiError, mask_email
 from kernel.money import Money
-from notification.biz.ports import Claim, NewMessage, Revived
+from notification.biz.ports import Claim, InboxEntry, NewMessage, Revived
 from notification.data.tables import audit_log, dead_letters, inbox, messages
 from notification.model.message import Kind, MessageStatus, Notice, SentMessage
 
@@ -219,7 +219,7 @@ class SqlMessageRepo:
         error: str,
         *,
         count_attempt: bool = False,
-        inbox: tuple[str, str] | None = None,
+        inbox: InboxEntry | None = None,
     ) -> bool:
         params: dict[str, Any] = {
             "b_message_id": message_id,
@@ -228,7 +228,7 @@ class SqlMessageRepo:
             "b_count": int(count_attempt),
         }
         if inbox is not None:
-            params["b_consumer"], params["b_event"] = inbox
+            params["b_consumer"], params["b_event"] = inbox.consumer, inbox.event_id
         attempts = (await self._conn.execute(_BURY[inbox is not None], params)).scalar()
         # None: another sender holds it now, and settles the message (nothing written).
         return attempts is not None

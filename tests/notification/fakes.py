@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from kernel.errors import Unavailable
 from kernel.money import Money
-from notification.biz.ports import Claim, DeliveryFailed, NewMessage, Revived
+from notification.biz.ports import Claim, DeliveryFailed, InboxEntry, NewMessage, Revived
 from notification.model.message import (
     Kind,
     MessageStatus,
@@ -68,7 +68,7 @@ class FakeMessages:
         error: str,
         *,
         count_attempt: bool = False,
-        inbox: tuple[str, str] | None = None,
+        inbox: InboxEntry | None = None,
     ) -> bool:
         row = self.store.rows[message_id]
         if row["status"] is not MessageStatus.SENDING or row.get("holder") not in (token, None):
@@ -76,7 +76,7 @@ class FakeMessages:
         row.update(status=MessageStatus.DEAD, holder=None, attempts=int(row["attempts"]) + int(count_attempt))  # type: ignore[call-overload]
         self.store.dead.append(message_id)
         if inbox is not None:
-            self.store.inbox.add(inbox)
+            self.store.inbox.add((inbox.consumer, inbox.event_id))
         return True
 
     async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:
