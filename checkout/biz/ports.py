@@ -42,6 +42,8 @@ __all__ = [
     "Gateways",
     "IdempotencyStore",
     "InventoryGateway",
+    "KeptAnswer",
+    "NewEvent",
     "OrderGateway",
     "PaymentGateway",
     "PricingGateway",
@@ -201,6 +203,24 @@ class CartRepo(Protocol):
 
 
 @dataclass(frozen=True)
+class KeptAnswer:
+    """The answer kept for a ConfirmCheckout request: the customer's idempotency key and what a repeat gets."""
+
+    customer_id: str
+    idempotency_key: str
+    record: ConfirmRecord
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event for the outbox: its type, the aggregate it is about, its data."""
+
+    event_type: str
+    aggregate_id: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class SessionEnd:
     """What the write that ends a saga (:meth:`SessionRepo.finish`) writes with it, all or nothing: the answer kept
     for the request that drove it (customer, idempotency key, record), the compensations left for the DLQ, the
@@ -209,10 +229,10 @@ class SessionEnd:
 
     cart_id: str
     cart_to: CartStatus
-    kept: tuple[str, str, ConfirmRecord] | None = None
+    kept: KeptAnswer | None = None
     compensations: Sequence[NewCompensation] = ()
-    if_cart_moved: Sequence[tuple[str, str, dict[str, Any]]] = ()
-    events: Sequence[tuple[str, str, dict[str, Any]]] = ()
+    if_cart_moved: Sequence[NewEvent] = ()
+    events: Sequence[NewEvent] = ()
 
 
 class SessionRepo(Protocol):

@@ -598,16 +598,15 @@ class SqlSessionRepo:
         cart's move), so none applies unless the session's fenced end did."""
         ended = sa.exists(sa.select(finished.c.session_id))
         writes: list[CTE] = []
-        if end.kept is not None:
-            customer_id, key, record = end.kept
+        if (answer := end.kept) is not None:
             kept = insert(_R).from_select(
                 ["customer_id", "idempotency_key", "session_id", "fingerprint", "response"],
                 sa.select(
-                    sa.literal(customer_id, sa.Text),
-                    sa.literal(key, sa.Text),
+                    sa.literal(answer.customer_id, sa.Text),
+                    sa.literal(answer.idempotency_key, sa.Text),
                     finished.c.session_id,
-                    sa.literal(record.fingerprint, _R.c.fingerprint.type),
-                    sa.literal(record.to_dict(), _R.c.response.type),
+                    sa.literal(answer.record.fingerprint, _R.c.fingerprint.type),
+                    sa.literal(answer.record.to_dict(), _R.c.response.type),
                 ),
             )
             writes.append(
@@ -647,10 +646,10 @@ class SqlSessionRepo:
             .cte("moved")
         )
         events = [(moved, e) for e in end.if_cart_moved] + [(finished, e) for e in end.events]
-        for n, (when, (event_type, aggregate_id, data)) in enumerate(events):
+        for n, (when, event) in enumerate(events):
             writes.append(
-                event_insert(outbox, when, service="checkout", event_type=event_type, aggregate_id=aggregate_id,
-                             data=data, name=f"event_{n}")
+                event_insert(outbox, when, service="checkout", event_type=event.event_type,
+                             aggregate_id=event.aggregate_id, data=event.data, name=f"event_{n}")
             )  # fmt: skip
         did_move = sa.exists(sa.select(moved.c.cart_id))
         row = (await self._c.execute(sa.select(ended.label("ended"), did_move.label("moved")).add_cte(*writes))).one()

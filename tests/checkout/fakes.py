@@ -620,12 +620,12 @@ class _FakeSessions:
         s.order_id, s.result, s.last_error, s.confirm_fingerprint = order_id, result, last_error, None
         if end is not None:
             if end.kept is not None:
-                customer_id, key, record = end.kept
-                self._s.confirm_records[(customer_id, key)] = record
+                self._s.confirm_records[(end.kept.customer_id, end.kept.idempotency_key)] = end.kept.record
             for item in end.compensations:
                 await _FakeCompensations(self._s).add(item)
             moved = await _FakeCarts(self._s).transition(end.cart_id, {CartStatus.CHECKOUT}, end.cart_to)
-            self._s.events.extend((list(end.if_cart_moved) if moved else []) + list(end.events))
+            written = (list(end.if_cart_moved) if moved else []) + list(end.events)
+            self._s.events.extend((e.event_type, e.aggregate_id, e.data) for e in written)
         return True
 
     async def claim_stuck(

@@ -27,7 +27,7 @@ from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.lease import Lease
 from checkout.biz.checkout.replay import answer_owed, error_record, keep_answer
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import FunnelEvents, Gateways, NoFunnelEvents, SessionEnd, UnitOfWork
+from checkout.biz.ports import FunnelEvents, Gateways, NewEvent, NoFunnelEvents, SessionEnd, UnitOfWork
 from checkout.biz.retry import retrying
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import OrderStatus, PaymentOutcome, PaymentStatus
@@ -281,8 +281,8 @@ class Settlement:
             cart_to=cart_status,
             kept=answer_owed(session, state.failure if state.failure and not converted else result),
             compensations=outcome.failed,
-            if_cart_moved=[("CartConverted", session.cart_id, converted_event)] if converted else [],
-            events=[("CheckoutCompleted", sid, _completed_event(session, result))] if converted else [],
+            if_cart_moved=[NewEvent("CartConverted", session.cart_id, converted_event)] if converted else [],
+            events=[NewEvent("CheckoutCompleted", sid, _completed_event(session, result))] if converted else [],
         )
         async with lease.step("finalize"):
             async with self._uow.statement() as tx:
