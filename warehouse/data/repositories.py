@@ -23,7 +23,7 @@ reached yet does at any time; ReleaseReservations may answer such a row, Reserve
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +36,7 @@ from infra import audit
 from infra.db import UnitOfWork
 from infra.outbox import OutboxTx, claim_inbox
 from infra.outbox_cte import event_insert
+from warehouse.biz.ports import NewEvent
 from warehouse.data.tables import audit_log, inbox, outbox, reservations, stock, warehouses
 from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import (
@@ -502,9 +503,7 @@ class SqlTx(OutboxTx):
         rows = [_reservation(r) for r in await self.conn.execute(stmt)]
         return sorted(rows, key=lambda r: (r.reservation_ref, r.sku, r.warehouse_id))
 
-    async def _per_stock_row(
-        self, stmt: sa.Update, held: Sequence[Reservation], event: tuple[str, str, Mapping[str, Any]] | None = None
-    ) -> None:
+    async def _per_stock_row(self, stmt: sa.Update, held: Sequence[Reservation], event: NewEvent | None = None) -> None:
         """Run ``stmt`` once over the summed quantity per (sku, warehouse_id), locking those rows in order first,
         in one statement; with ``event``, its outbox row is written by that statement too (infra.outbox_cte),
         guarded by the stock rows changed — every call with reservations, since a stock row is never deleted."""
@@ -524,7 +523,7 @@ class SqlTx(OutboxTx):
             await self.conn.execute(stmt, params)
             return
         changed = stmt.cte("changed")
-        event_type, aggregate_id, data = event
+        event_type, aggregate_id, data = event.event_type, event.aggregate_id, event.data
         written = event_insert(
             outbox,
             changed,
@@ -537,9 +536,7 @@ class SqlTx(OutboxTx):
         await self.conn.execute(sa.select(sa.func.count()).select_from(changed).add_cte(written), params)
         self.events += 1
 
-    async def give_back(
-        self, held: Sequence[Reservation], *, sold: bool, event: tuple[str, str, Mapping[str, Any]] | None = None
-    ) -> None:
+    async def give_back(self, held: Sequence[Reservation], *, sold: bool, event: NewEvent | None = None) -> None:
         await self._per_stock_row(_GIVE_BACK_SOLD if sold else _GIVE_BACK, held, event)
 
     async def restock(self, sold: Sequence[Reservation]) -> None:
