@@ -42,6 +42,8 @@ __all__ = [
     "Gateways",
     "IdempotencyStore",
     "InventoryGateway",
+    "KeptAnswer",
+    "NewEvent",
     "OrderGateway",
     "PaymentGateway",
     "PricingGateway",
@@ -201,6 +203,24 @@ class CartRepo(Protocol):
 
 
 @dataclass(frozen=True)
+class KeptAnswer:
+    """The answer kept for a ConfirmCheckout request: the customer's idempotency key and what a repeat gets."""
+
+    customer_id: str
+    idempotency_key: str
+    record: ConfirmRecord
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event for the outbox: its type, the aggregate it is about, its data."""
+
+    event_type: str
+    aggregate_id: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class SessionEnd:
     """What the write that ends a saga (:meth:`SessionRepo.finish`) writes with it, all or nothing: the answer kept
     for the request that drove it (customer, idempotency key, record), the compensations left for the DLQ, the
@@ -209,17 +229,13 @@ class SessionEnd:
 
     cart_id: str
     cart_to: CartStatus
-    kept: tuple[str, str, ConfirmRecord] | None = None
+    kept: KeptAnswer | None = None
     compensations: Sequence[NewCompensation] = ()
-    if_cart_moved: Sequence[tuple[str, str, dict[str, Any]]] = ()
-    events: Sequence[tuple[str, str, dict[str, Any]]] = ()
+    if_cart_moved: Sequence[NewEvent] = ()
+    events: Sequence[NewEvent] = ()
 
 
 class SessionRepo(Protocol):
-    async def create(self, session: Session) -> Session | None:
-        """The stored session; None when the cart already has a live (OPEN or CONFIRMING) session."""
-        ...
-
     async def create_holding_cart(
         self, session: Session, from_statuses: Collection[CartStatus], *, version: int
     ) -> tuple[bool, Session | None]:
@@ -245,17 +261,20 @@ class SessionRepo(Protocol):
         session's ``updated_at`` is still that (nobody changed it since it was read)."""
         ...
 
-    async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
-        """OPEN and unexpired → CONFIRMING with the request's key and fingerprint (the durable guard), a new saga
-        attempt; None when not, or when this key's answer for this session is already kept. Raises AlreadyExists
-        (IDEMPOTENCY_KEY_REUSED) when the customer's key belongs to another session."""
-        ...
-
     async def begin_confirm_with_cart(
         self, session_id: str, idempotency_key: str, fingerprint: str
     ) -> tuple[Session, CartStatus | None] | None:
-        """begin_confirm, answering with the session the status of its cart (None: no such cart) as the same
-        statement saw it: a cart held by a CONFIRMING session changes only by that session's saga."""
+        """OPEN and unexpired → CONFIRMING with the request's key and fingerprint (the durable guard), a new saga
+        attempt; None when not, or when this key's answer for this session is already kept. Raises AlreadyExists
+        (IDEMPOTENCY_KEY_REUSED) when the customer's key belongs to another session. With the session, the status
+        of its cart as the same statement saw it (None: no such cart).
+
+        That status is a snapshot, not a hold: while the session is CONFIRMING its cart leaves CHECKOUT by that
+        session's own end (:meth:`finish`), but also by a CART_CLEANUP entry of the DLQ (no code of this service
+        records one; the compensator still runs any found there, for an earlier session of the cart); StartCheckout
+        only bumps its version (its move is CHECKOUT → CHECKOUT, and the live session refuses a second one).
+        What a later move can't break is the end: ``finish`` moves the cart only from CHECKOUT, and writes
+        CartConverted only with that move."""
         ...
 
     # The writes of a saga below are fenced: each applies only while the session is CONFIRMING under

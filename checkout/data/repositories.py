@@ -416,24 +416,6 @@ class SqlSessionRepo:
         self._cipher = cipher
         self._count_events = count_events  # events written as CTEs of a statement here (the Tx's outbox count)
 
-    async def create(self, session: Session) -> Session | None:
-        stmt = (
-            insert(_S)
-            .values(
-                session_id=session.session_id,
-                cart_id=session.cart_id,
-                customer_id=session.customer_id,
-                status=session.status.value,
-                currency_code=session.currency_code,
-                lines=[ln.to_dict() for ln in session.lines],
-                expires_at=session.expires_at,
-            )
-            .on_conflict_do_nothing()
-            .returning(*_S.c)
-        )
-        row = (await self._c.execute(stmt)).first()
-        return None if row is None else _session(row, self._cipher)
-
     async def create_holding_cart(
         self, session: Session, from_statuses: Collection[CartStatus], *, version: int
     ) -> tuple[bool, Session | None]:
@@ -505,10 +487,6 @@ class SqlSessionRepo:
         values["preview"] = preview.to_dict() if preview is not None else None
         row = (await self._c.execute(stmt.values(**values, updated_at=_NOW).returning(*_S.c))).first()
         return None if row is None else _session(row, self._cipher)
-
-    async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
-        started = await self.begin_confirm_with_cart(session_id, idempotency_key, fingerprint)
-        return None if started is None else started[0]
 
     async def begin_confirm_with_cart(
         self, session_id: str, idempotency_key: str, fingerprint: str
@@ -620,16 +598,15 @@ class SqlSessionRepo:
         cart's move), so none applies unless the session's fenced end did."""
         ended = sa.exists(sa.select(finished.c.session_id))
         writes: list[CTE] = []
-        if end.kept is not None:
-            customer_id, key, record = end.kept
+        if (answer := end.kept) is not None:
             kept = insert(_R).from_select(
                 ["customer_id", "idempotency_key", "session_id", "fingerprint", "response"],
                 sa.select(
-                    sa.literal(customer_id, sa.Text),
-                    sa.literal(key, sa.Text),
+                    sa.literal(answer.customer_id, sa.Text),
+                    sa.literal(answer.idempotency_key, sa.Text),
                     finished.c.session_id,
-                    sa.literal(record.fingerprint, _R.c.fingerprint.type),
-                    sa.literal(record.to_dict(), _R.c.response.type),
+                    sa.literal(answer.record.fingerprint, _R.c.fingerprint.type),
+                    sa.literal(answer.record.to_dict(), _R.c.response.type),
                 ),
             )
             writes.append(
@@ -669,10 +646,10 @@ class SqlSessionRepo:
             .cte("moved")
         )
         events = [(moved, e) for e in end.if_cart_moved] + [(finished, e) for e in end.events]
-        for n, (when, (event_type, aggregate_id, data)) in enumerate(events):
+        for n, (when, event) in enumerate(events):
             writes.append(
-                event_insert(outbox, when, service="checkout", event_type=event_type, aggregate_id=aggregate_id,
-                             data=data, name=f"event_{n}")
+                event_insert(outbox, when, service="checkout", event_type=event.event_type,
+                             aggregate_id=event.aggregate_id, data=event.data, name=f"event_{n}")
             )  # fmt: skip
         did_move = sa.exists(sa.select(moved.c.cart_id))
         row = (await self._c.execute(sa.select(ended.label("ended"), did_move.label("moved")).add_cte(*writes))).one()

@@ -36,7 +36,16 @@ import uuid
 from dataclasses import dataclass
 
 from kernel.errors import DomainError, InvalidArgument, NotFound, PermissionDenied
-from notification.biz.ports import Claim, DeliveryFailed, NewMessage, OrderDirectory, Renderer, Sender, UnitOfWork
+from notification.biz.ports import (
+    Claim,
+    DeliveryFailed,
+    InboxEntry,
+    NewMessage,
+    OrderDirectory,
+    Renderer,
+    Sender,
+    UnitOfWork,
+)
 from notification.model.message import MessageStatus, Notice, OutgoingMessage, message_id_for
 
 __all__ = [
@@ -125,7 +134,9 @@ async def bury(
 ) -> bool:
     """DEAD, its dead-letter row and the event's inbox row in one statement, unless another sender took it over."""
     async with uow.single() as tx:
-        return await tx.messages.bury(message_id, token, error, count_attempt=count_attempt, inbox=(consumer, event_id))
+        return await tx.messages.bury(
+            message_id, token, error, count_attempt=count_attempt, inbox=InboxEntry(consumer, event_id)
+        )
 
 
 async def skip(uow: UnitOfWork, consumer: str, event_id: str) -> None:

@@ -87,6 +87,14 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """An event's inbox row: ``consumer`` has handled ``event_id``."""
+
+    consumer: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Revived:
     """A dead letter taken back for a replay: ``notice`` is set when this call moved it DEAD → SENDING (and holds
     its lease); otherwise the message is as it stands (not dead: sent, being sent, replayed already)."""
@@ -96,16 +104,13 @@ class Revived:
 
 
 class MessageRepo(Protocol):
-    """The messages and their dead letters, in the caller's transaction (or autocommit read)."""
+    """The messages and their dead letters, in the caller's transaction or in autocommit (``UnitOfWork.single``:
+    each statement commits by itself)."""
 
     async def claim(self, message: NewMessage, token: str, lease_seconds: float) -> Claim:
         """Insert the message as SENDING leased to ``token`` for ``lease_seconds`` unless the notice has a row;
         take over a SENDING row whose lease lapsed; return the row as it is now (``held`` when ``token`` has it).
         One conditional statement each, so of two claimers racing exactly one holds the lease."""
-        ...
-
-    async def mark_sent(self, message_id: str) -> None:
-        """SENT (the lease ends)."""
         ...
 
     async def mark_sent_with_inbox(self, message_id: str, consumer: str, event_id: str) -> None:
@@ -123,10 +128,10 @@ class MessageRepo(Protocol):
         error: str,
         *,
         count_attempt: bool = False,
-        inbox: tuple[str, str] | None = None,
+        inbox: InboxEntry | None = None,
     ) -> bool:
-        """DEAD (``count_attempt``: counting one more failed send) and its dead-letter row (and ``inbox``'s row:
-        consumer, event id), if the message is still SENDING and ``token`` holds it (or nobody does), in one
+        """DEAD (``count_attempt``: counting one more failed send) and its dead-letter row (and ``inbox``'s row),
+        if the message is still SENDING and ``token`` holds it (or nobody does), in one
         statement; False when another sender has taken it over (then nothing is written)."""
         ...
 

@@ -18,7 +18,7 @@ from infra.db import UnitOfWork
 from infra.outbox import claim_inbox
 from infra.pii import PiiCipher, PiiError, mask_email
 from kernel.money import Money
-from notification.biz.ports import Claim, NewMessage, Revived
+from notification.biz.ports import Claim, InboxEntry, NewMessage, Revived
 from notification.data.tables import audit_log, dead_letters, inbox, messages
 from notification.model.message import Kind, MessageStatus, Notice, SentMessage
 
@@ -148,7 +148,9 @@ class SqlInbox:
 
 
 class SqlMessageRepo:
-    """The messages and their dead letters, on the connection of one transaction (or of autocommit reads)."""
+    """The messages and their dead letters, on the connection it is given: one transaction's, or an autocommit
+    connection's, where each statement commits by itself (the sender's writes: one statement each, and claim's
+    fallbacks each conditional on their own, so none needs the one before it in its transaction)."""
 
     def __init__(self, conn: AsyncConnection, cipher: PiiCipher) -> None:
         self._conn = conn
@@ -187,13 +189,6 @@ class SqlMessageRepo:
             lease_left_seconds=max(float(current.lease_left), 0.0),
         )
 
-    async def mark_sent(self, message_id: str) -> None:
-        await self._conn.execute(
-            messages.update()
-            .where(m.message_id == message_id, m.status == MessageStatus.SENDING.value)
-            .values(status=MessageStatus.SENT.value, sent_at=sa.func.now(), updated_at=sa.func.now(), **_RELEASED)
-        )
-
     async def record_failure(self, message_id: str, token: str, error: str) -> int:
         held = m.claim_token == token
         attempts = (
@@ -224,7 +219,7 @@ class SqlMessageRepo:
         error: str,
         *,
         count_attempt: bool = False,
-        inbox: tuple[str, str] | None = None,
+        inbox: InboxEntry | None = None,
     ) -> bool:
         params: dict[str, Any] = {
             "b_message_id": message_id,
@@ -233,7 +228,7 @@ class SqlMessageRepo:
             "b_count": int(count_attempt),
         }
         if inbox is not None:
-            params["b_consumer"], params["b_event"] = inbox
+            params["b_consumer"], params["b_event"] = inbox.consumer, inbox.event_id
         attempts = (await self._conn.execute(_BURY[inbox is not None], params)).scalar()
         # None: another sender holds it now, and settles the message (nothing written).
         return attempts is not None

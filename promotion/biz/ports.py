@@ -51,17 +51,14 @@ class UsageRepo(Protocol):
         recorded with ``email_key`` (when not None), each use counted once."""
         ...
 
-    async def take(self, usages: Sequence[Usage]) -> set[str]:
-        """For each usage, reserve one use of its promotion if the usage limit allows it (a conditional
-        update) and record the usage (insert it, or revive a released one for the same promotion and
-        reference). Returns the promotion ids whose use was taken; the others are exhausted."""
-        ...
-
     async def take_counting(
         self, usages: Sequence[Usage], promotion_ids: Sequence[str], customer_id: str, email_key: str | None
     ) -> tuple[set[str], dict[str, int]]:
-        """:meth:`take` (the usages are ``customer_id``'s and ``email_key``'s) and, in the same statement,
-        :meth:`customer_uses` of ``promotion_ids`` as they were before it: one round trip for both."""
+        """For each usage, reserve one use of its promotion if the usage limit allows it (a conditional
+        update) and record the usage (insert it, or revive a released one for the same promotion and
+        reference); the usages are ``customer_id``'s and ``email_key``'s. In the same statement,
+        :meth:`customer_uses` of ``promotion_ids`` as they were before it: one round trip for both. Returns the
+        promotion ids whose use was taken (the others are exhausted) and those uses."""
         ...
 
     async def settle(

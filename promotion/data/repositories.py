@@ -114,10 +114,12 @@ _FIND_WITH_CUSTOMER_USES = sa.select(
     .scalar_subquery()
     .label("customer_uses"),
 ).where(promotions.c.code == sa.any_(sa.bindparam("codes", type_=ARRAY(sa.Text))))
-# Every use of a reservation in one round trip. The promotions are already row-locked by this transaction
+# Every use of a reservation in one round trip, and (from the statement's snapshot, before its own insert) the
+# customer's uses of every promotion of ``:counted_ids``, as ``_CUSTOMER_USES`` counts them: taken rows have ``n``
+# NULL, counts a promotion id and ``n``. The promotions are already row-locked by this transaction
 # (lock_promotions), so the update takes no new locks. The insert runs even though the final SELECT does not
 # read it (Postgres always completes data-modifying WITH parts); it records only the uses actually taken.
-_TAKE_USES = sa.text(
+_TAKE_USES_COUNTING = sa.text(
     f"""
     WITH wanted AS (
         SELECT * FROM unnest(
@@ -152,16 +154,7 @@ _TAKE_USES = sa.text(
             released_at = NULL,
             updated_at = now()
         WHERE u.status = '{UsageStatus.RELEASED.value}'
-    )
-    SELECT promotion_id FROM taken
-    """
-)
-# The same, and (from the statement's snapshot, before its own insert) the customer's uses of every promotion of
-# ``:counted_ids``, as ``_CUSTOMER_USES`` counts them: taken rows have ``n`` NULL, counts a promotion id and ``n``.
-_TAKE_USES_COUNTING = sa.text(
-    str(_TAKE_USES.text).replace(
-        "    SELECT promotion_id FROM taken\n",
-        f"""    ,
+    ),
     uses AS (
         SELECT u.promotion_id, count(*) AS n FROM {SCHEMA}.promotion_usages AS u
         WHERE u.promotion_id = ANY(CAST(:counted_ids AS uuid[]))
@@ -172,8 +165,7 @@ _TAKE_USES_COUNTING = sa.text(
     SELECT promotion_id, CAST(NULL AS bigint) AS n FROM taken
     UNION ALL
     SELECT promotion_id, n FROM uses
-""",
-    )
+    """
 )
 
 
@@ -353,12 +345,6 @@ class SqlUsageRepo:
         params = {"customer_id": customer_id, "email_key": email_key, "promotion_ids": _uuids(promotion_ids)}
         rows = await self._conn.execute(_CUSTOMER_USES, params)
         return {str(pid): n for pid, n in rows.all()}
-
-    async def take(self, usages: Sequence[Usage]) -> set[str]:
-        if not usages:
-            return set()
-        rows = await self._conn.execute(_TAKE_USES, _take_params(usages))
-        return {str(pid) for (pid,) in rows.all()}
 
     async def take_counting(
         self, usages: Sequence[Usage], promotion_ids: Sequence[str], customer_id: str, email_key: str | None

@@ -523,7 +523,7 @@ class _FakeSessions:
             None,
         )
 
-    async def create(self, session: Session) -> Session | None:
+    def _insert(self, session: Session) -> Session | None:
         if self._live(session.cart_id) is not None:
             return None
         now = datetime.now(UTC)
@@ -538,7 +538,7 @@ class _FakeSessions:
             return False, None
         cart.status = CartStatus.CHECKOUT
         cart.version += 1
-        return True, await self.create(session)
+        return True, self._insert(session)
 
     async def get(self, session_id: str) -> Session | None:
         return copy.deepcopy(self._s.sessions.get(session_id))
@@ -564,7 +564,9 @@ class _FakeSessions:
         s.preview, s.updated_at = preview, datetime.now(UTC)
         return copy.deepcopy(s)
 
-    async def begin_confirm(self, session_id: str, idempotency_key: str, fingerprint: str) -> Session | None:
+    async def begin_confirm_with_cart(
+        self, session_id: str, idempotency_key: str, fingerprint: str
+    ) -> tuple[Session, CartStatus | None] | None:
         s = self._s.sessions.get(session_id)
         if s is None or s.status is not SessionStatus.OPEN or s.is_expired(datetime.now(UTC)):
             return None
@@ -579,16 +581,8 @@ class _FakeSessions:
         s.status, s.idempotency_key, s.confirm_fingerprint = SessionStatus.CONFIRMING, idempotency_key, fingerprint
         s.confirm_started_at = datetime.now(UTC)
         s.saga_step, s.saga_state, s.saga_attempt = SagaStep.VALIDATED, SagaState(), s.saga_attempt + 1
-        return copy.deepcopy(s)
-
-    async def begin_confirm_with_cart(
-        self, session_id: str, idempotency_key: str, fingerprint: str
-    ) -> tuple[Session, CartStatus | None] | None:
-        started = await self.begin_confirm(session_id, idempotency_key, fingerprint)
-        if started is None:
-            return None
-        cart = self._s.carts.get(started.cart_id)
-        return started, None if cart is None else cart.status
+        cart = self._s.carts.get(s.cart_id)
+        return copy.deepcopy(s), None if cart is None else cart.status
 
     def _fenced(self, session_id: str, attempt: int) -> Session | None:
         s = self._s.sessions.get(session_id)
@@ -626,12 +620,12 @@ class _FakeSessions:
         s.order_id, s.result, s.last_error, s.confirm_fingerprint = order_id, result, last_error, None
         if end is not None:
             if end.kept is not None:
-                customer_id, key, record = end.kept
-                self._s.confirm_records[(customer_id, key)] = record
+                self._s.confirm_records[(end.kept.customer_id, end.kept.idempotency_key)] = end.kept.record
             for item in end.compensations:
                 await _FakeCompensations(self._s).add(item)
             moved = await _FakeCarts(self._s).transition(end.cart_id, {CartStatus.CHECKOUT}, end.cart_to)
-            self._s.events.extend((list(end.if_cart_moved) if moved else []) + list(end.events))
+            written = (list(end.if_cart_moved) if moved else []) + list(end.events)
+            self._s.events.extend((e.event_type, e.aggregate_id, e.data) for e in written)
         return True
 
     async def claim_stuck(

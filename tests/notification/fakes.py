@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from kernel.errors import Unavailable
 from kernel.money import Money
-from notification.biz.ports import Claim, DeliveryFailed, NewMessage, Revived
+from notification.biz.ports import Claim, DeliveryFailed, InboxEntry, NewMessage, Revived
 from notification.model.message import (
     Kind,
     MessageStatus,
@@ -50,11 +50,8 @@ class FakeMessages:
         held = row.get("holder") == token
         return Claim(row["status"], row["attempts"], fresh=False, held=held, lease_left_seconds=30.0)  # type: ignore[arg-type]
 
-    async def mark_sent(self, message_id: str) -> None:
-        self.store.rows[message_id].update(status=MessageStatus.SENT, holder=None)
-
     async def mark_sent_with_inbox(self, message_id: str, consumer: str, event_id: str) -> None:
-        await self.mark_sent(message_id)
+        self.store.rows[message_id].update(status=MessageStatus.SENT, holder=None)
         self.store.inbox.add((consumer, event_id))
 
     async def record_failure(self, message_id: str, token: str, error: str) -> int:
@@ -71,7 +68,7 @@ class FakeMessages:
         error: str,
         *,
         count_attempt: bool = False,
-        inbox: tuple[str, str] | None = None,
+        inbox: InboxEntry | None = None,
     ) -> bool:
         row = self.store.rows[message_id]
         if row["status"] is not MessageStatus.SENDING or row.get("holder") not in (token, None):
@@ -79,7 +76,7 @@ class FakeMessages:
         row.update(status=MessageStatus.DEAD, holder=None, attempts=int(row["attempts"]) + int(count_attempt))  # type: ignore[call-overload]
         self.store.dead.append(message_id)
         if inbox is not None:
-            self.store.inbox.add(inbox)
+            self.store.inbox.add((inbox.consumer, inbox.event_id))
         return True
 
     async def revive(self, message_id: str, token: str, lease_seconds: float) -> Revived | None:

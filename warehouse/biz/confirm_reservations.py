@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from warehouse.biz.events import RESERVATIONS_CONFIRMED, reservation_payload
-from warehouse.biz.ports import UnitOfWork
+from warehouse.biz.ports import NewEvent, UnitOfWork
 from warehouse.biz.reservations import not_found, session_expired
 from warehouse.model.inventory import Reservation, ReservationStatus
 
@@ -38,6 +38,7 @@ class ConfirmReservations:
                 raise session_expired(reservation_ref, lapsed)
             if confirmed:
                 # The sold units leave stock and ReservationsConfirmed is written by one statement.
-                event = (RESERVATIONS_CONFIRMED, reservation_ref, reservation_payload(reservation_ref, confirmed))
+                payload = reservation_payload(reservation_ref, confirmed)
+                event = NewEvent(RESERVATIONS_CONFIRMED, reservation_ref, payload)
                 await tx.give_back(confirmed, sold=True, event=event)
             return rows

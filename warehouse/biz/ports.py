@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import Reservation, ReservationStatus, StockLevel, StockSetting, Warehouse
 from warehouse.model.reconciliation import StockAudit
 
-__all__ = ["Tx", "UnitOfWork"]
+__all__ = ["NewEvent", "Tx", "UnitOfWork"]
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event for the outbox: its type, the aggregate it is about, its data."""
+
+    event_type: str
+    aggregate_id: str
+    data: Mapping[str, Any]
 
 
 class Tx(Protocol):
@@ -71,11 +81,9 @@ class Tx(Protocol):
     async def expire_due(self, limit: int) -> list[Reservation]:
         """ACTIVE → EXPIRED for up to ``limit`` rows past expires_at, skipping rows other replicas hold."""
 
-    async def give_back(
-        self, held: Sequence[Reservation], *, sold: bool, event: tuple[str, str, Mapping[str, Any]] | None = None
-    ) -> None:
+    async def give_back(self, held: Sequence[Reservation], *, sold: bool, event: NewEvent | None = None) -> None:
         """reserved -= quantity (and on_hand -= quantity when ``sold``) for each reservation's stock row; with
-        ``event`` (type, aggregate id, data), its outbox row is written by the same statement."""
+        ``event``, its outbox row is written by the same statement."""
 
     async def restock(self, sold: Sequence[Reservation]) -> None:
         """on_hand += quantity for each (confirmed, now restocked) reservation's stock row."""

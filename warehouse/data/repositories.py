@@ -5,12 +5,25 @@ Lock order, the same in every transaction so none can deadlock another:
 2. reservation rows (the sweeper claims them with SKIP LOCKED, so it never waits here);
 3. stock rows, always ``ORDER BY sku, warehouse_id FOR UPDATE`` before any stock update (in a statement of its own,
    or as a MATERIALIZED CTE of the update, which changes only rows that CTE locked).
+
+One step takes a reservation row after stock rows, and can't wait on it: ReserveStock locks the stock rows
+(reservations_and_stock), then deletes the ref's finished (RELEASED, EXPIRED) rows (discard_finished). Only a
+holder of the ref's advisory lock, which ReserveStock holds, locks a finished row: every step on a ref takes that
+lock first, and the sweeper (expire_due) locks ACTIVE rows only. A row it is expiring still reads ACTIVE, and
+ReserveStock answers a ref with an ACTIVE row without deleting anything; one read EXPIRED was committed, its
+sweeper done. So the delete never waits, and no cycle goes through it.
+
+A statement that may wait for a lock reads what else it reads at its start (READ COMMITTED re-checks only the rows
+it updates or locks): transition_listed's list of the ref's rows, and reservations_and_stock's, can show ACTIVE a row
+the sweeper expired during the wait. Not one this statement moved: the sweeper alone gave its stock back. And it
+shows an expires_at already past (the sweeper expires nothing before it), as an ACTIVE row the sweeper has not
+reached yet does at any time; ReleaseReservations may answer such a row, ReserveStock hand it back as live.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +36,7 @@ from infra import audit
 from infra.db import UnitOfWork
 from infra.outbox import OutboxTx, claim_inbox
 from infra.outbox_cte import event_insert
+from warehouse.biz.ports import NewEvent
 from warehouse.data.tables import audit_log, inbox, outbox, reservations, stock, warehouses
 from warehouse.model.allocation import Allocation
 from warehouse.model.inventory import (
@@ -432,6 +446,7 @@ class SqlTx(OutboxTx):
             .cte("moved")
         )
         # The statement's own snapshot shows the rows as they were before its update: a moved row is shown moved.
+        # A row the sweeper expired while the update waited for its lock is shown ACTIVE (module docstring).
         was_moved = reservations.c.reservation_id.in_(sa.select(moved.c.reservation_id))
         columns = [c for c in _RESERVATION_COLUMNS if c is not reservations.c.status]
         stmt = (
@@ -488,9 +503,7 @@ class SqlTx(OutboxTx):
         rows = [_reservation(r) for r in await self.conn.execute(stmt)]
         return sorted(rows, key=lambda r: (r.reservation_ref, r.sku, r.warehouse_id))
 
-    async def _per_stock_row(
-        self, stmt: sa.Update, held: Sequence[Reservation], event: tuple[str, str, Mapping[str, Any]] | None = None
-    ) -> None:
+    async def _per_stock_row(self, stmt: sa.Update, held: Sequence[Reservation], event: NewEvent | None = None) -> None:
         """Run ``stmt`` once over the summed quantity per (sku, warehouse_id), locking those rows in order first,
         in one statement; with ``event``, its outbox row is written by that statement too (infra.outbox_cte),
         guarded by the stock rows changed — every call with reservations, since a stock row is never deleted."""
@@ -510,7 +523,7 @@ class SqlTx(OutboxTx):
             await self.conn.execute(stmt, params)
             return
         changed = stmt.cte("changed")
-        event_type, aggregate_id, data = event
+        event_type, aggregate_id, data = event.event_type, event.aggregate_id, event.data
         written = event_insert(
             outbox,
             changed,
@@ -523,9 +536,7 @@ class SqlTx(OutboxTx):
         await self.conn.execute(sa.select(sa.func.count()).select_from(changed).add_cte(written), params)
         self.count_written(1)
 
-    async def give_back(
-        self, held: Sequence[Reservation], *, sold: bool, event: tuple[str, str, Mapping[str, Any]] | None = None
-    ) -> None:
+    async def give_back(self, held: Sequence[Reservation], *, sold: bool, event: NewEvent | None = None) -> None:
         await self._per_stock_row(_GIVE_BACK_SOLD if sold else _GIVE_BACK, held, event)
 
     async def restock(self, sold: Sequence[Reservation]) -> None:

@@ -279,7 +279,8 @@ class ConfirmCheckout:
 
     def _validate(self, session: Session, cart_status: CartStatus | None) -> None:
         """Step 2: the session has everything an order needs, and its cart is still held by it (its status as the
-        guard's statement read it: none but this saga changes a cart its CONFIRMING session holds)."""
+        guard's statement read it; a later move — a stale DLQ cart cleanup — is caught at the end, which moves
+        the cart only from CHECKOUT: see :meth:`SessionRepo.begin_confirm_with_cart`)."""
         require_order_fields(session)
         if cart_status is not CartStatus.CHECKOUT:
             raise FailedPrecondition(

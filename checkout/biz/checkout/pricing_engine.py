@@ -3,13 +3,12 @@
 With no promotion code to apply, one QuoteOrder call answers prices, shipping and tax together.
 
 With codes and a shipment, promotions are asked first, with the prices the session holds (StartCheckout's, or
-the last refresh's) and the shipping last quoted for the same shipment in this process (on a miss, the
-caller's ``shipping_guess_minor``, else one QuoteShipping call quotes it); then one QuoteOrder call answers
-the fresh prices and shipping and the tax of the lines and shipping less the discounts. When the fresh prices
-(and category, brand) and shipping are those promotions was asked with, promotions and tax got exactly the
-requests the separate calls below send, so the totals are theirs: 2 calls instead of 4. When they differ,
-promotions is asked again with the fresh ones and CalculateTax taxes the discounted lines, exactly as below
-(4 calls, 5 on a shipping miss).
+the last refresh's) and the shipping last quoted for the same shipment in this process (on a miss, one
+QuoteShipping call quotes it); then one QuoteOrder call answers the fresh prices and shipping and the tax of
+the lines and shipping less the discounts. When the fresh prices (and category, brand) and shipping are those
+promotions was asked with, promotions and tax got exactly the requests the separate calls below send, so the
+totals are theirs: 2 calls instead of 4. When they differ, promotions is asked again with the fresh ones and
+CalculateTax taxes the discounted lines, exactly as below (4 calls, 5 on a shipping miss).
 
 The separate calls (codes without a shipment, or ``optimistic=False``): prices (GetProducts, one batch) and
 shipping (QuoteShipping, one parcel per warehouse, from the warehouses that hold the reservations) are
@@ -53,9 +52,6 @@ class PricingInput:
     promotion_codes: Sequence[str] = field(default_factory=tuple)
     # The order's email: a once-per-customer coupon counts its uses too (guests get a new customer id each time).
     customer_email: str = ""
-    # A guess at the shipping (e.g. the session's last totals, priced by another replica), for when this process
-    # quoted none for the shipment yet; only a guess: checked against pricing's fresh quote like the engine's own.
-    shipping_guess_minor: int | None = None
 
 
 # Shipments whose last shipping quote the engine keeps as its next guess (two ints each).
@@ -112,7 +108,7 @@ class PricingEngine:
         assert data.shipping_address is not None
         currency = data.currency_code
         shipment = _shipment(data)
-        guessed = self._shipping_seen.get(shipment, data.shipping_guess_minor)
+        guessed = self._shipping_seen.get(shipment)
         if guessed is None:
             guessed = (await self._quote_shipping(data)).total.amount_minor
         held = list(data.lines)

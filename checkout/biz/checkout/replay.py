@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from checkout.biz.ports import IdempotencyStore, Tx, UnitOfWork
+from checkout.biz.ports import IdempotencyStore, KeptAnswer, Tx, UnitOfWork
 from checkout.model.session import ConfirmError, ConfirmRecord, ConfirmResult, Session
 from kernel.errors import (
     Aborted,
@@ -82,19 +82,19 @@ async def keep_answer(tx: Tx, session: Session, outcome: ConfirmResult | Confirm
     session — the answer owed to the request that drove the saga; nothing when none is owed (the request
     was answered already, as an asynchronous payment's end finds it)."""
     if (owed := answer_owed(session, outcome)) is not None:
-        await tx.confirm_records.put(*owed)
+        await tx.confirm_records.put(owed.customer_id, owed.idempotency_key, owed.record)
 
 
-def answer_owed(session: Session, outcome: ConfirmResult | ConfirmError) -> tuple[str, str, ConfirmRecord] | None:
-    """What :func:`keep_answer` keeps (customer, idempotency key, record), for a last write that keeps it in its own
-    statement; None when no answer is owed."""
+def answer_owed(session: Session, outcome: ConfirmResult | ConfirmError) -> KeptAnswer | None:
+    """What :func:`keep_answer` keeps, for a last write that keeps it in its own statement; None when no answer is
+    owed."""
     if not session.idempotency_key or not session.confirm_fingerprint:
         return None
     if isinstance(outcome, ConfirmResult):
         record = ConfirmRecord(session.session_id, session.confirm_fingerprint, result=outcome)
     else:
         record = ConfirmRecord(session.session_id, session.confirm_fingerprint, error=outcome)
-    return session.customer_id, session.idempotency_key, record
+    return KeptAnswer(session.customer_id, session.idempotency_key, record)
 
 
 def _rebuild(error: ConfirmError) -> DomainError:

@@ -8,12 +8,12 @@ taken, and a capture never happens for units the customer no longer holds), §4.
 payment service claims it by a conditional update, and a recovery resumes rather than repeats),
 §4.3 (a failure voids the authorization, found by its key when its answer was lost, and every
 compensation that fails goes to the DLQ, never dropped), §4.5 (CartConverted and CheckoutCompleted
-are written in the transaction that finishes the session) and §3's replay rule: that transaction
-also keeps the answer owed to the request that drove the saga
-(:func:`~checkout.biz.checkout.replay.keep_answer`), so no crash leaves a finished session whose
-request's repeat can't learn how it ended. Whoever calls holds the saga's :class:`Lease`: each step
-runs under it, each write is fenced by it, and a caller that lost it stops (LeaseLost) rather than
-settle or undo what its successor now owns.
+are written by the one statement that finishes the session — :class:`~checkout.biz.ports.SessionEnd`,
+CartConverted only with the cart's move) and §3's replay rule: that statement also keeps the answer
+owed to the request that drove the saga (:func:`~checkout.biz.checkout.replay.answer_owed`), so no
+crash leaves a finished session whose request's repeat can't learn how it ended. Whoever calls
+holds the saga's :class:`Lease`: each step runs under it, each write is fenced by it, and a caller
+that lost it stops (LeaseLost) rather than settle or undo what its successor now owns.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.lease import Lease
 from checkout.biz.checkout.replay import answer_owed, error_record, keep_answer
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import FunnelEvents, Gateways, NoFunnelEvents, SessionEnd, UnitOfWork
+from checkout.biz.ports import FunnelEvents, Gateways, NewEvent, NoFunnelEvents, SessionEnd, UnitOfWork
 from checkout.biz.retry import retrying
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import OrderStatus, PaymentOutcome, PaymentStatus
@@ -281,8 +281,8 @@ class Settlement:
             cart_to=cart_status,
             kept=answer_owed(session, state.failure if state.failure and not converted else result),
             compensations=outcome.failed,
-            if_cart_moved=[("CartConverted", session.cart_id, converted_event)] if converted else [],
-            events=[("CheckoutCompleted", sid, _completed_event(session, result))] if converted else [],
+            if_cart_moved=[NewEvent("CartConverted", session.cart_id, converted_event)] if converted else [],
+            events=[NewEvent("CheckoutCompleted", sid, _completed_event(session, result))] if converted else [],
         )
         async with lease.step("finalize"):
             async with self._uow.statement() as tx:

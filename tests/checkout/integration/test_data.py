@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -29,6 +30,20 @@ from kernel.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
 pytestmark = pytest.mark.integration
 
 ORIGIN = Address("WH", "1 Depot Rd", "", "Reno", "NV", "89501", "US", "")
+
+
+async def _create(tx: Any, session: Session) -> Session | None:
+    """The session, created as StartCheckout creates it: with its cart's move to CHECKOUT (None: a live one)."""
+    cart = await tx.carts.get_head(session.cart_id)
+    _moved, created = await tx.sessions.create_holding_cart(
+        session, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, version=cart.version
+    )
+    return created
+
+
+async def _begin(tx: Any, session_id: str, key: str, fingerprint: str) -> Session | None:
+    begun = await tx.sessions.begin_confirm_with_cart(session_id, key, fingerprint)
+    return None if begun is None else begun[0]
 
 
 async def _cart(uow, customer: str) -> Cart:
@@ -73,23 +88,23 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
     cart = await _cart(uow, customer)
     first, second = _session(cart), _session(cart)
     async with uow.transaction() as tx:
-        assert await tx.sessions.create(first)
-        assert not await tx.sessions.create(second)
+        assert await _create(tx, first)
+        assert not await _create(tx, second)
     async with uow.transaction() as tx:
-        started = await tx.sessions.begin_confirm(first.session_id, "key-A", "fp-A")
+        started = await _begin(tx, first.session_id, "key-A", "fp-A")
     assert started is not None
     assert started.status is SessionStatus.CONFIRMING
     assert started.confirm_started_at is not None
     async with uow.transaction() as tx:
-        assert await tx.sessions.begin_confirm(first.session_id, "key-A", "fp-A") is None
+        assert await _begin(tx, first.session_id, "key-A", "fp-A") is None
 
     other_cart = await _cart(uow, customer)
     other = _session(other_cart)
     async with uow.transaction() as tx:
-        assert await tx.sessions.create(other)
+        assert await _create(tx, other)
     with pytest.raises(AlreadyExists) as err:
         async with uow.transaction() as tx:
-            await tx.sessions.begin_confirm(other.session_id, "key-A", "fp-B")
+            await _begin(tx, other.session_id, "key-A", "fp-B")
     assert err.value.reason == Reason.IDEMPOTENCY_KEY_REUSED
     async with uow.transaction() as tx:
         assert (await tx.sessions.get(other.session_id)).status is SessionStatus.OPEN
@@ -108,7 +123,7 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
     assert finished.saga_state.payment_id == "pay-1"
     assert finished.saga_step is SagaStep.COMPENSATING
     async with uow.transaction() as tx:  # the cart may have a live session again
-        assert await tx.sessions.create(second)
+        assert await _create(tx, second)
 
 
 async def test_the_guard_records_the_request_and_starts_nothing_under_a_key_already_answered(served) -> None:
@@ -116,8 +131,8 @@ async def test_the_guard_records_the_request_and_starts_nothing_under_a_key_alre
     customer = unique("cust")
     session = _session(await _cart(uow, customer))
     async with uow.transaction() as tx:
-        await tx.sessions.create(session)
-        started = await tx.sessions.begin_confirm(session.session_id, "key-A", "fp-A")
+        await _create(tx, session)
+        started = await _begin(tx, session.session_id, "key-A", "fp-A")
     assert started is not None and (started.idempotency_key, started.confirm_fingerprint) == ("key-A", "fp-A")
     # The saga's last write (here: reopened after a failure that is the key's answer) clears the request,
     # and the answer is kept in its transaction.
@@ -129,8 +144,8 @@ async def test_the_guard_records_the_request_and_starts_nothing_under_a_key_alre
         reopened = await tx.sessions.get(session.session_id)
         assert reopened is not None and reopened.status is SessionStatus.OPEN
         assert reopened.confirm_fingerprint is None
-        assert await tx.sessions.begin_confirm(session.session_id, "key-A", "fp-A") is None
-        again = await tx.sessions.begin_confirm(session.session_id, "key-B", "fp-B")  # a new request may
+        assert await _begin(tx, session.session_id, "key-A", "fp-A") is None
+        again = await _begin(tx, session.session_id, "key-B", "fp-B")  # a new request may
     assert again is not None and (again.idempotency_key, again.confirm_fingerprint) == ("key-B", "fp-B")
     async with uow.transaction() as tx:
         assert await tx.sessions.finish(session.session_id, SessionStatus.CANCELLED, step=SagaStep.COMPENSATING,
@@ -144,9 +159,9 @@ async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
     cart = await _cart(uow, unique("cust"))
     expired = _session(cart, minutes=-1)
     async with uow.transaction() as tx:
-        await tx.sessions.create(expired)
+        await _create(tx, expired)
         await tx.carts.transition(cart.cart_id, {CartStatus.ACTIVE}, CartStatus.CHECKOUT)
-        assert await tx.sessions.begin_confirm(expired.session_id, unique("k"), "fp") is None
+        assert await _begin(tx, expired.session_id, unique("k"), "fp") is None
     assert await served.container.expiry.expire_for_cart(cart.cart_id)
     async with uow.transaction() as tx:
         assert (await tx.sessions.get(expired.session_id)).status is SessionStatus.EXPIRED
@@ -156,8 +171,8 @@ async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
     cart2 = await _cart(uow, unique("cust"))
     stuck = _session(cart2)
     async with uow.transaction() as tx:
-        await tx.sessions.create(stuck)
-        await tx.sessions.begin_confirm(stuck.session_id, unique("k"), "fp")
+        await _create(tx, stuck)
+        await _begin(tx, stuck.session_id, unique("k"), "fp")
         claimed = await tx.sessions.claim_stuck(120, 100)
     assert stuck.session_id not in {s.session_id for s in claimed}
     async with served.container.engine.begin() as conn:
@@ -178,8 +193,8 @@ async def test_every_claim_of_a_saga_fences_out_the_writes_of_the_one_before(ser
     cart = await _cart(uow, unique("cust"))
     session = _session(cart)
     async with uow.transaction() as tx:
-        await tx.sessions.create(session)
-        live = await tx.sessions.begin_confirm(session.session_id, unique("k"), "fp")
+        await _create(tx, session)
+        live = await _begin(tx, session.session_id, unique("k"), "fp")
     assert live is not None and live.saga_attempt == 1
     sid, state = session.session_id, SagaState(payment_id="pay-1")
     async with uow.transaction() as tx:

@@ -29,7 +29,7 @@ from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import Gateways, SessionEnd
+from checkout.biz.ports import Gateways, KeptAnswer, NewEvent, SessionEnd
 from checkout.data.repositories import SqlUnitOfWork
 from checkout.data.tables import outbox
 from checkout.model.cart import CartStatus
@@ -401,10 +401,10 @@ async def test_a_finish_under_a_lost_lease_writes_none_of_what_it_carries(
     end = SessionEnd(
         cart_id=session.cart_id,
         cart_to=CartStatus.CONVERTED,
-        kept=(customer.subject, started.idempotency_key or "", record),
+        kept=KeptAnswer(customer.subject, started.idempotency_key or "", record),
         compensations=[NewCompensation(session.session_id, Operation.CAPTURE_PAYMENT, {"payment_id": "p"}, "down")],
-        if_cart_moved=[("CartConverted", session.cart_id, {"cart_id": session.cart_id})],
-        events=[("CheckoutCompleted", session.session_id, {"session_id": session.session_id})],
+        if_cart_moved=[NewEvent("CartConverted", session.cart_id, {"cart_id": session.cart_id})],
+        events=[NewEvent("CheckoutCompleted", session.session_id, {"session_id": session.session_id})],
     )
 
     async def written() -> tuple[Any, ...]:

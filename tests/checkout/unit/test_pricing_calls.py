@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 import tests.checkout.conftest as harness
 from checkout.biz.checkout.pricing_engine import PricingEngine
-from checkout.biz.checkout.update_state import pricing_input
 from checkout.model.catalog import OrderStatus
 from checkout.model.session import SessionStatus
 from kernel.errors import Aborted, Reason
@@ -117,18 +115,3 @@ async def test_a_price_changed_before_confirm_is_caught_with_a_coupon(monkeypatc
     assert {ln.sku: ln.unit_price.amount_minor for ln in last_validate[1]} == {"SKU-1": 1100, "SKU-2": 2550}
     result = await world.confirm(world.customer, session.session_id, "key-2", stored.preview.grand_total)
     assert result.order_status == OrderStatus.CONFIRMED
-
-
-@pytest.mark.parametrize(("guess", "calls"), [(500, 2), (499, 4)])
-async def test_a_callers_shipping_guess_spares_the_quote_and_a_wrong_one_costs_only_the_fallback(
-    monkeypatch, guess: int, calls: int
-) -> None:
-    """Another replica, told the session's last shipping: right, 2 calls; wrong, promotions asked again and the tax
-    computed on its own (4), with the same totals either way."""
-    world = _world(monkeypatch, optimistic=True)
-    session = await world.ready_session((("SKU-1", 2),), codes=("SAVE10",))
-    data = replace(pricing_input(session), shipping_guess_minor=guess)
-    fresh = PricingEngine(world.pricing, world.promotion, 2.0)
-    preview, counts = await _counted(world, lambda: fresh.compute(data))
-    assert sum(counts.values()) == calls and "quote_shipping" not in counts
-    assert preview == session.preview

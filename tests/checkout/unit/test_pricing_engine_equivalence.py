@@ -5,13 +5,12 @@ The neighbours are modelled with their own rules, not the checkout fakes' simpli
 promotion.model.discount.evaluate (percentages with conditions, fixed amounts, minimum subtotals, free shipping,
 buy-x-get-y, combinability), tax with pricing.model.tax.compute_tax (per-line rates by tax class, rounded per line),
 shipping by parcel weight. Held prices, categories and brands are stale at random, and the engine's shipping guess
-is missing, right, or stale (the rates changed since it was quoted), or the caller's, right or wrong."""
+is missing, right, or stale (the rates changed since it was quoted)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -160,8 +159,6 @@ async def _both(
         if guess == "stale":
             pricing.base += 50  # and the rates changed since (every shipment has a parcel)
     reference = await PricingEngine(pricing, promotion, 5.0, optimistic=False).compute(data)  # type: ignore[arg-type]
-    if guess.startswith("caller"):  # no shipping seen by this engine, the caller's guess instead
-        data = replace(data, shipping_guess_minor=reference.shipping_minor + (guess == "caller-wrong"))
     pricing.calls.clear()
     promotion.calls.clear()
     got = await optimistic.compute(data)
@@ -175,7 +172,7 @@ async def _both(
     drawn=session_lines,
     codes=code_lists,
     method=st.sampled_from(["standard", "express"]),
-    guess=st.sampled_from(["missing", "known", "stale", "caller-right", "caller-wrong"]),
+    guess=st.sampled_from(["missing", "known", "stale"]),
 )
 def test_the_optimistic_path_lands_on_the_separate_calls_totals(
     catalog: dict[str, dict[str, Any]], drawn: list[dict[str, Any]], codes: list[str], method: str, guess: str
@@ -187,7 +184,7 @@ def test_the_optimistic_path_lands_on_the_separate_calls_totals(
     assert got == reference  # every line, amount, discount, rejection and the delivery window
     assert got.grand_total_minor == reference.grand_total_minor
     stale = any(d["stale"] is not None and _differs(catalog[d["sku"]], d["stale"]) for d in drawn)
-    if not stale and guess in ("known", "caller-right"):
+    if not stale and guess == "known":
         assert calls == ["quote_order", "validate"]
     elif not stale and guess == "missing":
         assert calls == ["quote_order", "quote_shipping", "validate"]
