@@ -52,13 +52,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infra.metrics import ADMISSION_REFUSALS
 
-__all__ = ["Admission", "AdmissionPolicy", "Overloaded"]
+__all__ = ["Admission", "AdmissionPolicy", "CheckoutAdmission", "CheckoutPolicy", "Overloaded", "Ticket"]
 
 # Admissions from the queue remembered to estimate its drain rate, and how old the oldest may be.
 _RATE_SAMPLES = 32
@@ -92,6 +92,8 @@ class AdmissionPolicy:
     max_wait_s: float = 5.0
     # The limit adapts (AIMD) so 90 % of admitted calls finish within this; 0: ``limit`` is fixed.
     latency_target_s: float = 2.5
+    # How far the adaptive limit may rise; 0: a quarter of the hard limit (:attr:`max_limit`).
+    ceiling: int = 0
 
     def __post_init__(self) -> None:
         if self.limit < 0 or self.hard_limit < 0:
@@ -104,6 +106,8 @@ class AdmissionPolicy:
             raise ValueError("interval_s must be > 0")
         if self.latency_target_s < 0:
             raise ValueError("latency_target_s must not be negative")
+        if self.ceiling < 0:
+            raise ValueError("ceiling must not be negative")
 
     @property
     def cap(self) -> int:
@@ -114,7 +118,9 @@ class AdmissionPolicy:
     def max_limit(self) -> int:
         """How far the adaptive limit may rise: a quarter of the hard limit, so work under way keeps its headroom
         (the flows let in keep calling after their new cart, and they must not meet the hard limit)."""
-        return max(self.limit, self.cap // 4) if self.latency_target_s > 0 else self.limit
+        if self.latency_target_s <= 0:
+            return self.limit
+        return max(self.limit, self.ceiling or self.cap // 4)
 
 
 class Overloaded(Exception):
@@ -147,11 +153,16 @@ class Admission:
     When the call is admitted at once it does not suspend.
     """
 
-    def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic, drain_by_releases: bool = False
+    ) -> None:
         self.policy = policy
         self._clock = clock
         self._queue: deque[_Waiter] = deque()
         self._admitted_from_queue: deque[float] = deque(maxlen=_RATE_SAMPLES)
+        # The queue's drain rate, from admissions out of the queue or (``drain_by_releases``: every slot freed is
+        # one a waiter could take, known before anyone waited) from releases.
+        self._drains: deque[float] = deque(maxlen=_RATE_SAMPLES) if drain_by_releases else self._admitted_from_queue
         self._above_since: float | None = None
         self._since_counts = (0, 0)  # (queued, admitted from the queue) when the interval began
         self.admitted_from_queue = 0
@@ -196,12 +207,25 @@ class Admission:
         await self._wait(now, wait_s)
         return self._clock()
 
+    def sample(self, latency_s: float) -> None:
+        """A latency of the work the admitted calls stand for, measured elsewhere (:class:`CheckoutAdmission`: a call
+        of a checkout in progress): it steers the adaptive limit as a released call's would."""
+        if self.policy.latency_target_s > 0:
+            self._adapt(latency_s)
+            self._admit_waiters()
+
+    def refusal(self, why: str) -> Overloaded:
+        """An :class:`Overloaded` for ``why``, counted, with the Retry-After the queue's drain rate gives."""
+        return self._refuse(why, self._clock())
+
     def release(self, admitted_at: float | None = None) -> None:
         """A call admitted by :meth:`acquire` at ``admitted_at`` finished: its slot goes to the head of the queue.
 
         With ``admitted_at``, the call's latency is a sample for the adaptive limit.
         """
         self.in_flight -= 1
+        if self._drains is not self._admitted_from_queue:
+            self._drains.append(self._clock())
         if admitted_at is not None and self.policy.latency_target_s > 0:
             self._adapt(self._clock() - admitted_at)
         self._admit_waiters()
@@ -285,7 +309,7 @@ class Admission:
 
     def _expected_wait(self, position: int, now: float) -> float | None:
         """How long the ``position``-th in the queue would wait at the recent admission rate; None if unknown."""
-        recent = self._admitted_from_queue
+        recent = self._drains
         while recent and now - recent[0] > _RATE_HORIZON_S:
             recent.popleft()
         if len(recent) < 2 or recent[-1] <= recent[0]:
@@ -320,3 +344,216 @@ class _LatencyWindow:
         """The 90th percentile (nearest rank): the slow calls, which a mean of many fast ones would hide."""
         ordered = sorted(self.samples)
         return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)] if ordered else 0.0
+
+
+# The one kind of new work a CheckoutAdmission's queue admits: a checkout.
+_NEW_CHECKOUT = "checkout"
+
+
+@dataclass(frozen=True)
+class CheckoutPolicy:
+    """How a gateway admits new checkouts by the checkouts it has in progress (:class:`CheckoutAdmission`)."""
+
+    # Checkouts in progress from which a new one waits in the queue; 0 admits everything at once.
+    limit: int = 16
+    # How far the adaptive limit may rise; 0: three times ``limit``.
+    max_limit: int = 0
+    # Calls in flight at which any call is refused, work under way too; 0: 8 x ``limit``.
+    call_cap: int = 0
+    # A checkout with no call for this long is over as far as admission goes (its client walked away).
+    idle_s: float = 3.0
+    # The queue's CoDel target and interval, and its bound on a wait (as :class:`AdmissionPolicy`'s).
+    target_s: float = 0.5
+    interval_s: float = 1.0
+    max_wait_s: float = 5.0
+    # The limit adapts (AIMD) so 90 % of the calls of checkouts in progress finish within this; 0: fixed.
+    latency_target_s: float = 2.5
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.max_limit < 0 or self.call_cap < 0:
+            raise ValueError("limit, max_limit and call_cap must not be negative")
+        if self.max_limit and self.max_limit < self.limit:
+            raise ValueError("max_limit must be at least limit")
+        if self.idle_s <= 0:
+            raise ValueError("idle_s must be > 0")
+
+    @property
+    def cap(self) -> int:
+        """Calls in flight at which every call is refused."""
+        return self.call_cap or 8 * self.limit
+
+    def queue_policy(self) -> AdmissionPolicy:
+        """The queue of new checkouts: an :class:`Admission` whose slots are checkouts in progress."""
+        return AdmissionPolicy(
+            limit=self.limit,
+            new_work=frozenset({_NEW_CHECKOUT}),
+            target_s=self.target_s,
+            interval_s=self.interval_s,
+            max_wait_s=self.max_wait_s,
+            latency_target_s=self.latency_target_s,
+            ceiling=self.max_limit or 3 * self.limit,
+        )
+
+
+@dataclass(eq=False)
+class _Checkout:
+    calls: int  # calls of it in flight
+    last: float  # when a call of it last started or ended
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One call through :class:`CheckoutAdmission`: hand it back to :meth:`CheckoutAdmission.leave`."""
+
+    key: str | None  # the checkout it belongs to (the caller's token subject); None: not known (yet)
+    new: bool  # it was admitted as a new checkout, taking a slot
+    started: float
+    tracked: bool = False  # it counts as a call of a checkout in progress
+
+
+class CheckoutAdmission:
+    """New checkouts admitted by the checkouts in progress, at a gateway (one instance per process, no locking).
+
+    A call-in-flight limit cannot see a checkout between two of its calls, so it lets more checkouts in than it
+    means, and their later calls pile up (what the gateway had: 37 % of the mesh's maximum completed at 10x
+    overload, refusals after seconds). Here a slot is a **checkout in progress**: taken when a new checkout is
+    admitted (a guest token, or a new cart by a caller with none in progress) and given back when it ends: its
+    ConfirmCheckout answered, any of its calls answered with an error (a client mostly gives up there: sold
+    out; one that carries on is still served, only no longer counted), or no call of it for ``idle_s`` (the
+    client walked away; a call in flight keeps it alive). New checkouts beyond the limit wait in the
+    :class:`Admission` queue, FIFO, and are refused on arrival by its queueing delay (CoDel), so the refusal is
+    fast and carries Retry-After; the limit adapts (AIMD) on the latency of the calls of checkouts in progress,
+    from ``limit`` up to ``max_limit``.
+
+    A later call is tied to its checkout by its caller's token subject (verified anyway, no I/O): a dict lookup
+    and a move in an ordered dict per call, which is also how idle checkouts are found (the least recently
+    touched first). A guest's checkout is admitted before its subject exists and bound to it when the token is
+    minted (:meth:`leave` with ``key``). Work under way (any call of a checkout in progress, or of a caller
+    with none: webhooks never come here) is never queued or refused for new checkouts; every call is refused
+    only at ``call_cap`` calls in flight.
+    """
+
+    def __init__(self, policy: CheckoutPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self._clock = clock
+        self.queue = Admission(policy.queue_policy(), clock=clock, drain_by_releases=True)
+        self._progress: OrderedDict[str, _Checkout] = OrderedDict()
+        self._timer: asyncio.TimerHandle | None = None
+        self.calls_in_flight = 0
+
+    @property
+    def in_progress(self) -> int:
+        """Checkouts admitted and not over (a guest's before its token is minted included)."""
+        return self.queue.in_flight
+
+    @property
+    def limit(self) -> int:
+        return self.queue.limit
+
+    @property
+    def waiting(self) -> int:
+        return self.queue.waiting
+
+    def tracks(self, key: str) -> bool:
+        return key in self._progress
+
+    def call_started(self) -> None:
+        """Any call: refused (:class:`Overloaded`, "hard_limit") at ``call_cap`` calls in flight, new checkouts
+        waiting in the queue not counted (they do nothing while they wait, and they must not push the calls of
+        checkouts under way over the cap)."""
+        if self.policy.limit > 0 and self.calls_in_flight - self.queue.waiting >= self.policy.cap:
+            raise self.queue.refusal("hard_limit")
+        self.calls_in_flight += 1
+
+    def call_ended(self) -> None:
+        self.calls_in_flight -= 1
+
+    async def enter(self, key: str | None, *, new_work: bool) -> Ticket:
+        """A call of the checkout ``key`` (None: a guest's, before its token) starts.
+
+        A call of a checkout in progress, or any call not ``new_work``, goes at once. New work of a caller
+        with no checkout in progress is a new checkout: admitted now, after a wait in the queue, or refused
+        with :class:`Overloaded`.
+        """
+        now = self._clock()
+        self.expire(now)
+        entry = self._progress.get(key) if key is not None else None
+        if entry is not None:
+            entry.calls += 1
+            entry.last = now
+            self._progress.move_to_end(key)  # type: ignore[arg-type]
+            return Ticket(key, new=False, started=now, tracked=True)
+        if not new_work:
+            return Ticket(key, new=False, started=now)
+        if self.queue.in_flight >= self.queue.limit > 0:
+            self._arm()  # the queue waits for checkouts to end, idle ones too
+        await self.queue.acquire(_NEW_CHECKOUT)
+        now = self._clock()
+        if key is None:
+            return Ticket(None, new=True, started=now)
+        entry = self._progress.get(key)
+        if entry is not None:  # the same caller's other new cart got in first: one checkout, one slot
+            self.queue.release()
+            entry.calls += 1
+            entry.last = now
+            self._progress.move_to_end(key)
+            return Ticket(key, new=False, started=now, tracked=True)
+        self._progress[key] = _Checkout(calls=1, last=now)
+        return Ticket(key, new=True, started=now, tracked=True)
+
+    def leave(self, ticket: Ticket, *, ended: bool, key: str | None = None) -> None:
+        """The call of ``ticket`` was answered; ``ended``: its checkout is over (ConfirmCheckout answered, an
+        error, a guest token not minted). ``key`` binds a new guest checkout to the subject just minted."""
+        now = self._clock()
+        key = ticket.key if ticket.key is not None else key
+        if ticket.tracked:
+            self.queue.sample(now - ticket.started)
+        entry = self._progress.get(key) if key is not None else None
+        if ticket.new and ticket.key is None:  # a guest's checkout: bind it, or give its slot back
+            if ended or key is None or entry is not None:
+                self.queue.release()
+            else:
+                self._progress[key] = _Checkout(calls=0, last=now)
+            return
+        if entry is None or not ticket.tracked:
+            return  # not counted (or already over: ended by another call, or idle)
+        if ended:
+            del self._progress[key]  # type: ignore[arg-type]
+            self.queue.release()
+            return
+        entry.calls -= 1
+        entry.last = now
+        self._progress.move_to_end(key)  # type: ignore[arg-type]
+
+    def expire(self, now: float | None = None) -> int:
+        """End the checkouts with no call in flight and none for ``idle_s``; returns how many."""
+        now = self._clock() if now is None else now
+        horizon = now - self.policy.idle_s
+        progress = self._progress
+        ended = 0
+        while progress:
+            key, entry = next(iter(progress.items()))
+            if entry.last > horizon:
+                break
+            if entry.calls > 0:  # a call of it is in flight (a slow one): not idle
+                entry.last = now
+                progress.move_to_end(key)
+                continue
+            del progress[key]
+            self.queue.release()
+            ended += 1
+        return ended
+
+    def _arm(self) -> None:
+        """While new checkouts wait, end idle ones on time even when no call comes to do it."""
+        if self._timer is not None or not self._progress:
+            return
+        oldest = next(iter(self._progress.values())).last
+        delay = max(0.05, oldest + self.policy.idle_s - self._clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self.expire()
+        if self.queue.waiting:
+            self._arm()
