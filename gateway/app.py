@@ -95,8 +95,9 @@ class HttpRefusal(Exception):
 
 def checkout_policy(settings: Settings, config: GatewayConfig) -> CheckoutPolicy:
     """The gateway's admission of new checkouts: its limit and idle time from ``config``, the queue's CoDel
-    settings, bound on a wait and latency target from the services' (KASSA_ADMISSION_*); KASSA_MAX_IN_FLIGHT=0
-    turns it off here too."""
+    settings and latency target from the services' (KASSA_ADMISSION_*); KASSA_MAX_IN_FLIGHT=0 turns it off here
+    too. A new checkout joins the queue while its expected wait is within KASSA_ADMISSION_MAX_WAIT_MS, and a
+    waiter is refused after twice that: the estimate's slack, so refusals are decided on arrival."""
     limit = config.checkouts_in_progress if settings.max_in_flight > 0 else 0
     return CheckoutPolicy(
         limit=limit,
@@ -104,7 +105,7 @@ def checkout_policy(settings: Settings, config: GatewayConfig) -> CheckoutPolicy
         idle_s=config.checkout_idle_ms / 1000,
         target_s=settings.admission_target_ms / 1000,
         interval_s=settings.admission_interval_ms / 1000,
-        max_wait_s=settings.admission_max_wait_ms / 1000,
+        max_wait_s=2 * settings.admission_max_wait_ms / 1000,
         latency_target_s=settings.admission_latency_target_ms / 1000,
     )
 

@@ -44,7 +44,23 @@ A refusal carries how long to wait before retrying (:attr:`Overloaded.retry_afte
 queue needs to drain at the recent admission rate, at least 1 s. Nothing is written before a call is
 admitted, so a refused call can always be retried.
 
-One instance per server, on its event loop: no locking.
+**At the gateway the slots are checkouts, not calls** (:class:`CheckoutAdmission`). A limit on calls in flight
+cannot see a checkout between two of its calls, so it lets in more checkouts than it means, and their later
+calls pile up behind each other until they meet the hard limit or their deadlines (the gateway had that: at
+10x overload it completed 37 % of the mesh's maximum, and refused after seconds). So the gateway counts
+**checkouts in progress**: a slot is taken when a new checkout is admitted (a guest token, or a new cart of a
+caller with none in progress) and given back when it ends: ConfirmCheckout answered, any of its calls answered
+with an error, or ``idle_s`` with no call of it (a client that walked away). A later call is tied to its
+checkout by the caller's token subject, which the gateway verifies anyway: a dict lookup per call, no I/O. The
+same queue (an :class:`Admission` whose in-flight count is checkouts) does the waiting and the refusing, with
+three differences: its limit adapts on the latency of the calls of checkouts in progress; the queue's drain
+rate is the rate checkouts end at (known before any queue forms, and counting the checkouts that must end
+before a fallen limit lets anyone in); and a queue "grows" when the whole demand (in progress and waiting)
+grows, so a closed crowd whose checkouts the limit moves between slots and queue is not taken for an overload.
+A new checkout joins only a queue it is expected to leave within half its ``max_wait``: the other half is
+slack for the estimate, so refusals are decided on arrival, not after a wait.
+
+One instance per server (per gateway process: each replica admits on its own), on its event loop: no locking.
 """
 
 from __future__ import annotations
@@ -74,6 +90,8 @@ _MAX_RETRY_AFTER_S = 30.0
 _ADAPT_EVERY_S = 0.25
 # ... over at least this many calls, so one slow call is no verdict on the mesh.
 _MIN_SAMPLES = 8
+# For this many CoDel intervals after the queue of checkouts was last found growing, it is kept short.
+_OVERLOAD_MEMORY = 5
 
 
 @dataclass(frozen=True)
@@ -154,19 +172,21 @@ class Admission:
     """
 
     def __init__(
-        self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic, drain_by_releases: bool = False
+        self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic, checkouts: bool = False
     ) -> None:
         self.policy = policy
         self._clock = clock
         self._queue: deque[_Waiter] = deque()
         self._admitted_from_queue: deque[float] = deque(maxlen=_RATE_SAMPLES)
-        # The queue's drain rate, from admissions out of the queue or (``drain_by_releases``: every slot freed is
-        # one a waiter could take, known before anyone waited) from releases.
-        self._drains: deque[float] = deque(maxlen=_RATE_SAMPLES) if drain_by_releases else self._admitted_from_queue
+        # ``checkouts``: the slots are checkouts in progress (:class:`CheckoutAdmission`), see _observe and
+        # _expected_wait for what that changes.
+        self._checkouts = checkouts
+        self._releases: deque[float] = deque(maxlen=_RATE_SAMPLES)
         self._above_since: float | None = None
-        self._since_counts = (0, 0)  # (queued, admitted from the queue) when the interval began
+        self._since_counts = (0, 0, 0)  # (queued, admitted from the queue, in flight) when the interval began
         self.admitted_from_queue = 0
         self.dropping = False
+        self._overloaded_at: float | None = None  # when the queue was last found growing
         self.limit = policy.limit
         self._window = _LatencyWindow(clock())
         self.in_flight = 0
@@ -202,7 +222,7 @@ class Admission:
             raise self._refuse("queue_delay", now)
         wait_s = policy.max_wait_s if budget_s is None else min(policy.max_wait_s, budget_s)
         expected = self._expected_wait(len(self._queue) + 1, now)
-        if wait_s <= 0 or (expected is not None and expected > wait_s):
+        if wait_s <= 0 or (expected is not None and expected > self._may_wait(wait_s, now)):
             raise self._refuse("max_wait", now)
         await self._wait(now, wait_s)
         return self._clock()
@@ -224,8 +244,8 @@ class Admission:
         With ``admitted_at``, the call's latency is a sample for the adaptive limit.
         """
         self.in_flight -= 1
-        if self._drains is not self._admitted_from_queue:
-            self._drains.append(self._clock())
+        if self._checkouts:
+            self._releases.append(self._clock())
         if admitted_at is not None and self.policy.latency_target_s > 0:
             self._adapt(self._clock() - admitted_at)
         self._admit_waiters()
@@ -298,18 +318,44 @@ class Admission:
         elif now - self._above_since >= self.policy.interval_s:
             joined = self.queued - self._since_counts[0]
             left = self.admitted_from_queue - self._since_counts[1]
+            if self._checkouts:
+                # Growth of the whole demand, checkouts in progress and waiting: a closed crowd's stays put when
+                # the adaptive limit moves some of it between the two, an overload's grows.
+                joined += self.in_flight - self._since_counts[2]
             if joined > max(_GROWING * left, left + 1):
                 self.dropping = True
+                self._overloaded_at = now
             elif not self.dropping:
                 self._start_interval(now)  # standing, not growing: judge the next interval afresh
 
+    def _may_wait(self, wait_s: float, now: float) -> float:
+        """How long an arrival may expect to wait and still join the queue.
+
+        A checkout (``checkouts``) joins only a queue it is expected to leave within half its bound on a wait,
+        the other half slack for the estimate, so a waiter is seldom refused after waiting (a slow refusal);
+        and within a few intervals of an overload (the queue found growing) only one it leaves within an
+        ``interval``: enough to keep the slots busy, and short enough that a mesh slowing down meanwhile
+        can't make its waiters wait out ``max_wait``. A closed crowd's queue never grows: it keeps the half."""
+        if not self._checkouts:
+            return wait_s
+        overloaded = self._overloaded_at
+        if overloaded is not None and now - overloaded < _OVERLOAD_MEMORY * self.policy.interval_s:
+            return min(self.policy.interval_s, 0.5 * wait_s)
+        return 0.5 * wait_s
+
     def _start_interval(self, now: float) -> None:
         self._above_since = now
-        self._since_counts = (self.queued, self.admitted_from_queue)
+        self._since_counts = (self.queued, self.admitted_from_queue, self.in_flight)
 
     def _expected_wait(self, position: int, now: float) -> float | None:
         """How long the ``position``-th in the queue would wait at the recent admission rate; None if unknown."""
-        recent = self._drains
+        recent = self._admitted_from_queue
+        if self._checkouts:
+            # Slots free as checkouts end, whether anyone waits or not, so the rate they ended at is known before a
+            # queue forms; and when the limit has fallen below the checkouts in progress, that many more must end
+            # before the queue moves at all.
+            recent = self._releases
+            position += max(0, self.in_flight - self.limit)
         while recent and now - recent[0] > _RATE_HORIZON_S:
             recent.popleft()
         if len(recent) < 2 or recent[-1] <= recent[0]:
@@ -436,7 +482,7 @@ class CheckoutAdmission:
     def __init__(self, policy: CheckoutPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
-        self.queue = Admission(policy.queue_policy(), clock=clock, drain_by_releases=True)
+        self.queue = Admission(policy.queue_policy(), clock=clock, checkouts=True)
         self._progress: OrderedDict[str, _Checkout] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
         self.calls_in_flight = 0

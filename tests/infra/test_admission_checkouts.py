@@ -282,3 +282,68 @@ def test_a_policy_that_makes_no_sense_is_refused() -> None:
     with pytest.raises(ValueError):
         CheckoutPolicy(limit=-1)
     assert CheckoutPolicy(limit=4).cap == 32 and CheckoutPolicy(limit=4).queue_policy().max_limit == 12
+
+
+async def test_a_closed_crowd_is_not_refused_when_the_limit_falls_and_moves_checkouts_into_the_queue() -> None:
+    clock = Clock()
+    g = gate(clock, limit=2, max_limit=4)
+    g.queue.limit = 4  # risen earlier
+    tickets = {key: at_once(g.enter(key, new_work=True)) for key in "abcd"}
+    waiters = [asyncio.create_task(g.enter(k, new_work=True)) for k in ("w0", "w1")]
+    await settle()
+    clock.now += 0.6  # the queue stands above the target: the interval starts as one more joins
+    waiters.append(asyncio.create_task(g.enter("w2", new_work=True)))
+    await settle()
+    g.queue.limit = 2  # calls got slow: the limit falls
+    for key in "ab":  # two checkouts end; their slots are over the limit now, and their buyers come back
+        g.leave(tickets[key], ended=True)
+    waiters += [asyncio.create_task(g.enter(k, new_work=True)) for k in ("a2", "b2")]
+    await settle()
+    clock.now += 1.0
+    # More joined the queue than left it, but the crowd (in progress + waiting) did not grow: served, not refused.
+    late = asyncio.create_task(g.enter("c2", new_work=True))
+    await settle()
+    assert not g.queue.dropping and not late.done() and g.queue.refused == 0
+    for task in [*waiters, late]:
+        task.cancel()
+    await settle()
+
+
+async def test_before_any_queue_the_rate_checkouts_end_at_decides_who_may_wait() -> None:
+    clock = Clock()
+    g = gate(clock, limit=1, max_wait_s=4.0)  # a new checkout joins while its expected wait is within 2 s
+    for key in ("x", "y"):  # two checkouts end a second apart: slots free at 1/s
+        g.leave(at_once(g.enter(key, new_work=True)), ended=True)
+        clock.now += 1.0
+    g.leave(at_once(g.enter("a", new_work=True)), ended=False)
+    waiters = [asyncio.create_task(g.enter(k, new_work=True)) for k in ("w1", "w2")]  # 1 s and 2 s away
+    await settle()
+    assert g.waiting == 2
+    refused = refused_at_once(g.enter("w3", new_work=True))  # 3 s away: refused on arrival, not after waiting
+    assert refused.why == "max_wait" and refused.retry_after_s >= 1.0
+    for task in waiters:
+        task.cancel()
+    await settle()
+
+
+async def test_after_an_overload_only_a_short_queue_may_form_so_no_waiter_waits_out_max_wait() -> None:
+    clock = Clock()
+    g = gate(clock, limit=1, max_wait_s=10.0)
+    assert g.queue._may_wait(10.0, clock.now) == 5.0  # half the bound on a wait: the rest is the estimate's slack
+    g.leave(at_once(g.enter("a", new_work=True)), ended=False)
+    waiters = [asyncio.create_task(g.enter("w0", new_work=True))]
+    await settle()
+    clock.now += 0.6
+    waiters += [asyncio.create_task(g.enter(k, new_work=True)) for k in ("w1", "w2")]
+    await settle()
+    clock.now += 1.0
+    assert refused_at_once(g.enter("late", new_work=True)).why == "queue_delay"  # growing: an overload
+    for task in waiters:  # the queue drains (here: its waiters give up) ...
+        task.cancel()
+    await settle()
+    g.leave(at_once(g.enter("a", new_work=False)), ended=True)
+    g.leave(at_once(g.enter("b", new_work=True)), ended=False)  # ... and the first arrival ends the state
+    assert not g.queue.dropping
+    # For five intervals after, a new checkout may only expect to wait an interval: the queue stays short.
+    assert g.queue._may_wait(10.0, clock.now + 4.9) == 1.0
+    assert g.queue._may_wait(10.0, clock.now + 5.1) == 5.0
