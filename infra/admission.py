@@ -57,8 +57,9 @@ three differences: its limit adapts on the latency of the calls of checkouts in 
 rate is the rate checkouts end at (known before any queue forms, and counting the checkouts that must end
 before a fallen limit lets anyone in); and a queue "grows" when the whole demand (in progress and waiting)
 grows, so a closed crowd whose checkouts the limit moves between slots and queue is not taken for an overload.
-A new checkout joins only a queue it is expected to leave within half its ``max_wait``: the other half is
-slack for the estimate, so refusals are decided on arrival, not after a wait.
+A new checkout joins only a queue it is expected to leave within half its ``max_wait`` (an interval, for a few
+intervals after an overload): the other half is slack for the estimate; and one that joined is served, let in
+past the limit if it waited out ``max_wait`` all the same, so every refusal is decided on arrival.
 
 One instance per server (per gateway process: each replica admits on its own), on its event loop: no locking.
 """
@@ -92,6 +93,8 @@ _ADAPT_EVERY_S = 0.25
 _MIN_SAMPLES = 8
 # For this many CoDel intervals after the queue of checkouts was last found growing, it is kept short.
 _OVERLOAD_MEMORY = 5
+# While no checkout ended lately (no drain rate known), a queue of checkouts at most this many times the limit.
+_UNKNOWN_RATE_QUEUE = 4
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,7 @@ class Admission:
         self._above_since: float | None = None
         self._since_counts = (0, 0, 0)  # (queued, admitted from the queue, in flight) when the interval began
         self.admitted_from_queue = 0
+        self.admitted_late = 0  # checkouts let in past max_wait (``checkouts``)
         self.dropping = False
         self._overloaded_at: float | None = None  # when the queue was last found growing
         self.limit = policy.limit
@@ -222,6 +226,8 @@ class Admission:
             raise self._refuse("queue_delay", now)
         wait_s = policy.max_wait_s if budget_s is None else min(policy.max_wait_s, budget_s)
         expected = self._expected_wait(len(self._queue) + 1, now)
+        if expected is None and self._checkouts and len(self._queue) >= _UNKNOWN_RATE_QUEUE * self.limit:
+            raise self._refuse("max_wait", now)  # no checkout ended lately: a queue no longer than this
         if wait_s <= 0 or (expected is not None and expected > self._may_wait(wait_s, now)):
             raise self._refuse("max_wait", now)
         await self._wait(now, wait_s)
@@ -280,6 +286,15 @@ class Admission:
             self._abandon(waiter)
             raise
         if not waiter.future.done():
+            if self._checkouts:
+                # A checkout that joined the queue is served: it joined on an estimate that said it would be, a
+                # refusal now would cost it the whole wait, and the arrival rule keeps such late admissions
+                # (the limit exceeded by one each) rare and few.
+                waiter.future.cancel()
+                self._queue.remove(waiter)
+                self.in_flight += 1
+                self.admitted_late += 1
+                return
             self._abandon(waiter)
             raise self._refuse("max_wait", self._clock())
 

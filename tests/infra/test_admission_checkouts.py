@@ -347,3 +347,23 @@ async def test_after_an_overload_only_a_short_queue_may_form_so_no_waiter_waits_
     # For five intervals after, a new checkout may only expect to wait an interval: the queue stays short.
     assert g.queue._may_wait(10.0, clock.now + 4.9) == 1.0
     assert g.queue._may_wait(10.0, clock.now + 5.1) == 5.0
+
+
+async def test_a_checkout_that_joined_the_queue_is_served_even_past_max_wait_and_never_refused_after_waiting() -> None:
+    g = gate(Clock(), limit=1, target_s=0.005, max_wait_s=0.01)  # a real-time bound, waited out for sure
+    g.leave(at_once(g.enter("a", new_work=True)), ended=False)
+    ticket = await g.enter("late", new_work=True)
+    assert ticket.new and g.tracks("late")
+    assert (g.in_progress, g.waiting, g.queue.admitted_late, g.queue.refused) == (2, 0, 1, 0)
+
+
+async def test_while_no_checkout_ended_lately_the_queue_is_at_most_four_times_the_limit() -> None:
+    g = gate(Clock(), limit=1)
+    g.leave(at_once(g.enter("a", new_work=True)), ended=False)
+    waiters = [asyncio.create_task(g.enter(f"w{i}", new_work=True)) for i in range(4)]
+    await settle()
+    assert g.waiting == 4
+    assert refused_at_once(g.enter("w4", new_work=True)).why == "max_wait"
+    for task in waiters:
+        task.cancel()
+    await settle()
