@@ -96,8 +96,8 @@ class HttpRefusal(Exception):
 def checkout_policy(settings: Settings, config: GatewayConfig) -> CheckoutPolicy:
     """The gateway's admission of new checkouts: its limit and idle time from ``config``, the queue's CoDel
     settings and latency target from the services' (KASSA_ADMISSION_*); KASSA_MAX_IN_FLIGHT=0 turns it off here
-    too. A new checkout joins the queue while its expected wait is within KASSA_ADMISSION_MAX_WAIT_MS, and a
-    waiter is refused after twice that: the estimate's slack, so refusals are decided on arrival."""
+    too. A new checkout waits up to twice KASSA_ADMISSION_MAX_WAIT_MS: the gateway's queue refuses only on arrival
+    (a waiter is served), so its wait is what a buyer in a flash sale spends instead of a refusal."""
     limit = config.checkouts_in_progress if settings.max_in_flight > 0 else 0
     return CheckoutPolicy(
         limit=limit,

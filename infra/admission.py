@@ -57,9 +57,9 @@ three differences: its limit adapts on the latency of the calls of checkouts in 
 rate is the rate checkouts end at (known before any queue forms, and counting the checkouts that must end
 before a fallen limit lets anyone in); and a queue "grows" when the whole demand (in progress and waiting)
 grows, so a closed crowd whose checkouts the limit moves between slots and queue is not taken for an overload.
-A new checkout joins only a queue it is expected to leave within half its ``max_wait`` (an interval, for a few
-intervals after an overload): the other half is slack for the estimate; and one that joined is served, let in
-past the limit if it waited out ``max_wait`` all the same, so every refusal is decided on arrival.
+A new checkout joins only a queue it is expected to leave within ``max_wait`` (an interval, for a few intervals
+after an overload, so the queue stays short while arrivals outrun the mesh); and one that joined is served,
+let in past the limit if it waited out ``max_wait`` all the same, so every refusal is decided on arrival.
 
 One instance per server (per gateway process: each replica admits on its own), on its event loop: no locking.
 """
@@ -346,17 +346,14 @@ class Admission:
     def _may_wait(self, wait_s: float, now: float) -> float:
         """How long an arrival may expect to wait and still join the queue.
 
-        A checkout (``checkouts``) joins only a queue it is expected to leave within half its bound on a wait,
-        the other half slack for the estimate, so a waiter is seldom refused after waiting (a slow refusal);
-        and within a few intervals of an overload (the queue found growing) only one it leaves within an
-        ``interval``: enough to keep the slots busy, and short enough that a mesh slowing down meanwhile
-        can't make its waiters wait out ``max_wait``. A closed crowd's queue never grows: it keeps the half."""
-        if not self._checkouts:
-            return wait_s
+        Up to the bound on a wait; but a checkout (``checkouts``), within a few intervals of an overload (the
+        queue found growing), only an ``interval``: a queue that short keeps the slots busy, and a mesh slowing
+        down meanwhile can't make its waiters wait out ``max_wait`` (and be let in past the limit). A closed
+        crowd's queue never grows: it may wait its turn up to ``max_wait``."""
         overloaded = self._overloaded_at
-        if overloaded is not None and now - overloaded < _OVERLOAD_MEMORY * self.policy.interval_s:
-            return min(self.policy.interval_s, 0.5 * wait_s)
-        return 0.5 * wait_s
+        if self._checkouts and overloaded is not None and now - overloaded < _OVERLOAD_MEMORY * self.policy.interval_s:
+            return min(self.policy.interval_s, wait_s)
+        return wait_s
 
     def _start_interval(self, now: float) -> None:
         self._above_since = now

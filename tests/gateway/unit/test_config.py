@@ -74,7 +74,7 @@ def test_the_gateway_admission_takes_the_queue_settings_of_the_services_and_max_
     settings = Settings.from_env({"KASSA_ADMISSION_MAX_WAIT_MS": "4000", "KASSA_ADMISSION_TARGET_MS": "300"})
     policy = checkout_policy(settings, GatewayConfig(checkouts_in_progress=12, checkout_idle_ms=2000))
     assert (policy.limit, policy.idle_s, policy.target_s) == (12, 2.0, 0.3)
-    assert policy.max_wait_s == 8.0  # arrivals join while their expected wait is within 4 s; a waiter waits 8 s at most
+    assert policy.max_wait_s == 8.0  # twice the services': the gateway's waiters are served, not refused
     assert policy.cap == 96
     off = checkout_policy(Settings.from_env({"KASSA_MAX_IN_FLIGHT": "0"}), GatewayConfig())
     assert off.limit == 0
