@@ -14,7 +14,7 @@ Admission of new checkouts (infra.admission.CheckoutAdmission; the queue's CoDel
 wait and latency target are the services' KASSA_ADMISSION_* settings, and KASSA_MAX_IN_FLIGHT=0 turns it off):
 
 - KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS (16): checkouts in progress (admitted, not yet ended) from which a new
-  checkout (a guest token, a new cart) waits in the queue; the limit adapts up to three times this.
+  checkout (a guest token, a new cart) waits in the queue; the limit adapts up to twice this.
 - KASSA_GATEWAY_CHECKOUT_IDLE_MS (3000): a checkout with no call for this long no longer counts (its client
   walked away); its later calls are still served.
 

@@ -294,6 +294,7 @@ class Admission:
                 self._queue.remove(waiter)
                 self.in_flight += 1
                 self.admitted_late += 1
+                self.admitted_from_queue += 1  # it left the queue: no growth of the demand
                 return
             self._abandon(waiter)
             raise self._refuse("max_wait", self._clock())
@@ -414,7 +415,8 @@ class CheckoutPolicy:
 
     # Checkouts in progress from which a new one waits in the queue; 0 admits everything at once.
     limit: int = 16
-    # How far the adaptive limit may rise; 0: three times ``limit``.
+    # How far the adaptive limit may rise; 0: twice ``limit`` (what checkout's own admission rises to, so the
+    # CreateCart of a checkout admitted here seldom waits there).
     max_limit: int = 0
     # Calls in flight at which any call is refused, work under way too; 0: 8 x ``limit``.
     call_cap: int = 0
@@ -449,7 +451,7 @@ class CheckoutPolicy:
             interval_s=self.interval_s,
             max_wait_s=self.max_wait_s,
             latency_target_s=self.latency_target_s,
-            ceiling=self.max_limit or 3 * self.limit,
+            ceiling=self.max_limit or 2 * self.limit,
         )
 
 

@@ -281,7 +281,7 @@ def test_a_policy_that_makes_no_sense_is_refused() -> None:
         CheckoutPolicy(idle_s=0)
     with pytest.raises(ValueError):
         CheckoutPolicy(limit=-1)
-    assert CheckoutPolicy(limit=4).cap == 32 and CheckoutPolicy(limit=4).queue_policy().max_limit == 12
+    assert CheckoutPolicy(limit=4).cap == 32 and CheckoutPolicy(limit=4).queue_policy().max_limit == 8
 
 
 async def test_a_closed_crowd_is_not_refused_when_the_limit_falls_and_moves_checkouts_into_the_queue() -> None:
@@ -355,6 +355,7 @@ async def test_a_checkout_that_joined_the_queue_is_served_even_past_max_wait_and
     ticket = await g.enter("late", new_work=True)
     assert ticket.new and g.tracks("late")
     assert (g.in_progress, g.waiting, g.queue.admitted_late, g.queue.refused) == (2, 0, 1, 0)
+    assert g.queue.admitted_from_queue == 1  # it left the queue: the demand (in progress + waiting) did not grow
 
 
 async def test_while_no_checkout_ended_lately_the_queue_is_at_most_four_times_the_limit() -> None:
