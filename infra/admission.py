@@ -56,7 +56,8 @@ same queue (an :class:`Admission` whose in-flight count is checkouts) does the w
 three differences: its limit adapts on the latency of the calls of checkouts in progress; the queue's drain
 rate is the rate checkouts end at (known before any queue forms, and counting the checkouts that must end
 before a fallen limit lets anyone in); and a queue "grows" when the whole demand (in progress and waiting)
-grows, so a closed crowd whose checkouts the limit moves between slots and queue is not taken for an overload.
+grows, by more than a quarter of the limit in an interval, so a closed crowd whose checkouts the limit moves
+between slots and queue is not taken for an overload (an overload grows it by many times the limit).
 A new checkout joins only a queue it is expected to leave within ``max_wait`` (an interval, for a few intervals
 after an overload, so the queue stays short while arrivals outrun the mesh); and one that joined is served,
 let in past the limit if it waited out ``max_wait`` all the same, so every refusal is decided on arrival.
@@ -334,11 +335,14 @@ class Admission:
         elif now - self._above_since >= self.policy.interval_s:
             joined = self.queued - self._since_counts[0]
             left = self.admitted_from_queue - self._since_counts[1]
+            margin = 1
             if self._checkouts:
                 # Growth of the whole demand, checkouts in progress and waiting: a closed crowd's stays put when
-                # the adaptive limit moves some of it between the two, an overload's grows.
+                # the adaptive limit moves some of it between the two, an overload's grows, by many times the
+                # limit per interval, so a few checkouts more (a quarter of the limit) are no overload yet.
                 joined += self.in_flight - self._since_counts[2]
-            if joined > max(_GROWING * left, left + 1):
+                margin = max(1, self.limit // 4)
+            if joined > max(_GROWING * left, left + margin):
                 self.dropping = True
                 self._overloaded_at = now
             elif not self.dropping:

@@ -368,3 +368,26 @@ async def test_while_no_checkout_ended_lately_the_queue_is_at_most_four_times_th
     for task in waiters:
         task.cancel()
     await settle()
+
+
+async def test_a_crowd_a_little_larger_than_a_moment_ago_is_not_yet_an_overload() -> None:
+    clock = Clock()
+    g = gate(clock, limit=8, call_cap=64)  # a margin of a quarter of the limit: 2 checkouts
+    for i in range(8):
+        g.leave(at_once(g.enter(f"k{i}", new_work=True)), ended=False)
+    waiters = [asyncio.create_task(g.enter("w0", new_work=True))]
+    await settle()
+    clock.now += 0.6
+    waiters += [asyncio.create_task(g.enter(k, new_work=True)) for k in ("w1", "w2")]
+    await settle()
+    clock.now += 1.0
+    waiters.append(asyncio.create_task(g.enter("w3", new_work=True)))  # two more than left: served in turn
+    await settle()
+    assert not g.queue.dropping and g.waiting == 4
+    waiters += [asyncio.create_task(g.enter(k, new_work=True)) for k in ("w4", "w5")]
+    await settle()
+    clock.now += 1.0  # the next interval: three joined (w3 to w5), none left, over the margin: an overload
+    assert refused_at_once(g.enter("late", new_work=True)).why == "queue_delay"
+    for task in waiters:
+        task.cancel()
+    await settle()
