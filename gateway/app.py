@@ -94,17 +94,16 @@ class HttpRefusal(Exception):
 
 
 def checkout_policy(settings: Settings, config: GatewayConfig) -> CheckoutPolicy:
-    """The gateway's admission of new checkouts: its limit and idle time from ``config``, the queue's CoDel
-    settings and latency target from the services' (KASSA_ADMISSION_*); KASSA_MAX_IN_FLIGHT=0 turns it off here
-    too. A new checkout waits up to twice KASSA_ADMISSION_MAX_WAIT_MS: the gateway's queue refuses only on arrival
-    (a waiter is served), so its wait is what a buyer in a flash sale spends instead of a refusal."""
+    """The gateway's admission of new checkouts: its limit and idle time from ``config``, the latency target and
+    bound on a wait from the services' (KASSA_ADMISSION_*); KASSA_MAX_IN_FLIGHT=0 turns it off here too. A new
+    checkout is refused when its expected wait is over twice KASSA_ADMISSION_MAX_WAIT_MS: the gateway's queue
+    refuses only on arrival (a waiter is served), so its wait is what a buyer in a flash sale spends instead of
+    a refusal."""
     limit = config.checkouts_in_progress if settings.max_in_flight > 0 else 0
     return CheckoutPolicy(
         limit=limit,
         call_cap=max(settings.admission_hard_limit, limit) if settings.admission_hard_limit else 0,
         idle_s=config.checkout_idle_ms / 1000,
-        target_s=settings.admission_target_ms / 1000,
-        interval_s=settings.admission_interval_ms / 1000,
         max_wait_s=2 * settings.admission_max_wait_ms / 1000,
         latency_target_s=settings.admission_latency_target_ms / 1000,
     )
@@ -253,8 +252,8 @@ class Gateway:
 
         A ``counted`` request is refused with 503 and Retry-After at the admission's cap on calls in flight
         (infra.admission.CheckoutAdmission); the handlers admit new checkouts (guest token, new cart), which may
-        wait in its queue for a slot and are refused, before anything is done for them, only when the queue's
-        delay says the mesh is behind. Webhooks pass none: a provider's notification is never turned away for
+        wait in its queue for a slot and are refused, before anything is done for them, only when their expected
+        wait is too long. Webhooks pass none: a provider's notification is never turned away for
         load. A backend's own UNAVAILABLE with RetryInfo gets the same Retry-After. Each answer is counted by
         ``route`` (its template; default: the one routing matched) and status (gateway.metrics).
         """

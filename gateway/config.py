@@ -10,8 +10,9 @@ Abuse limits (each 0 = off), counted in Redis across the gateway's replicas (gat
 - KASSA_GATEWAY_TRUSTED_PROXIES (none): comma-separated IPs or CIDRs of the proxies in front of the
   gateway, whose X-Forwarded-For is believed (gateway.client_ip).
 
-Admission of new checkouts (infra.admission.CheckoutAdmission; the queue's CoDel target, interval, bound on a
-wait and latency target are the services' KASSA_ADMISSION_* settings, and KASSA_MAX_IN_FLIGHT=0 turns it off):
+Admission of new checkouts (infra.admission.CheckoutAdmission; the bound on an expected wait, twice
+KASSA_ADMISSION_MAX_WAIT_MS, and the latency target are the services' KASSA_ADMISSION_* settings, and
+KASSA_MAX_IN_FLIGHT=0 turns it off):
 
 - KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS (16): checkouts in progress (admitted, not yet ended) from which a new
   checkout (a guest token, a new cart) waits in the queue; the limit adapts up to twice this.

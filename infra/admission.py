@@ -52,15 +52,17 @@ calls pile up behind each other until they meet the hard limit or their deadline
 caller with none in progress) and given back when it ends: ConfirmCheckout answered, any of its calls answered
 with an error, or ``idle_s`` with no call of it (a client that walked away). A later call is tied to its
 checkout by the caller's token subject, which the gateway verifies anyway: a dict lookup per call, no I/O. The
-same queue (an :class:`Admission` whose in-flight count is checkouts) does the waiting and the refusing, with
-three differences: its limit adapts on the latency of the calls of checkouts in progress; the queue's drain
-rate is the rate checkouts end at (known before any queue forms, and counting the checkouts that must end
-before a fallen limit lets anyone in); and a queue "grows" when the whole demand (in progress and waiting)
-grows, by more than a quarter of the limit in an interval, so a closed crowd whose checkouts the limit moves
-between slots and queue is not taken for an overload (an overload grows it by many times the limit).
-A new checkout joins only a queue it is expected to leave within ``max_wait`` (an interval, for a few intervals
-after an overload, so the queue stays short while arrivals outrun the mesh); and one that joined is served,
-let in past the limit if it waited out ``max_wait`` all the same, so every refusal is decided on arrival.
+same FIFO queue and adaptive limit (an :class:`Admission` whose in-flight count is checkouts, the limit adapting
+on the latency of the calls of checkouts in progress) does the waiting, but **without CoDel**: a queue that
+stands or grows refuses no one (a closed crowd's initial burst, or buyers who walked away holding their slots
+until idle, looked like one). A new checkout is refused only on arrival, when its expected wait (its place in
+the queue, plus the checkouts over a fallen limit, over the rate checkouts ended at lately; ``limit`` per
+``idle_s`` before any has ended) is longer than ``max_wait``; a checkout that joined the queue is served, let in
+past the limit if it waited out ``max_wait`` all the same. A closed crowd is never more than its buyers in the
+queue, so its expected wait stays bounded and it queues; an open overload lengthens the queue until the
+expected wait passes ``max_wait`` and is refused from there, fast and with Retry-After. A walked-away buyer
+holds its slot at most ``idle_s`` past its last call, and that slower turnover is in the rate the wait is
+expected at.
 
 One instance per server (per gateway process: each replica admits on its own), on its event loop: no locking.
 """
@@ -92,10 +94,6 @@ _MAX_RETRY_AFTER_S = 30.0
 _ADAPT_EVERY_S = 0.25
 # ... over at least this many calls, so one slow call is no verdict on the mesh.
 _MIN_SAMPLES = 8
-# For this many CoDel intervals after the queue of checkouts was last found growing, it is kept short.
-_OVERLOAD_MEMORY = 5
-# While no checkout ended lately (no drain rate known), a queue of checkouts at most this many times the limit.
-_UNKNOWN_RATE_QUEUE = 4
 
 
 @dataclass(frozen=True)
@@ -175,23 +173,15 @@ class Admission:
     When the call is admitted at once it does not suspend.
     """
 
-    def __init__(
-        self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic, checkouts: bool = False
-    ) -> None:
+    def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
         self._queue: deque[_Waiter] = deque()
         self._admitted_from_queue: deque[float] = deque(maxlen=_RATE_SAMPLES)
-        # ``checkouts``: the slots are checkouts in progress (:class:`CheckoutAdmission`), see _observe and
-        # _expected_wait for what that changes.
-        self._checkouts = checkouts
-        self._releases: deque[float] = deque(maxlen=_RATE_SAMPLES)
         self._above_since: float | None = None
-        self._since_counts = (0, 0, 0)  # (queued, admitted from the queue, in flight) when the interval began
+        self._since_counts = (0, 0)  # (queued, admitted from the queue) when the interval began
         self.admitted_from_queue = 0
-        self.admitted_late = 0  # checkouts let in past max_wait (``checkouts``)
         self.dropping = False
-        self._overloaded_at: float | None = None  # when the queue was last found growing
         self.limit = policy.limit
         self._window = _LatencyWindow(clock())
         self.in_flight = 0
@@ -227,9 +217,7 @@ class Admission:
             raise self._refuse("queue_delay", now)
         wait_s = policy.max_wait_s if budget_s is None else min(policy.max_wait_s, budget_s)
         expected = self._expected_wait(len(self._queue) + 1, now)
-        if expected is None and self._checkouts and len(self._queue) >= _UNKNOWN_RATE_QUEUE * self.limit:
-            raise self._refuse("max_wait", now)  # no checkout ended lately: a queue no longer than this
-        if wait_s <= 0 or (expected is not None and expected > self._may_wait(wait_s, now)):
+        if wait_s <= 0 or (expected is not None and expected > wait_s):
             raise self._refuse("max_wait", now)
         await self._wait(now, wait_s)
         return self._clock()
@@ -251,8 +239,6 @@ class Admission:
         With ``admitted_at``, the call's latency is a sample for the adaptive limit.
         """
         self.in_flight -= 1
-        if self._checkouts:
-            self._releases.append(self._clock())
         if admitted_at is not None and self.policy.latency_target_s > 0:
             self._adapt(self._clock() - admitted_at)
         self._admit_waiters()
@@ -287,18 +273,12 @@ class Admission:
             self._abandon(waiter)
             raise
         if not waiter.future.done():
-            if self._checkouts:
-                # A checkout that joined the queue is served: it joined on an estimate that said it would be, a
-                # refusal now would cost it the whole wait, and the arrival rule keeps such late admissions
-                # (the limit exceeded by one each) rare and few.
-                waiter.future.cancel()
-                self._queue.remove(waiter)
-                self.in_flight += 1
-                self.admitted_late += 1
-                self.admitted_from_queue += 1  # it left the queue: no growth of the demand
-                return
-            self._abandon(waiter)
-            raise self._refuse("max_wait", self._clock())
+            self._waited_out(waiter)
+
+    def _waited_out(self, waiter: _Waiter) -> None:
+        """The waiter waited as long as it may and was not admitted: refused."""
+        self._abandon(waiter)
+        raise self._refuse("max_wait", self._clock())
 
     def _abandon(self, waiter: _Waiter) -> None:
         """The waiter gave up (timed out or its caller went away): leave the queue, or give back its slot."""
@@ -335,44 +315,18 @@ class Admission:
         elif now - self._above_since >= self.policy.interval_s:
             joined = self.queued - self._since_counts[0]
             left = self.admitted_from_queue - self._since_counts[1]
-            margin = 1
-            if self._checkouts:
-                # Growth of the whole demand, checkouts in progress and waiting: a closed crowd's stays put when
-                # the adaptive limit moves some of it between the two, an overload's grows, by many times the
-                # limit per interval, so a few checkouts more (a quarter of the limit) are no overload yet.
-                joined += self.in_flight - self._since_counts[2]
-                margin = max(1, self.limit // 4)
-            if joined > max(_GROWING * left, left + margin):
+            if joined > max(_GROWING * left, left + 1):
                 self.dropping = True
-                self._overloaded_at = now
             elif not self.dropping:
                 self._start_interval(now)  # standing, not growing: judge the next interval afresh
 
-    def _may_wait(self, wait_s: float, now: float) -> float:
-        """How long an arrival may expect to wait and still join the queue.
-
-        Up to the bound on a wait; but a checkout (``checkouts``), within a few intervals of an overload (the
-        queue found growing), only an ``interval``: a queue that short keeps the slots busy, and a mesh slowing
-        down meanwhile can't make its waiters wait out ``max_wait`` (and be let in past the limit). A closed
-        crowd's queue never grows: it may wait its turn up to ``max_wait``."""
-        overloaded = self._overloaded_at
-        if self._checkouts and overloaded is not None and now - overloaded < _OVERLOAD_MEMORY * self.policy.interval_s:
-            return min(self.policy.interval_s, wait_s)
-        return wait_s
-
     def _start_interval(self, now: float) -> None:
         self._above_since = now
-        self._since_counts = (self.queued, self.admitted_from_queue, self.in_flight)
+        self._since_counts = (self.queued, self.admitted_from_queue)
 
     def _expected_wait(self, position: int, now: float) -> float | None:
         """How long the ``position``-th in the queue would wait at the recent admission rate; None if unknown."""
         recent = self._admitted_from_queue
-        if self._checkouts:
-            # Slots free as checkouts end, whether anyone waits or not, so the rate they ended at is known before a
-            # queue forms; and when the limit has fallen below the checkouts in progress, that many more must end
-            # before the queue moves at all.
-            recent = self._releases
-            position += max(0, self.in_flight - self.limit)
         while recent and now - recent[0] > _RATE_HORIZON_S:
             recent.popleft()
         if len(recent) < 2 or recent[-1] <= recent[0]:
@@ -380,10 +334,14 @@ class Admission:
         rate = (len(recent) - 1) / (recent[-1] - recent[0])
         return position / rate
 
+    def _drain_s(self, now: float) -> float | None:
+        """How long the queue needs to drain (what a refusal's Retry-After says); None if unknown."""
+        return self._expected_wait(len(self._queue), now) if self._queue else None
+
     def _refuse(self, why: str, now: float) -> Overloaded:
         self.refused += 1
         ADMISSION_REFUSALS.labels(why).inc()
-        drain = self._expected_wait(len(self._queue), now) if self._queue else None
+        drain = self._drain_s(now)
         retry = min(_MAX_RETRY_AFTER_S, max(_MIN_RETRY_AFTER_S, drain if drain is not None else self.policy.interval_s))
         return Overloaded(why, retry, self.in_flight, len(self._queue))
 
@@ -413,6 +371,55 @@ class _LatencyWindow:
 _NEW_CHECKOUT = "checkout"
 
 
+class _CheckoutQueue(Admission):
+    """The queue of new checkouts of a :class:`CheckoutAdmission`: an :class:`Admission` whose slots are checkouts
+    in progress, without CoDel.
+
+    A new checkout is refused only on arrival, when its expected wait is longer than ``max_wait``: its place in
+    the queue, plus the checkouts over a fallen limit that must end before the queue moves at all, over the rate
+    checkouts ended at lately (slots free as checkouts end, whether anyone waits or not, so it is known before a
+    queue forms); before any has ended, ``limit`` checkouts per ``hold_s``. No queue standing or growing refuses
+    anyone: a closed crowd (a flash sale's buyers, each starting anew only when its last call was answered) is at
+    most as many as its buyers in the queue, so its expected wait stays bounded and it always queues; arrivals
+    outrunning the mesh make the queue as long as ``max_wait`` of checkouts ending and are refused from there.
+    A checkout that joined the queue is served: one still waiting after ``max_wait`` is let in past the limit
+    (it joined on an estimate that said it would be, and a refusal now would cost it the whole wait).
+    """
+
+    def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float], hold_s: float) -> None:
+        super().__init__(policy, clock=clock)
+        self._hold_s = hold_s
+        self._ends: deque[float] = deque(maxlen=_RATE_SAMPLES)
+        self.admitted_late = 0  # let in past the limit after waiting out max_wait
+
+    def release(self, admitted_at: float | None = None) -> None:
+        self._ends.append(self._clock())
+        super().release(admitted_at)
+
+    def _observe(self, sojourn_s: float, now: float) -> None:
+        """No CoDel: a long wait alone refuses no checkout (only the expected wait on arrival does)."""
+
+    def _expected_wait(self, position: int, now: float) -> float:
+        ends = self._ends
+        while ends and now - ends[0] > _RATE_HORIZON_S:
+            ends.popleft()
+        if len(ends) >= 2 and ends[-1] > ends[0]:
+            rate = (len(ends) - 1) / (ends[-1] - ends[0])
+        else:
+            rate = max(1, self.limit) / self._hold_s
+        return (position + max(0, self.in_flight - self.limit)) / rate
+
+    def _drain_s(self, now: float) -> float:
+        return self._expected_wait(len(self._queue), now)
+
+    def _waited_out(self, waiter: _Waiter) -> None:
+        waiter.future.cancel()
+        self._queue.remove(waiter)
+        self.in_flight += 1
+        self.admitted_from_queue += 1
+        self.admitted_late += 1
+
+
 @dataclass(frozen=True)
 class CheckoutPolicy:
     """How a gateway admits new checkouts by the checkouts it has in progress (:class:`CheckoutAdmission`)."""
@@ -424,11 +431,10 @@ class CheckoutPolicy:
     max_limit: int = 0
     # Calls in flight at which any call is refused, work under way too; 0: 8 x ``limit``.
     call_cap: int = 0
-    # A checkout with no call for this long is over as far as admission goes (its client walked away).
+    # A checkout with no call for this long is over as far as admission goes (its client walked away); before
+    # any checkout ended, a slot is expected to free once per ``idle_s``.
     idle_s: float = 3.0
-    # The queue's CoDel target and interval, and its bound on a wait (as :class:`AdmissionPolicy`'s).
-    target_s: float = 0.5
-    interval_s: float = 1.0
+    # A new checkout whose expected wait in the queue is longer than this is refused on arrival.
     max_wait_s: float = 5.0
     # The limit adapts (AIMD) so 90 % of the calls of checkouts in progress finish within this; 0: fixed.
     latency_target_s: float = 2.5
@@ -440,6 +446,8 @@ class CheckoutPolicy:
             raise ValueError("max_limit must be at least limit")
         if self.idle_s <= 0:
             raise ValueError("idle_s must be > 0")
+        if self.max_wait_s <= 0:
+            raise ValueError("max_wait_s must be > 0")
 
     @property
     def cap(self) -> int:
@@ -451,8 +459,7 @@ class CheckoutPolicy:
         return AdmissionPolicy(
             limit=self.limit,
             new_work=frozenset({_NEW_CHECKOUT}),
-            target_s=self.target_s,
-            interval_s=self.interval_s,
+            target_s=self.max_wait_s,  # no CoDel (_CheckoutQueue): its target is never consulted
             max_wait_s=self.max_wait_s,
             latency_target_s=self.latency_target_s,
             ceiling=self.max_limit or 2 * self.limit,
@@ -484,10 +491,10 @@ class CheckoutAdmission:
     admitted (a guest token, or a new cart by a caller with none in progress) and given back when it ends: its
     ConfirmCheckout answered, any of its calls answered with an error (a client mostly gives up there: sold
     out; one that carries on is still served, only no longer counted), or no call of it for ``idle_s`` (the
-    client walked away; a call in flight keeps it alive). New checkouts beyond the limit wait in the
-    :class:`Admission` queue, FIFO, and are refused on arrival by its queueing delay (CoDel), so the refusal is
-    fast and carries Retry-After; the limit adapts (AIMD) on the latency of the calls of checkouts in progress,
-    from ``limit`` up to ``max_limit``.
+    client walked away; a call in flight keeps it alive). New checkouts beyond the limit wait in the queue,
+    FIFO, and are refused only on arrival, when their expected wait is over ``max_wait``, so the refusal is fast
+    and carries Retry-After; one that joined is served. The limit adapts (AIMD) on the latency of the calls of
+    checkouts in progress, from ``limit`` up to ``max_limit``.
 
     A later call is tied to its checkout by its caller's token subject (verified anyway, no I/O): a dict lookup
     and a move in an ordered dict per call, which is also how idle checkouts are found (the least recently
@@ -500,7 +507,7 @@ class CheckoutAdmission:
     def __init__(self, policy: CheckoutPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
-        self.queue = Admission(policy.queue_policy(), clock=clock, checkouts=True)
+        self.queue = _CheckoutQueue(policy.queue_policy(), clock=clock, hold_s=policy.idle_s)
         self._progress: OrderedDict[str, _Checkout] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
         self.calls_in_flight = 0

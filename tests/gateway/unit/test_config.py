@@ -71,9 +71,9 @@ def test_bad_admission_settings_refuse_to_start(env: dict[str, str]) -> None:
 
 
 def test_the_gateway_admission_takes_the_queue_settings_of_the_services_and_max_in_flight_0_turns_it_off() -> None:
-    settings = Settings.from_env({"KASSA_ADMISSION_MAX_WAIT_MS": "4000", "KASSA_ADMISSION_TARGET_MS": "300"})
+    settings = Settings.from_env({"KASSA_ADMISSION_MAX_WAIT_MS": "4000", "KASSA_ADMISSION_LATENCY_TARGET_MS": "900"})
     policy = checkout_policy(settings, GatewayConfig(checkouts_in_progress=12, checkout_idle_ms=2000))
-    assert (policy.limit, policy.idle_s, policy.target_s) == (12, 2.0, 0.3)
+    assert (policy.limit, policy.idle_s, policy.latency_target_s) == (12, 2.0, 0.9)
     assert policy.max_wait_s == 8.0  # twice the services': the gateway's waiters are served, not refused
     assert policy.cap == 96
     off = checkout_policy(Settings.from_env({"KASSA_MAX_IN_FLIGHT": "0"}), GatewayConfig())
