@@ -56,13 +56,13 @@ same FIFO queue and adaptive limit (an :class:`Admission` whose in-flight count 
 on the latency of the calls of checkouts in progress) does the waiting, but **without CoDel**: a queue that
 stands or grows refuses no one (a closed crowd's initial burst, or buyers who walked away holding their slots
 until idle, looked like one). A new checkout is refused only on arrival, when its expected wait (its place in
-the queue, plus the checkouts over a fallen limit, over the rate checkouts ended at lately; ``limit`` per
-``idle_s`` before any has ended) is longer than ``max_wait``; a checkout that joined the queue is served, let in
-past the limit if it waited out ``max_wait`` all the same. A closed crowd is never more than its buyers in the
-queue, so its expected wait stays bounded and it queues; an open overload lengthens the queue until the
-expected wait passes ``max_wait`` and is refused from there, fast and with Retry-After. A walked-away buyer
-holds its slot at most ``idle_s`` past its last call, and that slower turnover is in the rate the wait is
-expected at.
+the queue, plus the checkouts over a fallen limit, over the rate checkouts end at: ``limit`` per how long the
+last 32 held their slot, ``idle_s`` before any has ended) is longer than ``max_wait``; a checkout that joined
+the queue is served, let in past the limit if it waited out ``max_wait`` all the same. A closed crowd is never
+more than its buyers in the queue, so its expected wait stays bounded and it queues; an open overload lengthens
+the queue until the expected wait passes ``max_wait`` and is refused from there, fast and with Retry-After. A
+walked-away buyer holds its slot at most ``idle_s`` past its last call, and that longer hold is in the rate the
+wait is expected at.
 
 One instance per server (per gateway process: each replica admits on its own), on its event loop: no locking.
 """
@@ -377,8 +377,9 @@ class _CheckoutQueue(Admission):
 
     A new checkout is refused only on arrival, when its expected wait is longer than ``max_wait``: its place in
     the queue, plus the checkouts over a fallen limit that must end before the queue moves at all, over the rate
-    checkouts ended at lately (slots free as checkouts end, whether anyone waits or not, so it is known before a
-    queue forms); before any has ended, ``limit`` checkouts per ``hold_s``. No queue standing or growing refuses
+    checkouts end at, ``limit`` per how long the last ones held their slot (Little's law: steady from the first
+    checkout that ended, where the gaps between the last few ends swing with their bursts; and known before a
+    queue forms); before any has ended, a slot is held ``hold_s``. No queue standing or growing refuses
     anyone: a closed crowd (a flash sale's buyers, each starting anew only when its last call was answered) is at
     most as many as its buyers in the queue, so its expected wait stays bounded and it always queues; arrivals
     outrunning the mesh make the queue as long as ``max_wait`` of checkouts ending and are refused from there.
@@ -389,25 +390,21 @@ class _CheckoutQueue(Admission):
     def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float], hold_s: float) -> None:
         super().__init__(policy, clock=clock)
         self._hold_s = hold_s
-        self._ends: deque[float] = deque(maxlen=_RATE_SAMPLES)
+        self._held: deque[float] = deque(maxlen=_RATE_SAMPLES)  # how long the last checkouts held their slot
         self.admitted_late = 0  # let in past the limit after waiting out max_wait
 
-    def release(self, admitted_at: float | None = None) -> None:
-        self._ends.append(self._clock())
-        super().release(admitted_at)
+    def end(self, admitted_at: float) -> None:
+        """The checkout admitted at ``admitted_at`` ended: its slot goes to the head of the queue, and how long it
+        held it to the estimate of how fast slots free (:meth:`release` gives back a slot no checkout held)."""
+        self._held.append(self._clock() - admitted_at)
+        self.release()
 
     def _observe(self, sojourn_s: float, now: float) -> None:
         """No CoDel: a long wait alone refuses no checkout (only the expected wait on arrival does)."""
 
     def _expected_wait(self, position: int, now: float) -> float:
-        ends = self._ends
-        while ends and now - ends[0] > _RATE_HORIZON_S:
-            ends.popleft()
-        if len(ends) >= 2 and ends[-1] > ends[0]:
-            rate = (len(ends) - 1) / (ends[-1] - ends[0])
-        else:
-            rate = max(1, self.limit) / self._hold_s
-        return (position + max(0, self.in_flight - self.limit)) / rate
+        held = sum(self._held) / len(self._held) if self._held else self._hold_s
+        return (position + max(0, self.in_flight - self.limit)) * held / max(1, self.limit)
 
     def _drain_s(self, now: float) -> float:
         return self._expected_wait(len(self._queue), now)
@@ -432,7 +429,7 @@ class CheckoutPolicy:
     # Calls in flight at which any call is refused, work under way too; 0: 8 x ``limit``.
     call_cap: int = 0
     # A checkout with no call for this long is over as far as admission goes (its client walked away); before
-    # any checkout ended, a slot is expected to free once per ``idle_s``.
+    # any checkout ended, one is expected to hold its slot this long.
     idle_s: float = 3.0
     # A new checkout whose expected wait in the queue is longer than this is refused on arrival.
     max_wait_s: float = 5.0
@@ -470,6 +467,7 @@ class CheckoutPolicy:
 class _Checkout:
     calls: int  # calls of it in flight
     last: float  # when a call of it last started or ended
+    since: float  # when it was admitted
 
 
 @dataclass(eq=False)
@@ -569,7 +567,7 @@ class CheckoutAdmission:
             entry.last = now
             self._progress.move_to_end(key)
             return Ticket(key, new=False, started=now, tracked=True)
-        self._progress[key] = _Checkout(calls=1, last=now)
+        self._progress[key] = _Checkout(calls=1, last=now, since=now)
         return Ticket(key, new=True, started=now, tracked=True)
 
     def leave(self, ticket: Ticket, *, ended: bool, key: str | None = None) -> None:
@@ -584,13 +582,13 @@ class CheckoutAdmission:
             if ended or key is None or entry is not None:
                 self.queue.release()
             else:
-                self._progress[key] = _Checkout(calls=0, last=now)
+                self._progress[key] = _Checkout(calls=0, last=now, since=ticket.started)
             return
         if entry is None or not ticket.tracked:
             return  # not counted (or already over: ended by another call, or idle)
         if ended:
             del self._progress[key]  # type: ignore[arg-type]
-            self.queue.release()
+            self.queue.end(entry.since)
             return
         entry.calls -= 1
         entry.last = now
@@ -611,7 +609,7 @@ class CheckoutAdmission:
                 progress.move_to_end(key)
                 continue
             del progress[key]
-            self.queue.release()
+            self.queue.end(entry.since)
             ended += 1
         return ended
 

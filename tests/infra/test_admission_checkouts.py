@@ -61,6 +61,14 @@ def refused_at_once(coro: Coroutine[Any, Any, Ticket]) -> Overloaded:
     return refused.value
 
 
+def _held(g: CheckoutAdmission, clock: Clock, seconds: float, n: int = 3) -> None:
+    """``n`` checkouts, one after the other, each holding its slot ``seconds``."""
+    for i in range(n):
+        ticket = at_once(g.enter(f"done-{i}", new_work=True))
+        clock.now += seconds
+        g.leave(ticket, ended=True)
+
+
 async def test_a_checkout_takes_one_slot_from_its_new_cart_to_the_answer_of_its_confirm() -> None:
     g = gate(Clock())
     cart = at_once(g.enter("alice", new_work=True))
@@ -243,12 +251,10 @@ def test_a_policy_that_makes_no_sense_is_refused() -> None:
     assert CheckoutPolicy(limit=4).cap == 32 and CheckoutPolicy(limit=4).queue_policy().max_limit == 8
 
 
-async def test_before_any_queue_the_rate_checkouts_end_at_decides_who_may_wait() -> None:
+async def test_before_any_queue_how_long_checkouts_held_their_slot_decides_who_may_wait() -> None:
     clock = Clock()
     g = gate(clock, limit=1, max_wait_s=2.0)  # a new checkout joins while its expected wait is within 2 s
-    for key in ("x", "y"):  # two checkouts end a second apart: slots free at 1/s
-        g.leave(at_once(g.enter(key, new_work=True)), ended=True)
-        clock.now += 1.0
+    _held(g, clock, 1.0)  # checkouts held the one slot a second each: slots free at 1/s
     g.leave(at_once(g.enter("a", new_work=True)), ended=False)
     waiters = [asyncio.create_task(g.enter(k, new_work=True)) for k in ("w1", "w2")]  # 1 s and 2 s away
     await settle()
@@ -271,17 +277,10 @@ async def test_before_any_checkout_ended_a_slot_is_expected_to_free_once_per_idl
     await settle()
 
 
-def _ended_at_one_a_second(g: CheckoutAdmission, clock: Clock, n: int = 3) -> None:
-    """``n`` checkouts end a second apart: slots free at 1/s."""
-    for i in range(n):
-        g.leave(at_once(g.enter(f"done-{i}", new_work=True)), ended=True)
-        clock.now += 1.0
-
-
 async def test_an_open_overload_is_refused_on_arrival_with_a_retry_after_once_the_queue_holds_max_wait() -> None:
     clock = Clock()
     g = gate(clock, limit=2, max_wait_s=5.0)
-    _ended_at_one_a_second(g, clock)
+    _held(g, clock, 2.0)  # 2 slots, each checkout holding one 2 s: checkouts end at 1/s
     for key in "ab":
         g.leave(at_once(g.enter(key, new_work=True)), ended=False)
     # Ten times what the mesh ends in the next 5 s arrive at once: 5 s of them queue, every other is refused
@@ -309,7 +308,7 @@ async def test_an_open_overload_is_refused_on_arrival_with_a_retry_after_once_th
 async def test_work_under_way_is_never_queued_or_refused_while_new_checkouts_are() -> None:
     clock = Clock()
     g = gate(clock, limit=1, max_wait_s=2.0)
-    _ended_at_one_a_second(g, clock)
+    _held(g, clock, 1.0)
     g.leave(at_once(g.enter("under-way", new_work=True)), ended=False)
     waiters = [asyncio.create_task(g.enter(k, new_work=True)) for k in ("w1", "w2")]
     await settle()
