@@ -47,13 +47,14 @@ from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
 from infra import tracing, webhook_signature
-from infra.admission import Admission, Overloaded
+from infra.admission import CheckoutAdmission, CheckoutPolicy, Overloaded, Ticket
 from infra.auth import Identity, Unauthenticated, mint_token
 from infra.channels import ServiceCredentials, call_metadata
 from infra.config import Settings
 from infra.grpc_errors import retry_delay
 from infra.logs import request_id_var
 from infra.runner import verifier_for
+from kassa.checkout.v1 import cart_service_pb2, checkout_service_pb2
 from kassa.payment.v1 import payment_service_pb2
 from kernel import errors
 
@@ -66,12 +67,15 @@ REQUEST_ID_HEADER = "X-Request-Id"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PROVIDER = re.compile(r"^[a-z0-9_-]{1,64}$")
-_GUEST = "guest"
-_NEW_WORK = frozenset({_GUEST, "POST /v1/carts"})
 # How many (peer, X-Forwarded-For) -> client key answers are kept (all dropped when full).
 _CLIENT_KEYS_KEPT = 4096
 _HANDLE_WEBHOOK = rpc_method(
     payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].methods_by_name["HandleWebhook"]
+)
+# A new cart starts a checkout (unless its caller has one in progress); ConfirmCheckout's answer ends it.
+_CREATE_CART = rpc_method(cart_service_pb2.DESCRIPTOR.services_by_name["CartService"].methods_by_name["CreateCart"])
+_CONFIRM = rpc_method(
+    checkout_service_pb2.DESCRIPTOR.services_by_name["CheckoutService"].methods_by_name["ConfirmCheckout"]
 )
 
 Handler = Callable[[Request, str], Awaitable[Response]]
@@ -91,6 +95,22 @@ class HttpRefusal(Exception):
         self.headers = headers or {}
 
 
+def checkout_policy(settings: Settings, config: GatewayConfig) -> CheckoutPolicy:
+    """The gateway's admission of new checkouts: its limit and idle time from ``config``, the latency target and
+    bound on a wait from the services' (KASSA_ADMISSION_*); KASSA_MAX_IN_FLIGHT=0 turns it off here too. A new
+    checkout is refused when its expected wait is over twice KASSA_ADMISSION_MAX_WAIT_MS: the gateway's queue
+    refuses only on arrival (a waiter is served), so its wait is what a buyer in a flash sale spends instead of
+    a refusal."""
+    limit = config.checkouts_in_progress if settings.max_in_flight > 0 else 0
+    return CheckoutPolicy(
+        limit=limit,
+        call_cap=max(settings.admission_hard_limit, limit) if settings.admission_hard_limit else 0,
+        idle_s=config.checkout_idle_ms / 1000,
+        max_wait_s=2 * settings.admission_max_wait_ms / 1000,
+        latency_target_s=settings.admission_latency_target_ms / 1000,
+    )
+
+
 def _at_capacity(exc: Overloaded) -> status_pb2.Status:
     return gw_status.make_status(
         grpc.StatusCode.UNAVAILABLE,
@@ -103,6 +123,13 @@ def _at_capacity(exc: Overloaded) -> status_pb2.Status:
             "retry_after_seconds": exc.retry_after_header,
         },
     )
+
+
+def _refused_if_overloaded(start: Callable[[], None]) -> None:
+    try:
+        start()
+    except Overloaded as exc:
+        raise HttpRefusal(_at_capacity(exc), 503, {"Retry-After": exc.retry_after_header}) from exc
 
 
 def _retry_after(seconds: float | None) -> dict[str, str]:
@@ -130,8 +157,9 @@ class Gateway:
         self._ip_limit = _limit("ip", config.ip_rate_limit_per_minute, 60)
         self._guest_limit = _limit("guest_tokens", config.guest_tokens_per_ip_per_hour, 3600)
         self._client_keys: dict[tuple[str | None, tuple[str, ...]], str] = {}
-        # New REST checkouts begin with a guest token or a new cart: what an overloaded gateway turns away.
-        self._admission = Admission(settings.admission_policy(_NEW_WORK))
+        # New REST checkouts begin with a guest token or a new cart: what an overloaded gateway queues and turns
+        # away, by the checkouts it has in progress.
+        self._admission = CheckoutAdmission(checkout_policy(settings, self.config))
         # The committed contract (make openapi; CI fails when it differs from the protos'), rendered once.
         self._openapi = load_document()
         self._docs = docs_page(self._openapi)
@@ -156,10 +184,10 @@ class Gateway:
     # -- endpoints ---------------------------------------------------------------------------------
 
     async def transcode(self, request: Request) -> Response:
-        return await self._serve(request, self._transcode, work=f"{request.method} {request.url.path}")
+        return await self._serve(request, self._transcode, counted=True)
 
     async def guest(self, request: Request) -> Response:
-        return await self._serve(request, self._guest, work=_GUEST, route="/v1/auth/guest")
+        return await self._serve(request, self._guest, counted=True, route="/v1/auth/guest")
 
     async def webhook(self, request: Request) -> Response:
         return await self._serve(request, self._webhook, route="/v1/payments/webhooks/{provider}")
@@ -206,7 +234,7 @@ class Gateway:
     # -- request pipeline --------------------------------------------------------------------------
 
     async def _serve(
-        self, request: Request, handler: Handler, *, work: str | None = None, route: str | None = None
+        self, request: Request, handler: Handler, *, counted: bool = False, route: str | None = None
     ) -> Response:
         """:meth:`_answer` in the request's server span (continuing the caller's trace: infra.tracing).
 
@@ -216,34 +244,32 @@ class Gateway:
         with tracing.server_span(
             name, request.headers.get(tracing.TRACEPARENT), {"http.request.method": request.method}
         ) as span:
-            response = await self._answer(request, handler, work=work, route=route)
+            response = await self._answer(request, handler, counted=counted, route=route)
             tracing.http_status(span, response.status_code)
         return response
 
     async def _answer(
-        self, request: Request, handler: Handler, *, work: str | None = None, route: str | None = None
+        self, request: Request, handler: Handler, *, counted: bool = False, route: str | None = None
     ) -> Response:
         """Run ``handler`` and turn whatever it raises into the Status JSON with the right HTTP status.
 
-        With ``work``, the request first passes admission control (infra.admission): a new checkout (guest
-        token, new cart) may wait in its queue for a slot, and is refused with 503 and Retry-After, before
-        anything is done for it, only when the queue's delay says the mesh is behind; every other route is
-        admitted at once up to the hard limit. Webhooks pass none: a provider's notification is never turned
-        away for load. A backend's own UNAVAILABLE with RetryInfo gets the same Retry-After. Each answer is counted
-        by ``route`` (its template; default: the one routing matched) and status (gateway.metrics).
+        A ``counted`` request is refused with 503 and Retry-After at the admission's cap on calls in flight
+        (infra.admission.CheckoutAdmission); the handlers admit new checkouts (guest token, new cart), which may
+        wait in its queue for a slot and are refused, before anything is done for them, only when their expected
+        wait is too long. Webhooks pass none: a provider's notification is never turned away for
+        load. A backend's own UNAVAILABLE with RetryInfo gets the same Retry-After. Each answer is counted by
+        ``route`` (its template; default: the one routing matched) and status (gateway.metrics).
         """
         started = time.perf_counter()
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request_id_var.set(rid)
         headers: dict[str, str] = {}
-        admitted_at: float | None = None
+        in_flight = False
         try:
-            if work is not None:
-                try:
-                    admitted_at = await self._admission.acquire(work)
-                except Overloaded as exc:
-                    raise HttpRefusal(_at_capacity(exc), 503, {"Retry-After": exc.retry_after_header}) from exc
+            if counted:
+                _refused_if_overloaded(self._admission.call_started)
+                in_flight = True
             response = await handler(request, rid)
         except HttpRefusal as exc:
             response = error_response(exc.status, exc.http_status)
@@ -259,8 +285,8 @@ class Gateway:
             internal = gw_status.make_status(grpc.StatusCode.INTERNAL, "internal error", errors.Reason.INTERNAL)
             response = error_response(internal)
         finally:
-            if admitted_at is not None:
-                self._admission.release(admitted_at)
+            if in_flight:
+                self._admission.call_ended()
         response.headers.update(headers)
         response.headers[REQUEST_ID_HEADER] = rid
         response.headers["Cache-Control"] = "no-store"
@@ -300,13 +326,21 @@ class Gateway:
         )
         metadata = (("authorization", request.headers["authorization"]), ("x-request-id", rid))
         tracing.annotate_message(message)
-        reply: Message
-        if route.rpc.backend == AUDIT_BACKEND:
-            reply = await list_audit_entries(self.backends, route.rpc, message, metadata)
-        elif route.rpc.backend == OPS_BACKEND:
-            reply = await outbox_status(self.backends, route.rpc, message, metadata)
-        else:
-            reply = await self.backends.call(route.rpc, message, metadata)
+        # A new cart may start a checkout (and wait for a slot); any other call of the caller's checkout goes at once.
+        ticket = await self._enter(identity.subject, new_work=route.rpc.path == _CREATE_CART.path)
+        answered = False
+        try:
+            reply: Message
+            if route.rpc.backend == AUDIT_BACKEND:
+                reply = await list_audit_entries(self.backends, route.rpc, message, metadata)
+            elif route.rpc.backend == OPS_BACKEND:
+                reply = await outbox_status(self.backends, route.rpc, message, metadata)
+            else:
+                reply = await self.backends.call(route.rpc, message, metadata)
+            answered = True
+        finally:
+            # ConfirmCheckout's answer ends the checkout, and so does an error (the client mostly gives up there).
+            self._admission.leave(ticket, ended=not answered or route.rpc.path == _CONFIRM.path)
         tracing.annotate_message(reply)
         return JSONResponse(render(reply))
 
@@ -323,15 +357,22 @@ class Gateway:
                 ),
                 501,
             )
-        subject = f"guest-{uuid.uuid4().hex}"
-        token = mint_token(
-            self.settings.jwt_secret,
-            subject,
-            guest=True,
-            ttl_seconds=self.config.guest_token_ttl_seconds,
-            issuer=self.settings.jwt_issuer,
-            audience=self.settings.jwt_audience,
-        )
+        # A guest token starts a checkout: it waits for a slot, and the slot is bound to the subject minted.
+        ticket = await self._enter(None, new_work=True)
+        subject: str | None = None
+        try:
+            minted = f"guest-{uuid.uuid4().hex}"
+            token = mint_token(
+                self.settings.jwt_secret,
+                minted,
+                guest=True,
+                ttl_seconds=self.config.guest_token_ttl_seconds,
+                issuer=self.settings.jwt_issuer,
+                audience=self.settings.jwt_audience,
+            )
+            subject = minted
+        finally:
+            self._admission.leave(ticket, ended=subject is None, key=subject)
         return JSONResponse({"token": token, "customerId": subject})
 
     async def _webhook(self, request: Request, _rid: str) -> Response:
@@ -359,6 +400,14 @@ class Gateway:
         return JSONResponse({"received": True, "duplicate": reply.duplicate})
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    async def _enter(self, subject: str | None, *, new_work: bool) -> Ticket:
+        """A call of ``subject``'s checkout starts (infra.admission.CheckoutAdmission): 503 with Retry-After when a
+        new checkout is refused."""
+        try:
+            return await self._admission.enter(subject, new_work=new_work)
+        except Overloaded as exc:
+            raise HttpRefusal(_at_capacity(exc), 503, {"Retry-After": exc.retry_after_header}) from exc
 
     async def _authenticate(self, request: Request) -> Identity | None:
         """The caller's customer token (or a service's); JWKS fetches run in a thread, off the event loop."""

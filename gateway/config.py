@@ -10,6 +10,15 @@ Abuse limits (each 0 = off), counted in Redis across the gateway's replicas (gat
 - KASSA_GATEWAY_TRUSTED_PROXIES (none): comma-separated IPs or CIDRs of the proxies in front of the
   gateway, whose X-Forwarded-For is believed (gateway.client_ip).
 
+Admission of new checkouts (infra.admission.CheckoutAdmission; the bound on an expected wait, twice
+KASSA_ADMISSION_MAX_WAIT_MS, and the latency target are the services' KASSA_ADMISSION_* settings, and
+KASSA_MAX_IN_FLIGHT=0 turns it off):
+
+- KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS (16): checkouts in progress (admitted, not yet ended) from which a new
+  checkout (a guest token, a new cart) waits in the queue; the limit adapts up to twice this.
+- KASSA_GATEWAY_CHECKOUT_IDLE_MS (3000): a checkout with no call for this long no longer counts (its client
+  walked away); its later calls are still served.
+
 Browsers: KASSA_CORS_ORIGINS (none: CORS off, so no page of another origin may call the gateway from a
 browser): comma-separated origins (``https://shop.example.com``) whose pages may call it, or ``*`` for any.
 Tokens travel in the Authorization header, never in cookies, so no credentials mode is offered.
@@ -31,6 +40,8 @@ from gateway.client_ip import TrustedProxies, parse_networks
 from infra.config import ConfigError
 
 __all__ = [
+    "DEFAULT_CHECKOUTS_IN_PROGRESS",
+    "DEFAULT_CHECKOUT_IDLE_MS",
     "DEFAULT_GUEST_TOKENS_PER_IP_PER_HOUR",
     "DEFAULT_IP_RATE_LIMIT_PER_MINUTE",
     "DEFAULT_RATE_LIMIT_PER_MINUTE",
@@ -43,6 +54,11 @@ DEFAULT_IP_RATE_LIMIT_PER_MINUTE = 1200
 # A household or an office mints a few guest tokens an hour; a script minting subjects to dodge the
 # per-subject limit mints hundreds.
 DEFAULT_GUEST_TOKENS_PER_IP_PER_HOUR = 60
+# About the checkouts the 2-core reference mesh runs at its closed-loop maximum (16 in flight).
+DEFAULT_CHECKOUTS_IN_PROGRESS = 16
+# A scripted client calls again within milliseconds, a person within seconds or minutes: past this a checkout no
+# longer holds a slot (a person's later calls are served all the same, uncounted).
+DEFAULT_CHECKOUT_IDLE_MS = 3000
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -67,6 +83,13 @@ def _limit(env: Mapping[str, str], name: str, default: int) -> int:
     return limit
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _limit(env, name, default)
+    if value == 0:
+        raise ConfigError(f"{name} must be > 0")
+    return value
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """``*_per_*`` = 0 disables that limit; bodies above ``max_body_bytes`` get 413."""
@@ -80,6 +103,9 @@ class GatewayConfig:
     readiness_timeout_seconds: float = 1.0
     # Origins whose pages may call the gateway (CORS); empty: CORS off.
     cors_origins: tuple[str, ...] = ()
+    # Checkouts in progress from which a new one waits (infra.admission.CheckoutAdmission); 0: not limited.
+    checkouts_in_progress: int = DEFAULT_CHECKOUTS_IN_PROGRESS
+    checkout_idle_ms: int = DEFAULT_CHECKOUT_IDLE_MS
 
     @property
     def rate_limited(self) -> bool:
@@ -109,4 +135,6 @@ class GatewayConfig:
             ),
             trusted_proxies=proxies,
             cors_origins=_origins(env.get("KASSA_CORS_ORIGINS", "")),
+            checkouts_in_progress=_limit(env, "KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS", DEFAULT_CHECKOUTS_IN_PROGRESS),
+            checkout_idle_ms=_positive(env, "KASSA_GATEWAY_CHECKOUT_IDLE_MS", DEFAULT_CHECKOUT_IDLE_MS),
         )

@@ -44,7 +44,27 @@ A refusal carries how long to wait before retrying (:attr:`Overloaded.retry_afte
 queue needs to drain at the recent admission rate, at least 1 s. Nothing is written before a call is
 admitted, so a refused call can always be retried.
 
-One instance per server, on its event loop: no locking.
+**At the gateway the slots are checkouts, not calls** (:class:`CheckoutAdmission`). A limit on calls in flight
+cannot see a checkout between two of its calls, so it lets in more checkouts than it means, and their later
+calls pile up behind each other until they meet the hard limit or their deadlines (the gateway had that: at
+10x overload it completed 37 % of the mesh's maximum, and refused after seconds). So the gateway counts
+**checkouts in progress**: a slot is taken when a new checkout is admitted (a guest token, or a new cart of a
+caller with none in progress) and given back when it ends: ConfirmCheckout answered, any of its calls answered
+with an error, or ``idle_s`` with no call of it (a client that walked away). A later call is tied to its
+checkout by the caller's token subject, which the gateway verifies anyway: a dict lookup per call, no I/O. The
+same FIFO queue and adaptive limit (an :class:`Admission` whose in-flight count is checkouts, the limit adapting
+on the latency of the calls of checkouts in progress) does the waiting, but **without CoDel**: a queue that
+stands or grows refuses no one (a closed crowd's initial burst, or buyers who walked away holding their slots
+until idle, looked like one). A new checkout is refused only on arrival, when its expected wait (its place in
+the queue, plus the checkouts over a fallen limit, over the rate checkouts end at: ``limit`` per how long the
+last 32 held their slot, ``idle_s`` before any has ended) is longer than ``max_wait``; a checkout that joined
+the queue is served, let in past the limit if it waited out ``max_wait`` all the same. A closed crowd is never
+more than its buyers in the queue, so its expected wait stays bounded and it queues; an open overload lengthens
+the queue until the expected wait passes ``max_wait`` and is refused from there, fast and with Retry-After. A
+walked-away buyer holds its slot at most ``idle_s`` past its last call, and that longer hold is in the rate the
+wait is expected at.
+
+One instance per server (per gateway process: each replica admits on its own), on its event loop: no locking.
 """
 
 from __future__ import annotations
@@ -52,13 +72,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from infra.metrics import ADMISSION_REFUSALS
 
-__all__ = ["Admission", "AdmissionPolicy", "Overloaded"]
+__all__ = ["Admission", "AdmissionPolicy", "CheckoutAdmission", "CheckoutPolicy", "Overloaded", "Ticket"]
 
 # Admissions from the queue remembered to estimate its drain rate, and how old the oldest may be.
 _RATE_SAMPLES = 32
@@ -92,6 +112,8 @@ class AdmissionPolicy:
     max_wait_s: float = 5.0
     # The limit adapts (AIMD) so 90 % of admitted calls finish within this; 0: ``limit`` is fixed.
     latency_target_s: float = 2.5
+    # How far the adaptive limit may rise; 0: a quarter of the hard limit (:attr:`max_limit`).
+    ceiling: int = 0
 
     def __post_init__(self) -> None:
         if self.limit < 0 or self.hard_limit < 0:
@@ -104,6 +126,8 @@ class AdmissionPolicy:
             raise ValueError("interval_s must be > 0")
         if self.latency_target_s < 0:
             raise ValueError("latency_target_s must not be negative")
+        if self.ceiling < 0:
+            raise ValueError("ceiling must not be negative")
 
     @property
     def cap(self) -> int:
@@ -114,7 +138,9 @@ class AdmissionPolicy:
     def max_limit(self) -> int:
         """How far the adaptive limit may rise: a quarter of the hard limit, so work under way keeps its headroom
         (the flows let in keep calling after their new cart, and they must not meet the hard limit)."""
-        return max(self.limit, self.cap // 4) if self.latency_target_s > 0 else self.limit
+        if self.latency_target_s <= 0:
+            return self.limit
+        return max(self.limit, self.ceiling or self.cap // 4)
 
 
 class Overloaded(Exception):
@@ -196,6 +222,17 @@ class Admission:
         await self._wait(now, wait_s)
         return self._clock()
 
+    def sample(self, latency_s: float) -> None:
+        """A latency of the work the admitted calls stand for, measured elsewhere (:class:`CheckoutAdmission`: a call
+        of a checkout in progress): it steers the adaptive limit as a released call's would."""
+        if self.policy.latency_target_s > 0:
+            self._adapt(latency_s)
+            self._admit_waiters()
+
+    def refusal(self, why: str) -> Overloaded:
+        """An :class:`Overloaded` for ``why``, counted, with the Retry-After the queue's drain rate gives."""
+        return self._refuse(why, self._clock())
+
     def release(self, admitted_at: float | None = None) -> None:
         """A call admitted by :meth:`acquire` at ``admitted_at`` finished: its slot goes to the head of the queue.
 
@@ -236,8 +273,12 @@ class Admission:
             self._abandon(waiter)
             raise
         if not waiter.future.done():
-            self._abandon(waiter)
-            raise self._refuse("max_wait", self._clock())
+            self._waited_out(waiter)
+
+    def _waited_out(self, waiter: _Waiter) -> None:
+        """The waiter waited as long as it may and was not admitted: refused."""
+        self._abandon(waiter)
+        raise self._refuse("max_wait", self._clock())
 
     def _abandon(self, waiter: _Waiter) -> None:
         """The waiter gave up (timed out or its caller went away): leave the queue, or give back its slot."""
@@ -293,10 +334,14 @@ class Admission:
         rate = (len(recent) - 1) / (recent[-1] - recent[0])
         return position / rate
 
+    def _drain_s(self, now: float) -> float | None:
+        """How long the queue needs to drain (what a refusal's Retry-After says); None if unknown."""
+        return self._expected_wait(len(self._queue), now) if self._queue else None
+
     def _refuse(self, why: str, now: float) -> Overloaded:
         self.refused += 1
         ADMISSION_REFUSALS.labels(why).inc()
-        drain = self._expected_wait(len(self._queue), now) if self._queue else None
+        drain = self._drain_s(now)
         retry = min(_MAX_RETRY_AFTER_S, max(_MIN_RETRY_AFTER_S, drain if drain is not None else self.policy.interval_s))
         return Overloaded(why, retry, self.in_flight, len(self._queue))
 
@@ -320,3 +365,264 @@ class _LatencyWindow:
         """The 90th percentile (nearest rank): the slow calls, which a mean of many fast ones would hide."""
         ordered = sorted(self.samples)
         return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)] if ordered else 0.0
+
+
+# The one kind of new work a CheckoutAdmission's queue admits: a checkout.
+_NEW_CHECKOUT = "checkout"
+
+
+class _CheckoutQueue(Admission):
+    """The queue of new checkouts of a :class:`CheckoutAdmission`: an :class:`Admission` whose slots are checkouts
+    in progress, without CoDel.
+
+    A new checkout is refused only on arrival, when its expected wait is longer than ``max_wait``: its place in
+    the queue, plus the checkouts over a fallen limit that must end before the queue moves at all, over the rate
+    checkouts end at, ``limit`` per how long the last ones held their slot (Little's law: steady from the first
+    checkout that ended, where the gaps between the last few ends swing with their bursts; and known before a
+    queue forms); before any has ended, a slot is held ``hold_s``. No queue standing or growing refuses
+    anyone: a closed crowd (a flash sale's buyers, each starting anew only when its last call was answered) is at
+    most as many as its buyers in the queue, so its expected wait stays bounded and it always queues; arrivals
+    outrunning the mesh make the queue as long as ``max_wait`` of checkouts ending and are refused from there.
+    A checkout that joined the queue is served: one still waiting after ``max_wait`` is let in past the limit
+    (it joined on an estimate that said it would be, and a refusal now would cost it the whole wait).
+    """
+
+    def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float], hold_s: float) -> None:
+        super().__init__(policy, clock=clock)
+        self._hold_s = hold_s
+        self._held: deque[float] = deque(maxlen=_RATE_SAMPLES)  # how long the last checkouts held their slot
+        self.admitted_late = 0  # let in past the limit after waiting out max_wait
+
+    def end(self, admitted_at: float) -> None:
+        """The checkout admitted at ``admitted_at`` ended: its slot goes to the head of the queue, and how long it
+        held it to the estimate of how fast slots free (:meth:`release` gives back a slot no checkout held)."""
+        self._held.append(self._clock() - admitted_at)
+        self.release()
+
+    def _observe(self, sojourn_s: float, now: float) -> None:
+        """No CoDel: a long wait alone refuses no checkout (only the expected wait on arrival does)."""
+
+    def _expected_wait(self, position: int, now: float) -> float:
+        held = sum(self._held) / len(self._held) if self._held else self._hold_s
+        return (position + max(0, self.in_flight - self.limit)) * held / max(1, self.limit)
+
+    def _drain_s(self, now: float) -> float:
+        return self._expected_wait(len(self._queue), now)
+
+    def _waited_out(self, waiter: _Waiter) -> None:
+        waiter.future.cancel()
+        self._queue.remove(waiter)
+        self.in_flight += 1
+        self.admitted_from_queue += 1
+        self.admitted_late += 1
+
+
+@dataclass(frozen=True)
+class CheckoutPolicy:
+    """How a gateway admits new checkouts by the checkouts it has in progress (:class:`CheckoutAdmission`)."""
+
+    # Checkouts in progress from which a new one waits in the queue; 0 admits everything at once.
+    limit: int = 16
+    # How far the adaptive limit may rise; 0: twice ``limit`` (what checkout's own admission rises to, so the
+    # CreateCart of a checkout admitted here seldom waits there).
+    max_limit: int = 0
+    # Calls in flight at which any call is refused, work under way too; 0: 8 x ``limit``.
+    call_cap: int = 0
+    # A checkout with no call for this long is over as far as admission goes (its client walked away); before
+    # any checkout ended, one is expected to hold its slot this long.
+    idle_s: float = 3.0
+    # A new checkout whose expected wait in the queue is longer than this is refused on arrival.
+    max_wait_s: float = 5.0
+    # The limit adapts (AIMD) so 90 % of the calls of checkouts in progress finish within this; 0: fixed.
+    latency_target_s: float = 2.5
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.max_limit < 0 or self.call_cap < 0:
+            raise ValueError("limit, max_limit and call_cap must not be negative")
+        if self.max_limit and self.max_limit < self.limit:
+            raise ValueError("max_limit must be at least limit")
+        if self.idle_s <= 0:
+            raise ValueError("idle_s must be > 0")
+        if self.max_wait_s <= 0:
+            raise ValueError("max_wait_s must be > 0")
+
+    @property
+    def cap(self) -> int:
+        """Calls in flight at which every call is refused."""
+        return self.call_cap or 8 * self.limit
+
+    def queue_policy(self) -> AdmissionPolicy:
+        """The queue of new checkouts: an :class:`Admission` whose slots are checkouts in progress."""
+        return AdmissionPolicy(
+            limit=self.limit,
+            new_work=frozenset({_NEW_CHECKOUT}),
+            target_s=self.max_wait_s,  # no CoDel (_CheckoutQueue): its target is never consulted
+            max_wait_s=self.max_wait_s,
+            latency_target_s=self.latency_target_s,
+            ceiling=self.max_limit or 2 * self.limit,
+        )
+
+
+@dataclass(eq=False)
+class _Checkout:
+    calls: int  # calls of it in flight
+    last: float  # when a call of it last started or ended
+    since: float  # when it was admitted
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One call through :class:`CheckoutAdmission`: hand it back to :meth:`CheckoutAdmission.leave`."""
+
+    key: str | None  # the checkout it belongs to (the caller's token subject); None: not known (yet)
+    new: bool  # it was admitted as a new checkout, taking a slot
+    started: float
+    tracked: bool = False  # it counts as a call of a checkout in progress
+
+
+class CheckoutAdmission:
+    """New checkouts admitted by the checkouts in progress, at a gateway (one instance per process, no locking).
+
+    A call-in-flight limit cannot see a checkout between two of its calls, so it lets more checkouts in than it
+    means, and their later calls pile up (what the gateway had: 37 % of the mesh's maximum completed at 10x
+    overload, refusals after seconds). Here a slot is a **checkout in progress**: taken when a new checkout is
+    admitted (a guest token, or a new cart by a caller with none in progress) and given back when it ends: its
+    ConfirmCheckout answered, any of its calls answered with an error (a client mostly gives up there: sold
+    out; one that carries on is still served, only no longer counted), or no call of it for ``idle_s`` (the
+    client walked away; a call in flight keeps it alive). New checkouts beyond the limit wait in the queue,
+    FIFO, and are refused only on arrival, when their expected wait is over ``max_wait``, so the refusal is fast
+    and carries Retry-After; one that joined is served. The limit adapts (AIMD) on the latency of the calls of
+    checkouts in progress, from ``limit`` up to ``max_limit``.
+
+    A later call is tied to its checkout by its caller's token subject (verified anyway, no I/O): a dict lookup
+    and a move in an ordered dict per call, which is also how idle checkouts are found (the least recently
+    touched first). A guest's checkout is admitted before its subject exists and bound to it when the token is
+    minted (:meth:`leave` with ``key``). Work under way (any call of a checkout in progress, or of a caller
+    with none: webhooks never come here) is never queued or refused for new checkouts; every call is refused
+    only at ``call_cap`` calls in flight.
+    """
+
+    def __init__(self, policy: CheckoutPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.policy = policy
+        self._clock = clock
+        self.queue = _CheckoutQueue(policy.queue_policy(), clock=clock, hold_s=policy.idle_s)
+        self._progress: OrderedDict[str, _Checkout] = OrderedDict()
+        self._timer: asyncio.TimerHandle | None = None
+        self.calls_in_flight = 0
+
+    @property
+    def in_progress(self) -> int:
+        """Checkouts admitted and not over (a guest's before its token is minted included)."""
+        return self.queue.in_flight
+
+    @property
+    def limit(self) -> int:
+        return self.queue.limit
+
+    @property
+    def waiting(self) -> int:
+        return self.queue.waiting
+
+    def tracks(self, key: str) -> bool:
+        return key in self._progress
+
+    def call_started(self) -> None:
+        """Any call: refused (:class:`Overloaded`, "hard_limit") at ``call_cap`` calls in flight, new checkouts
+        waiting in the queue not counted (they do nothing while they wait, and they must not push the calls of
+        checkouts under way over the cap)."""
+        if self.policy.limit > 0 and self.calls_in_flight - self.queue.waiting >= self.policy.cap:
+            raise self.queue.refusal("hard_limit")
+        self.calls_in_flight += 1
+
+    def call_ended(self) -> None:
+        self.calls_in_flight -= 1
+
+    async def enter(self, key: str | None, *, new_work: bool) -> Ticket:
+        """A call of the checkout ``key`` (None: a guest's, before its token) starts.
+
+        A call of a checkout in progress, or any call not ``new_work``, goes at once. New work of a caller
+        with no checkout in progress is a new checkout: admitted now, after a wait in the queue, or refused
+        with :class:`Overloaded`.
+        """
+        now = self._clock()
+        self.expire(now)
+        entry = self._progress.get(key) if key is not None else None
+        if entry is not None:
+            entry.calls += 1
+            entry.last = now
+            self._progress.move_to_end(key)  # type: ignore[arg-type]
+            return Ticket(key, new=False, started=now, tracked=True)
+        if not new_work:
+            return Ticket(key, new=False, started=now)
+        if self.queue.in_flight >= self.queue.limit > 0:
+            self._arm()  # the queue waits for checkouts to end, idle ones too
+        await self.queue.acquire(_NEW_CHECKOUT)
+        now = self._clock()
+        if key is None:
+            return Ticket(None, new=True, started=now)
+        entry = self._progress.get(key)
+        if entry is not None:  # the same caller's other new cart got in first: one checkout, one slot
+            self.queue.release()
+            entry.calls += 1
+            entry.last = now
+            self._progress.move_to_end(key)
+            return Ticket(key, new=False, started=now, tracked=True)
+        self._progress[key] = _Checkout(calls=1, last=now, since=now)
+        return Ticket(key, new=True, started=now, tracked=True)
+
+    def leave(self, ticket: Ticket, *, ended: bool, key: str | None = None) -> None:
+        """The call of ``ticket`` was answered; ``ended``: its checkout is over (ConfirmCheckout answered, an
+        error, a guest token not minted). ``key`` binds a new guest checkout to the subject just minted."""
+        now = self._clock()
+        key = ticket.key if ticket.key is not None else key
+        if ticket.tracked:
+            self.queue.sample(now - ticket.started)
+        entry = self._progress.get(key) if key is not None else None
+        if ticket.new and ticket.key is None:  # a guest's checkout: bind it, or give its slot back
+            if ended or key is None or entry is not None:
+                self.queue.release()
+            else:
+                self._progress[key] = _Checkout(calls=0, last=now, since=ticket.started)
+            return
+        if entry is None or not ticket.tracked:
+            return  # not counted (or already over: ended by another call, or idle)
+        if ended:
+            del self._progress[key]  # type: ignore[arg-type]
+            self.queue.end(entry.since)
+            return
+        entry.calls -= 1
+        entry.last = now
+        self._progress.move_to_end(key)  # type: ignore[arg-type]
+
+    def expire(self, now: float | None = None) -> int:
+        """End the checkouts with no call in flight and none for ``idle_s``; returns how many."""
+        now = self._clock() if now is None else now
+        horizon = now - self.policy.idle_s
+        progress = self._progress
+        ended = 0
+        while progress:
+            key, entry = next(iter(progress.items()))
+            if entry.last > horizon:
+                break
+            if entry.calls > 0:  # a call of it is in flight (a slow one): not idle
+                entry.last = now
+                progress.move_to_end(key)
+                continue
+            del progress[key]
+            self.queue.end(entry.since)
+            ended += 1
+        return ended
+
+    def _arm(self) -> None:
+        """While new checkouts wait, end idle ones on time even when no call comes to do it."""
+        if self._timer is not None or not self._progress:
+            return
+        oldest = next(iter(self._progress.values())).last
+        delay = max(0.05, oldest + self.policy.idle_s - self._clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self.expire()
+        if self.queue.waiting:
+            self._arm()

@@ -27,7 +27,7 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.server import uvicorn_config
 from infra import webhook_signature
-from infra.admission import Admission
+from infra.admission import CheckoutAdmission
 from infra.auth import ROLE_ADMIN, mint_token, require_identity, require_privileged
 from infra.config import Settings
 from infra.runner import verifier_for
@@ -559,49 +559,75 @@ async def _until(condition: Any) -> None:
     raise AssertionError("not reached within 10 s")
 
 
-async def test_new_checkouts_wait_for_a_slot_and_get_503_with_retry_after_only_when_the_queue_grows(
-    env: Env, customer_token: str
+async def test_new_checkouts_wait_for_a_slot_and_get_503_with_retry_after_only_when_their_wait_would_be_too_long(
+    env: Env, customer_token: str, customer_id: str
 ) -> None:
-    cart_id = (await env.client.post("/v1/carts", json={}, headers=auth(customer_token))).json()["cart"]["cartId"]
     gateway = env.app.state.gateway
     original = gateway._admission
     clock = FakeClock()
-    policy = dataclasses.replace(original.policy, limit=1, hard_limit=8, target_s=0.5, interval_s=1.0, max_wait_s=30)
-    gate = gateway._admission = Admission(policy, clock=clock)
-    gate.in_flight = 1  # as if one request were being served: new checkouts wait for it
+    policy = dataclasses.replace(
+        original.policy,
+        limit=1,
+        call_cap=8,
+        max_wait_s=30,
+        idle_s=10,  # before any checkout ended, a slot is expected to free every 10 s: 3 waiters fit in 30 s
+        latency_target_s=0.0,
+    )
+    gate = gateway._admission = CheckoutAdmission(policy, clock=clock)
+    other = auth(mint_token(env.settings.jwt_secret, f"{customer_id}-other"))
+    confirm = {"sessionId": "s1", "expectedGrandTotal": {"currencyCode": "USD", "amountMinor": "1999"}}
     try:
+        # The customer's new cart is a checkout in progress: the one slot is taken.
+        created = await env.client.post("/v1/carts", json={}, headers=auth(customer_token))
+        assert created.status_code == 200
+        cart_id = created.json()["cart"]["cartId"]
+        assert (gate.in_progress, gate.waiting) == (1, 0)
         first = asyncio.create_task(env.client.post("/v1/auth/guest"))
         await _until(lambda: gate.waiting == 1)
-        clock.now += 0.6  # the first has waited past the target: the next ones start the interval and wait
-        second = asyncio.create_task(env.client.post("/v1/carts", json={}, headers=auth(customer_token)))
+        clock.now += 5  # a wait far past CoDel's target refuses no one: the next are expected to wait 20 s and 30 s
+        second = asyncio.create_task(env.client.post("/v1/carts", json={}, headers=other))
         await _until(lambda: gate.waiting == 2)
         third = asyncio.create_task(env.client.post("/v1/auth/guest"))
         await _until(lambda: gate.waiting == 3)
-        clock.now += 1.0  # above the target an interval on, and grown: new checkouts are refused on arrival
+        # A fourth would wait 40 s: new checkouts are refused on arrival.
         env.recorder.requests.pop("CreateCart", None)
         for refused in (
             await env.client.post("/v1/auth/guest"),
-            await env.client.post("/v1/carts", json={}, headers=auth(customer_token)),
+            await env.client.post("/v1/carts", json={}, headers=other),
         ):
             assert refused.status_code == 503
             assert refused.headers["Retry-After"].isdigit() and int(refused.headers["Retry-After"]) >= 1
             body = refused.json()
             assert body["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
             info = error_info(refused)
-            assert info["reason"] == "UNAVAILABLE" and info["metadata"]["why"] == "queue_delay"
+            assert info["reason"] == "UNAVAILABLE" and info["metadata"]["why"] == "max_wait"
             assert info["metadata"]["retry_after_seconds"] == refused.headers["Retry-After"]
         assert "CreateCart" not in env.recorder.requests  # the refused cart never reached the backend
-        # Work under way passes the queue, answered at once.
+        # The checkout under way passes the queue, answered at once: its cart, even a second new cart of its own.
         got = await env.client.get(f"/v1/carts/{cart_id}", headers=auth(customer_token))
         assert got.status_code == 200 and "Retry-After" not in got.headers
+        again = await env.client.post("/v1/carts", json={}, headers=auth(customer_token))
+        assert again.status_code == 200 and "CreateCart" in env.recorder.requests
         assert not first.done() and not second.done() and not third.done()
+        assert (gate.in_progress, gate.waiting) == (1, 3)
 
-        gate.release()  # the slot frees: the waiting ones are served in turn, not refused
-        assert (await first).status_code == 200
+        # ConfirmCheckout's answer ends the checkout: its slot goes to the head of the queue.
+        confirmed = await env.client.post(
+            "/v1/checkout/confirm", json=confirm, headers={**auth(customer_token), "Idempotency-Key": unique("idem")}
+        )
+        assert confirmed.status_code == 200
+        guest = await first
+        assert guest.status_code == 200
+        assert gate.tracks(guest.json()["customerId"])  # the slot is bound to the guest's new subject
+        # A guest that walks away holds its slot only until it is idle for idle_s; then the next is served.
+        clock.now += 11
+        assert gate.expire() == 1
         assert (await second).status_code == 200
+        clock.now += 11
+        assert gate.expire() == 1
         assert (await third).status_code == 200
-        assert "CreateCart" in env.recorder.requests
-        assert (gate.in_flight, gate.waiting, gate.refused) == (0, 0, 2)
+        assert (gate.in_progress, gate.waiting, gate.queue.refused) == (1, 0, 2)
+        assert gate.calls_in_flight == 0
     finally:
         gateway._admission = original
 

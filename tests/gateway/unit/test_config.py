@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.app import checkout_policy
 from gateway.config import GatewayConfig
 from gateway.server import split_addr, uvicorn_config
 from infra.config import ConfigError, Settings
@@ -45,3 +46,35 @@ def test_uvicorn_runs_uvloop_httptools_without_access_log_on_the_gateway_addr() 
     assert (config.host, config.port) == ("127.0.0.1", 18080)
     assert (config.loop, config.http, config.access_log, config.lifespan) == ("uvloop", "httptools", False, "on")
     assert config.timeout_graceful_shutdown is not None
+
+
+def test_new_checkouts_are_admitted_by_16_in_progress_and_3_s_idle_by_default() -> None:
+    config = GatewayConfig.from_env({})
+    assert (config.checkouts_in_progress, config.checkout_idle_ms) == (16, 3000)
+    tuned = GatewayConfig.from_env(
+        {"KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS": "24", "KASSA_GATEWAY_CHECKOUT_IDLE_MS": "1500"}
+    )
+    assert (tuned.checkouts_in_progress, tuned.checkout_idle_ms) == (24, 1500)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS": "-1"},
+        {"KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS": "many"},
+        {"KASSA_GATEWAY_CHECKOUT_IDLE_MS": "0"},
+    ],
+)
+def test_bad_admission_settings_refuse_to_start(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        GatewayConfig.from_env(env)
+
+
+def test_the_gateway_admission_takes_the_queue_settings_of_the_services_and_max_in_flight_0_turns_it_off() -> None:
+    settings = Settings.from_env({"KASSA_ADMISSION_MAX_WAIT_MS": "4000", "KASSA_ADMISSION_LATENCY_TARGET_MS": "900"})
+    policy = checkout_policy(settings, GatewayConfig(checkouts_in_progress=12, checkout_idle_ms=2000))
+    assert (policy.limit, policy.idle_s, policy.latency_target_s) == (12, 2.0, 0.9)
+    assert policy.max_wait_s == 8.0  # twice the services': the gateway's waiters are served, not refused
+    assert policy.cap == 96
+    off = checkout_policy(Settings.from_env({"KASSA_MAX_IN_FLIGHT": "0"}), GatewayConfig())
+    assert off.limit == 0
