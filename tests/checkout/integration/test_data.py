@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -26,24 +25,11 @@ from checkout.model.session import (
 )
 from kernel.caller import Caller
 from kernel.errors import AlreadyExists, InvalidArgument, Reason, Unavailable
+from tests.checkout.sessions import begin_confirm, create_session
 
 pytestmark = pytest.mark.integration
 
 ORIGIN = Address("WH", "1 Depot Rd", "", "Reno", "NV", "89501", "US", "")
-
-
-async def _create(tx: Any, session: Session) -> Session | None:
-    """The session, created as StartCheckout creates it: with its cart's move to CHECKOUT (None: a live one)."""
-    cart = await tx.carts.get_head(session.cart_id)
-    _moved, created = await tx.sessions.create_holding_cart(
-        session, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, version=cart.version
-    )
-    return created
-
-
-async def _begin(tx: Any, session_id: str, key: str, fingerprint: str) -> Session | None:
-    begun = await tx.sessions.begin_confirm_with_cart(session_id, key, fingerprint)
-    return None if begun is None else begun[0]
 
 
 async def _cart(uow, customer: str) -> Cart:
@@ -88,23 +74,23 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
     cart = await _cart(uow, customer)
     first, second = _session(cart), _session(cart)
     async with uow.transaction() as tx:
-        assert await _create(tx, first)
-        assert not await _create(tx, second)
+        assert await create_session(tx, first)
+        assert not await create_session(tx, second)
     async with uow.transaction() as tx:
-        started = await _begin(tx, first.session_id, "key-A", "fp-A")
+        started = await begin_confirm(tx, first.session_id, "key-A", "fp-A")
     assert started is not None
     assert started.status is SessionStatus.CONFIRMING
     assert started.confirm_started_at is not None
     async with uow.transaction() as tx:
-        assert await _begin(tx, first.session_id, "key-A", "fp-A") is None
+        assert await begin_confirm(tx, first.session_id, "key-A", "fp-A") is None
 
     other_cart = await _cart(uow, customer)
     other = _session(other_cart)
     async with uow.transaction() as tx:
-        assert await _create(tx, other)
+        assert await create_session(tx, other)
     with pytest.raises(AlreadyExists) as err:
         async with uow.transaction() as tx:
-            await _begin(tx, other.session_id, "key-A", "fp-B")
+            await begin_confirm(tx, other.session_id, "key-A", "fp-B")
     assert err.value.reason == Reason.IDEMPOTENCY_KEY_REUSED
     async with uow.transaction() as tx:
         assert (await tx.sessions.get(other.session_id)).status is SessionStatus.OPEN
@@ -123,7 +109,7 @@ async def test_one_live_session_per_cart_and_the_durable_confirm_guard(served) -
     assert finished.saga_state.payment_id == "pay-1"
     assert finished.saga_step is SagaStep.COMPENSATING
     async with uow.transaction() as tx:  # the cart may have a live session again
-        assert await _create(tx, second)
+        assert await create_session(tx, second)
 
 
 async def test_the_guard_records_the_request_and_starts_nothing_under_a_key_already_answered(served) -> None:
@@ -131,8 +117,8 @@ async def test_the_guard_records_the_request_and_starts_nothing_under_a_key_alre
     customer = unique("cust")
     session = _session(await _cart(uow, customer))
     async with uow.transaction() as tx:
-        await _create(tx, session)
-        started = await _begin(tx, session.session_id, "key-A", "fp-A")
+        await create_session(tx, session)
+        started = await begin_confirm(tx, session.session_id, "key-A", "fp-A")
     assert started is not None and (started.idempotency_key, started.confirm_fingerprint) == ("key-A", "fp-A")
     # The saga's last write (here: reopened after a failure that is the key's answer) clears the request,
     # and the answer is kept in its transaction.
@@ -144,8 +130,8 @@ async def test_the_guard_records_the_request_and_starts_nothing_under_a_key_alre
         reopened = await tx.sessions.get(session.session_id)
         assert reopened is not None and reopened.status is SessionStatus.OPEN
         assert reopened.confirm_fingerprint is None
-        assert await _begin(tx, session.session_id, "key-A", "fp-A") is None
-        again = await _begin(tx, session.session_id, "key-B", "fp-B")  # a new request may
+        assert await begin_confirm(tx, session.session_id, "key-A", "fp-A") is None
+        again = await begin_confirm(tx, session.session_id, "key-B", "fp-B")  # a new request may
     assert again is not None and (again.idempotency_key, again.confirm_fingerprint) == ("key-B", "fp-B")
     async with uow.transaction() as tx:
         assert await tx.sessions.finish(session.session_id, SessionStatus.CANCELLED, step=SagaStep.COMPENSATING,
@@ -159,9 +145,9 @@ async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
     cart = await _cart(uow, unique("cust"))
     expired = _session(cart, minutes=-1)
     async with uow.transaction() as tx:
-        await _create(tx, expired)
+        await create_session(tx, expired)
         await tx.carts.transition(cart.cart_id, {CartStatus.ACTIVE}, CartStatus.CHECKOUT)
-        assert await _begin(tx, expired.session_id, unique("k"), "fp") is None
+        assert await begin_confirm(tx, expired.session_id, unique("k"), "fp") is None
     assert await served.container.expiry.expire_for_cart(cart.cart_id)
     async with uow.transaction() as tx:
         assert (await tx.sessions.get(expired.session_id)).status is SessionStatus.EXPIRED
@@ -171,8 +157,8 @@ async def test_expiry_and_stuck_claims_are_conditional(served) -> None:
     cart2 = await _cart(uow, unique("cust"))
     stuck = _session(cart2)
     async with uow.transaction() as tx:
-        await _create(tx, stuck)
-        await _begin(tx, stuck.session_id, unique("k"), "fp")
+        await create_session(tx, stuck)
+        await begin_confirm(tx, stuck.session_id, unique("k"), "fp")
         claimed = await tx.sessions.claim_stuck(120, 100)
     assert stuck.session_id not in {s.session_id for s in claimed}
     async with served.container.engine.begin() as conn:
@@ -193,8 +179,8 @@ async def test_every_claim_of_a_saga_fences_out_the_writes_of_the_one_before(ser
     cart = await _cart(uow, unique("cust"))
     session = _session(cart)
     async with uow.transaction() as tx:
-        await _create(tx, session)
-        live = await _begin(tx, session.session_id, unique("k"), "fp")
+        await create_session(tx, session)
+        live = await begin_confirm(tx, session.session_id, unique("k"), "fp")
     assert live is not None and live.saga_attempt == 1
     sid, state = session.session_id, SagaState(payment_id="pay-1")
     async with uow.transaction() as tx:

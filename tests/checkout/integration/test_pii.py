@@ -14,31 +14,18 @@ import sqlalchemy as sa
 from alembic import command
 from helpers import scratch_database, unique
 
-from checkout.model.cart import Cart, CartItem, CartStatus
+from checkout.model.cart import Cart, CartItem
 from checkout.model.catalog import Address, AuthorizeRequest, OrderDraft, OrderLine
 from checkout.model.session import SagaState, SagaStep, Session, SessionLine
 from infra.config import Settings
 from infra.migrate import alembic_config
 from infra.pii import PiiCipher, PiiKey, is_token
 from kernel.money import Money
+from tests.checkout.sessions import begin_confirm, create_session
 
 pytestmark = pytest.mark.integration
 
 WAREHOUSE = Address("WH", "1 Depot Rd", "", "Reno", "NV", "89501", "US", "")  # a business's, not a person's
-
-
-async def _create(tx: Any, session: Session) -> Session | None:
-    """The session, created as StartCheckout creates it: with its cart's move to CHECKOUT (None: a live one)."""
-    cart = await tx.carts.get_head(session.cart_id)
-    _moved, created = await tx.sessions.create_holding_cart(
-        session, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, version=cart.version
-    )
-    return created
-
-
-async def _begin(tx: Any, session_id: str, key: str, fingerprint: str) -> Session | None:
-    begun = await tx.sessions.begin_confirm_with_cart(session_id, key, fingerprint)
-    return None if begun is None else begun[0]
 
 
 class Personal:
@@ -96,7 +83,7 @@ async def test_session_and_saga_state_keep_personal_data_as_tokens_and_hand_it_b
     async with uow.transaction() as tx:
         cart = await tx.carts.create(Cart(str(uuid.uuid4()), unique("cust"), "USD"))
         await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-1", "One", 2, 500))
-        session = await _create(
+        session = await create_session(
             tx,
             Session(
                 session_id=str(uuid.uuid4()), cart_id=cart.cart_id, customer_id=cart.customer_id, currency_code="USD",
@@ -109,7 +96,7 @@ async def test_session_and_saga_state_keep_personal_data_as_tokens_and_hand_it_b
                "billing_address": who.billing.to_dict(), "shipping_method": "standard"}  # fmt: skip
     async with uow.transaction() as tx:
         updated = await tx.sessions.update_state(session.session_id, changes, None)
-        started = await _begin(tx, session.session_id, unique("key"), "fp")
+        started = await begin_confirm(tx, session.session_id, unique("key"), "fp")
     assert updated is not None and started is not None
     assert (updated.email, updated.notes) == (who.email, who.notes)
     assert (updated.shipping_address, updated.billing_address) == (who.shipping, who.billing)

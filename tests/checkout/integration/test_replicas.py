@@ -28,24 +28,11 @@ from checkout.model.catalog import Address
 from checkout.model.compensation import NewCompensation, Operation
 from checkout.model.session import Session, SessionLine, SessionStatus
 from infra.config import Settings
+from tests.checkout.sessions import begin_confirm, create_session
 
 pytestmark = pytest.mark.integration
 
 ORIGIN = Address("WH", "1 Depot Rd", "", "Reno", "NV", "89501", "US", "")
-
-
-async def _create(tx: Any, session: Session) -> Session | None:
-    """The session, created as StartCheckout creates it: with its cart's move to CHECKOUT (None: a live one)."""
-    cart = await tx.carts.get_head(session.cart_id)
-    _moved, created = await tx.sessions.create_holding_cart(
-        session, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, version=cart.version
-    )
-    return created
-
-
-async def _begin(tx: Any, session_id: str, key: str, fingerprint: str) -> Session | None:
-    begun = await tx.sessions.begin_confirm_with_cart(session_id, key, fingerprint)
-    return None if begun is None else begun[0]
 
 
 ROWS = 12  # per test; each pass takes at most BATCH, so the replicas meet on the same rows
@@ -87,7 +74,7 @@ async def _sessions(container: Container, count: int, *, minutes: int) -> list[S
                 lines=[SessionLine("SKU-1", "One", 2, 500, "wh-1", ORIGIN)],
                 expires_at=datetime.now(UTC) + timedelta(minutes=minutes),
             )
-            await _create(tx, session)
+            await create_session(tx, session)
         made.append(session)
     return made
 
@@ -141,7 +128,7 @@ async def test_two_replicas_recover_each_stuck_saga_once(replicas: tuple[Contain
     stuck = await _sessions(first, ROWS, minutes=15)
     async with first.uow.transaction() as tx:
         for session in stuck:
-            assert await _begin(tx, session.session_id, unique("key"), "fp") is not None
+            assert await begin_confirm(tx, session.session_id, unique("key"), "fp") is not None
     ids = [s.session_id for s in stuck]
     async with first.engine.begin() as conn:
         await conn.execute(
@@ -171,7 +158,7 @@ async def test_a_claim_of_one_stuck_saga_leases_that_one_and_leaves_the_rest_to_
     ids = [s.session_id for s in stuck]
     async with first.uow.transaction() as tx:
         for session in stuck:
-            await _begin(tx, session.session_id, unique("key"), "fp")
+            await begin_confirm(tx, session.session_id, unique("key"), "fp")
     async with first.engine.begin() as conn:  # the oldest stuck sagas there are
         await conn.execute(
             checkout_sessions.update()
