@@ -43,6 +43,7 @@ from typing import Any
 import uvloop
 from google.protobuf import message, timestamp_pb2
 
+from bench.flow import SHIP_TO
 from devstack.localstack import redis_server_binary
 from gateway.app import create_app
 from gateway.config import GatewayConfig
@@ -58,14 +59,6 @@ from kassa.payment.v1 import payment_pb2, payment_service_pb2
 __all__ = ["main"]
 
 SKUS = ("SKU-000017", "SKU-004242", "SKU-009001")
-SHIP_TO = {
-    "name": "Ada Lovelace",
-    "line1": "1 Main Street",
-    "city": "Newark",
-    "region": "NJ",
-    "postalCode": "07102",
-    "countryCode": "US",
-}
 REQUESTS_PER_CHECKOUT = 11
 
 
