@@ -13,7 +13,7 @@ import asyncio
 import json
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -107,8 +107,12 @@ class SandboxProvider:
         *,
         name: str = "sandbox",
         attempts: int = 3,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """``client`` has the sandbox base URL and the timeout; bootstrap owns (and closes) it.
+
+        ``sleep`` waits between posts (tests record the waits instead: patching ``asyncio.sleep`` itself would
+        also stop every other task on the loop from sleeping).
 
         ``webhook_secret``: the secret webhooks are signed with, or several (current first, then the one being
         rotated out); a webhook signed by any of them is accepted.
@@ -117,6 +121,7 @@ class SandboxProvider:
         self._client = client
         self._secret = webhook_secret
         self._attempts = attempts
+        self._sleep = sleep
 
     async def create_intent(self, request: IntentRequest, idempotency_key: str) -> ProviderIntent:
         body = {
@@ -237,8 +242,9 @@ class SandboxProvider:
                 if self._attempts < 2:
                     raise
             # The same schedule as one AsyncRetrying over every post: the first wait, then the later ones.
-            await asyncio.sleep(_first_wait())
+            await self._sleep(_first_wait())
             async for attempt in AsyncRetrying(
+                sleep=self._sleep,
                 stop=stop_after_attempt(self._attempts - 1),
                 wait=_LATER_WAITS,
                 retry=retry_if_exception_type(_RETRYABLE),

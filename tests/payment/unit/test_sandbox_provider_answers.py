@@ -77,33 +77,32 @@ class _Answers:
         return answer
 
 
-def _retrying(answers: _Answers, attempts: int = 3) -> SandboxProvider:
+def _retrying(answers: _Answers, waits: list[float], attempts: int = 3) -> SandboxProvider:
+    """A provider over ``answers`` that records its waits between posts in ``waits`` instead of sleeping them."""
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
     client = httpx.AsyncClient(base_url="http://sandbox.test", transport=httpx.MockTransport(answers))
-    return SandboxProvider(client, "secret", attempts=attempts)
+    return SandboxProvider(client, "secret", attempts=attempts, sleep=sleep)
 
 
 @pytest.fixture
-def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The waits between posts, recorded instead of slept."""
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    monkeypatch.setattr("asyncio.sleep", sleep)
-    return slept
+def waits() -> list[float]:
+    """The waits between posts (see ``_retrying``)."""
+    return []
 
 
 async def test_an_answer_at_once_is_one_post(waits: list[float]) -> None:
     answers = _Answers(httpx.Response(200, json=_INTENT))
-    assert (await _retrying(answers).create_intent(_REQUEST, "key-1")).intent_id == "pi_1"
+    assert (await _retrying(answers, waits).create_intent(_REQUEST, "key-1")).intent_id == "pi_1"
     assert answers.posts == 1 and waits == []
 
 
 async def test_a_5xx_or_no_connection_is_posted_again_with_growing_waits(waits: list[float]) -> None:
     down = httpx.Response(503, json={"error": {"code": "service_unavailable", "message": "down"}})
     answers = _Answers(down, httpx.ConnectError("refused"), httpx.Response(200, json=_INTENT))
-    assert (await _retrying(answers).create_intent(_REQUEST, "key-1")).intent_id == "pi_1"
+    assert (await _retrying(answers, waits).create_intent(_REQUEST, "key-1")).intent_id == "pi_1"
     assert answers.posts == 3
     # Before the second post 0.05 s plus up to 0.1 s of jitter, before the third 0.1 s plus jitter.
     assert len(waits) == 2 and 0.05 <= waits[0] <= 0.15 and 0.1 <= waits[1] <= 0.2
@@ -113,20 +112,20 @@ async def test_every_post_failing_is_an_unknown_outcome_after_the_attempts(waits
     down = httpx.Response(503, json={"error": {"code": "service_unavailable", "message": "down"}})
     answers = _Answers(down)
     with pytest.raises(ProviderUnavailable) as unavailable:
-        await _retrying(answers).create_intent(_REQUEST, "key-1")
+        await _retrying(answers, waits).create_intent(_REQUEST, "key-1")
     assert unavailable.value.code == "service_unavailable" and answers.posts == 3 and len(waits) == 2
     refused = _Answers(httpx.ConnectError("refused"))
     with pytest.raises(ProviderUnavailable) as no_connection:
-        await _retrying(refused, attempts=1).capture("pi_1", 100, "key-2")
+        await _retrying(refused, waits, attempts=1).capture("pi_1", 100, "key-2")
     assert no_connection.value.code == "network_error" and refused.posts == 1
 
 
 async def test_a_4xx_or_a_timeout_is_never_posted_again(waits: list[float]) -> None:
     rejected = _Answers(httpx.Response(400, json={"error": {"code": "parameter_invalid", "message": "no"}}))
     with pytest.raises(ProviderRejected):
-        await _retrying(rejected).create_intent(_REQUEST, "key-1")
+        await _retrying(rejected, waits).create_intent(_REQUEST, "key-1")
     late = _Answers(httpx.ReadTimeout("late"))
     with pytest.raises(ProviderUnavailable) as timed_out:
-        await _retrying(late).create_intent(_REQUEST, "key-1")
+        await _retrying(late, waits).create_intent(_REQUEST, "key-1")
     assert timed_out.value.code == "timeout"
     assert rejected.posts == 1 and late.posts == 1 and waits == []
