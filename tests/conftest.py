@@ -19,12 +19,21 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from helpers import external_stack, private_stack
+from helpers import external_stack, patched_asyncio, private_stack
 
 from devstack.localstack import StackEndpoints
 from infra.auth import ROLE_ADMIN, mint_service_token, mint_token
 from infra.config import Settings
 from infra.migrate import migrate
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test whose fixtures patched asyncio's own functions fails before it runs (``helpers.patched_asyncio``)."""
+    if patched := patched_asyncio():
+        names = ", ".join(f"asyncio.{name}" for name in patched)
+        pytest.fail(f"{names} patched for the whole session loop: inject the function into the code under test")
+    return (yield)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -194,3 +195,20 @@ def private_nats() -> Iterator[Any]:
     finally:
         server.kill()
         shutil.rmtree(store, ignore_errors=True)
+
+
+# asyncio's module functions as they were when the tests started (see ``patched_asyncio``).
+_ASYNCIO_FUNCTIONS = {
+    name: getattr(asyncio, name)
+    for name in ("sleep", "wait", "wait_for", "timeout", "gather", "shield", "create_task", "get_running_loop")
+}
+
+
+def patched_asyncio() -> list[str]:
+    """asyncio's functions that something replaced on the module itself.
+
+    Every test shares one session event loop, so a patch there reaches every task on it, servers that other
+    tests' fixtures keep running among them: a ``sleep`` that returns at once made a uvicorn server's loop spin
+    for good. Inject the function into the code under test instead.
+    """
+    return [name for name, function in _ASYNCIO_FUNCTIONS.items() if getattr(asyncio, name) is not function]
