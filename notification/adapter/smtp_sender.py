@@ -14,6 +14,7 @@ never the server's own words, which quote the recipient's address.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -107,6 +108,7 @@ class SmtpEmailSender:
         self._attempts = attempts
         self._retry_seconds = retry_seconds
         self._tls = tls_context
+        self._local_hostname: str | None = None
 
     def _email(self, message: OutgoingMessage) -> EmailMessage:
         email = EmailMessage()
@@ -137,9 +139,17 @@ class SmtpEmailSender:
                 f"SMTP {exc} after DATA: the server may have accepted the message", permanent=False
             ) from None
 
+    async def _hostname(self) -> str:
+        """The name this client gives in EHLO: aiosmtplib's default (the host's FQDN), looked up once per process
+        instead of in a worker thread on every connection."""
+        if self._local_hostname is None:
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        return self._local_hostname
+
     async def _once(self, email: EmailMessage) -> None:
         s = self._smtp
         client = _Client(
+            local_hostname=await self._hostname(),
             hostname=s.hostname,
             port=s.port,
             username=s.username,
