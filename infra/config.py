@@ -299,6 +299,9 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)
     # KASSA_MAIL_FROM: the From of customer email.
     mail_from: str = "Kassa <orders@kassa.localhost>"
+    # KASSA_SMTP_IDLE_SECONDS: how long the notification service keeps an SMTP connection open for the next message
+    # (0: a connection per message).
+    smtp_idle_seconds: int = 30
     # KASSA_CAPTURE_ON: when a card payment is captured: "confirm" (at checkout) or "shipment" (authorized at
     # checkout, captured when the order ships, voided if it is cancelled before).
     capture_on: str = "confirm"
@@ -402,6 +405,7 @@ class Settings:
             grpc_health_addr=env.get("KASSA_GRPC_HEALTH_ADDR") or None,
             smtp_url=env.get("KASSA_SMTP_URL") or None,
             mail_from=env.get("KASSA_MAIL_FROM") or "Kassa <orders@kassa.localhost>",
+            smtp_idle_seconds=_int(env, "KASSA_SMTP_IDLE_SECONDS", 30),
             capture_on=capture_on,
             replica=replica,
             gateway_replica_addrs=gateway_replicas,

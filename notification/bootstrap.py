@@ -40,6 +40,8 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
         smtp = SmtpSettings.from_url(str(settings.smtp_url))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if settings.smtp_idle_seconds < 0:
+        raise ConfigError(f"KASSA_SMTP_IDLE_SECONDS must be 0 or more, got {settings.smtp_idle_seconds}")
     engine = create_engine(
         str(settings.database_url), pool_size=settings.db_pool_size, application_name="kassa-notification"
     )
@@ -53,7 +55,10 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
     uow = SqlUnitOfWork(engine, cipher)
     creds = ServiceCredentials(settings.service_secret, "notification")
     order_directory = GrpcOrderAdapter(order_channel, creds, settings.rpc_timeout_seconds)
-    renderer, sender = JinjaRenderer(), SmtpEmailSender(smtp, settings.mail_from)
+    sender = SmtpEmailSender(smtp, settings.mail_from, idle_seconds=settings.smtp_idle_seconds)
+    # Its open connections are closed (QUIT) once the consumers have stopped, before NATS and the database.
+    stack.push_async_callback(sender.aclose)
+    renderer = JinjaRenderer()
     notify = Notify(uow, order_directory, renderer, sender)
     replay = ReplayDeadLetter(uow, order_directory, renderer, sender)
     audit = AuditTrail(engine, audit_log, service="notification", reads=("ListMessages", "ListDeadLetters"))

@@ -45,19 +45,15 @@ async def replica(
     sender: Sender | None = None,
 ) -> AsyncIterator[Replica]:
     engine = create_engine(str(settings.database_url), pool_size=2, application_name="kassa-notification-replica")
+    own = SmtpEmailSender(SmtpSettings.from_url(smtp_url), settings.mail_from)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{order_port}") as channel:
         try:
             uow = SqlUnitOfWork(engine, settings.pii_cipher())
             orders = GrpcOrderAdapter(channel, ServiceCredentials(settings.service_secret, "notification"), 5.0)
-            notify = Notify(
-                uow,
-                orders,
-                JinjaRenderer(),
-                sender or SmtpEmailSender(SmtpSettings.from_url(smtp_url), settings.mail_from),
-                policy or NotifyPolicy(),
-            )
+            notify = Notify(uow, orders, JinjaRenderer(), sender or own, policy or NotifyPolicy())
             yield Replica(notify, uow, engine)
         finally:
+            await own.aclose()  # its open SMTP connection, as the service's bootstrap does
             await engine.dispose()
 
 

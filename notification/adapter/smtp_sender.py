@@ -9,6 +9,20 @@ times out or drops once the message has been handed over (DATA): the server may 
 not sent again at once but reported as a temporary failure at once, and comes back with the use case's
 backoff (with the same Message-ID). Error texts carry the SMTP code and
 never the server's own words, which quote the recipient's address.
+
+Connections are reused: a message goes out on a connection a previous one left open (MAIL, RCPT, DATA; no
+connect, EHLO, STARTTLS or login, no QUIT), which is closed with a QUIT once it has been idle for
+``idle_seconds`` (30 s by default, well under the 5 minutes RFC 5321 §4.5.3.2.7 asks a server to wait for a
+command; a server that closes it sooner is noticed and the connection dropped) and at shutdown
+(:meth:`SmtpEmailSender.aclose`). The senders sharing one instance (the order and payment event consumers, each
+one message at a time, and the replay RPC) are not serialised behind one connection, which would let one slow
+send hold up the others within their handler timeouts: each send takes an idle connection or opens one, and
+gives it back when its transaction succeeded; up to ``max_idle`` (2, one per consumer) are kept. A connection
+whose send failed is not reused (QUIT, or dropped on a connection error, a timeout or a cancellation, as
+before). Reuse keeps the failure semantics above: a connection the server dropped while it was idle (a
+disconnect, or a 421 "closing channel" answer, before DATA) cannot have taken the message, so it is sent again
+at once on a new connection, without counting as a failed attempt; a failure during or after DATA on a reused
+connection is "maybe delivered", as on a new one, and is not sent again at once.
 """
 
 from __future__ import annotations
@@ -65,28 +79,40 @@ class _Transient(Exception):
 
 class _MaybeDelivered(TimeoutError):
     """The connection timed out or dropped during DATA: the server may have taken the message.
-    A TimeoutError, so the client's ``async with`` closes the connection without a QUIT."""
+    A TimeoutError, so the connection is closed without a QUIT."""
+
+
+class _Stale(Exception):
+    """A reused connection the server had dropped while it was idle, found out before DATA."""
 
 
 class _Client(aiosmtplib.SMTP):
     """aiosmtplib's client, telling a failure during DATA from one before it."""
 
+    data_started = False
+
     async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.data_started = True
         try:
             return await super().data(*args, **kwargs)
         except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected, OSError, TimeoutError) as exc:
             raise _MaybeDelivered(type(exc).__name__) from None
 
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, traceback: Any) -> None:
-        if isinstance(exc, asyncio.CancelledError):
-            # Cut off (the consumer's handler timeout): drop the connection, no QUIT that could wait a full timeout.
-            self.close()
-            return
-        await super().__aexit__(exc_type, exc, traceback)
+
+@dataclass(slots=True)
+class _Idle:
+    client: _Client
+    until: float
+    timer: asyncio.TimerHandle
 
 
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, _Transient)
+
+
+def _dropped(exc: BaseException) -> bool:
+    """The server is gone or going: a disconnect, or 421 (closing the transmission channel, RFC 5321 §3.8)."""
+    return isinstance(exc, ConnectionError) or (isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == 421)
 
 
 class SmtpEmailSender:
@@ -101,7 +127,11 @@ class SmtpEmailSender:
         attempts: int = 3,
         retry_seconds: float = 20.0,
         tls_context: ssl.SSLContext | None = None,
+        idle_seconds: float = 30.0,
+        max_idle: int = 2,
     ) -> None:
+        """``idle_seconds``: how long a connection is kept open for the next message (0: a connection per
+        message, closed with a QUIT after it); ``max_idle``: how many are kept open at most."""
         self._smtp = smtp
         self._from = sender
         self._timeout = timeout_seconds
@@ -109,6 +139,11 @@ class SmtpEmailSender:
         self._retry_seconds = retry_seconds
         self._tls = tls_context
         self._local_hostname: str | None = None
+        self._idle_seconds = idle_seconds
+        self._max_idle = max_idle
+        self._idle: list[_Idle] = []
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def _email(self, message: OutgoingMessage) -> EmailMessage:
         email = EmailMessage()
@@ -139,6 +174,15 @@ class SmtpEmailSender:
                 f"SMTP {exc} after DATA: the server may have accepted the message", permanent=False
             ) from None
 
+    async def aclose(self) -> None:
+        """Close the idle connections (QUIT) and wait for those already closing; at shutdown. A send still under
+        way after this closes its connection when it is done."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for kept in idle:
+            kept.timer.cancel()
+        await asyncio.gather(*(self._quit(kept.client) for kept in idle), *self._closing, return_exceptions=True)
+
     async def _hostname(self) -> str:
         """The name this client gives in EHLO: aiosmtplib's default (the host's FQDN), looked up once per process
         instead of in a worker thread on every connection."""
@@ -146,9 +190,9 @@ class SmtpEmailSender:
             self._local_hostname = await asyncio.to_thread(socket.getfqdn)
         return self._local_hostname
 
-    async def _once(self, email: EmailMessage) -> None:
+    async def _client(self) -> _Client:
         s = self._smtp
-        client = _Client(
+        return _Client(
             local_hostname=await self._hostname(),
             hostname=s.hostname,
             port=s.port,
@@ -159,9 +203,17 @@ class SmtpEmailSender:
             timeout=self._timeout,
             tls_context=self._tls,
         )
+
+    async def _once(self, email: EmailMessage) -> None:
         try:
-            async with client:
-                await client.send_message(email)
+            kept = self._take()
+            if kept is not None:
+                try:
+                    await self._transaction(kept, email, reused=True)
+                    return
+                except _Stale:
+                    pass  # it cannot have taken the message: a new connection, in this same attempt
+            await self._transaction(await self._client(), email, reused=False)
         except _MaybeDelivered:
             raise
         except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -177,3 +229,64 @@ class SmtpEmailSender:
             raise DeliveryFailed(f"SMTP {exc.code}: {type(exc).__name__}", permanent=True) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise _Transient(f"SMTP server unreachable: {type(exc).__name__}") from None
+
+    async def _transaction(self, client: _Client, email: EmailMessage, *, reused: bool) -> None:
+        """One message on ``client`` (connected first unless ``reused``), which is kept for the next one if
+        the server took it and is closed otherwise."""
+        client.data_started = False
+        try:
+            if not reused:
+                await client.connect()
+            await client.send_message(email)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError | ConnectionError | TimeoutError) or not client.is_connected:
+                # Cut off (the consumer's handler timeout), gone or stuck: no QUIT that could wait a full timeout.
+                client.close()
+            else:
+                await self._quit(client)
+            if reused and not client.data_started and _dropped(exc):
+                raise _Stale from None
+            raise
+        await self._keep(client)
+
+    def _take(self) -> _Client | None:
+        """The connection given back last that is still open and within its idle time, if any."""
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            kept = self._idle.pop()
+            kept.timer.cancel()
+            if kept.client.is_connected and now < kept.until:
+                return kept.client
+            self._close_later(kept.client)
+        return None
+
+    async def _keep(self, client: _Client) -> None:
+        if self._closed or self._idle_seconds <= 0 or len(self._idle) >= self._max_idle or not client.is_connected:
+            await self._quit(client)
+            return
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._idle_seconds, self._expire, client)
+        self._idle.append(_Idle(client, loop.time() + self._idle_seconds, timer))
+
+    def _expire(self, client: _Client) -> None:
+        for i, kept in enumerate(self._idle):
+            if kept.client is client:
+                del self._idle[i]
+                self._close_later(client)
+                return
+
+    def _close_later(self, client: _Client) -> None:
+        if not client.is_connected:
+            client.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._quit(client))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _quit(self, client: _Client) -> None:
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass  # it is being closed either way
+        finally:
+            client.close()

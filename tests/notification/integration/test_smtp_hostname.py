@@ -58,7 +58,12 @@ async def test_each_message_says_the_fqdn_looked_up_once(
 
     monkeypatch.setattr(socket, "getfqdn", getfqdn)
     sender = SmtpEmailSender(SmtpSettings.from_url(url), "Kassa <orders@kassa.localhost>")
-    for _ in range(3):
-        await sender.send(OutgoingMessage(f"<{uuid.uuid4()}@notification.kassa>", "ada@example.com", "s", "t", "<p/>"))
+    try:
+        for _ in range(3):
+            await sender.send(
+                OutgoingMessage(f"<{uuid.uuid4()}@notification.kassa>", "ada@example.com", "s", "t", "<p/>")
+            )
+    finally:
+        await sender.aclose()
     assert greetings.names == ["mail-client.kassa.test"] * 3
     assert lookups == [""]
