@@ -96,10 +96,10 @@ class PaymentCompletion:
         Decided on a narrow read (:meth:`SessionRepo.get_payment`); the whole session is read only to complete or
         fail an awaited payment. For each status the session may be in when the event comes:
 
-        * CONFIRMING, and the saga holds this payment (:func:`saga_holds`): acknowledged, nothing done. Waiting
-          for the saga to end could only lead to one of these, each of which the saga does or makes moot itself:
-          COMPLETED → nothing to do; CANCELLED → a success given back (void or refund); AWAITING_PAYMENT → the
-          payment completed or failed. What makes each moot is written at :func:`saga_holds`.
+        * CONFIRMING, and the saga holds this payment (:func:`saga_holds`): acknowledged, nothing done. Heard
+          again after the saga ended, it would find the session COMPLETED (nothing to do) or CANCELLED (a success
+          given back, which the saga's own failure path already does for what passes), never AWAITING_PAYMENT;
+          :func:`saga_holds` says why, case by case.
         * CONFIRMING otherwise (no payment persisted yet, another payment, one that needs the customer's action,
           an undo under way, a capture the saga did not ask for): NotYet, as before, so the event is applied to
           how the saga ends (DESIGN.md §4.3: a late success for an ended session is given back).
