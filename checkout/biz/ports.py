@@ -22,6 +22,7 @@ from checkout.model.catalog import (
     Parcel,
     Payment,
     PaymentOutcome,
+    PaymentStatus,
     ProductsResult,
     PromotionLine,
     PromotionResult,
@@ -50,6 +51,7 @@ __all__ = [
     "ProductLookup",
     "PromotionGateway",
     "SessionEnd",
+    "SessionPayment",
     "SessionRepo",
     "Tx",
     "UnitOfWork",
@@ -235,6 +237,17 @@ class SessionEnd:
     events: Sequence[NewEvent] = ()
 
 
+@dataclass(frozen=True)
+class SessionPayment:
+    """What a payment event for a session is decided on (:meth:`SessionRepo.get_payment`): the session's status, its
+    saga's step, and the payment its saga state names, with that payment's status as the saga last persisted it."""
+
+    status: SessionStatus
+    saga_step: SagaStep | None
+    payment_id: str
+    payment_status: PaymentStatus | None
+
+
 class SessionRepo(Protocol):
     async def create_holding_cart(
         self, session: Session, from_statuses: Collection[CartStatus], *, version: int
@@ -245,6 +258,11 @@ class SessionRepo(Protocol):
         ...
 
     async def get(self, session_id: str) -> Session | None: ...
+
+    async def get_payment(self, session_id: str) -> SessionPayment | None:
+        """Only what a payment event is decided on (no lines, totals, addresses or saga documents decoded); None
+        when there is no such session."""
+        ...
 
     async def get_live_for_cart(self, cart_id: str) -> Session | None: ...
 

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.selectable import CTE
 
-from checkout.biz.ports import SessionEnd
+from checkout.biz.ports import SessionEnd, SessionPayment
 from checkout.data.tables import (
     audit_log,
     cart_items,
@@ -35,7 +35,7 @@ from checkout.data.tables import (
     outbox,
 )
 from checkout.model.cart import Cart, CartItem, CartStatus
-from checkout.model.catalog import Address
+from checkout.model.catalog import Address, PaymentStatus
 from checkout.model.compensation import (
     BACKOFF_SCHEDULE_SECONDS,
     CompensationFilter,
@@ -389,6 +389,13 @@ _S = checkout_sessions
 _R = confirm_requests
 _LIVE = (SessionStatus.OPEN.value, SessionStatus.CONFIRMING.value)
 _GET_SESSION = sa.select(_S).where(_S.c.session_id == sa.bindparam("session_id"))
+# Two scalars of the saga document, extracted by Postgres: none of its personal fields is read or decrypted.
+_GET_PAYMENT = sa.select(
+    _S.c.status,
+    _S.c.saga_step,
+    _S.c.saga_state["payment_id"].astext.label("payment_id"),
+    _S.c.saga_state["payment_status"].astext.label("payment_status"),
+).where(_S.c.session_id == sa.bindparam("session_id"))
 _NEXT_ATTEMPT = _S.c.saga_attempt + 1
 
 
@@ -465,6 +472,17 @@ class SqlSessionRepo:
     async def get(self, session_id: str) -> Session | None:
         row = (await self._c.execute(_GET_SESSION, {"session_id": session_id})).first()
         return None if row is None else _session(row, self._cipher)
+
+    async def get_payment(self, session_id: str) -> SessionPayment | None:
+        row = (await self._c.execute(_GET_PAYMENT, {"session_id": session_id})).first()
+        if row is None:
+            return None
+        return SessionPayment(
+            status=SessionStatus(row.status),
+            saga_step=SagaStep(row.saga_step) if row.saga_step else None,
+            payment_id=row.payment_id or "",
+            payment_status=PaymentStatus(row.payment_status) if row.payment_status else None,
+        )
 
     async def get_live_for_cart(self, cart_id: str) -> Session | None:
         row = (await self._c.execute(sa.select(_S).where(_S.c.cart_id == cart_id, _S.c.status.in_(_LIVE)))).first()

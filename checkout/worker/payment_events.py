@@ -2,8 +2,11 @@
 
 A durable consumer (``checkout-payments``) with explicit ack through ``infra.consumer``: an event for
 a session whose ConfirmCheckout is still running is redelivered a moment later, so a webhook that
-beats the saga's answer is applied after it, never beside it. Applying one twice is harmless: the
-session claim is a conditional update and every call behind it is idempotent.
+beats the saga's answer is applied after it, never beside it; unless the running saga already holds
+what it says (the authorization it got itself, its own capture: see
+:func:`~checkout.biz.checkout.complete_payment.saga_holds`), which is acknowledged at once, so a plain
+card checkout's two events cost one delivery each. Applying one twice is harmless: the session claim
+is a conditional update and every call behind it is idempotent.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def payment_event_consumer(js: JetStreamContext, completion: PaymentCompletion) 
         if not session_id:
             return "no checkout session"
         try:
-            return await completion.on_payment(session_id, str(event.data.get("payment_id") or ""), status)
+            payment_id, order_id = str(event.data.get("payment_id") or ""), str(event.data.get("order_id") or "")
+            return await completion.on_payment(session_id, payment_id, status, order_id=order_id)
         except NotYet as wait:
             raise Retry(str(wait), _WAIT_FOR_SAGA_SECONDS) from None
 

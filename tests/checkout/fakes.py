@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from checkout.biz.ports import Gateways, SessionEnd
+from checkout.biz.ports import Gateways, SessionEnd, SessionPayment
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import (
     Address,
@@ -450,6 +451,8 @@ class _State:
     compensations: dict[str, FailedCompensation] = field(default_factory=dict)
     events: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     confirm_records: dict[tuple[str, str], ConfirmRecord] = field(default_factory=dict)
+    # Session reads by kind: "get" (the whole row, saga decoded) and "get_payment" (the payment event's narrow read).
+    session_reads: Counter[str] = field(default_factory=Counter)
 
 
 class _FakeCarts:
@@ -541,7 +544,16 @@ class _FakeSessions:
         return True, self._insert(session)
 
     async def get(self, session_id: str) -> Session | None:
+        self._s.session_reads["get"] += 1
         return copy.deepcopy(self._s.sessions.get(session_id))
+
+    async def get_payment(self, session_id: str) -> SessionPayment | None:
+        self._s.session_reads["get_payment"] += 1
+        s = self._s.sessions.get(session_id)
+        if s is None:
+            return None
+        state = s.saga_state
+        return SessionPayment(s.status, s.saga_step, state.payment_id, state.payment_status)
 
     async def get_live_for_cart(self, cart_id: str) -> Session | None:
         return copy.deepcopy(self._live(cart_id))

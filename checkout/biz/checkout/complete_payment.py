@@ -22,13 +22,13 @@ from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.lease import Lease, LeaseLost, Leases
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import Gateways, UnitOfWork
+from checkout.biz.ports import Gateways, SessionPayment, UnitOfWork
 from checkout.model.catalog import OrderStatus, PaymentStatus
 from checkout.model.compensation import Operation
 from checkout.model.session import SagaState, SagaStep, Session, SessionStatus
 from kernel.errors import Reason
 
-__all__ = ["NotYet", "PaymentCompletion"]
+__all__ = ["NotYet", "PaymentCompletion", "saga_holds"]
 
 log = logging.getLogger("kassa.checkout.payments")
 
@@ -39,6 +39,38 @@ _ENDED = frozenset({SessionStatus.CANCELLED, SessionStatus.EXPIRED})
 
 class NotYet(Exception):
     """The session's ConfirmCheckout is still running: hear about this payment again later."""
+
+
+def saga_holds(seen: SessionPayment, payment_id: str, status: PaymentStatus, *, order_id: str = "") -> bool:
+    """Whether the running saga of a CONFIRMING session already holds what this payment event says, so that hearing
+    it again once the saga ended could change nothing: its persisted state names this payment, with the
+    synchronous AUTHORIZED answer (not REQUIRES_ACTION: 3-D Secure waits for this very event; nor PENDING or a
+    decline), and it is not undoing a failure (COMPENSATING).
+
+    Why each event that passes is safe to drop (DESIGN.md §4.2, §4.3):
+
+    * The session can't end AWAITING_PAYMENT: the saga waits for a payment only when the answer it holds is
+      REQUIRES_ACTION (:meth:`Settlement.settle`; a recovery resumes from this persisted state). So a failure, a
+      void or anything not a success is "nothing to do" after any end.
+    * AUTHORIZED (the event of the authorization the saga itself made, or a webhook telling of it): after
+      COMPLETED it is nothing to do. After CANCELLED it would void the payment, and every failure path voids it
+      already: :meth:`Settlement.fail`, run by the saga, by the recovery of a saga that died (from this very
+      state) and by a completion whose order was cancelled, voids a payment held AUTHORIZED by its id, or writes
+      the void to the DLQ with the session's end, in the same statement.
+    * CAPTURED only with ``order_id``. Payment captures for an order only when asked to: by step 8, after the
+      stock was confirmed, or on shipment, of an order step 8 already confirmed. From there the saga ends
+      COMPLETED: its one way back, an order that answers the capture with PAYMENT_FAILED, needs the order to
+      have heard first that this payment was voided or failed, which a payment captured just now can't have
+      been (both are final), or refunded, which gave the money back already. A capture naming no order
+      happened at the provider behind the saga's back, before the saga captured: the saga might still fail,
+      and its void can't give a captured payment back; the refund of the redelivery after the end can. So
+      that one waits, as does any event while an undo is under way (its void may find the payment captured).
+    """
+    if not payment_id or seen.payment_id != payment_id or seen.saga_step is SagaStep.COMPENSATING:
+        return False
+    if seen.payment_status is not PaymentStatus.AUTHORIZED:
+        return False
+    return status is not PaymentStatus.CAPTURED or bool(order_id)
 
 
 class PaymentCompletion:
@@ -57,25 +89,51 @@ class PaymentCompletion:
         self._policy = policy
         self._leases = Leases(uow, policy)
 
-    async def on_payment(self, session_id: str, payment_id: str, status: PaymentStatus) -> str:
-        """Apply what the payment service says of a session's payment; a word for the log."""
+    async def on_payment(self, session_id: str, payment_id: str, status: PaymentStatus, *, order_id: str = "") -> str:
+        """Apply what the payment service says of a session's payment (``order_id``: the order the event's payment
+        was captured for, if any); a word for the log. Raises NotYet to hear of it again after the saga ended.
+
+        Decided on a narrow read (:meth:`SessionRepo.get_payment`); the whole session is read only to complete or
+        fail an awaited payment. For each status the session may be in when the event comes:
+
+        * CONFIRMING, and the saga holds this payment (:func:`saga_holds`): acknowledged, nothing done. Heard
+          again after the saga ended, it would find the session COMPLETED (nothing to do) or CANCELLED (a success
+          given back, which the saga's own failure path already does for what passes), never AWAITING_PAYMENT;
+          :func:`saga_holds` says why, case by case.
+        * CONFIRMING otherwise (no payment persisted yet, another payment, one that needs the customer's action,
+          an undo under way, a capture the saga did not ask for): NotYet, as before, so the event is applied to
+          how the saga ends (DESIGN.md §4.3: a late success for an ended session is given back).
+        * AWAITING_PAYMENT (3-D Secure, the saga ended waiting for exactly this event): a success completes the
+          checkout, a failure fails it, both through the conditional claim (§4.2: one settlement however many
+          deliveries, polls and webhooks race); another payment's event is ignored.
+        * CANCELLED or EXPIRED: a success of any payment of the session is given back at once (§4.3).
+        * COMPLETED, OPEN: nothing to do.
+        """
         async with self._uow.read() as tx:
-            session = await tx.sessions.get(session_id)
-        if session is None:
+            seen = await tx.sessions.get_payment(session_id)
+        if seen is None:
             return "no such session"
-        if session.status is SessionStatus.CONFIRMING:
+        if seen.status is SessionStatus.CONFIRMING:
+            if saga_holds(seen, payment_id, status, order_id=order_id):
+                return "the saga holds it"
             raise NotYet(f"session {session_id} is still being confirmed")
-        if session.status is SessionStatus.AWAITING_PAYMENT:
-            if payment_id and session.saga_state.payment_id and payment_id != session.saga_state.payment_id:
+        if seen.status is SessionStatus.AWAITING_PAYMENT:
+            if payment_id and seen.payment_id and payment_id != seen.payment_id:
                 return "another payment"
+            if status not in _SUCCEEDED and status not in _FAILED:
+                return "still waiting"
+            async with self._uow.read() as tx:
+                session = await tx.sessions.get(session_id)
+            if session is None:
+                return "no such session"
+            # Moved on since the narrow read (a poll claimed it): the conditional claim refuses, as it did when one
+            # read decided.
             if status in _SUCCEEDED:
                 return await self._complete(session)
-            if status in _FAILED:
-                cause = f"the payment failed at the provider ({status.value.lower()})"
-                return await self._fail(session, cause, Reason.PAYMENT_DECLINED)
-            return "still waiting"
-        if session.status in _ENDED and payment_id and status in _SUCCEEDED:
-            return await self._give_back(session, payment_id, status)
+            cause = f"the payment failed at the provider ({status.value.lower()})"
+            return await self._fail(session, cause, Reason.PAYMENT_DECLINED)
+        if seen.status in _ENDED and payment_id and status in _SUCCEEDED:
+            return await self._give_back(session_id, payment_id, status)
         return "nothing to do"
 
     async def poll_once(self, limit: int = 20) -> int:
@@ -145,9 +203,8 @@ class PaymentCompletion:
             claimed = await tx.sessions.claim_awaiting(session.session_id, step, state)
         return None if claimed is None else (claimed, self._leases.hold(claimed, since))
 
-    async def _give_back(self, session: Session, payment_id: str, status: PaymentStatus) -> str:
+    async def _give_back(self, sid: str, payment_id: str, status: PaymentStatus) -> str:
         """A success for a checkout that already failed: let the money go at once."""
-        sid = session.session_id
         if status is PaymentStatus.CAPTURED:
             payload = {"payment_id": payment_id, "idempotency_key": f"late-{payment_id}", "reason": "order failed"}
             await self._compensator.attempt_or_record(sid, Operation.REFUND_PAYMENT, payload)
