@@ -14,11 +14,13 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from infra import tracing
 from infra.logs import JsonFormatter, log_ids_var
@@ -308,3 +310,90 @@ def test_the_configured_sampler_decides_roots_and_a_sampled_parent_is_followed(m
         pass
     assert [s.name for s in exporter.get_finished_spans()] == ["SELECT checkout.carts", "POST /v1/checkout/confirm"]
     provider.shutdown()
+
+
+class _CountingIds(IdGenerator):
+    """Span ids 0x1001, 0x1002, … in one fixed trace: spans whose JSON line is known to the byte."""
+
+    def __init__(self) -> None:
+        self.spans = 0x1000
+
+    def generate_span_id(self) -> int:
+        self.spans += 1
+        return self.spans
+
+    def generate_trace_id(self) -> int:
+        return 0xABCDEF0123456789ABCDEF0123456789
+
+
+def test_the_json_lines_format_is_pinned_to_the_byte(tmp_path: Path) -> None:
+    """What ``kassa trace`` and any reader of the files rely on: field order, separators, escaping, numbers."""
+    exporter = tracing.JsonLinesSpanExporter(tmp_path / "order-1.jsonl")
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "order"}),
+        sampler=tracing._TracesStartWhereWorkArrives(ALWAYS_ON),
+        id_generator=_CountingIds(),
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("kassa")
+    second = 1_700_000_000_000_000_000
+    root = tracer.start_span(
+        "POST /v1/checkout/confirm", kind=SpanKind.SERVER, start_time=second, attributes={"http.request.method": "POST"}
+    )
+    statement = 'INSERT INTO "order_svc".orders (a) VALUES (%(a)s)\n-- ünïcode ✓ \t \\ "q"'
+    child = tracer.start_span(
+        "INSERT order_svc.orders",
+        context=trace.set_span_in_context(root),
+        kind=SpanKind.CLIENT,
+        start_time=second + 100_000,
+        attributes={"db.system": "postgresql", "db.statement": statement},
+        links=[Link(SpanContext(0x11, 0x22, is_remote=True, trace_flags=TraceFlags(1)))],
+    )
+    for key, value in {
+        "kassa.order_id": "o-1", "n.int": 42, "n.float": 0.25, "n.big": 1e300, "n.bool": True,
+        "n.list": ["a", "b"], "n.ints": [1, 2, 3],
+    }.items():  # fmt: skip
+        child.set_attribute(key, value)
+    child.set_status(Status(StatusCode.ERROR, "IntegrityError" + "x" * 300))
+    child.end(end_time=second + 900_000)
+    root.set_attribute("http.response.status_code", 200)
+    root.end(end_time=second + 2_000_000)
+    producer = tracer.start_span("publish kassa.order.OrderCreated", trace.set_span_in_context(root), SpanKind.PRODUCER)
+    producer.end()
+    tracer.start_span("notification ✓ \"x\"", kind=SpanKind.CONSUMER, start_time=7).end(end_time=8)
+    # A span made by hand: no service name, no times.
+    exporter.export([ReadableSpan("bare", context=SpanContext(1, 2, False), resource=Resource({}))])
+    provider.shutdown()
+
+    lines = (tmp_path / "order-1.jsonl").read_text(encoding="utf-8").splitlines()
+    trace_id = '"trace_id":"abcdef0123456789abcdef0123456789"'
+    assert lines[0] == (
+        f'{{{trace_id},"span_id":"0000000000001002","parent_id":"0000000000001001","service":"order",'
+        '"name":"INSERT order_svc.orders","kind":"client","start_ns":1700000000000100000,'
+        '"end_ns":1700000000000900000,"status":"ERROR","status_message":"IntegrityError' + "x" * 186 + '",'
+        '"attributes":{"db.system":"postgresql","db.statement":"INSERT INTO \\"order_svc\\".orders (a) VALUES '
+        '(%(a)s)\\n-- \\u00fcn\\u00efcode \\u2713 \\t \\\\ \\"q\\"","kassa.order_id":"o-1","n.int":42,'
+        '"n.float":0.25,"n.big":1e+300,"n.bool":true,"n.list":["a","b"],"n.ints":[1,2,3]},'
+        '"links":["00000000000000000000000000000011:0000000000000022"]}'
+    )
+    assert lines[1] == (
+        f'{{{trace_id},"span_id":"0000000000001001","parent_id":null,"service":"order",'
+        '"name":"POST /v1/checkout/confirm","kind":"server","start_ns":1700000000000000000,'
+        '"end_ns":1700000000002000000,"status":"UNSET",'
+        '"attributes":{"http.request.method":"POST","http.response.status_code":200}}'
+    )
+    producer_line = json.loads(lines[2])
+    assert lines[2] == (
+        f'{{{trace_id},"span_id":"0000000000001003","parent_id":"0000000000001001","service":"order",'
+        f'"name":"publish kassa.order.OrderCreated","kind":"producer","start_ns":{producer_line["start_ns"]},'
+        f'"end_ns":{producer_line["end_ns"]},"status":"UNSET"}}'
+    )
+    assert lines[3] == (
+        f'{{{trace_id},"span_id":"0000000000001004","parent_id":null,"service":"order",'
+        '"name":"notification \\u2713 \\"x\\"","kind":"consumer","start_ns":7,"end_ns":8,"status":"UNSET"}'
+    )
+    assert lines[4] == (
+        '{"trace_id":"00000000000000000000000000000001","span_id":"0000000000000002","parent_id":null,'
+        '"service":"","name":"bare","kind":"internal","start_ns":null,"end_ns":null,"status":"UNSET"}'
+    )
+    assert len(lines) == 5
