@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import sqlalchemy as sa
@@ -91,13 +91,13 @@ class Workload:
             return request
 
         method = "/kassa.order.v1.OrderService/CreateOrder"
-        handler = grpc.unary_unary_rpc_method_handler(inner)  # type: ignore[arg-type]
-        self.server = tracing.traced_handler(method, handler).unary_unary
+        handler: grpc.RpcMethodHandler = grpc.unary_unary_rpc_method_handler(inner)
+        self.server = cast(tracing.AioUnary, tracing.traced_handler(method, handler).unary_unary)
 
     async def call(self, n: int) -> None:
         with tracing.server_span("POST /v1/checkout/confirm", None, {"http.request.method": "POST"}) as span:
             with tracing.client_span("kassa.order.v1.OrderService/CreateOrder", {"rpc.system": "grpc"}):
-                await self.server(f"o-{n}", _Context(tracing.current_traceparent()))  # type: ignore[misc]
+                await self.server(f"o-{n}", cast(Any, _Context(tracing.current_traceparent())))
             tracing.http_status(span, 200)
 
     async def run(self, calls: int) -> None:
@@ -186,10 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = sum(1 for path in Path(tmp).glob("*.jsonl") for _ in path.open(encoding="utf-8"))
 
     record, whole = statistics.median(recorded), statistics.median(total)
-    print(
-        f"spans: {spans} per round ({workload.spans_per_call} per call), {args.rounds} rounds; "
-        f"{lines} lines written"
-    )
+    print(f"spans: {spans} per round ({workload.spans_per_call} per call), {args.rounds} rounds; {lines} lines written")
     print(f"µs per span (median): record {record:.2f}, export {whole - record:.2f}, total {whole:.2f}")
     print("  record per round: " + " ".join(f"{v:.2f}" for v in recorded))
     print("  total per round:  " + " ".join(f"{v:.2f}" for v in total))

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import grpc
 import pytest
+import sqlalchemy as sa
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -335,6 +337,8 @@ def test_the_json_lines_format_is_pinned_to_the_byte(tmp_path: Path) -> None:
         id_generator=_CountingIds(),
     )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("kassa")
     second = 1_700_000_000_000_000_000
     root = tracer.start_span(
@@ -360,9 +364,10 @@ def test_the_json_lines_format_is_pinned_to_the_byte(tmp_path: Path) -> None:
     root.end(end_time=second + 2_000_000)
     producer = tracer.start_span("publish kassa.order.OrderCreated", trace.set_span_in_context(root), SpanKind.PRODUCER)
     producer.end()
-    tracer.start_span("notification ✓ \"x\"", kind=SpanKind.CONSUMER, start_time=7).end(end_time=8)
+    tracer.start_span('notification ✓ "x"', kind=SpanKind.CONSUMER, start_time=7).end(end_time=8)
     # A span made by hand: no service name, no times.
-    exporter.export([ReadableSpan("bare", context=SpanContext(1, 2, False), resource=Resource({}))])
+    bare = ReadableSpan("bare", context=SpanContext(1, 2, False), resource=Resource({}))
+    exporter.export([bare])
     provider.shutdown()
 
     lines = (tmp_path / "order-1.jsonl").read_text(encoding="utf-8").splitlines()
@@ -397,3 +402,103 @@ def test_the_json_lines_format_is_pinned_to_the_byte(tmp_path: Path) -> None:
         '"service":"","name":"bare","kind":"internal","start_ns":null,"end_ns":null,"status":"UNSET"}'
     )
     assert len(lines) == 5
+    # The exporter writes its lines itself: the same as json.dumps of span_record, what it used to write.
+    written = [*memory.get_finished_spans(), bare]
+    assert lines == [json.dumps(tracing.span_record(s), separators=(",", ":"), default=str) for s in written]
+
+
+# -- the span entry points, span for span ------------------------------------------------------------------
+
+
+class _ServicerContext:
+    """What traced_handler reads of a grpc.aio servicer context; ``code`` is what the handler set."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.metadata = metadata
+        self.status: grpc.StatusCode | None = None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    def code(self) -> grpc.StatusCode | None:
+        return self.status
+
+
+async def test_a_grpc_server_span_continues_the_caller_and_records_the_call_s_status(memory) -> None:
+    seen: list[trace.Span] = []
+
+    async def handler(request: str, context: _ServicerContext) -> str:
+        seen.append(trace.get_current_span())
+        if request == "missing":
+            context.status = grpc.StatusCode.NOT_FOUND
+            raise RuntimeError("aborted with the text of a caller's input")
+        return request
+
+    method = "/kassa.order.v1.OrderService/GetOrder"
+    traced = tracing.traced_handler(method, grpc.unary_unary_rpc_method_handler(handler)).unary_unary
+    caller = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    assert await traced("o-1", _ServicerContext((("authorization", "x"), ("traceparent", caller)))) == "o-1"
+    with pytest.raises(RuntimeError):
+        await traced("missing", _ServicerContext(()))
+    assert trace.get_current_span() is trace.INVALID_SPAN  # each call's span is current only inside it
+
+    ok, failed = memory.get_finished_spans()
+    assert [s.context.span_id for s in seen] == [ok.context.span_id, failed.context.span_id]
+    assert (ok.name, ok.kind, dict(ok.attributes or {})) == (
+        "kassa.order.v1.OrderService/GetOrder",
+        SpanKind.SERVER,
+        {"rpc.system": "grpc", "rpc.service": "kassa.order.v1.OrderService", "rpc.method": "GetOrder"},
+    )
+    assert (ok.context.trace_id, ok.parent.span_id) == (int("ab" * 16, 16), int("cd" * 8, 16))
+    assert ok.status.status_code is StatusCode.UNSET
+    # The status is the call's, never the exception's (which may quote input): no events either.
+    assert failed.parent is None and failed.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert (failed.status.status_code, failed.status.description) == (StatusCode.ERROR, "NOT_FOUND")
+    assert not ok.events and not failed.events
+
+
+def test_a_span_is_current_inside_and_the_caller_s_again_after_even_on_failure(memory) -> None:
+    with tracing.server_span("POST /v1/checkout/confirm", None) as root:
+        with pytest.raises(KeyError), tracing.client_span("kassa.pricing.v1.PricingService/QuoteOrder") as call:
+            assert trace.get_current_span() is call
+            raise KeyError("sku")
+        assert trace.get_current_span() is root
+        with tracing.consumer_span("order-payments PaymentCaptured", tracing.current_traceparent()) as consumer:
+            assert trace.get_current_span() is consumer
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    call_span, consumer_span, root_span = memory.get_finished_spans()
+    assert (call_span.status.status_code, call_span.status.description) == (StatusCode.ERROR, "KeyError")
+    assert call_span.parent.span_id == root_span.context.span_id == consumer_span.parent.span_id
+    assert consumer_span.kind is SpanKind.CONSUMER and root_span.status.status_code is StatusCode.UNSET
+
+
+def test_a_statement_span_per_statement_inside_a_trace_with_its_text_never_its_values(memory) -> None:
+    engine = sa.create_engine("sqlite://")
+    tracing.instrument_engine(engine)
+    tracing.instrument_engine(engine)  # once per engine, however often asked
+    long = "SELECT " + ", ".join(f"{n} AS c{n}" for n in range(300)) + " FROM items WHERE sku = ?"
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE items (sku TEXT)")  # outside any trace: no span
+        with tracing.server_span("GET /v1/products", None):
+            for _ in range(2):
+                conn.exec_driver_sql('INSERT INTO "items" (sku) VALUES (?)', ("SKU-1",))
+            conn.exec_driver_sql(long, ("SKU-1",))
+            with pytest.raises(sa.exc.OperationalError):
+                conn.exec_driver_sql("UPDATE absent SET sku = ?", ("SKU-1",))
+    engine.dispose()
+    *statements, root = memory.get_finished_spans()
+    assert [(s.name, s.kind) for s in statements] == [
+        ("INSERT items", SpanKind.CLIENT),
+        ("INSERT items", SpanKind.CLIENT),
+        ("SELECT items", SpanKind.CLIENT),
+        ("UPDATE absent", SpanKind.CLIENT),
+    ]
+    assert all(s.parent.span_id == root.context.span_id for s in statements)
+    assert [dict(s.attributes or {}) for s in statements] == [
+        {"db.system": "postgresql", "db.statement": 'INSERT INTO "items" (sku) VALUES (?)'},
+        {"db.system": "postgresql", "db.statement": 'INSERT INTO "items" (sku) VALUES (?)'},
+        {"db.system": "postgresql", "db.statement": long[:1000]},
+        {"db.system": "postgresql", "db.statement": "UPDATE absent SET sku = ?"},
+    ]
+    assert [s.status.status_code for s in statements] == [StatusCode.UNSET] * 3 + [StatusCode.ERROR]
+    assert statements[-1].status.description == "OperationalError"
