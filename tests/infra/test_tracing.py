@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from infra import tracing
 from infra.logs import JsonFormatter, log_ids_var
@@ -502,3 +503,33 @@ def test_a_statement_span_per_statement_inside_a_trace_with_its_text_never_its_v
     ]
     assert [s.status.status_code for s in statements] == [StatusCode.UNSET] * 3 + [StatusCode.ERROR]
     assert statements[-1].status.description == "OperationalError"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01",
+        "00-" + "ab" * 16 + "-" + "cd" * 8 + "-00",  # not sampled: continued, and not recorded
+        " \t00-" + "ab" * 16 + "-" + "cd" * 8 + "-03 \t",
+        "01-" + "ab" * 16 + "-" + "cd" * 8 + "-01-future-fields",  # a later version may add fields
+        "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01-extra",  # version 00 may not
+        "ff-" + "ab" * 16 + "-" + "cd" * 8 + "-01",
+        "00-" + "0" * 32 + "-" + "cd" * 8 + "-01",
+        "00-" + "ab" * 16 + "-" + "0" * 16 + "-01",
+        "00-" + "AB" * 16 + "-" + "cd" * 8 + "-01",
+        "00-" + "ab" * 16 + "-" + "cd" * 8,
+        "00-garbage",
+        "",
+        "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01-" + "x" * 600,  # too long: the propagator's own path
+    ],
+)
+def test_a_traceparent_is_read_as_the_w3c_propagator_reads_it(value: str) -> None:
+    extracted = TraceContextTextMapPropagator().extract({"traceparent": value})
+    expected = trace.get_current_span(extracted).get_span_context()
+    ours = tracing.context_from(value)
+    if not expected.is_valid:
+        assert ours is None
+        return
+    assert ours is not None
+    assert trace.get_current_span(ours).get_span_context() == expected
+    assert dict(ours) == {key: trace.get_current_span(ours) for key in extracted}
