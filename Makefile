@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit test-replicas fuzz run demo migrate seed bench bench-warehouse bench-floor bench-gateway bench-admission chaos clean clean-gen browser console-screenshots
+.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit test-replicas fuzz run demo migrate seed bench bench-warehouse bench-floor bench-gateway bench-spans bench-admission chaos clean clean-gen browser console-screenshots
 
 help:
 	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway (REPLICAS=2: two of each service and of the gateway)"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-warehouse - ReserveStock calls/s on spread-out and hot skus"
 	@echo "make bench-floor - CPU floor of one RPC and one write transaction; the checkouts/s ceiling it implies"
 	@echo "make bench-gateway - the gateway's own CPU per REST request, backends stubbed in-process"
+	@echo "make bench-spans - CPU per span recorded and exported (infra.tracing, the real SDK and JSON-lines exporter)"
 	@echo "make bench-admission - flash sale (no 503s) and 10x overload (refused fast, with Retry-After) over REST"
 	@echo "make bench  - full checkouts/s, latency and invariants on a private stack (BENCH_ARGS='--transport rest ...')"
 	@echo "make chaos  - 2,000 checkouts while processes die and servers restart, then every invariant (CHAOS_ARGS='--seed 42 ...')"
@@ -157,6 +158,10 @@ bench-floor: $(STAMP)
 # The gateway's own CPU per REST request (a checkout's 11 requests into the ASGI app, backends stubbed in-process).
 bench-gateway: $(STAMP)
 	$(PY) -m bench.gateway $(BENCH_ARGS)
+
+# CPU per span: recorded, ended and exported to a JSON-lines file by infra.tracing's own entry points.
+bench-spans: $(STAMP)
+	$(PY) -m bench.spans $(BENCH_ARGS)
 
 # A flash sale (120 buyers, 40 in flight, goal: no 503) and a 10x overload (goal: >= 90 % of the closed-loop
 # maximum completed, refusals fast and with Retry-After) over REST on a private stack.

@@ -10,15 +10,20 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import grpc
 import pytest
+import sqlalchemy as sa
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from infra import tracing
 from infra.logs import JsonFormatter, log_ids_var
@@ -308,3 +313,223 @@ def test_the_configured_sampler_decides_roots_and_a_sampled_parent_is_followed(m
         pass
     assert [s.name for s in exporter.get_finished_spans()] == ["SELECT checkout.carts", "POST /v1/checkout/confirm"]
     provider.shutdown()
+
+
+class _CountingIds(IdGenerator):
+    """Span ids 0x1001, 0x1002, … in one fixed trace: spans whose JSON line is known to the byte."""
+
+    def __init__(self) -> None:
+        self.spans = 0x1000
+
+    def generate_span_id(self) -> int:
+        self.spans += 1
+        return self.spans
+
+    def generate_trace_id(self) -> int:
+        return 0xABCDEF0123456789ABCDEF0123456789
+
+
+def test_the_json_lines_format_is_pinned_to_the_byte(tmp_path: Path) -> None:
+    """What ``kassa trace`` and any reader of the files rely on: field order, separators, escaping, numbers."""
+    exporter = tracing.JsonLinesSpanExporter(tmp_path / "order-1.jsonl")
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "order"}),
+        sampler=tracing._TracesStartWhereWorkArrives(ALWAYS_ON),
+        id_generator=_CountingIds(),
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("kassa")
+    second = 1_700_000_000_000_000_000
+    root = tracer.start_span(
+        "POST /v1/checkout/confirm", kind=SpanKind.SERVER, start_time=second, attributes={"http.request.method": "POST"}
+    )
+    statement = 'INSERT INTO "order_svc".orders (a) VALUES (%(a)s)\n-- ünïcode ✓ \t \\ "q"'
+    child = tracer.start_span(
+        "INSERT order_svc.orders",
+        context=trace.set_span_in_context(root),
+        kind=SpanKind.CLIENT,
+        start_time=second + 100_000,
+        attributes={"db.system": "postgresql", "db.statement": statement},
+        links=[Link(SpanContext(0x11, 0x22, is_remote=True, trace_flags=TraceFlags(1)))],
+    )
+    for key, value in {
+        "kassa.order_id": "o-1", "n.int": 42, "n.float": 0.25, "n.big": 1e300, "n.bool": True,
+        "n.list": ["a", "b"], "n.ints": [1, 2, 3],
+    }.items():  # fmt: skip
+        child.set_attribute(key, value)
+    child.set_status(Status(StatusCode.ERROR, "IntegrityError" + "x" * 300))
+    child.end(end_time=second + 900_000)
+    root.set_attribute("http.response.status_code", 200)
+    root.end(end_time=second + 2_000_000)
+    producer = tracer.start_span("publish kassa.order.OrderCreated", trace.set_span_in_context(root), SpanKind.PRODUCER)
+    producer.end()
+    tracer.start_span('notification ✓ "x"', kind=SpanKind.CONSUMER, start_time=7).end(end_time=8)
+    # A span made by hand: no service name, no times.
+    bare = ReadableSpan("bare", context=SpanContext(1, 2, False), resource=Resource({}))
+    exporter.export([bare])
+    provider.shutdown()
+
+    lines = (tmp_path / "order-1.jsonl").read_text(encoding="utf-8").splitlines()
+    trace_id = '"trace_id":"abcdef0123456789abcdef0123456789"'
+    assert lines[0] == (
+        f'{{{trace_id},"span_id":"0000000000001002","parent_id":"0000000000001001","service":"order",'
+        '"name":"INSERT order_svc.orders","kind":"client","start_ns":1700000000000100000,'
+        '"end_ns":1700000000000900000,"status":"ERROR","status_message":"IntegrityError' + "x" * 186 + '",'
+        '"attributes":{"db.system":"postgresql","db.statement":"INSERT INTO \\"order_svc\\".orders (a) VALUES '
+        '(%(a)s)\\n-- \\u00fcn\\u00efcode \\u2713 \\t \\\\ \\"q\\"","kassa.order_id":"o-1","n.int":42,'
+        '"n.float":0.25,"n.big":1e+300,"n.bool":true,"n.list":["a","b"],"n.ints":[1,2,3]},'
+        '"links":["00000000000000000000000000000011:0000000000000022"]}'
+    )
+    assert lines[1] == (
+        f'{{{trace_id},"span_id":"0000000000001001","parent_id":null,"service":"order",'
+        '"name":"POST /v1/checkout/confirm","kind":"server","start_ns":1700000000000000000,'
+        '"end_ns":1700000000002000000,"status":"UNSET",'
+        '"attributes":{"http.request.method":"POST","http.response.status_code":200}}'
+    )
+    producer_line = json.loads(lines[2])
+    assert lines[2] == (
+        f'{{{trace_id},"span_id":"0000000000001003","parent_id":"0000000000001001","service":"order",'
+        f'"name":"publish kassa.order.OrderCreated","kind":"producer","start_ns":{producer_line["start_ns"]},'
+        f'"end_ns":{producer_line["end_ns"]},"status":"UNSET"}}'
+    )
+    assert lines[3] == (
+        f'{{{trace_id},"span_id":"0000000000001004","parent_id":null,"service":"order",'
+        '"name":"notification \\u2713 \\"x\\"","kind":"consumer","start_ns":7,"end_ns":8,"status":"UNSET"}'
+    )
+    assert lines[4] == (
+        '{"trace_id":"00000000000000000000000000000001","span_id":"0000000000000002","parent_id":null,'
+        '"service":"","name":"bare","kind":"internal","start_ns":null,"end_ns":null,"status":"UNSET"}'
+    )
+    assert len(lines) == 5
+    # The exporter writes its lines itself: the same as json.dumps of span_record, what it used to write.
+    written = [*memory.get_finished_spans(), bare]
+    assert lines == [json.dumps(tracing.span_record(s), separators=(",", ":"), default=str) for s in written]
+
+
+# -- the span entry points, span for span ------------------------------------------------------------------
+
+
+class _ServicerContext:
+    """What traced_handler reads of a grpc.aio servicer context; ``code`` is what the handler set."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.metadata = metadata
+        self.status: grpc.StatusCode | None = None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    def code(self) -> grpc.StatusCode | None:
+        return self.status
+
+
+async def test_a_grpc_server_span_continues_the_caller_and_records_the_call_s_status(memory) -> None:
+    seen: list[trace.Span] = []
+
+    async def handler(request: str, context: _ServicerContext) -> str:
+        seen.append(trace.get_current_span())
+        if request == "missing":
+            context.status = grpc.StatusCode.NOT_FOUND
+            raise RuntimeError("aborted with the text of a caller's input")
+        return request
+
+    method = "/kassa.order.v1.OrderService/GetOrder"
+    traced = tracing.traced_handler(method, grpc.unary_unary_rpc_method_handler(handler)).unary_unary
+    caller = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    assert await traced("o-1", _ServicerContext((("authorization", "x"), ("traceparent", caller)))) == "o-1"
+    with pytest.raises(RuntimeError):
+        await traced("missing", _ServicerContext(()))
+    assert trace.get_current_span() is trace.INVALID_SPAN  # each call's span is current only inside it
+
+    ok, failed = memory.get_finished_spans()
+    assert [s.context.span_id for s in seen] == [ok.context.span_id, failed.context.span_id]
+    assert (ok.name, ok.kind, dict(ok.attributes or {})) == (
+        "kassa.order.v1.OrderService/GetOrder",
+        SpanKind.SERVER,
+        {"rpc.system": "grpc", "rpc.service": "kassa.order.v1.OrderService", "rpc.method": "GetOrder"},
+    )
+    assert (ok.context.trace_id, ok.parent.span_id) == (int("ab" * 16, 16), int("cd" * 8, 16))
+    assert ok.status.status_code is StatusCode.UNSET
+    # The status is the call's, never the exception's (which may quote input): no events either.
+    assert failed.parent is None and failed.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert (failed.status.status_code, failed.status.description) == (StatusCode.ERROR, "NOT_FOUND")
+    assert not ok.events and not failed.events
+
+
+def test_a_span_is_current_inside_and_the_caller_s_again_after_even_on_failure(memory) -> None:
+    with tracing.server_span("POST /v1/checkout/confirm", None) as root:
+        with pytest.raises(KeyError), tracing.client_span("kassa.pricing.v1.PricingService/QuoteOrder") as call:
+            assert trace.get_current_span() is call
+            raise KeyError("sku")
+        assert trace.get_current_span() is root
+        with tracing.consumer_span("order-payments PaymentCaptured", tracing.current_traceparent()) as consumer:
+            assert trace.get_current_span() is consumer
+    assert trace.get_current_span() is trace.INVALID_SPAN
+    call_span, consumer_span, root_span = memory.get_finished_spans()
+    assert (call_span.status.status_code, call_span.status.description) == (StatusCode.ERROR, "KeyError")
+    assert call_span.parent.span_id == root_span.context.span_id == consumer_span.parent.span_id
+    assert consumer_span.kind is SpanKind.CONSUMER and root_span.status.status_code is StatusCode.UNSET
+
+
+def test_a_statement_span_per_statement_inside_a_trace_with_its_text_never_its_values(memory) -> None:
+    engine = sa.create_engine("sqlite://")
+    tracing.instrument_engine(engine)
+    tracing.instrument_engine(engine)  # once per engine, however often asked
+    long = "SELECT " + ", ".join(f"{n} AS c{n}" for n in range(300)) + " FROM items WHERE sku = ?"
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE items (sku TEXT)")  # outside any trace: no span
+        with tracing.server_span("GET /v1/products", None):
+            for _ in range(2):
+                conn.exec_driver_sql('INSERT INTO "items" (sku) VALUES (?)', ("SKU-1",))
+            conn.exec_driver_sql(long, ("SKU-1",))
+            with pytest.raises(sa.exc.OperationalError):
+                conn.exec_driver_sql("UPDATE absent SET sku = ?", ("SKU-1",))
+    engine.dispose()
+    *statements, root = memory.get_finished_spans()
+    assert [(s.name, s.kind) for s in statements] == [
+        ("INSERT items", SpanKind.CLIENT),
+        ("INSERT items", SpanKind.CLIENT),
+        ("SELECT items", SpanKind.CLIENT),
+        ("UPDATE absent", SpanKind.CLIENT),
+    ]
+    assert all(s.parent.span_id == root.context.span_id for s in statements)
+    assert [dict(s.attributes or {}) for s in statements] == [
+        {"db.system": "postgresql", "db.statement": 'INSERT INTO "items" (sku) VALUES (?)'},
+        {"db.system": "postgresql", "db.statement": 'INSERT INTO "items" (sku) VALUES (?)'},
+        {"db.system": "postgresql", "db.statement": long[:1000]},
+        {"db.system": "postgresql", "db.statement": "UPDATE absent SET sku = ?"},
+    ]
+    assert [s.status.status_code for s in statements] == [StatusCode.UNSET] * 3 + [StatusCode.ERROR]
+    assert statements[-1].status.description == "OperationalError"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01",
+        "00-" + "ab" * 16 + "-" + "cd" * 8 + "-00",  # not sampled: continued, and not recorded
+        " \t00-" + "ab" * 16 + "-" + "cd" * 8 + "-03 \t",
+        "01-" + "ab" * 16 + "-" + "cd" * 8 + "-01-future-fields",  # a later version may add fields
+        "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01-extra",  # version 00 may not
+        "ff-" + "ab" * 16 + "-" + "cd" * 8 + "-01",
+        "00-" + "0" * 32 + "-" + "cd" * 8 + "-01",
+        "00-" + "ab" * 16 + "-" + "0" * 16 + "-01",
+        "00-" + "AB" * 16 + "-" + "cd" * 8 + "-01",
+        "00-" + "ab" * 16 + "-" + "cd" * 8,
+        "00-garbage",
+        "",
+        "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01-" + "x" * 600,  # too long: the propagator's own path
+    ],
+)
+def test_a_traceparent_is_read_as_the_w3c_propagator_reads_it(value: str) -> None:
+    extracted = TraceContextTextMapPropagator().extract({"traceparent": value})
+    expected = trace.get_current_span(extracted).get_span_context()
+    ours = tracing.context_from(value)
+    if not expected.is_valid:
+        assert ours is None
+        return
+    assert ours is not None
+    assert trace.get_current_span(ours).get_span_context() == expected
+    assert dict(ours) == {key: trace.get_current_span(ours) for key in extracted}
