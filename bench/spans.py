@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             loop.close()
             tracing.shutdown()
-        lines = sum(1 for path in Path(tmp).glob("*.jsonl") for _ in path.open(encoding="utf-8"))
+        lines = sum(len(path.read_text(encoding="utf-8").splitlines()) for path in Path(tmp).glob("*.jsonl"))
 
     record, whole = statistics.median(recorded), statistics.median(total)
     print(f"spans: {spans} per round ({workload.spans_per_call} per call), {args.rounds} rounds; {lines} lines written")

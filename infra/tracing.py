@@ -209,7 +209,8 @@ _KINDS = {kind: kind.name.lower() for kind in SpanKind}
 
 
 def span_record(span: ReadableSpan) -> dict[str, Any]:
-    """One span as ``kassa trace`` reads it back (infra.trace_view)."""
+    """One span as the record ``kassa trace`` reads back (infra.trace_view): what :class:`JsonLinesSpanExporter`
+    writes for it, as a dict. The exporter builds its lines without it, for speed; a test holds the two equal."""
     ctx = span.get_span_context()
     parent = span.parent
     attributes = dict(span.attributes or {})

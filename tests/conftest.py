@@ -29,11 +29,18 @@ from infra.migrate import migrate
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """A test whose fixtures patched asyncio's own functions fails before it runs (``helpers.patched_asyncio``)."""
+    """A test whose fixtures patched asyncio's own functions fails before it runs, and one whose body did fails
+    after it (``helpers.patched_asyncio``; a monkeypatch is undone only at teardown)."""
+    _refuse_patched_asyncio()
+    result = yield
+    _refuse_patched_asyncio()
+    return result
+
+
+def _refuse_patched_asyncio() -> None:
     if patched := patched_asyncio():
         names = ", ".join(f"asyncio.{name}" for name in patched)
         pytest.fail(f"{names} patched for the whole session loop: inject the function into the code under test")
-    return (yield)
 
 
 @pytest.fixture(scope="session")

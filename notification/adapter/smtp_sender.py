@@ -44,6 +44,9 @@ from notification.model.message import Channel, OutgoingMessage
 
 __all__ = ["SmtpEmailSender", "SmtpSettings"]
 
+# The longest a QUIT is waited for (or the send timeout, if shorter).
+_QUIT_TIMEOUT_SECONDS = 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class SmtpSettings:
@@ -111,7 +114,10 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _dropped(exc: BaseException) -> bool:
-    """The server is gone or going: a disconnect, or 421 (closing the transmission channel, RFC 5321 §3.8)."""
+    """The server is gone or going: a disconnect, or 421 (closing the transmission channel, RFC 5321 §3.8), also as
+    the answer to RCPT (which aiosmtplib reports as every recipient refused)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return bool(exc.recipients) and all(r.code == 421 for r in exc.recipients)
     return isinstance(exc, ConnectionError) or (isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == 421)
 
 
@@ -285,7 +291,8 @@ class SmtpEmailSender:
 
     async def _quit(self, client: _Client) -> None:
         try:
-            await client.quit()
+            # A goodbye, not a delivery: a server that does not answer it holds neither an idle close nor shutdown.
+            await client.quit(timeout=min(self._timeout, _QUIT_TIMEOUT_SECONDS))
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             pass  # it is being closed either way
         finally:

@@ -9,7 +9,8 @@ passing with no answer.
 
 Protects DESIGN.md §4.2 (the AWAITING_PAYMENT → CONFIRMING claim is a conditional update, so a
 webhook, its duplicate, a poll and a running ConfirmCheckout can't settle one session twice; an event
-for a session whose saga is still running waits for it) and §4.3 (a success that arrives after the
+for a session whose saga is still running waits for it, unless the saga already holds that outcome
+itself: :func:`saga_holds`) and §4.3 (a success that arrives after the
 session failed is voided, or refunded if it was captured: no money is kept without a live order).
 """
 

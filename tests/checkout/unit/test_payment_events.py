@@ -20,6 +20,8 @@ from checkout.model.catalog import AuthorizeRequest, OrderStatus, PaymentStatus
 from checkout.model.session import ConfirmResult, SagaStep, Session, SessionStatus
 from kernel.errors import FailedPrecondition, Reason
 
+pytestmark = pytest.mark.unit
+
 S = PaymentStatus
 
 

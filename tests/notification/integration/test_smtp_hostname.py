@@ -57,7 +57,8 @@ async def test_each_message_says_the_fqdn_looked_up_once(
         return "mail-client.kassa.test"
 
     monkeypatch.setattr(socket, "getfqdn", getfqdn)
-    sender = SmtpEmailSender(SmtpSettings.from_url(url), "Kassa <orders@kassa.localhost>")
+    # A connection per message (no reuse), so each of the three would say EHLO with a name of its own lookup.
+    sender = SmtpEmailSender(SmtpSettings.from_url(url), "Kassa <orders@kassa.localhost>", idle_seconds=0)
     try:
         for _ in range(3):
             await sender.send(

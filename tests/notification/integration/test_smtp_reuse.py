@@ -34,7 +34,8 @@ BOUND = 10.0  # how long a test waits for the server to see something before it 
 @dataclass
 class Recorder:
     """What the server saw, and the fault it plays on a connection's second (or later) message: ``mail:
-    disconnect`` or ``mail: 421`` (the connection is gone when the next MAIL comes), ``data: disconnect`` or
+    disconnect``, ``mail: 421`` or ``rcpt: 421`` (the connection is gone when the next MAIL or RCPT comes),
+    ``data: disconnect`` or
     ``data: silence`` (the message is handed over, the answer never comes), ``data: 421`` (refused, and the
     connection closed)."""
 
@@ -56,6 +57,14 @@ class Recorder:
             return "421 4.4.2 smtp.kassa.test closing connection"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if server.carried and self.fault == "rcpt: 421":
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return "421 4.4.2 smtp.kassa.test closing connection"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -186,7 +195,7 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced(smtp: tuple
         await s.aclose()
 
 
-@pytest.mark.parametrize("fault", ["mail: disconnect", "mail: 421"])
+@pytest.mark.parametrize("fault", ["mail: disconnect", "mail: 421", "rcpt: 421"])
 async def test_a_connection_found_dropped_at_mail_is_replaced_and_the_message_sent_once(
     smtp: tuple[str, Recorder], fault: str
 ) -> None:
