@@ -47,7 +47,7 @@ from gateway.ratelimit import Limit, RateLimiter
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
 from infra import tracing, webhook_signature
-from infra.admission import ADMITTED_BY, CheckoutAdmission, CheckoutPolicy, Overloaded, Ticket
+from infra.admission import CheckoutAdmission, CheckoutPolicy, Overloaded, Ticket
 from infra.auth import Identity, Unauthenticated, mint_token
 from infra.channels import ServiceCredentials, call_metadata
 from infra.config import Settings
@@ -324,17 +324,10 @@ class Gateway:
                 idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
             ),
         )
-        metadata: tuple[tuple[str, str], ...] = (
-            ("authorization", request.headers["authorization"]),
-            ("x-request-id", rid),
-        )
+        metadata = (("authorization", request.headers["authorization"]), ("x-request-id", rid))
         tracing.annotate_message(message)
         # A new cart may start a checkout (and wait for a slot); any other call of the caller's checkout goes at once.
-        new_cart = route.rpc.path == _CREATE_CART.path
-        ticket = await self._enter(identity.subject, new_work=new_cart)
-        if new_cart and self._admission.policy.limit > 0:
-            # Admitted here, so checkout's own admission must not queue or refuse it again (infra.admission).
-            metadata += ((ADMITTED_BY, self._creds.token()),)
+        ticket = await self._enter(identity.subject, new_work=route.rpc.path == _CREATE_CART.path)
         answered = False
         try:
             reply: Message

@@ -64,12 +64,6 @@ the queue until the expected wait passes ``max_wait`` and is refused from there,
 walked-away buyer holds its slot at most ``idle_s`` past its last call, and that longer hold is in the rate the
 wait is expected at.
 
-**Behind the gateway, checkout stands down.** A new cart the gateway admitted (its call carries the gateway's
-own service token in :data:`ADMITTED_BY`, which checkout verifies like any token) is work under way for
-checkout's admission: never queued or refused there for new work, only at the hard limit. Otherwise checkout's
-own queue could refuse, with its CoDel, a buyer the gateway had already let in; the gateway's slots bound the
-checkouts in progress anyway. Direct gRPC clients carry no such token and are admitted as above.
-
 One instance per server (per gateway process: each replica admits on its own), on its event loop: no locking.
 """
 
@@ -84,21 +78,7 @@ from dataclasses import dataclass, field
 
 from infra.metrics import ADMISSION_REFUSALS
 
-__all__ = [
-    "ADMITTED_BY",
-    "ADMITTING_SERVICE",
-    "Admission",
-    "AdmissionPolicy",
-    "CheckoutAdmission",
-    "CheckoutPolicy",
-    "Overloaded",
-    "Ticket",
-]
-
-# gRPC metadata of a call whose new work an upstream admission already let in: the admitting service's own token.
-ADMITTED_BY = "x-kassa-admitted-by"
-# The one service whose word a server takes for it.
-ADMITTING_SERVICE = "gateway"
+__all__ = ["Admission", "AdmissionPolicy", "CheckoutAdmission", "CheckoutPolicy", "Overloaded", "Ticket"]
 
 # Admissions from the queue remembered to estimate its drain rate, and how old the oldest may be.
 _RATE_SAMPLES = 32
@@ -212,19 +192,18 @@ class Admission:
     def waiting(self) -> int:
         return len(self._queue)
 
-    async def acquire(self, method: str, *, budget_s: float | None = None, admitted_upstream: bool = False) -> float:
+    async def acquire(self, method: str, *, budget_s: float | None = None) -> float:
         """Admit the call now, after a wait in the queue (new work only), or raise :class:`Overloaded`.
 
         ``budget_s`` is how long the caller can wait at most (what is left of its deadline); the wait is
-        bounded by the smaller of it and the policy's ``max_wait_s``. ``admitted_upstream``: the gateway let
-        this new work in (:data:`ADMITTED_BY`), so it is work under way here. Returns the time of admission.
+        bounded by the smaller of it and the policy's ``max_wait_s``. Returns the time of admission.
         """
         policy = self.policy
         now = self._clock()
         if policy.limit <= 0:
             self.in_flight += 1
             return now
-        if admitted_upstream or method not in policy.new_work:
+        if method not in policy.new_work:
             if self.in_flight >= policy.cap:
                 raise self._refuse("hard_limit", now)
             self.in_flight += 1

@@ -34,8 +34,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import exc as sa_exc
 
-from infra.admission import ADMITTED_BY, ADMITTING_SERVICE, Admission, Overloaded
-from infra.auth import SERVICE_SUBJECT_PREFIX, JwtVerifier, Unauthenticated, identity_var
+from infra.admission import Admission, Overloaded
+from infra.auth import JwtVerifier, Unauthenticated, identity_var
 from infra.grpc_errors import abort_with
 from infra.logs import request_id_var
 from infra.metrics import MetricsServer, start_metrics_server, timed
@@ -147,10 +147,7 @@ class KassaInterceptor(WrappingInterceptor):
         async def admitted(request: Any, context: grpc.aio.ServicerContext) -> Any:
             assert admission is not None
             try:
-                upstream = await _admitted_upstream(verifier, context)
-                admitted_at = await admission.acquire(
-                    method, budget_s=context.time_remaining(), admitted_upstream=upstream
-                )
+                admitted_at = await admission.acquire(method, budget_s=context.time_remaining())
             except Overloaded as exc:
                 await abort_with(context, _at_capacity(exc))
                 return None  # abort raised; not admitted, so nothing to give back
@@ -167,25 +164,6 @@ class KassaInterceptor(WrappingInterceptor):
             request_deserializer=None,
             response_serializer=handler.response_serializer,
         )
-
-
-_ADMITTING_SUBJECT = f"{SERVICE_SUBJECT_PREFIX}{ADMITTING_SERVICE}"
-
-
-async def _admitted_upstream(verifier: JwtVerifier, context: grpc.aio.ServicerContext) -> bool:
-    """Whether the gateway already admitted this call's new work: its own service token in ``ADMITTED_BY``.
-
-    Anything else there (no token, a forged or expired one, another service's or a customer's) is ignored: the
-    call is then admitted here like a direct client's, and authentication still runs as for every call.
-    """
-    for key, value in context.invocation_metadata() or ():
-        if key == ADMITTED_BY:
-            try:
-                identity = await verifier.authenticate(f"Bearer {value}")
-            except errors.DomainError:  # not a token this mesh accepts (or its key could not be fetched)
-                return False
-            return identity is not None and identity.is_service and identity.subject == _ADMITTING_SUBJECT
-    return False
 
 
 def _at_capacity(exc: Overloaded) -> errors.Unavailable:

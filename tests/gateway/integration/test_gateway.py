@@ -27,7 +27,7 @@ from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.server import uvicorn_config
 from infra import webhook_signature
-from infra.admission import ADMITTED_BY, CheckoutAdmission
+from infra.admission import CheckoutAdmission
 from infra.auth import ROLE_ADMIN, mint_token, require_identity, require_privileged
 from infra.config import Settings
 from infra.runner import verifier_for
@@ -331,29 +331,6 @@ async def test_admin_routes_serve_admins(env: Env, admin_token: str) -> None:
 async def test_the_callers_token_is_forwarded_unchanged(env: Env, customer_token: str) -> None:
     await env.client.get("/v1/carts/c7", headers=auth(customer_token))
     assert env.recorder.metadata["GetCart"]["authorization"] == f"Bearer {customer_token}"
-
-
-async def test_a_new_cart_carries_the_gateways_token_saying_it_was_admitted_and_other_calls_do_not(
-    env: Env, customer_token: str
-) -> None:
-    """Checkout's own admission takes the gateway's word for a new cart it let in (infra.admission.ADMITTED_BY)."""
-    created = await env.client.post("/v1/carts", json={"currency_code": "USD"}, headers=auth(customer_token))
-    assert created.status_code == 200
-    vouched = verifier_for(env.settings).verify(env.recorder.metadata["CreateCart"][ADMITTED_BY])
-    assert vouched.is_service and vouched.subject == "svc:gateway"
-    await env.client.get("/v1/carts/c8", headers=auth(customer_token))
-    assert ADMITTED_BY not in env.recorder.metadata["GetCart"]
-
-
-async def test_with_admission_off_a_new_cart_carries_no_such_token(
-    settings: Settings, backend: tuple[Server, Recorder, FakePayments], customer_token: str
-) -> None:
-    server, recorder, _ = backend
-    gw_settings = dataclasses.replace(gateway_settings(settings, server.port), max_in_flight=0)
-    async with serving(create_app(gw_settings, GatewayConfig(rate_limit_per_minute=0))) as client:
-        created = await client.post("/v1/carts", json={"currency_code": "USD"}, headers=auth(customer_token))
-    assert created.status_code == 200
-    assert ADMITTED_BY not in recorder.metadata["CreateCart"]
 
 
 async def test_request_id_is_forwarded_and_echoed(env: Env, customer_token: str) -> None:
