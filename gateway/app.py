@@ -187,7 +187,7 @@ class Gateway:
         return await self._serve(request, self._transcode, counted=True)
 
     async def guest(self, request: Request) -> Response:
-        return await self._serve(request, self._guest, counted=True, route="/v1/auth/guest")
+        return await self._serve(request, self._guest, counted=True, arrival=True, route="/v1/auth/guest")
 
     async def webhook(self, request: Request) -> Response:
         return await self._serve(request, self._webhook, route="/v1/payments/webhooks/{provider}")
@@ -234,7 +234,13 @@ class Gateway:
     # -- request pipeline --------------------------------------------------------------------------
 
     async def _serve(
-        self, request: Request, handler: Handler, *, counted: bool = False, route: str | None = None
+        self,
+        request: Request,
+        handler: Handler,
+        *,
+        counted: bool = False,
+        arrival: bool = False,
+        route: str | None = None,
     ) -> Response:
         """:meth:`_answer` in the request's server span (continuing the caller's trace: infra.tracing).
 
@@ -244,21 +250,29 @@ class Gateway:
         with tracing.server_span(
             name, request.headers.get(tracing.TRACEPARENT), {"http.request.method": request.method}
         ) as span:
-            response = await self._answer(request, handler, counted=counted, route=route)
+            response = await self._answer(request, handler, counted=counted, arrival=arrival, route=route)
             tracing.http_status(span, response.status_code)
         return response
 
     async def _answer(
-        self, request: Request, handler: Handler, *, counted: bool = False, route: str | None = None
+        self,
+        request: Request,
+        handler: Handler,
+        *,
+        counted: bool = False,
+        arrival: bool = False,
+        route: str | None = None,
     ) -> Response:
         """Run ``handler`` and turn whatever it raises into the Status JSON with the right HTTP status.
 
         A ``counted`` request is refused with 503 and Retry-After at the admission's cap on calls in flight
         (infra.admission.CheckoutAdmission); the handlers admit new checkouts (guest token, new cart), which may
         wait in its queue for a slot and are refused, before anything is done for them, only when their expected
-        wait is too long. Webhooks pass none: a provider's notification is never turned away for
-        load. A backend's own UNAVAILABLE with RetryInfo gets the same Retry-After. Each answer is counted by
-        ``route`` (its template; default: the one routing matched) and status (gateway.metrics).
+        wait is too long; an ``arrival`` (a guest token's request) is counted apart from the calls of checkouts
+        under way, so a flood of them never gets those refused. Webhooks pass none: a provider's notification is
+        never turned away for load. A backend's own UNAVAILABLE with RetryInfo gets the same Retry-After. Each
+        answer is counted by ``route`` (its template; default: the one routing matched) and status
+        (gateway.metrics).
         """
         started = time.perf_counter()
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
@@ -268,7 +282,7 @@ class Gateway:
         in_flight = False
         try:
             if counted:
-                _refused_if_overloaded(self._admission.call_started)
+                _refused_if_overloaded(lambda: self._admission.call_started(arrival=arrival))
                 in_flight = True
             response = await handler(request, rid)
         except HttpRefusal as exc:
@@ -286,7 +300,7 @@ class Gateway:
             response = error_response(internal)
         finally:
             if in_flight:
-                self._admission.call_ended()
+                self._admission.call_ended(arrival=arrival)
         response.headers.update(headers)
         response.headers[REQUEST_ID_HEADER] = rid
         response.headers["Cache-Control"] = "no-store"

@@ -509,6 +509,9 @@ class CheckoutAdmission:
         self._progress: OrderedDict[str, _Checkout] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
         self.calls_in_flight = 0
+        # Guest-token requests (new checkouts before they have a subject), counted apart: see call_started.
+        self.arrivals_in_flight = 0
+        self._arrivals_waiting = 0
 
     @property
     def in_progress(self) -> int:
@@ -526,16 +529,30 @@ class CheckoutAdmission:
     def tracks(self, key: str) -> bool:
         return key in self._progress
 
-    def call_started(self) -> None:
+    def call_started(self, *, arrival: bool = False) -> None:
         """Any call: refused (:class:`Overloaded`, "hard_limit") at ``call_cap`` calls in flight, new checkouts
         waiting in the queue not counted (they do nothing while they wait, and they must not push the calls of
-        checkouts under way over the cap)."""
-        if self.policy.limit > 0 and self.calls_in_flight - self.queue.waiting >= self.policy.cap:
+        checkouts under way over the cap).
+
+        ``arrival``: a guest token's request, a new checkout by definition, which has its own ``call_cap``. A
+        flood of them, still on their way to the queue (authenticated, rate-limited) on a saturated gateway, so
+        never pushes the calls of checkouts under way over theirs: those are not refused to make room for new
+        carts (a 10x overload had work under way refused at the cap that way)."""
+        if arrival:
+            if self.policy.limit > 0 and self.arrivals_in_flight - self._arrivals_waiting >= self.policy.cap:
+                raise self.queue.refusal("hard_limit")
+            self.arrivals_in_flight += 1
+            return
+        waiting = self.queue.waiting - self._arrivals_waiting
+        if self.policy.limit > 0 and self.calls_in_flight - waiting >= self.policy.cap:
             raise self.queue.refusal("hard_limit")
         self.calls_in_flight += 1
 
-    def call_ended(self) -> None:
-        self.calls_in_flight -= 1
+    def call_ended(self, *, arrival: bool = False) -> None:
+        if arrival:
+            self.arrivals_in_flight -= 1
+        else:
+            self.calls_in_flight -= 1
 
     async def enter(self, key: str | None, *, new_work: bool) -> Ticket:
         """A call of the checkout ``key`` (None: a guest's, before its token) starts.
@@ -556,10 +573,15 @@ class CheckoutAdmission:
             return Ticket(key, new=False, started=now)
         if self.queue.in_flight >= self.queue.limit > 0:
             self._arm()  # the queue waits for checkouts to end, idle ones too
+        if key is None:
+            self._arrivals_waiting += 1  # call_started counts a guest's wait apart from other new checkouts'
+            try:
+                await self.queue.acquire(_NEW_CHECKOUT)
+            finally:
+                self._arrivals_waiting -= 1
+            return Ticket(None, new=True, started=self._clock())
         await self.queue.acquire(_NEW_CHECKOUT)
         now = self._clock()
-        if key is None:
-            return Ticket(None, new=True, started=now)
         entry = self._progress.get(key)
         if entry is not None:  # the same caller's other new cart got in first: one checkout, one slot
             self.queue.release()

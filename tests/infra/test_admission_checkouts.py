@@ -203,6 +203,34 @@ async def test_calls_are_refused_only_at_the_cap_and_new_checkouts_waiting_are_n
     await settle()
 
 
+async def test_a_flood_of_guest_arrivals_never_gets_a_call_of_a_checkout_under_way_refused() -> None:
+    g = gate(Clock(), limit=1, call_cap=3, max_wait_s=10.0)
+    g.leave(at_once(g.enter("a", new_work=True)), ended=False)
+    for _ in range(3):  # guest-token requests on their way to the queue (authenticating, rate-limited)
+        g.call_started(arrival=True)
+    with pytest.raises(Overloaded) as refused:  # arrivals are refused at the cap on their own count ...
+        g.call_started(arrival=True)
+    assert refused.value.why == "hard_limit"
+    for _ in range(3):  # ... and the calls of checkouts under way still have the whole cap
+        g.call_started()
+    with pytest.raises(Overloaded):
+        g.call_started()
+    # A guest waiting in the queue does nothing: it frees its arrival's place, never a call's.
+    waiter = asyncio.create_task(g.enter(None, new_work=True))
+    await settle()
+    assert g.waiting == 1
+    g.call_started(arrival=True)
+    with pytest.raises(Overloaded):
+        g.call_started()
+    g.call_ended()
+    g.call_started()
+    g.call_ended(arrival=True)
+    assert (g.calls_in_flight, g.arrivals_in_flight) == (3, 3)
+    waiter.cancel()
+    await settle()
+    assert g.waiting == 0 and g._arrivals_waiting == 0
+
+
 async def test_the_limit_rises_while_new_checkouts_wait_and_calls_are_fast_and_falls_when_they_are_slow() -> None:
     clock = Clock()
     g = gate(clock, limit=4, max_limit=8, latency_target_s=1.0)

@@ -627,7 +627,7 @@ async def test_new_checkouts_wait_for_a_slot_and_get_503_with_retry_after_only_w
         assert gate.expire() == 1
         assert (await third).status_code == 200
         assert (gate.in_progress, gate.waiting, gate.queue.refused) == (1, 0, 2)
-        assert gate.calls_in_flight == 0
+        assert (gate.calls_in_flight, gate.arrivals_in_flight) == (0, 0)
     finally:
         gateway._admission = original
 
