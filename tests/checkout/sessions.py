@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from checkout.model.cart import CartStatus
-from checkout.model.session import Session
+from helpers import unique
 
-__all__ = ["begin_confirm", "create_session"]
+from checkout.model.cart import Cart, CartItem, CartStatus
+from checkout.model.session import Address, Session, SessionLine
+
+__all__ = ["begin_confirm", "create_session", "new_session"]
+
+
+async def new_session(tx: Any, origin: Address, *, minutes: int = 15) -> Session:
+    """A new customer's cart of one line (2 x SKU-1 at 5.00 from ``origin``) and an open session for it, ending
+    ``minutes`` from now (a negative number: already overdue)."""
+    cart = await tx.carts.create(Cart(str(uuid.uuid4()), unique("cust"), "USD"))
+    await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-1", "One", 2, 500))
+    session = Session(
+        session_id=str(uuid.uuid4()),
+        cart_id=cart.cart_id,
+        customer_id=cart.customer_id,
+        currency_code="USD",
+        lines=[SessionLine("SKU-1", "One", 2, 500, "wh-1", origin)],
+        expires_at=datetime.now(UTC) + timedelta(minutes=minutes),
+    )
+    await create_session(tx, session)
+    return session
 
 
 async def create_session(tx: Any, session: Session) -> Session | None:

@@ -16,7 +16,6 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -35,9 +34,8 @@ from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways, SessionPayment
 from checkout.data.repositories import SqlUnitOfWork
-from checkout.model.cart import Cart, CartItem
 from checkout.model.catalog import Address, AuthorizeRequest, OrderStatus, PaymentStatus
-from checkout.model.session import ConfirmResult, SagaState, SagaStep, Session, SessionLine, SessionStatus
+from checkout.model.session import ConfirmResult, SagaState, SagaStep, Session, SessionStatus
 from checkout.worker.payment_events import payment_event_consumer
 from infra import events
 from infra.config import Settings
@@ -46,7 +44,7 @@ from infra.events import connect, ensure_streams, subject
 from kernel.caller import Caller
 from kernel.money import Money
 from tests.checkout.fakes import FakeIdempotencyStore, fake_gateways
-from tests.checkout.sessions import begin_confirm, create_session
+from tests.checkout.sessions import begin_confirm, new_session
 
 pytestmark = pytest.mark.integration
 
@@ -285,21 +283,13 @@ async def test_a_three_d_secure_authorization_still_waits_for_the_saga_and_then_
 async def test_the_narrow_read_is_one_statement_and_says_what_the_whole_read_says(engines) -> None:
     _saga_uow, uow, trips = engines
     async with uow.transaction() as tx:
-        cart = await tx.carts.create(Cart(str(uuid.uuid4()), unique("cust"), "USD"))
-        await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-1", "One", 2, 500))
-        session = Session(
-            session_id=str(uuid.uuid4()),
-            cart_id=cart.cart_id,
-            customer_id=cart.customer_id,
-            currency_code="USD",
-            lines=[SessionLine("SKU-1", "One", 2, 500, "wh-1", ADDRESS)],
-            expires_at=datetime.now(UTC) + timedelta(minutes=15),
-        )
-        await create_session(tx, session)
+        session = await new_session(tx, ADDRESS)
         started = await begin_confirm(tx, session.session_id, unique("k"), "fp")
     assert started is not None
     sid, attempt = session.session_id, started.saga_attempt
-    authorize = AuthorizeRequest("checkout:x:authorize", sid, Money("USD", 1000), "tok_visa", cart.customer_id, "a@b.c")
+    authorize = AuthorizeRequest(
+        "checkout:x:authorize", sid, Money("USD", 1000), "tok_visa", session.customer_id, "a@b.c"
+    )
 
     async def both() -> tuple[SessionPayment | None, Session | None]:
         trips.take()

@@ -12,7 +12,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,12 +22,12 @@ from helpers import unique
 from checkout.biz.retry import RetryPolicy
 from checkout.bootstrap import Container, build
 from checkout.data.tables import checkout_sessions, failed_compensations
-from checkout.model.cart import Cart, CartItem, CartStatus
+from checkout.model.cart import CartStatus
 from checkout.model.catalog import Address
 from checkout.model.compensation import NewCompensation, Operation
-from checkout.model.session import Session, SessionLine, SessionStatus
+from checkout.model.session import Session, SessionStatus
 from infra.config import Settings
-from tests.checkout.sessions import begin_confirm, create_session
+from tests.checkout.sessions import begin_confirm, new_session
 
 pytestmark = pytest.mark.integration
 
@@ -64,17 +63,7 @@ async def _sessions(container: Container, count: int, *, minutes: int) -> list[S
     made = []
     for _ in range(count):
         async with container.uow.transaction() as tx:
-            cart = await tx.carts.create(Cart(str(uuid.uuid4()), unique("cust"), "USD"))
-            await tx.carts.upsert_item(cart.cart_id, CartItem("SKU-1", "One", 2, 500))
-            session = Session(
-                session_id=str(uuid.uuid4()),
-                cart_id=cart.cart_id,
-                customer_id=cart.customer_id,
-                currency_code="USD",
-                lines=[SessionLine("SKU-1", "One", 2, 500, "wh-1", ORIGIN)],
-                expires_at=datetime.now(UTC) + timedelta(minutes=minutes),
-            )
-            await create_session(tx, session)
+            session = await new_session(tx, ORIGIN, minutes=minutes)
         made.append(session)
     return made
 
