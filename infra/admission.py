@@ -94,6 +94,8 @@ _MAX_RETRY_AFTER_S = 30.0
 _ADAPT_EVERY_S = 0.25
 # ... over at least this many calls, so one slow call is no verdict on the mesh.
 _MIN_SAMPLES = 8
+# Calls in flight per checkout in progress that the gateway's call cap always leaves room for.
+_CALLS_PER_CHECKOUT = 2
 
 
 @dataclass(frozen=True)
@@ -499,7 +501,7 @@ class CheckoutAdmission:
     touched first). A guest's checkout is admitted before its subject exists and bound to it when the token is
     minted (:meth:`leave` with ``key``). Work under way (any call of a checkout in progress, or of a caller
     with none: webhooks never come here) is never queued or refused for new checkouts; every call is refused
-    only at ``call_cap`` calls in flight.
+    only at the call cap (:attr:`call_cap`), which grows with the checkouts in progress.
     """
 
     def __init__(self, policy: CheckoutPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -530,11 +532,11 @@ class CheckoutAdmission:
         return key in self._progress
 
     def call_started(self, *, arrival: bool = False) -> None:
-        """Any call: refused (:class:`Overloaded`, "hard_limit") at ``call_cap`` calls in flight, new checkouts
+        """Any call: refused (:class:`Overloaded`, "hard_limit") at :attr:`call_cap` calls in flight, new checkouts
         waiting in the queue not counted (they do nothing while they wait, and they must not push the calls of
         checkouts under way over the cap).
 
-        ``arrival``: a guest token's request, a new checkout by definition, which has its own ``call_cap``. A
+        ``arrival``: a guest token's request, a new checkout by definition, which has its own cap (the policy's). A
         flood of them, still on their way to the queue (authenticated, rate-limited) on a saturated gateway, so
         never pushes the calls of checkouts under way over theirs: those are not refused to make room for new
         carts (a 10x overload had work under way refused at the cap that way)."""
@@ -544,9 +546,18 @@ class CheckoutAdmission:
             self.arrivals_in_flight += 1
             return
         waiting = self.queue.waiting - self._arrivals_waiting
-        if self.policy.limit > 0 and self.calls_in_flight - waiting >= self.policy.cap:
+        if self.policy.limit > 0 and self.calls_in_flight - waiting >= self.call_cap:
             raise self.queue.refusal("hard_limit")
         self.calls_in_flight += 1
+
+    @property
+    def call_cap(self) -> int:
+        """Calls in flight of checkouts under way at which one is refused: the policy's cap (``call_cap``, or 8 x
+        ``limit``), or twice the checkouts in progress when that is more. A checkout that waited out ``max_wait``
+        is let in past the limit, as promised, and under a sustained overload such checkouts add up (154 in
+        progress at a limit of 32 in a 10x run); a fixed cap then refused their calls, work under way, to make
+        room for nothing. Twice: a client may have a second call in flight, not a flood of them."""
+        return max(self.policy.cap, _CALLS_PER_CHECKOUT * self.in_progress)
 
     def call_ended(self, *, arrival: bool = False) -> None:
         if arrival:

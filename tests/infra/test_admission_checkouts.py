@@ -351,6 +351,22 @@ async def test_work_under_way_is_never_queued_or_refused_while_new_checkouts_are
     await settle()
 
 
+async def test_checkouts_let_in_past_the_limit_after_waiting_raise_the_call_cap_with_them() -> None:
+    # A real-time bound, waited out for sure (as in the test below): each late checkout is let in past the limit.
+    g = gate(Clock(), limit=1, call_cap=2, max_wait_s=0.01, idle_s=0.001)
+    g.leave(at_once(g.enter("a", new_work=True)), ended=False)
+    for key in ("b", "c"):
+        g.leave(await g.enter(key, new_work=True), ended=False)
+    assert (g.in_progress, g.queue.admitted_late, g.call_cap) == (3, 2, 6)
+    for _ in range(6):  # each of the three may have a second call in flight: all are work under way
+        g.call_started()
+    with pytest.raises(Overloaded) as refused:  # a seventh is more than that: the cap still holds
+        g.call_started()
+    assert refused.value.why == "hard_limit"
+    g.leave(at_once(g.enter("c", new_work=False)), ended=True)  # c's checkout ends: the cap follows it down
+    assert g.call_cap == 4
+
+
 async def test_a_checkout_that_joined_the_queue_is_served_even_past_max_wait_and_never_refused_after_waiting() -> None:
     # A real-time bound, waited out for sure; before any checkout ended one is expected every idle_s (1 ms).
     g = gate(Clock(), limit=1, max_wait_s=0.01, idle_s=0.001)
