@@ -539,7 +539,7 @@ class CheckoutAdmission:
         ``arrival``: a guest token's request, a new checkout by definition, which has its own cap (the policy's). A
         flood of them, still on their way to the queue (authenticated, rate-limited) on a saturated gateway, so
         never pushes the calls of checkouts under way over theirs: those are not refused to make room for new
-        carts (a 10x overload had work under way refused at the cap that way)."""
+        carts."""
         if arrival:
             if self.policy.limit > 0 and self.arrivals_in_flight - self._arrivals_waiting >= self.policy.cap:
                 raise self.queue.refusal("hard_limit")
