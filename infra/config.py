@@ -330,6 +330,9 @@ class Settings:
         for name, value in (("PREVIEW_REUSE", preview_reuse), ("CART_PRICE_TTL", cart_price_ttl)):
             if not 0 <= value <= 60:
                 raise ConfigError(f"KASSA_CHECKOUT_{name}_SECONDS must be within 0..60, got {value}")
+        smtp_idle = _int(env, "KASSA_SMTP_IDLE_SECONDS", 30)
+        if smtp_idle < 0:
+            raise ConfigError(f"KASSA_SMTP_IDLE_SECONDS must be 0 or more, got {smtp_idle}")
         addrs = {name: env.get(f"KASSA_{name.upper()}_ADDR") or default for name, default in DEFAULT_ADDRS.items()}
         for name, addr in addrs.items():
             variable = f"KASSA_{name.upper()}_ADDR"
@@ -405,7 +408,7 @@ class Settings:
             grpc_health_addr=env.get("KASSA_GRPC_HEALTH_ADDR") or None,
             smtp_url=env.get("KASSA_SMTP_URL") or None,
             mail_from=env.get("KASSA_MAIL_FROM") or "Kassa <orders@kassa.localhost>",
-            smtp_idle_seconds=_int(env, "KASSA_SMTP_IDLE_SECONDS", 30),
+            smtp_idle_seconds=smtp_idle,
             capture_on=capture_on,
             replica=replica,
             gateway_replica_addrs=gateway_replicas,

@@ -40,8 +40,6 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
         smtp = SmtpSettings.from_url(str(settings.smtp_url))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if settings.smtp_idle_seconds < 0:
-        raise ConfigError(f"KASSA_SMTP_IDLE_SECONDS must be 0 or more, got {settings.smtp_idle_seconds}")
     engine = create_engine(
         str(settings.database_url), pool_size=settings.db_pool_size, application_name="kassa-notification"
     )
