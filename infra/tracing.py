@@ -252,28 +252,22 @@ def _json_of(value: Any) -> str:
         return _quote(value)
     if kind is int:
         return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
     if value is None:
         return "null"
     return _encode(value)
 
 
 def _object(attributes: Mapping[str, Any]) -> str:
-    """Span attributes as json.dumps would write them: str, int and bool values directly, others by json."""
+    """Span attributes as json.dumps would write them, each value as :func:`_json_of` writes it."""
     # The SDK's attributes (a proxy of its BoundedAttributes) copy to a plain dict in one call.
     plain = attributes.copy() if isinstance(attributes, (dict, MappingProxyType)) else dict(attributes)
     members = []
     for key, value in plain.items():
         if type(key) is not str:
             return _encode(dict(plain))
-        kind = type(value)
-        if kind is str:
-            members.append(f"{_quote(key)}:{_quote(value)}")
-        elif kind is int:
-            members.append(f"{_quote(key)}:{int.__repr__(value)}")
-        elif kind is bool:
-            members.append(f"{_quote(key)}:{'true' if value else 'false'}")
-        else:
-            members.append(f"{_quote(key)}:{_encode(value)}")
+        members.append(f"{_quote(key)}:{_json_of(value)}")
     return "{" + ",".join(members) + "}"
 
 
