@@ -1,7 +1,9 @@
-"""Sessions written the way the service writes them, for the integration tests of checkout's repositories."""
+"""Sessions written the way the service writes them, for the tests of checkout's repositories, and a saga held
+at one of its calls (``hold_before``)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +13,7 @@ from helpers import unique
 from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.session import Address, Session, SessionLine
 
-__all__ = ["begin_confirm", "create_session", "new_session"]
+__all__ = ["begin_confirm", "create_session", "hold_before", "new_session"]
 
 
 async def new_session(tx: Any, origin: Address, *, minutes: int = 15) -> Session:
@@ -44,3 +46,18 @@ async def begin_confirm(tx: Any, session_id: str, key: str, fingerprint: str) ->
     """ConfirmCheckout's durable guard (OPEN -> CONFIRMING), as the service takes it; None if it did not apply."""
     begun = await tx.sessions.begin_confirm_with_cart(session_id, key, fingerprint)
     return None if begun is None else begun[0]
+
+
+def hold_before(gateway: Any, method: str) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make ``gateway.method`` wait when called: the first event is set once a call reached it, which goes on
+    to the real method once the second is set."""
+    reached, release = asyncio.Event(), asyncio.Event()
+    real = getattr(gateway, method)
+
+    async def held(*args: Any, **kwargs: Any) -> Any:
+        reached.set()
+        await release.wait()
+        return await real(*args, **kwargs)
+
+    setattr(gateway, method, held)
+    return reached, release

@@ -44,7 +44,7 @@ from infra.events import connect, ensure_streams, subject
 from kernel.caller import Caller
 from kernel.money import Money
 from tests.checkout.fakes import FakeIdempotencyStore, fake_gateways
-from tests.checkout.sessions import begin_confirm, new_session
+from tests.checkout.sessions import begin_confirm, hold_before, new_session
 
 pytestmark = pytest.mark.integration
 
@@ -199,15 +199,7 @@ async def _paused(
     mesh: Mesh, session: Session, gateway: Any, method: str
 ) -> tuple[asyncio.Task[ConfirmResult], asyncio.Event]:
     """ConfirmCheckout running, held right before ``gateway.method``; set the event to let it go."""
-    reached, release = asyncio.Event(), asyncio.Event()
-    real = getattr(gateway, method)
-
-    async def gated(*args: Any, **kwargs: Any) -> Any:
-        reached.set()
-        await release.wait()
-        return await real(*args, **kwargs)
-
-    setattr(gateway, method, gated)
+    reached, release = hold_before(gateway, method)
     assert session.preview is not None
     task = asyncio.ensure_future(
         mesh.confirm(mesh.customer, session.session_id, unique("key"), session.preview.grand_total)

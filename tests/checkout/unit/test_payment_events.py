@@ -19,6 +19,7 @@ from checkout.biz.ports import SessionPayment
 from checkout.model.catalog import AuthorizeRequest, OrderStatus, PaymentStatus
 from checkout.model.session import ConfirmResult, SagaStep, Session, SessionStatus
 from kernel.errors import FailedPrecondition, Reason
+from tests.checkout.sessions import hold_before
 
 pytestmark = pytest.mark.unit
 
@@ -44,15 +45,7 @@ class Paused:
 
 
 async def _paused(world: Any, session: Session, gateway: Any, method: str) -> Paused:
-    reached, release = asyncio.Event(), asyncio.Event()
-    real = getattr(gateway, method)
-
-    async def gated(*args: Any, **kwargs: Any) -> Any:
-        reached.set()
-        await release.wait()
-        return await real(*args, **kwargs)
-
-    setattr(gateway, method, gated)
+    reached, release = hold_before(gateway, method)
     task = asyncio.ensure_future(world.confirm_session(session))
     await asyncio.wait_for(reached.wait(), 5)
     return Paused(task, release)
