@@ -189,6 +189,12 @@ class CartRepo(Protocol):
         ``version``, bumping it; the cart head as written (``items`` left empty), None when it wasn't."""
         ...
 
+    async def put_item_or_read(self, cart_id: str, item: CartItem, *, version: int) -> tuple[bool, Cart | None]:
+        """In one statement, :meth:`put_item_at`'s write and a read of the cart: (True, the cart as written, lines
+        included) when the write applied; else (False, the cart with its lines as the statement found it), or
+        (False, None) when there is no such cart."""
+        ...
+
     async def upsert_item(self, cart_id: str, item: CartItem) -> None:
         """Replace the sku's line in place, or add it after every existing line."""
         ...

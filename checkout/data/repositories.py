@@ -120,9 +120,9 @@ _UPSERT_ITEM = _new_item.on_conflict_do_update(
 )
 
 
-def _write_line_at_version() -> sa.Select[Any]:
-    """One statement: bump an ACTIVE cart still at ``b_version`` and write the sku's line (in place, or after every
-    line) only if it did; the cart head as written, no row when the cart moved on meanwhile."""
+def _bump_then_write_line() -> tuple[CTE, CTE]:
+    """Two CTEs: ``bumped`` bumps an ACTIVE cart still at ``b_version`` (returning its row as written), ``written``
+    writes the sku's line (in place, or after every line) only if it did."""
     bumped = (
         carts.update()
         .where(
@@ -157,10 +157,41 @@ def _write_line_at_version() -> sa.Select[Any]:
         .returning(cart_items.c.sku)
         .cte("written")
     )
+    return bumped, written
+
+
+def _write_line_at_version() -> sa.Select[Any]:
+    """One statement: bump an ACTIVE cart still at ``b_version`` and write the sku's line (in place, or after every
+    line) only if it did; the cart head as written, no row when the cart moved on meanwhile."""
+    bumped, written = _bump_then_write_line()
     return sa.select(bumped).add_cte(written)
 
 
+def _write_line_or_read() -> sa.Select[Any]:
+    """One statement: the line written as :func:`_write_line_at_version` writes it, and the cart with its lines as
+    the statement's snapshot shows them, one row per line (a cart without lines: one row of NULLs), with the
+    ``new_*`` columns set only when the write applied: the write's answer, or else the read a caller whose version
+    was stale needs next."""
+    bumped, written = _bump_then_write_line()
+    return (
+        sa.select(
+            carts,
+            cart_items.c.sku.label("item_sku"),
+            cart_items.c.name.label("item_name"),
+            cart_items.c.quantity.label("item_quantity"),
+            cart_items.c.unit_price_minor.label("item_unit_price_minor"),
+            bumped.c.version.label("new_version"),
+            bumped.c.updated_at.label("new_updated_at"),
+        )
+        .select_from(carts.outerjoin(cart_items, cart_items.c.cart_id == carts.c.cart_id).outerjoin(bumped, sa.true()))
+        .where(carts.c.cart_id == sa.bindparam("b_cart_id"))
+        .order_by(cart_items.c.added_at, cart_items.c.sku)
+        .add_cte(written)
+    )
+
+
 _WRITE_LINE_AT_VERSION = _write_line_at_version()
+_WRITE_LINE_OR_READ = _write_line_or_read()
 
 
 def _cart(row: sa.Row[Any], items: list[CartItem]) -> Cart:
@@ -174,6 +205,10 @@ def _cart(row: sa.Row[Any], items: list[CartItem]) -> Cart:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _item(row: sa.Row[Any]) -> CartItem:
+    return CartItem(row.item_sku, row.item_name, row.item_quantity, row.item_unit_price_minor)
 
 
 def _in(seconds: float) -> sa.ColumnElement[Any]:
@@ -230,12 +265,7 @@ class SqlCartRepo:
         rows = (await self._c.execute(_GET_CART_WITH_ITEMS, {"cart_id": cart_id})).all()
         if not rows:
             return None
-        items = [
-            CartItem(r.item_sku, r.item_name, r.item_quantity, r.item_unit_price_minor)
-            for r in rows
-            if r.item_sku is not None
-        ]
-        return _cart(rows[0], items)
+        return _cart(rows[0], [_item(r) for r in rows if r.item_sku is not None])
 
     async def get_head(self, cart_id: str) -> Cart | None:
         row = (await self._c.execute(_GET_CART, {"cart_id": cart_id})).first()
@@ -264,6 +294,29 @@ class SqlCartRepo:
             )
         ).first()
         return None if row is None else _cart(row, [])
+
+    async def put_item_or_read(self, cart_id: str, item: CartItem, *, version: int) -> tuple[bool, Cart | None]:
+        rows = (
+            await self._c.execute(
+                _WRITE_LINE_OR_READ,
+                {
+                    "b_cart_id": cart_id,
+                    "b_version": version,
+                    "b_sku": item.sku,
+                    "b_name": item.name,
+                    "b_quantity": item.quantity,
+                    "b_unit_price_minor": item.unit_price_minor,
+                },
+            )
+        ).all()
+        if not rows:
+            return False, None
+        cart = _cart(rows[0], [_item(r) for r in rows if r.item_sku is not None])
+        if rows[0].new_version is None:
+            return False, cart
+        cart.version, cart.updated_at = rows[0].new_version, rows[0].new_updated_at
+        cart.put(item)
+        return True, cart
 
     async def upsert_item(self, cart_id: str, item: CartItem) -> None:
         await self._c.execute(

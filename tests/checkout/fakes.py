@@ -487,6 +487,11 @@ class _FakeCarts:
         cart.put(item)
         return replace(cart, items=[])
 
+    async def put_item_or_read(self, cart_id: str, item: CartItem, *, version: int) -> tuple[bool, Cart | None]:
+        if await self.put_item_at(cart_id, item, version=version) is None:
+            return False, await self.get(cart_id)
+        return True, await self.get(cart_id)
+
     async def upsert_item(self, cart_id: str, item: CartItem) -> None:
         self._s.carts[cart_id].put(item)
 

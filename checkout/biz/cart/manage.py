@@ -5,16 +5,25 @@ The request's own checks (a sku's form, a quantity within 1..max_item_quantity) 
 needs the catalog or the cart (an unknown sku, a line summing past the maximum) before anything is written
 (DESIGN.md §4.6), and protects ownership (one customer never reads or changes another's cart). A cart frozen
 by a checkout session is refused with CHECKOUT_IN_PROGRESS, so a session's reserved lines always match its cart.
+
+AddCartItem on a cart this process wrote last (it keeps the latest carts it wrote, as written) skips the read:
+the checks run on the cart as kept and the line is written only if the cart is still at that version (every
+change of a cart bumps it, its owner and currency never change). A cart that moved on meanwhile comes back from
+that same statement as it is now, and is checked and written as one read first would have been; a request the
+kept cart would refuse is checked on a fresh read, so every answer is the one the cart as it is now gives.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
+from dataclasses import replace
 
-from checkout.biz.cart.access import load_owned_cart
+from checkout.biz.cart.access import load_owned_cart, owned_cart
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, NoFunnelEvents, ProductLookup, UnitOfWork
 from checkout.model.cart import Cart, CartItem, CartStatus
+from checkout.model.catalog import Product
 from kernel.caller import Caller
 from kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
 from kernel.money import validate_currency
@@ -31,13 +40,43 @@ def _frozen(cart_id: str) -> FailedPrecondition:
 
 
 class CartUseCases:
+    """``known_carts``: how many of the carts it wrote last this process keeps, as written, for AddCartItem to write
+    at their version without reading them first (0 keeps none)."""
+
     def __init__(
-        self, uow: UnitOfWork, pricing: ProductLookup, policy: CheckoutPolicy, *, funnel: FunnelEvents | None = None
+        self,
+        uow: UnitOfWork,
+        pricing: ProductLookup,
+        policy: CheckoutPolicy,
+        *,
+        funnel: FunnelEvents | None = None,
+        known_carts: int = 4096,
     ) -> None:
         self._uow = uow
         self._pricing = pricing
         self._policy = policy
         self._funnel = funnel or NoFunnelEvents()
+        self._known: OrderedDict[str, Cart] = OrderedDict()
+        self._known_max = known_carts
+
+    def _remember(self, cart: Cart) -> Cart:
+        """Keep a copy of ``cart`` as just written (unless a later version of it is kept already); ``cart``."""
+        if self._known_max <= 0:
+            return cart
+        kept = self._known.get(cart.cart_id)
+        if kept is None or kept.version <= cart.version:
+            self._known[cart.cart_id] = replace(cart, items=list(cart.items))
+        self._known.move_to_end(cart.cart_id)
+        while len(self._known) > self._known_max:
+            self._known.popitem(last=False)
+        return cart
+
+    def _recall(self, caller: Caller, cart_id: str) -> Cart | None:
+        """The caller's ACTIVE cart as this process last wrote it, if kept (it may have changed since)."""
+        kept = self._known.get(cart_id)
+        if kept is None or kept.status is not CartStatus.ACTIVE or not caller.owns(kept.customer_id):
+            return None
+        return kept
 
     async def create(self, caller: Caller, currency_code: str) -> Cart:
         currency = (currency_code or self._policy.default_currency).strip().upper()
@@ -47,7 +86,7 @@ class CartUseCases:
         async with self._uow.single() as tx:
             created = await tx.carts.create(cart)
         self._funnel.cart_created()
-        return created
+        return self._remember(created)
 
     async def get(self, caller: Caller, cart_id: str) -> Cart:
         return await load_owned_cart(self._uow, caller, cart_id)
@@ -55,11 +94,29 @@ class CartUseCases:
     async def add_item(self, caller: Caller, cart_id: str, sku: str, quantity: int) -> Cart:
         """Adds to the sku's line at the catalog's current price; unknown skus are refused up front. ``sku`` and
         ``quantity`` are checked by the servicer."""
-        cart = await load_owned_cart(self._uow, caller, cart_id)
+        cart: Cart | None = None
+        looked_up: tuple[str, Product | None] | None = None  # (currency, product): a cart's currency never changes
+        if (kept := self._recall(caller, cart_id)) is not None:
+            # The cart as this process wrote it last: checked as kept, written only if still at that version
+            # (one statement, which reads the cart as it is now when not). What the kept cart would refuse is
+            # left to the fresh read below, so a refusal is always the current cart's.
+            looked_up = (kept.currency_code, await self._product(sku, kept.currency_code))
+            item = self._fitting(kept, sku, quantity, looked_up[1])
+            if item is not None:
+                async with self._uow.single() as tx:
+                    written, current = await tx.carts.put_item_or_read(kept.cart_id, item, version=kept.version)
+                if written:
+                    assert current is not None
+                    return self._remember(current)
+                cart = owned_cart(caller, cart_id, current)
+        if cart is None:
+            cart = await load_owned_cart(self._uow, caller, cart_id)
         if cart.status is not CartStatus.ACTIVE:
+            self._known.pop(cart.cart_id, None)
             raise _frozen(cart.cart_id)
-        found = await self._pricing.get_products([sku], cart.currency_code)
-        product = found.products.get(sku)
+        if looked_up is None or looked_up[0] != cart.currency_code:
+            looked_up = (cart.currency_code, await self._product(sku, cart.currency_code))
+        product = looked_up[1]
         if product is None:
             raise InvalidArgument("sku", f"unknown sku {sku!r}")
         # The line is checked against the cart as read (one snapshot of the cart and its lines) and written in
@@ -68,19 +125,33 @@ class CartUseCases:
         # takes the locked path, which checks and refuses on the cart as it is now.
         item = self._line(cart, sku, quantity, product.name, product.unit_price.amount_minor)
         async with self._uow.single() as tx:
-            written = await tx.carts.put_item_at(cart.cart_id, item, version=cart.version)
-        if written is not None:
-            written.items = list(cart.items)
-            written.put(item)  # the cart as just written, without reading it back
-            return written
+            written_head = await tx.carts.put_item_at(cart.cart_id, item, version=cart.version)
+        if written_head is not None:
+            written_head.items = list(cart.items)
+            written_head.put(item)  # the cart as just written, without reading it back
+            return self._remember(written_head)
         async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
+                self._known.pop(cart.cart_id, None)
                 raise _frozen(cart.cart_id)
             item = self._line(locked, sku, quantity, product.name, product.unit_price.amount_minor)
             await tx.carts.upsert_item(cart.cart_id, item)
         locked.put(item)
-        return locked
+        return self._remember(locked)
+
+    async def _product(self, sku: str, currency_code: str) -> Product | None:
+        found = await self._pricing.get_products([sku], currency_code)
+        return found.products.get(sku)
+
+    def _fitting(self, cart: Cart, sku: str, quantity: int, product: Product | None) -> CartItem | None:
+        """The line :meth:`_line` would write on ``cart``; None for an unknown sku or one it would refuse."""
+        if product is None:
+            return None
+        try:
+            return self._line(cart, sku, quantity, product.name, product.unit_price.amount_minor)
+        except (InvalidArgument, ResourceExhausted):
+            return None
 
     def _line(self, cart: Cart, sku: str, quantity: int, name: str, unit_price_minor: int) -> CartItem:
         """The sku's line once ``quantity`` more is added to ``cart``; refused past the per-sku or per-cart limit."""
@@ -111,7 +182,7 @@ class CartUseCases:
             item = CartItem(sku, existing.name, quantity, existing.unit_price_minor)
             await tx.carts.upsert_item(cart.cart_id, item)
         locked.put(item)
-        return locked
+        return self._remember(locked)
 
     async def remove_item(self, caller: Caller, cart_id: str, sku: str) -> Cart:
         """Idempotent: removing a line that is already gone returns the cart unchanged."""
@@ -122,4 +193,4 @@ class CartUseCases:
                 raise _frozen(cart.cart_id)
             await tx.carts.delete_item(cart.cart_id, sku)
         locked.drop(sku)
-        return locked
+        return self._remember(locked)

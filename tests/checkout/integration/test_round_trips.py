@@ -39,7 +39,7 @@ from checkout.model.session import ConfirmError, ConfirmRecord, SagaState, SagaS
 from infra.config import Settings
 from infra.db import create_engine
 from kernel.caller import Caller
-from kernel.errors import Aborted, FailedPrecondition, NotFound, Reason
+from kernel.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Reason
 from tests.checkout.fakes import FakeIdempotencyStore, fake_gateways
 
 pytestmark = pytest.mark.integration
@@ -143,7 +143,7 @@ async def test_create_cart_is_one_insert_returning(checkout: Checkout) -> None:
     assert cart.currency_code == "USD" and cart.customer_id == checkout.customer.subject and cart.items == []
 
 
-async def test_add_cart_item_reads_the_cart_then_writes_in_one_statement(checkout: Checkout) -> None:
+async def test_add_cart_item_to_a_cart_this_process_wrote_last_is_one_statement(checkout: Checkout) -> None:
     trips, customer = checkout.trips, checkout.customer
     cart_id = await checkout.cart_with()
     for sku, price in (("SKU-A", 1000), ("SKU-B", 250)):
@@ -157,12 +157,73 @@ async def test_add_cart_item_reads_the_cart_then_writes_in_one_statement(checkou
     ):
         trips.take()
         answer = await checkout.carts.add_item(customer, cart_id, sku, quantity)
-        # The cart with its lines (one autocommit SELECT); then one autocommit statement: the cart's version bumped
-        # only if still what was read (UPDATE … RETURNING) and the line upserted with it (a CTE).
-        assert verbs(trips) == ["SELECT", "WITH"]
-        assert trips.take() == Trips(statements=2, autocommit=2)
+        # The cart as this process wrote it last (CreateCart, then each AddCartItem), checked as kept: one
+        # autocommit statement bumps the cart's version only if still the one kept (UPDATE … RETURNING) and
+        # upserts the line with it (a CTE); no read first.
+        assert verbs(trips) == ["WITH"]
+        assert trips.take() == ONE_STATEMENT
         assert [(i.sku, i.quantity, i.unit_price_minor) for i in answer.items] == lines
         assert answer == await checkout.carts.get(customer, cart_id)
+
+
+async def test_add_cart_item_to_a_cart_another_replica_wrote_reads_it_then_writes_in_one_statement(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips]
+) -> None:
+    trips, customer = checkout.trips, checkout.customer
+    cart_id = await checkout.cart_with("SKU-1")
+    replica = CartUseCases(counted[0], checkout.gateways.pricing, CheckoutPolicy())  # keeps no cart yet
+    trips.take()
+
+    answer = await replica.add_item(customer, cart_id, "SKU-1", 2)
+
+    # The cart with its lines (one autocommit SELECT); then the one-statement write at the version read.
+    assert verbs(trips) == ["SELECT", "WITH"]
+    assert trips.take() == Trips(statements=2, autocommit=2)
+    assert [(i.sku, i.quantity) for i in answer.items] == [("SKU-1", 3)]
+    assert answer == await checkout.carts.get(customer, cart_id)
+    # Then the first replica's kept cart is stale: its one statement writes nothing and reads the cart as it is,
+    # and the line is written at that version. Two statements, as with a read first; nothing lost.
+    trips.take()
+    answer = await checkout.carts.add_item(customer, cart_id, "SKU-1", 4)
+    assert verbs(trips) == ["WITH", "WITH"]
+    assert trips.take() == Trips(statements=2, autocommit=2)
+    assert [(i.sku, i.quantity) for i in answer.items] == [("SKU-1", 7)]  # 1 + 2 + 4
+    assert answer == await checkout.carts.get(customer, cart_id)
+
+
+async def test_a_kept_cart_never_decides_a_refusal(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips]
+) -> None:
+    """Answers are the cart's as it is now: a refusal the kept cart would give is checked on a fresh read, a
+    cart frozen meanwhile is refused with nothing written, and another customer finds nothing."""
+    trips, customer, uow = checkout.trips, checkout.customer, counted[0]
+    most = CheckoutPolicy().max_item_quantity
+    cart_id = await checkout.cart_with("SKU-1")
+    await checkout.carts.add_item(customer, cart_id, "SKU-1", most - 1)  # kept at the most a line may hold
+    replica = CartUseCases(uow, checkout.gateways.pricing, CheckoutPolicy())
+    await replica.update_item(customer, cart_id, "SKU-1", 1)  # another replica lowers it
+    trips.take()
+
+    answer = await checkout.carts.add_item(customer, cart_id, "SKU-1", 2)  # too many for the kept cart only
+
+    assert verbs(trips) == ["SELECT", "WITH"]  # checked on a fresh read, and accepted
+    assert [(i.sku, i.quantity) for i in answer.items] == [("SKU-1", 3)]
+    trips.take()
+    with pytest.raises(InvalidArgument) as too_many:  # too many for the cart as it is: refused, nothing written
+        await checkout.carts.add_item(customer, cart_id, "SKU-1", most)
+    assert too_many.value.field == "quantity"
+    assert verbs(trips) == ["SELECT"]
+
+    with pytest.raises(NotFound):  # kept or not, another customer's cart is missing
+        await checkout.carts.add_item(Caller(unique("cust")), cart_id, "SKU-1", 1)
+    async with uow.single() as tx:  # frozen by a checkout after it was kept
+        assert await tx.carts.transition(cart_id, {CartStatus.ACTIVE}, CartStatus.CHECKOUT)
+    trips.take()
+    with pytest.raises(FailedPrecondition) as frozen:
+        await checkout.carts.add_item(customer, cart_id, "SKU-1", 1)
+    assert frozen.value.reason == Reason.CHECKOUT_IN_PROGRESS
+    assert verbs(trips) == ["WITH"]  # the one statement wrote nothing and read the cart frozen
+    assert [(i.sku, i.quantity) for i in (await checkout.carts.get(customer, cart_id)).items] == [("SKU-1", 3)]
 
 
 async def test_a_line_added_to_a_cart_that_changed_since_it_was_read_takes_the_locked_path(
@@ -171,6 +232,8 @@ async def test_a_line_added_to_a_cart_that_changed_since_it_was_read_takes_the_l
     """The one-statement write applies only at the version read: a cart changed in between (another line added,
     or the cart frozen by a checkout) is checked and written, or refused, on the cart as it is now."""
     trips, customer, uow = checkout.trips, checkout.customer, counted[0]
+    # A replica that keeps no cart reads the cart first.
+    checkout.carts = CartUseCases(uow, checkout.gateways.pricing, CheckoutPolicy(), known_carts=0)
     cart_id = await checkout.cart_with("SKU-1")
     checkout.gateways.pricing.add("SKU-2", 300)  # type: ignore[attr-defined]
     read_before = await checkout.carts.get(customer, cart_id)
