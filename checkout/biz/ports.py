@@ -476,15 +476,15 @@ class IdempotencyStore(Protocol):
     the truth. No method raises or waits past a short timeout; unavailable, it answers "not taken" / "nothing
     cached", and the durable guard in Postgres decides."""
 
-    async def acquire(self, key: str) -> str | None:
-        """A token when this caller took the lock (held while it runs); None when another holds it, or none can say."""
+    async def begin(self, key: str) -> tuple[str | None, bytes | None]:
+        """One round trip: (None, the answer) when one is cached for ``key``, taking no lock; else (a token, None)
+        when this caller took the lock (held while it runs), (None, None) when another holds it, or none can say."""
         ...
 
-    async def release(self, key: str, token: str) -> None: ...
-
-    async def get_result(self, key: str) -> bytes | None: ...
-
-    async def put_result(self, key: str, value: bytes) -> None: ...
+    async def end(self, key: str, token: str | None, answer: bytes | None) -> None:
+        """One round trip: cache ``answer`` (when given) and release the lock (when ``token``, and still held by
+        it); nothing to do, no call."""
+        ...
 
 
 class FunnelEvents(Protocol):

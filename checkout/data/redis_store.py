@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -33,8 +34,34 @@ log = logging.getLogger("kassa.checkout.redis")
 
 T = TypeVar("T")
 
-# Calls that went without Redis, by operation (acquire, release, renew, get_result, put_result), since start.
+# Calls that went without Redis, by operation (begin, end, acquire, release, renew, get_result, put_result), since
+# start.
 DEGRADED: Counter[str] = Counter()
+
+# ConfirmCheckout's first call: the answer cached for the key, if any (then no lock is taken: {0, answer});
+# else the lock, if free ({1}), or not ({2}). ARGV: the token, the lease in ms.
+_BEGIN = """
+local answer = redis.call('get', KEYS[1])
+if answer then
+  return {0, answer}
+end
+if redis.call('set', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1}
+end
+return {2}
+"""
+
+# ConfirmCheckout's last call: cache the answer (ARGV[2], unless empty, for ARGV[3] seconds), then release the
+# lock if we still own it (ARGV[1], unless empty).
+_END = """
+if ARGV[2] ~= '' then
+  redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+if ARGV[1] ~= '' and redis.call('get', KEYS[2]) == ARGV[1] then
+  return redis.call('del', KEYS[2])
+end
+return 0
+"""
 
 # Extend the lock only if we still own it.
 _RENEW = """
@@ -63,7 +90,11 @@ class RedisIdempotencyStore:
             redis, prefix=prefix, lock_ttl_ms=lock_lease_ms, result_ttl_seconds=result_ttl_seconds
         )
         self._renew = redis.register_script(_RENEW)
+        self._begin = redis.register_script(_BEGIN)
+        self._end = redis.register_script(_END)
         self._lock_prefix = f"{prefix}:lock:"
+        self._result_prefix = f"{prefix}:result:"  # as infra.idempotency names them
+        self._result_ttl = result_ttl_seconds
         self._lease_ms = lock_lease_ms
         self._max_seconds = max(lock_max_ms, lock_lease_ms) / 1000
         # The client's socket timeouts bound connect and each read; this bounds a call as a whole.
@@ -79,6 +110,32 @@ class RedisIdempotencyStore:
         if token is not None:
             self._keep(key, token, time.monotonic() + self._max_seconds)
         return token
+
+    async def begin(self, key: str) -> tuple[str | None, bytes | None]:
+        """In one round trip: (None, the answer) when one is cached for ``key`` (no lock is taken); else (a token,
+        None) when this caller took the lock, (None, None) when another holds it — or Redis can't say."""
+        token = secrets.token_hex(16)
+        keys = [f"{self._result_prefix}{key}", f"{self._lock_prefix}{key}"]
+        reply = await self._call("begin", lambda: self._begin(keys=keys, args=[token, self._lease_ms]), None)
+        if not reply:
+            return None, None
+        if int(reply[0]) == 0:
+            answer = reply[1]
+            return None, answer if isinstance(answer, bytes) else str(answer).encode()
+        if int(reply[0]) == 1:
+            self._keep(key, token, time.monotonic() + self._max_seconds)
+            return token, None
+        return None, None
+
+    async def end(self, key: str, token: str | None, answer: bytes | None) -> None:
+        """In one round trip: cache ``answer`` (if any) and release the lock (if ``token``, and still ours)."""
+        if token is not None and (handle := self._held.pop(token, None)) is not None:
+            handle.cancel()
+        if token is None and answer is None:
+            return
+        keys = [f"{self._result_prefix}{key}", f"{self._lock_prefix}{key}"]
+        args: list[str | bytes | int] = [token or "", answer or b"", self._result_ttl]
+        await self._call("end", lambda: self._end(keys=keys, args=args), None)
 
     async def release(self, key: str, token: str) -> None:
         if (handle := self._held.pop(token, None)) is not None:

@@ -423,6 +423,7 @@ class FakeIdempotencyStore:
     def __init__(self) -> None:
         self.locks: dict[str, str] = {}
         self.results: dict[str, bytes] = {}
+        self.calls = 0  # round trips to the store (begin and end)
 
     async def acquire(self, key: str) -> str | None:
         if key in self.locks:
@@ -434,11 +435,20 @@ class FakeIdempotencyStore:
         if self.locks.get(key) == token:
             del self.locks[key]
 
-    async def get_result(self, key: str) -> bytes | None:
-        return self.results.get(key)
+    async def begin(self, key: str) -> tuple[str | None, bytes | None]:
+        self.calls += 1
+        if (answer := self.results.get(key)) is not None:
+            return None, answer
+        return await self.acquire(key), None
 
-    async def put_result(self, key: str, value: bytes) -> None:
-        self.results[key] = value
+    async def end(self, key: str, token: str | None, answer: bytes | None) -> None:
+        if token is None and answer is None:
+            return
+        self.calls += 1
+        if answer is not None:
+            self.results[key] = answer
+        if token is not None:
+            await self.release(key, token)
 
 
 # --- data -------------------------------------------------------------------------------------

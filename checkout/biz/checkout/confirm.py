@@ -93,7 +93,7 @@ class ConfirmCheckout:
         self._g = gateways
         self._engine = engine
         self._lock = store
-        self._replays = Replays(uow, store, policy.replay_ttl_seconds)
+        self._replays = Replays(uow, policy.replay_ttl_seconds)
         self._compensator = compensator
         self._settlement = settlement
         self._policy = policy
@@ -115,11 +115,12 @@ class ConfirmCheckout:
         request = _Request(
             session.customer_id, idempotency_key, fingerprint(session_id, expected, session.payment_method)
         )
-        replay = await self._replays.cached(request.lock_key, session_id, request.fingerprint)
-        if replay is not None:
-            return replay
+        # One round trip to Redis: the answer cached for a finished request, or else the lock on the key.
+        token, cached = await self._lock.begin(request.lock_key)
+        if cached is not None:
+            return Replays.replayed(cached, session_id, request.fingerprint)
         # A client that disconnects must not stop a saga halfway through moving money.
-        task = asyncio.ensure_future(self._locked(request, session_id, expected))
+        task = asyncio.ensure_future(self._locked(request, session_id, expected, token))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         task.add_done_callback(_consume)
@@ -133,14 +134,14 @@ class ConfirmCheckout:
             log.info("waiting for %d checkout saga(s) to finish before stopping", len(self._running))
             await asyncio.wait(set(self._running), timeout=timeout_seconds)
 
-    async def _locked(self, request: _Request, session_id: str, expected: Money) -> ConfirmResult:
-        # The Redis lock spares the database a double click's write. Not taken — another request holds it, a
-        # process that died does, or Redis can't say — Postgres answers: a finished request from its record, one
-        # under way with CHECKOUT_IN_PROGRESS, and an OPEN session goes on to the durable guard, which starts
-        # no second saga whatever Redis holds.
-        token = await self._lock.acquire(request.lock_key)
+    async def _locked(self, request: _Request, session_id: str, expected: Money, token: str | None) -> ConfirmResult:
+        # The Redis lock (``token``, taken by the caller) spares the database a double click's write. Not taken —
+        # another request holds it, a process that died does, or Redis can't say — Postgres answers: a finished
+        # request from its record, one under way with CHECKOUT_IN_PROGRESS, and an OPEN session goes on to the
+        # durable guard, which starts no second saga whatever Redis holds.
         if token is None and (answer := await self._not_started(request, session_id, may_start=True)) is not None:
             return answer
+        outcome: ConfirmResult | DomainError | None = None  # the answer cached in Redis as the lock is released
         try:
             since = self._leases.now()
             async with self._uow.single() as tx:
@@ -160,26 +161,32 @@ class ConfirmCheckout:
                 # kept the answer with its last write. One refused by steps 2-3 (a changed price, a missing
                 # field) reopened its session keeping nothing, and may be sent again.
                 if request.kept:
-                    await self._cache(request, session_id, exc)
+                    outcome = exc
                 raise
             except Exception:
                 # A failure after the session's last write is not the answer: the one that write kept is.
                 if (kept := await self._kept(request, session_id)) is None:
                     raise
                 return kept
-            await self._cache(request, session_id, result)
+            outcome = result
             return result
         finally:
-            if token is not None:
-                await self._lock.release(request.lock_key, token)
+            await self._end(request, session_id, token, outcome)
 
-    async def _cache(self, request: _Request, session_id: str, outcome: ConfirmResult | DomainError) -> None:
-        """Put the answer Postgres keeps in Redis too. Best effort: a repeat that misses it asks Postgres."""
-        record = Replays.record(session_id, request.fingerprint, outcome)
+    async def _end(
+        self, request: _Request, session_id: str, token: str | None, outcome: ConfirmResult | DomainError | None
+    ) -> None:
+        """Release the lock (when taken) and put the answer Postgres keeps (when there is one) in Redis too, in one
+        round trip. Best effort: a repeat that misses the answer asks Postgres."""
         try:
-            await self._replays.cache(request.lock_key, record)
+            answer = (
+                None if outcome is None else Replays.encode(Replays.record(session_id, request.fingerprint, outcome))
+            )
+            await self._lock.end(request.lock_key, token, answer)
         except Exception:
-            log.warning("session %s: the answer to key %s was not cached for replay", session_id, request.key)
+            log.warning(
+                "session %s: the lock on key %s was not released, or its answer cached", session_id, request.key
+            )
 
     async def _kept(self, request: _Request, session_id: str) -> ConfirmResult | None:
         """The answer kept for this request (raised when it is a refusal); None when there is none, or it

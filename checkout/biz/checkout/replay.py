@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from checkout.biz.ports import IdempotencyStore, KeptAnswer, Tx, UnitOfWork
+from checkout.biz.ports import KeptAnswer, Tx, UnitOfWork
 from checkout.model.session import ConfirmError, ConfirmRecord, ConfirmResult, Session
 from kernel.errors import (
     Aborted,
@@ -105,16 +105,13 @@ def _rebuild(error: ConfirmError) -> DomainError:
 
 
 class Replays:
-    def __init__(self, uow: UnitOfWork, store: IdempotencyStore, max_age_seconds: int) -> None:
+    def __init__(self, uow: UnitOfWork, max_age_seconds: int) -> None:
         self._uow = uow
-        self._store = store
         self._max_age = max_age_seconds
 
-    async def cached(self, lock_key: str, session_id: str, print_: str) -> ConfirmResult | None:
-        """The stored answer from Redis (raised when it was a refusal); None when there is none."""
-        raw = await self._store.get_result(lock_key)
-        if raw is None:
-            return None
+    @staticmethod
+    def replayed(raw: bytes, session_id: str, print_: str) -> ConfirmResult:
+        """The answer Redis had cached (:meth:`encode`'s bytes), raised when it was a refusal."""
         data = json.loads(raw)
         record = ConfirmRecord.from_dict(data) if "fingerprint" in data else _legacy(data)
         return answer(record, session_id, print_)
@@ -128,9 +125,10 @@ class Replays:
         async with self._uow.read() as tx:
             return await tx.confirm_records.get(customer_id, key, self._max_age)
 
-    async def cache(self, lock_key: str, record: ConfirmRecord) -> None:
-        """Put an answer Postgres keeps in Redis too, for the fast path of repeats."""
-        await self._store.put_result(lock_key, json.dumps(record.to_dict()).encode())
+    @staticmethod
+    def encode(record: ConfirmRecord) -> bytes:
+        """An answer Postgres keeps, as Redis caches it too for the fast path of repeats."""
+        return json.dumps(record.to_dict()).encode()
 
     @staticmethod
     def record(session_id: str, print_: str, outcome: ConfirmResult | DomainError) -> ConfirmRecord:

@@ -321,3 +321,54 @@ async def test_the_lock_lives_as_long_as_its_holder_and_lapses_soon_after_it_die
             for handle in s._held.values():
                 handle.cancel()
         await redis.aclose()
+
+
+async def test_begin_and_end_are_one_round_trip_each(settings) -> None:
+    """ConfirmCheckout's two calls to Redis: the cached answer or else the lock, then the answer cached with the
+    lock's release; a lock no longer ours is left alone, and nothing to do sends nothing."""
+    redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    sent: list[str] = []
+    execute = redis.execute_command
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        sent.append(str(args[0]).upper())
+        return await execute(*args, **kwargs)
+
+    redis.execute_command = counted  # type: ignore[method-assign]
+    prefix = unique("kassa:test")
+    store, other = (
+        RedisIdempotencyStore(
+            redis, prefix=prefix, lock_lease_ms=300, lock_max_ms=60_000, result_ttl_seconds=60, timeout_seconds=0.5
+        )
+        for _ in range(2)
+    )
+    try:
+        await store.end("warm-up", (await store.begin("warm-up"))[0], b"{}")  # the scripts loaded on the server
+        sent.clear()
+
+        token, cached = await store.begin("k")
+        assert token is not None and cached is None and sent == ["EVALSHA"]
+        assert 0 < await redis.pttl(f"{prefix}:lock:k") <= 300  # a lease, renewed while its holder runs
+        assert await other.begin("k") == (None, None)  # held by another
+        sent.clear()
+        await store.end("k", token, b'{"answer": 1}')
+        assert sent == ["EVALSHA"]
+        assert await redis.exists(f"{prefix}:lock:k") == 0
+        assert 0 < await redis.ttl(f"{prefix}:result:k") <= 60
+        sent.clear()
+        assert await other.begin("k") == (None, b'{"answer": 1}')  # a replay: the answer, and no lock taken
+        assert sent == ["EVALSHA"] and await redis.exists(f"{prefix}:lock:k") == 0
+
+        sent.clear()
+        await store.end("nothing", None, None)
+        assert sent == []
+        token, _ = await store.begin("lapsed")
+        await redis.set(f"{prefix}:lock:lapsed", "another-holder")  # ours lapsed and another took it
+        await store.end("lapsed", token, None)
+        assert await redis.get(f"{prefix}:lock:lapsed") == b"another-holder"
+        assert await redis.exists(f"{prefix}:result:lapsed") == 0
+    finally:
+        for s in (store, other):
+            for handle in s._held.values():
+                handle.cancel()
+        await redis.aclose()

@@ -72,6 +72,29 @@ async def test_card_happy_path_captures_once_confirms_everything_and_converts_th
     assert world.uow.compensations() == []
 
 
+async def test_a_confirm_is_two_round_trips_to_redis_and_a_replay_one(world) -> None:
+    """Redis is asked once for a cached answer or else the lock, and told once to cache the answer and release
+    the lock; a replay finds the answer in its one call and takes no lock."""
+    session = await world.ready_session()
+    world.store.calls = 0
+    first = await world.confirm_session(session)
+    assert world.store.calls == 2
+    assert world.store.locks == {} and f"{world.customer.subject}:key-1" in world.store.results
+
+    world.store.calls = 0
+    assert await world.confirm_session(session) == first
+    assert world.store.calls == 1 and world.store.locks == {}
+
+    # Refused at steps 2-3 (a changed price): nothing is kept or cached, the lock is released in the second call.
+    again = await world.ready_session()
+    world.pricing.add("SKU-1", 1100)
+    world.store.calls = 0
+    with pytest.raises(Aborted):
+        await world.confirm_session(again, key="key-2")
+    assert world.store.calls == 2
+    assert world.store.locks == {} and f"{world.customer.subject}:key-2" not in world.store.results
+
+
 async def test_cash_on_delivery_confirms_the_order_without_a_capture(world) -> None:
     session = await world.ready_session(payment_method="cod")
     result = await world.confirm_session(session)
