@@ -109,7 +109,13 @@ class PaymentCompletion:
           deliveries, polls and webhooks race); another payment's event is ignored.
         * CANCELLED or EXPIRED: a success of any payment of the session is given back at once (§4.3).
         * COMPLETED, OPEN: nothing to do.
+
+        A session this process ended itself lately (:meth:`Settlement.ended_here`) is not read: COMPLETED and
+        CANCELLED are final, so what it remembers is what the read would find (a card checkout's two events
+        usually come after its saga ended).
         """
+        if (ended := self._settlement.ended_here(session_id)) is not None:
+            return await self._after_end(ended, session_id, payment_id, status)
         async with self._uow.read() as tx:
             seen = await tx.sessions.get_payment(session_id)
         if seen is None:
@@ -133,7 +139,12 @@ class PaymentCompletion:
                 return await self._complete(session)
             cause = f"the payment failed at the provider ({status.value.lower()})"
             return await self._fail(session, cause, Reason.PAYMENT_DECLINED)
-        if seen.status in _ENDED and payment_id and status in _SUCCEEDED:
+        return await self._after_end(seen.status, session_id, payment_id, status)
+
+    async def _after_end(self, seen: SessionStatus, session_id: str, payment_id: str, status: PaymentStatus) -> str:
+        """A session neither CONFIRMING nor AWAITING_PAYMENT: a success for one that ended without an order is given
+        back; anything else is nothing to do."""
+        if seen in _ENDED and payment_id and status in _SUCCEEDED:
             return await self._give_back(session_id, payment_id, status)
         return "nothing to do"
 

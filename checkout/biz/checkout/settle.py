@@ -19,6 +19,7 @@ that lost it stops (LeaseLost) rather than settle or undo what its successor now
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -61,6 +62,9 @@ class _Outcome:
 
 
 class Settlement:
+    """``remember_ended``: how many of the sessions it ended last (COMPLETED or CANCELLED, both final) this
+    process remembers, so a payment event for one is decided without reading it (:meth:`ended_here`)."""
+
     def __init__(
         self,
         uow: UnitOfWork,
@@ -69,12 +73,28 @@ class Settlement:
         policy: CheckoutPolicy,
         *,
         funnel: FunnelEvents | None = None,
+        remember_ended: int = 4096,
     ) -> None:
         self._uow = uow
         self._g = gateways
         self._compensator = compensator
         self._policy = policy
         self._funnel = funnel or NoFunnelEvents()
+        self._ended: OrderedDict[str, SessionStatus] = OrderedDict()
+        self._remember_ended = remember_ended
+
+    def ended_here(self, session_id: str) -> SessionStatus | None:
+        """How this process ended the session (COMPLETED or CANCELLED), if it did lately: a status no session
+        leaves, so what the database holds for it now; None when not remembered."""
+        return self._ended.get(session_id)
+
+    def _remember(self, session_id: str, status: SessionStatus) -> None:
+        if self._remember_ended <= 0:
+            return
+        self._ended[session_id] = status
+        self._ended.move_to_end(session_id)
+        while len(self._ended) > self._remember_ended:
+            self._ended.popitem(last=False)
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retrying(self._policy.retry, call)
@@ -292,6 +312,7 @@ class Settlement:
                 )  # fmt: skip
             if not finished:
                 raise lease.lost()
+        self._remember(sid, status)  # committed: the session's final status
         if converted:
             self._funnel.checkout_confirmed(result.order_status)
         else:

@@ -22,6 +22,7 @@ from checkout.biz.cart.manage import CartUseCases
 from checkout.biz.checkout import start as start_module
 from checkout.biz.checkout import update_state
 from checkout.biz.checkout.compensations import Compensator
+from checkout.biz.checkout.complete_payment import PaymentCompletion
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.checkout.pricing_engine import PricingEngine
@@ -33,7 +34,7 @@ from checkout.biz.ports import Gateways, KeptAnswer, NewEvent, SessionEnd
 from checkout.data.repositories import SqlUnitOfWork
 from checkout.data.tables import outbox
 from checkout.model.cart import CartStatus
-from checkout.model.catalog import Address
+from checkout.model.catalog import Address, PaymentStatus
 from checkout.model.compensation import CompensationFilter, NewCompensation, Operation
 from checkout.model.session import ConfirmError, ConfirmRecord, SagaState, SagaStep, Session, SessionStatus
 from infra.config import Settings
@@ -414,6 +415,35 @@ async def test_confirm_writes_progress_only_before_authorize_and_create_order(
     stored = await checkout.state.get(checkout.customer, session.session_id)
     assert stored.status is SessionStatus.COMPLETED and stored.saga_step is SagaStep.DONE
     assert stored.result == result and stored.order_id == result.order_id
+
+
+async def test_payment_events_for_a_session_this_process_ended_read_nothing(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips]
+) -> None:
+    """As bootstrap wires them, the saga and the payment-event handler share one Settlement: a card checkout's
+    two events, which come after its saga ended COMPLETED, are acknowledged with no statement; another replica
+    (a Settlement of its own) decides them on one narrow read each, the same way."""
+    trips, uow = checkout.trips, counted[0]
+    session = await checkout.filled_in_session()
+    assert session.preview is not None
+    result = await checkout.confirm(checkout.customer, session.session_id, unique("key"), session.preview.grand_total)
+    pid = (await checkout.state.get(checkout.customer, session.session_id)).saga_state.payment_id
+    policy, compensator = CheckoutPolicy(), Compensator(uow, checkout.gateways, CheckoutPolicy().retry)
+    here = PaymentCompletion(uow, checkout.gateways, checkout.confirm._settlement, compensator, policy)
+    replica = PaymentCompletion(
+        uow, checkout.gateways, Settlement(uow, checkout.gateways, compensator, policy), compensator, policy
+    )
+
+    for completion, statements in ((here, 0), (replica, 2)):
+        trips.take()
+        assert await completion.on_payment(session.session_id, pid, PaymentStatus.AUTHORIZED) == "nothing to do"
+        assert (
+            await completion.on_payment(session.session_id, pid, PaymentStatus.CAPTURED, order_id=result.order_id)
+            == "nothing to do"
+        )
+        assert trips.take() == Trips(statements=statements, autocommit=statements)
+    assert checkout.gateways.payment.count("void") == 0  # type: ignore[attr-defined]
+    assert checkout.gateways.payment.count("refund") == 0  # type: ignore[attr-defined]
 
 
 async def test_a_declined_confirm_keeps_its_answer_in_the_transaction_that_cancels_the_session(

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from checkout.biz.checkout.complete_payment import NotYet, saga_holds
-from checkout.biz.ports import SessionPayment
+from checkout.biz.checkout.complete_payment import NotYet, PaymentCompletion, saga_holds
+from checkout.biz.checkout.settle import Settlement
+from checkout.biz.ports import Gateways, SessionPayment
 from checkout.model.catalog import AuthorizeRequest, OrderStatus, PaymentStatus
 from checkout.model.session import ConfirmResult, SagaStep, Session, SessionStatus
 from kernel.errors import FailedPrecondition, Reason
@@ -266,11 +267,44 @@ async def test_an_ended_session_gives_back_any_success_of_another_payment(world)
     other["p-late-cap"] = {"status": S.CAPTURED, "amount": session.preview.grand_total, "order_id": "", "captures": 1}
     world.uow.state.session_reads.clear()
 
+    # Heard by the process whose saga ended the session: decided on what it remembers, without a read.
     assert await world.completion.on_payment(sid, "p-late-auth", S.AUTHORIZED) == "late authorization voided"
     assert await world.completion.on_payment(sid, "p-late-cap", S.CAPTURED) == "late capture refunded"
     assert await world.completion.on_payment(sid, "p-late-auth", S.VOIDED) == "nothing to do"
-    assert world.uow.state.session_reads == {"get_payment": 3}
+    assert world.uow.state.session_reads == {}
     assert (other["p-late-auth"]["status"], other["p-late-cap"]["status"]) == (S.VOIDED, S.REFUNDED)
+
+    # Heard by another replica, which reads the session: the same answers (the void and the refund are idempotent).
+    replica = _replica(world)
+    assert await replica.on_payment(sid, "p-late-auth", S.AUTHORIZED) == "late authorization voided"
+    assert await replica.on_payment(sid, "p-late-cap", S.CAPTURED) == "late capture refunded"
+    assert await replica.on_payment(sid, "p-late-auth", S.VOIDED) == "nothing to do"
+    assert world.uow.state.session_reads == {"get_payment": 3}
+
+
+def _replica(world) -> PaymentCompletion:
+    """The payment-event handler of another replica: it remembers no session ended."""
+    gateways = Gateways(world.pricing, world.inventory, world.promotion, world.payment, world.order)
+    settlement = Settlement(world.uow, gateways, world.compensator, world.policy)
+    return PaymentCompletion(world.uow, gateways, settlement, world.compensator, world.policy)
+
+
+async def test_events_after_the_end_of_a_saga_this_process_ran_read_nothing(world) -> None:
+    """A card checkout's two events usually come after its saga ended COMPLETED (a status no session leaves): the
+    process that ended it acknowledges them without reading the session; another replica reads it, as before."""
+    session = await world.ready_session()
+    sid = session.session_id
+    result = await world.confirm_session(session)
+    pid = _stored(world, sid).saga_state.payment_id
+    world.uow.state.session_reads.clear()
+
+    for completion in (world.completion, _replica(world)):
+        assert await completion.on_payment(sid, pid, S.AUTHORIZED) == "nothing to do"
+        assert await completion.on_payment(sid, pid, S.CAPTURED, order_id=result.order_id) == "nothing to do"
+    assert world.uow.state.session_reads == {"get_payment": 2}  # the replica's two narrow reads only
+    assert world.payment.payments[pid]["captures"] == 1
+    assert (world.payment.count("void"), world.payment.count("refund")) == (0, 0)
+    assert _stored(world, sid).status is SessionStatus.COMPLETED
 
 
 async def test_an_unknown_session(world) -> None:
