@@ -28,6 +28,7 @@ from checkout.biz.checkout.dlq import FailedCompensationDrain
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.checkout.operate import DeadLetters, FunnelReport, StuckSessions
 from checkout.biz.checkout.pricing_engine import PricingEngine
+from checkout.biz.checkout.recent import RecentSessions
 from checkout.biz.checkout.recovery import SagaRecovery
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
@@ -192,8 +193,9 @@ async def build(
     funnel = PrometheusFunnel()
     lookup = RecentProducts(gateways.pricing, ttl) if ttl else gateways.pricing
     carts = CartUseCases(uow, lookup, policy, funnel=funnel)
-    start = StartCheckout(uow, gateways, policy, compensator, expiry, funnel=funnel)
-    state = CheckoutState(uow, engine_, reuse_seconds=settings.checkout_preview_reuse_seconds)
+    recent = RecentSessions()  # the sessions this replica wrote last: UpdateCheckoutState prices them without a read
+    start = StartCheckout(uow, gateways, policy, compensator, expiry, funnel=funnel, recent=recent)
+    state = CheckoutState(uow, engine_, reuse_seconds=settings.checkout_preview_reuse_seconds, recent=recent)
     settlement = Settlement(uow, gateways, compensator, policy, funnel=funnel)
     confirm = ConfirmCheckout(
         uow, gateways, engine_, store, compensator, settlement=settlement, policy=policy, funnel=funnel

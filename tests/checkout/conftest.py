@@ -18,6 +18,7 @@ from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.dlq import FailedCompensationDrain
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.checkout.pricing_engine import PricingEngine
+from checkout.biz.checkout.recent import RecentSessions
 from checkout.biz.checkout.recovery import SagaRecovery
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
@@ -125,6 +126,7 @@ def make_world(**policy: Any) -> World:
     compensator = Compensator(uow, gateways, pol.retry)
     expiry = SessionExpiry(uow, compensator)
     settlement = Settlement(uow, gateways, compensator, pol)
+    recent = RecentSessions()  # shared by StartCheckout and CheckoutState, as bootstrap wires them
     confirm = ConfirmCheckout(uow, gateways, engine, store, compensator, settlement=settlement, policy=pol)
     return World(
         uow=uow,
@@ -136,8 +138,8 @@ def make_world(**policy: Any) -> World:
         store=store,
         policy=pol,
         carts=CartUseCases(uow, gateways.pricing, pol),
-        start=StartCheckout(uow, gateways, pol, compensator, expiry),
-        state=CheckoutState(uow, engine),
+        start=StartCheckout(uow, gateways, pol, compensator, expiry, recent=recent),
+        state=CheckoutState(uow, engine, recent=recent),
         confirm=confirm,
         drain=FailedCompensationDrain(uow, compensator),
         recovery=SagaRecovery(uow, gateways, settlement, pol),

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from checkout.biz.cart.access import load_owned_cart
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.expiry import SessionExpiry
+from checkout.biz.checkout.recent import RecentSessions
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, Gateways, NoFunnelEvents, UnitOfWork
 from checkout.model.cart import Cart, CartStatus, PriceChange
@@ -41,6 +42,7 @@ class StartCheckout:
         expiry: SessionExpiry,
         *,
         funnel: FunnelEvents | None = None,
+        recent: RecentSessions | None = None,
     ) -> None:
         self._uow = uow
         self._g = gateways
@@ -48,6 +50,7 @@ class StartCheckout:
         self._compensator = compensator
         self._expiry = expiry
         self._funnel = funnel or NoFunnelEvents()
+        self._recent = recent or RecentSessions(0)  # the sessions it opens, for UpdateCheckoutState
 
     async def __call__(
         self, caller: Caller, cart_id: str, ship_to_country_code: str = ""
@@ -138,7 +141,7 @@ class StartCheckout:
                 raise Aborted("another checkout of this cart is starting", reason=Reason.CHECKOUT_IN_PROGRESS) from None
             raise
         self._funnel.checkout_started()
-        return created, changes
+        return self._recent.remember(created), changes
 
     async def _live_session(self, cart_id: str) -> Session | None:
         """The cart's OPEN session (idempotent repeat); an expired one is expired now, a confirming one refused."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from checkout.biz.checkout.access import load_owned_session
 from checkout.biz.checkout.pricing_engine import PricingEngine, PricingInput
+from checkout.biz.checkout.recent import RecentSessions
 from checkout.biz.ports import UnitOfWork
 from checkout.model.catalog import Address
 from checkout.model.session import Preview, Session, SessionStatus
@@ -97,12 +98,22 @@ def pricing_input(session: Session) -> PricingInput:
 
 
 class CheckoutState:
-    """``reuse_seconds``: how long PreviewOrder shows the totals UpdateCheckoutState stored with a change."""
+    """``reuse_seconds``: how long PreviewOrder shows the totals UpdateCheckoutState stored with a change.
+    ``recent``: the sessions this process wrote last (StartCheckout's too, when it shares them), on which an update
+    is priced without reading the session first; None reads it every time."""
 
-    def __init__(self, uow: UnitOfWork, engine: PricingEngine, *, reuse_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        engine: PricingEngine,
+        *,
+        reuse_seconds: float = 0.0,
+        recent: RecentSessions | None = None,
+    ) -> None:
         self._uow = uow
         self._engine = engine
         self._reuse_seconds = reuse_seconds
+        self._recent = recent or RecentSessions(0)
 
     async def get(self, caller: Caller, session_id: str) -> Session:
         return await load_owned_session(self._uow, caller, session_id)
@@ -112,9 +123,35 @@ class CheckoutState:
 
         The write is conditional on the session being as it was read; one that changed meanwhile (another
         update) is updated first and priced after, as it then is.
+
+        A session this process wrote last (``recent``) is priced as it was written, without a read; the write is
+        conditional on it being unchanged since. One that changed, or whose pricing failed, is read and handled
+        as it is now, so every answer, refusals included, is the one the session as it is now gives.
         """
         changes = _columns(update)
+        if (kept := self._recent.recall(caller, session_id)) is not None:
+            try:
+                preview = await self._engine.compute(pricing_input(_changed(kept, changes)))
+            except Exception:
+                session = await load_owned_session(self._uow, caller, session_id)
+                if (
+                    session.updated_at != kept.updated_at
+                    or session.status is not SessionStatus.OPEN
+                    or session.is_expired(datetime.now(UTC))
+                ):
+                    return await self._update_read(session, changes)  # not the session priced: as it is now
+                raise  # the session as it is now failed to price
+            async with self._uow.single() as tx:
+                current = await tx.sessions.update_state(
+                    kept.session_id, changes, preview, unchanged_since=kept.updated_at
+                )
+            if current is not None:
+                return self._recent.remember(current)
         session = await load_owned_session(self._uow, caller, session_id)
+        return await self._update_read(session, changes)
+
+    async def _update_read(self, session: Session, changes: dict[str, Any]) -> Session:
+        """:meth:`update` of the session as just read."""
         now = datetime.now(UTC)
         if session.status is not SessionStatus.OPEN or session.is_expired(now):
             raise session_not_open(session, now)
@@ -124,7 +161,7 @@ class CheckoutState:
                 session.session_id, changes, preview, unchanged_since=session.updated_at
             )
         if current is not None:
-            return current
+            return self._recent.remember(current)
         return await self._update_changed(session.session_id, changes)
 
     async def _update_changed(self, session_id: str, changes: dict[str, Any]) -> Session:
@@ -143,6 +180,7 @@ class CheckoutState:
         current.preview = preview
         if stored is not None:
             current.updated_at = stored.updated_at
+            self._recent.remember(stored)
         return current
 
     async def preview(self, caller: Caller, session_id: str) -> Preview:

@@ -26,13 +26,14 @@ from checkout.biz.checkout.complete_payment import PaymentCompletion
 from checkout.biz.checkout.confirm import ConfirmCheckout
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.checkout.pricing_engine import PricingEngine
+from checkout.biz.checkout.recent import RecentSessions
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState, StateUpdate
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import Gateways, KeptAnswer, NewEvent, SessionEnd
 from checkout.data.repositories import SqlUnitOfWork
-from checkout.data.tables import outbox
+from checkout.data.tables import checkout_sessions, outbox
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import Address, PaymentStatus
 from checkout.model.compensation import CompensationFilter, NewCompensation, Operation
@@ -40,7 +41,7 @@ from checkout.model.session import ConfirmError, ConfirmRecord, SagaState, SagaS
 from infra.config import Settings
 from infra.db import create_engine
 from kernel.caller import Caller
-from kernel.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Reason
+from kernel.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound, Reason, Unavailable
 from tests.checkout.fakes import FakeIdempotencyStore, fake_gateways
 
 pytestmark = pytest.mark.integration
@@ -100,11 +101,12 @@ def checkout(counted: tuple[SqlUnitOfWork, RoundTrips], customer_id: str) -> Che
     policy = CheckoutPolicy()
     engine = PricingEngine(gateways.pricing, gateways.promotion, policy.pricing_deadline_seconds)
     compensator = Compensator(uow, gateways, policy.retry)
+    recent = RecentSessions()  # as bootstrap wires them: what StartCheckout opens, UpdateCheckoutState knows
     return Checkout(
         gateways=gateways,
         carts=CartUseCases(uow, gateways.pricing, policy),
-        start=StartCheckout(uow, gateways, policy, compensator, SessionExpiry(uow, compensator)),
-        state=CheckoutState(uow, engine),
+        start=StartCheckout(uow, gateways, policy, compensator, SessionExpiry(uow, compensator), recent=recent),
+        state=CheckoutState(uow, engine, recent=recent),
         confirm=ConfirmCheckout(
             uow,
             gateways,
@@ -338,20 +340,85 @@ async def test_update_checkout_state_stores_the_changes_and_their_preview_in_one
 
     answer = await checkout.state.update(customer, started.session_id, FILLED_IN)
 
-    # The session; priced as it will be; the changes and the preview in one UPDATE … RETURNING (both autocommit).
-    assert verbs(trips) == ["SELECT", "UPDATE"]
-    assert trips.take() == Trips(statements=2, autocommit=2)
+    # The session as StartCheckout opened it here, priced as the update will leave it; the changes and the preview
+    # in one autocommit UPDATE … RETURNING, applied only while the session is unchanged since: no read first.
+    assert verbs(trips) == ["UPDATE"]
+    assert trips.take() == ONE_STATEMENT
     stored = await checkout.state.get(customer, started.session_id)
     assert answer.preview is not None and answer.preview.grand_total_minor > 0
     assert answer.preview.shipping_minor > 0  # priced with the address and method of this very update
     assert answer.email == "ada@example.com" and answer.shipping_address == ADDRESS
     assert answer == stored
+    trips.take()
+    again = await checkout.state.update(customer, started.session_id, StateUpdate(shipping_method="express"))
+    assert verbs(trips) == ["UPDATE"]  # and on from the session as the last update left it
+    assert again == await checkout.state.get(customer, started.session_id)
+    assert again.preview is not None and again.preview.shipping_minor > answer.preview.shipping_minor
+
+
+async def test_update_checkout_state_on_another_replica_reads_the_session_first(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips]
+) -> None:
+    trips, customer = checkout.trips, checkout.customer
+    started, _ = await checkout.start(customer, await checkout.cart_with("SKU-1"))
+    replica = CheckoutState(counted[0], checkout.state._engine, recent=RecentSessions())
+    trips.take()
+
+    answer = await replica.update(customer, started.session_id, FILLED_IN)
+
+    assert verbs(trips) == ["SELECT", "UPDATE"]  # it knows no session: the read, then the one-statement write
+    assert trips.take() == Trips(statements=2, autocommit=2)
+    assert answer == await checkout.state.get(customer, started.session_id)
+    # The first replica's session is now stale: its write matches nothing, and the session is read and priced as it
+    # is (the other replica's changes kept).
+    trips.take()
+    mine = await checkout.state.update(customer, started.session_id, StateUpdate(shipping_method="express"))
+    assert verbs(trips) == ["UPDATE", "SELECT", "UPDATE"]
+    assert mine.email == "ada@example.com" and mine.shipping_address == ADDRESS and mine.shipping_method == "express"
+    assert mine == await checkout.state.get(customer, started.session_id)
+    express = await replica.update(customer, started.session_id, StateUpdate(shipping_method="express"))
+    assert mine.preview is not None and mine.preview == express.preview  # priced as it is, not as it was kept
+
+
+async def test_a_kept_session_never_decides_a_refusal(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Expired (or moved on) since it was kept: the write matches nothing and the session as it is refuses. A
+    pricing failure on the kept session is answered only once a read shows the session is still the one priced."""
+    trips, customer, uow = checkout.trips, checkout.customer, counted[0]
+    started, _ = await checkout.start(customer, await checkout.cart_with("SKU-1"))
+    engine = checkout.state._engine
+
+    async def unavailable(_data: Any) -> Any:
+        raise Unavailable("pricing is down")
+
+    monkeypatch.setattr(engine, "compute", unavailable)
+    trips.take()
+    with pytest.raises(Unavailable):
+        await checkout.state.update(customer, started.session_id, FILLED_IN)
+    assert verbs(trips) == ["SELECT"]  # the session is still the one priced: its failure is the answer
+    monkeypatch.undo()
+
+    async with uow.single() as tx:  # its reservations ran out (expires_at alone changes)
+        await tx.conn.execute(
+            checkout_sessions.update()
+            .where(checkout_sessions.c.session_id == started.session_id)
+            .values(expires_at=sa.func.now() - sa.text("interval '1 second'"))
+        )
+    trips.take()
+    with pytest.raises(FailedPrecondition) as expired:
+        await checkout.state.update(customer, started.session_id, FILLED_IN)
+    assert expired.value.reason == Reason.SESSION_EXPIRED
+    assert verbs(trips) == ["UPDATE", "SELECT"]  # the guarded write matched nothing; the session as read refuses
+    stored = await checkout.state.get(customer, started.session_id)
+    assert stored.email == "" and stored.preview is None  # nothing written
 
 
 async def test_an_update_racing_another_one_prices_the_session_as_both_left_it(
     checkout: Checkout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     customer = checkout.customer
+    checkout.state = CheckoutState(checkout.state._uow, checkout.state._engine)  # keeps no session: reads first
     started, _ = await checkout.start(customer, await checkout.cart_with("SKU-1"))
     read = await checkout.state.get(customer, started.session_id)
     # Another request changes the session between this update's read and its write.
@@ -586,6 +653,7 @@ async def test_a_session_changed_again_while_its_fallback_prices_it_keeps_no_tot
     """The fallback stores its totals only while the session is still what it priced; otherwise none, and
     PreviewOrder prices the session as it is."""
     customer = checkout.customer
+    checkout.state = CheckoutState(checkout.state._uow, checkout.state._engine)  # keeps no session: reads first
     started, _ = await checkout.start(customer, await checkout.cart_with("SKU-1"))
     read = await checkout.state.get(customer, started.session_id)
     await checkout.state.update(customer, started.session_id, StateUpdate(shipping_method="express"))
