@@ -198,7 +198,7 @@ async def build(
     state = CheckoutState(uow, engine_, reuse_seconds=settings.checkout_preview_reuse_seconds, recent=recent)
     settlement = Settlement(uow, gateways, compensator, policy, funnel=funnel)
     confirm = ConfirmCheckout(
-        uow, gateways, engine_, store, compensator, settlement=settlement, policy=policy, funnel=funnel
+        uow, gateways, engine_, store, compensator, settlement=settlement, policy=policy, funnel=funnel, recent=recent
     )
     gauges = CheckoutGauges(engine, stuck_after_seconds=policy.recovery_after_seconds)
     # Closed first (the stack unwinds in reverse): sagas still running finish while the pools and channels are open.

@@ -286,10 +286,11 @@ class SessionRepo(Protocol):
         ...
 
     async def begin_confirm_with_cart(
-        self, session_id: str, idempotency_key: str, fingerprint: str
+        self, session_id: str, idempotency_key: str, fingerprint: str, *, unchanged_since: datetime | None = None
     ) -> tuple[Session, CartStatus | None] | None:
         """OPEN and unexpired → CONFIRMING with the request's key and fingerprint (the durable guard), a new saga
-        attempt; None when not, or when this key's answer for this session is already kept. Raises AlreadyExists
+        attempt; None when not, or when this key's answer for this session is already kept, or (with
+        ``unchanged_since``) when the session was written since that ``updated_at``. Raises AlreadyExists
         (IDEMPOTENCY_KEY_REUSED) when the customer's key belongs to another session. With the session, the status
         of its cart as the same statement saw it (None: no such cart).
 

@@ -560,7 +560,7 @@ class SqlSessionRepo:
         return None if row is None else _session(row, self._cipher)
 
     async def begin_confirm_with_cart(
-        self, session_id: str, idempotency_key: str, fingerprint: str
+        self, session_id: str, idempotency_key: str, fingerprint: str, *, unchanged_since: datetime | None = None
     ) -> tuple[Session, CartStatus | None] | None:
         # A key already answered for this session (a failure kept, then the session reopened) starts nothing.
         answered = sa.exists().where(
@@ -575,6 +575,7 @@ class SqlSessionRepo:
                 _S.c.status == SessionStatus.OPEN.value,
                 _S.c.expires_at > _NOW,
                 ~answered,
+                *([] if unchanged_since is None else [_S.c.updated_at == unchanged_since]),
             )
             .values(
                 status=SessionStatus.CONFIRMING.value,

@@ -127,7 +127,9 @@ def make_world(**policy: Any) -> World:
     expiry = SessionExpiry(uow, compensator)
     settlement = Settlement(uow, gateways, compensator, pol)
     recent = RecentSessions()  # shared by StartCheckout and CheckoutState, as bootstrap wires them
-    confirm = ConfirmCheckout(uow, gateways, engine, store, compensator, settlement=settlement, policy=pol)
+    confirm = ConfirmCheckout(
+        uow, gateways, engine, store, compensator, settlement=settlement, policy=pol, recent=recent
+    )
     return World(
         uow=uow,
         pricing=gateways.pricing,  # type: ignore[arg-type]

@@ -592,10 +592,12 @@ class _FakeSessions:
         return copy.deepcopy(s)
 
     async def begin_confirm_with_cart(
-        self, session_id: str, idempotency_key: str, fingerprint: str
+        self, session_id: str, idempotency_key: str, fingerprint: str, *, unchanged_since: datetime | None = None
     ) -> tuple[Session, CartStatus | None] | None:
         s = self._s.sessions.get(session_id)
         if s is None or s.status is not SessionStatus.OPEN or s.is_expired(datetime.now(UTC)):
+            return None
+        if unchanged_since is not None and s.updated_at != unchanged_since:
             return None
         answered = self._s.confirm_records.get((s.customer_id, idempotency_key))
         if answered is not None and answered.session_id == session_id:
@@ -606,7 +608,7 @@ class _FakeSessions:
         ):
             raise AlreadyExists("idempotency key used for another session", reason=Reason.IDEMPOTENCY_KEY_REUSED)
         s.status, s.idempotency_key, s.confirm_fingerprint = SessionStatus.CONFIRMING, idempotency_key, fingerprint
-        s.confirm_started_at = datetime.now(UTC)
+        s.confirm_started_at = s.updated_at = datetime.now(UTC)
         s.saga_step, s.saga_state, s.saga_attempt = SagaStep.VALIDATED, SagaState(), s.saga_attempt + 1
         cart = self._s.carts.get(s.cart_id)
         return copy.deepcopy(s), None if cart is None else cart.status

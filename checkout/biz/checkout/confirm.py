@@ -25,6 +25,7 @@ from checkout.biz.checkout.access import load_owned_session
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.lease import Lease, LeaseLost, Leases
 from checkout.biz.checkout.pricing_engine import PricingEngine, promotion_lines, split_discount
+from checkout.biz.checkout.recent import RecentSessions
 from checkout.biz.checkout.replay import Replays, answer, error_record, fingerprint, keep_answer, undone
 from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.update_state import pricing_input, session_not_open
@@ -87,8 +88,10 @@ class ConfirmCheckout:
         settlement: Settlement,
         policy: CheckoutPolicy,
         funnel: FunnelEvents | None = None,
+        recent: RecentSessions | None = None,
     ) -> None:
         self._uow = uow
+        self._recent = recent or RecentSessions(0)  # the sessions this replica wrote last (UpdateCheckoutState's)
         self._funnel = funnel or NoFunnelEvents()
         self._g = gateways
         self._engine = engine
@@ -102,7 +105,33 @@ class ConfirmCheckout:
 
     async def __call__(self, caller: Caller, session_id: str, idempotency_key: str, expected: Money) -> ConfirmResult:
         """The request (session id, idempotency key, the total the customer saw) was checked by the servicer
-        (checkout.service.validation.check_confirm_checkout); what needs the session is checked here."""
+        (checkout.service.validation.check_confirm_checkout); what needs the session is checked here.
+
+        A session this replica wrote last (``recent``) that refuses nothing of the request is not read first: the
+        durable guard starts the saga only if the session is still exactly that one (its ``updated_at``), and the
+        request's fingerprint is the one a read would give. Anything else (an answer cached, the lock not taken, a
+        session changed since) is decided on the session as it is now, as with a read first."""
+        kept = self._recent.recall(caller, session_id)
+        if kept is not None and kept.currency_code == expected.currency_code and _has_order_fields(kept):
+            request = _Request(
+                kept.customer_id, idempotency_key, fingerprint(session_id, expected, kept.payment_method)
+            )
+            token, cached = await self._lock.begin(request.lock_key)
+            if cached is None and token is not None:
+                return await self._run(request, session_id, expected, token, unchanged_since=kept.updated_at)
+            return await self._as_read(caller, session_id, idempotency_key, expected, begun=(token, cached))
+        return await self._as_read(caller, session_id, idempotency_key, expected)
+
+    async def _as_read(
+        self,
+        caller: Caller,
+        session_id: str,
+        idempotency_key: str,
+        expected: Money,
+        *,
+        begun: tuple[str | None, bytes | None] | None = None,
+    ) -> ConfirmResult:
+        """The request checked on the session as read; ``begun``: Redis already answered (no lock taken)."""
         session = await load_owned_session(self._uow, caller, session_id)
         if expected.currency_code != session.currency_code:
             raise InvalidArgument(
@@ -116,11 +145,22 @@ class ConfirmCheckout:
             session.customer_id, idempotency_key, fingerprint(session_id, expected, session.payment_method)
         )
         # One round trip to Redis: the answer cached for a finished request, or else the lock on the key.
-        token, cached = await self._lock.begin(request.lock_key)
+        token, cached = begun if begun is not None else await self._lock.begin(request.lock_key)
         if cached is not None:
             return Replays.replayed(cached, session_id, request.fingerprint)
+        return await self._run(request, session_id, expected, token)
+
+    async def _run(
+        self,
+        request: _Request,
+        session_id: str,
+        expected: Money,
+        token: str | None,
+        *,
+        unchanged_since: datetime | None = None,
+    ) -> ConfirmResult:
         # A client that disconnects must not stop a saga halfway through moving money.
-        task = asyncio.ensure_future(self._locked(request, session_id, expected, token))
+        task = asyncio.ensure_future(self._locked(request, session_id, expected, token, unchanged_since))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         task.add_done_callback(_consume)
@@ -134,7 +174,9 @@ class ConfirmCheckout:
             log.info("waiting for %d checkout saga(s) to finish before stopping", len(self._running))
             await asyncio.wait(set(self._running), timeout=timeout_seconds)
 
-    async def _locked(self, request: _Request, session_id: str, expected: Money, token: str | None) -> ConfirmResult:
+    async def _locked(
+        self, request: _Request, session_id: str, expected: Money, token: str | None, unchanged_since: datetime | None
+    ) -> ConfirmResult:
         # The Redis lock (``token``, taken by the caller) spares the database a double click's write. Not taken —
         # another request holds it, a process that died does, or Redis can't say — Postgres answers: a finished
         # request from its record, one under way with CHECKOUT_IN_PROGRESS, and an OPEN session goes on to the
@@ -145,7 +187,17 @@ class ConfirmCheckout:
         try:
             since = self._leases.now()
             async with self._uow.single() as tx:
-                begun = await tx.sessions.begin_confirm_with_cart(session_id, request.key, request.fingerprint)
+                begun = await tx.sessions.begin_confirm_with_cart(
+                    session_id, request.key, request.fingerprint, unchanged_since=unchanged_since
+                )
+            if begun is None and unchanged_since is not None:
+                # Not the session this replica kept (or not OPEN any more): checked, fingerprinted and guarded as
+                # it is now, as a read first would have done.
+                request, is_open = await self._as_now(request, session_id, expected)
+                if is_open:
+                    since = self._leases.now()
+                    async with self._uow.single() as tx:
+                        begun = await tx.sessions.begin_confirm_with_cart(session_id, request.key, request.fingerprint)
             if begun is None:
                 return await self._not_started(request, session_id)
             started, cart_status = begun
@@ -172,6 +224,20 @@ class ConfirmCheckout:
             return result
         finally:
             await self._end(request, session_id, token, outcome)
+
+    async def _as_now(self, request: _Request, session_id: str, expected: Money) -> tuple[_Request, bool]:
+        """The request as a read of the session now makes it (its fingerprint), and whether the session is OPEN;
+        refused, as :meth:`_as_read` refuses, when an OPEN session lacks a field an order needs."""
+        async with self._uow.read() as tx:
+            session = await tx.sessions.get(session_id)
+        assert session is not None  # a session is never deleted, and this one was seen
+        is_open = session.status is SessionStatus.OPEN
+        if is_open:
+            require_order_fields(session)
+        now_request = _Request(
+            request.customer_id, request.key, fingerprint(session_id, expected, session.payment_method)
+        )
+        return now_request, is_open
 
     async def _end(
         self, request: _Request, session_id: str, token: str | None, outcome: ConfirmResult | DomainError | None
@@ -453,6 +519,14 @@ def described(exc: BaseException) -> str:
     text = exc.message if isinstance(exc, DomainError) else str(exc) or type(exc).__name__
     line = " ".join(text.split())
     return line if len(line) <= _REASON_QUOTE_CHARS else line[: _REASON_QUOTE_CHARS - 1] + "…"
+
+
+def _has_order_fields(session: Session) -> bool:
+    try:
+        require_order_fields(session)
+    except InvalidArgument:
+        return False
+    return True
 
 
 def require_order_fields(session: Session) -> None:

@@ -115,6 +115,7 @@ def checkout(counted: tuple[SqlUnitOfWork, RoundTrips], customer_id: str) -> Che
             compensator,
             settlement=Settlement(uow, gateways, compensator, policy),
             policy=policy,
+            recent=recent,
         ),
         trips=trips,
         customer=Caller(customer_id),
@@ -459,10 +460,10 @@ async def test_confirm_writes_progress_only_before_authorize_and_create_order(
     assert saga_steps(trips) == steps
     trips_sent = list(trips.sent)
     progress = len(steps) - 2  # the writes between the guard (validated) and the finish (done)
-    # The session; the guard (answering the cart's status too) and each progress write, one statement each; then
-    # the finish: the session, the request's replay record, the cart and two outbox events as CTEs of one
-    # statement. All autocommit.
-    assert trips.take() == Trips(statements=1 + 1 + progress + 1, autocommit=1 + 1 + progress + 1)
+    # No read: the session as UpdateCheckoutState wrote it on this replica, which the guard requires unchanged.
+    # The guard (answering the cart's status too) and each progress write, one statement each; then the finish: the
+    # session, the request's replay record, the cart and two outbox events as CTEs of one statement. All autocommit.
+    assert trips.take() == Trips(statements=1 + progress + 1, autocommit=1 + progress + 1)
     finish = trips_sent[-1][0]
     for written in ("UPDATE checkout.checkout_sessions", "INSERT INTO checkout.confirm_requests",
                     "UPDATE checkout.carts", "INSERT INTO checkout.outbox"):  # fmt: skip
@@ -482,6 +483,31 @@ async def test_confirm_writes_progress_only_before_authorize_and_create_order(
     stored = await checkout.state.get(checkout.customer, session.session_id)
     assert stored.status is SessionStatus.COMPLETED and stored.saga_step is SagaStep.DONE
     assert stored.result == result and stored.order_id == result.order_id
+
+
+async def test_a_confirm_on_a_session_changed_since_this_replica_kept_it_is_decided_as_it_is_now(
+    checkout: Checkout, counted: tuple[SqlUnitOfWork, RoundTrips]
+) -> None:
+    """Another replica changed the payment method after this one kept the session: the guard, which requires the
+    kept session, starts nothing; the session is read, and the request fingerprinted, guarded and answered as it
+    is now: charged with the new method, and replayed for the same key (from Redis, then from Postgres)."""
+    trips, customer, uow = checkout.trips, checkout.customer, counted[0]
+    session = await checkout.filled_in_session()
+    replica = CheckoutState(uow, checkout.state._engine, recent=RecentSessions())
+    changed = await replica.update(customer, session.session_id, StateUpdate(payment_method="cod"))
+    assert changed.preview is not None
+    key = unique("key")
+    trips.take()
+
+    result = await checkout.confirm(customer, session.session_id, key, changed.preview.grand_total)
+
+    assert verbs(trips)[:3] == ["UPDATE", "SELECT", "UPDATE"]  # guard (nothing), the session as it is, the guard
+    assert result.payment_status == "CASH_ON_DELIVERY"
+    stored = await checkout.state.get(customer, session.session_id)
+    assert stored.status is SessionStatus.COMPLETED and stored.payment_method == "cod"
+    assert await checkout.confirm(customer, session.session_id, key, changed.preview.grand_total) == result
+    checkout.confirm._lock.results.clear()  # type: ignore[attr-defined]
+    assert await checkout.confirm(customer, session.session_id, key, changed.preview.grand_total) == result
 
 
 async def test_payment_events_for_a_session_this_process_ended_read_nothing(
@@ -536,9 +562,10 @@ async def test_a_declined_confirm_keeps_its_answer_in_the_transaction_that_cance
                     "UPDATE checkout.carts"):  # fmt: skip
         assert written in finish
     assert "checkout.outbox" not in finish  # an undone checkout writes no event
-    # The session, the guard (with the cart's status), the progress before authorize, the undo's start; then the
-    # session cancelled, the answer kept and the cart given back, in one statement. All autocommit.
-    assert trips.take() == Trips(statements=1 + 1 + 1 + 1 + 1, autocommit=5)
+    # The guard (with the cart's status; no read first, the session kept as this replica wrote it), the progress
+    # before authorize, the undo's start; then the session cancelled, the answer kept and the cart given back, in
+    # one statement. All autocommit.
+    assert trips.take() == Trips(statements=1 + 1 + 1 + 1, autocommit=4)
     async with uow.read() as tx:
         kept = await tx.confirm_records.get(checkout.customer.subject, key, 86_400)
     assert kept is not None and kept.error is not None and kept.error.reason == Reason.PAYMENT_DECLINED
