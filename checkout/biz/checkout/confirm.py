@@ -200,6 +200,7 @@ class ConfirmCheckout:
                         begun = await tx.sessions.begin_confirm_with_cart(session_id, request.key, request.fingerprint)
             if begun is None:
                 return await self._not_started(request, session_id)
+            self._recent.forget(session_id)  # the saga writes it from here on: a later call reads it
             started, cart_status = begun
             try:
                 lease = self._leases.hold(started, since)

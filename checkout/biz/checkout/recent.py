@@ -37,6 +37,10 @@ class RecentSessions:
             self._kept.popitem(last=False)
         return session
 
+    def forget(self, session_id: str) -> None:
+        """Drop the session (a saga started on it: whatever it becomes, this copy is no longer it)."""
+        self._kept.pop(session_id, None)
+
     def recall(self, caller: Caller, session_id: str) -> Session | None:
         """The caller's session as last written here, if it was OPEN then and is not past its expiry (it may have
         changed since)."""
