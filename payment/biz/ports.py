@@ -111,6 +111,14 @@ class PaymentRepo(Protocol):
         FailedPrecondition when another payment of the order is captured already."""
         ...
 
+    async def apply_provider_event(
+        self, payment_id: uuid.UUID, transition: Transition, provider: str, event: ProviderEvent, before: PaymentStatus
+    ) -> tuple[bool, Payment | None]:
+        """One statement: claim the provider ``event`` for ``payment_id`` (as ProviderEventRepo.claim, and only if
+        it would record it for that payment) and, only if it was claimed now, apply ``transition`` as :meth:`apply`
+        does; (claimed now, the payment if the transition applied). ``before``: the status it was planned from."""
+        ...
+
     async def record_attempt(self, payment_id: uuid.UUID, attempt: Attempt) -> None: ...
 
     async def add_refunded(self, payment_id: uuid.UUID, amount_minor: int) -> Payment:

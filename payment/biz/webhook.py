@@ -76,13 +76,52 @@ class HandleWebhook:
                 return event.event_id, True
             if found.nothing_to_do:
                 return event.event_id, not found.recorded
+            # Something to apply (a webhook that overtook the answer of the call that caused it, say): claim and
+            # apply in one statement when the plan holds whatever the payment became since it was read.
+            transition = None if found.payment is None else _planned_whatever_came_since(event, found.payment)
+            if found.payment is not None and transition is not None:
+                async with uow.statement() as tx:
+                    claimed, done = await tx.payments.apply_provider_event(
+                        payment_id, transition, provider.name, event, found.payment.status
+                    )
+                if claimed:
+                    if event.kind == EventKind.AUTHORIZED:
+                        if done is None:  # it moved meanwhile (the authorization's answer applied first)
+                            async with uow.read() as tx:
+                                done = await tx.payments.get(payment_id)
+                        await _cancel_if_orphaned(uow, provider, event, done)
+                    return event.event_id, False
         duplicate, payment = await apply_provider_event(uow, provider.name, event, payment_id)
-        if not duplicate and event.kind == EventKind.AUTHORIZED and event.intent is not None and payment is not None:
-            try:
-                await cancel_if_orphaned(uow, provider, event.intent, payment)
-            except ProviderError as exc:
-                log.warning("could not cancel intent %s after a late authorization: %s", event.intent.intent_id, exc)
+        if not duplicate and event.kind == EventKind.AUTHORIZED:
+            await _cancel_if_orphaned(uow, provider, event, payment)
         return event.event_id, duplicate
+
+
+async def _cancel_if_orphaned(
+    uow: UnitOfWork, provider: PaymentProvider, event: ProviderEvent, payment: Payment | None
+) -> None:
+    """A late authorization of a payment that holds nothing any more is cancelled at once (else by the sweeper)."""
+    if event.intent is None or payment is None:
+        return
+    try:
+        await cancel_if_orphaned(uow, provider, event.intent, payment)
+    except ProviderError as exc:
+        log.warning("could not cancel intent %s after a late authorization: %s", event.intent.intent_id, exc)
+
+
+# The events whose transition (plan_for) is the same from every status it applies from: what it writes depends on
+# the event and on the payment's fixed amount only, so the update's guard (status IN sources, checked by Postgres
+# on the row as it is when the update runs) is all of plan_for that can change. Not refunds: their amount
+# depends on what is refunded already, which the whole way reads under the row's lock.
+_PLANNED_FROM_ANY_SOURCE = frozenset({EventKind.AUTHORIZED, EventKind.FAILED, EventKind.CAPTURED, EventKind.CANCELED})
+
+
+def _planned_whatever_came_since(event: ProviderEvent, payment: Payment) -> Transition | None:
+    """The transition of ``event``, planned on ``payment`` as read without a lock, if it is the one :func:`plan_for`
+    would plan on any later version of the row that its guard lets it apply to; else None (the whole way)."""
+    if event.kind not in _PLANNED_FROM_ANY_SOURCE:
+        return None
+    return plan_for(event, payment)
 
 
 async def apply_provider_event(

@@ -324,16 +324,48 @@ def _event_data(updated: sa.FromClause) -> sa.ColumnElement[Any]:
     return data.op("||", return_type=JSONB)(sa.bindparam("o_extra", type_=JSONB))
 
 
+# A provider event claimed for the payment ``p_payment_id`` (with ``e_*`` bound as for _CLAIM_EVENT, and
+# ``e_payment_id`` = ``p_payment_id``), only if that is the payment _CLAIM_EVENT would record it for: a transition's
+# statement that claims the event it applies (_transition_stmt(provider_event=True)) applies it only if this claimed.
+_CLAIM_EVENT_FOR_PAYMENT = (
+    insert(provider_events)
+    .from_select(
+        ["provider", "event_id", "event_type", "payment_id"],
+        sa.select(
+            sa.bindparam("e_provider", type_=sa.Text),
+            sa.bindparam("e_event_id", type_=sa.Text),
+            sa.bindparam("e_event_type", type_=sa.Text),
+            sa.bindparam("p_payment_id", type_=payments.c.payment_id.type),
+        ).where(sa.bindparam("p_payment_id", type_=payments.c.payment_id.type) == _CLAIM_EVENT_PAYMENT),
+    )
+    .on_conflict_do_nothing()
+    .returning(provider_events.c.payment_id)
+    .cte("event_claim")
+)
+
+
 @functools.cache
 def _transition_stmt(
-    changed: tuple[str, ...], *, lease: bool, attempt: bool, event: bool = False, consumed: bool = False
+    changed: tuple[str, ...],
+    *,
+    lease: bool,
+    attempt: bool,
+    event: bool = False,
+    consumed: bool = False,
+    provider_event: bool = False,
 ) -> tuple[sa.Executable, OutboxCte | None]:
     """The conditional update of :class:`Transition` for these changed columns, returning the row. Only if the
     update applied, the same statement (data-modifying CTEs) also inserts: with ``attempt`` the attempt row,
     with ``event`` the outbox row (an :class:`infra.outbox_cte.OutboxCte`, returned to bind its ``o_*``
     parameters, plus ``o_extra``), with ``consumed`` the inbox claim of the event that caused it (``ON CONFLICT
-    DO NOTHING``: a redelivery that raced us may have claimed it first)."""
+    DO NOTHING``: a redelivery that raced us may have claimed it first).
+
+    With ``provider_event`` the statement first claims the provider event that causes the transition
+    (:data:`_CLAIM_EVENT_FOR_PAYMENT`) and updates only if that claim was made; it returns one row whatever
+    happened, ``event_claimed`` and the payment's columns (NULL when the update did not apply)."""
     condition: sa.ColumnElement[bool] = payments.c.status == sa.any_(sa.cast(sa.bindparam("p_sources"), _TEXTS))
+    if provider_event:
+        condition = sa.and_(condition, sa.exists(sa.select(_CLAIM_EVENT_FOR_PAYMENT.c.payment_id)))
     values: dict[str, Any] = {
         name: sa.bindparam(f"p_{name}", type_=payments.c[name].type) for name in changed if name != "status"
     }
@@ -354,10 +386,15 @@ def _transition_stmt(
         .values(values)
         .returning(*payments.c)
     )
-    if not (attempt or event or consumed):
+    if not (attempt or event or consumed or provider_event):
         return update, None
     updated = update.cte("updated")
     stmt = sa.select(updated)
+    if provider_event:
+        one = sa.select(sa.literal(1).label("one")).subquery("one")
+        stmt = sa.select(
+            sa.exists(sa.select(_CLAIM_EVENT_FOR_PAYMENT.c.payment_id)).label("event_claimed"), *updated.c
+        ).select_from(one.outerjoin(updated, sa.true()))
     written: OutboxCte | None = None
     if attempt:
         log = attempts.insert().from_select(_ATTEMPT_COLUMNS, _attempt_columns(updated.c.payment_id))
@@ -454,6 +491,24 @@ class SqlPaymentRepo:
     async def apply(self, payment_id: uuid.UUID, t: Transition) -> Payment | None:
         """The conditional update with, in the same statement, its attempt row, its outbox event and the inbox
         claim of the event that caused it; None (and nothing written) if it did not apply."""
+        row = await self._apply(payment_id, t, None)
+        return None if row is None else self._applied(payment_id, t, row, self._locked.get(payment_id))
+
+    async def apply_provider_event(
+        self, payment_id: uuid.UUID, t: Transition, provider: str, event: ProviderEvent, before: PaymentStatus
+    ) -> tuple[bool, Payment | None]:
+        """One statement: claim the provider ``event`` for this payment (as ProviderEventRepo.claim would record
+        it, and only if it would record it for this payment) and, only if claimed now, the transition it causes
+        (as :meth:`apply`); (claimed now, the payment if the transition applied). ``before``: the status the
+        transition was planned from, for the outcome counters."""
+        row = await self._apply(payment_id, t, _event_params(provider, event, payment_id))
+        if row is None or not row.event_claimed:
+            return False, None
+        if row.payment_id is None:
+            return True, None
+        return True, self._applied(payment_id, t, row, before)
+
+    async def _apply(self, payment_id: uuid.UUID, t: Transition, claim: dict[str, Any] | None) -> sa.Row[Any] | None:
         changed = tuple(sorted(t.changes))
         stmt, event = _transition_stmt(
             changed,
@@ -461,6 +516,7 @@ class SqlPaymentRepo:
             attempt=t.attempt is not None,
             event=bool(t.event_type),
             consumed=t.consumed is not None,
+            provider_event=claim is not None,
         )
         params: dict[str, Any] = {f"p_{name}": t.changes[name] for name in changed}
         params.update(p_payment_id=payment_id, p_sources=[s.value for s in t.sources], p_to=t.to.value)
@@ -473,8 +529,10 @@ class SqlPaymentRepo:
             params["o_extra"] = t.event_extra
         if t.consumed is not None:
             params.update(i_consumer=t.consumed.consumer, i_event_id=t.consumed.event_id)
+        if claim is not None:
+            params.update(claim)
         try:
-            row = (await self._c.execute(stmt, params)).first()
+            return (await self._c.execute(stmt, params)).first()
         except IntegrityError as exc:
             if _ONE_CAPTURE_INDEX in str(exc.orig):
                 raise FailedPrecondition(
@@ -483,10 +541,10 @@ class SqlPaymentRepo:
                     metadata={"payment_id": str(payment_id), "order_id": str(t.changes.get("order_id"))},
                 ) from exc
             raise
-        if row is None:
-            return None
+
+    def _applied(self, payment_id: uuid.UUID, t: Transition, row: sa.Row[Any], before: PaymentStatus | None) -> Payment:
         payment = _payment(row)
-        self._counted.append((payment, self._locked.get(payment_id)))
+        self._counted.append((payment, before))
         if t.event_type and self._count_written is not None:
             self._count_written(1)
         return payment

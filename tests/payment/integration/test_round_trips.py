@@ -6,9 +6,10 @@ outcome already applied one autocommit statement, a redelivered one a single sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -141,9 +142,10 @@ async def test_a_webhook_that_overtakes_the_authorization_finds_the_payment_by_i
 
     handle = HandleWebhook(uow, {counted.provider.name: counted.provider})
     assert await handle("sandbox", body, signature) == (event_id, False)
-    # The payment and whether the event was seen, nothing recorded (autocommit); then claim, lock, and status +
-    # attempt row + outbox event in one statement.
-    assert trips.take() == Trips(statements=4, autocommit=1, transactions=1, commits=1)
+    # The payment and whether the event was seen, nothing recorded; then the claim with status + attempt row +
+    # outbox event, in one statement: both autocommit, no transaction and no lock (it was 4 statements, a
+    # transaction's claim, lock and update).
+    assert trips.take() == Trips(statements=2, autocommit=2)
     async with uow.read() as tx:
         authorized = await tx.payments.get(payment.payment_id)
     assert authorized is not None
@@ -386,3 +388,159 @@ async def test_webhooks_that_arrive_before_the_synchronous_answers_are_applied_o
         [event] = [e for e in sandbox.api.events if e["id"] == event_id]
         body, signature = webhook(payment_settings, event["id"], event["type"], event["data"]["object"])
         assert await counted.webhook("sandbox", body, signature) == (event_id, True)
+
+
+class Interleaved:
+    """A unit of work whose first ``statement()`` runs ``between`` first: what another call (on another engine, not
+    counted) commits between a webhook's first read and its write, as when the answer of the call that caused the
+    webhook is applied while the webhook is under way."""
+
+    def __init__(self, uow: SqlUnitOfWork, between: Callable[[], Awaitable[object]]) -> None:
+        self._uow = uow
+        self._between: Callable[[], Awaitable[object]] | None = between
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._uow, name)
+
+    @contextlib.asynccontextmanager
+    async def statement(self) -> AsyncIterator[Any]:
+        if self._between is not None:
+            between, self._between = self._between, None
+            await between()
+        async with self._uow.statement() as tx:
+            yield tx
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def other_uow(payment_settings: Settings) -> AsyncIterator[SqlUnitOfWork]:
+    assert payment_settings.database_url
+    engine = create_engine(payment_settings.database_url, pool_size=1, application_name="kassa-payment-other-call")
+    yield SqlUnitOfWork(engine)
+    await engine.dispose()
+
+
+def _sent(sandbox: RunningSandbox, intent_id: str, event_type: str) -> dict[str, Any]:
+    [event] = [e for e in sandbox.api.events if e["data"]["object"]["id"] == intent_id and e["type"] == event_type]
+    return event
+
+
+async def _webhook_attempts(engine: AsyncEngine, payment_id: uuid.UUID) -> list[tuple[str, str]]:
+    logged = await rows(
+        engine,
+        sa.select(attempts.c.operation, attempts.c.outcome)
+        .where(attempts.c.payment_id == payment_id)
+        .order_by(attempts.c.attempt_id),
+    )
+    return [(r.operation, r.outcome) for r in logged]
+
+
+async def test_a_capture_webhook_that_finds_the_capture_in_flight_is_claimed_in_one_statement(
+    counted: Counted, other_uow: SqlUnitOfWork, sandbox: RunningSandbox, payment_settings: Settings
+) -> None:
+    """The capture's webhook reads the payment still CAPTURING (something to apply); before it writes, the capture's
+    own answer is applied. The webhook's one statement claims the event and, the guard refusing, applies nothing:
+    two autocommit statements where it took five round trips (read; BEGIN, claim, lock, COMMIT). The payment is
+    captured once, with one event, and a redelivery is a duplicate."""
+    cmd = AuthorizeCommand(unique("pay"), unique("sess"), "cust-1", Money("USD", 3100), "tok_visa", "")
+    payment = await counted.authorize(cmd)
+    assert payment.provider_payment_id is not None
+    order_id, pid = unique("order"), payment.payment_id
+    claim = Transition(
+        PaymentStatus.CAPTURING, frozenset({PaymentStatus.AUTHORIZED}), {"order_id": order_id}, lease_seconds=30
+    )
+    assert await apply(other_uow, pid, claim) is not None
+    intent = await counted.provider.capture(
+        payment.provider_payment_id, 3100, f"capture-{pid}", {"kassa_order_id": order_id}
+    )
+    answer = Transition(
+        PaymentStatus.CAPTURED,
+        frozenset({PaymentStatus.CAPTURING}),
+        {"captured_minor": intent.amount_received},
+        "PaymentCaptured",
+        {"captured_amount": {"currency_code": "USD", "amount_minor": intent.amount_received}},
+        Attempt("capture", {}, {"intent_id": intent.intent_id, "status": intent.status.value}, "captured"),
+    )
+    event = _sent(sandbox, payment.provider_payment_id, "payment_intent.succeeded")
+    body, signature = webhook(payment_settings, event["id"], event["type"], event["data"]["object"])
+    handle = HandleWebhook(Interleaved(counted.uow, lambda: apply(other_uow, pid, answer)), counted.providers)  # type: ignore[arg-type]
+    counted.trips.take()
+
+    assert await handle("sandbox", body, signature) == (event["id"], False)
+    assert counted.trips.take() == Trips(statements=2, autocommit=2)
+
+    async with counted.uow.read() as tx:
+        captured = await tx.payments.get(pid)
+    assert captured is not None and captured.status == PaymentStatus.CAPTURED and captured.captured_minor == 3100
+    payloads = await _outbox_payloads(counted.engine, pid)
+    assert {t: len(p) for t, p in payloads.items()} == {"PaymentAuthorized": 1, "PaymentCaptured": 1}
+    # The capture's answer moved it; the webhook, claimed, logged nothing.
+    assert await _webhook_attempts(counted.engine, pid) == [("authorize", "authorized"), ("capture", "captured")]
+    claimed = await rows(
+        counted.engine, sa.select(provider_events.c.payment_id).where(provider_events.c.event_id == event["id"])
+    )
+    assert [r.payment_id for r in claimed] == [pid]
+    counted.trips.take()
+    assert await counted.webhook("sandbox", body, signature) == (event["id"], True)
+    assert counted.trips.take() == Trips(statements=1, autocommit=1)
+
+
+async def _pending_with_intent(counted: Counted, amount: int) -> tuple[uuid.UUID, ProviderIntent]:
+    """A PENDING payment whose intent the provider has created and not yet answered (as AuthorizePayment leaves it
+    while it awaits the answer)."""
+    new = NewPayment(
+        uuid.uuid4(), unique("pay"), unique("sess"), "cust-1", Money("USD", amount), "tok_visa", "sandbox", ""
+    )
+    async with counted.uow.single() as tx:
+        payment, created = await tx.payments.create_or_get(new)
+    assert created
+    request = IntentRequest(
+        amount, "USD", "tok_visa", "", {"payment_id": str(payment.payment_id), "order_ref": payment.order_ref}
+    )
+    return payment.payment_id, await counted.provider.create_intent(request, payment.idempotency_key)
+
+
+async def test_an_authorization_webhook_that_finds_its_answer_applied_meanwhile_claims_and_reads(
+    counted: Counted, other_uow: SqlUnitOfWork, sandbox: RunningSandbox, payment_settings: Settings
+) -> None:
+    """The authorization's webhook reads the payment PENDING; the authorization's answer is applied before the webhook
+    writes. Its statement claims the event and applies nothing; then it reads the payment to tell whether the intent
+    is an orphan (it is not): three autocommit statements, no transaction, nothing cancelled."""
+    pid, intent = await _pending_with_intent(counted, 2200)
+    answer = Transition(
+        PaymentStatus.AUTHORIZED,
+        frozenset({PaymentStatus.PENDING}),
+        {"provider_payment_id": intent.intent_id},
+        "PaymentAuthorized",
+        {},
+        Attempt("authorize", {}, {"intent_id": intent.intent_id}, "authorized"),
+    )
+    event = _sent(sandbox, intent.intent_id, "payment_intent.amount_capturable_updated")
+    body, signature = webhook(payment_settings, event["id"], event["type"], event["data"]["object"])
+    handle = HandleWebhook(Interleaved(counted.uow, lambda: apply(other_uow, pid, answer)), counted.providers)  # type: ignore[arg-type]
+    counted.trips.take()
+
+    assert await handle("sandbox", body, signature) == (event["id"], False)
+    assert counted.trips.take() == Trips(statements=3, autocommit=3)
+    assert {t: len(p) for t, p in (await _outbox_payloads(counted.engine, pid)).items()} == {"PaymentAuthorized": 1}
+    assert await _webhook_attempts(counted.engine, pid) == [("authorize", "authorized")]
+    assert (await counted.provider.get_intent(intent.intent_id)).status == IntentStatus.REQUIRES_CAPTURE
+
+
+async def test_an_authorization_webhook_for_a_payment_voided_meanwhile_cancels_the_intent(
+    counted: Counted, other_uow: SqlUnitOfWork, sandbox: RunningSandbox, payment_settings: Settings
+) -> None:
+    """Invariant 3 on the one-statement path: a void lands between the webhook's read and its write. The webhook's
+    authorization does not apply (the payment is VOIDED), and the intent the provider holds is cancelled at once."""
+    pid, intent = await _pending_with_intent(counted, 2300)
+    void = Transition(PaymentStatus.VOIDED, frozenset({PaymentStatus.PENDING}), {}, "PaymentVoided", {"reason": "test"})
+    event = _sent(sandbox, intent.intent_id, "payment_intent.amount_capturable_updated")
+    body, signature = webhook(payment_settings, event["id"], event["type"], event["data"]["object"])
+    handle = HandleWebhook(Interleaved(counted.uow, lambda: apply(other_uow, pid, void)), counted.providers)  # type: ignore[arg-type]
+
+    assert await handle("sandbox", body, signature) == (event["id"], False)
+    async with counted.uow.read() as tx:
+        voided = await tx.payments.get(pid)
+    assert voided is not None and voided.status == PaymentStatus.VOIDED
+    assert (await counted.provider.get_intent(intent.intent_id)).status == IntentStatus.CANCELED
+    assert await _webhook_attempts(counted.engine, pid) == [("void", "orphan_canceled")]
+    assert {t: len(p) for t, p in (await _outbox_payloads(counted.engine, pid)).items()} == {"PaymentVoided": 1}
