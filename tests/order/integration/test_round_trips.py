@@ -181,7 +181,10 @@ async def test_a_payment_event_first_confirms_in_one_statement_with_its_claim(
     event = captured(payment_id, order.order_id)
     assert await apply(event) == EventDisposition.APPLIED
     # Claim + status + payment status + history + OrderConfirmed in one statement.
+    [(_, bound)] = trips.sent
     assert trips.take() == Trips(statements=1, autocommit=1)
+    # The event data's keys are written into the SQL, not bound (they were 24 more parameters to convert each call).
+    assert len(bound) <= 18, sorted(bound)
     got = await _get(repo, order.order_id)
     assert trips.take() == Trips(statements=1, autocommit=1)  # one statement, no transaction
     assert got is not None and got.status == OrderStatus.CONFIRMED and got.payment_outcome == PaymentOutcome.CAPTURED
@@ -209,12 +212,16 @@ async def test_events_written_by_the_statement_carry_what_event_data_says(
     counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
 ) -> None:
     """The statement computes OrderConfirmed's data itself: it must be what ``event_data`` of the order says."""
-    repo, _, engine = counted
+    repo, trips, engine = counted
     payment_id = unique("pay")
     order, _ = await CreateOrder(repo)(new_order(unique("sess"), customer_id, payment_id))
+    trips.take()
     confirmed = await RecordPayment(repo)(
         order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id, cause="payment captured"
     )
+    [(_, bound)] = trips.sent
+    assert trips.take() == Trips(statements=1, autocommit=1)
+    assert len(bound) <= 15, sorted(bound)  # 39 when the event data's keys were bound
     payloads = await _payloads(engine, order.order_id)
     assert set(payloads) == {"OrderCreated", "OrderConfirmed"}
     assert payloads["OrderCreated"]["data"] == event_data(order, "order placed at checkout")
