@@ -40,8 +40,12 @@ class HandleWebhook:
     The usual webhook, of an outcome the payment already shows (the authorization or capture Kassa
     made itself), costs one autocommit statement: it reads the payment and whether the event was seen,
     and records the event only when it has nothing to apply or cancel (:func:`nothing_to_do`, the SQL
-    form of :func:`already_applied`); anything else, such as a webhook that overtook the synchronous
-    answer, goes the whole way (claim, lock, apply).
+    form of :func:`already_applied`). A webhook with something to apply (one that overtook the synchronous
+    answer, or found it still on its way to the database: about one in eight on the bench) claims the event and
+    applies its transition in one more autocommit statement, guarded by the statuses it may move the payment
+    from, as Postgres sees the row when it updates it (an authorization then reads the payment, to cancel an
+    orphaned intent). Refunds, whose effect depends on what is refunded already, and an event whose intent
+    another payment holds, go the whole way (claim, lock, apply, in one transaction).
 
     An authorization that arrives for a payment that holds nothing any more (voided, failed:
     a success after the end, DESIGN.md §3) is cancelled at once; when the provider cannot be
