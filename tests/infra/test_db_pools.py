@@ -185,12 +185,13 @@ async def test_pgbouncer_mode_turns_prepared_statements_off_on_both_pools(
 
 @pytest.mark.parametrize("pool_size", [1, 2, 5])
 async def test_a_replica_holds_at_most_twice_its_pool_size(stack: StackEndpoints, pool_size: int) -> None:
-    """Both pools full at once: 2 * pool_size connections, pool_size of each, as infra.db documents."""
+    """Both pools full at once: 2 * pool_size connections, pool_size of each and no overflow, as infra.db
+    documents (a replica's budget is 2 * KASSA_DB_POOL_SIZE)."""
     app = _app()
     engine = create_engine(stack.database_url, pool_size=pool_size, application_name=app)
     single = single_statements(engine)
     pools = [engine.sync_engine.pool, single.sync_engine.pool]
-    assert [p.size() + p._max_overflow for p in pools] == [pool_size, pool_size]  # type: ignore[attr-defined]
+    assert [(p.size(), p._max_overflow) for p in pools] == [(pool_size, 0)] * 2  # type: ignore[attr-defined]
     try:
         held = [await engine.connect() for _ in range(pool_size)] + [await single.connect() for _ in range(pool_size)]
         for conn in held:
