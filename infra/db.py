@@ -5,7 +5,8 @@ conditional ``UPDATE … RETURNING`` instead of read-modify-write.
 
 No ``pool_pre_ping``: it costs a round trip on every transaction (~60 per checkout). A connection
 that Postgres dropped fails its one call instead; SQLAlchemy then invalidates the whole pool, and the
-server interceptor answers that call UNAVAILABLE, which every client in the mesh retries.
+server interceptor answers that call UNAVAILABLE, which every client in the mesh retries. (Each of the two
+pools below finds out by its own first failed call: after a restart of Postgres, up to two such calls.)
 
 Two pools per engine: :func:`create_engine` returns the engine of transactions and builds beside it the engine
 of :func:`single_statements`, whose connections are autocommit from the moment they open (an engine created

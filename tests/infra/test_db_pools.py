@@ -265,3 +265,37 @@ async def _backends_gone(url: str, app: str) -> bool:
             return True
         await asyncio.sleep(0.05)
     return False
+
+
+async def test_each_pool_recovers_from_connections_postgres_dropped(stack: StackEndpoints) -> None:
+    """No pre-ping: after Postgres dropped the connections, each pool's next use fails once (a disconnect,
+    which the server interceptor answers UNAVAILABLE), and the use after it gets a fresh connection."""
+    app = _app()
+    engine = create_engine(stack.database_url, pool_size=2, application_name=app)
+    uow: UnitOfWork[AsyncConnection] = UnitOfWork(engine, lambda conn: conn)
+    pid = sa.text("SELECT pg_backend_pid()")
+    try:
+        async with uow.transaction() as conn:
+            first_tx = await conn.scalar(pid)
+        async with uow.read() as conn:
+            first_read = await conn.scalar(pid)
+        counter = sa.create_engine(stack.database_url, poolclass=sa.pool.NullPool)
+        with counter.connect() as conn:
+            killed = conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :app"),
+                {"app": app},
+            ).all()
+        counter.dispose()
+        assert len(killed) == 2
+        assert await _backends_gone(stack.database_url, app)
+        for use in (uow.read, uow.transaction):
+            with pytest.raises(sa.exc.OperationalError) as failed:
+                async with use() as conn:
+                    await conn.scalar(pid)
+            assert failed.value.connection_invalidated
+        async with uow.transaction() as conn:
+            assert await conn.scalar(pid) != first_tx
+        async with uow.read() as conn:
+            assert await conn.scalar(pid) != first_read
+    finally:
+        await engine.dispose()
