@@ -5,22 +5,36 @@ conditional ``UPDATE … RETURNING`` instead of read-modify-write.
 
 No ``pool_pre_ping``: it costs a round trip on every transaction (~60 per checkout). A connection
 that Postgres dropped fails its one call instead; SQLAlchemy then invalidates the whole pool, and the
-server interceptor answers that call UNAVAILABLE, which every client in the mesh retries.
+server interceptor answers that call UNAVAILABLE, which every client in the mesh retries. (Each of the two
+pools below finds out by its own first failed call: after a restart of Postgres, up to two such calls.)
 
-Pool size: each engine keeps up to ``pool_size`` connections open and opens up to as many again under a
-burst (``max_overflow``), so one replica of a service holds at most 2 * ``KASSA_DB_POOL_SIZE`` connections
-(default 10: 20). Postgres must allow the sum over every replica of every service sharing it, plus
-migrations and operators: 6 services * 2 replicas * 20 = 240 against the default ``max_connections`` of
-100 needs either a smaller pool or a pooler in front.
+Two pools per engine: :func:`create_engine` returns the engine of transactions and builds beside it the engine
+of :func:`single_statements`, whose connections are autocommit from the moment they open (an engine created
+with ``isolation_level="AUTOCOMMIT"``). Autocommit set per use on the transactions' pool instead
+(``execution_options``) would cost two greenlet-awaited psycopg calls on every checkout from the pool and two
+more on every return (set autocommit and isolation level, then reset both); ``skip_autocommit_rollback``
+also drops the ROLLBACK at the end of each use, which psycopg answers without a round trip. A one-statement
+``read()`` went from 20 greenlet switches to 10. Disposing the engine of transactions disposes its companion
+too (``engine_disposed``), so ``await engine.dispose()`` at shutdown closes every connection of both.
+
+Pool size: each of the two pools keeps up to ``KASSA_DB_POOL_SIZE`` connections open and opens none beyond
+(no ``max_overflow``), so one replica of a service holds at most 2 * ``KASSA_DB_POOL_SIZE`` connections
+(default 10: 20), as it did with one pool of that size plus as many again under a burst. Transactions and
+single statements never wait for each other, and no connection is opened for one use and closed after it
+(what a pool's overflow does whenever the load runs above its size: a connect costs the client and
+Postgres far more than the use). Postgres must allow the sum over every replica of every service sharing
+it, plus migrations and operators: 6 services * 2 replicas * 20 = 240 against the default
+``max_connections`` of 100 needs either a smaller pool or a pooler in front.
 
 PgBouncer in transaction mode: Kassa keeps no session state between transactions. Every advisory lock is
 ``pg_advisory_xact_lock`` (released at commit), no ``SET`` without ``LOCAL``, no ``LISTEN``/``NOTIFY``, no
-temporary tables, no server-side cursors held across transactions; isolation levels and autocommit
-(``single_statements``) are the client's own settings, sent with each ``BEGIN``. What remains is psycopg's
-server-side prepared statements (a statement run ``prepare_threshold`` = 5 times on one connection is
-prepared there): with ``pgbouncer=True`` (``KASSA_PGBOUNCER=1``) they are off, since a later transaction
-may run on another server connection that never saw the ``PREPARE``. PgBouncer 1.21+ with
-``max_prepared_statements`` > 0 tracks them itself and needs no ``KASSA_PGBOUNCER``.
+temporary tables, no server-side cursors held across transactions; isolation levels are the client's own
+settings, sent with each ``BEGIN``, and ``single_statements``' connections are autocommit on the client (no
+``BEGIN`` at all). What remains is psycopg's server-side prepared statements (a statement run
+``prepare_threshold`` = 5 times on one connection is prepared there): with ``pgbouncer=True``
+(``KASSA_PGBOUNCER=1``) they are off on both pools, since a later transaction may run on another server
+connection that never saw the ``PREPARE``. PgBouncer 1.21+ with ``max_prepared_statements`` > 0 tracks them
+itself and needs no ``KASSA_PGBOUNCER``.
 
 ``hide_parameters``: a statement that fails is logged with its SQL but without its bound values, which
 are what customers sent (emails, addresses) and would otherwise land in tracebacks and logs.
@@ -32,9 +46,11 @@ a thin subclass naming its ``SqlTx``): the one place a service's transaction beg
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
+from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from infra.tracing import instrument_engine
@@ -47,30 +63,57 @@ TxT = TypeVar("TxT")
 def create_engine(
     url: str, *, pool_size: int = 10, application_name: str = "kassa", pgbouncer: bool = False
 ) -> AsyncEngine:
-    """``pgbouncer``: no server-side prepared statements, for a PgBouncer in transaction mode (see above)."""
+    """The engine of transactions, with its autocommit companion for :func:`single_statements` (see above):
+    the same database, settings and tracing, a pool of its own, disposed with it.
+
+    ``pool_size`` is the replica's ``KASSA_DB_POOL_SIZE``: each pool's size, neither with an overflow.
+    ``pgbouncer``: no server-side prepared statements, for a PgBouncer in transaction mode (see above)."""
     connect_args: dict[str, object] = {"application_name": application_name}
     if pgbouncer:
         connect_args["prepare_threshold"] = None
+    engine = _engine(url, pool_size, connect_args)
+    single = _engine(url, pool_size, connect_args, isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
+    _single[engine.sync_engine] = single
+
+    def dispose_single(_engine: object) -> None:
+        # Inside AsyncEngine.dispose's greenlet, so the companion's pool closes its connections too.
+        single.sync_engine.dispose()
+
+    event.listen(engine.sync_engine, "engine_disposed", dispose_single)
+    return engine
+
+
+def _engine(url: str, pool_size: int, connect_args: dict[str, object], **options: object) -> AsyncEngine:
     engine = create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         pool_recycle=1800,
         hide_parameters=True,
         connect_args=connect_args,
+        **options,
     )
     instrument_engine(engine)  # a span per statement inside a trace, nothing outside one (infra.tracing)
     return engine
 
 
+_single: weakref.WeakKeyDictionary[Engine, AsyncEngine] = weakref.WeakKeyDictionary()
+
+
 def single_statements(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool in autocommit, for work that is one statement each.
+    """The autocommit engine of ``engine``, for work that is one statement each.
 
     No BEGIN and no COMMIT/ROLLBACK round trip, and the same answer: under READ COMMITTED every
     statement sees its own snapshot anyway, and a single statement is atomic on its own. A write may
     use it only when it needs nothing else in its transaction (no outbox event, no second statement
     that must commit with it); several statements on such a connection each commit by themselves.
+
+    For an engine :func:`create_engine` built, its companion pool, whose connections stay autocommit for
+    their whole life; for any other, the same pool switched to autocommit for each use.
     """
+    single = _single.get(engine.sync_engine)
+    if single is not None:
+        return single
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 

@@ -293,7 +293,7 @@ class OutboxPublisher:
 
     @functools.cached_property
     def _single(self) -> AsyncEngine:
-        """The same pool in autocommit, for the passes' one-statement writes."""
+        """The engine's autocommit pool (infra.db), for the passes' one-statement writes."""
         return single_statements(self._engine)
 
     def notify(self) -> None:

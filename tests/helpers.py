@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.localstack import LocalStack, StackEndpoints, free_ports, nats_server_binary
 from infra.consumer import Event
+from infra.db import single_statements
 from infra.grpc_errors import error_info
 
 # Kassa's own Python packages: the shared kernel, the runtime, the developer stack, the gateway and the seven
@@ -115,9 +116,14 @@ class RoundTrips:
     def __init__(self, engine: AsyncEngine) -> None:
         self.sent: list[tuple[str, Any]] = []
         self._autocommit = self._transactions = self._commits = 0
-        sa.event.listen(engine.sync_engine, "before_cursor_execute", self._on_statement)
-        sa.event.listen(engine.sync_engine, "begin", self._on_begin)
-        sa.event.listen(engine.sync_engine, "commit", self._on_commit)
+        engines = [engine.sync_engine]
+        single = single_statements(engine).sync_engine
+        if single.pool is not engine.sync_engine.pool:  # infra.db.create_engine's autocommit pool of its own
+            engines.append(single)
+        for each in engines:
+            sa.event.listen(each, "before_cursor_execute", self._on_statement)
+            sa.event.listen(each, "begin", self._on_begin)
+            sa.event.listen(each, "commit", self._on_commit)
 
     def take(self) -> Trips:
         trips = Trips(len(self.sent), self._autocommit, self._transactions, self._commits)
