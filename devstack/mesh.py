@@ -166,7 +166,7 @@ def _wait_for_exit(popen: subprocess.Popen[bytes], stopping: _StopSignal) -> int
                 if stopping.wait(_WATCH_INTERVAL):
                     return None
                 continue
-            select.select([pidfd, stopping], [], [], _PIDFD_WATCH_INTERVAL)
+            select.select([pidfd, stopping.fileno()], [], [], _PIDFD_WATCH_INTERVAL)
             if stopping.is_set():
                 return None
         return code
