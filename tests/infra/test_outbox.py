@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -550,3 +551,28 @@ async def test_an_idle_publisher_polls_a_few_times_a_minute_and_a_failed_pass_is
     claims = [sql for sql, _ in trips.sent if sql.lstrip().startswith("WITH candidates")]
     assert len(claims) == 16  # one claim statement per pass, nothing else polls
     await assert_each_once_in_order(outbox, js)
+
+
+async def test_an_event_is_published_as_the_envelope_postgres_stored_with_its_writers_trace(outbox, js) -> None:
+    """The claim returns the envelope as text and the writer's traceparent beside it: the publisher sends the text
+    as it is (no JSON parse of the JSONB and dump again per event), and the consumers read the same envelope."""
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with outbox.engine.begin() as conn:
+        eid = await add_event(
+            conn, outbox.table, service=outbox.service, event_type="Happened", aggregate_id="order-1", data={"n": 1}
+        )
+        await conn.execute(
+            outbox.table.update()
+            .where(outbox.table.c.event_id == eid)
+            .values(payload=outbox.table.c.payload.op("||")(sa.func.jsonb_build_object("traceparent", parent)))
+        )
+        stored = await conn.scalar(sa.select(sa.cast(outbox.table.c.payload, sa.Text)))
+
+    (row,) = await publisher(outbox, js).claim()
+    assert (row.body, row.traceparent) == (stored, parent)
+    await drain(publisher(outbox, js), outbox=outbox)
+
+    msg = await js.get_msg(outbox.stream, 1)
+    assert msg.data == stored.encode()
+    envelope = json.loads(msg.data)
+    assert (envelope["event_id"], envelope["data"], envelope["traceparent"]) == (str(eid), {"n": 1}, parent)
