@@ -26,10 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -66,6 +65,12 @@ log = logging.getLogger("kassa.outbox")
 
 # The most one publishing pass may take, whatever the lease (a quarter of it when that is shorter).
 _PUBLISH_TIMEOUT_SECONDS = 10.0
+
+
+async def _woken_or_timeout(wake: asyncio.Event, seconds: float) -> None:
+    """Wait until ``wake`` is set or ``seconds`` have passed."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), timeout=seconds)
 
 
 def _outbox_v1() -> list[SchemaItem]:
@@ -252,11 +257,17 @@ class OutboxPublisher:
         lease_seconds: int = 60,
         publish_timeout_seconds: float | None = None,
         poll_interval: float = 0.2,
-        max_idle_interval: float = 1.0,
+        max_idle_interval: float = 15.0,
+        retry_interval: float = 1.0,
         retention_hours: int = 72,
         duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS,
         service: str | None = None,
+        idle: Callable[[asyncio.Event, float], Awaitable[object]] = _woken_or_timeout,
     ) -> None:
+        """``max_idle_interval``: the longest wait for a ``notify()`` after passes that found nothing (the sweep
+        for rows no notify announced: a lease that ran out under a crashed replica, a commit in another process);
+        ``retry_interval``: the longest wait after a pass that could not publish what it claimed, or failed.
+        ``idle(wake, timeout)`` waits for ``wake`` or the timeout (a test records the waits instead)."""
         self._engine = engine
         self._t = table
         self._js = js
@@ -269,6 +280,9 @@ class OutboxPublisher:
         )
         self._poll = poll_interval
         self._max_idle = max(max_idle_interval, poll_interval)
+        self._max_retry = min(max(retry_interval, poll_interval), self._max_idle)
+        self._idle = idle
+        self._left = 0  # rows the last pass claimed and did not publish
         self._retention = retention_hours
         self._wake = asyncio.Event()
         self._fault_point = f"{table.schema or 'public'}.outbox.after_publish"
@@ -300,15 +314,10 @@ class OutboxPublisher:
         """Hint that rows were just committed, so the worker needn't wait for its next poll."""
         self._wake.set()
 
-    async def claim(self) -> list[sa.Row[Any]]:
-        """Lease up to ``batch_size`` due rows, oldest first, that no other pass holds an earlier row of.
-
-        A row is due when pending or when its lease ran out. Of the oldest due rows (locked with
-        SKIP LOCKED), a row is taken only if every earlier unsent row of its aggregate is taken too:
-        an earlier row leased by another replica, locked by a concurrent claim, or beyond the batch
-        holds the later ones back until it is sent. Rows come back in publishing order, each with
-        the lease (``lease_until``) that settles it.
-        """
+    @functools.cached_property
+    def _claim_statement(self) -> sa.Update:
+        """The claim (see :meth:`claim`), built once: it has no parameter that changes between passes, and a
+        statement object built anew costs its construction and its cache key on every pass, idle or not."""
         t = self._t
         due = sa.or_(t.c.status == "pending", sa.and_(t.c.status == "processing", t.c.lease_until < sa.func.now()))
         candidates = (
@@ -327,7 +336,7 @@ class OutboxPublisher:
             < sa.tuple_(candidates.c.created_at, candidates.c.event_id),
             earlier.c.event_id.not_in(sa.select(candidates.c.event_id).scalar_subquery()),
         )
-        stmt = (
+        return (
             t.update()
             .where(t.c.event_id.in_(sa.select(candidates.c.event_id).where(~held_back)))
             .values(
@@ -335,15 +344,35 @@ class OutboxPublisher:
                 attempts=t.c.attempts + 1,
                 lease_until=sa.func.now() + sa.text(f"interval '{int(self._lease)} seconds'"),
             )
-            .returning(t.c.event_id, t.c.subject, t.c.aggregate_id, t.c.payload, t.c.created_at, t.c.lease_until)
+            .returning(
+                t.c.event_id,
+                t.c.subject,
+                t.c.aggregate_id,
+                # The envelope as Postgres prints it, published as it is: no JSON parse and dump per event here.
+                sa.cast(t.c.payload, sa.Text).label("body"),
+                t.c.payload[TRACEPARENT].astext.label("traceparent"),
+                t.c.created_at,
+                t.c.lease_until,
+            )
         )
+
+    async def claim(self) -> list[sa.Row[Any]]:
+        """Lease up to ``batch_size`` due rows, oldest first, that no other pass holds an earlier row of.
+
+        A row is due when pending or when its lease ran out. Of the oldest due rows (locked with
+        SKIP LOCKED), a row is taken only if every earlier unsent row of its aggregate is taken too:
+        an earlier row leased by another replica, locked by a concurrent claim, or beyond the batch
+        holds the later ones back until it is sent. Rows come back in publishing order, each with
+        the lease (``lease_until``) that settles it.
+        """
         async with self._single.connect() as conn:  # one statement: atomic, with no BEGIN/COMMIT round trips
-            rows = list((await conn.execute(stmt)).all())
+            rows = list((await conn.execute(self._claim_statement)).all())
         rows.sort(key=lambda r: (r.created_at, r.event_id))
         return rows
 
     async def publish_once(self) -> int:
         """Claim and publish one batch within the publish deadline; returns how many rows were published."""
+        self._left = 0
         rows = await self.claim()
         if not rows:
             return 0
@@ -355,6 +384,7 @@ class OutboxPublisher:
         await asyncio.gather(*(self._publish_chain(chain, deadline, batch) for chain in chains.values()))
         if batch.sent:
             await faults.ahit(self._fault_point)
+        self._left = len(rows) - len(batch.sent)
         await self._settle(rows, rows[0].lease_until, batch)
         self._count(rows, batch)
         return len(batch.sent)
@@ -387,13 +417,11 @@ class OutboxPublisher:
                 return
             headers = {"Nats-Msg-Id": str(row.event_id)}
             try:
-                with producer_span(f"publish {row.subject}", row.payload.get(TRACEPARENT)) as parent:
+                with producer_span(f"publish {row.subject}", row.traceparent) as parent:
                     if parent:
                         headers[TRACEPARENT] = parent
                     async with asyncio.timeout(remaining):
-                        await self._js.publish(
-                            row.subject, json.dumps(row.payload).encode(), headers=headers, timeout=remaining
-                        )
+                        await self._js.publish(row.subject, row.body.encode(), headers=headers, timeout=remaining)
             except Exception as exc:
                 batch.failed[row.event_id] = repr(exc)[:500]
                 return
@@ -464,8 +492,10 @@ class OutboxPublisher:
         when the last was longer ago, and otherwise the events committed meanwhile wait for the next,
         which publishes them together. So a lone event goes out at once, and under load a pass (a claim
         and a settle transaction) carries every event of its interval instead of one each. Each empty
-        pass doubles the wait for the next poll, up to ``max_idle_interval``, so an idle service costs
-        the database little.
+        pass doubles the wait for the next unprompted one, up to ``max_idle_interval``: an idle service
+        wakes for its outbox a few times a minute, and every commit with events still starts a pass at
+        once. A pass that failed, or gave back rows it could not publish, is retried within
+        ``retry_interval`` (the broker or the database is back), however long the idle wait.
         """
         loop = asyncio.get_running_loop()
         cycles = 0
@@ -475,6 +505,7 @@ class OutboxPublisher:
         while True:
             started = loop.time()
             self._wake.clear()  # a notify() from here on, during the pass too, brings the next pass forward
+            failed = False
             try:
                 n = await self.publish_once()
                 cycles += 1
@@ -484,17 +515,17 @@ class OutboxPublisher:
                 raise
             except Exception:
                 log.exception("outbox publisher cycle failed")
-                n = 0
+                n, failed = 0, True
             if started >= refresh_at:
                 refresh_at = started + metrics.REFRESH_SECONDS
                 try:  # a gauge that can't be read must not slow publishing down
                     await self.refresh_backlog()
                 except Exception:
                     log.exception("outbox backlog gauges not refreshed")
-            delay = self._poll if n else min(delay * 2, self._max_idle)
+            cap = self._max_retry if failed or self._left else self._max_idle
+            delay = self._poll if n else min(delay * 2, cap)
             if n < self._batch:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                await self._idle(self._wake, delay)
                 if self._wake.is_set():
                     delay = self._poll
                 # Events that came in during a pass, or right after one, join the next pass instead of each

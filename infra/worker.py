@@ -17,9 +17,14 @@ log = logging.getLogger("kassa.worker")
 
 
 def every(
-    name: str, interval_seconds: float, one_pass: Callable[[], Awaitable[object]]
+    name: str,
+    interval_seconds: float,
+    one_pass: Callable[[], Awaitable[object]],
+    *,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> Callable[[], Awaitable[None]]:
-    """A worker that runs ``one_pass`` until cancelled; a truthy result is followed at once by another pass."""
+    """A worker that runs ``one_pass`` until cancelled; a truthy result is followed at once by another pass.
+    ``sleep`` waits between passes (a test records the waits instead)."""
 
     async def run() -> None:
         while True:
@@ -31,6 +36,6 @@ def every(
                 log.exception("%s pass failed; retrying", name)
                 more = False
             if not more:
-                await asyncio.sleep(interval_seconds)
+                await sleep(interval_seconds)
 
     return run

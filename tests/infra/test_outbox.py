@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -459,3 +460,119 @@ async def test_rows_a_statement_wrote_itself_count_with_add_events(outbox) -> No
         with pytest.raises(ValueError):
             tx.count_written(-1)
         assert tx.events == 4
+
+
+class IdleWaits:
+    """The publisher's ``idle`` wait, recorded instead of waited: returns at once, as if the timeout had passed,
+    and stops the publisher after ``until`` waits. ``claims`` counts the claim statements in between."""
+
+    def __init__(self, until: int) -> None:
+        self.timeouts: list[float] = []
+        self.until = until
+        self.done = asyncio.Event()
+        self.before: Any = None  # called before a wait is recorded (the test changes the world there)
+
+    async def __call__(self, wake: asyncio.Event, seconds: float) -> None:
+        if self.before is not None:
+            await self.before(len(self.timeouts))
+        self.timeouts.append(seconds)
+        if len(self.timeouts) >= self.until:
+            self.done.set()
+            await asyncio.Event().wait()  # parked until the test cancels the publisher
+
+
+class FailingWhile:
+    """JetStream whose publishes fail while ``failing`` is set (a broker that is down)."""
+
+    def __init__(self, js: Any) -> None:
+        self._js = js
+        self.failing = False
+
+    async def publish(self, subject: str, payload: bytes, **kwargs: Any) -> Any:
+        if self.failing:
+            raise nats.errors.TimeoutError
+        return await self._js.publish(subject, payload, **kwargs)
+
+
+async def test_an_idle_publisher_polls_a_few_times_a_minute_and_a_failed_pass_is_retried_within_a_second(
+    outbox, js
+) -> None:
+    """Idle, each empty pass doubles the wait up to ``max_idle_interval`` (15 s, was 1 s): 9 claims in the first
+    minute, then 4 a minute, instead of 60. Rows a pass could not publish are retried within ``retry_interval``."""
+    broker = FailingWhile(js)
+    waits = IdleWaits(until=16)
+
+    async def world(n: int) -> None:
+        if n == 9:  # idle long enough: an event comes in while the broker is down
+            await outbox.add("order-1")
+            broker.failing = True
+        elif n == 12:
+            broker.failing = False
+
+    waits.before = world
+    trips = RoundTrips(outbox.engine)
+    worker = OutboxPublisher(
+        outbox.engine,
+        outbox.table,
+        broker,
+        lease_seconds=2,
+        publish_timeout_seconds=0.5,
+        poll_interval=0.05,
+        idle=waits,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(waits.done.wait(), 30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert waits.timeouts == [
+        0.1,
+        0.2,
+        0.4,
+        0.8,
+        1.6,
+        3.2,
+        6.4,
+        12.8,
+        15.0,
+        15.0,  # idle: the backoff reaches 15 s
+        # an event committed with no notify() (another process) waits for the idle sweep; its publish fails
+        # (broker down): retried every second, however long the idle wait was
+        1.0,
+        1.0,
+        1.0,
+        0.05,
+        0.1,
+        0.2,  # published (the pass after a publish starts at poll_interval), idle again
+    ]
+    assert sum(waits.timeouts[:9]) < 60 and 60 / 15 == 4  # the first minute: 9 claims (was 60), then 4 a minute
+    claims = [sql for sql, _ in trips.sent if sql.lstrip().startswith("WITH candidates")]
+    assert len(claims) == 16  # one claim statement per pass, nothing else polls
+    await assert_each_once_in_order(outbox, js)
+
+
+async def test_an_event_is_published_as_the_envelope_postgres_stored_with_its_writers_trace(outbox, js) -> None:
+    """The claim returns the envelope as text and the writer's traceparent beside it: the publisher sends the text
+    as it is (no JSON parse of the JSONB and dump again per event), and the consumers read the same envelope."""
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with outbox.engine.begin() as conn:
+        eid = await add_event(
+            conn, outbox.table, service=outbox.service, event_type="Happened", aggregate_id="order-1", data={"n": 1}
+        )
+        await conn.execute(
+            outbox.table.update()
+            .where(outbox.table.c.event_id == eid)
+            .values(payload=outbox.table.c.payload.op("||")(sa.func.jsonb_build_object("traceparent", parent)))
+        )
+        stored = await conn.scalar(sa.select(sa.cast(outbox.table.c.payload, sa.Text)))
+
+    (row,) = await publisher(outbox, js).claim()
+    assert (row.body, row.traceparent) == (stored, parent)
+    await drain(publisher(outbox, js), outbox=outbox)
+
+    msg = await js.get_msg(outbox.stream, 1)
+    assert msg.data == stored.encode()
+    envelope = json.loads(msg.data)
+    assert (envelope["event_id"], envelope["data"], envelope["traceparent"]) == (str(eid), {"n": 1}, parent)

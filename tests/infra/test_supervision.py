@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from devstack.localstack import free_ports
-from devstack.mesh import Mesh, MeshError, ProcessSpec, RestartPolicy
+from devstack.mesh import Mesh, MeshError, ProcessSpec, RestartPolicy, _StopSignal, _wait_for_exit
 from infra.faults import CRASH_EXIT_CODE
 
 pytestmark = pytest.mark.integration
@@ -325,3 +326,53 @@ def test_a_restart_that_cannot_even_execute_is_retried_then_given_up(tmp_path: P
         assert mesh.pids == {"svc": pid}
     finally:
         mesh.stop()
+
+
+class _CountingPopen(subprocess.Popen[bytes]):
+    """A child whose ``poll()`` calls are counted: how often its watcher looked at it."""
+
+    polls = 0
+
+    def poll(self) -> int | None:
+        self.polls += 1
+        return super().poll()
+
+
+def _blocked_child() -> _CountingPopen:
+    """A child that lives until its stdin is closed."""
+    return _CountingPopen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+
+
+def test_a_watcher_sleeps_until_its_process_exits_instead_of_polling_it() -> None:
+    """A watcher looks at its process when it exits, not every 0.1 s: an idle ``kassa up`` supervisor with 9
+    processes made 90 wake-ups a second; now none until something exits or the mesh stops."""
+    child = _blocked_child()
+    stopping = _StopSignal()
+    result: list[int | None] = []
+    watcher = threading.Thread(target=lambda: result.append(_wait_for_exit(child, stopping)))
+    watcher.start()
+    time.sleep(1.0)  # the child lives a second (10 looks under the old 0.1 s polling)
+    assert child.stdin is not None
+    child.stdin.close()
+    watcher.join(10)
+    assert result == [0]
+    assert child.polls == 2  # once before it slept, once when the pidfd woke it
+
+
+def test_a_sleeping_watcher_wakes_for_the_mesh_stopping() -> None:
+    child = _blocked_child()
+    stopping = _StopSignal()
+    result: list[int | None] = []
+    watcher = threading.Thread(target=lambda: result.append(_wait_for_exit(child, stopping)))
+    watcher.start()
+    try:
+        time.sleep(0.5)
+        stopping.set()
+        watcher.join(10)
+        assert result == [None]
+        assert child.polls == 1
+        assert child.poll() is None  # stopping the watcher left the process alone (stop() signals it)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)

@@ -1,17 +1,26 @@
-"""Expires reservations past their TTL, about once a second; safe with several replicas (SKIP LOCKED)."""
+"""Expires reservations past their TTL, every 5 s; safe with several replicas (SKIP LOCKED).
+
+A reservation past its TTL is refused by ExtendReservations and ConfirmReservations whether or not it was
+swept; the sweep gives its units back to stock. With the default TTL of 15 minutes, 5 s (it was 1 s: a
+transaction a second on an idle warehouse) returns them a few seconds later at most, well within the 30 s
+grace ``kassa check`` allows an expired hold."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter
 
 from infra.worker import every
 from warehouse.biz.expire_reservations import ExpireReservations
 
-__all__ = ["RESERVATIONS_EXPIRED", "Sweeper"]
+__all__ = ["RESERVATIONS_EXPIRED", "SWEEP_SECONDS", "Sweeper"]
 
 log = logging.getLogger("kassa.warehouse.sweeper")
+
+SWEEP_SECONDS = 5.0
 
 RESERVATIONS_EXPIRED = Counter(
     "kassa_warehouse_reservations_expired", "Reservations that reached their TTL and gave their units back"
@@ -19,8 +28,17 @@ RESERVATIONS_EXPIRED = Counter(
 
 
 class Sweeper:
-    def __init__(self, expire: ExpireReservations, *, interval_seconds: float = 1.0, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        expire: ExpireReservations,
+        *,
+        interval_seconds: float = SWEEP_SECONDS,
+        batch_size: int = 500,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        """``sleep`` waits between sweeps (a test records the waits instead)."""
         self._expire = expire
+        self._sleep = sleep
         self._interval = interval_seconds
         self._batch = batch_size
 
@@ -40,4 +58,4 @@ class Sweeper:
 
     async def run(self) -> None:
         """Sweep until cancelled."""
-        await every("reservation sweep", self._interval, self._one_pass)()
+        await every("reservation sweep", self._interval, self._one_pass, sleep=self._sleep)()
