@@ -52,8 +52,8 @@ STREAMS: dict[str, str] = {
 }
 
 # The broker remembers each Nats-Msg-Id this long. It must outlast the outbox lease (60 s) plus one
-# publish deadline (10 s) and one idle poll (1 s): a publisher that crashed after its PubAck leaves
-# the row to be reclaimed and sent again when the lease ends. Five minutes is four times that, and
+# publish deadline (10 s) and one idle poll (at most 15 s): a publisher that crashed after its PubAck leaves
+# the row to be reclaimed and sent again when the lease ends. Five minutes is over three times that, and
 # also covers a publish that sat in a client's reconnect buffer through a short outage. The cost is
 # the server's memory for the ids of five minutes of events; a copy that still slips past (a
 # partition longer than this) is dropped by the consumers' inboxes.
