@@ -17,12 +17,6 @@ messages of a batch still waiting their turn are marked in progress before their
 run out. An ack that is lost (a crash after the effect, a NATS restart) only means a redelivery,
 which the inbox makes harmless; no failure around one message stops the loop or the rest of its
 batch.
-
-Fetching: the consumer keeps one pull request of ``batch`` messages open at JetStream for up to
-``_PULL_SECONDS`` and handles messages as they arrive on its inbox, renewing the request when it is used up
-or expires. A delivery costs the message and its ack: no pull request, no-wait probe and end-of-batch
-status per message, which a fetch of a batch (nats-py's ``fetch``) cost whenever events arrive one at a time.
-A request lost with its server (a NATS restart) is renewed once its expiry has passed.
 """
 
 from __future__ import annotations
@@ -31,13 +25,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import nats.errors
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -51,11 +44,7 @@ __all__ = ["Event", "EventConsumer", "Handler", "Retry"]
 log = logging.getLogger("kassa.consumer")
 
 _RETRY_DELAY_SECONDS = 2.0
-# How long a pull request stays open at JetStream; an idle consumer renews it this often.
-_PULL_SECONDS = 5.0
-# A request whose end (a 408 status) has not come this long after its expiry is taken as lost (a NATS restart).
-_PULL_GRACE_SECONDS = 1.0
-_STATUS = "Status"
+_FETCH_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +103,10 @@ class EventConsumer:
         handler_timeout_seconds: float | None = None,
         retry_delay_seconds: float = _RETRY_DELAY_SECONDS,
         from_now_on: bool = False,
-        pull_seconds: float = _PULL_SECONDS,
     ) -> None:
         """``from_now_on``: a durable consumer created today starts at the events published from now on rather
         than at the start of the stream (days of history), for effects that must not be replayed on a first
-        deployment, such as email to customers; once it exists it resumes where it left off either way.
-        ``pull_seconds``: how long a pull request stays open (an idle consumer renews it this often, and a request
-        lost with its server is renewed this long after it was sent, plus a second)."""
+        deployment, such as email to customers; once it exists it resumes where it left off either way."""
         self._js = js
         self.name = name
         self._service = service
@@ -137,17 +123,8 @@ class EventConsumer:
         self._retry_delay = retry_delay_seconds
         self._fault_point = f"consumer.{name}.after_effect"
         self._deliver = DeliverPolicy.NEW if from_now_on else DeliverPolicy.ALL
-        self._pull_seconds = pull_seconds
-        # The open pull request: how many messages it may still deliver, and when JetStream ends it.
-        self._credit = 0
-        self._expires_at = 0.0
-        self._arrived: deque[Msg] = deque()
-        self._arrival = asyncio.Event()
-        self._trouble: str | None = None  # why JetStream ended the last request, when it was not its expiry
-        self.pull_requests = 0  # requests sent since start (a test counts them)
 
-    async def _subscribe(self) -> Subscription:
-        """Create (or find) the durable consumer, and subscribe an inbox of this replica's own for its messages."""
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
         stream = stream_for(self._service)
         await self._js.add_consumer(
             stream,
@@ -161,57 +138,7 @@ class EventConsumer:
                 max_ack_pending=1000,
             ),
         )
-        nc = self._js._nc  # the JetStream context's connection (nats-py names it privately)
-        self._next_subject = f"{self._js._prefix}.CONSUMER.MSG.NEXT.{stream}.{self.name}"
-        self._inbox = nc.new_inbox()
-        self._credit = 0
-        self._arrived.clear()
-        self._trouble = None
-        return await nc.subscribe(self._inbox, cb=self._arrive)
-
-    async def _arrive(self, msg: Msg) -> None:
-        self._arrived.append(msg)
-        self._arrival.set()
-
-    async def _request(self) -> None:
-        """Open a pull request for ``batch`` messages, ending after ``_pull_seconds`` (no no-wait probe)."""
-        loop = asyncio.get_running_loop()
-        expires = int(self._pull_seconds * 1_000_000_000)
-        await self._js._nc.publish(
-            self._next_subject, json.dumps({"batch": self._batch, "expires": expires}).encode(), reply=self._inbox
-        )
-        self.pull_requests += 1
-        self._credit = self._batch
-        self._expires_at = loop.time() + self._pull_seconds
-
-    def _take_arrived(self, into: deque[Msg]) -> None:
-        """Move what came in on the inbox into ``into``: event messages, each using a unit of the request's credit.
-        A status ends the request: 408 (it expired) is renewed at once; anything else (409: JetStream refused or
-        ended it, 503: no consumer to answer) is trouble, answered by resubscribing after the retry delay. A 100 is
-        an idle heartbeat."""
-        while self._arrived:
-            msg = self._arrived.popleft()
-            status = msg.headers.get(_STATUS) if msg.headers else None
-            if status is None:
-                self._credit -= 1
-                into.append(msg)
-            elif status != "100":
-                self._credit = 0
-                if status != "408":
-                    self._trouble = f"{status} {(msg.headers or {}).get('Description', '')}".strip()
-        self._arrival.clear()
-
-    async def _wait_for_arrivals(self) -> None:
-        """Wait until something arrives on the inbox or the open request should have ended."""
-        if self._arrived:
-            return
-        loop = asyncio.get_running_loop()
-        left = self._expires_at + _PULL_GRACE_SECONDS - loop.time()
-        if left > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrival.wait(), timeout=left)
-        if not self._arrived and loop.time() >= self._expires_at + _PULL_GRACE_SECONDS:
-            self._credit = 0  # its end never came: lost with a server that went away
+        return await self._js.pull_subscribe_bind(durable=self.name, stream=stream)
 
     async def handle(self, msg: Msg) -> None:
         """Apply one message; ack when done or unusable, nak (redeliver later) when it failed or must wait.
@@ -278,50 +205,38 @@ class EventConsumer:
         await faults.ahit(self._fault_point)
         await msg.ack()
 
-    async def _handle_waiting(self, waiting: deque[Msg]) -> None:
-        """Handle the messages held here in order, taking in those that arrive meanwhile, and keep every one still
-        waiting its turn from reaching ack_wait."""
+    async def _handle_batch(self, msgs: list[Msg]) -> None:
+        """Handle a fetched batch in order, keeping the messages still waiting from reaching ack_wait."""
         loop = asyncio.get_running_loop()
         marked = loop.time()
-        while True:
-            self._take_arrived(waiting)
-            if not waiting:
-                return
+        for i, msg in enumerate(msgs):
             if loop.time() - marked > self._refresh_every:
-                for msg in waiting:
+                for waiting in msgs[i:]:
                     with contextlib.suppress(Exception):
-                        await msg.in_progress()
+                        await waiting.in_progress()
                 marked = loop.time()
-            await self.handle(waiting.popleft())
+            await self.handle(msg)
 
     async def run(self) -> None:
         """Consume until cancelled; subscription failures are retried."""
-        sub: Subscription | None = None
-        waiting: deque[Msg] = deque()
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                try:
-                    if self._trouble is not None:
-                        trouble, self._trouble = self._trouble, None
-                        raise RuntimeError(f"JetStream ended the pull request: {trouble}")
-                    if sub is None:
-                        sub = await self._subscribe()
-                    if self._credit <= 0 or loop.time() >= self._expires_at + _PULL_GRACE_SECONDS:
-                        await self._request()
-                    await self._wait_for_arrivals()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("%s: pulling failed, retrying", self.name)
-                    if sub is not None:
-                        with contextlib.suppress(Exception):
-                            await sub.unsubscribe()
-                    sub = None
-                    await asyncio.sleep(self._retry_delay)
-                    continue
-                await self._handle_waiting(waiting)
-        finally:
-            if sub is not None:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+        sub: JetStreamContext.PullSubscription | None = None
+        while True:
+            try:
+                if sub is None:
+                    sub = await self._subscribe()
+                msgs = await sub.fetch(self._batch, timeout=_FETCH_SECONDS)
+            except (nats.errors.TimeoutError, TimeoutError):
+                # Nothing to fetch (nats-py raises the builtin TimeoutError when a batch fetch comes back empty):
+                # fetch again, not an error to log, resubscribe and back off from.
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: fetch failed, retrying", self.name)
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                sub = None
+                await asyncio.sleep(self._retry_delay)
+                continue
+            await self._handle_batch(msgs)

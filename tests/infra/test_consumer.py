@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
 import nats.errors
 import pytest
 import pytest_asyncio
@@ -276,55 +275,3 @@ async def test_a_consumer_created_from_now_on_skips_the_history_and_resumes_wher
         await settled(js, service, effects, live + while_away)
     assert set(await effects.counts()) == set(live + while_away)
     assert not set(history) & set(effects.calls)
-
-
-@contextlib.asynccontextmanager
-async def nats_spy(stack: StackEndpoints, stream: str, consumer_name: str) -> AsyncIterator[Counter[str]]:
-    """Counts, on a connection of its own, the pull requests and acks the consumer sends to JetStream."""
-    nc = await nats.connect(stack.nats_url)
-    seen: Counter[str] = Counter()
-
-    async def pull(_msg: Msg) -> None:
-        seen["pull requests"] += 1
-
-    async def ack(msg: Msg) -> None:
-        seen["acks" if msg.data in (b"", b"+ACK") else f"other {msg.data[:4]!r}"] += 1
-
-    await nc.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer_name}", cb=pull)
-    await nc.subscribe(f"$JS.ACK.{stream}.{consumer_name}.>", cb=ack)
-    await nc.flush()
-    try:
-        yield seen
-    finally:
-        await nc.flush()
-        await nc.close()
-
-
-async def test_events_arriving_one_at_a_time_share_one_pull_request_per_batch(js, service, effects, stack) -> None:
-    """40 events, each published after the one before was applied: a fetch per event sent 40 pull requests (each
-    with a no-wait probe and an end-of-batch status back); one open request of 32 now carries them all but 8."""
-    stream = events.STREAMS[service]
-    c = consumer(js, service, effects, pull_seconds=120)
-    async with nats_spy(stack, stream, effects.consumer) as seen, running(c):
-        ids: list[str] = []
-        for _ in range(40):
-            ids += await publish(js, service, 1)
-            await settled(js, service, effects, ids)
-    assert dict(seen) == {"pull requests": 2, "acks": 40}
-    assert c.pull_requests == 2
-    assert await effects.counts() == Counter({event_id: 1 for event_id in ids})
-
-
-async def test_a_deleted_durable_consumer_is_recreated_without_spinning(js, service, effects, stack) -> None:
-    """JetStream ending the open request with a 409 (the consumer was deleted) is trouble: the consumer
-    resubscribes after its retry delay and goes on, applying each event once."""
-    stream = events.STREAMS[service]
-    c = consumer(js, service, effects, pull_seconds=120)
-    async with nats_spy(stack, stream, effects.consumer) as seen, running(c):
-        first = await publish(js, service, 3)
-        await settled(js, service, effects, first)
-        await js.delete_consumer(stream, effects.consumer)
-        later = await publish(js, service, 3)
-        await settled(js, service, effects, first + later)
-    assert seen["pull requests"] <= 4  # the first, and one after each resubscription: no loop of refused requests
-    assert await effects.counts() == Counter({event_id: 1 for event_id in first + later})
