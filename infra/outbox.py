@@ -65,6 +65,8 @@ log = logging.getLogger("kassa.outbox")
 
 # The most one publishing pass may take, whatever the lease (a quarter of it when that is shorter).
 _PUBLISH_TIMEOUT_SECONDS = 10.0
+# How often a publisher deletes the sent rows past their retention (one DELETE, whatever it finds).
+CLEANUP_SECONDS = 600.0
 
 
 async def _woken_or_timeout(wake: asyncio.Event, seconds: float) -> None:
@@ -260,13 +262,15 @@ class OutboxPublisher:
         max_idle_interval: float = 15.0,
         retry_interval: float = 1.0,
         retention_hours: int = 72,
+        cleanup_interval: float = CLEANUP_SECONDS,
         duplicate_window_seconds: float = DUPLICATE_WINDOW_SECONDS,
         service: str | None = None,
         idle: Callable[[asyncio.Event, float], Awaitable[object]] = _woken_or_timeout,
     ) -> None:
         """``max_idle_interval``: the longest wait for a ``notify()`` after passes that found nothing (the sweep
         for rows no notify announced: a lease that ran out under a crashed replica, a commit in another process);
-        ``retry_interval``: the longest wait after a pass that could not publish what it claimed, or failed.
+        ``retry_interval``: the longest wait after a pass that could not publish what it claimed, or failed;
+        ``cleanup_interval``: how often, by the clock, sent rows past ``retention_hours`` are deleted.
         ``idle(wake, timeout)`` waits for ``wake`` or the timeout (a test records the waits instead)."""
         self._engine = engine
         self._t = table
@@ -284,6 +288,7 @@ class OutboxPublisher:
         self._idle = idle
         self._left = 0  # rows the last pass claimed and did not publish
         self._retention = retention_hours
+        self._cleanup_interval = cleanup_interval
         self._wake = asyncio.Event()
         self._fault_point = f"{table.schema or 'public'}.outbox.after_publish"
         # The metrics' service label: the schema's name unless it differs from the service's (order's is "orders").
@@ -498,18 +503,21 @@ class OutboxPublisher:
         ``retry_interval`` (the broker or the database is back), however long the idle wait.
         """
         loop = asyncio.get_running_loop()
-        cycles = 0
         delay = self._poll
         # The backlog gauges are refreshed between passes every REFRESH_SECONDS: never per event.
         refresh_at = loop.time()
+        # Sent rows past their retention are deleted every cleanup_interval by the clock (the first after one
+        # interval): an idle publisher's passes are up to max_idle_interval apart, so a count of passes would
+        # stretch it to hours.
+        cleanup_at = loop.time() + self._cleanup_interval
         while True:
             started = loop.time()
             self._wake.clear()  # a notify() from here on, during the pass too, brings the next pass forward
             failed = False
             try:
                 n = await self.publish_once()
-                cycles += 1
-                if cycles % 3000 == 0:
+                if started >= cleanup_at:
+                    cleanup_at = started + self._cleanup_interval
                     await self.cleanup()
             except asyncio.CancelledError:
                 raise

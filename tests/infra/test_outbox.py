@@ -547,10 +547,28 @@ async def test_an_idle_publisher_polls_a_few_times_a_minute_and_a_failed_pass_is
         0.1,
         0.2,  # published (the pass after a publish starts at poll_interval), idle again
     ]
-    assert sum(waits.timeouts[:9]) < 60 and 60 / 15 == 4  # the first minute: 9 claims (was 60), then 4 a minute
+    assert sum(waits.timeouts[:9]) < 60  # the first minute: 9 claims (was 60), then 4 a minute at 15 s each
     claims = [sql for sql, _ in trips.sent if sql.lstrip().startswith("WITH candidates")]
     assert len(claims) == 16  # one claim statement per pass, nothing else polls
     await assert_each_once_in_order(outbox, js)
+
+
+@pytest.mark.parametrize(("interval", "deletes"), [(0.0, 6), (3600.0, 0)])
+async def test_sent_rows_are_cleaned_up_by_the_clock_not_by_a_count_of_passes(
+    outbox, js, interval: float, deletes: int
+) -> None:
+    """An idle publisher's passes are up to 15 s apart, so cleanup follows ``cleanup_interval`` by the clock: due at
+    each of the 6 passes when it is 0, never within an hour's interval (the waits are recorded, not waited)."""
+    waits = IdleWaits(until=6)
+    trips = RoundTrips(outbox.engine)
+    worker = OutboxPublisher(outbox.engine, outbox.table, js, poll_interval=0.05, cleanup_interval=interval, idle=waits)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(waits.done.wait(), 30)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sum(sql.lstrip().startswith("DELETE") for sql, _ in trips.sent) == deletes
 
 
 async def test_an_event_is_published_as_the_envelope_postgres_stored_with_its_writers_trace(outbox, js) -> None:
