@@ -160,13 +160,18 @@ def _wait_for_exit(popen: subprocess.Popen[bytes], stopping: _StopSignal) -> int
     """Sleep until ``popen`` exits (its exit code) or the mesh stops (None): on its pidfd and the stop signal, so
     an idle supervisor does not wake at all; every ``_WATCH_INTERVAL`` where there is no pidfd."""
     pidfd = _open_pidfd(popen.pid)
+    # poll(), not select(): a descriptor numbered 1024 or more (a supervisor with many files open) is fine.
+    waiting = select.poll()
+    if pidfd is not None:
+        waiting.register(pidfd, select.POLLIN)
+        waiting.register(stopping.fileno(), select.POLLIN)
     try:
         while (code := popen.poll()) is None:
             if pidfd is None:
                 if stopping.wait(_WATCH_INTERVAL):
                     return None
                 continue
-            select.select([pidfd, stopping.fileno()], [], [], _PIDFD_WATCH_INTERVAL)
+            waiting.poll(_PIDFD_WATCH_INTERVAL * 1000)
             if stopping.is_set():
                 return None
         return code

@@ -343,6 +343,7 @@ def _blocked_child() -> _CountingPopen:
     return _CountingPopen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
 
 
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="no pidfd here (Linux 5.3+): the watcher polls every 0.1 s")
 def test_a_watcher_sleeps_until_its_process_exits_instead_of_polling_it() -> None:
     """A watcher looks at its process when it exits, not every 0.1 s: an idle ``kassa up`` supervisor with 9
     processes made 90 wake-ups a second; now none until something exits or the mesh stops."""
