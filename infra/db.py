@@ -76,7 +76,9 @@ def create_engine(
     _single[engine.sync_engine] = single
 
     def dispose_single(_engine: object) -> None:
-        # Inside AsyncEngine.dispose's greenlet, so the companion's pool closes its connections too.
+        # Inside AsyncEngine.dispose's greenlet, so the companion's pool closes its connections too. This also
+        # runs for dispose(close=False) (after a fork), which Kassa never calls: there it would close connections
+        # the parent still uses, so such a caller must dispose the companion itself instead.
         single.sync_engine.dispose()
 
     event.listen(engine.sync_engine, "engine_disposed", dispose_single)
