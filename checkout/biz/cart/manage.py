@@ -6,11 +6,13 @@ needs the catalog or the cart (an unknown sku, a line summing past the maximum) 
 (DESIGN.md §4.6), and protects ownership (one customer never reads or changes another's cart). A cart frozen
 by a checkout session is refused with CHECKOUT_IN_PROGRESS, so a session's reserved lines always match its cart.
 
-AddCartItem on a cart this process wrote last (it keeps the latest carts it wrote, as written) skips the read:
-the checks run on the cart as kept and the line is written only if the cart is still at that version (every
-change of a cart bumps it, its owner and currency never change). A cart that moved on meanwhile comes back from
-that same statement as it is now, and is checked and written as one read first would have been; a request the
-kept cart would refuse is checked on a fresh read, so every answer is the one the cart as it is now gives.
+AddCartItem on a cart this process wrote last (:class:`~checkout.biz.cart.recent.RecentCarts`: the latest carts it
+wrote, as written, dropped when StartCheckout freezes one) skips the read: the checks run on the cart as kept and
+the line is written only if the cart is still ACTIVE at that version (every change of a cart bumps it, its owner
+and currency never change). A cart that moved on meanwhile comes back from that same statement as it is now, and
+is checked and written as one read first would have been. A request the kept cart would refuse, and one whose
+pricing call fails, go the way of a fresh read (which refuses a frozen cart before it asks pricing): so every
+answer, a refusal or a failure included, is the one the cart as it is now gives.
 """
 
 from __future__ import annotations
@@ -77,9 +79,14 @@ class CartUseCases:
         looked_up: tuple[str, Product | None] | None = None  # (currency, product): a cart's currency never changes
         if (kept := self._recent.recall(caller, cart_id)) is not None:
             # The cart as this process wrote it last: checked as kept, written only if still at that version
-            # (one statement, which reads the cart as it is now when not). What the kept cart would refuse is
-            # left to the fresh read below, so a refusal is always the current cart's.
-            looked_up = (kept.currency_code, await self._product(sku, kept.currency_code))
+            # (one statement, which reads the cart as it is now when not). What the kept cart would refuse, and a
+            # pricing call that fails, are left to the fresh read below (which refuses a frozen cart before it asks
+            # pricing), so a refusal or failure is always the one the current cart gives.
+            try:
+                looked_up = (kept.currency_code, await self._product(sku, kept.currency_code))
+            except Exception:
+                kept = None
+        if kept is not None and looked_up is not None:
             item = self._fitting(kept, sku, quantity, looked_up[1])
             if item is not None:
                 async with self._uow.single() as tx:

@@ -103,10 +103,13 @@ def checkout(counted: tuple[SqlUnitOfWork, RoundTrips], customer_id: str) -> Che
     engine = PricingEngine(gateways.pricing, gateways.promotion, policy.pricing_deadline_seconds)
     compensator = Compensator(uow, gateways, policy.retry)
     recent = RecentSessions()  # as bootstrap wires them: what StartCheckout opens, UpdateCheckoutState knows
+    carts = RecentCarts()  # and what the cart use cases write, StartCheckout drops when it freezes it
     return Checkout(
         gateways=gateways,
-        carts=CartUseCases(uow, gateways.pricing, policy),
-        start=StartCheckout(uow, gateways, policy, compensator, SessionExpiry(uow, compensator), recent=recent),
+        carts=CartUseCases(uow, gateways.pricing, policy, recent=carts),
+        start=StartCheckout(
+            uow, gateways, policy, compensator, SessionExpiry(uow, compensator), recent=recent, recent_carts=carts
+        ),
         state=CheckoutState(uow, engine, recent=recent),
         confirm=ConfirmCheckout(
             uow,
