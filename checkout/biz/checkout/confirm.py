@@ -244,11 +244,15 @@ class ConfirmCheckout:
         self, request: _Request, session_id: str, token: str | None, outcome: ConfirmResult | DomainError | None
     ) -> None:
         """Release the lock (when taken) and put the answer Postgres keeps (when there is one) in Redis too, in one
-        round trip. Best effort: a repeat that misses the answer asks Postgres."""
+        round trip. The answer is best effort (a repeat that misses it asks Postgres): one that can't be encoded is
+        left out, and the lock is released all the same."""
+        answer: bytes | None = None
+        if outcome is not None:
+            try:
+                answer = Replays.encode(Replays.record(session_id, request.fingerprint, outcome))
+            except Exception:
+                log.warning("session %s: the answer for key %s could not be cached", session_id, request.key)
         try:
-            answer = (
-                None if outcome is None else Replays.encode(Replays.record(session_id, request.fingerprint, outcome))
-            )
             await self._lock.end(request.lock_key, token, answer)
         except Exception:
             log.warning(
