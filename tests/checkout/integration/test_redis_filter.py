@@ -293,29 +293,29 @@ async def _age(served, session_id: str) -> None:
 
 async def test_the_lock_lives_as_long_as_its_holder_and_lapses_soon_after_it_dies(settings) -> None:
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    prefix = unique("kassa:test")
     store = RedisIdempotencyStore(
-        redis, prefix=unique("kassa:test"), lock_lease_ms=300, lock_max_ms=60_000, result_ttl_seconds=60,
-        timeout_seconds=0.5,
+        redis, prefix=prefix, lock_lease_ms=300, lock_max_ms=60_000, result_ttl_seconds=60, timeout_seconds=0.5,
     )  # fmt: skip
     other = RedisIdempotencyStore(
-        redis, prefix=store._lock_prefix.removesuffix(":lock:"), lock_lease_ms=300, lock_max_ms=60_000,
+        redis, prefix=prefix, lock_lease_ms=300, lock_max_ms=60_000,
         result_ttl_seconds=60, timeout_seconds=0.5,
     )  # fmt: skip
     try:
-        token = await store.acquire("k")
+        token, _ = await store.begin("k")
         assert token is not None
-        assert 0 < await redis.pttl(f"{store._lock_prefix}k") <= 300
+        assert 0 < await redis.pttl(store._keys("k")[1]) <= 300
         await asyncio.sleep(0.9)  # three leases: renewed while its holder runs
-        assert await other.acquire("k") is None
-        await store.release("k", token)
-        assert (again := await other.acquire("k")) is not None
+        assert await other.begin("k") == (None, None)
+        await store.end("k", token, None)
+        again, _ = await other.begin("k")
+        assert again is not None
 
         # Its holder dies (nothing renews it, nothing releases it): free again within one lease.
         for handle in other._held.values():
             handle.cancel()
         await asyncio.sleep(0.45)
-        assert await store.acquire("k") is not None
-        assert again
+        assert (await store.begin("k"))[0] is not None
     finally:
         for s in (store, other):
             for handle in s._held.values():
