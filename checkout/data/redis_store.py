@@ -11,6 +11,13 @@ first of each spell is logged.
 The lock is taken for a short lease and renewed while its holder lives (up to ``lock_max_ms``, the
 longest checkout): a process that dies leaves a lock that lapses within one lease, not one that
 blocks the key for the longest checkout.
+
+A request's two keys, ``<prefix>:{<key>}:result`` and ``<prefix>:{<key>}:lock``, share the hash tag
+``{<key>}``, so on Redis Cluster they live in one hash slot and each script may touch both (keys in
+different slots would fail every call with CROSSSLOT, the filter off for good). Keys of the earlier
+form (``<prefix>:lock:<key>``, ``<prefix>:result:<key>``) left in Redis are simply never read again:
+a lock lapses, an answer expires, and meanwhile the durable guard in Postgres decides, as it does
+whenever Redis has nothing.
 """
 
 from __future__ import annotations
@@ -86,8 +93,7 @@ class RedisIdempotencyStore:
         self._renew = redis.register_script(_RENEW)
         self._begin = redis.register_script(_BEGIN)
         self._end = redis.register_script(_END)
-        self._lock_prefix = f"{prefix}:lock:"
-        self._result_prefix = f"{prefix}:result:"
+        self._prefix = prefix
         self._result_ttl = result_ttl_seconds
         self._lease_ms = lock_lease_ms
         self._max_seconds = max(lock_max_ms, lock_lease_ms) / 1000
@@ -125,8 +131,9 @@ class RedisIdempotencyStore:
         await self._call("end", lambda: self._end(keys=keys, args=args), None)
 
     def _keys(self, key: str) -> list[str]:
-        """The Redis keys of ``key``'s cached answer and lock, in the order the scripts take them."""
-        return [f"{self._result_prefix}{key}", f"{self._lock_prefix}{key}"]
+        """The Redis keys of ``key``'s cached answer and lock, in the order the scripts take them: one hash tag,
+        so one cluster slot."""
+        return [f"{self._prefix}:{{{key}}}:result", f"{self._prefix}:{{{key}}}:lock"]
 
     # --- the lock's lease -------------------------------------------------------------------
 
