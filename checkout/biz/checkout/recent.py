@@ -1,7 +1,8 @@
 """The checkout sessions this process wrote last, as written: what UpdateCheckoutState checks and prices a change
-on without reading the session first.
+on, and ConfirmCheckout checks and fingerprints a request on, without reading the session first.
 
-Only a guarded write may rely on one: UpdateCheckoutState stores its change only while the session is still OPEN,
+Only a guarded write may rely on one: UpdateCheckoutState stores its change, and ConfirmCheckout's durable guard
+(``begin_confirm_with_cart(unchanged_since=…)``) starts the saga, only while the session is still OPEN,
 unexpired and unchanged since (its ``updated_at``: every write of a session sets it), so a session another request
 or replica changed meanwhile is read and handled as it is now.
 
