@@ -80,6 +80,7 @@ class World:
     engine: PricingEngine
     compensator: Compensator
     recent_carts: RecentCarts
+    recent_sessions: RecentSessions
     customer: Caller = field(default_factory=lambda: Caller("cust-ada"))
 
     async def ready_session(
@@ -153,6 +154,7 @@ def make_world(**policy: Any) -> World:
         engine=engine,
         compensator=compensator,
         recent_carts=recent_carts,
+        recent_sessions=recent,
     )
 
 

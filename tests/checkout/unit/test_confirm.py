@@ -163,13 +163,13 @@ async def test_a_decline_releases_stock_and_coupon_and_leaves_the_cart_usable(wo
 
 async def test_price_changed_touches_nothing_and_reopens_the_session(world) -> None:
     session = await world.ready_session()
-    assert world.state._recent.recall(world.customer, session.session_id) is not None
+    assert world.recent_sessions.recall(world.customer, session.session_id) is not None
     world.pricing.add("SKU-1", 1100)
     with pytest.raises(Aborted) as err:
         await world.confirm_session(session)
     # The saga wrote the session (reopened it): the copy UpdateCheckoutState kept is dropped, so the next call
     # reads the session rather than try a write that can no longer match.
-    assert world.state._recent.recall(world.customer, session.session_id) is None
+    assert world.recent_sessions.recall(world.customer, session.session_id) is None
     assert err.value.reason == Reason.PRICE_CHANGED
     assert err.value.metadata["expected"] == str(session.preview.grand_total_minor)
     assert int(err.value.metadata["actual"]) > session.preview.grand_total_minor
