@@ -21,6 +21,7 @@ from checkout.adapter.pricing_adapter import GrpcPricingAdapter
 from checkout.adapter.promotion_adapter import GrpcPromotionAdapter
 from checkout.adapter.recent_products import RecentProducts
 from checkout.biz.cart.manage import CartUseCases
+from checkout.biz.cart.recent import RecentCarts
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.complete_payment import PaymentCompletion
 from checkout.biz.checkout.confirm import ConfirmCheckout
@@ -192,9 +193,12 @@ async def build(
     ttl = settings.checkout_cart_price_ttl_seconds
     funnel = PrometheusFunnel()
     lookup = RecentProducts(gateways.pricing, ttl) if ttl else gateways.pricing
-    carts = CartUseCases(uow, lookup, policy, funnel=funnel)
+    recent_carts = RecentCarts()  # the carts this replica wrote last: AddCartItem writes them without a read
+    carts = CartUseCases(uow, lookup, policy, funnel=funnel, recent=recent_carts)
     recent = RecentSessions()  # the sessions this replica wrote last: UpdateCheckoutState prices them without a read
-    start = StartCheckout(uow, gateways, policy, compensator, expiry, funnel=funnel, recent=recent)
+    start = StartCheckout(
+        uow, gateways, policy, compensator, expiry, funnel=funnel, recent=recent, recent_carts=recent_carts
+    )
     state = CheckoutState(uow, engine_, reuse_seconds=settings.checkout_preview_reuse_seconds, recent=recent)
     settlement = Settlement(uow, gateways, compensator, policy, funnel=funnel)
     confirm = ConfirmCheckout(

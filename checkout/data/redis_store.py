@@ -11,6 +11,13 @@ first of each spell is logged.
 The lock is taken for a short lease and renewed while its holder lives (up to ``lock_max_ms``, the
 longest checkout): a process that dies leaves a lock that lapses within one lease, not one that
 blocks the key for the longest checkout.
+
+A request's two keys, ``<prefix>:{<key>}:result`` and ``<prefix>:{<key>}:lock``, share the hash tag
+``{<key>}``, so on Redis Cluster they live in one hash slot and each script may touch both (keys in
+different slots would fail every call with CROSSSLOT, the filter off for good). Keys of the earlier
+form (``<prefix>:lock:<key>``, ``<prefix>:result:<key>``) left in Redis are simply never read again:
+a lock lapses, an answer expires, and meanwhile the durable guard in Postgres decides, as it does
+whenever Redis has nothing.
 """
 
 from __future__ import annotations
@@ -26,16 +33,13 @@ from typing import TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from infra.idempotency import IdempotencyStore
-
 __all__ = ["DEGRADED", "RedisIdempotencyStore"]
 
 log = logging.getLogger("kassa.checkout.redis")
 
 T = TypeVar("T")
 
-# Calls that went without Redis, by operation (begin, end, acquire, release, renew, get_result, put_result), since
-# start.
+# Calls that went without Redis, by operation (begin, end, renew), since start.
 DEGRADED: Counter[str] = Counter()
 
 # ConfirmCheckout's first call: the answer cached for the key, if any (then no lock is taken: {0, answer});
@@ -86,14 +90,10 @@ class RedisIdempotencyStore:
         timeout_seconds: float,
         cool_off_seconds: float = 2.0,
     ) -> None:
-        self._store = IdempotencyStore(
-            redis, prefix=prefix, lock_ttl_ms=lock_lease_ms, result_ttl_seconds=result_ttl_seconds
-        )
         self._renew = redis.register_script(_RENEW)
         self._begin = redis.register_script(_BEGIN)
         self._end = redis.register_script(_END)
-        self._lock_prefix = f"{prefix}:lock:"
-        self._result_prefix = f"{prefix}:result:"  # as infra.idempotency names them
+        self._prefix = prefix
         self._result_ttl = result_ttl_seconds
         self._lease_ms = lock_lease_ms
         self._max_seconds = max(lock_max_ms, lock_lease_ms) / 1000
@@ -104,18 +104,11 @@ class RedisIdempotencyStore:
         self._held: dict[str, asyncio.TimerHandle] = {}
         self._renewing: set[asyncio.Task[None]] = set()
 
-    async def acquire(self, key: str) -> str | None:
-        """A token when this caller took the lock; None when another holds it — or Redis can't say."""
-        token = await self._call("acquire", lambda: self._store.acquire(key), None)
-        if token is not None:
-            self._keep(key, token, time.monotonic() + self._max_seconds)
-        return token
-
     async def begin(self, key: str) -> tuple[str | None, bytes | None]:
         """In one round trip: (None, the answer) when one is cached for ``key`` (no lock is taken); else (a token,
         None) when this caller took the lock, (None, None) when another holds it — or Redis can't say."""
         token = secrets.token_hex(16)
-        keys = [f"{self._result_prefix}{key}", f"{self._lock_prefix}{key}"]
+        keys = self._keys(key)
         reply = await self._call("begin", lambda: self._begin(keys=keys, args=[token, self._lease_ms]), None)
         if not reply:
             return None, None
@@ -133,20 +126,14 @@ class RedisIdempotencyStore:
             handle.cancel()
         if token is None and answer is None:
             return
-        keys = [f"{self._result_prefix}{key}", f"{self._lock_prefix}{key}"]
+        keys = self._keys(key)
         args: list[str | bytes | int] = [token or "", answer or b"", self._result_ttl]
         await self._call("end", lambda: self._end(keys=keys, args=args), None)
 
-    async def release(self, key: str, token: str) -> None:
-        if (handle := self._held.pop(token, None)) is not None:
-            handle.cancel()
-        await self._call("release", lambda: self._store.release(key, token), None)
-
-    async def get_result(self, key: str) -> bytes | None:
-        return await self._call("get_result", lambda: self._store.get_result(key), None)
-
-    async def put_result(self, key: str, value: bytes) -> None:
-        await self._call("put_result", lambda: self._store.put_result(key, value), None)
+    def _keys(self, key: str) -> list[str]:
+        """The Redis keys of ``key``'s cached answer and lock, in the order the scripts take them: one hash tag,
+        so one cluster slot."""
+        return [f"{self._prefix}:{{{key}}}:result", f"{self._prefix}:{{{key}}}:lock"]
 
     # --- the lock's lease -------------------------------------------------------------------
 
@@ -166,9 +153,7 @@ class RedisIdempotencyStore:
         self._keep(key, token, until)
 
     async def _renew_once(self, key: str, token: str) -> None:
-        await self._call(
-            "renew", lambda: self._renew(keys=[f"{self._lock_prefix}{key}"], args=[token, self._lease_ms]), None
-        )
+        await self._call("renew", lambda: self._renew(keys=self._keys(key)[1:], args=[token, self._lease_ms]), None)
 
     # --- degradation ------------------------------------------------------------------------
 

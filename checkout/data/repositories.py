@@ -81,15 +81,17 @@ _GET_ITEMS = (
     .where(cart_items.c.cart_id == sa.bindparam("cart_id"))
     .order_by(cart_items.c.added_at, cart_items.c.sku)
 )
+# A cart's columns with its lines' (one row per line; read by _cart and _item).
+_CART_WITH_ITEM_COLUMNS = (
+    carts,
+    cart_items.c.sku.label("item_sku"),
+    cart_items.c.name.label("item_name"),
+    cart_items.c.quantity.label("item_quantity"),
+    cart_items.c.unit_price_minor.label("item_unit_price_minor"),
+)
 # The cart and its lines in one statement (one snapshot): a cart without lines comes back as one row of NULLs.
 _GET_CART_WITH_ITEMS = (
-    sa.select(
-        carts,
-        cart_items.c.sku.label("item_sku"),
-        cart_items.c.name.label("item_name"),
-        cart_items.c.quantity.label("item_quantity"),
-        cart_items.c.unit_price_minor.label("item_unit_price_minor"),
-    )
+    sa.select(*_CART_WITH_ITEM_COLUMNS)
     .select_from(carts.outerjoin(cart_items, cart_items.c.cart_id == carts.c.cart_id))
     .where(carts.c.cart_id == sa.bindparam("cart_id"))
     .order_by(cart_items.c.added_at, cart_items.c.sku)
@@ -175,13 +177,7 @@ def _write_line_or_read() -> sa.Select[Any]:
     bumped, written = _bump_then_write_line()
     return (
         sa.select(
-            carts,
-            cart_items.c.sku.label("item_sku"),
-            cart_items.c.name.label("item_name"),
-            cart_items.c.quantity.label("item_quantity"),
-            cart_items.c.unit_price_minor.label("item_unit_price_minor"),
-            bumped.c.version.label("new_version"),
-            bumped.c.updated_at.label("new_updated_at"),
+            *_CART_WITH_ITEM_COLUMNS, bumped.c.version.label("new_version"), bumped.c.updated_at.label("new_updated_at")
         )
         .select_from(carts.outerjoin(cart_items, cart_items.c.cart_id == carts.c.cart_id).outerjoin(bumped, sa.true()))
         .where(carts.c.cart_id == sa.bindparam("b_cart_id"))

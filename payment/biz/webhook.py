@@ -81,7 +81,8 @@ class HandleWebhook:
             if found.nothing_to_do:
                 return event.event_id, not found.recorded
             # Something to apply (a webhook that overtook the answer of the call that caused it, say): claim and
-            # apply in one statement when the plan holds whatever the payment became since it was read.
+            # apply in one statement when the plan holds whatever the payment became since it was read (the status
+            # read is passed for the outcome counters only: stale if the payment moved meanwhile, see the repo).
             transition = None if found.payment is None else _planned_whatever_came_since(event, found.payment)
             if found.payment is not None and transition is not None:
                 async with uow.statement() as tx:

@@ -500,7 +500,11 @@ class SqlPaymentRepo:
         """One statement: claim the provider ``event`` for this payment (as ProviderEventRepo.claim would record
         it, and only if it would record it for this payment) and, only if claimed now, the transition it causes
         (as :meth:`apply`); (claimed now, the payment if the transition applied). ``before``: the status the
-        transition was planned from, for the outcome counters."""
+        transition was planned from, for the outcome counters only: the status read before this statement, not
+        under its lock, so when the payment moved in between (its guard lets the transition apply from any of its
+        sources) the counters may see the wrong one: a 3-D Secure authorization counted as a plain one, say. The
+        payment itself, its events and the claim are what the statement saw; only that metric may be off, rarely
+        (a webhook racing the answer of its own call and another change at once)."""
         row = await self._apply(payment_id, t, _event_params(provider, event, payment_id))
         if row is None or not row.event_claimed:
             return False, None

@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from checkout.biz.cart.manage import CartUseCases
+from checkout.biz.cart.recent import RecentCarts
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.complete_payment import PaymentCompletion
 from checkout.biz.checkout.confirm import ConfirmCheckout
@@ -78,6 +79,8 @@ class World:
     expiry: SessionExpiry
     engine: PricingEngine
     compensator: Compensator
+    recent_carts: RecentCarts
+    recent_sessions: RecentSessions
     customer: Caller = field(default_factory=lambda: Caller("cust-ada"))
 
     async def ready_session(
@@ -127,6 +130,7 @@ def make_world(**policy: Any) -> World:
     expiry = SessionExpiry(uow, compensator)
     settlement = Settlement(uow, gateways, compensator, pol)
     recent = RecentSessions()  # shared by StartCheckout and CheckoutState, as bootstrap wires them
+    recent_carts = RecentCarts()  # shared by the cart use cases and StartCheckout, as bootstrap wires them
     confirm = ConfirmCheckout(
         uow, gateways, engine, store, compensator, settlement=settlement, policy=pol, recent=recent
     )
@@ -139,8 +143,8 @@ def make_world(**policy: Any) -> World:
         order=gateways.order,  # type: ignore[arg-type]
         store=store,
         policy=pol,
-        carts=CartUseCases(uow, gateways.pricing, pol),
-        start=StartCheckout(uow, gateways, pol, compensator, expiry, recent=recent),
+        carts=CartUseCases(uow, gateways.pricing, pol, recent=recent_carts),
+        start=StartCheckout(uow, gateways, pol, compensator, expiry, recent=recent, recent_carts=recent_carts),
         state=CheckoutState(uow, engine, recent=recent),
         confirm=confirm,
         drain=FailedCompensationDrain(uow, compensator),
@@ -149,6 +153,8 @@ def make_world(**policy: Any) -> World:
         expiry=expiry,
         engine=engine,
         compensator=compensator,
+        recent_carts=recent_carts,
+        recent_sessions=recent,
     )
 
 

@@ -6,20 +6,21 @@ needs the catalog or the cart (an unknown sku, a line summing past the maximum) 
 (DESIGN.md §4.6), and protects ownership (one customer never reads or changes another's cart). A cart frozen
 by a checkout session is refused with CHECKOUT_IN_PROGRESS, so a session's reserved lines always match its cart.
 
-AddCartItem on a cart this process wrote last (it keeps the latest carts it wrote, as written) skips the read:
-the checks run on the cart as kept and the line is written only if the cart is still at that version (every
-change of a cart bumps it, its owner and currency never change). A cart that moved on meanwhile comes back from
-that same statement as it is now, and is checked and written as one read first would have been; a request the
-kept cart would refuse is checked on a fresh read, so every answer is the one the cart as it is now gives.
+AddCartItem on a cart this process wrote last (:class:`~checkout.biz.cart.recent.RecentCarts`: the latest carts it
+wrote, as written, dropped when StartCheckout freezes one) skips the read: the checks run on the cart as kept and
+the line is written only if the cart is still ACTIVE at that version (every change of a cart bumps it, its owner
+and currency never change). A cart that moved on meanwhile comes back from that same statement as it is now, and
+is checked and written as one read first would have been. A request the kept cart would refuse, and one whose
+pricing call fails, go the way of a fresh read (which refuses a frozen cart before it asks pricing): so every
+answer, a refusal or a failure included, is the one the cart as it is now gives.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
-from dataclasses import replace
 
 from checkout.biz.cart.access import load_owned_cart, owned_cart
+from checkout.biz.cart.recent import RecentCarts
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, NoFunnelEvents, ProductLookup, UnitOfWork
 from checkout.model.cart import Cart, CartItem, CartStatus
@@ -40,8 +41,8 @@ def _frozen(cart_id: str) -> FailedPrecondition:
 
 
 class CartUseCases:
-    """``known_carts``: how many of the carts it wrote last this process keeps, as written, for AddCartItem to write
-    at their version without reading them first (0 keeps none)."""
+    """``recent``: the carts this process wrote last, kept as written for AddCartItem to write at their version
+    without reading them first (shared with StartCheckout, which drops a cart it freezes); by default its own."""
 
     def __init__(
         self,
@@ -50,33 +51,13 @@ class CartUseCases:
         policy: CheckoutPolicy,
         *,
         funnel: FunnelEvents | None = None,
-        known_carts: int = 4096,
+        recent: RecentCarts | None = None,
     ) -> None:
         self._uow = uow
         self._pricing = pricing
         self._policy = policy
         self._funnel = funnel or NoFunnelEvents()
-        self._known: OrderedDict[str, Cart] = OrderedDict()
-        self._known_max = known_carts
-
-    def _remember(self, cart: Cart) -> Cart:
-        """Keep a copy of ``cart`` as just written (unless a later version of it is kept already); ``cart``."""
-        if self._known_max <= 0:
-            return cart
-        kept = self._known.get(cart.cart_id)
-        if kept is None or kept.version <= cart.version:
-            self._known[cart.cart_id] = replace(cart, items=list(cart.items))
-        self._known.move_to_end(cart.cart_id)
-        while len(self._known) > self._known_max:
-            self._known.popitem(last=False)
-        return cart
-
-    def _recall(self, caller: Caller, cart_id: str) -> Cart | None:
-        """The caller's ACTIVE cart as this process last wrote it, if kept (it may have changed since)."""
-        kept = self._known.get(cart_id)
-        if kept is None or kept.status is not CartStatus.ACTIVE or not caller.owns(kept.customer_id):
-            return None
-        return kept
+        self._recent = recent if recent is not None else RecentCarts()
 
     async def create(self, caller: Caller, currency_code: str) -> Cart:
         currency = (currency_code or self._policy.default_currency).strip().upper()
@@ -86,7 +67,7 @@ class CartUseCases:
         async with self._uow.single() as tx:
             created = await tx.carts.create(cart)
         self._funnel.cart_created()
-        return self._remember(created)
+        return self._recent.remember(created)
 
     async def get(self, caller: Caller, cart_id: str) -> Cart:
         return await load_owned_cart(self._uow, caller, cart_id)
@@ -96,23 +77,28 @@ class CartUseCases:
         ``quantity`` are checked by the servicer."""
         cart: Cart | None = None
         looked_up: tuple[str, Product | None] | None = None  # (currency, product): a cart's currency never changes
-        if (kept := self._recall(caller, cart_id)) is not None:
+        if (kept := self._recent.recall(caller, cart_id)) is not None:
             # The cart as this process wrote it last: checked as kept, written only if still at that version
-            # (one statement, which reads the cart as it is now when not). What the kept cart would refuse is
-            # left to the fresh read below, so a refusal is always the current cart's.
-            looked_up = (kept.currency_code, await self._product(sku, kept.currency_code))
+            # (one statement, which reads the cart as it is now when not). What the kept cart would refuse, and a
+            # pricing call that fails, are left to the fresh read below (which refuses a frozen cart before it asks
+            # pricing), so a refusal or failure is always the one the current cart gives.
+            try:
+                looked_up = (kept.currency_code, await self._product(sku, kept.currency_code))
+            except Exception:
+                kept = None
+        if kept is not None and looked_up is not None:
             item = self._fitting(kept, sku, quantity, looked_up[1])
             if item is not None:
                 async with self._uow.single() as tx:
                     written, current = await tx.carts.put_item_or_read(kept.cart_id, item, version=kept.version)
                 if written:
                     assert current is not None
-                    return self._remember(current)
+                    return self._recent.remember(current)
                 cart = owned_cart(caller, cart_id, current)
         if cart is None:
             cart = await load_owned_cart(self._uow, caller, cart_id)
         if cart.status is not CartStatus.ACTIVE:
-            self._known.pop(cart.cart_id, None)
+            self._recent.forget(cart.cart_id)
             raise _frozen(cart.cart_id)
         if looked_up is None or looked_up[0] != cart.currency_code:
             looked_up = (cart.currency_code, await self._product(sku, cart.currency_code))
@@ -129,16 +115,16 @@ class CartUseCases:
         if written_head is not None:
             written_head.items = list(cart.items)
             written_head.put(item)  # the cart as just written, without reading it back
-            return self._remember(written_head)
+            return self._recent.remember(written_head)
         async with self._uow.transaction() as tx:
             locked = await tx.carts.lock_active(cart.cart_id)
             if locked is None:
-                self._known.pop(cart.cart_id, None)
+                self._recent.forget(cart.cart_id)
                 raise _frozen(cart.cart_id)
             item = self._line(locked, sku, quantity, product.name, product.unit_price.amount_minor)
             await tx.carts.upsert_item(cart.cart_id, item)
         locked.put(item)
-        return self._remember(locked)
+        return self._recent.remember(locked)
 
     async def _product(self, sku: str, currency_code: str) -> Product | None:
         found = await self._pricing.get_products([sku], currency_code)
@@ -182,7 +168,7 @@ class CartUseCases:
             item = CartItem(sku, existing.name, quantity, existing.unit_price_minor)
             await tx.carts.upsert_item(cart.cart_id, item)
         locked.put(item)
-        return self._remember(locked)
+        return self._recent.remember(locked)
 
     async def remove_item(self, caller: Caller, cart_id: str, sku: str) -> Cart:
         """Idempotent: removing a line that is already gone returns the cart unchanged."""
@@ -193,4 +179,4 @@ class CartUseCases:
                 raise _frozen(cart.cart_id)
             await tx.carts.delete_item(cart.cart_id, sku)
         locked.drop(sku)
-        return self._remember(locked)
+        return self._recent.remember(locked)

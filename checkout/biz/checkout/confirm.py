@@ -113,9 +113,7 @@ class ConfirmCheckout:
         session changed since) is decided on the session as it is now, as with a read first."""
         kept = self._recent.recall(caller, session_id)
         if kept is not None and kept.currency_code == expected.currency_code and _has_order_fields(kept):
-            request = _Request(
-                kept.customer_id, idempotency_key, fingerprint(session_id, expected, kept.payment_method)
-            )
+            request = _Request.on(kept, idempotency_key, expected)
             token, cached = await self._lock.begin(request.lock_key)
             if cached is None and token is not None:
                 return await self._run(request, session_id, expected, token, unchanged_since=kept.updated_at)
@@ -141,9 +139,7 @@ class ConfirmCheckout:
             )
         if session.status is SessionStatus.OPEN:
             require_order_fields(session)  # refused before anything is written; re-checked under the guard
-        request = _Request(
-            session.customer_id, idempotency_key, fingerprint(session_id, expected, session.payment_method)
-        )
+        request = _Request.on(session, idempotency_key, expected)
         # One round trip to Redis: the answer cached for a finished request, or else the lock on the key.
         token, cached = begun if begun is not None else await self._lock.begin(request.lock_key)
         if cached is not None:
@@ -235,20 +231,21 @@ class ConfirmCheckout:
         is_open = session.status is SessionStatus.OPEN
         if is_open:
             require_order_fields(session)
-        now_request = _Request(
-            request.customer_id, request.key, fingerprint(session_id, expected, session.payment_method)
-        )
-        return now_request, is_open
+        return _Request.on(session, request.key, expected), is_open
 
     async def _end(
         self, request: _Request, session_id: str, token: str | None, outcome: ConfirmResult | DomainError | None
     ) -> None:
         """Release the lock (when taken) and put the answer Postgres keeps (when there is one) in Redis too, in one
-        round trip. Best effort: a repeat that misses the answer asks Postgres."""
+        round trip. The answer is best effort (a repeat that misses it asks Postgres): one that can't be encoded is
+        left out, and the lock is released all the same."""
+        answer: bytes | None = None
+        if outcome is not None:
+            try:
+                answer = Replays.encode(Replays.record(session_id, request.fingerprint, outcome))
+            except Exception:
+                log.warning("session %s: the answer for key %s could not be cached", session_id, request.key)
         try:
-            answer = (
-                None if outcome is None else Replays.encode(Replays.record(session_id, request.fingerprint, outcome))
-            )
             await self._lock.end(request.lock_key, token, answer)
         except Exception:
             log.warning(
@@ -492,6 +489,12 @@ class _Request:
         # Set once the saga's last write kept its failure as the key's answer (a success is always kept).
         self.kept = False
 
+    @classmethod
+    def on(cls, session: Session, key: str, expected: Money) -> _Request:
+        """The request with ``key`` for ``expected`` on ``session`` as read (or kept): its owner's key, and the
+        fingerprint of the session's payment method."""
+        return cls(session.customer_id, key, fingerprint(session.session_id, expected, session.payment_method))
+
 
 def _check_total(preview: Preview, expected: Money) -> None:
     """Step 3's condition: the customer must have seen this total."""
@@ -522,22 +525,22 @@ def described(exc: BaseException) -> str:
     return line if len(line) <= _REASON_QUOTE_CHARS else line[: _REASON_QUOTE_CHARS - 1] + "…"
 
 
-def _has_order_fields(session: Session) -> bool:
-    try:
-        require_order_fields(session)
-    except InvalidArgument:
-        return False
-    return True
-
-
-def require_order_fields(session: Session) -> None:
-    """What an order can't do without, named by its session field."""
-    for field, value in (
+def _order_fields(session: Session) -> tuple[tuple[str, object], ...]:
+    return (
         ("email", session.email),
         ("shipping_address", session.shipping_address),
         ("shipping_method", session.shipping_method),
         ("payment_method", session.payment_method),
-    ):
+    )
+
+
+def _has_order_fields(session: Session) -> bool:
+    return all(value for _, value in _order_fields(session))
+
+
+def require_order_fields(session: Session) -> None:
+    """What an order can't do without, named by its session field."""
+    for field, value in _order_fields(session):
         if not value:
             raise InvalidArgument(field, "is required before confirming; set it with UpdateCheckoutState")
 

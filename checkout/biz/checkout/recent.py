@@ -1,17 +1,24 @@
 """The checkout sessions this process wrote last, as written: what UpdateCheckoutState checks and prices a change
-on without reading the session first.
+on, and ConfirmCheckout checks and fingerprints a request on, without reading the session first.
 
-Only a guarded write may rely on one: UpdateCheckoutState stores its change only while the session is still OPEN,
+Only a guarded write may rely on one: UpdateCheckoutState stores its change, and ConfirmCheckout's durable guard
+(``begin_confirm_with_cart(unchanged_since=…)``) starts the saga, only while the session is still OPEN,
 unexpired and unchanged since (its ``updated_at``: every write of a session sets it), so a session another request
 or replica changed meanwhile is read and handled as it is now.
+
+A copy serves the next calls of one checkout flow only: it is kept for ``ttl_seconds`` at most (never past the
+session's own expiry), at most ``max_entries`` of them, and a session of more than ``max_lines`` lines is not kept
+at all (its calls read it): a kept session holds the customer's decrypted contact and addresses.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from checkout.biz.kept import Kept
 from checkout.model.session import Session, SessionStatus
 from kernel.caller import Caller
 
@@ -19,27 +26,36 @@ __all__ = ["RecentSessions"]
 
 
 class RecentSessions:
-    """Up to ``size`` sessions, the latest written first to stay."""
+    """Up to ``max_entries`` sessions of at most ``max_lines`` lines, each for ``ttl_seconds`` after it was written
+    (0 entries keeps none)."""
 
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._kept: OrderedDict[str, Session] = OrderedDict()
+    def __init__(
+        self,
+        max_entries: int = 1024,
+        *,
+        ttl_seconds: float = 60.0,
+        max_lines: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kept: Kept[str, Session] = Kept(max_entries, ttl_seconds, clock=clock)
+        self._max_lines = max_lines
 
     def remember(self, session: Session) -> Session:
         """Keep a copy of ``session`` as just written (unless a later write of it is kept already); ``session``."""
-        if self._size <= 0 or session.updated_at is None:
+        if session.updated_at is None:
+            return session
+        if len(session.lines) > self._max_lines:
+            self._kept.pop(session.session_id)
             return session
         kept = self._kept.get(session.session_id)
         if kept is None or kept.updated_at is None or kept.updated_at <= session.updated_at:
-            self._kept[session.session_id] = replace(session)
-        self._kept.move_to_end(session.session_id)
-        while len(self._kept) > self._size:
-            self._kept.popitem(last=False)
+            left = (session.expires_at - datetime.now(UTC)).total_seconds()
+            self._kept.put(session.session_id, replace(session), ttl_seconds=left)
         return session
 
     def forget(self, session_id: str) -> None:
         """Drop the session (a saga started on it: whatever it becomes, this copy is no longer it)."""
-        self._kept.pop(session_id, None)
+        self._kept.pop(session_id)
 
     def recall(self, caller: Caller, session_id: str) -> Session | None:
         """The caller's session as last written here, if it was OPEN then and is not past its expiry (it may have

@@ -19,7 +19,7 @@ that lost it stops (LeaseLost) rather than settle or undo what its successor now
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.lease import Lease
 from checkout.biz.checkout.replay import answer_owed, error_record, keep_answer
+from checkout.biz.kept import Kept
 from checkout.biz.policy import CheckoutPolicy
 from checkout.biz.ports import FunnelEvents, Gateways, NewEvent, NoFunnelEvents, SessionEnd, UnitOfWork
 from checkout.biz.retry import retrying
@@ -63,7 +64,8 @@ class _Outcome:
 
 class Settlement:
     """``remember_ended``: how many of the sessions it ended last (COMPLETED or CANCELLED, both final) this
-    process remembers, so a payment event for one is decided without reading it (:meth:`ended_here`)."""
+    process remembers, each for ``remember_seconds``, so a payment event for one is decided without reading it
+    (:meth:`ended_here`)."""
 
     def __init__(
         self,
@@ -73,15 +75,16 @@ class Settlement:
         policy: CheckoutPolicy,
         *,
         funnel: FunnelEvents | None = None,
-        remember_ended: int = 4096,
+        remember_ended: int = 1024,
+        remember_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._uow = uow
         self._g = gateways
         self._compensator = compensator
         self._policy = policy
         self._funnel = funnel or NoFunnelEvents()
-        self._ended: OrderedDict[str, SessionStatus] = OrderedDict()
-        self._remember_ended = remember_ended
+        self._ended: Kept[str, SessionStatus] = Kept(remember_ended, remember_seconds, clock=clock)
 
     def ended_here(self, session_id: str) -> SessionStatus | None:
         """How this process ended the session (COMPLETED or CANCELLED), if it did lately: a status no session
@@ -89,12 +92,7 @@ class Settlement:
         return self._ended.get(session_id)
 
     def _remember(self, session_id: str, status: SessionStatus) -> None:
-        if self._remember_ended <= 0:
-            return
-        self._ended[session_id] = status
-        self._ended.move_to_end(session_id)
-        while len(self._ended) > self._remember_ended:
-            self._ended.popitem(last=False)
+        self._ended.put(session_id, status)
 
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retrying(self._policy.retry, call)

@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 
 from checkout.biz.cart.access import load_owned_cart
+from checkout.biz.cart.recent import RecentCarts
 from checkout.biz.checkout.compensations import Compensator
 from checkout.biz.checkout.expiry import SessionExpiry
 from checkout.biz.checkout.recent import RecentSessions
@@ -43,6 +44,7 @@ class StartCheckout:
         *,
         funnel: FunnelEvents | None = None,
         recent: RecentSessions | None = None,
+        recent_carts: RecentCarts | None = None,
     ) -> None:
         self._uow = uow
         self._g = gateways
@@ -51,6 +53,7 @@ class StartCheckout:
         self._expiry = expiry
         self._funnel = funnel or NoFunnelEvents()
         self._recent = recent or RecentSessions(0)  # the sessions it opens, for UpdateCheckoutState
+        self._recent_carts = recent_carts or RecentCarts(0)  # the carts AddCartItem keeps: one it freezes is dropped
 
     async def __call__(
         self, caller: Caller, cart_id: str, ship_to_country_code: str = ""
@@ -117,10 +120,14 @@ class StartCheckout:
             # One statement, in autocommit: the cart moves only at the version priced, and the session is
             # created only with that move (a cart that already has a live session keeps its move to CHECKOUT,
             # which it is in already while that session lives).
-            async with self._uow.single() as tx:
-                moved, created = await tx.sessions.create_holding_cart(
-                    session, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, version=version
-                )
+            try:
+                async with self._uow.single() as tx:
+                    moved, created = await tx.sessions.create_holding_cart(
+                        session, {CartStatus.ACTIVE, CartStatus.CHECKOUT}, version=version
+                    )
+            finally:
+                # Frozen (or perhaps, when the statement's outcome is unknown): a copy kept as ACTIVE is not it.
+                self._recent_carts.forget(cart.cart_id)
             if not moved:
                 raise Aborted(
                     f"cart {cart.cart_id} changed while checkout started; start again",

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from helpers import bearer, unique
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from checkout.biz.checkout.update_state import StateUpdate
 from checkout.biz.ports import Gateways
@@ -243,7 +244,7 @@ async def test_a_retry_after_a_crash_is_answered_by_what_recovery_did_not_by_the
     # What the dead process left in Redis: its lock on the key (taken again here, as the simulated crash
     # ran the lock's `finally`).
     prefix = "kassa:checkout:confirm"
-    lock, cached = f"{prefix}:lock:{customer_id}:{key}", f"{prefix}:result:{customer_id}:{key}"
+    lock, cached = f"{prefix}:{{{customer_id}:{key}}}:lock", f"{prefix}:{{{customer_id}:{key}}}:result"
     redis = Redis.from_url(settings.redis_url)
     try:
         assert await redis.set(lock, "dead-process", nx=True, px=900_000)
@@ -293,29 +294,29 @@ async def _age(served, session_id: str) -> None:
 
 async def test_the_lock_lives_as_long_as_its_holder_and_lapses_soon_after_it_dies(settings) -> None:
     redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    prefix = unique("kassa:test")
     store = RedisIdempotencyStore(
-        redis, prefix=unique("kassa:test"), lock_lease_ms=300, lock_max_ms=60_000, result_ttl_seconds=60,
-        timeout_seconds=0.5,
+        redis, prefix=prefix, lock_lease_ms=300, lock_max_ms=60_000, result_ttl_seconds=60, timeout_seconds=0.5,
     )  # fmt: skip
     other = RedisIdempotencyStore(
-        redis, prefix=store._lock_prefix.removesuffix(":lock:"), lock_lease_ms=300, lock_max_ms=60_000,
+        redis, prefix=prefix, lock_lease_ms=300, lock_max_ms=60_000,
         result_ttl_seconds=60, timeout_seconds=0.5,
     )  # fmt: skip
     try:
-        token = await store.acquire("k")
+        token, _ = await store.begin("k")
         assert token is not None
-        assert 0 < await redis.pttl(f"{store._lock_prefix}k") <= 300
+        assert 0 < await redis.pttl(store._keys("k")[1]) <= 300
         await asyncio.sleep(0.9)  # three leases: renewed while its holder runs
-        assert await other.acquire("k") is None
-        await store.release("k", token)
-        assert (again := await other.acquire("k")) is not None
+        assert await other.begin("k") == (None, None)
+        await store.end("k", token, None)
+        again, _ = await other.begin("k")
+        assert again is not None
 
         # Its holder dies (nothing renews it, nothing releases it): free again within one lease.
         for handle in other._held.values():
             handle.cancel()
         await asyncio.sleep(0.45)
-        assert await store.acquire("k") is not None
-        assert again
+        assert (await store.begin("k"))[0] is not None
     finally:
         for s in (store, other):
             for handle in s._held.values():
@@ -348,27 +349,43 @@ async def test_begin_and_end_are_one_round_trip_each(settings) -> None:
 
         token, cached = await store.begin("k")
         assert token is not None and cached is None and sent == ["EVALSHA"]
-        assert 0 < await redis.pttl(f"{prefix}:lock:k") <= 300  # a lease, renewed while its holder runs
+        assert 0 < await redis.pttl(store._keys("k")[1]) <= 300  # a lease, renewed while its holder runs
         assert await other.begin("k") == (None, None)  # held by another
         sent.clear()
         await store.end("k", token, b'{"answer": 1}')
         assert sent == ["EVALSHA"]
-        assert await redis.exists(f"{prefix}:lock:k") == 0
-        assert 0 < await redis.ttl(f"{prefix}:result:k") <= 60
+        assert await redis.exists(store._keys("k")[1]) == 0
+        assert 0 < await redis.ttl(store._keys("k")[0]) <= 60
         sent.clear()
         assert await other.begin("k") == (None, b'{"answer": 1}')  # a replay: the answer, and no lock taken
-        assert sent == ["EVALSHA"] and await redis.exists(f"{prefix}:lock:k") == 0
+        assert sent == ["EVALSHA"] and await redis.exists(store._keys("k")[1]) == 0
 
         sent.clear()
         await store.end("nothing", None, None)
         assert sent == []
         token, _ = await store.begin("lapsed")
-        await redis.set(f"{prefix}:lock:lapsed", "another-holder")  # ours lapsed and another took it
+        await redis.set(store._keys("lapsed")[1], "another-holder")  # ours lapsed and another took it
         await store.end("lapsed", token, None)
-        assert await redis.get(f"{prefix}:lock:lapsed") == b"another-holder"
-        assert await redis.exists(f"{prefix}:result:lapsed") == 0
+        assert await redis.get(store._keys("lapsed")[1]) == b"another-holder"
+        assert await redis.exists(store._keys("lapsed")[0]) == 0
     finally:
         for s in (store, other):
             for handle in s._held.values():
                 handle.cancel()
+        await redis.aclose()
+
+
+@pytest.mark.parametrize("key", ["cust-ada:key-1", "cust-ada:{odd}key", "cust-ada:key}{", "c:" + "x" * 200])
+async def test_both_keys_of_a_request_share_one_cluster_slot(key: str) -> None:
+    """Redis Cluster runs a script only on keys of one hash slot: a request's lock and answer share a hash tag."""
+    redis = Redis.from_url("redis://127.0.0.1:1/0")  # never connected: only the key names are asked
+    try:
+        store = RedisIdempotencyStore(
+            redis, prefix="kassa:checkout:confirm", lock_lease_ms=300, lock_max_ms=60_000, result_ttl_seconds=60,
+            timeout_seconds=0.5,
+        )  # fmt: skip
+        result, lock = store._keys(key)
+        assert (result, lock) == (f"kassa:checkout:confirm:{{{key}}}:result", f"kassa:checkout:confirm:{{{key}}}:lock")
+        assert key_slot(result.encode()) == key_slot(lock.encode())
+    finally:
         await redis.aclose()

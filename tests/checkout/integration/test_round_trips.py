@@ -19,6 +19,7 @@ from helpers import RoundTrips, Trips, unique
 
 from checkout.biz.cart import manage
 from checkout.biz.cart.manage import CartUseCases
+from checkout.biz.cart.recent import RecentCarts
 from checkout.biz.checkout import start as start_module
 from checkout.biz.checkout import update_state
 from checkout.biz.checkout.compensations import Compensator
@@ -102,10 +103,13 @@ def checkout(counted: tuple[SqlUnitOfWork, RoundTrips], customer_id: str) -> Che
     engine = PricingEngine(gateways.pricing, gateways.promotion, policy.pricing_deadline_seconds)
     compensator = Compensator(uow, gateways, policy.retry)
     recent = RecentSessions()  # as bootstrap wires them: what StartCheckout opens, UpdateCheckoutState knows
+    carts = RecentCarts()  # and what the cart use cases write, StartCheckout drops when it freezes it
     return Checkout(
         gateways=gateways,
-        carts=CartUseCases(uow, gateways.pricing, policy),
-        start=StartCheckout(uow, gateways, policy, compensator, SessionExpiry(uow, compensator), recent=recent),
+        carts=CartUseCases(uow, gateways.pricing, policy, recent=carts),
+        start=StartCheckout(
+            uow, gateways, policy, compensator, SessionExpiry(uow, compensator), recent=recent, recent_carts=carts
+        ),
         state=CheckoutState(uow, engine, recent=recent),
         confirm=ConfirmCheckout(
             uow,
@@ -237,7 +241,7 @@ async def test_a_line_added_to_a_cart_that_changed_since_it_was_read_takes_the_l
     or the cart frozen by a checkout) is checked and written, or refused, on the cart as it is now."""
     trips, customer, uow = checkout.trips, checkout.customer, counted[0]
     # A replica that keeps no cart reads the cart first.
-    checkout.carts = CartUseCases(uow, checkout.gateways.pricing, CheckoutPolicy(), known_carts=0)
+    checkout.carts = CartUseCases(uow, checkout.gateways.pricing, CheckoutPolicy(), recent=RecentCarts(0))
     cart_id = await checkout.cart_with("SKU-1")
     checkout.gateways.pricing.add("SKU-2", 300)  # type: ignore[attr-defined]
     read_before = await checkout.carts.get(customer, cart_id)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from checkout.biz.cart.manage import CartUseCases
 from checkout.model.cart import Cart, CartStatus
 from checkout.service.validation import check_cart_id, check_cart_line, check_remove_cart_item
 from kassa.checkout.v1 import cart_service_pb2 as pb
 from kernel.caller import Caller
-from kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted
+from kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Reason, ResourceExhausted, Unavailable
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +150,33 @@ async def test_a_cart_in_checkout_is_frozen(world) -> None:
         await world.carts.add_item(world.customer, session.cart_id, "SKU-1", 1)
     assert err.value.reason == Reason.CHECKOUT_IN_PROGRESS
     assert (await world.carts.get(world.customer, session.cart_id)).status is CartStatus.CHECKOUT
+
+
+async def test_a_frozen_cart_is_refused_as_frozen_with_pricing_down_even_when_kept_as_active(world) -> None:
+    """A replica whose kept copy still says ACTIVE (no one told it of the freeze): pricing failing on the kept path
+    leaves the answer to the cart as it is now, which is frozen."""
+    world.carts = CartUseCases(world.uow, world.pricing, world.policy)  # keeps carts of its own, told of nothing
+    world.pricing.add("SKU-1", 1000)
+    world.inventory.stock["SKU-1"] = 5
+    cart = await world.carts.create(world.customer, "USD")
+    await world.carts.add_item(world.customer, cart.cart_id, "SKU-1", 1)
+    await world.start(world.customer, cart.cart_id)
+    world.pricing.fail["get_products"] = Unavailable("pricing is down")
+    with pytest.raises(FailedPrecondition) as err:
+        await world.carts.add_item(world.customer, cart.cart_id, "SKU-1", 1)
+    assert err.value.reason is Reason.CHECKOUT_IN_PROGRESS
+
+
+async def test_start_checkout_drops_the_kept_copy_of_the_cart_it_freezes(world) -> None:
+    world.pricing.add("SKU-1", 1000)
+    world.inventory.stock["SKU-1"] = 5
+    cart = await world.carts.create(world.customer, "USD")
+    await world.carts.add_item(world.customer, cart.cart_id, "SKU-1", 1)
+    assert world.recent_carts.recall(world.customer, cart.cart_id) is not None
+    await world.start(world.customer, cart.cart_id)
+    assert world.recent_carts.recall(world.customer, cart.cart_id) is None
+    asked = len(world.pricing.calls)
+    with pytest.raises(FailedPrecondition) as err:
+        await world.carts.add_item(world.customer, cart.cart_id, "SKU-1", 1)
+    assert err.value.reason is Reason.CHECKOUT_IN_PROGRESS
+    assert len(world.pricing.calls) == asked  # refused on the read, before pricing is asked

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from checkout.biz.checkout.confirm import authorize_key
+from checkout.biz.checkout.replay import Replays
 from checkout.model.cart import CartStatus
 from checkout.model.catalog import OrderStatus, PaymentStatus
 from checkout.model.compensation import Operation
@@ -162,13 +163,13 @@ async def test_a_decline_releases_stock_and_coupon_and_leaves_the_cart_usable(wo
 
 async def test_price_changed_touches_nothing_and_reopens_the_session(world) -> None:
     session = await world.ready_session()
-    assert world.state._recent.recall(world.customer, session.session_id) is not None
+    assert world.recent_sessions.recall(world.customer, session.session_id) is not None
     world.pricing.add("SKU-1", 1100)
     with pytest.raises(Aborted) as err:
         await world.confirm_session(session)
     # The saga wrote the session (reopened it): the copy UpdateCheckoutState kept is dropped, so the next call
     # reads the session rather than try a write that can no longer match.
-    assert world.state._recent.recall(world.customer, session.session_id) is None
+    assert world.recent_sessions.recall(world.customer, session.session_id) is None
     assert err.value.reason == Reason.PRICE_CHANGED
     assert err.value.metadata["expected"] == str(session.preview.grand_total_minor)
     assert int(err.value.metadata["actual"]) > session.preview.grand_total_minor
@@ -521,3 +522,19 @@ async def test_reservations_taken_moments_ago_are_not_extended_but_ones_near_the
     assert (
         world.inventory.calls.count(("extend_reservations", (late.session_id, world.policy.confirm_ttl_seconds))) == 1
     )
+
+
+async def test_an_answer_that_cannot_be_encoded_still_releases_the_lock(world, monkeypatch) -> None:
+    """Caching the answer in Redis is best effort; releasing the lock is not: a failed encoding ends the request
+    with no answer cached, and the lock released (a repeat then finds the answer Postgres keeps)."""
+
+    def broken(record: object) -> bytes:
+        raise ValueError("cannot encode")
+
+    monkeypatch.setattr(Replays, "encode", staticmethod(broken))
+    session = await world.ready_session()
+    result = await world.confirm_session(session)
+    assert world.store.locks == {}
+    assert world.store.results == {}
+    monkeypatch.undo()
+    assert await world.confirm_session(session) == result  # replayed from Postgres
