@@ -19,10 +19,13 @@ too (``engine_disposed``), so ``await engine.dispose()`` at shutdown closes ever
 
 Pool size: each of the two pools keeps up to ``KASSA_DB_POOL_SIZE`` connections open and opens none beyond
 (no ``max_overflow``), so one replica of a service holds at most 2 * ``KASSA_DB_POOL_SIZE`` connections
-(default 10: 20), as it did with one pool of that size plus as many again under a burst. Transactions and
-single statements never wait for each other, and no connection is opened for one use and closed after it
-(what a pool's overflow does whenever the load runs above its size: a connect costs the client and
-Postgres far more than the use). Postgres must allow the sum over every replica of every service sharing
+(default 10: 20), as it did with one pool of that size plus as many again under a burst. The trade: each kind
+of work now peaks at ``KASSA_DB_POOL_SIZE`` connections where one kind could take all 2 * before (a burst of
+reads beyond it waits for a connection, up to the pool's 30 s timeout, within the call's deadline); raise
+``KASSA_DB_POOL_SIZE`` if a service's calls wait on its pool. In return transactions and single statements
+never wait for each other, and no connection is opened for one use and closed after it (what a pool's
+overflow does whenever the load runs above its size: a connect costs the client and Postgres far more than
+the use). Postgres must allow the sum over every replica of every service sharing
 it, plus migrations and operators: 6 services * 2 replicas * 20 = 240 against the default
 ``max_connections`` of 100 needs either a smaller pool or a pooler in front.
 
