@@ -190,6 +190,18 @@ _WRITE_LINE_AT_VERSION = _write_line_at_version()
 _WRITE_LINE_OR_READ = _write_line_or_read()
 
 
+def _line_at(cart_id: str, item: CartItem, version: int) -> dict[str, object]:
+    """The parameters of a statement that writes ``item`` on the cart only at ``version``."""
+    return {
+        "b_cart_id": cart_id,
+        "b_version": version,
+        "b_sku": item.sku,
+        "b_name": item.name,
+        "b_quantity": item.quantity,
+        "b_unit_price_minor": item.unit_price_minor,
+    }
+
+
 def _cart(row: sa.Row[Any], items: list[CartItem]) -> Cart:
     return Cart(
         cart_id=row.cart_id,
@@ -276,35 +288,11 @@ class SqlCartRepo:
         return _cart(row, [CartItem(i.sku, i.name, i.quantity, i.unit_price_minor) for i in items])
 
     async def put_item_at(self, cart_id: str, item: CartItem, *, version: int) -> Cart | None:
-        row = (
-            await self._c.execute(
-                _WRITE_LINE_AT_VERSION,
-                {
-                    "b_cart_id": cart_id,
-                    "b_version": version,
-                    "b_sku": item.sku,
-                    "b_name": item.name,
-                    "b_quantity": item.quantity,
-                    "b_unit_price_minor": item.unit_price_minor,
-                },
-            )
-        ).first()
+        row = (await self._c.execute(_WRITE_LINE_AT_VERSION, _line_at(cart_id, item, version))).first()
         return None if row is None else _cart(row, [])
 
     async def put_item_or_read(self, cart_id: str, item: CartItem, *, version: int) -> tuple[bool, Cart | None]:
-        rows = (
-            await self._c.execute(
-                _WRITE_LINE_OR_READ,
-                {
-                    "b_cart_id": cart_id,
-                    "b_version": version,
-                    "b_sku": item.sku,
-                    "b_name": item.name,
-                    "b_quantity": item.quantity,
-                    "b_unit_price_minor": item.unit_price_minor,
-                },
-            )
-        ).all()
+        rows = (await self._c.execute(_WRITE_LINE_OR_READ, _line_at(cart_id, item, version))).all()
         if not rows:
             return False, None
         cart = _cart(rows[0], [_item(r) for r in rows if r.item_sku is not None])
