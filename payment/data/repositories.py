@@ -183,6 +183,20 @@ _CLAIM_EVENT_PAYMENT = sa.func.coalesce(
     )
     .scalar_subquery(),
 )
+_EVENT_CLAIM_COLUMNS = ["provider", "event_id", "event_type", "payment_id"]
+
+
+def _event_claim(payment_id: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """The row a statement that claims a provider event inserts (``e_*`` bound as for _CLAIM_EVENT), for
+    ``payment_id``: what ``INSERT … SELECT`` into provider_events selects."""
+    return sa.select(
+        sa.bindparam("e_provider", type_=sa.Text),
+        sa.bindparam("e_event_id", type_=sa.Text),
+        sa.bindparam("e_event_type", type_=sa.Text),
+        payment_id,
+    )
+
+
 _CLAIM_EVENT = (
     insert(provider_events)
     .values(
@@ -222,17 +236,7 @@ _NOTHING_TO_DO = sa.and_(
 )
 _RECORDED = (
     insert(provider_events)
-    .from_select(
-        ["provider", "event_id", "event_type", "payment_id"],
-        sa.select(
-            sa.bindparam("e_provider", type_=sa.Text),
-            sa.bindparam("e_event_id", type_=sa.Text),
-            sa.bindparam("e_event_type", type_=sa.Text),
-            _CLAIM_EVENT_PAYMENT,
-        )
-        .select_from(_NAMED)
-        .where(_NOTHING_TO_DO),
-    )
+    .from_select(_EVENT_CLAIM_COLUMNS, _event_claim(_CLAIM_EVENT_PAYMENT).select_from(_NAMED).where(_NOTHING_TO_DO))
     .on_conflict_do_nothing()
     .returning(provider_events.c.event_id)
     .cte("recorded")
@@ -330,13 +334,10 @@ def _event_data(updated: sa.FromClause) -> sa.ColumnElement[Any]:
 _CLAIM_EVENT_FOR_PAYMENT = (
     insert(provider_events)
     .from_select(
-        ["provider", "event_id", "event_type", "payment_id"],
-        sa.select(
-            sa.bindparam("e_provider", type_=sa.Text),
-            sa.bindparam("e_event_id", type_=sa.Text),
-            sa.bindparam("e_event_type", type_=sa.Text),
-            sa.bindparam("p_payment_id", type_=payments.c.payment_id.type),
-        ).where(sa.bindparam("p_payment_id", type_=payments.c.payment_id.type) == _CLAIM_EVENT_PAYMENT),
+        _EVENT_CLAIM_COLUMNS,
+        _event_claim(sa.bindparam("p_payment_id", type_=payments.c.payment_id.type)).where(
+            sa.bindparam("p_payment_id", type_=payments.c.payment_id.type) == _CLAIM_EVENT_PAYMENT
+        ),
     )
     .on_conflict_do_nothing()
     .returning(provider_events.c.payment_id)
