@@ -472,6 +472,15 @@ class IdleWaits:
         self.done = asyncio.Event()
         self.before: Any = None  # called before a wait is recorded (the test changes the world there)
 
+    async def run(self, worker: OutboxPublisher) -> None:
+        """Run ``worker`` until ``until`` waits were recorded, then stop it."""
+        task = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(self.done.wait(), 30)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def __call__(self, wake: asyncio.Event, seconds: float) -> None:
         if self.before is not None:
             await self.before(len(self.timeouts))
@@ -520,12 +529,7 @@ async def test_an_idle_publisher_polls_a_few_times_a_minute_and_a_failed_pass_is
         poll_interval=0.05,
         idle=waits,
     )
-    task = asyncio.create_task(worker.run())
-    try:
-        await asyncio.wait_for(waits.done.wait(), 30)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await waits.run(worker)
 
     assert waits.timeouts == [
         0.1,
@@ -562,12 +566,7 @@ async def test_sent_rows_are_cleaned_up_by_the_clock_not_by_a_count_of_passes(
     waits = IdleWaits(until=6)
     trips = RoundTrips(outbox.engine)
     worker = OutboxPublisher(outbox.engine, outbox.table, js, poll_interval=0.05, cleanup_interval=interval, idle=waits)
-    task = asyncio.create_task(worker.run())
-    try:
-        await asyncio.wait_for(waits.done.wait(), 30)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    await waits.run(worker)
     assert sum(sql.lstrip().startswith("DELETE") for sql, _ in trips.sent) == deletes
 
 
