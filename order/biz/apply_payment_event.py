@@ -189,17 +189,20 @@ class ApplyPaymentEvent:
                     payment_outcome=outcome,
                     payment_status=event.status,
                     inbox=InboxClaim(consumer=CONSUMER, event_id=event.event_id),
+                    # Applied or recorded, the event needs nothing of the order back (its lines, discounts and
+                    # personal data are neither read nor decrypted).
+                    brief=True,
                 ),
             )
+        if result.applied:
+            return EventDisposition.APPLIED
+        if result.recorded:
+            return EventDisposition.RECORDED
         order = result.order
         if order is None:
             return EventDisposition.NO_ORDER
         if result.duplicate:
             return EventDisposition.DUPLICATE
-        if result.applied:
-            return EventDisposition.APPLIED
-        if result.recorded:
-            return EventDisposition.RECORDED
         if order.payment_id and order.payment_id != event.payment_id:
             log.error(
                 "payment event %s is for payment %s, but order %s has payment %s",

@@ -58,11 +58,16 @@ class Transition:
     # With no ``order_id``, a payment event's order is the one of this checkout session, found by the same
     # statement (its inbox claim is made only if the session has an order).
     checkout_session_id: str = ""
+    # With ``payment_status``: the caller needs no order back when the transition applied or recorded (the result's
+    # ``order`` is then None), so the statement reads no lines, discounts or personal data and nothing is decrypted.
+    # Any other outcome still comes with the order as it is.
+    brief: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class TransitionResult:
-    """``order`` is the order after the attempt (None if it does not exist).
+    """``order`` is the order after the attempt (None if it does not exist, or if it ``applied`` or ``recorded`` a
+    ``Transition.brief``).
 
     ``applied``: this call moved its status. ``recorded``: this call recorded its ``payment_status``.
     ``duplicate``: the inbox had already seen the event, nothing done.

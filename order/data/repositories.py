@@ -108,9 +108,16 @@ def _param(name: str, type_: Any) -> sa.Cast[Any]:
 # -- reading an order with its lines and discounts in one statement ------------------------------
 
 
+# The lines and discounts in the statements that read them, by short aliases ("l.sku" for "orders.order_lines.sku"):
+# with them, and the payment event's decisions made once (_payment_news_stmt), the payment event's statement is under
+# the 4,096 characters up to which psycopg keeps a statement's parsed form (test_round_trips pins it).
+_LINES = cast("sa.Alias[Any]", order_lines.alias("l"))
+_DISCOUNTS = cast("sa.Alias[Any]", order_discounts.alias("d"))
+
+
 def _children(order_id: sa.ColumnElement[Any]) -> tuple[sa.Label[Any], sa.Label[Any]]:
     """The lines and the discounts of the order ``order_id`` as JSON arrays of positional arrays."""
-    ol, od = order_lines.c, order_discounts.c
+    ol, od = _LINES.c, _DISCOUNTS.c
     line = sa.func.json_build_array(
         ol.sku, ol.name, ol.quantity, ol.unit_price_minor, ol.line_total_minor, ol.warehouse_id, ol.tax_class
     )
@@ -141,6 +148,10 @@ _HISTORY = (
 # -- an order event's data, computed by the statement that changes the order --------------------------
 
 
+# '' written into the SQL, not bound (a parameter more to convert on every call, and a longer statement).
+_EMPTY = sa.literal_column("''", sa.Text)
+
+
 def _money_json(currency: sa.ColumnElement[Any], amount: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return json_object({"currency_code": currency, "amount_minor": amount})
 
@@ -152,7 +163,7 @@ def _event_data_sql(row: sa.CTE) -> sa.ColumnElement[Any]:
     The keys are written into the SQL (:func:`infra.outbox_cte.json_object`), not bound: bound, they were 26 of
     the statement's parameters, each converted by SQLAlchemy and psycopg on every call, and they took RecordPayment's
     statement past the 4,096 characters up to which psycopg keeps a statement's parsed form."""
-    ol = order_lines.c
+    ol = _LINES.c
     line = json_object(
         {
             "sku": ol.sku,
@@ -176,7 +187,7 @@ def _event_data_sql(row: sa.CTE) -> sa.ColumnElement[Any]:
             "cause": sa.bindparam("t_cause", type_=sa.Text),
             "payment_id": row.c.payment_id,
             "payment_method": row.c.payment_method,
-            "payment_outcome": sa.func.nullif(row.c.payment_outcome, ""),
+            "payment_outcome": sa.func.nullif(row.c.payment_outcome, _EMPTY),
             "payment_status": row.c.payment_status,
             "tracking_number": row.c.tracking_number,
             "carrier": row.c.carrier,
@@ -184,6 +195,23 @@ def _event_data_sql(row: sa.CTE) -> sa.ColumnElement[Any]:
             "lines": lines,
         }
     )
+
+
+# The order's columns a status change's history entry and event (_event_data_sql) read from the updated row.
+_EVENT_COLUMNS = (
+    "order_id",
+    "checkout_session_id",
+    "customer_id",
+    "status",
+    "currency_code",
+    "grand_total_minor",
+    "payment_id",
+    "payment_method",
+    "payment_outcome",
+    "payment_status",
+    "tracking_number",
+    "carrier",
+)
 
 
 # -- CreateOrder: the order, its lines, discounts and first history entry in one statement --------
@@ -308,16 +336,25 @@ def _has_order_by_session() -> sa.Exists:
 
 
 def _with_entry(
-    updated: sa.CTE, claimed: sa.Exists | None, event: OutboxCte | None, found: sa.Exists | None = None
+    updated: sa.CTE,
+    claimed: sa.Exists | None,
+    event: OutboxCte | None,
+    found: sa.Exists | None = None,
+    *,
+    brief: bool = False,
 ) -> sa.Select[Any]:
     """Select the updated order with its lines and discounts (and ``claimed`` first, then ``found`` if given), after
-    writing its history entry (and ``event``, the outbox row of the status change)."""
+    writing its history entry (and ``event``, the outbox row of the status change). ``brief``: only the updated
+    order's id and its ``moved`` and ``recorded`` (``Transition.brief``)."""
     entry = history.insert().from_select(
         ["order_id", "status", "cause"],
         sa.select(updated.c.order_id, updated.c.status, sa.bindparam("t_cause", type_=sa.Text)),
     )
     ctes = [entry.cte("entry")] if event is None else [entry.cte("entry"), event.cte]
-    columns = (*updated.c, *_children(updated.c.order_id))
+    if brief:
+        columns: tuple[sa.ColumnElement[Any], ...] = (updated.c.order_id, updated.c.moved, updated.c.recorded)
+    else:
+        columns = (*updated.c, *_children(updated.c.order_id))
     if claimed is None:
         return sa.select(*columns).add_cte(*ctes)
     flags = [claimed.label("claimed")] if found is None else [claimed.label("claimed"), found.label("found")]
@@ -348,6 +385,8 @@ def _payment_not_in(column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
 # more at each of some 30 places, which kept RecordPayment's statement over the 4,096 characters up to which
 # psycopg keeps a statement's parsed form (test_round_trips pins it).
 _UPDATED_ORDER = cast("sa.Alias[Any]", orders.alias("o"))  # a Table's alias is an Alias (sa.alias's docs)
+# The order a payment event locks first (_payment_news_stmt's "cur"), by another.
+_LOCKED_ORDER = cast("sa.Alias[Any]", orders.alias("r"))
 
 
 @functools.cache
@@ -368,7 +407,7 @@ def _transition_stmt(
     values: dict[str, Any] = {"status": sa.bindparam("t_target", type_=sa.Text), "updated_at": sa.func.now()}
     if payment:
         payment_id = sa.bindparam("t_payment_id", type_=sa.Text)
-        where.append(sa.or_(o.c.payment_id == "", o.c.payment_id == payment_id))
+        where.append(sa.or_(o.c.payment_id == _EMPTY, o.c.payment_id == payment_id))
         values["payment_id"] = payment_id
     if outcome:
         values["payment_outcome"] = sa.bindparam("t_payment_outcome", type_=sa.Text)
@@ -386,7 +425,7 @@ def _transition_stmt(
 
 @functools.cache
 def _payment_news_stmt(
-    *, move: bool, payment: bool, claim: bool, guard: bool, event: bool, by_session: bool = False
+    *, move: bool, payment: bool, claim: bool, guard: bool, event: bool, by_session: bool = False, brief: bool = False
 ) -> tuple[sa.Select[Any], OutboxCte | None]:
     """A payment event: record ``:ps`` if the order's payment status is one of ``:ps_sources``, and
     (``move``) take the order from ``:sources`` to ``:target``; either one applies the update and its
@@ -394,52 +433,65 @@ def _payment_news_stmt(
     ``moved`` and ``recorded`` come back with the order (no order columns: nothing applied). ``by_session``: the
     order of checkout session ``:t_session`` instead of ``:t_order_id`` (one statement, no lookup first). With ``move``
     and ``event``, the outbox row of the status change is written by the same statement, only if the status moved (a
-    move without an event type moves all the same, and writes no event)."""
-    claimed = sa.exists(sa.select(_claim_cte(by_session=by_session).c.event_id)) if claim else None
+    move without an event type moves all the same, and writes no event). ``brief`` (``Transition.brief``): the update
+    returns only what its history entry and event use, and the statement only the order's id, ``moved`` and
+    ``recorded``."""
+    claimed = sa.exists().select_from(_claim_cte(by_session=by_session)) if claim else None
+    r = _LOCKED_ORDER
     cur_where: list[sa.ColumnElement[bool]] = [
-        orders.c.checkout_session_id == _SESSION
+        r.c.checkout_session_id == _SESSION
         if by_session
-        else orders.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type)
+        else r.c.order_id == sa.bindparam("t_order_id", type_=orders.c.order_id.type)
     ]
     if claimed is not None:
         cur_where.append(claimed)
+    values: dict[str, Any] = {"updated_at": sa.func.now()}
+    if payment:
+        # An order with another payment is not locked: neither recorded nor moved (its claim is made all the same).
+        payment_id = sa.bindparam("t_payment_id", type_=sa.Text)
+        cur_where.append(sa.or_(r.c.payment_id == _EMPTY, r.c.payment_id == payment_id))
+        values["payment_id"] = payment_id
+    # Whether the event records its payment status and whether it moves the order, decided once on the row as locked
+    # (a row updated meanwhile is locked and both evaluated again on its new version, as the update's own WHERE was):
+    # written out at each of their 5 uses in the update they took the statement past the 4,096 characters up to which
+    # psycopg keeps a statement's parsed form (test_round_trips pins it).
+    records = r.c.payment_status == sa.any_(_param("t_ps_sources", _TEXTS))
+    moves: sa.ColumnElement[bool] = sa.false()
+    if move:
+        moves = r.c.status == sa.any_(_param("t_sources", _TEXTS))
+        if guard:
+            moves = sa.and_(moves, _payment_not_in(r.c.payment_status))
     cur = (
-        sa.select(orders.c.order_id, orders.c.status, orders.c.payment_id, orders.c.payment_status)
+        sa.select(r.c.order_id, moves.label("moves"), records.label("records"))
         .where(*cur_where)
         .with_for_update()
         .cte("cur")
     )
-    same_payment: sa.ColumnElement[bool] = sa.true()
-    values: dict[str, Any] = {"updated_at": sa.func.now()}
-    if payment:
-        payment_id = sa.bindparam("t_payment_id", type_=sa.Text)
-        same_payment = sa.or_(cur.c.payment_id == "", cur.c.payment_id == payment_id)
-        values["payment_id"] = payment_id
-    records = sa.and_(cur.c.payment_status == sa.any_(_param("t_ps_sources", _TEXTS)), same_payment)
-    moves: sa.ColumnElement[bool] = sa.false()
+    o = _UPDATED_ORDER
     if move:
-        moves = sa.and_(cur.c.status == sa.any_(_param("t_sources", _TEXTS)), same_payment)
-        if guard:
-            moves = sa.and_(moves, _payment_not_in(cur.c.payment_status))
-        values["status"] = sa.case((moves, sa.bindparam("t_target", type_=sa.Text)), else_=orders.c.status)
+        values["status"] = sa.case((cur.c.moves, sa.bindparam("t_target", type_=sa.Text)), else_=o.c.status)
         values["payment_outcome"] = sa.case(
-            (moves, sa.bindparam("t_payment_outcome", type_=sa.Text)), else_=orders.c.payment_outcome
+            (cur.c.moves, sa.bindparam("t_payment_outcome", type_=sa.Text)), else_=o.c.payment_outcome
         )
     values["payment_status"] = sa.case(
-        (records, sa.bindparam("t_payment_status", type_=sa.Text)), else_=orders.c.payment_status
+        (cur.c.records, sa.bindparam("t_payment_status", type_=sa.Text)), else_=o.c.payment_status
     )
     updated = (
-        orders.update()
-        .where(orders.c.order_id == cur.c.order_id, sa.or_(moves, records))
+        sa.update(o)
+        .where(o.c.order_id == cur.c.order_id, sa.or_(cur.c.moves, cur.c.records))
         .values(values)
-        .returning(*orders.c, moves.label("moved"), records.label("recorded"))
-        .cte("updated")
+        .returning(
+            *(o.c[name] for name in _EVENT_COLUMNS) if brief else o.c,
+            cur.c.moves.label("moved"),
+            cur.c.records.label("recorded"),
+        )
+        .cte("u")
     )
     outbox_row = _status_event(updated, updated.c.moved) if move and event else None
     # Found by its session: whether the session has an order, in the snapshot the claim saw (an unclaimed event
     # then says why without a second statement).
     found = _has_order_by_session() if by_session and claimed is not None else None
-    return _with_entry(updated, claimed, outbox_row, found), outbox_row
+    return _with_entry(updated, claimed, outbox_row, found, brief=brief), outbox_row
 
 
 class SqlOrderRepo:
@@ -564,6 +616,7 @@ class SqlOrderRepo:
                 guard=guard,
                 event=bool(transition.event_type),
                 by_session=bool(session),
+                brief=transition.brief,
             )
         elif target is not None:
             stmt, event = _transition_stmt(
@@ -613,13 +666,13 @@ class SqlOrderRepo:
             return TransitionResult(order=await reread(), applied=False, duplicate=True)
         if row is None or row.order_id is None:
             return TransitionResult(order=await reread(), applied=False)
-        updated = _order(row, self._cipher)
+        updated = None if news and transition.brief else _order(row, self._cipher)
         moved = bool(row.moved) if news else True
         recorded = bool(news and row.recorded)
         if moved and event is not None:
             self._wrote_event()
         if moved or recorded:
-            await audit.record(conn, audit_log, f"orders/{updated.order_id}")
+            await audit.record(conn, audit_log, f"orders/{row.order_id}")
         return TransitionResult(order=updated, applied=moved, recorded=recorded)
 
 

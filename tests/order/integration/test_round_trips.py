@@ -383,3 +383,89 @@ async def test_a_payment_transition_without_an_event_type_still_moves_the_order(
     assert [r.status for r in entries][-1] == OrderStatus.CONFIRMED.value
     events = await rows(engine, sa.select(outbox.c.event_type).where(outbox.c.aggregate_id == order.order_id))
     assert [r.event_type for r in events] == ["OrderCreated"]
+
+
+async def test_the_bench_sequence_runs_each_payment_event_as_one_statement_psycopg_keeps(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    """The bench's card checkout: CreateOrder, RecordPayment, then payment's PaymentAuthorized (naming the session)
+    and PaymentCaptured (naming the order). Each event records its payment status and a timeline entry in one
+    statement short enough for psycopg to keep its parsed form (PaymentCaptured's was 6,104 characters, parsed
+    again on every call), which reads back none of the order's lines, discounts or personal data."""
+    repo, trips, engine = counted
+    apply = ApplyPaymentEvent(repo)
+    session_id, payment_id = unique("sess"), unique("pay")
+    order, _ = await CreateOrder(repo)(new_order(session_id, customer_id, payment_id))
+    await RecordPayment(repo)(order.order_id, PaymentOutcome.CAPTURED, payment_id=payment_id, cause="payment captured")
+    trips.take()
+
+    for event in (authorized_by_session(payment_id, session_id), captured(payment_id, order.order_id)):
+        assert await apply(event) == EventDisposition.RECORDED
+        [(sql, bound)] = trips.sent
+        assert trips.take() == Trips(statements=1, autocommit=1)
+        assert len(sql) <= 4096 and len(bound) <= 50, (event.event_type, len(sql), len(bound))
+        # Nothing of the order comes back that the consumer does not use (no lines, discounts, personal data).
+        assert "lines_json" not in sql and "discounts_json" not in sql and "email" not in sql, event.event_type
+
+    got = await _get(repo, order.order_id)
+    assert got is not None and (got.status, got.payment_status) == (OrderStatus.CONFIRMED, PaymentStatus.CAPTURED)
+    entries = await rows(
+        engine,
+        sa.select(history.c.status, history.c.cause)
+        .where(history.c.order_id == uuid.UUID(order.order_id))
+        .order_by(history.c.id),
+    )
+    assert [(r.status, r.cause) for r in entries] == [
+        ("PENDING_PAYMENT", "order placed at checkout"),
+        ("CONFIRMED", "payment captured"),
+        ("CONFIRMED", "payment authorized 34.00 USD"),
+        ("CONFIRMED", "payment captured 34.00 USD"),
+    ]
+
+
+async def test_every_payment_event_statement_is_short_enough_for_psycopg_to_keep(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+) -> None:
+    """Each shape of the payment-event statement the consumer runs (an order named by id or by session; an event that
+    may move the order or only records), and RecordPayment's capture-on-shipment one, stays under psycopg's limits of
+    4,096 characters and 50 parameters."""
+    repo, trips, _ = counted
+    apply = ApplyPaymentEvent(repo)
+    lengths: dict[str, int] = {}
+
+    def one(what: str) -> None:
+        [(sql, bound)] = trips.sent
+        trips.take()
+        assert len(bound) <= 50, (what, len(bound))
+        lengths[what] = len(sql)
+
+    session_id, payment_id = unique("sess"), unique("pay")
+    order, _ = await CreateOrder(repo)(new_order(session_id, customer_id, payment_id))
+    trips.take()
+    assert await apply(authorized_by_session(payment_id, session_id)) == EventDisposition.RECORDED
+    one("authorized, by session")
+    capture = PaymentEvent(
+        str(uuid.uuid4()), PaymentEventType.CAPTURED, payment_id, "", session_id, PaymentStatus.CAPTURED, usd(3400)
+    )
+    assert await apply(capture) == EventDisposition.APPLIED
+    one("captured, by session")
+
+    payment_id = unique("pay")
+    order, _ = await CreateOrder(repo)(new_order(unique("sess"), customer_id, payment_id))
+    trips.take()
+    authorized = PaymentEvent(
+        str(uuid.uuid4()), PaymentEventType.AUTHORIZED, payment_id, order.order_id, "", PaymentStatus.AUTHORIZED
+    )
+    assert await apply(authorized) == EventDisposition.RECORDED
+    one("authorized, by id")
+    assert await apply(captured(payment_id, order.order_id)) == EventDisposition.APPLIED
+    one("captured, by id")
+
+    payment_id = unique("pay")
+    order, _ = await CreateOrder(repo)(new_order(unique("sess"), customer_id, payment_id))
+    trips.take()
+    held = await RecordPayment(repo)(order.order_id, PaymentOutcome.AUTHORIZED, payment_id=payment_id)
+    assert held.status == OrderStatus.CONFIRMED and held.payment_status == PaymentStatus.AUTHORIZED
+    assert held.lines == order.lines and held.email == order.email  # RecordPayment answers with the whole order
+    one("RecordPayment authorized")
+    assert all(n <= 4096 for n in lengths.values()), lengths
