@@ -59,7 +59,7 @@ __all__ = ["DEFAULT_MAX_LEASES", "Decision", "Limit", "RateLimiter", "lease_cap"
 
 log = logging.getLogger("kassa.gateway.ratelimit")
 
-# Buckets (one per limit and caller) whose leases one replica keeps: ~200 bytes each.
+# Buckets (one per limit and caller) whose leases one replica keeps: ~300 bytes each with its key, 3 MB in all.
 DEFAULT_MAX_LEASES = 10_000
 
 # KEYS: the buckets' keys; ARGV: each key's lease (tokens), then each key's TTL in seconds. Answers each key's
@@ -108,7 +108,7 @@ def lease_cap(limit: Limit) -> int:
     return max(1, limit.requests // 32)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Lease:
     """One bucket's tokens on this replica, for one window."""
 
