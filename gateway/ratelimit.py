@@ -20,10 +20,11 @@ of buckets). The rules, each pinned by tests/gateway/integration/test_ratelimit.
 - *Waste is conservative and bounded.* Tokens a replica leased and did not spend expire with the window:
   a client spread over replicas may be refused a little before the limit, never after it.
 - *Lease sizes: 1, 2, 4, 8, … per bucket and window, capped at* ``lease_cap(limit) = max(1, limit // 32)``.
-  Doubling from 1: the first request of a bucket in a window costs the one token it costs today, and after
-  ``k`` leases a replica has taken ``2**k - 1`` tokens, so what it holds unspent is never more than one more
-  than it has already spent there: one checkout's 8 calls by one subject take 4 round trips instead of 8,
-  and a busy bucket ``~log2(cap)`` round trips and then one per ``cap`` requests. The cap bounds what a
+  Doubling from 1: the first request of a bucket in a window costs the one token it costs today, and a
+  lease is at most one more than the bucket's earlier leases in the window together, so until the cap a
+  replica holds unspent about what it has already spent there: a quiet caller wastes almost nothing.
+  One checkout's 8 calls by one subject take 4 round trips instead of 8 (leases of 1, 2, 4 and 8: 15
+  tokens, 7 left to expire), a busy bucket ``~log2(cap)`` and then one per ``cap`` requests. The cap bounds what a
   replica holds: a client spread over ``R`` replicas is admitted at least ``limit - (R - 1) * limit / 32``
   requests a window (97 % of it with 2 replicas, 91 % with 4). Limits under 64 (the 60 guest tokens per IP
   an hour) have a cap of 1: every request is one ``INCRBY 1``, exactly the count of today. Concurrent
