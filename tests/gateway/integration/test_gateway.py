@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from starlette.applications import Starlette
 from devstack.localstack import StackEndpoints, free_ports
 from gateway.app import create_app
 from gateway.config import GatewayConfig
+from gateway.ratelimit import Limit
 from gateway.server import uvicorn_config
 from infra import webhook_signature
 from infra.admission import CheckoutAdmission
@@ -512,6 +514,48 @@ async def test_rate_limit_fails_open_when_redis_is_down(
     async with serving(app) as client:
         codes = [(await client.get("/v1/carts/c1", headers=auth(token))).status_code for _ in range(3)]
     assert codes == [200, 200, 200]
+
+
+@pytest.mark.parametrize(
+    ("config", "script_calls"),
+    [
+        # Development (the bench): 600 per subject a minute only; before leases 8 (one per limited request).
+        (GatewayConfig(rate_limit_per_minute=600), 4),
+        # Production: also 1200 per IP a minute and 60 guest tokens per IP an hour; before leases 9.
+        (GatewayConfig(rate_limit_per_minute=600, ip_rate_limit_per_minute=1200, guest_tokens_per_ip_per_hour=60), 5),
+    ],
+)
+async def test_a_checkouts_nine_requests_take_few_rate_limit_script_calls(
+    settings: Settings,
+    backend: tuple[Server, Recorder, FakePayments],
+    monkeypatch: pytest.MonkeyPatch,
+    config: GatewayConfig,
+    script_calls: int,
+) -> None:
+    """The bench's flow through the app: a guest token, then 8 calls with it (gateway.ratelimit's token leases)."""
+    server, _, _ = backend
+    app = create_app(gateway_settings(settings, server.port), config)
+    sent: list[str] = []
+    async with serving(app) as client:
+        limiter = app.state.gateway._limiter
+        await limiter.hit((Limit("warm", 1), unique("warm")))  # Redis has the script (no NOSCRIPT, SCRIPT LOAD)
+        minute = time.time() // 60
+        redis = limiter._redis
+        execute = redis.execute_command
+
+        async def counting(*args: object, **options: object) -> object:
+            sent.append(str(args[0]))
+            return await execute(*args, **options)
+
+        monkeypatch.setattr(redis, "execute_command", counting)
+        guest = await client.post("/v1/auth/guest")
+        assert guest.status_code == 200
+        token = guest.json()["token"]
+        codes = [(await client.get("/v1/carts/c1", headers=auth(token))).status_code for _ in range(8)]
+    assert codes == [200] * 8
+    assert set(sent) == {"EVALSHA"}
+    if time.time() // 60 == minute:  # a new window mid-test starts new leases
+        assert len(sent) == script_calls
 
 
 async def test_served_by_uvicorn_over_real_http(
