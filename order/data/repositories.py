@@ -448,13 +448,17 @@ def _payment_news_stmt(
     values: dict[str, Any] = {"updated_at": sa.func.now()}
     if payment:
         # An order with another payment is not locked: neither recorded nor moved (its claim is made all the same).
+        # Not waiting for its lock is safe because an order's payment_id never changes once set (every writer sets it
+        # only where it is '' or already the same), so that event's answer is CONFLICT whatever the holder commits.
         payment_id = sa.bindparam("t_payment_id", type_=sa.Text)
         cur_where.append(sa.or_(r.c.payment_id == _EMPTY, r.c.payment_id == payment_id))
         values["payment_id"] = payment_id
-    # Whether the event records its payment status and whether it moves the order, decided once on the row as locked
-    # (a row updated meanwhile is locked and both evaluated again on its new version, as the update's own WHERE was):
-    # written out at each of their 5 uses in the update they took the statement past the 4,096 characters up to which
-    # psycopg keeps a statement's parsed form (test_round_trips pins it).
+    # Whether the event records its payment status and whether it moves the order, decided once on the row as locked:
+    # when the row was changed meanwhile, Postgres locks its latest version and runs cur's WHERE and select list again
+    # on it. The update's own WHERE reads only cur, so this FOR UPDATE is the one guard (a capture never un-cancels an
+    # order, nor confirms it twice: test_payment_event_locks); it must stay. Written out at each of their 5 uses in the
+    # update, the two took the statement past the 4,096 characters up to which psycopg keeps a statement's parsed form
+    # (test_round_trips pins it).
     records = r.c.payment_status == sa.any_(_param("t_ps_sources", _TEXTS))
     moves: sa.ColumnElement[bool] = sa.false()
     if move:

@@ -52,11 +52,15 @@ def captured(order_id: str, payment_id: str) -> PaymentEvent:
     )
 
 
-async def _waiting_for_a_lock(engine: AsyncEngine) -> bool:
+async def _waiting_for_a_lock(engine: AsyncEngine, holder: int) -> bool:
+    """Whether a session of the event's engine waits for a lock the backend ``holder`` holds."""
     async with engine.connect() as conn:
         count = await conn.scalar(
-            sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND wait_event_type = 'Lock'"),
-            {"app": APP},
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = :app"
+                " AND CAST(:holder AS integer) = ANY(pg_blocking_pids(pid))"
+            ),
+            {"app": APP, "holder": holder},
         )
     return bool(count)
 
@@ -68,14 +72,15 @@ async def _apply_while_changed(
     event's statement waits for the row."""
     apply = ApplyPaymentEvent(uow)
     async with other.connect() as conn:
+        holder = int(await conn.scalar(sa.text("SELECT pg_backend_pid()")))
         await conn.execute(orders.update().where(orders.c.order_id == uuid.UUID(event.order_id)).values(change))
         task = asyncio.ensure_future(apply(event))
         for _ in range(1000):  # a bounded wait for the statement to reach the lock (it takes milliseconds)
-            if task.done() or await _waiting_for_a_lock(other):
+            if task.done() or await _waiting_for_a_lock(other, holder):
                 break
             await asyncio.sleep(0.01)
         assert not task.done(), "the event's statement did not wait for the row the other transaction holds"
-        assert await _waiting_for_a_lock(other)
+        assert await _waiting_for_a_lock(other, holder)
         await conn.commit()
     return await task
 

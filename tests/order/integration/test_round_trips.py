@@ -334,14 +334,18 @@ async def test_an_event_naming_the_session_is_one_statement_and_claimed_only_wit
     assert await apply(other) == EventDisposition.NO_ORDER
 
 
-async def test_a_capture_naming_the_session_confirms_with_its_event(
-    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str
+@pytest.mark.parametrize("naming", ["session", "order"])
+async def test_a_capture_confirms_with_its_event(
+    counted: tuple[SqlUnitOfWork, RoundTrips, AsyncEngine], customer_id: str, naming: str
 ) -> None:
+    """Naming the order's session or the order itself, a capture confirms it in one statement that reads nothing of
+    the order back, and writes the same OrderConfirmed event a full read of the order gives."""
     repo, trips, engine = counted
     session_id, payment_id = unique("sess"), unique("pay")
     order, _ = await CreateOrder(repo)(new_order(session_id, customer_id, payment_id))
+    order_id, ref = ("", session_id) if naming == "session" else (order.order_id, "")
     event = PaymentEvent(
-        str(uuid.uuid4()), PaymentEventType.CAPTURED, payment_id, "", session_id, PaymentStatus.CAPTURED, usd(3400)
+        str(uuid.uuid4()), PaymentEventType.CAPTURED, payment_id, order_id, ref, PaymentStatus.CAPTURED, usd(3400)
     )
     trips.take()
     assert await ApplyPaymentEvent(repo)(event) == EventDisposition.APPLIED
