@@ -16,17 +16,19 @@ of buckets). The rules, each pinned by tests/gateway/integration/test_ratelimit.
 - *Never more than the limit, across any number of replicas.* A token is spent only after Redis counted it.
   When ``INCRBY n`` takes the count from ``c - n`` to ``c``, the replica is granted the part of
   ``[c - n, c)`` under the limit, ``max(0, min(n, limit - (c - n)))``: the grants of all replicas are disjoint
-  slices of ``[0, limit)``. A bucket granted nothing refuses the request, with the Retry-After of today.
+  slices of ``[0, limit)``. A bucket granted nothing refuses the request, with the Retry-After of today (unless a
+  concurrent request's lease brought tokens here meanwhile: one of those is spent instead).
 - *Waste is conservative and bounded.* Tokens a replica leased and did not spend expire with the window:
   a client spread over replicas may be refused a little before the limit, never after it.
 - *Lease sizes: 1, 2, 4, 8, … per bucket and window, capped at* ``lease_cap(limit) = max(1, limit // 32)``.
-  Doubling from 1: the first request of a bucket in a window costs the one token it costs today, and a
-  lease is at most one more than the bucket's earlier leases in the window together, so until the cap a
-  replica holds unspent about what it has already spent there: a quiet caller wastes almost nothing.
+  Doubling from 1: the first request of a bucket in a window costs the one token it costs today, and only a
+  lease Redis answered doubles the next (one that failed or was cut off does not), so until the cap a replica
+  holds unspent about what it has already spent there: a quiet caller wastes almost nothing.
   One checkout's 8 calls by one subject take 4 round trips instead of 8 (leases of 1, 2, 4 and 8: 15
   tokens, 7 left to expire), a busy bucket ``~log2(cap)`` and then one per ``cap`` requests. The cap bounds what a
-  replica holds: a client spread over ``R`` replicas is admitted at least ``limit - (R - 1) * limit / 32``
-  requests a window (97 % of it with 2 replicas, 91 % with 4). Limits under 64 (the 60 guest tokens per IP
+  replica holds: a client spread over ``R`` replicas is admitted about ``limit - (R - 1) * limit / 32`` requests
+  a window or more (97 % of it with 2 replicas, 91 % with 4; a little less while its own requests' leases are in
+  flight at the window's end, or when its entry was evicted). Limits under 64 (the 60 guest tokens per IP
   an hour) have a cap of 1: every request is one ``INCRBY 1``, exactly the count of today. Concurrent
   requests' leases in flight count against the cap too (``pending``), so a burst at a fresh bucket does not
   take ``1 + 2 + 4 + …`` tokens at once.
@@ -36,7 +38,10 @@ of buckets). The rules, each pinned by tests/gateway/integration/test_ratelimit.
   (within the cap), so buckets that a client always hits together (IP and subject) lease together.
 - *The lease table is bounded* (``max_leases``, least recently used evicted, taking its unspent tokens with
   it: conservative), and entries of past windows are dropped as they reach its old end, or replaced when
-  their bucket is hit in a new window.
+  their bucket is hit in a new window. An attacker who makes ``max_leases`` new buckets between two of a
+  victim's requests (fresh IPv6 addresses, say) evicts the victim's entry each time and so wastes its held
+  tokens; since a new entry leases from 1 again, that costs the victim at most about half its limit, and never
+  admits anyone more.
 - *Redis unreachable:* the request is allowed (one warning a minute), as before leases.
 
 What a ``Decision`` reports as ``remaining`` is this replica's view: the tokens it holds plus what Redis had
@@ -64,18 +69,15 @@ log = logging.getLogger("kassa.gateway.ratelimit")
 DEFAULT_MAX_LEASES = 10_000
 
 # KEYS: the buckets' keys; ARGV: each key's lease (tokens), then each key's TTL in seconds. Answers each key's
-# count after this call. The TTL is set when the call creates the key (the window's first lease), in the same
-# atomic script, so no key is left without one.
+# count after this call. The TTL is renewed by every lease, in the same atomic script (no round trip more): a key
+# lives its window and a second past its last lease, so a replica whose clock runs ahead of another's, and created
+# the key early, cannot make it expire while the other still counts in that window.
 _LEASE_SCRIPT = """
 local n = #KEYS
 local counts = {}
 for i, key in ipairs(KEYS) do
-  local lease = tonumber(ARGV[i])
-  local count = redis.call('INCRBY', key, lease)
-  if count == lease then
-    redis.call('EXPIRE', key, ARGV[n + i])
-  end
-  counts[i] = count
+  counts[i] = redis.call('INCRBY', key, tonumber(ARGV[i]))
+  redis.call('EXPIRE', key, ARGV[n + i])
 end
 return counts
 """
@@ -129,8 +131,13 @@ class _Lease:
         if size <= 0:
             return 0
         self.pending += size
-        self.next_size = min(2 * self.next_size, self.cap)
         return size
+
+    def answered(self, size: int) -> None:
+        """A lease of ``size`` got Redis's answer: no longer pending, and the next one may be twice as big (a lease
+        that failed, or was cut off, does not grow the next)."""
+        self.pending -= size
+        self.next_size = min(2 * self.next_size, self.cap)
 
 
 class RateLimiter:
@@ -188,9 +195,12 @@ class RateLimiter:
         ttls = [buckets[i][0].window_seconds + 1 for i in asked]
         try:
             replies = await self._lease_script(keys=keys, args=[*(sizes[i] for i in asked), *ttls])
-        except (RedisError, OSError, TimeoutError) as exc:
+        except BaseException as exc:
+            # Whatever ended the call (Redis down, the request cancelled), its leases are no longer in flight.
             for i in asked:
                 leases[i].pending -= sizes[i]
+            if not isinstance(exc, (RedisError, OSError, TimeoutError)):
+                raise
             minute = int(now // 60)
             if self._warned_minute != minute:
                 # One warning a minute, not one per request, while Redis is down.
@@ -200,7 +210,7 @@ class RateLimiter:
         refused: Decision | None = None
         for i, count in zip(asked, (int(reply) for reply in replies), strict=True):
             (limit, caller), lease, size = buckets[i], leases[i], sizes[i]
-            lease.pending -= size
+            lease.answered(size)
             granted = max(0, min(size, limit.requests - (count - size)))
             lease.left = max(0, limit.requests - count)
             if i in needed:

@@ -538,6 +538,8 @@ async def test_a_checkouts_nine_requests_take_few_rate_limit_script_calls(
     sent: list[str] = []
     async with serving(app) as client:
         limiter = app.state.gateway._limiter
+        # Buckets of this run only (a Redis kept between runs would otherwise count this client's guest tokens on).
+        limiter._prefix = unique("rl")
         await limiter.hit((Limit("warm", 1), unique("warm")))  # Redis has the script (no NOSCRIPT, SCRIPT LOAD)
         minute = time.time() // 60
         redis = limiter._redis
@@ -554,8 +556,10 @@ async def test_a_checkouts_nine_requests_take_few_rate_limit_script_calls(
         codes = [(await client.get("/v1/carts/c1", headers=auth(token))).status_code for _ in range(8)]
     assert codes == [200] * 8
     assert set(sent) == {"EVALSHA"}
-    if time.time() // 60 == minute:  # a new window mid-test starts new leases
+    if time.time() // 60 == minute:
         assert len(sent) == script_calls
+    else:  # a new window mid-test starts new leases: at most one more series of them
+        assert script_calls <= len(sent) <= 2 * script_calls
 
 
 async def test_served_by_uvicorn_over_real_http(

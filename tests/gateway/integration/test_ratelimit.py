@@ -92,6 +92,18 @@ async def test_window_keys_expire(redis: Redis) -> None:
     assert 61 < ttls[1] <= 3601
 
 
+async def test_every_lease_renews_its_keys_ttl(redis: Redis) -> None:
+    """A key lives a second past its window from its last lease, not from its first: a replica whose clock runs ahead
+    and created it early cannot make it expire while another still counts in that window."""
+    prefix = unique("rl")
+    limiter = RateLimiter(redis, prefix=prefix, clock=Clock(T0))
+    assert (await limiter.hit((PER_MINUTE, "a"))).allowed
+    key = f"{prefix}:{PER_MINUTE.name}:a:{int(T0 // 60)}"
+    await redis.expire(key, 5)  # as if it had been created 56 s ago
+    assert (await limiter.hit((PER_MINUTE, "a"))).allowed  # cap 1: a lease of its own
+    assert 5 < await redis.ttl(key) <= 61
+
+
 async def test_a_hit_is_one_command_however_many_buckets(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     """One EVALSHA (INCR + EXPIRE of every bucket inside it), not MULTI, 2 commands per bucket and EXEC."""
     limiter = RateLimiter(redis, prefix=unique("rl"), clock=Clock(T0))
@@ -287,14 +299,99 @@ async def test_a_refused_request_spends_its_token_in_every_other_bucket_as_befor
     assert admitted == 640 - 5
 
 
-async def test_a_burst_at_a_fresh_bucket_leases_at_most_the_cap_beyond_its_own_tokens(redis: Redis) -> None:
-    """Leases in flight count against the cap: 16 concurrent requests take 1 + 2 + 4 + 8 + 5 and then one each."""
+async def test_a_burst_leases_at_most_the_cap_beyond_its_own_tokens(redis: Redis) -> None:
+    """Leases in flight count against the cap. 15 requests one after another lease 1, 2, 4 and 8 and spend them all;
+    then 8 at once: the first leases 16, the second the 4 left under the cap of 20, the other 6 one each (a request
+    needs a token). Without the in-flight count each of the 8 would lease 16."""
     prefix = unique("rl")
     limit = Limit("subject", 640, 60)  # cap 20
     limiter = RateLimiter(redis, prefix=prefix, clock=Clock(T0))
+    assert all([(await limiter.hit((limit, "a"))).allowed for _ in range(15)])
+    assert await count_of(redis, prefix, limit, "a") == 1 + 2 + 4 + 8
+    decisions = await asyncio.gather(*(limiter.hit((limit, "a")) for _ in range(8)))
+    assert all(d.allowed for d in decisions)
+    assert await count_of(redis, prefix, limit, "a") == 15 + 16 + 4 + 6
+
+
+async def test_a_request_whose_lease_finds_redis_full_spends_a_token_a_concurrent_lease_brought(redis: Redis) -> None:
+    """Two requests at once, two tokens left under the limit in Redis: the first leases both, the second's lease
+    finds the bucket full, and spends the token the first one brought here instead of being refused."""
+    prefix = unique("rl")
+    limit = Limit("subject", 64, 60)  # cap 2
+    limiter = RateLimiter(redis, prefix=prefix, clock=Clock(T0))
+    assert (await limiter.hit((limit, "a"))).allowed  # a lease of 1 answered: the next is 2
+    await redis.set(f"{prefix}:{limit.name}:a:{int(T0 // 60)}", 62, keepttl=True)  # other replicas took 61 more
+    first, second = await asyncio.gather(limiter.hit((limit, "a")), limiter.hit((limit, "a")))
+    assert first.allowed and second.allowed
+    assert await count_of(redis, prefix, limit, "a") == 62 + 2 + 1
+    assert not (await limiter.hit((limit, "a"))).allowed
+
+
+async def test_leases_in_flight_together_do_not_grow_the_next(redis: Redis) -> None:
+    """Only a lease Redis answered doubles the next: 16 requests at once at a fresh bucket take a token each."""
+    prefix = unique("rl")
+    limit = Limit("subject", 640, 60)
+    limiter = RateLimiter(redis, prefix=prefix, clock=Clock(T0))
     decisions = await asyncio.gather(*(limiter.hit((limit, "a")) for _ in range(16)))
     assert all(d.allowed for d in decisions)
-    assert await count_of(redis, prefix, limit, "a") == 1 + 2 + 4 + 8 + 5 + 11
+    assert await count_of(redis, prefix, limit, "a") == 16
+
+
+async def test_a_failed_lease_does_not_grow_the_next(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Five requests while Redis fails (allowed, fail-open), then three: leases of 1 and 2 as for a fresh bucket,
+    not one of the whole cap (20) as five doublings would have made it."""
+    prefix = unique("rl")
+    limit = Limit("subject", 640, 60)
+    limiter = RateLimiter(redis, prefix=prefix, clock=Clock(T0))
+    script = limiter._lease_script
+    failures = 5
+
+    async def failing(**kwargs: object) -> object:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("Redis went away")
+        return await script(**kwargs)
+
+    monkeypatch.setattr(limiter, "_lease_script", failing)
+    assert all([(await limiter.hit((limit, "a"))).allowed for _ in range(5 + 3)])
+    assert await count_of(redis, prefix, limit, "a") == 1 + 2
+
+
+async def test_a_request_cancelled_while_leasing_leaves_no_lease_in_flight(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests cancelled while their leases wait for Redis: the two tokens they asked for are no longer counted
+    as in flight, so the bucket (cap 2) leases 1, then 2 again: 4 requests take 3 round trips (with the two counted
+    for ever, each request would lease one token: 4)."""
+    prefix = unique("rl")
+    limit = Limit("subject", 64, 60)  # cap 2
+    limiter = RateLimiter(redis, prefix=prefix, clock=Clock(T0))
+    await warm(limiter)
+    script = limiter._lease_script
+    stuck, both_waiting = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def hanging(**kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            both_waiting.set()
+        if not stuck.is_set():
+            await asyncio.Event().wait()  # never answers: the request is cancelled here
+        return await script(**kwargs)
+
+    monkeypatch.setattr(limiter, "_lease_script", hanging)
+    waiting = [asyncio.ensure_future(limiter.hit((limit, "a"))) for _ in range(2)]
+    await both_waiting.wait()
+    for task in waiting:
+        task.cancel()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    stuck.set()
+    calls = 0
+    assert all([(await limiter.hit((limit, "a"))).allowed for _ in range(4)])
+    assert calls == 3
 
 
 async def test_two_replicas_never_admit_more_than_the_limit_and_waste_at_most_a_cap(redis: Redis) -> None:
