@@ -25,7 +25,6 @@ from urllib.parse import quote
 import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -43,7 +42,7 @@ from gateway.console import ConsoleConfig, console_routes
 from gateway.metrics import ROUTE_SCOPE_KEY, UNMATCHED, metrics_response, observe
 from gateway.openapi import docs_page, load_document
 from gateway.ops import OPS_BACKEND, outbox_status
-from gateway.ratelimit import Limit, RateLimiter
+from gateway.ratelimit import Limit, RateLimiter, limits_redis
 from gateway.routing import MethodNotAllowed, RouteMatch, RouteNotFound, build_route_table, rpc_method
 from gateway.transcoding import RequestParts, build_request, render
 from infra import tracing, webhook_signature
@@ -171,7 +170,7 @@ class Gateway:
             self.backends.open()
             stack.push_async_callback(self.backends.close)
             if self.config.rate_limited and self.settings.redis_url:
-                redis = Redis.from_url(self.settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+                redis = limits_redis(self.settings.redis_url)
                 stack.push_async_callback(redis.aclose)
                 self._limiter = RateLimiter(redis)
             elif self.config.rate_limited:

@@ -58,15 +58,31 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-__all__ = ["DEFAULT_MAX_LEASES", "Decision", "Limit", "RateLimiter", "lease_cap"]
+__all__ = ["DEFAULT_MAX_LEASES", "REDIS_CONNECTIONS", "Decision", "Limit", "RateLimiter", "lease_cap", "limits_redis"]
 
 log = logging.getLogger("kassa.gateway.ratelimit")
 
 # Buckets (one per limit and caller) whose leases one replica keeps: ~300 bytes each with its key, 3 MB in all.
 DEFAULT_MAX_LEASES = 10_000
+
+# Connections one gateway replica opens to Redis for the limits; a request finding them all busy waits for one.
+REDIS_CONNECTIONS = 64
+
+
+def limits_redis(url: str, *, timeout: float = 0.5, connections: int = REDIS_CONNECTIONS) -> Redis:
+    """The client for the limits: at most ``connections`` to Redis, and a request that finds them all in use waits
+    up to ``timeout`` for one. redis-py's default pool instead refuses the 101st concurrent command ("Too many
+    connections"), which the limiter, failing open, would have answered by admitting the request uncounted: a flood
+    of concurrent requests must not switch the limits off. Past ``timeout`` (Redis too slow to answer) it does fail
+    open, as for a Redis that can't be reached."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=connections, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    return Redis.from_pool(pool)
+
 
 # KEYS: the buckets' keys; ARGV: each key's lease (tokens), then each key's TTL in seconds. Answers each key's
 # count after this call. The TTL is renewed by every lease, in the same atomic script (no round trip more): a key

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from devstack.localstack import StackEndpoints, free_ports
-from gateway.ratelimit import Decision, Limit, RateLimiter, lease_cap
+from gateway.ratelimit import Decision, Limit, RateLimiter, lease_cap, limits_redis
 
 pytestmark = pytest.mark.integration
 
@@ -128,6 +128,22 @@ async def test_a_redis_that_lost_the_script_gets_it_again(redis: Redis) -> None:
     await redis.script_flush()
     assert (await limiter.hit((PER_MINUTE, "a"))).remaining == 0
     assert not (await limiter.hit((PER_MINUTE, "a"))).allowed
+
+
+async def test_more_concurrent_requests_than_redis_connections_are_all_counted(stack: StackEndpoints) -> None:
+    """150 requests at once at a fresh bucket each need a lease: the gateway's client (limits_redis) makes the ones
+    past its connections wait for one instead of failing open, so exactly the limit is admitted (redis-py's default
+    pool refused the 101st concurrent command, and the limiter admitted those requests uncounted)."""
+    client = limits_redis(stack.redis_url, timeout=5.0, connections=8)
+    try:
+        prefix = unique("rl")
+        limit = Limit("subject", 100, 60)
+        limiter = RateLimiter(client, prefix=prefix, clock=Clock(T0))
+        decisions = await asyncio.gather(*(limiter.hit((limit, "a")) for _ in range(150)))
+        assert sum(d.allowed for d in decisions) == 100
+        assert await count_of(client, prefix, limit, "a") == 150
+    finally:
+        await client.aclose()
 
 
 async def test_no_bucket_is_allowed_without_a_round_trip() -> None:
