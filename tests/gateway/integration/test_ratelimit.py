@@ -108,14 +108,7 @@ async def test_a_hit_is_one_command_however_many_buckets(redis: Redis, monkeypat
     """One EVALSHA (INCR + EXPIRE of every bucket inside it), not MULTI, 2 commands per bucket and EXEC."""
     limiter = RateLimiter(redis, prefix=unique("rl"), clock=Clock(T0))
     await limiter.hit((PER_MINUTE, "warm"))  # the script is loaded on first use
-    sent: list[str] = []
-    execute = redis.execute_command
-
-    async def counting(*args: object, **options: object) -> object:
-        sent.append(str(args[0]))
-        return await execute(*args, **options)
-
-    monkeypatch.setattr(redis, "execute_command", counting)
+    sent = count_commands(redis, monkeypatch)
     decision = await limiter.hit((Limit("ip", 5, 60), "192.0.2.9"), (PER_MINUTE, "sub:c"), (Limit("g", 5, 3600), "ip"))
     assert decision.allowed and decision.remaining == 1
     assert sent == ["EVALSHA"]

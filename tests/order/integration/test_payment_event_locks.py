@@ -30,7 +30,7 @@ from order.biz.apply_payment_event import ApplyPaymentEvent, EventDisposition, P
 from order.biz.create_order import CreateOrder
 from order.data.repositories import SqlUnitOfWork
 from order.data.tables import history, orders, outbox
-from order.model.order import OrderStatus, PaymentStatus
+from order.model.order import Order, OrderStatus, PaymentStatus
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +85,20 @@ async def _apply_while_changed(
     return await task
 
 
+async def _placed_with_its_capture(uow: SqlUnitOfWork, customer_id: str) -> tuple[Order, PaymentEvent]:
+    """A card order waiting for its payment, and the capture event of that payment."""
+    payment_id = unique("pay")
+    order, _ = await CreateOrder(uow)(new_order(customer_id, payment_id))
+    return order, captured(order.order_id, payment_id)
+
+
+async def _order_now(uow: SqlUnitOfWork, order_id: str) -> Order:
+    async with uow.read() as tx:
+        got = await tx.orders.get(order_id)
+    assert got is not None
+    return got
+
+
 async def _effects(engine: AsyncEngine, order_id: str) -> tuple[list[str], list[str]]:
     async with engine.connect() as conn:
         events = (await conn.execute(sa.select(outbox.c.event_type).where(outbox.c.aggregate_id == order_id))).all()
@@ -100,16 +114,13 @@ async def test_a_capture_waiting_for_an_order_cancelled_meanwhile_records_and_ne
     repo: tuple[SqlUnitOfWork, AsyncEngine], customer_id: str
 ) -> None:
     uow, other = repo
-    payment_id = unique("pay")
-    order, _ = await CreateOrder(uow)(new_order(customer_id, payment_id))
-    event = captured(order.order_id, payment_id)
+    order, event = await _placed_with_its_capture(uow, customer_id)
 
     disposition = await _apply_while_changed(uow, other, event, {"status": OrderStatus.CANCELLED.value})
 
     assert disposition == EventDisposition.RECORDED
-    async with uow.read() as tx:
-        got = await tx.orders.get(order.order_id)
-    assert got is not None and (got.status, got.payment_status) == (OrderStatus.CANCELLED, PaymentStatus.CAPTURED)
+    got = await _order_now(uow, order.order_id)
+    assert (got.status, got.payment_status) == (OrderStatus.CANCELLED, PaymentStatus.CAPTURED)
     events, causes = await _effects(other, order.order_id)
     assert events == ["OrderCreated"]  # no OrderConfirmed
     assert causes == ["order placed at checkout", "payment captured 12.00 USD"]
@@ -119,9 +130,7 @@ async def test_a_capture_waiting_for_an_order_whose_capture_was_recorded_meanwhi
     repo: tuple[SqlUnitOfWork, AsyncEngine], customer_id: str
 ) -> None:
     uow, other = repo
-    payment_id = unique("pay")
-    order, _ = await CreateOrder(uow)(new_order(customer_id, payment_id))
-    event = captured(order.order_id, payment_id)
+    order, event = await _placed_with_its_capture(uow, customer_id)
     change = {
         "status": OrderStatus.CONFIRMED.value,
         "payment_outcome": "CAPTURED",
@@ -143,9 +152,7 @@ async def test_a_capture_waiting_for_an_order_that_took_another_payment_meanwhil
     disposition = await _apply_while_changed(uow, other, event, {"payment_id": "another-payment"})
 
     assert disposition == EventDisposition.CONFLICT
-    async with uow.read() as tx:
-        got = await tx.orders.get(order.order_id)
-    assert got is not None
+    got = await _order_now(uow, order.order_id)
     assert (got.status, got.payment_id, got.payment_status) == (
         OrderStatus.PENDING_PAYMENT,
         "another-payment",
