@@ -99,11 +99,28 @@ def checkout_policy(settings: Settings, config: GatewayConfig) -> CheckoutPolicy
     bound on a wait from the services' (KASSA_ADMISSION_*); KASSA_MAX_IN_FLIGHT=0 turns it off here too. A new
     checkout is refused when its expected wait is over twice KASSA_ADMISSION_MAX_WAIT_MS: the gateway's queue
     refuses only on arrival (a waiter is served), so its wait is what a buyer in a flash sale spends instead of
-    a refusal."""
+    a refusal. One that waited out that bound is let in past the limit only while the checkouts in progress are
+    fewer than half of what checkout refuses even work under way at, so their calls never meet that cap."""
     limit = config.checkouts_in_progress if settings.max_in_flight > 0 else 0
+    # What checkout refuses even work under way at (infra.config: KASSA_ADMISSION_HARD_LIMIT, or 8 x
+    # KASSA_MAX_IN_FLIGHT): half of it in checkouts, each with up to two calls in flight, never reach it. Never
+    # fewer than twice the adaptive limit's ceiling, or the queue would have no room to wait in.
+    services_cap = settings.admission_hard_limit or 8 * settings.max_in_flight
+    room = max(4 * limit, services_cap // 2)
+    if limit and room > services_cap // 2:
+        log.warning(
+            "KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS=%d lets %d checkouts in progress or waiting, whose calls can"
+            " exceed the %d in flight at which checkout refuses work under way (KASSA_ADMISSION_HARD_LIMIT, or"
+            " 8 x KASSA_MAX_IN_FLIGHT): raise that, or lower this to %d",
+            limit,
+            room,
+            services_cap,
+            max(1, services_cap // 8),
+        )
     return CheckoutPolicy(
         limit=limit,
         call_cap=max(settings.admission_hard_limit, limit) if settings.admission_hard_limit else 0,
+        max_in_progress=room,
         idle_s=config.checkout_idle_ms / 1000,
         max_wait_s=2 * settings.admission_max_wait_ms / 1000,
         latency_target_s=settings.admission_latency_target_ms / 1000,

@@ -15,7 +15,9 @@ KASSA_ADMISSION_MAX_WAIT_MS, and the latency target are the services' KASSA_ADMI
 KASSA_MAX_IN_FLIGHT=0 turns it off):
 
 - KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS (16): checkouts in progress (admitted, not yet ended) from which a new
-  checkout (a guest token, a new cart) waits in the queue; the limit adapts up to twice this.
+  checkout (a guest token, a new cart) waits in the queue; the limit adapts up to twice this. One that waited
+  out the bound goes in past the limit only while those in progress are fewer than half of checkout's
+  KASSA_ADMISSION_HARD_LIMIT (or 4 x this when that is more, with a warning: gateway.app.checkout_policy).
 - KASSA_GATEWAY_CHECKOUT_IDLE_MS (3000): a checkout with no call for this long no longer counts (its client
   walked away); its later calls are still served.
 

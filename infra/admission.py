@@ -58,7 +58,8 @@ stands or grows refuses no one (a closed crowd's initial burst, or buyers who wa
 until idle, looked like one). A new checkout is refused only on arrival, when its expected wait (its place in
 the queue, plus the checkouts over a fallen limit, over the rate checkouts end at: ``limit`` per how long the
 last 32 held their slot, ``idle_s`` before any has ended) is longer than ``max_wait``; a checkout that joined
-the queue is served, let in past the limit if it waited out ``max_wait`` all the same. A closed crowd is never
+the queue is served, let in past the limit if it waited out ``max_wait`` all the same (while the checkouts in
+progress are under the room half the services' cap on calls leaves; past it, it waits on). A closed crowd is never
 more than its buyers in the queue, so its expected wait stays bounded and it queues; an open overload lengthens
 the queue until the expected wait passes ``max_wait`` and is refused from there, fast and with Retry-After. A
 walked-away buyer holds its slot at most ``idle_s`` past its last call, and that longer hold is in the rate the
@@ -165,6 +166,7 @@ class Overloaded(Exception):
 class _Waiter:
     future: asyncio.Future[None]
     since: float
+    late: bool = False  # waited out max_wait and waits on for room (_CheckoutQueue)
 
 
 class Admission:
@@ -271,11 +273,17 @@ class Admission:
         self.queued += 1
         try:
             await asyncio.wait([waiter.future], timeout=wait_s)
+            if not waiter.future.done() and self._waits_on(waiter):
+                await asyncio.wait([waiter.future])  # never cancels the future: _abandon tells a slot from none
         except asyncio.CancelledError:
             self._abandon(waiter)
             raise
         if not waiter.future.done():
             self._waited_out(waiter)
+
+    def _waits_on(self, waiter: _Waiter) -> bool:
+        """Whether ``waiter``, which waited as long as it may and was not admitted, waits on instead (no)."""
+        return False
 
     def _waited_out(self, waiter: _Waiter) -> None:
         """The waiter waited as long as it may and was not admitted: refused."""
@@ -389,9 +397,10 @@ class _CheckoutQueue(Admission):
     (it joined on an estimate that said it would be, and a refusal now would cost it the whole wait).
     """
 
-    def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float], hold_s: float) -> None:
+    def __init__(self, policy: AdmissionPolicy, *, clock: Callable[[], float], hold_s: float, room: int) -> None:
         super().__init__(policy, clock=clock)
         self._hold_s = hold_s
+        self._room = room
         self._held: deque[float] = deque(maxlen=_RATE_SAMPLES)  # how long the last checkouts held their slot
         self.admitted_late = 0  # let in past the limit after waiting out max_wait
 
@@ -418,6 +427,24 @@ class _CheckoutQueue(Admission):
         self.admitted_from_queue += 1
         self.admitted_late += 1
 
+    def _waits_on(self, waiter: _Waiter) -> bool:
+        """Let in past the limit only below the room: with as many checkouts in progress, their calls would meet the
+        services' cap, where work under way is refused. It waits on, still in its place, for the room to have
+        space (:meth:`_admit_waiters`) or the limit to admit it, whichever comes first: served, never refused."""
+        if self.in_flight < self._room:
+            return False
+        waiter.late = True
+        return True
+
+    def _admit_waiters(self) -> None:
+        super()._admit_waiters()
+        while self._queue and self._queue[0].late and self.in_flight < self._room:
+            waiter = self._queue.popleft()
+            self.in_flight += 1
+            self.admitted_from_queue += 1
+            self.admitted_late += 1
+            waiter.future.set_result(None)
+
 
 @dataclass(frozen=True)
 class CheckoutPolicy:
@@ -430,6 +457,10 @@ class CheckoutPolicy:
     max_limit: int = 0
     # Calls in flight at which any call is refused, work under way too; 0: 8 x ``limit``.
     call_cap: int = 0
+    # Checkouts in progress past which none that waited out ``max_wait`` is let in past the limit (it waits on for
+    # room); 0: ``cap`` / 2. Set it to half the services' own cap on calls in flight (a checkout may have two in
+    # flight), so the calls of checkouts admitted here never meet that cap, where work under way would be refused.
+    max_in_progress: int = 0
     # A checkout with no call for this long is over as far as admission goes (its client walked away); before
     # any checkout ended, one is expected to hold its slot this long.
     idle_s: float = 3.0
@@ -439,8 +470,8 @@ class CheckoutPolicy:
     latency_target_s: float = 2.5
 
     def __post_init__(self) -> None:
-        if self.limit < 0 or self.max_limit < 0 or self.call_cap < 0:
-            raise ValueError("limit, max_limit and call_cap must not be negative")
+        if self.limit < 0 or self.max_limit < 0 or self.call_cap < 0 or self.max_in_progress < 0:
+            raise ValueError("limit, max_limit, call_cap and max_in_progress must not be negative")
         if self.max_limit and self.max_limit < self.limit:
             raise ValueError("max_limit must be at least limit")
         if self.idle_s <= 0:
@@ -452,6 +483,11 @@ class CheckoutPolicy:
     def cap(self) -> int:
         """Calls in flight at which every call is refused."""
         return self.call_cap or 8 * self.limit
+
+    @property
+    def room(self) -> int:
+        """Checkouts in progress past which none is let in past the limit."""
+        return self.max_in_progress or max(1, self.cap // _CALLS_PER_CHECKOUT)
 
     def queue_policy(self) -> AdmissionPolicy:
         """The queue of new checkouts: an :class:`Admission` whose slots are checkouts in progress."""
@@ -493,7 +529,10 @@ class CheckoutAdmission:
     out; one that carries on is still served, only no longer counted), or no call of it for ``idle_s`` (the
     client walked away; a call in flight keeps it alive). New checkouts beyond the limit wait in the queue,
     FIFO, and are refused only on arrival, when their expected wait is over ``max_wait``, so the refusal is fast
-    and carries Retry-After; one that joined is served. The limit adapts (AIMD) on the latency of the calls of
+    and carries Retry-After; one that joined is served: past ``max_wait`` it is let in past the limit, but only while
+    the checkouts in progress are fewer than ``room`` (half the services' cap on calls, so the calls of the
+    checkouts admitted here, two in flight each at most, never meet it); otherwise it waits on for room. The limit
+    adapts (AIMD) on the latency of the calls of
     checkouts in progress, from ``limit`` up to ``max_limit``.
 
     A later call is tied to its checkout by its caller's token subject (verified anyway, no I/O): a dict lookup
@@ -507,7 +546,7 @@ class CheckoutAdmission:
     def __init__(self, policy: CheckoutPolicy, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.policy = policy
         self._clock = clock
-        self.queue = _CheckoutQueue(policy.queue_policy(), clock=clock, hold_s=policy.idle_s)
+        self.queue = _CheckoutQueue(policy.queue_policy(), clock=clock, hold_s=policy.idle_s, room=policy.room)
         self._progress: OrderedDict[str, _Checkout] = OrderedDict()
         self._timer: asyncio.TimerHandle | None = None
         self.calls_in_flight = 0

@@ -30,6 +30,7 @@ def gate(clock: Clock, **overrides: Any) -> CheckoutAdmission:
     fields: dict[str, Any] = {
         "limit": 2,
         "call_cap": 6,
+        "max_in_progress": 100,  # far from every test's crowd, unless a test is about it ("full")
         "idle_s": 3.0,  # before any checkout ended: 2 slots free per 3 s, so 3 waiters fit in max_wait
         "max_wait_s": 5.0,
         "latency_target_s": 0.0,  # a fixed limit, unless a test is about the adaptive one
@@ -365,6 +366,30 @@ async def test_checkouts_let_in_past_the_limit_after_waiting_raise_the_call_cap_
     assert refused.value.why == "hard_limit"
     g.leave(at_once(g.enter("c", new_work=False)), ended=True)  # c's checkout ends: the cap follows it down
     assert g.call_cap == 4
+
+
+async def test_past_max_wait_a_checkout_is_let_in_past_the_limit_only_below_the_room_and_otherwise_waits_on() -> None:
+    """Checkouts let in past the limit added up under a sustained overload (154 at a limit of 32 in a 10x run), and
+    their calls met checkout's own cap on calls in flight, which refused work under way. Past the room (by default
+    half the cap: two calls in flight each) one that waited out ``max_wait`` waits on in its place instead, never
+    refused, and is let in as soon as a checkout ends; the calls of those in progress stay within the cap."""
+    # A real-time bound, waited out for sure: b and c are let in past the limit of 1, as promised.
+    g = gate(Clock(), limit=1, call_cap=6, max_in_progress=0, max_wait_s=0.01, idle_s=0.001)
+    assert g.policy.room == 3
+    g.leave(at_once(g.enter("a", new_work=True)), ended=False)
+    for key in ("b", "c"):
+        g.leave(await g.enter(key, new_work=True), ended=False)
+    assert (g.in_progress, g.queue.admitted_late) == (3, 2)
+    d = asyncio.create_task(g.enter("d", new_work=True))
+    await asyncio.wait([d], timeout=0.1)  # ten times its bound
+    assert not d.done() and (g.in_progress, g.waiting, g.queue.refused) == (3, 1, 0)
+    assert g.call_cap == g.policy.cap == 6  # the cap never had to grow past the policy's
+    for _ in range(6):  # each of the three with two calls in flight: all served
+        g.call_started()
+    g.leave(at_once(g.enter("a", new_work=False)), ended=True)  # a ends: d takes its place at once
+    await settle()
+    assert d.done() and d.result().new
+    assert (g.in_progress, g.waiting, g.queue.admitted_late, g.queue.refused) == (3, 0, 3, 0)
 
 
 async def test_a_checkout_that_joined_the_queue_is_served_even_past_max_wait_and_never_refused_after_waiting() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from gateway.app import checkout_policy
@@ -78,3 +80,18 @@ def test_the_gateway_admission_takes_the_queue_settings_of_the_services_and_max_
     assert policy.cap == 96
     off = checkout_policy(Settings.from_env({"KASSA_MAX_IN_FLIGHT": "0"}), GatewayConfig())
     assert off.limit == 0
+
+
+def test_the_gateway_holds_half_of_checkouts_cap_in_checkouts_and_warns_when_its_own_limit_needs_more(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The checkouts in progress a gateway lets in past its limit (each with up to two calls in flight) stay within
+    what checkout refuses even work under way at: 8 x KASSA_MAX_IN_FLIGHT, or KASSA_ADMISSION_HARD_LIMIT. The room is
+    never less than twice the adaptive limit's ceiling, with a warning naming the settings when that is more."""
+    assert checkout_policy(Settings.from_env({}), GatewayConfig()).room == 64  # 8 x 16 / 2
+    assert checkout_policy(Settings.from_env({"KASSA_ADMISSION_HARD_LIMIT": "400"}), GatewayConfig()).room == 200
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="kassa.gateway"):
+        tight = checkout_policy(Settings.from_env({"KASSA_MAX_IN_FLIGHT": "4"}), GatewayConfig())
+    assert tight.room == 64  # 4 x the limit of 16: the queue keeps room for a flash sale's crowd
+    assert "KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS=16" in caplog.text and "lower this to 4" in caplog.text
