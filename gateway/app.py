@@ -109,9 +109,9 @@ def checkout_policy(settings: Settings, config: GatewayConfig) -> CheckoutPolicy
     room = max(4 * limit, services_cap // 2)
     if limit and room > services_cap // 2:
         log.warning(
-            "KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS=%d lets %d checkouts in progress or waiting, whose calls can"
-            " exceed the %d in flight at which checkout refuses work under way (KASSA_ADMISSION_HARD_LIMIT, or"
-            " 8 x KASSA_MAX_IN_FLIGHT): raise that, or lower this to %d",
+            "KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS=%d lets up to %d checkouts in progress, whose calls can exceed"
+            " the %d in flight at which checkout refuses work under way (KASSA_ADMISSION_HARD_LIMIT, or 8 x"
+            " KASSA_MAX_IN_FLIGHT): raise that, or lower this to %d",
             limit,
             room,
             services_cap,
