@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["Kept"]
+__all__ = ["Kept", "KeptWrites"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -61,3 +61,24 @@ class Kept(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class KeptWrites(Generic[V]):
+    """The copies of what this process wrote last, by id: up to ``max_entries`` of them, of at most ``max_lines``
+    lines, each for ``ttl_seconds`` after it was written (0 entries keeps none). The subclass decides what is kept
+    (``remember``) and what a caller may be given back (``recall``)."""
+
+    def __init__(
+        self,
+        max_entries: int = 1024,
+        *,
+        ttl_seconds: float = 60.0,
+        max_lines: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kept: Kept[str, V] = Kept(max_entries, ttl_seconds, clock=clock)
+        self._max_lines = max_lines
+
+    def forget(self, key: str) -> None:
+        """Drop the copy of ``key``: whatever it is now, it is no longer what was written."""
+        self._kept.pop(key)

@@ -11,31 +11,18 @@ A copy serves the next calls of one checkout flow only: it is kept for ``ttl_sec
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import replace
 
-from checkout.biz.kept import Kept
+from checkout.biz.kept import KeptWrites
 from checkout.model.cart import Cart, CartStatus
 from kernel.caller import Caller
 
 __all__ = ["RecentCarts"]
 
 
-class RecentCarts:
+class RecentCarts(KeptWrites[Cart]):
     """Up to ``max_entries`` carts of at most ``max_lines`` lines, each for ``ttl_seconds`` after it was written
-    (0 entries keeps none)."""
-
-    def __init__(
-        self,
-        max_entries: int = 1024,
-        *,
-        ttl_seconds: float = 60.0,
-        max_lines: int = 20,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._kept: Kept[str, Cart] = Kept(max_entries, ttl_seconds, clock=clock)
-        self._max_lines = max_lines
+    (0 entries keeps none). ``forget(cart_id)`` drops one that left ACTIVE here, or was found so."""
 
     def remember(self, cart: Cart) -> Cart:
         """Keep a copy of ``cart`` as just written (unless a later version of it is kept already); ``cart``."""
@@ -46,10 +33,6 @@ class RecentCarts:
         if kept is None or kept.version <= cart.version:
             self._kept.put(cart.cart_id, replace(cart, items=list(cart.items)))
         return cart
-
-    def forget(self, cart_id: str) -> None:
-        """Drop the cart (it left ACTIVE here, or was found so: this copy is no longer it)."""
-        self._kept.pop(cart_id)
 
     def recall(self, caller: Caller, cart_id: str) -> Cart | None:
         """The caller's ACTIVE cart as this process last wrote it, if kept (it may have changed since)."""

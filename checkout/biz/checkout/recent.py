@@ -13,32 +13,20 @@ at all (its calls read it): a kept session holds the customer's decrypted contac
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from checkout.biz.kept import Kept
+from checkout.biz.kept import KeptWrites
 from checkout.model.session import Session, SessionStatus
 from kernel.caller import Caller
 
 __all__ = ["RecentSessions"]
 
 
-class RecentSessions:
+class RecentSessions(KeptWrites[Session]):
     """Up to ``max_entries`` sessions of at most ``max_lines`` lines, each for ``ttl_seconds`` after it was written
-    (0 entries keeps none)."""
-
-    def __init__(
-        self,
-        max_entries: int = 1024,
-        *,
-        ttl_seconds: float = 60.0,
-        max_lines: int = 20,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._kept: Kept[str, Session] = Kept(max_entries, ttl_seconds, clock=clock)
-        self._max_lines = max_lines
+    (0 entries keeps none). ``forget(session_id)`` drops one a saga started on: whatever it becomes, this copy is no
+    longer it."""
 
     def remember(self, session: Session) -> Session:
         """Keep a copy of ``session`` as just written (unless a later write of it is kept already); ``session``."""
@@ -52,10 +40,6 @@ class RecentSessions:
             left = (session.expires_at - datetime.now(UTC)).total_seconds()
             self._kept.put(session.session_id, replace(session), ttl_seconds=left)
         return session
-
-    def forget(self, session_id: str) -> None:
-        """Drop the session (a saga started on it: whatever it becomes, this copy is no longer it)."""
-        self._kept.pop(session_id)
 
     def recall(self, caller: Caller, session_id: str) -> Session | None:
         """The caller's session as last written here, if it was OPEN then and is not past its expiry (it may have
