@@ -13,8 +13,11 @@ mesh on free loopback ports, stopped at the end), each buyer running the full ch
   refusals (503) answered with a p99 under 50 ms, every one of them with a Retry-After header.
 
 Every buyer has an httpx client of its own, whose transport times each exchange (from sending the request
-to its response's headers), so a refusal's latency is what a client sees. Bounded: counts, durations and a
-drain bound; loopback only.
+to its response's headers), so a refusal's latency is what a client sees. That client is the load generator,
+though: hundreds of buyers on one event loop, which lags at 10x overload, and its lag is in every latency it
+measures. So during the overload ``bench.probe`` also asks for guest tokens (``--probe-rate`` a second) from a
+process of its own with an idle loop, and the report gives its refusals' latency beside the buyers'. The goal is
+still judged by the buyers'. Bounded: counts, durations and a drain bound; loopback only.
 
 Exit status: 0 when every goal was met and every invariant passed, 1 otherwise, 2 on a usage error.
 """
@@ -172,7 +175,7 @@ class Buyers:
     def __init__(
         self, gateway_url: str, recorder: Recorder, *, timeout: float, plan: CatalogPlan, items: int, rng: random.Random
     ) -> None:
-        self._url = gateway_url
+        self.url = gateway_url
         self._recorder = recorder
         self._timeout = timeout
         self._plan = plan
@@ -188,7 +191,7 @@ class Buyers:
         outcome = FlowOutcome()
         try:
             async with httpx.AsyncClient(
-                base_url=self._url, transport=self._recorder.transport(), timeout=self._timeout, trust_env=False
+                base_url=self.url, transport=self._recorder.transport(), timeout=self._timeout, trust_env=False
             ) as client:
                 await RestCheckout(client, timeout=self._timeout).run(items, outcome)
         except FlowError as exc:
@@ -272,12 +275,14 @@ async def closed_max(buyers: Buyers, args: argparse.Namespace) -> dict[str, Any]
 
 
 async def open_overload(buyers: Buyers, recorder: Recorder, rate: float, args: argparse.Namespace) -> dict[str, Any]:
-    """Arrivals at ``rate`` per second for the duration, whether earlier ones finished or not."""
+    """Arrivals at ``rate`` per second for the duration, whether earlier ones finished or not; meanwhile
+    ``bench.probe`` asks for guest tokens from a process of its own (``--probe-rate``)."""
     tally = Tally()
     seen = len(recorder.refused)
     tasks: set[asyncio.Task[None]] = set()
     dropped = 0
     arrivals = int(rate * args.overload_duration)
+    probe = await Probe.start(buyers.url, args)
     t0 = time.monotonic()
     for j in range(arrivals):
         delay = t0 + j / rate - time.monotonic()
@@ -291,6 +296,7 @@ async def open_overload(buyers: Buyers, recorder: Recorder, rate: float, args: a
     offered_s = time.monotonic() - t0
     cancelled = await _bounded(tasks, args.drain)
     window = max(args.overload_duration, tally.last_finish_s)
+    probed = await probe.result()
     return {
         "rate": round(rate, 2),
         "duration_s": args.overload_duration,
@@ -301,7 +307,56 @@ async def open_overload(buyers: Buyers, recorder: Recorder, rate: float, args: a
         "cancelled": cancelled,
         "completed_per_s": round(tally.ok / window, 2),
         "refusals_503": refusals(recorder.refused[seen:]),
+        "probe": probed,
         "_tally": tally,
+    }
+
+
+class Probe:
+    """``python -m bench.probe`` in a process of its own for the overload's duration: how fast new checkouts are
+    answered, refused ones above all, when the client's own event loop is idle (the buyers' one lags)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, bound_s: float) -> None:
+        self._process = process
+        self._bound_s = bound_s
+
+    @classmethod
+    async def start(cls, gateway_url: str, args: argparse.Namespace) -> Probe:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.probe",
+            gateway_url,
+            f"--rate={args.probe_rate:g}",
+            f"--duration={args.overload_duration:g}",
+            f"--timeout={args.rpc_timeout:g}",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        # Its last request may be sent at the end of the duration and wait out its timeout; then a margin to start.
+        return cls(process, args.overload_duration + args.rpc_timeout + 30.0)
+
+    async def result(self) -> dict[str, Any]:
+        """What the probe saw: its refusals' and admissions' latency (ms), other answers and errors; or why none."""
+        try:
+            out, _ = await asyncio.wait_for(self._process.communicate(), self._bound_s)
+        except TimeoutError:
+            self._process.kill()
+            await self._process.wait()
+            return {"failed": f"no answer within {self._bound_s:g} s; killed"}
+        if self._process.returncode != 0:
+            return {"failed": f"exit status {self._process.returncode}"}
+        return probe_summary(json.loads(out))
+
+
+def probe_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """``bench.probe``'s answers summed up: refused (503) and admitted (200) latency, other statuses, errors."""
+    answers = [(int(status), float(ms)) for status, ms in report["answers"]]
+    return {
+        "requests": len(answers) + sum(report["errors"].values()),
+        "refused_ms": summarize(ms for status, ms in answers if status == 503).as_dict(),
+        "admitted_ms": summarize(ms for status, ms in answers if status == 200).as_dict(),
+        "other_statuses": dict(Counter(status for status, _ in answers if status not in {200, 503})),
+        "errors": dict(report["errors"]),
     }
 
 
@@ -399,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--factor", type=positive(float, 100), default=10.0, help="overload: times the maximum offered")
     p.add_argument("--overload-duration", type=positive(float, 600), default=20.0, help="overload: open-loop seconds")
     p.add_argument("--max-inflight", type=positive(int, 10_000), default=1000, help="overload: checkouts at once")
+    p.add_argument(
+        "--probe-rate",
+        type=positive(float, 100),
+        default=4.0,
+        help="overload: guest tokens/s asked for by bench.probe, a client apart with an idle event loop",
+    )
     p.add_argument("--drain", type=positive(float, 600), default=60.0, help="overload: wait for stragglers (s)")
     p.add_argument("--time-limit", type=positive(float, 3600), default=300.0, help="bound of a closed loop (s)")
     p.add_argument("--items", type=positive(int, 10), default=3, help="distinct skus per checkout")
@@ -474,6 +535,7 @@ def _summary(report: Mapping[str, Any]) -> str:
             f"               {over['started']} started, {over['cancelled']} cancelled at the drain bound; "
             f"load generator loop lag p50 {lag['p50']} ms, p99 {lag['p99']} ms"
         )
+        lines.append(f"               {_probe_line(over.get('probe') or {})}")
     inv = report.get("invariants", [])
     lines.append(f"  invariants   {'all passed' if all(i['passed'] for i in inv) else 'FAILED'} ({len(inv)} checked)")
     for i in inv:
@@ -481,6 +543,18 @@ def _summary(report: Mapping[str, Any]) -> str:
             lines.append(f"               FAILED {i['name']}: {i['detail']}")
     lines.append(f"  result       {'PASS' if report['passed'] else 'FAIL'}")
     return "\n".join(lines)
+
+
+def _probe_line(probe: Mapping[str, Any]) -> str:
+    if "failed" in probe or not probe:
+        return f"probe: {probe.get('failed', 'not run')}"
+    refused, admitted = probe["refused_ms"], probe["admitted_ms"]
+    return (
+        f"probe (a client apart, idle loop): {probe['requests']} guest tokens asked, "
+        f"{refused['count']} refused in p50 {refused['p50']} ms, p99 {refused['p99']} ms; "
+        f"{admitted['count']} admitted in p50 {admitted['p50']} ms; other {probe['other_statuses']}, "
+        f"errors {probe['errors']}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
