@@ -15,7 +15,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
-from infra import tracing
+from infra import heap, tracing
 from infra.config import ConfigError, Settings
 from infra.logs import setup_logging
 
@@ -87,4 +87,5 @@ def main() -> None:
             sockets.append(listening_socket(own, reuse_port=False))
     except ConfigError as exc:
         raise SystemExit(f"gateway: {exc}") from exc
+    heap.settle()
     uvicorn.Server(server_config).run(sockets=sockets)

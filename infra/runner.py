@@ -18,7 +18,7 @@ from typing import Any, cast
 import grpc
 import uvloop
 
-from infra import faults, tracing
+from infra import faults, heap, tracing
 from infra.admission import Admission
 from infra.auth import JwksKeys, JwtVerifier
 from infra.config import ConfigError, Settings
@@ -104,6 +104,7 @@ async def _serve(service: str, bootstrap: Bootstrap, settings: Settings, addr: s
             addr.rsplit(":", 1)[0] + f":{server.port}",
             metrics_addr.rsplit(":", 1)[0] + f":{server.metrics_port}",
         )
+        heap.settle()
         await run_until_signalled()
         log.info("%s stopping", service)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+import uvicorn
 
+from gateway import server
 from gateway.app import checkout_policy
 from gateway.config import GatewayConfig
 from gateway.server import split_addr, uvicorn_config
@@ -95,3 +97,20 @@ def test_the_gateway_holds_half_of_checkouts_cap_in_checkouts_and_warns_when_its
         tight = checkout_policy(Settings.from_env({"KASSA_MAX_IN_FLIGHT": "4"}), GatewayConfig())
     assert tight.room == 64  # 4 x the limit of 16: the queue keeps room for a flash sale's crowd
     assert "KASSA_GATEWAY_CHECKOUTS_IN_PROGRESS=16" in caplog.text and "lower this to 4" in caplog.text
+
+
+def test_the_gateway_settles_its_heap_before_it_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """infra.heap.settle runs once, after the app is built and before uvicorn serves it."""
+    calls: list[str] = []
+    monkeypatch.setattr(server, "setup_logging", lambda _name: None)
+    monkeypatch.setattr(server.tracing, "setup", lambda _name: None)
+    monkeypatch.setattr(server.heap, "settle", lambda: calls.append("settle"))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda _self, sockets=None: calls.append("serve"))
+    for name, value in {
+        "KASSA_ENV": "development",
+        "KASSA_GATEWAY_ADDR": "127.0.0.1:0",
+        "KASSA_REDIS_URL": "redis://127.0.0.1:1/0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    server.main()
+    assert calls == ["settle", "serve"]
