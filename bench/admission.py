@@ -283,20 +283,23 @@ async def open_overload(buyers: Buyers, recorder: Recorder, rate: float, args: a
     dropped = 0
     arrivals = int(rate * args.overload_duration)
     probe = await Probe.start(buyers.url, args)
-    t0 = time.monotonic()
-    for j in range(arrivals):
-        delay = t0 + j / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks = {t for t in tasks if not t.done()}
-        if len(tasks) >= args.max_inflight:
-            dropped += 1
-            continue
-        tasks.add(asyncio.create_task(buyers.buy(tally, buyers.basket(hot=False), t0)))
-    offered_s = time.monotonic() - t0
-    cancelled = await _bounded(tasks, args.drain)
-    window = max(args.overload_duration, tally.last_finish_s)
-    probed = await probe.result()
+    try:
+        t0 = time.monotonic()
+        for j in range(arrivals):
+            delay = t0 + j / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks = {t for t in tasks if not t.done()}
+            if len(tasks) >= args.max_inflight:
+                dropped += 1
+                continue
+            tasks.add(asyncio.create_task(buyers.buy(tally, buyers.basket(hot=False), t0)))
+        offered_s = time.monotonic() - t0
+        cancelled = await _bounded(tasks, args.drain)
+        window = max(args.overload_duration, tally.last_finish_s)
+        probed = await probe.result()
+    finally:
+        await probe.stop()  # cut short (Ctrl-C, SIGTERM): the probe stops with the run
     return {
         "rate": round(rate, 2),
         "duration_s": args.overload_duration,
@@ -340,12 +343,21 @@ class Probe:
         try:
             out, _ = await asyncio.wait_for(self._process.communicate(), self._bound_s)
         except TimeoutError:
-            self._process.kill()
-            await self._process.wait()
+            await self.stop()
             return {"failed": f"no answer within {self._bound_s:g} s; killed"}
         if self._process.returncode != 0:
             return {"failed": f"exit status {self._process.returncode}"}
         return probe_summary(json.loads(out))
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    async def stop(self) -> None:
+        """Kill the probe (by its own pid) if it is still running; nothing once it has exited."""
+        if self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
 
 
 def probe_summary(report: Mapping[str, Any]) -> dict[str, Any]:

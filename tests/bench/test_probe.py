@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -84,6 +85,17 @@ async def test_bench_admission_runs_the_probe_in_a_process_of_its_own_and_sums_i
     assert summary["refused_ms"]["p99"] > 0
     assert (summary["other_statuses"], summary["errors"]) == ({}, {})
     assert len(stand_in.left_with) == 3
+
+
+async def test_a_run_cut_short_stops_its_probe_by_pid() -> None:
+    args = argparse.Namespace(probe_rate=1.0, overload_duration=600.0, rpc_timeout=5.0)
+    async with standing_in(StandIn(silent=True)) as url:
+        probe = await Probe.start(url, args)
+        os.kill(probe.pid, 0)  # running
+        await probe.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(probe.pid, 0)
+    await probe.stop()  # again: nothing to do
 
 
 def test_the_summary_splits_refused_admitted_and_the_rest() -> None:
