@@ -6,17 +6,18 @@ traverses every object it tracks in each full one. A Kassa service under load al
 (modules, descriptors, the app) never become garbage, yet every full collection walks them again: 35-60 ms
 each on the 2-core test machine, a pause for every call in flight.
 
-:func:`settle`, called once a server is up (before it takes calls):
+:func:`settle`, called once as a server starts serving (by ``infra.runner`` once the service listens, by the gateway
+before uvicorn starts):
 
 - collects what startup left behind, then **freezes** the rest (``gc.freeze``): later collections skip it;
 - raises the young generation's threshold from 700 to :data:`YOUNG_THRESHOLD`, so the collector runs about
-  fourteen times less often (older generations keep their 10).
+  14 times less often (older generations keep their 10).
 
 Measured in ``make bench`` (REST, closed loop at 16 in flight), the collector's own CPU across the mesh went from
 9.2-9.5 ms per checkout to 2.9-3.2 ms: checkout 4.4 to 1.6, warehouse 1.1 to 0.6, payment 1.2 to 0.3. Freezing alone
 made it 6.3; a threshold of 3,000 4.1; one of 50,000 3.9, with young collections of ~80 ms in checkout, where
 10,000 keeps them near 10 ms. Cyclic garbage is still collected: what a running service makes is
-never frozen. Memory grows by at most the young generation (a few MB).
+never frozen; up to 10,000 more young objects (a few MB) may wait for their collection.
 """
 
 from __future__ import annotations
