@@ -13,11 +13,12 @@ before uvicorn starts):
 - raises the young generation's threshold from 700 to :data:`YOUNG_THRESHOLD`, so the collector runs about
   14 times less often (older generations keep their 10).
 
-Measured in ``make bench`` (REST, closed loop at 16 in flight), the collector's own CPU across the mesh went from
-9.2-9.5 ms per checkout to 2.9-3.2 ms: checkout 4.4 to 1.6, warehouse 1.1 to 0.6, payment 1.2 to 0.3. Freezing alone
-made it 6.3; a threshold of 3,000 4.1; one of 50,000 3.9, with young collections of ~80 ms in checkout, where
-10,000 keeps them near 10 ms. Cyclic garbage is still collected: what a running service makes is
-never frozen; up to 10,000 more young objects (a few MB) may wait for their collection.
+Measured in ``make bench`` (REST, closed loop at 16 in flight), the collector's own CPU across the run's Python
+processes went from 9.2-9.5 ms per checkout to 3.1-3.2 ms (the bench's load generators' ~0.25 ms included):
+checkout 4.4 to 1.6, warehouse 1.1 to 0.6, payment 1.2 to 0.3. Freezing alone made it 6.3; a threshold of 3,000
+4.1; one of 50,000 3.9, with young collections of ~80 ms in checkout, where 10,000 keeps them near 10 ms. Cyclic
+garbage is still collected: what a running service makes is never frozen; up to 10,000 more young objects (a few
+MB) may wait for their collection.
 """
 
 from __future__ import annotations
