@@ -1,5 +1,5 @@
-"""infra.heap: a settled process freezes what startup built, collects less often, and still frees new cycles; the
-runner settles a service once it is serving."""
+"""infra.heap: a settled process freezes what startup built, keeps CPython's thresholds and still frees new cycles;
+the runner settles a service once it is serving."""
 
 from __future__ import annotations
 
@@ -37,11 +37,10 @@ print(json.dumps({"before": before, "after": gc.get_threshold(), "frozen": froze
 
 
 @pytest.mark.unit
-def test_settle_freezes_startup_raises_the_young_threshold_and_still_frees_new_cycles() -> None:
+def test_settle_freezes_startup_and_still_frees_new_cycles() -> None:
     out = subprocess.run([sys.executable, "-c", _SETTLED], capture_output=True, text=True, check=True, timeout=60)
     got = json.loads(out.stdout)
-    assert got["before"] == [700, 10, 10]
-    assert got["after"] == [heap.YOUNG_THRESHOLD, 10, 10]
+    assert got["after"] == got["before"]
     assert got["frozen"] >= 1000  # the startup objects, and the modules imported before
     assert got["cycle_freed"]
 
