@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
 import platform
 import secrets
 import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,7 +54,7 @@ import grpc
 import sqlalchemy as sa
 import uvloop
 
-from bench.args import interrupt_on_sigterm, positive
+from bench.args import interrupt_on_sigterm, is_loopback_host, positive
 from bench.cpu import all_stats, machine_cpu, tree_pids
 from bench.report import default_out_path, write_report
 from devstack.localstack import LocalStack, free_ports
@@ -483,18 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _require_loopback(url: str) -> None:
-    host = urlsplit(url).hostname or "127.0.0.1"
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None)
-        except OSError:
-            infos = []
-        if infos and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos):
-            return
-    raise UsageError("--database-url must point at this machine (a loopback address)")
+    if not is_loopback_host(urlsplit(url).hostname or "127.0.0.1"):
+        raise UsageError("--database-url must point at this machine (a loopback address)")
 
 
 def validate(args: argparse.Namespace) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import sys
 import time
@@ -30,7 +29,7 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-from bench.args import positive
+from bench.args import is_loopback_host, positive
 
 __all__ = ["Answer", "guest_request", "leave_request", "main", "probe"]
 
@@ -102,11 +101,7 @@ async def probe(url: str, *, rate: float, duration: float, each_s: float) -> tup
 
 def _loopback_http(url: str) -> str:
     parts = urlsplit(url)
-    try:
-        loopback = parts.hostname is not None and ipaddress.ip_address(parts.hostname).is_loopback
-    except ValueError:
-        loopback = parts.hostname == "localhost"
-    if parts.scheme != "http" or not loopback:
+    if parts.scheme != "http" or parts.hostname is None or not is_loopback_host(parts.hostname):
         raise argparse.ArgumentTypeError(f"must be a plain http:// URL on loopback, got {url!r}")
     return url
 

@@ -14,9 +14,7 @@ pids are named ``<service>.<replica>``, and the CPU report sums them per service
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -24,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.args import is_loopback_host
 from devstack.localstack import LocalStack, free_ports
 from devstack.mesh import MESH_ORDER, Mesh, free_mesh_ports, mesh_env
 from infra.config import DEFAULT_ADDRS, DEV_JWT_SECRET, REPLICA
@@ -212,35 +211,20 @@ def find_service_pids(env: Mapping[str, str], proc: Path = _PROC) -> dict[str, i
     return dict(sorted(found.items(), key=order))
 
 
-def _is_loopback_host(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
-
-
 def require_loopback(target: Target, names: tuple[str, ...] = tuple(DEFAULT_ADDRS)) -> None:
     """Refuse to load anything but this machine: a bench is a load test, not a probe of someone else."""
     bad = []
     for name in names:
         addr = target.env.get(f"KASSA_{name.upper()}_ADDR", "")
         # A service with replicas lists them all, comma-separated: every one must be loopback.
-        if not all(_is_loopback_host(one.strip().rsplit(":", 1)[0]) for one in addr.split(",")):
+        if not all(is_loopback_host(one.strip().rsplit(":", 1)[0]) for one in addr.split(",")):
             bad.append(f"{name}={addr}")
     gateway_host = urlsplit(target.gateway_url).hostname or ""
-    if not _is_loopback_host(gateway_host):
+    if not is_loopback_host(gateway_host):
         bad.append(f"gateway-url={target.gateway_url}")
     if target.database_url:
         db_host = urlsplit(target.database_url).hostname or "127.0.0.1"
-        if not _is_loopback_host(db_host):
+        if not is_loopback_host(db_host):
             bad.append("database-url (not loopback)")
     if bad:
         raise ValueError(f"the bench only targets loopback addresses; refused: {', '.join(bad)}")
