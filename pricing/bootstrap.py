@@ -14,6 +14,7 @@ from pricing.biz.calculate_tax import CalculateTax
 from pricing.biz.get_products import GetProducts
 from pricing.biz.quote_order import QuoteOrder
 from pricing.biz.quote_shipping import QuoteShipping
+from pricing.biz.sync_products import SyncProducts
 from pricing.biz.upsert_products import UpsertProducts
 from pricing.data.repositories import SqlRateRepo, SqlUnitOfWork
 from pricing.data.tables import audit_log
@@ -41,11 +42,11 @@ async def bootstrap(settings: Settings, stack: AsyncExitStack) -> App:
             quote_shipping=quote_shipping,
             calculate_tax=calculate_tax,
             quote_order=QuoteOrder(get_products, quote_shipping, calculate_tax),
+            sync_products=SyncProducts(uow),
         )
     )
-    audit = AuditTrail(
-        engine, audit_log, service="pricing", reads=("GetProducts", "QuoteShipping", "CalculateTax", "QuoteOrder")
-    )
+    reads = ("GetProducts", "QuoteShipping", "CalculateTax", "QuoteOrder", "SyncProducts")
+    audit = AuditTrail(engine, audit_log, service="pricing", reads=reads)
     return App(
         registrations=[
             Registration(

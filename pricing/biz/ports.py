@@ -25,6 +25,15 @@ class ProductRepo(Protocol):
         """Create or replace the products and their whole price lists (in the Tx's transaction)."""
         ...
 
+    async def snapshot(self) -> str:
+        """The database's current snapshot (``pg_snapshot`` text): which transactions have committed."""
+        ...
+
+    async def changed(self, since: str | None, after: str, limit: int) -> list[Product]:
+        """Up to ``limit`` products past the sku ``after``, in sku order, with all their prices: those last
+        written by a transaction the snapshot ``since`` does not show committed, or all when ``since`` is None."""
+        ...
+
 
 class RateRepo(Protocol):
     async def shipping_rate(self, shipping_method: str, currency_code: str) -> ShippingRate | None: ...

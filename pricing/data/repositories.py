@@ -15,7 +15,7 @@ from infra import audit
 from infra.db import UnitOfWork, single_statements
 from kernel.money import Money
 from pricing.data.snapshot import TtlSnapshot
-from pricing.data.tables import audit_log, prices, products, shipping_rates, tax_rates
+from pricing.data.tables import PG_SNAPSHOT, XID8, audit_log, prices, products, shipping_rates, tax_rates
 from pricing.model.catalog import Product
 from pricing.model.rates import ShippingRate
 
@@ -26,21 +26,66 @@ RATE_TTL_SECONDS = 5.0
 
 # Built once: constructing a statement per call costs more CPU than running it. `= ANY(array)` keeps one
 # SQL text for every cart size (an IN list renders a new one per length), so psycopg prepares it once.
+_PRODUCT_COLUMNS = (
+    products.c.sku,
+    products.c.name,
+    products.c.category,
+    products.c.brand,
+    products.c.weight_grams,
+    products.c.tax_class,
+    prices.c.currency_code,
+    prices.c.amount_minor,
+)
 _FIND_PRODUCTS = (
-    sa.select(
-        products.c.sku,
-        products.c.name,
-        products.c.category,
-        products.c.brand,
-        products.c.weight_grams,
-        products.c.tax_class,
-        prices.c.currency_code,
-        prices.c.amount_minor,
-    )
+    sa.select(*_PRODUCT_COLUMNS)
     .select_from(products.outerjoin(prices, prices.c.sku == products.c.sku))
     .where(products.c.sku == sa.any_(sa.bindparam("skus", type_=ARRAY(sa.Text))))
     .order_by(products.c.sku, prices.c.currency_code)
 )
+_SNAPSHOT = sa.select(sa.cast(sa.func.pg_current_snapshot(type_=PG_SNAPSHOT), sa.Text))
+
+
+def _changed_page(since: bool) -> sa.Select[str, str, str, str, int, str, str, int]:
+    """Up to ``:limit`` products past ``:after`` in sku order, with their prices; with ``since``, only those a
+    transaction wrote that the snapshot ``:since`` does not show committed (the index finds those from the
+    snapshot's oldest running transaction on)."""
+    skus = sa.select(products.c.sku).where(products.c.sku > sa.bindparam("after", type_=sa.Text))
+    if since:
+        snapshot = sa.cast(sa.bindparam("since", type_=sa.Text), PG_SNAPSHOT)
+        skus = skus.where(
+            products.c.changed_xid >= sa.func.pg_snapshot_xmin(snapshot, type_=XID8),
+            sa.not_(sa.func.pg_visible_in_snapshot(products.c.changed_xid, snapshot, type_=sa.Boolean)),
+        )
+    page = skus.order_by(products.c.sku).limit(sa.bindparam("limit", type_=sa.Integer)).subquery()
+    return (
+        sa.select(*_PRODUCT_COLUMNS)
+        .select_from(page.join(products, products.c.sku == page.c.sku).outerjoin(prices, prices.c.sku == page.c.sku))
+        .order_by(products.c.sku, prices.c.currency_code)
+    )
+
+
+_CHANGED_SINCE = _changed_page(since=True)
+_ALL_FROM = _changed_page(since=False)
+
+
+def _grouped(rows: Sequence[sa.Row[str, str, str, str, int, str, str, int]]) -> list[Product]:
+    """Products from rows of :data:`_PRODUCT_COLUMNS` ordered by sku: each product's prices are consecutive."""
+    found: list[Product] = []
+    current: tuple[str, str, str, str, int, str] | None = None
+    price_list: list[Money] = []
+    for sku, name, category, brand, weight_grams, tax_class, currency_code, amount_minor in rows:
+        if current is None or current[0] != sku:
+            if current is not None:
+                found.append(Product(*current, prices=tuple(price_list)))
+            current = (sku, name, category, brand, weight_grams, tax_class)
+            price_list = []
+        if currency_code is not None:
+            price_list.append(Money(currency_code, amount_minor))
+    if current is not None:
+        found.append(Product(*current, prices=tuple(price_list)))
+    return found
+
+
 _ALL_SHIPPING_RATES = sa.select(
     shipping_rates.c.shipping_method,
     shipping_rates.c.currency_code,
@@ -59,22 +104,16 @@ class SqlProductRepo:
         """Products and prices are never cached: a price change shows on the very next call."""
         if not skus:
             return []
-        rows = (await self._conn.execute(_FIND_PRODUCTS, {"skus": list(skus)})).all()
-        found: list[Product] = []
-        current: tuple[str, str, str, str, int, str] | None = None
-        price_list: list[Money] = []
-        # Rows come ordered by sku, so each product's prices are consecutive.
-        for sku, name, category, brand, weight_grams, tax_class, currency_code, amount_minor in rows:
-            if current is None or current[0] != sku:
-                if current is not None:
-                    found.append(Product(*current, prices=tuple(price_list)))
-                current = (sku, name, category, brand, weight_grams, tax_class)
-                price_list = []
-            if currency_code is not None:
-                price_list.append(Money(currency_code, amount_minor))
-        if current is not None:
-            found.append(Product(*current, prices=tuple(price_list)))
-        return found
+        return _grouped((await self._conn.execute(_FIND_PRODUCTS, {"skus": list(skus)})).all())
+
+    async def snapshot(self) -> str:
+        return str((await self._conn.execute(_SNAPSHOT)).scalar_one())
+
+    async def changed(self, since: str | None, after: str, limit: int) -> list[Product]:
+        params: dict[str, object] = {"after": after, "limit": limit}
+        if since is None:
+            return _grouped((await self._conn.execute(_ALL_FROM, params)).all())
+        return _grouped((await self._conn.execute(_CHANGED_SINCE, {**params, "since": since})).all())
 
     async def upsert(self, items: Sequence[Product]) -> list[Product]:
         # Rows locked in sku order, so concurrent upserts of overlapping products cannot deadlock.
@@ -102,6 +141,8 @@ class SqlProductRepo:
                 "weight_grams": product_stmt.excluded.weight_grams,
                 "tax_class": product_stmt.excluded.tax_class,
                 "updated_at": sa.func.now(),
+                # Every upsert replaces the prices too, so a price change alone marks the product changed.
+                "changed_xid": sa.func.pg_current_xact_id(),
             },
         )
         price_rows = [

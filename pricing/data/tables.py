@@ -7,10 +7,29 @@ import sqlalchemy as sa
 from infra.audit import audit_log_table
 from infra.migrate import SCHEMAS
 
-__all__ = ["SCHEMA", "audit_log", "metadata", "prices", "products", "shipping_rates", "tax_rates"]
+__all__ = [
+    "PG_SNAPSHOT", "SCHEMA", "XID8", "audit_log", "metadata", "prices", "products", "shipping_rates", "tax_rates",
+]  # fmt: skip
 
 SCHEMA = SCHEMAS["pricing"]
 metadata = sa.MetaData(schema=SCHEMA)
+
+
+class _Named(sa.types.UserDefinedType[str]):
+    """A Postgres type SQLAlchemy has no class for, named as Postgres spells it."""
+
+    cache_ok = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_col_spec(self, **kw: object) -> str:
+        return self.name
+
+
+# The id of the transaction that last wrote a product, and the snapshots SyncProducts compares them with.
+XID8 = _Named("xid8")
+PG_SNAPSHOT = _Named("pg_snapshot")
 
 products = sa.Table(
     "products",
@@ -23,8 +42,11 @@ products = sa.Table(
     sa.Column("tax_class", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # Set by every write of the product or its prices (UpsertProducts): what SyncProducts finds changes by.
+    sa.Column("changed_xid", XID8, nullable=False, server_default=sa.func.pg_current_xact_id()),
     sa.CheckConstraint("weight_grams >= 0", name="products_weight_non_negative"),
     sa.CheckConstraint("tax_class in ('standard','reduced','zero')", name="products_tax_class_valid"),
+    sa.Index("products_changed_xid", "changed_xid"),
 )
 
 prices = sa.Table(

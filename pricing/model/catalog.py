@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from kernel.money import Money
 
-__all__ = ["TAX_CLASSES", "CatalogLookup", "PricedProduct", "Product"]
+__all__ = ["TAX_CLASSES", "CatalogLookup", "PricedProduct", "Product", "SyncCursor", "SyncPage"]
 
 # A product's tax class selects its rate in the destination country.
 TAX_CLASSES: tuple[str, ...] = ("standard", "reduced", "zero")
@@ -39,3 +39,23 @@ class CatalogLookup:
     products: list[PricedProduct]
     # Unknown skus, and (when a currency was requested) skus without a price in it.
     missing_skus: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCursor:
+    """Where a sync of the catalog stands: the products changed since the snapshot ``since`` (None: every
+    product), as of the snapshot ``until`` (None until the first page takes it), past the sku ``after``."""
+
+    since: str | None
+    until: str | None = None
+    after: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPage:
+    products: list[Product]
+    # Where the next page of this sync starts; None on its last page.
+    more: SyncCursor | None
+    # Every product written by a transaction this snapshot shows committed is in this sync (or an earlier
+    # one): the next sync's ``since``.
+    until: str

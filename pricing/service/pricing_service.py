@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from infra.auth import require_admin, require_identity
+from infra.auth import require_admin, require_identity, require_privileged
 from infra.pb import money_to_pb
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1 import pricing_service_pb2_grpc
@@ -17,14 +17,17 @@ from pricing.biz.calculate_tax import CalculateTax
 from pricing.biz.get_products import GetProducts
 from pricing.biz.quote_order import QuoteOrder
 from pricing.biz.quote_shipping import QuoteShipping
+from pricing.biz.sync_products import SyncProducts
 from pricing.biz.upsert_products import UpsertProducts
 from pricing.model.delivery import order_window
 from pricing.service.convert import priced_to_pb, product_to_pb, window_to_pb
+from pricing.service.sync_tokens import encode_page, encode_sync
 from pricing.service.validation import (
     check_calculate_tax,
     check_get_products,
     check_quote_order,
     check_quote_shipping,
+    check_sync_products,
     check_upsert_products,
 )
 
@@ -38,6 +41,7 @@ class PricingUseCases:
     quote_shipping: QuoteShipping
     calculate_tax: CalculateTax
     quote_order: QuoteOrder
+    sync_products: SyncProducts
 
 
 class PricingServiceServicer(pricing_service_pb2_grpc.PricingServiceServicer):
@@ -113,4 +117,16 @@ class PricingServiceServicer(pricing_service_pb2_grpc.PricingServiceServicer):
             shipping_total=money_to_pb(result.shipping_total) if result.shipping_total is not None else None,
             tax_total=money_to_pb(result.tax_total) if result.tax_total is not None else None,
             delivery_window=window_to_pb(result.delivery_window),
+        )
+
+    async def SyncProducts(
+        self, request: pb.SyncProductsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SyncProductsResponse:
+        require_privileged()
+        cursor, page_size = check_sync_products(request)
+        page = await self._use.sync_products(cursor, page_size)
+        return pb.SyncProductsResponse(
+            products=[product_to_pb(p) for p in page.products],
+            next_page_token=encode_page(page.more) if page.more is not None else "",
+            next_sync_token=encode_sync(page.until) if page.more is None else "",
         )

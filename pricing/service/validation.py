@@ -14,16 +14,20 @@ from kernel.errors import InvalidArgument
 from kernel.money import Money
 from kernel.validation import check_amount, check_country, check_shipping_method, check_sku, check_text
 from pricing.biz.quote_order import QuoteLine
-from pricing.model.catalog import TAX_CLASSES, Product
+from pricing.model.catalog import TAX_CLASSES, Product, SyncCursor
 from pricing.model.rates import Parcel, TaxableLine
+from pricing.service.sync_tokens import decode_page, decode_sync
 
 __all__ = ["MAX_BATCH", "MAX_LABEL_LENGTH", "MAX_NAME_LENGTH", "MAX_PARCEL_WEIGHT_GRAMS", "MAX_QUANTITY",
            "MAX_WEIGHT_GRAMS", "OrderQuery", "ShippingQuery", "TaxQuery", "check_calculate_tax", "check_get_products",
-           "check_label", "check_quote_order", "check_quote_shipping", "check_upsert_products",
-           "check_weight"]  # fmt: skip
+           "check_label", "check_quote_order", "check_quote_shipping", "check_sync_products",
+           "check_upsert_products", "check_weight"]  # fmt: skip
 
 # Bounds the work one request can ask for; a cart is at most a few hundred lines.
 MAX_BATCH = 1000
+# Products per page of SyncProducts: the default, and the most a page holds.
+SYNC_PAGE_SIZE = 500
+MAX_SYNC_PAGE_SIZE = MAX_BATCH
 # Units of one line QuoteOrder prices (int64 on the wire; bounded so totals stay far from overflow).
 MAX_QUANTITY = 1_000_000
 
@@ -130,6 +134,18 @@ def check_get_products(request: pb.GetProductsRequest) -> list[str]:
     for i, sku in enumerate(request.skus):
         check_sku(f"skus[{i}]", sku)
     return list(request.skus)
+
+
+def check_sync_products(request: pb.SyncProductsRequest) -> tuple[SyncCursor, int]:
+    """The page size, then the sync token, then the page token, which must be of that sync; returns where the
+    page starts and how many products it holds at most."""
+    if request.page_size < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    if request.page_size > MAX_SYNC_PAGE_SIZE:
+        raise InvalidArgument("page_size", f"must be at most {MAX_SYNC_PAGE_SIZE}")
+    since = decode_sync("sync_token", request.sync_token)
+    cursor = decode_page("page_token", request.page_token, since) if request.page_token else SyncCursor(since)
+    return cursor, request.page_size or SYNC_PAGE_SIZE
 
 
 def check_upsert_products(request: pb.UpsertProductsRequest) -> list[Product]:

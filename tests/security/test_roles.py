@@ -6,8 +6,8 @@ Three kinds of RPC, each with one rule:
   leaked or forged service credential must not be able to reprice the catalog or mint coupons);
 - internal operations (reservations, promotion usage) are steps of checkout's saga and of order
   events; only a service token may, so an admin can't reserve or consume outside a checkout;
-- privileged reads (stock levels, reservations, warehouses, promotion previews) are for services and
-  operators alike.
+- privileged reads (stock levels, reservations, warehouses, promotion previews, the catalog's changes) are
+  for services and operators alike.
 Customers and guests may call none of them; a call with no identity is UNAUTHENTICATED.
 
 The servicers are called directly with the identity the auth interceptor would have set, over a
@@ -154,6 +154,10 @@ PRIVILEGED_READS: dict[str, Call] = {
     ),
     "InventoryService.ListWarehouses": lambda: inventory.ListWarehouses(
         inventory_pb.ListWarehousesRequest(),
+        None,  # type: ignore[arg-type]
+    ),
+    "PricingService.SyncProducts": lambda: pricing.SyncProducts(
+        pricing_pb.SyncProductsRequest(),
         None,  # type: ignore[arg-type]
     ),
     "PromotionService.ValidatePromotions": lambda: promotion.ValidatePromotions(

@@ -171,3 +171,23 @@ class QuoteOrderResponse(_message.Message):
     tax_total: _money_pb2.Money
     delivery_window: _delivery_pb2.DeliveryWindow
     def __init__(self, products: _Optional[_Iterable[_Union[PricedProduct, _Mapping]]] = ..., missing_skus: _Optional[_Iterable[str]] = ..., shipping_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., tax_total: _Optional[_Union[_money_pb2.Money, _Mapping]] = ..., delivery_window: _Optional[_Union[_delivery_pb2.DeliveryWindow, _Mapping]] = ...) -> None: ...
+
+class SyncProductsRequest(_message.Message):
+    __slots__ = ("sync_token", "page_size", "page_token")
+    SYNC_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sync_token: str
+    page_size: int
+    page_token: str
+    def __init__(self, sync_token: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class SyncProductsResponse(_message.Message):
+    __slots__ = ("products", "next_page_token", "next_sync_token")
+    PRODUCTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SYNC_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    products: _containers.RepeatedCompositeFieldContainer[Product]
+    next_page_token: str
+    next_sync_token: str
+    def __init__(self, products: _Optional[_Iterable[_Union[Product, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., next_sync_token: _Optional[str] = ...) -> None: ...

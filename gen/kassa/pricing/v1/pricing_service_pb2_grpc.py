@@ -60,6 +60,11 @@ class PricingServiceStub:
                 request_serializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderRequest.SerializeToString,
                 response_deserializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderResponse.FromString,
                 _registered_method=True)
+        self.SyncProducts = channel.unary_unary(
+                '/kassa.pricing.v1.PricingService/SyncProducts',
+                request_serializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.SyncProductsRequest.SerializeToString,
+                response_deserializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.SyncProductsResponse.FromString,
+                _registered_method=True)
 
 
 class PricingServiceServicer:
@@ -103,6 +108,18 @@ class PricingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncProducts(self, request, context):
+        """The catalog as it changed since an earlier sync, for a service that keeps a copy of it (checkout adds
+        items to carts from one). Without sync_token, the whole catalog. Read every page of a sync (ask again
+        with next_page_token and the same sync_token until it is empty), then keep next_sync_token: the next
+        sync made with it holds every product created or changed since this sync's first page (some of them
+        perhaps again), in whatever order their transactions committed. Products are never deleted by an RPC.
+        Services and operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PricingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +147,11 @@ def add_PricingServiceServicer_to_server(servicer, server):
                     servicer.QuoteOrder,
                     request_deserializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderRequest.FromString,
                     response_serializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderResponse.SerializeToString,
+            ),
+            'SyncProducts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncProducts,
+                    request_deserializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.SyncProductsRequest.FromString,
+                    response_serializer=kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.SyncProductsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +290,33 @@ class PricingService:
             '/kassa.pricing.v1.PricingService/QuoteOrder',
             kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderRequest.SerializeToString,
             kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.QuoteOrderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncProducts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kassa.pricing.v1.PricingService/SyncProducts',
+            kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.SyncProductsRequest.SerializeToString,
+            kassa_dot_pricing_dot_v1_dot_pricing__service__pb2.SyncProductsResponse.FromString,
             options,
             channel_credentials,
             insecure,
