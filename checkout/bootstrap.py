@@ -6,6 +6,7 @@ Engines, Redis, NATS and channels are created here and closed by the AsyncExitSt
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from checkout.adapter.catalog_mirror import CatalogMirror
 from checkout.adapter.funnel import PrometheusFunnel
 from checkout.adapter.inventory_adapter import GrpcInventoryAdapter
 from checkout.adapter.order_adapter import GrpcOrderAdapter
@@ -35,7 +37,7 @@ from checkout.biz.checkout.settle import Settlement
 from checkout.biz.checkout.start import StartCheckout
 from checkout.biz.checkout.update_state import CheckoutState
 from checkout.biz.policy import CheckoutPolicy
-from checkout.biz.ports import Gateways
+from checkout.biz.ports import Gateways, ProductLookup
 from checkout.biz.retry import RetryPolicy
 from checkout.data.gauges import CheckoutGauges
 from checkout.data.redis_store import RedisIdempotencyStore
@@ -60,6 +62,7 @@ from infra.ops import outbox_status_registration
 from infra.outbox import OutboxPublisher
 from infra.runner import App
 from infra.server import Registration
+from infra.worker import every
 from kassa.checkout.v1 import (
     cart_service_pb2,
     cart_service_pb2_grpc,
@@ -192,7 +195,14 @@ async def build(
     expiry = SessionExpiry(uow, compensator)
     ttl = settings.checkout_cart_price_ttl_seconds
     funnel = PrometheusFunnel()
-    lookup = RecentProducts(gateways.pricing, ttl) if ttl else gateways.pricing
+    # A cart line shows a price up to ttl seconds old (start and confirm price afresh): from checkout's copy of
+    # the catalog, else from pricing's answers of the last ttl seconds, else from pricing.
+    lookup: ProductLookup = gateways.pricing
+    mirror_workers: list[Callable[[], Awaitable[None]]] = []
+    if ttl:
+        mirror = CatalogMirror(gateways.pricing, RecentProducts(gateways.pricing, ttl), ttl)
+        lookup = mirror
+        mirror_workers.append(every("catalog-mirror", mirror.sync_seconds, mirror.sync_once))
     recent_carts = RecentCarts()  # the carts this replica wrote last: AddCartItem writes them without a read
     carts = CartUseCases(uow, lookup, policy, funnel=funnel, recent=recent_carts)
     recent = RecentSessions()  # the sessions this replica wrote last: UpdateCheckoutState prices them without a read
@@ -251,6 +261,7 @@ async def build(
             payment_poll_worker(completion),
             payment_event_consumer(js, completion).run,
             GaugeRefresher([gauges.refresh_dlq, gauges.refresh_stuck]).run,
+            *mirror_workers,
         ],
         # The mesh's edge: a new cart starts a checkout, so it is what waits (and, if the wait stops paying,
         # is turned away) when the mesh is busy; a checkout under way is never held back for it.

@@ -10,6 +10,8 @@ import grpc
 from checkout.adapter.base import GrpcClient
 from checkout.model.catalog import (
     Address,
+    CatalogEntry,
+    CatalogPage,
     OrderQuote,
     Parcel,
     Product,
@@ -60,6 +62,24 @@ class GrpcPricingAdapter(GrpcClient):
             self._stub.GetProducts, pb.GetProductsRequest(skus=list(skus), currency_code=currency_code)
         )
         return _products(resp.products, resp.missing_skus, currency_code)
+
+    async def sync_products(self, sync_token: str, page_token: str) -> CatalogPage:
+        resp = await self._call(
+            self._stub.SyncProducts, pb.SyncProductsRequest(sync_token=sync_token, page_token=page_token)
+        )
+        entries = [
+            CatalogEntry(
+                sku=p.sku,
+                name=p.name,
+                category=p.category,
+                brand=p.brand,
+                weight_grams=p.weight_grams,
+                tax_class=p.tax_class or "standard",
+                prices={m.currency_code: m.amount_minor for m in p.prices},
+            )
+            for p in resp.products
+        ]
+        return CatalogPage(entries, resp.next_page_token, resp.next_sync_token)
 
     async def quote_order(
         self,

@@ -16,6 +16,7 @@ from checkout.model.cart import Cart, CartItem, CartStatus
 from checkout.model.catalog import (
     Address,
     AuthorizeRequest,
+    CatalogPage,
     OrderDraft,
     OrderQuote,
     OrderRef,
@@ -38,6 +39,7 @@ from kernel.money import Money
 
 __all__ = [
     "CartRepo",
+    "CatalogFeed",
     "CompensationRepo",
     "ConfirmRecordRepo",
     "Gateways",
@@ -64,7 +66,14 @@ class ProductLookup(Protocol):
     async def get_products(self, skus: Sequence[str], currency_code: str) -> ProductsResult: ...
 
 
-class PricingGateway(Protocol):
+class CatalogFeed(Protocol):
+    """Pricing's catalog as it changes, for a copy of it (SyncProducts): every page of a sync is asked for with
+    its ``sync_token`` (empty: the whole catalog) and the page before's ``next_page_token``."""
+
+    async def sync_products(self, sync_token: str, page_token: str) -> CatalogPage: ...
+
+
+class PricingGateway(CatalogFeed, Protocol):
     async def get_products(self, skus: Sequence[str], currency_code: str) -> ProductsResult: ...
 
     async def quote_shipping(

@@ -14,6 +14,8 @@ __all__ = [
     "Address",
     "AppliedPromotion",
     "AuthorizeRequest",
+    "CatalogEntry",
+    "CatalogPage",
     "DeliveryWindow",
     "OrderDraft",
     "OrderLine",
@@ -52,6 +54,38 @@ class Product:
 class ProductsResult:
     products: dict[str, Product]
     missing_skus: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """A product of pricing's catalog with every price it has (minor units by currency), as a sync sends it."""
+
+    sku: str
+    name: str
+    category: str
+    brand: str
+    weight_grams: int
+    tax_class: str
+    prices: dict[str, int]
+
+    def priced(self, currency_code: str) -> Product | None:
+        """The product at its price in ``currency_code``; None without one (pricing calls that sku missing)."""
+        amount = self.prices.get(currency_code)
+        if amount is None:
+            return None
+        unit_price = Money(currency_code, amount)
+        return Product(self.sku, self.name, self.category, self.brand, self.weight_grams, self.tax_class, unit_price)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogPage:
+    """One page of a sync of pricing's catalog (PricingService.SyncProducts)."""
+
+    entries: list[CatalogEntry]
+    # Set while the sync has more pages.
+    next_page_token: str
+    # Set on its last page: where the next sync starts.
+    next_sync_token: str
 
 
 @dataclass(frozen=True, slots=True)

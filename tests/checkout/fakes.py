@@ -21,6 +21,8 @@ from checkout.model.catalog import (
     Address,
     AppliedPromotion,
     AuthorizeRequest,
+    CatalogEntry,
+    CatalogPage,
     DeliveryWindow,
     OrderDraft,
     OrderQuote,
@@ -106,6 +108,18 @@ class FakePricingGateway(_Scripted):
     async def get_products(self, skus: Sequence[str], currency_code: str) -> ProductsResult:
         self._enter("get_products", tuple(skus), currency_code)
         return self._lookup(skus, currency_code)
+
+    async def sync_products(self, sync_token: str, page_token: str) -> CatalogPage:
+        """The whole catalog as it is now, in one page, whatever the token."""
+        self._enter("sync_products", sync_token, page_token)
+        entries = [
+            CatalogEntry(
+                p.sku, p.name, p.category, p.brand, p.weight_grams, p.tax_class,
+                {p.unit_price.currency_code: p.unit_price.amount_minor},
+            )
+            for p in self.products.values()
+        ]  # fmt: skip
+        return CatalogPage(entries, "", f"synced-{self.count('sync_products')}")
 
     async def quote_shipping(
         self, parcels: Sequence[Parcel], destination: Address, shipping_method: str, currency_code: str

@@ -131,6 +131,54 @@ async def test_a_card_checkout_moves_the_funnel_rpcs_payments_outbox_and_gateway
     assert not {v for v in labels if cart_id in v or session["session_id"] in v}
 
 
+async def test_carts_are_priced_from_checkouts_copy_of_the_catalog_which_a_price_change_reaches(mesh: Any) -> None:
+    """AddCartItem asks pricing nothing once checkout's copy of the catalog holds the product (CatalogMirror,
+    synced by SyncProducts); a price changed in pricing reaches the copy; StartCheckout still prices afresh."""
+    (product,) = await make_catalog(mesh, n=1, price=1999)
+    client = Rest(mesh.gateway_url)
+    admin = Rest(mesh.gateway_url, mesh.admin_token)
+
+    async def add() -> tuple[str, int, bool]:
+        """A new cart with the product: its id, the line's unit price, and whether checkout's copy answered for it
+        with nothing asked of pricing."""
+        before = {s: await of(mesh, s) for s in ("pricing", "checkout")}
+        cart = (await client.call("POST", "/v1/carts", {"currencyCode": "USD"}))["cart"]
+        cart = (await client.call("POST", f"/v1/carts/{cart['cartId']}/items", {"sku": product, "quantity": 1}))["cart"]
+        pricing = _delta(before["pricing"], await of(mesh, "pricing"))
+        checkout = _delta(before["checkout"], await of(mesh, "checkout"))
+        copied = (
+            pricing("grpc_server_handled_total", grpc_method="GetProducts") == 0
+            and checkout("kassa_checkout_catalog_lookups_total", answered_by="copy") == 1
+            and checkout("kassa_checkout_catalog_lookups_total", answered_by="fallback") == 0
+        )
+        return cart["cartId"], int(cart["items"][0]["unitPrice"]["amountMinor"]), copied
+
+    try:
+        await client.guest()
+        # Each replica of checkout syncs every second; a cart may reach one whose copy is not there yet.
+        _, price, _ = await eventually(lambda: _copied(add, 1999), what="a cart line priced from checkout's copy")
+        assert price == 1999
+        changed = {"sku": product, "name": "Repriced", "weightGrams": "400", "taxClass": "standard"}
+        changed["prices"] = [{"currencyCode": "USD", "amountMinor": "2499"}]
+        await admin.call("POST", "/v1/admin/products", {"products": [changed]})
+        cart_id, price, _ = await eventually(lambda: _copied(add, 2499), what="the new price in checkout's copy")
+        assert price == 2499
+
+        before = await of(mesh, "pricing")
+        await client.call("POST", "/v1/checkout/start", {"cartId": cart_id, "shipToCountryCode": "US"})
+        started = _delta(before, await of(mesh, "pricing"))
+        assert started("grpc_server_handled_total", grpc_method="GetProducts", grpc_code="OK") == 1
+    finally:
+        await client.close()
+        await admin.close()
+
+
+async def _copied(add: Any, price: int) -> tuple[str, int, bool] | None:
+    """What ``add`` made, when the line has ``price`` and checkout's copy of the catalog answered for it."""
+    made = await add()
+    return made if made[1] == price and made[2] else None
+
+
 async def test_a_declined_card_counts_a_failed_checkout_by_reason_and_the_decline_by_code(mesh: Any) -> None:
     (product,) = await make_catalog(mesh, n=1)
     before_checkout, before_payment = await of(mesh, "checkout"), await of(mesh, "payment")
