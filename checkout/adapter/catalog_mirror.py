@@ -71,6 +71,7 @@ class CatalogMirror:
         # When the last complete sync began (clock()); None before the first or once the copy gave up.
         self._synced_at: float | None = None
         self._given_up = False
+        self._failing = False
         self._last_asked = clock()
         self._from_copy = CATALOG_LOOKUPS.labels("copy")
         self._from_fallback = CATALOG_LOOKUPS.labels("fallback")
@@ -108,8 +109,8 @@ class CatalogMirror:
         return ProductsResult(products={**known, **asked.products}, missing_skus=list(asked.missing_skus))
 
     async def sync_once(self) -> bool:
-        """One sync, every page of it; False: wait ``sync_seconds`` for the next. A failure raises (the worker
-        logs it and tries again) and leaves the copy as fresh as its last complete sync. Skipped while no cart
+        """One sync, every page of it; False: wait ``sync_seconds`` for the next. A failure is logged once per
+        outage and leaves the copy as fresh as its last complete sync (the next sync starts over). Skipped while no cart
         asked for a product for ``IDLE_SECONDS``: the first that does then goes to the fallback, and the next
         sync brings the copy up to date."""
         began = self._clock()
@@ -117,7 +118,11 @@ class CatalogMirror:
             return False
         token, page_token = self._sync_token, ""
         while True:
-            page = await self._feed.sync_products(token, page_token)
+            try:
+                page = await self._feed.sync_products(token, page_token)
+            except Exception:
+                self._failed()
+                return False
             for entry in page.entries:
                 self._entries[entry.sku] = entry
             if len(self._entries) > self._max_entries:
@@ -128,7 +133,22 @@ class CatalogMirror:
             page_token = page.next_page_token
         self._sync_token = page.next_sync_token
         self._synced_at = began
+        if self._failing:
+            log.info("checkout's copy of the catalog is synced again")
+            self._failing = False
         return False
+
+    def _failed(self) -> None:
+        """Said once per outage, not every second: carts are priced by the fallback once the copy is stale."""
+        if not self._failing:
+            log.warning(
+                "syncing checkout's copy of the catalog failed; it is tried again every %.1f s, and AddCartItem asks "
+                "pricing once the copy is %.0f s old",
+                self.sync_seconds,
+                self._max_age,
+                exc_info=True,
+            )
+        self._failing = True
 
     def _give_up(self) -> None:
         log.warning(

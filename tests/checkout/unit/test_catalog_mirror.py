@@ -22,7 +22,8 @@ class Feed:
         self.version = 0
         self.written: dict[str, int] = {}
         self.asked: list[tuple[str, str]] = []
-        self.fail: list[BaseException] = []
+        # Popped one per call: an exception is raised, None answers.
+        self.fail: list[BaseException | None] = []
 
     def write(self, sku: str, amount: int, currency: str = "USD") -> None:
         self.catalog.prices[(sku, currency)] = amount
@@ -31,8 +32,8 @@ class Feed:
 
     async def sync_products(self, sync_token: str, page_token: str) -> CatalogPage:
         self.asked.append((sync_token, page_token))
-        if self.fail:
-            raise self.fail.pop(0)
+        if self.fail and (planned := self.fail.pop(0)) is not None:
+            raise planned
         since = int(sync_token or 0)
         changed = sorted(sku for sku, version in self.written.items() if version > since)
         start = int(page_token or 0)
@@ -89,8 +90,7 @@ async def test_before_the_first_sync_and_once_the_copy_is_older_than_max_age_pri
     feed.fail = [Unavailable("pricing is down")] * 3
     clock.now += MAX_AGE - 0.1
     assert price(await mirror.get_products(["A"], "USD"), "A") == 100  # under max_age old: the copy
-    with pytest.raises(Unavailable):
-        await mirror.sync_once()
+    assert await mirror.sync_once() is False
     clock.now += 0.1
     assert not mirror.fresh()
     assert price(await mirror.get_products(["A"], "USD"), "A") == 120  # no price older than max_age
@@ -116,18 +116,29 @@ async def test_what_the_copy_cannot_price_is_asked_of_pricing_and_only_that() ->
     assert catalog.calls[-1] == (("A",), "EUR")
 
 
-async def test_a_sync_that_fails_halfway_starts_again_from_the_same_token() -> None:
+async def test_a_sync_that_fails_halfway_starts_again_from_the_same_token_and_an_outage_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     mirror, feed, _, clock = mirror_of(("A", 100), ("B", 200), ("C", 300))
     await mirror.sync_once()
     for sku in ("A", "B", "C"):
         feed.write(sku, 999)
-    feed.fail = [Unavailable("pricing is down")]
+    down = Unavailable("pricing is down")
+    feed.fail = [None, down, down]  # the first page answers, the second fails, then the next sync's first
     clock.now += 1
-    with pytest.raises(Unavailable):
+    with caplog.at_level(logging.INFO, logger="kassa.checkout.catalog"):
+        assert await mirror.sync_once() is False
+        assert feed.asked[-2:] == [("3", ""), ("3", "2")]
+        assert mirror.age() == 1  # still the age of the last complete sync
+        assert price(await mirror.get_products(["A"], "USD"), "A") == 999  # the page it got is newer: kept
         await mirror.sync_once()
-    assert feed.asked[-1] == ("3", "")
-    await mirror.sync_once()
+        assert feed.asked[-1] == ("3", "")
+        assert [r.levelname for r in caplog.records] == ["WARNING"]
+        assert "pricing is down" in caplog.text
+        await mirror.sync_once()
+        assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
     assert feed.asked[-2:] == [("3", ""), ("3", "2")]
+    assert mirror.age() == 0
     assert price(await mirror.get_products(["C"], "USD"), "C") == 999
 
 

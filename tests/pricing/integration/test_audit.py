@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
 import pytest
-import pytest_asyncio
 import sqlalchemy as sa
 from audit_support import REFUSED, SUCCEEDED, assert_append_only, entries_of, list_status, new_admin
 from helpers import bearer, unique
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.config import Settings
-from infra.db import create_engine
 from kassa.common.v1 import money_pb2
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from pricing.data.tables import products
@@ -21,14 +15,6 @@ from pricing.data.tables import products
 pytestmark = pytest.mark.integration
 
 UPSERT = "kassa.pricing.v1.PricingService.UpsertProducts"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    assert settings.database_url
-    eng = create_engine(settings.database_url, pool_size=1, application_name="kassa-pricing-audit-tests")
-    yield eng
-    await eng.dispose()
 
 
 def _product(sku: str, amount: int = 1999) -> pb.Product:
@@ -41,7 +27,7 @@ def _product(sku: str, amount: int = 1999) -> pb.Product:
     )
 
 
-async def test_upsert_products_is_recorded_with_the_change(pricing_stub, pricing_channel, engine, settings) -> None:
+async def test_upsert_products_is_recorded_with_the_change(pricing_stub, pricing_channel, pricing_db, settings) -> None:
     actor, token = new_admin(settings)
     a, b = unique("sku"), unique("sku")
 
@@ -54,7 +40,7 @@ async def test_upsert_products_is_recorded_with_the_change(pricing_stub, pricing
     assert sorted(entry.targets) == sorted([f"products/{a}", f"products/{b}"])
     recorded = entry.request["products"][1]
     assert (recorded["sku"], recorded["prices"][0]["amount_minor"]) == (a, "500")
-    async with engine.connect() as conn:
+    async with pricing_db.connect() as conn:
         changed_at = (await conn.execute(sa.select(products.c.updated_at).where(products.c.sku == a))).scalar_one()
     assert entry.create_time.ToDatetime().replace(tzinfo=changed_at.tzinfo) == changed_at
 
@@ -85,10 +71,10 @@ async def test_reads_are_not_recorded_and_only_admins_read_the_log(
     assert await list_status(pricing_channel, service_token) == grpc.StatusCode.PERMISSION_DENIED
 
 
-async def test_the_database_refuses_to_change_an_entry(pricing_stub, settings, engine) -> None:
+async def test_the_database_refuses_to_change_an_entry(pricing_stub, settings, pricing_db) -> None:
     _, token = new_admin(settings)
     await pricing_stub.UpsertProducts(
         pb.UpsertProductsRequest(products=[_product(unique("sku"))]), metadata=bearer(token)
     )
 
-    await assert_append_only(engine, "pricing")
+    await assert_append_only(pricing_db, "pricing")

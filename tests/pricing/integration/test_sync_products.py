@@ -7,16 +7,12 @@ Other tests write products into the same database meanwhile, so each test assert
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-import pytest_asyncio
 from helpers import bearer, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.config import Settings
-from infra.db import create_engine
 from kassa.pricing.v1 import pricing_service_pb2 as pb
 from kassa.pricing.v1.pricing_service_pb2_grpc import PricingServiceStub
 from kernel.money import Money
@@ -25,14 +21,6 @@ from pricing.model.catalog import Product
 from tests.pricing.integration.test_pricing_service import eur, expect_invalid, product, usd
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    assert settings.database_url
-    engine = create_engine(settings.database_url, pool_size=2, application_name="kassa-pricing-sync-test")
-    yield engine
-    await engine.dispose()
 
 
 async def sync(
@@ -84,11 +72,11 @@ async def test_a_sync_after_another_holds_only_what_was_written_since(
 
 
 async def test_a_transaction_that_commits_after_a_later_one_is_in_the_next_sync(
-    pricing_stub: PricingServiceStub, admin_token: str, service_token: str, engine: AsyncEngine
+    pricing_stub: PricingServiceStub, admin_token: str, service_token: str, pricing_db: AsyncEngine
 ) -> None:
     early, late = unique("SYNC"), unique("SYNC")
     _, token = await sync(pricing_stub, service_token, "")
-    async with engine.begin() as conn:
+    async with pricing_db.begin() as conn:
         # Begun first (the older transaction id), committed last.
         await SqlProductRepo(conn).upsert([Product(early, "Early", "", "", 10, "standard", (Money("USD", 500),))])
         await upsert(pricing_stub, admin_token, product(late))
@@ -102,11 +90,11 @@ async def test_a_transaction_that_commits_after_a_later_one_is_in_the_next_sync(
 
 
 async def test_a_rolled_back_write_is_never_sent(
-    pricing_stub: PricingServiceStub, service_token: str, engine: AsyncEngine
+    pricing_stub: PricingServiceStub, service_token: str, pricing_db: AsyncEngine
 ) -> None:
     ghost = unique("SYNC")
     _, token = await sync(pricing_stub, service_token, "")
-    async with engine.connect() as conn:
+    async with pricing_db.connect() as conn:
         transaction = await conn.begin()
         await SqlProductRepo(conn).upsert([Product(ghost, "Ghost", "", "", 10, "standard", (Money("USD", 1),))])
         await transaction.rollback()
