@@ -73,8 +73,9 @@ SCHEMA = "kassa-bench-floor/1"
 # so authorized then captured), each costing a client and a server side:
 #   8 client -> checkout: CreateCart, AddCartItem x3, StartCheckout, UpdateCheckoutState, PreviewOrder,
 #     ConfirmCheckout (PreviewOrder is the bench's choice; a client could take the total from the update);
-#   14 checkout -> other services (checkout/biz/cart/manage.py, checkout/biz/checkout/*.py):
-#     AddCartItem x3: pricing.GetProducts each                                        3
+#   11 checkout -> other services (checkout/biz/cart/manage.py, checkout/biz/checkout/*.py):
+#     AddCartItem x3: none, priced from checkout's copy of the catalog (pricing.SyncProducts
+#       once a second per checkout replica, not per checkout)                          0
 #     StartCheckout: pricing.GetProducts, warehouse.ReserveStock                       2
 #     UpdateCheckoutState: pricing.QuoteOrder (the totals preview)                     1
 #     PreviewOrder: pricing.QuoteOrder                                                 1
@@ -85,7 +86,7 @@ SCHEMA = "kassa-bench-floor/1"
 # (a QuoteShipping first while the shipment's shipping is unknown; GetProducts + QuoteShipping +
 # ValidatePromotions + CalculateTax when pricing's answer differs from what promotion was asked with), and
 # confirm adds ReserveUsage and ConfirmUsage.
-RPCS = 8 + 14
+RPCS = 8 + 11
 
 # Write transactions the design needs at least, one per durable state change, where changes of one
 # service with no remote call between them share a transaction (services never share one):
