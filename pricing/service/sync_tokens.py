@@ -15,13 +15,14 @@ import json
 import re
 
 from kernel.errors import InvalidArgument
+from kernel.validation import SKU_PATTERN
 from pricing.model.catalog import SyncCursor
 
 __all__ = ["MAX_TOKEN_LENGTH", "decode_page", "decode_sync", "encode_page", "encode_sync"]
 
 # A snapshot lists the transactions running when it was taken: a few hundred at most on a busy database.
 MAX_TOKEN_LENGTH = 8192
-_SNAPSHOT = re.compile(r"(\d{1,19}):(\d{1,19}):((?:\d{1,19})(?:,\d{1,19})*)?")
+_SNAPSHOT = re.compile(r"([0-9]{1,19}):([0-9]{1,19}):((?:[0-9]{1,19})(?:,[0-9]{1,19})*)?")
 _MAX_XID = 2**63 - 1
 
 
@@ -54,6 +55,8 @@ def decode_page(field: str, token: str, since: str | None) -> SyncCursor:
     ):
         raise InvalidArgument(field, "not a page token of SyncProducts")
     page_since, until, after = loaded
+    if after and not SKU_PATTERN.fullmatch(after):
+        raise InvalidArgument(field, "not a page token of SyncProducts")
     if page_since is not None:
         page_since = _snapshot(field, page_since)
     if page_since != since:

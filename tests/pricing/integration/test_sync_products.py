@@ -7,6 +7,7 @@ Other tests write products into the same database meanwhile, so each test assert
 from __future__ import annotations
 
 import base64
+import json
 
 import grpc
 import pytest
@@ -142,6 +143,11 @@ async def test_sync_refuses_what_it_cannot_read_naming_the_field(
     await expect_invalid(call(sync_token=b64("3:9:12")), "sync_token")  # a running id past xmax
     await expect_invalid(call(sync_token=b64("3:9:5'; DROP TABLE x")), "sync_token")
     await expect_invalid(call(sync_token="A" * 9000), "sync_token")
+    await expect_invalid(call(sync_token=b64("\u0663:9:")), "sync_token")  # a digit, but not one Postgres reads
+    page = json.loads(base64.urlsafe_b64decode(first.next_page_token + "=" * (-len(first.next_page_token) % 4)))
+    for after in ("\u0000", "x" * 65, "a b"):  # no sku: Postgres can't even store a NUL
+        await expect_invalid(call(page_token=b64(json.dumps([page[0], page[1], after]))), "page_token")
+    assert page[2] and (await call(page_token=b64(json.dumps(page)))).products  # the token as given still reads
     await expect_invalid(call(page_token=b64("[1,2]")), "page_token")
     await expect_invalid(call(page_token="%%%"), "page_token")
     # A page of the whole catalog's sync, asked for as a page of another.
