@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import uvloop
 
 from bench.args import is_loopback_host, positive
+from bench.schedule import arrival_times
 
 __all__ = ["Answer", "guest_request", "leave_request", "main", "probe"]
 
@@ -76,7 +77,8 @@ async def _one(host: str, port: int, netloc: str) -> Answer:
 
 
 async def probe(url: str, *, rate: float, duration: float, each_s: float) -> tuple[list[Answer], Counter[str]]:
-    """Send ``rate x duration`` guest-token requests on schedule, each on its own connection; their answers."""
+    """Send ``rate x duration`` guest-token requests on the bench's open-loop schedule
+    (:func:`bench.schedule.arrival_times`), each on its own connection; their answers."""
     parts = urlsplit(url)
     host, port = parts.hostname or "", parts.port or 80
     answers: list[Answer] = []
@@ -90,8 +92,8 @@ async def probe(url: str, *, rate: float, duration: float, each_s: float) -> tup
 
     tasks: list[asyncio.Task[None]] = []
     t0 = time.monotonic()
-    for j in range(int(rate * duration)):
-        delay = t0 + j / rate - time.monotonic()
+    for at in arrival_times(rate, duration, procs=1, index=0):
+        delay = t0 + at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(one()))
