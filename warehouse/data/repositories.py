@@ -35,7 +35,7 @@ from sqlalchemy.sql.selectable import CTE
 from infra import audit
 from infra.db import UnitOfWork
 from infra.outbox import OutboxTx, claim_inbox
-from infra.outbox_cte import event_insert
+from infra.outbox_cte import OutboxCte
 from warehouse.biz.ports import NewEvent
 from warehouse.data.tables import audit_log, inbox, outbox, reservations, stock, warehouses
 from warehouse.model.allocation import Allocation
@@ -300,10 +300,105 @@ def _reservations_insert(only_if: sa.ColumnElement[bool] | None = None) -> sa.In
     )
 
 
-_GIVE_BACK = _give_back_stmt(sold=False)
-_GIVE_BACK_SOLD = _give_back_stmt(sold=True)
-_RESTOCK = _restock_stmt()
+class _PerStockRow:
+    """A per-row stock update (:func:`_per_row_update`), alone or with one outbox event (bound in ``event``'s
+    parameters), written only if the update changed a row: built once, so a call only binds."""
+
+    def __init__(self, stmt: sa.Update) -> None:
+        self.stmt = stmt
+        changed = stmt.cte("changed")
+        self.event = OutboxCte(
+            outbox, where=sa.exists(sa.select(sa.literal(1)).select_from(changed)), prefix="event", name="event"
+        )
+        self.with_event = sa.select(sa.func.count()).select_from(changed).add_cte(self.event.cte)
+
+
+def _lock_ref_stmt() -> sa.Select[Any]:
+    key = sa.func.hashtextextended(sa.bindparam("lock_key", type_=sa.Text), 0)
+    return sa.select(sa.func.pg_advisory_xact_lock(key))
+
+
+def _reservations_and_stock_stmt() -> sa.Select[Any]:
+    """The ref's rows (as reservations_of answers them) and the skus' stock rows locked in (sku, warehouse_id) order
+    by a MATERIALIZED CTE, told apart by ``kind``."""
+    locked = (
+        sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved)
+        .where(stock.c.sku == sa.any_(sa.cast(sa.bindparam("skus"), _TEXTS)))
+        .order_by(stock.c.sku, stock.c.warehouse_id)
+        .with_for_update(of=stock)
+        .cte("locked")
+        .prefix_with("MATERIALIZED")
+    )
+    none = sa.null
+    of_ref = (
+        sa.select(
+            sa.literal("reservation", sa.Text).label("kind"),
+            *_RESERVATION_COLUMNS,
+            *_ADDRESS_COLUMNS,
+            sa.cast(none(), sa.BigInteger).label("on_hand"),
+            sa.cast(none(), sa.BigInteger).label("reserved"),
+        )
+        .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
+        .where(reservations.c.reservation_ref == sa.bindparam("reservation_ref", type_=sa.Text))
+    )
+    of_stock = sa.select(
+        sa.literal("stock", sa.Text),
+        sa.cast(none(), reservations.c.reservation_id.type),
+        sa.cast(none(), sa.Text),
+        locked.c.sku,
+        locked.c.warehouse_id,
+        sa.cast(none(), reservations.c.quantity.type),
+        sa.cast(none(), sa.Text),
+        sa.cast(none(), reservations.c.expires_at.type),
+        *_ADDRESS_COLUMNS,
+        locked.c.on_hand,
+        locked.c.reserved,
+    ).join_from(locked, warehouses, warehouses.c.warehouse_id == locked.c.warehouse_id)
+    both = sa.union_all(of_ref, of_stock).subquery("both")
+    return sa.select(both).order_by(both.c.kind, both.c.sku, both.c.warehouse_id)
+
+
+def _transition_listed_stmt(*, only_unexpired: bool) -> sa.Select[Any]:
+    """Move the ref's ACTIVE rows (only those not expired, if ``only_unexpired``) to the status ``to``, and list
+    every row of the ref as it is after the move, each with ``moved``."""
+    # Not named after a column: an UPDATE would take a parameter named like one of its columns as that column's value.
+    to = sa.bindparam("b_to", type_=sa.Text)
+    ref = sa.bindparam("b_ref", type_=sa.Text)
+    moved = (
+        reservations.update()
+        .where(
+            reservations.c.reservation_ref == ref,
+            reservations.c.status == ReservationStatus.ACTIVE.value,
+            *([reservations.c.expires_at > sa.func.now()] if only_unexpired else []),
+        )
+        .values(status=to, updated_at=sa.func.now())
+        .returning(reservations.c.reservation_id)
+        .cte("moved")
+    )
+    # The statement's own snapshot shows the rows as they were before its update: a moved row is shown moved.
+    # A row the sweeper expired while the update waited for its lock is shown ACTIVE (module docstring).
+    was_moved = reservations.c.reservation_id.in_(sa.select(moved.c.reservation_id))
+    columns = [c for c in _RESERVATION_COLUMNS if c is not reservations.c.status]
+    return (
+        sa.select(
+            *columns,
+            sa.case((was_moved, to), else_=reservations.c.status).label("status"),
+            was_moved.label("moved"),
+            *_ADDRESS_COLUMNS,
+        )
+        .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
+        .where(reservations.c.reservation_ref == ref)
+        .order_by(reservations.c.sku, reservations.c.warehouse_id)
+    )
+
+
+_GIVE_BACK = _PerStockRow(_give_back_stmt(sold=False))
+_GIVE_BACK_SOLD = _PerStockRow(_give_back_stmt(sold=True))
+_RESTOCK = _PerStockRow(_restock_stmt())
 _HOLD_AND_INSERT = _hold_and_insert_stmt()
+_LOCK_REF = _lock_ref_stmt()
+_RESERVATIONS_AND_STOCK = _reservations_and_stock_stmt()
+_TRANSITION_LISTED = {unexpired: _transition_listed_stmt(only_unexpired=unexpired) for unexpired in (False, True)}
 
 
 class SqlTx(OutboxTx):
@@ -314,8 +409,7 @@ class SqlTx(OutboxTx):
         super().__init__(conn, outbox, service=SERVICE)
 
     async def lock_ref(self, reservation_ref: str) -> None:
-        key = sa.func.hashtextextended(f"kassa-warehouse-ref:{reservation_ref}", 0)
-        await self.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+        await self.conn.execute(_LOCK_REF, {"lock_key": f"kassa-warehouse-ref:{reservation_ref}"})
 
     async def reservations_of(self, reservation_ref: str) -> list[Reservation]:
         stmt = (
@@ -337,43 +431,9 @@ class SqlTx(OutboxTx):
     async def reservations_and_stock(
         self, reservation_ref: str, skus: Sequence[str]
     ) -> tuple[list[Reservation], list[StockLevel], dict[str, str]]:
-        # One statement: the ref's rows (as reservations_of answers them) and the skus' stock rows locked in
-        # (sku, warehouse_id) order by a MATERIALIZED CTE, told apart by ``kind``.
-        locked = (
-            sa.select(stock.c.sku, stock.c.warehouse_id, stock.c.on_hand, stock.c.reserved)
-            .where(stock.c.sku.in_(list(skus)))
-            .order_by(stock.c.sku, stock.c.warehouse_id)
-            .with_for_update(of=stock)
-            .cte("locked")
-            .prefix_with("MATERIALIZED")
-        )
-        none = sa.null
-        of_ref = (
-            sa.select(
-                sa.literal("reservation", sa.Text).label("kind"),
-                *_RESERVATION_COLUMNS,
-                *_ADDRESS_COLUMNS,
-                sa.cast(none(), sa.BigInteger).label("on_hand"),
-                sa.cast(none(), sa.BigInteger).label("reserved"),
-            )
-            .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
-            .where(reservations.c.reservation_ref == reservation_ref)
-        )
-        of_stock = sa.select(
-            sa.literal("stock", sa.Text),
-            sa.cast(none(), reservations.c.reservation_id.type),
-            sa.cast(none(), sa.Text),
-            locked.c.sku,
-            locked.c.warehouse_id,
-            sa.cast(none(), reservations.c.quantity.type),
-            sa.cast(none(), sa.Text),
-            sa.cast(none(), reservations.c.expires_at.type),
-            *_ADDRESS_COLUMNS,
-            locked.c.on_hand,
-            locked.c.reserved,
-        ).join_from(locked, warehouses, warehouses.c.warehouse_id == locked.c.warehouse_id)
-        both = sa.union_all(of_ref, of_stock).subquery("both")
-        rows = list(await self.conn.execute(sa.select(both).order_by(both.c.kind, both.c.sku, both.c.warehouse_id)))
+        # One statement (_reservations_and_stock_stmt): the ref's rows and the skus' stock rows, locked in order.
+        params = {"reservation_ref": reservation_ref, "skus": list(skus)}
+        rows = list(await self.conn.execute(_RESERVATIONS_AND_STOCK, params))
         existing = [_reservation(r, _address(r)) for r in rows if r.kind == "reservation"]
         levels = [r for r in rows if r.kind == "stock"]
         return existing, [_level(r) for r in levels], {r.warehouse_id: r.country_code for r in levels}
@@ -434,33 +494,8 @@ class SqlTx(OutboxTx):
     async def transition_listed(
         self, reservation_ref: str, to: ReservationStatus, *, only_unexpired: bool
     ) -> tuple[list[Reservation], list[Reservation]]:
-        moved = (
-            reservations.update()
-            .where(
-                reservations.c.reservation_ref == reservation_ref,
-                reservations.c.status == ReservationStatus.ACTIVE.value,
-                *([reservations.c.expires_at > sa.func.now()] if only_unexpired else []),
-            )
-            .values(status=to.value, updated_at=sa.func.now())
-            .returning(reservations.c.reservation_id)
-            .cte("moved")
-        )
-        # The statement's own snapshot shows the rows as they were before its update: a moved row is shown moved.
-        # A row the sweeper expired while the update waited for its lock is shown ACTIVE (module docstring).
-        was_moved = reservations.c.reservation_id.in_(sa.select(moved.c.reservation_id))
-        columns = [c for c in _RESERVATION_COLUMNS if c is not reservations.c.status]
-        stmt = (
-            sa.select(
-                *columns,
-                sa.case((was_moved, to.value), else_=reservations.c.status).label("status"),
-                was_moved.label("moved"),
-                *_ADDRESS_COLUMNS,
-            )
-            .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
-            .where(reservations.c.reservation_ref == reservation_ref)
-            .order_by(reservations.c.sku, reservations.c.warehouse_id)
-        )
-        rows = list(await self.conn.execute(stmt))
+        stmt = _TRANSITION_LISTED[only_unexpired]
+        rows = list(await self.conn.execute(stmt, {"b_ref": reservation_ref, "b_to": to.value}))
         return [_reservation(r) for r in rows if r.moved], [_reservation(r, _address(r)) for r in rows]
 
     async def extend(self, reservation_ref: str, ttl_seconds: int) -> list[Reservation]:
@@ -503,8 +538,10 @@ class SqlTx(OutboxTx):
         rows = [_reservation(r) for r in await self.conn.execute(stmt)]
         return sorted(rows, key=lambda r: (r.reservation_ref, r.sku, r.warehouse_id))
 
-    async def _per_stock_row(self, stmt: sa.Update, held: Sequence[Reservation], event: NewEvent | None = None) -> None:
-        """Run ``stmt`` once over the summed quantity per (sku, warehouse_id), locking those rows in order first,
+    async def _per_stock_row(
+        self, per_row: _PerStockRow, held: Sequence[Reservation], event: NewEvent | None = None
+    ) -> None:
+        """Run the update once over the summed quantity per (sku, warehouse_id), locking those rows in order first,
         in one statement; with ``event``, its outbox row is written by that statement too (infra.outbox_cte),
         guarded by the stock rows changed — every call with reservations, since a stock row is never deleted."""
         if not held:
@@ -520,20 +557,12 @@ class SqlTx(OutboxTx):
             "quantities": [qty for _, qty in rows],
         }
         if event is None:
-            await self.conn.execute(stmt, params)
+            await self.conn.execute(per_row.stmt, params)
             return
-        changed = stmt.cte("changed")
-        event_type, aggregate_id, data = event.event_type, event.aggregate_id, event.data
-        written = event_insert(
-            outbox,
-            changed,
-            service=SERVICE,
-            event_type=event_type,
-            aggregate_id=aggregate_id,
-            data=dict(data),
-            name="event",
+        params |= per_row.event.params(
+            service=SERVICE, event_type=event.event_type, aggregate_id=event.aggregate_id, data=dict(event.data)
         )
-        await self.conn.execute(sa.select(sa.func.count()).select_from(changed).add_cte(written), params)
+        await self.conn.execute(per_row.with_event, params)
         self.count_written(1)
 
     async def give_back(self, held: Sequence[Reservation], *, sold: bool, event: NewEvent | None = None) -> None:
