@@ -13,14 +13,16 @@ state keeps (the CreateOrder draft, the AuthorizePayment request's email).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from psycopg import errors as pg_errors
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.selectable import CTE
 
@@ -57,7 +59,7 @@ from checkout.model.session import (
 )
 from infra import audit
 from infra.outbox import OutboxTx
-from infra.outbox_cte import StatementUnitOfWork, event_insert
+from infra.outbox_cte import OutboxCte, StatementUnitOfWork
 from infra.pii import PiiCipher
 from kernel.errors import AlreadyExists, Reason
 
@@ -96,6 +98,12 @@ _GET_CART_WITH_ITEMS = (
     .where(carts.c.cart_id == sa.bindparam("cart_id"))
     .order_by(cart_items.c.added_at, cart_items.c.sku)
 )
+_INSERT_CART = (
+    carts.insert()
+    .values(cart_id=sa.bindparam("b_cart_id"), customer_id=sa.bindparam("b_customer_id"),
+            currency_code=sa.bindparam("b_currency_code"), status=sa.bindparam("b_status"))
+    .returning(*carts.c)
+)  # fmt: skip
 _LOCK_ACTIVE = (
     carts.update()
     .where(carts.c.cart_id == sa.bindparam("b_cart_id"), carts.c.status == CartStatus.ACTIVE.value)
@@ -255,19 +263,9 @@ class SqlCartRepo:
         self._c = conn
 
     async def create(self, cart: Cart) -> Cart:
-        row = (
-            await self._c.execute(
-                carts.insert()
-                .values(
-                    cart_id=cart.cart_id,
-                    customer_id=cart.customer_id,
-                    currency_code=cart.currency_code,
-                    status=cart.status.value,
-                )
-                .returning(*carts.c)
-            )
-        ).one()
-        return _cart(row, [])
+        params = {"b_cart_id": cart.cart_id, "b_customer_id": cart.customer_id,
+                  "b_currency_code": cart.currency_code, "b_status": cart.status.value}  # fmt: skip
+        return _cart((await self._c.execute(_INSERT_CART, params)).one(), [])
 
     async def get(self, cart_id: str) -> Cart | None:
         rows = (await self._c.execute(_GET_CART_WITH_ITEMS, {"cart_id": cart_id})).all()
@@ -452,6 +450,212 @@ _SAVE_PROGRESS = (
 )  # fmt: skip
 
 
+def _create_holding_cart() -> sa.Select[Any]:
+    """The cart's move to CHECKOUT (from one of ``b_from_statuses``, at ``b_version``) and the session's insert in one
+    statement: the insert reads the move's RETURNING, so no session is written for a cart that did not move. One row:
+    ``did_move``, and the session inserted (NULLs when none was)."""
+    moved = (
+        carts.update()
+        .where(
+            carts.c.cart_id == sa.bindparam("b_cart_id", type_=carts.c.cart_id.type),
+            carts.c.status == sa.any_(sa.cast(sa.bindparam("b_from_statuses"), ARRAY(sa.Text))),
+            carts.c.version == sa.bindparam("b_version", type_=carts.c.version.type),
+        )
+        .values(status=CartStatus.CHECKOUT.value, version=carts.c.version + 1, updated_at=_NOW)
+        .returning(carts.c.cart_id)
+        .cte("moved")
+    )
+    created = (
+        insert(_S)
+        .from_select(
+            ["session_id", "cart_id", "customer_id", "status", "currency_code", "lines", "expires_at"],
+            sa.select(
+                sa.bindparam("b_session_id", type_=_S.c.session_id.type),
+                moved.c.cart_id,
+                sa.bindparam("b_customer_id", type_=sa.Text),
+                sa.bindparam("b_status", type_=sa.Text),
+                sa.bindparam("b_currency_code", type_=_S.c.currency_code.type),
+                sa.bindparam("b_lines", type_=_S.c.lines.type),
+                sa.bindparam("b_expires_at", type_=_S.c.expires_at.type),
+            ),
+        )
+        .on_conflict_do_nothing()
+        .returning(*_S.c)
+        .cte("created")
+    )
+    did_move = sa.exists(sa.select(moved.c.cart_id)).label("did_move")
+    return sa.select(did_move, created).select_from(
+        sa.select(sa.literal(1).label("one")).subquery("one").outerjoin(created, sa.true())
+    )
+
+
+def _begin_confirm(*, unchanged: bool) -> sa.Update:
+    """An OPEN, unexpired session (still at ``b_unchanged_since``, if ``unchanged``) to CONFIRMING under a new saga
+    attempt, returning it and its cart's status; a key already answered for this session (a failure kept, then the
+    session reopened) starts nothing."""
+    key = sa.bindparam("b_idempotency_key", type_=sa.Text)
+    answered = sa.exists().where(
+        _R.c.customer_id == _S.c.customer_id, _R.c.idempotency_key == key, _R.c.session_id == _S.c.session_id
+    )
+    return (
+        _S.update()
+        .where(
+            _S.c.session_id == sa.bindparam("b_session_id", type_=_S.c.session_id.type),
+            _S.c.status == SessionStatus.OPEN.value,
+            _S.c.expires_at > _NOW,
+            ~answered,
+            *([_S.c.updated_at == sa.bindparam("b_unchanged_since", type_=_S.c.updated_at.type)] if unchanged else []),
+        )
+        .values(
+            status=SessionStatus.CONFIRMING.value,
+            idempotency_key=key,
+            confirm_fingerprint=sa.bindparam("b_fingerprint", type_=_S.c.confirm_fingerprint.type),
+            confirm_started_at=_NOW,
+            saga_attempt=_NEXT_ATTEMPT,
+            saga_step=SagaStep.VALIDATED.value,
+            saga_state={},
+            last_error="",
+            updated_at=_NOW,
+        )
+        .returning(
+            *_S.c,
+            sa.select(carts.c.status).where(carts.c.cart_id == _S.c.cart_id).scalar_subquery().label("cart_status"),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _EndShape:
+    """What a saga's end writes besides the session, as far as its statement's form depends on it."""
+
+    kept: bool
+    compensations: int
+    if_cart_moved: int
+    events: int
+
+    @classmethod
+    def of(cls, end: SessionEnd | None) -> _EndShape | None:
+        if end is None:
+            return None
+        return cls(end.kept is not None, len(end.compensations), len(end.if_cart_moved), len(end.events))
+
+
+class _FinishStatement:
+    """The statement of :meth:`SqlSessionRepo.finish` for one :class:`_EndShape`, built once (:func:`_finish_statement`)
+    with bind parameters; :meth:`end_params` binds a :class:`SessionEnd` of that shape."""
+
+    def __init__(self, shape: _EndShape | None, *, with_result: bool) -> None:
+        finished = (
+            _S.update()
+            .where(
+                _S.c.session_id == sa.bindparam("b_session_id", type_=_S.c.session_id.type),
+                _S.c.status == SessionStatus.CONFIRMING.value,
+                _S.c.saga_attempt == sa.bindparam("b_attempt", type_=_S.c.saga_attempt.type),
+            )
+            .values(
+                status=sa.bindparam("b_status"),
+                saga_step=sa.bindparam("b_saga_step"),
+                saga_state=sa.bindparam("b_saga_state"),
+                order_id=sa.bindparam("b_order_id"),
+                # SQL NULL, not JSON null, when there is no answer.
+                result=sa.bindparam("b_result") if with_result else None,
+                confirm_fingerprint=None,
+                last_error=sa.bindparam("b_last_error"),
+                updated_at=_NOW,
+            )
+            .returning(_S.c.session_id)
+        )
+        self._events: list[OutboxCte] = []
+        if shape is None:
+            self.statement: sa.Executable = finished
+            return
+        ended_cte = finished.cte("finished")
+        ended = sa.exists(sa.select(ended_cte.c.session_id))
+        writes: list[CTE] = []
+        if shape.kept:
+            kept = insert(_R).from_select(
+                ["customer_id", "idempotency_key", "session_id", "fingerprint", "response"],
+                sa.select(
+                    sa.bindparam("k_customer_id", type_=sa.Text),
+                    sa.bindparam("k_idempotency_key", type_=sa.Text),
+                    ended_cte.c.session_id,
+                    sa.bindparam("k_fingerprint", type_=_R.c.fingerprint.type),
+                    sa.bindparam("k_response", type_=_R.c.response.type),
+                ),
+            )
+            writes.append(
+                kept.on_conflict_do_update(
+                    index_elements=[_R.c.customer_id, _R.c.idempotency_key],
+                    set_={"response": kept.excluded.response, "fingerprint": kept.excluded.fingerprint,
+                          "created_at": _NOW},
+                )
+                .returning(_R.c.idempotency_key)
+                .cte("kept")
+            )  # fmt: skip
+        for n in range(shape.compensations):
+            writes.append(
+                _F.insert()
+                .from_select(
+                    ["id", "session_id", "operation", "payload", "last_error", "next_attempt_at"],
+                    sa.select(
+                        sa.bindparam(f"c{n}_id", type_=_F.c.id.type),
+                        sa.bindparam(f"c{n}_session_id", type_=_F.c.session_id.type),
+                        sa.bindparam(f"c{n}_operation", type_=_F.c.operation.type),
+                        sa.bindparam(f"c{n}_payload", type_=_F.c.payload.type),
+                        sa.bindparam(f"c{n}_last_error", type_=_F.c.last_error.type),
+                        _in(BACKOFF_SCHEDULE_SECONDS[0]),
+                    ).where(ended),
+                )
+                .returning(_F.c.id)
+                .cte(f"compensation_{n}")
+            )
+        moved = (
+            carts.update()
+            .where(
+                carts.c.cart_id == sa.bindparam("m_cart_id", type_=carts.c.cart_id.type),
+                carts.c.status == CartStatus.CHECKOUT.value,
+                ended,
+            )
+            .values(status=sa.bindparam("m_cart_to", type_=sa.Text), version=carts.c.version + 1, updated_at=_NOW)
+            .returning(carts.c.cart_id)
+            .cte("moved")
+        )
+        whens = [moved] * shape.if_cart_moved + [ended_cte] * shape.events
+        for n, when in enumerate(whens):
+            event = OutboxCte(
+                outbox, where=sa.exists(sa.select(sa.literal(1)).select_from(when)), prefix=f"event_{n}",
+                name=f"event_{n}",
+            )  # fmt: skip
+            self._events.append(event)
+            writes.append(event.cte)
+        did_move = sa.exists(sa.select(moved.c.cart_id))
+        self.statement = sa.select(ended.label("ended"), did_move.label("moved")).add_cte(*writes)
+
+    def end_params(self, end: SessionEnd) -> dict[str, Any]:
+        params: dict[str, Any] = {"m_cart_id": end.cart_id, "m_cart_to": end.cart_to.value}
+        if (answer := end.kept) is not None:
+            params |= {"k_customer_id": answer.customer_id, "k_idempotency_key": answer.idempotency_key,
+                       "k_fingerprint": answer.record.fingerprint, "k_response": answer.record.to_dict()}  # fmt: skip
+        for n, item in enumerate(end.compensations):
+            params |= {f"c{n}_id": str(uuid.uuid4()), f"c{n}_session_id": item.session_id,
+                       f"c{n}_operation": item.operation.value, f"c{n}_payload": item.payload,
+                       f"c{n}_last_error": item.error}  # fmt: skip
+        for outbox_row, event in zip(self._events, [*end.if_cart_moved, *end.events], strict=True):
+            params |= outbox_row.params(
+                service="checkout", event_type=event.event_type, aggregate_id=event.aggregate_id, data=event.data
+            )
+        return params
+
+
+@functools.lru_cache(maxsize=64)
+def _finish_statement(shape: _EndShape | None, *, with_result: bool) -> _FinishStatement:
+    return _FinishStatement(shape, with_result=with_result)
+
+
+_CREATE_HOLDING_CART = _create_holding_cart()
+_BEGIN_CONFIRM = {unchanged: _begin_confirm(unchanged=unchanged) for unchanged in (False, True)}
+
+
 class SqlSessionRepo:
     def __init__(
         self, conn: AsyncConnection, cipher: PiiCipher, count_events: Callable[[int], None] = lambda _n: None
@@ -463,45 +667,19 @@ class SqlSessionRepo:
     async def create_holding_cart(
         self, session: Session, from_statuses: Collection[CartStatus], *, version: int
     ) -> tuple[bool, Session | None]:
-        # The cart's move and the session's insert in one statement: the insert reads the move's RETURNING, so
-        # no session is written for a cart that did not move.
-        moved = (
-            carts.update()
-            .where(
-                carts.c.cart_id == session.cart_id,
-                carts.c.status.in_([s.value for s in from_statuses]),
-                carts.c.version == version,
-            )
-            .values(status=CartStatus.CHECKOUT.value, version=carts.c.version + 1, updated_at=_NOW)
-            .returning(carts.c.cart_id)
-            .cte("moved")
-        )
-        created = (
-            insert(_S)
-            .from_select(
-                ["session_id", "cart_id", "customer_id", "status", "currency_code", "lines", "expires_at"],
-                sa.select(
-                    sa.literal(session.session_id, _S.c.session_id.type),
-                    moved.c.cart_id,
-                    sa.literal(session.customer_id, sa.Text),
-                    sa.literal(session.status.value, sa.Text),
-                    sa.literal(session.currency_code, _S.c.currency_code.type),
-                    sa.literal([ln.to_dict() for ln in session.lines], _S.c.lines.type),
-                    sa.literal(session.expires_at, _S.c.expires_at.type),
-                ),
-            )
-            .on_conflict_do_nothing()
-            .returning(*_S.c)
-            .cte("created")
-        )
-        did_move = sa.exists(sa.select(moved.c.cart_id)).label("did_move")
-        row = (
-            await self._c.execute(
-                sa.select(did_move, created).select_from(
-                    sa.select(sa.literal(1).label("one")).subquery("one").outerjoin(created, sa.true())
-                )
-            )
-        ).one()
+        # The cart's move and the session's insert in one statement (_CREATE_HOLDING_CART).
+        params = {
+            "b_cart_id": session.cart_id,
+            "b_from_statuses": [s.value for s in from_statuses],
+            "b_version": version,
+            "b_session_id": session.session_id,
+            "b_customer_id": session.customer_id,
+            "b_status": session.status.value,
+            "b_currency_code": session.currency_code,
+            "b_lines": [ln.to_dict() for ln in session.lines],
+            "b_expires_at": session.expires_at,
+        }
+        row = (await self._c.execute(_CREATE_HOLDING_CART, params)).one()
         if row.session_id is None:
             return bool(row.did_move), None
         return bool(row.did_move), _session(row, self._cipher)
@@ -546,39 +724,11 @@ class SqlSessionRepo:
     async def begin_confirm_with_cart(
         self, session_id: str, idempotency_key: str, fingerprint: str, *, unchanged_since: datetime | None = None
     ) -> tuple[Session, CartStatus | None] | None:
-        # A key already answered for this session (a failure kept, then the session reopened) starts nothing.
-        answered = sa.exists().where(
-            _R.c.customer_id == _S.c.customer_id,
-            _R.c.idempotency_key == idempotency_key,
-            _R.c.session_id == _S.c.session_id,
-        )
-        stmt = (
-            _S.update()
-            .where(
-                _S.c.session_id == session_id,
-                _S.c.status == SessionStatus.OPEN.value,
-                _S.c.expires_at > _NOW,
-                ~answered,
-                *([] if unchanged_since is None else [_S.c.updated_at == unchanged_since]),
-            )
-            .values(
-                status=SessionStatus.CONFIRMING.value,
-                idempotency_key=idempotency_key,
-                confirm_fingerprint=fingerprint,
-                confirm_started_at=_NOW,
-                saga_attempt=_NEXT_ATTEMPT,
-                saga_step=SagaStep.VALIDATED.value,
-                saga_state={},
-                last_error="",
-                updated_at=_NOW,
-            )
-            .returning(
-                *_S.c,
-                sa.select(carts.c.status).where(carts.c.cart_id == _S.c.cart_id).scalar_subquery().label("cart_status"),
-            )
-        )
+        stmt = _BEGIN_CONFIRM[unchanged_since is not None]
+        params = {"b_session_id": session_id, "b_idempotency_key": idempotency_key, "b_fingerprint": fingerprint,
+                  "b_unchanged_since": unchanged_since}  # fmt: skip
         try:
-            row = (await self._c.execute(stmt)).first()
+            row = (await self._c.execute(stmt, params)).first()
         except sa.exc.IntegrityError as exc:
             orig = exc.orig
             if isinstance(orig, pg_errors.UniqueViolation) and orig.diag.constraint_name == _IDEMPOTENCY_INDEX:
@@ -631,84 +781,23 @@ class SqlSessionRepo:
         attempt: int,
         end: SessionEnd | None = None,
     ) -> bool:
-        finished = (
-            _fenced(session_id, attempt)
-            .values(
-                status=status.value,
-                saga_step=step.value,
-                saga_state=_saga_json(state, self._cipher),
-                order_id=order_id,
-                result=result.to_dict() if result else None,
-                confirm_fingerprint=None,
-                last_error=last_error,
-                updated_at=_NOW,
-            )
-            .returning(_S.c.session_id)
-        )
+        """The session's fenced end and, with ``end``, everything it carries in one statement: each write reads the
+        end (or the cart's move), so none applies unless the session's fenced end did."""
+        stmt = _finish_statement(_EndShape.of(end), with_result=result is not None)
+        params = {
+            "b_session_id": session_id,
+            "b_attempt": attempt,
+            "b_status": status.value,
+            "b_saga_step": step.value,
+            "b_saga_state": _saga_json(state, self._cipher),
+            "b_order_id": order_id,
+            "b_last_error": last_error,
+        }
+        if result is not None:
+            params["b_result"] = result.to_dict()
         if end is None:
-            return (await self._c.execute(finished)).first() is not None
-        return await self._finish_with(finished.cte("finished"), end)
-
-    async def _finish_with(self, finished: CTE, end: SessionEnd) -> bool:
-        """The session's end and everything ``end`` carries in one statement: each write reads ``finished`` (or the
-        cart's move), so none applies unless the session's fenced end did."""
-        ended = sa.exists(sa.select(finished.c.session_id))
-        writes: list[CTE] = []
-        if (answer := end.kept) is not None:
-            kept = insert(_R).from_select(
-                ["customer_id", "idempotency_key", "session_id", "fingerprint", "response"],
-                sa.select(
-                    sa.literal(answer.customer_id, sa.Text),
-                    sa.literal(answer.idempotency_key, sa.Text),
-                    finished.c.session_id,
-                    sa.literal(answer.record.fingerprint, _R.c.fingerprint.type),
-                    sa.literal(answer.record.to_dict(), _R.c.response.type),
-                ),
-            )
-            writes.append(
-                kept.on_conflict_do_update(
-                    index_elements=[_R.c.customer_id, _R.c.idempotency_key],
-                    set_={
-                        "response": kept.excluded.response,
-                        "fingerprint": kept.excluded.fingerprint,
-                        "created_at": _NOW,
-                    },
-                )
-                .returning(_R.c.idempotency_key)
-                .cte("kept")
-            )
-        for n, item in enumerate(end.compensations):
-            writes.append(
-                _F.insert()
-                .from_select(
-                    ["id", "session_id", "operation", "payload", "last_error", "next_attempt_at"],
-                    sa.select(
-                        sa.literal(str(uuid.uuid4()), _F.c.id.type),
-                        sa.literal(item.session_id, _F.c.session_id.type),
-                        sa.literal(item.operation.value, _F.c.operation.type),
-                        sa.literal(item.payload, _F.c.payload.type),
-                        sa.literal(item.error, _F.c.last_error.type),
-                        _in(BACKOFF_SCHEDULE_SECONDS[0]),
-                    ).where(ended),
-                )
-                .returning(_F.c.id)
-                .cte(f"compensation_{n}")
-            )
-        moved = (
-            carts.update()
-            .where(carts.c.cart_id == end.cart_id, carts.c.status == CartStatus.CHECKOUT.value, ended)
-            .values(status=end.cart_to.value, version=carts.c.version + 1, updated_at=_NOW)
-            .returning(carts.c.cart_id)
-            .cte("moved")
-        )
-        events = [(moved, e) for e in end.if_cart_moved] + [(finished, e) for e in end.events]
-        for n, (when, event) in enumerate(events):
-            writes.append(
-                event_insert(outbox, when, service="checkout", event_type=event.event_type,
-                             aggregate_id=event.aggregate_id, data=event.data, name=f"event_{n}")
-            )  # fmt: skip
-        did_move = sa.exists(sa.select(moved.c.cart_id))
-        row = (await self._c.execute(sa.select(ended.label("ended"), did_move.label("moved")).add_cte(*writes))).one()
+            return (await self._c.execute(stmt.statement, params)).first() is not None
+        row = (await self._c.execute(stmt.statement, params | stmt.end_params(end))).one()
         self._count_events(len(end.events) + (len(end.if_cart_moved) if row.moved else 0) if row.ended else 0)
         return bool(row.ended)
 
