@@ -11,7 +11,7 @@ the country only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 __all__ = ["Address"]
 
@@ -32,7 +32,9 @@ class Address:
         return f"Address(country_code={self.country_code!r}, <other fields hidden>)"
 
     def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies field by field, and this is on every checkout's write path.
+        return {"name": self.name, "line1": self.line1, "line2": self.line2, "city": self.city, "region": self.region,
+                "postal_code": self.postal_code, "country_code": self.country_code, "phone": self.phone}  # fmt: skip
 
     @staticmethod
     def from_dict(data: Mapping[str, str] | None) -> Address | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -90,7 +90,11 @@ class SessionLine:
         return self.unit_price_minor * self.quantity
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out, as Address.to_dict: dataclasses.asdict is several times slower.
+        return {"sku": self.sku, "name": self.name, "quantity": self.quantity,
+                "unit_price_minor": self.unit_price_minor, "warehouse_id": self.warehouse_id,
+                "origin": self.origin.to_dict(), "weight_grams": self.weight_grams, "tax_class": self.tax_class,
+                "category": self.category, "brand": self.brand}  # fmt: skip
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> SessionLine:
@@ -173,7 +177,9 @@ class ConfirmResult:
     grand_total_minor: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"session_id": self.session_id, "order_id": self.order_id, "order_status": self.order_status,
+                "payment_status": self.payment_status, "next_action_url": self.next_action_url,
+                "currency_code": self.currency_code, "grand_total_minor": self.grand_total_minor}  # fmt: skip
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> ConfirmResult:
@@ -255,7 +261,7 @@ class ConfirmError:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": self.kind, "reason": self.reason, "message": self.message, "metadata": dict(self.metadata)}
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> ConfirmError:

@@ -73,7 +73,7 @@ def _uuid(value: str) -> uuid.UUID | None:
 
 
 def _address_json(address: Address | None) -> dict[str, str] | None:
-    return dataclasses.asdict(address) if address is not None else None
+    return address.to_dict() if address is not None else None
 
 
 def _address(raw: dict[str, Any] | None) -> Address | None:
