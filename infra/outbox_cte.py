@@ -12,8 +12,8 @@ The statement is built once (at import) with bind parameters named after ``prefi
 :meth:`OutboxCte.params`. The event's ``data`` is either known before the statement (a Python dict,
 bound as JSON) or computed by it from the changed rows (a ``jsonb`` SQL expression over ``source``).
 
-:func:`event_insert` is the per-call form, for a statement built per call: one event, its values bound in the
-CTE, written only if another CTE of the statement (the guarded change) returned a row.
+A statement that writes an event only if another of its CTEs (the guarded change) returned a row passes
+``where=sa.exists(sa.select(sa.literal(1)).select_from(that_cte))``.
 
 :class:`StatementUnitOfWork` adds ``statement()`` to :class:`infra.db.UnitOfWork`: an autocommit
 connection whose Tx may write events this way, and only this way (``add_event`` is refused before it writes); the
@@ -30,14 +30,13 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
-from sqlalchemy.sql.selectable import CTE
 
 from infra import audit
 from infra.db import UnitOfWork
 from infra.events import subject as make_subject
 from infra.outbox import OutboxTx, envelope
 
-__all__ = ["OutboxCte", "StatementUnitOfWork", "envelope", "event_insert", "json_object"]
+__all__ = ["OutboxCte", "StatementUnitOfWork", "envelope", "json_object"]
 
 TxT = TypeVar("TxT")
 
@@ -73,17 +72,13 @@ class OutboxCte:
         aggregate_id: sa.ColumnElement[Any] | None = None,
         prefix: str = "ob",
         name: str = "outbox_row",
-        values: Mapping[str, Any] | None = None,
     ) -> None:
         self.prefix = prefix
         self._bind_data = data is None
         self._bind_aggregate = aggregate_id is None
 
         def bind(key: str, type_: Any) -> sa.BindParameter[Any]:
-            # ``values`` (event_insert's): the parameters bound in the CTE itself, for a statement built per call.
-            if values is None:
-                return sa.bindparam(f"{prefix}_{key}", type_=type_)
-            return sa.bindparam(f"{prefix}_{key}", values[f"{prefix}_{key}"], type_=type_)
+            return sa.bindparam(f"{prefix}_{key}", type_=type_)
 
         payload: sa.ColumnElement[Any] = sa.cast(bind("envelope", JSONB), JSONB)
         if aggregate_id is not None:
@@ -153,26 +148,6 @@ def _event_params(
     if with_aggregate:
         params[f"{prefix}_aggregate_id"] = aggregate_id
     return params
-
-
-def event_insert(
-    table: sa.Table,
-    when: CTE,
-    *,
-    service: str,
-    event_type: str,
-    aggregate_id: str,
-    data: Mapping[str, Any],
-    name: str,
-) -> CTE:
-    """A CTE named ``name`` that writes one outbox event if the CTE ``when`` returned at least one row (the
-    session really finished, the cart really moved): no change, no event. Add it with ``.add_cte(...)``;
-    ``name`` also prefixes its parameters, so one statement may carry several."""
-    values = _event_params(
-        name, service=service, event_type=event_type, aggregate_id=aggregate_id, data=data, with_aggregate=True
-    )
-    exists = sa.exists(sa.select(sa.literal(1)).select_from(when))
-    return OutboxCte(table, where=exists, prefix=name, name=name, values=values).cte
 
 
 class StatementUnitOfWork(UnitOfWork[TxT]):

@@ -29,7 +29,7 @@ from infra import events, faults
 from infra.db import create_engine
 from infra.events import connect, ensure_streams
 from infra.outbox import OutboxPublisher, OutboxTx, add_event, outbox_table
-from infra.outbox_cte import event_insert
+from infra.outbox_cte import OutboxCte
 
 pytestmark = pytest.mark.integration
 
@@ -428,11 +428,9 @@ async def test_add_event_and_a_statements_own_outbox_row_carry_the_same_envelope
             conn, outbox.table, service=outbox.service, event_type="Happened", aggregate_id="agg-1", data=data
         )
         changed = sa.select(sa.literal(1).label("one")).cte("changed")
-        row = event_insert(
-            outbox.table, changed, service=outbox.service, event_type="Happened", aggregate_id="agg-1", data=data,
-            name="ev",
-        )  # fmt: skip
-        await conn.execute(sa.select(sa.func.count()).select_from(changed).add_cte(row))
+        row = OutboxCte(outbox.table, where=sa.exists(sa.select(sa.literal(1)).select_from(changed)), prefix="ev")
+        params = row.params(service=outbox.service, event_type="Happened", aggregate_id="agg-1", data=data)
+        await conn.execute(sa.select(sa.func.count()).select_from(changed).add_cte(row.cte), params)
     rows = await outbox.rows()
     assert len(rows) == 2
     [other] = [eid for eid in rows if eid != separate]

@@ -339,7 +339,7 @@ def _reservations_and_stock_stmt() -> sa.Select[Any]:
             sa.cast(none(), sa.BigInteger).label("reserved"),
         )
         .join(warehouses, warehouses.c.warehouse_id == reservations.c.warehouse_id)
-        .where(reservations.c.reservation_ref == sa.bindparam("reservation_ref", type_=sa.Text))
+        .where(reservations.c.reservation_ref == sa.bindparam("b_ref", type_=sa.Text))
     )
     of_stock = sa.select(
         sa.literal("stock", sa.Text),
@@ -432,7 +432,7 @@ class SqlTx(OutboxTx):
         self, reservation_ref: str, skus: Sequence[str]
     ) -> tuple[list[Reservation], list[StockLevel], dict[str, str]]:
         # One statement (_reservations_and_stock_stmt): the ref's rows and the skus' stock rows, locked in order.
-        params = {"reservation_ref": reservation_ref, "skus": list(skus)}
+        params = {"b_ref": reservation_ref, "skus": list(skus)}
         rows = list(await self.conn.execute(_RESERVATIONS_AND_STOCK, params))
         existing = [_reservation(r, _address(r)) for r in rows if r.kind == "reservation"]
         levels = [r for r in rows if r.kind == "stock"]
