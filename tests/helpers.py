@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.localstack import LocalStack, StackEndpoints, free_ports, nats_server_binary
 from infra.consumer import Event
-from infra.db import single_statements
+from infra.db import create_engine, single_statements
 from infra.grpc_errors import error_info
 
 # Kassa's own Python packages: the shared kernel, the runtime, the developer stack, the gateway and the seven
@@ -39,6 +39,17 @@ KASSA_PACKAGES = (
     "promotion",
     "notification",
 )
+
+
+@contextlib.asynccontextmanager
+async def engine_for_tests(database_url: str | None, name: str, *, pool_size: int = 2) -> AsyncIterator[AsyncEngine]:
+    """An engine of the tests' own on ``database_url`` (``application_name`` kassa-<name>-tests), disposed after."""
+    assert database_url
+    engine = create_engine(str(database_url), pool_size=pool_size, application_name=f"kassa-{name}-tests")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -22,7 +22,7 @@ import nats.errors
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from helpers import drained, private_nats
+from helpers import drained, engine_for_tests, private_nats
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from devstack.localstack import StackEndpoints
 from infra import events, faults
 from infra.consumer import Event, EventConsumer
-from infra.db import create_engine
 from infra.events import connect, ensure_streams, subject
 from infra.outbox import claim_inbox, inbox_table
 
@@ -47,9 +46,8 @@ def _no_faults_after() -> Iterator[None]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def engine(stack: StackEndpoints) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(stack.database_url, pool_size=4, application_name="kassa-consumer-tests")
-    yield eng
-    await eng.dispose()
+    async with engine_for_tests(stack.database_url, "consumer", pool_size=4) as eng:
+        yield eng
 
 
 @dataclass

@@ -20,13 +20,12 @@ import nats.errors
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from helpers import RoundTrips, Trips, private_nats
+from helpers import RoundTrips, Trips, engine_for_tests, private_nats
 from nats.js.errors import NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.localstack import StackEndpoints
 from infra import events, faults
-from infra.db import create_engine
 from infra.events import connect, ensure_streams
 from infra.outbox import OutboxPublisher, OutboxTx, add_event, outbox_table
 from infra.outbox_cte import OutboxCte
@@ -44,9 +43,8 @@ def _no_faults_after() -> Iterator[None]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def engine(stack: StackEndpoints) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(stack.database_url, pool_size=4, application_name="kassa-outbox-tests")
-    yield eng
-    await eng.dispose()
+    async with engine_for_tests(stack.database_url, "outbox", pool_size=4) as eng:
+        yield eng
 
 
 @dataclass

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 import pytest_asyncio
+from helpers import engine_for_tests
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.localstack import StackEndpoints
 from infra.config import Settings
-from infra.db import create_engine
 from infra.events import connect
 from infra.migrate import migrate
 from infra.runner import running_service
@@ -48,9 +48,8 @@ async def stub(order_channel: grpc.aio.Channel) -> OrderServiceStub:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(str(settings.database_url), pool_size=2, application_name="kassa-order-tests")
-    yield eng
-    await eng.dispose()
+    async with engine_for_tests(settings.database_url, "order") as eng:
+        yield eng
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 import pytest_asyncio
+from helpers import engine_for_tests
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.localstack import StackEndpoints
@@ -16,7 +17,6 @@ from devstack.sandbox import SandboxConfig, running_sandbox
 from devstack.sandbox.server import RunningSandbox
 from infra import faults
 from infra.config import Settings
-from infra.db import create_engine
 from infra.migrate import migrate
 from infra.runner import running_service
 from kassa.payment.v1 import payment_service_pb2_grpc
@@ -72,7 +72,5 @@ async def payment_stub(payment_channel: grpc.aio.Channel) -> payment_service_pb2
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def payment_db(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    assert settings.database_url
-    engine = create_engine(settings.database_url, pool_size=2, application_name="kassa-payment-tests")
-    yield engine
-    await engine.dispose()
+    async with engine_for_tests(settings.database_url, "payment") as engine:
+        yield engine

@@ -8,12 +8,11 @@ import grpc
 import pytest
 import pytest_asyncio
 from google.protobuf.duration_pb2 import Duration
-from helpers import bearer, unique
+from helpers import bearer, engine_for_tests, unique
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.localstack import StackEndpoints
 from infra.config import Settings
-from infra.db import create_engine
 from infra.migrate import migrate
 from infra.runner import running_service
 from kassa.common.v1 import address_pb2
@@ -81,10 +80,8 @@ async def inventory(warehouse_addr: str) -> AsyncIterator[Inventory]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    assert settings.database_url
-    eng = create_engine(settings.database_url, pool_size=2, application_name="kassa-warehouse-tests")
-    yield eng
-    await eng.dispose()
+    async with engine_for_tests(settings.database_url, "warehouse") as eng:
+        yield eng
 
 
 class Seeder:

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest_asyncio
+from helpers import engine_for_tests
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
-from infra.db import create_engine
 from infra.runner import running_service
 from kassa.pricing.v1 import pricing_service_pb2_grpc
 from pricing.bootstrap import bootstrap
@@ -32,7 +32,5 @@ async def pricing_stub(pricing_channel: grpc.aio.Channel) -> pricing_service_pb2
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pricing_db(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """An engine of the tests' own on the pricing service's database (a transaction held open, the audit log)."""
-    assert settings.database_url
-    engine = create_engine(settings.database_url, pool_size=2, application_name="kassa-pricing-tests")
-    yield engine
-    await engine.dispose()
+    async with engine_for_tests(settings.database_url, "pricing") as engine:
+        yield engine

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest_asyncio
+from helpers import engine_for_tests
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from infra.config import Settings
-from infra.db import create_engine
 from infra.runner import running_service
 from kassa.promotion.v1 import promotion_service_pb2_grpc
 from promotion.bootstrap import bootstrap
@@ -32,6 +32,5 @@ async def promotion_stub(promotion_channel: grpc.aio.Channel) -> promotion_servi
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def promotion_db(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """Read-only peeks at counters and the outbox, which no RPC exposes."""
-    engine = create_engine(str(settings.database_url), pool_size=2, application_name="kassa-promotion-tests")
-    yield engine
-    await engine.dispose()
+    async with engine_for_tests(settings.database_url, "promotion") as engine:
+        yield engine
