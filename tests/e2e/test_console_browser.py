@@ -148,15 +148,28 @@ async def place_order(mesh: MeshHandle) -> dict[str, Any]:
         await customer.close()
 
 
+# Longer than a process's batch span exporter waits between writes (OTEL_BSP_SCHEDULE_DELAY's default, 5 s).
+SETTLED_S = 6.0
+
+
 async def checkout_trace(mesh: MeshHandle, order_id: str) -> TraceTree:
-    """The trace naming ``order_id`` once it holds the checkout's spans in checkout, payment and order."""
+    """The trace naming ``order_id`` once it holds the checkout's spans in checkout, payment and order, and has
+    settled: the same number of spans twice, ``SETTLED_S`` apart. The checkout's events are consumed after it
+    answers (notification, order's payment events), so a trace read as soon as those four services show can be
+    short of spans the console, read later, shows."""
+    seen: list[int] = []
 
     async def probe() -> TraceTree | None:
         trees = await asyncio.to_thread(find_traces, order_id, mesh.env["KASSA_TRACE_DIR"])
         wanted = {"gateway", "checkout", "payment", "order"}
-        return next((t for t in trees if wanted <= set(t.services)), None)
+        tree = next((t for t in trees if wanted <= set(t.services)), None)
+        if tree is None:
+            return None
+        settled = seen[-1:] == [tree.span_count]
+        seen.append(tree.span_count)
+        return tree if settled else None
 
-    found: TraceTree = await eventually(probe, within=60.0, interval=0.5, what="the checkout's trace")
+    found: TraceTree = await eventually(probe, within=90.0, interval=SETTLED_S, what="the checkout's trace, settled")
     return found
 
 
