@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-import httpx
-
 from infra.audit import AuditTrail
 from infra.config import ConfigError, Settings
 from infra.db import create_engine
@@ -19,7 +17,7 @@ from infra.runner import App
 from infra.server import Registration
 from kassa.payment.v1 import payment_admin_service_pb2_grpc, payment_service_pb2_grpc
 from payment.adapter.breaker import BreakerPolicy, GuardedProvider
-from payment.adapter.sandbox_provider import SandboxProvider
+from payment.adapter.sandbox_provider import SandboxProvider, provider_session
 from payment.biz.authorize import AuthorizePayment
 from payment.biz.capture import CapturePayment
 from payment.biz.failure_rates import GetFailureRates
@@ -132,8 +130,8 @@ async def bootstrap(
     sweep = sweeper or sweeper_settings(settings)
     guarded = []
     for name, url in provider_urls(settings):
-        client = httpx.AsyncClient(base_url=url, timeout=provider_timeout(settings))
-        stack.push_async_callback(client.aclose)
+        client = provider_session(url, provider_timeout(settings))
+        stack.push_async_callback(client.close)
         guarded.append(GuardedProvider(SandboxProvider(client, settings.webhook_secrets, name=name), policy))
     providers = Providers(guarded)
 

@@ -5,6 +5,9 @@ connection failure or 5xx, bounded with jittered backoff; or later, by the calle
 never creates a second intent, capture or refund. A timeout is not retried here:
 the caller's deadline is nearly spent and the outcome is unknown, which the caller
 records (PENDING) and resolves with the same key.
+
+The HTTP client is aiohttp: about 0.3 ms of CPU per request on the reference machine, against 1.4-1.7 ms for
+httpx, and a checkout makes two of these calls (see the README's Performance section).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import json
 import random
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from infra import tracing
@@ -34,7 +38,7 @@ from payment.model.provider import (
     ProviderUnavailable,
 )
 
-__all__ = ["SandboxProvider"]
+__all__ = ["SandboxProvider", "provider_session"]
 
 # An intent's or refund's id in a path: spans are named by the route, not by the object.
 _ID_SEGMENT = re.compile(r"/(?:pi|re|ch)_[A-Za-z0-9]+")
@@ -55,15 +59,40 @@ _EVENTS = {
 }
 
 
+def provider_session(base_url: str, timeout_seconds: float) -> aiohttp.ClientSession:
+    """The HTTP session of one provider: calls go under ``base_url`` (a path in it is kept as a prefix), each
+    within ``timeout_seconds`` all told. Whoever opens it closes it (bootstrap, or a test).
+
+    The provider's certificate is checked against the system's trust store (``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR`` point it elsewhere).
+    """
+    return aiohttp.ClientSession(
+        base_url=base_url.rstrip("/") + "/", timeout=aiohttp.ClientTimeout(total=timeout_seconds)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An HTTP answer, read whole before the connection goes back to the pool."""
+
+    status: int
+    reason: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)  # ValueError (UnicodeDecodeError among them) when it is not JSON
+
+
 class _Retryable(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
+    def __init__(self, answer: _Answer) -> None:
+        super().__init__(f"HTTP {answer.status}")
+        self.answer = answer
 
 
-# Retried here: no connection, or a 5xx. Waits between posts: 0.05 s x 2^(n-1) plus up to 0.1 s of jitter before
+# Retried here: no connection (refused, no route, a name that does not resolve, a TLS handshake that fails), or a
+# 5xx. Waits between posts: 0.05 s x 2^(n-1) plus up to 0.1 s of jitter before
 # post n + 1, at most 0.5 s (tenacity's wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.1)).
-_RETRYABLE = (httpx.ConnectError, _Retryable)
+_RETRYABLE = (aiohttp.ClientConnectorError, _Retryable)
 _LATER_WAITS = wait_exponential_jitter(multiplier=0.1, max=0.5, jitter=0.1)  # counted from the second post
 
 
@@ -102,14 +131,14 @@ def _answered_intent(obj: dict[str, Any]) -> ProviderIntent:
 class SandboxProvider:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         webhook_secret: str | Sequence[str],
         *,
         name: str = "sandbox",
         attempts: int = 3,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """``client`` has the sandbox base URL and the timeout; bootstrap owns (and closes) it.
+        """``client`` has the provider's base URL and the timeout (``provider_session``); bootstrap owns and closes it.
 
         ``sleep`` waits between posts (tests record the waits instead: patching ``asyncio.sleep`` itself would
         also stop every other task on the loop from sleeping).
@@ -132,7 +161,7 @@ class SandboxProvider:
             "return_url": request.return_url,
             "metadata": request.metadata,
         }
-        return _answered_intent(await self._call("POST", "/v1/payment_intents", body, idempotency_key))
+        return _answered_intent(await self._call("POST", "v1/payment_intents", body, idempotency_key))
 
     def available(self) -> bool:
         return True
@@ -144,24 +173,22 @@ class SandboxProvider:
         if metadata:
             body["metadata"] = dict(metadata)
         return _answered_intent(
-            await self._call("POST", f"/v1/payment_intents/{intent_id}/capture", body, idempotency_key)
+            await self._call("POST", f"v1/payment_intents/{intent_id}/capture", body, idempotency_key)
         )
 
     async def cancel(self, intent_id: str, idempotency_key: str) -> ProviderIntent:
-        return _answered_intent(
-            await self._call("POST", f"/v1/payment_intents/{intent_id}/cancel", {}, idempotency_key)
-        )
+        return _answered_intent(await self._call("POST", f"v1/payment_intents/{intent_id}/cancel", {}, idempotency_key))
 
     async def refund(self, intent_id: str, amount_minor: int, idempotency_key: str) -> ProviderRefund:
         body = {"payment_intent": intent_id, "amount": amount_minor}
-        obj = await self._call("POST", "/v1/refunds", body, idempotency_key)
+        obj = await self._call("POST", "v1/refunds", body, idempotency_key)
         try:
             return ProviderRefund(refund_id=str(obj["id"]), amount_minor=int(obj["amount"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ProviderUnavailable("invalid_response", f"the provider's answer is not a refund ({exc!r})") from exc
 
     async def get_intent(self, intent_id: str) -> ProviderIntent:
-        return _answered_intent(await self._call("GET", f"/v1/payment_intents/{intent_id}", None, None))
+        return _answered_intent(await self._call("GET", f"v1/payment_intents/{intent_id}", None, None))
 
     async def find_intent(self, idempotency_key: str) -> ProviderIntent | None:
         """The sandbox filters its intent list by the key the intent was created with (``?idempotency_key=``).
@@ -169,7 +196,7 @@ class SandboxProvider:
         Processors without such a filter are searched by metadata instead (every intent carries
         ``payment_id`` and ``kassa_session_id``); either way the answer is the intent or none.
         """
-        obj = await self._call("GET", "/v1/payment_intents", None, None, params={"idempotency_key": idempotency_key})
+        obj = await self._call("GET", "v1/payment_intents", None, None, params={"idempotency_key": idempotency_key})
         data = obj.get("data") or []
         return _answered_intent(data[0]) if data else None
 
@@ -180,7 +207,7 @@ class SandboxProvider:
         params = {"limit": str(limit), "created[gt]": str(created_after), "created[lte]": str(created_until)}
         if starting_after:
             params["starting_after"] = starting_after
-        obj = await self._call("GET", "/v1/payment_intents", None, None, params=params)
+        obj = await self._call("GET", "v1/payment_intents", None, None, params=params)
         return [_answered_intent(item) for item in obj.get("data") or []], bool(obj.get("has_more"))
 
     def parse_event(self, payload: bytes, signature: str) -> ProviderEvent:
@@ -209,13 +236,14 @@ class SandboxProvider:
         *,
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        """``path`` is relative to the provider's base URL (no leading slash)."""
         with tracing.client_span(
-            f"{method} {_ID_SEGMENT.sub('/{id}', path)}",
+            f"{method} /{_ID_SEGMENT.sub('/{id}', path)}",
             {"http.request.method": method, "server.address": self.name, "kassa.provider": self.name},
         ) as span:
-            response = await self._send(method, path, body, idempotency_key, params)
-            tracing.http_status(span, response.status_code)
-        return self._answer(response)
+            answer = await self._send(method, path, body, idempotency_key, params)
+            tracing.http_status(span, answer.status)
+        return _read(answer)
 
     async def _send(
         self,
@@ -224,15 +252,18 @@ class SandboxProvider:
         body: dict[str, Any] | None,
         idempotency_key: str | None,
         params: dict[str, str] | None,
-    ) -> httpx.Response:
+    ) -> _Answer:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         headers.update(tracing.outgoing_metadata())  # the provider may continue the trace (the sandbox does)
 
-        async def post() -> httpx.Response:
-            response = await self._client.request(method, path, json=body, headers=headers, params=params)
-            if response.status_code >= 500:
-                raise _Retryable(response)
-            return response
+        async def post() -> _Answer:
+            async with self._client.request(
+                method, path, json=body, headers=headers, params=params, allow_redirects=False
+            ) as response:
+                answer = _Answer(response.status, response.reason or "", await response.read())
+            if answer.status >= 500:
+                raise _Retryable(answer)
+            return answer
 
         try:
             try:
@@ -251,45 +282,57 @@ class SandboxProvider:
                 reraise=True,
             ):
                 with attempt:
-                    response = await post()
+                    answer = await post()
         except _Retryable as exc:
-            raise ProviderUnavailable(*_error(exc.response)) from exc
-        except httpx.TimeoutException as exc:
+            raise ProviderUnavailable(*_error(exc.answer)) from exc
+        except TimeoutError as exc:
+            # The session's total timeout, or aiohttp's own connect and read timeouts (TimeoutError subclasses).
             raise ProviderUnavailable("timeout", f"the provider did not answer in time ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
-            # Transport failures, and anything else httpx raises (a broken encoding, say): the outcome is unknown.
+        except aiohttp.ClientError as exc:
+            # No connection after the attempts, a connection broken mid-answer, a malformed answer: the outcome is
+            # unknown.
             raise ProviderUnavailable("network_error", str(exc) or type(exc).__name__) from exc
-        return response
-
-    @staticmethod
-    def _answer(response: httpx.Response) -> dict[str, Any]:
-        if response.status_code < 400:
-            try:
-                result = response.json()
-            except ValueError as exc:
-                raise ProviderUnavailable("invalid_response", "the provider's answer is not JSON") from exc
-            if not isinstance(result, dict):
-                raise ProviderUnavailable("invalid_response", "the provider's answer is not a JSON object")
-            return result
-        code, message = _error(response)
-        if response.status_code == 402:
-            intent = _error_intent(response)
-            raise ProviderDeclined(code, message, intent.intent_id if intent else None)
-        raise ProviderRejected(code, message, _error_intent(response))
+        return answer
 
 
-def _error(response: httpx.Response) -> tuple[str, str]:
-    try:
-        error = response.json().get("error") or {}
-    except ValueError:
-        error = {}
-    code = str(error.get("decline_code") or error.get("code") or f"http_{response.status_code}")
-    return code, str(error.get("message") or response.reason_phrase)
+def _read(answer: _Answer) -> dict[str, Any]:
+    """The JSON object of a 2xx or 3xx answer; any other answer raised as a declined or rejected call."""
+    if answer.status < 400:
+        try:
+            result = answer.json()
+        except ValueError as exc:
+            raise ProviderUnavailable("invalid_response", "the provider's answer is not JSON") from exc
+        if not isinstance(result, dict):
+            raise ProviderUnavailable("invalid_response", "the provider's answer is not a JSON object")
+        return result
+    code, message = _error(answer)
+    if answer.status == 402:
+        intent = _error_intent(answer)
+        raise ProviderDeclined(code, message, intent.intent_id if intent else None)
+    raise ProviderRejected(code, message, _error_intent(answer))
 
 
-def _error_intent(response: httpx.Response) -> ProviderIntent | None:
-    try:
-        obj = (response.json().get("error") or {}).get("payment_intent")
-    except ValueError:
+def _error(answer: _Answer) -> tuple[str, str]:
+    error = _error_object(answer)
+    code = str(error.get("decline_code") or error.get("code") or f"http_{answer.status}")
+    return code, str(error.get("message") or answer.reason)
+
+
+def _error_intent(answer: _Answer) -> ProviderIntent | None:
+    obj = _error_object(answer).get("payment_intent")
+    if not isinstance(obj, dict):
         return None
-    return _intent(obj) if isinstance(obj, dict) else None
+    try:
+        return _intent(obj)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        return None  # the refusal stands; the intent it names is unreadable
+
+
+def _error_object(answer: _Answer) -> dict[str, Any]:
+    """The ``error`` object of a refusal, or an empty one when the answer has none (not JSON, not an object)."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}

@@ -7,12 +7,11 @@ from comparing non-ASCII text, ValueError from int() of a huge or non-ASCII numb
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from infra.webhook_signature import SignatureError, sign, verify
 from kernel.errors import PermissionDenied
-from payment.adapter.sandbox_provider import SandboxProvider
+from payment.adapter.sandbox_provider import SandboxProvider, provider_session
 
 pytestmark = pytest.mark.unit
 
@@ -95,7 +94,7 @@ def test_stale_and_future_timestamps_are_refused() -> None:
 
 async def test_the_payment_service_refuses_a_non_ascii_signature_as_permission_denied() -> None:
     """Payment checks the signature again (HandleWebhook); a hostile header is PERMISSION_DENIED, not INTERNAL."""
-    async with httpx.AsyncClient() as client:
+    async with provider_session("http://127.0.0.1:9", 1.0) as client:  # parse_event makes no call
         provider = SandboxProvider(client, SECRET)
         with pytest.raises(PermissionDenied):
             provider.parse_event(BODY, good()[:-2] + "é1")

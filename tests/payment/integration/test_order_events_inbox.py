@@ -8,7 +8,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 import pytest_asyncio
 from helpers import bearer, unique
@@ -20,7 +19,7 @@ from infra.config import Settings
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
-from payment.adapter.sandbox_provider import SandboxProvider
+from payment.adapter.sandbox_provider import SandboxProvider, provider_session
 from payment.biz.order_events import CONSUMER, ReleaseEndedOrder
 from payment.biz.providers import Providers
 from payment.data.repositories import SqlPaymentRepo, SqlTx, SqlUnitOfWork
@@ -77,7 +76,7 @@ class CrashOnVoiding(SqlUnitOfWork):
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def providers(sandbox: RunningSandbox, settings: Settings) -> AsyncIterator[Providers]:
-    async with httpx.AsyncClient(base_url=sandbox.url, timeout=5) as client:
+    async with provider_session(sandbox.url, 5) as client:
         yield Providers([SandboxProvider(client, settings.webhook_secret)])
 
 

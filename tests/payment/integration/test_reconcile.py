@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import grpc
 import httpx
 import pytest
@@ -23,7 +24,7 @@ from infra.config import Settings
 from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
-from payment.adapter.sandbox_provider import SandboxProvider
+from payment.adapter.sandbox_provider import SandboxProvider, provider_session
 from payment.biz.providers import Providers
 from payment.biz.reconcile import ReconcileIntents
 from payment.data.repositories import SqlUnitOfWork
@@ -47,8 +48,15 @@ async def http(sandbox: RunningSandbox) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def providers(http: httpx.AsyncClient, settings: Settings) -> Providers:
-    return Providers([SandboxProvider(http, settings.webhook_secret)])
+async def provider_http(sandbox: RunningSandbox) -> AsyncIterator[aiohttp.ClientSession]:
+    """The adapter's own session to the sandbox (``http`` is the test's, for calls of its own)."""
+    async with provider_session(sandbox.url, 10) as session:
+        yield session
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def providers(provider_http: aiohttp.ClientSession, settings: Settings) -> Providers:
+    return Providers([SandboxProvider(provider_http, settings.webhook_secret)])
 
 
 @pytest.fixture
@@ -167,10 +175,14 @@ class Outage:
 
 
 async def test_a_provider_outage_is_looked_at_again_next_time(
-    payment_db: AsyncEngine, settings: Settings, http: httpx.AsyncClient, sandbox: RunningSandbox
+    payment_db: AsyncEngine,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    provider_http: aiohttp.ClientSession,
+    sandbox: RunningSandbox,
 ) -> None:
     lost = await _create(http, {"payment_id": str(uuid.uuid4())})
-    provider = Outage(SandboxProvider(http, settings.webhook_secret))
+    provider = Outage(SandboxProvider(provider_http, settings.webhook_secret))
     reconciler = ReconcileIntents(
         SqlUnitOfWork(payment_db), Providers([provider]), grace_seconds=GRACE, lookback_seconds=3600
     )

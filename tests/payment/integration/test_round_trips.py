@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -24,7 +23,7 @@ from infra.config import Settings
 from infra.db import create_engine
 from infra.webhook_signature import sign
 from kernel.money import Money
-from payment.adapter.sandbox_provider import SandboxProvider
+from payment.adapter.sandbox_provider import SandboxProvider, provider_session
 from payment.biz.authorize import AuthorizeCommand, AuthorizePayment
 from payment.biz.capture import CapturePayment
 from payment.biz.common import apply
@@ -54,7 +53,7 @@ class Counted:
 async def counted(payment_settings: Settings) -> AsyncIterator[Counted]:
     assert payment_settings.database_url
     engine = create_engine(payment_settings.database_url, pool_size=2, application_name="kassa-payment-round-trips")
-    async with httpx.AsyncClient(base_url=payment_settings.sandbox_url, timeout=5.0) as client:
+    async with provider_session(payment_settings.sandbox_url, 5.0) as client:
         yield Counted(engine, SandboxProvider(client, payment_settings.webhook_secret))
     await engine.dispose()
 

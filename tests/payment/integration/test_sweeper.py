@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -30,7 +29,7 @@ from kassa.common.v1 import money_pb2
 from kassa.payment.v1 import payment_pb2, payment_service_pb2
 from kassa.payment.v1.payment_service_pb2_grpc import PaymentServiceStub
 from kernel.money import Money
-from payment.adapter.sandbox_provider import SandboxProvider
+from payment.adapter.sandbox_provider import SandboxProvider, provider_session
 from payment.biz.providers import Providers
 from payment.biz.sweep import SweepPolicy, SweepReport, SweepStuckPayments
 from payment.bootstrap import Sweeper, bootstrap, sweeper_settings
@@ -71,7 +70,7 @@ def client(payment_stub: PaymentServiceStub, service_token: str) -> Client:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def providers(sandbox: RunningSandbox, settings: Settings) -> AsyncIterator[Providers]:
-    async with httpx.AsyncClient(base_url=sandbox.url, timeout=5) as http:
+    async with provider_session(sandbox.url, 5) as http:
         yield Providers([SandboxProvider(http, settings.webhook_secret)])
 
 
