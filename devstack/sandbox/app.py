@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -190,7 +190,7 @@ class SandboxApi:
             if not self.config.webhook_url:
                 yield
                 return
-            async with httpx.AsyncClient(timeout=5.0) as client:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5.0)) as client:
                 self.sender = WebhookSender(
                     self.config.webhook_url,
                     self._settings.webhook_secret,

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import httpx
+import aiohttp
 
 from infra import faults
 from infra.webhook_signature import SIGNATURE_HEADER, sign
@@ -44,7 +44,7 @@ class WebhookSender:
         self,
         url: str,
         secret: str,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         *,
         attempts: int = 8,
         backoff_seconds: float = 1.0,
@@ -136,12 +136,14 @@ class WebhookSender:
         if parent:
             headers["traceparent"] = parent
         try:
-            response = await self._client.post(self._url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            async with self._client.post(self._url, data=body, headers=headers) as response:
+                # Read whole, so the connection goes back to the pool for the next webhook.
+                status, text = response.status, (await response.read())[:200].decode(errors="replace")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return f"{type(exc).__name__}: {exc}"
-        if 200 <= response.status_code < 300:
+        if 200 <= status < 300:
             return None
-        return f"HTTP {response.status_code} {response.text[:200]}"
+        return f"HTTP {status} {text}"
 
 
 def _intent_id(event: dict[str, Any]) -> str:
