@@ -12,8 +12,8 @@ mesh on free loopback ports, stopped at the end), each buyer running the full ch
   ``--overload-duration`` s. Goals: completed checkouts/s at least 90 % of the closed-loop maximum,
   refusals (503) answered with a p99 under 50 ms, every one of them with a Retry-After header.
 
-Every buyer has an httpx client of its own, whose transport times each exchange (from sending the request
-to its response's headers), so a refusal's latency is what a client sees. That client is the load generator,
+Every buyer has an aiohttp session of its own, and each exchange is timed (from sending the request to its
+response's headers), so a refusal's latency is what a client sees. That client is the load generator,
 though: hundreds of buyers on one event loop, which lags at 10x overload, and its lag is in every latency it
 measures. So during the overload ``bench.probe`` also asks for guest tokens (``--probe-rate`` a second) from a
 process of its own with an idle loop, and the report gives its refusals' latency beside the buyers'. The goal is
@@ -29,7 +29,6 @@ import asyncio
 import json
 import random
 import secrets
-import ssl
 import sys
 import time
 from collections import Counter
@@ -39,11 +38,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import uvloop
 
 from bench.args import interrupt_on_sigterm, positive
-from bench.flow import FlowError, FlowOutcome, RestCheckout
+from bench.flow import FlowError, FlowOutcome, HttpExchange, RestCheckout
 from bench.invariants import InvariantResult, RunFacts, check_settled, check_sql
 from bench.seed import CatalogPlan, plan_catalog, seed_catalog
 from bench.stack import Target, own_stack, require_loopback
@@ -69,41 +68,18 @@ class Exchange:
 
 
 class Recorder:
-    """Where every buyer's transport reports its exchanges; keeps the refused ones (status >= 400).
-
-    The buyers' transports share one SSL context (the gateway is plain HTTP; httpx would otherwise build and
-    load a CA bundle into a context of its own per buyer: 20 ms of the load generator's CPU per checkout, on
-    the cores the mesh runs on, which at 10x overload starved the mesh and the generator's own event loop)."""
+    """Where every buyer reports its exchanges (``RestCheckout``'s ``on_exchange``); keeps the refused ones
+    (status >= 400)."""
 
     def __init__(self) -> None:
         self.refused: list[Exchange] = []
         self.count = 0
-        self._ssl = ssl.create_default_context()
 
-    def transport(self) -> httpx.AsyncBaseTransport:
-        return _Timed(self, httpx.AsyncHTTPTransport(verify=self._ssl))
-
-
-class _Timed(httpx.AsyncBaseTransport):
-    """Times each exchange of the wrapped transport, from sending the request to its response's headers."""
-
-    def __init__(self, recorder: Recorder, inner: httpx.AsyncBaseTransport) -> None:
-        self._recorder = recorder
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        started = time.perf_counter()
-        response = await self._inner.handle_async_request(request)
-        seconds = time.perf_counter() - started
-        self._recorder.count += 1
-        if response.status_code >= 400:
-            who = _who(await response.aread()) if response.status_code == 503 else ""
-            retry_after = response.headers.get("retry-after")
-            self._recorder.refused.append(Exchange(request.url.path, response.status_code, seconds, retry_after, who))
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    def record(self, exchange: HttpExchange) -> None:
+        self.count += 1
+        if exchange.status >= 400:
+            who = _who(exchange.body) if exchange.status == 503 else ""
+            self.refused.append(Exchange(exchange.path, exchange.status, exchange.seconds, exchange.retry_after, who))
 
 
 def _who(body: bytes) -> str:
@@ -190,10 +166,10 @@ class Buyers:
         tally.started += 1
         outcome = FlowOutcome()
         try:
-            async with httpx.AsyncClient(
-                base_url=self.url, transport=self._recorder.transport(), timeout=self._timeout, trust_env=False
+            async with aiohttp.ClientSession(
+                base_url=self.url, timeout=aiohttp.ClientTimeout(total=self._timeout)
             ) as client:
-                await RestCheckout(client, timeout=self._timeout).run(items, outcome)
+                await RestCheckout(client, timeout=self._timeout, on_exchange=self._recorder.record).run(items, outcome)
         except FlowError as exc:
             tally.errors[exc.key] += 1
         except asyncio.CancelledError:

@@ -1,7 +1,7 @@
 """The load generator: worker processes apart from the mesh, each an asyncio (uvloop) loop.
 
 Parent side: :func:`run_load` spawns one process per :class:`WorkerSpec`, waits until every one has
-its channel (or httpx client) open and its warm-up checkouts done, then gives all of them the same
+its channel (or aiohttp session) open and its warm-up checkouts done, then gives all of them the same
 start time on the system-wide monotonic clock, feeds a progress callback from shared counters and
 collects one :class:`WorkerResult` per process. It never waits unboundedly: a worker that does not
 get ready, or does not report within the run's time bound, is terminated (by its own Process handle).
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, Literal, Protocol
 
-import httpx
+import aiohttp
 import uvloop
 
 from bench.flow import CheckoutFlow, FlowError, FlowOutcome, GrpcCheckout, RestCheckout
@@ -303,13 +303,12 @@ async def _worker_async(spec: WorkerSpec, shared: _Shared) -> WorkerResult:
             flow = grpc_flow
         else:
             connections = spec.concurrency if spec.mode == "closed" else min(spec.max_inflight, 256)
-            client = httpx.AsyncClient(
+            client = aiohttp.ClientSession(
                 base_url=spec.gateway_url,
-                timeout=spec.rpc_timeout_s,
-                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-                trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=spec.rpc_timeout_s),
+                connector=aiohttp.TCPConnector(limit=connections),
             )
-            stack.push_async_callback(client.aclose)
+            stack.push_async_callback(client.close)
             flow = RestCheckout(client, timeout=spec.rpc_timeout_s)
         worker = _Worker(spec, flow, shared.ok_count, shared.fail_count)
         worker.result.pid = multiprocessing.current_process().pid or 0

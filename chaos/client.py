@@ -111,7 +111,7 @@ class RestApi:
         except httpx.HTTPError as exc:
             raise CallError(rpc, type(exc).__name__, transient=True) from exc
         if response.status_code >= 400:
-            reason = rest_reason(response)
+            reason = rest_reason(response.status_code, response.content)
             info = reason.split(" ", 2)[2] if reason.count(" ") >= 2 else ""
             transient = response.status_code >= 500 or response.status_code == 429 or info in TRANSIENT_REASONS
             raise CallError(rpc, info or f"HTTP {response.status_code}", transient=transient)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import httpx
 import psycopg
 import pytest
@@ -59,7 +60,7 @@ class Stack:
 async def _checkouts(target: Target, skus: tuple[str, ...]) -> list[FlowOutcome]:
     done = []
     grpc_flow = GrpcCheckout(target.addr("checkout"), target.jwt_secret, subject_prefix="check", timeout=30)
-    async with httpx.AsyncClient(base_url=target.gateway_url, timeout=30, trust_env=False) as http:
+    async with aiohttp.ClientSession(base_url=target.gateway_url, timeout=aiohttp.ClientTimeout(total=30)) as http:
         flows = [grpc_flow, RestCheckout(http, timeout=30)]
         try:
             for i in range(4):
