@@ -66,6 +66,7 @@ class Provider:
     def __init__(self, *answers: Answer) -> None:
         self.answers = list(answers)
         self.seen: list[web.BaseRequest] = []
+        self.client_ports: list[int] = []  # the client's end of the connection each request came on
         self.port = _free_port()
         self._server: RawTestServer | None = None
 
@@ -86,6 +87,8 @@ class Provider:
         answer = self.answers[min(len(self.seen), len(self.answers) - 1)]
         await request.read()
         self.seen.append(request)
+        assert request.transport is not None
+        self.client_ports.append(int(request.transport.get_extra_info("peername")[1]))
         return await answer(request)
 
 
@@ -289,3 +292,14 @@ async def test_a_4xx_or_a_timeout_is_never_posted_again(adapters: Adapters, star
         await adapters.over(late).create_intent(_REQUEST, "key-1")
     assert timed_out.value.code == "timeout"
     assert len(rejected.seen) == 1 and len(late.seen) == 1 and adapters.waits == []
+
+
+async def test_a_connection_idle_for_4_s_is_not_used_again(adapters: Adapters, started: list[Provider]) -> None:
+    """Under the 5 s a server such as uvicorn keeps an idle connection: one the server may be closing is not used."""
+    provider = await _up(started, _json(200, _INTENT))
+    adapter = adapters.over(provider)
+    for pause in (0.0, 0.1, 4.2):
+        await asyncio.sleep(pause)
+        await adapter.get_intent("pi_1")
+    ports = provider.client_ports
+    assert len(ports) == 3 and ports[0] == ports[1] != ports[2]
