@@ -31,8 +31,12 @@ import asyncio
 import socket
 import ssl
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import formatdate
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.utils import formataddr, formatdate, parseaddr
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -42,10 +46,56 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop
 from notification.biz.ports import DeliveryFailed
 from notification.model.message import Channel, OutgoingMessage
 
-__all__ = ["SmtpEmailSender", "SmtpSettings"]
+__all__ = ["SmtpEmailSender", "SmtpSettings", "build_email"]
 
 # The longest a QUIT is waited for (or the send timeout, if shorter).
 _QUIT_TIMEOUT_SECONDS = 2.0
+
+# Bodies in UTF-8, quoted-printable: 7-bit safe, and readable in the raw.
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP
+
+
+def build_email(sender: str, message: OutgoingMessage) -> Message:
+    """The message as a multipart/alternative: plain text, then HTML, both UTF-8.
+
+    Built with the standard library's ``email.mime`` classes (the compat32 policy): a third of the CPU of
+    ``EmailMessage``, whose header registry parses every header it is given (a quarter of the notification
+    service's CPU under the bench). Headers in anything but ASCII are therefore encoded here (RFC 2047: a
+    display name alone, never the address); a line break in any of them is refused, as EmailMessage refused it.
+    """
+    headers = {"From": sender, "To": message.recipient, "Subject": message.subject, "Message-ID": message.message_id}
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"the {name} header may not contain a line break")
+    email = MIMEMultipart("alternative")
+    email["From"] = _address(sender)
+    email["To"] = _address(message.recipient)
+    email["Subject"] = (
+        message.subject
+        if message.subject.isascii()
+        else Header(message.subject, "utf-8", header_name="Subject").encode()
+    )
+    email["Message-ID"] = message.message_id
+    email["Date"] = formatdate(localtime=False, usegmt=True)
+    email.attach(_text_part("plain", message.text))
+    email.attach(_text_part("html", message.html))
+    return email
+
+
+def _text_part(subtype: str, text: str) -> MIMENonMultipart:
+    """What ``MIMEText`` makes, in quoted-printable rather than its base64 for UTF-8."""
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part.set_payload(text, _UTF8)
+    return part
+
+
+def _address(value: str) -> str:
+    """``Name <addr>`` or ``addr``, a display name outside ASCII encoded (the address itself is left as it is)."""
+    if value.isascii():
+        return value
+    name, address = parseaddr(value)
+    return formataddr((name, address), charset="utf-8") if address else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,19 +201,8 @@ class SmtpEmailSender:
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    def _email(self, message: OutgoingMessage) -> EmailMessage:
-        email = EmailMessage()
-        email["From"] = self._from
-        email["To"] = message.recipient
-        email["Subject"] = message.subject
-        email["Message-ID"] = message.message_id
-        email["Date"] = formatdate(localtime=False, usegmt=True)
-        email.set_content(message.text)
-        email.add_alternative(message.html, subtype="html")
-        return email
-
     async def send(self, message: OutgoingMessage) -> None:
-        email = self._email(message)
+        email = build_email(self._from, message)
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_transient),
@@ -210,7 +249,7 @@ class SmtpEmailSender:
             tls_context=self._tls,
         )
 
-    async def _once(self, email: EmailMessage) -> None:
+    async def _once(self, email: Message) -> None:
         try:
             kept = self._take()
             if kept is not None:
@@ -236,7 +275,7 @@ class SmtpEmailSender:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise _Transient(f"SMTP server unreachable: {type(exc).__name__}") from None
 
-    async def _transaction(self, client: _Client, email: EmailMessage, *, reused: bool) -> None:
+    async def _transaction(self, client: _Client, email: Message, *, reused: bool) -> None:
         """One message on ``client`` (connected first unless ``reused``), which is kept for the next one if
         the server took it and is closed otherwise."""
         client.data_started = False
