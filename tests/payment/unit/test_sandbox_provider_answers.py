@@ -13,6 +13,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -24,6 +25,9 @@ from payment.model.provider import IntentRequest, ProviderDeclined, ProviderReje
 _REQUEST = IntentRequest(amount_minor=100, currency_code="USD", payment_method="tok_visa", return_url="")
 _INTENT = {"id": "pi_1", "object": "payment_intent", "status": "requires_capture", "amount": 100}
 _DOWN = {"error": {"code": "service_unavailable", "message": "down"}}
+
+# Each call's timeout: ample for a loopback answer on a loaded machine, short enough for the late answer's test.
+_TIMEOUT = 1.5
 
 Answer = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -53,7 +57,7 @@ async def _broken(request: web.BaseRequest) -> web.StreamResponse:
 
 
 async def _late(_request: web.BaseRequest) -> web.StreamResponse:
-    await asyncio.sleep(1)  # the session gives up after 0.3 s
+    await asyncio.sleep(4 * _TIMEOUT)
     return web.json_response(_INTENT)
 
 
@@ -99,11 +103,11 @@ def _free_port() -> int:
 
 
 class Adapters:
-    """Opens SandboxProviders over ``provider_session`` (0.3 s timeout) and closes their sessions at the end."""
+    """Opens SandboxProviders over ``provider_session`` (``_TIMEOUT``) and closes their sessions at the end."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
-        self._sessions: list[Any] = []
+        self._sessions: list[aiohttp.ClientSession] = []
 
     def over(
         self,
@@ -113,7 +117,7 @@ class Adapters:
         path: str = "",
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> SandboxProvider:
-        session = provider_session(provider.url + path, 0.3)
+        session = provider_session(provider.url + path, _TIMEOUT)
         self._sessions.append(session)
 
         async def record(seconds: float) -> None:
