@@ -434,20 +434,24 @@ _GET_PAYMENT = sa.select(
 _NEXT_ATTEMPT = _S.c.saga_attempt + 1
 
 
-def _fenced(session_id: str, attempt: int) -> sa.Update:
-    """An update of a CONFIRMING session's saga, applied only while ``attempt`` still owns it."""
-    return _S.update().where(
-        _S.c.session_id == session_id, _S.c.status == SessionStatus.CONFIRMING.value, _S.c.saga_attempt == attempt
-    )
+# An update of a CONFIRMING session's saga, applied only while attempt ``b_attempt`` still owns it (``_fence``).
+_FENCED = _S.update().where(
+    _S.c.session_id == sa.bindparam("b_session_id"),
+    _S.c.status == SessionStatus.CONFIRMING.value,
+    _S.c.saga_attempt == sa.bindparam("b_attempt"),
+)
 
 
-_SAVE_PROGRESS = (
-    _S.update()
-    .where(_S.c.session_id == sa.bindparam("b_session_id"), _S.c.status == SessionStatus.CONFIRMING.value,
-           _S.c.saga_attempt == sa.bindparam("b_attempt"))
-    .values(saga_step=sa.bindparam("b_saga_step"), saga_state=sa.bindparam("b_saga_state"), confirm_started_at=_NOW,
-            updated_at=_NOW)
+def _fence(session_id: str, attempt: int) -> dict[str, Any]:
+    """The parameters of ``_FENCED``."""
+    return {"b_session_id": session_id, "b_attempt": attempt}
+
+
+_SAVE_PROGRESS = _FENCED.values(
+    saga_step=sa.bindparam("b_saga_step"), saga_state=sa.bindparam("b_saga_state"), confirm_started_at=_NOW,
+    updated_at=_NOW,
 )  # fmt: skip
+_RENEW = _FENCED.values(confirm_started_at=_NOW)
 
 
 def _create_holding_cart() -> sa.Select[Any]:
@@ -545,26 +549,17 @@ class _FinishStatement:
     with bind parameters; :meth:`end_params` binds a :class:`SessionEnd` of that shape."""
 
     def __init__(self, shape: _EndShape | None, *, with_result: bool) -> None:
-        finished = (
-            _S.update()
-            .where(
-                _S.c.session_id == sa.bindparam("b_session_id", type_=_S.c.session_id.type),
-                _S.c.status == SessionStatus.CONFIRMING.value,
-                _S.c.saga_attempt == sa.bindparam("b_attempt", type_=_S.c.saga_attempt.type),
-            )
-            .values(
-                status=sa.bindparam("b_status"),
-                saga_step=sa.bindparam("b_saga_step"),
-                saga_state=sa.bindparam("b_saga_state"),
-                order_id=sa.bindparam("b_order_id"),
-                # SQL NULL, not JSON null, when there is no answer.
-                result=sa.bindparam("b_result") if with_result else None,
-                confirm_fingerprint=None,
-                last_error=sa.bindparam("b_last_error"),
-                updated_at=_NOW,
-            )
-            .returning(_S.c.session_id)
-        )
+        finished = _FENCED.values(
+            status=sa.bindparam("b_status"),
+            saga_step=sa.bindparam("b_saga_step"),
+            saga_state=sa.bindparam("b_saga_state"),
+            order_id=sa.bindparam("b_order_id"),
+            # SQL NULL, not JSON null, when there is no answer.
+            result=sa.bindparam("b_result") if with_result else None,
+            confirm_fingerprint=None,
+            last_error=sa.bindparam("b_last_error"),
+            updated_at=_NOW,
+        ).returning(_S.c.session_id)
         self._events: list[OutboxCte] = []
         if shape is None:
             self.statement: sa.Executable = finished
@@ -742,15 +737,15 @@ class SqlSessionRepo:
         return _session(row, self._cipher), None if row.cart_status is None else CartStatus(row.cart_status)
 
     async def save_progress(self, session_id: str, step: SagaStep, state: SagaState, *, attempt: int) -> bool:
-        result = await self._c.execute(
-            _SAVE_PROGRESS,
-            {"b_session_id": session_id, "b_attempt": attempt, "b_saga_step": step.value,
-             "b_saga_state": _saga_json(state, self._cipher)},
-        )  # fmt: skip
+        params = _fence(session_id, attempt) | {
+            "b_saga_step": step.value,
+            "b_saga_state": _saga_json(state, self._cipher),
+        }
+        result = await self._c.execute(_SAVE_PROGRESS, params)
         return result.rowcount == 1
 
     async def renew(self, session_id: str, *, attempt: int) -> bool:
-        result = await self._c.execute(_fenced(session_id, attempt).values(confirm_started_at=_NOW))
+        result = await self._c.execute(_RENEW, _fence(session_id, attempt))
         return result.rowcount == 1
 
     async def reopen(self, session_id: str, last_error: str, preview: Preview | None, *, attempt: int) -> bool:
@@ -765,7 +760,7 @@ class SqlSessionRepo:
             # Totals shown from now on are the ones just computed, or none (PreviewOrder computes them afresh).
             "preview": preview.to_dict() if preview is not None else None,
         }
-        result = await self._c.execute(_fenced(session_id, attempt).values(**values))
+        result = await self._c.execute(_FENCED.values(**values), _fence(session_id, attempt))
         return result.rowcount == 1
 
     async def finish(
@@ -784,9 +779,7 @@ class SqlSessionRepo:
         """The session's fenced end and, with ``end``, everything it carries in one statement: each write reads the
         end (or the cart's move), so none applies unless the session's fenced end did."""
         stmt = _finish_statement(_EndShape.of(end), with_result=result is not None)
-        params = {
-            "b_session_id": session_id,
-            "b_attempt": attempt,
+        params = _fence(session_id, attempt) | {
             "b_status": status.value,
             "b_saga_step": step.value,
             "b_saga_state": _saga_json(state, self._cipher),
@@ -813,8 +806,7 @@ class SqlSessionRepo:
     ) -> bool:
         row = (
             await self._c.execute(
-                _fenced(session_id, attempt)
-                .values(
+                _FENCED.values(
                     status=SessionStatus.AWAITING_PAYMENT.value,
                     saga_step=SagaStep.AWAIT_PAYMENT.value,
                     saga_state=_saga_json(state, self._cipher),
@@ -823,8 +815,8 @@ class SqlSessionRepo:
                     confirm_fingerprint=None,
                     expires_at=_in(window_seconds),
                     updated_at=_NOW,
-                )
-                .returning(_S.c.session_id)
+                ).returning(_S.c.session_id),
+                _fence(session_id, attempt),
             )
         ).first()
         return row is not None
