@@ -13,7 +13,7 @@ The statement is built once (at import) with bind parameters named after ``prefi
 bound as JSON) or computed by it from the changed rows (a ``jsonb`` SQL expression over ``source``).
 
 A statement that writes an event only if another of its CTEs (the guarded change) returned a row passes
-``where=sa.exists(sa.select(sa.literal(1)).select_from(that_cte))``.
+``where=returned_a_row(that_cte)``.
 
 :class:`StatementUnitOfWork` adds ``statement()`` to :class:`infra.db.UnitOfWork`: an autocommit
 connection whose Tx may write events this way, and only this way (``add_event`` is refused before it writes); the
@@ -30,13 +30,14 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
+from sqlalchemy.sql.selectable import CTE
 
 from infra import audit
 from infra.db import UnitOfWork
 from infra.events import subject as make_subject
 from infra.outbox import OutboxTx, envelope
 
-__all__ = ["OutboxCte", "StatementUnitOfWork", "envelope", "json_object"]
+__all__ = ["OutboxCte", "StatementUnitOfWork", "envelope", "json_object", "returned_a_row"]
 
 TxT = TypeVar("TxT")
 
@@ -50,6 +51,12 @@ def json_object(fields: Mapping[str, sa.ColumnElement[Any]]) -> sa.ColumnElement
             raise ValueError(f"json_object: {key!r} is not a plain name")
         args += [sa.literal_column(f"'{key}'"), value]
     return sa.func.jsonb_build_object(*args, type_=JSONB)
+
+
+def returned_a_row(cte: CTE) -> sa.Exists:
+    """True once ``cte`` (a guarded change: the session really finished, the stock row really changed) returned a row:
+    an :class:`OutboxCte`'s ``where`` for an event written only then."""
+    return sa.exists(sa.select(sa.literal(1)).select_from(cte))
 
 
 class OutboxCte:

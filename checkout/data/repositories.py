@@ -59,7 +59,7 @@ from checkout.model.session import (
 )
 from infra import audit
 from infra.outbox import OutboxTx
-from infra.outbox_cte import OutboxCte, StatementUnitOfWork
+from infra.outbox_cte import OutboxCte, StatementUnitOfWork, returned_a_row
 from infra.pii import PiiCipher
 from kernel.errors import AlreadyExists, Reason
 
@@ -617,10 +617,7 @@ class _FinishStatement:
         )
         whens = [moved] * shape.if_cart_moved + [ended_cte] * shape.events
         for n, when in enumerate(whens):
-            event = OutboxCte(
-                outbox, where=sa.exists(sa.select(sa.literal(1)).select_from(when)), prefix=f"event_{n}",
-                name=f"event_{n}",
-            )  # fmt: skip
+            event = OutboxCte(outbox, where=returned_a_row(when), prefix=f"event_{n}", name=f"event_{n}")
             self._events.append(event)
             writes.append(event.cte)
         did_move = sa.exists(sa.select(moved.c.cart_id))

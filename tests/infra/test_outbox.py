@@ -28,7 +28,7 @@ from devstack.localstack import StackEndpoints
 from infra import events, faults
 from infra.events import connect, ensure_streams
 from infra.outbox import OutboxPublisher, OutboxTx, add_event, outbox_table
-from infra.outbox_cte import OutboxCte
+from infra.outbox_cte import OutboxCte, returned_a_row
 
 pytestmark = pytest.mark.integration
 
@@ -426,7 +426,7 @@ async def test_add_event_and_a_statements_own_outbox_row_carry_the_same_envelope
             conn, outbox.table, service=outbox.service, event_type="Happened", aggregate_id="agg-1", data=data
         )
         changed = sa.select(sa.literal(1).label("one")).cte("changed")
-        row = OutboxCte(outbox.table, where=sa.exists(sa.select(sa.literal(1)).select_from(changed)), prefix="ev")
+        row = OutboxCte(outbox.table, where=returned_a_row(changed), prefix="ev")
         params = row.params(service=outbox.service, event_type="Happened", aggregate_id="agg-1", data=data)
         await conn.execute(sa.select(sa.func.count()).select_from(changed).add_cte(row.cte), params)
     rows = await outbox.rows()

@@ -35,7 +35,7 @@ from sqlalchemy.sql.selectable import CTE
 from infra import audit
 from infra.db import UnitOfWork
 from infra.outbox import OutboxTx, claim_inbox
-from infra.outbox_cte import OutboxCte
+from infra.outbox_cte import OutboxCte, returned_a_row
 from warehouse.biz.ports import NewEvent
 from warehouse.data.tables import audit_log, inbox, outbox, reservations, stock, warehouses
 from warehouse.model.allocation import Allocation
@@ -307,9 +307,7 @@ class _PerStockRow:
     def __init__(self, stmt: sa.Update) -> None:
         self.stmt = stmt
         changed = stmt.cte("changed")
-        self.event = OutboxCte(
-            outbox, where=sa.exists(sa.select(sa.literal(1)).select_from(changed)), prefix="event", name="event"
-        )
+        self.event = OutboxCte(outbox, where=returned_a_row(changed), prefix="event", name="event")
         self.with_event = sa.select(sa.func.count()).select_from(changed).add_cte(self.event.cte)
 
 
