@@ -8,7 +8,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 # Tests run in parallel; 2 workers fit a 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit test-replicas fuzz run demo migrate seed bench bench-warehouse bench-floor bench-gateway bench-spans bench-admission chaos clean clean-gen browser console-screenshots
+.PHONY: help install proto proto-check proto-baseline openapi openapi-check sdk third_party lint k8s-check fmt test test-unit test-replicas fuzz run demo migrate seed bench bench-compare bench-warehouse bench-floor bench-gateway bench-spans bench-admission chaos clean clean-gen browser console-screenshots
 
 help:
 	@echo "make run    - start Postgres, Redis, NATS, the six services, the sandbox provider and the gateway (REPLICAS=2: two of each service and of the gateway)"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-spans - CPU per span recorded and exported (infra.tracing, the real SDK and JSON-lines exporter)"
 	@echo "make bench-admission - flash sale (no 503s) and 10x overload (refused fast, with Retry-After) over REST"
 	@echo "make bench  - full checkouts/s, latency and invariants on a private stack (BENCH_ARGS='--transport rest ...')"
+	@echo "make bench-compare BEFORE=<tree> - make bench in <tree> and here, interleaved: medians and ratios per process"
 	@echo "make chaos  - 2,000 checkouts while processes die and servers restart, then every invariant (CHAOS_ARGS='--seed 42 ...')"
 
 $(STAMP): pyproject.toml
@@ -146,6 +147,13 @@ seed: $(STAMP)
 # Load runs are bounded in count and time and target loopback only.
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The same bench in the tree BEFORE (a worktree with its own .venv) and in this one, interleaved, COMPARE_RUNS
+# rounds (default 3): per process, medians of each side, their ratio and each round's (README, Performance).
+COMPARE_RUNS ?= 3
+bench-compare: $(STAMP)
+	@test -n "$(BEFORE)" || { echo "make bench-compare needs BEFORE=<the tree before, with its .venv>"; exit 2; }
+	$(PY) -m bench.compare --before $(BEFORE) --runs $(COMPARE_RUNS) -- $(BENCH_ARGS)
 
 # ReserveStock calls/s for 3-line carts, spread-out vs hot skus, on a private stack.
 bench-warehouse: $(STAMP)
