@@ -11,6 +11,9 @@ ceiling on this stack can be stated for any implementation of the design. Two pa
 - ``tx``: the smallest write transaction through ``infra.db.create_engine``: ``async with engine.begin()``
   around one ``UPDATE`` of one row (each worker its own row of a scratch table, so no lock waits), i.e.
   BEGIN, UPDATE, COMMIT. Client CPU is this process, Postgres CPU that of the postmaster's process tree.
+  Then the same transaction, the same statement text, on bare psycopg connections (one per worker):
+  the difference in client CPU is what SQLAlchemy's async layer (its pool, its greenlets, its execution
+  context and result) adds to each transaction. The floor is the first: what a Kassa service pays.
 
 The floor of a checkout is ``RPCS`` calls plus ``TXS`` write transactions (counted below), and the
 ceiling ``cores * 1000 / floor_ms`` checkouts/s. That is an upper bound: zero business logic, zero reads,
@@ -44,19 +47,21 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
+import psycopg
 import sqlalchemy as sa
 import uvloop
 
 from bench.args import interrupt_on_sigterm, is_loopback_host, positive
 from bench.cpu import all_stats, machine_cpu, tree_pids
 from bench.report import default_out_path, write_report
+from devstack.check import sqlalchemy_to_libpq
 from devstack.localstack import LocalStack, free_ports
 from devstack.procs import stop_children
 from infra.auth import JwtVerifier, mint_token, require_identity
@@ -308,9 +313,12 @@ class TxResult:
     schema: str
     verified: bool
     dropped: bool
+    driver_rounds: list[Round] = field(default_factory=list)  # the same transaction on psycopg alone
 
 
 async def tx_rounds(args: argparse.Namespace, database_url: str, pg_pid: int | None, progress: Progress) -> TxResult:
+    """The write transaction through ``infra.db`` (what a service pays), then the same one on bare psycopg
+    connections, one per worker (what SQLAlchemy's async layer adds to it: the difference of the two)."""
     schema = f"bench_floor_{secrets.token_hex(4)}"
     table = sa.Table(
         "scratch",
@@ -321,8 +329,13 @@ async def tx_rounds(args: argparse.Namespace, database_url: str, pg_pid: int | N
     bump = sa.update(table).where(table.c.id == sa.bindparam("row_id")).values(n=table.c.n + 1)
     workers = min(args.concurrency, args.ops)
     engine = create_engine(database_url, pool_size=workers, application_name="kassa-bench-floor")
+    # The same statement, as SQLAlchemy sends it to psycopg: its text and its parameters but the row's id.
+    compiled = bump.compile(dialect=engine.dialect)
+    bump_sql, bump_params = str(compiled), dict(compiled.params)
     created = dropped = verified = False
     rounds: list[Round] = []
+    driver_rounds: list[Round] = []
+    drivers: list[psycopg.AsyncConnection[Any]] = []
     try:
         async with engine.begin() as conn:
             await conn.execute(sa.schema.CreateSchema(schema))
@@ -337,25 +350,42 @@ async def tx_rounds(args: argparse.Namespace, database_url: str, pg_pid: int | N
             if result.rowcount != 1:
                 raise RuntimeError(f"UPDATE of row {worker} touched {result.rowcount} rows")
 
+        conninfo = sqlalchemy_to_libpq(database_url)
+        drivers = [
+            await psycopg.AsyncConnection.connect(conninfo, application_name="kassa-bench-floor")
+            for _ in range(workers)
+        ]
+
+        async def update_on_psycopg(worker: int) -> None:
+            conn = drivers[worker]
+            async with conn.transaction():
+                cursor = await conn.execute(bump_sql, {**bump_params, "row_id": worker})
+            if cursor.rowcount != 1:
+                raise RuntimeError(f"UPDATE of row {worker} touched {cursor.rowcount} rows")
+
         warmup = min(WARMUP_OPS, args.ops)
-        await _drive(update, warmup, args.concurrency)
-        for n in range(args.rounds):
-            r = await _measure(update, args.ops, args.concurrency, pg_pid)
-            rounds.append(r)
-            progress(
-                f"floor: tx round {n + 1}/{args.rounds}: {r.ops} transactions in {r.wall_s:.2f} s "
-                f"({r.ops_per_s:.0f}/s), postgres {_ms(r.other_ms)} + client {_ms(r.client_ms)} ms/tx"
-            )
+        for label, op, kept in (("tx", update, rounds), ("tx on psycopg alone", update_on_psycopg, driver_rounds)):
+            await _drive(op, warmup, args.concurrency)
+            for n in range(args.rounds):
+                r = await _measure(op, args.ops, args.concurrency, pg_pid)
+                kept.append(r)
+                progress(
+                    f"floor: {label} round {n + 1}/{args.rounds}: {r.ops} transactions in {r.wall_s:.2f} s "
+                    f"({r.ops_per_s:.0f}/s), postgres {_ms(r.other_ms)} + client {_ms(r.client_ms)} ms/tx"
+                )
         async with engine.connect() as conn:
             total = (await conn.execute(sa.select(sa.func.sum(table.c.n)))).scalar_one()
-        verified = total == warmup + args.rounds * args.ops
+        expected = 2 * (warmup + args.rounds * args.ops)
+        verified = total == expected
         if not verified:
-            raise RuntimeError(f"the scratch table counts {total} updates, expected {warmup + args.rounds * args.ops}")
+            raise RuntimeError(f"the scratch table counts {total} updates, expected {expected}")
     finally:
+        for driver in drivers:
+            await driver.close()
         if created:
             dropped = await _drop_schema(engine, schema)
         await engine.dispose()
-    return TxResult(rounds=rounds, schema=schema, verified=verified, dropped=dropped)
+    return TxResult(rounds=rounds, schema=schema, verified=verified, dropped=dropped, driver_rounds=driver_rounds)
 
 
 async def _drop_schema(engine: Any, schema: str) -> bool:
@@ -431,7 +461,7 @@ def _ms(value: float | None) -> str:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    cfg, rpc, tx, fl = report["config"], report["rpc"], report["tx"], report["floor"]
+    cfg, rpc, tx, pg, fl = report["config"], report["rpc"], report["tx"], report["tx_psycopg"], report["floor"]
     pg_note = "" if tx["postgres_known"] else "  (postgres unknown: not included)"
     lines = [
         "",
@@ -444,6 +474,10 @@ def format_table(report: dict[str, Any]) -> str:
         f" {_ms(rpc['sum_ms']):>8} {rpc['ops_per_s']:>11.0f}",
         f"  {'tx   BEGIN, UPDATE 1 row, COMMIT':<34} {_ms(tx['client_ms']):>8} {_ms(tx['postgres_ms']):>8}"
         f" {_ms(tx['sum_ms']):>8} {tx['ops_per_s']:>11.0f}{pg_note}",
+        f"  {'     the same on psycopg alone':<34} {_ms(pg['client_ms']):>8} {_ms(pg['postgres_ms']):>8}"
+        f" {_ms(pg['sum_ms']):>8} {pg['ops_per_s']:>11.0f}",
+        f"  SQLAlchemy's async layer: {report['sqlalchemy_client_ms_per_tx']:.3f} ms of the transaction's"
+        f" {tx['client_ms']:.3f} ms of client CPU",
         "",
         f"  floor per checkout   {RPCS} rpc x {rpc['sum_ms']:.3f} + {TXS} tx x {tx['sum_ms']:.3f}"
         f" = {fl['floor_ms']:.1f} ms of CPU",
@@ -543,6 +577,10 @@ def build_report(
         "verified": tx.verified,
         "scratch_dropped": tx.dropped,
     }
+    driver_part = {
+        "statement": "the same transaction on bare psycopg connections, one per worker (no SQLAlchemy)",
+        **part_summary(tx.driver_rounds, "postgres"),
+    }
     return {
         "schema": SCHEMA,
         "started_at": started_at.isoformat(),
@@ -564,6 +602,8 @@ def build_report(
         },
         "rpc": rpc_part,
         "tx": tx_part,
+        "tx_psycopg": driver_part,
+        "sqlalchemy_client_ms_per_tx": _r(tx_part["client_ms"] - driver_part["client_ms"]),
         "floor": floor_figures(rpc_part["sum_ms"], tx_part["sum_ms"], cores),
     }
 

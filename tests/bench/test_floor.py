@@ -82,8 +82,14 @@ def test_floor_measures_both_parts_and_the_floor_is_the_formula(migrated: StackE
         assert tx["postgres_known"] is False
         assert tx["postgres_ms"] is None
         assert tx["sum_ms"] == tx["client_ms"]
-    assert tx["verified"] is True
+    assert tx["verified"] is True  # the table counts the updates of both ways: each committed its row
     assert tx["scratch_dropped"] is True
+    bare = report["tx_psycopg"]
+    assert all(positive(bare[k]) for k in ("client_ms", "sum_ms", "ops_per_s")), bare
+    assert len(bare["rounds"]) == 2
+    assert bare["postgres_known"] is tx["postgres_known"]
+    assert report["sqlalchemy_client_ms_per_tx"] == pytest.approx(tx["client_ms"] - bare["client_ms"], abs=1e-3)
+    assert "psycopg alone" in done.stdout
 
     assert (floor["rpcs_per_checkout"], floor["txs_per_checkout"]) == (RPCS, TXS)
     assert floor["floor_ms"] == pytest.approx(RPCS * rpc["sum_ms"] + TXS * tx["sum_ms"], abs=1e-3)
