@@ -99,9 +99,36 @@ def test_summary_gives_medians_their_ratio_and_each_rounds_ratio() -> None:
     assert summary["all_passed"] is True
 
     table = format_table(summary, "abc123", "def456")
-    assert "| whole stack, ms/checkout | 200.0 | 160.0 | 0.80 | 0.80, 0.83, 1.05 |" in table
-    assert "| checkout, ms/checkout | 55.0 | 44.0 | 0.80 |" in table
+    assert "| whole stack, ms/checkout | 200.0 | 160.0 | 0.80 | 0.80, 0.83, 1.05 | — |" in table
+    assert "| checkout, ms/checkout | 55.0 | 44.0 | 0.80 | 0.80, 0.75, 0.80 |" in table
     assert "every invariant passed in 6 of 6 runs" in table
+
+
+def test_against_the_rest_of_the_stack_takes_the_machines_drift_out() -> None:
+    # After the change the machine ran 30 % slower in round 1 and 10 % faster in round 2: every process moved with
+    # it, and checkout also lost a fifth of its own cost. Its plain ratio says little; against the rest it is 0.8.
+    def after(drift: float) -> dict[str, Any]:
+        checkout, order, others = 50.0 * 0.8 * drift, 20.0 * drift, 130.0 * drift
+        return report(checkout + order + others, checkout, order=order)
+
+    runs = [
+        Run("before", 1, report(200.0, 50.0, order=20.0), 0),
+        Run("after", 1, after(1.3), 0),
+        Run("after", 2, after(0.9), 0),
+        Run("before", 2, report(200.0, 50.0, order=20.0), 0),
+    ]
+    rows = summarize_runs(runs)["rows"]
+    assert rows["checkout"]["round_ratios"] == pytest.approx([1.04, 0.72])
+    assert rows["checkout"]["round_against_rest"] == pytest.approx([0.8, 0.8])
+    assert rows["checkout"]["against_rest"] == pytest.approx(0.8)
+    # order did not change, but the rest it is measured against holds checkout's cut (10 of 180 ms): in round 1
+    # order 26/20 against the rest 221/180, so it reads 6 % above 1. A change that moves several processes moves
+    # each one's yardstick too.
+    assert rows["order"]["round_against_rest"] == pytest.approx([(26 / 20) / (221 / 180), (18 / 20) / (153 / 180)])
+    assert rows["order"]["against_rest"] == pytest.approx(1.0588, abs=1e-4)
+    assert "against_rest" not in rows["whole stack"]
+    assert "| checkout, ms/checkout |" in format_table(summarize_runs(runs), "a", "b")
+    assert "| 0.80 (0.80, 0.80) |" in format_table(summarize_runs(runs), "a", "b")
 
 
 def test_a_failed_invariant_a_failed_run_or_a_missing_report_fails_the_comparison() -> None:
@@ -118,7 +145,7 @@ def test_a_failed_invariant_a_failed_run_or_a_missing_report_fails_the_compariso
     assert summary["rows"]["notification"]["before"] is None
     assert summary["rows"]["notification"]["after"] == 9.0
     assert summary["rows"]["notification"]["ratio"] is None
-    assert "| notification, ms/checkout | — | 9.0 | — | — |" in format_table(summary, "a", "b")
+    assert "| notification, ms/checkout | — | 9.0 | — | — | — (—) |" in format_table(summary, "a", "b")
 
 
 _STAND_IN = textwrap.dedent(
@@ -175,7 +202,7 @@ def test_each_tree_runs_its_own_bench_in_the_alternating_order(
     assert sorted(p.name for p in (tmp_path / "out").glob("*.json")) == [
         "after.1.json", "after.2.json", "before.1.json", "before.2.json", "summary.json",
     ]  # fmt: skip
-    assert "| whole stack, ms/checkout | 200.0 | 150.0 | 0.75 | 0.75, 0.75 |" in capsys.readouterr().out
+    assert "| whole stack, ms/checkout | 200.0 | 150.0 | 0.75 | 0.75, 0.75 | — |" in capsys.readouterr().out
 
 
 def test_a_run_past_its_bound_is_stopped_and_the_comparison_fails(
