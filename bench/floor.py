@@ -281,6 +281,29 @@ async def _measure(op: Callable[[int], Awaitable[None]], ops: int, concurrency: 
 Progress = Callable[[str], None]
 
 
+async def _rounds(
+    op: Callable[[int], Awaitable[None]],
+    args: argparse.Namespace,
+    other_pid: int | None,
+    progress: Progress,
+    *,
+    part: str,
+    ops: str,
+    other: str,
+) -> list[Round]:
+    """Unmeasured warm-up operations, then ``args.rounds`` measured rounds of ``op``, each reported as it ends."""
+    await _drive(op, min(WARMUP_OPS, args.ops), args.concurrency)
+    rounds = []
+    for n in range(args.rounds):
+        r = await _measure(op, args.ops, args.concurrency, other_pid)
+        rounds.append(r)
+        progress(
+            f"floor: {part} round {n + 1}/{args.rounds}: {r.ops} {ops} in {r.wall_s:.2f} s ({r.ops_per_s:.0f}/s), "
+            f"{other} {_ms(r.other_ms)} + client {_ms(r.client_ms)} ms each"
+        )
+    return rounds
+
+
 async def rpc_rounds(args: argparse.Namespace, progress: Progress) -> list[Round]:
     secret = secrets.token_urlsafe(32)
     token = mint_token(secret, "bench-floor", ttl_seconds=3600)
@@ -295,15 +318,7 @@ async def rpc_rounds(args: argparse.Namespace, progress: Progress) -> list[Round
             async def call(_: int) -> None:
                 await stub.GetProducts(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
 
-            await _drive(call, min(WARMUP_OPS, args.ops), args.concurrency)
-            rounds = []
-            for n in range(args.rounds):
-                r = await _measure(call, args.ops, args.concurrency, pid)
-                rounds.append(r)
-                progress(
-                    f"floor: rpc round {n + 1}/{args.rounds}: {r.ops} calls in {r.wall_s:.2f} s "
-                    f"({r.ops_per_s:.0f}/s), server {_ms(r.other_ms)} + client {_ms(r.client_ms)} ms/call"
-                )
+            rounds = await _rounds(call, args, pid, progress, part="rpc", ops="calls", other="server")
     return rounds
 
 
@@ -333,8 +348,6 @@ async def tx_rounds(args: argparse.Namespace, database_url: str, pg_pid: int | N
     compiled = bump.compile(dialect=engine.dialect)
     bump_sql, bump_params = str(compiled), dict(compiled.params)
     created = dropped = verified = False
-    rounds: list[Round] = []
-    driver_rounds: list[Round] = []
     drivers: list[psycopg.AsyncConnection[Any]] = []
     try:
         async with engine.begin() as conn:
@@ -364,15 +377,10 @@ async def tx_rounds(args: argparse.Namespace, database_url: str, pg_pid: int | N
                 raise RuntimeError(f"UPDATE of row {worker} touched {cursor.rowcount} rows")
 
         warmup = min(WARMUP_OPS, args.ops)
-        for label, op, kept in (("tx", update, rounds), ("tx on psycopg alone", update_on_psycopg, driver_rounds)):
-            await _drive(op, warmup, args.concurrency)
-            for n in range(args.rounds):
-                r = await _measure(op, args.ops, args.concurrency, pg_pid)
-                kept.append(r)
-                progress(
-                    f"floor: {label} round {n + 1}/{args.rounds}: {r.ops} transactions in {r.wall_s:.2f} s "
-                    f"({r.ops_per_s:.0f}/s), postgres {_ms(r.other_ms)} + client {_ms(r.client_ms)} ms/tx"
-                )
+        rounds = await _rounds(update, args, pg_pid, progress, part="tx", ops="transactions", other="postgres")
+        driver_rounds = await _rounds(
+            update_on_psycopg, args, pg_pid, progress, part="tx on psycopg alone", ops="transactions", other="postgres"
+        )
         async with engine.connect() as conn:
             total = (await conn.execute(sa.select(sa.func.sum(table.c.n)))).scalar_one()
         expected = 2 * (warmup + args.rounds * args.ops)
