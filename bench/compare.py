@@ -66,8 +66,8 @@ __all__ = [
 ]
 
 SIDES = ("before", "after")
-# Flags of python -m bench that this tool sets itself, or that would make the two sides measure differently.
-_RESERVED = ("--out", "--use-running", "--gateway-url", "--pids", "--no-progress")
+# Flags of python -m bench that this tool sets itself, or that would point both sides at one running mesh.
+_RESERVED = ("--out", "--use-running", "--gateway-url", "--pids")
 _TERM_GRACE_S = 60.0
 
 
@@ -142,7 +142,8 @@ def _run_bench(python: Path, tree: Path, args: Sequence[str], *, out: Path, log:
     """One ``python -m bench`` in ``tree``, in a process group of its own; its exit code (-1: timed out)."""
     with log.open("w") as sink:
         proc = subprocess.Popen(
-            [str(python), "-m", "bench", *args, "--no-progress", "--out", str(out)],
+            # --own-stack: a private stack even where KASSA_*_ADDR points at a running mesh.
+            [str(python), "-m", "bench", *args, "--own-stack", "--no-progress", "--out", str(out)],
             cwd=tree,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -308,6 +309,7 @@ def run(args: argparse.Namespace, bench_args: Sequence[str], progress: Any = pri
     plan = order_of_runs(args.runs)
     for index, (n, side) in enumerate(plan, start=1):
         report_path, log_path = out_dir / f"{side}.{n}.json", out_dir / f"{side}.{n}.log"
+        report_path.unlink(missing_ok=True)  # an earlier comparison's report is not this run's
         progress(f"compare: run {index}/{len(plan)}: {side} (round {n}) in {trees[side]} ...")
         code = _run_bench(
             pythons[side], trees[side], bench_args, out=report_path, log=log_path, timeout_s=args.run_timeout

@@ -47,7 +47,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -328,7 +328,7 @@ class TxResult:
     schema: str
     verified: bool
     dropped: bool
-    driver_rounds: list[Round] = field(default_factory=list)  # the same transaction on psycopg alone
+    driver_rounds: list[Round]  # the same transaction on psycopg alone
 
 
 async def tx_rounds(args: argparse.Namespace, database_url: str, pg_pid: int | None, progress: Progress) -> TxResult:
@@ -364,10 +364,8 @@ async def tx_rounds(args: argparse.Namespace, database_url: str, pg_pid: int | N
                 raise RuntimeError(f"UPDATE of row {worker} touched {result.rowcount} rows")
 
         conninfo = sqlalchemy_to_libpq(database_url)
-        drivers = [
-            await psycopg.AsyncConnection.connect(conninfo, application_name="kassa-bench-floor")
-            for _ in range(workers)
-        ]
+        for _ in range(workers):  # one at a time into the list, so each one opened is closed below
+            drivers.append(await psycopg.AsyncConnection.connect(conninfo, application_name="kassa-bench-floor"))
 
         async def update_on_psycopg(worker: int) -> None:
             conn = drivers[worker]

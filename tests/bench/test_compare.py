@@ -196,6 +196,7 @@ def test_each_tree_runs_its_own_bench_in_the_alternating_order(
     for line in ran:
         assert line[2:6] == ["--transport", "rest", "--duration", "30"]
         assert "--no-progress" in line
+        assert "--own-stack" in line  # never a running mesh that KASSA_*_ADDR points at
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["rows"]["whole stack"]["ratio"] == pytest.approx(0.75)
     assert summary["all_passed"] is True
