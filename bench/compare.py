@@ -45,7 +45,7 @@ import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -296,7 +296,10 @@ def format_table(summary: Mapping[str, Any], before: str, after: str) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace, bench_args: Sequence[str], progress: Any = print) -> tuple[dict[str, Any], str]:
+def run(
+    args: argparse.Namespace, bench_args: Sequence[str], progress: Callable[[str], None] = print
+) -> tuple[dict[str, Any], str]:
+    """Every run of the plan, then the summary (written into the output directory) and its table."""
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     pythons = {
         "before": tree_python("before", trees["before"], args.before_python),
