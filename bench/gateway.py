@@ -44,7 +44,7 @@ import uvloop
 from google.protobuf import message, timestamp_pb2
 
 from bench.flow import SHIP_TO
-from devstack.localstack import redis_server_binary
+from devstack.localstack import free_port, redis_server_binary
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.routing import build_route_table
@@ -289,16 +289,10 @@ def stub_backends(app: Any) -> None:
 # -- Redis ---------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def private_redis() -> Iterator[str]:
     """A throwaway redis-server on a free loopback port; stopped (by its pid) on the way out."""
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="kassa-bench-gw-redis-") as workdir:
         argv = [str(redis_server_binary()), "--bind", "127.0.0.1", "--port", str(port), "--dir", workdir]
         argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]

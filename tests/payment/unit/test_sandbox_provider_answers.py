@@ -9,7 +9,6 @@ are the real thing, not a transport's exceptions raised by hand.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer
 
+from devstack.localstack import free_port
 from payment.adapter.sandbox_provider import SandboxProvider, provider_session
 from payment.model.provider import IntentRequest, ProviderDeclined, ProviderRejected, ProviderUnavailable
 
@@ -71,7 +71,7 @@ class Provider:
         self.answers = list(answers)
         self.seen: list[web.BaseRequest] = []
         self.client_ports: list[int] = []  # the client's end of the connection each request came on
-        self.port = _free_port()
+        self.port = free_port()
         self._server: RawTestServer | None = None
 
     async def up(self) -> None:
@@ -94,12 +94,6 @@ class Provider:
         assert request.transport is not None
         self.client_ports.append(int(request.transport.get_extra_info("peername")[1]))
         return await answer(request)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Adapters:
