@@ -291,7 +291,7 @@ class SandboxProvider:
                 with attempt:
                     answer = await post()
         except _Retryable as exc:
-            raise ProviderUnavailable(*_error(exc.answer)) from exc
+            raise ProviderUnavailable(*_error(exc.answer, _error_object(exc.answer))) from exc
         except TimeoutError as exc:
             # The session's total timeout, or aiohttp's own connect and read timeouts (TimeoutError subclasses).
             raise ProviderUnavailable("timeout", f"the provider did not answer in time ({type(exc).__name__})") from exc
@@ -312,21 +312,22 @@ def _read(answer: _Answer) -> dict[str, Any]:
         if not isinstance(result, dict):
             raise ProviderUnavailable("invalid_response", "the provider's answer is not a JSON object")
         return result
-    code, message = _error(answer)
-    if answer.status == 402:
-        intent = _error_intent(answer)
-        raise ProviderDeclined(code, message, intent.intent_id if intent else None)
-    raise ProviderRejected(code, message, _error_intent(answer))
-
-
-def _error(answer: _Answer) -> tuple[str, str]:
     error = _error_object(answer)
+    code, message = _error(answer, error)
+    intent = _error_intent(error)
+    if answer.status == 402:
+        raise ProviderDeclined(code, message, intent.intent_id if intent else None)
+    raise ProviderRejected(code, message, intent)
+
+
+def _error(answer: _Answer, error: dict[str, Any]) -> tuple[str, str]:
+    """The refusal's code and message, from its ``error`` object (``_error_object``), else from the status."""
     code = str(error.get("decline_code") or error.get("code") or f"http_{answer.status}")
     return code, str(error.get("message") or answer.reason)
 
 
-def _error_intent(answer: _Answer) -> ProviderIntent | None:
-    obj = _error_object(answer).get("payment_intent")
+def _error_intent(error: dict[str, Any]) -> ProviderIntent | None:
+    obj = error.get("payment_intent")
     if not isinstance(obj, dict):
         return None
     try:
