@@ -30,12 +30,10 @@ from bench.compare import (
 pytestmark = pytest.mark.unit
 
 
-def report(
-    whole: float, checkout: float, *, rate: float = 10.0, passed: bool = True, **services: float
-) -> dict[str, Any]:
+def report(whole: float, checkout: float, *, passed: bool = True, **services: float) -> dict[str, Any]:
     per_service = {"checkout": checkout, **services}
     return {
-        "load": {"checkouts_per_s": rate},
+        "load": {"checkouts_per_s": 10.0},
         "latency_ms": {"confirm": {"p50": 500.0, "p99": 900.0}},
         "database": {"transactions_per_checkout": 37.0},
         "cpu": {
